@@ -1,0 +1,50 @@
+"""The provider core: one interface, one litellm-backed implementation. Free of MCP.
+
+`LiteLLMProvider` is imported lazily: importing litellm costs seconds, and the
+CLI's `--help` and `dumps` commands should not pay for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import LLMProvider, LLMResponse, Message, ProviderError, Tool, ToolCall
+from .events import (
+    FinishEvent,
+    ReasoningDeltaEvent,
+    StreamErrorEvent,
+    StreamEvent,
+    TextDeltaEvent,
+    TextEndEvent,
+    ToolCallEvent,
+)
+from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .litellm import LiteLLMProvider
+
+__all__ = [
+    "LLMProvider",
+    "LiteLLMProvider",
+    "LLMResponse",
+    "Message",
+    "ProviderError",
+    "RetryPolicy",
+    "Tool",
+    "ToolCall",
+    "StreamEvent",
+    "TextDeltaEvent",
+    "TextEndEvent",
+    "ReasoningDeltaEvent",
+    "ToolCallEvent",
+    "FinishEvent",
+    "StreamErrorEvent",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LiteLLMProvider":
+        from .litellm import LiteLLMProvider
+
+        return LiteLLMProvider
+    raise AttributeError(name)

@@ -1,0 +1,127 @@
+"""The provider interface the MCP layer talks to, and the shapes it returns."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .events import StreamEvent
+
+Message = dict[str, Any]
+"""One chat message in OpenAI format: role, content (string or parts), tool_calls, tool_call_id."""
+
+
+class Tool(BaseModel):
+    """A tool the model may call; `parameters` is a JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class LLMResponse(BaseModel):
+    """A finished completion. `attempts` and `dump_id` say what it took to get it."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    content: str = ""
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    stop_reason: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    raw_response: Any = Field(default=None, exclude=True, repr=False)
+    attempts: int = 1
+    dump_id: str | None = None
+
+
+class ProviderError(Exception):
+    """A call that failed for good. `str()` is one line: category, model, attempts; never a key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str,
+        model: str,
+        attempts: int,
+        status: int | None = None,
+        retryable: bool = False,
+        dump_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+        self.model = model
+        self.attempts = attempts
+        self.status = status
+        self.retryable = retryable
+        self.dump_id = dump_id
+
+    def __str__(self) -> str:
+        plural = "attempt" if self.attempts == 1 else "attempts"
+        return f"{self.error_type} error from model {self.model} after {self.attempts} {plural}: {self.message}"
+
+
+class LLMProvider(ABC):
+    """One LLM backend. Implementations own retries, empty-reply handling and failure dumps."""
+
+    model: str
+
+    @abstractmethod
+    def complete(
+        self,
+        messages: list[Message],
+        system: str = "",
+        tools: list[Tool] | None = None,
+        max_tokens: int = 1024,
+        response_format: dict[str, Any] | None = None,
+        json_mode: bool = False,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> LLMResponse:
+        """Blocking completion; raises ProviderError."""
+
+    @abstractmethod
+    async def acomplete(
+        self,
+        messages: list[Message],
+        system: str = "",
+        tools: list[Tool] | None = None,
+        max_tokens: int = 1024,
+        response_format: dict[str, Any] | None = None,
+        json_mode: bool = False,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> LLMResponse:
+        """Async completion; raises ProviderError."""
+
+    @abstractmethod
+    def stream(
+        self,
+        messages: list[Message],
+        system: str = "",
+        tools: list[Tool] | None = None,
+        max_tokens: int = 4096,
+        response_format: dict[str, Any] | None = None,
+        json_mode: bool = False,
+        **kwargs: Any,
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream events; failures end the stream with a StreamErrorEvent instead of raising."""

@@ -1,0 +1,83 @@
+"""Stream events: what `LLMProvider.stream` yields, in order.
+
+A stream is zero or more text/reasoning deltas and tool calls, then exactly one
+terminal event: `FinishEvent` on success or `StreamErrorEvent` on failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TextDeltaEvent:
+    """New text: `content` is the delta, `snapshot` all text so far."""
+
+    content: str
+    snapshot: str
+
+
+@dataclass(frozen=True)
+class TextEndEvent:
+    """The text part of the reply is complete."""
+
+    full_text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDeltaEvent:
+    """Reasoning text, where the upstream streams it separately."""
+
+    content: str
+
+
+@dataclass(frozen=True)
+class ToolCallEvent:
+    """One complete tool call, its argument fragments joined and parsed."""
+
+    tool_use_id: str
+    tool_name: str
+    tool_input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FinishEvent:
+    """The stream ended normally."""
+
+    stop_reason: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    model: str = ""
+    attempts: int = 1
+    dump_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamErrorEvent:
+    """The stream ended in failure. `recoverable` means a later retry may succeed."""
+
+    error: str
+    recoverable: bool
+    error_type: str
+    upstream_status: int | None = None
+    attempts: int = 1
+    dump_id: str | None = None
+    model: str = ""
+
+
+StreamEvent = (
+    TextDeltaEvent | TextEndEvent | ReasoningDeltaEvent | ToolCallEvent | FinishEvent | StreamErrorEvent
+)
+
+__all__ = [
+    "TextDeltaEvent",
+    "TextEndEvent",
+    "ReasoningDeltaEvent",
+    "ToolCallEvent",
+    "FinishEvent",
+    "StreamErrorEvent",
+    "StreamEvent",
+]

@@ -1,0 +1,103 @@
+"""Turning streamed chunks into events: text deltas, reasoning, whole tool calls, usage.
+
+Pure bookkeeping, no I/O, so the sync and async paths (and the tests) share it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import ToolCall
+from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent
+
+
+def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
+    """Tool-call arguments as a dict; what does not parse as a JSON object is kept under `_raw`."""
+    if isinstance(raw, dict):
+        return raw
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"_raw": raw}
+    return value if isinstance(value, dict) else {"_raw": raw}
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+@dataclass
+class _PendingCall:
+    id: str
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class StreamAssembler:
+    """Accumulates one streamed reply.
+
+    Tool-call fragments are keyed by call id when the chunk carries one; a
+    fragment without an id belongs to the most recently opened call. That keeps
+    parallel calls apart even when an upstream repeats index 0 on every chunk.
+    """
+
+    text: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    usage: Any = None
+    model: str = ""
+    _calls: dict[str, _PendingCall] = field(default_factory=dict)
+    _current: str | None = None
+
+    def feed(self, chunk: Any) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        usage = _get(chunk, "usage")
+        if usage:
+            self.usage = usage
+        self.model = _get(chunk, "model") or self.model
+        for choice in _get(chunk, "choices") or []:
+            delta = _get(choice, "delta")
+            if delta is not None:
+                reasoning = _get(delta, "reasoning_content")
+                if reasoning:
+                    self.reasoning += reasoning
+                    events.append(ReasoningDeltaEvent(reasoning))
+                content = _get(delta, "content")
+                if content:
+                    self.text += content
+                    events.append(TextDeltaEvent(content=content, snapshot=self.text))
+                for fragment in _get(delta, "tool_calls") or []:
+                    self._add_fragment(fragment)
+            reason = _get(choice, "finish_reason")
+            if reason:
+                self.finish_reason = reason
+        return events
+
+    def _add_fragment(self, fragment: Any) -> None:
+        call_id = _get(fragment, "id")
+        function = _get(fragment, "function")
+        if call_id and call_id not in self._calls:
+            self._calls[call_id] = _PendingCall(id=call_id)
+        if call_id:
+            self._current = call_id
+        elif self._current is None:
+            self._current = f"call_{len(self._calls)}"
+            self._calls[self._current] = _PendingCall(id=self._current)
+        pending = self._calls[self._current]
+        name = _get(function, "name")
+        if name:
+            pending.name = name
+        pending.arguments += _get(function, "arguments") or ""
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [ToolCall(id=c.id, name=c.name, input=parse_arguments(c.arguments)) for c in self._calls.values()]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.text and not self._calls

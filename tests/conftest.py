@@ -1,0 +1,50 @@
+"""Shared fixtures: offline litellm, a scripted upstream, a provider pointed at it."""
+
+from __future__ import annotations
+
+import os
+
+# Offline before anything imports litellm; no real keys leak in from the machine.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["LITELLM_OFFLINE_MODE"] = "true"
+for _var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HIVE_MCP_API_KEY", "HIVE_MCP_MODEL", "HIVE_MCP_API_BASE"):
+    os.environ.pop(_var, None)
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from hive_mcp.dumps import DumpStore  # noqa: E402
+from hive_mcp.provider.retry import RetryPolicy  # noqa: E402
+from tests.upstream import Upstream  # noqa: E402
+
+TEST_KEY = "sk-test-0123456789abcdefSECRET"
+
+# Real retry rules at 1/1000 speed: a 2 s backoff sleeps 2 ms.
+FAST_RETRY = RetryPolicy(time_scale=0.001)
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    with Upstream() as up:
+        yield up
+
+
+@pytest.fixture
+def dump_dir(tmp_path: Path) -> Path:
+    return tmp_path / "dumps"
+
+
+@pytest.fixture
+def store(dump_dir: Path) -> DumpStore:
+    return DumpStore(dump_dir)
+
+
+@pytest.fixture
+def provider(upstream: Upstream, store: DumpStore):
+    from hive_mcp.provider import LiteLLMProvider
+
+    return LiteLLMProvider(
+        model="openai/gpt-4o-mini", api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
+    )
