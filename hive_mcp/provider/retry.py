@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..dumps import redact
+
 MAX_DELAY_S = 120.0
 
 
@@ -169,9 +171,6 @@ def _looks_like_connection(exc: BaseException) -> bool:
 
 
 _PREFIX = re.compile(r"^(?:litellm\.)?\w+(?:Error|Exception|Timeout)?:\s*", re.IGNORECASE)
-_KEY_SHAPES = re.compile(
-    r"(sk-ant-[A-Za-z0-9_\-]{6,}|sk-[A-Za-z0-9_\-]{12,}|(?i:bearer)\s+[A-Za-z0-9._\-~+/]{8,}=*)"
-)
 
 
 def clean_message(exc: BaseException, secrets: Iterable[str] = (), limit: int = 240) -> str:
@@ -210,11 +209,3 @@ def _message_from_json(text: str) -> str | None:
         if isinstance(err, str):
             return err
     return None
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Replace configured secrets and key-shaped strings with [REDACTED]."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[REDACTED]")
-    return _KEY_SHAPES.sub("[REDACTED]", text)
