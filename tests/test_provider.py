@@ -438,3 +438,54 @@ async def test_two_hundred_concurrent_failing_calls_write_two_hundred_dumps(upst
             tg.start_soon(one)
     assert failures == 200 and store.count() == 200
 
+
+
+# -- deadlines and malformed upstream output ------------------------------------------
+
+
+async def test_deadline_ends_a_slow_call_with_a_timeout_error_and_a_dump(provider, upstream, store) -> None:
+    upstream.script(Reply.hang())
+    with pytest.raises(ProviderError) as info:
+        await provider.acomplete(USER, deadline=0.3)
+    assert info.value.error_type == "timeout" and "deadline" in str(info.value)
+    assert only_dump(store).error_type == "timeout"
+    assert upstream.client_gone.wait(5)  # the abandoned request's connection was closed
+
+
+async def test_deadline_ends_a_stalled_stream_after_its_text(provider, upstream, store) -> None:
+    upstream.script(Reply.stream(["partial ", "never"], hold_after=1))
+    events = await collect(provider, deadline=0.5)
+    assert [e.content for e in events if isinstance(e, TextDeltaEvent)] == ["partial "]
+    assert isinstance(events[-1], StreamErrorEvent) and events[-1].error_type == "timeout"
+    assert events[-1].dump_id == only_dump(store).id
+
+
+async def test_a_call_cannot_extend_the_configured_deadline(upstream) -> None:
+    provider = LiteLLMProvider(model="openai/gpt-4o-mini", api_key=TEST_KEY, api_base=upstream.base_url,
+                               deadline_s=0.3)
+    upstream.script(Reply.hang())
+    with pytest.raises(ProviderError) as info:
+        await provider.acomplete(USER, deadline=3600)
+    assert "0.3s" in str(info.value)
+
+
+async def test_malformed_sse_line_gives_one_clear_outcome(provider, upstream, store) -> None:
+    upstream.script(Reply.stream(["good ", b"data: {not json\n\n", "after"]), Reply.stream(["unused"]))
+    events = await collect(provider)
+    assert [e.content for e in events if isinstance(e, TextDeltaEvent)] == ["good "]
+    assert isinstance(events[-1], StreamErrorEvent) and "\n" not in events[-1].error
+    assert events[-1].dump_id == only_dump(store).id
+    assert len(upstream.chat_requests()) == 1  # text was out: never retried
+
+
+async def test_truncated_tool_call_json_is_kept_raw(provider, upstream) -> None:
+    upstream.script(Reply.text(None, tool_calls=[{"id": "c1", "name": "f", "arguments": '{"a": [1, 2'}]))
+    response = await provider.acomplete(USER, tools=[Tool(name="f")])
+    assert response.tool_calls[0].input == {"_raw": '{"a": [1, 2'}
+
+
+async def test_a_key_echoed_by_the_upstream_reaches_no_log(provider, upstream, caplog) -> None:
+    upstream.script(Reply.error(503, f"upstream saw key {TEST_KEY}"), Reply.error(401, f"bad key {TEST_KEY}"))
+    with caplog.at_level(logging.DEBUG), pytest.raises(ProviderError):
+        await provider.acomplete(USER)
+    assert caplog.records and TEST_KEY not in caplog.text

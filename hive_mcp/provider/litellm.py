@@ -39,10 +39,15 @@ logger = logging.getLogger("hive_mcp.provider")
 JSON_MODE_INSTRUCTION = "Please respond with a valid JSON object."
 CODEX_MARKER = "chatgpt.com/backend-api/codex"
 CODEX_DEFAULT_SYSTEM = "You are a helpful assistant."
+DEFAULT_DEADLINE_S = 600.0
 
 
 class LiteLLMProvider(LLMProvider):
-    """Any litellm model. Extra kwargs go to every litellm call."""
+    """Any litellm model. Extra kwargs go to every litellm call.
+
+    Per call, `model=`, `temperature=` and other litellm kwargs override; `deadline=`
+    (seconds, at most the provider's `deadline_s`) bounds the whole call, retries included.
+    """
 
     def __init__(
         self,
@@ -52,9 +57,11 @@ class LiteLLMProvider(LLMProvider):
         *,
         retry: RetryPolicy | None = None,
         dump_store: DumpStore | None = None,
+        deadline_s: float = DEFAULT_DEADLINE_S,
         **kwargs: Any,
     ) -> None:
         self.model = model
+        self.deadline_s = deadline_s
         self.api_key = api_key
         self.api_base = api_base
         self.retry = retry or RetryPolicy()
@@ -110,7 +117,12 @@ class LiteLLMProvider(LLMProvider):
         try:
             while True:
                 try:
-                    raw = await self._collect_async(call) if call.codex else await litellm.acompletion(**call.kwargs)
+                    with anyio.move_on_after(call.remaining()) as scope:
+                        raw = await self._collect_async(call) if call.codex else await litellm.acompletion(**call.kwargs)
+                    if scope.cancelled_caught:
+                        raise call.deadline_exceeded()
+                except ProviderError:
+                    raise
                 except Exception as exc:  # noqa: BLE001 - every upstream failure is classified
                     delay = call.failed(exc)
                 else:
@@ -118,7 +130,7 @@ class LiteLLMProvider(LLMProvider):
                     if done is not None:
                         break
                     delay = call.pending_delay
-                await anyio.sleep(delay * self.retry.time_scale)
+                await anyio.sleep(min(delay * self.retry.time_scale, call.remaining()))
         except ProviderError as err:
             await self._dump_async(call, err)
             raise
@@ -146,14 +158,28 @@ class LiteLLMProvider(LLMProvider):
             assembler = StreamAssembler()
             sent_any = False
             try:
-                response = await litellm.acompletion(**call.kwargs)
+                with anyio.move_on_after(call.remaining()) as scope:
+                    response = await litellm.acompletion(**call.kwargs)
+                if scope.cancelled_caught:
+                    raise call.deadline_exceeded()
                 try:
-                    async for chunk in response:
+                    chunks = response.__aiter__()
+                    while True:
+                        with anyio.move_on_after(call.remaining()) as scope:
+                            chunk = await chunks.__anext__()
+                        if scope.cancelled_caught:
+                            raise call.deadline_exceeded()
                         for event in assembler.feed(chunk):
                             sent_any = True
                             yield event
+                except StopAsyncIteration:
+                    pass
                 finally:
                     await response.aclose()
+            except ProviderError as err:
+                await self._dump_async(call, err)
+                yield _error_event(err)
+                return
             except Exception as exc:  # noqa: BLE001
                 info = classify(exc)
                 if sent_any:
@@ -170,7 +196,7 @@ class LiteLLMProvider(LLMProvider):
                     await self._dump_async(call, err)
                     yield _error_event(err)
                     return
-                await anyio.sleep(delay * self.retry.time_scale)
+                await anyio.sleep(min(delay * self.retry.time_scale, call.remaining()))
                 continue
 
             if assembler.is_empty and not call.empty_expected:
@@ -180,7 +206,7 @@ class LiteLLMProvider(LLMProvider):
                     empty_retries += 1
                     delay = self.retry.stream_empty_delay_s
                     call.record("empty_stream", 200, "stream ended with no text and no tool calls", delay)
-                    await anyio.sleep(delay * self.retry.time_scale)
+                    await anyio.sleep(min(delay * self.retry.time_scale, call.remaining()))
                     continue
                 else:
                     call.record("empty_stream", 200, "stream ended with no text and no tool calls", 0.0)
@@ -266,6 +292,9 @@ class _Call:
         self.provider = provider
         overrides = dict(overrides)
         self.model: str = overrides.pop("model", None) or provider.model
+        deadline = overrides.pop("deadline", None)
+        self.deadline_s = provider.deadline_s if deadline is None else min(float(deadline), provider.deadline_s)
+        self.deadline_at = time.monotonic() + self.deadline_s
         self.max_retries = provider.retry.max_retries if max_retries is None else max(0, max_retries)
         self.stream = stream
         self.codex = CODEX_MARKER in (provider.api_base or "")
@@ -330,6 +359,14 @@ class _Call:
             )
 
     # -- attempts --------------------------------------------------------------------
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline_at - time.monotonic())
+
+    def deadline_exceeded(self) -> ProviderError:
+        message = f"the call's deadline of {self.deadline_s:g}s ran out"
+        self.record("timeout", None, message, 0.0)
+        return self.error("timeout", None, message, False)
 
     def record(self, error_type: str, status: int | None, message: str, delay: float) -> None:
         self.attempts.append(
