@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-from hive_mcp.dumps import DumpStore, FailureDump  # noqa: E402
+from hive_mcp.dumps import DumpStore, FailureDump, make_dump_id  # noqa: E402
 from hive_mcp.provider import LiteLLMProvider, RetryPolicy, TextDeltaEvent  # noqa: E402
 from tests.upstream import Reply, Upstream  # noqa: E402
 
@@ -77,8 +77,18 @@ async def bench_complete(up: Upstream, provider: LiteLLMProvider, n: int) -> lis
     return results
 
 
-async def bench_stream(up: Upstream, provider: LiteLLMProvider, chunks: int, rounds: int) -> dict[str, Any]:
-    up._default = Reply.stream(["tok "] * chunks)  # noqa: SLF001
+async def bench_stream(up: Upstream, provider: LiteLLMProvider, chunks: int, rounds: int) -> list[dict[str, Any]]:
+    import litellm
+
+    up._default = Reply.stream([f"tok{i} " for i in range(chunks)])  # noqa: SLF001
+    floor = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        response = await litellm.acompletion(
+            model="openai/gpt-4o-mini", api_base=up.base_url, api_key="bench-key", messages=USER, stream=True
+        )
+        got = sum([1 async for c in response if c.choices and c.choices[0].delta.content])
+        floor.append(got / (time.perf_counter() - start))
     rates = []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -87,7 +97,10 @@ async def bench_stream(up: Upstream, provider: LiteLLMProvider, chunks: int, rou
             if isinstance(event, TextDeltaEvent):
                 got += 1
         rates.append(got / (time.perf_counter() - start))
-    return summarize("LiteLLMProvider.stream", rates, unit="chunks/s", chunks_per_stream=chunks)
+    return [
+        summarize("litellm.acompletion stream (floor)", floor, unit="chunks/s", chunks_per_stream=chunks),
+        summarize("LiteLLMProvider.stream", rates, unit="chunks/s", chunks_per_stream=chunks),
+    ]
 
 
 def bench_dump_list(count: int, rounds: int) -> list[dict[str, Any]]:
@@ -97,10 +110,19 @@ def bench_dump_list(count: int, rounds: int) -> list[dict[str, Any]]:
             timestamp=datetime.now(timezone.utc), model="openai/gpt-4o-mini", error_type="rate_limit",
             outcome="gave_up", attempts=[], messages=USER,
         )
+        # Writes go through the real store at its default retention (500 dumps)...
+        writer = DumpStore(Path(tmp) / "retained")
         start = time.perf_counter()
-        for i in range(count):
-            store.write(base.model_copy(update={"timestamp": datetime.fromtimestamp(1.7e9 + i, timezone.utc)}))
-        write_ms = (time.perf_counter() - start) * 1000 / count
+        for _ in range(600):
+            writer.write(base)
+        write_ms = (time.perf_counter() - start) * 1000 / 600
+        # ...and the big directory is made by copying one real dump under many ids.
+        first = store.write(base)
+        assert first is not None
+        payload = (Path(tmp) / f"{first}.json").read_bytes()
+        for i in range(count - 1):
+            when = datetime.fromtimestamp(1.7e9 + i, timezone.utc)
+            (Path(tmp) / f"{make_dump_id(when, 'rate_limit', base.model)}.json").write_bytes(payload)
         samples = []
         for _ in range(rounds):
             start = time.perf_counter()
@@ -112,7 +134,7 @@ def bench_dump_list(count: int, rounds: int) -> list[dict[str, Any]]:
             store.list(limit=20, model="openai/gpt-4o-mini", error_type="rate_limit")
             filtered.append((time.perf_counter() - start) * 1000)
     return [
-        summarize(f"DumpStore.list first page of {count}", samples, dumps=count, write_ms_each=round(write_ms, 3)),
+        summarize(f"DumpStore.list first page of {count}", samples, dumps=count, write_ms_each_at_500_retained=round(write_ms, 3)),
         summarize(f"DumpStore.list filtered, {count}", filtered, dumps=count),
     ]
 
@@ -125,7 +147,7 @@ async def main_async(quick: bool) -> list[dict[str, Any]]:
             retry=RetryPolicy(time_scale=0.0), dump_store=DumpStore(Path(tmp)),
         )
         results = await bench_complete(up, provider, n)
-        results.append(await bench_stream(up, provider, 200 if quick else 1000, 3 if quick else 10))
+        results.extend(await bench_stream(up, provider, 200 if quick else 1000, 3 if quick else 10))
     results.extend(bench_dump_list(1000 if quick else 10000, 20 if quick else 100))
     return results
 
