@@ -1,0 +1,611 @@
+"""The MCP layer, end to end in-process: the SDK's real Client, both protocol eras,
+the real LiteLLMProvider against the scripted upstream. litellm is never mocked.
+
+Races are settled by waiting on events (progress callbacks set anyio.Events; the
+upstream's threading.Events are waited on from a worker thread), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+
+from hive_mcp.dumps import AttemptRecord, DumpStore, FailureDump, make_dump_id
+from hive_mcp.server import INDEX_URI, build_server, dump_uri
+from tests.conftest import TEST_KEY
+from tests.upstream import Reply, Upstream, tool_call_delta
+
+MODEL = "openai/gpt-4o-mini"
+WAIT = 5.0  # upper bound for anything that should happen promptly; never slept
+
+
+@pytest.fixture(params=["legacy", "auto"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """2025-11-25 (initialize handshake) and 2026-07-28 (per-request envelope)."""
+    return request.param
+
+
+@pytest.fixture
+def make_server(provider: Any, store: DumpStore) -> Callable[..., MCPServer]:
+    def make(**kwargs: Any) -> MCPServer:
+        return build_server(provider, store, default_model=MODEL, **kwargs)
+
+    return make
+
+
+@asynccontextmanager
+async def connect(server: MCPServer, mode: str, **kwargs: Any) -> AsyncIterator[Client]:
+    async with Client(server, raise_exceptions=True, mode=mode, **kwargs) as client:
+        yield client
+
+
+def text_of(result: types.CallToolResult) -> str:
+    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent)
+    return result.content[0].text
+
+
+async def wait_thread_event(ev: threading.Event, timeout: float = WAIT) -> bool:
+    return await anyio.to_thread.run_sync(ev.wait, timeout)
+
+
+def make_dump(i: int, *, error_type: str = "rate_limit", model: str = MODEL, when: datetime | None = None) -> FailureDump:
+    ts = when or datetime(2026, 11, 1, 12, 0, tzinfo=UTC) + timedelta(seconds=i)
+    return FailureDump(
+        timestamp=ts,
+        model=model,
+        error_type=error_type,
+        outcome="gave_up",
+        attempts=[AttemptRecord(time=ts, error_type=error_type, status=429, message="slow down")],
+        messages=[{"role": "user", "content": f"message {i}"}],
+    )
+
+
+class Progress:
+    """Collects progress notifications; `wait_for(pred)` waits until one matches."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[float, str | None]] = []
+        self._changed = anyio.Event()
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.items.append((progress, message))
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, pred: Callable[[list[tuple[float, str | None]]], bool]) -> None:
+        with anyio.fail_after(WAIT):
+            while not pred(self.items):
+                await self._changed.wait()
+
+    @property
+    def text(self) -> str:
+        return "".join(m for _, m in self.items if m)
+
+
+# ---------------------------------------------------------------------------
+# Tool listing
+# ---------------------------------------------------------------------------
+
+
+async def test_tools_have_schemas_and_annotations(make_server: Callable[..., MCPServer], mode: str) -> None:
+    async with connect(make_server(), mode) as c:
+        tools = {t.name: t for t in (await c.list_tools()).tools}
+    assert set(tools) == {"complete", "stream_complete", "list_failed_requests"}
+    for name in ("complete", "stream_complete"):
+        t = tools[name]
+        assert t.annotations is not None and t.annotations.open_world_hint is True
+        assert t.annotations.read_only_hint is False
+        assert {"prompt", "messages", "system", "model", "max_tokens", "temperature", "tools"} <= set(
+            t.input_schema["properties"]
+        )
+        assert t.output_schema is not None
+        assert {"content", "model", "stop_reason", "tool_calls", "attempts", "dump_id", "cost_usd"} <= set(
+            t.output_schema["properties"]
+        )
+    listing = tools["list_failed_requests"]
+    assert listing.annotations is not None and listing.annotations.read_only_hint is True
+    assert listing.output_schema is not None and "next_cursor" in listing.output_schema["properties"]
+
+
+# ---------------------------------------------------------------------------
+# complete
+# ---------------------------------------------------------------------------
+
+
+async def test_complete_returns_structured_content_and_text(
+    make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
+) -> None:
+    upstream.script(Reply.text("Paris is the capital.", usage={"prompt_tokens": 12, "completion_tokens": 5}))
+    async with connect(make_server(), mode) as c:
+        r = await c.call_tool(
+            "complete",
+            {"prompt": "Capital of France?", "system": "Be brief.", "temperature": 0.3, "max_tokens": 50},
+        )
+    assert not r.is_error
+    assert text_of(r) == "Paris is the capital."
+    s = r.structured_content
+    assert s is not None
+    assert s["content"] == "Paris is the capital."
+    assert s["model"] == "gpt-4o-mini"
+    assert s["stop_reason"] == "stop"
+    assert (s["input_tokens"], s["output_tokens"], s["attempts"]) == (12, 5, 1)
+    assert s["tool_calls"] == [] and s["dump_id"] is None
+    [req] = upstream.chat_requests()
+    assert req.body["model"] == "gpt-4o-mini"
+    assert req.body["temperature"] == 0.3 and req.body["max_tokens"] == 50
+    assert req.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"},
+    ]
+
+
+async def test_complete_model_override_and_json_looking_prompt_stays_text(
+    make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
+) -> None:
+    prompt = '{"task": "echo", "items": [1, 2]}'
+    upstream.script(Reply.text("ok"))
+    async with connect(make_server(), mode) as c:
+        r = await c.call_tool("complete", {"prompt": prompt, "model": "openai/other-model"})
+    assert not r.is_error, text_of(r)
+    [req] = upstream.chat_requests()
+    assert req.body["model"] == "other-model"
+    assert req.messages == [{"role": "user", "content": prompt}]
+
+
+async def test_complete_tool_calls_pass_through(
+    make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
+) -> None:
+    weather = {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+    upstream.script(
+        Reply.text(None, tool_calls=[{"id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}]),
+        Reply.text("It is sunny."),
+    )
+    async with connect(make_server(), mode) as c:
+        first = await c.call_tool("complete", {"prompt": "Weather in Paris?", "tools": [weather]})
+        assert not first.is_error, text_of(first)
+        assert first.structured_content is not None
+        assert first.structured_content["tool_calls"] == [
+            {"id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}
+        ]
+        assert first.structured_content["stop_reason"] == "tool_calls"
+        history = [
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"},
+        ]
+        second = await c.call_tool("complete", {"messages": history, "tools": [weather]})
+    assert not second.is_error, text_of(second)
+    assert text_of(second) == "It is sunny."
+    req1, req2 = upstream.chat_requests()
+    assert req1.body["tools"] == [{"type": "function", "function": weather}]
+    assert req2.messages[1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert req2.messages[2] == {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21C"}
+
+
+async def test_upstream_401_is_one_clean_line(
+    make_server: Callable[..., MCPServer], upstream: Upstream, store: DumpStore, mode: str
+) -> None:
+    # OpenAI echoes (part of) a bad key in its message; none of it may reach the client.
+    upstream.script(
+        Reply.error(401, f"Incorrect API key provided: {TEST_KEY}", code="invalid_api_key", err_type="invalid_request_error")
+    )
+    async with connect(make_server(), mode) as c:
+        r = await c.call_tool("complete", {"prompt": "hi"})
+    assert r.is_error
+    text = text_of(r)
+    [summary] = store.list().items
+    assert "\n" not in text
+    assert "auth" in text and MODEL in text and "1 attempt" in text
+    assert dump_uri(summary.id) in text
+    assert "Traceback" not in text and '"error"' not in text
+    assert TEST_KEY not in r.model_dump_json()
+    assert len(upstream.chat_requests()) == 1
+
+
+# ---------------------------------------------------------------------------
+# Bad input: one line naming the field, no upstream request
+# ---------------------------------------------------------------------------
+
+BAD_INPUTS = [
+    pytest.param({}, ["prompt", "messages"], id="neither"),
+    pytest.param({"prompt": "x", "messages": [{"role": "user", "content": "y"}]}, ["prompt", "messages"], id="both"),
+    pytest.param({"messages": []}, ["messages"], id="empty-messages"),
+    pytest.param({"messages": [{"role": "robot", "content": "x"}]}, ["messages[0].role"], id="unknown-role"),
+    pytest.param({"messages": [{"role": "user", "content": 42}]}, ["messages[0].content"], id="bad-content"),
+    pytest.param(
+        {"messages": [{"role": "user", "content": [{"text": "no type"}]}]}, ["messages[0].content"], id="bad-part"
+    ),
+    pytest.param({"prompt": "x", "max_tokens": 0}, ["max_tokens"], id="max-tokens-zero"),
+    pytest.param({"prompt": "x", "temperature": 2.5}, ["temperature"], id="temperature-high"),
+    pytest.param({"prompt": "x", "temperature": -0.1}, ["temperature"], id="temperature-negative"),
+    pytest.param({"prompt": "x", "tools": [{"name": "a"}, {"name": "a"}]}, ["tools[1].name", "duplicate"], id="dup-tools"),
+    pytest.param({"prompt": "x", "response_format": "json"}, ["response_format"], id="response-format-string"),
+    pytest.param({"prompt": "x", "response_format": [1]}, ["response_format"], id="response-format-list"),
+    pytest.param({"prompt": "x", "max_token": 5}, ["max_token"], id="unknown-argument"),
+]
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+@pytest.mark.parametrize(("arguments", "names"), BAD_INPUTS)
+async def test_bad_input_names_the_field_and_sends_nothing(
+    make_server: Callable[..., MCPServer],
+    upstream: Upstream,
+    mode: str,
+    tool: str,
+    arguments: dict[str, Any],
+    names: list[str],
+) -> None:
+    async with connect(make_server(), mode) as c:
+        r = await c.call_tool(tool, arguments)
+    assert r.is_error
+    text = text_of(r)
+    assert "\n" not in text and len(text) < 300, text
+    for name in names:
+        assert name in text, text
+    assert upstream.requests == []
+
+
+# ---------------------------------------------------------------------------
+# stream_complete
+# ---------------------------------------------------------------------------
+
+
+async def test_stream_progress_is_incremental_and_concatenates(
+    make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
+) -> None:
+    upstream.script(Reply.stream(["Hel", "lo, ", "wor", "ld"], hold_after=1))
+    progress = Progress()
+    async with connect(make_server(), mode) as c, anyio.create_task_group() as tg:
+        results: list[types.CallToolResult] = []
+
+        async def call() -> None:
+            results.append(await c.call_tool("stream_complete", {"prompt": "hi"}, progress_callback=progress))
+
+        tg.start_soon(call)
+        # The upstream holds after its first chunk until released: text arriving now
+        # proves progress is sent while the upstream is still streaming.
+        await progress.wait_for(lambda items: any(m for _, m in items))
+        assert not results
+        assert progress.text == "Hel"
+        upstream.release()
+    [r] = results
+    assert not r.is_error, text_of(r)
+    assert r.structured_content is not None
+    assert r.structured_content["content"] == "Hello, world" == text_of(r)
+    assert progress.text == "Hello, world"
+    values = [p for p, _ in progress.items]
+    assert all(a < b for a, b in zip(values, values[1:])), values
+
+
+async def test_stream_heartbeat_while_upstream_silent(
+    make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
+) -> None:
+    upstream.script(Reply.stream(["a", "b"], hold_after=1))
+    progress = Progress()
+    async with connect(make_server(heartbeat_s=0.05), mode) as c, anyio.create_task_group() as tg:
+        tg.start_soon(lambda: c.call_tool("stream_complete", {"prompt": "hi"}, progress_callback=progress))
+        await progress.wait_for(lambda items: any(m == "a" for _, m in items))
+        seen = len(progress.items)
+        # Upstream is now silent (held); a message-less notification must still come.
+        await progress.wait_for(lambda items: any(m is None for _, m in items[seen:]))
+        upstream.release()
+    values = [p for p, _ in progress.items]
+    assert all(a < b for a, b in zip(values, values[1:])), values
+    assert progress.text == "ab"
+
+
+async def test_stream_without_progress_token_still_returns(
+    make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
+) -> None:
+    upstream.script(Reply.stream(["one ", "two"]))
+    async with connect(make_server(heartbeat_s=0.01), mode) as c:
+        r = await c.call_tool("stream_complete", {"prompt": "count"})
+    assert not r.is_error, text_of(r)
+    assert text_of(r) == "one two"
+
+
+async def test_stream_tool_calls_pass_through(
+    make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
+) -> None:
+    upstream.script(
+        Reply.stream(
+            [
+                tool_call_delta(0, id="call_9", name="lookup", args='{"q": '),
+                tool_call_delta(0, args='"mcp"}'),
+            ],
+            finish_reason="tool_calls",
+        )
+    )
+    tool = {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}
+    async with connect(make_server(), mode) as c:
+        r = await c.call_tool("stream_complete", {"prompt": "search", "tools": [tool]})
+    assert not r.is_error, text_of(r)
+    assert r.structured_content is not None
+    assert r.structured_content["tool_calls"] == [{"id": "call_9", "name": "lookup", "input": {"q": "mcp"}}]
+    assert upstream.chat_requests()[0].body["tools"][0]["function"]["name"] == "lookup"
+
+
+async def test_stream_upstream_failure_is_one_clean_line(
+    make_server: Callable[..., MCPServer], upstream: Upstream, store: DumpStore, mode: str
+) -> None:
+    upstream.script(Reply.error(401, f"Incorrect API key provided: {TEST_KEY}"))
+    async with connect(make_server(), mode) as c:
+        r = await c.call_tool("stream_complete", {"prompt": "hi"}, progress_callback=Progress())
+    assert r.is_error
+    text = text_of(r)
+    [summary] = store.list().items
+    assert "\n" not in text and "auth" in text and MODEL in text and "1 attempt" in text
+    assert dump_uri(summary.id) in text
+    assert TEST_KEY not in r.model_dump_json()
+
+
+async def test_cancel_closes_upstream_and_server_keeps_serving(
+    make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
+) -> None:
+    upstream.script(Reply.stream(["first", "never"], hold_after=1), Reply.text("still here"))
+    progress = Progress()
+    async with connect(make_server(), mode) as c:
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def call() -> None:
+                with scope:
+                    await c.call_tool("stream_complete", {"prompt": "hi"}, progress_callback=progress)
+
+            tg.start_soon(call)
+            await progress.wait_for(lambda items: any(m for _, m in items))
+            assert not upstream.client_gone.is_set()
+            scope.cancel()
+        started = time.monotonic()
+        assert await wait_thread_event(upstream.client_gone, 1.0), "upstream connection still open 1 s after cancel"
+        assert time.monotonic() - started < 1.0
+        r = await c.call_tool("complete", {"prompt": "again"})
+    assert not r.is_error, text_of(r)
+    assert text_of(r) == "still here"
+
+
+# ---------------------------------------------------------------------------
+# Failed requests: tool, resources, notifications
+# ---------------------------------------------------------------------------
+
+
+async def test_failed_call_dump_is_listed_and_readable(
+    make_server: Callable[..., MCPServer], upstream: Upstream, store: DumpStore, mode: str
+) -> None:
+    upstream.script(Reply.error(401))
+    async with connect(make_server(), mode) as c:
+        failed = await c.call_tool("complete", {"prompt": "remember me"})
+        assert failed.is_error
+        assert store.count() == 1
+
+        listed = await c.call_tool("list_failed_requests", {})
+        assert not listed.is_error, text_of(listed)
+        assert listed.structured_content is not None
+        [item] = listed.structured_content["items"]
+        assert item["uri"] == dump_uri(item["id"]) and item["uri"] in text_of(failed)
+        assert (item["model"], item["error_type"], item["attempt_count"], item["message_count"]) == (MODEL, "auth", 1, 1)
+        assert item["size_bytes"] > 0 and listed.structured_content["next_cursor"] is None
+
+        resources = await c.list_resources()
+        uris = [r.uri for r in resources.resources]
+        assert uris == [INDEX_URI, item["uri"]]
+
+        read = await c.read_resource(item["uri"])
+        [content] = read.contents
+        assert isinstance(content, types.TextResourceContents)
+        assert content.mime_type == "application/json"
+        dump = json.loads(content.text)
+        assert dump["id"] == item["id"] and dump["error_type"] == "auth"
+        assert dump["messages"] == [{"role": "user", "content": "remember me"}]
+        assert TEST_KEY not in content.text
+
+        index = await c.read_resource(INDEX_URI)
+        [index_content] = index.contents
+        assert isinstance(index_content, types.TextResourceContents)
+        assert json.loads(index_content.text) == listed.structured_content
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "not-an-id", "", "{id}", "unknown"],
+)
+async def test_bad_dump_ids_are_resource_not_found(
+    make_server: Callable[..., MCPServer], store: DumpStore, mode: str, tail: str, tmp_path: Any
+) -> None:
+    # A valid dump outside the store's directory must stay unreachable.
+    outside = make_dump(0)
+    DumpStore(tmp_path / "elsewhere").write(outside)
+    if tail == "unknown":
+        tail = make_dump_id(datetime(2026, 1, 1, tzinfo=UTC), "auth", MODEL)  # well formed, never written
+    expected = -32002 if mode == "legacy" else types.INVALID_PARAMS
+    async with connect(make_server(), mode) as c:
+        for uri in (dump_uri(tail), f"{dump_uri('')}../elsewhere/{outside.id}", "hive://other"):
+            with pytest.raises(MCPError) as info:
+                await c.read_resource(uri)
+            assert info.value.error.code == expected, (uri, info.value.error)
+            assert "not found" in info.value.error.message.lower()
+
+
+async def test_resources_list_pages_with_cursors(
+    make_server: Callable[..., MCPServer], store: DumpStore, mode: str
+) -> None:
+    written = [store.write(make_dump(i)) for i in range(5)]
+    async with connect(make_server(resource_page_size=2), mode) as c:
+        pages: list[list[str]] = []
+        cursor: str | None = None
+        for _ in range(5):  # bounded: a cursor that never advances must fail, not hang
+            page = await c.list_resources(cursor=cursor)
+            pages.append([r.uri for r in page.resources])
+            assert len(page.resources) <= 3
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert cursor is None, "pagination did not end"
+        with pytest.raises(MCPError) as info:
+            await c.list_resources(cursor="not a cursor!")
+    assert info.value.error.code == types.INVALID_PARAMS
+    assert pages[0][0] == INDEX_URI
+    dumps = [u for page in pages for u in page if u != INDEX_URI]
+    assert dumps == [dump_uri(i) for i in reversed(written)]  # newest first, each once
+    assert [len(p) for p in pages] == [3, 2, 1]
+
+
+async def test_resources_list_stays_small_at_10000_dumps(
+    make_server: Callable[..., MCPServer], store: DumpStore, dump_dir: Any
+) -> None:
+    # Copy one real dump file under 10,000 names: far faster than 10,000 fsynced writes.
+    source = dump_dir / f"{store.write(make_dump(0))}.json"
+    base = datetime(2026, 11, 2, tzinfo=UTC)
+    for i in range(1, 10_000):
+        dump_id = make_dump_id(base + timedelta(seconds=i), "rate_limit", MODEL)
+        shutil.copyfile(source, dump_dir / f"{dump_id}.json")
+    assert store.count() == 10_000
+    async with connect(make_server(), "legacy") as c:
+        started = time.monotonic()
+        page = await c.list_resources()
+        elapsed = time.monotonic() - started
+        second = await c.list_resources(cursor=page.next_cursor)
+    assert page.next_cursor is not None and len(page.resources) == 51  # the index + one page
+    assert not {r.uri for r in page.resources} & {r.uri for r in second.resources}
+    assert elapsed < 2.0, elapsed
+
+
+async def test_list_failed_requests_filters_and_pages(
+    make_server: Callable[..., MCPServer], store: DumpStore, mode: str
+) -> None:
+    for i in range(3):
+        store.write(make_dump(i, error_type="rate_limit"))
+    store.write(make_dump(10, error_type="auth", model="anthropic/claude-test"))
+    async with connect(make_server(), mode) as c:
+        auth = await c.call_tool("list_failed_requests", {"error_type": "auth"})
+        by_model = await c.call_tool("list_failed_requests", {"model": "anthropic/claude-test"})
+        recent = await c.call_tool("list_failed_requests", {"since": "2026-11-01T12:00:01Z"})
+        first = await c.call_tool("list_failed_requests", {"limit": 2})
+        assert first.structured_content is not None
+        rest = await c.call_tool("list_failed_requests", {"limit": 2, "cursor": first.structured_content["next_cursor"]})
+    assert auth.structured_content is not None and by_model.structured_content is not None
+    assert [i["error_type"] for i in auth.structured_content["items"]] == ["auth"]
+    assert [i["model"] for i in by_model.structured_content["items"]] == ["anthropic/claude-test"]
+    assert recent.structured_content is not None and len(recent.structured_content["items"]) == 3
+    assert rest.structured_content is not None
+    ids = [i["id"] for i in first.structured_content["items"] + rest.structured_content["items"]]
+    assert len(ids) == len(set(ids)) == 4
+    assert ids == sorted(ids, reverse=True)
+    assert rest.structured_content["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "name"),
+    [
+        ({"since": "last tuesday"}, "since"),
+        ({"cursor": "bogus!"}, "cursor"),
+        ({"cursor": "YWJj"}, "cursor"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 201}, "limit"),
+    ],
+)
+async def test_list_failed_requests_bad_input(
+    make_server: Callable[..., MCPServer], mode: str, arguments: dict[str, Any], name: str
+) -> None:
+    async with connect(make_server(), mode) as c:
+        r = await c.call_tool("list_failed_requests", arguments)
+    assert r.is_error
+    text = text_of(r)
+    assert name in text and "\n" not in text, text
+
+
+class Notifications:
+    """Collects resource change notifications from a legacy session."""
+
+    KINDS = (types.ResourceListChangedNotification, types.ResourceUpdatedNotification)
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self._changed = anyio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, self.KINDS):
+            self.seen.append(message)
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    def count(self, kind: type) -> int:
+        return sum(isinstance(m, kind) for m in self.seen)
+
+    async def wait_for(self, kind: type, count: int) -> None:
+        with anyio.fail_after(WAIT):
+            while self.count(kind) < count:
+                await self._changed.wait()
+
+
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")
+async def test_legacy_sessions_hear_list_changed_and_index_updates(
+    make_server: Callable[..., MCPServer], upstream: Upstream, store: DumpStore
+) -> None:
+    server = make_server()
+    subscriber, bystander = Notifications(), Notifications()
+    upstream.script(Reply.error(401))
+    async with (
+        connect(server, "legacy", message_handler=subscriber) as a,
+        connect(server, "legacy", message_handler=bystander) as b,
+    ):
+        caps = a.server_capabilities.resources
+        assert caps is not None and caps.list_changed and caps.subscribe
+        await a.session.subscribe_resource(INDEX_URI)
+        await b.list_tools()  # any request makes a legacy session known
+        assert (await a.call_tool("complete", {"prompt": "hi"})).is_error  # writes a dump
+
+        await subscriber.wait_for(types.ResourceListChangedNotification, 1)
+        await subscriber.wait_for(types.ResourceUpdatedNotification, 1)
+        updated = [m for m in subscriber.seen if isinstance(m, types.ResourceUpdatedNotification)]
+        assert updated[0].params.uri == INDEX_URI
+        await bystander.wait_for(types.ResourceListChangedNotification, 1)
+
+        # A write from a thread that is no part of the event loop (e.g. a prune by another tool).
+        writer = threading.Thread(target=store.write, args=(make_dump(1),))
+        writer.start()
+        await anyio.to_thread.run_sync(writer.join)
+        await subscriber.wait_for(types.ResourceListChangedNotification, 2)
+        await bystander.wait_for(types.ResourceListChangedNotification, 2)
+    # Only subscribers of the index hear that it was updated.
+    assert bystander.count(types.ResourceUpdatedNotification) == 0
+
+
+async def test_listen_stream_hears_dump_changes(
+    make_server: Callable[..., MCPServer], upstream: Upstream
+) -> None:
+    upstream.script(Reply.error(401))
+    async with connect(make_server(), "auto") as c:
+        caps = c.server_capabilities.resources
+        assert caps is not None and caps.list_changed
+        async with c.listen(resources_list_changed=True, resource_subscriptions=[INDEX_URI]) as sub:
+            assert (await c.call_tool("complete", {"prompt": "hi"})).is_error
+            events = []
+            with anyio.fail_after(WAIT):
+                async for event in sub:
+                    events.append(type(event).__name__)
+                    if {"ResourcesListChanged", "ResourceUpdated"} <= set(events):
+                        break
