@@ -1,0 +1,335 @@
+"""The `hive-mcp` command line: --help, one-line errors, and `dumps list|show|purge`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hive_mcp.cli import main, parse_duration, parse_since
+from hive_mcp.dumps import AttemptRecord, DumpStore, FailureDump
+from hive_mcp.settings import PROVIDER_KEY_VARS, SETTINGS_FIELDS
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime.now(UTC)
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m hive_mcp ARGS` in a clean environment (no HIVE_MCP_* from the machine)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HIVE_MCP_")}
+    base["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "hive_mcp", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("hive-mcp") and ": error: " in lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process runs: no stray .env, no HIVE_MCP_* from the machine."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("HIVE_MCP_"):
+            monkeypatch.delenv(name)
+
+
+def make_dump(age: timedelta, *, error_type: str = "rate_limit", model: str = "openai/gpt-4o-mini") -> FailureDump:
+    ts = NOW - age
+    return FailureDump(
+        timestamp=ts,
+        model=model,
+        error_type=error_type,
+        outcome="gave_up",
+        attempts=[AttemptRecord(time=ts, error_type=error_type, status=429, message="slow down")],
+        messages=[{"role": "user", "content": f"hello from {error_type} {age}"}],
+    )
+
+
+@pytest.fixture
+def dumps(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """Four dumps, written through the real store: name -> id."""
+    directory = tmp_path / "dumps"
+    store = DumpStore(directory)
+    ids = {
+        "old": store.write(make_dump(timedelta(days=3), error_type="auth")),
+        "hours": store.write(make_dump(timedelta(hours=5))),
+        "recent": store.write(make_dump(timedelta(minutes=10), model="anthropic/claude-x")),
+        "newest": store.write(make_dump(timedelta(minutes=1), error_type="transient")),
+    }
+    assert all(ids.values())
+    return directory, ids  # type: ignore[return-value]
+
+
+def table_ids(out: str) -> list[str]:
+    lines = out.strip().splitlines()
+    assert lines[0].split()[0] == "TIME"
+    return [line.split()[-1] for line in lines[1:]]
+
+
+# ---------------------------------------------------------------------------
+# --help and argument errors (subprocess: what a person sees)
+# ---------------------------------------------------------------------------
+
+
+def test_help_lists_every_option_and_environment_variable(tmp_path: Path) -> None:
+    proc = run_cli("--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for flag in ("--transport", "--host", "--port", "--model", "--api-base", "--dump-dir", "--heartbeat",
+                 "--log-level", "--env-file"):
+        assert flag in out, flag
+    for spec in SETTINGS_FIELDS:
+        assert spec.env in out, spec.env
+        if spec.flag:
+            assert spec.flag in out
+    for name, _ in PROVIDER_KEY_VARS:
+        assert name in out, name
+    for needle in ("HIVE_MCP_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", ".env", "stdio", "http", "sse",
+                   "/mcp", "LITELLM_LOCAL_MODEL_COST_MAP", "dumps"):
+        assert needle in out, needle
+    assert "--api-key" not in out
+
+
+def test_dumps_help_lists_actions_and_filters(tmp_path: Path) -> None:
+    out = run_cli("dumps", "--help", cwd=tmp_path).stdout
+    for action in ("list", "show", "purge"):
+        assert action in out
+    out = run_cli("dumps", "list", "--help", cwd=tmp_path).stdout
+    for flag in ("--error-type", "--model", "--since", "--limit"):
+        assert flag in out
+    assert "--older-than" in run_cli("dumps", "purge", "--help", cwd=tmp_path).stdout
+
+
+def test_cli_paths_that_do_not_serve_never_import_litellm(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from hive_mcp.cli import main\n"
+        f"rc = main(['dumps', 'list', '--dump-dir', {str(tmp_path)!r}])\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(rc, 'litellm' in sys.modules, 'mcp' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "0 False False"
+
+
+def test_litellm_logs_go_to_stderr_once_and_never_to_stdout(tmp_path: Path) -> None:
+    # litellm's own handler writes records below WARNING to stdout: the protocol stream under stdio.
+    code = (
+        "import logging\n"
+        "import litellm\n"
+        "from hive_mcp.cli import _route_litellm_logs, configure_logging\n"
+        "configure_logging('DEBUG')\n"
+        "_route_litellm_logs('DEBUG')\n"
+        "logging.getLogger('LiteLLM').info('info-from-litellm')\n"
+        "logging.getLogger('LiteLLM Router').warning('warning-from-litellm')\n"
+        "_route_litellm_logs('INFO')\n"
+        "logging.getLogger('LiteLLM').info('hidden-at-info')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOG"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**env, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert "info-from-litellm" not in proc.stdout and "warning-from-litellm" not in proc.stdout
+    assert proc.stderr.count("info-from-litellm") == 1
+    assert proc.stderr.count("warning-from-litellm") == 1
+    assert "hidden-at-info" not in proc.stderr + proc.stdout
+
+
+def test_api_key_flag_is_refused(tmp_path: Path) -> None:
+    proc = run_cli("--api-key", "sk-should-not-be-here", cwd=tmp_path)
+    assert_one_line_error(proc, "HIVE_MCP_API_KEY", "ps")
+    assert "sk-should-not-be-here" not in proc.stderr
+    assert_one_line_error(run_cli("--api-key=sk-x", cwd=tmp_path), "HIVE_MCP_API_KEY")
+
+
+def test_invalid_setting_exits_2_with_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("--port", "http", cwd=tmp_path), "--port", "'http'")
+    assert_one_line_error(run_cli(cwd=tmp_path, env={"HIVE_MCP_PORT": "99999"}), "HIVE_MCP_PORT", "65535")
+    (tmp_path / ".env").write_text("HIVE_MCP_TRANSPORT=websocket\n")
+    assert_one_line_error(run_cli(cwd=tmp_path), "HIVE_MCP_TRANSPORT", ".env", "'websocket'")
+
+
+def test_unknown_option_and_bad_choice_are_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("--frobnicate", cwd=tmp_path), "--frobnicate")
+    assert_one_line_error(run_cli("--transport", "tcp", cwd=tmp_path), "--transport")
+
+
+# ---------------------------------------------------------------------------
+# dumps list
+# ---------------------------------------------------------------------------
+
+
+def test_dumps_list_newest_first(dumps, capsys: pytest.CaptureFixture[str]) -> None:
+    directory, ids = dumps
+    assert main(["dumps", "list", "--dump-dir", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert table_ids(out) == [ids["newest"], ids["recent"], ids["hours"], ids["old"]]
+    header = out.splitlines()[0].split()
+    assert header == ["TIME", "ERROR", "OUTCOME", "ATTEMPTS", "MODEL", "SIZE", "ID"]
+    row = next(line for line in out.splitlines() if ids["recent"] in line)
+    assert "anthropic/claude-x" in row and "rate_limit" in row and "gave_up" in row
+
+
+def test_dumps_list_filters(dumps, capsys: pytest.CaptureFixture[str]) -> None:
+    directory, ids = dumps
+    d = ["--dump-dir", str(directory)]
+
+    assert main(["dumps", "list", "--error-type", "rate_limit", *d]) == 0
+    assert table_ids(capsys.readouterr().out) == [ids["recent"], ids["hours"]]
+
+    assert main(["dumps", "list", "--model", "anthropic/claude-x", *d]) == 0
+    assert table_ids(capsys.readouterr().out) == [ids["recent"]]
+
+    assert main(["dumps", "list", "--since", "1h", *d]) == 0
+    assert table_ids(capsys.readouterr().out) == [ids["newest"], ids["recent"]]
+
+    since = (NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    assert main(["dumps", "list", "--since", since, *d]) == 0
+    assert table_ids(capsys.readouterr().out) == [ids["newest"], ids["recent"], ids["hours"]]
+
+    assert main(["dumps", "list", "--limit", "2", *d]) == 0
+    captured = capsys.readouterr()
+    assert table_ids(captured.out) == [ids["newest"], ids["recent"]]
+    assert "more" in captured.err
+
+
+def test_dumps_list_uses_dump_dir_from_environment_and_ignores_unrelated_settings(
+    dumps, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory, ids = dumps
+    monkeypatch.setenv("HIVE_MCP_DUMP_DIR", str(directory))
+    monkeypatch.setenv("HIVE_MCP_PORT", "not-a-port")  # irrelevant to dumps: must not break them
+    assert main(["dumps", "list"]) == 0
+    assert len(table_ids(capsys.readouterr().out)) == 4
+
+
+def test_dumps_list_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dumps", "list", "--dump-dir", str(tmp_path / "nothing")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "no failed requests" in captured.err
+
+
+def test_dumps_list_bad_since(tmp_path: Path, dumps) -> None:
+    directory, _ = dumps
+    proc = run_cli("dumps", "list", "--since", "yesterday-ish", "--dump-dir", str(directory), cwd=tmp_path)
+    assert_one_line_error(proc, "--since", "yesterday-ish")
+
+
+def test_dumps_list_bad_limit(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("dumps", "list", "--limit", "0", cwd=tmp_path), "--limit")
+
+
+# ---------------------------------------------------------------------------
+# dumps show
+# ---------------------------------------------------------------------------
+
+
+def test_dumps_show_prints_pretty_json(dumps, capsys: pytest.CaptureFixture[str]) -> None:
+    directory, ids = dumps
+    assert main(["dumps", "show", ids["hours"], "--dump-dir", str(directory)]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(out)
+    assert data["id"] == ids["hours"]
+    assert data["messages"][0]["content"].startswith("hello from rate_limit")
+    assert out.startswith("{\n  ")  # indented, for people
+    assert data == json.loads(DumpStore(directory).read_text(ids["hours"]))
+
+
+def test_dumps_show_bad_id_is_one_line_exit_2(tmp_path: Path, dumps) -> None:
+    directory, ids = dumps
+    proc = run_cli("dumps", "show", "../../etc/passwd", "--dump-dir", str(directory), cwd=tmp_path)
+    assert_one_line_error(proc, "not a dump id")
+    missing = ids["old"][:-8] + "00000000"
+    proc = run_cli("dumps", "show", missing, "--dump-dir", str(directory), cwd=tmp_path)
+    assert_one_line_error(proc, "no dump", missing)
+
+
+# ---------------------------------------------------------------------------
+# dumps purge
+# ---------------------------------------------------------------------------
+
+
+def test_dumps_purge_older_than(dumps, capsys: pytest.CaptureFixture[str]) -> None:
+    directory, ids = dumps
+    assert main(["dumps", "purge", "--older-than", "2h", "--dump-dir", str(directory)]) == 0
+    assert "removed 2 dumps" in capsys.readouterr().out
+    remaining = {s.id for s in DumpStore(directory).list().items}
+    assert remaining == {ids["newest"], ids["recent"]}
+
+    assert main(["dumps", "purge", "--dump-dir", str(directory)]) == 0
+    assert "removed 2 dumps" in capsys.readouterr().out
+    assert DumpStore(directory).count() == 0
+
+    assert main(["dumps", "purge", "--dump-dir", str(directory)]) == 0
+    assert "removed 0 dumps" in capsys.readouterr().out
+
+
+def test_dumps_purge_bad_duration(tmp_path: Path, dumps) -> None:
+    directory, _ = dumps
+    proc = run_cli("dumps", "purge", "--older-than", "7 days", "--dump-dir", str(directory), cwd=tmp_path)
+    assert_one_line_error(proc, "--older-than", "7 days")
+    assert DumpStore(directory).count() == 4  # nothing removed
+
+
+# ---------------------------------------------------------------------------
+# Parsing helpers
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30s", timedelta(seconds=30)),
+        ("30m", timedelta(minutes=30)),
+        ("12h", timedelta(hours=12)),
+        ("7d", timedelta(days=7)),
+        ("2w", timedelta(weeks=2)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("1.5h", timedelta(minutes=90)),
+        (" 7D ", timedelta(days=7)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "7", "d", "7 d", "-1d", "7days", "1h-", "abc"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_parse_since() -> None:
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    assert parse_since("2h", now=now) == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    assert parse_since("2026-11-20T08:00Z", now=now) == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    local = parse_since("2026-11-20", now=now)
+    assert local.tzinfo is not None and local.replace(tzinfo=None) == datetime(2026, 11, 20)
+    with pytest.raises(ValueError, match="--since"):
+        parse_since("last tuesday", now=now)

@@ -1,0 +1,189 @@
+"""Settings: flag > environment > .env > default, and nothing of the key leaks."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from hive_mcp.settings import SETTINGS_FIELDS, Settings, SettingsError, load_settings
+
+KEY = "sk-settings-test-0123456789SECRET"
+
+
+def write_env(directory: Path, text: str) -> Path:
+    path = directory / ".env"
+    path.write_text(text)
+    return path
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = load_settings(environ={"HOME": str(tmp_path)}, cwd=tmp_path)
+    assert s.model == "gpt-4o-mini"
+    assert s.api_base is None and s.api_key is None
+    assert s.transport == "stdio" and s.sdk_transport == "stdio"
+    assert (s.host, s.port) == ("127.0.0.1", 8765)
+    assert s.heartbeat_s == 10.0
+    assert s.dump_max_count == 500
+    assert s.dump_max_bytes == 100 * 1024 * 1024
+    assert s.dump_max_age == timedelta(days=30)
+    assert s.log_level == "INFO"
+    assert s.dump_dir == tmp_path / ".hive" / "failed_requests"
+    assert s.env_file is None
+
+
+def test_precedence_flag_over_env_over_dotenv_over_default(tmp_path: Path) -> None:
+    write_env(
+        tmp_path,
+        "HIVE_MCP_MODEL=dotenv-model\nHIVE_MCP_PORT=1111\nHIVE_MCP_HOST=10.0.0.1\nHIVE_MCP_LOG_LEVEL=debug\n",
+    )
+    environ = {"HIVE_MCP_MODEL": "env-model", "HIVE_MCP_PORT": "2222"}
+    s = load_settings({"model": "flag-model"}, environ=environ, cwd=tmp_path)
+    assert s.model == "flag-model"  # flag beats env and .env
+    assert s.port == 2222  # env beats .env
+    assert s.host == "10.0.0.1"  # .env beats the default
+    assert s.log_level == "DEBUG"
+    assert s.heartbeat_s == 10.0  # nobody set it: default
+    assert s.env_file == tmp_path / ".env"
+
+    # Without the flag the environment wins; without both, .env.
+    assert load_settings(environ=environ, cwd=tmp_path).model == "env-model"
+    assert load_settings(environ={}, cwd=tmp_path).model == "dotenv-model"
+
+
+def test_empty_values_count_as_unset(tmp_path: Path) -> None:
+    write_env(tmp_path, "HIVE_MCP_MODEL=from-dotenv\n")
+    s = load_settings({"model": None}, environ={"HIVE_MCP_MODEL": ""}, cwd=tmp_path)
+    assert s.model == "from-dotenv"
+
+
+def test_dotenv_is_read_from_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    write_env(here, 'HIVE_MCP_API_BASE="http://localhost:1234/v1"  # a comment\n')
+    write_env(elsewhere, "HIVE_MCP_API_BASE=http://wrong/v1\n")
+    monkeypatch.chdir(here)
+    s = load_settings(environ={})
+    assert s.api_base == "http://localhost:1234/v1"
+    assert s.env_file == here / ".env"
+
+
+def test_explicit_env_file(tmp_path: Path) -> None:
+    other = tmp_path / "custom.env"
+    other.write_text("HIVE_MCP_MODEL=custom\n")
+    write_env(tmp_path, "HIVE_MCP_MODEL=ignored\n")
+    assert load_settings(environ={}, cwd=tmp_path, env_file=other).model == "custom"
+    with pytest.raises(SettingsError, match="--env-file"):
+        load_settings(environ={}, cwd=tmp_path, env_file=tmp_path / "missing.env")
+
+
+def test_api_key_from_env_and_dotenv_only(tmp_path: Path) -> None:
+    write_env(tmp_path, f"HIVE_MCP_API_KEY={KEY}\n")
+    s = load_settings(environ={}, cwd=tmp_path)
+    assert s.api_key_value == KEY
+    assert load_settings(environ={"HIVE_MCP_API_KEY": "sk-from-env-abcdef"}, cwd=tmp_path).api_key_value == (
+        "sk-from-env-abcdef"
+    )
+    with pytest.raises(SettingsError, match="HIVE_MCP_API_KEY"):
+        load_settings({"api_key": KEY}, environ={}, cwd=tmp_path)
+    # Nothing in the flag table could carry it either.
+    assert next(f for f in SETTINGS_FIELDS if f.field == "api_key").flag is None
+
+
+def test_api_key_is_not_in_repr_str_or_dump(tmp_path: Path) -> None:
+    s = load_settings(environ={"HIVE_MCP_API_KEY": KEY}, cwd=tmp_path)
+    assert KEY not in repr(s)
+    assert KEY not in str(s)
+    assert KEY not in s.model_dump_json()
+    assert KEY not in str(s.model_dump())
+
+
+def test_dotenv_provider_keys_are_exported_unless_already_set(tmp_path: Path) -> None:
+    write_env(
+        tmp_path,
+        "OPENAI_API_KEY=sk-dotenv-openai-000000\n"
+        "ANTHROPIC_API_KEY=from-dotenv\n"
+        "HIVE_MCP_API_KEY=sk-hive-0000000000\n"
+        "HIVE_MCP_MODEL=m\n",
+    )
+    environ = {"ANTHROPIC_API_KEY": "from-real-env"}
+    load_settings(environ=environ, cwd=tmp_path)
+    assert environ["OPENAI_API_KEY"] == "sk-dotenv-openai-000000"  # litellm will find it
+    assert environ["ANTHROPIC_API_KEY"] == "from-real-env"  # the real environment wins
+    assert "HIVE_MCP_API_KEY" not in environ and "HIVE_MCP_MODEL" not in environ  # ours stay in Settings
+
+    untouched: dict[str, str] = {}
+    load_settings(environ=untouched, cwd=tmp_path, export=False)
+    assert untouched == {}
+
+
+def test_export_defaults_to_os_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HIVE_MCP_TEST_ONLY_VAR", raising=False)
+    write_env(tmp_path, "HIVE_MCP_TEST_ONLY_VAR=x\nHIVE_SETTINGS_TEST_PROVIDER_KEY=exported\n")
+    monkeypatch.delenv("HIVE_SETTINGS_TEST_PROVIDER_KEY", raising=False)
+    try:
+        load_settings(cwd=tmp_path)
+        assert os.environ["HIVE_SETTINGS_TEST_PROVIDER_KEY"] == "exported"
+    finally:
+        os.environ.pop("HIVE_SETTINGS_TEST_PROVIDER_KEY", None)
+
+
+def test_dump_dir_default_follows_hive_home_even_from_dotenv(tmp_path: Path) -> None:
+    write_env(tmp_path, f"HIVE_HOME={tmp_path / 'hh'}\n")
+    assert load_settings(environ={"HOME": "/nonexistent"}, cwd=tmp_path).dump_dir == tmp_path / "hh" / "failed_requests"
+    assert load_settings(environ={"HIVE_MCP_DUMP_DIR": "~/d"}, cwd=tmp_path).dump_dir == Path.home() / "d"
+    assert load_settings({"dump_dir": str(tmp_path / "f")}, environ={}, cwd=tmp_path).dump_dir == tmp_path / "f"
+
+
+def test_transport_names(tmp_path: Path) -> None:
+    assert load_settings({"transport": "http"}, environ={}, cwd=tmp_path).sdk_transport == "streamable-http"
+    assert load_settings(environ={"HIVE_MCP_TRANSPORT": "SSE"}, cwd=tmp_path).sdk_transport == "sse"
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "dotenv", "names"),
+    [
+        ({"port": "eighty"}, {}, "", "--port"),
+        ({}, {"HIVE_MCP_PORT": "70000"}, "", "HIVE_MCP_PORT"),
+        ({}, {}, "HIVE_MCP_PORT=0\n", "HIVE_MCP_PORT (from "),
+        ({}, {"HIVE_MCP_TRANSPORT": "carrier-pigeon"}, "", "HIVE_MCP_TRANSPORT"),
+        ({"heartbeat_s": "-1"}, {}, "", "--heartbeat"),
+        ({}, {"HIVE_MCP_LOG_LEVEL": "loud"}, "", "HIVE_MCP_LOG_LEVEL"),
+        ({}, {"HIVE_MCP_DUMP_MAX_COUNT": "many"}, "", "HIVE_MCP_DUMP_MAX_COUNT"),
+        ({}, {"HIVE_MCP_DUMP_MAX_MB": "nan"}, "", "HIVE_MCP_DUMP_MAX_MB"),
+    ],
+)
+def test_invalid_values_give_one_line_naming_the_source(
+    tmp_path: Path, flags: dict, environ: dict, dotenv: str, names: str
+) -> None:
+    if dotenv:
+        write_env(tmp_path, dotenv)
+    with pytest.raises(SettingsError) as info:
+        load_settings(flags, environ=environ, cwd=tmp_path)
+    message = str(info.value)
+    assert message.startswith(names)
+    assert "\n" not in message
+
+
+def test_invalid_port_message_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={"HIVE_MCP_PORT": "abc"}, cwd=tmp_path)
+    assert str(info.value) == (
+        "HIVE_MCP_PORT: invalid value 'abc': Input should be a valid integer, unable to parse string as an integer"
+    )
+
+
+def test_only_reads_the_settings_asked_for(tmp_path: Path) -> None:
+    # `hive-mcp dumps list` must not fail on an unrelated bad variable.
+    s = load_settings(environ={"HIVE_MCP_PORT": "abc", "HIVE_MCP_DUMP_DIR": str(tmp_path)}, only=("dump_dir",))
+    assert s.dump_dir == tmp_path and s.port == 8765
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    s = load_settings(environ={}, cwd=tmp_path)
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type is an implementation detail
+        s.port = 1  # type: ignore[misc]
+    assert isinstance(s, Settings)
