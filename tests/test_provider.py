@@ -275,7 +275,8 @@ async def test_failure_after_text_ends_the_stream_without_repeating_text(provide
     assert texts == ["Hello ", "world"]
     assert isinstance(events[-1], StreamErrorEvent) and events[-1].recoverable
     assert len(upstream.chat_requests()) == 1
-    assert events[-1].dump_id == only_dump(store).id
+    dump = only_dump(store)
+    assert events[-1].dump_id == dump.id and dump.outcome == "not_retried"
 
 
 async def test_failure_before_any_text_is_retried(provider, upstream) -> None:

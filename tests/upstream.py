@@ -165,6 +165,11 @@ class Reply:
         return cls("json", body=body)
 
     @classmethod
+    def raw(cls, payload: bytes, *, status: int = 200, content_type: str = "application/json") -> Reply:
+        """A body sent byte for byte (for replies that are not valid JSON)."""
+        return cls("raw", status=status, body=payload, headers={"Content-Type": content_type})
+
+    @classmethod
     def drop(cls) -> Reply:
         """Close the connection without answering."""
         return cls("drop")
@@ -214,6 +219,7 @@ class Upstream:
         self.request_seen = threading.Event()
         self.chunk_sent = threading.Event()
         self.client_gone = threading.Event()
+        self.clients_gone = 0  # how many times the client hung up before the reply was complete
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -290,12 +296,17 @@ class Upstream:
                 if not keep_open:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
-            self.client_gone.set()
+            self._client_left()
         except asyncio.CancelledError:
             pass  # the upstream is stopping
         finally:
             self.open_connections -= 1
             writer.close()
+
+    def _client_left(self) -> None:
+        with self._lock:
+            self.clients_gone += 1
+        self.client_gone.set()
 
     async def _read_request(self, reader: asyncio.StreamReader) -> RecordedRequest | None:
         try:
@@ -335,11 +346,13 @@ class Upstream:
             return False
         if reply.kind == "hang":
             await reader.read()  # returns when the client closes
-            self.client_gone.set()
+            self._client_left()
             return False
-        if reply.kind == "json":
-            payload = json.dumps(reply.body).encode()
-            self._write_head(writer, reply.status, "application/json", reply.headers, len(payload))
+        if reply.kind in ("json", "raw"):
+            payload = reply.body if reply.kind == "raw" else json.dumps(reply.body).encode()
+            headers = dict(reply.headers)
+            content_type = headers.pop("Content-Type", "application/json")
+            self._write_head(writer, reply.status, content_type, headers, len(payload))
             writer.write(payload)
             await writer.drain()
             return True
@@ -363,7 +376,7 @@ class Upstream:
                     release.cancel()
                     self._release.clear()
                 if watch.done():
-                    self.client_gone.set()
+                    self._client_left()
                     return False
                 data = event if isinstance(event, bytes) else f"data: {json.dumps(event)}\n\n".encode()
                 writer.write(b"%x\r\n%s\r\n" % (len(data), data))

@@ -476,8 +476,9 @@ class _Call:
             error_type = self.attempts[-1].error_type
         else:
             error_type = error.error_type
-            retried = len(self.attempts) > 1
-            outcome = "gave_up" if (error.retryable or retried) else "not_retried"
+            # Retries that ran out are giving up; one attempt means it was never retried
+            # (a permanent error, max_retries=0, or a stream whose text had gone out).
+            outcome = "gave_up" if len(self.attempts) > 1 else "not_retried"
         tokens, method = _estimate_tokens(self.model, self.messages)
         return FailureDump(
             timestamp=datetime.now(timezone.utc),

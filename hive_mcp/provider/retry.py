@@ -116,14 +116,17 @@ def classify(exc: BaseException) -> ErrorClass:
     """Map an exception from litellm (or the HTTP layer under it) to a category.
 
     Rate limits and transient faults (connection refused/reset, timeouts, 500,
-    502, 503, 529) are retryable; auth, bad request, context window, not found
-    and content policy are not.
+    502, 503, 529, a reply that does not parse) are retryable; auth, bad request,
+    context window, not found and content policy are not.
     """
     status = _status_of(exc)
     names = [cls.__name__ for cls in type(exc).__mro__]
     for class_name, error_type, retryable in _BY_CLASS_NAME:
         if class_name in names:
-            if error_type == "transient" and _looks_like_connection(exc):
+            if error_type in ("transient", "connection") and _is_bad_response(exc):
+                # litellm reports a reply it could not parse as a 500 or a connection error.
+                error_type = "bad_response"
+            elif error_type == "transient" and _looks_like_connection(exc):
                 error_type = "connection"
             elif error_type == "bad_request" and _is_content_policy(exc):
                 error_type = "content_policy"
@@ -163,6 +166,19 @@ def _is_content_policy(exc: BaseException) -> bool:
     code = getattr(exc, "code", None)
     text = f"{code} {getattr(exc, 'message', '') or exc}".lower()
     return "content_policy" in text or "content policy" in text
+
+
+def _is_bad_response(exc: BaseException) -> bool:
+    """The upstream answered, but with something that is not a valid reply (bad JSON, an HTML page)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, json.JSONDecodeError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = str(getattr(exc, "message", "") or exc).lower()
+    return "invalid response from llm endpoint" in text
 
 
 def _looks_like_connection(exc: BaseException) -> bool:
