@@ -5,29 +5,27 @@
     hive-mcp dumps show ID
     hive-mcp dumps purge [--older-than 7d]
 
-Nothing slow is imported at module level: litellm (seconds) and mcp are imported
-only when serving, so `--help` and `dumps` answer at once. Logs go to stderr
-only; under stdio, stdout carries the protocol and nothing else.
+This module parses arguments, runs the `dumps` commands, and hands serving to
+`hive_mcp.serve` (stdio) and `hive_mcp.http` (http, sse). Nothing slow is
+imported at module level: litellm (seconds) and mcp are imported only when
+serving, so `--help` and `dumps` answer at once. Logs go to stderr only; under
+stdio, stdout carries the protocol and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import re
-import signal
 import sys
 import textwrap
-import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import Any, NoReturn
 
 from . import __version__
-from .settings import PROVIDER_KEY_VARS, SETTINGS_FIELDS, Settings, SettingsError, load_settings
+from .serve import exposure_problem, serve
+from .settings import PROVIDER_KEY_VARS, SETTINGS_FIELDS, SettingsError, load_settings
 
 __all__ = ["main", "parse_duration", "parse_since"]
 
@@ -35,9 +33,6 @@ PROG = "hive-mcp"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-logger = logging.getLogger("hive_mcp")
-
 
 class UsageError(Exception):
     """A bad argument or setting: reported as one line, exit code 2."""
@@ -135,6 +130,15 @@ def _environment_help() -> str:
         "  environment already has it. The API key is never accepted as a flag: flags",
         "  are visible to other users in `ps`.",
         "",
+        "http/sse security: with HIVE_MCP_AUTH_TOKEN or HIVE_MCP_AUTH_TOKEN_FILE set,",
+        "  every request except GET /healthz needs `Authorization: Bearer TOKEN` (else",
+        "  401). A --host that is not loopback, with no token, refuses to start unless",
+        "  --allow-unauthenticated is given. Host and Origin headers must name a",
+        "  loopback address, the bound host:port or an --allowed-host/--allowed-origin",
+        "  (else 421/403: DNS-rebinding protection). A body over HIVE_MCP_MAX_BODY_BYTES",
+        "  gets 413. GET /healthz answers {\"status\":\"ok\"} for load balancers. On",
+        "  SIGTERM, calls in flight get HIVE_MCP_SHUTDOWN_GRACE_S seconds to finish.",
+        "",
         "failed requests: each failed call is saved, redacted, as JSON in the dump",
         "  directory. MCP clients read them as resources hive://failed-requests and",
         "  hive://failed-requests/ID; people use `hive-mcp dumps list|show|purge`.",
@@ -166,35 +170,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
 
-    serve = parser.add_argument_group("serving")
-    serve.add_argument(
+    serving = parser.add_argument_group("serving")
+    serving.add_argument(
         "--transport",
         choices=("stdio", "http", "sse"),
         help="stdio (default): for clients that start the server; http: streamable HTTP at "
         "http://HOST:PORT/mcp; sse: the legacy HTTP+SSE transport at /sse [HIVE_MCP_TRANSPORT]",
     )
-    serve.add_argument(
+    serving.add_argument(
         "--host", metavar="HOST", help="address to bind for http/sse (default 127.0.0.1) [HIVE_MCP_HOST]"
     )
-    serve.add_argument("--port", metavar="PORT", help="port for http/sse (default 8765) [HIVE_MCP_PORT]")
-    serve.add_argument(
+    serving.add_argument("--port", metavar="PORT", help="port for http/sse (default 8765) [HIVE_MCP_PORT]")
+    serving.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="serve http/sse on a non-loopback --host with no bearer token configured; without it, "
+        "that refuses to start [HIVE_MCP_ALLOW_UNAUTHENTICATED]",
+    )
+    serving.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="HOST",
+        help="also accept this Host header, e.g. mcp.example.com or 10.0.0.5:8765; repeatable "
+        "[HIVE_MCP_ALLOWED_HOSTS]",
+    )
+    serving.add_argument(
+        "--allowed-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="also accept this Origin header, e.g. https://app.example.com; repeatable [HIVE_MCP_ALLOWED_ORIGINS]",
+    )
+    serving.add_argument(
         "--model",
         metavar="MODEL",
         help="default litellm model, e.g. openai/gpt-4o-mini, anthropic/claude-sonnet-4-5 "
         "(default gpt-4o-mini) [HIVE_MCP_MODEL]",
     )
-    serve.add_argument(
+    serving.add_argument(
         "--api-base",
         metavar="URL",
         help="provider base URL, e.g. a proxy or a local OpenAI-compatible server [HIVE_MCP_API_BASE]",
     )
-    serve.add_argument(
+    serving.add_argument(
         "--heartbeat",
         metavar="SECONDS",
         help="seconds between progress heartbeats while waiting on the model, so clients do not "
         "time out (default 10) [HIVE_MCP_HEARTBEAT_S]",
     )
-    serve.add_argument(
+    serving.add_argument(
         "--log-level",
         metavar="LEVEL",
         help="DEBUG, INFO, WARNING, ERROR or CRITICAL; logs go to stderr (default INFO) [HIVE_MCP_LOG_LEVEL]",
@@ -277,13 +301,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             "port": args.port,
             "heartbeat_s": args.heartbeat,
             "log_level": args.log_level,
+            "allow_unauthenticated": args.allow_unauthenticated,
+            "allowed_hosts": args.allowed_host,
+            "allowed_origins": args.allowed_origin,
         }
         settings = load_settings(flags, env_file=args.env_file)
+        tokens = settings.auth_tokens() if settings.transport != "stdio" else ()
+        problem = exposure_problem(settings, tokens)
+        if problem:
+            raise UsageError(problem)
     except (UsageError, SettingsError) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         return EXIT_OK
-    return serve(settings)
+    return serve(settings, tokens)
 
 
 def _fail(message: str, code: int) -> int:
@@ -300,334 +331,11 @@ def _refuse_key_flag(argv: Sequence[str]) -> None:
                 "the API key is not accepted as a flag (command lines are visible to other users in `ps`): "
                 "set HIVE_MCP_API_KEY (or OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) in the environment or in .env"
             )
-
-
-# ---------------------------------------------------------------------------
-# Serving
-# ---------------------------------------------------------------------------
-
-
-def configure_logging(level: str) -> None:
-    """Root logger to stderr only, replacing any handler: stdout belongs to the protocol under stdio."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(level)
-    logging.captureWarnings(True)
-
-
-_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def _route_litellm_logs(level: str) -> None:
-    """Send litellm's logs through our stderr handler (call after importing litellm).
-
-    litellm gives its loggers a handler of its own that writes records below
-    WARNING to stdout, which under stdio is the protocol stream, and the records
-    also propagate to the root handler, so each line showed twice. The handler
-    goes; its filters (litellm's secret redaction among them) move onto the
-    loggers. litellm's INFO lines (one per call) show only at --log-level DEBUG,
-    or at the level LITELLM_LOG names.
-    """
-    wanted = os.environ.get("LITELLM_LOG", "").strip().upper()
-    if wanted not in _LEVELS:
-        wanted = "DEBUG" if level == "DEBUG" else "WARNING"
-    for name in _LITELLM_LOGGERS:
-        lg = logging.getLogger(name)
-        for handler in list(lg.handlers):
-            for f in handler.filters:
-                if f not in lg.filters:
-                    lg.addFilter(f)
-            lg.removeHandler(handler)
-        lg.propagate = True
-        lg.setLevel(wanted)
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM ends the server like Ctrl-C: a clean shutdown and exit code 0.
-
-    The asyncio runner (stdio) and uvicorn (http/sse) install SIGINT handlers
-    that shut down gracefully; hand SIGTERM to whichever is in place. With none
-    (start-up, or SIGINT ignored by the parent), raise KeyboardInterrupt, which
-    main() turns into a quiet exit.
-    """
-    handler = signal.getsignal(signal.SIGINT)
-    if callable(handler) and handler is not signal.default_int_handler:
-        handler(signal.SIGINT, frame)
-        return
-    raise KeyboardInterrupt
-
-
-def serve(settings: Settings) -> int:
-    """Build the provider, the store and the server, then serve until stopped. Returns the exit code.
-
-    For the process's main thread only: it installs signal handlers and, once
-    serving is over, leaves SIGINT and SIGTERM ignored while the process exits.
-    """
-    configure_logging(settings.log_level)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        return _serve(settings)
-    except KeyboardInterrupt:
-        logger.info("hive-mcp stopped")
-        return EXIT_OK
-    finally:
-        # On the way out (litellm's exit hooks take a moment): a repeated SIGTERM
-        # or Ctrl-C would only turn a clean exit into a traceback or a kill.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _serve(settings: Settings) -> int:
-    from .dumps import DumpStore
-
-    key = settings.api_key_value
-    store = DumpStore(
-        settings.dump_dir,
-        max_count=settings.dump_max_count,
-        max_bytes=settings.dump_max_bytes,
-        max_age=settings.dump_max_age,
-        secrets=(key,) if key else (),
-    )
-
-    from .provider import LiteLLMProvider  # imports litellm: seconds
-    from .server import build_server
-
-    _route_litellm_logs(settings.log_level)
-
-    provider = LiteLLMProvider(
-        model=settings.model, api_key=key, api_base=settings.api_base, dump_store=store
-    )
-    server = build_server(provider, store, default_model=settings.model, heartbeat_s=settings.heartbeat_s)
-
-    logger.info(
-        "hive-mcp %s: model %s%s, dumps in %s%s",
-        __version__,
-        settings.model,
-        f" at {settings.api_base}" if settings.api_base else "",
-        settings.dump_dir,
-        f", settings from {settings.env_file}" if settings.env_file else "",
-    )
-    if not key:
-        logger.info(
-            "HIVE_MCP_API_KEY is not set: using the provider's own variable (e.g. OPENAI_API_KEY) if present; "
-            "calls fail with a message naming the variable when none is"
-        )
-
-    if settings.transport == "stdio":
-        logger.info("serving MCP over stdio")
-    else:
-        where = f"http://{_host_for_url(settings.host)}:{settings.port}"
-        if settings.transport == "http":
-            logger.info("serving MCP over streamable HTTP at %s/mcp", where)
-        else:
-            logger.info("serving MCP over HTTP+SSE (legacy) at %s/sse", where)
-        if not _is_loopback(settings.host):
-            logger.warning(
-                "listening on %s without authentication: anyone who can reach this port can spend your API key",
-                settings.host,
+        if arg in ("--auth-token", "--token") or arg.startswith(("--auth-token=", "--token=")):
+            raise UsageError(
+                "bearer tokens are not accepted as a flag (command lines are visible to other users in `ps`): "
+                "set HIVE_MCP_AUTH_TOKEN or HIVE_MCP_AUTH_TOKEN_FILE in the environment or in .env"
             )
-    if settings.transport != "stdio":
-        _run_http(server, settings)
-    elif _CAN_CLAIM_STDIN:
-        import anyio
-
-        anyio.run(_run_stdio, server)
-    else:
-        server.run(transport="stdio")
-    logger.info("hive-mcp stopped")
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------------------
-# HTTP transports
-# ---------------------------------------------------------------------------
-#
-# What `MCPServer.run("streamable-http" | "sse")` does (build the Starlette app,
-# serve it with uvicorn), with three differences: uvicorn's logs go through our
-# stderr handler at our level (uvicorn would send its access log to stdout);
-# a stuck connection cannot hold shutdown for more than GRACEFUL_SHUTDOWN_S; and
-# responses left open or answered twice at shutdown are tidied up (see
-# `_complete_responses`), which otherwise logged errors and, for SSE, a traceback.
-
-GRACEFUL_SHUTDOWN_S = 5.0
-
-
-def _run_http(server: Any, settings: Settings) -> None:
-    import anyio
-    import uvicorn
-
-    if settings.transport == "http":
-        app = server.streamable_http_app(host=settings.host)  # at /mcp
-    else:
-        app = server.sse_app(host=settings.host)  # at /sse and /messages/
-    config = uvicorn.Config(
-        _complete_responses(app),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # propagate to the root logger: stderr, our format
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
-    anyio.run(uvicorn.Server(config).serve)
-
-
-def _complete_responses(app: Any) -> Any:
-    """Make every HTTP response end properly, exactly once.
-
-    At shutdown the SDK's event streams end without the final body message, and
-    uvicorn logged "ASGI callable returned without completing response"; the SSE
-    endpoint then also returned a second, empty `Response()`, and uvicorn raised
-    "Expected ASGI message 'http.response.body'" with a traceback. Here a second
-    response is dropped and any response left open is ended, so the client sees
-    its stream close cleanly.
-    """
-    import anyio
-
-    end = {"type": "http.response.body", "body": b"", "more_body": False}
-
-    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") != "http":
-            await app(scope, receive, send)
-            return
-        started = complete = False
-
-        async def send_once(message: dict[str, Any]) -> None:
-            nonlocal started, complete
-            kind = message.get("type")
-            if kind == "http.response.start":
-                if started:
-                    return  # a second response to the same request
-                started = True
-            elif kind == "http.response.body":
-                if complete or not started:
-                    return
-                complete = not message.get("more_body", False)
-            await send(message)
-
-        try:
-            await app(scope, receive, send_once)
-        finally:
-            if started and not complete:
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await send(end)
-                    except Exception:  # noqa: BLE001 - the client is already gone
-                        pass
-
-    return guarded
-
-
-# ---------------------------------------------------------------------------
-# stdio that a signal can stop
-# ---------------------------------------------------------------------------
-#
-# The SDK's stdio transport reads stdin with a blocking readline in an anyio
-# worker thread, which cannot be cancelled: after Ctrl-C or SIGTERM the server
-# would wait for the client's next line or for EOF before exiting. So we hand
-# `stdio_server` our own stdin: a daemon thread reading a private duplicate of
-# fd 0 with os.read (no buffered-IO lock to trip over at interpreter exit).
-# stdout is still claimed by the SDK, which points fd 1 at stderr while serving,
-# so stray prints cannot corrupt the protocol. The rest mirrors
-# `MCPServer.run_stdio_async`.
-
-try:
-    import fcntl
-
-    _CAN_CLAIM_STDIN = True
-except ImportError:  # Windows: the SDK's own stdio path
-    _CAN_CLAIM_STDIN = False
-
-
-async def _run_stdio(server: Any) -> None:
-    from mcp.server.stdio import stdio_server
-
-    fd = _claim_stdin()
-    async with stdio_server(stdin=_stdin_lines(fd)) as (read_stream, write_stream):  # type: ignore[arg-type]
-        low = server._lowlevel_server  # as run_stdio_async does
-        await low.run(read_stream, write_stream, low.create_initialization_options())
-
-
-def _claim_stdin() -> int:
-    """A private duplicate of fd 0 for the protocol; fd 0 itself then reads /dev/null.
-
-    So nothing else in the process (or a child it starts) can read protocol bytes.
-    If fd 0 cannot be duplicated, it is read in place.
-    """
-    try:
-        private = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
-    except OSError:
-        return 0
-    try:
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        try:
-            os.dup2(devnull, 0)
-        finally:
-            os.close(devnull)
-    except OSError:
-        pass
-    return private
-
-
-async def _stdin_lines(fd: int) -> AsyncIterator[str]:
-    """The lines of `fd`, read by a daemon thread; cancelling the reader never waits for input."""
-    import anyio
-    import anyio.from_thread
-    import anyio.lowlevel
-
-    send, receive = anyio.create_memory_object_stream[str](16)
-    token = anyio.lowlevel.current_token()
-
-    def deliver(line: bytes) -> None:
-        anyio.from_thread.run(send.send, line.decode("utf-8", errors="replace"), token=token)
-
-    def pump() -> None:
-        buffer = b""
-        try:
-            while chunk := _read_quietly(fd):
-                *lines, buffer = (buffer + chunk).split(b"\n")
-                for line in lines:
-                    deliver(line + b"\n")
-            if buffer:
-                deliver(buffer)
-        except BaseException:  # noqa: BLE001 - the loop is gone or the reader stopped: nobody is listening
-            return
-        try:
-            anyio.from_thread.run_sync(send.close, token=token)
-        except BaseException:  # noqa: BLE001
-            pass
-
-    threading.Thread(target=pump, name="hive-mcp-stdin", daemon=True).start()
-    async with receive:
-        async for line in receive:
-            yield line
-
-
-def _read_quietly(fd: int) -> bytes:
-    """os.read, with a read error taken as end of input."""
-    try:
-        return os.read(fd, 65536)
-    except OSError:
-        return b""
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_for_url(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 # ---------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 It talks only to the `LLMProvider` interface and the `DumpStore`; it never imports
 litellm, so every provider detail (retries, dumps, key handling) stays behind them.
 
-Public entry: `build_server(provider, store, default_model=...)` returns an
-`MCPServer`; run it with `server.run(transport=..., host=..., port=...)`.
+Public entry: `build_server(provider, store, default_model=..., limits=...)` returns
+an `MCPServer`; run it with `server.run(transport=..., host=..., port=...)`.
 
 What lives here, and why some of it sits below the high-level `MCPServer` API:
 
@@ -12,6 +12,10 @@ What lives here, and why some of it sits below the high-level `MCPServer` API:
   JSON schema of its own pydantic argument model and validates the raw arguments
   itself, so a bad argument comes back as one line naming the field (the SDK's
   own validation reports a multi-line pydantic dump).
+* Cost control (`Limits`, in limits.py) is asked after the arguments validate and
+  before the provider is called: allowed models, the max_tokens cap, the deadline,
+  the input size, then a slot among the calls in flight. A refusal is an `isError`
+  result naming the argument; nothing reaches the upstream and nothing is dumped.
 * Resources are served by low-level handlers: `MCPServer` returns whole lists with
   no cursor, and `resources/list` must stay small at 10,000 dumps.
 * Change notifications: the dump store calls its listeners from whatever thread
@@ -21,6 +25,7 @@ What lives here, and why some of it sits below the high-level `MCPServer` API:
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -33,6 +38,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.lowlevel
+from jsonschema import Draft202012Validator, SchemaError
 from mcp_types import (
     INVALID_PARAMS,
     CallToolResult,
@@ -62,6 +68,7 @@ from mcp.shared.exceptions import MCPError
 
 from . import __version__
 from .dumps import DumpLookupError, DumpPage, DumpStore, DumpSummary, InvalidCursor, is_valid_dump_id, redact
+from .limits import Busy, LimitError, Limits
 from .provider.base import LLMProvider, LLMResponse, Message, ProviderError
 from .provider.base import Tool as ProviderTool
 from .provider.events import (
@@ -213,7 +220,7 @@ class ToolSpec(BaseModel):
     description: str = ""
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
-        description="A JSON schema for the arguments; its type must be 'object'.",
+        description="A JSON schema (2020-12) for the arguments; its type must be 'object'.",
     )
 
     @field_validator("parameters", mode="before")
@@ -222,9 +229,38 @@ class ToolSpec(BaseModel):
         v = _maybe_json(v)
         if not isinstance(v, dict):
             raise ValueError(f"must be a JSON schema object, not {_json_type(v)}")
-        if v.get("type", "object") != "object":
-            raise ValueError("must be a JSON schema with type 'object'")
+        _check_parameters_schema(v)
         return v
+
+
+def _check_parameters_schema(schema: dict[str, Any]) -> None:
+    """Raise ValueError naming the first problem in a tool's `parameters` schema.
+
+    First the shape tool calling needs, with messages a person can act on: type
+    'object' (or no type), `properties` an object whose values are schema objects,
+    `required` a list of strings. Then the whole schema against the JSON Schema
+    2020-12 meta-schema (jsonschema's `check_schema`: keyword types, valid regexes,
+    known `type` names). Nothing is fetched: `$ref`s are not followed.
+    """
+    if schema.get("type", "object") != "object":
+        raise ValueError(f"must be a JSON schema with type 'object' (got type {_short(schema.get('type'), 40)})")
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        raise ValueError(f"properties: must be an object of property schemas, not {_json_type(properties)}")
+    for name, sub in properties.items():
+        if not isinstance(sub, dict):
+            raise ValueError(f"properties[{_short(name, 40)}]: must be a schema object, not {_json_type(sub)}")
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValueError("required: must be a list of property names (strings)")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path).lstrip(".")
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}not a valid JSON schema: {_short_text(exc.message, 120)}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 class CompleteArgs(BaseModel):
@@ -248,6 +284,12 @@ class CompleteArgs(BaseModel):
     max_retries: int | None = Field(
         default=None, ge=0, le=10, description="Retries of transient upstream failures; the server's policy if omitted."
     )
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Give up after this many seconds, retries included; at most the server's deadline (its default).",
+    )
 
     @field_validator("messages", "tools", mode="before")
     @classmethod
@@ -265,7 +307,7 @@ class CompleteArgs(BaseModel):
             raise ValueError(f"must be a JSON object such as {{'type': 'json_object'}}, not {_json_type(v)}")
         return v
 
-    @field_validator("temperature", "max_tokens", "max_retries", mode="before")
+    @field_validator("temperature", "max_tokens", "max_retries", "deadline_s", mode="before")
     @classmethod
     def _no_bool(cls, v: Any) -> Any:
         if isinstance(v, bool):
@@ -422,8 +464,11 @@ def _json_type(v: Any) -> str:
 
 
 def _short(v: Any, n: int = 60) -> str:
-    r = repr(v)
-    return r if len(r) <= n else r[: n - 3] + "..."
+    return _short_text(repr(v), n)
+
+
+def _short_text(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -722,24 +767,48 @@ class _Handlers:
     default_model: str
     heartbeat_s: float
     resource_page_size: int
+    limits: Limits = field(default_factory=Limits)
+    complete_max_tokens: int | None = field(init=False)
+    stream_max_tokens: int | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        # What the provider sends when no max_tokens is given: the cap replaces it only when lower.
+        self.complete_max_tokens = _default_max_tokens(self.provider.acomplete)
+        self.stream_max_tokens = _default_max_tokens(self.provider.stream)
 
     # -- tools -------------------------------------------------------------
 
-    def _call_kwargs(self, args: CompleteArgs) -> dict[str, Any]:
+    def _prepare(self, args: CompleteArgs, default_max_tokens: int | None) -> tuple[list[Message], dict[str, Any]]:
+        """The provider call for valid `args`, once every limit allows it; raises LimitError."""
+        limits = self.limits
+        model = limits.check_model(args.model, self.default_model)
+        max_tokens = limits.max_tokens_for(args.max_tokens, default_max_tokens)
+        deadline = limits.deadline_for(args.deadline_s)
+        messages = args.provider_messages()
+        tools = args.provider_tools()
+        limits.check_input_size(
+            {
+                "prompt": args.prompt,
+                "messages": messages if args.messages is not None else None,
+                "system": args.system,
+                "tools": [t.model_dump(mode="json") for t in tools] if tools else None,
+            }
+        )
         kwargs: dict[str, Any] = {
             "system": args.system or "",
-            "tools": args.provider_tools(),
+            "tools": tools,
             "response_format": args.response_format,
             "json_mode": args.json_mode,
-            "model": args.model or self.default_model,
+            "model": model,
+            "deadline": deadline,
         }
-        if args.max_tokens is not None:
-            kwargs["max_tokens"] = args.max_tokens
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
         if args.temperature is not None:
             kwargs["temperature"] = args.temperature
         if args.max_retries is not None:
             kwargs["max_retries"] = args.max_retries
-        return kwargs
+        return messages, kwargs
 
     async def complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
         """Run one chat completion and return the reply with its usage, cost and retry record.
@@ -750,10 +819,14 @@ class _Handlers:
         """
         try:
             args = _parse_args(CompleteArgs, ctx)
-        except ArgumentError as exc:
+            messages, kwargs = self._prepare(args, self.complete_max_tokens)
+        except (ArgumentError, LimitError) as exc:
             return _error_result(str(exc))
         try:
-            response = await self.provider.acomplete(args.provider_messages(), **self._call_kwargs(args))
+            async with self.limits.slot():
+                response = await self.provider.acomplete(messages, **kwargs)
+        except Busy as exc:
+            return _error_result(str(exc))
         except ProviderError as err:
             return _error_result(_failure_text(str(err), err.dump_id))
         return _completion_result(CompletionResult.from_response(response))
@@ -768,17 +841,21 @@ class _Handlers:
         """
         try:
             args = _parse_args(CompleteArgs, ctx)
-        except ArgumentError as exc:
+            messages, kwargs = self._prepare(args, self.stream_max_tokens)
+        except (ArgumentError, LimitError) as exc:
             return _error_result(str(exc))
 
         async def report(progress: float, message: str | None) -> None:
             await ctx.report_progress(progress, None, message)
 
         state = _StreamState()
-        events = self.provider.stream(args.provider_messages(), **self._call_kwargs(args))
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_read_stream, events, state)
-            await _relay_progress(state, report, self.heartbeat_s)
+        try:
+            async with self.limits.slot():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_read_stream, self.provider.stream(messages, **kwargs), state)
+                    await _relay_progress(state, report, self.heartbeat_s)
+        except Busy as exc:
+            return _error_result(str(exc))
 
         if state.error is not None:
             err = state.error
@@ -789,7 +866,7 @@ class _Handlers:
         return _completion_result(
             CompletionResult(
                 content="".join(state.text),
-                model=fin.model or args.model or self.default_model,
+                model=fin.model or kwargs["model"],
                 stop_reason=fin.stop_reason,
                 input_tokens=fin.input_tokens,
                 output_tokens=fin.output_tokens,
@@ -836,7 +913,7 @@ class _Handlers:
     def _not_found(ctx: ServerRequestContext[Any, Any], uri: str, why: str) -> MCPError:
         legacy = ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
         code = RESOURCE_NOT_FOUND_LEGACY if legacy else INVALID_PARAMS
-        return MCPError(code=code, message=f"Resource not found: {why}", data={"uri": uri})
+        return MCPError(code=code, message=f"Resource not found: uri {_short(uri, 80)}: {why}", data={"uri": uri})
 
     async def list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
@@ -891,6 +968,15 @@ class _Handlers:
         return ReadResourceResult(contents=[TextResourceContents(uri=uri, text=text, mime_type="application/json")])
 
 
+def _default_max_tokens(method: Callable[..., Any]) -> int | None:
+    """The `max_tokens` default of a provider method, or None when it has none we can read."""
+    try:
+        default = inspect.signature(method).parameters["max_tokens"].default
+    except (KeyError, TypeError, ValueError):
+        return None
+    return default if isinstance(default, int) and not isinstance(default, bool) else None
+
+
 def _index_resource() -> Resource:
     return Resource(
         uri=INDEX_URI,
@@ -943,18 +1029,23 @@ def build_server(
     heartbeat_s: float = 10.0,
     name: str = "hive-mcp",
     resource_page_size: int = DEFAULT_RESOURCE_PAGE_SIZE,
+    limits: Limits | None = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
     `heartbeat_s` is how long `stream_complete` lets a call go without a progress
     notification; `resource_page_size` is how many dumps one `resources/list`
-    page holds.
+    page holds; `limits` is the cost control (default: `Limits()`, which bounds
+    only concurrency, deadline and input size). Use one `Limits` per server.
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
     if not 1 <= resource_page_size <= MAX_LIST_LIMIT:
         raise ValueError(f"resource_page_size must be from 1 to {MAX_LIST_LIMIT}")
-    handlers = _Handlers(provider, store, default_model, heartbeat_s, resource_page_size)
+    limits = limits if limits is not None else Limits()
+    if not limits.model_allowed(default_model):
+        logger.info("the default model %s matches no allowed pattern; it is allowed anyway", default_model)
+    handlers = _Handlers(provider, store, default_model, heartbeat_s, resource_page_size, limits)
     bus = InMemorySubscriptionBus()
     notifier = _ChangeNotifier(store, bus)
 

@@ -122,6 +122,94 @@ SETTINGS_FIELDS: tuple[SettingSpec, ...] = (
         "DEBUG | INFO | WARNING | ERROR | CRITICAL, logged to stderr (default: INFO)",
         "LEVEL",
     ),
+    # Cost control
+    SettingSpec(
+        "allowed_models",
+        "HIVE_MCP_ALLOWED_MODELS",
+        None,
+        "comma-separated fnmatch patterns of the models calls may name, e.g. gpt-4o*,anthropic/* "
+        "(default: any; the default model is always allowed)",
+        "PATTERNS",
+    ),
+    SettingSpec("max_tokens", "HIVE_MCP_MAX_TOKENS", None, "cap on a call's max_tokens (default: no cap)", "N"),
+    SettingSpec(
+        "max_in_flight", "HIVE_MCP_MAX_IN_FLIGHT", None, "upstream calls in flight at once; more wait (default: 64)", "N"
+    ),
+    SettingSpec(
+        "queue_timeout_s",
+        "HIVE_MCP_QUEUE_TIMEOUT_S",
+        None,
+        "seconds a call waits for a free slot before it is refused as busy (default: 30)",
+        "SECONDS",
+    ),
+    SettingSpec(
+        "deadline_s",
+        "HIVE_MCP_DEADLINE_S",
+        None,
+        "seconds a call may take, retries included; calls may ask for less (default: 600)",
+        "SECONDS",
+    ),
+    SettingSpec(
+        "max_input_bytes",
+        "HIVE_MCP_MAX_INPUT_BYTES",
+        None,
+        "largest prompt+messages+system+tools, as UTF-8 JSON (default: 1048576)",
+        "BYTES",
+    ),
+    # end Cost control
+    # HTTP surface
+    SettingSpec(
+        "auth_token",
+        "HIVE_MCP_AUTH_TOKEN",
+        None,
+        "bearer token(s) http/sse clients must send (Authorization: Bearer TOKEN), comma-separated; "
+        "environment or .env only, never a flag",
+        "TOKEN",
+    ),
+    SettingSpec(
+        "auth_token_file",
+        "HIVE_MCP_AUTH_TOKEN_FILE",
+        None,
+        "a file of bearer tokens, one per line (# comments); environment or .env only",
+        "PATH",
+    ),
+    SettingSpec(
+        "allow_unauthenticated",
+        "HIVE_MCP_ALLOW_UNAUTHENTICATED",
+        "--allow-unauthenticated",
+        "serve http/sse on a non-loopback address without a token (default: refuse to start)",
+        "BOOL",
+    ),
+    SettingSpec(
+        "allowed_hosts",
+        "HIVE_MCP_ALLOWED_HOSTS",
+        "--allowed-host",
+        "more Host header values to accept, comma-separated (DNS-rebinding protection: others get 421); "
+        "loopback names and the bound host:port always are; a name without a port matches any port",
+        "HOSTS",
+    ),
+    SettingSpec(
+        "allowed_origins",
+        "HIVE_MCP_ALLOWED_ORIGINS",
+        "--allowed-origin",
+        "more Origin header values to accept, comma-separated, e.g. https://app.example.com (others get 403)",
+        "ORIGINS",
+    ),
+    SettingSpec(
+        "max_body_bytes",
+        "HIVE_MCP_MAX_BODY_BYTES",
+        None,
+        "largest HTTP request body; larger gets 413 (default: 4194304, 4 MiB)",
+        "BYTES",
+    ),
+    SettingSpec(
+        "shutdown_grace_s",
+        "HIVE_MCP_SHUTDOWN_GRACE_S",
+        None,
+        "seconds calls in flight get to finish after SIGTERM before they are answered with an error (default: 10)",
+        "SECONDS",
+    ),
+    # end HTTP surface
 )
 _BY_FIELD = {s.field: s for s in SETTINGS_FIELDS}
 
@@ -143,6 +231,81 @@ class Settings(BaseModel):
     dump_max_mb: float = Field(default=100.0, ge=0, allow_inf_nan=False)
     dump_max_age_days: float = Field(default=30.0, ge=0, allow_inf_nan=False)
     log_level: LogLevel = "INFO"
+    # Cost control
+    allowed_models: tuple[str, ...] = ()
+    """fnmatch patterns; empty means any model."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_in_flight: int = Field(default=64, ge=1)
+    queue_timeout_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    deadline_s: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    max_input_bytes: int = Field(default=1024 * 1024, ge=1)
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _split_patterns(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(p.strip() for p in v.split(",") if p.strip())
+        return v
+
+    # end Cost control
+    # HTTP surface
+    auth_token: SecretStr | None = Field(default=None, repr=False)
+    """Comma-separated bearer tokens; read them with `auth_tokens()`."""
+    auth_token_file: Path | None = None
+    allow_unauthenticated: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    shutdown_grace_s: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, v: Any) -> Any:
+        """`a,b` from the environment, or a list of such from repeated flags."""
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, (list, tuple)) and all(isinstance(p, str) for p in v):
+            return tuple(x.strip() for p in v for x in p.split(",") if x.strip())
+        return v
+
+    @field_validator("auth_token_file", mode="after")
+    @classmethod
+    def _expand_token_file(cls, v: Path | None) -> Path | None:
+        return v.expanduser() if v is not None else None
+
+    def auth_tokens(self) -> tuple[str, ...]:
+        """The bearer tokens from HIVE_MCP_AUTH_TOKEN and HIVE_MCP_AUTH_TOKEN_FILE; () when neither is set.
+
+        Raises SettingsError, naming the variable and never a token, for an
+        unreadable or empty file or a token that cannot travel in an HTTP header.
+        """
+        found: list[tuple[str, str]] = []
+        if self.auth_token is not None:
+            text = self.auth_token.get_secret_value()
+            found += [("HIVE_MCP_AUTH_TOKEN", t.strip()) for t in text.split(",") if t.strip()]
+            if not found:
+                raise SettingsError("HIVE_MCP_AUTH_TOKEN: no token in the value (tokens are comma-separated)")
+        if self.auth_token_file is not None:
+            path = self.auth_token_file
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not readable as UTF-8 text"
+                raise SettingsError(f"HIVE_MCP_AUTH_TOKEN_FILE: cannot read {str(path)!r}: {why}") from None
+            tokens = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+            if not tokens:
+                raise SettingsError(f"HIVE_MCP_AUTH_TOKEN_FILE: no token in {str(path)!r} (one per line)")
+            found += [("HIVE_MCP_AUTH_TOKEN_FILE", t) for t in tokens]
+        for source in ("HIVE_MCP_AUTH_TOKEN", "HIVE_MCP_AUTH_TOKEN_FILE"):
+            for n, token in enumerate((t for s, t in found if s == source), 1):
+                if not all("\x21" <= c <= "\x7e" and c != "," for c in token):
+                    raise SettingsError(
+                        f"{source}: token {n} has a character that cannot be sent in an Authorization header "
+                        "(use printable ASCII without spaces or commas, e.g. from `openssl rand -hex 32`)"
+                    )
+        return tuple(dict.fromkeys(t for _, t in found))
+
+    # end HTTP surface
     env_file: Path | None = None
     """The `.env` file that was read, if any (for the start-up log line)."""
 

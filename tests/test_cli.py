@@ -96,7 +96,7 @@ def test_help_lists_every_option_and_environment_variable(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for flag in ("--transport", "--host", "--port", "--model", "--api-base", "--dump-dir", "--heartbeat",
-                 "--log-level", "--env-file"):
+                 "--log-level", "--env-file", "--allow-unauthenticated", "--allowed-host", "--allowed-origin"):
         assert flag in out, flag
     for spec in SETTINGS_FIELDS:
         assert spec.env in out, spec.env
@@ -105,9 +105,12 @@ def test_help_lists_every_option_and_environment_variable(tmp_path: Path) -> Non
     for name, _ in PROVIDER_KEY_VARS:
         assert name in out, name
     for needle in ("HIVE_MCP_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", ".env", "stdio", "http", "sse",
-                   "/mcp", "LITELLM_LOCAL_MODEL_COST_MAP", "dumps"):
+                   "/mcp", "LITELLM_LOCAL_MODEL_COST_MAP", "dumps", "HIVE_MCP_AUTH_TOKEN", "HIVE_MCP_AUTH_TOKEN_FILE",
+                   "Authorization: Bearer", "/healthz", "HIVE_MCP_MAX_BODY_BYTES", "HIVE_MCP_SHUTDOWN_GRACE_S",
+                   "HIVE_MCP_ALLOWED_HOSTS", "HIVE_MCP_ALLOWED_ORIGINS"):
         assert needle in out, needle
     assert "--api-key" not in out
+    assert "--auth-token" not in out  # like the API key: never a flag
 
 
 def test_dumps_help_lists_actions_and_filters(tmp_path: Path) -> None:
@@ -142,12 +145,12 @@ def test_litellm_logs_go_to_stderr_once_and_never_to_stdout(tmp_path: Path) -> N
     code = (
         "import logging\n"
         "import litellm\n"
-        "from hive_mcp.cli import _route_litellm_logs, configure_logging\n"
+        "from hive_mcp.serve import configure_logging, route_litellm_logs\n"
         "configure_logging('DEBUG')\n"
-        "_route_litellm_logs('DEBUG')\n"
+        "route_litellm_logs('DEBUG')\n"
         "logging.getLogger('LiteLLM').info('info-from-litellm')\n"
         "logging.getLogger('LiteLLM Router').warning('warning-from-litellm')\n"
-        "_route_litellm_logs('INFO')\n"
+        "route_litellm_logs('INFO')\n"
         "logging.getLogger('LiteLLM').info('hidden-at-info')\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOG"}
@@ -172,6 +175,22 @@ def test_invalid_setting_exits_2_with_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run_cli(cwd=tmp_path, env={"HIVE_MCP_PORT": "99999"}), "HIVE_MCP_PORT", "65535")
     (tmp_path / ".env").write_text("HIVE_MCP_TRANSPORT=websocket\n")
     assert_one_line_error(run_cli(cwd=tmp_path), "HIVE_MCP_TRANSPORT", ".env", "'websocket'")
+
+
+def test_bad_auth_token_settings_exit_2_with_one_line(tmp_path: Path) -> None:
+    http = ("--transport", "http")
+    missing = str(tmp_path / "missing-tokens")
+    assert_one_line_error(run_cli(*http, cwd=tmp_path, env={"HIVE_MCP_AUTH_TOKEN_FILE": missing}),
+                          "HIVE_MCP_AUTH_TOKEN_FILE", missing)
+    (tmp_path / "empty").write_text("# no tokens yet\n")
+    assert_one_line_error(run_cli(*http, cwd=tmp_path, env={"HIVE_MCP_AUTH_TOKEN_FILE": str(tmp_path / "empty")}),
+                          "HIVE_MCP_AUTH_TOKEN_FILE", "no token")
+    proc = run_cli(*http, cwd=tmp_path, env={"HIVE_MCP_AUTH_TOKEN": "good-token-123,bad token 456"})
+    assert_one_line_error(proc, "HIVE_MCP_AUTH_TOKEN", "token 2")
+    assert "good-token-123" not in proc.stderr and "456" not in proc.stderr
+    proc = run_cli("--auth-token", "tok-on-the-command-line", cwd=tmp_path)
+    assert_one_line_error(proc, "HIVE_MCP_AUTH_TOKEN", "ps")
+    assert "tok-on-the-command-line" not in proc.stderr
 
 
 def test_unknown_option_and_bad_choice_are_one_line(tmp_path: Path) -> None:

@@ -1,0 +1,266 @@
+"""Cost control: which calls may reach the upstream, how big, how long, and how many at once.
+
+`Limits` is what the MCP layer asks before it spends money. Every check runs
+before any upstream request, so a refused call costs nothing and leaves no dump:
+
+* `check_model` — the model must match one of the allowed fnmatch patterns
+  (`gpt-4o*`, `anthropic/*`). The server's default model is always allowed: the
+  operator chose it, and a call that names no model gets it.
+* `max_tokens_for` — a call may not ask for more than the cap; a call that asks
+  for nothing gets the cap when the provider's own default is larger.
+* `deadline_for` — a call may shorten the server's deadline, never lengthen it.
+* `check_input_size` — prompt + messages + system + tools, measured as UTF-8
+  JSON, must fit in `max_input_bytes`.
+* `slot()` — at most `max_in_flight` upstream calls at once; a call beyond that
+  waits, first come first served, for at most `queue_timeout_s`, then gets `Busy`.
+
+A refusal raises `LimitError` (`Busy` for the queue), whose `str()` is one line
+naming the argument. The queue lives on one event loop: use one `Limits` per
+running server.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = [
+    "DEFAULT_DEADLINE_S",
+    "DEFAULT_MAX_INPUT_BYTES",
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_QUEUE_TIMEOUT_S",
+    "Busy",
+    "LimitError",
+    "Limits",
+    "input_size",
+]
+
+DEFAULT_MAX_IN_FLIGHT = 64
+DEFAULT_QUEUE_TIMEOUT_S = 30.0
+DEFAULT_DEADLINE_S = 600.0
+DEFAULT_MAX_INPUT_BYTES = 1024 * 1024
+
+INPUT_FIELDS = ("prompt", "messages", "system", "tools")
+"""What counts towards the input limit."""
+
+
+class LimitError(ValueError):
+    """A call refused by a limit. `str()` is one line: `invalid arguments: <field>: <why>`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"invalid arguments: {self.field}: {self.message}"
+
+
+class Busy(LimitError):
+    """Every upstream slot stayed taken for the whole queue timeout."""
+
+    def __init__(self, max_in_flight: int, waited_s: float) -> None:
+        super().__init__(
+            "busy",
+            f"the server is busy: {max_in_flight} calls are already in flight and this one waited "
+            f"{waited_s:g}s for a turn; try again later",
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def input_size(value: Any) -> int:
+    """The size of `value` as compact UTF-8 JSON, in bytes (lone surrogates count as 3 bytes)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+class _Queue:
+    """A first-come-first-served counting gate whose waiters give up after a timeout.
+
+    A released slot passes straight to the oldest waiter, so a newcomer cannot
+    overtake the queue. A waiter that times out or is cancelled takes nothing; one
+    cancelled just as it was handed a slot passes that slot on.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self._waiters: deque[anyio.Event] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self, timeout: float) -> bool:
+        """Take a slot: True, or False when none came free within `timeout` seconds."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            return True
+        turn = anyio.Event()
+        self._waiters.append(turn)
+        try:
+            with anyio.move_on_after(timeout):
+                await turn.wait()
+            if turn.is_set():
+                # The wait can return normally although the call was cancelled meanwhile:
+                # notice it here, before the slot goes to a call that will not use it.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            if turn.is_set():
+                self.release()  # handed a slot it will not use: pass it on
+            else:
+                self._waiters.remove(turn)
+            raise
+        if turn.is_set():
+            return True
+        self._waiters.remove(turn)
+        return False
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # the slot changes hands; in_flight stays the same
+        else:
+            self.in_flight -= 1
+
+
+class Limits:
+    """The server's cost controls; the defaults only bound concurrency, deadline and input size."""
+
+    def __init__(
+        self,
+        *,
+        allowed_models: Iterable[str] = (),
+        max_tokens: int | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    ) -> None:
+        patterns = tuple(p.strip() for p in allowed_models if p and p.strip())
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1 (or None for no cap)")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        if not (math.isfinite(queue_timeout_s) and queue_timeout_s >= 0):
+            raise ValueError("queue_timeout_s must be a finite number >= 0")
+        if not (math.isfinite(deadline_s) and deadline_s > 0):
+            raise ValueError("deadline_s must be a finite number > 0")
+        if max_input_bytes < 1:
+            raise ValueError("max_input_bytes must be at least 1")
+        self.allowed_models = patterns
+        self.max_tokens = max_tokens
+        self.max_in_flight = max_in_flight
+        self.queue_timeout_s = float(queue_timeout_s)
+        self.deadline_s = float(deadline_s)
+        self.max_input_bytes = max_input_bytes
+        self._queue = _Queue(max_in_flight)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            allowed_models=settings.allowed_models,
+            max_tokens=settings.max_tokens,
+            max_in_flight=settings.max_in_flight,
+            queue_timeout_s=settings.queue_timeout_s,
+            deadline_s=settings.deadline_s,
+            max_input_bytes=settings.max_input_bytes,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Limits(allowed_models={self.allowed_models!r}, max_tokens={self.max_tokens!r}, "
+            f"max_in_flight={self.max_in_flight}, queue_timeout_s={self.queue_timeout_s:g}, "
+            f"deadline_s={self.deadline_s:g}, max_input_bytes={self.max_input_bytes})"
+        )
+
+    # -- per-call checks -------------------------------------------------------------
+
+    def model_allowed(self, model: str) -> bool:
+        return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
+
+    def check_model(self, requested: str | None, default: str) -> str:
+        """The model to use: `requested`, or `default` when None. The default model always passes."""
+        if requested is None or requested == default:
+            return default
+        if not self.model_allowed(requested):
+            shown = requested if len(requested) <= 80 else requested[:77] + "..."
+            raise LimitError(
+                "model",
+                f"{shown!r} is not allowed on this server; allowed: {', '.join(self.allowed_models)} "
+                f"(or the default, {default})",
+            )
+        return requested
+
+    def max_tokens_for(self, requested: int | None, provider_default: int | None) -> int | None:
+        """The max_tokens to send, None for the provider's default. Raises LimitError above the cap."""
+        cap = self.max_tokens
+        if cap is None:
+            return requested
+        if requested is not None:
+            if requested > cap:
+                raise LimitError("max_tokens", f"{requested} is over this server's cap of {cap}")
+            return requested
+        if provider_default is None or provider_default > cap:
+            return cap
+        return None
+
+    def deadline_for(self, requested: float | None) -> float:
+        """The call's deadline in seconds. Raises LimitError when longer than the server's."""
+        if requested is None:
+            return self.deadline_s
+        if requested > self.deadline_s:
+            raise LimitError("deadline_s", f"{requested:g}s is over this server's deadline of {self.deadline_s:g}s")
+        return requested
+
+    def check_input_size(self, parts: Mapping[str, Any]) -> int:
+        """Refuse an input over `max_input_bytes`, naming its largest part. Returns the size.
+
+        `parts` maps argument names (prompt, messages, system, tools) to what will be
+        sent; None values do not count.
+        """
+        sizes = {name: input_size(value) for name, value in parts.items() if value is not None}
+        total = sum(sizes.values())
+        if total > self.max_input_bytes:
+            largest = max(sizes, key=lambda name: sizes[name])
+            raise LimitError(
+                largest,
+                f"the input is {total:,} bytes ({' + '.join(INPUT_FIELDS)} as UTF-8 JSON), "
+                f"over this server's limit of {self.max_input_bytes:,}",
+            )
+        return total
+
+    # -- concurrency -----------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Calls holding a slot now."""
+        return self._queue.in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Calls queued for a slot now."""
+        return self._queue.waiting
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the `max_in_flight` upstream slots for the body; raises Busy after the queue timeout."""
+        if not await self._queue.acquire(self.queue_timeout_s):
+            raise Busy(self.max_in_flight, self.queue_timeout_s)
+        try:
+            yield
+        finally:
+            self._queue.release()

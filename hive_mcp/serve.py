@@ -1,0 +1,308 @@
+"""Serving MCP: build the provider, the dump store and the server, then run one transport until stopped.
+
+`serve(settings)` is the whole of it: logging to stderr, signal handling (SIGTERM
+ends the server like Ctrl-C, with exit code 0), then stdio here or HTTP in
+`hive_mcp.http`. The command line (`hive_mcp.cli`) only parses and calls it.
+
+litellm (seconds to import) and mcp are imported inside the functions that
+need them, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator
+from types import FrameType
+from typing import Any
+
+from . import __version__
+from .settings import Settings
+
+__all__ = ["configure_logging", "exposure_problem", "is_loopback", "route_litellm_logs", "serve"]
+
+EXIT_OK = 0
+
+logger = logging.getLogger("hive_mcp")
+
+
+# ---------------------------------------------------------------------------
+# Logging
+# ---------------------------------------------------------------------------
+
+
+def configure_logging(level: str) -> None:
+    """Root logger to stderr only, replacing any handler: stdout belongs to the protocol under stdio."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+
+
+_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def route_litellm_logs(level: str) -> None:
+    """Send litellm's logs through our stderr handler (call after importing litellm).
+
+    litellm gives its loggers a handler of its own that writes records below
+    WARNING to stdout, which under stdio is the protocol stream, and the records
+    also propagate to the root handler, so each line showed twice. The handler
+    goes; its filters (litellm's secret redaction among them) move onto the
+    loggers. litellm's INFO lines (one per call) show only at --log-level DEBUG,
+    or at the level LITELLM_LOG names.
+    """
+    wanted = os.environ.get("LITELLM_LOG", "").strip().upper()
+    if wanted not in _LEVELS:
+        wanted = "DEBUG" if level == "DEBUG" else "WARNING"
+    for name in _LITELLM_LOGGERS:
+        lg = logging.getLogger(name)
+        for handler in list(lg.handlers):
+            for f in handler.filters:
+                if f not in lg.filters:
+                    lg.addFilter(f)
+            lg.removeHandler(handler)
+        lg.propagate = True
+        lg.setLevel(wanted)
+
+
+# ---------------------------------------------------------------------------
+# Addresses
+# ---------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def exposure_problem(settings: Settings, tokens: tuple[str, ...]) -> str | None:
+    """Why the server must not start as configured (HTTP on a non-loopback address, open to all), or None."""
+    if settings.transport == "stdio" or is_loopback(settings.host) or tokens or settings.allow_unauthenticated:
+        return None
+    return (
+        f"refusing to serve {settings.transport} on {settings.host} without authentication (anyone who can "
+        "reach the port could spend your API key): set HIVE_MCP_AUTH_TOKEN (or HIVE_MCP_AUTH_TOKEN_FILE), "
+        "or pass --allow-unauthenticated"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Signals and the entry point
+# ---------------------------------------------------------------------------
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends the server like Ctrl-C: a clean shutdown and exit code 0.
+
+    The asyncio runner (stdio) installs a SIGINT handler that shuts down
+    gracefully; hand SIGTERM to it. (uvicorn, for http/sse, catches SIGTERM
+    itself while serving.) With none in place (start-up, or SIGINT ignored by
+    the parent), raise KeyboardInterrupt, which serve() turns into a quiet exit.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signal.SIGINT, frame)
+        return
+    raise KeyboardInterrupt
+
+
+def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
+    """Build the provider, the store and the server, then serve until stopped. Returns the exit code.
+
+    `tokens` are the bearer tokens HTTP clients must present (none: no
+    authentication); see `hive_mcp.http`. For the process's main thread only:
+    it installs signal handlers and, once serving is over, leaves SIGINT and
+    SIGTERM ignored while the process exits.
+    """
+    configure_logging(settings.log_level)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _serve(settings, tokens)
+    except KeyboardInterrupt:
+        logger.info("hive-mcp stopped")
+        return EXIT_OK
+    finally:
+        # On the way out (litellm's exit hooks take a moment): a repeated SIGTERM
+        # or Ctrl-C would only turn a clean exit into a traceback or a kill.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def build(settings: Settings) -> Any:
+    """The MCP server for these settings: dump store, litellm provider (imports litellm), tools."""
+    from .dumps import DumpStore
+
+    key = settings.api_key_value
+    store = DumpStore(
+        settings.dump_dir,
+        max_count=settings.dump_max_count,
+        max_bytes=settings.dump_max_bytes,
+        max_age=settings.dump_max_age,
+        secrets=(key,) if key else (),
+    )
+
+    from .provider import LiteLLMProvider  # imports litellm: seconds
+    from .server import build_server
+
+    route_litellm_logs(settings.log_level)
+
+    from .limits import Limits
+
+    provider = LiteLLMProvider(
+        model=settings.model,
+        api_key=key,
+        api_base=settings.api_base,
+        dump_store=store,
+        deadline_s=settings.deadline_s,
+    )
+    return build_server(
+        provider,
+        store,
+        default_model=settings.model,
+        heartbeat_s=settings.heartbeat_s,
+        limits=Limits.from_settings(settings),
+    )
+
+
+def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:
+    server = build(settings)
+    logger.info(
+        "hive-mcp %s: model %s%s, dumps in %s%s",
+        __version__,
+        settings.model,
+        f" at {settings.api_base}" if settings.api_base else "",
+        settings.dump_dir,
+        f", settings from {settings.env_file}" if settings.env_file else "",
+    )
+    if not settings.api_key_value:
+        logger.info(
+            "HIVE_MCP_API_KEY is not set: using the provider's own variable (e.g. OPENAI_API_KEY) if present; "
+            "calls fail with a message naming the variable when none is"
+        )
+
+    if settings.transport != "stdio":
+        from .http import run_http
+
+        run_http(server, settings, tokens)
+    elif _CAN_CLAIM_STDIN:
+        import anyio
+
+        logger.info("serving MCP over stdio")
+        anyio.run(_run_stdio, server)
+    else:
+        logger.info("serving MCP over stdio")
+        server.run(transport="stdio")
+    logger.info("hive-mcp stopped")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# stdio that a signal can stop
+# ---------------------------------------------------------------------------
+#
+# The SDK's stdio transport reads stdin with a blocking readline in an anyio
+# worker thread, which cannot be cancelled: after Ctrl-C or SIGTERM the server
+# would wait for the client's next line or for EOF before exiting. So we hand
+# `stdio_server` our own stdin: a daemon thread reading a private duplicate of
+# fd 0 with os.read (no buffered-IO lock to trip over at interpreter exit).
+# stdout is still claimed by the SDK, which points fd 1 at stderr while serving,
+# so stray prints cannot corrupt the protocol. The rest mirrors
+# `MCPServer.run_stdio_async`.
+
+try:
+    import fcntl
+
+    _CAN_CLAIM_STDIN = True
+except ImportError:  # Windows: the SDK's own stdio path
+    _CAN_CLAIM_STDIN = False
+
+
+async def _run_stdio(server: Any) -> None:
+    from mcp.server.stdio import stdio_server
+
+    fd = _claim_stdin()
+    async with stdio_server(stdin=_stdin_lines(fd)) as (read_stream, write_stream):  # type: ignore[arg-type]
+        low = server._lowlevel_server  # as run_stdio_async does
+        await low.run(read_stream, write_stream, low.create_initialization_options())
+
+
+def _claim_stdin() -> int:
+    """A private duplicate of fd 0 for the protocol; fd 0 itself then reads /dev/null.
+
+    So nothing else in the process (or a child it starts) can read protocol bytes.
+    If fd 0 cannot be duplicated, it is read in place.
+    """
+    try:
+        private = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
+    except OSError:
+        return 0
+    try:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        try:
+            os.dup2(devnull, 0)
+        finally:
+            os.close(devnull)
+    except OSError:
+        pass
+    return private
+
+
+async def _stdin_lines(fd: int) -> AsyncIterator[str]:
+    """The lines of `fd`, read by a daemon thread; cancelling the reader never waits for input."""
+    import anyio
+    import anyio.from_thread
+    import anyio.lowlevel
+
+    send, receive = anyio.create_memory_object_stream[str](16)
+    token = anyio.lowlevel.current_token()
+
+    def deliver(line: bytes) -> None:
+        anyio.from_thread.run(send.send, line.decode("utf-8", errors="replace"), token=token)
+
+    def pump() -> None:
+        buffer = b""
+        try:
+            while chunk := _read_quietly(fd):
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    deliver(line + b"\n")
+            if buffer:
+                deliver(buffer)
+        except BaseException:  # noqa: BLE001 - the loop is gone or the reader stopped: nobody is listening
+            return
+        try:
+            anyio.from_thread.run_sync(send.close, token=token)
+        except BaseException:  # noqa: BLE001
+            pass
+
+    threading.Thread(target=pump, name="hive-mcp-stdin", daemon=True).start()
+    async with receive:
+        async for line in receive:
+            yield line
+
+
+def _read_quietly(fd: int) -> bytes:
+    """os.read, with a read error taken as end of input."""
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""

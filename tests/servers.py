@@ -1,0 +1,254 @@
+"""Servers for the subprocess tests: `python -m hive_mcp` over HTTP, and MCP client sessions on it.
+
+Shared by tests/test_e2e.py and tests/test_http_security.py. Waiting is always on
+an event or on readiness, with a deadline; never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import pytest
+from mcp import Client
+from mcp.client.sse import sse_client
+
+from tests.conftest import TEST_KEY
+from tests.upstream import Upstream
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "openai/gpt-4o-mini"
+TOOLS = {"complete", "stream_complete", "list_failed_requests"}
+STARTUP_S = 90.0  # litellm imports in parallel on a small machine
+CALL_S = 30.0
+EXIT_S = 20.0
+
+T = TypeVar("T")
+
+
+def server_env(upstream: Upstream, dump_dir: Path, *, api_key: bool) -> dict[str, str]:
+    """The server's environment: the machine's, minus any real keys, plus the test settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("HIVE_MCP_") and not k.endswith("_API_KEY") and not k.lower().endswith("_proxy")
+    }
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        PYTHONUNBUFFERED="1",
+        PYTHONFAULTHANDLER="1",  # a SIGABRT from `wait_exit` then prints every thread's stack
+        HIVE_MCP_API_BASE=upstream.base_url,
+        HIVE_MCP_MODEL=MODEL,
+        HIVE_MCP_DUMP_DIR=str(dump_dir),
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_OFFLINE_MODE="true",
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    if api_key:
+        env["HIVE_MCP_API_KEY"] = TEST_KEY
+    return env
+
+
+def wait_exit(proc: subprocess.Popen[Any], timeout: float = EXIT_S) -> int | None:
+    """The exit code, or None if the process did not exit in time.
+
+    A process that hangs is sent SIGABRT: with PYTHONFAULTHANDLER set it prints
+    the stack of every thread to its stderr, so the failure shows where it hung.
+    """
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class HttpServer:
+    """`python -m hive_mcp --transport http|sse` as a subprocess, logs in files.
+
+    `host` is the address to bind (0.0.0.0 is reached at 127.0.0.1); `args` are more flags.
+    """
+
+    def __init__(
+        self,
+        transport: str,
+        env: dict[str, str],
+        workdir: Path,
+        name: str,
+        *,
+        host: str = "127.0.0.1",
+        args: Sequence[str] = (),
+    ) -> None:
+        self.transport = transport
+        self.host = "127.0.0.1" if host == "0.0.0.0" else host
+        self.port = free_port(self.host)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = workdir / f"{name}.stderr.log"
+        self._stderr = open(self.stderr_path, "w+b")  # noqa: SIM115 - closed in stop()
+        self._stdout = open(workdir / f"{name}.stdout.log", "w+b")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hive_mcp", "--transport", transport, "--host", host,
+             "--port", str(self.port), *args],
+            env=env,
+            cwd=workdir,  # no stray .env
+            stdin=subprocess.DEVNULL,
+            stdout=self._stdout,
+            stderr=self._stderr,
+        )
+        self.returncode: int | None = None
+        self._signalled = False
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        path = "/mcp" if self.transport == "http" else "/sse"
+        return f"{self.base_url}{path}"
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = STARTUP_S) -> None:
+        """Until the port accepts connections (bounded), failing at once if the process died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.transport} server exited with {self.proc.returncode}:\n{self.stderr()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{self.transport} server not listening after {timeout} s:\n{self.stderr()}")
+                time.sleep(0.05)  # polling a port: there is no event to wait on
+
+    def client_target(self) -> Any:
+        return self.url if self.transport == "http" else sse_client(self.url)
+
+    def signal_stop(self) -> None:
+        """One SIGTERM, however often this is called."""
+        if not self._signalled and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self._signalled = True
+
+    def terminate(self) -> int:
+        """SIGTERM, then the exit code (killing only if it does not exit in time)."""
+        self.signal_stop()
+        self.returncode = wait_exit(self.proc)
+        self._stderr.close()
+        self._stdout.close()
+        return -999 if self.returncode is None else self.returncode
+
+
+class Session:
+    """An MCP client connection driven on its own event-loop thread.
+
+    `run(fn)` runs `fn(client)` there and returns its result. Transport-level
+    faults the client saw (a line on stdout that is not JSON-RPC, say) are kept
+    in `faults`.
+    """
+
+    def __init__(
+        self,
+        make_target: Callable[[], Any],
+        mode: str,
+        *,
+        transport: str = "",
+        dump_dir: Path | None = None,
+        read_stderr: Callable[[], str] = str,
+    ) -> None:
+        self.mode = mode
+        self.transport = transport
+        self.dump_dir = dump_dir
+        self.read_stderr = read_stderr  # the server's stderr so far
+        self.faults: list[Exception] = []
+        self.client: Client | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name=f"mcp-{mode}")
+        self._thread.start()
+        self._stop: anyio.Event | None = None
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._main = asyncio.run_coroutine_threadsafe(self._hold(make_target, ready), self._loop)
+        try:
+            ready.result(timeout=STARTUP_S)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            self.faults.append(message)
+
+    async def _hold(self, make_target: Callable[[], Any], ready: concurrent.futures.Future[None]) -> None:
+        try:
+            async with Client(make_target(), mode=self.mode, cache=None, message_handler=self._on_message) as client:
+                self.client = client
+                self._stop = anyio.Event()
+                ready.set_result(None)
+                await self._stop.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    def run(self, fn: Callable[[Client], Awaitable[T]], timeout: float = CALL_S) -> T:
+        assert self.client is not None
+        client = self.client
+
+        async def call() -> T:
+            with anyio.fail_after(timeout):
+                return await fn(client)
+
+        fut = asyncio.run_coroutine_threadsafe(call(), self._loop)
+        try:
+            return fut.result(timeout=timeout + 5)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise
+
+    def close(self) -> BaseException | None:
+        """End the session; returns what closing raised (a server already gone may make it raise)."""
+        error: BaseException | None = None
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        try:
+            self._main.result(timeout=EXIT_S)
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+            error = exc
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=EXIT_S)
+        if not self._thread.is_alive():
+            self._loop.close()
+        return error
+
+
+async def wait_thread_event(event: threading.Event, timeout: float = CALL_S) -> bool:
+    return await anyio.to_thread.run_sync(event.wait, timeout)
+
+
+def text_of(result: Any) -> str:
+    return "".join(getattr(c, "text", "") for c in result.content)
