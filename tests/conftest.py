@@ -11,11 +11,12 @@ for _var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "HIVE_MCP_API_KEY", "HIVE_MC
     os.environ.pop(_var, None)
 
 from collections.abc import Iterator  # noqa: E402
+from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from hive_mcp.dumps import DumpStore  # noqa: E402
+from hive_mcp.dumps import AttemptRecord, DumpStore, FailureDump  # noqa: E402
 from hive_mcp.provider.retry import RetryPolicy  # noqa: E402
 from tests.upstream import Upstream  # noqa: E402
 
@@ -23,6 +24,20 @@ TEST_KEY = "sk-test-0123456789abcdefSECRET"
 
 # Real retry rules at 1/1000 speed: a 2 s backoff sleeps 2 ms.
 FAST_RETRY = RetryPolicy(time_scale=0.001)
+
+
+def sample_dump(
+    timestamp: datetime, *, error_type: str = "rate_limit", model: str = "openai/gpt-4o-mini", content: str = "hello"
+) -> FailureDump:
+    """A one-attempt dump that gave up, for tests that need dumps on disk."""
+    return FailureDump(
+        timestamp=timestamp,
+        model=model,
+        error_type=error_type,
+        outcome="gave_up",
+        attempts=[AttemptRecord(time=timestamp, error_type=error_type, status=429, message="slow down")],
+        messages=[{"role": "user", "content": content}],
+    )
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from hive_mcp.cli import main, parse_duration, parse_since
-from hive_mcp.dumps import AttemptRecord, DumpStore, FailureDump
+from hive_mcp.dumps import DumpStore, FailureDump
+from tests.conftest import sample_dump
 from hive_mcp.settings import PROVIDER_KEY_VARS, SETTINGS_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,15 +55,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_dump(age: timedelta, *, error_type: str = "rate_limit", model: str = "openai/gpt-4o-mini") -> FailureDump:
-    ts = NOW - age
-    return FailureDump(
-        timestamp=ts,
-        model=model,
-        error_type=error_type,
-        outcome="gave_up",
-        attempts=[AttemptRecord(time=ts, error_type=error_type, status=429, message="slow down")],
-        messages=[{"role": "user", "content": f"hello from {error_type} {age}"}],
-    )
+    return sample_dump(NOW - age, error_type=error_type, model=model, content=f"hello from {error_type} {age}")
 
 
 @pytest.fixture

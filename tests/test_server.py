@@ -23,9 +23,9 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
-from hive_mcp.dumps import AttemptRecord, DumpStore, FailureDump, make_dump_id
+from hive_mcp.dumps import DumpStore, FailureDump, make_dump_id
 from hive_mcp.server import INDEX_URI, build_server, dump_uri
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, sample_dump
 from tests.upstream import Reply, Upstream, tool_call_delta
 
 MODEL = "openai/gpt-4o-mini"
@@ -63,14 +63,7 @@ async def wait_thread_event(ev: threading.Event, timeout: float = WAIT) -> bool:
 
 def make_dump(i: int, *, error_type: str = "rate_limit", model: str = MODEL, when: datetime | None = None) -> FailureDump:
     ts = when or datetime(2026, 11, 1, 12, 0, tzinfo=UTC) + timedelta(seconds=i)
-    return FailureDump(
-        timestamp=ts,
-        model=model,
-        error_type=error_type,
-        outcome="gave_up",
-        attempts=[AttemptRecord(time=ts, error_type=error_type, status=429, message="slow down")],
-        messages=[{"role": "user", "content": f"message {i}"}],
-    )
+    return sample_dump(ts, error_type=error_type, model=model, content=f"message {i}")
 
 
 class Progress:
