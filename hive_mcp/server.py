@@ -32,6 +32,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -69,7 +70,7 @@ from mcp.shared.exceptions import MCPError
 from . import __version__
 from .dumps import DumpLookupError, DumpPage, DumpStore, DumpSummary, InvalidCursor, is_valid_dump_id, redact
 from .limits import Busy, LimitError, Limits
-from .provider.base import LLMProvider, LLMResponse, Message, ProviderError
+from .provider.base import LLMProvider, LLMResponse, Message, ProviderError, ToolCall
 from .provider.base import Tool as ProviderTool
 from .provider.events import (
     FinishEvent,
@@ -379,14 +380,6 @@ class ListFailedRequestsArgs(BaseModel):
 # ---------------------------------------------------------------------------
 
 
-class ToolCallOut(BaseModel):
-    """A tool call the model asked for."""
-
-    id: str
-    name: str
-    input: dict[str, Any]
-
-
 class CompletionResult(BaseModel):
     """A finished completion. `attempts` > 1 or a `dump_id` means it took retries, recorded in that dump."""
 
@@ -397,7 +390,7 @@ class CompletionResult(BaseModel):
     output_tokens: int
     cached_tokens: int
     cost_usd: float
-    tool_calls: list[ToolCallOut]
+    tool_calls: list[ToolCall]
     attempts: int
     dump_id: str | None = None
     dump_uri: str | None = None
@@ -412,7 +405,7 @@ class CompletionResult(BaseModel):
             output_tokens=r.output_tokens,
             cached_tokens=r.cached_tokens,
             cost_usd=r.cost_usd,
-            tool_calls=[ToolCallOut(id=c.id, name=c.name, input=c.input) for c in r.tool_calls],
+            tool_calls=r.tool_calls,
             attempts=r.attempts,
             dump_id=r.dump_id,
             dump_uri=dump_uri(r.dump_id) if r.dump_id else None,
@@ -682,7 +675,7 @@ class _StreamState:
     changed: anyio.Event = field(default_factory=anyio.Event)
     pending: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
-    tool_calls: list[ToolCallOut] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
     finish: FinishEvent | None = None
     error: StreamErrorEvent | None = None
     crashed: bool = False
@@ -694,7 +687,7 @@ class _StreamState:
                 self.pending.append(ev.content)
                 self.text.append(ev.content)
         elif isinstance(ev, ToolCallEvent):
-            self.tool_calls.append(ToolCallOut(id=ev.tool_use_id, name=ev.tool_name, input=ev.tool_input))
+            self.tool_calls.append(ToolCall(id=ev.tool_use_id, name=ev.tool_name, input=ev.tool_input))
         elif isinstance(ev, FinishEvent):
             self.finish = ev
         elif isinstance(ev, StreamErrorEvent):
@@ -863,21 +856,12 @@ class _Handlers:
         if state.finish is None:
             return _error_result("internal error: the provider's stream ended without a result")
         fin = state.finish
-        return _completion_result(
-            CompletionResult(
-                content="".join(state.text),
-                model=fin.model or kwargs["model"],
-                stop_reason=fin.stop_reason,
-                input_tokens=fin.input_tokens,
-                output_tokens=fin.output_tokens,
-                cached_tokens=fin.cached_tokens,
-                cost_usd=fin.cost_usd,
-                tool_calls=state.tool_calls,
-                attempts=fin.attempts,
-                dump_id=fin.dump_id,
-                dump_uri=dump_uri(fin.dump_id) if fin.dump_id else None,
-            )
+        response = LLMResponse(
+            **{**dataclasses.asdict(fin), "model": fin.model or kwargs["model"]},
+            content="".join(state.text),
+            tool_calls=state.tool_calls,
         )
+        return _completion_result(CompletionResult.from_response(response))
 
     async def _page(self, args: ListFailedRequestsArgs) -> FailedRequestPage:
         page = await anyio.to_thread.run_sync(

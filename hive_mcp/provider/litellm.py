@@ -6,6 +6,7 @@ request), empty-reply handling, stream assembly and one failure dump per failed 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -202,14 +203,14 @@ class LiteLLMProvider(LLMProvider):
             if assembler.is_empty and not call.empty_expected:
                 if assembler.finish_reason == "length":
                     logger.warning("empty reply from %s: max_tokens (%s) was exhausted", call.model, max_tokens)
-                elif empty_retries < self.retry.stream_empty_retries:
-                    empty_retries += 1
-                    delay = self.retry.stream_empty_delay_s
-                    call.record("empty_stream", 200, "stream ended with no text and no tool calls", delay)
-                    await anyio.sleep(min(delay * self.retry.time_scale, call.remaining()))
-                    continue
                 else:
-                    call.record("empty_stream", 200, "stream ended with no text and no tool calls", 0.0)
+                    retry = empty_retries < self.retry.stream_empty_retries
+                    delay = self.retry.stream_empty_delay_s if retry else 0.0
+                    call.record("empty_stream", 200, "stream ended with no text and no tool calls", delay)
+                    if retry:
+                        empty_retries += 1
+                        await anyio.sleep(min(delay * self.retry.time_scale, call.remaining()))
+                        continue
                     err = call.error("empty_stream", 200, "the model returned an empty stream", False)
                     await self._dump_async(call, err)
                     yield _error_event(err)
@@ -220,16 +221,7 @@ class LiteLLMProvider(LLMProvider):
                 yield TextEndEvent(full_text=assembler.text)
             for tc in response_.tool_calls:
                 yield ToolCallEvent(tool_use_id=tc.id, tool_name=tc.name, tool_input=tc.input)
-            yield FinishEvent(
-                stop_reason=response_.stop_reason,
-                input_tokens=response_.input_tokens,
-                output_tokens=response_.output_tokens,
-                cached_tokens=response_.cached_tokens,
-                cost_usd=response_.cost_usd,
-                model=response_.model,
-                attempts=response_.attempts,
-                dump_id=response_.dump_id,
-            )
+            yield FinishEvent(**{f.name: getattr(response_, f.name) for f in dataclasses.fields(FinishEvent)})
             return
 
     # -- codex: every call streams ---------------------------------------------------
