@@ -473,8 +473,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 def _one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     """Collapse whitespace, drop anything key-shaped, and cap the length."""
-    text = re.sub(r"\s+", " ", redact(text)).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return _short_text(re.sub(r"\s+", " ", redact(text)).strip(), limit)
 
 
 def _describe_validation(exc: ValidationError) -> str:
