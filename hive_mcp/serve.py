@@ -17,10 +17,14 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .provider.base import LLMProvider
+    from .provider.deferred import DeferredProvider
 
 __all__ = ["configure_logging", "exposure_problem", "is_loopback", "route_litellm_logs", "serve"]
 
@@ -147,9 +151,16 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def build(settings: Settings) -> Any:
-    """The MCP server for these settings: dump store, litellm provider (imports litellm), tools."""
+def build(settings: Settings) -> tuple[Any, DeferredProvider]:
+    """The MCP server for these settings, and its provider, which loads litellm once started.
+
+    Importing litellm takes seconds: it happens in a background thread after
+    `start()`, so the server answers `initialize` and `tools/list` without waiting.
+    """
     from .dumps import DumpStore
+    from .limits import Limits
+    from .provider.deferred import DeferredProvider
+    from .server import build_server
 
     key = settings.api_key_value
     store = DumpStore(
@@ -160,31 +171,33 @@ def build(settings: Settings) -> Any:
         secrets=(key,) if key else (),
     )
 
-    from .provider import LiteLLMProvider  # imports litellm: seconds
-    from .server import build_server
+    def load_provider() -> LLMProvider:
+        from .provider.litellm import LiteLLMProvider  # imports litellm: seconds
 
-    route_litellm_logs(settings.log_level)
+        route_litellm_logs(settings.log_level)
+        provider = LiteLLMProvider(
+            model=settings.model,
+            api_key=key,
+            api_base=settings.api_base,
+            dump_store=store,
+            deadline_s=settings.deadline_s,
+        )
+        provider.warm_up()
+        return provider
 
-    from .limits import Limits
-
-    provider = LiteLLMProvider(
-        model=settings.model,
-        api_key=key,
-        api_base=settings.api_base,
-        dump_store=store,
-        deadline_s=settings.deadline_s,
-    )
-    return build_server(
+    provider = DeferredProvider(load_provider, model=settings.model)
+    server = build_server(
         provider,
         store,
         default_model=settings.model,
         heartbeat_s=settings.heartbeat_s,
         limits=Limits.from_settings(settings),
     )
+    return server, provider
 
 
 def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:
-    server = build(settings)
+    server, provider = build(settings)
     logger.info(
         "hive-mcp %s: model %s%s, dumps in %s%s",
         __version__,
@@ -199,6 +212,7 @@ def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:
             "calls fail with a message naming the variable when none is"
         )
 
+    provider.start()
     if settings.transport != "stdio":
         from .http import run_http
 

