@@ -1,8 +1,8 @@
 """Serving MCP: build the provider, the dump store and the server, then run one transport until stopped.
 
 `serve(settings)` is the whole of it: logging to stderr, signal handling (SIGTERM
-ends the server like Ctrl-C, with exit code 0), then stdio here or HTTP in
-`hive_mcp.http`. The command line (`hive_mcp.cli`) only parses and calls it.
+ends the server like Ctrl-C, with exit code 0), then stdio (`hive_mcp.stdio`) or HTTP
+(`hive_mcp.http`). The command line (`hive_mcp.cli`) only parses and calls it.
 
 litellm (seconds to import) and mcp are imported inside the functions that
 need them, so importing this module stays cheap.
@@ -14,8 +14,6 @@ import logging
 import os
 import signal
 import sys
-import threading
-from collections.abc import AsyncIterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -213,110 +211,14 @@ def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:
         )
 
     provider.start()
-    if settings.transport != "stdio":
+    if settings.transport == "stdio":
+        from .stdio import run_stdio
+
+        logger.info("serving MCP over stdio")
+        run_stdio(server)
+    else:
         from .http import run_http
 
         run_http(server, settings, tokens)
-    elif _CAN_CLAIM_STDIN:
-        import anyio
-
-        logger.info("serving MCP over stdio")
-        anyio.run(_run_stdio, server)
-    else:
-        logger.info("serving MCP over stdio")
-        server.run(transport="stdio")
     logger.info("hive-mcp stopped")
     return EXIT_OK
-
-
-# ---------------------------------------------------------------------------
-# stdio that a signal can stop
-# ---------------------------------------------------------------------------
-#
-# The SDK's stdio transport reads stdin with a blocking readline in an anyio
-# worker thread, which cannot be cancelled: after Ctrl-C or SIGTERM the server
-# would wait for the client's next line or for EOF before exiting. So we hand
-# `stdio_server` our own stdin: a daemon thread reading a private duplicate of
-# fd 0 with os.read (no buffered-IO lock to trip over at interpreter exit).
-# stdout is still claimed by the SDK, which points fd 1 at stderr while serving,
-# so stray prints cannot corrupt the protocol. The rest mirrors
-# `MCPServer.run_stdio_async`.
-
-try:
-    import fcntl
-
-    _CAN_CLAIM_STDIN = True
-except ImportError:  # Windows: the SDK's own stdio path
-    _CAN_CLAIM_STDIN = False
-
-
-async def _run_stdio(server: Any) -> None:
-    from mcp.server.stdio import stdio_server
-
-    fd = _claim_stdin()
-    async with stdio_server(stdin=_stdin_lines(fd)) as (read_stream, write_stream):  # type: ignore[arg-type]
-        low = server._lowlevel_server  # as run_stdio_async does
-        await low.run(read_stream, write_stream, low.create_initialization_options())
-
-
-def _claim_stdin() -> int:
-    """A private duplicate of fd 0 for the protocol; fd 0 itself then reads /dev/null.
-
-    So nothing else in the process (or a child it starts) can read protocol bytes.
-    If fd 0 cannot be duplicated, it is read in place.
-    """
-    try:
-        private = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
-    except OSError:
-        return 0
-    try:
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        try:
-            os.dup2(devnull, 0)
-        finally:
-            os.close(devnull)
-    except OSError:
-        pass
-    return private
-
-
-async def _stdin_lines(fd: int) -> AsyncIterator[str]:
-    """The lines of `fd`, read by a daemon thread; cancelling the reader never waits for input."""
-    import anyio
-    import anyio.from_thread
-    import anyio.lowlevel
-
-    send, receive = anyio.create_memory_object_stream[str](16)
-    token = anyio.lowlevel.current_token()
-
-    def deliver(line: bytes) -> None:
-        anyio.from_thread.run(send.send, line.decode("utf-8", errors="replace"), token=token)
-
-    def pump() -> None:
-        buffer = b""
-        try:
-            while chunk := _read_quietly(fd):
-                *lines, buffer = (buffer + chunk).split(b"\n")
-                for line in lines:
-                    deliver(line + b"\n")
-            if buffer:
-                deliver(buffer)
-        except BaseException:  # noqa: BLE001 - the loop is gone or the reader stopped: nobody is listening
-            return
-        try:
-            anyio.from_thread.run_sync(send.close, token=token)
-        except BaseException:  # noqa: BLE001
-            pass
-
-    threading.Thread(target=pump, name="hive-mcp-stdin", daemon=True).start()
-    async with receive:
-        async for line in receive:
-            yield line
-
-
-def _read_quietly(fd: int) -> bytes:
-    """os.read, with a read error taken as end of input."""
-    try:
-        return os.read(fd, 65536)
-    except OSError:
-        return b""

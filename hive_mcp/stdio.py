@@ -1,0 +1,214 @@
+"""MCP over stdio: the SDK's transport, with our own ends on stdin and stdout.
+
+stdin: the SDK reads it with a blocking readline in an anyio worker thread,
+which cannot be cancelled, so after Ctrl-C or SIGTERM the server would wait for
+the client's next line or for EOF. Here a daemon thread reads a private
+duplicate of fd 0 with os.read (no buffered-IO lock to trip over at exit).
+
+stdout: the SDK writes, then flushes, each message in anyio's worker pool: two
+thread round trips (about 0.2 ms each on a 2-core machine) per response and per
+progress notification. Here a message is queued and a daemon thread writes
+whatever has queued to a private duplicate of fd 1 in one os.write.
+
+While serving, fd 0 reads /dev/null and fd 1 points at stderr, so nothing else
+in the process (or a child it starts) can read protocol bytes or write into the
+protocol stream. The rest mirrors `MCPServer.run_stdio_async`. On a platform
+without fcntl (Windows) the SDK's own transport is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["StdoutLines", "run_stdio"]
+
+logger = logging.getLogger("hive_mcp")
+
+HIGH_WATER_BYTES = 4 * 1024 * 1024
+"""Unwritten bytes past which `write` waits: a client that stopped reading must not grow our memory."""
+LOW_WATER_BYTES = 1024 * 1024
+DRAIN_TIMEOUT_S = 5.0
+"""At exit, how long queued messages may take to reach a slow reader."""
+
+
+def run_stdio(server: Any) -> None:
+    """Serve `server` (an MCPServer) on stdin/stdout until EOF, Ctrl-C or SIGTERM."""
+    if fcntl is None:
+        server.run(transport="stdio")
+        return
+    anyio.run(_serve, server)
+
+
+async def _serve(server: Any) -> None:
+    from mcp.server.stdio import stdio_server
+
+    stdin_fd = _claim(0, os.O_RDONLY, os.devnull)
+    stdout = StdoutLines(_claim(1, os.O_WRONLY, None))
+    try:
+        async with stdio_server(stdin=_stdin_lines(stdin_fd), stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
+            low = server._lowlevel_server  # as run_stdio_async does
+            await low.run(read_stream, write_stream, low.create_initialization_options())
+    finally:
+        stdout.close(DRAIN_TIMEOUT_S)
+
+
+def _claim(fd: int, flags: int, divert_to: str | None) -> int:
+    """A private duplicate of `fd` for the protocol; `fd` itself is pointed at `divert_to` (None: stderr).
+
+    If `fd` cannot be duplicated, it is used in place.
+    """
+    assert fcntl is not None
+    try:
+        private = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    except OSError:
+        return fd
+    try:
+        target = os.open(divert_to, flags) if divert_to is not None else _stderr_or_null()
+        try:
+            os.dup2(target, fd)
+        finally:
+            os.close(target)
+    except OSError:
+        pass
+    return private
+
+
+def _stderr_or_null() -> int:
+    try:
+        return os.dup(2)
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY)
+
+
+# ---------------------------------------------------------------------------
+# stdin
+# ---------------------------------------------------------------------------
+
+
+async def _stdin_lines(fd: int) -> AsyncIterator[str]:
+    """The lines of `fd`, read by a daemon thread; cancelling the reader never waits for input."""
+    send, receive = anyio.create_memory_object_stream[str](16)
+    token = anyio.lowlevel.current_token()
+
+    def deliver(line: bytes) -> None:
+        anyio.from_thread.run(send.send, line.decode("utf-8", errors="replace"), token=token)
+
+    def pump() -> None:
+        buffer = b""
+        try:
+            while chunk := _read_quietly(fd):
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    deliver(line + b"\n")
+            if buffer:
+                deliver(buffer)
+        except BaseException:  # noqa: BLE001 - the loop is gone or the reader stopped: nobody is listening
+            return
+        try:
+            anyio.from_thread.run_sync(send.close, token=token)
+        except BaseException:  # noqa: BLE001
+            pass
+
+    threading.Thread(target=pump, name="hive-mcp-stdin", daemon=True).start()
+    async with receive:
+        async for line in receive:
+            yield line
+
+
+def _read_quietly(fd: int) -> bytes:
+    """os.read, with a read error taken as end of input."""
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
+
+
+# ---------------------------------------------------------------------------
+# stdout
+# ---------------------------------------------------------------------------
+
+
+class StdoutLines:
+    """The SDK's `stdout` (an object with async `write` and `flush`), written by a daemon thread.
+
+    `write` queues and returns; the thread joins whatever has queued and writes it
+    in one os.write, so a burst of notifications costs one system call. Past
+    `HIGH_WATER_BYTES` unwritten, `write` waits for the thread to catch up. A
+    write error (the client closed the pipe) is raised by the next `write`.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._unwritten = 0
+        self._caught_up = threading.Condition()
+        self._error: OSError | None = None
+        self._thread = threading.Thread(target=self._pump, name="hive-mcp-stdout", daemon=True)
+        self._thread.start()
+
+    async def write(self, text: str) -> None:
+        if self._error is not None:
+            raise self._error
+        data = text.encode("utf-8")
+        with self._caught_up:
+            self._unwritten += len(data)
+            backlog = self._unwritten
+        self._queue.put(data)
+        if backlog > HIGH_WATER_BYTES:
+            await anyio.to_thread.run_sync(self._wait_below, LOW_WATER_BYTES, abandon_on_cancel=True)
+
+    async def flush(self) -> None:
+        """Nothing to do: the thread writes as soon as a message is queued."""
+
+    def close(self, timeout: float) -> None:
+        """Write what is queued (for at most `timeout` seconds), then stop the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _wait_below(self, limit: int) -> None:
+        with self._caught_up:
+            self._caught_up.wait_for(lambda: self._unwritten <= limit or self._error is not None)
+
+    def _pump(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[bytes] = []
+            item = self._queue.get()
+            while item is not None:
+                batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            stop = item is None
+            data = b"".join(batch)
+            if data and self._error is None:
+                try:
+                    _write_all(self._fd, data)
+                except OSError as exc:
+                    logger.debug("stdout closed: %s", exc)
+                    self._error = exc
+            with self._caught_up:
+                self._unwritten -= len(data)
+                self._caught_up.notify_all()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

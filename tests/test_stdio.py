@@ -1,0 +1,102 @@
+"""The stdio transport's stdout writer: order, batching, backpressure, a closed pipe, draining at exit.
+
+Real pipes, real threads; waits are on events or on all tasks being blocked, never on sleeps.
+(The whole transport is exercised end to end in tests/test_e2e.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from hive_mcp import stdio
+from hive_mcp.stdio import StdoutLines
+
+
+def read_all(fd: int, into: bytearray, done: threading.Event) -> None:
+    while chunk := os.read(fd, 65536):
+        into.extend(chunk)
+    done.set()
+
+
+async def test_lines_arrive_whole_and_in_order() -> None:
+    r, w = os.pipe()
+    got, done = bytearray(), threading.Event()
+    threading.Thread(target=read_all, args=(r, got, done), daemon=True).start()
+    out = StdoutLines(w)
+    lines = [f'{{"n": {i}, "pad": "{"x" * (i % 300)}"}}\n' for i in range(2000)]
+    for line in lines:
+        await out.write(line)
+        await out.flush()
+    out.close(5.0)
+    os.close(w)
+    assert await anyio.to_thread.run_sync(done.wait, 5.0)
+    os.close(r)
+    assert got.decode() == "".join(lines)
+
+
+async def test_a_reader_that_stops_holds_up_writes_instead_of_growing_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stdio, "HIGH_WATER_BYTES", 256 * 1024)
+    monkeypatch.setattr(stdio, "LOW_WATER_BYTES", 64 * 1024)
+    r, w = os.pipe()
+    out = StdoutLines(w)
+    message = "y" * 16383 + "\n"
+    total = 200  # 3.2 MB: far more than the pipe (64 KB) plus the high-water mark
+    written = 0
+
+    async def writer() -> None:
+        nonlocal written
+        for _ in range(total):
+            await out.write(message)
+            written += 1
+
+    got, done = bytearray(), threading.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer)
+        with anyio.fail_after(10):
+            while out._unwritten <= stdio.HIGH_WATER_BYTES:  # noqa: SLF001 - what the limit bounds
+                await anyio.sleep(0)  # a checkpoint, not a wait on time: the writer runs until it blocks
+        await anyio.wait_all_tasks_blocked()
+        assert written < total  # the writer is held, not queueing without end
+        assert out._unwritten <= stdio.HIGH_WATER_BYTES + len(message)  # noqa: SLF001
+        threading.Thread(target=read_all, args=(r, got, done), daemon=True).start()  # the client reads again
+    out.close(5.0)
+    os.close(w)
+    assert await anyio.to_thread.run_sync(done.wait, 5.0)
+    os.close(r)
+    assert written == total and bytes(got) == message.encode() * total
+
+
+async def test_a_closed_pipe_ends_the_writer_with_an_error() -> None:
+    r, w = os.pipe()
+    os.close(r)  # the client went away
+    out = StdoutLines(w)
+    with pytest.raises(OSError):
+        with anyio.fail_after(5):
+            while True:  # the first write fails in the thread; a later one reports it
+                await out.write("{}\n")
+                await anyio.to_thread.run_sync(lambda: None)  # let the writer thread run
+    out.close(5.0)
+    os.close(w)
+
+
+def test_close_writes_what_is_queued() -> None:
+    r, w = os.pipe()
+    out = StdoutLines(w)
+
+    async def queue_many() -> None:
+        for i in range(500):
+            await out.write(f"{i}\n")
+
+    anyio.run(queue_many)
+    out.close(5.0)
+    os.close(w)
+    got = bytearray()
+    while chunk := os.read(r, 65536):
+        got.extend(chunk)
+    os.close(r)
+    assert got.decode() == "".join(f"{i}\n" for i in range(500))
