@@ -1,8 +1,12 @@
-"""Benchmarks: `python -m bench.run [--quick] [--out FILE]`.
+"""Benchmarks: `python -m bench.run [--quick] [--only SECTION[,SECTION]] [--out FILE]`.
 
-Everything runs against the scripted upstream on 127.0.0.1, so the numbers are
-hive-mcp's own overhead, not a provider's. Prints a table and writes JSON.
-Timed here, never in tests: a noisy machine makes timed tests flaky.
+Everything runs against the scripted upstream on 127.0.0.1, in a process of its
+own, so the numbers are hive-mcp's own costs, not a provider's. Each section
+prints its table as it finishes; the JSON (rows, details, machine) is rewritten
+after every section. Not part of the test suite: timings on a noisy machine
+make flaky tests.
+
+Sections: overhead, streaming, concurrency, startup, memory, dumps (see each module).
 """
 
 from __future__ import annotations
@@ -10,167 +14,131 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import platform
-import statistics
+import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import concurrency, dumps, memory, overhead, startup, streaming
+from bench.common import ROOT, Bench, Row, Section, UpstreamProcess
 
-import httpx  # noqa: E402
-
-from hive_mcp.dumps import DumpStore, FailureDump, make_dump_id  # noqa: E402
-from hive_mcp.provider import LiteLLMProvider, RetryPolicy, TextDeltaEvent  # noqa: E402
-from tests.upstream import Reply, Upstream  # noqa: E402
-
-USER = [{"role": "user", "content": "hi"}]
-
-
-def summarize(name: str, samples: list[float], unit: str = "ms", **extra: Any) -> dict[str, Any]:
-    ordered = sorted(samples)
-    return {
-        "name": name,
-        "unit": unit,
-        "n": len(samples),
-        "median": statistics.median(ordered),
-        "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
-        "min": ordered[0],
-        **extra,
-    }
+SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
+    "overhead": overhead.run,
+    "streaming": streaming.run,
+    "concurrency": concurrency.run,
+    "startup": startup.run,
+    "memory": memory.run,
+    "dumps": dumps.run,
+}
+RESULTS = ROOT / "bench" / "results"
 
 
-async def timed(n: int, fn: Callable[[], Awaitable[Any]]) -> list[float]:
-    for _ in range(min(10, n)):  # warm-up: connection pools, litellm caches
-        await fn()
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return out
+def fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{3 if abs(value) < 10 else 2 if abs(value) < 100 else 1}f}"
 
 
-async def bench_complete(up: Upstream, provider: LiteLLMProvider, n: int) -> list[dict[str, Any]]:
-    up._default = Reply.text("hello")  # noqa: SLF001 - every request gets the same reply
-    results = []
-    async with httpx.AsyncClient() as client:
-        body = {"model": "gpt-4o-mini", "messages": USER}
-
-        async def raw() -> None:
-            r = await client.post(f"{up.base_url}/chat/completions", json=body)
-            r.json()
-
-        results.append(summarize("raw httpx POST (floor)", await timed(n, raw)))
-
-    async def via_provider() -> None:
-        await provider.acomplete(USER)
-
-    results.append(summarize("LiteLLMProvider.acomplete", await timed(n, via_provider)))
-    return results
-
-
-async def bench_stream(up: Upstream, provider: LiteLLMProvider, chunks: int, rounds: int) -> list[dict[str, Any]]:
-    import litellm
-
-    up._default = Reply.stream([f"tok{i} " for i in range(chunks)])  # noqa: SLF001
-    floor = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        response = await litellm.acompletion(
-            model="openai/gpt-4o-mini", api_base=up.base_url, api_key="bench-key", messages=USER, stream=True
-        )
-        got = sum([1 async for c in response if c.choices and c.choices[0].delta.content])
-        floor.append(got / (time.perf_counter() - start))
-    rates = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        got = 0
-        async for event in provider.stream(USER):
-            if isinstance(event, TextDeltaEvent):
-                got += 1
-        rates.append(got / (time.perf_counter() - start))
-    return [
-        summarize("litellm.acompletion stream (floor)", floor, unit="chunks/s", chunks_per_stream=chunks),
-        summarize("LiteLLMProvider.stream", rates, unit="chunks/s", chunks_per_stream=chunks),
-    ]
-
-
-def bench_dump_list(count: int, rounds: int) -> list[dict[str, Any]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        store = DumpStore(Path(tmp), max_count=None, max_bytes=None, max_age=None)
-        base = FailureDump(
-            timestamp=datetime.now(timezone.utc), model="openai/gpt-4o-mini", error_type="rate_limit",
-            outcome="gave_up", attempts=[], messages=USER,
-        )
-        # Writes go through the real store at its default retention (500 dumps)...
-        writer = DumpStore(Path(tmp) / "retained")
-        start = time.perf_counter()
-        for _ in range(600):
-            writer.write(base)
-        write_ms = (time.perf_counter() - start) * 1000 / 600
-        # ...and the big directory is made by copying one real dump under many ids.
-        first = store.write(base)
-        assert first is not None
-        payload = (Path(tmp) / f"{first}.json").read_bytes()
-        for i in range(count - 1):
-            when = datetime.fromtimestamp(1.7e9 + i, timezone.utc)
-            (Path(tmp) / f"{make_dump_id(when, 'rate_limit', base.model)}.json").write_bytes(payload)
-        samples = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            store.list(limit=20)
-            samples.append((time.perf_counter() - start) * 1000)
-        filtered = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            store.list(limit=20, model="openai/gpt-4o-mini", error_type="rate_limit")
-            filtered.append((time.perf_counter() - start) * 1000)
-    return [
-        summarize(f"DumpStore.list first page of {count}", samples, dumps=count, write_ms_each_at_500_retained=round(write_ms, 3)),
-        summarize(f"DumpStore.list filtered, {count}", filtered, dumps=count),
-    ]
-
-
-async def main_async(quick: bool) -> list[dict[str, Any]]:
-    n = 50 if quick else 300
-    with Upstream() as up, tempfile.TemporaryDirectory() as tmp:
-        provider = LiteLLMProvider(
-            model="openai/gpt-4o-mini", api_key="bench-key", api_base=up.base_url,
-            retry=RetryPolicy(time_scale=0.0), dump_store=DumpStore(Path(tmp)),
-        )
-        results = await bench_complete(up, provider, n)
-        results.extend(await bench_stream(up, provider, 200 if quick else 1000, 3 if quick else 10))
-    results.extend(bench_dump_list(1000 if quick else 10000, 20 if quick else 100))
-    return results
-
-
-def table(results: list[dict[str, Any]]) -> str:
-    lines = [f"{'benchmark':44} {'median':>12} {'p95':>12} {'unit':>9} {'n':>6}"]
-    for r in results:
-        lines.append(f"{r['name']:44} {r['median']:12.3f} {r['p95']:12.3f} {r['unit']:>9} {r['n']:6}")
+def table(sections: list[Section]) -> str:
+    head = f"{'benchmark':52} {'unit':>8} {'n':>6} {'median':>11} {'p90':>11} {'min':>11} {'target':>11}  met"
+    lines = [head, "-" * len(head)]
+    for section in sections:
+        lines.append(f"[{section.name}]")
+        lines.extend(_line(row) for row in section.rows)
     return "\n".join(lines)
 
 
+def _line(row: Row) -> str:
+    target = f"{row.target_spec[:2]}{fmt(row.target)}" if row.target is not None else ""
+    met = "" if row.met is None else ("yes" if row.met else "NO")
+    return (
+        f"{row.name[:52]:52} {row.unit:>8} {len(row.samples):6} {fmt(row.median):>11} {fmt(row.p90):>11} "
+        f"{fmt(row.min):>11} {target:>11}  {met}"
+    )
+
+
+def meta(quick: bool) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick,
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": {p: version(p) for p in ("hive-mcp", "mcp", "litellm")},
+        "git": {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "hive_mcp"))},
+        "statistics": "median and nearest-rank p90 of the samples; targets are checked against the median",
+    }
+
+
+def write(out: Path, info: dict[str, Any], sections: list[Section]) -> None:
+    data = {
+        "meta": info,
+        "sections": {
+            s.name: {"rows": [r.as_json() for r in s.rows], "details": s.details, "problems": s.problems}
+            for s in sections
+        },
+    }
+    out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def shout(section: Section) -> None:
+    """Problems are possible bugs in hive-mcp: they must not scroll by unseen."""
+    for problem in section.problems:
+        print(f"\n!!! {section.name}: {problem}\n", file=sys.stderr, flush=True)
+
+
+async def run(names: list[str], quick: bool, out: Path) -> list[Section]:
+    info = meta(quick)
+    done: list[Section] = []
+    with tempfile.TemporaryDirectory(prefix="hive-bench-") as tmp:
+        workdir = Path(tmp)
+        with open(workdir / "upstream.log", "wb") as log, UpstreamProcess(log) as upstream:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            bench = Bench(quick=quick, upstream=upstream, workdir=workdir, results_dir=out.parent)
+            for name in names:
+                print(f"\n== {name} ==", flush=True)
+                section = await SECTIONS[name](bench)
+                done.append(section)
+                print(table([section]), flush=True)
+                shout(section)
+                write(out, info, done)
+    return done
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections (default: all)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
-    results = asyncio.run(main_async(args.quick))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "when": datetime.now(timezone.utc).isoformat()}
-    args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(table(results))
-    print(f"\nJSON: {args.out}")
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+
+    # Warnings only, set before the SDK's MCPServer sets up INFO logging of its own (it
+    # then leaves an existing setup alone): a line a request would be timed as the client's cost.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sections = asyncio.run(run(names, args.quick, args.out))
+    print("\n" + table(sections))
+    missed = [f"{s.name}: {r.name}" for s in sections for r in s.rows if r.met is False]
+    print("\ntargets missed: " + ("; ".join(missed) if missed else "none"))
+    for section in sections:
+        shout(section)
+    print(f"JSON: {args.out}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ It speaks enough HTTP/1.1 for litellm's real client (keep-alive, Content-Length,
 SSE streaming) and enough of the OpenAI chat-completions and Anthropic messages
 APIs. Each test scripts the replies in order and reads back every request it got.
 It runs its own event loop in a thread, so sync and async callers both work.
+Benchmarks run it in a process of its own (bench/upstream_proc.py), choosing each
+reply from the request with `reply_for`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,12 +126,16 @@ class Reply:
         done: bool = True,
     ) -> Reply:
         """An SSE stream. A str chunk is a text delta, a dict is a raw `delta`,
-        bytes are sent as they are (for malformed lines). `hold_after=N` waits on
-        `Upstream.release()` after N chunks; `drop_after=N` closes the connection."""
+        bytes are sent as they are (for malformed lines), and a callable is called
+        for the delta's text as the chunk is sent (for timestamps). `hold_after=N`
+        waits on `Upstream.release()` after N chunks; `drop_after=N` closes the connection."""
         events: list[Any] = []
         for c in chunks:
             if isinstance(c, bytes):
                 events.append(c)
+                continue
+            if callable(c):
+                events.append(lambda text=c: _chunk(model, {"content": text()}, None))
                 continue
             delta = {"content": c} if isinstance(c, str) else c
             events.append(_chunk(model, delta, None))
@@ -205,8 +212,12 @@ def tool_call_delta(index: int, *, id: str | None = None, name: str | None = Non
 class Upstream:
     """The scripted server. Use as a context manager; `script()` queues replies."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(
+        self, default: Reply | None = None, *, reply_for: Callable[[RecordedRequest], Reply | None] | None = None
+    ) -> None:
+        """`reply_for` is asked first for every request; where it returns None, the script and then `default` answer."""
         self._default = default or Reply.text("default reply")
+        self._reply_for = reply_for
         self._script: deque[Reply] = deque()
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -216,6 +227,7 @@ class Upstream:
         self._release: asyncio.Event | None = None
         self.port = 0
         self.open_connections = 0
+        self.peak_connections = 0  # the most open at once
         self.request_seen = threading.Event()
         self.chunk_sent = threading.Event()
         self.client_gone = threading.Event()
@@ -283,6 +295,7 @@ class Upstream:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open_connections += 1
+        self.peak_connections = max(self.peak_connections, self.open_connections)
         try:
             while True:
                 request = await self._read_request(reader)
@@ -291,7 +304,7 @@ class Upstream:
                 with self._lock:
                     self.requests.append(request)
                 self.request_seen.set()
-                reply = self._next_reply()
+                reply = (self._reply_for and self._reply_for(request)) or self._next_reply()
                 keep_open = await self._respond(reply, reader, writer)
                 if not keep_open:
                     return
@@ -378,6 +391,8 @@ class Upstream:
                 if watch.done():
                     self._client_left()
                     return False
+                if callable(event):
+                    event = event()
                 data = event if isinstance(event, bytes) else f"data: {json.dumps(event)}\n\n".encode()
                 writer.write(b"%x\r\n%s\r\n" % (len(data), data))
                 await writer.drain()
