@@ -93,6 +93,31 @@ _TMP_RE = re.compile(r"\.hive-dump-[0-9a-f]{16}\.tmp")
 _MAX_NAME_TRIES = 16
 
 
+_SETTLED_NS = 1_000_000_000
+
+
+def _older_than(ids: list[str], after: str) -> int:
+    """The index of the first id in newest-first `ids` that sorts before `after` (a binary search)."""
+    lo, hi = 0, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ids[mid] >= after:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _id_matches(dump_id: str, error_type: str | None, slug: str | None, since_key: str | None) -> bool:
+    """Whether a valid id's fields match the filters (None: any)."""
+    ts, et, model_slug, _ = dump_id.split(".")
+    return (
+        (error_type is None or et == error_type)
+        and (slug is None or model_slug == slug)
+        and (since_key is None or ts >= since_key)
+    )
+
+
 def is_valid_dump_id(s: object) -> bool:
     """True if `s` is a well-formed dump id; safe to use as a file stem and inside a URI."""
     return isinstance(s, str) and len(s) <= _ID_MAX_LEN and _ID_RE.fullmatch(s) is not None
@@ -446,6 +471,7 @@ class DumpStore:
         self._secrets: tuple[str, ...] = _normalize_secrets(secrets)
         self._lock = threading.Lock()  # serializes prune/purge and secret updates
         self._listeners: list[Callable[[], None]] = []
+        self._newest_first: tuple[int, list[str]] | None = None  # (directory mtime, ids): see _ids
 
     # -- configuration -----------------------------------------------------
 
@@ -613,9 +639,30 @@ class DumpStore:
                 out.append((stem, size))
         return out
 
+    def _ids(self) -> list[str]:
+        """Every dump id, newest first (do not modify the list).
+
+        Listing 10,000 dumps is mostly the directory scan, so the sorted ids are
+        kept while the directory's mtime stands still: adding, renaming or removing
+        a file (by this store or anyone else) changes it. mtime moves in coarse
+        ticks, so a scan is kept only once the directory has been still for
+        `_SETTLED_NS`: a change in the same tick as the scan cannot be missed.
+        """
+        try:
+            mtime = os.stat(self.directory).st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        kept = self._newest_first
+        if kept is not None and kept[0] == mtime:
+            return kept[1]
+        ids = sorted((dump_id for dump_id, _ in self._scan()), reverse=True)
+        if time.time_ns() - mtime > _SETTLED_NS:
+            self._newest_first = (mtime, ids)
+        return ids
+
     def count(self) -> int:
         """How many dumps there are."""
-        return len(self._scan())
+        return len(self._ids())
 
     # -- retention ---------------------------------------------------------
 
@@ -785,20 +832,11 @@ class DumpStore:
         slug = _model_slug(model) if model is not None else None
         since_key = _ts_key(since) if since is not None else None
 
-        ids: list[str] = []
-        for dump_id, _ in self._scan():
-            if after is not None and dump_id >= after:
-                continue
-            m = _ID_RE.fullmatch(dump_id)
-            assert m is not None  # _scan only yields valid ids
-            if et is not None and m["et"] != et:
-                continue
-            if slug is not None and m["slug"] != slug:
-                continue
-            if since_key is not None and m["ts"] < since_key:
-                continue
-            ids.append(dump_id)
-        ids.sort(reverse=True)
+        ids = self._ids()
+        if after is not None:
+            ids = ids[_older_than(ids, after) :]
+        if et is not None or slug is not None or since_key is not None:
+            ids = [i for i in ids if _id_matches(i, et, slug, since_key)]
 
         items: list[DumpSummary] = []
         more = False

@@ -573,6 +573,25 @@ def test_listing_many_dumps_reads_only_the_page(
     assert reads == 0 and parses == 0
 
 
+def test_a_kept_scan_still_sees_dumps_added_and_removed_by_others(store: DumpStore, store_dir: Path) -> None:
+    first = store.write(make_dump(timestamp=T0))
+    second = store.write(make_dump(timestamp=T0 + timedelta(seconds=1)))
+    assert first and second
+    settled = time.time_ns() - 60 * 10**9
+    os.utime(store_dir, ns=(settled, settled))  # the directory has been still for a minute
+    assert [s.id for s in store.list().items] == [second, first]
+    assert store._newest_first is not None  # noqa: SLF001 - the scan is kept: what this test is about
+
+    # Another process (a second server, `hive-mcp dumps purge`) changes the directory.
+    third = make_dump_id(T0 + timedelta(seconds=2), "rate_limit", "openai/gpt-4o-mini")
+    (store_dir / f"{third}.json").write_bytes((store_dir / f"{first}.json").read_bytes())
+    (store_dir / f"{first}.json").unlink()
+    assert [s.id for s in store.list().items] == [third, second]
+    assert store.count() == 2
+    page = store.list(limit=1)
+    assert [s.id for s in store.list(limit=1, cursor=page.next_cursor).items] == [second]
+
+
 def test_corrupt_dump_skipped_in_list_and_reported_on_read(store: DumpStore, store_dir: Path) -> None:
     good = store.write(make_dump(timestamp=T0))
     assert good is not None
