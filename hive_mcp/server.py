@@ -28,6 +28,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -107,6 +108,9 @@ DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 200
 DEFAULT_RESOURCE_PAGE_SIZE = 50
 """Dumps per `resources/list` page. Only the files on a page are opened, so a page costs the same at 10,000 dumps."""
+
+PROGRESS_INTERVAL_S = 0.01
+"""The least time between two `stream_complete` notifications that carry text (see `_relay_progress`)."""
 
 MAX_ERROR_CHARS = 600
 _NOTIFY_TIMEOUT_S = 5.0
@@ -711,6 +715,9 @@ async def _read_stream(events: AsyncIterator[StreamEvent], state: _StreamState) 
     try:
         async for ev in events:
             state.add(ev)
+            # litellm hands over buffered chunks without ever suspending: yield after each, so
+            # the relay (and every other call) gets a turn and text goes out as it is read.
+            await anyio.lowlevel.checkpoint()
     except Exception:
         logger.exception("provider stream raised")
         state.crashed = True
@@ -727,21 +734,37 @@ async def _read_stream(events: AsyncIterator[StreamEvent], state: _StreamState) 
 
 
 async def _relay_progress(
-    state: _StreamState, report: Callable[[float, str | None], Awaitable[None]], heartbeat_s: float
+    state: _StreamState,
+    report: Callable[[float, str | None], Awaitable[None]],
+    heartbeat_s: float,
+    interval_s: float = PROGRESS_INTERVAL_S,
 ) -> None:
-    """Send the new text as progress until the stream is done; a heartbeat when nothing was sent for `heartbeat_s`."""
+    """Send the new text as progress until the stream is done; a heartbeat when nothing was sent for `heartbeat_s`.
+
+    Text goes out at once unless the previous notification left less than
+    `interval_s` ago; then it waits out the rest of the interval, gathering what
+    else arrives into the same notification. Chunks spaced wider than the
+    interval are never delayed; a fast stream costs at most 1/interval_s
+    notifications a second instead of one per chunk.
+    """
     seq = 0
     last_sent = anyio.current_time()
+    last_text = -math.inf
     while True:
         wait = last_sent + heartbeat_s - anyio.current_time()
         with anyio.move_on_after(max(0.0, wait)):
             await state.changed.wait()
+        hold = last_text + interval_s - anyio.current_time()
+        if hold > 0 and state.pending and not state.done:
+            await anyio.sleep(hold)
         state.changed = anyio.Event()  # swapped before reading, so a change after this wakes the next wait
         text = state.take_pending()
         if text or anyio.current_time() >= last_sent + heartbeat_s:
             seq += 1
             await report(seq, text or None)
             last_sent = anyio.current_time()
+            if text:
+                last_text = last_sent
         if state.done and not state.pending:
             return
 
@@ -761,6 +784,7 @@ class _Handlers:
     heartbeat_s: float
     resource_page_size: int
     limits: Limits = field(default_factory=Limits)
+    progress_interval_s: float = PROGRESS_INTERVAL_S
     complete_max_tokens: int | None = field(init=False)
     stream_max_tokens: int | None = field(init=False)
 
@@ -846,7 +870,7 @@ class _Handlers:
             async with self.limits.slot():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_read_stream, self.provider.stream(messages, **kwargs), state)
-                    await _relay_progress(state, report, self.heartbeat_s)
+                    await _relay_progress(state, report, self.heartbeat_s, self.progress_interval_s)
         except Busy as exc:
             return _error_result(str(exc))
 
@@ -1014,11 +1038,13 @@ def build_server(
     name: str = "hive-mcp",
     resource_page_size: int = DEFAULT_RESOURCE_PAGE_SIZE,
     limits: Limits | None = None,
+    progress_interval_s: float = PROGRESS_INTERVAL_S,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
     `heartbeat_s` is how long `stream_complete` lets a call go without a progress
-    notification; `resource_page_size` is how many dumps one `resources/list`
+    notification, `progress_interval_s` the least time between two that carry
+    text (faster text is gathered into one); `resource_page_size` is how many dumps one `resources/list`
     page holds; `limits` is the cost control (default: `Limits()`, which bounds
     only concurrency, deadline and input size). Use one `Limits` per server.
     """
@@ -1029,7 +1055,7 @@ def build_server(
     limits = limits if limits is not None else Limits()
     if not limits.model_allowed(default_model):
         logger.info("the default model %s matches no allowed pattern; it is allowed anyway", default_model)
-    handlers = _Handlers(provider, store, default_model, heartbeat_s, resource_page_size, limits)
+    handlers = _Handlers(provider, store, default_model, heartbeat_s, resource_page_size, limits, progress_interval_s)
     bus = InMemorySubscriptionBus()
     notifier = _ChangeNotifier(store, bus)
 

@@ -250,6 +250,24 @@ async def test_stream_progress_is_incremental_and_concatenates(
     assert all(a < b for a, b in zip(values, values[1:])), values
 
 
+async def test_fast_text_is_gathered_into_fewer_notifications_whole_and_in_order(
+    make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
+) -> None:
+    chunks = [f"w{i} " for i in range(400)]
+    upstream.script(Reply.stream(chunks))
+    progress = Progress()
+    interval = 0.05
+    async with connect(make_server(progress_interval_s=interval), mode) as c:
+        started = anyio.current_time()
+        r = await c.call_tool("stream_complete", {"prompt": "hi"}, progress_callback=progress)
+        elapsed = anyio.current_time() - started
+    assert not r.is_error, text_of(r)
+    assert progress.text == "".join(chunks) == text_of(r)
+    with_text = [m for _, m in progress.items if m]
+    # At most one notification with text per interval (plus the first): 400 chunks, not 400 notifications.
+    assert len(with_text) <= elapsed / interval + 2, (len(with_text), elapsed)
+
+
 async def test_stream_heartbeat_while_upstream_silent(
     make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
 ) -> None:
