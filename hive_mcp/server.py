@@ -31,6 +31,7 @@ import logging
 import math
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 import dataclasses
@@ -115,6 +116,7 @@ PROGRESS_INTERVAL_S = 0.01
 MAX_ERROR_CHARS = 600
 _NOTIFY_TIMEOUT_S = 5.0
 _CLOSE_TIMEOUT_S = 2.0
+_READER_SLICE_S = 0.005  # the longest a stream reader runs before letting other tasks in
 
 
 def dump_uri(dump_id: str) -> str:
@@ -712,12 +714,15 @@ async def _read_stream(events: AsyncIterator[StreamEvent], state: _StreamState) 
     On cancellation the close is what makes the upstream see its connection go,
     so it runs shielded (and bounded, so a wedged close cannot hang the server).
     """
+    yielded = time.monotonic()
     try:
         async for ev in events:
             state.add(ev)
-            # litellm hands over buffered chunks without ever suspending: yield after each, so
-            # the relay (and every other call) gets a turn and text goes out as it is read.
-            await anyio.lowlevel.checkpoint()
+            # litellm hands over buffered chunks without ever suspending: yield now and then,
+            # so the relay (and every other call) gets a turn and text goes out as it is read.
+            if time.monotonic() - yielded >= _READER_SLICE_S:
+                await anyio.lowlevel.checkpoint()
+                yielded = time.monotonic()
     except Exception:
         logger.exception("provider stream raised")
         state.crashed = True

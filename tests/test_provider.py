@@ -235,6 +235,9 @@ async def test_text_deltas_are_yielded_as_they_arrive(provider, upstream) -> Non
     deltas = [first.content] + [e.content for e in rest if isinstance(e, TextDeltaEvent)]
     assert "".join(deltas) == "one two three"
     assert [e for e in rest if isinstance(e, TextEndEvent)][0].full_text == "one two three"
+    # Each delta's snapshot is the text up to and including it, even read after the stream ended.
+    snapshots = [first.snapshot] + [e.snapshot for e in rest if isinstance(e, TextDeltaEvent)]
+    assert snapshots == ["one ", "one two ", "one two three"]
 
 
 async def test_parallel_tool_calls_stay_apart_when_index_repeats(provider, upstream) -> None:

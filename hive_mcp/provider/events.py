@@ -6,16 +6,41 @@ terminal event: `FinishEvent` on success or `StreamErrorEvent` on failure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+
+class TextSoFar:
+    """A reply's text as it grows, in parts: handing out "the text up to here" costs nothing
+    until someone reads it. (A string grown at every chunk while the previous event still
+    held the old one was copied whole each time: quadratic in the length of a reply.)"""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+
+    def add(self, part: str) -> int:
+        """Append `part`; returns how many parts there are now."""
+        self._parts.append(part)
+        return len(self._parts)
+
+    def text(self, parts: int | None = None) -> str:
+        """The first `parts` parts joined (all of them by default)."""
+        return "".join(self._parts if parts is None else self._parts[:parts])
 
 
 @dataclass(frozen=True)
 class TextDeltaEvent:
-    """New text: `content` is the delta, `snapshot` all text so far."""
+    """New text: `content` is the delta, `snapshot` all text so far (joined when read)."""
 
     content: str
-    snapshot: str
+    so_far: TextSoFar = field(default_factory=TextSoFar, repr=False, compare=False)
+    parts: int | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def snapshot(self) -> str:
+        return self.so_far.text(self.parts) if self.parts is not None else self.content
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import ToolCall
-from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent
+from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent, TextSoFar
 
 
 def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -46,13 +46,18 @@ class StreamAssembler:
     parallel calls apart even when an upstream repeats index 0 on every chunk.
     """
 
-    text: str = ""
     reasoning: str = ""
     finish_reason: str | None = None
     usage: Any = None
     model: str = ""
     _calls: dict[str, _PendingCall] = field(default_factory=dict)
     _current: str | None = None
+    _text: TextSoFar = field(default_factory=TextSoFar)
+
+    @property
+    def text(self) -> str:
+        """All text so far."""
+        return self._text.text()
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
         events: list[StreamEvent] = []
@@ -69,8 +74,7 @@ class StreamAssembler:
                     events.append(ReasoningDeltaEvent(reasoning))
                 content = _get(delta, "content")
                 if content:
-                    self.text += content
-                    events.append(TextDeltaEvent(content=content, snapshot=self.text))
+                    events.append(TextDeltaEvent(content, self._text, self._text.add(content)))
                 for fragment in _get(delta, "tool_calls") or []:
                     self._add_fragment(fragment)
             reason = _get(choice, "finish_reason")
