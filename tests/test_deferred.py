@@ -55,7 +55,7 @@ def gated(upstream: Upstream, store: DumpStore) -> GatedLoad:
 async def test_server_answers_while_the_provider_loads_and_calls_wait_for_it(
     gated: GatedLoad, upstream: Upstream, store: DumpStore, mode: str
 ) -> None:
-    upstream.script(Reply.stream(["still ", "loading"]), Reply.text("done"))
+    upstream.script(Reply.stream(["still ", "loading"]), Reply.text("done"), Reply.stream(["load", "ed"]))
     provider = DeferredProvider(gated, model=MODEL)
     provider.start()
     server = build_server(provider, store, default_model=MODEL, heartbeat_s=0.02)
@@ -77,7 +77,9 @@ async def test_server_answers_while_the_provider_loads_and_calls_wait_for_it(
             assert not results and not upstream.chat_requests()
             gated.release()
         await call("complete")
+        streamed = await c.call_tool("stream_complete", {"prompt": "hi"})  # loaded: the provider's own stream
     assert provider.loaded
+    assert text_of(streamed) == "loaded"
     assert text_of(results["stream_complete"]) == "still loading" == progress.text
     assert text_of(results["complete"]) == "done"
 

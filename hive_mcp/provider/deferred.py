@@ -124,7 +124,7 @@ class DeferredProvider(LLMProvider):
             messages, system, tools, max_tokens, response_format, json_mode, max_retries, **kwargs
         )
 
-    async def stream(
+    def stream(
         self,
         messages: list[Message],
         system: str = "",
@@ -134,6 +134,12 @@ class DeferredProvider(LLMProvider):
         json_mode: bool = False,
         **kwargs: Any,
     ) -> AsyncIterator[StreamEvent]:
+        args = (messages, system, tools, max_tokens, response_format, json_mode)
+        if self._provider is not None:  # loaded: the provider's own stream, no extra step per event
+            return self._provider.stream(*args, **kwargs)
+        return self._stream_once_loaded(args, kwargs)
+
+    async def _stream_once_loaded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[StreamEvent]:
         try:
             provider = await self.aprovider(kwargs.get("model"))
         except ProviderError as err:
@@ -141,7 +147,7 @@ class DeferredProvider(LLMProvider):
                 error=str(err), recoverable=False, error_type=err.error_type, attempts=0, model=err.model
             )
             return
-        events = provider.stream(messages, system, tools, max_tokens, response_format, json_mode, **kwargs)
+        events = provider.stream(*args, **kwargs)
         async with aclosing(events):  # closing this stream closes the provider's, and its upstream request
             async for event in events:
                 yield event
