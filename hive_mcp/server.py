@@ -1049,9 +1049,10 @@ def build_server(
 
     `heartbeat_s` is how long `stream_complete` lets a call go without a progress
     notification, `progress_interval_s` the least time between two that carry
-    text (faster text is gathered into one); `resource_page_size` is how many dumps one `resources/list`
-    page holds; `limits` is the cost control (default: `Limits()`, which bounds
-    only concurrency, deadline and input size). Use one `Limits` per server.
+    text (faster text is gathered into one); `resource_page_size` is how many
+    dumps one `resources/list` page holds; `limits` is the cost control (default:
+    `Limits()`, which bounds only concurrency, deadline and input size). Use one
+    `Limits` per server.
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
