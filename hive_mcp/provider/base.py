@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .events import StreamEvent
+from .events import StreamErrorEvent, StreamEvent
 
 Message = dict[str, Any]
 """One chat message in OpenAI format: role, content (string or parts), tool_calls, tool_call_id."""
@@ -74,6 +74,18 @@ class ProviderError(Exception):
         self.status = status
         self.retryable = retryable
         self.dump_id = dump_id
+
+    def as_event(self) -> StreamErrorEvent:
+        """This failure as the event that ends a stream."""
+        return StreamErrorEvent(
+            error=str(self),
+            recoverable=self.retryable,
+            error_type=self.error_type,
+            upstream_status=self.status,
+            attempts=self.attempts,
+            dump_id=self.dump_id,
+            model=self.model,
+        )
 
     def __str__(self) -> str:
         plural = "attempt" if self.attempts == 1 else "attempts"

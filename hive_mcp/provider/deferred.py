@@ -18,7 +18,7 @@ import anyio
 import anyio.to_thread
 
 from .base import LLMProvider, LLMResponse, Message, ProviderError, Tool
-from .events import StreamErrorEvent, StreamEvent
+from .events import StreamEvent
 
 __all__ = ["DeferredProvider"]
 
@@ -143,9 +143,7 @@ class DeferredProvider(LLMProvider):
         try:
             provider = await self.aprovider(kwargs.get("model"))
         except ProviderError as err:
-            yield StreamErrorEvent(
-                error=str(err), recoverable=False, error_type=err.error_type, attempts=0, model=err.model
-            )
+            yield err.as_event()
             return
         events = provider.stream(*args, **kwargs)
         async with aclosing(events):  # closing this stream closes the provider's, and its upstream request

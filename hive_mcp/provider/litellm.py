@@ -25,7 +25,6 @@ from ..dumps import AttemptRecord, DumpStore, FailureDump, strip_credentials  # 
 from .base import LLMProvider, LLMResponse, Message, ProviderError, Tool, ToolCall  # noqa: E402
 from .events import (  # noqa: E402
     FinishEvent,
-    StreamErrorEvent,
     StreamEvent,
     TextDeltaEvent,
     TextEndEvent,
@@ -166,7 +165,7 @@ class LiteLLMProvider(LLMProvider):
         try:
             call = _Call(self, messages, system, tools, max_tokens, response_format, json_mode, max_retries, True, kwargs)
         except ProviderError as err:
-            yield _error_event(err)
+            yield err.as_event()
             return
         empty_retries = 0
         while True:
@@ -193,7 +192,7 @@ class LiteLLMProvider(LLMProvider):
                     await response.aclose()
             except ProviderError as err:
                 await self._dump_async(call, err)
-                yield _error_event(err)
+                yield err.as_event()
                 return
             except Exception as exc:  # noqa: BLE001
                 info = classify(exc)
@@ -203,13 +202,13 @@ class LiteLLMProvider(LLMProvider):
                     call.record(info.error_type, info.status, message, 0.0)
                     err = call.error(info.error_type, info.status, message, info.retryable)
                     await self._dump_async(call, err)
-                    yield _error_event(err)
+                    yield err.as_event()
                     return
                 try:
                     delay = call.failed(exc)
                 except ProviderError as err:
                     await self._dump_async(call, err)
-                    yield _error_event(err)
+                    yield err.as_event()
                     return
                 await anyio.sleep(min(delay * self.retry.time_scale, call.remaining()))
                 continue
@@ -227,12 +226,12 @@ class LiteLLMProvider(LLMProvider):
                         continue
                     err = call.error("empty_stream", 200, "the model returned an empty stream", False)
                     await self._dump_async(call, err)
-                    yield _error_event(err)
+                    yield err.as_event()
                     return
             response_ = call.finish_stream(assembler)
             await self._dump_async(call)
-            if assembler.text:
-                yield TextEndEvent(full_text=assembler.text)
+            if response_.content:
+                yield TextEndEvent(full_text=response_.content)
             for tc in response_.tool_calls:
                 yield ToolCallEvent(tool_use_id=tc.id, tool_name=tc.name, tool_input=tc.input)
             yield FinishEvent(**{f.name: getattr(response_, f.name) for f in dataclasses.fields(FinishEvent)})
@@ -511,18 +510,6 @@ class _Call:
             error.dump_id = dump_id
         if self.response is not None:
             self.response.dump_id = dump_id
-
-
-def _error_event(err: ProviderError) -> StreamErrorEvent:
-    return StreamErrorEvent(
-        error=str(err),
-        recoverable=err.retryable,
-        error_type=err.error_type,
-        upstream_status=err.status,
-        attempts=err.attempts,
-        dump_id=err.dump_id,
-        model=err.model,
-    )
 
 
 def _append_to_first_system(messages: list[Message], text: str) -> list[Message]:
