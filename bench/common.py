@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp_types import CallToolResult  # noqa: E402
 
 from bench.upstream_proc import STAMP, TEXT_MODEL  # noqa: E402
+from tests.processes import ROOT, child_env, free_port  # noqa: E402
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from hive_mcp.dumps import DumpStore
     from hive_mcp.provider import LiteLLMProvider
 
-ROOT = Path(__file__).resolve().parent.parent
 MODE = "legacy"
 """The 2025-11-25 initialize handshake: what most desktop clients speak."""
 API_KEY = "bench-key"
@@ -211,12 +210,6 @@ def child_pids() -> set[int]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def stop_process(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM, wait (bounded), kill if it would not go."""
     if proc.poll() is None:
@@ -233,20 +226,6 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
 # ---------------------------------------------------------------------------
 
 
-def python_env(**extra: str) -> dict[str, str]:
-    """This machine's environment without real keys, proxies or hive settings, plus `extra`.
-
-    PYTHONPATH puts this checkout first, so what runs is the working tree's code.
-    """
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("HIVE_MCP_") and not k.endswith("_API_KEY") and not k.lower().endswith("_proxy")
-    }
-    env.update(PYTHONPATH=str(ROOT), NO_PROXY="127.0.0.1,localhost", **extra)
-    return env
-
-
 class UpstreamProcess:
     """bench/upstream_proc.py as a subprocess, its log in `log`. Use as a context manager."""
 
@@ -254,7 +233,7 @@ class UpstreamProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.upstream_proc"],
             cwd=ROOT,
-            env=python_env(),
+            env=child_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -349,7 +328,7 @@ def inprocess_server(bench: Bench, store: DumpStore) -> MCPServer:
 
 def server_env(bench: Bench, dump_dir: Path, **settings: object) -> dict[str, str]:
     """A server subprocess's environment; `settings` become HIVE_MCP_<NAME> (max_in_flight=512, say)."""
-    return python_env(
+    return child_env(
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         LITELLM_OFFLINE_MODE="true",
         HIVE_MCP_MODEL=TEXT_MODEL,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import signal
 import socket
 import subprocess
@@ -26,9 +25,9 @@ from mcp import Client
 from mcp.client.sse import sse_client
 
 from tests.conftest import TEST_KEY
+from tests.processes import ROOT, child_env, free_port
 from tests.upstream import Upstream
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL = "openai/gpt-4o-mini"
 TOOLS = {"complete", "stream_complete", "list_failed_requests"}
 STARTUP_S = 90.0  # litellm imports in parallel on a small machine
@@ -40,13 +39,7 @@ T = TypeVar("T")
 
 def server_env(upstream: Upstream, dump_dir: Path, *, api_key: bool) -> dict[str, str]:
     """The server's environment: the machine's, minus any real keys, plus the test settings."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("HIVE_MCP_") and not k.endswith("_API_KEY") and not k.lower().endswith("_proxy")
-    }
-    env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    env = child_env(
         PYTHONUNBUFFERED="1",
         PYTHONFAULTHANDLER="1",  # a SIGABRT from `wait_exit` then prints every thread's stack
         HIVE_MCP_API_BASE=upstream.base_url,
@@ -54,7 +47,6 @@ def server_env(upstream: Upstream, dump_dir: Path, *, api_key: bool) -> dict[str
         HIVE_MCP_DUMP_DIR=str(dump_dir),
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         LITELLM_OFFLINE_MODE="true",
-        NO_PROXY="127.0.0.1,localhost",
     )
     if api_key:
         env["HIVE_MCP_API_KEY"] = TEST_KEY
@@ -77,12 +69,6 @@ def wait_exit(proc: subprocess.Popen[Any], timeout: float = EXIT_S) -> int | Non
             proc.kill()
             proc.wait()
         return None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class HttpServer:
