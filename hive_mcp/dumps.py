@@ -16,6 +16,7 @@ and the store is needed by the CLI and tests that use neither.
 from __future__ import annotations
 
 import base64
+import bisect
 import binascii
 import dataclasses
 import errno
@@ -94,18 +95,6 @@ _MAX_NAME_TRIES = 16
 
 
 _SETTLED_NS = 1_000_000_000
-
-
-def _older_than(ids: list[str], after: str) -> int:
-    """The index of the first id in newest-first `ids` that sorts before `after` (a binary search)."""
-    lo, hi = 0, len(ids)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if ids[mid] >= after:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 def _id_matches(dump_id: str, error_type: str | None, slug: str | None, since_key: str | None) -> bool:
@@ -471,7 +460,7 @@ class DumpStore:
         self._secrets: tuple[str, ...] = _normalize_secrets(secrets)
         self._lock = threading.Lock()  # serializes prune/purge and secret updates
         self._listeners: list[Callable[[], None]] = []
-        self._newest_first: tuple[int, list[str]] | None = None  # (directory mtime, ids): see _ids
+        self._sorted_ids: tuple[int, list[str]] | None = None  # (directory mtime, ids): see _ids
 
     # -- configuration -----------------------------------------------------
 
@@ -640,7 +629,7 @@ class DumpStore:
         return out
 
     def _ids(self) -> list[str]:
-        """Every dump id, newest first (do not modify the list).
+        """Every dump id, oldest first: ids sort by time (do not modify the list).
 
         Listing 10,000 dumps is mostly the directory scan, so the sorted ids are
         kept while the directory's mtime stands still: adding, renaming or removing
@@ -652,12 +641,12 @@ class DumpStore:
             mtime = os.stat(self.directory).st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):
             return []
-        kept = self._newest_first
+        kept = self._sorted_ids
         if kept is not None and kept[0] == mtime:
             return kept[1]
-        ids = sorted((dump_id for dump_id, _ in self._scan()), reverse=True)
+        ids = sorted(dump_id for dump_id, _ in self._scan())
         if time.time_ns() - mtime > _SETTLED_NS:
-            self._newest_first = (mtime, ids)
+            self._sorted_ids = (mtime, ids)
         return ids
 
     def count(self) -> int:
@@ -834,13 +823,14 @@ class DumpStore:
 
         ids = self._ids()
         if after is not None:
-            ids = ids[_older_than(ids, after) :]
+            ids = ids[: bisect.bisect_left(ids, after)]
+        newest_first: Iterable[str] = reversed(ids)
         if et is not None or slug is not None or since_key is not None:
-            ids = [i for i in ids if _id_matches(i, et, slug, since_key)]
+            newest_first = (i for i in newest_first if _id_matches(i, et, slug, since_key))
 
         items: list[DumpSummary] = []
         more = False
-        for dump_id in ids:
+        for dump_id in newest_first:
             if len(items) == limit:
                 # Without a model filter the names are the truth; with one, confirm
                 # that another real match exists before promising a next page.

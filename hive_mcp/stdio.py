@@ -22,7 +22,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -57,8 +57,8 @@ def run_stdio(server: Any) -> None:
 async def _serve(server: Any) -> None:
     from mcp.server.stdio import stdio_server
 
-    stdin_fd = _claim(0, os.O_RDONLY, os.devnull)
-    stdout = StdoutLines(_claim(1, os.O_WRONLY, None))
+    stdin_fd = _claim(0, lambda: os.open(os.devnull, os.O_RDONLY))
+    stdout = StdoutLines(_claim(1, _stderr_or_null))
     try:
         async with stdio_server(stdin=_stdin_lines(stdin_fd), stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
             low = server._lowlevel_server  # as run_stdio_async does
@@ -67,8 +67,8 @@ async def _serve(server: Any) -> None:
         stdout.close(DRAIN_TIMEOUT_S)
 
 
-def _claim(fd: int, flags: int, divert_to: str | None) -> int:
-    """A private duplicate of `fd` for the protocol; `fd` itself is pointed at `divert_to` (None: stderr).
+def _claim(fd: int, open_diversion: Callable[[], int]) -> int:
+    """A private duplicate of `fd` for the protocol; `fd` itself is pointed at what `open_diversion` opens.
 
     If `fd` cannot be duplicated, it is used in place.
     """
@@ -78,11 +78,11 @@ def _claim(fd: int, flags: int, divert_to: str | None) -> int:
     except OSError:
         return fd
     try:
-        target = os.open(divert_to, flags) if divert_to is not None else _stderr_or_null()
+        diversion = open_diversion()
         try:
-            os.dup2(target, fd)
+            os.dup2(diversion, fd)
         finally:
-            os.close(target)
+            os.close(diversion)
     except OSError:
         pass
     return private

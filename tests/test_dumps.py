@@ -580,7 +580,7 @@ def test_a_kept_scan_still_sees_dumps_added_and_removed_by_others(store: DumpSto
     settled = time.time_ns() - 60 * 10**9
     os.utime(store_dir, ns=(settled, settled))  # the directory has been still for a minute
     assert [s.id for s in store.list().items] == [second, first]
-    assert store._newest_first is not None  # noqa: SLF001 - the scan is kept: what this test is about
+    assert store._sorted_ids is not None  # noqa: SLF001 - the scan is kept: what this test is about
 
     # Another process (a second server, `hive-mcp dumps purge`) changes the directory.
     third = make_dump_id(T0 + timedelta(seconds=2), "rate_limit", "openai/gpt-4o-mini")
