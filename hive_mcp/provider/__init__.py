@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import LLMProvider, LLMResponse, Message, ProviderError, Tool, ToolCall
+from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError, Tool, ToolCall, Usage
 from .events import (
     FinishEvent,
     ReasoningDeltaEvent,
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .litellm import LiteLLMProvider
 
 __all__ = [
+    "CompletionRequest",
+    "Usage",
     "DeferredProvider",
     "LLMProvider",
     "LiteLLMProvider",

@@ -34,19 +34,54 @@ class ToolCall(BaseModel):
     input: dict[str, Any]
 
 
-class LLMResponse(BaseModel):
+class Usage(BaseModel):
+    """What a call used: the one usage shape of responses, stream finishes and tool results.
+
+    `input_tokens` is what the provider bills as prompt tokens (cache reads and
+    writes included, as litellm counts them); `output_tokens` includes reasoning
+    tokens, which `reasoning_tokens` reports separately where the provider does.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class CompletionRequest(BaseModel):
+    """One completion call, as every provider and every caller spells it.
+
+    `max_retries`, `deadline` (seconds) and `model` default to the provider's own;
+    `extra` holds any other litellm keyword, passed through unchanged.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    messages: list[Message]
+    system: str = ""
+    tools: list[Tool] | None = None
+    max_tokens: int = 1024
+    temperature: float | None = None
+    response_format: dict[str, Any] | None = None
+    json_mode: bool = False
+    model: str | None = None
+    max_retries: int | None = None
+    deadline: float | None = None
+    include_reasoning: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class LLMResponse(Usage):
     """A finished completion. `attempts` and `dump_id` say what it took to get it."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     content: str = ""
     model: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    cost_usd: float = 0.0
     stop_reason: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
+    reasoning: str | None = None
     raw_response: Any = Field(default=None, exclude=True, repr=False)
     attempts: int = 1
     dump_id: str | None = None
