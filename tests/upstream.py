@@ -177,6 +177,25 @@ class Reply:
         return cls("raw", status=status, body=payload, headers={"Content-Type": content_type})
 
     @classmethod
+    def recording(cls, recording: dict[str, Any]) -> Reply:
+        """Replay one recorded interaction (a file of ../shared/cassettes): its status, its
+        recorded headers and its body byte for byte, whatever path the request named.
+        Where the source kept no content type, it follows from the request: NDJSON for an
+        Ollama native stream, SSE for any other successful stream, JSON otherwise."""
+        headers = {str(k): str(v) for k, v in (recording.get("response_headers") or {}).items()}
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        status = int(recording["status"])
+        if content_type is None:
+            if recording.get("stream") and status == 200:
+                native_ollama = recording.get("provider") == "ollama" and recording.get("path", "").startswith("/api/")
+                content_type = "application/x-ndjson" if native_ollama else "text/event-stream"
+            else:
+                content_type = "application/json"
+        body = str(recording["response_text"]).encode("utf-8")
+        return cls("recording", status=status, headers={"Content-Type": content_type, **headers}, body=body)
+
+    @classmethod
     def drop(cls) -> Reply:
         """Close the connection without answering."""
         return cls("drop")
@@ -361,8 +380,8 @@ class Upstream:
             await reader.read()  # returns when the client closes
             self._client_left()
             return False
-        if reply.kind in ("json", "raw"):
-            payload = reply.body if reply.kind == "raw" else json.dumps(reply.body).encode()
+        if reply.kind in ("json", "raw", "recording"):
+            payload = reply.body if reply.kind in ("raw", "recording") else json.dumps(reply.body).encode()
             headers = dict(reply.headers)
             content_type = headers.pop("Content-Type", "application/json")
             self._write_head(writer, reply.status, content_type, headers, len(payload))
