@@ -94,6 +94,7 @@ class Expected:
     error_status: int | None = None  # an HTTP error status, or the status of an error inside a 200 stream
     error_message: str = ""
     error_reason: str = ""  # the provider's machine-readable reason, where it gives one
+    filter_categories: list[str] = field(default_factory=list)  # what a content filter says it caught
     usage_elsewhere: bool = False  # usage only where litellm does not read it (Groq's `x_groq.usage`)
 
     @property
@@ -184,6 +185,8 @@ def _openai(objects: list[Any]) -> Expected:
             part = choice.get("delta") if "delta" in choice else choice.get("message")
             if choice.get("finish_reason") == "content_filter":
                 exp.content_filter = True
+                results = choice.get("content_filter_results") or {}
+                exp.filter_categories += [k for k, v in results.items() if isinstance(v, dict) and v.get("filtered")]
             if not isinstance(part, dict):
                 continue
             content = part.get("content")
@@ -271,6 +274,7 @@ def _gemini(objects: list[Any]) -> Expected:
         for candidate in obj.get("candidates") or []:
             if candidate.get("finishReason") in _GEMINI_FILTERS:
                 exp.content_filter = True
+                exp.filter_categories += [r["category"] for r in candidate.get("safetyRatings") or [] if r.get("blocked")]
             for part in (candidate.get("content") or {}).get("parts") or []:
                 if "functionCall" in part:
                     call = part["functionCall"]

@@ -13,6 +13,7 @@ the provider that today's provider does not do yet; they come off when it does.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,8 @@ async def test_recording(case: tuple[str, str | None], tmp_path: Path) -> None:
         _one_line_error(outcome)
         if exp.error_message and limit is None:
             assert " ".join(exp.error_message.split())[:40] in outcome.error_text
+        for category in exp.filter_categories:  # issue 9: the message names what the filter caught
+            assert category in outcome.error_text
         if outcome.error_type not in RETRYABLE:
             assert len(requests) == 1, "a permanent failure was retried"
         assert len(outcome.store.list().items) == 1, "a failed call writes one dump"
@@ -266,6 +269,15 @@ async def test_recording(case: tuple[str, str | None], tmp_path: Path) -> None:
     _usage(outcome, finish)
 
 
+_ERROR_LINE = re.compile(r" after \d+ attempts?: (.*)$")
+XFAIL_MESSAGE: dict[str, str] = {
+    # litellm's text is the raw body, b'{\n "error": {...}}': hive-mcp must keep only its message.
+    "gemini-error-400-bad-key-on-stream-01": "provider: only the provider's own message (issue 9 section 3)",
+    # litellm's OpenRouter route wraps it as "Message: ..., Metadata: {}, User ID:".
+    "openrouter-stream-error-midstream-01": "provider: only the provider's own message (issue 9 section 3)",
+}
+
+
 def _with(predicate: Any) -> list[tuple[str, str | None]]:
     return [(n, None) for n in names() if n not in LITELLM_LIMITS and predicate(expected(load(n)))]
 
@@ -293,3 +305,14 @@ async def test_reasoning_tokens(case: tuple[str, str | None], tmp_path: Path) ->
     outcome = await replay(case, tmp_path)
     got = outcome.response if outcome.events is None else outcome.events[-1]
     assert getattr(got, "reasoning_tokens", None) == outcome.expected.reasoning_tokens
+
+
+@pytest.mark.parametrize("case", _params(_with(lambda e: bool(e.error_message)), XFAIL_MESSAGE))
+async def test_error_message_is_the_providers_own(case: tuple[str, str | None], tmp_path: Path) -> None:
+    """The failure's line ends with the provider's own message (whitespace collapsed, at
+    most shortened with an ellipsis): not litellm's wrapping, not the raw body."""
+    outcome = await replay(case, tmp_path)
+    match = _ERROR_LINE.search(outcome.error_text)
+    assert match, outcome.error_text
+    got, want = match.group(1).strip(), " ".join(outcome.expected.error_message.split())
+    assert got == want or (got.endswith("…") and want.startswith(got[:-1])), got
