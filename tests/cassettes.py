@@ -87,6 +87,7 @@ class Expected:
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_tokens: int | None = None  # prompt tokens read from the provider's cache
     reasoning: str = ""
     reasoning_tokens: int = 0
     refusal: str = ""
@@ -212,6 +213,7 @@ def _openai(objects: list[Any]) -> Expected:
         exp.input_tokens = usage.get("prompt_tokens")
         exp.output_tokens = usage.get("completion_tokens")
         exp.reasoning_tokens = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+        exp.cached_tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
     return exp
 
 
@@ -258,6 +260,7 @@ def _anthropic(objects: list[Any]) -> Expected:
             int(usage.get(k) or 0) for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
         )
         exp.output_tokens = usage.get("output_tokens")
+        exp.cached_tokens = usage.get("cache_read_input_tokens")
     return exp
 
 
@@ -287,6 +290,7 @@ def _gemini(objects: list[Any]) -> Expected:
         exp.input_tokens = meta.get("promptTokenCount", 0)
         exp.output_tokens = meta.get("candidatesTokenCount", 0) + meta.get("thoughtsTokenCount", 0)
         exp.reasoning_tokens = meta.get("thoughtsTokenCount", 0)
+        exp.cached_tokens = meta.get("cachedContentTokenCount")
     return exp
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 
 from tests.cassettes import CASSETTES, RETRYABLE, Expected, Route, expected, load, names, route
@@ -188,6 +189,8 @@ def _usage(outcome: Outcome, got: Any) -> None:
     exp = outcome.expected
     if exp.input_tokens is not None:
         assert (got.input_tokens, got.output_tokens) == (exp.input_tokens, exp.output_tokens)
+        if exp.cached_tokens is not None:
+            assert got.cached_tokens == exp.cached_tokens
     else:
         # No usage where litellm reads it (none recorded, or only Groq's `x_groq.usage`,
         # which litellm ignores): litellm then estimates from the text.
@@ -195,6 +198,23 @@ def _usage(outcome: Outcome, got: Any) -> None:
 
 
 # -- the tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", names())
+def test_replay_serves_the_recording_as_recorded(name: str) -> None:
+    """The replay itself: recorded status, content type, rate-limit headers and body bytes,
+    at whatever path is asked for, and the path asked for is kept for the test to check."""
+    recording = load(name)
+    with Upstream(default=Reply.recording(recording)) as upstream:
+        reply = httpx.post(f"http://127.0.0.1:{upstream.port}/any/path?x=1", json={"model": "m"})
+    assert reply.status_code == recording["status"]
+    assert reply.content == recording["response_text"].encode()
+    for key, value in recording["response_headers"].items():
+        assert reply.headers[key] == value
+    if not recording["response_headers"]:  # none recorded: SSE for a stream that answered, else JSON
+        streamed = recording["stream"] and recording["status"] == 200
+        assert reply.headers["content-type"] == ("text/event-stream" if streamed else "application/json")
+    assert [r.path for r in upstream.requests] == ["/any/path?x=1"]
 
 
 @pytest.mark.parametrize("case", _params(_cases(), XFAIL))
