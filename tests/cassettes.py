@@ -277,7 +277,8 @@ def _gemini(objects: list[Any]) -> Expected:
         for candidate in obj.get("candidates") or []:
             if candidate.get("finishReason") in _GEMINI_FILTERS:
                 exp.content_filter = True
-                exp.filter_categories += [r["category"] for r in candidate.get("safetyRatings") or [] if r.get("blocked")]
+                ratings = candidate.get("safetyRatings") or []
+                exp.filter_categories += [r["category"] for r in ratings if r.get("blocked")]
             for part in (candidate.get("content") or {}).get("parts") or []:
                 if "functionCall" in part:
                     call = part["functionCall"]

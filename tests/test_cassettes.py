@@ -54,7 +54,7 @@ class Limit:
 
 # Case ids: the recording's name, or name@prefix where it also goes through another route.
 LITELLM_LIMITS: dict[str, Limit] = {
-    # litellm's Groq transform sets `service_tier` on a ModelResponse that has no such
+    # litellm's Groq transform reads `service_tier` from a ModelResponse that has no such
     # attribute: AttributeError "'ModelResponse' object has no attribute 'service_tier'",
     # which litellm wraps as APIConnectionError.
     "groq-nonstream-text-01": Limit("litellm raises AttributeError on Groq's service_tier"),
@@ -66,7 +66,8 @@ LITELLM_LIMITS: dict[str, Limit] = {
     # for a stream that ends cleanly without one (the `openrouter/` route accepts it).
     "openrouter-stream-tool-kimi-01@openai": Limit("litellm rejects a stream without a finish_reason"),
     # Groq's in-stream `event: error` carries code "tool_use_failed" and status_code 400;
-    # litellm's error-event handling runs int() on the code and raises ValueError. The
+    # litellm's Groq chunk parser passes that code as the HTTP status, whose int() raises
+    # ValueError "invalid literal for int() with base 10: 'tool_use_failed'". The
     # provider's own 400 (bad_request) or litellm's parse failure (bad_response) are both
     # honest; `unknown` is not.
     "groq-stream-error-midstream-01": Limit(
@@ -242,7 +243,7 @@ async def test_recording(case: tuple[str, str | None], tmp_path: Path) -> None:
         else:
             categories = frozenset({exp.category})
         assert outcome.error is not None, outcome.response or outcome.events
-        assert outcome.error_type in categories, outcome.error_text
+        assert outcome.error_type in categories, f"{limit.why if limit else rec['name']}: {outcome.error_text}"
         _one_line_error(outcome)
         if exp.error_message and limit is None:
             assert " ".join(exp.error_message.split())[:40] in outcome.error_text
