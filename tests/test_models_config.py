@@ -1,0 +1,198 @@
+"""The LiteLLM-format models config: what it accepts, and one clear line for each mistake."""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hive_mcp.models import ConfigError, load_config
+from hive_mcp.models.router_names import router_parameters, routing_strategies
+
+GOOD = """\
+model_list:
+  - model_name: fast
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:9/v1
+      api_key: os.environ/FAST_KEY
+      rpm: 60
+  - model_name: fast
+    litellm_params: {model: openai/gpt-4o-mini, api_base: "http://user:hunter2hunter2@127.0.0.1:9/v1"}
+  - model_name: smart
+    litellm_params: {model: anthropic/claude-sonnet-4-5}
+    model_info: {max_input_tokens: 1000}
+router_settings:
+  routing_strategy: usage-based-routing-v2
+  fallbacks: [{fast: [smart]}]
+  model_group_alias: {quick: fast, secret-quick: {model: fast, hidden: true}}
+  allowed_fails: 2
+  cooldown_time: 30
+  num_retries: 4
+litellm_settings:
+  drop_params: true
+  request_timeout: 30
+hive_mcp:
+  HEARTBEAT_S: 5
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(path: Path, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ or {})
+    text = str(info.value)
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+def test_a_proxy_config_loads_with_groups_aliases_and_resolved_references(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), {"FAST_KEY": "k-0123456789abcdef"})
+    assert config.groups == ["fast", "smart"]
+    assert config.aliases == {"quick": "fast", "secret-quick": "fast"}
+    assert config.callable_names() == ["fast", "smart", "quick", "secret-quick"]
+    assert config.model_list[0]["litellm_params"]["api_key"] == "k-0123456789abcdef"
+    assert config.model_list[2]["model_info"] == {"max_input_tokens": 1000}
+    assert config.router_settings["routing_strategy"] == "usage-based-routing-v2"
+    assert config.router_settings["fallbacks"] == [{"fast": ["smart"]}]
+    # hive-mcp's own retry policy takes the Router's retry count; the Router gets none of its own.
+    assert config.num_retries == 4 and "num_retries" not in config.router_settings
+    assert config.litellm_settings == {"drop_params": True, "request_timeout": 30}
+    assert config.hive_mcp == {"heartbeat_s": 5}
+    assert config.warnings == ()
+
+
+def test_every_key_and_password_in_the_file_is_a_secret(tmp_path: Path) -> None:
+    text = GOOD.replace("rpm: 60", "rpm: 60\n      aws_secret_access_key: wJalrXUtnFEMIK7MDENG")
+    text += "  \nrouter_settings_extra: 1\n"
+    config = load_config(write(tmp_path, text), {"FAST_KEY": "k-0123456789abcdef"})
+    assert set(config.secrets) >= {"k-0123456789abcdef", "hunter2hunter2", "wJalrXUtnFEMIK7MDENG"}
+    assert "openai/gpt-4o-mini" not in config.secrets and "user" not in config.secrets
+
+
+def test_references_are_resolved_inside_lists_and_from_environment_variables(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        environment_variables:
+          GROUP_B: smart
+        model_list:
+          - model_name: fast
+            litellm_params: {model: openai/a, tags: [os.environ/TAG]}
+          - model_name: smart
+            litellm_params: {model: openai/b}
+        router_settings:
+          fallbacks: [{fast: [os.environ/GROUP_B]}]
+        """)
+    config = load_config(path, {"TAG": "blue"})
+    assert config.model_list[0]["litellm_params"]["tags"] == ["blue"]
+    assert config.router_settings["fallbacks"] == [{"fast": ["smart"]}]
+    assert config.environment == {"GROUP_B": "smart"}
+
+
+def test_a_missing_variable_is_an_error_naming_it_and_its_line(tmp_path: Path) -> None:
+    text = error_of(write(tmp_path, GOOD))
+    assert text.startswith(f"{tmp_path / 'config.yaml'}: line 6: model_list[0].litellm_params.api_key:")
+    assert "os.environ/FAST_KEY is not set" in text
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
+    text = error_of(write(tmp_path, "model_list:\n  - model_name: a\n    litellm_params: {model: [x\n"))
+    assert "line 4" in text and "not valid YAML" in text
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "where", "what"),
+    [
+        ("model_list:\n  - litellm_params: {model: openai/x}\n", 2, "model_list[0]", "missing model_name"),
+        ("model_list:\n  - model_name: a\n", 2, "model_list[0].litellm_params", "missing"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {api_base: x}\n", 3, "model_list[0].litellm_params.model",
+         "missing"),
+        ("model_list:\n  - model_name: ''\n    litellm_params: {model: x}\n", 2, "model_list[0].model_name",
+         "non-empty"),
+        ("model_list: []\n", 1, "model_list", "non-empty list"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  routing_strategy: fastest\n",
+         5, "router_settings.routing_strategy", "unknown routing strategy 'fastest'"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  fallbacks: [{a: [b]}]\n",
+         5, "router_settings.fallbacks[0].a[0]", "'b' is not a model_name"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  model_group_alias: {z: b}\n",
+         5, "router_settings.model_group_alias.z", "'b' is not a model_name"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  cooldown_time: soon\n",
+         5, "router_settings.cooldown_time", "must be a number"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nlitellm_settings:\n  drop_params: 'yes'\n",
+         5, "litellm_settings.drop_params", "must be bool"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nlitellm_settings:\n  max_budget: -1\n",
+         5, "litellm_settings.max_budget", "at least 0"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings: [1]\n",
+         4, "router_settings", "must be a mapping"),
+    ],
+)
+def test_each_mistake_is_one_line_naming_file_line_and_key(
+    tmp_path: Path, body: str, line: int, where: str, what: str
+) -> None:
+    path = write(tmp_path, body)
+    text = error_of(path)
+    assert text.startswith(f"{path}: line {line}: {where}: "), text
+    assert what in text
+
+
+def test_no_model_list_and_no_file_are_errors(tmp_path: Path) -> None:
+    assert "model_list: missing" in error_of(write(tmp_path, "router_settings: {}\n"))
+    assert "no such file" in error_of(tmp_path / "absent.yaml")
+
+
+def test_what_only_the_proxy_understands_is_ignored_with_one_warning_naming_it(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        model_list:
+          - model_name: a
+            litellm_params: {model: openai/x}
+        general_settings: {master_key: sk-1234, database_url: postgres://x}
+        guardrails: []
+        router_settings: {no_such_router_arg: 1, retry_policy: {}}
+        litellm_settings: {success_callback: [langfuse], drop_params: false, max_budget: 5, num_retries: 2}
+        """)
+    config = load_config(path, {})
+    assert config.warnings[0] == f"{path}: ignored (only the LiteLLM proxy uses them): general_settings, guardrails"
+    assert any("no_such_router_arg" in w for w in config.warnings)
+    assert any(w.startswith("router_settings.retry_policy: ignored") for w in config.warnings)
+    assert any(w == "litellm_settings: not applied by hive-mcp: success_callback" for w in config.warnings)
+    assert config.litellm_settings == {"drop_params": False}
+    assert config.budget == {"max_budget": 5}  # hive-mcp's budgets, not litellm's per-process cap
+    assert config.num_retries == 2
+    assert "no_such_router_arg" not in config.router_settings and "retry_policy" not in config.router_settings
+
+
+def test_include_merges_files_and_errors_point_into_the_included_file(tmp_path: Path) -> None:
+    (tmp_path / "more").mkdir()
+    write(tmp_path, "model_list:\n  - model_name: b\n    litellm_params: {model: openai/b}\ninclude: [../c.yaml]\n",
+          "more/b.yaml")
+    write(tmp_path, "model_list:\n  - model_name: c\n    litellm_params: {model: openai/c}\ninclude: [main.yaml]\n",
+          "c.yaml")
+    main = write(tmp_path, "include: [more/b.yaml]\nmodel_list:\n  - model_name: a\n    litellm_params: {model: openai/a}\n"
+                 "router_settings:\n  fallbacks: [{a: [b, c]}]\n", "main.yaml")
+    config = load_config(main, {})  # the include cycle back to main.yaml is read once
+    assert config.groups == ["a", "b", "c"]
+
+    broken = tmp_path / "more" / "b.yaml"
+    broken.write_text("model_list:\n  - model_name: b\n    litellm_params: {api_base: x}\n")
+    text = error_of(main)
+    assert text.startswith(f"{broken.resolve()}: line 3: model_list[1].litellm_params.model: ")
+
+    main.write_text("include: [nowhere.yaml]\nmodel_list:\n  - model_name: a\n    litellm_params: {model: x}\n")
+    assert "include: nowhere.yaml: no such file" in error_of(main)
+
+
+def test_router_names_read_from_source_match_the_imported_router() -> None:
+    from typing import get_args
+
+    import litellm.router
+    from litellm.types.litellm_params import RoutingStrategyName
+
+    declared = {n for n in inspect.signature(litellm.router._router_init).parameters if n != "self"}
+    assert router_parameters() == {n for n in declared if not n.startswith("_")}
+    assert routing_strategies() == get_args(RoutingStrategyName)
