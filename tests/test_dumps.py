@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-import hive_mcp.dumps as dumps_mod
+import hive_mcp.dumps.format as format_mod
+import hive_mcp.dumps.store as store_mod
 from hive_mcp.dumps import (
     REDACTED,
     AttemptRecord,
@@ -176,7 +177,7 @@ def test_failed_link_leaves_no_dump(store: DumpStore, store_dir: Path, monkeypat
     def broken_link(src: Any, dst: Any) -> None:
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(dumps_mod.os, "link", broken_link)
+    monkeypatch.setattr(store_mod.os, "link", broken_link)
     assert store.write(make_dump()) is None
     assert os.listdir(store_dir) == []  # neither a dump nor the temp file
     assert store.count() == 0
@@ -188,7 +189,7 @@ def test_disk_full_during_write_leaves_no_dump(
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(dumps_mod.os, "fsync", full)
+    monkeypatch.setattr(store_mod.os, "fsync", full)
     with caplog.at_level(logging.WARNING, logger="hive_mcp.dumps"):
         assert store.write(make_dump()) is None
     assert os.listdir(store_dir) == []
@@ -249,7 +250,7 @@ def test_concurrent_writes_get_distinct_names(store: DumpStore, store_dir: Path)
 
 def test_name_collision_never_overwrites(store: DumpStore, monkeypatch: pytest.MonkeyPatch) -> None:
     suffixes = iter(["00000000", "00000000", "11111111"])
-    monkeypatch.setattr(dumps_mod, "_random_suffix", lambda: next(suffixes))
+    monkeypatch.setattr(format_mod, "_random_suffix", lambda: next(suffixes))
     first = store.write(make_dump(timestamp=T0, messages=[{"role": "user", "content": "first"}]))
     second = store.write(make_dump(timestamp=T0, messages=[{"role": "user", "content": "second"}]))
     assert first is not None and second is not None
@@ -287,7 +288,7 @@ def test_read_only_filesystem_returns_none(store: DumpStore, monkeypatch: pytest
             raise OSError(errno.EROFS, "Read-only file system")
         return real_open(path, flags, *a, **kw)
 
-    monkeypatch.setattr(dumps_mod.os, "open", ro_open)
+    monkeypatch.setattr(store_mod.os, "open", ro_open)
     assert store.write(make_dump()) is None
 
 
@@ -621,7 +622,7 @@ def test_read_refuses_malformed_ids_before_touching_disk(
 
     with monkeypatch.context() as m:
         for name in ("open", "stat", "lstat", "scandir", "unlink"):
-            m.setattr(dumps_mod.os, name, no_fs)
+            m.setattr(store_mod.os, name, no_fs)
         m.setattr(Path, "resolve", no_fs)
         with pytest.raises(InvalidDumpId):
             store.read(bad)
