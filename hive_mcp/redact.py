@@ -88,7 +88,8 @@ _SHAPES = re.compile(
             _starts("AKIA", r"[0-9A-Z]{16}(?![0-9A-Za-z])"),  # AWS access key id
             _starts("ASIA", r"[0-9A-Z]{16}(?![0-9A-Za-z])"),  # AWS temporary access key id
             _starts("gsk_", r"[A-Za-z0-9]{20,}"),  # Groq
-            _starts("gh", r"(?:[oprsu]_|ithub_pat_)[A-Za-z0-9_]{20,}"),  # GitHub
+            _starts("gh", r"[oprsu]_[A-Za-z0-9_]{20,}"),  # GitHub
+            _starts("github_pat_", r"[A-Za-z0-9_]{20,}"),
             _starts("hf_", r"[A-Za-z0-9]{20,}"),  # Hugging Face
             _starts("eyJ", rf"[{_KEY_CHARS}]{{8,}}\.[{_KEY_CHARS}]{{8,}}\.[{_KEY_CHARS}]{{8,}}"),  # JWT
             _starts("B", rf"(?i:earer){_WS}[A-Za-z0-9._~+/-]{{8,}}=*", "A-Za-z0-9_"),  # in any case
