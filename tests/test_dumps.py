@@ -363,6 +363,32 @@ def test_text_level_check_catches_what_the_walk_missed(store_dir: Path) -> None:
     assert json.loads(text) == {"note": f"x {REDACTED} y", f"key {REDACTED}": 1, "id": dump_id}
 
 
+def test_secrets_the_walk_cannot_see_are_still_redacted(store_dir: Path) -> None:
+    """A secret in an object's repr, in a dict key, or right after a newline: the text scan sees them all."""
+    secret = "plain-configured-value-77"
+    openai_key = "sk-proj-" + "c" * 30
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return f"<Opaque {secret} {openai_key}>"
+
+    store = DumpStore(store_dir, secrets=[secret], max_age=None)
+    dump = make_dump(
+        messages=[
+            {"role": "user", "content": f"first line\n{openai_key}\n", "meta": Opaque()},
+            {"role": "user", "content": "x", f"key {secret}": 1},
+        ]
+    )
+    dump_id = store.write(dump)
+    assert dump_id is not None
+    blob = all_bytes(store_dir)
+    assert secret.encode() not in blob and openai_key.encode() not in blob
+    back = store.read(dump_id)
+    assert back.messages[0]["content"] == f"first line\n{REDACTED}\n"
+    assert back.messages[0]["meta"] == f"<Opaque {REDACTED} {REDACTED}>"
+    assert f"key {REDACTED}" in back.messages[1]
+
+
 def test_short_secrets_are_ignored(store_dir: Path) -> None:
     store = DumpStore(store_dir, secrets=["user"], max_age=None)
     dump_id = store.write(make_dump(messages=[{"role": "user", "content": "user text"}]))
