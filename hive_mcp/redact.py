@@ -39,10 +39,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel
 
 __all__ = [
+    "CREDENTIAL_NAMES",
+    "CREDENTIAL_SUFFIXES",
     "MIN_SECRET_LEN",
     "REDACTED",
     "credential_values",
     "is_credential_name",
+    "json_escaped",
     "json_safe",
     "normalize_secrets",
     "redact",
@@ -307,13 +310,14 @@ def _is_secret_value(value: str) -> bool:
     """
     if len(value) < MIN_SECRET_LEN or _NUMBER.fullmatch(value):
         return False
-    return not (_PATH.match(value) and os.path.exists(value))
+    return not (_PATH.match(value) and os.path.exists(os.path.expanduser(value)))
 
 
-def _embedded_secrets(value: str) -> list[str]:
-    """The credential fields of a JSON credentials blob (e.g. VERTEXAI_CREDENTIALS)."""
+def _parts(value: str) -> list[str]:
+    """The credentials inside one value: a JSON credentials blob's key fields
+    (e.g. VERTEXAI_CREDENTIALS), or each item of a comma-separated list (HIVE_MCP_AUTH_TOKEN)."""
     if not value.startswith("{"):
-        return []
+        return [p.strip() for p in value.split(",")] if "," in value else []
     try:
         data = json.loads(value)
     except ValueError:
@@ -327,15 +331,15 @@ def credential_values(*environs: Mapping[str, str | None]) -> tuple[str, ...]:
     """Every credential value in these mappings (the environment, a `.env` file's entries), longest first.
 
     A credential is the value of a variable named by `is_credential_name` that
-    passes `_is_secret_value`, with surrounding whitespace also dropped; for a JSON
-    credentials blob, its key fields too.
+    passes `_is_secret_value`, also with surrounding whitespace dropped; for a
+    comma-separated list, each item too; for a JSON credentials blob, its key fields.
     """
     found: list[str] = []
     for environ in environs:
         for name, value in environ.items():
             if not value or not is_credential_name(name):
                 continue
-            for candidate in (value, value.strip(), *_embedded_secrets(value.strip())):
+            for candidate in (value, value.strip(), *_parts(value.strip())):
                 if _is_secret_value(candidate):
                     found.append(candidate)
     return normalize_secrets(found)

@@ -144,6 +144,7 @@ def test_credential_values_skip_what_is_not_a_secret(tmp_path: Path) -> None:
         "PORT_KEY": "123456789",
         "PROXY_TOKEN": "  proxy-token-value-42  ",
         "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HIVE_MCP_AUTH_TOKEN": "client-token-one,client-token-two",
     }
     found = set(credential_values(env, {"DOTENV_ONLY_API_KEY": "from-the-dotenv-file"}))
     assert found == {
@@ -154,6 +155,9 @@ def test_credential_values_skip_what_is_not_a_secret(tmp_path: Path) -> None:
         "  proxy-token-value-42  ",
         "proxy-token-value-42",
         "from-the-dotenv-file",
+        "client-token-one,client-token-two",
+        "client-token-one",
+        "client-token-two",
     }
 
 

@@ -5,12 +5,9 @@ retention work from file names and ``stat`` alone and only the files that end up
 on a page are ever parsed. Temp files start with ``.`` and end with ``.tmp`` so
 listing never sees them.
 
-Redaction happens once per write, over the serialized text (`redact.redact_json`):
-configured secrets by value and key shapes by one pattern, in a single scan that
-covers every byte that reaches the disk, keys and values alike. Before that, the
-structural walk only makes the data JSON-safe and replaces the values of
-credential-named keys (`Authorization`, `x-api-key`, ...), which no text rule can
-recognise.
+Redaction is one scan of the serialized text (`redact.redact_json`), which covers
+every byte that reaches the disk; the structural walk before it only makes the
+data JSON-safe and replaces credential-named keys' values (`Authorization`, ...).
 
 This package deliberately imports neither litellm nor mcp: both are slow to import
 and the store is needed by the CLI and tests that use neither.
