@@ -41,7 +41,7 @@ SHAPED = {
 
 
 @pytest.mark.parametrize("key", SHAPED.values(), ids=SHAPED.keys())
-@pytest.mark.parametrize("template", ["{}", "key: {}.", "line one\n{}\n", "'{}'", '"{}"', "\t{}"])
+@pytest.mark.parametrize("template", ["{}", "key: {}.", "line one\n{}\n", "'{}'", '"{}"', "\t{}", "\x07{}", "a\\{}"])
 def test_key_shapes_are_redacted_in_text_and_in_json(key: str, template: str) -> None:
     text = template.format(key)
     assert redact_text(text) == template.format(REDACTED)
