@@ -40,6 +40,12 @@ def sample_dump(
     )
 
 
+@pytest.fixture(autouse=True)
+def _no_dumps_in_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider built without a store writes to the default dump directory: keep it in tmp_path."""
+    monkeypatch.setenv("HIVE_MCP_DUMP_DIR", str(tmp_path / "default-dumps"))
+
+
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
     with Upstream() as up:

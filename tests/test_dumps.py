@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-import hive_mcp.dumps as dumps_mod
+import hive_mcp.dumps.format as format_mod
+import hive_mcp.dumps.store as store_mod
 from hive_mcp.dumps import (
     REDACTED,
     AttemptRecord,
@@ -176,7 +177,7 @@ def test_failed_link_leaves_no_dump(store: DumpStore, store_dir: Path, monkeypat
     def broken_link(src: Any, dst: Any) -> None:
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(dumps_mod.os, "link", broken_link)
+    monkeypatch.setattr(store_mod.os, "link", broken_link)
     assert store.write(make_dump()) is None
     assert os.listdir(store_dir) == []  # neither a dump nor the temp file
     assert store.count() == 0
@@ -188,7 +189,7 @@ def test_disk_full_during_write_leaves_no_dump(
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(dumps_mod.os, "fsync", full)
+    monkeypatch.setattr(store_mod.os, "fsync", full)
     with caplog.at_level(logging.WARNING, logger="hive_mcp.dumps"):
         assert store.write(make_dump()) is None
     assert os.listdir(store_dir) == []
@@ -249,7 +250,7 @@ def test_concurrent_writes_get_distinct_names(store: DumpStore, store_dir: Path)
 
 def test_name_collision_never_overwrites(store: DumpStore, monkeypatch: pytest.MonkeyPatch) -> None:
     suffixes = iter(["00000000", "00000000", "11111111"])
-    monkeypatch.setattr(dumps_mod, "_random_suffix", lambda: next(suffixes))
+    monkeypatch.setattr(format_mod, "_random_suffix", lambda: next(suffixes))
     first = store.write(make_dump(timestamp=T0, messages=[{"role": "user", "content": "first"}]))
     second = store.write(make_dump(timestamp=T0, messages=[{"role": "user", "content": "second"}]))
     assert first is not None and second is not None
@@ -287,7 +288,7 @@ def test_read_only_filesystem_returns_none(store: DumpStore, monkeypatch: pytest
             raise OSError(errno.EROFS, "Read-only file system")
         return real_open(path, flags, *a, **kw)
 
-    monkeypatch.setattr(dumps_mod.os, "open", ro_open)
+    monkeypatch.setattr(store_mod.os, "open", ro_open)
     assert store.write(make_dump()) is None
 
 
@@ -360,6 +361,32 @@ def test_text_level_check_catches_what_the_walk_missed(store_dir: Path) -> None:
     assert secret not in text and json.dumps(secret)[1:-1] not in text
     assert "sk-zzzz" not in text
     assert json.loads(text) == {"note": f"x {REDACTED} y", f"key {REDACTED}": 1, "id": dump_id}
+
+
+def test_secrets_the_walk_cannot_see_are_still_redacted(store_dir: Path) -> None:
+    """A secret in an object's repr, in a dict key, or right after a newline: the text scan sees them all."""
+    secret = "plain-configured-value-77"
+    openai_key = "sk-proj-" + "c" * 30
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return f"<Opaque {secret} {openai_key}>"
+
+    store = DumpStore(store_dir, secrets=[secret], max_age=None)
+    dump = make_dump(
+        messages=[
+            {"role": "user", "content": f"first line\n{openai_key}\n", "meta": Opaque()},
+            {"role": "user", "content": "x", f"key {secret}": 1},
+        ]
+    )
+    dump_id = store.write(dump)
+    assert dump_id is not None
+    blob = all_bytes(store_dir)
+    assert secret.encode() not in blob and openai_key.encode() not in blob
+    back = store.read(dump_id)
+    assert back.messages[0]["content"] == f"first line\n{REDACTED}\n"
+    assert back.messages[0]["meta"] == f"<Opaque {REDACTED} {REDACTED}>"
+    assert f"key {REDACTED}" in back.messages[1]
 
 
 def test_short_secrets_are_ignored(store_dir: Path) -> None:
@@ -621,7 +648,7 @@ def test_read_refuses_malformed_ids_before_touching_disk(
 
     with monkeypatch.context() as m:
         for name in ("open", "stat", "lstat", "scandir", "unlink"):
-            m.setattr(dumps_mod.os, name, no_fs)
+            m.setattr(store_mod.os, name, no_fs)
         m.setattr(Path, "resolve", no_fs)
         with pytest.raises(InvalidDumpId):
             store.read(bad)

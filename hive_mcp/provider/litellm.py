@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 # Before litellm is imported: no network fetches at import or call time.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -21,7 +21,8 @@ os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 import anyio  # noqa: E402
 import litellm  # noqa: E402
 
-from ..dumps import AttemptRecord, DumpStore, FailureDump, strip_credentials  # noqa: E402
+from ..dumps.format import AttemptRecord, DumpWriter, FailureDump, default_dump_dir  # noqa: E402
+from ..redact import credential_values, strip_credentials  # noqa: E402
 from .base import LLMProvider, LLMResponse, Message, ProviderError, Tool, ToolCall  # noqa: E402
 from .events import (  # noqa: E402
     FinishEvent,
@@ -47,6 +48,11 @@ class LiteLLMProvider(LLMProvider):
 
     Per call, `model=`, `temperature=` and other litellm kwargs override; `deadline=`
     (seconds, at most the provider's `deadline_s`) bounds the whole call, retries included.
+
+    Dumps go to `dump_store`; by default (None) a `DumpStore` in `default_dump_dir()`,
+    and `False` writes none. Every credential in the environment at construction
+    (`redact.credential_values`) and `api_key` are secrets: never in an error, a log
+    line or a dump.
     """
 
     def __init__(
@@ -56,7 +62,7 @@ class LiteLLMProvider(LLMProvider):
         api_base: str | None = None,
         *,
         retry: RetryPolicy | None = None,
-        dump_store: DumpStore | None = None,
+        dump_store: DumpWriter | Literal[False] | None = None,
         deadline_s: float = DEFAULT_DEADLINE_S,
         **kwargs: Any,
     ) -> None:
@@ -65,10 +71,16 @@ class LiteLLMProvider(LLMProvider):
         self.api_key = api_key
         self.api_base = api_base
         self.retry = retry or RetryPolicy()
-        self.dump_store = dump_store
+        self.secrets = (*credential_values(os.environ), *([api_key] if api_key else []))
+        if dump_store is None:
+            from ..dumps.store import DumpStore
+
+            dump_store = DumpStore(default_dump_dir())
+        self.dump_store: DumpWriter | None = None if dump_store is False else dump_store
         self.extra = kwargs
-        if api_key and dump_store is not None:
-            dump_store.add_secret(api_key)
+        if self.dump_store is not None:
+            for secret in self.secrets:
+                self.dump_store.add_secret(secret)
 
     def warm_up(self) -> None:
         """One offline call (litellm's `mock_response`: no request is sent).
@@ -303,7 +315,7 @@ class _Call:
         self.max_retries = provider.retry.max_retries if max_retries is None else max(0, max_retries)
         self.stream = stream
         self.codex = CODEX_MARKER in (provider.api_base or "")
-        self.secrets = [s for s in (provider.api_key,) if s]
+        self.secrets = provider.secrets
         self.attempts: list[AttemptRecord] = []
         self.response: LLMResponse | None = None
         self.pending_delay = 0.0

@@ -1,0 +1,258 @@
+"""Redaction: secrets by value and key shapes (hive_mcp.redact), and the provider keeping
+every credential of its environment out of errors, logs and dumps."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from hive_mcp.dumps import DumpStore
+from hive_mcp.redact import (
+    REDACTED,
+    credential_values,
+    is_credential_name,
+    json_safe,
+    redact,
+    redact_json,
+    redact_text,
+)
+from tests.conftest import FAST_RETRY, TEST_KEY
+from tests.upstream import Reply, Upstream
+
+# ---------------------------------------------------------------------------
+# Shapes
+# ---------------------------------------------------------------------------
+
+SHAPED = {
+    "openai": "sk-proj-" + "b" * 40,
+    "anthropic": "sk-ant-api03-" + "A" * 40,
+    "google": "AIza" + "x" * 35,
+    "aws id": "AKIA" + "ABCDEFGHIJKLMNOP",
+    "aws temporary id": "ASIA" + "ABCDEFGHIJKLMNOP",
+    "groq": "gsk_" + "a" * 30,
+    "hugging face": "hf_" + "a" * 30,
+    "github": "ghp_" + "a" * 30,
+    "github pat": "github_pat_" + "a" * 30,
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+}
+
+
+@pytest.mark.parametrize("key", SHAPED.values(), ids=SHAPED.keys())
+@pytest.mark.parametrize("template", ["{}", "key: {}.", "line one\n{}\n", "'{}'", '"{}"', "\t{}", "\x07{}", "a\\{}"])
+def test_key_shapes_are_redacted_in_text_and_in_json(key: str, template: str) -> None:
+    text = template.format(key)
+    assert redact_text(text) == template.format(REDACTED)
+    encoded, changed = redact_json(json.dumps({"k": text}, ensure_ascii=False), ())
+    assert changed and json.loads(encoded) == {"k": template.format(REDACTED)}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: Bearer abcdefghijk", f"Authorization: Bearer {REDACTED}"),
+        ("bearer\tabcdefghijkl==", f"bearer\t{REDACTED}"),
+        ("BEARER\nabc.def-ghi_jkl", f"BEARER\n{REDACTED}"),
+        ("GET https://h/v1?api_key=s3cr3tvalue&v=1", f"GET https://h/v1?api_key={REDACTED}&v=1"),
+        ("https://h/p?x=1&access_token=abc.def#f", f"https://h/p?x=1&access_token={REDACTED}#f"),
+        ("https://h/p?X-Amz-Signature=abc123", f"https://h/p?X-Amz-Signature={REDACTED}"),
+        ("proxy https://user:pass@proxy.example.com/v1", f"proxy https://{REDACTED}@proxy.example.com/v1"),
+    ],
+)
+def test_credential_contexts_keep_their_words(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+    encoded, _ = redact_json(json.dumps(text), ())
+    assert json.loads(encoded) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sorted(items, key=len)",
+        "see https://github.com/org/repo and mail a@b.example",
+        "task-abcdefghijklmnopqrstuvwxyz and risk-assessment-procedure-document",
+        "ask-me-anything-about-everything-here",  # sk- inside a word
+        "the bearer of bad news",
+        "https://example.com/search?q=design&page=2",
+        "AKIAshort",
+    ],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert redact_text(text) == text
+    assert redact_json(json.dumps(text), ()) == (json.dumps(text), False)
+
+
+def test_secrets_by_value_longest_first() -> None:
+    inner, outer = "abcdefgh1234", "prefix-abcdefgh1234-suffix"
+    assert redact_text(f"{outer} and {inner}", [inner, outer, "short", None]) == f"{REDACTED} and {REDACTED}"
+
+
+def test_secrets_with_json_specials_are_found_in_json_text() -> None:
+    secret = 'pa"ss\\word\n-1234'
+    encoded, changed = redact_json(json.dumps({"m": f"x {secret} y"}, ensure_ascii=False), [secret])
+    assert changed and json.loads(encoded) == {"m": f"x {REDACTED} y"}
+
+
+def test_structural_walk_replaces_sensitive_keys_whole() -> None:
+    data = {
+        "headers": {"Authorization": "Basic dXNlcjpwYXNz", "X_API_KEY": {"nested": 1}, "password": "hunter22"},
+        "items": ("sk-" + "q" * 20, b"\xff", float("nan")),
+    }
+    assert redact(data) == {
+        "headers": {"Authorization": REDACTED, "X_API_KEY": REDACTED, "password": REDACTED},
+        "items": [REDACTED, "base64:/w==", "nan"],
+    }
+    # The walk alone leaves strings as they are: the text scan does those.
+    assert json_safe(data)["items"][0] == "sk-" + "q" * 20
+    assert json_safe(data)["headers"]["password"] == REDACTED
+
+
+# ---------------------------------------------------------------------------
+# Credentials in the environment
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "HIVE_MCP_API_KEY", "OPENAI_API_KEY", "AZURE_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+        "AWS_ACCESS_KEY_ID", "AWS_BEARER_TOKEN_BEDROCK", "HUGGINGFACE_API_KEY", "HF_TOKEN", "AZURE_CLIENT_SECRET",
+        "WATSONX_APIKEY", "VERTEXAI_CREDENTIALS", "REDIS_PASSWORD", "LANGFUSE_SECRET_KEY", "HIVE_MCP_AUTH_TOKEN",
+    ],
+)  # fmt: skip
+def test_credential_names(name: str) -> None:
+    assert is_credential_name(name)
+
+
+@pytest.mark.parametrize("name", ["PATH", "HOME", "OPENAI_API_BASE", "AZURE_API_VERSION", "HIVE_MCP_AUTH_TOKEN_FILE"])
+def test_other_names(name: str) -> None:
+    assert not is_credential_name(name)
+
+
+def test_credential_values_skip_what_is_not_a_secret(tmp_path: Path) -> None:
+    existing = tmp_path / "sa.json"
+    existing.write_text("{}")
+    service_account = json.dumps({"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE"})
+    env = {
+        "OPENAI_API_KEY": "0123456789abcdef0123456789abcdef",
+        "AWS_SECRET_ACCESS_KEY": "/K7MDENG/bPxRfiCYEXAMPLEKEYwJalrXUtnFEMI",  # base64 may start with a slash
+        "GOOGLE_APPLICATION_CREDENTIALS": str(existing),  # a path: a setting, not a secret
+        "VERTEXAI_CREDENTIALS": service_account,
+        "SOME_TOKEN": "short",
+        "PORT_KEY": "123456789",
+        "PROXY_TOKEN": "  proxy-token-value-42  ",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HIVE_MCP_AUTH_TOKEN": "client-token-one,client-token-two",
+    }
+    found = set(credential_values(env, {"DOTENV_ONLY_API_KEY": "from-the-dotenv-file"}))
+    assert found == {
+        "0123456789abcdef0123456789abcdef",
+        "/K7MDENG/bPxRfiCYEXAMPLEKEYwJalrXUtnFEMI",
+        service_account,
+        "-----BEGIN PRIVATE KEY-----\nMIIE",
+        "  proxy-token-value-42  ",
+        "proxy-token-value-42",
+        "from-the-dotenv-file",
+        "client-token-one,client-token-two",
+        "client-token-one",
+        "client-token-two",
+    }
+
+
+# ---------------------------------------------------------------------------
+# The provider: every credential of its environment is a secret
+# ---------------------------------------------------------------------------
+
+HEX_KEY = "3f9c2b7a1d6e4f80a9b5c7d2e1f3a4b6"  # an Azure-style key: no known shape
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzEXAMPLEKEY"
+PROXY_TOKEN = "hive-proxy-7d1e9a2c4b6f8e0a"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("OPENAI_API_KEY", HEX_KEY), ("OPENAI_API_KEY", AWS_SECRET), ("OPENAI_API_KEY", PROXY_TOKEN),
+     ("AWS_SECRET_ACCESS_KEY", AWS_SECRET)],
+    ids=["32-hex key", "aws-secret-shaped key", "proxy token", "another provider's secret"],
+)  # fmt: skip
+async def test_environment_credentials_reach_no_error_log_or_dump(
+    upstream: Upstream,
+    dump_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    value: str,
+) -> None:
+    from hive_mcp.provider import LiteLLMProvider, ProviderError
+
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY if variable != "OPENAI_API_KEY" else value)
+    monkeypatch.setenv(variable, value)
+    caplog.set_level(logging.DEBUG)
+    store = DumpStore(dump_dir)
+    provider = LiteLLMProvider(model="openai/gpt-4o-mini", api_base=upstream.base_url, retry=FAST_RETRY,
+                               dump_store=store)  # fmt: skip
+    echo = f"Incorrect API key provided: {value}. You can find your API key at https://example.invalid."
+    upstream.script(Reply.error(429, echo), Reply.error(401, echo), Reply.raw(echo.encode(), status=401))
+
+    with pytest.raises(ProviderError) as info:
+        await provider.acomplete([{"role": "user", "content": "hi"}])
+    events = [e async for e in provider.stream([{"role": "user", "content": "hi"}])]
+
+    assert len(upstream.chat_requests()) == 3  # the upstream was reached and echoed the key
+    err = info.value
+    texts = [str(err), err.message, repr(err), *(repr(e) for e in events)]
+    assert "Incorrect API key provided" in str(err)
+    assert all(value not in t for t in texts)
+    assert REDACTED in str(err)
+    assert all(value not in r.getMessage() for r in caplog.records)
+    files = list(dump_dir.iterdir())
+    assert len(files) == 2 and err.dump_id is not None
+    assert all(value.encode() not in f.read_bytes() for f in files)
+
+
+# ---------------------------------------------------------------------------
+# The provider as a library: dumps by default
+# ---------------------------------------------------------------------------
+
+
+async def test_provider_without_a_store_writes_to_the_default_directory(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hive_mcp.provider import LiteLLMProvider, ProviderError
+
+    default = tmp_path / "dump-dir-from-env"
+    monkeypatch.setenv("HIVE_MCP_DUMP_DIR", str(default))
+    provider = LiteLLMProvider(model="openai/gpt-4o-mini", api_key=TEST_KEY, api_base=upstream.base_url,
+                               retry=FAST_RETRY)  # fmt: skip
+    upstream.script(Reply.error(400, "bad request"))
+    with pytest.raises(ProviderError) as info:
+        await provider.acomplete([{"role": "user", "content": "hi"}])
+    assert info.value.dump_id is not None
+    assert [p.name for p in default.iterdir()] == [f"{info.value.dump_id}.json"]
+    assert TEST_KEY.encode() not in (default / f"{info.value.dump_id}.json").read_bytes()
+
+
+def test_default_directory_follows_hive_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hive_mcp.provider import LiteLLMProvider
+
+    monkeypatch.delenv("HIVE_MCP_DUMP_DIR")
+    monkeypatch.setenv("HIVE_HOME", str(tmp_path / "hive"))
+    store = LiteLLMProvider(model="openai/gpt-4o-mini", api_key=TEST_KEY).dump_store
+    assert isinstance(store, DumpStore) and store.directory == tmp_path / "hive" / "failed_requests"
+
+
+async def test_dump_store_false_writes_no_dump(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hive_mcp.provider import LiteLLMProvider, ProviderError
+
+    default = tmp_path / "dump-dir-from-env"
+    monkeypatch.setenv("HIVE_MCP_DUMP_DIR", str(default))
+    provider = LiteLLMProvider(model="openai/gpt-4o-mini", api_key=TEST_KEY, api_base=upstream.base_url,
+                               retry=FAST_RETRY, dump_store=False)  # fmt: skip
+    upstream.script(Reply.error(400, "bad request"))
+    with pytest.raises(ProviderError) as info:
+        await provider.acomplete([{"role": "user", "content": "hi"}])
+    assert provider.dump_store is None and info.value.dump_id is None
+    assert not default.exists()
