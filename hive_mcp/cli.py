@@ -6,7 +6,7 @@
     hive-mcp dumps purge [--older-than 7d]
 
 This module parses arguments, runs the `dumps` commands, and hands serving to
-`hive_mcp.serve` (stdio) and `hive_mcp.http` (http, sse). Nothing slow is
+`hive_mcp.serve`, which runs stdio (`hive_mcp.stdio`) or HTTP (`hive_mcp.http`). Nothing slow is
 imported at module level: litellm (seconds) and mcp are imported only when
 serving, so `--help` and `dumps` answer at once. Logs go to stderr only; under
 stdio, stdout carries the protocol and nothing else.
