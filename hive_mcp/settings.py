@@ -421,9 +421,8 @@ def _spec(name: str, info: Any) -> SettingSpec:
     extra = info.json_schema_extra
     annotation = info.annotation
     choices = tuple(getattr(annotation, "__args__", ())) if extra["choices"] else None
-    kind = "switch" if annotation is bool else "list" if info.metadata and any(
-        isinstance(m, NoDecode) for m in info.metadata
-    ) else "value"
+    listed = any(m is NoDecode or isinstance(m, NoDecode) for m in info.metadata)
+    kind = "switch" if annotation is bool else "list" if listed else "value"
     return SettingSpec(
         field=name,
         env=ENV_PREFIX + name.upper(),
