@@ -25,14 +25,26 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .serve import exposure_problem, serve
-from .settings import PROVIDER_KEY_VARS, SETTINGS_FIELDS, SettingsError, load_settings
+from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 
-__all__ = ["main", "parse_duration", "parse_since"]
+__all__ = ["PROVIDER_KEY_VARS", "main", "parse_duration", "parse_since"]
 
 PROG = "hive-mcp"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+PROVIDER_KEY_VARS: tuple[tuple[str, str], ...] = (
+    ("OPENAI_API_KEY", "OpenAI and openai/ models (read by litellm)"),
+    ("ANTHROPIC_API_KEY", "anthropic/ models"),
+    ("GEMINI_API_KEY", "gemini/ models"),
+    ("OPENROUTER_API_KEY", "openrouter/ models"),
+    ("GROQ_API_KEY", "groq/ models"),
+    ("MISTRAL_API_KEY", "mistral/ models"),
+    ("AZURE_API_KEY", "azure/ models (with AZURE_API_BASE, AZURE_API_VERSION)"),
+)
+"""litellm's own key variables, documented in `--help`. Any variable litellm reads works."""
+
 
 class UsageError(Exception):
     """A bad argument or setting: reported as one line, exit code 2."""

@@ -9,11 +9,10 @@ environment name is `HIVE_MCP_` + the field name in capitals (pydantic-settings'
 Precedence, per setting: a flag given on the command line, else the real
 environment (`HIVE_MCP_*`), else the `.env` file (by default `./.env` in the
 working directory), else the built-in default. An empty value (`HIVE_MCP_MODEL=`)
-counts as unset. pydantic-settings does the reading and the ordering; the
-environment and the `.env` entries reach it as mappings (`load_settings` takes
-them as arguments, for tests and for `hive-mcp dumps`), and the file is parsed
-by python-dotenv, which pydantic-settings itself uses, because its entries
-other than ours are also exported for litellm (below).
+counts as unset. pydantic-settings reads and orders the sources; the environment
+and the `.env` entries reach it as mappings (so `load_settings` can take them as
+arguments), the file parsed by python-dotenv, as pydantic-settings itself does,
+because its other entries are exported for litellm (below).
 
 The API key is read from the environment or `.env` only (`HIVE_MCP_API_KEY`),
 never from a flag: command lines are visible to every user on the machine (`ps`).
@@ -44,16 +43,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .dumps import default_dump_dir
+from .tokens import bearer_tokens
 
-__all__ = [
-    "ENV_PREFIX",
-    "PROVIDER_KEY_VARS",
-    "SETTINGS_FIELDS",
-    "Settings",
-    "SettingsError",
-    "SettingSpec",
-    "load_settings",
-]
+__all__ = ["ENV_PREFIX", "SETTINGS_FIELDS", "Settings", "SettingsError", "SettingSpec", "load_settings", "setting"]
 
 ENV_PREFIX = "HIVE_MCP_"
 DEFAULT_ENV_FILE = ".env"
@@ -65,17 +57,6 @@ Names = Annotated[tuple[str, ...], NoDecode]
 
 SDK_TRANSPORTS: dict[str, str] = {"stdio": "stdio", "http": "streamable-http", "sse": "sse"}
 """Our transport names -> the names `MCPServer.run()` takes."""
-
-PROVIDER_KEY_VARS: tuple[tuple[str, str], ...] = (
-    ("OPENAI_API_KEY", "OpenAI and openai/ models (read by litellm)"),
-    ("ANTHROPIC_API_KEY", "anthropic/ models"),
-    ("GEMINI_API_KEY", "gemini/ models"),
-    ("OPENROUTER_API_KEY", "openrouter/ models"),
-    ("GROQ_API_KEY", "groq/ models"),
-    ("MISTRAL_API_KEY", "mistral/ models"),
-    ("AZURE_API_KEY", "azure/ models (with AZURE_API_BASE, AZURE_API_VERSION)"),
-)
-"""litellm's own key variables, documented in `--help`. Any variable litellm reads works."""
 
 
 class SettingsError(ValueError):
@@ -182,9 +163,8 @@ class Settings(BaseSettings):
         min_length=1,
     )
     api_base: str | None = setting(
-        None, "base URL of the provider's API, e.g. a proxy or a local OpenAI-compatible server",
-        flag="--api-base", metavar="URL",
-    )
+        None, "base URL of the provider's API, e.g. a proxy or a local OpenAI-compatible server", flag="--api-base",
+        metavar="URL")
     api_key: SecretStr | None = setting(
         None,
         "API key for the model; environment or .env only, never a flag (flags show in `ps`). "
@@ -338,34 +318,13 @@ class Settings(BaseSettings):
     def auth_tokens(self) -> tuple[str, ...]:
         """The bearer tokens from HIVE_MCP_AUTH_TOKEN and HIVE_MCP_AUTH_TOKEN_FILE; () when neither is set.
 
-        Raises SettingsError, naming the variable and never a token, for an
-        unreadable or empty file or a token that cannot travel in an HTTP header.
+        Raises SettingsError, naming the variable and never a token (see `hive_mcp.tokens`).
         """
-        found: list[tuple[str, str]] = []
-        if self.auth_token is not None:
-            text = self.auth_token.get_secret_value()
-            found += [("HIVE_MCP_AUTH_TOKEN", t.strip()) for t in text.split(",") if t.strip()]
-            if not found:
-                raise SettingsError("HIVE_MCP_AUTH_TOKEN: no token in the value (tokens are comma-separated)")
-        if self.auth_token_file is not None:
-            path = self.auth_token_file
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not readable as UTF-8 text"
-                raise SettingsError(f"HIVE_MCP_AUTH_TOKEN_FILE: cannot read {str(path)!r}: {why}") from None
-            tokens = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-            if not tokens:
-                raise SettingsError(f"HIVE_MCP_AUTH_TOKEN_FILE: no token in {str(path)!r} (one per line)")
-            found += [("HIVE_MCP_AUTH_TOKEN_FILE", t) for t in tokens]
-        for source in ("HIVE_MCP_AUTH_TOKEN", "HIVE_MCP_AUTH_TOKEN_FILE"):
-            for n, token in enumerate((t for s, t in found if s == source), 1):
-                if not all("\x21" <= c <= "\x7e" and c != "," for c in token):
-                    raise SettingsError(
-                        f"{source}: token {n} has a character that cannot be sent in an Authorization header "
-                        "(use printable ASCII without spaces or commas, e.g. from `openssl rand -hex 32`)"
-                    )
-        return tuple(dict.fromkeys(t for _, t in found))
+        value = self.auth_token.get_secret_value() if self.auth_token is not None else None
+        try:
+            return bearer_tokens(value, self.auth_token_file)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
 
     # end HTTP surface
     env_file: Path | None = None

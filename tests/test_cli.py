@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from hive_mcp.cli import main, parse_duration, parse_since
+from hive_mcp.cli import PROVIDER_KEY_VARS, main, parse_duration, parse_since
 from hive_mcp.dumps import DumpStore, FailureDump
 from tests.conftest import sample_dump
-from hive_mcp.settings import PROVIDER_KEY_VARS, SETTINGS_FIELDS
+from hive_mcp.settings import SETTINGS_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC)
