@@ -56,3 +56,16 @@ def test_the_lowlevel_server_runs_streams_as_stdio_needs() -> None:
     options = low.create_initialization_options()
     assert options.server_name == "compat", VERSIONS
     assert callable(low.run), VERSIONS
+
+
+def test_anyio_has_the_event_loop_token_stdio_hands_to_its_threads() -> None:
+    """hive_mcp/stdio.py: anyio.lowlevel.current_token() and from_thread.run(..., token=), public since anyio 4.11."""
+    import inspect
+
+    import anyio.from_thread
+    import anyio.lowlevel
+
+    where = sdk_compat.installed("anyio")
+    assert callable(getattr(anyio.lowlevel, "current_token", None)), where
+    assert "token" in inspect.signature(anyio.from_thread.run).parameters, where
+    assert "token" in inspect.signature(anyio.from_thread.run_sync).parameters, where
