@@ -388,6 +388,25 @@ def test_a_client_that_sends_the_whole_body_first_reads_the_413(
         assert client.get("/healthz").status_code == 200  # and the server is fine
 
 
+def test_the_mcp_client_reads_the_413_as_an_error_and_its_session_goes_on(guarded: dict[str, HttpServer]) -> None:
+    """The SDK's streamable HTTP client sending a 6 MiB call: an MCPError for that call, not a broken transport."""
+    server = guarded["http"]
+
+    async def go(c: Client) -> tuple[str, set[str]]:
+        with pytest.raises(MCPError) as info:
+            await c.call_tool("complete", {"prompt": " " * (6 << 20)})
+        return str(info.value), {t.name for t in (await c.list_tools()).tools}
+
+    session = Session(authed_target(server, HTTP_TOKENS[0]), "legacy")
+    try:
+        message, tools = session.run(go)
+        assert session.faults == []
+    finally:
+        session.close()
+    assert "error response" in message
+    assert tools == TOOLS  # the session outlives the refused call
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_chunked_body_over_the_limit_gets_413_while_it_streams(
     transport: str, guarded: dict[str, HttpServer]
@@ -761,3 +780,25 @@ def test_cli_refusal_happens_before_litellm_is_imported(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env=env)
     assert proc.stdout.strip().splitlines()[-1] == "2 False", proc.stderr
+
+
+def test_the_allow_list_a_bind_gets(tmp_path: Path) -> None:
+    from hive_mcp.serve import allowed_models, exposure_problem
+
+    def settings(**kw: Any) -> Settings:
+        return Settings(dump_dir=tmp_path, model="openai/gpt-[x]*?", **kw)
+
+    assert allowed_models(settings(transport="http")) == ()  # loopback: any model, as before
+    assert allowed_models(settings(transport="stdio", host="0.0.0.0")) == ()  # stdio binds nothing
+    only = allowed_models(settings(transport="sse", host="10.0.0.5"))
+    assert only == ("openai/gpt-[[]x][*][?]",)  # the default model's name, matched literally
+    from hive_mcp.limits import Limits
+
+    limits = Limits(allowed_models=only)
+    assert limits.model_allowed("openai/gpt-[x]*?")
+    assert not limits.model_allowed("openai/gpt-x-anything?")
+    assert allowed_models(settings(transport="http", host="0.0.0.0", allowed_models=("a/*",))) == ("a/*",)
+    # A wildcard bind needs --allowed-host once it is authenticated (or told to serve without).
+    assert "--allowed-host" in (exposure_problem(settings(transport="http", host="::"), ("tok",)) or "")
+    assert exposure_problem(settings(transport="http", host="::", allowed_hosts=("h",)), ("tok",)) is None
+    assert exposure_problem(settings(transport="http", host="10.0.0.5"), ("tok",)) is None
