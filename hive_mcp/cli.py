@@ -6,7 +6,7 @@
     hive-mcp dumps purge [--older-than 7d]
 
 This module parses arguments, runs the `dumps` commands, and hands serving to
-`hive_mcp.serve` (stdio) and `hive_mcp.http` (http, sse). Nothing slow is
+`hive_mcp.serve`, which runs stdio (`hive_mcp.stdio`) or HTTP (`hive_mcp.http`). Nothing slow is
 imported at module level: litellm (seconds) and mcp are imported only when
 serving, so `--help` and `dumps` answer at once. Logs go to stderr only; under
 stdio, stdout carries the protocol and nothing else.
@@ -25,14 +25,26 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .serve import exposure_problem, serve
-from .settings import PROVIDER_KEY_VARS, SETTINGS_FIELDS, SettingsError, load_settings
+from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 
-__all__ = ["main", "parse_duration", "parse_since"]
+__all__ = ["PROVIDER_KEY_VARS", "main", "parse_duration", "parse_since"]
 
 PROG = "hive-mcp"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+PROVIDER_KEY_VARS: tuple[tuple[str, str], ...] = (
+    ("OPENAI_API_KEY", "OpenAI and openai/ models (read by litellm)"),
+    ("ANTHROPIC_API_KEY", "anthropic/ models"),
+    ("GEMINI_API_KEY", "gemini/ models"),
+    ("OPENROUTER_API_KEY", "openrouter/ models"),
+    ("GROQ_API_KEY", "groq/ models"),
+    ("MISTRAL_API_KEY", "mistral/ models"),
+    ("AZURE_API_KEY", "azure/ models (with AZURE_API_BASE, AZURE_API_VERSION)"),
+)
+"""litellm's own key variables, documented in `--help`. Any variable litellm reads works."""
+
 
 class UsageError(Exception):
     """A bad argument or setting: reported as one line, exit code 2."""
@@ -104,8 +116,10 @@ def _entry(name: str, text: str, width: int, total: int = 79) -> list[str]:
     """One `NAME  description` entry of the epilog, wrapped with a hanging indent."""
     indent = " " * (2 + width)
     if len(name) + 2 > width:
-        return [f"  {name}", *textwrap.wrap(text, total, initial_indent=indent, subsequent_indent=indent)]
-    return textwrap.wrap(text, total, initial_indent=f"  {name:<{width}}", subsequent_indent=indent)
+        return [f"  {name}", *textwrap.wrap(text, total, initial_indent=indent, subsequent_indent=indent,
+                                            break_on_hyphens=False)]
+    return textwrap.wrap(text, total, initial_indent=f"  {name:<{width}}", subsequent_indent=indent,
+                         break_on_hyphens=False)
 
 
 def _environment_help() -> str:
@@ -170,68 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
 
-    serving = parser.add_argument_group("serving")
-    serving.add_argument(
-        "--transport",
-        choices=("stdio", "http", "sse"),
-        help="stdio (default): for clients that start the server; http: streamable HTTP at "
-        "http://HOST:PORT/mcp; sse: the legacy HTTP+SSE transport at /sse [HIVE_MCP_TRANSPORT]",
-    )
-    serving.add_argument(
-        "--host", metavar="HOST", help="address to bind for http/sse (default 127.0.0.1) [HIVE_MCP_HOST]"
-    )
-    serving.add_argument("--port", metavar="PORT", help="port for http/sse (default 8765) [HIVE_MCP_PORT]")
-    serving.add_argument(
-        "--allow-unauthenticated",
-        action="store_true",
-        default=None,
-        help="serve http/sse on a non-loopback --host with no bearer token configured; without it, "
-        "that refuses to start [HIVE_MCP_ALLOW_UNAUTHENTICATED]",
-    )
-    serving.add_argument(
-        "--allowed-host",
-        action="append",
-        metavar="HOST",
-        help="also accept this Host header, e.g. mcp.example.com or 10.0.0.5:8765; repeatable "
-        "[HIVE_MCP_ALLOWED_HOSTS]",
-    )
-    serving.add_argument(
-        "--allowed-origin",
-        action="append",
-        metavar="ORIGIN",
-        help="also accept this Origin header, e.g. https://app.example.com; repeatable [HIVE_MCP_ALLOWED_ORIGINS]",
-    )
-    serving.add_argument(
-        "--model",
-        metavar="MODEL",
-        help="default litellm model, e.g. openai/gpt-4o-mini, anthropic/claude-sonnet-4-5 "
-        "(default gpt-4o-mini) [HIVE_MCP_MODEL]",
-    )
-    serving.add_argument(
-        "--api-base",
-        metavar="URL",
-        help="provider base URL, e.g. a proxy or a local OpenAI-compatible server [HIVE_MCP_API_BASE]",
-    )
-    serving.add_argument(
-        "--heartbeat",
-        metavar="SECONDS",
-        help="seconds between progress heartbeats while waiting on the model, so clients do not "
-        "time out (default 10) [HIVE_MCP_HEARTBEAT_S]",
-    )
-    serving.add_argument(
-        "--log-level",
-        metavar="LEVEL",
-        help="DEBUG, INFO, WARNING, ERROR or CRITICAL; logs go to stderr (default INFO) [HIVE_MCP_LOG_LEVEL]",
-    )
-
-    common = parser.add_argument_group("common")
-    common.add_argument(
-        "--dump-dir",
-        metavar="DIR",
-        help="failed-request dump directory (default $HIVE_HOME/failed_requests, else "
-        "~/.hive/failed_requests) [HIVE_MCP_DUMP_DIR]",
-    )
-    common.add_argument("--env-file", metavar="PATH", help="read this file instead of ./.env")
+    # One flag per setting that has one, from its declaration in `Settings` (the help ends with its variable).
+    groups = {name: parser.add_argument_group(name) for name in ("serving", "common")}
+    for spec in SETTINGS_FIELDS:
+        if spec.flag is None:
+            continue
+        group = groups[spec.group]
+        text = f"{spec.help} [{spec.env}]".replace("%", "%%")
+        if spec.kind == "switch":
+            group.add_argument(spec.flag, dest=spec.field, action="store_true", default=None, help=text)
+        elif spec.kind == "list":
+            group.add_argument(spec.flag, dest=spec.field, action="append", metavar=spec.metavar, help=text)
+        elif spec.choices:
+            group.add_argument(spec.flag, dest=spec.field, choices=spec.choices, help=text)
+        else:
+            group.add_argument(spec.flag, dest=spec.field, metavar=spec.metavar, help=text)
+    groups["common"].add_argument("--env-file", metavar="PATH", help="read this file instead of ./.env")
 
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND", parser_class=_Parser)
     dumps = commands.add_parser(
@@ -292,19 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(args_list)
         if args.command == "dumps":
             return _dumps(args)
-        flags = {
-            "model": args.model,
-            "api_base": args.api_base,
-            "dump_dir": args.dump_dir,
-            "transport": args.transport,
-            "host": args.host,
-            "port": args.port,
-            "heartbeat_s": args.heartbeat,
-            "log_level": args.log_level,
-            "allow_unauthenticated": args.allow_unauthenticated,
-            "allowed_hosts": args.allowed_host,
-            "allowed_origins": args.allowed_origin,
-        }
+        flags = {spec.field: getattr(args, spec.field) for spec in SETTINGS_FIELDS if spec.flag}
         settings = load_settings(flags, env_file=args.env_file)
         tokens = settings.auth_tokens() if settings.transport != "stdio" else ()
         problem = exposure_problem(settings, tokens)

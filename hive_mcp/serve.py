@@ -18,13 +18,14 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .net import is_loopback, is_wildcard
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .provider.base import LLMProvider
     from .provider.deferred import DeferredProvider
 
-__all__ = ["configure_logging", "exposure_problem", "is_loopback", "route_litellm_logs", "serve"]
+__all__ = ["allowed_models", "configure_logging", "exposed", "exposure_problem", "route_litellm_logs", "serve"]
 
 EXIT_OK = 0
 
@@ -77,34 +78,52 @@ def route_litellm_logs(level: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Addresses
+# Exposure: what a bind beyond loopback requires, and what it may spend
 # ---------------------------------------------------------------------------
 
 
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def host_for_url(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
 def exposure_problem(settings: Settings, tokens: tuple[str, ...]) -> str | None:
-    """Why the server must not start as configured (HTTP on a non-loopback address, open to all), or None."""
-    if settings.transport == "stdio" or is_loopback(settings.host) or tokens or settings.allow_unauthenticated:
+    """Why the server must not start as configured, or None.
+
+    HTTP on a non-loopback address needs a token (or --allow-unauthenticated):
+    otherwise anyone who can reach the port spends the server's keys. A
+    wildcard bind (0.0.0.0, ::) needs --allowed-host: the SDK's DNS-rebinding
+    protection accepts only Host headers it was told, and from a wildcard bind
+    no name can be derived.
+    """
+    if settings.transport == "stdio" or is_loopback(settings.host):
         return None
-    return (
-        f"refusing to serve {settings.transport} on {settings.host} without authentication (anyone who can "
-        "reach the port could spend your API key): set HIVE_MCP_AUTH_TOKEN (or HIVE_MCP_AUTH_TOKEN_FILE), "
-        "or pass --allow-unauthenticated"
-    )
+    if not tokens and not settings.allow_unauthenticated:
+        return (
+            f"refusing to serve {settings.transport} on {settings.host} without authentication (anyone who can "
+            "reach the port could spend your API key): set HIVE_MCP_AUTH_TOKEN (or HIVE_MCP_AUTH_TOKEN_FILE), "
+            "or pass --allow-unauthenticated"
+        )
+    if is_wildcard(settings.host) and not settings.allowed_hosts:
+        return (
+            f"--host {settings.host or repr(settings.host)} listens on every address, so the Host headers to accept "
+            "cannot be derived from it: name them with --allowed-host (HIVE_MCP_ALLOWED_HOSTS), e.g. "
+            "--allowed-host mcp.example.com"
+        )
+    return None
+
+
+def exposed(settings: Settings) -> bool:
+    """Whether this server listens beyond loopback."""
+    return settings.transport != "stdio" and not is_loopback(settings.host)
+
+
+def allowed_models(settings: Settings) -> tuple[str, ...]:
+    """The model patterns calls may name: HIVE_MCP_ALLOWED_MODELS, else any on loopback, else the default only.
+
+    A server reachable from the network and told nothing would let any client
+    name any litellm model and spend every credential in the environment; the
+    operator chose one model, so that one is what such a server serves. The
+    pattern escapes fnmatch's special characters, so it matches that name only.
+    """
+    if settings.allowed_models or not exposed(settings):
+        return settings.allowed_models
+    return ("".join(f"[{c}]" if c in "*?[" else c for c in settings.model),)
 
 
 # ---------------------------------------------------------------------------
@@ -189,7 +208,7 @@ def build(settings: Settings) -> tuple[Any, DeferredProvider]:
         store,
         default_model=settings.model,
         heartbeat_s=settings.heartbeat_s,
-        limits=Limits.from_settings(settings),
+        limits=Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings)})),
     )
     return server, provider
 
@@ -210,6 +229,14 @@ def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:
             "calls fail with a message naming the variable when none is"
         )
 
+    if exposed(settings) and not settings.allowed_models:
+        logger.info(
+            "%s on %s is reachable beyond loopback and HIVE_MCP_ALLOWED_MODELS is not set: calls may use only "
+            "the default model, %s",
+            settings.transport,
+            settings.host,
+            settings.model,
+        )
     provider.start()
     if settings.transport == "stdio":
         from .stdio import run_stdio

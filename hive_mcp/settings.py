@@ -1,9 +1,18 @@
 """Configuration: command-line flags, the environment and a `.env` file, in that order.
 
+Each setting is declared once, as a field of `Settings`: its type and checks,
+its default, its help text and, if it has one, its flag (`setting(...)`). The
+environment name is `HIVE_MCP_` + the field name in capitals (pydantic-settings'
+`env_prefix`); `hive_mcp.cli` builds the flags and the `--help` epilog from
+`SETTINGS_FIELDS`, a view of the same declarations.
+
 Precedence, per setting: a flag given on the command line, else the real
 environment (`HIVE_MCP_*`), else the `.env` file (by default `./.env` in the
 working directory), else the built-in default. An empty value (`HIVE_MCP_MODEL=`)
-counts as unset.
+counts as unset. pydantic-settings reads and orders the sources; the environment
+and the `.env` entries reach it as mappings (so `load_settings` can take them as
+arguments), the file parsed by python-dotenv, as pydantic-settings itself does,
+because its other entries are exported for litellm (below).
 
 The API key is read from the environment or `.env` only (`HIVE_MCP_API_KEY`),
 never from a flag: command lines are visible to every user on the machine (`ps`).
@@ -24,220 +33,221 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .dumps import default_dump_dir
+from .tokens import bearer_tokens
 
-__all__ = [
-    "ENV_PREFIX",
-    "PROVIDER_KEY_VARS",
-    "SETTINGS_FIELDS",
-    "Settings",
-    "SettingsError",
-    "SettingSpec",
-    "load_settings",
-]
+__all__ = ["ENV_PREFIX", "SETTINGS_FIELDS", "Settings", "SettingsError", "SettingSpec", "load_settings", "setting"]
 
 ENV_PREFIX = "HIVE_MCP_"
 DEFAULT_ENV_FILE = ".env"
 
 Transport = Literal["stdio", "http", "sse"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Names = Annotated[tuple[str, ...], NoDecode]
+"""Comma-separated in the environment (split by a validator, not decoded as JSON); a list from repeated flags."""
 
 SDK_TRANSPORTS: dict[str, str] = {"stdio": "stdio", "http": "streamable-http", "sse": "sse"}
 """Our transport names -> the names `MCPServer.run()` takes."""
-
-PROVIDER_KEY_VARS: tuple[tuple[str, str], ...] = (
-    ("OPENAI_API_KEY", "OpenAI and openai/ models (read by litellm)"),
-    ("ANTHROPIC_API_KEY", "anthropic/ models"),
-    ("GEMINI_API_KEY", "gemini/ models"),
-    ("OPENROUTER_API_KEY", "openrouter/ models"),
-    ("GROQ_API_KEY", "groq/ models"),
-    ("MISTRAL_API_KEY", "mistral/ models"),
-    ("AZURE_API_KEY", "azure/ models (with AZURE_API_BASE, AZURE_API_VERSION)"),
-)
-"""litellm's own key variables, documented in `--help`. Any variable litellm reads works."""
 
 
 class SettingsError(ValueError):
     """A setting has an invalid value. The message is one line naming the flag or variable."""
 
 
+def setting(
+    default: Any = None,
+    help: str = "",  # noqa: A002 - the word argparse uses
+    *,
+    flag: str | None = None,
+    metavar: str = "VALUE",
+    group: str = "serving",
+    choices: bool = False,
+    **field: Any,
+) -> Any:
+    """A field that is a setting: `help` for `--help`; `flag` if it may be given on the command line.
+
+    `group` is the `--help` section of the flag; with `choices`, the flag takes
+    only the values of the field's Literal type. Other keywords go to `Field`.
+    """
+    extra = {"flag": flag, "metavar": metavar, "group": group, "choices": choices}
+    if "default_factory" not in field:
+        field["default"] = default
+    return Field(description=help, json_schema_extra=extra, **field)
+
+
 @dataclass(frozen=True)
 class SettingSpec:
-    """One setting: its field, where it can come from, and how `--help` describes it."""
+    """One setting as the command line shows it: derived from its field in `Settings`."""
 
     field: str
     env: str
     flag: str | None
     help: str
     metavar: str = "VALUE"
+    group: str = "serving"
+    choices: tuple[str, ...] | None = None
+    kind: Literal["value", "switch", "list"] = "value"
 
 
-SETTINGS_FIELDS: tuple[SettingSpec, ...] = (
-    SettingSpec("model", "HIVE_MCP_MODEL", "--model", "default litellm model (default: gpt-4o-mini)", "MODEL"),
-    SettingSpec(
-        "api_base", "HIVE_MCP_API_BASE", "--api-base", "base URL of the provider's API (proxies, local servers)", "URL"
-    ),
-    SettingSpec(
-        "api_key",
-        "HIVE_MCP_API_KEY",
+@dataclass(frozen=True)
+class _Sources:
+    """What `load_settings` has `Settings` read: the environment and the `.env` entries, narrowed to the
+    settings wanted, and both whole for the defaults that follow other variables (HIVE_HOME)."""
+
+    environ: Mapping[str, str]
+    dotenv: Mapping[str, str]
+    everything: Mapping[str, str]
+
+
+_SOURCES: ContextVar[_Sources | None] = ContextVar("hive_mcp_settings_sources", default=None)
+"""Set while `load_settings` builds a `Settings`. Unset, `Settings(...)` takes its keywords and the defaults only."""
+
+
+def _default_dump_dir() -> Path:
+    sources = _SOURCES.get()
+    return default_dump_dir(sources.everything if sources is not None else os.environ)
+
+
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], mapping: Mapping[str, str]) -> None:
+        self._mapping = mapping
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Lower-case keys, as the source looks them up; `load_settings` passes only the exact HIVE_MCP_* names.
+        return {k.lower(): v for k, v in self._mapping.items() if v != ""}  # empty counts as unset
+
+
+class Settings(BaseSettings):
+    """The server's configuration. Build it with `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (the keywords), then the environment, then `.env`: first found wins."""
+        sources = _SOURCES.get()
+        if sources is None:
+            return (init_settings,)
+        return (
+            init_settings,
+            _MappingSource(settings_cls, sources.environ),
+            _MappingSource(settings_cls, sources.dotenv),
+        )
+
+    model: str = setting(
+        "gpt-4o-mini",
+        "default litellm model, e.g. openai/gpt-4o-mini, anthropic/claude-sonnet-4-5 (default: gpt-4o-mini)",
+        flag="--model",
+        metavar="MODEL",
+        min_length=1,
+    )
+    api_base: str | None = setting(
+        None, "base URL of the provider's API, e.g. a proxy or a local OpenAI-compatible server", flag="--api-base",
+        metavar="URL")
+    api_key: SecretStr | None = setting(
         None,
         "API key for the model; environment or .env only, never a flag (flags show in `ps`). "
         "If unset, litellm's own variable for the provider is used (e.g. OPENAI_API_KEY)",
-        "KEY",
-    ),
-    SettingSpec(
-        "dump_dir",
-        "HIVE_MCP_DUMP_DIR",
-        "--dump-dir",
-        "directory for failed-request dumps (default: $HIVE_HOME/failed_requests, else ~/.hive/failed_requests)",
-        "DIR",
-    ),
-    SettingSpec("transport", "HIVE_MCP_TRANSPORT", "--transport", "stdio | http | sse (default: stdio)", "NAME"),
-    SettingSpec("host", "HIVE_MCP_HOST", "--host", "address to bind for http/sse (default: 127.0.0.1)", "HOST"),
-    SettingSpec("port", "HIVE_MCP_PORT", "--port", "port for http/sse (default: 8765)", "PORT"),
-    SettingSpec(
-        "heartbeat_s",
-        "HIVE_MCP_HEARTBEAT_S",
-        "--heartbeat",
-        "seconds between progress heartbeats while a call waits (default: 10)",
-        "SECONDS",
-    ),
-    SettingSpec("dump_max_count", "HIVE_MCP_DUMP_MAX_COUNT", None, "keep at most this many dumps (default: 500)", "N"),
-    SettingSpec("dump_max_mb", "HIVE_MCP_DUMP_MAX_MB", None, "keep at most this many MB of dumps (default: 100)", "MB"),
-    SettingSpec(
-        "dump_max_age_days", "HIVE_MCP_DUMP_MAX_AGE_DAYS", None, "delete dumps older than this (default: 30)", "DAYS"
-    ),
-    SettingSpec(
-        "log_level",
-        "HIVE_MCP_LOG_LEVEL",
-        "--log-level",
+        metavar="KEY",
+        repr=False,
+    )
+    dump_dir: Path = setting(
+        help="directory for failed-request dumps (default: $HIVE_HOME/failed_requests, else ~/.hive/failed_requests)",
+        flag="--dump-dir",
+        metavar="DIR",
+        group="common",
+        default_factory=_default_dump_dir,
+    )
+    transport: Transport = setting(
+        "stdio",
+        "stdio (default): for clients that start the server; http: streamable HTTP at http://HOST:PORT/mcp; "
+        "sse: the legacy HTTP+SSE transport at /sse",
+        flag="--transport",
+        metavar="NAME",
+        choices=True,
+    )
+    host: str = setting(
+        "127.0.0.1",
+        "address to bind for http/sse (default: 127.0.0.1); every address (0.0.0.0, ::) needs --allowed-host",
+        flag="--host",
+        metavar="HOST",
+        min_length=1,
+    )
+    port: int = setting(8765, "port for http/sse (default: 8765)", flag="--port", metavar="PORT", ge=1, le=65535)
+    heartbeat_s: float = setting(
+        10.0,
+        "seconds between progress heartbeats while a call waits on the model, so clients do not time out "
+        "(default: 10)",
+        flag="--heartbeat",
+        metavar="SECONDS",
+        gt=0,
+        allow_inf_nan=False,
+    )
+    dump_max_count: int = setting(500, "keep at most this many dumps (default: 500)", metavar="N", ge=0)
+    dump_max_mb: float = setting(
+        100.0, "keep at most this many MB of dumps (default: 100)", metavar="MB", ge=0, allow_inf_nan=False
+    )
+    dump_max_age_days: float = setting(
+        30.0, "delete dumps older than this (default: 30)", metavar="DAYS", ge=0, allow_inf_nan=False
+    )
+    log_level: LogLevel = setting(
+        "INFO",
         "DEBUG | INFO | WARNING | ERROR | CRITICAL, logged to stderr (default: INFO)",
-        "LEVEL",
-    ),
+        flag="--log-level",
+        metavar="LEVEL",
+    )
     # Cost control
-    SettingSpec(
-        "allowed_models",
-        "HIVE_MCP_ALLOWED_MODELS",
-        None,
+    allowed_models: Names = setting(
+        (),
         "comma-separated fnmatch patterns of the models calls may name, e.g. gpt-4o*,anthropic/* "
-        "(default: any; the default model is always allowed)",
-        "PATTERNS",
-    ),
-    SettingSpec("max_tokens", "HIVE_MCP_MAX_TOKENS", None, "cap on a call's max_tokens (default: no cap)", "N"),
-    SettingSpec(
-        "max_in_flight", "HIVE_MCP_MAX_IN_FLIGHT", None, "upstream calls in flight at once; more wait (default: 64)", "N"
-    ),
-    SettingSpec(
-        "queue_timeout_s",
-        "HIVE_MCP_QUEUE_TIMEOUT_S",
-        None,
+        "(default: any, but only the default model when http/sse listens beyond loopback; "
+        "the default model is always allowed)",
+        metavar="PATTERNS",
+    )
+    """fnmatch patterns; empty means any model (see `hive_mcp.serve.allowed_models`)."""
+    max_tokens: int | None = setting(None, "cap on a call's max_tokens (default: no cap)", metavar="N", ge=1)
+    default_max_tokens: int | None = setting(
+        None, "max_tokens of a call that asks for none (default: the provider's own)", metavar="N", ge=1
+    )
+    max_in_flight: int = setting(64, "upstream calls in flight at once; more wait (default: 64)", metavar="N", ge=1)
+    queue_timeout_s: float = setting(
+        30.0,
         "seconds a call waits for a free slot before it is refused as busy (default: 30)",
-        "SECONDS",
-    ),
-    SettingSpec(
-        "deadline_s",
-        "HIVE_MCP_DEADLINE_S",
-        None,
+        metavar="SECONDS",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    deadline_s: float = setting(
+        600.0,
         "seconds a call may take, retries included; calls may ask for less (default: 600)",
-        "SECONDS",
-    ),
-    SettingSpec(
-        "max_input_bytes",
-        "HIVE_MCP_MAX_INPUT_BYTES",
-        None,
-        "largest prompt+messages+system+tools, as UTF-8 JSON (default: 1048576)",
-        "BYTES",
-    ),
-    # end Cost control
-    # HTTP surface
-    SettingSpec(
-        "auth_token",
-        "HIVE_MCP_AUTH_TOKEN",
-        None,
-        "bearer token(s) http/sse clients must send (Authorization: Bearer TOKEN), comma-separated; "
-        "environment or .env only, never a flag",
-        "TOKEN",
-    ),
-    SettingSpec(
-        "auth_token_file",
-        "HIVE_MCP_AUTH_TOKEN_FILE",
-        None,
-        "a file of bearer tokens, one per line (# comments); environment or .env only",
-        "PATH",
-    ),
-    SettingSpec(
-        "allow_unauthenticated",
-        "HIVE_MCP_ALLOW_UNAUTHENTICATED",
-        "--allow-unauthenticated",
-        "serve http/sse on a non-loopback address without a token (default: refuse to start)",
-        "BOOL",
-    ),
-    SettingSpec(
-        "allowed_hosts",
-        "HIVE_MCP_ALLOWED_HOSTS",
-        "--allowed-host",
-        "more Host header values to accept, comma-separated (DNS-rebinding protection: others get 421); "
-        "loopback names and the bound host:port always are; a name without a port matches any port",
-        "HOSTS",
-    ),
-    SettingSpec(
-        "allowed_origins",
-        "HIVE_MCP_ALLOWED_ORIGINS",
-        "--allowed-origin",
-        "more Origin header values to accept, comma-separated, e.g. https://app.example.com (others get 403)",
-        "ORIGINS",
-    ),
-    SettingSpec(
-        "max_body_bytes",
-        "HIVE_MCP_MAX_BODY_BYTES",
-        None,
-        "largest HTTP request body; larger gets 413 (default: 4194304, 4 MiB)",
-        "BYTES",
-    ),
-    SettingSpec(
-        "shutdown_grace_s",
-        "HIVE_MCP_SHUTDOWN_GRACE_S",
-        None,
-        "seconds calls in flight get to finish after SIGTERM before they are answered with an error (default: 10)",
-        "SECONDS",
-    ),
-    # end HTTP surface
-)
-_BY_FIELD = {s.field: s for s in SETTINGS_FIELDS}
-
-
-class Settings(BaseModel):
-    """The server's configuration. Build it with `load_settings()`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: str = Field(default="gpt-4o-mini", min_length=1)
-    api_base: str | None = None
-    api_key: SecretStr | None = Field(default=None, repr=False)
-    dump_dir: Path
-    transport: Transport = "stdio"
-    host: str = Field(default="127.0.0.1", min_length=1)
-    port: int = Field(default=8765, ge=1, le=65535)
-    heartbeat_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
-    dump_max_count: int = Field(default=500, ge=0)
-    dump_max_mb: float = Field(default=100.0, ge=0, allow_inf_nan=False)
-    dump_max_age_days: float = Field(default=30.0, ge=0, allow_inf_nan=False)
-    log_level: LogLevel = "INFO"
-    # Cost control
-    allowed_models: tuple[str, ...] = ()
-    """fnmatch patterns; empty means any model."""
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_in_flight: int = Field(default=64, ge=1)
-    queue_timeout_s: float = Field(default=30.0, ge=0, allow_inf_nan=False)
-    deadline_s: float = Field(default=600.0, gt=0, allow_inf_nan=False)
-    max_input_bytes: int = Field(default=1024 * 1024, ge=1)
+        metavar="SECONDS",
+        gt=0,
+        allow_inf_nan=False,
+    )
+    max_input_bytes: int = setting(
+        1024 * 1024, "largest prompt+messages+system+tools, as UTF-8 JSON (default: 1048576)", metavar="BYTES", ge=1
+    )
 
     @field_validator("allowed_models", mode="before")
     @classmethod
@@ -248,14 +258,47 @@ class Settings(BaseModel):
 
     # end Cost control
     # HTTP surface
-    auth_token: SecretStr | None = Field(default=None, repr=False)
+    auth_token: SecretStr | None = setting(
+        None,
+        "bearer token(s) http/sse clients must send (Authorization: Bearer TOKEN), comma-separated; "
+        "environment or .env only, never a flag",
+        metavar="TOKEN",
+        repr=False,
+    )
     """Comma-separated bearer tokens; read them with `auth_tokens()`."""
-    auth_token_file: Path | None = None
-    allow_unauthenticated: bool = False
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
-    shutdown_grace_s: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+    auth_token_file: Path | None = setting(
+        None, "a file of bearer tokens, one per line (# comments); environment or .env only", metavar="PATH"
+    )
+    allow_unauthenticated: bool = setting(
+        False,
+        "serve http/sse on a non-loopback address without a token (default: refuse to start)",
+        flag="--allow-unauthenticated",
+    )
+    allowed_hosts: Names = setting(
+        (),
+        "more Host header values to accept, comma-separated or the flag repeated, e.g. mcp.example.com or "
+        "10.0.0.5:8765 (DNS-rebinding protection: others get 421); loopback names and the bound host:port "
+        "always are; a name without a port matches any port",
+        flag="--allowed-host",
+        metavar="HOST",
+    )
+    allowed_origins: Names = setting(
+        (),
+        "more Origin header values to accept, comma-separated or the flag repeated, e.g. https://app.example.com "
+        "(others get 403)",
+        flag="--allowed-origin",
+        metavar="ORIGIN",
+    )
+    max_body_bytes: int = setting(
+        4 * 1024 * 1024, "largest HTTP request body; larger gets 413 (default: 4194304, 4 MiB)", metavar="BYTES", ge=1
+    )
+    shutdown_grace_s: float = setting(
+        10.0,
+        "seconds calls in flight get to finish after SIGTERM before they are answered with an error (default: 10)",
+        metavar="SECONDS",
+        ge=0,
+        allow_inf_nan=False,
+    )
 
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod
@@ -275,38 +318,17 @@ class Settings(BaseModel):
     def auth_tokens(self) -> tuple[str, ...]:
         """The bearer tokens from HIVE_MCP_AUTH_TOKEN and HIVE_MCP_AUTH_TOKEN_FILE; () when neither is set.
 
-        Raises SettingsError, naming the variable and never a token, for an
-        unreadable or empty file or a token that cannot travel in an HTTP header.
+        Raises SettingsError, naming the variable and never a token (see `hive_mcp.tokens`).
         """
-        found: list[tuple[str, str]] = []
-        if self.auth_token is not None:
-            text = self.auth_token.get_secret_value()
-            found += [("HIVE_MCP_AUTH_TOKEN", t.strip()) for t in text.split(",") if t.strip()]
-            if not found:
-                raise SettingsError("HIVE_MCP_AUTH_TOKEN: no token in the value (tokens are comma-separated)")
-        if self.auth_token_file is not None:
-            path = self.auth_token_file
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not readable as UTF-8 text"
-                raise SettingsError(f"HIVE_MCP_AUTH_TOKEN_FILE: cannot read {str(path)!r}: {why}") from None
-            tokens = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-            if not tokens:
-                raise SettingsError(f"HIVE_MCP_AUTH_TOKEN_FILE: no token in {str(path)!r} (one per line)")
-            found += [("HIVE_MCP_AUTH_TOKEN_FILE", t) for t in tokens]
-        for source in ("HIVE_MCP_AUTH_TOKEN", "HIVE_MCP_AUTH_TOKEN_FILE"):
-            for n, token in enumerate((t for s, t in found if s == source), 1):
-                if not all("\x21" <= c <= "\x7e" and c != "," for c in token):
-                    raise SettingsError(
-                        f"{source}: token {n} has a character that cannot be sent in an Authorization header "
-                        "(use printable ASCII without spaces or commas, e.g. from `openssl rand -hex 32`)"
-                    )
-        return tuple(dict.fromkeys(t for _, t in found))
+        value = self.auth_token.get_secret_value() if self.auth_token is not None else None
+        try:
+            return bearer_tokens(value, self.auth_token_file)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
 
     # end HTTP surface
     env_file: Path | None = None
-    """The `.env` file that was read, if any (for the start-up log line)."""
+    """The `.env` file that was read, if any (for the start-up log line). Not a setting."""
 
     @field_validator("transport", mode="before")
     @classmethod
@@ -354,8 +376,29 @@ class Settings(BaseModel):
         return timedelta(days=self.dump_max_age_days)
 
 
-def _nonempty(value: str | None) -> str | None:
-    return value if value not in (None, "") else None
+def _spec(name: str, info: Any) -> SettingSpec:
+    extra = info.json_schema_extra
+    annotation = info.annotation
+    choices = tuple(getattr(annotation, "__args__", ())) if extra["choices"] else None
+    listed = any(m is NoDecode or isinstance(m, NoDecode) for m in info.metadata)
+    kind = "switch" if annotation is bool else "list" if listed else "value"
+    return SettingSpec(
+        field=name,
+        env=ENV_PREFIX + name.upper(),
+        flag=extra["flag"],
+        help=info.description,
+        metavar=extra["metavar"],
+        group=extra["group"],
+        choices=choices,
+        kind=kind,
+    )
+
+
+SETTINGS_FIELDS: tuple[SettingSpec, ...] = tuple(
+    _spec(name, info) for name, info in Settings.model_fields.items() if isinstance(info.json_schema_extra, dict)
+)
+"""Every setting, in declaration order: what `--help` and the flags are built from."""
+_BY_FIELD = {s.field: s for s in SETTINGS_FIELDS}
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -410,27 +453,21 @@ def load_settings(
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
 
-    data: dict[str, Any] = {"env_file": path}
-    labels: dict[str, tuple[str, Any]] = {}
-    for spec in SETTINGS_FIELDS:
-        if spec.field not in wanted:
-            continue
-        given = flags.get(spec.field)
-        if given is not None:
-            data[spec.field], labels[spec.field] = given, (spec.flag or spec.field, given)
-        elif (value := _nonempty(environ.get(spec.env))) is not None:
-            data[spec.field], labels[spec.field] = value, (spec.env, value)
-        elif (value := _nonempty(dotenv.get(spec.env))) is not None:
-            data[spec.field], labels[spec.field] = value, (f"{spec.env} (from {path})", value)
-    if "dump_dir" not in data:
+    given = {name: value for name, value in flags.items() if value is not None and name in wanted}
+    names = {_BY_FIELD[name].env for name in wanted}
+    sources = _Sources(
+        environ={k: v for k, v in environ.items() if k in names},
+        dotenv={k: v for k, v in dotenv.items() if k in names},
         # HIVE_HOME may come from .env too; the real environment still wins.
-        merged = {**{k: v for k, v in dotenv.items() if v}, **{k: v for k, v in environ.items() if v}}
-        data["dump_dir"] = default_dump_dir(merged)
-
+        everything={**{k: v for k, v in dotenv.items() if v}, **{k: v for k, v in environ.items() if v}},
+    )
+    token = _SOURCES.set(sources)
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings(**given, env_file=path)
     except ValidationError as exc:
-        raise _one_line(exc, labels) from None
+        raise _one_line(exc, given, sources, path) from None
+    finally:
+        _SOURCES.reset(token)
 
     if export:
         for key, value in dotenv.items():
@@ -439,11 +476,21 @@ def load_settings(
     return settings
 
 
-def _one_line(exc: ValidationError, labels: Mapping[str, tuple[str, Any]]) -> SettingsError:
+def _one_line(exc: ValidationError, given: Mapping[str, Any], sources: _Sources, path: Path | None) -> SettingsError:
+    """The first error, as one line naming where the bad value came from: the flag, the variable or `.env`."""
     err = exc.errors(include_url=False)[0]
     field = str(err["loc"][0]) if err["loc"] else ""
-    label, raw = labels.get(field, (_BY_FIELD[field].env if field in _BY_FIELD else field, err.get("input")))
+    spec = _BY_FIELD.get(field)
+    label, raw = field, err.get("input")
+    if spec is not None:
+        label = spec.env
+        if field in given:
+            label, raw = spec.flag or field, given[field]
+        elif sources.environ.get(spec.env):
+            raw = sources.environ[spec.env]
+        elif sources.dotenv.get(spec.env):
+            label, raw = f"{spec.env} (from {path})", sources.dotenv[spec.env]
     msg = str(err["msg"]).replace("\n", " ")
-    if field == "api_key":  # never echo a key, even a malformed one
+    if field in ("api_key", "auth_token"):  # never echo a secret, even a malformed one
         return SettingsError(f"{label}: {msg}")
     return SettingsError(f"{label}: invalid value {str(raw)!r}: {msg}")

@@ -30,6 +30,8 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
+from . import sdk_compat
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -61,7 +63,7 @@ async def _serve(server: Any) -> None:
     stdout = StdoutLines(_claim(1, _stderr_or_null))
     try:
         async with stdio_server(stdin=_stdin_lines(stdin_fd), stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
-            low = server._lowlevel_server  # as run_stdio_async does
+            low = sdk_compat.lowlevel_server(server)  # as run_stdio_async does
             await low.run(read_stream, write_stream, low.create_initialization_options())
     finally:
         stdout.close(DRAIN_TIMEOUT_S)

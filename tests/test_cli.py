@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from hive_mcp.cli import main, parse_duration, parse_since
+from hive_mcp.cli import PROVIDER_KEY_VARS, main, parse_duration, parse_since
 from hive_mcp.dumps import DumpStore, FailureDump
 from tests.conftest import sample_dump
-from hive_mcp.settings import PROVIDER_KEY_VARS, SETTINGS_FIELDS
+from hive_mcp.settings import SETTINGS_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime.now(UTC)
@@ -345,3 +345,26 @@ def test_parse_since() -> None:
     assert local.tzinfo is not None and local.replace(tzinfo=None) == datetime(2026, 11, 20)
     with pytest.raises(ValueError, match="--since"):
         parse_since("last tuesday", now=now)
+
+
+def test_every_flag_is_built_from_its_setting_and_reaches_it(tmp_path: Path) -> None:
+    from hive_mcp.cli import build_parser
+    from hive_mcp.settings import load_settings
+
+    argv = {
+        "--model": ["m"], "--api-base": ["http://x/v1"], "--dump-dir": [str(tmp_path)], "--transport": ["http"],
+        "--host": ["10.0.0.1"], "--port": ["9"], "--heartbeat": ["2"], "--log-level": ["debug"],
+        "--allow-unauthenticated": [], "--allowed-host": ["a", "--allowed-host", "b"],
+        "--allowed-origin": ["https://o"],
+    }
+    assert set(argv) == {spec.flag for spec in SETTINGS_FIELDS if spec.flag}  # no flag untested, none extra
+    args = build_parser().parse_args([part for flag, values in argv.items() for part in (flag, *values)])
+    s = load_settings({spec.field: getattr(args, spec.field) for spec in SETTINGS_FIELDS if spec.flag},
+                      environ={}, cwd=tmp_path)
+    assert (s.model, s.api_base, s.dump_dir, s.transport, s.host, s.port, s.heartbeat_s, s.log_level) == (
+        "m", "http://x/v1", tmp_path, "http", "10.0.0.1", 9, 2.0, "DEBUG"
+    )
+    assert (s.allow_unauthenticated, s.allowed_hosts, s.allowed_origins) == (True, ("a", "b"), ("https://o",))
+    # Not given: None, so the environment (then .env, then the default) decides.
+    unset = build_parser().parse_args([])
+    assert all(getattr(unset, spec.field) is None for spec in SETTINGS_FIELDS if spec.flag)

@@ -24,11 +24,11 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import pytest
 from mcp import Client, MCPError
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 from hive_mcp import __version__
 from hive_mcp.settings import Settings, SettingsError, load_settings
@@ -136,7 +136,10 @@ def authed_target(server: HttpServer, token: str) -> Callable[[], Any]:
 
     @asynccontextmanager
     async def streamable() -> AsyncIterator[Any]:
-        async with create_mcp_http_client(headers=bearer(token)) as http_client:
+        # The SDK's client carries its own default timeouts; one of ours needs them said (an event stream
+        # may stay quiet for minutes: the read timeout is long).
+        timeout = httpx2.Timeout(30.0, read=300.0)
+        async with httpx2.AsyncClient(headers=bearer(token), timeout=timeout) as http_client:
             async with streamable_http_client(server.url, http_client=http_client) as streams:
                 yield streams
 
@@ -334,10 +337,74 @@ def test_content_length_over_the_limit_gets_413_before_any_body(
         status, body = read_response(sock)
     assert status == 413, body
     assert str(limit) in body
-    with raw(server) as client:  # exactly at the limit is not too large
+    with raw(server) as client:  # exactly at the limit is not too large: it reaches the SDK, which parses it
         r = client.post(post_path(server), headers={**MCP_HEADERS, **bearer(tokens_of(transport)[0])},
                         content=b" " * limit)
-        assert r.status_code not in (413, 401), r.status_code
+        assert r.status_code == AT_LIMIT_STATUS[transport], (r.status_code, r.text)
+
+
+# What the SDK answers a body of blanks exactly at the limit: not JSON for /mcp; for /messages/, no such session.
+AT_LIMIT_STATUS = {"http": 400, "sse": 404}
+
+
+class CountedBody:
+    """A request body of blanks that counts what the client managed to send (httpx sends it chunked)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.sent = total, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        piece = b" " * 65536
+        while self.sent < self.total:
+            self.sent += len(piece)
+            yield piece
+
+
+@pytest.mark.parametrize(("framing", "size"), [("content-length", 6 << 20), ("chunked", 12 << 20)])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_client_that_sends_the_whole_body_first_reads_the_413(
+    transport: str, framing: str, size: int, guarded: dict[str, HttpServer]
+) -> None:
+    """httpx, like the MCP SDK's client, sends the whole body before it reads the response.
+
+    The server answers 413 at once and then reads the rest of the body, so the
+    client sends all of it and reads the 413. Closed on while still sending,
+    the client's writes fail: httpx then reads what arrived before the reset
+    (which Linux keeps; other systems drop it, and clients see ReadError), so
+    what is asserted is both: the 413, and a body sent in full.
+    """
+    server = guarded[transport]
+    limit = body_limit(server)
+    body = CountedBody(size)
+    headers = {**MCP_HEADERS, **bearer(tokens_of(transport)[0])}
+    if framing == "content-length":
+        headers["content-length"] = str(size)
+    with raw(server) as client:
+        r = client.post(post_path(server), headers=headers, content=body)
+        assert r.status_code == 413, r.text
+        assert r.json() == {"error": f"request body larger than {limit} bytes"}
+        assert body.sent == body.total, f"the server closed after {body.sent} of {body.total} bytes"
+    with raw(server) as client:
+        assert client.get("/healthz").status_code == 200  # and the server is fine
+
+
+def test_the_mcp_client_reads_the_413_as_an_error_and_its_session_goes_on(guarded: dict[str, HttpServer]) -> None:
+    """The SDK's streamable HTTP client sending a 6 MiB call: an MCPError for that call, not a broken transport."""
+    server = guarded["http"]
+
+    async def go(c: Client) -> tuple[str, set[str]]:
+        with pytest.raises(MCPError) as info:
+            await c.call_tool("complete", {"prompt": " " * (6 << 20)})
+        return str(info.value), {t.name for t in (await c.list_tools()).tools}
+
+    session = Session(authed_target(server, HTTP_TOKENS[0]), "legacy")
+    try:
+        message, tools = session.run(go)
+        assert session.faults == []
+    finally:
+        session.close()
+    assert "error response" in message
+    assert tools == TOOLS  # the session outlives the refused call
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -415,7 +482,8 @@ def test_non_loopback_with_allow_unauthenticated_serves_and_accepts_its_own_addr
     address = non_loopback_address()
     host = address or "0.0.0.0"
     env = server_env(sec_upstream, workdir / "dumps-open", api_key=True)
-    server = HttpServer("http", env, workdir, "open-http", host=host, args=["--allow-unauthenticated"])
+    args = ["--allow-unauthenticated"] + ([] if address else ["--allowed-host", "127.0.0.1"])
+    server = HttpServer("http", env, workdir, "open-http", host=host, args=args)
     try:
         server.wait_ready()
         with raw(server) as client:
@@ -433,6 +501,81 @@ def test_non_loopback_with_allow_unauthenticated_serves_and_accepts_its_own_addr
     log = server.stderr()
     assert rc == 0, log
     assert "without authentication" in log and " WARNING " in log
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_wildcard_bind_without_allowed_hosts_refuses_to_start(
+    transport: str, sec_upstream: Upstream, workdir: Path
+) -> None:
+    env = {**server_env(sec_upstream, workdir / "dumps-wild", api_key=True), "HIVE_MCP_AUTH_TOKEN": HTTP_TOKENS[0]}
+    for host in ("0.0.0.0", "::"):
+        proc = run_cli("--transport", transport, "--host", host, "--port", "1", env=env, cwd=workdir)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("hive-mcp: error: ") and host in lines[0] and "--allowed-host" in lines[0]
+
+
+OTHER_MODEL = "openai/gpt-4o-expensive"
+
+
+def test_exposed_http_without_allowed_models_serves_only_the_default_model(
+    sec_upstream: Upstream, workdir: Path
+) -> None:
+    """Bound to 0.0.0.0 (reached over loopback here) with no HIVE_MCP_ALLOWED_MODELS: the default model only."""
+    env = {**server_env(sec_upstream, workdir / "dumps-exposed", api_key=True), "HIVE_MCP_AUTH_TOKEN": HTTP_TOKENS[0]}
+    server = HttpServer("http", env, workdir, "exposed-http", host="0.0.0.0", args=["--allowed-host", "127.0.0.1"])
+    try:
+        server.wait_ready()
+        sec_upstream.script(Reply.text("from the default model"))
+
+        async def go(c: Client) -> tuple[Any, Any]:
+            other = await c.call_tool("complete", {"prompt": "hello", "model": OTHER_MODEL})
+            default = await c.call_tool("complete", {"prompt": "hello"})
+            return other, default
+
+        before = len(sec_upstream.chat_requests())
+        session = Session(authed_target(server, HTTP_TOKENS[0]), "legacy")
+        try:
+            other, default = session.run(go)
+        finally:
+            session.close()
+        assert other.is_error and OTHER_MODEL in text_of(other) and "not allowed" in text_of(other)
+        assert not default.is_error, text_of(default)
+        assert text_of(default) == "from the default model"
+        assert [r.body.get("model") for r in sec_upstream.chat_requests()[before:]] == [MODEL.split("/", 1)[1]]
+        rc = server.terminate()
+    finally:
+        if server.returncode is None:
+            server.terminate()
+    log = server.stderr()
+    assert rc == 0, log
+    lines = [line for line in log.splitlines() if "HIVE_MCP_ALLOWED_MODELS" in line]
+    assert len(lines) == 1 and f"only the default model, {MODEL}" in lines[0], log
+
+
+def test_exposed_http_with_allowed_models_serves_them(sec_upstream: Upstream, workdir: Path) -> None:
+    env = {
+        **server_env(sec_upstream, workdir / "dumps-exposed-allowed", api_key=True),
+        "HIVE_MCP_AUTH_TOKEN": HTTP_TOKENS[0],
+        "HIVE_MCP_ALLOWED_MODELS": "openai/gpt-4o-*",
+    }
+    server = HttpServer("http", env, workdir, "exposed-allowed", host="0.0.0.0", args=["--allowed-host", "127.0.0.1"])
+    try:
+        server.wait_ready()
+        sec_upstream.script(Reply.text("from the other model"))
+        session = Session(authed_target(server, HTTP_TOKENS[0]), "legacy")
+        try:
+            result = session.run(lambda c: c.call_tool("complete", {"prompt": "hello", "model": OTHER_MODEL}))
+        finally:
+            session.close()
+        assert not result.is_error, text_of(result)
+        assert text_of(result) == "from the other model"
+        server.terminate()
+    finally:
+        if server.returncode is None:
+            server.terminate()
+    assert "only the default model" not in server.stderr()
 
 
 # ---------------------------------------------------------------------------
@@ -620,10 +763,10 @@ def test_transport_security_settings_for_a_bind(tmp_path: Path) -> None:
     assert remote.enable_dns_rebinding_protection
     assert "10.0.0.5:9000" in remote.allowed_hosts
     assert "http://10.0.0.5:9000" in remote.allowed_origins and "https://a.example" in remote.allowed_origins
-    wildcard = transport_security_settings(settings(host="0.0.0.0", port=9000))
-    assert f"{socket.gethostname()}:9000" in wildcard.allowed_hosts
-    if address := non_loopback_address():  # clients reach a wildcard bind at the machine's own addresses
-        assert f"{address}:9000" in wildcard.allowed_hosts
+    # A wildcard bind adds no name of its own (the command refuses one without --allowed-host): only those given.
+    wildcard = transport_security_settings(settings(host="0.0.0.0", port=9000, allowed_hosts=("mcp.example",)))
+    assert set(wildcard.allowed_hosts) == {"127.0.0.1:*", "localhost:*", "[::1]:*", "mcp.example", "mcp.example:*"}
+    assert f"{socket.gethostname()}:9000" not in wildcard.allowed_hosts
 
 
 def test_cli_refusal_happens_before_litellm_is_imported(tmp_path: Path) -> None:
@@ -637,3 +780,25 @@ def test_cli_refusal_happens_before_litellm_is_imported(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env=env)
     assert proc.stdout.strip().splitlines()[-1] == "2 False", proc.stderr
+
+
+def test_the_allow_list_a_bind_gets(tmp_path: Path) -> None:
+    from hive_mcp.serve import allowed_models, exposure_problem
+
+    def settings(**kw: Any) -> Settings:
+        return Settings(dump_dir=tmp_path, model="openai/gpt-[x]*?", **kw)
+
+    assert allowed_models(settings(transport="http")) == ()  # loopback: any model, as before
+    assert allowed_models(settings(transport="stdio", host="0.0.0.0")) == ()  # stdio binds nothing
+    only = allowed_models(settings(transport="sse", host="10.0.0.5"))
+    assert only == ("openai/gpt-[[]x][*][?]",)  # the default model's name, matched literally
+    from hive_mcp.limits import Limits
+
+    limits = Limits(allowed_models=only)
+    assert limits.model_allowed("openai/gpt-[x]*?")
+    assert not limits.model_allowed("openai/gpt-x-anything?")
+    assert allowed_models(settings(transport="http", host="0.0.0.0", allowed_models=("a/*",))) == ("a/*",)
+    # A wildcard bind needs --allowed-host once it is authenticated (or told to serve without).
+    assert "--allowed-host" in (exposure_problem(settings(transport="http", host="::"), ("tok",)) or "")
+    assert exposure_problem(settings(transport="http", host="::", allowed_hosts=("h",)), ("tok",)) is None
+    assert exposure_problem(settings(transport="http", host="10.0.0.5"), ("tok",)) is None

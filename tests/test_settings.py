@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from hive_mcp.settings import SETTINGS_FIELDS, Settings, SettingsError, load_settings
 
@@ -184,6 +185,34 @@ def test_only_reads_the_settings_asked_for(tmp_path: Path) -> None:
 
 def test_settings_are_frozen(tmp_path: Path) -> None:
     s = load_settings(environ={}, cwd=tmp_path)
-    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type is an implementation detail
+    with pytest.raises(ValidationError) as info:
         s.port = 1  # type: ignore[misc]
+    assert [(e["type"], e["loc"]) for e in info.value.errors()] == [("frozen_instance", ("port",))]
+    assert s.port == 8765
     assert isinstance(s, Settings)
+
+
+def test_each_setting_is_declared_once_with_its_environment_name() -> None:
+    envs = [spec.env for spec in SETTINGS_FIELDS]
+    assert len(envs) == len(set(envs))
+    assert all(spec.env == "HIVE_MCP_" + spec.field.upper() and spec.help for spec in SETTINGS_FIELDS)
+    assert "env_file" not in {spec.field for spec in SETTINGS_FIELDS}  # what was read, not a setting
+
+
+def test_default_max_tokens_is_a_setting_apart_from_the_cap(tmp_path: Path) -> None:
+    assert load_settings(environ={}, cwd=tmp_path).default_max_tokens is None  # the provider's own default
+    s = load_settings(environ={"HIVE_MCP_DEFAULT_MAX_TOKENS": "2048", "HIVE_MCP_MAX_TOKENS": "4096"}, cwd=tmp_path)
+    assert (s.default_max_tokens, s.max_tokens) == (2048, 4096)
+    with pytest.raises(SettingsError, match=r"^HIVE_MCP_DEFAULT_MAX_TOKENS: invalid value '0'"):
+        load_settings(environ={"HIVE_MCP_DEFAULT_MAX_TOKENS": "0"}, cwd=tmp_path)
+
+
+def test_an_unknown_hive_variable_in_dotenv_is_ignored_and_not_read_as_a_setting(tmp_path: Path) -> None:
+    write_env(tmp_path, "HIVE_MCP_NO_SUCH_SETTING=1\nHIVE_MCP_ENV_FILE=/elsewhere\n")
+    s = load_settings(environ={"HIVE_MCP_ENV_FILE": "/nowhere"}, cwd=tmp_path, export=False)
+    assert s.env_file == tmp_path / ".env"
+
+
+def test_settings_built_directly_read_no_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HIVE_MCP_PORT", "1234")
+    assert Settings(dump_dir=tmp_path).port == 8765  # only load_settings reads the environment

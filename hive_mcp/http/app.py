@@ -1,0 +1,113 @@
+"""The HTTP app as served: the SDK's app inside our layers, run by uvicorn until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..net import host_for_url, is_loopback
+from .asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App
+from .guard import HttpGuard
+from .hosts import transport_security_settings
+from .shutdown import Shutdown, let_event_streams_end
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+__all__ = ["BACKSTOP_S", "build_app", "run_http"]
+
+logger = logging.getLogger("hive_mcp.http")
+
+BACKSTOP_S = 3.0
+"""uvicorn cancels whatever is left this long after the grace period (ours acts at the grace period)."""
+
+SDK_BODY_LIMIT = sys.maxsize
+"""The SDK's own body limit, set out of reach: `HttpGuard` enforces `HIVE_MCP_MAX_BODY_BYTES`, alone.
+
+The SDK wraps its POST endpoints in `RequestBodyLimitMiddleware` (4 MiB unless
+told otherwise, and it cannot be turned off). Left at a real value, it would
+be a second limit answering plain text on some paths, and a configured limit
+above 4 MiB would still stop at 4 MiB. Nothing larger than our limit reaches it.
+"""
+
+
+def build_app(server: Any, settings: Settings, tokens: tuple[str, ...], security: Any = None) -> tuple[App, Shutdown]:
+    """The ASGI app for `settings.transport` ("http" or "sse"), in our layers, outermost first:
+
+    1. `GET /healthz`: 200 `{"status":"ok"}` at once, for load balancers. No
+       authentication, no Host check (balancers probe by IP), nothing revealed.
+    2. Bearer-token authentication (`HIVE_MCP_AUTH_TOKEN[_FILE]`), when tokens
+       are configured: otherwise 401 with `WWW-Authenticate: Bearer`.
+    3. The body limit (`HIVE_MCP_MAX_BODY_BYTES`): 413, decided on Content-Length
+       before any byte is read, or by counting a chunked body as it streams in.
+       (1-3: `HttpGuard`.)
+    4. Shutdown tracking (`Shutdown`): after SIGTERM, in-flight calls get the
+       grace period to finish, then a JSON-RPC error; idle streams close at once.
+    5. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
+       Host gets 421, a bad Origin 403.
+    """
+    security = security or transport_security_settings(settings)
+    if settings.transport == "http":
+        app = server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            host=settings.host,
+            transport_security=security,
+            max_request_body_size=SDK_BODY_LIMIT,
+        )
+    else:
+        app = server.sse_app(
+            sse_path=SSE_PATH,
+            message_path=MESSAGE_PATH,
+            host=settings.host,
+            transport_security=security,
+            max_request_body_size=SDK_BODY_LIMIT,
+        )
+    shutdown = Shutdown(settings.shutdown_grace_s)
+    guard = HttpGuard(shutdown.wrap(app), tokens=tokens, max_body_bytes=settings.max_body_bytes)
+    return guard, shutdown
+
+
+def run_http(server: Any, settings: Settings, tokens: tuple[str, ...]) -> None:
+    """Serve until SIGTERM or Ctrl-C (uvicorn catches both), then shut down as `Shutdown` says."""
+    import anyio
+    import uvicorn
+
+    security = transport_security_settings(settings)
+    app, shutdown = build_app(server, settings, tokens, security)
+    let_event_streams_end(False)
+
+    class _Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            shutdown.begin()
+            await super().shutdown(sockets=sockets)
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # propagate to the root logger: stderr, our format
+        log_level=settings.log_level.lower(),
+        server_header=False,  # say nothing about what serves
+        timeout_graceful_shutdown=settings.shutdown_grace_s + BACKSTOP_S,
+    )
+
+    where = f"http://{host_for_url(settings.host)}:{settings.port}"
+    if settings.transport == "http":
+        logger.info("serving MCP over streamable HTTP at %s%s", where, MCP_PATH)
+    else:
+        logger.info("serving MCP over HTTP+SSE (legacy) at %s%s", where, SSE_PATH)
+    if tokens:
+        logger.info("bearer-token authentication on (%d token%s)", len(tokens), "" if len(tokens) == 1 else "s")
+    elif not is_loopback(settings.host):
+        logger.warning(
+            "listening on %s without authentication (--allow-unauthenticated): anyone who can reach this port "
+            "can spend your API key",
+            settings.host,
+        )
+    if not is_loopback(settings.host) or settings.allowed_hosts:
+        logger.info(
+            "accepted Host headers: %s (add more with HIVE_MCP_ALLOWED_HOSTS)", ", ".join(security.allowed_hosts)
+        )
+    anyio.run(_Server(config).serve)

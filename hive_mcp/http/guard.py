@@ -1,0 +1,225 @@
+"""The outermost layer of the HTTP surface: `/healthz`, bearer-token authentication and the body limit."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterable
+
+from .asgi import HEALTH_PATH, App, Message, Receive, Scope, Send, header, peer, respond
+
+__all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "HttpGuard"]
+
+logger = logging.getLogger("hive_mcp.http")
+
+DRAIN_FACTOR = 4
+"""After a 413, read and discard up to this many times the body limit before closing the connection ..."""
+DRAIN_MIN_BYTES = 16 * 1024 * 1024
+"""... or this many bytes, if more (a small limit must not make the 413 unreadable: discarding is cheap) ..."""
+DRAIN_S = 3.0
+"""... and for at most this many seconds.
+
+A client such as httpx or the MCP SDK's sends the whole body before it reads
+the response. Closed on while it is still sending, it reports a broken
+connection (httpx: ReadError) and never the 413. So the 413 goes out at once,
+the rest of the body is read and thrown away (within both bounds: a client
+sending without end costs a bounded amount of work), and the connection closes
+after. A client that asked `Expect: 100-continue` (curl, for a large body) sends
+nothing more once it has the 413, so nothing is read.
+"""
+
+
+class HttpGuard:
+    """ASGI middleware: `/healthz`, bearer-token authentication and the request body limit.
+
+    Why our own middleware rather than the SDK's `token_verifier` + `AuthSettings`:
+    the SDK's auth is OAuth 2.1's resource-server model. It needs the URL of an
+    authorization server (`issuer_url`), publishes protected-resource metadata
+    naming it, and its 401s point OAuth-capable clients there, to discover and
+    register with a server that does not exist when all there is is a shared
+    secret. Someone who sets `HIVE_MCP_AUTH_TOKEN` expects exactly this: send
+    `Authorization: Bearer <token>` and get in, else 401. It also lives here,
+    with the transport, not in the MCP server's constructor, and it runs before
+    any request body is read and for every path, not just the MCP endpoints.
+
+    Tokens are compared by SHA-256 digest with `hmac.compare_digest`, against
+    every configured token with no early exit: the time taken tells nothing
+    about a token's content or length. A request that passes has its
+    Authorization header removed before the SDK sees it, so no log downstream
+    can print it; we never log it either.
+
+    The body limit is enforced here and only here (the SDK's own limit is set
+    out of reach, see `hive_mcp.http.app`): this layer sees every path, decides
+    on Content-Length before any byte is read, counts a chunked body as it
+    streams in, answers JSON naming the limit, and lets the client read its 413
+    (see `DRAIN_S`).
+    """
+
+    def __init__(self, app: App, *, tokens: Iterable[str], max_body_bytes: int) -> None:
+        self.app = app
+        self._digests = tuple(hashlib.sha256(t.encode()).digest() for t in tokens)
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if kind != "http":  # no websockets here
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        method = scope.get("method", "GET")
+        if scope.get("path") == HEALTH_PATH:
+            if method in ("GET", "HEAD"):
+                await respond(send, 200, {"status": "ok"}, head=method == "HEAD")
+            else:
+                await respond(send, 405, {"error": "method not allowed"}, [(b"allow", b"GET, HEAD")])
+            return
+        if self._digests:
+            authenticated = await self._authenticate(scope, send)
+            if authenticated is None:
+                return
+            scope = authenticated
+        await self._limit_body(scope, receive, send)
+
+    # -- authentication --------------------------------------------------------------
+
+    def _verify(self, presented: bytes) -> bool:
+        digest = hashlib.sha256(presented).digest()
+        ok = False
+        for known in self._digests:  # every token, no early exit
+            ok |= hmac.compare_digest(digest, known)
+        return ok
+
+    async def _authenticate(self, scope: Scope, send: Send) -> Scope | None:
+        """The scope without its Authorization header if the request carries a valid token; else answer 401."""
+        value = header(scope, b"authorization")
+        presented = False
+        if value is not None:
+            scheme, _, credentials = value.strip().partition(b" ")
+            credentials = credentials.strip()
+            if scheme.lower() == b"bearer" and credentials:
+                presented = True
+                if self._verify(credentials):
+                    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"authorization"]
+                    return {**scope, "headers": headers}
+        logger.debug(
+            "401 for %s %s from %s: %s",
+            scope.get("method"),
+            scope.get("path"),
+            peer(scope),
+            "invalid bearer token" if presented else "no bearer token",
+        )
+        challenge = b'Bearer realm="hive-mcp"'
+        if presented:
+            challenge += b', error="invalid_token"'
+        await respond(
+            send,
+            401,
+            {"error": "unauthorized", "error_description": "a valid bearer token is required (Authorization: Bearer)"},
+            [(b"www-authenticate", challenge), (b"connection", b"close")],
+        )
+        return None
+
+    # -- body limit ------------------------------------------------------------------
+
+    async def _limit_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        import anyio
+        import anyio.lowlevel
+
+        limit = self.max_body_bytes
+        declared = header(scope, b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                await respond(send, 400, {"error": "invalid Content-Length"}, [(b"connection", b"close")])
+                return
+            if size > limit:
+                await self._too_large(scope, send, size)
+                if size <= self._drain_budget:
+                    await self._discard(scope, receive, 0)
+                await _end(send)
+                return
+
+        received = 0
+        rejected = answered = started = False
+        app_scope = anyio.CancelScope()
+
+        async def counting_receive() -> Message:
+            nonlocal received, rejected, answered
+            if rejected:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message.get("type") == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    rejected = True
+                    if not started:
+                        await self._too_large(scope, send, None)
+                        answered = True
+                    # Stop the app where it stands, reading the body: a cancellation, which
+                    # it does not take for an error to log (as it would a disconnect).
+                    app_scope.cancel()
+                    await anyio.lowlevel.checkpoint()
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if rejected:
+                return  # we answered 413 already; the app's reply goes nowhere
+            if message.get("type") == "http.response.start":
+                started = True
+            await send(message)
+
+        with app_scope:
+            await self.app(scope, counting_receive, guarded_send)
+        if answered:
+            await self._discard(scope, receive, received)
+            await _end(send)
+
+    async def _too_large(self, scope: Scope, send: Send, declared: int | None) -> None:
+        """Start the 413; the caller ends the response once it has discarded what it will of the body."""
+        logger.info(
+            "413 for %s %s from %s: body %s over the %d-byte limit (HIVE_MCP_MAX_BODY_BYTES)",
+            scope.get("method"),
+            scope.get("path"),
+            peer(scope),
+            f"of {declared} bytes" if declared is not None else "streamed",
+            self.max_body_bytes,
+        )
+        # Connection: close, so the server reads no further request on this connection.
+        await respond(
+            send,
+            413,
+            {"error": f"request body larger than {self.max_body_bytes} bytes"},
+            [(b"connection", b"close")],
+            more_body=True,
+        )
+
+    @property
+    def _drain_budget(self) -> int:
+        return max(DRAIN_FACTOR * self.max_body_bytes, DRAIN_MIN_BYTES)
+
+    async def _discard(self, scope: Scope, receive: Receive, already: int) -> None:
+        """Read and drop the rest of the body, within the drain budget (bytes) and `DRAIN_S` seconds."""
+        import anyio
+
+        if (header(scope, b"expect") or b"").lower() == b"100-continue":
+            return  # the client waits for our go-ahead, which it will not get: it sends nothing more
+        budget, read = self._drain_budget, already
+        with anyio.move_on_after(DRAIN_S):
+            while read <= budget:
+                message = await receive()
+                if message.get("type") != "http.request":
+                    return
+                read += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+
+
+async def _end(send: Send) -> None:
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
