@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from hive_mcp.provider.retry import RetryPolicy, clean_message, retry_delay
+from hive_mcp.provider.errors import clean_message
+from hive_mcp.provider.retry import RetryPolicy, retry_delay
 
 POLICY = RetryPolicy()
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import ToolCall
-from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent, TextSoFar
+from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent
 
 
 def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -26,7 +26,8 @@ def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw": raw}
 
 
-def _get(obj: Any, name: str) -> Any:
+def get(obj: Any, name: str) -> Any:
+    """`obj.name`, or `obj[name]` for a dict (chunks arrive as either)."""
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
@@ -52,39 +53,40 @@ class StreamAssembler:
     model: str = ""
     _calls: dict[str, _PendingCall] = field(default_factory=dict)
     _current: str | None = None
-    _text: TextSoFar = field(default_factory=TextSoFar)
+    _text: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         """All text so far."""
-        return self._text.text()
+        return "".join(self._text)
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
         events: list[StreamEvent] = []
-        usage = _get(chunk, "usage")
+        usage = get(chunk, "usage")
         if usage:
             self.usage = usage
-        self.model = _get(chunk, "model") or self.model
-        for choice in _get(chunk, "choices") or []:
-            delta = _get(choice, "delta")
+        self.model = get(chunk, "model") or self.model
+        for choice in get(chunk, "choices") or []:
+            delta = get(choice, "delta")
             if delta is not None:
-                reasoning = _get(delta, "reasoning_content")
+                reasoning = get(delta, "reasoning_content")
                 if reasoning:
                     self.reasoning += reasoning
                     events.append(ReasoningDeltaEvent(reasoning))
-                content = _get(delta, "content")
+                content = get(delta, "content")
                 if content:
-                    events.append(TextDeltaEvent(content, self._text, self._text.add(content)))
-                for fragment in _get(delta, "tool_calls") or []:
+                    self._text.append(content)
+                    events.append(TextDeltaEvent(content))
+                for fragment in get(delta, "tool_calls") or []:
                     self._add_fragment(fragment)
-            reason = _get(choice, "finish_reason")
+            reason = get(choice, "finish_reason")
             if reason:
                 self.finish_reason = reason
         return events
 
     def _add_fragment(self, fragment: Any) -> None:
-        call_id = _get(fragment, "id")
-        function = _get(fragment, "function")
+        call_id = get(fragment, "id")
+        function = get(fragment, "function")
         if call_id and call_id not in self._calls:
             self._calls[call_id] = _PendingCall(id=call_id)
         if call_id:
@@ -93,10 +95,10 @@ class StreamAssembler:
             self._current = f"call_{len(self._calls)}"
             self._calls[self._current] = _PendingCall(id=self._current)
         pending = self._calls[self._current]
-        name = _get(function, "name")
+        name = get(function, "name")
         if name:
             pending.name = name
-        pending.arguments += _get(function, "arguments") or ""
+        pending.arguments += get(function, "arguments") or ""
 
     @property
     def tool_calls(self) -> list[ToolCall]:
@@ -104,4 +106,4 @@ class StreamAssembler:
 
     @property
     def is_empty(self) -> bool:
-        return not self.text and not self._calls
+        return not self._text and not self._calls
