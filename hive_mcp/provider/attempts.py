@@ -110,7 +110,7 @@ class Attempts:
 
     def received(self, response: LLMResponse) -> LLMResponse | None:
         """Accept a reply, or record an empty one and return None to retry after `pending_delay`."""
-        if response.content or response.tool_calls or self.empty_expected:
+        if response.content or response.tool_calls or response.stop_reason == "refusal" or self.empty_expected:
             return self.accept(response)
         if response.stop_reason == "length":
             self.log_exhausted()

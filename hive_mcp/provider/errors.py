@@ -33,6 +33,18 @@ class ErrorClass:
     """A message of our own, where the exception's text holds none worth showing."""
 
 
+class ContentFiltered(Exception):
+    """A reply that ended in the provider's content filter (finish_reason content_filter).
+
+    Raised while reading the reply, so the attempt is recorded like any failure;
+    `classify` makes it content_policy, never retried.
+    """
+
+    def __init__(self, categories: list[str]) -> None:
+        super().__init__(_filter_message(categories))
+        self.categories = categories
+
+
 # Checked in order: subclasses (ContextWindowExceededError is a BadRequestError) come first.
 _BY_CLASS: tuple[tuple[type[BaseException], str, bool], ...] = (
     (lx.ContextWindowExceededError, "context_window", False),
@@ -69,6 +81,8 @@ def classify(exc: BaseException) -> ErrorClass:
     context window, not found, content policy, and a reply litellm itself could
     not take apart are not.
     """
+    if isinstance(exc, ContentFiltered):
+        return ErrorClass("content_policy", False, 200, str(exc))
     status = _status_of(exc)
     filtered = _content_filter_categories(exc)
     if filtered is not None:
@@ -181,11 +195,6 @@ def filter_categories(text: str) -> list[str]:
 def _filter_message(categories: list[str]) -> str:
     named = f" ({', '.join(categories)})" if categories else ""
     return f"the provider's content filter stopped the reply{named}"
-
-
-def content_filter_error(categories: list[str]) -> ErrorClass:
-    """A reply that ended in a content filter, with the categories its filter results named."""
-    return ErrorClass("content_policy", False, 200, _filter_message(categories))
 
 
 _PREFIX = re.compile(r"^(?:litellm\.)?\w+(?:Error|Exception|Timeout)?:\s*", re.IGNORECASE)

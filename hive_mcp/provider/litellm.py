@@ -141,6 +141,7 @@ class LiteLLMProvider(LLMProvider):
                     response = await litellm.acompletion(**call.shaped.kwargs)
                 if scope.cancelled_caught:
                     raise attempts.deadline_exceeded()
+                assembler.tap(response)
                 try:
                     chunks = response.__aiter__()
                     while True:
@@ -155,6 +156,10 @@ class LiteLLMProvider(LLMProvider):
                     pass
                 finally:
                     await response.aclose()
+                for event in assembler.flush():
+                    sent_any = True
+                    yield event
+                reply = from_stream(assembler, call.shaped.model)
             except ProviderError as err:
                 await self._dump(call, err)
                 yield err.as_event()
@@ -186,7 +191,7 @@ class LiteLLMProvider(LLMProvider):
                     await self._dump(call, err)
                     yield err.as_event()
                     return
-            done = attempts.accept(from_stream(assembler, call.shaped.model))
+            done = attempts.accept(reply)
             await self._dump(call)
             for tc in done.tool_calls:
                 yield ToolCallEvent(tool_use_id=tc.id, tool_name=tc.name, tool_input=tc.input)

@@ -2,45 +2,73 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import litellm
 
 from .base import LLMResponse, ToolCall, Usage
-from .stream import StreamAssembler, get, parse_arguments
+from .errors import ContentFiltered, filter_categories
+from .stream import StreamAssembler, get, parse_arguments, refused, thinking_text
 
 
 def parse(raw: Any, model: str) -> LLMResponse:
-    """A whole (non-streamed) litellm `ModelResponse` as our response."""
+    """A whole (non-streamed) litellm `ModelResponse` as our response.
+
+    A refusal is an answer: its text is the content and `stop_reason` is "refusal".
+    A reply its provider's content filter stopped raises `ContentFiltered`.
+    """
     choice = raw.choices[0]
     message = choice.message
     tool_calls = [
         ToolCall(id=tc.id or f"call_{i}", name=tc.function.name or "", input=parse_arguments(tc.function.arguments))
         for i, tc in enumerate(getattr(message, "tool_calls", None) or [])
     ]
+    refusal = getattr(message, "refusal", None)
+    content = message.content if isinstance(message.content, str) else ""
+    stop_reason = choice.finish_reason or ""
+    if (isinstance(refusal, str) and refusal) or refused(message):
+        content = refusal if isinstance(refusal, str) and refusal else content
+        stop_reason = "refusal"
+    elif stop_reason == "content_filter":
+        raise ContentFiltered(filter_categories(_filter_text(get(choice, "provider_specific_fields"), raw)))
     usage = usage_of(getattr(raw, "usage", None))
     usage.cost_usd = cost(model, usage, raw)
+    reasoning = getattr(message, "reasoning_content", None) or thinking_text(getattr(message, "thinking_blocks", None))
     return LLMResponse(
         **usage.model_dump(),
-        content=message.content or "",
+        content=content or "",
         model=getattr(raw, "model", None) or model,
-        stop_reason=choice.finish_reason or "",
+        stop_reason=stop_reason,
         tool_calls=tool_calls,
+        reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
         raw_response=raw,
     )
 
 
 def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
-    """The response a finished stream adds up to."""
+    """The response a finished stream adds up to; raises `ContentFiltered` as `parse` does."""
+    stop_reason = assembler.finish_reason or ("tool_calls" if assembler.tool_calls else "stop")
+    if assembler.refusal:
+        stop_reason = "refusal"
+    elif stop_reason == "content_filter":
+        raise ContentFiltered(filter_categories(_filter_text(assembler.filter_results, None)))
     usage = usage_of(assembler.usage)
     usage.cost_usd = cost(model, usage, None)
     return LLMResponse(
         **usage.model_dump(),
         content=assembler.text,
         model=assembler.model or model,
-        stop_reason=assembler.finish_reason or ("tool_calls" if assembler.tool_calls else "stop"),
+        stop_reason=stop_reason,
         tool_calls=assembler.tool_calls,
+        reasoning=assembler.reasoning,
     )
+
+
+def _filter_text(choice_fields: Any, raw: Any) -> str:
+    """Where a reply lists its filter results (Azure: per choice, and `prompt_filter_results`), as text."""
+    parts = [choice_fields, getattr(raw, "prompt_filter_results", None) if raw is not None else None]
+    return json.dumps([p for p in parts if p], default=str)
 
 
 def usage_of(usage: Any) -> Usage:
@@ -49,10 +77,13 @@ def usage_of(usage: Any) -> Usage:
         return Usage()
     details = get(usage, "prompt_tokens_details")
     cached = (get(details, "cached_tokens") if details else None) or get(usage, "cache_read_input_tokens") or 0
+    completion_details = get(usage, "completion_tokens_details")
+    reasoning = get(completion_details, "reasoning_tokens") if completion_details else None
     return Usage(
         input_tokens=int(get(usage, "prompt_tokens") or 0),
         output_tokens=int(get(usage, "completion_tokens") or 0),
         cached_tokens=int(cached),
+        reasoning_tokens=int(reasoning or 0),
     )
 
 
