@@ -15,6 +15,7 @@ from contextlib import aclosing, contextmanager
 import anyio
 import anyio.to_thread
 
+from ..text import shorten
 from .base import CompletionRequest, LLMProvider, LLMResponse, ProviderError
 from .events import StreamEvent
 
@@ -60,7 +61,7 @@ class DeferredProvider(LLMProvider):
         try:
             self._provider = self._load()
         except BaseException as exc:  # noqa: BLE001 - reported on every call, the server keeps serving
-            self._error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            self._error = shorten(f"{type(exc).__name__}: {exc}".splitlines()[0], 300)
             logger.error("the LLM provider could not be loaded: %s", self._error)
         finally:
             self._loaded.set()

@@ -8,6 +8,7 @@ one line, never a traceback, a JSON dump or a credential.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterable
@@ -16,10 +17,12 @@ from typing import Any
 
 import aiohttp
 import httpx
-import litellm.exceptions as lx
 
 from ..dumps import redact
 from ..text import one_line
+from .offline import litellm
+
+lx = litellm.exceptions
 
 MESSAGE_LIMIT = 240
 
@@ -70,7 +73,7 @@ _PARSE_FAILURE_WORDS = (
     "object has no attribute",
     "stream ended before a finish_reason",
 )
-_PARSE_FAILURE_TYPES = (AttributeError, TypeError, KeyError)
+_PARSE_FAILURE_TYPES = (AttributeError, TypeError, KeyError, ValueError)
 
 
 def classify(exc: BaseException) -> ErrorClass:
@@ -216,6 +219,10 @@ def clean_message(exc: BaseException, secrets: Iterable[str] = (), limit: int = 
     cut = _INTERNALS.search(text)
     if cut:
         text = text[: cut.start()]
+    text = _unwrap_bytes(text)
+    labelled = _LABELLED.match(text)  # OpenRouter's errors, as litellm words them
+    if labelled:
+        text = labelled.group(1)
     extracted = _message_from_json(text)
     if extracted:
         text = extracted
@@ -228,14 +235,33 @@ def full_text(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     return redact(f"{type(exc).__name__}: {exc}", secrets)
 
 
+_LABELLED = re.compile(r"^Message: (.*?), Metadata: ")
+
+
+def _unwrap_bytes(text: str) -> str:
+    """A body litellm quoted as a bytes literal (`b'{\\n  "error": ...'`), as the text it holds."""
+    if not text.startswith(("b'", 'b"')):
+        return text
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else text
+
+
 def _message_from_json(text: str) -> str | None:
+    """The `message` of an error body in `text`: JSON, or the Python repr of one (the openai SDK's)."""
     start = text.find("{")
     if start < 0:
         return None
+    data: Any = None
     try:
-        data: Any = json.loads(text[start:])
+        data = json.loads(text[start:])
     except ValueError:
-        return None
+        try:
+            data = ast.literal_eval(text[start:].strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict) and isinstance(err.get("message"), str):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import litellm
-
 from ..dumps import FailureDump, strip_credentials
 from .attempts import Attempts
 from .base import CompletionRequest, Message, ProviderError
+from .offline import litellm
 from .shaping import Shaped
 
 

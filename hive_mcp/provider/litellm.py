@@ -11,28 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-# Before litellm is imported: no network fetches at import or call time.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+import anyio
 
-import anyio  # noqa: E402
-import litellm  # noqa: E402
+from ..dumps import DumpStore
+from ..text import one_line
+from .attempts import Attempts
+from .base import CompletionRequest, LLMProvider, LLMResponse, ProviderError
+from .errors import MESSAGE_LIMIT
+from .events import FinishEvent, StreamEvent, ToolCallEvent
+from .failure import build_dump
+from .offline import litellm
+from .replies import from_stream, parse
+from .retry import RetryPolicy
+from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
+from .stream import StreamAssembler
 
-from ..dumps import DumpStore  # noqa: E402
-from .attempts import Attempts  # noqa: E402
-from .base import CompletionRequest, LLMProvider, LLMResponse, ProviderError  # noqa: E402
-from .events import FinishEvent, StreamEvent, ToolCallEvent  # noqa: E402
-from .failure import build_dump  # noqa: E402
-from .replies import from_stream, parse  # noqa: E402
-from .retry import RetryPolicy  # noqa: E402
-from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape  # noqa: E402
-from .stream import StreamAssembler  # noqa: E402
-
-litellm.suppress_debug_info = True  # it prints help banners to stdout, which stdio MCP owns
 logger = logging.getLogger("hive_mcp.provider")
 
 DEFAULT_DEADLINE_S = 600.0
@@ -80,7 +76,7 @@ class LiteLLMProvider(LLMProvider):
                 api_key="warm-up", api_base=self.api_base, num_retries=0,
             )
         except Exception as exc:  # noqa: BLE001 - only a missed speed-up
-            logger.debug("litellm warm-up failed: %s: %s", type(exc).__name__, exc)
+            logger.debug("litellm warm-up failed: %s: %s", type(exc).__name__, one_line(str(exc), MESSAGE_LIMIT))
 
     # -- LLMProvider -----------------------------------------------------------------
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import litellm
-
 from .base import LLMResponse, ToolCall, Usage
 from .errors import ContentFiltered, filter_categories
+from .offline import litellm
 from .stream import StreamAssembler, get, parse_arguments, refused, thinking_text
 
 

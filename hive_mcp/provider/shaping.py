@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import litellm
-
 from .base import CompletionRequest, Message, ProviderError
+from .offline import litellm
 
 JSON_MODE_INSTRUCTION = "Please respond with a valid JSON object."
 CODEX_MARKER = "chatgpt.com/backend-api/codex"
