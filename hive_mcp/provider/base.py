@@ -136,17 +136,19 @@ def build_request(
     """The one place a call becomes a `CompletionRequest`.
 
     A request passed whole is used as it is (its own max_tokens included): keyword
-    fields beside it are refused (TypeError) rather than guessed to override or not. Otherwise the seed keyword
-    API: fields of `CompletionRequest` go to their fields, any other keyword (a
-    litellm argument such as `api_base` or `timeout`) to `extra`.
+    fields beside it are refused (TypeError) rather than guessed to override or
+    not. Otherwise the seed keyword API: fields of `CompletionRequest` go to their
+    fields, any other keyword (a litellm argument such as `api_base` or `timeout`)
+    to `extra`, beside what an explicit `extra=` holds.
     """
     if isinstance(request, CompletionRequest):
         if fields:
             names = ", ".join(sorted(fields))
             raise TypeError(f"{names}: pass either a CompletionRequest or keyword fields, not both")
         return request
+    fields = dict(fields)
     known = {k: v for k, v in fields.items() if k in _KEYWORD_FIELDS}
-    extra = {k: v for k, v in fields.items() if k not in _KEYWORD_FIELDS}
+    extra = {**(fields.pop("extra", None) or {}), **{k: v for k, v in fields.items() if k not in _KEYWORD_FIELDS}}
     return CompletionRequest(messages=list(request), max_tokens=max_tokens, extra=extra, **known)
 
 

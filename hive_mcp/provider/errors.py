@@ -90,8 +90,14 @@ def classify(exc: BaseException) -> ErrorClass:
     filtered = _content_filter_categories(exc)
     if filtered is not None:
         return ErrorClass("content_policy", False, status, _filter_message(filtered))
-    if _is_parse_failure(exc):
+    found = _by_class(exc, status) or _by_status(status) or _by_transport(exc, status)
+    if found.error_type in ("transient", "connection", "unknown") and _is_parse_failure(exc):
+        # litellm wraps its own failure to read a reply as a 500 or a connection error.
         return ErrorClass("bad_response", False, status)
+    return found
+
+
+def _by_class(exc: BaseException, status: int | None) -> ErrorClass | None:
     for cls, error_type, retryable in _BY_CLASS:
         if isinstance(exc, cls):
             if error_type in ("transient", "connection") and _is_bad_json(exc):
@@ -102,6 +108,10 @@ def classify(exc: BaseException) -> ErrorClass:
             elif error_type == "bad_request" and _is_content_policy(exc):
                 error_type = "content_policy"
             return ErrorClass(error_type, retryable, status)
+    return None
+
+
+def _by_status(status: int | None) -> ErrorClass | None:
     if status == 429:
         return ErrorClass("rate_limit", True, status)
     if status in _TRANSIENT_STATUS:
@@ -114,6 +124,10 @@ def classify(exc: BaseException) -> ErrorClass:
         return ErrorClass("not_found", False, status)
     if status is not None and 400 <= status < 500:
         return ErrorClass("bad_request", False, status)
+    return None
+
+
+def _by_transport(exc: BaseException, status: int | None) -> ErrorClass:
     if _is_bad_json(exc):
         return ErrorClass("bad_response", True, status)
     # Errors from deep in the HTTP stack (protocol errors, a connection lost mid-stream).
