@@ -209,3 +209,46 @@ async def test_a_stream_without_a_finish_reason_is_bad_response_not_retried(prov
     assert isinstance(err, StreamErrorEvent) and err.error_type == "bad_response" and not err.recoverable
     assert_one_line(err)
     assert len(upstream.chat_requests()) == 1
+
+
+# -- through the MCP server: a refusal is a result, its streamed text is progress ----------------
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_a_refusal_reaches_the_client_as_a_result_and_its_text_as_progress(
+    provider, upstream, store, tool: str
+) -> None:
+    from mcp import Client
+
+    from hive_mcp.server import build_server
+
+    parts = ("I'm sorry, ", "but I can't help with that.")
+    upstream.script(refusal_reply(SORRY) if tool == "complete" else streamed_refusal(*parts))
+    progress: list[str] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        if message:
+            progress.append(message)
+
+    server = build_server(provider, store, default_model="openai/gpt-4o-mini")
+    async with Client(server, raise_exceptions=True, mode="auto") as client:
+        result = await client.call_tool(tool, {"prompt": "hi"}, progress_callback=on_progress)
+    assert not result.is_error, result
+    assert result.structured_content is not None
+    assert result.structured_content["content"] == SORRY and result.structured_content["stop_reason"] == "refusal"
+    if tool == "stream_complete":
+        assert "".join(progress) == SORRY
+    assert len(upstream.chat_requests()) == 1 and store.count() == 0
+
+
+async def test_a_multi_line_upstream_message_is_one_line_in_the_attempt_and_the_log(
+    provider, upstream, store, caplog
+) -> None:
+    body = "overloaded\nTraceback (most recent call last):\n  File \"srv.py\", line 3\nRuntimeError: busy"
+    upstream.script(Reply.error(503, body), Reply.text("ok"))
+    with caplog.at_level(logging.DEBUG, logger="hive_mcp"):
+        response = await provider.acomplete(USER)
+    assert response.content == "ok"
+    [attempt] = store.read(store.list().items[0].id).attempts
+    assert attempt.message == "overloaded"
+    assert caplog.records and not any("\n" in r.getMessage() for r in caplog.records)
