@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Protocol
 
 from ..dumps import FailureDump, strip_credentials
 from .attempts import Attempts
 from .base import CompletionRequest, Message, ProviderError
 from .offline import litellm
 from .shaping import Shaped
+
+
+class DumpWriter(Protocol):
+    """Where a provider's dumps go (`hive_mcp.dumps.DumpStore` is one). Called from a worker thread."""
+
+    def write(self, dump: FailureDump) -> str | None:
+        """Keep `dump`; return its id, or None when it could not be kept. Never raises."""
+
+    def add_secret(self, secret: str | None) -> None:
+        """Never write this string."""
 
 
 def build_dump(

@@ -16,13 +16,12 @@ from typing import Any
 
 import anyio
 
-from ..dumps import DumpStore
 from ..text import one_line
 from .attempts import Attempts
 from .base import CompletionRequest, LLMProvider, LLMResponse, ProviderError
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
-from .failure import build_dump
+from .failure import DumpWriter, build_dump
 from .offline import litellm
 from .replies import from_stream, parse
 from .retry import RetryPolicy
@@ -50,7 +49,7 @@ class LiteLLMProvider(LLMProvider):
         api_base: str | None = None,
         *,
         retry: RetryPolicy | None = None,
-        dump_store: DumpStore | None = None,
+        dump_store: DumpWriter | None = None,
         deadline_s: float = DEFAULT_DEADLINE_S,
         **kwargs: Any,
     ) -> None:
