@@ -32,7 +32,8 @@ PREFIX = {
 
 # What hive-mcp calls each HTTP status (hive_mcp/provider/retry.py).
 CATEGORY_BY_STATUS = {400: "bad_request", 401: "auth", 403: "auth", 404: "not_found", 408: "timeout", 429: "rate_limit"}
-RETRYABLE = {"rate_limit", "transient", "connection", "timeout"}
+# Categories the retry policy retries (an empty stream too: `RetryPolicy.stream_empty_retries`).
+RETRYABLE = {"rate_limit", "transient", "connection", "timeout", "empty_stream"}
 
 
 def names() -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -124,8 +125,18 @@ async def test_waiting_calls_can_be_cancelled_and_hold_no_worker_threads(gated: 
 def test_the_sync_call_waits_for_the_load_too(gated: GatedLoad, upstream: Upstream) -> None:
     upstream.script(Reply.text("sync"))
     provider = DeferredProvider(gated, model=MODEL)
+    results: list[str] = []
+    caller = threading.Thread(target=lambda: results.append(provider.complete(USER).content), daemon=True)
+    caller.start()
+    assert gated.started.wait(WAIT)  # the call itself started the load, and the load is held
+    deadline = time.monotonic() + WAIT
+    while provider.waiting != 1:  # the call is seen waiting for the load before the gate opens
+        assert caller.is_alive() and time.monotonic() < deadline, results
+        time.sleep(0.005)
+    assert results == [] and not provider.loaded and upstream.requests == []
     gated.release()
-    assert provider.complete(USER).content == "sync"
+    caller.join(WAIT)
+    assert results == ["sync"]
     with pytest.raises(ProviderError):
         DeferredProvider(lambda: 1 / 0, model=MODEL).complete(USER)  # type: ignore[arg-type,return-value]
 
@@ -147,6 +158,8 @@ def test_building_the_server_does_not_import_litellm(tmp_path: Any) -> None:
 
 
 def test_warm_up_sends_nothing_upstream(upstream: Upstream) -> None:
+    # The warm-up call goes to the provider's own api_base, here the upstream: were it a
+    # real call (no mock_response), the upstream would see it.
     provider = LiteLLMProvider(model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url)
     provider.warm_up()
     assert upstream.requests == []

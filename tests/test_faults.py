@@ -577,6 +577,7 @@ def kill_mid_write(d: Path, leftovers: set[str]) -> str:
             assert time.monotonic() < deadline, "the writer never got mid-write"
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             if len(dump_files(d)) < want or not temp_files(d) - leftovers:
+                time.sleep(0.001)  # poll, leaving the CPU to the writer between looks
                 continue
             os.kill(proc.pid, signal.SIGSTOP)
             _, status = os.waitpid(proc.pid, os.WUNTRACED)

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from hive_mcp.provider.retry import RetryPolicy, clean_message, retry_delay
+from hive_mcp.provider.errors import clean_message
+from hive_mcp.provider.retry import RetryPolicy, retry_delay
 
 POLICY = RetryPolicy()
 
@@ -63,3 +64,31 @@ def test_clean_message_redacts_secrets_and_key_shapes_and_stays_one_line() -> No
     text = clean_message(exc, secrets=["my-own-secret-value"])
     assert "my-own-secret-value" not in text and "sk-abcdefghijklmnopqrstu" not in text
     assert "\n" not in text and "[REDACTED]" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            'litellm.AuthenticationError: Vertex_ai_betaException - b\'{\\n  "error": {\\n    "code": 400,\\n'
+            '    "message": "API key not valid.",\\n    "status": "INVALID_ARGUMENT"\\n  }\\n}\\n\'',
+            "API key not valid.", id="a-body-quoted-as-bytes",
+        ),
+        pytest.param(
+            "litellm.BadRequestError: OpenAIException - Error code: 400 - {'error': {'message': 'bad field', "
+            "'type': 'invalid_request_error'}}",
+            "bad field", id="the-python-repr-of-a-body",
+        ),
+        pytest.param(
+            "litellm.BadRequestError: OpenrouterException - Message: Token limit reached, Metadata: {}, User ID: ",
+            "Token limit reached", id="openrouter-labelled",
+        ),
+        pytest.param(
+            "litellm.InternalServerError: InternalServerError: OpenAIException - Invalid response object Traceback "
+            "(most recent call last):\n  File \"x.py\", line 1, in f\nKeyError: 'message'\n\nreceived_args={'a': 1}",
+            "Invalid response object", id="a-traceback",
+        ),
+    ],
+)
+def test_clean_message_keeps_only_the_providers_message(text: str, message: str) -> None:
+    assert clean_message(RuntimeError(text)) == message

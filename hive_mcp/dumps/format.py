@@ -160,6 +160,7 @@ class AttemptRecord(BaseModel):
     status: int | None = None
     message: str = ""
     delay_s: float = 0.0
+    detail: str | None = None  # the exception's whole text (redacted); `message` is its one line
 
     @field_validator("time")
     @classmethod

@@ -15,7 +15,6 @@ from .events import (
     StreamErrorEvent,
     StreamEvent,
     TextDeltaEvent,
-    TextEndEvent,
     ToolCallEvent,
 )
 from .deferred import DeferredProvider
@@ -38,7 +37,6 @@ __all__ = [
     "ToolCall",
     "StreamEvent",
     "TextDeltaEvent",
-    "TextEndEvent",
     "ReasoningDeltaEvent",
     "ToolCallEvent",
     "FinishEvent",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from .events import StreamErrorEvent, StreamEvent
@@ -127,48 +130,82 @@ class ProviderError(Exception):
         return f"{self.error_type} error from model {self.model} after {self.attempts} {plural}: {self.message}"
 
 
+def build_request(
+    request: CompletionRequest | list[Message] | None, max_tokens: int, fields: dict[str, Any]
+) -> CompletionRequest:
+    """The one place a call becomes a `CompletionRequest`.
+
+    A request passed whole is used as it is (its own max_tokens included): keyword
+    fields beside it are refused (TypeError) rather than guessed to override or
+    not. Otherwise the seed keyword API: fields of `CompletionRequest` go to their
+    fields, any other keyword (a litellm argument such as `api_base` or `timeout`)
+    to `extra`, beside what an explicit `extra=` holds.
+    """
+    if isinstance(request, CompletionRequest):
+        if fields:
+            names = ", ".join(sorted(fields))
+            raise TypeError(f"{names}: pass either a CompletionRequest or keyword fields, not both")
+        return request
+    fields = dict(fields)
+    if request is None:  # the seed API also took `messages=` by name
+        if "messages" not in fields:
+            raise TypeError("messages: required (or pass a CompletionRequest)")
+        request = fields.pop("messages")
+    known = {k: v for k, v in fields.items() if k in _KEYWORD_FIELDS}
+    extra = {**(fields.pop("extra", None) or {}), **{k: v for k, v in fields.items() if k not in _KEYWORD_FIELDS}}
+    return CompletionRequest(messages=list(request), max_tokens=max_tokens, extra=extra, **known)
+
+
+_KEYWORD_FIELDS = frozenset(CompletionRequest.model_fields) - {"messages", "max_tokens", "extra"}
+
+COMPLETE_MAX_TOKENS = 1024
+"""`complete` and `acomplete`'s max_tokens when the keyword API gives none."""
+STREAM_MAX_TOKENS = 4096
+"""`stream`'s max_tokens when the keyword API gives none."""
+
+
 class LLMProvider(ABC):
-    """One LLM backend. Implementations own retries, empty-reply handling and failure dumps."""
+    """One LLM backend. Implementations own retries, empty-reply handling and failure dumps.
+
+    The three public calls take a `CompletionRequest`, or messages plus the seed
+    keyword API (`system=`, `tools=`, `max_tokens=`, `model=`, `deadline=`, ...),
+    and exist here only: an implementation overrides `_acomplete` and `_stream`.
+    """
 
     model: str
 
-    @abstractmethod
     def complete(
-        self,
-        messages: list[Message],
-        system: str = "",
-        tools: list[Tool] | None = None,
-        max_tokens: int = 1024,
-        response_format: dict[str, Any] | None = None,
-        json_mode: bool = False,
-        max_retries: int | None = None,
-        **kwargs: Any,
+        self, request: CompletionRequest | list[Message] | None = None, /, *, max_tokens: int = COMPLETE_MAX_TOKENS, **fields: Any
     ) -> LLMResponse:
-        """Blocking completion; raises ProviderError."""
+        """Blocking completion; raises ProviderError.
 
-    @abstractmethod
+        The async path runs in an event loop of its own, so the deadline holds here
+        too; called from inside a running loop, that loop runs in a worker thread.
+        """
+        req = build_request(request, max_tokens, fields)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return anyio.run(self._acomplete, req)
+        with ThreadPoolExecutor(1, thread_name_prefix="hive-mcp-complete") as pool:
+            return pool.submit(anyio.run, self._acomplete, req).result()
+
     async def acomplete(
-        self,
-        messages: list[Message],
-        system: str = "",
-        tools: list[Tool] | None = None,
-        max_tokens: int = 1024,
-        response_format: dict[str, Any] | None = None,
-        json_mode: bool = False,
-        max_retries: int | None = None,
-        **kwargs: Any,
+        self, request: CompletionRequest | list[Message] | None = None, /, *, max_tokens: int = COMPLETE_MAX_TOKENS, **fields: Any
     ) -> LLMResponse:
         """Async completion; raises ProviderError."""
+        return await self._acomplete(build_request(request, max_tokens, fields))
 
-    @abstractmethod
     def stream(
-        self,
-        messages: list[Message],
-        system: str = "",
-        tools: list[Tool] | None = None,
-        max_tokens: int = 4096,
-        response_format: dict[str, Any] | None = None,
-        json_mode: bool = False,
-        **kwargs: Any,
+        self, request: CompletionRequest | list[Message] | None = None, /, *, max_tokens: int = STREAM_MAX_TOKENS, **fields: Any
     ) -> AsyncIterator[StreamEvent]:
         """Stream events; failures end the stream with a StreamErrorEvent instead of raising."""
+        return self._stream(build_request(request, max_tokens, fields))
+
+    @abstractmethod
+    async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
+        """One completion, retries included; raises ProviderError."""
+
+    @abstractmethod
+    def _stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """One streamed completion; ends with a FinishEvent or a StreamErrorEvent."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
-from typing import Any
-
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing, contextmanager
 import anyio
 import anyio.to_thread
 
-from .base import LLMProvider, LLMResponse, Message, ProviderError, Tool
+from ..text import shorten
+from .base import CompletionRequest, LLMProvider, LLMResponse, ProviderError
 from .events import StreamEvent
 
 __all__ = ["DeferredProvider"]
@@ -43,6 +42,7 @@ class DeferredProvider(LLMProvider):
         self._error: str | None = None
         # One worker thread waits for the load; every other waiting call queues here, not in anyio's pool.
         self._waiters = anyio.CapacityLimiter(1)
+        self._waiting = 0
 
     @property
     def loaded(self) -> bool:
@@ -61,7 +61,7 @@ class DeferredProvider(LLMProvider):
         try:
             self._provider = self._load()
         except BaseException as exc:  # noqa: BLE001 - reported on every call, the server keeps serving
-            self._error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            self._error = shorten(f"{type(exc).__name__}: {exc}".splitlines()[0], 300)
             logger.error("the LLM provider could not be loaded: %s", self._error)
         finally:
             self._loaded.set()
@@ -76,76 +76,49 @@ class DeferredProvider(LLMProvider):
             )
         return self._provider
 
-    def provider(self, model: str | None = None) -> LLMProvider:
-        """The loaded provider, waiting for it (blocking); raises ProviderError if loading failed."""
-        self.start()
-        self._loaded.wait()
-        return self._ready_provider(model)
-
     async def aprovider(self, model: str | None = None) -> LLMProvider:
         """The loaded provider, waiting for it without blocking the event loop (cancellable)."""
         if not self._loaded.is_set():
             self.start()
-            async with self._waiters:
-                if not self._loaded.is_set():
-                    await anyio.to_thread.run_sync(self._loaded.wait, abandon_on_cancel=True)
+            with self._counting_waiter():
+                async with self._waiters:
+                    if not self._loaded.is_set():
+                        await anyio.to_thread.run_sync(self._loaded.wait, abandon_on_cancel=True)
         return self._ready_provider(model)
+
+    @property
+    def waiting(self) -> int:
+        """How many calls are waiting for the load right now."""
+        return self._waiting
+
+    @contextmanager
+    def _counting_waiter(self) -> Iterator[None]:
+        with self._start_lock:
+            self._waiting += 1
+        try:
+            yield
+        finally:
+            with self._start_lock:
+                self._waiting -= 1
 
     # -- LLMProvider -----------------------------------------------------------
 
-    def complete(
-        self,
-        messages: list[Message],
-        system: str = "",
-        tools: list[Tool] | None = None,
-        max_tokens: int = 1024,
-        response_format: dict[str, Any] | None = None,
-        json_mode: bool = False,
-        max_retries: int | None = None,
-        **kwargs: Any,
-    ) -> LLMResponse:
-        return self.provider(kwargs.get("model")).complete(
-            messages, system, tools, max_tokens, response_format, json_mode, max_retries, **kwargs
-        )
+    async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
+        provider = await self.aprovider(request.model)
+        return await provider.acomplete(request)
 
-    async def acomplete(
-        self,
-        messages: list[Message],
-        system: str = "",
-        tools: list[Tool] | None = None,
-        max_tokens: int = 1024,
-        response_format: dict[str, Any] | None = None,
-        json_mode: bool = False,
-        max_retries: int | None = None,
-        **kwargs: Any,
-    ) -> LLMResponse:
-        provider = await self.aprovider(kwargs.get("model"))
-        return await provider.acomplete(
-            messages, system, tools, max_tokens, response_format, json_mode, max_retries, **kwargs
-        )
-
-    def stream(
-        self,
-        messages: list[Message],
-        system: str = "",
-        tools: list[Tool] | None = None,
-        max_tokens: int = 4096,
-        response_format: dict[str, Any] | None = None,
-        json_mode: bool = False,
-        **kwargs: Any,
-    ) -> AsyncIterator[StreamEvent]:
-        args = (messages, system, tools, max_tokens, response_format, json_mode)
+    def _stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         if self._provider is not None:  # loaded: the provider's own stream, no extra step per event
-            return self._provider.stream(*args, **kwargs)
-        return self._stream_once_loaded(args, kwargs)
+            return self._provider.stream(request)
+        return self._stream_once_loaded(request)
 
-    async def _stream_once_loaded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+    async def _stream_once_loaded(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         try:
-            provider = await self.aprovider(kwargs.get("model"))
+            provider = await self.aprovider(request.model)
         except ProviderError as err:
             yield err.as_event()
             return
-        events = provider.stream(*args, **kwargs)
+        events = provider.stream(request)
         async with aclosing(events):  # closing this stream closes the provider's, and its upstream request
             async for event in events:
                 yield event

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import ToolCall
-from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent, TextSoFar
+from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent
 
 
 def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -26,7 +26,8 @@ def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw": raw}
 
 
-def _get(obj: Any, name: str) -> Any:
+def get(obj: Any, name: str) -> Any:
+    """`obj.name`, or `obj[name]` for a dict (chunks arrive as either)."""
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
@@ -37,6 +38,18 @@ class _PendingCall:
     arguments: str = ""
 
 
+def thinking_text(blocks: Any) -> str:
+    """The text of thinking blocks (Anthropic's, Mistral's as litellm passes them on)."""
+    return "".join(get(b, "thinking") or "" for b in blocks or [] if isinstance(get(b, "thinking"), str))
+
+
+def refused(holder: Any) -> bool:
+    """Whether a message or delta says the model refused: Anthropic's `stop_reason: "refusal"`,
+    which litellm keeps in `provider_specific_fields` (and reports as finish_reason content_filter)."""
+    fields = get(holder, "provider_specific_fields")
+    return bool(fields) and get(fields, "stop_reason") == "refusal"
+
+
 @dataclass
 class StreamAssembler:
     """Accumulates one streamed reply.
@@ -44,47 +57,94 @@ class StreamAssembler:
     Tool-call fragments are keyed by call id when the chunk carries one; a
     fragment without an id belongs to the most recently opened call. That keeps
     parallel calls apart even when an upstream repeats index 0 on every chunk.
+
+    A refusal's text (OpenAI's `delta.refusal`) is answer text: it goes out as
+    text deltas and becomes the content. litellm drops a chunk whose delta holds
+    only a refusal, so when `tap` has put a `RefusalTap` under litellm's stream,
+    refusal text is taken from there and handed out with the next chunk litellm lets through.
     """
 
-    reasoning: str = ""
     finish_reason: str | None = None
     usage: Any = None
     model: str = ""
+    refusal: bool = False
+    filter_results: list[Any] = field(default_factory=list)
     _calls: dict[str, _PendingCall] = field(default_factory=dict)
     _current: str | None = None
-    _text: TextSoFar = field(default_factory=TextSoFar)
+    _text: list[str] = field(default_factory=list)
+    _reasoning: list[str] = field(default_factory=list)
+    _tapped: list[str] | None = None
 
     @property
     def text(self) -> str:
-        """All text so far."""
-        return self._text.text()
+        """All answer text so far."""
+        return "".join(self._text)
+
+    @property
+    def reasoning(self) -> str | None:
+        """All reasoning text so far; None when there was none."""
+        return "".join(self._reasoning) or None
+
+    def tap(self, response: Any) -> None:
+        """Read refusal text off the raw stream under litellm's `CustomStreamWrapper`, where it has one."""
+        raw = getattr(response, "completion_stream", None)
+        if raw is not None and hasattr(raw, "__aiter__"):
+            self._tapped = []
+            response.completion_stream = RefusalTap(raw, self._tapped)
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
-        events: list[StreamEvent] = []
-        usage = _get(chunk, "usage")
+        events = self.flush()
+        usage = get(chunk, "usage")
         if usage:
             self.usage = usage
-        self.model = _get(chunk, "model") or self.model
-        for choice in _get(chunk, "choices") or []:
-            delta = _get(choice, "delta")
+        self.model = get(chunk, "model") or self.model
+        for choice in get(chunk, "choices") or []:
+            delta = get(choice, "delta")
             if delta is not None:
-                reasoning = _get(delta, "reasoning_content")
-                if reasoning:
-                    self.reasoning += reasoning
-                    events.append(ReasoningDeltaEvent(reasoning))
-                content = _get(delta, "content")
-                if content:
-                    events.append(TextDeltaEvent(content, self._text, self._text.add(content)))
-                for fragment in _get(delta, "tool_calls") or []:
-                    self._add_fragment(fragment)
-            reason = _get(choice, "finish_reason")
+                self._feed_delta(delta, events)
+            reason = get(choice, "finish_reason")
             if reason:
                 self.finish_reason = reason
+            fields = get(choice, "provider_specific_fields")
+            results = get(fields, "content_filter_results") if fields else None
+            if results:
+                self.filter_results.append(results)
+        return events
+
+    def _feed_delta(self, delta: Any, events: list[StreamEvent]) -> None:
+        reasoning = get(delta, "reasoning_content") or thinking_text(get(delta, "thinking_blocks"))
+        if reasoning:
+            self._reasoning.append(reasoning)
+            events.append(ReasoningDeltaEvent(reasoning))
+        refusal = get(delta, "refusal") if self._tapped is None else None
+        if isinstance(refusal, str) and refusal:
+            self._add_refusal(refusal, events)
+        content = get(delta, "content")
+        if isinstance(content, str) and content:
+            self._text.append(content)
+            events.append(TextDeltaEvent(content))
+        for fragment in get(delta, "tool_calls") or []:
+            self._add_fragment(fragment)
+        if refused(delta):
+            self.refusal = True
+
+    def _add_refusal(self, text: str, events: list[StreamEvent]) -> None:
+        self.refusal = True
+        self._text.append(text)
+        events.append(TextDeltaEvent(text))
+
+    def flush(self) -> list[StreamEvent]:
+        """Refusal text the tap has seen and no event has carried yet."""
+        events: list[StreamEvent] = []
+        if self._tapped:
+            for text in self._tapped:
+                self._add_refusal(text, events)
+            self._tapped.clear()
         return events
 
     def _add_fragment(self, fragment: Any) -> None:
-        call_id = _get(fragment, "id")
-        function = _get(fragment, "function")
+        call_id = get(fragment, "id")
+        function = get(fragment, "function")
         if call_id and call_id not in self._calls:
             self._calls[call_id] = _PendingCall(id=call_id)
         if call_id:
@@ -93,10 +153,10 @@ class StreamAssembler:
             self._current = f"call_{len(self._calls)}"
             self._calls[self._current] = _PendingCall(id=self._current)
         pending = self._calls[self._current]
-        name = _get(function, "name")
+        name = get(function, "name")
         if name:
             pending.name = name
-        pending.arguments += _get(function, "arguments") or ""
+        pending.arguments += get(function, "arguments") or ""
 
     @property
     def tool_calls(self) -> list[ToolCall]:
@@ -104,4 +164,30 @@ class StreamAssembler:
 
     @property
     def is_empty(self) -> bool:
-        return not self.text and not self._calls
+        """No text, no tool calls and no refusal: nothing came back at all."""
+        return not self._text and not self._calls and not self.refusal
+
+
+class RefusalTap:
+    """The raw stream under litellm's wrapper, passed through whole, noting each delta's refusal text."""
+
+    def __init__(self, raw: Any, sink: list[str]) -> None:
+        self._raw = raw
+        self._sink = sink
+        self._chunks: Any = None
+
+    def __aiter__(self) -> RefusalTap:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._chunks is None:  # the raw stream's own iterator, set up once (some set up state in __aiter__)
+            self._chunks = self._raw.__aiter__()
+        chunk = await self._chunks.__anext__()
+        for choice in get(chunk, "choices") or []:
+            refusal = get(get(choice, "delta"), "refusal")
+            if isinstance(refusal, str) and refusal:
+                self._sink.append(refusal)
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:  # aclose, response, ...: the raw stream's own
+        return getattr(self._raw, name)

@@ -1,0 +1,134 @@
+"""One call's attempts: the log, the deadline, and the rule for what happens after each.
+
+Both the completion and the stream loops drive an `Attempts`, so each rule
+(retry or give up, how long to wait, an empty reply, the deadline) lives here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from ..dumps.format import AttemptRecord
+from .base import LLMResponse, ProviderError
+from .errors import ErrorClass, classify, clean_message, full_text
+from .retry import RetryPolicy, response_headers, retry_delay
+
+logger = logging.getLogger("hive_mcp.provider")
+
+EMPTY_REPLY = "the model returned no text and no tool calls"
+
+
+class Attempts:
+    """The attempts of one call to `model`, each recorded as it ends."""
+
+    def __init__(
+        self,
+        model: str,
+        policy: RetryPolicy,
+        *,
+        max_retries: int | None,
+        deadline_s: float,
+        secrets: Sequence[str],
+        empty_expected: bool,
+        max_tokens: int,
+    ) -> None:
+        self.model = model
+        self.policy = policy
+        self.max_retries = policy.max_retries if max_retries is None else max(0, max_retries)
+        self.deadline_s = deadline_s
+        self.deadline_at = time.monotonic() + deadline_s
+        self.secrets = list(secrets)
+        self.empty_expected = empty_expected
+        self.max_tokens = max_tokens
+        self.records: list[AttemptRecord] = []
+        self.response: LLMResponse | None = None
+        self.pending_delay = 0.0
+
+    # -- time ------------------------------------------------------------------------
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline_at - time.monotonic())
+
+    def sleep_s(self, delay: float) -> float:
+        """How long to actually sleep for a `delay` the rule chose: scaled, and never past the deadline."""
+        return min(delay * self.policy.time_scale, self.remaining())
+
+    def deadline_exceeded(self) -> ProviderError:
+        message = f"the call's deadline of {self.deadline_s:g}s ran out"
+        self.record("timeout", None, message, 0.0)
+        return self.error("timeout", None, message, False)
+
+    # -- the log ---------------------------------------------------------------------
+
+    def record(
+        self, error_type: str, status: int | None, message: str, delay: float, detail: str | None = None
+    ) -> None:
+        self.records.append(
+            AttemptRecord(
+                time=datetime.now(timezone.utc), error_type=error_type, status=status, message=message,
+                delay_s=delay, detail=detail,
+            )
+        )
+
+    @property
+    def count(self) -> int:
+        return len(self.records) + (1 if self.response is not None else 0)
+
+    def error(self, error_type: str, status: int | None, message: str, retryable: bool) -> ProviderError:
+        return ProviderError(
+            message, error_type=error_type, model=self.model, attempts=len(self.records), status=status,
+            retryable=retryable,
+        )
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failed attempt; return the delay before the next one, or raise ProviderError."""
+        info = classify(exc)
+        retries_done = len(self.records)
+        if info.retryable and retries_done < self.max_retries:
+            delay = retry_delay(response_headers(exc), retries_done, self.policy)
+            self._record_failure(exc, info, delay)
+            logger.warning(
+                "%s from %s (attempt %d), retrying in %.2fs", info.error_type, self.model, retries_done + 1, delay
+            )
+            return delay
+        raise self._record_failure(exc, info, 0.0)
+
+    def failed_after_text(self, exc: BaseException) -> ProviderError:
+        """A stream failed once its text had gone out: retrying would repeat it, so this is the end."""
+        return self._record_failure(exc, classify(exc), 0.0)
+
+    def _record_failure(self, exc: BaseException, info: ErrorClass, delay: float) -> ProviderError:
+        """Log one failed attempt: the one-line message, and the whole text for the dump alone."""
+        message = info.message or clean_message(exc, self.secrets)
+        self.record(info.error_type, info.status, message, delay, full_text(exc, self.secrets))
+        return self.error(info.error_type, info.status, message, info.retryable)
+
+    def received(self, response: LLMResponse) -> LLMResponse | None:
+        """Accept a reply, or record an empty one and return None to retry after `pending_delay`."""
+        if response.content or response.tool_calls or response.stop_reason == "refusal" or self.empty_expected:
+            return self.accept(response)
+        if response.stop_reason == "length":
+            self.log_exhausted()
+            return self.accept(response)
+        retries_done = len(self.records)
+        if retries_done >= self.max_retries:
+            self.record("empty_response", 200, EMPTY_REPLY, 0.0)
+            raise self.error("empty_response", 200, "the model returned an empty reply", True)
+        delay = retry_delay(None, retries_done, self.policy)
+        self.record("empty_response", 200, EMPTY_REPLY, delay)
+        logger.warning("empty reply from %s (attempt %d), retrying in %.2fs", self.model, retries_done + 1, delay)
+        self.pending_delay = delay
+        return None
+
+    def log_exhausted(self) -> None:
+        logger.warning("empty reply from %s: max_tokens (%s) was exhausted", self.model, self.max_tokens)
+
+    def accept(self, response: LLMResponse) -> LLMResponse:
+        self.response = response
+        response.attempts = self.count
+        return response

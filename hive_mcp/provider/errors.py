@@ -1,0 +1,285 @@
+"""What a failure was, and the one line that says so.
+
+`classify` maps an exception from litellm (or the HTTP layer under it) to a
+category, by litellm's exception classes first and the HTTP status second.
+`clean_message` keeps the provider's own message out of litellm's wrapping:
+one line, never a traceback, a JSON dump or a credential.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import httpx
+
+from ..redact import redact
+from ..text import one_line
+from .offline import litellm
+
+lx = litellm.exceptions
+
+MESSAGE_LIMIT = 240
+
+
+@dataclass(frozen=True)
+class ErrorClass:
+    error_type: str
+    retryable: bool
+    status: int | None
+    message: str | None = None
+    """A message of our own, where the exception's text holds none worth showing."""
+
+
+class ContentFiltered(Exception):
+    """A reply that ended in the provider's content filter (finish_reason content_filter).
+
+    Raised while reading the reply, so the attempt is recorded like any failure;
+    `classify` makes it content_policy, never retried.
+    """
+
+    def __init__(self, categories: list[str]) -> None:
+        super().__init__(_filter_message(categories))
+        self.categories = categories
+
+
+# Checked in order: subclasses (ContextWindowExceededError is a BadRequestError) come first.
+_BY_CLASS: tuple[tuple[type[BaseException], str, bool], ...] = (
+    (lx.ContextWindowExceededError, "context_window", False),
+    (lx.ContentPolicyViolationError, "content_policy", False),
+    (lx.RateLimitError, "rate_limit", True),
+    (lx.AuthenticationError, "auth", False),
+    (lx.PermissionDeniedError, "auth", False),
+    (lx.NotFoundError, "not_found", False),
+    (lx.Timeout, "timeout", True),
+    (lx.APIConnectionError, "connection", True),
+    (lx.ServiceUnavailableError, "transient", True),
+    (lx.BadGatewayError, "transient", True),
+    (lx.InternalServerError, "transient", True),
+    (lx.BadRequestError, "bad_request", False),
+    (lx.UnprocessableEntityError, "bad_request", False),
+)
+
+_TRANSIENT_STATUS = {500, 502, 503, 504, 529}
+_CONNECTION_WORDS = ("connection", "connect", "reset by peer", "remote protocol", "incomplete chunked", "peer closed")
+# What litellm's own reply parsing says when it fails on a reply it got: it will fail the same way again.
+_PARSE_FAILURE_WORDS = (
+    "invalid response object",
+    "object has no attribute",
+    "stream ended before a finish_reason",
+)
+_PARSE_FAILURE_TYPES = (AttributeError, TypeError, KeyError, ValueError)
+
+
+def classify(exc: BaseException) -> ErrorClass:
+    """The category of a failure, and whether trying again may help.
+
+    Rate limits and transient faults (connection refused/reset, timeouts, 500,
+    502, 503, 529, a reply that is not JSON) are retryable; auth, bad request,
+    context window, not found, content policy, and a reply litellm itself could
+    not take apart are not.
+    """
+    if isinstance(exc, ContentFiltered):
+        return ErrorClass("content_policy", False, 200, str(exc))
+    status = _status_of(exc)
+    filtered = _content_filter_categories(exc)
+    if filtered is not None:
+        return ErrorClass("content_policy", False, status, _filter_message(filtered))
+    found = _by_class(exc, status) or _by_status(status) or _by_transport(exc, status)
+    if found.error_type in ("transient", "connection", "unknown") and _is_parse_failure(exc):
+        # litellm wraps its own failure to read a reply as a 500 or a connection error.
+        return ErrorClass("bad_response", False, status)
+    return found
+
+
+def _by_class(exc: BaseException, status: int | None) -> ErrorClass | None:
+    for cls, error_type, retryable in _BY_CLASS:
+        if isinstance(exc, cls):
+            if error_type in ("transient", "connection") and _is_bad_json(exc):
+                # litellm reports a reply that is not JSON as a 500 or a connection error.
+                error_type = "bad_response"
+            elif error_type == "transient" and _looks_like_connection(exc):
+                error_type = "connection"
+            elif error_type == "bad_request" and _is_content_policy(exc):
+                error_type = "content_policy"
+            return ErrorClass(error_type, retryable, status)
+    return None
+
+
+def _by_status(status: int | None) -> ErrorClass | None:
+    if status == 429:
+        return ErrorClass("rate_limit", True, status)
+    if status in _TRANSIENT_STATUS:
+        return ErrorClass("transient", True, status)
+    if status == 408:
+        return ErrorClass("timeout", True, status)
+    if status in (401, 403):
+        return ErrorClass("auth", False, status)
+    if status == 404:
+        return ErrorClass("not_found", False, status)
+    if status is not None and 400 <= status < 500:
+        return ErrorClass("bad_request", False, status)
+    return None
+
+
+def _by_transport(exc: BaseException, status: int | None) -> ErrorClass:
+    if _is_bad_json(exc):
+        return ErrorClass("bad_response", True, status)
+    # Errors from deep in the HTTP stack (protocol errors, a connection lost mid-stream).
+    transport = (httpx.TransportError, aiohttp.ClientError, ConnectionError, TimeoutError, OSError)
+    if isinstance(exc, transport) or _looks_like_connection(exc):
+        return ErrorClass("connection", True, status)
+    return ErrorClass("unknown", False, status)
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for attr in ("status_code", "status"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int):
+            return value
+    response = getattr(exc, "response", None)
+    value = getattr(response, "status_code", None)
+    return value if isinstance(value, int) else None
+
+
+def _text(exc: BaseException) -> str:
+    return str(getattr(exc, "message", "") or exc)
+
+
+def _chain(exc: BaseException) -> Iterable[BaseException]:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        yield cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+
+
+def _is_content_policy(exc: BaseException) -> bool:
+    """Not every litellm route maps OpenAI's `content_policy_violation` code to its own class."""
+    code = getattr(exc, "code", None)
+    text = f"{code} {_text(exc)}".lower()
+    return "content_policy" in text or "content policy" in text
+
+
+def _is_bad_json(exc: BaseException) -> bool:
+    """The upstream answered, but with something that is not JSON (a cut-off body, an HTML page)."""
+    if any(isinstance(cause, json.JSONDecodeError) for cause in _chain(exc)):
+        return True
+    return "invalid response from llm endpoint" in _text(exc).lower()
+
+
+def _is_parse_failure(exc: BaseException) -> bool:
+    """litellm got a reply and could not take it apart (its own AttributeError, KeyError...)."""
+    if _is_bad_json(exc):
+        return False
+    if any(isinstance(cause, _PARSE_FAILURE_TYPES) for cause in _chain(exc)):
+        return True
+    text = _text(exc).lower()
+    return any(word in text for word in _PARSE_FAILURE_WORDS)
+
+
+def _looks_like_connection(exc: BaseException) -> bool:
+    text = _text(exc).lower()
+    return any(word in text for word in _CONNECTION_WORDS)
+
+
+# `"hate": {"filtered": true, ...}` in a JSON body, or `'hate': {'filtered': True, ...}` in the
+# Python repr of one that litellm puts into its exception text.
+_FILTERED = re.compile(r"""["'](\w+)["']:\s*\{[^{}]*["']filtered["']:\s*(?:true|True)""")
+_FILTER_FINISH = re.compile(r"""["']finish_reason["']:\s*["']content_filter["']""")
+
+
+def _content_filter_categories(exc: BaseException) -> list[str] | None:
+    """The filter categories of a reply litellm rejected because its choice ended in a content
+    filter with no message (Azure's shape); None when the failure is something else."""
+    text = _text(exc)
+    if not _FILTER_FINISH.search(text):
+        return None
+    return filter_categories(text)
+
+
+def filter_categories(text: str) -> list[str]:
+    """The categories marked `filtered: true` in a reply's text (Azure's content_filter_results)."""
+    return list(dict.fromkeys(_FILTERED.findall(text)))
+
+
+def _filter_message(categories: list[str]) -> str:
+    named = f" ({', '.join(categories)})" if categories else ""
+    return f"the provider's content filter stopped the reply{named}"
+
+
+_PREFIX = re.compile(r"^(?:litellm\.)?\w+(?:Error|Exception|Timeout)?:\s*", re.IGNORECASE)
+# Where litellm appends its internals to a provider's message.
+_INTERNALS = re.compile(r"\s*(?:Traceback \(most recent call last\)|received_args=|LiteLLM Retried:)")
+
+
+def clean_message(exc: BaseException, secrets: Iterable[str] = (), limit: int = MESSAGE_LIMIT) -> str:
+    """One line for humans: the upstream's own error message, without litellm's prefixes,
+    raw JSON, tracebacks or anything that looks like a credential."""
+    text = _text(exc) or type(exc).__name__
+    # litellm wraps as "litellm.RateLimitError: RateLimitError: OpenAIException - {...json...}"
+    for _ in range(4):
+        stripped = _PREFIX.sub("", text, count=1)
+        if stripped == text:
+            break
+        text = stripped
+    text = re.sub(r"^\w*Exception\s*-\s*", "", text)
+    cut = _INTERNALS.search(text)
+    if cut:
+        text = text[: cut.start()]
+    text = _unwrap_bytes(text)
+    labelled = _LABELLED.match(text)  # OpenRouter's errors, as litellm words them
+    if labelled:
+        text = labelled.group(1)
+    extracted = _message_from_json(text)
+    if extracted:
+        text = extracted
+    text = redact(one_line(text, 4 * limit), secrets)
+    return one_line(text, limit) or type(exc).__name__
+
+
+def full_text(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """The exception's whole text, redacted: for the dump, never for a message."""
+    return redact(f"{type(exc).__name__}: {exc}", secrets)
+
+
+_LABELLED = re.compile(r"^Message: (.*?), Metadata: ")
+
+
+def _unwrap_bytes(text: str) -> str:
+    """A body litellm quoted as a bytes literal (`b'{\\n  "error": ...'`), as the text it holds."""
+    if not text.startswith(("b'", 'b"')):
+        return text
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else text
+
+
+def _message_from_json(text: str) -> str | None:
+    """The `message` of an error body in `text`: JSON, or the Python repr of one (the openai SDK's)."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    data: Any = None
+    try:
+        data = json.loads(text[start:])
+    except ValueError:
+        try:
+            data = ast.literal_eval(text[start:].strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+    return None

@@ -1,0 +1,56 @@
+"""A call's one failure dump: the request as sent and every attempt, built once the call is over."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ..dumps.format import FailureDump
+from ..redact import strip_credentials
+from .attempts import Attempts
+from .base import CompletionRequest, Message, ProviderError
+from .offline import litellm
+from .shaping import Shaped
+
+
+def build_dump(
+    shaped: Shaped, request: CompletionRequest, attempts: Attempts, error: ProviderError | None, *, stream: bool
+) -> FailureDump | None:
+    """The dump for a finished call; None when it succeeded first time (nothing to record)."""
+    if not attempts.records:
+        return None
+    if error is None:
+        outcome = "recovered"
+        error_type = attempts.records[-1].error_type
+    else:
+        error_type = error.error_type
+        # Retries that ran out are giving up; one attempt means it was never retried
+        # (a permanent error, max_retries=0, or a stream whose text had gone out).
+        outcome = "gave_up" if len(attempts.records) > 1 else "not_retried"
+    tokens, method = estimate_tokens(shaped.model, shaped.messages)
+    kwargs = shaped.kwargs
+    return FailureDump(
+        timestamp=datetime.now(timezone.utc),
+        model=shaped.model,
+        api_base=strip_credentials(kwargs.get("api_base")),
+        error_type=error_type,
+        outcome=outcome,
+        attempts=attempts.records,
+        estimated_tokens=tokens,
+        token_estimate_method=method,
+        message_count=len(shaped.messages),
+        messages=shaped.messages,
+        tools=kwargs.get("tools"),
+        max_tokens=request.max_tokens,
+        temperature=kwargs.get("temperature"),
+        stream=stream,
+        response_format=request.response_format,
+        request_keys=sorted(k for k in kwargs if k != "api_key"),
+    )
+
+
+def estimate_tokens(model: str, messages: list[Message]) -> tuple[int, str]:
+    try:
+        return int(litellm.token_counter(model=model, messages=messages)), "litellm.token_counter"
+    except Exception:  # noqa: BLE001
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
+        return chars // 4, "chars/4"

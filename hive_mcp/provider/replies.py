@@ -1,0 +1,106 @@
+"""Reading litellm's replies: content, tool calls, usage and cost, whole or assembled from a stream."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .base import LLMResponse, ToolCall, Usage
+from .errors import ContentFiltered, filter_categories
+from .offline import litellm
+from .stream import StreamAssembler, get, parse_arguments, refused, thinking_text
+
+
+def parse(raw: Any, model: str) -> LLMResponse:
+    """A whole (non-streamed) litellm `ModelResponse` as our response.
+
+    A refusal is an answer: its text is the content and `stop_reason` is "refusal".
+    A reply its provider's content filter stopped raises `ContentFiltered`.
+    """
+    choice = raw.choices[0]
+    message = choice.message
+    tool_calls = [
+        ToolCall(id=tc.id or f"call_{i}", name=tc.function.name or "", input=parse_arguments(tc.function.arguments))
+        for i, tc in enumerate(getattr(message, "tool_calls", None) or [])
+    ]
+    refusal = getattr(message, "refusal", None)
+    content = message.content if isinstance(message.content, str) else ""
+    stop_reason = choice.finish_reason or ""
+    if (isinstance(refusal, str) and refusal) or refused(message):
+        content = refusal if isinstance(refusal, str) and refusal else content
+        stop_reason = "refusal"
+    elif stop_reason == "content_filter":
+        raise ContentFiltered(filter_categories(_filter_text(get(choice, "provider_specific_fields"), raw)))
+    usage = usage_of(getattr(raw, "usage", None))
+    usage.cost_usd = cost(model, usage, raw)
+    reasoning = getattr(message, "reasoning_content", None) or thinking_text(getattr(message, "thinking_blocks", None))
+    return LLMResponse(
+        **usage.model_dump(),
+        content=content or "",
+        model=getattr(raw, "model", None) or model,
+        stop_reason=stop_reason,
+        tool_calls=tool_calls,
+        reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
+        raw_response=raw,
+    )
+
+
+def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
+    """The response a finished stream adds up to; raises `ContentFiltered` as `parse` does."""
+    stop_reason = assembler.finish_reason or ("tool_calls" if assembler.tool_calls else "stop")
+    if assembler.refusal:
+        stop_reason = "refusal"
+    elif stop_reason == "content_filter":
+        raise ContentFiltered(filter_categories(_filter_text(assembler.filter_results, None)))
+    usage = usage_of(assembler.usage)
+    usage.cost_usd = cost(model, usage, None)
+    return LLMResponse(
+        **usage.model_dump(),
+        content=assembler.text,
+        model=assembler.model or model,
+        stop_reason=stop_reason,
+        tool_calls=assembler.tool_calls,
+        reasoning=assembler.reasoning,
+    )
+
+
+def _filter_text(choice_fields: Any, raw: Any) -> str:
+    """Where a reply lists its filter results (Azure: per choice, and `prompt_filter_results`), as text."""
+    parts = [choice_fields, getattr(raw, "prompt_filter_results", None) if raw is not None else None]
+    return json.dumps([p for p in parts if p], default=str)
+
+
+def usage_of(usage: Any) -> Usage:
+    """Token counts from litellm's usage object (or the dict a stream chunk carried)."""
+    if not usage:
+        return Usage()
+    details = get(usage, "prompt_tokens_details")
+    cached = (get(details, "cached_tokens") if details else None) or get(usage, "cache_read_input_tokens") or 0
+    completion_details = get(usage, "completion_tokens_details")
+    reasoning = get(completion_details, "reasoning_tokens") if completion_details else None
+    return Usage(
+        input_tokens=int(get(usage, "prompt_tokens") or 0),
+        output_tokens=int(get(usage, "completion_tokens") or 0),
+        cached_tokens=int(cached),
+        reasoning_tokens=int(reasoning or 0),
+    )
+
+
+def cost(model: str, usage: Usage, raw: Any) -> float:
+    """USD from litellm's cost table; 0.0 for a model it does not know (never raises).
+
+    litellm has already priced a whole response (`_hidden_params["response_cost"]`,
+    its documented place); pricing it again cost about a tenth of a call's CPU.
+    """
+    try:
+        if raw is not None:
+            known = (getattr(raw, "_hidden_params", None) or {}).get("response_cost")
+            if known is not None:
+                return float(known)
+            return float(litellm.completion_cost(completion_response=raw, model=model) or 0.0)
+        prompt, completion = litellm.cost_per_token(
+            model=model, prompt_tokens=usage.input_tokens, completion_tokens=usage.output_tokens
+        )
+        return float(prompt + completion)
+    except Exception:  # noqa: BLE001 - unknown models raise; cost is best effort
+        return 0.0

@@ -1,0 +1,120 @@
+"""From a `CompletionRequest` to litellm's keyword arguments: messages, kwargs, credentials.
+
+Pure apart from the credentials check (which asks litellm which variables a
+model needs); no request is sent from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .base import CompletionRequest, Message, ProviderError
+from .offline import litellm
+
+JSON_MODE_INSTRUCTION = "Please respond with a valid JSON object."
+CODEX_MARKER = "chatgpt.com/backend-api/codex"
+CODEX_DEFAULT_SYSTEM = "You are a helpful assistant."
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What the provider itself adds to every call: its model, credentials and litellm kwargs."""
+
+    model: str
+    api_key: str | None
+    api_base: str | None
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """One call as litellm gets it. `empty_expected`: an empty reply is an answer here, not a fault."""
+
+    model: str
+    messages: list[Message]
+    kwargs: dict[str, Any]
+    codex: bool
+    empty_expected: bool
+
+
+def shape(endpoint: Endpoint, request: CompletionRequest, *, stream: bool) -> Shaped:
+    """The messages and kwargs for `request`; raises ProviderError (auth) when no key is configured."""
+    model = request.model or endpoint.model
+    codex = CODEX_MARKER in (endpoint.api_base or "")
+    messages = _messages(request, codex)
+    last_role = next((m.get("role") for m in reversed(messages) if m.get("role") != "system"), None)
+    empty_expected = last_role == "assistant" or (stream and last_role == "tool")
+
+    kwargs: dict[str, Any] = {**endpoint.extra, **request.extra}
+    if request.temperature is not None:
+        kwargs["temperature"] = request.temperature
+    kwargs.update(model=model, messages=messages, num_retries=0, max_retries=0)
+    if endpoint.api_key:
+        kwargs["api_key"] = endpoint.api_key
+    if endpoint.api_base:
+        kwargs["api_base"] = endpoint.api_base
+    if request.tools:
+        kwargs["tools"] = [t.to_openai() for t in request.tools]
+    if request.response_format is not None:
+        kwargs["response_format"] = request.response_format
+    if codex:
+        kwargs.update(stream=True, store=False)
+    else:
+        kwargs["max_tokens"] = request.max_tokens
+        if stream:
+            kwargs.update(stream=True, stream_options={"include_usage": True})
+    _check_credentials(model, kwargs)
+    return Shaped(model=model, messages=messages, kwargs=kwargs, codex=codex, empty_expected=empty_expected)
+
+
+def _messages(request: CompletionRequest, codex: bool) -> list[Message]:
+    """The messages sent: ghosts dropped, the system prompt (and JSON-mode instruction) first."""
+    messages = [m for m in request.messages if not _is_ghost(m)]
+    system = request.system
+    has_system_message = any(m.get("role") == "system" for m in messages)
+    if request.json_mode:
+        if system or not has_system_message:
+            system = f"{system}\n\n{JSON_MODE_INSTRUCTION}" if system else JSON_MODE_INSTRUCTION
+        else:
+            messages = _append_to_first_system(messages, JSON_MODE_INSTRUCTION)
+    if codex and not system and not has_system_message:
+        system = CODEX_DEFAULT_SYSTEM
+    if system:
+        messages = [{"role": "system", "content": system}, *messages]
+    return messages
+
+
+def _check_credentials(model: str, kwargs: dict[str, Any]) -> None:
+    """Fail before any request when no key is configured, naming the variable to set."""
+    if kwargs.get("api_key"):
+        return
+    try:
+        missing = litellm.validate_environment(model=model).get("missing_keys") or []
+    except Exception:  # noqa: BLE001 - an unknown provider: let the request tell
+        return
+    keys = [k for k in missing if "KEY" in k or "TOKEN" in k]
+    if keys:
+        names = " or ".join(keys)
+        raise ProviderError(
+            f"no API key configured: set {names} (or HIVE_MCP_API_KEY)", error_type="auth", model=model, attempts=0
+        )
+
+
+def _append_to_first_system(messages: list[Message], text: str) -> list[Message]:
+    out = list(messages)
+    for i, m in enumerate(out):
+        if m.get("role") == "system" and isinstance(m.get("content"), str):
+            out[i] = {**m, "content": f"{m['content']}\n\n{text}"}
+            return out
+    return [{"role": "system", "content": text}, *out]
+
+
+def _is_ghost(message: Message) -> bool:
+    """An assistant turn with nothing in it: some providers reject these outright."""
+    if message.get("role") != "assistant" or message.get("tool_calls"):
+        return False
+    content = message.get("content")
+    if isinstance(content, list):
+        return not any(part for part in content)
+    return not (content or "").strip() if isinstance(content, str) or content is None else False

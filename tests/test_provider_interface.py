@@ -1,0 +1,70 @@
+"""The provider interface: one request shape, the keyword API built into it in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from hive_mcp.provider import CompletionRequest, FinishEvent, LiteLLMProvider, Tool, Usage
+from hive_mcp.provider.base import build_request
+from tests.upstream import Reply
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def test_keywords_go_to_their_fields_and_the_rest_to_extra() -> None:
+    req = build_request(
+        USER, 1024,
+        {"model": "openai/x", "deadline": 5.0, "temperature": 0.2, "max_retries": 1, "system": "s",
+         "api_base": "http://h", "timeout": 3},
+    )
+    assert (req.model, req.deadline, req.temperature, req.max_retries, req.system) == ("openai/x", 5.0, 0.2, 1, "s")
+    assert req.extra == {"api_base": "http://h", "timeout": 3} and req.max_tokens == 1024
+
+
+def test_a_request_comes_alone() -> None:
+    req = CompletionRequest(messages=USER, max_tokens=7)
+    assert build_request(req, 1024, {}) is req
+    with pytest.raises(TypeError, match="model"):
+        build_request(req, 1024, {"model": "openai/x"})
+
+
+def test_finish_event_usage_fields_are_usage_fields() -> None:
+    names = {f.name for f in dataclasses.fields(FinishEvent)}
+    assert set(Usage.model_fields) <= names
+
+
+async def test_request_object_and_keywords_send_the_same(provider, upstream) -> None:
+    upstream.script(Reply.text("a"), Reply.text("b"))
+    tools = [Tool(name="f")]
+    await provider.acomplete(USER, system="S", tools=tools, max_tokens=50, temperature=0.5, user="u1")
+    await provider.acomplete(
+        CompletionRequest(messages=USER, system="S", tools=tools, max_tokens=50, temperature=0.5, extra={"user": "u1"})
+    )
+    first, second = (r.body for r in upstream.chat_requests())
+    assert first == second and first["max_tokens"] == 50 and first["user"] == "u1" and first["temperature"] == 0.5
+
+
+@pytest.mark.parametrize(("method", "sent"), [("acomplete", 1024), ("stream", 4096)])
+async def test_keyword_defaults_for_max_tokens(provider: LiteLLMProvider, upstream, method: str, sent: int) -> None:
+    upstream.script(Reply.text("x") if method == "acomplete" else Reply.stream(["x"]))
+    if method == "acomplete":
+        await provider.acomplete(USER)
+    else:
+        [e async for e in provider.stream(USER)]
+    assert upstream.chat_requests()[0].body["max_tokens"] == sent
+
+
+def test_sync_complete_honours_the_deadline(provider, upstream) -> None:
+    from hive_mcp.provider import ProviderError
+
+    upstream.script(Reply.hang())
+    with pytest.raises(ProviderError) as info:
+        provider.complete(USER, deadline=0.3)
+    assert info.value.error_type == "timeout"
+
+
+async def test_sync_complete_inside_a_running_loop(provider, upstream) -> None:
+    upstream.script(Reply.text("from a worker thread"))
+    assert provider.complete(USER).content == "from a worker thread"
