@@ -19,7 +19,7 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Busy, LimitError, Limits, input_size
-from hive_mcp.server import build_server, dump_uri
+from hive_mcp.mcp import build_server, dump_uri
 from hive_mcp.settings import SettingsError, load_settings
 from tests.test_server import MODEL, WAIT, Progress, connect, text_of
 from tests.upstream import Reply, Upstream

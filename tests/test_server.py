@@ -24,7 +24,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
 from hive_mcp.dumps import DumpStore, FailureDump, make_dump_id
-from hive_mcp.server import INDEX_URI, build_server, dump_uri
+from hive_mcp.mcp import INDEX_URI, build_server, dump_uri
 from tests.conftest import TEST_KEY, sample_dump
 from tests.upstream import Reply, Upstream, tool_call_delta
 
