@@ -36,8 +36,8 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore, FailureDump
 from hive_mcp.limits import Limits
-from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.mcp import build_server, dump_uri
+from hive_mcp.provider import LiteLLMProvider
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.upstream import Reply, Upstream, tool_call_delta
 
