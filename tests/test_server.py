@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from hive_mcp.dumps import DumpStore, make_dump_id
 from hive_mcp.mcp import INDEX_URI, build_server, dump_uri
 from tests.clients import MODEL, WAIT, Progress, connect, make_dump, mode, text_of, wait_thread_event  # noqa: F401 - mode is a fixture
 from tests.conftest import TEST_KEY
+from tests.processes import ROOT, child_env
 from tests.upstream import Reply, Upstream, tool_call_delta
 
 @pytest.fixture
@@ -34,6 +36,21 @@ def make_server(provider: Any, store: DumpStore) -> Callable[..., MCPServer]:
         return build_server(provider, store, default_model=MODEL, **kwargs)
 
     return make
+
+
+# ---------------------------------------------------------------------------
+# The layer's boundary
+# ---------------------------------------------------------------------------
+
+
+def test_the_mcp_layer_never_imports_litellm() -> None:
+    # A fresh interpreter: this one has litellm loaded already (the provider fixture).
+    probe = "import sys, hive_mcp.mcp; print(sorted(m for m in sys.modules if m.split('.')[0] == 'litellm'))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 # ---------------------------------------------------------------------------
