@@ -140,6 +140,32 @@ async def test_max_tokens_default_is_capped(
     assert req.body["max_tokens"] == sent
 
 
+@pytest.mark.parametrize(
+    ("cap", "asked", "sent"),
+    [
+        (None, None, 300),  # the server's default replaces the provider's
+        (200, None, 200),  # and the cap still bounds it
+        (None, 50, 50),  # a call's own max_tokens wins
+    ],
+)
+@pytest.mark.parametrize("tool", TOOLS)
+async def test_server_default_max_tokens(
+    make_server: Callable[..., MCPServer], upstream: Upstream, tool: str, cap: int | None, asked: int | None, sent: int
+) -> None:
+    upstream.script(ok_reply(tool))
+    args: dict[str, Any] = {"prompt": "hi"} if asked is None else {"prompt": "hi", "max_tokens": asked}
+    async with connect(make_server(Limits(max_tokens=cap), default_max_tokens=300), "auto") as c:
+        r = await c.call_tool(tool, args)
+    assert not r.is_error, text_of(r)
+    [req] = upstream.chat_requests()
+    assert req.body["max_tokens"] == sent
+
+
+def test_server_default_max_tokens_must_be_positive(provider: Any, store: DumpStore) -> None:
+    with pytest.raises(ValueError, match="default_max_tokens"):
+        build_server(provider, store, default_model=MODEL, default_max_tokens=0)
+
+
 # ---------------------------------------------------------------------------
 # Calls in flight
 # ---------------------------------------------------------------------------
