@@ -5,8 +5,6 @@ tests/test_sdk_compat.py, which names the installed version, not somewhere deep
 in a request handler.
 """
 
-# MCP server
-
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,6 +15,11 @@ from anyio.lowlevel import EventLoopToken
 from mcp.server.connection import Connection
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
+
+
+# ---------------------------------------------------------------------------
+# MCP server
+# ---------------------------------------------------------------------------
 
 
 def installed(package: str) -> str:

@@ -24,7 +24,7 @@ from .errors import ArgumentError, describe_validation, json_type, safe_line, sh
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
-def maybe_json(value: Any) -> Any:
+def _maybe_json(value: Any) -> Any:
     """Parse a JSON string into the object it spells.
 
     Some clients send nested objects as JSON text; accepting that for the
@@ -141,7 +141,7 @@ class ToolSpec(BaseModel):
     @field_validator("parameters", mode="before")
     @classmethod
     def _check_parameters(cls, v: Any) -> Any:
-        v = maybe_json(v)
+        v = _maybe_json(v)
         if not isinstance(v, dict):
             raise ValueError(f"must be a JSON schema object, not {json_type(v)}")
         _check_parameters_schema(v)
@@ -200,7 +200,7 @@ class CompleteArgs(BaseModel):
     @field_validator("messages", "tools", mode="before")
     @classmethod
     def _parse_list(cls, v: Any) -> Any:
-        v = maybe_json(v)
+        v = _maybe_json(v)
         if v is not None and not isinstance(v, list):
             raise ValueError(f"must be a list, not {json_type(v)}")
         return v
@@ -208,7 +208,7 @@ class CompleteArgs(BaseModel):
     @field_validator("response_format", mode="before")
     @classmethod
     def _check_response_format(cls, v: Any) -> Any:
-        v = maybe_json(v)
+        v = _maybe_json(v)
         if v is not None and not isinstance(v, dict):
             raise ValueError(f"must be a JSON object such as {{'type': 'json_object'}}, not {json_type(v)}")
         return v
@@ -254,9 +254,7 @@ class ListFailedRequestsArgs(BaseModel):
 
     error_type: str | None = Field(default=None, description="e.g. 'rate_limit', 'auth'")
     model: str | None = None
-    since: datetime | None = Field(
-        default=None, description="ISO 8601; UTC if no offset"
-    )
+    since: datetime | None = Field(default=None, description="ISO 8601; UTC if no offset")
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
     cursor: str | None = Field(default=None, description="A previous page's next_cursor")
 
