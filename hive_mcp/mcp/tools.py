@@ -98,7 +98,7 @@ class ToolHandlers:
         return ProgressSender(report)
 
     async def complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
-        """A chat completion: reply, usage, cost, retries. Give prompt or messages; heartbeats while waiting."""
+        """One chat completion: reply, usage, cost, retries. Give prompt or messages."""
         try:
             args = parse_args(CompleteArgs, ctx)
             messages, kwargs = self._prepare(args, KEYWORD_MAX_TOKENS["complete"])
@@ -114,7 +114,7 @@ class ToolHandlers:
         return completion_result(CompletionResult.from_response(response))
 
     async def stream_complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
-        """Like complete, streaming the text as progress messages that join to `content`."""
+        """Like complete; the text streams as progress messages joining to `content`."""
         try:
             args = parse_args(CompleteArgs, ctx)
             messages, kwargs = self._prepare(args, KEYWORD_MAX_TOKENS["stream"])
