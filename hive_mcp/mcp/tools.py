@@ -90,6 +90,13 @@ class ToolHandlers:
             kwargs["max_retries"] = args.max_retries
         return messages, kwargs
 
+    def _call(self, ctx: Context, keyword_default: int) -> tuple[list[Message], dict[str, Any]] | CallToolResult:
+        """The provider call this request asks for, or the error result that refuses it."""
+        try:
+            return self._prepare(parse_args(CompleteArgs, ctx), keyword_default)
+        except (ArgumentError, LimitError) as exc:
+            return error_result(str(exc))
+
     @staticmethod
     def _progress(ctx: Context) -> ProgressSender:
         async def report(progress: float, message: str | None) -> None:
@@ -99,11 +106,10 @@ class ToolHandlers:
 
     async def complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
         """One chat completion: reply, usage, cost, retries. Give prompt or messages."""
-        try:
-            args = parse_args(CompleteArgs, ctx)
-            messages, kwargs = self._prepare(args, KEYWORD_MAX_TOKENS["complete"])
-        except (ArgumentError, LimitError) as exc:
-            return error_result(str(exc))
+        call = self._call(ctx, KEYWORD_MAX_TOKENS["complete"])
+        if isinstance(call, CallToolResult):
+            return call
+        messages, kwargs = call
         try:
             async with heartbeats(self._progress(ctx), self.heartbeat_s), self.limits.slot():
                 response = await self.provider.acomplete(messages, **kwargs)
@@ -115,12 +121,10 @@ class ToolHandlers:
 
     async def stream_complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
         """Like complete; the text streams as progress messages joining to `content`."""
-        try:
-            args = parse_args(CompleteArgs, ctx)
-            messages, kwargs = self._prepare(args, KEYWORD_MAX_TOKENS["stream"])
-        except (ArgumentError, LimitError) as exc:
-            return error_result(str(exc))
-
+        call = self._call(ctx, KEYWORD_MAX_TOKENS["stream"])
+        if isinstance(call, CallToolResult):
+            return call
+        messages, kwargs = call
         progress = self._progress(ctx)
         state = StreamState()
         try:
