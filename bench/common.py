@@ -321,7 +321,7 @@ def provider(bench: Bench, store: DumpStore) -> LiteLLMProvider:
 
 def inprocess_server(bench: Bench, store: DumpStore) -> MCPServer:
     """The MCP server as tests/test_server.py builds it, for `Client(server)` in this process."""
-    from hive_mcp.server import build_server
+    from hive_mcp.mcp import build_server
 
     return build_server(provider(bench, store), store, default_model=TEXT_MODEL)
 

@@ -11,8 +11,9 @@ before any upstream request, so a refused call costs nothing and leaves no dump:
 * `deadline_for` — a call may shorten the server's deadline, never lengthen it.
 * `check_input_size` — prompt + messages + system + tools, measured as UTF-8
   JSON, must fit in `max_input_bytes`.
-* `slot()` — at most `max_in_flight` upstream calls at once; a call beyond that
-  waits, first come first served, for at most `queue_timeout_s`, then gets `Busy`.
+* `slot()` — at most `max_in_flight` upstream calls at once (an
+  `anyio.CapacityLimiter`); a call beyond that waits, first come first served,
+  for at most `queue_timeout_s`, then gets `Busy`.
 
 A refusal raises `LimitError` (`Busy` for the queue), whose `str()` is one line
 naming the argument. The queue lives on one event loop: use one `Limits` per
@@ -24,13 +25,14 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
+
+from .text import shorten
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -87,56 +89,6 @@ def input_size(value: Any) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-class _Queue:
-    """A first-come-first-served counting gate whose waiters give up after a timeout.
-
-    A released slot passes straight to the oldest waiter, so a newcomer cannot
-    overtake the queue. A waiter that times out or is cancelled takes nothing; one
-    cancelled just as it was handed a slot passes that slot on.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_flight = 0
-        self._waiters: deque[anyio.Event] = deque()
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
-    async def acquire(self, timeout: float) -> bool:
-        """Take a slot: True, or False when none came free within `timeout` seconds."""
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        if self.in_flight < self.limit and not self._waiters:
-            self.in_flight += 1
-            return True
-        turn = anyio.Event()
-        self._waiters.append(turn)
-        try:
-            with anyio.move_on_after(timeout):
-                await turn.wait()
-            if turn.is_set():
-                # The wait can return normally although the call was cancelled meanwhile:
-                # notice it here, before the slot goes to a call that will not use it.
-                await anyio.lowlevel.checkpoint_if_cancelled()
-        except BaseException:
-            if turn.is_set():
-                self.release()  # handed a slot it will not use: pass it on
-            else:
-                self._waiters.remove(turn)
-            raise
-        if turn.is_set():
-            return True
-        self._waiters.remove(turn)
-        return False
-
-    def release(self) -> None:
-        if self._waiters:
-            self._waiters.popleft().set()  # the slot changes hands; in_flight stays the same
-        else:
-            self.in_flight -= 1
-
-
 class Limits:
     """The server's cost controls; the defaults only bound concurrency, deadline and input size."""
 
@@ -167,7 +119,9 @@ class Limits:
         self.queue_timeout_s = float(queue_timeout_s)
         self.deadline_s = float(deadline_s)
         self.max_input_bytes = max_input_bytes
-        self._queue = _Queue(max_in_flight)
+        # FIFO hand-off: a released slot goes to the oldest waiter, so a newcomer cannot overtake the
+        # queue; a waiter cancelled as it is handed one passes it on.
+        self._limiter = anyio.CapacityLimiter(max_in_flight)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -197,7 +151,7 @@ class Limits:
         if requested is None or requested == default:
             return default
         if not self.model_allowed(requested):
-            shown = requested if len(requested) <= 80 else requested[:77] + "..."
+            shown = shorten(requested, 80)
             raise LimitError(
                 "model",
                 f"{shown!r} is not allowed on this server; allowed: {', '.join(self.allowed_models)} "
@@ -248,19 +202,31 @@ class Limits:
     @property
     def in_flight(self) -> int:
         """Calls holding a slot now."""
-        return self._queue.in_flight
+        return int(self._limiter.borrowed_tokens)
 
     @property
     def waiting(self) -> int:
         """Calls queued for a slot now."""
-        return self._queue.waiting
+        return self._limiter.statistics().tasks_waiting
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the `max_in_flight` upstream slots for the body; raises Busy after the queue timeout."""
-        if not await self._queue.acquire(self.queue_timeout_s):
-            raise Busy(self.max_in_flight, self.queue_timeout_s)
+        borrower = object()  # one slot per call, even when one task makes several
+        await anyio.lowlevel.checkpoint_if_cancelled()
         try:
+            self._limiter.acquire_on_behalf_of_nowait(borrower)  # a free slot is taken even with no time to wait
+        except anyio.WouldBlock:
+            acquired = False
+            with anyio.move_on_after(self.queue_timeout_s):
+                await self._limiter.acquire_on_behalf_of(borrower)
+                acquired = True
+            if not acquired:
+                raise Busy(self.max_in_flight, self.queue_timeout_s) from None
+        try:
+            # The wait can return normally although the call was cancelled meanwhile (the hand-off
+            # woke it first): notice it here, so the slot passes on instead of going unused.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             yield
         finally:
-            self._queue.release()
+            self._limiter.release_on_behalf_of(borrower)

@@ -1,15 +1,23 @@
 """Every use of a private or provisional API of the MCP SDK and its dependencies, in one place.
 
 Each entry names what it reaches for and why there is no public way. Each has a
-test (tests/test_sdk_compat_*.py) that fails with a message naming the installed
-version when the attribute moves, so an upgrade breaks there, not in production.
-`check_http_and_stdio()` runs the same checks and returns the problems found.
+test (tests/test_sdk_compat*.py) that fails with a message naming the installed
+version when the attribute moves, so an upgrade breaks here, not deep in a
+request handler. `check_http_and_stdio()` runs the HTTP and stdio checks and
+returns the problems found.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anyio.lowlevel import EventLoopToken
+    from mcp.server.connection import Connection
+    from mcp.server.lowlevel import Server
+    from mcp.server.mcpserver import MCPServer
 
 __all__ = [
     "check_http_and_stdio",
@@ -17,6 +25,8 @@ __all__ = [
     "installed",
     "keep_event_streams_at_shutdown",
     "lowlevel_server",
+    "run_sync_soon",
+    "session_connection",
 ]
 
 
@@ -28,6 +38,48 @@ def installed(distribution: str) -> str:
         return f"{distribution} (not installed)"
 
 
+# ---------------------------------------------------------------------------
+# MCP server
+# ---------------------------------------------------------------------------
+# `MCPServer._lowlevel_server`: paginated resource handlers are registered on the
+# low-level server (MCPServer returns whole lists with no cursor; the SDK's own
+# Client reaches it the same way), and stdio serving with our own ends on stdin
+# and stdout (`hive_mcp.stdio`) needs its `run(read, write, options)`, as
+# `MCPServer.run_stdio_async` calls it. MCPServer exposes no public accessor.
+
+
+def lowlevel_server(server: MCPServer) -> Server[Any]:
+    """The low-level `mcp.server.lowlevel.Server` inside an `MCPServer`."""
+    from mcp.server.lowlevel import Server
+
+    low = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    if not isinstance(low, Server):
+        raise TypeError(f"MCPServer._lowlevel_server is not a low-level Server in {installed('mcp')}")
+    return low
+
+
+def session_connection(session: object) -> Connection | None:
+    """The `Connection` behind a request's session proxy, or None when it has none.
+
+    The SDK gives handlers no public handle on their connection; legacy sessions
+    need it to be sent change notifications on their standalone channel.
+    """
+    from mcp.server.connection import Connection
+
+    conn = getattr(session, "_connection", None)
+    return conn if isinstance(conn, Connection) else None
+
+
+def run_sync_soon(token: EventLoopToken, fn: Callable[[], None]) -> None:
+    """Schedule `fn` on the loop `token` names, from any thread, without waiting for it.
+
+    anyio's public `from_thread.run_sync(token=...)` blocks until the call ran; a
+    writer thread must not wait on a loop that may be shutting down.
+    """
+    token.backend_class.run_sync_soon(fn, (), token.native_token)  # pyright: ignore[reportPrivateUsage]
+
+
+# ---------------------------------------------------------------------------
 # HTTP and stdio
 # ---------------------------------------------------------------------------
 # sse-starlette's process-global AppStatus. The SDK's event streams (streamable
@@ -59,17 +111,6 @@ def end_all_event_streams() -> None:
     status = _app_status()
     if status is not None:
         status.should_exit = True
-
-
-# `MCPServer._lowlevel_server`: stdio serving with our own ends on stdin and
-# stdout (`hive_mcp.stdio`) needs the low-level server's `run(read, write,
-# options)`, which `MCPServer.run_stdio_async` calls the same way; MCPServer
-# exposes no public accessor for it.
-
-
-def lowlevel_server(server: Any) -> Any:
-    """The low-level `mcp.server.lowlevel.Server` inside an `MCPServer`."""
-    return server._lowlevel_server
 
 
 def check_http_and_stdio(server: Any = None) -> list[str]:

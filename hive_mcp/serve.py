@@ -177,7 +177,7 @@ def build(settings: Settings) -> tuple[Any, DeferredProvider]:
     from .dumps import DumpStore
     from .limits import Limits
     from .provider.deferred import DeferredProvider
-    from .server import build_server
+    from .mcp import build_server
 
     key = settings.api_key_value
     store = DumpStore(

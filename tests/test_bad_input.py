@@ -27,9 +27,9 @@ from mcp.shared.exceptions import MCPError
 
 from hive_mcp.dumps import DumpStore, make_dump_id
 from hive_mcp.limits import Limits
-from hive_mcp.server import DUMP_URI_PREFIX, INDEX_URI, build_server, dump_uri
+from hive_mcp.mcp import DUMP_URI_PREFIX, INDEX_URI, build_server, dump_uri
+from tests.clients import MODEL, WAIT, connect, make_dump, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.test_server import MODEL, WAIT, connect, make_dump, text_of
 from tests.upstream import Reply, Upstream
 
 MiB = 1024 * 1024

@@ -17,11 +17,11 @@ import anyio
 import pytest
 
 from hive_mcp.dumps import DumpStore
+from hive_mcp.mcp import build_server
 from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, ProviderError
-from hive_mcp.server import build_server
+from tests.clients import MODEL, WAIT, Progress, connect, mode, text_of  # noqa: F401 - mode is a fixture
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.processes import ROOT
-from tests.test_server import MODEL, WAIT, Progress, connect, mode, text_of  # noqa: F401 - mode is a fixture
 from tests.upstream import Reply, Upstream
 
 USER = [{"role": "user", "content": "hi"}]

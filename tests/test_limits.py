@@ -19,17 +19,12 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Busy, LimitError, Limits, input_size
-from hive_mcp.server import build_server, dump_uri
+from hive_mcp.mcp import build_server, dump_uri
 from hive_mcp.settings import SettingsError, load_settings
-from tests.test_server import MODEL, WAIT, Progress, connect, text_of
+from tests.clients import MODEL, WAIT, Progress, connect, mode, text_of, until  # noqa: F401 - mode is a fixture
 from tests.upstream import Reply, Upstream
 
 TOOLS = ["complete", "stream_complete"]
-
-
-@pytest.fixture(params=["legacy", "auto"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 @pytest.fixture
@@ -47,13 +42,6 @@ def ok_reply(tool: str, text: str = "ok") -> Reply:
 def held_stream() -> Reply:
     """A stream that sends one chunk, then waits for `upstream.release()`."""
     return Reply.stream(["first ", "second"], hold_after=1)
-
-
-async def until(pred: Callable[[], bool], what: str) -> None:
-    """Poll `pred` until true; fail after WAIT seconds."""
-    with anyio.fail_after(WAIT):
-        while not pred():
-            await anyio.sleep(0.005)
 
 
 def assert_refused(result: types.CallToolResult, *needles: str) -> str:
@@ -152,6 +140,32 @@ async def test_max_tokens_default_is_capped(
     assert req.body["max_tokens"] == sent
 
 
+@pytest.mark.parametrize(
+    ("cap", "asked", "sent"),
+    [
+        (None, None, 300),  # the server's default replaces the provider's
+        (200, None, 200),  # and the cap still bounds it
+        (None, 50, 50),  # a call's own max_tokens wins
+    ],
+)
+@pytest.mark.parametrize("tool", TOOLS)
+async def test_server_default_max_tokens(
+    make_server: Callable[..., MCPServer], upstream: Upstream, tool: str, cap: int | None, asked: int | None, sent: int
+) -> None:
+    upstream.script(ok_reply(tool))
+    args: dict[str, Any] = {"prompt": "hi"} if asked is None else {"prompt": "hi", "max_tokens": asked}
+    async with connect(make_server(Limits(max_tokens=cap), default_max_tokens=300), "auto") as c:
+        r = await c.call_tool(tool, args)
+    assert not r.is_error, text_of(r)
+    [req] = upstream.chat_requests()
+    assert req.body["max_tokens"] == sent
+
+
+def test_server_default_max_tokens_must_be_positive(provider: Any, store: DumpStore) -> None:
+    with pytest.raises(ValueError, match="default_max_tokens"):
+        build_server(provider, store, default_model=MODEL, default_max_tokens=0)
+
+
 # ---------------------------------------------------------------------------
 # Calls in flight
 # ---------------------------------------------------------------------------
@@ -210,6 +224,34 @@ async def test_call_that_waits_too_long_is_busy(
         after = await c.call_tool(tool, {"prompt": "again"})
     assert not after.is_error and text_of(after) == "after"
     assert store.count() == 0  # a busy refusal writes no dump
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+async def test_queued_call_sends_heartbeats_then_runs(
+    make_server: Callable[..., MCPServer], upstream: Upstream, mode: str, tool: str
+) -> None:
+    limits = Limits(max_in_flight=1, queue_timeout_s=60)
+    upstream.script(held_stream(), ok_reply(tool, "queued reply"))
+    results: list[types.CallToolResult] = []
+    queued = Progress()
+    async with connect(make_server(limits, heartbeat_s=0.02), mode) as c, anyio.create_task_group() as tg:
+        holder = Progress()
+        tg.start_soon(lambda: c.call_tool("stream_complete", {"prompt": "hold"}, progress_callback=holder))
+        await holder.wait_for(lambda items: any(m for _, m in items))
+
+        async def queued_call() -> None:
+            results.append(await c.call_tool(tool, {"prompt": "wait"}, progress_callback=queued))
+
+        tg.start_soon(queued_call)
+        await until(lambda: limits.waiting == 1, "the call to queue")
+        await queued.wait_for(lambda items: queued.heartbeats >= 2)
+        assert limits.waiting == 1 and len(upstream.chat_requests()) == 1  # still queued, upstream untouched
+        upstream.release()
+        await until(lambda: len(results) == 1, "the queued call to finish")
+    [r] = results
+    assert not r.is_error and text_of(r) == "queued reply"
+    assert queued.increasing(), queued.items  # one count over the queue, the wait and the stream
+    assert queued.text == ("queued reply" if tool == "stream_complete" else "")
 
 
 async def test_cancelled_waiter_releases_nothing(
@@ -275,6 +317,16 @@ async def test_waiter_cancelled_as_it_is_handed_a_slot_passes_it_on() -> None:
         b_scope.cancel()
         with anyio.fail_after(WAIT):
             await c_ran.wait()
+    assert (limits.in_flight, limits.waiting) == (0, 0)
+
+
+async def test_zero_queue_timeout_still_takes_a_free_slot() -> None:
+    limits = Limits(max_in_flight=1, queue_timeout_s=0)
+    async with limits.slot():
+        assert limits.in_flight == 1
+        with pytest.raises(Busy):
+            async with limits.slot():
+                pytest.fail("no slot was free")
     assert (limits.in_flight, limits.waiting) == (0, 0)
 
 

@@ -1,0 +1,35 @@
+"""The MCP layer: LLM completion tools and failed-request resources over MCP.
+
+It talks only to the `LLMProvider` interface and the `DumpStore`; it never imports
+litellm, so every provider detail (retries, dumps, key handling) stays behind them.
+`build_server(provider, store, default_model=..., limits=...)` returns an
+`MCPServer`; run it with `server.run(transport=..., host=..., port=...)`.
+
+Modules, leaf first: constants (URIs, list limits, intervals, the logger) and
+errors (one-line error text); args (wire models of the arguments and their
+validation) and results (wire models of the results); schema (the compact tool
+schemas); relay (heartbeats and streamed progress); notify (change
+notifications); resources and tools (the handlers); server (`build_server`).
+"""
+
+from __future__ import annotations
+
+from .args import ChatMessage, CompleteArgs, ListFailedRequestsArgs, ToolSpec
+from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, dump_uri
+from .results import CompletionResult, FailedRequestPage, FailedRequestSummary
+from .server import build_server
+
+__all__ = [
+    "DUMP_URI_PREFIX",
+    "DUMP_URI_TEMPLATE",
+    "INDEX_URI",
+    "ChatMessage",
+    "CompleteArgs",
+    "CompletionResult",
+    "FailedRequestPage",
+    "FailedRequestSummary",
+    "ListFailedRequestsArgs",
+    "ToolSpec",
+    "build_server",
+    "dump_uri",
+]

@@ -1,0 +1,298 @@
+"""Tool arguments as they arrive on the wire: the models, their checks, and how a call's raw arguments are read.
+
+Every check lives in a model here, so a bad argument is refused before any limit
+or provider is asked, as one line naming the field (`parse_args`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
+
+from mcp.server.mcpserver import Context
+
+from ..provider.base import Message
+from ..provider.base import Tool as ProviderTool
+from ..text import shorten
+from .constants import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
+from .errors import ArgumentError, describe_validation, json_type, safe_line, short
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+def _maybe_json(value: Any) -> Any:
+    """Parse a JSON string into the object it spells.
+
+    Some clients send nested objects as JSON text; accepting that for the
+    object-typed arguments (only) saves a round trip without guessing at strings.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(parsed, (dict, list)):
+            return parsed
+    return value
+
+
+class ContentPart(BaseModel):
+    """One part of a message's content, in OpenAI form (`text`, `image_url`, ...); passed through as given."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(min_length=1)
+
+
+class ToolCallFunction(BaseModel):
+    name: str = Field(min_length=1)
+    arguments: str = Field(default="{}", description="JSON text (or an object)")
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _encode_object(cls, v: Any) -> Any:
+        return json.dumps(v) if isinstance(v, dict) else v
+
+
+class MessageToolCall(BaseModel):
+    """A tool call the assistant made earlier in the conversation."""
+
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class ChatMessage(BaseModel):
+    """One chat message in OpenAI format. Unknown keys are passed through to the provider."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Role
+    # The two nested shapes publish a short schema (every part needs a `type`, every call an `id` and a
+    # `function`); the models check the rest and say what is wrong in the error.
+    content: Annotated[
+        str | list[ContentPart] | None,
+        WithJsonSchema(
+            {
+                "type": ["string", "array"],
+                "items": {"type": "object", "required": ["type"]},
+            }
+        ),
+    ] = None
+    tool_calls: Annotated[
+        list[MessageToolCall] | None,
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {"type": "object", "required": ["id", "function"]},
+            }
+        ),
+    ] = None
+    tool_call_id: str | None = Field(default=None, description="For role 'tool'")
+    name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _check_content(cls, v: Any) -> Any:
+        # Checked by hand so the error says what is wanted instead of listing union arms.
+        if v is None or isinstance(v, str):
+            return v
+        if not isinstance(v, list):
+            raise ValueError(f"must be a string or a list of content parts, not {json_type(v)}")
+        for i, part in enumerate(v):
+            if not isinstance(part, dict):
+                raise ValueError(f"part {i} must be an object like {{'type': 'text', 'text': '...'}}")
+            if not isinstance(part.get("type"), str) or not part["type"]:
+                raise ValueError(f"part {i} needs a string 'type'")
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise ValueError(f"text part {i} needs a string 'text'")
+        return v
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> ChatMessage:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a 'tool' message needs tool_call_id")
+        if self.role != "assistant" and self.tool_calls:
+            raise ValueError(f"only 'assistant' messages carry tool_calls, not '{self.role}'")
+        if self.content is None and self.role in ("system", "developer", "user"):
+            raise ValueError(f"a '{self.role}' message needs content")
+        return self
+
+
+_TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class ToolSpec(BaseModel):
+    """A tool the model may call; passed through to the upstream for tool calling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_TOOL_NAME)
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON schema of type 'object'",
+    )
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _check_parameters(cls, v: Any) -> Any:
+        v = _maybe_json(v)
+        if not isinstance(v, dict):
+            raise ValueError(f"must be a JSON schema object, not {json_type(v)}")
+        _check_parameters_schema(v)
+        return v
+
+
+def _check_parameters_schema(schema: dict[str, Any]) -> None:
+    """Raise ValueError naming the first problem in a tool's `parameters` schema.
+
+    First the shape tool calling needs, with messages a person can act on: type
+    'object' (or no type), `properties` an object whose values are schema objects,
+    `required` a list of strings. Then the whole schema against the JSON Schema
+    2020-12 meta-schema (jsonschema's `check_schema`: keyword types, valid regexes,
+    known `type` names). Nothing is fetched: `$ref`s are not followed.
+    """
+    if schema.get("type", "object") != "object":
+        raise ValueError(f"must be a JSON schema with type 'object' (got type {short(schema.get('type'), 40)})")
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        raise ValueError(f"properties: must be an object of property schemas, not {json_type(properties)}")
+    for name, sub in properties.items():
+        if not isinstance(sub, dict):
+            raise ValueError(f"properties[{short(name, 40)}]: must be a schema object, not {json_type(sub)}")
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValueError("required: must be a list of property names (strings)")
+    from jsonschema import Draft202012Validator, SchemaError  # on first use: 80 ms off the start-up path
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path).lstrip(".")
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}not a valid JSON schema: {shorten(exc.message, 120)}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+class CompleteArgs(BaseModel):
+    """Arguments of `complete` and `stream_complete`. Give exactly one of `prompt` and `messages`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1, description="OpenAI chat format")
+    system: str | None = None
+    model: str | None = Field(default=None, min_length=1)
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    tools: list[ToolSpec] | None = None
+    response_format: dict[str, Any] | None = Field(default=None, description="e.g. {'type': 'json_object'}")
+    json_mode: bool = False
+    max_retries: int | None = Field(default=None, ge=0, le=10)
+    deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Seconds, retries included")
+
+    @field_validator("messages", "tools", mode="before")
+    @classmethod
+    def _parse_list(cls, v: Any) -> Any:
+        v = _maybe_json(v)
+        if v is not None and not isinstance(v, list):
+            raise ValueError(f"must be a list, not {json_type(v)}")
+        return v
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _check_response_format(cls, v: Any) -> Any:
+        v = _maybe_json(v)
+        if v is not None and not isinstance(v, dict):
+            raise ValueError(f"must be a JSON object such as {{'type': 'json_object'}}, not {json_type(v)}")
+        return v
+
+    @field_validator("temperature", "max_tokens", "max_retries", "deadline_s", mode="before")
+    @classmethod
+    def _no_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("must be a number, not a boolean")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> CompleteArgs:
+        if (self.prompt is None) == (self.messages is None):
+            got = "both" if self.prompt is not None else "neither"
+            raise ValueError(f"give exactly one of prompt or messages (got {got})")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError("prompt: must not be empty")
+        if self.tools:
+            seen: set[str] = set()
+            for i, t in enumerate(self.tools):
+                if t.name in seen:
+                    raise ValueError(f"tools[{i}].name: duplicate tool name '{t.name}'")
+                seen.add(t.name)
+        return self
+
+    def provider_messages(self) -> list[Message]:
+        if self.prompt is not None:
+            return [{"role": "user", "content": self.prompt}]
+        assert self.messages is not None
+        return [m.model_dump(mode="json", exclude_none=True) for m in self.messages]
+
+    def provider_tools(self) -> list[ProviderTool] | None:
+        if not self.tools:
+            return None
+        return [ProviderTool(name=t.name, description=t.description, parameters=t.parameters) for t in self.tools]
+
+
+class ListFailedRequestsArgs(BaseModel):
+    """Arguments of `list_failed_requests`: filters and paging, newest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error_type: str | None = Field(default=None, description="e.g. 'rate_limit', 'auth'")
+    model: str | None = None
+    since: datetime | None = Field(default=None, description="ISO 8601; UTC if no offset")
+    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
+    cursor: str | None = Field(default=None, description="A previous page's next_cursor")
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _parse_since(cls, v: Any) -> Any:
+        if v is None or isinstance(v, datetime):
+            return v
+        if not isinstance(v, str):
+            raise ValueError("must be an ISO 8601 timestamp string such as 2026-11-01T12:00:00Z")
+        try:
+            return datetime.fromisoformat(v.strip())
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 timestamp: {short(v)} (try 2026-11-01T12:00:00Z)") from None
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _no_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("must be an integer")
+        return v
+
+
+def parse_args(model: type[BaseModel], ctx: Context) -> Any:
+    """Validate the call's raw arguments against `model`, or raise ArgumentError.
+
+    The raw arguments are read from the request rather than from keyword
+    parameters: the SDK's argument model would re-parse JSON-looking strings (a
+    prompt that is itself JSON would turn into an object) and report errors as
+    multi-line pydantic text.
+    """
+    params = ctx.request_context.params or {}
+    raw = params.get("arguments") if isinstance(params, Mapping) else None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ArgumentError("invalid arguments: expected an object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ArgumentError(safe_line("invalid arguments: " + describe_validation(exc))) from None

@@ -1,0 +1,36 @@
+"""Names and numbers the MCP layer's modules share: a leaf, so none of them imports another for these."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger("hive_mcp.server")
+
+INDEX_URI = "hive://failed-requests"
+DUMP_URI_PREFIX = INDEX_URI + "/"
+DUMP_URI_TEMPLATE = DUMP_URI_PREFIX + "{id}"
+
+RESOURCE_NOT_FOUND_LEGACY = -32002
+"""Resource-not-found in the 2025-11-25 spec. 2026-07-28 (SEP-2164) uses -32602, as the SDK does."""
+
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 200
+DEFAULT_RESOURCE_PAGE_SIZE = 50
+"""Dumps per `resources/list` page. Only the files on a page are opened, so a page costs the same at 10,000 dumps."""
+
+PROGRESS_INTERVAL_S = 0.01
+"""The least time between two `stream_complete` notifications that carry text (see `relay.relay_progress`)."""
+
+DEFAULT_HEARTBEAT_S = 10.0
+"""The longest a waiting call goes without a progress notification, when its request carries a progress token."""
+
+MAX_ERROR_CHARS = 600
+NOTIFY_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 2.0
+READER_SLICE_S = 0.005
+"""The longest a stream reader runs before letting other tasks in."""
+
+
+def dump_uri(dump_id: str) -> str:
+    """The resource URI of one failure dump."""
+    return DUMP_URI_PREFIX + dump_id

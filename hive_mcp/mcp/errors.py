@@ -1,0 +1,72 @@
+"""Error text that leaves the server: one line, no traceback, no key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp_types import CallToolResult, TextContent
+from pydantic import ValidationError
+
+from ..dumps import redact
+from ..text import one_line, shorten
+from .constants import MAX_ERROR_CHARS, dump_uri
+
+
+class ArgumentError(ValueError):
+    """Bad tool arguments; `str()` is one line naming the field."""
+
+
+def json_type(v: Any) -> str:
+    """What a JSON value is, in words, for messages."""
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), "a number" if isinstance(v, (int, float)) else type(v).__name__
+    )
+
+
+def short(v: Any, n: int = 60) -> str:
+    """`repr(v)`, shortened to `n` characters."""
+    return shorten(repr(v), n)
+
+
+def safe_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """Drop anything key-shaped, collapse whitespace, and cap the length."""
+    return one_line(redact(text), limit)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """The first three errors of `exc`, each naming its field, on one line."""
+    parts: list[str] = []
+    for err in exc.errors(include_url=False)[:3]:
+        loc = _loc(tuple(err["loc"]))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown argument {loc}")
+            continue
+        if err["type"] == "too_short" and (err.get("ctx") or {}).get("min_length") == 1:
+            msg = "must not be empty"
+        if err["type"] == "literal_error" or (err["type"].endswith("_type") and not isinstance(err["input"], (dict, list))):
+            msg += f" (got {short(err['input'], 40)})"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    more = exc.error_count() - len(parts)
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def failure_text(line: str, dump_id: str | None) -> str:
+    """The one line an upstream failure becomes: what happened, and where the dump is."""
+    text = safe_line(line)
+    if dump_id:
+        text += f" [request recorded: {dump_uri(dump_id)}]"
+    return text
+
+
+def error_result(text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)

@@ -1,0 +1,177 @@
+"""Progress while a call waits: heartbeats, and `stream_complete`'s text relayed as it is written.
+
+A call's progress notifications are numbered by one `ProgressSender`, so the
+value increases over the whole call, from the queue to the last chunk. Without a
+progress token in the request, sending is a no-op (the SDK drops it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.lowlevel
+
+from ..provider.base import ToolCall
+from ..provider.events import (
+    FinishEvent,
+    ReasoningDeltaEvent,
+    StreamErrorEvent,
+    StreamEvent,
+    TextDeltaEvent,
+    ToolCallEvent,
+)
+from .constants import CLOSE_TIMEOUT_S, PROGRESS_INTERVAL_S, READER_SLICE_S, logger
+
+Report = Callable[[float, "str | None"], Awaitable[None]]
+"""Sends one progress notification: (progress, message)."""
+
+
+class ProgressSender:
+    """Numbers one call's progress notifications and remembers when the last one left."""
+
+    def __init__(self, report: Report) -> None:
+        self._report = report
+        self.sent = 0
+        self.last_sent = anyio.current_time()
+        self._lock = anyio.Lock()  # a heartbeat and the relay's text never overtake each other
+
+    async def send(self, message: str | None) -> None:
+        async with self._lock:
+            self.sent += 1
+            await self._report(self.sent, message)
+            self.last_sent = anyio.current_time()
+
+    async def beat_every(self, interval_s: float) -> None:
+        """Send a heartbeat (no message) whenever nothing was sent for `interval_s`; runs until cancelled."""
+        while True:
+            await anyio.sleep(max(0.0, self.last_sent + interval_s - anyio.current_time()))
+            if anyio.current_time() >= self.last_sent + interval_s:
+                await self.send(None)
+
+
+@asynccontextmanager
+async def heartbeats(progress: ProgressSender, interval_s: float) -> AsyncIterator[anyio.CancelScope]:
+    """Keep the call alive with heartbeats while the body waits (in the queue, or on the model).
+
+    Yields the heartbeats' own cancel scope: cancel it to stop them early (when a
+    relay takes over). The body's exception is raised as itself after the
+    heartbeat task is gone, not wrapped in the task group's ExceptionGroup.
+    """
+    error: Exception | None = None
+    beating = anyio.CancelScope()
+
+    async def beat() -> None:
+        with beating:
+            await progress.beat_every(interval_s)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beat)
+        try:
+            yield beating
+        except Exception as exc:
+            error = exc
+        finally:
+            beating.cancel()
+    if error is not None:
+        raise error
+
+
+@dataclass
+class StreamState:
+    """What the upstream has sent so far, shared by the reader task and the notifier loop."""
+
+    changed: anyio.Event = field(default_factory=anyio.Event)
+    pending: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish: FinishEvent | None = None
+    error: StreamErrorEvent | None = None
+    crashed: bool = False
+    done: bool = False
+
+    def add(self, ev: StreamEvent) -> None:
+        if isinstance(ev, TextDeltaEvent):
+            if ev.content:
+                self.pending.append(ev.content)
+                self.text.append(ev.content)
+        elif isinstance(ev, ToolCallEvent):
+            self.tool_calls.append(ToolCall(id=ev.tool_use_id, name=ev.tool_name, input=ev.tool_input))
+        elif isinstance(ev, FinishEvent):
+            self.finish = ev
+        elif isinstance(ev, StreamErrorEvent):
+            self.error = ev
+        elif not isinstance(ev, ReasoningDeltaEvent):  # TextEndEvent repeats the text we already have
+            return
+        self.changed.set()
+
+    def take_pending(self) -> str:
+        out = "".join(self.pending)
+        self.pending.clear()
+        return out
+
+
+async def read_stream(events: AsyncIterator[StreamEvent], state: StreamState) -> None:
+    """Pull events off the provider's stream into `state`; always close the stream.
+
+    On cancellation the close is what makes the upstream see its connection go,
+    so it runs shielded (and bounded, so a wedged close cannot hang the server).
+    """
+    yielded = time.monotonic()
+    try:
+        async for ev in events:
+            state.add(ev)
+            # litellm hands over buffered chunks without ever suspending: yield now and then,
+            # so the relay (and every other call) gets a turn and text goes out as it is read.
+            if time.monotonic() - yielded >= READER_SLICE_S:
+                await anyio.lowlevel.checkpoint()
+                yielded = time.monotonic()
+    except Exception:
+        logger.exception("provider stream raised")
+        state.crashed = True
+    finally:
+        state.done = True
+        state.changed.set()
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                try:
+                    await aclose()
+                except Exception as exc:
+                    logger.debug("closing the provider stream failed: %s: %s", type(exc).__name__, exc)
+
+
+async def relay_progress(
+    state: StreamState,
+    progress: ProgressSender,
+    heartbeat_s: float,
+    interval_s: float = PROGRESS_INTERVAL_S,
+) -> None:
+    """Send the new text as progress until the stream is done; a heartbeat when nothing was sent for `heartbeat_s`.
+
+    Text goes out at once unless the previous notification left less than
+    `interval_s` ago; then it waits out the rest of the interval, gathering what
+    else arrives into the same notification. Chunks spaced wider than the
+    interval are never delayed; a fast stream costs at most 1/interval_s
+    notifications a second instead of one per chunk.
+    """
+    last_text = -math.inf
+    while True:
+        wait = progress.last_sent + heartbeat_s - anyio.current_time()
+        with anyio.move_on_after(max(0.0, wait)):
+            await state.changed.wait()
+        hold = last_text + interval_s - anyio.current_time()
+        if hold > 0 and state.pending and not state.done:
+            await anyio.sleep(hold)
+        state.changed = anyio.Event()  # swapped before reading, so a change after this wakes the next wait
+        text = state.take_pending()
+        if text or anyio.current_time() >= progress.last_sent + heartbeat_s:
+            await progress.send(text or None)
+            if text:
+                last_text = progress.last_sent
+        if state.done and not state.pending:
+            return

@@ -1,0 +1,128 @@
+"""The failed-request resources, served by low-level handlers.
+
+`MCPServer` returns whole lists with no cursor, and `resources/list` must stay
+small at 10,000 dumps, so these handlers page (registered in server.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from mcp_types import (
+    INVALID_PARAMS,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
+    PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    Resource,
+    ResourceTemplate,
+    TextResourceContents,
+)
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from ..dumps import DumpLookupError, DumpStore, DumpSummary, InvalidCursor, is_valid_dump_id
+from .args import ListFailedRequestsArgs
+from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, RESOURCE_NOT_FOUND_LEGACY, dump_uri
+from .errors import safe_line, short
+from .results import FailedRequestPage
+
+
+async def list_page(store: DumpStore, args: ListFailedRequestsArgs) -> FailedRequestPage:
+    """One page of the listing `args` asks for (raises InvalidCursor)."""
+    page = await anyio.to_thread.run_sync(
+        lambda: store.list(
+            error_type=args.error_type, model=args.model, since=args.since, limit=args.limit, cursor=args.cursor
+        )
+    )
+    return FailedRequestPage.from_page(page)
+
+
+def _not_found(ctx: ServerRequestContext[Any, Any], uri: str, why: str) -> MCPError:
+    legacy = ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
+    code = RESOURCE_NOT_FOUND_LEGACY if legacy else INVALID_PARAMS
+    return MCPError(code=code, message=f"Resource not found: uri {short(uri, 80)}: {why}", data={"uri": uri})
+
+
+def _index_resource() -> Resource:
+    return Resource(
+        uri=INDEX_URI,
+        name="failed-requests",
+        title="Failed LLM requests",
+        description="The newest failed calls (the first page of list_failed_requests).",
+        mime_type="application/json",
+    )
+
+
+def _dump_resource(s: DumpSummary) -> Resource:
+    return Resource(
+        uri=dump_uri(s.id),
+        name=s.id,
+        title=f"{s.error_type} from {s.model}",
+        description=f"{s.outcome} after {s.attempt_count} attempt(s) at {s.timestamp.isoformat()}",
+        mime_type="application/json",
+        size=s.size_bytes,
+    )
+
+
+@dataclass
+class ResourceHandlers:
+    """The resource handlers of one server, bound to its dump store."""
+
+    store: DumpStore
+    page_size: int
+
+    async def list_resources(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
+    ) -> ListResourcesResult:
+        """The index, then the dumps newest first, one page at a time."""
+        cursor = params.cursor
+        try:
+            page = await anyio.to_thread.run_sync(lambda: self.store.list(limit=self.page_size, cursor=cursor))
+        except InvalidCursor:
+            raise MCPError(code=INVALID_PARAMS, message="Invalid cursor", data={"cursor": short(cursor)}) from None
+        resources: list[Resource] = []
+        if cursor is None:
+            resources.append(_index_resource())
+        resources.extend(_dump_resource(s) for s in page.items)
+        return ListResourcesResult(resources=resources, next_cursor=page.next_cursor)
+
+    async def list_resource_templates(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
+    ) -> ListResourceTemplatesResult:
+        return ListResourceTemplatesResult(
+            resource_templates=[
+                ResourceTemplate(
+                    uri_template=DUMP_URI_TEMPLATE,
+                    name="failed-request",
+                    title="A failed LLM request",
+                    description="Everything sent in one failed (or retried) call, with each attempt's error. "
+                    "Credentials are redacted.",
+                    mime_type="application/json",
+                )
+            ]
+        )
+
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams
+    ) -> ReadResourceResult:
+        uri = params.uri
+        if uri == INDEX_URI:
+            page = await list_page(self.store, ListFailedRequestsArgs())
+            text = page.model_dump_json(indent=2)
+        elif uri.startswith(DUMP_URI_PREFIX):
+            dump_id = uri[len(DUMP_URI_PREFIX) :]
+            if not is_valid_dump_id(dump_id):  # refused before any filesystem access
+                raise _not_found(ctx, uri, "not a failed-request id")
+            try:
+                text = await anyio.to_thread.run_sync(self.store.read_text, dump_id)
+            except DumpLookupError as exc:
+                raise _not_found(ctx, uri, safe_line(str(exc), 200)) from None
+        else:
+            raise _not_found(ctx, uri, "unknown resource")
+        return ReadResourceResult(contents=[TextResourceContents(uri=uri, text=text, mime_type="application/json")])

@@ -1,0 +1,87 @@
+"""Tool results as they leave on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel
+
+from ..dumps import DumpPage, DumpSummary
+from ..provider.base import LLMResponse, ToolCall, Usage
+from .constants import dump_uri
+
+
+def usage_of(source: object) -> dict[str, Any]:
+    """The usage fields of anything that carries them (a response, a stream's finish event)."""
+    return {name: getattr(source, name) for name in Usage.model_fields if hasattr(source, name)}
+
+
+class CompletionResult(Usage):
+    """A finished completion. `attempts` > 1 or a `dump_id` means it took retries, recorded in that dump."""
+
+    content: str
+    model: str
+    stop_reason: str
+    tool_calls: list[ToolCall]
+    attempts: int
+    dump_id: str | None = None
+    dump_uri: str | None = None
+
+    @classmethod
+    def from_response(cls, r: LLMResponse) -> CompletionResult:
+        return cls(
+            **usage_of(r),
+            content=r.content,
+            model=r.model,
+            stop_reason=r.stop_reason,
+            tool_calls=r.tool_calls,
+            attempts=r.attempts,
+            dump_id=r.dump_id,
+            dump_uri=dump_uri(r.dump_id) if r.dump_id else None,
+        )
+
+
+class FailedRequestSummary(BaseModel):
+    """One failed call in a listing; read `uri` for the whole request."""
+
+    id: str
+    uri: str
+    timestamp: datetime
+    model: str
+    error_type: str
+    outcome: str
+    attempt_count: int
+    message_count: int
+    size_bytes: int
+
+    @classmethod
+    def from_summary(cls, s: DumpSummary) -> FailedRequestSummary:
+        return cls(uri=dump_uri(s.id), **s.model_dump())
+
+
+class FailedRequestPage(BaseModel):
+    """A page of failed calls, newest first. Pass `next_cursor` back for the next page."""
+
+    items: list[FailedRequestSummary]
+    next_cursor: str | None = None
+
+    @classmethod
+    def from_page(cls, page: DumpPage) -> FailedRequestPage:
+        return cls(items=[FailedRequestSummary.from_summary(s) for s in page.items], next_cursor=page.next_cursor)
+
+
+def completion_result(result: CompletionResult) -> CallToolResult:
+    """Structured content for clients that read the schema, the reply text for those that read only text."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=result.content)],
+        structured_content=result.model_dump(mode="json"),
+    )
+
+
+def page_result(page: FailedRequestPage) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=page.model_dump_json())],
+        structured_content=page.model_dump(mode="json"),
+    )

@@ -1,0 +1,192 @@
+"""The tools: `complete`, `stream_complete` and `list_failed_requests`, defined together in `tools()`.
+
+Each tool publishes the compacted JSON schema of its own pydantic argument model
+and validates the raw arguments itself (args.py), so a bad argument comes back as
+one line naming the field. Cost control (`Limits`) is asked after the arguments
+validate and before the provider is called: allowed models, the max_tokens cap,
+the deadline, the input size, then a slot among the calls in flight. A refusal is
+an `isError` result naming the argument; nothing reaches the upstream and nothing
+is dumped. While a call waits (for a slot, or on the model) it sends heartbeat
+progress notifications when its request carries a progress token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import anyio
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool as MCPTool
+
+from ..dumps import DumpStore, InvalidCursor
+from ..limits import Busy, LimitError, Limits
+from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
+from .args import CompleteArgs, ListFailedRequestsArgs, parse_args
+from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
+from .errors import ArgumentError, error_result, failure_text
+from .relay import ProgressSender, StreamState, heartbeats, read_stream, relay_progress
+from .resources import list_page
+from .results import CompletionResult, FailedRequestPage, completion_result, page_result, usage_of
+from .schema import describe, tool_schema
+
+KEYWORD_MAX_TOKENS = {"complete": 1024, "stream": 4096}
+"""What the provider's keyword API sends when given no max_tokens (`complete`, `stream`).
+
+Used only to compare with a `Limits` cap when the server has no default of its
+own: a default under the cap is left to the provider, one over it is replaced by
+the cap.
+"""
+
+
+@dataclass
+class ToolHandlers:
+    """The tool functions of one server, bound to its provider, store and limits."""
+
+    provider: LLMProvider
+    store: DumpStore
+    default_model: str
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    limits: Limits = field(default_factory=Limits)
+    progress_interval_s: float = PROGRESS_INTERVAL_S
+    default_max_tokens: int | None = None
+
+    def _prepare(self, args: CompleteArgs, keyword_default: int) -> tuple[list[Message], dict[str, Any]]:
+        """The provider call for valid `args`, once every limit allows it; raises LimitError."""
+        limits = self.limits
+        model = limits.check_model(args.model, self.default_model)
+        default = self.default_max_tokens
+        max_tokens = limits.max_tokens_for(args.max_tokens, default if default is not None else keyword_default)
+        if max_tokens is None and args.max_tokens is None:
+            max_tokens = default  # None: the provider's own default applies
+        deadline = limits.deadline_for(args.deadline_s)
+        messages = args.provider_messages()
+        tools = args.provider_tools()
+        limits.check_input_size(
+            {
+                "prompt": args.prompt,
+                "messages": messages if args.messages is not None else None,
+                "system": args.system,
+                "tools": [t.model_dump(mode="json") for t in tools] if tools else None,
+            }
+        )
+        kwargs: dict[str, Any] = {
+            "system": args.system or "",
+            "tools": tools,
+            "response_format": args.response_format,
+            "json_mode": args.json_mode,
+            "model": model,
+            "deadline": deadline,
+        }
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        if args.temperature is not None:
+            kwargs["temperature"] = args.temperature
+        if args.max_retries is not None:
+            kwargs["max_retries"] = args.max_retries
+        return messages, kwargs
+
+    def _call(self, ctx: Context, keyword_default: int) -> tuple[list[Message], dict[str, Any]] | CallToolResult:
+        """The provider call this request asks for, or the error result that refuses it."""
+        try:
+            return self._prepare(parse_args(CompleteArgs, ctx), keyword_default)
+        except (ArgumentError, LimitError) as exc:
+            return error_result(str(exc))
+
+    @staticmethod
+    def _progress(ctx: Context) -> ProgressSender:
+        async def report(progress: float, message: str | None) -> None:
+            await ctx.report_progress(progress, None, message)
+
+        return ProgressSender(report)
+
+    async def complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
+        """One chat completion: reply, usage, cost, retries. Give prompt or messages."""
+        call = self._call(ctx, KEYWORD_MAX_TOKENS["complete"])
+        if isinstance(call, CallToolResult):
+            return call
+        messages, kwargs = call
+        try:
+            async with heartbeats(self._progress(ctx), self.heartbeat_s), self.limits.slot():
+                response = await self.provider.acomplete(messages, **kwargs)
+        except Busy as exc:
+            return error_result(str(exc))
+        except ProviderError as err:
+            return error_result(failure_text(str(err), err.dump_id))
+        return completion_result(CompletionResult.from_response(response))
+
+    async def stream_complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
+        """Like complete; the text streams as progress messages joining to `content`."""
+        call = self._call(ctx, KEYWORD_MAX_TOKENS["stream"])
+        if isinstance(call, CallToolResult):
+            return call
+        messages, kwargs = call
+        progress = self._progress(ctx)
+        state = StreamState()
+        try:
+            async with heartbeats(progress, self.heartbeat_s) as beating, self.limits.slot():
+                beating.cancel()  # the relay sends the heartbeats from here on
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(read_stream, self.provider.stream(messages, **kwargs), state)
+                    await relay_progress(state, progress, self.heartbeat_s, self.progress_interval_s)
+        except Busy as exc:
+            return error_result(str(exc))
+
+        if state.error is not None:
+            err = state.error
+            return error_result(failure_text(err.error, err.dump_id))
+        if state.finish is None:
+            return error_result("internal error: the provider's stream ended without a result")
+        fin = state.finish
+        response = LLMResponse(
+            **usage_of(fin),
+            model=fin.model or kwargs["model"],
+            stop_reason=fin.stop_reason,
+            attempts=fin.attempts,
+            dump_id=fin.dump_id,
+            content="".join(state.text),
+            tool_calls=state.tool_calls,
+        )
+        return completion_result(CompletionResult.from_response(response))
+
+    async def list_failed_requests(self, ctx: Context) -> Annotated[CallToolResult, FailedRequestPage]:
+        """Failed LLM calls, newest first; each `uri` is a resource holding the request."""
+        try:
+            args = parse_args(ListFailedRequestsArgs, ctx)
+            try:
+                page = await list_page(self.store, args)
+            except InvalidCursor:
+                raise ArgumentError(
+                    "invalid arguments: cursor: not a cursor from this listing; pass next_cursor back unchanged"
+                ) from None
+        except ArgumentError as exc:
+            return error_result(str(exc))
+        return page_result(page)
+
+
+def _tool(fn: Callable[..., Any], args_model: type[BaseModel], annotations: ToolAnnotations) -> MCPTool:
+    """An MCPServer tool whose input schema is `args_model`'s (the function validates the raw arguments itself)."""
+    tool = MCPTool.from_function(fn, description=describe(fn.__doc__ or ""), annotations=annotations)
+    tool.parameters = tool_schema(args_model.model_json_schema())
+    output = tool.fn_metadata.output_schema
+    if output is not None:
+        tool.fn_metadata.output_schema = tool_schema(output, output=True)
+    return tool
+
+
+def tools(h: ToolHandlers) -> list[MCPTool]:
+    """Every tool the server offers, in one place."""
+    completion = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+    return [
+        _tool(h.complete, CompleteArgs, completion.model_copy(update={"title": "LLM completion"})),
+        _tool(h.stream_complete, CompleteArgs, completion.model_copy(update={"title": "Streaming LLM completion"})),
+        _tool(
+            h.list_failed_requests,
+            ListFailedRequestsArgs,
+            ToolAnnotations(title="List failed LLM requests", read_only_hint=True, open_world_hint=False),
+        ),
+    ]

@@ -1,0 +1,84 @@
+"""Helpers for tests that drive the MCP layer in-process with the SDK's real Client."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+
+from hive_mcp.dumps import FailureDump
+from tests.conftest import sample_dump
+
+MODEL = "openai/gpt-4o-mini"
+WAIT = 5.0  # upper bound for anything that should happen promptly; never slept
+
+
+@pytest.fixture(params=["legacy", "auto"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """2025-11-25 (initialize handshake) and 2026-07-28 (per-request envelope)."""
+    return request.param
+
+
+@asynccontextmanager
+async def connect(server: MCPServer, mode: str, **kwargs: Any) -> AsyncIterator[Client]:
+    async with Client(server, raise_exceptions=True, mode=mode, **kwargs) as client:
+        yield client
+
+
+def text_of(result: types.CallToolResult) -> str:
+    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent)
+    return result.content[0].text
+
+
+async def wait_thread_event(ev: threading.Event, timeout: float = WAIT) -> bool:
+    return await anyio.to_thread.run_sync(ev.wait, timeout)
+
+
+async def until(pred: Callable[[], bool], what: str) -> None:
+    """Poll `pred` until true; fail after WAIT seconds."""
+    with anyio.fail_after(WAIT):
+        while not pred():
+            await anyio.sleep(0.005)
+
+
+def make_dump(i: int, *, error_type: str = "rate_limit", model: str = MODEL, when: datetime | None = None) -> FailureDump:
+    ts = when or datetime(2026, 11, 1, 12, 0, tzinfo=UTC) + timedelta(seconds=i)
+    return sample_dump(ts, error_type=error_type, model=model, content=f"message {i}")
+
+
+class Progress:
+    """Collects progress notifications; `wait_for(pred)` waits until one matches."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[float, str | None]] = []
+        self._changed = anyio.Event()
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.items.append((progress, message))
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, pred: Callable[[list[tuple[float, str | None]]], bool]) -> None:
+        with anyio.fail_after(WAIT):
+            while not pred(self.items):
+                await self._changed.wait()
+
+    @property
+    def text(self) -> str:
+        return "".join(m for _, m in self.items if m)
+
+    @property
+    def heartbeats(self) -> int:
+        return sum(1 for _, m in self.items if m is None)
+
+    def increasing(self) -> bool:
+        values = [p for p, _ in self.items]
+        return all(a < b for a, b in zip(values, values[1:]))

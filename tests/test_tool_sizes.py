@@ -1,0 +1,118 @@
+"""What `tools/list` costs every attached client: the tool definitions stay small, and keep every field.
+
+Sizes are measured as the SDK's real Client receives the definitions (in-process,
+both protocol eras): `json.dumps` of each tool's `model_dump(by_alias=True,
+exclude_none=True)`. A byte count is deterministic, not a timing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mcp_types as types
+import pytest
+from mcp.server.mcpserver import MCPServer
+
+from hive_mcp.dumps import DumpStore
+from hive_mcp.mcp import ChatMessage, CompleteArgs, CompletionResult, FailedRequestPage, ListFailedRequestsArgs
+from hive_mcp.mcp import ToolSpec, build_server
+from tests.clients import MODEL, connect, mode  # noqa: F401 - mode is a fixture
+
+ALL_TOOLS_BUDGET = 6 * 1024
+"""The three tools of today together."""
+
+NEW_TOOL_BUDGET = 1536
+"""Each tool added after these three."""
+
+TODAYS_TOOLS = {"complete", "stream_complete", "list_failed_requests"}
+
+
+def definition_size(tool: types.Tool) -> int:
+    """The bytes one tool's definition costs, as `tools/list` carries it."""
+    return len(json.dumps(tool.model_dump(by_alias=True, exclude_none=True)))
+
+
+def over_budget(tools: list[types.Tool]) -> dict[str, int]:
+    """Every tool beyond today's three whose definition is over NEW_TOOL_BUDGET, with its size."""
+    sizes = {t.name: definition_size(t) for t in tools if t.name not in TODAYS_TOOLS}
+    return {name: size for name, size in sizes.items() if size > NEW_TOOL_BUDGET}
+
+
+async def listed(server: MCPServer, mode: str) -> dict[str, types.Tool]:
+    async with connect(server, mode) as c:
+        return {t.name: t for t in (await c.list_tools()).tools}
+
+
+@pytest.fixture
+def server(provider: Any, store: DumpStore) -> MCPServer:
+    return build_server(provider, store, default_model=MODEL)
+
+
+async def test_the_tools_fit_the_budget(server: MCPServer, mode: str) -> None:
+    tools = await listed(server, mode)
+    sizes = {name: definition_size(t) for name, t in tools.items()}
+    assert sum(sizes.values()) <= ALL_TOOLS_BUDGET, sizes
+    assert not over_budget(list(tools.values())), over_budget(list(tools.values()))
+
+
+def test_a_new_tool_over_its_budget_is_caught() -> None:
+    wordy = types.Tool(name="wordy", description="x" * NEW_TOOL_BUDGET, input_schema={"type": "object"})
+    terse = types.Tool(name="terse", description="Small.", input_schema={"type": "object"})
+    assert set(over_budget([wordy, terse])) == {"wordy"}
+
+
+def _walk(node: Any, path: str = "$") -> list[tuple[str, dict[str, Any]]]:
+    """Every schema object under `node`, with where it is."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        out.append((path, node))
+        for key, value in node.items():
+            if key in ("properties", "$defs") and isinstance(value, dict):
+                for name, sub in value.items():
+                    out.extend(_walk(sub, f"{path}.{name}"))
+            elif isinstance(value, (dict, list)):
+                out.extend(_walk(value, f"{path}.{key}"))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            out.extend(_walk(item, f"{path}[{i}]"))
+    return out
+
+
+async def test_schemas_carry_no_padding(server: MCPServer, mode: str) -> None:
+    for tool in (await listed(server, mode)).values():
+        assert "\n" not in tool.description and "  " not in (tool.description or ""), tool.description
+        for schema in (tool.input_schema, tool.output_schema or {}):
+            for where, node in _walk(schema):
+                assert "title" not in node or not isinstance(node["title"], str), (tool.name, where)
+                assert "\n" not in str(node.get("description", "")), (tool.name, where)
+        for where, node in _walk(tool.input_schema):
+            arms = node.get("anyOf", [])
+            assert {"type": "null"} not in arms, (tool.name, where, "an optional field is its plain type")
+
+
+async def test_no_field_is_lost(server: MCPServer, mode: str) -> None:
+    tools = await listed(server, mode)
+    for name in ("complete", "stream_complete"):
+        schema = tools[name].input_schema
+        assert set(schema["properties"]) == set(CompleteArgs.model_fields), name
+        assert schema["additionalProperties"] is False  # unknown arguments are refused
+        message = schema["properties"]["messages"]["items"]
+        assert set(message["properties"]) == set(ChatMessage.model_fields) and message["required"] == ["role"]
+        assert set(message["properties"]["role"]["enum"]) == {"system", "developer", "user", "assistant", "tool"}
+        spec = schema["properties"]["tools"]["items"]
+        assert set(spec["properties"]) == set(ToolSpec.model_fields) and spec["required"] == ["name"]
+        assert spec["properties"]["name"]["pattern"] and spec["additionalProperties"] is False
+        bounds = schema["properties"]
+        assert (bounds["temperature"]["minimum"], bounds["temperature"]["maximum"]) == (0, 2)
+        assert (bounds["max_retries"]["minimum"], bounds["max_retries"]["maximum"]) == (0, 10)
+        assert bounds["max_tokens"]["exclusiveMinimum"] == 0 and bounds["deadline_s"]["exclusiveMinimum"] == 0
+        output = tools[name].output_schema
+        assert output is not None and set(output["properties"]) == set(CompletionResult.model_fields)
+        assert output["properties"]["dump_id"]["type"] == ["string", "null"]  # a validating client accepts null
+    listing = tools["list_failed_requests"]
+    assert set(listing.input_schema["properties"]) == set(ListFailedRequestsArgs.model_fields)
+    limit = listing.input_schema["properties"]["limit"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 200, 20)
+    assert listing.output_schema is not None
+    assert set(listing.output_schema["properties"]) == set(FailedRequestPage.model_fields)
