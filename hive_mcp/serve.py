@@ -208,6 +208,7 @@ def build(settings: Settings) -> tuple[Any, DeferredProvider]:
         store,
         default_model=settings.model,
         heartbeat_s=settings.heartbeat_s,
+        default_max_tokens=settings.default_max_tokens,
         limits=Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings)})),
     )
     return server, provider

@@ -271,9 +271,9 @@ async def test_recording(case: tuple[str, str | None], tmp_path: Path) -> None:
     assert [(e.tool_name, e.tool_input) for e in outcome.of(ToolCallEvent)] == exp.tool_calls
     finish = events[-1]
     if exp.refusal:
-        assert finish.stop_reason == "refusal"
-    assert finish.attempts == 1 and finish.dump_id is None
-    _usage(outcome, finish)
+        assert finish.response.stop_reason == "refusal"
+    assert finish.response.attempts == 1 and finish.response.dump_id is None
+    _usage(outcome, finish.response)
 
 
 _ERROR_LINE = re.compile(r" after \d+ attempts?: (.*)$")
@@ -305,8 +305,8 @@ async def test_reasoning_text(case: tuple[str, str | None], tmp_path: Path) -> N
 async def test_reasoning_tokens(case: tuple[str, str | None], tmp_path: Path) -> None:
     """Reasoning tokens, where the recording reports them, as `reasoning_tokens`."""
     outcome = await replay(case, tmp_path)
-    got = outcome.response if outcome.events is None else outcome.events[-1]
-    assert getattr(got, "reasoning_tokens", None) == outcome.expected.reasoning_tokens
+    got = outcome.response if outcome.events is None else outcome.events[-1].response
+    assert got.reasoning_tokens == outcome.expected.reasoning_tokens
 
 
 @pytest.mark.parametrize("case", _params(_with(lambda e: bool(e.error_message)), XFAIL_MESSAGE))

@@ -204,7 +204,7 @@ async def test_empty_stream_recovers(provider, upstream) -> None:
     upstream.script(Reply.stream([]), Reply.stream(["ok"]))
     events = await collect(provider)
     assert [e.content for e in events if isinstance(e, TextDeltaEvent)] == ["ok"]
-    assert isinstance(events[-1], FinishEvent) and events[-1].attempts == 2
+    assert isinstance(events[-1], FinishEvent) and events[-1].response.attempts == 2
 
 
 async def test_empty_stream_after_tool_result_is_expected(provider, upstream) -> None:
@@ -233,7 +233,7 @@ async def test_text_deltas_are_yielded_as_they_arrive(provider, upstream) -> Non
     rest = [event async for event in agen]
     deltas = [first.content] + [e.content for e in rest if isinstance(e, TextDeltaEvent)]
     assert deltas == ["one ", "two ", "three"]
-    assert isinstance(rest[-1], FinishEvent) and rest[-1].output_tokens == 7
+    assert isinstance(rest[-1], FinishEvent) and rest[-1].response.output_tokens == 7
 
 
 async def test_parallel_tool_calls_stay_apart_when_index_repeats(provider, upstream) -> None:
@@ -264,7 +264,7 @@ async def test_usage_comes_from_the_last_chunk(provider, upstream) -> None:
     upstream.script(Reply.stream(["x"], usage=usage))
     finish = (await collect(provider))[-1]
     assert isinstance(finish, FinishEvent)
-    assert (finish.input_tokens, finish.output_tokens, finish.cached_tokens) == (123, 45, 100)
+    assert (finish.response.input_tokens, finish.response.output_tokens, finish.response.cached_tokens) == (123, 45, 100)
 
 
 async def test_failure_after_text_ends_the_stream_without_repeating_text(provider, upstream, store) -> None:
@@ -282,7 +282,7 @@ async def test_failure_before_any_text_is_retried(provider, upstream) -> None:
     upstream.script(Reply.error(503), Reply.stream(["Hel"], drop_after=0), Reply.stream(["Hello"]))
     events = await collect(provider)
     assert [e.content for e in events if isinstance(e, TextDeltaEvent)] == ["Hello"]
-    assert isinstance(events[-1], FinishEvent) and events[-1].attempts == 3
+    assert isinstance(events[-1], FinishEvent) and events[-1].response.attempts == 3
 
 
 async def test_permanent_stream_error_is_an_event_not_an_exception(provider, upstream) -> None:
@@ -362,7 +362,7 @@ async def test_cost_is_zero_for_an_unknown_model(upstream) -> None:
     upstream.script(Reply.text("x", model="no-such-model-xyz"), Reply.stream(["y"], model="no-such-model-xyz"))
     assert (await provider.acomplete(USER)).cost_usd == 0.0
     finish = (await collect(provider))[-1]
-    assert isinstance(finish, FinishEvent) and finish.cost_usd == 0.0
+    assert isinstance(finish, FinishEvent) and finish.response.cost_usd == 0.0
 
 
 # -- i. the event loop stays free ---------------------------------------------------

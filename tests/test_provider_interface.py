@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 
-from hive_mcp.provider import CompletionRequest, FinishEvent, LiteLLMProvider, Tool, Usage
+from hive_mcp.provider import CompletionRequest, FinishEvent, LiteLLMProvider, LLMResponse, Tool
 from hive_mcp.provider.base import build_request
 from tests.upstream import Reply
 
@@ -30,9 +29,12 @@ def test_a_request_comes_alone() -> None:
         build_request(req, 1024, {"model": "openai/x"})
 
 
-def test_finish_event_usage_fields_are_usage_fields() -> None:
-    names = {f.name for f in dataclasses.fields(FinishEvent)}
-    assert set(Usage.model_fields) <= names
+async def test_a_stream_finishes_with_the_response_acomplete_would_give(provider, upstream) -> None:
+    upstream.script(Reply.stream(["Hel", "lo"]), Reply.text("Hello"))
+    events = [e async for e in provider.stream(USER)]
+    finish = events[-1]
+    assert isinstance(finish, FinishEvent) and isinstance(finish.response, LLMResponse)
+    assert finish.response.content == "Hello" == (await provider.acomplete(USER)).content
 
 
 async def test_request_object_and_keywords_send_the_same(provider, upstream) -> None:

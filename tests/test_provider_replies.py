@@ -73,7 +73,7 @@ async def test_streamed_refusal_is_text_and_the_answer(provider, upstream, store
     events = await collect(provider)
     assert texts(events) == SORRY
     finish = events[-1]
-    assert isinstance(finish, FinishEvent) and finish.stop_reason == "refusal" and finish.attempts == 1
+    assert isinstance(finish, FinishEvent) and finish.response.stop_reason == "refusal" and finish.response.attempts == 1
     assert len(upstream.chat_requests()) == 1 and store.count() == 0
 
 
@@ -98,7 +98,7 @@ async def test_anthropic_streamed_refusal(anthropic, upstream, store) -> None:
     upstream.script(anthropic_stream("I can't help", stop_reason="refusal"))
     events = await collect(anthropic)
     assert texts(events) == "I can't help"
-    assert isinstance(events[-1], FinishEvent) and events[-1].stop_reason == "refusal"
+    assert isinstance(events[-1], FinishEvent) and events[-1].response.stop_reason == "refusal"
     assert store.count() == 0
 
 
@@ -185,7 +185,7 @@ async def test_streamed_reasoning_is_its_own_events(provider, upstream) -> None:
     events = await collect(provider)
     assert texts(events, ReasoningDeltaEvent) == "Thinking." and texts(events) == "Answer"
     finish = events[-1]
-    assert isinstance(finish, FinishEvent) and finish.reasoning == "Thinking." and finish.reasoning_tokens == 4
+    assert isinstance(finish, FinishEvent) and finish.response.reasoning == "Thinking." and finish.response.reasoning_tokens == 4
 
 
 # -- litellm's own failures: bad_response, not retried, one line ----------------------------
@@ -220,7 +220,7 @@ async def test_a_refusal_reaches_the_client_as_a_result_and_its_text_as_progress
 ) -> None:
     from mcp import Client
 
-    from hive_mcp.server import build_server
+    from hive_mcp.mcp import build_server
 
     parts = ("I'm sorry, ", "but I can't help with that.")
     upstream.script(refusal_reply(SORRY) if tool == "complete" else streamed_refusal(*parts))

@@ -7,7 +7,7 @@ from typing import Any
 from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
-from ..dumps import redact
+from ..redact import redact
 from ..text import one_line, shorten
 from .constants import MAX_ERROR_CHARS, dump_uri
 

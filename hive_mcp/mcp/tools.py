@@ -25,7 +25,7 @@ from mcp.server.mcpserver.tools import Tool as MCPTool
 
 from ..dumps import DumpStore, InvalidCursor
 from ..limits import Busy, LimitError, Limits
-from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
+from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider, LLMResponse, Message, ProviderError
 from .args import CompleteArgs, ListFailedRequestsArgs, parse_args
 from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, failure_text
@@ -33,15 +33,6 @@ from .relay import ProgressSender, StreamState, heartbeats, read_stream, relay_p
 from .resources import list_page
 from .results import CompletionResult, FailedRequestPage, completion_result, page_result, usage_of
 from .schema import describe, tool_schema
-
-KEYWORD_MAX_TOKENS = {"complete": 1024, "stream": 4096}
-"""What the provider's keyword API sends when given no max_tokens (`complete`, `stream`).
-
-Used only to compare with a `Limits` cap when the server has no default of its
-own: a default under the cap is left to the provider, one over it is replaced by
-the cap.
-"""
-
 
 @dataclass
 class ToolHandlers:
@@ -56,7 +47,11 @@ class ToolHandlers:
     default_max_tokens: int | None = None
 
     def _prepare(self, args: CompleteArgs, keyword_default: int) -> tuple[list[Message], dict[str, Any]]:
-        """The provider call for valid `args`, once every limit allows it; raises LimitError."""
+        """The provider call for valid `args`, once every limit allows it; raises LimitError.
+
+        `keyword_default` is what the provider sends when given no max_tokens: a cap
+        is compared with it when the server has no default of its own.
+        """
         limits = self.limits
         model = limits.check_model(args.model, self.default_model)
         default = self.default_max_tokens
@@ -106,7 +101,7 @@ class ToolHandlers:
 
     async def complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
         """One chat completion: reply, usage, cost, retries. Give prompt or messages."""
-        call = self._call(ctx, KEYWORD_MAX_TOKENS["complete"])
+        call = self._call(ctx, COMPLETE_MAX_TOKENS)
         if isinstance(call, CallToolResult):
             return call
         messages, kwargs = call
@@ -121,7 +116,7 @@ class ToolHandlers:
 
     async def stream_complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
         """Like complete; the text streams as progress messages joining to `content`."""
-        call = self._call(ctx, KEYWORD_MAX_TOKENS["stream"])
+        call = self._call(ctx, STREAM_MAX_TOKENS)
         if isinstance(call, CallToolResult):
             return call
         messages, kwargs = call
@@ -141,16 +136,7 @@ class ToolHandlers:
             return error_result(failure_text(err.error, err.dump_id))
         if state.finish is None:
             return error_result("internal error: the provider's stream ended without a result")
-        fin = state.finish
-        response = LLMResponse(
-            **usage_of(fin),
-            model=fin.model or kwargs["model"],
-            stop_reason=fin.stop_reason,
-            attempts=fin.attempts,
-            dump_id=fin.dump_id,
-            content="".join(state.text),
-            tool_calls=state.tool_calls,
-        )
+        response = state.finish.response
         return completion_result(CompletionResult.from_response(response))
 
     async def list_failed_requests(self, ctx: Context) -> Annotated[CallToolResult, FailedRequestPage]:

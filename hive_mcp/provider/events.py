@@ -8,7 +8,10 @@ text deltas joined are the reply's whole `content`; reasoning never mixes in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import LLMResponse
 
 
 @dataclass(frozen=True)
@@ -36,22 +39,13 @@ class ToolCallEvent:
 
 @dataclass(frozen=True)
 class FinishEvent:
-    """The stream ended normally: how, what it used (the fields of `base.Usage`), what it took.
+    """The stream ended normally: the finished reply, as `acomplete` would have returned it.
 
-    A dataclass, flat like `LLMResponse`, so `dataclasses.asdict(event)` builds a
-    response; its usage fields are `Usage`'s, name for name (a test holds them equal).
+    Its content is the stream's text deltas joined; usage, reasoning, attempts and
+    the dump are the response's, so a stream's result is built like any other.
     """
 
-    stop_reason: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float = 0.0
-    model: str = ""
-    attempts: int = 1
-    dump_id: str | None = None
-    reasoning: str | None = None
+    response: LLMResponse
 
 
 @dataclass(frozen=True)

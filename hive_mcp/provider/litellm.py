@@ -204,7 +204,7 @@ class LiteLLMProvider(LLMProvider):
             await self._dump(call)
             for tc in done.tool_calls:
                 yield ToolCallEvent(tool_use_id=tc.id, tool_name=tc.name, tool_input=tc.input)
-            yield FinishEvent(**{f.name: getattr(done, f.name) for f in dataclasses.fields(FinishEvent)})
+            yield FinishEvent(done)
             return
 
     # -- codex: every call streams ---------------------------------------------------
