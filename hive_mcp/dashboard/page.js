@@ -16,7 +16,7 @@
     not_found: "#7f7f7f", bad_request: "#8c564b", context_window: "#332288", content_policy: "#882255",
     unavailable: "#444444", unknown: "#bbbbbb"
   };
-  var query = { since: "day", model: "", category: "" };
+  var query = { since: "day", model: "", category: "", limit: "" };
   var openedFirst = false;
 
   function el(tag, attrs) {
@@ -92,7 +92,7 @@
 
   function load() {
     status("Loading…");
-    return fetchData({ view: "failures", since: query.since, model: query.model, category: query.category })
+    return fetchData({ view: "failures", since: query.since, model: query.model, category: query.category, limit: query.limit })
       .then(render)
       .catch(function (e) { status(e.message, true); });
   }
@@ -147,7 +147,7 @@
   function renderChart(f, cats) {
     var fig = document.getElementById("chart");
     Array.prototype.slice.call(fig.querySelectorAll("svg")).forEach(function (s) { fig.removeChild(s); });
-    var W = 960, H = 220, L = 36, B = 22, T = 8;
+    var W = 960, H = 170, L = 36, B = 22, T = 8;
     var n = f.buckets.length;
     var max = 1;
     f.buckets.forEach(function (b) { if (b.total > max) max = b.total; });
@@ -180,15 +180,16 @@
   function renderTable(rows) {
     var body = clear(document.querySelector("#newest tbody"));
     if (!rows.length) {
-      body.appendChild(el("tr", {}, el("td", { colspan: 6, "data-testid": "no-dumps", text: "No failed requests in this window." })));
+      body.appendChild(el("tr", {}, el("td", { colspan: 5, "data-testid": "no-dumps", text: "No failed requests in this window." })));
       return;
     }
     rows.forEach(function (r, i) {
       body.appendChild(el("tr", { "data-testid": "dump-row", "data-category": r.category },
-        el("td", { text: when(r.timestamp) }), el("td", { text: r.category }), el("td", { text: r.model }),
-        el("td", { text: r.outcome }), el("td", { text: String(r.attempt_count) }),
+        el("td", { "class": "when", text: when(r.timestamp) }), el("td", { text: r.category }), el("td", { text: r.model }),
+        el("td", { text: String(r.attempt_count), title: r.outcome }),
         el("td", {}, el("button", { type: "button", "class": "link", "data-testid": i === 0 ? "newest-id" : null,
-          "aria-label": "Show dump " + r.id, text: r.id, onclick: function () { openDump(r.id); } }))));
+          "data-id": r.id, title: r.id, "aria-label": "Show dump " + r.id, text: "…" + r.id.slice(-8),
+          onclick: function () { openDump(r.id); } }))));
     });
   }
 
@@ -264,14 +265,21 @@
   document.getElementById("filters").addEventListener("submit", function (e) {
     e.preventDefault();
     var f = e.target.elements;
-    query = { since: f.since.value, model: f.model.value, category: f.category.value };
+    query = { since: f.since.value, model: f.model.value, category: f.category.value, limit: query.limit };
     openedFirst = true;
     load();
   });
 
   // -- start ---------------------------------------------------------------------
 
-  if (MODE === "web") { load(); return; }
+  if (MODE === "web") {
+    // The page's own URL may carry the first query (?since=week&category=auth&limit=5&id=...).
+    var given = new URLSearchParams(window.location.search);
+    ["since", "model", "category", "limit"].forEach(function (k) { if (given.get(k)) query[k] = given.get(k); });
+    if (given.get("id")) { openedFirst = true; openDump(given.get("id")); }
+    load();
+    return;
+  }
 
   window.addEventListener("message", function (e) {
     if (e.source !== window.parent) return;
@@ -286,7 +294,7 @@
       try { render(fromToolResult(m.params)); } catch (err) { status(err.message, true); }
     } else if (m.method === "ui/notifications/tool-input") {
       var a = (m.params && m.params.arguments) || {};
-      query = { since: a.since || "day", model: a.model || "", category: a.category || "" };
+      query = { since: a.since || "day", model: a.model || "", category: a.category || "", limit: a.limit || "" };
     } else if (m.id !== undefined && m.method === "ui/resource-teardown") {
       post({ jsonrpc: "2.0", id: m.id, result: {} });
     } else if (m.id !== undefined) {
