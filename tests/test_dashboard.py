@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import pytest
 from mcp import Client
-from mcp.server.apps import APP_MIME_TYPE
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from hive_mcp.dashboard import Sources
-from hive_mcp.dashboard.app import RESOURCE_URI, TOOL_NAME, register_dashboard_app
+from hive_mcp.dashboard.app import RESOURCE_URI, TOOL_NAME, read_ui_resource, register_dashboard_app, ui_resource
 from hive_mcp.dashboard.data import CATEGORIES as KNOWN_CATEGORIES
 from hive_mcp.dashboard.web import COOKIE, dashboard_app
 from hive_mcp.dumps import DumpNotFound, DumpStore, DumpSummary
@@ -258,6 +258,20 @@ async def test_a_bad_query_parameter_is_a_400_naming_it(web: httpx.AsyncClient, 
     assert error.startswith(f"{name}: ") and "\n" not in error
 
 
+async def test_a_since_long_ago_counts_everything(web: httpx.AsyncClient, store: DumpStore) -> None:
+    store.write(failure(datetime.now(UTC) - timedelta(days=20), "auth", "m"))
+    await sign_in(web)
+    r = await web.get("/dashboard/data", params={"since": "0001-01-01T00:00:00"})
+    assert r.status_code == 200
+    f = r.json()["failures"]
+    assert f["totals"] == {"auth": 1} and len(f["buckets"]) <= 49
+
+
+async def test_a_cookie_that_is_not_ascii_is_refused_not_an_error(web: httpx.AsyncClient) -> None:
+    r = await web.get("/dashboard/data", headers={"cookie": f"{COOKIE}=v1.1.2.".encode() + "\u00e9\u00e9".encode()})
+    assert r.status_code == 401
+
+
 async def test_a_repeated_parameter_is_a_400(web: httpx.AsyncClient) -> None:
     await sign_in(web)
     r = await web.get("/dashboard/data?since=day&since=week")
@@ -350,6 +364,19 @@ async def test_the_ui_resource_is_listed_and_read_as_an_mcp_app(app_server: MCPS
     html = getattr(contents[0], "text")
     assert 'data-mode="app"' in html and "ui/initialize" in html  # the script is inlined: one document
     assert "<script src" not in html and "<link" not in html
+
+
+async def test_the_server_advertises_the_apps_extension(app_server: MCPServer) -> None:
+    async with Client(app_server, raise_exceptions=True) as client:
+        extensions = client.server_capabilities.extensions or {}
+    assert EXTENSION_ID in extensions
+
+
+def test_the_helpers_for_hand_written_resource_handlers_match_the_registered_resource() -> None:
+    listed = ui_resource()
+    read = read_ui_resource().contents[0]
+    assert listed.uri == read.uri == RESOURCE_URI and listed.mime_type == read.mime_type == APP_MIME_TYPE
+    assert 'data-mode="app"' in getattr(read, "text")
 
 
 async def test_the_dashboard_tool_links_the_app_and_stays_small(app_server: MCPServer) -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio.to_thread
-from mcp.server.apps import Apps
+from mcp.server.apps import APP_MIME_TYPE, Apps
 from mcp.server.mcpserver import MCPServer
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ReadResourceResult, Resource, TextContent, TextResourceContents, ToolAnnotations
 from pydantic import Field
 
 from ..dumps import DumpLookupError, DumpStore
@@ -78,6 +78,16 @@ def dashboard_apps(store: DumpStore, *, sources: Sources = Sources()) -> Apps:
         )
 
     return apps
+
+
+def ui_resource() -> Resource:
+    """The app's entry for a hand-written `resources/list` handler (one that replaces MCPServer's)."""
+    return Resource(uri=RESOURCE_URI, name="hive-dashboard", title="hive-mcp dashboard", mime_type=APP_MIME_TYPE)
+
+
+def read_ui_resource() -> ReadResourceResult:
+    """What `resources/read` of `ui://hive/dashboard` answers, for a hand-written handler."""
+    return ReadResourceResult(contents=[TextResourceContents(uri=RESOURCE_URI, text=page("app"), mime_type=APP_MIME_TYPE)])
 
 
 def register_dashboard_app(server: MCPServer, store: DumpStore, *, sources: Sources = Sources()) -> Apps:

@@ -52,6 +52,8 @@ PRESETS: dict[str, tuple[timedelta, timedelta]] = {
 }
 _WIDTHS = tuple(timedelta(minutes=m) for m in (1, 5, 15, 60, 180, 360, 720, 1440, 10080))
 MAX_BUCKETS = 48
+MAX_WINDOW = timedelta(days=3660)
+"""An earlier `since` means this long ago: every dump the store keeps, and dates that stay in range."""
 DEFAULT_LIMIT = 20
 MAX_SCANNED = 20_000
 """Most dumps one request counts; beyond it the answer says `truncated` (the store keeps 500 by default)."""
@@ -95,7 +97,7 @@ def parse_since(value: str, now: datetime) -> datetime:
     t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
     if t > now:
         raise QueryError(f"since: {t.isoformat()} is in the future")
-    return t
+    return max(t, now - MAX_WINDOW)
 
 
 def parse_query(params: Mapping[str, Any], *, now: datetime | None = None) -> DashboardQuery:

@@ -97,10 +97,14 @@
       .catch(function (e) { status(e.message, true); });
   }
 
-  function openDump(id) {
+  function openDump(id, focus) {
     status("Loading " + id + "…");
     return fetchData({ view: "dump", id: id })
-      .then(function (data) { renderDetail(data.dump); status("Showing " + id); })
+      .then(function (data) {
+        renderDetail(data.dump);
+        status("Showing " + id);
+        if (focus) document.querySelector("#detail h2").focus(); // keyboard users land on what they opened
+      })
       .catch(function (e) { status(e.message, true); });
   }
 
@@ -189,7 +193,7 @@
         el("td", { text: String(r.attempt_count), title: r.outcome }),
         el("td", {}, el("button", { type: "button", "class": "link", "data-testid": i === 0 ? "newest-id" : null,
           "data-id": r.id, title: r.id, "aria-label": "Show dump " + r.id, text: "…" + r.id.slice(-8),
-          onclick: function () { openDump(r.id); } }))));
+          onclick: function () { openDump(r.id, true); } }))));
     });
   }
 

@@ -7,6 +7,9 @@ never the token), `HttpOnly`, `SameSite=Strict`, `Path=/dashboard`, and `Secure`
 over https. Scripts may send `Authorization: Bearer` instead. Without
 `verify_token` (no tokens configured) everything is served without login.
 
+The page's own script and style (`/dashboard/static/`) are served to anyone:
+the sign-in form uses the style, and neither holds data.
+
 Every request first passes `check_host_origin` (the HTTP layer's DNS-rebinding
 checks); a POST must also come from this origin (its `Origin` names the `Host`
 it was sent to), and a cookie-authenticated POST must carry an `Origin`.
@@ -72,7 +75,7 @@ class Sessions:
         if not value or value.count(".") != 3:
             return False
         payload, _, sig = value.rpartition(".")
-        if not hmac.compare_digest(sig, self._sign(payload)):
+        if not hmac.compare_digest(sig.encode("utf-8", "replace"), self._sign(payload).encode()):
             return False
         expiry = payload.split(".")[1]
         return expiry.isdigit() and int(expiry) > (now or time.time())
