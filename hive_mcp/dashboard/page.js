@@ -1,0 +1,317 @@
+// The dashboard page's own script: no library, no network beyond its own data.
+// Two modes (the <html data-mode> attribute): "web" fetches the JSON endpoint;
+// "app" runs inside an MCP host and speaks the ext-apps JSON-RPC over postMessage:
+// ui/initialize -> ui/notifications/initialized, then renders the tool results the
+// host sends (ui/notifications/tool-result) and asks for more with tools/call.
+(function () {
+  "use strict";
+  var root = document.documentElement;
+  var MODE = root.dataset.mode === "app" ? "app" : "web";
+  var ENDPOINT = root.dataset.endpoint || "/dashboard/data";
+  var APPS_PROTOCOL = "2026-01-26";
+  var TOOL = "dashboard";
+  var COLORS = {
+    rate_limit: "#d55e00", transient: "#e69f00", timeout: "#cc79a7", connection: "#0072b2",
+    bad_response: "#56b4e9", empty_response: "#009e73", empty_stream: "#66a61e", auth: "#a40e26",
+    not_found: "#7f7f7f", bad_request: "#8c564b", context_window: "#332288", content_policy: "#882255",
+    unavailable: "#444444", unknown: "#bbbbbb"
+  };
+  var query = { since: "day", model: "", category: "", limit: "" };
+  var openedFirst = false;
+
+  function el(tag, attrs) {
+    var svg = tag.indexOf("svg:") === 0;
+    var node = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag.slice(4)) : document.createElement(tag);
+    for (var k in attrs || {}) {
+      if (attrs[k] === null || attrs[k] === undefined || attrs[k] === false) continue;
+      if (k === "text") node.textContent = attrs[k];
+      else if (k === "onclick") node.addEventListener("click", attrs[k]);
+      else node.setAttribute(k, attrs[k] === true ? "" : String(attrs[k]));
+    }
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === null || c === undefined) continue;
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    }
+    return node;
+  }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+  function color(cat) {
+    if (COLORS[cat]) return COLORS[cat];
+    var h = 0;
+    for (var i = 0; i < cat.length; i++) h = (h * 31 + cat.charCodeAt(i)) % 360;
+    return "hsl(" + h + ",55%,45%)";
+  }
+  function when(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("+00:00", "Z") : ""; }
+  function status(text, bad) {
+    var s = document.getElementById("status");
+    s.textContent = text;
+    s.className = bad ? "error" : "";
+  }
+
+  // -- getting data --------------------------------------------------------------
+
+  var rpcId = 0;
+  var pending = {};
+  function post(msg) { window.parent.postMessage(msg, "*"); }
+  function request(method, params) {
+    var id = ++rpcId;
+    return new Promise(function (resolve, reject) {
+      pending[id] = { resolve: resolve, reject: reject };
+      post({ jsonrpc: "2.0", id: id, method: method, params: params });
+    });
+  }
+  function notify(method, params) { post({ jsonrpc: "2.0", method: method, params: params || {} }); }
+
+  function fromToolResult(result) {
+    if (!result) throw new Error("empty tool result");
+    if (result.isError) {
+      var t = (result.content || []).map(function (c) { return c.text || ""; }).join(" ");
+      throw new Error(t || "the dashboard tool failed");
+    }
+    if (!result.structuredContent) throw new Error("the tool result carries no dashboard data");
+    return result.structuredContent;
+  }
+
+  function fetchData(params) {
+    var clean = {};
+    for (var k in params) if (params[k]) clean[k] = params[k];
+    if (MODE === "app") {
+      return request("tools/call", { name: TOOL, arguments: clean }).then(fromToolResult);
+    }
+    var qs = new URLSearchParams(clean).toString();
+    return fetch(ENDPOINT + (qs ? "?" + qs : ""), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) {
+        if (r.status === 401) { window.location.reload(); throw new Error("signed out"); }
+        return r.json().then(function (body) {
+          if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
+          return body;
+        });
+      });
+  }
+
+  function load() {
+    status("Loading…");
+    return fetchData({ view: "failures", since: query.since, model: query.model, category: query.category, limit: query.limit })
+      .then(render)
+      .catch(function (e) { status(e.message, true); });
+  }
+
+  function openDump(id, focus) {
+    status("Loading " + id + "…");
+    return fetchData({ view: "dump", id: id })
+      .then(function (data) {
+        renderDetail(data.dump);
+        status("Showing " + id);
+        if (focus) document.querySelector("#detail h2").focus(); // keyboard users land on what they opened
+      })
+      .catch(function (e) { status(e.message, true); });
+  }
+
+  // -- rendering -----------------------------------------------------------------
+
+  function render(data) {
+    if (data.failures) renderFailures(data.failures);
+    if (data.dump) renderDetail(data.dump);
+    renderSection("spend", data.spend);
+    renderSection("models", data.models);
+    var f = data.failures;
+    status(f ? f.total + " failed request" + (f.total === 1 ? "" : "s") + " since " + when(f.start) : "Ready");
+    if (f && !openedFirst && f.newest.length) { openedFirst = true; openDump(f.newest[0].id); }
+    if (MODE === "app") notify("ui/notifications/size-changed", { width: root.scrollWidth, height: root.scrollHeight });
+  }
+
+  function fillSelect(select, values, current) {
+    clear(select).appendChild(el("option", { value: "", text: "any" }));
+    values.forEach(function (v) { select.appendChild(el("option", { value: v, text: v, selected: v === current })); });
+  }
+
+  function renderFailures(f) {
+    var form = document.getElementById("filters");
+    form.elements.since.value = ["hour", "day", "week"].indexOf(f.since) >= 0 ? f.since : "day";
+    fillSelect(form.elements.model, f.models, f.model || "");
+    fillSelect(form.elements.category, f.categories, f.category || "");
+
+    var cats = Object.keys(f.totals);
+    var list = el("ul", { "aria-label": "Counts by category" });
+    cats.forEach(function (c) {
+      list.appendChild(el("li", { "data-category": c },
+        el("span", { "class": "swatch", "aria-hidden": "true", style: null }), c + ": ",
+        el("strong", { "data-testid": "count-" + c, text: String(f.totals[c]) })));
+    });
+    var summary = clear(document.getElementById("summary"));
+    summary.appendChild(el("p", {}, "Total ", el("strong", { "data-testid": "total", text: String(f.total) }),
+      " in this window; " + f.store_total + " stored" + (f.truncated ? " (counting stopped early: too many)" : "")));
+    summary.appendChild(list);
+    Array.prototype.forEach.call(list.querySelectorAll(".swatch"), function (s, i) { s.style.background = color(cats[i]); });
+    renderChart(f, cats);
+    renderTable(f.newest);
+  }
+
+  function renderChart(f, cats) {
+    var fig = document.getElementById("chart");
+    Array.prototype.slice.call(fig.querySelectorAll("svg")).forEach(function (s) { fig.removeChild(s); });
+    var W = 960, H = 170, L = 36, B = 22, T = 8;
+    var n = f.buckets.length;
+    var max = 1;
+    f.buckets.forEach(function (b) { if (b.total > max) max = b.total; });
+    var bw = (W - L) / n;
+    var svg = el("svg:svg", { viewBox: "0 0 " + W + " " + H, width: "100%", role: "img",
+      "aria-label": f.total + " failed requests in " + n + " buckets of " + (f.bucket_seconds / 60) + " minutes" });
+    var y = function (v) { return H - B - (H - B - T) * v / max; };
+    svg.appendChild(el("svg:line", { x1: L, x2: W, y1: H - B, y2: H - B, stroke: "#d0d7de" }));
+    svg.appendChild(el("svg:text", { x: L - 4, y: T + 8, "text-anchor": "end", text: String(max) }));
+    svg.appendChild(el("svg:text", { x: L - 4, y: H - B, "text-anchor": "end", text: "0" }));
+    var every = Math.max(1, Math.ceil(n / 8));
+    f.buckets.forEach(function (b, i) {
+      var x = L + i * bw, acc = 0;
+      cats.forEach(function (c) {
+        var v = b.counts[c] || 0;
+        if (!v) return;
+        var r = el("svg:rect", { x: x + 1, width: Math.max(1, bw - 2), y: y(acc + v), height: y(acc) - y(acc + v), fill: color(c) },
+          el("svg:title", { text: when(b.start) + " " + c + ": " + v }));
+        svg.appendChild(r);
+        acc += v;
+      });
+      if (i % every === 0) {
+        var label = f.bucket_seconds >= 86400 ? b.start.slice(5, 10) : f.bucket_seconds >= 21600 ? b.start.slice(5, 13).replace("T", " ") + "h" : b.start.slice(11, 16);
+        svg.appendChild(el("svg:text", { x: x + 2, y: H - 6, text: label }));
+      }
+    });
+    fig.insertBefore(svg, fig.firstChild);
+  }
+
+  function renderTable(rows) {
+    var body = clear(document.querySelector("#newest tbody"));
+    if (!rows.length) {
+      body.appendChild(el("tr", {}, el("td", { colspan: 5, "data-testid": "no-dumps", text: "No failed requests in this window." })));
+      return;
+    }
+    rows.forEach(function (r, i) {
+      body.appendChild(el("tr", { "data-testid": "dump-row", "data-category": r.category },
+        el("td", { "class": "when", text: when(r.timestamp) }), el("td", { text: r.category }), el("td", { text: r.model }),
+        el("td", { text: String(r.attempt_count), title: r.outcome }),
+        el("td", {}, el("button", { type: "button", "class": "link", "data-testid": i === 0 ? "newest-id" : null,
+          "data-id": r.id, title: r.id, "aria-label": "Show dump " + r.id, text: "…" + r.id.slice(-8),
+          onclick: function () { openDump(r.id, true); } }))));
+    });
+  }
+
+  function renderDetail(d) {
+    var box = clear(document.getElementById("detail"));
+    box.hidden = false;
+    box.appendChild(el("h2", { tabindex: "-1", "data-testid": "detail-id", text: d.id }));
+    var facts = [["Model", d.model], ["Category", d.category], ["Outcome", d.outcome], ["Time", when(d.timestamp)],
+      ["API base", d.api_base || "default"], ["Token estimate", d.estimated_tokens + (d.token_estimate_method ? " (" + d.token_estimate_method + ")" : "")],
+      ["Messages", String(d.message_count)], ["Versions", "hive-mcp " + d.hive_mcp_version + ", litellm " + d.litellm_version + ", format " + d.format_version]];
+    var dl = el("dl", { "class": "facts" });
+    facts.forEach(function (f) { dl.appendChild(el("dt", { text: f[0] })); dl.appendChild(el("dd", { text: f[1] })); });
+    box.appendChild(dl);
+    box.appendChild(el("h3", { text: "Attempts" }));
+    var ol = el("ol", { "class": "timeline", "data-testid": "attempts" });
+    d.attempts.forEach(function (a) {
+      ol.appendChild(el("li", { "data-testid": "attempt", "data-category": a.category, "data-status": a.status === null ? "" : a.status },
+        el("strong", { text: "#" + a.index + " " + a.category }), " " + (a.status === null ? "no status" : "HTTP " + a.status),
+        " at " + when(a.time) + (a.deployment ? " on " + a.deployment : ""),
+        el("span", { "class": "delay", text: a.delay_s ? " — slept " + a.delay_s.toFixed(2) + " s" : "" }),
+        a.message ? el("div", { text: a.message }) : null));
+    });
+    box.appendChild(ol);
+    var msgs = el("details", { "data-testid": "messages" }, el("summary", { text: "Request messages (" + d.message_count + ")" + (d.messages_truncated ? ", shortened" : "") }));
+    d.messages.forEach(function (m) { msgs.appendChild(el("h4", { text: m.role })); msgs.appendChild(el("pre", { text: m.content + (m.truncated ? "\n[…]" : "") })); });
+    box.appendChild(msgs);
+    if (MODE === "web") {
+      box.appendChild(el("button", { type: "button", "class": "danger", text: "Delete this dump…", onclick: function () { deleteDump(d.id); } }));
+    }
+  }
+
+  function deleteDump(id) {
+    if (!window.confirm("Delete failed request " + id + "? This cannot be undone.")) return;
+    fetch("/dashboard/dumps/" + encodeURIComponent(id) + "/delete", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
+      body: new URLSearchParams({ confirm: id }).toString()
+    }).then(function (r) {
+      return r.json().then(function (b) { if (!r.ok) throw new Error(b.error || "HTTP " + r.status); });
+    }).then(function () { document.getElementById("detail").hidden = true; openedFirst = true; return load(); })
+      .catch(function (e) { status(e.message, true); });
+  }
+
+  function renderSection(name, value) {
+    var box = clear(document.querySelector("#view-" + name + " .section-body"));
+    if (value === null || value === undefined) {
+      box.appendChild(el("p", { "class": "not-configured", "data-testid": name + "-not-configured", text: name.charAt(0).toUpperCase() + name.slice(1) + ": not configured." }));
+    } else {
+      box.appendChild(el("pre", { text: JSON.stringify(value, null, 2) }));
+    }
+  }
+
+  // -- interaction ---------------------------------------------------------------
+
+  var tabs = ["failures", "spend", "models"];
+  function select(name, focus) {
+    tabs.forEach(function (t) {
+      var tab = document.getElementById("tab-" + t), on = t === name;
+      tab.setAttribute("aria-selected", on ? "true" : "false");
+      tab.tabIndex = on ? 0 : -1;
+      document.getElementById("view-" + t).hidden = !on;
+      if (on && focus) tab.focus();
+    });
+  }
+  tabs.forEach(function (t, i) {
+    var tab = document.getElementById("tab-" + t);
+    tab.addEventListener("click", function () { select(t, false); });
+    tab.addEventListener("keydown", function (e) {
+      var step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+      if (step) { e.preventDefault(); select(tabs[(i + step + tabs.length) % tabs.length], true); }
+    });
+  });
+  document.getElementById("filters").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var f = e.target.elements;
+    query = { since: f.since.value, model: f.model.value, category: f.category.value, limit: query.limit };
+    openedFirst = true;
+    load();
+  });
+
+  // -- start ---------------------------------------------------------------------
+
+  if (MODE === "web") {
+    // The page's own URL may carry the first query (?since=week&category=auth&limit=5&id=...).
+    var given = new URLSearchParams(window.location.search);
+    ["since", "model", "category", "limit"].forEach(function (k) { if (given.get(k)) query[k] = given.get(k); });
+    if (given.get("id")) { openedFirst = true; openDump(given.get("id")); }
+    load();
+    return;
+  }
+
+  window.addEventListener("message", function (e) {
+    if (e.source !== window.parent) return;
+    var m = e.data;
+    if (!m || m.jsonrpc !== "2.0") return;
+    if (m.method === undefined && m.id !== undefined) { // a response to one of our requests
+      var p = pending[m.id];
+      if (!p) return;
+      delete pending[m.id];
+      if (m.error) p.reject(new Error(m.error.message || "host error")); else p.resolve(m.result);
+    } else if (m.method === "ui/notifications/tool-result") {
+      try { render(fromToolResult(m.params)); } catch (err) { status(err.message, true); }
+    } else if (m.method === "ui/notifications/tool-input") {
+      var a = (m.params && m.params.arguments) || {};
+      query = { since: a.since || "day", model: a.model || "", category: a.category || "", limit: a.limit || "" };
+    } else if (m.id !== undefined && m.method === "ui/resource-teardown") {
+      post({ jsonrpc: "2.0", id: m.id, result: {} });
+    } else if (m.id !== undefined) {
+      post({ jsonrpc: "2.0", id: m.id, error: { code: -32601, message: "method not found: " + m.method } });
+    }
+  });
+  status("Waiting for the host…");
+  request("ui/initialize", {
+    protocolVersion: APPS_PROTOCOL,
+    appInfo: { name: "hive-mcp-dashboard", version: "1" },
+    appCapabilities: {}
+  }).then(function () {
+    notify("ui/notifications/initialized", {});
+    status("Waiting for the dashboard tool's result…");
+  }).catch(function (e) { status("host refused ui/initialize: " + e.message, true); });
+})();

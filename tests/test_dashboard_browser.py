@@ -1,0 +1,250 @@
+"""The dashboard in a real browser: headless chromium loads it from uvicorn and we read the rendered DOM.
+
+Skipped where no chromium binary exists (install one with .ci/browser.sh, or
+`apt-get install chromium`). Run alone: `.venv/bin/python -m pytest -q tests/test_dashboard_browser.py`.
+Set HIVE_MCP_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from hive_mcp.dashboard.app import RESOURCE_URI, TOOL_NAME, register_dashboard_app
+from hive_mcp.dashboard.web import dashboard_app, with_dashboard
+from hive_mcp.dumps import DumpStore
+from tests.dashboard_dumps import failure, write_mixed
+
+CHROMIUM = next(
+    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")) if p), None
+)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (see .ci/browser.sh)")
+
+BROWSER_TIMEOUT_S = 120
+START_TIMEOUT_S = 20
+
+
+class Rendered(HTMLParser):
+    """Every element with a data-testid: (testid, attributes, text inside)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str], list[str]]] = []
+        self._open: list[tuple[str, list[str] | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        text: list[str] | None = None
+        if "data-testid" in a:
+            text = []
+            self.found.append((a["data-testid"], a, text))
+        if tag not in ("meta", "link", "input", "br", "img", "line", "rect"):
+            self._open.append((tag, text))
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open:
+            if self._open.pop()[0] == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        for _, text in self._open:
+            if text is not None:
+                text.append(data)
+
+    def text(self, testid: str) -> str:
+        return "".join(self.one(testid)[2]).strip()
+
+    def one(self, testid: str) -> tuple[str, dict[str, str], list[str]]:
+        hits = self.all(testid)
+        assert len(hits) == 1, f"{len(hits)} elements with data-testid={testid}"
+        return hits[0]
+
+    def all(self, testid: str) -> list[tuple[str, dict[str, str], list[str]]]:
+        return [f for f in self.found if f[0] == testid]
+
+    def counts(self) -> dict[str, int]:
+        return {t[len("count-") :]: int("".join(x).strip()) for t, _, x in self.found if t.startswith("count-")}
+
+
+def chromium(url: str, profile: Path, *extra: str) -> str:
+    assert CHROMIUM is not None
+    args = [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", f"--user-data-dir={profile}"]
+    args += ["--virtual-time-budget=10000", *extra, url]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def rendered(url: str, profile: Path) -> Rendered:
+    dom = Rendered()
+    dom.feed(chromium(url, profile, "--dump-dom"))
+    return dom
+
+
+class Served:
+    """An ASGI app under uvicorn on a free loopback port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.server.started:  # a bounded wait for uvicorn's own flag
+            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=START_TIMEOUT_S)
+        self.sock.close()
+
+
+@pytest.fixture
+def known(store: DumpStore) -> tuple[DumpStore, str]:
+    """60 mixed dumps over the last day, then the newest: a rate limit retried three times."""
+    now = datetime.now(UTC)
+    write_mixed(store, now - timedelta(minutes=5), 60)
+    newest = store.write(failure(now - timedelta(minutes=1), "rate_limit", "openai/gpt-4o-mini", attempts=3))
+    assert newest
+    return store, newest
+
+
+def expected_counts(store: DumpStore) -> Counter[str]:
+    page = store.list(since=datetime.now(UTC) - timedelta(days=1), limit=200)
+    assert page.next_cursor is None
+    return Counter(s.error_type for s in page.items)
+
+
+def test_the_page_in_chromium_shows_the_stores_numbers(known: tuple[DumpStore, str], tmp_path: Path) -> None:
+    store, newest = known
+    with Served(dashboard_app(store, verify_token=None)) as served:
+        dom = rendered(f"{served.url}/dashboard", tmp_path / "profile")
+        shot = tmp_path / "dashboard.png"
+        chromium(
+            f"{served.url}/dashboard?limit=8",
+            tmp_path / "profile",
+            "--hide-scrollbars",
+            "--window-size=1280,900",
+            f"--screenshot={shot}",
+        )
+    assert dom.counts() == expected_counts(store)
+    assert int(dom.text("total")) == 61
+    assert dom.one("newest-id")[1]["data-id"] == newest == store.list(limit=1).items[0].id
+    assert dom.text("detail-id") == newest  # the newest dump opens by itself
+    attempts = dom.all("attempt")
+    assert [(a["data-category"], a["data-status"]) for _, a, _ in attempts] == [("rate_limit", "429")] * 3
+    assert dom.text("spend-not-configured") == "Spend: not configured."
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if target := os.environ.get("HIVE_MCP_DASHBOARD_SCREENSHOT"):
+        shutil.copyfile(shot, target)
+
+
+HOST_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>test host</title></head>
+<body>
+<p data-testid="host-log"></p>
+<div id="copied"></div>
+<iframe id="app" src="/app.html" sandbox="allow-scripts allow-same-origin" width="1200" height="900"></iframe>
+<script>
+const PLAYED = __PLAYED__;
+const frame = document.getElementById("app");
+const seen = [];
+function send(msg) { frame.contentWindow.postMessage(msg, "*"); }
+function same(a, b) { return JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort()); }
+window.addEventListener("message", (e) => {
+  if (e.source !== frame.contentWindow) return;
+  const m = e.data;
+  seen.push(m.method);
+  if (m.method === "ui/initialize") {
+    send({jsonrpc: "2.0", id: m.id, result: {protocolVersion: m.params.protocolVersion,
+      hostInfo: {name: "test-host", version: "1"}, hostCapabilities: {serverTools: {}}, hostContext: {theme: "light"}}});
+  } else if (m.method === "ui/notifications/initialized") {
+    send({jsonrpc: "2.0", method: "ui/notifications/tool-input", params: {arguments: PLAYED.initial.arguments}});
+    send({jsonrpc: "2.0", method: "ui/notifications/tool-result", params: PLAYED.initial.result});
+  } else if (m.method === "tools/call") {
+    const hit = PLAYED.calls.find((c) => c.name === m.params.name && same(c.arguments, m.params.arguments));
+    send(hit ? {jsonrpc: "2.0", id: m.id, result: hit.result}
+             : {jsonrpc: "2.0", id: m.id, error: {code: -32602, message: "unexpected call " + JSON.stringify(m.params)}});
+  }
+});
+// --dump-dom shows this document only: copy what the app rendered into it once a dump's attempts are shown.
+const timer = setInterval(() => {
+  const doc = frame.contentDocument;
+  if (!doc || !doc.querySelector("[data-testid=attempt]")) return;
+  clearInterval(timer);
+  for (const sel of ["#summary", "#newest", "#detail"]) document.getElementById("copied").appendChild(doc.querySelector(sel).cloneNode(true));
+  document.querySelector("[data-testid=host-log]").textContent = seen.join(" ");
+}, 50);
+</script>
+</body></html>
+"""
+
+
+async def play_the_server(store: DumpStore, newest: str) -> tuple[str, dict[str, Any]]:
+    """The app's HTML and the tool results a host would pass, both from the SDK's real Client."""
+    server = MCPServer("browser-test")
+    register_dashboard_app(server, store)
+
+    def wire(result: Any) -> dict[str, Any]:
+        return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    async with Client(server, raise_exceptions=True) as client:
+        html = getattr((await client.read_resource(RESOURCE_URI)).contents[0], "text")
+        initial = await client.call_tool(TOOL_NAME, {})
+        one = {"view": "dump", "id": newest}
+        detail = await client.call_tool(TOOL_NAME, one)
+    return html, {
+        "initial": {"arguments": {}, "result": wire(initial)},
+        "calls": [{"name": TOOL_NAME, "arguments": one, "result": wire(detail)}],
+    }
+
+
+def test_the_app_in_a_host_page_shows_the_same_numbers(known: tuple[DumpStore, str], tmp_path: Path) -> None:
+    store, newest = known
+    app_html, played = anyio.run(play_the_server, store, newest)
+    host_html = HOST_PAGE.replace("__PLAYED__", json.dumps(played).replace("</", "<\\/"))
+
+    async def host(_: Request) -> HTMLResponse:
+        return HTMLResponse(host_html)
+
+    async def app_page(_: Request) -> HTMLResponse:
+        return HTMLResponse(app_html)
+
+    test_host = Starlette(routes=[Route("/host", host), Route("/app.html", app_page)])
+    with Served(with_dashboard(dashboard_app(store, verify_token=None), test_host)) as served:
+        dom = rendered(f"{served.url}/host", tmp_path / "profile")
+        web_data = httpx.get(f"{served.url}/dashboard/data", timeout=30).json()
+
+    log = dom.text("host-log").split()
+    assert log[:2] == ["ui/initialize", "ui/notifications/initialized"] and "tools/call" in log
+    assert dom.counts() == expected_counts(store) == web_data["failures"]["totals"]
+    assert dom.one("newest-id")[1]["data-id"] == newest
+    assert dom.text("detail-id") == newest
+    assert [a["data-category"] for _, a, _ in dom.all("attempt")] == ["rate_limit"] * 3
