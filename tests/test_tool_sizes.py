@@ -16,7 +16,7 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore
 from hive_mcp.mcp import ChatMessage, CompleteArgs, CompletionResult, FailedRequestPage, ListFailedRequestsArgs
-from hive_mcp.mcp import ToolSpec, build_server
+from hive_mcp.mcp import StreamArgs, ToolSpec, build_server
 from tests.clients import MODEL, connect, mode  # noqa: F401 - mode is a fixture
 
 ALL_TOOLS_BUDGET = 6 * 1024
@@ -93,9 +93,9 @@ async def test_schemas_carry_no_padding(server: MCPServer, mode: str) -> None:
 
 async def test_no_field_is_lost(server: MCPServer, mode: str) -> None:
     tools = await listed(server, mode)
-    for name in ("complete", "stream_complete"):
+    for name, args in (("complete", CompleteArgs), ("stream_complete", StreamArgs)):
         schema = tools[name].input_schema
-        assert set(schema["properties"]) == set(CompleteArgs.model_fields), name
+        assert set(schema["properties"]) == set(args.model_fields), name
         assert schema["additionalProperties"] is False  # unknown arguments are refused
         message = schema["properties"]["messages"]["items"]
         assert set(message["properties"]) == set(ChatMessage.model_fields) and message["required"] == ["role"]

@@ -14,7 +14,7 @@ notifications); resources and tools (the handlers); server (`build_server`).
 
 from __future__ import annotations
 
-from .args import ChatMessage, CompleteArgs, ListFailedRequestsArgs, ToolSpec
+from .args import ChatMessage, CompleteArgs, ListFailedRequestsArgs, StreamArgs, ToolSpec
 from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, dump_uri
 from .results import CompletionResult, FailedRequestPage, FailedRequestSummary
 from .server import build_server
@@ -25,6 +25,7 @@ __all__ = [
     "INDEX_URI",
     "ChatMessage",
     "CompleteArgs",
+    "StreamArgs",
     "CompletionResult",
     "FailedRequestPage",
     "FailedRequestSummary",

@@ -92,7 +92,7 @@ class ChatMessage(BaseModel):
             }
         ),
     ] = None
-    tool_call_id: str | None = Field(default=None, description="For role 'tool'")
+    tool_call_id: str | None = None  # required for role 'tool' (checked below)
     name: str | None = None
 
     @field_validator("content", mode="before")
@@ -135,7 +135,7 @@ class ToolSpec(BaseModel):
     description: str = ""
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
-        description="JSON schema of type 'object'",
+        description="JSON schema",
     )
 
     @field_validator("parameters", mode="before")
@@ -245,6 +245,12 @@ class CompleteArgs(BaseModel):
         if not self.tools:
             return None
         return [ProviderTool(name=t.name, description=t.description, parameters=t.parameters) for t in self.tools]
+
+
+class StreamArgs(CompleteArgs):
+    """`stream_complete`'s arguments: `complete`'s, and whether to relay reasoning too."""
+
+    include_reasoning: bool = Field(default=False, description="Also relay reasoning; messages then start 'answer: '/'reasoning: '")
 
 
 class ListFailedRequestsArgs(BaseModel):

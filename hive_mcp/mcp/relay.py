@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.lowlevel
 
-from ..provider.base import ToolCall
 from ..provider.events import (
     FinishEvent,
     ReasoningDeltaEvent,
     StreamErrorEvent,
     StreamEvent,
     TextDeltaEvent,
-    ToolCallEvent,
 )
 from .constants import CLOSE_TIMEOUT_S, PROGRESS_INTERVAL_S, READER_SLICE_S, logger
 
@@ -86,9 +84,10 @@ class StreamState:
     """What the upstream has sent so far, shared by the reader task and the notifier loop."""
 
     changed: anyio.Event = field(default_factory=anyio.Event)
-    pending: list[str] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)
-    tool_calls: list[ToolCall] = field(default_factory=list)
+    pending: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, text) not yet sent: kind is "answer", or "reasoning" when `reasoning` is on."""
+    reasoning: bool = False
+    """Relay reasoning too; every message then starts with its kind's tag (`TAGS`)."""
     finish: FinishEvent | None = None
     error: StreamErrorEvent | None = None
     crashed: bool = False
@@ -97,22 +96,35 @@ class StreamState:
     def add(self, ev: StreamEvent) -> None:
         if isinstance(ev, TextDeltaEvent):
             if ev.content:
-                self.pending.append(ev.content)
-                self.text.append(ev.content)
-        elif isinstance(ev, ToolCallEvent):
-            self.tool_calls.append(ToolCall(id=ev.tool_use_id, name=ev.tool_name, input=ev.tool_input))
+                self.pending.append(("answer", ev.content))
+        elif isinstance(ev, ReasoningDeltaEvent):
+            if not (self.reasoning and ev.content):
+                return
+            self.pending.append(("reasoning", ev.content))
         elif isinstance(ev, FinishEvent):
             self.finish = ev
         elif isinstance(ev, StreamErrorEvent):
             self.error = ev
-        elif not isinstance(ev, ReasoningDeltaEvent):  # TextEndEvent repeats the text we already have
+        else:  # a tool call: it arrives whole in the result
             return
         self.changed.set()
 
-    def take_pending(self) -> str:
-        out = "".join(self.pending)
+    def take_pending(self) -> list[str]:
+        """The messages to send for what is pending: each run of one kind joined into one."""
+        runs: list[tuple[str, list[str]]] = []
+        for kind, text in self.pending:
+            if runs and runs[-1][0] == kind:
+                runs[-1][1].append(text)
+            else:
+                runs.append((kind, [text]))
         self.pending.clear()
-        return out
+        tag = TAGS if self.reasoning else {"answer": ""}
+        return [tag[kind] + "".join(parts) for kind, parts in runs]
+
+
+TAGS = {"answer": "answer: ", "reasoning": "reasoning: "}
+"""With `include_reasoning`, each progress message starts with one of these, so the
+answer's messages, their tag removed, still join to exactly the result's content."""
 
 
 async def read_stream(events: AsyncIterator[StreamEvent], state: StreamState) -> None:
@@ -168,10 +180,11 @@ async def relay_progress(
         if hold > 0 and state.pending and not state.done:
             await anyio.sleep(hold)
         state.changed = anyio.Event()  # swapped before reading, so a change after this wakes the next wait
-        text = state.take_pending()
-        if text or anyio.current_time() >= progress.last_sent + heartbeat_s:
-            await progress.send(text or None)
-            if text:
-                last_text = progress.last_sent
+        messages = state.take_pending()
+        for message in messages:
+            await progress.send(message)
+            last_text = progress.last_sent
+        if not messages and anyio.current_time() >= progress.last_sent + heartbeat_s:
+            await progress.send(None)
         if state.done and not state.pending:
             return

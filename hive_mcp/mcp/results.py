@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from mcp_types import CallToolResult, TextContent
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..dumps import DumpPage, DumpSummary
 from ..provider.base import LLMResponse, ToolCall, Usage
@@ -18,6 +18,12 @@ def usage_of(source: object) -> dict[str, Any]:
     return {name: getattr(source, name) for name in Usage.model_fields if hasattr(source, name)}
 
 
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """A field left out of the result when unset: published as its plain type, never null."""
+    schema.pop("anyOf", None)
+    schema["type"] = "string"
+
+
 class CompletionResult(Usage):
     """A finished completion. `attempts` > 1 or a `dump_id` means it took retries, recorded in that dump."""
 
@@ -25,6 +31,7 @@ class CompletionResult(Usage):
     model: str
     stop_reason: str
     tool_calls: list[ToolCall]
+    reasoning: str | None = Field(default=None, json_schema_extra=_absent_not_null)
     attempts: int
     dump_id: str | None = None
     dump_uri: str | None = None
@@ -37,6 +44,7 @@ class CompletionResult(Usage):
             model=r.model,
             stop_reason=r.stop_reason,
             tool_calls=r.tool_calls,
+            reasoning=r.reasoning,
             attempts=r.attempts,
             dump_id=r.dump_id,
             dump_uri=dump_uri(r.dump_id) if r.dump_id else None,
@@ -76,7 +84,8 @@ def completion_result(result: CompletionResult) -> CallToolResult:
     """Structured content for clients that read the schema, the reply text for those that read only text."""
     return CallToolResult(
         content=[TextContent(type="text", text=result.content)],
-        structured_content=result.model_dump(mode="json"),
+        # `reasoning` is absent when the model gave none, not null: most replies have none.
+        structured_content=result.model_dump(mode="json", exclude={"reasoning"} if result.reasoning is None else None),
     )
 
 

@@ -26,7 +26,7 @@ from mcp.server.mcpserver.tools import Tool as MCPTool
 from ..dumps import DumpStore, InvalidCursor
 from ..limits import Busy, LimitError, Limits
 from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider, LLMResponse, Message, ProviderError
-from .args import CompleteArgs, ListFailedRequestsArgs, parse_args
+from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args
 from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, failure_text
 from .relay import ProgressSender, StreamState, heartbeats, read_stream, relay_progress
@@ -85,10 +85,13 @@ class ToolHandlers:
             kwargs["max_retries"] = args.max_retries
         return messages, kwargs
 
-    def _call(self, ctx: Context, keyword_default: int) -> tuple[list[Message], dict[str, Any]] | CallToolResult:
-        """The provider call this request asks for, or the error result that refuses it."""
+    def _call(
+        self, ctx: Context, keyword_default: int, model: type[CompleteArgs] = CompleteArgs
+    ) -> tuple[CompleteArgs, list[Message], dict[str, Any]] | CallToolResult:
+        """The arguments and the provider call this request asks for, or the error result that refuses it."""
         try:
-            return self._prepare(parse_args(CompleteArgs, ctx), keyword_default)
+            args = parse_args(model, ctx)
+            return (args, *self._prepare(args, keyword_default))
         except (ArgumentError, LimitError) as exc:
             return error_result(str(exc))
 
@@ -104,7 +107,7 @@ class ToolHandlers:
         call = self._call(ctx, COMPLETE_MAX_TOKENS)
         if isinstance(call, CallToolResult):
             return call
-        messages, kwargs = call
+        _, messages, kwargs = call
         try:
             async with heartbeats(self._progress(ctx), self.heartbeat_s), self.limits.slot():
                 response = await self.provider.acomplete(messages, **kwargs)
@@ -116,12 +119,12 @@ class ToolHandlers:
 
     async def stream_complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
         """Like complete; the text streams as progress messages joining to `content`."""
-        call = self._call(ctx, STREAM_MAX_TOKENS)
+        call = self._call(ctx, STREAM_MAX_TOKENS, StreamArgs)
         if isinstance(call, CallToolResult):
             return call
-        messages, kwargs = call
+        args, messages, kwargs = call
         progress = self._progress(ctx)
-        state = StreamState()
+        state = StreamState(reasoning=isinstance(args, StreamArgs) and args.include_reasoning)
         try:
             async with heartbeats(progress, self.heartbeat_s) as beating, self.limits.slot():
                 beating.cancel()  # the relay sends the heartbeats from here on
@@ -169,7 +172,7 @@ def tools(h: ToolHandlers) -> list[MCPTool]:
     completion = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
     return [
         _tool(h.complete, CompleteArgs, completion.model_copy(update={"title": "LLM completion"})),
-        _tool(h.stream_complete, CompleteArgs, completion.model_copy(update={"title": "Streaming LLM completion"})),
+        _tool(h.stream_complete, StreamArgs, completion.model_copy(update={"title": "Streaming LLM completion"})),
         _tool(
             h.list_failed_requests,
             ListFailedRequestsArgs,

@@ -1,0 +1,119 @@
+"""Replies as the provider meant them, seen by an MCP client: refusals, content filters,
+reasoning, and a key of any shape that never reaches the client."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+import pytest
+from mcp.server.mcpserver import MCPServer
+
+from hive_mcp.dumps import DumpStore
+from hive_mcp.mcp import build_server
+from hive_mcp.mcp.relay import TAGS
+from hive_mcp.provider import LiteLLMProvider
+from tests.clients import MODEL, Progress, connect, mode, text_of  # noqa: F401 - mode is a fixture
+from tests.conftest import FAST_RETRY
+from tests.upstream import (
+    Reply,
+    Upstream,
+    azure_filtered_reply,
+    reasoning_reply,
+    refusal_reply,
+    streamed_reasoning,
+)
+
+
+@pytest.fixture
+def server(provider: Any, store: DumpStore) -> MCPServer:
+    return build_server(provider, store, default_model=MODEL)
+
+
+async def call(server: MCPServer, mode: str, tool: str, args: dict[str, Any], progress: Progress | None = None):
+    async with connect(server, mode) as c:
+        return await c.call_tool(tool, args, progress_callback=progress)
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_a_refusal_is_a_result_not_an_error(server: MCPServer, upstream: Upstream, store: DumpStore,
+                                                   mode: str, tool: str) -> None:
+    refusal = "I'm sorry, I can't help with that."
+    upstream.script(refusal_reply(refusal) if tool == "complete" else Reply.stream([refusal]))
+    result = await call(server, mode, tool, {"prompt": "do the bad thing"})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    if tool == "complete":
+        assert result.structured_content["stop_reason"] == "refusal"
+    assert result.structured_content["content"] == refusal == text_of(result)
+    assert len(upstream.chat_requests()) == 1 and store.count() == 0  # never retried, nothing dumped
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_a_content_filter_is_one_line_content_policy_error(server: MCPServer, upstream: Upstream,
+                                                                 store: DumpStore, mode: str, tool: str) -> None:
+    if tool == "complete":  # Azure's shape: the choice has no message at all
+        upstream.script(azure_filtered_reply(["hate", "violence"]))
+    else:
+        upstream.script(Reply.stream(["Once "], finish_reason="content_filter"))
+    result = await call(server, mode, tool, {"prompt": "x"})
+    assert result.is_error
+    text = text_of(result)
+    assert text.startswith(f"content_policy error from model {MODEL} after 1 attempt:"), text
+    assert "\n" not in text and "Traceback" not in text
+    if tool == "complete":
+        assert "hate" in text and "violence" in text  # the categories the reply lists
+    assert len(upstream.chat_requests()) == 1 and store.count() == 1
+
+
+async def test_reasoning_is_in_the_result_and_absent_when_there_is_none(
+    server: MCPServer, upstream: Upstream, mode: str
+) -> None:
+    upstream.script(reasoning_reply("42", "Six times seven.", reasoning_tokens=9), Reply.text("plain"))
+    thought = await call(server, mode, "complete", {"prompt": "answer"})
+    assert thought.structured_content is not None
+    assert (thought.structured_content["reasoning"], thought.structured_content["reasoning_tokens"]) == (
+        "Six times seven.", 9,
+    )
+    plain = await call(server, mode, "complete", {"prompt": "answer"})
+    assert plain.structured_content is not None and "reasoning" not in plain.structured_content
+
+
+@pytest.mark.parametrize("include", [False, True])
+async def test_streamed_reasoning_is_relayed_only_when_asked_and_the_answer_still_joins(
+    server: MCPServer, upstream: Upstream, mode: str, include: bool
+) -> None:
+    upstream.script(streamed_reasoning(["Let me ", "think."], ["The ", "answer."]))
+    progress = Progress()
+    args = {"prompt": "q", "include_reasoning": True} if include else {"prompt": "q"}
+    result = await call(server, mode, "stream_complete", args, progress)
+    assert result.structured_content is not None
+    content = result.structured_content["content"]
+    assert content == "The answer." and result.structured_content["reasoning"] == "Let me think."
+    messages = [m for _, m in progress.items if m]
+    if not include:
+        assert "".join(messages) == content  # untagged, exactly the answer: the documented rule
+        return
+    assert all(m.startswith(tuple(TAGS.values())) for m in messages)
+    answer = "".join(m.removeprefix(TAGS["answer"]) for m in messages if m.startswith(TAGS["answer"]))
+    reasoning = "".join(m.removeprefix(TAGS["reasoning"]) for m in messages if m.startswith(TAGS["reasoning"]))
+    assert (answer, reasoning) == (content, "Let me think.")
+
+
+async def test_a_key_of_no_known_shape_echoed_by_a_401_reaches_no_client_log_or_dump(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    key = "3f2b9c0e1d7a4b6c8e5f0a1b2c3d4e5f"  # an Azure-style 32-hex key: no sk- prefix, no Bearer
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    upstream.script(Reply.error(401, f"Incorrect API key provided: {key}. Check it.", code="invalid_api_key"))
+    store = DumpStore(tmp_path / "dumps")
+    provider = LiteLLMProvider(model=MODEL, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store)
+    caplog.set_level(logging.DEBUG)
+    result = await call(build_server(provider, store, default_model=MODEL), mode, "complete", {"prompt": "hi"})
+    assert result.is_error and text_of(result).startswith(f"auth error from model {MODEL}")
+    assert upstream.chat_requests()[0].headers.get("authorization") == f"Bearer {key}"  # the key was used
+    seen = [text_of(result), caplog.text, *(p.read_text() for p in (tmp_path / "dumps").glob("*.json"))]
+    assert store.count() == 1 and not any(key in s for s in seen)
+    assert isinstance(result.content[0], types.TextContent)
