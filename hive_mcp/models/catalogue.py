@@ -1,0 +1,62 @@
+"""The model catalogue: what a client may call, as the MCP layer shows it. Free of MCP and litellm.
+
+The provider side fills it (from the config, litellm's model information and the
+Router's health); the MCP layer reads it for `list_models`, `hive://models` and
+the `model` field's schema. Nothing here ever holds a key, a password or a
+credentialed URL: a deployment is its provider and model name only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+
+class DeploymentInfo(BaseModel):
+    """One deployment of a group: where calls go, and whether it takes them now."""
+
+    provider: str
+    model: str
+    healthy: bool = True
+    cooldown_until: datetime | None = None
+
+
+class ModelGroup(BaseModel):
+    """One callable model group (a config's `model_name`), as an agent chooses among them."""
+
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    deployments: list[DeploymentInfo] = Field(default_factory=list)
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    input_cost_per_mtok: float | None = None
+    output_cost_per_mtok: float | None = None
+    supports_tools: bool | None = None
+    supports_vision: bool | None = None
+    supports_reasoning: bool | None = None
+    supports_json_schema: bool | None = None
+    credentials_present: bool = True
+
+
+class Catalogue(Protocol):
+    """What the MCP layer asks of the models side."""
+
+    any_model: bool
+    """True without a config: any litellm model string is accepted (within the allow-list)."""
+
+    def groups(self) -> list[ModelGroup]:
+        """Every group, in the config's order (without a config: the default model's entry)."""
+        ...
+
+    def callable_names(self) -> list[str]:
+        """Every name `model` may take: groups, then aliases (hidden aliases left out)."""
+        ...
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from any thread) when the catalogue changes: a deployment enters or leaves cooldown."""
+        ...
+
+    def remove_listener(self, callback: Callable[[], None]) -> None: ...
