@@ -203,13 +203,14 @@ async def test_racing_writers_lose_no_turn(backend: Backend) -> None:
 
 
 async def test_two_writers_on_one_tip_one_wins_the_other_is_told(backend: Backend) -> None:
+    """Both pass the thread they read (`base`), so only the backend's compare-and-swap can tell them apart."""
     a, b = backend.make(), backend.make()
     thread = await started(a)
     outcomes: list[str] = []
 
     async def write(store: ConversationStore, name: str) -> None:
         try:
-            await store.append(thread.id, [user(name)], turn(), expected_tip=thread.tip)
+            await store.append(thread.id, [user(name)], turn(), expected_tip=thread.tip, base=thread)
             outcomes.append("ok")
         except ConversationConflict:
             outcomes.append("conflict")

