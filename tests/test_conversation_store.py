@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-import time
 from typing import Any
 
 import anyio
@@ -26,49 +25,25 @@ from hive_mcp.conversations import (
     ExpiredConversation,
     Limits,
     MalformedConversationId,
-    NewTurn,
     StoreError,
     UnknownConversation,
     UnknownMessage,
-    Usage,
     default_db_path,
     new_id,
 )
-from tests.conftest_valkey import Backend, backend, valkey_server  # noqa: F401 - fixtures
+from tests.conftest_valkey import (  # noqa: F401 - backend and valkey_server are fixtures
+    SYSTEM,
+    Backend,
+    answer,
+    backend,
+    continued,
+    started,
+    turn,
+    user,
+    valkey_server,
+    wait_for,
+)
 from tests.valkey import ValkeyProcess, valkey_binary
-
-SYSTEM = {"role": "system", "content": "Answer in one word."}
-
-
-def user(text: str) -> dict[str, Any]:
-    return {"role": "user", "content": text}
-
-
-def answer(text: str) -> dict[str, Any]:
-    return {"role": "assistant", "content": text}
-
-
-def turn(model: str = "openai/gpt-4o-mini", cost: float | None = 0.001) -> NewTurn:
-    return NewTurn(model=model, usage=Usage(input_tokens=10, output_tokens=2, cost_usd=cost))
-
-
-async def started(store: ConversationStore, owner: str = "local", model: str = "openai/gpt-4o-mini"):
-    return await store.create(owner=owner, messages=[SYSTEM, user("hi"), answer("hello")], turn=turn(model))
-
-
-async def continued(store: ConversationStore, thread, text: str, model: str = "openai/gpt-4o-mini", owner=None):
-    return await store.append(
-        thread.id, [user(text), answer(text.upper())], turn(model), expected_tip=thread.tip, owner=owner
-    )
-
-
-async def wait_for(condition, bound_s: float = 10.0) -> None:
-    """Poll an async condition until it holds, failing after `bound_s`."""
-    deadline = time.monotonic() + bound_s
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await anyio.sleep(0.02)
-
 
 # ---------------------------------------------------------------------------
 # Create, continue, fork
@@ -222,6 +197,37 @@ async def test_two_writers_on_one_tip_one_wins_the_other_is_told(backend: Backen
     assert (await b.thread(thread.id)).turns == 2
 
 
+async def test_writers_in_two_processes_lose_no_turn(backend: Backend) -> None:
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT, child_env
+
+    store = backend.make()
+    thread = await started(store)
+    where = str(backend.path) if backend.kind == "sqlite" else backend.server.url  # type: ignore[union-attr]
+    n = 25
+    async with await anyio.open_process(
+        [sys.executable, "-m", "tests.conversation_writer", backend.kind, where, backend.prefix, thread.id, str(n)],
+        cwd=ROOT, env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    ) as child:  # fmt: skip
+        assert child.stdin is not None and child.stdout is not None
+        assert (await child.stdout.receive()).startswith(b"ready")
+        await child.stdin.send(b"go\n")  # both start writing now
+        for i in range(n):
+            while True:
+                tip = (await store.thread(thread.id)).tip
+                try:
+                    await store.append(thread.id, [user(f"parent {i}")], turn(), expected_tip=tip)
+                    break
+                except ConversationConflict:
+                    pass
+        assert await child.wait() == 0
+    texts = [m["content"] for m in (await store.get(thread.id)).chat_messages()[3:]]
+    assert sorted(texts) == sorted([f"parent {i}" for i in range(n)] + [f"child {i}" for i in range(n)])
+    assert [t for t in texts if t.startswith("child")] == [f"child {i}" for i in range(n)]
+
+
 async def test_calls_on_one_conversation_are_served_one_after_the_other(backend: Backend) -> None:
     store = backend.make()
     thread = await started(store)
@@ -243,15 +249,11 @@ async def test_calls_on_one_conversation_are_served_one_after_the_other(backend:
         tg.start_soon(call, "first", release_first)
         await first_in.wait()
         tg.start_soon(call, "second", None)
-        await wait_for(lambda: _true(locks.waiting(thread.id) == 1))
+        await wait_for(lambda: locks.waiting(thread.id) == 1)
         assert order == ["first in"]
         release_first.set()
     assert order == ["first in", "first out", "second in", "second out"]
     assert (await store.thread(thread.id)).turns == 3 and len(locks) == 0
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_a_waiter_times_out_or_is_cancelled_without_taking_a_turn() -> None:

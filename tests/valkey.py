@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port
+
 __all__ = ["ValkeyProcess", "find_valkey_binary", "valkey_binary", "valkey_server"]
 
 
@@ -42,12 +44,6 @@ def valkey_binary() -> Path:
     return binary
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _pong(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
@@ -63,7 +59,7 @@ class ValkeyProcess:
     def __init__(self, binary: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
         self.binary = binary
         self.extra = extra
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="valkey-test-"))
         self._proc: subprocess.Popen[bytes] | None = None
 

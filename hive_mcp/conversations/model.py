@@ -218,7 +218,9 @@ class ThreadPage(BaseModel):
 
 
 def to_us(when: datetime) -> int:
-    """Microseconds since the epoch: exact ordering keys for both backends."""
+    """Microseconds since the epoch: exact ordering keys for both backends (a naive time is taken as UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
     return int(round(when.timestamp() * 1_000_000))
 
 

@@ -59,8 +59,7 @@ local function renew(p, id, lineage, ttl, gone_ttl)
   for _, k in ipairs(keys) do
     if ttl > 0 then redis.call('PEXPIRE', k, ttl) else redis.call('PERSIST', k) end
   end
-  if gone_ttl > 0 then redis.call('SET', p .. 'gone:' .. id, 'expired', 'PX', gone_ttl)
-  else redis.call('SET', p .. 'gone:' .. id, 'expired') end
+  redis.call('SET', p .. 'gone:' .. id, 'expired', 'PX', gone_ttl)
 end
 local function write(p, lineage, n, base)
   -- ARGV[base..]: n messages as (id, record) pairs, then a turn (id, record) or ('', '')
@@ -120,8 +119,7 @@ local owner, lineage = redis.call('HGET', conv, 'owner'), redis.call('HGET', con
 redis.call('DEL', conv)
 redis.call('ZREM', p .. 'index', id)
 if ARGV[3] == '' then redis.call('DEL', p .. 'gone:' .. id)
-elseif tonumber(ARGV[4]) > 0 then redis.call('SET', p .. 'gone:' .. id, ARGV[3], 'PX', ARGV[4])
-else redis.call('SET', p .. 'gone:' .. id, ARGV[3]) end
+else redis.call('SET', p .. 'gone:' .. id, ARGV[3], 'PX', ARGV[4]) end
 if not owner then return 0 end
 redis.call('ZREM', p .. 'owner:' .. owner, id)
 local members = p .. 'lin:' .. lineage .. ':members'
@@ -233,10 +231,10 @@ class RedisStore(ConversationStore):
             raise StoreError(self.name, operation, exc) from None
 
     def _ttls(self) -> tuple[int, int]:
+        """Expiries in ms: the thread's (0: none, when the TTL is off) and its tombstone's (always bounded)."""
         ttl = self.limits.ttl_s
-        if ttl is None:
-            return 0, 0
-        return max(1, int(ttl * 1000)), max(1, int((ttl + self.limits.tombstone_s) * 1000))
+        gone = max(1, int(((ttl or 0.0) + self.limits.tombstone_s) * 1000))
+        return (0 if ttl is None else max(1, int(ttl * 1000))), gone
 
     def _cutoff_us(self) -> int | None:
         ttl = self.limits.ttl_s
@@ -360,4 +358,4 @@ class RedisStore(ConversationStore):
         return ThreadPage(items=page, next_cursor=encode_cursor(to_us(page[-1].last_used), page[-1].id) if more else None)
 
     async def _delete(self, thread: Thread) -> None:
-        await self._do(self._drop_script(args=[self.prefix, thread.id, "", 0]), "delete a conversation")
+        await self._do(self._drop_script(args=[self.prefix, thread.id, "", 1]), "delete a conversation")

@@ -186,7 +186,14 @@ class SQLiteStore(ConversationStore):
             except ConversationError:
                 raise
             except (sqlite3.Error, OSError) as exc:
+                self._reset()  # the next call starts from a fresh connection (disk freed, lock gone)
                 raise StoreError(self.name, operation, exc) from None
+
+    def _reset(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], operation: str) -> T:
         return await anyio.to_thread.run_sync(self._call, fn, operation, limiter=self._limiter)
@@ -194,9 +201,7 @@ class SQLiteStore(ConversationStore):
     async def aclose(self) -> None:
         def close() -> None:
             with self._lock:
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
+                self._reset()
 
         await anyio.to_thread.run_sync(close, limiter=self._limiter)
 

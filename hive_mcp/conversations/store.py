@@ -103,7 +103,7 @@ class ConversationStore(ABC):
         now = self.now()
         thread_id = new_id()
         empty = Thread(id=thread_id, owner=owner, created=now, last_used=now, lineage=thread_id)
-        return await self._new(empty, messages, turn, owner, touch=None)
+        return await self._new(empty, messages, turn, owner, touch=None, now=now)
 
     async def append(
         self,
@@ -160,7 +160,7 @@ class ConversationStore(ABC):
             id=new_id(), owner=owner or source.owner, created=now, last_used=now, tip=point,
             forked_from=point, forked_from_thread=source.id, lineage=source.lineage, **counts,
         )  # fmt: skip
-        return await self._new(fork, messages, turn, fork.owner, touch=source.id)
+        return await self._new(fork, messages, turn, fork.owner, touch=source.id, now=now)
 
     async def delete(self, conversation_id: str, *, owner: str | None = None) -> None:
         """Forget the thread (later lookups: unknown). Its messages go when no other fork reaches them."""
@@ -188,13 +188,13 @@ class ConversationStore(ABC):
         return thread
 
     def _build(
-        self, thread: Thread, messages: Incoming, turn: NewTurn | None, owner: str
+        self, thread: Thread, messages: Incoming, turn: NewTurn | None, owner: str, now: datetime | None = None
     ) -> tuple[list[Stored], Turn | None, Thread]:
         """Messages chained after the thread's tip, their turn, and the thread as it will be; caps checked."""
         prepared = prepare(messages, self.redact)
         new_bytes = size_of(prepared)
         check_room(thread, self.limits, 1 if turn is not None else 0, new_bytes)
-        now = self.now()
+        now = now or self.now()
         record = None
         if turn is not None:
             record = Turn(**turn.model_dump(), id=new_record_id(), thread_id=thread.id, owner=owner, created=now)
@@ -207,9 +207,9 @@ class ConversationStore(ABC):
         return stored, record, advanced(thread, parent, turn, new_bytes, now)
 
     async def _new(
-        self, thread: Thread, messages: Incoming, turn: NewTurn | None, owner: str, *, touch: str | None
+        self, thread: Thread, messages: Incoming, turn: NewTurn | None, owner: str, *, touch: str | None, now: datetime
     ) -> Thread:
-        stored, record, after = self._build(thread, messages, turn, owner)
+        stored, record, after = self._build(thread, messages, turn, owner, now)
         await self._insert(after, stored, record, touch=touch)
         return after
 
