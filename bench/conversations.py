@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Row, Section, interleaved
-from hive_mcp.conversations import ConversationStore, Limits, NewTurn, Usage
+from hive_mcp.conversations import ConversationStore, ConversationLimits, NewTurn, Usage
 
 TURNS = 50
 TARGET_MS = 2.0
@@ -76,7 +76,7 @@ async def run(bench: Any) -> Section:
     from tests.valkey import ValkeyProcess, find_valkey_binary
 
     calls, warmup = bench.reps(200, 30), 5
-    limits = Limits(max_conversations=None)
+    limits = ConversationLimits(max_conversations=None)
     stores: dict[str, ConversationStore] = {
         "sqlite": SQLiteStore(bench.dir("conversations") / "hive-mcp.sqlite3", limits=limits)
     }

@@ -9,6 +9,7 @@ how a test stands in for a second process or a restarted server.
 from __future__ import annotations
 
 import inspect
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,13 +18,14 @@ from typing import Any
 
 import anyio
 import pytest
+import redis.asyncio as aioredis
 
-from hive_mcp.conversations import ConversationStore, Limits, NewTurn, Thread, Usage
+from hive_mcp.conversations import ConversationStore, ConversationLimits, NewTurn, Thread, Usage
 from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture re-exported
 
 __all__ = [
-    "SYSTEM", "Backend", "Tick", "answer", "backend", "continued", "started", "turn", "user", "valkey_server",
-    "wait_for",
+    "SYSTEM", "Backend", "Tick", "answer", "backend", "continued", "sqlite_backend", "started", "stored_keys", "turn",
+    "user", "valkey_server", "wait_for",
 ]  # fmt: skip
 
 SYSTEM = {"role": "system", "content": "Answer in one word."}
@@ -53,6 +55,19 @@ async def continued(
     return await store.append(
         thread.id, [user(text), answer(text.upper())], turn(model), expected_tip=thread.tip, owner=owner
     )
+
+
+async def stored_keys(backend: Backend, pattern: str = "*") -> int:
+    """SQLite: message and turn rows. Redis: keys under the test's prefix matching `pattern`."""
+    if backend.kind == "sqlite":
+        with sqlite3.connect(backend.path) as conn:
+            return sum(conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("messages", "turns"))
+    assert backend.server is not None
+    r = aioredis.from_url(backend.server.url)
+    try:
+        return len([k async for k in r.scan_iter(f"{backend.prefix}{pattern}")])
+    finally:
+        await r.aclose()
 
 
 async def wait_for(condition: Callable[[], Any], bound_s: float = 10.0) -> None:
@@ -93,7 +108,9 @@ class Backend:
         self.clock = Tick()
         self.opened: list[ConversationStore] = []
 
-    def make(self, *, limits: Limits | None = None, real_clock: bool = False, **kwargs: Any) -> ConversationStore:
+    def make(
+        self, *, limits: ConversationLimits | None = None, real_clock: bool = False, **kwargs: Any
+    ) -> ConversationStore:
         clock = time.time if real_clock else self.clock
         store: ConversationStore
         if self.kind == "sqlite":
@@ -107,6 +124,15 @@ class Backend:
             store = RedisStore(self.server.url, prefix=self.prefix, limits=limits, clock=clock, **kwargs)
         self.opened.append(store)
         return store
+
+
+@pytest.fixture
+async def sqlite_backend(tmp_path: Path) -> AsyncIterator[Backend]:
+    """The SQLite backend alone, for what only it promises (restart survival, its files)."""
+    b = Backend("sqlite", tmp_path / "hive" / "hive-mcp.sqlite3", None)
+    yield b
+    for store in b.opened:
+        await store.aclose()
 
 
 @pytest.fixture(params=["sqlite", "redis"])

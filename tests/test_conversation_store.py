@@ -17,32 +17,14 @@ import pydantic
 import pytest
 
 from hive_mcp.conversations import (
-    ConversationBusy,
-    ConversationConflict,
-    ConversationFull,
-    ConversationLocks,
-    ConversationStore,
-    ExpiredConversation,
-    Limits,
-    MalformedConversationId,
-    StoreError,
-    UnknownConversation,
-    UnknownMessage,
-    default_db_path,
+    ConversationBusy, ConversationConflict, ConversationFull, ConversationLimits, ConversationLocks, ConversationStore,
+    ExpiredConversation, MalformedConversationId, StoreError, UnknownConversation, UnknownMessage, default_db_path,
     new_id,
-)
-from tests.conftest_valkey import (  # noqa: F401 - backend and valkey_server are fixtures
-    SYSTEM,
-    Backend,
-    answer,
-    backend,
-    continued,
-    started,
-    turn,
-    user,
-    valkey_server,
+)  # fmt: skip
+from tests.conftest_valkey import (  # noqa: F401 - backend, sqlite_backend, valkey_server: fixtures
+    SYSTEM, Backend, answer, backend, continued, sqlite_backend, started, stored_keys, turn, user, valkey_server,
     wait_for,
-)
+)  # fmt: skip
 from tests.valkey import ValkeyProcess, valkey_binary
 
 # ---------------------------------------------------------------------------
@@ -131,7 +113,20 @@ async def test_deleting_a_source_keeps_its_forks_history(backend: Backend) -> No
     await store.delete(source.id)
     with pytest.raises(UnknownConversation):
         await store.get(source.id)
-    assert (await store.get(fork.id)).chat_messages() == [SYSTEM, user("hi"), answer("hello"), user("more"), answer("MORE")]
+    history = [SYSTEM, user("hi"), answer("hello"), user("more"), answer("MORE")]
+    assert (await store.get(fork.id)).chat_messages() == history
+
+
+async def test_records_are_freed_when_no_thread_reaches_them(backend: Backend) -> None:
+    store = backend.make()
+    source = await started(store)
+    fork = await store.fork(source.id, messages=[user("fork only")], turn=turn())
+    await store.delete(fork.id)
+    if backend.kind == "sqlite":  # the fork's own message and turn go at once; Redis frees a lineage as a whole
+        assert await stored_keys(backend) == 3 + 1
+    assert len((await store.get(source.id)).messages) == 3
+    await store.delete(source.id)
+    assert await stored_keys(backend) == 0
 
 
 # ---------------------------------------------------------------------------
@@ -140,7 +135,7 @@ async def test_deleting_a_source_keeps_its_forks_history(backend: Backend) -> No
 
 
 async def test_a_failed_append_leaves_the_thread_as_it_was(backend: Backend) -> None:
-    store = backend.make(limits=Limits(max_turns=3))
+    store = backend.make(limits=ConversationLimits(max_turns=3))
     thread = await started(store)
     before = await store.get(thread.id)
     with pytest.raises(pydantic.ValidationError):
@@ -301,7 +296,7 @@ async def test_unknown_and_deleted_ids_are_unknown(backend: Backend) -> None:
 
 async def test_unused_conversations_expire_and_are_told_from_unknown(backend: Backend) -> None:
     if backend.kind == "sqlite":
-        store = backend.make(limits=Limits(ttl_s=60))
+        store = backend.make(limits=ConversationLimits(ttl_s=60))
         kept, dropped = await started(store), await started(store)
         backend.clock.advance(50)
         kept = await continued(store, kept, "still here")  # a use renews the TTL
@@ -309,17 +304,13 @@ async def test_unused_conversations_expire_and_are_told_from_unknown(backend: Ba
         assert (await store.get(kept.id)).thread.turns == 2
         assert await store.sweep() == 1
     else:
-        store = backend.make(limits=Limits(ttl_s=0.3), real_clock=True)
+        store = backend.make(limits=ConversationLimits(ttl_s=0.3), real_clock=True)
         dropped = await started(store)
 
-        async def gone() -> bool:
-            try:
-                await store.thread(dropped.id)
-            except ExpiredConversation:
-                return True
-            return False
+        async def all_gone() -> bool:  # Redis's own expiry takes the thread, its messages and turns
+            return await stored_keys(backend, "conv:*") == 0 and await stored_keys(backend, "lin:*") == 0
 
-        await wait_for(gone)
+        await wait_for(all_gone)
     with pytest.raises(ExpiredConversation, match=f"{dropped.id} expired") as info:
         await store.get(dropped.id)
     assert info.value.reason == "expired"
@@ -329,7 +320,7 @@ async def test_unused_conversations_expire_and_are_told_from_unknown(backend: Ba
 
 
 async def test_the_oldest_used_conversation_is_evicted_at_the_cap(backend: Backend) -> None:
-    store = backend.make(limits=Limits(max_conversations=3))
+    store = backend.make(limits=ConversationLimits(max_conversations=3))
     a, b, c = await started(store), await started(store), await started(store)
     await continued(store, a, "keep a")  # now b is the oldest used
     d = await started(store)
@@ -340,7 +331,7 @@ async def test_the_oldest_used_conversation_is_evicted_at_the_cap(backend: Backe
 
 
 async def test_turn_and_byte_caps_refuse_and_store_nothing(backend: Backend) -> None:
-    store = backend.make(limits=Limits(max_turns=2, max_bytes=2000))
+    store = backend.make(limits=ConversationLimits(max_turns=2, max_bytes=2000))
     thread = await continued(store, await started(store), "second")
     with pytest.raises(ConversationFull, match="max_turns 2") as info:
         await continued(store, thread, "third")
@@ -425,9 +416,8 @@ async def test_listing_is_newest_used_first_with_cursor_and_filters(backend: Bac
 # ---------------------------------------------------------------------------
 
 
-async def test_sqlite_survives_a_restart_in_private_files(backend: Backend) -> None:
-    if backend.kind != "sqlite":
-        pytest.skip("restart survival is the SQLite backend's promise; Redis data lives in the server")
+async def test_sqlite_survives_a_restart_in_private_files(sqlite_backend: Backend) -> None:
+    backend = sqlite_backend
     store = backend.make()
     thread = await continued(store, await started(store), "before restart")
     await store.aclose()
@@ -442,9 +432,23 @@ async def test_sqlite_survives_a_restart_in_private_files(backend: Backend) -> N
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-async def test_sqlite_failure_is_one_line_naming_the_file(backend: Backend) -> None:
-    if backend.kind != "sqlite":
-        pytest.skip("a corrupt file is the SQLite backend's failure")
+async def test_sqlite_disk_full_is_one_line_leaves_the_thread_and_recovers(sqlite_backend: Backend) -> None:
+    backend = sqlite_backend
+    store = backend.make()
+    thread = await started(store)
+    before = await store.get(thread.id)
+    conn = store._conn  # type: ignore[attr-defined]
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: SQLITE_FULL, as on a full disk
+    with pytest.raises(StoreError, match="database or disk is full") as info:
+        await continued(store, thread, "x" * 50_000)
+    assert str(backend.path) in str(info.value) and "\n" not in str(info.value)
+    assert await store.get(thread.id) == before
+    assert (await continued(store, thread, "x" * 50_000)).turns == 2  # a fresh connection, no cap
+
+
+async def test_sqlite_failure_is_one_line_naming_the_file(sqlite_backend: Backend) -> None:
+    backend = sqlite_backend
     backend.path.parent.mkdir(mode=0o700)
     backend.path.write_bytes(b"this is not a database" * 100)
     store = backend.make()

@@ -69,7 +69,8 @@ class ValkeyProcess:
 
     def start(self, timeout: float = 10.0) -> None:
         log = open(self.dir / "valkey.log", "ab")  # noqa: SIM115 - the child holds it
-        cmd = [str(self.binary), "--save", "", "--appendonly", "no", "--port", str(self.port), "--bind", "127.0.0.1", *self.extra]
+        cmd = [str(self.binary), "--save", "", "--appendonly", "no", "--port", str(self.port), "--bind", "127.0.0.1"]
+        cmd += self.extra
         self._proc = subprocess.Popen(cmd, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout

@@ -33,7 +33,7 @@ from .errors import (
 from .locks import ConversationLocks
 from .model import (
     ChatMessage,
-    Limits,
+    ConversationLimits,
     Message,
     NewTurn,
     Redact,
@@ -54,10 +54,10 @@ __all__ = [
     "ConversationConflict",
     "ConversationError",
     "ConversationFull",
+    "ConversationLimits",
     "ConversationLocks",
     "ConversationStore",
     "ExpiredConversation",
-    "Limits",
     "MalformedConversationId",
     "Message",
     "NewTurn",
@@ -77,7 +77,9 @@ __all__ = [
 ]
 
 
-def open_store(state_url: str | None = None, *, env: Mapping[str, str] = os.environ, **kwargs: Any) -> ConversationStore:
+def open_store(
+    state_url: str | None = None, *, env: Mapping[str, str] = os.environ, **kwargs: Any
+) -> ConversationStore:
     """The store for `state_url` (e.g. `HIVE_MCP_STATE_URL`): Redis for redis/rediss/unix URLs, else SQLite.
 
     `kwargs` go to the backend (`limits`, `redact`, `clock`; `path` for SQLite,

@@ -38,7 +38,7 @@ from .errors import MalformedConversationId
 __all__ = [
     "DB_FILENAME",
     "ChatMessage",
-    "Limits",
+    "ConversationLimits",
     "Message",
     "NewTurn",
     "Redact",
@@ -86,7 +86,7 @@ def default_db_path(env: Mapping[str, str] = os.environ) -> Path:
     return home / ".hive" / DB_FILENAME
 
 
-class Limits(BaseModel):
+class ConversationLimits(BaseModel):
     """Retention and size bounds. `None` switches a bound off.
 
     `tombstone_s` is how long a dropped id is still recognised as expired (not
@@ -242,6 +242,14 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         raise ValueError("cursor: not a cursor from a previous listing") from None
 
 
+def page_of(threads: list[Thread], limit: int) -> ThreadPage:
+    """The page of `threads` (fetched `limit + 1`, to know whether more follow) with the cursor after it."""
+    items = threads[:limit]
+    if len(threads) <= limit:
+        return ThreadPage(items=items)
+    return ThreadPage(items=items, next_cursor=encode_cursor(to_us(items[-1].last_used), items[-1].id))
+
+
 def _redact_value(value: Any, redact: Redact) -> Any:
     if isinstance(value, str):
         return redact(value)
@@ -252,7 +260,9 @@ def _redact_value(value: Any, redact: Redact) -> Any:
     return value
 
 
-def prepare(messages: Iterable[ChatMessage | Mapping[str, Any]], redact: Redact | None) -> list[tuple[ChatMessage, str]]:
+def prepare(
+    messages: Iterable[ChatMessage | Mapping[str, Any]], redact: Redact | None
+) -> list[tuple[ChatMessage, str]]:
     """Validated, redacted messages with their stored JSON text.
 
     Redaction applies to every string inside `content` and `tool_calls` (and
@@ -275,7 +285,7 @@ def size_of(prepared: Sequence[tuple[ChatMessage, str]]) -> int:
     return sum(len(text.encode("utf-8", "surrogatepass")) for _, text in prepared)
 
 
-def check_room(thread: Thread, limits: Limits, new_turns: int, new_bytes: int) -> None:
+def check_room(thread: Thread, limits: ConversationLimits, new_turns: int, new_bytes: int) -> None:
     """Raise `ConversationFull` when the append would pass `max_turns` or `max_bytes`."""
     from .errors import ConversationFull
 

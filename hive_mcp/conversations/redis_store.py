@@ -43,7 +43,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
-from .model import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, encode_cursor, from_us, to_us
+from .model import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
 from .store import ConversationStore, Stored
 
 __all__ = ["SCHEMES", "RedisStore", "redacted_url"]
@@ -307,7 +307,9 @@ class RedisStore(ConversationStore):
         for victim in victims:
             await self._drop_script(args=[p, victim, "evicted", gone_ttl])
 
-    async def _advance(self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None) -> None:
+    async def _advance(
+        self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None
+    ) -> None:
         ttl, gone_ttl = self._ttls()
         args = [
             self.prefix, thread.id, expected_tip or "", thread.tip or "", to_us(thread.last_used), _data(thread),
@@ -334,9 +336,8 @@ class RedisStore(ConversationStore):
         stale: list[str] = []
         offset, batch = 0, max(limit + 1, 32)
         while len(items) <= limit:
-            rows = await self._do(
-                self._r.zrevrangebyscore(key, top, floor, start=offset, num=batch, withscores=True), "list conversations"
-            )
+            window = self._r.zrevrangebyscore(key, top, floor, start=offset, num=batch, withscores=True)
+            rows = await self._do(window, "list conversations")
             if not rows:
                 break
             offset += len(rows)
@@ -353,9 +354,7 @@ class RedisStore(ConversationStore):
                     items.append(thread)
         if stale:
             await self._do(self._r.zrem(key, *stale), "list conversations")
-        page = items[:limit]
-        more = len(items) > limit
-        return ThreadPage(items=page, next_cursor=encode_cursor(to_us(page[-1].last_used), page[-1].id) if more else None)
+        return page_of(items, limit)
 
     async def _delete(self, thread: Thread) -> None:
         await self._do(self._drop_script(args=[self.prefix, thread.id, "", 1]), "delete a conversation")

@@ -45,8 +45,9 @@ from .model import (
     Usage,
     decode_cursor,
     default_db_path,
-    encode_cursor,
     from_us,
+    page_of,
+    size_of,
     to_us,
 )
 from .store import ConversationStore, Stored
@@ -173,7 +174,11 @@ class SQLiteStore(ConversationStore):
         try:
             yield
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (SQLITE_FULL, I/O errors): the
+            # original error is the one to report, not a failed ROLLBACK.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
@@ -257,7 +262,9 @@ class SQLiteStore(ConversationStore):
         self._drop(conn, ids, "expired")
         return len(ids)
 
-    def _write_records(self, conn: sqlite3.Connection, thread: Thread, messages: list[Stored], turn: Turn | None) -> None:
+    def _write_records(
+        self, conn: sqlite3.Connection, thread: Thread, messages: list[Stored], turn: Turn | None
+    ) -> None:
         if turn is not None:
             u = turn.usage
             conn.execute(
@@ -267,7 +274,7 @@ class SQLiteStore(ConversationStore):
             )  # fmt: skip
         conn.executemany(
             "INSERT INTO messages VALUES (?,?,?,?,?,?,?)",
-            [(m.id, m.parent_id, m.turn_id, thread.lineage, m.body.role, text, len(text.encode("utf-8", "surrogatepass")))
+            [(m.id, m.parent_id, m.turn_id, thread.lineage, m.body.role, text, size_of([(m.body, text)]))
              for m, text in messages],
         )  # fmt: skip
 
@@ -309,7 +316,8 @@ class SQLiteStore(ConversationStore):
                 if touch is not None:
                     self._live(conn, touch)
                     point = thread.forked_from
-                    if point is not None and conn.execute("SELECT 1 FROM messages WHERE id = ?", (point,)).fetchone() is None:
+                    found = conn.execute("SELECT 1 FROM messages WHERE id = ?", (point,)).fetchone()
+                    if point is not None and found is None:
                         raise ExpiredConversation(touch)
                     conn.execute("UPDATE threads SET last_used_us = ? WHERE id = ?", (to_us(thread.created), touch))
                 self._write_records(conn, thread, messages, turn)
@@ -331,7 +339,9 @@ class SQLiteStore(ConversationStore):
 
         await self._run(write, "store a new conversation")
 
-    async def _advance(self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None) -> None:
+    async def _advance(
+        self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None
+    ) -> None:
         def write(conn: sqlite3.Connection) -> None:
             with self._tx(conn):
                 self._live(conn, thread.id)
@@ -372,10 +382,7 @@ class SQLiteStore(ConversationStore):
         def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(sql, (*args, limit + 1)).fetchall()
 
-        rows = await self._run(read, "list conversations")
-        items = [_thread_of(r) for r in rows[:limit]]
-        more = len(rows) > limit
-        return ThreadPage(items=items, next_cursor=encode_cursor(to_us(items[-1].last_used), items[-1].id) if more else None)
+        return page_of([_thread_of(r) for r in await self._run(read, "list conversations")], limit)
 
     async def _delete(self, thread: Thread) -> None:
         def write(conn: sqlite3.Connection) -> None:

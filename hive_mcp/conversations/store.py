@@ -29,7 +29,7 @@ from typing import Any
 from .errors import ConversationConflict, UnknownConversation, UnknownMessage
 from .model import (
     ChatMessage,
-    Limits,
+    ConversationLimits,
     Message,
     NewTurn,
     Redact,
@@ -61,9 +61,13 @@ class ConversationStore(ABC):
     """The store as shown in messages: a path, or a URL without credentials."""
 
     def __init__(
-        self, *, limits: Limits | None = None, redact: Redact | None = None, clock: Callable[[], float] = time.time
+        self,
+        *,
+        limits: ConversationLimits | None = None,
+        redact: Redact | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.limits = limits or Limits()
+        self.limits = limits or ConversationLimits()
         self.redact = redact
         self.clock = clock
 
@@ -252,7 +256,9 @@ class ConversationStore(ABC):
         """
 
     @abstractmethod
-    async def _advance(self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None) -> None:
+    async def _advance(
+        self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None
+    ) -> None:
         """Write `messages` and `turn`, and set the thread's tip and counters, iff its tip is still `expected_tip`."""
 
     @abstractmethod
