@@ -488,10 +488,3 @@ async def test_redis_outage_is_one_store_error_and_recovers() -> None:
         await wait_for(back)
         assert len((await store.list()).items) == 1  # --save '': the restarted server starts empty
         await store.aclose()
-
-
-def test_redis_store_refuses_other_schemes() -> None:
-    from hive_mcp.conversations import open_store
-
-    with pytest.raises(ValueError, match="state_url: http scheme"):
-        open_store("http://127.0.0.1:6379")

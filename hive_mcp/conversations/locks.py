@@ -61,9 +61,13 @@ class ConversationLocks:
         entry.users += 1
         try:
             acquired = False
-            with anyio.move_on_after(math.inf if timeout is None else timeout):
-                await entry.lock.acquire()
+            try:
+                entry.lock.acquire_nowait()  # free: no wait, even with a zero timeout
                 acquired = True
+            except anyio.WouldBlock:  # held, or handed on to a waiter already queued
+                with anyio.move_on_after(math.inf if timeout is None else timeout):
+                    await entry.lock.acquire()
+                    acquired = True
             if not acquired:
                 raise ConversationBusy(conversation_id, timeout)
             try:

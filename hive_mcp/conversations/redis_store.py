@@ -35,7 +35,7 @@ import json
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -165,7 +165,7 @@ def redacted_url(url: str) -> str:
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
         netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return f"{parts.scheme}://{netloc}{parts.path}"  # no query: it may carry a password too
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
