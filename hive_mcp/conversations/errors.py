@@ -115,14 +115,15 @@ class StoreError(Exception):
     """The state store failed (disk full, database locked, Redis down). `str()` is one line naming the store.
 
     Never carries a traceback's text or a password: the store is named by its
-    path or its URL with the credentials removed.
+    path or its URL with the credentials removed. `what` lets other users of
+    the same state store (a usage ledger) name themselves.
     """
 
-    def __init__(self, store: str, operation: str, exc: BaseException | str) -> None:
+    def __init__(self, store: str, operation: str, exc: BaseException | str, *, what: str = "conversation store") -> None:
         detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         self.store = store
         self.operation = operation
-        self.line = one_line(f"conversation store {store} failed to {operation}: {detail}", _LINE)
+        self.line = one_line(f"{what} {store} failed to {operation}: {detail}", _LINE)
         super().__init__(self.line)
 
     def __str__(self) -> str:
