@@ -18,8 +18,7 @@ import pytest
 
 from hive_mcp.conversations import (
     ConversationBusy, ConversationConflict, ConversationFull, ConversationLimits, ConversationLocks, ConversationStore,
-    ExpiredConversation, MalformedConversationId, StoreError, UnknownConversation, UnknownMessage, default_db_path,
-    new_id,
+    ExpiredConversation, MalformedConversationId, StoreError, UnknownConversation, UnknownMessage, new_id,
 )  # fmt: skip
 from tests.conftest_valkey import (  # noqa: F401 - backend, sqlite_backend, valkey_server: fixtures
     SYSTEM, Backend, answer, backend, continued, sqlite_backend, started, stored_keys, turn, user, valkey_server,
@@ -456,11 +455,6 @@ async def test_sqlite_failure_is_one_line_naming_the_file(sqlite_backend: Backen
         await started(store)
     line = str(info.value)
     assert str(backend.path) in line and "\n" not in line and "Traceback" not in line
-
-
-def test_default_path_is_in_the_hive_home() -> None:
-    assert str(default_db_path({"HIVE_HOME": "/srv/hive"})) == "/srv/hive/hive-mcp.sqlite3"
-    assert str(default_db_path({"HOME": "/home/u"})) == "/home/u/.hive/hive-mcp.sqlite3"
 
 
 async def test_redis_outage_is_one_store_error_and_recovers() -> None:

@@ -200,9 +200,37 @@ class ThreadView(BaseModel):
     messages: list[Message]
     turns: list[Turn]
 
-    def chat_messages(self) -> list[dict[str, Any]]:
-        """The history to send to the next model, structured (roles, tool calls) as stored."""
-        return [m.body.to_chat() for m in self.messages]
+    def chat_messages(self, omit_turns: int = 0) -> list[dict[str, Any]]:
+        """The history to send to the next model, structured (roles, tool calls) as stored.
+
+        `omit_turns` leaves out that many of the oldest turns after the leading
+        system messages, whole turns at a time (a question with its answer and
+        tool results), so that what remains still alternates as it was sent.
+        """
+        messages = self.messages
+        if omit_turns > 0:
+            head = self._head()
+            seen: list[str | None] = []
+            cut = head
+            for i in range(head, len(messages)):
+                if messages[i].turn_id not in seen:
+                    if len(seen) == omit_turns:
+                        break
+                    seen.append(messages[i].turn_id)
+                cut = i + 1
+            messages = messages[:head] + messages[cut:]
+        return [m.body.to_chat() for m in messages]
+
+    def turn_count(self) -> int:
+        """How many turns `chat_messages` can omit: the turns after the leading system messages."""
+        return len(dict.fromkeys(m.turn_id for m in self.messages[self._head() :]))
+
+    def _head(self) -> int:
+        """How many leading messages are the system prompt (kept whatever is omitted)."""
+        head = 0
+        while head < len(self.messages) and self.messages[head].body.role in ("system", "developer"):
+            head += 1
+        return head
 
 
 class ThreadPage(BaseModel):
@@ -260,14 +288,23 @@ def _redact_value(value: Any, redact: Redact) -> Any:
     return value
 
 
+def _redact_call(call: dict[str, Any], redact: Redact) -> dict[str, Any]:
+    """A tool call with its arguments redacted; its id, type and function name kept, so replies still match."""
+    function = call.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("arguments"), str):
+        return call
+    return {**call, "function": {**function, "arguments": redact(function["arguments"])}}
+
+
 def prepare(
     messages: Iterable[ChatMessage | Mapping[str, Any]], redact: Redact | None
 ) -> list[tuple[ChatMessage, str]]:
     """Validated, redacted messages with their stored JSON text.
 
-    Redaction applies to every string inside `content` and `tool_calls` (and
-    any extra field): the texts a secret could travel in. Roles and tool call
-    ids are left alone, so the replay stays well-formed.
+    Redaction applies to every string inside `content` (and any extra field,
+    such as reasoning text) and to tool calls' arguments: the texts a secret
+    could travel in. Roles, names and tool call ids are left alone, so the
+    replay stays well-formed (a tool result still answers its call).
     """
     out: list[tuple[ChatMessage, str]] = []
     for m in messages:
@@ -275,6 +312,9 @@ def prepare(
         if redact is not None:
             data = msg.to_chat()
             keep = {k: data.pop(k) for k in ("role", "tool_call_id", "name") if k in data}
+            calls = data.pop("tool_calls", None)
+            if calls is not None:
+                keep["tool_calls"] = [_redact_call(c, redact) for c in calls]
             msg = ChatMessage.model_validate({**_redact_value(data, redact), **keep})
         out.append((msg, json.dumps(msg.to_chat(), ensure_ascii=False, separators=(",", ":"))))
     return out
