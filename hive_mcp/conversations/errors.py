@@ -119,7 +119,9 @@ class StoreError(Exception):
     the same state store (a usage ledger) name themselves.
     """
 
-    def __init__(self, store: str, operation: str, exc: BaseException | str, *, what: str = "conversation store") -> None:
+    def __init__(
+        self, store: str, operation: str, exc: BaseException | str, *, what: str = "conversation store"
+    ) -> None:
         detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         self.store = store
         self.operation = operation
