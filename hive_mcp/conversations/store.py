@@ -1,0 +1,270 @@
+"""The conversation store interface, with the rules both backends share.
+
+`ConversationStore` does the checks that need no storage (id shape,
+redaction, caps, the expected tip) and hands each backend one primitive per
+write: `_insert` for a new thread (create, fork) and `_advance` for an append.
+Each primitive is atomic in its backend, so what holds here holds for both:
+
+* An append writes the caller's new messages and the answer, and moves the
+  tip, in one atomic step guarded by a compare-and-swap on the tip the caller
+  read: a writer that lost the race gets `ConversationConflict` and has written
+  nothing; no turn is ever silently lost, across processes or machines.
+* A failed call stores nothing, because nothing is stored until the caller
+  appends the finished turn.
+* A fork is a new thread whose tip is an existing message: nothing is copied,
+  and the source is unchanged (only its last use moves).
+* `owner` isolates callers: a thread owned by another caller is
+  `UnknownConversation`, exactly like an id never issued. `owner=None` is the
+  operator's view (the command line): every thread.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import ConversationConflict, UnknownConversation, UnknownMessage
+from .model import (
+    ChatMessage,
+    ConversationLimits,
+    Message,
+    NewTurn,
+    Redact,
+    Thread,
+    ThreadPage,
+    ThreadView,
+    Turn,
+    advanced,
+    check_id,
+    check_room,
+    new_id,
+    new_record_id,
+    prepare,
+    size_of,
+)
+
+__all__ = ["ConversationStore", "Stored"]
+
+Stored = tuple[Message, str]
+"""A message to write and its JSON text (what `max_bytes` counts)."""
+
+Incoming = Iterable[ChatMessage | Mapping[str, Any]]
+
+
+class ConversationStore(ABC):
+    """Conversations kept in one backend. Every method may raise `StoreError` (one line naming the store)."""
+
+    name: str
+    """The store as shown in messages: a path, or a URL without credentials."""
+
+    def __init__(
+        self,
+        *,
+        limits: ConversationLimits | None = None,
+        redact: Redact | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limits = limits or ConversationLimits()
+        self.redact = redact
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), timezone.utc)
+
+    # -- reads ---------------------------------------------------------------
+
+    async def thread(self, conversation_id: str, *, owner: str | None = None) -> Thread:
+        """The thread's current record (tip and counters), without its messages."""
+        return self._visible(await self._thread(check_id(conversation_id)), owner)
+
+    async def get(self, conversation_id: str, *, owner: str | None = None) -> ThreadView:
+        """The thread with its messages root first, as the next model call should receive them."""
+        view = await self._view(check_id(conversation_id))
+        self._visible(view.thread, owner)
+        return view
+
+    async def list(
+        self,
+        *,
+        owner: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+    ) -> ThreadPage:
+        """Threads most recently used first; `model` keeps those a turn of which used it, `since` those used since."""
+        if limit < 1:
+            raise ValueError("limit: must be at least 1")
+        return await self._list(owner=owner, limit=limit, cursor=cursor, model=model, since=since)
+
+    # -- writes --------------------------------------------------------------
+
+    async def create(self, *, owner: str, messages: Incoming = (), turn: NewTurn | None = None) -> Thread:
+        """A new thread holding `messages` (a first call's input and answer), as one turn when `turn` is given."""
+        now = self.now()
+        thread_id = new_id()
+        empty = Thread(id=thread_id, owner=owner, created=now, last_used=now, lineage=thread_id)
+        return await self._new(empty, messages, turn, owner, touch=None, now=now)
+
+    async def append(
+        self,
+        conversation_id: str,
+        messages: Incoming,
+        turn: NewTurn | None,
+        *,
+        expected_tip: str | None,
+        owner: str | None = None,
+        base: Thread | None = None,
+    ) -> Thread:
+        """Add one finished call (its new input messages, then the answer) after `expected_tip`.
+
+        `expected_tip` is the tip of the thread the caller sent to the model.
+        When the thread has moved since, nothing is written and
+        `ConversationConflict` says so.
+
+        `base` is the thread as the caller read it (`view.thread`), which saves
+        reading it again: its counters are those of its tip, and the
+        compare-and-swap on that tip still decides whether the append lands.
+        """
+        if base is not None and base.id == check_id(conversation_id) and base.tip == expected_tip:
+            thread = self._visible(base, owner)
+        else:
+            thread = await self.thread(conversation_id, owner=owner)
+        if thread.tip != expected_tip:
+            raise ConversationConflict(thread.id)
+        stored, turn_record, after = self._build(thread, messages, turn, owner or thread.owner)
+        await self._advance(after, expected_tip, stored, turn_record)
+        return after
+
+    async def fork(
+        self,
+        conversation_id: str,
+        *,
+        owner: str | None = None,
+        at: str | None = None,
+        messages: Incoming = (),
+        turn: NewTurn | None = None,
+    ) -> Thread:
+        """A new thread continuing from message `at` of the source (its tip by default), plus `messages`.
+
+        The fork and its first turn are written together, so a forked call that
+        fails leaves no empty fork behind. The source is unchanged.
+        """
+        source = await self.thread(conversation_id, owner=owner)
+        now = self.now()
+        point = source.tip if at is None else at
+        counts: dict[str, Any] = {"turns": source.turns, "bytes": source.bytes}
+        counts.update(cost_usd=source.cost_usd, models=source.models)
+        if point != source.tip:
+            counts = self._counts_at(await self.get(conversation_id, owner=owner), point)
+        fork = Thread(
+            id=new_id(), owner=owner or source.owner, created=now, last_used=now, tip=point,
+            forked_from=point, forked_from_thread=source.id, lineage=source.lineage, **counts,
+        )  # fmt: skip
+        return await self._new(fork, messages, turn, fork.owner, touch=source.id, now=now)
+
+    async def delete(self, conversation_id: str, *, owner: str | None = None) -> None:
+        """Forget the thread (later lookups: unknown). Its messages go when no other fork reaches them."""
+        thread = await self.thread(conversation_id, owner=owner)
+        await self._delete(thread)
+
+    async def sweep(self) -> int:
+        """Drop expired threads now (reads treat them as expired anyway); returns how many went."""
+        return 0
+
+    async def aclose(self) -> None:  # noqa: B027 - backends without resources need nothing
+        """Release connections."""
+
+    async def __aenter__(self) -> ConversationStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- shared steps --------------------------------------------------------
+
+    def _visible(self, thread: Thread, owner: str | None) -> Thread:
+        if owner is not None and thread.owner != owner:
+            raise UnknownConversation(thread.id)
+        return thread
+
+    def _build(
+        self, thread: Thread, messages: Incoming, turn: NewTurn | None, owner: str, now: datetime | None = None
+    ) -> tuple[list[Stored], Turn | None, Thread]:
+        """Messages chained after the thread's tip, their turn, and the thread as it will be; caps checked."""
+        prepared = prepare(messages, self.redact)
+        new_bytes = size_of(prepared)
+        check_room(thread, self.limits, 1 if turn is not None else 0, new_bytes)
+        now = now or self.now()
+        record = None
+        if turn is not None:
+            record = Turn(**turn.model_dump(), id=new_record_id(), thread_id=thread.id, owner=owner, created=now)
+        stored: list[Stored] = []
+        parent = thread.tip
+        for body, text in prepared:
+            message = Message(id=new_record_id(), parent_id=parent, turn_id=record.id if record else None, body=body)
+            stored.append((message, text))
+            parent = message.id
+        return stored, record, advanced(thread, parent, turn, new_bytes, now)
+
+    async def _new(
+        self, thread: Thread, messages: Incoming, turn: NewTurn | None, owner: str, *, touch: str | None, now: datetime
+    ) -> Thread:
+        stored, record, after = self._build(thread, messages, turn, owner, now)
+        await self._insert(after, stored, record, touch=touch)
+        return after
+
+    @staticmethod
+    def _counts_at(view: ThreadView, point: str | None) -> dict[str, Any]:
+        """The counters of the chain that ends at `point`, from the source's messages and turns."""
+        ids = [m.id for m in view.messages]
+        if point not in ids:
+            raise UnknownMessage(view.thread.id, str(point))
+        chain = view.messages[: ids.index(point) + 1]
+        turn_ids = {m.turn_id for m in chain if m.turn_id}
+        turns = [t for t in view.turns if t.id in turn_ids]
+        models: list[str] = []
+        for t in turns:
+            if t.model not in models:
+                models.append(t.model)
+        return {
+            "turns": len(turns),
+            "bytes": size_of(prepare((m.body for m in chain), None)),
+            "cost_usd": sum(t.usage.cost_usd or 0.0 for t in turns),
+            "models": models,
+        }
+
+    # -- backend primitives --------------------------------------------------
+
+    @abstractmethod
+    async def _thread(self, conversation_id: str) -> Thread:
+        """The live thread, else `UnknownConversation` or `ExpiredConversation`."""
+
+    @abstractmethod
+    async def _view(self, conversation_id: str) -> ThreadView:
+        """The live thread with its chain and turns, else `UnknownConversation` or `ExpiredConversation`."""
+
+    @abstractmethod
+    async def _insert(self, thread: Thread, messages: list[Stored], turn: Turn | None, *, touch: str | None) -> None:
+        """Write a new thread with its first messages atomically, evicting the oldest-used beyond the cap.
+
+        `touch` is a fork's source: its last use moves to now. A fork whose
+        point has gone meanwhile raises `ExpiredConversation` for the source.
+        """
+
+    @abstractmethod
+    async def _advance(
+        self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None
+    ) -> None:
+        """Write `messages` and `turn`, and set the thread's tip and counters, iff its tip is still `expected_tip`."""
+
+    @abstractmethod
+    async def _list(
+        self, *, owner: str | None, limit: int, cursor: str | None, model: str | None, since: datetime | None
+    ) -> ThreadPage: ...
+
+    @abstractmethod
+    async def _delete(self, thread: Thread) -> None: ...
