@@ -25,7 +25,8 @@ from mcp.shared.exceptions import MCPError
 
 from hive_mcp.dumps import DumpStore, make_dump_id
 from hive_mcp.mcp import INDEX_URI, MODELS_URI, build_server, dump_uri
-from tests.clients import MODEL, WAIT, Progress, connect, make_dump, mode, text_of, wait_thread_event  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, WAIT, Notifications, Progress, connect, make_dump, mode  # noqa: F401 - mode is a fixture
+from tests.clients import text_of, wait_thread_event
 from tests.conftest import TEST_KEY
 from tests.processes import ROOT, child_env
 from tests.upstream import Reply, Upstream, tool_call_delta
@@ -482,30 +483,6 @@ async def test_list_failed_requests_filters_and_pages(
     assert len(ids) == len(set(ids)) == 4
     assert ids == sorted(ids, reverse=True)
     assert rest.structured_content["next_cursor"] is None
-
-
-class Notifications:
-    """Collects resource change notifications from a legacy session."""
-
-    KINDS = (types.ResourceListChangedNotification, types.ResourceUpdatedNotification)
-
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-        self._changed = anyio.Event()
-
-    async def __call__(self, message: Any) -> None:
-        if isinstance(message, self.KINDS):
-            self.seen.append(message)
-            self._changed.set()
-            self._changed = anyio.Event()
-
-    def count(self, kind: type) -> int:
-        return sum(isinstance(m, kind) for m in self.seen)
-
-    async def wait_for(self, kind: type, count: int) -> None:
-        with anyio.fail_after(WAIT):
-            while self.count(kind) < count:
-                await self._changed.wait()
 
 
 @pytest.mark.filterwarnings("ignore:resources/subscribe is removed")
