@@ -59,10 +59,9 @@ class ModelsView:
     limits: Limits
 
     def listing(self) -> ModelList:
-        any_model = self.catalogue.any_model
         return ModelList(
             default_model=self.default_model,
-            any_model=any_model,
+            any_model=self.catalogue.any_model,
             note=self._note(),
             groups=self.catalogue.groups(),
         )
