@@ -82,3 +82,27 @@ class Progress:
     def increasing(self) -> bool:
         values = [p for p, _ in self.items]
         return all(a < b for a, b in zip(values, values[1:]))
+
+
+class Notifications:
+    """Collects resource change notifications from a legacy session."""
+
+    KINDS = (types.ResourceListChangedNotification, types.ResourceUpdatedNotification)
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self._changed = anyio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, self.KINDS):
+            self.seen.append(message)
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    def count(self, kind: type) -> int:
+        return sum(isinstance(m, kind) for m in self.seen)
+
+    async def wait_for(self, kind: type, count: int) -> None:
+        with anyio.fail_after(WAIT):
+            while self.count(kind) < count:
+                await self._changed.wait()

@@ -65,7 +65,7 @@ async def test_server_answers_while_the_provider_loads_and_calls_wait_for_it(
     async with connect(server, mode) as c:
         assert await anyio.to_thread.run_sync(gated.started.wait, WAIT)
         tools = await c.list_tools()  # the handshake and the listing never touch the provider
-        assert {t.name for t in tools.tools} == {"complete", "stream_complete", "list_failed_requests"}
+        assert {t.name for t in tools.tools} == {"complete", "stream_complete", "list_failed_requests", "list_models"}
         assert not provider.loaded
 
         async def call(name: str, **kwargs: Any) -> None:

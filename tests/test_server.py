@@ -24,8 +24,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
 from hive_mcp.dumps import DumpStore, make_dump_id
-from hive_mcp.mcp import INDEX_URI, build_server, dump_uri
-from tests.clients import MODEL, WAIT, Progress, connect, make_dump, mode, text_of, wait_thread_event  # noqa: F401 - mode is a fixture
+from hive_mcp.mcp import INDEX_URI, MODELS_URI, build_server, dump_uri
+from tests.clients import MODEL, WAIT, Notifications, Progress, connect, make_dump, mode  # noqa: F401 - mode is a fixture
+from tests.clients import text_of, wait_thread_event
 from tests.conftest import TEST_KEY
 from tests.processes import ROOT, child_env
 from tests.upstream import Reply, Upstream, tool_call_delta
@@ -61,7 +62,7 @@ def test_the_mcp_layer_never_imports_litellm() -> None:
 async def test_tools_have_schemas_and_annotations(make_server: Callable[..., MCPServer], mode: str) -> None:
     async with connect(make_server(), mode) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
-    assert set(tools) == {"complete", "stream_complete", "list_failed_requests"}
+    assert set(tools) == {"complete", "stream_complete", "list_failed_requests", "list_models"}
     for name in ("complete", "stream_complete"):
         t = tools[name]
         assert t.annotations is not None and t.annotations.open_world_hint is True
@@ -76,6 +77,9 @@ async def test_tools_have_schemas_and_annotations(make_server: Callable[..., MCP
     listing = tools["list_failed_requests"]
     assert listing.annotations is not None and listing.annotations.read_only_hint is True
     assert listing.output_schema is not None and "next_cursor" in listing.output_schema["properties"]
+    models = tools["list_models"]
+    assert models.annotations is not None and models.annotations.read_only_hint is True
+    assert models.output_schema is not None and "groups" in models.output_schema["properties"]
 
 
 # ---------------------------------------------------------------------------
@@ -365,7 +369,7 @@ async def test_failed_call_dump_is_listed_and_readable(
 
         resources = await c.list_resources()
         uris = [r.uri for r in resources.resources]
-        assert uris == [INDEX_URI, item["uri"]]
+        assert uris == [MODELS_URI, INDEX_URI, item["uri"]]
 
         read = await c.read_resource(item["uri"])
         [content] = read.contents
@@ -392,7 +396,7 @@ async def test_resources_list_pages_with_cursors(
         for _ in range(5):  # bounded: a cursor that never advances must fail, not hang
             page = await c.list_resources(cursor=cursor)
             pages.append([r.uri for r in page.resources])
-            assert len(page.resources) <= 3
+            assert len(page.resources) <= 4  # the fixed two lead the first page
             cursor = page.next_cursor
             if cursor is None:
                 break
@@ -400,10 +404,10 @@ async def test_resources_list_pages_with_cursors(
         with pytest.raises(MCPError) as info:
             await c.list_resources(cursor="not a cursor!")
     assert info.value.error.code == types.INVALID_PARAMS
-    assert pages[0][0] == INDEX_URI
-    dumps = [u for page in pages for u in page if u != INDEX_URI]
+    assert pages[0][:2] == [MODELS_URI, INDEX_URI]
+    dumps = [u for page in pages for u in page if u not in (MODELS_URI, INDEX_URI)]
     assert dumps == [dump_uri(i) for i in reversed(written)]  # newest first, each once
-    assert [len(p) for p in pages] == [3, 2, 1]
+    assert [len(p) for p in pages] == [4, 2, 1]
 
 
 class OpenedFiles:
@@ -450,10 +454,10 @@ async def test_resources_list_stays_small_at_10000_dumps(
         with OpenedFiles(dump_dir) as opened:
             page = await c.list_resources()
         second = await c.list_resources(cursor=page.next_cursor)
-    assert page.next_cursor is not None and len(page.resources) == 51  # the index + one page
+    assert page.next_cursor is not None and len(page.resources) == 52  # the catalogue, the index + one page
     assert not {r.uri for r in page.resources} & {r.uri for r in second.resources}
     # What keeps a page cheap at any count: only the page's own files are opened.
-    on_page = {f"{r.name}.json" for r in page.resources if r.uri != INDEX_URI}
+    on_page = {f"{r.name}.json" for r in page.resources if r.uri not in (MODELS_URI, INDEX_URI)}
     assert opened.names and opened.names <= on_page, sorted(opened.names - on_page)[:5]
 
 
@@ -479,30 +483,6 @@ async def test_list_failed_requests_filters_and_pages(
     assert len(ids) == len(set(ids)) == 4
     assert ids == sorted(ids, reverse=True)
     assert rest.structured_content["next_cursor"] is None
-
-
-class Notifications:
-    """Collects resource change notifications from a legacy session."""
-
-    KINDS = (types.ResourceListChangedNotification, types.ResourceUpdatedNotification)
-
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-        self._changed = anyio.Event()
-
-    async def __call__(self, message: Any) -> None:
-        if isinstance(message, self.KINDS):
-            self.seen.append(message)
-            self._changed.set()
-            self._changed = anyio.Event()
-
-    def count(self, kind: type) -> int:
-        return sum(isinstance(m, kind) for m in self.seen)
-
-    async def wait_for(self, kind: type, count: int) -> None:
-        with anyio.fail_after(WAIT):
-            while self.count(kind) < count:
-                await self._changed.wait()
 
 
 @pytest.mark.filterwarnings("ignore:resources/subscribe is removed")

@@ -1,13 +1,14 @@
-"""The MCP layer: LLM completion tools and failed-request resources over MCP.
+"""The MCP layer: LLM completion tools, the model catalogue and failed-request resources over MCP.
 
 It talks only to the `LLMProvider` interface and the `DumpStore`; it never imports
 litellm, so every provider detail (retries, dumps, key handling) stays behind them.
-`build_server(provider, store, default_model=..., limits=...)` returns an
+`build_server(provider, store, default_model=..., limits=..., catalogue=...)` returns an
 `MCPServer`; run it with `server.run(transport=..., host=..., port=...)`.
 
 Modules, leaf first: constants (URIs, list limits, intervals, the logger) and
 errors (one-line error text); args (wire models of the arguments and their
-validation) and results (wire models of the results); schema (the compact tool
+validation) and results (wire models of the results); catalogue (the model
+catalogue as clients see it); schema (the compact tool
 schemas); relay (heartbeats and streamed progress); notify (change
 notifications); resources and tools (the handlers); server (`build_server`).
 """
@@ -15,7 +16,8 @@ notifications); resources and tools (the handlers); server (`build_server`).
 from __future__ import annotations
 
 from .args import ChatMessage, CompleteArgs, ListFailedRequestsArgs, StreamArgs, ToolSpec
-from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, dump_uri
+from .catalogue import ModelList
+from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, MODEL_URI_TEMPLATE, MODELS_URI, dump_uri, model_uri
 from .results import CompletionResult, FailedRequestPage, FailedRequestSummary
 from .server import build_server
 
@@ -23,6 +25,9 @@ __all__ = [
     "DUMP_URI_PREFIX",
     "DUMP_URI_TEMPLATE",
     "INDEX_URI",
+    "MODELS_URI",
+    "MODEL_URI_TEMPLATE",
+    "ModelList",
     "ChatMessage",
     "CompleteArgs",
     "StreamArgs",
@@ -33,4 +38,5 @@ __all__ = [
     "ToolSpec",
     "build_server",
     "dump_uri",
+    "model_uri",
 ]

@@ -186,7 +186,7 @@ class CompleteArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str | None = None
-    messages: list[ChatMessage] | None = Field(default=None, min_length=1, description="OpenAI chat format")
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1, description="OpenAI format")
     system: str | None = None
     model: str | None = Field(default=None, min_length=1)
     max_tokens: int | None = Field(default=None, gt=0)
@@ -195,7 +195,7 @@ class CompleteArgs(BaseModel):
     response_format: dict[str, Any] | None = Field(default=None, description="e.g. {'type': 'json_object'}")
     json_mode: bool = False
     max_retries: int | None = Field(default=None, ge=0, le=10)
-    deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Seconds, retries included")
+    deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Seconds, all tries")
 
     @field_validator("messages", "tools", mode="before")
     @classmethod
@@ -258,11 +258,11 @@ class ListFailedRequestsArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    error_type: str | None = Field(default=None, description="e.g. 'rate_limit', 'auth'")
+    error_type: str | None = Field(default=None, description="e.g. rate_limit, auth")
     model: str | None = None
     since: datetime | None = Field(default=None, description="ISO 8601; UTC if no offset")
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
-    cursor: str | None = Field(default=None, description="A previous page's next_cursor")
+    cursor: str | None = Field(default=None, description="A page's next_cursor")
 
     @field_validator("since", mode="before")
     @classmethod

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote
 
 logger = logging.getLogger("hive_mcp.server")
 
 INDEX_URI = "hive://failed-requests"
 DUMP_URI_PREFIX = INDEX_URI + "/"
 DUMP_URI_TEMPLATE = DUMP_URI_PREFIX + "{id}"
+MODELS_URI = "hive://models"
+MODEL_URI_PREFIX = MODELS_URI + "/"
+MODEL_URI_TEMPLATE = MODEL_URI_PREFIX + "{name}"
 
 RESOURCE_NOT_FOUND_LEGACY = -32002
 """Resource-not-found in the 2025-11-25 spec. 2026-07-28 (SEP-2164) uses -32602, as the SDK does."""
@@ -34,3 +38,8 @@ READER_SLICE_S = 0.005
 def dump_uri(dump_id: str) -> str:
     """The resource URI of one failure dump."""
     return DUMP_URI_PREFIX + dump_id
+
+
+def model_uri(name: str) -> str:
+    """The resource URI of one model group (the name percent-encoded, as the URI template expands it)."""
+    return MODEL_URI_PREFIX + quote(name, safe="")

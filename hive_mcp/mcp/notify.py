@@ -1,14 +1,15 @@
-"""Change notifications: the dump store's writer thread -> the event loop -> every subscriber.
+"""Change notifications: a source's listener thread -> the event loop -> every subscriber.
 
-The dump store calls its listeners from whatever thread wrote, so the notifier
-hops onto the event loop and fans out from there to `subscriptions/listen`
-streams (2026-07-28) and to legacy (2025-11-25) sessions.
+The sources (the dump store, the model catalogue) call their listeners from
+whatever thread changed them, so the notifier hops onto the event loop and fans
+out from there to `subscriptions/listen` streams (2026-07-28) and to legacy
+(2025-11-25) sessions.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +22,25 @@ from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, ResourceUpdated
 
-from ..dumps import DumpStore
 from ..sdk_compat import run_sync_soon, session_connection
-from .constants import INDEX_URI, NOTIFY_TIMEOUT_S, logger
+from .constants import NOTIFY_TIMEOUT_S, logger
+
+
+@dataclass(frozen=True)
+class ChangeSource:
+    """One thing whose changes clients hear about, and what a change of it means for them.
+
+    `add_listener`/`remove_listener` take a callback called from any thread; a
+    change is a `resources/updated` of each of `updated()` (asked on the event
+    loop, after the change), and a `resources/list_changed` too when
+    `list_changed` (the change adds or removes resources).
+    """
+
+    add_listener: Callable[[Callable[[], None]], None]
+    remove_listener: Callable[[Callable[[], None]], None]
+    updated: Callable[[], Iterable[str]]
+    list_changed: bool
+
 
 @dataclass(eq=False)
 class _Waker:
@@ -32,33 +49,39 @@ class _Waker:
     token: Any
     thread_id: int
     event: anyio.Event = field(default_factory=anyio.Event)
+    pending: set[int] = field(default_factory=set)
+    """Which sources changed since the last broadcast (touched only on the loop)."""
 
-    def _set(self) -> None:
+    def _set(self, source: int) -> None:
+        self.pending.add(source)
         self.event.set()
 
-    def poke(self) -> None:
+    def poke(self, source: int) -> None:
         if threading.get_ident() == self.thread_id:
-            self._set()
+            self._set(source)
             return
         try:
-            # Fire and forget: the writer never waits on the loop (which may be shutting down).
-            run_sync_soon(self.token, self._set)
+            # Fire and forget: the changing thread never waits on the loop (which may be shutting down).
+            run_sync_soon(self.token, lambda: self._set(source))
         except Exception as exc:  # the loop is gone or closing: nobody left to tell
-            logger.debug("dump change not delivered: %s: %s", type(exc).__name__, exc)
+            logger.debug("change not delivered: %s: %s", type(exc).__name__, exc)
 
 
 class ChangeNotifier:
-    """Tells clients when the set of dumps changes.
+    """Tells clients when a source changes (the set of dumps, the model catalogue).
 
     2026-07-28 sessions get events on their `subscriptions/listen` streams via the
     server's subscription bus. 2025-11-25 sessions have no listen streams, so the
     sessions are remembered as they make requests and get
-    `notifications/resources/list_changed` on their standalone channel (plus
-    `resources/updated` for those subscribed to the index).
+    `notifications/resources/list_changed` on their standalone channel (for a
+    source whose changes add or remove resources), plus `resources/updated` for
+    the URIs they subscribed to.
     """
 
-    def __init__(self, store: DumpStore, bus: InMemorySubscriptionBus) -> None:
-        self._store = store
+    def __init__(self, sources: Sequence[ChangeSource], bus: InMemorySubscriptionBus) -> None:
+        self._sources = tuple(sources)
+        # One callback per source, kept so that the same object is removed as was added.
+        self._callbacks = tuple(self._callback(i) for i in range(len(self._sources)))
         self._bus = bus
         self._lock = threading.Lock()
         self._wakers: list[_Waker] = []
@@ -66,11 +89,14 @@ class ChangeNotifier:
 
     # -- any thread --------------------------------------------------------
 
-    def _on_store_change(self) -> None:
-        with self._lock:
-            waker = self._wakers[0] if self._wakers else None
-        if waker is not None:  # one loop fans out, so no client hears a change twice
-            waker.poke()
+    def _callback(self, source: int) -> Callable[[], None]:
+        def on_change() -> None:
+            with self._lock:
+                waker = self._wakers[0] if self._wakers else None
+            if waker is not None:  # one loop fans out, so no client hears a change twice
+                waker.poke(source)
+
+        return on_change
 
     # -- the event loop ----------------------------------------------------
 
@@ -83,33 +109,42 @@ class ChangeNotifier:
             with self._lock:
                 self._wakers.append(waker)
                 if len(self._wakers) == 1:
-                    self._store.add_listener(self._on_store_change)
+                    for source, callback in zip(self._sources, self._callbacks):
+                        source.add_listener(callback)
             try:
                 yield
             finally:
                 with self._lock:
                     self._wakers.remove(waker)
                     if not self._wakers:
-                        self._store.remove_listener(self._on_store_change)
+                        for source, callback in zip(self._sources, self._callbacks):
+                            source.remove_listener(callback)
                 tg.cancel_scope.cancel()
 
     async def _pump(self, waker: _Waker) -> None:
         while True:
             await waker.event.wait()
             waker.event = anyio.Event()  # changes during the broadcast wake us again: bursts coalesce
+            changed, waker.pending = [self._sources[i] for i in sorted(waker.pending)], set()
             try:
-                await self._broadcast()
+                await self._broadcast(changed)
             except Exception:
-                logger.exception("could not send the dump change notifications")
+                logger.exception("could not send the change notifications")
 
-    async def _broadcast(self) -> None:
-        await self._bus.publish(ResourcesListChanged())
-        await self._bus.publish(ResourceUpdated(uri=INDEX_URI))
+    async def _broadcast(self, changed: list[ChangeSource]) -> None:
+        list_changed = any(source.list_changed for source in changed)
+        updated = list(dict.fromkeys(uri for source in changed for uri in source.updated()))
+        if list_changed:
+            await self._bus.publish(ResourcesListChanged())
+        for uri in updated:
+            await self._bus.publish(ResourceUpdated(uri=uri))
         for conn, uris in list(self._legacy.items()):
             with anyio.move_on_after(NOTIFY_TIMEOUT_S):  # one stuck client must not hold up the rest
-                await conn.send_resource_list_changed()
-                if INDEX_URI in uris:
-                    await conn.send_resource_updated(INDEX_URI)
+                if list_changed:
+                    await conn.send_resource_list_changed()
+                for uri in updated:
+                    if uri in uris:
+                        await conn.send_resource_updated(uri)
 
     def track(self, ctx: ServerRequestContext[Any, Any]) -> Connection | None:
         """Remember a legacy session so it hears about changes; forgotten when it closes."""

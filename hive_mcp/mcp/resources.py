@@ -1,7 +1,9 @@
-"""The failed-request resources, served by low-level handlers.
+"""The resources, served by low-level handlers: the model catalogue and the failed requests.
 
 `MCPServer` returns whole lists with no cursor, and `resources/list` must stay
-small at 10,000 dumps, so these handlers page (registered in server.py).
+small at 10,000 dumps, so these handlers page (registered in server.py). The
+fixed resources (`hive://models`, the dumps' index) lead the first page; the
+cursor pages the dumps alone.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from mcp.shared.exceptions import MCPError
 
 from ..dumps import DumpLookupError, DumpStore, DumpSummary, InvalidCursor, is_valid_dump_id
 from .args import ListFailedRequestsArgs
-from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, RESOURCE_NOT_FOUND_LEGACY, dump_uri
+from .catalogue import ModelsView
+from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, MODEL_URI_PREFIX, MODEL_URI_TEMPLATE, MODELS_URI
+from .constants import RESOURCE_NOT_FOUND_LEGACY, dump_uri
 from .errors import safe_line, short
 from .results import FailedRequestPage
 
@@ -47,6 +51,17 @@ def _not_found(ctx: ServerRequestContext[Any, Any], uri: str, why: str) -> MCPEr
     legacy = ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
     code = RESOURCE_NOT_FOUND_LEGACY if legacy else INVALID_PARAMS
     return MCPError(code=code, message=f"Resource not found: uri {short(uri, 80)}: {why}", data={"uri": uri})
+
+
+def _models_resource() -> Resource:
+    return Resource(
+        uri=MODELS_URI,
+        name="models",
+        title="Models",
+        description="What `model` may name: each group's aliases, deployments and their health, "
+        "context window, prices and capabilities (as list_models returns it).",
+        mime_type="application/json",
+    )
 
 
 def _index_resource() -> Resource:
@@ -76,11 +91,12 @@ class ResourceHandlers:
 
     store: DumpStore
     page_size: int
+    models: ModelsView
 
     async def list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
     ) -> ListResourcesResult:
-        """The index, then the dumps newest first, one page at a time."""
+        """The catalogue and the dumps' index, then the dumps newest first, one page at a time."""
         cursor = params.cursor
         try:
             page = await anyio.to_thread.run_sync(lambda: self.store.list(limit=self.page_size, cursor=cursor))
@@ -88,7 +104,7 @@ class ResourceHandlers:
             raise MCPError(code=INVALID_PARAMS, message="Invalid cursor", data={"cursor": short(cursor)}) from None
         resources: list[Resource] = []
         if cursor is None:
-            resources.append(_index_resource())
+            resources += [_models_resource(), _index_resource()]
         resources.extend(_dump_resource(s) for s in page.items)
         return ListResourcesResult(resources=resources, next_cursor=page.next_cursor)
 
@@ -97,6 +113,13 @@ class ResourceHandlers:
     ) -> ListResourceTemplatesResult:
         return ListResourceTemplatesResult(
             resource_templates=[
+                ResourceTemplate(
+                    uri_template=MODEL_URI_TEMPLATE,
+                    name="model-group",
+                    title="A model group",
+                    description="One entry of hive://models, by its name or an alias.",
+                    mime_type="application/json",
+                ),
                 ResourceTemplate(
                     uri_template=DUMP_URI_TEMPLATE,
                     name="failed-request",
@@ -112,7 +135,14 @@ class ResourceHandlers:
         self, ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams
     ) -> ReadResourceResult:
         uri = params.uri
-        if uri == INDEX_URI:
+        if uri == MODELS_URI:
+            text = self.models.listing().model_dump_json(indent=2)
+        elif uri.startswith(MODEL_URI_PREFIX):
+            group = self.models.group(uri)
+            if group is None:
+                raise _not_found(ctx, uri, "no model group or alias of that name")
+            text = group.model_dump_json(indent=2)
+        elif uri == INDEX_URI:
             page = await list_page(self.store, ListFailedRequestsArgs())
             text = page.model_dump_json(indent=2)
         elif uri.startswith(DUMP_URI_PREFIX):

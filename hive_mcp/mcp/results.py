@@ -32,6 +32,7 @@ class CompletionResult(Usage):
     stop_reason: str
     tool_calls: list[ToolCall]
     reasoning: str | None = Field(default=None, json_schema_extra=_absent_not_null)
+    model_group: str | None = Field(default=None, json_schema_extra=_absent_not_null)
     attempts: int
     dump_id: str | None = None
     dump_uri: str | None = None
@@ -45,6 +46,7 @@ class CompletionResult(Usage):
             stop_reason=r.stop_reason,
             tool_calls=r.tool_calls,
             reasoning=r.reasoning,
+            model_group=r.model_group,
             attempts=r.attempts,
             dump_id=r.dump_id,
             dump_uri=dump_uri(r.dump_id) if r.dump_id else None,
@@ -80,17 +82,23 @@ class FailedRequestPage(BaseModel):
         return cls(items=[FailedRequestSummary.from_summary(s) for s in page.items], next_cursor=page.next_cursor)
 
 
+_ABSENT_WHEN_NONE = ("reasoning", "model_group")
+"""Result fields left out when unset rather than sent as null: most replies have no reasoning, and
+`model_group` is known only when the call went through a configured group."""
+
+
 def completion_result(result: CompletionResult) -> CallToolResult:
     """Structured content for clients that read the schema, the reply text for those that read only text."""
+    absent = {name for name in _ABSENT_WHEN_NONE if getattr(result, name) is None}
     return CallToolResult(
         content=[TextContent(type="text", text=result.content)],
-        # `reasoning` is absent when the model gave none, not null: most replies have none.
-        structured_content=result.model_dump(mode="json", exclude={"reasoning"} if result.reasoning is None else None),
+        structured_content=result.model_dump(mode="json", exclude=absent or None),
     )
 
 
-def page_result(page: FailedRequestPage) -> CallToolResult:
+def json_result(result: BaseModel) -> CallToolResult:
+    """A result that is all data: the same JSON as text and as structured content."""
     return CallToolResult(
-        content=[TextContent(type="text", text=page.model_dump_json())],
-        structured_content=page.model_dump(mode="json"),
+        content=[TextContent(type="text", text=result.model_dump_json())],
+        structured_content=result.model_dump(mode="json"),
     )

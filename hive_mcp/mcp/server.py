@@ -7,9 +7,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from mcp_types import (
+    Completion,
+    CompletionArgument,
+    CompletionContext,
     EmptyResult,
     PaginatedRequestParams,
+    PromptReference,
     ReadResourceRequestParams,
+    ResourceTemplateReference,
     SubscribeRequestParams,
     UnsubscribeRequestParams,
 )
@@ -21,17 +26,21 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from .. import __version__
 from ..dumps import DumpStore
 from ..limits import Limits
+from ..models.catalogue import Catalogue
+from ..models.static import StaticCatalogue
 from ..provider.base import LLMProvider
 from ..sdk_compat import lowlevel_server
-from .constants import DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, MAX_LIST_LIMIT, PROGRESS_INTERVAL_S, logger
-from .notify import ChangeNotifier
+from .catalogue import ModelsView
+from .constants import DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI, MAX_LIST_LIMIT, PROGRESS_INTERVAL_S
+from .constants import MODEL_URI_TEMPLATE, logger
+from .notify import ChangeNotifier, ChangeSource
 from .resources import ResourceHandlers
 from .tools import ToolHandlers, tools
 
 INSTRUCTIONS = (
     "LLM completion: `complete` returns a reply; `stream_complete` streams it as progress "
-    "notifications. Failed calls are recorded as resources under hive://failed-requests "
-    "(list them with `list_failed_requests`)."
+    "notifications; `list_models` (or hive://models) says what `model` may name. Failed calls are "
+    "recorded as resources under hive://failed-requests (list them with `list_failed_requests`)."
 )
 
 
@@ -46,6 +55,7 @@ def build_server(
     limits: Limits | None = None,
     progress_interval_s: float = PROGRESS_INTERVAL_S,
     default_max_tokens: int | None = None,
+    catalogue: Catalogue | None = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -56,7 +66,8 @@ def build_server(
     `limits` is the cost control (default: `Limits()`, which bounds only
     concurrency, deadline and input size; use one `Limits` per server).
     `default_max_tokens` is sent when a call names none (capped by `limits`);
-    None leaves it to the provider's own default.
+    None leaves it to the provider's own default. `catalogue` is what `model`
+    may name (default: the default model, and any litellm model string).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -67,12 +78,22 @@ def build_server(
     limits = limits if limits is not None else Limits()
     if not limits.model_allowed(default_model):
         logger.info("the default model %s matches no allowed pattern; it is allowed anyway", default_model)
+    catalogue = catalogue if catalogue is not None else StaticCatalogue(default_model)
+    models = ModelsView(catalogue, default_model, limits)
     tool_handlers = ToolHandlers(
-        provider, store, default_model, heartbeat_s, limits, progress_interval_s, default_max_tokens
+        provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens
     )
-    resources = ResourceHandlers(store, resource_page_size)
+    resources = ResourceHandlers(store, resource_page_size, models)
     bus = InMemorySubscriptionBus()
-    notifier = ChangeNotifier(store, bus)
+    notifier = ChangeNotifier(
+        [
+            # A dump written or pruned changes the list and the index.
+            ChangeSource(store.add_listener, store.remove_listener, lambda: (INDEX_URI,), list_changed=True),
+            # A deployment entering or leaving cooldown changes the catalogue's content, not the list.
+            ChangeSource(catalogue.add_listener, catalogue.remove_listener, models.uris, list_changed=False),
+        ],
+        bus,
+    )
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
@@ -96,6 +117,15 @@ def build_server(
     async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
         notifier.unsubscribe(ctx, params.uri)
         return EmptyResult()
+
+    @server.completion()
+    async def complete_argument(
+        ref: ResourceTemplateReference | PromptReference, argument: CompletionArgument, _: CompletionContext | None
+    ) -> Completion | None:
+        """Argument completion: the model names that start with what was typed, for hive://models/{name}."""
+        if isinstance(ref, ResourceTemplateReference) and ref.uri == MODEL_URI_TEMPLATE and argument.name == "name":
+            return models.complete(argument.value)
+        return None
 
     # MCPServer's resource handlers return whole lists with no cursor; these page.
     low = lowlevel_server(server)

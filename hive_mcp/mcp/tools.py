@@ -1,9 +1,10 @@
-"""The tools: `complete`, `stream_complete` and `list_failed_requests`, defined together in `tools()`.
+"""The tools: `complete`, `stream_complete`, `list_failed_requests` and `list_models`, defined together in `tools()`.
 
 Each tool publishes the compacted JSON schema of its own pydantic argument model
 and validates the raw arguments itself (args.py), so a bad argument comes back as
 one line naming the field. Cost control (`Limits`) is asked after the arguments
-validate and before the provider is called: allowed models, the max_tokens cap,
+validate and before the provider is called: the model (one of the catalogue's
+callable names when it has a config, else the allow-list), the max_tokens cap,
 the deadline, the input size, then a slot among the calls in flight. A refusal is
 an `isError` result naming the argument; nothing reaches the upstream and nothing
 is dumped. While a call waits (for a slot, or on the model) it sends heartbeat
@@ -27,20 +28,22 @@ from ..dumps import DumpStore, InvalidCursor
 from ..limits import Busy, LimitError, Limits
 from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider, LLMResponse, Message, ProviderError
 from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args
+from .catalogue import ListModelsArgs, ModelList, ModelsView
 from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, failure_text
 from .relay import ProgressSender, StreamState, heartbeats, read_stream, relay_progress
 from .resources import list_page
-from .results import CompletionResult, FailedRequestPage, completion_result, page_result, usage_of
+from .results import CompletionResult, FailedRequestPage, completion_result, json_result
 from .schema import describe, tool_schema
 
 @dataclass
 class ToolHandlers:
-    """The tool functions of one server, bound to its provider, store and limits."""
+    """The tool functions of one server, bound to its provider, store, catalogue and limits."""
 
     provider: LLMProvider
     store: DumpStore
     default_model: str
+    models: ModelsView
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     limits: Limits = field(default_factory=Limits)
     progress_interval_s: float = PROGRESS_INTERVAL_S
@@ -53,7 +56,10 @@ class ToolHandlers:
         is compared with it when the server has no default of its own.
         """
         limits = self.limits
-        model = limits.check_model(args.model, self.default_model)
+        if self.models.check(args.model):
+            model = args.model or self.default_model
+        else:
+            model = limits.check_model(args.model, self.default_model)
         default = self.default_max_tokens
         max_tokens = limits.max_tokens_for(args.max_tokens, default if default is not None else keyword_default)
         if max_tokens is None and args.max_tokens is None:
@@ -103,7 +109,7 @@ class ToolHandlers:
         return ProgressSender(report)
 
     async def complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
-        """One chat completion: reply, usage, cost, retries. Give prompt or messages."""
+        """Chat completion: reply, usage, cost, retries. Give prompt or messages."""
         call = self._call(ctx, COMPLETE_MAX_TOKENS)
         if isinstance(call, CallToolResult):
             return call
@@ -118,7 +124,7 @@ class ToolHandlers:
         return completion_result(CompletionResult.from_response(response))
 
     async def stream_complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
-        """Like complete; the text streams as progress messages joining to `content`."""
+        """Like complete; text streams as progress messages joining to `content`."""
         call = self._call(ctx, STREAM_MAX_TOKENS, StreamArgs)
         if isinstance(call, CallToolResult):
             return call
@@ -143,7 +149,7 @@ class ToolHandlers:
         return completion_result(CompletionResult.from_response(response))
 
     async def list_failed_requests(self, ctx: Context) -> Annotated[CallToolResult, FailedRequestPage]:
-        """Failed LLM calls, newest first; each `uri` is a resource holding the request."""
+        """Failed LLM calls, newest first; an item's `uri` holds its request."""
         try:
             args = parse_args(ListFailedRequestsArgs, ctx)
             try:
@@ -154,13 +160,29 @@ class ToolHandlers:
                 ) from None
         except ArgumentError as exc:
             return error_result(str(exc))
-        return page_result(page)
+        return json_result(page)
+
+    async def list_models(self, ctx: Context) -> Annotated[CallToolResult, ModelList]:
+        """What `model` may name: groups, aliases, deployments and health, context, prices, capabilities."""
+        try:
+            parse_args(ListModelsArgs, ctx)
+        except ArgumentError as exc:
+            return error_result(str(exc))
+        return json_result(self.models.listing())
 
 
-def _tool(fn: Callable[..., Any], args_model: type[BaseModel], annotations: ToolAnnotations) -> MCPTool:
-    """An MCPServer tool whose input schema is `args_model`'s (the function validates the raw arguments itself)."""
+def _tool(
+    fn: Callable[..., Any], args_model: type[BaseModel], annotations: ToolAnnotations, models: ModelsView | None = None
+) -> MCPTool:
+    """An MCPServer tool whose input schema is `args_model`'s (the function validates the raw arguments itself).
+
+    With `models`, the `model` field's schema names the catalogue's callable names.
+    """
     tool = MCPTool.from_function(fn, description=describe(fn.__doc__ or ""), annotations=annotations)
     tool.parameters = tool_schema(args_model.model_json_schema())
+    if models is not None:
+        fields = tool.parameters["properties"]
+        fields["model"] = models.field_schema(fields["model"])
     output = tool.fn_metadata.output_schema
     if output is not None:
         tool.fn_metadata.output_schema = tool_schema(output, output=True)
@@ -171,11 +193,14 @@ def tools(h: ToolHandlers) -> list[MCPTool]:
     """Every tool the server offers, in one place."""
     completion = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
     return [
-        _tool(h.complete, CompleteArgs, completion.model_copy(update={"title": "LLM completion"})),
-        _tool(h.stream_complete, StreamArgs, completion.model_copy(update={"title": "Streaming LLM completion"})),
+        _tool(h.complete, CompleteArgs, completion.model_copy(update={"title": "LLM completion"}), h.models),
+        _tool(
+            h.stream_complete, StreamArgs, completion.model_copy(update={"title": "Streaming completion"}), h.models
+        ),
         _tool(
             h.list_failed_requests,
             ListFailedRequestsArgs,
-            ToolAnnotations(title="List failed LLM requests", read_only_hint=True, open_world_hint=False),
+            ToolAnnotations(title="Failed LLM requests", read_only_hint=True, open_world_hint=False),
         ),
+        _tool(h.list_models, ListModelsArgs, ToolAnnotations(title="List models", read_only_hint=True, open_world_hint=False)),
     ]

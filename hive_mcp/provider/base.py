@@ -85,6 +85,7 @@ class LLMResponse(Usage):
     stop_reason: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     reasoning: str | None = None
+    model_group: str | None = None
     raw_response: Any = Field(default=None, exclude=True, repr=False)
     attempts: int = 1
     dump_id: str | None = None
