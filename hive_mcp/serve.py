@@ -168,8 +168,8 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def build(settings: Settings) -> tuple[Any, DeferredProvider]:
-    """The MCP server for these settings, and its provider, which loads litellm once started.
+def build(settings: Settings) -> tuple[Any, DeferredProvider, Any]:
+    """The MCP server for these settings, its provider (which loads litellm once started) and its dump store.
 
     Importing litellm takes seconds: it happens in a background thread after
     `start()`, so the server answers `initialize` and `tools/list` without waiting.
@@ -211,11 +211,11 @@ def build(settings: Settings) -> tuple[Any, DeferredProvider]:
         default_max_tokens=settings.default_max_tokens,
         limits=Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings)})),
     )
-    return server, provider
+    return server, provider, store
 
 
 def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:
-    server, provider = build(settings)
+    server, provider, store = build(settings)
     logger.info(
         "hive-mcp %s: model %s%s, dumps in %s%s",
         __version__,
@@ -247,6 +247,6 @@ def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:
     else:
         from .http import run_http
 
-        run_http(server, settings, tokens)
+        run_http(server, settings, tokens, store)
     logger.info("hive-mcp stopped")
     return EXIT_OK

@@ -29,7 +29,7 @@ from tests.processes import ROOT, child_env, free_port
 from tests.upstream import Upstream
 
 MODEL = "openai/gpt-4o-mini"
-TOOLS = {"complete", "stream_complete", "list_failed_requests", "list_models"}
+TOOLS = {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard"}
 STARTUP_S = 90.0  # litellm imports in parallel on a small machine
 CALL_S = 30.0
 EXIT_S = 20.0

@@ -21,12 +21,15 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from hive_mcp.dashboard import Sources
-from hive_mcp.dashboard.app import RESOURCE_URI, TOOL_NAME, read_ui_resource, register_dashboard_app, ui_resource
+from hive_mcp.dashboard.app import RESOURCE_URI, read_ui_resource, ui_resource
+from hive_mcp.mcp import build_server
+from hive_mcp.provider import DeferredProvider
 from hive_mcp.dashboard.data import CATEGORIES as KNOWN_CATEGORIES
 from hive_mcp.dashboard.web import COOKIE, dashboard_app
 from hive_mcp.dumps import DumpNotFound, DumpStore, DumpSummary
 from tests.dashboard_dumps import failure, write_mixed
 
+DASHBOARD_TOOL = "dashboard"
 TOKEN = "dash-token-0123456789"
 BASE = "http://127.0.0.1:8000"
 ORIGIN = {"origin": BASE}
@@ -349,9 +352,8 @@ async def test_the_page_loads_nothing_from_elsewhere(web: httpx.AsyncClient) -> 
 
 @pytest.fixture
 def app_server(store: DumpStore) -> MCPServer:
-    server = MCPServer("dashboard-test")
-    register_dashboard_app(server, store)
-    return server
+    # hive-mcp's own server; its provider is never loaded (the dashboard calls no model)
+    return build_server(DeferredProvider(lambda: None, model="m"), store, default_model="m")
 
 
 async def test_the_ui_resource_is_listed_and_read_as_an_mcp_app(app_server: MCPServer) -> None:
@@ -382,7 +384,7 @@ def test_the_helpers_for_hand_written_resource_handlers_match_the_registered_res
 async def test_the_dashboard_tool_links_the_app_and_stays_small(app_server: MCPServer) -> None:
     async with Client(app_server, raise_exceptions=True) as client:
         tools = (await client.list_tools()).tools
-    [tool] = [t for t in tools if t.name == TOOL_NAME]
+    [tool] = [t for t in tools if t.name == DASHBOARD_TOOL]
     assert tool.meta == {"ui": {"resourceUri": RESOURCE_URI}}
     assert tool.annotations is not None and tool.annotations.read_only_hint is True
     assert len(tool.model_dump_json(by_alias=True, exclude_none=True)) < 1500
@@ -394,8 +396,8 @@ async def test_the_tool_returns_the_same_data_as_the_web_endpoint(app_server: MC
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as web_client:
         web_data = (await web_client.get("/dashboard/data", params={"since": "week"})).json()
     async with Client(app_server, raise_exceptions=True) as client:
-        result = await client.call_tool(TOOL_NAME, {"since": "week"})
-        bad = await client.call_tool(TOOL_NAME, {"category": "nonsense"})
+        result = await client.call_tool(DASHBOARD_TOOL, {"since": "week"})
+        bad = await client.call_tool(DASHBOARD_TOOL, {"category": "nonsense"})
     assert not result.is_error and result.structured_content is not None
     tool_f, web_f = result.structured_content["failures"], web_data["failures"]
     assert tool_f["totals"] == web_f["totals"] and tool_f["newest"] == web_f["newest"]
@@ -411,3 +413,4 @@ def test_the_page_is_packaged(tmp_path: Path) -> None:
         assert asset(name)
     assert json.dumps(page("app"))  # renders without placeholders left
     assert "{{" not in page("app") and "{{" not in page("web")
+

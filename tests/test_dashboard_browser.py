@@ -31,11 +31,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from hive_mcp.dashboard.app import RESOURCE_URI, TOOL_NAME, register_dashboard_app
+from hive_mcp.dashboard.app import RESOURCE_URI
+from hive_mcp.mcp import build_server
+from hive_mcp.provider import DeferredProvider
 from hive_mcp.dashboard.web import dashboard_app, with_dashboard
 from hive_mcp.dumps import DumpStore
 from tests.dashboard_dumps import failure, write_mixed
 
+DASHBOARD_TOOL = "dashboard"
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")) if p), None
 )
@@ -209,20 +212,19 @@ const timer = setInterval(() => {
 
 async def play_the_server(store: DumpStore, newest: str) -> tuple[str, dict[str, Any]]:
     """The app's HTML and the tool results a host would pass, both from the SDK's real Client."""
-    server = MCPServer("browser-test")
-    register_dashboard_app(server, store)
+    server = build_server(DeferredProvider(lambda: None, model="m"), store, default_model="m")  # never loaded
 
     def wire(result: Any) -> dict[str, Any]:
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     async with Client(server, raise_exceptions=True) as client:
         html = getattr((await client.read_resource(RESOURCE_URI)).contents[0], "text")
-        initial = await client.call_tool(TOOL_NAME, {})
+        initial = await client.call_tool(DASHBOARD_TOOL, {})
         one = {"view": "dump", "id": newest}
-        detail = await client.call_tool(TOOL_NAME, one)
+        detail = await client.call_tool(DASHBOARD_TOOL, one)
     return html, {
         "initial": {"arguments": {}, "result": wire(initial)},
-        "calls": [{"name": TOOL_NAME, "arguments": one, "result": wire(detail)}],
+        "calls": [{"name": DASHBOARD_TOOL, "arguments": one, "result": wire(detail)}],
     }
 
 

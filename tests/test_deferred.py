@@ -65,7 +65,7 @@ async def test_server_answers_while_the_provider_loads_and_calls_wait_for_it(
     async with connect(server, mode) as c:
         assert await anyio.to_thread.run_sync(gated.started.wait, WAIT)
         tools = await c.list_tools()  # the handshake and the listing never touch the provider
-        assert {t.name for t in tools.tools} == {"complete", "stream_complete", "list_failed_requests", "list_models"}
+        assert {t.name for t in tools.tools} == {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard"}
         assert not provider.loaded
 
         async def call(name: str, **kwargs: Any) -> None:
@@ -148,7 +148,7 @@ def test_building_the_server_does_not_import_litellm(tmp_path: Any) -> None:
         "from hive_mcp.settings import load_settings\n"
         "from hive_mcp.serve import build\n"
         f"settings = load_settings({{'dump_dir': {str(tmp_path)!r}}}, environ={{}}, cwd={str(tmp_path)!r}, export=False)\n"
-        "server, provider = build(settings)\n"
+        "server, provider, _ = build(settings)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai')))\n"
     )
     out = subprocess.run(

@@ -802,3 +802,28 @@ def test_the_allow_list_a_bind_gets(tmp_path: Path) -> None:
     assert "--allowed-host" in (exposure_problem(settings(transport="http", host="::"), ("tok",)) or "")
     assert exposure_problem(settings(transport="http", host="::", allowed_hosts=("h",)), ("tok",)) is None
     assert exposure_problem(settings(transport="http", host="10.0.0.5"), ("tok",)) is None
+
+
+# ---------------------------------------------------------------------------
+# The dashboard, served beside /mcp
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_dashboard_is_served_behind_the_same_token_and_host_rules(
+    transport: str, guarded: dict[str, HttpServer]
+) -> None:
+    server = guarded[transport]
+    token = tokens_of(transport)[0]
+    with raw(server) as client:
+        assert client.get("/dashboard/data").status_code == 401
+        assert client.get("/dashboard/data", headers=bearer("wrong-token-0123456789")).status_code == 401
+        page = client.get("/dashboard")  # a browser without a session gets the sign-in form, not the data
+        assert page.status_code == 401 and "<form" in page.text and 'name="token"' in page.text
+        data = client.get("/dashboard/data", headers=bearer(token))
+        assert data.status_code == 200 and data.json()["failures"]["total"] >= 0
+        assert client.get("/dashboard/data", headers={**bearer(token), "host": "evil.example:80"}).status_code == 421
+        signed_in = client.post("/dashboard/login", data={"token": token}, headers={"origin": server.base_url})
+        assert signed_in.status_code in (200, 303) and "hive_dashboard" in "".join(
+            signed_in.headers.get_list("set-cookie")
+        ).lower()

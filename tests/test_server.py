@@ -24,6 +24,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
 from hive_mcp.dumps import DumpStore, make_dump_id
+from hive_mcp.dashboard.app import RESOURCE_URI as DASHBOARD_URI
 from hive_mcp.mcp import INDEX_URI, MODELS_URI, build_server, dump_uri
 from tests.clients import MODEL, WAIT, Notifications, Progress, connect, make_dump, mode  # noqa: F401 - mode is a fixture
 from tests.clients import text_of, wait_thread_event
@@ -62,7 +63,7 @@ def test_the_mcp_layer_never_imports_litellm() -> None:
 async def test_tools_have_schemas_and_annotations(make_server: Callable[..., MCPServer], mode: str) -> None:
     async with connect(make_server(), mode) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
-    assert set(tools) == {"complete", "stream_complete", "list_failed_requests", "list_models"}
+    assert set(tools) == {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard"}
     for name in ("complete", "stream_complete"):
         t = tools[name]
         assert t.annotations is not None and t.annotations.open_world_hint is True
@@ -369,7 +370,7 @@ async def test_failed_call_dump_is_listed_and_readable(
 
         resources = await c.list_resources()
         uris = [r.uri for r in resources.resources]
-        assert uris == [MODELS_URI, INDEX_URI, item["uri"]]
+        assert uris == [MODELS_URI, INDEX_URI, DASHBOARD_URI, item["uri"]]
 
         read = await c.read_resource(item["uri"])
         [content] = read.contents
@@ -396,7 +397,7 @@ async def test_resources_list_pages_with_cursors(
         for _ in range(5):  # bounded: a cursor that never advances must fail, not hang
             page = await c.list_resources(cursor=cursor)
             pages.append([r.uri for r in page.resources])
-            assert len(page.resources) <= 4  # the fixed two lead the first page
+            assert len(page.resources) <= 5  # the fixed three lead the first page
             cursor = page.next_cursor
             if cursor is None:
                 break
@@ -404,10 +405,10 @@ async def test_resources_list_pages_with_cursors(
         with pytest.raises(MCPError) as info:
             await c.list_resources(cursor="not a cursor!")
     assert info.value.error.code == types.INVALID_PARAMS
-    assert pages[0][:2] == [MODELS_URI, INDEX_URI]
-    dumps = [u for page in pages for u in page if u not in (MODELS_URI, INDEX_URI)]
+    assert pages[0][:3] == [MODELS_URI, INDEX_URI, DASHBOARD_URI]
+    dumps = [u for page in pages for u in page if u not in (MODELS_URI, INDEX_URI, DASHBOARD_URI)]
     assert dumps == [dump_uri(i) for i in reversed(written)]  # newest first, each once
-    assert [len(p) for p in pages] == [4, 2, 1]
+    assert [len(p) for p in pages] == [5, 2, 1]
 
 
 class OpenedFiles:
@@ -454,10 +455,10 @@ async def test_resources_list_stays_small_at_10000_dumps(
         with OpenedFiles(dump_dir) as opened:
             page = await c.list_resources()
         second = await c.list_resources(cursor=page.next_cursor)
-    assert page.next_cursor is not None and len(page.resources) == 52  # the catalogue, the index + one page
+    assert page.next_cursor is not None and len(page.resources) == 53  # the catalogue, the index, the dashboard + one page
     assert not {r.uri for r in page.resources} & {r.uri for r in second.resources}
     # What keeps a page cheap at any count: only the page's own files are opened.
-    on_page = {f"{r.name}.json" for r in page.resources if r.uri not in (MODELS_URI, INDEX_URI)}
+    on_page = {f"{r.name}.json" for r in page.resources if r.uri not in (MODELS_URI, INDEX_URI, DASHBOARD_URI)}
     assert opened.names and opened.names <= on_page, sorted(opened.names - on_page)[:5]
 
 

@@ -10,13 +10,13 @@ without apps gets the same tool with a text summary and the structured data.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import anyio.to_thread
 from mcp.server.apps import APP_MIME_TYPE, Apps
-from mcp.server.mcpserver import MCPServer
-from mcp_types import CallToolResult, ReadResourceResult, Resource, TextContent, TextResourceContents, ToolAnnotations
-from pydantic import Field
+from mcp_types import CallToolResult, ReadResourceResult, Resource, TextContent, TextResourceContents
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..dumps import DumpLookupError, DumpStore
 from ..text import one_line
@@ -24,7 +24,6 @@ from .assets import page
 from .data import DashboardData, QueryError, Sources, build, parse_query
 
 RESOURCE_URI = "ui://hive/dashboard"
-TOOL_NAME = "dashboard"
 
 
 def _summary(data: DashboardData) -> str:
@@ -40,8 +39,29 @@ def _summary(data: DashboardData) -> str:
     return f"{f.total} failed request(s) since {f.start.isoformat(timespec='seconds')}: {counts}{newest}"
 
 
-def dashboard_apps(store: DumpStore, *, sources: Sources = Sources()) -> Apps:
-    """The Apps extension holding the dashboard page and its tool; pass it to `MCPServer(extensions=[...])`."""
+class DashboardArgs(BaseModel):
+    """The `dashboard` tool's arguments, for its published schema; `parse_query` checks them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    view: Literal["failures", "dump", "spend", "models"] = "failures"
+    since: str = Field(default="day", description="hour, day, week or an ISO 8601 time")
+    model: str | None = None
+    category: str | None = None
+    limit: int = Field(default=20, ge=1, le=200)
+    id: str | None = Field(default=None, description="A dump id, for view=dump")
+
+
+TOOL_META = {"ui": {"resourceUri": RESOURCE_URI}}
+"""The MCP Apps link (`_meta.ui.resourceUri`) a host follows to render the page."""
+
+
+def dashboard_apps() -> Apps:
+    """The Apps extension holding the dashboard page; pass it to `MCPServer(extensions=[...])`.
+
+    The `dashboard` tool is defined with the server's other tools (see `dashboard_tool`)
+    and carries `TOOL_META`, which is all the extension itself would add to it.
+    """
     apps = Apps()
     apps.add_html_resource(
         RESOURCE_URI,
@@ -50,34 +70,20 @@ def dashboard_apps(store: DumpStore, *, sources: Sources = Sources()) -> Apps:
         title="hive-mcp dashboard",
         description="Failed LLM requests over time, the newest ones, and one request's attempts.",
     )
-
-    @apps.tool(
-        resource_uri=RESOURCE_URI,
-        name=TOOL_NAME,
-        title="Dashboard",
-        description="Failed LLM requests: counts by category over time, the newest, or one dump (view=dump, id=...).",
-        annotations=ToolAnnotations(title="Dashboard", read_only_hint=True, open_world_hint=False),
-    )
-    async def dashboard(
-        view: Annotated[str, Field(description="failures, dump, spend or models")] = "failures",
-        since: Annotated[str, Field(description="hour, day, week or an ISO 8601 time")] = "day",
-        model: str | None = None,
-        category: str | None = None,
-        limit: Annotated[int, Field(ge=1, le=200)] = 20,
-        id: Annotated[str | None, Field(description="a dump id, for view=dump")] = None,
-    ) -> CallToolResult:
-        raw = {"view": view, "since": since, "model": model, "category": category, "limit": limit, "id": id}
-        try:
-            query = parse_query(raw)
-            data = await anyio.to_thread.run_sync(lambda: build(store, query, sources=sources))
-        except (QueryError, DumpLookupError) as exc:
-            return CallToolResult(content=[TextContent(type="text", text=one_line(str(exc), 300))], is_error=True)
-        return CallToolResult(
-            content=[TextContent(type="text", text=_summary(data))],
-            structured_content=data.model_dump(mode="json"),
-        )
-
     return apps
+
+
+async def dashboard_tool(store: DumpStore, raw: Mapping[str, Any], *, sources: Sources = Sources()) -> CallToolResult:
+    """The `dashboard` tool's result for raw arguments: the data, and a one-line summary as text."""
+    try:
+        query = parse_query(raw)
+        data = await anyio.to_thread.run_sync(lambda: build(store, query, sources=sources))
+    except (QueryError, DumpLookupError) as exc:
+        return CallToolResult(content=[TextContent(type="text", text=one_line(str(exc), 300))], is_error=True)
+    return CallToolResult(
+        content=[TextContent(type="text", text=_summary(data))],
+        structured_content=data.model_dump(mode="json"),
+    )
 
 
 def ui_resource() -> Resource:
@@ -88,15 +94,3 @@ def ui_resource() -> Resource:
 def read_ui_resource() -> ReadResourceResult:
     """What `resources/read` of `ui://hive/dashboard` answers, for a hand-written handler."""
     return ReadResourceResult(contents=[TextResourceContents(uri=RESOURCE_URI, text=page("app"), mime_type=APP_MIME_TYPE)])
-
-
-def register_dashboard_app(server: MCPServer, store: DumpStore, *, sources: Sources = Sources()) -> Apps:
-    """Add the dashboard app to a server already built.
-
-    The SDK fixes extensions at construction and applies them with
-    `_apply_extension`; this calls it so a built server can gain the app. A server
-    being constructed should take `dashboard_apps(store)` in `extensions=` instead.
-    """
-    apps = dashboard_apps(store, sources=sources)
-    server._apply_extension(apps)  # pyright: ignore[reportPrivateUsage]
-    return apps

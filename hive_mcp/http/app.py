@@ -33,7 +33,9 @@ above 4 MiB would still stop at 4 MiB. Nothing larger than our limit reaches it.
 """
 
 
-def build_app(server: Any, settings: Settings, tokens: tuple[str, ...], security: Any = None) -> tuple[App, Shutdown]:
+def build_app(
+    server: Any, settings: Settings, tokens: tuple[str, ...], security: Any = None, store: Any = None
+) -> tuple[App, Shutdown]:
     """The ASGI app for `settings.transport` ("http" or "sse"), in our layers, outermost first:
 
     1. `GET /healthz`: 200 `{"status":"ok"}` at once, for load balancers. No
@@ -47,6 +49,10 @@ def build_app(server: Any, settings: Settings, tokens: tuple[str, ...], security
        grace period to finish, then a JSON-RPC error; idle streams close at once.
     5. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
        Host gets 421, a bad Origin 403.
+
+    With a dump `store`, `/dashboard` and below go to the dashboard instead, which
+    checks the same tokens itself (a browser cannot send a bearer header when it
+    navigates: it signs in once for a cookie) and the same Host/Origin rules.
     """
     security = security or transport_security_settings(settings)
     if settings.transport == "http":
@@ -66,16 +72,30 @@ def build_app(server: Any, settings: Settings, tokens: tuple[str, ...], security
         )
     shutdown = Shutdown(settings.shutdown_grace_s)
     guard = HttpGuard(shutdown.wrap(app), tokens=tokens, max_body_bytes=settings.max_body_bytes)
-    return guard, shutdown
+    if store is None:
+        return guard, shutdown
+    from mcp.server.transport_security import TransportSecurityMiddleware
+
+    from ..dashboard.web import dashboard_app, with_dashboard
+
+    hosts = TransportSecurityMiddleware(security)
+    dashboard = dashboard_app(
+        store,
+        verify_token=guard.verify if guard.enabled else None,
+        # GET rules for every method: the dashboard checks a POST's Origin itself, and
+        # the SDK's POST rule wants a JSON Content-Type, which a form does not send.
+        check_host_origin=lambda request: hosts.validate_request(request, is_post=False),
+    )
+    return with_dashboard(shutdown.wrap(dashboard), guard), shutdown
 
 
-def run_http(server: Any, settings: Settings, tokens: tuple[str, ...]) -> None:
+def run_http(server: Any, settings: Settings, tokens: tuple[str, ...], store: Any = None) -> None:
     """Serve until SIGTERM or Ctrl-C (uvicorn catches both), then shut down as `Shutdown` says."""
     import anyio
     import uvicorn
 
     security = transport_security_settings(settings)
-    app, shutdown = build_app(server, settings, tokens, security)
+    app, shutdown = build_app(server, settings, tokens, security, store)
     let_event_streams_end(False)
 
     class _Server(uvicorn.Server):

@@ -86,7 +86,15 @@ class HttpGuard:
 
     # -- authentication --------------------------------------------------------------
 
-    def _verify(self, presented: bytes) -> bool:
+    @property
+    def enabled(self) -> bool:
+        """Whether any token is configured (no token: nothing is authenticated)."""
+        return bool(self._digests)
+
+    def verify(self, presented: bytes | str) -> bool:
+        """Whether `presented` is one of the configured tokens (constant time over all of them)."""
+        if isinstance(presented, str):
+            presented = presented.encode()
         digest = hashlib.sha256(presented).digest()
         ok = False
         for known in self._digests:  # every token, no early exit
@@ -102,7 +110,7 @@ class HttpGuard:
             credentials = credentials.strip()
             if scheme.lower() == b"bearer" and credentials:
                 presented = True
-                if self._verify(credentials):
+                if self.verify(credentials):
                     headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"authorization"]
                     return {**scope, "headers": headers}
         logger.debug(

@@ -2,7 +2,7 @@
 
 `MCPServer` returns whole lists with no cursor, and `resources/list` must stay
 small at 10,000 dumps, so these handlers page (registered in server.py). The
-fixed resources (`hive://models`, the dumps' index) lead the first page; the
+fixed resources (`hive://models`, the dumps' index, the dashboard app) lead the first page; the
 cursor pages the dumps alone.
 """
 
@@ -31,6 +31,8 @@ from mcp.shared.exceptions import MCPError
 from ..dumps import DumpLookupError, DumpStore, DumpSummary, InvalidCursor, is_valid_dump_id
 from .args import ListFailedRequestsArgs
 from .catalogue import ModelsView
+from ..dashboard.app import RESOURCE_URI as DASHBOARD_URI
+from ..dashboard.app import read_ui_resource, ui_resource
 from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, MODEL_URI_PREFIX, MODEL_URI_TEMPLATE, MODELS_URI
 from .constants import RESOURCE_NOT_FOUND_LEGACY, dump_uri
 from .errors import safe_line, short
@@ -104,7 +106,7 @@ class ResourceHandlers:
             raise MCPError(code=INVALID_PARAMS, message="Invalid cursor", data={"cursor": short(cursor)}) from None
         resources: list[Resource] = []
         if cursor is None:
-            resources += [_models_resource(), _index_resource()]
+            resources += [_models_resource(), _index_resource(), ui_resource()]
         resources.extend(_dump_resource(s) for s in page.items)
         return ListResourcesResult(resources=resources, next_cursor=page.next_cursor)
 
@@ -135,6 +137,8 @@ class ResourceHandlers:
         self, ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams
     ) -> ReadResourceResult:
         uri = params.uri
+        if uri == DASHBOARD_URI:
+            return read_ui_resource()
         if uri == MODELS_URI:
             text = self.models.listing().model_dump_json(indent=2)
         elif uri.startswith(MODEL_URI_PREFIX):

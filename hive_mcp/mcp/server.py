@@ -24,6 +24,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from .. import __version__
+from ..dashboard.app import dashboard_apps
 from ..dumps import DumpStore
 from ..limits import Limits
 from ..models.catalogue import Catalogue
@@ -108,6 +109,7 @@ def build_server(
         subscriptions=bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],
+        extensions=[dashboard_apps()],  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
     )
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:

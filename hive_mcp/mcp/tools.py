@@ -13,7 +13,7 @@ progress notifications when its request carries a progress token.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool as MCPTool
 
+from ..dashboard.app import TOOL_META, DashboardArgs, dashboard_tool
 from ..dumps import DumpStore, InvalidCursor
 from ..limits import Busy, LimitError, Limits
 from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider, LLMResponse, Message, ProviderError
@@ -170,15 +171,25 @@ class ToolHandlers:
             return error_result(str(exc))
         return json_result(self.models.listing())
 
+    async def dashboard(self, ctx: Context) -> CallToolResult:
+        """Failed LLM requests: counts by category over time, the newest, or one dump (view=dump, id=...)."""
+        params = ctx.request_context.params or {}
+        raw = params.get("arguments") if isinstance(params, Mapping) else None
+        return await dashboard_tool(self.store, raw if isinstance(raw, Mapping) else {})
+
 
 def _tool(
-    fn: Callable[..., Any], args_model: type[BaseModel], annotations: ToolAnnotations, models: ModelsView | None = None
+    fn: Callable[..., Any],
+    args_model: type[BaseModel],
+    annotations: ToolAnnotations,
+    models: ModelsView | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> MCPTool:
     """An MCPServer tool whose input schema is `args_model`'s (the function validates the raw arguments itself).
 
     With `models`, the `model` field's schema names the catalogue's callable names.
     """
-    tool = MCPTool.from_function(fn, description=describe(fn.__doc__ or ""), annotations=annotations)
+    tool = MCPTool.from_function(fn, description=describe(fn.__doc__ or ""), annotations=annotations, meta=meta)
     tool.parameters = tool_schema(args_model.model_json_schema())
     if models is not None:
         fields = tool.parameters["properties"]
@@ -203,4 +214,10 @@ def tools(h: ToolHandlers) -> list[MCPTool]:
             ToolAnnotations(title="Failed LLM requests", read_only_hint=True, open_world_hint=False),
         ),
         _tool(h.list_models, ListModelsArgs, ToolAnnotations(title="List models", read_only_hint=True, open_world_hint=False)),
+        _tool(
+            h.dashboard,
+            DashboardArgs,
+            ToolAnnotations(title="Dashboard", read_only_hint=True, open_world_hint=False),
+            meta=TOOL_META,
+        ),
     ]
