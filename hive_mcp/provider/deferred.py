@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 
 from ..text import shorten
-from .base import CompletionRequest, LLMProvider, LLMResponse, ProviderError
+from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
 from .events import StreamEvent
 
 __all__ = ["DeferredProvider"]
@@ -102,6 +102,12 @@ class DeferredProvider(LLMProvider):
                 self._waiting -= 1
 
     # -- LLMProvider -----------------------------------------------------------
+
+    def count_tokens(self, messages: list[Message], model: str) -> int | None:
+        return self._provider.count_tokens(messages, model) if self._provider is not None else None
+
+    def max_input_tokens(self, model: str) -> int | None:
+        return self._provider.max_input_tokens(model) if self._provider is not None else None
 
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         provider = await self.aprovider(request.model)
