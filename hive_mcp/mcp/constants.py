@@ -10,6 +10,10 @@ INDEX_URI = "hive://failed-requests"
 DUMP_URI_PREFIX = INDEX_URI + "/"
 DUMP_URI_TEMPLATE = DUMP_URI_PREFIX + "{id}"
 
+CONVERSATIONS_URI = "hive://conversations"
+CONVERSATION_URI_PREFIX = CONVERSATIONS_URI + "/"
+CONVERSATION_URI_TEMPLATE = CONVERSATION_URI_PREFIX + "{id}"
+
 RESOURCE_NOT_FOUND_LEGACY = -32002
 """Resource-not-found in the 2025-11-25 spec. 2026-07-28 (SEP-2164) uses -32602, as the SDK does."""
 
@@ -34,3 +38,8 @@ READER_SLICE_S = 0.005
 def dump_uri(dump_id: str) -> str:
     """The resource URI of one failure dump."""
     return DUMP_URI_PREFIX + dump_id
+
+
+def conversation_uri(conversation_id: str) -> str:
+    """The resource URI of one conversation."""
+    return CONVERSATION_URI_PREFIX + conversation_id

@@ -1,8 +1,10 @@
-"""Change notifications: the dump store's writer thread -> the event loop -> every subscriber.
+"""Change notifications: a store's change (any thread) -> the event loop -> every subscriber.
 
-The dump store calls its listeners from whatever thread wrote, so the notifier
-hops onto the event loop and fans out from there to `subscriptions/listen`
-streams (2026-07-28) and to legacy (2025-11-25) sessions.
+The dump store calls its listeners from whatever thread wrote, and the
+conversations call `changed` with the URIs they touched, so the notifier hops
+onto the event loop and fans out from there to `subscriptions/listen` streams
+(2026-07-28) and to legacy (2025-11-25) sessions. Changes that arrive during a
+broadcast are gathered into the next one.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class _Waker:
 
 
 class ChangeNotifier:
-    """Tells clients when the set of dumps changes.
+    """Tells clients when the set of dumps (or of conversations) changes.
 
     2026-07-28 sessions get events on their `subscriptions/listen` streams via the
     server's subscription bus. 2025-11-25 sessions have no listen streams, so the
@@ -63,11 +65,17 @@ class ChangeNotifier:
         self._lock = threading.Lock()
         self._wakers: list[_Waker] = []
         self._legacy: dict[Connection, set[str]] = {}
+        self._pending: set[str] = set()
 
     # -- any thread --------------------------------------------------------
 
     def _on_store_change(self) -> None:
+        self.changed(INDEX_URI)
+
+    def changed(self, *uris: str) -> None:
+        """The resources at `uris` changed (and so did the resource list): tell every client, soon."""
         with self._lock:
+            self._pending.update(uris)
             waker = self._wakers[0] if self._wakers else None
         if waker is not None:  # one loop fans out, so no client hears a change twice
             waker.poke()
@@ -103,13 +111,17 @@ class ChangeNotifier:
                 logger.exception("could not send the dump change notifications")
 
     async def _broadcast(self) -> None:
+        with self._lock:
+            changed, self._pending = sorted(self._pending), set()
         await self._bus.publish(ResourcesListChanged())
-        await self._bus.publish(ResourceUpdated(uri=INDEX_URI))
+        for uri in changed:
+            await self._bus.publish(ResourceUpdated(uri=uri))
         for conn, uris in list(self._legacy.items()):
             with anyio.move_on_after(NOTIFY_TIMEOUT_S):  # one stuck client must not hold up the rest
                 await conn.send_resource_list_changed()
-                if INDEX_URI in uris:
-                    await conn.send_resource_updated(INDEX_URI)
+                for uri in changed:
+                    if uri in uris:
+                        await conn.send_resource_updated(uri)
 
     def track(self, ctx: ServerRequestContext[Any, Any]) -> Connection | None:
         """Remember a legacy session so it hears about changes; forgotten when it closes."""

@@ -35,6 +35,8 @@ class CompletionResult(Usage):
     attempts: int
     dump_id: str | None = None
     dump_uri: str | None = None
+    conversation_id: str | None = Field(default=None, json_schema_extra=_absent_not_null)
+    omitted_turns: int = 0
 
     @classmethod
     def from_response(cls, r: LLMResponse) -> CompletionResult:
@@ -84,8 +86,11 @@ def completion_result(result: CompletionResult) -> CallToolResult:
     """Structured content for clients that read the schema, the reply text for those that read only text."""
     return CallToolResult(
         content=[TextContent(type="text", text=result.content)],
-        # `reasoning` is absent when the model gave none, not null: most replies have none.
-        structured_content=result.model_dump(mode="json", exclude={"reasoning"} if result.reasoning is None else None),
+        # `reasoning` is absent when the model gave none, not null: most replies have none; so is a missing
+        # `conversation_id` (conversations off, or the store failed).
+        structured_content=result.model_dump(
+            mode="json", exclude={k for k in ("reasoning", "conversation_id") if getattr(result, k) is None}
+        ),
     )
 
 

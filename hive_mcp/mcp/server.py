@@ -23,7 +23,11 @@ from ..dumps import DumpStore
 from ..limits import Limits
 from ..provider.base import LLMProvider
 from ..sdk_compat import lowlevel_server
+from ..conversations import ConversationLocks, ConversationStore
+from .constants import CONVERSATIONS_URI, conversation_uri
 from .constants import DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, MAX_LIST_LIMIT, PROGRESS_INTERVAL_S, logger
+from .conversation_views import conversation_resources, list_conversations_tool
+from .conversations import ConversationService
 from .notify import ChangeNotifier
 from .resources import ResourceHandlers
 from .tools import ToolHandlers, tools
@@ -46,6 +50,7 @@ def build_server(
     limits: Limits | None = None,
     progress_interval_s: float = PROGRESS_INTERVAL_S,
     default_max_tokens: int | None = None,
+    conversations: ConversationStore | None = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -56,7 +61,8 @@ def build_server(
     `limits` is the cost control (default: `Limits()`, which bounds only
     concurrency, deadline and input size; use one `Limits` per server).
     `default_max_tokens` is sent when a call names none (capped by `limits`);
-    None leaves it to the provider's own default.
+    None leaves it to the provider's own default. `conversations` is the store
+    that keeps them (None: conversations off, results carry no id).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -67,12 +73,19 @@ def build_server(
     limits = limits if limits is not None else Limits()
     if not limits.model_allowed(default_model):
         logger.info("the default model %s matches no allowed pattern; it is allowed anyway", default_model)
-    tool_handlers = ToolHandlers(
-        provider, store, default_model, heartbeat_s, limits, progress_interval_s, default_max_tokens
-    )
-    resources = ResourceHandlers(store, resource_page_size)
+    service = None
     bus = InMemorySubscriptionBus()
     notifier = ChangeNotifier(store, bus)
+    if conversations is not None:
+        service = ConversationService(conversations, provider, ConversationLocks(limits.queue_timeout_s))
+        service.on_change = lambda cid: notifier.changed(CONVERSATIONS_URI, conversation_uri(cid))
+    tool_handlers = ToolHandlers(
+        provider, store, default_model, heartbeat_s, limits, progress_interval_s, default_max_tokens, service
+    )
+    resources = ResourceHandlers(store, resource_page_size)
+    handlers = (resources.list_resources, resources.list_resource_templates, resources.read_resource)
+    if service is not None:
+        handlers = conversation_resources(service, resources)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
@@ -83,7 +96,7 @@ def build_server(
         name,
         version=__version__,
         instructions=INSTRUCTIONS,
-        tools=tools(tool_handlers),
+        tools=tools(tool_handlers) + ([list_conversations_tool(service)] if service is not None else []),
         subscriptions=bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],
@@ -99,9 +112,9 @@ def build_server(
 
     # MCPServer's resource handlers return whole lists with no cursor; these page.
     low = lowlevel_server(server)
-    low.add_request_handler("resources/list", PaginatedRequestParams, resources.list_resources)
-    low.add_request_handler("resources/templates/list", PaginatedRequestParams, resources.list_resource_templates)
-    low.add_request_handler("resources/read", ReadResourceRequestParams, resources.read_resource)
+    low.add_request_handler("resources/list", PaginatedRequestParams, handlers[0])
+    low.add_request_handler("resources/templates/list", PaginatedRequestParams, handlers[1])
+    low.add_request_handler("resources/read", ReadResourceRequestParams, handlers[2])
     low.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     return server
