@@ -22,6 +22,7 @@ store), and the result says how many (`omitted_turns`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -47,7 +48,7 @@ from ..conversations import (
     check_id,
 )
 from ..conversations.model import check_room
-from ..provider.base import LLMProvider, LLMResponse, Message
+from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
 from ..tokens import CALLER_STATE_KEY
 from .args import CompleteArgs
 from .constants import logger
@@ -185,10 +186,12 @@ class ConversationService:
                 return error_result(str(exc))
             model = kwargs["model"]
             max_tokens = kwargs.get("max_tokens", default_max_tokens)
+            await self._provider_loaded()
             send, omitted = await anyio.to_thread.run_sync(
                 lambda: fit(
                     self.provider, view, messages, model=model, system=args.system or "", max_tokens=max_tokens
-                )
+                ),
+                abandon_on_cancel=True,  # a cancelled call does not wait for a count nobody will read
             )
             started = time.monotonic()
             outcome = await call(send, {**kwargs, "conversation_id": cid})
@@ -197,6 +200,13 @@ class ConversationService:
             kept = await self._keep(view.thread, owner, messages, outcome, started, model, fork=args.fork)
             return self._result(outcome, kept, omitted)
         raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
+
+    async def _provider_loaded(self) -> None:
+        """Wait (cancellably, in no worker thread) for a provider that loads in the background to be there."""
+        loaded = getattr(self.provider, "aprovider", None)
+        if loaded is not None:
+            with contextlib.suppress(ProviderError):  # the call itself reports a provider that failed to load
+                await loaded()
 
     async def _keep(
         self,

@@ -205,7 +205,8 @@ class LLMProvider(ABC):
         return self._stream(build_request(request, max_tokens, fields))
 
     def count_tokens(self, messages: list[Message], model: str) -> int | None:
-        """The input tokens `messages` take for `model`; None when this provider cannot tell."""
+        """The input tokens `messages` take for `model`; None when this provider cannot tell. May block (CPU, or a
+        provider still loading): call it off the event loop."""
         return None
 
     def max_input_tokens(self, model: str) -> int | None:

@@ -103,11 +103,20 @@ class DeferredProvider(LLMProvider):
 
     # -- LLMProvider -----------------------------------------------------------
 
+    def _loaded_provider(self) -> LLMProvider | None:
+        """The provider once loaded (waiting for it: call off the event loop), None if it failed to load."""
+        if not self._loaded.is_set():
+            self.start()
+            self._loaded.wait()
+        return self._provider
+
     def count_tokens(self, messages: list[Message], model: str) -> int | None:
-        return self._provider.count_tokens(messages, model) if self._provider is not None else None
+        provider = self._loaded_provider()
+        return provider.count_tokens(messages, model) if provider is not None else None
 
     def max_input_tokens(self, model: str) -> int | None:
-        return self._provider.max_input_tokens(model) if self._provider is not None else None
+        provider = self._loaded_provider()
+        return provider.max_input_tokens(model) if provider is not None else None
 
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         provider = await self.aprovider(request.model)
