@@ -1,7 +1,8 @@
 """The MCP layer: LLM completion tools and failed-request resources over MCP.
 
-It talks only to the `LLMProvider` interface and the `DumpStore`; it never imports
-litellm, so every provider detail (retries, dumps, key handling) stays behind them.
+It talks only to the `LLMProvider` interface, the `DumpStore` and the conversation
+store; it never imports litellm, so every provider detail (retries, dumps, key
+handling, token counts, context windows) stays behind them.
 `build_server(provider, store, default_model=..., limits=...)` returns an
 `MCPServer`; run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -9,7 +10,9 @@ Modules, leaf first: constants (URIs, list limits, intervals, the logger) and
 errors (one-line error text); args (wire models of the arguments and their
 validation) and results (wire models of the results); schema (the compact tool
 schemas); relay (heartbeats and streamed progress); notify (change
-notifications); resources and tools (the handlers); server (`build_server`).
+notifications); resources and tools (the handlers); conversations (continued
+and forked calls) and conversation_views (their tool and resources); server
+(`build_server`).
 """
 
 from __future__ import annotations

@@ -22,10 +22,10 @@ from .. import __version__
 from ..dumps import DumpStore
 from ..limits import Limits
 from ..provider.base import LLMProvider
-from ..sdk_compat import lowlevel_server
 from ..conversations import ConversationLocks, ConversationStore
-from .constants import CONVERSATIONS_URI, conversation_uri
-from .constants import DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, MAX_LIST_LIMIT, PROGRESS_INTERVAL_S, logger
+from ..sdk_compat import lowlevel_server
+from .constants import CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, MAX_LIST_LIMIT
+from .constants import PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_resources, list_conversations_tool
 from .conversations import ConversationService
 from .notify import ChangeNotifier
@@ -36,6 +36,10 @@ INSTRUCTIONS = (
     "LLM completion: `complete` returns a reply; `stream_complete` streams it as progress "
     "notifications. Failed calls are recorded as resources under hive://failed-requests "
     "(list them with `list_failed_requests`)."
+)
+CONVERSATION_INSTRUCTIONS = (
+    " Results carry a conversation_id: pass it back to continue that conversation, with any model "
+    "(fork: true continues a copy); list yours with `list_conversations` or read hive://conversations."
 )
 
 
@@ -95,7 +99,7 @@ def build_server(
     server: MCPServer = MCPServer(
         name,
         version=__version__,
-        instructions=INSTRUCTIONS,
+        instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if service is not None else ""),
         tools=tools(tool_handlers) + ([list_conversations_tool(service)] if service is not None else []),
         subscriptions=bus,
         lifespan=lifespan,
