@@ -18,6 +18,7 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.conversations import ConversationLimits, ConversationStore, ExpiredConversation, open_store
 from hive_mcp.dumps import DumpStore
+from hive_mcp.limits import Limits
 from hive_mcp.mcp import build_server
 from hive_mcp.provider import LiteLLMProvider
 from tests.clients import MODEL, WAIT, connect, mode, text_of, until  # noqa: F401 - mode is a fixture
@@ -231,6 +232,24 @@ async def test_two_calls_on_one_conversation_are_served_one_after_the_other(
     # The second saw the first's turn: the thread never interleaves.
     assert sent(upstream, 2) == [user("one"), assistant("default reply"), user("two?"), assistant("two"), user("three?")]
     assert (await conv.get(cid)).thread.turns == 3
+
+
+async def test_a_call_that_waits_past_the_queue_timeout_is_refused_as_busy(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, conv: ConversationStore
+) -> None:
+    server = build_server(provider, store, default_model=MODEL, conversations=conv, limits=Limits(queue_timeout_s=0))
+    async with connect(server, "auto") as c:
+        cid = (await call(c, prompt="one")).structured_content["conversation_id"]
+        upstream.script(Reply.stream(["tw", "o"], hold_after=1))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: call(c, "stream_complete", prompt="two?", conversation_id=cid))
+            await until(lambda: len(upstream.chat_requests()) == 2, "the first call reached the upstream")
+            busy = await call(c, prompt="three?", conversation_id=cid)
+            upstream.release()
+    assert busy.is_error and text_of(busy) == (
+        f"conversation_id: conversation {cid} is busy with another call; waited 0s for its turn, try again later"
+    )
+    assert len(upstream.chat_requests()) == 2 and (await conv.get(cid)).thread.turns == 2
 
 
 def server_locks(server: MCPServer) -> Any:
