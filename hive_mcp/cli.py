@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from . import __version__
+from .conversations_cli import add_conversations_parser, run_conversations
 from .serve import exposure_problem, serve
 from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
         prog=PROG,
-        usage=f"{PROG} [options]\n       {PROG} dumps {{list,show,purge}} ...",
+        usage=f"{PROG} [options]\n       {PROG} dumps {{list,show,purge}} ...\n       {PROG} conversations {{list,show,delete}} ...",
         description=textwrap.dedent(
             """\
             An MCP server for LLM completion through litellm: tools complete,
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--older-than", metavar="AGE", help="only dumps older than this: 30m, 12h, 7d, 2w, 1d12h")
     purge.add_argument("--dump-dir", help=argparse.SUPPRESS, **dump_dir)
+    add_conversations_parser(commands, PROG, _Parser)
     return parser
 
 
@@ -260,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(args_list)
         if args.command == "dumps":
             return _dumps(args)
+        if args.command == "conversations":
+            code, error = run_conversations(args)
+            return _fail(error, code) if error else code
         flags = {spec.field: getattr(args, spec.field) for spec in SETTINGS_FIELDS if spec.flag}
         settings = load_settings(flags, env_file=args.env_file)
         tokens = settings.auth_tokens() if settings.transport != "stdio" else ()

@@ -210,8 +210,32 @@ def build(settings: Settings) -> tuple[Any, DeferredProvider, Any]:
         heartbeat_s=settings.heartbeat_s,
         default_max_tokens=settings.default_max_tokens,
         limits=Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings)})),
+        conversations=conversation_store(settings),
     )
     return server, provider, store
+
+
+def conversation_store(settings: Settings) -> Any:
+    """The conversation store the settings ask for (None when HIVE_MCP_CONVERSATIONS=off).
+
+    SQLite in the hive home unless HIVE_MCP_STATE_URL names a Redis/Valkey server.
+    Nothing is opened yet: a store that cannot be reached fails the calls that
+    continue a conversation, and new calls go ahead without an id.
+    """
+    if settings.conversations == "off":
+        return None
+    from .conversations import ConversationLimits, open_store
+    from .conversations.urls import with_password
+    from .redact import credential_values, normalize_secrets, redact_text
+
+    password = settings.state_password.get_secret_value() if settings.state_password is not None else None
+    found = normalize_secrets((*credential_values(os.environ), settings.api_key_value, password))
+    limits = ConversationLimits(
+        ttl_s=settings.conversation_ttl_s, max_conversations=settings.conversation_max,
+        max_turns=settings.conversation_max_turns, max_bytes=settings.conversation_max_bytes,
+    )  # fmt: skip
+    url = with_password(settings.state_url, password) if settings.state_url else None
+    return open_store(url, limits=limits, redact=lambda text: redact_text(text, found))
 
 
 def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:

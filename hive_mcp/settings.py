@@ -6,27 +6,19 @@ environment name is `HIVE_MCP_` + the field name in capitals (pydantic-settings'
 `env_prefix`); `hive_mcp.cli` builds the flags and the `--help` epilog from
 `SETTINGS_FIELDS`, a view of the same declarations.
 
-Precedence, per setting: a flag given on the command line, else the real
-environment (`HIVE_MCP_*`), else the `.env` file (by default `./.env` in the
-working directory), else the built-in default. An empty value (`HIVE_MCP_MODEL=`)
-counts as unset. pydantic-settings reads and orders the sources; the environment
-and the `.env` entries reach it as mappings (so `load_settings` can take them as
-arguments), the file parsed by python-dotenv, as pydantic-settings itself does,
-because its other entries are exported for litellm (below).
+Precedence, per setting: a flag, else the real environment (`HIVE_MCP_*`), else
+the `.env` file (default `./.env`), else the built-in default; an empty value counts
+as unset. pydantic-settings orders the sources; the environment and the `.env`
+entries (parsed by python-dotenv) reach it as mappings, so `load_settings` takes them as arguments.
 
-The API key is read from the environment or `.env` only (`HIVE_MCP_API_KEY`),
-never from a flag: command lines are visible to every user on the machine (`ps`).
-It is kept as a `SecretStr`, so it never shows in a repr, a log line or a traceback.
+Secrets (`HIVE_MCP_API_KEY`, `..._AUTH_TOKEN`, `..._STATE_PASSWORD`) come from the environment
+or `.env` only, never a flag (`ps` shows command lines), and are kept as `SecretStr`.
 
-`.env` also carries the provider's own variables (`OPENAI_API_KEY`,
-`ANTHROPIC_API_KEY`, `AZURE_API_BASE`, `LITELLM_*`, ...). litellm reads those from
-`os.environ`, not from us, so `load_settings()` exports every `.env` entry that is
-not a `HIVE_MCP_*` setting into the environment when that variable is not already
-set there (the real environment always wins, as with python-dotenv's
-`load_dotenv(override=False)`). It must therefore run before litellm is imported.
+`.env` also carries the provider's own variables (`OPENAI_API_KEY`, `LITELLM_*`, ...),
+which litellm reads from `os.environ`: `load_settings()` exports each non-`HIVE_MCP_*`
+entry not already set there (the real environment wins), so it runs before litellm is imported.
 
-This module imports neither litellm nor mcp: `hive-mcp --help` and
-`hive-mcp dumps ...` must stay fast.
+This module imports neither litellm nor mcp: `hive-mcp --help` and `hive-mcp dumps ...` stay fast.
 """
 
 from __future__ import annotations
@@ -42,6 +34,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .conversations.urls import check_state_url
 from .dumps import default_dump_dir
 from .tokens import bearer_tokens
 
@@ -327,6 +320,17 @@ class Settings(BaseSettings):
             raise SettingsError(str(exc)) from None
 
     # end HTTP surface
+    # Conversations
+    conversations: Literal["on", "off"] = setting("on", "on: results carry a conversation_id (default: on)", metavar="on|off")
+    conversation_ttl_s: int = setting(10800, "seconds an unused conversation is kept (default: 10800)", ge=1)
+    conversation_max: int = setting(1000, "conversations kept, least recently used go first (default: 1000)", ge=1)
+    conversation_max_turns: int = setting(200, "turns one conversation holds (default: 200)", metavar="N", ge=1)
+    conversation_max_bytes: int = setting(2097152, "bytes one conversation holds (default: 2 MiB)", ge=1)
+    state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep conversations in (default: "
+                                    "SQLite in the hive home)", metavar="URL")
+    state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL; environment or .env only", repr=False)
+    _state_scheme = field_validator("state_url")(check_state_url)
+    # end Conversations
     env_file: Path | None = None
     """The `.env` file that was read, if any (for the start-up log line). Not a setting."""
 
@@ -491,6 +495,6 @@ def _one_line(exc: ValidationError, given: Mapping[str, Any], sources: _Sources,
         elif sources.dotenv.get(spec.env):
             label, raw = f"{spec.env} (from {path})", sources.dotenv[spec.env]
     msg = str(err["msg"]).replace("\n", " ")
-    if field in ("api_key", "auth_token"):  # never echo a secret, even a malformed one
+    if field in ("api_key", "auth_token", "state_password"):  # never echo a secret, even a malformed one
         return SettingsError(f"{label}: {msg}")
     return SettingsError(f"{label}: invalid value {str(raw)!r}: {msg}")

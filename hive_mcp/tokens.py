@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-__all__ = ["bearer_tokens"]
+__all__ = ["CALLER_STATE_KEY", "bearer_tokens", "caller_name"]
+
+CALLER_STATE_KEY = "hive_caller"
+"""Where the HTTP guard leaves the caller's name in the ASGI scope's `state`, for the MCP handlers."""
+
+
+def caller_name(token: bytes) -> str:
+    """The name a bearer token's holder goes by (owner of its conversations): 8 hex of its SHA-256, never the token."""
+    return hashlib.sha256(token).hexdigest()[:8]
 
 
 def bearer_tokens(value: str | None, file: Path | None) -> tuple[str, ...]:

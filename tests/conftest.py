@@ -42,8 +42,10 @@ def sample_dump(
 
 @pytest.fixture(autouse=True)
 def _no_dumps_in_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A provider built without a store writes to the default dump directory: keep it in tmp_path."""
+    """A provider built without a store writes to the default dump directory, a server to the default
+    conversation store: keep both in tmp_path."""
     monkeypatch.setenv("HIVE_MCP_DUMP_DIR", str(tmp_path / "default-dumps"))
+    monkeypatch.setenv("HIVE_HOME", str(tmp_path / "hive-home"))  # the default conversation store
 
 
 @pytest.fixture

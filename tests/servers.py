@@ -29,7 +29,7 @@ from tests.processes import ROOT, child_env, free_port
 from tests.upstream import Upstream
 
 MODEL = "openai/gpt-4o-mini"
-TOOLS = {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard"}
+TOOLS = {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations"}
 STARTUP_S = 90.0  # litellm imports in parallel on a small machine
 CALL_S = 30.0
 EXIT_S = 20.0
@@ -45,6 +45,7 @@ def server_env(upstream: Upstream, dump_dir: Path, *, api_key: bool) -> dict[str
         HIVE_MCP_API_BASE=upstream.base_url,
         HIVE_MCP_MODEL=MODEL,
         HIVE_MCP_DUMP_DIR=str(dump_dir),
+        HIVE_HOME=str(dump_dir.parent / "hive-home"),  # the conversation store too, never the machine's home
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         LITELLM_OFFLINE_MODE="true",
     )

@@ -66,8 +66,9 @@ async def test_tools_have_schemas_and_annotations(make_server: Callable[..., MCP
     assert set(tools) == {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard"}
     for name in ("complete", "stream_complete"):
         t = tools[name]
-        assert t.annotations is not None and t.annotations.open_world_hint is True
-        assert t.annotations.read_only_hint is False
+        # Unset hints mean the spec's defaults: open world, not read-only; destructive only when said.
+        assert t.annotations is not None and t.annotations.open_world_hint in (None, True)
+        assert t.annotations.read_only_hint in (None, False) and t.annotations.destructive_hint is False
         assert {"prompt", "messages", "system", "model", "max_tokens", "temperature", "tools", "deadline_s"} <= set(
             t.input_schema["properties"]
         )

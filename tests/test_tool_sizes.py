@@ -8,19 +8,23 @@ exclude_none=True)`. A byte count is deterministic, not a timing.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import mcp_types as types
 import pytest
 from mcp.server.mcpserver import MCPServer
 
+from hive_mcp.conversations import open_store
 from hive_mcp.dumps import DumpStore
 from hive_mcp.mcp import ChatMessage, CompleteArgs, CompletionResult, FailedRequestPage, ListFailedRequestsArgs
 from hive_mcp.mcp import StreamArgs, ToolSpec, build_server
+from hive_mcp.mcp.args import ListConversationsArgs
+from hive_mcp.mcp.conversation_views import ConversationPage
 from tests.clients import MODEL, connect, mode  # noqa: F401 - mode is a fixture
 
 ALL_TOOLS_BUDGET = 6 * 1024
-"""The three tools of today together."""
+"""The three tools of today together (complete and stream_complete with conversation_id and fork)."""
 
 NEW_TOOL_BUDGET = 1536
 """Each tool added after these three."""
@@ -45,15 +49,17 @@ async def listed(server: MCPServer, mode: str) -> dict[str, types.Tool]:
 
 
 @pytest.fixture
-def server(provider: Any, store: DumpStore) -> MCPServer:
-    return build_server(provider, store, default_model=MODEL)
+def server(provider: Any, store: DumpStore, tmp_path: Path) -> MCPServer:
+    conversations = open_store(path=tmp_path / "hive-mcp.sqlite3")  # every tool, list_conversations too
+    return build_server(provider, store, default_model=MODEL, conversations=conversations)
 
 
 async def test_the_tools_fit_the_budget(server: MCPServer, mode: str) -> None:
     tools = await listed(server, mode)
-    sizes = {name: definition_size(t) for name, t in tools.items() if name in TODAYS_TOOLS}
-    assert set(sizes) == TODAYS_TOOLS and sum(sizes.values()) <= ALL_TOOLS_BUDGET, sizes
-    assert "list_models" in tools and not over_budget(list(tools.values())), over_budget(list(tools.values()))
+    sizes = {name: definition_size(t) for name, t in tools.items()}
+    assert sum(sizes[name] for name in TODAYS_TOOLS) <= ALL_TOOLS_BUDGET, sizes
+    assert {"list_models", "dashboard", "list_conversations"} <= set(sizes)
+    assert not over_budget(list(tools.values())), over_budget(list(tools.values()))
 
 
 def test_a_new_tool_over_its_budget_is_caught() -> None:
@@ -116,3 +122,11 @@ async def test_no_field_is_lost(server: MCPServer, mode: str) -> None:
     assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 200, 20)
     assert listing.output_schema is not None
     assert set(listing.output_schema["properties"]) == set(FailedRequestPage.model_fields)
+    conversations = tools["list_conversations"]
+    assert set(conversations.input_schema["properties"]) == set(ListConversationsArgs.model_fields)
+    assert conversations.input_schema["additionalProperties"] is False
+    assert conversations.output_schema is not None
+    assert set(conversations.output_schema["properties"]) == set(ConversationPage.model_fields)
+    for name in ("complete", "stream_complete"):
+        assert tools[name].input_schema["properties"]["fork"] == {"type": "boolean"}
+        assert "this call only" in tools[name].input_schema["properties"]["conversation_id"]["description"]

@@ -7,6 +7,7 @@ import hmac
 import logging
 from collections.abc import Iterable
 
+from ..tokens import CALLER_STATE_KEY, caller_name
 from .asgi import HEALTH_PATH, App, Message, Receive, Scope, Send, header, peer, respond
 
 __all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "HttpGuard"]
@@ -112,7 +113,9 @@ class HttpGuard:
                 presented = True
                 if self.verify(credentials):
                     headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"authorization"]
-                    return {**scope, "headers": headers}
+                    # The caller's name (never the token) for the handlers: it owns their conversations.
+                    state = {**(scope.get("state") or {}), CALLER_STATE_KEY: caller_name(credentials)}
+                    return {**scope, "headers": headers, "state": state}
         logger.debug(
             "401 for %s %s from %s: %s",
             scope.get("method"),

@@ -1,8 +1,9 @@
 """The MCP layer: LLM completion tools, the model catalogue and failed-request resources over MCP.
 
-It talks only to the `LLMProvider` interface and the `DumpStore`; it never imports
-litellm, so every provider detail (retries, dumps, key handling) stays behind them.
-`build_server(provider, store, default_model=..., limits=..., catalogue=...)` returns an
+It talks only to the `LLMProvider` interface, the `DumpStore`, the model catalogue
+and the conversation store; it never imports litellm, so every provider detail
+(retries, dumps, key handling, token counts, context windows) stays behind them.
+`build_server(provider, store, default_model=..., limits=..., catalogue=..., conversations=...)` returns an
 `MCPServer`; run it with `server.run(transport=..., host=..., port=...)`.
 
 Modules, leaf first: constants (URIs, list limits, intervals, the logger) and
@@ -10,7 +11,9 @@ errors (one-line error text); args (wire models of the arguments and their
 validation) and results (wire models of the results); catalogue (the model
 catalogue as clients see it); schema (the compact tool
 schemas); relay (heartbeats and streamed progress); notify (change
-notifications); resources and tools (the handlers); server (`build_server`).
+notifications); resources and tools (the handlers); conversations (continued
+and forked calls) and conversation_views (their tool and resources); server
+(`build_server`).
 """
 
 from __future__ import annotations

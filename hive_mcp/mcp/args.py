@@ -135,8 +135,7 @@ class ToolSpec(BaseModel):
     description: str = ""
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
-        description="JSON schema",
-    )
+    )  # a JSON schema
 
     @field_validator("parameters", mode="before")
     @classmethod
@@ -186,16 +185,20 @@ class CompleteArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str | None = None
-    messages: list[ChatMessage] | None = Field(default=None, min_length=1, description="OpenAI format")
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1)  # OpenAI chat format
     system: str | None = None
     model: str | None = Field(default=None, min_length=1)
     max_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
     tools: list[ToolSpec] | None = None
-    response_format: dict[str, Any] | None = Field(default=None, description="e.g. {'type': 'json_object'}")
+    response_format: dict[str, Any] | None = None  # e.g. {'type': 'json_object'}
     json_mode: bool = False
     max_retries: int | None = Field(default=None, ge=0, le=10)
-    deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Seconds, all tries")
+    deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # seconds, retries included
+    conversation_id: str | None = Field(
+        default=None, description="Continue it (fork: a copy); system replaces its own, this call only"
+    )
+    fork: bool = False
 
     @field_validator("messages", "tools", mode="before")
     @classmethod
@@ -227,6 +230,8 @@ class CompleteArgs(BaseModel):
             raise ValueError(f"give exactly one of prompt or messages (got {got})")
         if self.prompt is not None and not self.prompt.strip():
             raise ValueError("prompt: must not be empty")
+        if self.fork and self.conversation_id is None:
+            raise ValueError("fork: needs a conversation_id to fork")
         if self.tools:
             seen: set[str] = set()
             for i, t in enumerate(self.tools):
@@ -250,19 +255,18 @@ class CompleteArgs(BaseModel):
 class StreamArgs(CompleteArgs):
     """`stream_complete`'s arguments: `complete`'s, and whether to relay reasoning too."""
 
-    include_reasoning: bool = Field(default=False, description="Also relay reasoning; messages then start 'answer: '/'reasoning: '")
+    include_reasoning: bool = Field(default=False, description="Relay reasoning too, tagged 'reasoning: '/'answer: '")
 
 
-class ListFailedRequestsArgs(BaseModel):
-    """Arguments of `list_failed_requests`: filters and paging, newest first."""
+class ListingArgs(BaseModel):
+    """The filters and paging every listing takes, newest first (`list_failed_requests`, `list_conversations`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    error_type: str | None = Field(default=None, description="e.g. rate_limit, auth")
     model: str | None = None
-    since: datetime | None = Field(default=None, description="ISO 8601; UTC if no offset")
+    since: datetime | None = Field(default=None, description="ISO 8601")
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
-    cursor: str | None = Field(default=None, description="A page's next_cursor")
+    cursor: str | None = Field(default=None, description="next_cursor")
 
     @field_validator("since", mode="before")
     @classmethod
@@ -282,6 +286,16 @@ class ListFailedRequestsArgs(BaseModel):
         if isinstance(v, bool):
             raise ValueError("must be an integer")
         return v
+
+
+class ListConversationsArgs(ListingArgs):
+    """Arguments of `list_conversations`: the caller's conversations, most recently used first."""
+
+
+class ListFailedRequestsArgs(ListingArgs):
+    """Arguments of `list_failed_requests`: filters and paging, newest first."""
+
+    error_type: str | None = None  # e.g. 'rate_limit', 'auth'
 
 
 def parse_args(model: type[BaseModel], ctx: Context) -> Any:

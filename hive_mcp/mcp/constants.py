@@ -14,6 +14,10 @@ MODELS_URI = "hive://models"
 MODEL_URI_PREFIX = MODELS_URI + "/"
 MODEL_URI_TEMPLATE = MODEL_URI_PREFIX + "{name}"
 
+CONVERSATIONS_URI = "hive://conversations"
+CONVERSATION_URI_PREFIX = CONVERSATIONS_URI + "/"
+CONVERSATION_URI_TEMPLATE = CONVERSATION_URI_PREFIX + "{id}"
+
 RESOURCE_NOT_FOUND_LEGACY = -32002
 """Resource-not-found in the 2025-11-25 spec. 2026-07-28 (SEP-2164) uses -32602, as the SDK does."""
 
@@ -43,3 +47,8 @@ def dump_uri(dump_id: str) -> str:
 def model_uri(name: str) -> str:
     """The resource URI of one model group (the name percent-encoded, as the URI template expands it)."""
     return MODEL_URI_PREFIX + quote(name, safe="")
+
+
+def conversation_uri(conversation_id: str) -> str:
+    """The resource URI of one conversation."""
+    return CONVERSATION_URI_PREFIX + conversation_id

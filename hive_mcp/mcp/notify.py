@@ -42,6 +42,37 @@ class ChangeSource:
     list_changed: bool
 
 
+class Touched:
+    """A source whose changes name what changed (a conversation id), as a `ChangeSource` needs it.
+
+    `touch(key)` records the key and calls the listeners; `updated()` (on the loop)
+    returns the URIs of every key touched since it was last asked, through `uris_of`.
+    """
+
+    def __init__(self, uris_of: Callable[[str], Iterable[str]]) -> None:
+        self._uris_of = uris_of
+        self._lock = threading.Lock()
+        self._keys: set[str] = set()
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        self._listeners.remove(callback)
+
+    def touch(self, key: str) -> None:
+        with self._lock:
+            self._keys.add(key)
+        for callback in list(self._listeners):
+            callback()
+
+    def updated(self) -> list[str]:
+        with self._lock:
+            keys, self._keys = sorted(self._keys), set()
+        return list(dict.fromkeys(uri for key in keys for uri in self._uris_of(key)))
+
+
 @dataclass(eq=False)
 class _Waker:
     """One running event loop's way in: poke it from any thread."""

@@ -36,6 +36,8 @@ class CompletionResult(Usage):
     attempts: int
     dump_id: str | None = None
     dump_uri: str | None = None
+    conversation_id: str | None = Field(default=None, json_schema_extra=_absent_not_null)
+    omitted_turns: int = 0
 
     @classmethod
     def from_response(cls, r: LLMResponse) -> CompletionResult:
@@ -82,9 +84,10 @@ class FailedRequestPage(BaseModel):
         return cls(items=[FailedRequestSummary.from_summary(s) for s in page.items], next_cursor=page.next_cursor)
 
 
-_ABSENT_WHEN_NONE = ("reasoning", "model_group")
-"""Result fields left out when unset rather than sent as null: most replies have no reasoning, and
-`model_group` is known only when the call went through a configured group."""
+_ABSENT_WHEN_NONE = ("reasoning", "model_group", "conversation_id")
+"""Result fields left out when unset rather than sent as null: most replies have no reasoning,
+`model_group` is known only when the call went through a configured group, and `conversation_id`
+only when conversations are on (and the store answered)."""
 
 
 def completion_result(result: CompletionResult) -> CallToolResult:

@@ -30,11 +30,14 @@ from ..limits import Limits
 from ..models.catalogue import Catalogue
 from ..models.static import StaticCatalogue
 from ..provider.base import LLMProvider
+from ..conversations import ConversationLocks, ConversationStore
 from ..sdk_compat import lowlevel_server
 from .catalogue import ModelsView
-from .constants import DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI, MAX_LIST_LIMIT, PROGRESS_INTERVAL_S
-from .constants import MODEL_URI_TEMPLATE, logger
-from .notify import ChangeNotifier, ChangeSource
+from .constants import CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
+from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
+from .conversation_views import conversation_resources, list_conversations_tool
+from .conversations import ConversationService
+from .notify import ChangeNotifier, ChangeSource, Touched
 from .resources import ResourceHandlers
 from .tools import ToolHandlers, tools
 
@@ -42,6 +45,10 @@ INSTRUCTIONS = (
     "LLM completion: `complete` returns a reply; `stream_complete` streams it as progress "
     "notifications; `list_models` (or hive://models) says what `model` may name. Failed calls are "
     "recorded as resources under hive://failed-requests (list them with `list_failed_requests`)."
+)
+CONVERSATION_INSTRUCTIONS = (
+    " Results carry a conversation_id: pass it back to continue that conversation, with any model "
+    "(fork: true continues a copy); list yours with `list_conversations` or read hive://conversations."
 )
 
 
@@ -57,6 +64,7 @@ def build_server(
     progress_interval_s: float = PROGRESS_INTERVAL_S,
     default_max_tokens: int | None = None,
     catalogue: Catalogue | None = None,
+    conversations: ConversationStore | None = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -69,6 +77,8 @@ def build_server(
     `default_max_tokens` is sent when a call names none (capped by `limits`);
     None leaves it to the provider's own default. `catalogue` is what `model`
     may name (default: the default model, and any litellm model string).
+    `conversations` is the store that keeps them (None: conversations off,
+    results carry no id).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -81,10 +91,18 @@ def build_server(
         logger.info("the default model %s matches no allowed pattern; it is allowed anyway", default_model)
     catalogue = catalogue if catalogue is not None else StaticCatalogue(default_model)
     models = ModelsView(catalogue, default_model, limits)
+    service = None
+    touched = Touched(lambda cid: (CONVERSATIONS_URI, conversation_uri(cid)))
+    if conversations is not None:
+        service = ConversationService(conversations, provider, ConversationLocks(limits.queue_timeout_s))
+        service.on_change = touched.touch
     tool_handlers = ToolHandlers(
-        provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens
+        provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens, service
     )
     resources = ResourceHandlers(store, resource_page_size, models)
+    handlers = (resources.list_resources, resources.list_resource_templates, resources.read_resource)
+    if service is not None:
+        handlers = conversation_resources(service, resources)
     bus = InMemorySubscriptionBus()
     notifier = ChangeNotifier(
         [
@@ -92,6 +110,8 @@ def build_server(
             ChangeSource(store.add_listener, store.remove_listener, lambda: (INDEX_URI,), list_changed=True),
             # A deployment entering or leaving cooldown changes the catalogue's content, not the list.
             ChangeSource(catalogue.add_listener, catalogue.remove_listener, models.uris, list_changed=False),
+            # A conversation created or continued changes the index and that conversation; told like a dump.
+            ChangeSource(touched.add_listener, touched.remove_listener, touched.updated, list_changed=True),
         ],
         bus,
     )
@@ -104,8 +124,8 @@ def build_server(
     server: MCPServer = MCPServer(
         name,
         version=__version__,
-        instructions=INSTRUCTIONS,
-        tools=tools(tool_handlers),
+        instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if service is not None else ""),
+        tools=tools(tool_handlers) + ([list_conversations_tool(service)] if service is not None else []),
         subscriptions=bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],
@@ -131,9 +151,9 @@ def build_server(
 
     # MCPServer's resource handlers return whole lists with no cursor; these page.
     low = lowlevel_server(server)
-    low.add_request_handler("resources/list", PaginatedRequestParams, resources.list_resources)
-    low.add_request_handler("resources/templates/list", PaginatedRequestParams, resources.list_resource_templates)
-    low.add_request_handler("resources/read", ReadResourceRequestParams, resources.read_resource)
+    low.add_request_handler("resources/list", PaginatedRequestParams, handlers[0])
+    low.add_request_handler("resources/templates/list", PaginatedRequestParams, handlers[1])
+    low.add_request_handler("resources/read", ReadResourceRequestParams, handlers[2])
     low.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     return server

@@ -30,6 +30,7 @@ from ..limits import Busy, LimitError, Limits
 from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider, LLMResponse, Message, ProviderError
 from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args
 from .catalogue import ListModelsArgs, ModelList, ModelsView
+from .conversations import Call, ConversationService
 from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, failure_text
 from .relay import ProgressSender, StreamState, heartbeats, read_stream, relay_progress
@@ -49,6 +50,7 @@ class ToolHandlers:
     limits: Limits = field(default_factory=Limits)
     progress_interval_s: float = PROGRESS_INTERVAL_S
     default_max_tokens: int | None = None
+    conversations: ConversationService | None = None
 
     def _prepare(self, args: CompleteArgs, keyword_default: int) -> tuple[list[Message], dict[str, Any]]:
         """The provider call for valid `args`, once every limit allows it; raises LimitError.
@@ -110,44 +112,66 @@ class ToolHandlers:
         return ProgressSender(report)
 
     async def complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
-        """Chat completion: reply, usage, cost, retries. Give prompt or messages."""
+        """Chat completion: reply, usage, cost. Give prompt or messages."""
         call = self._call(ctx, COMPLETE_MAX_TOKENS)
         if isinstance(call, CallToolResult):
             return call
-        _, messages, kwargs = call
-        try:
-            async with heartbeats(self._progress(ctx), self.heartbeat_s), self.limits.slot():
-                response = await self.provider.acomplete(messages, **kwargs)
-        except Busy as exc:
-            return error_result(str(exc))
-        except ProviderError as err:
-            return error_result(failure_text(str(err), err.dump_id))
-        return completion_result(CompletionResult.from_response(response))
+        args, messages, kwargs = call
+        progress = self._progress(ctx)
+
+        async def run(messages: list[Message], kwargs: dict[str, Any]) -> LLMResponse | CallToolResult:
+            try:
+                async with heartbeats(progress, self.heartbeat_s), self.limits.slot():
+                    return await self.provider.acomplete(messages, **kwargs)
+            except Busy as exc:
+                return error_result(str(exc))
+            except ProviderError as err:
+                return error_result(failure_text(str(err), err.dump_id))
+
+        return await self._serve(ctx, args, messages, kwargs, run, progress, COMPLETE_MAX_TOKENS)
 
     async def stream_complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
-        """Like complete; text streams as progress messages joining to `content`."""
+        """Like complete; the text streams as progress messages."""
         call = self._call(ctx, STREAM_MAX_TOKENS, StreamArgs)
         if isinstance(call, CallToolResult):
             return call
         args, messages, kwargs = call
         progress = self._progress(ctx)
         state = StreamState(reasoning=isinstance(args, StreamArgs) and args.include_reasoning)
-        try:
-            async with heartbeats(progress, self.heartbeat_s) as beating, self.limits.slot():
-                beating.cancel()  # the relay sends the heartbeats from here on
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(read_stream, self.provider.stream(messages, **kwargs), state)
-                    await relay_progress(state, progress, self.heartbeat_s, self.progress_interval_s)
-        except Busy as exc:
-            return error_result(str(exc))
 
-        if state.error is not None:
-            err = state.error
-            return error_result(failure_text(err.error, err.dump_id))
-        if state.finish is None:
-            return error_result("internal error: the provider's stream ended without a result")
-        response = state.finish.response
-        return completion_result(CompletionResult.from_response(response))
+        async def run(messages: list[Message], kwargs: dict[str, Any]) -> LLMResponse | CallToolResult:
+            try:
+                async with heartbeats(progress, self.heartbeat_s) as beating, self.limits.slot():
+                    beating.cancel()  # the relay sends the heartbeats from here on
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(read_stream, self.provider.stream(messages, **kwargs), state)
+                        await relay_progress(state, progress, self.heartbeat_s, self.progress_interval_s)
+            except Busy as exc:
+                return error_result(str(exc))
+            if state.error is not None:
+                return error_result(failure_text(state.error.error, state.error.dump_id))
+            if state.finish is None:
+                return error_result("internal error: the provider's stream ended without a result")
+            return state.finish.response
+
+        return await self._serve(ctx, args, messages, kwargs, run, progress, STREAM_MAX_TOKENS)
+
+    async def _serve(
+        self, ctx: Context, args: CompleteArgs, messages: list[Message], kwargs: dict[str, Any], run: Call,
+        progress: ProgressSender, keyword_default: int,
+    ) -> CallToolResult:  # fmt: skip
+        """The call `run` makes, as a conversation when the server keeps them."""
+        if self.conversations is None:
+            if args.conversation_id is not None:
+                return error_result("conversation_id: this server keeps no conversations (HIVE_MCP_CONVERSATIONS=off)")
+            outcome = await run(messages, kwargs)
+            if isinstance(outcome, CallToolResult):
+                return outcome
+            return completion_result(CompletionResult.from_response(outcome))
+        return await self.conversations.run(
+            ctx.request_context, args, messages, kwargs, run, lambda: heartbeats(progress, self.heartbeat_s),
+            keyword_default,
+        )  # fmt: skip
 
     async def list_failed_requests(self, ctx: Context) -> Annotated[CallToolResult, FailedRequestPage]:
         """Failed LLM calls, newest first; an item's `uri` holds its request."""
@@ -202,7 +226,8 @@ def _tool(
 
 def tools(h: ToolHandlers) -> list[MCPTool]:
     """Every tool the server offers, in one place."""
-    completion = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+    # readOnlyHint false and openWorldHint true are the spec's defaults: left unsaid, they cost no bytes.
+    completion = ToolAnnotations(destructive_hint=False)
     return [
         _tool(h.complete, CompleteArgs, completion.model_copy(update={"title": "LLM completion"}), h.models),
         _tool(

@@ -72,6 +72,8 @@ class CompletionRequest(BaseModel):
     max_retries: int | None = None
     deadline: float | None = None
     include_reasoning: bool = False
+    conversation_id: str | None = None
+    """The conversation the call continues (recorded in its failure dump; never sent upstream)."""
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -202,6 +204,15 @@ class LLMProvider(ABC):
     ) -> AsyncIterator[StreamEvent]:
         """Stream events; failures end the stream with a StreamErrorEvent instead of raising."""
         return self._stream(build_request(request, max_tokens, fields))
+
+    def count_tokens(self, messages: list[Message], model: str) -> int | None:
+        """The input tokens `messages` take for `model`; None when this provider cannot tell. May block (CPU, or a
+        provider still loading): call it off the event loop."""
+        return None
+
+    def max_input_tokens(self, model: str) -> int | None:
+        """`model`'s input window in tokens; None when unknown (then nothing is left out of a request)."""
+        return None
 
     @abstractmethod
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:

@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 
 from ..text import shorten
-from .base import CompletionRequest, LLMProvider, LLMResponse, ProviderError
+from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
 from .events import StreamEvent
 
 __all__ = ["DeferredProvider"]
@@ -102,6 +102,21 @@ class DeferredProvider(LLMProvider):
                 self._waiting -= 1
 
     # -- LLMProvider -----------------------------------------------------------
+
+    def _loaded_provider(self) -> LLMProvider | None:
+        """The provider once loaded (waiting for it: call off the event loop), None if it failed to load."""
+        if not self._loaded.is_set():
+            self.start()
+            self._loaded.wait()
+        return self._provider
+
+    def count_tokens(self, messages: list[Message], model: str) -> int | None:
+        provider = self._loaded_provider()
+        return provider.count_tokens(messages, model) if provider is not None else None
+
+    def max_input_tokens(self, model: str) -> int | None:
+        provider = self._loaded_provider()
+        return provider.max_input_tokens(model) if provider is not None else None
 
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         provider = await self.aprovider(request.model)

@@ -45,6 +45,7 @@ def build_dump(
         stream=stream,
         response_format=request.response_format,
         request_keys=sorted(k for k in kwargs if k != "api_key"),
+        conversation_id=request.conversation_id,
     )
 
 

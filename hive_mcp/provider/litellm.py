@@ -19,7 +19,7 @@ import anyio
 
 from ..text import one_line
 from .attempts import Attempts
-from .base import CompletionRequest, LLMProvider, LLMResponse, ProviderError
+from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
@@ -206,6 +206,23 @@ class LiteLLMProvider(LLMProvider):
                 yield ToolCallEvent(tool_use_id=tc.id, tool_name=tc.name, tool_input=tc.input)
             yield FinishEvent(done)
             return
+
+    # -- bounds ----------------------------------------------------------------------
+
+    def count_tokens(self, messages: list[Message], model: str) -> int | None:
+        """litellm's count for `model` (its tokenizer where known, else an OpenAI one); None if it fails."""
+        try:
+            return int(litellm.token_counter(model=model, messages=messages))
+        except Exception:  # noqa: BLE001 - unknown: nothing is left out
+            return None
+
+    def max_input_tokens(self, model: str) -> int | None:
+        """litellm's model information (`register_model` entries included); None for a model it does not know."""
+        try:
+            value = litellm.get_model_info(model).get("max_input_tokens")
+        except Exception:  # noqa: BLE001
+            return None
+        return int(value) if isinstance(value, int) and value > 0 else None
 
     # -- codex: every call streams ---------------------------------------------------
 

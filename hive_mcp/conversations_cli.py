@@ -1,0 +1,98 @@
+"""`hive-mcp conversations list|show|delete`: the operator's view of the conversation store.
+
+The store is the one the server would use (SQLite in the hive home, or
+HIVE_MCP_STATE_URL), seen without an owner: every caller's conversations.
+Neither litellm nor mcp is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import anyio
+
+from .serve import conversation_store
+from .settings import load_settings
+
+__all__ = ["add_conversations_parser", "run_conversations"]
+
+_SETTINGS = (
+    "state_url", "state_password", "conversation_ttl_s", "conversation_max", "conversation_max_turns",
+    "conversation_max_bytes",
+)  # fmt: skip
+
+
+def add_conversations_parser(commands: Any, prog: str, parser_class: type[argparse.ArgumentParser]) -> None:
+    """The `conversations` command and its actions, under `commands` (the top-level subparsers)."""
+    conv = commands.add_parser(
+        "conversations",
+        prog=f"{prog} conversations",
+        help="list, show or delete conversations",
+        description="Conversations kept for conversation_id (SQLite in the hive home, or HIVE_MCP_STATE_URL).",
+    )
+    actions = conv.add_subparsers(dest="conversations_command", metavar="ACTION", required=True, parser_class=parser_class)
+    lst = actions.add_parser("list", prog=f"{prog} conversations list", help="a table, most recently used first")
+    lst.add_argument("--model", dest="filter_model", metavar="MODEL", help="only those a turn of which used MODEL")
+    lst.add_argument("--limit", type=int, default=20, metavar="N", help="show at most N (default 20)")
+    for action, text in (("show", "print one conversation as JSON"), ("delete", "delete one conversation")):
+        sub = actions.add_parser(action, prog=f"{prog} conversations {action}", help=text)
+        sub.add_argument("id", metavar="ID", help="a conversation id, as printed by `conversations list`")
+
+
+def run_conversations(args: argparse.Namespace) -> tuple[int, str | None]:
+    """Run the action: (exit code, error line or None). Unknown ids are exit 2, a failing store exit 1."""
+    from .conversations import ConversationError, StoreError
+
+    settings = load_settings(env_file=args.env_file, only=_SETTINGS, export=False)
+    store = conversation_store(settings.model_copy(update={"conversations": "on"}))
+
+    async def act() -> int:
+        async with store:
+            if args.conversations_command == "list":
+                return await _list(store, args)
+            if args.conversations_command == "show":
+                view = await store.get(args.id.strip())
+                print(json.dumps(_document(view), indent=2, ensure_ascii=False))
+                return 0
+            await store.delete(args.id.strip())
+            print(f"deleted {args.id.strip()} from {store.name}")
+            return 0
+
+    try:
+        return anyio.run(act), None
+    except ConversationError as exc:
+        return 2, str(exc)
+    except (StoreError, ValueError) as exc:
+        return 1, str(exc)
+
+
+async def _list(store: Any, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ValueError("--limit: must be at least 1")
+    page = await store.list(limit=args.limit, model=args.filter_model)
+    if not page.items:
+        print(f"no conversations in {store.name}", file=sys.stderr)
+        return 0
+    rows = [
+        (t.last_used.astimezone().strftime("%Y-%m-%d %H:%M:%S"), str(t.turns), ",".join(t.models),
+         f"{t.cost_usd:.6f}", t.owner, t.id)
+        for t in page.items
+    ]  # fmt: skip
+    header = ("LAST USED", "TURNS", "MODELS", "COST USD", "OWNER", "ID")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if page.next_cursor:
+        print(f"(showing the {len(rows)} most recently used; more exist: raise --limit)", file=sys.stderr)
+    return 0
+
+
+def _document(view: Any) -> dict[str, Any]:
+    return {
+        **view.thread.model_dump(mode="json", exclude={"tip", "lineage", "forked_from"}),
+        "turn_records": [t.model_dump(mode="json", exclude={"thread_id"}) for t in view.turns],
+        "messages": [m.body.to_chat() for m in view.messages],
+    }

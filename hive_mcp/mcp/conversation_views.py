@@ -1,0 +1,168 @@
+"""Browsing conversations: the `list_conversations` tool and the `hive://conversations` resources.
+
+Each caller sees only its own conversations (the owner the HTTP guard derived
+from its token, or the local caller): another's id reads as not found and never
+shows in a listing. The index is newest-used first and pages with cursors, like
+the failed requests; one conversation reads as its whole thread, as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
+
+from mcp_types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    CallToolResult,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
+    PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    Resource,
+    ResourceTemplate,
+    TextContent,
+    TextResourceContents,
+    ToolAnnotations,
+)
+from pydantic import BaseModel
+
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool as MCPTool
+from mcp.shared.exceptions import MCPError
+
+from ..conversations import ConversationError, StoreError, Thread, ThreadView
+from .args import ListConversationsArgs, parse_args
+from .constants import CONVERSATION_URI_PREFIX, CONVERSATION_URI_TEMPLATE, CONVERSATIONS_URI, conversation_uri
+from .conversations import ConversationService, caller
+from .errors import ArgumentError, error_result, safe_line
+from .resources import ResourceHandlers
+from .resources import _not_found as not_found
+from .tools import _tool as build_tool  # every tool is built the same way
+
+__all__ = ["ConversationPage", "ConversationSummary", "conversation_resources", "list_conversations_tool"]
+
+
+class ConversationSummary(BaseModel):
+    """One conversation in a listing; read `uri` for its thread."""
+
+    id: str
+    uri: str
+    created: datetime
+    last_used: datetime
+    turns: int
+    models: list[str]
+    cost_usd: float
+    forked_from: str | None = None
+
+    @classmethod
+    def of(cls, t: Thread) -> ConversationSummary:
+        return cls(
+            id=t.id, uri=conversation_uri(t.id), created=t.created, last_used=t.last_used, turns=t.turns,
+            models=t.models, cost_usd=t.cost_usd, forked_from=t.forked_from_thread,
+        )  # fmt: skip
+
+
+class ConversationPage(BaseModel):
+    """Conversations, most recently used first. Pass `next_cursor` back for the next page."""
+
+    items: list[ConversationSummary]
+    next_cursor: str | None = None
+
+
+async def conversation_page(
+    service: ConversationService, owner: str, args: ListConversationsArgs
+) -> ConversationPage:
+    """One page of `owner`'s conversations; ArgumentError for a cursor that is not one of ours."""
+    try:
+        page = await service.store.list(
+            owner=owner, limit=args.limit, cursor=args.cursor, model=args.model, since=args.since
+        )
+    except ValueError as exc:
+        raise ArgumentError(f"invalid arguments: {exc}; pass next_cursor back unchanged") from None
+    return ConversationPage(items=[ConversationSummary.of(t) for t in page.items], next_cursor=page.next_cursor)
+
+
+def thread_document(view: ThreadView) -> dict[str, Any]:
+    """A thread as its resource shows it: the summary, the turns, and each message with the turn that stored it."""
+    numbers = {t.id: i for i, t in enumerate(view.turns)}
+    return {
+        **ConversationSummary.of(view.thread).model_dump(mode="json"),
+        "turn_records": [t.model_dump(mode="json", exclude={"thread_id", "owner", "id"}) for t in view.turns],
+        "messages": [{**m.body.to_chat(), "turn": numbers.get(m.turn_id or "")} for m in view.messages],
+    }
+
+
+def list_conversations_tool(service: ConversationService) -> MCPTool:
+    """The read-only `list_conversations` tool over `service`."""
+    async def list_conversations(ctx: Context) -> Annotated[CallToolResult, ConversationPage]:
+        """Your conversations, newest first; pass an id as complete's conversation_id."""
+        try:
+            args = parse_args(ListConversationsArgs, ctx)
+            page = await conversation_page(service, caller(ctx.request_context), args)
+        except (ArgumentError, StoreError) as exc:
+            return error_result(str(exc))
+        text = page.model_dump_json()
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=page.model_dump(mode="json"))
+
+    annotations = ToolAnnotations(title="List conversations", read_only_hint=True, open_world_hint=False)
+    return build_tool(list_conversations, ListConversationsArgs, annotations)
+
+
+Handler = Callable[[ServerRequestContext[Any, Any], Any], Awaitable[Any]]
+
+
+def conversation_resources(service: ConversationService, dumps: ResourceHandlers) -> tuple[Handler, Handler, Handler]:
+    """`resources/list`, `resources/templates/list` and `resources/read` for the dumps and the conversations."""
+
+    async def list_resources(ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams) -> ListResourcesResult:
+        result = await dumps.list_resources(ctx, params)
+        if params.cursor is None:
+            index = Resource(
+                uri=CONVERSATIONS_URI, name="conversations", title="Conversations", mime_type="application/json",
+                description="Your conversations, most recently used first (the first page of list_conversations).",
+            )  # fmt: skip
+            result.resources.insert(1, index)
+        return result
+
+    async def list_templates(
+        ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
+    ) -> ListResourceTemplatesResult:
+        result = await dumps.list_resource_templates(ctx, params)
+        result.resource_templates.append(
+            ResourceTemplate(
+                uri_template=CONVERSATION_URI_TEMPLATE, name="conversation", title="A conversation",
+                description="One conversation's thread: every message, and each turn's model, usage and cost.",
+                mime_type="application/json",
+            )  # fmt: skip
+        )
+        return result
+
+    async def read_resource(ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams) -> ReadResourceResult:
+        uri = params.uri
+        if uri != CONVERSATIONS_URI and not uri.startswith((CONVERSATIONS_URI + "?", CONVERSATION_URI_PREFIX)):
+            return await dumps.read_resource(ctx, params)
+        owner = caller(ctx)
+        try:
+            if uri.startswith(CONVERSATION_URI_PREFIX):
+                view = await service.store.get(uri[len(CONVERSATION_URI_PREFIX) :], owner=owner)
+                text = json.dumps(thread_document(view), indent=2, ensure_ascii=False)
+            else:
+                cursor = parse_qs(urlsplit(uri).query).get("cursor", [None])[0]
+                page = await conversation_page(service, owner, ListConversationsArgs(cursor=cursor))
+                text = page.model_dump_json(indent=2)
+        except ConversationError as exc:
+            raise not_found(ctx, uri, safe_line(str(exc), 200)) from None
+        except ArgumentError as exc:
+            raise MCPError(code=INVALID_PARAMS, message=safe_line(str(exc), 200), data={"uri": uri}) from None
+        except StoreError as exc:
+            raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from None
+        return ReadResourceResult(contents=[TextResourceContents(uri=uri, text=text, mime_type="application/json")])
+
+    return list_resources, list_templates, read_resource
+

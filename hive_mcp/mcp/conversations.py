@@ -1,0 +1,260 @@
+"""Conversations on the tools' side: who is calling, what a continued call sends, and what it stores.
+
+A call without `conversation_id` goes to the model as it is; once it succeeds,
+its system prompt, messages and answer become a new conversation, whose id the
+result carries. A call with one is served under that conversation's lock (one
+call at a time per conversation, with the queue timeout and cancellation of the
+in-flight limit; a fork takes no lock, since its source does not change): the
+stored thread, then the call's new messages, go to the model, and once it
+succeeds the new messages and the answer are appended in one compare-and-swap.
+A failed call stores nothing. A lookup that fails (malformed, unknown, expired,
+or the store down) is a one-line error before any upstream request.
+
+Tool calls and tool results travel as the structured messages they are, never
+flattened, so the next model (any model: the thread is model-independent) sees
+what the last one saw.
+
+When the thread and the new messages would pass the target model's input
+window (the provider's token count and model information), the oldest whole
+turns after the system prompt are left out of the request (not out of the
+store), and the result says how many (`omitted_turns`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from mcp_types import CallToolResult
+
+from mcp.server.context import ServerRequestContext
+
+from ..conversations import (
+    ConversationConflict,
+    ConversationError,
+    ConversationLocks,
+    ConversationStore,
+    NewTurn,
+    StoreError,
+    Thread,
+    ThreadView,
+    Usage,
+    check_id,
+)
+from ..conversations.model import check_room
+from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
+from ..tokens import CALLER_STATE_KEY
+from .args import CompleteArgs
+from .constants import logger
+from .errors import error_result
+from .results import CompletionResult, completion_result
+
+__all__ = ["LOCAL_CALLER", "Call", "ConversationService", "answer_message", "caller", "fit"]
+
+LOCAL_CALLER = "local"
+"""The owner of conversations made over stdio, or over HTTP without tokens."""
+
+Call = Callable[[list[Message], dict[str, Any]], Awaitable[LLMResponse | CallToolResult]]
+"""One provider call (messages, keyword fields): the response, or the error result that ends the tool call."""
+
+
+def caller(ctx: ServerRequestContext[Any, Any]) -> str:
+    """Who is calling: the name the HTTP guard derived from the bearer token, else `LOCAL_CALLER`."""
+    scope = getattr(ctx.request, "scope", None)
+    state = scope.get("state") if isinstance(scope, dict) else None
+    name = state.get(CALLER_STATE_KEY) if isinstance(state, dict) else None
+    return name if isinstance(name, str) and name else LOCAL_CALLER
+
+
+def answer_message(r: LLMResponse) -> dict[str, Any]:
+    """The answer as the next model receives it: content and tool calls, in OpenAI form."""
+    message: dict[str, Any] = {"role": "assistant", "content": r.content or (None if r.tool_calls else "")}
+    if r.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.input)}}
+            for c in r.tool_calls
+        ]
+    return message
+
+
+def _head(messages: list[Message]) -> int:
+    head = 0
+    while head < len(messages) and messages[head].get("role") in ("system", "developer"):
+        head += 1
+    return head
+
+
+def _plain_size(messages: list[Message]) -> int | None:
+    """UTF-8 bytes of `messages` as JSON when every content is text: at least their token count; else None.
+
+    Every token of a byte-level tokenizer is at least one byte, and a message's
+    framing tokens are fewer than its JSON punctuation, so a thread whose bytes
+    fit the window fits without being counted.
+    """
+    if any(not isinstance(m.get("content"), (str, type(None))) for m in messages):
+        return None
+    return len(json.dumps(messages, ensure_ascii=False).encode())
+
+
+def fit(
+    provider: LLMProvider, view: ThreadView, new: list[Message], *, model: str, system: str, max_tokens: int | None
+) -> tuple[list[Message], int]:
+    """The messages to send (thread, then `new`) and how many of the oldest turns were left out to fit.
+
+    `system` (when given) replaces the thread's leading system messages. The
+    room is the model's input window less `max_tokens` (when that leaves room);
+    with the window or the count unknown, everything is sent.
+    """
+
+    def build(omit: int) -> list[Message]:
+        history = view.chat_messages(omit_turns=omit)
+        return history[_head(history) :] + new if system else history + new
+
+    full = build(0)
+    window = provider.max_input_tokens(model)
+    if window is None:
+        return full, 0
+    room = window - max_tokens if max_tokens is not None and max_tokens < window else window
+    framed = [{"role": "system", "content": system}] if system else []
+    plain = _plain_size(framed + full)
+    if plain is not None and plain <= room:
+        return full, 0
+
+    def fits(omit: int) -> bool | None:
+        count = provider.count_tokens(framed + build(omit), model)
+        return None if count is None else count <= room
+
+    first = fits(0)
+    if first is None or first:
+        return full, 0
+    lo, hi = 1, view.turn_count()  # the fewest turns to leave out: counts fall as more are left out
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return build(hi), hi
+
+
+@dataclass
+class ConversationService:
+    """The conversation store as the tools use it, bound to one server's provider and locks."""
+
+    store: ConversationStore
+    provider: LLMProvider
+    locks: ConversationLocks
+    on_change: Callable[[str], None] | None = None
+    """Told the id of every conversation created or advanced (the change notifications)."""
+
+    async def run(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        args: CompleteArgs,
+        messages: list[Message],
+        kwargs: dict[str, Any],
+        call: Call,
+        waiting: Callable[[], AbstractAsyncContextManager[Any]],
+        default_max_tokens: int,
+    ) -> CallToolResult:
+        """One tool call: new (stored once it succeeds) or continued/forked; `waiting` wraps the queue wait."""
+        owner = caller(ctx)
+        if args.conversation_id is None:
+            started = time.monotonic()
+            outcome = await call(messages, kwargs)
+            if isinstance(outcome, CallToolResult):
+                return outcome
+            system = [{"role": "system", "content": args.system}] if args.system else []
+            cid = await self._keep(None, owner, [*system, *messages], outcome, started, kwargs["model"])
+            return self._result(outcome, cid, 0)
+        async with AsyncExitStack() as stack:
+            try:
+                cid = check_id(args.conversation_id)
+                if not args.fork:
+                    async with waiting():
+                        await stack.enter_async_context(self.locks.hold(cid))
+                view = await self.store.get(cid, owner=owner)
+                if not args.fork:
+                    check_room(view.thread, self.store.limits, 1, 0)
+            except (ConversationError, StoreError) as exc:
+                return error_result(str(exc))
+            model = kwargs["model"]
+            max_tokens = kwargs.get("max_tokens", default_max_tokens)
+            await self._provider_loaded()
+            send, omitted = await anyio.to_thread.run_sync(
+                lambda: fit(
+                    self.provider, view, messages, model=model, system=args.system or "", max_tokens=max_tokens
+                ),
+                abandon_on_cancel=True,  # a cancelled call does not wait for a count nobody will read
+            )
+            started = time.monotonic()
+            outcome = await call(send, {**kwargs, "conversation_id": cid})
+            if isinstance(outcome, CallToolResult):
+                return outcome
+            kept = await self._keep(view.thread, owner, messages, outcome, started, model, fork=args.fork)
+            return self._result(outcome, kept, omitted)
+        raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
+
+    async def _provider_loaded(self) -> None:
+        """Wait (cancellably, in no worker thread) for a provider that loads in the background to be there."""
+        loaded = getattr(self.provider, "aprovider", None)
+        if loaded is not None:
+            with contextlib.suppress(ProviderError):  # the call itself reports a provider that failed to load
+                await loaded()
+
+    async def _keep(
+        self,
+        base: Thread | None,
+        owner: str,
+        messages: list[Message],
+        r: LLMResponse,
+        started: float,
+        model: str,
+        *,
+        fork: bool = False,
+    ) -> str | None:
+        """Store the finished call: a new thread, a fork, or an append to `base`. The id, or None on failure.
+
+        An append that lost a race with another process (the compare-and-swap)
+        becomes a fork from the point this call saw, so the answer is kept and
+        the other writer's turn too; nothing interleaves.
+        """
+        usage = Usage(
+            input_tokens=r.input_tokens, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
+            reasoning_tokens=r.reasoning_tokens, cost_usd=r.cost_usd,
+        )  # fmt: skip
+        turn = NewTurn(model=r.model or model, usage=usage, duration_ms=(time.monotonic() - started) * 1000)
+        stored = [*messages, answer_message(r)]
+        try:
+            if base is None:
+                thread = await self.store.create(owner=owner, messages=stored, turn=turn)
+            elif fork:
+                thread = await self._fork(base, owner, stored, turn)
+            else:
+                try:
+                    thread = await self.store.append(
+                        base.id, stored, turn, expected_tip=base.tip, owner=owner, base=base
+                    )
+                except ConversationConflict:
+                    logger.warning("conversation %s moved on meanwhile; this answer starts a fork of it", base.id)
+                    thread = await self._fork(base, owner, stored, turn)
+        except (ConversationError, StoreError) as exc:
+            logger.warning("the answer was not stored, so the result has no conversation_id: %s", exc)
+            return None
+        if self.on_change is not None:
+            self.on_change(thread.id)
+        return thread.id
+
+    async def _fork(self, base: Thread, owner: str, stored: list[Message], turn: NewTurn) -> Thread:
+        return await self.store.fork(base.id, owner=owner, at=base.tip, messages=stored, turn=turn)
+
+    @staticmethod
+    def _result(r: LLMResponse, conversation_id: str | None, omitted: int) -> CallToolResult:
+        result = CompletionResult.from_response(r)
+        return completion_result(result.model_copy(update={"conversation_id": conversation_id, "omitted_turns": omitted}))
