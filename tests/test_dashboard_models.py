@@ -156,7 +156,7 @@ async def test_the_dashboard_tool_shows_the_servers_catalogue(store: DumpStore) 
     groups = rows(section)
     assert {name: g["failures_today"] for name, g in groups.items()} == {"fast": expected["fast"], "smart": 0}
     assert [d["health"] for d in groups["fast"]["deployments"]] == ["healthy", "cooling_down"]
-    assert getattr(models.content[0], "text") == "models: see the structured content"
+    assert getattr(models.content[0], "text") == f"models: 2 group(s); failures today (UTC): fast {expected['fast']}, smart 0"
     assert first.structured_content is not None and rows(first.structured_content["models"]) == groups
     assert first.structured_content["spend"] is None  # the spend issue has not landed
 
