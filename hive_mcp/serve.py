@@ -168,8 +168,9 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def build(settings: Settings) -> tuple[Any, DeferredProvider, Any]:
-    """The MCP server for these settings, its provider (which loads litellm once started) and its dump store.
+def build(settings: Settings) -> tuple[Any, DeferredProvider, Any, Any]:
+    """The MCP server for these settings, its provider (which loads litellm once started), its dump store,
+    and the dashboard's `Sources` (its Models section reads the catalogue the server was given).
 
     Importing litellm takes seconds: it happens in a background thread after
     `start()`, so the server answers `initialize` and `tools/list` without waiting.
@@ -178,6 +179,10 @@ def build(settings: Settings) -> tuple[Any, DeferredProvider, Any]:
     from .limits import Limits
     from .provider.deferred import DeferredProvider
     from .mcp import build_server
+    from .mcp.catalogue import ModelsView
+    from .dashboard import Sources
+    from .dashboard.models import models_source
+    from .models.static import StaticCatalogue
 
     key = settings.api_key_value
     store = DumpStore(
@@ -203,16 +208,20 @@ def build(settings: Settings) -> tuple[Any, DeferredProvider, Any]:
         return provider
 
     provider = DeferredProvider(load_provider, model=settings.model)
+    catalogue = StaticCatalogue(settings.model)  # build_server's own default, made here for the dashboard too
+    limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings)}))
     server = build_server(
         provider,
         store,
         default_model=settings.model,
         heartbeat_s=settings.heartbeat_s,
         default_max_tokens=settings.default_max_tokens,
-        limits=Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings)})),
+        limits=limits,
+        catalogue=catalogue,
         conversations=conversation_store(settings),
     )
-    return server, provider, store
+    models = ModelsView(catalogue, settings.model, limits)
+    return server, provider, store, Sources(models=models_source(store, models.listing))
 
 
 def conversation_store(settings: Settings) -> Any:
@@ -239,7 +248,7 @@ def conversation_store(settings: Settings) -> Any:
 
 
 def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:
-    server, provider, store = build(settings)
+    server, provider, store, sources = build(settings)
     logger.info(
         "hive-mcp %s: model %s%s, dumps in %s%s",
         __version__,
@@ -271,6 +280,6 @@ def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:
     else:
         from .http import run_http
 
-        run_http(server, settings, tokens, store)
+        run_http(server, settings, tokens, store, sources)
     logger.info("hive-mcp stopped")
     return EXIT_OK

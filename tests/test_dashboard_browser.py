@@ -31,12 +31,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from hive_mcp.dashboard import Sources
 from hive_mcp.dashboard.app import RESOURCE_URI
+from hive_mcp.dashboard.models import models_source
 from hive_mcp.mcp import build_server
 from hive_mcp.provider import DeferredProvider
 from hive_mcp.dashboard.web import dashboard_app, with_dashboard
 from hive_mcp.dumps import DumpStore
 from tests.dashboard_dumps import failure, write_mixed
+from tests.test_dashboard_models import listing, write_days
 
 DASHBOARD_TOOL = "dashboard"
 CHROMIUM = next(
@@ -250,3 +253,24 @@ def test_the_app_in_a_host_page_shows_the_same_numbers(known: tuple[DumpStore, s
     assert dom.one("newest-id")[1]["data-id"] == newest
     assert dom.text("detail-id") == newest
     assert [a["data-category"] for _, a, _ in dom.all("attempt")] == ["rate_limit"] * 3
+
+
+def test_the_models_table_in_chromium(store: DumpStore, tmp_path: Path) -> None:
+    expected = write_days(store, datetime.now(UTC))
+    app = dashboard_app(store, verify_token=None, sources=Sources(models=models_source(store, listing)))
+    with Served(app) as served:
+        dom = rendered(f"{served.url}/dashboard", tmp_path / "profile")
+    assert [a["data-group"] for _, a, _ in dom.all("model-row")] == ["fast", "smart"]
+    assert ["".join(t).strip() for _, _, t in dom.all("model-failures")] == [str(expected["fast"]), "0"]
+    assert ["".join(t).strip() for _, _, t in dom.all("model-aliases")] == ["quick", "none"]
+    assert ["".join(t).strip() for _, _, t in dom.all("model-prices")] == ["$0.150 / $0.600", "unknown / unknown"]
+    assert ["".join(t).strip() for _, _, t in dom.all("model-context")] == ["128k / 16k", "? / ?"]
+    assert ["".join(t).strip() for _, _, t in dom.all("model-calls")] == ["not recorded"] * 2
+    deployments = [(a["data-name"], a["data-health"], "".join(t).strip()) for _, a, t in dom.all("deployment")]
+    assert deployments == [
+        ("openai/gpt-4o-mini", "healthy", "openai/gpt-4o-mini healthy"),
+        ("azure/gpt-4o-mini-eu", "cooling_down", "azure/gpt-4o-mini-eu cooling down until 2026-12-01 12:30:00Z"),
+        ("anthropic/claude-sonnet-4-5", "healthy", "anthropic/claude-sonnet-4-5 healthy"),
+    ]
+    assert dom.text("spend-not-configured") == "Spend: not configured."
+    assert not dom.all("models-not-configured")

@@ -31,6 +31,11 @@ def _summary(data: DashboardData) -> str:
         d = data.dump
         return f"dump {d.id}: {d.category} from {d.model}, {d.outcome} after {len(d.attempts)} attempt(s)"
     f = data.failures
+    if f is None and data.view == "models" and data.models is not None:
+        groups = data.models.get("groups", [])
+        failed = ", ".join(f"{g['name']} {g['failures_today']}" for g in groups[:10]) or "none"
+        failed += ", ..." if len(groups) > 10 else ""
+        return f"models: {len(groups)} group(s); failures today (UTC): {failed}"
     if f is None:
         section = data.spend if data.view == "spend" else data.models
         return f"{data.view}: " + ("not configured" if section is None else "see the structured content")

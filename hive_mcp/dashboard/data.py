@@ -267,7 +267,7 @@ def _section(source: Callable[[], BaseModel | None] | None) -> dict[str, Any] | 
     return None if value is None else value.model_dump(mode="json")
 
 
-def _listing(store: DumpStore, start: datetime, category: str | None, model: str | None) -> tuple[list[DumpSummary], bool]:
+def scan(store: DumpStore, start: datetime, category: str | None, model: str | None) -> tuple[list[DumpSummary], bool]:
     """Every summary at or after `start` matching the filters, newest first, through the store's own listing."""
     items: list[DumpSummary] = []
     cursor: str | None = None
@@ -289,14 +289,14 @@ def _width(window: timedelta) -> timedelta:
 
 
 def failures(store: DumpStore, q: DashboardQuery, now: datetime) -> Failures:
-    everything, cut_all = _listing(store, q.start, None, None)
+    everything, cut_all = scan(store, q.start, None, None)
     if q.category is None and q.model is None:
         matched, cut = everything, cut_all
     else:
         seen = {s.error_type for s in everything}
         if q.category is not None and q.category not in CATEGORIES and q.category not in seen:
             raise QueryError(f"category: unknown category {q.category!r} (known: {', '.join(CATEGORIES)})")
-        matched, cut = _listing(store, q.start, q.category, q.model)
+        matched, cut = scan(store, q.start, q.category, q.model)
 
     window = now - q.start
     width = PRESETS[q.since][1] if q.since in PRESETS else _width(window)

@@ -114,7 +114,7 @@
     if (data.failures) renderFailures(data.failures);
     if (data.dump) renderDetail(data.dump);
     renderSection("spend", data.spend);
-    renderSection("models", data.models);
+    if (data.models) renderModels(data.models); else renderSection("models", data.models);
     var f = data.failures;
     status(f ? f.total + " failed request" + (f.total === 1 ? "" : "s") + " since " + when(f.start) : "Ready");
     if (f && !openedFirst && f.newest.length) { openedFirst = true; openDump(f.newest[0].id); }
@@ -246,6 +246,47 @@
     }
   }
 
+  function price(v) { return v === null || v === undefined ? "unknown" : "$" + (v < 1 ? v.toFixed(3) : v.toFixed(2)); }
+  function tokens(v) { return v === null || v === undefined ? "?" : v >= 1000 ? Math.round(v / 1000) + "k" : String(v); }
+
+  function renderDeployment(d) {
+    var label = d.health === "healthy" ? "healthy" : d.health === "cooling_down" ? "cooling down until " + when(d.cooldown_until) : "unhealthy";
+    return el("li", { "data-testid": "deployment", "data-name": d.name, "data-health": d.health, "data-cooldown-until": d.cooldown_until || "" },
+      el("code", { text: d.name }), " ", el("span", { "class": "badge " + d.health, text: label }));
+  }
+
+  function renderModels(m) {
+    var box = clear(document.querySelector("#view-models .section-body"));
+    box.appendChild(el("p", { "data-testid": "models-note" }, m.note.replace(/`/g, "") + " Failures are counted since " + when(m.day_start) +
+      " (UTC midnight)" + (m.truncated ? ", stopped early: too many" : "") + "; calls in total are not recorded yet."));
+    var head = el("tr", {});
+    ["Group", "Aliases", "Deployments", "Price in / out (per 1M tokens)", "Context (in / out)", "Calls today", "Failures today"]
+      .forEach(function (h) { head.appendChild(el("th", { scope: "col", text: h })); });
+    var body = el("tbody", {});
+    m.groups.forEach(function (g) {
+      var deps = el("ul", { "class": "deployments" });
+      g.deployments.forEach(function (d) { deps.appendChild(renderDeployment(d)); });
+      var cats = Object.keys(g.failures_by_category).map(function (c) { return c + " " + g.failures_by_category[c]; }).join(", ");
+      body.appendChild(el("tr", { "data-testid": "model-row", "data-group": g.name },
+        el("th", { scope: "row" }, el("span", { "data-testid": "model-name", text: g.name }),
+          g.name === m.default_model ? el("span", { "class": "badge default", text: "default" }) : null,
+          g.credentials_present ? null : el("span", { "class": "badge unhealthy", text: "no credentials" })),
+        el("td", { "data-testid": "model-aliases", text: g.aliases.join(", ") || "none" }),
+        el("td", {}, deps),
+        el("td", { "data-testid": "model-prices", text: price(g.input_cost_per_mtok) + " / " + price(g.output_cost_per_mtok) }),
+        el("td", { "data-testid": "model-context", text: tokens(g.max_input_tokens) + " / " + tokens(g.max_output_tokens) }),
+        el("td", { "data-testid": "model-calls", text: g.calls_today === null ? "not recorded" : String(g.calls_today) }),
+        el("td", {}, el("strong", { "data-testid": "model-failures", text: String(g.failures_today) }), cats ? " (" + cats + ")" : "")));
+    });
+    var region = el("div", { "class": "scroll", tabindex: "0", role: "region", "aria-label": "Model groups" },
+      el("table", { id: "models-table" }, el("caption", { text: "Model groups, their deployments' health, prices and today's failures" }),
+        el("thead", {}, head), body));
+    box.appendChild(region);
+    if (m.other_failures_today) {
+      box.appendChild(el("p", { "data-testid": "models-other", text: m.other_failures_today + " failure(s) today from models outside these groups." }));
+    }
+  }
+
   // -- interaction ---------------------------------------------------------------
 
   var tabs = ["failures", "spend", "models"];
@@ -277,8 +318,9 @@
   // -- start ---------------------------------------------------------------------
 
   if (MODE === "web") {
-    // The page's own URL may carry the first query (?since=week&category=auth&limit=5&id=...).
+    // The page's own URL may carry the first query (?since=week&category=auth&limit=5&id=...) and a tab (?tab=models).
     var given = new URLSearchParams(window.location.search);
+    if (tabs.indexOf(given.get("tab")) >= 0) select(given.get("tab"), false);
     ["since", "model", "category", "limit"].forEach(function (k) { if (given.get(k)) query[k] = given.get(k); });
     if (given.get("id")) { openedFirst = true; openDump(given.get("id")); }
     load();

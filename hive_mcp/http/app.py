@@ -34,7 +34,12 @@ above 4 MiB would still stop at 4 MiB. Nothing larger than our limit reaches it.
 
 
 def build_app(
-    server: Any, settings: Settings, tokens: tuple[str, ...], security: Any = None, store: Any = None
+    server: Any,
+    settings: Settings,
+    tokens: tuple[str, ...],
+    security: Any = None,
+    store: Any = None,
+    sources: Any = None,
 ) -> tuple[App, Shutdown]:
     """The ASGI app for `settings.transport` ("http" or "sse"), in our layers, outermost first:
 
@@ -52,7 +57,8 @@ def build_app(
 
     With a dump `store`, `/dashboard` and below go to the dashboard instead, which
     checks the same tokens itself (a browser cannot send a bearer header when it
-    navigates: it signs in once for a cookie) and the same Host/Origin rules.
+    navigates: it signs in once for a cookie) and the same Host/Origin rules;
+    `sources` (a `dashboard.Sources`) fills its spend and models sections.
     """
     security = security or transport_security_settings(settings)
     if settings.transport == "http":
@@ -76,6 +82,7 @@ def build_app(
         return guard, shutdown
     from mcp.server.transport_security import TransportSecurityMiddleware
 
+    from ..dashboard.data import Sources
     from ..dashboard.web import dashboard_app, with_dashboard
 
     hosts = TransportSecurityMiddleware(security)
@@ -85,17 +92,18 @@ def build_app(
         # GET rules for every method: the dashboard checks a POST's Origin itself, and
         # the SDK's POST rule wants a JSON Content-Type, which a form does not send.
         check_host_origin=lambda request: hosts.validate_request(request, is_post=False),
+        sources=sources if sources is not None else Sources(),
     )
     return with_dashboard(shutdown.wrap(dashboard), guard), shutdown
 
 
-def run_http(server: Any, settings: Settings, tokens: tuple[str, ...], store: Any = None) -> None:
+def run_http(server: Any, settings: Settings, tokens: tuple[str, ...], store: Any = None, sources: Any = None) -> None:
     """Serve until SIGTERM or Ctrl-C (uvicorn catches both), then shut down as `Shutdown` says."""
     import anyio
     import uvicorn
 
     security = transport_security_settings(settings)
-    app, shutdown = build_app(server, settings, tokens, security, store)
+    app, shutdown = build_app(server, settings, tokens, security, store, sources)
     let_event_streams_end(False)
 
     class _Server(uvicorn.Server):

@@ -25,6 +25,8 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool as MCPTool
 
 from ..dashboard.app import TOOL_META, DashboardArgs, dashboard_tool
+from ..dashboard.data import Sources
+from ..dashboard.models import models_source
 from ..dumps import DumpStore, InvalidCursor
 from ..limits import Busy, LimitError, Limits
 from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider, LLMResponse, Message, ProviderError
@@ -199,7 +201,8 @@ class ToolHandlers:
         """Failed LLM requests: counts by category over time, the newest, or one dump (view=dump, id=...)."""
         params = ctx.request_context.params or {}
         raw = params.get("arguments") if isinstance(params, Mapping) else None
-        return await dashboard_tool(self.store, raw if isinstance(raw, Mapping) else {})
+        sources = Sources(models=models_source(self.store, self.models.listing))
+        return await dashboard_tool(self.store, raw if isinstance(raw, Mapping) else {}, sources=sources)
 
 
 def _tool(

@@ -1,0 +1,210 @@
+"""The dashboard's Models section: the data from a catalogue and the dump store, the `dashboard` tool
+(the SDK's real Client against build_server), `/dashboard/data?view=models` through the HTTP app, and
+what serve.py hands the HTTP side. The catalogue is a plain class implementing the `Catalogue` protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from mcp import Client
+
+from hive_mcp.dashboard import Sources
+from hive_mcp.dashboard.models import ModelsSection, day_start, failure_names, models_section, models_source
+from hive_mcp.dashboard.web import dashboard_app
+from hive_mcp.dumps import DumpStore
+from hive_mcp.http import build_app
+from hive_mcp.limits import Limits
+from hive_mcp.mcp import ModelList, build_server
+from hive_mcp.mcp.catalogue import ModelsView
+from hive_mcp.models.catalogue import DeploymentInfo, ModelGroup
+from hive_mcp.provider import DeferredProvider
+from hive_mcp.settings import load_settings
+from tests.dashboard_dumps import failure
+
+COOL_UNTIL = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
+BASE = "http://127.0.0.1:8000"
+
+
+class TwoGroups:
+    """A config's catalogue in memory: `fast` (two deployments, one cooling down) and `smart` (one)."""
+
+    any_model = False
+
+    def groups(self) -> list[ModelGroup]:
+        return [
+            ModelGroup(
+                name="fast",
+                aliases=["quick"],
+                deployments=[
+                    DeploymentInfo(provider="openai", model="gpt-4o-mini"),
+                    DeploymentInfo(provider="azure", model="gpt-4o-mini-eu", healthy=False, cooldown_until=COOL_UNTIL),
+                ],
+                max_input_tokens=128_000,
+                max_output_tokens=16_384,
+                input_cost_per_mtok=0.15,
+                output_cost_per_mtok=0.6,
+            ),
+            ModelGroup(name="smart", deployments=[DeploymentInfo(provider="anthropic", model="claude-sonnet-4-5")]),
+        ]
+
+    def callable_names(self) -> list[str]:
+        return ["fast", "smart", "quick"]
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Never changes."""
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        """Nothing kept."""
+
+
+def listing() -> ModelList:
+    return ModelsView(TwoGroups(), "fast", Limits()).listing()
+
+
+def write_days(store: DumpStore, now: datetime) -> dict[str, int]:
+    """Dumps for `fast` today (by name, alias and deployment) and yesterday, and one for a model outside both."""
+    start = day_start(now)
+    today = [start + (now - start) * k for k in (0, 0.3, 0.6, 1)]  # midnight itself counts
+    for when, category, model in [
+        (today[0], "rate_limit", "fast"),
+        (today[1], "rate_limit", "openai/gpt-4o-mini"),
+        (today[2], "timeout", "azure/gpt-4o-mini-eu"),
+        (today[3], "rate_limit", "quick"),
+        (start - timedelta(seconds=1), "auth", "fast"),  # yesterday, one second before midnight
+        (start - timedelta(hours=20), "rate_limit", "openai/gpt-4o-mini"),
+        (today[3], "auth", "groq/llama-3.1-8b"),
+    ]:
+        assert store.write(failure(when, category, model))
+    return {"fast": 4, "smart": 0, "other": 1}
+
+
+def rows(section: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {g["name"]: g for g in section["groups"]}
+
+
+# ---------------------------------------------------------------------------
+# The data
+# ---------------------------------------------------------------------------
+
+
+def test_each_group_counts_its_failures_since_midnight_utc(store: DumpStore) -> None:
+    now = datetime.now(UTC)
+    expected = write_days(store, now)
+    section = models_section(store, listing(), now=now).model_dump(mode="json")
+    groups = rows(section)
+    assert list(groups) == ["fast", "smart"]
+    fast, smart = groups["fast"], groups["smart"]
+    assert fast["failures_today"] == expected["fast"] and fast["failures_by_category"] == {"rate_limit": 3, "timeout": 1}
+    assert smart["failures_today"] == expected["smart"] and smart["failures_by_category"] == {}
+    assert section["other_failures_today"] == expected["other"]
+    assert section["day_start"] == day_start(now).isoformat().replace("+00:00", "Z")
+    assert fast["calls_today"] is None and smart["calls_today"] is None and section["calls_recorded"] is False
+    assert section["truncated"] is False
+
+
+def test_the_groups_shape_comes_from_the_listing(store: DumpStore) -> None:
+    section = models_section(store, listing())
+    assert section.default_model == "fast" and section.any_model is False and section.note == listing().note
+    fast, smart = section.groups
+    assert fast.aliases == ["quick"] and smart.aliases == []
+    assert [(d.name, d.health, d.cooldown_until) for d in fast.deployments] == [
+        ("openai/gpt-4o-mini", "healthy", None),
+        ("azure/gpt-4o-mini-eu", "cooling_down", COOL_UNTIL),
+    ]
+    assert (fast.input_cost_per_mtok, fast.output_cost_per_mtok) == (0.15, 0.6)
+    assert (fast.max_input_tokens, fast.max_output_tokens) == (128_000, 16_384)
+    assert smart.input_cost_per_mtok is None and smart.max_input_tokens is None
+    assert all(g.failures_today == 0 for g in section.groups)
+
+
+def test_what_a_dump_is_matched_on() -> None:
+    fast = TwoGroups().groups()[0]
+    assert failure_names(fast) == ["fast", "quick", "openai/gpt-4o-mini", "azure/gpt-4o-mini-eu"]
+    bare = ModelGroup(name="gpt-4o-mini", deployments=[DeploymentInfo(provider="", model="gpt-4o-mini")])
+    assert failure_names(bare) == ["gpt-4o-mini"]  # named once, counted once
+
+
+def test_a_deployment_down_without_a_known_end_is_unhealthy(store: DumpStore) -> None:
+    class Down(TwoGroups):
+        def groups(self) -> list[ModelGroup]:
+            return [ModelGroup(name="x", deployments=[DeploymentInfo(provider="p", model="m", healthy=False)])]
+
+    section = models_section(store, ModelsView(Down(), "x", Limits()).listing())
+    assert [(d.health, d.cooldown_until) for d in section.groups[0].deployments] == [("unhealthy", None)]
+
+
+# ---------------------------------------------------------------------------
+# The tool
+# ---------------------------------------------------------------------------
+
+
+async def test_the_dashboard_tool_shows_the_servers_catalogue(store: DumpStore) -> None:
+    expected = write_days(store, datetime.now(UTC))
+    server = build_server(DeferredProvider(lambda: None, model="fast"), store, default_model="fast", catalogue=TwoGroups())
+    async with Client(server, raise_exceptions=True) as client:
+        models = await client.call_tool("dashboard", {"view": "models"})
+        first = await client.call_tool("dashboard", {})
+    assert not models.is_error and models.structured_content is not None
+    section = models.structured_content["models"]
+    assert models.structured_content["failures"] is None
+    ModelsSection.model_validate(section)
+    groups = rows(section)
+    assert {name: g["failures_today"] for name, g in groups.items()} == {"fast": expected["fast"], "smart": 0}
+    assert [d["health"] for d in groups["fast"]["deployments"]] == ["healthy", "cooling_down"]
+    assert getattr(models.content[0], "text") == f"models: 2 group(s); failures today (UTC): fast {expected['fast']}, smart 0"
+    assert first.structured_content is not None and rows(first.structured_content["models"]) == groups
+    assert first.structured_content["spend"] is None  # the spend issue has not landed
+
+
+# ---------------------------------------------------------------------------
+# Over HTTP: the app serve.py runs
+# ---------------------------------------------------------------------------
+
+
+def settings_in(tmp_path: Path, **flags: Any) -> Any:
+    return load_settings({"dump_dir": str(tmp_path / "dumps"), **flags}, environ={}, cwd=str(tmp_path), export=False)
+
+
+async def test_the_data_endpoint_serves_the_models_view_through_build_app(store: DumpStore, tmp_path: Path) -> None:
+    expected = write_days(store, datetime.now(UTC))
+    server = build_server(DeferredProvider(lambda: None, model="fast"), store, default_model="fast", catalogue=TwoGroups())
+    sources = Sources(models=models_source(store, listing))
+    app, _ = build_app(server, settings_in(tmp_path, transport="http"), (), store=store, sources=sources)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        r = await client.get("/dashboard/data", params={"view": "models"})
+        bare, _ = build_app(server, settings_in(tmp_path, transport="http"), (), store=store)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=bare), base_url=BASE) as without:
+            unset = await without.get("/dashboard/data", params={"view": "models"})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["view"] == "models" and data["failures"] is None
+    assert {n: g["failures_today"] for n, g in rows(data["models"]).items()} == {"fast": expected["fast"], "smart": 0}
+    assert unset.status_code == 200 and unset.json()["models"] is None
+
+
+async def test_the_models_view_needs_the_token_like_the_rest(store: DumpStore) -> None:
+    app = dashboard_app(store, verify_token=lambda t: t == "tok", sources=Sources(models=models_source(store, listing)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        refused = await client.get("/dashboard/data", params={"view": "models"})
+        allowed = await client.get("/dashboard/data", params={"view": "models"}, headers={"authorization": "Bearer tok"})
+    assert refused.status_code == 401 and "models" not in refused.json()
+    assert allowed.status_code == 200 and [g["name"] for g in allowed.json()["models"]["groups"]] == ["fast", "smart"]
+
+
+def test_serve_builds_the_models_source_from_the_servers_catalogue(tmp_path: Path) -> None:
+    from hive_mcp.serve import build
+
+    settings = settings_in(tmp_path, model="openai/gpt-4o-mini")
+    _, _, store, sources = build(settings)
+    assert store.write(failure(datetime.now(UTC), "rate_limit", "openai/gpt-4o-mini"))
+    assert sources.models is not None
+    section = sources.models()
+    assert isinstance(section, ModelsSection)
+    [group] = section.groups
+    assert group.name == "openai/gpt-4o-mini" and section.any_model is True
+    assert [d.name for d in group.deployments] == ["openai/gpt-4o-mini"] and group.failures_today == 1
