@@ -82,6 +82,8 @@ class LLMResponse(Usage):
 
     content: str = ""
     model: str = ""
+    model_group: str | None = None
+    """With a models config: the group called (an alias resolved); `model` is the deployment that answered."""
     stop_reason: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     reasoning: str | None = None

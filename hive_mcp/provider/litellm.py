@@ -28,6 +28,7 @@ from .failure import build_dump
 from .offline import litellm
 from .replies import from_stream, parse
 from .retry import RetryPolicy
+from .routing import ModelRouter, Route
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
 from .stream import StreamAssembler
 
@@ -59,14 +60,19 @@ class LiteLLMProvider(LLMProvider):
         retry: RetryPolicy | None = None,
         dump_store: DumpWriter | Literal[False] | None = None,
         deadline_s: float = DEFAULT_DEADLINE_S,
+        router: ModelRouter | None = None,
         **kwargs: Any,
     ) -> None:
         self.model = model
+        self.router = router
         self.deadline_s = deadline_s
         self.api_key = api_key
         self.api_base = api_base
         self.retry = retry or RetryPolicy()
-        self.secrets = (*credential_values(os.environ), *([api_key] if api_key else []))
+        self.secrets = (
+            *credential_values(os.environ), *([api_key] if api_key else []),
+            *(router.config.secrets if router is not None else ()),
+        )
         if dump_store is None:
             from ..dumps.store import DumpStore
 
@@ -94,16 +100,34 @@ class LiteLLMProvider(LLMProvider):
     # -- LLMProvider -----------------------------------------------------------------
 
     def _begin(self, request: CompletionRequest, *, stream: bool) -> _Call:
-        """Shape the request and open its attempt log; raises ProviderError (no key)."""
-        endpoint = Endpoint(model=self.model, api_key=self.api_key, api_base=self.api_base, extra=self.extra)
-        shaped = shape(endpoint, request, stream=stream)
+        """Shape the request and open its attempt log; raises ProviderError (no key, or a name the config lacks)."""
+        route = None
+        if self.router is not None:
+            name = request.model or self.model
+            group = self.router.resolve(name)
+            if group is None:
+                raise self.router.unknown(name)
+            route = Route(self.router, name, group)
+            endpoint = Endpoint(model=name, api_key=None, api_base=None, extra=self.extra)
+        else:
+            endpoint = Endpoint(model=self.model, api_key=self.api_key, api_base=self.api_base, extra=self.extra)
+        shaped = shape(endpoint, request, stream=stream, routed=route is not None)
         deadline = self.deadline_s if request.deadline is None else min(float(request.deadline), self.deadline_s)
         attempts = Attempts(
             shaped.model, self.retry, max_retries=request.max_retries, deadline_s=deadline,
             secrets=self.secrets, empty_expected=shaped.empty_expected,
-            max_tokens=request.max_tokens,
+            max_tokens=request.max_tokens, route=route,
         )
         return _Call(request, shaped, attempts, stream)
+
+    @staticmethod
+    async def _target(call: _Call) -> tuple[dict[str, Any], str]:
+        """The next attempt's litellm kwargs and model: routed, on the deployment the route chooses."""
+        route = call.attempts.route
+        if route is None:
+            return call.shaped.kwargs, call.shaped.model
+        deployment = await route.next(call.shaped.messages)
+        return route.router.attempt_kwargs(call.shaped.kwargs, deployment), deployment.model
 
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         call = self._begin(request, stream=False)
@@ -112,10 +136,11 @@ class LiteLLMProvider(LLMProvider):
             while True:
                 try:
                     with anyio.move_on_after(attempts.remaining()) as scope:
+                        kwargs, model = await self._target(call)
                         if call.shaped.codex:
-                            reply = await self._collect(call.shaped)
+                            reply = await self._collect(kwargs, model)
                         else:
-                            reply = parse(await litellm.acompletion(**call.shaped.kwargs), call.shaped.model)
+                            reply = parse(await litellm.acompletion(**kwargs), model)
                     if scope.cancelled_caught:
                         raise attempts.deadline_exceeded()
                 except ProviderError:
@@ -147,7 +172,8 @@ class LiteLLMProvider(LLMProvider):
             sent_any = False
             try:
                 with anyio.move_on_after(attempts.remaining()) as scope:
-                    response = await litellm.acompletion(**call.shaped.kwargs)
+                    kwargs, model = await self._target(call)
+                    response = await litellm.acompletion(**kwargs)
                 if scope.cancelled_caught:
                     raise attempts.deadline_exceeded()
                 assembler.tap(response)
@@ -168,7 +194,7 @@ class LiteLLMProvider(LLMProvider):
                 for event in assembler.flush():
                     sent_any = True
                     yield event
-                reply = from_stream(assembler, call.shaped.model)
+                reply = from_stream(assembler, model)
             except ProviderError as err:
                 await self._dump(call, err)
                 yield err.as_event()
@@ -210,15 +236,15 @@ class LiteLLMProvider(LLMProvider):
     # -- codex: every call streams ---------------------------------------------------
 
     @staticmethod
-    async def _collect(shaped: Shaped) -> LLMResponse:
+    async def _collect(kwargs: dict[str, Any], model: str) -> LLMResponse:
         assembler = StreamAssembler()
-        response = await litellm.acompletion(**shaped.kwargs)
+        response = await litellm.acompletion(**kwargs)
         try:
             async for chunk in response:
                 assembler.feed(chunk)
         finally:
             await response.aclose()
-        return from_stream(assembler, shaped.model)
+        return from_stream(assembler, model)
 
     # -- dumps -----------------------------------------------------------------------
 
