@@ -172,6 +172,9 @@ class Settings(BaseSettings):
         metavar="KEY",
         repr=False,
     )
+    config: Path | None = setting(
+        None, "models config in the LiteLLM proxy's config.yaml format: model groups, aliases, fallbacks, "
+        "Redis-shared cooldowns (default: none, one model)", flag="--config", metavar="PATH")
     dump_dir: Path = setting(
         help="directory for failed-request dumps (default: $HIVE_HOME/failed_requests, else ~/.hive/failed_requests)",
         flag="--dump-dir",
@@ -206,11 +209,9 @@ class Settings(BaseSettings):
     )
     dump_max_count: int = setting(500, "keep at most this many dumps (default: 500)", metavar="N", ge=0)
     dump_max_mb: float = setting(
-        100.0, "keep at most this many MB of dumps (default: 100)", metavar="MB", ge=0, allow_inf_nan=False
-    )
+        100.0, "keep at most this many MB of dumps (default: 100)", metavar="MB", ge=0, allow_inf_nan=False)
     dump_max_age_days: float = setting(
-        30.0, "delete dumps older than this (default: 30)", metavar="DAYS", ge=0, allow_inf_nan=False
-    )
+        30.0, "delete dumps older than this (default: 30)", metavar="DAYS", ge=0, allow_inf_nan=False)
     log_level: LogLevel = setting(
         "INFO",
         "DEBUG | INFO | WARNING | ERROR | CRITICAL, logged to stderr (default: INFO)",

@@ -21,6 +21,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from .. import __version__
 from ..dumps import DumpStore
 from ..limits import Limits
+from ..models.catalogue import Catalogue
 from ..provider.base import LLMProvider
 from ..sdk_compat import lowlevel_server
 from .constants import DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, MAX_LIST_LIMIT, PROGRESS_INTERVAL_S, logger
@@ -46,6 +47,7 @@ def build_server(
     limits: Limits | None = None,
     progress_interval_s: float = PROGRESS_INTERVAL_S,
     default_max_tokens: int | None = None,
+    catalogue: Catalogue | None = None,  # noqa: ARG001 - read by the models tools (MCP side, another branch)
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 

@@ -89,10 +89,14 @@ class LiteLLMProvider(LLMProvider):
         litellm imports more of itself on its first call, about 0.2-0.3 s here;
         run this while nobody waits and the first real call does not pay it.
         """
+        model, api_base = self.model, self.api_base
+        if self.router is not None:
+            first = self.router.deployments(self.router.groups[0])[0]
+            model, api_base = first.model, None
         try:
             litellm.completion(
-                model=self.model, messages=[{"role": "user", "content": "warm-up"}], mock_response="ok",
-                api_key="warm-up", api_base=self.api_base, num_retries=0,
+                model=model, messages=[{"role": "user", "content": "warm-up"}], mock_response="ok",
+                api_key="warm-up", api_base=api_base, num_retries=0,
             )
         except Exception as exc:  # noqa: BLE001 - only a missed speed-up
             logger.debug("litellm warm-up failed: %s: %s", type(exc).__name__, one_line(str(exc), MESSAGE_LIMIT))

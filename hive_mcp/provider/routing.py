@@ -28,6 +28,7 @@ from .offline import litellm
 logger = logging.getLogger("hive_mcp.provider")
 
 NAMES_SHOWN = 20
+REDIS_WARNING_INTERVAL_S = 600.0
 
 # Which fallback list answers which error category; any other failure uses `fallbacks`.
 _SPECIFIC_FALLBACKS = {"context_window": "context_window_fallbacks", "content_policy": "content_policy_fallbacks"}
@@ -74,6 +75,8 @@ class ModelRouter:
             self._deployments[group] = [_deployment(group, d) for d in found if d.get("model_name") == group]
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        if any(k.startswith("redis") for k in settings):
+            _quiet_redis_warnings()
 
     # -- names ------------------------------------------------------------------------
 
@@ -197,6 +200,37 @@ class ModelRouter:
                 callback()
             except Exception:  # noqa: BLE001 - one listener's fault is not the call's
                 logger.exception("a catalogue listener failed")
+
+
+class _RedisWarnings(logging.Filter):
+    """litellm warns on every Redis command that fails while Redis is away; one line says it all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or "redis" not in record.getMessage().lower():
+            return True
+        now = time.monotonic()
+        if now - self.last < REDIS_WARNING_INTERVAL_S:
+            return False
+        self.last = now
+        record.msg, record.args = (
+            "Redis did not answer: routing uses this process's own cooldowns and counters until it does "
+            "(litellm: %s)", (record.getMessage(),),
+        )
+        return True
+
+
+_REDIS_FILTER = _RedisWarnings()
+
+
+def _quiet_redis_warnings() -> None:
+    for name in ("LiteLLM", "LiteLLM Router"):
+        lg = logging.getLogger(name)
+        if _REDIS_FILTER not in lg.filters:
+            lg.addFilter(_REDIS_FILTER)
 
 
 def _fallback_map(value: Any) -> dict[str, list[str]]:
