@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hive_mcp.provider")
 
-__all__ = ["ConfigCatalogue", "DefaultCatalogue", "model_facts"]
+__all__ = ["ConfigCatalogue", "DefaultCatalogue", "listed_names", "model_facts"]
 
 PER_MILLION = 1_000_000
 
@@ -60,6 +60,13 @@ def model_facts(model: str, *overrides: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(price, (int, float)) and not isinstance(price, bool):
             facts[field] = round(float(price) * PER_MILLION, 6)
     return facts
+
+
+def listed_names(config: ModelsConfig) -> list[str]:
+    """The callable names an agent is shown: groups, then aliases, hidden aliases (`{model, hidden: true}`) left out."""
+    raw = config.router_settings.get("model_group_alias") or {}
+    hidden = {a for a, t in raw.items() if isinstance(t, dict) and t.get("hidden")}
+    return [n for n in config.callable_names() if n not in hidden]
 
 
 def _split(model: str) -> tuple[str, str]:
@@ -134,8 +141,7 @@ class ConfigCatalogue(_Listeners):
     def __init__(self, config: ModelsConfig) -> None:
         super().__init__()
         self.config = config
-        raw_aliases = config.router_settings.get("model_group_alias") or {}
-        self._hidden = {a for a, t in raw_aliases.items() if isinstance(t, dict) and t.get("hidden")}
+        self._listed = listed_names(config)
         self._router: ModelRouter | None = None
         self._facts: dict[str, tuple[dict[str, Any], bool]] = {}
 
@@ -145,7 +151,7 @@ class ConfigCatalogue(_Listeners):
         router.add_listener(self._notify)
 
     def callable_names(self) -> list[str]:
-        return [n for n in self.config.callable_names() if n not in self._hidden]
+        return list(self._listed)
 
     def groups(self) -> list[ModelGroup]:
         return [self._group(name) for name in self.config.groups]
@@ -160,7 +166,7 @@ class ConfigCatalogue(_Listeners):
             present = any(_credentials_present(str(e["litellm_params"]["model"]), e["litellm_params"]) for e in entries)
             self._facts[name] = (facts, present)
         facts, present = self._facts[name]
-        aliases = [a for a, g in self.config.aliases.items() if g == name and a not in self._hidden]
+        aliases = [a for a, g in self.config.aliases.items() if g == name and a in self._listed]
         return ModelGroup(name=name, aliases=aliases, deployments=self._deployments(name, entries),
                           credentials_present=present, **facts)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..models.config import ModelsConfig
 from .base import Message, ProviderError
+from .catalogue import listed_names
 from .offline import litellm
 
 logger = logging.getLogger("hive_mcp.provider")
@@ -87,7 +88,7 @@ class ModelRouter:
         return self.config.aliases.get(name)
 
     def unknown(self, name: str) -> ProviderError:
-        names = self.config.callable_names()
+        names = listed_names(self.config)
         shown = ", ".join(names[:NAMES_SHOWN])
         more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
         return ProviderError(
