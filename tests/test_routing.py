@@ -17,6 +17,7 @@ from hive_mcp.provider import FinishEvent, LiteLLMProvider, ProviderError, Strea
 from hive_mcp.provider.routing import ModelRouter
 from tests.conftest import FAST_RETRY
 from tests.upstream import Reply, Upstream
+from tests.valkey import valkey_server  # noqa: F401 - the fixture
 
 USER = [{"role": "user", "content": "hi"}]
 KEY_A = "sk-deployment-a-0123456789SECRET"
@@ -257,3 +258,27 @@ async def test_config_secrets_are_redacted_from_errors_and_dumps(tmp_path, ups) 
         await provider.acomplete(USER, model="fast")
     text = str(info.value) + only_dump(store).model_dump_json()
     assert KEY_A not in text and KEY_B not in text
+
+
+async def test_usage_based_routing_counts_each_call_against_its_deployments_tpm(tmp_path, ups) -> None:
+    a, b, _ = ups
+    text = config_text(ups, router="  routing_strategy: usage-based-routing-v2").replace(
+        f"api_key: {KEY_B}}}", f"api_key: {KEY_B}, tpm: 10}}")
+    provider, _ = make_provider(tmp_path, text)
+    for _ in range(10):
+        await provider.acomplete(USER, model="fast")  # 18 tokens a reply: b is full after one
+    assert hits(b) in ([0], [1]) and hits(a)[0] >= 9
+
+
+async def test_usage_counters_are_shared_through_redis(tmp_path, ups, valkey_server) -> None:
+    a, b, _ = ups
+    text = config_text(
+        ups, router=f"  routing_strategy: usage-based-routing-v2\n  redis_host: 127.0.0.1\n  redis_port: {valkey_server.port}"
+    ).replace(f"api_key: {KEY_B}}}", f"api_key: {KEY_B}, tpm: 10}}")
+    first, _ = make_provider(tmp_path, text)
+    while not b.chat_requests():
+        await first.acomplete(USER, model="fast")  # b is full after its first reply (18 tokens)
+    second, _ = make_provider(tmp_path, text)  # another Router: only Redis connects the two
+    for _ in range(6):
+        assert (await second.acomplete(USER, model="fast")).model == "openai/model-a"
+    assert hits(b) == [1]

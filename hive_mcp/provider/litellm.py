@@ -160,6 +160,7 @@ class LiteLLMProvider(LLMProvider):
         except ProviderError as err:
             await self._dump(call, err)
             raise
+        await self._succeeded(call, done)
         await self._dump(call)
         return done
 
@@ -231,6 +232,7 @@ class LiteLLMProvider(LLMProvider):
                     yield err.as_event()
                     return
             done = attempts.accept(reply)
+            await self._succeeded(call, done)
             await self._dump(call)
             for tc in done.tool_calls:
                 yield ToolCallEvent(tool_use_id=tc.id, tool_name=tc.name, tool_input=tc.input)
@@ -249,6 +251,11 @@ class LiteLLMProvider(LLMProvider):
         finally:
             await response.aclose()
         return from_stream(assembler, model)
+
+    @staticmethod
+    async def _succeeded(call: _Call, response: LLMResponse) -> None:
+        if call.attempts.route is not None:
+            await call.attempts.route.succeeded(response.input_tokens + response.output_tokens)
 
     # -- dumps -----------------------------------------------------------------------
 

@@ -29,6 +29,9 @@ from .offline import litellm
 logger = logging.getLogger("hive_mcp.provider")
 
 NAMES_SHOWN = 20
+USAGE_TTL_S = 60  # one minute's counters, as litellm's usage-based routing keeps them
+# The strategies that route by per-deployment, per-minute rpm/tpm counters (litellm's key names).
+_USAGE_STRATEGIES = frozenset({"usage-based-routing-v2"})
 REDIS_WARNING_INTERVAL_S = 600.0
 
 # Which fallback list answers which error category; any other failure uses `fallbacks`.
@@ -70,6 +73,7 @@ class ModelRouter:
         # num_retries=0: the Router runs no retry loop of its own (it is never asked to call anyway).
         self.router = litellm.Router(model_list=[dict(d) for d in config.model_list], **{**settings, "num_retries": 0})
         self.groups = config.groups
+        self.counts_usage = settings.get("routing_strategy") in _USAGE_STRATEGIES
         self._deployments: dict[str, list[Deployment]] = {}
         for group in self.groups:
             found = self.router.registry().deployments(group) or []
@@ -136,7 +140,7 @@ class ModelRouter:
             try:
                 chosen = await self.router.select(group, {"messages": messages})
             except Exception as exc:  # noqa: BLE001 - no pick (all cooling, Redis gone): take the first healthy
-                logger.debug("router select for %s failed: %s", group, type(exc).__name__)
+                logger.debug("router select for %s failed: %s %s", group, type(exc).__name__, exc)
             else:
                 dep_id = (chosen.get("model_info") or {}).get("id") if isinstance(chosen, Mapping) else None
                 for d in untried:
@@ -167,6 +171,24 @@ class ModelRouter:
                 timer = threading.Timer(max(0.0, until - time.time()) + 0.01, self._changed)
                 timer.daemon = True
                 timer.start()
+
+    async def succeeded(self, deployment: Deployment, tokens: int) -> None:
+        """Count a request and its tokens against `deployment` for this minute, where the strategy routes by them.
+
+        The Router counts usage only for calls it runs itself; these are its own counter
+        keys in its own store (memory, and Redis when configured, so processes share them).
+        """
+        if not self.counts_usage:
+            return
+        minute = time.strftime("%H-%M", time.gmtime())
+        prefix = f"{deployment.id}:{deployment.model}"
+        store = self.router.health().store
+        try:
+            await store.async_increment_cache(f"{prefix}:rpm:{minute}", 1, ttl=USAGE_TTL_S)
+            if tokens:
+                await store.async_increment_cache(f"{prefix}:tpm:{minute}", tokens, ttl=USAGE_TTL_S)
+        except Exception as exc:  # noqa: BLE001 - a lost count must not fail a call that succeeded
+            logger.debug("usage of %s not counted: %s", deployment.label, type(exc).__name__)
 
     def attempt_kwargs(self, kwargs: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
         """litellm's keyword arguments for one attempt on `deployment` (its litellm_params over the request's,
@@ -273,6 +295,10 @@ class Route:
     def failed(self, exc: BaseException, status: int | None) -> None:
         if self.deployment is not None:
             self.router.failed(self.deployment, exc, status)
+
+    async def succeeded(self, tokens: int) -> None:
+        if self.deployment is not None:
+            await self.router.succeeded(self.deployment, tokens)
 
     def has_other(self) -> bool:
         """Whether a healthy deployment of the group was not tried this round (the next attempt goes there at once)."""
