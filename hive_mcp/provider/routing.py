@@ -74,6 +74,7 @@ class ModelRouter:
         self.router = litellm.Router(model_list=[dict(d) for d in config.model_list], **{**settings, "num_retries": 0})
         self.groups = config.groups
         self.counts_usage = settings.get("routing_strategy") in _USAGE_STRATEGIES
+        self.cooldown_s = float(self.router.settings().as_dict().get("cooldown_time") or 0.0)
         self._deployments: dict[str, list[Deployment]] = {}
         for group in self.groups:
             found = self.router.registry().deployments(group) or []
@@ -122,55 +123,65 @@ class ModelRouter:
         except Exception as exc:  # noqa: BLE001 - health is advice: without it every deployment is tried
             logger.debug("cooldown state unavailable: %s", type(exc).__name__)
             return {}
-        return {dep_id: float(v.get("timestamp", 0.0)) + float(v.get("cooldown_time", 0.0)) for dep_id, v in active}
+        return _ends(active)
 
-    def healthy(self, group: str) -> list[Deployment]:
+    async def cooling_async(self, deployments: list[Deployment]) -> dict[str, float]:
+        """`cooling`, read without blocking the event loop (the call path's way, Redis or not)."""
+        try:
+            active = await self.router.health().cooldowns.async_get_active_cooldowns([d.id for d in deployments], None)
+        except Exception as exc:  # noqa: BLE001 - health is advice: without it every deployment is tried
+            logger.debug("cooldown state unavailable: %s", type(exc).__name__)
+            return {}
+        return _ends(active)
+
+    async def pick(self, group: str, tried: set[str], messages: list[Message]) -> tuple[Deployment | None, set[str]]:
+        """The next deployment of `group` and the ids healthy now: the strategy's pick while none was tried
+        this round, else the first healthy one not yet tried; None when every one is cooling down or was tried.
+
+        When the strategy has no pick (every deployment over its rpm/tpm limit), the first
+        healthy one is sent all the same: the upstream's own answer then decides.
+        """
         deployments = self._deployments[group]
-        cooling = self.cooling(deployments)
-        return [d for d in deployments if d.id not in cooling]
-
-    async def pick(self, group: str, tried: set[str], messages: list[Message]) -> Deployment | None:
-        """The next deployment of `group`: the strategy's pick while none was tried this round, else the first
-        healthy one not yet tried; None when every deployment is cooling down or was tried."""
-        healthy = self.healthy(group)
+        cooling = await self.cooling_async(deployments)
+        healthy = [d for d in deployments if d.id not in cooling]
+        healthy_ids = {d.id for d in healthy}
         untried = [d for d in healthy if d.id not in tried]
         if not untried:
-            return None
+            return None, healthy_ids
         if len(untried) > 1 and len(untried) == len(healthy):
             try:
                 chosen = await self.router.select(group, {"messages": messages})
-            except Exception as exc:  # noqa: BLE001 - no pick (all cooling, Redis gone): take the first healthy
-                logger.debug("router select for %s failed: %s %s", group, type(exc).__name__, exc)
+            except Exception as exc:  # noqa: BLE001 - no pick: take the first healthy
+                logger.debug("router select for %s failed: %s", group, type(exc).__name__)
             else:
                 dep_id = (chosen.get("model_info") or {}).get("id") if isinstance(chosen, Mapping) else None
                 for d in untried:
                     if d.id == dep_id:
-                        return d
-        return untried[0]
+                        return d, healthy_ids
+        return untried[0], healthy_ids
 
-    def soonest(self, group: str) -> Deployment:
+    async def soonest(self, group: str) -> Deployment:
         """The deployment whose cooldown ends first (when every one of the group is cooling down)."""
         deployments = self._deployments[group]
-        cooling = self.cooling(deployments)
+        cooling = await self.cooling_async(deployments)
         return min(deployments, key=lambda d: cooling.get(d.id, 0.0))
 
-    def failed(self, deployment: Deployment, exc: BaseException, status: int | None) -> None:
-        """Count a failed attempt against `deployment`; tell the listeners when it enters cooldown."""
+    def failed(self, deployment: Deployment, exc: BaseException, status: int | None) -> bool:
+        """Count a failed attempt against `deployment`; True (and the listeners told) when it enters cooldown."""
         if not isinstance(exc, Exception):
-            return
+            return False
         try:
             cooled = self.router.health().record_failure(deployment.id, exc, status or 500)
         except Exception as err:  # noqa: BLE001 - losing one failure count must not fail the call
             logger.debug("could not record a failure of %s: %s", deployment.label, type(err).__name__)
-            return
+            return False
         if cooled:
-            until = self.cooling([deployment]).get(deployment.id)
             logger.warning("%s of group %s is cooling down", deployment.label, deployment.group)
             self._changed()
-            if until is not None:
-                timer = threading.Timer(max(0.0, until - time.time()) + 0.01, self._changed)
-                timer.daemon = True
-                timer.start()
+            timer = threading.Timer(self.cooldown_s + 0.01, self._changed)
+            timer.daemon = True
+            timer.start()
+        return bool(cooled)
 
     async def succeeded(self, deployment: Deployment, tokens: int) -> None:
         """Count a request and its tokens against `deployment` for this minute, where the strategy routes by them.
@@ -223,6 +234,11 @@ class ModelRouter:
                 callback()
             except Exception:  # noqa: BLE001 - one listener's fault is not the call's
                 logger.exception("a catalogue listener failed")
+
+
+def _ends(active: Any) -> dict[str, float]:
+    """Deployment id -> when its cooldown ends (epoch seconds), from litellm's active cooldown entries."""
+    return {dep_id: float(v.get("timestamp", 0.0)) + float(v.get("cooldown_time", 0.0)) for dep_id, v in active}
 
 
 class _RedisWarnings(logging.Filter):
@@ -280,29 +296,33 @@ class Route:
         self.group = group
         self.visited = {group}
         self.tried: set[str] = set()
+        self.healthy_ids: set[str] = set()
         self.deployment: Deployment | None = None
 
     async def next(self, messages: list[Message]) -> Deployment:
         """Choose the deployment for the next attempt."""
-        chosen = await self.router.pick(self.group, self.tried, messages)
+        chosen, self.healthy_ids = await self.router.pick(self.group, self.tried, messages)
         if chosen is None:  # every deployment tried or cooling down: a new round
             self.tried.clear()
-            chosen = await self.router.pick(self.group, self.tried, messages) or self.router.soonest(self.group)
+            chosen, self.healthy_ids = await self.router.pick(self.group, self.tried, messages)
+            if chosen is None:
+                chosen = await self.router.soonest(self.group)
         self.tried.add(chosen.id)
         self.deployment = chosen
         return chosen
 
     def failed(self, exc: BaseException, status: int | None) -> None:
-        if self.deployment is not None:
-            self.router.failed(self.deployment, exc, status)
+        if self.deployment is not None and self.router.failed(self.deployment, exc, status):
+            self.healthy_ids.discard(self.deployment.id)
 
     async def succeeded(self, tokens: int) -> None:
         if self.deployment is not None:
             await self.router.succeeded(self.deployment, tokens)
 
     def has_other(self) -> bool:
-        """Whether a healthy deployment of the group was not tried this round (the next attempt goes there at once)."""
-        return any(d.id not in self.tried for d in self.router.healthy(self.group))
+        """Whether a deployment of the group healthy at the last pick was not tried this round (the next
+        attempt goes there at once)."""
+        return bool(self.healthy_ids - self.tried)
 
     def fall_back(self, error_type: str) -> bool:
         """Move to the next group of the called group's fallbacks for `error_type`; False when none is left."""
@@ -312,5 +332,6 @@ class Route:
                 self.visited.add(target)
                 self.group = target
                 self.tried = set()
+                self.healthy_ids = set()
                 return True
         return False
