@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
+import redis
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from tests.processes import child_env
@@ -30,8 +32,10 @@ def pair() -> Iterator[tuple[Upstream, Upstream]]:
     b.stop()
 
 
-def write_config(path: Path, a: Upstream, b: Upstream, redis_port: int | None = None) -> Path:
+def write_config(path: Path, a: Upstream, b: Upstream, redis_port: int | None = None, strategy: str = "") -> Path:
     redis = f"\n  redis_host: 127.0.0.1\n  redis_port: {redis_port}" if redis_port else ""
+    if strategy:
+        redis += f"\n  routing_strategy: {strategy}"
     path.write_text(f"""
 model_list:
   - model_name: fast
@@ -52,6 +56,8 @@ def env_for(dump_dir: Path) -> dict[str, str]:
     return child_env(
         PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", DEP_KEY=DEP_KEY, HIVE_MCP_DUMP_DIR=str(dump_dir),
         LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
+        # litellm stops asking a Redis that failed 5 times for this long (default 60 s): scaled down.
+        REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT="1",
     )
 
 
@@ -143,7 +149,8 @@ def test_redis_stopped_mid_run_does_not_fail_calls_and_sharing_resumes(tmp_path,
     valkey = ValkeyProcess(valkey_binary())
     valkey.start()
     try:
-        config = write_config(tmp_path / "config.yaml", a, b, redis_port=valkey.port)
+        # Usage-based routing: every success writes its counters to Redis, which shows when writes resume.
+        config = write_config(tmp_path / "config.yaml", a, b, redis_port=valkey.port, strategy="usage-based-routing-v2")
         session, errlog_path, errlog = stdio_session(config, tmp_path, "solo")
         try:
             assert "from b" in text_of(complete(session))
@@ -155,7 +162,13 @@ def test_redis_stopped_mid_run_does_not_fail_calls_and_sharing_resumes(tmp_path,
                 assert not result.is_error and "from b" in text_of(result)
             assert len(a.chat_requests()) == before
             valkey.start()
-            # Redis is back: b's cooldown (its next reply a 429) reaches it, where a's never did.
+            store = redis.Redis(port=valkey.port)
+            deadline = time.monotonic() + 30  # litellm's circuit breaker lets Redis in again after its timeout
+            while not store.keys("*:rpm:*"):
+                assert not complete(session).is_error
+                if time.monotonic() > deadline:
+                    pytest.fail("no usage counter reached Redis after it came back")
+            # b's cooldown (its next reply a 429) reaches Redis, where a's (while it was away) never did.
             b.script(Reply.error(429, headers={"retry-after": "30"}))
             assert complete(session, max_retries=0).is_error
         finally:
