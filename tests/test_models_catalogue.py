@@ -152,4 +152,9 @@ litellm_settings: {{drop_params: true, request_timeout: 12}}
     assert KEY in provider.secrets and PASSWORD in provider.secrets
     assert provider.retry.max_retries == 2
     assert provider.extra == {"drop_params": True}
-    assert provider.router is not None and provider.router.timeout == 12.0
+    router = provider.router
+    assert router is not None
+    deployment = router.deployments("fast")[0]
+    kwargs = router.attempt_kwargs({"model": "fast", "messages": [], "num_retries": 3}, deployment)
+    assert kwargs["timeout"] == 12.0 and kwargs["model"] == "openai/gpt-4o-mini"  # request_timeout, per attempt
+    assert (kwargs["num_retries"], kwargs["max_retries"]) == (0, 0)  # litellm retries nothing itself

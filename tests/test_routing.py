@@ -282,3 +282,19 @@ async def test_usage_counters_are_shared_through_redis(tmp_path, ups, valkey_ser
     for _ in range(6):
         assert (await second.acomplete(USER, model="fast")).model == "openai/model-a"
     assert hits(b) == [1]
+
+
+async def test_a_cooldown_from_another_router_through_redis_reaches_the_listeners(tmp_path, ups, valkey_server) -> None:
+    a, b, _ = ups
+    a.script(Reply.error(429))
+    text = config_text(ups, router=f"  allowed_fails: 0\n  cooldown_time: 60\n  redis_host: 127.0.0.1\n  redis_port: {valkey_server.port}")
+    first, _ = make_provider(tmp_path, text)
+    second, _ = make_provider(tmp_path, text)
+    assert second.router is not None
+    changed = threading.Event()
+    second.router.add_listener(changed.set)
+    while not a.chat_requests():
+        await first.acomplete(USER, model="fast")
+    assert not changed.is_set()
+    await second.acomplete(USER, model="fast")  # its routing reads a's cooldown from Redis
+    assert changed.is_set()

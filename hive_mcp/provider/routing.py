@@ -81,6 +81,7 @@ class ModelRouter:
             self._deployments[group] = [_deployment(group, d) for d in found if d.get("model_name") == group]
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._seen_cooling: dict[str, float] = {}  # deployment id -> the end of the last cooldown announced
         if any(k.startswith("redis") for k in settings):
             _quiet_redis_warnings()
 
@@ -126,13 +127,23 @@ class ModelRouter:
         return _ends(active)
 
     async def cooling_async(self, deployments: list[Deployment]) -> dict[str, float]:
-        """`cooling`, read without blocking the event loop (the call path's way, Redis or not)."""
+        """`cooling`, read without blocking the event loop (the call path's way, Redis or not).
+
+        A cooldown seen here first (another process put it in Redis) is a catalogue change too.
+        """
         try:
             active = await self.router.health().cooldowns.async_get_active_cooldowns([d.id for d in deployments], None)
         except Exception as exc:  # noqa: BLE001 - health is advice: without it every deployment is tried
             logger.debug("cooldown state unavailable: %s", type(exc).__name__)
             return {}
-        return _ends(active)
+        ends = _ends(active)
+        now = time.time()
+        with self._lock:
+            new = {i: end for i, end in ends.items() if self._seen_cooling.get(i, 0.0) < end - 0.001}
+            self._seen_cooling.update(new)
+        for end in new.values():
+            self._changed_until(end - now)
+        return ends
 
     async def pick(self, group: str, tried: set[str], messages: list[Message]) -> tuple[Deployment | None, set[str]]:
         """The next deployment of `group` and the ids healthy now: the strategy's pick while none was tried
@@ -177,11 +188,17 @@ class ModelRouter:
             return False
         if cooled:
             logger.warning("%s of group %s is cooling down", deployment.label, deployment.group)
-            self._changed()
-            timer = threading.Timer(self.cooldown_s + 0.01, self._changed)
-            timer.daemon = True
-            timer.start()
+            with self._lock:
+                self._seen_cooling[deployment.id] = time.time() + self.cooldown_s
+            self._changed_until(self.cooldown_s)
         return bool(cooled)
+
+    def _changed_until(self, seconds: float) -> None:
+        """A deployment entered cooldown for `seconds`: tell the listeners now and when it ends."""
+        self._changed()
+        timer = threading.Timer(max(0.0, seconds) + 0.01, self._changed)
+        timer.daemon = True
+        timer.start()
 
     async def succeeded(self, deployment: Deployment, tokens: int) -> None:
         """Count a request and its tokens against `deployment` for this minute, where the strategy routes by them.
