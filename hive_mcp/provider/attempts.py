@@ -132,8 +132,12 @@ class Attempts:
         return f"{deployment.label} ({deployment.group})" if deployment is not None else self.model
 
     def failed_after_text(self, exc: BaseException) -> ProviderError:
-        """A stream failed once its text had gone out: retrying would repeat it, so this is the end."""
-        return self._record_failure(exc, classify(exc), 0.0)
+        """A stream failed once its text had gone out: retrying would repeat it, so this is the end
+        (routed, the failure still counts against the deployment's health)."""
+        info = classify(exc)
+        if self.route is not None:
+            self.route.failed(exc, info.status)
+        return self._record_failure(exc, info, 0.0)
 
     def _record_failure(self, exc: BaseException, info: ErrorClass, delay: float) -> ProviderError:
         """Log one failed attempt: the one-line message, and the whole text for the dump alone."""

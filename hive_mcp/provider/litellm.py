@@ -3,8 +3,9 @@
 Owns the retry loop (litellm's own retries are off, so one attempt is one upstream
 request), empty-reply handling, stream assembly and one failure dump per failed call.
 The loops live here; how a request is shaped (`shaping`), what each attempt
-decides (`attempts`), how a reply is read (`replies`) and what a dump holds
-(`failure`) live in their own modules.
+decides (`attempts`), which deployment of a config's group each attempt goes to
+(`routing`), how a reply is read (`replies`) and what a dump holds (`failure`)
+live in their own modules.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class LiteLLMProvider(LLMProvider):
     Dumps go to `dump_store`; by default (None) a `DumpStore` in `default_dump_dir()`,
     and `False` writes none. Every credential in the environment at construction
     (`redact.credential_values`) and `api_key` are secrets: never in an error, a log
-    line or a dump.
+    line or a dump. With a `router` (a models config), `model` names a group or an
+    alias, nothing outside the config is callable, and the config's secrets are secrets too.
     """
 
     def __init__(
