@@ -6,7 +6,7 @@ prints its table as it finishes; the JSON (rows, details, machine) is rewritten
 after every section. Not part of the test suite: timings on a noisy machine
 make flaky tests.
 
-Sections: overhead, streaming, concurrency, startup, memory, dumps, conversations (see each module).
+Sections: overhead, streaming, concurrency, startup, memory, dumps, conversations, routing (see each module).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, conversations, dumps, memory, overhead, startup, streaming
+from bench import concurrency, conversations, dumps, memory, overhead, routing, startup, streaming
 from bench.common import ROOT, Bench, Row, Section, UpstreamProcess
 
 SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
@@ -37,6 +37,7 @@ SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
     "memory": memory.run,
     "dumps": dumps.run,
     "conversations": conversations.run,
+    "routing": routing.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

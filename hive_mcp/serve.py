@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +24,18 @@ from .net import is_loopback, is_wildcard
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .models.config import ModelsConfig
     from .provider.base import LLMProvider
     from .provider.deferred import DeferredProvider
 
-__all__ = ["allowed_models", "configure_logging", "exposed", "exposure_problem", "route_litellm_logs", "serve"]
+__all__ = [
+    "allowed_models", "configure_logging", "exposed", "exposure_problem", "load_models", "route_litellm_logs", "serve",
+]
 
 EXIT_OK = 0
+EXIT_USAGE = 2
+# litellm_settings that are module-wide switches in litellm (the config loader's allow-list names them).
+_MODULE_SETTINGS = ("modify_params", "force_ipv4", "ssl_verify")
 
 logger = logging.getLogger("hive_mcp")
 
@@ -113,17 +121,90 @@ def exposed(settings: Settings) -> bool:
     return settings.transport != "stdio" and not is_loopback(settings.host)
 
 
-def allowed_models(settings: Settings) -> tuple[str, ...]:
+def allowed_models(settings: Settings, config: ModelsConfig | None = None) -> tuple[str, ...]:
     """The model patterns calls may name: HIVE_MCP_ALLOWED_MODELS, else any on loopback, else the default only.
 
     A server reachable from the network and told nothing would let any client
     name any litellm model and spend every credential in the environment; the
-    operator chose one model, so that one is what such a server serves. The
-    pattern escapes fnmatch's special characters, so it matches that name only.
+    operator chose one model, so that one is what such a server serves. With a
+    models config, its groups and aliases are what it serves. Each pattern
+    escapes fnmatch's special characters, so it matches that name only.
     """
-    if settings.allowed_models or not exposed(settings):
+    if settings.allowed_models:
         return settings.allowed_models
-    return ("".join(f"[{c}]" if c in "*?[" else c for c in settings.model),)
+    if config is not None:
+        return tuple(_exact(name) for name in config.callable_names())
+    return () if not exposed(settings) else (_exact(settings.model),)
+
+
+def _exact(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+# ---------------------------------------------------------------------------
+# The models config
+# ---------------------------------------------------------------------------
+
+
+def load_models(settings: Settings, environ: Mapping[str, str] | None = None) -> tuple[Settings, ModelsConfig | None]:
+    """The config `settings.config` names, and the settings with its `hive_mcp:` section as defaults.
+
+    `os.environ/` references resolve from the environment over the `.env` file.
+    The section's values apply where no flag, variable or `.env` entry set the
+    setting; with a config, the default model is its first group unless set.
+    Raises ConfigError (one line) for a bad file or a bad value in it.
+    """
+    if settings.config is None:
+        return settings, None
+    from pydantic import ValidationError
+
+    from .models.config import ConfigError, load_config
+
+    if environ is None:
+        environ = {**_dotenv(settings.env_file), **os.environ}
+    config = load_config(settings.config, environ)
+    defaults: dict[str, Any] = {}
+    for key, value in config.hive_mcp.items():
+        name = key.removeprefix("hive_mcp_")
+        if name not in Settings.model_fields or name in ("env_file", "config"):
+            raise ConfigError(f"{config.path}: hive_mcp.{key}: not a hive-mcp setting")
+        if name not in settings.model_fields_set:
+            defaults[name] = value
+    if "model" not in settings.model_fields_set and "model" not in defaults:
+        defaults["model"] = config.groups[0]
+    if defaults:
+        kept = {name: getattr(settings, name) for name in settings.model_fields_set}
+        try:
+            settings = Settings(**kept, **defaults)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = str(err["loc"][0]) if err["loc"] else "?"
+            raise ConfigError(f"{config.path}: hive_mcp.{where}: {err['msg']}") from None
+    names = config.callable_names()
+    if settings.model not in names:
+        raise ConfigError(
+            f"{config.path}: the default model {settings.model!r} (HIVE_MCP_MODEL, --model or hive_mcp.model) is not a "
+            f"model_name or alias of the config; callable: {', '.join(names[:20])}"
+        )
+    return settings, config
+
+
+def _dotenv(path: Path | None) -> dict[str, str]:
+    if path is None or not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _apply_litellm_settings(config: ModelsConfig) -> dict[str, Any]:
+    """Set the allow-listed module-wide litellm switches; return the per-call ones (drop_params)."""
+    from .provider.offline import litellm
+
+    for name in _MODULE_SETTINGS:
+        if name in config.litellm_settings:
+            setattr(litellm, name, config.litellm_settings[name])
+    return {k: v for k, v in config.litellm_settings.items() if k == "drop_params"}
 
 
 # ---------------------------------------------------------------------------
@@ -152,12 +233,31 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
     `tokens` are the bearer tokens HTTP clients must present (none: no
     authentication); see `hive_mcp.http`. For the process's main thread only:
     it installs signal handlers and, once serving is over, leaves SIGINT and
-    SIGTERM ignored while the process exits.
+    SIGTERM ignored while the process exits. A bad models config (or a setting
+    its `hive_mcp:` section makes unsafe) is one line on stderr and exit code 2.
     """
     configure_logging(settings.log_level)
+    from .models.config import ConfigError
+    from .settings import SettingsError
+
+    try:
+        configured, config = load_models(settings)
+        if config is not None and configured != settings:
+            tokens = configured.auth_tokens() if configured.transport != "stdio" else ()
+            problem = exposure_problem(configured, tokens)
+            if problem:
+                raise ConfigError(f"{config.path}: {problem}")
+    except (ConfigError, SettingsError) as exc:
+        print(f"hive-mcp: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = configured
+    if config is not None:
+        configure_logging(settings.log_level)
+        for warning in config.warnings:
+            logger.warning("%s", warning)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return _serve(settings, tokens)
+        return _serve(settings, tokens, config)
     except KeyboardInterrupt:
         logger.info("hive-mcp stopped")
         return EXIT_OK
@@ -168,21 +268,23 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def build(settings: Settings) -> tuple[Any, DeferredProvider, Any, Any]:
-    """The MCP server for these settings, its provider (which loads litellm once started), its dump store,
-    and the dashboard's `Sources` (its Models section reads the catalogue the server was given).
+def build(settings: Settings, config: ModelsConfig | None = None) -> tuple[Any, DeferredProvider, Any, Any]:
+    """The MCP server for these settings (and models config), its provider (which loads litellm once
+    started), its dump store, and the dashboard's `Sources` (its Models section reads the server's catalogue).
 
     Importing litellm takes seconds: it happens in a background thread after
     `start()`, so the server answers `initialize` and `tools/list` without waiting.
+    Every key and password in the config is a secret of the dumps and the provider.
     """
     from .dumps import DumpStore
     from .limits import Limits
-    from .provider.deferred import DeferredProvider
     from .mcp import build_server
-    from .mcp.catalogue import ModelsView
     from .dashboard import Sources
     from .dashboard.models import models_source
-    from .models.static import StaticCatalogue
+    from .mcp.catalogue import ModelsView
+    from .provider.catalogue import ConfigCatalogue, DefaultCatalogue
+    from .provider.deferred import DeferredProvider
+    from .provider.retry import RetryPolicy
 
     key = settings.api_key_value
     store = DumpStore(
@@ -190,26 +292,40 @@ def build(settings: Settings) -> tuple[Any, DeferredProvider, Any, Any]:
         max_count=settings.dump_max_count,
         max_bytes=settings.dump_max_bytes,
         max_age=settings.dump_max_age,
-        secrets=(key,) if key else (),
+        secrets=(*((key,) if key else ()), *(config.secrets if config is not None else ())),
     )
+    catalogue = ConfigCatalogue(config) if config is not None else DefaultCatalogue(settings.model)
 
     def load_provider() -> LLMProvider:
         from .provider.litellm import LiteLLMProvider  # imports litellm: seconds
 
         route_litellm_logs(settings.log_level)
+        extra: dict[str, Any] = {}
+        router = retry = None
+        if config is not None:
+            from .provider.routing import ModelRouter
+
+            extra = _apply_litellm_settings(config)
+            router = ModelRouter(config)
+            if isinstance(catalogue, ConfigCatalogue):
+                catalogue.attach(router)
+            if config.num_retries is not None:
+                retry = RetryPolicy(max_retries=config.num_retries)
         provider = LiteLLMProvider(
             model=settings.model,
             api_key=key,
             api_base=settings.api_base,
+            retry=retry,
             dump_store=store,
             deadline_s=settings.deadline_s,
+            router=router,
+            **extra,
         )
         provider.warm_up()
         return provider
 
     provider = DeferredProvider(load_provider, model=settings.model)
-    catalogue = StaticCatalogue(settings.model)  # build_server's own default, made here for the dashboard too
-    limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings)}))
+    limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings, config)}))
     server = build_server(
         provider,
         store,
@@ -218,13 +334,13 @@ def build(settings: Settings) -> tuple[Any, DeferredProvider, Any, Any]:
         default_max_tokens=settings.default_max_tokens,
         limits=limits,
         catalogue=catalogue,
-        conversations=conversation_store(settings),
+        conversations=conversation_store(settings, config.secrets if config is not None else ()),
     )
     models = ModelsView(catalogue, settings.model, limits)
     return server, provider, store, Sources(models=models_source(store, models.listing))
 
 
-def conversation_store(settings: Settings) -> Any:
+def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any:
     """The conversation store the settings ask for (None when HIVE_MCP_CONVERSATIONS=off).
 
     SQLite in the hive home unless HIVE_MCP_STATE_URL names a Redis/Valkey server.
@@ -238,7 +354,7 @@ def conversation_store(settings: Settings) -> Any:
     from .redact import credential_values, normalize_secrets, redact_text
 
     password = settings.state_password.get_secret_value() if settings.state_password is not None else None
-    found = normalize_secrets((*credential_values(os.environ), settings.api_key_value, password))
+    found = normalize_secrets((*credential_values(os.environ), settings.api_key_value, password, *secrets))
     limits = ConversationLimits(
         ttl_s=settings.conversation_ttl_s, max_conversations=settings.conversation_max,
         max_turns=settings.conversation_max_turns, max_bytes=settings.conversation_max_bytes,
@@ -247,17 +363,18 @@ def conversation_store(settings: Settings) -> Any:
     return open_store(url, limits=limits, redact=lambda text: redact_text(text, found))
 
 
-def _serve(settings: Settings, tokens: tuple[str, ...]) -> int:
-    server, provider, store, sources = build(settings)
+def _serve(settings: Settings, tokens: tuple[str, ...], config: ModelsConfig | None = None) -> int:
+    server, provider, store, sources = build(settings, config)
     logger.info(
-        "hive-mcp %s: model %s%s, dumps in %s%s",
+        "hive-mcp %s: model %s%s%s, dumps in %s%s",
         __version__,
         settings.model,
+        f" (groups from {config.path})" if config is not None else "",
         f" at {settings.api_base}" if settings.api_base else "",
         settings.dump_dir,
         f", settings from {settings.env_file}" if settings.env_file else "",
     )
-    if not settings.api_key_value:
+    if not settings.api_key_value and config is None:
         logger.info(
             "HIVE_MCP_API_KEY is not set: using the provider's own variable (e.g. OPENAI_API_KEY) if present; "
             "calls fail with a message naming the variable when none is"

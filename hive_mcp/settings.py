@@ -6,10 +6,9 @@ environment name is `HIVE_MCP_` + the field name in capitals (pydantic-settings'
 `env_prefix`); `hive_mcp.cli` builds the flags and the `--help` epilog from
 `SETTINGS_FIELDS`, a view of the same declarations.
 
-Precedence, per setting: a flag, else the real environment (`HIVE_MCP_*`), else
-the `.env` file (default `./.env`), else the built-in default; an empty value counts
-as unset. pydantic-settings orders the sources; the environment and the `.env`
-entries (parsed by python-dotenv) reach it as mappings, so `load_settings` takes them as arguments.
+Precedence, per setting: a flag, else the real environment (`HIVE_MCP_*`), else the `.env`
+file (default `./.env`), else the built-in default; an empty value counts as unset. The
+environment and the `.env` entries reach pydantic-settings as mappings (`load_settings`' arguments).
 
 Secrets (`HIVE_MCP_API_KEY`, `..._AUTH_TOKEN`, `..._STATE_PASSWORD`) come from the environment
 or `.env` only, never a flag (`ps` shows command lines), and are kept as `SecretStr`.
@@ -165,6 +164,9 @@ class Settings(BaseSettings):
         metavar="KEY",
         repr=False,
     )
+    config: Path | None = setting(
+        None, "models config in the LiteLLM proxy's config.yaml format: model groups, aliases, fallbacks, "
+        "Redis-shared cooldowns (default: none, one model)", flag="--config", metavar="PATH")
     dump_dir: Path = setting(
         help="directory for failed-request dumps (default: $HIVE_HOME/failed_requests, else ~/.hive/failed_requests)",
         flag="--dump-dir",
@@ -199,11 +201,9 @@ class Settings(BaseSettings):
     )
     dump_max_count: int = setting(500, "keep at most this many dumps (default: 500)", metavar="N", ge=0)
     dump_max_mb: float = setting(
-        100.0, "keep at most this many MB of dumps (default: 100)", metavar="MB", ge=0, allow_inf_nan=False
-    )
+        100.0, "keep at most this many MB of dumps (default: 100)", metavar="MB", ge=0, allow_inf_nan=False)
     dump_max_age_days: float = setting(
-        30.0, "delete dumps older than this (default: 30)", metavar="DAYS", ge=0, allow_inf_nan=False
-    )
+        30.0, "delete dumps older than this (default: 30)", metavar="DAYS", ge=0, allow_inf_nan=False)
     log_level: LogLevel = setting(
         "INFO",
         "DEBUG | INFO | WARNING | ERROR | CRITICAL, logged to stderr (default: INFO)",

@@ -355,12 +355,13 @@ def test_every_flag_is_built_from_its_setting_and_reaches_it(tmp_path: Path) -> 
         "--model": ["m"], "--api-base": ["http://x/v1"], "--dump-dir": [str(tmp_path)], "--transport": ["http"],
         "--host": ["10.0.0.1"], "--port": ["9"], "--heartbeat": ["2"], "--log-level": ["debug"],
         "--allow-unauthenticated": [], "--allowed-host": ["a", "--allowed-host", "b"],
-        "--allowed-origin": ["https://o"],
+        "--allowed-origin": ["https://o"], "--config": [str(tmp_path / "models.yaml")],
     }
     assert set(argv) == {spec.flag for spec in SETTINGS_FIELDS if spec.flag}  # no flag untested, none extra
     args = build_parser().parse_args([part for flag, values in argv.items() for part in (flag, *values)])
     s = load_settings({spec.field: getattr(args, spec.field) for spec in SETTINGS_FIELDS if spec.flag},
                       environ={}, cwd=tmp_path)
+    assert s.config == tmp_path / "models.yaml"
     assert (s.model, s.api_base, s.dump_dir, s.transport, s.host, s.port, s.heartbeat_s, s.log_level) == (
         "m", "http://x/v1", tmp_path, "http", "10.0.0.1", 9, 2.0, "DEBUG"
     )

@@ -161,6 +161,8 @@ class AttemptRecord(BaseModel):
     message: str = ""
     delay_s: float = 0.0
     detail: str | None = None  # the exception's whole text (redacted); `message` is its one line
+    deployment: str | None = None  # routed calls: the deployment tried, provider/model (never a key or URL)
+    model_group: str | None = None  # routed calls: the group that deployment belongs to
 
     @field_validator("time")
     @classmethod

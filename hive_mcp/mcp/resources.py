@@ -140,9 +140,11 @@ class ResourceHandlers:
         if uri == DASHBOARD_URI:
             return read_ui_resource()
         if uri == MODELS_URI:
-            text = self.models.listing().model_dump_json(indent=2)
+            # In a worker thread: a catalogue may ask litellm's model information, whose first
+            # use waits for litellm's import (seconds, in the background after start-up).
+            text = (await anyio.to_thread.run_sync(self.models.listing)).model_dump_json(indent=2)
         elif uri.startswith(MODEL_URI_PREFIX):
-            group = self.models.group(uri)
+            group = await anyio.to_thread.run_sync(self.models.group, uri)
             if group is None:
                 raise _not_found(ctx, uri, "no model group or alias of that name")
             text = group.model_dump_json(indent=2)

@@ -195,7 +195,8 @@ class ToolHandlers:
             parse_args(ListModelsArgs, ctx)
         except ArgumentError as exc:
             return error_result(str(exc))
-        return json_result(self.models.listing())
+        # In a worker thread: see ResourceHandlers.read_resource (litellm's model information).
+        return json_result(await anyio.to_thread.run_sync(self.models.listing))
 
     async def dashboard(self, ctx: Context) -> CallToolResult:
         """Failed LLM requests: counts by category over time, the newest, or one dump (view=dump, id=...)."""

@@ -10,11 +10,15 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from ..dumps.format import AttemptRecord
 from .base import LLMResponse, ProviderError
 from .errors import ErrorClass, classify, clean_message, full_text
 from .retry import RetryPolicy, response_headers, retry_delay
+
+if TYPE_CHECKING:
+    from .routing import Route
 
 logger = logging.getLogger("hive_mcp.provider")
 
@@ -34,8 +38,10 @@ class Attempts:
         secrets: Sequence[str],
         empty_expected: bool,
         max_tokens: int,
+        route: Route | None = None,
     ) -> None:
         self.model = model
+        self.route = route
         self.policy = policy
         self.max_retries = policy.max_retries if max_retries is None else max(0, max_retries)
         self.deadline_s = deadline_s
@@ -46,6 +52,9 @@ class Attempts:
         self.records: list[AttemptRecord] = []
         self.response: LLMResponse | None = None
         self.pending_delay = 0.0
+        # Retries count per group (a fallback group starts afresh); backoff counts the waits, not the hops.
+        self.group_start = 0
+        self.waits = 0
 
     # -- time ------------------------------------------------------------------------
 
@@ -66,10 +75,12 @@ class Attempts:
     def record(
         self, error_type: str, status: int | None, message: str, delay: float, detail: str | None = None
     ) -> None:
+        deployment = self.route.deployment if self.route is not None else None
         self.records.append(
             AttemptRecord(
                 time=datetime.now(timezone.utc), error_type=error_type, status=status, message=message,
-                delay_s=delay, detail=detail,
+                delay_s=delay, detail=detail, deployment=deployment.label if deployment else None,
+                model_group=deployment.group if deployment else None,
             )
         )
 
@@ -86,21 +97,47 @@ class Attempts:
     # -- outcomes --------------------------------------------------------------------
 
     def failed(self, exc: BaseException) -> float:
-        """Record a failed attempt; return the delay before the next one, or raise ProviderError."""
+        """Record a failed attempt; return the delay before the next one, or raise ProviderError.
+
+        Routed, a retryable failure goes at once (delay 0) to another healthy deployment of
+        the group while there is one; only when every deployment was tried or is cooling down
+        does the wait (Retry-After, else backoff) apply. A group whose retries ran out, or a
+        failure retrying cannot mend, moves to the next fallback group at once.
+        """
         info = classify(exc)
-        retries_done = len(self.records)
+        route = self.route
+        if route is not None:
+            route.failed(exc, info.status)
+        retries_done = len(self.records) - self.group_start
         if info.retryable and retries_done < self.max_retries:
-            delay = retry_delay(response_headers(exc), retries_done, self.policy)
+            if route is not None and route.has_other():
+                delay = 0.0
+            else:
+                delay = retry_delay(response_headers(exc), self.waits, self.policy)
+                self.waits += 1
             self._record_failure(exc, info, delay)
             logger.warning(
-                "%s from %s (attempt %d), retrying in %.2fs", info.error_type, self.model, retries_done + 1, delay
+                "%s from %s (attempt %d), retrying in %.2fs", info.error_type, self._where(), len(self.records), delay
             )
             return delay
+        if route is not None and route.fall_back(info.error_type):
+            self._record_failure(exc, info, 0.0)
+            self.group_start = len(self.records)
+            self.waits = 0
+            return 0.0
         raise self._record_failure(exc, info, 0.0)
 
+    def _where(self) -> str:
+        deployment = self.route.deployment if self.route is not None else None
+        return f"{deployment.label} ({deployment.group})" if deployment is not None else self.model
+
     def failed_after_text(self, exc: BaseException) -> ProviderError:
-        """A stream failed once its text had gone out: retrying would repeat it, so this is the end."""
-        return self._record_failure(exc, classify(exc), 0.0)
+        """A stream failed once its text had gone out: retrying would repeat it, so this is the end
+        (routed, the failure still counts against the deployment's health)."""
+        info = classify(exc)
+        if self.route is not None:
+            self.route.failed(exc, info.status)
+        return self._record_failure(exc, info, 0.0)
 
     def _record_failure(self, exc: BaseException, info: ErrorClass, delay: float) -> ProviderError:
         """Log one failed attempt: the one-line message, and the whole text for the dump alone."""
@@ -131,4 +168,7 @@ class Attempts:
     def accept(self, response: LLMResponse) -> LLMResponse:
         self.response = response
         response.attempts = self.count
+        if self.route is not None and self.route.deployment is not None:
+            response.model = self.route.deployment.label
+            response.model_group = self.route.called
         return response

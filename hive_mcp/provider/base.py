@@ -84,10 +84,11 @@ class LLMResponse(Usage):
 
     content: str = ""
     model: str = ""
+    model_group: str | None = None
+    """With a models config: the group called (an alias resolved); `model` is the deployment that answered."""
     stop_reason: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     reasoning: str | None = None
-    model_group: str | None = None
     raw_response: Any = Field(default=None, exclude=True, repr=False)
     attempts: int = 1
     dump_id: str | None = None

@@ -3,8 +3,9 @@
 Owns the retry loop (litellm's own retries are off, so one attempt is one upstream
 request), empty-reply handling, stream assembly and one failure dump per failed call.
 The loops live here; how a request is shaped (`shaping`), what each attempt
-decides (`attempts`), how a reply is read (`replies`) and what a dump holds
-(`failure`) live in their own modules.
+decides (`attempts`), which deployment of a config's group each attempt goes to
+(`routing`), how a reply is read (`replies`) and what a dump holds (`failure`)
+live in their own modules.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .failure import build_dump
 from .offline import litellm
 from .replies import from_stream, parse
 from .retry import RetryPolicy
+from .routing import ModelRouter, Route
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
 from .stream import StreamAssembler
 
@@ -47,7 +49,8 @@ class LiteLLMProvider(LLMProvider):
     Dumps go to `dump_store`; by default (None) a `DumpStore` in `default_dump_dir()`,
     and `False` writes none. Every credential in the environment at construction
     (`redact.credential_values`) and `api_key` are secrets: never in an error, a log
-    line or a dump.
+    line or a dump. With a `router` (a models config), `model` names a group or an
+    alias, nothing outside the config is callable, and the config's secrets are secrets too.
     """
 
     def __init__(
@@ -59,14 +62,19 @@ class LiteLLMProvider(LLMProvider):
         retry: RetryPolicy | None = None,
         dump_store: DumpWriter | Literal[False] | None = None,
         deadline_s: float = DEFAULT_DEADLINE_S,
+        router: ModelRouter | None = None,
         **kwargs: Any,
     ) -> None:
         self.model = model
+        self.router = router
         self.deadline_s = deadline_s
         self.api_key = api_key
         self.api_base = api_base
         self.retry = retry or RetryPolicy()
-        self.secrets = (*credential_values(os.environ), *([api_key] if api_key else []))
+        self.secrets = (
+            *credential_values(os.environ), *([api_key] if api_key else []),
+            *(router.config.secrets if router is not None else ()),
+        )
         if dump_store is None:
             from ..dumps.store import DumpStore
 
@@ -83,10 +91,14 @@ class LiteLLMProvider(LLMProvider):
         litellm imports more of itself on its first call, about 0.2-0.3 s here;
         run this while nobody waits and the first real call does not pay it.
         """
+        model, api_base = self.model, self.api_base
+        if self.router is not None:
+            first = self.router.deployments(self.router.groups[0])[0]
+            model, api_base = first.model, None
         try:
             litellm.completion(
-                model=self.model, messages=[{"role": "user", "content": "warm-up"}], mock_response="ok",
-                api_key="warm-up", api_base=self.api_base, num_retries=0,
+                model=model, messages=[{"role": "user", "content": "warm-up"}], mock_response="ok",
+                api_key="warm-up", api_base=api_base, num_retries=0,
             )
         except Exception as exc:  # noqa: BLE001 - only a missed speed-up
             logger.debug("litellm warm-up failed: %s: %s", type(exc).__name__, one_line(str(exc), MESSAGE_LIMIT))
@@ -94,16 +106,34 @@ class LiteLLMProvider(LLMProvider):
     # -- LLMProvider -----------------------------------------------------------------
 
     def _begin(self, request: CompletionRequest, *, stream: bool) -> _Call:
-        """Shape the request and open its attempt log; raises ProviderError (no key)."""
-        endpoint = Endpoint(model=self.model, api_key=self.api_key, api_base=self.api_base, extra=self.extra)
-        shaped = shape(endpoint, request, stream=stream)
+        """Shape the request and open its attempt log; raises ProviderError (no key, or a name the config lacks)."""
+        route = None
+        if self.router is not None:
+            name = request.model or self.model
+            group = self.router.resolve(name)
+            if group is None:
+                raise self.router.unknown(name)
+            route = Route(self.router, name, group)
+            endpoint = Endpoint(model=name, api_key=None, api_base=None, extra=self.extra)
+        else:
+            endpoint = Endpoint(model=self.model, api_key=self.api_key, api_base=self.api_base, extra=self.extra)
+        shaped = shape(endpoint, request, stream=stream, routed=route is not None)
         deadline = self.deadline_s if request.deadline is None else min(float(request.deadline), self.deadline_s)
         attempts = Attempts(
             shaped.model, self.retry, max_retries=request.max_retries, deadline_s=deadline,
             secrets=self.secrets, empty_expected=shaped.empty_expected,
-            max_tokens=request.max_tokens,
+            max_tokens=request.max_tokens, route=route,
         )
         return _Call(request, shaped, attempts, stream)
+
+    @staticmethod
+    async def _target(call: _Call) -> tuple[dict[str, Any], str]:
+        """The next attempt's litellm kwargs and model: routed, on the deployment the route chooses."""
+        route = call.attempts.route
+        if route is None:
+            return call.shaped.kwargs, call.shaped.model
+        deployment = await route.next(call.shaped.messages)
+        return route.router.attempt_kwargs(call.shaped.kwargs, deployment), deployment.model
 
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         call = self._begin(request, stream=False)
@@ -112,10 +142,11 @@ class LiteLLMProvider(LLMProvider):
             while True:
                 try:
                     with anyio.move_on_after(attempts.remaining()) as scope:
+                        kwargs, model = await self._target(call)
                         if call.shaped.codex:
-                            reply = await self._collect(call.shaped)
+                            reply = await self._collect(kwargs, model)
                         else:
-                            reply = parse(await litellm.acompletion(**call.shaped.kwargs), call.shaped.model)
+                            reply = parse(await litellm.acompletion(**kwargs), model)
                     if scope.cancelled_caught:
                         raise attempts.deadline_exceeded()
                 except ProviderError:
@@ -131,6 +162,7 @@ class LiteLLMProvider(LLMProvider):
         except ProviderError as err:
             await self._dump(call, err)
             raise
+        await self._succeeded(call, done)
         await self._dump(call)
         return done
 
@@ -147,7 +179,8 @@ class LiteLLMProvider(LLMProvider):
             sent_any = False
             try:
                 with anyio.move_on_after(attempts.remaining()) as scope:
-                    response = await litellm.acompletion(**call.shaped.kwargs)
+                    kwargs, model = await self._target(call)
+                    response = await litellm.acompletion(**kwargs)
                 if scope.cancelled_caught:
                     raise attempts.deadline_exceeded()
                 assembler.tap(response)
@@ -168,7 +201,7 @@ class LiteLLMProvider(LLMProvider):
                 for event in assembler.flush():
                     sent_any = True
                     yield event
-                reply = from_stream(assembler, call.shaped.model)
+                reply = from_stream(assembler, model)
             except ProviderError as err:
                 await self._dump(call, err)
                 yield err.as_event()
@@ -201,6 +234,7 @@ class LiteLLMProvider(LLMProvider):
                     yield err.as_event()
                     return
             done = attempts.accept(reply)
+            await self._succeeded(call, done)
             await self._dump(call)
             for tc in done.tool_calls:
                 yield ToolCallEvent(tool_use_id=tc.id, tool_name=tc.name, tool_input=tc.input)
@@ -227,15 +261,20 @@ class LiteLLMProvider(LLMProvider):
     # -- codex: every call streams ---------------------------------------------------
 
     @staticmethod
-    async def _collect(shaped: Shaped) -> LLMResponse:
+    async def _collect(kwargs: dict[str, Any], model: str) -> LLMResponse:
         assembler = StreamAssembler()
-        response = await litellm.acompletion(**shaped.kwargs)
+        response = await litellm.acompletion(**kwargs)
         try:
             async for chunk in response:
                 assembler.feed(chunk)
         finally:
             await response.aclose()
-        return from_stream(assembler, shaped.model)
+        return from_stream(assembler, model)
+
+    @staticmethod
+    async def _succeeded(call: _Call, response: LLMResponse) -> None:
+        if call.attempts.route is not None:
+            await call.attempts.route.succeeded(response.input_tokens + response.output_tokens)
 
     # -- dumps -----------------------------------------------------------------------
 

@@ -38,8 +38,11 @@ class Shaped:
     empty_expected: bool
 
 
-def shape(endpoint: Endpoint, request: CompletionRequest, *, stream: bool) -> Shaped:
-    """The messages and kwargs for `request`; raises ProviderError (auth) when no key is configured."""
+def shape(endpoint: Endpoint, request: CompletionRequest, *, stream: bool, routed: bool = False) -> Shaped:
+    """The messages and kwargs for `request`; raises ProviderError (auth) when no key is configured.
+
+    `routed`: the model is a config's group, whose deployments bring their own credentials.
+    """
     model = request.model or endpoint.model
     codex = CODEX_MARKER in (endpoint.api_base or "")
     messages = _messages(request, codex)
@@ -64,7 +67,8 @@ def shape(endpoint: Endpoint, request: CompletionRequest, *, stream: bool) -> Sh
         kwargs["max_tokens"] = request.max_tokens
         if stream:
             kwargs.update(stream=True, stream_options={"include_usage": True})
-    _check_credentials(model, kwargs)
+    if not routed:
+        _check_credentials(model, kwargs)
     return Shaped(model=model, messages=messages, kwargs=kwargs, codex=codex, empty_expected=empty_expected)
 
 

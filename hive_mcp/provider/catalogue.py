@@ -1,0 +1,187 @@
+"""The catalogue the MCP layer reads, filled from the config, litellm's model information and live cooldowns.
+
+Built before litellm is imported (the server answers `initialize` first): names
+come from the config alone; model information (context window, prices,
+capabilities) is read from litellm when `groups()` is first asked, and the
+cooldown state from the Router once the provider has made one (`attach`).
+Nothing here holds a key or a base URL: a deployment is its provider and model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..models.catalogue import DeploymentInfo, ModelGroup
+from ..models.config import ModelsConfig
+
+if TYPE_CHECKING:
+    from .routing import ModelRouter
+
+logger = logging.getLogger("hive_mcp.provider")
+
+__all__ = ["ConfigCatalogue", "DefaultCatalogue", "listed_names", "model_facts"]
+
+PER_MILLION = 1_000_000
+
+# model_info keys (litellm's and the proxy's names) -> ModelGroup fields.
+_INFO_FIELDS = {
+    "max_input_tokens": "max_input_tokens",
+    "max_output_tokens": "max_output_tokens",
+    "supports_function_calling": "supports_tools",
+    "supports_vision": "supports_vision",
+    "supports_reasoning": "supports_reasoning",
+    "supports_response_schema": "supports_json_schema",
+}
+_PRICE_FIELDS = {"input_cost_per_token": "input_cost_per_mtok", "output_cost_per_token": "output_cost_per_mtok"}
+
+
+def model_facts(model: str, *overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """ModelGroup fields for a litellm model string: litellm's model information, then each override mapping
+    (a config's `model_info`, a deployment's custom pricing in `litellm_params`) over it."""
+    from .offline import litellm
+
+    info: dict[str, Any] = {}
+    try:
+        info = dict(litellm.get_model_info(model))
+    except Exception:  # noqa: BLE001 - litellm does not know the model: the config's own facts only
+        pass
+    for extra in overrides:
+        info.update({k: v for k, v in extra.items() if v is not None})
+    if info.get("max_output_tokens") is None and isinstance(info.get("max_tokens"), int):
+        info["max_output_tokens"] = info["max_tokens"]
+    facts: dict[str, Any] = {field: info.get(key) for key, field in _INFO_FIELDS.items() if info.get(key) is not None}
+    for key, field in _PRICE_FIELDS.items():
+        price = info.get(key)
+        if isinstance(price, (int, float)) and not isinstance(price, bool):
+            facts[field] = round(float(price) * PER_MILLION, 6)
+    return facts
+
+
+def listed_names(config: ModelsConfig) -> list[str]:
+    """The callable names an agent is shown: groups, then aliases, hidden aliases (`{model, hidden: true}`) left out."""
+    raw = config.router_settings.get("model_group_alias") or {}
+    hidden = {a for a, t in raw.items() if isinstance(t, dict) and t.get("hidden")}
+    return [n for n in config.callable_names() if n not in hidden]
+
+
+def _split(model: str) -> tuple[str, str]:
+    provider, _, name = model.partition("/")
+    return (provider, name) if name else ("", model)
+
+
+def _credentials_present(model: str, params: Mapping[str, Any]) -> bool:
+    if params.get("api_key"):
+        return True
+    from .offline import litellm
+
+    try:
+        return bool(litellm.validate_environment(model=model, api_base=params.get("api_base")).get("keys_in_environment"))
+    except Exception:  # noqa: BLE001 - a provider litellm cannot check: assume the request will tell
+        return True
+
+
+class _Listeners:
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._callbacks.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+    def _notify(self) -> None:
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one listener's fault is not the router's
+                logger.exception("a catalogue listener failed")
+
+
+class DefaultCatalogue(_Listeners):
+    """Without a config: the default model's entry; any litellm model string is accepted."""
+
+    any_model = True
+
+    def __init__(self, model: str) -> None:
+        super().__init__()
+        self.model = model
+        self._group: ModelGroup | None = None
+
+    def callable_names(self) -> list[str]:
+        return [self.model]
+
+    def groups(self) -> list[ModelGroup]:
+        if self._group is None:
+            provider, name = _split(self.model)
+            self._group = ModelGroup(
+                name=self.model, deployments=[DeploymentInfo(provider=provider, model=name)],
+                credentials_present=_credentials_present(self.model, {"api_key": os.environ.get("HIVE_MCP_API_KEY")}),
+                **model_facts(self.model),
+            )
+        return [self._group]
+
+
+class ConfigCatalogue(_Listeners):
+    """A config's groups and aliases; deployments healthy or cooling down as the Router has them."""
+
+    any_model = False
+
+    def __init__(self, config: ModelsConfig) -> None:
+        super().__init__()
+        self.config = config
+        self._listed = listed_names(config)
+        self._router: ModelRouter | None = None
+        self._facts: dict[str, tuple[dict[str, Any], bool]] = {}
+
+    def attach(self, router: ModelRouter) -> None:
+        """Read cooldowns from `router` from now on, and pass its changes to this catalogue's listeners."""
+        self._router = router
+        router.add_listener(self._notify)
+
+    def callable_names(self) -> list[str]:
+        return list(self._listed)
+
+    def groups(self) -> list[ModelGroup]:
+        return [self._group(name) for name in self.config.groups]
+
+    def _group(self, name: str) -> ModelGroup:
+        entries = [e for e in self.config.model_list if e["model_name"] == name]
+        if name not in self._facts:
+            first = entries[0]
+            params = first["litellm_params"]
+            custom = {k: params[k] for k in _PRICE_FIELDS if k in params}
+            facts = model_facts(str(params["model"]), custom, first.get("model_info") or {})
+            present = any(_credentials_present(str(e["litellm_params"]["model"]), e["litellm_params"]) for e in entries)
+            self._facts[name] = (facts, present)
+        facts, present = self._facts[name]
+        aliases = [a for a, g in self.config.aliases.items() if g == name and a in self._listed]
+        return ModelGroup(name=name, aliases=aliases, deployments=self._deployments(name, entries),
+                          credentials_present=present, **facts)
+
+    def _deployments(self, name: str, entries: list[dict[str, Any]]) -> list[DeploymentInfo]:
+        router = self._router
+        if router is None:
+            return [DeploymentInfo(**dict(zip(("provider", "model"), _split(str(e["litellm_params"]["model"]))))) for e in entries]
+        deployments = router.deployments(name)
+        cooling = router.cooling(deployments)
+        out = []
+        for d in deployments:
+            provider, model = _split(d.label)
+            until = cooling.get(d.id)
+            out.append(DeploymentInfo(
+                provider=provider, model=model, healthy=until is None,
+                cooldown_until=None if until is None else datetime.fromtimestamp(until, timezone.utc),
+            ))
+        return out

@@ -1,0 +1,354 @@
+"""Routing a call across a config's deployments with litellm's Router, without its call loop.
+
+The Router is asked three things only: which deployment of a group its
+strategy picks (`select`), which deployments are healthy, and to count a failed
+attempt against a deployment (`health().record_failure`, which cools it down
+once it is over `allowed_fails`). It never sends a request and never retries:
+the provider's loop sends every attempt and `Attempts` (with `retry.py`) decides
+how many and how long to wait. Fallbacks are walked here, per call (`Route`).
+
+With `redis_host`/`redis_url` in `router_settings`, the Router keeps cooldowns
+and usage counters in Redis, so every process using the config shares them; when
+Redis does not answer, the Router serves its in-memory state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..models.config import ModelsConfig
+from .base import Message, ProviderError
+from .catalogue import listed_names
+from .offline import litellm
+
+logger = logging.getLogger("hive_mcp.provider")
+
+NAMES_SHOWN = 20
+USAGE_TTL_S = 60  # one minute's counters, as litellm's usage-based routing keeps them
+# The strategies that route by per-deployment, per-minute rpm/tpm counters (litellm's key names).
+_USAGE_STRATEGIES = frozenset({"usage-based-routing-v2"})
+REDIS_WARNING_INTERVAL_S = 600.0
+
+# Which fallback list answers which error category; any other failure uses `fallbacks`.
+_SPECIFIC_FALLBACKS = {"context_window": "context_window_fallbacks", "content_policy": "content_policy_fallbacks"}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment as a call uses it. `label` (provider/model) is all that is ever shown of it."""
+
+    id: str
+    group: str
+    model: str
+    label: str
+    raw: Mapping[str, Any]
+
+
+def deployment_label(model: str) -> str:
+    """provider/model for a litellm model string; never a key or a base URL."""
+    if "/" in model:
+        return model
+    try:
+        provider = litellm.get_llm_provider(model)[1]
+    except Exception:  # noqa: BLE001 - an unknown provider: the string as it is
+        return model
+    return f"{provider}/{model}"
+
+
+class ModelRouter:
+    """A config's groups, aliases and fallbacks, and litellm's Router over its deployments."""
+
+    def __init__(self, config: ModelsConfig) -> None:
+        self.config = config
+        settings = dict(config.router_settings)
+        self.fallbacks = {key: _fallback_map(settings.get(key)) for key in ("fallbacks", *_SPECIFIC_FALLBACKS.values())}
+        self.default_fallbacks: list[str] = list(settings.get("default_fallbacks") or [])
+        timeout = settings.get("timeout", config.litellm_settings.get("request_timeout"))
+        self.timeout: float | None = None if timeout is None else float(timeout)
+        # num_retries=0: the Router runs no retry loop of its own (it is never asked to call anyway).
+        self.router = litellm.Router(model_list=[dict(d) for d in config.model_list], **{**settings, "num_retries": 0})
+        self.groups = config.groups
+        self.counts_usage = settings.get("routing_strategy") in _USAGE_STRATEGIES
+        self.cooldown_s = float(self.router.settings().as_dict().get("cooldown_time") or 0.0)
+        self._deployments: dict[str, list[Deployment]] = {}
+        for group in self.groups:
+            found = self.router.registry().deployments(group) or []
+            self._deployments[group] = [_deployment(group, d) for d in found if d.get("model_name") == group]
+        self._listeners: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._seen_cooling: dict[str, float] = {}  # deployment id -> the end of the last cooldown announced
+        if any(k.startswith("redis") for k in settings):
+            _quiet_redis_warnings()
+
+    # -- names ------------------------------------------------------------------------
+
+    def resolve(self, name: str) -> str | None:
+        """The group `name` calls (itself, or the group an alias names); None when it names nothing."""
+        if name in self._deployments:
+            return name
+        return self.config.aliases.get(name)
+
+    def unknown(self, name: str) -> ProviderError:
+        names = listed_names(self.config)
+        shown = ", ".join(names[:NAMES_SHOWN])
+        more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
+        return ProviderError(
+            f"no model group or alias {name!r} in the config; callable: {shown}{more}",
+            error_type="not_found", model=name, attempts=0,
+        )
+
+    def deployments(self, group: str) -> list[Deployment]:
+        return self._deployments[group]
+
+    def fallback_groups(self, group: str, error_type: str) -> list[str]:
+        """The groups to try after `group` failed with `error_type`, in order (litellm's rule: the
+        category's own list when configured, else `fallbacks`, else `default_fallbacks`)."""
+        specific = _SPECIFIC_FALLBACKS.get(error_type)
+        if specific is not None and group in self.fallbacks[specific]:
+            return self.fallbacks[specific][group]
+        if group in self.fallbacks["fallbacks"]:
+            return self.fallbacks["fallbacks"][group]
+        return [g for g in self.default_fallbacks if g != group]
+
+    # -- health -----------------------------------------------------------------------
+
+    def cooling(self, deployments: list[Deployment]) -> dict[str, float]:
+        """Deployment id -> when (epoch seconds) its cooldown ends, for those cooling down now."""
+        try:
+            active = self.router.health().cooldowns.get_active_cooldowns([d.id for d in deployments], None)
+        except Exception as exc:  # noqa: BLE001 - health is advice: without it every deployment is tried
+            logger.debug("cooldown state unavailable: %s", type(exc).__name__)
+            return {}
+        return _ends(active)
+
+    async def cooling_async(self, deployments: list[Deployment]) -> dict[str, float]:
+        """`cooling`, read without blocking the event loop (the call path's way, Redis or not).
+
+        A cooldown seen here first (another process put it in Redis) is a catalogue change too.
+        """
+        try:
+            active = await self.router.health().cooldowns.async_get_active_cooldowns([d.id for d in deployments], None)
+        except Exception as exc:  # noqa: BLE001 - health is advice: without it every deployment is tried
+            logger.debug("cooldown state unavailable: %s", type(exc).__name__)
+            return {}
+        ends = _ends(active)
+        now = time.time()
+        with self._lock:
+            new = {i: end for i, end in ends.items() if self._seen_cooling.get(i, 0.0) < end - 0.001}
+            self._seen_cooling.update(new)
+        for end in new.values():
+            self._changed_until(end - now)
+        return ends
+
+    async def pick(self, group: str, tried: set[str], messages: list[Message]) -> tuple[Deployment | None, set[str]]:
+        """The next deployment of `group` and the ids healthy now: the strategy's pick while none was tried
+        this round, else the first healthy one not yet tried; None when every one is cooling down or was tried.
+
+        When the strategy has no pick (every deployment over its rpm/tpm limit), the first
+        healthy one is sent all the same: the upstream's own answer then decides.
+        """
+        deployments = self._deployments[group]
+        cooling = await self.cooling_async(deployments)
+        healthy = [d for d in deployments if d.id not in cooling]
+        healthy_ids = {d.id for d in healthy}
+        untried = [d for d in healthy if d.id not in tried]
+        if not untried:
+            return None, healthy_ids
+        if len(untried) > 1 and len(untried) == len(healthy):
+            try:
+                chosen = await self.router.select(group, {"messages": messages})
+            except Exception as exc:  # noqa: BLE001 - no pick: take the first healthy
+                logger.debug("router select for %s failed: %s", group, type(exc).__name__)
+            else:
+                dep_id = (chosen.get("model_info") or {}).get("id") if isinstance(chosen, Mapping) else None
+                for d in untried:
+                    if d.id == dep_id:
+                        return d, healthy_ids
+        return untried[0], healthy_ids
+
+    async def soonest(self, group: str) -> Deployment:
+        """The deployment whose cooldown ends first (when every one of the group is cooling down)."""
+        deployments = self._deployments[group]
+        cooling = await self.cooling_async(deployments)
+        return min(deployments, key=lambda d: cooling.get(d.id, 0.0))
+
+    def failed(self, deployment: Deployment, exc: BaseException, status: int | None) -> bool:
+        """Count a failed attempt against `deployment`; True (and the listeners told) when it enters cooldown."""
+        if not isinstance(exc, Exception):
+            return False
+        try:
+            cooled = self.router.health().record_failure(deployment.id, exc, status or 500)
+        except Exception as err:  # noqa: BLE001 - losing one failure count must not fail the call
+            logger.debug("could not record a failure of %s: %s", deployment.label, type(err).__name__)
+            return False
+        if cooled:
+            logger.warning("%s of group %s is cooling down", deployment.label, deployment.group)
+            with self._lock:
+                self._seen_cooling[deployment.id] = time.time() + self.cooldown_s
+            self._changed_until(self.cooldown_s)
+        return bool(cooled)
+
+    def _changed_until(self, seconds: float) -> None:
+        """A deployment entered cooldown for `seconds`: tell the listeners now and when it ends."""
+        self._changed()
+        timer = threading.Timer(max(0.0, seconds) + 0.01, self._changed)
+        timer.daemon = True
+        timer.start()
+
+    async def succeeded(self, deployment: Deployment, tokens: int) -> None:
+        """Count a request and its tokens against `deployment` for this minute, where the strategy routes by them.
+
+        The Router counts usage only for calls it runs itself; these are its own counter
+        keys in its own store (memory, and Redis when configured, so processes share them).
+        """
+        if not self.counts_usage:
+            return
+        minute = time.strftime("%H-%M", time.gmtime())
+        prefix = f"{deployment.id}:{deployment.model}"
+        store = self.router.health().store
+        try:
+            await store.async_increment_cache(f"{prefix}:rpm:{minute}", 1, ttl=USAGE_TTL_S)
+            if tokens:
+                await store.async_increment_cache(f"{prefix}:tpm:{minute}", tokens, ttl=USAGE_TTL_S)
+        except Exception as exc:  # noqa: BLE001 - a lost count must not fail a call that succeeded
+            logger.debug("usage of %s not counted: %s", deployment.label, type(exc).__name__)
+
+    def attempt_kwargs(self, kwargs: dict[str, Any], deployment: Deployment) -> dict[str, Any]:
+        """litellm's keyword arguments for one attempt on `deployment` (its litellm_params over the request's,
+        and the routing metadata the Router's usage tracking reads from litellm's callbacks)."""
+        from litellm.router_attempt import attempt_kwargs
+
+        call = dict(
+            attempt_kwargs(
+                "acompletion", kwargs, deployment.raw, model_group=deployment.group,
+                default_litellm_params={}, timeout=self.timeout,
+            )
+        )
+        call.update(num_retries=0, max_retries=0)
+        return call
+
+    # -- listeners --------------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+    def _changed(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one listener's fault is not the call's
+                logger.exception("a catalogue listener failed")
+
+
+def _ends(active: Any) -> dict[str, float]:
+    """Deployment id -> when its cooldown ends (epoch seconds), from litellm's active cooldown entries."""
+    return {dep_id: float(v.get("timestamp", 0.0)) + float(v.get("cooldown_time", 0.0)) for dep_id, v in active}
+
+
+class _RedisWarnings(logging.Filter):
+    """litellm warns on every Redis command that fails while Redis is away; one line says it all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or "redis" not in record.getMessage().lower():
+            return True
+        now = time.monotonic()
+        if now - self.last < REDIS_WARNING_INTERVAL_S:
+            return False
+        self.last = now
+        record.msg, record.args = (
+            "Redis did not answer: routing uses this process's own cooldowns and counters until it does "
+            "(litellm: %s)", (record.getMessage(),),
+        )
+        return True
+
+
+_REDIS_FILTER = _RedisWarnings()
+
+
+def _quiet_redis_warnings() -> None:
+    for name in ("LiteLLM", "LiteLLM Router"):
+        lg = logging.getLogger(name)
+        if _REDIS_FILTER not in lg.filters:
+            lg.addFilter(_REDIS_FILTER)
+
+
+def _fallback_map(value: Any) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in value or []:
+        for group, targets in item.items():
+            out[group] = [targets] if isinstance(targets, str) else list(targets)
+    return out
+
+
+def _deployment(group: str, raw: Mapping[str, Any]) -> Deployment:
+    model = str((raw.get("litellm_params") or {}).get("model"))
+    return Deployment(id=str((raw.get("model_info") or {}).get("id")), group=group, model=model,
+                      label=deployment_label(model), raw=raw)
+
+
+class Route:
+    """One call's way through the groups: the group now tried, its deployments tried this round, the fallbacks."""
+
+    def __init__(self, router: ModelRouter, requested: str, group: str) -> None:
+        self.router = router
+        self.requested = requested
+        self.called = group
+        self.group = group
+        self.visited = {group}
+        self.tried: set[str] = set()
+        self.healthy_ids: set[str] = set()
+        self.deployment: Deployment | None = None
+
+    async def next(self, messages: list[Message]) -> Deployment:
+        """Choose the deployment for the next attempt."""
+        chosen, self.healthy_ids = await self.router.pick(self.group, self.tried, messages)
+        if chosen is None:  # every deployment tried or cooling down: a new round
+            self.tried.clear()
+            chosen, self.healthy_ids = await self.router.pick(self.group, self.tried, messages)
+            if chosen is None:
+                chosen = await self.router.soonest(self.group)
+        self.tried.add(chosen.id)
+        self.deployment = chosen
+        return chosen
+
+    def failed(self, exc: BaseException, status: int | None) -> None:
+        if self.deployment is not None and self.router.failed(self.deployment, exc, status):
+            self.healthy_ids.discard(self.deployment.id)
+
+    async def succeeded(self, tokens: int) -> None:
+        if self.deployment is not None:
+            await self.router.succeeded(self.deployment, tokens)
+
+    def has_other(self) -> bool:
+        """Whether a deployment of the group healthy at the last pick was not tried this round (the next
+        attempt goes there at once)."""
+        return bool(self.healthy_ids - self.tried)
+
+    def fall_back(self, error_type: str) -> bool:
+        """Move to the next group of the called group's fallbacks for `error_type`; False when none is left."""
+        for target in self.router.fallback_groups(self.called, error_type):
+            if target not in self.visited:
+                logger.warning("group %s failed (%s): falling back to %s", self.group, error_type, target)
+                self.visited.add(target)
+                self.group = target
+                self.tried = set()
+                self.healthy_ids = set()
+                return True
+        return False

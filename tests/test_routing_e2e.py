@@ -1,0 +1,189 @@
+"""A models config end to end: `python -m hive_mcp --config` over stdio with the SDK's real client, and
+cooldowns shared through a real valkey-server by two hive-mcp processes (and Redis stopped mid-run)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import redis
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from tests.processes import child_env
+from tests.servers import Session, text_of, wait_exit
+from tests.upstream import Reply, Upstream
+from tests.valkey import ValkeyProcess, valkey_binary
+
+DEP_KEY = "sk-routing-e2e-0123456789SECRET"
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Upstream, Upstream]]:
+    """Deployment a always answers 429 (Retry-After 30); deployment b answers."""
+    a = Upstream(Reply.error(429, headers={"retry-after": "30"})).start()
+    b = Upstream(Reply.text("from b")).start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def write_config(path: Path, a: Upstream, b: Upstream, redis_port: int | None = None, strategy: str = "") -> Path:
+    redis = f"\n  redis_host: 127.0.0.1\n  redis_port: {redis_port}" if redis_port else ""
+    if strategy:
+        redis += f"\n  routing_strategy: {strategy}"
+    path.write_text(f"""
+model_list:
+  - model_name: fast
+    litellm_params: {{model: openai/model-a, api_base: "{a.base_url}", api_key: os.environ/DEP_KEY}}
+  - model_name: fast
+    litellm_params: {{model: openai/model-b, api_base: "{b.base_url}", api_key: os.environ/DEP_KEY}}
+router_settings:
+  model_group_alias: {{quick: fast}}
+  cooldown_time: 120{redis}
+general_settings: {{master_key: sk-proxy-only}}
+hive_mcp:
+  log_level: INFO
+""")
+    return path
+
+
+def env_for(dump_dir: Path) -> dict[str, str]:
+    return child_env(
+        PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", DEP_KEY=DEP_KEY, HIVE_MCP_DUMP_DIR=str(dump_dir),
+        LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
+        # litellm stops asking a Redis that failed 5 times for this long (default 60 s): scaled down.
+        REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT="1",
+    )
+
+
+def stdio_session(config: Path, workdir: Path, name: str) -> tuple[Session, Path, IO[str]]:
+    errlog_path = workdir / f"{name}.stderr.log"
+    errlog = open(errlog_path, "w")  # noqa: SIM115 - closed by the test
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "hive_mcp", "--config", str(config)],
+        env=env_for(workdir / f"{name}-dumps"), cwd=str(workdir),
+    )
+    target: Callable[[], Any] = lambda: stdio_client(params, errlog=errlog)  # noqa: E731
+    return Session(target, "auto", transport="stdio", read_stderr=errlog_path.read_text), errlog_path, errlog
+
+
+def complete(session: Session, model: str = "fast", **args: Any) -> Any:
+    async def call(c: Any) -> Any:
+        return await c.call_tool("complete", {"prompt": "hi", "model": model, **args})
+
+    return session.run(call)
+
+
+def test_config_end_to_end_over_stdio_complete_on_a_group_and_an_alias(tmp_path, pair) -> None:
+    a, b = pair
+    config = write_config(tmp_path / "config.yaml", a, b)
+    session, errlog_path, errlog = stdio_session(config, tmp_path, "one")
+    try:
+        for model in ("fast", "quick"):
+            result = complete(session, model)
+            assert not result.is_error, text_of(result)
+            assert "from b" in text_of(result)
+        assert DEP_KEY not in text_of(result)
+        unknown = complete(session, "gpt-4o")
+        assert unknown.is_error and "fast" in text_of(unknown) and "quick" in text_of(unknown)
+    finally:
+        session.close()
+        errlog.close()
+    assert b.chat_requests()[0].headers["authorization"] == f"Bearer {DEP_KEY}"
+    stderr = errlog_path.read_text()
+    assert "general_settings" in stderr  # the proxy-only section, warned about once
+    assert stderr.count("ignored (only the LiteLLM proxy uses them)") == 1
+    assert DEP_KEY not in stderr
+
+
+def test_a_bad_config_refuses_to_start_with_one_line_and_exit_2(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_list:\n  - litellm_params: {model: openai/x}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "hive_mcp", "--config", str(bad)], env=env_for(tmp_path / "d"), cwd=tmp_path,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.yaml" in lines[0] and "model_name" in lines[0], proc.stderr
+
+
+def _cool_down_a(session: Session, a: Upstream) -> None:
+    """Call until one call went to deployment a first (its 429 puts it in cooldown)."""
+    for _ in range(40):
+        result = complete(session)
+        assert not result.is_error, text_of(result)
+        if a.chat_requests():
+            return
+    pytest.fail("no call went to deployment a")
+
+
+def test_redis_shares_a_cooldown_between_two_processes(tmp_path, pair) -> None:
+    a, b = pair
+    with ValkeyProcess(valkey_binary()) as valkey:
+        config = write_config(tmp_path / "config.yaml", a, b, redis_port=valkey.port)
+        first, _, log1 = stdio_session(config, tmp_path, "first")
+        try:
+            _cool_down_a(first, a)
+        finally:
+            first.close()
+            log1.close()
+        assert len(a.chat_requests()) == 1
+        second, _, log2 = stdio_session(config, tmp_path, "second")
+        try:
+            for _ in range(10):
+                assert "from b" in text_of(complete(second))
+        finally:
+            second.close()
+            log2.close()
+    assert len(a.chat_requests()) == 1  # the second process never sent to the deployment the first cooled
+
+
+def test_redis_stopped_mid_run_does_not_fail_calls_and_sharing_resumes(tmp_path, pair) -> None:
+    a, b = pair
+    valkey = ValkeyProcess(valkey_binary())
+    valkey.start()
+    try:
+        # Usage-based routing: every success writes its counters to Redis, which shows when writes resume.
+        config = write_config(tmp_path / "config.yaml", a, b, redis_port=valkey.port, strategy="usage-based-routing-v2")
+        session, errlog_path, errlog = stdio_session(config, tmp_path, "solo")
+        try:
+            assert "from b" in text_of(complete(session))
+            valkey.stop()
+            _cool_down_a(session, a)  # cooled in this process only: Redis is away
+            before = len(a.chat_requests())
+            for _ in range(5):
+                result = complete(session)
+                assert not result.is_error and "from b" in text_of(result)
+            assert len(a.chat_requests()) == before
+            valkey.start()
+            store = redis.Redis(port=valkey.port)
+            deadline = time.monotonic() + 30  # litellm's circuit breaker lets Redis in again after its timeout
+            while not store.keys("*:rpm:*"):
+                assert not complete(session).is_error
+                if time.monotonic() > deadline:
+                    pytest.fail("no usage counter reached Redis after it came back")
+            # b's cooldown (its next reply a 429) reaches Redis, where a's (while it was away) never did.
+            b.script(Reply.error(429, headers={"retry-after": "30"}))
+            assert complete(session, max_retries=0).is_error
+        finally:
+            session.close()
+            errlog.close()
+        stderr = errlog_path.read_text()
+        assert "Traceback" not in stderr
+        assert stderr.count("Redis did not answer: routing") == 1, stderr
+        a_hits, b_hits = len(a.chat_requests()), len(b.chat_requests())
+        second, _, log2 = stdio_session(config, tmp_path, "second")
+        try:
+            assert complete(second, max_retries=0).is_error  # a's 429: the one deployment not cooling in Redis
+        finally:
+            second.close()
+            log2.close()
+        assert (len(a.chat_requests()), len(b.chat_requests())) == (a_hits + 1, b_hits)
+    finally:
+        valkey.stop()
