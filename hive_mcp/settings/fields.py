@@ -1,41 +1,21 @@
-"""Configuration: command-line flags, the environment and a `.env` file, in that order.
-
-Each setting is declared once, as a field of `Settings`: its type and checks,
-its default, its help text and, if it has one, its flag (`setting(...)`). The
-environment name is `HIVE_MCP_` + the field name in capitals (pydantic-settings'
-`env_prefix`); `hive_mcp.cli` builds the flags and the `--help` epilog from
-`SETTINGS_FIELDS`, a view of the same declarations.
-
-Precedence, per setting: a flag, else the real environment (`HIVE_MCP_*`), else the `.env`
-file (default `./.env`), else the built-in default; an empty value counts as unset. The
-environment and the `.env` entries reach pydantic-settings as mappings (`load_settings`' arguments).
-
-Secrets (`HIVE_MCP_API_KEY`, `..._AUTH_TOKEN`, `..._STATE_PASSWORD`) come from the environment
-or `.env` only, never a flag (`ps` shows command lines), and are kept as `SecretStr`.
-
-`.env` also carries the provider's own variables (`OPENAI_API_KEY`, `LITELLM_*`, ...),
-which litellm reads from `os.environ`: `load_settings()` exports each non-`HIVE_MCP_*`
-entry not already set there (the real environment wins), so it runs before litellm is imported.
-
-This module imports neither litellm nor mcp: `hive-mcp --help` and `hive-mcp dumps ...` stay fast.
-"""
+"""The settings, each declared once: type and checks, default, help text and flag (`setting(...)`)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .conversations.urls import check_state_url
-from .dumps import default_dump_dir
-from .tokens import bearer_tokens
+from ..conversations.urls import check_state_url
+from ..dumps import default_dump_dir
+from ..tokens import bearer_tokens
 
 __all__ = ["ENV_PREFIX", "SETTINGS_FIELDS", "Settings", "SettingsError", "SettingSpec", "load_settings", "setting"]
 
@@ -378,123 +358,3 @@ class Settings(BaseSettings):
     @property
     def dump_max_age(self) -> timedelta:
         return timedelta(days=self.dump_max_age_days)
-
-
-def _spec(name: str, info: Any) -> SettingSpec:
-    extra = info.json_schema_extra
-    annotation = info.annotation
-    choices = tuple(getattr(annotation, "__args__", ())) if extra["choices"] else None
-    listed = any(m is NoDecode or isinstance(m, NoDecode) for m in info.metadata)
-    kind = "switch" if annotation is bool else "list" if listed else "value"
-    return SettingSpec(
-        field=name,
-        env=ENV_PREFIX + name.upper(),
-        flag=extra["flag"],
-        help=info.description,
-        metavar=extra["metavar"],
-        group=extra["group"],
-        choices=choices,
-        kind=kind,
-    )
-
-
-SETTINGS_FIELDS: tuple[SettingSpec, ...] = tuple(
-    _spec(name, info) for name, info in Settings.model_fields.items() if isinstance(info.json_schema_extra, dict)
-)
-"""Every setting, in declaration order: what `--help` and the flags are built from."""
-_BY_FIELD = {s.field: s for s in SETTINGS_FIELDS}
-
-
-def _read_env_file(path: Path) -> dict[str, str]:
-    """The file's entries; `dotenv_values` handles quoting, `export`, comments and ${VAR} expansion."""
-    from dotenv import dotenv_values  # only when there is a file: off the start-up path otherwise
-
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
-
-
-def load_settings(
-    flags: Mapping[str, Any] | None = None,
-    *,
-    environ: MutableMapping[str, str] | None = None,
-    env_file: str | os.PathLike[str] | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    only: Iterable[str] | None = None,
-    export: bool = True,
-) -> Settings:
-    """Build `Settings` from flags > environment > `.env` > defaults.
-
-    `flags` maps field names to values; a None value means "not given". `environ`
-    defaults to `os.environ`. The `.env` file is `env_file` if given (it must then
-    exist), else `.env` in `cwd` (default: the working directory) if present.
-    With `only`, just those settings are read; the rest keep their defaults, so a
-    bad unrelated variable does not break, say, `hive-mcp dumps list`.
-    With `export`, `.env` entries other than `HIVE_MCP_*` are copied into `environ`
-    when not already set there, for litellm (see the module docstring).
-
-    Raises SettingsError with a one-line message naming the flag or variable.
-    """
-    environ = os.environ if environ is None else environ
-    flags = dict(flags or {})
-    if "api_key" in flags:
-        raise SettingsError(
-            "the API key cannot be given as a flag (command lines are visible in `ps`): "
-            "set HIVE_MCP_API_KEY in the environment or in .env"
-        )
-    unknown = set(flags) - set(_BY_FIELD)
-    if unknown:
-        raise TypeError(f"unknown settings: {sorted(unknown)}")
-    wanted = set(_BY_FIELD) if only is None else set(only)
-
-    if env_file is not None:
-        path: Path | None = Path(env_file).expanduser()
-        if not path.is_file():
-            raise SettingsError(f"--env-file: no such file: {str(path)!r}")
-    else:
-        candidate = Path(cwd if cwd is not None else os.getcwd()) / DEFAULT_ENV_FILE
-        path = candidate if candidate.is_file() else None
-    try:
-        dotenv = _read_env_file(path) if path is not None else {}
-    except OSError as exc:
-        raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-    given = {name: value for name, value in flags.items() if value is not None and name in wanted}
-    names = {_BY_FIELD[name].env for name in wanted}
-    sources = _Sources(
-        environ={k: v for k, v in environ.items() if k in names},
-        dotenv={k: v for k, v in dotenv.items() if k in names},
-        # HIVE_HOME may come from .env too; the real environment still wins.
-        everything={**{k: v for k, v in dotenv.items() if v}, **{k: v for k, v in environ.items() if v}},
-    )
-    token = _SOURCES.set(sources)
-    try:
-        settings = Settings(**given, env_file=path)
-    except ValidationError as exc:
-        raise _one_line(exc, given, sources, path) from None
-    finally:
-        _SOURCES.reset(token)
-
-    if export:
-        for key, value in dotenv.items():
-            if not key.startswith(ENV_PREFIX) and key not in environ:
-                environ[key] = value
-    return settings
-
-
-def _one_line(exc: ValidationError, given: Mapping[str, Any], sources: _Sources, path: Path | None) -> SettingsError:
-    """The first error, as one line naming where the bad value came from: the flag, the variable or `.env`."""
-    err = exc.errors(include_url=False)[0]
-    field = str(err["loc"][0]) if err["loc"] else ""
-    spec = _BY_FIELD.get(field)
-    label, raw = field, err.get("input")
-    if spec is not None:
-        label = spec.env
-        if field in given:
-            label, raw = spec.flag or field, given[field]
-        elif sources.environ.get(spec.env):
-            raw = sources.environ[spec.env]
-        elif sources.dotenv.get(spec.env):
-            label, raw = f"{spec.env} (from {path})", sources.dotenv[spec.env]
-    msg = str(err["msg"]).replace("\n", " ")
-    if field in ("api_key", "auth_token", "state_password"):  # never echo a secret, even a malformed one
-        return SettingsError(f"{label}: {msg}")
-    return SettingsError(f"{label}: invalid value {str(raw)!r}: {msg}")
