@@ -388,6 +388,8 @@ async def test_the_dashboard_tool_links_the_app_and_stays_small(app_server: MCPS
     assert tool.meta == {"ui": {"resourceUri": RESOURCE_URI}}
     assert tool.annotations is not None and tool.annotations.read_only_hint is True
     assert len(tool.model_dump_json(by_alias=True, exclude_none=True)) < 1500
+    [listing] = [t for t in tools if t.name == "list_failed_requests"]  # the failures open in the app too
+    assert listing.meta == {"ui": {"resourceUri": RESOURCE_URI}}
 
 
 async def test_the_tool_returns_the_same_data_as_the_web_endpoint(app_server: MCPServer, store: DumpStore) -> None:

@@ -176,7 +176,7 @@ class ToolHandlers:
         )  # fmt: skip
 
     async def list_failed_requests(self, ctx: Context) -> Annotated[CallToolResult, FailedRequestPage]:
-        """Failed LLM calls, newest first; an item's `uri` holds its request."""
+        """Failed LLM calls, newest first; `uri` holds each request."""
         try:
             args = parse_args(ListFailedRequestsArgs, ctx)
             try:
@@ -240,7 +240,8 @@ def tools(h: ToolHandlers) -> list[MCPTool]:
         _tool(
             h.list_failed_requests,
             ListFailedRequestsArgs,
-            ToolAnnotations(title="Failed LLM requests", read_only_hint=True, open_world_hint=False),
+            ToolAnnotations(title="Failed requests", read_only_hint=True, open_world_hint=False),
+            meta=TOOL_META,  # hosts that render MCP Apps show the failures in the dashboard
         ),
         _tool(h.list_models, ListModelsArgs, ToolAnnotations(title="List models", read_only_hint=True, open_world_hint=False)),
         _tool(
