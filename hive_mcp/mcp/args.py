@@ -264,7 +264,7 @@ class ListingArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
-    since: datetime | None = Field(default=None, description="ISO 8601")
+    since: datetime | None = None  # format date-time (ISO 8601) says it
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
     cursor: str | None = Field(default=None, description="next_cursor")
 

@@ -32,6 +32,7 @@ from ..models.static import StaticCatalogue
 from ..provider.base import LLMProvider
 from ..conversations import ConversationLocks, ConversationStore
 from ..sdk_compat import lowlevel_server
+from ..spend import Spend
 from .catalogue import ModelsView
 from .constants import CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
@@ -65,6 +66,7 @@ def build_server(
     default_max_tokens: int | None = None,
     catalogue: Catalogue | None = None,
     conversations: ConversationStore | None = None,
+    spend: Spend | None = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -78,7 +80,7 @@ def build_server(
     None leaves it to the provider's own default. `catalogue` is what `model`
     may name (default: the default model, and any litellm model string).
     `conversations` is the store that keeps them (None: conversations off,
-    results carry no id).
+    results carry no id). `spend` is the ledger and the budgets (None: calls are not metered).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -97,7 +99,8 @@ def build_server(
         service = ConversationService(conversations, provider, ConversationLocks(limits.queue_timeout_s))
         service.on_change = touched.touch
     tool_handlers = ToolHandlers(
-        provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens, service
+        provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens, service,
+        spend,
     )
     resources = ResourceHandlers(store, resource_page_size, models)
     handlers = (resources.list_resources, resources.list_resource_templates, resources.read_resource)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 import anyio
 
 from ..text import one_line
 from .attempts import Attempts
+from .catalogue import PER_MILLION, model_facts
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
@@ -257,6 +258,28 @@ class LiteLLMProvider(LLMProvider):
         except Exception:  # noqa: BLE001
             return None
         return int(value) if isinstance(value, int) and value > 0 else None
+
+    def price(self, model: str) -> tuple[float, float] | None:
+        """litellm's cost map, under the config's prices (`model_info`, a deployment's `input_cost_per_token`);
+        for a group, the dearest input and output price among its deployments (a call may land on any)."""
+        if self.router is None:
+            targets: list[tuple[str, list[Mapping[str, Any]]]] = [(model, [])]
+        else:
+            group = self.router.resolve(model)
+            if group is None:
+                return None
+            targets = []
+            for d in self.router.deployments(group):
+                params = d.raw.get("litellm_params") or {}
+                custom = {k: params[k] for k in ("input_cost_per_token", "output_cost_per_token") if k in params}
+                targets.append((d.model, [custom, d.raw.get("model_info") or {}]))
+        prices = []
+        for name, overrides in targets:
+            facts = model_facts(name, *overrides)
+            if "input_cost_per_mtok" not in facts or "output_cost_per_mtok" not in facts:
+                return None  # one deployment without a price: the group cannot be priced
+            prices.append((facts["input_cost_per_mtok"] / PER_MILLION, facts["output_cost_per_mtok"] / PER_MILLION))
+        return (max(p[0] for p in prices), max(p[1] for p in prices)) if prices else None
 
     # -- codex: every call streams ---------------------------------------------------
 

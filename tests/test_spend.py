@@ -1,0 +1,239 @@
+"""Spend over MCP: the ledger and the budgets, through the SDK's real Client, litellm's real HTTP path and a
+real SQLite file (the Redis backend: test_spend_redis.py).
+
+Prices come from litellm's cost map for gpt-4o-mini ($0.15 / $0.60 per million tokens); the scripted
+upstream reports the usage.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.server.mcpserver import MCPServer
+
+from hive_mcp.dumps import DumpStore
+from hive_mcp.mcp import build_server
+from hive_mcp.provider import LiteLLMProvider
+from hive_mcp.spend import Budget, BudgetError, Budgets, SQLiteBackend, Spend
+from hive_mcp.spend.budgets import micro
+from tests.clients import MODEL, connect, text_of
+from tests.processes import child_env
+from tests.upstream import Reply, Upstream
+
+IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
+
+
+class Clock:
+    """An injected clock: the test moves it."""
+
+    def __init__(self, when: datetime) -> None:
+        self.now = when
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def make(
+    provider: LiteLLMProvider, store: DumpStore, tmp_path: Path, budgets: Budgets, clock: Clock | None = None
+) -> tuple[MCPServer, Spend]:
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
+    if clock is not None:
+        spend.clock = clock
+    return build_server(provider, store, default_model=MODEL, spend=spend), spend
+
+
+def overall(day: float | None = None, month: float | None = None, **section: Any) -> Budgets:
+    return Budgets.from_settings(day=day, month=month, section=section, callers=["local"], groups=[MODEL])
+
+
+def worst_case(provider: LiteLLMProvider, prompt: str, max_tokens: int) -> int:
+    counted = provider.count_tokens([{"role": "user", "content": prompt}], MODEL)
+    assert counted is not None
+    return micro(counted * IN + max_tokens * OUT)
+
+
+async def test_the_price_comes_from_litellms_map_and_the_call_is_in_the_ledger(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    assert provider.price(MODEL) == pytest.approx((IN, OUT))
+    server, spend = make(provider, store, tmp_path, Budgets())
+    upstream.script(Reply.text("hi", usage=usage(1000, 500)))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hello"})
+    assert not result.is_error, text_of(result)
+    assert "budget_remaining_usd" not in result.structured_content  # no budget applies
+    [row] = spend.backend.totals("2000-01-01")
+    assert (row.caller, row.group, row.calls, row.input_tokens, row.output_tokens) == ("local", MODEL, 1, 1000, 500)
+    assert row.cost == micro(1000 * IN + 500 * OUT) == 450
+    [call] = spend.backend.calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert call.deployment and not call.unpriced and call.cost == 450
+
+
+async def test_an_exhausted_budget_refuses_before_any_upstream_request(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    server, _ = make(provider, store, tmp_path, overall(day=0.0001), Clock(datetime(2026, 12, 1, 15, tzinfo=timezone.utc)))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hello", "max_tokens": 1000})
+    assert result.is_error
+    text = text_of(result)
+    assert "overall daily budget of $0.000100" in text and "$0.000100 left" in text
+    assert "resets at 2026-12-02T00:00:00Z" in text and "no request was sent" in text
+    assert upstream.chat_requests() == []
+
+
+async def test_the_unused_part_of_a_reservation_returns(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    budgets = overall(day=1.0)
+    server, spend = make(provider, store, tmp_path, budgets)
+    seen: dict[str, tuple[int, int]] = {}
+    reserve = spend.backend.reserve
+
+    def held(r: Any, b: list[Budget]) -> dict[str, int]:
+        left = reserve(r, b)
+        seen.update(spend.backend.state(b, r.start))  # while the call is in flight
+        return left
+
+    spend.backend.reserve = held  # type: ignore[method-assign]
+    upstream.script(Reply.text("hi", usage=usage(10, 20)))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hello", "max_tokens": 1000})
+    assert not result.is_error, text_of(result)
+    wc = worst_case(provider, "hello", 1000)
+    assert seen["all:day"] == (0, wc)  # the whole worst case held during the call
+    actual = micro(10 * IN + 20 * OUT)
+    now = spend.clock()
+    assert spend.backend.state(budgets.items, now)["all:day"] == (actual, 0)  # settled: the rest came back
+    assert result.structured_content["budget_remaining_usd"] == pytest.approx((micro(1.0) - actual) / 1e6)
+
+
+async def test_ten_concurrent_calls_that_fit_alone_but_three_together(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    max_tokens = 2000
+    wc = worst_case(provider, "hello", max_tokens)
+    counted = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL)
+    # The upstream bills the worst case: a settled call leaves no headroom for a later one.
+    upstream_reply = Reply.text("hi", usage=usage(counted or 0, max_tokens))
+    upstream.script(*[upstream_reply] * 10)
+    server, spend = make(provider, store, tmp_path, overall(day=3.5 * wc / 1e6))
+    results: list[Any] = []
+    async with connect(server, "legacy") as c:
+
+        async def one() -> None:
+            results.append(await c.call_tool("complete", {"prompt": "hello", "max_tokens": max_tokens}))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(one)
+    ok = [r for r in results if not r.is_error]
+    refused = [r for r in results if r.is_error]
+    assert len(ok) == 3 and len(refused) == 7, [text_of(r) for r in refused]
+    assert all("overall daily budget" in text_of(r) for r in refused)
+    assert len(upstream.chat_requests()) == 3
+    spent, held = spend.backend.state(spend.budgets.items, spend.clock())["all:day"]
+    assert held == 0 and spent <= 3.5 * wc
+
+
+async def test_days_and_months_roll_over_in_utc(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    wc = worst_case(provider, "hello", 1000)
+    clock = Clock(datetime(2026, 12, 31, 23, 59, tzinfo=timezone.utc))
+    budgets = overall(day=1.5 * wc / 1e6, month=2.5 * wc / 1e6)
+    server, _ = make(provider, store, tmp_path, budgets, clock)
+    counted = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
+    upstream.script(*[Reply.text("hi", usage=usage(counted, 1000))] * 3)
+
+    async def call(c: Any) -> Any:
+        return await c.call_tool("complete", {"prompt": "hello", "max_tokens": 1000})
+
+    async with connect(server, "legacy") as c:
+        first, day_refused = await call(c), await call(c)
+        clock.now = datetime(2027, 1, 1, 0, 0, tzinfo=timezone.utc)  # a new day and a new month
+        second = await call(c)
+        clock.now = datetime(2027, 1, 2, 0, 0, tzinfo=timezone.utc)  # a new day, the same month
+        third = await call(c)
+        clock.now = datetime(2027, 1, 3, 0, 0, tzinfo=timezone.utc)  # room today, none left this month
+        month_refused = await call(c)
+    assert not first.is_error and not second.is_error and not third.is_error
+    assert day_refused.is_error and "resets at 2027-01-01T00:00:00Z" in text_of(day_refused)
+    assert month_refused.is_error and "monthly budget" in text_of(month_refused)
+    assert "resets at 2027-02-01T00:00:00Z" in text_of(month_refused)
+    assert len(upstream.chat_requests()) == 3
+
+
+async def test_an_unpriced_model_under_a_budget_is_refused_unless_allowed(
+    store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    name = "openai/house-model-x"  # not in litellm's map
+    provider = LiteLLMProvider(model=name, api_key="sk-test", api_base=upstream.base_url, dump_store=store)
+    assert provider.price(name) is None
+    denied = Budgets.from_settings(day=1, month=None, section={}, callers=["local"], groups=[name])
+    allowed = Budgets.from_settings(day=1, month=None, section={"unpriced": "allow"}, callers=["local"], groups=[name])
+    results = []
+    for i, budgets in enumerate((denied, allowed)):
+        spend = Spend(SQLiteBackend(tmp_path / f"s{i}.sqlite3"), budgets, provider)
+        server = build_server(provider, store, default_model=name, spend=spend)
+        async with connect(server, "legacy") as c:
+            results.append(await c.call_tool("complete", {"prompt": "hello"}))
+    assert results[0].is_error and "no known price" in text_of(results[0])
+    assert not results[1].is_error, text_of(results[1])
+    assert len(upstream.chat_requests()) == 1
+    [call] = spend.backend.calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert call.unpriced and call.cost == 0
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ({"day": -1}, "budgets.day"),
+        ({"month": math.nan}, "budgets.month"),
+        ({"callers": {"mallory": {"day": 1}}}, "budgets.callers.mallory"),
+        ({"models": {"nope": {"day": 1}}}, "budgets.models.nope"),
+        ({"models": {MODEL: {"week": 1}}}, f"budgets.models.{MODEL}.week"),
+        ({"unpriced": "maybe"}, "budgets.unpriced"),
+        ({"callers": {"local": {"day": "five"}}}, "budgets.callers.local.day"),
+    ],
+)
+def test_a_bad_budget_is_one_line_naming_it(section: dict[str, Any], named: str) -> None:
+    with pytest.raises(BudgetError) as err:
+        Budgets.from_settings(day=None, month=None, section=section, callers=["local"], groups=[MODEL])
+    assert str(err.value).startswith(named + ":") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"HIVE_MCP_BUDGETS": '{"callers": {"mallory": {"day": 1}}}'}, "budgets.callers.mallory: not a known caller"),
+        ({"HIVE_MCP_BUDGET_USD_DAY": "-3"}, "HIVE_MCP_BUDGET_USD_DAY"),
+        ({"HIVE_MCP_BUDGET_USD_MONTH": "nan"}, "HIVE_MCP_BUDGET_USD_MONTH"),
+    ],
+)
+def test_a_bad_budget_refuses_to_start(tmp_path: Path, env: dict[str, str], named: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "hive_mcp"], env=child_env(HIVE_HOME=str(tmp_path), **env), cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], run.stderr
+
+
+def test_max_budget_is_the_overall_monthly_one_and_the_variable_wins() -> None:
+    b = Budgets.from_settings(day=None, month=None, section={"day": 2}, max_budget=30.0)
+    assert {x.id: x.limit for x in b.items} == {"all:day": 2_000_000, "all:month": 30_000_000}
+    b = Budgets.from_settings(day=1, month=5, section={"day": 2}, max_budget=30.0)
+    assert {x.id: x.limit for x in b.items} == {"all:day": 1_000_000, "all:month": 5_000_000}
