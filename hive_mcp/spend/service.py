@@ -109,6 +109,11 @@ class Spend:
                 ticket.left = await anyio.to_thread.run_sync(self.backend.reserve, r, applying)
             except Refused as exc:
                 raise BudgetRefusal(refusal_text(exc, now)) from None
+            except Exception as exc:  # noqa: BLE001 - a budget that cannot be checked is not spent: fail closed
+                raise BudgetRefusal(
+                    f"budget: the spend ledger ({self.backend.name}) did not answer ({type(exc).__name__}); "
+                    "no request was sent"
+                ) from None
             with self._lock:
                 self._held[r.id] = ticket
         return ticket
