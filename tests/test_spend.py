@@ -237,3 +237,48 @@ def test_max_budget_is_the_overall_monthly_one_and_the_variable_wins() -> None:
     assert {x.id: x.limit for x in b.items} == {"all:day": 2_000_000, "all:month": 30_000_000}
     b = Budgets.from_settings(day=1, month=5, section={"day": 2}, max_budget=30.0)
     assert {x.id: x.limit for x in b.items} == {"all:day": 1_000_000, "all:month": 5_000_000}
+
+
+async def test_hive_usage_shows_local_everything_and_the_budgets(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    import json
+
+    clock = Clock(datetime(2026, 12, 1, 15, tzinfo=timezone.utc))
+    server, _ = make(provider, store, tmp_path, overall(day=1, month=10), clock)
+    upstream.script(Reply.text("hi", usage=usage(1000, 500)))
+    async with connect(server, "legacy") as c:
+        await c.call_tool("complete", {"prompt": "hello"})
+        listed = [r.uri for r in (await c.list_resources()).resources]
+        report = json.loads((await c.read_resource("hive://usage")).contents[0].text)
+    assert "hive://usage" in listed
+    assert report["caller"] is None and report["today"]["by_model"] == {MODEL: 0.00045}
+    assert report["month"]["cost_usd"] == report["last_30_days"]["cost_usd"] == 0.00045
+    day = next(b for b in report["budgets"] if b["budget"] == "all:day")
+    assert (day["limit_usd"], day["spent_usd"], day["reserved_usd"]) == (1, 0.00045, 0)
+    assert day["resets"].startswith("2026-12-02T00:00:00")
+
+
+def test_usage_changes_are_told_at_most_once_per_interval() -> None:
+    import threading
+
+    from hive_mcp.spend.usage import Throttle
+
+    now = [100.0]
+    throttle = Throttle(interval_s=1.0, monotonic=lambda: now[0])
+    told: list[float] = []
+    second = threading.Event()
+
+    def listener() -> None:
+        told.append(now[0])
+        if len(told) == 2:
+            second.set()
+
+    throttle.add_listener(listener)
+    throttle.changed()  # told at once
+    throttle.changed()  # within the interval: deferred
+    throttle.changed()  # ... and coalesced with the one before
+    assert told == [100.0]
+    now[0] = 101.0
+    assert second.wait(10)  # the deferred one arrives (the timer runs on real time, bounded here)
+    assert told == [100.0, 101.0]

@@ -33,6 +33,7 @@ from ..provider.base import LLMProvider
 from ..conversations import ConversationLocks, ConversationStore
 from ..sdk_compat import lowlevel_server
 from ..spend import Spend
+from ..spend.usage import Throttle
 from .catalogue import ModelsView
 from .constants import CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
@@ -41,6 +42,7 @@ from .conversations import ConversationService
 from .notify import ChangeNotifier, ChangeSource, Touched
 from .resources import ResourceHandlers
 from .tools import ToolHandlers, tools
+from .usage_view import USAGE_URI, usage_resources
 
 INSTRUCTIONS = (
     "LLM completion: `complete` returns a reply; `stream_complete` streams it as progress "
@@ -106,6 +108,10 @@ def build_server(
     handlers = (resources.list_resources, resources.list_resource_templates, resources.read_resource)
     if service is not None:
         handlers = conversation_resources(service, resources)
+    usage = Throttle()  # a settled call changes hive://usage: told at most once a second
+    if spend is not None:
+        handlers = usage_resources(spend, handlers)
+        spend.on_change = usage.changed
     bus = InMemorySubscriptionBus()
     notifier = ChangeNotifier(
         [
@@ -115,6 +121,7 @@ def build_server(
             ChangeSource(catalogue.add_listener, catalogue.remove_listener, models.uris, list_changed=False),
             # A conversation created or continued changes the index and that conversation; told like a dump.
             ChangeSource(touched.add_listener, touched.remove_listener, touched.updated, list_changed=True),
+            ChangeSource(usage.add_listener, usage.remove_listener, lambda: (USAGE_URI,), list_changed=False),
         ],
         bus,
     )
