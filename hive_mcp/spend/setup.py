@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..tokens import caller_name
 from .budgets import Budgets
+from .ledger import Backend
 from .service import Spend
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from ..provider.base import LLMProvider
     from ..settings import Settings
 
-__all__ = ["LOCAL", "callers_of", "configured_budgets", "open_spend"]
+__all__ = ["LOCAL", "callers_of", "configured_budgets", "open_backend", "open_spend"]
 
 LOCAL = "local"
 
@@ -48,21 +49,25 @@ def open_spend(
     """The ledger and budgets of this server (nothing is opened before the first call)."""
     budgets = configured_budgets(settings, config, tokens)
     aliases = dict(config.aliases) if config is not None else {}
-    if settings.state_url:
-        from ..conversations.urls import with_password
-        from .redis_backend import RedisBackend
-
-        password = settings.state_password.get_secret_value() if settings.state_password is not None else None
-        store: Any = RedisBackend(
-            with_password(settings.state_url, password), keep_days=settings.spend_keep_days,
-            calls_days=settings.spend_calls_days, **backend,
-        )  # fmt: skip
-    else:
-        from .sqlite_backend import SQLiteBackend
-
-        store = SQLiteBackend(keep_days=settings.spend_keep_days, calls_days=settings.spend_calls_days, **backend)
+    store = open_backend(settings, **backend)
     spend = Spend(
         store, budgets, provider, group_of=lambda name: aliases.get(name, name), admins=frozenset(settings.admins)
     )
     atexit.register(spend.release_all)  # calls cancelled at shutdown release their own; this is the backstop
     return spend
+
+
+def open_backend(settings: Settings, **kwargs: Any) -> Backend:
+    """The ledger's store the settings name: Redis for HIVE_MCP_STATE_URL, else SQLite in the hive home."""
+    if settings.state_url:
+        from ..conversations.urls import with_password
+        from .redis_backend import RedisBackend
+
+        password = settings.state_password.get_secret_value() if settings.state_password is not None else None
+        return RedisBackend(
+            with_password(settings.state_url, password), keep_days=settings.spend_keep_days,
+            calls_days=settings.spend_calls_days, **kwargs,
+        )  # fmt: skip
+    from .sqlite_backend import SQLiteBackend
+
+    return SQLiteBackend(keep_days=settings.spend_keep_days, calls_days=settings.spend_calls_days, **kwargs)
