@@ -346,7 +346,9 @@ def build(
         spend=spend,
     )
     models = ModelsView(catalogue, settings.model, limits)
-    return server, provider, store, Sources(models=models_source(store, models.listing))
+    from .mcp.usage_view import usage_source
+
+    return server, provider, store, Sources(models=models_source(store, models.listing), spend=usage_source(spend))
 
 
 def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any:

@@ -282,3 +282,21 @@ def test_usage_changes_are_told_at_most_once_per_interval() -> None:
     now[0] = 101.0
     assert second.wait(10)  # the deferred one arrives (the timer runs on real time, bounded here)
     assert told == [100.0, 101.0]
+
+
+async def test_list_models_and_the_dashboard_show_spend_today(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    import json
+
+    server, _ = make(provider, store, tmp_path, overall(day=1))
+    upstream.script(Reply.text("hi", usage=usage(1000, 500)))
+    async with connect(server, "legacy") as c:
+        before = (await c.call_tool("list_models", {})).structured_content
+        await c.call_tool("complete", {"prompt": "hello"})
+        after = (await c.call_tool("list_models", {})).structured_content
+        board = await c.call_tool("dashboard", {"view": "spend"})
+    assert [g["spent_today_usd"] for g in before["groups"]] == [0.0]
+    assert [(g["name"], g["spent_today_usd"]) for g in after["groups"]] == [(MODEL, 0.00045)]
+    spend = json.loads(board.content[0].text) if board.structured_content is None else board.structured_content
+    assert "0.00045" in json.dumps(spend)

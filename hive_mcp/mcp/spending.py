@@ -18,10 +18,12 @@ from mcp_types import CallToolResult
 
 from ..provider.base import LLMResponse, Message
 from ..spend import BudgetRefusal, Spend, Ticket
+from ..spend.usage import spent_today
+from .catalogue import ModelList
 from .conversations import Call
 from .errors import error_result
 
-__all__ = ["Meter"]
+__all__ = ["Meter", "with_spend_today"]
 
 
 @dataclass
@@ -64,3 +66,13 @@ class Meter:
         if remaining is not None and isinstance(structured, dict) and result is not None and not result.is_error:
             structured["budget_remaining_usd"] = remaining
         return result
+
+
+def with_spend_today(listing: ModelList, spend: Spend, who: str | None) -> ModelList:
+    """`listing` with each group's spend today (`who`'s only, unless None). Blocking: in a worker thread."""
+    try:
+        spent = spent_today(spend.backend, spend.clock(), who)
+    except Exception:  # noqa: BLE001 - the listing stands without it
+        return listing
+    groups = [g.model_copy(update={"spent_today_usd": spent.get(g.name, 0.0)}) for g in listing.groups]
+    return listing.model_copy(update={"groups": groups})

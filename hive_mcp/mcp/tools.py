@@ -39,7 +39,8 @@ from .relay import ProgressSender, StreamState, heartbeats, read_stream, relay_p
 from .resources import list_page
 from .results import CompletionResult, FailedRequestPage, completion_result, json_result
 from .schema import describe, tool_schema
-from .spending import Meter
+from .spending import Meter, with_spend_today
+from .usage_view import usage_source, visible_to
 
 if TYPE_CHECKING:
     from ..spend import Spend
@@ -215,13 +216,21 @@ class ToolHandlers:
         except ArgumentError as exc:
             return error_result(str(exc))
         # In a worker thread: see ResourceHandlers.read_resource (litellm's model information).
-        return json_result(await anyio.to_thread.run_sync(self.models.listing))
+        spend = self.spend
+        if spend is None:
+            return json_result(await anyio.to_thread.run_sync(self.models.listing))
+        who = visible_to(spend, caller(ctx.request_context))
+        return json_result(await anyio.to_thread.run_sync(lambda: with_spend_today(self.models.listing(), spend, who)))
 
     async def dashboard(self, ctx: Context) -> CallToolResult:
         """Failed LLM requests: counts by category over time, the newest, or one dump (view=dump, id=...)."""
         params = ctx.request_context.params or {}
         raw = params.get("arguments") if isinstance(params, Mapping) else None
-        sources = Sources(models=models_source(self.store, self.models.listing))
+        spend = self.spend
+        sources = Sources(
+            models=models_source(self.store, self.models.listing),
+            spend=usage_source(spend, visible_to(spend, caller(ctx.request_context))) if spend is not None else None,
+        )
         return await dashboard_tool(self.store, raw if isinstance(raw, Mapping) else {}, sources=sources)
 
 

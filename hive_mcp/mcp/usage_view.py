@@ -8,6 +8,7 @@ notifications are throttled to one a second (`Throttle`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -25,11 +26,12 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from ..spend import Spend
-from ..spend.usage import usage_report
-from .conversation_views import Handler
+from ..spend.usage import UsageReport, usage_report
 from .conversations import LOCAL_CALLER, caller
 
-__all__ = ["USAGE_URI", "usage_resources", "visible_to"]
+Handler = Callable[[ServerRequestContext[Any, Any], Any], Awaitable[Any]]
+
+__all__ = ["USAGE_URI", "usage_resources", "usage_source", "visible_to"]
 
 USAGE_URI = "hive://usage"
 
@@ -37,6 +39,11 @@ USAGE_URI = "hive://usage"
 def visible_to(spend: Spend, name: str) -> str | None:
     """Whose spend `name` may see: None for everyone's (local, admins), else its own name."""
     return None if name == LOCAL_CALLER or name in spend.admins else name
+
+
+def usage_source(spend: Spend, who: str | None = None) -> Callable[[], UsageReport]:
+    """The dashboard's Spend section (`Sources.spend`): `who`'s usage (None: everyone's, as the operator sees it)."""
+    return lambda: usage_report(spend.backend, spend.budgets, spend.clock(), who)
 
 
 def usage_resources(spend: Spend, handlers: tuple[Handler, Handler, Handler]) -> tuple[Handler, Handler, Handler]:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from .budgets import Budget, Budgets, period_key, reset_at, usd
 from .ledger import Backend, TotalRow
 
-__all__ = ["BudgetState", "Spending", "Throttle", "UsageReport", "rows_since", "spent_by", "usage_report"]
+__all__ = ["BudgetState", "Spending", "Throttle", "UsageReport", "rows_since", "spent_by", "spent_today", "usage_report"]
 
 
 class Spending(BaseModel):
@@ -141,3 +141,8 @@ class Throttle:
     def _tell(self) -> None:
         for callback in list(self._listeners):
             callback()
+
+
+def spent_today(backend: Backend, now: datetime, caller: str | None = None) -> dict[str, float]:
+    """USD per model group since midnight UTC (one caller's, or everyone's)."""
+    return {g: usd(c) for g, (c, _) in spent_by(rows_since(backend, now, caller), lambda r: r.group).items()}
