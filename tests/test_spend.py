@@ -300,3 +300,52 @@ async def test_list_models_and_the_dashboard_show_spend_today(
     assert [(g["name"], g["spent_today_usd"]) for g in after["groups"]] == [(MODEL, 0.00045)]
     spend = json.loads(board.content[0].text) if board.structured_content is None else board.structured_content
     assert "0.00045" in json.dumps(spend)
+
+
+async def test_streamed_and_conversation_calls_are_metered_too(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    from hive_mcp.conversations import open_store
+
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), overall(day=1), provider)
+    conversations = open_store(path=tmp_path / "conv.sqlite3")
+    server = build_server(provider, store, default_model=MODEL, spend=spend, conversations=conversations)
+    upstream.script(Reply.text("hi", usage=usage(1000, 500)), Reply.stream(["a", "b"]))
+    async with connect(server, "legacy") as c:
+        first = await c.call_tool("complete", {"prompt": "hello"})
+        cid = first.structured_content["conversation_id"]
+        streamed = await c.call_tool("stream_complete", {"prompt": "more", "conversation_id": cid})
+    assert not streamed.is_error, text_of(streamed)
+    assert 0 < streamed.structured_content["budget_remaining_usd"] < first.structured_content["budget_remaining_usd"]
+    calls = spend.backend.calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert [c.conversation_id for c in calls] == [cid, cid]
+    assert spend.backend.state(spend.budgets.items, spend.clock())["all:day"][1] == 0
+
+
+def test_budgets_from_the_config_section(tmp_path: Path) -> None:
+    from hive_mcp.serve import load_models
+    from hive_mcp.settings import Settings
+    from hive_mcp.spend.setup import configured_budgets
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: smart\n    litellm_params: {model: openai/gpt-4o}\n"
+        "  - model_name: cheap\n    litellm_params: {model: openai/gpt-4o-mini}\n"
+        "litellm_settings: {max_budget: 100}\n"
+        "hive_mcp:\n  admins: [alice]\n"
+        "  budgets:\n    day: 10\n    callers: {alice: {day: 5}}\n    models: {smart: {month: 50, unpriced: allow}}\n"
+    )
+    settings, cfg = load_models(Settings(config=config), environ={})
+    assert settings.admins == ("alice",)
+    from hive_mcp.tokens import bearer_tokens
+
+    b = configured_budgets(settings, cfg, bearer_tokens("alice:tok-alice-1", None))
+    assert {x.id: (x.limit, x.allow_unpriced) for x in b.items} == {
+        "all:day": (10_000_000, False), "all:month": (100_000_000, False),
+        "caller:alice:day": (5_000_000, False), "model:smart:month": (50_000_000, True),
+    }  # fmt: skip
+    bad = Settings(config=config, budgets={"models": {"gpt-4o": {"day": 1}}})
+    settings, cfg = load_models(bad, environ={})
+    with pytest.raises(BudgetError, match=r"^budgets.models.gpt-4o: not a known model group; known: cheap, smart$"):
+        configured_budgets(settings, cfg, [])
