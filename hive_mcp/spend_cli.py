@@ -51,6 +51,7 @@ def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
         budgets = Budgets.from_settings(
             day=settings.budget_usd_day, month=settings.budget_usd_month, section=settings.budgets,
             max_budget=config.budget.get("max_budget") if config is not None else None,
+            max_budget_duration=config.budget.get("budget_duration") if config is not None else None,
         )  # fmt: skip
     except (ValueError, ConfigError, SettingsError, BudgetError) as exc:
         return 2, str(exc)

@@ -237,6 +237,8 @@ def test_max_budget_is_the_overall_monthly_one_and_the_variable_wins() -> None:
     assert {x.id: x.limit for x in b.items} == {"all:day": 2_000_000, "all:month": 30_000_000}
     b = Budgets.from_settings(day=1, month=5, section={"day": 2}, max_budget=30.0)
     assert {x.id: x.limit for x in b.items} == {"all:day": 1_000_000, "all:month": 5_000_000}
+    b = Budgets.from_settings(day=None, month=None, section={}, max_budget=3.0, max_budget_duration="1d")
+    assert {x.id: x.limit for x in b.items} == {"all:day": 3_000_000}
 
 
 async def test_hive_usage_shows_local_everything_and_the_budgets(

@@ -313,10 +313,11 @@ class Settings(BaseSettings):
     # end Conversations
     # Spend
     budget_usd_day: float | None = setting(
-        None, "USD all calls together may spend per UTC day (default: no budget; litellm_settings.max_budget "
-        "of a config sets it too)", metavar="USD", ge=0, allow_inf_nan=False)
+        None, "USD all calls together may spend per UTC day (default: no budget)", metavar="USD", ge=0,
+        allow_inf_nan=False)
     budget_usd_month: float | None = setting(
-        None, "USD all calls together may spend per UTC month (default: no budget)", metavar="USD", ge=0,
+        None, "USD all calls together may spend per UTC month (default: no budget; a config's "
+        "litellm_settings.max_budget sets it, or the daily one with budget_duration: 1d)", metavar="USD", ge=0,
         allow_inf_nan=False)
     budgets: dict[str, Any] | None = setting(
         None, "budgets per caller and per model group, as JSON or in the config's hive_mcp: section "

@@ -119,20 +119,23 @@ class Budgets:
         month: float | None,
         section: Mapping[str, Any] | None,
         max_budget: float | None = None,
+        max_budget_duration: str | None = None,
         callers: Iterable[str] | None = None,
         groups: Iterable[str] | None = None,
     ) -> Budgets:
         """The budgets the settings give. `callers`/`groups` are the names that exist (None: any name).
 
-        Overall limits: the variable, else the section's, else (month) litellm's `max_budget`.
+        Overall limits: the variable, else the section's, else litellm's `max_budget`: a daily limit when its
+        `budget_duration` is `1d`/`24h`, else a monthly one (hive-mcp's periods are UTC days and months).
         """
+        litellm_period = "day" if str(max_budget_duration or "").strip().lower() in ("1d", "24h") else "month"
         section = dict(section or {})
         _check_keys(section, _KEYS | {"callers", "models"}, "budgets")
         unpriced = _unpriced(section, "budgets")
         out: list[Budget] = []
         for period, given in (("day", day), ("month", month)):
             value = given if given is not None else _amount(section, period, "budgets")
-            if value is None and period == "month" and max_budget is not None:
+            if value is None and period == litellm_period and max_budget is not None:
                 value = _usd(max_budget, "litellm_settings.max_budget")
             if value is not None:
                 out.append(Budget("all", "", period, micro(value), unpriced))  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ def configured_budgets(settings: Settings, config: ModelsConfig | None, tokens: 
         month=settings.budget_usd_month,
         section=settings.budgets,
         max_budget=config.budget.get("max_budget") if config is not None else None,
+        max_budget_duration=config.budget.get("budget_duration") if config is not None else None,
         callers=callers_of(tokens),
         groups=config.groups if config is not None else [settings.model],
     )
