@@ -351,3 +351,27 @@ def test_budgets_from_the_config_section(tmp_path: Path) -> None:
     settings, cfg = load_models(bad, environ={})
     with pytest.raises(BudgetError, match=r"^budgets.models.gpt-4o: not a known model group; known: cheap, smart$"):
         configured_budgets(settings, cfg, [])
+
+
+def test_a_group_is_priced_at_its_dearest_deployment_and_fallback(tmp_path: Path) -> None:
+    from hive_mcp.models import load_config
+    from hive_mcp.provider.routing import ModelRouter
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "model_list:\n"
+        "  - model_name: cheap\n    litellm_params: {model: openai/gpt-4o-mini, api_key: sk-x}\n"
+        "  - model_name: cheap\n    litellm_params: {model: openai/house-1, api_key: sk-x,"
+        " input_cost_per_token: 0.000001, output_cost_per_token: 0.000002}\n"
+        "  - model_name: big\n    litellm_params: {model: openai/gpt-4o, api_key: sk-x}\n"
+        "  - model_name: alone\n    litellm_params: {model: openai/house-2, api_key: sk-x}\n"
+        "  - model_name: free\n    litellm_params: {model: openai/house-3, api_key: sk-x}\n"
+        "    model_info: {input_cost_per_token: 0, output_cost_per_token: 0}\n"
+        "router_settings:\n  fallbacks: [{cheap: [big]}]\n"
+    )
+    config = load_config(path, {})
+    provider = LiteLLMProvider(model="cheap", router=ModelRouter(config), dump_store=False)
+    assert provider.price("big") == pytest.approx((2.5e-6, 10e-6))  # litellm's map for gpt-4o
+    assert provider.price("cheap") == pytest.approx((2.5e-6, 10e-6))  # it may fall back to big
+    assert provider.price("alone") is None  # no price anywhere: unpriced
+    assert provider.price("free") == (0, 0)  # the config says it is free

@@ -40,6 +40,8 @@ DEFAULT_DEADLINE_S = 600.0
 
 __all__ = ["DEFAULT_DEADLINE_S", "JSON_MODE_INSTRUCTION", "LiteLLMProvider"]
 
+_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
+
 
 class LiteLLMProvider(LLMProvider):
     """Any litellm model. Extra kwargs go to every litellm call.
@@ -261,7 +263,8 @@ class LiteLLMProvider(LLMProvider):
 
     def price(self, model: str) -> tuple[float, float] | None:
         """litellm's cost map, under the config's prices (`model_info`, a deployment's `input_cost_per_token`);
-        for a group, the dearest input and output price among its deployments (a call may land on any)."""
+        for a group, the dearest input and output price among its deployments and those of every group it may
+        fall back to (a call may land on any of them)."""
         if self.router is None:
             targets: list[tuple[str, list[Mapping[str, Any]]]] = [(model, [])]
         else:
@@ -269,17 +272,30 @@ class LiteLLMProvider(LLMProvider):
             if group is None:
                 return None
             targets = []
-            for d in self.router.deployments(group):
+            for d in (d for g in self._reachable(group) for d in self.router.deployments(g)):
                 params = d.raw.get("litellm_params") or {}
-                custom = {k: params[k] for k in ("input_cost_per_token", "output_cost_per_token") if k in params}
+                custom = {k: params[k] for k in _PRICE_KEYS if k in params}
                 targets.append((d.model, [custom, d.raw.get("model_info") or {}]))
         prices = []
         for name, overrides in targets:
             facts = model_facts(name, *overrides)
-            if "input_cost_per_mtok" not in facts or "output_cost_per_mtok" not in facts:
-                return None  # one deployment without a price: the group cannot be priced
-            prices.append((facts["input_cost_per_mtok"] / PER_MILLION, facts["output_cost_per_mtok"] / PER_MILLION))
+            given = any(all(o.get(k) is not None for k in _PRICE_KEYS) for o in overrides)
+            cost = (facts.get("input_cost_per_mtok"), facts.get("output_cost_per_mtok"))
+            # One deployment without a price leaves the group unpriced. litellm answers 0 for a model the
+            # Router registered without prices: only the config may say a model is free.
+            if None in cost or (not given and cost == (0, 0)):
+                return None
+            prices.append((cost[0] / PER_MILLION, cost[1] / PER_MILLION))  # type: ignore[operator]
         return (max(p[0] for p in prices), max(p[1] for p in prices)) if prices else None
+
+    def _reachable(self, group: str) -> list[str]:
+        """`group` and every group its fallbacks (any category, chained, the defaults too) may reach."""
+        assert self.router is not None
+        router, found = self.router, [group]
+        for g in found:
+            nexts = [*(n for m in router.fallbacks.values() for n in m.get(g, [])), *router.default_fallbacks]
+            found += [n for n in dict.fromkeys(nexts) if n not in found and n in router.groups]
+        return found
 
     # -- codex: every call streams ---------------------------------------------------
 
