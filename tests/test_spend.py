@@ -375,3 +375,14 @@ def test_a_group_is_priced_at_its_dearest_deployment_and_fallback(tmp_path: Path
     assert provider.price("cheap") == pytest.approx((2.5e-6, 10e-6))  # it may fall back to big
     assert provider.price("alone") is None  # no price anywhere: unpriced
     assert provider.price("free") == (0, 0)  # the config says it is free
+
+
+async def test_shutdown_releases_the_reservations_in_flight(provider: LiteLLMProvider, tmp_path: Path) -> None:
+    budgets = overall(day=1)
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
+    ticket = await spend.reserve("local", MODEL, [{"role": "user", "content": "hi"}], system="", max_tokens=100,
+                                 deadline=600)  # fmt: skip
+    assert spend.backend.state(budgets.items, spend.clock())["all:day"] == (0, ticket.reservation.amount)
+    spend.release_all()
+    assert spend.backend.state(budgets.items, spend.clock())["all:day"] == (0, 0)
+    await spend.release(ticket)  # the call's own release after shutdown's is a no-op

@@ -31,6 +31,8 @@ class Meter:
     spend: Spend
     caller: str
     keyword_default: int
+    wait_s: float = 0.0
+    """The longest a reserved call may wait before its deadline starts (the queue for a slot): added to its lease."""
     ticket: Ticket | None = None
     response: LLMResponse | None = None
 
@@ -40,7 +42,7 @@ class Meter:
                 self.ticket = await self.spend.reserve(
                     self.caller, kwargs["model"], messages, system=kwargs.get("system") or "",
                     max_tokens=kwargs.get("max_tokens") or self.keyword_default,
-                    deadline=float(kwargs.get("deadline") or 600.0),
+                    deadline=float(kwargs.get("deadline") or 600.0) + self.wait_s,
                 )  # fmt: skip
             except BudgetRefusal as exc:
                 return error_result(str(exc))

@@ -171,7 +171,7 @@ class ToolHandlers:
         """The call `run` makes (metered when the server keeps a ledger), as a conversation when it keeps them."""
         if self.spend is None:
             return await self._converse(ctx, args, messages, kwargs, run, progress, keyword_default)
-        meter = Meter(self.spend, caller(ctx.request_context), keyword_default)
+        meter = Meter(self.spend, caller(ctx.request_context), keyword_default, self.limits.queue_timeout_s)
         result = None
         try:
             result = await self._converse(ctx, args, messages, kwargs, meter.wrap(run), progress, keyword_default)
