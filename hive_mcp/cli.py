@@ -4,6 +4,7 @@
     hive-mcp dumps list [--error-type T] [--model M] [--since 2h|2026-11-20] [--limit N]
     hive-mcp dumps show ID
     hive-mcp dumps purge [--older-than 7d]
+    hive-mcp usage [--since 7d] [--by model|caller|day] [--json]
 
 This module parses arguments, runs the `dumps` commands, and hands serving to
 `hive_mcp.serve`, which runs stdio (`hive_mcp.stdio`) or HTTP (`hive_mcp.http`). Nothing slow is
@@ -25,6 +26,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .conversations_cli import add_conversations_parser, run_conversations
+from .spend_cli import add_usage_parser, run_usage
 from .serve import exposure_problem, serve
 from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 
@@ -171,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
         prog=PROG,
-        usage=f"{PROG} [options]\n       {PROG} dumps {{list,show,purge}} ...\n       {PROG} conversations {{list,show,delete}} ...",
+        usage=f"{PROG} [options]\n       {PROG} dumps {{list,show,purge}} ...\n       {PROG} conversations {{list,show,delete}} ...\n       {PROG} usage [--since 7d] [--by model|caller|day] [--json]",
         description=textwrap.dedent(
             """\
             An MCP server for LLM completion through litellm: tools complete,
@@ -247,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", metavar="AGE", help="only dumps older than this: 30m, 12h, 7d, 2w, 1d12h")
     purge.add_argument("--dump-dir", help=argparse.SUPPRESS, **dump_dir)
     add_conversations_parser(commands, PROG, _Parser)
+    add_usage_parser(commands, PROG, _Parser)
     return parser
 
 
@@ -262,8 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(args_list)
         if args.command == "dumps":
             return _dumps(args)
-        if args.command == "conversations":
-            code, error = run_conversations(args)
+        if args.command in ("conversations", "usage"):
+            code, error = (run_conversations if args.command == "conversations" else run_usage)(args)
             return _fail(error, code) if error else code
         flags = {spec.field: getattr(args, spec.field) for spec in SETTINGS_FIELDS if spec.flag}
         settings = load_settings(flags, env_file=args.env_file)

@@ -239,6 +239,8 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
     configure_logging(settings.log_level)
     from .models.config import ConfigError
     from .settings import SettingsError
+    from .spend import BudgetError
+    from .spend.setup import configured_budgets
 
     try:
         configured, config = load_models(settings)
@@ -247,7 +249,8 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
             problem = exposure_problem(configured, tokens)
             if problem:
                 raise ConfigError(f"{config.path}: {problem}")
-    except (ConfigError, SettingsError) as exc:
+        configured_budgets(configured, config, tokens)  # a bad budget refuses to start
+    except (ConfigError, SettingsError, BudgetError) as exc:
         print(f"hive-mcp: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     settings = configured
@@ -268,7 +271,9 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def build(settings: Settings, config: ModelsConfig | None = None) -> tuple[Any, DeferredProvider, Any, Any]:
+def build(
+    settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = ()
+) -> tuple[Any, DeferredProvider, Any, Any]:
     """The MCP server for these settings (and models config), its provider (which loads litellm once
     started), its dump store, and the dashboard's `Sources` (its Models section reads the server's catalogue).
 
@@ -325,6 +330,9 @@ def build(settings: Settings, config: ModelsConfig | None = None) -> tuple[Any, 
         return provider
 
     provider = DeferredProvider(load_provider, model=settings.model)
+    from .spend.setup import open_spend
+
+    spend = open_spend(settings, config, provider, tokens)
     limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings, config)}))
     server = build_server(
         provider,
@@ -335,9 +343,12 @@ def build(settings: Settings, config: ModelsConfig | None = None) -> tuple[Any, 
         limits=limits,
         catalogue=catalogue,
         conversations=conversation_store(settings, config.secrets if config is not None else ()),
+        spend=spend,
     )
     models = ModelsView(catalogue, settings.model, limits)
-    return server, provider, store, Sources(models=models_source(store, models.listing))
+    from .mcp.usage_view import usage_source
+
+    return server, provider, store, Sources(models=models_source(store, models.listing), spend=usage_source(spend))
 
 
 def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any:
@@ -364,7 +375,7 @@ def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any
 
 
 def _serve(settings: Settings, tokens: tuple[str, ...], config: ModelsConfig | None = None) -> int:
-    server, provider, store, sources = build(settings, config)
+    server, provider, store, sources = build(settings, config, tokens)
     logger.info(
         "hive-mcp %s: model %s%s%s, dumps in %s%s",
         __version__,

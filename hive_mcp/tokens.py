@@ -3,21 +3,50 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import threading
 from pathlib import Path
 
-__all__ = ["CALLER_STATE_KEY", "bearer_tokens", "caller_name"]
+__all__ = ["CALLER_STATE_KEY", "bearer_tokens", "caller_name", "split_name", "token_names"]
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+_NAMES: dict[bytes, str] = {}
+"""SHA-256 of a named token -> its name: filled by `bearer_tokens`, read by `caller_name` (the HTTP guard).
+Digests, never tokens, so the map holds nothing a reader could present."""
+_NAMES_LOCK = threading.Lock()
 
 CALLER_STATE_KEY = "hive_caller"
 """Where the HTTP guard leaves the caller's name in the ASGI scope's `state`, for the MCP handlers."""
 
 
 def caller_name(token: bytes) -> str:
-    """The name a bearer token's holder goes by (owner of its conversations): 8 hex of its SHA-256, never the token."""
-    return hashlib.sha256(token).hexdigest()[:8]
+    """The name a bearer token's holder goes by (owner of its conversations and spend): the name its
+    `name:token` entry gave it, else 8 hex of its SHA-256; never the token."""
+    digest = hashlib.sha256(token).digest()
+    with _NAMES_LOCK:
+        named = _NAMES.get(digest)
+    return named if named is not None else digest.hex()[:8]
+
+
+def split_name(entry: str) -> tuple[str | None, str]:
+    """`name:token` -> (name, token) when the part before the first colon is a name (a letter, then up to 63
+    letters, digits, `_`, `.`, `-`); otherwise (None, entry): a bare token."""
+    name, sep, token = entry.partition(":")
+    if sep and token and _NAME.fullmatch(name):
+        return name, token
+    return None, entry
+
+
+def token_names(value: str | None, file: Path | None) -> tuple[str, ...]:
+    """The caller names of the configured tokens (named, or the 8-hex name of a bare one), in order."""
+    return tuple(dict.fromkeys(caller_name(t.encode()) for t in bearer_tokens(value, file)))
 
 
 def bearer_tokens(value: str | None, file: Path | None) -> tuple[str, ...]:
     """The tokens of `value` (comma-separated) and of `file` (one per line, # comments), without repeats.
+
+    An entry `name:token` names its token (`split_name`); the name is remembered for `caller_name` and
+    the token alone is returned.
 
     Raises ValueError with one line naming the variable and never a token, for a
     value with no token, an unreadable or empty file, or a token that cannot
@@ -45,4 +74,17 @@ def bearer_tokens(value: str | None, file: Path | None) -> tuple[str, ...]:
                     f"{source}: token {n} has a character that cannot be sent in an Authorization header "
                     "(use printable ASCII without spaces or commas, e.g. from `openssl rand -hex 32`)"
                 )
-    return tuple(dict.fromkeys(t for _, t in found))
+    tokens: dict[str, None] = {}
+    names: dict[str, str] = {}
+    for _, entry in found:
+        name, token = split_name(entry)
+        if name is not None:
+            if names.setdefault(token, name) != name:
+                raise ValueError(f"token named {name!r} is also named {names[token]!r}: one name per token")
+        tokens[token] = None
+    if len(set(names.values())) < len(names):
+        dup = next(n for n in names.values() if list(names.values()).count(n) > 1)
+        raise ValueError(f"the name {dup!r} is given to two tokens: one token per name")
+    with _NAMES_LOCK:
+        _NAMES.update({hashlib.sha256(t.encode()).digest(): n for t, n in names.items()})
+    return tuple(tokens)

@@ -196,7 +196,7 @@ class CompleteArgs(BaseModel):
     max_retries: int | None = Field(default=None, ge=0, le=10)
     deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # seconds, retries included
     conversation_id: str | None = Field(
-        default=None, description="Continue it (fork: a copy); system replaces its own, this call only"
+        default=None, description="Continue it; fork: a copy; system: this call only"
     )
     fork: bool = False
 
@@ -264,7 +264,7 @@ class ListingArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
-    since: datetime | None = Field(default=None, description="ISO 8601")
+    since: datetime | None = None  # format date-time (ISO 8601) says it
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
     cursor: str | None = Field(default=None, description="next_cursor")
 

@@ -24,6 +24,11 @@ def _absent_not_null(schema: dict[str, Any]) -> None:
     schema["type"] = "string"
 
 
+def _absent_number(schema: dict[str, Any]) -> None:
+    schema.pop("anyOf", None)
+    schema["type"] = "number"
+
+
 class CompletionResult(Usage):
     """A finished completion. `attempts` > 1 or a `dump_id` means it took retries, recorded in that dump."""
 
@@ -38,6 +43,7 @@ class CompletionResult(Usage):
     dump_uri: str | None = None
     conversation_id: str | None = Field(default=None, json_schema_extra=_absent_not_null)
     omitted_turns: int = 0
+    budget_remaining_usd: float | None = Field(default=None, json_schema_extra=_absent_number)
 
     @classmethod
     def from_response(cls, r: LLMResponse) -> CompletionResult:
@@ -84,10 +90,10 @@ class FailedRequestPage(BaseModel):
         return cls(items=[FailedRequestSummary.from_summary(s) for s in page.items], next_cursor=page.next_cursor)
 
 
-_ABSENT_WHEN_NONE = ("reasoning", "model_group", "conversation_id")
+_ABSENT_WHEN_NONE = ("reasoning", "model_group", "conversation_id", "budget_remaining_usd")
 """Result fields left out when unset rather than sent as null: most replies have no reasoning,
 `model_group` is known only when the call went through a configured group, and `conversation_id`
-only when conversations are on (and the store answered)."""
+only when conversations are on (and the store answered), `budget_remaining_usd` only when a budget applied."""
 
 
 def completion_result(result: CompletionResult) -> CallToolResult:

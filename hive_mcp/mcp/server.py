@@ -32,6 +32,8 @@ from ..models.static import StaticCatalogue
 from ..provider.base import LLMProvider
 from ..conversations import ConversationLocks, ConversationStore
 from ..sdk_compat import lowlevel_server
+from ..spend import Spend
+from ..spend.usage import Throttle
 from .catalogue import ModelsView
 from .constants import CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
@@ -40,6 +42,7 @@ from .conversations import ConversationService
 from .notify import ChangeNotifier, ChangeSource, Touched
 from .resources import ResourceHandlers
 from .tools import ToolHandlers, tools
+from .usage_view import USAGE_URI, usage_resources
 
 INSTRUCTIONS = (
     "LLM completion: `complete` returns a reply; `stream_complete` streams it as progress "
@@ -65,6 +68,7 @@ def build_server(
     default_max_tokens: int | None = None,
     catalogue: Catalogue | None = None,
     conversations: ConversationStore | None = None,
+    spend: Spend | None = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -78,7 +82,7 @@ def build_server(
     None leaves it to the provider's own default. `catalogue` is what `model`
     may name (default: the default model, and any litellm model string).
     `conversations` is the store that keeps them (None: conversations off,
-    results carry no id).
+    results carry no id). `spend` is the ledger and the budgets (None: calls are not metered).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -97,12 +101,17 @@ def build_server(
         service = ConversationService(conversations, provider, ConversationLocks(limits.queue_timeout_s))
         service.on_change = touched.touch
     tool_handlers = ToolHandlers(
-        provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens, service
+        provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens, service,
+        spend,
     )
     resources = ResourceHandlers(store, resource_page_size, models)
     handlers = (resources.list_resources, resources.list_resource_templates, resources.read_resource)
     if service is not None:
         handlers = conversation_resources(service, resources)
+    usage = Throttle()  # a settled call changes hive://usage: told at most once a second
+    if spend is not None:
+        handlers = usage_resources(spend, handlers)
+        spend.on_change = usage.changed
     bus = InMemorySubscriptionBus()
     notifier = ChangeNotifier(
         [
@@ -112,6 +121,7 @@ def build_server(
             ChangeSource(catalogue.add_listener, catalogue.remove_listener, models.uris, list_changed=False),
             # A conversation created or continued changes the index and that conversation; told like a dump.
             ChangeSource(touched.add_listener, touched.remove_listener, touched.updated, list_changed=True),
+            ChangeSource(usage.add_listener, usage.remove_listener, lambda: (USAGE_URI,), list_changed=False),
         ],
         bus,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from mcp_types import CallToolResult, ToolAnnotations
@@ -32,13 +32,18 @@ from ..limits import Busy, LimitError, Limits
 from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider, LLMResponse, Message, ProviderError
 from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args
 from .catalogue import ListModelsArgs, ModelList, ModelsView
-from .conversations import Call, ConversationService
+from .conversations import Call, ConversationService, caller
 from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, failure_text
 from .relay import ProgressSender, StreamState, heartbeats, read_stream, relay_progress
 from .resources import list_page
 from .results import CompletionResult, FailedRequestPage, completion_result, json_result
 from .schema import describe, tool_schema
+from .spending import Meter, with_spend_today
+from .usage_view import usage_source, visible_to
+
+if TYPE_CHECKING:
+    from ..spend import Spend
 
 @dataclass
 class ToolHandlers:
@@ -53,6 +58,7 @@ class ToolHandlers:
     progress_interval_s: float = PROGRESS_INTERVAL_S
     default_max_tokens: int | None = None
     conversations: ConversationService | None = None
+    spend: Spend | None = None
 
     def _prepare(self, args: CompleteArgs, keyword_default: int) -> tuple[list[Message], dict[str, Any]]:
         """The provider call for valid `args`, once every limit allows it; raises LimitError.
@@ -114,7 +120,7 @@ class ToolHandlers:
         return ProgressSender(report)
 
     async def complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
-        """Chat completion: reply, usage, cost. Give prompt or messages."""
+        """Chat completion; give prompt or messages."""
         call = self._call(ctx, COMPLETE_MAX_TOKENS)
         if isinstance(call, CallToolResult):
             return call
@@ -133,7 +139,7 @@ class ToolHandlers:
         return await self._serve(ctx, args, messages, kwargs, run, progress, COMPLETE_MAX_TOKENS)
 
     async def stream_complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
-        """Like complete; the text streams as progress messages."""
+        """Like complete; text streams as progress messages."""
         call = self._call(ctx, STREAM_MAX_TOKENS, StreamArgs)
         if isinstance(call, CallToolResult):
             return call
@@ -162,7 +168,21 @@ class ToolHandlers:
         self, ctx: Context, args: CompleteArgs, messages: list[Message], kwargs: dict[str, Any], run: Call,
         progress: ProgressSender, keyword_default: int,
     ) -> CallToolResult:  # fmt: skip
-        """The call `run` makes, as a conversation when the server keeps them."""
+        """The call `run` makes (metered when the server keeps a ledger), as a conversation when it keeps them."""
+        if self.spend is None:
+            return await self._converse(ctx, args, messages, kwargs, run, progress, keyword_default)
+        meter = Meter(self.spend, caller(ctx.request_context), keyword_default, self.limits.queue_timeout_s)
+        result = None
+        try:
+            result = await self._converse(ctx, args, messages, kwargs, meter.wrap(run), progress, keyword_default)
+        finally:
+            result = await meter.finish(result)
+        return result
+
+    async def _converse(
+        self, ctx: Context, args: CompleteArgs, messages: list[Message], kwargs: dict[str, Any], run: Call,
+        progress: ProgressSender, keyword_default: int,
+    ) -> CallToolResult:  # fmt: skip
         if self.conversations is None:
             if args.conversation_id is not None:
                 return error_result("conversation_id: this server keeps no conversations (HIVE_MCP_CONVERSATIONS=off)")
@@ -196,13 +216,21 @@ class ToolHandlers:
         except ArgumentError as exc:
             return error_result(str(exc))
         # In a worker thread: see ResourceHandlers.read_resource (litellm's model information).
-        return json_result(await anyio.to_thread.run_sync(self.models.listing))
+        spend = self.spend
+        if spend is None:
+            return json_result(await anyio.to_thread.run_sync(self.models.listing))
+        who = visible_to(spend, caller(ctx.request_context))
+        return json_result(await anyio.to_thread.run_sync(lambda: with_spend_today(self.models.listing(), spend, who)))
 
     async def dashboard(self, ctx: Context) -> CallToolResult:
         """Failed LLM requests: counts by category over time, the newest, or one dump (view=dump, id=...)."""
         params = ctx.request_context.params or {}
         raw = params.get("arguments") if isinstance(params, Mapping) else None
-        sources = Sources(models=models_source(self.store, self.models.listing))
+        spend = self.spend
+        sources = Sources(
+            models=models_source(self.store, self.models.listing),
+            spend=usage_source(spend, visible_to(spend, caller(ctx.request_context))) if spend is not None else None,
+        )
         return await dashboard_tool(self.store, raw if isinstance(raw, Mapping) else {}, sources=sources)
 
 

@@ -39,6 +39,8 @@ class ModelGroup(BaseModel):
     supports_reasoning: bool | None = None
     supports_json_schema: bool | None = None
     credentials_present: bool = True
+    spent_today_usd: float | None = None
+    """USD spent on this group since midnight UTC (what the caller may see of it); None without a ledger."""
 
 
 class Catalogue(Protocol):

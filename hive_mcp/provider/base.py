@@ -215,6 +215,11 @@ class LLMProvider(ABC):
         """`model`'s input window in tokens; None when unknown (then nothing is left out of a request)."""
         return None
 
+    def price(self, model: str) -> tuple[float, float] | None:
+        """USD per input token and per output token for `model` (a group: its dearest deployment); None when
+        unknown. May block (a provider still loading): call it off the event loop."""
+        return None
+
     @abstractmethod
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         """One completion, retries included; raises ProviderError."""

@@ -118,6 +118,10 @@ class DeferredProvider(LLMProvider):
         provider = self._loaded_provider()
         return provider.max_input_tokens(model) if provider is not None else None
 
+    def price(self, model: str) -> tuple[float, float] | None:
+        provider = self._loaded_provider()
+        return provider.price(model) if provider is not None else None
+
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         provider = await self.aprovider(request.model)
         return await provider.acomplete(request)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 import anyio
 
 from ..text import one_line
 from .attempts import Attempts
+from .catalogue import PER_MILLION, model_facts
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
@@ -38,6 +39,8 @@ logger = logging.getLogger("hive_mcp.provider")
 DEFAULT_DEADLINE_S = 600.0
 
 __all__ = ["DEFAULT_DEADLINE_S", "JSON_MODE_INSTRUCTION", "LiteLLMProvider"]
+
+_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
 
 class LiteLLMProvider(LLMProvider):
@@ -257,6 +260,42 @@ class LiteLLMProvider(LLMProvider):
         except Exception:  # noqa: BLE001
             return None
         return int(value) if isinstance(value, int) and value > 0 else None
+
+    def price(self, model: str) -> tuple[float, float] | None:
+        """litellm's cost map, under the config's prices (`model_info`, a deployment's `input_cost_per_token`);
+        for a group, the dearest input and output price among its deployments and those of every group it may
+        fall back to (a call may land on any of them)."""
+        if self.router is None:
+            targets: list[tuple[str, list[Mapping[str, Any]]]] = [(model, [])]
+        else:
+            group = self.router.resolve(model)
+            if group is None:
+                return None
+            targets = []
+            for d in (d for g in self._reachable(group) for d in self.router.deployments(g)):
+                params = d.raw.get("litellm_params") or {}
+                custom = {k: params[k] for k in _PRICE_KEYS if k in params}
+                targets.append((d.model, [custom, d.raw.get("model_info") or {}]))
+        prices = []
+        for name, overrides in targets:
+            facts = model_facts(name, *overrides)
+            given = any(all(o.get(k) is not None for k in _PRICE_KEYS) for o in overrides)
+            cost = (facts.get("input_cost_per_mtok"), facts.get("output_cost_per_mtok"))
+            # One deployment without a price leaves the group unpriced. litellm answers 0 for a model the
+            # Router registered without prices: only the config may say a model is free.
+            if None in cost or (not given and cost == (0, 0)):
+                return None
+            prices.append((cost[0] / PER_MILLION, cost[1] / PER_MILLION))  # type: ignore[operator]
+        return (max(p[0] for p in prices), max(p[1] for p in prices)) if prices else None
+
+    def _reachable(self, group: str) -> list[str]:
+        """`group` and every group its fallbacks (any category, chained, the defaults too) may reach."""
+        assert self.router is not None
+        router, found = self.router, [group]
+        for g in found:
+            nexts = [*(n for m in router.fallbacks.values() for n in m.get(g, [])), *router.default_fallbacks]
+            found += [n for n in dict.fromkeys(nexts) if n not in found and n in router.groups]
+        return found
 
     # -- codex: every call streams ---------------------------------------------------
 

@@ -311,6 +311,30 @@ class Settings(BaseSettings):
     state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL; environment or .env only", repr=False)
     _state_scheme = field_validator("state_url")(check_state_url)
     # end Conversations
+    # Spend
+    budget_usd_day: float | None = setting(
+        None, "USD all calls together may spend per UTC day (default: no budget)", metavar="USD", ge=0,
+        allow_inf_nan=False)
+    budget_usd_month: float | None = setting(
+        None, "USD all calls together may spend per UTC month (default: no budget; a config's "
+        "litellm_settings.max_budget sets it, or the daily one with budget_duration: 1d)", metavar="USD", ge=0,
+        allow_inf_nan=False)
+    budgets: dict[str, Any] | None = setting(
+        None, "budgets per caller and per model group, as JSON or in the config's hive_mcp: section "
+        '(e.g. {"callers": {"alice": {"day": 5}}, "models": {"smart": {"month": 100}}})', metavar="JSON")
+    admins: Names = setting((), "callers who see everyone's spend in hive://usage, comma-separated", metavar="NAMES")
+    spend_keep_days: int = setting(90, "days of daily spend totals kept (default: 90)", metavar="DAYS", ge=31)
+    spend_calls_days: int = setting(7, "days individual calls are kept in the ledger (default: 7)", metavar="DAYS",
+                                    ge=1)
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _split_admins(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(p.strip() for p in v.split(",") if p.strip())
+        return tuple(v) if isinstance(v, list) else v
+
+    # end Spend
     env_file: Path | None = None
     """The `.env` file that was read, if any (for the start-up log line). Not a setting."""
 

@@ -1,0 +1,16 @@
+"""Spend: the usage ledger and the budgets enforced before a call (no MCP, no litellm here).
+
+`budgets` (what a budget is, UTC periods, reading the settings), `ledger` (the
+shapes and the backend interface), `sqlite_backend` and `redis_backend` (the
+stores), `service` (`Spend`: reserve the worst case, settle the actual cost).
+"""
+
+from .budgets import Budget, BudgetError, Budgets
+from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
+from .service import BudgetRefusal, Spend, Ticket, utc_now
+from .sqlite_backend import SQLiteBackend, default_spend_path
+
+__all__ = [
+    "Backend", "Budget", "BudgetError", "BudgetRefusal", "Budgets", "CallRecord", "Refused", "Reservation",
+    "SQLiteBackend", "Spend", "Ticket", "TotalRow", "default_spend_path", "utc_now",
+]

@@ -1,0 +1,106 @@
+"""The ledger's shapes and the backend interface both stores (SQLite, Redis) implement.
+
+A backend does three things atomically: `reserve` (check every applicable
+budget against spent + live reservations + this worst case, then hold it, or
+refuse and hold nothing), `settle` (drop the reservation, record the call and
+add its actual cost to the totals), `release` (drop the reservation). A
+reservation carries a lease; an expired one no longer counts (a process killed
+mid-call leaks nothing past its lease).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+
+from .budgets import Budget
+
+__all__ = ["Backend", "CallRecord", "Refused", "Reservation", "TotalRow"]
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A held worst case: `amount` micro-USD for `caller` on `group`, counted in the periods of `start`."""
+
+    id: str
+    caller: str
+    group: str
+    amount: int
+    start: datetime
+    expires: datetime
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One finished call as the ledger keeps it. `cost` is micro-USD; never a token or a prompt."""
+
+    time: datetime
+    caller: str
+    group: str
+    deployment: str
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost: int
+    conversation_id: str | None
+    unpriced: bool
+
+
+@dataclass(frozen=True)
+class TotalRow:
+    """The spend of one caller on one model group over one UTC day."""
+
+    day: str
+    caller: str
+    group: str
+    cost: int
+    calls: int
+    unpriced_calls: int
+    input_tokens: int
+    output_tokens: int
+
+
+class Refused(Exception):
+    """A reservation that did not fit `budget`: `left` micro-USD remained (after live reservations)."""
+
+    def __init__(self, budget: Budget, left: int, amount: int) -> None:
+        super().__init__(budget.id)
+        self.budget = budget
+        self.left = left
+        self.amount = amount
+
+
+class Backend(ABC):
+    """Where totals and reservations live. Blocking calls: run them in a worker thread."""
+
+    name: str
+
+    @abstractmethod
+    def reserve(self, r: Reservation, budgets: list[Budget]) -> dict[str, int]:
+        """Hold `r` against every budget of `budgets` or none; returns each budget's id -> micro-USD left after
+        it. Raises Refused (the first budget that does not fit) and holds nothing then. Sweeps expired leases."""
+
+    @abstractmethod
+    def settle(self, r: Reservation, record: CallRecord) -> None:
+        """Drop `r` (if still held) and record the call; its cost counts in the day and month of `r.start`."""
+
+    @abstractmethod
+    def release(self, r: Reservation) -> None:
+        """Drop `r` if still held."""
+
+    @abstractmethod
+    def state(self, budgets: list[Budget], now: datetime) -> dict[str, tuple[int, int]]:
+        """Each budget's id -> (spent, reserved) micro-USD in its current period."""
+
+    @abstractmethod
+    def totals(self, since_day: str) -> list[TotalRow]:
+        """Daily totals from `since_day` (YYYY-MM-DD) on."""
+
+    @abstractmethod
+    def calls(self, since: datetime) -> list[CallRecord]:
+        """The individual calls kept, from `since` on, oldest first."""
+
+    def close(self) -> None:
+        """Let go of connections."""

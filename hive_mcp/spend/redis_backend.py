@@ -1,0 +1,229 @@
+"""The ledger in Redis (or Valkey): totals and reservations shared by every instance on one server.
+
+Keys live under `{prefix}` (`hive-mcp:spend:` by default):
+
+* `{p}spent:{period}:{scope}`: micro-USD settled in a period (`d:2026-12-01` or
+  `m:2026-12`) by a scope (`all`, `caller:NAME`, `model:GROUP`); every call adds
+  to its six (three scopes, two periods), budgets or not.
+* `{p}held:{period}:{scope}`: micro-USD reserved by calls in flight.
+* `{p}res` (hash id -> `amount`, then the held keys, newline-separated) and
+  `{p}resexp` (sorted set id -> lease expiry, ms): the reservations.
+* `{p}day:{day}` (hash `caller US group US field` -> count) and `{p}days`
+  (sorted set of days): daily totals; `{p}calls` (sorted set by time): calls.
+
+The check and the reservation are ONE Lua script: it sweeps expired leases,
+checks every applicable budget (spent + held + this amount <= limit) and then
+increments every held counter, or increments none. Redis runs a script alone,
+so two instances can never both take the last dollar. Settling and releasing
+are scripts too (a reservation is dropped once, whichever comes first: its
+settlement, its release or its lease's end). Times are the callers' clocks, in
+ms; instances' clocks need only agree to within a lease's margin.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import redis
+from redis.exceptions import RedisError
+
+from .budgets import Budget, period_key
+from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
+
+__all__ = ["RedisBackend"]
+
+US = "\x1f"
+_FIELDS = ("cost", "calls", "unpriced", "input", "output")
+
+_SWEEP = """
+local function sweep(p, now)
+  local gone = redis.call('ZRANGEBYSCORE', p .. 'resexp', '-inf', now)
+  for _, id in ipairs(gone) do drop(p, id) end
+end
+"""
+_DROP = """
+local function drop(p, id)
+  local rec = redis.call('HGET', p .. 'res', id)
+  if rec then
+    local amount, rest = nil, {}
+    for line in string.gmatch(rec, '[^\\n]+') do
+      if amount == nil then amount = tonumber(line) else table.insert(rest, line) end
+    end
+    for _, k in ipairs(rest) do redis.call('DECRBY', k, amount) end
+    redis.call('HDEL', p .. 'res', id)
+  end
+  redis.call('ZREM', p .. 'resexp', id)
+end
+"""
+# ARGV: p, id, amount, now_ms, expires_ms, n, then n triples (spent key, held key, limit), then the held keys
+# of the call's six scopes (budgets or not, as the spent keys: a budget added later sees what is in flight).
+_RESERVE = _DROP + _SWEEP + """
+local p, id, amount, now, expires, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+sweep(p, now)
+local left = {}
+for i = 0, n - 1 do
+  local spent = tonumber(redis.call('GET', ARGV[7 + 3 * i]) or '0')
+  local held = tonumber(redis.call('GET', ARGV[8 + 3 * i]) or '0')
+  local room = tonumber(ARGV[9 + 3 * i]) - spent - held
+  if amount > room then return {i + 1, room} end
+  left[i + 1] = room - amount
+end
+local rec = {tostring(amount)}
+for i = 7 + 3 * n, #ARGV do
+  redis.call('INCRBY', ARGV[i], amount)
+  table.insert(rec, ARGV[i])
+end
+redis.call('HSET', p .. 'res', id, table.concat(rec, '\\n'))
+redis.call('ZADD', p .. 'resexp', expires, id)
+table.insert(left, 1, 0)
+return left
+"""
+# ARGV: p, id, cost, ttl_s, day key, day score, calls member, calls score, calls cutoff, days cutoff, n_fields,
+# then the hash fields and increments, then the spent keys.
+_SETTLE = _DROP + """
+local p, id, cost, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+drop(p, id)
+local nf = tonumber(ARGV[11])
+for i = 0, nf - 1 do redis.call('HINCRBY', ARGV[5], ARGV[12 + 2 * i], ARGV[13 + 2 * i]) end
+redis.call('EXPIRE', ARGV[5], ttl)
+redis.call('ZADD', p .. 'days', ARGV[6], ARGV[5])
+redis.call('ZREMRANGEBYSCORE', p .. 'days', '-inf', '(' .. ARGV[10])
+redis.call('ZADD', p .. 'calls', ARGV[8], ARGV[7])
+redis.call('ZREMRANGEBYSCORE', p .. 'calls', '-inf', '(' .. ARGV[9])
+for i = 12 + 2 * nf, #ARGV do
+  redis.call('INCRBY', ARGV[i], cost)
+  redis.call('EXPIRE', ARGV[i], ttl)
+end
+return 1
+"""
+_RELEASE = _DROP + "drop(ARGV[1], ARGV[2]) return 1"
+# ARGV: p, now_ms, then keys to read.
+_STATE = _DROP + _SWEEP + """
+sweep(ARGV[1], ARGV[2])
+local out = {}
+for i = 3, #ARGV do out[i - 2] = redis.call('GET', ARGV[i]) or '0' end
+return out
+"""
+
+
+def _period(period: str, when: datetime) -> str:
+    return ("d:" if period == "day" else "m:") + period_key(period, when)  # type: ignore[arg-type]
+
+
+def _scope(b: Budget) -> str:
+    return "all" if b.scope == "all" else f"{b.scope}:{b.name}"
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _day_score(day: str) -> int:
+    return int(day.replace("-", ""))
+
+
+class RedisBackend(Backend):
+    def __init__(
+        self, url: str, *, prefix: str = "hive-mcp:spend:", keep_days: int = 90, calls_days: int = 7,
+        timeout_s: float = 5.0,
+    ) -> None:  # fmt: skip
+        from ..conversations.redis_store import redacted_url
+
+        self.name = redacted_url(url)
+        self.p = prefix
+        self.keep_days = keep_days
+        self.calls_days = calls_days
+        self._r = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._reserve = self._r.register_script(_RESERVE)
+        self._settle = self._r.register_script(_SETTLE)
+        self._release = self._r.register_script(_RELEASE)
+        self._state = self._r.register_script(_STATE)
+
+    def _keys(self, b: Budget, when: datetime) -> tuple[str, str]:
+        period, scope = _period(b.period, when), _scope(b)
+        return f"{self.p}spent:{period}:{scope}", f"{self.p}held:{period}:{scope}"
+
+    def _scopes(self, kind: str, when: datetime, caller: str, group: str) -> list[str]:
+        """The six counters of a call: three scopes, two periods."""
+        return [
+            f"{self.p}{kind}:{_period(period, when)}:{scope}"
+            for period in ("day", "month")
+            for scope in ("all", f"caller:{caller}", f"model:{group}")
+        ]
+
+    def reserve(self, r: Reservation, budgets: list[Budget]) -> dict[str, int]:
+        args: list[Any] = [self.p, r.id, r.amount, _ms(r.start), _ms(r.expires), len(budgets)]
+        for b in budgets:
+            args += [*self._keys(b, r.start), b.limit]
+        args += self._scopes("held", r.start, r.caller, r.group)
+        out = [int(x) for x in self._call(self._reserve, args)]
+        if out[0] != 0:
+            raise Refused(budgets[out[0] - 1], max(out[1], 0), r.amount)
+        return {b.id: left for b, left in zip(budgets, out[1:])}
+
+    def settle(self, r: Reservation, record: CallRecord) -> None:
+        day = period_key("day", r.start)
+        base = f"{record.caller}{US}{record.group}{US}"
+        counts = (record.cost, 1, int(record.unpriced), record.input_tokens, record.output_tokens)
+        fields: list[Any] = []
+        for name, value in zip(_FIELDS, counts):
+            fields += [base + name, value]
+        spent = self._scopes("spent", r.start, r.caller, r.group)
+        member = json.dumps([r.id, record.time.timestamp(), *_row(record)])
+        cutoff_calls = _ms(record.time - timedelta(days=self.calls_days))
+        cutoff_days = _day_score(period_key("day", record.time - timedelta(days=self.keep_days)))
+        args = [
+            self.p, r.id, record.cost, (self.keep_days + 1) * 86400, f"{self.p}day:{day}", _day_score(day), member,
+            _ms(record.time), cutoff_calls, cutoff_days, len(_FIELDS), *fields, *spent,
+        ]  # fmt: skip
+        self._call(self._settle, args)
+
+    def release(self, r: Reservation) -> None:
+        self._call(self._release, [self.p, r.id])
+
+    def state(self, budgets: list[Budget], now: datetime) -> dict[str, tuple[int, int]]:
+        keys = [k for b in budgets for k in self._keys(b, now)]
+        out = [int(x) for x in self._call(self._state, [self.p, _ms(now), *keys])]
+        return {b.id: (out[2 * i], out[2 * i + 1]) for i, b in enumerate(budgets)}
+
+    def totals(self, since_day: str) -> list[TotalRow]:
+        try:
+            days = self._r.zrangebyscore(f"{self.p}days", _day_score(since_day), "+inf")
+            rows: list[TotalRow] = []
+            for key in days:
+                day = key.decode().rsplit(":", 1)[-1]
+                found: dict[tuple[str, str], dict[str, int]] = {}
+                for field, value in self._r.hgetall(key).items():
+                    caller, group, name = field.decode().split(US)
+                    found.setdefault((caller, group), {})[name] = int(value)
+                rows += [TotalRow(day, c, g, *(v.get(f, 0) for f in _FIELDS)) for (c, g), v in sorted(found.items())]
+            return rows
+        except RedisError as exc:
+            raise OSError(f"{self.name}: {type(exc).__name__}") from None
+
+    def calls(self, since: datetime) -> list[CallRecord]:
+        try:
+            members = self._r.zrangebyscore(f"{self.p}calls", _ms(since), "+inf")
+        except RedisError as exc:
+            raise OSError(f"{self.name}: {type(exc).__name__}") from None
+        out = []
+        for m in members:
+            _, ts, *rest = json.loads(m)
+            out.append(CallRecord(datetime.fromtimestamp(ts, timezone.utc), *rest[:9], bool(rest[9])))
+        return out
+
+    def _call(self, script: Any, args: list[Any]) -> Any:
+        try:
+            return script(args=args)
+        except RedisError as exc:
+            raise OSError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        self._r.close()
+
+
+def _row(record: CallRecord) -> list[Any]:
+    return [record.caller, record.group, record.deployment, record.input_tokens, record.output_tokens,
+            record.cached_tokens, record.reasoning_tokens, record.cost, record.conversation_id, record.unpriced]

@@ -1,0 +1,74 @@
+"""The server's `Spend` from its settings and models config: budgets checked, the backend chosen.
+
+SQLite (`hive-mcp-spend.sqlite3` in the hive home) unless HIVE_MCP_STATE_URL
+names a Redis/Valkey server, where totals and reservations are shared by every
+instance that names it.
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..tokens import caller_name
+from .budgets import Budgets
+from .ledger import Backend
+from .service import Spend
+
+if TYPE_CHECKING:
+    from ..models.config import ModelsConfig
+    from ..provider.base import LLMProvider
+    from ..settings import Settings
+
+__all__ = ["LOCAL", "callers_of", "configured_budgets", "open_backend", "open_spend"]
+
+LOCAL = "local"
+
+
+def callers_of(tokens: Iterable[str]) -> list[str]:
+    """Every caller name there can be: each token's name, and `local` (stdio, or HTTP without tokens)."""
+    return [LOCAL, *(caller_name(t.encode()) for t in tokens)]
+
+
+def configured_budgets(settings: Settings, config: ModelsConfig | None, tokens: Iterable[str]) -> Budgets:
+    """The budgets of the settings; raises BudgetError (one line) for a bad one."""
+    return Budgets.from_settings(
+        day=settings.budget_usd_day,
+        month=settings.budget_usd_month,
+        section=settings.budgets,
+        max_budget=config.budget.get("max_budget") if config is not None else None,
+        max_budget_duration=config.budget.get("budget_duration") if config is not None else None,
+        callers=callers_of(tokens),
+        groups=config.groups if config is not None else [settings.model],
+    )
+
+
+def open_spend(
+    settings: Settings, config: ModelsConfig | None, provider: LLMProvider, tokens: Iterable[str], **backend: Any
+) -> Spend:
+    """The ledger and budgets of this server (nothing is opened before the first call)."""
+    budgets = configured_budgets(settings, config, tokens)
+    aliases = dict(config.aliases) if config is not None else {}
+    store = open_backend(settings, **backend)
+    spend = Spend(
+        store, budgets, provider, group_of=lambda name: aliases.get(name, name), admins=frozenset(settings.admins)
+    )
+    atexit.register(spend.release_all)  # calls cancelled at shutdown release their own; this is the backstop
+    return spend
+
+
+def open_backend(settings: Settings, **kwargs: Any) -> Backend:
+    """The ledger's store the settings name: Redis for HIVE_MCP_STATE_URL, else SQLite in the hive home."""
+    if settings.state_url:
+        from ..conversations.urls import with_password
+        from .redis_backend import RedisBackend
+
+        password = settings.state_password.get_secret_value() if settings.state_password is not None else None
+        return RedisBackend(
+            with_password(settings.state_url, password), keep_days=settings.spend_keep_days,
+            calls_days=settings.spend_calls_days, **kwargs,
+        )  # fmt: skip
+    from .sqlite_backend import SQLiteBackend
+
+    return SQLiteBackend(keep_days=settings.spend_keep_days, calls_days=settings.spend_calls_days, **kwargs)

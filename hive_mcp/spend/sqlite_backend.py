@@ -1,0 +1,211 @@
+"""The ledger on SQLite: its own file (`hive-mcp-spend.sqlite3` beside the conversations' database).
+
+Its own file, so budget checks never wait behind a conversation write and the
+two schemas migrate apart. WAL (readers never block the writer) and a busy
+timeout (writers of several processes queue rather than fail). The check and
+the reservation are one `BEGIN IMMEDIATE` transaction: SQLite takes the write
+lock at BEGIN, so no other connection, in this process or another, can read
+the totals between this check and this reservation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TypeVar
+
+from ..conversations.model import default_db_path
+from .budgets import Budget, period_key
+from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
+
+__all__ = ["SQLiteBackend", "default_spend_path"]
+
+T = TypeVar("T")
+SPEND_FILENAME = "hive-mcp-spend.sqlite3"
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS spend_totals (
+        day TEXT NOT NULL, caller TEXT NOT NULL, grp TEXT NOT NULL, cost INTEGER NOT NULL DEFAULT 0,
+        calls INTEGER NOT NULL DEFAULT 0, unpriced INTEGER NOT NULL DEFAULT 0,
+        input INTEGER NOT NULL DEFAULT 0, output INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, caller, grp))""",
+    """CREATE TABLE IF NOT EXISTS spend_calls (
+        ts REAL NOT NULL, caller TEXT NOT NULL, grp TEXT NOT NULL, deployment TEXT NOT NULL,
+        input INTEGER NOT NULL, output INTEGER NOT NULL, cached INTEGER NOT NULL, reasoning INTEGER NOT NULL,
+        cost INTEGER NOT NULL, conversation_id TEXT, unpriced INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS spend_calls_ts ON spend_calls (ts)",
+    """CREATE TABLE IF NOT EXISTS spend_reservations (
+        id TEXT PRIMARY KEY, caller TEXT NOT NULL, grp TEXT NOT NULL, day TEXT NOT NULL,
+        amount INTEGER NOT NULL, expires REAL NOT NULL)""",
+)
+
+
+def default_spend_path(env: Mapping[str, str] = os.environ) -> Path:
+    return default_db_path(env).with_name(SPEND_FILENAME)
+
+
+def _filter(b: Budget) -> tuple[str, tuple[str, ...]]:
+    if b.scope == "caller":
+        return " AND caller = ?", (b.name,)
+    if b.scope == "model":
+        return " AND grp = ?", (b.name,)
+    return "", ()
+
+
+def _period(b: Budget, when: datetime) -> tuple[str, tuple[str, ...]]:
+    key = period_key(b.period, when)
+    return ("day = ?", (key,)) if b.period == "day" else ("substr(day, 1, 7) = ?", (key,))
+
+
+class SQLiteBackend(Backend):
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        keep_days: int = 90,
+        calls_days: int = 7,
+        busy_timeout_s: float = 10.0,
+    ) -> None:
+        self.path = Path(path) if path is not None else default_spend_path()
+        self.name = str(self.path)
+        self.keep_days = keep_days
+        self.calls_days = calls_days
+        self.busy_timeout_s = busy_timeout_s
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with _tx(conn):
+            for statement in _SCHEMA:
+                conn.execute(statement)
+        with contextlib.suppress(OSError):
+            os.chmod(self.path, 0o600)
+        return conn
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                return fn(self._conn)
+            except sqlite3.Error:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    # -- spent and reserved --------------------------------------------------
+
+    @staticmethod
+    def _used(conn: sqlite3.Connection, b: Budget, when: datetime) -> tuple[int, int]:
+        where, args = _period(b, when)
+        more, extra = _filter(b)
+        spent = conn.execute(f"SELECT COALESCE(SUM(cost), 0) FROM spend_totals WHERE {where}{more}", (*args, *extra))
+        held = conn.execute(
+            f"SELECT COALESCE(SUM(amount), 0) FROM spend_reservations WHERE {where}{more} AND expires > ?",
+            (*args, *extra, when.timestamp()),
+        )
+        return int(spent.fetchone()[0]), int(held.fetchone()[0])
+
+    def reserve(self, r: Reservation, budgets: list[Budget]) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            with _tx(conn):
+                conn.execute("DELETE FROM spend_reservations WHERE expires <= ?", (r.start.timestamp(),))
+                left: dict[str, int] = {}
+                for b in budgets:
+                    spent, held = self._used(conn, b, r.start)
+                    room = b.limit - spent - held
+                    if r.amount > room:
+                        raise Refused(b, max(room, 0), r.amount)
+                    left[b.id] = room - r.amount
+                conn.execute(
+                    "INSERT INTO spend_reservations VALUES (?, ?, ?, ?, ?, ?)",
+                    (r.id, r.caller, r.group, period_key("day", r.start), r.amount, r.expires.timestamp()),
+                )
+                return left
+
+        return self._run(run)
+
+    def settle(self, r: Reservation, record: CallRecord) -> None:
+        day = period_key("day", r.start)
+
+        def run(conn: sqlite3.Connection) -> None:
+            with _tx(conn):
+                conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
+                conn.execute(
+                    "INSERT INTO spend_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.time.timestamp(), record.caller, record.group, record.deployment, record.input_tokens,
+                     record.output_tokens, record.cached_tokens, record.reasoning_tokens, record.cost,
+                     record.conversation_id, int(record.unpriced)),
+                )  # fmt: skip
+                conn.execute(
+                    """INSERT INTO spend_totals VALUES (?, ?, ?, ?, 1, ?, ?, ?)
+                       ON CONFLICT (day, caller, grp) DO UPDATE SET cost = cost + excluded.cost, calls = calls + 1,
+                       unpriced = unpriced + excluded.unpriced, input = input + excluded.input,
+                       output = output + excluded.output""",
+                    (day, record.caller, record.group, record.cost, int(record.unpriced), record.input_tokens,
+                     record.output_tokens),
+                )  # fmt: skip
+                oldest = period_key("day", record.time - timedelta(days=self.keep_days))
+                conn.execute("DELETE FROM spend_totals WHERE day < ?", (oldest,))
+                conn.execute(
+                    "DELETE FROM spend_calls WHERE ts < ?", ((record.time - timedelta(days=self.calls_days)).timestamp(),)
+                )
+
+        self._run(run)
+
+    def release(self, r: Reservation) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with _tx(conn):
+                conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
+
+        self._run(run)
+
+    def state(self, budgets: list[Budget], now: datetime) -> dict[str, tuple[int, int]]:
+        return self._run(lambda conn: {b.id: self._used(conn, b, now) for b in budgets})
+
+    def totals(self, since_day: str) -> list[TotalRow]:
+        def run(conn: sqlite3.Connection) -> list[TotalRow]:
+            rows = conn.execute(
+                "SELECT day, caller, grp, cost, calls, unpriced, input, output FROM spend_totals WHERE day >= ? "
+                "ORDER BY day, caller, grp",
+                (since_day,),
+            )
+            return [TotalRow(*row) for row in rows]
+
+        return self._run(run)
+
+    def calls(self, since: datetime) -> list[CallRecord]:
+        def run(conn: sqlite3.Connection) -> list[CallRecord]:
+            rows = conn.execute("SELECT * FROM spend_calls WHERE ts >= ? ORDER BY ts", (since.timestamp(),))
+            return [
+                CallRecord(datetime.fromtimestamp(r[0], timezone.utc), *r[1:10], bool(r[10])) for r in rows
+            ]
+
+        return self._run(run)
+
+
+@contextlib.contextmanager
+def _tx(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,148 @@
+"""What has been spent, as `hive://usage`, `hive-mcp usage` and the dashboard read it (pydantic shapes).
+
+`report(spend, caller)`: today, this month and the last 30 days, each by model
+group and by caller, and every budget with its limit, spent and reserved
+amounts and reset time. With a `caller`, only that caller's spend and its own
+budgets (an agent over HTTP sees itself); None sees everything (admins, stdio).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+
+from .budgets import Budget, Budgets, period_key, reset_at, usd
+from .ledger import Backend, TotalRow
+
+__all__ = ["BudgetState", "Spending", "Throttle", "UsageReport", "rows_since", "spent_by", "spent_today", "usage_report"]
+
+
+class Spending(BaseModel):
+    """Spend over one span: the total, and by model group and by caller (USD)."""
+
+    cost_usd: float
+    calls: int
+    unpriced_calls: int
+    by_model: dict[str, float]
+    by_caller: dict[str, float]
+
+
+class BudgetState(BaseModel):
+    budget: str
+    scope: str
+    name: str | None = None
+    period: str
+    limit_usd: float
+    spent_usd: float
+    reserved_usd: float
+    left_usd: float
+    resets: datetime
+
+
+class UsageReport(BaseModel):
+    as_of: datetime
+    caller: str | None
+    """Set when the report shows one caller only."""
+    today: Spending
+    month: Spending
+    last_30_days: Spending
+    budgets: list[BudgetState]
+
+
+def _spending(rows: list[TotalRow]) -> Spending:
+    by_model: dict[str, int] = {}
+    by_caller: dict[str, int] = {}
+    for r in rows:
+        by_model[r.group] = by_model.get(r.group, 0) + r.cost
+        by_caller[r.caller] = by_caller.get(r.caller, 0) + r.cost
+    return Spending(
+        cost_usd=usd(sum(r.cost for r in rows)), calls=sum(r.calls for r in rows),
+        unpriced_calls=sum(r.unpriced_calls for r in rows),
+        by_model={k: usd(v) for k, v in sorted(by_model.items())},
+        by_caller={k: usd(v) for k, v in sorted(by_caller.items())},
+    )  # fmt: skip
+
+
+def rows_since(backend: Backend, since: datetime, caller: str | None = None) -> list[TotalRow]:
+    rows = backend.totals(period_key("day", since))
+    return [r for r in rows if caller is None or r.caller == caller]
+
+
+def usage_report(backend: Backend, budgets: Budgets, now: datetime, caller: str | None = None) -> UsageReport:
+    """The report as of `now` (blocking: call it in a worker thread)."""
+    rows = rows_since(backend, now - timedelta(days=29), caller)
+    today, month = period_key("day", now), period_key("month", now)
+    shown: list[Budget] = [b for b in budgets.items if caller is None or (b.scope == "caller" and b.name == caller)]
+    used = backend.state(shown, now) if shown else {}
+    states = []
+    for b in shown:
+        spent, held = used[b.id]
+        states.append(BudgetState(
+            budget=b.id, scope=b.scope, name=b.name or None, period=b.period, limit_usd=usd(b.limit),
+            spent_usd=usd(spent), reserved_usd=usd(held), left_usd=usd(max(b.limit - spent - held, 0)),
+            resets=reset_at(b.period, now),
+        ))  # fmt: skip
+    return UsageReport(
+        as_of=now, caller=caller, today=_spending([r for r in rows if r.day == today]),
+        month=_spending([r for r in backend.totals(month + "-01") if caller is None or r.caller == caller]),
+        last_30_days=_spending(rows), budgets=states,
+    )  # fmt: skip
+
+
+def spent_by(rows: list[TotalRow], key: Callable[[TotalRow], str]) -> dict[str, tuple[int, int]]:
+    """micro-USD and calls per `key` (a row's group, caller or day)."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        cost, calls = out.get(key(r), (0, 0))
+        out[key(r)] = (cost + r.cost, calls + r.calls)
+    return dict(sorted(out.items()))
+
+
+class Throttle:
+    """Listeners told of changes at most once per `interval_s`: a burst is one call now and one at the end."""
+
+    def __init__(self, interval_s: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._monotonic = monotonic
+        self._listeners: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._timer: threading.Timer | None = None
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def changed(self) -> None:
+        with self._lock:
+            wait = self._last + self.interval_s - self._monotonic()
+            if wait > 0:
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._fire)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+            self._last = self._monotonic()
+        self._tell()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = self._monotonic()
+        self._tell()
+
+    def _tell(self) -> None:
+        for callback in list(self._listeners):
+            callback()
+
+
+def spent_today(backend: Backend, now: datetime, caller: str | None = None) -> dict[str, float]:
+    """USD per model group since midnight UTC (one caller's, or everyone's)."""
+    return {g: usd(c) for g, (c, _) in spent_by(rows_since(backend, now, caller), lambda r: r.group).items()}
