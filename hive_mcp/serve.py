@@ -99,6 +99,10 @@ def exposure_problem(settings: Settings, tokens: tuple[str, ...]) -> str | None:
     protection accepts only Host headers it was told, and from a wildcard bind
     no name can be derived.
     """
+    from .scaling import scaling_problem
+
+    if (scaling := scaling_problem(settings)) is not None:
+        return scaling
     if settings.transport == "stdio" or is_loopback(settings.host):
         return None
     if not tokens and not settings.allow_unauthenticated:
@@ -364,6 +368,12 @@ def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any
 
 
 def _serve(settings: Settings, tokens: tuple[str, ...], config: ModelsConfig | None = None) -> int:
+    if settings.workers > 1:  # each worker process builds its own server (hive_mcp.http.workers)
+        from .http.workers import run_workers
+
+        run_workers(settings, tokens, config)
+        logger.info("hive-mcp stopped")
+        return EXIT_OK
     server, provider, store, sources = build(settings, config)
     logger.info(
         "hive-mcp %s: model %s%s%s, dumps in %s%s",
