@@ -12,12 +12,12 @@ Kept free of heavy imports: the command line checks these before anything loads.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["WORKERS_PER_CPU", "max_workers", "scaling_problem", "serves_stateless"]
+__all__ = ["WORKERS_PER_CPU", "change_sharing", "max_workers", "scaling_problem", "serves_stateless"]
 
 WORKERS_PER_CPU = 4
 """More workers than this per CPU only compete for the cores (and each holds litellm, about 200 MB)."""
@@ -61,3 +61,24 @@ def scaling_problem(settings: Settings) -> str | None:
             "loads litellm (about 200 MB) and they would only compete for the cores; pass --force to start anyway"
         )
     return None
+
+
+def change_sharing(settings: Settings, store: Any) -> tuple[Any, Any]:
+    """How change events cross processes: (a subscription bus or None, a dump directory watch or None).
+
+    With HIVE_MCP_STATE_URL, Redis pub/sub carries every change event (dumps,
+    conversations, cooldowns) to every process on it. Without one, workers of a
+    stateless server share at least the dump directory, so each watches it. A
+    single stateful process needs neither (None, None: the SDK's in-memory bus).
+    """
+    if settings.state_url:
+        from .conversations.urls import with_password
+        from .mcp.bus import RedisSubscriptionBus
+
+        password = settings.state_password.get_secret_value() if settings.state_password is not None else None
+        return RedisSubscriptionBus(with_password(settings.state_url, password)), None
+    if settings.transport == "http" and serves_stateless(settings):
+        from .dumps.watch import DumpDirectoryWatch
+
+        return None, DumpDirectoryWatch(store)
+    return None, None

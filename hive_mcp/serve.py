@@ -289,6 +289,7 @@ def build(settings: Settings, config: ModelsConfig | None = None) -> tuple[Any, 
     from .provider.catalogue import ConfigCatalogue, DefaultCatalogue
     from .provider.deferred import DeferredProvider
     from .provider.retry import RetryPolicy
+    from .scaling import change_sharing
 
     key = settings.api_key_value
     store = DumpStore(
@@ -329,6 +330,7 @@ def build(settings: Settings, config: ModelsConfig | None = None) -> tuple[Any, 
         return provider
 
     provider = DeferredProvider(load_provider, model=settings.model)
+    bus, dump_watch = change_sharing(settings, store)
     limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings, config)}))
     server = build_server(
         provider,
@@ -339,6 +341,8 @@ def build(settings: Settings, config: ModelsConfig | None = None) -> tuple[Any, 
         limits=limits,
         catalogue=catalogue,
         conversations=conversation_store(settings, config.secrets if config is not None else ()),
+        bus=bus,
+        dump_watch=dump_watch,
     )
     models = ModelsView(catalogue, settings.model, limits)
     return server, provider, store, Sources(models=models_source(store, models.listing))

@@ -1,72 +1,38 @@
 """`--workers N`: several processes on one port, stateless streamable HTTP, both protocol eras, SIGTERM drain.
 
-Requests are spread over the workers by giving each HTTP request a new
-connection (the workers share one listening socket); the test hook
-HIVE_MCP_TEST_HOOKS=worker-pid makes every response name the worker that
-answered it, so each test can show its requests did land on different workers.
+Requests reach the worker a test means through `tests.steering`: a new
+connection per request, and the test hook HIVE_MCP_TEST_HOOKS=worker-pid, with
+which every response names the worker that answered it and a request may name
+the worker it wants.
 """
 
 from __future__ import annotations
 
 import json
+import json
+import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from hive_mcp.cli import main
-from hive_mcp.http.workers import WORKER_HEADER
 from hive_mcp.scaling import max_workers
 from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, server_env, text_of, wait_exit
+from tests.steering import Seen, Steer, steered_target, worker_pids
 from tests.upstream import RecordedRequest, Reply, Upstream
 
 STREAMED = ["one, ", "two, ", "three"]
 
 
-class Seen:
-    """Which worker answered which JSON-RPC method, from the response header the test hook adds."""
-
-    def __init__(self) -> None:
-        self.answers: list[tuple[str, int]] = []
-
-    async def record(self, response: httpx2.Response) -> None:
-        pid = response.headers.get(WORKER_HEADER.decode())
-        if pid is None or response.request.method != "POST":
-            return
-        try:
-            body = json.loads(response.request.content)
-        except ValueError:
-            return
-        method = body.get("method", "?") if isinstance(body, dict) else "batch"
-        self.answers.append((method, int(pid)))
-
-    def pids(self, method: str | None = None) -> set[int]:
-        return {pid for m, pid in self.answers if method is None or m == method}
-
-
-def spread_target(url: str, seen: Seen) -> Callable[[], Any]:
-    """A streamable HTTP client transport that opens a new connection for every request."""
-
-    @asynccontextmanager
-    async def target() -> AsyncIterator[Any]:
-        limits = httpx2.Limits(max_keepalive_connections=0)
-        timeout = httpx2.Timeout(30.0, read=300.0)
-        async with httpx2.AsyncClient(limits=limits, timeout=timeout, event_hooks={"response": [seen.record]}) as http:
-            async with streamable_http_client(url, http_client=http) as streams:
-                yield streams
-
-    return target
-
-
 def _reply(request: RecordedRequest) -> Reply:
+    if "please fail" in json.dumps(request.messages):
+        return Reply.error(500, "upstream exploded")
     if isinstance(request.body, dict) and request.body.get("stream"):
         return Reply.stream(STREAMED)
     return Reply.text("a whole reply")
@@ -147,14 +113,18 @@ def test_bad_worker_settings_are_one_line_and_exit_2(
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 def test_a_client_gets_the_same_results_whichever_worker_answers(two_workers: HttpServer, mode: str) -> None:
-    """initialize (legacy) on one worker, then tools/call, resources/read and stream_complete on others."""
+    """initialize (legacy) on one worker; tools/call, resources/read and stream_complete on the other, then back."""
+    a, b = worker_pids(two_workers.stderr())
     seen = Seen()
-    session = Session(spread_target(two_workers.url, seen), mode)
+    steer = Steer(seen)
+    steer.want = a
+    session = Session(steered_target(two_workers.url, steer), mode)
     try:
 
         async def calls(c: Client) -> None:
-            assert {t.name for t in (await c.list_tools()).tools} >= TOOLS
-            for _ in range(40):  # each request is a new connection: until both workers answered calls
+            for want in (b, a):
+                steer.want = want
+                assert {t.name for t in (await c.list_tools()).tools} >= TOOLS
                 progress: list[str] = []
 
                 async def on_progress(value: float, total: float | None, message: str | None) -> None:
@@ -163,29 +133,67 @@ def test_a_client_gets_the_same_results_whichever_worker_answers(two_workers: Ht
 
                 streamed = await c.call_tool("stream_complete", {"prompt": "count"}, progress_callback=on_progress)
                 assert not streamed.is_error and text_of(streamed) == "one, two, three"
-                assert "three" in "".join(progress), progress  # the text came as progress too
+                assert "three" in "".join(progress), progress  # the text came as progress notifications too
                 whole = await c.call_tool("complete", {"prompt": "hi"})
                 assert not whole.is_error and text_of(whole) == "a whole reply"
                 index = await c.read_resource("hive://failed-requests")
                 assert index.contents
-                if len(seen.pids("tools/call")) == 2 and len(seen.pids("resources/read")) == 2:
-                    return
 
         session.run(calls, timeout=120)
     finally:
         session.close()
-    assert len(seen.pids("tools/call")) == 2, seen.answers
-    assert len(seen.pids("resources/read")) == 2, seen.answers
+    assert seen.pids("tools/call") == {a, b}, seen.answers
+    assert seen.pids("resources/read") == {a, b}, seen.answers
     if mode == "legacy":
-        (initialized,) = seen.pids("initialize")
-        assert seen.pids("tools/call") - {initialized}, "no call landed on a worker other than initialize's"
+        assert seen.pids("initialize") == {a}, seen.answers
+
+
+def dump_id_in(text: str) -> str:
+    m = re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text)
+    assert m, f"no dump URI in: {text!r}"
+    return m[1]
+
+
+def test_a_dump_written_by_one_worker_is_heard_and_read_on_the_other(two_workers: HttpServer) -> None:
+    """A 2026-07-28 listen stream on worker A hears of the dump worker B wrote; A reads it, and lists it."""
+    a, b = worker_pids(two_workers.stderr())
+    seen = Seen()
+    steer = Steer(seen)
+    steer.want = a
+    session = Session(steered_target(two_workers.url, steer), "auto")
+    try:
+
+        async def go(c: Client) -> tuple[str, Any, Any]:
+            async with c.listen(resources_list_changed=True, resource_subscriptions=["hive://failed-requests"]) as sub:
+                steer.want = b
+                failed = await c.call_tool("complete", {"prompt": "please fail", "max_retries": 0})
+                assert failed.is_error, text_of(failed)
+                heard: set[str] = set()
+                with anyio.fail_after(30):
+                    async for event in sub:
+                        heard.add(getattr(event, "uri", None) or type(event).__name__)
+                        if {"ResourcesListChanged", "hive://failed-requests"} <= heard:
+                            break
+            steer.want = a
+            dump_id = dump_id_in(text_of(failed))
+            one = await c.read_resource(f"hive://failed-requests/{dump_id}")
+            listing = await c.call_tool("list_failed_requests", {"limit": 200})
+            return dump_id, one, listing
+
+        dump_id, one, listing = session.run(go, timeout=90)
+    finally:
+        session.close()
+    assert seen.pids("subscriptions/listen") == {a}, seen.answers
+    assert [pid for m, pid in seen.answers if m == "tools/call"][0] == b, seen.answers
+    assert "upstream exploded" in one.contents[0].text
+    assert dump_id in {i["id"] for i in listing.structured_content["items"]}
 
 
 # ---------------------------------------------------------------------------
 # SIGTERM to the parent drains every worker
 # ---------------------------------------------------------------------------
 
-MAX_CALLS = 30
+CALLS = 6
 
 
 def test_sigterm_lets_every_workers_calls_finish_and_exits_0(tmp_path: Path) -> None:
@@ -199,7 +207,9 @@ def test_sigterm_lets_every_workers_calls_finish_and_exits_0(tmp_path: Path) -> 
         try:
             server.wait_ready()
             wait_loaded(server)
-            session = Session(spread_target(server.url, seen), "legacy")
+            pids = worker_pids(server.stderr())
+            steer = Steer(seen)
+            session = Session(steered_target(server.url, steer), "legacy")
 
             async def go(c: Client) -> list[Any]:
                 outcomes: list[Any] = []
@@ -216,14 +226,13 @@ def test_sigterm_lets_every_workers_calls_finish_and_exits_0(tmp_path: Path) -> 
                         outcomes.append(exc)
 
                 async with anyio.create_task_group() as tg:
-                    # Calls one after another (each on a new connection) until both workers hold some.
-                    for _ in range(MAX_CALLS):
+                    # Calls one after another, on each worker in turn, each held after its first text.
+                    for i in range(CALLS):
+                        steer.want = pids[i % 2]
                         started = anyio.Event()
                         tg.start_soon(one, started)
                         with anyio.fail_after(60):
                             await started.wait()  # its stream has sent its first text and is held
-                        if len(seen.pids("tools/call")) == 2:
-                            break
                     server.signal_stop()
                     held.release()
                 return outcomes

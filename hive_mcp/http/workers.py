@@ -28,7 +28,7 @@ import uvicorn
 
 from ..net import host_for_url
 from .app import BACKSTOP_S, build_app
-from .asgi import MCP_PATH, Receive, Scope, Send
+from .asgi import MCP_PATH, Receive, Scope, Send, header, respond
 from .hosts import transport_security_settings
 from .shutdown import Shutdown, let_event_streams_end
 
@@ -36,14 +36,17 @@ if TYPE_CHECKING:
     from ..models.config import ModelsConfig
     from ..settings import Settings
 
-__all__ = ["FACTORY", "WORKER_HEADER", "WorkerConfig", "create_app", "run_workers"]
+__all__ = ["FACTORY", "WANT_HEADER", "WORKER_HEADER", "WorkerConfig", "create_app", "run_workers"]
 
 logger = logging.getLogger("hive_mcp.http")
 
 FACTORY = "hive_mcp.http.workers:create_app"
 WORKER_HEADER = b"x-hive-mcp-worker"
+WANT_HEADER = b"x-hive-mcp-want-worker"
 TEST_HOOKS_ENV = "HIVE_MCP_TEST_HOOKS"
-"""Test hook, not a setting: `worker-pid` adds the answering worker's pid to every response (WORKER_HEADER)."""
+"""Test hook, not a setting: `worker-pid` adds the answering worker's pid to every response (WORKER_HEADER),
+and a request naming a pid in WANT_HEADER that another worker accepted gets 503 (the test retries it on a new
+connection): how tests send a request to the worker they mean."""
 
 _spec: tuple[Settings, tuple[str, ...], ModelsConfig | None] | None = None
 """In a worker: what `create_app` builds from (set by `WorkerConfig.load`)."""
@@ -98,6 +101,10 @@ class _Worker:
         if scope.get("type") == "lifespan":
             self._follow_exit_signals(asyncio.get_running_loop())
         elif self.pid_header and scope.get("type") == "http":
+            wanted = header(scope, WANT_HEADER)
+            if wanted is not None and wanted != self.pid:
+                await respond(send, 503, {"error": "another worker was asked for"}, [(WORKER_HEADER, self.pid)])
+                return
             inner = send
 
             async def send(message: dict[str, Any]) -> None:  # noqa: F811 - the same send, tagged

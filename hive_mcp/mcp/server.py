@@ -21,7 +21,7 @@ from mcp_types import (
 
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 
 from .. import __version__
 from ..dashboard.app import dashboard_apps
@@ -32,6 +32,7 @@ from ..models.static import StaticCatalogue
 from ..provider.base import LLMProvider
 from ..conversations import ConversationLocks, ConversationStore
 from ..sdk_compat import lowlevel_server
+from .bus import running as running_bus
 from .catalogue import ModelsView
 from .constants import CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
@@ -65,6 +66,8 @@ def build_server(
     default_max_tokens: int | None = None,
     catalogue: Catalogue | None = None,
     conversations: ConversationStore | None = None,
+    bus: SubscriptionBus | None = None,
+    dump_watch: Any = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -78,7 +81,10 @@ def build_server(
     None leaves it to the provider's own default. `catalogue` is what `model`
     may name (default: the default model, and any litellm model string).
     `conversations` is the store that keeps them (None: conversations off,
-    results carry no id).
+    results carry no id). `bus` carries change events to `subscriptions/listen`
+    streams (default: in this process only; `bus.RedisSubscriptionBus` crosses
+    processes); `dump_watch` (a `dumps.DumpDirectoryWatch`) tells of dumps other
+    processes wrote to the same directory.
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -103,9 +109,13 @@ def build_server(
     handlers = (resources.list_resources, resources.list_resource_templates, resources.read_resource)
     if service is not None:
         handlers = conversation_resources(service, resources)
-    bus = InMemorySubscriptionBus()
+    bus = bus if bus is not None else InMemorySubscriptionBus()
+    watched = [] if dump_watch is None else [
+        ChangeSource(dump_watch.add_listener, dump_watch.remove_listener, lambda: (INDEX_URI,), list_changed=True)
+    ]
     notifier = ChangeNotifier(
         [
+            *watched,
             # A dump written or pruned changes the list and the index.
             ChangeSource(store.add_listener, store.remove_listener, lambda: (INDEX_URI,), list_changed=True),
             # A deployment entering or leaving cooldown changes the catalogue's content, not the list.
@@ -118,7 +128,7 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
-        async with notifier.running():
+        async with running_bus(bus), notifier.running():
             yield {}
 
     server: MCPServer = MCPServer(
