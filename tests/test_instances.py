@@ -1,0 +1,249 @@
+"""Two stateless hive-mcp instances on two ports sharing one real valkey-server, behind a "load balancer".
+
+The client's HTTP requests alternate between the instances (or go to the one
+a step names), as a balancer without session affinity would send them: the
+handshake on one and the calls on the other, a conversation continued across
+them, a dump written by one and heard on the other's listen stream, and a
+cooldown one caused that the other respects. Each instance has its own dump
+directory, as on two machines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.processes import child_env
+from tests.servers import HttpServer, Session, text_of
+from tests.upstream import Reply, Upstream
+from tests.valkey import ValkeyProcess, valkey_binary
+
+DEP_KEY = "sk-instances-0123456789SECRET"
+
+
+class Balancer(httpx2.AsyncBaseTransport):
+    """Sends each request to the next instance in turn, or to `pinned`; records (method, port)."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.pinned: int | None = None
+        self.turn = 0
+        self.answers: list[tuple[str, int]] = []
+        self._inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        port = self.pinned if self.pinned is not None else self.ports[self.turn % len(self.ports)]
+        self.turn += 1
+        request.url = request.url.copy_with(port=port)
+        request.headers["host"] = f"127.0.0.1:{port}"
+        if request.method == "POST":
+            try:
+                body = json.loads(request.content)
+                self.answers.append((body.get("method", "?") if isinstance(body, dict) else "batch", port))
+            except ValueError:
+                pass
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def ports_of(self, method: str) -> set[int]:
+        return {port for m, port in self.answers if m == method}
+
+
+def balanced(url: str, balancer: Balancer) -> Callable[[], Any]:
+    @asynccontextmanager
+    async def target() -> AsyncIterator[Any]:
+        async with httpx2.AsyncClient(transport=balancer, timeout=httpx2.Timeout(30.0, read=300.0)) as http:
+            async with streamable_http_client(url, http_client=http) as streams:
+                yield streams
+
+    return target
+
+
+def write_config(path: Path, cold: Upstream, warm: Upstream, broken: Upstream, redis_port: int) -> Path:
+    path.write_text(f"""
+model_list:
+  - model_name: fast
+    litellm_params: {{model: openai/model-a, api_base: "{cold.base_url}", api_key: os.environ/DEP_KEY}}
+  - model_name: fast
+    litellm_params: {{model: openai/model-b, api_base: "{warm.base_url}", api_key: os.environ/DEP_KEY}}
+  - model_name: broken
+    litellm_params: {{model: openai/model-c, api_base: "{broken.base_url}", api_key: os.environ/DEP_KEY}}
+router_settings:
+  cooldown_time: 120
+  redis_host: 127.0.0.1
+  redis_port: {redis_port}
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[tuple[Upstream, Upstream, Upstream]]:
+    """cold always answers 429 (Retry-After 30); warm answers; broken answers 500."""
+    ups = (
+        Upstream(Reply.error(429, headers={"retry-after": "30"})).start(),
+        Upstream(Reply.text("from warm")).start(),
+        Upstream(Reply.error(500, "upstream exploded")).start(),
+    )
+    yield ups
+    for up in ups:
+        up.stop()
+
+
+@pytest.fixture(scope="module")
+def valkey() -> Iterator[ValkeyProcess]:
+    with ValkeyProcess(valkey_binary()) as server:  # its own: the change channel is server-wide
+        yield server
+
+
+@pytest.fixture(scope="module")
+def instances(
+    upstreams: tuple[Upstream, Upstream, Upstream], valkey: ValkeyProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[HttpServer]]:
+    workdir = tmp_path_factory.mktemp("instances")
+    config = write_config(workdir / "config.yaml", *upstreams, redis_port=valkey.port)
+    servers = []
+    for name in ("one", "two"):
+        env = child_env(
+            PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", DEP_KEY=DEP_KEY, HIVE_MCP_STATE_URL=valkey.url,
+            HIVE_MCP_DUMP_DIR=str(workdir / f"{name}-dumps"), HIVE_HOME=str(workdir / f"{name}-home"),
+            LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
+        )  # fmt: skip
+        servers.append(HttpServer("http", env, workdir, name, args=["--stateless", "--config", str(config)]))
+    try:
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        codes = [server.terminate() for server in servers]
+    assert codes == [0, 0], [s.stderr() for s in servers]
+
+
+def ports(servers: list[HttpServer]) -> list[int]:
+    return [s.port for s in servers]
+
+
+def call(c: Client, **args: Any) -> Any:
+    return c.call_tool("complete", {"prompt": "hi", **args})
+
+
+# First: a later test's calls could cool the deployment down before this one watches it happen.
+def test_a_cooldown_caused_on_one_instance_holds_on_the_other(
+    instances: list[HttpServer], upstreams: tuple[Upstream, Upstream, Upstream]
+) -> None:
+    cold = upstreams[0]
+    one, two = ports(instances)
+    balancer = Balancer([one, two])
+    balancer.pinned = one
+    session = Session(balanced(instances[0].url, balancer), "auto")
+    try:
+
+        async def go(c: Client) -> int:
+            before = len(cold.chat_requests())
+            for _ in range(40):  # until one call tried the cold deployment first (its 429 cools it)
+                result = await call(c, model="fast")
+                assert not result.is_error, text_of(result)
+                if len(cold.chat_requests()) > before:
+                    break
+            assert len(cold.chat_requests()) > before, "no call went to the cold deployment"
+            cooled = len(cold.chat_requests())
+            balancer.pinned = two
+            for _ in range(10):
+                result = await call(c, model="fast")
+                assert not result.is_error and text_of(result) == "from warm", text_of(result)
+            return len(cold.chat_requests()) - cooled
+
+        after = session.run(go, timeout=120)
+    finally:
+        session.close()
+    assert after == 0  # the other instance never sent to the deployment the first one cooled down
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_initialize_on_one_instance_and_calls_on_the_other(instances: list[HttpServer], mode: str) -> None:
+    one, two = ports(instances)
+    balancer = Balancer([one, two])
+    balancer.pinned = one
+    session = Session(balanced(instances[0].url, balancer), mode)
+    try:
+
+        async def go(c: Client) -> list[Any]:
+            balancer.pinned = None  # alternate from here on
+            results = [await call(c, model="fast", max_retries=0) for _ in range(4)]
+            results.append(await c.read_resource("hive://failed-requests"))
+            results.append(await c.read_resource("hive://failed-requests"))
+            return results
+
+        results = session.run(go, timeout=90)
+    finally:
+        session.close()
+    for result in results[:4]:
+        assert not result.is_error and text_of(result) == "from warm", text_of(result)
+    assert balancer.ports_of("tools/call") == {one, two}, balancer.answers
+    assert balancer.ports_of("resources/read") == {one, two}, balancer.answers
+    if mode == "legacy":
+        assert balancer.ports_of("initialize") == {one}
+
+
+def test_a_conversation_continues_on_the_other_instance(
+    instances: list[HttpServer], upstreams: tuple[Upstream, Upstream, Upstream]
+) -> None:
+    one, two = ports(instances)
+    warm = upstreams[1]
+    balancer = Balancer([one, two])
+    balancer.pinned = one
+    session = Session(balanced(instances[0].url, balancer), "auto")
+    try:
+
+        async def go(c: Client) -> tuple[Any, Any]:
+            first = await call(c, model="fast", prompt="my name is Ada")
+            balancer.pinned = two
+            second = await call(c, model="fast", prompt="what is my name?",
+                                conversation_id=first.structured_content["conversation_id"])
+            return first, second
+
+        first, second = session.run(go, timeout=90)
+    finally:
+        session.close()
+    assert not second.is_error, text_of(second)
+    assert second.structured_content["conversation_id"] == first.structured_content["conversation_id"]
+    sent = json.dumps(warm.chat_requests()[-1].messages)
+    assert "my name is Ada" in sent and "from warm" in sent and "what is my name?" in sent  # the history, from Redis
+
+
+def test_a_dump_written_by_one_instance_is_heard_on_the_other(instances: list[HttpServer]) -> None:
+    one, two = ports(instances)
+    balancer = Balancer([one, two])
+    balancer.pinned = one
+    session = Session(balanced(instances[0].url, balancer), "auto")
+    try:
+
+        async def go(c: Client) -> tuple[Any, set[str]]:
+            async with c.listen(resources_list_changed=True, resource_subscriptions=["hive://failed-requests"]) as sub:
+                balancer.pinned = two
+                failed = await call(c, model="broken", max_retries=0)
+                heard: set[str] = set()
+                with anyio.fail_after(30):
+                    async for event in sub:
+                        heard.add(getattr(event, "uri", None) or type(event).__name__)
+                        if {"ResourcesListChanged", "hive://failed-requests"} <= heard:
+                            break
+            return failed, heard
+
+        failed, heard = session.run(go, timeout=90)
+    finally:
+        session.close()
+    assert failed.is_error and re.search(r"hive://failed-requests/\S+", text_of(failed)), text_of(failed)
+    assert balancer.ports_of("subscriptions/listen") == {one}
+    assert [p for m, p in balancer.answers if m == "tools/call"] == [two]
