@@ -12,12 +12,13 @@ Kept free of heavy imports: the command line checks these before anything loads.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["WORKERS_PER_CPU", "change_sharing", "max_workers", "scaling_problem", "serves_stateless"]
+__all__ = ["WORKERS_PER_CPU", "change_sharing", "dump_store", "max_workers", "scaling_problem", "serves_stateless"]
 
 WORKERS_PER_CPU = 4
 """More workers than this per CPU only compete for the cores (and each holds litellm, about 200 MB)."""
@@ -82,3 +83,22 @@ def change_sharing(settings: Settings, store: Any) -> tuple[Any, Any]:
 
         return None, DumpDirectoryWatch(store)
     return None, None
+
+
+def dump_store(settings: Settings, secrets: Iterable[str] = (), *, retention: bool = True) -> Any:
+    """The failure-dump store: in Redis with HIVE_MCP_STATE_URL (the dump directory while it is down), else the
+    directory. Without `retention` nothing is pruned (what `hive-mcp dumps` opens)."""
+    from .dumps import DumpStore
+
+    limits: dict[str, Any] = (
+        {"max_count": settings.dump_max_count, "max_bytes": settings.dump_max_bytes, "max_age": settings.dump_max_age}
+        if retention
+        else {"max_count": None, "max_bytes": None, "max_age": None}
+    )
+    if not settings.state_url:
+        return DumpStore(settings.dump_dir, secrets=secrets, **limits)
+    from .conversations.urls import with_password
+    from .dumps.redis_store import RedisDumpStore
+
+    password = settings.state_password.get_secret_value() if settings.state_password is not None else None
+    return RedisDumpStore(with_password(settings.state_url, password), settings.dump_dir, secrets=secrets, **limits)

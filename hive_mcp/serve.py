@@ -280,7 +280,6 @@ def build(settings: Settings, config: ModelsConfig | None = None) -> tuple[Any, 
     `start()`, so the server answers `initialize` and `tools/list` without waiting.
     Every key and password in the config is a secret of the dumps and the provider.
     """
-    from .dumps import DumpStore
     from .limits import Limits
     from .mcp import build_server
     from .dashboard import Sources
@@ -289,16 +288,10 @@ def build(settings: Settings, config: ModelsConfig | None = None) -> tuple[Any, 
     from .provider.catalogue import ConfigCatalogue, DefaultCatalogue
     from .provider.deferred import DeferredProvider
     from .provider.retry import RetryPolicy
-    from .scaling import change_sharing
+    from .scaling import change_sharing, dump_store
 
     key = settings.api_key_value
-    store = DumpStore(
-        settings.dump_dir,
-        max_count=settings.dump_max_count,
-        max_bytes=settings.dump_max_bytes,
-        max_age=settings.dump_max_age,
-        secrets=(*((key,) if key else ()), *(config.secrets if config is not None else ())),
-    )
+    store = dump_store(settings, (*((key,) if key else ()), *(config.secrets if config is not None else ())))
     catalogue = ConfigCatalogue(config) if config is not None else DefaultCatalogue(settings.model)
 
     def load_provider() -> LLMProvider:
@@ -385,7 +378,7 @@ def _serve(settings: Settings, tokens: tuple[str, ...], config: ModelsConfig | N
         settings.model,
         f" (groups from {config.path})" if config is not None else "",
         f" at {settings.api_base}" if settings.api_base else "",
-        settings.dump_dir,
+        store.location() if hasattr(store, "location") else settings.dump_dir,
         f", settings from {settings.env_file}" if settings.env_file else "",
     )
     if not settings.api_key_value and config is None:

@@ -222,14 +222,14 @@ def test_a_conversation_continues_on_the_other_instance(
     assert "my name is Ada" in sent and "from warm" in sent and "what is my name?" in sent  # the history, from Redis
 
 
-def test_a_dump_written_by_one_instance_is_heard_on_the_other(instances: list[HttpServer]) -> None:
+def test_a_dump_written_by_one_instance_is_heard_and_read_on_the_other(instances: list[HttpServer]) -> None:
     one, two = ports(instances)
     balancer = Balancer([one, two])
     balancer.pinned = one
     session = Session(balanced(instances[0].url, balancer), "auto")
     try:
 
-        async def go(c: Client) -> tuple[Any, set[str]]:
+        async def go(c: Client) -> tuple[Any, Any, Any]:
             async with c.listen(resources_list_changed=True, resource_subscriptions=["hive://failed-requests"]) as sub:
                 balancer.pinned = two
                 failed = await call(c, model="broken", max_retries=0)
@@ -239,11 +239,18 @@ def test_a_dump_written_by_one_instance_is_heard_on_the_other(instances: list[Ht
                         heard.add(getattr(event, "uri", None) or type(event).__name__)
                         if {"ResourcesListChanged", "hive://failed-requests"} <= heard:
                             break
-            return failed, heard
+            balancer.pinned = one
+            found = re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text_of(failed))
+            assert failed.is_error and found, text_of(failed)
+            one_read = await c.read_resource(found[0])
+            listing = await c.call_tool("list_failed_requests", {"limit": 200})
+            return found[1], one_read, listing
 
-        failed, heard = session.run(go, timeout=90)
+        dump_id, one_read, listing = session.run(go, timeout=90)
     finally:
         session.close()
-    assert failed.is_error and re.search(r"hive://failed-requests/\S+", text_of(failed)), text_of(failed)
+    assert "upstream exploded" in one_read.contents[0].text  # written by two, in Redis, read through one
+    assert dump_id in {i["id"] for i in listing.structured_content["items"]}
+    assert not list((instances[1].stderr_path.parent / "two-dumps").glob("*.json"))  # in Redis, not on disk
     assert balancer.ports_of("subscriptions/listen") == {one}
-    assert [p for m, p in balancer.answers if m == "tools/call"] == [two]
+    assert [p for m, p in balancer.answers if m == "tools/call"][0] == two
