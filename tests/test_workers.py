@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import json
+import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,3 +254,53 @@ def test_sigterm_lets_every_workers_calls_finish_and_exits_0(tmp_path: Path) -> 
     assert len(seen.pids("tools/call")) == 2, seen.answers  # both workers had calls in flight
     assert log.count("shutting down:") == 2, log  # each worker drained
 
+
+
+def test_a_worker_that_dies_is_replaced_and_its_calls_end_with_an_error(tmp_path: Path) -> None:
+    """SIGKILL to a worker with a stream in flight: that call fails at once (no hang); a new worker takes its place."""
+    held = Upstream(reply_for=lambda r: Reply.stream(["never ", "finished"], hold_after=1) if r.body.get("stream")
+                    else Reply.text("all good"))
+    with held:
+        server = HttpServer("http", workers_env(held, tmp_path / "dumps"), tmp_path, "dies", args=["--workers", "2"])
+        session: Session | None = None
+        try:
+            server.wait_ready()
+            wait_loaded(server)
+            victim, survivor = worker_pids(server.stderr())
+            steer = Steer(Seen())
+            steer.want = victim
+            session = Session(steered_target(server.url, steer), "legacy")
+
+            async def go(c: Client) -> Any:
+                started = anyio.Event()
+
+                async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                    if message:
+                        started.set()
+
+                outcome: list[Any] = []
+
+                async def one() -> None:
+                    try:
+                        outcome.append(await c.call_tool("stream_complete", {"prompt": "x"}, progress_callback=on_progress))
+                    except Exception as exc:  # noqa: BLE001 - what the client sees is the point
+                        outcome.append(exc)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(one)
+                    with anyio.fail_after(60):
+                        await started.wait()
+                    os.kill(victim, signal.SIGKILL)
+                return outcome[0]
+
+            outcome = session.run(go, timeout=60)  # bounded: a hang fails here
+            wait_loaded(server, workers=3)  # the replacement loaded its provider
+            steer.want = survivor
+            after = session.run(lambda c: c.call_tool("complete", {"prompt": "still there?"}))
+        finally:
+            server.terminate()
+            if session is not None:
+                session.close()
+    assert isinstance(outcome, Exception) or outcome.is_error, outcome
+    assert not after.is_error and text_of(after) == "all good"
+    assert "died" in server.stderr()
