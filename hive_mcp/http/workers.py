@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -149,12 +150,61 @@ def run_workers(settings: Settings, tokens: tuple[str, ...], models: ModelsConfi
         server_header=False,
         timeout_graceful_shutdown=settings.shutdown_grace_s + BACKSTOP_S,
     )
-    sock = config.bind_socket()
+    sock, listeners = _listeners(settings.host, settings.port, config.backlog)
+    if sock is None:
+        sock = config.bind_socket()
+        listeners = [sock]
     logger.info(
         "serving MCP over stateless streamable HTTP at http://%s:%d%s with %d workers",
         host_for_url(settings.host), settings.port, MCP_PATH, settings.workers,
     )  # fmt: skip
     try:
-        Multiprocess(config, sockets=[sock]).run()
+        Multiprocess(config, sockets=listeners).run()
     finally:
         sock.close()
+
+
+def _listeners(host: str, port: int, backlog: int) -> tuple[socket.socket | None, list[Any]]:
+    """The port held by the parent, and what each worker unpickles as its own listening socket.
+
+    uvicorn shares one listening socket among its workers, and the first worker
+    to wake drains the whole accept queue: under a burst of connections one
+    worker took four in five. With SO_REUSEPORT each worker listens on a socket
+    of its own and the kernel spreads new connections over them. The parent only
+    binds (so a port in use fails at once, and no other user can take it): a
+    socket that does not listen is given no connections. (None, []) where the
+    platform has no SO_REUSEPORT: then the shared socket, as uvicorn does it.
+    """
+    if not hasattr(socket, "SO_REUSEPORT"):
+        return None, []
+    held = _bound(host, port)
+    return held, [_OwnListener(host, port, backlog)]
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _listening(host: str, port: int, backlog: int) -> socket.socket:
+    """In a worker: its own socket on the shared port (unpickled from `_OwnListener`)."""
+    sock = _bound(host, port)
+    sock.listen(backlog)
+    return sock
+
+
+class _OwnListener:
+    """Stands for a socket in the list uvicorn passes to each worker; becomes that worker's own listener."""
+
+    def __init__(self, host: str, port: int, backlog: int) -> None:
+        self.args = (host, port, backlog)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int, int]]:
+        return _listening, self.args
