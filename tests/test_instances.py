@@ -25,7 +25,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.processes import child_env
 from tests.servers import HttpServer, Session, text_of
-from tests.upstream import Reply, Upstream
+from tests.upstream import RecordedRequest, Reply, Upstream
 from tests.valkey import ValkeyProcess, valkey_binary
 
 DEP_KEY = "sk-instances-0123456789SECRET"
@@ -88,12 +88,18 @@ router_settings:
     return path
 
 
+def _warm(request: RecordedRequest) -> Reply:
+    if isinstance(request.body, dict) and request.body.get("stream"):
+        return Reply.stream(["held ", "text"], hold_after=1)
+    return Reply.text("from warm")
+
+
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[tuple[Upstream, Upstream, Upstream]]:
     """cold always answers 429 (Retry-After 30); warm answers; broken answers 500."""
     ups = (
         Upstream(Reply.error(429, headers={"retry-after": "30"})).start(),
-        Upstream(Reply.text("from warm")).start(),
+        Upstream(reply_for=_warm).start(),
         Upstream(Reply.error(500, "upstream exploded")).start(),
     )
     yield ups
@@ -119,6 +125,7 @@ def instances(
             PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", DEP_KEY=DEP_KEY, HIVE_MCP_STATE_URL=valkey.url,
             HIVE_MCP_DUMP_DIR=str(workdir / f"{name}-dumps"), HIVE_HOME=str(workdir / f"{name}-home"),
             LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
+            REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT="1",  # litellm's pause after Redis failed (default 60 s)
         )  # fmt: skip
         servers.append(HttpServer("http", env, workdir, name, args=["--stateless", "--config", str(config)]))
     try:
@@ -254,3 +261,93 @@ def test_a_dump_written_by_one_instance_is_heard_and_read_on_the_other(instances
     assert not list((instances[1].stderr_path.parent / "two-dumps").glob("*.json"))  # in Redis, not on disk
     assert balancer.ports_of("subscriptions/listen") == {one}
     assert [p for m, p in balancer.answers if m == "tools/call"][0] == two
+
+
+STREAMS = 50
+
+
+def test_redis_stopped_in_the_middle_of_50_streams(
+    instances: list[HttpServer], upstreams: tuple[Upstream, Upstream, Upstream], valkey: ValkeyProcess
+) -> None:
+    """Streams in flight on both instances; Redis stops; failing calls meanwhile; Redis returns.
+
+    Every call gets one outcome (the streams their whole text), every dump written
+    while Redis was away is kept and, once it is back, readable through both
+    instances, and a conversation started afterwards continues across them.
+    """
+    warm = upstreams[1]
+    one, two = ports(instances)
+    balancer = Balancer([one, two])
+    session = Session(balanced(instances[0].url, balancer), "auto")
+    failing = STREAMS // 10
+    try:
+
+        async def go(c: Client) -> tuple[list[Any], list[Any]]:
+            streamed: list[Any] = []
+            failed: list[Any] = []
+            started = [anyio.Event() for _ in range(STREAMS - failing)]
+
+            async def stream(i: int) -> None:
+                async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                    if message:
+                        started[i].set()
+
+                streamed.append(await c.call_tool("stream_complete", {"prompt": f"s{i}", "model": "fast"},
+                                                  progress_callback=on_progress))  # fmt: skip
+
+            async with anyio.create_task_group() as tg:
+                for i in range(STREAMS - failing):
+                    tg.start_soon(stream, i)
+                with anyio.fail_after(60):
+                    for event in started:
+                        await event.wait()  # every stream in flight, held after its first text
+                await anyio.to_thread.run_sync(valkey.stop)
+                for _ in range(failing):
+                    failed.append(await call(c, model="broken", max_retries=0))
+                warm.release()
+            return streamed, failed
+
+        streamed, failed = session.run(go, timeout=180)
+        valkey.start()
+        dump_ids = [re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text_of(f))[1] for f in failed]
+
+        async def recovered(c: Client) -> tuple[list[str], Any]:
+            for pinned in (one, two):  # a write that reaches Redis moves the local dumps there
+                balancer.pinned = pinned
+                for _ in range(40):
+                    await call(c, model="broken", max_retries=0)
+                    if "failure dumps are shared again" in instances[ports(instances).index(pinned)].stderr():
+                        break
+                    await anyio.sleep(0.5)  # the store asks a Redis that failed again only every few seconds
+            texts = []
+            for pinned in (one, two):
+                balancer.pinned = pinned
+                for dump_id in dump_ids:
+                    texts.append((await c.read_resource(f"hive://failed-requests/{dump_id}")).contents[0].text)
+            balancer.pinned = one
+            first = await call(c, model="fast", prompt="after the outage")
+            balancer.pinned = two
+            return texts, await call(c, model="fast", prompt="still?",
+                                     conversation_id=first.structured_content["conversation_id"])
+
+        texts, continued = session.run(recovered, timeout=180)
+    finally:
+        session.close()
+        if not _pong(valkey):  # the module's later tests (none today) get their Redis back
+            valkey.start()
+    assert len(streamed) == STREAMS - failing
+    for result in streamed:
+        assert not result.is_error and text_of(result) == "held text", text_of(result)
+    assert len(failed) == failing and all(f.is_error for f in failed)
+    assert len(texts) == 2 * failing and all("upstream exploded" in t for t in texts)  # no dump lost
+    assert not continued.is_error, text_of(continued)
+    for server in instances:
+        log = server.stderr()
+        assert "Traceback" not in log, log
+        assert log.count("unavailable for failure dumps") <= 1  # one warning per outage
+
+
+def _pong(server: ValkeyProcess) -> bool:
+    from tests.valkey import _pong as pong
+
+    return pong(server.port)
