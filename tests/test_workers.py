@@ -304,3 +304,61 @@ def test_a_worker_that_dies_is_replaced_and_its_calls_end_with_an_error(tmp_path
     assert isinstance(outcome, Exception) or outcome.is_error, outcome
     assert not after.is_error and text_of(after) == "all good"
     assert "died" in server.stderr()
+
+
+LOAD = 500
+
+
+def _load_reply(request: RecordedRequest) -> Reply:
+    faulty = "faulty" in json.dumps(request.messages)
+    return Reply.stream(["al", "pha ", "beta"], drop_after=1 if faulty else None)
+
+
+def test_500_streams_one_in_ten_faulty_over_2_workers(tmp_path: Path) -> None:
+    """The hardening load against two workers: every call one outcome, no text lost or doubled, both workers used."""
+    with Upstream(reply_for=_load_reply) as upstream:
+        env = workers_env(upstream, tmp_path / "dumps")
+        env["HIVE_MCP_MAX_IN_FLIGHT"] = str(LOAD)
+        server = HttpServer("http", env, tmp_path, "load", args=["--workers", "2"])
+        seen = Seen()
+        session: Session | None = None
+        try:
+            server.wait_ready()
+            wait_loaded(server)
+            steer = Steer(seen)
+            session = Session(steered_target(server.url, steer), "legacy")
+
+            async def go(c: Client) -> list[tuple[int, Any, str]]:
+                outcomes: list[tuple[int, Any, str]] = []
+
+                async def one(i: int) -> None:
+                    texts: list[str] = []
+
+                    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                        if message:
+                            texts.append(message)
+
+                    prompt = f"faulty {i}" if i % 10 == 0 else f"fine {i}"
+                    result = await c.call_tool("stream_complete", {"prompt": prompt, "max_retries": 0},
+                                               progress_callback=on_progress)  # fmt: skip
+                    outcomes.append((i, result, "".join(texts)))
+
+                async with anyio.create_task_group() as tg:
+                    for i in range(LOAD):
+                        tg.start_soon(one, i)
+                return outcomes
+
+            outcomes = session.run(go, timeout=240)
+        finally:
+            server.terminate()
+            if session is not None:
+                session.close()
+    assert sorted(i for i, _, _ in outcomes) == list(range(LOAD))  # one outcome each
+    for i, result, progress in outcomes:
+        if i % 10 == 0:
+            assert result.is_error, text_of(result)
+        else:
+            assert not result.is_error, text_of(result)
+            assert text_of(result) == "alpha beta" and progress == "alpha beta", (text_of(result), progress)
+    assert len(seen.pids("tools/call")) == 2, seen.answers[:5]
+    assert "Traceback" not in server.stderr()
