@@ -168,8 +168,8 @@ def _listeners(host: str, port: int, backlog: int) -> tuple[socket.socket | None
     """The port held by the parent, and what each worker unpickles as its own listening socket.
 
     uvicorn shares one listening socket among its workers, and the first worker
-    to wake drains the whole accept queue: under a burst of connections one
-    worker took four in five. With SO_REUSEPORT each worker listens on a socket
+    to wake drains the whole accept queue, so a burst of connections lands
+    mostly on one worker. With SO_REUSEPORT each worker listens on a socket
     of its own and the kernel spreads new connections over them. The parent only
     binds (so a port in use fails at once, and no other user can take it): a
     socket that does not listen is given no connections. (None, []) where the
