@@ -6,7 +6,8 @@ prints its table as it finishes; the JSON (rows, details, machine) is rewritten
 after every section. Not part of the test suite: timings on a noisy machine
 make flaky tests.
 
-Sections: overhead, streaming, concurrency, startup, memory, dumps, conversations, routing (see each module).
+Sections: overhead, streaming, concurrency, startup, memory, dumps, conversations, routing, workers (see each
+module).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, conversations, dumps, memory, overhead, routing, startup, streaming
+from bench import concurrency, conversations, dumps, memory, overhead, routing, startup, streaming, workers
 from bench.common import ROOT, Bench, Row, Section, UpstreamProcess
 
 SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
@@ -38,6 +39,7 @@ SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
     "dumps": dumps.run,
     "conversations": conversations.run,
     "routing": routing.run,
+    "workers": workers.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

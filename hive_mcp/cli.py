@@ -308,10 +308,12 @@ def _refuse_key_flag(argv: Sequence[str]) -> None:
 
 
 def _dumps(args: argparse.Namespace) -> int:
-    from .dumps import DumpCorrupt, DumpLookupError, DumpStore
+    from .dumps import DumpCorrupt, DumpLookupError
+    from .scaling import dump_store
 
-    settings = load_settings({"dump_dir": args.dump_dir}, env_file=args.env_file, only=("dump_dir",), export=False)
-    store = DumpStore(settings.dump_dir, max_count=None, max_bytes=None, max_age=None)
+    settings = load_settings({"dump_dir": args.dump_dir}, env_file=args.env_file,
+                             only=("dump_dir", "state_url", "state_password"), export=False)
+    store = dump_store(settings, retention=False)  # in Redis with HIVE_MCP_STATE_URL
     try:
         if args.dumps_command == "list":
             return _dumps_list(store, args)

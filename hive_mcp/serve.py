@@ -99,6 +99,10 @@ def exposure_problem(settings: Settings, tokens: tuple[str, ...]) -> str | None:
     protection accepts only Host headers it was told, and from a wildcard bind
     no name can be derived.
     """
+    from .scaling import scaling_problem
+
+    if (scaling := scaling_problem(settings)) is not None:
+        return scaling
     if settings.transport == "stdio" or is_loopback(settings.host):
         return None
     if not tokens and not settings.allow_unauthenticated:
@@ -281,7 +285,6 @@ def build(
     `start()`, so the server answers `initialize` and `tools/list` without waiting.
     Every key and password in the config is a secret of the dumps and the provider.
     """
-    from .dumps import DumpStore
     from .limits import Limits
     from .mcp import build_server
     from .dashboard import Sources
@@ -290,15 +293,10 @@ def build(
     from .provider.catalogue import ConfigCatalogue, DefaultCatalogue
     from .provider.deferred import DeferredProvider
     from .provider.retry import RetryPolicy
+    from .scaling import change_sharing, dump_store
 
     key = settings.api_key_value
-    store = DumpStore(
-        settings.dump_dir,
-        max_count=settings.dump_max_count,
-        max_bytes=settings.dump_max_bytes,
-        max_age=settings.dump_max_age,
-        secrets=(*((key,) if key else ()), *(config.secrets if config is not None else ())),
-    )
+    store = dump_store(settings, (*((key,) if key else ()), *(config.secrets if config is not None else ())))
     catalogue = ConfigCatalogue(config) if config is not None else DefaultCatalogue(settings.model)
 
     def load_provider() -> LLMProvider:
@@ -333,6 +331,7 @@ def build(
     from .spend.setup import open_spend
 
     spend = open_spend(settings, config, provider, tokens)
+    bus, dump_watch = change_sharing(settings, store)
     limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings, config)}))
     server = build_server(
         provider,
@@ -344,6 +343,8 @@ def build(
         catalogue=catalogue,
         conversations=conversation_store(settings, config.secrets if config is not None else ()),
         spend=spend,
+        bus=bus,
+        dump_watch=dump_watch,
     )
     models = ModelsView(catalogue, settings.model, limits)
     from .mcp.usage_view import usage_source
@@ -375,6 +376,12 @@ def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any
 
 
 def _serve(settings: Settings, tokens: tuple[str, ...], config: ModelsConfig | None = None) -> int:
+    if settings.workers > 1:  # each worker process builds its own server (hive_mcp.http.workers)
+        from .http.workers import run_workers
+
+        run_workers(settings, tokens, config)
+        logger.info("hive-mcp stopped")
+        return EXIT_OK
     server, provider, store, sources = build(settings, config, tokens)
     logger.info(
         "hive-mcp %s: model %s%s%s, dumps in %s%s",
@@ -382,7 +389,7 @@ def _serve(settings: Settings, tokens: tuple[str, ...], config: ModelsConfig | N
         settings.model,
         f" (groups from {config.path})" if config is not None else "",
         f" at {settings.api_base}" if settings.api_base else "",
-        settings.dump_dir,
+        store.location() if hasattr(store, "location") else settings.dump_dir,
         f", settings from {settings.env_file}" if settings.env_file else "",
     )
     if not settings.api_key_value and config is None:

@@ -356,6 +356,7 @@ def test_every_flag_is_built_from_its_setting_and_reaches_it(tmp_path: Path) -> 
         "--host": ["10.0.0.1"], "--port": ["9"], "--heartbeat": ["2"], "--log-level": ["debug"],
         "--allow-unauthenticated": [], "--allowed-host": ["a", "--allowed-host", "b"],
         "--allowed-origin": ["https://o"], "--config": [str(tmp_path / "models.yaml")],
+        "--workers": ["3"], "--stateless": [], "--force": [],
     }
     assert set(argv) == {spec.flag for spec in SETTINGS_FIELDS if spec.flag}  # no flag untested, none extra
     args = build_parser().parse_args([part for flag, values in argv.items() for part in (flag, *values)])
@@ -366,6 +367,7 @@ def test_every_flag_is_built_from_its_setting_and_reaches_it(tmp_path: Path) -> 
         "m", "http://x/v1", tmp_path, "http", "10.0.0.1", 9, 2.0, "DEBUG"
     )
     assert (s.allow_unauthenticated, s.allowed_hosts, s.allowed_origins) == (True, ("a", "b"), ("https://o",))
+    assert (s.workers, s.stateless, s.force) == (3, True, True)
     # Not given: None, so the environment (then .env, then the default) decides.
     unset = build_parser().parse_args([])
     assert all(getattr(unset, spec.field) is None for spec in SETTINGS_FIELDS if spec.flag)

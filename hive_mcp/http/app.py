@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..net import host_for_url, is_loopback
+from ..scaling import serves_stateless
 from .asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App
 from .guard import HttpGuard
 from .hosts import transport_security_settings
@@ -67,6 +68,7 @@ def build_app(
             host=settings.host,
             transport_security=security,
             max_request_body_size=SDK_BODY_LIMIT,
+            stateless_http=serves_stateless(settings),
         )
     else:
         app = server.sse_app(

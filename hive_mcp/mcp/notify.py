@@ -20,7 +20,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.subscriptions import InMemorySubscriptionBus, ResourcesListChanged, ResourceUpdated
+from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
 
 from ..sdk_compat import run_sync_soon, session_connection
 from .constants import NOTIFY_TIMEOUT_S, logger
@@ -109,7 +109,7 @@ class ChangeNotifier:
     the URIs they subscribed to.
     """
 
-    def __init__(self, sources: Sequence[ChangeSource], bus: InMemorySubscriptionBus) -> None:
+    def __init__(self, sources: Sequence[ChangeSource], bus: SubscriptionBus) -> None:
         self._sources = tuple(sources)
         # One callback per source, kept so that the same object is removed as was added.
         self._callbacks = tuple(self._callback(i) for i in range(len(self._sources)))

@@ -21,7 +21,7 @@ from mcp_types import (
 
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 
 from .. import __version__
 from ..dashboard.app import dashboard_apps
@@ -34,6 +34,7 @@ from ..conversations import ConversationLocks, ConversationStore
 from ..sdk_compat import lowlevel_server
 from ..spend import Spend
 from ..spend.usage import Throttle
+from .bus import running as running_bus
 from .catalogue import ModelsView
 from .constants import CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
@@ -69,6 +70,8 @@ def build_server(
     catalogue: Catalogue | None = None,
     conversations: ConversationStore | None = None,
     spend: Spend | None = None,
+    bus: SubscriptionBus | None = None,
+    dump_watch: Any = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -83,6 +86,9 @@ def build_server(
     may name (default: the default model, and any litellm model string).
     `conversations` is the store that keeps them (None: conversations off,
     results carry no id). `spend` is the ledger and the budgets (None: calls are not metered).
+    `bus` carries change events to `subscriptions/listen` streams (default: in this
+    process only; `bus.RedisSubscriptionBus` crosses processes); `dump_watch` (a
+    `dumps.DumpDirectoryWatch`) tells of dumps other processes wrote to the same directory.
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -112,9 +118,13 @@ def build_server(
     if spend is not None:
         handlers = usage_resources(spend, handlers)
         spend.on_change = usage.changed
-    bus = InMemorySubscriptionBus()
+    bus = bus if bus is not None else InMemorySubscriptionBus()
+    watched = [] if dump_watch is None else [
+        ChangeSource(dump_watch.add_listener, dump_watch.remove_listener, lambda: (INDEX_URI,), list_changed=True)
+    ]
     notifier = ChangeNotifier(
         [
+            *watched,
             # A dump written or pruned changes the list and the index.
             ChangeSource(store.add_listener, store.remove_listener, lambda: (INDEX_URI,), list_changed=True),
             # A deployment entering or leaving cooldown changes the catalogue's content, not the list.
@@ -128,7 +138,7 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
-        async with notifier.running():
+        async with running_bus(bus), notifier.running():
             yield {}
 
     server: MCPServer = MCPServer(

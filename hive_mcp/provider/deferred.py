@@ -49,6 +49,10 @@ class DeferredProvider(LLMProvider):
         """Whether loading has finished (or failed)."""
         return self._loaded.is_set()
 
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until loading has finished (or failed); False if `timeout` passed first."""
+        return self._loaded.wait(timeout)
+
     def start(self) -> None:
         """Begin loading in a daemon thread; later calls do nothing."""
         with self._start_lock:

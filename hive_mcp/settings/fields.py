@@ -273,6 +273,22 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
     )
 
+    workers: int = setting(
+        1,
+        "processes serving http on one port (default: 1); above 1 serves stateless streamable HTTP; at most 4 per "
+        "CPU unless --force",
+        flag="--workers",
+        metavar="N",
+        ge=1,
+    )
+    stateless: bool = setting(
+        False,
+        "serve streamable HTTP without sessions, so any instance behind a load balancer answers any request "
+        "(on with --workers above 1)",
+        flag="--stateless",
+    )
+    force: bool = setting(False, "allow --workers above 4 per CPU", flag="--force")
+
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _split_commas(cls, v: Any) -> Any:

@@ -1,0 +1,197 @@
+"""Failure dumps in Redis (or Valkey): what every instance lists and reads when HIVE_MCP_STATE_URL is set.
+
+The same ids, fields, redaction, retention limits and API as the directory
+(`RedisDumpStore` is a `DumpStore` whose storage primitives are Redis keys):
+
+- ``<prefix>dump:<id>``: the dump's JSON, exactly the bytes a file would hold;
+- ``<prefix>dumps``: a sorted set of every id, all at score 0, so it orders by
+  id, which is by time (ids start with the timestamp);
+- ``<prefix>dump-sizes``: id -> size in bytes, for the byte limit.
+
+A name is taken with SET NX, so two instances never write the same id.
+
+Redis unavailable: the dump goes to the local directory (the store's
+`directory`), with one warning per outage, and is not lost: this instance lists
+and reads it alongside the shared ones, and the next write that reaches Redis
+moves the local dumps there. While Redis is failing it is asked again only every
+`RETRY_S`, so an outage costs the call path at most one connect timeout now and then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ..redact import json_safe, redact_text
+from .format import DumpNotFound, FailureDump, is_valid_dump_id, make_dump_id
+from .store import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, DumpStore
+
+__all__ = ["DEFAULT_PREFIX", "RETRY_S", "RedisDumpStore"]
+
+logger = logging.getLogger("hive_mcp.dumps")
+
+DEFAULT_PREFIX = "hive-mcp:"
+RETRY_S = 5.0
+TIMEOUT_S = 1.0
+_MAX_NAME_TRIES = 16
+
+
+class RedisDumpStore(DumpStore):
+    """Dumps in Redis at `url` (password in the URL), the local `directory` while Redis is unavailable."""
+
+    def __init__(
+        self,
+        url: str,
+        directory: Path | str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        max_count: int | None = DEFAULT_MAX_COUNT,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        max_age: timedelta | None = DEFAULT_MAX_AGE,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        super().__init__(directory, max_count=max_count, max_bytes=max_bytes, max_age=max_age, secrets=secrets)
+        import redis
+
+        self._redis: Any = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._key, self._index, self._sizes = f"{prefix}dump:", f"{prefix}dumps", f"{prefix}dump-sizes"
+        self._down_since: float | None = None
+        self._state_lock = threading.Lock()
+
+    def location(self) -> str:
+        """Where the dumps are, for log lines (no password)."""
+        kwargs = self._redis.connection_pool.connection_kwargs
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return f"Redis at {where} (the local {self.directory} while it is unavailable)"
+
+    # -- Redis health --------------------------------------------------------
+
+    def _usable(self) -> bool:
+        with self._state_lock:
+            return self._down_since is None or time.monotonic() - self._down_since >= RETRY_S
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._state_lock:
+            first = self._down_since is None
+            self._down_since = time.monotonic()
+        if first:
+            logger.warning(
+                "the state store (Redis) is unavailable for failure dumps (%s): they go to %s until it is back",
+                type(exc).__name__, self.directory,
+            )  # fmt: skip
+
+    def _worked(self) -> None:
+        with self._state_lock:
+            was_down, self._down_since = self._down_since is not None, None
+        if was_down:
+            logger.warning("the state store (Redis) is back: failure dumps are shared again")
+        if was_down or DumpStore._scan(self):
+            self._move_local()
+
+    # -- storage primitives ----------------------------------------------------
+
+    def _put(self, dump_id: str, payload: bytes) -> bool:
+        """Store under `dump_id` unless the id is taken; False if it was."""
+        if not self._redis.set(self._key + dump_id, payload, nx=True):
+            return False
+        pipe = self._redis.pipeline()
+        pipe.zadd(self._index, {dump_id: 0})
+        pipe.hset(self._sizes, dump_id, len(payload))
+        pipe.execute()
+        return True
+
+    def _write(self, dump: FailureDump) -> str:
+        if not self._usable():
+            return super()._write(dump)
+        data = json_safe(dump.model_dump(mode="python"))
+        given = dump.id if is_valid_dump_id(dump.id) else None
+        error_type, model = (redact_text(str(data[k]), self._secrets) for k in ("error_type", "model"))
+        try:
+            for attempt in range(_MAX_NAME_TRIES):
+                dump_id = given if given and attempt == 0 else make_dump_id(dump.timestamp, error_type, model)
+                if self._put(dump_id, self._serialize(data, dump_id)):
+                    break
+            else:
+                raise FileExistsError(f"no free dump name after {_MAX_NAME_TRIES} tries")
+        except self._errors as exc:
+            self._failed(exc)
+            return super()._write(dump)
+        self._worked()
+        return dump_id
+
+    def _move_local(self) -> None:
+        """Dumps written locally while Redis was away: into Redis, then off the disk."""
+        for dump_id, _ in super()._scan():
+            try:
+                text, _ = super()._read_raw(dump_id)
+                self._put(dump_id, text.encode("utf-8"))
+            except DumpNotFound:
+                continue
+            except self._errors as exc:
+                self._failed(exc)
+                return
+            super()._remove(dump_id)
+
+    def _shared(self, *, sizes: bool) -> list[tuple[str, int]]:
+        if not self._usable():
+            return []
+        try:
+            ids = [i.decode() for i in self._redis.zrange(self._index, 0, -1)]
+            got = {k.decode(): int(v) for k, v in self._redis.hgetall(self._sizes).items()} if sizes else {}
+        except self._errors as exc:
+            self._failed(exc)
+            return []
+        return [(i, got.get(i, 0)) for i in ids]
+
+    def _scan(self, *, sizes: bool = False) -> list[tuple[str, int]]:
+        found = dict(super()._scan(sizes=sizes))
+        found.update(self._shared(sizes=sizes))
+        return list(found.items())
+
+    def _ids(self) -> list[str]:
+        return sorted({*super()._ids(), *(i for i, _ in self._shared(sizes=False))})
+
+    def _remove(self, dump_id: str) -> bool:
+        removed = super()._remove(dump_id)
+        if not self._usable():
+            return removed
+        try:
+            pipe = self._redis.pipeline()
+            pipe.delete(self._key + dump_id)
+            pipe.zrem(self._index, dump_id)
+            pipe.hdel(self._sizes, dump_id)
+            gone = pipe.execute()[0]
+        except self._errors as exc:
+            self._failed(exc)
+            return removed
+        return removed or bool(gone)
+
+    def delete(self, dump_id: str) -> bool:
+        self._path_for(dump_id)  # InvalidDumpId for a malformed id
+        removed = self._remove(dump_id)
+        if removed:
+            self._notify()
+        return removed
+
+    def _read_raw(self, dump_id: str) -> tuple[str, int]:
+        self._path_for(dump_id)  # InvalidDumpId for a malformed id, before anything is asked
+        if self._usable():
+            try:
+                raw = self._redis.get(self._key + dump_id)
+            except self._errors as exc:
+                self._failed(exc)
+            else:
+                if raw is not None:
+                    return raw.decode("utf-8", errors="replace"), len(raw)
+        return super()._read_raw(dump_id)
+
+    def _clean_tmp(self) -> None:
+        if os.path.isdir(self.directory):
+            super()._clean_tmp()

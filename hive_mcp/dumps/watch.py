@@ -1,0 +1,77 @@
+"""A watch of the dump directory: how one process hears of dumps another process wrote there.
+
+Several workers (or instances on one machine) share one dump directory. Each
+store tells its own listeners about its own writes; the others learn of them
+here, from the directory's modification time (one `stat` per interval, in a
+daemon thread that runs only while someone listens). A change this process made
+itself was already told by its store, so the watch takes note of it and stays
+quiet; as every dump change means the same thing to clients (the list and the
+index changed), a remote change coinciding with a local one loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from .store import DumpStore
+
+__all__ = ["DEFAULT_WATCH_INTERVAL_S", "DumpDirectoryWatch"]
+
+logger = logging.getLogger("hive_mcp.dumps")
+
+DEFAULT_WATCH_INTERVAL_S = 0.5
+
+
+class DumpDirectoryWatch:
+    """Calls its listeners (from its thread) when the dump directory changes other than by `store`."""
+
+    def __init__(self, store: DumpStore, interval_s: float = DEFAULT_WATCH_INTERVAL_S) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        self.store = store
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+        self._stop: threading.Event | None = None
+        self._seen: int | None = None
+
+    def _mtime(self) -> int | None:
+        try:
+            return os.stat(self.store.directory).st_mtime_ns
+        except OSError:
+            return None
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners = [*self._listeners, callback]
+            if self._stop is None:
+                self._stop = threading.Event()
+                self._seen = self._mtime()
+                self.store.add_listener(self._local_change)
+                threading.Thread(target=self._run, args=(self._stop,), name="hive-mcp-dump-watch", daemon=True).start()
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners = [cb for cb in self._listeners if cb is not callback]
+            if not self._listeners and self._stop is not None:
+                self._stop.set()
+                self._stop = None
+                self.store.remove_listener(self._local_change)
+
+    def _local_change(self) -> None:
+        self._seen = self._mtime()  # told by the store already
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval_s):
+            now = self._mtime()
+            if now == self._seen:
+                continue
+            self._seen = now
+            for callback in self._listeners:  # a snapshot: add/remove replace the list
+                try:
+                    callback()
+                except Exception as exc:  # a broken listener must not end the watch
+                    logger.warning("dump watch listener %r failed: %s: %s", callback, type(exc).__name__, exc)

@@ -1,0 +1,210 @@
+"""`--workers N`: N processes serve one port, in uvicorn's own multi-process mode.
+
+The parent binds the socket and supervises (uvicorn's `Multiprocess`: a worker
+that dies is replaced; SIGTERM or Ctrl-C stops them all). It never builds a
+server or imports litellm. Each worker is a fresh interpreter (multiprocessing's
+spawn) that imports this module, reads the settings from its uvicorn config
+(pickled to it, so no secret passes through the environment) and calls the
+application factory `create_app`: one provider, store and server per worker,
+litellm loaded once in the background while `initialize` is already answered.
+
+Streamable HTTP is served stateless (`scaling.serves_stateless`): a request may
+land on any worker. Each worker drains like a single process does: its
+`Shutdown` begins when uvicorn's signal handler runs, and uvicorn's own graceful
+timeout is the grace period plus `BACKSTOP_S`, never unbounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+
+from ..net import host_for_url
+from .app import BACKSTOP_S, build_app
+from .asgi import MCP_PATH, Receive, Scope, Send, header, respond
+from .hosts import transport_security_settings
+from .shutdown import Shutdown, let_event_streams_end
+
+if TYPE_CHECKING:
+    from ..models.config import ModelsConfig
+    from ..settings import Settings
+
+__all__ = ["FACTORY", "WANT_HEADER", "WORKER_HEADER", "WorkerConfig", "create_app", "run_workers"]
+
+logger = logging.getLogger("hive_mcp.http")
+
+FACTORY = "hive_mcp.http.workers:create_app"
+WORKER_HEADER = b"x-hive-mcp-worker"
+WANT_HEADER = b"x-hive-mcp-want-worker"
+TEST_HOOKS_ENV = "HIVE_MCP_TEST_HOOKS"
+"""Test hook, not a setting: `worker-pid` adds the answering worker's pid to every response (WORKER_HEADER),
+and a request naming a pid in WANT_HEADER that another worker accepted gets 503 (the test retries it on a new
+connection): how tests send a request to the worker they mean."""
+
+_spec: tuple[Settings, tuple[str, ...], ModelsConfig | None] | None = None
+"""In a worker: what `create_app` builds from (set by `WorkerConfig.load`)."""
+
+
+class WorkerConfig(uvicorn.Config):
+    """uvicorn's config, carrying our settings to each worker process (it is pickled to them)."""
+
+    def __init__(
+        self, settings: Settings, tokens: tuple[str, ...], models: ModelsConfig | None, **kwargs: Any
+    ) -> None:
+        super().__init__(FACTORY, factory=True, **kwargs)
+        self.hive = (settings, tokens, models)
+
+    def load(self) -> None:
+        global _spec
+        _spec = self.hive
+        super().load()
+
+
+def create_app() -> Any:
+    """The application factory each worker calls: its server, in our HTTP layers, starting litellm's load."""
+    from ..serve import build, configure_logging
+
+    assert _spec is not None, "create_app runs in a worker started by run_workers"
+    settings, tokens, models = _spec
+    configure_logging(settings.log_level)
+    server, provider, store, sources = build(settings, models, tokens)
+    provider.start()
+    threading.Thread(target=_say_loaded, args=(provider,), name="hive-mcp-loaded", daemon=True).start()
+    let_event_streams_end(False)
+    app, shutdown = build_app(server, settings, tokens, transport_security_settings(settings), store, sources)
+    logger.info("worker %d serving", os.getpid())
+    return _Worker(app, shutdown, pid_header="worker-pid" in os.environ.get(TEST_HOOKS_ENV, "").split(","))
+
+
+def _say_loaded(provider: Any) -> None:
+    provider.wait_loaded()
+    logger.info("worker %d: provider loaded", os.getpid())
+
+
+class _Worker:
+    """The worker's outermost layer: starts `Shutdown` with uvicorn's own exit, and the test hook."""
+
+    def __init__(self, app: Any, shutdown: Shutdown, *, pid_header: bool) -> None:
+        self.app = app
+        self.shutdown = shutdown
+        self.pid = str(os.getpid()).encode()
+        self.pid_header = pid_header
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") == "lifespan":
+            self._follow_exit_signals(asyncio.get_running_loop())
+        elif self.pid_header and scope.get("type") == "http":
+            wanted = header(scope, WANT_HEADER)
+            if wanted is not None and wanted != self.pid:
+                await respond(send, 503, {"error": "another worker was asked for"}, [(WORKER_HEADER, self.pid)])
+                return
+            inner = send
+
+            async def send(message: dict[str, Any]) -> None:  # noqa: F811 - the same send, tagged
+                if message.get("type") == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", ()), (WORKER_HEADER, self.pid)]}
+                await inner(message)
+
+        await self.app(scope, receive, send)
+
+    def _follow_exit_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Chain onto uvicorn's SIGTERM/SIGINT handlers (installed before the lifespan starts).
+
+        uvicorn's handler only sets a flag its main loop polls; `Shutdown.begin`
+        must run as that happens, so standing streams end and calls in flight get
+        the grace period (what `run_http`'s Server subclass does in one process).
+        """
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def on_exit(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+                previous(signum, frame)
+                loop.call_soon_threadsafe(self.shutdown.begin)
+
+            signal.signal(sig, on_exit)
+
+
+def run_workers(settings: Settings, tokens: tuple[str, ...], models: ModelsConfig | None = None) -> None:
+    """Bind the port and supervise `settings.workers` worker processes until SIGTERM or Ctrl-C."""
+    from uvicorn.supervisors import Multiprocess
+
+    config = WorkerConfig(
+        settings,
+        tokens,
+        models,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,  # each worker logs through our stderr handler (create_app)
+        log_level=settings.log_level.lower(),
+        server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_s + BACKSTOP_S,
+    )
+    sock, listeners = _listeners(settings.host, settings.port, config.backlog)
+    if sock is None:
+        sock = config.bind_socket()
+        listeners = [sock]
+    logger.info(
+        "serving MCP over stateless streamable HTTP at http://%s:%d%s with %d workers",
+        host_for_url(settings.host), settings.port, MCP_PATH, settings.workers,
+    )  # fmt: skip
+    try:
+        Multiprocess(config, sockets=listeners).run()
+    finally:
+        sock.close()
+
+
+def _listeners(host: str, port: int, backlog: int) -> tuple[socket.socket | None, list[Any]]:
+    """The port held by the parent, and what each worker unpickles as its own listening socket.
+
+    uvicorn shares one listening socket among its workers, and the first worker
+    to wake drains the whole accept queue, so a burst of connections lands
+    mostly on one worker. With SO_REUSEPORT each worker listens on a socket
+    of its own and the kernel spreads new connections over them. The parent only
+    binds (so a port in use fails at once, and no other user can take it): a
+    socket that does not listen is given no connections. (None, []) where the
+    platform has no SO_REUSEPORT: then the shared socket, as uvicorn does it.
+    """
+    if not hasattr(socket, "SO_REUSEPORT"):
+        return None, []
+    held = _bound(host, port)
+    return held, [_OwnListener(host, port, backlog)]
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _listening(host: str, port: int, backlog: int) -> socket.socket:
+    """In a worker: its own socket on the shared port (unpickled from `_OwnListener`)."""
+    sock = _bound(host, port)
+    sock.listen(backlog)
+    return sock
+
+
+class _OwnListener:
+    """Stands for a socket in the list uvicorn passes to each worker; becomes that worker's own listener."""
+
+    def __init__(self, host: str, port: int, backlog: int) -> None:
+        self.args = (host, port, backlog)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int, int]]:
+        return _listening, self.args

@@ -1,0 +1,174 @@
+"""A subscription bus across processes: the SDK's `SubscriptionBus` over Redis (or Valkey) pub/sub.
+
+Every process (worker or instance) publishing to the same Redis hears every
+other's change events, so a `subscriptions/listen` stream open on one process
+hears of a dump written, a conversation continued or a deployment cooled down
+on another. Events go to this process's own listeners at once, then to Redis
+tagged with this bus's origin; what comes back from Redis with that origin is
+skipped, so nobody hears a change twice.
+
+Redis unavailable: local listeners are still told (nothing on the call path
+waits on Redis or fails because of it), one warning per outage, and the reader
+reconnects until Redis returns. Events published meanwhile do not reach other
+processes: like the SDK's own streams, delivery has no replay (clients re-listen
+and refetch).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from secrets import token_hex
+from typing import Any, Literal
+
+import anyio
+from pydantic import BaseModel, ValidationError
+
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+    ToolsListChanged,
+)
+
+__all__ = ["DEFAULT_CHANNEL", "RedisSubscriptionBus", "running"]
+
+logger = logging.getLogger("hive_mcp.bus")
+
+DEFAULT_CHANNEL = "hive-mcp:events"
+RECONNECT_S = (0.2, 5.0)  # first and longest wait between attempts to reach Redis again
+POLL_S = 1.0
+TIMEOUT_S = 2.0
+
+Kind = Literal["tools", "prompts", "resources", "resource"]
+
+
+class _Envelope(BaseModel):
+    """One event on the channel."""
+
+    origin: str
+    kind: Kind
+    uri: str | None = None
+
+
+def _encode(origin: str, event: ServerEvent) -> str | None:
+    if isinstance(event, ResourceUpdated):
+        return _Envelope(origin=origin, kind="resource", uri=event.uri).model_dump_json()
+    kinds: dict[type[Any], Kind] = {ToolsListChanged: "tools", PromptsListChanged: "prompts",
+                                    ResourcesListChanged: "resources"}  # fmt: skip
+    kind = kinds.get(type(event))
+    return None if kind is None else _Envelope(origin=origin, kind=kind).model_dump_json()
+
+
+def _decode(data: bytes | str) -> tuple[str, ServerEvent] | None:
+    try:
+        env = _Envelope.model_validate_json(data)
+    except ValidationError:
+        return None
+    if env.kind == "resource":
+        return (env.origin, ResourceUpdated(uri=env.uri)) if env.uri else None
+    event = {"tools": ToolsListChanged, "prompts": PromptsListChanged, "resources": ResourcesListChanged}[env.kind]()
+    return env.origin, event
+
+
+class RedisSubscriptionBus:
+    """`SubscriptionBus` whose events also cross to every process on the same Redis channel.
+
+    Run it (`async with bus.running():`) for as long as the server serves: that
+    holds the connection and the reader. `url` may carry the password.
+    """
+
+    def __init__(self, url: str, channel: str = DEFAULT_CHANNEL) -> None:
+        self._url = url
+        self.channel = channel
+        self.origin = token_hex(8)
+        self._local = InMemorySubscriptionBus()
+        self._client: Any = None
+        self._healthy = True
+        self.connected = anyio.Event()
+        """Set once the reader has subscribed (for tests and start-up ordering)."""
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        return self._local.subscribe(listener)
+
+    async def publish(self, event: ServerEvent) -> None:
+        await self._local.publish(event)
+        payload = _encode(self.origin, event)
+        if self._client is None or payload is None:
+            return
+        try:
+            await self._client.publish(self.channel, payload)
+        except Exception as exc:  # noqa: BLE001 - Redis down must not fail the change that happened
+            self._down(exc)
+        else:
+            self._up()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        import redis.asyncio as aioredis
+
+        self._client = aioredis.from_url(self._url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._read)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            client, self._client = self._client, None
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    async def _read(self) -> None:
+        wait = RECONNECT_S[0]
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._up()
+                self.connected.set()
+                wait = RECONNECT_S[0]
+                while True:
+                    message = await pubsub.get_message(timeout=POLL_S)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    decoded = _decode(message["data"])
+                    if decoded is not None and decoded[0] != self.origin:
+                        await self._local.publish(decoded[1])
+            except Exception as exc:  # noqa: BLE001 - any failure of the connection: retry
+                self._down(exc)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await pubsub.aclose()
+                    except Exception:  # noqa: BLE001 - the connection is already gone
+                        pass
+            await anyio.sleep(wait)
+            wait = min(wait * 2, RECONNECT_S[1])
+
+    def _down(self, exc: BaseException) -> None:
+        if self._healthy:
+            self._healthy = False
+            logger.warning(
+                "change notifications cannot reach other processes: the state store (Redis) is unavailable: "
+                "%s; retrying", type(exc).__name__
+            )
+
+    def _up(self) -> None:
+        if not self._healthy:
+            self._healthy = True
+            logger.warning("change notifications reach other processes again: the state store (Redis) is back")
+
+
+@asynccontextmanager
+async def running(bus: Any) -> AsyncIterator[None]:
+    """Run `bus` if it needs running (a Redis bus); the SDK's in-memory bus does not."""
+    if isinstance(bus, RedisSubscriptionBus):
+        async with bus.running():
+            yield
+    else:
+        yield

@@ -1,0 +1,112 @@
+"""Failure dumps in a real valkey-server (HIVE_MCP_STATE_URL): shared by every store on it, same ids, fields,
+retention and API as the directory, and nothing lost while Redis is down."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hive_mcp.dumps import DumpNotFound, DumpStore, InvalidDumpId
+from hive_mcp.dumps import redis_store
+from hive_mcp.dumps.redis_store import RedisDumpStore
+from tests.processes import child_env
+from tests.test_dumps import make_dump
+from tests.valkey import ValkeyProcess, valkey_binary, valkey_server  # noqa: F401 - fixture
+
+SECRET = "sk-dumps-redis-0123456789SECRET"
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}:"
+
+
+def open_store(server: ValkeyProcess, directory: Path, prefix: str, **limits: object) -> RedisDumpStore:
+    return RedisDumpStore(server.url, directory, prefix=prefix, secrets=[SECRET], **{"max_age": None, **limits})
+
+
+def test_two_instances_share_their_dumps(valkey_server: ValkeyProcess, tmp_path: Path, prefix: str) -> None:  # noqa: F811
+    one = open_store(valkey_server, tmp_path / "one", prefix)
+    two = open_store(valkey_server, tmp_path / "two", prefix)
+    heard: list[str] = []
+    one.add_listener(lambda: heard.append("one"))
+    dump_id = one.write(make_dump(messages=[{"role": "user", "content": f"key {SECRET}"}]))
+    assert dump_id is not None and heard == ["one"]
+    assert not (tmp_path / "one").exists()  # nothing on the disk: it is in Redis
+
+    page = two.list()
+    assert [i.id for i in page.items] == [dump_id]
+    assert page.items[0].attempt_count == 2 and page.items[0].model == "openai/gpt-4o-mini"
+    got = two.read(dump_id)
+    assert got.id == dump_id and got.error_type == "rate_limit"
+    assert SECRET not in two.read_text(dump_id)  # redacted as a file would be
+    assert two.count() == 1
+    # The same fields as a directory store writes, for the same dump.
+    local = DumpStore(tmp_path / "files", max_age=None, secrets=[SECRET])
+    same = local.write(make_dump(messages=[{"role": "user", "content": f"key {SECRET}"}]))
+    assert same is not None
+    assert local.read(same).model_dump(exclude={"id"}).keys() == got.model_dump(exclude={"id"}).keys()
+
+    with pytest.raises(InvalidDumpId):
+        two.read("../etc/passwd")
+    assert two.delete(dump_id) is True
+    with pytest.raises(DumpNotFound):
+        one.read(dump_id)
+    assert one.count() == 0
+
+
+def test_retention_applies_to_the_shared_dumps(valkey_server: ValkeyProcess, tmp_path: Path, prefix: str) -> None:  # noqa: F811
+    one = open_store(valkey_server, tmp_path / "one", prefix, max_count=3)
+    two = open_store(valkey_server, tmp_path / "two", prefix, max_count=3)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    ids = [(one if i % 2 else two).write(make_dump(timestamp=start + timedelta(minutes=i))) for i in range(5)]
+    assert [i.id for i in one.list().items] == list(reversed(ids[2:]))  # the oldest two pruned, newest first
+    old = open_store(valkey_server, tmp_path / "one", prefix, max_count=None)
+    assert old.purge(older_than=timedelta(days=1)) == 3  # all are from November
+    assert two.count() == 0
+
+
+def test_while_redis_is_down_dumps_go_to_the_directory_and_move_back(
+    tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(redis_store, "RETRY_S", 0.0)  # ask Redis again at every operation
+    with ValkeyProcess(valkey_binary()) as server:
+        one = open_store(server, tmp_path / "one", prefix)
+        two = open_store(server, tmp_path / "two", prefix)
+        first = one.write(make_dump())
+        server.stop()
+        during = one.write(make_dump(error_type="timeout"))
+        assert during is not None and (tmp_path / "one" / f"{during}.json").is_file()  # not lost
+        assert {i.id for i in one.list().items} == {during}  # what this instance can still see
+        assert one.read(during).error_type == "timeout"
+        also = one.write(make_dump(error_type="bad_request"))
+        server.start()
+        after = one.write(make_dump(error_type="server_error"))
+        # Nothing written meanwhile is lost (`first` went with the test server, restarted without persistence).
+        assert first is not None
+        assert {i.id for i in two.list().items} == {during, also, after}
+        assert not list((tmp_path / "one").glob("*.json"))  # moved into Redis
+    outage = [r for r in caplog.records if "unavailable for failure dumps" in r.getMessage()]
+    assert len(outage) == 1  # one warning per outage, not one per dump
+
+
+def test_hive_mcp_dumps_list_reads_redis(valkey_server: ValkeyProcess, tmp_path: Path) -> None:  # noqa: F811
+    prefix = "hive-mcp:"  # the CLI's, as every instance's
+    store = open_store(valkey_server, tmp_path / "server", prefix)
+    dump_id = store.write(make_dump(model="openai/from-redis"))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "hive_mcp", "dumps", "list"], capture_output=True, text=True, timeout=60,
+            env=child_env(HIVE_MCP_STATE_URL=valkey_server.url, HIVE_MCP_DUMP_DIR=str(tmp_path / "empty")),
+            cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        assert dump_id is not None and store.delete(dump_id)
+    assert proc.returncode == 0, proc.stderr
+    assert dump_id in proc.stdout, proc.stdout

@@ -1,0 +1,364 @@
+"""`--workers N`: several processes on one port, stateless streamable HTTP, both protocol eras, SIGTERM drain.
+
+Requests reach the worker a test means through `tests.steering`: a new
+connection per request, and the test hook HIVE_MCP_TEST_HOOKS=worker-pid, with
+which every response names the worker that answered it and a request may name
+the worker it wants.
+"""
+
+from __future__ import annotations
+
+import json
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from hive_mcp.cli import main
+from hive_mcp.scaling import max_workers
+from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, server_env, text_of, wait_exit
+from tests.steering import Seen, Steer, steered_target, worker_pids
+from tests.upstream import RecordedRequest, Reply, Upstream
+
+STREAMED = ["one, ", "two, ", "three"]
+
+
+def _reply(request: RecordedRequest) -> Reply:
+    if "please fail" in json.dumps(request.messages):
+        return Reply.error(500, "upstream exploded")
+    if isinstance(request.body, dict) and request.body.get("stream"):
+        return Reply.stream(STREAMED)
+    return Reply.text("a whole reply")
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with Upstream(reply_for=_reply) as up:
+        yield up
+
+
+def workers_env(upstream: Upstream, dump_dir: Path) -> dict[str, str]:
+    env = server_env(upstream, dump_dir, api_key=True)
+    env["HIVE_MCP_TEST_HOOKS"] = "worker-pid"
+    return env
+
+
+@pytest.fixture(scope="module")
+def two_workers(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    workdir = tmp_path_factory.mktemp("workers")
+    server = HttpServer("http", workers_env(upstream, workdir / "dumps"), workdir, "workers", args=["--workers", "2"])
+    try:
+        server.wait_ready()
+        wait_loaded(server)
+        yield server
+    finally:
+        rc = server.terminate()
+    assert rc == 0, server.stderr()
+
+
+def wait_loaded(server: HttpServer, workers: int = 2, bound_s: float = STARTUP_S) -> None:
+    """Until every worker has loaded litellm (a worker still importing it is slow to accept connections)."""
+    deadline = time.monotonic() + bound_s
+    while server.stderr().count(": provider loaded") < workers:
+        assert server.proc.poll() is None, server.stderr()
+        assert time.monotonic() < deadline, server.stderr()
+        time.sleep(0.1)  # polling a log file: there is no event to wait on
+
+
+# ---------------------------------------------------------------------------
+# Bad values
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "names"),
+    [
+        (["--workers", "0"], {}, "--workers"),
+        (["--workers", "-1"], {}, "--workers"),
+        (["--workers", "two"], {}, "--workers"),
+        ([], {"HIVE_MCP_WORKERS": "many"}, "HIVE_MCP_WORKERS"),
+        (["--workers", str(max_workers() + 1)], {}, "--force"),
+        (["--transport", "sse", "--workers", "2"], {}, "stateless"),
+        (["--transport", "sse", "--stateless"], {}, "--stateless"),
+        (["--transport", "stdio", "--workers", "2"], {}, "--transport http"),
+    ],
+    ids=["zero", "negative", "not-a-number", "env-not-a-number", "too-many", "sse", "sse-stateless", "stdio"],
+)
+def test_bad_worker_settings_are_one_line_and_exit_2(
+    argv: list[str], env: dict[str, str], names: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # no .env
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    transport = [] if "--transport" in argv else ["--transport", "http"]
+    assert main([*transport, *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("hive-mcp: error: ") and names in err, err
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------
+# Both protocol eras, their requests on different workers
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_a_client_gets_the_same_results_whichever_worker_answers(two_workers: HttpServer, mode: str) -> None:
+    """initialize (legacy) on one worker; tools/call, resources/read and stream_complete on the other, then back."""
+    a, b = worker_pids(two_workers.stderr())
+    seen = Seen()
+    steer = Steer(seen)
+    steer.want = a
+    session = Session(steered_target(two_workers.url, steer), mode)
+    try:
+
+        async def calls(c: Client) -> None:
+            for want in (b, a):
+                steer.want = want
+                assert {t.name for t in (await c.list_tools()).tools} >= TOOLS
+                progress: list[str] = []
+
+                async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                    if message:
+                        progress.append(message)
+
+                streamed = await c.call_tool("stream_complete", {"prompt": "count"}, progress_callback=on_progress)
+                assert not streamed.is_error and text_of(streamed) == "one, two, three"
+                assert "three" in "".join(progress), progress  # the text came as progress notifications too
+                whole = await c.call_tool("complete", {"prompt": "hi"})
+                assert not whole.is_error and text_of(whole) == "a whole reply"
+                index = await c.read_resource("hive://failed-requests")
+                assert index.contents
+
+        session.run(calls, timeout=120)
+    finally:
+        session.close()
+    assert seen.pids("tools/call") == {a, b}, seen.answers
+    assert seen.pids("resources/read") == {a, b}, seen.answers
+    if mode == "legacy":
+        assert seen.pids("initialize") == {a}, seen.answers
+
+
+def dump_id_in(text: str) -> str:
+    m = re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text)
+    assert m, f"no dump URI in: {text!r}"
+    return m[1]
+
+
+def test_a_dump_written_by_one_worker_is_heard_and_read_on_the_other(two_workers: HttpServer) -> None:
+    """A 2026-07-28 listen stream on worker A hears of the dump worker B wrote; A reads it, and lists it."""
+    a, b = worker_pids(two_workers.stderr())
+    seen = Seen()
+    steer = Steer(seen)
+    steer.want = a
+    session = Session(steered_target(two_workers.url, steer), "auto")
+    try:
+
+        async def go(c: Client) -> tuple[str, Any, Any]:
+            async with c.listen(resources_list_changed=True, resource_subscriptions=["hive://failed-requests"]) as sub:
+                steer.want = b
+                failed = await c.call_tool("complete", {"prompt": "please fail", "max_retries": 0})
+                assert failed.is_error, text_of(failed)
+                heard: set[str] = set()
+                with anyio.fail_after(30):
+                    async for event in sub:
+                        heard.add(getattr(event, "uri", None) or type(event).__name__)
+                        if {"ResourcesListChanged", "hive://failed-requests"} <= heard:
+                            break
+            steer.want = a
+            dump_id = dump_id_in(text_of(failed))
+            one = await c.read_resource(f"hive://failed-requests/{dump_id}")
+            listing = await c.call_tool("list_failed_requests", {"limit": 200})
+            return dump_id, one, listing
+
+        dump_id, one, listing = session.run(go, timeout=90)
+    finally:
+        session.close()
+    assert seen.pids("subscriptions/listen") == {a}, seen.answers
+    assert [pid for m, pid in seen.answers if m == "tools/call"][0] == b, seen.answers
+    assert "upstream exploded" in one.contents[0].text
+    assert dump_id in {i["id"] for i in listing.structured_content["items"]}
+
+
+# ---------------------------------------------------------------------------
+# SIGTERM to the parent drains every worker
+# ---------------------------------------------------------------------------
+
+CALLS = 6
+
+
+def test_sigterm_lets_every_workers_calls_finish_and_exits_0(tmp_path: Path) -> None:
+    held = Upstream(reply_for=lambda r: Reply.stream(["first half, ", "second half"], hold_after=1))
+    with held:
+        server = HttpServer(
+            "http", workers_env(held, tmp_path / "dumps"), tmp_path, "drain", args=["--workers", "2"]
+        )
+        seen = Seen()
+        session: Session | None = None
+        try:
+            server.wait_ready()
+            wait_loaded(server)
+            pids = worker_pids(server.stderr())
+            steer = Steer(seen)
+            session = Session(steered_target(server.url, steer), "legacy")
+
+            async def go(c: Client) -> list[Any]:
+                outcomes: list[Any] = []
+                assert {t.name for t in (await c.list_tools()).tools} >= TOOLS
+
+                async def one(started: anyio.Event) -> None:
+                    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                        if message:
+                            started.set()
+
+                    try:
+                        outcomes.append(await c.call_tool("stream_complete", {"prompt": "go"}, progress_callback=on_progress))
+                    except MCPError as exc:
+                        outcomes.append(exc)
+
+                async with anyio.create_task_group() as tg:
+                    # Calls one after another, on each worker in turn, each held after its first text.
+                    for i in range(CALLS):
+                        steer.want = pids[i % 2]
+                        started = anyio.Event()
+                        tg.start_soon(one, started)
+                        with anyio.fail_after(60):
+                            await started.wait()  # its stream has sent its first text and is held
+                    server.signal_stop()
+                    held.release()
+                return outcomes
+
+            outcomes = session.run(go, timeout=90)
+            rc = wait_exit(server.proc, 30)
+        finally:
+            server.terminate()
+            if session is not None:
+                session.close()
+    log = server.stderr()
+    assert rc == 0, log
+    assert "Traceback" not in log, log
+    for outcome in outcomes:
+        assert not isinstance(outcome, MCPError), outcome
+        assert not outcome.is_error and text_of(outcome) == "first half, second half"
+    assert len(seen.pids("tools/call")) == 2, seen.answers  # both workers had calls in flight
+    assert log.count("shutting down:") == 2, log  # each worker drained
+
+
+
+def test_a_worker_that_dies_is_replaced_and_its_calls_end_with_an_error(tmp_path: Path) -> None:
+    """SIGKILL to a worker with a stream in flight: that call fails at once (no hang); a new worker takes its place."""
+    held = Upstream(reply_for=lambda r: Reply.stream(["never ", "finished"], hold_after=1) if r.body.get("stream")
+                    else Reply.text("all good"))
+    with held:
+        server = HttpServer("http", workers_env(held, tmp_path / "dumps"), tmp_path, "dies", args=["--workers", "2"])
+        session: Session | None = None
+        try:
+            server.wait_ready()
+            wait_loaded(server)
+            victim, survivor = worker_pids(server.stderr())
+            steer = Steer(Seen())
+            steer.want = victim
+            session = Session(steered_target(server.url, steer), "legacy")
+
+            async def go(c: Client) -> Any:
+                started = anyio.Event()
+
+                async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                    if message:
+                        started.set()
+
+                outcome: list[Any] = []
+
+                async def one() -> None:
+                    try:
+                        outcome.append(await c.call_tool("stream_complete", {"prompt": "x"}, progress_callback=on_progress))
+                    except Exception as exc:  # noqa: BLE001 - what the client sees is the point
+                        outcome.append(exc)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(one)
+                    with anyio.fail_after(60):
+                        await started.wait()
+                    os.kill(victim, signal.SIGKILL)
+                return outcome[0]
+
+            outcome = session.run(go, timeout=60)  # bounded: a hang fails here
+            wait_loaded(server, workers=3)  # the replacement loaded its provider
+            steer.want = survivor
+            after = session.run(lambda c: c.call_tool("complete", {"prompt": "still there?"}))
+        finally:
+            server.terminate()
+            if session is not None:
+                session.close()
+    assert isinstance(outcome, Exception) or outcome.is_error, outcome
+    assert not after.is_error and text_of(after) == "all good"
+    assert "died" in server.stderr()
+
+
+LOAD = 500
+
+
+def _load_reply(request: RecordedRequest) -> Reply:
+    faulty = "faulty" in json.dumps(request.messages)
+    return Reply.stream(["al", "pha ", "beta"], drop_after=1 if faulty else None)
+
+
+def test_500_streams_one_in_ten_faulty_over_2_workers(tmp_path: Path) -> None:
+    """The hardening load against two workers: every call one outcome, no text lost or doubled, both workers used."""
+    with Upstream(reply_for=_load_reply) as upstream:
+        env = workers_env(upstream, tmp_path / "dumps")
+        env["HIVE_MCP_MAX_IN_FLIGHT"] = str(LOAD)
+        server = HttpServer("http", env, tmp_path, "load", args=["--workers", "2"])
+        seen = Seen()
+        session: Session | None = None
+        try:
+            server.wait_ready()
+            wait_loaded(server)
+            steer = Steer(seen)
+            session = Session(steered_target(server.url, steer), "legacy")
+
+            async def go(c: Client) -> list[tuple[int, Any, str]]:
+                outcomes: list[tuple[int, Any, str]] = []
+
+                async def one(i: int) -> None:
+                    texts: list[str] = []
+
+                    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                        if message:
+                            texts.append(message)
+
+                    prompt = f"faulty {i}" if i % 10 == 0 else f"fine {i}"
+                    result = await c.call_tool("stream_complete", {"prompt": prompt, "max_retries": 0},
+                                               progress_callback=on_progress)  # fmt: skip
+                    outcomes.append((i, result, "".join(texts)))
+
+                async with anyio.create_task_group() as tg:
+                    for i in range(LOAD):
+                        tg.start_soon(one, i)
+                return outcomes
+
+            outcomes = session.run(go, timeout=240)
+        finally:
+            server.terminate()
+            if session is not None:
+                session.close()
+    assert sorted(i for i, _, _ in outcomes) == list(range(LOAD))  # one outcome each
+    for i, result, progress in outcomes:
+        if i % 10 == 0:
+            assert result.is_error, text_of(result)
+        else:
+            assert not result.is_error, text_of(result)
+            assert text_of(result) == "alpha beta" and progress == "alpha beta", (text_of(result), progress)
+    assert len(seen.pids("tools/call")) == 2, seen.answers[:5]
+    assert "Traceback" not in server.stderr()
