@@ -38,6 +38,9 @@ from hive_mcp.mcp import build_server
 from hive_mcp.provider import DeferredProvider
 from hive_mcp.dashboard.web import dashboard_app, with_dashboard
 from hive_mcp.dumps import DumpStore
+from hive_mcp.mcp.usage_view import usage_source
+from hive_mcp.spend import Budget, Budgets, CallRecord, Reservation, SQLiteBackend, Spend
+from hive_mcp.spend.budgets import micro
 from tests.dashboard_dumps import failure, write_mixed
 from tests.test_dashboard_models import listing, write_days
 
@@ -274,3 +277,71 @@ def test_the_models_table_in_chromium(store: DumpStore, tmp_path: Path) -> None:
     ]
     assert dom.text("spend-not-configured") == "Spend: not configured."
     assert not dom.all("models-not-configured")
+
+
+SPEND_NOW = datetime(2026, 12, 15, 12, 0, tzinfo=UTC)
+
+
+def known_spend(tmp_path: Path) -> Spend:
+    """Four settled calls (three today, one earlier this month) and $0.30 still held for alice, at a fixed clock."""
+    backend = SQLiteBackend(tmp_path / "spend.sqlite3")
+    budgets = Budgets((Budget("all", "", "day", micro(5)), Budget("caller", "alice", "month", micro(2))))
+    for caller, group, cost, ago in [
+        ("alice", "smart", 1_250_000, timedelta(hours=1)),
+        ("alice", "fast", 150_000, timedelta(hours=2)),
+        ("bob", "fast", 450, timedelta(minutes=30)),
+        ("bob", "smart", 2_000_000, timedelta(days=5)),
+    ]:
+        when = SPEND_NOW - ago
+        r = Reservation(f"{caller}-{group}-{cost}", caller, group, 0, when, when + timedelta(minutes=5))
+        backend.settle(r, CallRecord(when, caller, group, group, 100, 10, 0, 0, cost, None, False))
+    start = SPEND_NOW - timedelta(minutes=1)
+    held = Reservation("held", "alice", "smart", micro(0.3), start, SPEND_NOW + timedelta(hours=1))
+    backend.reserve(held, list(budgets.items))
+    spend = Spend(backend, budgets, DeferredProvider(lambda: None, model="m"))  # the provider is never asked
+    spend.clock = lambda: SPEND_NOW
+    return spend
+
+
+def test_the_spend_view_in_chromium(store: DumpStore, tmp_path: Path) -> None:
+    spend = known_spend(tmp_path)
+    app = dashboard_app(store, verify_token=None, sources=Sources(spend=usage_source(spend)))
+    with Served(app) as served:
+        dom = rendered(f"{served.url}/dashboard?tab=spend", tmp_path / "profile")
+        shot = tmp_path / "spend.png"
+        chromium(f"{served.url}/dashboard?tab=spend", tmp_path / "profile", "--window-size=1280,900",
+                 f"--screenshot={shot}")  # fmt: skip
+    spend.backend.close()
+
+    def figures(k: str) -> list[str]:
+        return ["".join(t).strip() for _, _, t in dom.all(k)]
+
+    tables: dict[tuple[str, str], list[list[str]]] = {}
+    row: list[str] = []
+    for testid, a, text in dom.found:  # document order: a row, then its own cells
+        if testid == "spend-row":
+            tables.setdefault((a["data-span"], a["data-by"]), []).append(row := [])
+        elif testid in ("spend-name", "spend-usd", "spend-calls"):
+            row.append("".join(text).strip())
+
+    def table(span: str, by: str) -> list[tuple[str, ...]]:
+        return [tuple(r) for r in tables[(span, by)]]
+
+    assert table("today", "model") == [("fast", "$0.15045", "2"), ("smart", "$1.25", "1")]
+    assert table("today", "caller") == [("alice", "$1.40", "2"), ("bob", "$0.00045", "1")]
+    assert table("month", "model") == [("fast", "$0.15045", "2"), ("smart", "$3.25", "2")]
+    assert table("month", "caller") == [("alice", "$1.40", "2"), ("bob", "$2.00045", "2")]
+    totals = list(zip(figures("spend-total-usd"), figures("spend-total-calls")))  # today twice, then the month twice
+    assert totals == [("$1.40045", "3")] * 2 + [("$3.40045", "4")] * 2
+
+    assert [a["data-budget"] for _, a, _ in dom.all("budget")] == ["all:day", "caller:alice:month"]
+    assert figures("budget-name") == ["Overall, daily", "Caller alice, monthly"]
+    assert figures("budget-spent") == ["$1.40045", "$1.40"]
+    assert figures("budget-reserved") == ["$0.30", "$0.30"]
+    assert figures("budget-left") == ["$3.29955", "$0.30"]
+    assert figures("budget-limit") == ["$5.00", "$2.00"]
+    assert figures("budget-resets") == ["2026-12-16 00:00:00Z", "2027-01-01 00:00:00Z"]
+    # The bar is drawn to scale: alice has spent 1.40 of 2.00, 70% of the bar's 300 units.
+    assert [float(a["width"]) for _, a, _ in dom.all("budget-bar-spent")] == pytest.approx([300 * 1.40045 / 5, 210])
+    assert not dom.all("spend-not-configured")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -59,7 +59,7 @@ def test_callers_are_named_by_their_tokens_and_budgets_follow_the_name(upstream:
     assert [b["budget"] for b in seen["bare"]["budgets"]] == [f"caller:{bare_name}:day"]
     assert seen["bare"]["budgets"][0]["spent_usd"] == cost and seen["bare"]["budgets"][0]["reserved_usd"] == 0
     assert seen["carol"]["today"] == {"cost_usd": 0, "calls": 0, "unpriced_calls": 0, "by_model": {},
-                                      "by_caller": {}} and seen["carol"]["budgets"] == []  # fmt: skip
+                                      "by_caller": {}, "calls_by_model": {}, "calls_by_caller": {}} and seen["carol"]["budgets"] == []  # fmt: skip
     db = tmp_path / "home" / "hive-mcp-spend.sqlite3"
     with sqlite3.connect(db) as conn:
         callers = [r[0] for r in conn.execute("SELECT caller FROM spend_calls")]

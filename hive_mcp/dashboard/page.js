@@ -113,7 +113,7 @@
   function render(data) {
     if (data.failures) renderFailures(data.failures);
     if (data.dump) renderDetail(data.dump);
-    renderSection("spend", data.spend);
+    if (data.spend) renderSpend(data.spend); else renderSection("spend", data.spend);
     if (data.models) renderModels(data.models); else renderSection("models", data.models);
     var f = data.failures;
     status(f ? f.total + " failed request" + (f.total === 1 ? "" : "s") + " since " + when(f.start) : "Ready");
@@ -285,6 +285,77 @@
     if (m.other_failures_today) {
       box.appendChild(el("p", { "data-testid": "models-other", text: m.other_failures_today + " failure(s) today from models outside these groups." }));
     }
+  }
+
+  // Spend: the ledger's figures as the usage report gives them (USD, whole micro-dollars).
+  // Every micro-dollar the ledger holds is shown (up to 6 decimals, at least 2): the rows add up to the total.
+  function dollars(v) {
+    if (v === null || v === undefined) return "?";
+    var t = v.toFixed(6).replace(/0+$/, "");
+    return "$" + (t.length - t.indexOf(".") < 3 ? v.toFixed(2) : t);
+  }
+
+  function spendTable(span, label, by, title, usdBy, callsBy, s) {
+    var head = el("tr", {}, el("th", { scope: "col", text: title }), el("th", { scope: "col", text: "USD" }), el("th", { scope: "col", text: "Calls" }));
+    var body = el("tbody", {});
+    var names = Object.keys(usdBy);
+    if (!names.length) body.appendChild(el("tr", {}, el("td", { colspan: 3, "data-testid": "spend-empty", "class": "not-configured", text: "Nothing spent." })));
+    names.forEach(function (n) {
+      var calls = (callsBy || {})[n];
+      body.appendChild(el("tr", { "data-testid": "spend-row", "data-span": span, "data-by": by, "data-name": n },
+        el("th", { scope: "row", "data-testid": "spend-name", text: n }),
+        el("td", { "class": "num", "data-testid": "spend-usd", text: dollars(usdBy[n]) }),
+        el("td", { "class": "num", "data-testid": "spend-calls", text: calls === undefined ? "?" : String(calls) })));
+    });
+    var foot = el("tfoot", {}, el("tr", { "data-testid": "spend-total", "data-span": span, "data-by": by },
+      el("th", { scope: "row", text: "Total" }), el("td", { "class": "num", "data-testid": "spend-total-usd", text: dollars(s.cost_usd) }),
+      el("td", { "class": "num", "data-testid": "spend-total-calls", text: String(s.calls) })));
+    return el("div", { "class": "scroll", tabindex: "0", role: "region", "aria-label": label + " by " + title.toLowerCase() },
+      el("table", { "data-testid": "spend-table-" + span + "-" + by }, el("caption", { text: label + ", by " + title.toLowerCase() }), el("thead", {}, head), body, foot));
+  }
+
+  function budgetBar(b) {
+    var W = 300, H = 14, lim = b.limit_usd > 0 ? b.limit_usd : 1;
+    var sw = Math.min(W, W * b.spent_usd / lim), rw = Math.min(W - sw, W * b.reserved_usd / lim);
+    var figures = dollars(b.spent_usd) + " spent, " + dollars(b.reserved_usd) + " reserved, " + dollars(b.left_usd) + " left of " + dollars(b.limit_usd);
+    return el("svg:svg", { "class": "budget-bar", viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img", "aria-label": figures },
+      el("svg:rect", { x: 0, y: 0, width: W, height: H, "class": "left" }),
+      el("svg:rect", { x: 0, y: 0, width: sw, height: H, "class": "spent", "data-testid": "budget-bar-spent" }),
+      el("svg:rect", { x: sw, y: 0, width: rw, height: H, "class": "reserved" }));
+  }
+
+  function renderBudget(b) {
+    var who = b.scope === "all" ? "Overall" : (b.scope === "caller" ? "Caller " : "Model group ") + b.name;
+    var full = b.left_usd <= 0;
+    return el("li", { "data-testid": "budget", "data-budget": b.budget },
+      el("strong", { "data-testid": "budget-name", text: who + ", " + (b.period === "day" ? "daily" : "monthly") }),
+      full ? el("span", { "class": "badge unhealthy", text: "used up" }) : null,
+      el("div", {}, budgetBar(b)),
+      el("div", { "class": "figures" },
+        el("span", { "class": "key spent", "aria-hidden": "true" }), el("span", { "data-testid": "budget-spent", text: dollars(b.spent_usd) }), " spent, ",
+        el("span", { "class": "key reserved", "aria-hidden": "true" }), el("span", { "data-testid": "budget-reserved", text: dollars(b.reserved_usd) }), " reserved, ",
+        el("span", { "class": "key left", "aria-hidden": "true" }), el("span", { "data-testid": "budget-left", text: dollars(b.left_usd) }), " left of ",
+        el("span", { "data-testid": "budget-limit", text: dollars(b.limit_usd) }), "; resets ",
+        el("time", { datetime: b.resets, "data-testid": "budget-resets", text: when(b.resets) })));
+  }
+
+  function renderSpend(s) {
+    var box = clear(document.querySelector("#view-spend .section-body"));
+    box.appendChild(el("p", { "data-testid": "spend-note", text: "As of " + when(s.as_of) + (s.caller ? "; only caller " + s.caller + "'s spend." : "; every caller's spend.") +
+      " Days and months are UTC." }));
+    [["today", "Today", s.today], ["month", "This month", s.month]].forEach(function (x) {
+      var sp = x[2];
+      box.appendChild(el("h3", { text: x[1] + ": " + dollars(sp.cost_usd) + " over " + sp.calls + " call" + (sp.calls === 1 ? "" : "s") +
+        (sp.unpriced_calls ? " (" + sp.unpriced_calls + " without a known price)" : "") }));
+      box.appendChild(el("div", { "class": "spend-pair" },
+        spendTable(x[0], x[1], "model", "Model group", sp.by_model, sp.calls_by_model, sp),
+        spendTable(x[0], x[1], "caller", "Caller", sp.by_caller, sp.calls_by_caller, sp)));
+    });
+    box.appendChild(el("h3", { text: "Budgets" }));
+    if (!s.budgets.length) { box.appendChild(el("p", { "class": "not-configured", "data-testid": "budgets-none", text: "No budgets configured." })); return; }
+    var list = el("ul", { "class": "budgets", "aria-label": "Budgets" });
+    s.budgets.forEach(function (b) { list.appendChild(renderBudget(b)); });
+    box.appendChild(list);
   }
 
   // -- interaction ---------------------------------------------------------------

@@ -22,13 +22,15 @@ __all__ = ["BudgetState", "Spending", "Throttle", "UsageReport", "rows_since", "
 
 
 class Spending(BaseModel):
-    """Spend over one span: the total, and by model group and by caller (USD)."""
+    """Spend over one span: the total, and by model group and by caller (USD, and the calls behind it)."""
 
     cost_usd: float
     calls: int
     unpriced_calls: int
     by_model: dict[str, float]
     by_caller: dict[str, float]
+    calls_by_model: dict[str, int] = {}
+    calls_by_caller: dict[str, int] = {}
 
 
 class BudgetState(BaseModel):
@@ -54,16 +56,14 @@ class UsageReport(BaseModel):
 
 
 def _spending(rows: list[TotalRow]) -> Spending:
-    by_model: dict[str, int] = {}
-    by_caller: dict[str, int] = {}
-    for r in rows:
-        by_model[r.group] = by_model.get(r.group, 0) + r.cost
-        by_caller[r.caller] = by_caller.get(r.caller, 0) + r.cost
+    by_model, by_caller = spent_by(rows, lambda r: r.group), spent_by(rows, lambda r: r.caller)
     return Spending(
         cost_usd=usd(sum(r.cost for r in rows)), calls=sum(r.calls for r in rows),
         unpriced_calls=sum(r.unpriced_calls for r in rows),
-        by_model={k: usd(v) for k, v in sorted(by_model.items())},
-        by_caller={k: usd(v) for k, v in sorted(by_caller.items())},
+        by_model={k: usd(c) for k, (c, _) in by_model.items()},
+        by_caller={k: usd(c) for k, (c, _) in by_caller.items()},
+        calls_by_model={k: n for k, (_, n) in by_model.items()},
+        calls_by_caller={k: n for k, (_, n) in by_caller.items()},
     )  # fmt: skip
 
 
