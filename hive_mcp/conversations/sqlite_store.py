@@ -24,9 +24,8 @@ import contextlib
 import json
 import os
 import sqlite3
-import stat
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +34,7 @@ import anyio
 import anyio.to_thread
 
 from .errors import ConversationConflict, ConversationError, ExpiredConversation, StoreError, UnknownConversation
+from ..sqlite import connect, transaction
 from .model import (
     ChatMessage,
     Message,
@@ -94,23 +94,6 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [("m001_ini
 """Applied in this order, each once; append new ones, never edit an applied one."""
 
 
-def _ensure_private(path: Path) -> None:
-    """The directory 0700 and the file 0600, created so, and tightened when ours and looser."""
-    directory = path.parent
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    geteuid = getattr(os, "geteuid", None)  # POSIX only
-    st = os.stat(directory)
-    if geteuid is not None and st.st_uid == geteuid() and stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        st = os.fstat(fd)
-        if geteuid is not None and st.st_uid == geteuid() and stat.S_IMODE(st.st_mode) != 0o600:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
 def _thread_of(row: tuple[Any, ...]) -> Thread:
     return Thread(
         id=row[0], owner=row[1], created=from_us(row[2]), last_used=from_us(row[3]), tip=row[4], forked_from=row[5],
@@ -149,13 +132,9 @@ class SQLiteStore(ConversationStore):
     # -- plumbing ------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        _ensure_private(self.path)
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
+        conn = connect(self.path, self.busy_timeout_s)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
-            with self._tx(conn):
+            with transaction(conn):
                 conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_us INTEGER)")
                 done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
                 for name, migrate in MIGRATIONS:
@@ -166,21 +145,6 @@ class SQLiteStore(ConversationStore):
             conn.close()
             raise
         return conn
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _tx(conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            # SQLite has already rolled back after some errors (SQLITE_FULL, I/O errors): the
-            # original error is the one to report, not a failed ROLLBACK.
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _call(self, fn: Callable[[sqlite3.Connection], T], operation: str) -> T:
         with self._lock:
@@ -311,7 +275,7 @@ class SQLiteStore(ConversationStore):
 
     async def _insert(self, thread: Thread, messages: list[Stored], turn: Turn | None, *, touch: str | None) -> None:
         def write(conn: sqlite3.Connection) -> None:
-            with self._tx(conn):
+            with transaction(conn):
                 self._sweep(conn)
                 if touch is not None:
                     self._live(conn, touch)
@@ -343,7 +307,7 @@ class SQLiteStore(ConversationStore):
         self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None
     ) -> None:
         def write(conn: sqlite3.Connection) -> None:
-            with self._tx(conn):
+            with transaction(conn):
                 self._live(conn, thread.id)
                 self._write_records(conn, thread, messages, turn)
                 moved = conn.execute(
@@ -386,14 +350,14 @@ class SQLiteStore(ConversationStore):
 
     async def _delete(self, thread: Thread) -> None:
         def write(conn: sqlite3.Connection) -> None:
-            with self._tx(conn):
+            with transaction(conn):
                 self._drop(conn, [thread.id], None)
 
         await self._run(write, "delete a conversation")
 
     async def sweep(self) -> int:
         def write(conn: sqlite3.Connection) -> int:
-            with self._tx(conn):
+            with transaction(conn):
                 return self._sweep(conn)
 
         return await self._run(write, "sweep expired conversations")

@@ -9,20 +9,17 @@ Nothing here holds a key or a base URL: a deployment is its provider and model.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..models.catalogue import DeploymentInfo, ModelGroup
+from ..models.catalogue import DeploymentInfo, Listeners, ModelGroup
 from ..models.config import ModelsConfig
 
 if TYPE_CHECKING:
     from .routing import ModelRouter
 
-logger = logging.getLogger("hive_mcp.provider")
 
 __all__ = ["ConfigCatalogue", "DefaultCatalogue", "listed_names", "model_facts"]
 
@@ -85,31 +82,7 @@ def _credentials_present(model: str, params: Mapping[str, Any]) -> bool:
         return True
 
 
-class _Listeners:
-    def __init__(self) -> None:
-        self._callbacks: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
-
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self._callbacks.append(callback)
-
-    def remove_listener(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
-
-    def _notify(self) -> None:
-        with self._lock:
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:  # noqa: BLE001 - one listener's fault is not the router's
-                logger.exception("a catalogue listener failed")
-
-
-class DefaultCatalogue(_Listeners):
+class DefaultCatalogue(Listeners):
     """Without a config: the default model's entry; any litellm model string is accepted."""
 
     any_model = True
@@ -133,7 +106,7 @@ class DefaultCatalogue(_Listeners):
         return [self._group]
 
 
-class ConfigCatalogue(_Listeners):
+class ConfigCatalogue(Listeners):
     """A config's groups and aliases; deployments healthy or cooling down as the Router has them."""
 
     any_model = False
@@ -148,7 +121,7 @@ class ConfigCatalogue(_Listeners):
     def attach(self, router: ModelRouter) -> None:
         """Read cooldowns from `router` from now on, and pass its changes to this catalogue's listeners."""
         self._router = router
-        router.add_listener(self._notify)
+        router.add_listener(self.notify)
 
     def callable_names(self) -> list[str]:
         return list(self._listed)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..models.config import ModelsConfig
 from .base import Message, ProviderError
+from ..models.catalogue import Listeners
 from .catalogue import listed_names
 from .offline import litellm
 
@@ -60,10 +61,11 @@ def deployment_label(model: str) -> str:
     return f"{provider}/{model}"
 
 
-class ModelRouter:
+class ModelRouter(Listeners):
     """A config's groups, aliases and fallbacks, and litellm's Router over its deployments."""
 
     def __init__(self, config: ModelsConfig) -> None:
+        super().__init__()
         self.config = config
         settings = dict(config.router_settings)
         self.fallbacks = {key: _fallback_map(settings.get(key)) for key in ("fallbacks", *_SPECIFIC_FALLBACKS.values())}
@@ -79,7 +81,6 @@ class ModelRouter:
         for group in self.groups:
             found = self.router.registry().deployments(group) or []
             self._deployments[group] = [_deployment(group, d) for d in found if d.get("model_name") == group]
-        self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._seen_cooling: dict[str, float] = {}  # deployment id -> the end of the last cooldown announced
         if any(k.startswith("redis") for k in settings):
@@ -195,8 +196,8 @@ class ModelRouter:
 
     def _changed_until(self, seconds: float) -> None:
         """A deployment entered cooldown for `seconds`: tell the listeners now and when it ends."""
-        self._changed()
-        timer = threading.Timer(max(0.0, seconds) + 0.01, self._changed)
+        self.notify()
+        timer = threading.Timer(max(0.0, seconds) + 0.01, self.notify)
         timer.daemon = True
         timer.start()
 
@@ -232,25 +233,6 @@ class ModelRouter:
         call.update(num_retries=0, max_retries=0)
         return call
 
-    # -- listeners --------------------------------------------------------------------
-
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self._listeners.append(callback)
-
-    def remove_listener(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
-
-    def _changed(self) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for callback in listeners:
-            try:
-                callback()
-            except Exception:  # noqa: BLE001 - one listener's fault is not the call's
-                logger.exception("a catalogue listener failed")
 
 
 def _ends(active: Any) -> dict[str, float]:

@@ -14,12 +14,13 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TypeVar
 
 from ..conversations.model import default_db_path
+from ..sqlite import connect, transaction
 from .budgets import Budget, period_key
 from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
 
@@ -79,16 +80,10 @@ class SQLiteBackend(Backend):
         self._lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        with _tx(conn):
+        conn = connect(self.path, self.busy_timeout_s)
+        with transaction(conn):
             for statement in _SCHEMA:
                 conn.execute(statement)
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, 0o600)
         return conn
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -122,7 +117,7 @@ class SQLiteBackend(Backend):
 
     def reserve(self, r: Reservation, budgets: list[Budget]) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
-            with _tx(conn):
+            with transaction(conn):
                 conn.execute("DELETE FROM spend_reservations WHERE expires <= ?", (r.start.timestamp(),))
                 left: dict[str, int] = {}
                 for b in budgets:
@@ -143,7 +138,7 @@ class SQLiteBackend(Backend):
         day = period_key("day", r.start)
 
         def run(conn: sqlite3.Connection) -> None:
-            with _tx(conn):
+            with transaction(conn):
                 conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
                 conn.execute(
                     "INSERT INTO spend_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -169,7 +164,7 @@ class SQLiteBackend(Backend):
 
     def release(self, r: Reservation) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            with _tx(conn):
+            with transaction(conn):
                 conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
 
         self._run(run)
@@ -196,16 +191,3 @@ class SQLiteBackend(Backend):
             ]
 
         return self._run(run)
-
-
-@contextlib.contextmanager
-def _tx(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
