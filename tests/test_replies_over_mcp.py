@@ -117,3 +117,11 @@ async def test_a_key_of_no_known_shape_echoed_by_a_401_reaches_no_client_log_or_
     seen = [text_of(result), caplog.text, *(p.read_text() for p in (tmp_path / "dumps").glob("*.json"))]
     assert store.count() == 1 and not any(key in s for s in seen)
     assert isinstance(result.content[0], types.TextContent)
+
+
+async def test_a_failed_calls_dump_names_its_caller(server: MCPServer, upstream: Upstream, store: DumpStore) -> None:
+    upstream.script(Reply.error(400, "bad request"))
+    result = await call(server, "legacy", "complete", {"prompt": "x"})
+    assert result.is_error
+    [summary] = store.list().items
+    assert store.read(summary.id).caller == "local"  # over stdio or in-process: the local caller

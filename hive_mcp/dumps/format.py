@@ -192,6 +192,7 @@ class FailureDump(BaseModel):
     response_format: dict[str, Any] | None = None
     request_keys: list[str] = Field(default_factory=list)
     conversation_id: str | None = None
+    caller: str | None = None
     hive_mcp_version: str = Field(default_factory=lambda: _HIVE_MCP_VERSION)
     litellm_version: str = Field(default_factory=_litellm_version)
 

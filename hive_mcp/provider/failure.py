@@ -46,6 +46,7 @@ def build_dump(
         response_format=request.response_format,
         request_keys=sorted(k for k in kwargs if k != "api_key"),
         conversation_id=request.conversation_id,
+        caller=request.caller,
     )
 
 
