@@ -158,6 +158,8 @@ class Bucket(BaseModel):
 
 
 class DumpRow(BaseModel):
+    """One dump in the table: the store's summary, its `error_type` named `category` as the page calls it."""
+
     id: str
     timestamp: datetime
     model: str
@@ -169,16 +171,7 @@ class DumpRow(BaseModel):
 
     @classmethod
     def of(cls, s: DumpSummary) -> DumpRow:
-        return cls(
-            id=s.id,
-            timestamp=s.timestamp,
-            model=s.model,
-            category=s.error_type,
-            outcome=s.outcome,
-            attempt_count=s.attempt_count,
-            message_count=s.message_count,
-            size_bytes=s.size_bytes,
-        )
+        return cls(category=s.error_type, **s.model_dump(exclude={"error_type"}))
 
 
 class Failures(BaseModel):
