@@ -297,7 +297,7 @@ def build(
 
     key = settings.api_key_value
     store = dump_store(settings, (*((key,) if key else ()), *(config.secrets if config is not None else ())))
-    catalogue = ConfigCatalogue(config) if config is not None else DefaultCatalogue(settings.model)
+    catalogue = ConfigCatalogue(config) if config is not None else DefaultCatalogue(settings.model, key)
 
     def load_provider() -> LLMProvider:
         from .provider.litellm import LiteLLMProvider  # imports litellm: seconds

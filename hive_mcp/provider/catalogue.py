@@ -9,13 +9,13 @@ Nothing here holds a key or a base URL: a deployment is its provider and model.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..models.catalogue import DeploymentInfo, Listeners, ModelGroup
 from ..models.config import ModelsConfig
+from ..models.static import StaticCatalogue
 
 if TYPE_CHECKING:
     from .routing import ModelRouter
@@ -82,28 +82,21 @@ def _credentials_present(model: str, params: Mapping[str, Any]) -> bool:
         return True
 
 
-class DefaultCatalogue(Listeners):
-    """Without a config: the default model's entry; any litellm model string is accepted."""
+class DefaultCatalogue(StaticCatalogue):
+    """Without a config: `StaticCatalogue`'s entry for the default model, completed with litellm's facts
+    about it (context, prices, capabilities) and whether its key is present, asked once on first use."""
 
-    any_model = True
-
-    def __init__(self, model: str) -> None:
-        super().__init__()
-        self.model = model
-        self._group: ModelGroup | None = None
-
-    def callable_names(self) -> list[str]:
-        return [self.model]
+    def __init__(self, model: str, api_key: str | None = None) -> None:
+        super().__init__(model)
+        self._api_key = api_key
+        self._facts: dict[str, Any] | None = None
 
     def groups(self) -> list[ModelGroup]:
-        if self._group is None:
-            provider, name = _split(self.model)
-            self._group = ModelGroup(
-                name=self.model, deployments=[DeploymentInfo(provider=provider, model=name)],
-                credentials_present=_credentials_present(self.model, {"api_key": os.environ.get("HIVE_MCP_API_KEY")}),
-                **model_facts(self.model),
-            )
-        return [self._group]
+        if self._facts is None:
+            name = self.callable_names()[0]
+            present = _credentials_present(name, {"api_key": self._api_key})
+            self._facts = {**model_facts(name), "credentials_present": present}
+        return [group.model_copy(update=self._facts) for group in super().groups()]
 
 
 class ConfigCatalogue(Listeners):
