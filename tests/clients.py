@@ -49,8 +49,12 @@ async def until(pred: Callable[[], bool], what: str) -> None:
             await anyio.sleep(0.005)
 
 
+DUMPS_FROM = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+"""When `make_dump`'s dumps were written: recent, so the store's 30-day retention keeps them."""
+
+
 def make_dump(i: int, *, error_type: str = "rate_limit", model: str = MODEL, when: datetime | None = None) -> FailureDump:
-    ts = when or datetime(2026, 11, 1, 12, 0, tzinfo=UTC) + timedelta(seconds=i)
+    ts = when or DUMPS_FROM + timedelta(seconds=i)
     return sample_dump(ts, error_type=error_type, model=model, content=f"message {i}")
 
 

@@ -656,6 +656,11 @@ def test_sigterm_lets_calls_in_flight_finish_answers_the_rest_and_exits_0(
                         await anyio.sleep(0.02)  # polling counters: no single event covers 20 calls
                 signalled = time.monotonic()
                 server.signal_stop()
+                # Released once the server has counted its calls in flight: released sooner, a
+                # stream could finish between the signal and the count.
+                with anyio.fail_after(30):
+                    while "shutting down:" not in server.stderr():
+                        await anyio.sleep(0.02)  # the server's log is the only sign: polled
                 sec_upstream.release()
             return outcomes, signalled, time.monotonic()
 

@@ -26,7 +26,7 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.dumps import DumpStore, make_dump_id
 from hive_mcp.dashboard.app import RESOURCE_URI as DASHBOARD_URI
 from hive_mcp.mcp import INDEX_URI, MODELS_URI, build_server, dump_uri
-from tests.clients import MODEL, WAIT, Notifications, Progress, connect, make_dump, mode  # noqa: F401 - mode is a fixture
+from tests.clients import DUMPS_FROM, MODEL, WAIT, Notifications, Progress, connect, make_dump, mode  # noqa: F401 - mode is a fixture
 from tests.clients import text_of, wait_thread_event
 from tests.conftest import TEST_KEY
 from tests.processes import ROOT, child_env
@@ -447,7 +447,7 @@ async def test_resources_list_stays_small_at_10000_dumps(
 ) -> None:
     # Copy one real dump file under 10,000 names: far faster than 10,000 fsynced writes.
     source = dump_dir / f"{store.write(make_dump(0))}.json"
-    base = datetime(2026, 11, 2, tzinfo=UTC)
+    base = DUMPS_FROM + timedelta(days=1)
     for i in range(1, 10_000):
         dump_id = make_dump_id(base + timedelta(seconds=i), "rate_limit", MODEL)
         shutil.copyfile(source, dump_dir / f"{dump_id}.json")
@@ -472,7 +472,7 @@ async def test_list_failed_requests_filters_and_pages(
     async with connect(make_server(), mode) as c:
         auth = await c.call_tool("list_failed_requests", {"error_type": "auth"})
         by_model = await c.call_tool("list_failed_requests", {"model": "anthropic/claude-test"})
-        recent = await c.call_tool("list_failed_requests", {"since": "2026-11-01T12:00:01Z"})
+        recent = await c.call_tool("list_failed_requests", {"since": (DUMPS_FROM + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")})
         first = await c.call_tool("list_failed_requests", {"limit": 2})
         assert first.structured_content is not None
         rest = await c.call_tool("list_failed_requests", {"limit": 2, "cursor": first.structured_content["next_cursor"]})
