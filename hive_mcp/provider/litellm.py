@@ -32,7 +32,7 @@ from .replies import from_stream, parse
 from .retry import RetryPolicy
 from .routing import ModelRouter, Route
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
-from .stream import StreamAssembler
+from .stream import StreamAssembler, get
 
 logger = logging.getLogger("hive_mcp.provider")
 
@@ -41,6 +41,19 @@ DEFAULT_DEADLINE_S = 600.0
 __all__ = ["DEFAULT_DEADLINE_S", "JSON_MODE_INSTRUCTION", "LiteLLMProvider"]
 
 _PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
+
+
+def quiet() -> bool:
+    """Whether nothing in this process listens to litellm's end of a stream: no callback, no cache.
+
+    With `include_usage`, litellm hands over its usage chunk from its end-of-stream
+    pass, once the upstream's stream is over, and then, if asked for the next
+    chunk, builds the whole reply again, only for its callbacks and its cache (a
+    deep copy, two tasks). When nobody listens, the stream is closed on the usage
+    chunk instead. A Router's strategy that learns from callbacks (least-busy,
+    latency-based) registers one, and then the pass runs.
+    """
+    return not (litellm.callbacks or litellm.success_callback or litellm._async_success_callback or litellm.cache)
 
 
 class LiteLLMProvider(LLMProvider):
@@ -197,6 +210,8 @@ class LiteLLMProvider(LLMProvider):
                         for event in assembler.feed(chunk):
                             sent_any = True
                             yield event
+                        if assembler.finish_reason and not get(chunk, "choices") and get(chunk, "usage") and quiet():
+                            break
                 except StopAsyncIteration:
                     pass
                 finally:

@@ -53,7 +53,8 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
     elif stop_reason == "content_filter":
         raise ContentFiltered(filter_categories(_filter_text(assembler.filter_results, None)))
     usage = usage_of(assembler.usage)
-    usage.cost_usd = cost(model, usage, None)
+    priced = get(assembler.usage, "cost") if assembler.usage else None
+    usage.cost_usd = float(priced) if isinstance(priced, (int, float)) else cost(model, usage, None)
     return LLMResponse(
         **usage.model_dump(),
         content=assembler.text,
@@ -90,7 +91,8 @@ def cost(model: str, usage: Usage, raw: Any) -> float:
     """USD from litellm's cost table; 0.0 for a model it does not know (never raises).
 
     litellm has already priced a whole response (`_hidden_params["response_cost"]`,
-    its documented place); pricing it again cost about a tenth of a call's CPU.
+    its documented place) and a stream's usage (`usage.cost`, cache reads at their
+    rate); pricing it again cost about a tenth of a call's CPU.
     """
     try:
         if raw is not None:

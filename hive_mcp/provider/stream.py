@@ -26,9 +26,32 @@ def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw": raw}
 
 
+_MISSING = object()
+
+
 def get(obj: Any, name: str) -> Any:
-    """`obj.name`, or `obj[name]` for a dict (chunks arrive as either)."""
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+    """`obj.name`, or `obj[name]` for a dict (chunks arrive as either); None when it has none.
+
+    Read where `getattr` would find it, in its order: the instance's own values,
+    pydantic's extra fields, then the class (a property). litellm deletes the
+    fields a chunk lacks, and `getattr` on a deleted pydantic field goes through
+    pydantic's `__getattr__` to an AttributeError: several times a chunk, that
+    costs more than all the rest of reading it.
+    """
+    if isinstance(obj, dict):
+        return obj.get(name)
+    values = getattr(obj, "__dict__", None)
+    if values is None:
+        return getattr(obj, name, None)
+    found = values.get(name, _MISSING)
+    if found is not _MISSING:
+        return found
+    extra = getattr(obj, "__pydantic_extra__", None)
+    if extra and name in extra:
+        return extra[name]
+    if any(name in klass.__dict__ for klass in type(obj).__mro__):
+        return getattr(obj, name, None)
+    return None
 
 
 @dataclass
