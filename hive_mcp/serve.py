@@ -10,6 +10,7 @@ need them, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -325,6 +326,10 @@ def build(
             **extra,
         )
         provider.warm_up()
+        gc.collect()
+        # litellm's import leaves some 400,000 objects that live as long as the process; frozen,
+        # the collector stops walking them on every full collection (a stall under streaming load).
+        gc.freeze()
         return provider
 
     provider = DeferredProvider(load_provider, model=settings.model)
