@@ -27,7 +27,10 @@ DEFAULT_RESOURCE_PAGE_SIZE = 50
 """Dumps per `resources/list` page. Only the files on a page are opened, so a page costs the same at 10,000 dumps."""
 
 PROGRESS_INTERVAL_S = 0.01
-"""The least time between two `stream_complete` notifications that carry text (see `relay.relay_progress`)."""
+"""The least time between two `stream_complete` notifications that carry text, while the server keeps up
+(see `relay.Pacer`)."""
+MOST_PROGRESS_INTERVAL_S = 0.2
+"""The most it grows to while the server is behind: text still reaches a reader five times a second."""
 
 DEFAULT_HEARTBEAT_S = 10.0
 """The longest a waiting call goes without a progress notification, when its request carries a progress token."""

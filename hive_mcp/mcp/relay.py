@@ -23,7 +23,7 @@ from ..provider.events import (
     StreamEvent,
     TextDeltaEvent,
 )
-from .constants import CLOSE_TIMEOUT_S, PROGRESS_INTERVAL_S, READER_SLICE_S, logger
+from .constants import CLOSE_TIMEOUT_S, MOST_PROGRESS_INTERVAL_S, PROGRESS_INTERVAL_S, READER_SLICE_S, logger
 
 Report = Callable[[float, "str | None"], Awaitable[None]]
 """Sends one progress notification: (progress, message)."""
@@ -80,6 +80,35 @@ async def heartbeats(progress: ProgressSender, interval_s: float) -> AsyncIterat
 
 
 @dataclass
+class Pacer:
+    """The least time between two notifications with text: `base_s` while the event loop keeps up, more while it is behind.
+
+    Every relay of a server reports how late it woke (`late`): text waiting for
+    the relay to run, or a wait that overran its end. On a loop that keeps up
+    that is microseconds; on a loaded one, the length of a loop turn. The
+    interval follows a moving average of it, times `GROWTH`, up to `most_s`, so
+    a loaded server sends fewer notifications, each carrying all the text since
+    the last (each costs a JSON-RPC message and an SSE event, whatever it holds),
+    and the CPU that frees lets the loop catch up. Once it has, the interval is back at `base_s`.
+    """
+
+    base_s: float = PROGRESS_INTERVAL_S
+    most_s: float = MOST_PROGRESS_INTERVAL_S
+    lag_s: float = 0.0
+
+    GROWTH = 2.0
+    WEIGHT = 0.2
+    """How much one report moves the average: the interval follows a few loop turns, not one."""
+
+    def late(self, seconds: float) -> None:
+        self.lag_s += (max(0.0, seconds) - self.lag_s) * self.WEIGHT
+
+    @property
+    def interval_s(self) -> float:
+        return min(self.most_s, max(self.base_s, self.GROWTH * self.lag_s))
+
+
+@dataclass
 class StreamState:
     """What the upstream has sent so far, shared by the reader task and the notifier loop."""
 
@@ -88,6 +117,8 @@ class StreamState:
     """(kind, text) not yet sent: kind is "answer", or "reasoning" when `reasoning` is on."""
     reasoning: bool = False
     """Relay reasoning too; every message then starts with its kind's tag (`TAGS`)."""
+    since: float = 0.0
+    """When the oldest pending text arrived."""
     finish: FinishEvent | None = None
     error: StreamErrorEvent | None = None
     crashed: bool = False
@@ -96,11 +127,11 @@ class StreamState:
     def add(self, ev: StreamEvent) -> None:
         if isinstance(ev, TextDeltaEvent):
             if ev.content:
-                self.pending.append(("answer", ev.content))
+                self._pend("answer", ev.content)
         elif isinstance(ev, ReasoningDeltaEvent):
             if not (self.reasoning and ev.content):
                 return
-            self.pending.append(("reasoning", ev.content))
+            self._pend("reasoning", ev.content)
         elif isinstance(ev, FinishEvent):
             self.finish = ev
         elif isinstance(ev, StreamErrorEvent):
@@ -108,6 +139,11 @@ class StreamState:
         else:  # a tool call: it arrives whole in the result
             return
         self.changed.set()
+
+    def _pend(self, kind: str, text: str) -> None:
+        if not self.pending:
+            self.since = anyio.current_time()
+        self.pending.append((kind, text))
 
     def take_pending(self) -> list[str]:
         """The messages to send for what is pending: each run of one kind joined into one."""
@@ -157,28 +193,27 @@ async def read_stream(events: AsyncIterator[StreamEvent], state: StreamState) ->
                     logger.debug("closing the provider stream failed: %s: %s", type(exc).__name__, exc)
 
 
-async def relay_progress(
-    state: StreamState,
-    progress: ProgressSender,
-    heartbeat_s: float,
-    interval_s: float = PROGRESS_INTERVAL_S,
-) -> None:
+async def relay_progress(state: StreamState, progress: ProgressSender, heartbeat_s: float, pacer: Pacer) -> None:
     """Send the new text as progress until the stream is done; a heartbeat when nothing was sent for `heartbeat_s`.
 
-    Text goes out at once unless the previous notification left less than
-    `interval_s` ago; then it waits out the rest of the interval, gathering what
-    else arrives into the same notification. Chunks spaced wider than the
-    interval are never delayed; a fast stream costs at most 1/interval_s
-    notifications a second instead of one per chunk.
+    Text goes out at once unless the previous notification left less than the
+    pacer's interval ago; then it waits out the rest of the interval, gathering
+    what else arrives into the same notification. Chunks spaced wider than the
+    interval are never delayed; a fast stream costs at most one notification an
+    interval instead of one per chunk. How late each wake-up is tells the pacer how far behind the loop is.
     """
     last_text = -math.inf
     while True:
         wait = progress.last_sent + heartbeat_s - anyio.current_time()
         with anyio.move_on_after(max(0.0, wait)):
             await state.changed.wait()
-        hold = last_text + interval_s - anyio.current_time()
+        now = anyio.current_time()
+        if state.pending:
+            pacer.late(now - state.since)
+        hold = last_text + pacer.interval_s - now
         if hold > 0 and state.pending and not state.done:
             await anyio.sleep(hold)
+            pacer.late(anyio.current_time() - now - hold)
         state.changed = anyio.Event()  # swapped before reading, so a change after this wakes the next wait
         messages = state.take_pending()
         for message in messages:

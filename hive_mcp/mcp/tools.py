@@ -35,7 +35,7 @@ from .catalogue import ListModelsArgs, ModelList, ModelsView
 from .conversations import Call, ConversationService, caller
 from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, failure_text
-from .relay import ProgressSender, StreamState, heartbeats, read_stream, relay_progress
+from .relay import Pacer, ProgressSender, StreamState, heartbeats, read_stream, relay_progress
 from .resources import list_page
 from .results import CompletionResult, FailedRequestPage, completion_result, json_result
 from .schema import describe, tool_schema
@@ -59,6 +59,11 @@ class ToolHandlers:
     default_max_tokens: int | None = None
     conversations: ConversationService | None = None
     spend: Spend | None = None
+    pacer: Pacer = field(init=False)
+    """Shared by every stream: how far behind the event loop is, one process's fact."""
+
+    def __post_init__(self) -> None:
+        self.pacer = Pacer(base_s=self.progress_interval_s)
 
     def _prepare(self, args: CompleteArgs, keyword_default: int) -> tuple[list[Message], dict[str, Any]]:
         """The provider call for valid `args`, once every limit allows it; raises LimitError.
@@ -153,7 +158,7 @@ class ToolHandlers:
                     beating.cancel()  # the relay sends the heartbeats from here on
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(read_stream, self.provider.stream(messages, **kwargs), state)
-                        await relay_progress(state, progress, self.heartbeat_s, self.progress_interval_s)
+                        await relay_progress(state, progress, self.heartbeat_s, self.pacer)
             except Busy as exc:
                 return error_result(str(exc))
             if state.error is not None:

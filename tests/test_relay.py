@@ -1,0 +1,64 @@
+"""The relay's pacing: one notification an interval, the interval growing while the event loop is behind."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import anyio.lowlevel
+
+from hive_mcp.mcp.relay import Pacer, ProgressSender, StreamState, relay_progress
+from hive_mcp.provider import TextDeltaEvent
+
+
+def test_the_interval_is_the_base_while_the_loop_keeps_up() -> None:
+    pacer = Pacer(base_s=0.01, most_s=0.2)
+    for _ in range(50):
+        pacer.late(0.0001)
+    assert pacer.interval_s == 0.01
+
+
+def test_the_interval_follows_lateness_up_to_its_most_and_comes_back() -> None:
+    pacer = Pacer(base_s=0.01, most_s=0.2)
+    for _ in range(50):
+        pacer.late(0.03)
+    assert 0.05 < pacer.interval_s <= 0.2
+    for _ in range(50):
+        pacer.late(1.0)
+    assert pacer.interval_s == 0.2
+    for _ in range(100):
+        pacer.late(0.0)
+    assert pacer.interval_s == 0.01
+
+
+async def test_a_busy_loop_widens_the_interval_and_the_text_stays_whole() -> None:
+    """A task that holds the loop 20 ms a turn (as a server's other streams do under load)."""
+    chunks = [f"w{i} " for i in range(60)]
+    sent: list[str | None] = []
+
+    async def report(progress: float, message: str | None) -> None:
+        sent.append(message)
+
+    pacer = Pacer(base_s=0.001, most_s=0.5)
+    state = StreamState()
+    done = anyio.Event()
+
+    async def hog() -> None:
+        while not done.is_set():
+            time.sleep(0.02)  # CPU-bound work elsewhere on the loop: it does not yield
+            await anyio.lowlevel.checkpoint()
+
+    async def feed() -> None:
+        for text in chunks:
+            state.add(TextDeltaEvent(text))
+            await anyio.lowlevel.checkpoint()
+        state.done = True
+        state.changed.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hog)
+        tg.start_soon(feed)
+        await relay_progress(state, ProgressSender(report), 60.0, pacer)
+        done.set()
+    assert "".join(m for m in sent if m) == "".join(chunks)
+    assert pacer.interval_s > 10 * pacer.base_s, pacer
