@@ -76,6 +76,8 @@ class Spend:
     on_change: Callable[[], None] | None = None
     _held: dict[str, Ticket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _prices: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    """Each model's price, looked up once: the config and litellm's local map do not change while serving."""
 
     async def reserve(
         self, caller: str, model: str, messages: list[Message], *, system: str, max_tokens: int, deadline: float
@@ -83,7 +85,9 @@ class Spend:
         """Hold the worst case of this call; raises BudgetRefusal (nothing held then)."""
         group = self.group_of(model)
         applying = self.budgets.applying(caller, group)
-        price = await anyio.to_thread.run_sync(self.provider.price, model)  # also without budgets: the unpriced flag
+        if model not in self._prices:  # also without budgets: the unpriced flag
+            self._prices[model] = await anyio.to_thread.run_sync(self.provider.price, model)
+        price = self._prices[model]
         now = self.clock()
         amount = 0
         if price is None:
