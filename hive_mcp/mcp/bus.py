@@ -34,7 +34,7 @@ from mcp.server.subscriptions import (
     ToolsListChanged,
 )
 
-__all__ = ["DEFAULT_CHANNEL", "RedisSubscriptionBus", "running"]
+__all__ = ["DEFAULT_CHANNEL", "RedisSubscriptionBus", "channel_for", "running"]
 
 logger = logging.getLogger("hive_mcp.bus")
 
@@ -44,6 +44,14 @@ POLL_S = 1.0
 TIMEOUT_S = 2.0
 
 Kind = Literal["tools", "prompts", "resources", "resource"]
+
+
+def channel_for(url: str) -> str:
+    """The channel of the database `url` names: Redis channels span a server's databases, the state in them
+    does not, so two deployments on one server in databases of their own must not hear each other's changes."""
+    from redis.connection import parse_url
+
+    return f"{DEFAULT_CHANNEL}:db{parse_url(url).get('db') or 0}"
 
 
 class _Envelope(BaseModel):
@@ -81,9 +89,9 @@ class RedisSubscriptionBus:
     holds the connection and the reader. `url` may carry the password.
     """
 
-    def __init__(self, url: str, channel: str = DEFAULT_CHANNEL) -> None:
+    def __init__(self, url: str, channel: str | None = None) -> None:
         self._url = url
-        self.channel = channel
+        self.channel = channel or channel_for(url)
         self.origin = token_hex(8)
         self._local = InMemorySubscriptionBus()
         self._client: Any = None
