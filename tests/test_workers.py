@@ -108,6 +108,18 @@ def test_bad_worker_settings_are_one_line_and_exit_2(
     assert "Traceback" not in err
 
 
+def test_the_supervisor_says_who_may_call_once(upstream: Upstream, tmp_path: Path) -> None:
+    env = workers_env(upstream, tmp_path / "dumps") | {"HIVE_MCP_AUTH_TOKEN": "ops:tok-workers-0123456789abcdef"}
+    server = HttpServer("http", env, tmp_path, "access", args=["--workers", "2"])
+    try:
+        server.wait_ready()
+    finally:
+        assert server.terminate() == 0, server.stderr()
+    log = server.stderr()
+    assert log.count("bearer-token authentication on (1 token)") == 1, log
+    assert "tok-workers-0123456789abcdef" not in log
+
+
 # ---------------------------------------------------------------------------
 # Both protocol eras, their requests on different workers
 # ---------------------------------------------------------------------------

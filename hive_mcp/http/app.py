@@ -128,6 +128,12 @@ def run_http(server: Any, settings: Settings, tokens: tuple[str, ...], store: An
         logger.info("serving MCP over streamable HTTP at %s%s", where, MCP_PATH)
     else:
         logger.info("serving MCP over HTTP+SSE (legacy) at %s%s", where, SSE_PATH)
+    log_access(settings, tokens)
+    anyio.run(_Server(config).serve)
+
+
+def log_access(settings: Settings, tokens: tuple[str, ...]) -> None:
+    """Who may call: the token count, or a warning that anyone on the network may; and the accepted Host headers."""
     if tokens:
         logger.info("bearer-token authentication on (%d token%s)", len(tokens), "" if len(tokens) == 1 else "s")
     elif not is_loopback(settings.host):
@@ -138,6 +144,6 @@ def run_http(server: Any, settings: Settings, tokens: tuple[str, ...], store: An
         )
     if not is_loopback(settings.host) or settings.allowed_hosts:
         logger.info(
-            "accepted Host headers: %s (add more with HIVE_MCP_ALLOWED_HOSTS)", ", ".join(security.allowed_hosts)
+            "accepted Host headers: %s (add more with HIVE_MCP_ALLOWED_HOSTS)",
+            ", ".join(transport_security_settings(settings).allowed_hosts),
         )
-    anyio.run(_Server(config).serve)

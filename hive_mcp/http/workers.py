@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from ..net import host_for_url
-from .app import BACKSTOP_S, build_app
+from .app import BACKSTOP_S, build_app, log_access
 from .asgi import MCP_PATH, Receive, Scope, Send, header, respond
 from .hosts import transport_security_settings
 from .shutdown import Shutdown, let_event_streams_end
@@ -158,6 +158,7 @@ def run_workers(settings: Settings, tokens: tuple[str, ...], models: ModelsConfi
         "serving MCP over stateless streamable HTTP at http://%s:%d%s with %d workers",
         host_for_url(settings.host), settings.port, MCP_PATH, settings.workers,
     )  # fmt: skip
+    log_access(settings, tokens)
     try:
         Multiprocess(config, sockets=listeners).run()
     finally:
