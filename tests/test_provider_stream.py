@@ -113,7 +113,15 @@ def chunk_shapes() -> list[Any]:
         {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
          "choices": [{"index": 0, "delta": {"refusal": "no"}, "finish_reason": None}]}
     )  # fmt: skip
-    return [delta, bare, chunk, chunk.choices[0], raw, raw.choices[0], raw.choices[0].delta, SimpleNamespace(content="x")]
+    return [delta, bare, chunk, chunk.choices[0], raw, raw.choices[0], raw.choices[0].delta, SimpleNamespace(content="x"),
+            MadeUp()]  # fmt: skip
+
+
+class MadeUp:
+    """An object whose attributes its class makes up."""
+
+    def __getattr__(self, name: str) -> str:
+        return f"made-{name}"
 
 
 NAMES = ["content", "reasoning_content", "thinking_blocks", "refusal", "tool_calls", "provider_specific_fields",

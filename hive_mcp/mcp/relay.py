@@ -81,7 +81,7 @@ async def heartbeats(progress: ProgressSender, interval_s: float) -> AsyncIterat
 
 @dataclass
 class Pacer:
-    """The least time between two notifications with text: `base_s` while the event loop keeps up, more while it is behind.
+    """The least time between two notifications with text: `base_s` while the loop keeps up, more while it is behind.
 
     Every relay of a server reports how late it woke (`late`): text waiting for
     the relay to run, or a wait that overran its end. On a loop that keeps up

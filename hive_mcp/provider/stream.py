@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from .base import ToolCall
 from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent
 
@@ -27,6 +29,7 @@ def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
 
 
 _MISSING = object()
+_PYDANTIC_GETATTR = getattr(BaseModel, "__getattr__", None)
 
 
 def get(obj: Any, name: str) -> Any:
@@ -49,8 +52,9 @@ def get(obj: Any, name: str) -> Any:
     extra = getattr(obj, "__pydantic_extra__", None)
     if extra and name in extra:
         return extra[name]
-    if any(name in klass.__dict__ for klass in type(obj).__mro__):
-        return getattr(obj, name, None)
+    hook = getattr(type(obj), "__getattr__", None)
+    if (hook is not None and hook is not _PYDANTIC_GETATTR) or any(name in k.__dict__ for k in type(obj).__mro__):
+        return getattr(obj, name, None)  # a class attribute, or a class that makes its attributes up
     return None
 
 
