@@ -17,7 +17,6 @@ so every sample measures the same length. Run it as a section of bench.run:
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 from contextlib import AsyncExitStack
 from typing import Any

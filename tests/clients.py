@@ -53,6 +53,17 @@ DUMPS_FROM = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
 """When `make_dump`'s dumps were written: recent, so the store's 30-day retention keeps them."""
 
 
+async def hear(sub: AsyncIterator[Any], wanted: set[str], timeout: float = WAIT) -> set[str]:
+    """Read a `listen` stream until every one of `wanted` was heard; an event is named by its uri, else its type."""
+    heard: set[str] = set()
+    with anyio.fail_after(timeout):
+        async for event in sub:
+            heard.add(getattr(event, "uri", None) or type(event).__name__)
+            if wanted <= heard:
+                break
+    return heard
+
+
 def make_dump(i: int, *, error_type: str = "rate_limit", model: str = MODEL, when: datetime | None = None) -> FailureDump:
     ts = when or DUMPS_FROM + timedelta(seconds=i)
     return sample_dump(ts, error_type=error_type, model=model, content=f"message {i}")

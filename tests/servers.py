@@ -25,7 +25,7 @@ from mcp import Client
 from mcp.client.sse import sse_client
 
 from tests.conftest import TEST_KEY
-from tests.processes import ROOT, child_env, free_port
+from tests.processes import child_env, free_port
 from tests.upstream import Upstream
 
 MODEL = "openai/gpt-4o-mini"

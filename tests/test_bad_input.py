@@ -9,7 +9,7 @@ answered, never a hang, a crash or a multi-line error.
 from __future__ import annotations
 
 import string
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.dumps import DumpStore, make_dump_id
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import DUMP_URI_PREFIX, INDEX_URI, build_server, dump_uri
-from tests.clients import MODEL, WAIT, connect, make_dump, text_of
+from tests.clients import MODEL, connect, make_dump, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.upstream import Reply, Upstream
 

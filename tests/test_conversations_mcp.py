@@ -21,7 +21,7 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import build_server
 from hive_mcp.provider import LiteLLMProvider
-from tests.clients import MODEL, WAIT, connect, mode, text_of, until  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, connect, hear, mode, text_of, until  # noqa: F401 - mode is a fixture
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.conftest_valkey import Backend, backend, valkey_server, wait_for  # noqa: F401 - fixtures
 from tests.upstream import Reply, Upstream
@@ -418,9 +418,4 @@ async def test_listen_streams_hear_new_and_updated_conversations(server: MCPServ
         uri = f"hive://conversations/{cid}"
         async with c.listen(resources_list_changed=True, resource_subscriptions=["hive://conversations", uri]) as sub:
             await call(c, prompt="again", conversation_id=cid)
-            seen: set[str] = set()
-            with anyio.fail_after(WAIT):
-                async for event in sub:
-                    seen.add(getattr(event, "uri", type(event).__name__))
-                    if {"ResourcesListChanged", "hive://conversations", uri} <= seen:
-                        break
+            await hear(sub, {"ResourcesListChanged", "hive://conversations", uri})

@@ -25,7 +25,6 @@ import httpx
 import pytest
 import uvicorn
 from mcp import Client
-from mcp.server.mcpserver import MCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse

@@ -33,7 +33,8 @@ from mcp.client.streamable_http import streamable_http_client
 from hive_mcp import __version__
 from hive_mcp.settings import Settings, SettingsError, load_settings
 from tests.conftest import TEST_KEY
-from tests.servers import MODEL, ROOT, TOOLS, HttpServer, Session, server_env, text_of, wait_exit
+from tests.processes import ROOT
+from tests.servers import MODEL, TOOLS, HttpServer, Session, server_env, text_of, wait_exit
 from tests.upstream import Reply, Upstream
 
 HTTP_TOKENS = ("tok-http-first-0123456789abcdef", "tok-http-second-0123456789abcdef")

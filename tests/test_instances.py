@@ -23,6 +23,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from tests.clients import hear
 from tests.processes import child_env
 from tests.servers import HttpServer, Session, text_of
 from tests.upstream import RecordedRequest, Reply, Upstream
@@ -240,12 +241,7 @@ def test_a_dump_written_by_one_instance_is_heard_and_read_on_the_other(instances
             async with c.listen(resources_list_changed=True, resource_subscriptions=["hive://failed-requests"]) as sub:
                 balancer.pinned = two
                 failed = await call(c, model="broken", max_retries=0)
-                heard: set[str] = set()
-                with anyio.fail_after(30):
-                    async for event in sub:
-                        heard.add(getattr(event, "uri", None) or type(event).__name__)
-                        if {"ResourcesListChanged", "hive://failed-requests"} <= heard:
-                            break
+                await hear(sub, {"ResourcesListChanged", "hive://failed-requests"}, timeout=30)
             balancer.pinned = one
             found = re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text_of(failed))
             assert failed.is_error and found, text_of(failed)

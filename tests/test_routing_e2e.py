@@ -15,7 +15,7 @@ import redis
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from tests.processes import child_env
-from tests.servers import Session, text_of, wait_exit
+from tests.servers import Session, text_of
 from tests.upstream import Reply, Upstream
 from tests.valkey import ValkeyProcess, valkey_binary
 

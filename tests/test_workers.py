@@ -25,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 
 from hive_mcp.cli import main
 from hive_mcp.scaling import max_workers
+from tests.clients import hear
 from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, server_env, text_of, wait_exit
 from tests.steering import Seen, Steer, steered_target, worker_pids
 from tests.upstream import RecordedRequest, Reply, Upstream
@@ -182,12 +183,7 @@ def test_a_dump_written_by_one_worker_is_heard_and_read_on_the_other(two_workers
                 steer.want = b
                 failed = await c.call_tool("complete", {"prompt": "please fail", "max_retries": 0})
                 assert failed.is_error, text_of(failed)
-                heard: set[str] = set()
-                with anyio.fail_after(30):
-                    async for event in sub:
-                        heard.add(getattr(event, "uri", None) or type(event).__name__)
-                        if {"ResourcesListChanged", "hive://failed-requests"} <= heard:
-                            break
+                await hear(sub, {"ResourcesListChanged", "hive://failed-requests"}, timeout=30)
             steer.want = a
             dump_id = dump_id_in(text_of(failed))
             one = await c.read_resource(f"hive://failed-requests/{dump_id}")

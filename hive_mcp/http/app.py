@@ -15,9 +15,11 @@ from .hosts import transport_security_settings
 from .shutdown import Shutdown, let_event_streams_end
 
 if TYPE_CHECKING:
+    from mcp.server.transport_security import TransportSecuritySettings
+
     from ..settings import Settings
 
-__all__ = ["BACKSTOP_S", "build_app", "run_http"]
+__all__ = ["BACKSTOP_S", "build_app", "log_access", "run_http"]
 
 logger = logging.getLogger("hive_mcp.http")
 
@@ -128,11 +130,11 @@ def run_http(server: Any, settings: Settings, tokens: tuple[str, ...], store: An
         logger.info("serving MCP over streamable HTTP at %s%s", where, MCP_PATH)
     else:
         logger.info("serving MCP over HTTP+SSE (legacy) at %s%s", where, SSE_PATH)
-    log_access(settings, tokens)
+    log_access(settings, tokens, security)
     anyio.run(_Server(config).serve)
 
 
-def log_access(settings: Settings, tokens: tuple[str, ...]) -> None:
+def log_access(settings: Settings, tokens: tuple[str, ...], security: TransportSecuritySettings) -> None:
     """Who may call: the token count, or a warning that anyone on the network may; and the accepted Host headers."""
     if tokens:
         logger.info("bearer-token authentication on (%d token%s)", len(tokens), "" if len(tokens) == 1 else "s")
@@ -145,5 +147,5 @@ def log_access(settings: Settings, tokens: tuple[str, ...]) -> None:
     if not is_loopback(settings.host) or settings.allowed_hosts:
         logger.info(
             "accepted Host headers: %s (add more with HIVE_MCP_ALLOWED_HOSTS)",
-            ", ".join(transport_security_settings(settings).allowed_hosts),
+            ", ".join(security.allowed_hosts),
         )

@@ -158,7 +158,7 @@ def run_workers(settings: Settings, tokens: tuple[str, ...], models: ModelsConfi
         "serving MCP over stateless streamable HTTP at http://%s:%d%s with %d workers",
         host_for_url(settings.host), settings.port, MCP_PATH, settings.workers,
     )  # fmt: skip
-    log_access(settings, tokens)
+    log_access(settings, tokens, transport_security_settings(settings))
     try:
         Multiprocess(config, sockets=listeners).run()
     finally:

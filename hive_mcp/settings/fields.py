@@ -17,7 +17,7 @@ from ..conversations.urls import check_state_url
 from ..dumps import default_dump_dir
 from ..tokens import bearer_tokens
 
-__all__ = ["ENV_PREFIX", "SETTINGS_FIELDS", "Settings", "SettingsError", "SettingSpec", "load_settings", "setting"]
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "SettingSpec", "setting"]
 
 ENV_PREFIX = "HIVE_MCP_"
 DEFAULT_ENV_FILE = ".env"
