@@ -5,7 +5,6 @@ what serve.py hands the HTTP side. The catalogue is a plain class implementing t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,17 @@ from hive_mcp.mcp.catalogue import ModelsView
 from hive_mcp.models.catalogue import DeploymentInfo, ModelGroup
 from hive_mcp.provider import DeferredProvider
 from hive_mcp.settings import load_settings
+from tests.catalogues import FakeCatalogue
 from tests.dashboard_dumps import failure
 
 COOL_UNTIL = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
 BASE = "http://127.0.0.1:8000"
 
 
-class TwoGroups:
-    """A config's catalogue in memory: `fast` (two deployments, one cooling down) and `smart` (one)."""
-
-    any_model = False
-
-    def groups(self) -> list[ModelGroup]:
-        return [
+def two_groups() -> FakeCatalogue:
+    """`fast` (two deployments, one cooling down, alias `quick`) and `smart` (one)."""
+    return FakeCatalogue(
+        [
             ModelGroup(
                 name="fast",
                 aliases=["quick"],
@@ -51,19 +48,11 @@ class TwoGroups:
             ),
             ModelGroup(name="smart", deployments=[DeploymentInfo(provider="anthropic", model="claude-sonnet-4-5")]),
         ]
-
-    def callable_names(self) -> list[str]:
-        return ["fast", "smart", "quick"]
-
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        """Never changes."""
-
-    def remove_listener(self, callback: Callable[[], None]) -> None:
-        """Nothing kept."""
+    )
 
 
 def listing() -> ModelList:
-    return ModelsView(TwoGroups(), "fast", Limits()).listing()
+    return ModelsView(two_groups(), "fast", Limits()).listing()
 
 
 def write_days(store: DumpStore, now: datetime) -> dict[str, int]:
@@ -123,18 +112,15 @@ def test_the_groups_shape_comes_from_the_listing(store: DumpStore) -> None:
 
 
 def test_what_a_dump_is_matched_on() -> None:
-    fast = TwoGroups().groups()[0]
+    fast = two_groups().groups()[0]
     assert failure_names(fast) == ["fast", "quick", "openai/gpt-4o-mini", "azure/gpt-4o-mini-eu"]
     bare = ModelGroup(name="gpt-4o-mini", deployments=[DeploymentInfo(provider="", model="gpt-4o-mini")])
     assert failure_names(bare) == ["gpt-4o-mini"]  # named once, counted once
 
 
 def test_a_deployment_down_without_a_known_end_is_unhealthy(store: DumpStore) -> None:
-    class Down(TwoGroups):
-        def groups(self) -> list[ModelGroup]:
-            return [ModelGroup(name="x", deployments=[DeploymentInfo(provider="p", model="m", healthy=False)])]
-
-    section = models_section(store, ModelsView(Down(), "x", Limits()).listing())
+    down = FakeCatalogue([ModelGroup(name="x", deployments=[DeploymentInfo(provider="p", model="m", healthy=False)])])
+    section = models_section(store, ModelsView(down, "x", Limits()).listing())
     assert [(d.health, d.cooldown_until) for d in section.groups[0].deployments] == [("unhealthy", None)]
 
 
@@ -145,7 +131,7 @@ def test_a_deployment_down_without_a_known_end_is_unhealthy(store: DumpStore) ->
 
 async def test_the_dashboard_tool_shows_the_servers_catalogue(store: DumpStore) -> None:
     expected = write_days(store, datetime.now(UTC))
-    server = build_server(DeferredProvider(lambda: None, model="fast"), store, default_model="fast", catalogue=TwoGroups())
+    server = build_server(DeferredProvider(lambda: None, model="fast"), store, default_model="fast", catalogue=two_groups())
     async with Client(server, raise_exceptions=True) as client:
         models = await client.call_tool("dashboard", {"view": "models"})
         first = await client.call_tool("dashboard", {})
@@ -172,7 +158,7 @@ def settings_in(tmp_path: Path, **flags: Any) -> Any:
 
 async def test_the_data_endpoint_serves_the_models_view_through_build_app(store: DumpStore, tmp_path: Path) -> None:
     expected = write_days(store, datetime.now(UTC))
-    server = build_server(DeferredProvider(lambda: None, model="fast"), store, default_model="fast", catalogue=TwoGroups())
+    server = build_server(DeferredProvider(lambda: None, model="fast"), store, default_model="fast", catalogue=two_groups())
     sources = Sources(models=models_source(store, listing))
     app, _ = build_app(server, settings_in(tmp_path, transport="http"), (), store=store, sources=sources)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:

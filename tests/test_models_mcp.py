@@ -26,46 +26,13 @@ from hive_mcp.models.catalogue import Catalogue, DeploymentInfo, ModelGroup
 from hive_mcp.models.static import StaticCatalogue
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.base import CompletionRequest, LLMResponse
+from tests.catalogues import FakeCatalogue
 from tests.clients import MODEL, WAIT, Notifications, connect, make_dump, mode, text_of  # noqa: F401 - mode is a fixture
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.test_tool_sizes import ALL_TOOLS_BUDGET, NEW_TOOL_BUDGET, TODAYS_TOOLS, definition_size
 from tests.upstream import Reply, Upstream
 
 COOL_UNTIL = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
-
-
-class FakeCatalogue:
-    """A config's catalogue, in memory: groups as given; `cool_down` changes one and tells the listeners."""
-
-    def __init__(self, groups: list[ModelGroup], *, any_model: bool = False) -> None:
-        self.any_model = any_model
-        self._groups = groups
-        self._lock = threading.Lock()
-        self.listeners: list[Callable[[], None]] = []
-
-    def groups(self) -> list[ModelGroup]:
-        with self._lock:
-            return [g.model_copy(deep=True) for g in self._groups]
-
-    def callable_names(self) -> list[str]:
-        groups = self.groups()
-        return [g.name for g in groups] + [a for g in groups for a in g.aliases]
-
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self.listeners.append(callback)
-
-    def remove_listener(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self.listeners.remove(callback)
-
-    def cool_down(self, group: int, deployment: int) -> None:
-        with self._lock:
-            d = self._groups[group].deployments[deployment]
-            d.healthy, d.cooldown_until = False, COOL_UNTIL
-            listeners = list(self.listeners)
-        for callback in listeners:
-            callback()
 
 
 def two_groups() -> FakeCatalogue:
@@ -354,7 +321,7 @@ async def test_argument_completion_stops_at_100_values(make_server: Callable[...
 
 def change_from_another_thread(catalogue: FakeCatalogue) -> None:
     """A deployment enters cooldown, told from a thread that is no part of the event loop (as the Router's)."""
-    changer = threading.Thread(target=catalogue.cool_down, args=(1, 0))
+    changer = threading.Thread(target=catalogue.cool_down, args=(1, 0, COOL_UNTIL))
     changer.start()
     changer.join(WAIT)
 
