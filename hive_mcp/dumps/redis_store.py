@@ -20,7 +20,6 @@ moves the local dumps there. While Redis is failing it is asked again only every
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable
@@ -28,8 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ..redact import json_safe, redact_text
-from .format import DumpNotFound, FailureDump, is_valid_dump_id, make_dump_id
+from .format import DumpNotFound, FailureDump
 from .store import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, DumpStore
 
 __all__ = ["DEFAULT_PREFIX", "RETRY_S", "RedisDumpStore"]
@@ -110,16 +108,8 @@ class RedisDumpStore(DumpStore):
     def _write(self, dump: FailureDump) -> str:
         if not self._usable():
             return super()._write(dump)
-        data = json_safe(dump.model_dump(mode="python"))
-        given = dump.id if is_valid_dump_id(dump.id) else None
-        error_type, model = (redact_text(str(data[k]), self._secrets) for k in ("error_type", "model"))
         try:
-            for attempt in range(_MAX_NAME_TRIES):
-                dump_id = given if given and attempt == 0 else make_dump_id(dump.timestamp, error_type, model)
-                if self._put(dump_id, self._serialize(data, dump_id)):
-                    break
-            else:
-                raise FileExistsError(f"no free dump name after {_MAX_NAME_TRIES} tries")
+            dump_id = self._store(dump, self._put)
         except self._errors as exc:
             self._failed(exc)
             return super()._write(dump)
@@ -173,13 +163,6 @@ class RedisDumpStore(DumpStore):
             return removed
         return removed or bool(gone)
 
-    def delete(self, dump_id: str) -> bool:
-        self._path_for(dump_id)  # InvalidDumpId for a malformed id
-        removed = self._remove(dump_id)
-        if removed:
-            self._notify()
-        return removed
-
     def _read_raw(self, dump_id: str) -> tuple[str, int]:
         self._path_for(dump_id)  # InvalidDumpId for a malformed id, before anything is asked
         if self._usable():
@@ -191,7 +174,3 @@ class RedisDumpStore(DumpStore):
                 if raw is not None:
                     return raw.decode("utf-8", errors="replace"), len(raw)
         return super()._read_raw(dump_id)
-
-    def _clean_tmp(self) -> None:
-        if os.path.isdir(self.directory):
-            super()._clean_tmp()

@@ -225,35 +225,41 @@ class DumpStore:
 
     def _write(self, dump: FailureDump) -> str:
         self._ensure_dir()
+        return self._store(dump, self._claim)
+
+    def _store(self, dump: FailureDump, claim: Callable[[str, bytes], bool]) -> str:
+        """Serialize `dump` and `claim` a name for it: its own id if it has one, else a fresh one, until one is free."""
         data = json_safe(dump.model_dump(mode="python"))
         given = dump.id if is_valid_dump_id(dump.id) else None
         # The name is built from redacted fields, so a secret can never reach a file name.
         error_type, model = (redact_text(str(data[k]), self._secrets) for k in ("error_type", "model"))
         for attempt in range(_MAX_NAME_TRIES):
-            if given and attempt == 0:
-                dump_id = given
-            else:
-                dump_id = make_dump_id(dump.timestamp, error_type, model)
-            final = os.path.join(self.directory, dump_id + _SUFFIX)
-            tmp = self._write_tmp(self._serialize(data, dump_id))
-            try:
-                # link() fails if `final` exists, so a name is never taken twice,
-                # and the full file appears under its real name in one step.
-                try:
-                    os.link(tmp, final)
-                except FileExistsError:
-                    continue
-                except OSError as exc:
-                    if exc.errno not in _NO_HARDLINK:
-                        raise
-                    if os.path.lexists(final):  # no hard links here: best-effort exclusivity
-                        continue
-                    os.replace(tmp, final)
-                self._fsync_dir()
+            dump_id = given if given and attempt == 0 else make_dump_id(dump.timestamp, error_type, model)
+            if claim(dump_id, self._serialize(data, dump_id)):
                 return dump_id
-            finally:
-                _unlink_quiet(tmp)
         raise FileExistsError(errno.EEXIST, f"no free dump name after {_MAX_NAME_TRIES} tries")
+
+    def _claim(self, dump_id: str, payload: bytes) -> bool:
+        """Write `payload` as the file of `dump_id` unless that name is taken; False if it was."""
+        final = os.path.join(self.directory, dump_id + _SUFFIX)
+        tmp = self._write_tmp(payload)
+        try:
+            # link() fails if `final` exists, so a name is never taken twice,
+            # and the full file appears under its real name in one step.
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_HARDLINK:
+                    raise
+                if os.path.lexists(final):  # no hard links here: best-effort exclusivity
+                    return False
+                os.replace(tmp, final)
+            self._fsync_dir()
+            return True
+        finally:
+            _unlink_quiet(tmp)
 
     # -- scanning ----------------------------------------------------------
 
@@ -380,8 +386,8 @@ class DumpStore:
 
     def delete(self, dump_id: str) -> bool:
         """Remove one dump; False if there was none. Malformed ids raise InvalidDumpId."""
-        path = self._path_for(dump_id)
-        removed = _unlink_quiet(path)
+        self._path_for(dump_id)  # InvalidDumpId for a malformed id
+        removed = self._remove(dump_id)
         if removed:
             self._notify()
         return removed
