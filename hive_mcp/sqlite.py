@@ -16,15 +16,13 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from .home import private_dir
+
 
 def ensure_private(path: Path) -> None:
     """The directory 0700 and the file 0600, created so, and tightened when ours and looser."""
-    directory = path.parent
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    private_dir(path.parent)
     geteuid = getattr(os, "geteuid", None)  # POSIX only
-    st = os.stat(directory)
-    if geteuid is not None and st.st_uid == geteuid() and stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         st = os.fstat(fd)

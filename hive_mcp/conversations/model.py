@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..home import hive_home
 from .errors import MalformedConversationId
 
 __all__ = [
@@ -80,10 +81,7 @@ def check_id(conversation_id: object) -> str:
 
 def default_db_path(env: Mapping[str, str] = os.environ) -> Path:
     """`$HIVE_HOME/hive-mcp.sqlite3`, else `~/.hive/hive-mcp.sqlite3` (HOME from `env` when set)."""
-    if hive_home := env.get("HIVE_HOME"):
-        return Path(hive_home).expanduser() / DB_FILENAME
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    return home / ".hive" / DB_FILENAME
+    return hive_home(env) / DB_FILENAME
 
 
 class ConversationLimits(BaseModel):

@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from .. import __version__ as _HIVE_MCP_VERSION
+from ..home import hive_home
 from ..redact import strip_credentials
 from ..text import shorten
 
@@ -101,10 +102,7 @@ def default_dump_dir(env: Mapping[str, str] = os.environ) -> Path:
     else `~/.hive/failed_requests`."""
     if explicit := env.get("HIVE_MCP_DUMP_DIR"):
         return Path(explicit).expanduser()
-    if hive_home := env.get("HIVE_HOME"):
-        return Path(hive_home).expanduser() / "failed_requests"
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    return home / ".hive" / "failed_requests"
+    return hive_home(env) / "failed_requests"
 
 
 # ---------------------------------------------------------------------------

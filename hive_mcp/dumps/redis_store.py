@@ -37,7 +37,6 @@ logger = logging.getLogger("hive_mcp.dumps")
 DEFAULT_PREFIX = "hive-mcp:"
 RETRY_S = 5.0
 TIMEOUT_S = 1.0
-_MAX_NAME_TRIES = 16
 
 
 class RedisDumpStore(DumpStore):

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import re
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..home import private_dir
 from ..redact import json_escaped, json_safe, normalize_secrets, redact_json, redact_text
 from ..text import shorten
 from .format import (
@@ -163,16 +163,6 @@ class DumpStore:
         self._notify()
         return dump_id
 
-    def _ensure_dir(self) -> None:
-        d = self.directory
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        st = os.stat(d)
-        if not stat.S_ISDIR(st.st_mode):
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(d))
-        geteuid = getattr(os, "geteuid", None)  # POSIX only
-        if geteuid is not None and st.st_uid == geteuid() and stat.S_IMODE(st.st_mode) != 0o700:
-            os.chmod(d, 0o700)
-
     def _serialize(self, data: dict[str, Any], dump_id: str) -> bytes:
         """The file's bytes: `data` as JSON, redacted in one scan of the text.
 
@@ -224,7 +214,7 @@ class DumpStore:
             os.close(fd)
 
     def _write(self, dump: FailureDump) -> str:
-        self._ensure_dir()
+        private_dir(self.directory)
         return self._store(dump, self._claim)
 
     def _store(self, dump: FailureDump, claim: Callable[[str, bytes], bool]) -> str:
