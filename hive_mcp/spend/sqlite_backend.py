@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from ..conversations.model import default_db_path
 from ..sqlite import connect, transaction
-from .budgets import Budget, period_key
+from .budgets import Budget, period_key, reset_at
 from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
 
 __all__ = ["SQLiteBackend", "default_spend_path"]
@@ -58,8 +58,10 @@ def _filter(b: Budget) -> tuple[str, tuple[str, ...]]:
 
 
 def _period(b: Budget, when: datetime) -> tuple[str, tuple[str, ...]]:
-    key = period_key(b.period, when)
-    return ("day = ?", (key,)) if b.period == "day" else ("substr(day, 1, 7) = ?", (key,))
+    """The rows of the period `when` falls in; a month as a range of days, so the (day, ...) key is searched."""
+    if b.period == "day":
+        return "day = ?", (period_key("day", when),)
+    return "day >= ? AND day < ?", (period_key("month", when) + "-01", period_key("day", reset_at("month", when)))
 
 
 class SQLiteBackend(Backend):
