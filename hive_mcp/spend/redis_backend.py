@@ -191,11 +191,14 @@ class RedisBackend(Backend):
     def totals(self, since_day: str) -> list[TotalRow]:
         try:
             days = self._r.zrangebyscore(f"{self.p}days", _day_score(since_day), "+inf")
-            rows: list[TotalRow] = []
+            pipe = self._r.pipeline(transaction=False)
             for key in days:
+                pipe.hgetall(key)
+            rows: list[TotalRow] = []
+            for key, counts in zip(days, pipe.execute()):
                 day = key.decode().rsplit(":", 1)[-1]
                 found: dict[tuple[str, str], dict[str, int]] = {}
-                for field, value in self._r.hgetall(key).items():
+                for field, value in counts.items():
                     caller, group, name = field.decode().split(US)
                     found.setdefault((caller, group), {})[name] = int(value)
                 rows += [TotalRow(day, c, g, *(v.get(f, 0) for f in _FIELDS)) for (c, g), v in sorted(found.items())]

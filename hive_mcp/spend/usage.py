@@ -74,8 +74,9 @@ def rows_since(backend: Backend, since: datetime, caller: str | None = None) -> 
 
 def usage_report(backend: Backend, budgets: Budgets, now: datetime, caller: str | None = None) -> UsageReport:
     """The report as of `now` (blocking: call it in a worker thread)."""
-    rows = rows_since(backend, now - timedelta(days=29), caller)
-    today, month = period_key("day", now), period_key("month", now)
+    today, first = period_key("day", now), period_key("month", now) + "-01"
+    since = period_key("day", now - timedelta(days=29))
+    rows = [r for r in backend.totals(min(since, first)) if caller is None or r.caller == caller]
     shown: list[Budget] = [b for b in budgets.items if caller is None or (b.scope == "caller" and b.name == caller)]
     used = backend.state(shown, now) if shown else {}
     states = []
@@ -88,8 +89,8 @@ def usage_report(backend: Backend, budgets: Budgets, now: datetime, caller: str 
         ))  # fmt: skip
     return UsageReport(
         as_of=now, caller=caller, today=_spending([r for r in rows if r.day == today]),
-        month=_spending([r for r in backend.totals(month + "-01") if caller is None or r.caller == caller]),
-        last_30_days=_spending(rows), budgets=states,
+        month=_spending([r for r in rows if r.day >= first]),
+        last_30_days=_spending([r for r in rows if r.day >= since]), budgets=states,
     )  # fmt: skip
 
 
