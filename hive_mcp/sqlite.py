@@ -1,4 +1,5 @@
-"""SQLite as the embedded stores use it (conversations, the spend ledger): one way to open a file and one transaction.
+"""SQLite as the embedded stores use it (conversations, the spend ledger): one way to open a file, one
+transaction, and one connection per store (`Database`).
 
 The file is private (0600 in a 0700 directory, tightened when ours and looser),
 in WAL mode so several processes on one machine share it, with a busy timeout
@@ -13,10 +14,14 @@ import contextlib
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from .home import private_dir
+
+T = TypeVar("T")
 
 
 def ensure_private(path: Path) -> None:
@@ -60,3 +65,47 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
                 conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+class Database:
+    """A store's one connection to the private file at `path`: opened on first use, then `on_connect(conn)` in
+    one transaction (the schema, its migrations); used by one thread at a time; dropped after a failure
+    (`sqlite3.Error`, `OSError`), so the next call starts from a fresh connection (disk freed, lock gone)."""
+
+    def __init__(self, path: Path, busy_timeout_s: float, on_connect: Callable[[sqlite3.Connection], None]) -> None:
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        self._on_connect = on_connect
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = connect(self.path, self.busy_timeout_s)
+        try:
+            with transaction(conn):
+                self._on_connect(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(conn)`, alone on the connection (blocking: call it in a worker thread)."""
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._open()
+                return fn(self._conn)
+            except (sqlite3.Error, OSError):
+                self._drop()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()

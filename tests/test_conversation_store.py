@@ -436,7 +436,7 @@ async def test_sqlite_disk_full_is_one_line_leaves_the_thread_and_recovers(sqlit
     store = backend.make()
     thread = await started(store)
     before = await store.get(thread.id)
-    conn = store._conn  # type: ignore[attr-defined]
+    conn = store._db._conn  # type: ignore[attr-defined]
     (pages,) = conn.execute("PRAGMA page_count").fetchone()
     conn.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: SQLITE_FULL, as on a full disk
     with pytest.raises(StoreError, match="database or disk is full") as info:

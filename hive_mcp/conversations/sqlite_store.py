@@ -20,11 +20,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -33,8 +31,8 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from .errors import ConversationConflict, ConversationError, ExpiredConversation, StoreError, UnknownConversation
-from ..sqlite import connect, transaction
+from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
+from ..sqlite import Database, transaction
 from .model import (
     ChatMessage,
     Message,
@@ -125,54 +123,30 @@ class SQLiteStore(ConversationStore):
         self.path = Path(path) if path is not None else default_db_path(env)
         self.name = str(self.path)
         self.busy_timeout_s = busy_timeout_s
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        self._db = Database(self.path, busy_timeout_s, self._migrate)
         self._limiter = anyio.CapacityLimiter(1)
 
     # -- plumbing ------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = connect(self.path, self.busy_timeout_s)
-        try:
-            with transaction(conn):
-                conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_us INTEGER)")
-                done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
-                for name, migrate in MIGRATIONS:
-                    if name not in done:
-                        migrate(conn)
-                        conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, to_us(self.now())))
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_us INTEGER)")
+        done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
+        for name, migrate in MIGRATIONS:
+            if name not in done:
+                migrate(conn)
+                conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, to_us(self.now())))
 
     def _call(self, fn: Callable[[sqlite3.Connection], T], operation: str) -> T:
-        with self._lock:
-            try:
-                if self._conn is None:
-                    self._conn = self._connect()
-                return fn(self._conn)
-            except ConversationError:
-                raise
-            except (sqlite3.Error, OSError) as exc:
-                self._reset()  # the next call starts from a fresh connection (disk freed, lock gone)
-                raise StoreError(self.name, operation, exc) from None
-
-    def _reset(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        try:
+            return self._db.run(fn)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(self.name, operation, exc) from None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], operation: str) -> T:
         return await anyio.to_thread.run_sync(self._call, fn, operation, limiter=self._limiter)
 
     async def aclose(self) -> None:
-        def close() -> None:
-            with self._lock:
-                self._reset()
-
-        await anyio.to_thread.run_sync(close, limiter=self._limiter)
+        await anyio.to_thread.run_sync(self._db.close, limiter=self._limiter)
 
     # -- rules inside a connection -------------------------------------------
 

@@ -10,23 +10,19 @@ the totals between this check and this reservation.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TypeVar
 
 from ..conversations.model import default_db_path
-from ..sqlite import connect, transaction
+from ..sqlite import Database, transaction
 from .budgets import Budget, period_key, reset_at
 from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
 
 __all__ = ["SQLiteBackend", "default_spend_path"]
 
-T = TypeVar("T")
 SPEND_FILENAME = "hive-mcp-spend.sqlite3"
 
 _SCHEMA = (
@@ -43,6 +39,11 @@ _SCHEMA = (
         id TEXT PRIMARY KEY, caller TEXT NOT NULL, grp TEXT NOT NULL, day TEXT NOT NULL,
         amount INTEGER NOT NULL, expires REAL NOT NULL)""",
 )
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        conn.execute(statement)
 
 
 def default_spend_path(env: Mapping[str, str] = os.environ) -> Path:
@@ -78,31 +79,10 @@ class SQLiteBackend(Backend):
         self.keep_days = keep_days
         self.calls_days = calls_days
         self.busy_timeout_s = busy_timeout_s
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = connect(self.path, self.busy_timeout_s)
-        with transaction(conn):
-            for statement in _SCHEMA:
-                conn.execute(statement)
-        return conn
-
-    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            if self._conn is None:
-                self._conn = self._connect()
-            try:
-                return fn(self._conn)
-            except sqlite3.Error:
-                self.close()
-                raise
+        self._db = Database(self.path, busy_timeout_s, _create)
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        self._db.close()
 
     # -- spent and reserved --------------------------------------------------
 
@@ -134,7 +114,7 @@ class SQLiteBackend(Backend):
                 )
                 return left
 
-        return self._run(run)
+        return self._db.run(run)
 
     def settle(self, r: Reservation, record: CallRecord) -> None:
         day = period_key("day", r.start)
@@ -162,17 +142,17 @@ class SQLiteBackend(Backend):
                     "DELETE FROM spend_calls WHERE ts < ?", ((record.time - timedelta(days=self.calls_days)).timestamp(),)
                 )
 
-        self._run(run)
+        self._db.run(run)
 
     def release(self, r: Reservation) -> None:
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
                 conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
 
-        self._run(run)
+        self._db.run(run)
 
     def state(self, budgets: list[Budget], now: datetime) -> dict[str, tuple[int, int]]:
-        return self._run(lambda conn: {b.id: self._used(conn, b, now) for b in budgets})
+        return self._db.run(lambda conn: {b.id: self._used(conn, b, now) for b in budgets})
 
     def totals(self, since_day: str) -> list[TotalRow]:
         def run(conn: sqlite3.Connection) -> list[TotalRow]:
@@ -183,7 +163,7 @@ class SQLiteBackend(Backend):
             )
             return [TotalRow(*row) for row in rows]
 
-        return self._run(run)
+        return self._db.run(run)
 
     def calls(self, since: datetime) -> list[CallRecord]:
         def run(conn: sqlite3.Connection) -> list[CallRecord]:
@@ -192,4 +172,4 @@ class SQLiteBackend(Backend):
                 CallRecord(datetime.fromtimestamp(r[0], timezone.utc), *r[1:10], bool(r[10])) for r in rows
             ]
 
-        return self._run(run)
+        return self._db.run(run)
