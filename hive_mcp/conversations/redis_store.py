@@ -225,9 +225,7 @@ class RedisStore(ConversationStore):
     async def _do(self, call: Awaitable[T], operation: str) -> T:
         try:
             return await call
-        except RedisError as exc:
-            raise StoreError(self.name, operation, exc) from None
-        except OSError as exc:
+        except (RedisError, OSError) as exc:
             raise StoreError(self.name, operation, exc) from None
 
     def _ttls(self) -> tuple[int, int]:
@@ -235,10 +233,6 @@ class RedisStore(ConversationStore):
         ttl = self.limits.ttl_s
         gone = max(1, int(((ttl or 0.0) + self.limits.tombstone_s) * 1000))
         return (0 if ttl is None else max(1, int(ttl * 1000))), gone
-
-    def _cutoff_us(self) -> int | None:
-        ttl = self.limits.ttl_s
-        return None if ttl is None else to_us(self.now()) - int(ttl * 1_000_000)
 
     async def aclose(self) -> None:
         try:
@@ -326,7 +320,7 @@ class RedisStore(ConversationStore):
         self, *, owner: str | None, limit: int, cursor: str | None, model: str | None, since: datetime | None
     ) -> ThreadPage:
         key = f"{self.prefix}index" if owner is None else f"{self.prefix}owner:{owner}"
-        floor = max(x for x in (self._cutoff_us(), to_us(since) if since else None, -1) if x is not None)
+        floor = self._floor_us(since)
         top: float | str = "+inf"
         after: str | None = None
         if cursor is not None:

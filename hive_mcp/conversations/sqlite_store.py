@@ -150,10 +150,6 @@ class SQLiteStore(ConversationStore):
 
     # -- rules inside a connection -------------------------------------------
 
-    def _cutoff_us(self) -> int | None:
-        ttl = self.limits.ttl_s
-        return None if ttl is None else to_us(self.now()) - int(ttl * 1_000_000)
-
     def _live(self, conn: sqlite3.Connection, conversation_id: str) -> Thread:
         row = conn.execute(f"SELECT {_THREAD_COLS} FROM threads WHERE id = ?", (conversation_id,)).fetchone()
         if row is None:
@@ -302,7 +298,7 @@ class SQLiteStore(ConversationStore):
         if owner is not None:
             where.append("owner = ?")
             args.append(owner)
-        floor = max(x for x in (self._cutoff_us(), to_us(since) if since else None, -1) if x is not None)
+        floor = self._floor_us(since)
         where.append("last_used_us >= ?")
         args.append(floor)
         if model is not None:

@@ -44,6 +44,7 @@ from .model import (
     new_record_id,
     prepare,
     size_of,
+    to_us,
 )
 
 __all__ = ["ConversationStore", "Stored"]
@@ -185,6 +186,15 @@ class ConversationStore(ABC):
         await self.aclose()
 
     # -- shared steps --------------------------------------------------------
+
+    def _cutoff_us(self) -> int | None:
+        """A thread last used before this (microseconds) has expired; None when the TTL is off."""
+        ttl = self.limits.ttl_s
+        return None if ttl is None else to_us(self.now()) - int(ttl * 1_000_000)
+
+    def _floor_us(self, since: datetime | None) -> int:
+        """The earliest last use (microseconds) a listing shows: not expired, and not before `since`."""
+        return max(x for x in (self._cutoff_us(), to_us(since) if since else None, -1) if x is not None)
 
     def _visible(self, thread: Thread, owner: str | None) -> Thread:
         if owner is not None and thread.owner != owner:
