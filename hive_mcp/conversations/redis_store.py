@@ -45,10 +45,10 @@ from redis.exceptions import RedisError
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from .model import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
 from .store import ConversationStore, Stored
+from .urls import check_state_url
 
-__all__ = ["SCHEMES", "RedisStore", "redacted_url"]
+__all__ = ["RedisStore", "redacted_url"]
 
-SCHEMES = ("redis", "rediss", "unix")
 T = TypeVar("T")
 
 # Shared by the scripts: renew the expiry of a thread, its tombstone and its lineage's keys.
@@ -206,9 +206,11 @@ class RedisStore(ConversationStore):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        scheme = urlsplit(url).scheme
-        if scheme not in SCHEMES:
-            raise ValueError(f"state_url: {scheme or 'no'} scheme; expected one of redis://, rediss://, unix://")
+        try:
+            if check_state_url(url) is None:
+                raise ValueError("no URL")
+        except ValueError as exc:
+            raise ValueError(f"state_url: {exc}") from None
         self.name = redacted_url(url)
         self.prefix = prefix
         # No retries inside the client: an outage surfaces at once as one StoreError,
