@@ -115,17 +115,14 @@ class StoreError(Exception):
     """The state store failed (disk full, database locked, Redis down). `str()` is one line naming the store.
 
     Never carries a traceback's text or a password: the store is named by its
-    path or its URL with the credentials removed. `what` lets other users of
-    the same state store (a usage ledger) name themselves.
+    path or its URL with the credentials removed.
     """
 
-    def __init__(
-        self, store: str, operation: str, exc: BaseException | str, *, what: str = "conversation store"
-    ) -> None:
+    def __init__(self, store: str, operation: str, exc: BaseException | str) -> None:
         detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         self.store = store
         self.operation = operation
-        self.line = one_line(f"{what} {store} failed to {operation}: {detail}", _LINE)
+        self.line = one_line(f"conversation store {store} failed to {operation}: {detail}", _LINE)
         super().__init__(self.line)
 
     def __str__(self) -> str:
