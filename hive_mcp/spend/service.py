@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 import anyio
 
 from ..provider.base import LLMProvider, LLMResponse, Message
-from .budgets import Budget, Budgets, micro, reset_at, usd
+from .budgets import Budgets, micro, reset_at, usd
 from .ledger import Backend, CallRecord, Refused, Reservation
 
 __all__ = ["LEASE_MARGIN_S", "BudgetRefusal", "Spend", "Ticket", "utc_now"]
@@ -53,7 +53,7 @@ class Ticket:
     reservation: Reservation
     price: tuple[float, float] | None
     left: dict[str, int] = field(default_factory=dict)
-    budgets: list[Budget] = field(default_factory=list)
+    """Each applying budget's id -> micro-USD left after reserving; empty when no budget applied."""
     done: bool = False
 
     def remaining_usd(self, cost: int) -> float | None:
@@ -107,7 +107,7 @@ class Spend:
             id=secrets.token_hex(12), caller=caller, group=group, amount=amount, start=now,
             expires=now + timedelta(seconds=deadline + LEASE_MARGIN_S),
         )  # fmt: skip
-        ticket = Ticket(r, price, budgets=applying)
+        ticket = Ticket(r, price)
         if applying:
             try:
                 ticket.left = await anyio.to_thread.run_sync(self.backend.reserve, r, applying)
@@ -155,7 +155,7 @@ class Spend:
         if ticket.done:
             return
         ticket.done = True
-        if ticket.budgets:
+        if ticket.left:  # held only when a budget applied
             try:
                 await anyio.to_thread.run_sync(self.backend.release, ticket.reservation)
             except Exception as exc:  # noqa: BLE001 - the lease frees it
