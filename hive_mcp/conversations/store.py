@@ -154,13 +154,14 @@ class ConversationStore(ABC):
         The fork and its first turn are written together, so a forked call that
         fails leaves no empty fork behind. The source is unchanged.
         """
-        source = await self.thread(conversation_id, owner=owner)
+        view = None if at is None else await self.get(conversation_id, owner=owner)  # `at`: the chain counts
+        source = view.thread if view is not None else await self.thread(conversation_id, owner=owner)
         now = self.now()
         point = source.tip if at is None else at
         counts: dict[str, Any] = {"turns": source.turns, "bytes": source.bytes}
         counts.update(cost_usd=source.cost_usd, models=source.models)
-        if point != source.tip:
-            counts = self._counts_at(await self.get(conversation_id, owner=owner), point)
+        if view is not None and point != source.tip:
+            counts = self._counts_at(view, point)
         fork = Thread(
             id=new_id(), owner=owner or source.owner, created=now, last_used=now, tip=point,
             forked_from=point, forked_from_thread=source.id, lineage=source.lineage, **counts,
