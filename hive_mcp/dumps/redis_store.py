@@ -89,8 +89,7 @@ class RedisDumpStore(DumpStore):
             was_down, self._down_since = self._down_since is not None, None
         if was_down:
             logger.warning("the state store (Redis) is back: failure dumps are shared again")
-        if was_down or DumpStore._scan(self):
-            self._move_local()
+        self._move_local()  # scans the directory: nothing to move, nothing done
 
     # -- storage primitives ----------------------------------------------------
 
