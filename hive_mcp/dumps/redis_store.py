@@ -20,13 +20,12 @@ moves the local dumps there. While Redis is failing it is asked again only every
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ..outage import Outage
 from .format import DumpNotFound, FailureDump
 from .store import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, DumpStore
 
@@ -59,37 +58,16 @@ class RedisDumpStore(DumpStore):
         self._redis: Any = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._key, self._index, self._sizes = f"{prefix}dump:", f"{prefix}dumps", f"{prefix}dump-sizes"
-        self._down_since: float | None = None
-        self._state_lock = threading.Lock()
+        self._outage = Outage(
+            logger, "the state store (Redis) is unavailable for failure dumps (%s): they go to %s until it is back",
+            "the state store (Redis) is back: failure dumps are shared again", self.directory, retry_s=RETRY_S,
+        )  # fmt: skip
 
     def location(self) -> str:
         """Where the dumps are, for log lines (no password)."""
         kwargs = self._redis.connection_pool.connection_kwargs
         where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         return f"Redis at {where} (the local {self.directory} while it is unavailable)"
-
-    # -- Redis health --------------------------------------------------------
-
-    def _usable(self) -> bool:
-        with self._state_lock:
-            return self._down_since is None or time.monotonic() - self._down_since >= RETRY_S
-
-    def _failed(self, exc: BaseException) -> None:
-        with self._state_lock:
-            first = self._down_since is None
-            self._down_since = time.monotonic()
-        if first:
-            logger.warning(
-                "the state store (Redis) is unavailable for failure dumps (%s): they go to %s until it is back",
-                type(exc).__name__, self.directory,
-            )  # fmt: skip
-
-    def _worked(self) -> None:
-        with self._state_lock:
-            was_down, self._down_since = self._down_since is not None, None
-        if was_down:
-            logger.warning("the state store (Redis) is back: failure dumps are shared again")
-        self._move_local()  # scans the directory: nothing to move, nothing done
 
     # -- storage primitives ----------------------------------------------------
 
@@ -104,14 +82,15 @@ class RedisDumpStore(DumpStore):
         return True
 
     def _write(self, dump: FailureDump) -> str:
-        if not self._usable():
+        if not self._outage.usable():
             return super()._write(dump)
         try:
             dump_id = self._store(dump, self._put)
         except self._errors as exc:
-            self._failed(exc)
+            self._outage.failed(exc)
             return super()._write(dump)
-        self._worked()
+        self._outage.worked()
+        self._move_local()  # what was written locally meanwhile, if anything
         return dump_id
 
     def _move_local(self) -> None:
@@ -123,18 +102,18 @@ class RedisDumpStore(DumpStore):
             except DumpNotFound:
                 continue
             except self._errors as exc:
-                self._failed(exc)
+                self._outage.failed(exc)
                 return
             super()._remove(dump_id)
 
     def _shared(self, *, sizes: bool) -> list[tuple[str, int]]:
-        if not self._usable():
+        if not self._outage.usable():
             return []
         try:
             ids = [i.decode() for i in self._redis.zrange(self._index, 0, -1)]
             got = {k.decode(): int(v) for k, v in self._redis.hgetall(self._sizes).items()} if sizes else {}
         except self._errors as exc:
-            self._failed(exc)
+            self._outage.failed(exc)
             return []
         return [(i, got.get(i, 0)) for i in ids]
 
@@ -148,7 +127,7 @@ class RedisDumpStore(DumpStore):
 
     def _remove(self, dump_id: str) -> bool:
         removed = super()._remove(dump_id)
-        if not self._usable():
+        if not self._outage.usable():
             return removed
         try:
             pipe = self._redis.pipeline()
@@ -157,17 +136,17 @@ class RedisDumpStore(DumpStore):
             pipe.hdel(self._sizes, dump_id)
             gone = pipe.execute()[0]
         except self._errors as exc:
-            self._failed(exc)
+            self._outage.failed(exc)
             return removed
         return removed or bool(gone)
 
     def _read_raw(self, dump_id: str) -> tuple[str, int]:
         self._path_for(dump_id)  # InvalidDumpId for a malformed id, before anything is asked
-        if self._usable():
+        if self._outage.usable():
             try:
                 raw = self._redis.get(self._key + dump_id)
             except self._errors as exc:
-                self._failed(exc)
+                self._outage.failed(exc)
             else:
                 if raw is not None:
                     return raw.decode("utf-8", errors="replace"), len(raw)

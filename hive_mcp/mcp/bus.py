@@ -34,6 +34,8 @@ from mcp.server.subscriptions import (
     ToolsListChanged,
 )
 
+from ..outage import Outage
+
 __all__ = ["DEFAULT_CHANNEL", "RedisSubscriptionBus", "channel_for", "running"]
 
 logger = logging.getLogger("hive_mcp.bus")
@@ -95,7 +97,10 @@ class RedisSubscriptionBus:
         self.origin = token_hex(8)
         self._local = InMemorySubscriptionBus()
         self._client: Any = None
-        self._healthy = True
+        self._outage = Outage(
+            logger, "change notifications cannot reach other processes: the state store (Redis) is unavailable: "
+            "%s; retrying", "change notifications reach other processes again: the state store (Redis) is back",
+        )  # fmt: skip
         self.connected = anyio.Event()
         """Set once the reader has subscribed (for tests and start-up ordering)."""
 
@@ -110,9 +115,9 @@ class RedisSubscriptionBus:
         try:
             await self._client.publish(self.channel, payload)
         except Exception as exc:  # noqa: BLE001 - Redis down must not fail the change that happened
-            self._down(exc)
+            self._outage.failed(exc)
         else:
-            self._up()
+            self._outage.worked()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -137,7 +142,7 @@ class RedisSubscriptionBus:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
-                self._up()
+                self._outage.worked()
                 self.connected.set()
                 wait = RECONNECT_S[0]
                 while True:
@@ -148,7 +153,7 @@ class RedisSubscriptionBus:
                     if decoded is not None and decoded[0] != self.origin:
                         await self._local.publish(decoded[1])
             except Exception as exc:  # noqa: BLE001 - any failure of the connection: retry
-                self._down(exc)
+                self._outage.failed(exc)
             finally:
                 with anyio.CancelScope(shield=True):
                     try:
@@ -157,19 +162,6 @@ class RedisSubscriptionBus:
                         pass
             await anyio.sleep(wait)
             wait = min(wait * 2, RECONNECT_S[1])
-
-    def _down(self, exc: BaseException) -> None:
-        if self._healthy:
-            self._healthy = False
-            logger.warning(
-                "change notifications cannot reach other processes: the state store (Redis) is unavailable: "
-                "%s; retrying", type(exc).__name__
-            )
-
-    def _up(self) -> None:
-        if not self._healthy:
-            self._healthy = True
-            logger.warning("change notifications reach other processes again: the state store (Redis) is back")
 
 
 @asynccontextmanager
