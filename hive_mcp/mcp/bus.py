@@ -20,19 +20,13 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from secrets import token_hex
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from pydantic import BaseModel, ValidationError
 
-from mcp.server.subscriptions import (
-    InMemorySubscriptionBus,
-    PromptsListChanged,
-    ResourcesListChanged,
-    ResourceUpdated,
-    ServerEvent,
-    ToolsListChanged,
-)
+from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
+from mcp.shared.subscriptions import event_from_wire, event_to_notification
 
 from ..outage import Outage
 
@@ -45,8 +39,6 @@ RECONNECT_S = (0.2, 5.0)  # first and longest wait between attempts to reach Red
 POLL_S = 1.0
 TIMEOUT_S = 2.0
 
-Kind = Literal["tools", "prompts", "resources", "resource"]
-
 
 def channel_for(url: str) -> str:
     """The channel of the database `url` names: Redis channels span a server's databases, the state in them
@@ -57,20 +49,16 @@ def channel_for(url: str) -> str:
 
 
 class _Envelope(BaseModel):
-    """One event on the channel."""
+    """One event on the channel: the bus that published it, and the MCP notification announcing it."""
 
     origin: str
-    kind: Kind
-    uri: str | None = None
+    method: str
+    params: dict[str, Any] | None = None
 
 
-def _encode(origin: str, event: ServerEvent) -> str | None:
-    if isinstance(event, ResourceUpdated):
-        return _Envelope(origin=origin, kind="resource", uri=event.uri).model_dump_json()
-    kinds: dict[type[Any], Kind] = {ToolsListChanged: "tools", PromptsListChanged: "prompts",
-                                    ResourcesListChanged: "resources"}  # fmt: skip
-    kind = kinds.get(type(event))
-    return None if kind is None else _Envelope(origin=origin, kind=kind).model_dump_json()
+def _encode(origin: str, event: ServerEvent) -> str:
+    note = event_to_notification(event, {})
+    return _Envelope(origin=origin, **note.model_dump(mode="json", by_alias=True, exclude_none=True)).model_dump_json()
 
 
 def _decode(data: bytes | str) -> tuple[str, ServerEvent] | None:
@@ -78,10 +66,8 @@ def _decode(data: bytes | str) -> tuple[str, ServerEvent] | None:
         env = _Envelope.model_validate_json(data)
     except ValidationError:
         return None
-    if env.kind == "resource":
-        return (env.origin, ResourceUpdated(uri=env.uri)) if env.uri else None
-    event = {"tools": ToolsListChanged, "prompts": PromptsListChanged, "resources": ResourcesListChanged}[env.kind]()
-    return env.origin, event
+    event = event_from_wire(env.method, env.params)
+    return None if event is None else (env.origin, event)
 
 
 class RedisSubscriptionBus:
@@ -109,11 +95,10 @@ class RedisSubscriptionBus:
 
     async def publish(self, event: ServerEvent) -> None:
         await self._local.publish(event)
-        payload = _encode(self.origin, event)
-        if self._client is None or payload is None:
+        if self._client is None:
             return
         try:
-            await self._client.publish(self.channel, payload)
+            await self._client.publish(self.channel, _encode(self.origin, event))
         except Exception as exc:  # noqa: BLE001 - Redis down must not fail the change that happened
             self._outage.failed(exc)
         else:
