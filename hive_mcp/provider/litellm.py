@@ -334,8 +334,10 @@ class LiteLLMProvider(LLMProvider):
 
     async def _dump(self, call: _Call, error: ProviderError | None = None) -> None:
         """Write the call's one dump (if it has one) and put its id on the error or the response."""
+        if self.dump_store is None:
+            return
         dump = build_dump(call.shaped, call.request, call.attempts, error, stream=call.stream)
-        if dump is None or self.dump_store is None:
+        if dump is None:
             return
         dump_id = await anyio.to_thread.run_sync(self.dump_store.write, dump)
         if error is not None:
