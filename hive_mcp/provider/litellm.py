@@ -129,7 +129,7 @@ class LiteLLMProvider(LLMProvider):
             group = self.router.resolve(name)
             if group is None:
                 raise self.router.unknown(name)
-            route = Route(self.router, name, group)
+            route = Route(self.router, group)
             endpoint = Endpoint(model=name, api_key=None, api_base=None, extra=self.extra)
         else:
             endpoint = Endpoint(model=self.model, api_key=self.api_key, api_base=self.api_base, extra=self.extra)

@@ -288,9 +288,8 @@ def _deployment(group: str, raw: Mapping[str, Any]) -> Deployment:
 class Route:
     """One call's way through the groups: the group now tried, its deployments tried this round, the fallbacks."""
 
-    def __init__(self, router: ModelRouter, requested: str, group: str) -> None:
+    def __init__(self, router: ModelRouter, group: str) -> None:
         self.router = router
-        self.requested = requested
         self.called = group
         self.group = group
         self.visited = {group}
