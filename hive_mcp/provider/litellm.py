@@ -189,7 +189,6 @@ class LiteLLMProvider(LLMProvider):
             yield err.as_event()
             return
         attempts = call.attempts
-        empty_retries = 0
         while True:
             assembler = StreamAssembler()
             sent_any = False
@@ -220,6 +219,7 @@ class LiteLLMProvider(LLMProvider):
                     sent_any = True
                     yield event
                 reply = from_stream(assembler, model)
+                empty_delay = attempts.empty_stream(assembler.finish_reason) if assembler.is_empty else None
             except ProviderError as err:
                 await self._dump(call, err)
                 yield err.as_event()
@@ -236,21 +236,9 @@ class LiteLLMProvider(LLMProvider):
                 await anyio.sleep(attempts.sleep_s(delay))
                 continue
 
-            if assembler.is_empty and not attempts.empty_expected:
-                if assembler.finish_reason == "length":
-                    attempts.log_exhausted()
-                else:
-                    retry = empty_retries < self.retry.stream_empty_retries
-                    delay = self.retry.stream_empty_delay_s if retry else 0.0
-                    attempts.record("empty_stream", 200, "stream ended with no text and no tool calls", delay)
-                    if retry:
-                        empty_retries += 1
-                        await anyio.sleep(attempts.sleep_s(delay))
-                        continue
-                    err = attempts.error("empty_stream", 200, "the model returned an empty stream", False)
-                    await self._dump(call, err)
-                    yield err.as_event()
-                    return
+            if empty_delay is not None:
+                await anyio.sleep(attempts.sleep_s(empty_delay))
+                continue
             done = attempts.accept(reply)
             await self._succeeded(call, done)
             await self._dump(call)
