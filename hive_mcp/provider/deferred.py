@@ -42,15 +42,13 @@ class DeferredProvider(LLMProvider):
         self._error: str | None = None
         # One worker thread waits for the load; every other waiting call queues here, not in anyio's pool.
         self._waiters = anyio.CapacityLimiter(1)
+        self.loaded_line: str | None = None
+        """An INFO line to log once loading has finished (a worker's `worker <pid>: provider loaded`); none when None."""
 
     @property
     def loaded(self) -> bool:
         """Whether loading has finished (or failed)."""
         return self._loaded.is_set()
-
-    def wait_loaded(self, timeout: float | None = None) -> bool:
-        """Block until loading has finished (or failed); False if `timeout` passed first."""
-        return self._loaded.wait(timeout)
 
     def start(self) -> None:
         """Begin loading in a daemon thread; later calls do nothing."""
@@ -68,6 +66,8 @@ class DeferredProvider(LLMProvider):
             logger.error("the LLM provider could not be loaded: %s", self._error)
         finally:
             self._loaded.set()
+        if self.loaded_line is not None:
+            logger.info("%s", self.loaded_line)
 
     def _ready_provider(self, model: str | None) -> LLMProvider:
         if self._provider is None:
