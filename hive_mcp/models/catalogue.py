@@ -26,6 +26,13 @@ class DeploymentInfo(BaseModel):
     cooldown_until: datetime | None = None
 
 
+def split_model(model: str) -> tuple[str, str]:
+    """A litellm model string's provider and model: "openai/gpt-4o-mini" names its provider; a bare
+    "gpt-4o-mini" leaves it to litellm, unnamed here ("")."""
+    provider, _, name = model.partition("/")
+    return (provider, name) if name else ("", model)
+
+
 class ModelGroup(BaseModel):
     """One callable model group (a config's `model_name`), as an agent chooses among them."""
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..models.catalogue import DeploymentInfo, Listeners, ModelGroup
+from ..models.catalogue import DeploymentInfo, Listeners, ModelGroup, split_model
 from ..models.config import ModelsConfig
 from ..models.static import StaticCatalogue
 
@@ -64,11 +64,6 @@ def listed_names(config: ModelsConfig) -> list[str]:
     raw = config.router_settings.get("model_group_alias") or {}
     hidden = {a for a, t in raw.items() if isinstance(t, dict) and t.get("hidden")}
     return [n for n in config.callable_names() if n not in hidden]
-
-
-def _split(model: str) -> tuple[str, str]:
-    provider, _, name = model.partition("/")
-    return (provider, name) if name else ("", model)
 
 
 def _credentials_present(model: str, params: Mapping[str, Any]) -> bool:
@@ -139,12 +134,12 @@ class ConfigCatalogue(Listeners):
     def _deployments(self, name: str, entries: list[dict[str, Any]]) -> list[DeploymentInfo]:
         router = self._router
         if router is None:
-            return [DeploymentInfo(**dict(zip(("provider", "model"), _split(str(e["litellm_params"]["model"]))))) for e in entries]
+            return [DeploymentInfo(**dict(zip(("provider", "model"), split_model(str(e["litellm_params"]["model"]))))) for e in entries]
         deployments = router.deployments(name)
         cooling = router.cooling(deployments)
         out = []
         for d in deployments:
-            provider, model = _split(d.label)
+            provider, model = split_model(d.label)
             until = cooling.get(d.id)
             out.append(DeploymentInfo(
                 provider=provider, model=model, healthy=until is None,
