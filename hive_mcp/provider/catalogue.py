@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .routing import ModelRouter
 
 
-__all__ = ["ConfigCatalogue", "DefaultCatalogue", "listed_names", "model_facts"]
+__all__ = ["ConfigCatalogue", "DefaultCatalogue", "config_facts", "listed_names", "model_facts"]
 
 PER_MILLION = 1_000_000
 
@@ -57,6 +57,15 @@ def model_facts(model: str, *overrides: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(price, (int, float)) and not isinstance(price, bool):
             facts[field] = round(float(price) * PER_MILLION, 6)
     return facts
+
+
+def config_facts(entry: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """`model_facts` for a config's deployment entry, under its custom prices (in `litellm_params`) and its
+    `model_info`; and whether the config itself prices it (both prices in one of the two)."""
+    params = entry.get("litellm_params") or {}
+    overrides = ({k: params[k] for k in _PRICE_FIELDS if k in params}, entry.get("model_info") or {})
+    priced = any(all(o.get(k) is not None for k in _PRICE_FIELDS) for o in overrides)
+    return model_facts(str(params.get("model")), *overrides), priced
 
 
 def listed_names(config: ModelsConfig) -> list[str]:
@@ -120,10 +129,7 @@ class ConfigCatalogue(Listeners):
     def _group(self, name: str) -> ModelGroup:
         entries = [e for e in self.config.model_list if e["model_name"] == name]
         if name not in self._facts:
-            first = entries[0]
-            params = first["litellm_params"]
-            custom = {k: params[k] for k in _PRICE_FIELDS if k in params}
-            facts = model_facts(str(params["model"]), custom, first.get("model_info") or {})
+            facts, _ = config_facts(entries[0])
             present = any(_credentials_present(str(e["litellm_params"]["model"]), e["litellm_params"]) for e in entries)
             self._facts[name] = (facts, present)
         facts, present = self._facts[name]

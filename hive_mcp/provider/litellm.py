@@ -13,14 +13,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import anyio
 
 from ..text import one_line
 from .attempts import Attempts
-from .catalogue import PER_MILLION, model_facts
+from .catalogue import PER_MILLION, config_facts, model_facts
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
@@ -39,8 +39,6 @@ logger = logging.getLogger("hive_mcp.provider")
 DEFAULT_DEADLINE_S = 600.0
 
 __all__ = ["DEFAULT_DEADLINE_S", "JSON_MODE_INSTRUCTION", "LiteLLMProvider"]
-
-_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
 
 def quiet() -> bool:
@@ -269,20 +267,14 @@ class LiteLLMProvider(LLMProvider):
         for a group, the dearest input and output price among its deployments and those of every group it may
         fall back to (a call may land on any of them)."""
         if self.router is None:
-            targets: list[tuple[str, list[Mapping[str, Any]]]] = [(model, [])]
+            targets = [(model_facts(model), False)]
         else:
             group = self.router.resolve(model)
             if group is None:
                 return None
-            targets = []
-            for d in (d for g in self._reachable(group) for d in self.router.deployments(g)):
-                params = d.raw.get("litellm_params") or {}
-                custom = {k: params[k] for k in _PRICE_KEYS if k in params}
-                targets.append((d.model, [custom, d.raw.get("model_info") or {}]))
+            targets = [config_facts(d.raw) for g in self._reachable(group) for d in self.router.deployments(g)]
         prices = []
-        for name, overrides in targets:
-            facts = model_facts(name, *overrides)
-            given = any(all(o.get(k) is not None for k in _PRICE_KEYS) for o in overrides)
+        for facts, given in targets:
             cost = (facts.get("input_cost_per_mtok"), facts.get("output_cost_per_mtok"))
             # One deployment without a price leaves the group unpriced. litellm answers 0 for a model the
             # Router registered without prices: only the config may say a model is free.
