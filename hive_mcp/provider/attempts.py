@@ -47,7 +47,7 @@ class Attempts:
         self.max_retries = policy.max_retries if max_retries is None else max(0, max_retries)
         self.deadline_s = deadline_s
         self.deadline_at = time.monotonic() + deadline_s
-        self.secrets = list(secrets)
+        self.secrets = secrets  # normalized once by the provider (`redact.normalize_secrets`)
         self.empty_expected = empty_expected
         self.max_tokens = max_tokens
         self.records: list[AttemptRecord] = []

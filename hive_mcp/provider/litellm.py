@@ -25,7 +25,7 @@ from .base import CompletionRequest, LLMProvider, LLMResponse, Message, Provider
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
-from ..redact import credential_values
+from ..redact import credential_values, normalize_secrets
 from .failure import build_dump
 from .offline import litellm
 from .replies import from_stream, parse
@@ -85,10 +85,9 @@ class LiteLLMProvider(LLMProvider):
         self.api_key = api_key
         self.api_base = api_base
         self.retry = retry or RetryPolicy()
-        self.secrets = (
-            *credential_values(os.environ), *([api_key] if api_key else []),
-            *(router.config.secrets if router is not None else ()),
-        )
+        self.secrets = normalize_secrets((
+            *credential_values(os.environ), api_key, *(router.config.secrets if router is not None else ()),
+        ))
         if dump_store is None:
             from ..dumps.store import DumpStore
 
