@@ -255,10 +255,7 @@ class LiteLLMProvider(LLMProvider):
 
     def max_input_tokens(self, model: str) -> int | None:
         """litellm's model information (`register_model` entries included); None for a model it does not know."""
-        try:
-            value = litellm.get_model_info(model).get("max_input_tokens")
-        except Exception:  # noqa: BLE001
-            return None
+        value = model_facts(model).get("max_input_tokens")
         return int(value) if isinstance(value, int) and value > 0 else None
 
     def price(self, model: str) -> tuple[float, float] | None:
