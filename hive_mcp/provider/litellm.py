@@ -26,7 +26,7 @@ from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, normalize_secrets
-from .failure import build_dump
+from .failure import build_dump, count_tokens
 from .offline import litellm
 from .replies import from_stream, parse
 from .retry import RetryPolicy
@@ -247,11 +247,8 @@ class LiteLLMProvider(LLMProvider):
     # -- bounds ----------------------------------------------------------------------
 
     def count_tokens(self, messages: list[Message], model: str) -> int | None:
-        """litellm's count for `model` (its tokenizer where known, else an OpenAI one); None if it fails."""
-        try:
-            return int(litellm.token_counter(model=model, messages=messages))
-        except Exception:  # noqa: BLE001 - unknown: nothing is left out
-            return None
+        """`failure.count_tokens`: litellm's count, None if it fails (unknown: nothing is left out)."""
+        return count_tokens(model, messages)
 
     def max_input_tokens(self, model: str) -> int | None:
         """litellm's model information (`register_model` entries included); None for a model it does not know."""
