@@ -23,13 +23,12 @@ from typing import Any
 
 from ..models.config import ModelsConfig
 from .base import Message, ProviderError
-from ..models.catalogue import Listeners
+from ..models.catalogue import Listeners, some_names
 from .catalogue import listed_names
 from .offline import litellm
 
 logger = logging.getLogger("hive_mcp.provider")
 
-NAMES_SHOWN = 20
 USAGE_TTL_S = 60  # one minute's counters, as litellm's usage-based routing keeps them
 # The strategies that route by per-deployment, per-minute rpm/tpm counters (litellm's key names).
 _USAGE_STRATEGIES = frozenset({"usage-based-routing-v2"})
@@ -95,11 +94,8 @@ class ModelRouter(Listeners):
         return self.config.aliases.get(name)
 
     def unknown(self, name: str) -> ProviderError:
-        names = listed_names(self.config)
-        shown = ", ".join(names[:NAMES_SHOWN])
-        more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
         return ProviderError(
-            f"no model group or alias {name!r} in the config; callable: {shown}{more}",
+            f"no model group or alias {name!r} in the config; callable: {some_names(listed_names(self.config))}",
             error_type="not_found", model=name, attempts=0,
         )
 
