@@ -21,7 +21,6 @@ import logging
 import os
 import signal
 import socket
-import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -76,17 +75,12 @@ def create_app() -> Any:
     settings, tokens, models = _spec
     configure_logging(settings.log_level)
     server, provider, store, sources = build(settings, models, tokens)
+    provider.loaded_line = f"worker {os.getpid()}: provider loaded"
     provider.start()
-    threading.Thread(target=_say_loaded, args=(provider,), name="hive-mcp-loaded", daemon=True).start()
     let_event_streams_end(False)
     app, shutdown = build_app(server, settings, tokens, transport_security_settings(settings), store, sources)
     logger.info("worker %d serving", os.getpid())
     return _Worker(app, shutdown, pid_header="worker-pid" in os.environ.get(TEST_HOOKS_ENV, "").split(","))
-
-
-def _say_loaded(provider: Any) -> None:
-    provider.wait_loaded()
-    logger.info("worker %d: provider loaded", os.getpid())
 
 
 class _Worker:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -24,6 +24,23 @@ class DeploymentInfo(BaseModel):
     model: str
     healthy: bool = True
     cooldown_until: datetime | None = None
+
+
+NAMES_SHOWN = 20
+"""How many callable names an error lists before it counts the rest."""
+
+
+def some_names(names: Sequence[str], shown: int = NAMES_SHOWN) -> str:
+    """The first `shown` of `names`, comma-separated, then " and N more" for the rest: for an error that lists them."""
+    listed = ", ".join(names[:shown])
+    return f"{listed} and {len(names) - shown} more" if len(names) > shown else listed
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """A litellm model string's provider and model: "openai/gpt-4o-mini" names its provider; a bare
+    "gpt-4o-mini" leaves it to litellm, unnamed here ("")."""
+    provider, _, name = model.partition("/")
+    return (provider, name) if name else ("", model)
 
 
 class ModelGroup(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .catalogue import DeploymentInfo, ModelGroup
+from .catalogue import DeploymentInfo, ModelGroup, split_model
 
 
 class StaticCatalogue:
@@ -19,10 +19,7 @@ class StaticCatalogue:
     any_model = True
 
     def __init__(self, default_model: str) -> None:
-        provider, _, model = default_model.partition("/")
-        # "openai/gpt-4o-mini" names its provider; a bare "gpt-4o-mini" leaves it to litellm, unnamed here.
-        if not model:
-            provider, model = "", default_model
+        provider, model = split_model(default_model)
         self._group = ModelGroup(name=default_model, deployments=[DeploymentInfo(provider=provider, model=model)])
 
     def groups(self) -> list[ModelGroup]:

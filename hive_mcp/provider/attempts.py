@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hive_mcp.provider")
 
 EMPTY_REPLY = "the model returned no text and no tool calls"
+EMPTY_STREAM = "stream ended with no text and no tool calls"
 
 
 class Attempts:
@@ -46,7 +47,7 @@ class Attempts:
         self.max_retries = policy.max_retries if max_retries is None else max(0, max_retries)
         self.deadline_s = deadline_s
         self.deadline_at = time.monotonic() + deadline_s
-        self.secrets = list(secrets)
+        self.secrets = secrets  # normalized once by the provider (`redact.normalize_secrets`)
         self.empty_expected = empty_expected
         self.max_tokens = max_tokens
         self.records: list[AttemptRecord] = []
@@ -55,6 +56,7 @@ class Attempts:
         # Retries count per group (a fallback group starts afresh); backoff counts the waits, not the hops.
         self.group_start = 0
         self.waits = 0
+        self.empty_streams = 0  # empty streams retried, against the policy's stream_empty_retries
 
     # -- time ------------------------------------------------------------------------
 
@@ -161,6 +163,23 @@ class Attempts:
         logger.warning("empty reply from %s (attempt %d), retrying in %.2fs", self.model, retries_done + 1, delay)
         self.pending_delay = delay
         return None
+
+    def empty_stream(self, finish_reason: str | None) -> float | None:
+        """A stream ended with no text and no tool calls: None to accept it (an empty reply was expected, or
+        max_tokens ran out), else record it and return the delay before the next attempt, or raise
+        ProviderError once the policy's empty-stream retries are spent."""
+        if self.empty_expected:
+            return None
+        if finish_reason == "length":
+            self.log_exhausted()
+            return None
+        retry = self.empty_streams < self.policy.stream_empty_retries
+        delay = self.policy.stream_empty_delay_s if retry else 0.0
+        self.record("empty_stream", 200, EMPTY_STREAM, delay)
+        if not retry:
+            raise self.error("empty_stream", 200, "the model returned an empty stream", False)
+        self.empty_streams += 1
+        return delay
 
     def log_exhausted(self) -> None:
         logger.warning("empty reply from %s: max_tokens (%s) was exhausted", self.model, self.max_tokens)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..models.catalogue import DeploymentInfo, Listeners, ModelGroup
+from ..models.catalogue import DeploymentInfo, Listeners, ModelGroup, split_model
 from ..models.config import ModelsConfig
 from ..models.static import StaticCatalogue
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .routing import ModelRouter
 
 
-__all__ = ["ConfigCatalogue", "DefaultCatalogue", "listed_names", "model_facts"]
+__all__ = ["ConfigCatalogue", "DefaultCatalogue", "config_facts", "listed_names", "model_facts"]
 
 PER_MILLION = 1_000_000
 
@@ -59,16 +59,20 @@ def model_facts(model: str, *overrides: Mapping[str, Any]) -> dict[str, Any]:
     return facts
 
 
+def config_facts(entry: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """`model_facts` for a config's deployment entry, under its custom prices (in `litellm_params`) and its
+    `model_info`; and whether the config itself prices it (both prices in one of the two)."""
+    params = entry.get("litellm_params") or {}
+    overrides = ({k: params[k] for k in _PRICE_FIELDS if k in params}, entry.get("model_info") or {})
+    priced = any(all(o.get(k) is not None for k in _PRICE_FIELDS) for o in overrides)
+    return model_facts(str(params.get("model")), *overrides), priced
+
+
 def listed_names(config: ModelsConfig) -> list[str]:
     """The callable names an agent is shown: groups, then aliases, hidden aliases (`{model, hidden: true}`) left out."""
     raw = config.router_settings.get("model_group_alias") or {}
     hidden = {a for a, t in raw.items() if isinstance(t, dict) and t.get("hidden")}
     return [n for n in config.callable_names() if n not in hidden]
-
-
-def _split(model: str) -> tuple[str, str]:
-    provider, _, name = model.partition("/")
-    return (provider, name) if name else ("", model)
 
 
 def _credentials_present(model: str, params: Mapping[str, Any]) -> bool:
@@ -125,10 +129,7 @@ class ConfigCatalogue(Listeners):
     def _group(self, name: str) -> ModelGroup:
         entries = [e for e in self.config.model_list if e["model_name"] == name]
         if name not in self._facts:
-            first = entries[0]
-            params = first["litellm_params"]
-            custom = {k: params[k] for k in _PRICE_FIELDS if k in params}
-            facts = model_facts(str(params["model"]), custom, first.get("model_info") or {})
+            facts, _ = config_facts(entries[0])
             present = any(_credentials_present(str(e["litellm_params"]["model"]), e["litellm_params"]) for e in entries)
             self._facts[name] = (facts, present)
         facts, present = self._facts[name]
@@ -139,12 +140,12 @@ class ConfigCatalogue(Listeners):
     def _deployments(self, name: str, entries: list[dict[str, Any]]) -> list[DeploymentInfo]:
         router = self._router
         if router is None:
-            return [DeploymentInfo(**dict(zip(("provider", "model"), _split(str(e["litellm_params"]["model"]))))) for e in entries]
+            return [DeploymentInfo(**dict(zip(("provider", "model"), split_model(str(e["litellm_params"]["model"]))))) for e in entries]
         deployments = router.deployments(name)
         cooling = router.cooling(deployments)
         out = []
         for d in deployments:
-            provider, model = _split(d.label)
+            provider, model = split_model(d.label)
             until = cooling.get(d.id)
             out.append(DeploymentInfo(
                 provider=provider, model=model, healthy=until is None,

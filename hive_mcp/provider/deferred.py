@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 import anyio
 import anyio.to_thread
 
@@ -42,16 +42,13 @@ class DeferredProvider(LLMProvider):
         self._error: str | None = None
         # One worker thread waits for the load; every other waiting call queues here, not in anyio's pool.
         self._waiters = anyio.CapacityLimiter(1)
-        self._waiting = 0
+        self.loaded_line: str | None = None
+        """An INFO line to log once loading has finished (a worker's `worker <pid>: provider loaded`); none when None."""
 
     @property
     def loaded(self) -> bool:
         """Whether loading has finished (or failed)."""
         return self._loaded.is_set()
-
-    def wait_loaded(self, timeout: float | None = None) -> bool:
-        """Block until loading has finished (or failed); False if `timeout` passed first."""
-        return self._loaded.wait(timeout)
 
     def start(self) -> None:
         """Begin loading in a daemon thread; later calls do nothing."""
@@ -69,6 +66,8 @@ class DeferredProvider(LLMProvider):
             logger.error("the LLM provider could not be loaded: %s", self._error)
         finally:
             self._loaded.set()
+        if self.loaded_line is not None:
+            logger.info("%s", self.loaded_line)
 
     def _ready_provider(self, model: str | None) -> LLMProvider:
         if self._provider is None:
@@ -84,26 +83,16 @@ class DeferredProvider(LLMProvider):
         """The loaded provider, waiting for it without blocking the event loop (cancellable)."""
         if not self._loaded.is_set():
             self.start()
-            with self._counting_waiter():
-                async with self._waiters:
-                    if not self._loaded.is_set():
-                        await anyio.to_thread.run_sync(self._loaded.wait, abandon_on_cancel=True)
+            async with self._waiters:
+                if not self._loaded.is_set():
+                    await anyio.to_thread.run_sync(self._loaded.wait, abandon_on_cancel=True)
         return self._ready_provider(model)
 
     @property
     def waiting(self) -> int:
-        """How many calls are waiting for the load right now."""
-        return self._waiting
-
-    @contextmanager
-    def _counting_waiter(self) -> Iterator[None]:
-        with self._start_lock:
-            self._waiting += 1
-        try:
-            yield
-        finally:
-            with self._start_lock:
-                self._waiting -= 1
+        """How many calls are waiting for the load right now: the one in the worker thread and those queued for it."""
+        stats = self._waiters.statistics()
+        return int(stats.borrowed_tokens) + stats.tasks_waiting
 
     # -- LLMProvider -----------------------------------------------------------
 

@@ -50,9 +50,17 @@ def build_dump(
     )
 
 
-def estimate_tokens(model: str, messages: list[Message]) -> tuple[int, str]:
+def count_tokens(model: str, messages: list[Message]) -> int | None:
+    """litellm's count for `model` (its tokenizer where known, else an OpenAI one); None if it fails."""
     try:
-        return int(litellm.token_counter(model=model, messages=messages)), "litellm.token_counter"
-    except Exception:  # noqa: BLE001
-        chars = sum(len(str(m.get("content") or "")) for m in messages)
-        return chars // 4, "chars/4"
+        return int(litellm.token_counter(model=model, messages=messages))
+    except Exception:  # noqa: BLE001 - unknown: the caller decides
+        return None
+
+
+def estimate_tokens(model: str, messages: list[Message]) -> tuple[int, str]:
+    counted = count_tokens(model, messages)
+    if counted is not None:
+        return counted, "litellm.token_counter"
+    chars = sum(len(str(m.get("content") or "")) for m in messages)
+    return chars // 4, "chars/4"

@@ -13,20 +13,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import anyio
 
 from ..text import one_line
 from .attempts import Attempts
-from .catalogue import PER_MILLION, model_facts
+from .catalogue import PER_MILLION, config_facts, model_facts
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
-from ..redact import credential_values
-from .failure import build_dump
+from ..redact import credential_values, normalize_secrets
+from .failure import build_dump, count_tokens
 from .offline import litellm
 from .replies import from_stream, parse
 from .retry import RetryPolicy
@@ -39,8 +39,6 @@ logger = logging.getLogger("hive_mcp.provider")
 DEFAULT_DEADLINE_S = 600.0
 
 __all__ = ["DEFAULT_DEADLINE_S", "JSON_MODE_INSTRUCTION", "LiteLLMProvider"]
-
-_PRICE_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
 
 def quiet() -> bool:
@@ -87,10 +85,9 @@ class LiteLLMProvider(LLMProvider):
         self.api_key = api_key
         self.api_base = api_base
         self.retry = retry or RetryPolicy()
-        self.secrets = (
-            *credential_values(os.environ), *([api_key] if api_key else []),
-            *(router.config.secrets if router is not None else ()),
-        )
+        self.secrets = normalize_secrets((
+            *credential_values(os.environ), api_key, *(router.config.secrets if router is not None else ()),
+        ))
         if dump_store is None:
             from ..dumps.store import DumpStore
 
@@ -129,7 +126,7 @@ class LiteLLMProvider(LLMProvider):
             group = self.router.resolve(name)
             if group is None:
                 raise self.router.unknown(name)
-            route = Route(self.router, name, group)
+            route = Route(self.router, group)
             endpoint = Endpoint(model=name, api_key=None, api_base=None, extra=self.extra)
         else:
             endpoint = Endpoint(model=self.model, api_key=self.api_key, api_base=self.api_base, extra=self.extra)
@@ -189,7 +186,6 @@ class LiteLLMProvider(LLMProvider):
             yield err.as_event()
             return
         attempts = call.attempts
-        empty_retries = 0
         while True:
             assembler = StreamAssembler()
             sent_any = False
@@ -220,6 +216,7 @@ class LiteLLMProvider(LLMProvider):
                     sent_any = True
                     yield event
                 reply = from_stream(assembler, model)
+                empty_delay = attempts.empty_stream(assembler.finish_reason) if assembler.is_empty else None
             except ProviderError as err:
                 await self._dump(call, err)
                 yield err.as_event()
@@ -236,21 +233,9 @@ class LiteLLMProvider(LLMProvider):
                 await anyio.sleep(attempts.sleep_s(delay))
                 continue
 
-            if assembler.is_empty and not attempts.empty_expected:
-                if assembler.finish_reason == "length":
-                    attempts.log_exhausted()
-                else:
-                    retry = empty_retries < self.retry.stream_empty_retries
-                    delay = self.retry.stream_empty_delay_s if retry else 0.0
-                    attempts.record("empty_stream", 200, "stream ended with no text and no tool calls", delay)
-                    if retry:
-                        empty_retries += 1
-                        await anyio.sleep(attempts.sleep_s(delay))
-                        continue
-                    err = attempts.error("empty_stream", 200, "the model returned an empty stream", False)
-                    await self._dump(call, err)
-                    yield err.as_event()
-                    return
+            if empty_delay is not None:
+                await anyio.sleep(attempts.sleep_s(empty_delay))
+                continue
             done = attempts.accept(reply)
             await self._succeeded(call, done)
             await self._dump(call)
@@ -262,18 +247,12 @@ class LiteLLMProvider(LLMProvider):
     # -- bounds ----------------------------------------------------------------------
 
     def count_tokens(self, messages: list[Message], model: str) -> int | None:
-        """litellm's count for `model` (its tokenizer where known, else an OpenAI one); None if it fails."""
-        try:
-            return int(litellm.token_counter(model=model, messages=messages))
-        except Exception:  # noqa: BLE001 - unknown: nothing is left out
-            return None
+        """`failure.count_tokens`: litellm's count, None if it fails (unknown: nothing is left out)."""
+        return count_tokens(model, messages)
 
     def max_input_tokens(self, model: str) -> int | None:
         """litellm's model information (`register_model` entries included); None for a model it does not know."""
-        try:
-            value = litellm.get_model_info(model).get("max_input_tokens")
-        except Exception:  # noqa: BLE001
-            return None
+        value = model_facts(model).get("max_input_tokens")
         return int(value) if isinstance(value, int) and value > 0 else None
 
     def price(self, model: str) -> tuple[float, float] | None:
@@ -281,20 +260,14 @@ class LiteLLMProvider(LLMProvider):
         for a group, the dearest input and output price among its deployments and those of every group it may
         fall back to (a call may land on any of them)."""
         if self.router is None:
-            targets: list[tuple[str, list[Mapping[str, Any]]]] = [(model, [])]
+            targets = [(model_facts(model), False)]
         else:
             group = self.router.resolve(model)
             if group is None:
                 return None
-            targets = []
-            for d in (d for g in self._reachable(group) for d in self.router.deployments(g)):
-                params = d.raw.get("litellm_params") or {}
-                custom = {k: params[k] for k in _PRICE_KEYS if k in params}
-                targets.append((d.model, [custom, d.raw.get("model_info") or {}]))
+            targets = [config_facts(d.raw) for g in self._reachable(group) for d in self.router.deployments(g)]
         prices = []
-        for name, overrides in targets:
-            facts = model_facts(name, *overrides)
-            given = any(all(o.get(k) is not None for k in _PRICE_KEYS) for o in overrides)
+        for facts, given in targets:
             cost = (facts.get("input_cost_per_mtok"), facts.get("output_cost_per_mtok"))
             # One deployment without a price leaves the group unpriced. litellm answers 0 for a model the
             # Router registered without prices: only the config may say a model is free.
@@ -334,8 +307,10 @@ class LiteLLMProvider(LLMProvider):
 
     async def _dump(self, call: _Call, error: ProviderError | None = None) -> None:
         """Write the call's one dump (if it has one) and put its id on the error or the response."""
+        if self.dump_store is None:
+            return
         dump = build_dump(call.shaped, call.request, call.attempts, error, stream=call.stream)
-        if dump is None or self.dump_store is None:
+        if dump is None:
             return
         dump_id = await anyio.to_thread.run_sync(self.dump_store.write, dump)
         if error is not None:

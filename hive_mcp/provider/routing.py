@@ -23,13 +23,12 @@ from typing import Any
 
 from ..models.config import ModelsConfig
 from .base import Message, ProviderError
-from ..models.catalogue import Listeners
+from ..models.catalogue import Listeners, some_names
 from .catalogue import listed_names
 from .offline import litellm
 
 logger = logging.getLogger("hive_mcp.provider")
 
-NAMES_SHOWN = 20
 USAGE_TTL_S = 60  # one minute's counters, as litellm's usage-based routing keeps them
 # The strategies that route by per-deployment, per-minute rpm/tpm counters (litellm's key names).
 _USAGE_STRATEGIES = frozenset({"usage-based-routing-v2"})
@@ -95,11 +94,8 @@ class ModelRouter(Listeners):
         return self.config.aliases.get(name)
 
     def unknown(self, name: str) -> ProviderError:
-        names = listed_names(self.config)
-        shown = ", ".join(names[:NAMES_SHOWN])
-        more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
         return ProviderError(
-            f"no model group or alias {name!r} in the config; callable: {shown}{more}",
+            f"no model group or alias {name!r} in the config; callable: {some_names(listed_names(self.config))}",
             error_type="not_found", model=name, attempts=0,
         )
 
@@ -146,15 +142,17 @@ class ModelRouter(Listeners):
             self._changed_until(end - now)
         return ends
 
-    async def pick(self, group: str, tried: set[str], messages: list[Message]) -> tuple[Deployment | None, set[str]]:
+    async def pick(
+        self, group: str, tried: set[str], messages: list[Message], cooling: Mapping[str, float]
+    ) -> tuple[Deployment | None, set[str]]:
         """The next deployment of `group` and the ids healthy now: the strategy's pick while none was tried
         this round, else the first healthy one not yet tried; None when every one is cooling down or was tried.
+        `cooling` is the group's cooldowns as `cooling_async` read them for this attempt.
 
         When the strategy has no pick (every deployment over its rpm/tpm limit), the first
         healthy one is sent all the same: the upstream's own answer then decides.
         """
         deployments = self._deployments[group]
-        cooling = await self.cooling_async(deployments)
         healthy = [d for d in deployments if d.id not in cooling]
         healthy_ids = {d.id for d in healthy}
         untried = [d for d in healthy if d.id not in tried]
@@ -172,11 +170,9 @@ class ModelRouter(Listeners):
                         return d, healthy_ids
         return untried[0], healthy_ids
 
-    async def soonest(self, group: str) -> Deployment:
+    def soonest(self, group: str, cooling: Mapping[str, float]) -> Deployment:
         """The deployment whose cooldown ends first (when every one of the group is cooling down)."""
-        deployments = self._deployments[group]
-        cooling = await self.cooling_async(deployments)
-        return min(deployments, key=lambda d: cooling.get(d.id, 0.0))
+        return min(self._deployments[group], key=lambda d: cooling.get(d.id, 0.0))
 
     def failed(self, deployment: Deployment, exc: BaseException, status: int | None) -> bool:
         """Count a failed attempt against `deployment`; True (and the listeners told) when it enters cooldown."""
@@ -288,9 +284,8 @@ def _deployment(group: str, raw: Mapping[str, Any]) -> Deployment:
 class Route:
     """One call's way through the groups: the group now tried, its deployments tried this round, the fallbacks."""
 
-    def __init__(self, router: ModelRouter, requested: str, group: str) -> None:
+    def __init__(self, router: ModelRouter, group: str) -> None:
         self.router = router
-        self.requested = requested
         self.called = group
         self.group = group
         self.visited = {group}
@@ -299,13 +294,14 @@ class Route:
         self.deployment: Deployment | None = None
 
     async def next(self, messages: list[Message]) -> Deployment:
-        """Choose the deployment for the next attempt."""
-        chosen, self.healthy_ids = await self.router.pick(self.group, self.tried, messages)
+        """Choose the deployment for the next attempt (the group's cooldowns read once for it)."""
+        cooling = await self.router.cooling_async(self.router.deployments(self.group))
+        chosen, self.healthy_ids = await self.router.pick(self.group, self.tried, messages, cooling)
         if chosen is None:  # every deployment tried or cooling down: a new round
             self.tried.clear()
-            chosen, self.healthy_ids = await self.router.pick(self.group, self.tried, messages)
+            chosen, self.healthy_ids = await self.router.pick(self.group, self.tried, messages, cooling)
             if chosen is None:
-                chosen = await self.router.soonest(self.group)
+                chosen = self.router.soonest(self.group, cooling)
         self.tried.add(chosen.id)
         self.deployment = chosen
         return chosen

@@ -5,6 +5,7 @@ Pure bookkeeping, no I/O, so the sync and async paths (and the tests) share it.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,10 +53,16 @@ def get(obj: Any, name: str) -> Any:
     extra = getattr(obj, "__pydantic_extra__", None)
     if extra and name in extra:
         return extra[name]
-    hook = getattr(type(obj), "__getattr__", None)
-    if (hook is not None and hook is not _PYDANTIC_GETATTR) or any(name in k.__dict__ for k in type(obj).__mro__):
-        return getattr(obj, name, None)  # a class attribute, or a class that makes its attributes up
-    return None
+    return getattr(obj, name, None) if _class_answers(type(obj), name) else None
+
+
+@functools.cache
+def _class_answers(cls: type, name: str) -> bool:
+    """Whether `getattr` may find `name` on an instance of `cls` past its own and extra values: a class
+    attribute (a property), or a class that makes its attributes up (its own `__getattr__`). Read for
+    each field a chunk lacks; it depends on the class and the name alone."""
+    hook = getattr(cls, "__getattr__", None)
+    return (hook is not None and hook is not _PYDANTIC_GETATTR) or any(name in k.__dict__ for k in cls.__mro__)
 
 
 @dataclass
