@@ -367,17 +367,16 @@ def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any
     if settings.conversations == "off":
         return None
     from .conversations import ConversationLimits, open_store
-    from .conversations.urls import with_password
     from .redact import credential_values, normalize_secrets, redact_text
 
-    password = settings.state_password.get_secret_value() if settings.state_password is not None else None
-    found = normalize_secrets((*credential_values(os.environ), settings.api_key_value, password, *secrets))
+    found = normalize_secrets(
+        (*credential_values(os.environ), settings.api_key_value, settings.state_password_value, *secrets)
+    )
     limits = ConversationLimits(
         ttl_s=settings.conversation_ttl_s, max_conversations=settings.conversation_max,
         max_turns=settings.conversation_max_turns, max_bytes=settings.conversation_max_bytes,
     )  # fmt: skip
-    url = with_password(settings.state_url, password) if settings.state_url else None
-    return open_store(url, limits=limits, redact=lambda text: redact_text(text, found))
+    return open_store(settings.state_url_with_password, limits=limits, redact=lambda text: redact_text(text, found))
 
 
 def _serve(settings: Settings, tokens: tuple[str, ...], config: ModelsConfig | None = None) -> int:

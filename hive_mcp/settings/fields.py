@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..conversations.urls import check_state_url
+from ..conversations.urls import check_state_url, with_password
 from ..dumps import default_dump_dir
 from ..tokens import bearer_tokens
 
@@ -390,6 +390,15 @@ class Settings(BaseSettings):
     @property
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key is not None else None
+
+    @property
+    def state_password_value(self) -> str | None:
+        return self.state_password.get_secret_value() if self.state_password is not None else None
+
+    @property
+    def state_url_with_password(self) -> str | None:
+        """HIVE_MCP_STATE_URL with HIVE_MCP_STATE_PASSWORD in it (unless the URL carries its own); None when unset."""
+        return with_password(self.state_url, self.state_password_value) if self.state_url else None
 
     @property
     def dump_max_bytes(self) -> int:

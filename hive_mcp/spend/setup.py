@@ -61,12 +61,10 @@ def open_spend(
 def open_backend(settings: Settings, **kwargs: Any) -> Backend:
     """The ledger's store the settings name: Redis for HIVE_MCP_STATE_URL, else SQLite in the hive home."""
     if settings.state_url:
-        from ..conversations.urls import with_password
         from .redis_backend import RedisBackend
 
-        password = settings.state_password.get_secret_value() if settings.state_password is not None else None
         return RedisBackend(
-            with_password(settings.state_url, password), keep_days=settings.spend_keep_days,
+            settings.state_url_with_password, keep_days=settings.spend_keep_days,
             calls_days=settings.spend_calls_days, **kwargs,
         )  # fmt: skip
     from .sqlite_backend import SQLiteBackend
