@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -164,9 +163,11 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
     from pydantic import ValidationError
 
     from .models.config import ConfigError, load_config
+    from .settings.load import read_env_file
 
     if environ is None:
-        environ = {**_dotenv(settings.env_file), **os.environ}
+        path = settings.env_file
+        environ = {**(read_env_file(path) if path is not None and path.is_file() else {}), **os.environ}
     config = load_config(settings.config, environ)
     defaults: dict[str, Any] = {}
     for key, value in config.hive_mcp.items():
@@ -192,14 +193,6 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
             f"model_name or alias of the config; callable: {', '.join(names[:20])}"
         )
     return settings, config
-
-
-def _dotenv(path: Path | None) -> dict[str, str]:
-    if path is None or not path.is_file():
-        return {}
-    from dotenv import dotenv_values
-
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
 def _apply_litellm_settings(config: ModelsConfig) -> dict[str, Any]:
