@@ -40,19 +40,15 @@ def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
     from .models.config import ConfigError
     from .serve import load_models
     from .settings import SettingsError, load_settings
-    from .spend import BudgetError, Budgets
-    from .spend.setup import open_backend
+    from .spend import BudgetError
+    from .spend.setup import configured_budgets, open_backend
     from .spend.usage import rows_since, spent_by, usage_report
 
     now = datetime.now(timezone.utc)
     try:
         since = parse_since(args.since, now=now)
         settings, config = load_models(load_settings(env_file=args.env_file, only=_SETTINGS, export=False))
-        budgets = Budgets.from_settings(
-            day=settings.budget_usd_day, month=settings.budget_usd_month, section=settings.budgets,
-            max_budget=config.budget.get("max_budget") if config is not None else None,
-            max_budget_duration=config.budget.get("budget_duration") if config is not None else None,
-        )  # fmt: skip
+        budgets = configured_budgets(settings, config, None)
     except (ValueError, ConfigError, SettingsError, BudgetError) as exc:
         return 2, str(exc)
     backend = open_backend(settings)
