@@ -7,7 +7,7 @@ import re
 import threading
 from pathlib import Path
 
-__all__ = ["CALLER_STATE_KEY", "bearer_tokens", "caller_name", "digest_name", "split_name", "token_names"]
+__all__ = ["CALLER_STATE_KEY", "bearer_tokens", "caller_name", "digest_name", "split_name"]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _NAMES: dict[bytes, str] = {}
@@ -39,11 +39,6 @@ def split_name(entry: str) -> tuple[str | None, str]:
     if sep and token and _NAME.fullmatch(name):
         return name, token
     return None, entry
-
-
-def token_names(value: str | None, file: Path | None) -> tuple[str, ...]:
-    """The caller names of the configured tokens (named, or the 8-hex name of a bare one), in order."""
-    return tuple(dict.fromkeys(caller_name(t.encode()) for t in bearer_tokens(value, file)))
 
 
 def bearer_tokens(value: str | None, file: Path | None) -> tuple[str, ...]:
