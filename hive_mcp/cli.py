@@ -30,7 +30,7 @@ from .spend_cli import add_usage_parser, run_usage
 from .serve import exposure_problem, serve
 from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 
-__all__ = ["PROVIDER_KEY_VARS", "main", "parse_duration", "parse_since"]
+__all__ = ["PROVIDER_KEY_VARS", "main", "parse_duration", "parse_since", "print_table"]
 
 PROG = "hive-mcp"
 EXIT_OK = 0
@@ -370,13 +370,17 @@ def _dumps_list(store: Any, args: argparse.Namespace) -> int:
         )
         for s in items
     ]
-    header = ("TIME", "ERROR", "OUTCOME", "ATTEMPTS", "MODEL", "SIZE", "ID")
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table(("TIME", "ERROR", "OUTCOME", "ATTEMPTS", "MODEL", "SIZE", "ID"), rows)
     if more:
         print(f"(showing the newest {len(items)}; more match: raise --limit)", file=sys.stderr)
     return EXIT_OK
+
+
+def print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """`header` and `rows` on stdout as columns two spaces apart, each as wide as its widest cell."""
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _size(n: int) -> str:

@@ -70,6 +70,8 @@ def run_conversations(args: argparse.Namespace) -> tuple[int, str | None]:
 
 
 async def _list(store: Any, args: argparse.Namespace) -> int:
+    from .cli import print_table  # the cli imports this module
+
     if args.limit < 1:
         raise ValueError("--limit: must be at least 1")
     page = await store.list(limit=args.limit, model=args.filter_model)
@@ -81,10 +83,7 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
          f"{t.cost_usd:.6f}", t.owner, t.id)
         for t in page.items
     ]  # fmt: skip
-    header = ("LAST USED", "TURNS", "MODELS", "COST USD", "OWNER", "ID")
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table(("LAST USED", "TURNS", "MODELS", "COST USD", "OWNER", "ID"), rows)
     if page.next_cursor:
         print(f"(showing the {len(rows)} most recently used; more exist: raise --limit)", file=sys.stderr)
     return 0

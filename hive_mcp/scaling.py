@@ -73,11 +73,9 @@ def change_sharing(settings: Settings, store: Any) -> tuple[Any, Any]:
     single stateful process needs neither (None, None: the SDK's in-memory bus).
     """
     if settings.state_url:
-        from .conversations.urls import with_password
         from .mcp.bus import RedisSubscriptionBus
 
-        password = settings.state_password.get_secret_value() if settings.state_password is not None else None
-        return RedisSubscriptionBus(with_password(settings.state_url, password)), None
+        return RedisSubscriptionBus(settings.state_url_with_password), None
     if settings.transport == "http" and serves_stateless(settings):
         from .dumps.watch import DumpDirectoryWatch
 
@@ -97,8 +95,6 @@ def dump_store(settings: Settings, secrets: Iterable[str] = (), *, retention: bo
     )
     if not settings.state_url:
         return DumpStore(settings.dump_dir, secrets=secrets, **limits)
-    from .conversations.urls import with_password
     from .dumps.redis_store import RedisDumpStore
 
-    password = settings.state_password.get_secret_value() if settings.state_password is not None else None
-    return RedisDumpStore(with_password(settings.state_url, password), settings.dump_dir, secrets=secrets, **limits)
+    return RedisDumpStore(settings.state_url_with_password, settings.dump_dir, secrets=secrets, **limits)

@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from .models.config import ModelsConfig
     from .provider.base import LLMProvider
     from .provider.deferred import DeferredProvider
+    from .spend import Budgets
 
 __all__ = [
     "allowed_models", "configure_logging", "exposed", "exposure_problem", "load_models", "route_litellm_logs", "serve",
@@ -164,9 +164,11 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
     from pydantic import ValidationError
 
     from .models.config import ConfigError, load_config
+    from .settings.load import read_env_file
 
     if environ is None:
-        environ = {**_dotenv(settings.env_file), **os.environ}
+        path = settings.env_file
+        environ = {**(read_env_file(path) if path is not None and path.is_file() else {}), **os.environ}
     config = load_config(settings.config, environ)
     defaults: dict[str, Any] = {}
     for key, value in config.hive_mcp.items():
@@ -192,14 +194,6 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
             f"model_name or alias of the config; callable: {', '.join(names[:20])}"
         )
     return settings, config
-
-
-def _dotenv(path: Path | None) -> dict[str, str]:
-    if path is None or not path.is_file():
-        return {}
-    from dotenv import dotenv_values
-
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
 def _apply_litellm_settings(config: ModelsConfig) -> dict[str, Any]:
@@ -254,7 +248,7 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
             problem = exposure_problem(configured, tokens)
             if problem:
                 raise ConfigError(f"{config.path}: {problem}")
-        configured_budgets(configured, config, tokens)  # a bad budget refuses to start
+        budgets = configured_budgets(configured, config, tokens)  # a bad budget refuses to start
     except (ConfigError, SettingsError, BudgetError) as exc:
         print(f"hive-mcp: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -265,7 +259,7 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
             logger.warning("%s", warning)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return _serve(settings, tokens, config)
+        return _serve(settings, tokens, config, budgets)
     except KeyboardInterrupt:
         logger.info("hive-mcp stopped")
         return EXIT_OK
@@ -277,10 +271,11 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
 
 
 def build(
-    settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = ()
+    settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = (), budgets: Budgets | None = None
 ) -> tuple[Any, DeferredProvider, Any, Any]:
     """The MCP server for these settings (and models config), its provider (which loads litellm once
     started), its dump store, and the dashboard's `Sources` (its Models section reads the server's catalogue).
+    `budgets` are the ones `serve` checked; without them they are built here (a worker, a test).
 
     Importing litellm takes seconds: it happens in a background thread after
     `start()`, so the server answers `initialize` and `tools/list` without waiting.
@@ -333,9 +328,11 @@ def build(
         return provider
 
     provider = DeferredProvider(load_provider, model=settings.model)
-    from .spend.setup import open_spend
+    from .spend.setup import configured_budgets, open_spend
 
-    spend = open_spend(settings, config, provider, tokens)
+    if budgets is None:
+        budgets = configured_budgets(settings, config, tokens)
+    spend = open_spend(settings, config, provider, budgets)
     bus, dump_watch = change_sharing(settings, store)
     limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings, config)}))
     server = build_server(
@@ -367,27 +364,28 @@ def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any
     if settings.conversations == "off":
         return None
     from .conversations import ConversationLimits, open_store
-    from .conversations.urls import with_password
     from .redact import credential_values, normalize_secrets, redact_text
 
-    password = settings.state_password.get_secret_value() if settings.state_password is not None else None
-    found = normalize_secrets((*credential_values(os.environ), settings.api_key_value, password, *secrets))
+    found = normalize_secrets(
+        (*credential_values(os.environ), settings.api_key_value, settings.state_password_value, *secrets)
+    )
     limits = ConversationLimits(
         ttl_s=settings.conversation_ttl_s, max_conversations=settings.conversation_max,
         max_turns=settings.conversation_max_turns, max_bytes=settings.conversation_max_bytes,
     )  # fmt: skip
-    url = with_password(settings.state_url, password) if settings.state_url else None
-    return open_store(url, limits=limits, redact=lambda text: redact_text(text, found))
+    return open_store(settings.state_url_with_password, limits=limits, redact=lambda text: redact_text(text, found))
 
 
-def _serve(settings: Settings, tokens: tuple[str, ...], config: ModelsConfig | None = None) -> int:
+def _serve(
+    settings: Settings, tokens: tuple[str, ...], config: ModelsConfig | None = None, budgets: Budgets | None = None
+) -> int:
     if settings.workers > 1:  # each worker process builds its own server (hive_mcp.http.workers)
         from .http.workers import run_workers
 
         run_workers(settings, tokens, config)
         logger.info("hive-mcp stopped")
         return EXIT_OK
-    server, provider, store, sources = build(settings, config, tokens)
+    server, provider, store, sources = build(settings, config, tokens, budgets)
     logger.info(
         "hive-mcp %s: model %s%s%s, dumps in %s%s",
         __version__,

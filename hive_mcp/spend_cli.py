@@ -36,23 +36,19 @@ def add_usage_parser(commands: Any, prog: str, parser_class: type[argparse.Argum
 
 def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
     """Run it: (exit code, error line or None). Bad input exits 2, a failing ledger 1."""
-    from .cli import parse_since
+    from .cli import parse_since, print_table
     from .models.config import ConfigError
     from .serve import load_models
     from .settings import SettingsError, load_settings
-    from .spend import BudgetError, Budgets
-    from .spend.setup import open_backend
+    from .spend import BudgetError
+    from .spend.setup import configured_budgets, open_backend
     from .spend.usage import rows_since, spent_by, usage_report
 
     now = datetime.now(timezone.utc)
     try:
         since = parse_since(args.since, now=now)
         settings, config = load_models(load_settings(env_file=args.env_file, only=_SETTINGS, export=False))
-        budgets = Budgets.from_settings(
-            day=settings.budget_usd_day, month=settings.budget_usd_month, section=settings.budgets,
-            max_budget=config.budget.get("max_budget") if config is not None else None,
-            max_budget_duration=config.budget.get("budget_duration") if config is not None else None,
-        )  # fmt: skip
+        budgets = configured_budgets(settings, config, None)
     except (ValueError, ConfigError, SettingsError, BudgetError) as exc:
         return 2, str(exc)
     backend = open_backend(settings)
@@ -75,18 +71,12 @@ def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
         return 0, None
     table = [(k, f"{c / 1e6:.6f}", str(n)) for k, (c, n) in grouped.items()]
     table.append(("TOTAL", f"{sum(c for c, _ in grouped.values()) / 1e6:.6f}", str(sum(n for _, n in grouped.values()))))
-    _print((args.by.upper(), "COST USD", "CALLS"), table)
+    print_table((args.by.upper(), "COST USD", "CALLS"), table)
     if report.budgets:
         print()
-        _print(
+        print_table(
             ("BUDGET", "LIMIT USD", "SPENT USD", "RESERVED USD", "LEFT USD", "RESETS (UTC)"),
             [(b.budget, f"{b.limit_usd:.2f}", f"{b.spent_usd:.6f}", f"{b.reserved_usd:.6f}", f"{b.left_usd:.6f}",
               b.resets.strftime("%Y-%m-%d %H:%M")) for b in report.budgets],
         )  # fmt: skip
     return 0, None
-
-
-def _print(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

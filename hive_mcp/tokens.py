@@ -7,11 +7,11 @@ import re
 import threading
 from pathlib import Path
 
-__all__ = ["CALLER_STATE_KEY", "bearer_tokens", "caller_name", "split_name", "token_names"]
+__all__ = ["CALLER_STATE_KEY", "bearer_tokens", "caller_name", "digest_name", "split_name"]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _NAMES: dict[bytes, str] = {}
-"""SHA-256 of a named token -> its name: filled by `bearer_tokens`, read by `caller_name` (the HTTP guard).
+"""SHA-256 of a named token -> its name: filled by `bearer_tokens`, read by `digest_name` (the HTTP guard).
 Digests, never tokens, so the map holds nothing a reader could present."""
 _NAMES_LOCK = threading.Lock()
 
@@ -22,7 +22,11 @@ CALLER_STATE_KEY = "hive_caller"
 def caller_name(token: bytes) -> str:
     """The name a bearer token's holder goes by (owner of its conversations and spend): the name its
     `name:token` entry gave it, else 8 hex of its SHA-256; never the token."""
-    digest = hashlib.sha256(token).digest()
+    return digest_name(hashlib.sha256(token).digest())
+
+
+def digest_name(digest: bytes) -> str:
+    """`caller_name` of the token whose SHA-256 is `digest`."""
     with _NAMES_LOCK:
         named = _NAMES.get(digest)
     return named if named is not None else digest.hex()[:8]
@@ -35,11 +39,6 @@ def split_name(entry: str) -> tuple[str | None, str]:
     if sep and token and _NAME.fullmatch(name):
         return name, token
     return None, entry
-
-
-def token_names(value: str | None, file: Path | None) -> tuple[str, ...]:
-    """The caller names of the configured tokens (named, or the 8-hex name of a bare one), in order."""
-    return tuple(dict.fromkeys(caller_name(t.encode()) for t in bearer_tokens(value, file)))
 
 
 def bearer_tokens(value: str | None, file: Path | None) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ import hmac
 import logging
 from collections.abc import Iterable
 
-from ..tokens import CALLER_STATE_KEY, caller_name
+from ..tokens import CALLER_STATE_KEY, digest_name
 from .asgi import HEALTH_PATH, App, Message, Receive, Scope, Send, header, peer, respond
 
 __all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "HttpGuard"]
@@ -60,6 +60,8 @@ class HttpGuard:
     def __init__(self, app: App, *, tokens: Iterable[str], max_body_bytes: int) -> None:
         self.app = app
         self._digests = tuple(hashlib.sha256(t.encode()).digest() for t in tokens)
+        # Each digest -> the caller name its token goes by (`bearer_tokens` named the tokens before this).
+        self._names = {d: digest_name(d) for d in self._digests}
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -94,13 +96,17 @@ class HttpGuard:
 
     def verify(self, presented: bytes | str) -> bool:
         """Whether `presented` is one of the configured tokens (constant time over all of them)."""
+        return self._matched(presented) is not None
+
+    def _matched(self, presented: bytes | str) -> bytes | None:
+        """The digest of `presented` when it is one of the configured tokens, else None (see `verify`)."""
         if isinstance(presented, str):
             presented = presented.encode()
         digest = hashlib.sha256(presented).digest()
         ok = False
         for known in self._digests:  # every token, no early exit
             ok |= hmac.compare_digest(digest, known)
-        return ok
+        return digest if ok else None
 
     async def _authenticate(self, scope: Scope, send: Send) -> Scope | None:
         """The scope without its Authorization header if the request carries a valid token; else answer 401."""
@@ -111,10 +117,11 @@ class HttpGuard:
             credentials = credentials.strip()
             if scheme.lower() == b"bearer" and credentials:
                 presented = True
-                if self.verify(credentials):
+                digest = self._matched(credentials)
+                if digest is not None:
                     headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"authorization"]
                     # The caller's name (never the token) for the handlers: it owns their conversations.
-                    state = {**(scope.get("state") or {}), CALLER_STATE_KEY: caller_name(credentials)}
+                    state = {**(scope.get("state") or {}), CALLER_STATE_KEY: self._names[digest]}
                     return {**scope, "headers": headers, "state": state}
         logger.debug(
             "401 for %s %s from %s: %s",

@@ -298,6 +298,12 @@ class ListFailedRequestsArgs(ListingArgs):
     error_type: str | None = None  # e.g. 'rate_limit', 'auth'
 
 
+def raw_arguments(ctx: Context) -> Any:
+    """The call's `arguments` as the client sent them (None when it sent none), before any validation."""
+    params = ctx.request_context.params or {}
+    return params.get("arguments") if isinstance(params, Mapping) else None
+
+
 def parse_args(model: type[BaseModel], ctx: Context) -> Any:
     """Validate the call's raw arguments against `model`, or raise ArgumentError.
 
@@ -306,8 +312,7 @@ def parse_args(model: type[BaseModel], ctx: Context) -> Any:
     prompt that is itself JSON would turn into an object) and report errors as
     multi-line pydantic text.
     """
-    params = ctx.request_context.params or {}
-    raw = params.get("arguments") if isinstance(params, Mapping) else None
+    raw = raw_arguments(ctx)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -25,7 +25,6 @@ from mcp_types import (
     ReadResourceResult,
     Resource,
     ResourceTemplate,
-    TextContent,
     TextResourceContents,
     ToolAnnotations,
 )
@@ -43,6 +42,7 @@ from .conversations import ConversationService, caller
 from .errors import ArgumentError, error_result, safe_line
 from .resources import ResourceHandlers
 from .resources import _not_found as not_found
+from .results import json_result
 from .tools import _tool as build_tool  # every tool is built the same way
 
 __all__ = ["ConversationPage", "ConversationSummary", "conversation_resources", "list_conversations_tool"]
@@ -107,8 +107,7 @@ def list_conversations_tool(service: ConversationService) -> MCPTool:
             page = await conversation_page(service, caller(ctx.request_context), args)
         except (ArgumentError, StoreError) as exc:
             return error_result(str(exc))
-        text = page.model_dump_json()
-        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=page.model_dump(mode="json"))
+        return json_result(page)
 
     annotations = ToolAnnotations(title="List conversations", read_only_hint=True, open_world_hint=False)
     return build_tool(list_conversations, ListConversationsArgs, annotations)

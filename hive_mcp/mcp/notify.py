@@ -22,6 +22,7 @@ from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
 
+from ..models.catalogue import Listeners
 from ..sdk_compat import run_sync_soon, session_connection
 from .constants import NOTIFY_TIMEOUT_S, logger
 
@@ -42,7 +43,7 @@ class ChangeSource:
     list_changed: bool
 
 
-class Touched:
+class Touched(Listeners):
     """A source whose changes name what changed (a conversation id), as a `ChangeSource` needs it.
 
     `touch(key)` records the key and calls the listeners; `updated()` (on the loop)
@@ -50,22 +51,15 @@ class Touched:
     """
 
     def __init__(self, uris_of: Callable[[str], Iterable[str]]) -> None:
+        super().__init__()
         self._uris_of = uris_of
         self._lock = threading.Lock()
         self._keys: set[str] = set()
-        self._listeners: list[Callable[[], None]] = []
-
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        self._listeners.append(callback)
-
-    def remove_listener(self, callback: Callable[[], None]) -> None:
-        self._listeners.remove(callback)
 
     def touch(self, key: str) -> None:
         with self._lock:
             self._keys.add(key)
-        for callback in list(self._listeners):
-            callback()
+        self.notify()
 
     def updated(self) -> list[str]:
         with self._lock:

@@ -121,7 +121,6 @@ class StreamState:
     """When the oldest pending text arrived."""
     finish: FinishEvent | None = None
     error: StreamErrorEvent | None = None
-    crashed: bool = False
     done: bool = False
 
     def add(self, ev: StreamEvent) -> None:
@@ -180,7 +179,6 @@ async def read_stream(events: AsyncIterator[StreamEvent], state: StreamState) ->
                 yielded = time.monotonic()
     except Exception:
         logger.exception("provider stream raised")
-        state.crashed = True
     finally:
         state.done = True
         state.changed.set()

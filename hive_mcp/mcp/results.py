@@ -18,15 +18,20 @@ def usage_of(source: object) -> dict[str, Any]:
     return {name: getattr(source, name) for name in Usage.model_fields if hasattr(source, name)}
 
 
-def _absent_not_null(schema: dict[str, Any]) -> None:
-    """A field left out of the result when unset: published as its plain type, never null."""
-    schema.pop("anyOf", None)
-    schema["type"] = "string"
+class _AbsentWhenNone:
+    """The schema of a field left out of the result when unset (`completion_result`): its plain type, never null."""
+
+    def __init__(self, json_type: str) -> None:
+        self.json_type = json_type
+
+    def __call__(self, schema: dict[str, Any]) -> None:
+        schema.pop("anyOf", None)
+        schema["type"] = self.json_type
 
 
-def _absent_number(schema: dict[str, Any]) -> None:
-    schema.pop("anyOf", None)
-    schema["type"] = "number"
+def _absent(json_type: str) -> Any:
+    """A field that is None unless set, and then left out of the result rather than sent as null."""
+    return Field(default=None, json_schema_extra=_AbsentWhenNone(json_type))
 
 
 class CompletionResult(Usage):
@@ -36,14 +41,14 @@ class CompletionResult(Usage):
     model: str
     stop_reason: str
     tool_calls: list[ToolCall]
-    reasoning: str | None = Field(default=None, json_schema_extra=_absent_not_null)
-    model_group: str | None = Field(default=None, json_schema_extra=_absent_not_null)
+    reasoning: str | None = _absent("string")
+    model_group: str | None = _absent("string")
     attempts: int
     dump_id: str | None = None
     dump_uri: str | None = None
-    conversation_id: str | None = Field(default=None, json_schema_extra=_absent_not_null)
+    conversation_id: str | None = _absent("string")
     omitted_turns: int = 0
-    budget_remaining_usd: float | None = Field(default=None, json_schema_extra=_absent_number)
+    budget_remaining_usd: float | None = _absent("number")
 
     @classmethod
     def from_response(cls, r: LLMResponse) -> CompletionResult:
@@ -90,8 +95,10 @@ class FailedRequestPage(BaseModel):
         return cls(items=[FailedRequestSummary.from_summary(s) for s in page.items], next_cursor=page.next_cursor)
 
 
-_ABSENT_WHEN_NONE = ("reasoning", "model_group", "conversation_id", "budget_remaining_usd")
-"""Result fields left out when unset rather than sent as null: most replies have no reasoning,
+_ABSENT_WHEN_NONE = tuple(
+    name for name, f in CompletionResult.model_fields.items() if isinstance(f.json_schema_extra, _AbsentWhenNone)
+)
+"""Result fields left out when unset rather than sent as null (`_absent`): most replies have no reasoning,
 `model_group` is known only when the call went through a configured group, and `conversation_id`
 only when conversations are on (and the store answered), `budget_remaining_usd` only when a budget applied."""
 

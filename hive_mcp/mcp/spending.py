@@ -42,7 +42,7 @@ class Meter:
                 self.ticket = await self.spend.reserve(
                     self.caller, kwargs["model"], messages, system=kwargs.get("system") or "",
                     max_tokens=kwargs.get("max_tokens") or self.keyword_default,
-                    deadline=float(kwargs.get("deadline") or 600.0) + self.wait_s,
+                    deadline=float(kwargs["deadline"]) + self.wait_s,
                 )  # fmt: skip
             except BudgetRefusal as exc:
                 return error_result(str(exc))

@@ -30,7 +30,7 @@ from ..dashboard.models import models_source
 from ..dumps import DumpStore, InvalidCursor
 from ..limits import Busy, LimitError, Limits
 from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider, LLMResponse, Message, ProviderError
-from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args
+from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args, raw_arguments
 from .catalogue import ListModelsArgs, ModelList, ModelsView
 from .conversations import Call, ConversationService, caller
 from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
@@ -230,8 +230,7 @@ class ToolHandlers:
 
     async def dashboard(self, ctx: Context) -> CallToolResult:
         """Failed LLM requests: counts by category over time, the newest, or one dump (view=dump, id=...)."""
-        params = ctx.request_context.params or {}
-        raw = params.get("arguments") if isinstance(params, Mapping) else None
+        raw = raw_arguments(ctx)
         spend = self.spend
         sources = Sources(
             models=models_source(self.store, self.models.listing),

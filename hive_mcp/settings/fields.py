@@ -10,10 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..conversations.urls import check_state_url
+from ..conversations.urls import check_state_url, with_password
 from ..dumps import default_dump_dir
 from ..tokens import bearer_tokens
 
@@ -24,8 +24,17 @@ DEFAULT_ENV_FILE = ".env"
 
 Transport = Literal["stdio", "http", "sse"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-Names = Annotated[tuple[str, ...], NoDecode]
-"""Comma-separated in the environment (split by a validator, not decoded as JSON); a list from repeated flags."""
+
+
+def _split_names(v: Any) -> Any:
+    """`a, b` as its names, stripped, empty ones left out; anything else is validated as it is."""
+    if isinstance(v, str):
+        return tuple(p.strip() for p in v.split(",") if p.strip())
+    return v
+
+
+Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_names)]
+"""Comma-separated in the environment (split by `_split_names`, not decoded as JSON); a list from repeated flags."""
 
 SDK_TRANSPORTS: dict[str, str] = {"stdio": "stdio", "http": "streamable-http", "sse": "sse"}
 """Our transport names -> the names `MCPServer.run()` takes."""
@@ -222,13 +231,6 @@ class Settings(BaseSettings):
         1024 * 1024, "largest prompt+messages+system+tools, as UTF-8 JSON (default: 1048576)", metavar="BYTES", ge=1
     )
 
-    @field_validator("allowed_models", mode="before")
-    @classmethod
-    def _split_patterns(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return tuple(p.strip() for p in v.split(",") if p.strip())
-        return v
-
     # end Cost control
     # HTTP surface
     auth_token: SecretStr | None = setting(
@@ -292,9 +294,7 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _split_commas(cls, v: Any) -> Any:
-        """`a,b` from the environment, or a list of such from repeated flags."""
-        if isinstance(v, str):
-            v = [v]
+        """Repeated flags give a list of `a,b`, each split too (a string is split by `Names`)."""
         if isinstance(v, (list, tuple)) and all(isinstance(p, str) for p in v):
             return tuple(x.strip() for p in v for x in p.split(",") if x.strip())
         return v
@@ -343,13 +343,6 @@ class Settings(BaseSettings):
     spend_calls_days: int = setting(7, "days individual calls are kept in the ledger (default: 7)", metavar="DAYS",
                                     ge=1)
 
-    @field_validator("admins", mode="before")
-    @classmethod
-    def _split_admins(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return tuple(p.strip() for p in v.split(",") if p.strip())
-        return tuple(v) if isinstance(v, list) else v
-
     # end Spend
     env_file: Path | None = None
     """The `.env` file that was read, if any (for the start-up log line). Not a setting."""
@@ -390,6 +383,15 @@ class Settings(BaseSettings):
     @property
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key is not None else None
+
+    @property
+    def state_password_value(self) -> str | None:
+        return self.state_password.get_secret_value() if self.state_password is not None else None
+
+    @property
+    def state_url_with_password(self) -> str | None:
+        """HIVE_MCP_STATE_URL with HIVE_MCP_STATE_PASSWORD in it (unless the URL carries its own); None when unset."""
+        return with_password(self.state_url, self.state_password_value) if self.state_url else None
 
     @property
     def dump_max_bytes(self) -> int:

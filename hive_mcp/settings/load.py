@@ -38,7 +38,7 @@ SETTINGS_FIELDS: tuple[SettingSpec, ...] = tuple(
 _BY_FIELD = {s.field: s for s in SETTINGS_FIELDS}
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
+def read_env_file(path: Path) -> dict[str, str]:
     """The file's entries; `dotenv_values` handles quoting, `export`, comments and ${VAR} expansion."""
     from dotenv import dotenv_values  # only when there is a file: off the start-up path otherwise
 
@@ -86,7 +86,7 @@ def load_settings(
         candidate = Path(cwd if cwd is not None else os.getcwd()) / DEFAULT_ENV_FILE
         path = candidate if candidate.is_file() else None
     try:
-        dotenv = _read_env_file(path) if path is not None else {}
+        dotenv = read_env_file(path) if path is not None else {}
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
 

@@ -31,24 +31,27 @@ def callers_of(tokens: Iterable[str]) -> list[str]:
     return [LOCAL, *(caller_name(t.encode()) for t in tokens)]
 
 
-def configured_budgets(settings: Settings, config: ModelsConfig | None, tokens: Iterable[str]) -> Budgets:
-    """The budgets of the settings; raises BudgetError (one line) for a bad one."""
+def configured_budgets(settings: Settings, config: ModelsConfig | None, tokens: Iterable[str] | None) -> Budgets:
+    """The budgets of the settings; raises BudgetError (one line) for a bad one.
+
+    With `tokens`, a caller's budget must name a token's caller (or `local`) and a model's budget a group of
+    the config (the default model without one); None takes any name (`hive-mcp usage`, which reads no tokens).
+    """
     return Budgets.from_settings(
         day=settings.budget_usd_day,
         month=settings.budget_usd_month,
         section=settings.budgets,
         max_budget=config.budget.get("max_budget") if config is not None else None,
         max_budget_duration=config.budget.get("budget_duration") if config is not None else None,
-        callers=callers_of(tokens),
-        groups=config.groups if config is not None else [settings.model],
+        callers=callers_of(tokens) if tokens is not None else None,
+        groups=(config.groups if config is not None else [settings.model]) if tokens is not None else None,
     )
 
 
 def open_spend(
-    settings: Settings, config: ModelsConfig | None, provider: LLMProvider, tokens: Iterable[str], **backend: Any
+    settings: Settings, config: ModelsConfig | None, provider: LLMProvider, budgets: Budgets, **backend: Any
 ) -> Spend:
-    """The ledger and budgets of this server (nothing is opened before the first call)."""
-    budgets = configured_budgets(settings, config, tokens)
+    """The ledger of this server over `budgets` (`configured_budgets`); nothing is opened before the first call."""
     aliases = dict(config.aliases) if config is not None else {}
     store = open_backend(settings, **backend)
     spend = Spend(
@@ -61,12 +64,10 @@ def open_spend(
 def open_backend(settings: Settings, **kwargs: Any) -> Backend:
     """The ledger's store the settings name: Redis for HIVE_MCP_STATE_URL, else SQLite in the hive home."""
     if settings.state_url:
-        from ..conversations.urls import with_password
         from .redis_backend import RedisBackend
 
-        password = settings.state_password.get_secret_value() if settings.state_password is not None else None
         return RedisBackend(
-            with_password(settings.state_url, password), keep_days=settings.spend_keep_days,
+            settings.state_url_with_password, keep_days=settings.spend_keep_days,
             calls_days=settings.spend_calls_days, **kwargs,
         )  # fmt: skip
     from .sqlite_backend import SQLiteBackend
