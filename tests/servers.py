@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import TEST_KEY
 from tests.processes import child_env, free_port
@@ -239,3 +243,31 @@ async def wait_thread_event(event: threading.Event, timeout: float = CALL_S) -> 
 
 def text_of(result: Any) -> str:
     return "".join(getattr(c, "text", "") for c in result.content)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def authed_target(server: HttpServer, token: str) -> Callable[[], Any]:
+    """An SDK client transport that sends `Authorization: Bearer token`."""
+    if server.transport == "sse":
+        return lambda: sse_client(server.url, headers=bearer(token))
+
+    @asynccontextmanager
+    async def streamable() -> AsyncIterator[Any]:
+        # The SDK's client carries its own default timeouts; one of ours needs them said (an event stream
+        # may stay quiet for minutes: the read timeout is long).
+        timeout = httpx2.Timeout(30.0, read=300.0)
+        async with httpx2.AsyncClient(headers=bearer(token), timeout=timeout) as http_client:
+            async with streamable_http_client(server.url, http_client=http_client) as streams:
+                yield streams
+
+    return streamable
+
+
+def dump_id_in(text: str) -> str:
+    """The dump id in a failed call's text (its hive://failed-requests/ URI)."""
+    m = re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text)
+    assert m, f"no dump URI in: {text!r}"
+    return m[1]

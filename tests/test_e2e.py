@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import queue
-import re
 import signal
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from tests.servers import (
     TOOLS,
     HttpServer,
     Session,
+    dump_id_in,
     server_env,
     text_of,
     wait_exit,
@@ -59,12 +59,6 @@ from tests.upstream import Reply, Upstream
 def stdio_target(env: dict[str, str], workdir: Path, errlog: IO[str]) -> Callable[[], Any]:
     params = StdioServerParameters(command=sys.executable, args=["-m", "hive_mcp"], env=env, cwd=str(workdir))
     return lambda: stdio_client(params, errlog=errlog)
-
-
-def dump_id_in(text: str) -> str:
-    m = re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text)
-    assert m, f"no dump URI in: {text!r}"
-    return m[1]
 
 
 # ---------------------------------------------------------------------------

@@ -17,24 +17,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
-import httpx2
 import pytest
 from mcp import Client, MCPError
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 
 from hive_mcp import __version__
 from hive_mcp.settings import Settings, SettingsError, load_settings
 from tests.conftest import TEST_KEY
 from tests.processes import ROOT
-from tests.servers import MODEL, TOOLS, HttpServer, Session, server_env, text_of, wait_exit
+from tests.servers import MODEL, TOOLS, HttpServer, Session, authed_target, bearer, server_env, text_of, wait_exit
 from tests.upstream import Reply, Upstream
 
 HTTP_TOKENS = ("tok-http-first-0123456789abcdef", "tok-http-second-0123456789abcdef")
@@ -119,32 +115,11 @@ def raw(server: HttpServer) -> httpx.Client:
     return httpx.Client(base_url=server.base_url, trust_env=False, timeout=IO_S)
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
 def endpoints(server: HttpServer) -> list[tuple[str, str]]:
     """(method, path) of each MCP endpoint of the server."""
     if server.transport == "http":
         return [("POST", "/mcp"), ("GET", "/mcp"), ("DELETE", "/mcp")]
     return [("GET", "/sse"), ("POST", "/messages/?session_id=" + "0" * 32)]
-
-
-def authed_target(server: HttpServer, token: str) -> Callable[[], Any]:
-    """An SDK client transport that sends `Authorization: Bearer token`."""
-    if server.transport == "sse":
-        return lambda: sse_client(server.url, headers=bearer(token))
-
-    @asynccontextmanager
-    async def streamable() -> AsyncIterator[Any]:
-        # The SDK's client carries its own default timeouts; one of ours needs them said (an event stream
-        # may stay quiet for minutes: the read timeout is long).
-        timeout = httpx2.Timeout(30.0, read=300.0)
-        async with httpx2.AsyncClient(headers=bearer(token), timeout=timeout) as http_client:
-            async with streamable_http_client(server.url, http_client=http_client) as streams:
-                yield streams
-
-    return streamable
 
 
 def status_of(client: httpx.Client, method: str, path: str, headers: dict[str, str]) -> int:

@@ -11,7 +11,6 @@ directory, as on two machines.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.clients import hear
 from tests.processes import child_env
-from tests.servers import HttpServer, Session, text_of
+from tests.servers import HttpServer, Session, dump_id_in, text_of
 from tests.upstream import RecordedRequest, Reply, Upstream
 from tests.valkey import ValkeyProcess, valkey_binary
 
@@ -243,11 +242,11 @@ def test_a_dump_written_by_one_instance_is_heard_and_read_on_the_other(instances
                 failed = await call(c, model="broken", max_retries=0)
                 await hear(sub, {"ResourcesListChanged", "hive://failed-requests"}, timeout=30)
             balancer.pinned = one
-            found = re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text_of(failed))
-            assert failed.is_error and found, text_of(failed)
-            one_read = await c.read_resource(found[0])
+            assert failed.is_error, text_of(failed)
+            dump_id = dump_id_in(text_of(failed))
+            one_read = await c.read_resource(f"hive://failed-requests/{dump_id}")
             listing = await c.call_tool("list_failed_requests", {"limit": 200})
-            return found[1], one_read, listing
+            return dump_id, one_read, listing
 
         dump_id, one_read, listing = session.run(go, timeout=90)
     finally:
@@ -305,7 +304,7 @@ def test_redis_stopped_in_the_middle_of_50_streams(
 
         streamed, failed = session.run(go, timeout=180)
         valkey.start()
-        dump_ids = [re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text_of(f))[1] for f in failed]
+        dump_ids = [dump_id_in(text_of(f)) for f in failed]
 
         async def recovered(c: Client) -> tuple[list[str], Any]:
             for pinned in (one, two):  # a write that reaches Redis moves the local dumps there
