@@ -9,9 +9,7 @@ the worker it wants.
 from __future__ import annotations
 
 import json
-import json
 import os
-import re
 import signal
 import time
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.cli import main
 from hive_mcp.scaling import max_workers
 from tests.clients import hear
-from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, server_env, text_of, wait_exit
+from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, authed_target, dump_id_in, server_env, text_of, wait_exit
 from tests.steering import Seen, Steer, steered_target, worker_pids
 from tests.upstream import RecordedRequest, Reply, Upstream
 
@@ -109,16 +107,27 @@ def test_bad_worker_settings_are_one_line_and_exit_2(
     assert "Traceback" not in err
 
 
-def test_the_supervisor_says_who_may_call_once(upstream: Upstream, tmp_path: Path) -> None:
-    env = workers_env(upstream, tmp_path / "dumps") | {"HIVE_MCP_AUTH_TOKEN": "ops:tok-workers-0123456789abcdef"}
+def test_the_supervisor_says_who_may_call_once_and_every_worker_knows_the_callers_name(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    token = "tok-workers-0123456789abcdef"
+    env = workers_env(upstream, tmp_path / "dumps") | {"HIVE_MCP_AUTH_TOKEN": f"ops:{token}"}
     server = HttpServer("http", env, tmp_path, "access", args=["--workers", "2"])
+    session: Session | None = None
     try:
         server.wait_ready()
+        wait_loaded(server)
+        session = Session(authed_target(server, token), "legacy")
+        failed = session.run(lambda c: c.call_tool("complete", {"prompt": "please fail", "max_retries": 0}))
     finally:
+        if session is not None:
+            session.close()
         assert server.terminate() == 0, server.stderr()
     log = server.stderr()
     assert log.count("bearer-token authentication on (1 token)") == 1, log
-    assert "tok-workers-0123456789abcdef" not in log
+    assert token not in log
+    dump = json.loads((tmp_path / "dumps" / f"{dump_id_in(text_of(failed))}.json").read_text())
+    assert dump["caller"] == "ops"
 
 
 # ---------------------------------------------------------------------------
@@ -161,12 +170,6 @@ def test_a_client_gets_the_same_results_whichever_worker_answers(two_workers: Ht
     assert seen.pids("resources/read") == {a, b}, seen.answers
     if mode == "legacy":
         assert seen.pids("initialize") == {a}, seen.answers
-
-
-def dump_id_in(text: str) -> str:
-    m = re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text)
-    assert m, f"no dump URI in: {text!r}"
-    return m[1]
 
 
 def test_a_dump_written_by_one_worker_is_heard_and_read_on_the_other(two_workers: HttpServer) -> None:

@@ -48,18 +48,16 @@ TEST_HOOKS_ENV = "HIVE_MCP_TEST_HOOKS"
 and a request naming a pid in WANT_HEADER that another worker accepted gets 503 (the test retries it on a new
 connection): how tests send a request to the worker they mean."""
 
-_spec: tuple[Settings, tuple[str, ...], ModelsConfig | None] | None = None
+_spec: tuple[Settings, ModelsConfig | None] | None = None
 """In a worker: what `create_app` builds from (set by `WorkerConfig.load`)."""
 
 
 class WorkerConfig(uvicorn.Config):
     """uvicorn's config, carrying our settings to each worker process (it is pickled to them)."""
 
-    def __init__(
-        self, settings: Settings, tokens: tuple[str, ...], models: ModelsConfig | None, **kwargs: Any
-    ) -> None:
+    def __init__(self, settings: Settings, models: ModelsConfig | None, **kwargs: Any) -> None:
         super().__init__(FACTORY, factory=True, **kwargs)
-        self.hive = (settings, tokens, models)
+        self.hive = (settings, models)
 
     def load(self) -> None:
         global _spec
@@ -72,7 +70,9 @@ def create_app() -> Any:
     from ..serve import build, configure_logging
 
     assert _spec is not None, "create_app runs in a worker started by run_workers"
-    settings, tokens, models = _spec
+    settings, models = _spec
+    # Read again here, not carried from the parent: reading them also names them (`name:token`) in this process.
+    tokens = settings.auth_tokens()
     configure_logging(settings.log_level)
     server, provider, store, sources = build(settings, models, tokens)
     provider.loaded_line = f"worker {os.getpid()}: provider loaded"
@@ -134,7 +134,6 @@ def run_workers(settings: Settings, tokens: tuple[str, ...], models: ModelsConfi
 
     config = WorkerConfig(
         settings,
-        tokens,
         models,
         host=settings.host,
         port=settings.port,
