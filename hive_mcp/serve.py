@@ -163,6 +163,7 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
         return settings, None
     from pydantic import ValidationError
 
+    from .models.catalogue import some_names
     from .models.config import ConfigError, load_config
     from .settings.load import read_env_file
 
@@ -191,7 +192,7 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
     if settings.model not in names:
         raise ConfigError(
             f"{config.path}: the default model {settings.model!r} (HIVE_MCP_MODEL, --model or hive_mcp.model) is not a "
-            f"model_name or alias of the config; callable: {', '.join(names[:20])}"
+            f"model_name or alias of the config; callable: {some_names(names)}"
         )
     return settings, config
 

@@ -17,7 +17,7 @@ from mcp_types import Completion
 from pydantic import BaseModel, ConfigDict
 
 from ..limits import Limits
-from ..models.catalogue import Catalogue, ModelGroup
+from ..models.catalogue import Catalogue, ModelGroup, some_names
 from ..text import shorten
 from .constants import MODEL_URI_PREFIX, MODELS_URI, model_uri
 from .errors import ArgumentError, safe_line
@@ -27,9 +27,6 @@ ENUM_MAX = 30
 
 DESCRIBED_NAMES = 10
 """How many names the `model` field's description shows when there are too many for an enum."""
-
-ERROR_NAMES = 20
-"""How many callable names an unknown-model error lists before counting the rest."""
 
 COMPLETION_MAX = 100
 """The most values one `completion/complete` answer may carry (the protocol's cap)."""
@@ -109,13 +106,9 @@ class ModelsView:
         names = self.catalogue.callable_names()
         if requested is None or requested in names:
             return True
-        listed = ", ".join(names[:ERROR_NAMES])
-        more = len(names) - ERROR_NAMES
-        if more > 0:
-            listed += f" and {more} more"
-        raise ArgumentError(
-            safe_line(f"invalid arguments: model: {shorten(requested, 80)!r} is not callable here; use {listed}", 4000)
-        )
+        raise ArgumentError(safe_line(
+            f"invalid arguments: model: {shorten(requested, 80)!r} is not callable here; use {some_names(names)}", 4000
+        ))  # fmt: skip
 
     def complete(self, typed: str) -> Completion:
         """The callable names that start with `typed`, for `completion/complete` on `hive://models/{name}`."""
