@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from hive_mcp.models.catalogue import Listeners, ModelGroup
+from hive_mcp.listeners import Listeners
+from hive_mcp.models.catalogue import ModelGroup
 
 
 class FakeCatalogue(Listeners):

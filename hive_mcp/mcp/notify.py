@@ -22,7 +22,7 @@ from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
 
-from ..models.catalogue import Listeners
+from ..listeners import Listeners
 from ..sdk_compat import run_sync_soon, session_connection
 from .constants import NOTIFY_TIMEOUT_S, logger
 

@@ -8,8 +8,6 @@ credentialed URL: a deployment is its provider and model name only.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -81,33 +79,3 @@ class Catalogue(Protocol):
         ...
 
     def remove_listener(self, callback: Callable[[], None]) -> None: ...
-
-
-class Listeners:
-    """The listener half of a `Catalogue`: callbacks kept under a lock, each called in turn by `notify`.
-
-    A failing callback is logged and the others still run: one listener's fault is
-    not the caller's (the Router noticing a cooldown, the catalogue passing it on).
-    """
-
-    def __init__(self) -> None:
-        self._callbacks: list[Callable[[], None]] = []
-        self._callbacks_lock = threading.Lock()
-
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        with self._callbacks_lock:
-            self._callbacks.append(callback)
-
-    def remove_listener(self, callback: Callable[[], None]) -> None:
-        with self._callbacks_lock:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
-
-    def notify(self) -> None:
-        with self._callbacks_lock:
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:  # noqa: BLE001 - see the class docstring
-                logging.getLogger("hive_mcp.models").exception("a catalogue listener failed")

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..models.catalogue import DeploymentInfo, Listeners, ModelGroup, split_model
+from ..listeners import Listeners
+from ..models.catalogue import DeploymentInfo, ModelGroup, split_model
 from ..models.config import ModelsConfig
 from ..models.static import StaticCatalogue
 

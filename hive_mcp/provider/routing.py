@@ -23,7 +23,8 @@ from typing import Any
 
 from ..models.config import ModelsConfig
 from .base import Message, ProviderError
-from ..models.catalogue import Listeners, some_names
+from ..listeners import Listeners
+from ..models.catalogue import some_names
 from .catalogue import listed_names
 from .offline import litellm
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
+from ..listeners import Listeners
 from .budgets import Budget, Budgets, period_key, reset_at, usd
 from .ledger import Backend, TotalRow
 
@@ -103,23 +104,16 @@ def spent_by(rows: list[TotalRow], key: Callable[[TotalRow], str]) -> dict[str, 
     return dict(sorted(out.items()))
 
 
-class Throttle:
+class Throttle(Listeners):
     """Listeners told of changes at most once per `interval_s`: a burst is one call now and one at the end."""
 
     def __init__(self, interval_s: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
         self.interval_s = interval_s
         self._monotonic = monotonic
-        self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._last = float("-inf")
         self._timer: threading.Timer | None = None
-
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        self._listeners.append(callback)
-
-    def remove_listener(self, callback: Callable[[], None]) -> None:
-        if callback in self._listeners:
-            self._listeners.remove(callback)
 
     def changed(self) -> None:
         with self._lock:
@@ -131,17 +125,13 @@ class Throttle:
                     self._timer.start()
                 return
             self._last = self._monotonic()
-        self._tell()
+        self.notify()
 
     def _fire(self) -> None:
         with self._lock:
             self._timer = None
             self._last = self._monotonic()
-        self._tell()
-
-    def _tell(self) -> None:
-        for callback in list(self._listeners):
-            callback()
+        self.notify()
 
 
 def spent_today(backend: Backend, now: datetime, caller: str | None = None) -> dict[str, float]:
