@@ -174,10 +174,11 @@ class ToolHandlers:
         progress: ProgressSender, keyword_default: int,
     ) -> CallToolResult:  # fmt: skip
         """The call `run` makes (metered when the server keeps a ledger), as a conversation when it keeps them."""
-        kwargs = {**kwargs, "caller": caller(ctx.request_context)}  # named in the call's failure dump
+        who = caller(ctx.request_context)
+        kwargs = {**kwargs, "caller": who}  # named in the call's failure dump
         if self.spend is None:
             return await self._converse(ctx, args, messages, kwargs, run, progress, keyword_default)
-        meter = Meter(self.spend, caller(ctx.request_context), keyword_default, self.limits.queue_timeout_s)
+        meter = Meter(self.spend, who, keyword_default, self.limits.queue_timeout_s)
         result = None
         try:
             result = await self._converse(ctx, args, messages, kwargs, meter.wrap(run), progress, keyword_default)
