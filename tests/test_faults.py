@@ -161,13 +161,6 @@ RECOVERING = [
         Reply.drop, lambda: Reply.stream(["lost"], drop_after=0), "connection", None, (2.0, 2.0),
         id="reset-before-any-text",
     ),
-    pytest.param(
-        # A reply that is not JSON / an SSE line that is not JSON, before any text.
-        lambda: Reply.raw(b'{"id": "chatcmpl-test", "choices": [{"mess'),
-        lambda: Reply.stream([b"data: {not json\n\n", "never"]),
-        "bad_response", None, (2.0, 2.0),
-        id="malformed-before-any-text",
-    ),
 ]
 
 
