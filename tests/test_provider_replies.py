@@ -294,3 +294,38 @@ async def test_a_stream_chunk_that_does_not_parse_is_bad_response_not_retried(pr
     assert isinstance(err, StreamErrorEvent) and err.error_type == "bad_response" and not err.recoverable
     assert "Expecting value: line 1 column 1 (char 0)" in assert_one_line(err)
     assert len(upstream.chat_requests()) == 1
+
+
+# -- several choices (n=2): choice 0 only, streamed or not ------------------------------------------
+
+
+def two_choice_stream(first: list[str], second: list[str]) -> Reply:
+    """An OpenAI stream answering n=2: each chunk carries one choice's delta, the two interleaved."""
+    def event(index: int, delta: dict[str, Any], finish: str | None) -> bytes:
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o-mini",
+                 "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    events = [event(i, {"role": "assistant", "content": ""}, None) for i in (0, 1)]
+    for a, b in zip(first, second):
+        events += [event(0, {"content": a}, None), event(1, {"content": b}, None)]
+    events += [event(1, {}, "length"), event(0, {}, "stop")]
+    return Reply.stream(events, finish_reason=None)
+
+
+def two_choice_reply(first: str, second: str) -> Reply:
+    reply = Reply.text(first)
+    choice = dict(reply.body["choices"][0], index=1, message={"role": "assistant", "content": second})
+    reply.body["choices"].append(choice)
+    return reply
+
+
+async def test_a_stream_of_two_choices_is_choice_0_as_the_reply_that_did_not_stream(provider, upstream) -> None:
+    first, second = ["I'm ", "unable ", "to ", "help."], ["I ", "cannot ", "do ", "that."]
+    upstream.script(two_choice_reply("".join(first), "".join(second)), two_choice_stream(first, second))
+    plain = await provider.acomplete(USER)
+    events = await collect(provider)
+    finish = events[-1]
+    assert isinstance(finish, FinishEvent)
+    assert texts(events) == finish.response.content == plain.content == "I'm unable to help."
+    assert finish.response.stop_reason == plain.stop_reason
