@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .router_names import router_parameters, routing_strategies
+from .yaml_source import ConfigError, Path_, Source, dotted, read_source
 
 __all__ = ["ConfigError", "ModelsConfig", "load_config"]
 
@@ -57,13 +56,6 @@ _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|credential)", re.IG
 _URL_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://([^/@\s]+)@", re.IGNORECASE)
 _URL_KEY_PARAM = re.compile(r"[?&](?:api[-_]?key|key|token|access_token)=([^&#\s]+)", re.IGNORECASE)
 
-Path_ = tuple[str | int, ...]
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be served. `str()` is one line: file, line, key, what is wrong."""
-
-
 @dataclass(frozen=True)
 class ModelsConfig:
     """A checked config, `os.environ/` references resolved."""
@@ -91,70 +83,6 @@ class ModelsConfig:
 
 
 # ---------------------------------------------------------------------------
-# Reading YAML with line numbers
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Source:
-    """One file's data and the line of every value in it, by path."""
-
-    file: Path
-    data: dict[str, Any]
-    lines: dict[Path_, int]
-
-    def line(self, path: Path_) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return self.lines.get(())
-
-
-def _read(file: Path) -> _Source:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        lines: dict[Path_, int] = {}
-        data = {} if node is None else _build(loader, node, (), lines)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{file}:{where}: not valid YAML: {problem}") from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: line 1: the file must be a mapping of sections (model_list, router_settings, ...)")
-    return _Source(file, data, lines)
-
-
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # `<<:` merge keys, as yaml.safe_load applies them
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            out[key] = _build(loader, value_node, (*path, key), lines)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
-
-
-def _dotted(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-# ---------------------------------------------------------------------------
 # Loading: includes, then checks, then resolution
 # ---------------------------------------------------------------------------
 
@@ -165,8 +93,8 @@ class _Loader:
         self.warnings: list[str] = []
         self.root = file
         # Where each merged value came from: top-level key -> source; model_list entries one by one.
-        self.origin: dict[str, _Source] = {}
-        self.entry_origin: list[tuple[_Source, int]] = []
+        self.origin: dict[str, Source] = {}
+        self.entry_origin: list[tuple[Source, int]] = []
         self.merged: dict[str, Any] = {}
         self._seen: set[Path] = set()
         self._include(file)
@@ -174,16 +102,16 @@ class _Loader:
     def error(self, path: Path_, what: str) -> ConfigError:
         source = self._source_of(path)
         if source is None:
-            return ConfigError(f"{self.root}: {_dotted(path)}: {what}")
+            return ConfigError(f"{self.root}: {dotted(path)}: {what}")
         local = path
         if path[:1] == ("model_list",) and len(path) > 1 and isinstance(path[1], int):
             source, index = self.entry_origin[path[1]]
             local = ("model_list", index, *path[2:])
         line = source.line(local)
         at = f" line {line}:" if line is not None else ""
-        return ConfigError(f"{source.file}:{at} {_dotted(path) or 'top level'}: {what}")
+        return ConfigError(f"{source.file}:{at} {dotted(path) or 'top level'}: {what}")
 
-    def _source_of(self, path: Path_) -> _Source | None:
+    def _source_of(self, path: Path_) -> Source | None:
         if path[:1] == ("model_list",) and len(path) > 1 and isinstance(path[1], int):
             return self.entry_origin[path[1]][0]
         return self.origin.get(str(path[0])) if path else None
@@ -193,7 +121,7 @@ class _Loader:
         if file in self._seen:
             return
         self._seen.add(file)
-        source = _read(file)
+        source = read_source(file)
         includes = source.data.pop(_INCLUDE, None)
         for key, value in source.data.items():
             # As the proxy merges includes: lists are concatenated, anything else is replaced.
