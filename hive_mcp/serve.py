@@ -143,7 +143,12 @@ def allowed_models(settings: Settings, config: ModelsConfig | None = None) -> tu
 
 
 def _exact(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+    """`name` as an fnmatch pattern matching itself; a wildcard route's `*` stays fnmatch's (any text, as
+    litellm's pattern router reads it)."""
+    from .models.catalogue import is_pattern
+
+    special = "?[" if is_pattern(name) else "*?["
+    return "".join(f"[{c}]" if c in special else c for c in name)
 
 
 # ---------------------------------------------------------------------------
@@ -163,7 +168,7 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
         return settings, None
     from pydantic import ValidationError
 
-    from .models.catalogue import some_names
+    from .models.catalogue import is_pattern, pattern_matches, some_names
     from .models.config import ConfigError, load_config
     from .settings.load import read_env_file
 
@@ -179,7 +184,13 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
         if name not in settings.model_fields_set:
             defaults[name] = value
     if "model" not in settings.model_fields_set and "model" not in defaults:
-        defaults["model"] = config.groups[0]
+        default = config.default_group()
+        if default is None:
+            raise ConfigError(
+                f"{config.path}: every model_name is a wildcard route ({', '.join(config.patterns())}), which names "
+                "no model: set the default model, hive_mcp.model (HIVE_MCP_MODEL or --model), to one it matches"
+            )
+        defaults["model"] = default
     if defaults:
         kept = {name: getattr(settings, name) for name in settings.model_fields_set}
         try:
@@ -189,7 +200,8 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
             where = str(err["loc"][0]) if err["loc"] else "?"
             raise ConfigError(f"{config.path}: hive_mcp.{where}: {err['msg']}") from None
     names = config.callable_names()
-    if settings.model not in names:
+    plain = settings.model in names and not is_pattern(settings.model)
+    if not plain and not any(pattern_matches(p, settings.model) for p in config.patterns()):
         raise ConfigError(
             f"{config.path}: the default model {settings.model!r} (HIVE_MCP_MODEL, --model or hive_mcp.model) is not a "
             f"model_name or alias of the config; callable: {some_names(names)}"

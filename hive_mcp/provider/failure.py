@@ -28,10 +28,13 @@ def build_dump(
         outcome = "gave_up" if len(attempts.records) > 1 else "not_retried"
     tokens, method = estimate_tokens(shaped.model, shaped.messages)
     kwargs = shaped.kwargs
+    # Routed, the endpoint is the deployment's of the last attempt (its config entry's api_base).
+    deployment = attempts.route.deployment if attempts.route is not None else None
+    api_base = deployment.api_base if deployment is not None else kwargs.get("api_base")
     return FailureDump(
         timestamp=datetime.now(timezone.utc),
         model=shaped.model,
-        api_base=strip_credentials(kwargs.get("api_base")),
+        api_base=strip_credentials(api_base),
         error_type=error_type,
         outcome=outcome,
         attempts=attempts.records,
