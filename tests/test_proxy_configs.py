@@ -139,6 +139,9 @@ async def test_a_group_whose_only_deployment_cools_down_goes_to_its_fallback_at_
     assert hits(a, b) == [2, 1] and response.attempts == 3
     dump = store.read(response.dump_id)
     assert [r.model_group for r in dump.attempts] == ["gpt-3.5-turbo", "gpt-3.5-turbo"]
+    # While it cools down, a new call does not knock on it: the fallback answers first time.
+    again = await provider.acomplete(USER, model="gpt-3.5-turbo")
+    assert (again.model, again.attempts) == ("openai/gpt-4", 1) and hits(a, b) == [2, 2]
 
 
 # ---------------------------------------------------------------------------
