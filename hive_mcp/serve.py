@@ -161,7 +161,8 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
 
     `os.environ/` references resolve from the environment over the `.env` file.
     The section's values apply where no flag, variable or `.env` entry set the
-    setting; with a config, the default model is its first group unless set.
+    setting. With a config, the default model, unless set, is its first group that is not a wildcard
+    and has a deployment with its credentials (`ModelsConfig.default_group`).
     Raises ConfigError (one line) for a bad file or a bad value in it.
     """
     if settings.config is None:
