@@ -318,3 +318,12 @@ async def test_a_routed_calls_dump_and_the_dashboard_name_the_deployments_api_ba
     dump = store.read(info.value.dump_id)
     assert dump.api_base == a.base_url and detail(dump).api_base == a.base_url
     assert OPENAI_KEY not in store.read_text(dump.id) and hits(a) == [1]
+
+
+def test_the_default_model_is_the_first_group_with_a_usable_deployment(tmp_path, ups) -> None:
+    from hive_mcp.serve import load_models
+
+    path = write(tmp_path, providers_config(ups))
+    settings, config = load_models(Settings(config=path), {"ANTHROPIC_API_KEY": "sk-ant-0123456789SECRET"})
+    assert config is not None and config.groups[0] == "gpt-4o"
+    assert settings.model == "claude-sonnet"
