@@ -327,3 +327,15 @@ def test_the_default_model_is_the_first_group_with_a_usable_deployment(tmp_path,
     settings, config = load_models(Settings(config=path), {"ANTHROPIC_API_KEY": "sk-ant-0123456789SECRET"})
     assert config is not None and config.groups[0] == "gpt-4o"
     assert settings.model == "claude-sonnet"
+
+
+async def test_a_wildcard_whose_variable_is_unset_names_it_when_called(tmp_path, ups) -> None:
+    a, b, c = ups
+    text = wildcard_config(ups).replace(f'api_base: "{a.base_url}", api_key: {OPENAI_KEY}',
+                                        f'api_base: "{a.base_url}", api_key: os.environ/OPENAI_API_KEY')
+    catch_all = text.index('  - model_name: "*"')
+    provider, _ = routed(tmp_path, text[:catch_all])  # openai/* (its key unset) and team-a/*
+    with pytest.raises(ProviderError) as info:
+        await provider.acomplete(USER, model="openai/gpt-4o-mini")
+    assert info.value.error_type == "auth" and "OPENAI_API_KEY" in str(info.value)
+    assert hits(*ups) == [0, 0, 0]

@@ -30,7 +30,7 @@ from typing import Any
 from ..models.config import ModelsConfig
 from .base import Message, ProviderError
 from ..listeners import Listeners
-from ..models.catalogue import is_pattern, some_names
+from ..models.catalogue import is_pattern, pattern_matches, some_names
 from .catalogue import listed_names
 from .offline import litellm
 
@@ -112,7 +112,10 @@ class ModelRouter(Listeners):
         if name in self.config.aliases:
             return self.config.aliases[name]
         matched = self.router.registry().patterns().route(name)
-        return str(matched[0]["model_name"]) if matched else None
+        if matched:
+            return str(matched[0]["model_name"])
+        # A wildcard group none of whose deployments the Router has (their variables unset): its own error.
+        return next((p for p in self.config.patterns() if pattern_matches(p, name)), None)
 
     def unknown(self, name: str) -> ProviderError:
         if is_pattern(name):
@@ -123,9 +126,12 @@ class ModelRouter(Listeners):
             f"{what}; callable: {some_names(listed_names(self.config))}", error_type="not_found", model=name, attempts=0,
         )
 
-    def unusable(self, group: str) -> ProviderError:
-        """The error of a call to a group none of whose deployments has its credentials (and no fallback has)."""
+    def unusable(self, group: str, name: str) -> ProviderError:
+        """The error of a call to `name` that no deployment of `group` can take (and no fallback can): none
+        has its credentials, or (an alias to a wildcard group) the name does not match the pattern."""
         unset = [n for e, u in zip(self.config.model_list, self.config.unset) if e["model_name"] == group for n in u]
+        if not unset:
+            return self.unknown(name)
         return ProviderError(
             f"no deployment of group {group!r} can be called: not set: {', '.join(dict.fromkeys(unset))}",
             error_type="auth", model=group, attempts=0,
@@ -138,7 +144,7 @@ class ModelRouter(Listeners):
             raise self.unknown(name)
         route = Route(self, group, name)
         if not route.members and not route.fall_back("auth"):
-            raise self.unusable(group)
+            raise self.unusable(group, name)
         return route
 
     def deployments(self, group: str) -> list[Deployment]:
