@@ -138,17 +138,15 @@ def allowed_models(settings: Settings, config: ModelsConfig | None = None) -> tu
     if settings.allowed_models:
         return settings.allowed_models
     if config is not None:
-        return tuple(_exact(name) for name in config.callable_names())
+        # A wildcard group's `*` stays fnmatch's (any text, as litellm's pattern router reads it).
+        patterns = set(config.patterns())
+        return tuple(_exact(name, keep="*" if name in patterns else "") for name in config.callable_names())
     return () if not exposed(settings) else (_exact(settings.model),)
 
 
-def _exact(name: str) -> str:
-    """`name` as an fnmatch pattern matching itself; a wildcard route's `*` stays fnmatch's (any text, as
-    litellm's pattern router reads it)."""
-    from .models.catalogue import is_pattern
-
-    special = "?[" if is_pattern(name) else "*?["
-    return "".join(f"[{c}]" if c in special else c for c in name)
+def _exact(name: str, keep: str = "") -> str:
+    """`name` as an fnmatch pattern matching itself, but for the special characters in `keep`."""
+    return "".join(f"[{c}]" if c in "*?[" and c not in keep else c for c in name)
 
 
 # ---------------------------------------------------------------------------
