@@ -138,12 +138,15 @@ def allowed_models(settings: Settings, config: ModelsConfig | None = None) -> tu
     if settings.allowed_models:
         return settings.allowed_models
     if config is not None:
-        return tuple(_exact(name) for name in config.callable_names())
+        # A wildcard group's `*` stays fnmatch's (any text, as litellm's pattern router reads it).
+        patterns = set(config.patterns())
+        return tuple(_exact(name, keep="*" if name in patterns else "") for name in config.callable_names())
     return () if not exposed(settings) else (_exact(settings.model),)
 
 
-def _exact(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+def _exact(name: str, keep: str = "") -> str:
+    """`name` as an fnmatch pattern matching itself, but for the special characters in `keep`."""
+    return "".join(f"[{c}]" if c in "*?[" and c not in keep else c for c in name)
 
 
 # ---------------------------------------------------------------------------
@@ -156,14 +159,15 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
 
     `os.environ/` references resolve from the environment over the `.env` file.
     The section's values apply where no flag, variable or `.env` entry set the
-    setting; with a config, the default model is its first group unless set.
+    setting. With a config, the default model, unless set, is its first group that is not a wildcard
+    and has a deployment with its credentials (`ModelsConfig.default_group`).
     Raises ConfigError (one line) for a bad file or a bad value in it.
     """
     if settings.config is None:
         return settings, None
     from pydantic import ValidationError
 
-    from .models.catalogue import some_names
+    from .models.catalogue import is_pattern, pattern_matches, some_names
     from .models.config import ConfigError, load_config
     from .settings.load import read_env_file
 
@@ -179,7 +183,13 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
         if name not in settings.model_fields_set:
             defaults[name] = value
     if "model" not in settings.model_fields_set and "model" not in defaults:
-        defaults["model"] = config.groups[0]
+        default = config.default_group()
+        if default is None:
+            raise ConfigError(
+                f"{config.path}: every model_name is a wildcard route ({', '.join(config.patterns())}), which names "
+                "no model: set the default model, hive_mcp.model (HIVE_MCP_MODEL or --model), to one it matches"
+            )
+        defaults["model"] = default
     if defaults:
         kept = {name: getattr(settings, name) for name in settings.model_fields_set}
         try:
@@ -189,7 +199,8 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
             where = str(err["loc"][0]) if err["loc"] else "?"
             raise ConfigError(f"{config.path}: hive_mcp.{where}: {err['msg']}") from None
     names = config.callable_names()
-    if settings.model not in names:
+    plain = settings.model in names and not is_pattern(settings.model)
+    if not plain and not any(pattern_matches(p, settings.model) for p in config.patterns()):
         raise ConfigError(
             f"{config.path}: the default model {settings.model!r} (HIVE_MCP_MODEL, --model or hive_mcp.model) is not a "
             f"model_name or alias of the config; callable: {some_names(names)}"

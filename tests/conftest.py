@@ -55,6 +55,15 @@ def upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture
+def ups() -> Iterator[list[Upstream]]:
+    """Three scripted upstreams: one per deployment of a models config."""
+    servers = [Upstream().start() for _ in range(3)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
 def dump_dir(tmp_path: Path) -> Path:
     return tmp_path / "dumps"
 

@@ -172,6 +172,20 @@ async def test_a_failed_call_leaves_the_thread_and_its_dump_names_the_conversati
     assert json.loads(store.read_text(dumps[0].id))["conversation_id"] == cid
 
 
+async def test_a_recovered_calls_dump_names_the_conversation_its_result_returned(
+    server: MCPServer, upstream: Upstream, store: DumpStore
+) -> None:
+    upstream.script(Reply.error(503), Reply.text("first"), Reply.error(503), Reply.text("forked"))
+    async with connect(server, "auto") as c:
+        started = (await call(c, prompt="hi")).structured_content
+        forked = (await call(c, prompt="and?", conversation_id=started["conversation_id"], fork=True)).structured_content
+    for result in (started, forked):
+        dump = store.read(result["dump_id"])
+        assert dump.outcome == "recovered" and result["attempts"] == 2
+        assert dump.conversation_id == result["conversation_id"] is not None
+    assert forked["conversation_id"] != started["conversation_id"]
+
+
 async def test_unknown_expired_and_malformed_ids_are_refused_before_any_upstream_request(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, backend: Backend, mode: str
 ) -> None:

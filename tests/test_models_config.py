@@ -95,10 +95,20 @@ def test_references_are_resolved_inside_lists_and_from_environment_variables(tmp
     assert config.environment == {"GROUP_B": "smart"}
 
 
-def test_a_missing_variable_is_an_error_naming_it_and_its_line(tmp_path: Path) -> None:
-    text = error_of(write(tmp_path, GOOD))
-    assert text.startswith(f"{tmp_path / 'config.yaml'}: line 6: model_list[0].litellm_params.api_key:")
-    assert "os.environ/FAST_KEY is not set" in text
+def test_a_deployments_missing_variable_marks_it_and_is_one_warning(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), {})
+    assert config.unset == (("FAST_KEY",), (), ())
+    assert [config.usable(i) for i in range(3)] == [False, True, True]
+    assert config.model_list[0]["litellm_params"]["api_key"] is None
+    [warning] = [w for w in config.warnings if "not set" in w]
+    assert "FAST_KEY" in warning and "fast (openai/gpt-4o-mini" in warning
+
+
+def test_a_missing_variable_outside_model_list_is_an_error_naming_it_and_its_line(tmp_path: Path) -> None:
+    text = error_of(write(tmp_path, GOOD + "  redis_password: os.environ/REDIS_PASSWORD\n"),
+                    {"FAST_KEY": "k-0123456789abcdef"})
+    assert text.startswith(f"{tmp_path / 'config.yaml'}: line 25: hive_mcp.redis_password:"), text
+    assert "os.environ/REDIS_PASSWORD is not set" in text
 
 
 def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
@@ -120,8 +130,6 @@ def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
          5, "router_settings.routing_strategy", "unknown routing strategy 'fastest'"),
         ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  fallbacks: [{a: [b]}]\n",
          5, "router_settings.fallbacks[0].a[0]", "'b' is not a model_name"),
-        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  model_group_alias: {z: b}\n",
-         5, "router_settings.model_group_alias.z", "'b' is not a model_name"),
         ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  cooldown_time: soon\n",
          5, "router_settings.cooldown_time", "must be a number"),
         ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nlitellm_settings:\n  drop_params: 'yes'\n",

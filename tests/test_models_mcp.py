@@ -113,6 +113,7 @@ async def test_list_models_and_the_resource_show_the_catalogue(make_server: Call
         "model": "gpt-4o-mini-eu",
         "healthy": False,
         "cooldown_until": "2026-12-01T12:30:00Z",
+        "credentials": True,
     }
     assert listing["groups"][1]["credentials_present"] is False
     assert listing["any_model"] is False and listing["default_model"] == MODEL
@@ -131,7 +132,7 @@ async def test_without_a_config_the_default_model_and_any_model_string(
     assert listing["any_model"] is True and listing["default_model"] == MODEL
     [group] = listing["groups"]
     assert group["name"] == MODEL and group["deployments"] == [
-        {"provider": "openai", "model": "gpt-4o-mini", "healthy": True, "cooldown_until": None}
+        {"provider": "openai", "model": "gpt-4o-mini", "healthy": True, "cooldown_until": None, "credentials": True}
     ]
     assert "any litellm model string" in listing["note"]
 

@@ -3,6 +3,7 @@ parse failures, each in the shape a real provider sends, through litellm's real 
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -252,3 +253,79 @@ async def test_a_multi_line_upstream_message_is_one_line_in_the_attempt_and_the_
     [attempt] = store.read(store.list().items[0].id).attempts
     assert attempt.message == "overloaded"
     assert caplog.records and not any("\n" in r.getMessage() for r in caplog.records)
+
+
+# -- a reply that does not parse: bad_response for every provider, the parser's complaint quoted -------
+
+CHUNK = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+         "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
+SSE_BODY = f"data: {json.dumps(CHUNK)}\n\ndata: [DONE]\n\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("model", "openai_path"),
+    [
+        ("openai/gpt-4o-mini", True),
+        ("anthropic/claude-test", False),
+        ("cohere_chat/command-r", False),
+        ("gemini/gemini-2.0-flash", False),
+    ],
+)
+async def test_an_event_stream_sent_to_a_request_that_did_not_stream_is_bad_response_not_retried(
+    upstream, store, model: str, openai_path: bool
+) -> None:
+    provider = LiteLLMProvider(
+        model=model, api_key="provider-test-key", retry=FAST_RETRY, dump_store=store,
+        api_base=upstream.base_url if openai_path else upstream.anthropic_base,
+    )
+    upstream.script(Reply.raw(SSE_BODY, content_type="text/event-stream"), Reply.text("must not be reached"))
+    with pytest.raises(ProviderError) as info:
+        await provider.acomplete(USER)
+    assert (info.value.error_type, info.value.attempts, info.value.retryable) == ("bad_response", 1, False)
+    line = assert_one_line(info.value)
+    assert "Expecting value: line 1 column 1 (char 0)" in line, line
+    assert len(upstream.chat_requests()) == 1
+
+
+async def test_a_stream_chunk_that_does_not_parse_is_bad_response_not_retried(provider, upstream) -> None:
+    upstream.script(Reply.stream([b"data: not json\n\n", "never"]), Reply.stream(["must not be reached"]))
+    events = await collect(provider)
+    err = events[-1]
+    assert isinstance(err, StreamErrorEvent) and err.error_type == "bad_response" and not err.recoverable
+    assert "Expecting value: line 1 column 1 (char 0)" in assert_one_line(err)
+    assert len(upstream.chat_requests()) == 1
+
+
+# -- several choices (n=2): choice 0 only, streamed or not ------------------------------------------
+
+
+def two_choice_stream(first: list[str], second: list[str]) -> Reply:
+    """An OpenAI stream answering n=2: each chunk carries one choice's delta, the two interleaved."""
+    def event(index: int, delta: dict[str, Any], finish: str | None) -> bytes:
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o-mini",
+                 "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    events = [event(i, {"role": "assistant", "content": ""}, None) for i in (0, 1)]
+    for a, b in zip(first, second):
+        events += [event(0, {"content": a}, None), event(1, {"content": b}, None)]
+    events += [event(1, {}, "length"), event(0, {}, "stop")]
+    return Reply.stream(events, finish_reason=None)
+
+
+def two_choice_reply(first: str, second: str) -> Reply:
+    reply = Reply.text(first)
+    choice = dict(reply.body["choices"][0], index=1, message={"role": "assistant", "content": second})
+    reply.body["choices"].append(choice)
+    return reply
+
+
+async def test_a_stream_of_two_choices_is_choice_0_as_the_reply_that_did_not_stream(provider, upstream) -> None:
+    first, second = ["I'm ", "unable ", "to ", "help."], ["I ", "cannot ", "do ", "that."]
+    upstream.script(two_choice_reply("".join(first), "".join(second)), two_choice_stream(first, second))
+    plain = await provider.acomplete(USER)
+    events = await collect(provider)
+    finish = events[-1]
+    assert isinstance(finish, FinishEvent)
+    assert texts(events) == finish.response.content == plain.content == "I'm unable to help."
+    assert finish.response.stop_reason == plain.stop_reason

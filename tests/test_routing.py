@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,6 @@ USER = [{"role": "user", "content": "hi"}]
 KEY_A = "sk-deployment-a-0123456789SECRET"
 KEY_B = "sk-deployment-b-0123456789SECRET"
 KEY_C = "sk-deployment-c-0123456789SECRET"
-
-
-@pytest.fixture
-def ups() -> Iterator[list[Upstream]]:
-    servers = [Upstream().start() for _ in range(3)]
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 def config_text(ups: list[Upstream], router: str = "", more: str = "") -> str:

@@ -101,6 +101,43 @@ def test_config_end_to_end_over_stdio_complete_on_a_group_and_an_alias(tmp_path,
     assert DEP_KEY not in stderr
 
 
+def test_a_proxy_config_with_an_unset_variable_and_a_wildcard_starts_and_serves(tmp_path, pair) -> None:
+    a, b = pair
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+model_list:
+  - model_name: fast
+    litellm_params: {{model: openai/model-b, api_base: "{b.base_url}", api_key: os.environ/DEP_KEY}}
+  - model_name: azure-gpt
+    litellm_params: {{model: azure/gpt-4o, api_base: "{a.base_url}", api_key: os.environ/AZURE_API_KEY}}
+  - model_name: "local/*"
+    litellm_params: {{model: "openai/*", api_base: "{b.base_url}", api_key: os.environ/DEP_KEY}}
+""")
+    session, errlog_path, errlog = stdio_session(config, tmp_path, "proxy")
+
+    async def calls(c: Any) -> tuple[Any, Any, Any]:
+        listing = (await c.call_tool("list_models", {})).structured_content
+        wild = await c.call_tool("complete", {"prompt": "hi", "model": "local/qwen3"})
+        unusable = await c.call_tool("complete", {"prompt": "hi", "model": "azure-gpt"})
+        return listing, wild, unusable
+
+    try:
+        listing, wild, unusable = session.run(calls)
+    finally:
+        session.close()
+        errlog.close()
+    groups = {g["name"]: g for g in listing["groups"]}
+    assert [d["credentials"] for d in groups["azure-gpt"]["deployments"]] == [False]
+    assert "local/*" in groups and "local/*" in listing["note"]
+    assert not wild.is_error and "from b" in text_of(wild)
+    assert b.chat_requests()[-1].body["model"] == "qwen3"
+    assert unusable.is_error and "AZURE_API_KEY" in text_of(unusable)
+    assert a.chat_requests() == []
+    stderr = errlog_path.read_text()
+    assert stderr.count("AZURE_API_KEY") >= 1 and stderr.count("skipped until their variables are set") == 1
+    assert DEP_KEY not in stderr
+
+
 def test_a_bad_config_refuses_to_start_with_one_line_and_exit_2(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("model_list:\n  - litellm_params: {model: openai/x}\n")

@@ -103,10 +103,15 @@ class ConversationStore(ABC):
 
     # -- writes --------------------------------------------------------------
 
-    async def create(self, *, owner: str, messages: Incoming = (), turn: NewTurn | None = None) -> Thread:
-        """A new thread holding `messages` (a first call's input and answer), as one turn when `turn` is given."""
+    async def create(
+        self, *, owner: str, messages: Incoming = (), turn: NewTurn | None = None, thread_id: str | None = None
+    ) -> Thread:
+        """A new thread holding `messages` (a first call's input and answer), as one turn when `turn` is given.
+
+        `thread_id` is an id the caller drew with `new_id()` before the call, so the call's failure dump
+        names the conversation its result returns; a fresh one by default."""
         now = self.now()
-        thread_id = new_id()
+        thread_id = check_id(thread_id) if thread_id is not None else new_id()
         empty = Thread(id=thread_id, owner=owner, created=now, last_used=now, lineage=thread_id)
         return await self._new(empty, messages, turn, owner, touch=None, now=now)
 
@@ -148,11 +153,12 @@ class ConversationStore(ABC):
         at: str | None = None,
         messages: Incoming = (),
         turn: NewTurn | None = None,
+        thread_id: str | None = None,
     ) -> Thread:
         """A new thread continuing from message `at` of the source (its tip by default), plus `messages`.
 
         The fork and its first turn are written together, so a forked call that
-        fails leaves no empty fork behind. The source is unchanged.
+        fails leaves no empty fork behind. The source is unchanged. `thread_id`: as for `create`.
         """
         view = None if at is None else await self.get(conversation_id, owner=owner)  # `at`: the chain counts
         source = view.thread if view is not None else await self.thread(conversation_id, owner=owner)
@@ -163,7 +169,8 @@ class ConversationStore(ABC):
         if view is not None and point != source.tip:
             counts = self._counts_at(view, point)
         fork = Thread(
-            id=new_id(), owner=owner or source.owner, created=now, last_used=now, tip=point,
+            id=check_id(thread_id) if thread_id is not None else new_id(), owner=owner or source.owner,
+            created=now, last_used=now, tip=point,
             forked_from=point, forked_from_thread=source.id, lineage=source.lineage, **counts,
         )  # fmt: skip
         return await self._new(fork, messages, turn, fork.owner, touch=source.id, now=now)

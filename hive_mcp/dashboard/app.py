@@ -29,7 +29,7 @@ RESOURCE_URI = "ui://hive/dashboard"
 def _summary(data: DashboardData) -> str:
     if data.dump is not None:
         d = data.dump
-        return f"dump {d.id}: {d.category} from {d.model}, {d.outcome} after {len(d.attempts)} attempt(s)"
+        return f"dump {d.id}: {d.category} from {d.model}, {d.outcome} after {d.attempt_count} attempt(s)"
     f = data.failures
     if f is None and data.view == "models" and data.models is not None:
         groups = data.models.get("groups", [])

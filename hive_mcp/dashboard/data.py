@@ -218,6 +218,7 @@ class DumpDetail(BaseModel):
     api_base: str | None
     category: str
     outcome: str
+    attempt_count: int
     attempts: list[Attempt]
     messages: list[DumpMessage]
     messages_truncated: bool
@@ -349,6 +350,7 @@ def detail(dump: FailureDump) -> DumpDetail:
         api_base=dump.api_base,
         category=dump.error_type,
         outcome=dump.outcome,
+        attempt_count=dump.attempt_count,
         attempts=[
             Attempt(
                 index=i + 1,

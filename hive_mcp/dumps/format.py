@@ -205,6 +205,12 @@ class FailureDump(BaseModel):
         # Here rather than in the store, so no FailureDump ever holds a credentialed URL.
         return strip_credentials(v)
 
+    @property
+    def attempt_count(self) -> int:
+        """How many attempts the call made, as its result counts them: `attempts` records the failed ones,
+        and a recovered call made one more, the one that answered."""
+        return len(self.attempts) + (1 if self.outcome == "recovered" else 0)
+
     @model_validator(mode="after")
     def _count_messages(self) -> FailureDump:
         if self.message_count == 0 and self.messages:

@@ -448,7 +448,7 @@ class DumpStore:
             model=dump.model,
             error_type=dump.error_type,
             outcome=dump.outcome,
-            attempt_count=len(dump.attempts),
+            attempt_count=dump.attempt_count,
             message_count=dump.message_count,
             size_bytes=size,
         )

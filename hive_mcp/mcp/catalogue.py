@@ -17,7 +17,7 @@ from mcp_types import Completion
 from pydantic import BaseModel, ConfigDict
 
 from ..limits import Limits
-from ..models.catalogue import Catalogue, ModelGroup, some_names
+from ..models.catalogue import Catalogue, ModelGroup, is_pattern, pattern_matches, some_names
 from ..text import shorten
 from .constants import MODEL_URI_PREFIX, MODELS_URI, model_uri
 from .errors import ArgumentError, safe_line
@@ -66,7 +66,9 @@ class ModelsView:
     def _note(self) -> str:
         default = f"without one, calls go to the default, {self.default_model}"
         if not self.catalogue.any_model:
-            return f"`model` takes a group's name or one of its aliases; {default}."
+            patterns = [n for n in self.catalogue.callable_names() if is_pattern(n)]
+            wildcards = f", or any model a wildcard group ({', '.join(patterns)}) matches" if patterns else ""
+            return f"`model` takes a group's name or one of its aliases{wildcards}; {default}."
         patterns = self.limits.allowed_models
         if patterns:
             return f"`model` takes any litellm model string matching {', '.join(patterns)}; {default}."
@@ -86,10 +88,17 @@ class ModelsView:
         return None
 
     def field_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """The `model` field's schema for this catalogue: its callable names, when only they are callable."""
+        """The `model` field's schema for this catalogue: its callable names, when only they are callable
+        (with a wildcard route, any name it matches is callable too: described, not enumerated)."""
         if self.catalogue.any_model:
             return schema
         names = self.catalogue.callable_names()
+        patterns = [n for n in names if is_pattern(n)]
+        if patterns:
+            plain = [n for n in names if not is_pattern(n)][:DESCRIBED_NAMES]
+            named = f"{', '.join(plain)}, or " if plain else ""
+            return {**schema, "description": f"{named}any model matching {', '.join(patterns[:DESCRIBED_NAMES])} "
+                                             "(list_models has all)"}
         if len(names) <= ENUM_MAX:
             return {"enum": names}
         shown = ", ".join(names[:DESCRIBED_NAMES])
@@ -106,6 +115,8 @@ class ModelsView:
         names = self.catalogue.callable_names()
         if requested is None or requested in names:
             return True
+        if any(pattern_matches(p, requested) for p in names if is_pattern(p)):
+            return False  # a wildcard route takes it: the allow-list (the config's patterns, or the operator's) decides
         raise ArgumentError(safe_line(
             f"invalid arguments: model: {shorten(requested, 80)!r} is not callable here; use {some_names(names)}", 4000
         ))  # fmt: skip

@@ -46,6 +46,7 @@ from ..conversations import (
     ThreadView,
     Usage,
     check_id,
+    new_id,
 )
 from ..conversations.model import check_room
 from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
@@ -166,12 +167,14 @@ class ConversationService:
         """One tool call: new (stored once it succeeds) or continued/forked; `waiting` wraps the queue wait."""
         owner = caller(ctx)
         if args.conversation_id is None:
+            # The id is drawn before the call, so its failure dump names the conversation its result returns.
+            new = new_id()
             started = time.monotonic()
-            outcome = await call(messages, kwargs)
+            outcome = await call(messages, {**kwargs, "conversation_id": new, "new_conversation": True})
             if isinstance(outcome, CallToolResult):
                 return outcome
             system = [{"role": "system", "content": args.system}] if args.system else []
-            cid = await self._keep(None, owner, [*system, *messages], outcome, started, kwargs["model"])
+            cid = await self._keep(None, owner, [*system, *messages], outcome, started, kwargs["model"], new=new)
             return self._result(outcome, cid, 0)
         async with AsyncExitStack() as stack:
             try:
@@ -193,11 +196,12 @@ class ConversationService:
                 ),
                 abandon_on_cancel=True,  # a cancelled call does not wait for a count nobody will read
             )
+            new = new_id() if args.fork else None  # a fork's id, drawn before the call as for a new thread
             started = time.monotonic()
-            outcome = await call(send, {**kwargs, "conversation_id": cid})
+            outcome = await call(send, {**kwargs, "conversation_id": new or cid, "new_conversation": new is not None})
             if isinstance(outcome, CallToolResult):
                 return outcome
-            kept = await self._keep(view.thread, owner, messages, outcome, started, model, fork=args.fork)
+            kept = await self._keep(view.thread, owner, messages, outcome, started, model, new=new)
             return self._result(outcome, kept, omitted)
         raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
 
@@ -217,9 +221,11 @@ class ConversationService:
         started: float,
         model: str,
         *,
-        fork: bool = False,
+        new: str | None = None,
     ) -> str | None:
         """Store the finished call: a new thread, a fork, or an append to `base`. The id, or None on failure.
+
+        `new` is the id of the thread the call starts (with `base`: a fork of it), drawn before the call.
 
         An append that lost a race with another process (the compare-and-swap)
         becomes a fork from the point this call saw, so the answer is kept and
@@ -233,9 +239,9 @@ class ConversationService:
         stored = [*messages, answer_message(r)]
         try:
             if base is None:
-                thread = await self.store.create(owner=owner, messages=stored, turn=turn)
-            elif fork:
-                thread = await self._fork(base, owner, stored, turn)
+                thread = await self.store.create(owner=owner, messages=stored, turn=turn, thread_id=new)
+            elif new is not None:
+                thread = await self._fork(base, owner, stored, turn, new)
             else:
                 try:
                     thread = await self.store.append(
@@ -251,8 +257,10 @@ class ConversationService:
             self.on_change(thread.id)
         return thread.id
 
-    async def _fork(self, base: Thread, owner: str, stored: list[Message], turn: NewTurn) -> Thread:
-        return await self.store.fork(base.id, owner=owner, at=base.tip, messages=stored, turn=turn)
+    async def _fork(
+        self, base: Thread, owner: str, stored: list[Message], turn: NewTurn, thread_id: str | None = None
+    ) -> Thread:
+        return await self.store.fork(base.id, owner=owner, at=base.tip, messages=stored, turn=turn, thread_id=thread_id)
 
     @staticmethod
     def _result(r: LLMResponse, conversation_id: str | None, omitted: int) -> CallToolResult:

@@ -217,7 +217,7 @@ class ToolHandlers:
         return json_result(page)
 
     async def list_models(self, ctx: Context) -> Annotated[CallToolResult, ModelList]:
-        """What `model` may name: groups, aliases, deployments and health, context, prices, capabilities."""
+        """Groups and aliases `model` takes: deployments, health, context, prices, features."""
         try:
             parse_args(ListModelsArgs, ctx)
         except ArgumentError as exc:

@@ -8,6 +8,7 @@ credentialed URL: a deployment is its provider and model name only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -22,6 +23,7 @@ class DeploymentInfo(BaseModel):
     model: str
     healthy: bool = True
     cooldown_until: datetime | None = None
+    credentials: bool = True  # False: a variable its config entry names is not set, so it takes no calls
 
 
 NAMES_SHOWN = 20
@@ -32,6 +34,22 @@ def some_names(names: Sequence[str], shown: int = NAMES_SHOWN) -> str:
     """The first `shown` of `names`, comma-separated, then " and N more" for the rest: for an error that lists them."""
     listed = ", ".join(names[:shown])
     return f"{listed} and {len(names) - shown} more" if len(names) > shown else listed
+
+
+WILDCARD = "*"
+
+
+def is_pattern(name: str) -> bool:
+    """Whether a config's `model_name` is a wildcard route (`openai/*`, `*`): it names models, it is not one."""
+    return WILDCARD in name
+
+
+def pattern_matches(pattern: str, name: str) -> bool:
+    """Whether the model `name` is one a wildcard route takes: each `*` stands for any text, as litellm's
+    pattern router reads it. A name that is itself a pattern is not a model."""
+    if is_pattern(name):
+        return False
+    return re.fullmatch(re.escape(pattern).replace(re.escape(WILDCARD), ".*"), name) is not None
 
 
 def split_model(model: str) -> tuple[str, str]:

@@ -8,11 +8,18 @@ is ignored with one warning naming it.
 
 Where the proxy's loader is lax this one is strict, because a config mistake
 found at start-up costs a minute and one found in production costs calls:
-`os.environ/NAME` is resolved in every string (inside lists too) and a missing
-variable is an error; `router_settings` keys are checked against the Router's
-declared parameters; `litellm_settings` are taken from an allow-list, never set
-on the litellm module blindly. Every error is one line naming the file, the line,
-the key and what is wrong.
+`os.environ/NAME` is resolved in every string (inside lists too); `router_settings`
+keys are checked against the Router's declared parameters; `litellm_settings` are
+taken from an allow-list, never set on the litellm module blindly. Every error is
+one line naming the file, the line, the key and what is wrong.
+
+As the proxy does, a deployment whose `os.environ/` variable is not set does not
+stop the others: it is kept, marked (`unset`), left out of routing and named in
+one warning; only a config with no usable deployment at all is an error. A
+variable missing anywhere else is an error. The Router settings the proxy also
+reads from `litellm_settings` (fallbacks, allowed_fails, cooldown_time) apply
+from there where `router_settings` does not set them: litellm's Router takes its
+own argument first and the module-level value only where the argument is unset.
 
 This module imports neither litellm nor mcp: it runs before the server answers.
 """
@@ -25,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .catalogue import is_pattern
 from .router_names import router_parameters, routing_strategies
+from .yaml_source import ConfigError, Path_, Source, dotted, read_source
 
 __all__ = ["ConfigError", "ModelsConfig", "load_config"]
 
@@ -46,6 +53,12 @@ _LITELLM_SETTINGS: dict[str, tuple[type, ...]] = {
 }
 # Budgets are hive-mcp's own (a per-process litellm cap would not hold across processes).
 _BUDGET_SETTINGS = frozenset({"max_budget", "budget_duration"})
+# Router settings the proxy's users also write under litellm_settings (litellm's Router reads the module-level
+# value where its own argument is unset): router_settings wins where both set one.
+ROUTER_KEYS_IN_LITELLM_SETTINGS = (
+    "fallbacks", "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks",
+    "allowed_fails", "cooldown_time",
+)
 # Router arguments hive-mcp decides itself: one retry policy, in provider/retry.py.
 _OWNED_ROUTER_SETTINGS = {
     "num_retries": "taken as hive-mcp's max_retries",
@@ -56,13 +69,6 @@ _OWNED_ROUTER_SETTINGS = {
 _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|credential)", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://([^/@\s]+)@", re.IGNORECASE)
 _URL_KEY_PARAM = re.compile(r"[?&](?:api[-_]?key|key|token|access_token)=([^&#\s]+)", re.IGNORECASE)
-
-Path_ = tuple[str | int, ...]
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be served. `str()` is one line: file, line, key, what is wrong."""
-
 
 @dataclass(frozen=True)
 class ModelsConfig:
@@ -79,6 +85,8 @@ class ModelsConfig:
     secrets: tuple[str, ...]
     warnings: tuple[str, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)
+    unset: tuple[tuple[str, ...], ...] = ()
+    """For each `model_list` entry, the `os.environ/` variables it names that are not set (empty: usable)."""
 
     @property
     def groups(self) -> list[str]:
@@ -86,72 +94,27 @@ class ModelsConfig:
         return list(dict.fromkeys(d["model_name"] for d in self.model_list))
 
     def callable_names(self) -> list[str]:
-        """What a client may pass as `model`: every group, then every alias."""
+        """What a client may pass as `model`: every group, then every alias (and, for a wildcard group, any
+        name it matches: `models.catalogue.pattern_matches`)."""
         return [*self.groups, *(a for a in self.aliases if a not in self.groups)]
 
+    def usable(self, index: int) -> bool:
+        """Whether `model_list[index]` has every variable it names (routing skips it otherwise)."""
+        return not (self.unset and self.unset[index])
 
-# ---------------------------------------------------------------------------
-# Reading YAML with line numbers
-# ---------------------------------------------------------------------------
+    def usable_entries(self) -> list[dict[str, Any]]:
+        return [e for i, e in enumerate(self.model_list) if self.usable(i)]
 
+    def patterns(self) -> list[str]:
+        """The wildcard groups (`model_name: "openai/*"`), in the config's order."""
+        return [g for g in self.groups if is_pattern(g)]
 
-@dataclass
-class _Source:
-    """One file's data and the line of every value in it, by path."""
-
-    file: Path
-    data: dict[str, Any]
-    lines: dict[Path_, int]
-
-    def line(self, path: Path_) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return self.lines.get(())
-
-
-def _read(file: Path) -> _Source:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        lines: dict[Path_, int] = {}
-        data = {} if node is None else _build(loader, node, (), lines)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{file}:{where}: not valid YAML: {problem}") from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: line 1: the file must be a mapping of sections (model_list, router_settings, ...)")
-    return _Source(file, data, lines)
-
-
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # `<<:` merge keys, as yaml.safe_load applies them
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            out[key] = _build(loader, value_node, (*path, key), lines)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
-
-
-def _dotted(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+    def default_group(self) -> str | None:
+        """The group calls go to when they name none: the first one with a usable deployment that is not a
+        wildcard (a wildcard names no model), else the first that is not a wildcard; None for wildcards alone."""
+        plain = [g for g in self.groups if not is_pattern(g)]
+        usable = {e["model_name"] for e in self.usable_entries()}
+        return next((g for g in plain if g in usable), plain[0] if plain else None)
 
 
 # ---------------------------------------------------------------------------
@@ -165,8 +128,8 @@ class _Loader:
         self.warnings: list[str] = []
         self.root = file
         # Where each merged value came from: top-level key -> source; model_list entries one by one.
-        self.origin: dict[str, _Source] = {}
-        self.entry_origin: list[tuple[_Source, int]] = []
+        self.origin: dict[str, Source] = {}
+        self.entry_origin: list[tuple[Source, int]] = []
         self.merged: dict[str, Any] = {}
         self._seen: set[Path] = set()
         self._include(file)
@@ -174,16 +137,16 @@ class _Loader:
     def error(self, path: Path_, what: str) -> ConfigError:
         source = self._source_of(path)
         if source is None:
-            return ConfigError(f"{self.root}: {_dotted(path)}: {what}")
+            return ConfigError(f"{self.root}: {dotted(path)}: {what}")
         local = path
         if path[:1] == ("model_list",) and len(path) > 1 and isinstance(path[1], int):
             source, index = self.entry_origin[path[1]]
             local = ("model_list", index, *path[2:])
         line = source.line(local)
         at = f" line {line}:" if line is not None else ""
-        return ConfigError(f"{source.file}:{at} {_dotted(path) or 'top level'}: {what}")
+        return ConfigError(f"{source.file}:{at} {dotted(path) or 'top level'}: {what}")
 
-    def _source_of(self, path: Path_) -> _Source | None:
+    def _source_of(self, path: Path_) -> Source | None:
         if path[:1] == ("model_list",) and len(path) > 1 and isinstance(path[1], int):
             return self.entry_origin[path[1]][0]
         return self.origin.get(str(path[0])) if path else None
@@ -193,7 +156,7 @@ class _Loader:
         if file in self._seen:
             return
         self._seen.add(file)
-        source = _read(file)
+        source = read_source(file)
         includes = source.data.pop(_INCLUDE, None)
         for key, value in source.data.items():
             # As the proxy merges includes: lists are concatenated, anything else is replaced.
@@ -218,17 +181,22 @@ class _Loader:
 
     # -- os.environ/ references ------------------------------------------------------
 
-    def resolve(self, value: Any, path: Path_) -> Any:
+    def resolve(self, value: Any, path: Path_, unset: list[str] | None = None) -> Any:
+        """`value` with its `os.environ/` references resolved. A variable that is not set is an error, or,
+        given `unset`, noted there and resolved to None (as the proxy resolves it)."""
         if isinstance(value, dict):
-            return {k: self.resolve(v, (*path, k)) for k, v in value.items()}
+            return {k: self.resolve(v, (*path, k), unset) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.resolve(v, (*path, i)) for i, v in enumerate(value)]
+            return [self.resolve(v, (*path, i), unset) for i, v in enumerate(value)]
         if isinstance(value, str) and value.startswith(ENV_PREFIX):
             name = value[len(ENV_PREFIX) :].strip()
             if not name:
                 raise self.error(path, f"{value!r} names no variable")
             if name not in self.environ:
-                raise self.error(path, f"{ENV_PREFIX}{name} is not set (in the environment or the .env file)")
+                if unset is None:
+                    raise self.error(path, f"{ENV_PREFIX}{name} is not set (in the environment or the .env file)")
+                unset.append(name)
+                return None
             return self.environ[name]
         return value
 
@@ -250,11 +218,12 @@ def load_config(file: str | Path, environ: Mapping[str, str]) -> ModelsConfig:
     # The file's own environment_variables answer its references, the real environment first.
     loader.environ = {**environment, **environ}
 
-    model_list = _model_list(loader, merged)
+    model_list, unset = _model_list(loader, merged)
     groups = set(d["model_name"] for d in model_list)
-    router_settings, num_retries = _router_settings(loader, merged, groups)
+    litellm_raw = loader.resolve(_mapping(loader, merged, "litellm_settings"), ("litellm_settings",))
+    router_settings, num_retries = _router_settings(loader, merged, litellm_raw, groups)
     aliases = _aliases(loader, router_settings, groups)
-    litellm_settings, budget, more_retries = _litellm_settings(loader, merged)
+    litellm_settings, budget, more_retries = _litellm_settings(loader, litellm_raw)
     hive = loader.resolve(_mapping(loader, merged, "hive_mcp"), ("hive_mcp",))
     return ModelsConfig(
         path=path,
@@ -270,6 +239,7 @@ def load_config(file: str | Path, environ: Mapping[str, str]) -> ModelsConfig:
         ))),
         warnings=tuple(loader.warnings),
         aliases=aliases,
+        unset=unset,
     )
 
 
@@ -286,13 +256,14 @@ def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)
 
 
-def _model_list(loader: _Loader, merged: dict[str, Any]) -> list[dict[str, Any]]:
+def _model_list(loader: _Loader, merged: dict[str, Any]) -> tuple[list[dict[str, Any]], tuple[tuple[str, ...], ...]]:
     raw = merged.get("model_list")
     if raw is None:
         raise ConfigError(f"{loader.root}: model_list: missing: the file must list at least one model")
     if not isinstance(raw, list) or not raw:
         raise loader.error(("model_list",), "must be a non-empty list of {model_name, litellm_params} entries")
     out = []
+    unset: list[tuple[str, ...]] = []
     for i, entry in enumerate(raw):
         here: Path_ = ("model_list", i)
         if not isinstance(entry, dict):
@@ -312,13 +283,28 @@ def _model_list(loader: _Loader, merged: dict[str, Any]) -> list[dict[str, Any]]
         info = entry.get("model_info")
         if info is not None and not isinstance(info, dict):
             raise loader.error((*here, "model_info"), f"must be a mapping, not {_kind(info)}")
-        resolved = loader.resolve(entry, here)
+        missing: list[str] = []
+        resolved = loader.resolve(entry, here, missing)
         resolved["model_name"] = name.strip()
         out.append(resolved)
-    return out
+        unset.append(tuple(dict.fromkeys(missing)))
+    skipped = [f"{e['model_name']} ({e['litellm_params'].get('model')}: {', '.join(u)})" for e, u in zip(out, unset) if u]
+    if len(skipped) == len(out):
+        raise ConfigError(
+            f"{loader.root}: model_list: no deployment is usable, each names a variable that is not set "
+            f"(in the environment or the .env file): {'; '.join(skipped)}"
+        )
+    if skipped:
+        loader.warnings.append(
+            f"model_list: {len(skipped)} deployment(s) skipped until their variables are set (not set: "
+            f"{'; '.join(skipped)})"
+        )
+    return out, tuple(unset)
 
 
-def _router_settings(loader: _Loader, merged: dict[str, Any], groups: set[str]) -> tuple[dict[str, Any], int | None]:
+def _router_settings(
+    loader: _Loader, merged: dict[str, Any], litellm_raw: dict[str, Any], groups: set[str]
+) -> tuple[dict[str, Any], int | None]:
     raw = loader.resolve(_mapping(loader, merged, "router_settings"), ("router_settings",))
     known = router_parameters()
     unknown = sorted(k for k in raw if k not in known and k not in _OWNED_ROUTER_SETTINGS)
@@ -328,6 +314,20 @@ def _router_settings(loader: _Loader, merged: dict[str, Any], groups: set[str]) 
     for key in sorted(k for k in owned if k != "num_retries"):
         loader.warnings.append(f"router_settings.{key}: ignored: {_OWNED_ROUTER_SETTINGS[key]}")
     settings = {k: v for k, v in raw.items() if k in known and k not in _OWNED_ROUTER_SETTINGS and k != "model_list"}
+    # Where each setting was written, for the errors: litellm_settings' own apply where router_settings has none.
+    section = {k: "router_settings" for k in settings}
+    shadowed = []
+    for key in ROUTER_KEYS_IN_LITELLM_SETTINGS:
+        if litellm_raw.get(key) is None:
+            continue
+        if settings.get(key) in (None, []):
+            settings[key], section[key] = litellm_raw[key], "litellm_settings"
+        else:
+            shadowed.append(key)
+    if shadowed:
+        loader.warnings.append(
+            f"litellm_settings: {', '.join(shadowed)}: router_settings sets them too, and wins (as in the LiteLLM proxy)"
+        )
 
     strategy = settings.get("routing_strategy")
     if strategy is not None and strategy not in routing_strategies():
@@ -338,16 +338,17 @@ def _router_settings(loader: _Loader, merged: dict[str, Any], groups: set[str]) 
     for key in ("allowed_fails", "cooldown_time", "timeout", "stream_timeout", "redis_port"):
         value = settings.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise loader.error(("router_settings", key), f"must be a number of at least 0, not {value!r}")
+            raise loader.error((section[key], key), f"must be a number of at least 0, not {value!r}")
     for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
-        _check_fallbacks(loader, settings.get(key), key, groups)
+        _check_fallbacks(loader, settings.get(key), (section.get(key, "router_settings"), key), groups)
     default = settings.get("default_fallbacks")
     if default is not None:
+        here: Path_ = (section["default_fallbacks"], "default_fallbacks")
         if not isinstance(default, list) or not all(isinstance(g, str) for g in default):
-            raise loader.error(("router_settings", "default_fallbacks"), "must be a list of model group names")
+            raise loader.error(here, "must be a list of model group names")
         for j, g in enumerate(default):
             if g not in groups:
-                raise loader.error(("router_settings", "default_fallbacks", j), f"{g!r} is not a model_name in model_list")
+                raise loader.error((*here, j), f"{g!r} is not a model_name in model_list")
 
     retries = owned.get("num_retries")
     if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
@@ -355,10 +356,9 @@ def _router_settings(loader: _Loader, merged: dict[str, Any], groups: set[str]) 
     return settings, retries
 
 
-def _check_fallbacks(loader: _Loader, value: Any, key: str, groups: set[str]) -> None:
+def _check_fallbacks(loader: _Loader, value: Any, here: Path_, groups: set[str]) -> None:
     if value is None:
         return
-    here: Path_ = ("router_settings", key)
     if not isinstance(value, list):
         raise loader.error(here, "must be a list like [{group: [fallback, ...]}]")
     for i, item in enumerate(value):
@@ -388,13 +388,17 @@ def _aliases(loader: _Loader, settings: dict[str, Any], groups: set[str]) -> dic
         if not isinstance(group, str):
             raise loader.error((*here, alias), "must name a model group, or be {model: group, hidden: bool}")
         if group not in groups:
-            raise loader.error((*here, alias), f"{group!r} is not a model_name in model_list")
+            # The proxy starts with such an alias too: calling it finds nothing. One warning, and it is not callable.
+            loader.warnings.append(f"router_settings.model_group_alias.{alias}: {group!r} is not a model_name in "
+                                   "model_list: the alias is left out")
+            continue
         aliases[str(alias)] = group
+    if len(aliases) < len(raw):
+        settings["model_group_alias"] = {a: t for a, t in raw.items() if str(a) in aliases}
     return aliases
 
 
-def _litellm_settings(loader: _Loader, merged: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int | None]:
-    raw = loader.resolve(_mapping(loader, merged, "litellm_settings"), ("litellm_settings",))
+def _litellm_settings(loader: _Loader, raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int | None]:
     settings: dict[str, Any] = {}
     budget: dict[str, Any] = {}
     ignored = []
@@ -413,6 +417,8 @@ def _litellm_settings(loader: _Loader, merged: dict[str, Any]) -> tuple[dict[str
             if key == "max_budget" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
                 raise loader.error(here, f"must be a number of USD, at least 0, not {value!r}")
             budget[key] = value
+        elif key in ROUTER_KEYS_IN_LITELLM_SETTINGS:
+            continue  # the Router's, where router_settings has none (_router_settings)
         elif key == "num_retries":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise loader.error(here, f"must be a whole number of at least 0, not {value!r}")

@@ -102,9 +102,10 @@ class Attempts:
         """Record a failed attempt; return the delay before the next one, or raise ProviderError.
 
         Routed, a retryable failure goes at once (delay 0) to another healthy deployment of
-        the group while there is one; only when every deployment was tried or is cooling down
-        does the wait (Retry-After, else backoff) apply. A group whose retries ran out, or a
-        failure retrying cannot mend, moves to the next fallback group at once.
+        the group while there is one, and to the group's fallback when every deployment is
+        cooling down; only when nothing else can answer does the wait (Retry-After, else
+        backoff) apply. A group whose retries ran out, or a failure retrying cannot mend,
+        moves to the next fallback group at once.
         """
         info = classify(exc)
         route = self.route
@@ -114,6 +115,8 @@ class Attempts:
         if info.retryable and retries_done < self.max_retries:
             if route is not None and route.has_other():
                 delay = 0.0
+            elif route is not None and route.cooling_down() and route.fall_back(info.error_type):
+                return self._fell_back(exc, info)
             else:
                 delay = retry_delay(response_headers(exc), self.waits, self.policy)
                 self.waits += 1
@@ -123,11 +126,15 @@ class Attempts:
             )
             return delay
         if route is not None and route.fall_back(info.error_type):
-            self._record_failure(exc, info, 0.0)
-            self.group_start = len(self.records)
-            self.waits = 0
-            return 0.0
+            return self._fell_back(exc, info)
         raise self._record_failure(exc, info, 0.0)
+
+    def _fell_back(self, exc: BaseException, info: ErrorClass) -> float:
+        """Record the failure that moved the call to a fallback group, whose retries and backoff start afresh."""
+        self._record_failure(exc, info, 0.0)
+        self.group_start = len(self.records)
+        self.waits = 0
+        return 0.0
 
     def _where(self) -> str:
         deployment = self.route.deployment if self.route is not None else None

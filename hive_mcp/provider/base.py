@@ -74,6 +74,9 @@ class CompletionRequest(BaseModel):
     include_reasoning: bool = False
     conversation_id: str | None = None
     """The conversation the call continues (recorded in its failure dump; never sent upstream)."""
+    new_conversation: bool = False
+    """`conversation_id` is the one the call starts once it succeeds: a call that fails starts none, so its
+    dump names none."""
     caller: str | None = None
     """Who made the call: a token's name over HTTP, `local` over stdio (in its failure dump; never sent upstream)."""
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -128,26 +128,35 @@ class ConfigCatalogue(Listeners):
         return [self._group(name) for name in self.config.groups]
 
     def _group(self, name: str) -> ModelGroup:
-        entries = [e for e in self.config.model_list if e["model_name"] == name]
+        entries = [(e, self.config.usable(i)) for i, e in enumerate(self.config.model_list) if e["model_name"] == name]
         if name not in self._facts:
-            facts, _ = config_facts(entries[0])
-            present = any(_credentials_present(str(e["litellm_params"]["model"]), e["litellm_params"]) for e in entries)
+            facts, _ = config_facts(entries[0][0])
+            present = any(
+                usable and _credentials_present(str(e["litellm_params"]["model"]), e["litellm_params"])
+                for e, usable in entries
+            )
             self._facts[name] = (facts, present)
         facts, present = self._facts[name]
         aliases = [a for a, g in self.config.aliases.items() if g == name and a in self._listed]
-        return ModelGroup(name=name, aliases=aliases, deployments=self._deployments(name, entries),
-                          credentials_present=present, **facts)
+        return ModelGroup(name=name, aliases=aliases,
+                          deployments=self._deployments(name, entries), credentials_present=present, **facts)
 
-    def _deployments(self, name: str, entries: list[dict[str, Any]]) -> list[DeploymentInfo]:
+    def _deployments(self, name: str, entries: list[tuple[dict[str, Any], bool]]) -> list[DeploymentInfo]:
+        """The group's deployments in the config's order: cooling down or not as the Router has them, and
+        those whose variables are not set as taking no calls (`credentials: false`)."""
         router = self._router
-        if router is None:
-            return [DeploymentInfo(**dict(zip(("provider", "model"), split_model(str(e["litellm_params"]["model"]))))) for e in entries]
-        deployments = router.deployments(name)
-        cooling = router.cooling(deployments)
+        routed = iter(router.deployments(name)) if router is not None else iter(())
+        cooling = router.cooling(router.deployments(name)) if router is not None else {}
         out = []
-        for d in deployments:
-            provider, model = split_model(d.label)
-            until = cooling.get(d.id)
+        for entry, usable in entries:
+            provider, model = split_model(str(entry["litellm_params"]["model"]))
+            if not usable:
+                out.append(DeploymentInfo(provider=provider, model=model, healthy=False, credentials=False))
+                continue
+            d = next(routed, None)
+            if d is not None:  # its label names the provider litellm infers for a bare model name
+                provider, model = split_model(d.label)
+            until = cooling.get(d.id) if d is not None else None
             out.append(DeploymentInfo(
                 provider=provider, model=model, healthy=until is None,
                 cooldown_until=None if until is None else datetime.fromtimestamp(until, timezone.utc),

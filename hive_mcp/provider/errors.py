@@ -80,9 +80,10 @@ def classify(exc: BaseException) -> ErrorClass:
     """The category of a failure, and whether trying again may help.
 
     Rate limits and transient faults (connection refused/reset, timeouts, 500,
-    502, 503, 529, a reply that is not JSON) are retryable; auth, bad request,
-    context window, not found, content policy, and a reply litellm itself could
-    not take apart are not.
+    502, 503, 529) are retryable; auth, bad request, context window, not found,
+    content policy, and a reply that does not parse or that litellm itself could
+    not take apart (`bad_response`: it would fail the same way again) are not.
+    One rule for every provider, however litellm wraps the parse failure.
     """
     if isinstance(exc, ContentFiltered):
         return ErrorClass("content_policy", False, 200, str(exc))
@@ -90,6 +91,8 @@ def classify(exc: BaseException) -> ErrorClass:
     filtered = _content_filter_categories(exc)
     if filtered is not None:
         return ErrorClass("content_policy", False, status, _filter_message(filtered))
+    if _is_bad_json(exc):
+        return ErrorClass("bad_response", False, status, _parse_complaint(exc))
     found = _by_class(exc, status) or _by_status(status) or _by_transport(exc, status)
     if found.error_type in ("transient", "connection", "unknown") and _is_parse_failure(exc):
         # litellm wraps its own failure to read a reply as a 500 or a connection error.
@@ -100,10 +103,7 @@ def classify(exc: BaseException) -> ErrorClass:
 def _by_class(exc: BaseException, status: int | None) -> ErrorClass | None:
     for cls, error_type, retryable in _BY_CLASS:
         if isinstance(exc, cls):
-            if error_type in ("transient", "connection") and _is_bad_json(exc):
-                # litellm reports a reply that is not JSON as a 500 or a connection error.
-                error_type = "bad_response"
-            elif error_type == "transient" and _looks_like_connection(exc):
+            if error_type == "transient" and _looks_like_connection(exc):
                 error_type = "connection"
             elif error_type == "bad_request" and _is_content_policy(exc):
                 error_type = "content_policy"
@@ -128,8 +128,6 @@ def _by_status(status: int | None) -> ErrorClass | None:
 
 
 def _by_transport(exc: BaseException, status: int | None) -> ErrorClass:
-    if _is_bad_json(exc):
-        return ErrorClass("bad_response", True, status)
     # Errors from deep in the HTTP stack (protocol errors, a connection lost mid-stream).
     transport = (httpx.TransportError, aiohttp.ClientError, ConnectionError, TimeoutError, OSError)
     if isinstance(exc, transport) or _looks_like_connection(exc):
@@ -168,10 +166,32 @@ def _is_content_policy(exc: BaseException) -> bool:
 
 
 def _is_bad_json(exc: BaseException) -> bool:
-    """The upstream answered, but with something that is not JSON (a cut-off body, an HTML page)."""
+    """The upstream answered, but with something that is not JSON (a cut-off body, an HTML page, an
+    event stream to a request that did not stream, a stream chunk that is not JSON)."""
     if any(isinstance(cause, json.JSONDecodeError) for cause in _chain(exc)):
         return True
-    return "invalid response from llm endpoint" in _text(exc).lower()
+    return _INVALID_REPLY in _text(exc).lower()
+
+
+_INVALID_REPLY = "invalid response from llm endpoint"  # how litellm's OpenAI path words a body it cannot read
+_RECEIVED = re.compile(r"Received: '(.*)'", re.DOTALL)
+_EVENT_STREAM = re.compile(r"(?:Received: '|Original Response: |Exception - )data: ")
+
+
+def _parse_complaint(exc: BaseException) -> str:
+    """One line quoting the JSON parser's complaint about the reply (never the reply itself)."""
+    complaint = next((str(c) for c in _chain(exc) if isinstance(c, json.JSONDecodeError)), None)
+    if complaint is None:
+        # litellm's OpenAI path says only "Empty or invalid response"; the body it quotes says why.
+        received = _RECEIVED.search(_text(exc))
+        try:
+            json.loads(received.group(1) if received else "")
+        except ValueError as err:
+            complaint = str(err)
+        else:
+            complaint = "empty or invalid response"
+    what = "an event stream, to a request that did not stream" if _EVENT_STREAM.search(_text(exc)) else "not JSON"
+    return f"the reply did not parse ({what}): {complaint}"
 
 
 def _is_parse_failure(exc: BaseException) -> bool:

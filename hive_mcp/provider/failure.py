@@ -28,10 +28,13 @@ def build_dump(
         outcome = "gave_up" if len(attempts.records) > 1 else "not_retried"
     tokens, method = estimate_tokens(shaped.model, shaped.messages)
     kwargs = shaped.kwargs
+    # Routed, the endpoint is the deployment's of the last attempt (its config entry's api_base).
+    deployment = attempts.route.deployment if attempts.route is not None else None
+    api_base = deployment.api_base if deployment is not None else kwargs.get("api_base")
     return FailureDump(
         timestamp=datetime.now(timezone.utc),
         model=shaped.model,
-        api_base=strip_credentials(kwargs.get("api_base")),
+        api_base=strip_credentials(api_base),
         error_type=error_type,
         outcome=outcome,
         attempts=attempts.records,
@@ -45,7 +48,7 @@ def build_dump(
         stream=stream,
         response_format=request.response_format,
         request_keys=sorted(k for k in kwargs if k != "api_key"),
-        conversation_id=request.conversation_id,
+        conversation_id=None if error is not None and request.new_conversation else request.conversation_id,
         caller=request.caller,
     )
 

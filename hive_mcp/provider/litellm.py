@@ -30,7 +30,8 @@ from .failure import build_dump, count_tokens
 from .offline import litellm
 from .replies import from_stream, parse
 from .retry import RetryPolicy
-from .routing import ModelRouter, Route
+from ..models.catalogue import is_pattern
+from .routing import ModelRouter
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
 from .stream import StreamAssembler, get
 
@@ -106,7 +107,9 @@ class LiteLLMProvider(LLMProvider):
         """
         model, api_base = self.model, self.api_base
         if self.router is not None:
-            first = self.router.deployments(self.router.groups[0])[0]
+            first = next((d for g in self.router.groups if not is_pattern(g) for d in self.router.deployments(g)), None)
+            if first is None:  # wildcards alone: no model to name before a call names one
+                return
             model, api_base = first.model, None
         try:
             litellm.completion(
@@ -123,10 +126,7 @@ class LiteLLMProvider(LLMProvider):
         route = None
         if self.router is not None:
             name = request.model or self.model
-            group = self.router.resolve(name)
-            if group is None:
-                raise self.router.unknown(name)
-            route = Route(self.router, group)
+            route = self.router.route(name)
             endpoint = Endpoint(model=name, api_key=None, api_base=None, extra=self.extra)
         else:
             endpoint = Endpoint(model=self.model, api_key=self.api_key, api_base=self.api_base, extra=self.extra)
@@ -265,7 +265,7 @@ class LiteLLMProvider(LLMProvider):
             group = self.router.resolve(model)
             if group is None:
                 return None
-            targets = [config_facts(d.raw) for g in self._reachable(group) for d in self.router.deployments(g)]
+            targets = [config_facts(d.raw) for g in self._reachable(group) for d in self.router.members(g, model)]
         prices = []
         for facts, given in targets:
             cost = (facts.get("input_cost_per_mtok"), facts.get("output_cost_per_mtok"))

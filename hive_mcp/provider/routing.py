@@ -7,6 +7,12 @@ once it is over `allowed_fails`). It never sends a request and never retries:
 the provider's loop sends every attempt and `Attempts` (with `retry.py`) decides
 how many and how long to wait. Fallbacks are walked here, per call (`Route`).
 
+A wildcard group (`model_name: "openai/*"`) takes any model name it matches:
+litellm's own pattern router finds the entry and puts the requested model in
+place of the `*` of its `litellm_params.model`; a literal `*` is never a model.
+A deployment whose config variables are not set is not given to the Router:
+routing never picks it, and a group left with none goes to its fallbacks.
+
 With `redis_host`/`redis_url` in `router_settings`, the Router keeps cooldowns
 and usage counters in Redis, so every process using the config shares them; when
 Redis does not answer, the Router serves its in-memory state.
@@ -24,7 +30,7 @@ from typing import Any
 from ..models.config import ModelsConfig
 from .base import Message, ProviderError
 from ..listeners import Listeners
-from ..models.catalogue import some_names
+from ..models.catalogue import is_pattern, pattern_matches, some_names
 from .catalogue import listed_names
 from .offline import litellm
 
@@ -48,6 +54,12 @@ class Deployment:
     model: str
     label: str
     raw: Mapping[str, Any]
+
+    @property
+    def api_base(self) -> str | None:
+        """The endpoint its config entry names (None: the provider's own); may hold credentials: strip them."""
+        base = (self.raw.get("litellm_params") or {}).get("api_base")
+        return base if isinstance(base, str) else None
 
 
 def deployment_label(model: str) -> str:
@@ -73,7 +85,9 @@ class ModelRouter(Listeners):
         timeout = settings.get("timeout", config.litellm_settings.get("request_timeout"))
         self.timeout: float | None = None if timeout is None else float(timeout)
         # num_retries=0: the Router runs no retry loop of its own (it is never asked to call anyway).
-        self.router = litellm.Router(model_list=[dict(d) for d in config.model_list], **{**settings, "num_retries": 0})
+        self.router = litellm.Router(
+            model_list=[dict(d) for d in config.usable_entries()], **{**settings, "num_retries": 0}
+        )
         self.groups = config.groups
         self.counts_usage = settings.get("routing_strategy") in _USAGE_STRATEGIES
         self.cooldown_s = float(self.router.settings().as_dict().get("cooldown_time") or 0.0)
@@ -89,19 +103,61 @@ class ModelRouter(Listeners):
     # -- names ------------------------------------------------------------------------
 
     def resolve(self, name: str) -> str | None:
-        """The group `name` calls (itself, or the group an alias names); None when it names nothing."""
+        """The group `name` calls (itself, the group an alias names, or the most specific wildcard group that
+        matches it); None when it names nothing, and for a name that is itself a wildcard."""
+        if is_pattern(name):
+            return None
         if name in self._deployments:
             return name
-        return self.config.aliases.get(name)
+        if name in self.config.aliases:
+            return self.config.aliases[name]
+        matched = self.router.registry().patterns().route(name)
+        if matched:
+            return str(matched[0]["model_name"])
+        # A wildcard group none of whose deployments the Router has (their variables unset): its own error.
+        return next((p for p in self.config.patterns() if pattern_matches(p, name)), None)
 
     def unknown(self, name: str) -> ProviderError:
+        if is_pattern(name):
+            what = f"{name!r} is a wildcard route: name a model it matches"
+        else:
+            what = f"no model group or alias {name!r} in the config"
         return ProviderError(
-            f"no model group or alias {name!r} in the config; callable: {some_names(listed_names(self.config))}",
-            error_type="not_found", model=name, attempts=0,
+            f"{what}; callable: {some_names(listed_names(self.config))}", error_type="not_found", model=name, attempts=0,
         )
 
+    def unusable(self, group: str, name: str) -> ProviderError:
+        """The error of a call to `name` that no deployment of `group` can take (and no fallback can): none
+        has its credentials, or (an alias to a wildcard group) the name does not match the pattern."""
+        unset = [n for e, u in zip(self.config.model_list, self.config.unset) if e["model_name"] == group for n in u]
+        if not unset:
+            return self.unknown(name)
+        return ProviderError(
+            f"no deployment of group {group!r} can be called: not set: {', '.join(dict.fromkeys(unset))}",
+            error_type="auth", model=group, attempts=0,
+        )
+
+    def route(self, name: str) -> Route:
+        """A call's route to `name`; raises ProviderError when it names nothing or nothing of it can be called."""
+        group = self.resolve(name)
+        if group is None:
+            raise self.unknown(name)
+        route = Route(self, group, name)
+        if not route.members and not route.fall_back("auth"):
+            raise self.unusable(group, name)
+        return route
+
     def deployments(self, group: str) -> list[Deployment]:
+        """The group's deployments as the config lists them (those with their credentials)."""
         return self._deployments[group]
+
+    def members(self, group: str, name: str) -> list[Deployment]:
+        """The deployments a call to `name` goes to in `group`: a wildcard group's with `name` put in place
+        of the `*` (litellm's pattern router does it), none when `name` does not match it."""
+        if not is_pattern(group):
+            return self._deployments[group]
+        found = self.router.registry().patterns().route(name, [group]) or []
+        return [_deployment(group, d) for d in found]
 
     def fallback_groups(self, group: str, error_type: str) -> list[str]:
         """The groups to try after `group` failed with `error_type`, in order (litellm's rule: the
@@ -144,16 +200,16 @@ class ModelRouter(Listeners):
         return ends
 
     async def pick(
-        self, group: str, tried: set[str], messages: list[Message], cooling: Mapping[str, float]
+        self, deployments: list[Deployment], name: str, tried: set[str], messages: list[Message],
+        cooling: Mapping[str, float],
     ) -> tuple[Deployment | None, set[str]]:
-        """The next deployment of `group` and the ids healthy now: the strategy's pick while none was tried
-        this round, else the first healthy one not yet tried; None when every one is cooling down or was tried.
-        `cooling` is the group's cooldowns as `cooling_async` read them for this attempt.
+        """The next of a group's `deployments` and the ids healthy now: the strategy's pick (for the group or
+        wildcard name `name`) while none was tried this round, else the first healthy one not yet tried; None
+        when every one is cooling down or was tried. `cooling` is their cooldowns as `cooling_async` read them.
 
         When the strategy has no pick (every deployment over its rpm/tpm limit), the first
         healthy one is sent all the same: the upstream's own answer then decides.
         """
-        deployments = self._deployments[group]
         healthy = [d for d in deployments if d.id not in cooling]
         healthy_ids = {d.id for d in healthy}
         untried = [d for d in healthy if d.id not in tried]
@@ -161,9 +217,9 @@ class ModelRouter(Listeners):
             return None, healthy_ids
         if len(untried) > 1 and len(untried) == len(healthy):
             try:
-                chosen = await self.router.select(group, {"messages": messages})
+                chosen = await self.router.select(name, {"messages": messages})
             except Exception as exc:  # noqa: BLE001 - no pick: take the first healthy
-                logger.debug("router select for %s failed: %s", group, type(exc).__name__)
+                logger.debug("router select for %s failed: %s", name, type(exc).__name__)
             else:
                 dep_id = (chosen.get("model_info") or {}).get("id") if isinstance(chosen, Mapping) else None
                 for d in untried:
@@ -171,9 +227,10 @@ class ModelRouter(Listeners):
                         return d, healthy_ids
         return untried[0], healthy_ids
 
-    def soonest(self, group: str, cooling: Mapping[str, float]) -> Deployment:
+    @staticmethod
+    def soonest(deployments: list[Deployment], cooling: Mapping[str, float]) -> Deployment:
         """The deployment whose cooldown ends first (when every one of the group is cooling down)."""
-        return min(self._deployments[group], key=lambda d: cooling.get(d.id, 0.0))
+        return min(deployments, key=lambda d: cooling.get(d.id, 0.0))
 
     def failed(self, deployment: Deployment, exc: BaseException, status: int | None) -> bool:
         """Count a failed attempt against `deployment`; True (and the listeners told) when it enters cooldown."""
@@ -285,24 +342,31 @@ def _deployment(group: str, raw: Mapping[str, Any]) -> Deployment:
 class Route:
     """One call's way through the groups: the group now tried, its deployments tried this round, the fallbacks."""
 
-    def __init__(self, router: ModelRouter, group: str) -> None:
+    def __init__(self, router: ModelRouter, group: str, name: str) -> None:
         self.router = router
+        self.name = name  # the name called: a wildcard group's deployments take it as their model
         self.called = group
         self.group = group
+        self.members = router.members(group, name)
         self.visited = {group}
         self.tried: set[str] = set()
         self.healthy_ids: set[str] = set()
         self.deployment: Deployment | None = None
 
     async def next(self, messages: list[Message]) -> Deployment:
-        """Choose the deployment for the next attempt (the group's cooldowns read once for it)."""
-        cooling = await self.router.cooling_async(self.router.deployments(self.group))
-        chosen, self.healthy_ids = await self.router.pick(self.group, self.tried, messages, cooling)
+        """Choose the deployment for the next attempt (the group's cooldowns read once for it). A group whose
+        every deployment is cooling down goes to its fallback at once; without one, the soonest back is tried."""
+        while True:
+            cooling = await self.router.cooling_async(self.members)
+            if any(d.id not in cooling for d in self.members) or not self.fall_back("cooldown"):
+                break
+        name = self.name if is_pattern(self.group) else self.group
+        chosen, self.healthy_ids = await self.router.pick(self.members, name, self.tried, messages, cooling)
         if chosen is None:  # every deployment tried or cooling down: a new round
             self.tried.clear()
-            chosen, self.healthy_ids = await self.router.pick(self.group, self.tried, messages, cooling)
+            chosen, self.healthy_ids = await self.router.pick(self.members, name, self.tried, messages, cooling)
             if chosen is None:
-                chosen = self.router.soonest(self.group, cooling)
+                chosen = self.router.soonest(self.members, cooling)
         self.tried.add(chosen.id)
         self.deployment = chosen
         return chosen
@@ -320,14 +384,25 @@ class Route:
         attempt goes there at once)."""
         return bool(self.healthy_ids - self.tried)
 
+    def cooling_down(self) -> bool:
+        """Whether every deployment of the group is cooling down now (none was healthy at the last pick, or
+        the last one failed into cooldown)."""
+        return not self.healthy_ids
+
     def fall_back(self, error_type: str) -> bool:
-        """Move to the next group of the called group's fallbacks for `error_type`; False when none is left."""
+        """Move to the next group of the called group's fallbacks for `error_type` (one with a deployment
+        that can be called); False when none is left."""
         for target in self.router.fallback_groups(self.called, error_type):
-            if target not in self.visited:
-                logger.warning("group %s failed (%s): falling back to %s", self.group, error_type, target)
-                self.visited.add(target)
-                self.group = target
-                self.tried = set()
-                self.healthy_ids = set()
-                return True
+            if target in self.visited:
+                continue
+            self.visited.add(target)
+            members = self.router.members(target, self.name)
+            if not members:
+                logger.warning("fallback group %s has no deployment that can take %s: skipped", target, self.name)
+                continue
+            logger.warning("group %s: %s, falling back to %s", self.group, error_type, target)
+            self.group, self.members = target, members
+            self.tried = set()
+            self.healthy_ids = set()
+            return True
         return False

@@ -65,6 +65,12 @@ def _class_answers(cls: type, name: str) -> bool:
     return (hook is not None and hook is not _PYDANTIC_GETATTR) or any(name in k.__dict__ for k in cls.__mro__)
 
 
+def choice_0(chunk: Any) -> list[Any]:
+    """The chunk's deltas for choice 0 alone: a reply to `n` > 1 interleaves several choices, and the
+    reply is choice 0, streamed or not (litellm's non-streamed reply is read at `choices[0]`)."""
+    return [c for c in get(chunk, "choices") or [] if (get(c, "index") or 0) == 0]
+
+
 @dataclass
 class _PendingCall:
     id: str
@@ -96,6 +102,9 @@ class StreamAssembler:
     text deltas and becomes the content. litellm drops a chunk whose delta holds
     only a refusal, so when `tap` has put a `RefusalTap` under litellm's stream,
     refusal text is taken from there and handed out with the next chunk litellm lets through.
+
+    A reply to `n` > 1 is choice 0 (`choice_0`). litellm passes on one finish reason only, the
+    first any choice sent, under index 0; the tap notes choice 0's own, which wins.
     """
 
     finish_reason: str | None = None
@@ -108,6 +117,7 @@ class StreamAssembler:
     _text: list[str] = field(default_factory=list)
     _reasoning: list[str] = field(default_factory=list)
     _tapped: list[str] | None = None
+    _finish_0: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -124,7 +134,7 @@ class StreamAssembler:
         raw = getattr(response, "completion_stream", None)
         if raw is not None and hasattr(raw, "__aiter__"):
             self._tapped = []
-            response.completion_stream = RefusalTap(raw, self._tapped)
+            response.completion_stream = RefusalTap(raw, self._tapped, self._finish_0)
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
         events = self.flush()
@@ -132,7 +142,7 @@ class StreamAssembler:
         if usage:
             self.usage = usage
         self.model = get(chunk, "model") or self.model
-        for choice in get(chunk, "choices") or []:
+        for choice in choice_0(chunk):
             delta = get(choice, "delta")
             if delta is not None:
                 self._feed_delta(delta, events)
@@ -168,8 +178,10 @@ class StreamAssembler:
         events.append(TextDeltaEvent(text))
 
     def flush(self) -> list[StreamEvent]:
-        """Refusal text the tap has seen and no event has carried yet."""
+        """Refusal text the tap has seen and no event has carried yet (and choice 0's finish reason)."""
         events: list[StreamEvent] = []
+        if self._finish_0:
+            self.finish_reason = self._finish_0[-1]
         if self._tapped:
             for text in self._tapped:
                 self._add_refusal(text, events)
@@ -203,11 +215,14 @@ class StreamAssembler:
 
 
 class RefusalTap:
-    """The raw stream under litellm's wrapper, passed through whole, noting each delta's refusal text."""
+    """The raw stream under litellm's wrapper, passed through whole, noting each delta's refusal text
+    and choice 0's finish reason."""
 
-    def __init__(self, raw: Any, sink: list[str]) -> None:
+    def __init__(self, raw: Any, sink: list[str], finish: list[str]) -> None:
         self._raw = raw
         self._sink = sink
+        self._finish = finish
+        self._several = False
         self._chunks: Any = None
 
     def __aiter__(self) -> RefusalTap:
@@ -217,10 +232,15 @@ class RefusalTap:
         if self._chunks is None:  # the raw stream's own iterator, set up once (some set up state in __aiter__)
             self._chunks = self._raw.__aiter__()
         chunk = await self._chunks.__anext__()
-        for choice in get(chunk, "choices") or []:
+        choices = get(chunk, "choices") or []
+        self._several = self._several or any(get(c, "index") for c in choices)
+        for choice in choice_0(chunk):
             refusal = get(get(choice, "delta"), "refusal")
             if isinstance(refusal, str) and refusal:
                 self._sink.append(refusal)
+            reason = get(choice, "finish_reason")
+            if self._several and isinstance(reason, str) and reason:  # one choice: litellm's own word stands
+                self._finish.append(reason)
         return chunk
 
     def __getattr__(self, name: str) -> Any:  # aclose, response, ...: the raw stream's own
