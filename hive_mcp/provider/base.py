@@ -51,6 +51,11 @@ class Usage(BaseModel):
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
 
+    def add(self, other: Usage) -> None:
+        """Count `other`'s usage in this one too."""
+        for name in Usage.model_fields:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 class CompletionRequest(BaseModel):
     """One completion call, as every provider and every caller spells it.
@@ -109,6 +114,7 @@ class ProviderError(Exception):
         status: int | None = None,
         retryable: bool = False,
         dump_id: str | None = None,
+        billed: Usage | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -118,6 +124,8 @@ class ProviderError(Exception):
         self.status = status
         self.retryable = retryable
         self.dump_id = dump_id
+        self.billed = billed
+        """The provider's usage of the replies it gave this call and the call did not keep (empty ones)."""
 
     def as_event(self) -> StreamErrorEvent:
         """This failure as the event that ends a stream."""
@@ -129,6 +137,7 @@ class ProviderError(Exception):
             attempts=self.attempts,
             dump_id=self.dump_id,
             model=self.model,
+            billed=self.billed,
         )
 
     def __str__(self) -> str:
@@ -211,6 +220,11 @@ class LLMProvider(ABC):
     def count_tokens(self, messages: list[Message], model: str) -> int | None:
         """The input tokens `messages` take for `model`; None when this provider cannot tell. May block (CPU, or a
         provider still loading): call it off the event loop."""
+        return None
+
+    def count_text(self, text: str, model: str) -> int | None:
+        """The tokens `text` (a reply, or part of one) takes for `model`; None when this provider cannot tell. May
+        block: call it off the event loop."""
         return None
 
     def max_input_tokens(self, model: str) -> int | None:

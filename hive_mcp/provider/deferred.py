@@ -107,6 +107,10 @@ class DeferredProvider(LLMProvider):
         provider = self._loaded_provider()
         return provider.count_tokens(messages, model) if provider is not None else None
 
+    def count_text(self, text: str, model: str) -> int | None:
+        provider = self._loaded_provider()
+        return provider.count_text(text, model) if provider is not None else None
+
     def max_input_tokens(self, model: str) -> int | None:
         provider = self._loaded_provider()
         return provider.max_input_tokens(model) if provider is not None else None

@@ -58,6 +58,14 @@ def count_tokens(model: str, messages: list[Message]) -> int | None:
         return None
 
 
+def count_text(model: str, text: str) -> int | None:
+    """litellm's count of a reply's `text` for `model`; None if it fails."""
+    try:
+        return int(litellm.token_counter(model=model, text=text))
+    except Exception:  # noqa: BLE001 - unknown: the caller decides
+        return None
+
+
 def estimate_tokens(model: str, messages: list[Message]) -> tuple[int, str]:
     counted = count_tokens(model, messages)
     if counted is not None:

@@ -26,7 +26,7 @@ from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, normalize_secrets
-from .failure import build_dump, count_tokens
+from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
 from .replies import from_stream, parse
 from .retry import RetryPolicy
@@ -216,7 +216,7 @@ class LiteLLMProvider(LLMProvider):
                     sent_any = True
                     yield event
                 reply = from_stream(assembler, model)
-                empty_delay = attempts.empty_stream(assembler.finish_reason) if assembler.is_empty else None
+                empty_delay = attempts.empty_stream(reply) if assembler.is_empty else None
             except ProviderError as err:
                 await self._dump(call, err)
                 yield err.as_event()
@@ -249,6 +249,10 @@ class LiteLLMProvider(LLMProvider):
     def count_tokens(self, messages: list[Message], model: str) -> int | None:
         """`failure.count_tokens`: litellm's count, None if it fails (unknown: nothing is left out)."""
         return count_tokens(model, messages)
+
+    def count_text(self, text: str, model: str) -> int | None:
+        """`failure.count_text`: litellm's count of a reply's text, None if it fails."""
+        return count_text(model, text)
 
     def max_input_tokens(self, model: str) -> int | None:
         """litellm's model information (`register_model` entries included); None for a model it does not know."""

@@ -33,7 +33,11 @@ class Reservation:
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One finished call as the ledger keeps it. `cost` is micro-USD; never a token or a prompt."""
+    """One finished call as the ledger keeps it. `cost` is micro-USD; never a token or a prompt.
+
+    `estimated`: the tokens are litellm's count of what was sent and received, not the provider's usage (a
+    call cut short: cancelled, failed mid-stream, past its deadline or its max_tokens). `group` is the group
+    that answered and is charged."""
 
     time: datetime
     caller: str
@@ -46,6 +50,9 @@ class CallRecord:
     cost: int
     conversation_id: str | None
     unpriced: bool
+    estimated: bool = False
+    called: str | None = None
+    """The group the caller named (an alias resolved), when a fallback made `group` another one."""
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,9 @@ class RedisBackend(Backend):
         out = []
         for m in members:
             _, ts, *rest = json.loads(m)
-            out.append(CallRecord(datetime.fromtimestamp(ts, timezone.utc), *rest[:9], bool(rest[9])))
+            added = [*rest[10:12], False, None][:2]  # estimated and called: absent from rows written before them
+            out.append(CallRecord(datetime.fromtimestamp(ts, timezone.utc), *rest[:9], bool(rest[9]), bool(added[0]),
+                                  added[1]))  # fmt: skip
         return out
 
     def _call(self, script: Any, args: list[Any]) -> Any:
@@ -229,4 +231,5 @@ class RedisBackend(Backend):
 
 def _row(record: CallRecord) -> list[Any]:
     return [record.caller, record.group, record.deployment, record.input_tokens, record.output_tokens,
-            record.cached_tokens, record.reasoning_tokens, record.cost, record.conversation_id, record.unpriced]
+            record.cached_tokens, record.reasoning_tokens, record.cost, record.conversation_id, record.unpriced,
+            record.estimated, record.called]

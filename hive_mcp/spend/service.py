@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 
 import anyio
 
-from ..provider.base import LLMProvider, LLMResponse, Message
+from ..provider.base import LLMProvider, LLMResponse, Message, Usage
 from .budgets import Budgets, micro, reset_at, usd
 from .ledger import Backend, CallRecord, Refused, Reservation
 
@@ -52,6 +52,11 @@ class Ticket:
 
     reservation: Reservation
     price: tuple[float, float] | None
+    model: str = ""
+    prompt: list[Message] = field(default_factory=list)
+    """The messages sent (the system prompt first): what a call cut short owes for its input."""
+    prompt_tokens: int | None = None
+    """litellm's count of `prompt`, once made."""
     left: dict[str, int] = field(default_factory=dict)
     """Each applying budget's id -> micro-USD left after reserving; empty when no budget applied."""
     done: bool = False
@@ -98,16 +103,16 @@ class Spend:
                     "group's prices (model_info input_cost_per_token, output_cost_per_token) or set unpriced: "
                     "allow on that budget; no request was sent"
                 )
-        elif applying:
-            framed = ([{"role": "system", "content": system}] if system else []) + messages
-            counted = await anyio.to_thread.run_sync(self.provider.count_tokens, framed, model)
-            prompt = counted if counted is not None else len(json.dumps(framed, ensure_ascii=False).encode())
+        framed = ([{"role": "system", "content": system}] if system else []) + messages
+        prompt: int | None = None
+        if price is not None and applying:
+            prompt = await self._count(framed, model)
             amount = micro(prompt * price[0] + max_tokens * price[1])
         r = Reservation(
             id=secrets.token_hex(12), caller=caller, group=group, amount=amount, start=now,
             expires=now + timedelta(seconds=deadline + LEASE_MARGIN_S),
         )  # fmt: skip
-        ticket = Ticket(r, price)
+        ticket = Ticket(r, price, model, framed, prompt)
         if applying:
             try:
                 ticket.left = await anyio.to_thread.run_sync(self.backend.reserve, r, applying)
@@ -130,14 +135,45 @@ class Spend:
             return micro(r.cost_usd)
         return micro(r.input_tokens * ticket.price[0] + r.output_tokens * ticket.price[1])
 
-    async def settle(self, ticket: Ticket, r: LLMResponse, conversation_id: str | None = None) -> float | None:
+    async def _count(self, messages: list[Message], model: str) -> int:
+        """litellm's count of `messages`; without one, their UTF-8 bytes (no byte-level tokenizer exceeds it)."""
+        counted = await anyio.to_thread.run_sync(self.provider.count_tokens, messages, model)
+        return counted if counted is not None else len(json.dumps(messages, ensure_ascii=False).encode())
+
+    async def settle_short(
+        self, ticket: Ticket, *, sent: bool, text: str, billed: Usage | None, conversation_id: str | None = None
+    ) -> float | None:
+        """A call that ended without a response (cancelled, failed, past its deadline): charged what the provider
+        billed (`billed`, replies it gave and the call did not keep), and, when its request was `sent` and not
+        refused or when it produced `text`, its prompt and that text by litellm's count (the row says
+        `estimated`). Owing nothing, it is released. Returns `budget_remaining_usd` as `settle` does."""
+        owed = Usage()
+        if billed is not None:
+            owed.add(billed)
+        estimated = sent or bool(text)
+        if estimated:
+            if ticket.prompt_tokens is None:
+                ticket.prompt_tokens = await self._count(ticket.prompt, ticket.model)
+            out = await anyio.to_thread.run_sync(self.provider.count_text, text, ticket.model) if text else 0
+            owed.input_tokens += ticket.prompt_tokens
+            owed.output_tokens += out if out is not None else len(text.encode())
+            owed.cost_usd = 0.0  # all of it at the reserved prices, the provider's figure covering only a part
+        if not (owed.input_tokens or owed.output_tokens):
+            await self.release(ticket)
+            return None
+        reply = LLMResponse(**owed.model_dump(), model=ticket.model)
+        return await self.settle(ticket, reply, conversation_id, estimated=estimated)
+
+    async def settle(
+        self, ticket: Ticket, r: LLMResponse, conversation_id: str | None = None, *, estimated: bool = False
+    ) -> float | None:
         """Record the finished call at its actual cost; returns `budget_remaining_usd` (None: no budget applied)."""
         cost = self.cost_of(ticket, r)
         record = CallRecord(
             time=self.clock(), caller=ticket.reservation.caller, group=r.model_group or ticket.reservation.group,
             deployment=r.model, input_tokens=r.input_tokens, output_tokens=r.output_tokens,
             cached_tokens=r.cached_tokens, reasoning_tokens=r.reasoning_tokens, cost=cost,
-            conversation_id=conversation_id, unpriced=ticket.price is None,
+            conversation_id=conversation_id, unpriced=ticket.price is None, estimated=estimated,
         )  # fmt: skip
         ticket.done = True
         try:

@@ -33,7 +33,8 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS spend_calls (
         ts REAL NOT NULL, caller TEXT NOT NULL, grp TEXT NOT NULL, deployment TEXT NOT NULL,
         input INTEGER NOT NULL, output INTEGER NOT NULL, cached INTEGER NOT NULL, reasoning INTEGER NOT NULL,
-        cost INTEGER NOT NULL, conversation_id TEXT, unpriced INTEGER NOT NULL)""",
+        cost INTEGER NOT NULL, conversation_id TEXT, unpriced INTEGER NOT NULL,
+        estimated INTEGER NOT NULL DEFAULT 0, called TEXT)""",
     "CREATE INDEX IF NOT EXISTS spend_calls_ts ON spend_calls (ts)",
     """CREATE TABLE IF NOT EXISTS spend_reservations (
         id TEXT PRIMARY KEY, caller TEXT NOT NULL, grp TEXT NOT NULL, day TEXT NOT NULL,
@@ -41,9 +42,18 @@ _SCHEMA = (
 )
 
 
+# Columns added since the first schema: a ledger file written before them gains them when opened.
+_ADDED = {"spend_calls": (("estimated", "INTEGER NOT NULL DEFAULT 0"), ("called", "TEXT"))}
+
+
 def _create(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
+    for table, columns in _ADDED.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def default_spend_path(env: Mapping[str, str] = os.environ) -> Path:
@@ -123,10 +133,10 @@ class SQLiteBackend(Backend):
             with transaction(conn):
                 conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
                 conn.execute(
-                    "INSERT INTO spend_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO spend_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.time.timestamp(), record.caller, record.group, record.deployment, record.input_tokens,
                      record.output_tokens, record.cached_tokens, record.reasoning_tokens, record.cost,
-                     record.conversation_id, int(record.unpriced)),
+                     record.conversation_id, int(record.unpriced), int(record.estimated), record.called),
                 )  # fmt: skip
                 conn.execute(
                     """INSERT INTO spend_totals VALUES (?, ?, ?, ?, 1, ?, ?, ?)
@@ -169,7 +179,8 @@ class SQLiteBackend(Backend):
         def run(conn: sqlite3.Connection) -> list[CallRecord]:
             rows = conn.execute("SELECT * FROM spend_calls WHERE ts >= ? ORDER BY ts", (since.timestamp(),))
             return [
-                CallRecord(datetime.fromtimestamp(r[0], timezone.utc), *r[1:10], bool(r[10])) for r in rows
+                CallRecord(datetime.fromtimestamp(r[0], timezone.utc), *r[1:10], bool(r[10]), bool(r[11]), r[12])
+                for r in rows
             ]
 
         return self._db.run(run)

@@ -1,0 +1,149 @@
+"""Every call paid for: a call that ends early is charged for what it sent and what it relayed, on a real
+SQLite file and on a real valkey-server, through the SDK's real Client and litellm's real HTTP path.
+
+Prices are litellm's map for gpt-4o-mini ($0.15 / $0.60 per million tokens). A budget that fits one call
+exactly (plus a little) is spent by any charge: the call after a charged one is refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import anyio
+import pytest
+
+from hive_mcp.dumps import DumpStore
+from hive_mcp.mcp import build_server
+from hive_mcp.provider import LiteLLMProvider
+from hive_mcp.spend import Budgets, CallRecord, SQLiteBackend, Spend
+from hive_mcp.spend.budgets import micro
+from hive_mcp.spend.ledger import Backend
+from hive_mcp.spend.redis_backend import RedisBackend
+from tests.clients import MODEL, Progress, connect, text_of
+from tests.conftest import FAST_RETRY, TEST_KEY
+from tests.upstream import Reply, Upstream
+from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
+
+IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
+WORDS = [f"word{i} " for i in range(40)]
+MAX_TOKENS = 100
+EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        backend: Backend = SQLiteBackend(tmp_path / "spend.sqlite3")
+    else:
+        server: ValkeyProcess = request.getfixturevalue("valkey_server")
+        backend = RedisBackend(server.url, prefix=f"t{uuid.uuid4().hex[:8]}:")
+    yield backend
+    backend.close()
+
+
+def one_call_budget(provider: LiteLLMProvider, prompt: str = "hello") -> Budgets:
+    """A daily budget with room for one call's worst case and 10 micro-USD more."""
+    counted = provider.count_tokens([{"role": "user", "content": prompt}], MODEL)
+    assert counted is not None
+    room = micro(counted * IN + MAX_TOKENS * OUT) + 10
+    return Budgets.from_settings(day=room / 1e6, month=None, section={}, callers=["local"], groups=[MODEL])
+
+
+def charged(provider: LiteLLMProvider, prompt: str, relayed: str) -> int:
+    """What a call cut short costs: its prompt and the text it relayed, by litellm's count."""
+    sent = provider.count_tokens([{"role": "user", "content": prompt}], MODEL) or 0
+    out = provider.count_text(relayed, MODEL)
+    assert out is not None and out > 0
+    return micro(sent * IN + out * OUT)
+
+
+def only_call(backend: Backend) -> CallRecord:
+    [call] = backend.calls(EPOCH)
+    return call
+
+
+async def test_a_cancelled_stream_is_charged_and_the_next_call_refused(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend
+) -> None:
+    spend = Spend(ledger, one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    upstream.script(Reply.stream(WORDS, hold_after=38), Reply.text("must not be reached"))
+    progress = Progress()
+    relayed = "".join(WORDS[:38])
+    async with connect(server, "legacy") as c:
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def call() -> None:
+                with scope:
+                    await c.call_tool(
+                        "stream_complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, progress_callback=progress
+                    )
+
+            tg.start_soon(call)
+            await progress.wait_for(lambda _: progress.text == relayed)
+            scope.cancel()
+        upstream.release()
+        after = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
+    call = only_call(ledger)
+    assert call.estimated and call.cost == charged(provider, "hello", relayed)
+    assert call.output_tokens == provider.count_text(relayed, MODEL)
+    spent, held = ledger.state(list(spend.budgets.items), spend.clock())["all:day"]
+    assert (spent, held) == (call.cost, 0)
+    assert after.is_error and "overall daily budget" in text_of(after), text_of(after)
+    assert len(upstream.chat_requests()) == 1
+
+
+async def test_output_relayed_before_a_mid_stream_failure_is_charged(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend
+) -> None:
+    spend = Spend(ledger, one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    upstream.script(Reply.stream(WORDS, drop_after=30))
+    progress = Progress()
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool(
+            "stream_complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, progress_callback=progress
+        )
+        after = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
+    assert failed.is_error and progress.text == "".join(WORDS[:30])
+    call = only_call(ledger)
+    assert call.estimated and call.cost == charged(provider, "hello", progress.text)
+    assert after.is_error and "overall daily budget" in text_of(after)
+
+
+async def test_a_stream_cut_by_the_deadline_is_charged(store: DumpStore, upstream: Upstream, tmp_path: Path) -> None:
+    provider = LiteLLMProvider(
+        model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store,
+        deadline_s=0.3,
+    )  # fmt: skip
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    upstream.script(Reply.stream(WORDS, hold_after=20))
+    progress = Progress()
+    async with connect(server, "legacy") as c:
+        cut = await c.call_tool("stream_complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, progress_callback=progress)
+    upstream.release()
+    assert cut.is_error and "deadline" in text_of(cut)
+    call = only_call(spend.backend)
+    assert call.estimated and call.cost == charged(provider, "hello", "".join(WORDS[:20]))
+
+
+async def test_a_reply_the_provider_billed_is_charged_when_the_call_fails(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    """Empty replies are retried and then given up on; the provider billed each one it answered."""
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    billed = {"prompt_tokens": 40, "completion_tokens": 3, "total_tokens": 43}
+    upstream.script(*[Reply.text("", usage=billed)] * 3)
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool("complete", {"prompt": "hello", "max_retries": 2})
+    assert failed.is_error and "empty" in text_of(failed)
+    assert len(upstream.chat_requests()) == 3
+    call = only_call(spend.backend)
+    assert (call.input_tokens, call.output_tokens) == (120, 9)
+    assert call.cost == micro(120 * IN + 9 * OUT) and not call.estimated
