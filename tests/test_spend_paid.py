@@ -22,6 +22,7 @@ from hive_mcp.spend import Budgets, CallRecord, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
+from hive_mcp.provider.stream import OUTPUT_SLACK_TOKENS
 from tests.clients import MODEL, Progress, connect, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.upstream import Reply, Upstream
@@ -147,3 +148,24 @@ async def test_a_reply_the_provider_billed_is_charged_when_the_call_fails(
     call = only_call(spend.backend)
     assert (call.input_tokens, call.output_tokens) == (120, 9)
     assert call.cost == micro(120 * IN + 9 * OUT) and not call.estimated
+
+
+async def test_a_stream_past_max_tokens_is_cut_and_charged_within_its_reservation(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    """An upstream that ignores max_tokens (a proxy, a local server) streams 200 tokens against 5."""
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    words = [f" w{i}" for i in range(200)]
+    upstream.script(Reply.stream(words, usage={"prompt_tokens": 8, "completion_tokens": 200, "total_tokens": 208}))
+    progress = Progress()
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("stream_complete", {"prompt": "hello", "max_tokens": 5}, progress_callback=progress)
+    assert not result.is_error, text_of(result)
+    content = result.structured_content["content"]
+    assert result.structured_content["stop_reason"] == "length"
+    assert content and progress.text == content and content != "".join(words)
+    assert (provider.count_text(content, MODEL) or 0) <= 5 + OUTPUT_SLACK_TOKENS
+    call = only_call(spend.backend)
+    prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
+    assert call.output_tokens <= 5 and call.cost <= micro(prompt * IN + 5 * OUT)

@@ -99,6 +99,8 @@ class LLMResponse(Usage):
     raw_response: Any = Field(default=None, exclude=True, repr=False)
     attempts: int = 1
     dump_id: str | None = None
+    estimated: bool = False
+    """The usage is litellm's count, not the provider's (a stream cut at max_tokens)."""
 
 
 class ProviderError(Exception):

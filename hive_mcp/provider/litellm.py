@@ -11,6 +11,7 @@ live in their own modules.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -28,11 +29,11 @@ from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, normalize_secrets
 from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
-from .replies import from_stream, parse
+from .replies import cost, from_stream, parse
 from .retry import RetryPolicy
 from .routing import ModelRouter, Route
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
-from .stream import StreamAssembler, get
+from .stream import OutputCap, StreamAssembler, get
 
 logger = logging.getLogger("hive_mcp.provider")
 
@@ -195,6 +196,7 @@ class LiteLLMProvider(LLMProvider):
                     response = await litellm.acompletion(**kwargs)
                 if scope.cancelled_caught:
                     raise attempts.deadline_exceeded()
+                assembler.cap = OutputCap(request.max_tokens, functools.partial(count_text, model))
                 assembler.tap(response)
                 try:
                     chunks = response.__aiter__()
@@ -206,7 +208,9 @@ class LiteLLMProvider(LLMProvider):
                         for event in assembler.feed(chunk):
                             sent_any = True
                             yield event
-                        if assembler.finish_reason and not get(chunk, "choices") and get(chunk, "usage") and quiet():
+                        if assembler.cut or (
+                            assembler.finish_reason and not get(chunk, "choices") and get(chunk, "usage") and quiet()
+                        ):
                             break
                 except StopAsyncIteration:
                     pass
@@ -216,6 +220,8 @@ class LiteLLMProvider(LLMProvider):
                     sent_any = True
                     yield event
                 reply = from_stream(assembler, model)
+                if assembler.cut:
+                    self._cut_usage(call, reply, model)
                 empty_delay = attempts.empty_stream(reply) if assembler.is_empty else None
             except ProviderError as err:
                 await self._dump(call, err)
@@ -288,6 +294,17 @@ class LiteLLMProvider(LLMProvider):
             nexts = [*(n for m in router.fallbacks.values() for n in m.get(g, [])), *router.default_fallbacks]
             found += [n for n in dict.fromkeys(nexts) if n not in found and n in router.groups]
         return found
+
+    @staticmethod
+    def _cut_usage(call: _Call, reply: LLMResponse, model: str) -> None:
+        """A stream cut at its max_tokens: its usage counted by litellm, its output at most max_tokens (the
+        upstream's own figure, when it sent one, counts output the caller never received)."""
+        produced = reply.content + (reply.reasoning or "")
+        out = count_text(model, produced)
+        reply.input_tokens = reply.input_tokens or count_tokens(model, call.shaped.messages) or 0
+        reply.output_tokens = min(out if out is not None else len(produced.encode()), call.request.max_tokens)
+        reply.cost_usd = cost(model, reply, None)
+        reply.estimated = True
 
     # -- codex: every call streams ---------------------------------------------------
 

@@ -173,7 +173,7 @@ class Spend:
             time=self.clock(), caller=ticket.reservation.caller, group=r.model_group or ticket.reservation.group,
             deployment=r.model, input_tokens=r.input_tokens, output_tokens=r.output_tokens,
             cached_tokens=r.cached_tokens, reasoning_tokens=r.reasoning_tokens, cost=cost,
-            conversation_id=conversation_id, unpriced=ticket.price is None, estimated=estimated,
+            conversation_id=conversation_id, unpriced=ticket.price is None, estimated=estimated or r.estimated,
         )  # fmt: skip
         ticket.done = True
         try:
