@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -169,3 +170,54 @@ async def test_a_stream_past_max_tokens_is_cut_and_charged_within_its_reservatio
     call = only_call(spend.backend)
     prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
     assert call.output_tokens <= 5 and call.cost <= micro(prompt * IN + 5 * OUT)
+
+
+def _png(width: int, height: int) -> str:
+    """A data URI of a PNG's header: enough for litellm's counter to size the image."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+    return "data:image/png;base64," + base64.b64encode(raw).decode()
+
+
+async def test_the_reservation_counts_tools_schemas_and_images(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    budgets = Budgets.from_settings(day=100, month=None, section={}, callers=["local"], groups=[MODEL])
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
+    held: list[int] = []
+    reserve = spend.backend.reserve
+
+    def seen(r: Any, b: Any) -> dict[str, int]:
+        held.append(r.amount)
+        return reserve(r, b)
+
+    spend.backend.reserve = seen  # type: ignore[method-assign]
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    tools = [{"name": f"tool_{i}", "description": "lorem ipsum dolor sit amet " * 150} for i in range(100)]
+    schema = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "x " * 200}
+                                                for i in range(100)}}  # fmt: skip
+    response_format = {"type": "json_schema", "json_schema": {"name": "big", "schema": schema}}
+    image = [{"role": "user", "content": [{"type": "text", "text": "hello"},
+                                          {"type": "image_url", "image_url": {"url": _png(2048, 2048)}}]}]  # fmt: skip
+    upstream.script(*[Reply.text("{}")] * 4)
+    async with connect(server, "legacy") as c:
+        for extra in ({}, {"tools": tools}, {"response_format": response_format}):
+            result = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS, **extra})
+            assert not result.is_error, text_of(result)
+        result = await c.call_tool("complete", {"messages": image, "max_tokens": MAX_TOKENS})
+        assert not result.is_error, text_of(result)
+    plain, with_tools, with_schema, with_image = held
+    import json
+
+    tools_tokens = provider.count_text(json.dumps(tools), MODEL) or 0
+    schema_tokens = provider.count_text(json.dumps(schema), MODEL) or 0
+    assert len(json.dumps(tools)) > 400_000
+    assert with_tools - plain >= micro(0.9 * tools_tokens * IN)
+    assert with_schema - plain >= micro(0.9 * schema_tokens * IN)
+    assert with_image - plain >= micro(500 * IN)  # a 2048x2048 image is hundreds of tokens

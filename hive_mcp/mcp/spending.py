@@ -65,10 +65,13 @@ class Meter:
     def wrap(self, run: Call) -> Call:
         async def metered(messages: list[Message], kwargs: dict[str, Any]) -> LLMResponse | CallToolResult:
             try:
+                tools = kwargs.get("tools")
                 self.ticket = await self.spend.reserve(
                     self.caller, kwargs["model"], messages, system=kwargs.get("system") or "",
                     max_tokens=kwargs.get("max_tokens") or self.keyword_default,
                     deadline=float(kwargs["deadline"]) + self.wait_s,
+                    tools=[t.to_openai() for t in tools] if tools else None,
+                    response_format=kwargs.get("response_format"),
                 )  # fmt: skip
             except BudgetRefusal as exc:
                 return error_result(str(exc))

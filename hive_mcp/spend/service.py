@@ -1,8 +1,9 @@
 """`Spend`: the worst case of a call reserved before it, the actual cost settled after it.
 
-The worst case is the prompt's tokens (the provider's count; without one, the
-prompt's UTF-8 bytes, which no byte-level tokenizer exceeds) times the input
-price, plus `max_tokens` times the output price, rounded up to a micro-USD. It
+The worst case is the prompt's tokens (the provider's count of everything sent:
+the system prompt, the messages with their image parts, the tools' definitions
+and a `response_format` schema; without a count, their UTF-8 bytes, which no
+byte-level tokenizer exceeds) times the input price, plus `max_tokens` times the output price, rounded up to a micro-USD. It
 is held whole against every budget that applies or the call is refused: never
 shrunk to the headroom left, so the last call cannot overshoot either. A call
 that cannot be priced holds nothing and is refused when any applying budget
@@ -24,6 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import anyio
 
@@ -54,7 +56,9 @@ class Ticket:
     price: tuple[float, float] | None
     model: str = ""
     prompt: list[Message] = field(default_factory=list)
-    """The messages sent (the system prompt first): what a call cut short owes for its input."""
+    """The messages sent (the system prompt first, a response_format schema last): what a call cut short owes
+    for its input, with `tools`."""
+    tools: list[dict[str, Any]] | None = None
     prompt_tokens: int | None = None
     """litellm's count of `prompt`, once made."""
     left: dict[str, int] = field(default_factory=dict)
@@ -85,8 +89,9 @@ class Spend:
     """Each model's price, looked up once: the config and litellm's local map do not change while serving."""
 
     async def reserve(
-        self, caller: str, model: str, messages: list[Message], *, system: str, max_tokens: int, deadline: float
-    ) -> Ticket:
+        self, caller: str, model: str, messages: list[Message], *, system: str, max_tokens: int, deadline: float,
+        tools: list[dict[str, Any]] | None = None, response_format: dict[str, Any] | None = None,
+    ) -> Ticket:  # fmt: skip
         """Hold the worst case of this call; raises BudgetRefusal (nothing held then)."""
         group = self.group_of(model)
         applying = self.budgets.applying(caller, group)
@@ -104,15 +109,17 @@ class Spend:
                     "allow on that budget; no request was sent"
                 )
         framed = ([{"role": "system", "content": system}] if system else []) + messages
+        if response_format:  # sent as the request's schema: counted as the text it is
+            framed.append({"role": "system", "content": json.dumps(response_format, ensure_ascii=False)})
         prompt: int | None = None
         if price is not None and applying:
-            prompt = await self._count(framed, model)
+            prompt = await self._count(framed, model, tools)
             amount = micro(prompt * price[0] + max_tokens * price[1])
         r = Reservation(
             id=secrets.token_hex(12), caller=caller, group=group, amount=amount, start=now,
             expires=now + timedelta(seconds=deadline + LEASE_MARGIN_S),
         )  # fmt: skip
-        ticket = Ticket(r, price, model, framed, prompt)
+        ticket = Ticket(r, price, model, framed, tools, prompt)
         if applying:
             try:
                 ticket.left = await anyio.to_thread.run_sync(self.backend.reserve, r, applying)
@@ -135,10 +142,11 @@ class Spend:
             return micro(r.cost_usd)
         return micro(r.input_tokens * ticket.price[0] + r.output_tokens * ticket.price[1])
 
-    async def _count(self, messages: list[Message], model: str) -> int:
-        """litellm's count of `messages`; without one, their UTF-8 bytes (no byte-level tokenizer exceeds it)."""
-        counted = await anyio.to_thread.run_sync(self.provider.count_tokens, messages, model)
-        return counted if counted is not None else len(json.dumps(messages, ensure_ascii=False).encode())
+    async def _count(self, messages: list[Message], model: str, tools: list[dict[str, Any]] | None) -> int:
+        """litellm's count of `messages` and `tools`; without one, their UTF-8 bytes (no byte-level tokenizer
+        exceeds it)."""
+        counted = await anyio.to_thread.run_sync(lambda: self.provider.count_tokens(messages, model, tools=tools))
+        return counted if counted is not None else len(json.dumps([messages, tools], ensure_ascii=False).encode())
 
     async def settle_short(
         self, ticket: Ticket, *, sent: bool, text: str, billed: Usage | None, conversation_id: str | None = None
@@ -153,7 +161,7 @@ class Spend:
         estimated = sent or bool(text)
         if estimated:
             if ticket.prompt_tokens is None:
-                ticket.prompt_tokens = await self._count(ticket.prompt, ticket.model)
+                ticket.prompt_tokens = await self._count(ticket.prompt, ticket.model, ticket.tools)
             out = await anyio.to_thread.run_sync(self.provider.count_text, text, ticket.model) if text else 0
             owed.input_tokens += ticket.prompt_tokens
             owed.output_tokens += out if out is not None else len(text.encode())
