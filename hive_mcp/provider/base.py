@@ -101,6 +101,8 @@ class LLMResponse(Usage):
     dump_id: str | None = None
     estimated: bool = False
     """The usage is litellm's count, not the provider's (a stream cut at max_tokens)."""
+    unpriced: bool = False
+    """The deployment that answered has no known price (`cost_usd` is then 0 and means nothing)."""
 
 
 class ProviderError(Exception):

@@ -21,7 +21,7 @@ import anyio
 
 from ..text import one_line
 from .attempts import Attempts
-from .catalogue import PER_MILLION, config_facts, model_facts
+from .catalogue import config_facts, default_facts, model_facts, price_of
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
@@ -95,6 +95,8 @@ class LiteLLMProvider(LLMProvider):
             dump_store = DumpStore(default_dump_dir())
         self.dump_store: DumpWriter | None = None if dump_store is False else dump_store
         self.extra = kwargs
+        self._unpriced: dict[str, bool] = {}
+        """Deployment id (or model) -> whether it has no price: the config and litellm's local map do not change."""
         if self.dump_store is not None:
             for secret in self.secrets:
                 self.dump_store.add_secret(secret)
@@ -266,25 +268,21 @@ class LiteLLMProvider(LLMProvider):
         return int(value) if isinstance(value, int) and value > 0 else None
 
     def price(self, model: str) -> tuple[float, float] | None:
-        """litellm's cost map, under the config's prices (`model_info`, a deployment's `input_cost_per_token`);
-        for a group, the dearest input and output price among its deployments and those of every group it may
-        fall back to (a call may land on any of them)."""
+        """litellm's cost map, under the config's prices and the price rule (`catalogue._priced`: a zero is no
+        price); for a group, the dearest input and output price among its deployments and those of every group
+        it may fall back to (a call may land on any of them). None: unpriced (one deployment without a price
+        leaves the group unpriced)."""
         if self.router is None:
-            targets = [(model_facts(model), False)]
+            targets = [default_facts(model)]
         else:
             group = self.router.resolve(model)
             if group is None:
                 return None
             targets = [config_facts(d.raw) for g in self._reachable(group) for d in self.router.deployments(g)]
-        prices = []
-        for facts, given in targets:
-            cost = (facts.get("input_cost_per_mtok"), facts.get("output_cost_per_mtok"))
-            # One deployment without a price leaves the group unpriced. litellm answers 0 for a model the
-            # Router registered without prices: only the config may say a model is free.
-            if None in cost or (not given and cost == (0, 0)):
-                return None
-            prices.append((cost[0] / PER_MILLION, cost[1] / PER_MILLION))  # type: ignore[operator]
-        return (max(p[0] for p in prices), max(p[1] for p in prices)) if prices else None
+        prices = [price_of(facts) for facts in targets]
+        if not prices or None in prices:
+            return None
+        return max(p[0] for p in prices), max(p[1] for p in prices)  # type: ignore[index]
 
     def _reachable(self, group: str) -> list[str]:
         """`group` and every group its fallbacks (any category, chained, the defaults too) may reach."""
@@ -319,10 +317,17 @@ class LiteLLMProvider(LLMProvider):
             await response.aclose()
         return from_stream(assembler, model)
 
-    @staticmethod
-    async def _succeeded(call: _Call, response: LLMResponse) -> None:
-        if call.attempts.route is not None:
-            await call.attempts.route.succeeded(response.input_tokens + response.output_tokens)
+    async def _succeeded(self, call: _Call, response: LLMResponse) -> None:
+        route = call.attempts.route
+        deployment = route.deployment if route is not None else None
+        key = deployment.id if deployment is not None else call.shaped.model
+        if key not in self._unpriced:
+            facts = config_facts(deployment.raw) if deployment is not None else default_facts(call.shaped.model)
+            self._unpriced[key] = price_of(facts) is None
+        if self._unpriced[key]:  # whatever litellm made of it (a model name in the reply it knows, a zero)
+            response.unpriced, response.cost_usd = True, 0.0
+        if route is not None:
+            await route.succeeded(response.input_tokens + response.output_tokens)
 
     # -- dumps -----------------------------------------------------------------------
 
