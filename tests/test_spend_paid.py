@@ -221,3 +221,69 @@ async def test_the_reservation_counts_tools_schemas_and_images(
     assert with_tools - plain >= micro(0.9 * tools_tokens * IN)
     assert with_schema - plain >= micro(0.9 * schema_tokens * IN)
     assert with_image - plain >= micro(500 * IN)  # a 2048x2048 image is hundreds of tokens
+
+
+def fallback_server(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend, smart_day: float
+) -> tuple[Any, Spend]:
+    """`fast` (gpt-4o-mini) falls back to `smart` (gpt-4o), whose own daily budget is `smart_day`."""
+    from hive_mcp.models import load_config
+    from hive_mcp.provider.routing import ModelRouter
+
+    base = f'api_base: "{upstream.base_url}", api_key: sk-x'
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "model_list:\n"
+        f"  - model_name: fast\n    litellm_params: {{model: openai/gpt-4o-mini, {base}}}\n"
+        f"  - model_name: smart\n    litellm_params: {{model: openai/gpt-4o, {base}}}\n"
+        "router_settings: {fallbacks: [{fast: [smart]}]}\n"
+    )
+    config = load_config(path, {})
+    provider = LiteLLMProvider(model="fast", router=ModelRouter(config), retry=FAST_RETRY, dump_store=store)
+    budgets = Budgets.from_settings(
+        day=None, month=None, section={"models": {"smart": {"day": smart_day}}}, callers=["local"],
+        groups=["fast", "smart"],
+    )  # fmt: skip
+    spend = Spend(ledger, budgets, provider)
+    return build_server(provider, store, default_model="fast", spend=spend), spend
+
+
+async def test_a_fallback_into_a_group_whose_budget_refuses_is_not_taken(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend
+) -> None:
+    server, spend = fallback_server(upstream, store, tmp_path, ledger, smart_day=0.000001)
+    upstream.script(*[Reply.error(503)] * 3, Reply.text("smart answered", model="gpt-4o"))
+    async with connect(server, "legacy") as c:
+        results = [await c.call_tool("complete", {"prompt": "hello", "model": "fast", "max_retries": 0}) for _ in range(3)]
+    assert all(r.is_error for r in results)
+    text = text_of(results[0])
+    assert "smart" in text and "daily budget" in text and "\n" not in text, text
+    assert [r.body["model"] for r in upstream.chat_requests()] == ["gpt-4o-mini"] * 3  # never smart
+    assert ledger.calls(EPOCH) == []
+    assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (0, 0)
+
+
+async def test_a_fallback_is_charged_to_the_group_that_answered_at_its_own_price(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend
+) -> None:
+    server, spend = fallback_server(upstream, store, tmp_path, ledger, smart_day=1.0)
+    held: list[dict[str, tuple[int, int]]] = []
+    reserve = ledger.reserve
+
+    def seen(r: Any, b: Any) -> dict[str, int]:
+        left = reserve(r, b)
+        held.append(ledger.state(list(spend.budgets.items), r.start))
+        return left
+
+    ledger.reserve = seen  # type: ignore[method-assign]
+    usage = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+    upstream.script(Reply.error(503), Reply.text("smart answered", model="gpt-4o", usage=usage))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hello", "model": "fast", "max_retries": 0, "max_tokens": 100})
+    assert not result.is_error, text_of(result)
+    [call] = ledger.calls(EPOCH)
+    assert (call.group, call.called) == ("smart", "fast")
+    assert call.cost == micro(10 * 2.5e-6 + 20 * 10e-6)  # gpt-4o's prices
+    prompt = LiteLLMProvider(dump_store=False).count_tokens([{"role": "user", "content": "hello"}], "smart") or 0
+    assert held[0]["model:smart:day"] == (0, micro(prompt * 2.5e-6 + 100 * 10e-6))  # held at smart's own price
+    assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)

@@ -75,6 +75,8 @@ class Meter:
                 )  # fmt: skip
             except BudgetRefusal as exc:
                 return error_result(str(exc))
+            if self.ticket.refused:  # the fallbacks a budget refused: the provider does not take those hops
+                kwargs = {**kwargs, "refused_groups": self.ticket.refused}
             outcome = await run(messages, kwargs)
             if isinstance(outcome, LLMResponse):
                 self.response = outcome

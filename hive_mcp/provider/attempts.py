@@ -93,6 +93,8 @@ class Attempts:
         return len(self.records) + (1 if self.response is not None else 0)
 
     def error(self, error_type: str, status: int | None, message: str, retryable: bool) -> ProviderError:
+        if self.route is not None and self.route.skipped:  # a fallback that could have answered was refused
+            message = "; ".join([message, *self.route.skipped])
         billed = self.billed if self.billed.input_tokens or self.billed.output_tokens else None
         return ProviderError(
             message, error_type=error_type, model=self.model, attempts=len(self.records), status=status,
@@ -201,4 +203,5 @@ class Attempts:
         if self.route is not None and self.route.deployment is not None:
             response.model = self.route.deployment.label
             response.model_group = self.route.called
+            response.answered_group = self.route.deployment.group
         return response

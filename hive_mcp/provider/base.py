@@ -81,6 +81,8 @@ class CompletionRequest(BaseModel):
     """The conversation the call continues (recorded in its failure dump; never sent upstream)."""
     caller: str | None = None
     """Who made the call: a token's name over HTTP, `local` over stdio (in its failure dump; never sent upstream)."""
+    refused_groups: dict[str, str] = Field(default_factory=dict)
+    """Fallback groups a budget refused -> the one-line refusal: no fallback goes there (never sent upstream)."""
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -93,6 +95,8 @@ class LLMResponse(Usage):
     model: str = ""
     model_group: str | None = None
     """With a models config: the group called (an alias resolved); `model` is the deployment that answered."""
+    answered_group: str | None = None
+    """With a models config: the group whose deployment answered (a fallback group, or `model_group`)."""
     stop_reason: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     reasoning: str | None = None
@@ -239,6 +243,11 @@ class LLMProvider(ABC):
         """USD per input token and per output token for `model` (a group: its dearest deployment); None when
         unknown. May block (a provider still loading): call it off the event loop."""
         return None
+
+    def reachable(self, model: str) -> list[str]:
+        """The groups a call to `model` may be answered by: its own (an alias resolved), then every group its
+        fallbacks may reach. May block (a provider still loading): call it off the event loop."""
+        return [model]
 
     @abstractmethod
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:

@@ -121,6 +121,10 @@ class DeferredProvider(LLMProvider):
         provider = self._loaded_provider()
         return provider.price(model) if provider is not None else None
 
+    def reachable(self, model: str) -> list[str]:
+        provider = self._loaded_provider()
+        return provider.reachable(model) if provider is not None else [model]
+
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         provider = await self.aprovider(request.model)
         return await provider.acomplete(request)

@@ -129,7 +129,7 @@ class LiteLLMProvider(LLMProvider):
             group = self.router.resolve(name)
             if group is None:
                 raise self.router.unknown(name)
-            route = Route(self.router, group)
+            route = Route(self.router, group, request.refused_groups)
             endpoint = Endpoint(model=name, api_key=None, api_base=None, extra=self.extra)
         else:
             endpoint = Endpoint(model=self.model, api_key=self.api_key, api_base=self.api_base, extra=self.extra)
@@ -269,24 +269,27 @@ class LiteLLMProvider(LLMProvider):
 
     def price(self, model: str) -> tuple[float, float] | None:
         """litellm's cost map, under the config's prices and the price rule (`catalogue._priced`: a zero is no
-        price); for a group, the dearest input and output price among its deployments and those of every group
-        it may fall back to (a call may land on any of them). None: unpriced (one deployment without a price
-        leaves the group unpriced)."""
+        price); for a group, the dearest input and output price among its deployments (its fallback groups are
+        priced apart: `reachable`). None: unpriced (one deployment without a price leaves the group unpriced)."""
         if self.router is None:
             targets = [default_facts(model)]
         else:
             group = self.router.resolve(model)
             if group is None:
                 return None
-            targets = [config_facts(d.raw) for g in self._reachable(group) for d in self.router.deployments(g)]
+            targets = [config_facts(d.raw) for d in self.router.deployments(group)]
         prices = [price_of(facts) for facts in targets]
         if not prices or None in prices:
             return None
         return max(p[0] for p in prices), max(p[1] for p in prices)  # type: ignore[index]
 
-    def _reachable(self, group: str) -> list[str]:
-        """`group` and every group its fallbacks (any category, chained, the defaults too) may reach."""
-        assert self.router is not None
+    def reachable(self, model: str) -> list[str]:
+        """`model`'s group and every group its fallbacks (any category, chained, the defaults too) may reach."""
+        if self.router is None:
+            return [model]
+        group = self.router.resolve(model)
+        if group is None:
+            return [model]
         router, found = self.router, [group]
         for g in found:
             nexts = [*(n for m in router.fallbacks.values() for n in m.get(g, [])), *router.default_fallbacks]

@@ -285,8 +285,12 @@ def _deployment(group: str, raw: Mapping[str, Any]) -> Deployment:
 class Route:
     """One call's way through the groups: the group now tried, its deployments tried this round, the fallbacks."""
 
-    def __init__(self, router: ModelRouter, group: str) -> None:
+    def __init__(self, router: ModelRouter, group: str, refused: Mapping[str, str] | None = None) -> None:
         self.router = router
+        self.refused = dict(refused or {})
+        """Fallback groups a budget refused -> why: never taken."""
+        self.skipped: list[str] = []
+        """Why each fallback this call did not take was refused."""
         self.called = group
         self.group = group
         self.visited = {group}
@@ -323,6 +327,12 @@ class Route:
     def fall_back(self, error_type: str) -> bool:
         """Move to the next group of the called group's fallbacks for `error_type`; False when none is left."""
         for target in self.router.fallback_groups(self.called, error_type):
+            if target in self.refused and target not in self.visited:
+                logger.warning("group %s failed (%s): its fallback %s is refused by a budget", self.group, error_type,
+                               target)  # fmt: skip
+                self.visited.add(target)
+                self.skipped.append(self.refused[target])
+                continue
             if target not in self.visited:
                 logger.warning("group %s failed (%s): falling back to %s", self.group, error_type, target)
                 self.visited.add(target)

@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 
 from ..provider.base import LLMProvider, LLMResponse, Message, Usage
-from .budgets import Budgets, micro, reset_at, usd
+from .budgets import Budget, Budgets, micro, reset_at, usd
 from .ledger import Backend, CallRecord, Refused, Reservation
 
 __all__ = ["LEASE_MARGIN_S", "BudgetRefusal", "Spend", "Ticket", "utc_now"]
@@ -61,15 +61,22 @@ class Ticket:
     tools: list[dict[str, Any]] | None = None
     prompt_tokens: int | None = None
     """litellm's count of `prompt`, once made."""
+    prices: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    """Each group the call may reach -> its prices (None: unpriced)."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Fallback groups a budget refused -> the one-line refusal: the call does not go there."""
     left: dict[str, int] = field(default_factory=dict)
     """Each applying budget's id -> micro-USD left after reserving; empty when no budget applied."""
+    budgets: list[Budget] = field(default_factory=list)
+    """The budgets held against."""
     done: bool = False
 
     def remaining_usd(self, cost: int) -> float | None:
         """The smallest amount left among the budgets that applied, once this call cost `cost`."""
         if not self.left:
             return None
-        return round(usd(min(self.left.values()) + self.reservation.amount - cost), 6)
+        r = self.reservation
+        return round(usd(min(self.left[b.id] + r.amount_for(b) for b in self.budgets) - cost), 6)
 
 
 @dataclass
@@ -87,60 +94,83 @@ class Spend:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _prices: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     """Each model's price, looked up once: the config and litellm's local map do not change while serving."""
+    _reach: dict[str, list[str]] = field(default_factory=dict)
+    """Each model's reachable groups (its own, then its fallbacks'), looked up once, as prices are."""
 
     async def reserve(
         self, caller: str, model: str, messages: list[Message], *, system: str, max_tokens: int, deadline: float,
         tools: list[dict[str, Any]] | None = None, response_format: dict[str, Any] | None = None,
     ) -> Ticket:  # fmt: skip
-        """Hold the worst case of this call; raises BudgetRefusal (nothing held then)."""
+        """Hold the worst case of this call; raises BudgetRefusal (nothing held then).
+
+        Every group the call may reach is asked: `model`'s own, refused outright by a budget, and each of its
+        fallback groups, each at its own prices; a fallback that a budget refuses is left out (`Ticket.refused`:
+        the provider does not take that hop) and the rest are held in one transaction.
+        """
         group = self.group_of(model)
-        applying = self.budgets.applying(caller, group)
-        if model not in self._prices:  # also without budgets: the unpriced flag
-            self._prices[model] = await anyio.to_thread.run_sync(self.provider.price, model)
-        price = self._prices[model]
+        if model not in self._reach:
+            self._reach[model] = await anyio.to_thread.run_sync(self.provider.reachable, model)
+        groups = [group, *(g for g in self._reach[model] if g != group)]
+        prices = {g: await self._price(g) for g in groups}  # also without budgets: the unpriced flag
         now = self.clock()
-        amount = 0
-        if price is None:
-            denying = [b for b in applying if not b.allow_unpriced]
-            if denying:
-                raise BudgetRefusal(
-                    f"budget: model {model} has no known price and the {denying[0].label()} applies: give the "
-                    "group's prices (model_info input_cost_per_token, output_cost_per_token) or set unpriced: "
-                    "allow on that budget; no request was sent"
-                )
+        refused: dict[str, str] = {}
+        for g in groups:
+            denying = [b for b in self.budgets.applying(caller, g) if not b.allow_unpriced]
+            if prices[g] is None and denying:
+                text = unpriced_text(model if g == group else g, denying[0])
+                if g == group:
+                    raise BudgetRefusal(f"{text}; no request was sent")
+                refused[g] = f"fallback {g} not tried: {text}"
         framed = ([{"role": "system", "content": system}] if system else []) + messages
         if response_format:  # sent as the request's schema: counted as the text it is
             framed.append({"role": "system", "content": json.dumps(response_format, ensure_ascii=False)})
-        prompt: int | None = None
-        if price is not None and applying:
-            prompt = await self._count(framed, model, tools)
-            amount = micro(prompt * price[0] + max_tokens * price[1])
-        r = Reservation(
-            id=secrets.token_hex(12), caller=caller, group=group, amount=amount, start=now,
-            expires=now + timedelta(seconds=deadline + LEASE_MARGIN_S),
-        )  # fmt: skip
-        ticket = Ticket(r, price, model, framed, tools, prompt)
-        if applying:
+        lease = now + timedelta(seconds=deadline + LEASE_MARGIN_S)
+        ticket = Ticket(Reservation(secrets.token_hex(12), caller, group, 0, now, lease), prices[group], model, framed,
+                        tools, prices=prices, refused=refused)  # fmt: skip
+        if not any(self.budgets.applying(caller, g) for g in groups):
+            return ticket
+        ticket.prompt_tokens = await self._count(framed, model, tools)
+        amounts = {g: micro(ticket.prompt_tokens * p[0] + max_tokens * p[1]) if p else 0 for g, p in prices.items()}
+        while True:
+            allowed = [g for g in groups if g not in refused]
+            r = Reservation(
+                id=ticket.reservation.id, caller=caller, group=group, amount=max(amounts[g] for g in allowed),
+                start=now, expires=lease, groups=tuple((g, amounts[g]) for g in allowed),
+            )  # fmt: skip
+            budgets = list({b.id: b for g in allowed for b in self.budgets.applying(caller, g)}.values())
             try:
-                ticket.left = await anyio.to_thread.run_sync(self.backend.reserve, r, applying)
+                left = await anyio.to_thread.run_sync(self.backend.reserve, r, budgets)
             except Refused as exc:
-                raise BudgetRefusal(refusal_text(exc, now)) from None
+                hop = _hop_refused(exc, group, allowed, amounts)
+                if hop is None:
+                    raise BudgetRefusal(refusal_text(exc, now)) from None
+                refused[hop] = f"fallback {hop} not tried: {refusal_text(exc, now, 'no request was sent to it')}"
+                continue
             except Exception as exc:  # noqa: BLE001 - a budget that cannot be checked is not spent: fail closed
                 raise BudgetRefusal(
                     f"budget: the spend ledger ({self.backend.name}) did not answer ({type(exc).__name__}); "
                     "no request was sent"
                 ) from None
-            with self._lock:
-                self._held[r.id] = ticket
+            break
+        ticket.reservation, ticket.left, ticket.budgets = r, left, budgets
+        with self._lock:
+            self._held[r.id] = ticket
         return ticket
 
+    async def _price(self, group: str) -> tuple[float, float] | None:
+        if group not in self._prices:
+            self._prices[group] = await anyio.to_thread.run_sync(self.provider.price, group)
+        return self._prices[group]
+
     def cost_of(self, ticket: Ticket, r: LLMResponse) -> int:
-        """The call's actual cost in micro-USD: the provider's figure, else its tokens at the reserved prices."""
-        if ticket.price is None:
+        """The call's actual cost in micro-USD: the provider's figure, else its tokens at the prices of the group
+        that answered."""
+        price = ticket.prices.get(r.answered_group or "", ticket.price)
+        if price is None:
             return 0
         if r.cost_usd > 0:
             return micro(r.cost_usd)
-        return micro(r.input_tokens * ticket.price[0] + r.output_tokens * ticket.price[1])
+        return micro(r.input_tokens * price[0] + r.output_tokens * price[1])
 
     async def _count(self, messages: list[Message], model: str, tools: list[dict[str, Any]] | None) -> int:
         """litellm's count of `messages` and `tools`; without one, their UTF-8 bytes (no byte-level tokenizer
@@ -177,11 +207,14 @@ class Spend:
     ) -> float | None:
         """Record the finished call at its actual cost; returns `budget_remaining_usd` (None: no budget applied)."""
         cost = self.cost_of(ticket, r)
+        called = r.model_group or ticket.reservation.group
+        answered = r.answered_group or called
         record = CallRecord(
-            time=self.clock(), caller=ticket.reservation.caller, group=r.model_group or ticket.reservation.group,
-            deployment=r.model, input_tokens=r.input_tokens, output_tokens=r.output_tokens,
-            cached_tokens=r.cached_tokens, reasoning_tokens=r.reasoning_tokens, cost=cost,
-            conversation_id=conversation_id, unpriced=ticket.price is None, estimated=estimated or r.estimated,
+            time=self.clock(), caller=ticket.reservation.caller, group=answered, deployment=r.model,
+            input_tokens=r.input_tokens, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
+            reasoning_tokens=r.reasoning_tokens, cost=cost, conversation_id=conversation_id,
+            unpriced=ticket.prices.get(answered, ticket.price) is None, estimated=estimated or r.estimated,
+            called=called,
         )  # fmt: skip
         ticket.done = True
         try:
@@ -222,10 +255,28 @@ class Spend:
             self._held.pop(ticket.reservation.id, None)
 
 
-def refusal_text(exc: Refused, now: datetime) -> str:
+def _hop_refused(exc: Refused, group: str, allowed: list[str], amounts: dict[str, int]) -> str | None:
+    """The fallback group whose hop `exc` refuses (left out, the rest reserved again); None: the call itself.
+
+    A group's own budget refuses its hop; an overall or caller budget, the dearest fallback dearer than the
+    called group (it held the most), so the call goes on without it while the called group alone fits.
+    """
+    if exc.budget.scope == "model":
+        return exc.budget.name if exc.budget.name != group else None
+    dearer = [g for g in allowed if g != group and amounts[g] > amounts[group]]
+    return max(dearer, key=lambda g: amounts[g]) if dearer else None
+
+
+def unpriced_text(model: str, budget: Budget) -> str:
+    return (
+        f"budget: model {model} has no known price and the {budget.label()} applies: give the group's prices "
+        "(model_info input_cost_per_token, output_cost_per_token) or set unpriced: allow on that budget"
+    )
+
+
+def refusal_text(exc: Refused, now: datetime, tail: str = "no request was sent") -> str:
     reset = reset_at(exc.budget.period, now).strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
         f"budget: the {exc.budget.label()} has ${usd(exc.left):.6f} left and this call may cost up to "
-        f"${usd(exc.amount):.6f} (its prompt and max_tokens at the model's prices); it resets at {reset}; "
-        "no request was sent"
+        f"${usd(exc.amount):.6f} (its prompt and max_tokens at the model's prices); it resets at {reset}; {tail}"
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..conversations.model import default_db_path
 from ..sqlite import Database, transaction
 from .budgets import Budget, period_key, reset_at
-from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
+from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow, scope_of
 
 __all__ = ["SQLiteBackend", "default_spend_path"]
 
@@ -36,9 +36,11 @@ _SCHEMA = (
         cost INTEGER NOT NULL, conversation_id TEXT, unpriced INTEGER NOT NULL,
         estimated INTEGER NOT NULL DEFAULT 0, called TEXT)""",
     "CREATE INDEX IF NOT EXISTS spend_calls_ts ON spend_calls (ts)",
-    """CREATE TABLE IF NOT EXISTS spend_reservations (
-        id TEXT PRIMARY KEY, caller TEXT NOT NULL, grp TEXT NOT NULL, day TEXT NOT NULL,
-        amount INTEGER NOT NULL, expires REAL NOT NULL)""",
+    # One row per scope a reservation holds (`all`, `caller:NAME`, `model:GROUP`: ledger.Reservation.holds).
+    """CREATE TABLE IF NOT EXISTS spend_holds (
+        id TEXT NOT NULL, scope TEXT NOT NULL, day TEXT NOT NULL, amount INTEGER NOT NULL, expires REAL NOT NULL,
+        PRIMARY KEY (id, scope))""",
+    "CREATE INDEX IF NOT EXISTS spend_holds_scope ON spend_holds (scope, day)",
 )
 
 
@@ -102,25 +104,26 @@ class SQLiteBackend(Backend):
         more, extra = _filter(b)
         spent = conn.execute(f"SELECT COALESCE(SUM(cost), 0) FROM spend_totals WHERE {where}{more}", (*args, *extra))
         held = conn.execute(
-            f"SELECT COALESCE(SUM(amount), 0) FROM spend_reservations WHERE {where}{more} AND expires > ?",
-            (*args, *extra, when.timestamp()),
+            f"SELECT COALESCE(SUM(amount), 0) FROM spend_holds WHERE scope = ? AND {where} AND expires > ?",
+            (scope_of(b), *args, when.timestamp()),
         )
         return int(spent.fetchone()[0]), int(held.fetchone()[0])
 
     def reserve(self, r: Reservation, budgets: list[Budget]) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             with transaction(conn):
-                conn.execute("DELETE FROM spend_reservations WHERE expires <= ?", (r.start.timestamp(),))
+                conn.execute("DELETE FROM spend_holds WHERE expires <= ?", (r.start.timestamp(),))
                 left: dict[str, int] = {}
                 for b in budgets:
                     spent, held = self._used(conn, b, r.start)
-                    room = b.limit - spent - held
-                    if r.amount > room:
-                        raise Refused(b, max(room, 0), r.amount)
-                    left[b.id] = room - r.amount
-                conn.execute(
-                    "INSERT INTO spend_reservations VALUES (?, ?, ?, ?, ?, ?)",
-                    (r.id, r.caller, r.group, period_key("day", r.start), r.amount, r.expires.timestamp()),
+                    room, need = b.limit - spent - held, r.amount_for(b)
+                    if need > room:
+                        raise Refused(b, max(room, 0), need)
+                    left[b.id] = room - need
+                day = period_key("day", r.start)
+                conn.executemany(
+                    "INSERT INTO spend_holds VALUES (?, ?, ?, ?, ?)",
+                    [(r.id, scope, day, amount, r.expires.timestamp()) for scope, amount in r.holds()],
                 )
                 return left
 
@@ -131,7 +134,7 @@ class SQLiteBackend(Backend):
 
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
+                conn.execute("DELETE FROM spend_holds WHERE id = ?", (r.id,))
                 conn.execute(
                     "INSERT INTO spend_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.time.timestamp(), record.caller, record.group, record.deployment, record.input_tokens,
@@ -157,7 +160,7 @@ class SQLiteBackend(Backend):
     def release(self, r: Reservation) -> None:
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
+                conn.execute("DELETE FROM spend_holds WHERE id = ?", (r.id,))
 
         self._db.run(run)
 
