@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.common import Row, Section, interleaved
+from bench.common import Row, Section, interleaved, optional_valkey
 from hive_mcp.spend import Budgets, Spend
 from hive_mcp.spend.ledger import Backend
 
@@ -65,29 +65,23 @@ async def run(bench: Any) -> Section:
     from hive_mcp.provider import LiteLLMProvider
     from hive_mcp.spend import SQLiteBackend
     from hive_mcp.spend.redis_backend import RedisBackend
-    from tests.valkey import ValkeyProcess, find_valkey_binary
 
     import_litellm()
     calls = bench.reps(500, 50)
     direct = LiteLLMProvider(model=MODEL, api_key="x", dump_store=False)
     routed = _fallback_provider(bench)
     backends: dict[str, Backend] = {"sqlite": SQLiteBackend(bench.dir("spend") / "hive-mcp-spend.sqlite3")}
-    binary, why = find_valkey_binary()
-    server = ValkeyProcess(binary) if binary is not None else None
-    details: dict[str, Any] = {} if server else {"redis": f"not measured: {why}"}
-    try:
-        if server is not None:
-            server.start()
-            backends["redis"] = RedisBackend(server.url, prefix="bench-spend:")
-        samplers = {}
-        for name, backend in backends.items():
-            samplers[f"{name}: reserve + settle"] = _sampler(Spend(backend, _budgets([MODEL]), direct), MODEL)
-            fallback = Spend(backend, _budgets(["fast", "smart"]), routed)
-            samplers[f"{name}: reserve + settle, one fallback group"] = _sampler(fallback, "fast")
-        samples = await interleaved(samplers, calls, warmup=10)
-    finally:
-        for backend in backends.values():
-            backend.close()
-        if server is not None:
-            server.stop()
+    with optional_valkey() as (url, details):
+        try:
+            if url is not None:
+                backends["redis"] = RedisBackend(url, prefix="bench-spend:")
+            samplers = {}
+            for name, backend in backends.items():
+                samplers[f"{name}: reserve + settle"] = _sampler(Spend(backend, _budgets([MODEL]), direct), MODEL)
+                fallback = Spend(backend, _budgets(["fast", "smart"]), routed)
+                samplers[f"{name}: reserve + settle, one fallback group"] = _sampler(fallback, "fast")
+            samples = await interleaved(samplers, calls, warmup=10)
+        finally:
+            for backend in backends.values():
+                backend.close()
     return Section("spend", [Row(name, "ms", s) for name, s in samples.items()], details=details)
