@@ -287,3 +287,21 @@ async def test_a_fallback_is_charged_to_the_group_that_answered_at_its_own_price
     prompt = LiteLLMProvider(dump_store=False).count_tokens([{"role": "user", "content": "hello"}], "smart") or 0
     assert held[0]["model:smart:day"] == (0, micro(prompt * 2.5e-6 + 100 * 10e-6))  # held at smart's own price
     assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)
+
+
+async def test_a_whole_reply_past_max_tokens_is_cut_and_charged_within_its_reservation(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    text = "".join(f" w{i}" for i in range(200))
+    upstream.script(Reply.text(text, usage={"prompt_tokens": 8, "completion_tokens": 400, "total_tokens": 408}))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hello", "max_tokens": 5})
+    assert not result.is_error, text_of(result)
+    content = result.structured_content["content"]
+    assert result.structured_content["stop_reason"] == "length"
+    assert content and text.startswith(content) and (provider.count_text(content, MODEL) or 0) <= 5
+    assert result.structured_content["output_tokens"] == 5
+    call = only_call(spend.backend)
+    assert call.output_tokens == 5 and call.estimated and call.cost == micro(8 * IN + 5 * OUT)

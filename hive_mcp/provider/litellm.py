@@ -29,7 +29,7 @@ from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, normalize_secrets
 from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
-from .replies import cost, from_stream, parse
+from .replies import cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
 from .routing import ModelRouter, Route
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
@@ -163,6 +163,7 @@ class LiteLLMProvider(LLMProvider):
                             reply = await self._collect(kwargs, model)
                         else:
                             reply = parse(await litellm.acompletion(**kwargs), model)
+                        cut_to(reply, model, request.max_tokens)
                     if scope.cancelled_caught:
                         raise attempts.deadline_exceeded()
                 except ProviderError:

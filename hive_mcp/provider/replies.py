@@ -8,7 +8,7 @@ from typing import Any
 from .base import LLMResponse, ToolCall, Usage
 from .errors import ContentFiltered, filter_categories
 from .offline import litellm
-from .stream import StreamAssembler, get, parse_arguments, refused, thinking_text
+from .stream import StreamAssembler, get, output_limit, parse_arguments, refused, thinking_text
 
 
 def parse(raw: Any, model: str) -> LLMResponse:
@@ -63,6 +63,27 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
         tool_calls=assembler.tool_calls,
         reasoning=assembler.reasoning,
     )
+
+
+def cut_to(reply: LLMResponse, model: str, max_tokens: int) -> None:
+    """A whole reply from an upstream that ignored `max_tokens` (its text past `output_limit` by litellm's count
+    for `model`): the text cut to `max_tokens` tokens, `stop_reason` `length`, its output counted as
+    `max_tokens` (`estimated`), so it is charged within its reservation. Its own text decides, not its usage
+    (which may count thought tokens beside it). A token is at least one byte: a short reply is not counted."""
+    limit = output_limit(max_tokens)
+    if len(reply.content.encode()) <= limit:
+        return
+    try:
+        tokens = list(litellm.encode(model=model, text=reply.content))
+        if len(tokens) <= limit:
+            return
+        reply.content = litellm.decode(model=model, tokens=tokens[:max_tokens])
+    except Exception:  # noqa: BLE001 - no tokenizer: the reply stands as it came
+        return
+    reply.stop_reason = "length"
+    reply.output_tokens = max_tokens
+    reply.cost_usd = cost(model, reply, None)
+    reply.estimated = True
 
 
 def _filter_text(choice_fields: Any, raw: Any) -> str:

@@ -78,6 +78,11 @@ OUTPUT_SLACK_TOKENS = 8
 a little more than the upstream's."""
 
 
+def output_limit(max_tokens: int) -> int:
+    """The most output tokens, by our count, a reply to `max_tokens` may have before it is cut."""
+    return max_tokens + max_tokens // 20 + OUTPUT_SLACK_TOKENS
+
+
 class OutputCap:
     """Where a stream from an upstream that ignores `max_tokens` (a proxy, a local server) is cut.
 
@@ -87,7 +92,7 @@ class OutputCap:
     """
 
     def __init__(self, max_tokens: int, count: Callable[[str], int | None]) -> None:
-        self.limit = max_tokens + max_tokens // 20 + OUTPUT_SLACK_TOKENS
+        self.limit = output_limit(max_tokens)
         self._count = count
         self._parts: list[str] = []
         self._counted = 0
