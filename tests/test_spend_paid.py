@@ -305,3 +305,20 @@ async def test_a_whole_reply_past_max_tokens_is_cut_and_charged_within_its_reser
     assert result.structured_content["output_tokens"] == 5
     call = only_call(spend.backend)
     assert call.output_tokens == 5 and call.estimated and call.cost == micro(8 * IN + 5 * OUT)
+
+
+async def test_a_reply_stopped_by_the_content_filter_is_charged(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    """The provider read the prompt and wrote part of an answer before its filter stopped it: billed."""
+    from tests.upstream import azure_filtered_reply
+
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    upstream.script(azure_filtered_reply(["violence"], content="partial"))
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool("complete", {"prompt": "hello"})
+    assert failed.is_error and "content_policy" in text_of(failed)
+    call = only_call(spend.backend)
+    assert (call.input_tokens, call.output_tokens, call.estimated) == (11, 7, False)  # the reply's usage
+    assert call.cost == micro(11 * IN + 7 * OUT)

@@ -101,9 +101,15 @@ class Attempts:
             retryable=retryable, billed=billed,
         )
 
-    def bill(self, reply: LLMResponse) -> None:
+    def bill(self, reply: Usage) -> None:
         """A reply the provider answered (and so billed) that this call does not keep."""
         self.billed.add(reply)
+
+    def _bill_failure(self, exc: BaseException) -> None:
+        """A failure that carries the provider's usage (a reply its content filter stopped) was billed."""
+        billed = getattr(exc, "billed", None)
+        if isinstance(billed, Usage):
+            self.bill(billed)
 
     # -- outcomes --------------------------------------------------------------------
 
@@ -116,6 +122,7 @@ class Attempts:
         failure retrying cannot mend, moves to the next fallback group at once.
         """
         info = classify(exc)
+        self._bill_failure(exc)
         route = self.route
         if route is not None:
             route.failed(exc, info.status)
@@ -146,6 +153,7 @@ class Attempts:
         """A stream failed once its text had gone out: retrying would repeat it, so this is the end
         (routed, the failure still counts against the deployment's health)."""
         info = classify(exc)
+        self._bill_failure(exc)
         if self.route is not None:
             self.route.failed(exc, info.status)
         return self._record_failure(exc, info, 0.0)

@@ -26,13 +26,13 @@ def parse(raw: Any, model: str) -> LLMResponse:
     refusal = getattr(message, "refusal", None)
     content = message.content if isinstance(message.content, str) else ""
     stop_reason = choice.finish_reason or ""
+    usage = usage_of(getattr(raw, "usage", None))
+    usage.cost_usd = cost(model, usage, raw)
     if (isinstance(refusal, str) and refusal) or refused(message):
         content = refusal if isinstance(refusal, str) and refusal else content
         stop_reason = "refusal"
     elif stop_reason == "content_filter":
-        raise ContentFiltered(filter_categories(_filter_text(get(choice, "provider_specific_fields"), raw)))
-    usage = usage_of(getattr(raw, "usage", None))
-    usage.cost_usd = cost(model, usage, raw)
+        raise ContentFiltered(filter_categories(_filter_text(get(choice, "provider_specific_fields"), raw)), usage)
     reasoning = getattr(message, "reasoning_content", None) or thinking_text(getattr(message, "thinking_blocks", None))
     return LLMResponse(
         **usage.model_dump(),
@@ -48,13 +48,13 @@ def parse(raw: Any, model: str) -> LLMResponse:
 def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
     """The response a finished stream adds up to; raises `ContentFiltered` as `parse` does."""
     stop_reason = assembler.finish_reason or ("tool_calls" if assembler.tool_calls else "stop")
-    if assembler.refusal:
-        stop_reason = "refusal"
-    elif stop_reason == "content_filter":
-        raise ContentFiltered(filter_categories(_filter_text(assembler.filter_results, None)))
     usage = usage_of(assembler.usage)
     priced = get(assembler.usage, "cost") if assembler.usage else None
     usage.cost_usd = float(priced) if isinstance(priced, (int, float)) else cost(model, usage, None)
+    if assembler.refusal:
+        stop_reason = "refusal"
+    elif stop_reason == "content_filter":
+        raise ContentFiltered(filter_categories(_filter_text(assembler.filter_results, None)), usage)
     return LLMResponse(
         **usage.model_dump(),
         content=assembler.text,
