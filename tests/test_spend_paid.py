@@ -24,7 +24,7 @@ from hive_mcp.spend.budgets import micro
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.provider.stream import OUTPUT_SLACK_TOKENS
-from tests.clients import MODEL, Progress, connect, text_of
+from tests.clients import MODEL, Progress, connect, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.upstream import Reply, Upstream
 from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
@@ -322,3 +322,26 @@ async def test_a_reply_stopped_by_the_content_filter_is_charged(
     call = only_call(spend.backend)
     assert (call.input_tokens, call.output_tokens, call.estimated) == (11, 7, False)  # the reply's usage
     assert call.cost == micro(11 * IN + 7 * OUT)
+
+
+async def test_a_cancelled_complete_is_charged_its_prompt_once_the_upstream_has_it(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    upstream.script(Reply.hang())
+    async with connect(server, "legacy") as c:
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def call() -> None:
+                with scope:
+                    await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
+
+            tg.start_soon(call)
+            await until(lambda: len(upstream.chat_requests()) == 1, "the request reached the upstream")
+            scope.cancel()
+    call = only_call(spend.backend)
+    prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
+    assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, 0)
+    assert call.cost == micro(prompt * IN)

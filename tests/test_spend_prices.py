@@ -97,3 +97,23 @@ async def test_a_zero_priced_model_under_a_budget_is_refused(
         result = await c.call_tool("complete", {"prompt": "hello", "model": group})
     assert result.is_error and "no known price" in text_of(result) and "no request was sent" in text_of(result)
     assert upstream.chat_requests() == [] and spend.backend.calls(EPOCH) == []
+
+
+async def test_without_a_config_an_unknown_model_is_unpriced_before_and_after_a_call(
+    upstream: Upstream, store: DumpStore, tmp_path: Path
+) -> None:
+    from hive_mcp.provider.catalogue import DefaultCatalogue
+
+    name = "openai/house-model-x"  # not in litellm's map
+    provider = LiteLLMProvider(model=name, api_key="sk-x", api_base=upstream.base_url, dump_store=store)
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
+    server = build_server(provider, store, default_model=name, catalogue=DefaultCatalogue(name), spend=spend)
+    upstream.script(Reply.text("hi"))
+    async with connect(server, "legacy") as c:
+        before = prices((await c.call_tool("list_models", {})).structured_content)
+        result = await c.call_tool("complete", {"prompt": "hello"})
+        after = prices((await c.call_tool("list_models", {})).structured_content)
+    assert before == after == {name: (None, None, True)}
+    assert result.structured_content["cost_usd"] is None and result.structured_content["unpriced"] is True
+    [call] = spend.backend.calls(EPOCH)
+    assert call.unpriced and call.cost == 0

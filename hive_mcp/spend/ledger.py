@@ -72,7 +72,8 @@ class CallRecord:
     unpriced: bool
     estimated: bool = False
     called: str | None = None
-    """The group the caller named (an alias resolved), when a fallback made `group` another one."""
+    """The group the caller named (an alias resolved): `group`, unless a fallback group answered. None in rows
+    written before it was kept."""
 
 
 @dataclass(frozen=True)
