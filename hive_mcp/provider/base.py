@@ -225,9 +225,11 @@ class LLMProvider(ABC):
         """Stream events; failures end the stream with a StreamErrorEvent instead of raising."""
         return self._stream(build_request(request, max_tokens, fields))
 
-    def count_tokens(self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None) -> int | None:
-        """The input tokens `messages` (and `tools`, in OpenAI form) take for `model`; None when this provider cannot tell. May block (CPU, or a
-        provider still loading): call it off the event loop."""
+    def count_tokens(
+        self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
+        """The input tokens `messages` (and `tools`, in OpenAI form) take for `model`; None when this provider
+        cannot tell. May block (CPU, or a provider still loading): call it off the event loop."""
         return None
 
     def count_text(self, text: str, model: str) -> int | None:

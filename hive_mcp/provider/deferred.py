@@ -105,7 +105,9 @@ class DeferredProvider(LLMProvider):
             self._loaded.wait()
         return self._provider
 
-    def count_tokens(self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None) -> int | None:
+    def count_tokens(
+        self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
         provider = self._loaded_provider()
         return provider.count_tokens(messages, model, tools=tools) if provider is not None else None
 

@@ -255,7 +255,9 @@ class LiteLLMProvider(LLMProvider):
 
     # -- bounds ----------------------------------------------------------------------
 
-    def count_tokens(self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None) -> int | None:
+    def count_tokens(
+        self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
         """`failure.count_tokens`: litellm's count, None if it fails (unknown: nothing is left out)."""
         return count_tokens(model, messages, tools)
 
@@ -303,7 +305,8 @@ class LiteLLMProvider(LLMProvider):
         upstream's own figure, when it sent one, counts output the caller never received)."""
         produced = reply.content + (reply.reasoning or "")
         out = count_text(model, produced)
-        reply.input_tokens = reply.input_tokens or count_tokens(model, call.shaped.messages, call.shaped.kwargs.get("tools")) or 0
+        if not reply.input_tokens:
+            reply.input_tokens = count_tokens(model, call.shaped.messages, call.shaped.kwargs.get("tools")) or 0
         reply.output_tokens = min(out if out is not None else len(produced.encode()), call.request.max_tokens)
         reply.cost_usd = cost(model, reply, None)
         reply.estimated = True

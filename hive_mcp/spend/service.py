@@ -3,12 +3,18 @@
 The worst case is the prompt's tokens (the provider's count of everything sent:
 the system prompt, the messages with their image parts, the tools' definitions
 and a `response_format` schema; without a count, their UTF-8 bytes, which no
-byte-level tokenizer exceeds) times the input price, plus `max_tokens` times the output price, rounded up to a micro-USD. It
-is held whole against every budget that applies or the call is refused: never
-shrunk to the headroom left, so the last call cannot overshoot either. A call
+byte-level tokenizer exceeds) times the input price, plus `max_tokens` times
+the output price, rounded up to a micro-USD, for each group the call may reach
+(its own and its fallbacks', each at its own prices). It is held whole against
+every budget that applies or the call (or the fallback hop) is refused: never
+shrunk to the headroom left, so the last call cannot overshoot either. A group
 that cannot be priced holds nothing and is refused when any applying budget
 denies unpriced calls (the default: fail closed). Without budgets, calls are
 only recorded.
+
+A call is charged for what it cost, whether it answered or not: the response's
+usage (`settle`), or, cut short, what the provider billed plus its prompt and the
+text it produced by litellm's count (`settle_short`).
 
 A reservation's lease is the call's deadline plus `LEASE_MARGIN_S`: the
 provider gives up by the deadline, so a lease outlives its call, and a process
