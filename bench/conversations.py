@@ -21,7 +21,7 @@ import statistics
 from contextlib import AsyncExitStack
 from typing import Any
 
-from bench.common import Row, Section, interleaved, per_call_ms
+from bench.common import Row, Section, interleaved, optional_valkey, per_call_ms
 from hive_mcp.conversations import ConversationStore, ConversationLimits, NewTurn, Usage
 
 TURNS = 50
@@ -104,35 +104,29 @@ async def run(bench: Any) -> Section:
     """The `conversations` section of bench.run (`bench` is its `bench.common.Bench`)."""
     from hive_mcp.conversations.redis_store import RedisStore
     from hive_mcp.conversations.sqlite_store import SQLiteStore
-    from tests.valkey import ValkeyProcess, find_valkey_binary
 
     calls, warmup = bench.reps(200, 30), 5
     limits = ConversationLimits(max_conversations=None)
     stores: dict[str, ConversationStore] = {
         "sqlite": SQLiteStore(bench.dir("conversations") / "hive-mcp.sqlite3", limits=limits)
     }
-    binary, why = find_valkey_binary()
-    server = ValkeyProcess(binary) if binary is not None else None
-    details: dict[str, Any] = {} if server else {"redis": f"not measured: {why}"}
-    try:
-        if server is not None:
-            server.start()
-            stores["redis"] = RedisStore(server.url, prefix="bench:", limits=limits)
-        samplers = {
-            f"{name}: load {TURNS}-turn thread + append a turn": _continue(
-                store, await _fifty_turn_forks(store, calls + warmup)
-            )
-            for name, store in stores.items()
-        }
-        async with AsyncExitStack() as stack:
-            for name, store in stores.items():
-                samplers.update(await _through_server(bench, name, store, calls + warmup, stack))
-            samples = await interleaved(samplers, calls, warmup=warmup)
-    finally:
-        for store in stores.values():
-            await store.aclose()
-        if server is not None:
-            server.stop()
+    with optional_valkey() as (url, details):
+        try:
+            if url is not None:
+                stores["redis"] = RedisStore(url, prefix="bench:", limits=limits)
+            samplers = {
+                f"{name}: load {TURNS}-turn thread + append a turn": _continue(
+                    store, await _fifty_turn_forks(store, calls + warmup)
+                )
+                for name, store in stores.items()
+            }
+            async with AsyncExitStack() as stack:
+                for name, store in stores.items():
+                    samplers.update(await _through_server(bench, name, store, calls + warmup, stack))
+                samples = await interleaved(samplers, calls, warmup=warmup)
+        finally:
+            for store in stores.values():
+                await store.aclose()
     # The target is on the whole call's difference (below); the store's part is reported beside it.
     rows = [Row(name, "ms", s) for name, s in samples.items()]
     for backend in stores:

@@ -34,6 +34,13 @@ def add_usage_parser(commands: Any, prog: str, parser_class: type[argparse.Argum
     usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _cost(cost: int, calls: int, unpriced: int) -> str:
+    """The cost column: `unpriced` when no call of the row had a price, else the USD and how many had none."""
+    if calls and unpriced == calls:
+        return "unpriced"
+    return f"{cost / 1e6:.6f}" + (f" ({unpriced} unpriced)" if unpriced else "")
+
+
 def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
     """Run it: (exit code, error line or None). Bad input exits 2, a failing ledger 1."""
     from .cli import parse_since, print_table
@@ -42,7 +49,7 @@ def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
     from .settings import SettingsError, load_settings
     from .spend import BudgetError
     from .spend.setup import configured_budgets, open_backend
-    from .spend.usage import rows_since, spent_by, usage_report
+    from .spend.usage import rows_since, spent_by, unpriced_by, usage_report
 
     now = datetime.now(timezone.utc)
     try:
@@ -59,18 +66,20 @@ def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
         return 1, f"the spend ledger ({backend.name}) did not answer: {type(exc).__name__}: {exc}"
     finally:
         backend.close()
-    grouped = spent_by(rows, _BY[args.by])
-    if args.json:
+    grouped, unpriced = spent_by(rows, _BY[args.by]), unpriced_by(rows, _BY[args.by])
+    total = (sum(c for c, _ in grouped.values()), sum(n for _, n in grouped.values()), sum(unpriced.values()))
+    if args.json:  # a cost of null: every call of the row was unpriced; a number leaves out its unpriced calls
         doc = {
             "since": since.isoformat(), "by": args.by, "ledger": backend.name,
-            "rows": [{args.by: k, "cost_usd": c / 1e6, "calls": n} for k, (c, n) in grouped.items()],
-            "total_usd": sum(c for c, _ in grouped.values()) / 1e6,
+            "rows": [{args.by: k, "cost_usd": None if unpriced[k] == n else c / 1e6, "calls": n,
+                      "unpriced_calls": unpriced[k]} for k, (c, n) in grouped.items()],
+            "total_usd": total[0] / 1e6, "unpriced_calls": total[2],
             "budgets": [b.model_dump(mode="json") for b in report.budgets],
         }  # fmt: skip
         print(json.dumps(doc, indent=2))
         return 0, None
-    table = [(k, f"{c / 1e6:.6f}", str(n)) for k, (c, n) in grouped.items()]
-    table.append(("TOTAL", f"{sum(c for c, _ in grouped.values()) / 1e6:.6f}", str(sum(n for _, n in grouped.values()))))
+    table = [(k, _cost(c, n, unpriced[k]), str(n)) for k, (c, n) in grouped.items()]
+    table.append(("TOTAL", _cost(*total), str(total[1])))
     print_table((args.by.upper(), "COST USD", "CALLS"), table)
     if report.budgets:
         print()

@@ -353,7 +353,7 @@ def test_budgets_from_the_config_section(tmp_path: Path) -> None:
         configured_budgets(settings, cfg, [])
 
 
-def test_a_group_is_priced_at_its_dearest_deployment_and_fallback(tmp_path: Path) -> None:
+def test_a_group_is_priced_at_its_dearest_deployment_and_reaches_its_fallbacks(tmp_path: Path) -> None:
     from hive_mcp.models import load_config
     from hive_mcp.provider.routing import ModelRouter
 
@@ -372,7 +372,8 @@ def test_a_group_is_priced_at_its_dearest_deployment_and_fallback(tmp_path: Path
     config = load_config(path, {})
     provider = LiteLLMProvider(model="cheap", router=ModelRouter(config), dump_store=False)
     assert provider.price("big") == pytest.approx((2.5e-6, 10e-6))  # litellm's map for gpt-4o
-    assert provider.price("cheap") == pytest.approx((2.5e-6, 10e-6))  # it may fall back to big
+    assert provider.price("cheap") == pytest.approx((1e-6, 2e-6))  # house-1, dearer than gpt-4o-mini
+    assert provider.reachable("cheap") == ["cheap", "big"]  # big is priced apart, at its own prices
     assert provider.price("alone") is None  # no price anywhere: unpriced
     assert provider.price("free") == (0, 0)  # the config says it is free
 

@@ -166,3 +166,46 @@ def test_two_processes_on_one_valkey_never_overspend(
     finally:
         shared.close()
     assert held == 0 and 0 < spent <= 3.5 * wc
+
+
+def test_a_ledger_file_from_before_estimated_and_called_gains_them(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "spend.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE spend_calls (ts REAL NOT NULL, caller TEXT NOT NULL, grp TEXT NOT NULL, deployment TEXT "
+            "NOT NULL, input INTEGER NOT NULL, output INTEGER NOT NULL, cached INTEGER NOT NULL, reasoning INTEGER "
+            "NOT NULL, cost INTEGER NOT NULL, conversation_id TEXT, unpriced INTEGER NOT NULL)"
+        )
+        old.execute("INSERT INTO spend_calls VALUES (?, 'alice', 'g', 'd', 10, 5, 0, 0, 7, NULL, 0)", (NOW.timestamp(),))
+    old.close()
+    b = SQLiteBackend(path)
+    try:
+        r = res(100)
+        b.settle(r, CallRecord(NOW, "alice", "g", "d", 10, 5, 0, 0, 9, None, False, True, "h"))
+        calls = b.calls(NOW - timedelta(days=1))
+    finally:
+        b.close()
+    assert [(c.cost, c.estimated, c.called) for c in calls] == [(7, False, None), (9, True, "h")]
+
+
+def test_a_reservation_recorded_before_per_group_holds_is_still_dropped(valkey_server: ValkeyProcess) -> None:  # noqa: F811
+    """A reservation an older instance made (its amount, then its counters) is released by this one."""
+    import redis
+
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    b, raw = RedisBackend(valkey_server.url, prefix=prefix), redis.Redis.from_url(valkey_server.url)
+    try:
+        held = [f"{prefix}held:d:2026-12-01:all", f"{prefix}held:d:2026-12-01:caller:alice"]
+        for key in held:
+            raw.incrby(key, 300)
+        raw.hset(f"{prefix}res", "old", "\n".join(["300", *held]))
+        raw.zadd(f"{prefix}resexp", {"old": (NOW + timedelta(minutes=5)).timestamp() * 1000})
+        assert b.state([DAY], NOW)[DAY.id] == (0, 300)
+        b.release(Reservation("old", "alice", "g", 300, NOW, NOW + timedelta(minutes=5)))
+        assert b.state([DAY], NOW)[DAY.id] == (0, 0)
+        assert [int(raw.get(k) or 0) for k in held] == [0, 0]
+    finally:
+        b.close()
+        raw.close()

@@ -42,7 +42,8 @@ def test_usage_prints_a_table_and_json(tmp_path: Path) -> None:
     assert lines[3].split() == ["TOTAL", "1.760000", "3"]
     assert lines[6].split()[:5] == ["all:day", "5.00", "1.760000", "0.000000", "3.240000"]
     doc = json.loads(usage(home, "--by", "model", "--json").stdout)
-    assert doc["rows"] == [{"model": "cheap", "cost_usd": 0.08, "calls": 2}, {"model": "smart", "cost_usd": 1.75, "calls": 2}]
+    assert doc["rows"] == [{"model": "cheap", "cost_usd": 0.08, "calls": 2, "unpriced_calls": 0},
+                           {"model": "smart", "cost_usd": 1.75, "calls": 2, "unpriced_calls": 0}]
     assert doc["total_usd"] == 1.83 and doc["budgets"] == []
     by_day = json.loads(usage(home, "--since", "30d", "--by", "day", "--json").stdout)["rows"]
     assert [r["day"] for r in by_day] == sorted({(NOW - timedelta(days=10)).strftime("%Y-%m-%d"), NOW.strftime("%Y-%m-%d")})
@@ -51,3 +52,23 @@ def test_usage_prints_a_table_and_json(tmp_path: Path) -> None:
 def test_usage_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     bad = usage(tmp_path, "--since", "last tuesday")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--since" in bad.stderr
+
+
+def test_usage_flags_unpriced_calls(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    b = SQLiteBackend(home / "hive-mcp-spend.sqlite3")
+    settle(b, "alice", "smart", 1_500_000, NOW)
+    for when in (NOW, NOW - timedelta(seconds=1)):  # two calls to a model without a price: recorded at no cost
+        r = Reservation(f"house{when.timestamp()}", "alice", "house", 0, when, when + timedelta(minutes=5))
+        b.settle(r, CallRecord(when, "alice", "house", "openai/house-1", 100, 10, 0, 0, 0, None, True))
+    b.close()
+    lines = usage(home, "--since", "7d", "--by", "model").stdout.splitlines()
+    assert lines[1].split() == ["house", "unpriced", "2"]
+    assert lines[2].split() == ["smart", "1.500000", "1"]
+    assert lines[3].split() == ["TOTAL", "1.500000", "(2", "unpriced)", "3"]
+    doc = json.loads(usage(home, "--by", "model", "--json").stdout)
+    assert doc["rows"] == [
+        {"model": "house", "cost_usd": None, "calls": 2, "unpriced_calls": 2},
+        {"model": "smart", "cost_usd": 1.5, "calls": 1, "unpriced_calls": 0},
+    ]
+    assert doc["unpriced_calls"] == 2

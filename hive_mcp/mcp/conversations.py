@@ -233,7 +233,7 @@ class ConversationService:
         """
         usage = Usage(
             input_tokens=r.input_tokens, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
-            reasoning_tokens=r.reasoning_tokens, cost_usd=r.cost_usd,
+            reasoning_tokens=r.reasoning_tokens, cost_usd=None if r.unpriced else r.cost_usd,
         )  # fmt: skip
         turn = NewTurn(model=r.model or model, usage=usage, duration_ms=(time.monotonic() - started) * 1000)
         stored = [*messages, answer_message(r)]

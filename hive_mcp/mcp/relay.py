@@ -122,12 +122,18 @@ class StreamState:
     finish: FinishEvent | None = None
     error: StreamErrorEvent | None = None
     done: bool = False
+    produced: list[str] = field(default_factory=list)
+    """Every piece of text the model wrote so far, answer and reasoning, relayed or not: what a call cut short
+    owes for its output."""
 
     def add(self, ev: StreamEvent) -> None:
         if isinstance(ev, TextDeltaEvent):
             if ev.content:
+                self.produced.append(ev.content)
                 self._pend("answer", ev.content)
         elif isinstance(ev, ReasoningDeltaEvent):
+            if ev.content:
+                self.produced.append(ev.content)
             if not (self.reasoning and ev.content):
                 return
             self._pend("reasoning", ev.content)

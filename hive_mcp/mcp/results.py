@@ -35,8 +35,10 @@ def _absent(json_type: str) -> Any:
 
 
 class CompletionResult(Usage):
-    """A finished completion. `attempts` > 1 or a `dump_id` means it took retries, recorded in that dump."""
+    """A finished completion. `attempts` > 1 or a `dump_id` means it took retries, recorded in that dump.
+    `cost_usd` is null and `unpriced` true when the model has no known price."""
 
+    cost_usd: float | None = 0.0  # type: ignore[assignment]
     content: str
     model: str
     stop_reason: str
@@ -49,11 +51,15 @@ class CompletionResult(Usage):
     conversation_id: str | None = _absent("string")
     omitted_turns: int = 0
     budget_remaining_usd: float | None = _absent("number")
+    unpriced: bool | None = _absent("boolean")
 
     @classmethod
     def from_response(cls, r: LLMResponse) -> CompletionResult:
+        usage = usage_of(r)
+        if r.unpriced:
+            usage.update(cost_usd=None, unpriced=True)
         return cls(
-            **usage_of(r),
+            **usage,
             content=r.content,
             model=r.model,
             stop_reason=r.stop_reason,
@@ -100,7 +106,8 @@ _ABSENT_WHEN_NONE = tuple(
 )
 """Result fields left out when unset rather than sent as null (`_absent`): most replies have no reasoning,
 `model_group` is known only when the call went through a configured group, and `conversation_id`
-only when conversations are on (and the store answered), `budget_remaining_usd` only when a budget applied."""
+only when conversations are on (and the store answered), `budget_remaining_usd` only when a budget applied,
+`unpriced` only when the model has no known price."""
 
 
 def completion_result(result: CompletionResult) -> CallToolResult:

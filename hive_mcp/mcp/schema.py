@@ -114,7 +114,7 @@ def _drop_null(node: dict[str, Any], arms: list[Any], nullable: bool) -> dict[st
         return {**node, "anyOf": rest + ([_NULL] if nullable else [])}
     [arm] = rest
     if nullable:
-        if set(arm) == {"type"} and isinstance(arm["type"], str):
-            return {**node, "type": [arm["type"], "null"]}
+        if isinstance(arm.get("type"), str) and not {"enum", "const"} & set(arm):  # other keywords pass a null
+            return {**node, **arm, "type": [arm["type"], "null"]}
         return {**node, "anyOf": [arm, _NULL]}
     return {**arm, **node}

@@ -39,7 +39,7 @@ from .relay import Pacer, ProgressSender, StreamState, heartbeats, read_stream, 
 from .resources import list_page
 from .results import CompletionResult, FailedRequestPage, completion_result, json_result
 from .schema import describe, tool_schema
-from .spending import Meter, with_spend_today
+from .spending import Delivery, Meter, with_spend_today
 from .usage_view import usage_source, visible_to
 
 if TYPE_CHECKING:
@@ -131,17 +131,20 @@ class ToolHandlers:
             return call
         args, messages, kwargs = call
         progress = self._progress(ctx)
+        delivery = Delivery()
 
         async def run(messages: list[Message], kwargs: dict[str, Any]) -> LLMResponse | CallToolResult:
             try:
                 async with heartbeats(progress, self.heartbeat_s), self.limits.slot():
+                    delivery.asked = True
                     return await self.provider.acomplete(messages, **kwargs)
             except Busy as exc:
                 return error_result(str(exc))
             except ProviderError as err:
+                delivery.failed(err.error_type, err.billed)
                 return error_result(failure_text(str(err), err.dump_id))
 
-        return await self._serve(ctx, args, messages, kwargs, run, progress, COMPLETE_MAX_TOKENS)
+        return await self._serve(ctx, args, messages, kwargs, run, progress, COMPLETE_MAX_TOKENS, delivery)
 
     async def stream_complete(self, ctx: Context) -> Annotated[CallToolResult, CompletionResult]:
         """Like complete; text streams as progress messages."""
@@ -151,10 +154,12 @@ class ToolHandlers:
         args, messages, kwargs = call
         progress = self._progress(ctx)
         state = StreamState(reasoning=isinstance(args, StreamArgs) and args.include_reasoning)
+        delivery = Delivery(text=state.produced)
 
         async def run(messages: list[Message], kwargs: dict[str, Any]) -> LLMResponse | CallToolResult:
             try:
                 async with heartbeats(progress, self.heartbeat_s) as beating, self.limits.slot():
+                    delivery.asked = True
                     beating.cancel()  # the relay sends the heartbeats from here on
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(read_stream, self.provider.stream(messages, **kwargs), state)
@@ -162,23 +167,25 @@ class ToolHandlers:
             except Busy as exc:
                 return error_result(str(exc))
             if state.error is not None:
+                delivery.failed(state.error.error_type, state.error.billed)
                 return error_result(failure_text(state.error.error, state.error.dump_id))
             if state.finish is None:
                 return error_result("internal error: the provider's stream ended without a result")
             return state.finish.response
 
-        return await self._serve(ctx, args, messages, kwargs, run, progress, STREAM_MAX_TOKENS)
+        return await self._serve(ctx, args, messages, kwargs, run, progress, STREAM_MAX_TOKENS, delivery)
 
     async def _serve(
         self, ctx: Context, args: CompleteArgs, messages: list[Message], kwargs: dict[str, Any], run: Call,
-        progress: ProgressSender, keyword_default: int,
+        progress: ProgressSender, keyword_default: int, delivery: Delivery,
     ) -> CallToolResult:  # fmt: skip
-        """The call `run` makes (metered when the server keeps a ledger), as a conversation when it keeps them."""
+        """The call `run` makes (metered when the server keeps a ledger, `delivery` saying what a call cut short
+        owes), as a conversation when it keeps them."""
         who = caller(ctx.request_context)
         kwargs = {**kwargs, "caller": who}  # named in the call's failure dump
         if self.spend is None:
             return await self._converse(ctx, args, messages, kwargs, run, progress, keyword_default)
-        meter = Meter(self.spend, who, keyword_default, self.limits.queue_timeout_s)
+        meter = Meter(self.spend, who, keyword_default, self.limits.queue_timeout_s, delivery)
         result = None
         try:
             result = await self._converse(ctx, args, messages, kwargs, meter.wrap(run), progress, keyword_default)
@@ -217,7 +224,7 @@ class ToolHandlers:
         return json_result(page)
 
     async def list_models(self, ctx: Context) -> Annotated[CallToolResult, ModelList]:
-        """Groups and aliases `model` takes: deployments, health, context, prices, features."""
+        """Names `model` takes: deployments, health, context, prices, features."""
         try:
             parse_args(ListModelsArgs, ctx)
         except ArgumentError as exc:

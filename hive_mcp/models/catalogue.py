@@ -69,6 +69,9 @@ class ModelGroup(BaseModel):
     max_output_tokens: int | None = None
     input_cost_per_mtok: float | None = None
     output_cost_per_mtok: float | None = None
+    unpriced: bool = False
+    """No price is known (none in the config; litellm's map has none, or zeros, for a model not run locally):
+    calls are refused under a budget unless it allows unpriced ones, and recorded with no cost."""
     supports_tools: bool | None = None
     supports_vision: bool | None = None
     supports_reasoning: bool | None = None

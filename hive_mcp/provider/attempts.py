@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ..dumps.format import AttemptRecord
-from .base import LLMResponse, ProviderError
+from .base import LLMResponse, ProviderError, Usage
 from .errors import ErrorClass, classify, clean_message, full_text
 from .retry import RetryPolicy, response_headers, retry_delay
 
@@ -57,6 +57,8 @@ class Attempts:
         self.group_start = 0
         self.waits = 0
         self.empty_streams = 0  # empty streams retried, against the policy's stream_empty_retries
+        self.billed = Usage()
+        """What the provider billed for replies this call did not keep (empty ones): the call owes it."""
 
     # -- time ------------------------------------------------------------------------
 
@@ -91,10 +93,23 @@ class Attempts:
         return len(self.records) + (1 if self.response is not None else 0)
 
     def error(self, error_type: str, status: int | None, message: str, retryable: bool) -> ProviderError:
+        if self.route is not None and self.route.skipped:  # a fallback that could have answered was refused
+            message = "; ".join([message, *self.route.skipped])
+        billed = self.billed if self.billed.input_tokens or self.billed.output_tokens else None
         return ProviderError(
             message, error_type=error_type, model=self.model, attempts=len(self.records), status=status,
-            retryable=retryable,
+            retryable=retryable, billed=billed,
         )
+
+    def bill(self, reply: Usage) -> None:
+        """A reply the provider answered (and so billed) that this call does not keep."""
+        self.billed.add(reply)
+
+    def _bill_failure(self, exc: BaseException) -> None:
+        """A failure that carries the provider's usage (a reply its content filter stopped) was billed."""
+        billed = getattr(exc, "billed", None)
+        if isinstance(billed, Usage):
+            self.bill(billed)
 
     # -- outcomes --------------------------------------------------------------------
 
@@ -108,6 +123,7 @@ class Attempts:
         moves to the next fallback group at once.
         """
         info = classify(exc)
+        self._bill_failure(exc)
         route = self.route
         if route is not None:
             route.failed(exc, info.status)
@@ -144,6 +160,7 @@ class Attempts:
         """A stream failed once its text had gone out: retrying would repeat it, so this is the end
         (routed, the failure still counts against the deployment's health)."""
         info = classify(exc)
+        self._bill_failure(exc)
         if self.route is not None:
             self.route.failed(exc, info.status)
         return self._record_failure(exc, info, 0.0)
@@ -161,6 +178,7 @@ class Attempts:
         if response.stop_reason == "length":
             self.log_exhausted()
             return self.accept(response)
+        self.bill(response)
         retries_done = len(self.records)
         if retries_done >= self.max_retries:
             self.record("empty_response", 200, EMPTY_REPLY, 0.0)
@@ -171,15 +189,16 @@ class Attempts:
         self.pending_delay = delay
         return None
 
-    def empty_stream(self, finish_reason: str | None) -> float | None:
+    def empty_stream(self, reply: LLMResponse) -> float | None:
         """A stream ended with no text and no tool calls: None to accept it (an empty reply was expected, or
         max_tokens ran out), else record it and return the delay before the next attempt, or raise
         ProviderError once the policy's empty-stream retries are spent."""
         if self.empty_expected:
             return None
-        if finish_reason == "length":
+        if reply.stop_reason == "length":
             self.log_exhausted()
             return None
+        self.bill(reply)
         retry = self.empty_streams < self.policy.stream_empty_retries
         delay = self.policy.stream_empty_delay_s if retry else 0.0
         self.record("empty_stream", 200, EMPTY_STREAM, delay)
@@ -192,9 +211,12 @@ class Attempts:
         logger.warning("empty reply from %s: max_tokens (%s) was exhausted", self.model, self.max_tokens)
 
     def accept(self, response: LLMResponse) -> LLMResponse:
+        """The reply the call keeps; its usage includes what the replies not kept were billed."""
         self.response = response
         response.attempts = self.count
+        response.add(self.billed)
         if self.route is not None and self.route.deployment is not None:
             response.model = self.route.deployment.label
             response.model_group = self.route.called
+            response.answered_group = self.route.deployment.group
         return response

@@ -51,6 +51,11 @@ class Usage(BaseModel):
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
 
+    def add(self, other: Usage) -> None:
+        """Count `other`'s usage in this one too."""
+        for name in Usage.model_fields:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 class CompletionRequest(BaseModel):
     """One completion call, as every provider and every caller spells it.
@@ -79,6 +84,8 @@ class CompletionRequest(BaseModel):
     dump names none."""
     caller: str | None = None
     """Who made the call: a token's name over HTTP, `local` over stdio (in its failure dump; never sent upstream)."""
+    refused_groups: dict[str, str] = Field(default_factory=dict)
+    """Fallback groups a budget refused -> the one-line refusal: no fallback goes there (never sent upstream)."""
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -91,12 +98,18 @@ class LLMResponse(Usage):
     model: str = ""
     model_group: str | None = None
     """With a models config: the group called (an alias resolved); `model` is the deployment that answered."""
+    answered_group: str | None = None
+    """With a models config: the group whose deployment answered (a fallback group, or `model_group`)."""
     stop_reason: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     reasoning: str | None = None
     raw_response: Any = Field(default=None, exclude=True, repr=False)
     attempts: int = 1
     dump_id: str | None = None
+    estimated: bool = False
+    """The usage is litellm's count, not the provider's (a stream cut at max_tokens)."""
+    unpriced: bool = False
+    """The deployment that answered has no known price (`cost_usd` is then 0 and means nothing)."""
 
 
 class ProviderError(Exception):
@@ -112,6 +125,7 @@ class ProviderError(Exception):
         status: int | None = None,
         retryable: bool = False,
         dump_id: str | None = None,
+        billed: Usage | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -121,6 +135,8 @@ class ProviderError(Exception):
         self.status = status
         self.retryable = retryable
         self.dump_id = dump_id
+        self.billed = billed
+        """The provider's usage of the replies it gave this call and the call did not keep (empty ones)."""
 
     def as_event(self) -> StreamErrorEvent:
         """This failure as the event that ends a stream."""
@@ -132,6 +148,7 @@ class ProviderError(Exception):
             attempts=self.attempts,
             dump_id=self.dump_id,
             model=self.model,
+            billed=self.billed,
         )
 
     def __str__(self) -> str:
@@ -211,9 +228,16 @@ class LLMProvider(ABC):
         """Stream events; failures end the stream with a StreamErrorEvent instead of raising."""
         return self._stream(build_request(request, max_tokens, fields))
 
-    def count_tokens(self, messages: list[Message], model: str) -> int | None:
-        """The input tokens `messages` take for `model`; None when this provider cannot tell. May block (CPU, or a
-        provider still loading): call it off the event loop."""
+    def count_tokens(
+        self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
+        """The input tokens `messages` (and `tools`, in OpenAI form) take for `model`; None when this provider
+        cannot tell. May block (CPU, or a provider still loading): call it off the event loop."""
+        return None
+
+    def count_text(self, text: str, model: str) -> int | None:
+        """The tokens `text` (a reply, or part of one) takes for `model`; None when this provider cannot tell. May
+        block: call it off the event loop."""
         return None
 
     def max_input_tokens(self, model: str) -> int | None:
@@ -224,6 +248,11 @@ class LLMProvider(ABC):
         """USD per input token and per output token for `model` (a group: its dearest deployment); None when
         unknown. May block (a provider still loading): call it off the event loop."""
         return None
+
+    def reachable(self, model: str) -> list[str]:
+        """The groups a call to `model` may be answered by: its own (an alias resolved), then every group its
+        fallbacks may reach. May block (a provider still loading): call it off the event loop."""
+        return [model]
 
     @abstractmethod
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:

@@ -22,9 +22,15 @@ if TYPE_CHECKING:
     from .routing import ModelRouter
 
 
-__all__ = ["ConfigCatalogue", "DefaultCatalogue", "config_facts", "listed_names", "model_facts"]
+__all__ = [
+    "LOCAL_PROVIDERS", "ConfigCatalogue", "DefaultCatalogue", "config_facts", "default_facts", "listed_names",
+    "model_facts", "price_of",
+]
 
 PER_MILLION = 1_000_000
+LOCAL_PROVIDERS = frozenset({"ollama", "ollama_chat", "lm_studio", "llamafile"})
+"""Providers that run on the caller's own machine: no price in the map means free. A loopback `api_base` alone
+does not say so (a LiteLLM proxy or a tunnel there forwards to paid providers)."""
 
 # model_info keys (litellm's and the proxy's names) -> ModelGroup fields.
 _INFO_FIELDS = {
@@ -60,13 +66,43 @@ def model_facts(model: str, *overrides: Mapping[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def config_facts(entry: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+def _priced(facts: dict[str, Any], model: str, given: bool) -> dict[str, Any]:
+    """`facts` under the price rule, the one place it is: prices the config gives (`given`, 0 included) stand;
+    litellm's map's stand unless both are zero or one is missing; then a local provider's model is free and any
+    other is unpriced (`unpriced: True`, its zeros dropped): a zero in the map is a gap, not a free model."""
+    cost = (facts.get("input_cost_per_mtok"), facts.get("output_cost_per_mtok"))
+    if given or (None not in cost and cost != (0, 0)):
+        return facts
+    if split_model(model)[0] in LOCAL_PROVIDERS:
+        return {**facts, "input_cost_per_mtok": 0.0, "output_cost_per_mtok": 0.0}
+    return {**{k: v for k, v in facts.items() if not (k in _PRICE_FIELDS.values() and v == 0)}, "unpriced": True}
+
+
+def price_of(facts: Mapping[str, Any]) -> tuple[float, float] | None:
+    """USD per input and per output token from priced facts (`config_facts`, `default_facts`); None: unpriced."""
+    cost = (facts.get("input_cost_per_mtok"), facts.get("output_cost_per_mtok"))
+    if facts.get("unpriced") or cost[0] is None or cost[1] is None:
+        return None
+    return cost[0] / PER_MILLION, cost[1] / PER_MILLION
+
+
+def default_facts(model: str) -> dict[str, Any]:
+    """`model_facts` of a model called without a config, under the price rule."""
+    return _priced(model_facts(model), model, given=False)
+
+
+def config_facts(entry: Mapping[str, Any]) -> dict[str, Any]:
     """`model_facts` for a config's deployment entry, under its custom prices (in `litellm_params`) and its
-    `model_info`; and whether the config itself prices it (both prices in one of the two)."""
+    `model_info`, and the price rule: the config gives prices with both in one of the two, or `model_info:
+    {free: true}`."""
     params = entry.get("litellm_params") or {}
-    overrides = ({k: params[k] for k in _PRICE_FIELDS if k in params}, entry.get("model_info") or {})
-    priced = any(all(o.get(k) is not None for k in _PRICE_FIELDS) for o in overrides)
-    return model_facts(str(params.get("model")), *overrides), priced
+    info = dict(entry.get("model_info") or {})
+    if info.get("free") is True:
+        info.update({k: 0.0 for k in _PRICE_FIELDS})
+    overrides = ({k: params[k] for k in _PRICE_FIELDS if k in params}, info)
+    given = any(all(o.get(k) is not None for k in _PRICE_FIELDS) for o in overrides)
+    model = str(params.get("model"))
+    return _priced(model_facts(model, *overrides), model, given)
 
 
 def listed_names(config: ModelsConfig) -> list[str]:
@@ -100,7 +136,7 @@ class DefaultCatalogue(StaticCatalogue):
         if self._facts is None:
             name = self.callable_names()[0]
             present = _credentials_present(name, {"api_key": self._api_key})
-            self._facts = {**model_facts(name), "credentials_present": present}
+            self._facts = {**default_facts(name), "credentials_present": present}
         return [group.model_copy(update=self._facts) for group in super().groups()]
 
 
@@ -130,7 +166,7 @@ class ConfigCatalogue(Listeners):
     def _group(self, name: str) -> ModelGroup:
         entries = [(e, self.config.usable(i)) for i, e in enumerate(self.config.model_list) if e["model_name"] == name]
         if name not in self._facts:
-            facts, _ = config_facts(entries[0][0])
+            facts = config_facts(entries[0][0])
             present = any(
                 usable and _credentials_present(str(e["litellm_params"]["model"]), e["litellm_params"])
                 for e, usable in entries

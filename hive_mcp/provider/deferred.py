@@ -12,6 +12,8 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from typing import Any
+
 import anyio
 import anyio.to_thread
 
@@ -103,9 +105,15 @@ class DeferredProvider(LLMProvider):
             self._loaded.wait()
         return self._provider
 
-    def count_tokens(self, messages: list[Message], model: str) -> int | None:
+    def count_tokens(
+        self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
         provider = self._loaded_provider()
-        return provider.count_tokens(messages, model) if provider is not None else None
+        return provider.count_tokens(messages, model, tools=tools) if provider is not None else None
+
+    def count_text(self, text: str, model: str) -> int | None:
+        provider = self._loaded_provider()
+        return provider.count_text(text, model) if provider is not None else None
 
     def max_input_tokens(self, model: str) -> int | None:
         provider = self._loaded_provider()
@@ -114,6 +122,10 @@ class DeferredProvider(LLMProvider):
     def price(self, model: str) -> tuple[float, float] | None:
         provider = self._loaded_provider()
         return provider.price(model) if provider is not None else None
+
+    def reachable(self, model: str) -> list[str]:
+        provider = self._loaded_provider()
+        return provider.reachable(model) if provider is not None else [model]
 
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         provider = await self.aprovider(request.model)

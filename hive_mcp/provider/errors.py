@@ -43,9 +43,11 @@ class ContentFiltered(Exception):
     `classify` makes it content_policy, never retried.
     """
 
-    def __init__(self, categories: list[str]) -> None:
+    def __init__(self, categories: list[str], billed: Any = None) -> None:
         super().__init__(_filter_message(categories))
         self.categories = categories
+        self.billed = billed
+        """The reply's usage (a `base.Usage`): the provider billed the prompt it read and what it wrote."""
 
 
 # Checked in order: subclasses (ContextWindowExceededError is a BadRequestError) come first.

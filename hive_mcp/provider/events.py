@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .base import LLMResponse
+    from .base import LLMResponse, Usage
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class StreamErrorEvent:
     attempts: int = 1
     dump_id: str | None = None
     model: str = ""
+    billed: Usage | None = None
+    """The provider's usage of replies it gave and the call did not keep (`ProviderError.billed`)."""
 
 
 StreamEvent = TextDeltaEvent | ReasoningDeltaEvent | ToolCallEvent | FinishEvent | StreamErrorEvent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 from ..dumps.format import FailureDump
 from ..redact import strip_credentials
@@ -53,10 +54,19 @@ def build_dump(
     )
 
 
-def count_tokens(model: str, messages: list[Message]) -> int | None:
-    """litellm's count for `model` (its tokenizer where known, else an OpenAI one); None if it fails."""
+def count_tokens(model: str, messages: list[Message], tools: list[dict[str, Any]] | None = None) -> int | None:
+    """litellm's count for `model` (its tokenizer where known, else an OpenAI one), image parts and `tools`
+    definitions included; None if it fails."""
     try:
-        return int(litellm.token_counter(model=model, messages=messages))
+        return int(litellm.token_counter(model=model, messages=messages, tools=tools or None))
+    except Exception:  # noqa: BLE001 - unknown: the caller decides
+        return None
+
+
+def count_text(model: str, text: str) -> int | None:
+    """litellm's count of a reply's `text` for `model`; None if it fails."""
+    try:
+        return int(litellm.token_counter(model=model, text=text))
     except Exception:  # noqa: BLE001 - unknown: the caller decides
         return None
 

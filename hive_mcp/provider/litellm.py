@@ -11,6 +11,7 @@ live in their own modules.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -20,20 +21,20 @@ import anyio
 
 from ..text import one_line
 from .attempts import Attempts
-from .catalogue import PER_MILLION, config_facts, model_facts
+from .catalogue import config_facts, default_facts, model_facts, price_of
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, normalize_secrets
-from .failure import build_dump, count_tokens
+from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
-from .replies import from_stream, parse
+from .replies import cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
 from ..models.catalogue import is_pattern
 from .routing import ModelRouter
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
-from .stream import StreamAssembler, get
+from .stream import OutputCap, StreamAssembler, get
 
 logger = logging.getLogger("hive_mcp.provider")
 
@@ -95,6 +96,8 @@ class LiteLLMProvider(LLMProvider):
             dump_store = DumpStore(default_dump_dir())
         self.dump_store: DumpWriter | None = None if dump_store is False else dump_store
         self.extra = kwargs
+        self._unpriced: dict[str, bool] = {}
+        """Deployment id (or model) -> whether it has no price: the config and litellm's local map do not change."""
         if self.dump_store is not None:
             for secret in self.secrets:
                 self.dump_store.add_secret(secret)
@@ -126,7 +129,7 @@ class LiteLLMProvider(LLMProvider):
         route = None
         if self.router is not None:
             name = request.model or self.model
-            route = self.router.route(name)
+            route = self.router.route(name, request.refused_groups)
             endpoint = Endpoint(model=name, api_key=None, api_base=None, extra=self.extra)
         else:
             endpoint = Endpoint(model=self.model, api_key=self.api_key, api_base=self.api_base, extra=self.extra)
@@ -160,6 +163,7 @@ class LiteLLMProvider(LLMProvider):
                             reply = await self._collect(kwargs, model)
                         else:
                             reply = parse(await litellm.acompletion(**kwargs), model)
+                        cut_to(reply, model, request.max_tokens)
                     if scope.cancelled_caught:
                         raise attempts.deadline_exceeded()
                 except ProviderError:
@@ -195,6 +199,7 @@ class LiteLLMProvider(LLMProvider):
                     response = await litellm.acompletion(**kwargs)
                 if scope.cancelled_caught:
                     raise attempts.deadline_exceeded()
+                assembler.cap = OutputCap(request.max_tokens, functools.partial(count_text, model))
                 assembler.tap(response)
                 try:
                     chunks = response.__aiter__()
@@ -206,7 +211,9 @@ class LiteLLMProvider(LLMProvider):
                         for event in assembler.feed(chunk):
                             sent_any = True
                             yield event
-                        if assembler.finish_reason and not get(chunk, "choices") and get(chunk, "usage") and quiet():
+                        if assembler.cut or (
+                            assembler.finish_reason and not get(chunk, "choices") and get(chunk, "usage") and quiet()
+                        ):
                             break
                 except StopAsyncIteration:
                     pass
@@ -216,7 +223,9 @@ class LiteLLMProvider(LLMProvider):
                     sent_any = True
                     yield event
                 reply = from_stream(assembler, model)
-                empty_delay = attempts.empty_stream(assembler.finish_reason) if assembler.is_empty else None
+                if assembler.cut:
+                    self._cut_usage(call, reply, model)
+                empty_delay = attempts.empty_stream(reply) if assembler.is_empty else None
             except ProviderError as err:
                 await self._dump(call, err)
                 yield err.as_event()
@@ -246,9 +255,15 @@ class LiteLLMProvider(LLMProvider):
 
     # -- bounds ----------------------------------------------------------------------
 
-    def count_tokens(self, messages: list[Message], model: str) -> int | None:
+    def count_tokens(
+        self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
         """`failure.count_tokens`: litellm's count, None if it fails (unknown: nothing is left out)."""
-        return count_tokens(model, messages)
+        return count_tokens(model, messages, tools)
+
+    def count_text(self, text: str, model: str) -> int | None:
+        """`failure.count_text`: litellm's count of a reply's text, None if it fails."""
+        return count_text(model, text)
 
     def max_input_tokens(self, model: str) -> int | None:
         """litellm's model information (`register_model` entries included); None for a model it does not know."""
@@ -256,34 +271,45 @@ class LiteLLMProvider(LLMProvider):
         return int(value) if isinstance(value, int) and value > 0 else None
 
     def price(self, model: str) -> tuple[float, float] | None:
-        """litellm's cost map, under the config's prices (`model_info`, a deployment's `input_cost_per_token`);
-        for a group, the dearest input and output price among its deployments and those of every group it may
-        fall back to (a call may land on any of them)."""
+        """litellm's cost map, under the config's prices and the price rule (`catalogue._priced`: a zero is no
+        price); for a group, the dearest input and output price among its deployments (its fallback groups are
+        priced apart: `reachable`). None: unpriced (one deployment without a price leaves the group unpriced)."""
         if self.router is None:
-            targets = [(model_facts(model), False)]
+            targets = [default_facts(model)]
         else:
             group = self.router.resolve(model)
             if group is None:
                 return None
-            targets = [config_facts(d.raw) for g in self._reachable(group) for d in self.router.members(g, model)]
-        prices = []
-        for facts, given in targets:
-            cost = (facts.get("input_cost_per_mtok"), facts.get("output_cost_per_mtok"))
-            # One deployment without a price leaves the group unpriced. litellm answers 0 for a model the
-            # Router registered without prices: only the config may say a model is free.
-            if None in cost or (not given and cost == (0, 0)):
-                return None
-            prices.append((cost[0] / PER_MILLION, cost[1] / PER_MILLION))  # type: ignore[operator]
-        return (max(p[0] for p in prices), max(p[1] for p in prices)) if prices else None
+            targets = [config_facts(d.raw) for d in self.router.members(group, model)]
+        prices = [price_of(facts) for facts in targets]
+        if not prices or None in prices:
+            return None
+        return max(p[0] for p in prices), max(p[1] for p in prices)  # type: ignore[index]
 
-    def _reachable(self, group: str) -> list[str]:
-        """`group` and every group its fallbacks (any category, chained, the defaults too) may reach."""
-        assert self.router is not None
+    def reachable(self, model: str) -> list[str]:
+        """`model`'s group and every group its fallbacks (any category, chained, the defaults too) may reach."""
+        if self.router is None:
+            return [model]
+        group = self.router.resolve(model)
+        if group is None:
+            return [model]
         router, found = self.router, [group]
         for g in found:
             nexts = [*(n for m in router.fallbacks.values() for n in m.get(g, [])), *router.default_fallbacks]
             found += [n for n in dict.fromkeys(nexts) if n not in found and n in router.groups]
         return found
+
+    @staticmethod
+    def _cut_usage(call: _Call, reply: LLMResponse, model: str) -> None:
+        """A stream cut at its max_tokens: its usage counted by litellm, its output at most max_tokens (the
+        upstream's own figure, when it sent one, counts output the caller never received)."""
+        produced = reply.content + (reply.reasoning or "")
+        out = count_text(model, produced)
+        if not reply.input_tokens:
+            reply.input_tokens = count_tokens(model, call.shaped.messages, call.shaped.kwargs.get("tools")) or 0
+        reply.output_tokens = min(out if out is not None else len(produced.encode()), call.request.max_tokens)
+        reply.cost_usd = cost(model, reply, None)
+        reply.estimated = True
 
     # -- codex: every call streams ---------------------------------------------------
 
@@ -298,10 +324,17 @@ class LiteLLMProvider(LLMProvider):
             await response.aclose()
         return from_stream(assembler, model)
 
-    @staticmethod
-    async def _succeeded(call: _Call, response: LLMResponse) -> None:
-        if call.attempts.route is not None:
-            await call.attempts.route.succeeded(response.input_tokens + response.output_tokens)
+    async def _succeeded(self, call: _Call, response: LLMResponse) -> None:
+        route = call.attempts.route
+        deployment = route.deployment if route is not None else None
+        key = deployment.id if deployment is not None else call.shaped.model
+        if key not in self._unpriced:
+            facts = config_facts(deployment.raw) if deployment is not None else default_facts(call.shaped.model)
+            self._unpriced[key] = price_of(facts) is None
+        if self._unpriced[key]:  # whatever litellm made of it (a model name in the reply it knows, a zero)
+            response.unpriced, response.cost_usd = True, 0.0
+        if route is not None:
+            await route.succeeded(response.input_tokens + response.output_tokens)
 
     # -- dumps -----------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any
 from .base import LLMResponse, ToolCall, Usage
 from .errors import ContentFiltered, filter_categories
 from .offline import litellm
-from .stream import StreamAssembler, get, parse_arguments, refused, thinking_text
+from .stream import StreamAssembler, get, output_limit, parse_arguments, refused, thinking_text
 
 
 def parse(raw: Any, model: str) -> LLMResponse:
@@ -26,13 +26,13 @@ def parse(raw: Any, model: str) -> LLMResponse:
     refusal = getattr(message, "refusal", None)
     content = message.content if isinstance(message.content, str) else ""
     stop_reason = choice.finish_reason or ""
+    usage = usage_of(getattr(raw, "usage", None))
+    usage.cost_usd = cost(model, usage, raw)
     if (isinstance(refusal, str) and refusal) or refused(message):
         content = refusal if isinstance(refusal, str) and refusal else content
         stop_reason = "refusal"
     elif stop_reason == "content_filter":
-        raise ContentFiltered(filter_categories(_filter_text(get(choice, "provider_specific_fields"), raw)))
-    usage = usage_of(getattr(raw, "usage", None))
-    usage.cost_usd = cost(model, usage, raw)
+        raise ContentFiltered(filter_categories(_filter_text(get(choice, "provider_specific_fields"), raw)), usage)
     reasoning = getattr(message, "reasoning_content", None) or thinking_text(getattr(message, "thinking_blocks", None))
     return LLMResponse(
         **usage.model_dump(),
@@ -48,13 +48,13 @@ def parse(raw: Any, model: str) -> LLMResponse:
 def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
     """The response a finished stream adds up to; raises `ContentFiltered` as `parse` does."""
     stop_reason = assembler.finish_reason or ("tool_calls" if assembler.tool_calls else "stop")
-    if assembler.refusal:
-        stop_reason = "refusal"
-    elif stop_reason == "content_filter":
-        raise ContentFiltered(filter_categories(_filter_text(assembler.filter_results, None)))
     usage = usage_of(assembler.usage)
     priced = get(assembler.usage, "cost") if assembler.usage else None
     usage.cost_usd = float(priced) if isinstance(priced, (int, float)) else cost(model, usage, None)
+    if assembler.refusal:
+        stop_reason = "refusal"
+    elif stop_reason == "content_filter":
+        raise ContentFiltered(filter_categories(_filter_text(assembler.filter_results, None)), usage)
     return LLMResponse(
         **usage.model_dump(),
         content=assembler.text,
@@ -63,6 +63,27 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
         tool_calls=assembler.tool_calls,
         reasoning=assembler.reasoning,
     )
+
+
+def cut_to(reply: LLMResponse, model: str, max_tokens: int) -> None:
+    """A whole reply from an upstream that ignored `max_tokens` (its text past `output_limit` by litellm's count
+    for `model`): the text cut to `max_tokens` tokens, `stop_reason` `length`, its output counted as
+    `max_tokens` (`estimated`), so it is charged within its reservation. Its own text decides, not its usage
+    (which may count thought tokens beside it). A token is at least one byte: a short reply is not counted."""
+    limit = output_limit(max_tokens)
+    if len(reply.content.encode()) <= limit:
+        return
+    try:
+        tokens = list(litellm.encode(model=model, text=reply.content))
+        if len(tokens) <= limit:
+            return
+        reply.content = litellm.decode(model=model, tokens=tokens[:max_tokens])
+    except Exception:  # noqa: BLE001 - no tokenizer: the reply stands as it came
+        return
+    reply.stop_reason = "length"
+    reply.output_tokens = max_tokens
+    reply.cost_usd = cost(model, reply, None)
+    reply.estimated = True
 
 
 def _filter_text(choice_fields: Any, raw: Any) -> str:

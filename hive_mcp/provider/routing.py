@@ -137,12 +137,13 @@ class ModelRouter(Listeners):
             error_type="auth", model=group, attempts=0,
         )
 
-    def route(self, name: str) -> Route:
-        """A call's route to `name`; raises ProviderError when it names nothing or nothing of it can be called."""
+    def route(self, name: str, refused: Mapping[str, str] | None = None) -> Route:
+        """A call's route to `name`, never taking a fallback group in `refused` (group -> why a budget refused
+        it); raises ProviderError when it names nothing or nothing of it can be called."""
         group = self.resolve(name)
         if group is None:
             raise self.unknown(name)
-        route = Route(self, group, name)
+        route = Route(self, group, name, refused)
         if not route.members and not route.fall_back("auth"):
             raise self.unusable(group, name)
         return route
@@ -342,9 +343,13 @@ def _deployment(group: str, raw: Mapping[str, Any]) -> Deployment:
 class Route:
     """One call's way through the groups: the group now tried, its deployments tried this round, the fallbacks."""
 
-    def __init__(self, router: ModelRouter, group: str, name: str) -> None:
+    def __init__(self, router: ModelRouter, group: str, name: str, refused: Mapping[str, str] | None = None) -> None:
         self.router = router
         self.name = name  # the name called: a wildcard group's deployments take it as their model
+        self.refused = dict(refused or {})
+        """Fallback groups a budget refused -> why: never taken."""
+        self.skipped: list[str] = []
+        """Why each fallback this call did not take was refused."""
         self.called = group
         self.group = group
         self.members = router.members(group, name)
@@ -396,11 +401,16 @@ class Route:
             if target in self.visited:
                 continue
             self.visited.add(target)
+            if target in self.refused:
+                logger.warning("group %s failed (%s): its fallback %s is refused by a budget", self.group, error_type,
+                               target)  # fmt: skip
+                self.skipped.append(self.refused[target])
+                continue
             members = self.router.members(target, self.name)
             if not members:
                 logger.warning("fallback group %s has no deployment that can take %s: skipped", target, self.name)
                 continue
-            logger.warning("group %s: %s, falling back to %s", self.group, error_type, target)
+            logger.warning("group %s failed (%s): falling back to %s", self.group, error_type, target)
             self.group, self.members = target, members
             self.tried = set()
             self.healthy_ids = set()

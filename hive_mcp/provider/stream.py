@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,45 @@ class _PendingCall:
     arguments: str = ""
 
 
+OUTPUT_SLACK_TOKENS = 8
+"""Output past max_tokens let through before a stream is cut (plus 1/20 of max_tokens): our tokenizer may count
+a little more than the upstream's."""
+
+
+def output_limit(max_tokens: int) -> int:
+    """The most output tokens, by our count, a reply to `max_tokens` may have before it is cut."""
+    return max_tokens + max_tokens // 20 + OUTPUT_SLACK_TOKENS
+
+
+class OutputCap:
+    """Where a stream from an upstream that ignores `max_tokens` (a proxy, a local server) is cut.
+
+    `admit(text)` says whether a delta still fits within `max_tokens` plus the slack, by `count` (litellm's token
+    count of all the output so far). A token is at least one byte, so while the bytes since the last count could
+    not hold the tokens left, nothing is counted: a stream well within its limit is counted rarely or never.
+    """
+
+    def __init__(self, max_tokens: int, count: Callable[[str], int | None]) -> None:
+        self.limit = output_limit(max_tokens)
+        self._count = count
+        self._parts: list[str] = []
+        self._counted = 0
+        self._unchecked = 0
+
+    def admit(self, text: str) -> bool:
+        self._parts.append(text)
+        self._unchecked += len(text.encode())
+        if self._counted + self._unchecked <= self.limit:
+            return True
+        counted = self._count("".join(self._parts))
+        if counted is None:  # no count: bytes bound the tokens
+            return False
+        if counted > self.limit:
+            return False
+        self._counted, self._unchecked = counted, 0
+        return True
+
+
 def thinking_text(blocks: Any) -> str:
     """The text of thinking blocks (Anthropic's, Mistral's as litellm passes them on)."""
     return "".join(get(b, "thinking") or "" for b in blocks or [] if isinstance(get(b, "thinking"), str))
@@ -118,6 +158,16 @@ class StreamAssembler:
     _reasoning: list[str] = field(default_factory=list)
     _tapped: list[str] | None = None
     _finish_0: list[str] = field(default_factory=list)
+    cap: OutputCap | None = None
+    cut: bool = False
+    """The output reached the cap: what came after was dropped, and the reply ends there (`length`)."""
+
+    def _fits(self, text: str) -> bool:
+        if self.cut or (self.cap is not None and not self.cap.admit(text)):
+            self.cut = True
+            self.finish_reason = "length"
+            return False
+        return True
 
     @property
     def text(self) -> str:
@@ -147,7 +197,7 @@ class StreamAssembler:
             if delta is not None:
                 self._feed_delta(delta, events)
             reason = get(choice, "finish_reason")
-            if reason:
+            if reason and not self.cut:
                 self.finish_reason = reason
             fields = get(choice, "provider_specific_fields")
             results = get(fields, "content_filter_results") if fields else None
@@ -157,14 +207,14 @@ class StreamAssembler:
 
     def _feed_delta(self, delta: Any, events: list[StreamEvent]) -> None:
         reasoning = get(delta, "reasoning_content") or thinking_text(get(delta, "thinking_blocks"))
-        if reasoning:
+        if reasoning and self._fits(reasoning):
             self._reasoning.append(reasoning)
             events.append(ReasoningDeltaEvent(reasoning))
         refusal = get(delta, "refusal") if self._tapped is None else None
         if isinstance(refusal, str) and refusal:
             self._add_refusal(refusal, events)
         content = get(delta, "content")
-        if isinstance(content, str) and content:
+        if isinstance(content, str) and content and self._fits(content):
             self._text.append(content)
             events.append(TextDeltaEvent(content))
         for fragment in get(delta, "tool_calls") or []:
@@ -180,7 +230,7 @@ class StreamAssembler:
     def flush(self) -> list[StreamEvent]:
         """Refusal text the tap has seen and no event has carried yet (and choice 0's finish reason)."""
         events: list[StreamEvent] = []
-        if self._finish_0:
+        if self._finish_0 and not self.cut:
             self.finish_reason = self._finish_0[-1]
         if self._tapped:
             for text in self._tapped:

@@ -1,8 +1,8 @@
 """The ledger's shapes and the backend interface both stores (SQLite, Redis) implement.
 
 A backend does three things atomically: `reserve` (check every applicable
-budget against spent + live reservations + this worst case, then hold it, or
-refuse and hold nothing), `settle` (drop the reservation, record the call and
+budget against spent + live reservations + what this reservation holds against
+it, then hold it, or refuse and hold nothing), `settle` (drop the reservation, record the call and
 add its actual cost to the totals), `release` (drop the reservation). A
 reservation carries a lease; an expired one no longer counts (a process killed
 mid-call leaks nothing past its lease).
@@ -16,12 +16,22 @@ from datetime import datetime
 
 from .budgets import Budget
 
-__all__ = ["Backend", "CallRecord", "Refused", "Reservation", "TotalRow"]
+__all__ = ["Backend", "CallRecord", "Refused", "Reservation", "TotalRow", "scope_of"]
+
+
+def scope_of(b: Budget) -> str:
+    """The scope a budget limits, as reservations hold it: `all`, `caller:NAME` or `model:GROUP`."""
+    return "all" if b.scope == "all" else f"{b.scope}:{b.name}"
 
 
 @dataclass(frozen=True)
 class Reservation:
-    """A held worst case: `amount` micro-USD for `caller` on `group`, counted in the periods of `start`."""
+    """A held worst case: `amount` micro-USD for `caller` on `group`, counted in the periods of `start`.
+
+    `groups` holds each group the call may reach (`group`, then the fallback groups a budget let it take) with
+    its worst case at that group's own prices: a model group's budget holds its own, the overall and the
+    caller's hold `amount` (the dearest of them: the call lands on one). Empty: `group` alone, at `amount`.
+    """
 
     id: str
     caller: str
@@ -29,11 +39,25 @@ class Reservation:
     amount: int
     start: datetime
     expires: datetime
+    groups: tuple[tuple[str, int], ...] = ()
+
+    def holds(self) -> list[tuple[str, int]]:
+        """Each scope held (`all`, `caller:NAME`, `model:GROUP`) and its amount."""
+        by_group = self.groups or ((self.group, self.amount),)
+        return [("all", self.amount), (f"caller:{self.caller}", self.amount), *((f"model:{g}", a) for g, a in by_group)]
+
+    def amount_for(self, b: Budget) -> int:
+        """What this reservation holds against `b` (0 for a model group it cannot reach)."""
+        return dict(self.holds()).get(scope_of(b), 0)
 
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One finished call as the ledger keeps it. `cost` is micro-USD; never a token or a prompt."""
+    """One finished call as the ledger keeps it. `cost` is micro-USD; never a token or a prompt.
+
+    `estimated`: the tokens are litellm's count of what was sent and received, not the provider's usage (a
+    call cut short: cancelled, failed mid-stream, past its deadline or its max_tokens). `group` is the group
+    that answered and is charged."""
 
     time: datetime
     caller: str
@@ -46,6 +70,10 @@ class CallRecord:
     cost: int
     conversation_id: str | None
     unpriced: bool
+    estimated: bool = False
+    called: str | None = None
+    """The group the caller named (an alias resolved): `group`, unless a fallback group answered. None in rows
+    written before it was kept."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import redis
 from redis.exceptions import RedisError
 
 from .budgets import Budget, period_key
-from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
+from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow, scope_of
 
 __all__ = ["RedisBackend"]
 
@@ -43,37 +43,43 @@ local function sweep(p, now)
   for _, id in ipairs(gone) do drop(p, id) end
 end
 """
+# A reservation's record: one line "amount key" per held counter. A record written before reservations held
+# several groups (its amount on the first line, then its keys) is dropped too.
 _DROP = """
 local function drop(p, id)
   local rec = redis.call('HGET', p .. 'res', id)
   if rec then
-    local amount, rest = nil, {}
+    local old = nil
     for line in string.gmatch(rec, '[^\\n]+') do
-      if amount == nil then amount = tonumber(line) else table.insert(rest, line) end
+      local amount, key = string.match(line, '^(%d+) (.+)$')
+      if amount then redis.call('DECRBY', key, amount)
+      elseif old == nil then old = line
+      else redis.call('DECRBY', line, old) end
     end
-    for _, k in ipairs(rest) do redis.call('DECRBY', k, amount) end
     redis.call('HDEL', p .. 'res', id)
   end
   redis.call('ZREM', p .. 'resexp', id)
 end
 """
-# ARGV: p, id, amount, now_ms, expires_ms, n, then n triples (spent key, held key, limit), then the held keys
-# of the call's six scopes (budgets or not, as the spent keys: a budget added later sees what is in flight).
+# ARGV: p, id, now_ms, expires_ms, n, then n quads (spent key, held key, limit, amount held against it), then
+# pairs (held key, amount) of every counter the call holds (budgets or not, as the spent keys: a budget added
+# later sees what is in flight).
 _RESERVE = _DROP + _SWEEP + """
-local p, id, amount, now, expires, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local p, id, now, expires, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 sweep(p, now)
 local left = {}
 for i = 0, n - 1 do
-  local spent = tonumber(redis.call('GET', ARGV[7 + 3 * i]) or '0')
-  local held = tonumber(redis.call('GET', ARGV[8 + 3 * i]) or '0')
-  local room = tonumber(ARGV[9 + 3 * i]) - spent - held
-  if amount > room then return {i + 1, room} end
-  left[i + 1] = room - amount
+  local spent = tonumber(redis.call('GET', ARGV[6 + 4 * i]) or '0')
+  local held = tonumber(redis.call('GET', ARGV[7 + 4 * i]) or '0')
+  local room = tonumber(ARGV[8 + 4 * i]) - spent - held
+  local need = tonumber(ARGV[9 + 4 * i])
+  if need > room then return {i + 1, room} end
+  left[i + 1] = room - need
 end
-local rec = {tostring(amount)}
-for i = 7 + 3 * n, #ARGV do
-  redis.call('INCRBY', ARGV[i], amount)
-  table.insert(rec, ARGV[i])
+local rec = {}
+for i = 6 + 4 * n, #ARGV, 2 do
+  redis.call('INCRBY', ARGV[i], ARGV[i + 1])
+  table.insert(rec, ARGV[i + 1] .. ' ' .. ARGV[i])
 end
 redis.call('HSET', p .. 'res', id, table.concat(rec, '\\n'))
 redis.call('ZADD', p .. 'resexp', expires, id)
@@ -112,10 +118,6 @@ def _period(period: str, when: datetime) -> str:
     return ("d:" if period == "day" else "m:") + period_key(period, when)  # type: ignore[arg-type]
 
 
-def _scope(b: Budget) -> str:
-    return "all" if b.scope == "all" else f"{b.scope}:{b.name}"
-
-
 def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
@@ -142,11 +144,11 @@ class RedisBackend(Backend):
         self._state = self._r.register_script(_STATE)
 
     def _keys(self, b: Budget, when: datetime) -> tuple[str, str]:
-        period, scope = _period(b.period, when), _scope(b)
+        period, scope = _period(b.period, when), scope_of(b)
         return f"{self.p}spent:{period}:{scope}", f"{self.p}held:{period}:{scope}"
 
     def _scopes(self, kind: str, when: datetime, caller: str, group: str) -> list[str]:
-        """The six counters of a call: three scopes, two periods."""
+        """The six counters a call is charged to: three scopes, two periods."""
         return [
             f"{self.p}{kind}:{_period(period, when)}:{scope}"
             for period in ("day", "month")
@@ -154,13 +156,16 @@ class RedisBackend(Backend):
         ]
 
     def reserve(self, r: Reservation, budgets: list[Budget]) -> dict[str, int]:
-        args: list[Any] = [self.p, r.id, r.amount, _ms(r.start), _ms(r.expires), len(budgets)]
+        args: list[Any] = [self.p, r.id, _ms(r.start), _ms(r.expires), len(budgets)]
         for b in budgets:
-            args += [*self._keys(b, r.start), b.limit]
-        args += self._scopes("held", r.start, r.caller, r.group)
+            args += [*self._keys(b, r.start), b.limit, r.amount_for(b)]
+        for period in ("day", "month"):
+            for scope, amount in r.holds():
+                args += [f"{self.p}held:{_period(period, r.start)}:{scope}", amount]
         out = [int(x) for x in self._call(self._reserve, args)]
         if out[0] != 0:
-            raise Refused(budgets[out[0] - 1], max(out[1], 0), r.amount)
+            b = budgets[out[0] - 1]
+            raise Refused(b, max(out[1], 0), r.amount_for(b))
         return {b.id: left for b, left in zip(budgets, out[1:])}
 
     def settle(self, r: Reservation, record: CallRecord) -> None:
@@ -170,7 +175,7 @@ class RedisBackend(Backend):
         fields: list[Any] = []
         for name, value in zip(_FIELDS, counts):
             fields += [base + name, value]
-        spent = self._scopes("spent", r.start, r.caller, r.group)
+        spent = self._scopes("spent", r.start, r.caller, record.group)  # the group that answered
         member = json.dumps([r.id, record.time.timestamp(), *_row(record)])
         cutoff_calls = _ms(record.time - timedelta(days=self.calls_days))
         cutoff_days = _day_score(period_key("day", record.time - timedelta(days=self.keep_days)))
@@ -214,7 +219,9 @@ class RedisBackend(Backend):
         out = []
         for m in members:
             _, ts, *rest = json.loads(m)
-            out.append(CallRecord(datetime.fromtimestamp(ts, timezone.utc), *rest[:9], bool(rest[9])))
+            added = [*rest[10:12], False, None][:2]  # estimated and called: absent from rows written before them
+            out.append(CallRecord(datetime.fromtimestamp(ts, timezone.utc), *rest[:9], bool(rest[9]), bool(added[0]),
+                                  added[1]))  # fmt: skip
         return out
 
     def _call(self, script: Any, args: list[Any]) -> Any:
@@ -229,4 +236,5 @@ class RedisBackend(Backend):
 
 def _row(record: CallRecord) -> list[Any]:
     return [record.caller, record.group, record.deployment, record.input_tokens, record.output_tokens,
-            record.cached_tokens, record.reasoning_tokens, record.cost, record.conversation_id, record.unpriced]
+            record.cached_tokens, record.reasoning_tokens, record.cost, record.conversation_id, record.unpriced,
+            record.estimated, record.called]

@@ -1,13 +1,20 @@
 """`Spend`: the worst case of a call reserved before it, the actual cost settled after it.
 
-The worst case is the prompt's tokens (the provider's count; without one, the
-prompt's UTF-8 bytes, which no byte-level tokenizer exceeds) times the input
-price, plus `max_tokens` times the output price, rounded up to a micro-USD. It
-is held whole against every budget that applies or the call is refused: never
-shrunk to the headroom left, so the last call cannot overshoot either. A call
+The worst case is the prompt's tokens (the provider's count of everything sent:
+the system prompt, the messages with their image parts, the tools' definitions
+and a `response_format` schema; without a count, their UTF-8 bytes, which no
+byte-level tokenizer exceeds) times the input price, plus `max_tokens` times
+the output price, rounded up to a micro-USD, for each group the call may reach
+(its own and its fallbacks', each at its own prices). It is held whole against
+every budget that applies or the call (or the fallback hop) is refused: never
+shrunk to the headroom left, so the last call cannot overshoot either. A group
 that cannot be priced holds nothing and is refused when any applying budget
 denies unpriced calls (the default: fail closed). Without budgets, calls are
 only recorded.
+
+A call is charged for what it cost, whether it answered or not: the response's
+usage (`settle`), or, cut short, what the provider billed plus its prompt and the
+text it produced by litellm's count (`settle_short`).
 
 A reservation's lease is the call's deadline plus `LEASE_MARGIN_S`: the
 provider gives up by the deadline, so a lease outlives its call, and a process
@@ -24,11 +31,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import anyio
 
-from ..provider.base import LLMProvider, LLMResponse, Message
-from .budgets import Budgets, micro, reset_at, usd
+from ..provider.base import LLMProvider, LLMResponse, Message, Usage
+from .budgets import Budget, Budgets, micro, reset_at, usd
 from .ledger import Backend, CallRecord, Refused, Reservation
 
 __all__ = ["LEASE_MARGIN_S", "BudgetRefusal", "Spend", "Ticket", "utc_now"]
@@ -52,15 +60,29 @@ class Ticket:
 
     reservation: Reservation
     price: tuple[float, float] | None
+    model: str = ""
+    prompt: list[Message] = field(default_factory=list)
+    """The messages sent (the system prompt first, a response_format schema last): what a call cut short owes
+    for its input, with `tools`."""
+    tools: list[dict[str, Any]] | None = None
+    prompt_tokens: int | None = None
+    """litellm's count of `prompt`, once made."""
+    prices: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    """Each group the call may reach -> its prices (None: unpriced)."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Fallback groups a budget refused -> the one-line refusal: the call does not go there."""
     left: dict[str, int] = field(default_factory=dict)
     """Each applying budget's id -> micro-USD left after reserving; empty when no budget applied."""
+    budgets: list[Budget] = field(default_factory=list)
+    """The budgets held against."""
     done: bool = False
 
     def remaining_usd(self, cost: int) -> float | None:
         """The smallest amount left among the budgets that applied, once this call cost `cost`."""
         if not self.left:
             return None
-        return round(usd(min(self.left.values()) + self.reservation.amount - cost), 6)
+        r = self.reservation
+        return round(usd(min(self.left[b.id] + r.amount_for(b) for b in self.budgets) - cost), 6)
 
 
 @dataclass
@@ -78,66 +100,127 @@ class Spend:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _prices: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     """Each model's price, looked up once: the config and litellm's local map do not change while serving."""
+    _reach: dict[str, list[str]] = field(default_factory=dict)
+    """Each model's reachable groups (its own, then its fallbacks'), looked up once, as prices are."""
 
     async def reserve(
-        self, caller: str, model: str, messages: list[Message], *, system: str, max_tokens: int, deadline: float
-    ) -> Ticket:
-        """Hold the worst case of this call; raises BudgetRefusal (nothing held then)."""
+        self, caller: str, model: str, messages: list[Message], *, system: str, max_tokens: int, deadline: float,
+        tools: list[dict[str, Any]] | None = None, response_format: dict[str, Any] | None = None,
+    ) -> Ticket:  # fmt: skip
+        """Hold the worst case of this call; raises BudgetRefusal (nothing held then).
+
+        Every group the call may reach is asked: `model`'s own, refused outright by a budget, and each of its
+        fallback groups, each at its own prices; a fallback that a budget refuses is left out (`Ticket.refused`:
+        the provider does not take that hop) and the rest are held in one transaction.
+        """
         group = self.group_of(model)
-        applying = self.budgets.applying(caller, group)
-        if model not in self._prices:  # also without budgets: the unpriced flag
-            self._prices[model] = await anyio.to_thread.run_sync(self.provider.price, model)
-        price = self._prices[model]
+        if model not in self._reach:
+            self._reach[model] = await anyio.to_thread.run_sync(self.provider.reachable, model)
+        groups = [group, *(g for g in self._reach[model] if g != group)]
+        prices = {g: await self._price(g) for g in groups}  # also without budgets: the unpriced flag
         now = self.clock()
-        amount = 0
-        if price is None:
-            denying = [b for b in applying if not b.allow_unpriced]
-            if denying:
-                raise BudgetRefusal(
-                    f"budget: model {model} has no known price and the {denying[0].label()} applies: give the "
-                    "group's prices (model_info input_cost_per_token, output_cost_per_token) or set unpriced: "
-                    "allow on that budget; no request was sent"
-                )
-        elif applying:
-            framed = ([{"role": "system", "content": system}] if system else []) + messages
-            counted = await anyio.to_thread.run_sync(self.provider.count_tokens, framed, model)
-            prompt = counted if counted is not None else len(json.dumps(framed, ensure_ascii=False).encode())
-            amount = micro(prompt * price[0] + max_tokens * price[1])
-        r = Reservation(
-            id=secrets.token_hex(12), caller=caller, group=group, amount=amount, start=now,
-            expires=now + timedelta(seconds=deadline + LEASE_MARGIN_S),
-        )  # fmt: skip
-        ticket = Ticket(r, price)
-        if applying:
+        refused: dict[str, str] = {}
+        for g in groups:
+            denying = [b for b in self.budgets.applying(caller, g) if not b.allow_unpriced]
+            if prices[g] is None and denying:
+                text = unpriced_text(model if g == group else g, denying[0])
+                if g == group:
+                    raise BudgetRefusal(f"{text}; no request was sent")
+                refused[g] = f"fallback {g} not tried: {text}"
+        framed = ([{"role": "system", "content": system}] if system else []) + messages
+        if response_format:  # sent as the request's schema: counted as the text it is
+            framed.append({"role": "system", "content": json.dumps(response_format, ensure_ascii=False)})
+        lease = now + timedelta(seconds=deadline + LEASE_MARGIN_S)
+        ticket = Ticket(Reservation(secrets.token_hex(12), caller, group, 0, now, lease), prices[group], model, framed,
+                        tools, prices=prices, refused=refused)  # fmt: skip
+        if not any(self.budgets.applying(caller, g) for g in groups):
+            return ticket
+        ticket.prompt_tokens = await self._count(framed, model, tools)
+        amounts = {g: micro(ticket.prompt_tokens * p[0] + max_tokens * p[1]) if p else 0 for g, p in prices.items()}
+        while True:
+            allowed = [g for g in groups if g not in refused]
+            r = Reservation(
+                id=ticket.reservation.id, caller=caller, group=group, amount=max(amounts[g] for g in allowed),
+                start=now, expires=lease, groups=tuple((g, amounts[g]) for g in allowed),
+            )  # fmt: skip
+            budgets = list({b.id: b for g in allowed for b in self.budgets.applying(caller, g)}.values())
             try:
-                ticket.left = await anyio.to_thread.run_sync(self.backend.reserve, r, applying)
+                left = await anyio.to_thread.run_sync(self.backend.reserve, r, budgets)
             except Refused as exc:
-                raise BudgetRefusal(refusal_text(exc, now)) from None
+                hop = _hop_refused(exc, group, allowed, amounts)
+                if hop is None:
+                    raise BudgetRefusal(refusal_text(exc, now)) from None
+                refused[hop] = f"fallback {hop} not tried: {refusal_text(exc, now, 'no request was sent to it')}"
+                continue
             except Exception as exc:  # noqa: BLE001 - a budget that cannot be checked is not spent: fail closed
                 raise BudgetRefusal(
                     f"budget: the spend ledger ({self.backend.name}) did not answer ({type(exc).__name__}); "
                     "no request was sent"
                 ) from None
-            with self._lock:
-                self._held[r.id] = ticket
+            break
+        ticket.reservation, ticket.left, ticket.budgets = r, left, budgets
+        with self._lock:
+            self._held[r.id] = ticket
         return ticket
 
+    async def _price(self, group: str) -> tuple[float, float] | None:
+        if group not in self._prices:
+            self._prices[group] = await anyio.to_thread.run_sync(self.provider.price, group)
+        return self._prices[group]
+
     def cost_of(self, ticket: Ticket, r: LLMResponse) -> int:
-        """The call's actual cost in micro-USD: the provider's figure, else its tokens at the reserved prices."""
-        if ticket.price is None:
+        """The call's actual cost in micro-USD: the provider's figure, else its tokens at the prices of the group
+        that answered."""
+        price = ticket.prices.get(r.answered_group or "", ticket.price)
+        if price is None:
             return 0
         if r.cost_usd > 0:
             return micro(r.cost_usd)
-        return micro(r.input_tokens * ticket.price[0] + r.output_tokens * ticket.price[1])
+        return micro(r.input_tokens * price[0] + r.output_tokens * price[1])
 
-    async def settle(self, ticket: Ticket, r: LLMResponse, conversation_id: str | None = None) -> float | None:
+    async def _count(self, messages: list[Message], model: str, tools: list[dict[str, Any]] | None) -> int:
+        """litellm's count of `messages` and `tools`; without one, their UTF-8 bytes (no byte-level tokenizer
+        exceeds it)."""
+        counted = await anyio.to_thread.run_sync(lambda: self.provider.count_tokens(messages, model, tools=tools))
+        return counted if counted is not None else len(json.dumps([messages, tools], ensure_ascii=False).encode())
+
+    async def settle_short(
+        self, ticket: Ticket, *, sent: bool, text: str, billed: Usage | None, conversation_id: str | None = None
+    ) -> float | None:
+        """A call that ended without a response (cancelled, failed, past its deadline): charged what the provider
+        billed (`billed`, replies it gave and the call did not keep), and, when its request was `sent` and not
+        refused or when it produced `text`, its prompt and that text by litellm's count (the row says
+        `estimated`). Owing nothing, it is released. Returns `budget_remaining_usd` as `settle` does."""
+        owed = Usage()
+        if billed is not None:
+            owed.add(billed)
+        estimated = sent or bool(text)
+        if estimated:
+            if ticket.prompt_tokens is None:
+                ticket.prompt_tokens = await self._count(ticket.prompt, ticket.model, ticket.tools)
+            out = await anyio.to_thread.run_sync(self.provider.count_text, text, ticket.model) if text else 0
+            owed.input_tokens += ticket.prompt_tokens
+            owed.output_tokens += out if out is not None else len(text.encode())
+            owed.cost_usd = 0.0  # all of it at the reserved prices, the provider's figure covering only a part
+        if not (owed.input_tokens or owed.output_tokens):
+            await self.release(ticket)
+            return None
+        reply = LLMResponse(**owed.model_dump(), model=ticket.model)
+        return await self.settle(ticket, reply, conversation_id, estimated=estimated)
+
+    async def settle(
+        self, ticket: Ticket, r: LLMResponse, conversation_id: str | None = None, *, estimated: bool = False
+    ) -> float | None:
         """Record the finished call at its actual cost; returns `budget_remaining_usd` (None: no budget applied)."""
         cost = self.cost_of(ticket, r)
+        called = r.model_group or ticket.reservation.group
+        answered = r.answered_group or called
         record = CallRecord(
-            time=self.clock(), caller=ticket.reservation.caller, group=r.model_group or ticket.reservation.group,
-            deployment=r.model, input_tokens=r.input_tokens, output_tokens=r.output_tokens,
-            cached_tokens=r.cached_tokens, reasoning_tokens=r.reasoning_tokens, cost=cost,
-            conversation_id=conversation_id, unpriced=ticket.price is None,
+            time=self.clock(), caller=ticket.reservation.caller, group=answered, deployment=r.model,
+            input_tokens=r.input_tokens, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
+            reasoning_tokens=r.reasoning_tokens, cost=cost, conversation_id=conversation_id,
+            unpriced=ticket.prices.get(answered, ticket.price) is None, estimated=estimated or r.estimated,
+            called=called,
         )  # fmt: skip
         ticket.done = True
         try:
@@ -178,10 +261,28 @@ class Spend:
             self._held.pop(ticket.reservation.id, None)
 
 
-def refusal_text(exc: Refused, now: datetime) -> str:
+def _hop_refused(exc: Refused, group: str, allowed: list[str], amounts: dict[str, int]) -> str | None:
+    """The fallback group whose hop `exc` refuses (left out, the rest reserved again); None: the call itself.
+
+    A group's own budget refuses its hop; an overall or caller budget, the dearest fallback dearer than the
+    called group (it held the most), so the call goes on without it while the called group alone fits.
+    """
+    if exc.budget.scope == "model":
+        return exc.budget.name if exc.budget.name != group else None
+    dearer = [g for g in allowed if g != group and amounts[g] > amounts[group]]
+    return max(dearer, key=lambda g: amounts[g]) if dearer else None
+
+
+def unpriced_text(model: str, budget: Budget) -> str:
+    return (
+        f"budget: model {model} has no known price and the {budget.label()} applies: give the group's prices "
+        "(model_info input_cost_per_token, output_cost_per_token) or set unpriced: allow on that budget"
+    )
+
+
+def refusal_text(exc: Refused, now: datetime, tail: str = "no request was sent") -> str:
     reset = reset_at(exc.budget.period, now).strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
         f"budget: the {exc.budget.label()} has ${usd(exc.left):.6f} left and this call may cost up to "
-        f"${usd(exc.amount):.6f} (its prompt and max_tokens at the model's prices); it resets at {reset}; "
-        "no request was sent"
+        f"${usd(exc.amount):.6f} (its prompt and max_tokens at the model's prices); it resets at {reset}; {tail}"
     )

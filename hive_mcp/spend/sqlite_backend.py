@@ -19,7 +19,7 @@ from pathlib import Path
 from ..conversations.model import default_db_path
 from ..sqlite import Database, transaction
 from .budgets import Budget, period_key, reset_at
-from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
+from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow, scope_of
 
 __all__ = ["SQLiteBackend", "default_spend_path"]
 
@@ -33,17 +33,29 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS spend_calls (
         ts REAL NOT NULL, caller TEXT NOT NULL, grp TEXT NOT NULL, deployment TEXT NOT NULL,
         input INTEGER NOT NULL, output INTEGER NOT NULL, cached INTEGER NOT NULL, reasoning INTEGER NOT NULL,
-        cost INTEGER NOT NULL, conversation_id TEXT, unpriced INTEGER NOT NULL)""",
+        cost INTEGER NOT NULL, conversation_id TEXT, unpriced INTEGER NOT NULL,
+        estimated INTEGER NOT NULL DEFAULT 0, called TEXT)""",
     "CREATE INDEX IF NOT EXISTS spend_calls_ts ON spend_calls (ts)",
-    """CREATE TABLE IF NOT EXISTS spend_reservations (
-        id TEXT PRIMARY KEY, caller TEXT NOT NULL, grp TEXT NOT NULL, day TEXT NOT NULL,
-        amount INTEGER NOT NULL, expires REAL NOT NULL)""",
+    # One row per scope a reservation holds (`all`, `caller:NAME`, `model:GROUP`: ledger.Reservation.holds).
+    """CREATE TABLE IF NOT EXISTS spend_holds (
+        id TEXT NOT NULL, scope TEXT NOT NULL, day TEXT NOT NULL, amount INTEGER NOT NULL, expires REAL NOT NULL,
+        PRIMARY KEY (id, scope))""",
+    "CREATE INDEX IF NOT EXISTS spend_holds_scope ON spend_holds (scope, day)",
 )
+
+
+# Columns added since the first schema: a ledger file written before them gains them when opened.
+_ADDED = {"spend_calls": (("estimated", "INTEGER NOT NULL DEFAULT 0"), ("called", "TEXT"))}
 
 
 def _create(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
+    for table, columns in _ADDED.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def default_spend_path(env: Mapping[str, str] = os.environ) -> Path:
@@ -92,25 +104,26 @@ class SQLiteBackend(Backend):
         more, extra = _filter(b)
         spent = conn.execute(f"SELECT COALESCE(SUM(cost), 0) FROM spend_totals WHERE {where}{more}", (*args, *extra))
         held = conn.execute(
-            f"SELECT COALESCE(SUM(amount), 0) FROM spend_reservations WHERE {where}{more} AND expires > ?",
-            (*args, *extra, when.timestamp()),
+            f"SELECT COALESCE(SUM(amount), 0) FROM spend_holds WHERE scope = ? AND {where} AND expires > ?",
+            (scope_of(b), *args, when.timestamp()),
         )
         return int(spent.fetchone()[0]), int(held.fetchone()[0])
 
     def reserve(self, r: Reservation, budgets: list[Budget]) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             with transaction(conn):
-                conn.execute("DELETE FROM spend_reservations WHERE expires <= ?", (r.start.timestamp(),))
+                conn.execute("DELETE FROM spend_holds WHERE expires <= ?", (r.start.timestamp(),))
                 left: dict[str, int] = {}
                 for b in budgets:
                     spent, held = self._used(conn, b, r.start)
-                    room = b.limit - spent - held
-                    if r.amount > room:
-                        raise Refused(b, max(room, 0), r.amount)
-                    left[b.id] = room - r.amount
-                conn.execute(
-                    "INSERT INTO spend_reservations VALUES (?, ?, ?, ?, ?, ?)",
-                    (r.id, r.caller, r.group, period_key("day", r.start), r.amount, r.expires.timestamp()),
+                    room, need = b.limit - spent - held, r.amount_for(b)
+                    if need > room:
+                        raise Refused(b, max(room, 0), need)
+                    left[b.id] = room - need
+                day = period_key("day", r.start)
+                conn.executemany(
+                    "INSERT INTO spend_holds VALUES (?, ?, ?, ?, ?)",
+                    [(r.id, scope, day, amount, r.expires.timestamp()) for scope, amount in r.holds()],
                 )
                 return left
 
@@ -121,12 +134,12 @@ class SQLiteBackend(Backend):
 
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
+                conn.execute("DELETE FROM spend_holds WHERE id = ?", (r.id,))
                 conn.execute(
-                    "INSERT INTO spend_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO spend_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.time.timestamp(), record.caller, record.group, record.deployment, record.input_tokens,
                      record.output_tokens, record.cached_tokens, record.reasoning_tokens, record.cost,
-                     record.conversation_id, int(record.unpriced)),
+                     record.conversation_id, int(record.unpriced), int(record.estimated), record.called),
                 )  # fmt: skip
                 conn.execute(
                     """INSERT INTO spend_totals VALUES (?, ?, ?, ?, 1, ?, ?, ?)
@@ -147,7 +160,7 @@ class SQLiteBackend(Backend):
     def release(self, r: Reservation) -> None:
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
+                conn.execute("DELETE FROM spend_holds WHERE id = ?", (r.id,))
 
         self._db.run(run)
 
@@ -169,7 +182,8 @@ class SQLiteBackend(Backend):
         def run(conn: sqlite3.Connection) -> list[CallRecord]:
             rows = conn.execute("SELECT * FROM spend_calls WHERE ts >= ? ORDER BY ts", (since.timestamp(),))
             return [
-                CallRecord(datetime.fromtimestamp(r[0], timezone.utc), *r[1:10], bool(r[10])) for r in rows
+                CallRecord(datetime.fromtimestamp(r[0], timezone.utc), *r[1:10], bool(r[10]), bool(r[11]), r[12])
+                for r in rows
             ]
 
         return self._db.run(run)

@@ -19,7 +19,10 @@ from ..listeners import Listeners
 from .budgets import Budget, Budgets, period_key, reset_at, usd
 from .ledger import Backend, TotalRow
 
-__all__ = ["BudgetState", "Spending", "Throttle", "UsageReport", "rows_since", "spent_by", "spent_today", "usage_report"]
+__all__ = [
+    "BudgetState", "Spending", "Throttle", "UsageReport", "rows_since", "spent_by", "spent_today", "unpriced_by",
+    "usage_report",
+]
 
 
 class Spending(BaseModel):
@@ -132,6 +135,14 @@ class Throttle(Listeners):
             self._timer = None
             self._last = self._monotonic()
         self.notify()
+
+
+def unpriced_by(rows: list[TotalRow], key: Callable[[TotalRow], str]) -> dict[str, int]:
+    """Calls without a known price per `key`, beside `spent_by`."""
+    out: dict[str, int] = {}
+    for r in rows:
+        out[key(r)] = out.get(key(r), 0) + r.unpriced_calls
+    return out
 
 
 def spent_today(backend: Backend, now: datetime, caller: str | None = None) -> dict[str, float]:

@@ -1,0 +1,347 @@
+"""Every call paid for: a call that ends early is charged for what it sent and what it relayed, on a real
+SQLite file and on a real valkey-server, through the SDK's real Client and litellm's real HTTP path.
+
+Prices are litellm's map for gpt-4o-mini ($0.15 / $0.60 per million tokens). A budget that fits one call
+exactly (plus a little) is spent by any charge: the call after a charged one is refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from hive_mcp.dumps import DumpStore
+from hive_mcp.mcp import build_server
+from hive_mcp.provider import LiteLLMProvider
+from hive_mcp.spend import Budgets, CallRecord, SQLiteBackend, Spend
+from hive_mcp.spend.budgets import micro
+from hive_mcp.spend.ledger import Backend
+from hive_mcp.spend.redis_backend import RedisBackend
+from hive_mcp.provider.stream import OUTPUT_SLACK_TOKENS
+from tests.clients import MODEL, Progress, connect, text_of, until
+from tests.conftest import FAST_RETRY, TEST_KEY
+from tests.upstream import Reply, Upstream
+from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
+
+IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
+WORDS = [f"word{i} " for i in range(40)]
+MAX_TOKENS = 100
+EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        backend: Backend = SQLiteBackend(tmp_path / "spend.sqlite3")
+    else:
+        server: ValkeyProcess = request.getfixturevalue("valkey_server")
+        backend = RedisBackend(server.url, prefix=f"t{uuid.uuid4().hex[:8]}:")
+    yield backend
+    backend.close()
+
+
+def one_call_budget(provider: LiteLLMProvider, prompt: str = "hello") -> Budgets:
+    """A daily budget with room for one call's worst case and 10 micro-USD more."""
+    counted = provider.count_tokens([{"role": "user", "content": prompt}], MODEL)
+    assert counted is not None
+    room = micro(counted * IN + MAX_TOKENS * OUT) + 10
+    return Budgets.from_settings(day=room / 1e6, month=None, section={}, callers=["local"], groups=[MODEL])
+
+
+def charged(provider: LiteLLMProvider, prompt: str, relayed: str) -> int:
+    """What a call cut short costs: its prompt and the text it relayed, by litellm's count."""
+    sent = provider.count_tokens([{"role": "user", "content": prompt}], MODEL) or 0
+    out = provider.count_text(relayed, MODEL)
+    assert out is not None and out > 0
+    return micro(sent * IN + out * OUT)
+
+
+def only_call(backend: Backend) -> CallRecord:
+    [call] = backend.calls(EPOCH)
+    return call
+
+
+async def test_a_cancelled_stream_is_charged_and_the_next_call_refused(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend
+) -> None:
+    spend = Spend(ledger, one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    upstream.script(Reply.stream(WORDS, hold_after=38), Reply.text("must not be reached"))
+    progress = Progress()
+    relayed = "".join(WORDS[:38])
+    async with connect(server, "legacy") as c:
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def call() -> None:
+                with scope:
+                    await c.call_tool(
+                        "stream_complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, progress_callback=progress
+                    )
+
+            tg.start_soon(call)
+            await progress.wait_for(lambda _: progress.text == relayed)
+            scope.cancel()
+        upstream.release()
+        after = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
+    call = only_call(ledger)
+    assert call.estimated and call.cost == charged(provider, "hello", relayed)
+    assert call.output_tokens == provider.count_text(relayed, MODEL)
+    spent, held = ledger.state(list(spend.budgets.items), spend.clock())["all:day"]
+    assert (spent, held) == (call.cost, 0)
+    assert after.is_error and "overall daily budget" in text_of(after), text_of(after)
+    assert len(upstream.chat_requests()) == 1
+
+
+async def test_output_relayed_before_a_mid_stream_failure_is_charged(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend
+) -> None:
+    spend = Spend(ledger, one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    upstream.script(Reply.stream(WORDS, drop_after=30))
+    progress = Progress()
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool(
+            "stream_complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, progress_callback=progress
+        )
+        after = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
+    assert failed.is_error and progress.text == "".join(WORDS[:30])
+    call = only_call(ledger)
+    assert call.estimated and call.cost == charged(provider, "hello", progress.text)
+    assert after.is_error and "overall daily budget" in text_of(after)
+
+
+async def test_a_stream_cut_by_the_deadline_is_charged(store: DumpStore, upstream: Upstream, tmp_path: Path) -> None:
+    provider = LiteLLMProvider(
+        model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store,
+        deadline_s=0.3,
+    )  # fmt: skip
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    upstream.script(Reply.stream(WORDS, hold_after=20))
+    progress = Progress()
+    async with connect(server, "legacy") as c:
+        cut = await c.call_tool("stream_complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, progress_callback=progress)
+    upstream.release()
+    assert cut.is_error and "deadline" in text_of(cut)
+    call = only_call(spend.backend)
+    assert call.estimated and call.cost == charged(provider, "hello", "".join(WORDS[:20]))
+
+
+async def test_a_reply_the_provider_billed_is_charged_when_the_call_fails(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    """Empty replies are retried and then given up on; the provider billed each one it answered."""
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    billed = {"prompt_tokens": 40, "completion_tokens": 3, "total_tokens": 43}
+    upstream.script(*[Reply.text("", usage=billed)] * 3)
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool("complete", {"prompt": "hello", "max_retries": 2})
+    assert failed.is_error and "empty" in text_of(failed)
+    assert len(upstream.chat_requests()) == 3
+    call = only_call(spend.backend)
+    assert (call.input_tokens, call.output_tokens) == (120, 9)
+    assert call.cost == micro(120 * IN + 9 * OUT) and not call.estimated
+
+
+async def test_a_stream_past_max_tokens_is_cut_and_charged_within_its_reservation(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    """An upstream that ignores max_tokens (a proxy, a local server) streams 200 tokens against 5."""
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    words = [f" w{i}" for i in range(200)]
+    upstream.script(Reply.stream(words, usage={"prompt_tokens": 8, "completion_tokens": 200, "total_tokens": 208}))
+    progress = Progress()
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("stream_complete", {"prompt": "hello", "max_tokens": 5}, progress_callback=progress)
+    assert not result.is_error, text_of(result)
+    content = result.structured_content["content"]
+    assert result.structured_content["stop_reason"] == "length"
+    assert content and progress.text == content and content != "".join(words)
+    assert (provider.count_text(content, MODEL) or 0) <= 5 + OUTPUT_SLACK_TOKENS
+    call = only_call(spend.backend)
+    prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
+    assert call.output_tokens <= 5 and call.cost <= micro(prompt * IN + 5 * OUT)
+
+
+def _png(width: int, height: int) -> str:
+    """A data URI of a PNG's header: enough for litellm's counter to size the image."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+    return "data:image/png;base64," + base64.b64encode(raw).decode()
+
+
+async def test_the_reservation_counts_tools_schemas_and_images(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    budgets = Budgets.from_settings(day=100, month=None, section={}, callers=["local"], groups=[MODEL])
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
+    held: list[int] = []
+    reserve = spend.backend.reserve
+
+    def seen(r: Any, b: Any) -> dict[str, int]:
+        held.append(r.amount)
+        return reserve(r, b)
+
+    spend.backend.reserve = seen  # type: ignore[method-assign]
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    tools = [{"name": f"tool_{i}", "description": "lorem ipsum dolor sit amet " * 150} for i in range(100)]
+    schema = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "x " * 200}
+                                                for i in range(100)}}  # fmt: skip
+    response_format = {"type": "json_schema", "json_schema": {"name": "big", "schema": schema}}
+    image = [{"role": "user", "content": [{"type": "text", "text": "hello"},
+                                          {"type": "image_url", "image_url": {"url": _png(2048, 2048)}}]}]  # fmt: skip
+    upstream.script(*[Reply.text("{}")] * 4)
+    async with connect(server, "legacy") as c:
+        for extra in ({}, {"tools": tools}, {"response_format": response_format}):
+            result = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS, **extra})
+            assert not result.is_error, text_of(result)
+        result = await c.call_tool("complete", {"messages": image, "max_tokens": MAX_TOKENS})
+        assert not result.is_error, text_of(result)
+    plain, with_tools, with_schema, with_image = held
+    import json
+
+    tools_tokens = provider.count_text(json.dumps(tools), MODEL) or 0
+    schema_tokens = provider.count_text(json.dumps(schema), MODEL) or 0
+    assert len(json.dumps(tools)) > 400_000
+    assert with_tools - plain >= micro(0.9 * tools_tokens * IN)
+    assert with_schema - plain >= micro(0.9 * schema_tokens * IN)
+    assert with_image - plain >= micro(500 * IN)  # a 2048x2048 image is hundreds of tokens
+
+
+def fallback_server(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend, smart_day: float
+) -> tuple[Any, Spend]:
+    """`fast` (gpt-4o-mini) falls back to `smart` (gpt-4o), whose own daily budget is `smart_day`."""
+    from hive_mcp.models import load_config
+    from hive_mcp.provider.routing import ModelRouter
+
+    base = f'api_base: "{upstream.base_url}", api_key: sk-x'
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "model_list:\n"
+        f"  - model_name: fast\n    litellm_params: {{model: openai/gpt-4o-mini, {base}}}\n"
+        f"  - model_name: smart\n    litellm_params: {{model: openai/gpt-4o, {base}}}\n"
+        "router_settings: {fallbacks: [{fast: [smart]}]}\n"
+    )
+    config = load_config(path, {})
+    provider = LiteLLMProvider(model="fast", router=ModelRouter(config), retry=FAST_RETRY, dump_store=store)
+    budgets = Budgets.from_settings(
+        day=None, month=None, section={"models": {"smart": {"day": smart_day}}}, callers=["local"],
+        groups=["fast", "smart"],
+    )  # fmt: skip
+    spend = Spend(ledger, budgets, provider)
+    return build_server(provider, store, default_model="fast", spend=spend), spend
+
+
+async def test_a_fallback_into_a_group_whose_budget_refuses_is_not_taken(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend
+) -> None:
+    server, spend = fallback_server(upstream, store, tmp_path, ledger, smart_day=0.000001)
+    upstream.script(*[Reply.error(503)] * 3, Reply.text("smart answered", model="gpt-4o"))
+    async with connect(server, "legacy") as c:
+        results = [await c.call_tool("complete", {"prompt": "hello", "model": "fast", "max_retries": 0}) for _ in range(3)]
+    assert all(r.is_error for r in results)
+    text = text_of(results[0])
+    assert "smart" in text and "daily budget" in text and "\n" not in text, text
+    assert [r.body["model"] for r in upstream.chat_requests()] == ["gpt-4o-mini"] * 3  # never smart
+    assert ledger.calls(EPOCH) == []
+    assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (0, 0)
+
+
+async def test_a_fallback_is_charged_to_the_group_that_answered_at_its_own_price(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend
+) -> None:
+    server, spend = fallback_server(upstream, store, tmp_path, ledger, smart_day=1.0)
+    held: list[dict[str, tuple[int, int]]] = []
+    reserve = ledger.reserve
+
+    def seen(r: Any, b: Any) -> dict[str, int]:
+        left = reserve(r, b)
+        held.append(ledger.state(list(spend.budgets.items), r.start))
+        return left
+
+    ledger.reserve = seen  # type: ignore[method-assign]
+    usage = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+    upstream.script(Reply.error(503), Reply.text("smart answered", model="gpt-4o", usage=usage))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hello", "model": "fast", "max_retries": 0, "max_tokens": 100})
+    assert not result.is_error, text_of(result)
+    [call] = ledger.calls(EPOCH)
+    assert (call.group, call.called) == ("smart", "fast")
+    assert call.cost == micro(10 * 2.5e-6 + 20 * 10e-6)  # gpt-4o's prices
+    prompt = LiteLLMProvider(dump_store=False).count_tokens([{"role": "user", "content": "hello"}], "smart") or 0
+    assert held[0]["model:smart:day"] == (0, micro(prompt * 2.5e-6 + 100 * 10e-6))  # held at smart's own price
+    assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)
+
+
+async def test_a_whole_reply_past_max_tokens_is_cut_and_charged_within_its_reservation(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    text = "".join(f" w{i}" for i in range(200))
+    upstream.script(Reply.text(text, usage={"prompt_tokens": 8, "completion_tokens": 400, "total_tokens": 408}))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hello", "max_tokens": 5})
+    assert not result.is_error, text_of(result)
+    content = result.structured_content["content"]
+    assert result.structured_content["stop_reason"] == "length"
+    assert content and text.startswith(content) and (provider.count_text(content, MODEL) or 0) <= 5
+    assert result.structured_content["output_tokens"] == 5
+    call = only_call(spend.backend)
+    assert call.output_tokens == 5 and call.estimated and call.cost == micro(8 * IN + 5 * OUT)
+
+
+async def test_a_reply_stopped_by_the_content_filter_is_charged(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    """The provider read the prompt and wrote part of an answer before its filter stopped it: billed."""
+    from tests.upstream import azure_filtered_reply
+
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    upstream.script(azure_filtered_reply(["violence"], content="partial"))
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool("complete", {"prompt": "hello"})
+    assert failed.is_error and "content_policy" in text_of(failed)
+    call = only_call(spend.backend)
+    assert (call.input_tokens, call.output_tokens, call.estimated) == (11, 7, False)  # the reply's usage
+    assert call.cost == micro(11 * IN + 7 * OUT)
+
+
+async def test_a_cancelled_complete_is_charged_its_prompt_once_the_upstream_has_it(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    upstream.script(Reply.hang())
+    async with connect(server, "legacy") as c:
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def call() -> None:
+                with scope:
+                    await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
+
+            tg.start_soon(call)
+            await until(lambda: len(upstream.chat_requests()) == 1, "the request reached the upstream")
+            scope.cancel()
+    call = only_call(spend.backend)
+    prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
+    assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, 0)
+    assert call.cost == micro(prompt * IN)
