@@ -3,7 +3,7 @@
     hive-mcp [--transport stdio|http|sse] [--host H] [--port P] [--model M] ...
     hive-mcp dumps list [--error-type T] [--model M] [--since 2h|2026-11-20] [--limit N]
     hive-mcp dumps show ID
-    hive-mcp dumps purge [--older-than 7d]
+    hive-mcp dumps purge --all | --older-than 7d [--yes]
     hive-mcp usage [--since 7d] [--by model|caller|day] [--json]
 
 This module parses arguments, runs the `dumps` commands, and hands serving to
@@ -243,10 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     purge = actions.add_parser(
         "purge",
         prog=f"{PROG} dumps purge",
-        help="delete dumps (all, or those older than --older-than)",
-        description="Delete every dump, or only those older than --older-than.",
+        help="delete dumps: --all, or those --older-than an age",
+        description="Delete every dump (--all) or those older than an age (--older-than). "
+        "On a terminal it asks first, unless --yes.",
     )
-    purge.add_argument("--older-than", metavar="AGE", help="only dumps older than this: 30m, 12h, 7d, 2w, 1d12h")
+    scope = purge.add_mutually_exclusive_group()
+    scope.add_argument("--older-than", metavar="AGE", help="only dumps older than this: 30m, 12h, 7d, 2w, 1d12h")
+    scope.add_argument("--all", dest="purge_all", action="store_true", help="every dump")
+    purge.add_argument("--yes", "-y", action="store_true", help="do not ask, even on a terminal")
     purge.add_argument("--dump-dir", help=argparse.SUPPRESS, **dump_dir)
     add_conversations_parser(commands, PROG, _Parser)
     add_usage_parser(commands, PROG, _Parser)
@@ -319,7 +323,7 @@ def _dumps(args: argparse.Namespace) -> int:
             return _dumps_list(store, args)
         if args.dumps_command == "show":
             return _dumps_show(store, args.id)
-        return _dumps_purge(store, args.older_than)
+        return _dumps_purge(store, args)
     except DumpCorrupt as exc:
         return _fail(str(exc), EXIT_FAILURE)
     except DumpLookupError as exc:
@@ -401,15 +405,36 @@ def _dumps_show(store: Any, dump_id: str) -> int:
     return EXIT_OK
 
 
-def _dumps_purge(store: Any, older_than: str | None) -> int:
+def _dumps_purge(store: Any, args: argparse.Namespace) -> int:
+    older_than = args.older_than
+    if older_than is None and not args.purge_all:
+        raise UsageError("dumps purge: give --all (every dump) or --older-than AGE (e.g. 7d); nothing was removed")
     age = None
     if older_than is not None:
         try:
             age = parse_duration(older_than)
         except ValueError as exc:
             raise UsageError(f"--older-than: {exc}") from None
+    if not args.yes and sys.stdin.isatty():
+        what = f"dumps older than {older_than}" if older_than else f"{_count(store.count(), 'dump')}"
+        if not _confirm(f"delete {what} from {store.directory}?"):
+            print("nothing removed", file=sys.stderr)
+            return EXIT_OK
     removed = store.purge(age)
-    noun = "dump" if removed == 1 else "dumps"
     scope = f" older than {older_than}" if older_than else ""
-    print(f"removed {removed} {noun}{scope} from {store.directory}")
+    print(f"removed {_count(removed, 'dump')}{scope} from {store.directory}")
     return EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _confirm(question: str) -> bool:
+    """A yes from the terminal; anything else, end of input included, is a no."""
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, KeyboardInterrupt):
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
