@@ -215,10 +215,10 @@ def _apply_litellm_settings(config: ModelsConfig) -> dict[str, Any]:
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """SIGTERM ends the server like Ctrl-C: a clean shutdown and exit code 0.
 
-    The asyncio runner (stdio) installs a SIGINT handler that shuts down
-    gracefully; hand SIGTERM to it. (uvicorn, for http/sse, catches SIGTERM
-    itself while serving.) With none in place (start-up, or SIGINT ignored by
-    the parent), raise KeyboardInterrupt, which serve() turns into a quiet exit.
+    While serving, stdio's event loop watches SIGTERM and SIGINT itself (`hive_mcp.stdio`) and
+    uvicorn, for http/sse, catches them; this handler covers start-up and the way out. A SIGINT
+    handler other than Python's default shuts down gracefully: hand SIGTERM to it. Otherwise
+    raise KeyboardInterrupt, which serve() turns into a quiet exit.
     """
     handler = signal.getsignal(signal.SIGINT)
     if callable(handler) and handler is not signal.default_int_handler:
@@ -236,6 +236,7 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
     SIGTERM ignored while the process exits. A bad models config (or a setting
     its `hive_mcp:` section makes unsafe) is one line on stderr and exit code 2.
     """
+    signal.signal(signal.SIGTERM, _on_sigterm)  # before anything slow: a SIGTERM at start-up exits quietly
     configure_logging(settings.log_level)
     from .models.config import ConfigError
     from .settings import SettingsError
@@ -253,12 +254,13 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
     except (ConfigError, SettingsError, BudgetError) as exc:
         print(f"hive-mcp: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
     settings = configured
     if config is not None:
         configure_logging(settings.log_level)
         for warning in config.warnings:
             logger.warning("%s", warning)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _serve(settings, tokens, config, budgets)
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -48,12 +49,41 @@ DRAIN_TIMEOUT_S = 5.0
 """At exit, how long queued messages may take to reach a slow reader."""
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def run_stdio(server: Any) -> None:
     """Serve `server` (an MCPServer) on stdin/stdout until EOF, Ctrl-C or SIGTERM."""
     if fcntl is None:
         server.run(transport="stdio")
         return
-    anyio.run(_serve, server)
+    watch = threading.current_thread() is threading.main_thread()
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if watch else {}
+    try:
+        anyio.run(_serve_until_signal if watch else _serve, server)
+    finally:
+        for sig, handler in before.items():  # the caller's handlers again, for the way out
+            signal.signal(sig, handler)
+
+
+async def _serve_until_signal(server: Any) -> None:
+    """`_serve`, stopped cleanly by the first SIGTERM or SIGINT (later ones change nothing).
+
+    The event loop watches the signals itself (its wakeup fd): the kernel may hand a signal to
+    any thread, and a handler installed with signal.signal alone runs only once the main thread
+    wakes, which an idle loop, waiting in select for input that will not come, never does.
+    """
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    logger.info("%s: stopping", signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_on_signal)
+            await _serve(server)
+            tg.cancel_scope.cancel()
 
 
 async def _serve(server: Any) -> None:
