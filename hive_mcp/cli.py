@@ -16,6 +16,7 @@ stdio, stdout carries the protocol and nothing else.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import sys
@@ -266,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         _refuse_key_flag(args_list)
-        args = build_parser().parse_args(args_list)
+        parser = build_parser()
+        _refuse_unknown_flag(parser, args_list)
+        args = parser.parse_args(args_list)
         if args.command == "dumps":
             return _dumps(args)
         if args.command in ("conversations", "usage"):
@@ -288,6 +291,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str, code: int) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return code
+
+
+def _refuse_unknown_flag(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """The first `--flag` no parser knows, named, with the close one (argparse would take the flag's
+    value for a command: "invalid choice: '8000'" for `--prot 8000`)."""
+    known = _flags(parser)
+    for arg in argv:
+        if arg == "--":
+            return
+        name = arg.split("=", 1)[0]
+        if name.startswith("--") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            raise UsageError(f"unknown option {name}" + (f"; did you mean {close[0]}?" if close else ""))
+
+
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    """Every `--flag` of `parser` and of its commands, theirs included."""
+    found: set[str] = set()
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public walk over its actions
+        found.update(o for o in action.option_strings if o.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in action.choices.values():
+                found |= _flags(sub)
+    return found
 
 
 def _refuse_key_flag(argv: Sequence[str]) -> None:

@@ -261,8 +261,13 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
         configure_logging(settings.log_level)
         for warning in config.warnings:
             logger.warning("%s", warning)
+    from .http.listen import PortError
+
     try:
         return _serve(settings, tokens, config, budgets)
+    except PortError as exc:
+        print(f"hive-mcp: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         logger.info("hive-mcp stopped")
         return EXIT_OK
@@ -388,6 +393,11 @@ def _serve(
         run_workers(settings, tokens, config)
         logger.info("hive-mcp stopped")
         return EXIT_OK
+    listener = None
+    if settings.transport != "stdio":
+        from .http.listen import bind
+
+        listener = bind(settings.host, settings.port)  # before anything is built or says it serves
     server, provider, store, sources = build(settings, config, tokens, budgets)
     logger.info(
         "hive-mcp %s: model %s%s%s, dumps in %s%s",
@@ -421,6 +431,6 @@ def _serve(
     else:
         from .http import run_http
 
-        run_http(server, settings, tokens, store, sources)
+        run_http(server, settings, tokens, store, sources, listener)
     logger.info("hive-mcp stopped")
     return EXIT_OK

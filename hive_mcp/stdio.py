@@ -142,12 +142,14 @@ async def _stdin_lines(fd: int) -> AsyncIterator[str]:
 
     def pump() -> None:
         buffer = b""
+        dropped = _NotJson()
         try:
             while chunk := _read_quietly(fd):
                 *lines, buffer = (buffer + chunk).split(b"\n")
                 for line in lines:
-                    deliver(line + b"\n")
-            if buffer:
+                    if dropped.keeps(line):
+                        deliver(line + b"\n")
+            if buffer and dropped.keeps(buffer):
                 deliver(buffer)
         except BaseException:  # noqa: BLE001 - the loop is gone or the reader stopped: nobody is listening
             return
@@ -160,6 +162,29 @@ async def _stdin_lines(fd: int) -> AsyncIterator[str]:
     async with receive:
         async for line in receive:
             yield line
+
+
+class _NotJson:
+    """Drops the stdin lines that cannot be a JSON-RPC message (not `{...}`): something other than the
+    client wrote to our stdin. The first is a warning, later ones debug; a line's length is logged,
+    never its content (it may hold anything, a key included). Blank lines go quietly."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def keeps(self, line: bytes) -> bool:
+        body = line.strip()
+        if body[:1] == b"{" and body[-1:] == b"}":
+            return True
+        if body:
+            self.count += 1
+            logger.log(
+                logging.WARNING if self.count == 1 else logging.DEBUG,
+                "stdin: dropped a line of %d bytes that is not JSON (a JSON-RPC message is one JSON object a line; "
+                "is something else writing to this server's stdin?)%s",
+                len(line), "" if self.count == 1 else f" [{self.count} so far]",
+            )  # fmt: skip
+        return False
 
 
 def _read_quietly(fd: int) -> bytes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -187,6 +188,8 @@ def test_startup_is_logged_to_stderr(session: Session) -> None:
     assert f"serving MCP {where}" in err
     assert f"model {MODEL}" in err
     assert TEST_KEY not in err
+    if session.transport != "stdio":  # the page a newcomer opens next, named where they look
+        assert re.search(r"dashboard at http://127\.0\.0\.1:\d+/dashboard\b", err), err
 
 
 def test_complete_returns_the_upstream_text(session: Session, e2e_upstream: Upstream) -> None:
