@@ -1,6 +1,6 @@
 """The dashboard in a real browser: headless chromium loads it from uvicorn and we read the rendered DOM.
 
-Skipped where no chromium binary exists (install one with .ci/browser.sh, or
+Skipped where no chromium binary exists (install one with .ci/tools.sh, or
 `apt-get install chromium`). Run alone: `.venv/bin/python -m pytest -q tests/test_dashboard_browser.py`.
 Set HIVE_MCP_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh the README's screenshot.
 """
@@ -47,7 +47,7 @@ DASHBOARD_TOOL = "dashboard"
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")) if p), None
 )
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (see .ci/browser.sh)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (see .ci/tools.sh)")
 
 BROWSER_TIMEOUT_S = 120
 START_TIMEOUT_S = 20
