@@ -18,17 +18,18 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import re
 import sys
 import textwrap
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, NoReturn
 
 from . import __version__
 from .conversations_cli import add_conversations_parser, run_conversations
 from .spend_cli import add_usage_parser, run_usage
 from .serve import exposure_problem, serve
+from .since import parse_duration
+from .since import parse_since as _parse_since
 from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 
 __all__ = ["PROVIDER_KEY_VARS", "main", "parse_duration", "parse_since", "print_table"]
@@ -58,47 +59,12 @@ class UsageError(Exception):
 # Parsing helpers
 # ---------------------------------------------------------------------------
 
-_UNITS = {"w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
-
-
-def parse_duration(text: str) -> timedelta:
-    """`30s`, `30m`, `12h`, `7d`, `2w`, or a sum such as `1d12h`. Raises ValueError."""
-    s = text.strip().lower()
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m[1]) * _UNITS[m[2]]
-        pos = m.end()
-    if not s or pos != len(s):
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30m, 12h, 7d (units: w d h m s)")
-    try:
-        return timedelta(seconds=total)
-    except OverflowError:
-        raise ValueError(f"invalid duration {text!r}: too large") from None
-
-
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """A duration back from now (`2h`, `7d`) or an ISO date/time (`2026-11-20`, `2026-11-20T14:30`).
-
-    A date or time without an offset is local time. Raises ValueError.
-    """
-    now = now or datetime.now(UTC)
+    """`--since`: a duration back from now or an ISO date/time, local time unless it has an offset."""
     try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    except OverflowError:
-        raise ValueError(f"invalid --since {text!r}: too far back") from None
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"invalid --since {text!r}: use a duration back from now (30m, 12h, 7d) "
-            "or an ISO date/time (2026-11-20, 2026-11-20T14:30, 2026-11-20T14:30Z)"
-        ) from None
-    return when.astimezone() if when.tzinfo is None else when
+        return _parse_since(text, now=now, naive=None)
+    except ValueError as exc:
+        raise ValueError(f"invalid --since {exc}") from None
 
 
 def _positive_int(text: str) -> int:
