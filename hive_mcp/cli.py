@@ -82,51 +82,55 @@ def _positive_int(text: str) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _entry(name: str, text: str, width: int, total: int = 79) -> list[str]:
-    """One `NAME  description` entry of the epilog, wrapped with a hanging indent."""
-    indent = " " * (2 + width)
-    if len(name) + 2 > width:
-        return [f"  {name}", *textwrap.wrap(text, total, initial_indent=indent, subsequent_indent=indent,
-                                            break_on_hyphens=False)]
-    return textwrap.wrap(text, total, initial_indent=f"  {name:<{width}}", subsequent_indent=indent,
+def _entry(name: str, text: str, total: int = 79) -> list[str]:
+    """One `NAME  description` entry of the epilog, continued four columns in."""
+    return textwrap.wrap(f"{name}  {text}", total, initial_indent="  ", subsequent_indent="    ",
                          break_on_hyphens=False)
 
 
+def _paragraph(text: str, total: int = 79) -> list[str]:
+    return textwrap.wrap(text, total, subsequent_indent="  ", break_on_hyphens=False)
+
+
+DESCRIPTION = """\
+An MCP server for LLM completion through litellm. Tools: complete and
+stream_complete (a chat completion, streamed as progress), list_models,
+list_conversations, list_failed_requests, and dashboard (failures and spend as
+an MCP App); failed calls are resources (hive://failed-requests/ID). Over http
+a web dashboard is at /dashboard. With no command it serves MCP over stdio.
+
+examples:
+  HIVE_MCP_API_KEY=sk-... hive-mcp --model openai/gpt-4o-mini
+  hive-mcp --api-base http://127.0.0.1:1234/v1 --model openai/local-model
+  HIVE_MCP_AUTH_TOKEN=secret hive-mcp --transport http --port 8765
+      (MCP at http://127.0.0.1:8765/mcp, the dashboard at /dashboard)
+"""
+
+
 def _environment_help() -> str:
-    width = max(len(s.env) for s in SETTINGS_FIELDS) + 2
-    lines = ["environment (a flag wins over the environment, which wins over .env):"]
+    """The settings that have no flag (those with one are described beside it), then notes."""
+    lines = ["environment only (a flag wins over the environment, which wins over .env):"]
     for spec in SETTINGS_FIELDS:
-        flag = f" [{spec.flag}]" if spec.flag else ""
-        lines += _entry(spec.env, spec.help + flag, width)
-    lines += ["", "provider keys (read by litellm; used when HIVE_MCP_API_KEY is unset):"]
-    for name, what in PROVIDER_KEY_VARS:
-        lines += _entry(name, what, width)
-    lines += _entry("...", "any other variable litellm reads for your provider", width)
-    lines += ["", "litellm (the first two are recommended offline or behind a filtering proxy):"]
-    lines += _entry("LITELLM_LOCAL_MODEL_COST_MAP=True", "use the bundled model cost map: no fetch at import", width)
-    lines += _entry("LITELLM_OFFLINE_MODE=true", "no network fetches for headers or tokenizers", width)
-    lines += _entry("LITELLM_LOG=LEVEL", "litellm's own log level (default WARNING, DEBUG at --log-level DEBUG)", width)
-    lines += [
-        "",
-        ".env: a .env file in the working directory (or --env-file PATH) is read at",
-        "  start-up. Its HIVE_MCP_* entries are settings; every other entry",
-        "  (OPENAI_API_KEY, ...) is exported to the environment for litellm unless the",
-        "  environment already has it. The API key is never accepted as a flag: flags",
-        "  are visible to other users in `ps`.",
-        "",
-        "http/sse security: with HIVE_MCP_AUTH_TOKEN or HIVE_MCP_AUTH_TOKEN_FILE set,",
-        "  every request except GET /healthz needs `Authorization: Bearer TOKEN` (else",
-        "  401). A --host that is not loopback, with no token, refuses to start unless",
-        "  --allow-unauthenticated is given. Host and Origin headers must name a",
-        "  loopback address, the bound host:port or an --allowed-host/--allowed-origin",
-        "  (else 421/403: DNS-rebinding protection). A body over HIVE_MCP_MAX_BODY_BYTES",
-        "  gets 413. GET /healthz answers {\"status\":\"ok\"} for load balancers. On",
-        "  SIGTERM, calls in flight get HIVE_MCP_SHUTDOWN_GRACE_S seconds to finish.",
-        "",
-        "failed requests: each failed call is saved, redacted, as JSON in the dump",
-        "  directory. MCP clients read them as resources hive://failed-requests and",
-        "  hive://failed-requests/ID; people use `hive-mcp dumps list|show|purge`.",
-    ]
+        if spec.flag is None:
+            lines += _entry(spec.env, spec.help)
+    keys = ", ".join(name for name, _ in PROVIDER_KEY_VARS)
+    lines += [""]
+    lines += _paragraph(
+        f"provider keys: without HIVE_MCP_API_KEY, litellm reads its own variable for the provider: {keys} "
+        "(with AZURE_API_BASE, AZURE_API_VERSION), or any other it knows."
+    )
+    lines += _paragraph(
+        "litellm: LITELLM_LOCAL_MODEL_COST_MAP=True and LITELLM_OFFLINE_MODE=true (the default here) keep "
+        "start-up off the network; LITELLM_LOG=LEVEL sets litellm's own log level."
+    )
+    lines += _paragraph(
+        ".env: read from the working directory (or --env-file) at start-up: HIVE_MCP_* entries are settings, "
+        "others (OPENAI_API_KEY, ...) are exported for litellm. Keys and tokens are never flags: flags show in `ps`."
+    )
+    lines += _paragraph(
+        "http/sse: GET /healthz answers {\"status\":\"ok\"} without a token, for load balancers; with a token "
+        "set, everything else needs `Authorization: Bearer TOKEN` (else 401)."
+    )
     return "\n".join(lines)
 
 
@@ -141,13 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         usage=f"{PROG} [options]\n       {PROG} dumps {{list,show,purge}} ...\n       {PROG} conversations {{list,show,delete}} ...\n       {PROG} usage [--since 7d] [--by model|caller|day] [--json]",
-        description=textwrap.dedent(
-            """\
-            An MCP server for LLM completion through litellm: tools complete,
-            stream_complete and list_failed_requests; failed calls as resources.
-            With no command it serves MCP (stdio unless --transport says otherwise).
-            """
-        ),
+        description=DESCRIPTION,
         epilog=_environment_help(),
         formatter_class=fmt,
         allow_abbrev=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -104,6 +105,22 @@ def test_help_lists_every_option_and_environment_variable(tmp_path: Path) -> Non
         assert needle in out, needle
     assert "--api-key" not in out
     assert "--auth-token" not in out  # like the API key: never a flag
+
+
+def test_help_describes_each_setting_once_and_starts_with_an_example(tmp_path: Path) -> None:
+    out = run_cli("--help", cwd=tmp_path).stdout
+    for spec in SETTINGS_FIELDS:
+        beside_its_flag = out.count(f"[{spec.env}]")
+        on_its_own = len(re.findall(rf"^  {spec.env}  ", out, flags=re.M))  # an entry: NAME, two spaces, text
+        assert beside_its_flag + on_its_own == 1, (spec.env, beside_its_flag, on_its_own)
+        if spec.flag:
+            assert beside_its_flag == 1, f"{spec.env} belongs beside {spec.flag}"
+    head = out.split("\noptions:", 1)[0]
+    assert re.search(r"^  (HIVE_MCP_\w+=\S+ )*hive-mcp ", head, flags=re.M), "an example command before the options"
+    for name in ("complete", "stream_complete", "list_models", "list_conversations", "list_failed_requests",
+                 "dashboard", "/dashboard"):
+        assert re.search(rf"(?<![\w/]){re.escape(name)}\b", head), name
+    assert len(out.splitlines()) <= 150, len(out.splitlines())  # it was 228, every setting twice
 
 
 def test_dumps_help_lists_actions_and_filters(tmp_path: Path) -> None:
