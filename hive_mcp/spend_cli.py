@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,6 +33,13 @@ def add_usage_parser(commands: Any, prog: str, parser_class: type[argparse.Argum
                        help="a duration back from now (7d, 12h) or a date (2026-11-20); default 30d")  # fmt: skip
     usage.add_argument("--by", choices=tuple(_BY), default="model", help="group the rows by (default model)")
     usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _cost(micro_usd: int, calls: int, unpriced: int) -> str:
+    """A row's cost: `unpriced` when none of its calls had a price, with a `+` when some lacked one."""
+    if unpriced and unpriced == calls:
+        return "unpriced"
+    return f"{micro_usd / 1e6:.6f}" + ("+" if unpriced else "")
 
 
 def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
@@ -60,18 +68,30 @@ def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
     finally:
         backend.close()
     grouped = spent_by(rows, _BY[args.by])
+    unpriced: dict[str, int] = {}
+    for r in rows:
+        unpriced[_BY[args.by](r)] = unpriced.get(_BY[args.by](r), 0) + r.unpriced_calls
     if args.json:
         doc = {
             "since": since.isoformat(), "by": args.by, "ledger": backend.name,
-            "rows": [{args.by: k, "cost_usd": c / 1e6, "calls": n} for k, (c, n) in grouped.items()],
+            "rows": [{args.by: k, "cost_usd": c / 1e6, "calls": n, "unpriced_calls": unpriced.get(k, 0)}
+                     for k, (c, n) in grouped.items()],
             "total_usd": sum(c for c, _ in grouped.values()) / 1e6,
+            "unpriced_calls": sum(unpriced.values()),
             "budgets": [b.model_dump(mode="json") for b in report.budgets],
         }  # fmt: skip
         print(json.dumps(doc, indent=2))
         return 0, None
-    table = [(k, f"{c / 1e6:.6f}", str(n)) for k, (c, n) in grouped.items()]
-    table.append(("TOTAL", f"{sum(c for c, _ in grouped.values()) / 1e6:.6f}", str(sum(n for _, n in grouped.values()))))
-    print_table((args.by.upper(), "COST USD", "CALLS"), table)
+    grouped["TOTAL"] = (sum(c for c, _ in grouped.values()), sum(n for _, n in grouped.values()))
+    unpriced["TOTAL"] = sum(unpriced.values())
+    if unpriced["TOTAL"]:
+        # A call litellm could not price counts as 0 USD: "0.000000" would read as free.
+        table = [(k, _cost(c, n, unpriced.get(k, 0)), str(n), str(unpriced.get(k, 0))) for k, (c, n) in grouped.items()]
+        print_table((args.by.upper(), "COST USD", "CALLS", "UNPRICED"), table)
+        print(f"unpriced: {unpriced['TOTAL']} call(s) had no price and count as 0 USD above; give their models' prices "
+              "(model_info: input_cost_per_token, output_cost_per_token) in the --config file", file=sys.stderr)
+    else:
+        print_table((args.by.upper(), "COST USD", "CALLS"), [(k, f"{c / 1e6:.6f}", str(n)) for k, (c, n) in grouped.items()])
     if report.budgets:
         print()
         print_table(

@@ -42,7 +42,8 @@ def test_usage_prints_a_table_and_json(tmp_path: Path) -> None:
     assert lines[3].split() == ["TOTAL", "1.760000", "3"]
     assert lines[6].split()[:5] == ["all:day", "5.00", "1.760000", "0.000000", "3.240000"]
     doc = json.loads(usage(home, "--by", "model", "--json").stdout)
-    assert doc["rows"] == [{"model": "cheap", "cost_usd": 0.08, "calls": 2}, {"model": "smart", "cost_usd": 1.75, "calls": 2}]
+    assert doc["rows"] == [{"model": "cheap", "cost_usd": 0.08, "calls": 2, "unpriced_calls": 0},
+                           {"model": "smart", "cost_usd": 1.75, "calls": 2, "unpriced_calls": 0}]
     assert doc["total_usd"] == 1.83 and doc["budgets"] == []
     by_day = json.loads(usage(home, "--since", "30d", "--by", "day", "--json").stdout)["rows"]
     assert [r["day"] for r in by_day] == sorted({(NOW - timedelta(days=10)).strftime("%Y-%m-%d"), NOW.strftime("%Y-%m-%d")})
@@ -51,3 +52,23 @@ def test_usage_prints_a_table_and_json(tmp_path: Path) -> None:
 def test_usage_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     bad = usage(tmp_path, "--since", "last tuesday")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--since" in bad.stderr
+
+
+def test_usage_marks_unpriced_calls_instead_of_showing_them_as_free(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    b = SQLiteBackend(home / "hive-mcp-spend.sqlite3")
+    settle(b, "alice", "smart", 1_500_000, NOW)
+    for _ in range(2):  # a model litellm has no price for: counted, at no cost, and flagged
+        r = Reservation(f"local{_}", "alice", "local", 0, NOW, NOW + timedelta(minutes=5))
+        b.settle(r, CallRecord(NOW, "alice", "local", "local", 100, 10, 0, 0, 0, None, True))
+    b.close()
+    table = usage(home, "--by", "model")
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in table.stdout.splitlines()[1:]}
+    assert rows["local"][0] == "unpriced" and rows["local"][1:] == ["2", "2"], table.stdout
+    assert rows["smart"] == ["1.500000", "1", "0"]
+    assert rows["TOTAL"][0].startswith("1.500000") and rows["TOTAL"][1:] == ["3", "2"]
+    assert "unpriced" in table.stderr and "model_info" in table.stderr  # what it means and what to do
+    doc = json.loads(usage(home, "--by", "model", "--json").stdout)
+    assert {r["model"]: r["unpriced_calls"] for r in doc["rows"]} == {"local": 2, "smart": 0}
+    assert doc["unpriced_calls"] == 2
