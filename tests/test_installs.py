@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import tomllib
 import zipfile
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest
 from hive_mcp import __version__
 from hive_mcp.cli import PROVIDER_KEY_VARS
 from hive_mcp.settings import SETTINGS_FIELDS
-from tests.processes import ROOT, child_env, free_port
+from tests.processes import ROOT, ask_stdio, child_env, free_port
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 SERVER_JSON = ROOT / "server.json"
@@ -48,32 +47,6 @@ def known_variables() -> set[str]:
 
 def is_secret_name(name: str) -> bool:
     return name.endswith(("_API_KEY", "_TOKEN", "_PASSWORD"))
-
-
-def answers_to_stdio(command: list[str], env: dict[str, str], cwd: Path, timeout: float) -> dict[int, Any]:
-    """Start `command` as an MCP stdio server, send initialize and tools/list, and return the replies by id.
-
-    stdin closes only once both are answered: the end of input stops the server.
-    """
-    replies: dict[int, Any] = {}
-    with subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, bufsize=1) as proc:  # fmt: skip
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        deadline = threading.Timer(timeout, proc.kill)  # a server that hangs ends the read loop below
-        deadline.start()
-        proc.stdin.write(json.dumps(INITIALIZE) + "\n" + json.dumps(LIST_TOOLS) + "\n")
-        proc.stdin.flush()
-        for line in proc.stdout:  # each reply is a line; the loop ends early only if the server dies
-            message = json.loads(line)
-            if "id" in message:
-                replies[message["id"]] = message
-            if {1, 2} <= set(replies):
-                break
-        proc.stdin.close()
-        code = proc.wait(timeout=timeout)
-        deadline.cancel()
-        assert code == 0 and {1, 2} <= set(replies), proc.stderr.read()[-3000:]
-    return replies
 
 
 # ---------------------------------------------------------------------------
@@ -136,7 +109,9 @@ def test_uvx_runs_the_wheel_as_an_mcp_server(uv: Path, wheel: Path, tmp_path: Pa
         pytest.skip(f"uvx could not reach PyPI: {version.stderr.strip()[-300:]}")
     assert version.returncode == 0, version.stderr[-3000:]
     assert version.stdout.strip() == f"hive-mcp {__version__}"
-    replies = answers_to_stdio([*uvx, "hive-mcp"], env, tmp_path, timeout=INSTALL_S)
+    replies, code, stderr = ask_stdio([*uvx, "hive-mcp"], [json.dumps(INITIALIZE), json.dumps(LIST_TOOLS)], {1, 2},
+                                      env=env, cwd=tmp_path, timeout=INSTALL_S)  # fmt: skip
+    assert code == 0, stderr[-3000:]
     assert replies[1]["result"]["serverInfo"]["name"] == "hive-mcp"
     assert {t["name"] for t in replies[2]["result"]["tools"]} == TOOLS
 

@@ -14,19 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import child_env, free_port
+from tests.processes import ask_stdio, child_env, free_port
 
 SETTLE_S = 90.0  # a server imports mcp (and, serving, litellm in the background) on a loaded machine
 
 
-def hive(*args: str, cwd: Path, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def hive(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hive_mcp", *args],
         cwd=cwd,
         env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
                       HIVE_HOME=str(cwd / "home"), **env),
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=SETTLE_S,
@@ -88,12 +87,15 @@ def test_stdin_lines_that_are_not_json_are_logged_once_with_a_length_never_the_c
     initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
                   "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-    text = "\n".join([json.dumps(initialize), secret_ish, "", "again not json", json.dumps(ping)]) + "\n"
-    proc = hive("--log-level", "INFO", cwd=tmp_path, stdin=text, HIVE_MCP_API_BASE="http://127.0.0.1:9/v1")
-    assert proc.returncode == 0, proc.stderr
-    replies = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [r.get("id") for r in replies if "id" in r] == [1, 2]  # the bad line did not stop the session
-    warnings = [line for line in proc.stderr.splitlines() if " WARNING " in line and "not JSON" in line]
-    assert len(warnings) == 1, proc.stderr
+    lines = [json.dumps(initialize), secret_ish, "", "again not json", json.dumps(ping)]
+    replies, code, stderr = ask_stdio(
+        [sys.executable, "-m", "hive_mcp", "--log-level", "INFO"], lines, {1, 2}, cwd=tmp_path, timeout=SETTLE_S,
+        env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true", HIVE_HOME=str(tmp_path / "home"),
+                      HIVE_MCP_API_BASE="http://127.0.0.1:9/v1"),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "result" in replies[2]  # the bad lines did not stop the session
+    warnings = [line for line in stderr.splitlines() if " WARNING " in line and "not JSON" in line]
+    assert len(warnings) == 1, stderr
     assert f"{len(secret_ish)} bytes" in warnings[0]  # the first only: a client that writes garbage floods nothing
-    assert "sk-notakey" not in proc.stderr and "again not json" not in proc.stderr
+    assert "sk-notakey" not in stderr and "again not json" not in stderr
