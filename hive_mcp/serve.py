@@ -237,6 +237,13 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
     its `hive_mcp:` section makes unsafe) is one line on stderr and exit code 2.
     """
     signal.signal(signal.SIGTERM, _on_sigterm)  # before anything slow: a SIGTERM at start-up exits quietly
+    try:
+        return _start(settings, tokens)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _start(settings: Settings, tokens: tuple[str, ...]) -> int:
     configure_logging(settings.log_level)
     from .models.config import ConfigError
     from .settings import SettingsError
@@ -254,8 +261,6 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
     except (ConfigError, SettingsError, BudgetError) as exc:
         print(f"hive-mcp: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return EXIT_OK
     settings = configured
     if config is not None:
         configure_logging(settings.log_level)
