@@ -99,9 +99,12 @@ def test_uvx_runs_the_wheel_as_an_mcp_server(uv: Path, wheel: Path, tmp_path: Pa
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_OFFLINE_MODE": "true",
     }
-    for name in ("SSL_CERT_FILE", "PIP_CERT", "UV_INDEX_URL", "UV_DEFAULT_INDEX"):
+    for name in ("SSL_CERT_FILE", "UV_INDEX_URL", "UV_DEFAULT_INDEX"):
         if os.environ.get(name):
             env[name] = os.environ[name]
+    system_certs = Path("/etc/ssl/certs/ca-certificates.crt")  # Debian's bundle, which pip here is told to use
+    if "SSL_CERT_FILE" not in env and system_certs.is_file():
+        env["SSL_CERT_FILE"] = str(system_certs)
     uvx = [str(uv), "tool", "run", "--python", sys.executable, "--from", str(wheel)]
     version = subprocess.run([*uvx, "hive-mcp", "--version"], env=env, cwd=tmp_path, capture_output=True, text=True,
                              timeout=INSTALL_S, check=False)  # fmt: skip
