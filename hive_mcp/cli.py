@@ -3,7 +3,7 @@
     hive-mcp [--transport stdio|http|sse] [--host H] [--port P] [--model M] ...
     hive-mcp dumps list [--error-type T] [--model M] [--since 2h|2026-11-20] [--limit N]
     hive-mcp dumps show ID
-    hive-mcp dumps purge [--older-than 7d]
+    hive-mcp dumps purge --all | --older-than 7d [--yes]
     hive-mcp usage [--since 7d] [--by model|caller|day] [--json]
 
 This module parses arguments, runs the `dumps` commands, and hands serving to
@@ -16,18 +16,20 @@ stdio, stdout carries the protocol and nothing else.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
-import re
 import sys
 import textwrap
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, NoReturn
 
 from . import __version__
 from .conversations_cli import add_conversations_parser, run_conversations
 from .spend_cli import add_usage_parser, run_usage
 from .serve import exposure_problem, serve
+from .since import parse_duration
+from .since import parse_since as _parse_since
 from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 
 __all__ = ["PROVIDER_KEY_VARS", "main", "parse_duration", "parse_since", "print_table"]
@@ -57,47 +59,12 @@ class UsageError(Exception):
 # Parsing helpers
 # ---------------------------------------------------------------------------
 
-_UNITS = {"w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
-
-
-def parse_duration(text: str) -> timedelta:
-    """`30s`, `30m`, `12h`, `7d`, `2w`, or a sum such as `1d12h`. Raises ValueError."""
-    s = text.strip().lower()
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m[1]) * _UNITS[m[2]]
-        pos = m.end()
-    if not s or pos != len(s):
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30m, 12h, 7d (units: w d h m s)")
-    try:
-        return timedelta(seconds=total)
-    except OverflowError:
-        raise ValueError(f"invalid duration {text!r}: too large") from None
-
-
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """A duration back from now (`2h`, `7d`) or an ISO date/time (`2026-11-20`, `2026-11-20T14:30`).
-
-    A date or time without an offset is local time. Raises ValueError.
-    """
-    now = now or datetime.now(UTC)
+    """`--since`: a duration back from now or an ISO date/time, local time unless it has an offset."""
     try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    except OverflowError:
-        raise ValueError(f"invalid --since {text!r}: too far back") from None
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"invalid --since {text!r}: use a duration back from now (30m, 12h, 7d) "
-            "or an ISO date/time (2026-11-20, 2026-11-20T14:30, 2026-11-20T14:30Z)"
-        ) from None
-    return when.astimezone() if when.tzinfo is None else when
+        return _parse_since(text, now=now, naive=None)
+    except ValueError as exc:
+        raise ValueError(f"invalid --since {exc}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -115,51 +82,55 @@ def _positive_int(text: str) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _entry(name: str, text: str, width: int, total: int = 79) -> list[str]:
-    """One `NAME  description` entry of the epilog, wrapped with a hanging indent."""
-    indent = " " * (2 + width)
-    if len(name) + 2 > width:
-        return [f"  {name}", *textwrap.wrap(text, total, initial_indent=indent, subsequent_indent=indent,
-                                            break_on_hyphens=False)]
-    return textwrap.wrap(text, total, initial_indent=f"  {name:<{width}}", subsequent_indent=indent,
+def _entry(name: str, text: str, total: int = 79) -> list[str]:
+    """One `NAME  description` entry of the epilog, continued four columns in."""
+    return textwrap.wrap(f"{name}  {text}", total, initial_indent="  ", subsequent_indent="    ",
                          break_on_hyphens=False)
 
 
+def _paragraph(text: str, total: int = 79) -> list[str]:
+    return textwrap.wrap(text, total, subsequent_indent="  ", break_on_hyphens=False)
+
+
+DESCRIPTION = """\
+An MCP server for LLM completion through litellm. Tools: complete and
+stream_complete (a chat completion, streamed as progress), list_models,
+list_conversations, list_failed_requests, and dashboard (failures and spend as
+an MCP App); failed calls are resources (hive://failed-requests/ID). Over http
+a web dashboard is at /dashboard. With no command it serves MCP over stdio.
+
+examples:
+  HIVE_MCP_API_KEY=sk-... hive-mcp --model openai/gpt-4o-mini
+  hive-mcp --api-base http://127.0.0.1:1234/v1 --model openai/local-model
+  HIVE_MCP_AUTH_TOKEN=secret hive-mcp --transport http --port 8765
+      (MCP at http://127.0.0.1:8765/mcp, the dashboard at /dashboard)
+"""
+
+
 def _environment_help() -> str:
-    width = max(len(s.env) for s in SETTINGS_FIELDS) + 2
-    lines = ["environment (a flag wins over the environment, which wins over .env):"]
+    """The settings that have no flag (those with one are described beside it), then notes."""
+    lines = ["environment only (a flag wins over the environment, which wins over .env):"]
     for spec in SETTINGS_FIELDS:
-        flag = f" [{spec.flag}]" if spec.flag else ""
-        lines += _entry(spec.env, spec.help + flag, width)
-    lines += ["", "provider keys (read by litellm; used when HIVE_MCP_API_KEY is unset):"]
-    for name, what in PROVIDER_KEY_VARS:
-        lines += _entry(name, what, width)
-    lines += _entry("...", "any other variable litellm reads for your provider", width)
-    lines += ["", "litellm (the first two are recommended offline or behind a filtering proxy):"]
-    lines += _entry("LITELLM_LOCAL_MODEL_COST_MAP=True", "use the bundled model cost map: no fetch at import", width)
-    lines += _entry("LITELLM_OFFLINE_MODE=true", "no network fetches for headers or tokenizers", width)
-    lines += _entry("LITELLM_LOG=LEVEL", "litellm's own log level (default WARNING, DEBUG at --log-level DEBUG)", width)
-    lines += [
-        "",
-        ".env: a .env file in the working directory (or --env-file PATH) is read at",
-        "  start-up. Its HIVE_MCP_* entries are settings; every other entry",
-        "  (OPENAI_API_KEY, ...) is exported to the environment for litellm unless the",
-        "  environment already has it. The API key is never accepted as a flag: flags",
-        "  are visible to other users in `ps`.",
-        "",
-        "http/sse security: with HIVE_MCP_AUTH_TOKEN or HIVE_MCP_AUTH_TOKEN_FILE set,",
-        "  every request except GET /healthz needs `Authorization: Bearer TOKEN` (else",
-        "  401). A --host that is not loopback, with no token, refuses to start unless",
-        "  --allow-unauthenticated is given. Host and Origin headers must name a",
-        "  loopback address, the bound host:port or an --allowed-host/--allowed-origin",
-        "  (else 421/403: DNS-rebinding protection). A body over HIVE_MCP_MAX_BODY_BYTES",
-        "  gets 413. GET /healthz answers {\"status\":\"ok\"} for load balancers. On",
-        "  SIGTERM, calls in flight get HIVE_MCP_SHUTDOWN_GRACE_S seconds to finish.",
-        "",
-        "failed requests: each failed call is saved, redacted, as JSON in the dump",
-        "  directory. MCP clients read them as resources hive://failed-requests and",
-        "  hive://failed-requests/ID; people use `hive-mcp dumps list|show|purge`.",
-    ]
+        if spec.flag is None:
+            lines += _entry(spec.env, spec.help)
+    keys = ", ".join(name for name, _ in PROVIDER_KEY_VARS)
+    lines += [""]
+    lines += _paragraph(
+        f"provider keys: without HIVE_MCP_API_KEY, litellm reads its own variable for the provider: {keys} "
+        "(with AZURE_API_BASE, AZURE_API_VERSION), or any other it knows."
+    )
+    lines += _paragraph(
+        "litellm: LITELLM_LOCAL_MODEL_COST_MAP=True and LITELLM_OFFLINE_MODE=true (the default here) keep "
+        "start-up off the network; LITELLM_LOG=LEVEL sets litellm's own log level."
+    )
+    lines += _paragraph(
+        ".env: read from the working directory (or --env-file) at start-up: HIVE_MCP_* entries are settings, "
+        "others (OPENAI_API_KEY, ...) are exported for litellm. Keys and tokens are never flags: flags show in `ps`."
+    )
+    lines += _paragraph(
+        "http/sse: GET /healthz answers {\"status\":\"ok\"} without a token, for load balancers; with a token "
+        "set, everything else needs `Authorization: Bearer TOKEN` (else 401)."
+    )
     return "\n".join(lines)
 
 
@@ -174,13 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         usage=f"{PROG} [options]\n       {PROG} dumps {{list,show,purge}} ...\n       {PROG} conversations {{list,show,delete}} ...\n       {PROG} usage [--since 7d] [--by model|caller|day] [--json]",
-        description=textwrap.dedent(
-            """\
-            An MCP server for LLM completion through litellm: tools complete,
-            stream_complete and list_failed_requests; failed calls as resources.
-            With no command it serves MCP (stdio unless --transport says otherwise).
-            """
-        ),
+        description=DESCRIPTION,
         epilog=_environment_help(),
         formatter_class=fmt,
         allow_abbrev=False,
@@ -243,10 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     purge = actions.add_parser(
         "purge",
         prog=f"{PROG} dumps purge",
-        help="delete dumps (all, or those older than --older-than)",
-        description="Delete every dump, or only those older than --older-than.",
+        help="delete dumps: --all, or those --older-than an age",
+        description="Delete every dump (--all) or those older than an age (--older-than). "
+        "On a terminal it asks first, unless --yes.",
     )
-    purge.add_argument("--older-than", metavar="AGE", help="only dumps older than this: 30m, 12h, 7d, 2w, 1d12h")
+    scope = purge.add_mutually_exclusive_group()
+    scope.add_argument("--older-than", metavar="AGE", help="only dumps older than this: 30m, 12h, 7d, 2w, 1d12h")
+    scope.add_argument("--all", dest="purge_all", action="store_true", help="every dump")
+    purge.add_argument("--yes", "-y", action="store_true", help="do not ask, even on a terminal")
     purge.add_argument("--dump-dir", help=argparse.SUPPRESS, **dump_dir)
     add_conversations_parser(commands, PROG, _Parser)
     add_usage_parser(commands, PROG, _Parser)
@@ -262,7 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         _refuse_key_flag(args_list)
-        args = build_parser().parse_args(args_list)
+        parser = build_parser()
+        _refuse_unknown_flag(parser, args_list)
+        args = parser.parse_args(args_list)
         if args.command == "dumps":
             return _dumps(args)
         if args.command in ("conversations", "usage"):
@@ -284,6 +255,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str, code: int) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return code
+
+
+def _refuse_unknown_flag(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """The first `--flag` no parser knows, named, with the close one (argparse would take the flag's
+    value for a command: "invalid choice: '8000'" for `--prot 8000`)."""
+    known = _flags(parser)
+    for arg in argv:
+        if arg == "--":
+            return
+        name = arg.split("=", 1)[0]
+        if name.startswith("--") and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            raise UsageError(f"unknown option {name}" + (f"; did you mean {close[0]}?" if close else ""))
+
+
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    """Every `--flag` of `parser` and of its commands, theirs included."""
+    found: set[str] = set()
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public walk over its actions
+        found.update(o for o in action.option_strings if o.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in action.choices.values():
+                found |= _flags(sub)
+    return found
 
 
 def _refuse_key_flag(argv: Sequence[str]) -> None:
@@ -319,7 +314,7 @@ def _dumps(args: argparse.Namespace) -> int:
             return _dumps_list(store, args)
         if args.dumps_command == "show":
             return _dumps_show(store, args.id)
-        return _dumps_purge(store, args.older_than)
+        return _dumps_purge(store, args)
     except DumpCorrupt as exc:
         return _fail(str(exc), EXIT_FAILURE)
     except DumpLookupError as exc:
@@ -401,15 +396,36 @@ def _dumps_show(store: Any, dump_id: str) -> int:
     return EXIT_OK
 
 
-def _dumps_purge(store: Any, older_than: str | None) -> int:
+def _dumps_purge(store: Any, args: argparse.Namespace) -> int:
+    older_than = args.older_than
+    if older_than is None and not args.purge_all:
+        raise UsageError("dumps purge: give --all (every dump) or --older-than AGE (e.g. 7d); nothing was removed")
     age = None
     if older_than is not None:
         try:
             age = parse_duration(older_than)
         except ValueError as exc:
             raise UsageError(f"--older-than: {exc}") from None
+    if not args.yes and sys.stdin.isatty():
+        what = f"dumps older than {older_than}" if older_than else f"{_count(store.count(), 'dump')}"
+        if not _confirm(f"delete {what} from {store.directory}?"):
+            print("nothing removed", file=sys.stderr)
+            return EXIT_OK
     removed = store.purge(age)
-    noun = "dump" if removed == 1 else "dumps"
     scope = f" older than {older_than}" if older_than else ""
-    print(f"removed {removed} {noun}{scope} from {store.directory}")
+    print(f"removed {_count(removed, 'dump')}{scope} from {store.directory}")
     return EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _confirm(question: str) -> bool:
+    """A yes from the terminal; anything else, end of input included, is a no."""
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, KeyboardInterrupt):
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")

@@ -226,10 +226,10 @@ def _apply_litellm_settings(config: ModelsConfig) -> dict[str, Any]:
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """SIGTERM ends the server like Ctrl-C: a clean shutdown and exit code 0.
 
-    The asyncio runner (stdio) installs a SIGINT handler that shuts down
-    gracefully; hand SIGTERM to it. (uvicorn, for http/sse, catches SIGTERM
-    itself while serving.) With none in place (start-up, or SIGINT ignored by
-    the parent), raise KeyboardInterrupt, which serve() turns into a quiet exit.
+    While serving, stdio's event loop watches SIGTERM and SIGINT itself (`hive_mcp.stdio`) and
+    uvicorn, for http/sse, catches them; this handler covers start-up and the way out. A SIGINT
+    handler other than Python's default shuts down gracefully: hand SIGTERM to it. Otherwise
+    raise KeyboardInterrupt, which serve() turns into a quiet exit.
     """
     handler = signal.getsignal(signal.SIGINT)
     if callable(handler) and handler is not signal.default_int_handler:
@@ -247,6 +247,14 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
     SIGTERM ignored while the process exits. A bad models config (or a setting
     its `hive_mcp:` section makes unsafe) is one line on stderr and exit code 2.
     """
+    signal.signal(signal.SIGTERM, _on_sigterm)  # before anything slow: a SIGTERM at start-up exits quietly
+    try:
+        return _start(settings, tokens)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _start(settings: Settings, tokens: tuple[str, ...]) -> int:
     configure_logging(settings.log_level)
     from .models.config import ConfigError
     from .settings import SettingsError
@@ -269,9 +277,13 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
         configure_logging(settings.log_level)
         for warning in config.warnings:
             logger.warning("%s", warning)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    from .http.listen import PortError
+
     try:
         return _serve(settings, tokens, config, budgets)
+    except PortError as exc:
+        print(f"hive-mcp: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         logger.info("hive-mcp stopped")
         return EXIT_OK
@@ -397,6 +409,11 @@ def _serve(
         run_workers(settings, tokens, config)
         logger.info("hive-mcp stopped")
         return EXIT_OK
+    listener = None
+    if settings.transport != "stdio":
+        from .http.listen import bind
+
+        listener = bind(settings.host, settings.port)  # before anything is built or says it serves
     server, provider, store, sources = build(settings, config, tokens, budgets)
     logger.info(
         "hive-mcp %s: model %s%s%s, dumps in %s%s",
@@ -430,6 +447,6 @@ def _serve(
     else:
         from .http import run_http
 
-        run_http(server, settings, tokens, store, sources)
+        run_http(server, settings, tokens, store, sources, listener)
     logger.info("hive-mcp stopped")
     return EXIT_OK

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -48,12 +49,41 @@ DRAIN_TIMEOUT_S = 5.0
 """At exit, how long queued messages may take to reach a slow reader."""
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def run_stdio(server: Any) -> None:
     """Serve `server` (an MCPServer) on stdin/stdout until EOF, Ctrl-C or SIGTERM."""
     if fcntl is None:
         server.run(transport="stdio")
         return
-    anyio.run(_serve, server)
+    watch = threading.current_thread() is threading.main_thread()
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if watch else {}
+    try:
+        anyio.run(_serve_until_signal if watch else _serve, server)
+    finally:
+        for sig, handler in before.items():  # the caller's handlers again, for the way out
+            signal.signal(sig, handler)
+
+
+async def _serve_until_signal(server: Any) -> None:
+    """`_serve`, stopped cleanly by the first SIGTERM or SIGINT (later ones change nothing).
+
+    The event loop watches the signals itself (its wakeup fd): the kernel may hand a signal to
+    any thread, and a handler installed with signal.signal alone runs only once the main thread
+    wakes, which an idle loop, waiting in select for input that will not come, never does.
+    """
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    logger.info("%s: stopping", signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_on_signal)
+            await _serve(server)
+            tg.cancel_scope.cancel()
 
 
 async def _serve(server: Any) -> None:
@@ -112,12 +142,14 @@ async def _stdin_lines(fd: int) -> AsyncIterator[str]:
 
     def pump() -> None:
         buffer = b""
+        dropped = _NotJson()
         try:
             while chunk := _read_quietly(fd):
                 *lines, buffer = (buffer + chunk).split(b"\n")
                 for line in lines:
-                    deliver(line + b"\n")
-            if buffer:
+                    if dropped.keeps(line):
+                        deliver(line + b"\n")
+            if buffer and dropped.keeps(buffer):
                 deliver(buffer)
         except BaseException:  # noqa: BLE001 - the loop is gone or the reader stopped: nobody is listening
             return
@@ -130,6 +162,29 @@ async def _stdin_lines(fd: int) -> AsyncIterator[str]:
     async with receive:
         async for line in receive:
             yield line
+
+
+class _NotJson:
+    """Drops the stdin lines that cannot be a JSON-RPC message (not `{...}`): something other than the
+    client wrote to our stdin. The first is a warning, later ones debug; a line's length is logged,
+    never its content (it may hold anything, a key included). Blank lines go quietly."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def keeps(self, line: bytes) -> bool:
+        body = line.strip()
+        if body[:1] == b"{" and body[-1:] == b"}":
+            return True
+        if body:
+            self.count += 1
+            logger.log(
+                logging.WARNING if self.count == 1 else logging.DEBUG,
+                "stdin: dropped a line of %d bytes that is not JSON (a JSON-RPC message is one JSON object a line; "
+                "is something else writing to this server's stdin?)%s",
+                len(line), "" if self.count == 1 else f" [{self.count} so far]",
+            )  # fmt: skip
+        return False
 
 
 def _read_quietly(fd: int) -> bytes:

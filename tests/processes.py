@@ -4,9 +4,13 @@ Python, and a free port. No pytest here: `bench/` imports it too.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,3 +37,35 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def ask_stdio(
+    command: list[str], lines: list[str], wanted: set[int], *, env: dict[str, str], cwd: Path, timeout: float
+) -> tuple[dict[int, dict[str, Any]], int, str]:
+    """Run an MCP stdio server, write `lines` to it, and read until the replies to `wanted` ids have come.
+
+    Only then is stdin closed: a server may drop requests still in flight at the end of its input (the
+    SDK cancels their handlers, their caller being gone). Returns (replies by id, exit code, stderr).
+    A server that hangs is killed after `timeout` seconds.
+    """
+    replies: dict[int, dict[str, Any]] = {}
+    with subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, bufsize=1) as proc:  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        deadline = threading.Timer(timeout, proc.kill)  # ends the read loop below if the server hangs
+        deadline.start()
+        try:
+            proc.stdin.write("".join(line + "\n" for line in lines))
+            proc.stdin.flush()
+            for line in proc.stdout:
+                message = json.loads(line)
+                if "id" in message:
+                    replies[message["id"]] = message
+                if wanted <= set(replies):
+                    break
+            proc.stdin.close()
+            code = proc.wait(timeout=timeout)
+            stderr = proc.stderr.read()
+        finally:
+            deadline.cancel()
+    return replies, code, stderr

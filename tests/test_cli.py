@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -104,6 +105,22 @@ def test_help_lists_every_option_and_environment_variable(tmp_path: Path) -> Non
         assert needle in out, needle
     assert "--api-key" not in out
     assert "--auth-token" not in out  # like the API key: never a flag
+
+
+def test_help_describes_each_setting_once_and_starts_with_an_example(tmp_path: Path) -> None:
+    out = run_cli("--help", cwd=tmp_path).stdout
+    for spec in SETTINGS_FIELDS:
+        beside_its_flag = out.count(f"[{spec.env}]")
+        on_its_own = len(re.findall(rf"^  {spec.env}  ", out, flags=re.M))  # an entry: NAME, two spaces, text
+        assert beside_its_flag + on_its_own == 1, (spec.env, beside_its_flag, on_its_own)
+        if spec.flag:
+            assert beside_its_flag == 1, f"{spec.env} belongs beside {spec.flag}"
+    head = out.split("\noptions:", 1)[0]
+    assert re.search(r"^  (HIVE_MCP_\w+=\S+ )*hive-mcp ", head, flags=re.M), "an example command before the options"
+    for name in ("complete", "stream_complete", "list_models", "list_conversations", "list_failed_requests",
+                 "dashboard", "/dashboard"):
+        assert re.search(rf"(?<![\w/]){re.escape(name)}\b", head), name
+    assert len(out.splitlines()) <= 150, len(out.splitlines())  # it was 228, every setting twice
 
 
 def test_dumps_help_lists_actions_and_filters(tmp_path: Path) -> None:
@@ -294,12 +311,62 @@ def test_dumps_purge_older_than(dumps, capsys: pytest.CaptureFixture[str]) -> No
     remaining = {s.id for s in DumpStore(directory).list().items}
     assert remaining == {ids["newest"], ids["recent"]}
 
-    assert main(["dumps", "purge", "--dump-dir", str(directory)]) == 0
+    assert main(["dumps", "purge", "--all", "--dump-dir", str(directory)]) == 0
     assert "removed 2 dumps" in capsys.readouterr().out
     assert DumpStore(directory).count() == 0
 
-    assert main(["dumps", "purge", "--dump-dir", str(directory)]) == 0
+    assert main(["dumps", "purge", "--all", "--dump-dir", str(directory)]) == 0
     assert "removed 0 dumps" in capsys.readouterr().out
+
+
+def test_dumps_purge_without_a_scope_refuses_and_removes_nothing(tmp_path: Path, dumps) -> None:
+    directory, _ = dumps
+    proc = run_cli("dumps", "purge", "--dump-dir", str(directory), cwd=tmp_path)
+    assert_one_line_error(proc, "--all", "--older-than")
+    assert DumpStore(directory).count() == 4
+
+
+def test_dumps_purge_all_and_an_age_together_is_refused(tmp_path: Path, dumps) -> None:
+    directory, _ = dumps
+    proc = run_cli("dumps", "purge", "--all", "--older-than", "1d", "--dump-dir", str(directory), cwd=tmp_path)
+    assert_one_line_error(proc, "--all", "--older-than")
+    assert DumpStore(directory).count() == 4
+
+
+def _purge_on_a_terminal(tmp_path: Path, directory: Path, answer: bytes, *flags: str) -> tuple[int, str]:
+    """`dumps purge FLAGS` with a pseudo-terminal as stdin, answering the question with `answer`."""
+    import pty
+
+    leader, follower = pty.openpty()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HIVE_MCP_")}
+    base["PYTHONPATH"] = str(ROOT)
+    with os.fdopen(leader, "r+b", buffering=0) as term:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hive_mcp", "dumps", "purge", *flags, "--dump-dir", str(directory)],
+            cwd=tmp_path, env=base, stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        os.close(follower)
+        if answer:
+            term.write(answer)
+        out, err = proc.communicate(timeout=60)
+    return proc.returncode, out + err
+
+
+@pytest.mark.parametrize(("answer", "left"), [(b"n\n", 4), (b"\n", 4), (b"y\n", 0)])
+def test_dumps_purge_asks_on_a_terminal(tmp_path: Path, dumps, answer: bytes, left: int) -> None:
+    directory, _ = dumps
+    code, text = _purge_on_a_terminal(tmp_path, directory, answer, "--all")
+    assert "delete 4 dumps" in text and "[y/N]" in text, text
+    assert code == 0, text
+    assert DumpStore(directory).count() == left
+
+
+def test_dumps_purge_yes_skips_the_question_on_a_terminal(tmp_path: Path, dumps) -> None:
+    directory, _ = dumps
+    code, text = _purge_on_a_terminal(tmp_path, directory, b"", "--older-than", "2h", "--yes")
+    assert code == 0, text
+    assert "[y/N]" not in text and "removed 2 dumps" in text
+    assert DumpStore(directory).count() == 2
 
 
 def test_dumps_purge_bad_duration(tmp_path: Path, dumps) -> None:

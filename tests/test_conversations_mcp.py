@@ -87,7 +87,7 @@ async def test_a_continued_call_may_name_another_model(server: MCPServer, upstre
     assert sent(upstream, 1) == [user("2+2?"), assistant("A says 4."), user("Do you agree?")]
     assert second.structured_content["model"] == "gpt-4.1-mini"
     view = await conv.get(cid)
-    assert [t.model for t in view.turns] == ["gpt-4o-mini", "gpt-4.1-mini"]
+    assert [t.model for t in view.turns] == [MODEL, "openai/gpt-4.1-mini"]  # as the call named it, as `usage` does
 
 
 async def test_system_on_a_continued_call_replaces_the_threads_for_that_call_only(
@@ -371,13 +371,13 @@ async def test_list_conversations_newest_first_with_filters_and_cursors(
         ]
         first = (await c.call_tool("list_conversations", {"limit": 2})).structured_content
         rest = (await c.call_tool("list_conversations", {"limit": 2, "cursor": first["next_cursor"]})).structured_content
-        by_model = (await c.call_tool("list_conversations", {"model": "gpt-4.1-mini"})).structured_content
+        by_model = (await c.call_tool("list_conversations", {"model": "openai/gpt-4.1-mini"})).structured_content
         bad = await c.call_tool("list_conversations", {"cursor": "nope"})
         tool = {t.name: t for t in (await c.list_tools()).tools}["list_conversations"]
     assert [i["id"] for i in first["items"] + rest["items"]] == ids[::-1] and rest["next_cursor"] is None
     assert [i["id"] for i in by_model["items"]] == [ids[1]]
     item = first["items"][0]
-    assert (item["turns"], item["models"], item["uri"]) == (1, ["gpt-4o-mini"], f"hive://conversations/{ids[2]}")
+    assert (item["turns"], item["models"], item["uri"]) == (1, [MODEL], f"hive://conversations/{ids[2]}")
     assert bad.is_error and "cursor" in text_of(bad)
     assert tool.annotations is not None and tool.annotations.read_only_hint is True
     assert len(json.dumps(tool.model_dump(by_alias=True, exclude_none=True))) <= 1536
@@ -398,7 +398,7 @@ async def test_resources_list_and_read_the_conversations(server: MCPServer, upst
         {"role": "system", "content": "S1 sys"}, user("hi"), assistant("default reply")
     ]
     assert [m["turn"] for m in thread["messages"]] == [0, 0, 0]
-    assert thread["turn_records"][0]["model"] == "gpt-4o-mini" and thread["turns"] == 1
+    assert thread["turn_records"][0]["model"] == MODEL and thread["turns"] == 1
 
 
 class Notifications:

@@ -416,3 +416,16 @@ def test_the_page_is_packaged(tmp_path: Path) -> None:
     assert json.dumps(page("app"))  # renders without placeholders left
     assert "{{" not in page("app") and "{{" not in page("web")
 
+
+
+@pytest.mark.parametrize("since", ["2h", "1d12h"])
+async def test_since_takes_the_durations_the_command_line_and_the_tools_take(
+    web: httpx.AsyncClient, store: DumpStore, since: str
+) -> None:
+    now = datetime.now(UTC)
+    store.write(failure(now - timedelta(minutes=30), "auth", "m"))
+    store.write(failure(now - timedelta(days=3), "auth", "m"))
+    await sign_in(web)
+    r = await web.get("/dashboard/data", params={"since": since})
+    assert r.status_code == 200, r.text
+    assert r.json()["failures"]["totals"] == {"auth": 1}

@@ -1,6 +1,6 @@
 """The dashboard in a real browser: headless chromium loads it from uvicorn and we read the rendered DOM.
 
-Skipped where no chromium binary exists (install one with .ci/browser.sh, or
+Skipped where no chromium binary exists (install one with .ci/tools.sh, or
 `apt-get install chromium`). Run alone: `.venv/bin/python -m pytest -q tests/test_dashboard_browser.py`.
 Set HIVE_MCP_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh the README's screenshot.
 """
@@ -47,7 +47,7 @@ DASHBOARD_TOOL = "dashboard"
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")) if p), None
 )
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (see .ci/browser.sh)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (see .ci/tools.sh)")
 
 BROWSER_TIMEOUT_S = 120
 START_TIMEOUT_S = 20
@@ -344,3 +344,18 @@ def test_the_spend_view_in_chromium(store: DumpStore, tmp_path: Path) -> None:
     assert [float(a["width"]) for _, a, _ in dom.all("budget-bar-spent")] == pytest.approx([300 * 1.40045 / 5, 210])
     assert not dom.all("spend-not-configured")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("tab", ["spend", "models"])
+def test_the_dump_being_shown_is_named_only_on_the_failures_tab(known: tuple[DumpStore, str], tab: str,
+                                                                 tmp_path: Path) -> None:
+    store, newest = known
+    spend = known_spend(tmp_path)
+    app = dashboard_app(store, verify_token=None,
+                        sources=Sources(spend=usage_source(spend), models=models_source(store, listing)))
+    with Served(app) as served:
+        on_failures = rendered(f"{served.url}/dashboard", tmp_path / "profile")
+        elsewhere = rendered(f"{served.url}/dashboard?tab={tab}", tmp_path / "profile")
+    spend.backend.close()
+    assert on_failures.text("status") == f"Showing {newest}"  # the newest dump opens by itself
+    assert newest not in elsewhere.text("status") and "Showing" not in elsewhere.text("status")

@@ -18,7 +18,9 @@ Waiting is always on an event or on readiness, with a deadline; never a bare sle
 from __future__ import annotations
 
 import json
+import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -186,6 +188,8 @@ def test_startup_is_logged_to_stderr(session: Session) -> None:
     assert f"serving MCP {where}" in err
     assert f"model {MODEL}" in err
     assert TEST_KEY not in err
+    if session.transport != "stdio":  # the page a newcomer opens next, named where they look
+        assert re.search(r"dashboard at http://127\.0\.0\.1:\d+/dashboard\b", err), err
 
 
 def test_complete_returns_the_upstream_text(session: Session, e2e_upstream: Upstream) -> None:
@@ -471,15 +475,28 @@ def test_stdio_stdout_carries_only_protocol_and_eof_exits_cleanly(e2e_upstream: 
     assert TEST_KEY not in log
 
 
+def _a_thread_other_than_main(pid: int) -> int:
+    """The id of one of `pid`'s threads that is not its main thread (Linux: /proc/PID/task)."""
+    others = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+    assert others, "the server runs no thread besides the main one"
+    return others[0]
+
+
+@pytest.mark.parametrize("to", ["process", "thread"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_stdio_signal_exits_cleanly(sig: signal.Signals, e2e_upstream: Upstream, workdir: Path) -> None:
+def test_stdio_signal_exits_cleanly(sig: signal.Signals, to: str, e2e_upstream: Upstream, workdir: Path) -> None:
+    """Also when the kernel hands the signal to a thread other than the main one (as it may under load:
+    kill(2) of a thread's id delivers the process's signal to that thread): the main thread, idle in
+    its event loop's select, must still be woken to run the handler."""
+    if to == "thread" and not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux's /proc/PID/task to find a thread other than the main one")
     proc = spawn_stdio(e2e_upstream, workdir)
     assert proc.stdout is not None and proc.stderr is not None
     out, err = _Lines(proc.stdout), _Lines(proc.stderr)
     try:
         send(proc, INITIALIZE)
         out.until(lambda line: '"id":1' in line.replace(" ", ""))  # serving: the handshake was answered
-        proc.send_signal(sig)
+        os.kill(proc.pid if to == "process" else _a_thread_other_than_main(proc.pid), sig)
         rc = wait_exit(proc)  # stdin is still open: the signal alone must end it
     finally:
         if proc.poll() is None:

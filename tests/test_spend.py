@@ -324,6 +324,25 @@ async def test_streamed_and_conversation_calls_are_metered_too(
     assert spend.backend.state(spend.budgets.items, spend.clock())["all:day"][1] == 0
 
 
+async def test_conversations_and_the_ledger_name_a_call_s_model_alike(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    """`hive-mcp conversations list` and `hive-mcp usage` show one name for one model: the one the call
+    named (its group), not the one the upstream answered with."""
+    from hive_mcp.conversations import open_store
+
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), overall(day=1), provider)
+    conversations = open_store(path=tmp_path / "conv.sqlite3")
+    server = build_server(provider, store, default_model=MODEL, spend=spend, conversations=conversations)
+    upstream.script(Reply.text("hi", usage=usage(10, 5), model="gpt-4o-mini-2024-07-18"))
+    async with connect(server, "legacy") as c:
+        cid = (await c.call_tool("complete", {"prompt": "hello"})).structured_content["conversation_id"]
+    async with conversations:
+        models = (await conversations.get(cid)).thread.models
+    groups = {r.group for r in spend.backend.totals("2000-01-01")}
+    assert models == [MODEL] and groups == {MODEL}
+
+
 def test_budgets_from_the_config_section(tmp_path: Path) -> None:
     from hive_mcp.serve import load_models
     from hive_mcp.settings import Settings

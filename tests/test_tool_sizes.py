@@ -129,5 +129,11 @@ async def test_no_field_is_lost(server: MCPServer, mode: str) -> None:
     assert conversations.output_schema is not None
     assert set(conversations.output_schema["properties"]) == set(ConversationPage.model_fields)
     for name in ("complete", "stream_complete"):
-        assert tools[name].input_schema["properties"]["fork"] == {"type": "boolean"}
-        assert "this call only" in tools[name].input_schema["properties"]["conversation_id"]["description"]
+        props = tools[name].input_schema["properties"]
+        # What each conversation field does, in words an agent can act on: where the id comes from,
+        # what a fork leaves alone, and that a system prompt is not kept.
+        assert props["fork"]["type"] == "boolean" and "copy" in props["fork"]["description"]
+        assert "earlier result" in props["conversation_id"]["description"]
+        assert "this call only" in props["system"]["description"].lower()
+    assert {"rate_limit", "auth"} <= set(listing.input_schema["properties"]["error_type"]["enum"])
+    assert "7d" in listing.input_schema["properties"]["since"]["description"]

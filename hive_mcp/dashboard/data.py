@@ -20,29 +20,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..dumps import MAX_PAGE_LIMIT, DumpStore, DumpSummary, FailureDump, is_valid_dump_id
+from ..dumps import ERROR_TYPES, MAX_PAGE_LIMIT, DumpStore, DumpSummary, FailureDump, is_valid_dump_id
+from ..since import FORMS
+from ..since import parse_since as since_moment
 from ..text import shorten
 
 View = Literal["failures", "dump", "spend", "models"]
 VIEWS: tuple[str, ...] = ("failures", "dump", "spend", "models")
 
-CATEGORIES: tuple[str, ...] = (
-    "rate_limit",
-    "transient",
-    "timeout",
-    "connection",
-    "bad_response",
-    "empty_response",
-    "empty_stream",
-    "auth",
-    "not_found",
-    "bad_request",
-    "context_window",
-    "content_policy",
-    "unavailable",
-    "unknown",
-)
-"""The categories the provider records (see provider.retry); a filter may also name any category seen in the window."""
+CATEGORIES = ERROR_TYPES
+"""The categories the provider records; a filter may also name any category seen in the window."""
 
 PRESETS: dict[str, tuple[timedelta, timedelta]] = {
     # name: (window, bucket width)
@@ -86,15 +73,13 @@ class DashboardQuery(BaseModel):
 
 
 def parse_since(value: str, now: datetime) -> datetime:
+    """hour, day or week; else what the command line and the tools take (`hive_mcp.since`), UTC if no offset."""
     if value in PRESETS:
         return now - PRESETS[value][0]
     try:
-        t = datetime.fromisoformat(value.strip())
+        t = since_moment(value, now=now).astimezone(UTC)
     except ValueError:
-        raise QueryError(
-            f"since: not hour, day, week or an ISO 8601 time: {shorten(repr(value), 60)} (try 2026-11-01T12:00:00Z)"
-        ) from None
-    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+        raise QueryError(f"since: {shorten(repr(value), 60)} is not hour, day, week, {FORMS}") from None
     if t > now:
         raise QueryError(f"since: {t.isoformat()} is in the future")
     return max(t, now - MAX_WINDOW)

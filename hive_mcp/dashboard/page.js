@@ -43,10 +43,15 @@
     return "hsl(" + h + ",55%,45%)";
   }
   function when(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("+00:00", "Z") : ""; }
-  function status(text, bad) {
+  // Each tab has its own status line: what the Failures tab shows (the dump open in it) says nothing
+  // about Spend or Models. An error from loading, which feeds every tab, shows on all of them.
+  var statuses = { failures: ["", false], spend: ["", false], models: ["", false] };
+  var shownTab = "failures";
+  function status(text, bad, tab) {
+    (tab ? [tab] : Object.keys(statuses)).forEach(function (t) { statuses[t] = [text, !!bad]; });
     var s = document.getElementById("status");
-    s.textContent = text;
-    s.className = bad ? "error" : "";
+    s.textContent = statuses[shownTab][0];
+    s.className = statuses[shownTab][1] ? "error" : "";
   }
 
   // -- getting data --------------------------------------------------------------
@@ -98,14 +103,14 @@
   }
 
   function openDump(id, focus) {
-    status("Loading " + id + "…");
+    status("Loading " + id + "…", false, "failures");
     return fetchData({ view: "dump", id: id })
       .then(function (data) {
         renderDetail(data.dump);
-        status("Showing " + id);
+        status("Showing " + id, false, "failures");
         if (focus) document.querySelector("#detail h2").focus(); // keyboard users land on what they opened
       })
-      .catch(function (e) { status(e.message, true); });
+      .catch(function (e) { status(e.message, true, "failures"); });
   }
 
   // -- rendering -----------------------------------------------------------------
@@ -116,7 +121,8 @@
     if (data.spend) renderSpend(data.spend); else renderSection("spend", data.spend);
     if (data.models) renderModels(data.models); else renderSection("models", data.models);
     var f = data.failures;
-    status(f ? f.total + " failed request" + (f.total === 1 ? "" : "s") + " since " + when(f.start) : "Ready");
+    status("", false);
+    status(f ? f.total + " failed request" + (f.total === 1 ? "" : "s") + " since " + when(f.start) : "Ready", false, "failures");
     if (f && !openedFirst && f.newest.length) { openedFirst = true; openDump(f.newest[0].id); }
     if (MODE === "app") notify("ui/notifications/size-changed", { width: root.scrollWidth, height: root.scrollHeight });
   }
@@ -234,7 +240,7 @@
     }).then(function (r) {
       return r.json().then(function (b) { if (!r.ok) throw new Error(b.error || "HTTP " + r.status); });
     }).then(function () { document.getElementById("detail").hidden = true; openedFirst = true; return load(); })
-      .catch(function (e) { status(e.message, true); });
+      .catch(function (e) { status(e.message, true, "failures"); });
   }
 
   function renderSection(name, value) {
@@ -362,6 +368,8 @@
 
   var tabs = ["failures", "spend", "models"];
   function select(name, focus) {
+    shownTab = name;
+    status(statuses[name][0], statuses[name][1], name);
     tabs.forEach(function (t) {
       var tab = document.getElementById("tab-" + t), on = t === name;
       tab.setAttribute("aria-selected", on ? "true" : "false");

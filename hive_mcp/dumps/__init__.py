@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..redact import REDACTED, redact, strip_credentials
 from .format import (
+    ERROR_TYPES,
     AttemptRecord,
     DumpCorrupt,
     DumpLookupError,
@@ -27,6 +28,7 @@ from .format import (
 from .store import MAX_PAGE_LIMIT, DumpStore
 
 __all__ = [
+    "ERROR_TYPES",
     "MAX_PAGE_LIMIT",
     "REDACTED",
     "AttemptRecord",

@@ -35,6 +35,25 @@ from ..text import shorten
 
 FORMAT_VERSION = 1
 
+ERROR_TYPES: tuple[str, ...] = (
+    "rate_limit",
+    "transient",
+    "timeout",
+    "connection",
+    "bad_response",
+    "empty_response",
+    "empty_stream",
+    "auth",
+    "not_found",
+    "bad_request",
+    "context_window",
+    "content_policy",
+    "unavailable",
+    "unknown",
+)
+"""The error types the provider records (see provider.errors): the filters of `list_failed_requests`,
+`hive-mcp dumps list` and the dashboard."""
+
 Outcome = Literal["recovered", "gave_up", "not_retried"]
 
 # ---------------------------------------------------------------------------

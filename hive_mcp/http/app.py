@@ -12,6 +12,7 @@ from ..scaling import serves_stateless
 from .asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App
 from .guard import HttpGuard
 from .hosts import transport_security_settings
+from .listen import bind
 from .shutdown import Shutdown, let_event_streams_end
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
     from ..settings import Settings
 
-__all__ = ["BACKSTOP_S", "build_app", "log_access", "run_http"]
+__all__ = ["BACKSTOP_S", "build_app", "log_access", "log_dashboard", "run_http"]
 
 logger = logging.getLogger("hive_mcp.http")
 
@@ -101,11 +102,18 @@ def build_app(
     return with_dashboard(shutdown.wrap(dashboard), guard), shutdown
 
 
-def run_http(server: Any, settings: Settings, tokens: tuple[str, ...], store: Any = None, sources: Any = None) -> None:
-    """Serve until SIGTERM or Ctrl-C (uvicorn catches both), then shut down as `Shutdown` says."""
+def run_http(
+    server: Any, settings: Settings, tokens: tuple[str, ...], store: Any = None, sources: Any = None,
+    listener: socket.socket | None = None,
+) -> None:
+    """Serve until SIGTERM or Ctrl-C (uvicorn catches both), then shut down as `Shutdown` says.
+
+    `listener` is the port bound already (`hive_mcp.http.listen`); without it, it is bound here.
+    """
     import anyio
     import uvicorn
 
+    listener = listener or bind(settings.host, settings.port)
     security = transport_security_settings(settings)
     app, shutdown = build_app(server, settings, tokens, security, store, sources)
     let_event_streams_end(False)
@@ -130,8 +138,16 @@ def run_http(server: Any, settings: Settings, tokens: tuple[str, ...], store: An
         logger.info("serving MCP over streamable HTTP at %s%s", where, MCP_PATH)
     else:
         logger.info("serving MCP over HTTP+SSE (legacy) at %s%s", where, SSE_PATH)
+    if store is not None:
+        log_dashboard(where)
     log_access(settings, tokens, security)
-    anyio.run(_Server(config).serve)
+    anyio.run(_Server(config).serve, [listener])
+
+
+def log_dashboard(where: str) -> None:
+    from ..dashboard.web import PREFIX
+
+    logger.info("dashboard at %s%s", where, PREFIX)
 
 
 def log_access(settings: Settings, tokens: tuple[str, ...], security: TransportSecuritySettings) -> None:

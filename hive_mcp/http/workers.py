@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from ..net import host_for_url
-from .app import BACKSTOP_S, build_app, log_access
+from .app import BACKSTOP_S, build_app, log_access, log_dashboard
 from .asgi import MCP_PATH, Receive, Scope, Send, header, respond
 from .hosts import transport_security_settings
+from .listen import bind
 from .shutdown import Shutdown, let_event_streams_end
 
 if TYPE_CHECKING:
@@ -145,12 +146,13 @@ def run_workers(settings: Settings, tokens: tuple[str, ...], models: ModelsConfi
     )
     sock, listeners = _listeners(settings.host, settings.port, config.backlog)
     if sock is None:
-        sock = config.bind_socket()
+        sock = bind(settings.host, settings.port)
         listeners = [sock]
     logger.info(
         "serving MCP over stateless streamable HTTP at http://%s:%d%s with %d workers",
         host_for_url(settings.host), settings.port, MCP_PATH, settings.workers,
     )  # fmt: skip
+    log_dashboard(f"http://{host_for_url(settings.host)}:{settings.port}")
     log_access(settings, tokens, transport_security_settings(settings))
     try:
         Multiprocess(config, sockets=listeners).run()
@@ -171,25 +173,13 @@ def _listeners(host: str, port: int, backlog: int) -> tuple[socket.socket | None
     """
     if not hasattr(socket, "SO_REUSEPORT"):
         return None, []
-    held = _bound(host, port)
+    held = bind(host, port, reuse_port=True)
     return held, [_OwnListener(host, port, backlog)]
-
-
-def _bound(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def _listening(host: str, port: int, backlog: int) -> socket.socket:
     """In a worker: its own socket on the shared port (unpickled from `_OwnListener`)."""
-    sock = _bound(host, port)
+    sock = bind(host, port, reuse_port=True)
     sock.listen(backlog)
     return sock
 

@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from mcp.server.mcpserver import Context
 
+from ..dumps import ERROR_TYPES
 from ..provider.base import Message
 from ..provider.base import Tool as ProviderTool
+from ..since import FORMS, parse_since
 from ..text import shorten
 from .constants import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 from .errors import ArgumentError, describe_validation, json_type, safe_line, short
@@ -72,26 +74,11 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Role
-    # The two nested shapes publish a short schema (every part needs a `type`, every call an `id` and a
-    # `function`); the models check the rest and say what is wrong in the error.
-    content: Annotated[
-        str | list[ContentPart] | None,
-        WithJsonSchema(
-            {
-                "type": ["string", "array"],
-                "items": {"type": "object", "required": ["type"]},
-            }
-        ),
-    ] = None
-    tool_calls: Annotated[
-        list[MessageToolCall] | None,
-        WithJsonSchema(
-            {
-                "type": "array",
-                "items": {"type": "object", "required": ["id", "function"]},
-            }
-        ),
-    ] = None
+    # The two nested shapes are OpenAI's and publish only their type (the bytes go to every client's
+    # context); the models check them and the error names what is missing (a part's `type`, a call's
+    # `id` or `function`).
+    content: Annotated[str | list[ContentPart] | None, WithJsonSchema({"type": ["string", "array"]})] = None
+    tool_calls: Annotated[list[MessageToolCall] | None, WithJsonSchema({"type": "array"})] = None
     tool_call_id: str | None = None  # required for role 'tool' (checked below)
     name: str | None = None
 
@@ -186,7 +173,7 @@ class CompleteArgs(BaseModel):
 
     prompt: str | None = None
     messages: list[ChatMessage] | None = Field(default=None, min_length=1)  # OpenAI chat format
-    system: str | None = None
+    system: str | None = Field(default=None, description="This call only, never kept")
     model: str | None = Field(default=None, min_length=1)
     max_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -195,10 +182,8 @@ class CompleteArgs(BaseModel):
     json_mode: bool = False
     max_retries: int | None = Field(default=None, ge=0, le=10)
     deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # seconds, retries included
-    conversation_id: str | None = Field(
-        default=None, description="Continue it; fork: a copy; system: this call only"
-    )
-    fork: bool = False
+    conversation_id: str | None = Field(default=None, description="From an earlier result: continue that conversation")
+    fork: bool = Field(default=False, description="Continue a copy; the original stays")
 
     @field_validator("messages", "tools", mode="before")
     @classmethod
@@ -264,7 +249,7 @@ class ListingArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
-    since: datetime | None = None  # format date-time (ISO 8601) says it
+    since: Annotated[datetime | None, WithJsonSchema({"type": "string", "description": "2h, 7d or ISO 8601"})] = None
     limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
     cursor: str | None = Field(default=None, description="next_cursor")
 
@@ -274,11 +259,11 @@ class ListingArgs(BaseModel):
         if v is None or isinstance(v, datetime):
             return v
         if not isinstance(v, str):
-            raise ValueError("must be an ISO 8601 timestamp string such as 2026-11-01T12:00:00Z")
+            raise ValueError(f"must be a string: {FORMS}")
         try:
-            return datetime.fromisoformat(v.strip())
+            return parse_since(v)
         except ValueError:
-            raise ValueError(f"not an ISO 8601 timestamp: {short(v)} (try 2026-11-01T12:00:00Z)") from None
+            raise ValueError(f"{short(v)} is not {FORMS}") from None
 
     @field_validator("limit", mode="before")
     @classmethod
@@ -295,7 +280,14 @@ class ListConversationsArgs(ListingArgs):
 class ListFailedRequestsArgs(ListingArgs):
     """Arguments of `list_failed_requests`: filters and paging, newest first."""
 
-    error_type: str | None = None  # e.g. 'rate_limit', 'auth'
+    error_type: Annotated[str | None, WithJsonSchema({"enum": list(ERROR_TYPES)})] = None
+
+    @field_validator("error_type")
+    @classmethod
+    def _known_error_type(cls, v: str | None) -> str | None:
+        if v is not None and v not in ERROR_TYPES:
+            raise ValueError(f"unknown error type {short(v)} (known: {', '.join(ERROR_TYPES)})")
+        return v
 
 
 def raw_arguments(ctx: Context) -> Any:

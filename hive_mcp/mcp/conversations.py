@@ -235,7 +235,9 @@ class ConversationService:
             input_tokens=r.input_tokens, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
             reasoning_tokens=r.reasoning_tokens, cost_usd=None if r.unpriced else r.cost_usd,
         )  # fmt: skip
-        turn = NewTurn(model=r.model or model, usage=usage, duration_ms=(time.monotonic() - started) * 1000)
+        # The model as the call named it (its group, with a config), as the spend ledger and the dumps name
+        # it: the upstream's own name for it is in the result, and differs from provider to provider.
+        turn = NewTurn(model=r.model_group or model, usage=usage, duration_ms=(time.monotonic() - started) * 1000)
         stored = [*messages, answer_message(r)]
         try:
             if base is None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from mcp_types import CallToolResult, TextContent
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from ..dumps import DumpPage, DumpSummary
 from ..provider.base import LLMResponse, ToolCall, Usage
@@ -42,7 +42,11 @@ class CompletionResult(Usage):
     content: str
     model: str
     stop_reason: str
-    tool_calls: list[ToolCall]
+    # Each call's keys, not their types (an id and a name are strings, input an object): the schema
+    # goes to every client's context.
+    tool_calls: Annotated[
+        list[ToolCall], WithJsonSchema({"type": "array", "items": {"type": "object", "required": ["id", "name", "input"]}})
+    ]
     reasoning: str | None = _absent("string")
     model_group: str | None = _absent("string")
     attempts: int

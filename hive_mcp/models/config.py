@@ -204,6 +204,8 @@ class _Loader:
 def load_config(file: str | Path, environ: Mapping[str, str]) -> ModelsConfig:
     """Read and check `file`; `environ` (the environment over the `.env` file) resolves `os.environ/`."""
     path = Path(file).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; --config (HIVE_MCP_CONFIG) names a config.yaml file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     loader = _Loader(path, environ)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
@@ -11,6 +12,8 @@ from pydantic import ValidationError
 from pydantic_settings import NoDecode
 
 from .fields import _SOURCES, DEFAULT_ENV_FILE, ENV_PREFIX, Settings, SettingsError, SettingSpec, _Sources
+
+logger = logging.getLogger("hive_mcp.settings")
 
 
 def _spec(name: str, info: Any) -> SettingSpec:
@@ -39,10 +42,35 @@ _BY_FIELD = {s.field: s for s in SETTINGS_FIELDS}
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """The file's entries; `dotenv_values` handles quoting, `export`, comments and ${VAR} expansion."""
+    """The file's entries; `dotenv_values` handles quoting, `export`, comments and ${VAR} expansion.
+
+    A line it cannot parse is skipped with one warning that names this file (python-dotenv's own
+    names only the line).
+    """
     from dotenv import dotenv_values  # only when there is a file: off the start-up path otherwise
 
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    dotenv_log = logging.getLogger("dotenv.main")
+    naming = _NameTheFile(path)
+    dotenv_log.addFilter(naming)
+    try:
+        return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    finally:
+        dotenv_log.removeFilter(naming)
+
+
+class _NameTheFile(logging.Filter):
+    """Rewrites python-dotenv's warnings for `path` as ours, naming the file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            line = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            logger.warning("%s: line %s is not NAME=value and was skipped", self.path, line)
+            return False
+        return True
 
 
 def load_settings(

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the outside programs some tests use, from Debian, when they are missing: chromium
+# (tests/test_dashboard_browser.py) and nginx (tests/test_nginx.py). Without them those tests skip.
+# Needs root (or sudo) and apt-get; with no apt-get it says so and does nothing.
+set -euo pipefail
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+wanted=()
+if ! have chromium && ! have chromium-browser && ! have google-chrome && ! have google-chrome-stable; then
+  wanted+=(chromium)
+fi
+have nginx || wanted+=(nginx-light)
+if [ ${#wanted[@]} -eq 0 ]; then
+  echo "tools: chromium and nginx are installed"
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "tools: no apt-get to install ${wanted[*]}; the tests that need them will skip" >&2
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+$SUDO apt-get update -q
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${wanted[@]}"
+echo "tools: installed ${wanted[*]}"

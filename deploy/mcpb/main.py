@@ -1,0 +1,8 @@
+"""The MCP Bundle's entry point: hive-mcp over stdio, as the desktop client starts it."""
+
+import sys
+
+from hive_mcp.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""One clear line for every slip a newcomer makes: a port in use, a misspelled flag, a directory
+given as the config, a `.env` line that does not parse, a stdin line that is not JSON.
+
+Each runs the real command as a subprocess: what a person sees on stderr is the behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.processes import ask_stdio, child_env, free_port
+
+SETTLE_S = 90.0  # a server imports mcp (and, serving, litellm in the background) on a loaded machine
+
+
+def hive(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hive_mcp", *args],
+        cwd=cwd,
+        env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
+                      HIVE_HOME=str(cwd / "home"), **env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=SETTLE_S,
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("hive-mcp: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("args", [("--transport", "http"), ("--transport", "sse"),
+                                  ("--transport", "http", "--workers", "2")], ids=["http", "sse", "workers"])
+def test_a_port_in_use_is_one_line_and_exit_2_with_nothing_claiming_to_serve(args: tuple[str, ...],
+                                                                              tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        proc = hive(*args, "--port", str(port), cwd=tmp_path)
+    line = one_error_line(proc)
+    assert f"port {port} on 127.0.0.1 is in use" in line
+    assert "serving" not in proc.stderr and "startup complete" not in proc.stderr
+
+
+def test_a_misspelled_flag_with_a_value_is_named_with_the_close_one(tmp_path: Path) -> None:
+    line = one_error_line(hive("--prot", "8000", cwd=tmp_path))
+    assert "--prot" in line and "--port" in line
+    assert "invalid choice" not in line
+
+
+def test_an_unknown_flag_far_from_any_is_named_alone(tmp_path: Path) -> None:
+    line = one_error_line(hive("--zzzzzz", "1", cwd=tmp_path))
+    assert "--zzzzzz" in line and "did you mean" not in line
+
+
+def test_a_directory_as_the_config_says_it_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    line = one_error_line(hive("--config", "conf", cwd=tmp_path))
+    assert "conf" in line and "is a directory" in line and "no such file" not in line
+
+
+def test_a_dotenv_line_that_does_not_parse_names_the_file(tmp_path: Path) -> None:
+    env_file = tmp_path / "settings.env"
+    env_file.write_text("HIVE_MCP_MODEL=openai/gpt-4o-mini\nthis line is not an assignment\n")
+    # `usage` reads the .env and answers at once: no server needed to see the warning.
+    proc = hive("--env-file", str(env_file), "usage", "--json", cwd=tmp_path)
+    warnings = [line for line in proc.stderr.splitlines() if "line 2" in line]
+    assert len(warnings) == 1, proc.stderr
+    assert str(env_file) in warnings[0]
+
+
+def test_stdin_lines_that_are_not_json_are_logged_once_with_a_length_never_the_content(tmp_path: Path) -> None:
+    secret_ish = "hello this is not json sk-notakey"
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                  "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    lines = [json.dumps(initialize), secret_ish, "", "again not json", json.dumps(ping)]
+    replies, code, stderr = ask_stdio(
+        [sys.executable, "-m", "hive_mcp", "--log-level", "INFO"], lines, {1, 2}, cwd=tmp_path, timeout=SETTLE_S,
+        env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true", HIVE_HOME=str(tmp_path / "home"),
+                      HIVE_MCP_API_BASE="http://127.0.0.1:9/v1"),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "result" in replies[2]  # the bad lines did not stop the session
+    warnings = [line for line in stderr.splitlines() if " WARNING " in line and "not JSON" in line]
+    assert len(warnings) == 1, stderr
+    assert f"{len(secret_ish)} bytes" in warnings[0]  # the first only: a client that writes garbage floods nothing
+    assert "sk-notakey" not in stderr and "again not json" not in stderr
