@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from ..tokens import CALLER_STATE_KEY, digest_name
 from .asgi import HEALTH_PATH, App, Message, Receive, Scope, Send, header, peer, respond
@@ -121,8 +122,9 @@ class HttpGuard:
                 if digest is not None:
                     headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"authorization"]
                     # The caller's name (never the token) for the handlers: it owns their conversations.
-                    state = {**(scope.get("state") or {}), CALLER_STATE_KEY: self._names[digest]}
-                    return {**scope, "headers": headers, "state": state}
+                    name = self._names[digest]
+                    state = {**(scope.get("state") or {}), CALLER_STATE_KEY: name}
+                    return {**scope, "headers": headers, "state": state, "user": _user(name)}
         logger.debug(
             "401 for %s %s from %s: %s",
             scope.get("method"),
@@ -237,6 +239,16 @@ class HttpGuard:
                 read += len(message.get("body", b""))
                 if not message.get("more_body", False):
                     return
+
+
+def _user(name: str) -> Any:
+    """The caller as the SDK's transports know a principal: each binds a session (streamable HTTP and SSE)
+    to the one that opened it, and answers another's request on it as if it did not exist. The name
+    stands where the SDK has a token field: the token itself goes no further than this guard."""
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+
+    return AuthenticatedUser(AccessToken(token=name, client_id=name, scopes=[]))
 
 
 async def _end(send: Send) -> None:

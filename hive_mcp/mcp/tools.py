@@ -134,7 +134,7 @@ class ToolHandlers:
 
         async def run(messages: list[Message], kwargs: dict[str, Any]) -> LLMResponse | CallToolResult:
             try:
-                async with heartbeats(progress, self.heartbeat_s), self.limits.slot():
+                async with heartbeats(progress, self.heartbeat_s), self.limits.slot(kwargs.get("caller")):
                     return await self.provider.acomplete(messages, **kwargs)
             except Busy as exc:
                 return error_result(str(exc))
@@ -154,7 +154,7 @@ class ToolHandlers:
 
         async def run(messages: list[Message], kwargs: dict[str, Any]) -> LLMResponse | CallToolResult:
             try:
-                async with heartbeats(progress, self.heartbeat_s) as beating, self.limits.slot():
+                async with heartbeats(progress, self.heartbeat_s) as beating, self.limits.slot(kwargs.get("caller")):
                     beating.cancel()  # the relay sends the heartbeats from here on
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(read_stream, self.provider.stream(messages, **kwargs), state)

@@ -1,0 +1,213 @@
+"""Two named callers against `python -m hive_mcp --transport http` as a subprocess: each caller's
+sessions answer only them, one caller's session flood or slow calls leave the other served.
+
+HTTP-level checks use raw httpx; calls use the SDK client. Servers are shared by the
+tests of the module (each one imports litellm); waits are on events or bounded polls.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+
+from tests.servers import HttpServer, Session, authed_target, bearer, server_env, text_of
+from tests.upstream import RecordedRequest, Reply, Upstream
+
+ALICE = "tok-alice-0123456789abcdef"
+BOB = "tok-bob-0123456789abcdef0"
+TOKENS = f"alice:{ALICE},bob:{BOB}"
+SESSIONS_PER_CALLER = 3
+MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+VERSION = "2025-11-25"
+INITIALIZE = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+}  # fmt: skip
+TOOLS_LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+IO_S = 15.0
+
+
+def reply_for(request: RecordedRequest) -> Reply | None:
+    """A prompt containing "hold" streams one chunk and waits for `release()`; others answer at once."""
+    text = json.dumps(request.body) if request.body is not None else ""
+    if "hold" in text:
+        return Reply.stream(["held ", "done"], hold_after=1)
+    return Reply.text("served")
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with Upstream(reply_for=reply_for) as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("callers")
+
+
+def start(upstream: Upstream, workdir: Path, name: str, **env: str) -> HttpServer:
+    full = server_env(upstream, workdir / f"dumps-{name}", api_key=True)
+    full.update(HIVE_MCP_AUTH_TOKEN=TOKENS, **env)
+    server = HttpServer("http", full, workdir, name)
+    server.wait_ready()
+    return server
+
+
+def stop(server: HttpServer) -> None:
+    rc = server.terminate()
+    assert rc == 0 and "Traceback" not in server.stderr(), server.stderr()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def shared(upstream: Upstream, workdir: Path) -> Iterator[HttpServer]:
+    """Three sessions per caller, two calls in flight (so one per caller), a generous queue."""
+    server = start(
+        upstream, workdir, "callers", HIVE_MCP_SESSIONS_PER_CALLER=str(SESSIONS_PER_CALLER),
+        HIVE_MCP_MAX_IN_FLIGHT="2", HIVE_MCP_QUEUE_TIMEOUT_S="60", HIVE_MCP_HEARTBEAT_S="0.1",
+    )  # fmt: skip
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+def raw(server: HttpServer) -> httpx.Client:
+    return httpx.Client(base_url=server.base_url, trust_env=False, timeout=IO_S)
+
+
+def open_session(client: httpx.Client, token: str) -> httpx.Response:
+    return client.post("/mcp", headers={**MCP_HEADERS, **bearer(token)}, json=INITIALIZE)
+
+
+def on_session(client: httpx.Client, method: str, sid: str, token: str | None, body: Any = None) -> httpx.Response:
+    headers = {**MCP_HEADERS, "mcp-session-id": sid, "mcp-protocol-version": VERSION}
+    if token is not None:
+        headers.update(bearer(token))
+    return client.request(method, "/mcp", headers=headers, json=body)
+
+
+def opened(client: httpx.Client, token: str) -> str:
+    """A new session of `token`'s caller, initialized; its id."""
+    r = open_session(client, token)
+    assert r.status_code == 200, r.text
+    sid = r.headers["mcp-session-id"]
+    done = on_session(client, "POST", sid, token, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    assert done.status_code == 202, done.text
+    return sid
+
+
+def lists_tools(client: httpx.Client, sid: str, token: str) -> bool:
+    r = on_session(client, "POST", sid, token, TOOLS_LIST)
+    return r.status_code == 200 and '"complete"' in r.text
+
+
+# ---------------------------------------------------------------------------
+# Sessions
+# ---------------------------------------------------------------------------
+
+
+def test_a_session_answers_only_the_caller_that_opened_it(shared: HttpServer) -> None:
+    with raw(shared) as client:
+        sid = opened(client, ALICE)
+        assert lists_tools(client, sid, ALICE)
+        for method, body in (("POST", TOOLS_LIST), ("GET", None), ("DELETE", None)):
+            r = on_session(client, method, sid, BOB, body)
+            assert r.status_code == 404, (method, r.status_code, r.text)
+            assert on_session(client, method, sid, None, body).status_code == 401
+        assert lists_tools(client, sid, ALICE)  # Bob's DELETE ended nothing
+        assert on_session(client, "DELETE", sid, ALICE).status_code == 200
+        assert on_session(client, "POST", sid, ALICE, TOOLS_LIST).status_code == 404
+
+
+def test_a_caller_past_their_sessions_is_refused_and_the_other_is_not(shared: HttpServer) -> None:
+    with raw(shared) as client:
+        started = time.monotonic()
+        mine = [opened(client, ALICE) for _ in range(SESSIONS_PER_CALLER)]
+        for _ in range(3):  # a flood, bounded: each one more is refused at once
+            r = open_session(client, ALICE)
+            assert r.status_code == 429, r.text
+            message = r.json()["error"]["message"]
+            assert "\n" not in message and "HIVE_MCP_SESSIONS_PER_CALLER" in message, message
+        assert all(lists_tools(client, sid, ALICE) for sid in mine)  # none of hers was closed
+        bobs = opened(client, BOB)  # Bob is not affected
+        assert lists_tools(client, bobs, BOB)
+        assert on_session(client, "DELETE", mine[0], ALICE).status_code == 200
+        again = opened(client, ALICE)  # one ended: one more may open
+        assert time.monotonic() - started < IO_S
+        for sid, token in ((again, ALICE), *((s, ALICE) for s in mine[1:]), (bobs, BOB)):
+            assert on_session(client, "DELETE", sid, token).status_code == 200
+
+
+def test_an_unused_session_ends_after_the_idle_time(upstream: Upstream, workdir: Path) -> None:
+    server = start(upstream, workdir, "idle", HIVE_MCP_SESSION_IDLE_S="1")
+    try:
+        with raw(server) as client:
+            sid = opened(client, ALICE)
+            assert lists_tools(client, sid, ALICE)
+            used = time.monotonic()
+            deadline = used + IO_S
+            # A request would use the session again: watch the log, which says when one ends.
+            while f"Session {sid} idle timeout" not in server.stderr():
+                assert time.monotonic() < deadline, "the idle session never ended"
+                time.sleep(0.1)  # polling a log file: there is no event to wait on
+            assert time.monotonic() - used >= 1.0
+            assert on_session(client, "POST", sid, ALICE, TOOLS_LIST).status_code == 404
+    finally:
+        stop(server)
+
+
+# ---------------------------------------------------------------------------
+# Fair share
+# ---------------------------------------------------------------------------
+
+
+def test_a_caller_with_every_share_taken_waits_behind_their_own(shared: HttpServer, upstream: Upstream) -> None:
+    """Alice holds her one share with a held stream; her second call waits for it although the server has a
+    slot free, and that slot serves Bob at once. Without shares her second call would take it, and Bob wait."""
+    alice = [Session(authed_target(shared, ALICE), "legacy") for _ in range(2)]
+    bob = Session(authed_target(shared, BOB), "legacy")
+    heard = [threading.Event(), threading.Event()]
+    results: list[Any] = []
+
+    def call(i: int) -> None:
+        async def go(c: Client) -> Any:
+            async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                heard[i].set()  # a heartbeat or text: the server is serving this call (queued or at the upstream)
+
+            return await c.call_tool("stream_complete", {"prompt": f"hold {i}"}, progress_callback=on_progress)
+
+        results.append(alice[i].run(go, timeout=60))
+
+    async def bobs_call(c: Client) -> Any:
+        return await c.call_tool("complete", {"prompt": "bob"})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    try:
+        threads[0].start()
+        assert heard[0].wait(IO_S)
+        threads[1].start()
+        assert heard[1].wait(IO_S)
+        started = time.monotonic()
+        served = bob.run(bobs_call, timeout=10)
+        assert not served.is_error and text_of(served) == "served", text_of(served)
+        assert time.monotonic() - started < 5
+        holds = [r for r in upstream.chat_requests() if "hold" in json.dumps(r.body)]
+        assert len(holds) == 1  # Alice's second call is still waiting, in the server
+    finally:
+        upstream.release()  # the first stream ends, and its share passes to the second call
+        threads[0].join(timeout=60)
+        upstream.release()  # a release before the second stream holds lets it pass when it gets there
+        for t in threads:
+            t.join(timeout=60)
+        for s in (*alice, bob):
+            s.close()
+    assert len(results) == 2 and not any(r.is_error for r in results), [text_of(r) for r in results]
