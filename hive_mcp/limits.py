@@ -160,7 +160,8 @@ class Limits:
     def __repr__(self) -> str:
         return (
             f"Limits(allowed_models={self.allowed_models!r}, max_tokens={self.max_tokens!r}, "
-            f"max_in_flight={self.max_in_flight}, caller_in_flight={self.caller_in_flight!r}, queue_timeout_s={self.queue_timeout_s:g}, "
+            f"max_in_flight={self.max_in_flight}, caller_in_flight={self.caller_in_flight!r}, "
+            f"queue_timeout_s={self.queue_timeout_s:g}, "
             f"deadline_s={self.deadline_s:g}, max_input_bytes={self.max_input_bytes})"
         )
 
