@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from .spend import Budgets
 
 __all__ = [
-    "allowed_models", "configure_logging", "exposed", "exposure_problem", "load_models", "route_litellm_logs", "serve",
+    "allowed_models", "configure_logging", "exposed", "exposure_problem", "load_models", "redact_logs",
+    "route_litellm_logs", "serve", "server_secrets",
 ]
 
 EXIT_OK = 0
@@ -293,7 +294,9 @@ def build(
     from .scaling import change_sharing, dump_store
 
     key = settings.api_key_value
-    store = dump_store(settings, (*((key,) if key else ()), *(config.secrets if config is not None else ())))
+    secrets = server_secrets(settings, config, tokens)
+    redact_logs(secrets)
+    store = dump_store(settings, secrets)
     catalogue = ConfigCatalogue(config) if config is not None else DefaultCatalogue(settings.model, key)
 
     def load_provider() -> LLMProvider:
@@ -319,6 +322,7 @@ def build(
             dump_store=store,
             deadline_s=settings.deadline_s,
             router=router,
+            secrets=secrets,
             **extra,
         )
         provider.warm_up()
@@ -344,7 +348,7 @@ def build(
         default_max_tokens=settings.default_max_tokens,
         limits=limits,
         catalogue=catalogue,
-        conversations=conversation_store(settings, config.secrets if config is not None else ()),
+        conversations=conversation_store(settings, secrets),
         spend=spend,
         bus=bus,
         dump_watch=dump_watch,
@@ -355,21 +359,47 @@ def build(
     return server, provider, store, Sources(models=models_source(store, models.listing), spend=usage_source(spend))
 
 
+def server_secrets(
+    settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """Every secret the server was given, in every form it was given, longest first: the credentials in
+    the environment (each item of a list), the API key, the state password, the config's keys, the bearer
+    tokens (the token part of each `name:token` entry, from the variable and the file), and what the
+    configured URLs carry (`redact.url_secrets`). Kept out of logs, dumps, conversations and errors."""
+    from .redact import credential_values, normalize_secrets, url_secrets
+
+    return normalize_secrets((
+        *credential_values(os.environ), settings.api_key_value, settings.state_password_value,
+        *url_secrets(settings.api_base), *url_secrets(settings.state_url),
+        *(config.secrets if config is not None else ()), *tokens,
+    ))  # fmt: skip
+
+
+def redact_logs(secrets: tuple[str, ...]) -> None:
+    """Every handler of the root logger (stderr, see `configure_logging`) redacts `secrets` and key shapes,
+    from whichever logger a line comes. Called again, it replaces its filter rather than adding one."""
+    from .redact import RedactingFilter
+
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+            handler.removeFilter(old)
+        handler.addFilter(RedactingFilter(secrets))
+
+
 def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any:
     """The conversation store the settings ask for (None when HIVE_MCP_CONVERSATIONS=off).
 
     SQLite in the hive home unless HIVE_MCP_STATE_URL names a Redis/Valkey server.
     Nothing is opened yet: a store that cannot be reached fails the calls that
-    continue a conversation, and new calls go ahead without an id.
+    continue a conversation, and new calls go ahead without an id. `secrets` are
+    redacted with the settings' own (`server_secrets`).
     """
     if settings.conversations == "off":
         return None
     from .conversations import ConversationLimits, open_store
-    from .redact import credential_values, normalize_secrets, redact_text
+    from .redact import normalize_secrets, redact_text
 
-    found = normalize_secrets(
-        (*credential_values(os.environ), settings.api_key_value, settings.state_password_value, *secrets)
-    )
+    found = normalize_secrets((*server_secrets(settings), *secrets))
     limits = ConversationLimits(
         ttl_s=settings.conversation_ttl_s, max_conversations=settings.conversation_max,
         max_turns=settings.conversation_max_turns, max_bytes=settings.conversation_max_bytes,
@@ -387,12 +417,14 @@ def _serve(
         logger.info("hive-mcp stopped")
         return EXIT_OK
     server, provider, store, sources = build(settings, config, tokens, budgets)
+    from .redact import strip_credentials
+
     logger.info(
         "hive-mcp %s: model %s%s%s, dumps in %s%s",
         __version__,
         settings.model,
         f" (groups from {config.path})" if config is not None else "",
-        f" at {settings.api_base}" if settings.api_base else "",
+        f" at {strip_credentials(settings.api_base)}" if settings.api_base else "",
         store.location() if hasattr(store, "location") else settings.dump_dir,
         f", settings from {settings.env_file}" if settings.env_file else "",
     )
