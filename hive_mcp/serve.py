@@ -213,6 +213,19 @@ def _apply_litellm_settings(config: ModelsConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
+def unsafe_state_dir(settings: Settings) -> str | None:
+    """Why the dump directory or the hive home (where the stores keep their files) must not be used, in one
+    line; None when both are absent or private to us (`home.unsafe_dir`). Nothing is changed."""
+    from .home import hive_home, unsafe_dir
+
+    places = (("the dump directory (--dump-dir, HIVE_MCP_DUMP_DIR)", settings.dump_dir),
+              ("the hive home (HIVE_HOME)", hive_home()))  # fmt: skip
+    for what, directory in places:
+        if (why := unsafe_dir(directory)) is not None:
+            return f"{what} {directory} {why}"
+    return None
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """SIGTERM ends the server like Ctrl-C: a clean shutdown and exit code 0.
 
@@ -251,6 +264,8 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
             if problem:
                 raise ConfigError(f"{config.path}: {problem}")
         budgets = configured_budgets(configured, config, tokens)  # a bad budget refuses to start
+        if (unsafe := unsafe_state_dir(configured)) is not None:
+            raise SettingsError(unsafe)
     except (ConfigError, SettingsError, BudgetError) as exc:
         print(f"hive-mcp: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

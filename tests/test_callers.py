@@ -211,3 +211,21 @@ def test_a_caller_with_every_share_taken_waits_behind_their_own(shared: HttpServ
         for s in (*alice, bob):
             s.close()
     assert len(results) == 2 and not any(r.is_error for r in results), [text_of(r) for r in results]
+
+
+# ---------------------------------------------------------------------------
+# Bad input at the HTTP layer
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_json_nested_too_deep_is_a_400_with_one_line(shared: HttpServer, depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    body = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"deep":' + nested + "}}"
+    with raw(shared) as client:
+        r = client.post("/mcp", headers={**MCP_HEADERS, **bearer(ALICE)}, content=body)
+        assert r.status_code == 400, (r.status_code, r.text[:300])
+        assert "\n" not in r.text.strip() and "deep" in r.text, r.text
+        sid = opened(client, ALICE)  # and the server goes on
+        assert on_session(client, "DELETE", sid, ALICE).status_code == 200
+    assert "Traceback" not in shared.stderr()
