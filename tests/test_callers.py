@@ -7,7 +7,10 @@ tests of the module (each one imports litellm); waits are on events or bounded p
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -54,10 +57,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("callers")
 
 
-def start(upstream: Upstream, workdir: Path, name: str, **env: str) -> HttpServer:
+def start(upstream: Upstream, workdir: Path, name: str, max_files: int | None = None, **env: str) -> HttpServer:
     full = server_env(upstream, workdir / f"dumps-{name}", api_key=True)
     full.update(HIVE_MCP_AUTH_TOKEN=TOKENS, **env)
-    server = HttpServer("http", full, workdir, name)
+    server = HttpServer("http", full, workdir, name, max_files=max_files)
     server.wait_ready()
     return server
 
@@ -229,3 +232,123 @@ def test_json_nested_too_deep_is_a_400_with_one_line(shared: HttpServer, depth: 
         sid = opened(client, ALICE)  # and the server goes on
         assert on_session(client, "DELETE", sid, ALICE).status_code == 200
     assert "Traceback" not in shared.stderr()
+
+
+# ---------------------------------------------------------------------------
+# Connections that never finish their headers
+# ---------------------------------------------------------------------------
+
+FLOOD = 300  # slow-header connections held open (the real thing, 1,000, is measured by hand: see the README)
+ATTACKER = "127.0.0.2"  # the flood's own address (all of 127/8 is loopback); the caller comes from 127.0.0.1
+
+
+class SlowHeaders:
+    """Up to `count` connections from ATTACKER that send a request's headers one byte at a time (each one every
+    `byte_s`), opening at most `per_tick` new ones every `tick_s` to stay at `count` as the server closes them;
+    on a thread of their own until `stop()`. (A flood of new connections faster than the server accepts them is
+    the kernel's and a proxy's to meet: see the README.)"""
+
+    HEAD = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 4000
+
+    def __init__(self, port: int, count: int, *, per_tick: int = 10, tick_s: float = 0.05, byte_s: float = 0.5) -> None:
+        self.port, self.count, self.per_tick, self.tick_s, self.byte_s = port, count, per_tick, tick_s, byte_s
+        self.opened = self.closed_by_server = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="slow-headers")
+        self._socks: dict[Any, int] = {}  # socket -> bytes of HEAD sent
+
+    def _open(self) -> None:
+        s = socket.socket()
+        s.bind((ATTACKER, 0))
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", self.port))
+        except BlockingIOError:
+            pass
+        self._socks[s] = 0
+        self.opened += 1
+
+    def _closed(self, s: Any) -> bool:
+        """Whether the server closed `s` (it sends nothing else before the headers are in)."""
+        try:
+            return select.select([s], [], [], 0)[0] != [] and s.recv(4096) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
+    def _run(self) -> None:
+        next_byte = time.monotonic()
+        while not self._stop.wait(self.tick_s):
+            for s in [s for s in self._socks if self._closed(s)]:
+                del self._socks[s]
+                s.close()
+                self.closed_by_server += 1
+            for _ in range(min(self.per_tick, self.count - len(self._socks))):
+                self._open()
+            if time.monotonic() >= next_byte:
+                next_byte += self.byte_s
+                for s, sent in list(self._socks.items()):
+                    with contextlib.suppress(OSError):
+                        self._socks[s] = sent + s.send(self.HEAD[sent:sent + 1])
+
+    def start(self) -> SlowHeaders:
+        self._thread.start()
+        return self
+
+    def wait_opened(self, n: int) -> None:
+        deadline = time.monotonic() + IO_S
+        while self.opened < n:
+            assert time.monotonic() < deadline, f"only {self.opened} of {n} connections opened"
+            time.sleep(0.05)  # polling a counter of the flood's thread
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=IO_S)
+        for s in self._socks:
+            s.close()
+
+
+def test_a_flood_of_slow_headers_leaves_an_authenticated_caller_served_at_once(upstream: Upstream, workdir: Path) -> None:
+    server = start(  # fewer files than the flood has connections, as 1,000 would be for a 1,024-file limit
+        upstream, workdir, "slowloris", max_files=FLOOD - 50, HIVE_MCP_HEADER_TIMEOUT_S="2",
+        HIVE_MCP_MAX_UNAUTHENTICATED="32",
+    )  # fmt: skip
+    flood = SlowHeaders(server.port, FLOOD).start()
+    try:
+        flood.wait_opened(FLOOD)  # as many as the server has files, and more
+        latencies = []
+        with raw(server) as client:
+            for _ in range(5):
+                started = time.monotonic()
+                sid = opened(client, ALICE)
+                assert lists_tools(client, sid, ALICE)
+                latencies.append(time.monotonic() - started)
+                assert on_session(client, "DELETE", sid, ALICE).status_code == 200
+        assert max(latencies) < 1.0, latencies
+        assert flood.closed_by_server >= FLOOD - 32  # past the cap, the oldest of the flood's were closed
+        assert "Too many open files" not in server.stderr()
+    finally:
+        flood.stop()
+        stop(server)
+
+
+def test_a_connection_that_does_not_finish_its_headers_is_closed_at_the_deadline(
+    upstream: Upstream, workdir: Path
+) -> None:
+    server = start(upstream, workdir, "deadline", HIVE_MCP_HEADER_TIMEOUT_S="1")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=IO_S) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and no end of the headers
+            started = time.monotonic()
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+            waited = time.monotonic() - started
+        assert 0.9 <= waited < 5, waited
+        assert reply.startswith(b"HTTP/1.1 408"), reply
+        with socket.create_connection(("127.0.0.1", server.port), timeout=IO_S) as s:  # a prompt one is served
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        stop(server)

@@ -118,6 +118,8 @@ def run_http(server: Any, settings: Settings, tokens: tuple[str, ...], store: An
     import anyio
     import uvicorn
 
+    from .door import guard_connections
+
     security = transport_security_settings(settings)
     app, shutdown = build_app(server, settings, tokens, security, store, sources)
     let_event_streams_end(False)
@@ -136,6 +138,7 @@ def run_http(server: Any, settings: Settings, tokens: tuple[str, ...], store: An
         server_header=False,  # say nothing about what serves
         timeout_graceful_shutdown=settings.shutdown_grace_s + BACKSTOP_S,
     )
+    guard_connections(config, settings.header_timeout_s, settings.max_unauthenticated)
 
     where = f"http://{host_for_url(settings.host)}:{settings.port}"
     if settings.transport == "http":
