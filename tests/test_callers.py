@@ -131,6 +131,28 @@ def test_a_session_answers_only_the_caller_that_opened_it(shared: HttpServer) ->
         assert on_session(client, "POST", sid, ALICE, TOOLS_LIST).status_code == 404
 
 
+def test_a_legacy_sse_session_answers_only_the_caller_that_opened_it(upstream: Upstream, workdir: Path) -> None:
+    full = server_env(upstream, workdir / "dumps-sse", api_key=True)
+    full.update(HIVE_MCP_AUTH_TOKEN=TOKENS)
+    server = HttpServer("sse", full, workdir, "sse")
+    server.wait_ready()
+    try:
+        with raw(server) as client, client.stream("GET", "/sse", headers=bearer(ALICE)) as events:
+            endpoint = ""
+            lines = events.iter_lines()  # kept: a generator dropped mid-way closes the stream, and the session
+            for line in lines:
+                if line.startswith("data:"):
+                    endpoint = line.removeprefix("data:").strip()
+                    break
+            assert "session_id=" in endpoint, endpoint
+            for token, status in ((BOB, 404), (None, 401), (ALICE, 202)):
+                headers = {"content-type": "application/json", **(bearer(token) if token else {})}
+                r = client.post(endpoint, headers=headers, json=INITIALIZE)
+                assert r.status_code == status, (token, r.status_code, r.text)
+    finally:
+        stop(server)
+
+
 def test_a_caller_past_their_sessions_is_refused_and_the_other_is_not(shared: HttpServer) -> None:
     with raw(shared) as client:
         started = time.monotonic()
