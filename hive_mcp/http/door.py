@@ -14,9 +14,9 @@ subclass of uvicorn's h11 protocol (`GuardedH11Protocol`, passed as uvicorn's
   response on a kept-alive connection) gets `HIVE_MCP_HEADER_TIMEOUT_S`; then it
   is answered 408 and closed.
 - At most `HIVE_MCP_MAX_UNAUTHENTICATED` connections wait so at once. One more
-  closes a waiting one of the address with the most waiting (its oldest), so a
-  flood from one address evicts its own, and a caller from elsewhere, whose
-  headers take a moment, gets in. (A flood spread over many addresses, or one
+  closes a waiting one of the address with the most waiting (its oldest, once
+  it has waited `EVICT_AFTER_S`), so a flood from one address evicts its own,
+  and a caller from elsewhere, whose headers take a moment, gets in. (A flood spread over many addresses, or one
   faster than a caller's headers, needs a proxy in front: see the README.)
 
 Once its headers are in, a request goes to the HTTP guard, which answers a
@@ -36,6 +36,11 @@ __all__ = ["Door", "GuardedH11Protocol", "guard_connections"]
 
 logger = logging.getLogger("hive_mcp.http")
 
+EVICT_AFTER_S = 0.5
+"""A waiting connection younger than this is never closed to make room: a burst of callers' connections is
+accepted all at once, before any of their headers is read (behind a proxy, from one address), and is through in
+milliseconds; a stranger's slow headers are older. Until one is old enough, the cap is exceeded."""
+
 TIMEOUT_REPLY = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -53,22 +58,29 @@ class Door:
         """`conn` waits for headers from now: its deadline is armed; past the cap, another one makes room."""
         if conn.waiting_since is not None:
             return
-        if self._count >= self.max_waiting:
-            crowded = max(self._waiting.values(), key=len)
-            oldest = next(iter(crowded))
-            self.leave(oldest)
-            oldest.close_waiting(b"")
+        if self._count >= self.max_waiting and (peer := self._evict(conn.loop.time())) is not None:
             self.evicted += 1
             if self.evicted == 1 or self.evicted % 1000 == 0:
                 logger.warning(
                     "%d connections were waiting for their headers (HIVE_MCP_MAX_UNAUTHENTICATED): the oldest of "
                     "the busiest address (%s) is closed for each new one (%d so far)",
-                    self.max_waiting, oldest.peer, self.evicted,
+                    self.max_waiting, peer, self.evicted,
                 )  # fmt: skip
         conn.waiting_since = conn.loop.time()
         handle = conn.loop.call_later(self.timeout_s, self._expire, conn)
         self._waiting.setdefault(conn.peer, {})[conn] = handle
         self._count += 1
+
+    def _evict(self, now: float) -> str | None:
+        """Close the oldest waiting connection of the busiest address if it has waited `EVICT_AFTER_S`; its
+        address, or None when none was old enough."""
+        crowded = max(self._waiting.values(), key=len)
+        oldest = next(iter(crowded))
+        if oldest.waiting_since is None or now - oldest.waiting_since < EVICT_AFTER_S:
+            return None
+        self.leave(oldest)
+        oldest.close_waiting(b"")
+        return oldest.peer
 
     def leave(self, conn: GuardedH11Protocol) -> None:
         """`conn` has its headers in (or is gone): no deadline, no place among the waiting."""
