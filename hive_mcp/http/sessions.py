@@ -62,20 +62,28 @@ class SessionQuota:
                 [(b"retry-after", str(max(1, round(self.idle_s))).encode())])  # fmt: skip
             return
         self._opening[who] = self._opening.get(who, 0) + 1
+        counted = True  # among the caller's opening requests, until its session is counted among the open ones
+
+        def opened() -> None:
+            nonlocal counted
+            if counted:
+                counted = False
+                self._opening[who] -= 1
+                if not self._opening[who]:
+                    del self._opening[who]
 
         async def noting(message: Message) -> None:
             if message.get("type") == "http.response.start" and message.get("status", 500) < 400:
                 sid = _response_header(message, SESSION_HEADER)
                 if sid:
                     self._sessions.setdefault(who, {})[sid] = None
+                    opened()  # the SDK's handler may wind down after the client has its answer: count it once
             await send(message)
 
         try:
             await self.app(scope, receive, noting)
         finally:
-            self._opening[who] -= 1
-            if not self._opening[who]:
-                del self._opening[who]
+            opened()
 
 
 def _opens_session(scope: Scope) -> bool:
