@@ -336,7 +336,7 @@ def test_a_flood_of_slow_headers_leaves_an_authenticated_caller_served_at_once(u
         upstream, workdir, "slowloris", max_files=FLOOD - 50, HIVE_MCP_HEADER_TIMEOUT_S="2",
         HIVE_MCP_MAX_UNAUTHENTICATED="32",
     )  # fmt: skip
-    flood = SlowHeaders(server.port, FLOOD).start()
+    flood = SlowHeaders(server.port, FLOOD, per_tick=5).start()  # reopening up to 100 a second
     try:
         flood.wait_opened(FLOOD)  # as many as the server has files, and more
         latencies = []
