@@ -16,13 +16,39 @@ def hive_home(env: Mapping[str, str] = os.environ) -> Path:
     return (Path(env["HOME"]) if env.get("HOME") else Path.home()) / ".hive"
 
 
-def private_dir(directory: Path) -> None:
-    """`directory` created 0700, and tightened to 0700 when it is ours and looser (dumps and databases hold
-    prompts); NotADirectoryError when something else has the name."""
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    st = os.stat(directory)
+def unsafe_dir(directory: Path) -> str | None:
+    """Why an existing `directory` must not hold our files, in words; None when it is absent or fine.
+
+    Another user's directory, or one that others may write to, lets them read
+    what we keep (prompts) or plant files and links among ours. Neither is ours
+    to fix: changing another's directory, or one someone opened on purpose,
+    would only hide the problem.
+    """
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return None
     if not stat.S_ISDIR(st.st_mode):
-        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(directory))
+        return "is not a directory"
     geteuid = getattr(os, "geteuid", None)  # POSIX only
-    if geteuid is not None and st.st_uid == geteuid() and stat.S_IMODE(st.st_mode) != 0o700:
+    if geteuid is not None and st.st_uid != geteuid():
+        return f"belongs to another user (uid {st.st_uid})"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        who = "every user" if mode & 0o002 else "its group"
+        return f"is writable by {who} (mode {mode:04o}): make it private (chmod 700) or choose another"
+    return None
+
+
+def private_dir(directory: Path) -> None:
+    """`directory` created 0700, and tightened to 0700 when it is ours and only readable by others (dumps and
+    databases hold prompts). NotADirectoryError when something else has the name; PermissionError, naming why,
+    when it is another user's or writable by others (`unsafe_dir`): left as it is."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    why = unsafe_dir(directory)
+    if why == "is not a directory":
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(directory))
+    if why is not None:
+        raise PermissionError(errno.EPERM, why, str(directory))
+    if stat.S_IMODE(os.stat(directory).st_mode) != 0o700:
         os.chmod(directory, 0o700)

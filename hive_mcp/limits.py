@@ -11,9 +11,12 @@ before any upstream request, so a refused call costs nothing and leaves no dump:
 * `deadline_for` — a call may shorten the server's deadline, never lengthen it.
 * `check_input_size` — prompt + messages + system + tools, measured as UTF-8
   JSON, must fit in `max_input_bytes`.
-* `slot()` — at most `max_in_flight` upstream calls at once (an
-  `anyio.CapacityLimiter`); a call beyond that waits, first come first served,
-  for at most `queue_timeout_s`, then gets `Busy`.
+* `slot(caller)` — at most `max_in_flight` upstream calls at once (an
+  `anyio.CapacityLimiter`), and at most `caller_in_flight` of them one caller's;
+  a call beyond either waits, first come first served, for at most
+  `queue_timeout_s` in all, then gets `Busy`. A caller's extra calls wait in
+  their own queue and join the shared one only once a share of theirs is free,
+  so they never stand in front of another caller's calls.
 
 A refusal raises `LimitError` (`Busy` for the queue), whose `str()` is one line
 naming the argument. The queue lives on one event loop: use one `Limits` per
@@ -42,6 +45,7 @@ __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_QUEUE_TIMEOUT_S",
+    "caller_share",
     "Busy",
     "LimitError",
     "Limits",
@@ -69,13 +73,18 @@ class LimitError(ValueError):
         return f"invalid arguments: {self.field}: {self.message}"
 
 
-class Busy(LimitError):
-    """Every upstream slot stayed taken for the whole queue timeout."""
+def caller_share(max_in_flight: int) -> int:
+    """The calls one caller may have in flight when not configured: half the server's, at least 1."""
+    return max(1, max_in_flight // 2)
 
-    def __init__(self, max_in_flight: int, waited_s: float) -> None:
+
+class Busy(LimitError):
+    """Every upstream slot (or every one of the caller's share) stayed taken for the whole queue timeout."""
+
+    def __init__(self, max_in_flight: int, waited_s: float, whose: str = "") -> None:
         super().__init__(
             "busy",
-            f"the server is busy: {max_in_flight} calls are already in flight and this one waited "
+            f"the server is busy: {max_in_flight} calls{whose} are already in flight and this one waited "
             f"{waited_s:g}s for a turn; try again later",
         )
 
@@ -101,7 +110,10 @@ class Limits:
         queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S,
         deadline_s: float = DEFAULT_DEADLINE_S,
         max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+        caller_in_flight: int | None = None,
     ) -> None:
+        """`caller_in_flight`: the calls one caller may have in flight (None: no share, as over stdio, where
+        there is one caller)."""
         patterns = tuple(p.strip() for p in allowed_models if p and p.strip())
         if max_tokens is not None and max_tokens < 1:
             raise ValueError("max_tokens must be at least 1 (or None for no cap)")
@@ -113,6 +125,8 @@ class Limits:
             raise ValueError("deadline_s must be a finite number > 0")
         if max_input_bytes < 1:
             raise ValueError("max_input_bytes must be at least 1")
+        if caller_in_flight is not None and caller_in_flight < 1:
+            raise ValueError("caller_in_flight must be at least 1 (or None for no share)")
         self.allowed_models = patterns
         self.max_tokens = max_tokens
         self.max_in_flight = max_in_flight
@@ -122,10 +136,19 @@ class Limits:
         # FIFO hand-off: a released slot goes to the oldest waiter, so a newcomer cannot overtake the
         # queue; a waiter cancelled as it is handed one passes it on.
         self._limiter = anyio.CapacityLimiter(max_in_flight)
+        self.caller_in_flight = caller_in_flight
+        # Each caller's share, while one of their calls holds or waits for it (then dropped: no growth).
+        self._shares: dict[str, anyio.CapacityLimiter] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
+        """The settings' limits; over HTTP each caller gets a share (HIVE_MCP_CALLER_IN_FLIGHT, else
+        `caller_share`), over stdio the one caller has them all."""
+        share = None
+        if settings.transport != "stdio":
+            share = settings.caller_in_flight or caller_share(settings.max_in_flight)
         return cls(
+            caller_in_flight=share,
             allowed_models=settings.allowed_models,
             max_tokens=settings.max_tokens,
             max_in_flight=settings.max_in_flight,
@@ -137,7 +160,8 @@ class Limits:
     def __repr__(self) -> str:
         return (
             f"Limits(allowed_models={self.allowed_models!r}, max_tokens={self.max_tokens!r}, "
-            f"max_in_flight={self.max_in_flight}, queue_timeout_s={self.queue_timeout_s:g}, "
+            f"max_in_flight={self.max_in_flight}, caller_in_flight={self.caller_in_flight!r}, "
+            f"queue_timeout_s={self.queue_timeout_s:g}, "
             f"deadline_s={self.deadline_s:g}, max_input_bytes={self.max_input_bytes})"
         )
 
@@ -206,27 +230,52 @@ class Limits:
 
     @property
     def waiting(self) -> int:
-        """Calls queued for a slot now."""
-        return self._limiter.statistics().tasks_waiting
+        """Calls queued for a slot now, in the shared queue or behind their caller's own calls."""
+        return self._limiter.statistics().tasks_waiting + sum(
+            share.statistics().tasks_waiting for share in self._shares.values()
+        )
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one of the `max_in_flight` upstream slots for the body; raises Busy after the queue timeout."""
+    async def slot(self, caller: str | None = None) -> AsyncIterator[None]:
+        """Hold one of the `max_in_flight` upstream slots for the body, and one of `caller`'s share of them
+        (when there are shares); raises Busy after the queue timeout, counted over both waits."""
         borrower = object()  # one slot per call, even when one task makes several
         await anyio.lowlevel.checkpoint_if_cancelled()
+        deadline = anyio.current_time() + self.queue_timeout_s
+        share = None
+        if self.caller_in_flight is not None and caller is not None:
+            share = self._shares.setdefault(caller, anyio.CapacityLimiter(self.caller_in_flight))
         try:
-            self._limiter.acquire_on_behalf_of_nowait(borrower)  # a free slot is taken even with no time to wait
-        except anyio.WouldBlock:
-            acquired = False
-            with anyio.move_on_after(self.queue_timeout_s):
-                await self._limiter.acquire_on_behalf_of(borrower)
-                acquired = True
-            if not acquired:
-                raise Busy(self.max_in_flight, self.queue_timeout_s) from None
-        try:
-            # The wait can return normally although the call was cancelled meanwhile (the hand-off
-            # woke it first): notice it here, so the slot passes on instead of going unused.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            yield
+            if share is not None and not await _acquire(share, borrower, deadline):
+                raise Busy(self.caller_in_flight or 0, self.queue_timeout_s, " of this caller's") from None
+            try:
+                if not await _acquire(self._limiter, borrower, deadline):
+                    raise Busy(self.max_in_flight, self.queue_timeout_s) from None
+                try:
+                    # The wait can return normally although the call was cancelled meanwhile (the hand-off
+                    # woke it first): notice it here, so the slot passes on instead of going unused.
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+                    yield
+                finally:
+                    self._limiter.release_on_behalf_of(borrower)
+            finally:
+                if share is not None:
+                    share.release_on_behalf_of(borrower)
         finally:
-            self._limiter.release_on_behalf_of(borrower)
+            if share is not None and not share.borrowed_tokens and not share.statistics().tasks_waiting:
+                self._shares.pop(caller, None)  # type: ignore[arg-type]
+
+
+async def _acquire(limiter: anyio.CapacityLimiter, borrower: object, deadline: float) -> bool:
+    """Take a token of `limiter` for `borrower`, waiting until `deadline` at most; whether it was taken.
+
+    A free token is taken even with no time left to wait.
+    """
+    try:
+        limiter.acquire_on_behalf_of_nowait(borrower)
+        return True
+    except anyio.WouldBlock:
+        with anyio.CancelScope(deadline=deadline):
+            await limiter.acquire_on_behalf_of(borrower)
+            return True
+        return False

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -52,6 +53,8 @@ __all__ = [
     "redact_json",
     "redact_text",
     "strip_credentials",
+    "url_secrets",
+    "RedactingFilter",
 ]
 
 REDACTED = "[REDACTED]"
@@ -173,25 +176,74 @@ def redact_json(text: str, secrets: Iterable[str]) -> tuple[str, bool]:
 # URLs
 # ---------------------------------------------------------------------------
 
-_SENSITIVE_QUERY = re.compile(_CREDENTIAL_WORDS, re.I)
-"""Query parameter names that look like they carry a credential (api_key, access_token, sig, ...)."""
+_PLAIN_QUERY = re.compile(r"(?:api[-_.]?)?version", re.I)
+"""The one query parameter of a base URL that is not a secret: the API version (Azure's `api-version`).
+Every other one may carry a key under any name (`key`, `code`, `sig`, `token`, a tenant's own)."""
+
+
+def url_secrets(url: str | None) -> tuple[str, ...]:
+    """The secrets a configured URL carries: its userinfo's password (or a lone user, itself a token) and
+    every query value but the API version, each also as it is written percent-encoded."""
+    if not url:
+        return ()
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return ()
+    found: list[str] = []
+    userinfo = parts.netloc.rpartition("@")[0]
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        found.append(password or user)
+    found += [v for k, v in query if not _PLAIN_QUERY.fullmatch(k)]
+    raw = [v for k, _, v in (p.partition("=") for p in parts.query.split("&")) if not _PLAIN_QUERY.fullmatch(k)]
+    return tuple(dict.fromkeys(v for v in (*found, *raw) if v))
 
 
 def strip_credentials(url: str | None) -> str | None:
-    """Drop userinfo, credential-looking query params and the fragment from a URL.
+    """Drop userinfo, every query param but the API version, and the fragment from a URL.
 
-    An api_base is useful in a dump (which endpoint failed?) but proxies often
-    carry a key in it. Anything unparseable is replaced whole rather than guessed at.
+    An api_base is useful in a log line or a dump (which endpoint failed?) but
+    proxies often carry a key in it. Anything unparseable is replaced whole
+    rather than guessed at.
     """
     if url is None:
         return None
     try:
         parts = urlsplit(url)
         host = parts.netloc.rpartition("@")[2]
-        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _SENSITIVE_QUERY.search(k)]
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if _PLAIN_QUERY.fullmatch(k)]
         return urlunsplit((parts.scheme, host, parts.path, urlencode(query), ""))
     except ValueError:
         return REDACTED
+
+
+# ---------------------------------------------------------------------------
+# Log records
+# ---------------------------------------------------------------------------
+
+
+class RedactingFilter(logging.Filter):
+    """A handler's filter: each record's message and traceback with the secrets and key shapes replaced,
+    whichever logger (ours, litellm's, the SDK's, uvicorn's) wrote it."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        super().__init__()
+        self.secrets = normalize_secrets(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = _redact_text(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = _redact_text(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = _redact_text(record.stack_info, self.secrets)
+        return True
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ returns the problems found.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "installed",
     "keep_event_streams_at_shutdown",
     "lowlevel_server",
+    "open_session_ids",
     "run_sync_soon",
     "session_connection",
 ]
@@ -82,6 +83,19 @@ def run_sync_soon(token: EventLoopToken, fn: Callable[[], None]) -> None:
 # ---------------------------------------------------------------------------
 # HTTP and stdio
 # ---------------------------------------------------------------------------
+# `StreamableHTTPSessionManager._server_instances`: the sessions open now. The
+# manager drops a session when it ends (DELETE, idle timeout, crash) and says
+# so to nobody; the per-caller session cap (`hive_mcp.http.sessions`) counts a
+# caller's sessions that are still in it.
+
+
+def open_session_ids(manager: Any) -> Container[str]:
+    """The ids of the streamable-HTTP sessions `manager` holds open now."""
+    instances = getattr(manager, "_server_instances", None)
+    if not isinstance(instances, dict):
+        raise TypeError(f"StreamableHTTPSessionManager._server_instances is gone in {installed('mcp')}")
+    return instances
+
 # sse-starlette's process-global AppStatus. The SDK's event streams (streamable
 # HTTP and legacy SSE) end themselves as soon as uvicorn begins to shut down,
 # by default within half a second of SIGTERM, which would cut off the answer of

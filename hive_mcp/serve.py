@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from .spend import Budgets
 
 __all__ = [
-    "allowed_models", "configure_logging", "exposed", "exposure_problem", "load_models", "route_litellm_logs", "serve",
+    "allowed_models", "configure_logging", "exposed", "exposure_problem", "load_models", "redact_logs",
+    "route_litellm_logs", "serve", "server_secrets",
 ]
 
 EXIT_OK = 0
@@ -223,6 +224,19 @@ def _apply_litellm_settings(config: ModelsConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
+def unsafe_state_dir(settings: Settings) -> str | None:
+    """Why the dump directory or the hive home (where the stores keep their files) must not be used, in one
+    line; None when both are absent or private to us (`home.unsafe_dir`). Nothing is changed."""
+    from .home import hive_home, unsafe_dir
+
+    places = (("the dump directory (--dump-dir, HIVE_MCP_DUMP_DIR)", settings.dump_dir),
+              ("the hive home (HIVE_HOME)", hive_home()))  # fmt: skip
+    for what, directory in places:
+        if (why := unsafe_dir(directory)) is not None:
+            return f"{what} {directory} {why}"
+    return None
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """SIGTERM ends the server like Ctrl-C: a clean shutdown and exit code 0.
 
@@ -269,6 +283,8 @@ def _start(settings: Settings, tokens: tuple[str, ...]) -> int:
             if problem:
                 raise ConfigError(f"{config.path}: {problem}")
         budgets = configured_budgets(configured, config, tokens)  # a bad budget refuses to start
+        if (unsafe := unsafe_state_dir(configured)) is not None:
+            raise SettingsError(unsafe)
     except (ConfigError, SettingsError, BudgetError) as exc:
         print(f"hive-mcp: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -316,7 +332,9 @@ def build(
     from .scaling import change_sharing, dump_store
 
     key = settings.api_key_value
-    store = dump_store(settings, (*((key,) if key else ()), *(config.secrets if config is not None else ())))
+    secrets = server_secrets(settings, config, tokens)
+    redact_logs(secrets)
+    store = dump_store(settings, secrets)
     catalogue = ConfigCatalogue(config) if config is not None else DefaultCatalogue(settings.model, key)
 
     def load_provider() -> LLMProvider:
@@ -342,6 +360,7 @@ def build(
             dump_store=store,
             deadline_s=settings.deadline_s,
             router=router,
+            secrets=secrets,
             **extra,
         )
         provider.warm_up()
@@ -367,7 +386,7 @@ def build(
         default_max_tokens=settings.default_max_tokens,
         limits=limits,
         catalogue=catalogue,
-        conversations=conversation_store(settings, config.secrets if config is not None else ()),
+        conversations=conversation_store(settings, secrets),
         spend=spend,
         bus=bus,
         dump_watch=dump_watch,
@@ -378,21 +397,47 @@ def build(
     return server, provider, store, Sources(models=models_source(store, models.listing), spend=usage_source(spend))
 
 
+def server_secrets(
+    settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """Every secret the server was given, in every form it was given, longest first: the credentials in
+    the environment (each item of a list), the API key, the state password, the config's keys, the bearer
+    tokens (the token part of each `name:token` entry, from the variable and the file), and what the
+    configured URLs carry (`redact.url_secrets`). Kept out of logs, dumps, conversations and errors."""
+    from .redact import credential_values, normalize_secrets, url_secrets
+
+    return normalize_secrets((
+        *credential_values(os.environ), settings.api_key_value, settings.state_password_value,
+        *url_secrets(settings.api_base), *url_secrets(settings.state_url),
+        *(config.secrets if config is not None else ()), *tokens,
+    ))  # fmt: skip
+
+
+def redact_logs(secrets: tuple[str, ...]) -> None:
+    """Every handler of the root logger (stderr, see `configure_logging`) redacts `secrets` and key shapes,
+    from whichever logger a line comes. Called again, it replaces its filter rather than adding one."""
+    from .redact import RedactingFilter
+
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+            handler.removeFilter(old)
+        handler.addFilter(RedactingFilter(secrets))
+
+
 def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any:
     """The conversation store the settings ask for (None when HIVE_MCP_CONVERSATIONS=off).
 
     SQLite in the hive home unless HIVE_MCP_STATE_URL names a Redis/Valkey server.
     Nothing is opened yet: a store that cannot be reached fails the calls that
-    continue a conversation, and new calls go ahead without an id.
+    continue a conversation, and new calls go ahead without an id. `secrets` are
+    redacted with the settings' own (`server_secrets`).
     """
     if settings.conversations == "off":
         return None
     from .conversations import ConversationLimits, open_store
-    from .redact import credential_values, normalize_secrets, redact_text
+    from .redact import normalize_secrets, redact_text
 
-    found = normalize_secrets(
-        (*credential_values(os.environ), settings.api_key_value, settings.state_password_value, *secrets)
-    )
+    found = normalize_secrets((*server_secrets(settings), *secrets))
     limits = ConversationLimits(
         ttl_s=settings.conversation_ttl_s, max_conversations=settings.conversation_max,
         max_turns=settings.conversation_max_turns, max_bytes=settings.conversation_max_bytes,
@@ -415,12 +460,14 @@ def _serve(
 
         listener = bind(settings.host, settings.port)  # before anything is built or says it serves
     server, provider, store, sources = build(settings, config, tokens, budgets)
+    from .redact import strip_credentials
+
     logger.info(
         "hive-mcp %s: model %s%s%s, dumps in %s%s",
         __version__,
         settings.model,
         f" (groups from {config.path})" if config is not None else "",
-        f" at {settings.api_base}" if settings.api_base else "",
+        f" at {strip_credentials(settings.api_base)}" if settings.api_base else "",
         store.location() if hasattr(store, "location") else settings.dump_dir,
         f", settings from {settings.env_file}" if settings.env_file else "",
     )

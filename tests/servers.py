@@ -76,10 +76,17 @@ def wait_exit(proc: subprocess.Popen[Any], timeout: float = EXIT_S) -> int | Non
         return None
 
 
+def _limit_files(n: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+
 class HttpServer:
     """`python -m hive_mcp --transport http|sse` as a subprocess, logs in files.
 
-    `host` is the address to bind (0.0.0.0 is reached at 127.0.0.1); `args` are more flags.
+    `host` is the address to bind (0.0.0.0 is reached at 127.0.0.1); `args` are more flags;
+    `max_files` lowers the process's open-file limit (RLIMIT_NOFILE), as a small machine's would be.
     """
 
     def __init__(
@@ -91,6 +98,7 @@ class HttpServer:
         *,
         host: str = "127.0.0.1",
         args: Sequence[str] = (),
+        max_files: int | None = None,
     ) -> None:
         self.transport = transport
         self.host = "127.0.0.1" if host == "0.0.0.0" else host
@@ -107,6 +115,7 @@ class HttpServer:
             stdin=subprocess.DEVNULL,
             stdout=self._stdout,
             stderr=self._stderr,
+            preexec_fn=None if max_files is None else lambda: _limit_files(max_files),
         )
         self.returncode: int | None = None
         self._signalled = False

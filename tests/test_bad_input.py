@@ -169,6 +169,13 @@ BAD_COMPLETE = [
     case(prompt_and(max_retries=11), "max_retries", id="max-retries-high"),
     case(prompt_and(json_mode="maybe"), "json_mode", id="json-mode-string"),
     case(prompt_and(max_token=5), "max_token", id="unknown-argument"),
+    # integers out of any range: one line naming the field, never the digits
+    case(prompt_and(max_tokens=10**400), "max_tokens", id="max-tokens-huge"),
+    case(prompt_and(max_tokens=-(10**400)), "max_tokens", id="max-tokens-huge-negative"),
+    case(prompt_and(deadline_s=10**400), "deadline_s", id="deadline-huge"),
+    case(prompt_and(temperature=10**400), "temperature", id="temperature-huge"),
+    case(prompt_and(max_retries=10**400), "max_retries", id="max-retries-huge"),
+    case(prompt_and(top_p=10**400), "top_p", id="unknown-huge"),
 ]
 
 
@@ -208,6 +215,7 @@ BAD_LISTING = [
     pytest.param({"limit": True}, ["limit"], id="limit-bool"),
     pytest.param({"error_type": ["auth"]}, ["error_type"], id="error-type-list"),
     pytest.param({"page": 2}, ["page"], id="unknown-argument"),
+    pytest.param({"limit": 10**400}, ["limit"], id="limit-huge"),
 ]
 
 
@@ -419,3 +427,31 @@ def test_random_json_is_always_answered(mode: str, tmp_path: Path) -> None:
     # The strategies reach every kind of answer: refusals and calls that went through.
     assert {"is-error", "ok", "mcp-error"} <= set(outcomes), outcomes
     assert any(r.method == "POST" for r in up.requests)
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_a_huge_max_tokens_without_a_cap_is_one_line_naming_it(
+    provider: Any, store: DumpStore, upstream: Upstream, tool: str
+) -> None:
+    server = build_server(provider, store, default_model=MODEL)  # no cap: nothing compares it before the model
+    async with connect(server, "legacy") as c:
+        r = await c.call_tool(tool, prompt_and(max_tokens=10**400))
+    assert r.is_error and upstream.requests == []
+    assert_one_line(text_of(r), ["max_tokens"])
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "deeper"),
+    [
+        (b"[" * 100 + b"]" * 100, 100, False),
+        (b"[" * 101 + b"]" * 101, 100, True),
+        (b'{"a": "[[[[[[", "b": [[]]}', 3, False),  # brackets in strings are text
+        (b'{"a": "\\"[[[[", "b": [[[]]]}', 2, True),  # an escaped quote does not end the string
+        (b'[{"a": [{}]}]', 3, True),
+        (b"[" * 50_000 + b"]" * 50_000, 100, True),
+    ],
+)
+def test_nesting_depth_is_counted_outside_strings(body: bytes, limit: int, deeper: bool) -> None:
+    from hive_mcp.http.guard import nested_deeper_than
+
+    assert nested_deeper_than(body, limit) is deeper

@@ -438,3 +438,38 @@ def test_every_flag_is_built_from_its_setting_and_reaches_it(tmp_path: Path) -> 
     # Not given: None, so the environment (then .env, then the default) decides.
     unset = build_parser().parse_args([])
     assert all(getattr(unset, spec.field) is None for spec in SETTINGS_FIELDS if spec.flag)
+
+
+@pytest.mark.parametrize("which", ["dump dir", "hive home"])
+@pytest.mark.parametrize("problem", ["world-writable", "group-writable", "another user's"])
+def test_an_unsafe_dump_or_state_directory_is_refused_and_left_as_it_is(
+    tmp_path: Path, which: str, problem: str
+) -> None:
+    home, dumps = tmp_path / "home", tmp_path / "dumps"
+    home.mkdir(mode=0o700)
+    dumps.mkdir(mode=0o700)
+    unsafe = dumps if which == "dump dir" else home
+    mode = {"world-writable": 0o777, "group-writable": 0o770, "another user's": 0o700}[problem]
+    os.chmod(unsafe, mode)
+    if problem == "another user's":
+        if os.geteuid() != 0:
+            pytest.skip("giving a directory to another user needs root")
+        os.chown(unsafe, 12345, 12345)
+    before = os.stat(unsafe)
+    env = {"HIVE_HOME": str(home), "HIVE_MCP_DUMP_DIR": str(dumps), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    proc = run_cli(cwd=tmp_path, env=env)
+    assert_one_line_error(proc, str(unsafe), "other user" if problem == "another user's" else "writable")
+    after = os.stat(unsafe)
+    assert (after.st_mode, after.st_uid) == (before.st_mode, before.st_uid)  # never changed
+
+
+def test_a_private_dump_directory_of_ours_is_used(tmp_path: Path) -> None:
+    from hive_mcp.home import private_dir, unsafe_dir
+
+    (tmp_path / "ours").mkdir(mode=0o700)
+    assert unsafe_dir(tmp_path / "ours") is None and unsafe_dir(tmp_path / "absent") is None
+    private_dir(tmp_path / "new")
+    assert oct(os.stat(tmp_path / "new").st_mode & 0o777) == oct(0o700)
+    os.chmod(tmp_path / "ours", 0o757)
+    with pytest.raises(PermissionError, match="writable"):
+        private_dir(tmp_path / "ours")

@@ -406,6 +406,7 @@ def test_short_secrets_are_ignored(store_dir: Path) -> None:
             "https://host/v1?api_key=K&key=K&access_token=T&sig=S&api-version=2024-01-01",
             "https://host/v1?api-version=2024-01-01",
         ),
+        ("https://host/v1?code=C&tenant=T&x=1", "https://host/v1"),  # any query value may be a key
         ("http://host/v1#access_token=T", "http://host/v1"),
         ("http://[::1/v1", REDACTED),
     ],

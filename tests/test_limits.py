@@ -493,3 +493,45 @@ def test_bad_settings_name_the_variable(tmp_path: Path, var: str, value: str) ->
     with pytest.raises(SettingsError) as info:
         load_settings(environ={var: value}, cwd=tmp_path)
     assert str(info.value).startswith(var) and "\n" not in str(info.value)
+
+
+async def test_a_caller_past_their_share_waits_behind_their_own_calls_not_in_front_of_others() -> None:
+    limits = Limits(max_in_flight=3, caller_in_flight=2, queue_timeout_s=60)
+    hold, order = anyio.Event(), []
+
+    async def call(who: str, tag: str) -> None:
+        async with limits.slot(who):
+            order.append(tag)
+            await hold.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, "alice", "a1")
+        tg.start_soon(call, "alice", "a2")
+        tg.start_soon(call, "alice", "a3")  # past her share: waits for one of hers
+        await until(lambda: (limits.in_flight, limits.waiting) == (2, 1), "alice's third call to wait")
+        tg.start_soon(call, "bob", "b1")  # the third slot is Bob's, at once
+        await until(lambda: "b1" in order, "bob's call to be admitted")
+        assert order == ["a1", "a2", "b1"] and (limits.in_flight, limits.waiting) == (3, 1)
+        hold.set()
+    assert order[-1] == "a3" and (limits.in_flight, limits.waiting) == (0, 0)
+    assert limits._shares == {}  # a caller's share goes once nothing of theirs holds or waits
+
+
+async def test_a_caller_waiting_for_their_share_too_long_is_busy() -> None:
+    limits = Limits(max_in_flight=4, caller_in_flight=1, queue_timeout_s=0.05)
+    async with limits.slot("alice"):
+        with pytest.raises(Busy) as info:
+            async with limits.slot("alice"):
+                pytest.fail("her one share was taken")
+        assert "of this caller's" in str(info.value) and "\n" not in str(info.value)
+        async with limits.slot("bob"):
+            assert limits.in_flight == 2
+
+
+def test_callers_get_half_the_slots_over_http_and_all_of_them_over_stdio(tmp_path: Path) -> None:
+    from hive_mcp.settings import Settings
+
+    assert Limits.from_settings(Settings(transport="http", max_in_flight=64)).caller_in_flight == 32
+    assert Limits.from_settings(Settings(transport="http", max_in_flight=1)).caller_in_flight == 1
+    assert Limits.from_settings(Settings(transport="sse", caller_in_flight=5)).caller_in_flight == 5
+    assert Limits.from_settings(Settings(transport="stdio")).caller_in_flight is None

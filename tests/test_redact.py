@@ -256,3 +256,55 @@ async def test_dump_store_false_writes_no_dump(
         await provider.acomplete([{"role": "user", "content": "hi"}])
     assert provider.dump_store is None and info.value.dump_id is None
     assert not default.exists()
+
+
+# ---------------------------------------------------------------------------
+# Every form a secret is given in (the server's own set: hive_mcp.serve.server_secrets)
+# ---------------------------------------------------------------------------
+
+URL_PASSWORD = "pw-in-the-url-0123456789"
+BASE_URL = (
+    f"http://user:{URL_PASSWORD}@127.0.0.1:9/v1?api-key=qk-0123456789&code=qc-0123456789"
+    "&sig=qs%2B0123456789&tenant=qt-0123456789&api-version=2024-10-21"
+)
+
+
+def test_a_url_carries_its_password_and_every_query_value_but_the_version() -> None:
+    from hive_mcp.redact import url_secrets
+
+    found = set(url_secrets(BASE_URL))
+    assert {URL_PASSWORD, "qk-0123456789", "qc-0123456789", "qs+0123456789", "qs%2B0123456789", "qt-0123456789"} <= found
+    assert "2024-10-21" not in found
+    assert url_secrets("http://lone-token-0123456789@host/v1") == ("lone-token-0123456789",)
+    assert url_secrets(None) == () and url_secrets("http://host/v1") == ()
+
+
+def test_the_server_keeps_every_form_secret(tmp_path: Path) -> None:
+    from hive_mcp.serve import server_secrets
+    from hive_mcp.settings import Settings
+
+    token_file = tmp_path / "tokens"
+    token_file.write_text("bob:tok-bob-file-0123456789\n")
+    settings = Settings(
+        transport="http", api_base=BASE_URL, auth_token="alice:tok-alice-env-0123456789", auth_token_file=token_file
+    )
+    secrets = server_secrets(settings, None, settings.auth_tokens())
+    for value in (URL_PASSWORD, "qk-0123456789", "qc-0123456789", "tok-alice-env-0123456789", "tok-bob-file-0123456789"):
+        assert value in secrets, value
+
+
+def test_a_log_line_naming_the_base_url_keeps_none_of_its_secrets() -> None:
+    from hive_mcp.redact import RedactingFilter, url_secrets
+
+    record = logging.LogRecord("hive_mcp", logging.INFO, __file__, 1, "model %s at %s", ("openai/x", BASE_URL), None)
+    try:
+        raise RuntimeError(f"connection to {BASE_URL} failed")
+    except RuntimeError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    assert RedactingFilter(url_secrets(BASE_URL)).filter(record)
+    line = logging.Formatter("%(message)s").format(record)
+    for secret in (URL_PASSWORD, "qk-0123456789", "qc-0123456789", "qs%2B0123456789", "qt-0123456789"):
+        assert secret not in line, (secret, line)
+    assert "openai/x" in line and "127.0.0.1:9/v1" in line and "api-version=2024-10-21" in line

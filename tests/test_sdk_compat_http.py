@@ -69,3 +69,12 @@ def test_anyio_has_the_event_loop_token_stdio_hands_to_its_threads() -> None:
     assert callable(getattr(anyio.lowlevel, "current_token", None)), where
     assert "token" in inspect.signature(anyio.from_thread.run).parameters, where
     assert "token" in inspect.signature(anyio.from_thread.run_sync).parameters, where
+
+
+def test_the_open_sessions_of_a_session_manager_are_readable() -> None:
+    server = MCPServer("compat")
+    server.streamable_http_app()
+    ids = sdk_compat.open_session_ids(server.session_manager)
+    assert "no-such-session" not in ids, VERSIONS
+    with pytest.raises(TypeError, match="_server_instances"):
+        sdk_compat.open_session_ids(object())

@@ -13,6 +13,7 @@ from .asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App
 from .guard import HttpGuard
 from .hosts import transport_security_settings
 from .listen import bind
+from .sessions import SessionQuota
 from .shutdown import Shutdown, let_event_streams_end
 
 if TYPE_CHECKING:
@@ -56,8 +57,11 @@ def build_app(
        (1-3: `HttpGuard`.)
     4. Shutdown tracking (`Shutdown`): after SIGTERM, in-flight calls get the
        grace period to finish, then a JSON-RPC error; idle streams close at once.
-    5. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
-       Host gets 421, a bad Origin 403.
+    5. The per-caller session cap (`sessions`, stateful streamable HTTP).
+    6. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
+       Host gets 421, a bad Origin 403. It binds each session to the caller
+       that opened it (the guard names them in `scope["user"]`) and ends it
+       after `HIVE_MCP_SESSION_IDLE_S` unused.
 
     With a dump `store`, `/dashboard` and below go to the dashboard instead, which
     checks the same tokens itself (a browser cannot send a bearer header when it
@@ -72,7 +76,15 @@ def build_app(
             transport_security=security,
             max_request_body_size=SDK_BODY_LIMIT,
             stateless_http=serves_stateless(settings),
+            session_idle_timeout=settings.session_idle_s,
         )
+        if not serves_stateless(settings):
+            from ..sdk_compat import open_session_ids
+
+            app = SessionQuota(
+                app, per_caller=settings.sessions_per_caller, idle_s=settings.session_idle_s,
+                open_ids=lambda: open_session_ids(server.session_manager),
+            )  # fmt: skip
     else:
         app = server.sse_app(
             sse_path=SSE_PATH,
@@ -113,6 +125,8 @@ def run_http(
     import anyio
     import uvicorn
 
+    from .door import guard_connections
+
     listener = listener or bind(settings.host, settings.port)
     security = transport_security_settings(settings)
     app, shutdown = build_app(server, settings, tokens, security, store, sources)
@@ -132,6 +146,7 @@ def run_http(
         server_header=False,  # say nothing about what serves
         timeout_graceful_shutdown=settings.shutdown_grace_s + BACKSTOP_S,
     )
+    guard_connections(config, settings.header_timeout_s, settings.max_unauthenticated)
 
     where = f"http://{host_for_url(settings.host)}:{settings.port}"
     if settings.transport == "http":

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from ..tokens import CALLER_STATE_KEY, digest_name
 from .asgi import HEALTH_PATH, App, Message, Receive, Scope, Send, header, peer, respond
 
-__all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "HttpGuard"]
+__all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "MAX_JSON_DEPTH", "HttpGuard", "nested_deeper_than"]
 
 logger = logging.getLogger("hive_mcp.http")
 
@@ -29,6 +31,33 @@ sending without end costs a bounded amount of work), and the connection closes
 after. A client that asked `Expect: 100-continue` (curl, for a large body) sends
 nothing more once it has the 413, so nothing is read.
 """
+
+
+MAX_JSON_DEPTH = 100
+"""The deepest nesting of arrays and objects a JSON body may have; deeper gets 400 and one line.
+
+The SDK's parser (pydantic-core) gives up past about 200 levels, which the SDK
+answered with a bare 500; no MCP request needs a tenth of that.
+"""
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_PAIR = re.compile(rb"\[\]|\{\}")
+
+
+def nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether JSON text `body` nests arrays and objects more than `limit` deep.
+
+    Strings go first (their brackets are text), then everything but brackets;
+    each pass then removes the innermost pairs, so `limit` passes leave a pair
+    only where the nesting was deeper. Every scan runs in the regex engine.
+    """
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body))
+    for _ in range(limit):
+        brackets, n = _PAIR.subn(b"", brackets)
+        if not n:
+            return False
+    return _PAIR.search(brackets) is not None
 
 
 class HttpGuard:
@@ -121,8 +150,9 @@ class HttpGuard:
                 if digest is not None:
                     headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"authorization"]
                     # The caller's name (never the token) for the handlers: it owns their conversations.
-                    state = {**(scope.get("state") or {}), CALLER_STATE_KEY: self._names[digest]}
-                    return {**scope, "headers": headers, "state": state}
+                    name = self._names[digest]
+                    state = {**(scope.get("state") or {}), CALLER_STATE_KEY: name}
+                    return {**scope, "headers": headers, "state": state, "user": _user(name)}
         logger.debug(
             "401 for %s %s from %s: %s",
             scope.get("method"),
@@ -165,30 +195,42 @@ class HttpGuard:
         received = 0
         rejected = answered = started = False
         app_scope = anyio.CancelScope()
+        chunks: list[bytes] = []  # the body so far, for the nesting check (the app keeps it whole too)
+        opened = 0  # '[' and '{' seen: while at most MAX_JSON_DEPTH, no nesting can be deeper
+
+        async def refuse(answer: Callable[[], Awaitable[None]]) -> Message:
+            nonlocal rejected, answered
+            rejected = True
+            if not started:
+                await answer()
+                answered = True
+            # Stop the app where it stands, reading the body: a cancellation, which
+            # it does not take for an error to log (as it would a disconnect).
+            app_scope.cancel()
+            await anyio.lowlevel.checkpoint()
+            return {"type": "http.disconnect"}
 
         async def counting_receive() -> Message:
-            nonlocal received, rejected, answered
+            nonlocal received, opened
             if rejected:
                 return {"type": "http.disconnect"}
             message = await receive()
             if message.get("type") == "http.request":
-                received += len(message.get("body", b""))
+                body = message.get("body", b"")
+                received += len(body)
                 if received > limit:
-                    rejected = True
-                    if not started:
-                        await self._too_large(scope, send, None)
-                        answered = True
-                    # Stop the app where it stands, reading the body: a cancellation, which
-                    # it does not take for an error to log (as it would a disconnect).
-                    app_scope.cancel()
-                    await anyio.lowlevel.checkpoint()
-                    return {"type": "http.disconnect"}
+                    return await refuse(lambda: self._too_large(scope, send, None))
+                chunks.append(body)
+                opened += body.count(b"[") + body.count(b"{")
+                if not message.get("more_body", False) and opened > MAX_JSON_DEPTH:
+                    if nested_deeper_than(b"".join(chunks), MAX_JSON_DEPTH):
+                        return await refuse(lambda: self._too_deep(scope, send))
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
             if rejected:
-                return  # we answered 413 already; the app's reply goes nowhere
+                return  # we answered already; the app's reply goes nowhere
             if message.get("type") == "http.response.start":
                 started = True
             await send(message)
@@ -198,6 +240,14 @@ class HttpGuard:
         if answered:
             await self._discard(scope, receive, received)
             await _end(send)
+
+    async def _too_deep(self, scope: Scope, send: Send) -> None:
+        """Start the 400 for JSON nested past MAX_JSON_DEPTH (the caller ends the response)."""
+        logger.info("400 for %s %s from %s: JSON nested deeper than %d", scope.get("method"), scope.get("path"),
+                    peer(scope), MAX_JSON_DEPTH)  # fmt: skip
+        message = f"request body: JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        await respond(send, 400, {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": message}},
+                      [(b"connection", b"close")], more_body=True)  # fmt: skip
 
     async def _too_large(self, scope: Scope, send: Send, declared: int | None) -> None:
         """Start the 413; the caller ends the response once it has discarded what it will of the body."""
@@ -237,6 +287,16 @@ class HttpGuard:
                 read += len(message.get("body", b""))
                 if not message.get("more_body", False):
                     return
+
+
+def _user(name: str) -> Any:
+    """The caller as the SDK's transports know a principal: each binds a session (streamable HTTP and SSE)
+    to the one that opened it, and answers another's request on it as if it did not exist. The name
+    stands where the SDK has a token field: the token itself goes no further than this guard."""
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+
+    return AuthenticatedUser(AccessToken(token=name, client_id=name, scopes=[]))
 
 
 async def _end(send: Send) -> None:

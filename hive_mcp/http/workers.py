@@ -29,6 +29,7 @@ import uvicorn
 from ..net import host_for_url
 from .app import BACKSTOP_S, build_app, log_access, log_dashboard
 from .asgi import MCP_PATH, Receive, Scope, Send, header, respond
+from .door import guard_connections
 from .hosts import transport_security_settings
 from .listen import bind
 from .shutdown import Shutdown, let_event_streams_end
@@ -144,6 +145,7 @@ def run_workers(settings: Settings, tokens: tuple[str, ...], models: ModelsConfi
         server_header=False,
         timeout_graceful_shutdown=settings.shutdown_grace_s + BACKSTOP_S,
     )
+    guard_connections(config, settings.header_timeout_s, settings.max_unauthenticated)
     sock, listeners = _listeners(settings.host, settings.port, config.backlog)
     if sock is None:
         sock = bind(settings.host, settings.port)

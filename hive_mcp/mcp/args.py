@@ -166,6 +166,11 @@ def _check_parameters_schema(schema: dict[str, Any]) -> None:
         raise ValueError("nested too deeply") from None
 
 
+MAX_TOKENS_ARG = 2**31 - 1
+"""The largest max_tokens a call may name: what a 32-bit integer holds, as providers take it; no model writes
+near as much. Past it the call is refused naming the field, before the number reaches arithmetic that fails."""
+
+
 class CompleteArgs(BaseModel):
     """Arguments of `complete` and `stream_complete`. Give exactly one of `prompt` and `messages`."""
 
@@ -206,6 +211,14 @@ class CompleteArgs(BaseModel):
     def _no_bool(cls, v: Any) -> Any:
         if isinstance(v, bool):
             raise ValueError("must be a number, not a boolean")
+        return v
+
+    @field_validator("max_tokens", mode="after")
+    @classmethod
+    def _in_range(cls, v: int | None) -> int | None:
+        # Checked here rather than as a schema `maximum`: the bound is for safety, not for a model to read.
+        if v is not None and v > MAX_TOKENS_ARG:
+            raise ValueError(f"must be at most {MAX_TOKENS_ARG}")
         return v
 
     @model_validator(mode="after")

@@ -135,7 +135,7 @@ class ToolHandlers:
 
         async def run(messages: list[Message], kwargs: dict[str, Any]) -> LLMResponse | CallToolResult:
             try:
-                async with heartbeats(progress, self.heartbeat_s), self.limits.slot():
+                async with heartbeats(progress, self.heartbeat_s), self.limits.slot(kwargs.get("caller")):
                     delivery.asked = True
                     return await self.provider.acomplete(messages, **kwargs)
             except Busy as exc:
@@ -158,7 +158,7 @@ class ToolHandlers:
 
         async def run(messages: list[Message], kwargs: dict[str, Any]) -> LLMResponse | CallToolResult:
             try:
-                async with heartbeats(progress, self.heartbeat_s) as beating, self.limits.slot():
+                async with heartbeats(progress, self.heartbeat_s) as beating, self.limits.slot(kwargs.get("caller")):
                     delivery.asked = True
                     beating.cancel()  # the relay sends the heartbeats from here on
                     async with anyio.create_task_group() as tg:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..redact import url_secrets
 from .catalogue import is_pattern
 from .router_names import router_parameters, routing_strategies
 from .yaml_source import ConfigError, Path_, Source, dotted, read_source
@@ -67,8 +68,7 @@ _OWNED_ROUTER_SETTINGS = {
     "model_group_retry_policy": "hive-mcp's retry policy decides which errors are retried",
 }
 _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|credential)", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://([^/@\s]+)@", re.IGNORECASE)
-_URL_KEY_PARAM = re.compile(r"[?&](?:api[-_]?key|key|token|access_token)=([^&#\s]+)", re.IGNORECASE)
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class ModelsConfig:
@@ -433,7 +433,7 @@ def _litellm_settings(loader: _Loader, raw: dict[str, Any]) -> tuple[dict[str, A
 
 
 def _secrets(value: Any, key: str = "") -> set[str]:
-    """Every credential in the resolved config: values under key-like names, URL userinfo and key= values."""
+    """Every credential in the resolved config: values under key-like names, and what URLs carry (`url_secrets`)."""
     found: set[str] = set()
     if isinstance(value, dict):
         for k, v in value.items():
@@ -444,10 +444,6 @@ def _secrets(value: Any, key: str = "") -> set[str]:
     elif isinstance(value, str) and value:
         if _SECRET_KEY.search(key) and not key.endswith(("_env", "_name", "_file", "_path")):
             found.add(value)
-        userinfo = _URL_USERINFO.match(value)
-        if userinfo:
-            # user:password keeps the password secret; a lone userinfo is itself a token.
-            user, _, password = userinfo.group(1).partition(":")
-            found.add(password or user)
-        found.update(m.group(1) for m in _URL_KEY_PARAM.finditer(value))
+        if _URL.match(value):
+            found.update(url_secrets(value))
     return found

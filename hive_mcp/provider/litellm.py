@@ -26,7 +26,7 @@ from .base import CompletionRequest, LLMProvider, LLMResponse, Message, Provider
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
-from ..redact import credential_values, normalize_secrets
+from ..redact import credential_values, normalize_secrets, url_secrets
 from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
 from .replies import cost, cut_to, from_stream, parse
@@ -66,7 +66,8 @@ class LiteLLMProvider(LLMProvider):
     and `False` writes none. Every credential in the environment at construction
     (`redact.credential_values`) and `api_key` are secrets: never in an error, a log
     line or a dump. With a `router` (a models config), `model` names a group or an
-    alias, nothing outside the config is callable, and the config's secrets are secrets too.
+    alias, nothing outside the config is callable, and the config's secrets are secrets too;
+    so are what `api_base` carries (`redact.url_secrets`) and `secrets` (the server's bearer tokens).
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class LiteLLMProvider(LLMProvider):
         dump_store: DumpWriter | Literal[False] | None = None,
         deadline_s: float = DEFAULT_DEADLINE_S,
         router: ModelRouter | None = None,
+        secrets: Iterable[str] = (),
         **kwargs: Any,
     ) -> None:
         self.model = model
@@ -88,7 +90,8 @@ class LiteLLMProvider(LLMProvider):
         self.api_base = api_base
         self.retry = retry or RetryPolicy()
         self.secrets = normalize_secrets((
-            *credential_values(os.environ), api_key, *(router.config.secrets if router is not None else ()),
+            *credential_values(os.environ), api_key, *url_secrets(api_base),
+            *(router.config.secrets if router is not None else ()), *secrets,
         ))
         if dump_store is None:
             from ..dumps.store import DumpStore

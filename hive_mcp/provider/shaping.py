@@ -6,9 +6,13 @@ model needs); no request is sent from here.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from typing import Any
 
+from ..net import is_loopback
+from ..redact import is_credential_name
 from .base import CompletionRequest, Message, ProviderError
 from .offline import litellm
 
@@ -53,9 +57,11 @@ def shape(endpoint: Endpoint, request: CompletionRequest, *, stream: bool, route
     if request.temperature is not None:
         kwargs["temperature"] = request.temperature
     kwargs.update(model=model, messages=messages, num_retries=0, max_retries=0)
-    if endpoint.api_key:
+    # The server's key and base URL go with its own model's provider only (see `_check_elsewhere`).
+    ours = routed or provider_of(model) == provider_of(endpoint.model)
+    if endpoint.api_key and ours:
         kwargs["api_key"] = endpoint.api_key
-    if endpoint.api_base:
+    if endpoint.api_base and ours:
         kwargs["api_base"] = endpoint.api_base
     if request.tools:
         kwargs["tools"] = [t.to_openai() for t in request.tools]
@@ -67,7 +73,9 @@ def shape(endpoint: Endpoint, request: CompletionRequest, *, stream: bool, route
         kwargs["max_tokens"] = request.max_tokens
         if stream:
             kwargs.update(stream=True, stream_options={"include_usage": True})
-    if not routed:
+    if not ours:
+        _check_elsewhere(model)
+    elif not routed:
         _check_credentials(model, kwargs)
     return Shaped(model=model, messages=messages, kwargs=kwargs, codex=codex, empty_expected=empty_expected)
 
@@ -103,6 +111,62 @@ def _check_credentials(model: str, kwargs: dict[str, Any]) -> None:
         raise ProviderError(
             f"no API key configured: set {names} (or HIVE_MCP_API_KEY)", error_type="auth", model=model, attempts=0
         )
+
+
+CREDENTIAL_ALIASES = {
+    "bedrock": ("AWS_",), "sagemaker": ("AWS_",), "vertex_ai": ("VERTEXAI_", "GOOGLE_"),
+    "huggingface": ("HF_", "HUGGINGFACE_"), "text-completion-openai": ("OPENAI_",), "together_ai": ("TOGETHERAI_",),
+}  # fmt: skip
+"""Providers whose environment variables are not named after them (litellm's names)."""
+
+
+def provider_of(model: str) -> str:
+    """The litellm provider a model name goes to (`openai/x` and `gpt-4o` both `openai`); the prefix when
+    litellm does not know the name."""
+    try:
+        return str(litellm.get_llm_provider(model)[1])
+    except Exception:  # noqa: BLE001 - litellm raises its own errors for names it cannot place
+        return model.partition("/")[0] if "/" in model else model
+
+
+def _check_elsewhere(model: str) -> None:
+    """A model of another provider than the server's: served with that provider's own settings from the
+    environment, or refused (one line) when the environment names nothing of it, or only part.
+
+    "Names something of it": a credential or base URL variable of the provider
+    (`ANTHROPIC_API_KEY`, `OLLAMA_API_BASE`). Without one, the call would go out
+    with no credential, or to litellm's default address for the provider, which
+    for several (ollama, llamafile, lemonade, docker_model_runner) is a port on
+    this machine that nobody pointed the server at.
+    """
+    provider = provider_of(model)
+    prefixes = (provider.upper().replace("-", "_") + "_", *CREDENTIAL_ALIASES.get(provider, ()))
+    named = [
+        n for n, v in os.environ.items()
+        if v and n.startswith(prefixes) and (is_credential_name(n) or n.endswith(("_API_BASE", "_BASE_URL")))
+    ]  # fmt: skip
+    try:
+        missing = litellm.validate_environment(model=model).get("missing_keys") or []
+    except Exception:  # noqa: BLE001 - an unknown provider: nothing of it is named
+        missing = []
+    addressed = any(n.endswith(("_API_BASE", "_BASE_URL")) for n in named)
+    if named and not missing and (addressed or _default_is_remote(model)):
+        return
+    wanted = " and ".join(missing) if missing else f"its key or address ({prefixes[0]}API_KEY or {prefixes[0]}API_BASE)"
+    raise ProviderError(
+        f"model: {model!r} is a {provider} model, and this server's key and address are only for its own "
+        f"provider's; set {wanted} in the server's environment to serve it",
+        error_type="auth", model=model, attempts=0,
+    )  # fmt: skip
+
+
+def _default_is_remote(model: str) -> bool:
+    """Whether litellm's own address for `model`'s provider, when no base URL is given, is off this machine."""
+    try:
+        base = litellm.get_llm_provider(model)[3]
+    except Exception:  # noqa: BLE001
+        return False
+    return not base or not is_loopback(urlsplit(str(base)).hostname or "localhost")
 
 
 def _append_to_first_system(messages: list[Message], text: str) -> list[Message]:

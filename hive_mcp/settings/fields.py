@@ -213,6 +213,9 @@ class Settings(BaseSettings):
         None, "max_tokens of a call that asks for none (default: the provider's own)", metavar="N", ge=1
     )
     max_in_flight: int = setting(64, "upstream calls in flight at once; more wait (default: 64)", metavar="N", ge=1)
+    caller_in_flight: int | None = setting(
+        None, "upstream calls one http/sse caller may have in flight; their others wait behind their own "
+        "(default: half of HIVE_MCP_MAX_IN_FLIGHT, at least 1)", metavar="N", ge=1)
     queue_timeout_s: float = setting(
         30.0,
         "seconds a call waits for a free slot before it is refused as busy (default: 30)",
@@ -267,6 +270,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = setting(
         4 * 1024 * 1024, "largest HTTP request body; larger gets 413 (default: 4194304, 4 MiB)", metavar="BYTES", ge=1
     )
+    sessions_per_caller: int = setting(
+        64, "streamable HTTP sessions one caller may have open; one more is refused (429) until one ends "
+        "(default: 64)", metavar="N", ge=1)
+    session_idle_s: float = setting(
+        600.0, "seconds a streamable HTTP session may sit unused before it ends (default: 600)", metavar="SECONDS",
+        gt=0, allow_inf_nan=False)
+    header_timeout_s: float = setting(
+        10.0, "seconds a client has to send a request's headers before its connection is closed (default: 10)",
+        metavar="SECONDS", gt=0, allow_inf_nan=False)
+    max_unauthenticated: int = setting(
+        64, "connections at once that have not yet shown a valid token (or sent their headers); more are closed "
+        "at once (default: 64)", metavar="N", ge=1)
     shutdown_grace_s: float = setting(
         10.0,
         "seconds calls in flight get to finish after SIGTERM before they are answered with an error (default: 10)",
