@@ -35,8 +35,9 @@ BASE = "http://127.0.0.1:8000"
 ORIGIN = {"origin": BASE}
 
 
-def verify(token: str) -> bool:
-    return token == TOKEN
+def verify(token: str) -> str | None:
+    """The caller TOKEN names: `local` here, who sees every dump, as the dashboard's own tests want."""
+    return "local" if token == TOKEN else None
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ async def test_login_sets_a_signed_httponly_strict_cookie_that_grants_access(web
     assert "httponly" in attrs and "samesite=strict" in attrs and "path=/dashboard" in attrs
     assert "secure" not in attrs  # plain http here; see the https test
     value = cookie.split(";")[0].split("=", 1)[1]
-    assert TOKEN not in value and re.fullmatch(r"v1\.\d+\.[0-9a-f]{16}\.[0-9a-f]{64}", value)
+    assert TOKEN not in value and re.fullmatch(r"[A-Za-z0-9_-]{43}", value)  # 32 random bytes, nothing else
     data = await web.get("/dashboard/data")
     assert data.status_code == 200 and data.json()["view"] == "failures"
     page = await web.get("/dashboard")
@@ -104,8 +105,7 @@ async def test_a_wrong_token_or_a_forged_cookie_is_refused(web: httpx.AsyncClien
     assert (await web.get("/dashboard/data", headers={"authorization": "Bearer wrong"})).status_code == 401
     await sign_in(web)
     good = web.cookies[COOKIE]
-    payload, _, sig = good.rpartition(".")
-    forged = payload.replace("v1.", "v1.9", 1) + "." + sig  # a later expiry under the old signature
+    forged = good[:-1] + ("A" if good[-1] != "A" else "B")  # one character off: no session of that value
     web.cookies.clear()
     web.cookies.set(COOKIE, forged)
     assert (await web.get("/dashboard/data")).status_code == 401

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -72,6 +72,7 @@ def build_server(
     spend: Spend | None = None,
     bus: SubscriptionBus | None = None,
     dump_watch: Any = None,
+    admins: Iterable[str] = (),
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -89,6 +90,7 @@ def build_server(
     `bus` carries change events to `subscriptions/listen` streams (default: in this
     process only; `bus.RedisSubscriptionBus` crosses processes); `dump_watch` (a
     `dumps.DumpDirectoryWatch`) tells of dumps other processes wrote to the same directory.
+    `admins` are the callers who see every caller's dumps (the others see their own).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -108,9 +110,9 @@ def build_server(
         service.on_change = touched.touch
     tool_handlers = ToolHandlers(
         provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens, service,
-        spend,
+        spend, frozenset(admins),
     )
-    resources = ResourceHandlers(store, resource_page_size, models)
+    resources = ResourceHandlers(store, resource_page_size, models, frozenset(admins))
     handlers = (resources.list_resources, resources.list_resource_templates, resources.read_resource)
     if service is not None:
         handlers = conversation_resources(service, resources)
@@ -153,6 +155,7 @@ def build_server(
     )
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
+        await resources.check_dump(ctx, params.uri)  # another caller's dump is not found here either
         notifier.subscribe(ctx, params.uri)
         return EmptyResult()
 
