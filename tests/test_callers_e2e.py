@@ -20,8 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from hive_mcp.http.workers import WANT_HEADER, WORKER_HEADER
 from tests.processes import child_env, free_port
 from tests.servers import STARTUP_S, HttpServer, Session, authed_target, bearer, dump_id_in, server_env, text_of
+from tests.steering import TRIES, worker_pids
+from tests.test_workers import wait_loaded
 from tests.upstream import Reply, Upstream
 
 ALICE = "tok-alice-0123456789abcdef"
@@ -44,11 +47,14 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             "HIVE_HOME": str(workdir / "home"),
             "HIVE_MCP_AUTH_TOKEN": ",".join(f"{name}:{token}" for name, token in TOKENS.items()),
             "HIVE_MCP_ADMINS": "root",
+            "HIVE_MCP_TEST_HOOKS": "worker-pid",  # with workers: a request may ask for the worker it means
         }
         server = HttpServer(transport, env, workdir, "callers", args=args)
         sessions: dict[str, Session] = {}
         try:
             server.wait_ready()
+            if "--workers" in args:
+                wait_loaded(server)
             for name, token in TOKENS.items():
                 sessions[name] = Session(authed_target(server, token), "legacy")
             ok = sessions["alice"].run(lambda c: c.call_tool("complete", {"prompt": "alice's plan"}))
@@ -161,6 +167,55 @@ def test_spend_on_the_dashboard_is_scoped_like_hive_usage(served: dict[str, Any]
         assert set(tool["today"]["by_caller"]) == {who}
     everyone = web(server, "root", "GET", "/dashboard/data", params={"view": "spend"}).json()["spend"]
     assert everyone["caller"] is None and set(everyone["today"]["by_caller"]) == {"alice", "bob"}
+
+
+def sign_in(server: HttpServer, token: str) -> httpx.Response:
+    return httpx.post(
+        server.base_url + "/dashboard/login", data={"token": token}, headers={"origin": server.base_url}, timeout=30
+    )
+
+
+def on_each_worker(server: HttpServer, method: str, path: str, **kwargs: Any) -> list[httpx.Response]:
+    """The request sent to every worker in turn (once without workers), each time on a new connection."""
+    answers = []
+    for pid in worker_pids(server.stderr()) or [None]:
+        want = {WANT_HEADER.decode(): str(pid)} if pid else {}
+        for _ in range(TRIES):
+            r = httpx.request(method, server.base_url + path, headers=want, timeout=30, **kwargs)
+            if pid is None or r.status_code != 503:  # 503: another worker took it; ask again
+                break
+        assert pid is None or r.headers.get(WORKER_HEADER.decode()) == str(pid), r.headers
+        answers.append(r)
+    return answers
+
+
+def as_browser(server: HttpServer, cookie: str, path: str, **params: str) -> list[httpx.Response]:
+    return on_each_worker(server, "GET", path, params=params, cookies={"hive_dashboard": cookie})
+
+
+def test_a_dashboard_session_is_its_callers_own_and_ends_at_sign_out(served: dict[str, Any]) -> None:
+    server, dump_id = served["server"], served["dump_id"]
+    n = len(worker_pids(server.stderr())) or 1
+    signed_in = sign_in(server, BOB)
+    assert signed_in.status_code == 303, signed_in.text
+    attrs = {a.strip().split("=")[0].lower(): a.strip() for a in signed_in.headers["set-cookie"].split(";")}
+    assert 0 < int(attrs["max-age"].split("=")[1]) <= 12 * 3600
+    cookie = signed_in.cookies["hive_dashboard"]
+    # With two workers, the session one signed in to holds on the other too.
+    assert [r.status_code for r in as_browser(server, cookie, "/dashboard/data", view="dump", id=dump_id)] == [404] * n
+    assert [r.json()["spend"]["caller"] for r in as_browser(server, cookie, "/dashboard/data", view="spend")] == ["bob"] * n
+    for r in as_browser(server, cookie, "/dashboard/data", view="failures"):
+        assert dump_id not in [row["id"] for row in r.json()["failures"]["newest"]]
+    alice = sign_in(server, ALICE).cookies["hive_dashboard"]
+    assert [r.status_code for r in as_browser(server, alice, "/dashboard/data", view="dump", id=dump_id)] == [200] * n
+
+    out = httpx.post(
+        server.base_url + "/dashboard/logout", cookies={"hive_dashboard": cookie},
+        headers={"origin": server.base_url}, timeout=30,
+    )  # fmt: skip
+    assert out.status_code == 303
+    assert [r.status_code for r in as_browser(server, cookie, "/dashboard/data", view="spend")] == [401] * n
+    assert [r.status_code for r in as_browser(server, alice, "/dashboard/data", view="spend")] == [200] * n  # hers goes on
 
 
 def test_the_owner_deletes_their_dump_and_it_is_gone_for_everyone(served: dict[str, Any]) -> None:
