@@ -152,9 +152,11 @@ def dashboard_app(
     async def index(request: Request) -> Response:
         if refused := await host_refused(request):
             return refused
-        if authorized(request) is None:
+        auth = authorized(request)
+        if auth is None:
             return _login_page(401)
-        return HTMLResponse(page("web", endpoint=f"{PREFIX}/data", static=f"{PREFIX}/static"), headers=_HTML)
+        signout = f"{PREFIX}/logout" if auth[0] == "cookie" else None
+        return HTMLResponse(page("web", endpoint=f"{PREFIX}/data", static=f"{PREFIX}/static", signout=signout), headers=_HTML)
 
     async def static(request: Request) -> Response:
         if refused := await host_refused(request):
