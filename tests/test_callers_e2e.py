@@ -140,6 +140,27 @@ def test_another_callers_dump_cannot_be_subscribed_to(served: dict[str, Any]) ->
     sessions["alice"].run(lambda c: c.subscribe_resource(uri))
 
 
+def test_another_callers_dump_cannot_be_listened_to(served: dict[str, Any]) -> None:
+    """2026-07-28's `subscriptions/listen` asks for resource URIs up front: another caller's dump is not found."""
+    server, dump_id = served["server"], served["dump_id"]
+    if server.transport == "sse":
+        pytest.skip("legacy SSE speaks only the 2025-11-25 protocol: no subscriptions/listen")
+    uri = f"hive://failed-requests/{dump_id}"
+
+    async def listen(c: Any) -> bool:
+        async with c.listen(resource_subscriptions=[uri]):
+            return True
+
+    sessions = {who: Session(authed_target(server, TOKENS[who]), "auto") for who in ("alice", "bob")}
+    try:
+        with pytest.raises(Exception, match="Resource not found"):
+            sessions["bob"].run(listen)
+        assert sessions["alice"].run(listen) is True
+    finally:
+        for session in sessions.values():
+            session.close()
+
+
 def test_the_dashboard_over_http_shows_and_deletes_only_the_callers_own(served: dict[str, Any]) -> None:
     server, dump_id = served["server"], served["dump_id"]
     stolen = web(server, "bob", "GET", "/dashboard/data", params={"view": "dump", "id": dump_id})

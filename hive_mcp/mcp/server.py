@@ -16,6 +16,7 @@ from mcp_types import (
     ReadResourceRequestParams,
     ResourceTemplateReference,
     SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
     UnsubscribeRequestParams,
 )
 
@@ -179,4 +180,13 @@ def build_server(
     low.add_request_handler("resources/read", ReadResourceRequestParams, handlers[2])
     low.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    listen = low.get_request_handler("subscriptions/listen")
+    if listen is not None:  # the SDK's own listen streams, asked first whether each URI is the caller's to hear of
+
+        async def listen_own(ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams) -> Any:
+            for uri in params.notifications.resource_subscriptions or ():
+                await resources.check_dump(ctx, uri)
+            return await listen.handler(ctx, params)
+
+        low.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen_own)
     return server
