@@ -59,12 +59,17 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
                 sessions[name] = Session(authed_target(server, token), "legacy")
             ok = sessions["alice"].run(lambda c: c.call_tool("complete", {"prompt": "alice's plan"}))
             assert not ok.is_error, text_of(ok)
+            conversation = ok.structured_content["conversation_id"]
             upstream.script(Reply.error(400, "scripted refusal"))
             failed = sessions["alice"].run(lambda c: c.call_tool("complete", {"prompt": "alice's secret"}))
             assert failed.is_error, text_of(failed)
             ok = sessions["bob"].run(lambda c: c.call_tool("complete", {"prompt": "bob's question"}))
             assert not ok.is_error, text_of(ok)
-            yield {"server": server, "sessions": sessions, "dump_id": dump_id_in(text_of(failed))}
+            dump_id = dump_id_in(text_of(failed))
+            yield {
+                "server": server, "sessions": sessions, "dump_id": dump_id,
+                "uris": {"dump": f"hive://failed-requests/{dump_id}", "conversation": f"hive://conversations/{conversation}"},
+            }  # fmt: skip
         finally:
             for session in sessions.values():
                 session.close()
@@ -132,20 +137,20 @@ def test_another_callers_dump_reads_exactly_as_an_unknown_one(served: dict[str, 
     assert "alice's secret" in json.dumps(dashboard_tool(alice, view="dump", id=dump_id).structured_content)
 
 
-def test_another_callers_dump_cannot_be_subscribed_to(served: dict[str, Any]) -> None:
-    sessions, dump_id = served["sessions"], served["dump_id"]
-    uri = f"hive://failed-requests/{dump_id}"
+@pytest.mark.parametrize("kind", ["dump", "conversation"])
+def test_another_callers_dump_or_conversation_cannot_be_subscribed_to(served: dict[str, Any], kind: str) -> None:
+    sessions, uri = served["sessions"], served["uris"][kind]
     with pytest.raises(Exception, match="Resource not found"):
         sessions["bob"].run(lambda c: c.subscribe_resource(uri))
     sessions["alice"].run(lambda c: c.subscribe_resource(uri))
 
 
-def test_another_callers_dump_cannot_be_listened_to(served: dict[str, Any]) -> None:
-    """2026-07-28's `subscriptions/listen` asks for resource URIs up front: another caller's dump is not found."""
-    server, dump_id = served["server"], served["dump_id"]
+@pytest.mark.parametrize("kind", ["dump", "conversation"])
+def test_another_callers_dump_or_conversation_cannot_be_listened_to(served: dict[str, Any], kind: str) -> None:
+    """2026-07-28's `subscriptions/listen` names resource URIs up front: another caller's are not found."""
+    server, uri = served["server"], served["uris"][kind]
     if server.transport == "sse":
         pytest.skip("legacy SSE speaks only the 2025-11-25 protocol: no subscriptions/listen")
-    uri = f"hive://failed-requests/{dump_id}"
 
     async def listen(c: Any) -> bool:
         async with c.listen(resource_subscriptions=[uri]):

@@ -106,11 +106,6 @@ class ResourceHandlers:
     def dumps(self, ctx: ServerRequestContext[Any, Any]) -> CallerDumps:
         return caller_dumps(self.store, ctx, self.admins)
 
-    async def check_dump(self, ctx: ServerRequestContext[Any, Any], uri: str) -> None:
-        """Raise the not-found error unless `uri` names a dump this caller may see (any other URI passes)."""
-        if uri.startswith(DUMP_URI_PREFIX):
-            await self.read_resource(ctx, ReadResourceRequestParams(uri=uri))
-
     async def list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
     ) -> ListResourcesResult:

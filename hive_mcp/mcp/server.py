@@ -37,7 +37,8 @@ from ..spend import Spend
 from ..spend.usage import Throttle
 from .bus import running as running_bus
 from .catalogue import ModelsView
-from .constants import CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
+from .constants import CONVERSATION_URI_PREFIX, CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE
+from .constants import DUMP_URI_PREFIX, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_resources, list_conversations_tool
 from .conversations import ConversationService
@@ -155,8 +156,14 @@ def build_server(
         extensions=[dashboard_apps()],  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
     )
 
+    async def check_own(ctx: ServerRequestContext[Any, Any], uri: str) -> None:
+        """Raise the read's not-found error unless `uri`, when it names one caller's thing (a dump, a
+        conversation), is this caller's: what the caller cannot read, it cannot hear of either."""
+        if uri.startswith((DUMP_URI_PREFIX, CONVERSATION_URI_PREFIX)):
+            await handlers[2](ctx, ReadResourceRequestParams(uri=uri))
+
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
-        await resources.check_dump(ctx, params.uri)  # another caller's dump is not found here either
+        await check_own(ctx, params.uri)
         notifier.subscribe(ctx, params.uri)
         return EmptyResult()
 
@@ -185,7 +192,7 @@ def build_server(
 
         async def listen_own(ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams) -> Any:
             for uri in params.notifications.resource_subscriptions or ():
-                await resources.check_dump(ctx, uri)
+                await check_own(ctx, uri)
             return await listen.handler(ctx, params)
 
         low.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen_own)
