@@ -44,6 +44,8 @@ class Sessions:
         self._conn: sqlite3.Connection | None = None
 
     def _run(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
+        """One statement, alone on the connection; a write in its own transaction (blocking: call it in a
+        worker thread)."""
         with self._lock:
             if self._conn is None:
                 if self._path is None:
@@ -53,6 +55,8 @@ class Sessions:
                 conn.execute(_SCHEMA)
                 self._conn = conn
             try:
+                if sql.startswith("SELECT"):  # a reader never waits for a writer's lock (WAL)
+                    return self._conn.execute(sql, args).fetchall()
                 with transaction(self._conn):
                     return self._conn.execute(sql, args).fetchall()
             except sqlite3.Error:

@@ -100,7 +100,8 @@ def _same_origin(request: Request) -> bool | None:
 
 
 def _over_https(request: Request) -> bool:
-    """Whether the browser reached us over https: directly, or through a proxy that says so."""
+    """Whether the browser reached us over https: directly, or through a proxy that says so. The header is
+    believed from anyone: all it can do is make the cookie stricter."""
     forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
     return request.url.scheme == "https" or forwarded == "https"
 
@@ -128,7 +129,7 @@ def dashboard_app(
     admins = frozenset(admins)
     sources_for = sources if callable(sources) else (lambda _who: sources)
 
-    def authorized(request: Request) -> tuple[str, str] | None:
+    async def authorized(request: Request) -> tuple[str, str] | None:
         """(how, caller): how the request is authenticated ("none" when it need not be, "bearer", "cookie")
         and who the caller is; None when it is not authenticated."""
         if verify_token is None:
@@ -137,7 +138,7 @@ def dashboard_app(
         if scheme.lower() == "bearer" and token.strip():
             name = verify_token(token.strip())
             return ("bearer", name) if name is not None else None
-        name = sessions.caller(request.cookies.get(COOKIE))
+        name = await anyio.to_thread.run_sync(sessions.caller, request.cookies.get(COOKIE))  # a file, maybe
         return ("cookie", name) if name is not None else None
 
     async def host_refused(request: Request) -> Response | None:
@@ -152,7 +153,7 @@ def dashboard_app(
     async def index(request: Request) -> Response:
         if refused := await host_refused(request):
             return refused
-        auth = authorized(request)
+        auth = await authorized(request)
         if auth is None:
             return _login_page(401)
         signout = f"{PREFIX}/logout" if auth[0] == "cookie" else None
@@ -169,7 +170,7 @@ def dashboard_app(
     async def data(request: Request) -> Response:
         if refused := await host_refused(request):
             return refused
-        auth = authorized(request)
+        auth = await authorized(request)
         if auth is None:
             return _error(401, "unauthorized: sign in at /dashboard or send Authorization: Bearer", {"www-authenticate": 'Bearer realm="hive-mcp"'})
         params = request.query_params
@@ -227,7 +228,7 @@ def dashboard_app(
     async def delete(request: Request) -> Response:
         if refused := await host_refused(request):
             return refused
-        auth = authorized(request)
+        auth = await authorized(request)
         if auth is None:
             return _error(401, "unauthorized: sign in at /dashboard or send Authorization: Bearer")
         if auth[0] == "cookie" and _same_origin(request) is None:
