@@ -8,7 +8,9 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["CALLER_STATE_KEY", "LOCAL_CALLER", "bearer_tokens", "caller_name", "digest_name", "owner_scope", "split_name"]
+__all__ = [
+    "CALLER_STATE_KEY", "LOCAL_CALLER", "bearer_tokens", "caller_name", "digest_name", "owner_scope", "split_name",
+]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _NAMES: dict[bytes, str] = {}
@@ -89,7 +91,9 @@ def bearer_tokens(value: str | None, file: Path | None) -> tuple[str, ...]:
     for source, entry in found:
         name, token = split_name(entry)
         if name == LOCAL_CALLER:
-            raise ValueError(f"{source}: the name {LOCAL_CALLER!r} is reserved for the stdio user; give the token another name")
+            raise ValueError(
+                f"{source}: the name {LOCAL_CALLER!r} is reserved for the stdio user; give the token another name"
+            )
         if name is not None:
             if names.setdefault(token, name) != name:
                 raise ValueError(f"token named {name!r} is also named {names[token]!r}: one name per token")

@@ -69,7 +69,8 @@ class Sessions:
         now = time.time() if now is None else now
         value = secrets.token_urlsafe(32)
         self._run("DELETE FROM sessions WHERE ends <= ?", (now,))  # the expired ones go as new ones come
-        self._run("INSERT INTO sessions (digest, caller, ends) VALUES (?, ?, ?)", (_digest(value), caller, now + self.ttl_s))
+        ends = now + self.ttl_s
+        self._run("INSERT INTO sessions (digest, caller, ends) VALUES (?, ?, ?)", (_digest(value), caller, ends))
         return value
 
     def caller(self, value: str | None, now: float | None = None) -> str | None:

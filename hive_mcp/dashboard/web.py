@@ -180,7 +180,8 @@ def dashboard_app(
         who = owner_scope(auth[1], admins)
         try:
             query = parse_query(dict(params))
-            result = await anyio.to_thread.run_sync(lambda: build(CallerDumps(store, who), query, sources=sources_for(who)))
+            dumps = CallerDumps(store, who)
+            result = await anyio.to_thread.run_sync(lambda: build(dumps, query, sources=sources_for(who)))
         except QueryError as exc:
             return _error(400, str(exc))
         except DumpNotFound as exc:
@@ -244,7 +245,10 @@ def dashboard_app(
         removed = await anyio.to_thread.run_sync(CallerDumps(store, owner_scope(auth[1], admins)).delete, dump_id)
         if not removed:
             return _error(404, f"id: no dump {dump_id!r}")
-        logger.warning("dashboard: %s deleted failure dump %s (request from %s)", auth[1], dump_id, request.client.host if request.client else "?")
+        logger.warning(
+            "dashboard: %s deleted failure dump %s (request from %s)",
+            auth[1], dump_id, request.client.host if request.client else "?",
+        )  # fmt: skip
         return JSONResponse({"deleted": dump_id}, headers=_COMMON)
 
     return Starlette(
