@@ -41,7 +41,7 @@ TOKENS = {"alice": ALICE, "bob": BOB, "root": ROOT}
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The server with alice's failed call and dump, bob's and alice's successful calls (spend for both)."""
     transport, args = request.param
-    workdir = tmp_path_factory.mktemp(request.node.callspec.id if hasattr(request.node, "callspec") else "callers")
+    workdir = tmp_path_factory.mktemp("callers")
     with Upstream() as upstream:
         env = server_env(upstream, workdir / "dumps", api_key=True) | {
             "HIVE_HOME": str(workdir / "home"),
