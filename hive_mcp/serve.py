@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -312,9 +312,10 @@ def _start(settings: Settings, tokens: tuple[str, ...]) -> int:
 
 def build(
     settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = (), budgets: Budgets | None = None
-) -> tuple[Any, DeferredProvider, Any, Any]:
+) -> tuple[Any, DeferredProvider, Any, Callable[[str | None], Any]]:
     """The MCP server for these settings (and models config), its provider (which loads litellm once
-    started), its dump store, and the dashboard's `Sources` (its Models section reads the server's catalogue).
+    started), its dump store, and the dashboard's `Sources` of one caller (its Models section reads the
+    server's catalogue).
     `budgets` are the ones `serve` checked; without them they are built here (a worker, a test).
 
     Importing litellm takes seconds: it happens in a background thread after
@@ -390,11 +391,17 @@ def build(
         spend=spend,
         bus=bus,
         dump_watch=dump_watch,
+        admins=settings.admins,
     )
     models = ModelsView(catalogue, settings.model, limits)
+    from .dumps import CallerDumps
     from .mcp.usage_view import usage_source
 
-    return server, provider, store, Sources(models=models_source(store, models.listing), spend=usage_source(spend))
+    def sources(who: str | None) -> Sources:
+        """The dashboard's sections as `who` may see them (None: everyone's)."""
+        return Sources(models=models_source(CallerDumps(store, who), models.listing), spend=usage_source(spend, who))
+
+    return server, provider, store, sources
 
 
 def server_secrets(

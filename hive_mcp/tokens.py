@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["CALLER_STATE_KEY", "bearer_tokens", "caller_name", "digest_name", "split_name"]
+__all__ = [
+    "CALLER_STATE_KEY", "LOCAL_CALLER", "bearer_tokens", "caller_name", "digest_name", "owner_scope", "split_name",
+]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _NAMES: dict[bytes, str] = {}
@@ -17,6 +20,16 @@ _NAMES_LOCK = threading.Lock()
 
 CALLER_STATE_KEY = "hive_caller"
 """Where the HTTP guard leaves the caller's name in the ASGI scope's `state`, for the MCP handlers."""
+
+LOCAL_CALLER = "local"
+"""The caller over stdio, or over HTTP without tokens: the operator's own machine. Reserved: no token may take it."""
+
+
+def owner_scope(name: str, admins: Iterable[str]) -> str | None:
+    """Whose stored things (dumps, spend) `name` may see: None for everyone's (`local`, admins), else its own.
+
+    Every view of what calls left behind asks this, so the rule is the same on every path."""
+    return None if name == LOCAL_CALLER or name in admins else name
 
 
 def caller_name(token: bytes) -> str:
@@ -75,8 +88,12 @@ def bearer_tokens(value: str | None, file: Path | None) -> tuple[str, ...]:
                 )
     tokens: dict[str, None] = {}
     names: dict[str, str] = {}
-    for _, entry in found:
+    for source, entry in found:
         name, token = split_name(entry)
+        if name == LOCAL_CALLER:
+            raise ValueError(
+                f"{source}: the name {LOCAL_CALLER!r} is reserved for the stdio user; give the token another name"
+            )
         if name is not None:
             if names.setdefault(token, name) != name:
                 raise ValueError(f"token named {name!r} is also named {names[token]!r}: one name per token")

@@ -25,6 +25,7 @@ from hive_mcp.dashboard.app import RESOURCE_URI, read_ui_resource, ui_resource
 from hive_mcp.mcp import build_server
 from hive_mcp.provider import DeferredProvider
 from hive_mcp.dashboard.data import CATEGORIES as KNOWN_CATEGORIES
+from hive_mcp.dashboard.sessions import Sessions
 from hive_mcp.dashboard.web import COOKIE, dashboard_app
 from hive_mcp.dumps import DumpNotFound, DumpStore, DumpSummary
 from tests.dashboard_dumps import failure, write_mixed
@@ -35,8 +36,9 @@ BASE = "http://127.0.0.1:8000"
 ORIGIN = {"origin": BASE}
 
 
-def verify(token: str) -> bool:
-    return token == TOKEN
+def verify(token: str) -> str | None:
+    """The caller TOKEN names: `local` here, who sees every dump, as the dashboard's own tests want."""
+    return "local" if token == TOKEN else None
 
 
 @pytest.fixture
@@ -84,7 +86,7 @@ async def test_login_sets_a_signed_httponly_strict_cookie_that_grants_access(web
     assert "httponly" in attrs and "samesite=strict" in attrs and "path=/dashboard" in attrs
     assert "secure" not in attrs  # plain http here; see the https test
     value = cookie.split(";")[0].split("=", 1)[1]
-    assert TOKEN not in value and re.fullmatch(r"v1\.\d+\.[0-9a-f]{16}\.[0-9a-f]{64}", value)
+    assert TOKEN not in value and re.fullmatch(r"[A-Za-z0-9_-]{43}", value)  # 32 random bytes, nothing else
     data = await web.get("/dashboard/data")
     assert data.status_code == 200 and data.json()["view"] == "failures"
     page = await web.get("/dashboard")
@@ -98,14 +100,46 @@ async def test_the_cookie_is_secure_over_https(store: DumpStore) -> None:
     assert "secure" in [a.strip().lower() for a in r.headers["set-cookie"].split(";")]
 
 
+async def test_the_cookie_is_secure_when_a_proxy_says_the_browser_came_over_https(store: DumpStore) -> None:
+    app = dashboard_app(store, verify_token=verify)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        r = await client.post(
+            "/dashboard/login", data={"token": TOKEN}, headers={**ORIGIN, "x-forwarded-proto": "https"}
+        )
+    assert r.status_code == 303 and "secure" in [a.strip().lower() for a in r.headers["set-cookie"].split(";")]
+
+
+async def test_the_pages_let_the_browser_send_their_own_origin(web: httpx.AsyncClient) -> None:
+    """Under `no-referrer` a browser sends `Origin: null` with the sign-in form: the policy must be same-origin,
+    while a foreign or a null Origin is still refused."""
+    for r in (await web.get("/dashboard"), await web.get("/dashboard/data")):
+        assert r.headers["referrer-policy"] == "same-origin"
+    for origin in ("null", "http://evil.example"):
+        r = await web.post("/dashboard/login", data={"token": TOKEN}, headers={"origin": origin})
+        assert r.status_code == 403 and "set-cookie" not in r.headers
+
+
+def test_a_session_names_its_caller_ends_when_told_and_lasts_at_most_12_hours(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at most 43200"):
+        Sessions(ttl_s=12 * 3600 + 1)
+    one, other = Sessions(tmp_path / "sessions.sqlite3"), Sessions(tmp_path / "sessions.sqlite3")  # two workers
+    bob = one.issue("bob", now=1000.0)
+    assert other.caller(bob, now=1000.0) == "bob" and other.caller(bob, now=1000.0 + 12 * 3600) is None
+    alice = other.issue("alice", now=1500.0)
+    assert one.caller(alice, now=1500.0) == "alice"
+    one.end(alice)
+    assert other.caller(alice, now=1500.0) is None and one.caller(bob, now=2000.0) == "bob"
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("sessions.sqlite3*"))  # the WAL too
+    assert b"bob" in stored and bob.encode() not in stored  # digests only: nothing a reader could present
+
+
 async def test_a_wrong_token_or_a_forged_cookie_is_refused(web: httpx.AsyncClient) -> None:
     r = await web.post("/dashboard/login", data={"token": "not-the-token"}, headers=ORIGIN)
     assert r.status_code == 401 and "set-cookie" not in r.headers
     assert (await web.get("/dashboard/data", headers={"authorization": "Bearer wrong"})).status_code == 401
     await sign_in(web)
     good = web.cookies[COOKIE]
-    payload, _, sig = good.rpartition(".")
-    forged = payload.replace("v1.", "v1.9", 1) + "." + sig  # a later expiry under the old signature
+    forged = good[:-1] + ("A" if good[-1] != "A" else "B")  # one character off: no session of that value
     web.cookies.clear()
     web.cookies.set(COOKIE, forged)
     assert (await web.get("/dashboard/data")).status_code == 401

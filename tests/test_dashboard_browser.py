@@ -37,9 +37,12 @@ from hive_mcp.mcp import build_server
 from hive_mcp.provider import DeferredProvider
 from hive_mcp.dashboard.web import dashboard_app, with_dashboard
 from hive_mcp.dumps import DumpStore
+from hive_mcp.http.guard import HttpGuard
 from hive_mcp.mcp.usage_view import usage_source
 from hive_mcp.spend import Budget, Budgets, CallRecord, Reservation, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
+from hive_mcp.tokens import bearer_tokens
+from tests.cdp import Browser
 from tests.dashboard_dumps import failure, write_mixed
 from tests.test_dashboard_models import listing, write_days
 
@@ -51,6 +54,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on 
 
 BROWSER_TIMEOUT_S = 120
 START_TIMEOUT_S = 20
+ALICE = "tok-alice-browser-0123456789"
+BOB = "tok-bob-browser-0123456789"
 
 
 class Rendered(HTMLParser):
@@ -359,3 +364,41 @@ def test_the_dump_being_shown_is_named_only_on_the_failures_tab(known: tuple[Dum
     spend.backend.close()
     assert on_failures.text("status") == f"Showing {newest}"  # the newest dump opens by itself
     assert newest not in elsewhere.text("status") and "Showing" not in elsewhere.text("status")
+
+
+def test_a_caller_signs_in_sees_only_its_own_and_signs_out(store: DumpStore, tmp_path: Path) -> None:
+    """With named tokens set, bob signs in through the page's own form (its POST must carry a real Origin),
+    sees his dump and his spend and none of alice's, and signs out: his old cookie is then refused."""
+    tokens = bearer_tokens(f"alice:{ALICE},bob:{BOB}", None)
+    guard = HttpGuard(lambda *_: None, tokens=tokens, max_body_bytes=1024)  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    ids = {}
+    for who, ago in (("alice", 2), ("bob", 3)):
+        dump = failure(now - timedelta(minutes=ago), "rate_limit", "openai/gpt-4o-mini", content=f"{who}'s secret")
+        dump.caller = who
+        ids[who] = store.write(dump)
+    spend = known_spend(tmp_path)
+    app = dashboard_app(store, verify_token=guard.caller_of, sources=lambda who: Sources(spend=usage_source(spend, who)))
+    with Served(app) as served, Browser(CHROMIUM, tmp_path / "profile") as browser:  # type: ignore[arg-type]
+        browser.go(f"{served.url}/dashboard")
+        assert browser.evaluate("document.querySelectorAll('input[name=token]').length") == 1
+        browser.evaluate(f"document.querySelector('input[name=token]').value = {json.dumps(BOB)}")
+        browser.loaded_after(lambda: browser.evaluate("document.querySelector('form button[type=submit]').click()"))
+        rows = browser.until(
+            "[...document.querySelectorAll('[data-testid=dump-row] button[data-id]')].map(b => b.dataset.id)",
+            "the newest dumps",
+        )
+        assert rows == [ids["bob"]] and ids["alice"] not in browser.evaluate("document.body.innerHTML")
+        browser.go(f"{served.url}/dashboard?tab=spend")
+        callers = browser.until(
+            "[...document.querySelectorAll('[data-testid=spend-row][data-by=caller]')].map(r => r.dataset.name)",
+            "the spend by caller",
+        )
+        assert set(callers) == {"bob"}
+        cookie = browser.cookies()["hive_dashboard"]
+        assert httpx.get(f"{served.url}/dashboard/data", cookies={"hive_dashboard": cookie}).status_code == 200
+        browser.loaded_after(lambda: browser.evaluate("document.querySelector('[data-testid=sign-out]').click()"))
+        assert browser.evaluate("document.querySelectorAll('input[name=token]').length") == 1
+        assert "hive_dashboard" not in browser.cookies()
+        assert httpx.get(f"{served.url}/dashboard/data", cookies={"hive_dashboard": cookie}).status_code == 401
+    spend.backend.close()

@@ -174,7 +174,7 @@ async def test_the_data_endpoint_serves_the_models_view_through_build_app(store:
 
 
 async def test_the_models_view_needs_the_token_like_the_rest(store: DumpStore) -> None:
-    app = dashboard_app(store, verify_token=lambda t: t == "tok", sources=Sources(models=models_source(store, listing)))
+    app = dashboard_app(store, verify_token=lambda t: "ops" if t == "tok" else None, sources=Sources(models=models_source(store, listing)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
         refused = await client.get("/dashboard/data", params={"view": "models"})
         allowed = await client.get("/dashboard/data", params={"view": "models"}, headers={"authorization": "Bearer tok"})
@@ -186,8 +186,9 @@ def test_serve_builds_the_models_source_from_the_servers_catalogue(tmp_path: Pat
     from hive_mcp.serve import build
 
     settings = settings_in(tmp_path, model="openai/gpt-4o-mini")
-    _, _, store, sources = build(settings)
+    _, _, store, sources_for = build(settings)
     assert store.write(failure(datetime.now(UTC), "rate_limit", "openai/gpt-4o-mini"))
+    sources = sources_for(None)
     assert sources.models is not None
     section = sources.models()
     assert isinstance(section, ModelsSection)

@@ -18,10 +18,10 @@ from mcp.server.apps import APP_MIME_TYPE, Apps
 from mcp_types import CallToolResult, ReadResourceResult, Resource, TextContent, TextResourceContents
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..dumps import DumpLookupError, DumpStore
+from ..dumps import DumpLookupError
 from ..text import one_line
 from .assets import page
-from .data import DashboardData, QueryError, Sources, build, parse_query
+from .data import DashboardData, Dumps, QueryError, Sources, build, parse_query
 
 RESOURCE_URI = "ui://hive/dashboard"
 
@@ -78,7 +78,7 @@ def dashboard_apps() -> Apps:
     return apps
 
 
-async def dashboard_tool(store: DumpStore, raw: Mapping[str, Any], *, sources: Sources = Sources()) -> CallToolResult:
+async def dashboard_tool(store: Dumps, raw: Mapping[str, Any], *, sources: Sources = Sources()) -> CallToolResult:
     """The `dashboard` tool's result for raw arguments: the data, and a one-line summary as text."""
     try:
         query = parse_query(raw)

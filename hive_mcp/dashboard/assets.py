@@ -22,9 +22,17 @@ def asset(name: str) -> str:
     return files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
-def page(mode: Literal["web", "app"], *, endpoint: str = "/dashboard/data", static: str = "/dashboard/static") -> str:
+def page(
+    mode: Literal["web", "app"], *, endpoint: str = "/dashboard/data", static: str = "/dashboard/static",
+    signout: str | None = None,
+) -> str:
+    """The page for `mode`; with `signout` (the web page of a signed-in caller), a sign-out form posting there."""
     text = asset("page.html")
     text = text.replace("{{mode}}", mode).replace("{{endpoint}}", html.escape(endpoint, quote=True))
+    if signout is None:
+        text = re.sub(r"<!--signout-->.*?<!--/signout-->", "", text, flags=re.S)
+    else:
+        text = text.replace("{{signout}}", html.escape(signout, quote=True))
     if mode == "app":
         # "</" cannot end the inlined code early: neither file contains "</script" or "</style".
         text = re.sub(r"<!--style-->.*?<!--/style-->", lambda _: f"<style>\n{asset('page.css')}</style>", text, flags=re.S)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..dumps import ERROR_TYPES, MAX_PAGE_LIMIT, DumpStore, DumpSummary, FailureDump, is_valid_dump_id
+from ..dumps import ERROR_TYPES, MAX_PAGE_LIMIT, CallerDumps, DumpStore, DumpSummary, FailureDump, is_valid_dump_id
 from ..since import FORMS
 from ..since import parse_since as since_moment
 from ..text import shorten
@@ -50,6 +50,10 @@ MESSAGES_TOTAL_CHARS = 200_000
 
 _CATEGORY_RE = re.compile(r"[a-z0-9_]{1,40}")
 _PARAMS = ("view", "since", "model", "category", "limit", "id")
+
+
+Dumps = DumpStore | CallerDumps
+"""Where the dashboard reads dumps: a caller's own (`CallerDumps`), or the whole store."""
 
 
 class QueryError(ValueError):
@@ -246,7 +250,7 @@ def _section(source: Callable[[], BaseModel | None] | None) -> dict[str, Any] | 
     return None if value is None else value.model_dump(mode="json")
 
 
-def scan(store: DumpStore, start: datetime, category: str | None, model: str | None) -> tuple[list[DumpSummary], bool]:
+def scan(store: Dumps, start: datetime, category: str | None, model: str | None) -> tuple[list[DumpSummary], bool]:
     """Every summary at or after `start` matching the filters, newest first, through the store's own listing."""
     items: list[DumpSummary] = []
     cursor: str | None = None
@@ -267,7 +271,7 @@ def _width(window: timedelta) -> timedelta:
     return max(_WIDTHS[-1], window / MAX_BUCKETS)
 
 
-def failures(store: DumpStore, q: DashboardQuery, now: datetime) -> Failures:
+def failures(store: Dumps, q: DashboardQuery, now: datetime) -> Failures:
     everything, cut_all = scan(store, q.start, None, None)
     if q.category is None and q.model is None:
         matched, cut = everything, cut_all
@@ -361,7 +365,7 @@ def detail(dump: FailureDump) -> DumpDetail:
     )
 
 
-def build(store: DumpStore, q: DashboardQuery, *, sources: Sources = Sources(), now: datetime | None = None) -> DashboardData:
+def build(store: Dumps, q: DashboardQuery, *, sources: Sources = Sources(), now: datetime | None = None) -> DashboardData:
     """The answer to `q`. Raises QueryError, or the store's DumpLookupError for a dump view."""
     now = now or datetime.now(UTC)
     data = DashboardData(generated_at=now, view=q.view)

@@ -18,9 +18,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from ..dumps import DumpStore
 from ..models.catalogue import DeploymentInfo, ModelGroup
-from .data import scan
+from .data import Dumps, scan
 
 Health = Literal["healthy", "cooling_down", "unhealthy"]
 
@@ -106,7 +105,7 @@ def day_start(now: datetime) -> datetime:
     return datetime.combine(now.astimezone(UTC).date(), time(0), tzinfo=UTC)
 
 
-def models_section(store: DumpStore, listing: Listing, *, now: datetime | None = None) -> ModelsSection:
+def models_section(store: Dumps, listing: Listing, *, now: datetime | None = None) -> ModelsSection:
     """The section for one listing, counting the store's dumps since midnight UTC of `now`."""
     start = day_start(now or datetime.now(UTC))
     today, truncated = scan(store, start, None, None)
@@ -157,6 +156,6 @@ def models_section(store: DumpStore, listing: Listing, *, now: datetime | None =
     )
 
 
-def models_source(store: DumpStore, listing: Callable[[], Listing]) -> Callable[[], ModelsSection]:
+def models_source(store: Dumps, listing: Callable[[], Listing]) -> Callable[[], ModelsSection]:
     """A `Sources.models` callable: the section for the listing as it is when asked."""
     return lambda: models_section(store, listing())

@@ -1,30 +1,34 @@
 """The dashboard over HTTP: `GET /dashboard` (the page), `GET /dashboard/data` (its JSON), login, delete.
 
-Authentication is the server's bearer token (`verify_token`), taken once through
-a login form because a browser cannot send a bearer header when it navigates:
-the form's answer is a cookie holding an HMAC-signed session (expiry and nonce,
-never the token), `HttpOnly`, `SameSite=Strict`, `Path=/dashboard`, and `Secure`
-over https. Scripts may send `Authorization: Bearer` instead. Without
-`verify_token` (no tokens configured) everything is served without login.
+Authentication is the server's bearer token (`verify_token`, which names its
+caller), taken once through a login form because a browser cannot send a bearer
+header when it navigates: the form's answer is a cookie holding a session
+(`sessions.Sessions`: a random value, bound on the server to the caller who
+signed in, ended there at sign-out, at most 12 hours), `HttpOnly`,
+`SameSite=Strict`, `Path=/dashboard`, and `Secure` whenever the request came
+over https (directly, or to a proxy that says so in `X-Forwarded-Proto`).
+Scripts may send `Authorization: Bearer` instead. Without `verify_token` (no
+tokens configured) everything is served without login, as to the stdio user.
+
+Every view shows the signed-in caller's own: its dumps (another caller's dump is
+not found, as an unknown id is), its spend; admins see everyone's.
 
 The page's own script and style (`/dashboard/static/`) are served to anyone:
 the sign-in form uses the style, and neither holds data.
 
 Every request first passes `check_host_origin` (the HTTP layer's DNS-rebinding
 checks); a POST must also come from this origin (its `Origin` names the `Host`
-it was sent to), and a cookie-authenticated POST must carry an `Origin`.
+it was sent to), and a cookie-authenticated POST must carry an `Origin`. The
+pages are served with `Referrer-Policy: same-origin`: under `no-referrer` a
+browser sends `Origin: null` with the page's own form, which reads as foreign.
 Deleting a dump needs `confirm` set to the dump's id, and is logged.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import logging
-import secrets
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,16 +39,17 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..dumps import DumpCorrupt, DumpNotFound, DumpStore, is_valid_dump_id
+from ..dumps import CallerDumps, DumpCorrupt, DumpNotFound, DumpStore, is_valid_dump_id
 from ..text import one_line
+from ..tokens import LOCAL_CALLER, owner_scope
 from .assets import ASSETS, asset, page
 from .data import QueryError, Sources, build, parse_query
+from .sessions import Sessions
 
 logger = logging.getLogger("hive_mcp.dashboard")
 
 PREFIX = "/dashboard"
 COOKIE = "hive_dashboard"
-SESSION_TTL_S = 12 * 3600.0
 MAX_FORM_BYTES = 4096
 
 HostOriginCheck = Callable[[Request], Awaitable[Response | None]]
@@ -53,32 +58,8 @@ _PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-_COMMON = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+_COMMON = {"cache-control": "no-store", "x-content-type-options": "nosniff", "referrer-policy": "same-origin"}
 _HTML = {**_COMMON, "content-security-policy": _PAGE_CSP, "x-frame-options": "DENY"}
-
-
-class Sessions:
-    """Signed, expiring session values: `v1.<expiry>.<nonce>.<hmac>`; nothing in them is secret."""
-
-    def __init__(self, key: bytes | None = None, ttl_s: float = SESSION_TTL_S) -> None:
-        self._key = key or secrets.token_bytes(32)  # per process unless shared: a restart signs everyone out
-        self.ttl_s = ttl_s
-
-    def _sign(self, payload: str) -> str:
-        return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
-
-    def issue(self, now: float | None = None) -> str:
-        payload = f"v1.{int((now or time.time()) + self.ttl_s)}.{secrets.token_hex(8)}"
-        return f"{payload}.{self._sign(payload)}"
-
-    def valid(self, value: str | None, now: float | None = None) -> bool:
-        if not value or value.count(".") != 3:
-            return False
-        payload, _, sig = value.rpartition(".")
-        if not hmac.compare_digest(sig.encode("utf-8", "replace"), self._sign(payload).encode()):
-            return False
-        expiry = payload.split(".")[1]
-        return expiry.isdigit() and int(expiry) > (now or time.time())
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -118,32 +99,47 @@ def _same_origin(request: Request) -> bool | None:
     return origin != "null" and urlsplit(origin).netloc.lower() == host.lower() and bool(host)
 
 
+def _over_https(request: Request) -> bool:
+    """Whether the browser reached us over https: directly, or through a proxy that says so. The header is
+    believed from anyone: all it can do is make the cookie stricter."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
+
+
 def dashboard_app(
     store: DumpStore,
     *,
-    verify_token: Callable[[str], bool] | None,
+    verify_token: Callable[[str], str | None] | None,
     check_host_origin: HostOriginCheck | None = None,
-    sources: Sources = Sources(),
-    session_key: bytes | None = None,
-    session_ttl_s: float = SESSION_TTL_S,
+    sources: Sources | Callable[[str | None], Sources] = Sources(),
+    admins: Iterable[str] = (),
+    sessions: Sessions | None = None,
 ) -> Starlette:
     """The dashboard's Starlette app, serving the paths under /dashboard.
 
-    `verify_token(token)` says whether a presented token is valid (None: no
-    authentication). `check_host_origin(request)` returns an error response to
-    send, or None to go on. `session_key` must be shared by processes that serve
-    the same users (default: a random key per app).
+    `verify_token(token)` names the caller a presented token belongs to, or None
+    when it is no token (None: no authentication, everyone is the local user).
+    `check_host_origin(request)` returns an error response to send, or None to
+    go on. `sources(who)` fills the spend and models sections for `who` (a
+    caller's name, None for everyone's); a plain `Sources` serves everyone the
+    same. `admins` see every caller's dumps and spend. `sessions` must be shared
+    by the processes that serve the same users (default: this app's own).
     """
-    sessions = Sessions(session_key, session_ttl_s)
+    sessions = sessions if sessions is not None else Sessions()
+    admins = frozenset(admins)
+    sources_for = sources if callable(sources) else (lambda _who: sources)
 
-    def authorized(request: Request) -> str | None:
-        """How the request is authenticated: "none" (not required), "bearer", "cookie", or None (it is not)."""
+    async def authorized(request: Request) -> tuple[str, str] | None:
+        """(how, caller): how the request is authenticated ("none" when it need not be, "bearer", "cookie")
+        and who the caller is; None when it is not authenticated."""
         if verify_token is None:
-            return "none"
+            return "none", LOCAL_CALLER
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            return "bearer" if verify_token(token.strip()) else None
-        return "cookie" if sessions.valid(request.cookies.get(COOKIE)) else None
+            name = verify_token(token.strip())
+            return ("bearer", name) if name is not None else None
+        name = await anyio.to_thread.run_sync(sessions.caller, request.cookies.get(COOKIE))  # a file, maybe
+        return ("cookie", name) if name is not None else None
 
     async def host_refused(request: Request) -> Response | None:
         if check_host_origin is not None:
@@ -157,9 +153,11 @@ def dashboard_app(
     async def index(request: Request) -> Response:
         if refused := await host_refused(request):
             return refused
-        if authorized(request) is None:
+        auth = await authorized(request)
+        if auth is None:
             return _login_page(401)
-        return HTMLResponse(page("web", endpoint=f"{PREFIX}/data", static=f"{PREFIX}/static"), headers=_HTML)
+        signout = f"{PREFIX}/logout" if auth[0] == "cookie" else None
+        return HTMLResponse(page("web", endpoint=f"{PREFIX}/data", static=f"{PREFIX}/static", signout=signout), headers=_HTML)
 
     async def static(request: Request) -> Response:
         if refused := await host_refused(request):
@@ -172,15 +170,18 @@ def dashboard_app(
     async def data(request: Request) -> Response:
         if refused := await host_refused(request):
             return refused
-        if authorized(request) is None:
+        auth = await authorized(request)
+        if auth is None:
             return _error(401, "unauthorized: sign in at /dashboard or send Authorization: Bearer", {"www-authenticate": 'Bearer realm="hive-mcp"'})
         params = request.query_params
         for key in params:
             if len(params.getlist(key)) > 1:
                 return _error(400, f"{key}: given more than once")
+        who = owner_scope(auth[1], admins)
         try:
             query = parse_query(dict(params))
-            result = await anyio.to_thread.run_sync(lambda: build(store, query, sources=sources))
+            dumps = CallerDumps(store, who)
+            result = await anyio.to_thread.run_sync(lambda: build(dumps, query, sources=sources_for(who)))
         except QueryError as exc:
             return _error(400, str(exc))
         except DumpNotFound as exc:
@@ -200,24 +201,27 @@ def dashboard_app(
         token = form.get("token", "").strip()
         if not token:
             return _login_page(400, "token: required")
-        if not verify_token(token):
+        name = verify_token(token)
+        if name is None:
             logger.info("dashboard sign-in refused for %s: wrong token", request.client.host if request.client else "?")
             return _login_page(401, "That token is not valid.")
+        value = await anyio.to_thread.run_sync(sessions.issue, name)
         response = RedirectResponse(PREFIX, status_code=303, headers=_COMMON)
         response.set_cookie(
             COOKIE,
-            sessions.issue(),
-            max_age=int(session_ttl_s),
+            value,
+            max_age=int(sessions.ttl_s),
             path=PREFIX,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=_over_https(request),
         )
         return response
 
     async def logout(request: Request) -> Response:
         if refused := await host_refused(request):
             return refused
+        await anyio.to_thread.run_sync(sessions.end, request.cookies.get(COOKIE))  # the old cookie is void
         response = RedirectResponse(PREFIX, status_code=303, headers=_COMMON)
         response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
         return response
@@ -225,10 +229,10 @@ def dashboard_app(
     async def delete(request: Request) -> Response:
         if refused := await host_refused(request):
             return refused
-        how = authorized(request)
-        if how is None:
+        auth = await authorized(request)
+        if auth is None:
             return _error(401, "unauthorized: sign in at /dashboard or send Authorization: Bearer")
-        if how == "cookie" and _same_origin(request) is None:
+        if auth[0] == "cookie" and _same_origin(request) is None:
             return _error(403, "Origin: required on a signed-in request that changes something")
         dump_id = request.path_params["dump_id"]
         if not is_valid_dump_id(dump_id):
@@ -238,10 +242,13 @@ def dashboard_app(
             return _error(413, "body: larger than a confirmation form")
         if form.get("confirm") != dump_id:
             return _error(400, "confirm: must be the id of the dump to delete")
-        removed = await anyio.to_thread.run_sync(store.delete, dump_id)
+        removed = await anyio.to_thread.run_sync(CallerDumps(store, owner_scope(auth[1], admins)).delete, dump_id)
         if not removed:
             return _error(404, f"id: no dump {dump_id!r}")
-        logger.warning("dashboard: deleted failure dump %s (request from %s)", dump_id, request.client.host if request.client else "?")
+        logger.warning(
+            "dashboard: %s deleted failure dump %s (request from %s)",
+            auth[1], dump_id, request.client.host if request.client else "?",
+        )  # fmt: skip
         return JSONResponse({"deleted": dump_id}, headers=_COMMON)
 
     return Starlette(

@@ -25,6 +25,7 @@ from .format import (
     is_valid_dump_id,
     make_dump_id,
 )
+from .owned import CallerDumps
 from .store import MAX_PAGE_LIMIT, DumpStore
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "MAX_PAGE_LIMIT",
     "REDACTED",
     "AttemptRecord",
+    "CallerDumps",
     "DumpCorrupt",
     "DumpLookupError",
     "DumpNotFound",

@@ -281,6 +281,17 @@ class DumpCorrupt(DumpLookupError, ValueError):
     """The dump file exists but is not a valid dump."""
 
 
+def not_found(dump_id: str) -> DumpNotFound:
+    """What an id with no dump behind it raises, and an id another caller's dump has: the same words."""
+    return DumpNotFound(f"no dump {dump_id!r} (never written, deleted or pruned)")
+
+
+def owned_by(dump: FailureDump, caller: str | None) -> bool:
+    """Whether `caller` may see `dump`: None (admins, stdio) sees every dump; a caller sees the dumps of its own
+    calls. A dump with no caller recorded (written before dumps carried one) is an admin's to see."""
+    return caller is None or dump.caller == caller
+
+
 # ---------------------------------------------------------------------------
 # The writer's interface
 # ---------------------------------------------------------------------------

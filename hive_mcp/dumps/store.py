@@ -50,6 +50,8 @@ from .format import (
     is_valid_dump_id,
     make_dump_id,
     model_slug,
+    not_found,
+    owned_by,
     ts_key,
 )
 
@@ -399,7 +401,7 @@ class DumpStore:
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
-            raise DumpNotFound(f"no dump {dump_id!r} (never written, deleted or pruned)") from None
+            raise not_found(dump_id) from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise DumpNotFound(f"no dump {dump_id!r} (not a regular file)") from None
@@ -431,8 +433,8 @@ class DumpStore:
 
     # -- listing -----------------------------------------------------------
 
-    def _summarize(self, dump_id: str, model: str | None) -> DumpSummary | None:
-        """Summary of one dump, or None if it vanished, is corrupt, or is not `model`'s."""
+    def _summarize(self, dump_id: str, model: str | None, caller: str | None = None) -> DumpSummary | None:
+        """Summary of one dump, or None if it vanished, is corrupt, or is not `model`'s or `caller`'s."""
         try:
             dump, size = self._load(dump_id)
         except DumpNotFound:
@@ -440,7 +442,7 @@ class DumpStore:
         except DumpLookupError as exc:
             logger.warning("skipping unreadable dump %s: %s", dump_id, exc)
             return None
-        if model is not None and dump.model != model:
+        if (model is not None and dump.model != model) or not owned_by(dump, caller):
             return None
         return DumpSummary(
             id=dump_id,
@@ -461,8 +463,11 @@ class DumpStore:
         since: datetime | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        caller: str | None = None,
     ) -> DumpPage:
-        """A page of dumps, newest first, filtered from file names; only page files are read."""
+        """A page of dumps, newest first, filtered from file names; only page files are read.
+
+        With `caller`, only that caller's dumps (`owned_by`): each is read to know, like a `model` filter."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
             raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE_LIMIT}, got {limit!r}")
         after = decode_cursor(cursor) if cursor is not None else None
@@ -481,13 +486,13 @@ class DumpStore:
         more = False
         for dump_id in newest_first:
             if len(items) == limit:
-                # Without a model filter the names are the truth; with one, confirm
+                # Without a model or caller filter the names are the truth; with one, confirm
                 # that another real match exists before promising a next page.
-                if model is None or self._summarize(dump_id, model) is not None:
+                if (model is None and caller is None) or self._summarize(dump_id, model, caller) is not None:
                     more = True
                     break
                 continue
-            summary = self._summarize(dump_id, model)
+            summary = self._summarize(dump_id, model, caller)
             if summary is not None:
                 items.append(summary)
         return DumpPage(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)

@@ -66,7 +66,8 @@ def build_app(
     With a dump `store`, `/dashboard` and below go to the dashboard instead, which
     checks the same tokens itself (a browser cannot send a bearer header when it
     navigates: it signs in once for a cookie) and the same Host/Origin rules;
-    `sources` (a `dashboard.Sources`) fills its spend and models sections.
+    `sources` (a `dashboard.Sources`, or `who -> Sources` for one caller's view) fills its spend and models
+    sections; `settings.admins` see every caller's dumps and spend there.
     """
     security = security or transport_security_settings(settings)
     if settings.transport == "http":
@@ -100,16 +101,20 @@ def build_app(
     from mcp.server.transport_security import TransportSecurityMiddleware
 
     from ..dashboard.data import Sources
+    from ..dashboard.sessions import SESSIONS_FILENAME, Sessions
     from ..dashboard.web import dashboard_app, with_dashboard
+    from ..home import hive_home
 
     hosts = TransportSecurityMiddleware(security)
     dashboard = dashboard_app(
         store,
-        verify_token=guard.verify if guard.enabled else None,
+        verify_token=guard.caller_of if guard.enabled else None,
         # GET rules for every method: the dashboard checks a POST's Origin itself, and
         # the SDK's POST rule wants a JSON Content-Type, which a form does not send.
         check_host_origin=lambda request: hosts.validate_request(request, is_post=False),
         sources=sources if sources is not None else Sources(),
+        admins=settings.admins,
+        sessions=Sessions(hive_home() / SESSIONS_FILENAME),  # shared by the workers: one sign-in, one sign-out
     )
     return with_dashboard(shutdown.wrap(dashboard), guard), shutdown
 

@@ -127,6 +127,11 @@ class HttpGuard:
         """Whether `presented` is one of the configured tokens (constant time over all of them)."""
         return self._matched(presented) is not None
 
+    def caller_of(self, presented: bytes | str) -> str | None:
+        """The caller name `presented` goes by when it is one of the configured tokens, else None (see `verify`)."""
+        digest = self._matched(presented)
+        return None if digest is None else self._names[digest]
+
     def _matched(self, presented: bytes | str) -> bytes | None:
         """The digest of `presented` when it is one of the configured tokens, else None (see `verify`)."""
         if isinstance(presented, str):

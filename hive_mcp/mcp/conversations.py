@@ -50,16 +50,13 @@ from ..conversations import (
 )
 from ..conversations.model import check_room
 from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
-from ..tokens import CALLER_STATE_KEY
+from ..tokens import CALLER_STATE_KEY, LOCAL_CALLER
 from .args import CompleteArgs
 from .constants import logger
 from .errors import error_result
 from .results import CompletionResult, completion_result
 
 __all__ = ["LOCAL_CALLER", "Call", "ConversationService", "answer_message", "caller", "fit"]
-
-LOCAL_CALLER = "local"
-"""The owner of conversations made over stdio, or over HTTP without tokens."""
 
 Call = Callable[[list[Message], dict[str, Any]], Awaitable[LLMResponse | CallToolResult]]
 """One provider call (messages, keyword fields): the response, or the error result that ends the tool call."""

@@ -28,18 +28,25 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
-from ..dumps import DumpLookupError, DumpStore, DumpSummary, InvalidCursor, is_valid_dump_id
+from ..dumps import CallerDumps, DumpLookupError, DumpStore, DumpSummary, InvalidCursor, is_valid_dump_id
+from ..tokens import owner_scope
 from .args import ListFailedRequestsArgs
 from .catalogue import ModelsView
 from ..dashboard.app import RESOURCE_URI as DASHBOARD_URI
 from ..dashboard.app import read_ui_resource, ui_resource
 from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, MODEL_URI_PREFIX, MODEL_URI_TEMPLATE, MODELS_URI
 from .constants import RESOURCE_NOT_FOUND_LEGACY, dump_uri
+from .conversations import caller
 from .errors import safe_line, short
 from .results import FailedRequestPage
 
 
-async def list_page(store: DumpStore, args: ListFailedRequestsArgs) -> FailedRequestPage:
+def caller_dumps(store: DumpStore, ctx: ServerRequestContext[Any, Any], admins: frozenset[str]) -> CallerDumps:
+    """The dumps the caller of this request may see: its own, or every one for admins and the stdio user."""
+    return CallerDumps(store, owner_scope(caller(ctx), admins))
+
+
+async def list_page(store: CallerDumps, args: ListFailedRequestsArgs) -> FailedRequestPage:
     """One page of the listing `args` asks for (raises InvalidCursor)."""
     page = await anyio.to_thread.run_sync(
         lambda: store.list(
@@ -89,19 +96,24 @@ def _dump_resource(s: DumpSummary) -> Resource:
 
 @dataclass
 class ResourceHandlers:
-    """The resource handlers of one server, bound to its dump store."""
+    """The resource handlers of one server, bound to its dump store; each caller sees its own dumps (`admins` all)."""
 
     store: DumpStore
     page_size: int
     models: ModelsView
+    admins: frozenset[str] = frozenset()
+
+    def dumps(self, ctx: ServerRequestContext[Any, Any]) -> CallerDumps:
+        return caller_dumps(self.store, ctx, self.admins)
 
     async def list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
     ) -> ListResourcesResult:
         """The catalogue and the dumps' index, then the dumps newest first, one page at a time."""
         cursor = params.cursor
+        dumps = self.dumps(ctx)
         try:
-            page = await anyio.to_thread.run_sync(lambda: self.store.list(limit=self.page_size, cursor=cursor))
+            page = await anyio.to_thread.run_sync(lambda: dumps.list(limit=self.page_size, cursor=cursor))
         except InvalidCursor:
             raise MCPError(code=INVALID_PARAMS, message="Invalid cursor", data={"cursor": short(cursor)}) from None
         resources: list[Resource] = []
@@ -149,14 +161,14 @@ class ResourceHandlers:
                 raise _not_found(ctx, uri, "no model group or alias of that name")
             text = group.model_dump_json(indent=2)
         elif uri == INDEX_URI:
-            page = await list_page(self.store, ListFailedRequestsArgs())
+            page = await list_page(self.dumps(ctx), ListFailedRequestsArgs())
             text = page.model_dump_json(indent=2)
         elif uri.startswith(DUMP_URI_PREFIX):
             dump_id = uri[len(DUMP_URI_PREFIX) :]
             if not is_valid_dump_id(dump_id):  # refused before any filesystem access
                 raise _not_found(ctx, uri, "not a failed-request id")
             try:
-                text = await anyio.to_thread.run_sync(self.store.read_text, dump_id)
+                text = await anyio.to_thread.run_sync(self.dumps(ctx).read_text, dump_id)
             except DumpLookupError as exc:
                 raise _not_found(ctx, uri, safe_line(str(exc), 200)) from None
         else:

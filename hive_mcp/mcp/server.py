@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from mcp_types import (
     ReadResourceRequestParams,
     ResourceTemplateReference,
     SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
     UnsubscribeRequestParams,
 )
 
@@ -36,7 +37,8 @@ from ..spend import Spend
 from ..spend.usage import Throttle
 from .bus import running as running_bus
 from .catalogue import ModelsView
-from .constants import CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
+from .constants import CONVERSATION_URI_PREFIX, CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE
+from .constants import DUMP_URI_PREFIX, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_resources, list_conversations_tool
 from .conversations import ConversationService
@@ -72,6 +74,7 @@ def build_server(
     spend: Spend | None = None,
     bus: SubscriptionBus | None = None,
     dump_watch: Any = None,
+    admins: Iterable[str] = (),
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -89,6 +92,7 @@ def build_server(
     `bus` carries change events to `subscriptions/listen` streams (default: in this
     process only; `bus.RedisSubscriptionBus` crosses processes); `dump_watch` (a
     `dumps.DumpDirectoryWatch`) tells of dumps other processes wrote to the same directory.
+    `admins` are the callers who see every caller's dumps (the others see their own).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -108,9 +112,9 @@ def build_server(
         service.on_change = touched.touch
     tool_handlers = ToolHandlers(
         provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens, service,
-        spend,
+        spend, frozenset(admins),
     )
-    resources = ResourceHandlers(store, resource_page_size, models)
+    resources = ResourceHandlers(store, resource_page_size, models, frozenset(admins))
     handlers = (resources.list_resources, resources.list_resource_templates, resources.read_resource)
     if service is not None:
         handlers = conversation_resources(service, resources)
@@ -152,7 +156,14 @@ def build_server(
         extensions=[dashboard_apps()],  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
     )
 
+    async def check_own(ctx: ServerRequestContext[Any, Any], uri: str) -> None:
+        """Raise the read's not-found error unless `uri`, when it names one caller's thing (a dump, a
+        conversation), is this caller's: what the caller cannot read, it cannot hear of either."""
+        if uri.startswith((DUMP_URI_PREFIX, CONVERSATION_URI_PREFIX)):
+            await handlers[2](ctx, ReadResourceRequestParams(uri=uri))
+
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
+        await check_own(ctx, params.uri)
         notifier.subscribe(ctx, params.uri)
         return EmptyResult()
 
@@ -176,4 +187,13 @@ def build_server(
     low.add_request_handler("resources/read", ReadResourceRequestParams, handlers[2])
     low.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    listen = low.get_request_handler("subscriptions/listen")
+    if listen is not None:  # the SDK's own listen streams, asked first whether each URI is the caller's to hear of
+
+        async def listen_own(ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams) -> Any:
+            for uri in params.notifications.resource_subscriptions or ():
+                await check_own(ctx, uri)
+            return await listen.handler(ctx, params)
+
+        low.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen_own)
     return server

@@ -36,7 +36,7 @@ from .conversations import Call, ConversationService, caller
 from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, failure_text
 from .relay import Pacer, ProgressSender, StreamState, heartbeats, read_stream, relay_progress
-from .resources import list_page
+from .resources import caller_dumps, list_page
 from .results import CompletionResult, FailedRequestPage, completion_result, json_result
 from .schema import describe, tool_schema
 from .spending import Delivery, Meter, with_spend_today
@@ -59,6 +59,8 @@ class ToolHandlers:
     default_max_tokens: int | None = None
     conversations: ConversationService | None = None
     spend: Spend | None = None
+    admins: frozenset[str] = frozenset()
+    """Callers who see every caller's dumps (and, with `spend`, spend), as the stdio user does."""
     pacer: Pacer = field(init=False)
     """Shared by every stream: how far behind the event loop is, one process's fact."""
 
@@ -214,7 +216,7 @@ class ToolHandlers:
         try:
             args = parse_args(ListFailedRequestsArgs, ctx)
             try:
-                page = await list_page(self.store, args)
+                page = await list_page(caller_dumps(self.store, ctx.request_context, self.admins), args)
             except InvalidCursor:
                 raise ArgumentError(
                     "invalid arguments: cursor: not a cursor from this listing; pass next_cursor back unchanged"
@@ -240,11 +242,12 @@ class ToolHandlers:
         """Failed LLM requests: counts by category over time, the newest, or one dump (view=dump, id=...)."""
         raw = raw_arguments(ctx)
         spend = self.spend
+        dumps = caller_dumps(self.store, ctx.request_context, self.admins)
         sources = Sources(
-            models=models_source(self.store, self.models.listing),
+            models=models_source(dumps, self.models.listing),
             spend=usage_source(spend, visible_to(spend, caller(ctx.request_context))) if spend is not None else None,
         )
-        return await dashboard_tool(self.store, raw if isinstance(raw, Mapping) else {}, sources=sources)
+        return await dashboard_tool(dumps, raw if isinstance(raw, Mapping) else {}, sources=sources)
 
 
 def _tool(

@@ -27,7 +27,8 @@ from mcp.shared.exceptions import MCPError
 
 from ..spend import Spend
 from ..spend.usage import UsageReport, usage_report
-from .conversations import LOCAL_CALLER, caller
+from ..tokens import owner_scope
+from .conversations import caller
 
 Handler = Callable[[ServerRequestContext[Any, Any], Any], Awaitable[Any]]
 
@@ -38,7 +39,7 @@ USAGE_URI = "hive://usage"
 
 def visible_to(spend: Spend, name: str) -> str | None:
     """Whose spend `name` may see: None for everyone's (local, admins), else its own name."""
-    return None if name == LOCAL_CALLER or name in spend.admins else name
+    return owner_scope(name, spend.admins)
 
 
 def usage_source(spend: Spend, who: str | None = None) -> Callable[[], UsageReport]:

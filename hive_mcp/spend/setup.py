@@ -11,7 +11,7 @@ import atexit
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..tokens import caller_name
+from ..tokens import LOCAL_CALLER, caller_name
 from .budgets import Budgets
 from .ledger import Backend
 from .service import Spend
@@ -21,14 +21,12 @@ if TYPE_CHECKING:
     from ..provider.base import LLMProvider
     from ..settings import Settings
 
-__all__ = ["LOCAL", "callers_of", "configured_budgets", "open_backend", "open_spend"]
-
-LOCAL = "local"
+__all__ = ["callers_of", "configured_budgets", "open_backend", "open_spend"]
 
 
 def callers_of(tokens: Iterable[str]) -> list[str]:
     """Every caller name there can be: each token's name, and `local` (stdio, or HTTP without tokens)."""
-    return [LOCAL, *(caller_name(t.encode()) for t in tokens)]
+    return [LOCAL_CALLER, *(caller_name(t.encode()) for t in tokens)]
 
 
 def configured_budgets(settings: Settings, config: ModelsConfig | None, tokens: Iterable[str] | None) -> Budgets:
