@@ -163,6 +163,33 @@ class DumpStore:
         self._notify()
         return dump_id
 
+    def set_conversation(self, dump_id: str, conversation_id: str | None) -> bool:
+        """Make dump `dump_id` name `conversation_id`, the one its call's result returns when that is not the one
+        the dump was written with (an append that lost the race became a fork; None: the answer was not stored).
+        False, with one warning, when it could not. Never raises."""
+        try:
+            data = json.loads(self._read_raw(dump_id)[0])
+            data["conversation_id"] = conversation_id
+            if self._replace(dump_id, self._serialize(data, dump_id)):
+                return True
+            logger.warning("failure dump %s was gone before it could name conversation %s", dump_id, conversation_id)
+        except Exception as exc:  # the answer is kept either way; only the dump's label is stale
+            logger.warning("could not make failure dump %s name conversation %s: %s: %s",
+                           dump_id, conversation_id, type(exc).__name__, exc)  # fmt: skip
+        return False
+
+    def _replace(self, dump_id: str, payload: bytes) -> bool:
+        """Write `payload` over the file of `dump_id` in one step; False if there is no such file."""
+        final = self._path_for(dump_id)
+        if not final.exists():
+            return False
+        tmp = self._write_tmp(payload)
+        try:
+            os.replace(tmp, final)
+        finally:
+            _unlink_quiet(tmp)
+        return True
+
     def _serialize(self, data: dict[str, Any], dump_id: str) -> bytes:
         """The file's bytes: `data` as JSON, redacted in one scan of the text.
 
