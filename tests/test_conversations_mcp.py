@@ -16,7 +16,7 @@ import mcp_types as types
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from hive_mcp.conversations import ConversationLimits, ConversationStore, ExpiredConversation, open_store
+from hive_mcp.conversations import ConversationLimits, ConversationStore, ExpiredConversation, NewTurn, open_store
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import build_server
@@ -184,6 +184,32 @@ async def test_a_recovered_calls_dump_names_the_conversation_its_result_returned
         assert dump.outcome == "recovered" and result["attempts"] == 2
         assert dump.conversation_id == result["conversation_id"] is not None
     assert forked["conversation_id"] != started["conversation_id"]
+
+
+async def test_a_recovered_call_that_loses_the_race_and_forks_has_a_dump_naming_the_fork(
+    server: MCPServer, upstream: Upstream, conv: ConversationStore, store: DumpStore
+) -> None:
+    async with connect(server, "auto") as c:
+        cid = (await call(c, prompt="hi")).structured_content["conversation_id"]
+        upstream.script(Reply.error(503), Reply.stream(["lat", "e"], hold_after=1))
+        async with anyio.create_task_group() as tg:
+            results: list[types.CallToolResult] = []
+
+            async def go() -> None:
+                results.append(await call(c, "stream_complete", prompt="and?", conversation_id=cid))
+
+            tg.start_soon(go)
+            await until(lambda: len(upstream.chat_requests()) == 3, "the retry reached the upstream")
+            # Another process appends meanwhile, so this call's append loses the compare-and-swap.
+            tip = (await conv.thread(cid)).tip
+            await conv.append(cid, [user("elsewhere")], NewTurn(model="m"), expected_tip=tip, owner="local")
+            upstream.release()
+    result = results[0].structured_content
+    assert result["attempts"] == 2 and result["conversation_id"] not in (None, cid)
+    assert (await conv.get(result["conversation_id"])).thread.forked_from_thread == cid
+    dump = store.read(result["dump_id"])
+    assert dump.outcome == "recovered" and dump.conversation_id == result["conversation_id"]
+    assert json.loads(store.read_text(result["dump_id"]))["conversation_id"] == result["conversation_id"]
 
 
 async def test_unknown_expired_and_malformed_ids_are_refused_before_any_upstream_request(

@@ -283,6 +283,24 @@ def test_the_models_table_in_chromium(store: DumpStore, tmp_path: Path) -> None:
     assert not dom.all("models-not-configured")
 
 
+def test_a_deployment_without_its_credentials_reads_no_credentials_in_chromium(store: DumpStore, tmp_path: Path) -> None:
+    from hive_mcp.limits import Limits
+    from hive_mcp.mcp.catalogue import ModelsView
+    from hive_mcp.models.catalogue import DeploymentInfo, ModelGroup
+    from tests.catalogues import FakeCatalogue
+
+    deployments = [DeploymentInfo.without_credentials("azure", "gpt-4o", ["AZURE_API_KEY"]),
+                   DeploymentInfo(provider="openai", model="gpt-4o")]  # fmt: skip
+    view = ModelsView(FakeCatalogue([ModelGroup(name="gpt", deployments=deployments)]), "gpt", Limits())
+    app = dashboard_app(store, verify_token=None, sources=Sources(models=models_source(store, view.listing)))
+    with Served(app) as served:
+        dom = rendered(f"{served.url}/dashboard", tmp_path / "profile")
+    assert [(a["data-health"], "".join(t).strip()) for _, a, t in dom.all("deployment")] == [
+        ("no_credentials", "azure/gpt-4o no credentials (not set: AZURE_API_KEY)"),
+        ("healthy", "openai/gpt-4o healthy"),
+    ]
+
+
 SPEND_NOW = datetime(2026, 12, 15, 12, 0, tzinfo=UTC)
 
 

@@ -195,3 +195,31 @@ def test_serve_builds_the_models_source_from_the_servers_catalogue(tmp_path: Pat
     [group] = section.groups
     assert group.name == "openai/gpt-4o-mini" and section.any_model is True
     assert [d.name for d in group.deployments] == ["openai/gpt-4o-mini"] and group.failures_today == 1
+
+
+async def test_a_deployment_without_its_credentials_shows_as_no_credentials_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    from hive_mcp.serve import build, load_models
+
+    secret = "sk-dash-0123456789abcdefSECRET"
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "model_list:\n"
+        "  - model_name: fast\n"
+        "    litellm_params: {model: azure/gpt-4o-mini, api_key: os.environ/AZURE_FAST_KEY, api_base: https://eu.example}\n"
+        "  - model_name: fast\n"
+        "    litellm_params: {model: openai/gpt-4o-mini, api_key: os.environ/OPENAI_FAST_KEY}\n"
+    )
+    settings, config = load_models(settings_in(tmp_path, config=str(path)), {"OPENAI_FAST_KEY": secret})
+    server, _, store, sources = build(settings, config)
+    app, _ = build_app(server, settings_in(tmp_path, transport="http"), (), store=store, sources=sources)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
+        r = await client.get("/dashboard/data", params={"view": "models"})
+    assert r.status_code == 200, r.text
+    deployments = rows(r.json()["models"])["fast"]["deployments"]
+    assert [(d["name"], d["health"], d["missing_variables"]) for d in deployments] == [
+        ("azure/gpt-4o-mini", "no_credentials", ["AZURE_FAST_KEY"]),
+        ("openai/gpt-4o-mini", "healthy", []),
+    ]
+    assert secret not in r.text

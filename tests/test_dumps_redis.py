@@ -60,6 +60,19 @@ def test_two_instances_share_their_dumps(valkey_server: ValkeyProcess, tmp_path:
     assert one.count() == 0
 
 
+def test_a_shared_dump_names_the_conversation_it_is_moved_to(valkey_server: ValkeyProcess, tmp_path: Path, prefix: str) -> None:  # noqa: F811
+    one = open_store(valkey_server, tmp_path / "one", prefix)
+    two = open_store(valkey_server, tmp_path / "two", prefix)
+    dump_id = one.write(make_dump(messages=[{"role": "user", "content": f"key {SECRET}"}]))
+    assert dump_id is not None
+    assert one.set_conversation(dump_id, "conv_" + "F" * 22) is True
+    assert two.read(dump_id).conversation_id == "conv_" + "F" * 22  # the shared copy, not a local one
+    assert not (tmp_path / "one").exists() and SECRET not in two.read_text(dump_id)
+    assert two.list().items[0].id == dump_id and two.count() == 1
+    one.delete(dump_id)
+    assert one.set_conversation(dump_id, None) is False  # gone: nothing is written back
+
+
 def test_retention_applies_to_the_shared_dumps(valkey_server: ValkeyProcess, tmp_path: Path, prefix: str) -> None:  # noqa: F811
     one = open_store(valkey_server, tmp_path / "one", prefix, max_count=3)
     two = open_store(valkey_server, tmp_path / "two", prefix, max_count=3)

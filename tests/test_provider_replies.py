@@ -329,3 +329,39 @@ async def test_a_stream_of_two_choices_is_choice_0_as_the_reply_that_did_not_str
     assert isinstance(finish, FinishEvent)
     assert texts(events) == finish.response.content == plain.content == "I'm unable to help."
     assert finish.response.stop_reason == plain.stop_reason
+
+
+# -- a request that could not be sent is not a reply that did not parse -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "port"),
+    [("user:hunter2hunter2@", None), ("", "99999")],  # credentials in the URL beside the key; no such port
+    ids=["credentials-in-url", "port-out-of-range"],
+)
+async def test_a_request_that_could_not_be_sent_keeps_its_category_while_a_reply_that_did_not_parse_is_bad_response(
+    upstream: Upstream, store: DumpStore, userinfo: str, port: str | None
+) -> None:
+    host = upstream.base_url.split("://", 1)[1]
+    if port is not None:
+        host = host.replace(host.split("/", 1)[0].rsplit(":", 1)[1], port, 1)
+    unsendable = LiteLLMProvider(
+        model="openai/gpt-4o-mini", api_key="provider-test-key", retry=FAST_RETRY, dump_store=store,
+        api_base=f"http://{userinfo}{host}",
+    )
+    with pytest.raises(ProviderError) as info:
+        await unsendable.acomplete(USER)
+    assert (info.value.error_type, info.value.attempts, info.value.retryable) == ("bad_request", 1, False)
+    line = assert_one_line(info.value)
+    assert "did not parse" not in line and "hunter2hunter2" not in line, line
+    assert upstream.chat_requests() == []  # nothing was sent, so nothing was there to parse
+    # The same provider's reply that is not JSON stays bad_response.
+    sendable = LiteLLMProvider(
+        model="openai/gpt-4o-mini", api_key="provider-test-key", retry=FAST_RETRY, dump_store=store,
+        api_base=upstream.base_url,
+    )
+    upstream.script(Reply.raw(b'{"choices": [', content_type="application/json"), Reply.text("must not be reached"))
+    with pytest.raises(ProviderError) as info:
+        await sendable.acomplete(USER)
+    assert (info.value.error_type, info.value.attempts, info.value.retryable) == ("bad_response", 1, False)
+    assert "did not parse" in assert_one_line(info.value)

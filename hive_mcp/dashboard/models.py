@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from ..models.catalogue import DeploymentInfo, ModelGroup
 from .data import Dumps, scan
 
-Health = Literal["healthy", "cooling_down", "unhealthy"]
+Health = Literal["healthy", "cooling_down", "unhealthy", "no_credentials"]
 
 
 class Listing(Protocol):
@@ -39,8 +39,11 @@ class DeploymentRow(BaseModel):
     name: str
     """`provider/model` (the model alone when no provider is named): the litellm model string."""
     health: Health
-    """`cooling_down` when not healthy and a cooldown end is known, `unhealthy` when none is."""
+    """`no_credentials` when a variable its config entry names is not set (it takes no calls until it is);
+    else `cooling_down` when not healthy and a cooldown end is known, `unhealthy` when none is."""
     cooldown_until: datetime | None
+    missing_variables: list[str]
+    """With `no_credentials`: the variables not set (names only; an unset variable has no value)."""
 
 
 class GroupRow(BaseModel):
@@ -95,6 +98,8 @@ def failure_names(group: ModelGroup) -> list[str]:
 
 
 def _health(d: DeploymentInfo) -> Health:
+    if not d.credentials:
+        return "no_credentials"
     if d.healthy:
         return "healthy"
     return "cooling_down" if d.cooldown_until is not None else "unhealthy"
@@ -131,6 +136,7 @@ def models_section(store: Dumps, listing: Listing, *, now: datetime | None = Non
                         name=deployment_name(d),
                         health=_health(d),
                         cooldown_until=d.cooldown_until,
+                        missing_variables=d.missing_variables,
                     )
                     for d in g.deployments
                 ],

@@ -256,7 +256,9 @@
   function tokens(v) { return v === null || v === undefined ? "?" : v >= 1000 ? Math.round(v / 1000) + "k" : String(v); }
 
   function renderDeployment(d) {
-    var label = d.health === "healthy" ? "healthy" : d.health === "cooling_down" ? "cooling down until " + when(d.cooldown_until) : "unhealthy";
+    var label = d.health === "healthy" ? "healthy" : d.health === "cooling_down" ? "cooling down until " + when(d.cooldown_until)
+      : d.health === "no_credentials" ? "no credentials" + (d.missing_variables.length ? " (not set: " + d.missing_variables.join(", ") + ")" : "")
+      : "unhealthy";
     return el("li", { "data-testid": "deployment", "data-name": d.name, "data-health": d.health, "data-cooldown-until": d.cooldown_until || "" },
       el("code", { text: d.name }), " ", el("span", { "class": "badge " + d.health, text: label }));
   }

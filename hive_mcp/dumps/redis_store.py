@@ -81,6 +81,17 @@ class RedisDumpStore(DumpStore):
         pipe.execute()
         return True
 
+    def _replace(self, dump_id: str, payload: bytes) -> bool:
+        """Overwrite the shared dump of `dump_id`, or else the local one (written during an outage)."""
+        if self._outage.usable():
+            try:
+                if self._redis.set(self._key + dump_id, payload, xx=True):
+                    self._redis.hset(self._sizes, dump_id, len(payload))
+                    return True
+            except self._errors as exc:
+                self._outage.failed(exc)
+        return super()._replace(dump_id, payload)
+
     def _write(self, dump: FailureDump) -> str:
         if not self._outage.usable():
             return super()._write(dump)

@@ -20,18 +20,17 @@ import errno
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from secrets import token_hex
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..home import private_dir
+from .files import TMP_RE, claim, overwrite, unlink_quiet
 from ..redact import json_escaped, json_safe, normalize_secrets, redact_json, redact_text
 from ..text import shorten
 from .format import (
@@ -64,25 +63,8 @@ MAX_PAGE_LIMIT = 200
 STALE_TMP_AGE_S = 3600.0
 
 _SUFFIX = ".json"
-_TMP_PREFIX = ".hive-dump-"
-_TMP_SUFFIX = ".tmp"
-_TMP_RE = re.compile(r"\.hive-dump-[0-9a-f]{16}\.tmp")
 _MAX_NAME_TRIES = 16
 _SETTLED_NS = 1_000_000_000
-
-
-def _unlink_quiet(path: str | os.PathLike[str]) -> bool:
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
-
-
-# Errnos meaning "this filesystem cannot hard-link"; we then fall back to os.replace.
-_NO_HARDLINK = frozenset(
-    e for e in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV) if e
-)
 
 
 class DumpStore:
@@ -165,6 +147,25 @@ class DumpStore:
         self._notify()
         return dump_id
 
+    def set_conversation(self, dump_id: str, conversation_id: str | None) -> bool:
+        """Make dump `dump_id` name `conversation_id`, the one its call's result returns when that is not the one
+        the dump was written with (an append that lost the race became a fork; None: the answer was not stored).
+        False, with one warning, when it could not. Never raises."""
+        try:
+            data = json.loads(self._read_raw(dump_id)[0])
+            data["conversation_id"] = conversation_id
+            if self._replace(dump_id, self._serialize(data, dump_id)):
+                return True
+            logger.warning("failure dump %s was gone before it could name conversation %s", dump_id, conversation_id)
+        except Exception as exc:  # the answer is kept either way; only the dump's label is stale
+            logger.warning("could not make failure dump %s name conversation %s: %s: %s",
+                           dump_id, conversation_id, type(exc).__name__, exc)  # fmt: skip
+        return False
+
+    def _replace(self, dump_id: str, payload: bytes) -> bool:
+        """Write `payload` over the file of `dump_id` in one step; False if there is no such file."""
+        return overwrite(self._path_for(dump_id), payload)
+
     def _serialize(self, data: dict[str, Any], dump_id: str) -> bytes:
         """The file's bytes: `data` as JSON, redacted in one scan of the text.
 
@@ -187,34 +188,6 @@ class DumpStore:
                 raise ValueError("a secret survived redaction; dump not written")
         return text.encode("utf-8", errors="replace")
 
-    def _write_tmp(self, payload: bytes) -> str:
-        path = os.path.join(self.directory, f"{_TMP_PREFIX}{token_hex(8)}{_TMP_SUFFIX}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path, flags, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                if hasattr(os, "fchmod"):
-                    os.fchmod(f.fileno(), 0o600)  # exact, whatever the umask
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            _unlink_quiet(path)
-            raise
-        return path
-
-    def _fsync_dir(self) -> None:
-        try:
-            fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass  # some filesystems refuse fsync on directories; the rename is still atomic
-        finally:
-            os.close(fd)
-
     def _write(self, dump: FailureDump) -> str:
         private_dir(self.directory)
         return self._store(dump, self._claim)
@@ -233,25 +206,7 @@ class DumpStore:
 
     def _claim(self, dump_id: str, payload: bytes) -> bool:
         """Write `payload` as the file of `dump_id` unless that name is taken; False if it was."""
-        final = os.path.join(self.directory, dump_id + _SUFFIX)
-        tmp = self._write_tmp(payload)
-        try:
-            # link() fails if `final` exists, so a name is never taken twice,
-            # and the full file appears under its real name in one step.
-            try:
-                os.link(tmp, final)
-            except FileExistsError:
-                return False
-            except OSError as exc:
-                if exc.errno not in _NO_HARDLINK:
-                    raise
-                if os.path.lexists(final):  # no hard links here: best-effort exclusivity
-                    return False
-                os.replace(tmp, final)
-            self._fsync_dir()
-            return True
-        finally:
-            _unlink_quiet(tmp)
+        return claim(self.directory, dump_id + _SUFFIX, payload)
 
     # -- scanning ----------------------------------------------------------
 
@@ -315,7 +270,7 @@ class DumpStore:
         return removed
 
     def _remove(self, dump_id: str) -> bool:
-        return _unlink_quiet(os.path.join(self.directory, dump_id + _SUFFIX))
+        return unlink_quiet(os.path.join(self.directory, dump_id + _SUFFIX))
 
     def _prune_locked(self) -> int:
         entries = sorted(self._scan(sizes=True))  # oldest first: ids sort by time
@@ -354,7 +309,7 @@ class DumpStore:
             return
         with it:
             for entry in it:
-                if _TMP_RE.fullmatch(entry.name):
+                if TMP_RE.fullmatch(entry.name):
                     try:
                         if entry.stat(follow_symlinks=False).st_mtime < limit:
                             os.unlink(entry.path)

@@ -49,6 +49,7 @@ from ..conversations import (
     new_id,
 )
 from ..conversations.model import check_room
+from ..dumps import DumpStore
 from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
 from ..tokens import CALLER_STATE_KEY, LOCAL_CALLER
 from .args import CompleteArgs
@@ -150,6 +151,8 @@ class ConversationService:
     locks: ConversationLocks
     on_change: Callable[[str], None] | None = None
     """Told the id of every conversation created or advanced (the change notifications)."""
+    dumps: DumpStore | None = None
+    """Where the provider writes failure dumps: a recovered call's dump names the conversation its result returns."""
 
     async def run(
         self,
@@ -172,6 +175,7 @@ class ConversationService:
                 return outcome
             system = [{"role": "system", "content": args.system}] if args.system else []
             cid = await self._keep(None, owner, [*system, *messages], outcome, started, kwargs["model"], new=new)
+            await self._dump_names(outcome, new, cid)
             return self._result(outcome, cid, 0)
         async with AsyncExitStack() as stack:
             try:
@@ -199,8 +203,15 @@ class ConversationService:
             if isinstance(outcome, CallToolResult):
                 return outcome
             kept = await self._keep(view.thread, owner, messages, outcome, started, model, new=new)
+            await self._dump_names(outcome, new or cid, kept)
             return self._result(outcome, kept, omitted)
         raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
+
+    async def _dump_names(self, r: LLMResponse, named: str, kept: str | None) -> None:
+        """Make a recovered call's dump, written naming `named` before the answer was stored, name `kept`:
+        the fork an append that lost the race became, or none when the answer could not be stored."""
+        if r.dump_id is not None and kept != named and self.dumps is not None:
+            await anyio.to_thread.run_sync(self.dumps.set_conversation, r.dump_id, kept)
 
     async def _provider_loaded(self) -> None:
         """Wait (cancellably, in no worker thread) for a provider that loads in the background to be there."""

@@ -108,7 +108,7 @@ def build_server(
     service = None
     touched = Touched(lambda cid: (CONVERSATIONS_URI, conversation_uri(cid)))
     if conversations is not None:
-        service = ConversationService(conversations, provider, ConversationLocks(limits.queue_timeout_s))
+        service = ConversationService(conversations, provider, ConversationLocks(limits.queue_timeout_s), dumps=store)
         service.on_change = touched.touch
     tool_handlers = ToolHandlers(
         provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens, service,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 
 class DeploymentInfo(BaseModel):
@@ -24,6 +24,20 @@ class DeploymentInfo(BaseModel):
     healthy: bool = True
     cooldown_until: datetime | None = None
     credentials: bool = True  # False: a variable its config entry names is not set, so it takes no calls
+    _missing: tuple[str, ...] = PrivateAttr(default=())
+
+    @classmethod
+    def without_credentials(cls, provider: str, model: str, missing: Sequence[str]) -> DeploymentInfo:
+        """A deployment whose config entry names the variables `missing`, which are not set."""
+        info = cls(provider=provider, model=model, healthy=False, credentials=False)
+        info._missing = tuple(missing)
+        return info
+
+    @property
+    def missing_variables(self) -> list[str]:
+        """The unset variables' names (an unset variable has no value): for the dashboard. `list_models`
+        says `credentials: false`, and its definition, which every client pays for, stays as it is."""
+        return list(self._missing)
 
 
 NAMES_SHOWN = 20

@@ -164,12 +164,12 @@ class ConfigCatalogue(Listeners):
         return [self._group(name) for name in self.config.groups]
 
     def _group(self, name: str) -> ModelGroup:
-        entries = [(e, self.config.usable(i)) for i, e in enumerate(self.config.model_list) if e["model_name"] == name]
+        entries = [(i, e, self.config.usable(i)) for i, e in enumerate(self.config.model_list) if e["model_name"] == name]
         if name not in self._facts:
-            facts = config_facts(entries[0][0])
+            facts = config_facts(entries[0][1])
             present = any(
                 usable and _credentials_present(str(e["litellm_params"]["model"]), e["litellm_params"])
-                for e, usable in entries
+                for _, e, usable in entries
             )
             self._facts[name] = (facts, present)
         facts, present = self._facts[name]
@@ -177,17 +177,17 @@ class ConfigCatalogue(Listeners):
         return ModelGroup(name=name, aliases=aliases,
                           deployments=self._deployments(name, entries), credentials_present=present, **facts)
 
-    def _deployments(self, name: str, entries: list[tuple[dict[str, Any], bool]]) -> list[DeploymentInfo]:
+    def _deployments(self, name: str, entries: list[tuple[int, dict[str, Any], bool]]) -> list[DeploymentInfo]:
         """The group's deployments in the config's order: cooling down or not as the Router has them, and
         those whose variables are not set as taking no calls (`credentials: false`)."""
         router = self._router
         routed = iter(router.deployments(name)) if router is not None else iter(())
         cooling = router.cooling(router.deployments(name)) if router is not None else {}
         out = []
-        for entry, usable in entries:
+        for index, entry, usable in entries:
             provider, model = split_model(str(entry["litellm_params"]["model"]))
             if not usable:
-                out.append(DeploymentInfo(provider=provider, model=model, healthy=False, credentials=False))
+                out.append(DeploymentInfo.without_credentials(provider, model, self.config.unset[index]))
                 continue
             d = next(routed, None)
             if d is not None:  # its label names the provider litellm infers for a bare model name

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import FrameType, TracebackType
 from typing import Any
 
 import aiohttp
@@ -85,7 +86,10 @@ def classify(exc: BaseException) -> ErrorClass:
     502, 503, 529) are retryable; auth, bad request, context window, not found,
     content policy, and a reply that does not parse or that litellm itself could
     not take apart (`bad_response`: it would fail the same way again) are not.
-    One rule for every provider, however litellm wraps the parse failure.
+    One rule for every provider, however litellm wraps the parse failure. A
+    request the HTTP client refused to build or send (an api_base it cannot use,
+    such as credentials in the URL beside the key's header) got no reply, so it
+    is `bad_request`, not `bad_response`.
     """
     if isinstance(exc, ContentFiltered):
         return ErrorClass("content_policy", False, 200, str(exc))
@@ -96,9 +100,13 @@ def classify(exc: BaseException) -> ErrorClass:
     if _is_bad_json(exc):
         return ErrorClass("bad_response", False, status, _parse_complaint(exc))
     found = _by_class(exc, status) or _by_status(status) or _by_transport(exc, status)
-    if found.error_type in ("transient", "connection", "unknown") and _is_parse_failure(exc):
-        # litellm wraps its own failure to read a reply as a 500 or a connection error.
-        return ErrorClass("bad_response", False, status)
+    if found.error_type in ("transient", "connection", "unknown"):
+        # litellm wraps a request it could not send, and its own failure to read a reply, as a 500 or a
+        # connection error: neither would go otherwise when tried again.
+        if _is_unsent(exc):
+            return ErrorClass("bad_request", False, status, f"the request could not be sent: {clean_message(exc)}")
+        if _is_parse_failure(exc):
+            return ErrorClass("bad_response", False, status)
     return found
 
 
@@ -194,6 +202,34 @@ def _parse_complaint(exc: BaseException) -> str:
             complaint = "empty or invalid response"
     what = "an event stream, to a request that did not stream" if _EVENT_STREAM.search(_text(exc)) else "not JSON"
     return f"the reply did not parse ({what}): {complaint}"
+
+
+# Where a request is built and sent: an error raised in one of these before any reply is the request's.
+_SENDING_MODULES = ("aiohttp.", "yarl.", "httpx.", "httpcore.", "urllib.parse")
+
+
+def _is_unsent(exc: BaseException) -> bool:
+    """The HTTP client refused the request (a ValueError or TypeError raised while building or sending
+    it, such as an unusable URL), so no reply came: not a parse failure, whatever litellm wraps it as."""
+    if _is_bad_json(exc):
+        return False
+    for cause in _chain(exc):
+        if isinstance(cause, (ValueError, TypeError)) and any(
+            _module_of(frame).startswith(_SENDING_MODULES) for frame in _frames(cause.__traceback__)
+        ):
+            return True
+    return False
+
+
+def _frames(tb: TracebackType | None) -> Iterable[FrameType]:
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
+
+
+def _module_of(frame: FrameType) -> str:
+    name = frame.f_globals.get("__name__")
+    return name + "." if isinstance(name, str) else ""
 
 
 def _is_parse_failure(exc: BaseException) -> bool:
