@@ -8,6 +8,8 @@ Keys live under `{prefix}` (`hive-mcp:spend:` by default):
 * `{p}held:{period}:{scope}`: micro-USD reserved by calls in flight.
 * `{p}res` (hash id -> `amount`, then the held keys, newline-separated) and
   `{p}resexp` (sorted set id -> lease expiry, ms): the reservations.
+* `{p}settled:{id}`: set when call `id` is settled, so a call replayed from
+  the journal counts once (expires with the daily totals).
 * `{p}day:{day}` (hash `caller US group US field` -> count) and `{p}days`
   (sorted set of days): daily totals; `{p}calls` (sorted set by time): calls.
 
@@ -85,6 +87,7 @@ return left
 _SETTLE = _DROP + """
 local p, id, cost, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 drop(p, id)
+if not redis.call('SET', p .. 'settled:' .. id, '1', 'NX', 'EX', ttl) then return 0 end
 local nf = tonumber(ARGV[11])
 for i = 0, nf - 1 do redis.call('HINCRBY', ARGV[5], ARGV[12 + 2 * i], ARGV[13 + 2 * i]) end
 redis.call('EXPIRE', ARGV[5], ttl)

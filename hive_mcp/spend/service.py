@@ -13,6 +13,11 @@ A reservation's lease is the call's deadline plus `LEASE_MARGIN_S`: the
 provider gives up by the deadline, so a lease outlives its call, and a process
 killed mid-call stops holding budget once its leases run out. On shutdown the
 reservations still held are released (`release_all`).
+
+A settled call goes through the `Journal` (a local file, fsynced) before the
+backend: when the backend does not answer, the row waits there, and every
+pending row is replayed before this process reserves again, so no row is lost
+and no budget is checked without the calls this process already settled.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import anyio
 
 from ..provider.base import LLMProvider, LLMResponse, Message
 from .budgets import Budgets, micro, reset_at, usd
+from .journal import Journal, default_journal_dir
 from .ledger import Backend, CallRecord, Refused, Reservation
 
 __all__ = ["LEASE_MARGIN_S", "BudgetRefusal", "Spend", "Ticket", "utc_now"]
@@ -78,6 +84,12 @@ class Spend:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _prices: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     """Each model's price, looked up once: the config and litellm's local map do not change while serving."""
+    journal: Journal | None = None
+    """Where settled calls are written first (default: `spend-journal` in the hive home)."""
+
+    def __post_init__(self) -> None:
+        if self.journal is None:
+            self.journal = Journal(default_journal_dir(), self.backend)
 
     async def reserve(
         self, caller: str, model: str, messages: list[Message], *, system: str, max_tokens: int, deadline: float
@@ -109,6 +121,8 @@ class Spend:
         )  # fmt: skip
         ticket = Ticket(r, price)
         if applying:
+            # Calls this process settled while the backend was away (or a dead process left) go in first.
+            await anyio.to_thread.run_sync(self._journal().replay)
             try:
                 ticket.left = await anyio.to_thread.run_sync(self.backend.reserve, r, applying)
             except Refused as exc:
@@ -141,9 +155,8 @@ class Spend:
         )  # fmt: skip
         ticket.done = True
         try:
-            await anyio.to_thread.run_sync(self.backend.settle, ticket.reservation, record)
-        except Exception as exc:  # noqa: BLE001 - the answer is the caller's; the lease frees the hold
-            logger.warning("spend: the call was not recorded in %s: %s", self.backend.name, exc)
+            # In the journal first: a backend that does not answer keeps the hold until the row is replayed.
+            await anyio.to_thread.run_sync(self._journal().settle, ticket.reservation, record)
         finally:
             self._forget(ticket)
         if self.on_change is not None:
@@ -172,6 +185,12 @@ class Spend:
                 self.backend.release(ticket.reservation)
             except Exception as exc:  # noqa: BLE001
                 logger.warning("spend: a reservation was not released at shutdown: %s", exc)
+        self._journal().replay()
+        self._journal().close()
+
+    def _journal(self) -> Journal:
+        assert self.journal is not None  # set in __post_init__
+        return self.journal
 
     def _forget(self, ticket: Ticket) -> None:
         with self._lock:

@@ -35,6 +35,8 @@ _SCHEMA = (
         input INTEGER NOT NULL, output INTEGER NOT NULL, cached INTEGER NOT NULL, reasoning INTEGER NOT NULL,
         cost INTEGER NOT NULL, conversation_id TEXT, unpriced INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS spend_calls_ts ON spend_calls (ts)",
+    # The ids of settled calls, so a call replayed from the journal counts once.
+    "CREATE TABLE IF NOT EXISTS spend_settled (id TEXT PRIMARY KEY, ts REAL NOT NULL)",
     """CREATE TABLE IF NOT EXISTS spend_reservations (
         id TEXT PRIMARY KEY, caller TEXT NOT NULL, grp TEXT NOT NULL, day TEXT NOT NULL,
         amount INTEGER NOT NULL, expires REAL NOT NULL)""",
@@ -122,6 +124,11 @@ class SQLiteBackend(Backend):
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
                 conn.execute("DELETE FROM spend_reservations WHERE id = ?", (r.id,))
+                fresh = conn.execute(
+                    "INSERT OR IGNORE INTO spend_settled VALUES (?, ?)", (r.id, record.time.timestamp())
+                ).rowcount
+                if not fresh:
+                    return  # settled before (a journal replay): counted once
                 conn.execute(
                     "INSERT INTO spend_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.time.timestamp(), record.caller, record.group, record.deployment, record.input_tokens,
@@ -138,6 +145,8 @@ class SQLiteBackend(Backend):
                 )  # fmt: skip
                 oldest = period_key("day", record.time - timedelta(days=self.keep_days))
                 conn.execute("DELETE FROM spend_totals WHERE day < ?", (oldest,))
+                kept = (record.time - timedelta(days=self.keep_days)).timestamp()
+                conn.execute("DELETE FROM spend_settled WHERE ts < ?", (kept,))
                 conn.execute(
                     "DELETE FROM spend_calls WHERE ts < ?", ((record.time - timedelta(days=self.calls_days)).timestamp(),)
                 )

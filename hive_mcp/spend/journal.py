@@ -1,0 +1,199 @@
+"""The spend journal: every settled call is written here before the ledger's backend takes it.
+
+Each process appends to its own file in `<hive home>/spend-journal/` (0600 in a
+0700 directory), holding an exclusive `flock` on it while it lives. A settled
+call is one JSON line, fsynced, before `Backend.settle` is asked; once the
+backend took it, a `done` line follows (not fsynced: replaying a call the
+backend already holds is a no-op, as settling is idempotent by call id). So a
+row survives the backend being away (it stays pending and is replayed when the
+backend answers again) and a crash at any point (the next process to replay
+takes over the files no living process holds a lock on, then removes them).
+
+While calls are pending, one warning says the journal started; one says it
+drained. A file whose calls are all in the backend is truncated.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import secrets
+import threading
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..home import hive_home, private_dir
+from ..outage import Outage
+from .ledger import Backend, CallRecord, Reservation
+
+__all__ = ["JOURNAL_DIRNAME", "Journal", "default_journal_dir"]
+
+logger = logging.getLogger("hive_mcp.spend")
+
+JOURNAL_DIRNAME = "spend-journal"
+_OPEN = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def default_journal_dir() -> Path:
+    return hive_home() / JOURNAL_DIRNAME
+
+
+def _encode(r: Reservation, record: CallRecord) -> bytes:
+    def plain(obj: Any) -> dict[str, Any]:
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(obj).items()}
+
+    return (json.dumps({"r": plain(r), "c": plain(record)}, separators=(",", ":")) + "\n").encode()
+
+
+def _decode(entry: dict[str, Any]) -> tuple[Reservation, CallRecord]:
+    r, c = dict(entry["r"]), dict(entry["c"])
+    for d, keys in ((r, ("start", "expires")), (c, ("time",))):
+        for k in keys:
+            d[k] = datetime.fromisoformat(d[k])
+    return Reservation(**r), CallRecord(**c)
+
+
+def _pending(lines: list[bytes]) -> dict[str, tuple[Reservation, CallRecord]]:
+    """The calls of a journal file without their `done` line; a torn last line (a crash mid-write) is skipped."""
+    out: dict[str, tuple[Reservation, CallRecord]] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if "done" in entry:
+            out.pop(entry["done"], None)
+        else:
+            r, c = _decode(entry)
+            out[r.id] = (r, c)
+    return out
+
+
+class Journal:
+    """This process's journal file in `directory`, in front of `backend`. Blocking: call from worker threads."""
+
+    def __init__(self, directory: Path, backend: Backend) -> None:
+        self.directory = directory
+        self.backend = backend
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[Reservation, CallRecord]] = {}
+        self._orphans_checked = False
+        self._outage = Outage(
+            logger, "spend: the ledger did not take a settled call (%s): calls are kept in %s and written to %s "
+            "once it answers", f"spend: the journal is drained: every kept call is in {backend.name}",
+            directory, backend.name,
+        )  # fmt: skip
+
+    @property
+    def pending(self) -> int:
+        """Calls written here and not yet in the backend."""
+        with self._lock:
+            return len(self._pending)
+
+    def _file(self) -> int:
+        if self._fd is None:
+            private_dir(self.directory)
+            path = self.directory / f"{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _OPEN, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new name: nobody else holds it
+            self._fd = fd
+        return self._fd
+
+    def settle(self, r: Reservation, record: CallRecord) -> bool:
+        """Write the call here (fsynced), then into the backend; False when the backend did not take it (it
+        stays here and `replay` writes it later)."""
+        line = _encode(r, record)
+        with self._lock:
+            self._pending[r.id] = (r, record)
+            try:
+                fd = self._file()
+                os.write(fd, line)
+                os.fsync(fd)
+            except OSError as exc:  # the local disk: the backend is still asked, the row only not crash-proof
+                logger.warning("spend: a settled call could not be journaled in %s: %s", self.directory, exc)
+        return self._into_backend([(r, record)])
+
+    def replay(self) -> bool:
+        """Every pending call (this process's, and those of dead processes' files) into the backend, oldest
+        first; True when none is left."""
+        if not self._orphans_checked:
+            self._adopt_orphans()
+        with self._lock:
+            todo = sorted(self._pending.values(), key=lambda rc: rc[1].time)
+        return self._into_backend(todo) if todo else True
+
+    def _into_backend(self, calls: list[tuple[Reservation, CallRecord]]) -> bool:
+        for r, record in calls:
+            try:
+                self.backend.settle(r, record)
+            except Exception as exc:  # noqa: BLE001 - the backend away: the call waits here
+                self._outage.failed(exc)
+                return False
+            self._done(r.id)
+        with self._lock:
+            drained = not self._pending
+        if drained:
+            self._outage.worked()
+        return True
+
+    def _done(self, call_id: str) -> None:
+        with self._lock:
+            if self._pending.pop(call_id, None) is None or self._fd is None:
+                return
+            try:
+                if self._pending:
+                    os.write(self._fd, (json.dumps({"done": call_id}) + "\n").encode())
+                else:
+                    os.ftruncate(self._fd, 0)  # everything is in the backend: nothing to replay after a crash
+            except OSError:
+                pass  # a replay of this call after a crash is a no-op: settling is idempotent by call id
+
+    def _adopt_orphans(self) -> None:
+        """Take over the files of processes that died with calls pending (no lock held on them)."""
+        self._orphans_checked = True
+        try:
+            paths = sorted(self.directory.glob("*.jsonl"))
+        except OSError:
+            return
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDWR | _OPEN)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue  # a living process's journal (this one's too: its lock is on another descriptor)
+            try:
+                with open(fd, "rb", closefd=False) as f:
+                    found = _pending(f.read().splitlines())
+                if found:
+                    with self._lock:
+                        own = self._file()  # adopted calls move to this process's file, then the orphan goes
+                        for r, record in found.values():
+                            if r.id not in self._pending:
+                                os.write(own, _encode(r, record))
+                                self._pending[r.id] = (r, record)
+                        os.fsync(own)
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+
+    def close(self) -> None:
+        """Let go of this process's file; removed when nothing in it is pending."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+            empty = not self._pending
+        if fd is None:
+            return
+        if empty:
+            for path in self.directory.glob(f"{os.getpid()}-*.jsonl"):
+                if os.path.samestat(os.fstat(fd), path.stat()):
+                    path.unlink(missing_ok=True)
+        os.close(fd)
