@@ -482,3 +482,30 @@ async def test_redis_outage_is_one_store_error_and_recovers() -> None:
         await wait_for(back)
         assert len((await store.list()).items) == 1  # --save '': the restarted server starts empty
         await store.aclose()
+
+
+async def test_one_writer_per_conversation_across_redis_clients(valkey_server: ValkeyProcess) -> None:
+    """Two clients (two instances) on one Valkey: the second waits for the first's turn, gets a one-line busy
+    error when the queue timeout passes first, and takes the turn once the first holder's lease ends (a
+    holder that died never releases)."""
+    from hive_mcp.conversations.redis_store import RedisStore
+
+    prefix = f"w{new_id()[-8:]}:"
+    first, second = RedisStore(valkey_server.url, prefix=prefix), RedisStore(valkey_server.url, prefix=prefix)
+    try:
+        held = first.writer("conv_x", lease_s=60, timeout_s=1)
+        await held.__aenter__()
+        with pytest.raises(ConversationBusy, match="conv_x is busy"):
+            async with second.writer("conv_x", lease_s=60, timeout_s=0.1):
+                pass
+        await held.__aexit__(None, None, None)
+        async with second.writer("conv_x", lease_s=60, timeout_s=0.1):
+            pass  # released: taken at once
+        dead = first.writer("conv_y", lease_s=0.3, timeout_s=1)
+        await dead.__aenter__()  # and never left: its process died
+        with anyio.fail_after(5):
+            async with second.writer("conv_y", lease_s=60, timeout_s=None):
+                pass
+    finally:
+        await first.aclose()
+        await second.aclose()

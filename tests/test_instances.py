@@ -23,8 +23,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.clients import hear
-from tests.processes import child_env
-from tests.servers import HttpServer, Session, dump_id_in, text_of
+from tests.servers import HttpServer, Session, dump_id_in, instances_on, text_of
 from tests.upstream import RecordedRequest, Reply, Upstream
 from tests.valkey import ValkeyProcess, valkey_binary
 
@@ -119,22 +118,11 @@ def instances(
 ) -> Iterator[list[HttpServer]]:
     workdir = tmp_path_factory.mktemp("instances")
     config = write_config(workdir / "config.yaml", *upstreams, redis_port=valkey.port)
-    servers = []
-    for name in ("one", "two"):
-        env = child_env(
-            PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", DEP_KEY=DEP_KEY, HIVE_MCP_STATE_URL=valkey.url,
-            HIVE_MCP_DUMP_DIR=str(workdir / f"{name}-dumps"), HIVE_HOME=str(workdir / f"{name}-home"),
-            LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
-            REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT="1",  # litellm's pause after Redis failed (default 60 s)
-        )  # fmt: skip
-        servers.append(HttpServer("http", env, workdir, name, args=["--stateless", "--config", str(config)]))
-    try:
-        for server in servers:
-            server.wait_ready()
+    with instances_on(
+        valkey.url, workdir, ("one", "two"), ["--config", str(config)], DEP_KEY=DEP_KEY,
+        REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT="1",  # litellm's pause after Redis failed (default 60 s)
+    ) as servers:  # fmt: skip
         yield servers
-    finally:
-        codes = [server.terminate() for server in servers]
-    assert codes == [0, 0], [s.stderr() for s in servers]
 
 
 def ports(servers: list[HttpServer]) -> list[int]:

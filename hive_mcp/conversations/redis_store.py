@@ -13,6 +13,10 @@ Keys live under one prefix (`hive-mcp:` by default):
   its forks, which share messages). Each use of a member renews their expiry,
   so they outlive every member; they are freed when the last member is
   deleted or expires (a deleted fork's own messages wait for that).
+* `{p}writer:{id}`: the token of the call writing thread `id` now (SET NX with
+  a lease), so calls on one conversation through several instances are served
+  one after the other (`writer`); deleted by its holder only (compare and
+  delete), or gone when the lease ends because the holder died.
 * `{p}index` and `{p}owner:{owner}`: sorted sets of thread ids by last use,
   for listings and for evicting the oldest-used beyond `max_conversations`.
   Entries of expired threads are removed when met.
@@ -32,17 +36,21 @@ without its credentials.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+import math
+import secrets
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import anyio
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
+from .errors import ConversationBusy, ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from .model import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
 from .store import ConversationStore, Stored
 from .urls import check_state_url
@@ -158,6 +166,11 @@ return {t, '', table.concat(records, '\\n'), table.concat(turns, '\\n')}
 """
 
 
+# ARGV: the writer key, its holder's token.
+_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+WRITER_POLL_S = (0.02, 0.25)  # first and longest wait between two tries at a conversation another call writes
+
+
 def redacted_url(url: str) -> str:
     """The URL without user name or password: how the store is named in messages and logs."""
     parts = urlsplit(url)
@@ -223,6 +236,7 @@ class RedisStore(ConversationStore):
         self._insert_script = self._r.register_script(_INSERT)
         self._drop_script = self._r.register_script(_DROP)
         self._read_script = self._r.register_script(_READ)
+        self._unlock_script = self._r.register_script(_UNLOCK)
 
     async def _do(self, call: Awaitable[T], operation: str) -> T:
         try:
@@ -235,6 +249,33 @@ class RedisStore(ConversationStore):
         ttl = self.limits.ttl_s
         gone = max(1, int(((ttl or 0.0) + self.limits.tombstone_s) * 1000))
         return (0 if ttl is None else max(1, int(ttl * 1000))), gone
+
+    @asynccontextmanager
+    async def writer(self, conversation_id: str, *, lease_s: float, timeout_s: float | None) -> AsyncIterator[None]:
+        key, token = f"{self.prefix}writer:{conversation_id}", secrets.token_hex(8)
+        lease_ms = max(1, math.ceil(lease_s * 1000))
+
+        async def take() -> bool:
+            return bool(await self._do(self._r.set(key, token, nx=True, px=lease_ms), "take a conversation's turn"))
+
+        if not await take():  # free: no wait, even with a zero timeout
+            wait = WRITER_POLL_S[0]
+            with anyio.move_on_after(math.inf if timeout_s is None else timeout_s) as waited:
+                while True:
+                    await anyio.sleep(wait)  # the holder releases or its lease ends; no event crosses instances
+                    if await take():
+                        break
+                    wait = min(wait * 2, WRITER_POLL_S[1])
+            if waited.cancelled_caught:
+                raise ConversationBusy(conversation_id, timeout_s or 0.0)
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._unlock_script(keys=[key], args=[token])
+                except (RedisError, OSError):
+                    pass  # the lease ends it
 
     async def aclose(self) -> None:
         try:

@@ -20,8 +20,10 @@ Each primitive is atomic in its backend, so what holds here holds for both:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
+from contextlib import AbstractAsyncContextManager
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -176,6 +178,13 @@ class ConversationStore(ABC):
     async def sweep(self) -> int:
         """Drop expired threads now (reads treat them as expired anyway); returns how many went."""
         return 0
+
+    def writer(self, conversation_id: str, *, lease_s: float, timeout_s: float | None) -> AbstractAsyncContextManager[None]:
+        """Be the one writer of `conversation_id` across every process on this store for the body, waiting at
+        most `timeout_s` for the current one (`ConversationBusy` then). The turn is held for at most `lease_s`,
+        so a holder that dies frees it. A store only one process writes needs nothing: the in-process
+        `ConversationLocks` order its calls."""
+        return contextlib.nullcontext()
 
     async def aclose(self) -> None:  # noqa: B027 - backends without resources need nothing
         """Release connections."""

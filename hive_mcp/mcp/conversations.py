@@ -4,7 +4,8 @@ A call without `conversation_id` goes to the model as it is; once it succeeds,
 its system prompt, messages and answer become a new conversation, whose id the
 result carries. A call with one is served under that conversation's lock (one
 call at a time per conversation, with the queue timeout and cancellation of the
-in-flight limit; a fork takes no lock, since its source does not change): the
+in-flight limit; a fork takes no lock, since its source does not change), in
+this process and then across every instance on the store (`writer`): the
 stored thread, then the call's new messages, go to the model, and once it
 succeeds the new messages and the answer are appended in one compare-and-swap.
 A failed call stores nothing. A lookup that fails (malformed, unknown, expired,
@@ -48,6 +49,7 @@ from ..conversations import (
     check_id,
 )
 from ..conversations.model import check_room
+from ..limits import LEASE_MARGIN_S
 from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
 from ..tokens import CALLER_STATE_KEY
 from .args import CompleteArgs
@@ -178,7 +180,13 @@ class ConversationService:
                 cid = check_id(args.conversation_id)
                 if not args.fork:
                     async with waiting():
+                        began = time.monotonic()
                         await stack.enter_async_context(self.locks.hold(cid))
+                        # Then across instances: one queue timeout covers both waits.
+                        limit = self.locks.timeout_s
+                        left = None if limit is None else max(0.0, limit - (time.monotonic() - began))
+                        lease = float(kwargs["deadline"]) + LEASE_MARGIN_S
+                        await stack.enter_async_context(self.store.writer(cid, lease_s=lease, timeout_s=left))
                 view = await self.store.get(cid, owner=owner)
                 if not args.fork:
                     check_room(view.thread, self.store.limits, 1, 0)

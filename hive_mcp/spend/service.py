@@ -32,6 +32,7 @@ from datetime import datetime, timedelta, timezone
 
 import anyio
 
+from ..limits import LEASE_MARGIN_S
 from ..provider.base import LLMProvider, LLMResponse, Message
 from .budgets import Budgets, micro, reset_at, usd
 from .journal import Journal, default_journal_dir
@@ -40,8 +41,6 @@ from .ledger import Backend, CallRecord, Refused, Reservation
 __all__ = ["LEASE_MARGIN_S", "BudgetRefusal", "Spend", "Ticket", "utc_now"]
 
 logger = logging.getLogger("hive_mcp.spend")
-
-LEASE_MARGIN_S = 60.0
 
 
 def utc_now() -> datetime:
