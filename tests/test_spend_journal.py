@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import anyio
 import pytest
 
 from hive_mcp.provider import LiteLLMProvider
@@ -94,7 +95,7 @@ async def test_calls_settled_while_valkey_is_stopped_are_written_once_when_it_is
     provider: LiteLLMProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     with ValkeyProcess(valkey_binary()) as valkey:
-        backend = RedisBackend(valkey.url, timeout_s=1.0)
+        backend = RedisBackend(valkey.url)
         spend = Spend(backend, BUDGETS, provider)
         tickets = [await spend.reserve("local", MODEL, PROMPT, system="", max_tokens=10, deadline=30) for _ in range(3)]
         valkey.stop()
@@ -105,10 +106,10 @@ async def test_calls_settled_while_valkey_is_stopped_are_written_once_when_it_is
         gone = [r for r in caplog.records if "did not take a settled call" in r.getMessage()]
         assert len(gone) == 1, caplog.text  # one warning for the outage, not one per call
         valkey.start()
+        assert await anyio.to_thread.run_sync(backend.shared.wait_usable, 10)  # the state store's probe heard it
         await spend.reserve("local", MODEL, PROMPT, system="", max_tokens=10, deadline=30)  # replays first
         assert spend.journal.pending == 0
         assert [c.cost for c in backend.calls(since())] == [1000, 1000, 1000]
         drained = [r for r in caplog.records if "journal is drained" in r.getMessage()]
         assert len(drained) == 1, caplog.text
         assert "sk-" not in caplog.text
-        backend.close()

@@ -105,8 +105,8 @@ class Journal:
         return self._fd
 
     def settle(self, r: Reservation, record: CallRecord) -> bool:
-        """Write the call here (fsynced), then into the backend; False when the backend did not take it (it
-        stays here and `replay` writes it later)."""
+        """Write the call here (fsynced), then it and every call still pending into the backend; False when
+        the backend did not take them (they stay here and a later `replay` writes them)."""
         line = _encode(r, record)
         with self._lock:
             self._pending[r.id] = (r, record)
@@ -116,7 +116,7 @@ class Journal:
                 os.fsync(fd)
             except OSError as exc:  # the local disk: the backend is still asked, the row only not crash-proof
                 logger.warning("spend: a settled call could not be journaled in %s: %s", self.directory, exc)
-        return self._into_backend([(r, record)])
+        return self.replay()  # this call, after those still waiting
 
     def replay(self) -> bool:
         """Every pending call (this process's, and those of dead processes' files) into the backend, oldest
