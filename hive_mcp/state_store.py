@@ -24,6 +24,7 @@ import logging
 import math
 import threading
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from .outage import Outage
 
@@ -48,13 +49,15 @@ class StateStore:
 
         self.url = url
         self.name = redacted_url(url)
+        parts = urlsplit(url)
+        self.address = (parts.hostname or "localhost", parts.port or 6379)
         self.timeout_s = timeout_s
         self.probe_s = probe_s
         self.outage = Outage(
-            logger, "the state store (Redis at %s) is unavailable (%s): conversations cannot be continued, budgets "
+            logger, "the state store (Redis) is unavailable (%s) at %s: conversations cannot be continued, budgets "
             "refuse calls, settled calls wait in the spend journal, failure dumps go to the local directory and "
             "change notifications stay in this process until it answers",
-            f"the state store (Redis at {self.name}) is back: every store uses it again", self.name,
+            f"the state store (Redis) is back at {self.name}: every store uses it again", self.name,
             retry_s=math.inf,  # only the probe asks again
         )  # fmt: skip
         self._lock = threading.Lock()
@@ -74,31 +77,43 @@ class StateStore:
                 found = cls._shared[url] = cls(url)
             return found
 
-    def _options(self) -> dict[str, Any]:
-        return {"socket_connect_timeout": self.timeout_s, "socket_timeout": self.timeout_s}
+    @classmethod
+    def all(cls) -> list[StateStore]:
+        """Every state store this process opened."""
+        with cls._shared_lock:
+            return list(cls._shared.values())
+
+    def _options(self, retry: Any) -> dict[str, Any]:
+        """Short timeouts; one retry, on a fresh connection, of a command whose connection the server closed
+        (a pooled connection from before a restart), and none of a timeout (a frozen Redis)."""
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        return {
+            "socket_connect_timeout": self.timeout_s, "socket_timeout": self.timeout_s,
+            "retry": retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        }  # fmt: skip
 
     def client(self) -> Any:
         """The blocking client (one pool, thread-safe)."""
         with self._lock:
             if self._sync is None:
                 import redis
-                from redis.backoff import NoBackoff
                 from redis.retry import Retry
 
-                self._sync = redis.Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), **self._options())
+                self._sync = redis.Redis.from_url(self.url, **self._options(Retry))
             return self._sync
 
     def aclient(self) -> Any:
-        """The async client of the running event loop (one pool; the server runs one loop)."""
+        """The async client of the running event loop (one pool; the server runs one loop); replies decoded."""
         loop = asyncio.get_running_loop()
         with self._lock:
             found = self._async.get(loop)
             if found is None:
                 import redis.asyncio as aioredis
                 from redis.asyncio.retry import Retry
-                from redis.backoff import NoBackoff
 
-                found = self._async[loop] = aioredis.from_url(self.url, retry=Retry(NoBackoff(), 0), **self._options())
+                found = self._async[loop] = aioredis.from_url(self.url, decode_responses=True, **self._options(Retry))
             return found
 
     def usable(self) -> bool:
@@ -125,8 +140,9 @@ class StateStore:
 
     def _probe(self) -> None:
         import redis
+        from redis.retry import Retry
 
-        probe = redis.Redis.from_url(self.url, **self._options())
+        probe = redis.Redis.from_url(self.url, **self._options(Retry))
         try:
             while not self._stop.wait(self.probe_s):
                 try:

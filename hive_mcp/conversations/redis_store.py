@@ -35,6 +35,7 @@ without its credentials.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import secrets
@@ -45,10 +46,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..state_store import StateStore
 
 from .errors import ConversationBusy, ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from .model import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
@@ -214,8 +216,6 @@ class RedisStore(ConversationStore):
         url: str,
         *,
         prefix: str = "hive-mcp:",
-        connect_timeout_s: float = 2.0,
-        timeout_s: float = 5.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -226,23 +226,38 @@ class RedisStore(ConversationStore):
             raise ValueError(f"state_url: {exc}") from None
         self.name = redacted_url(url)
         self.prefix = prefix
-        # No retries inside the client: an outage surfaces at once as one StoreError,
-        # and the next call reconnects by itself.
-        self._r = aioredis.from_url(
-            url, decode_responses=True, socket_connect_timeout=connect_timeout_s, socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
-        )  # fmt: skip
-        self._advance_script = self._r.register_script(_ADVANCE)
-        self._insert_script = self._r.register_script(_INSERT)
-        self._drop_script = self._r.register_script(_DROP)
-        self._read_script = self._r.register_script(_READ)
-        self._unlock_script = self._r.register_script(_UNLOCK)
+        # The process's state store: its pool, its timeouts, and its breaker (one warning per outage for
+        # every store; while open, every operation is a StoreError at once, asking nothing).
+        self._shared = StateStore.shared(url)
+        self._scripts: dict[tuple[int, str], Any] = {}
+
+    @property
+    def _r(self) -> Any:
+        """The running loop's client of the state store."""
+        return self._shared.aclient()
+
+    def _script(self, source: str) -> Any:
+        client = self._r
+        key = (id(client), source)
+        found = self._scripts.get(key)
+        if found is None:
+            found = self._scripts[key] = client.register_script(source)
+        return found
 
     async def _do(self, call: Awaitable[T], operation: str) -> T:
+        if not self._shared.usable():
+            if inspect.iscoroutine(call):
+                call.close()  # never sent
+            raise StoreError(self.name, operation, "the state store is unavailable", told=True)
         try:
-            return await call
+            out = await call
         except (RedisError, OSError) as exc:
-            raise StoreError(self.name, operation, exc) from None
+            away = not isinstance(exc, RedisError) or isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+            if away:
+                self._shared.failed(exc)
+            raise StoreError(self.name, operation, exc, told=away) from None
+        self._shared.worked()
+        return out
 
     def _ttls(self) -> tuple[int, int]:
         """Expiries in ms: the thread's (0: none, when the TTL is off) and its tombstone's (always bounded)."""
@@ -273,15 +288,12 @@ class RedisStore(ConversationStore):
         finally:
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._unlock_script(keys=[key], args=[token])
+                    await self._script(_UNLOCK)(keys=[key], args=[token])
                 except (RedisError, OSError):
                     pass  # the lease ends it
 
     async def aclose(self) -> None:
-        try:
-            await self._r.aclose()
-        except (RedisError, OSError):
-            pass
+        await self._shared.aclose()
 
     # -- primitives ----------------------------------------------------------
 
@@ -299,7 +311,7 @@ class RedisStore(ConversationStore):
         return _thread_of(conversation_id, h)
 
     async def _view(self, conversation_id: str) -> ThreadView:
-        reply = await self._do(self._read_script(args=[self.prefix, conversation_id]), "read a conversation")
+        reply = await self._do(self._script(_READ)(args=[self.prefix, conversation_id]), "read a conversation")
         if not reply[0]:
             raise self._missing(conversation_id, reply[1] or None)
         thread = _thread_of(conversation_id, _pairs(reply[0]))
@@ -318,7 +330,7 @@ class RedisStore(ConversationStore):
             _data(thread), ttl, gone_ttl, touch or "", (thread.forked_from or "") if touch else "",
             *_records(messages, turn),
         ]  # fmt: skip
-        outcome = await self._do(self._insert_script(args=args), "store a new conversation")
+        outcome = await self._do(self._script(_INSERT)(args=args), "store a new conversation")
         if outcome == "gone":
             raise ExpiredConversation(touch or thread.id)
         await self._do(self._prune(thread), "evict old conversations")
@@ -342,7 +354,7 @@ class RedisStore(ConversationStore):
         victims = [v for v in oldest if v != thread.id][: count - cap]
         _, gone_ttl = self._ttls()
         for victim in victims:
-            await self._drop_script(args=[p, victim, "evicted", gone_ttl])
+            await self._script(_DROP)(args=[p, victim, "evicted", gone_ttl])
 
     async def _advance(
         self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None
@@ -352,7 +364,7 @@ class RedisStore(ConversationStore):
             self.prefix, thread.id, expected_tip or "", thread.tip or "", to_us(thread.last_used), _data(thread),
             ttl, gone_ttl, *_records(messages, turn),
         ]  # fmt: skip
-        outcome = await self._do(self._advance_script(args=args), "append to a conversation")
+        outcome = await self._do(self._script(_ADVANCE)(args=args), "append to a conversation")
         if outcome == "conflict":
             raise ConversationConflict(thread.id)
         if outcome == "gone":
@@ -394,4 +406,4 @@ class RedisStore(ConversationStore):
         return page_of(items, limit)
 
     async def _delete(self, thread: Thread) -> None:
-        await self._do(self._drop_script(args=[self.prefix, thread.id, "", 1]), "delete a conversation")
+        await self._do(self._script(_DROP)(args=[self.prefix, thread.id, "", 1]), "delete a conversation")

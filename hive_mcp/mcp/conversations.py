@@ -253,7 +253,8 @@ class ConversationService:
                     logger.warning("conversation %s moved on meanwhile; this answer starts a fork of it", base.id)
                     thread = await self._fork(base, owner, stored, turn)
         except (ConversationError, StoreError) as exc:
-            logger.warning("the answer was not stored, so the result has no conversation_id: %s", exc)
+            if not getattr(exc, "told", False):  # a state store outage is told once, not at every call
+                logger.warning("the answer was not stored, so the result has no conversation_id: %s", exc)
             return None
         if self.on_change is not None:
             self.on_change(thread.id)
