@@ -140,21 +140,16 @@ class StateStore:
 
     def _probe(self) -> None:
         import redis
-        from redis.retry import Retry
 
-        probe = redis.Redis.from_url(self.url, **self._options(Retry))
-        try:
-            while not self._stop.wait(self.probe_s):
-                try:
-                    probe.ping()
-                except (redis.RedisError, OSError):
-                    continue
-                with self._lock:
-                    self._probing = False  # before `worked`: a failure from now on starts another probe
-                self.worked()
-                return
-        finally:
-            probe.close()
+        while not self._stop.wait(self.probe_s):
+            try:
+                self.client().ping()  # on the process's pool: no connection of its own
+            except (redis.RedisError, OSError):
+                continue
+            with self._lock:
+                self._probing = False  # before `worked`: a failure from now on starts another probe
+            self.worked()
+            return
 
     async def aclose(self) -> None:
         """Close the running loop's async client (at the end of the loop that serves)."""
