@@ -26,6 +26,7 @@ import threading
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from .listeners import Listeners
 from .outage import Outage
 
 __all__ = ["PROBE_S", "TIMEOUT_S", "StateStore"]
@@ -38,8 +39,9 @@ PROBE_S = 1.0
 """While Redis is away, how often the probe asks it again."""
 
 
-class StateStore:
-    """One Redis (by URL, password in it) for this process: its pools, its breaker, its probe."""
+class StateStore(Listeners):
+    """One Redis (by URL, password in it) for this process: its pools, its breaker, its probe. Its listeners
+    are told (in the probe's thread) when Redis is back."""
 
     _shared: ClassVar[dict[str, StateStore]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -47,6 +49,7 @@ class StateStore:
     def __init__(self, url: str, *, timeout_s: float = TIMEOUT_S, probe_s: float = PROBE_S) -> None:
         from .conversations.redis_store import redacted_url
 
+        super().__init__()
         self.url = url
         self.name = redacted_url(url)
         parts = urlsplit(url)
@@ -131,8 +134,11 @@ class StateStore:
         threading.Thread(target=self._probe, name="hive-mcp-state-probe", daemon=True).start()
 
     def worked(self) -> None:
+        was_down = not self._up.is_set()
         self.outage.worked()
         self._up.set()
+        if was_down:
+            self.notify()
 
     def wait_usable(self, timeout_s: float) -> bool:
         """Block until the breaker is closed (at most `timeout_s`); whether it is."""

@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -105,9 +106,11 @@ async def test_calls_settled_while_valkey_is_stopped_are_written_once_when_it_is
         assert spend.journal is not None and spend.journal.pending == 3
         gone = [r for r in caplog.records if "did not take a settled call" in r.getMessage()]
         assert len(gone) == 1, caplog.text  # one warning for the outage, not one per call
-        valkey.start()
-        assert await anyio.to_thread.run_sync(backend.shared.wait_usable, 10)  # the state store's probe heard it
-        await spend.reserve("local", MODEL, PROMPT, system="", max_tokens=10, deadline=30)  # replays first
+        drained = threading.Event()
+        backend.shared.add_listener(lambda: drained.set() if spend.journal.pending == 0 else None)
+        valkey.start()  # the state store's probe hears it; the journal drains then, before any call
+        assert await anyio.to_thread.run_sync(drained.wait, 10)
+        await spend.reserve("local", MODEL, PROMPT, system="", max_tokens=10, deadline=30)
         assert spend.journal.pending == 0
         assert [c.cost for c in backend.calls(since())] == [1000, 1000, 1000]
         drained = [r for r in caplog.records if "journal is drained" in r.getMessage()]

@@ -89,6 +89,9 @@ class Spend:
     def __post_init__(self) -> None:
         if self.journal is None:
             self.journal = Journal(default_journal_dir(), self.backend)
+        shared = getattr(self.backend, "shared", None)  # the Redis backend's state store
+        if shared is not None:
+            shared.add_listener(self.journal.replay)  # Redis is back: what waits goes in now, not at the next call
 
     async def reserve(
         self, caller: str, model: str, messages: list[Message], *, system: str, max_tokens: int, deadline: float
