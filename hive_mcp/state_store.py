@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from .listeners import Listeners
 from .outage import Outage
 
-__all__ = ["PROBE_S", "TIMEOUT_S", "StateStore"]
+__all__ = ["PROBE_S", "TIMEOUT_S", "StateStore", "redacted_url"]
 
 logger = logging.getLogger("hive_mcp.state")
 
@@ -37,6 +37,16 @@ TIMEOUT_S = 1.0
 """Connecting and each command: longer than any command of ours takes on a live Redis."""
 PROBE_S = 1.0
 """While Redis is away, how often the probe asks it again."""
+
+
+def redacted_url(url: str) -> str:
+    """The URL without user name or password: how the store is named in messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return f"{parts.scheme}://{netloc}{parts.path}"  # no query: it may carry a password too
 
 
 class StateStore(Listeners):
@@ -47,8 +57,6 @@ class StateStore(Listeners):
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, url: str, *, timeout_s: float = TIMEOUT_S, probe_s: float = PROBE_S) -> None:
-        from .conversations.redis_store import redacted_url
-
         super().__init__()
         self.url = url
         self.name = redacted_url(url)

@@ -43,14 +43,13 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import anyio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..state_store import StateStore
+from ..state_store import StateStore, redacted_url
 
 from .errors import ConversationBusy, ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from .model import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
@@ -171,16 +170,6 @@ return {t, '', table.concat(records, '\\n'), table.concat(turns, '\\n')}
 # ARGV: the writer key, its holder's token.
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 WRITER_POLL_S = (0.02, 0.25)  # first and longest wait between two tries at a conversation another call writes
-
-
-def redacted_url(url: str) -> str:
-    """The URL without user name or password: how the store is named in messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return f"{parts.scheme}://{netloc}{parts.path}"  # no query: it may carry a password too
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
