@@ -2,12 +2,16 @@
 
 Each process appends to its own file in `<hive home>/spend-journal/` (0600 in a
 0700 directory), holding an exclusive `flock` on it while it lives. A settled
-call is one JSON line, fsynced, before `Backend.settle` is asked; once the
-backend took it, a `done` line follows (not fsynced: replaying a call the
-backend already holds is a no-op, as settling is idempotent by call id). So a
-row survives the backend being away (it stays pending and is replayed when the
-backend answers again) and a crash at any point (the next process to replay
-takes over the files no living process holds a lock on, then removes them).
+call is one JSON line, written before `Backend.settle` is asked (the kernel
+holds it: a process killed at any point loses nothing); once the backend took
+it, a `done` line follows (replaying a call the backend already holds is a
+no-op, as settling is idempotent by call id). When the backend did not take
+it, the file is fsynced before the caller goes on: the journal is then the
+row's only copy, and it waits there until the backend answers again. (On the
+happy path the row's durability is the backend's own: SQLite in WAL with
+`synchronous=NORMAL`, Redis as configured; an fsync per call would cost more
+than the whole settle.) The next process to replay takes over the files no
+living process holds a lock on, then removes them.
 
 While calls are pending, one warning says the journal started; one says it
 drained. A file whose calls are all in the backend is truncated.
@@ -111,12 +115,18 @@ class Journal:
         with self._lock:
             self._pending[r.id] = (r, record)
             try:
-                fd = self._file()
-                os.write(fd, line)
-                os.fsync(fd)
+                os.write(self._file(), line)  # in the kernel's hands: a killed process does not lose it
             except OSError as exc:  # the local disk: the backend is still asked, the row only not crash-proof
                 logger.warning("spend: a settled call could not be journaled in %s: %s", self.directory, exc)
-        return self.replay()  # this call, after those still waiting
+        if self.replay():  # this call, after those still waiting
+            return True
+        with self._lock:  # the journal is now the only copy: on the disk before the caller goes on
+            if self._fd is not None:
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    logger.warning("spend: the journal in %s could not be synced: %s", self.directory, exc)
+        return False
 
     def replay(self) -> bool:
         """Every pending call (this process's, and those of dead processes' files) into the backend, oldest
