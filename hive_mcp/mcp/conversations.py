@@ -37,6 +37,7 @@ from mcp_types import CallToolResult
 from mcp.server.context import ServerRequestContext
 
 from ..conversations import (
+    ConversationBusy,
     ConversationConflict,
     ConversationError,
     ConversationLocks,
@@ -186,7 +187,10 @@ class ConversationService:
                         limit = self.locks.timeout_s
                         left = None if limit is None else max(0.0, limit - (time.monotonic() - began))
                         lease = float(kwargs["deadline"]) + LEASE_MARGIN_S
-                        await stack.enter_async_context(self.store.writer(cid, lease_s=lease, timeout_s=left))
+                        try:
+                            await stack.enter_async_context(self.store.writer(cid, lease_s=lease, timeout_s=left))
+                        except ConversationBusy:
+                            raise ConversationBusy(cid, limit) from None  # the whole wait, both queues
                 view = await self.store.get(cid, owner=owner)
                 if not args.fork:
                     check_room(view.thread, self.store.limits, 1, 0)
