@@ -14,8 +14,7 @@ Keys live under one prefix (`hive-mcp:` by default):
   so they outlive every member; they are freed when the last member is
   deleted or expires (a deleted fork's own messages wait for that).
 * `{p}writer:{id}`: the token of the call writing thread `id` now (SET NX with
-  a lease), so calls on one conversation through several instances are served
-  one after the other (`writer`); deleted by its holder only (compare and
+  a lease: the store's `writer` turn), deleted by its holder only (compare and
   delete), or gone when the lease ends because the holder died.
 * `{p}index` and `{p}owner:{owner}`: sorted sets of thread ids by last use,
   for listings and for evicting the oldest-used beyond `max_conversations`.
@@ -38,20 +37,16 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import secrets
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, TypeVar
 
-import anyio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..state_store import StateStore, redacted_url
-
-from .errors import ConversationBusy, ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
+from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from .model import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
 from .store import ConversationStore, Stored
 from .urls import check_state_url
@@ -169,7 +164,6 @@ return {t, '', table.concat(records, '\\n'), table.concat(turns, '\\n')}
 
 # ARGV: the writer key, its holder's token.
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-WRITER_POLL_S = (0.02, 0.25)  # first and longest wait between two tries at a conversation another call writes
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -254,32 +248,13 @@ class RedisStore(ConversationStore):
         gone = max(1, int(((ttl or 0.0) + self.limits.tombstone_s) * 1000))
         return (0 if ttl is None else max(1, int(ttl * 1000))), gone
 
-    @asynccontextmanager
-    async def writer(self, conversation_id: str, *, lease_s: float, timeout_s: float | None) -> AsyncIterator[None]:
-        key, token = f"{self.prefix}writer:{conversation_id}", secrets.token_hex(8)
-        lease_ms = max(1, math.ceil(lease_s * 1000))
+    async def _take_writer(self, conversation_id: str, token: str, lease_s: float) -> bool:
+        key, lease_ms = f"{self.prefix}writer:{conversation_id}", max(1, math.ceil(lease_s * 1000))
+        return bool(await self._do(self._r.set(key, token, nx=True, px=lease_ms), "take a conversation's turn"))
 
-        async def take() -> bool:
-            return bool(await self._do(self._r.set(key, token, nx=True, px=lease_ms), "take a conversation's turn"))
-
-        if not await take():  # free: no wait, even with a zero timeout
-            wait = WRITER_POLL_S[0]
-            with anyio.move_on_after(math.inf if timeout_s is None else timeout_s) as waited:
-                while True:
-                    await anyio.sleep(wait)  # the holder releases or its lease ends; no event crosses instances
-                    if await take():
-                        break
-                    wait = min(wait * 2, WRITER_POLL_S[1])
-            if waited.cancelled_caught:
-                raise ConversationBusy(conversation_id, timeout_s or 0.0)
-        try:
-            yield
-        finally:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self._script(_UNLOCK)(keys=[key], args=[token])
-                except (RedisError, OSError):
-                    pass  # the lease ends it
+    async def _drop_writer(self, conversation_id: str, token: str) -> None:
+        unlock = self._script(_UNLOCK)(keys=[f"{self.prefix}writer:{conversation_id}"], args=[token])
+        await self._do(unlock, "end a conversation's turn")
 
     async def aclose(self) -> None:
         await self._shared.aclose()
