@@ -4,7 +4,9 @@ is there, shared by every store on it (conversations, the spend ledger, failure 
 `StateStore.shared(url)` is the process's one instance for a URL. It holds one
 connection pool for the blocking stores (the ledger and the dumps, which run in
 worker threads) and one for the async ones (conversations and the bus, on the
-event loop), every connection with a short timeout (`TIMEOUT_S`) and no retry.
+event loop), every connection with a short timeout (`TIMEOUT_S`) and no retry
+but one: a command whose pooled connection the server had closed (a restart)
+is sent once more on a fresh one. A timeout is never retried.
 
 The first failure of any store (refused, reset, or timed out: a frozen Redis
 answers nothing) opens the breaker: one warning, and from then on no store asks
