@@ -14,10 +14,11 @@ provider gives up by the deadline, so a lease outlives its call, and a process
 killed mid-call stops holding budget once its leases run out. On shutdown the
 reservations still held are released (`release_all`).
 
-A settled call goes through the `Journal` (a local file, fsynced) before the
-backend: when the backend does not answer, the row waits there, and every
-pending row is replayed before this process reserves again, so no row is lost
-and no budget is checked without the calls this process already settled.
+A settled call goes through the `Journal` (a local file) before the backend:
+when the backend does not answer, the row waits there (fsynced) and is written
+as soon as a Redis backend is back, or before this process reserves or settles
+again, so no row is lost and no budget is checked without the calls this
+process already settled.
 """
 
 from __future__ import annotations
