@@ -25,7 +25,7 @@ import pytest
 
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.base import LLMResponse
-from hive_mcp.spend import Budgets, SQLiteBackend, Spend
+from hive_mcp.spend import Budgets, CallRecord, Reservation, SQLiteBackend, Spend
 from hive_mcp.spend.journal import JOURNAL_DIRNAME
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
@@ -116,3 +116,44 @@ async def test_calls_settled_while_valkey_is_stopped_are_written_once_when_it_is
         drained = [r for r in caplog.records if "journal is drained" in r.getMessage()]
         assert len(drained) == 1, caplog.text
         assert "sk-" not in caplog.text
+
+
+def test_a_journal_under_steady_load_stays_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call still being settled when thousands of others go through (so the journal is never empty when
+    one is done): the file is replaced by one holding what waits whenever it passes ROTATE_BYTES, each call
+    reaches the ledger once, and once the slow call is in, the journal is empty."""
+    from hive_mcp.spend import journal as journal_module
+    from hive_mcp.spend.journal import Journal
+
+    monkeypatch.setattr(journal_module, "ROTATE_BYTES", 16_384)
+    slow_id, go_on, slow_started = "slow", threading.Event(), threading.Event()
+
+    class Slow(SQLiteBackend):  # the real SQLite ledger; one settle takes as long as the test says
+        def settle(self, r: Reservation, record: CallRecord) -> None:
+            if r.id == slow_id:
+                slow_started.set()
+                assert go_on.wait(30)
+            super().settle(r, record)
+
+    backend = Slow(tmp_path / "spend.sqlite3")
+    journal = Journal(tmp_path / "journal", backend)
+    now = datetime.now(timezone.utc)
+
+    def call(call_id: str) -> tuple[Reservation, CallRecord]:
+        r = Reservation(call_id, "local", MODEL, 10, now, now + timedelta(seconds=60))
+        return r, CallRecord(now, "local", MODEL, MODEL, 10, 5, 0, 0, 7, None, False)
+
+    slow = threading.Thread(target=journal.settle, args=call(slow_id))
+    slow.start()
+    assert slow_started.wait(10)
+    sizes = []
+    for i in range(400):
+        assert journal.settle(*call(f"call-{i}"))
+        [path] = (tmp_path / "journal").glob("*.jsonl")
+        sizes.append(path.stat().st_size)
+    assert max(sizes) <= 16_384 + 1_024 and journal.pending == 1  # the slow call, still in the file
+    assert slow_id.encode() in path.read_bytes()
+    go_on.set()
+    slow.join(10)
+    assert journal.pending == 0 and len(backend.calls(since())) == 401
+    backend.close()

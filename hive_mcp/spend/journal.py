@@ -39,6 +39,9 @@ __all__ = ["JOURNAL_DIRNAME", "Journal", "default_journal_dir"]
 logger = logging.getLogger("hive_mcp.spend")
 
 JOURNAL_DIRNAME = "spend-journal"
+ROTATE_BYTES = 1 << 20
+"""A file past this while calls are pending is replaced by one holding only those: a journal under steady load
+(never empty at the moment a call is done) stays small."""
 _OPEN = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -84,8 +87,10 @@ class Journal:
         self.directory = directory
         self.backend = backend
         self._fd: int | None = None
+        self._path: Path | None = None
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[Reservation, CallRecord]] = {}
+        self._settling: set[str] = set()  # calls a thread is writing into the backend now
         self._orphans_checked = False
         self._outage = Outage(
             logger, "spend: the ledger did not take a settled call (%s): calls are kept in %s and written to %s "
@@ -105,12 +110,13 @@ class Journal:
             path = self.directory / f"{os.getpid()}-{secrets.token_hex(4)}.jsonl"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _OPEN, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new name: nobody else holds it
-            self._fd = fd
+            self._fd, self._path = fd, path
         return self._fd
 
     def settle(self, r: Reservation, record: CallRecord) -> bool:
-        """Write the call here (fsynced), then it and every call still pending into the backend; False when
-        the backend did not take them (they stay here and a later `replay` writes them)."""
+        """Write the call here, then into the backend, then the calls still waiting (not those other threads
+        are settling now); False when the backend did not take this one (it stays here, fsynced, and a later
+        `replay` writes it)."""
         line = _encode(r, record)
         with self._lock:
             self._pending[r.id] = (r, record)
@@ -118,8 +124,8 @@ class Journal:
                 os.write(self._file(), line)  # in the kernel's hands: a killed process does not lose it
             except OSError as exc:  # the local disk: the backend is still asked, the row only not crash-proof
                 logger.warning("spend: a settled call could not be journaled in %s: %s", self.directory, exc)
-        if self.replay():  # this call, after those still waiting
-            return True
+        if self._into_backend([(r, record)]):
+            return self.replay() or True  # this one is in; those still waiting go when they can
         with self._lock:  # the journal is now the only copy: on the disk before the caller goes on
             if self._fd is not None:
                 try:
@@ -129,24 +135,36 @@ class Journal:
         return False
 
     def replay(self) -> bool:
-        """Every pending call (this process's, and those of dead processes' files) into the backend, oldest
-        first; True when none is left."""
+        """Every waiting call (this process's, and those of dead processes' files) into the backend, oldest
+        first; True when none is left waiting."""
         if not self._orphans_checked:
             self._adopt_orphans()
         with self._lock:
-            todo = sorted(self._pending.values(), key=lambda rc: rc[1].time)
+            todo = sorted(
+                (rc for call_id, rc in self._pending.items() if call_id not in self._settling),
+                key=lambda rc: rc[1].time,
+            )
         return self._into_backend(todo) if todo else True
 
     def _into_backend(self, calls: list[tuple[Reservation, CallRecord]]) -> bool:
+        """Each call into the backend, skipping one another thread is settling; False at the first failure."""
         for r, record in calls:
+            with self._lock:
+                if r.id in self._settling or r.id not in self._pending:
+                    continue
+                self._settling.add(r.id)
             try:
                 self.backend.settle(r, record)
             except Exception as exc:  # noqa: BLE001 - the backend away: the call waits here
                 self._outage.failed(exc)
                 return False
-            self._done(r.id)
+            else:
+                self._done(r.id)
+            finally:
+                with self._lock:
+                    self._settling.discard(r.id)
         with self._lock:
-            drained = not self._pending
+            drained = not (self._pending.keys() - self._settling)
         if drained:
             self._outage.worked()
         return True
@@ -156,12 +174,27 @@ class Journal:
             if self._pending.pop(call_id, None) is None or self._fd is None:
                 return
             try:
-                if self._pending:
-                    os.write(self._fd, (json.dumps({"done": call_id}) + "\n").encode())
-                else:
+                if not self._pending:
                     os.ftruncate(self._fd, 0)  # everything is in the backend: nothing to replay after a crash
+                elif os.write(self._fd, (json.dumps({"done": call_id}) + "\n").encode()) and (
+                    os.fstat(self._fd).st_size > ROTATE_BYTES
+                ):
+                    self._rotate()
             except OSError:
                 pass  # a replay of this call after a crash is a no-op: settling is idempotent by call id
+
+    def _rotate(self) -> None:
+        """A new file with the pending calls only (synced), then the old one goes. A crash in between leaves
+        both, and replaying a call twice counts it once. Under the lock."""
+        old_fd, old_path = self._fd, self._path
+        self._fd = None
+        fd = self._file()
+        os.write(fd, b"".join(_encode(r, record) for r, record in self._pending.values()))
+        os.fsync(fd)
+        if old_fd is not None:
+            os.close(old_fd)
+        if old_path is not None:
+            old_path.unlink(missing_ok=True)
 
     def _adopt_orphans(self) -> None:
         """Take over the files of processes that died with calls pending (no lock held on them)."""
@@ -198,12 +231,10 @@ class Journal:
     def close(self) -> None:
         """Let go of this process's file; removed when nothing in it is pending."""
         with self._lock:
-            fd, self._fd = self._fd, None
+            fd, path, self._fd, self._path = self._fd, self._path, None, None
             empty = not self._pending
         if fd is None:
             return
-        if empty:
-            for path in self.directory.glob(f"{os.getpid()}-*.jsonl"):
-                if os.path.samestat(os.fstat(fd), path.stat()):
-                    path.unlink(missing_ok=True)
+        if empty and path is not None:
+            path.unlink(missing_ok=True)
         os.close(fd)
