@@ -6,7 +6,7 @@ prints its table as it finishes; the JSON (rows, details, machine) is rewritten
 after every section. Not part of the test suite: timings on a noisy machine
 make flaky tests.
 
-Sections: overhead, streaming, concurrency, startup, memory, dumps, conversations, routing, workers, spend (see
+Sections: overhead, streaming, concurrency, startup, memory, dumps, conversations, routing, workers, spend, outage (see
 each module).
 """
 
@@ -27,7 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, conversations, dumps, memory, overhead, routing, spend, startup, streaming, workers
+from bench import concurrency, conversations, dumps, memory, outage, overhead, routing, spend, startup, streaming, workers
 from bench.common import ROOT, Bench, Row, Section, UpstreamProcess
 
 SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
@@ -41,6 +41,7 @@ SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
     "routing": routing.run,
     "workers": workers.run,
     "spend": spend.run,
+    "outage": outage.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

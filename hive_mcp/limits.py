@@ -56,6 +56,10 @@ DEFAULT_MAX_IN_FLIGHT = 64
 DEFAULT_QUEUE_TIMEOUT_S = 30.0
 DEFAULT_DEADLINE_S = 600.0
 DEFAULT_MAX_INPUT_BYTES = 1024 * 1024
+LEASE_MARGIN_S = 60.0
+"""What a call holds in shared state (its budget reservation, its conversation's turn) outlives its deadline by
+this: the provider gives up by the deadline, so a lease never ends while its call runs, and one whose process
+died ends this long after the call would have."""
 
 INPUT_FIELDS = ("prompt", "messages", "system", "tools")
 """What counts towards the input limit."""

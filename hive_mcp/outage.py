@@ -1,5 +1,5 @@
-"""A dependency's outages (Redis, for the dump store and the subscription bus), each told once: one warning
-when it goes away, one when it is back, however many calls fail or succeed in between."""
+"""A dependency's outages (the state store's Redis, the spend ledger behind its journal), each told once: one
+warning when it goes away, one when it is back, however many calls fail or succeed in between."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -280,3 +280,26 @@ def dump_id_in(text: str) -> str:
     m = re.search(r"hive://failed-requests/([A-Za-z0-9_.-]+[0-9a-f])", text)
     assert m, f"no dump URI in: {text!r}"
     return m[1]
+
+
+@contextmanager
+def instances_on(state_url: str, workdir: Path, names: Sequence[str], args: Sequence[str] = (), **env: str) -> Iterator[
+    list[HttpServer]
+]:
+    """Stateless hive-mcp instances sharing the Redis at `state_url`, each with its own dump directory and hive
+    home under `workdir` (as on separate machines); `env` adds settings. They must exit 0 on SIGTERM."""
+    servers = []
+    for name in names:
+        child = child_env(
+            PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1", HIVE_MCP_STATE_URL=state_url,
+            HIVE_MCP_DUMP_DIR=str(workdir / f"{name}-dumps"), HIVE_HOME=str(workdir / f"{name}-home"),
+            LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true", **env,
+        )  # fmt: skip
+        servers.append(HttpServer("http", child, workdir, name, args=["--stateless", *args]))
+    try:
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        codes = [server.terminate() for server in servers]
+    assert codes == [0] * len(servers), [s.stderr() for s in servers]

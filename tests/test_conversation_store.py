@@ -24,6 +24,7 @@ from tests.conftest_valkey import (  # noqa: F401 - backend, sqlite_backend, val
     SYSTEM, Backend, answer, backend, continued, sqlite_backend, started, stored_keys, turn, user, valkey_server,
     wait_for,
 )  # fmt: skip
+from hive_mcp.conversations.sqlite_store import MIGRATIONS
 from tests.valkey import ValkeyProcess, valkey_binary
 
 # ---------------------------------------------------------------------------
@@ -427,7 +428,7 @@ async def test_sqlite_survives_a_restart_in_private_files(sqlite_backend: Backen
     for p in backend.path.parent.iterdir():
         assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, p
     with sqlite3.connect(backend.path) as conn:
-        assert conn.execute("SELECT name FROM _migrations").fetchall() == [("m001_initial",)]
+        assert conn.execute("SELECT name FROM _migrations").fetchall() == [(name,) for name, _ in MIGRATIONS]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -482,3 +483,23 @@ async def test_redis_outage_is_one_store_error_and_recovers() -> None:
         await wait_for(back)
         assert len((await store.list()).items) == 1  # --save '': the restarted server starts empty
         await store.aclose()
+
+
+async def test_one_writer_per_conversation_across_processes(backend: Backend) -> None:
+    """Two stores on one storage (two processes, or two instances): the second waits for the first's turn,
+    gets a one-line busy error when the queue timeout passes first, and takes the turn once the first holder's
+    lease ends (a holder that died never gives it back)."""
+    first, second = backend.make(), backend.make()
+    held = first.writer("conv_x", lease_s=60, timeout_s=1)
+    await held.__aenter__()
+    with pytest.raises(ConversationBusy, match="conv_x is busy"):
+        async with second.writer("conv_x", lease_s=60, timeout_s=0.1):
+            pass
+    await held.__aexit__(None, None, None)
+    async with second.writer("conv_x", lease_s=60, timeout_s=0):
+        pass  # given back: taken at once, even with no time to wait
+    dead = first.writer("conv_y", lease_s=0.3, timeout_s=1)
+    await dead.__aenter__()  # and never left: its process died
+    with anyio.fail_after(5):
+        async with second.writer("conv_y", lease_s=60, timeout_s=None):
+            pass

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from hive_mcp.dumps import DumpNotFound, DumpStore, InvalidDumpId
-from hive_mcp.dumps import redis_store
 from hive_mcp.dumps.redis_store import RedisDumpStore
 from tests.processes import child_env
 from tests.test_dumps import make_dump
@@ -85,9 +84,8 @@ def test_retention_applies_to_the_shared_dumps(valkey_server: ValkeyProcess, tmp
 
 
 def test_while_redis_is_down_dumps_go_to_the_directory_and_move_back(
-    tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(redis_store, "RETRY_S", 0.0)  # ask Redis again at every operation
     with ValkeyProcess(valkey_binary()) as server:
         one = open_store(server, tmp_path / "one", prefix)
         two = open_store(server, tmp_path / "two", prefix)
@@ -99,13 +97,16 @@ def test_while_redis_is_down_dumps_go_to_the_directory_and_move_back(
         assert one.read(during).error_type == "timeout"
         also = one.write(make_dump(error_type="bad_request"))
         server.start()
+        assert one._outage.wait_usable(10)  # noqa: SLF001 - the state store's probe heard Redis again
         after = one.write(make_dump(error_type="server_error"))
         # Nothing written meanwhile is lost (`first` went with the test server, restarted without persistence).
         assert first is not None
         assert {i.id for i in two.list().items} == {during, also, after}
         assert not list((tmp_path / "one").glob("*.json"))  # moved into Redis
-    outage = [r for r in caplog.records if "unavailable for failure dumps" in r.getMessage()]
+    outage = [r for r in caplog.records if "is unavailable (" in r.getMessage()]
     assert len(outage) == 1  # one warning per outage, not one per dump
+    back = [r for r in caplog.records if "every store uses it again" in r.getMessage()]
+    assert len(back) == 1
 
 
 def test_hive_mcp_dumps_list_reads_redis(valkey_server: ValkeyProcess, tmp_path: Path) -> None:  # noqa: F811

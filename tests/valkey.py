@@ -10,6 +10,7 @@ installed.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import tempfile
@@ -83,10 +84,20 @@ class ValkeyProcess:
                 raise RuntimeError(f"valkey-server did not answer PING on port {self.port} within {timeout}s")
             time.sleep(0.02)  # polling the server's readiness, bounded by the deadline
 
+    def freeze(self) -> None:
+        """SIGSTOP: the server keeps its connections and answers nothing (a hung Redis), until `thaw`."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        proc.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
         proc.terminate()
         try:
             proc.wait(timeout=5)

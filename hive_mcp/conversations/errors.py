@@ -118,10 +118,12 @@ class StoreError(Exception):
     path or its URL with the credentials removed.
     """
 
-    def __init__(self, store: str, operation: str, exc: BaseException | str) -> None:
+    def __init__(self, store: str, operation: str, exc: BaseException | str, *, told: bool = False) -> None:
         detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         self.store = store
         self.operation = operation
+        self.told = told
+        """The outage behind it was logged already (once, by the state store): no warning per call."""
         self.line = one_line(f"conversation store {store} failed to {operation}: {detail}", _LINE)
         super().__init__(self.line)
 

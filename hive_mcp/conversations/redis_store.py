@@ -13,6 +13,9 @@ Keys live under one prefix (`hive-mcp:` by default):
   its forks, which share messages). Each use of a member renews their expiry,
   so they outlive every member; they are freed when the last member is
   deleted or expires (a deleted fork's own messages wait for that).
+* `{p}writer:{id}`: the token of the call writing thread `id` now (SET NX with
+  a lease: the store's `writer` turn), deleted by its holder only (compare and
+  delete), or gone when the lease ends because the holder died.
 * `{p}index` and `{p}owner:{owner}`: sorted sets of thread ids by last use,
   for listings and for evicting the oldest-used beyond `max_conversations`.
   Entries of expired threads are removed when met.
@@ -31,17 +34,18 @@ without its credentials.
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..state_store import StateStore, redacted_url
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from .model import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
 from .store import ConversationStore, Stored
@@ -158,14 +162,8 @@ return {t, '', table.concat(records, '\\n'), table.concat(turns, '\\n')}
 """
 
 
-def redacted_url(url: str) -> str:
-    """The URL without user name or password: how the store is named in messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return f"{parts.scheme}://{netloc}{parts.path}"  # no query: it may carry a password too
+# ARGV: the writer key, its holder's token.
+_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -201,8 +199,6 @@ class RedisStore(ConversationStore):
         url: str,
         *,
         prefix: str = "hive-mcp:",
-        connect_timeout_s: float = 2.0,
-        timeout_s: float = 5.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -213,22 +209,38 @@ class RedisStore(ConversationStore):
             raise ValueError(f"state_url: {exc}") from None
         self.name = redacted_url(url)
         self.prefix = prefix
-        # No retries inside the client: an outage surfaces at once as one StoreError,
-        # and the next call reconnects by itself.
-        self._r = aioredis.from_url(
-            url, decode_responses=True, socket_connect_timeout=connect_timeout_s, socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
-        )  # fmt: skip
-        self._advance_script = self._r.register_script(_ADVANCE)
-        self._insert_script = self._r.register_script(_INSERT)
-        self._drop_script = self._r.register_script(_DROP)
-        self._read_script = self._r.register_script(_READ)
+        # The process's state store: its pool, its timeouts, and its breaker (one warning per outage for
+        # every store; while open, every operation is a StoreError at once, asking nothing).
+        self._shared = StateStore.shared(url)
+        self._scripts: dict[tuple[int, str], Any] = {}
+
+    @property
+    def _r(self) -> Any:
+        """The running loop's client of the state store."""
+        return self._shared.aclient()
+
+    def _script(self, source: str) -> Any:
+        client = self._r
+        key = (id(client), source)
+        found = self._scripts.get(key)
+        if found is None:
+            found = self._scripts[key] = client.register_script(source)
+        return found
 
     async def _do(self, call: Awaitable[T], operation: str) -> T:
+        if not self._shared.usable():
+            if inspect.iscoroutine(call):
+                call.close()  # never sent
+            raise StoreError(self.name, operation, "the state store is unavailable", told=True)
         try:
-            return await call
+            out = await call
         except (RedisError, OSError) as exc:
-            raise StoreError(self.name, operation, exc) from None
+            away = not isinstance(exc, RedisError) or isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+            if away:
+                self._shared.failed(exc)
+            raise StoreError(self.name, operation, exc, told=away) from None
+        self._shared.worked()
+        return out
 
     def _ttls(self) -> tuple[int, int]:
         """Expiries in ms: the thread's (0: none, when the TTL is off) and its tombstone's (always bounded)."""
@@ -236,11 +248,16 @@ class RedisStore(ConversationStore):
         gone = max(1, int(((ttl or 0.0) + self.limits.tombstone_s) * 1000))
         return (0 if ttl is None else max(1, int(ttl * 1000))), gone
 
+    async def _take_writer(self, conversation_id: str, token: str, lease_s: float) -> bool:
+        key, lease_ms = f"{self.prefix}writer:{conversation_id}", max(1, math.ceil(lease_s * 1000))
+        return bool(await self._do(self._r.set(key, token, nx=True, px=lease_ms), "take a conversation's turn"))
+
+    async def _drop_writer(self, conversation_id: str, token: str) -> None:
+        unlock = self._script(_UNLOCK)(keys=[f"{self.prefix}writer:{conversation_id}"], args=[token])
+        await self._do(unlock, "end a conversation's turn")
+
     async def aclose(self) -> None:
-        try:
-            await self._r.aclose()
-        except (RedisError, OSError):
-            pass
+        await self._shared.aclose()
 
     # -- primitives ----------------------------------------------------------
 
@@ -258,7 +275,7 @@ class RedisStore(ConversationStore):
         return _thread_of(conversation_id, h)
 
     async def _view(self, conversation_id: str) -> ThreadView:
-        reply = await self._do(self._read_script(args=[self.prefix, conversation_id]), "read a conversation")
+        reply = await self._do(self._script(_READ)(args=[self.prefix, conversation_id]), "read a conversation")
         if not reply[0]:
             raise self._missing(conversation_id, reply[1] or None)
         thread = _thread_of(conversation_id, _pairs(reply[0]))
@@ -277,7 +294,7 @@ class RedisStore(ConversationStore):
             _data(thread), ttl, gone_ttl, touch or "", (thread.forked_from or "") if touch else "",
             *_records(messages, turn),
         ]  # fmt: skip
-        outcome = await self._do(self._insert_script(args=args), "store a new conversation")
+        outcome = await self._do(self._script(_INSERT)(args=args), "store a new conversation")
         if outcome == "gone":
             raise ExpiredConversation(touch or thread.id)
         await self._do(self._prune(thread), "evict old conversations")
@@ -301,7 +318,7 @@ class RedisStore(ConversationStore):
         victims = [v for v in oldest if v != thread.id][: count - cap]
         _, gone_ttl = self._ttls()
         for victim in victims:
-            await self._drop_script(args=[p, victim, "evicted", gone_ttl])
+            await self._script(_DROP)(args=[p, victim, "evicted", gone_ttl])
 
     async def _advance(
         self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None
@@ -311,7 +328,7 @@ class RedisStore(ConversationStore):
             self.prefix, thread.id, expected_tip or "", thread.tip or "", to_us(thread.last_used), _data(thread),
             ttl, gone_ttl, *_records(messages, turn),
         ]  # fmt: skip
-        outcome = await self._do(self._advance_script(args=args), "append to a conversation")
+        outcome = await self._do(self._script(_ADVANCE)(args=args), "append to a conversation")
         if outcome == "conflict":
             raise ConversationConflict(thread.id)
         if outcome == "gone":
@@ -353,4 +370,4 @@ class RedisStore(ConversationStore):
         return page_of(items, limit)
 
     async def _delete(self, thread: Thread) -> None:
-        await self._do(self._drop_script(args=[self.prefix, thread.id, "", 1]), "delete a conversation")
+        await self._do(self._script(_DROP)(args=[self.prefix, thread.id, "", 1]), "delete a conversation")

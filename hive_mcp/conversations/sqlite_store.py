@@ -13,6 +13,8 @@
   is upgraded in place.
 * The directory is 0700 and the file 0600 (SQLite gives its `-wal` and `-shm`
   files the database file's mode): stored text is the callers' own.
+* A call on a conversation holds its turn in `writers` (a row with a lease),
+  so processes sharing the file serve one conversation's calls one at a time.
 * Expiry follows the injectable clock: a thread unused for `ttl_s` is expired
   on sight, and dropped (with a tombstone, so it reads as expired rather than
   unknown for `tombstone_s`) by the next write or `sweep()`.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -88,7 +91,14 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX tombstones_by_age ON tombstones (at_us)")
 
 
-MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [("m001_initial", _m001_initial)]
+def _m002_writers(conn: sqlite3.Connection) -> None:
+    # The call writing each conversation now, across the processes sharing the file (`writer`).
+    conn.execute("CREATE TABLE writers (id TEXT PRIMARY KEY, token TEXT NOT NULL, expires REAL NOT NULL)")
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("m001_initial", _m001_initial), ("m002_writers", _m002_writers),
+]
 """Applied in this order, each once; append new ones, never edit an applied one."""
 
 
@@ -147,6 +157,25 @@ class SQLiteStore(ConversationStore):
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self._db.close, limiter=self._limiter)
+
+    async def _take_writer(self, conversation_id: str, token: str, lease_s: float) -> bool:
+        now = time.time()  # leases are the machine's time, which every process on the file shares
+
+        def take(conn: sqlite3.Connection) -> bool:
+            with transaction(conn):
+                conn.execute("DELETE FROM writers WHERE id = ? AND expires <= ?", (conversation_id, now))
+                return conn.execute(
+                    "INSERT OR IGNORE INTO writers VALUES (?, ?, ?)", (conversation_id, token, now + lease_s)
+                ).rowcount == 1
+
+        return await self._run(take, "take a conversation's turn")
+
+    async def _drop_writer(self, conversation_id: str, token: str) -> None:
+        def drop(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute("DELETE FROM writers WHERE id = ? AND token = ?", (conversation_id, token))
+
+        await self._run(drop, "end a conversation's turn")
 
     # -- rules inside a connection -------------------------------------------
 

@@ -20,13 +20,18 @@ Each primitive is atomic in its backend, so what holds here holds for both:
 
 from __future__ import annotations
 
+import math
+import secrets
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import ConversationConflict, UnknownConversation, UnknownMessage
+import anyio
+
+from .errors import ConversationBusy, ConversationConflict, StoreError, UnknownConversation, UnknownMessage
 from .model import (
     ChatMessage,
     ConversationLimits,
@@ -47,7 +52,9 @@ from .model import (
     to_us,
 )
 
-__all__ = ["ConversationStore", "Stored"]
+__all__ = ["WRITER_POLL_S", "ConversationStore", "Stored"]
+
+WRITER_POLL_S = (0.02, 0.25)  # first and longest wait between two tries at a conversation another call writes
 
 Stored = tuple[Message, str]
 """A message to write and its JSON text (what `max_bytes` counts)."""
@@ -184,6 +191,31 @@ class ConversationStore(ABC):
         """Drop expired threads now (reads treat them as expired anyway); returns how many went."""
         return 0
 
+    @asynccontextmanager
+    async def writer(self, conversation_id: str, *, lease_s: float, timeout_s: float | None) -> AsyncIterator[None]:
+        """Be the one writer of `conversation_id` across every process on this store for the body, waiting at
+        most `timeout_s` for the current one (`ConversationBusy` then). The turn is held for at most `lease_s`
+        (the call's deadline and a margin), so a holder that dies frees it; the body's end frees it at once."""
+        token = secrets.token_hex(8)
+        if not await self._take_writer(conversation_id, token, lease_s):  # free: no wait, even with a zero timeout
+            wait = WRITER_POLL_S[0]
+            with anyio.move_on_after(math.inf if timeout_s is None else timeout_s) as waited:
+                while True:
+                    await anyio.sleep(wait)  # the holder ends or its lease does; nothing signals across machines
+                    if await self._take_writer(conversation_id, token, lease_s):
+                        break
+                    wait = min(wait * 2, WRITER_POLL_S[1])
+            if waited.cancelled_caught:
+                raise ConversationBusy(conversation_id, timeout_s or 0.0)
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._drop_writer(conversation_id, token)
+                except StoreError:
+                    pass  # the lease ends it
+
     async def aclose(self) -> None:  # noqa: B027 - backends without resources need nothing
         """Release connections."""
 
@@ -194,6 +226,13 @@ class ConversationStore(ABC):
         await self.aclose()
 
     # -- shared steps --------------------------------------------------------
+
+    async def _take_writer(self, conversation_id: str, token: str, lease_s: float) -> bool:
+        """Take `conversation_id`'s turn as `token` if nobody holds it (or the holder's lease ended)."""
+        return True  # a store one process writes: the in-process `ConversationLocks` order its calls
+
+    async def _drop_writer(self, conversation_id: str, token: str) -> None:  # noqa: B027 - nothing held
+        """Give the turn back if `token` still holds it."""
 
     def _cutoff_us(self) -> int | None:
         """A thread last used before this (microseconds) has expired; None when the TTL is off."""

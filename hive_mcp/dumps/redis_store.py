@@ -11,31 +11,27 @@ The same ids, fields, redaction, retention limits and API as the directory
 A name is taken with SET NX, so two instances never write the same id.
 
 Redis unavailable: the dump goes to the local directory (the store's
-`directory`), with one warning per outage, and is not lost: this instance lists
-and reads it alongside the shared ones, and the next write that reaches Redis
-moves the local dumps there. While Redis is failing it is asked again only every
-`RETRY_S`, so an outage costs the call path at most one connect timeout now and then.
+`directory`) and is not lost: this instance lists and reads it alongside the
+shared ones, and the next write that reaches Redis moves the local dumps there.
+Redis is asked through the process's `StateStore` (its pool, timeouts and
+breaker): one warning per outage for every store, and no call waits on a Redis
+the breaker knows is away.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ..outage import Outage
+from ..state_store import StateStore
 from .format import DumpNotFound, FailureDump
 from .store import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, DumpStore
 
-__all__ = ["DEFAULT_PREFIX", "RETRY_S", "RedisDumpStore"]
-
-logger = logging.getLogger("hive_mcp.dumps")
+__all__ = ["DEFAULT_PREFIX", "RedisDumpStore"]
 
 DEFAULT_PREFIX = "hive-mcp:"
-RETRY_S = 5.0
-TIMEOUT_S = 1.0
 
 
 class RedisDumpStore(DumpStore):
@@ -55,13 +51,10 @@ class RedisDumpStore(DumpStore):
         super().__init__(directory, max_count=max_count, max_bytes=max_bytes, max_age=max_age, secrets=secrets)
         import redis
 
-        self._redis: Any = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
+        self._outage = StateStore.shared(url)
+        self._redis: Any = self._outage.client()
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._key, self._index, self._sizes = f"{prefix}dump:", f"{prefix}dumps", f"{prefix}dump-sizes"
-        self._outage = Outage(
-            logger, "the state store (Redis) is unavailable for failure dumps (%s): they go to %s until it is back",
-            "the state store (Redis) is back: failure dumps are shared again", self.directory, retry_s=RETRY_S,
-        )  # fmt: skip
 
     def location(self) -> str:
         """Where the dumps are, for log lines (no password)."""

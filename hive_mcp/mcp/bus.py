@@ -8,15 +8,16 @@ tagged with this bus's origin; what comes back from Redis with that origin is
 skipped, so nobody hears a change twice.
 
 Redis unavailable: local listeners are still told (nothing on the call path
-waits on Redis or fails because of it), one warning per outage, and the reader
-reconnects until Redis returns. Events published meanwhile do not reach other
+waits on Redis or fails because of it), and the reader reconnects once Redis
+returns. Redis is asked through the process's `StateStore` (its pool, its
+timeouts and its breaker: one warning per outage for every store, and no
+publish while the breaker is open). Events published meanwhile do not reach other
 processes: like the SDK's own streams, delivery has no replay (clients re-listen
 and refetch).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from secrets import token_hex
@@ -28,16 +29,13 @@ from pydantic import BaseModel, ValidationError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
 from mcp.shared.subscriptions import event_from_wire, event_to_notification
 
-from ..outage import Outage
+from ..state_store import StateStore
 
 __all__ = ["DEFAULT_CHANNEL", "RedisSubscriptionBus", "channel_for", "running"]
 
-logger = logging.getLogger("hive_mcp.bus")
-
 DEFAULT_CHANNEL = "hive-mcp:events"
-RECONNECT_S = (0.2, 5.0)  # first and longest wait between attempts to reach Redis again
-POLL_S = 1.0
-TIMEOUT_S = 2.0
+RECONNECT_S = (0.2, 1.0)  # first and longest wait between attempts to reach Redis again: it resumes within 5 s
+POLL_S = 0.5  # under the state store's socket timeout: an idle channel is not a timed-out Redis
 
 
 def channel_for(url: str) -> str:
@@ -83,10 +81,7 @@ class RedisSubscriptionBus:
         self.origin = token_hex(8)
         self._local = InMemorySubscriptionBus()
         self._client: Any = None
-        self._outage = Outage(
-            logger, "change notifications cannot reach other processes: the state store (Redis) is unavailable: "
-            "%s; retrying", "change notifications reach other processes again: the state store (Redis) is back",
-        )  # fmt: skip
+        self._outage = StateStore.shared(url)
         self.connected = anyio.Event()
         """Set once the reader has subscribed (for tests and start-up ordering)."""
 
@@ -95,7 +90,7 @@ class RedisSubscriptionBus:
 
     async def publish(self, event: ServerEvent) -> None:
         await self._local.publish(event)
-        if self._client is None:
+        if self._client is None or not self._outage.usable():
             return
         try:
             await self._client.publish(self.channel, _encode(self.origin, event))
@@ -106,9 +101,7 @@ class RedisSubscriptionBus:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        import redis.asyncio as aioredis
-
-        self._client = aioredis.from_url(self._url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
+        self._client = self._outage.aclient()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._read)
@@ -117,13 +110,15 @@ class RedisSubscriptionBus:
                 finally:
                     tg.cancel_scope.cancel()
         finally:
-            client, self._client = self._client, None
-            with anyio.CancelScope(shield=True):
-                await client.aclose()
+            self._client = None  # the pool is the state store's
 
     async def _read(self) -> None:
         wait = RECONNECT_S[0]
         while True:
+            if not self._outage.usable():  # the breaker is open: the probe says when Redis is back
+                await anyio.sleep(wait)
+                wait = min(wait * 2, RECONNECT_S[1])
+                continue
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)

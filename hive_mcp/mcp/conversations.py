@@ -4,7 +4,8 @@ A call without `conversation_id` goes to the model as it is; once it succeeds,
 its system prompt, messages and answer become a new conversation, whose id the
 result carries. A call with one is served under that conversation's lock (one
 call at a time per conversation, with the queue timeout and cancellation of the
-in-flight limit; a fork takes no lock, since its source does not change): the
+in-flight limit; a fork takes no lock, since its source does not change), in
+this process and then across every instance on the store (`writer`): the
 stored thread, then the call's new messages, go to the model, and once it
 succeeds the new messages and the answer are appended in one compare-and-swap.
 A failed call stores nothing. A lookup that fails (malformed, unknown, expired,
@@ -36,6 +37,7 @@ from mcp_types import CallToolResult
 from mcp.server.context import ServerRequestContext
 
 from ..conversations import (
+    ConversationBusy,
     ConversationConflict,
     ConversationError,
     ConversationLocks,
@@ -50,6 +52,7 @@ from ..conversations import (
 )
 from ..conversations.model import check_room
 from ..dumps import DumpStore
+from ..limits import LEASE_MARGIN_S
 from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
 from ..tokens import CALLER_STATE_KEY, LOCAL_CALLER
 from .args import CompleteArgs
@@ -182,7 +185,16 @@ class ConversationService:
                 cid = check_id(args.conversation_id)
                 if not args.fork:
                     async with waiting():
+                        began = time.monotonic()
                         await stack.enter_async_context(self.locks.hold(cid))
+                        # Then across instances: one queue timeout covers both waits.
+                        limit = self.locks.timeout_s
+                        left = None if limit is None else max(0.0, limit - (time.monotonic() - began))
+                        lease = float(kwargs["deadline"]) + LEASE_MARGIN_S
+                        try:
+                            await stack.enter_async_context(self.store.writer(cid, lease_s=lease, timeout_s=left))
+                        except ConversationBusy:
+                            raise ConversationBusy(cid, limit) from None  # the whole wait, both queues
                 view = await self.store.get(cid, owner=owner)
                 if not args.fork:
                     check_room(view.thread, self.store.limits, 1, 0)
@@ -261,7 +273,8 @@ class ConversationService:
                     logger.warning("conversation %s moved on meanwhile; this answer starts a fork of it", base.id)
                     thread = await self._fork(base, owner, stored, turn)
         except (ConversationError, StoreError) as exc:
-            logger.warning("the answer was not stored, so the result has no conversation_id: %s", exc)
+            if not getattr(exc, "told", False):  # a state store outage is told once, not at every call
+                logger.warning("the answer was not stored, so the result has no conversation_id: %s", exc)
             return None
         if self.on_change is not None:
             self.on_change(thread.id)

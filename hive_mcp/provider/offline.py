@@ -10,6 +10,14 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+# The Router's Redis (cooldowns and usage shared between processes) goes through litellm's circuit breaker,
+# read from these at import. Its defaults (open after five failures spanning 5 s, then keep Redis out for
+# 60 s) let a frozen Redis cost every call its timeout and hold sharing back for a minute after Redis is back.
+# Here the first failure opens it and it lets Redis in again after 2 s: sharing resumes within 5 s, as every
+# store does.
+os.environ.setdefault("REDIS_CIRCUIT_BREAKER_FAILURE_THRESHOLD", "1")
+os.environ.setdefault("REDIS_CIRCUIT_BREAKER_TIMEOUT_MIN_DURATION", "0")
+os.environ.setdefault("REDIS_CIRCUIT_BREAKER_RECOVERY_TIMEOUT", "2")
 
 import litellm  # noqa: E402
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..models.config import ModelsConfig
 from .base import Message, ProviderError
@@ -33,6 +34,7 @@ from ..listeners import Listeners
 from ..models.catalogue import is_pattern, pattern_matches, some_names
 from .catalogue import listed_names
 from .offline import litellm
+from ..state_store import TIMEOUT_S, StateStore
 
 logger = logging.getLogger("hive_mcp.provider")
 
@@ -40,6 +42,7 @@ USAGE_TTL_S = 60  # one minute's counters, as litellm's usage-based routing keep
 # The strategies that route by per-deployment, per-minute rpm/tpm counters (litellm's key names).
 _USAGE_STRATEGIES = frozenset({"usage-based-routing-v2"})
 REDIS_WARNING_INTERVAL_S = 600.0
+REDIS_TIMEOUTS = {"socket_timeout": TIMEOUT_S, "socket_connect_timeout": TIMEOUT_S}
 
 # Which fallback list answers which error category; any other failure uses `fallbacks`.
 _SPECIFIC_FALLBACKS = {"context_window": "context_window_fallbacks", "content_policy": "content_policy_fallbacks"}
@@ -84,6 +87,9 @@ class ModelRouter(Listeners):
         self.default_fallbacks: list[str] = list(settings.get("default_fallbacks") or [])
         timeout = settings.get("timeout", config.litellm_settings.get("request_timeout"))
         self.timeout: float | None = None if timeout is None else float(timeout)
+        uses_redis = any(k.startswith("redis") for k in settings)
+        if uses_redis:  # the state store's short timeouts, unless the config sets its own
+            settings["cache_kwargs"] = {**REDIS_TIMEOUTS, **dict(settings.get("cache_kwargs") or {})}
         # num_retries=0: the Router runs no retry loop of its own (it is never asked to call anyway).
         self.router = litellm.Router(
             model_list=[dict(d) for d in config.usable_entries()], **{**settings, "num_retries": 0}
@@ -97,8 +103,8 @@ class ModelRouter(Listeners):
             self._deployments[group] = [_deployment(group, d) for d in found if d.get("model_name") == group]
         self._lock = threading.Lock()
         self._seen_cooling: dict[str, float] = {}  # deployment id -> the end of the last cooldown announced
-        if any(k.startswith("redis") for k in settings):
-            _quiet_redis_warnings()
+        if uses_redis:
+            _quiet_redis_warnings(redis_address(settings))
 
     # -- names ------------------------------------------------------------------------
 
@@ -296,15 +302,23 @@ def _ends(active: Any) -> dict[str, float]:
 
 
 class _RedisWarnings(logging.Filter):
-    """litellm warns on every Redis command that fails while Redis is away; one line says it all."""
+    """litellm warns on every Redis command that fails while Redis is away; one line says it all.
+
+    When this process has a state store (HIVE_MCP_STATE_URL) on the Router's Redis, its breaker is the one
+    notion of that Redis being away, with one warning when it goes and one when it is back: litellm's lines
+    are dropped. Otherwise one line per `REDIS_WARNING_INTERVAL_S`."""
 
     def __init__(self) -> None:
         super().__init__()
         self.last = float("-inf")
+        self.addresses: set[tuple[str, int]] = set()
+        """The Routers' Redis (host, port): a state store on one of them shares its breaker."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or "redis" not in record.getMessage().lower():
             return True
+        if any(s.address in self.addresses for s in StateStore.all()):
+            return False  # the same Redis: the state store tells its outages (every call settles through it)
         now = time.monotonic()
         if now - self.last < REDIS_WARNING_INTERVAL_S:
             return False
@@ -319,7 +333,16 @@ class _RedisWarnings(logging.Filter):
 _REDIS_FILTER = _RedisWarnings()
 
 
-def _quiet_redis_warnings() -> None:
+def redis_address(settings: Mapping[str, Any]) -> tuple[str, int]:
+    """The (host, port) of the Redis a Router's settings name."""
+    if settings.get("redis_url"):
+        parts = urlsplit(str(settings["redis_url"]))
+        return parts.hostname or "localhost", parts.port or 6379
+    return str(settings.get("redis_host") or "localhost"), int(settings.get("redis_port") or 6379)
+
+
+def _quiet_redis_warnings(address: tuple[str, int]) -> None:
+    _REDIS_FILTER.addresses.add(address)
     for name in ("LiteLLM", "LiteLLM Router"):
         lg = logging.getLogger(name)
         if _REDIS_FILTER not in lg.filters:

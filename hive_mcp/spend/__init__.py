@@ -2,7 +2,8 @@
 
 `budgets` (what a budget is, UTC periods, reading the settings), `ledger` (the
 shapes and the backend interface), `sqlite_backend` and `redis_backend` (the
-stores), `service` (`Spend`: reserve the worst case, settle the actual cost).
+stores), `journal` (settled calls on disk until the backend took them), `service`
+(`Spend`: reserve the worst case, settle the actual cost).
 """
 
 from .budgets import Budget, BudgetError, Budgets

@@ -112,7 +112,8 @@ class Backend(ABC):
 
     @abstractmethod
     def settle(self, r: Reservation, record: CallRecord) -> None:
-        """Drop `r` (if still held) and record the call; its cost counts in the day and month of `r.start`."""
+        """Drop `r` (if still held) and record the call; its cost counts in the day and month of `r.start`.
+        Idempotent by `r.id`: a call settled again (replayed from the journal) is recorded once."""
 
     @abstractmethod
     def release(self, r: Reservation) -> None:

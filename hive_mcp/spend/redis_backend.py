@@ -8,6 +8,8 @@ Keys live under `{prefix}` (`hive-mcp:spend:` by default):
 * `{p}held:{period}:{scope}`: micro-USD reserved by calls in flight.
 * `{p}res` (hash id -> `amount`, then the held keys, newline-separated) and
   `{p}resexp` (sorted set id -> lease expiry, ms): the reservations.
+* `{p}settled:{id}`: set when call `id` is settled, so a call replayed from
+  the journal counts once (expires with the daily totals).
 * `{p}day:{day}` (hash `caller US group US field` -> count) and `{p}days`
   (sorted set of days): daily totals; `{p}calls` (sorted set by time): calls.
 
@@ -23,8 +25,9 @@ ms; instances' clocks need only agree to within a lease's margin.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.exceptions import RedisError
@@ -34,6 +37,7 @@ from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow, scope_o
 
 __all__ = ["RedisBackend"]
 
+T = TypeVar("T")
 US = "\x1f"
 _FIELDS = ("cost", "calls", "unpriced", "input", "output")
 
@@ -91,6 +95,7 @@ return left
 _SETTLE = _DROP + """
 local p, id, cost, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 drop(p, id)
+if not redis.call('SET', p .. 'settled:' .. id, '1', 'NX', 'EX', ttl) then return 0 end
 local nf = tonumber(ARGV[11])
 for i = 0, nf - 1 do redis.call('HINCRBY', ARGV[5], ARGV[12 + 2 * i], ARGV[13 + 2 * i]) end
 redis.call('EXPIRE', ARGV[5], ttl)
@@ -127,17 +132,18 @@ def _day_score(day: str) -> int:
 
 
 class RedisBackend(Backend):
-    def __init__(
-        self, url: str, *, prefix: str = "hive-mcp:spend:", keep_days: int = 90, calls_days: int = 7,
-        timeout_s: float = 5.0,
-    ) -> None:  # fmt: skip
-        from ..conversations.redis_store import redacted_url
+    """The ledger on the process's state store (`StateStore.shared(url)`): its pool, its timeouts and its
+    breaker. While the breaker is open every operation fails at once (an `OSError`), asking nothing."""
 
-        self.name = redacted_url(url)
+    def __init__(self, url: str, *, prefix: str = "hive-mcp:spend:", keep_days: int = 90, calls_days: int = 7) -> None:
+        from ..state_store import StateStore
+
+        self.shared = StateStore.shared(url)
+        self.name = self.shared.name
         self.p = prefix
         self.keep_days = keep_days
         self.calls_days = calls_days
-        self._r = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._r = self.shared.client()
         self._reserve = self._r.register_script(_RESERVE)
         self._settle = self._r.register_script(_SETTLE)
         self._release = self._r.register_script(_RELEASE)
@@ -194,7 +200,7 @@ class RedisBackend(Backend):
         return {b.id: (out[2 * i], out[2 * i + 1]) for i, b in enumerate(budgets)}
 
     def totals(self, since_day: str) -> list[TotalRow]:
-        try:
+        def read() -> list[TotalRow]:
             days = self._r.zrangebyscore(f"{self.p}days", _day_score(since_day), "+inf")
             pipe = self._r.pipeline(transaction=False)
             for key in days:
@@ -208,14 +214,11 @@ class RedisBackend(Backend):
                     found.setdefault((caller, group), {})[name] = int(value)
                 rows += [TotalRow(day, c, g, *(v.get(f, 0) for f in _FIELDS)) for (c, g), v in sorted(found.items())]
             return rows
-        except RedisError as exc:
-            raise OSError(f"{self.name}: {type(exc).__name__}") from None
+
+        return self._ask(read)
 
     def calls(self, since: datetime) -> list[CallRecord]:
-        try:
-            members = self._r.zrangebyscore(f"{self.p}calls", _ms(since), "+inf")
-        except RedisError as exc:
-            raise OSError(f"{self.name}: {type(exc).__name__}") from None
+        members = self._ask(lambda: self._r.zrangebyscore(f"{self.p}calls", _ms(since), "+inf"))
         out = []
         for m in members:
             _, ts, *rest = json.loads(m)
@@ -225,13 +228,23 @@ class RedisBackend(Backend):
         return out
 
     def _call(self, script: Any, args: list[Any]) -> Any:
+        return self._ask(lambda: script(args=args))
+
+    def _ask(self, fn: Callable[[], T]) -> T:
+        """`fn()` against Redis, through the breaker; an `OSError` naming the store when it is open or fails."""
+        if not self.shared.usable():
+            raise OSError(f"{self.name}: the state store is unavailable")
         try:
-            return script(args=args)
+            out = fn()
         except RedisError as exc:
+            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):  # not an answer: Redis is away
+                self.shared.failed(exc)
             raise OSError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+        self.shared.worked()
+        return out
 
     def close(self) -> None:
-        self._r.close()
+        """Nothing: the pool is the process's, shared with the other stores."""
 
 
 def _row(record: CallRecord) -> list[Any]:

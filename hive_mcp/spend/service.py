@@ -20,6 +20,12 @@ A reservation's lease is the call's deadline plus `LEASE_MARGIN_S`: the
 provider gives up by the deadline, so a lease outlives its call, and a process
 killed mid-call stops holding budget once its leases run out. On shutdown the
 reservations still held are released (`release_all`).
+
+A settled call goes through the `Journal` (a local file) before the backend:
+when the backend does not answer, the row waits there (fsynced) and is written
+as soon as a Redis backend is back, or before this process reserves or settles
+again, so no row is lost and no budget is checked without the calls this
+process already settled.
 """
 
 from __future__ import annotations
@@ -35,15 +41,15 @@ from typing import Any
 
 import anyio
 
+from ..limits import LEASE_MARGIN_S
 from ..provider.base import LLMProvider, LLMResponse, Message, Usage
 from .budgets import Budget, Budgets, micro, reset_at, usd
+from .journal import Journal, default_journal_dir
 from .ledger import Backend, CallRecord, Refused, Reservation
 
 __all__ = ["LEASE_MARGIN_S", "BudgetRefusal", "Spend", "Ticket", "utc_now"]
 
 logger = logging.getLogger("hive_mcp.spend")
-
-LEASE_MARGIN_S = 60.0
 
 
 def utc_now() -> datetime:
@@ -103,6 +109,16 @@ class Spend:
     _reach: dict[str, list[str]] = field(default_factory=dict)
     """Each model's reachable groups (its own, then its fallbacks'), looked up once, as prices are."""
 
+    journal: Journal | None = None
+    """Where settled calls are written first (default: `spend-journal` in the hive home)."""
+
+    def __post_init__(self) -> None:
+        if self.journal is None:
+            self.journal = Journal(default_journal_dir(), self.backend)
+        shared = getattr(self.backend, "shared", None)  # the Redis backend's state store
+        if shared is not None:
+            shared.add_listener(self.journal.replay)  # Redis is back: what waits goes in now, not at the next call
+
     async def reserve(
         self, caller: str, model: str, messages: list[Message], *, system: str, max_tokens: int, deadline: float,
         tools: list[dict[str, Any]] | None = None, response_format: dict[str, Any] | None = None,
@@ -136,6 +152,8 @@ class Spend:
         if not any(self.budgets.applying(caller, g) for g in groups):
             return ticket
         ticket.prompt_tokens = await self._count(framed, model, tools)
+        # Calls this process settled while the backend was away (or a dead process left) go in first.
+        await anyio.to_thread.run_sync(self._journal().replay)
         amounts = {g: micro(ticket.prompt_tokens * p[0] + max_tokens * p[1]) if p else 0 for g, p in prices.items()}
         while True:
             allowed = [g for g in groups if g not in refused]
@@ -224,9 +242,8 @@ class Spend:
         )  # fmt: skip
         ticket.done = True
         try:
-            await anyio.to_thread.run_sync(self.backend.settle, ticket.reservation, record)
-        except Exception as exc:  # noqa: BLE001 - the answer is the caller's; the lease frees the hold
-            logger.warning("spend: the call was not recorded in %s: %s", self.backend.name, exc)
+            # In the journal first: a backend that does not answer keeps the hold until the row is replayed.
+            await anyio.to_thread.run_sync(self._journal().settle, ticket.reservation, record)
         finally:
             self._forget(ticket)
         if self.on_change is not None:
@@ -255,6 +272,12 @@ class Spend:
                 self.backend.release(ticket.reservation)
             except Exception as exc:  # noqa: BLE001
                 logger.warning("spend: a reservation was not released at shutdown: %s", exc)
+        self._journal().replay()
+        self._journal().close()
+
+    def _journal(self) -> Journal:
+        assert self.journal is not None  # set in __post_init__
+        return self.journal
 
     def _forget(self, ticket: Ticket) -> None:
         with self._lock:

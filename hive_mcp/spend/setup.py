@@ -8,6 +8,7 @@ instance that names it.
 from __future__ import annotations
 
 import atexit
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,9 @@ def open_spend(
         store, budgets, provider, group_of=lambda name: aliases.get(name, name), admins=frozenset(settings.admins)
     )
     atexit.register(spend.release_all)  # calls cancelled at shutdown release their own; this is the backstop
+    # What a process that died left in its journal goes into the ledger now, not at this one's first call.
+    assert spend.journal is not None  # set by Spend itself
+    threading.Thread(target=spend.journal.replay, name="hive-mcp-journal-replay", daemon=True).start()
     return spend
 
 

@@ -41,6 +41,8 @@ _SCHEMA = (
         id TEXT NOT NULL, scope TEXT NOT NULL, day TEXT NOT NULL, amount INTEGER NOT NULL, expires REAL NOT NULL,
         PRIMARY KEY (id, scope))""",
     "CREATE INDEX IF NOT EXISTS spend_holds_scope ON spend_holds (scope, day)",
+    # The ids of settled calls, so a call replayed from the journal counts once.
+    "CREATE TABLE IF NOT EXISTS spend_settled (id TEXT PRIMARY KEY, ts REAL NOT NULL)",
 )
 
 
@@ -135,6 +137,11 @@ class SQLiteBackend(Backend):
         def run(conn: sqlite3.Connection) -> None:
             with transaction(conn):
                 conn.execute("DELETE FROM spend_holds WHERE id = ?", (r.id,))
+                fresh = conn.execute(
+                    "INSERT OR IGNORE INTO spend_settled VALUES (?, ?)", (r.id, record.time.timestamp())
+                ).rowcount
+                if not fresh:
+                    return  # settled before (a journal replay): counted once
                 conn.execute(
                     "INSERT INTO spend_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.time.timestamp(), record.caller, record.group, record.deployment, record.input_tokens,
@@ -151,6 +158,8 @@ class SQLiteBackend(Backend):
                 )  # fmt: skip
                 oldest = period_key("day", record.time - timedelta(days=self.keep_days))
                 conn.execute("DELETE FROM spend_totals WHERE day < ?", (oldest,))
+                kept = (record.time - timedelta(days=self.keep_days)).timestamp()
+                conn.execute("DELETE FROM spend_settled WHERE ts < ?", (kept,))
                 conn.execute(
                     "DELETE FROM spend_calls WHERE ts < ?", ((record.time - timedelta(days=self.calls_days)).timestamp(),)
                 )

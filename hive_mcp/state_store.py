@@ -1,0 +1,178 @@
+"""The state store (Redis or Valkey at HIVE_MCP_STATE_URL) as one process holds it: one notion of whether it
+is there, shared by every store on it (conversations, the spend ledger, failure dumps, the change bus).
+
+`StateStore.shared(url)` is the process's one instance for a URL. It holds one
+connection pool for the blocking stores (the ledger and the dumps, which run in
+worker threads) and one for the async ones (conversations and the bus, on the
+event loop), every connection with a short timeout (`TIMEOUT_S`) and no retry
+but one: a command whose pooled connection the server had closed (a restart)
+is sent once more on a fresh one. A timeout is never retried.
+
+The first failure of any store (refused, reset, or timed out: a frozen Redis
+answers nothing) opens the breaker: one warning, and from then on no store asks
+Redis on the call path; each degrades as it documents (conversations refuse to
+continue, budgets refuse, settled calls wait in the spend journal, dumps go to
+the local directory, change events stay in the process). A background probe
+pings Redis every `PROBE_S`; its first answer closes the breaker for every store
+at once, with one warning. So an outage costs this process at most one timeout
+per call in flight when it began, and every store resumes within `PROBE_S` plus
+one timeout of Redis answering again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from .listeners import Listeners
+from .outage import Outage
+
+__all__ = ["PROBE_S", "TIMEOUT_S", "StateStore", "redacted_url"]
+
+logger = logging.getLogger("hive_mcp.state")
+
+TIMEOUT_S = 1.0
+"""Connecting and each command: longer than any command of ours takes on a live Redis."""
+PROBE_S = 1.0
+"""While Redis is away, how often the probe asks it again."""
+
+
+def redacted_url(url: str) -> str:
+    """The URL without user name or password: how the store is named in messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return f"{parts.scheme}://{netloc}{parts.path}"  # no query: it may carry a password too
+
+
+class StateStore(Listeners):
+    """One Redis (by URL, password in it) for this process: its pools, its breaker, its probe. Its listeners
+    are told (in the probe's thread) when Redis is back."""
+
+    _shared: ClassVar[dict[str, StateStore]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, url: str, *, timeout_s: float = TIMEOUT_S, probe_s: float = PROBE_S) -> None:
+        super().__init__()
+        self.url = url
+        self.name = redacted_url(url)
+        parts = urlsplit(url)
+        self.address = (parts.hostname or "localhost", parts.port or 6379)
+        self.timeout_s = timeout_s
+        self.probe_s = probe_s
+        self.outage = Outage(
+            logger, "the state store (Redis) is unavailable (%s) at %s: conversations cannot be continued, budgets "
+            "refuse calls, settled calls wait in the spend journal, failure dumps go to the local directory and "
+            "change notifications stay in this process until it answers",
+            f"the state store (Redis) is back at {self.name}: every store uses it again", self.name,
+            retry_s=math.inf,  # only the probe asks again
+        )  # fmt: skip
+        self._lock = threading.Lock()
+        self._sync: Any = None
+        self._async: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._probing = False
+        self._stop = threading.Event()  # never set: the probe is a daemon thread, ended with the process
+        self._up = threading.Event()
+        self._up.set()
+
+    @classmethod
+    def shared(cls, url: str) -> StateStore:
+        """This process's instance for `url`."""
+        with cls._shared_lock:
+            found = cls._shared.get(url)
+            if found is None:
+                found = cls._shared[url] = cls(url)
+            return found
+
+    @classmethod
+    def all(cls) -> list[StateStore]:
+        """Every state store this process opened."""
+        with cls._shared_lock:
+            return list(cls._shared.values())
+
+    def _options(self, retry: Any) -> dict[str, Any]:
+        """Short timeouts; one retry, on a fresh connection, of a command whose connection the server closed
+        (a pooled connection from before a restart), and none of a timeout (a frozen Redis)."""
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        return {
+            "socket_connect_timeout": self.timeout_s, "socket_timeout": self.timeout_s,
+            "retry": retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        }  # fmt: skip
+
+    def client(self) -> Any:
+        """The blocking client (one pool, thread-safe)."""
+        with self._lock:
+            if self._sync is None:
+                import redis
+                from redis.retry import Retry
+
+                self._sync = redis.Redis.from_url(self.url, **self._options(Retry))
+            return self._sync
+
+    def aclient(self) -> Any:
+        """The async client of the running event loop (one pool; the server runs one loop); replies decoded."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            found = self._async.get(loop)
+            if found is None:
+                import redis.asyncio as aioredis
+                from redis.asyncio.retry import Retry
+
+                found = self._async[loop] = aioredis.from_url(self.url, decode_responses=True, **self._options(Retry))
+            return found
+
+    def usable(self) -> bool:
+        """Whether to ask Redis now: False from the first failure until the probe hears it again."""
+        return self.outage.usable()
+
+    def failed(self, exc: BaseException) -> None:
+        """A store's call failed: the breaker opens (one warning) and the probe starts."""
+        self.outage.failed(exc)
+        self._up.clear()
+        with self._lock:
+            if self._probing:
+                return
+            self._probing = True
+        threading.Thread(target=self._probe, name="hive-mcp-state-probe", daemon=True).start()
+
+    def worked(self) -> None:
+        was_down = not self._up.is_set()
+        self.outage.worked()
+        self._up.set()
+        if was_down:
+            self.notify()
+
+    def wait_usable(self, timeout_s: float) -> bool:
+        """Block until the breaker is closed (at most `timeout_s`); whether it is."""
+        return self._up.wait(timeout_s)
+
+    def _probe(self) -> None:
+        import redis
+
+        while not self._stop.wait(self.probe_s):
+            try:
+                self.client().ping()  # on the process's pool: no connection of its own
+            except (redis.RedisError, OSError):
+                continue
+            with self._lock:
+                self._probing = False  # before `worked`: a failure from now on starts another probe
+            self.worked()
+            return
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client (at the end of the loop that serves)."""
+        with self._lock:
+            client = self._async.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            try:
+                await client.aclose()
+            except Exception:  # noqa: BLE001 - a connection already gone
+                pass

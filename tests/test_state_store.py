@@ -1,0 +1,89 @@
+"""The state store: one per Redis per process, its pools shared by every store, one breaker for all of them.
+
+Against a real valkey-server: the ledger, the dumps, the bus and the conversations of one process ask Redis
+through one `StateStore` (one blocking client, one async client); a frozen Valkey (SIGSTOP) costs one
+timeout, after which no store waits on it; one warning when it goes, one when the probe hears it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import anyio
+import pytest
+import redis
+
+from hive_mcp.conversations import StoreError
+from hive_mcp.conversations.redis_store import RedisStore
+from hive_mcp.dumps.redis_store import RedisDumpStore
+from hive_mcp.mcp.bus import RedisSubscriptionBus
+from hive_mcp.spend.redis_backend import RedisBackend
+from hive_mcp.state_store import TIMEOUT_S, StateStore
+from tests.valkey import ValkeyProcess, valkey_binary, valkey_server  # noqa: F401 - fixture
+
+
+def ledger_since() -> datetime:
+    return datetime.now(timezone.utc) - timedelta(hours=1)
+
+
+async def test_every_store_of_a_process_shares_one_state_store(
+    valkey_server: ValkeyProcess, tmp_path: Path  # noqa: F811
+) -> None:
+    url = valkey_server.url
+    ledger, dumps, bus = RedisBackend(url), RedisDumpStore(url, tmp_path / "dumps"), RedisSubscriptionBus(url)
+    conversations = RedisStore(url)
+    state = StateStore.shared(url)
+    assert ledger.shared is state and dumps._outage is state and bus._outage is state  # noqa: SLF001
+    assert ledger._r is dumps._redis is state.client()  # noqa: SLF001 - one blocking pool
+    async with bus.running():
+        assert bus._client is conversations._r is state.aclient()  # noqa: SLF001 - one async pool
+    await conversations.aclose()
+
+
+def test_a_frozen_redis_costs_one_timeout_then_nobody_waits_on_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hive_mcp.state")
+    with ValkeyProcess(valkey_binary()) as valkey:
+        ledger = RedisBackend(valkey.url)
+        dumps = RedisDumpStore(valkey.url, tmp_path / "dumps")
+        assert ledger.calls(ledger_since()) == []
+        valkey.freeze()
+        try:
+            began = time.monotonic()
+            with pytest.raises(OSError):
+                ledger.calls(ledger_since())
+            waited = time.monotonic() - began
+            assert TIMEOUT_S * 0.9 <= waited <= TIMEOUT_S * 2  # one timeout, no retry of it
+            began = time.monotonic()
+            for _ in range(20):  # every store, every call: refused at once while the breaker is open
+                with pytest.raises(OSError):
+                    ledger.calls(ledger_since())
+                assert dumps.list().items == []
+            assert time.monotonic() - began < TIMEOUT_S
+        finally:
+            valkey.thaw()
+        assert ledger.shared.wait_usable(5 * TIMEOUT_S)  # the probe heard it
+        assert ledger.calls(ledger_since()) == []
+        assert redis.Redis.from_url(valkey.url).ping()
+    down = [r for r in caplog.records if "is unavailable (" in r.getMessage()]
+    up = [r for r in caplog.records if "every store uses it again" in r.getMessage()]
+    assert len(down) == 1 and len(up) == 1, caplog.text
+    assert "TimeoutError" in down[0].getMessage()
+
+
+async def test_conversations_fail_at_once_while_the_breaker_is_open() -> None:
+    with ValkeyProcess(valkey_binary()) as valkey:
+        store = RedisStore(valkey.url, prefix="breaker:")
+        valkey.stop()
+        with pytest.raises(StoreError) as first:
+            await store.list()
+        assert first.value.told  # the state store warned once; the call path does not warn again
+        with anyio.fail_after(TIMEOUT_S):
+            for _ in range(20):
+                with pytest.raises(StoreError):
+                    await store.list()
+        await store.aclose()
