@@ -120,16 +120,16 @@ def _environment_help() -> str:
         "(with AZURE_API_BASE, AZURE_API_VERSION), or any other it knows."
     )
     lines += _paragraph(
-        "litellm: LITELLM_LOCAL_MODEL_COST_MAP=True and LITELLM_OFFLINE_MODE=true (the default here) keep "
-        "start-up off the network; LITELLM_LOG=LEVEL sets litellm's own log level."
+        "litellm: LITELLM_LOCAL_MODEL_COST_MAP=True and LITELLM_OFFLINE_MODE=true (defaults here) keep "
+        "start-up offline; LITELLM_LOG sets its log level."
     )
     lines += _paragraph(
         ".env: read from the working directory (or --env-file) at start-up: HIVE_MCP_* entries are settings, "
-        "others (OPENAI_API_KEY, ...) are exported for litellm. Keys and tokens are never flags: flags show in `ps`."
+        "others (OPENAI_API_KEY, ...) are exported for litellm."
     )
     lines += _paragraph(
-        "http/sse: GET /healthz answers {\"status\":\"ok\"} without a token, for load balancers; with a token "
-        "set, everything else needs `Authorization: Bearer TOKEN` (else 401)."
+        "http/sse: GET /healthz answers without a token; with tokens set, everything else needs "
+        "`Authorization: Bearer TOKEN` (else 401)."
     )
     return "\n".join(lines)
 

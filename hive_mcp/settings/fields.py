@@ -148,8 +148,8 @@ class Settings(BaseSettings):
         metavar="URL")
     api_key: SecretStr | None = setting(
         None,
-        "API key for the model; environment or .env only, never a flag (flags show in `ps`). "
-        "If unset, litellm's own variable for the provider is used (e.g. OPENAI_API_KEY)",
+        "API key for the default model, never a flag (flags show in `ps`); unset: litellm's own variable "
+        "for the provider (e.g. OPENAI_API_KEY)",
         metavar="KEY",
         repr=False,
     )
@@ -202,9 +202,8 @@ class Settings(BaseSettings):
     # Cost control
     allowed_models: Names = setting(
         (),
-        "comma-separated fnmatch patterns of the models calls may name, e.g. gpt-4o*,anthropic/* "
-        "(default: any, but only the default model when http/sse listens beyond loopback; "
-        "the default model is always allowed)",
+        "fnmatch patterns of the models calls may name, e.g. gpt-4o*,anthropic/* (default: any; beyond "
+        "loopback, only the default model, which is always allowed)",
         metavar="PATTERNS",
     )
     """fnmatch patterns; empty means any model (see `hive_mcp.serve.allowed_models`)."""
@@ -214,8 +213,8 @@ class Settings(BaseSettings):
     )
     max_in_flight: int = setting(64, "upstream calls in flight at once; more wait (default: 64)", metavar="N", ge=1)
     caller_in_flight: int | None = setting(
-        None, "upstream calls one http/sse caller may have in flight; their others wait behind their own "
-        "(default: half of HIVE_MCP_MAX_IN_FLIGHT, at least 1)", metavar="N", ge=1)
+        None, "upstream calls one caller may have in flight; more wait behind their own (default: half of "
+        "HIVE_MCP_MAX_IN_FLIGHT, at least 1)", metavar="N", ge=1)
     queue_timeout_s: float = setting(
         30.0,
         "seconds a call waits for a free slot before it is refused as busy (default: 30)",
@@ -238,8 +237,7 @@ class Settings(BaseSettings):
     # HTTP surface
     auth_token: SecretStr | None = setting(
         None,
-        "bearer token(s) http/sse clients must send (Authorization: Bearer TOKEN), comma-separated; "
-        "environment or .env only, never a flag",
+        "bearer tokens http/sse clients must send, comma-separated, each NAME:TOKEN or TOKEN; never a flag",
         metavar="TOKEN",
         repr=False,
     )
@@ -254,9 +252,8 @@ class Settings(BaseSettings):
     )
     allowed_hosts: Names = setting(
         (),
-        "more Host header values to accept, comma-separated or the flag repeated, e.g. mcp.example.com or "
-        "10.0.0.5:8765 (DNS-rebinding protection: others get 421); loopback names and the bound host:port "
-        "always are; a name without a port matches any port",
+        "more Host header values to accept (others get 421), comma-separated or repeated, e.g. "
+        "mcp.example.com (any port) or 10.0.0.5:8765; loopback and the bound host:port always are",
         flag="--allowed-host",
         metavar="HOST",
     )
@@ -280,8 +277,8 @@ class Settings(BaseSettings):
         10.0, "seconds a client has to send a request's headers before its connection is closed (default: 10)",
         metavar="SECONDS", gt=0, allow_inf_nan=False)
     max_unauthenticated: int = setting(
-        64, "connections at once that have not yet shown a valid token (or sent their headers); more are closed "
-        "at once (default: 64)", metavar="N", ge=1)
+        64, "connections still sending their headers at once; past it the oldest waiting is closed (default: 64)",
+        metavar="N", ge=1)
     shutdown_grace_s: float = setting(
         10.0,
         "seconds calls in flight get to finish after SIGTERM before they are answered with an error (default: 10)",
@@ -347,13 +344,14 @@ class Settings(BaseSettings):
         None, "USD all calls together may spend per UTC day (default: no budget)", metavar="USD", ge=0,
         allow_inf_nan=False)
     budget_usd_month: float | None = setting(
-        None, "USD all calls together may spend per UTC month (default: no budget; a config's "
-        "litellm_settings.max_budget sets it, or the daily one with budget_duration: 1d)", metavar="USD", ge=0,
+        None, "USD all calls together may spend per UTC month (default: none; or litellm_settings.max_budget, "
+        "daily with budget_duration: 1d)", metavar="USD", ge=0,
         allow_inf_nan=False)
     budgets: dict[str, Any] | None = setting(
         None, "budgets per caller and per model group, as JSON or in the config's hive_mcp: section "
-        '(e.g. {"callers": {"alice": {"day": 5}}, "models": {"smart": {"month": 100}}})', metavar="JSON")
-    admins: Names = setting((), "callers who see everyone's spend in hive://usage, comma-separated", metavar="NAMES")
+        '(e.g. {"callers": {"alice": {"day": 5}}})', metavar="JSON")
+    admins: Names = setting((), "callers who see every caller's dumps, conversations and spend, comma-separated",
+                            metavar="NAMES")
     spend_keep_days: int = setting(90, "days of daily spend totals kept (default: 90)", metavar="DAYS", ge=31)
     spend_calls_days: int = setting(7, "days individual calls are kept in the ledger (default: 7)", metavar="DAYS",
                                     ge=1)
