@@ -347,38 +347,44 @@ async def test_a_cancelled_complete_is_charged_its_prompt_once_the_upstream_has_
     assert call.cost == micro(prompt * IN)
 
 
-@pytest.mark.parametrize("end", ["cancelled", "failed-mid-stream"])
+@pytest.mark.parametrize("end", ["stream-cancelled", "stream-failed-mid-stream", "complete-cancelled"])
 async def test_a_fallback_cut_short_is_charged_to_the_group_that_answered_at_its_own_price(
     upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend, end: str
 ) -> None:
-    """`fast` fails, `smart` (gpt-4o) streams: a call that ends early there owes smart's prices and smart's
-    budget, and the row still names `fast` as the group called."""
+    """`fast` fails, `smart` (gpt-4o) takes the call: a call that ends early there owes smart's prices and
+    smart's budget, and the row still names `fast` as the group called."""
     server, spend = fallback_server(upstream, store, tmp_path, ledger, smart_day=1.0)
-    cut = {"hold_after": 38} if end == "cancelled" else {"drop_after": 30}
-    upstream.script(Reply.error(503), Reply.stream(WORDS, model="gpt-4o", **cut))  # type: ignore[arg-type]
+    tool, relayed, answer = {
+        "stream-cancelled": ("stream_complete", WORDS[:38], Reply.stream(WORDS, model="gpt-4o", hold_after=38)),
+        "stream-failed-mid-stream": ("stream_complete", WORDS[:30], Reply.stream(WORDS, model="gpt-4o", drop_after=30)),
+        "complete-cancelled": ("complete", [], Reply.hang()),
+    }[end]  # fmt: skip
+    upstream.script(Reply.error(503), answer)
     args = {"prompt": "hello", "model": "fast", "max_retries": 0, "max_tokens": MAX_TOKENS}
     progress = Progress()
     async with connect(server, "legacy") as c:
-        if end == "cancelled":
+        if end == "stream-failed-mid-stream":
+            failed = await c.call_tool(tool, args, progress_callback=progress)
+            assert failed.is_error, text_of(failed)
+        else:
             async with anyio.create_task_group() as tg:
                 scope = anyio.CancelScope()
 
                 async def call() -> None:
                     with scope:
-                        await c.call_tool("stream_complete", args, progress_callback=progress)
+                        await c.call_tool(tool, args, progress_callback=progress)
 
                 tg.start_soon(call)
-                await progress.wait_for(lambda _: progress.text == "".join(WORDS[:38]))
+                await until(lambda: len(upstream.chat_requests()) == 2, "smart has the request")
+                await progress.wait_for(lambda _: progress.text == "".join(relayed))
                 scope.cancel()
             upstream.release()
-        else:
-            failed = await c.call_tool("stream_complete", args, progress_callback=progress)
-            assert failed.is_error and progress.text == "".join(WORDS[:30]), text_of(failed)
+    assert progress.text == "".join(relayed)
     [call] = ledger.calls(EPOCH)
     assert (call.group, call.called, call.deployment) == ("smart", "fast", "openai/gpt-4o")
     counter = LiteLLMProvider(dump_store=False)  # the count the server makes for the name called
     prompt = counter.count_tokens([{"role": "user", "content": "hello"}], "fast") or 0
-    out = counter.count_text(progress.text, "fast") or 0
-    assert call.estimated and out > 0
+    out = (counter.count_text(progress.text, "fast") or 0) if relayed else 0
+    assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, out) and prompt > 0
     assert call.cost == micro(prompt * 2.5e-6 + out * 10e-6)  # gpt-4o's prices, not gpt-4o-mini's
     assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)
