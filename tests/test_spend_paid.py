@@ -8,7 +8,7 @@ exactly (plus a little) is spent by any charge: the call after a charged one is 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,27 @@ def only_call(backend: Backend) -> CallRecord:
     return call
 
 
+async def cancel_once(
+    c: Any, tool: str, args: dict[str, Any], ready: Callable[[], Awaitable[None]], progress: Progress | None = None
+) -> None:
+    """Call `tool` and cancel the call from the client once `ready` returns."""
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def call() -> None:
+            with scope:
+                await c.call_tool(tool, args, progress_callback=progress)
+
+        tg.start_soon(call)
+        await ready()
+        scope.cancel()
+
+
+def requests_seen(upstream: Upstream, n: int = 1) -> Callable[[], Awaitable[None]]:
+    """Waits until the upstream has `n` requests."""
+    return lambda: until(lambda: len(upstream.chat_requests()) == n, f"{n} request(s) reached the upstream")
+
+
 async def test_a_cancelled_stream_is_charged_and_the_next_call_refused(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend
 ) -> None:
@@ -76,18 +97,8 @@ async def test_a_cancelled_stream_is_charged_and_the_next_call_refused(
     progress = Progress()
     relayed = "".join(WORDS[:38])
     async with connect(server, "legacy") as c:
-        async with anyio.create_task_group() as tg:
-            scope = anyio.CancelScope()
-
-            async def call() -> None:
-                with scope:
-                    await c.call_tool(
-                        "stream_complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, progress_callback=progress
-                    )
-
-            tg.start_soon(call)
-            await progress.wait_for(lambda _: progress.text == relayed)
-            scope.cancel()
+        args = {"prompt": "hello", "max_tokens": MAX_TOKENS}
+        await cancel_once(c, "stream_complete", args, lambda: progress.wait_for(lambda _: progress.text == relayed), progress)
         upstream.release()
         after = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
     call = only_call(ledger)
@@ -331,16 +342,7 @@ async def test_a_cancelled_complete_is_charged_its_prompt_once_the_upstream_has_
     server = build_server(provider, store, default_model=MODEL, spend=spend)
     upstream.script(Reply.hang())
     async with connect(server, "legacy") as c:
-        async with anyio.create_task_group() as tg:
-            scope = anyio.CancelScope()
-
-            async def call() -> None:
-                with scope:
-                    await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
-
-            tg.start_soon(call)
-            await until(lambda: len(upstream.chat_requests()) == 1, "the request reached the upstream")
-            scope.cancel()
+        await cancel_once(c, "complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, requests_seen(upstream))
     call = only_call(spend.backend)
     prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
     assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, 0)
@@ -367,17 +369,12 @@ async def test_a_fallback_cut_short_is_charged_to_the_group_that_answered_at_its
             failed = await c.call_tool(tool, args, progress_callback=progress)
             assert failed.is_error, text_of(failed)
         else:
-            async with anyio.create_task_group() as tg:
-                scope = anyio.CancelScope()
 
-                async def call() -> None:
-                    with scope:
-                        await c.call_tool(tool, args, progress_callback=progress)
-
-                tg.start_soon(call)
-                await until(lambda: len(upstream.chat_requests()) == 2, "smart has the request")
+            async def ready() -> None:
+                await requests_seen(upstream, 2)()  # the second is smart's
                 await progress.wait_for(lambda _: progress.text == "".join(relayed))
-                scope.cancel()
+
+            await cancel_once(c, tool, args, ready, progress)
             upstream.release()
     assert progress.text == "".join(relayed)
     [call] = ledger.calls(EPOCH)
@@ -388,3 +385,38 @@ async def test_a_fallback_cut_short_is_charged_to_the_group_that_answered_at_its
     assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, out) and prompt > 0
     assert call.cost == micro(prompt * 2.5e-6 + out * 10e-6)  # gpt-4o's prices, not gpt-4o-mini's
     assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)
+
+
+@pytest.mark.parametrize("end", ["answered", "cancelled"])
+async def test_a_wildcard_group_call_is_charged_at_the_price_of_the_model_it_named(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, end: str
+) -> None:
+    """A wildcard group is priced for the name each call gives it: its answer, or its cut-short call, is charged
+    at that model's prices, never as unpriced."""
+    from hive_mcp.models import load_config
+    from hive_mcp.provider.routing import ModelRouter
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f'model_list:\n  - model_name: "openai/*"\n    litellm_params: {{model: "openai/*", api_base: "{upstream.base_url}", '
+        "api_key: sk-x}\n"
+    )  # fmt: skip
+    provider = LiteLLMProvider(model=MODEL, router=ModelRouter(load_config(path, {})), retry=FAST_RETRY, dump_store=store)
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    usage = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+    upstream.script(Reply.text("ok", usage=usage) if end == "answered" else Reply.hang())
+    args = {"prompt": "hello", "model": MODEL, "max_tokens": MAX_TOKENS}
+    async with connect(server, "legacy") as c:
+        if end == "answered":
+            result = await c.call_tool("complete", args)
+            assert not result.is_error, text_of(result)
+        else:
+            await cancel_once(c, "complete", args, requests_seen(upstream))
+    call = only_call(spend.backend)
+    assert not call.unpriced and call.deployment == MODEL
+    if end == "answered":
+        assert call.cost == micro(10 * IN + 20 * OUT)
+    else:
+        prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
+        assert call.estimated and call.cost == micro(prompt * IN) > 0

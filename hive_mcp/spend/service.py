@@ -116,8 +116,11 @@ class Spend:
         group = self.group_of(model)
         if model not in self._reach:
             self._reach[model] = await anyio.to_thread.run_sync(self.provider.reachable, model)
-        groups = [group, *(g for g in self._reach[model] if g != group)]
+        resolved, *fallbacks = self._reach[model]
+        groups = [group, *(g for g in fallbacks if g != group)]
         prices = {g: await self._price(g) for g in groups}  # also without budgets: the unpriced flag
+        # The group the name resolves to (a wildcard group) is the called group, priced for the name it takes.
+        prices.setdefault(resolved, prices[group])
         now = self.clock()
         refused: dict[str, str] = {}
         for g in groups:
