@@ -98,7 +98,11 @@ async def test_a_cancelled_stream_is_charged_and_the_next_call_refused(
     relayed = "".join(WORDS[:38])
     async with connect(server, "legacy") as c:
         args = {"prompt": "hello", "max_tokens": MAX_TOKENS}
-        await cancel_once(c, "stream_complete", args, lambda: progress.wait_for(lambda _: progress.text == relayed), progress)
+
+        async def relayed_all() -> None:
+            await progress.wait_for(lambda _: progress.text == relayed)
+
+        await cancel_once(c, "stream_complete", args, relayed_all, progress)
         upstream.release()
         after = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
     call = only_call(ledger)
@@ -401,10 +405,11 @@ async def test_a_wildcard_group_call_is_charged_at_the_price_of_the_model_it_nam
 
     path = tmp_path / "config.yaml"
     path.write_text(
-        f'model_list:\n  - model_name: "openai/*"\n    litellm_params: {{model: "openai/*", api_base: "{upstream.base_url}", '
-        "api_key: sk-x}\n"
-    )  # fmt: skip
-    provider = LiteLLMProvider(model=MODEL, router=ModelRouter(load_config(path, {})), retry=FAST_RETRY, dump_store=store)
+        'model_list:\n  - model_name: "openai/*"\n'
+        f'    litellm_params: {{model: "openai/*", api_base: "{upstream.base_url}", api_key: sk-x}}\n'
+    )
+    router = ModelRouter(load_config(path, {}))
+    provider = LiteLLMProvider(model=MODEL, router=router, retry=FAST_RETRY, dump_store=store)
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
     server = build_server(provider, store, default_model=MODEL, spend=spend)
     usage = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
