@@ -8,7 +8,7 @@ exactly (plus a little) is spent by any charge: the call after a charged one is 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,27 @@ def only_call(backend: Backend) -> CallRecord:
     return call
 
 
+async def cancel_once(
+    c: Any, tool: str, args: dict[str, Any], ready: Callable[[], Awaitable[None]], progress: Progress | None = None
+) -> None:
+    """Call `tool` and cancel the call from the client once `ready` returns."""
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def call() -> None:
+            with scope:
+                await c.call_tool(tool, args, progress_callback=progress)
+
+        tg.start_soon(call)
+        await ready()
+        scope.cancel()
+
+
+def requests_seen(upstream: Upstream, n: int = 1) -> Callable[[], Awaitable[None]]:
+    """Waits until the upstream has `n` requests."""
+    return lambda: until(lambda: len(upstream.chat_requests()) == n, f"{n} request(s) reached the upstream")
+
+
 async def test_a_cancelled_stream_is_charged_and_the_next_call_refused(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend
 ) -> None:
@@ -76,18 +97,12 @@ async def test_a_cancelled_stream_is_charged_and_the_next_call_refused(
     progress = Progress()
     relayed = "".join(WORDS[:38])
     async with connect(server, "legacy") as c:
-        async with anyio.create_task_group() as tg:
-            scope = anyio.CancelScope()
+        args = {"prompt": "hello", "max_tokens": MAX_TOKENS}
 
-            async def call() -> None:
-                with scope:
-                    await c.call_tool(
-                        "stream_complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, progress_callback=progress
-                    )
-
-            tg.start_soon(call)
+        async def relayed_all() -> None:
             await progress.wait_for(lambda _: progress.text == relayed)
-            scope.cancel()
+
+        await cancel_once(c, "stream_complete", args, relayed_all, progress)
         upstream.release()
         after = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
     call = only_call(ledger)
@@ -118,10 +133,13 @@ async def test_output_relayed_before_a_mid_stream_failure_is_charged(
 
 
 async def test_a_stream_cut_by_the_deadline_is_charged(store: DumpStore, upstream: Upstream, tmp_path: Path) -> None:
+    """The text must reach the caller within the deadline: litellm is warmed first, as `serve` does
+    (test_faults.py's deadline test says why), and the deadline is far longer than a warmed call takes."""
     provider = LiteLLMProvider(
         model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store,
-        deadline_s=0.3,
+        deadline_s=2.0,
     )  # fmt: skip
+    provider.warm_up()
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
     server = build_server(provider, store, default_model=MODEL, spend=spend)
     upstream.script(Reply.stream(WORDS, hold_after=20))
@@ -331,17 +349,82 @@ async def test_a_cancelled_complete_is_charged_its_prompt_once_the_upstream_has_
     server = build_server(provider, store, default_model=MODEL, spend=spend)
     upstream.script(Reply.hang())
     async with connect(server, "legacy") as c:
-        async with anyio.create_task_group() as tg:
-            scope = anyio.CancelScope()
-
-            async def call() -> None:
-                with scope:
-                    await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
-
-            tg.start_soon(call)
-            await until(lambda: len(upstream.chat_requests()) == 1, "the request reached the upstream")
-            scope.cancel()
+        await cancel_once(c, "complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, requests_seen(upstream))
     call = only_call(spend.backend)
     prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
     assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, 0)
     assert call.cost == micro(prompt * IN)
+
+
+@pytest.mark.parametrize("end", ["stream-cancelled", "stream-failed-mid-stream", "complete-cancelled"])
+async def test_a_fallback_cut_short_is_charged_to_the_group_that_answered_at_its_own_price(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend, end: str
+) -> None:
+    """`fast` fails, `smart` (gpt-4o) takes the call: a call that ends early there owes smart's prices and
+    smart's budget, and the row still names `fast` as the group called."""
+    server, spend = fallback_server(upstream, store, tmp_path, ledger, smart_day=1.0)
+    tool, relayed, answer = {
+        "stream-cancelled": ("stream_complete", WORDS[:38], Reply.stream(WORDS, model="gpt-4o", hold_after=38)),
+        "stream-failed-mid-stream": ("stream_complete", WORDS[:30], Reply.stream(WORDS, model="gpt-4o", drop_after=30)),
+        "complete-cancelled": ("complete", [], Reply.hang()),
+    }[end]  # fmt: skip
+    upstream.script(Reply.error(503), answer)
+    args = {"prompt": "hello", "model": "fast", "max_retries": 0, "max_tokens": MAX_TOKENS}
+    progress = Progress()
+    async with connect(server, "legacy") as c:
+        if end == "stream-failed-mid-stream":
+            failed = await c.call_tool(tool, args, progress_callback=progress)
+            assert failed.is_error, text_of(failed)
+        else:
+
+            async def ready() -> None:
+                await requests_seen(upstream, 2)()  # the second is smart's
+                await progress.wait_for(lambda _: progress.text == "".join(relayed))
+
+            await cancel_once(c, tool, args, ready, progress)
+            upstream.release()
+    assert progress.text == "".join(relayed)
+    [call] = ledger.calls(EPOCH)
+    assert (call.group, call.called, call.deployment) == ("smart", "fast", "openai/gpt-4o")
+    counter = LiteLLMProvider(dump_store=False)  # the count the server makes for the name called
+    prompt = counter.count_tokens([{"role": "user", "content": "hello"}], "fast") or 0
+    out = (counter.count_text(progress.text, "fast") or 0) if relayed else 0
+    assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, out) and prompt > 0
+    assert call.cost == micro(prompt * 2.5e-6 + out * 10e-6)  # gpt-4o's prices, not gpt-4o-mini's
+    assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)
+
+
+@pytest.mark.parametrize("end", ["answered", "cancelled"])
+async def test_a_wildcard_group_call_is_charged_at_the_price_of_the_model_it_named(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, end: str
+) -> None:
+    """A wildcard group is priced for the name each call gives it: its answer, or its cut-short call, is charged
+    at that model's prices, never as unpriced."""
+    from hive_mcp.models import load_config
+    from hive_mcp.provider.routing import ModelRouter
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        'model_list:\n  - model_name: "openai/*"\n'
+        f'    litellm_params: {{model: "openai/*", api_base: "{upstream.base_url}", api_key: sk-x}}\n'
+    )
+    router = ModelRouter(load_config(path, {}))
+    provider = LiteLLMProvider(model=MODEL, router=router, retry=FAST_RETRY, dump_store=store)
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    usage = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+    upstream.script(Reply.text("ok", usage=usage) if end == "answered" else Reply.hang())
+    args = {"prompt": "hello", "model": MODEL, "max_tokens": MAX_TOKENS}
+    async with connect(server, "legacy") as c:
+        if end == "answered":
+            result = await c.call_tool("complete", args)
+            assert not result.is_error, text_of(result)
+        else:
+            await cancel_once(c, "complete", args, requests_seen(upstream))
+    call = only_call(spend.backend)
+    assert not call.unpriced and call.deployment == MODEL
+    if end == "answered":
+        assert call.cost == micro(10 * IN + 20 * OUT)
+    else:
+        prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
+        assert call.estimated and call.cost == micro(prompt * IN) > 0

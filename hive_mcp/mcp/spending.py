@@ -7,7 +7,9 @@ no upstream request. `finish` runs once the tool's result exists, shielded from
 cancellation: a response the provider gave is settled at its cost (with the
 conversation id the result carries). A call that ended without one (cancelled,
 failed, past its deadline) is charged what its `Delivery` says it owes
-(`Spend.settle_short`); owing nothing, its reservation is released.
+(`Spend.settle_short`), at the prices of the group whose deployment it was on
+(a fallback's, once it fell back: the provider keeps `Delivery.answering`
+up to date); owing nothing, its reservation is released.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import anyio
 from mcp_types import CallToolResult
 
-from ..provider.base import LLMResponse, Message, Usage
+from ..provider.base import Answering, LLMResponse, Message, Usage
 from ..spend import BudgetRefusal, Spend, Ticket
 from ..spend.usage import spent_today
 from .catalogue import ModelList
@@ -40,6 +42,8 @@ class Delivery:
     """The category of the failure that ended the call; None while it runs, or when it was cancelled."""
     billed: Usage | None = None
     """The provider's usage of replies it gave and the call did not keep."""
+    answering: Answering = field(default_factory=Answering)
+    """The group and deployment the call's latest attempt went to, kept by the provider as it routes."""
 
     def failed(self, error_type: str, billed: Usage | None) -> None:
         self.failure, self.billed = error_type, billed
@@ -75,8 +79,9 @@ class Meter:
                 )  # fmt: skip
             except BudgetRefusal as exc:
                 return error_result(str(exc))
+            kwargs = {**kwargs, "answering": self.delivery.answering}
             if self.ticket.refused:  # the fallbacks a budget refused: the provider does not take those hops
-                kwargs = {**kwargs, "refused_groups": self.ticket.refused}
+                kwargs["refused_groups"] = self.ticket.refused
             outcome = await run(messages, kwargs)
             if isinstance(outcome, LLMResponse):
                 self.response = outcome
@@ -95,7 +100,9 @@ class Meter:
         with anyio.CancelScope(shield=True):
             if self.response is None:
                 d = self.delivery
-                await self.spend.settle_short(ticket, sent=d.sent, text="".join(d.text), billed=d.billed)
+                await self.spend.settle_short(
+                    ticket, sent=d.sent, text="".join(d.text), billed=d.billed, answering=d.answering
+                )
                 return result
             remaining = await self.spend.settle(ticket, self.response, cid)
         if remaining is not None and isinstance(structured, dict) and result is not None and not result.is_error:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError, Tool, ToolCall, Usage
+from .base import Answering, CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError, Tool, ToolCall, Usage
 from .events import (
     FinishEvent,
     ReasoningDeltaEvent,
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .litellm import LiteLLMProvider
 
 __all__ = [
+    "Answering",
     "CompletionRequest",
     "Usage",
     "DeferredProvider",

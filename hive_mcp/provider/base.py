@@ -6,6 +6,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -57,6 +58,18 @@ class Usage(BaseModel):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+@dataclass
+class Answering:
+    """Where a routed call's latest attempt went, kept up to date by the provider before each attempt (a
+    fallback group's included): what a call that ends without a response is charged at. Empty until an attempt
+    is routed, and without a models config."""
+
+    group: str | None = None
+    """The group of the deployment tried last."""
+    deployment: str | None = None
+    """That deployment's label (provider/model), as a response's `model` names it."""
+
+
 class CompletionRequest(BaseModel):
     """One completion call, as every provider and every caller spells it.
 
@@ -86,6 +99,8 @@ class CompletionRequest(BaseModel):
     """Who made the call: a token's name over HTTP, `local` over stdio (in its failure dump; never sent upstream)."""
     refused_groups: dict[str, str] = Field(default_factory=dict)
     """Fallback groups a budget refused -> the one-line refusal: no fallback goes there (never sent upstream)."""
+    answering: Answering | None = Field(default=None, exclude=True, repr=False)
+    """Filled in as the call is routed, for a caller that charges it if it ends early (never sent upstream)."""
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

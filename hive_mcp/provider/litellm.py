@@ -147,11 +147,14 @@ class LiteLLMProvider(LLMProvider):
 
     @staticmethod
     async def _target(call: _Call) -> tuple[dict[str, Any], str]:
-        """The next attempt's litellm kwargs and model: routed, on the deployment the route chooses."""
+        """The next attempt's litellm kwargs and model: routed, on the deployment the route chooses (which the
+        request's `answering` then names)."""
         route = call.attempts.route
         if route is None:
             return call.shaped.kwargs, call.shaped.model
         deployment = await route.next(call.shaped.messages)
+        if call.request.answering is not None:
+            call.request.answering.group, call.request.answering.deployment = deployment.group, deployment.label
         return route.router.attempt_kwargs(call.shaped.kwargs, deployment), deployment.model
 
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:

@@ -42,7 +42,7 @@ from typing import Any
 import anyio
 
 from ..limits import LEASE_MARGIN_S
-from ..provider.base import LLMProvider, LLMResponse, Message, Usage
+from ..provider.base import Answering, LLMProvider, LLMResponse, Message, Usage
 from .budgets import Budget, Budgets, micro, reset_at, usd
 from .journal import Journal, default_journal_dir
 from .ledger import Backend, CallRecord, Refused, Reservation
@@ -132,8 +132,11 @@ class Spend:
         group = self.group_of(model)
         if model not in self._reach:
             self._reach[model] = await anyio.to_thread.run_sync(self.provider.reachable, model)
-        groups = [group, *(g for g in self._reach[model] if g != group)]
+        resolved, *fallbacks = self._reach[model]
+        groups = [group, *(g for g in fallbacks if g != group)]
         prices = {g: await self._price(g) for g in groups}  # also without budgets: the unpriced flag
+        # The group the name resolves to (a wildcard group) is the called group, priced for the name it takes.
+        prices.setdefault(resolved, prices[group])
         now = self.clock()
         refused: dict[str, str] = {}
         for g in groups:
@@ -203,12 +206,15 @@ class Spend:
         return counted if counted is not None else len(json.dumps([messages, tools], ensure_ascii=False).encode())
 
     async def settle_short(
-        self, ticket: Ticket, *, sent: bool, text: str, billed: Usage | None, conversation_id: str | None = None
-    ) -> float | None:
+        self, ticket: Ticket, *, sent: bool, text: str, billed: Usage | None, answering: Answering | None = None,
+        conversation_id: str | None = None,
+    ) -> float | None:  # fmt: skip
         """A call that ended without a response (cancelled, failed, past its deadline): charged what the provider
         billed (`billed`, replies it gave and the call did not keep), and, when its request was `sent` and not
         refused or when it produced `text`, its prompt and that text by litellm's count (the row says
-        `estimated`). Owing nothing, it is released. Returns `budget_remaining_usd` as `settle` does."""
+        `estimated`), to the group and deployment it was `answering` on (a fallback's, at its prices; the called
+        group's before any attempt was routed). Owing nothing, it is released. Returns `budget_remaining_usd`
+        as `settle` does."""
         owed = Usage()
         if billed is not None:
             owed.add(billed)
@@ -223,7 +229,8 @@ class Spend:
         if not (owed.input_tokens or owed.output_tokens):
             await self.release(ticket)
             return None
-        reply = LLMResponse(**owed.model_dump(), model=ticket.model)
+        where = answering or Answering()
+        reply = LLMResponse(**owed.model_dump(), model=where.deployment or ticket.model, answered_group=where.group)
         return await self.settle(ticket, reply, conversation_id, estimated=estimated)
 
     async def settle(
