@@ -123,14 +123,17 @@ def build_server(
         handlers = usage_resources(spend, handlers)
         spend.on_change = usage.changed
     bus = bus if bus is not None else InMemorySubscriptionBus()
+    # Whose dump another process wrote the watch cannot tell: admins and `local` hear of it.
     watched = [] if dump_watch is None else [
-        ChangeSource(dump_watch.add_listener, dump_watch.remove_listener, lambda: (INDEX_URI,), list_changed=True)
-    ]
+        ChangeSource(dump_watch.add_listener, dump_watch.remove_listener, lambda: (INDEX_URI,), list_changed=True,
+                     owners=frozenset)
+    ]  # fmt: skip
     notifier = ChangeNotifier(
         [
             *watched,
-            # A dump written or pruned changes the list and the index.
-            ChangeSource(store.add_listener, store.remove_listener, lambda: (INDEX_URI,), list_changed=True),
+            # A dump written or pruned changes the list and the index, of its caller.
+            ChangeSource(store.add_listener, store.remove_listener, lambda: (INDEX_URI,), list_changed=True,
+                         owners=store.changed_callers),  # fmt: skip
             # A deployment entering or leaving cooldown changes the catalogue's content, not the list.
             ChangeSource(catalogue.add_listener, catalogue.remove_listener, models.uris, list_changed=False),
             # A conversation created or continued changes the index and that conversation; told like a dump.
@@ -138,6 +141,7 @@ def build_server(
             ChangeSource(usage.add_listener, usage.remove_listener, lambda: (USAGE_URI,), list_changed=False),
         ],
         bus,
+        frozenset(admins),
     )
 
     @asynccontextmanager
@@ -150,7 +154,7 @@ def build_server(
         version=__version__,
         instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if service is not None else ""),
         tools=tools(tool_handlers) + ([list_conversations_tool(service)] if service is not None else []),
-        subscriptions=bus,
+        subscriptions=notifier.bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],
         extensions=[dashboard_apps()],  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
@@ -193,7 +197,7 @@ def build_server(
         async def listen_own(ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams) -> Any:
             for uri in params.notifications.resource_subscriptions or ():
                 await check_own(ctx, uri)
-            return await listen.handler(ctx, params)
+            return await notifier.listen(ctx, lambda: listen.handler(ctx, params))
 
         low.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen_own)
     return server
