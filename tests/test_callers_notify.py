@@ -1,14 +1,16 @@
 """Change notifications about a dump reach only the sessions whose caller may see it, through a subprocess server.
 
-Alice's call fails (her dump), then bob's (his). Each session subscribes to the dump index and to its own
-conversation; after his failing call bob continues his conversation, whose `resources/updated` is his barrier:
-everything sent to him before it has arrived. By then he must have heard of his own dump only, never of
-alice's (which was written, and heard by her, before his). Legacy sessions over streamable HTTP and SSE, and
-2026-07-28 `subscriptions/listen` streams.
+Each caller has a listening session, subscribed to the dump index and to its own conversation, and another
+session that calls. Alice's call fails (her dump), then bob's (his); then bob continues his conversation, whose
+`resources/updated` is his barrier: everything sent to him before it has arrived. By then he must have heard
+of his own dump only, never of alice's (which was written, and heard by her, before his). Legacy sessions over
+streamable HTTP and SSE, 2026-07-28 `subscriptions/listen` streams, and listen streams on one instance
+hearing of the calls made on another through a real valkey-server (the Redis bus).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from mcp_types import ResourceUpdatedNotification
 from mcp import Client
 from tests.servers import HttpServer, authed_target, server_env, text_of
 from tests.upstream import Reply, Upstream
+from tests.valkey import ValkeyProcess, valkey_binary
 
 ALICE = "tok-alice-0123456789abcdef"
 BOB = "tok-bob-0123456789abcdef"
@@ -27,20 +30,35 @@ INDEX = "hive://failed-requests"
 WAIT_S = 60
 
 
-@pytest.fixture(params=[("http", "legacy"), ("http", "auto"), ("sse", "legacy")], ids=["legacy", "listen", "sse"])
-def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[HttpServer, Upstream, str]]:
-    transport, mode = request.param
-    with Upstream() as upstream:
-        env = server_env(upstream, tmp_path / "dumps", api_key=True) | {
-            "HIVE_HOME": str(tmp_path / "home"),
-            "HIVE_MCP_AUTH_TOKEN": f"alice:{ALICE},bob:{BOB}",
-        }
-        server = HttpServer(transport, env, tmp_path, "notify")
+Served = tuple[HttpServer, HttpServer, Upstream, str]
+"""Where the listening sessions are, where the calls go, the upstream, and the client's protocol mode."""
+
+
+@pytest.fixture(
+    params=[("http", "legacy", 1), ("http", "auto", 1), ("sse", "legacy", 1), ("http", "auto", 2)],
+    ids=["legacy", "listen", "sse", "instances"],
+)
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    transport, mode, count = request.param
+    with contextlib.ExitStack() as stack:
+        upstream = stack.enter_context(Upstream())
+        shared = {}
+        if count > 1:  # stateless instances sharing one valkey-server: events cross on its pub/sub
+            shared = {"HIVE_MCP_STATE_URL": stack.enter_context(ValkeyProcess(valkey_binary())).url}
+        servers = []
+        for i in range(count):
+            env = server_env(upstream, tmp_path / f"dumps{i}", api_key=True) | shared | {
+                "HIVE_HOME": str(tmp_path / f"home{i}"),
+                "HIVE_MCP_AUTH_TOKEN": f"alice:{ALICE},bob:{BOB}",
+            }  # fmt: skip
+            servers.append(HttpServer(transport, env, tmp_path, f"notify{i}", args=["--stateless"] * (count > 1)))
         try:
-            server.wait_ready()
-            yield server, upstream, mode
+            for server in servers:
+                server.wait_ready()
+            yield servers[0], servers[-1], upstream, mode
         finally:
-            assert server.terminate() == 0, server.stderr()
+            codes = [server.terminate() for server in servers]
+            assert codes == [0] * count, [server.stderr() for server in servers]
 
 
 class Heard:
@@ -92,8 +110,8 @@ async def watch(client: Client, heard: Heard, uris: list[str], mode: str, task_s
                 heard.add(uri)
 
 
-def test_a_dump_is_notified_only_to_its_callers_sessions(served: tuple[HttpServer, Upstream, str]) -> None:
-    server, upstream, mode = served
+def test_a_dump_is_notified_only_to_its_callers_sessions(served: Served) -> None:
+    listening, calling, upstream, mode = served
     heard = {"alice": Heard(), "bob": Heard()}
     barrier: dict[str, str] = {}
 
@@ -102,13 +120,15 @@ def test_a_dump_is_notified_only_to_its_callers_sessions(served: tuple[HttpServe
 
     async def go() -> None:
         async with (
-            Client(authed_target(server, ALICE)(), mode=mode, message_handler=handler("alice")) as alice,
-            Client(authed_target(server, BOB)(), mode=mode, message_handler=handler("bob")) as bob,
+            Client(authed_target(listening, ALICE)(), mode=mode, message_handler=handler("alice")) as alice_hears,
+            Client(authed_target(listening, BOB)(), mode=mode, message_handler=handler("bob")) as bob_hears,
+            Client(authed_target(calling, ALICE)(), mode=mode) as alice,
+            Client(authed_target(calling, BOB)(), mode=mode) as bob,
             anyio.create_task_group() as tg,
         ):
             barrier.update(alice=await start(alice), bob=await start(bob))
-            await tg.start(watch, alice, heard["alice"], [INDEX, barrier["alice"]], mode)
-            await tg.start(watch, bob, heard["bob"], [INDEX, barrier["bob"]], mode)
+            await tg.start(watch, alice_hears, heard["alice"], [INDEX, barrier["alice"]], mode)
+            await tg.start(watch, bob_hears, heard["bob"], [INDEX, barrier["bob"]], mode)
             await fail(alice, upstream)
             await heard["alice"].until(INDEX)
             await fail(bob, upstream)
