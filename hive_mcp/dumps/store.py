@@ -124,14 +124,19 @@ class DumpStore:
             changed, self._changed = frozenset(self._changed), set()
         return changed
 
-    def _forget(self, dump_id: str) -> bool:
-        """Remove one dump, noting whose it was (called under `_lock`)."""
+    def caller_of(self, dump_id: str) -> str | None:
+        """The caller whose call left the dump; None when it names none or cannot be read."""
         try:
             caller = json.loads(self._read_raw(dump_id)[0]).get("caller")
-        except Exception:  # noqa: BLE001 - unreadable: whose it was cannot be told, and it goes all the same
-            caller = None
+        except Exception:  # noqa: BLE001 - gone or unreadable: whose it was cannot be told
+            return None
+        return caller if isinstance(caller, str) else None
+
+    def _forget(self, dump_id: str) -> bool:
+        """Remove one dump, noting whose it was (called under `_lock`)."""
+        caller = self.caller_of(dump_id)
         removed = self._remove(dump_id)
-        if removed and isinstance(caller, str):
+        if removed and caller is not None:
             self._changed.add(caller)
         return removed
 
@@ -275,6 +280,10 @@ class DumpStore:
         if time.time_ns() - mtime > _SETTLED_NS:
             self._sorted_ids = (mtime, ids)
         return ids
+
+    def ids(self) -> list[str]:
+        """Every dump's id, oldest first."""
+        return list(self._ids())
 
     def count(self) -> int:
         """How many dumps there are."""

@@ -123,10 +123,9 @@ def build_server(
         handlers = usage_resources(spend, handlers)
         spend.on_change = usage.changed
     bus = bus if bus is not None else InMemorySubscriptionBus()
-    # Whose dump another process wrote the watch cannot tell: admins and `local` hear of it.
     watched = [] if dump_watch is None else [
         ChangeSource(dump_watch.add_listener, dump_watch.remove_listener, lambda: (INDEX_URI,), list_changed=True,
-                     owners=frozenset)
+                     owners=dump_watch.changed_callers)
     ]  # fmt: skip
     notifier = ChangeNotifier(
         [
