@@ -11,7 +11,7 @@ hearing of the calls made on another through a real valkey-server (the Redis bus
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from tests.valkey import ValkeyProcess, valkey_binary
 ALICE = "tok-alice-0123456789abcdef"
 BOB = "tok-bob-0123456789abcdef"
 INDEX = "hive://failed-requests"
+CONVERSATIONS = "hive://conversations"
+USAGE = "hive://usage"
 WAIT_S = 60
 
 
@@ -110,22 +112,33 @@ async def watch(client: Client, heard: Heard, uris: list[str], mode: str, task_s
                 heard.add(uri)
 
 
-def test_a_dump_is_notified_only_to_its_callers_sessions(served: Served) -> None:
-    listening, calling, upstream, mode = served
-    heard = {"alice": Heard(), "bob": Heard()}
-    barrier: dict[str, str] = {}
+@contextlib.asynccontextmanager
+async def sessions(served: Served, heard: dict[str, Heard]) -> AsyncIterator[tuple[Client, ...]]:
+    """Alice's and bob's listening sessions (on the first server), their calling ones (on the last), and a task
+    group for the listening, cancelled on the way out."""
+    listening, calling, _, mode = served
 
     def handler(who: str) -> Any:
         return heard[who].message if mode == "legacy" else None  # a listen stream's events come from `listen`
 
+    async with (
+        Client(authed_target(listening, ALICE)(), mode=mode, message_handler=handler("alice")) as alice_hears,
+        Client(authed_target(listening, BOB)(), mode=mode, message_handler=handler("bob")) as bob_hears,
+        Client(authed_target(calling, ALICE)(), mode=mode) as alice,
+        Client(authed_target(calling, BOB)(), mode=mode) as bob,
+        anyio.create_task_group() as tg,
+    ):
+        yield alice_hears, bob_hears, alice, bob, tg
+        tg.cancel_scope.cancel()
+
+
+def test_a_dump_is_notified_only_to_its_callers_sessions(served: Served) -> None:
+    _, _, upstream, mode = served
+    heard = {"alice": Heard(), "bob": Heard()}
+    barrier: dict[str, str] = {}
+
     async def go() -> None:
-        async with (
-            Client(authed_target(listening, ALICE)(), mode=mode, message_handler=handler("alice")) as alice_hears,
-            Client(authed_target(listening, BOB)(), mode=mode, message_handler=handler("bob")) as bob_hears,
-            Client(authed_target(calling, ALICE)(), mode=mode) as alice,
-            Client(authed_target(calling, BOB)(), mode=mode) as bob,
-            anyio.create_task_group() as tg,
-        ):
+        async with sessions(served, heard) as (alice_hears, bob_hears, alice, bob, tg):
             barrier.update(alice=await start(alice), bob=await start(bob))
             await tg.start(watch, alice_hears, heard["alice"], [INDEX, barrier["alice"]], mode)
             await tg.start(watch, bob_hears, heard["bob"], [INDEX, barrier["bob"]], mode)
@@ -133,13 +146,35 @@ def test_a_dump_is_notified_only_to_its_callers_sessions(served: Served) -> None
             await heard["alice"].until(INDEX)
             await fail(bob, upstream)
             seen = heard["bob"].uris.count(barrier["bob"])
-            going_on = await bob.call_tool("complete", {"prompt": "on", "conversation_id": barrier["bob"].rsplit("/", 1)[1]})
+            on = {"prompt": "on", "conversation_id": barrier["bob"].rsplit("/", 1)[1]}
+            going_on = await bob.call_tool("complete", on)
             assert not going_on.is_error, text_of(going_on)
             await heard["bob"].until(barrier["bob"], seen + 1)
-            tg.cancel_scope.cancel()
 
     anyio.run(go)
     bob = heard["bob"].uris
     before_barrier = bob[: len(bob) - bob[::-1].index(barrier["bob"])]
     assert before_barrier.count(INDEX) == 1, bob  # his own dump, and never alice's (written before his)
     assert heard["alice"].uris.count(INDEX) >= 1, heard["alice"].uris
+
+
+def test_a_conversation_and_spend_are_notified_only_to_their_callers_sessions(served: Served) -> None:
+    """Alice starts a conversation, which changes her conversations and her spend, and hears both; only then
+    does bob's call fail. Up to his dump's notification bob has heard nothing of hers."""
+    _, _, upstream, mode = served
+    heard = {"alice": Heard(), "bob": Heard()}
+    uris = [INDEX, CONVERSATIONS, USAGE]
+
+    async def go() -> None:
+        async with sessions(served, heard) as (alice_hears, bob_hears, alice, bob, tg):
+            await tg.start(watch, alice_hears, heard["alice"], uris, mode)
+            await tg.start(watch, bob_hears, heard["bob"], uris, mode)
+            await start(alice)
+            await heard["alice"].until(CONVERSATIONS)
+            await heard["alice"].until(USAGE)
+            await fail(bob, upstream)
+            await heard["bob"].until(INDEX)
+
+    anyio.run(go)
+    bob = heard["bob"].uris
+    assert bob[: bob.index(INDEX)] == [], bob  # nothing of alice's conversation or spend came before

@@ -51,10 +51,11 @@ class ChangeSource:
 
 
 class Touched(Listeners):
-    """A source whose changes name what changed (a conversation id), as a `ChangeSource` needs it.
+    """A source whose changes name what changed (a conversation id) and whose it is, as a `ChangeSource` needs it.
 
-    `touch(key)` records the key and calls the listeners; `updated()` (on the loop)
-    returns the URIs of every key touched since it was last asked, through `uris_of`.
+    `touch(key, owner)` records both and calls the listeners; `updated()` (on the loop)
+    returns the URIs of every key touched since it was last asked, through `uris_of`,
+    and `owners()` the owners of what was touched since it was last asked.
     """
 
     def __init__(self, uris_of: Callable[[str], Iterable[str]]) -> None:
@@ -62,11 +63,18 @@ class Touched(Listeners):
         self._uris_of = uris_of
         self._lock = threading.Lock()
         self._keys: set[str] = set()
+        self._owners: set[str] = set()
 
-    def touch(self, key: str) -> None:
+    def touch(self, key: str, owner: str) -> None:
         with self._lock:
             self._keys.add(key)
+            self._owners.add(owner)
         self.notify()
+
+    def owners(self) -> frozenset[str]:
+        with self._lock:
+            owners, self._owners = frozenset(self._owners), set()
+        return owners
 
     def updated(self) -> list[str]:
         with self._lock:

@@ -136,8 +136,11 @@ def build_server(
             # A deployment entering or leaving cooldown changes the catalogue's content, not the list.
             ChangeSource(catalogue.add_listener, catalogue.remove_listener, models.uris, list_changed=False),
             # A conversation created or continued changes the index and that conversation; told like a dump.
-            ChangeSource(touched.add_listener, touched.remove_listener, touched.updated, list_changed=True),
-            ChangeSource(usage.add_listener, usage.remove_listener, lambda: (USAGE_URI,), list_changed=False),
+            ChangeSource(touched.add_listener, touched.remove_listener, touched.updated, list_changed=True,
+                         owners=touched.owners),
+            # A settled call changes its caller's spend (and the overall, which only admins and `local` see).
+            ChangeSource(usage.add_listener, usage.remove_listener, lambda: (USAGE_URI,), list_changed=False,
+                         owners=usage.owners),  # fmt: skip
         ],
         bus,
         frozenset(admins),
