@@ -26,6 +26,7 @@ from tests.valkey import ValkeyProcess, valkey_binary
 
 ALICE = "tok-alice-0123456789abcdef"
 BOB = "tok-bob-0123456789abcdef"
+ROOT = "tok-root-0123456789abcdef"  # an admin: hears of every caller's dumps
 INDEX = "hive://failed-requests"
 CONVERSATIONS = "hive://conversations"
 USAGE = "hive://usage"
@@ -51,7 +52,8 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
         for i in range(count):
             env = server_env(upstream, tmp_path / f"dumps{i}", api_key=True) | shared | {
                 "HIVE_HOME": str(tmp_path / f"home{i}"),
-                "HIVE_MCP_AUTH_TOKEN": f"alice:{ALICE},bob:{BOB}",
+                "HIVE_MCP_AUTH_TOKEN": f"alice:{ALICE},bob:{BOB},root:{ROOT}",
+                "HIVE_MCP_ADMINS": "root",
             }  # fmt: skip
             servers.append(HttpServer(transport, env, tmp_path, f"notify{i}", args=["--stateless"] * (count > 1)))
         try:
@@ -112,33 +114,38 @@ async def watch(client: Client, heard: Heard, uris: list[str], mode: str, task_s
                 heard.add(uri)
 
 
+def handler(heard: Heard, mode: str) -> Any:
+    """A legacy session's notifications come to its message handler; a listen stream's, from `listen`."""
+    return heard.message if mode == "legacy" else None
+
+
 @contextlib.asynccontextmanager
 async def sessions(served: Served, heard: dict[str, Heard]) -> AsyncIterator[tuple[Client, ...]]:
     """Alice's and bob's listening sessions (on the first server), their calling ones (on the last), and a task
     group for the listening, cancelled on the way out."""
     listening, calling, _, mode = served
-
-    def handler(who: str) -> Any:
-        return heard[who].message if mode == "legacy" else None  # a listen stream's events come from `listen`
-
     async with (
-        Client(authed_target(listening, ALICE)(), mode=mode, message_handler=handler("alice")) as alice_hears,
-        Client(authed_target(listening, BOB)(), mode=mode, message_handler=handler("bob")) as bob_hears,
+        Client(authed_target(listening, ALICE)(), mode=mode, message_handler=handler(heard["alice"], mode)) as a_hears,
+        Client(authed_target(listening, BOB)(), mode=mode, message_handler=handler(heard["bob"], mode)) as b_hears,
         Client(authed_target(calling, ALICE)(), mode=mode) as alice,
         Client(authed_target(calling, BOB)(), mode=mode) as bob,
         anyio.create_task_group() as tg,
     ):
-        yield alice_hears, bob_hears, alice, bob, tg
+        yield a_hears, b_hears, alice, bob, tg
         tg.cancel_scope.cancel()
 
 
 def test_a_dump_is_notified_only_to_its_callers_sessions(served: Served) -> None:
-    _, _, upstream, mode = served
-    heard = {"alice": Heard(), "bob": Heard()}
+    listening, _, upstream, mode = served
+    heard = {"alice": Heard(), "bob": Heard(), "root": Heard()}
     barrier: dict[str, str] = {}
 
     async def go() -> None:
-        async with sessions(served, heard) as (alice_hears, bob_hears, alice, bob, tg):
+        async with (
+            sessions(served, heard) as (alice_hears, bob_hears, alice, bob, tg),
+            Client(authed_target(listening, ROOT)(), mode=mode, message_handler=handler(heard["root"], mode)) as root,
+        ):
+            await tg.start(watch, root, heard["root"], [INDEX], mode)
             barrier.update(alice=await start(alice), bob=await start(bob))
             await tg.start(watch, alice_hears, heard["alice"], [INDEX, barrier["alice"]], mode)
             await tg.start(watch, bob_hears, heard["bob"], [INDEX, barrier["bob"]], mode)
@@ -150,6 +157,8 @@ def test_a_dump_is_notified_only_to_its_callers_sessions(served: Served) -> None
             going_on = await bob.call_tool("complete", on)
             assert not going_on.is_error, text_of(going_on)
             await heard["bob"].until(barrier["bob"], seen + 1)
+            await heard["root"].until(INDEX, 2)  # the admin hears of alice's dump and of bob's
+            tg.cancel_scope.cancel()  # root's listening ends before root's session does
 
     anyio.run(go)
     bob = heard["bob"].uris
