@@ -153,6 +153,48 @@ def test_a_legacy_sse_session_answers_only_the_caller_that_opened_it(upstream: U
         stop(server)
 
 
+def sse_endpoint(lines: Iterator[str]) -> str:
+    """The message endpoint a legacy SSE stream names first: its session."""
+    for line in lines:
+        if line.startswith("data:"):
+            return line.removeprefix("data:").strip()
+    return ""
+
+
+def test_a_caller_past_their_legacy_sse_sessions_is_refused_and_the_other_is_not(
+    upstream: Upstream, workdir: Path
+) -> None:
+    """A legacy session lives as long as its `GET /sse` stream: one caller's open streams count against the same
+    `HIVE_MCP_SESSIONS_PER_CALLER`, and another caller opens theirs."""
+    full = server_env(upstream, workdir / "dumps-sse-cap", api_key=True)
+    full.update(HIVE_MCP_AUTH_TOKEN=TOKENS, HIVE_MCP_SESSIONS_PER_CALLER="2")
+    server = HttpServer("sse", full, workdir, "sse-cap")
+    server.wait_ready()
+    try:
+        with raw(server) as client, contextlib.ExitStack() as streams:
+
+            def stream(token: str) -> tuple[httpx.Response, Iterator[str]]:
+                response = streams.enter_context(client.stream("GET", "/sse", headers=bearer(token)))
+                return response, response.iter_lines()  # the iterator kept: dropping it would end the session
+
+            mine = [stream(ALICE) for _ in range(2)]
+            assert all(r.status_code == 200 and "session_id=" in sse_endpoint(lines) for r, lines in mine)
+            refused, _ = stream(ALICE)
+            assert refused.status_code == 429, refused.status_code
+            message = json.loads(refused.read())["error"]["message"]
+            assert "\n" not in message and "HIVE_MCP_SESSIONS_PER_CALLER" in message, message
+            bobs, lines = stream(BOB)  # Bob is not affected
+            assert bobs.status_code == 200 and "session_id=" in sse_endpoint(lines)
+            mine[0][0].close()  # one of hers ends: one more may open
+            deadline = time.monotonic() + IO_S
+            while (again := stream(ALICE))[0].status_code == 429:  # the server notices the closed stream
+                assert time.monotonic() < deadline, "a closed SSE session still counted"
+                again[0].close()
+            assert "session_id=" in sse_endpoint(again[1])
+    finally:
+        stop(server)
+
+
 def test_a_caller_past_their_sessions_is_refused_and_the_other_is_not(shared: HttpServer) -> None:
     with raw(shared) as client:
         started = time.monotonic()

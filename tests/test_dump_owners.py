@@ -91,3 +91,46 @@ def test_a_dump_without_a_caller_is_seen_by_admins_alone(any_store: DumpStore) -
         assert ids(view) == [] and view.delete(old) is False
         assert not_found_text(view, old) == not_found_text(view, unknown_like(old))
     assert ids(CallerDumps(any_store, None)) == [old]
+
+
+def test_a_change_names_the_callers_whose_dumps_it_touched(any_store: DumpStore) -> None:
+    """What the notifier asks so that only they hear of it: a write, a delete, a prune each name their callers."""
+    assert any_store.changed_callers() == frozenset()
+    alices = write(any_store, "alice", 1)
+    write(any_store, None, 2)  # nobody's: admins and the stdio user hear of every change anyway
+    assert any_store.changed_callers() == {"alice"}
+    assert any_store.changed_callers() == frozenset()  # asked once: told once
+    bobs = write(any_store, "bob", 3)
+    assert any_store.delete(alices) and any_store.changed_callers() == {"alice", "bob"}
+    any_store.max_count = 0
+    assert any_store.prune() == 2 and any_store.changed_callers() == {"bob"}
+    assert bobs not in any_store.ids()
+
+
+def test_the_dump_watch_names_the_callers_of_what_another_process_wrote_or_removed(tmp_path: Path) -> None:
+    """Two stores on one directory, as two workers: the watch on one tells whose dumps the other changed."""
+    import threading
+
+    from hive_mcp.dumps.watch import DumpDirectoryWatch
+
+    here, there = DumpStore(tmp_path / "dumps"), DumpStore(tmp_path / "dumps")
+    watch = DumpDirectoryWatch(here, interval_s=0.01)
+    heard = threading.Event()
+    watch.add_listener(heard.set)
+
+    def callers_heard() -> set[str]:
+        """What the watch names over the changes it tells of (a write is a temporary file, then its rename)."""
+        got: set[str] = set()
+        while not got:
+            assert heard.wait(10), "the watch told of no change"
+            heard.clear()
+            got |= watch.changed_callers()
+        return got
+
+    try:
+        alices = write(there, "alice", 1)
+        assert callers_heard() == {"alice"}
+        assert there.delete(alices)
+        assert callers_heard() == {"alice"}
+    finally:
+        watch.remove_listener(heard.set)

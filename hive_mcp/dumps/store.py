@@ -98,6 +98,7 @@ class DumpStore:
         self._secrets: tuple[str, ...] = normalize_secrets(secrets)
         self._lock = threading.Lock()  # serializes prune/purge and secret updates
         self._listeners: list[Callable[[], None]] = []
+        self._changed: set[str] = set()  # the callers whose dumps changed since `changed_callers` was asked
         self._sorted_ids: tuple[int, list[str]] | None = None  # (directory mtime, ids): see _ids
 
     # -- configuration -----------------------------------------------------
@@ -115,6 +116,29 @@ class DumpStore:
     def remove_listener(self, callback: Callable[[], None]) -> None:
         with self._lock:
             self._listeners = [cb for cb in self._listeners if cb is not callback]
+
+    def changed_callers(self) -> frozenset[str]:
+        """The callers whose dumps were written or removed since this was last asked (a dump with no caller
+        is nobody's: admins and the stdio user see every dump anyway)."""
+        with self._lock:
+            changed, self._changed = frozenset(self._changed), set()
+        return changed
+
+    def caller_of(self, dump_id: str) -> str | None:
+        """The caller whose call left the dump; None when it names none or cannot be read."""
+        try:
+            caller = json.loads(self._read_raw(dump_id)[0]).get("caller")
+        except Exception:  # noqa: BLE001 - gone or unreadable: whose it was cannot be told
+            return None
+        return caller if isinstance(caller, str) else None
+
+    def _forget(self, dump_id: str) -> bool:
+        """Remove one dump, noting whose it was (called under `_lock`)."""
+        caller = self.caller_of(dump_id)
+        removed = self._remove(dump_id)
+        if removed and caller is not None:
+            self._changed.add(caller)
+        return removed
 
     def _notify(self) -> None:
         for cb in self._listeners:  # a snapshot: add_listener replaces the list
@@ -141,6 +165,8 @@ class DumpStore:
         dump.id = dump_id
         try:
             with self._lock:
+                if dump.caller is not None:
+                    self._changed.add(dump.caller)
                 self._prune_locked()
         except Exception as exc:
             logger.warning("could not prune failure dumps in %s: %s: %s", self.directory, type(exc).__name__, exc)
@@ -255,6 +281,10 @@ class DumpStore:
             self._sorted_ids = (mtime, ids)
         return ids
 
+    def ids(self) -> list[str]:
+        """Every dump's id, oldest first."""
+        return list(self._ids())
+
     def count(self) -> int:
         """How many dumps there are."""
         return len(self._ids())
@@ -279,14 +309,14 @@ class DumpStore:
         cutoff = self._cutoff(self.max_age)
         for dump_id, size in entries:
             if cutoff is not None and dump_id[:TS_LEN] < cutoff:
-                removed += self._remove(dump_id)
+                removed += self._forget(dump_id)
             else:
                 keep.append((dump_id, size))
         n, total = len(keep), sum(size for _, size in keep)
         for dump_id, size in keep:
             if (self.max_count is None or n <= self.max_count) and (self.max_bytes is None or total <= self.max_bytes):
                 break
-            removed += self._remove(dump_id)
+            removed += self._forget(dump_id)
             n, total = n - 1, total - size
         self._clean_tmp()
         return removed
@@ -325,7 +355,7 @@ class DumpStore:
             removed = 0
             for dump_id, _ in self._scan():
                 if cutoff is None or dump_id[:TS_LEN] < cutoff:
-                    removed += self._remove(dump_id)
+                    removed += self._forget(dump_id)
             self._clean_tmp()
         if removed:
             self._notify()
@@ -334,7 +364,8 @@ class DumpStore:
     def delete(self, dump_id: str) -> bool:
         """Remove one dump; False if there was none. Malformed ids raise InvalidDumpId."""
         self._path_for(dump_id)  # InvalidDumpId for a malformed id
-        removed = self._remove(dump_id)
+        with self._lock:
+            removed = self._forget(dump_id)
         if removed:
             self._notify()
         return removed

@@ -7,6 +7,11 @@ daemon thread that runs only while someone listens). A change this process made
 itself was already told by its store, so the watch takes note of it and stays
 quiet; as every dump change means the same thing to clients (the list and the
 index changed), a remote change coinciding with a local one loses nothing.
+
+Whose dumps changed (`changed_callers`, so that only they hear of it) is told by
+the ids that came and went since the last look: a new dump's caller is read from
+it, a removed one's is remembered from when it came. A dump that was there
+before the watch began and goes is nobody's known: admins and `local` hear of it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,26 @@ class DumpDirectoryWatch:
         self._listeners: list[Callable[[], None]] = []
         self._stop: threading.Event | None = None
         self._seen: int | None = None
+        self._ids: set[str] = set()  # the ids at the last look (touched only by the watch's thread, and at start)
+        self._callers: dict[str, str] = {}  # id -> caller, of the dumps that came while watching
+        self._changed: set[str] = set()
+
+    def changed_callers(self) -> frozenset[str]:
+        """The callers whose dumps other processes wrote or removed since this was last asked."""
+        with self._lock:
+            changed, self._changed = frozenset(self._changed), set()
+        return changed
+
+    def _look(self) -> None:
+        ids = set(self.store.ids())
+        callers = {self._callers.pop(i) for i in self._ids - ids if i in self._callers}
+        for dump_id in ids - self._ids:
+            if (caller := self.store.caller_of(dump_id)) is not None:
+                self._callers[dump_id] = caller
+                callers.add(caller)
+        self._ids = ids
+        with self._lock:
+            self._changed |= callers
 
     def _mtime(self) -> int | None:
         try:
@@ -50,6 +75,7 @@ class DumpDirectoryWatch:
             if self._stop is None:
                 self._stop = threading.Event()
                 self._seen = self._mtime()
+                self._ids, self._callers = set(self.store.ids()), {}
                 self.store.add_listener(self._local_change)
                 threading.Thread(target=self._run, args=(self._stop,), name="hive-mcp-dump-watch", daemon=True).start()
 
@@ -70,6 +96,10 @@ class DumpDirectoryWatch:
             if now == self._seen:
                 continue
             self._seen = now
+            try:
+                self._look()
+            except Exception as exc:  # the listing failed: who hears is only narrower (admins, local)
+                logger.warning("dump watch could not list the dumps: %s: %s", type(exc).__name__, exc)
             for callback in self._listeners:  # a snapshot: add/remove replace the list
                 try:
                     callback()

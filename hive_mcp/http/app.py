@@ -13,7 +13,7 @@ from .asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App
 from .guard import HttpGuard
 from .hosts import transport_security_settings
 from .listen import bind
-from .sessions import SessionQuota
+from .sessions import SessionQuota, SseSessionQuota
 from .shutdown import Shutdown, let_event_streams_end
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def build_app(
        (1-3: `HttpGuard`.)
     4. Shutdown tracking (`Shutdown`): after SIGTERM, in-flight calls get the
        grace period to finish, then a JSON-RPC error; idle streams close at once.
-    5. The per-caller session cap (`sessions`, stateful streamable HTTP).
+    5. The per-caller session cap (`sessions`: stateful streamable HTTP, and legacy SSE's event streams).
     6. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
        Host gets 421, a bad Origin 403. It binds each session to the caller
        that opened it (the guard names them in `scope["user"]`) and ends it
@@ -94,6 +94,7 @@ def build_app(
             transport_security=security,
             max_request_body_size=SDK_BODY_LIMIT,
         )
+        app = SseSessionQuota(app, per_caller=settings.sessions_per_caller)
     shutdown = Shutdown(settings.shutdown_grace_s)
     guard = HttpGuard(shutdown.wrap(app), tokens=tokens, max_body_bytes=settings.max_body_bytes)
     if store is None:

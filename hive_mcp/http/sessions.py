@@ -8,6 +8,9 @@ else out. This layer counts each caller's open sessions and refuses the one past
 their share with 429 and one line; other callers are not affected. Refusing the
 new one, rather than closing an old one, never ends a session someone is using:
 a client that leaves without DELETE has its sessions back after the idle time.
+
+A legacy (HTTP+SSE) session lives exactly as long as its `GET /sse` event stream,
+so there a caller's open sessions are their open streams (`SseSessionQuota`).
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import logging
 from collections.abc import Callable, Container
 
 from ..tokens import CALLER_STATE_KEY
-from .asgi import MCP_PATH, App, Message, Receive, Scope, Send, header, respond
+from .asgi import MCP_PATH, SSE_PATH, App, Message, Receive, Scope, Send, header, respond
 
-__all__ = ["SessionQuota"]
+__all__ = ["SessionQuota", "SseSessionQuota"]
 
 logger = logging.getLogger("hive_mcp.http")
 
@@ -52,14 +55,10 @@ class SessionQuota:
         if not _opens_session(scope):
             await self.app(scope, receive, send)
             return
-        who = str((scope.get("state") or {}).get(CALLER_STATE_KEY, ""))
+        who = _caller(scope)
         if self.open_count(who) + self._opening.get(who, 0) >= self.per_caller:
-            logger.info("429 for a new session of %s: %d are open (HIVE_MCP_SESSIONS_PER_CALLER)",
-                        who or "the local caller", self.per_caller)
-            await respond(send, 429, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": (
-                f"too many open sessions: this caller has {self.per_caller} (HIVE_MCP_SESSIONS_PER_CALLER); "
-                f"end one (DELETE) or let one sit unused for {self.idle_s:g}s")}},
-                [(b"retry-after", str(max(1, round(self.idle_s))).encode())])  # fmt: skip
+            await _refuse(send, who, self.per_caller, f"end one (DELETE) or let one sit unused for {self.idle_s:g}s",
+                          retry_after_s=self.idle_s)  # fmt: skip
             return
         self._opening[who] = self._opening.get(who, 0) + 1
         counted = True  # among the caller's opening requests, until its session is counted among the open ones
@@ -84,6 +83,45 @@ class SessionQuota:
             await self.app(scope, receive, noting)
         finally:
             opened()
+
+
+class SseSessionQuota:
+    """ASGI middleware in front of the SDK's legacy SSE app: the same per-caller cap, on open event streams."""
+
+    def __init__(self, app: App, *, per_caller: int) -> None:
+        self.app = app
+        self.per_caller = per_caller
+        self._open: dict[str, int] = {}  # caller -> their open event streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "GET" or scope.get("path") != SSE_PATH:
+            await self.app(scope, receive, send)
+            return
+        who = _caller(scope)
+        if self._open.get(who, 0) >= self.per_caller:
+            await _refuse(send, who, self.per_caller, "close one of its event streams (GET /sse)")
+            return
+        self._open[who] = self._open.get(who, 0) + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:  # the stream ended, whichever side ended it: the session with it
+            self._open[who] -= 1
+            if not self._open[who]:
+                del self._open[who]
+
+
+def _caller(scope: Scope) -> str:
+    """The caller the HTTP guard named (empty without tokens: every client is the one local caller)."""
+    return str((scope.get("state") or {}).get(CALLER_STATE_KEY, ""))
+
+
+async def _refuse(send: Send, who: str, per_caller: int, remedy: str, retry_after_s: float | None = None) -> None:
+    """429 and one line for a session past the caller's share."""
+    logger.info("429 for a new session of %s: %d are open (HIVE_MCP_SESSIONS_PER_CALLER)",
+                who or "the local caller", per_caller)  # fmt: skip
+    message = f"too many open sessions: this caller has {per_caller} (HIVE_MCP_SESSIONS_PER_CALLER); {remedy}"
+    headers = [] if retry_after_s is None else [(b"retry-after", str(max(1, round(retry_after_s))).encode())]
+    await respond(send, 429, {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}, headers)
 
 
 def _opens_session(scope: Scope) -> bool:

@@ -30,6 +30,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
 from mcp.shared.subscriptions import event_from_wire, event_to_notification
 
 from ..state_store import StateStore
+from .audience import owned, owners_of
 
 __all__ = ["DEFAULT_CHANNEL", "RedisSubscriptionBus", "channel_for", "running"]
 
@@ -47,16 +48,22 @@ def channel_for(url: str) -> str:
 
 
 class _Envelope(BaseModel):
-    """One event on the channel: the bus that published it, and the MCP notification announcing it."""
+    """One event on the channel: the bus that published it, the MCP notification announcing it, and the
+    callers it concerns (None: everyone), so that other processes tell it only to them."""
 
     origin: str
     method: str
     params: dict[str, Any] | None = None
+    owners: list[str] | None = None
 
 
 def _encode(origin: str, event: ServerEvent) -> str:
     note = event_to_notification(event, {})
-    return _Envelope(origin=origin, **note.model_dump(mode="json", by_alias=True, exclude_none=True)).model_dump_json()
+    owners = owners_of(event)
+    return _Envelope(
+        origin=origin, owners=None if owners is None else sorted(owners),
+        **note.model_dump(mode="json", by_alias=True, exclude_none=True),
+    ).model_dump_json()  # fmt: skip
 
 
 def _decode(data: bytes | str) -> tuple[str, ServerEvent] | None:
@@ -65,7 +72,7 @@ def _decode(data: bytes | str) -> tuple[str, ServerEvent] | None:
     except ValidationError:
         return None
     event = event_from_wire(env.method, env.params)
-    return None if event is None else (env.origin, event)
+    return None if event is None else (env.origin, owned(event, None if env.owners is None else frozenset(env.owners)))
 
 
 class RedisSubscriptionBus:

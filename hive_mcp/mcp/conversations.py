@@ -152,7 +152,8 @@ class ConversationService:
     store: ConversationStore
     provider: LLMProvider
     locks: ConversationLocks
-    on_change: Callable[[str], None] | None = None
+    on_change: Callable[[str, str], None] | None = None
+    """Told of each conversation stored to: its id and owner."""
     """Told the id of every conversation created or advanced (the change notifications)."""
     dumps: DumpStore | None = None
     """Where the provider writes failure dumps: a recovered call's dump names the conversation its result returns."""
@@ -277,7 +278,7 @@ class ConversationService:
                 logger.warning("the answer was not stored, so the result has no conversation_id: %s", exc)
             return None
         if self.on_change is not None:
-            self.on_change(thread.id)
+            self.on_change(thread.id, owner)
         return thread.id
 
     async def _fork(

@@ -9,6 +9,7 @@ out from there to `subscriptions/listen` streams (2026-07-28) and to legacy
 from __future__ import annotations
 
 import threading
+from contextvars import ContextVar
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,10 +21,13 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionBus
+from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent, SubscriptionBus
 
 from ..listeners import Listeners
 from ..sdk_compat import run_sync_soon, session_connection
+from ..tokens import owner_scope
+from .audience import Audience, hears, join, owned, owners_of
+from .conversations import caller
 from .constants import NOTIFY_TIMEOUT_S, logger
 
 
@@ -34,20 +38,24 @@ class ChangeSource:
     `add_listener`/`remove_listener` take a callback called from any thread; a
     change is a `resources/updated` of each of `updated()` (asked on the event
     loop, after the change), and a `resources/list_changed` too when
-    `list_changed` (the change adds or removes resources).
+    `list_changed` (the change adds or removes resources). `owners()` (asked on the
+    loop too) names the callers whose things changed, who alone hear of it; None:
+    the change is everyone's (the model catalogue).
     """
 
     add_listener: Callable[[Callable[[], None]], None]
     remove_listener: Callable[[Callable[[], None]], None]
     updated: Callable[[], Iterable[str]]
     list_changed: bool
+    owners: Callable[[], Audience] = lambda: None
 
 
 class Touched(Listeners):
-    """A source whose changes name what changed (a conversation id), as a `ChangeSource` needs it.
+    """A source whose changes name what changed (a conversation id) and whose it is, as a `ChangeSource` needs it.
 
-    `touch(key)` records the key and calls the listeners; `updated()` (on the loop)
-    returns the URIs of every key touched since it was last asked, through `uris_of`.
+    `touch(key, owner)` records both and calls the listeners; `updated()` (on the loop)
+    returns the URIs of every key touched since it was last asked, through `uris_of`,
+    and `owners()` the owners of what was touched since it was last asked.
     """
 
     def __init__(self, uris_of: Callable[[str], Iterable[str]]) -> None:
@@ -55,11 +63,18 @@ class Touched(Listeners):
         self._uris_of = uris_of
         self._lock = threading.Lock()
         self._keys: set[str] = set()
+        self._owners: set[str] = set()
 
-    def touch(self, key: str) -> None:
+    def touch(self, key: str, owner: str) -> None:
         with self._lock:
             self._keys.add(key)
+            self._owners.add(owner)
         self.notify()
+
+    def owners(self) -> frozenset[str]:
+        with self._lock:
+            owners, self._owners = frozenset(self._owners), set()
+        return owners
 
     def updated(self) -> list[str]:
         with self._lock:
@@ -103,14 +118,18 @@ class ChangeNotifier:
     the URIs they subscribed to.
     """
 
-    def __init__(self, sources: Sequence[ChangeSource], bus: SubscriptionBus) -> None:
+    def __init__(self, sources: Sequence[ChangeSource], bus: SubscriptionBus, admins: frozenset[str]) -> None:
         self._sources = tuple(sources)
+        self._admins = admins
         # One callback per source, kept so that the same object is removed as was added.
         self._callbacks = tuple(self._callback(i) for i in range(len(self._sources)))
         self._bus = bus
         self._lock = threading.Lock()
         self._wakers: list[_Waker] = []
         self._legacy: dict[Connection, set[str]] = {}
+        self._scopes: dict[Connection, str | None] = {}  # each legacy session's `owner_scope`
+        self.bus = CallerBus(bus)
+        """What the server's listen streams subscribe to: each hears only what its caller may see."""
 
     # -- any thread --------------------------------------------------------
 
@@ -157,18 +176,27 @@ class ChangeNotifier:
                 logger.exception("could not send the change notifications")
 
     async def _broadcast(self, changed: list[ChangeSource]) -> None:
+        # Who hears of each change, beside admins and `local` (who hear of every one): its sources' owners.
+        listing: Audience = frozenset()
+        updated: dict[str, Audience] = {}
+        for source in changed:
+            owners = source.owners()
+            if source.list_changed:
+                listing = join(listing, owners)
+            for uri in source.updated():
+                updated[uri] = join(updated.get(uri, frozenset()), owners)
         list_changed = any(source.list_changed for source in changed)
-        updated = list(dict.fromkeys(uri for source in changed for uri in source.updated()))
         if list_changed:
-            await self._bus.publish(ResourcesListChanged())
-        for uri in updated:
-            await self._bus.publish(ResourceUpdated(uri=uri))
+            await self._bus.publish(owned(ResourcesListChanged(), listing))
+        for uri, owners in updated.items():
+            await self._bus.publish(owned(ResourceUpdated(uri=uri), owners))
         for conn, uris in list(self._legacy.items()):
+            scope = self._scopes.get(conn)
             with anyio.move_on_after(NOTIFY_TIMEOUT_S):  # one stuck client must not hold up the rest
-                if list_changed:
+                if list_changed and hears(scope, listing):
                     await conn.send_resource_list_changed()
-                for uri in updated:
-                    if uri in uris:
+                for uri, owners in updated.items():
+                    if uri in uris and hears(scope, owners):
                         await conn.send_resource_updated(uri)
 
     def track(self, ctx: ServerRequestContext[Any, Any]) -> Connection | None:
@@ -180,7 +208,9 @@ class ChangeNotifier:
             return None
         if conn not in self._legacy:
             self._legacy[conn] = set()
+            self._scopes[conn] = owner_scope(caller(ctx), self._admins)
             conn.exit_stack.callback(self._legacy.pop, conn, None)
+            conn.exit_stack.callback(self._scopes.pop, conn, None)
         return conn
 
     def subscribe(self, ctx: ServerRequestContext[Any, Any], uri: str) -> None:
@@ -193,6 +223,14 @@ class ChangeNotifier:
         if conn is not None:
             self._legacy[conn].discard(uri)
 
+    async def listen(self, ctx: ServerRequestContext[Any, Any], serve: Callable[[], Any]) -> Any:
+        """Serve a `subscriptions/listen` stream (`serve()`) that hears only what this caller may see."""
+        token = _LISTENER_SCOPE.set(owner_scope(caller(ctx), self._admins))
+        try:
+            return await serve()
+        finally:
+            _LISTENER_SCOPE.reset(token)
+
     async def middleware(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         """Track legacy sessions, and advertise resources.listChanged in their handshake."""
         result = await call_next(ctx)
@@ -204,3 +242,27 @@ class ChangeNotifier:
         else:
             self.track(ctx)
         return result
+
+
+_LISTENER_SCOPE: ContextVar[str | None] = ContextVar("hive_mcp_listener_scope", default=None)
+"""The `owner_scope` of the listen stream subscribing now (set by `ChangeNotifier.listen`)."""
+
+
+class CallerBus:
+    """The server's `SubscriptionBus` as its listen streams see it: a listener subscribed while a caller's
+    stream opens (`ChangeNotifier.listen`) hears only the events that caller may see (`audience.hears`)."""
+
+    def __init__(self, bus: SubscriptionBus) -> None:
+        self._bus = bus
+
+    async def publish(self, event: ServerEvent) -> None:
+        await self._bus.publish(event)
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        scope = _LISTENER_SCOPE.get()
+
+        def deliver(event: ServerEvent) -> None:
+            if hears(scope, owners_of(event)):
+                listener(event)
+
+        return self._bus.subscribe(deliver)

@@ -124,20 +124,26 @@ def build_server(
         spend.on_change = usage.changed
     bus = bus if bus is not None else InMemorySubscriptionBus()
     watched = [] if dump_watch is None else [
-        ChangeSource(dump_watch.add_listener, dump_watch.remove_listener, lambda: (INDEX_URI,), list_changed=True)
-    ]
+        ChangeSource(dump_watch.add_listener, dump_watch.remove_listener, lambda: (INDEX_URI,), list_changed=True,
+                     owners=dump_watch.changed_callers)
+    ]  # fmt: skip
     notifier = ChangeNotifier(
         [
             *watched,
-            # A dump written or pruned changes the list and the index.
-            ChangeSource(store.add_listener, store.remove_listener, lambda: (INDEX_URI,), list_changed=True),
+            # A dump written or pruned changes the list and the index, of its caller.
+            ChangeSource(store.add_listener, store.remove_listener, lambda: (INDEX_URI,), list_changed=True,
+                         owners=store.changed_callers),  # fmt: skip
             # A deployment entering or leaving cooldown changes the catalogue's content, not the list.
             ChangeSource(catalogue.add_listener, catalogue.remove_listener, models.uris, list_changed=False),
             # A conversation created or continued changes the index and that conversation; told like a dump.
-            ChangeSource(touched.add_listener, touched.remove_listener, touched.updated, list_changed=True),
-            ChangeSource(usage.add_listener, usage.remove_listener, lambda: (USAGE_URI,), list_changed=False),
+            ChangeSource(touched.add_listener, touched.remove_listener, touched.updated, list_changed=True,
+                         owners=touched.owners),
+            # A settled call changes its caller's spend (and the overall, which only admins and `local` see).
+            ChangeSource(usage.add_listener, usage.remove_listener, lambda: (USAGE_URI,), list_changed=False,
+                         owners=usage.owners),  # fmt: skip
         ],
         bus,
+        frozenset(admins),
     )
 
     @asynccontextmanager
@@ -150,7 +156,7 @@ def build_server(
         version=__version__,
         instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if service is not None else ""),
         tools=tools(tool_handlers) + ([list_conversations_tool(service)] if service is not None else []),
-        subscriptions=bus,
+        subscriptions=notifier.bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],
         extensions=[dashboard_apps()],  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
@@ -193,7 +199,7 @@ def build_server(
         async def listen_own(ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams) -> Any:
             for uri in params.notifications.resource_subscriptions or ():
                 await check_own(ctx, uri)
-            return await listen.handler(ctx, params)
+            return await notifier.listen(ctx, lambda: listen.handler(ctx, params))
 
         low.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen_own)
     return server

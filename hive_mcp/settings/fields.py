@@ -268,7 +268,8 @@ class Settings(BaseSettings):
         4 * 1024 * 1024, "largest HTTP request body; larger gets 413 (default: 4194304, 4 MiB)", metavar="BYTES", ge=1
     )
     sessions_per_caller: int = setting(
-        64, "streamable HTTP sessions one caller may have open; one more is refused (429) until one ends "
+        64, "sessions one caller may have open (streamable HTTP, and legacy SSE event streams); one more is "
+        "refused (429) until one ends "
         "(default: 64)", metavar="N", ge=1)
     session_idle_s: float = setting(
         600.0, "seconds a streamable HTTP session may sit unused before it ends (default: 600)", metavar="SECONDS",

@@ -101,7 +101,8 @@ class Spend:
     group_of: Callable[[str], str] = lambda name: name
     clock: Callable[[], datetime] = utc_now
     admins: frozenset[str] = frozenset()
-    on_change: Callable[[], None] | None = None
+    on_change: Callable[[str], None] | None = None
+    """Told of each call settled: its caller."""
     _held: dict[str, Ticket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _prices: dict[str, tuple[float, float] | None] = field(default_factory=dict)
@@ -254,7 +255,7 @@ class Spend:
         finally:
             self._forget(ticket)
         if self.on_change is not None:
-            self.on_change()
+            self.on_change(ticket.reservation.caller)
         return ticket.remaining_usd(cost)
 
     async def release(self, ticket: Ticket) -> None:

@@ -110,7 +110,9 @@ def spent_by(rows: list[TotalRow], key: Callable[[TotalRow], str]) -> dict[str, 
 
 
 class Throttle(Listeners):
-    """Listeners told of changes at most once per `interval_s`: a burst is one call now and one at the end."""
+    """Listeners told of changes at most once per `interval_s`: a burst is one call now and one at the end.
+
+    `changed(caller)` names whose things changed; `owners()` drains them (so only they hear of it)."""
 
     def __init__(self, interval_s: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
@@ -119,9 +121,17 @@ class Throttle(Listeners):
         self._lock = threading.Lock()
         self._last = float("-inf")
         self._timer: threading.Timer | None = None
+        self._owners: set[str] = set()
 
-    def changed(self) -> None:
+    def owners(self) -> frozenset[str]:
         with self._lock:
+            owners, self._owners = frozenset(self._owners), set()
+        return owners
+
+    def changed(self, caller: str | None = None) -> None:
+        with self._lock:
+            if caller is not None:
+                self._owners.add(caller)
             wait = self._last + self.interval_s - self._monotonic()
             if wait > 0:
                 if self._timer is None:
