@@ -1,7 +1,7 @@
 """The state store: one per Redis per process, its pools shared by every store, one breaker for all of them.
 
 Against a real valkey-server: the ledger, the dumps, the bus and the conversations of one process ask Redis
-through one `StateStore` (one blocking client, one async client); a frozen Valkey (SIGSTOP) costs one
+through one `StateStore` (one client, one pool, on the state loop); a frozen Valkey (SIGSTOP) costs one
 timeout, after which no store waits on it; one warning when it goes, one when the probe hears it back.
 """
 
@@ -37,9 +37,9 @@ async def test_every_store_of_a_process_shares_one_state_store(
     conversations = RedisStore(url)
     state = StateStore.shared(url)
     assert ledger.shared is state and dumps._outage is state and bus._outage is state  # noqa: SLF001
-    assert ledger._r is dumps._redis is state.client()  # noqa: SLF001 - one blocking pool
+    assert ledger._r is dumps._redis is conversations._r is state.aclient()  # noqa: SLF001 - one pool
     async with bus.running():
-        assert bus._client is conversations._r is state.aclient()  # noqa: SLF001 - one async pool
+        assert bus._client is state.aclient()  # noqa: SLF001
     await conversations.aclose()
 
 
