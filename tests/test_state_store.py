@@ -87,3 +87,30 @@ async def test_conversations_fail_at_once_while_the_breaker_is_open() -> None:
                 with pytest.raises(StoreError):
                     await store.list()
         await store.aclose()
+
+
+def test_a_forked_child_asks_redis_on_a_loop_and_pool_of_its_own(
+    valkey_server: ValkeyProcess, tmp_path: Path  # noqa: F811
+) -> None:
+    """The state loop is a thread, which a fork does not copy: the child starts its own, and the stores the
+    parent made work in it (without, every call of the child would wait forever on a loop nobody runs)."""
+    import multiprocessing
+
+    ledger = RedisBackend(valkey_server.url, prefix="fork:")
+    dumps = RedisDumpStore(valkey_server.url, tmp_path / "dumps", prefix="fork:")
+    assert ledger.calls(ledger_since()) == [] and dumps.list().items == []  # the parent's loop and pool in use
+    child_end, parent_end = multiprocessing.Pipe()
+
+    def child() -> None:
+        child_end.send((len(ledger.calls(ledger_since())), len(dumps.list().items)))
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    try:
+        assert parent_end.poll(10 * TIMEOUT_S), "the forked child's call did not return"
+        assert parent_end.recv() == (0, 0)
+    finally:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+    assert ledger.calls(ledger_since()) == []  # the parent's pool still serves it

@@ -53,10 +53,14 @@ class RedisDumpStore(DumpStore):
         import redis
 
         self._outage = StateStore.shared(url)
-        self._redis: Any = self._outage.aclient()
         self._run = self._outage.run
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._key, self._index, self._sizes = f"{prefix}dump:", f"{prefix}dumps", f"{prefix}dump-sizes"
+
+    @property
+    def _redis(self) -> Any:
+        """The process's client of the state store (a forked child's own); its commands go through `_run`."""
+        return self._outage.aclient()
 
     def location(self) -> str:
         """Where the dumps are, for log lines (no password)."""

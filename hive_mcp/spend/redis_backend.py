@@ -144,11 +144,16 @@ class RedisBackend(Backend):
         self.p = prefix
         self.keep_days = keep_days
         self.calls_days = calls_days
-        self._r = self.shared.aclient()
-        self._reserve = self._r.register_script(_RESERVE)
-        self._settle = self._r.register_script(_SETTLE)
-        self._release = self._r.register_script(_RELEASE)
-        self._state = self._r.register_script(_STATE)
+        client = self.shared.aclient()
+        self._reserve = client.register_script(_RESERVE)
+        self._settle = client.register_script(_SETTLE)
+        self._release = client.register_script(_RELEASE)
+        self._state = client.register_script(_STATE)
+
+    @property
+    def _r(self) -> Any:
+        """The process's client of the state store (a forked child's own)."""
+        return self.shared.aclient()
 
     def _keys(self, b: Budget, when: datetime) -> tuple[str, str]:
         period, scope = _period(b.period, when), scope_of(b)
@@ -229,7 +234,7 @@ class RedisBackend(Backend):
         return out
 
     def _call(self, script: Any, args: list[Any]) -> Any:
-        return self._ask(lambda: script(args=args))
+        return self._ask(lambda: script(args=args, client=self._r))
 
     def _ask(self, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """`fn()` against Redis, through the breaker; an `OSError` naming the store when it is open or fails."""
