@@ -1,12 +1,18 @@
 """The state store (Redis or Valkey at HIVE_MCP_STATE_URL) as one process holds it: one notion of whether it
 is there, shared by every store on it (conversations, the spend ledger, failure dumps, the change bus).
 
-`StateStore.shared(url)` is the process's one instance for a URL. It holds one
-connection pool for the blocking stores (the ledger and the dumps, which run in
-worker threads) and one for the async ones (conversations and the bus, on the
-event loop), every connection with a short timeout (`TIMEOUT_S`) and no retry
-but one: a command whose pooled connection the server had closed (a restart)
-is sent once more on a fresh one. A timeout is never retried.
+`StateStore.shared(url)` is the process's one instance for a URL. It holds the
+process's one connection pool for that URL: one async client, on an event loop
+of its own (the state loop, in a daemon thread). Every store sends its commands
+there: the blocking ones (the ledger and the dumps, called from worker and
+provider threads and from the command line) wait on the result with `run`, the
+async ones (conversations and the bus, on the server's event loop) await it
+with `arun`. So whichever store asks, and from whichever thread or loop, one
+idle connection serves them all: a process holds as many connections as it
+has commands in flight at once (one when they come one at a time), plus the
+bus's subscriber. Every connection has a short timeout (`TIMEOUT_S`) and no
+retry but one: a command whose pooled connection the server had closed (a
+restart) is sent once more on a fresh one. A timeout is never retried.
 
 The first failure of any store (refused, reset, or timed out: a frozen Redis
 answers nothing) opens the breaker: one warning, and from then on no store asks
@@ -24,8 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import threading
-from typing import Any, ClassVar
+from collections.abc import Coroutine
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from .listeners import Listeners
@@ -34,6 +42,8 @@ from .outage import Outage
 __all__ = ["PROBE_S", "TIMEOUT_S", "StateStore", "redacted_url"]
 
 logger = logging.getLogger("hive_mcp.state")
+
+T = TypeVar("T")
 
 TIMEOUT_S = 1.0
 """Connecting and each command: longer than any command of ours takes on a live Redis."""
@@ -52,8 +62,8 @@ def redacted_url(url: str) -> str:
 
 
 class StateStore(Listeners):
-    """One Redis (by URL, password in it) for this process: its pools, its breaker, its probe. Its listeners
-    are told (in the probe's thread) when Redis is back."""
+    """One Redis (by URL, password in it) for this process: its pool (on the state loop), its breaker, its
+    probe. Its listeners are told (in the probe's thread) when Redis is back."""
 
     _shared: ClassVar[dict[str, StateStore]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -74,8 +84,10 @@ class StateStore(Listeners):
             retry_s=math.inf,  # only the probe asks again
         )  # fmt: skip
         self._lock = threading.Lock()
-        self._sync: Any = None
-        self._async: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: Any = None
+        self._pid = 0  # the process the loop and the pool belong to: a forked child starts its own
         self._probing = False
         self._stop = threading.Event()  # never set: the probe is a daemon thread, ended with the process
         self._up = threading.Event()
@@ -96,38 +108,54 @@ class StateStore(Listeners):
         with cls._shared_lock:
             return list(cls._shared.values())
 
-    def _options(self, retry: Any) -> dict[str, Any]:
+    def _options(self) -> dict[str, Any]:
         """Short timeouts; one retry, on a fresh connection, of a command whose connection the server closed
         (a pooled connection from before a restart), and none of a timeout (a frozen Redis)."""
+        from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
 
         return {
             "socket_connect_timeout": self.timeout_s, "socket_timeout": self.timeout_s,
-            "retry": retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         }  # fmt: skip
 
-    def client(self) -> Any:
-        """The blocking client (one pool, thread-safe)."""
+    def _state_loop(self) -> asyncio.AbstractEventLoop:
+        """The state loop, started by the first store that asks (in this process)."""
         with self._lock:
-            if self._sync is None:
-                import redis
-                from redis.retry import Retry
-
-                self._sync = redis.Redis.from_url(self.url, **self._options(Retry))
-            return self._sync
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=loop.run_forever, name="hive-mcp-state", daemon=True)
+                self._thread.start()
+                self._loop, self._client, self._pid = loop, None, os.getpid()
+            return self._loop
 
     def aclient(self) -> Any:
-        """The async client of the running event loop (one pool; the server runs one loop); replies decoded."""
-        loop = asyncio.get_running_loop()
+        """The process's client (one pool), replies decoded. Its commands are coroutines to send with `run`
+        or `arun`: they run on the state loop, where its connections live."""
+        self._state_loop()
         with self._lock:
-            found = self._async.get(loop)
-            if found is None:
+            if self._client is None:
                 import redis.asyncio as aioredis
-                from redis.asyncio.retry import Retry
 
-                found = self._async[loop] = aioredis.from_url(self.url, decode_responses=True, **self._options(Retry))
-            return found
+                self._client = aioredis.from_url(self.url, decode_responses=True, **self._options())
+            return self._client
+
+    def run(self, command: Coroutine[Any, Any, T]) -> T:
+        """Send `command` (built on `aclient()`) and wait for its reply: the blocking stores' way."""
+        loop = self._state_loop()
+        if threading.current_thread() is self._thread:
+            command.close()
+            raise RuntimeError("a blocking state-store call on the state loop itself")
+        return asyncio.run_coroutine_threadsafe(command, loop).result()
+
+    async def arun(self, command: Coroutine[Any, Any, T]) -> T:
+        """Send `command` (built on `aclient()`) and await its reply from any event loop; cancelling the
+        caller cancels the command."""
+        loop = self._state_loop()
+        if asyncio.get_running_loop() is loop:
+            return await command
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(command, loop))
 
     def usable(self) -> bool:
         """Whether to ask Redis now: False from the first failure until the probe hears it again."""
@@ -159,7 +187,7 @@ class StateStore(Listeners):
 
         while not self._stop.wait(self.probe_s):
             try:
-                self.client().ping()  # on the process's pool: no connection of its own
+                self.run(self.aclient().ping())  # on the process's pool: no connection of its own
             except (redis.RedisError, OSError):
                 continue
             with self._lock:
@@ -168,11 +196,12 @@ class StateStore(Listeners):
             return
 
     async def aclose(self) -> None:
-        """Close the running loop's async client (at the end of the loop that serves)."""
+        """Close the pool's idle connections (at the end of the loop that serves); commands in flight, of
+        other stores, keep theirs, and the next command opens one again."""
         with self._lock:
-            client = self._async.pop(asyncio.get_running_loop(), None)
+            client = self._client if self._pid == os.getpid() else None
         if client is not None:
             try:
-                await client.aclose()
+                await self.arun(client.connection_pool.disconnect(inuse_connections=False))
             except Exception:  # noqa: BLE001 - a connection already gone
                 pass

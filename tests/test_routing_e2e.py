@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +33,9 @@ def pair() -> Iterator[tuple[Upstream, Upstream]]:
     b.stop()
 
 
-def write_config(path: Path, a: Upstream, b: Upstream, redis_port: int | None = None, strategy: str = "") -> Path:
+def write_config(
+    path: Path, a: Upstream, b: Upstream, redis_port: int | None = None, strategy: str = "", cooldown_s: float = 120
+) -> Path:
     redis = f"\n  redis_host: 127.0.0.1\n  redis_port: {redis_port}" if redis_port else ""
     if strategy:
         redis += f"\n  routing_strategy: {strategy}"
@@ -44,7 +47,7 @@ model_list:
     litellm_params: {{model: openai/model-b, api_base: "{b.base_url}", api_key: os.environ/DEP_KEY}}
 router_settings:
   model_group_alias: {{quick: fast}}
-  cooldown_time: 120{redis}
+  cooldown_time: {cooldown_s}{redis}
 general_settings: {{master_key: sk-proxy-only}}
 hive_mcp:
   log_level: INFO
@@ -222,3 +225,61 @@ def test_redis_stopped_mid_run_does_not_fail_calls_and_sharing_resumes(tmp_path,
         assert (len(a.chat_requests()), len(b.chat_requests())) == (a_hits + 1, b_hits)
     finally:
         valkey.stop()
+
+
+BACK_S = 5.0
+"""Cooldown sharing resumes within this of Redis answering again."""
+
+
+def cooling_in(session: Session, model: str) -> bool:
+    """Whether `list_models` through `session` shows the deployment of `model` in group `fast` cooling down."""
+    listing = session.run(lambda c: c.call_tool("list_models", {})).structured_content
+    [fast] = [g for g in listing["groups"] if g["name"] == "fast"]
+    [deployment] = [d for d in fast["deployments"] if d["model"] == model]
+    return not deployment["healthy"]
+
+
+def test_cooldown_sharing_between_two_instances_resumes_within_5_s_of_redis_returning(tmp_path) -> None:
+    """Two hive-mcp processes on one Valkey, which stops while both route (each meets the failure, so
+    litellm's circuit breaker opens in each). Once Valkey answers again, deployment a starts refusing (429):
+    instance A puts it in cooldown, and instance B, which sends it nothing meanwhile (it only lists), shows
+    it cooling down within 5 s: only Redis can have told it. A cooldown of 1 s has A try a again each
+    second, so a cooldown A set while its breaker was still open (not shared) is followed by another."""
+    refusing = threading.Event()
+    a = Upstream(Reply.text("from a"), reply_for=lambda _: Reply.error(429) if refusing.is_set() else None).start()
+    b = Upstream(Reply.text("from b")).start()
+    valkey = ValkeyProcess(valkey_binary())
+    valkey.start()
+    opened: list[tuple[Session, IO[str]]] = []
+    try:
+        config = write_config(tmp_path / "config.yaml", a, b, redis_port=valkey.port, cooldown_s=1)
+        for name in ("first", "second"):
+            session, errlog_path, errlog = stdio_session(config, tmp_path, name)
+            opened.append((session, errlog))
+            assert not complete(session).is_error  # the Router is attached, on Redis
+        (first, _), (second, _) = opened
+        valkey.stop()
+        for session, errlog in opened:  # each process meets Redis away (its one warning says so)
+            deadline = time.monotonic() + BACK_S
+            while "Redis did not answer: routing" not in Path(errlog.name).read_text():
+                assert not complete(session).is_error and not cooling_in(session, "model-a")
+                assert time.monotonic() < deadline, Path(errlog.name).read_text()
+        valkey.start()
+        back_at = time.monotonic()
+        assert not cooling_in(second, "model-a")
+        refusing.set()
+        while not cooling_in(second, "model-a"):
+            result = complete(first)  # a refuses and is cooled down by A; b answers
+            assert not result.is_error and "from b" in text_of(result), text_of(result)
+            waited = time.monotonic() - back_at
+            assert waited < BACK_S, f"B saw no cooldown of a within {BACK_S} s of Redis answering again"
+        assert a.chat_requests() and refusing.is_set()
+    finally:
+        for session, errlog in opened:
+            session.close()
+            errlog.close()
+        valkey.stop()
+        a.stop()
+        b.stop()
+    for _, errlog in opened:
+        assert "Traceback" not in Path(errlog.name).read_text()

@@ -1,7 +1,7 @@
 """The state store: one per Redis per process, its pools shared by every store, one breaker for all of them.
 
 Against a real valkey-server: the ledger, the dumps, the bus and the conversations of one process ask Redis
-through one `StateStore` (one blocking client, one async client); a frozen Valkey (SIGSTOP) costs one
+through one `StateStore` (one client, one pool, on the state loop); a frozen Valkey (SIGSTOP) costs one
 timeout, after which no store waits on it; one warning when it goes, one when the probe hears it back.
 """
 
@@ -37,9 +37,9 @@ async def test_every_store_of_a_process_shares_one_state_store(
     conversations = RedisStore(url)
     state = StateStore.shared(url)
     assert ledger.shared is state and dumps._outage is state and bus._outage is state  # noqa: SLF001
-    assert ledger._r is dumps._redis is state.client()  # noqa: SLF001 - one blocking pool
+    assert ledger._r is dumps._redis is conversations._r is state.aclient()  # noqa: SLF001 - one pool
     async with bus.running():
-        assert bus._client is conversations._r is state.aclient()  # noqa: SLF001 - one async pool
+        assert bus._client is state.aclient()  # noqa: SLF001
     await conversations.aclose()
 
 
@@ -87,3 +87,30 @@ async def test_conversations_fail_at_once_while_the_breaker_is_open() -> None:
                 with pytest.raises(StoreError):
                     await store.list()
         await store.aclose()
+
+
+def test_a_forked_child_asks_redis_on_a_loop_and_pool_of_its_own(
+    valkey_server: ValkeyProcess, tmp_path: Path  # noqa: F811
+) -> None:
+    """The state loop is a thread, which a fork does not copy: the child starts its own, and the stores the
+    parent made work in it (without, every call of the child would wait forever on a loop nobody runs)."""
+    import multiprocessing
+
+    ledger = RedisBackend(valkey_server.url, prefix="fork:")
+    dumps = RedisDumpStore(valkey_server.url, tmp_path / "dumps", prefix="fork:")
+    assert ledger.calls(ledger_since()) == [] and dumps.list().items == []  # the parent's loop and pool in use
+    child_end, parent_end = multiprocessing.Pipe()
+
+    def child() -> None:
+        child_end.send((len(ledger.calls(ledger_since())), len(dumps.list().items)))
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    try:
+        assert parent_end.poll(10 * TIMEOUT_S), "the forked child's call did not return"
+        assert parent_end.recv() == (0, 0)
+    finally:
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+    assert ledger.calls(ledger_since()) == []  # the parent's pool still serves it

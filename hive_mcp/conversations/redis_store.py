@@ -34,10 +34,9 @@ without its credentials.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -216,7 +215,7 @@ class RedisStore(ConversationStore):
 
     @property
     def _r(self) -> Any:
-        """The running loop's client of the state store."""
+        """The process's client of the state store (its commands go through `_do`)."""
         return self._shared.aclient()
 
     def _script(self, source: str) -> Any:
@@ -227,13 +226,12 @@ class RedisStore(ConversationStore):
             found = self._scripts[key] = client.register_script(source)
         return found
 
-    async def _do(self, call: Awaitable[T], operation: str) -> T:
+    async def _do(self, call: Coroutine[Any, Any, T], operation: str) -> T:
         if not self._shared.usable():
-            if inspect.iscoroutine(call):
-                call.close()  # never sent
+            call.close()  # never sent
             raise StoreError(self.name, operation, "the state store is unavailable", told=True)
         try:
-            out = await call
+            out = await self._shared.arun(call)  # on the state loop, where the pool's connections live
         except (RedisError, OSError) as exc:
             away = not isinstance(exc, RedisError) or isinstance(exc, (RedisConnectionError, RedisTimeoutError))
             if away:

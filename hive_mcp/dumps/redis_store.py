@@ -14,8 +14,9 @@ Redis unavailable: the dump goes to the local directory (the store's
 `directory`) and is not lost: this instance lists and reads it alongside the
 shared ones, and the next write that reaches Redis moves the local dumps there.
 Redis is asked through the process's `StateStore` (its pool, timeouts and
-breaker): one warning per outage for every store, and no call waits on a Redis
-the breaker knows is away.
+breaker; dumps are written from provider threads, so each command is sent on
+the state loop and waited for): one warning per outage for every store, and no
+call waits on a Redis the breaker knows is away.
 """
 
 from __future__ import annotations
@@ -52,9 +53,14 @@ class RedisDumpStore(DumpStore):
         import redis
 
         self._outage = StateStore.shared(url)
-        self._redis: Any = self._outage.client()
+        self._run = self._outage.run
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._key, self._index, self._sizes = f"{prefix}dump:", f"{prefix}dumps", f"{prefix}dump-sizes"
+
+    @property
+    def _redis(self) -> Any:
+        """The process's client of the state store (a forked child's own); its commands go through `_run`."""
+        return self._outage.aclient()
 
     def location(self) -> str:
         """Where the dumps are, for log lines (no password)."""
@@ -66,20 +72,20 @@ class RedisDumpStore(DumpStore):
 
     def _put(self, dump_id: str, payload: bytes) -> bool:
         """Store under `dump_id` unless the id is taken; False if it was."""
-        if not self._redis.set(self._key + dump_id, payload, nx=True):
+        if not self._run(self._redis.set(self._key + dump_id, payload, nx=True)):
             return False
         pipe = self._redis.pipeline()
         pipe.zadd(self._index, {dump_id: 0})
         pipe.hset(self._sizes, dump_id, len(payload))
-        pipe.execute()
+        self._run(pipe.execute())
         return True
 
     def _replace(self, dump_id: str, payload: bytes) -> bool:
         """Overwrite the shared dump of `dump_id`, or else the local one (written during an outage)."""
         if self._outage.usable():
             try:
-                if self._redis.set(self._key + dump_id, payload, xx=True):
-                    self._redis.hset(self._sizes, dump_id, len(payload))
+                if self._run(self._redis.set(self._key + dump_id, payload, xx=True)):
+                    self._run(self._redis.hset(self._sizes, dump_id, len(payload)))
                     return True
             except self._errors as exc:
                 self._outage.failed(exc)
@@ -114,8 +120,8 @@ class RedisDumpStore(DumpStore):
         if not self._outage.usable():
             return []
         try:
-            ids = [i.decode() for i in self._redis.zrange(self._index, 0, -1)]
-            got = {k.decode(): int(v) for k, v in self._redis.hgetall(self._sizes).items()} if sizes else {}
+            ids = self._run(self._redis.zrange(self._index, 0, -1))
+            got = {k: int(v) for k, v in self._run(self._redis.hgetall(self._sizes)).items()} if sizes else {}
         except self._errors as exc:
             self._outage.failed(exc)
             return []
@@ -138,7 +144,7 @@ class RedisDumpStore(DumpStore):
             pipe.delete(self._key + dump_id)
             pipe.zrem(self._index, dump_id)
             pipe.hdel(self._sizes, dump_id)
-            gone = pipe.execute()[0]
+            gone = self._run(pipe.execute())[0]
         except self._errors as exc:
             self._outage.failed(exc)
             return removed
@@ -148,10 +154,10 @@ class RedisDumpStore(DumpStore):
         self._path_for(dump_id)  # InvalidDumpId for a malformed id, before anything is asked
         if self._outage.usable():
             try:
-                raw = self._redis.get(self._key + dump_id)
+                raw = self._run(self._redis.get(self._key + dump_id))
             except self._errors as exc:
                 self._outage.failed(exc)
             else:
                 if raw is not None:
-                    return raw.decode("utf-8", errors="replace"), len(raw)
+                    return raw, len(raw.encode("utf-8"))
         return super()._read_raw(dump_id)

@@ -100,7 +100,7 @@ class RedisSubscriptionBus:
         if self._client is None or not self._outage.usable():
             return
         try:
-            await self._client.publish(self.channel, _encode(self.origin, event))
+            await self._outage.arun(self._client.publish(self.channel, _encode(self.origin, event)))
         except Exception as exc:  # noqa: BLE001 - Redis down must not fail the change that happened
             self._outage.failed(exc)
         else:
@@ -128,12 +128,12 @@ class RedisSubscriptionBus:
                 continue
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.channel)
+                await self._outage.arun(pubsub.subscribe(self.channel))
                 self._outage.worked()
                 self.connected.set()
                 wait = RECONNECT_S[0]
                 while True:
-                    message = await pubsub.get_message(timeout=POLL_S)
+                    message = await self._outage.arun(pubsub.get_message(timeout=POLL_S))
                     if message is None or message.get("type") != "message":
                         continue
                     decoded = _decode(message["data"])
@@ -144,7 +144,7 @@ class RedisSubscriptionBus:
             finally:
                 with anyio.CancelScope(shield=True):
                     try:
-                        await pubsub.aclose()
+                        await self._outage.arun(pubsub.aclose())
                     except Exception:  # noqa: BLE001 - the connection is already gone
                         pass
             await anyio.sleep(wait)

@@ -25,7 +25,7 @@ ms; instances' clocks need only agree to within a lease's margin.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -133,7 +133,8 @@ def _day_score(day: str) -> int:
 
 class RedisBackend(Backend):
     """The ledger on the process's state store (`StateStore.shared(url)`): its pool, its timeouts and its
-    breaker. While the breaker is open every operation fails at once (an `OSError`), asking nothing."""
+    breaker; each operation is sent on the state loop and waited for (the ledger is called from threads).
+    While the breaker is open every operation fails at once (an `OSError`), asking nothing."""
 
     def __init__(self, url: str, *, prefix: str = "hive-mcp:spend:", keep_days: int = 90, calls_days: int = 7) -> None:
         from ..state_store import StateStore
@@ -143,11 +144,16 @@ class RedisBackend(Backend):
         self.p = prefix
         self.keep_days = keep_days
         self.calls_days = calls_days
-        self._r = self.shared.client()
-        self._reserve = self._r.register_script(_RESERVE)
-        self._settle = self._r.register_script(_SETTLE)
-        self._release = self._r.register_script(_RELEASE)
-        self._state = self._r.register_script(_STATE)
+        client = self.shared.aclient()
+        self._reserve = client.register_script(_RESERVE)
+        self._settle = client.register_script(_SETTLE)
+        self._release = client.register_script(_RELEASE)
+        self._state = client.register_script(_STATE)
+
+    @property
+    def _r(self) -> Any:
+        """The process's client of the state store (a forked child's own)."""
+        return self.shared.aclient()
 
     def _keys(self, b: Budget, when: datetime) -> tuple[str, str]:
         period, scope = _period(b.period, when), scope_of(b)
@@ -200,17 +206,17 @@ class RedisBackend(Backend):
         return {b.id: (out[2 * i], out[2 * i + 1]) for i, b in enumerate(budgets)}
 
     def totals(self, since_day: str) -> list[TotalRow]:
-        def read() -> list[TotalRow]:
-            days = self._r.zrangebyscore(f"{self.p}days", _day_score(since_day), "+inf")
+        async def read() -> list[TotalRow]:
+            days = await self._r.zrangebyscore(f"{self.p}days", _day_score(since_day), "+inf")
             pipe = self._r.pipeline(transaction=False)
             for key in days:
                 pipe.hgetall(key)
             rows: list[TotalRow] = []
-            for key, counts in zip(days, pipe.execute()):
-                day = key.decode().rsplit(":", 1)[-1]
+            for key, counts in zip(days, await pipe.execute()):
+                day = key.rsplit(":", 1)[-1]
                 found: dict[tuple[str, str], dict[str, int]] = {}
                 for field, value in counts.items():
-                    caller, group, name = field.decode().split(US)
+                    caller, group, name = field.split(US)
                     found.setdefault((caller, group), {})[name] = int(value)
                 rows += [TotalRow(day, c, g, *(v.get(f, 0) for f in _FIELDS)) for (c, g), v in sorted(found.items())]
             return rows
@@ -228,14 +234,14 @@ class RedisBackend(Backend):
         return out
 
     def _call(self, script: Any, args: list[Any]) -> Any:
-        return self._ask(lambda: script(args=args))
+        return self._ask(lambda: script(args=args, client=self._r))
 
-    def _ask(self, fn: Callable[[], T]) -> T:
+    def _ask(self, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """`fn()` against Redis, through the breaker; an `OSError` naming the store when it is open or fails."""
         if not self.shared.usable():
             raise OSError(f"{self.name}: the state store is unavailable")
         try:
-            out = fn()
+            out = self.shared.run(fn())
         except RedisError as exc:
             if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):  # not an answer: Redis is away
                 self.shared.failed(exc)
