@@ -305,7 +305,7 @@ def import_litellm() -> ModuleType:
     """
     import litellm
 
-    from hive_mcp.serve import route_litellm_logs
+    from hive_mcp.logs import route_litellm_logs
 
     route_litellm_logs("INFO")
     return litellm

@@ -183,7 +183,7 @@ async def test_the_models_view_needs_the_token_like_the_rest(store: DumpStore) -
 
 
 def test_serve_builds_the_models_source_from_the_servers_catalogue(tmp_path: Path) -> None:
-    from hive_mcp.serve import build
+    from hive_mcp.build import build
 
     settings = settings_in(tmp_path, model="openai/gpt-4o-mini")
     _, _, store, sources_for = build(settings)
@@ -200,7 +200,8 @@ def test_serve_builds_the_models_source_from_the_servers_catalogue(tmp_path: Pat
 async def test_a_deployment_without_its_credentials_shows_as_no_credentials_naming_the_variable(
     tmp_path: Path,
 ) -> None:
-    from hive_mcp.serve import build, load_models
+    from hive_mcp.build import build
+    from hive_mcp.serve import load_models
 
     secret = "sk-dash-0123456789abcdefSECRET"
     path = tmp_path / "config.yaml"

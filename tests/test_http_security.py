@@ -764,7 +764,7 @@ def test_cli_refusal_happens_before_litellm_is_imported(tmp_path: Path) -> None:
 
 
 def test_the_allow_list_a_bind_gets(tmp_path: Path) -> None:
-    from hive_mcp.serve import allowed_models, exposure_problem
+    from hive_mcp.exposure import allowed_models, exposure_problem
 
     def settings(**kw: Any) -> Settings:
         return Settings(dump_dir=tmp_path, model="openai/gpt-[x]*?", **kw)

@@ -12,7 +12,9 @@ from hive_mcp.models import ConfigError, load_config
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.catalogue import ConfigCatalogue, DefaultCatalogue
 from hive_mcp.provider.routing import ModelRouter
-from hive_mcp.serve import allowed_models, build, load_models
+from hive_mcp.exposure import allowed_models
+from hive_mcp.build import build
+from hive_mcp.serve import load_models
 from hive_mcp.settings import load_settings
 from tests.conftest import FAST_RETRY
 from tests.upstream import Reply, Upstream

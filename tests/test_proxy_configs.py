@@ -21,7 +21,7 @@ from hive_mcp.provider import LiteLLMProvider, ProviderError
 from hive_mcp.provider.catalogue import ConfigCatalogue
 from hive_mcp.provider.retry import RetryPolicy
 from hive_mcp.provider.routing import ModelRouter
-from hive_mcp.serve import allowed_models
+from hive_mcp.exposure import allowed_models
 from hive_mcp.settings import Settings
 from tests.clients import connect, text_of
 from tests.conftest import FAST_RETRY

@@ -69,7 +69,8 @@ class WorkerConfig(uvicorn.Config):
 
 def create_app() -> Any:
     """The application factory each worker calls: its server, in our HTTP layers, starting litellm's load."""
-    from ..serve import build, configure_logging
+    from ..build import build
+    from ..logs import configure_logging
 
     assert _spec is not None, "create_app runs in a worker started by run_workers"
     settings, models = _spec

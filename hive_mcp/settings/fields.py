@@ -207,7 +207,7 @@ class Settings(BaseSettings):
         "the default model is always allowed)",
         metavar="PATTERNS",
     )
-    """fnmatch patterns; empty means any model (see `hive_mcp.serve.allowed_models`)."""
+    """fnmatch patterns; empty means any model (see `hive_mcp.exposure.allowed_models`)."""
     max_tokens: int | None = setting(None, "cap on a call's max_tokens (default: no cap)", metavar="N", ge=1)
     default_max_tokens: int | None = setting(
         None, "max_tokens of a call that asks for none (default: the provider's own)", metavar="N", ge=1

@@ -1,0 +1,110 @@
+"""No two modules of the package import each other, directly or round a
+longer circle, counting imports made inside functions: a circle hidden in a
+function still ties the two modules' shapes together."""
+
+import ast
+from pathlib import Path
+
+import hive_mcp
+
+PACKAGE = Path(hive_mcp.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def resolve(name: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute module an `ImportFrom` names, relative levels resolved."""
+    if not node.level:
+        return node.module or ""
+    package = name.split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imported(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every package module `name` imports, anywhere in its body. A name
+    taken from a package (`from .x import y`) counts as the submodule
+    `x.y` when one exists, else as the package `x`."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            source = resolve(name, path, node)
+            targets = [
+                f"{source}.{alias.name}"
+                if f"{source}.{alias.name}" in known
+                else source
+                for alias in node.names
+            ]
+        else:
+            continue
+        found.update(t for t in targets if t in known and t != name)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imported(name, path, known) for name, path in mods.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_graph_sees_function_level_and_relative_imports():
+    edges = graph()
+    # cli reaches dumps.store only from inside a function, by a relative import
+    # of a name its package re-exports.
+    assert "hive_mcp.dumps" in edges["hive_mcp.cli"]
+    assert "hive_mcp.provider.errors" in edges["hive_mcp.provider.litellm"]
+
+
+def test_no_import_circle():
+    circles = cycles(graph())
+    assert not circles, "import circles:\n" + "\n".join(
+        " <-> ".join(c) for c in circles
+    )
