@@ -1,6 +1,7 @@
-"""No two modules of the package import each other, directly or round a
-longer circle, counting imports made inside functions: a circle hidden in a
-function still ties the two modules' shapes together."""
+"""The package's shape: no two modules import each other, directly or round a
+longer circle, counting imports made inside functions (a circle hidden in a
+function still ties the two modules' shapes together); no module past
+MAX_LINES (split by concern before crossing it)."""
 
 import ast
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import hive_mcp
 
 PACKAGE = Path(hive_mcp.__file__).parent
+MAX_LINES = 500
 
 
 def module_name(path: Path) -> str:
@@ -108,3 +110,12 @@ def test_no_import_circle():
     assert not circles, "import circles:\n" + "\n".join(
         " <-> ".join(c) for c in circles
     )
+
+
+def test_no_module_past_the_line_limit():
+    long = {
+        name: count
+        for name, path in modules().items()
+        if (count := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
