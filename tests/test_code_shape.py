@@ -119,3 +119,46 @@ def test_no_module_past_the_line_limit():
         if (count := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+# A default more than one module needs, and the setting (if any) that carries it.
+SHARED_DEFAULTS = {
+    "DEFAULT_DEADLINE_S": "deadline_s", "DEFAULT_HEARTBEAT_S": "heartbeat_s", "DEFAULT_MAX_IN_FLIGHT": "max_in_flight",
+    "DEFAULT_QUEUE_TIMEOUT_S": "queue_timeout_s", "DEFAULT_MAX_INPUT_BYTES": "max_input_bytes",
+    "CONVERSATION_TTL_S": "conversation_ttl_s", "CONVERSATION_MAX": "conversation_max",
+    "CONVERSATION_MAX_TURNS": "conversation_max_turns", "CONVERSATION_MAX_BYTES": "conversation_max_bytes",
+    "LOCAL_CALLER": None,
+}  # fmt: skip
+
+
+def module_level_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def setting_defaults() -> dict[str, ast.expr]:
+    """Each setting of `settings/fields.py` -> the expression its default is written as."""
+    tree = ast.parse((PACKAGE / "settings" / "fields.py").read_text())
+    found: dict[str, ast.expr] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            value = node.value
+            if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "setting" and value.args:
+                found[node.target.id] = value.args[0]
+    return found
+
+
+def test_each_shared_default_is_declared_once():
+    declared = {
+        name: sorted(mod for mod, path in modules().items() if name in module_level_names(path))
+        for name in SHARED_DEFAULTS
+    }
+    assert all(len(mods) == 1 for mods in declared.values()), declared
+    defaults = setting_defaults()
+    for constant, setting in SHARED_DEFAULTS.items():
+        if setting is not None:
+            written = defaults[setting]
+            assert isinstance(written, ast.Name) and written.id == constant, (setting, ast.unparse(written))

@@ -60,7 +60,7 @@ from .constants import logger
 from .errors import error_result
 from .results import CompletionResult, completion_result
 
-__all__ = ["LOCAL_CALLER", "Call", "ConversationService", "answer_message", "caller", "fit"]
+__all__ = ["Call", "ConversationService", "answer_message", "caller", "fit"]
 
 Call = Callable[[list[Message], dict[str, Any]], Awaitable[LLMResponse | CallToolResult]]
 """One provider call (messages, keyword fields): the response, or the error result that ends the tool call."""

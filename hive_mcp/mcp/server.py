@@ -37,7 +37,8 @@ from ..spend import Spend
 from ..spend.usage import Throttle
 from .bus import running as running_bus
 from .catalogue import ModelsView
-from .constants import CONVERSATION_URI_PREFIX, CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE
+from ..defaults import DEFAULT_HEARTBEAT_S
+from .constants import CONVERSATION_URI_PREFIX, CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE
 from .constants import DUMP_URI_PREFIX, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_resources, list_conversations_tool

@@ -33,7 +33,8 @@ from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider,
 from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args, raw_arguments
 from .catalogue import ListModelsArgs, ModelList, ModelsView
 from .conversations import Call, ConversationService, caller
-from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
+from ..defaults import DEFAULT_HEARTBEAT_S
+from .constants import PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, failure_text
 from .relay import Pacer, ProgressSender, StreamState, heartbeats, read_stream, relay_progress
 from .resources import caller_dumps, list_page

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import anyio
 
+from ..defaults import DEFAULT_DEADLINE_S
 from ..text import one_line
 from .attempts import Attempts
 from .catalogue import config_facts, default_facts, model_facts, price_of
@@ -38,9 +39,7 @@ from .stream import OutputCap, StreamAssembler, get
 
 logger = logging.getLogger("hive_mcp.provider")
 
-DEFAULT_DEADLINE_S = 600.0
-
-__all__ = ["DEFAULT_DEADLINE_S", "JSON_MODE_INSTRUCTION", "LiteLLMProvider"]
+__all__ = ["JSON_MODE_INSTRUCTION", "LiteLLMProvider"]
 
 
 def quiet() -> bool:

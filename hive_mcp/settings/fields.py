@@ -14,6 +14,10 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ..conversations.urls import check_state_url, with_password
+from ..defaults import (
+    CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S, DEFAULT_DEADLINE_S,
+    DEFAULT_HEARTBEAT_S, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MIB,
+)  # fmt: skip
 from ..dumps import default_dump_dir
 from ..tokens import bearer_tokens
 
@@ -180,9 +184,9 @@ class Settings(BaseSettings):
     )
     port: int = setting(8765, "port for http/sse (default: 8765)", flag="--port", metavar="PORT", ge=1, le=65535)
     heartbeat_s: float = setting(
-        10.0,
+        DEFAULT_HEARTBEAT_S,
         "seconds between progress heartbeats while a call waits on the model, so clients do not time out "
-        "(default: 10)",
+        f"(default: {DEFAULT_HEARTBEAT_S:g})",
         flag="--heartbeat",
         metavar="SECONDS",
         gt=0,
@@ -212,26 +216,28 @@ class Settings(BaseSettings):
     default_max_tokens: int | None = setting(
         None, "max_tokens of a call that asks for none (default: the provider's own)", metavar="N", ge=1
     )
-    max_in_flight: int = setting(64, "upstream calls in flight at once; more wait (default: 64)", metavar="N", ge=1)
+    max_in_flight: int = setting(
+        DEFAULT_MAX_IN_FLIGHT, f"upstream calls in flight at once; more wait (default: {DEFAULT_MAX_IN_FLIGHT})", metavar="N", ge=1)
     caller_in_flight: int | None = setting(
         None, "upstream calls one http/sse caller may have in flight; their others wait behind their own "
         "(default: half of HIVE_MCP_MAX_IN_FLIGHT, at least 1)", metavar="N", ge=1)
     queue_timeout_s: float = setting(
-        30.0,
-        "seconds a call waits for a free slot before it is refused as busy (default: 30)",
+        DEFAULT_QUEUE_TIMEOUT_S,
+        f"seconds a call waits for a free slot before it is refused as busy (default: {DEFAULT_QUEUE_TIMEOUT_S:g})",
         metavar="SECONDS",
         ge=0,
         allow_inf_nan=False,
     )
     deadline_s: float = setting(
-        600.0,
-        "seconds a call may take, retries included; calls may ask for less (default: 600)",
+        DEFAULT_DEADLINE_S,
+        f"seconds a call may take, retries included; calls may ask for less (default: {DEFAULT_DEADLINE_S:g})",
         metavar="SECONDS",
         gt=0,
         allow_inf_nan=False,
     )
     max_input_bytes: int = setting(
-        1024 * 1024, "largest prompt+messages+system+tools, as UTF-8 JSON (default: 1048576)", metavar="BYTES", ge=1
+        DEFAULT_MAX_INPUT_BYTES, f"largest prompt+messages+system+tools, as UTF-8 JSON (default: {DEFAULT_MAX_INPUT_BYTES})",
+        metavar="BYTES", ge=1,
     )
 
     # end Cost control
@@ -333,10 +339,14 @@ class Settings(BaseSettings):
     # end HTTP surface
     # Conversations
     conversations: Literal["on", "off"] = setting("on", "on: results carry a conversation_id (default: on)", metavar="on|off")
-    conversation_ttl_s: int = setting(10800, "seconds an unused conversation is kept (default: 10800)", ge=1)
-    conversation_max: int = setting(1000, "conversations kept, least recently used go first (default: 1000)", ge=1)
-    conversation_max_turns: int = setting(200, "turns one conversation holds (default: 200)", metavar="N", ge=1)
-    conversation_max_bytes: int = setting(2097152, "bytes one conversation holds (default: 2 MiB)", ge=1)
+    conversation_ttl_s: int = setting(
+        CONVERSATION_TTL_S, f"seconds an unused conversation is kept (default: {CONVERSATION_TTL_S})", ge=1)
+    conversation_max: int = setting(
+        CONVERSATION_MAX, f"conversations kept, least recently used go first (default: {CONVERSATION_MAX})", ge=1)
+    conversation_max_turns: int = setting(
+        CONVERSATION_MAX_TURNS, f"turns one conversation holds (default: {CONVERSATION_MAX_TURNS})", metavar="N", ge=1)
+    conversation_max_bytes: int = setting(
+        CONVERSATION_MAX_BYTES, f"bytes one conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1)
     state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep conversations in (default: "
                                     "SQLite in the hive home)", metavar="URL")
     state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL; environment or .env only", repr=False)
