@@ -162,3 +162,22 @@ def test_each_shared_default_is_declared_once():
         if setting is not None:
             written = defaults[setting]
             assert isinstance(written, ast.Name) and written.id == constant, (setting, ast.unparse(written))
+
+
+def private_imports() -> list[str]:
+    """`from <package module> import _name`: a module reaching into another's private names."""
+    mods = modules()
+    known = set(mods)
+    found = []
+    for name, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and resolve(name, path, node) in known:
+                found += [
+                    f"{name}: {alias.name}" for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another():
+    assert not private_imports()

@@ -6,6 +6,7 @@ test controls, not a race it hopes to win.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import threading
@@ -163,3 +164,42 @@ def test_warm_up_sends_nothing_upstream(upstream: Upstream) -> None:
     provider = LiteLLMProvider(model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url)
     provider.warm_up()
     assert upstream.requests == []
+
+
+async def test_ready_waits_for_the_load_and_a_loaded_provider_is_ready_at_once(gated: GatedLoad, upstream: Upstream) -> None:
+    """`ready()` is the interface's one way to wait for a provider that loads in the background (what a
+    conversation does before counting its tokens in a worker thread); it reports no failure itself."""
+    provider = DeferredProvider(gated, model=MODEL)
+    done = anyio.Event()
+
+    async def wait_ready() -> None:
+        await provider.ready()
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_ready)
+        assert await anyio.to_thread.run_sync(gated.started.wait, WAIT)  # ready() started the load
+        assert not done.is_set() and not provider.loaded
+        gated.release()
+    assert provider.loaded and done.is_set()
+    with anyio.fail_after(WAIT):
+        await gated.make().ready()  # a provider loaded from the start
+
+    def broken() -> LLMProvider:
+        raise ImportError("no litellm")
+
+    failed = DeferredProvider(broken, model=MODEL)
+    with anyio.fail_after(WAIT):
+        await failed.ready()  # returns: the calls themselves say the load failed
+    with pytest.raises(ProviderError, match="could not be loaded"):
+        await failed.acomplete(USER)
+
+
+async def test_start_announces_the_finished_load(gated: GatedLoad, caplog: pytest.LogCaptureFixture) -> None:
+    provider = DeferredProvider(gated, model=MODEL)
+    gated.release()
+    with caplog.at_level(logging.INFO, logger="hive_mcp"):
+        provider.start(announce="worker 7: provider loaded")
+        with anyio.fail_after(WAIT):
+            await provider.ready()
+    assert "worker 7: provider loaded" in [r.getMessage() for r in caplog.records]

@@ -78,8 +78,7 @@ def create_app() -> Any:
     tokens = settings.auth_tokens()
     configure_logging(settings.log_level)
     server, provider, store, sources = build(settings, models, tokens)
-    provider.loaded_line = f"worker {os.getpid()}: provider loaded"
-    provider.start()
+    provider.start(announce=f"worker {os.getpid()}: provider loaded")
     let_event_streams_end(False)
     app, shutdown = build_app(server, settings, tokens, transport_security_settings(settings), store, sources)
     logger.info("worker %d serving", os.getpid())

@@ -181,6 +181,11 @@ class LLMProvider(ABC):
         """Stream events; failures end the stream with a StreamErrorEvent instead of raising."""
         return self._stream(build_request(request, max_tokens, fields))
 
+    async def ready(self) -> None:
+        """Return once the provider can take calls, waiting (cancellably, holding no worker thread) for one
+        that loads in the background. Reports no failure: a provider that could not load says so on each call.
+        Call it before the blocking methods below, so they do not block a worker thread on a load."""
+
     def count_tokens(
         self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
     ) -> int | None:

@@ -84,7 +84,7 @@ class SettingSpec:
 
 
 @dataclass(frozen=True)
-class _Sources:
+class SettingSources:
     """What `load_settings` has `Settings` read: the environment and the `.env` entries, narrowed to the
     settings wanted, and both whole for the defaults that follow other variables (HIVE_HOME)."""
 
@@ -93,12 +93,12 @@ class _Sources:
     everything: Mapping[str, str]
 
 
-_SOURCES: ContextVar[_Sources | None] = ContextVar("hive_mcp_settings_sources", default=None)
+SETTING_SOURCES: ContextVar[SettingSources | None] = ContextVar("hive_mcp_settings_sources", default=None)
 """Set while `load_settings` builds a `Settings`. Unset, `Settings(...)` takes its keywords and the defaults only."""
 
 
 def _default_dump_dir() -> Path:
-    sources = _SOURCES.get()
+    sources = SETTING_SOURCES.get()
     return default_dump_dir(sources.everything if sources is not None else os.environ)
 
 
@@ -131,7 +131,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Flags (the keywords), then the environment, then `.env`: first found wins."""
-        sources = _SOURCES.get()
+        sources = SETTING_SOURCES.get()
         if sources is None:
             return (init_settings,)
         return (
