@@ -20,7 +20,7 @@ from mcp import Client
 
 from bench.common import API_KEY, MODE, Bench, Row, Section, complete, import_litellm, interleaved, per_call_ms
 from bench.upstream_proc import TEXT_MODEL
-from tests.upstream import RecordedRequest, Reply, Upstream
+from harness.upstream import RecordedRequest, Reply, Upstream
 
 PLAIN = "complete, no config"
 ROUTED = "complete, config with one deployment"

@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 
 from hive_mcp.dumps import AttemptRecord, DumpStore, FailureDump  # noqa: E402
 from hive_mcp.provider.retry import RetryPolicy  # noqa: E402
-from tests.upstream import Upstream  # noqa: E402
+from harness.upstream import Upstream  # noqa: E402
 
 TEST_KEY = "sk-test-0123456789abcdefSECRET"
 

@@ -21,7 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from hive_mcp.conversations import ConversationStore, ConversationLimits, NewTurn, Thread, Usage
-from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture re-exported
+from harness.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture re-exported
 
 __all__ = [
     "SYSTEM", "Backend", "Tick", "answer", "backend", "continued", "sqlite_backend", "started", "stored_keys", "turn",

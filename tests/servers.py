@@ -29,8 +29,8 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import TEST_KEY
-from tests.processes import child_env, free_port
-from tests.upstream import Upstream
+from harness.processes import child_env, free_port
+from harness.upstream import Upstream
 
 MODEL = "openai/gpt-4o-mini"
 TOOLS = {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations"}
@@ -86,7 +86,8 @@ class HttpServer:
     """`python -m hive_mcp --transport http|sse` as a subprocess, logs in files.
 
     `host` is the address to bind (0.0.0.0 is reached at 127.0.0.1); `args` are more flags;
-    `max_files` lowers the process's open-file limit (RLIMIT_NOFILE), as a small machine's would be.
+    `max_files` lowers the process's open-file limit (RLIMIT_NOFILE), as a small machine's would be;
+    `module` is what `python -m` runs (`tests.worker_pid`: the workers tell which one answered).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class HttpServer:
         host: str = "127.0.0.1",
         args: Sequence[str] = (),
         max_files: int | None = None,
+        module: str = "hive_mcp",
     ) -> None:
         self.transport = transport
         self.host = "127.0.0.1" if host == "0.0.0.0" else host
@@ -108,7 +110,7 @@ class HttpServer:
         self._stderr = open(self.stderr_path, "w+b")  # noqa: SIM115 - closed in stop()
         self._stdout = open(workdir / f"{name}.stdout.log", "w+b")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hive_mcp", "--transport", transport, "--host", host,
+            [sys.executable, "-m", module, "--transport", transport, "--host", host,
              "--port", str(self.port), *args],
             env=env,
             cwd=workdir,  # no stray .env

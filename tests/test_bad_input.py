@@ -30,7 +30,7 @@ from hive_mcp.limits import Limits
 from hive_mcp.mcp import DUMP_URI_PREFIX, INDEX_URI, build_server, dump_uri
 from tests.clients import MODEL, connect, make_dump, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 MiB = 1024 * 1024
 CAP = 4096

@@ -8,7 +8,7 @@ import anyio
 from mcp.server.subscriptions import ResourceUpdated, ServerEvent
 
 from hive_mcp.mcp.bus import RedisSubscriptionBus, channel_for
-from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
+from harness.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
 
 
 def test_the_channel_names_the_database() -> None:

@@ -181,3 +181,28 @@ def private_imports() -> list[str]:
 
 def test_no_module_imports_a_private_name_of_another():
     assert not private_imports()
+
+
+REPO = PACKAGE.parent
+
+
+def imports_of_tests(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        found += [f"{path.relative_to(REPO)}: {n}" for n in names if n == "tests" or n.startswith("tests.")]
+    return found
+
+
+def test_bench_and_the_harness_import_nothing_from_tests():
+    """The benchmarks and what they share with the tests stand apart from the tests themselves."""
+    paths = [*sorted((REPO / "bench").rglob("*.py")), *sorted((REPO / "harness").rglob("*.py"))]
+    assert paths
+    assert not [hit for path in paths for hit in imports_of_tests(path)]
+
+
+def test_the_package_carries_no_test_hook():
+    """Test-only behaviour lives in the tests (wrapping or subclassing), not behind a switch in the package."""
+    hooked = [name for name, path in modules().items() if "HIVE_MCP_TEST" in path.read_text()]
+    assert not hooked

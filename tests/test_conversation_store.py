@@ -25,7 +25,7 @@ from tests.conftest_valkey import (  # noqa: F401 - backend, sqlite_backend, val
     wait_for,
 )  # fmt: skip
 from hive_mcp.conversations.sqlite_store import MIGRATIONS
-from tests.valkey import ValkeyProcess, valkey_binary
+from harness.valkey import ValkeyProcess, valkey_binary
 
 # ---------------------------------------------------------------------------
 # Create, continue, fork
@@ -196,7 +196,7 @@ async def test_writers_in_two_processes_lose_no_turn(backend: Backend) -> None:
     import subprocess
     import sys
 
-    from tests.processes import ROOT, child_env
+    from harness.processes import ROOT, child_env
 
     store = backend.make()
     thread = await started(store)

@@ -24,7 +24,7 @@ from hive_mcp.provider import LiteLLMProvider
 from tests.clients import MODEL, connect, hear, mode, text_of, until  # noqa: F401 - mode is a fixture
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.conftest_valkey import Backend, backend, valkey_server, wait_for  # noqa: F401 - fixtures
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 SYSTEM = {"role": "system", "content": "Answer briefly."}
 

@@ -21,7 +21,7 @@ from hive_mcp.mcp import build_server
 from hive_mcp.provider import LiteLLMProvider
 from tests.clients import connect, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 LOCAL_DEFAULTS = {  # litellm's own default endpoint of each provider that runs on this machine
     "ollama/x": 11434, "ollama_chat/x": 11434, "llamafile/x": 8080, "lemonade/x": 8000, "docker_model_runner/x": 22088,

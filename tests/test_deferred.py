@@ -22,8 +22,8 @@ from hive_mcp.mcp import build_server
 from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, ProviderError
 from tests.clients import MODEL, WAIT, Progress, connect, mode, text_of  # noqa: F401 - mode is a fixture
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.processes import ROOT
-from tests.upstream import Reply, Upstream
+from harness.processes import ROOT
+from harness.upstream import Reply, Upstream
 
 USER = [{"role": "user", "content": "hi"}]
 

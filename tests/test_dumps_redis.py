@@ -13,9 +13,9 @@ import pytest
 
 from hive_mcp.dumps import DumpNotFound, DumpStore, InvalidDumpId
 from hive_mcp.dumps.redis_store import RedisDumpStore
-from tests.processes import child_env
+from harness.processes import child_env
 from tests.test_dumps import make_dump
-from tests.valkey import ValkeyProcess, valkey_binary, valkey_server  # noqa: F401 - fixture
+from harness.valkey import ValkeyProcess, valkey_binary, valkey_server  # noqa: F401 - fixture
 
 SECRET = "sk-dumps-redis-0123456789SECRET"
 

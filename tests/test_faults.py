@@ -39,7 +39,7 @@ from hive_mcp.limits import Limits
 from hive_mcp.mcp import build_server, dump_uri
 from hive_mcp.provider import LiteLLMProvider
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, Upstream, tool_call_delta
+from harness.upstream import Reply, Upstream, tool_call_delta
 
 MODEL = "openai/gpt-4o-mini"
 MODE = "auto"  # the 2026-07-28 era; the many-clients test below mixes in legacy sessions

@@ -29,9 +29,9 @@ from mcp import Client, MCPError
 from hive_mcp import __version__
 from hive_mcp.settings import Settings, SettingsError, load_settings
 from tests.conftest import TEST_KEY
-from tests.processes import ROOT
+from harness.processes import ROOT
 from tests.servers import MODEL, TOOLS, HttpServer, Session, authed_target, bearer, server_env, text_of, wait_exit
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 HTTP_TOKENS = ("tok-http-first-0123456789abcdef", "tok-http-second-0123456789abcdef")
 SSE_TOKENS = ("tok-sse-first-0123456789abcdef", "tok-sse-second-0123456789abcdef")

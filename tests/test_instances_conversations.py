@@ -17,8 +17,8 @@ import pytest
 from mcp import Client
 
 from tests.servers import HttpServer, Session, instances_on, text_of
-from tests.upstream import RecordedRequest, Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_binary
+from harness.upstream import RecordedRequest, Reply, Upstream
+from harness.valkey import ValkeyProcess, valkey_binary
 
 FIRST = "the first call's answer"
 

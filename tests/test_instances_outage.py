@@ -31,8 +31,8 @@ from mcp import Client
 from hive_mcp.spend.budgets import micro
 from hive_mcp.state_store import TIMEOUT_S
 from tests.servers import HttpServer, Session, instances_on, text_of
-from tests.upstream import RecordedRequest, Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_binary
+from harness.upstream import RecordedRequest, Reply, Upstream
+from harness.valkey import ValkeyProcess, valkey_binary
 
 BUDGET_USD = 0.002
 MAX_TOKENS = 100

@@ -17,7 +17,7 @@ from hive_mcp.build import build
 from hive_mcp.serve import load_models
 from hive_mcp.settings import load_settings
 from tests.conftest import FAST_RETRY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 KEY = "sk-catalogue-0123456789SECRET"
 PASSWORD = "redis-pass-0123456789SECRET"

@@ -30,7 +30,7 @@ from tests.catalogues import FakeCatalogue
 from tests.clients import MODEL, WAIT, Notifications, connect, make_dump, mode, text_of  # noqa: F401 - mode is a fixture
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.test_tool_sizes import ALL_TOOLS_BUDGET, NEW_TOOL_BUDGET, TODAYS_TOOLS, definition_size
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 COOL_UNTIL = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
 

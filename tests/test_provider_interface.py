@@ -7,7 +7,7 @@ import pytest
 
 from hive_mcp.provider import CompletionRequest, FinishEvent, LiteLLMProvider, LLMResponse, Tool
 from hive_mcp.provider.base import build_request
-from tests.upstream import Reply
+from harness.upstream import Reply
 
 USER = [{"role": "user", "content": "hi"}]
 

@@ -19,7 +19,7 @@ from hive_mcp.provider import (
     TextDeltaEvent,
 )
 from tests.conftest import FAST_RETRY
-from tests.upstream import (
+from harness.upstream import (
     Reply,
     Upstream,
     anthropic_reply,

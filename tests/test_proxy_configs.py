@@ -25,7 +25,7 @@ from hive_mcp.exposure import allowed_models
 from hive_mcp.settings import Settings
 from tests.clients import connect, text_of
 from tests.conftest import FAST_RETRY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 USER = [{"role": "user", "content": "hi"}]
 OPENAI_KEY = "sk-proj-openai-0123456789SECRET"

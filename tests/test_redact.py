@@ -20,7 +20,7 @@ from hive_mcp.redact import (
     redact_text,
 )
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 # ---------------------------------------------------------------------------
 # Shapes

@@ -17,7 +17,7 @@ from hive_mcp.mcp.relay import TAGS
 from hive_mcp.provider import LiteLLMProvider
 from tests.clients import MODEL, Progress, connect, mode, text_of  # noqa: F401 - mode is a fixture
 from tests.conftest import FAST_RETRY
-from tests.upstream import (
+from harness.upstream import (
     Reply,
     Upstream,
     azure_filtered_reply,

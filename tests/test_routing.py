@@ -15,8 +15,8 @@ from hive_mcp.models import load_config
 from hive_mcp.provider import FinishEvent, LiteLLMProvider, ProviderError, StreamErrorEvent, TextDeltaEvent
 from hive_mcp.provider.routing import ModelRouter
 from tests.conftest import FAST_RETRY
-from tests.upstream import Reply, Upstream
-from tests.valkey import valkey_server  # noqa: F401 - the fixture
+from harness.upstream import Reply, Upstream
+from harness.valkey import valkey_server  # noqa: F401 - the fixture
 
 USER = [{"role": "user", "content": "hi"}]
 KEY_A = "sk-deployment-a-0123456789SECRET"

@@ -29,8 +29,8 @@ from hive_mcp.mcp import INDEX_URI, MODELS_URI, build_server, dump_uri
 from tests.clients import DUMPS_FROM, MODEL, WAIT, Notifications, Progress, connect, make_dump, mode  # noqa: F401 - mode is a fixture
 from tests.clients import text_of, wait_thread_event
 from tests.conftest import TEST_KEY
-from tests.processes import ROOT, child_env
-from tests.upstream import Reply, Upstream, tool_call_delta
+from harness.processes import ROOT, child_env
+from harness.upstream import Reply, Upstream, tool_call_delta
 
 @pytest.fixture
 def make_server(provider: Any, store: DumpStore) -> Callable[..., MCPServer]:

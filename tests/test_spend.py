@@ -24,8 +24,8 @@ from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.spend import Budget, BudgetError, Budgets, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
 from tests.clients import MODEL, connect, text_of
-from tests.processes import child_env
-from tests.upstream import Reply, Upstream
+from harness.processes import child_env
+from harness.upstream import Reply, Upstream
 
 IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
 

@@ -20,8 +20,8 @@ from hive_mcp.spend import Budget, Budgets, CallRecord, Refused, Reservation, SQ
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
 from tests.servers import HttpServer, Session, server_env, text_of
-from tests.upstream import Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
+from harness.upstream import Reply, Upstream
+from harness.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 DAY = Budget("all", "", "day", 1000)

@@ -26,8 +26,8 @@ from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.provider.stream import OUTPUT_SLACK_TOKENS
 from tests.clients import MODEL, Progress, connect, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
+from harness.upstream import Reply, Upstream
+from harness.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
 
 IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
 WORDS = [f"word{i} " for i in range(40)]
@@ -311,7 +311,7 @@ async def test_a_reply_stopped_by_the_content_filter_is_charged(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
 ) -> None:
     """The provider read the prompt and wrote part of an answer before its filter stopped it: billed."""
-    from tests.upstream import azure_filtered_reply
+    from harness.upstream import azure_filtered_reply
 
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
     server = build_server(provider, store, default_model=MODEL, spend=spend)

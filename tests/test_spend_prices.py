@@ -22,7 +22,7 @@ from hive_mcp.provider.routing import ModelRouter
 from hive_mcp.spend import Budgets, SQLiteBackend, Spend
 from tests.clients import connect, text_of
 from tests.conftest import FAST_RETRY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 ZERO_IN_THE_MAP = "anthropic/claude-sonnet-4-20250514"

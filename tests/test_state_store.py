@@ -22,7 +22,7 @@ from hive_mcp.dumps.redis_store import RedisDumpStore
 from hive_mcp.mcp.bus import RedisSubscriptionBus
 from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.state_store import TIMEOUT_S, StateStore
-from tests.valkey import ValkeyProcess, valkey_binary, valkey_server  # noqa: F401 - fixture
+from harness.valkey import ValkeyProcess, valkey_binary, valkey_server  # noqa: F401 - fixture
 
 
 def ledger_since() -> datetime:

@@ -38,17 +38,11 @@ if TYPE_CHECKING:
     from ..models.config import ModelsConfig
     from ..settings import Settings
 
-__all__ = ["FACTORY", "WANT_HEADER", "WORKER_HEADER", "WorkerConfig", "create_app", "run_workers"]
+__all__ = ["FACTORY", "WorkerConfig", "create_app", "run_workers"]
 
 logger = logging.getLogger("hive_mcp.http")
 
 FACTORY = "hive_mcp.http.workers:create_app"
-WORKER_HEADER = b"x-hive-mcp-worker"
-WANT_HEADER = b"x-hive-mcp-want-worker"
-TEST_HOOKS_ENV = "HIVE_MCP_TEST_HOOKS"
-"""Test hook, not a setting: `worker-pid` adds the answering worker's pid to every response (WORKER_HEADER),
-and a request naming a pid in WANT_HEADER that another worker accepted gets 503 (the test retries it on a new
-connection): how tests send a request to the worker they mean."""
 
 _spec: tuple[Settings, ModelsConfig | None] | None = None
 """In a worker: what `create_app` builds from (set by `WorkerConfig.load`)."""
@@ -82,33 +76,19 @@ def create_app() -> Any:
     let_event_streams_end(False)
     app, shutdown = build_app(server, settings, tokens, transport_security_settings(settings), store, sources)
     logger.info("worker %d serving", os.getpid())
-    return _Worker(app, shutdown, pid_header="worker-pid" in os.environ.get(TEST_HOOKS_ENV, "").split(","))
+    return _Worker(app, shutdown)
 
 
 class _Worker:
-    """The worker's outermost layer: starts `Shutdown` with uvicorn's own exit, and the test hook."""
+    """The worker's outermost layer: starts `Shutdown` with uvicorn's own exit."""
 
-    def __init__(self, app: Any, shutdown: Shutdown, *, pid_header: bool) -> None:
+    def __init__(self, app: Any, shutdown: Shutdown) -> None:
         self.app = app
         self.shutdown = shutdown
-        self.pid = str(os.getpid()).encode()
-        self.pid_header = pid_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") == "lifespan":
             self._follow_exit_signals(asyncio.get_running_loop())
-        elif self.pid_header and scope.get("type") == "http":
-            wanted = header(scope, WANT_HEADER)
-            if wanted is not None and wanted != self.pid:
-                await respond(send, 503, {"error": "another worker was asked for"}, [(WORKER_HEADER, self.pid)])
-                return
-            inner = send
-
-            async def send(message: dict[str, Any]) -> None:  # noqa: F811 - the same send, tagged
-                if message.get("type") == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", ()), (WORKER_HEADER, self.pid)]}
-                await inner(message)
-
         await self.app(scope, receive, send)
 
     def _follow_exit_signals(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -40,9 +40,6 @@ def _split_names(v: Any) -> Any:
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_names)]
 """Comma-separated in the environment (split by `_split_names`, not decoded as JSON); a list from repeated flags."""
 
-SDK_TRANSPORTS: dict[str, str] = {"stdio": "stdio", "http": "streamable-http", "sse": "sse"}
-"""Our transport names -> the names `MCPServer.run()` takes."""
-
 
 class SettingsError(ValueError):
     """A setting has an invalid value. The message is one line naming the flag or variable."""
@@ -399,11 +396,6 @@ class Settings(BaseSettings):
         return v.expanduser()
 
     # -- derived values ------------------------------------------------------------
-
-    @property
-    def sdk_transport(self) -> str:
-        """The transport name `MCPServer.run()` takes ("http" is "streamable-http")."""
-        return SDK_TRANSPORTS[self.transport]
 
     @property
     def api_key_value(self) -> str | None:

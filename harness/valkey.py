@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port
+from harness.processes import free_port
 
 __all__ = ["ValkeyProcess", "find_valkey_binary", "valkey_binary", "valkey_server"]
 
