@@ -10,21 +10,13 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import FailureDump
-from tests.conftest import sample_dump
+from tests.conftest import MODEL, sample_dump
 
-MODEL = "openai/gpt-4o-mini"
 WAIT = 5.0  # upper bound for anything that should happen promptly; never slept
-
-
-@pytest.fixture(params=["legacy", "auto"])
-def mode(request: pytest.FixtureRequest) -> str:
-    """2025-11-25 (initialize handshake) and 2026-07-28 (per-request envelope)."""
-    return request.param
 
 
 @asynccontextmanager
@@ -34,7 +26,8 @@ async def connect(server: MCPServer, mode: str, **kwargs: Any) -> AsyncIterator[
 
 
 def text_of(result: types.CallToolResult) -> str:
-    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent)
+    """The one text a tool result carries (a result with other content fails the test)."""
+    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result.content
     return result.content[0].text
 
 

@@ -28,11 +28,10 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import TEST_KEY
+from tests.conftest import MODEL, TEST_KEY
 from harness.processes import child_env, free_port
 from harness.upstream import Upstream
 
-MODEL = "openai/gpt-4o-mini"
 TOOLS = {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations"}
 STARTUP_S = 90.0  # litellm imports in parallel on a small machine
 CALL_S = 30.0
@@ -246,14 +245,6 @@ class Session:
         if not self._thread.is_alive():
             self._loop.close()
         return error
-
-
-async def wait_thread_event(event: threading.Event, timeout: float = CALL_S) -> bool:
-    return await anyio.to_thread.run_sync(event.wait, timeout)
-
-
-def text_of(result: Any) -> str:
-    return "".join(getattr(c, "text", "") for c in result.content)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -38,11 +38,6 @@ DEADLINE = 600
 MAX_ERROR_LEN = 300
 
 
-@pytest.fixture(params=["legacy", "auto"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 @pytest.fixture
 def server(provider: Any, store: DumpStore) -> MCPServer:
     """One dump already recorded, so listings and counts have something to lose."""

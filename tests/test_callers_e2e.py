@@ -23,7 +23,8 @@ import pytest
 from tests.worker_pid import MODULE as WORKER_PID, WANT_HEADER, WORKER_HEADER
 from tests.worker_pid import env as worker_pid_env
 from harness.processes import child_env, free_port
-from tests.servers import STARTUP_S, HttpServer, Session, authed_target, bearer, dump_id_in, server_env, text_of
+from tests.servers import STARTUP_S, HttpServer, Session, authed_target, bearer, dump_id_in, server_env
+from tests.clients import text_of
 from tests.steering import TRIES, worker_pids
 from tests.test_workers import wait_loaded
 from harness.upstream import Reply, Upstream

@@ -206,3 +206,18 @@ def test_the_package_carries_no_test_hook():
     """Test-only behaviour lives in the tests (wrapping or subclassing), not behind a switch in the package."""
     hooked = [name for name, path in modules().items() if "HIVE_MCP_TEST" in path.read_text()]
     assert not hooked
+
+
+def defined_at_top(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    defs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    return defs | module_level_names(path)
+
+
+def test_the_tests_define_each_shared_helper_once():
+    """One `text_of`, one `wait_thread_event`, one `MODEL`, one of each fixture every module shares: a helper
+    defined twice drifts (one asserted a single text content, another joined whatever came)."""
+    paths = [*sorted((REPO / "tests").glob("*.py")), *sorted((REPO / "harness").glob("*.py"))]
+    for name in ("text_of", "wait_thread_event", "MODEL", "mode", "valkey_server"):
+        where = [str(p.relative_to(REPO)) for p in paths if name in defined_at_top(p)]
+        assert len(where) == 1, (name, where)

@@ -20,12 +20,11 @@ from hive_mcp.conversations import (
     ConversationBusy, ConversationConflict, ConversationFull, ConversationLimits, ConversationLocks, ConversationStore,
     ExpiredConversation, MalformedConversationId, StoreError, UnknownConversation, UnknownMessage, new_id,
 )  # fmt: skip
-from tests.conftest_valkey import (  # noqa: F401 - backend, sqlite_backend, valkey_server: fixtures
-    SYSTEM, Backend, answer, backend, continued, sqlite_backend, started, stored_keys, turn, user, valkey_server,
-    wait_for,
+from tests.conftest_valkey import (
+    SYSTEM, Backend, answer, continued, started, stored_keys, turn, user, valkey_binary, wait_for,
 )  # fmt: skip
 from hive_mcp.conversations.sqlite_store import MIGRATIONS
-from harness.valkey import ValkeyProcess, valkey_binary
+from harness.valkey import ValkeyProcess
 
 # ---------------------------------------------------------------------------
 # Create, continue, fork

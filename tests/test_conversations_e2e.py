@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.servers import HttpServer, Session, server_env, text_of
+from tests.servers import HttpServer, Session, server_env
+from tests.clients import text_of
 from tests.test_http_security import authed_target
 from harness.upstream import Reply, Upstream
 

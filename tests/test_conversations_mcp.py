@@ -21,9 +21,9 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import build_server
 from hive_mcp.provider import LiteLLMProvider
-from tests.clients import MODEL, connect, hear, mode, text_of, until  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, connect, hear, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.conftest_valkey import Backend, backend, valkey_server, wait_for  # noqa: F401 - fixtures
+from tests.conftest_valkey import Backend, wait_for
 from harness.upstream import Reply, Upstream
 
 SYSTEM = {"role": "system", "content": "Answer briefly."}

@@ -20,7 +20,7 @@ import pytest
 from hive_mcp.dumps import DumpStore
 from hive_mcp.mcp import build_server
 from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, ProviderError
-from tests.clients import MODEL, WAIT, Progress, connect, mode, text_of  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, WAIT, Progress, connect, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from harness.processes import ROOT
 from harness.upstream import Reply, Upstream

@@ -37,20 +37,18 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from tests.conftest import TEST_KEY
+from tests.conftest import MODEL, TEST_KEY
 from tests.servers import (
     EXIT_S,
-    MODEL,
     STARTUP_S,
     TOOLS,
     HttpServer,
     Session,
     dump_id_in,
     server_env,
-    text_of,
     wait_exit,
-    wait_thread_event,
 )
+from tests.clients import text_of, wait_thread_event
 from harness.upstream import Reply, Upstream
 
 # ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import ERROR_TYPES, DumpStore
 from hive_mcp.mcp import build_server
-from tests.clients import MODEL, connect, make_dump, mode  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, connect, make_dump
 
 
 @pytest.fixture

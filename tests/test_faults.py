@@ -38,10 +38,10 @@ from hive_mcp.dumps import DumpStore, FailureDump
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import build_server, dump_uri
 from hive_mcp.provider import LiteLLMProvider
-from tests.conftest import FAST_RETRY, TEST_KEY
+from tests.clients import text_of
+from tests.conftest import FAST_RETRY, MODEL, TEST_KEY
 from harness.upstream import Reply, Upstream, tool_call_delta
 
-MODEL = "openai/gpt-4o-mini"
 MODE = "auto"  # the 2026-07-28 era; the many-clients test below mixes in legacy sessions
 WAIT = 10.0  # upper bound for anything that should happen promptly; never slept
 TOOLS = ["complete", "stream_complete"]
@@ -77,11 +77,6 @@ async def call(
         progress = Progress()
     async with Client(server, raise_exceptions=True, mode=MODE) as client:
         return await client.call_tool(tool, arguments, progress_callback=progress)
-
-
-def text_of(result: types.CallToolResult) -> str:
-    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result.content
-    return result.content[0].text
 
 
 def new_dumps(store: DumpStore, before: set[str]) -> list[FailureDump]:

@@ -18,7 +18,8 @@ import pytest
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from harness.processes import ROOT, child_env
-from tests.servers import Session, text_of
+from tests.servers import Session
+from tests.clients import text_of
 from harness.upstream import Reply, Upstream
 
 INSPECTOR = "npx @modelcontextprotocol/inspector --cli"

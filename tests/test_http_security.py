@@ -30,7 +30,9 @@ from hive_mcp import __version__
 from hive_mcp.settings import Settings, SettingsError, load_settings
 from tests.conftest import TEST_KEY
 from harness.processes import ROOT
-from tests.servers import MODEL, TOOLS, HttpServer, Session, authed_target, bearer, server_env, text_of, wait_exit
+from tests.conftest import MODEL
+from tests.servers import TOOLS, HttpServer, Session, authed_target, bearer, server_env, wait_exit
+from tests.clients import text_of
 from harness.upstream import Reply, Upstream
 
 HTTP_TOKENS = ("tok-http-first-0123456789abcdef", "tok-http-second-0123456789abcdef")

@@ -21,7 +21,7 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Busy, LimitError, Limits, input_size
 from hive_mcp.mcp import build_server, dump_uri
 from hive_mcp.settings import SettingsError, load_settings
-from tests.clients import MODEL, WAIT, Progress, connect, mode, text_of, until  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, WAIT, Progress, connect, text_of, until
 from harness.upstream import Reply, Upstream
 
 TOOLS = ["complete", "stream_complete"]

@@ -27,7 +27,7 @@ from hive_mcp.models.static import StaticCatalogue
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.base import CompletionRequest, LLMResponse
 from tests.catalogues import FakeCatalogue
-from tests.clients import MODEL, WAIT, Notifications, connect, make_dump, mode, text_of  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, WAIT, Notifications, connect, make_dump, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.test_tool_sizes import ALL_TOOLS_BUDGET, NEW_TOOL_BUDGET, TODAYS_TOOLS, definition_size
 from harness.upstream import Reply, Upstream

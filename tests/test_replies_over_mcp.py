@@ -15,7 +15,7 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.mcp import build_server
 from hive_mcp.mcp.relay import TAGS
 from hive_mcp.provider import LiteLLMProvider
-from tests.clients import MODEL, Progress, connect, mode, text_of  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, Progress, connect, text_of
 from tests.conftest import FAST_RETRY
 from harness.upstream import (
     Reply,

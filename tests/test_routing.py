@@ -16,7 +16,6 @@ from hive_mcp.provider import FinishEvent, LiteLLMProvider, ProviderError, Strea
 from hive_mcp.provider.routing import ModelRouter
 from tests.conftest import FAST_RETRY
 from harness.upstream import Reply, Upstream
-from harness.valkey import valkey_server  # noqa: F401 - the fixture
 
 USER = [{"role": "user", "content": "hi"}]
 KEY_A = "sk-deployment-a-0123456789SECRET"

@@ -15,9 +15,11 @@ import redis
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from harness.processes import child_env
-from tests.servers import Session, text_of
+from tests.servers import Session
+from tests.clients import text_of
 from harness.upstream import Reply, Upstream
-from harness.valkey import ValkeyProcess, valkey_binary
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 DEP_KEY = "sk-routing-e2e-0123456789SECRET"
 

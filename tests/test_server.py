@@ -26,7 +26,7 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.dumps import DumpStore, make_dump_id
 from hive_mcp.dashboard.app import RESOURCE_URI as DASHBOARD_URI
 from hive_mcp.mcp import INDEX_URI, MODELS_URI, build_server, dump_uri
-from tests.clients import DUMPS_FROM, MODEL, WAIT, Notifications, Progress, connect, make_dump, mode  # noqa: F401 - mode is a fixture
+from tests.clients import DUMPS_FROM, MODEL, WAIT, Notifications, Progress, connect, make_dump
 from tests.clients import text_of, wait_thread_event
 from tests.conftest import TEST_KEY
 from harness.processes import ROOT, child_env

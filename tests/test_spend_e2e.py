@@ -8,7 +8,8 @@ import sqlite3
 from pathlib import Path
 
 from hive_mcp.spend.budgets import micro
-from tests.servers import HttpServer, Session, server_env, text_of
+from tests.servers import HttpServer, Session, server_env
+from tests.clients import text_of
 from tests.test_http_security import authed_target
 from harness.upstream import Reply, Upstream
 

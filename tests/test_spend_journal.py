@@ -31,9 +31,10 @@ from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.spend.service import LEASE_MARGIN_S
 from harness.processes import ROOT, child_env
-from harness.valkey import ValkeyProcess, valkey_binary, valkey_server  # noqa: F401 - fixture
+from tests.conftest import MODEL
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
-MODEL = "openai/gpt-4o-mini"
 BUDGETS = Budgets.from_settings(day=1.0, month=None, section=None)
 PROMPT = [{"role": "user", "content": "hello"}]
 

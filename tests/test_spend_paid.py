@@ -27,7 +27,7 @@ from hive_mcp.provider.stream import OUTPUT_SLACK_TOKENS
 from tests.clients import MODEL, Progress, connect, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
 from harness.upstream import Reply, Upstream
-from harness.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
+from harness.valkey import ValkeyProcess
 
 IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
 WORDS = [f"word{i} " for i in range(40)]

@@ -21,7 +21,7 @@ from hive_mcp.mcp import ChatMessage, CompleteArgs, CompletionResult, FailedRequ
 from hive_mcp.mcp import StreamArgs, ToolSpec, build_server
 from hive_mcp.mcp.args import ListConversationsArgs
 from hive_mcp.mcp.conversation_views import ConversationPage
-from tests.clients import MODEL, connect, mode  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, connect
 
 ALL_TOOLS_BUDGET = 6 * 1024 + 128
 """The three tools of today together (complete and stream_complete with conversation_id and fork, and results

@@ -23,7 +23,8 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.cli import main
 from hive_mcp.scaling import max_workers
 from tests.clients import hear
-from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, authed_target, dump_id_in, server_env, text_of, wait_exit
+from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, authed_target, dump_id_in, server_env, wait_exit
+from tests.clients import text_of
 from tests.steering import Seen, Steer, steered_target, worker_pids
 from harness.upstream import RecordedRequest, Reply, Upstream
 from tests import worker_pid

@@ -23,7 +23,6 @@ store), and the result says how many (`omitted_turns`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -53,7 +52,7 @@ from ..conversations import (
 from ..conversations.model import check_room
 from ..dumps import DumpStore
 from ..limits import LEASE_MARGIN_S
-from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
+from ..provider.base import LLMProvider, LLMResponse, Message
 from ..tokens import CALLER_STATE_KEY, LOCAL_CALLER
 from .args import CompleteArgs
 from .constants import logger

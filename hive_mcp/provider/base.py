@@ -13,7 +13,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from .events import StreamErrorEvent, StreamEvent
-from .response import LLMResponse, ToolCall, Usage
+from .response import LLMResponse, ToolCall, Usage  # noqa: F401 - ToolCall re-exported with the shapes
 
 Message = dict[str, Any]
 """One chat message in OpenAI format: role, content (string or parts), tool_calls, tool_call_id."""
