@@ -31,7 +31,7 @@ RETRY_AFTER_S = 1
 def _server(bench: Bench, workdir: Path, config_text: str | None, model: str, api_base: str | None):
     from hive_mcp.dumps import DumpStore
     from hive_mcp.mcp import build_server
-    from hive_mcp.models import load_config
+    from hive_mcp.llms import load_config
     from hive_mcp.provider import LiteLLMProvider
     from hive_mcp.provider.routing import ModelRouter
 

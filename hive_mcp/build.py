@@ -18,7 +18,7 @@ from .logs import redact_logs, route_litellm_logs
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .models.config import ModelsConfig
+    from .llms.config import ModelsConfig
     from .provider.base import LLMProvider
     from .provider.deferred import DeferredProvider
     from .spend import Budgets
@@ -45,8 +45,8 @@ def build(
     from .mcp import build_server
     from .dashboard import Sources
     from .dashboard.models import models_source
-    from .mcp.catalogue import ModelsView
-    from .provider.catalogue import ConfigCatalogue, DefaultCatalogue
+    from .mcp.model_list import ModelsView
+    from .provider.facts import ConfigCatalogue, DefaultCatalogue
     from .provider.deferred import DeferredProvider
     from .provider.retry import RetryPolicy
     from .scaling import change_sharing, dump_store

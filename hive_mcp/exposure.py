@@ -9,7 +9,7 @@ from .net import is_loopback, is_wildcard
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .models.config import ModelsConfig
+    from .llms.config import ModelsConfig
 
 __all__ = ["allowed_models", "exposed", "exposure_problem"]
 

@@ -25,7 +25,7 @@ from .logs import configure_logging
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .models.config import ModelsConfig
+    from .llms.config import ModelsConfig
     from .spend import Budgets
 
 __all__ = ["load_models", "serve", "unsafe_state_dir"]
@@ -54,8 +54,8 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
         return settings, None
     from pydantic import ValidationError
 
-    from .models.catalogue import is_pattern, pattern_matches, some_names
-    from .models.config import ConfigError, load_config
+    from .llms.catalogue import is_pattern, pattern_matches, some_names
+    from .llms.config import ConfigError, load_config
     from .settings.load import read_env_file
 
     if environ is None:
@@ -147,7 +147,7 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
 
 def _start(settings: Settings, tokens: tuple[str, ...]) -> int:
     configure_logging(settings.log_level)
-    from .models.config import ConfigError
+    from .llms.config import ConfigError
     from .settings import SettingsError
     from .spend import BudgetError
     from .spend.setup import configured_budgets

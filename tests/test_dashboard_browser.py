@@ -285,8 +285,8 @@ def test_the_models_table_in_chromium(store: DumpStore, tmp_path: Path) -> None:
 
 def test_a_deployment_without_its_credentials_reads_no_credentials_in_chromium(store: DumpStore, tmp_path: Path) -> None:
     from hive_mcp.limits import Limits
-    from hive_mcp.mcp.catalogue import ModelsView
-    from hive_mcp.models.catalogue import DeploymentInfo, ModelGroup
+    from hive_mcp.mcp.model_list import ModelsView
+    from hive_mcp.llms.catalogue import DeploymentInfo, ModelGroup
     from tests.catalogues import FakeCatalogue
 
     deployments = [DeploymentInfo.without_credentials("azure", "gpt-4o", ["AZURE_API_KEY"]),

@@ -19,8 +19,8 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.http import build_app
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import ModelList, build_server
-from hive_mcp.mcp.catalogue import ModelsView
-from hive_mcp.models.catalogue import DeploymentInfo, ModelGroup
+from hive_mcp.mcp.model_list import ModelsView
+from hive_mcp.llms.catalogue import DeploymentInfo, ModelGroup
 from hive_mcp.provider import DeferredProvider
 from hive_mcp.settings import load_settings
 from tests.catalogues import FakeCatalogue

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hive_mcp.models import ConfigError, load_config
+from hive_mcp.llms import ConfigError, load_config
 from hive_mcp.provider import LiteLLMProvider
-from hive_mcp.provider.catalogue import ConfigCatalogue, DefaultCatalogue
+from hive_mcp.provider.facts import ConfigCatalogue, DefaultCatalogue
 from hive_mcp.provider.routing import ModelRouter
 from hive_mcp.exposure import allowed_models
 from hive_mcp.build import build

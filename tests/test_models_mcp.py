@@ -22,8 +22,8 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import MODEL_URI_TEMPLATE, MODELS_URI, ModelList, build_server, model_uri
 from hive_mcp.mcp.constants import RESOURCE_NOT_FOUND_LEGACY
-from hive_mcp.models.catalogue import Catalogue, DeploymentInfo, ModelGroup
-from hive_mcp.models.static import StaticCatalogue
+from hive_mcp.llms.catalogue import Catalogue, DeploymentInfo, ModelGroup
+from hive_mcp.llms.static import StaticCatalogue
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.base import CompletionRequest, LLMResponse
 from tests.catalogues import FakeCatalogue

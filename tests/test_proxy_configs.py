@@ -16,9 +16,9 @@ import pytest
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import build_server
-from hive_mcp.models import ConfigError, load_config
+from hive_mcp.llms import ConfigError, load_config
 from hive_mcp.provider import LiteLLMProvider, ProviderError
-from hive_mcp.provider.catalogue import ConfigCatalogue
+from hive_mcp.provider.facts import ConfigCatalogue
 from hive_mcp.provider.retry import RetryPolicy
 from hive_mcp.provider.routing import ModelRouter
 from hive_mcp.exposure import allowed_models

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hive_mcp.dumps import DumpStore
-from hive_mcp.models import load_config
+from hive_mcp.llms import load_config
 from hive_mcp.provider import FinishEvent, LiteLLMProvider, ProviderError, StreamErrorEvent, TextDeltaEvent
 from hive_mcp.provider.routing import ModelRouter
 from tests.conftest import FAST_RETRY

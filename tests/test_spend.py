@@ -373,7 +373,7 @@ def test_budgets_from_the_config_section(tmp_path: Path) -> None:
 
 
 def test_a_group_is_priced_at_its_dearest_deployment_and_reaches_its_fallbacks(tmp_path: Path) -> None:
-    from hive_mcp.models import load_config
+    from hive_mcp.llms import load_config
     from hive_mcp.provider.routing import ModelRouter
 
     path = tmp_path / "config.yaml"

@@ -227,7 +227,7 @@ def fallback_server(
     upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend, smart_day: float
 ) -> tuple[Any, Spend]:
     """`fast` (gpt-4o-mini) falls back to `smart` (gpt-4o), whose own daily budget is `smart_day`."""
-    from hive_mcp.models import load_config
+    from hive_mcp.llms import load_config
     from hive_mcp.provider.routing import ModelRouter
 
     base = f'api_base: "{upstream.base_url}", api_key: sk-x'

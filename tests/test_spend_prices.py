@@ -15,9 +15,9 @@ import pytest
 
 from hive_mcp.dumps import DumpStore
 from hive_mcp.mcp import build_server
-from hive_mcp.models import load_config
+from hive_mcp.llms import load_config
 from hive_mcp.provider import LiteLLMProvider
-from hive_mcp.provider.catalogue import ConfigCatalogue
+from hive_mcp.provider.facts import ConfigCatalogue
 from hive_mcp.provider.routing import ModelRouter
 from hive_mcp.spend import Budgets, SQLiteBackend, Spend
 from tests.clients import connect, text_of
@@ -102,7 +102,7 @@ async def test_a_zero_priced_model_under_a_budget_is_refused(
 async def test_without_a_config_an_unknown_model_is_unpriced_before_and_after_a_call(
     upstream: Upstream, store: DumpStore, tmp_path: Path
 ) -> None:
-    from hive_mcp.provider.catalogue import DefaultCatalogue
+    from hive_mcp.provider.facts import DefaultCatalogue
 
     name = "openai/house-model-x"  # not in litellm's map
     provider = LiteLLMProvider(model=name, api_key="sk-x", api_base=upstream.base_url, dump_store=store)

@@ -35,7 +35,7 @@ from .listen import bind
 from .shutdown import Shutdown, let_event_streams_end
 
 if TYPE_CHECKING:
-    from ..models.config import ModelsConfig
+    from ..llms.config import ModelsConfig
     from ..settings import Settings
 
 __all__ = ["FACTORY", "WorkerConfig", "create_app", "run_workers"]

@@ -49,7 +49,7 @@ from ..conversations import (
     check_id,
     new_id,
 )
-from ..conversations.model import check_room
+from ..conversations.records import check_room
 from ..dumps import DumpStore
 from ..limits import LEASE_MARGIN_S
 from ..provider.base import LLMProvider, LLMResponse, Message

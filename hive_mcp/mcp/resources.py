@@ -31,7 +31,7 @@ from mcp.shared.exceptions import MCPError
 from ..dumps import CallerDumps, DumpLookupError, DumpStore, DumpSummary, InvalidCursor, is_valid_dump_id
 from ..tokens import owner_scope
 from .args import ListFailedRequestsArgs
-from .catalogue import ModelsView
+from .model_list import ModelsView
 from ..dashboard.app import RESOURCE_URI as DASHBOARD_URI
 from ..dashboard.app import read_ui_resource, ui_resource
 from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, MODEL_URI_PREFIX, MODEL_URI_TEMPLATE, MODELS_URI

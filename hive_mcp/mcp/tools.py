@@ -31,7 +31,7 @@ from ..dumps import DumpStore, InvalidCursor
 from ..limits import Busy, LimitError, Limits
 from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider, LLMResponse, Message, ProviderError
 from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args, raw_arguments
-from .catalogue import ListModelsArgs, ModelList, ModelsView
+from .model_list import ListModelsArgs, ModelList, ModelsView
 from .conversations import Call, ConversationService, caller
 from ..defaults import DEFAULT_HEARTBEAT_S
 from .constants import PROGRESS_INTERVAL_S

@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..listeners import Listeners
-from ..models.catalogue import DeploymentInfo, ModelGroup, split_model
-from ..models.config import ModelsConfig, listed_names
-from ..models.static import StaticCatalogue
+from ..llms.catalogue import DeploymentInfo, ModelGroup, split_model
+from ..llms.config import ModelsConfig, listed_names
+from ..llms.static import StaticCatalogue
 
 if TYPE_CHECKING:
     from .routing import ModelRouter

@@ -95,7 +95,7 @@ class ModelsConfig:
 
     def callable_names(self) -> list[str]:
         """What a client may pass as `model`: every group, then every alias (and, for a wildcard group, any
-        name it matches: `models.catalogue.pattern_matches`)."""
+        name it matches: `llms.catalogue.pattern_matches`)."""
         return [*self.groups, *(a for a in self.aliases if a not in self.groups)]
 
     def usable(self, index: int) -> bool:
