@@ -14,6 +14,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import FailureDump
+from hive_mcp.mcp import build_server
 from tests.conftest import MODEL, sample_dump
 
 WAIT = 5.0  # upper bound for anything that should happen promptly; never slept
@@ -23,6 +24,12 @@ WAIT = 5.0  # upper bound for anything that should happen promptly; never slept
 async def connect(server: MCPServer, mode: str, **kwargs: Any) -> AsyncIterator[Client]:
     async with Client(server, raise_exceptions=True, mode=mode, **kwargs) as client:
         yield client
+
+
+def mcp_server(provider: Any, store: Any, **kwargs: Any) -> MCPServer:
+    """The server under test, in process: `build_server` with the tests' default model unless told another.
+    Every test builds its server here, so a change to how a server is built is made in one place."""
+    return build_server(provider, store, **{"default_model": MODEL, **kwargs})
 
 
 def text_of(result: types.CallToolResult) -> str:

@@ -18,9 +18,9 @@ import anyio
 import pytest
 
 from hive_mcp.dumps import DumpStore
-from hive_mcp.mcp import build_server
+
 from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, ProviderError
-from tests.clients import MODEL, WAIT, Progress, connect, text_of
+from tests.clients import MODEL, WAIT, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from harness.processes import ROOT
 from harness.upstream import Reply, Upstream
@@ -60,7 +60,7 @@ async def test_server_answers_while_the_provider_loads_and_calls_wait_for_it(
     upstream.script(Reply.stream(["still ", "loading"]), Reply.text("done"), Reply.stream(["load", "ed"]))
     provider = DeferredProvider(gated, model=MODEL)
     provider.start()
-    server = build_server(provider, store, default_model=MODEL, heartbeat_s=0.02)
+    server = mcp_server(provider, store, heartbeat_s=0.02)
     progress = Progress()
     results: dict[str, Any] = {}
     async with connect(server, mode) as c:
@@ -92,7 +92,7 @@ async def test_a_provider_that_fails_to_load_fails_each_call_in_one_line(store: 
 
     provider = DeferredProvider(load, model=MODEL)
     provider.start()
-    server = build_server(provider, store, default_model=MODEL)
+    server = mcp_server(provider, store)
     async with connect(server, mode) as c:
         for tool in ("complete", "stream_complete"):
             r = await c.call_tool(tool, {"prompt": "hi"})

@@ -36,9 +36,9 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore, FailureDump
 from hive_mcp.limits import Limits
-from hive_mcp.mcp import build_server, dump_uri
+from hive_mcp.mcp import dump_uri
 from hive_mcp.provider import LiteLLMProvider
-from tests.clients import text_of
+from tests.clients import mcp_server, text_of
 from tests.conftest import FAST_RETRY, MODEL, TEST_KEY
 from harness.upstream import Reply, Upstream, tool_call_delta
 
@@ -112,7 +112,7 @@ def http_date(seconds_from_now: float) -> str:
 
 @pytest.fixture
 def server(provider: LiteLLMProvider, store: DumpStore) -> MCPServer:
-    return build_server(provider, store, default_model=MODEL)
+    return mcp_server(provider, store)
 
 
 def closed_port() -> int:
@@ -258,7 +258,7 @@ async def test_connection_refused_is_retried_then_one_clear_error(store: DumpSto
         model=MODEL, api_key=TEST_KEY, api_base=f"http://127.0.0.1:{closed_port()}/v1",
         retry=FAST_RETRY, dump_store=store,
     )
-    server = build_server(provider, store, default_model=MODEL)
+    server = mcp_server(provider, store)
 
     result = await call(server, tool, {"prompt": "hi", "max_retries": 2})
 
@@ -331,7 +331,7 @@ async def test_upstream_slower_than_the_deadline(
         model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store,
         deadline_s=0.4,
     )
-    server = build_server(provider, store, default_model=MODEL)
+    server = mcp_server(provider, store)
     upstream.script(reply(), success_reply(tool, "must not be reached"))
     progress = Progress()
 
@@ -433,8 +433,8 @@ async def test_hundred_clients_leaving_mid_stream_leak_nothing(
     total = N_CLIENTS * CALLS_PER_CLIENT
     # Exactly enough upstream slots for the 100: the calls made afterwards get one only
     # if every cancelled call gave its slot back (else they are refused as busy).
-    server = build_server(
-        provider, store, default_model=MODEL, limits=Limits(max_in_flight=total, queue_timeout_s=WAIT / 2)
+    server = mcp_server(
+        provider, store, limits=Limits(max_in_flight=total, queue_timeout_s=WAIT / 2)
     )
     # Warm up: litellm builds and caches its HTTP session on first use. Count from after that.
     upstream.script(Reply.text("warm"))

@@ -17,14 +17,14 @@ import anyio
 import pytest
 
 from hive_mcp.dumps import DumpStore
-from hive_mcp.mcp import build_server
+
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.spend import Budgets, CallRecord, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.provider.stream import OUTPUT_SLACK_TOKENS
-from tests.clients import MODEL, Progress, connect, text_of, until
+from tests.clients import MODEL, connect, mcp_server, Progress, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
 from harness.upstream import Reply, Upstream
 from harness.valkey import ValkeyProcess
@@ -71,7 +71,7 @@ async def test_a_cancelled_stream_is_charged_and_the_next_call_refused(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend
 ) -> None:
     spend = Spend(ledger, one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     upstream.script(Reply.stream(WORDS, hold_after=38), Reply.text("must not be reached"))
     progress = Progress()
     relayed = "".join(WORDS[:38])
@@ -103,7 +103,7 @@ async def test_output_relayed_before_a_mid_stream_failure_is_charged(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend
 ) -> None:
     spend = Spend(ledger, one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     upstream.script(Reply.stream(WORDS, drop_after=30))
     progress = Progress()
     async with connect(server, "legacy") as c:
@@ -123,7 +123,7 @@ async def test_a_stream_cut_by_the_deadline_is_charged(store: DumpStore, upstrea
         deadline_s=0.3,
     )  # fmt: skip
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     upstream.script(Reply.stream(WORDS, hold_after=20))
     progress = Progress()
     async with connect(server, "legacy") as c:
@@ -139,7 +139,7 @@ async def test_a_reply_the_provider_billed_is_charged_when_the_call_fails(
 ) -> None:
     """Empty replies are retried and then given up on; the provider billed each one it answered."""
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     billed = {"prompt_tokens": 40, "completion_tokens": 3, "total_tokens": 43}
     upstream.script(*[Reply.text("", usage=billed)] * 3)
     async with connect(server, "legacy") as c:
@@ -156,7 +156,7 @@ async def test_a_stream_past_max_tokens_is_cut_and_charged_within_its_reservatio
 ) -> None:
     """An upstream that ignores max_tokens (a proxy, a local server) streams 200 tokens against 5."""
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     words = [f" w{i}" for i in range(200)]
     upstream.script(Reply.stream(words, usage={"prompt_tokens": 8, "completion_tokens": 200, "total_tokens": 208}))
     progress = Progress()
@@ -198,7 +198,7 @@ async def test_the_reservation_counts_tools_schemas_and_images(
         return reserve(r, b)
 
     spend.backend.reserve = seen  # type: ignore[method-assign]
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     tools = [{"name": f"tool_{i}", "description": "lorem ipsum dolor sit amet " * 150} for i in range(100)]
     schema = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "x " * 200}
                                                 for i in range(100)}}  # fmt: skip
@@ -245,7 +245,7 @@ def fallback_server(
         groups=["fast", "smart"],
     )  # fmt: skip
     spend = Spend(ledger, budgets, provider)
-    return build_server(provider, store, default_model="fast", spend=spend), spend
+    return mcp_server(provider, store, default_model="fast", spend=spend), spend
 
 
 async def test_a_fallback_into_a_group_whose_budget_refuses_is_not_taken(
@@ -293,7 +293,7 @@ async def test_a_whole_reply_past_max_tokens_is_cut_and_charged_within_its_reser
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
 ) -> None:
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     text = "".join(f" w{i}" for i in range(200))
     upstream.script(Reply.text(text, usage={"prompt_tokens": 8, "completion_tokens": 400, "total_tokens": 408}))
     async with connect(server, "legacy") as c:
@@ -314,7 +314,7 @@ async def test_a_reply_stopped_by_the_content_filter_is_charged(
     from harness.upstream import azure_filtered_reply
 
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     upstream.script(azure_filtered_reply(["violence"], content="partial"))
     async with connect(server, "legacy") as c:
         failed = await c.call_tool("complete", {"prompt": "hello"})
@@ -328,7 +328,7 @@ async def test_a_cancelled_complete_is_charged_its_prompt_once_the_upstream_has_
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
 ) -> None:
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     upstream.script(Reply.hang())
     async with connect(server, "legacy") as c:
         async with anyio.create_task_group() as tg:
