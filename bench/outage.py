@@ -30,7 +30,7 @@ WAITED = "frozen calls that waited on Redis (> half a timeout)"
 
 async def run(bench: Bench) -> Section:
     from hive_mcp.state_store import TIMEOUT_S
-    from tests.valkey import ValkeyProcess, find_valkey_binary
+    from harness.valkey import ValkeyProcess, find_valkey_binary
 
     binary, why = find_valkey_binary()
     if binary is None:

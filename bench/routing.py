@@ -20,7 +20,7 @@ from mcp import Client
 
 from bench.common import API_KEY, MODE, Bench, Row, Section, complete, import_litellm, interleaved, per_call_ms
 from bench.upstream_proc import TEXT_MODEL
-from tests.upstream import RecordedRequest, Reply, Upstream
+from harness.upstream import RecordedRequest, Reply, Upstream
 
 PLAIN = "complete, no config"
 ROUTED = "complete, config with one deployment"
@@ -31,7 +31,7 @@ RETRY_AFTER_S = 1
 def _server(bench: Bench, workdir: Path, config_text: str | None, model: str, api_base: str | None):
     from hive_mcp.dumps import DumpStore
     from hive_mcp.mcp import build_server
-    from hive_mcp.models import load_config
+    from hive_mcp.llms import load_config
     from hive_mcp.provider import LiteLLMProvider
     from hive_mcp.provider.routing import ModelRouter
 

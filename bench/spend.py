@@ -45,7 +45,7 @@ def _sampler(spend: Spend, model: str) -> Any:
 
 def _fallback_provider(bench: Any) -> Any:
     """A provider over a config whose `fast` group falls back to `smart` (no request is ever sent)."""
-    from hive_mcp.models import load_config
+    from hive_mcp.llms import load_config
     from hive_mcp.provider import LiteLLMProvider
     from hive_mcp.provider.routing import ModelRouter
 

@@ -1,4 +1,4 @@
-"""The scripted upstream (tests/upstream.py) in a process of its own, replying by model name.
+"""The scripted upstream (harness/upstream.py) in a process of its own, replying by model name.
 
 Run in its own process so it never competes for the GIL with what is measured.
 `python -m bench.upstream_proc` prints its port, then serves until stdin closes
@@ -20,7 +20,7 @@ import re
 import sys
 import time
 
-from tests.upstream import RecordedRequest, Reply, Upstream
+from harness.upstream import RecordedRequest, Reply, Upstream
 
 TEXT_MODEL = "openai/bench-text"
 TEXT_REPLY = "hello"

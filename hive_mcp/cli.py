@@ -21,15 +21,15 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, NoReturn
 
 from . import __version__
 from .conversations_cli import add_conversations_parser, run_conversations
 from .spend_cli import add_usage_parser, run_usage
-from .serve import exposure_problem, serve
+from .exposure import exposure_problem
+from .serve import serve
 from .since import parse_duration
-from .since import parse_since as _parse_since
+from .cli_common import parse_since, print_table
 from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 
 __all__ = ["PROVIDER_KEY_VARS", "main", "parse_duration", "parse_since", "print_table"]
@@ -58,14 +58,6 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------
 # Parsing helpers
 # ---------------------------------------------------------------------------
-
-def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """`--since`: a duration back from now or an ISO date/time, local time unless it has an offset."""
-    try:
-        return _parse_since(text, now=now, naive=None)
-    except ValueError as exc:
-        raise ValueError(f"invalid --since {exc}") from None
-
 
 def _positive_int(text: str) -> int:
     try:
@@ -369,13 +361,6 @@ def _dumps_list(store: Any, args: argparse.Namespace) -> int:
     if more:
         print(f"(showing the newest {len(items)}; more match: raise --limit)", file=sys.stderr)
     return EXIT_OK
-
-
-def print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    """`header` and `rows` on stdout as columns two spaces apart, each as wide as its widest cell."""
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _size(n: int) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 import anyio
 
-from .serve import conversation_store
+from .cli_common import print_table
+from .build import conversation_store
 from .settings import load_settings
 
 __all__ = ["add_conversations_parser", "run_conversations"]
@@ -70,7 +71,6 @@ def run_conversations(args: argparse.Namespace) -> tuple[int, str | None]:
 
 
 async def _list(store: Any, args: argparse.Namespace) -> int:
-    from .cli import print_table  # the cli imports this module
 
     if args.limit < 1:
         raise ValueError("--limit: must be at least 1")

@@ -35,16 +35,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from .defaults import DEFAULT_DEADLINE_S, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S
 from .text import shorten
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 __all__ = [
-    "DEFAULT_DEADLINE_S",
-    "DEFAULT_MAX_INPUT_BYTES",
-    "DEFAULT_MAX_IN_FLIGHT",
-    "DEFAULT_QUEUE_TIMEOUT_S",
     "caller_share",
     "Busy",
     "LimitError",
@@ -52,10 +49,6 @@ __all__ = [
     "input_size",
 ]
 
-DEFAULT_MAX_IN_FLIGHT = 64
-DEFAULT_QUEUE_TIMEOUT_S = 30.0
-DEFAULT_DEADLINE_S = 600.0
-DEFAULT_MAX_INPUT_BYTES = 1024 * 1024
 LEASE_MARGIN_S = 60.0
 """What a call holds in shared state (its budget reservation, its conversation's turn) outlives its deadline by
 this: the provider gives up by the deadline, so a lease never ends while its call runs, and one whose process

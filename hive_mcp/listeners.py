@@ -32,6 +32,11 @@ class Listeners:
             if callback in self._callbacks:
                 self._callbacks.remove(callback)
 
+    def listening(self) -> bool:
+        """Whether any callback is registered."""
+        with self._callbacks_lock:
+            return bool(self._callbacks)
+
     def notify(self) -> None:
         with self._callbacks_lock:
             callbacks = list(self._callbacks)

@@ -13,6 +13,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from .cli_common import parse_since, print_table
+
 __all__ = ["add_usage_parser", "run_usage"]
 
 _SETTINGS = (
@@ -43,8 +45,7 @@ def _cost(cost: int, calls: int, unpriced: int) -> str:
 
 def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
     """Run it: (exit code, error line or None). Bad input exits 2, a failing ledger 1."""
-    from .cli import parse_since, print_table
-    from .models.config import ConfigError
+    from .llms.config import ConfigError
     from .serve import load_models
     from .settings import SettingsError, load_settings
     from .spend import BudgetError

@@ -6,7 +6,7 @@ import threading
 from datetime import datetime
 
 from hive_mcp.listeners import Listeners
-from hive_mcp.models.catalogue import ModelGroup
+from hive_mcp.llms.catalogue import ModelGroup
 
 
 class FakeCatalogue(Listeners):

@@ -10,21 +10,14 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import FailureDump
-from tests.conftest import sample_dump
+from hive_mcp.mcp import build_server
+from tests.conftest import MODEL, sample_dump
 
-MODEL = "openai/gpt-4o-mini"
 WAIT = 5.0  # upper bound for anything that should happen promptly; never slept
-
-
-@pytest.fixture(params=["legacy", "auto"])
-def mode(request: pytest.FixtureRequest) -> str:
-    """2025-11-25 (initialize handshake) and 2026-07-28 (per-request envelope)."""
-    return request.param
 
 
 @asynccontextmanager
@@ -33,8 +26,15 @@ async def connect(server: MCPServer, mode: str, **kwargs: Any) -> AsyncIterator[
         yield client
 
 
+def mcp_server(provider: Any, store: Any, **kwargs: Any) -> MCPServer:
+    """The server under test, in process: `build_server` with the tests' default model unless told another.
+    Every test builds its server here, so a change to how a server is built is made in one place."""
+    return build_server(provider, store, **{"default_model": MODEL, **kwargs})
+
+
 def text_of(result: types.CallToolResult) -> str:
-    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent)
+    """The one text a tool result carries (a result with other content fails the test)."""
+    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result.content
     return result.content[0].text
 
 

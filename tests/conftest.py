@@ -1,4 +1,5 @@
-"""Shared fixtures: offline litellm, a scripted upstream, a provider pointed at it."""
+"""Shared fixtures: offline litellm, a scripted upstream, a provider pointed at it, the two MCP protocol
+eras (`mode`); the valkey and backend fixtures come from the plugin `tests.conftest_valkey`."""
 
 from __future__ import annotations
 
@@ -18,16 +19,20 @@ import pytest  # noqa: E402
 
 from hive_mcp.dumps import AttemptRecord, DumpStore, FailureDump  # noqa: E402
 from hive_mcp.provider.retry import RetryPolicy  # noqa: E402
-from tests.upstream import Upstream  # noqa: E402
+from harness.upstream import Upstream  # noqa: E402
 
 TEST_KEY = "sk-test-0123456789abcdefSECRET"
+MODEL = "openai/gpt-4o-mini"
+"""The default model of every test server and provider (in litellm's price map, so calls are priced)."""
+
+pytest_plugins = ("tests.conftest_valkey",)
 
 # Real retry rules at 1/1000 speed: a 2 s backoff sleeps 2 ms.
 FAST_RETRY = RetryPolicy(time_scale=0.001)
 
 
 def sample_dump(
-    timestamp: datetime, *, error_type: str = "rate_limit", model: str = "openai/gpt-4o-mini", content: str = "hello"
+    timestamp: datetime, *, error_type: str = "rate_limit", model: str = MODEL, content: str = "hello"
 ) -> FailureDump:
     """A one-attempt dump that gave up, for tests that need dumps on disk."""
     return FailureDump(
@@ -46,6 +51,12 @@ def _no_dumps_in_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conversation store: keep both in tmp_path."""
     monkeypatch.setenv("HIVE_MCP_DUMP_DIR", str(tmp_path / "default-dumps"))
     monkeypatch.setenv("HIVE_HOME", str(tmp_path / "hive-home"))  # the default conversation store
+
+
+@pytest.fixture(params=["legacy", "auto"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """The MCP client's protocol era: 2025-11-25 (initialize handshake) and 2026-07-28 (per-request envelope)."""
+    return request.param
 
 
 @pytest.fixture

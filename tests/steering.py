@@ -2,8 +2,8 @@
 
 `Steer` is an httpx transport that opens a new connection for every request
 (so the workers sharing a socket take turns) and, with `want` set, names that
-worker's pid in the request: another worker answers 503 at once (the test hook
-HIVE_MCP_TEST_HOOKS=worker-pid) and the request is sent again. `Seen` records
+worker's pid in the request: another worker answers 503 at once (the server run by
+`tests.worker_pid`) and the request is sent again. `Seen` records
 which worker answered which JSON-RPC method.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import httpx2
 from mcp.client.streamable_http import streamable_http_client
 
-from hive_mcp.http.workers import WANT_HEADER, WORKER_HEADER
+from tests.worker_pid import WANT_HEADER, WORKER_HEADER
 
 TRIES = 200
 

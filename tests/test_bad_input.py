@@ -27,10 +27,10 @@ from mcp.shared.exceptions import MCPError
 
 from hive_mcp.dumps import DumpStore, make_dump_id
 from hive_mcp.limits import Limits
-from hive_mcp.mcp import DUMP_URI_PREFIX, INDEX_URI, build_server, dump_uri
-from tests.clients import MODEL, connect, make_dump, text_of
+from hive_mcp.mcp import DUMP_URI_PREFIX, INDEX_URI, dump_uri
+from tests.clients import MODEL, connect, make_dump, mcp_server, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 MiB = 1024 * 1024
 CAP = 4096
@@ -38,17 +38,12 @@ DEADLINE = 600
 MAX_ERROR_LEN = 300
 
 
-@pytest.fixture(params=["legacy", "auto"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 @pytest.fixture
 def server(provider: Any, store: DumpStore) -> MCPServer:
     """One dump already recorded, so listings and counts have something to lose."""
     store.write(make_dump(0))
     limits = Limits(allowed_models=["openai/*"], max_tokens=CAP, deadline_s=DEADLINE)
-    return build_server(provider, store, default_model=MODEL, limits=limits)
+    return mcp_server(provider, store, limits=limits)
 
 
 @asynccontextmanager
@@ -405,7 +400,7 @@ def test_random_json_is_always_answered(mode: str, tmp_path: Path) -> None:
             model=MODEL, api_key=TEST_KEY, api_base=up.base_url, retry=FAST_RETRY, dump_store=store
         )
         limits = Limits(allowed_models=["openai/*"], max_tokens=CAP, deadline_s=DEADLINE)
-        server = build_server(provider, store, default_model=MODEL, limits=limits)
+        server = mcp_server(provider, store, limits=limits)
         client = Client(server, raise_exceptions=True, mode=mode)
         with portal.wrap_async_context_manager(client) as c:
 
@@ -433,7 +428,7 @@ def test_random_json_is_always_answered(mode: str, tmp_path: Path) -> None:
 async def test_a_huge_max_tokens_without_a_cap_is_one_line_naming_it(
     provider: Any, store: DumpStore, upstream: Upstream, tool: str
 ) -> None:
-    server = build_server(provider, store, default_model=MODEL)  # no cap: nothing compares it before the model
+    server = mcp_server(provider, store)  # no cap: nothing compares it before the model
     async with connect(server, "legacy") as c:
         r = await c.call_tool(tool, prompt_and(max_tokens=10**400))
     assert r.is_error and upstream.requests == []

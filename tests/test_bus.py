@@ -8,7 +8,7 @@ import anyio
 from mcp.server.subscriptions import ResourceUpdated, ServerEvent
 
 from hive_mcp.mcp.bus import RedisSubscriptionBus, channel_for
-from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
+from harness.valkey import ValkeyProcess
 
 
 def test_the_channel_names_the_database() -> None:
@@ -34,7 +34,7 @@ class Heard:
                 await self.changed.wait()
 
 
-async def test_a_change_reaches_processes_on_its_database_and_no_other(valkey_server: ValkeyProcess) -> None:  # noqa: F811
+async def test_a_change_reaches_processes_on_its_database_and_no_other(valkey_server: ValkeyProcess) -> None:
     base = valkey_server.url.rsplit("/", 1)[0]
     sender, peer = RedisSubscriptionBus(f"{base}/5"), RedisSubscriptionBus(f"{base}/5")
     other_sender, other = RedisSubscriptionBus(f"{base}/6"), RedisSubscriptionBus(f"{base}/6")

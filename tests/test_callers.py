@@ -21,8 +21,9 @@ import httpx
 import pytest
 from mcp import Client
 
-from tests.servers import HttpServer, Session, authed_target, bearer, server_env, text_of
-from tests.upstream import RecordedRequest, Reply, Upstream
+from tests.servers import HttpServer, Session, authed_target, bearer, server_env
+from tests.clients import text_of
+from harness.upstream import RecordedRequest, Reply, Upstream
 
 ALICE = "tok-alice-0123456789abcdef"
 BOB = "tok-bob-0123456789abcdef0"

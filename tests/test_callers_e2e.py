@@ -20,12 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
-from hive_mcp.http.workers import WANT_HEADER, WORKER_HEADER
-from tests.processes import child_env, free_port
-from tests.servers import STARTUP_S, HttpServer, Session, authed_target, bearer, dump_id_in, server_env, text_of
+from tests.worker_pid import MODULE as WORKER_PID, WANT_HEADER, WORKER_HEADER
+from tests.worker_pid import env as worker_pid_env
+from harness.processes import child_env, free_port
+from tests.servers import STARTUP_S, HttpServer, Session, authed_target, bearer, dump_id_in, server_env
+from tests.clients import text_of
 from tests.steering import TRIES, worker_pids
 from tests.test_workers import wait_loaded
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 ALICE = "tok-alice-0123456789abcdef"
 BOB = "tok-bob-0123456789abcdef"
@@ -43,13 +45,13 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     transport, args = request.param
     workdir = tmp_path_factory.mktemp("callers")
     with Upstream() as upstream:
-        env = server_env(upstream, workdir / "dumps", api_key=True) | {
+        env = worker_pid_env(server_env(upstream, workdir / "dumps", api_key=True)) | {
             "HIVE_HOME": str(workdir / "home"),
             "HIVE_MCP_AUTH_TOKEN": ",".join(f"{name}:{token}" for name, token in TOKENS.items()),
             "HIVE_MCP_ADMINS": "root",
-            "HIVE_MCP_TEST_HOOKS": "worker-pid",  # with workers: a request may ask for the worker it means
         }
-        server = HttpServer(transport, env, workdir, "callers", args=args)
+        # With workers: a request may ask for the worker it means.
+        server = HttpServer(transport, env, workdir, "callers", args=args, module=WORKER_PID)
         sessions: dict[str, Session] = {}
         try:
             server.wait_ready()

@@ -20,9 +20,11 @@ import pytest
 from mcp_types import ResourceUpdatedNotification
 
 from mcp import Client
-from tests.servers import HttpServer, authed_target, server_env, text_of
-from tests.upstream import Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_binary
+from tests.servers import HttpServer, authed_target, server_env
+from tests.clients import text_of
+from harness.upstream import Reply, Upstream
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 ALICE = "tok-alice-0123456789abcdef"
 BOB = "tok-bob-0123456789abcdef"

@@ -1,6 +1,6 @@
 """Every recorded provider reply in ../shared/cassettes, replayed through LiteLLMProvider.
 
-Each recording is served byte for byte by tests/upstream.py at whatever path litellm asks
+Each recording is served byte for byte by harness/upstream.py at whatever path litellm asks
 for, through litellm's real HTTP path with the provider's own litellm prefix, streamed when
 the recording is a stream. What the test expects is read from the recorded body itself
 (tests/cassettes.py): text, tool calls, usage, reasoning, refusals, filters, errors.
@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.cassettes import CASSETTES, RETRYABLE, Expected, Route, expected, load, names, route
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 if not CASSETTES.is_dir():
     pytest.skip(f"no recordings at {CASSETTES} (a clone outside the workspace)", allow_module_level=True)

@@ -155,7 +155,7 @@ def test_litellm_logs_go_to_stderr_once_and_never_to_stdout(tmp_path: Path) -> N
     code = (
         "import logging\n"
         "import litellm\n"
-        "from hive_mcp.serve import configure_logging, route_litellm_logs\n"
+        "from hive_mcp.logs import configure_logging, route_litellm_logs\n"
         "configure_logging('DEBUG')\n"
         "route_litellm_logs('DEBUG')\n"
         "logging.getLogger('LiteLLM').info('info-from-litellm')\n"

@@ -9,7 +9,8 @@ import pytest
 from hive_mcp.conversations import open_store
 from hive_mcp.conversations.redis_store import RedisStore, redacted_url
 from tests.conftest_valkey import started
-from tests.valkey import ValkeyProcess, valkey_binary
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 
 async def test_a_unix_socket_url_reaches_the_server(tmp_path: Path) -> None:

@@ -11,9 +11,10 @@ from hive_mcp.conversations import StoreError
 from hive_mcp.conversations.redis_store import RedisStore
 from hive_mcp.conversations.sqlite_store import SQLiteStore
 from hive_mcp.conversations.urls import check_state_url, with_password
-from hive_mcp.serve import conversation_store
+from hive_mcp.build import conversation_store
 from hive_mcp.settings import SettingsError, load_settings
-from tests.valkey import ValkeyProcess, valkey_binary
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 SECRET = "sk-live-0123456789abcdefSECRETKEY"
 

@@ -20,12 +20,11 @@ from hive_mcp.conversations import (
     ConversationBusy, ConversationConflict, ConversationFull, ConversationLimits, ConversationLocks, ConversationStore,
     ExpiredConversation, MalformedConversationId, StoreError, UnknownConversation, UnknownMessage, new_id,
 )  # fmt: skip
-from tests.conftest_valkey import (  # noqa: F401 - backend, sqlite_backend, valkey_server: fixtures
-    SYSTEM, Backend, answer, backend, continued, sqlite_backend, started, stored_keys, turn, user, valkey_server,
-    wait_for,
+from tests.conftest_valkey import (
+    SYSTEM, Backend, answer, continued, started, stored_keys, turn, user, valkey_binary, wait_for,
 )  # fmt: skip
 from hive_mcp.conversations.sqlite_store import MIGRATIONS
-from tests.valkey import ValkeyProcess, valkey_binary
+from harness.valkey import ValkeyProcess
 
 # ---------------------------------------------------------------------------
 # Create, continue, fork
@@ -196,7 +195,7 @@ async def test_writers_in_two_processes_lose_no_turn(backend: Backend) -> None:
     import subprocess
     import sys
 
-    from tests.processes import ROOT, child_env
+    from harness.processes import ROOT, child_env
 
     store = backend.make()
     thread = await started(store)

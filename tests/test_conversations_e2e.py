@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.servers import HttpServer, Session, server_env, text_of
+from tests.servers import HttpServer, Session, server_env
+from tests.clients import text_of
 from tests.test_http_security import authed_target
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 TOKENS = ("tok-alpha-0123456789abcdef", "tok-bravo-0123456789abcdef")
 

@@ -19,12 +19,12 @@ from mcp.server.mcpserver import MCPServer
 from hive_mcp.conversations import ConversationLimits, ConversationStore, ExpiredConversation, NewTurn, open_store
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
-from hive_mcp.mcp import build_server
+
 from hive_mcp.provider import LiteLLMProvider
-from tests.clients import MODEL, connect, hear, mode, text_of, until  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, connect, hear, mcp_server, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.conftest_valkey import Backend, backend, valkey_server, wait_for  # noqa: F401 - fixtures
-from tests.upstream import Reply, Upstream
+from tests.conftest_valkey import Backend, wait_for
+from harness.upstream import Reply, Upstream
 
 SYSTEM = {"role": "system", "content": "Answer briefly."}
 
@@ -44,7 +44,7 @@ def conv(backend: Backend) -> ConversationStore:
 
 @pytest.fixture
 def server(provider: LiteLLMProvider, store: DumpStore, conv: ConversationStore) -> MCPServer:
-    return build_server(provider, store, default_model=MODEL, conversations=conv)
+    return mcp_server(provider, store, conversations=conv)
 
 
 async def call(client: Any, tool: str = "complete", **arguments: Any) -> types.CallToolResult:
@@ -218,7 +218,7 @@ async def test_unknown_expired_and_malformed_ids_are_refused_before_any_upstream
     # SQLite: the store's clock moves past the TTL. Redis: its own expiry, on a short real TTL.
     redis = backend.kind == "redis"
     conv = backend.make(limits=ConversationLimits(ttl_s=0.3), real_clock=True) if redis else backend.make()
-    server = build_server(provider, store, default_model=MODEL, conversations=conv)
+    server = mcp_server(provider, store, conversations=conv)
     async with connect(server, mode) as c:
         cid = (await call(c, prompt="hi")).structured_content["conversation_id"]
         if redis:
@@ -277,7 +277,7 @@ async def test_two_calls_on_one_conversation_are_served_one_after_the_other(
 async def test_a_call_that_waits_past_the_queue_timeout_is_refused_as_busy(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, conv: ConversationStore
 ) -> None:
-    server = build_server(provider, store, default_model=MODEL, conversations=conv, limits=Limits(queue_timeout_s=0))
+    server = mcp_server(provider, store, conversations=conv, limits=Limits(queue_timeout_s=0))
     async with connect(server, "auto") as c:
         cid = (await call(c, prompt="one")).structured_content["conversation_id"]
         upstream.script(Reply.stream(["tw", "o"], hold_after=1))
@@ -315,7 +315,7 @@ async def test_the_oldest_turns_are_left_out_to_fit_a_small_window(
     provider = LiteLLMProvider(
         model="openai/tiny-window", api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
     )
-    server = build_server(provider, store, default_model="openai/tiny-window", conversations=conv)
+    server = mcp_server(provider, store, default_model="openai/tiny-window", conversations=conv)
     words = " ".join(["word"] * 30)
     async with connect(server, "auto") as c:
         cid = (await call(c, prompt=f"one {words}", system="Be brief.", max_tokens=10)).structured_content[
@@ -341,7 +341,7 @@ async def test_the_oldest_turns_are_left_out_to_fit_a_small_window(
 async def test_with_conversations_off_no_id_is_returned(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream
 ) -> None:
-    async with connect(build_server(provider, store, default_model=MODEL), "auto") as c:
+    async with connect(mcp_server(provider, store), "auto") as c:
         result = await call(c, prompt="hi")
         refused = await call(c, prompt="hi", conversation_id="conv_" + "A" * 22)
         names = {t.name for t in (await c.list_tools()).tools}
@@ -356,7 +356,7 @@ async def test_a_failing_store_fails_continued_calls_and_new_calls_go_ahead_with
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the store's directory should be")
     broken = open_store(path=blocker / "hive-mcp.sqlite3")
-    server = build_server(provider, store, default_model=MODEL, conversations=broken)
+    server = mcp_server(provider, store, conversations=broken)
     with caplog.at_level(logging.WARNING, logger="hive_mcp"):
         async with connect(server, "auto") as c:
             new = await call(c, prompt="hi")
@@ -372,7 +372,7 @@ async def test_a_full_conversation_is_refused_before_the_upstream(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, backend: Backend
 ) -> None:
     conv = backend.make(limits=ConversationLimits(max_turns=1))
-    server = build_server(provider, store, default_model=MODEL, conversations=conv)
+    server = mcp_server(provider, store, conversations=conv)
     async with connect(server, "auto") as c:
         cid = (await call(c, prompt="hi")).structured_content["conversation_id"]
         full = await call(c, prompt="again", conversation_id=cid)

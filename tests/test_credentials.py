@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 
-from hive_mcp.mcp import build_server
 from hive_mcp.provider import LiteLLMProvider
-from tests.clients import connect, text_of
+from tests.clients import connect, mcp_server, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 LOCAL_DEFAULTS = {  # litellm's own default endpoint of each provider that runs on this machine
     "ollama/x": 11434, "ollama_chat/x": 11434, "llamafile/x": 8080, "lemonade/x": 8000, "docker_model_runner/x": 22088,
@@ -85,7 +84,7 @@ def server_for(upstream: Upstream, store: Any) -> Any:
     provider = LiteLLMProvider(
         model="openai/gpt-4o-mini", api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
     )
-    return build_server(provider, store, default_model="openai/gpt-4o-mini")
+    return mcp_server(provider, store, default_model="openai/gpt-4o-mini")
 
 
 @pytest.mark.parametrize("model", sorted(LOCAL_DEFAULTS))

@@ -22,13 +22,14 @@ from starlette.responses import PlainTextResponse, Response
 
 from hive_mcp.dashboard import Sources
 from hive_mcp.dashboard.app import RESOURCE_URI, read_ui_resource, ui_resource
-from hive_mcp.mcp import build_server
+
 from hive_mcp.provider import DeferredProvider
 from hive_mcp.dashboard.data import CATEGORIES as KNOWN_CATEGORIES
 from hive_mcp.dashboard.sessions import Sessions
 from hive_mcp.dashboard.web import COOKIE, dashboard_app
 from hive_mcp.dumps import DumpNotFound, DumpStore, DumpSummary
 from tests.dashboard_dumps import failure, write_mixed
+from tests.clients import mcp_server
 
 DASHBOARD_TOOL = "dashboard"
 TOKEN = "dash-token-0123456789"
@@ -387,7 +388,7 @@ async def test_the_page_loads_nothing_from_elsewhere(web: httpx.AsyncClient) -> 
 @pytest.fixture
 def app_server(store: DumpStore) -> MCPServer:
     # hive-mcp's own server; its provider is never loaded (the dashboard calls no model)
-    return build_server(DeferredProvider(lambda: None, model="m"), store, default_model="m")
+    return mcp_server(DeferredProvider(lambda: None, model="m"), store, default_model="m")
 
 
 async def test_the_ui_resource_is_listed_and_read_as_an_mcp_app(app_server: MCPServer) -> None:
@@ -449,7 +450,6 @@ def test_the_page_is_packaged(tmp_path: Path) -> None:
         assert asset(name)
     assert json.dumps(page("app"))  # renders without placeholders left
     assert "{{" not in page("app") and "{{" not in page("web")
-
 
 
 @pytest.mark.parametrize("since", ["2h", "1d12h"])

@@ -33,7 +33,7 @@ from starlette.routing import Route
 from hive_mcp.dashboard import Sources
 from hive_mcp.dashboard.app import RESOURCE_URI
 from hive_mcp.dashboard.models import models_source
-from hive_mcp.mcp import build_server
+
 from hive_mcp.provider import DeferredProvider
 from hive_mcp.dashboard.web import dashboard_app, with_dashboard
 from hive_mcp.dumps import DumpStore
@@ -45,6 +45,7 @@ from hive_mcp.tokens import bearer_tokens
 from tests.cdp import Browser
 from tests.dashboard_dumps import failure, write_mixed
 from tests.test_dashboard_models import listing, write_days
+from tests.clients import mcp_server
 
 DASHBOARD_TOOL = "dashboard"
 CHROMIUM = next(
@@ -222,7 +223,7 @@ const timer = setInterval(() => {
 
 async def play_the_server(store: DumpStore, newest: str) -> tuple[str, dict[str, Any]]:
     """The app's HTML and the tool results a host would pass, both from the SDK's real Client."""
-    server = build_server(DeferredProvider(lambda: None, model="m"), store, default_model="m")  # never loaded
+    server = mcp_server(DeferredProvider(lambda: None, model="m"), store, default_model="m")  # never loaded
 
     def wire(result: Any) -> dict[str, Any]:
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -285,8 +286,8 @@ def test_the_models_table_in_chromium(store: DumpStore, tmp_path: Path) -> None:
 
 def test_a_deployment_without_its_credentials_reads_no_credentials_in_chromium(store: DumpStore, tmp_path: Path) -> None:
     from hive_mcp.limits import Limits
-    from hive_mcp.mcp.catalogue import ModelsView
-    from hive_mcp.models.catalogue import DeploymentInfo, ModelGroup
+    from hive_mcp.mcp.model_list import ModelsView
+    from hive_mcp.llms.catalogue import DeploymentInfo, ModelGroup
     from tests.catalogues import FakeCatalogue
 
     deployments = [DeploymentInfo.without_credentials("azure", "gpt-4o", ["AZURE_API_KEY"]),

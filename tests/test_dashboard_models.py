@@ -18,13 +18,14 @@ from hive_mcp.dashboard.web import dashboard_app
 from hive_mcp.dumps import DumpStore
 from hive_mcp.http import build_app
 from hive_mcp.limits import Limits
-from hive_mcp.mcp import ModelList, build_server
-from hive_mcp.mcp.catalogue import ModelsView
-from hive_mcp.models.catalogue import DeploymentInfo, ModelGroup
+from hive_mcp.mcp import ModelList
+from hive_mcp.mcp.model_list import ModelsView
+from hive_mcp.llms.catalogue import DeploymentInfo, ModelGroup
 from hive_mcp.provider import DeferredProvider
 from hive_mcp.settings import load_settings
 from tests.catalogues import FakeCatalogue
 from tests.dashboard_dumps import failure
+from tests.clients import mcp_server
 
 COOL_UNTIL = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
 BASE = "http://127.0.0.1:8000"
@@ -131,7 +132,7 @@ def test_a_deployment_down_without_a_known_end_is_unhealthy(store: DumpStore) ->
 
 async def test_the_dashboard_tool_shows_the_servers_catalogue(store: DumpStore) -> None:
     expected = write_days(store, datetime.now(UTC))
-    server = build_server(DeferredProvider(lambda: None, model="fast"), store, default_model="fast", catalogue=two_groups())
+    server = mcp_server(DeferredProvider(lambda: None, model="fast"), store, default_model="fast", catalogue=two_groups())
     async with Client(server, raise_exceptions=True) as client:
         models = await client.call_tool("dashboard", {"view": "models"})
         first = await client.call_tool("dashboard", {})
@@ -158,7 +159,7 @@ def settings_in(tmp_path: Path, **flags: Any) -> Any:
 
 async def test_the_data_endpoint_serves_the_models_view_through_build_app(store: DumpStore, tmp_path: Path) -> None:
     expected = write_days(store, datetime.now(UTC))
-    server = build_server(DeferredProvider(lambda: None, model="fast"), store, default_model="fast", catalogue=two_groups())
+    server = mcp_server(DeferredProvider(lambda: None, model="fast"), store, default_model="fast", catalogue=two_groups())
     sources = Sources(models=models_source(store, listing))
     app, _ = build_app(server, settings_in(tmp_path, transport="http"), (), store=store, sources=sources)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
@@ -183,7 +184,7 @@ async def test_the_models_view_needs_the_token_like_the_rest(store: DumpStore) -
 
 
 def test_serve_builds_the_models_source_from_the_servers_catalogue(tmp_path: Path) -> None:
-    from hive_mcp.serve import build
+    from hive_mcp.build import build
 
     settings = settings_in(tmp_path, model="openai/gpt-4o-mini")
     _, _, store, sources_for = build(settings)
@@ -200,7 +201,8 @@ def test_serve_builds_the_models_source_from_the_servers_catalogue(tmp_path: Pat
 async def test_a_deployment_without_its_credentials_shows_as_no_credentials_naming_the_variable(
     tmp_path: Path,
 ) -> None:
-    from hive_mcp.serve import build, load_models
+    from hive_mcp.build import build
+    from hive_mcp.serve import load_models
 
     secret = "sk-dash-0123456789abcdefSECRET"
     path = tmp_path / "config.yaml"

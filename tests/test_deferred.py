@@ -6,6 +6,7 @@ test controls, not a race it hopes to win.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import threading
@@ -17,12 +18,12 @@ import anyio
 import pytest
 
 from hive_mcp.dumps import DumpStore
-from hive_mcp.mcp import build_server
+
 from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, ProviderError
-from tests.clients import MODEL, WAIT, Progress, connect, mode, text_of  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, WAIT, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.processes import ROOT
-from tests.upstream import Reply, Upstream
+from harness.processes import ROOT
+from harness.upstream import Reply, Upstream
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -59,7 +60,7 @@ async def test_server_answers_while_the_provider_loads_and_calls_wait_for_it(
     upstream.script(Reply.stream(["still ", "loading"]), Reply.text("done"), Reply.stream(["load", "ed"]))
     provider = DeferredProvider(gated, model=MODEL)
     provider.start()
-    server = build_server(provider, store, default_model=MODEL, heartbeat_s=0.02)
+    server = mcp_server(provider, store, heartbeat_s=0.02)
     progress = Progress()
     results: dict[str, Any] = {}
     async with connect(server, mode) as c:
@@ -91,7 +92,7 @@ async def test_a_provider_that_fails_to_load_fails_each_call_in_one_line(store: 
 
     provider = DeferredProvider(load, model=MODEL)
     provider.start()
-    server = build_server(provider, store, default_model=MODEL)
+    server = mcp_server(provider, store)
     async with connect(server, mode) as c:
         for tool in ("complete", "stream_complete"):
             r = await c.call_tool(tool, {"prompt": "hi"})
@@ -146,7 +147,7 @@ def test_building_the_server_does_not_import_litellm(tmp_path: Any) -> None:
     code = (
         "import sys\n"
         "from hive_mcp.settings import load_settings\n"
-        "from hive_mcp.serve import build\n"
+        "from hive_mcp.build import build\n"
         f"settings = load_settings({{'dump_dir': {str(tmp_path)!r}}}, environ={{}}, cwd={str(tmp_path)!r}, export=False)\n"
         "server, provider, *_ = build(settings)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai')))\n"
@@ -163,3 +164,42 @@ def test_warm_up_sends_nothing_upstream(upstream: Upstream) -> None:
     provider = LiteLLMProvider(model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url)
     provider.warm_up()
     assert upstream.requests == []
+
+
+async def test_ready_waits_for_the_load_and_a_loaded_provider_is_ready_at_once(gated: GatedLoad, upstream: Upstream) -> None:
+    """`ready()` is the interface's one way to wait for a provider that loads in the background (what a
+    conversation does before counting its tokens in a worker thread); it reports no failure itself."""
+    provider = DeferredProvider(gated, model=MODEL)
+    done = anyio.Event()
+
+    async def wait_ready() -> None:
+        await provider.ready()
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_ready)
+        assert await anyio.to_thread.run_sync(gated.started.wait, WAIT)  # ready() started the load
+        assert not done.is_set() and not provider.loaded
+        gated.release()
+    assert provider.loaded and done.is_set()
+    with anyio.fail_after(WAIT):
+        await gated.make().ready()  # a provider loaded from the start
+
+    def broken() -> LLMProvider:
+        raise ImportError("no litellm")
+
+    failed = DeferredProvider(broken, model=MODEL)
+    with anyio.fail_after(WAIT):
+        await failed.ready()  # returns: the calls themselves say the load failed
+    with pytest.raises(ProviderError, match="could not be loaded"):
+        await failed.acomplete(USER)
+
+
+async def test_start_announces_the_finished_load(gated: GatedLoad, caplog: pytest.LogCaptureFixture) -> None:
+    provider = DeferredProvider(gated, model=MODEL)
+    gated.release()
+    with caplog.at_level(logging.INFO, logger="hive_mcp"):
+        provider.start(announce="worker 7: provider loaded")
+        with anyio.fail_after(WAIT):
+            await provider.ready()
+    assert "worker 7: provider loaded" in [r.getMessage() for r in caplog.records]

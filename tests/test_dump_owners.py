@@ -18,7 +18,7 @@ import pytest
 from hive_mcp.dumps import CallerDumps, DumpNotFound, DumpStore
 from hive_mcp.dumps.redis_store import RedisDumpStore
 from tests.conftest import sample_dump
-from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
+from harness.valkey import ValkeyProcess
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -18,6 +18,7 @@ import pytest
 
 import hive_mcp.dumps.format as format_mod
 import hive_mcp.dumps.store as store_mod
+from hive_mcp.dumps.watch import DumpDirectoryWatch
 from hive_mcp.dumps import (
     REDACTED,
     AttemptRecord,
@@ -737,8 +738,39 @@ def test_listeners(store_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
         raise RuntimeError("listener bug")
 
     store.add_listener(broken)
-    with caplog.at_level(logging.WARNING, logger="hive_mcp.dumps"):
+    with caplog.at_level(logging.WARNING, logger="hive_mcp"):
         assert store.write(make_dump()) is not None  # a broken listener does not break writes
     assert calls == ["a"]
-    assert any("listener bug" in r.getMessage() for r in caplog.records)
+    assert any(r.exc_info and "listener bug" in str(r.exc_info[1]) for r in caplog.records)
     store.remove_listener(broken)
+
+
+class Hits:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def hit(self) -> None:
+        self.count += 1
+
+
+def test_a_bound_method_listener_is_removed_by_the_same_method(store_dir: Path) -> None:
+    """`obj.method` is a new object at each access: removing it by the same method (not the same object)
+    stops the calls, as it does for every other change source (one `Listeners`)."""
+    store = DumpStore(store_dir, max_age=None)
+    kept, dropped = Hits(), Hits()
+    store.add_listener(kept.hit)
+    store.add_listener(dropped.hit)
+    store.remove_listener(dropped.hit)
+    assert store.write(make_dump()) is not None
+    assert (kept.count, dropped.count) == (1, 0)
+
+
+def test_a_dump_watch_stops_when_its_bound_method_listener_is_removed(store_dir: Path) -> None:
+    watch = DumpDirectoryWatch(DumpStore(store_dir, max_age=None), interval_s=60)
+    before = set(threading.enumerate())
+    hits = Hits()
+    watch.add_listener(hits.hit)
+    (thread,) = [t for t in threading.enumerate() if t not in before and t.name == "hive-mcp-dump-watch"]
+    watch.remove_listener(hits.hit)
+    thread.join(timeout=10)  # the last listener gone, its thread is told to stop (not left for its 60 s wait)
+    assert not thread.is_alive()

@@ -13,9 +13,10 @@ import pytest
 
 from hive_mcp.dumps import DumpNotFound, DumpStore, InvalidDumpId
 from hive_mcp.dumps.redis_store import RedisDumpStore
-from tests.processes import child_env
+from harness.processes import child_env
 from tests.test_dumps import make_dump
-from tests.valkey import ValkeyProcess, valkey_binary, valkey_server  # noqa: F401 - fixture
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 SECRET = "sk-dumps-redis-0123456789SECRET"
 
@@ -29,7 +30,7 @@ def open_store(server: ValkeyProcess, directory: Path, prefix: str, **limits: ob
     return RedisDumpStore(server.url, directory, prefix=prefix, secrets=[SECRET], **{"max_age": None, **limits})
 
 
-def test_two_instances_share_their_dumps(valkey_server: ValkeyProcess, tmp_path: Path, prefix: str) -> None:  # noqa: F811
+def test_two_instances_share_their_dumps(valkey_server: ValkeyProcess, tmp_path: Path, prefix: str) -> None:
     one = open_store(valkey_server, tmp_path / "one", prefix)
     two = open_store(valkey_server, tmp_path / "two", prefix)
     heard: list[str] = []
@@ -59,7 +60,7 @@ def test_two_instances_share_their_dumps(valkey_server: ValkeyProcess, tmp_path:
     assert one.count() == 0
 
 
-def test_a_shared_dump_names_the_conversation_it_is_moved_to(valkey_server: ValkeyProcess, tmp_path: Path, prefix: str) -> None:  # noqa: F811
+def test_a_shared_dump_names_the_conversation_it_is_moved_to(valkey_server: ValkeyProcess, tmp_path: Path, prefix: str) -> None:
     one = open_store(valkey_server, tmp_path / "one", prefix)
     two = open_store(valkey_server, tmp_path / "two", prefix)
     dump_id = one.write(make_dump(messages=[{"role": "user", "content": f"key {SECRET}"}]))
@@ -72,7 +73,7 @@ def test_a_shared_dump_names_the_conversation_it_is_moved_to(valkey_server: Valk
     assert one.set_conversation(dump_id, None) is False  # gone: nothing is written back
 
 
-def test_retention_applies_to_the_shared_dumps(valkey_server: ValkeyProcess, tmp_path: Path, prefix: str) -> None:  # noqa: F811
+def test_retention_applies_to_the_shared_dumps(valkey_server: ValkeyProcess, tmp_path: Path, prefix: str) -> None:
     one = open_store(valkey_server, tmp_path / "one", prefix, max_count=3)
     two = open_store(valkey_server, tmp_path / "two", prefix, max_count=3)
     start = datetime(2026, 11, 1, tzinfo=UTC)
@@ -109,7 +110,7 @@ def test_while_redis_is_down_dumps_go_to_the_directory_and_move_back(
     assert len(back) == 1
 
 
-def test_hive_mcp_dumps_list_reads_redis(valkey_server: ValkeyProcess, tmp_path: Path) -> None:  # noqa: F811
+def test_hive_mcp_dumps_list_reads_redis(valkey_server: ValkeyProcess, tmp_path: Path) -> None:
     prefix = "hive-mcp:"  # the CLI's, as every instance's
     store = open_store(valkey_server, tmp_path / "server", prefix)
     dump_id = store.write(make_dump(model="openai/from-redis"))

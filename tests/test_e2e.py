@@ -3,7 +3,7 @@
 Every scenario runs over stdio, streamable HTTP and the legacy HTTP+SSE transport,
 in both protocol eras (`mode="legacy"`: the 2025-11-25 initialize handshake;
 `mode="auto"`: the 2026-07-28 stateless era, which the SDK serves on all three).
-The server's upstream is the scripted fake in tests/upstream.py.
+The server's upstream is the scripted fake in harness/upstream.py.
 
 Cost: each server process imports litellm (seconds), so a server is started once
 per transport (HTTP) or once per client session (stdio: the client owns the
@@ -37,21 +37,19 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from tests.conftest import TEST_KEY
+from tests.conftest import MODEL, TEST_KEY
 from tests.servers import (
     EXIT_S,
-    MODEL,
     STARTUP_S,
     TOOLS,
     HttpServer,
     Session,
     dump_id_in,
     server_env,
-    text_of,
     wait_exit,
-    wait_thread_event,
 )
-from tests.upstream import Reply, Upstream
+from tests.clients import text_of, wait_thread_event
+from harness.upstream import Reply, Upstream
 
 # ---------------------------------------------------------------------------
 # Helpers: environment, processes, sessions

@@ -11,13 +11,13 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import ERROR_TYPES, DumpStore
-from hive_mcp.mcp import build_server
-from tests.clients import MODEL, connect, make_dump, mode  # noqa: F401 - mode is a fixture
+
+from tests.clients import connect, make_dump, mcp_server
 
 
 @pytest.fixture
 def make_server(provider: Any, store: DumpStore) -> Callable[..., MCPServer]:
-    return lambda: build_server(provider, store, default_model=MODEL)
+    return lambda: mcp_server(provider, store)
 
 
 async def test_list_failed_requests_error_type_is_an_enum_and_an_unknown_one_is_refused_with_the_list(

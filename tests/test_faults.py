@@ -36,12 +36,12 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore, FailureDump
 from hive_mcp.limits import Limits
-from hive_mcp.mcp import build_server, dump_uri
+from hive_mcp.mcp import dump_uri
 from hive_mcp.provider import LiteLLMProvider
-from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, Upstream, tool_call_delta
+from tests.clients import mcp_server, text_of
+from tests.conftest import FAST_RETRY, MODEL, TEST_KEY
+from harness.upstream import Reply, Upstream, tool_call_delta
 
-MODEL = "openai/gpt-4o-mini"
 MODE = "auto"  # the 2026-07-28 era; the many-clients test below mixes in legacy sessions
 WAIT = 10.0  # upper bound for anything that should happen promptly; never slept
 TOOLS = ["complete", "stream_complete"]
@@ -79,11 +79,6 @@ async def call(
         return await client.call_tool(tool, arguments, progress_callback=progress)
 
 
-def text_of(result: types.CallToolResult) -> str:
-    assert len(result.content) == 1 and isinstance(result.content[0], types.TextContent), result.content
-    return result.content[0].text
-
-
 def new_dumps(store: DumpStore, before: set[str]) -> list[FailureDump]:
     """The dumps written since `before` (a set of ids), read back from disk."""
     ids = dump_ids(store) - before
@@ -117,7 +112,7 @@ def http_date(seconds_from_now: float) -> str:
 
 @pytest.fixture
 def server(provider: LiteLLMProvider, store: DumpStore) -> MCPServer:
-    return build_server(provider, store, default_model=MODEL)
+    return mcp_server(provider, store)
 
 
 def closed_port() -> int:
@@ -263,7 +258,7 @@ async def test_connection_refused_is_retried_then_one_clear_error(store: DumpSto
         model=MODEL, api_key=TEST_KEY, api_base=f"http://127.0.0.1:{closed_port()}/v1",
         retry=FAST_RETRY, dump_store=store,
     )
-    server = build_server(provider, store, default_model=MODEL)
+    server = mcp_server(provider, store)
 
     result = await call(server, tool, {"prompt": "hi", "max_retries": 2})
 
@@ -342,7 +337,7 @@ async def test_upstream_slower_than_the_deadline(
         deadline_s=deadline,
     )
     provider.warm_up()
-    server = build_server(provider, store, default_model=MODEL)
+    server = mcp_server(provider, store)
     upstream.script(reply(), success_reply(tool, "must not be reached"))
     progress = Progress()
 
@@ -445,8 +440,8 @@ async def test_hundred_clients_leaving_mid_stream_leak_nothing(
     total = N_CLIENTS * CALLS_PER_CLIENT
     # Exactly enough upstream slots for the 100: the calls made afterwards get one only
     # if every cancelled call gave its slot back (else they are refused as busy).
-    server = build_server(
-        provider, store, default_model=MODEL, limits=Limits(max_in_flight=total, queue_timeout_s=WAIT / 2)
+    server = mcp_server(
+        provider, store, limits=Limits(max_in_flight=total, queue_timeout_s=WAIT / 2)
     )
     # Warm up: litellm builds and caches its HTTP session on first use. Count from after that.
     upstream.script(Reply.text("warm"))

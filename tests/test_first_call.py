@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from tests.processes import ROOT, child_env
-from tests.servers import Session, text_of
-from tests.upstream import Reply, Upstream
+from harness.processes import ROOT, child_env
+from tests.servers import Session
+from tests.clients import text_of
+from harness.upstream import Reply, Upstream
 
 INSPECTOR = "npx @modelcontextprotocol/inspector --cli"
 

@@ -29,9 +29,11 @@ from mcp import Client, MCPError
 from hive_mcp import __version__
 from hive_mcp.settings import Settings, SettingsError, load_settings
 from tests.conftest import TEST_KEY
-from tests.processes import ROOT
-from tests.servers import MODEL, TOOLS, HttpServer, Session, authed_target, bearer, server_env, text_of, wait_exit
-from tests.upstream import Reply, Upstream
+from harness.processes import ROOT
+from tests.conftest import MODEL
+from tests.servers import TOOLS, HttpServer, Session, authed_target, bearer, server_env, wait_exit
+from tests.clients import text_of
+from harness.upstream import Reply, Upstream
 
 HTTP_TOKENS = ("tok-http-first-0123456789abcdef", "tok-http-second-0123456789abcdef")
 SSE_TOKENS = ("tok-sse-first-0123456789abcdef", "tok-sse-second-0123456789abcdef")
@@ -764,7 +766,7 @@ def test_cli_refusal_happens_before_litellm_is_imported(tmp_path: Path) -> None:
 
 
 def test_the_allow_list_a_bind_gets(tmp_path: Path) -> None:
-    from hive_mcp.serve import allowed_models, exposure_problem
+    from hive_mcp.exposure import allowed_models, exposure_problem
 
     def settings(**kw: Any) -> Settings:
         return Settings(dump_dir=tmp_path, model="openai/gpt-[x]*?", **kw)

@@ -27,7 +27,7 @@ import pytest
 from hive_mcp import __version__
 from hive_mcp.cli import PROVIDER_KEY_VARS
 from hive_mcp.settings import SETTINGS_FIELDS
-from tests.processes import ROOT, ask_stdio, child_env, free_port
+from harness.processes import ROOT, ask_stdio, child_env, free_port
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 SERVER_JSON = ROOT / "server.json"
@@ -88,7 +88,7 @@ def test_uvx_runs_the_wheel_as_an_mcp_server(uv: Path, wheel: Path, tmp_path: Pa
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert "hive_mcp/dashboard/page.html" in names and "hive_mcp/dashboard/page.js" in names
-    assert not any(n.startswith(("tests/", "bench/")) for n in names)
+    assert not any(n.startswith(("tests/", "bench/", "harness/")) for n in names)
     env = {
         "PATH": os.pathsep.join([str(uv.parent), "/usr/bin", "/bin"]),
         "HOME": str(tmp_path / "home"),

@@ -23,9 +23,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.clients import hear
-from tests.servers import HttpServer, Session, dump_id_in, instances_on, text_of
-from tests.upstream import RecordedRequest, Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_binary
+from tests.servers import HttpServer, Session, dump_id_in, instances_on
+from tests.clients import text_of
+from harness.upstream import RecordedRequest, Reply, Upstream
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 DEP_KEY = "sk-instances-0123456789SECRET"
 
@@ -330,6 +332,6 @@ def test_redis_stopped_in_the_middle_of_50_streams(
 
 
 def _pong(server: ValkeyProcess) -> bool:
-    from tests.valkey import _pong as pong
+    from harness.valkey import pong
 
     return pong(server.port)

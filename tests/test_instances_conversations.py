@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from tests.servers import HttpServer, Session, instances_on, text_of
-from tests.upstream import RecordedRequest, Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_binary
+from tests.servers import HttpServer, Session, instances_on
+from tests.clients import text_of
+from harness.upstream import RecordedRequest, Reply, Upstream
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 FIRST = "the first call's answer"
 

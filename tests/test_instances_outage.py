@@ -30,9 +30,11 @@ from mcp import Client
 
 from hive_mcp.spend.budgets import micro
 from hive_mcp.state_store import TIMEOUT_S
-from tests.servers import HttpServer, Session, instances_on, text_of
-from tests.upstream import RecordedRequest, Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_binary
+from tests.servers import HttpServer, Session, instances_on
+from tests.clients import text_of
+from harness.upstream import RecordedRequest, Reply, Upstream
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 BUDGET_USD = 0.002
 MAX_TOKENS = 100

@@ -19,10 +19,10 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Busy, LimitError, Limits, input_size
-from hive_mcp.mcp import build_server, dump_uri
+from hive_mcp.mcp import dump_uri
 from hive_mcp.settings import SettingsError, load_settings
-from tests.clients import MODEL, WAIT, Progress, connect, mode, text_of, until  # noqa: F401 - mode is a fixture
-from tests.upstream import Reply, Upstream
+from tests.clients import MODEL, WAIT, connect, mcp_server, Progress, text_of, until
+from harness.upstream import Reply, Upstream
 
 TOOLS = ["complete", "stream_complete"]
 
@@ -30,7 +30,7 @@ TOOLS = ["complete", "stream_complete"]
 @pytest.fixture
 def make_server(provider: Any, store: DumpStore) -> Callable[..., MCPServer]:
     def make(limits: Limits | None = None, **kwargs: Any) -> MCPServer:
-        return build_server(provider, store, default_model=MODEL, limits=limits, **kwargs)
+        return mcp_server(provider, store, limits=limits, **kwargs)
 
     return make
 
@@ -163,7 +163,7 @@ async def test_server_default_max_tokens(
 
 def test_server_default_max_tokens_must_be_positive(provider: Any, store: DumpStore) -> None:
     with pytest.raises(ValueError, match="default_max_tokens"):
-        build_server(provider, store, default_model=MODEL, default_max_tokens=0)
+        mcp_server(provider, store, default_max_tokens=0)
 
 
 # ---------------------------------------------------------------------------

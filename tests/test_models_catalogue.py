@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from hive_mcp.models import ConfigError, load_config
+from hive_mcp.llms import ConfigError, load_config
 from hive_mcp.provider import LiteLLMProvider
-from hive_mcp.provider.catalogue import ConfigCatalogue, DefaultCatalogue
+from hive_mcp.provider.facts import ConfigCatalogue, DefaultCatalogue
 from hive_mcp.provider.routing import ModelRouter
-from hive_mcp.serve import allowed_models, build, load_models
+from hive_mcp.exposure import allowed_models
+from hive_mcp.build import build
+from hive_mcp.serve import load_models
 from hive_mcp.settings import load_settings
 from tests.conftest import FAST_RETRY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 KEY = "sk-catalogue-0123456789SECRET"
 PASSWORD = "redis-pass-0123456789SECRET"

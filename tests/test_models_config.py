@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hive_mcp.models import ConfigError, load_config
-from hive_mcp.models.router_names import router_parameters, routing_strategies
+from hive_mcp.llms import ConfigError, load_config
+from hive_mcp.llms.router_names import router_parameters, routing_strategies
 
 GOOD = """\
 model_list:

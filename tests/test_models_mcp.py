@@ -20,17 +20,17 @@ from mcp.shared.exceptions import MCPError
 
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
-from hive_mcp.mcp import MODEL_URI_TEMPLATE, MODELS_URI, ModelList, build_server, model_uri
+from hive_mcp.mcp import MODEL_URI_TEMPLATE, MODELS_URI, ModelList, model_uri
 from hive_mcp.mcp.constants import RESOURCE_NOT_FOUND_LEGACY
-from hive_mcp.models.catalogue import Catalogue, DeploymentInfo, ModelGroup
-from hive_mcp.models.static import StaticCatalogue
+from hive_mcp.llms.catalogue import Catalogue, DeploymentInfo, ModelGroup
+from hive_mcp.llms.static import StaticCatalogue
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.base import CompletionRequest, LLMResponse
 from tests.catalogues import FakeCatalogue
-from tests.clients import MODEL, WAIT, Notifications, connect, make_dump, mode, text_of  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, WAIT, connect, make_dump, mcp_server, Notifications, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.test_tool_sizes import ALL_TOOLS_BUDGET, NEW_TOOL_BUDGET, TODAYS_TOOLS, definition_size
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 COOL_UNTIL = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
 
@@ -70,7 +70,7 @@ def named(count: int) -> FakeCatalogue:
 @pytest.fixture
 def make_server(provider: Any, store: DumpStore) -> Callable[..., MCPServer]:
     def make(**kwargs: Any) -> MCPServer:
-        return build_server(provider, store, default_model=MODEL, **kwargs)
+        return mcp_server(provider, store, **kwargs)
 
     return make
 
@@ -276,8 +276,8 @@ async def test_the_result_names_the_group_called_when_there_is_one(
         model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
     )
     async with (
-        connect(build_server(grouping, store, default_model=MODEL, catalogue=two_groups()), mode) as a,
-        connect(build_server(provider, store, default_model=MODEL), mode) as b,
+        connect(mcp_server(grouping, store, catalogue=two_groups()), mode) as a,
+        connect(mcp_server(provider, store), mode) as b,
     ):
         grouped = await a.call_tool("complete", {"prompt": "hi", "model": "openai/fast"})
         plain = await b.call_tool("complete", {"prompt": "hi"})

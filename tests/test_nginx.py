@@ -19,9 +19,11 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.processes import ROOT, free_port
-from tests.servers import MODEL, HttpServer, Session, bearer, server_env, text_of
-from tests.upstream import Reply, Upstream
+from harness.processes import ROOT, free_port
+from tests.conftest import MODEL
+from tests.servers import HttpServer, Session, bearer, server_env
+from tests.clients import text_of
+from harness.upstream import Reply, Upstream
 
 CONF = ROOT / "deploy" / "nginx.conf"
 TOKEN = "tok-nginx-0123456789abcdef0123"

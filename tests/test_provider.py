@@ -22,7 +22,7 @@ from hive_mcp.provider import (
 )
 from hive_mcp.provider.litellm import JSON_MODE_INSTRUCTION
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, tool_call_delta
+from harness.upstream import Reply, tool_call_delta
 
 USER = [{"role": "user", "content": "hi"}]
 

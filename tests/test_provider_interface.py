@@ -7,7 +7,7 @@ import pytest
 
 from hive_mcp.provider import CompletionRequest, FinishEvent, LiteLLMProvider, LLMResponse, Tool
 from hive_mcp.provider.base import build_request
-from tests.upstream import Reply
+from harness.upstream import Reply
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -35,6 +35,20 @@ async def test_a_stream_finishes_with_the_response_acomplete_would_give(provider
     finish = events[-1]
     assert isinstance(finish, FinishEvent) and isinstance(finish.response, LLMResponse)
     assert finish.response.content == "Hello" == (await provider.acomplete(USER)).content
+
+
+async def test_a_finish_event_reads_like_hives_flat_one(provider, upstream) -> None:
+    """Code written against hive's provider reads the finish's tokens, stop reason and model on the
+    event itself: they are its response's, and read-only (the response is the one record)."""
+    upstream.script(Reply.stream(["Hi"], finish_reason="length", usage={
+        "prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18}))
+    finish = [e async for e in provider.stream(USER)][-1]
+    assert isinstance(finish, FinishEvent)
+    flat = (finish.input_tokens, finish.output_tokens, finish.stop_reason, finish.model)
+    assert flat == (13, 5, finish.response.stop_reason, finish.response.model)
+    assert finish.stop_reason and finish.model
+    with pytest.raises(AttributeError):
+        finish.input_tokens = 1  # type: ignore[misc]
 
 
 async def test_request_object_and_keywords_send_the_same(provider, upstream) -> None:

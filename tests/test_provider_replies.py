@@ -18,8 +18,9 @@ from hive_mcp.provider import (
     StreamErrorEvent,
     TextDeltaEvent,
 )
+from tests.clients import mcp_server
 from tests.conftest import FAST_RETRY
-from tests.upstream import (
+from harness.upstream import (
     Reply,
     Upstream,
     anthropic_reply,
@@ -221,8 +222,6 @@ async def test_a_refusal_reaches_the_client_as_a_result_and_its_text_as_progress
 ) -> None:
     from mcp import Client
 
-    from hive_mcp.mcp import build_server
-
     parts = ("I'm sorry, ", "but I can't help with that.")
     upstream.script(refusal_reply(SORRY) if tool == "complete" else streamed_refusal(*parts))
     progress: list[str] = []
@@ -231,7 +230,7 @@ async def test_a_refusal_reaches_the_client_as_a_result_and_its_text_as_progress
         if message:
             progress.append(message)
 
-    server = build_server(provider, store, default_model="openai/gpt-4o-mini")
+    server = mcp_server(provider, store, default_model="openai/gpt-4o-mini")
     async with Client(server, raise_exceptions=True, mode="auto") as client:
         result = await client.call_tool(tool, {"prompt": "hi"}, progress_callback=on_progress)
     assert not result.is_error, result

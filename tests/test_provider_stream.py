@@ -13,7 +13,7 @@ import pytest
 from hive_mcp.provider import FinishEvent, LiteLLMProvider
 from hive_mcp.provider.offline import litellm
 from hive_mcp.provider.stream import get
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 USER = [{"role": "user", "content": "hi"}]
 USAGE = {"prompt_tokens": 21, "completion_tokens": 4, "total_tokens": 25}

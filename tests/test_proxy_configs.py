@@ -15,17 +15,17 @@ import pytest
 
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
-from hive_mcp.mcp import build_server
-from hive_mcp.models import ConfigError, load_config
+
+from hive_mcp.llms import ConfigError, load_config
 from hive_mcp.provider import LiteLLMProvider, ProviderError
-from hive_mcp.provider.catalogue import ConfigCatalogue
+from hive_mcp.provider.facts import ConfigCatalogue
 from hive_mcp.provider.retry import RetryPolicy
 from hive_mcp.provider.routing import ModelRouter
-from hive_mcp.serve import allowed_models
+from hive_mcp.exposure import allowed_models
 from hive_mcp.settings import Settings
-from tests.clients import connect, text_of
+from tests.clients import connect, mcp_server, text_of
 from tests.conftest import FAST_RETRY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 USER = [{"role": "user", "content": "hi"}]
 OPENAI_KEY = "sk-proj-openai-0123456789SECRET"
@@ -201,7 +201,7 @@ async def test_wildcards_are_listed_as_patterns_and_callable_over_mcp(tmp_path, 
     catalogue = ConfigCatalogue(config)
     settings = Settings(model="openai/gpt-4o-mini")
     limits = Limits(allowed_models=allowed_models(settings, config))
-    server = build_server(provider, store, default_model="openai/gpt-4o-mini", catalogue=catalogue, limits=limits)
+    server = mcp_server(provider, store, default_model="openai/gpt-4o-mini", catalogue=catalogue, limits=limits)
     async with connect(server, "auto") as client:
         listing = (await client.call_tool("list_models", {})).structured_content
         assert [g["name"] for g in listing["groups"]] == ["openai/*"]

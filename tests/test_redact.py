@@ -20,7 +20,7 @@ from hive_mcp.redact import (
     redact_text,
 )
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 # ---------------------------------------------------------------------------
 # Shapes
@@ -259,7 +259,7 @@ async def test_dump_store_false_writes_no_dump(
 
 
 # ---------------------------------------------------------------------------
-# Every form a secret is given in (the server's own set: hive_mcp.serve.server_secrets)
+# Every form a secret is given in (the server's own set: hive_mcp.build.server_secrets)
 # ---------------------------------------------------------------------------
 
 URL_PASSWORD = "pw-in-the-url-0123456789"
@@ -280,7 +280,7 @@ def test_a_url_carries_its_password_and_every_query_value_but_the_version() -> N
 
 
 def test_the_server_keeps_every_form_secret(tmp_path: Path) -> None:
-    from hive_mcp.serve import server_secrets
+    from hive_mcp.build import server_secrets
     from hive_mcp.settings import Settings
 
     token_file = tmp_path / "tokens"

@@ -12,12 +12,12 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore
-from hive_mcp.mcp import build_server
+
 from hive_mcp.mcp.relay import TAGS
 from hive_mcp.provider import LiteLLMProvider
-from tests.clients import MODEL, Progress, connect, mode, text_of  # noqa: F401 - mode is a fixture
+from tests.clients import MODEL, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY
-from tests.upstream import (
+from harness.upstream import (
     Reply,
     Upstream,
     azure_filtered_reply,
@@ -29,7 +29,7 @@ from tests.upstream import (
 
 @pytest.fixture
 def server(provider: Any, store: DumpStore) -> MCPServer:
-    return build_server(provider, store, default_model=MODEL)
+    return mcp_server(provider, store)
 
 
 async def call(server: MCPServer, mode: str, tool: str, args: dict[str, Any], progress: Progress | None = None):
@@ -111,7 +111,7 @@ async def test_a_key_of_no_known_shape_echoed_by_a_401_reaches_no_client_log_or_
     store = DumpStore(tmp_path / "dumps")
     provider = LiteLLMProvider(model=MODEL, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store)
     caplog.set_level(logging.DEBUG)
-    result = await call(build_server(provider, store, default_model=MODEL), mode, "complete", {"prompt": "hi"})
+    result = await call(mcp_server(provider, store), mode, "complete", {"prompt": "hi"})
     assert result.is_error and text_of(result).startswith(f"auth error from model {MODEL}")
     assert upstream.chat_requests()[0].headers.get("authorization") == f"Bearer {key}"  # the key was used
     seen = [text_of(result), caplog.text, *(p.read_text() for p in (tmp_path / "dumps").glob("*.json"))]

@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 
 from hive_mcp.dumps import DumpStore
-from hive_mcp.models import load_config
+from hive_mcp.llms import load_config
 from hive_mcp.provider import FinishEvent, LiteLLMProvider, ProviderError, StreamErrorEvent, TextDeltaEvent
 from hive_mcp.provider.routing import ModelRouter
 from tests.conftest import FAST_RETRY
-from tests.upstream import Reply, Upstream
-from tests.valkey import valkey_server  # noqa: F401 - the fixture
+from harness.upstream import Reply, Upstream
 
 USER = [{"role": "user", "content": "hi"}]
 KEY_A = "sk-deployment-a-0123456789SECRET"

@@ -15,10 +15,12 @@ import pytest
 import redis
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from tests.processes import child_env
-from tests.servers import Session, text_of
-from tests.upstream import Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_binary
+from harness.processes import child_env
+from tests.servers import Session
+from tests.clients import text_of
+from harness.upstream import Reply, Upstream
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 DEP_KEY = "sk-routing-e2e-0123456789SECRET"
 

@@ -18,8 +18,9 @@ import httpx
 import pytest
 from mcp import Client
 
-from tests.servers import HttpServer, Session, authed_target, bearer, dump_id_in, server_env, text_of
-from tests.upstream import RecordedRequest, Reply, Upstream
+from tests.servers import HttpServer, Session, authed_target, bearer, dump_id_in, server_env
+from tests.clients import text_of
+from harness.upstream import RecordedRequest, Reply, Upstream
 
 ALICE = "tok-alice-from-env-0123456789"
 BOB = "tok-bob-from-file-0123456789"

@@ -25,17 +25,17 @@ from mcp.shared.exceptions import MCPError
 
 from hive_mcp.dumps import DumpStore, make_dump_id
 from hive_mcp.dashboard.app import RESOURCE_URI as DASHBOARD_URI
-from hive_mcp.mcp import INDEX_URI, MODELS_URI, build_server, dump_uri
-from tests.clients import DUMPS_FROM, MODEL, WAIT, Notifications, Progress, connect, make_dump, mode  # noqa: F401 - mode is a fixture
+from hive_mcp.mcp import INDEX_URI, MODELS_URI, dump_uri
+from tests.clients import DUMPS_FROM, MODEL, WAIT, connect, make_dump, mcp_server, Notifications, Progress
 from tests.clients import text_of, wait_thread_event
 from tests.conftest import TEST_KEY
-from tests.processes import ROOT, child_env
-from tests.upstream import Reply, Upstream, tool_call_delta
+from harness.processes import ROOT, child_env
+from harness.upstream import Reply, Upstream, tool_call_delta
 
 @pytest.fixture
 def make_server(provider: Any, store: DumpStore) -> Callable[..., MCPServer]:
     def make(**kwargs: Any) -> MCPServer:
-        return build_server(provider, store, default_model=MODEL, **kwargs)
+        return mcp_server(provider, store, **kwargs)
 
     return make
 

@@ -24,7 +24,7 @@ def test_defaults(tmp_path: Path) -> None:
     s = load_settings(environ={"HOME": str(tmp_path)}, cwd=tmp_path)
     assert s.model == "gpt-4o-mini"
     assert s.api_base is None and s.api_key is None
-    assert s.transport == "stdio" and s.sdk_transport == "stdio"
+    assert s.transport == "stdio"
     assert (s.host, s.port) == ("127.0.0.1", 8765)
     assert s.heartbeat_s == 10.0
     assert s.dump_max_count == 500
@@ -140,8 +140,8 @@ def test_dump_dir_default_follows_hive_home_even_from_dotenv(tmp_path: Path) -> 
 
 
 def test_transport_names(tmp_path: Path) -> None:
-    assert load_settings({"transport": "http"}, environ={}, cwd=tmp_path).sdk_transport == "streamable-http"
-    assert load_settings(environ={"HIVE_MCP_TRANSPORT": "SSE"}, cwd=tmp_path).sdk_transport == "sse"
+    assert load_settings({"transport": "http"}, environ={}, cwd=tmp_path).transport == "http"
+    assert load_settings(environ={"HIVE_MCP_TRANSPORT": "SSE"}, cwd=tmp_path).transport == "sse"  # any case
 
 
 @pytest.mark.parametrize(

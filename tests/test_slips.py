@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ask_stdio, child_env, free_port
+from harness.processes import ask_stdio, child_env, free_port
 
 SETTLE_S = 90.0  # a server imports mcp (and, serving, litellm in the background) on a loaded machine
 

@@ -19,13 +19,13 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore
-from hive_mcp.mcp import build_server
+
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.spend import Budget, BudgetError, Budgets, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
-from tests.clients import MODEL, connect, text_of
-from tests.processes import child_env
-from tests.upstream import Reply, Upstream
+from tests.clients import MODEL, connect, mcp_server, text_of
+from harness.processes import child_env
+from harness.upstream import Reply, Upstream
 
 IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
 
@@ -50,7 +50,7 @@ def make(
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
     if clock is not None:
         spend.clock = clock
-    return build_server(provider, store, default_model=MODEL, spend=spend), spend
+    return mcp_server(provider, store, spend=spend), spend
 
 
 def overall(day: float | None = None, month: float | None = None, **section: Any) -> Budgets:
@@ -186,7 +186,7 @@ async def test_an_unpriced_model_under_a_budget_is_refused_unless_allowed(
     results = []
     for i, budgets in enumerate((denied, allowed)):
         spend = Spend(SQLiteBackend(tmp_path / f"s{i}.sqlite3"), budgets, provider)
-        server = build_server(provider, store, default_model=name, spend=spend)
+        server = mcp_server(provider, store, default_model=name, spend=spend)
         async with connect(server, "legacy") as c:
             results.append(await c.call_tool("complete", {"prompt": "hello"}))
     assert results[0].is_error and "no known price" in text_of(results[0])
@@ -311,7 +311,7 @@ async def test_streamed_and_conversation_calls_are_metered_too(
 
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), overall(day=1), provider)
     conversations = open_store(path=tmp_path / "conv.sqlite3")
-    server = build_server(provider, store, default_model=MODEL, spend=spend, conversations=conversations)
+    server = mcp_server(provider, store, spend=spend, conversations=conversations)
     upstream.script(Reply.text("hi", usage=usage(1000, 500)), Reply.stream(["a", "b"]))
     async with connect(server, "legacy") as c:
         first = await c.call_tool("complete", {"prompt": "hello"})
@@ -333,7 +333,7 @@ async def test_conversations_and_the_ledger_name_a_call_s_model_alike(
 
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), overall(day=1), provider)
     conversations = open_store(path=tmp_path / "conv.sqlite3")
-    server = build_server(provider, store, default_model=MODEL, spend=spend, conversations=conversations)
+    server = mcp_server(provider, store, spend=spend, conversations=conversations)
     upstream.script(Reply.text("hi", usage=usage(10, 5), model="gpt-4o-mini-2024-07-18"))
     async with connect(server, "legacy") as c:
         cid = (await c.call_tool("complete", {"prompt": "hello"})).structured_content["conversation_id"]
@@ -373,7 +373,7 @@ def test_budgets_from_the_config_section(tmp_path: Path) -> None:
 
 
 def test_a_group_is_priced_at_its_dearest_deployment_and_reaches_its_fallbacks(tmp_path: Path) -> None:
-    from hive_mcp.models import load_config
+    from hive_mcp.llms import load_config
     from hive_mcp.provider.routing import ModelRouter
 
     path = tmp_path / "config.yaml"

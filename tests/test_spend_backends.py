@@ -19,9 +19,10 @@ import pytest
 from hive_mcp.spend import Budget, Budgets, CallRecord, Refused, Reservation, SQLiteBackend
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
-from tests.servers import HttpServer, Session, server_env, text_of
-from tests.upstream import Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
+from tests.servers import HttpServer, Session, server_env
+from tests.clients import text_of
+from harness.upstream import Reply, Upstream
+from harness.valkey import ValkeyProcess
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 DAY = Budget("all", "", "day", 1000)
@@ -116,7 +117,7 @@ def test_concurrent_reservations_from_many_connections_never_overspend(make: typ
 
 
 def test_two_processes_on_one_valkey_never_overspend(
-    upstream: Upstream, tmp_path: Path, valkey_server: ValkeyProcess  # noqa: F811
+    upstream: Upstream, tmp_path: Path, valkey_server: ValkeyProcess
 ) -> None:
     """Ten calls through two hive-mcp processes at once, a budget with room for three: three through."""
     import hive_mcp.provider.offline  # noqa: F401 - litellm, for the count the servers make
@@ -190,7 +191,7 @@ def test_a_ledger_file_from_before_estimated_and_called_gains_them(tmp_path: Pat
     assert [(c.cost, c.estimated, c.called) for c in calls] == [(7, False, None), (9, True, "h")]
 
 
-def test_a_reservation_recorded_before_per_group_holds_is_still_dropped(valkey_server: ValkeyProcess) -> None:  # noqa: F811
+def test_a_reservation_recorded_before_per_group_holds_is_still_dropped(valkey_server: ValkeyProcess) -> None:
     """A reservation an older instance made (its amount, then its counters) is released by this one."""
     import redis
 

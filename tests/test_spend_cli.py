@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from hive_mcp.spend import CallRecord, Reservation, SQLiteBackend
-from tests.processes import child_env
+from harness.processes import child_env
 
 NOW = datetime.now(timezone.utc)
 

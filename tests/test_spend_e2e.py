@@ -8,9 +8,10 @@ import sqlite3
 from pathlib import Path
 
 from hive_mcp.spend.budgets import micro
-from tests.servers import HttpServer, Session, server_env, text_of
+from tests.servers import HttpServer, Session, server_env
+from tests.clients import text_of
 from tests.test_http_security import authed_target
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 ALICE = "tok-alice-0123456789abcdef"
 BARE = "tok-bare-0123456789abcdef"

@@ -30,10 +30,11 @@ from hive_mcp.spend.journal import JOURNAL_DIRNAME
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.spend.service import LEASE_MARGIN_S
-from tests.processes import ROOT, child_env
-from tests.valkey import ValkeyProcess, valkey_binary, valkey_server  # noqa: F401 - fixture
+from harness.processes import ROOT, child_env
+from tests.conftest import MODEL
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
-MODEL = "openai/gpt-4o-mini"
 BUDGETS = Budgets.from_settings(day=1.0, month=None, section=None)
 PROMPT = [{"role": "user", "content": "hello"}]
 

@@ -17,17 +17,17 @@ import anyio
 import pytest
 
 from hive_mcp.dumps import DumpStore
-from hive_mcp.mcp import build_server
+
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.spend import Budgets, CallRecord, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.provider.stream import OUTPUT_SLACK_TOKENS
-from tests.clients import MODEL, Progress, connect, text_of, until
+from tests.clients import MODEL, connect, mcp_server, Progress, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.upstream import Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_server  # noqa: F401 - fixture
+from harness.upstream import Reply, Upstream
+from harness.valkey import ValkeyProcess
 
 IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
 WORDS = [f"word{i} " for i in range(40)]
@@ -92,7 +92,7 @@ async def test_a_cancelled_stream_is_charged_and_the_next_call_refused(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend
 ) -> None:
     spend = Spend(ledger, one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     upstream.script(Reply.stream(WORDS, hold_after=38), Reply.text("must not be reached"))
     progress = Progress()
     relayed = "".join(WORDS[:38])
@@ -118,7 +118,7 @@ async def test_output_relayed_before_a_mid_stream_failure_is_charged(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend
 ) -> None:
     spend = Spend(ledger, one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     upstream.script(Reply.stream(WORDS, drop_after=30))
     progress = Progress()
     async with connect(server, "legacy") as c:
@@ -141,7 +141,7 @@ async def test_a_stream_cut_by_the_deadline_is_charged(store: DumpStore, upstrea
     )  # fmt: skip
     provider.warm_up()
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     upstream.script(Reply.stream(WORDS, hold_after=20))
     progress = Progress()
     async with connect(server, "legacy") as c:
@@ -157,7 +157,7 @@ async def test_a_reply_the_provider_billed_is_charged_when_the_call_fails(
 ) -> None:
     """Empty replies are retried and then given up on; the provider billed each one it answered."""
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     billed = {"prompt_tokens": 40, "completion_tokens": 3, "total_tokens": 43}
     upstream.script(*[Reply.text("", usage=billed)] * 3)
     async with connect(server, "legacy") as c:
@@ -174,7 +174,7 @@ async def test_a_stream_past_max_tokens_is_cut_and_charged_within_its_reservatio
 ) -> None:
     """An upstream that ignores max_tokens (a proxy, a local server) streams 200 tokens against 5."""
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     words = [f" w{i}" for i in range(200)]
     upstream.script(Reply.stream(words, usage={"prompt_tokens": 8, "completion_tokens": 200, "total_tokens": 208}))
     progress = Progress()
@@ -216,7 +216,7 @@ async def test_the_reservation_counts_tools_schemas_and_images(
         return reserve(r, b)
 
     spend.backend.reserve = seen  # type: ignore[method-assign]
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     tools = [{"name": f"tool_{i}", "description": "lorem ipsum dolor sit amet " * 150} for i in range(100)]
     schema = {"type": "object", "properties": {f"field_{i}": {"type": "string", "description": "x " * 200}
                                                 for i in range(100)}}  # fmt: skip
@@ -245,7 +245,7 @@ def fallback_server(
     upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend, smart_day: float
 ) -> tuple[Any, Spend]:
     """`fast` (gpt-4o-mini) falls back to `smart` (gpt-4o), whose own daily budget is `smart_day`."""
-    from hive_mcp.models import load_config
+    from hive_mcp.llms import load_config
     from hive_mcp.provider.routing import ModelRouter
 
     base = f'api_base: "{upstream.base_url}", api_key: sk-x'
@@ -263,7 +263,7 @@ def fallback_server(
         groups=["fast", "smart"],
     )  # fmt: skip
     spend = Spend(ledger, budgets, provider)
-    return build_server(provider, store, default_model="fast", spend=spend), spend
+    return mcp_server(provider, store, default_model="fast", spend=spend), spend
 
 
 async def test_a_fallback_into_a_group_whose_budget_refuses_is_not_taken(
@@ -311,7 +311,7 @@ async def test_a_whole_reply_past_max_tokens_is_cut_and_charged_within_its_reser
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
 ) -> None:
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     text = "".join(f" w{i}" for i in range(200))
     upstream.script(Reply.text(text, usage={"prompt_tokens": 8, "completion_tokens": 400, "total_tokens": 408}))
     async with connect(server, "legacy") as c:
@@ -329,10 +329,10 @@ async def test_a_reply_stopped_by_the_content_filter_is_charged(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
 ) -> None:
     """The provider read the prompt and wrote part of an answer before its filter stopped it: billed."""
-    from tests.upstream import azure_filtered_reply
+    from harness.upstream import azure_filtered_reply
 
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     upstream.script(azure_filtered_reply(["violence"], content="partial"))
     async with connect(server, "legacy") as c:
         failed = await c.call_tool("complete", {"prompt": "hello"})
@@ -346,7 +346,7 @@ async def test_a_cancelled_complete_is_charged_its_prompt_once_the_upstream_has_
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
 ) -> None:
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     upstream.script(Reply.hang())
     async with connect(server, "legacy") as c:
         await cancel_once(c, "complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, requests_seen(upstream))
@@ -400,7 +400,7 @@ async def test_a_wildcard_group_call_is_charged_at_the_price_of_the_model_it_nam
 ) -> None:
     """A wildcard group is priced for the name each call gives it: its answer, or its cut-short call, is charged
     at that model's prices, never as unpriced."""
-    from hive_mcp.models import load_config
+    from hive_mcp.llms import load_config
     from hive_mcp.provider.routing import ModelRouter
 
     path = tmp_path / "config.yaml"
@@ -411,7 +411,7 @@ async def test_a_wildcard_group_call_is_charged_at_the_price_of_the_model_it_nam
     router = ModelRouter(load_config(path, {}))
     provider = LiteLLMProvider(model=MODEL, router=router, retry=FAST_RETRY, dump_store=store)
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = build_server(provider, store, default_model=MODEL, spend=spend)
+    server = mcp_server(provider, store, spend=spend)
     usage = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
     upstream.script(Reply.text("ok", usage=usage) if end == "answered" else Reply.hang())
     args = {"prompt": "hello", "model": MODEL, "max_tokens": MAX_TOKENS}

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 
 from hive_mcp.dumps import DumpStore
-from hive_mcp.mcp import build_server
-from hive_mcp.models import load_config
+
+from hive_mcp.llms import load_config
 from hive_mcp.provider import LiteLLMProvider
-from hive_mcp.provider.catalogue import ConfigCatalogue
+from hive_mcp.provider.facts import ConfigCatalogue
 from hive_mcp.provider.routing import ModelRouter
 from hive_mcp.spend import Budgets, SQLiteBackend, Spend
-from tests.clients import connect, text_of
+from tests.clients import connect, mcp_server, text_of
 from tests.conftest import FAST_RETRY
-from tests.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream
 
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 ZERO_IN_THE_MAP = "anthropic/claude-sonnet-4-20250514"
@@ -59,7 +59,7 @@ def routed(upstream: Upstream, store: DumpStore, tmp_path: Path, budgets: Budget
     catalogue.attach(router)
     provider = LiteLLMProvider(model="mini", router=router, retry=FAST_RETRY, dump_store=store)
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
-    return build_server(provider, store, default_model="mini", catalogue=catalogue, spend=spend), spend, provider
+    return mcp_server(provider, store, default_model="mini", catalogue=catalogue, spend=spend), spend, provider
 
 
 async def test_zero_and_unknown_are_unpriced_free_must_be_said_and_the_listing_never_changes(
@@ -102,12 +102,12 @@ async def test_a_zero_priced_model_under_a_budget_is_refused(
 async def test_without_a_config_an_unknown_model_is_unpriced_before_and_after_a_call(
     upstream: Upstream, store: DumpStore, tmp_path: Path
 ) -> None:
-    from hive_mcp.provider.catalogue import DefaultCatalogue
+    from hive_mcp.provider.facts import DefaultCatalogue
 
     name = "openai/house-model-x"  # not in litellm's map
     provider = LiteLLMProvider(model=name, api_key="sk-x", api_base=upstream.base_url, dump_store=store)
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
-    server = build_server(provider, store, default_model=name, catalogue=DefaultCatalogue(name), spend=spend)
+    server = mcp_server(provider, store, default_model=name, catalogue=DefaultCatalogue(name), spend=spend)
     upstream.script(Reply.text("hi"))
     async with connect(server, "legacy") as c:
         before = prices((await c.call_tool("list_models", {})).structured_content)

@@ -29,9 +29,11 @@ from typing import Any
 import pytest
 import redis
 
-from tests.servers import HttpServer, Session, dump_id_in, instances_on, text_of
-from tests.upstream import RecordedRequest, Reply, Upstream
-from tests.valkey import ValkeyProcess, valkey_binary
+from tests.servers import HttpServer, Session, dump_id_in, instances_on
+from tests.clients import text_of
+from harness.upstream import RecordedRequest, Reply, Upstream
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the server's sockets in /proc")
 

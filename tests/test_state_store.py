@@ -22,7 +22,8 @@ from hive_mcp.dumps.redis_store import RedisDumpStore
 from hive_mcp.mcp.bus import RedisSubscriptionBus
 from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.state_store import TIMEOUT_S, StateStore
-from tests.valkey import ValkeyProcess, valkey_binary, valkey_server  # noqa: F401 - fixture
+from harness.valkey import ValkeyProcess
+from tests.conftest_valkey import valkey_binary
 
 
 def ledger_since() -> datetime:
@@ -30,7 +31,7 @@ def ledger_since() -> datetime:
 
 
 async def test_every_store_of_a_process_shares_one_state_store(
-    valkey_server: ValkeyProcess, tmp_path: Path  # noqa: F811
+    valkey_server: ValkeyProcess, tmp_path: Path
 ) -> None:
     url = valkey_server.url
     ledger, dumps, bus = RedisBackend(url), RedisDumpStore(url, tmp_path / "dumps"), RedisSubscriptionBus(url)

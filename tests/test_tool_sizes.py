@@ -18,10 +18,10 @@ from mcp.server.mcpserver import MCPServer
 from hive_mcp.conversations import open_store
 from hive_mcp.dumps import DumpStore
 from hive_mcp.mcp import ChatMessage, CompleteArgs, CompletionResult, FailedRequestPage, ListFailedRequestsArgs
-from hive_mcp.mcp import StreamArgs, ToolSpec, build_server
+from hive_mcp.mcp import StreamArgs, ToolSpec
 from hive_mcp.mcp.args import ListConversationsArgs
 from hive_mcp.mcp.conversation_views import ConversationPage
-from tests.clients import MODEL, connect, mode  # noqa: F401 - mode is a fixture
+from tests.clients import connect, mcp_server
 
 ALL_TOOLS_BUDGET = 6 * 1024 + 128
 """The three tools of today together (complete and stream_complete with conversation_id and fork, and results
@@ -52,7 +52,7 @@ async def listed(server: MCPServer, mode: str) -> dict[str, types.Tool]:
 @pytest.fixture
 def server(provider: Any, store: DumpStore, tmp_path: Path) -> MCPServer:
     conversations = open_store(path=tmp_path / "hive-mcp.sqlite3")  # every tool, list_conversations too
-    return build_server(provider, store, default_model=MODEL, conversations=conversations)
+    return mcp_server(provider, store, conversations=conversations)
 
 
 async def test_the_tools_fit_the_budget(server: MCPServer, mode: str) -> None:

@@ -1,9 +1,8 @@
 """`--workers N`: several processes on one port, stateless streamable HTTP, both protocol eras, SIGTERM drain.
 
 Requests reach the worker a test means through `tests.steering`: a new
-connection per request, and the test hook HIVE_MCP_TEST_HOOKS=worker-pid, with
-which every response names the worker that answered it and a request may name
-the worker it wants.
+connection per request, and the server run by `tests.worker_pid`, whose workers
+name themselves in every response and answer a request naming another at once.
 """
 
 from __future__ import annotations
@@ -24,9 +23,11 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.cli import main
 from hive_mcp.scaling import max_workers
 from tests.clients import hear
-from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, authed_target, dump_id_in, server_env, text_of, wait_exit
+from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, authed_target, dump_id_in, server_env, wait_exit
+from tests.clients import text_of
 from tests.steering import Seen, Steer, steered_target, worker_pids
-from tests.upstream import RecordedRequest, Reply, Upstream
+from harness.upstream import RecordedRequest, Reply, Upstream
+from tests import worker_pid
 
 STREAMED = ["one, ", "two, ", "three"]
 
@@ -46,15 +47,18 @@ def upstream() -> Iterator[Upstream]:
 
 
 def workers_env(upstream: Upstream, dump_dir: Path) -> dict[str, str]:
-    env = server_env(upstream, dump_dir, api_key=True)
-    env["HIVE_MCP_TEST_HOOKS"] = "worker-pid"
-    return env
+    return worker_pid.env(server_env(upstream, dump_dir, api_key=True))
+
+
+def two_worker_server(env: dict[str, str], workdir: Path, name: str) -> HttpServer:
+    """`--workers 2`, each worker naming itself in its responses (`tests.worker_pid`)."""
+    return HttpServer("http", env, workdir, name, args=["--workers", "2"], module=worker_pid.MODULE)
 
 
 @pytest.fixture(scope="module")
 def two_workers(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
     workdir = tmp_path_factory.mktemp("workers")
-    server = HttpServer("http", workers_env(upstream, workdir / "dumps"), workdir, "workers", args=["--workers", "2"])
+    server = two_worker_server(workers_env(upstream, workdir / "dumps"), workdir, "workers")
     try:
         server.wait_ready()
         wait_loaded(server)
@@ -112,7 +116,7 @@ def test_the_supervisor_says_who_may_call_once_and_every_worker_knows_the_caller
 ) -> None:
     token = "tok-workers-0123456789abcdef"
     env = workers_env(upstream, tmp_path / "dumps") | {"HIVE_MCP_AUTH_TOKEN": f"ops:{token}"}
-    server = HttpServer("http", env, tmp_path, "access", args=["--workers", "2"])
+    server = two_worker_server(env, tmp_path, "access")
     session: Session | None = None
     try:
         server.wait_ready()
@@ -212,9 +216,7 @@ CALLS = 6
 def test_sigterm_lets_every_workers_calls_finish_and_exits_0(tmp_path: Path) -> None:
     held = Upstream(reply_for=lambda r: Reply.stream(["first half, ", "second half"], hold_after=1))
     with held:
-        server = HttpServer(
-            "http", workers_env(held, tmp_path / "dumps"), tmp_path, "drain", args=["--workers", "2"]
-        )
+        server = two_worker_server(workers_env(held, tmp_path / "dumps"), tmp_path, "drain")
         seen = Seen()
         session: Session | None = None
         try:
@@ -272,7 +274,7 @@ def test_a_worker_that_dies_is_replaced_and_its_calls_end_with_an_error(tmp_path
     held = Upstream(reply_for=lambda r: Reply.stream(["never ", "finished"], hold_after=1) if r.body.get("stream")
                     else Reply.text("all good"))
     with held:
-        server = HttpServer("http", workers_env(held, tmp_path / "dumps"), tmp_path, "dies", args=["--workers", "2"])
+        server = two_worker_server(workers_env(held, tmp_path / "dumps"), tmp_path, "dies")
         session: Session | None = None
         try:
             server.wait_ready()
@@ -330,7 +332,7 @@ def test_500_streams_one_in_ten_faulty_over_2_workers(tmp_path: Path) -> None:
     with Upstream(reply_for=_load_reply) as upstream:
         env = workers_env(upstream, tmp_path / "dumps")
         env["HIVE_MCP_MAX_IN_FLIGHT"] = str(LOAD)
-        server = HttpServer("http", env, tmp_path, "load", args=["--workers", "2"])
+        server = two_worker_server(env, tmp_path, "load")
         seen = Seen()
         session: Session | None = None
         try:

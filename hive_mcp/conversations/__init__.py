@@ -31,7 +31,7 @@ from .errors import (
     UnknownMessage,
 )
 from .locks import ConversationLocks
-from .model import (
+from .records import (
     ChatMessage,
     ConversationLimits,
     Message,

@@ -46,7 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..state_store import StateStore, redacted_url
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
-from .model import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
+from .records import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
 from .store import ConversationStore, Stored
 from .urls import check_state_url
 

@@ -36,7 +36,7 @@ import anyio.to_thread
 
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from ..sqlite import Database, transaction
-from .model import (
+from .records import (
     ChatMessage,
     Message,
     Thread,

@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 
 from .errors import ConversationBusy, ConversationConflict, StoreError, UnknownConversation, UnknownMessage
-from .model import (
+from .records import (
     ChatMessage,
     ConversationLimits,
     Message,

@@ -18,14 +18,14 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
-from ..models.catalogue import DeploymentInfo, ModelGroup
+from ..llms.catalogue import DeploymentInfo, ModelGroup
 from .data import Dumps, scan
 
 Health = Literal["healthy", "cooling_down", "unhealthy", "no_credentials"]
 
 
 class Listing(Protocol):
-    """What the section reads of the catalogue's listing (`mcp.catalogue.ModelList` has these)."""
+    """What the section reads of the catalogue's listing (`mcp.model_list.ModelList` has these)."""
 
     default_model: str
     any_model: bool

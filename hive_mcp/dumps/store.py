@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..home import private_dir
+from ..listeners import Listeners
 from .files import TMP_RE, claim, overwrite, unlink_quiet
 from ..redact import json_escaped, json_safe, normalize_secrets, redact_json, redact_text
 from ..text import shorten
@@ -67,10 +68,11 @@ _MAX_NAME_TRIES = 16
 _SETTLED_NS = 1_000_000_000
 
 
-class DumpStore:
+class DumpStore(Listeners):
     """The dump directory: atomic, private, redacted writes; cheap listing; bounded size.
 
-    A `format.DumpWriter`: what the provider writes its dumps to.
+    A `format.DumpWriter`: what the provider writes its dumps to. Its listeners hear of every change
+    to the set of dumps (write, prune, delete, purge).
 
     Safe to share between threads. Several processes may share a directory too:
     names never collide and a file pruned by another process is simply skipped.
@@ -85,6 +87,7 @@ class DumpStore:
         max_age: timedelta | None = DEFAULT_MAX_AGE,
         secrets: Iterable[str] = (),
     ) -> None:
+        super().__init__()
         if max_count is not None and max_count < 0:
             raise ValueError("max_count must be >= 0 (or None for no limit)")
         if max_bytes is not None and max_bytes < 0:
@@ -97,7 +100,6 @@ class DumpStore:
         self.max_age = max_age
         self._secrets: tuple[str, ...] = normalize_secrets(secrets)
         self._lock = threading.Lock()  # serializes prune/purge and secret updates
-        self._listeners: list[Callable[[], None]] = []
         self._changed: set[str] = set()  # the callers whose dumps changed since `changed_callers` was asked
         self._sorted_ids: tuple[int, list[str]] | None = None  # (directory mtime, ids): see _ids
 
@@ -107,15 +109,6 @@ class DumpStore:
         """Never write this string. Values shorter than `redact.MIN_SECRET_LEN` (8) are ignored."""
         with self._lock:
             self._secrets = normalize_secrets((*self._secrets, secret))
-
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        """Call `callback()` whenever the set of dumps changes (write, prune, delete, purge)."""
-        with self._lock:
-            self._listeners = [*self._listeners, callback]
-
-    def remove_listener(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self._listeners = [cb for cb in self._listeners if cb is not callback]
 
     def changed_callers(self) -> frozenset[str]:
         """The callers whose dumps were written or removed since this was last asked (a dump with no caller
@@ -140,13 +133,6 @@ class DumpStore:
             self._changed.add(caller)
         return removed
 
-    def _notify(self) -> None:
-        for cb in self._listeners:  # a snapshot: add_listener replaces the list
-            try:
-                cb()
-            except Exception as exc:  # a broken listener must not break the call path
-                logger.warning("dump listener %r failed: %s: %s", cb, type(exc).__name__, exc)
-
     # -- writing -----------------------------------------------------------
 
     def write(self, dump: FailureDump) -> str | None:
@@ -170,7 +156,7 @@ class DumpStore:
                 self._prune_locked()
         except Exception as exc:
             logger.warning("could not prune failure dumps in %s: %s: %s", self.directory, type(exc).__name__, exc)
-        self._notify()
+        self.notify()
         return dump_id
 
     def set_conversation(self, dump_id: str, conversation_id: str | None) -> bool:
@@ -296,7 +282,7 @@ class DumpStore:
         with self._lock:
             removed = self._prune_locked()
         if removed:
-            self._notify()
+            self.notify()
         return removed
 
     def _remove(self, dump_id: str) -> bool:
@@ -358,7 +344,7 @@ class DumpStore:
                     removed += self._forget(dump_id)
             self._clean_tmp()
         if removed:
-            self._notify()
+            self.notify()
         return removed
 
     def delete(self, dump_id: str) -> bool:
@@ -367,7 +353,7 @@ class DumpStore:
         with self._lock:
             removed = self._forget(dump_id)
         if removed:
-            self._notify()
+            self.notify()
         return removed
 
     # -- reading -----------------------------------------------------------

@@ -16,30 +16,30 @@ before the watch began and goes is nobody's known: admins and `local` hear of it
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
 
+from ..listeners import Listeners
 from .store import DumpStore
 
 __all__ = ["DEFAULT_WATCH_INTERVAL_S", "DumpDirectoryWatch"]
 
-logger = logging.getLogger("hive_mcp.dumps")
 
 DEFAULT_WATCH_INTERVAL_S = 0.5
 
 
-class DumpDirectoryWatch:
-    """Calls its listeners (from its thread) when the dump directory changes other than by `store`."""
+class DumpDirectoryWatch(Listeners):
+    """Calls its listeners (from its thread) when the dump directory changes other than by `store`; the
+    thread runs while it has listeners."""
 
     def __init__(self, store: DumpStore, interval_s: float = DEFAULT_WATCH_INTERVAL_S) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
         self.store = store
         self.interval_s = interval_s
+        super().__init__()
         self._lock = threading.Lock()
-        self._listeners: list[Callable[[], None]] = []
         self._stop: threading.Event | None = None
         self._seen: int | None = None
         self._ids: set[str] = set()  # the ids at the last look (touched only by the watch's thread, and at start)
@@ -71,7 +71,7 @@ class DumpDirectoryWatch:
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         with self._lock:
-            self._listeners = [*self._listeners, callback]
+            super().add_listener(callback)
             if self._stop is None:
                 self._stop = threading.Event()
                 self._seen = self._mtime()
@@ -81,8 +81,8 @@ class DumpDirectoryWatch:
 
     def remove_listener(self, callback: Callable[[], None]) -> None:
         with self._lock:
-            self._listeners = [cb for cb in self._listeners if cb is not callback]
-            if not self._listeners and self._stop is not None:
+            super().remove_listener(callback)
+            if not self.listening() and self._stop is not None:
                 self._stop.set()
                 self._stop = None
                 self.store.remove_listener(self._local_change)
@@ -100,8 +100,4 @@ class DumpDirectoryWatch:
                 self._look()
             except Exception as exc:  # the listing failed: who hears is only narrower (admins, local)
                 logger.warning("dump watch could not list the dumps: %s: %s", type(exc).__name__, exc)
-            for callback in self._listeners:  # a snapshot: add/remove replace the list
-                try:
-                    callback()
-                except Exception as exc:  # a broken listener must not end the watch
-                    logger.warning("dump watch listener %r failed: %s: %s", callback, type(exc).__name__, exc)
+            self.notify()  # a broken listener is logged and does not end the watch

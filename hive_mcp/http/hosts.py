@@ -3,7 +3,7 @@
 A wildcard bind (0.0.0.0, ::) adds no name of its own: which names and
 addresses clients use to reach the machine is the operator's to say, with
 `--allowed-host` (the command refuses to start a wildcard bind without one, see
-`hive_mcp.serve.exposure_problem`). Guessing them from the interfaces would
+`hive_mcp.exposure.exposure_problem`). Guessing them from the interfaces would
 accept names nobody configured and miss the ones a proxy forwards.
 """
 

@@ -28,27 +28,21 @@ import uvicorn
 
 from ..net import host_for_url
 from .app import BACKSTOP_S, build_app, log_access, log_dashboard
-from .asgi import MCP_PATH, Receive, Scope, Send, header, respond
+from .asgi import MCP_PATH, Receive, Scope, Send
 from .door import guard_connections
 from .hosts import transport_security_settings
 from .listen import bind
 from .shutdown import Shutdown, let_event_streams_end
 
 if TYPE_CHECKING:
-    from ..models.config import ModelsConfig
+    from ..llms.config import ModelsConfig
     from ..settings import Settings
 
-__all__ = ["FACTORY", "WANT_HEADER", "WORKER_HEADER", "WorkerConfig", "create_app", "run_workers"]
+__all__ = ["FACTORY", "WorkerConfig", "create_app", "run_workers"]
 
 logger = logging.getLogger("hive_mcp.http")
 
 FACTORY = "hive_mcp.http.workers:create_app"
-WORKER_HEADER = b"x-hive-mcp-worker"
-WANT_HEADER = b"x-hive-mcp-want-worker"
-TEST_HOOKS_ENV = "HIVE_MCP_TEST_HOOKS"
-"""Test hook, not a setting: `worker-pid` adds the answering worker's pid to every response (WORKER_HEADER),
-and a request naming a pid in WANT_HEADER that another worker accepted gets 503 (the test retries it on a new
-connection): how tests send a request to the worker they mean."""
 
 _spec: tuple[Settings, ModelsConfig | None] | None = None
 """In a worker: what `create_app` builds from (set by `WorkerConfig.load`)."""
@@ -69,7 +63,8 @@ class WorkerConfig(uvicorn.Config):
 
 def create_app() -> Any:
     """The application factory each worker calls: its server, in our HTTP layers, starting litellm's load."""
-    from ..serve import build, configure_logging
+    from ..build import build
+    from ..logs import configure_logging
 
     assert _spec is not None, "create_app runs in a worker started by run_workers"
     settings, models = _spec
@@ -77,38 +72,23 @@ def create_app() -> Any:
     tokens = settings.auth_tokens()
     configure_logging(settings.log_level)
     server, provider, store, sources = build(settings, models, tokens)
-    provider.loaded_line = f"worker {os.getpid()}: provider loaded"
-    provider.start()
+    provider.start(announce=f"worker {os.getpid()}: provider loaded")
     let_event_streams_end(False)
     app, shutdown = build_app(server, settings, tokens, transport_security_settings(settings), store, sources)
     logger.info("worker %d serving", os.getpid())
-    return _Worker(app, shutdown, pid_header="worker-pid" in os.environ.get(TEST_HOOKS_ENV, "").split(","))
+    return _Worker(app, shutdown)
 
 
 class _Worker:
-    """The worker's outermost layer: starts `Shutdown` with uvicorn's own exit, and the test hook."""
+    """The worker's outermost layer: starts `Shutdown` with uvicorn's own exit."""
 
-    def __init__(self, app: Any, shutdown: Shutdown, *, pid_header: bool) -> None:
+    def __init__(self, app: Any, shutdown: Shutdown) -> None:
         self.app = app
         self.shutdown = shutdown
-        self.pid = str(os.getpid()).encode()
-        self.pid_header = pid_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") == "lifespan":
             self._follow_exit_signals(asyncio.get_running_loop())
-        elif self.pid_header and scope.get("type") == "http":
-            wanted = header(scope, WANT_HEADER)
-            if wanted is not None and wanted != self.pid:
-                await respond(send, 503, {"error": "another worker was asked for"}, [(WORKER_HEADER, self.pid)])
-                return
-            inner = send
-
-            async def send(message: dict[str, Any]) -> None:  # noqa: F811 - the same send, tagged
-                if message.get("type") == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", ()), (WORKER_HEADER, self.pid)]}
-                await inner(message)
-
         await self.app(scope, receive, send)
 
     def _follow_exit_signals(self, loop: asyncio.AbstractEventLoop) -> None:

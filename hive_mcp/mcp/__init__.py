@@ -19,7 +19,7 @@ and forked calls) and conversation_views (their tool and resources); server
 from __future__ import annotations
 
 from .args import ChatMessage, CompleteArgs, ListFailedRequestsArgs, StreamArgs, ToolSpec
-from .catalogue import ModelList
+from .model_list import ModelList
 from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, MODEL_URI_TEMPLATE, MODELS_URI, dump_uri, model_uri
 from .results import CompletionResult, FailedRequestPage, FailedRequestSummary
 from .server import build_server

@@ -32,8 +32,6 @@ PROGRESS_INTERVAL_S = 0.01
 MOST_PROGRESS_INTERVAL_S = 0.2
 """The most it grows to while the server is behind: text still reaches a reader five times a second."""
 
-DEFAULT_HEARTBEAT_S = 10.0
-"""The longest a waiting call goes without a progress notification, when its request carries a progress token."""
 
 MAX_ERROR_CHARS = 600
 NOTIFY_TIMEOUT_S = 5.0

@@ -41,9 +41,9 @@ from .constants import CONVERSATION_URI_PREFIX, CONVERSATION_URI_TEMPLATE, CONVE
 from .conversations import ConversationService, caller
 from .errors import ArgumentError, error_result, safe_line
 from .resources import ResourceHandlers
-from .resources import _not_found as not_found
+from .resources import not_found
 from .results import json_result
-from .tools import _tool as build_tool  # every tool is built the same way
+from .tools import build_tool  # every tool is built the same way
 
 __all__ = ["ConversationPage", "ConversationSummary", "conversation_resources", "list_conversations_tool"]
 

@@ -23,7 +23,6 @@ store), and the result says how many (`omitted_turns`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -50,17 +49,17 @@ from ..conversations import (
     check_id,
     new_id,
 )
-from ..conversations.model import check_room
+from ..conversations.records import check_room
 from ..dumps import DumpStore
 from ..limits import LEASE_MARGIN_S
-from ..provider.base import LLMProvider, LLMResponse, Message, ProviderError
+from ..provider.base import LLMProvider, LLMResponse, Message
 from ..tokens import CALLER_STATE_KEY, LOCAL_CALLER
 from .args import CompleteArgs
 from .constants import logger
 from .errors import error_result
 from .results import CompletionResult, completion_result
 
-__all__ = ["LOCAL_CALLER", "Call", "ConversationService", "answer_message", "caller", "fit"]
+__all__ = ["Call", "ConversationService", "answer_message", "caller", "fit"]
 
 Call = Callable[[list[Message], dict[str, Any]], Awaitable[LLMResponse | CallToolResult]]
 """One provider call (messages, keyword fields): the response, or the error result that ends the tool call."""
@@ -203,7 +202,7 @@ class ConversationService:
                 return error_result(str(exc))
             model = kwargs["model"]
             max_tokens = kwargs.get("max_tokens", default_max_tokens)
-            await self._provider_loaded()
+            await self.provider.ready()  # fit counts tokens in a worker thread: not one held by a load
             send, omitted = await anyio.to_thread.run_sync(
                 lambda: fit(
                     self.provider, view, messages, model=model, system=args.system or "", max_tokens=max_tokens
@@ -225,13 +224,6 @@ class ConversationService:
         the fork an append that lost the race became, or none when the answer could not be stored."""
         if r.dump_id is not None and kept != named and self.dumps is not None:
             await anyio.to_thread.run_sync(self.dumps.set_conversation, r.dump_id, kept)
-
-    async def _provider_loaded(self) -> None:
-        """Wait (cancellably, in no worker thread) for a provider that loads in the background to be there."""
-        loaded = getattr(self.provider, "aprovider", None)
-        if loaded is not None:
-            with contextlib.suppress(ProviderError):  # the call itself reports a provider that failed to load
-                await loaded()
 
     async def _keep(
         self,

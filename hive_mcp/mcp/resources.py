@@ -31,7 +31,7 @@ from mcp.shared.exceptions import MCPError
 from ..dumps import CallerDumps, DumpLookupError, DumpStore, DumpSummary, InvalidCursor, is_valid_dump_id
 from ..tokens import owner_scope
 from .args import ListFailedRequestsArgs
-from .catalogue import ModelsView
+from .model_list import ModelsView
 from ..dashboard.app import RESOURCE_URI as DASHBOARD_URI
 from ..dashboard.app import read_ui_resource, ui_resource
 from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, MODEL_URI_PREFIX, MODEL_URI_TEMPLATE, MODELS_URI
@@ -56,7 +56,7 @@ async def list_page(store: CallerDumps, args: ListFailedRequestsArgs) -> FailedR
     return FailedRequestPage.from_page(page)
 
 
-def _not_found(ctx: ServerRequestContext[Any, Any], uri: str, why: str) -> MCPError:
+def not_found(ctx: ServerRequestContext[Any, Any], uri: str, why: str) -> MCPError:
     legacy = ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
     code = RESOURCE_NOT_FOUND_LEGACY if legacy else INVALID_PARAMS
     return MCPError(code=code, message=f"Resource not found: uri {short(uri, 80)}: {why}", data={"uri": uri})
@@ -158,7 +158,7 @@ class ResourceHandlers:
         elif uri.startswith(MODEL_URI_PREFIX):
             group = await anyio.to_thread.run_sync(self.models.group, uri)
             if group is None:
-                raise _not_found(ctx, uri, "no model group or alias of that name")
+                raise not_found(ctx, uri, "no model group or alias of that name")
             text = group.model_dump_json(indent=2)
         elif uri == INDEX_URI:
             page = await list_page(self.dumps(ctx), ListFailedRequestsArgs())
@@ -166,11 +166,11 @@ class ResourceHandlers:
         elif uri.startswith(DUMP_URI_PREFIX):
             dump_id = uri[len(DUMP_URI_PREFIX) :]
             if not is_valid_dump_id(dump_id):  # refused before any filesystem access
-                raise _not_found(ctx, uri, "not a failed-request id")
+                raise not_found(ctx, uri, "not a failed-request id")
             try:
                 text = await anyio.to_thread.run_sync(self.dumps(ctx).read_text, dump_id)
             except DumpLookupError as exc:
-                raise _not_found(ctx, uri, safe_line(str(exc), 200)) from None
+                raise not_found(ctx, uri, safe_line(str(exc), 200)) from None
         else:
-            raise _not_found(ctx, uri, "unknown resource")
+            raise not_found(ctx, uri, "unknown resource")
         return ReadResourceResult(contents=[TextResourceContents(uri=uri, text=text, mime_type="application/json")])

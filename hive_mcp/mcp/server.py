@@ -28,16 +28,17 @@ from .. import __version__
 from ..dashboard.app import dashboard_apps
 from ..dumps import DumpStore
 from ..limits import Limits
-from ..models.catalogue import Catalogue
-from ..models.static import StaticCatalogue
+from ..llms.catalogue import Catalogue
+from ..llms.static import StaticCatalogue
 from ..provider.base import LLMProvider
 from ..conversations import ConversationLocks, ConversationStore
 from ..sdk_compat import lowlevel_server
 from ..spend import Spend
 from ..spend.usage import Throttle
 from .bus import running as running_bus
-from .catalogue import ModelsView
-from .constants import CONVERSATION_URI_PREFIX, CONVERSATIONS_URI, DEFAULT_HEARTBEAT_S, DEFAULT_RESOURCE_PAGE_SIZE
+from .model_list import ModelsView
+from ..defaults import DEFAULT_HEARTBEAT_S
+from .constants import CONVERSATION_URI_PREFIX, CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE
 from .constants import DUMP_URI_PREFIX, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_resources, list_conversations_tool

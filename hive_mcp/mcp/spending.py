@@ -23,7 +23,7 @@ from mcp_types import CallToolResult
 from ..provider.base import Answering, LLMResponse, Message, Usage
 from ..spend import BudgetRefusal, Spend, Ticket
 from ..spend.usage import spent_today
-from .catalogue import ModelList
+from .model_list import ModelList
 from .conversations import Call
 from .errors import error_result
 

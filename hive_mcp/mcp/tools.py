@@ -31,9 +31,10 @@ from ..dumps import DumpStore, InvalidCursor
 from ..limits import Busy, LimitError, Limits
 from ..provider.base import COMPLETE_MAX_TOKENS, STREAM_MAX_TOKENS, LLMProvider, LLMResponse, Message, ProviderError
 from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args, raw_arguments
-from .catalogue import ListModelsArgs, ModelList, ModelsView
+from .model_list import ListModelsArgs, ModelList, ModelsView
 from .conversations import Call, ConversationService, caller
-from .constants import DEFAULT_HEARTBEAT_S, PROGRESS_INTERVAL_S
+from ..defaults import DEFAULT_HEARTBEAT_S
+from .constants import PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, failure_text
 from .relay import Pacer, ProgressSender, StreamState, heartbeats, read_stream, relay_progress
 from .resources import caller_dumps, list_page
@@ -250,7 +251,7 @@ class ToolHandlers:
         return await dashboard_tool(dumps, raw if isinstance(raw, Mapping) else {}, sources=sources)
 
 
-def _tool(
+def build_tool(
     fn: Callable[..., Any],
     args_model: type[BaseModel],
     annotations: ToolAnnotations,
@@ -277,18 +278,18 @@ def tools(h: ToolHandlers) -> list[MCPTool]:
     # readOnlyHint false and openWorldHint true are the spec's defaults: left unsaid, they cost no bytes.
     completion = ToolAnnotations(destructive_hint=False)
     return [
-        _tool(h.complete, CompleteArgs, completion.model_copy(update={"title": "LLM completion"}), h.models),
-        _tool(
+        build_tool(h.complete, CompleteArgs, completion.model_copy(update={"title": "LLM completion"}), h.models),
+        build_tool(
             h.stream_complete, StreamArgs, completion.model_copy(update={"title": "Streaming completion"}), h.models
         ),
-        _tool(
+        build_tool(
             h.list_failed_requests,
             ListFailedRequestsArgs,
             ToolAnnotations(title="Failed requests", read_only_hint=True, open_world_hint=False),
             meta=TOOL_META,  # hosts that render MCP Apps show the failures in the dashboard
         ),
-        _tool(h.list_models, ListModelsArgs, ToolAnnotations(title="List models", read_only_hint=True, open_world_hint=False)),
-        _tool(
+        build_tool(h.list_models, ListModelsArgs, ToolAnnotations(title="List models", read_only_hint=True, open_world_hint=False)),
+        build_tool(
             h.dashboard,
             DashboardArgs,
             ToolAnnotations(title="Dashboard", read_only_hint=True, open_world_hint=False),

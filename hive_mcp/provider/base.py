@@ -1,4 +1,5 @@
-"""The provider interface the MCP layer talks to, and the shapes it returns."""
+"""The provider interface the MCP layer talks to: requests, errors, the provider; the replies it returns
+are `hive_mcp.provider.response`'s (re-exported here)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from .events import StreamErrorEvent, StreamEvent
+from .response import LLMResponse, ToolCall, Usage  # noqa: F401 - ToolCall re-exported with the shapes
 
 Message = dict[str, Any]
 """One chat message in OpenAI format: role, content (string or parts), tool_calls, tool_call_id."""
@@ -30,32 +32,6 @@ class Tool(BaseModel):
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
         }
-
-
-class ToolCall(BaseModel):
-    id: str
-    name: str
-    input: dict[str, Any]
-
-
-class Usage(BaseModel):
-    """What a call used: the one usage shape of responses, stream finishes and tool results.
-
-    `input_tokens` is what the provider bills as prompt tokens (cache reads and
-    writes included, as litellm counts them); `output_tokens` includes reasoning
-    tokens, which `reasoning_tokens` reports separately where the provider does.
-    """
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float = 0.0
-
-    def add(self, other: Usage) -> None:
-        """Count `other`'s usage in this one too."""
-        for name in Usage.model_fields:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -102,29 +78,6 @@ class CompletionRequest(BaseModel):
     answering: Answering | None = Field(default=None, exclude=True, repr=False)
     """Filled in as the call is routed, for a caller that charges it if it ends early (never sent upstream)."""
     extra: dict[str, Any] = Field(default_factory=dict)
-
-
-class LLMResponse(Usage):
-    """A finished completion. `attempts` and `dump_id` say what it took to get it."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    content: str = ""
-    model: str = ""
-    model_group: str | None = None
-    """With a models config: the group called (an alias resolved); `model` is the deployment that answered."""
-    answered_group: str | None = None
-    """With a models config: the group whose deployment answered (a fallback group, or `model_group`)."""
-    stop_reason: str = ""
-    tool_calls: list[ToolCall] = Field(default_factory=list)
-    reasoning: str | None = None
-    raw_response: Any = Field(default=None, exclude=True, repr=False)
-    attempts: int = 1
-    dump_id: str | None = None
-    estimated: bool = False
-    """The usage is litellm's count, not the provider's (a stream cut at max_tokens)."""
-    unpriced: bool = False
-    """The deployment that answered has no known price (`cost_usd` is then 0 and means nothing)."""
 
 
 class ProviderError(Exception):
@@ -242,6 +195,11 @@ class LLMProvider(ABC):
     ) -> AsyncIterator[StreamEvent]:
         """Stream events; failures end the stream with a StreamErrorEvent instead of raising."""
         return self._stream(build_request(request, max_tokens, fields))
+
+    async def ready(self) -> None:
+        """Return once the provider can take calls, waiting (cancellably, holding no worker thread) for one
+        that loads in the background. Reports no failure: a provider that could not load says so on each call.
+        Call it before the blocking methods below, so they do not block a worker thread on a load."""
 
     def count_tokens(
         self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None

@@ -44,32 +44,33 @@ class DeferredProvider(LLMProvider):
         self._error: str | None = None
         # One worker thread waits for the load; every other waiting call queues here, not in anyio's pool.
         self._waiters = anyio.CapacityLimiter(1)
-        self.loaded_line: str | None = None
-        """An INFO line to log once loading has finished (a worker's `worker <pid>: provider loaded`); none when None."""
+        self._announce: str | None = None
 
     @property
     def loaded(self) -> bool:
         """Whether loading has finished (or failed)."""
         return self._loaded.is_set()
 
-    def start(self) -> None:
-        """Begin loading in a daemon thread; later calls do nothing."""
+    def start(self, announce: str | None = None) -> None:
+        """Begin loading in a daemon thread; later calls do nothing. `announce`, when given, is an INFO line
+        logged once the provider has loaded (a worker's `worker <pid>: provider loaded`)."""
         with self._start_lock:
             if self._started:
                 return
             self._started = True
+            self._announce = announce
         threading.Thread(target=self._run_load, name="hive-mcp-provider-load", daemon=True).start()
 
     def _run_load(self) -> None:
         try:
             self._provider = self._load()
+            if self._announce is not None:
+                logger.info("%s", self._announce)
         except BaseException as exc:  # noqa: BLE001 - reported on every call, the server keeps serving
             self._error = shorten(f"{type(exc).__name__}: {exc}".splitlines()[0], 300)
             logger.error("the LLM provider could not be loaded: %s", self._error)
         finally:
             self._loaded.set()
-        if self.loaded_line is not None:
-            logger.info("%s", self.loaded_line)
 
     def _ready_provider(self, model: str | None) -> LLMProvider:
         if self._provider is None:
@@ -81,13 +82,17 @@ class DeferredProvider(LLMProvider):
             )
         return self._provider
 
-    async def aprovider(self, model: str | None = None) -> LLMProvider:
-        """The loaded provider, waiting for it without blocking the event loop (cancellable)."""
+    async def ready(self) -> None:
+        """Wait for the load (starting it) without blocking the event loop (cancellable)."""
         if not self._loaded.is_set():
             self.start()
             async with self._waiters:
                 if not self._loaded.is_set():
                     await anyio.to_thread.run_sync(self._loaded.wait, abandon_on_cancel=True)
+
+    async def _awaited_provider(self, model: str | None = None) -> LLMProvider:
+        """The loaded provider, waiting for it without blocking the event loop (cancellable)."""
+        await self.ready()
         return self._ready_provider(model)
 
     @property
@@ -128,7 +133,7 @@ class DeferredProvider(LLMProvider):
         return provider.reachable(model) if provider is not None else [model]
 
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
-        provider = await self.aprovider(request.model)
+        provider = await self._awaited_provider(request.model)
         return await provider.acomplete(request)
 
     def _stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
@@ -138,7 +143,7 @@ class DeferredProvider(LLMProvider):
 
     async def _stream_once_loaded(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         try:
-            provider = await self.aprovider(request.model)
+            provider = await self._awaited_provider(request.model)
         except ProviderError as err:
             yield err.as_event()
             return

@@ -8,10 +8,9 @@ text deltas joined are the reply's whole `content`; reasoning never mixes in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .base import LLMResponse, Usage
+from .response import LLMResponse, Usage
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,23 @@ class FinishEvent:
     """
 
     response: LLMResponse
+
+    # hive's provider gave these flat on the event; code written against it reads them here.
+    @property
+    def input_tokens(self) -> int:
+        return self.response.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        return self.response.output_tokens
+
+    @property
+    def stop_reason(self) -> str:
+        return self.response.stop_reason
+
+    @property
+    def model(self) -> str:
+        return self.response.model
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from typing import Any, Literal
 
 import anyio
 
+from ..defaults import DEFAULT_DEADLINE_S
 from ..text import one_line
 from .attempts import Attempts
-from .catalogue import config_facts, default_facts, model_facts, price_of
+from .facts import config_facts, default_facts, model_facts, price_of
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
@@ -31,16 +32,14 @@ from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
 from .replies import cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
-from ..models.catalogue import is_pattern
+from ..llms.catalogue import is_pattern
 from .routing import ModelRouter
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
 from .stream import OutputCap, StreamAssembler, get
 
 logger = logging.getLogger("hive_mcp.provider")
 
-DEFAULT_DEADLINE_S = 600.0
-
-__all__ = ["DEFAULT_DEADLINE_S", "JSON_MODE_INSTRUCTION", "LiteLLMProvider"]
+__all__ = ["JSON_MODE_INSTRUCTION", "LiteLLMProvider"]
 
 
 def quiet() -> bool:
@@ -277,7 +276,7 @@ class LiteLLMProvider(LLMProvider):
         return int(value) if isinstance(value, int) and value > 0 else None
 
     def price(self, model: str) -> tuple[float, float] | None:
-        """litellm's cost map, under the config's prices and the price rule (`catalogue._priced`: a zero is no
+        """litellm's cost map, under the config's prices and the price rule (`facts._priced`: a zero is no
         price); for a group, the dearest input and output price among its deployments (its fallback groups are
         priced apart: `reachable`). None: unpriced (one deployment without a price leaves the group unpriced)."""
         if self.router is None:

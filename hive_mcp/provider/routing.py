@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..models.config import ModelsConfig
+from ..llms.config import ModelsConfig, listed_names
 from .base import Message, ProviderError
 from ..listeners import Listeners
-from ..models.catalogue import is_pattern, pattern_matches, some_names
-from .catalogue import listed_names
+from ..llms.catalogue import is_pattern, pattern_matches, some_names
 from .offline import litellm
 from ..state_store import TIMEOUT_S, StateStore
 

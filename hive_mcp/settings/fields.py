@@ -14,6 +14,10 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ..conversations.urls import check_state_url, with_password
+from ..defaults import (
+    CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S, DEFAULT_DEADLINE_S,
+    DEFAULT_HEARTBEAT_S, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MIB,
+)  # fmt: skip
 from ..dumps import default_dump_dir
 from ..tokens import bearer_tokens
 
@@ -35,9 +39,6 @@ def _split_names(v: Any) -> Any:
 
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_names)]
 """Comma-separated in the environment (split by `_split_names`, not decoded as JSON); a list from repeated flags."""
-
-SDK_TRANSPORTS: dict[str, str] = {"stdio": "stdio", "http": "streamable-http", "sse": "sse"}
-"""Our transport names -> the names `MCPServer.run()` takes."""
 
 
 class SettingsError(ValueError):
@@ -80,7 +81,7 @@ class SettingSpec:
 
 
 @dataclass(frozen=True)
-class _Sources:
+class SettingSources:
     """What `load_settings` has `Settings` read: the environment and the `.env` entries, narrowed to the
     settings wanted, and both whole for the defaults that follow other variables (HIVE_HOME)."""
 
@@ -89,12 +90,12 @@ class _Sources:
     everything: Mapping[str, str]
 
 
-_SOURCES: ContextVar[_Sources | None] = ContextVar("hive_mcp_settings_sources", default=None)
+SETTING_SOURCES: ContextVar[SettingSources | None] = ContextVar("hive_mcp_settings_sources", default=None)
 """Set while `load_settings` builds a `Settings`. Unset, `Settings(...)` takes its keywords and the defaults only."""
 
 
 def _default_dump_dir() -> Path:
-    sources = _SOURCES.get()
+    sources = SETTING_SOURCES.get()
     return default_dump_dir(sources.everything if sources is not None else os.environ)
 
 
@@ -127,7 +128,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Flags (the keywords), then the environment, then `.env`: first found wins."""
-        sources = _SOURCES.get()
+        sources = SETTING_SOURCES.get()
         if sources is None:
             return (init_settings,)
         return (
@@ -180,9 +181,9 @@ class Settings(BaseSettings):
     )
     port: int = setting(8765, "port for http/sse (default: 8765)", flag="--port", metavar="PORT", ge=1, le=65535)
     heartbeat_s: float = setting(
-        10.0,
+        DEFAULT_HEARTBEAT_S,
         "seconds between progress heartbeats while a call waits on the model, so clients do not time out "
-        "(default: 10)",
+        f"(default: {DEFAULT_HEARTBEAT_S:g})",
         flag="--heartbeat",
         metavar="SECONDS",
         gt=0,
@@ -206,31 +207,33 @@ class Settings(BaseSettings):
         "loopback, only the default model, which is always allowed)",
         metavar="PATTERNS",
     )
-    """fnmatch patterns; empty means any model (see `hive_mcp.serve.allowed_models`)."""
+    """fnmatch patterns; empty means any model (see `hive_mcp.exposure.allowed_models`)."""
     max_tokens: int | None = setting(None, "cap on a call's max_tokens (default: no cap)", metavar="N", ge=1)
     default_max_tokens: int | None = setting(
         None, "max_tokens of a call that asks for none (default: the provider's own)", metavar="N", ge=1
     )
-    max_in_flight: int = setting(64, "upstream calls in flight at once; more wait (default: 64)", metavar="N", ge=1)
+    max_in_flight: int = setting(
+        DEFAULT_MAX_IN_FLIGHT, f"upstream calls in flight at once; more wait (default: {DEFAULT_MAX_IN_FLIGHT})", metavar="N", ge=1)
     caller_in_flight: int | None = setting(
         None, "upstream calls one caller may have in flight; more wait behind their own (default: half of "
         "HIVE_MCP_MAX_IN_FLIGHT, at least 1)", metavar="N", ge=1)
     queue_timeout_s: float = setting(
-        30.0,
-        "seconds a call waits for a free slot before it is refused as busy (default: 30)",
+        DEFAULT_QUEUE_TIMEOUT_S,
+        f"seconds a call waits for a free slot before it is refused as busy (default: {DEFAULT_QUEUE_TIMEOUT_S:g})",
         metavar="SECONDS",
         ge=0,
         allow_inf_nan=False,
     )
     deadline_s: float = setting(
-        600.0,
-        "seconds a call may take, retries included; calls may ask for less (default: 600)",
+        DEFAULT_DEADLINE_S,
+        f"seconds a call may take, retries included; calls may ask for less (default: {DEFAULT_DEADLINE_S:g})",
         metavar="SECONDS",
         gt=0,
         allow_inf_nan=False,
     )
     max_input_bytes: int = setting(
-        1024 * 1024, "largest prompt+messages+system+tools, as UTF-8 JSON (default: 1048576)", metavar="BYTES", ge=1
+        DEFAULT_MAX_INPUT_BYTES, f"largest prompt+messages+system+tools, as UTF-8 JSON (default: {DEFAULT_MAX_INPUT_BYTES})",
+        metavar="BYTES", ge=1,
     )
 
     # end Cost control
@@ -268,9 +271,8 @@ class Settings(BaseSettings):
         4 * 1024 * 1024, "largest HTTP request body; larger gets 413 (default: 4194304, 4 MiB)", metavar="BYTES", ge=1
     )
     sessions_per_caller: int = setting(
-        64, "sessions one caller may have open (streamable HTTP, and legacy SSE event streams); one more is "
-        "refused (429) until one ends "
-        "(default: 64)", metavar="N", ge=1)
+        64, "MCP sessions (or SSE streams) one caller may have open; one more gets 429 (default: 64)",
+        metavar="N", ge=1)
     session_idle_s: float = setting(
         600.0, "seconds a streamable HTTP session may sit unused before it ends (default: 600)", metavar="SECONDS",
         gt=0, allow_inf_nan=False)
@@ -331,10 +333,14 @@ class Settings(BaseSettings):
     # end HTTP surface
     # Conversations
     conversations: Literal["on", "off"] = setting("on", "on: results carry a conversation_id (default: on)", metavar="on|off")
-    conversation_ttl_s: int = setting(10800, "seconds an unused conversation is kept (default: 10800)", ge=1)
-    conversation_max: int = setting(1000, "conversations kept, least recently used go first (default: 1000)", ge=1)
-    conversation_max_turns: int = setting(200, "turns one conversation holds (default: 200)", metavar="N", ge=1)
-    conversation_max_bytes: int = setting(2097152, "bytes one conversation holds (default: 2 MiB)", ge=1)
+    conversation_ttl_s: int = setting(
+        CONVERSATION_TTL_S, f"seconds an unused conversation is kept (default: {CONVERSATION_TTL_S})", ge=1)
+    conversation_max: int = setting(
+        CONVERSATION_MAX, f"conversations kept, least recently used go first (default: {CONVERSATION_MAX})", ge=1)
+    conversation_max_turns: int = setting(
+        CONVERSATION_MAX_TURNS, f"turns one conversation holds (default: {CONVERSATION_MAX_TURNS})", metavar="N", ge=1)
+    conversation_max_bytes: int = setting(
+        CONVERSATION_MAX_BYTES, f"bytes one conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1)
     state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep conversations in (default: "
                                     "SQLite in the hive home)", metavar="URL")
     state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL; environment or .env only", repr=False)
@@ -388,11 +394,6 @@ class Settings(BaseSettings):
         return v.expanduser()
 
     # -- derived values ------------------------------------------------------------
-
-    @property
-    def sdk_transport(self) -> str:
-        """The transport name `MCPServer.run()` takes ("http" is "streamable-http")."""
-        return SDK_TRANSPORTS[self.transport]
 
     @property
     def api_key_value(self) -> str | None:

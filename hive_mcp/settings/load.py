@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import NoDecode
 
-from .fields import _SOURCES, DEFAULT_ENV_FILE, ENV_PREFIX, Settings, SettingsError, SettingSpec, _Sources
+from .fields import SETTING_SOURCES, DEFAULT_ENV_FILE, ENV_PREFIX, Settings, SettingsError, SettingSpec, SettingSources
 
 logger = logging.getLogger("hive_mcp.settings")
 
@@ -120,19 +120,19 @@ def load_settings(
 
     given = {name: value for name, value in flags.items() if value is not None and name in wanted}
     names = {_BY_FIELD[name].env for name in wanted}
-    sources = _Sources(
+    sources = SettingSources(
         environ={k: v for k, v in environ.items() if k in names},
         dotenv={k: v for k, v in dotenv.items() if k in names},
         # HIVE_HOME may come from .env too; the real environment still wins.
         everything={**{k: v for k, v in dotenv.items() if v}, **{k: v for k, v in environ.items() if v}},
     )
-    token = _SOURCES.set(sources)
+    token = SETTING_SOURCES.set(sources)
     try:
         settings = Settings(**given, env_file=path)
     except ValidationError as exc:
         raise _one_line(exc, given, sources, path) from None
     finally:
-        _SOURCES.reset(token)
+        SETTING_SOURCES.reset(token)
 
     if export:
         for key, value in dotenv.items():
@@ -141,7 +141,7 @@ def load_settings(
     return settings
 
 
-def _one_line(exc: ValidationError, given: Mapping[str, Any], sources: _Sources, path: Path | None) -> SettingsError:
+def _one_line(exc: ValidationError, given: Mapping[str, Any], sources: SettingSources, path: Path | None) -> SettingsError:
     """The first error, as one line naming where the bad value came from: the flag, the variable or `.env`."""
     err = exc.errors(include_url=False)[0]
     field = str(err["loc"][0]) if err["loc"] else ""

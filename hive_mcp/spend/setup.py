@@ -18,7 +18,7 @@ from .ledger import Backend
 from .service import Spend
 
 if TYPE_CHECKING:
-    from ..models.config import ModelsConfig
+    from ..llms.config import ModelsConfig
     from ..provider.base import LLMProvider
     from ..settings import Settings
 

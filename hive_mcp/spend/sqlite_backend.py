@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ..conversations.model import default_db_path
+from ..conversations.records import default_db_path
 from ..sqlite import Database, transaction
 from .budgets import Budget, period_key, reset_at
 from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow, scope_of

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..defaults import CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S
 from ..home import hive_home
 from .errors import MalformedConversationId
 
@@ -93,10 +94,10 @@ class ConversationLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ttl_s: float | None = Field(default=3 * 3600, gt=0)
-    max_conversations: int | None = Field(default=1000, ge=1)
-    max_turns: int | None = Field(default=200, ge=1)
-    max_bytes: int | None = Field(default=2 * 1024 * 1024, ge=1)
+    ttl_s: float | None = Field(default=CONVERSATION_TTL_S, gt=0)
+    max_conversations: int | None = Field(default=CONVERSATION_MAX, ge=1)
+    max_turns: int | None = Field(default=CONVERSATION_MAX_TURNS, ge=1)
+    max_bytes: int | None = Field(default=CONVERSATION_MAX_BYTES, ge=1)
     tombstone_s: float = Field(default=7 * 24 * 3600, ge=0)
 
 

@@ -9,7 +9,7 @@ import pytest
 from hive_mcp.conversations import (
     ChatMessage, MalformedConversationId, Message, Thread, ThreadView, check_id, default_db_path, new_id,
 )  # fmt: skip
-from hive_mcp.conversations.model import decode_cursor, encode_cursor, prepare
+from hive_mcp.conversations.records import decode_cursor, encode_cursor, prepare
 
 
 def test_ids_are_128_random_bits_in_a_uri_safe_shape() -> None:

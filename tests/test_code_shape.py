@@ -1,0 +1,223 @@
+"""The package's shape: no two modules import each other, directly or round a
+longer circle, counting imports made inside functions (a circle hidden in a
+function still ties the two modules' shapes together); no module past
+MAX_LINES (split by concern before crossing it)."""
+
+import ast
+from pathlib import Path
+
+import hive_mcp
+
+PACKAGE = Path(hive_mcp.__file__).parent
+MAX_LINES = 500
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def resolve(name: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute module an `ImportFrom` names, relative levels resolved."""
+    if not node.level:
+        return node.module or ""
+    package = name.split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imported(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every package module `name` imports, anywhere in its body. A name
+    taken from a package (`from .x import y`) counts as the submodule
+    `x.y` when one exists, else as the package `x`."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            source = resolve(name, path, node)
+            targets = [
+                f"{source}.{alias.name}"
+                if f"{source}.{alias.name}" in known
+                else source
+                for alias in node.names
+            ]
+        else:
+            continue
+        found.update(t for t in targets if t in known and t != name)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imported(name, path, known) for name, path in mods.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_graph_sees_function_level_and_relative_imports():
+    edges = graph()
+    # cli reaches dumps.store only from inside a function, by a relative import
+    # of a name its package re-exports.
+    assert "hive_mcp.dumps" in edges["hive_mcp.cli"]
+    assert "hive_mcp.provider.errors" in edges["hive_mcp.provider.litellm"]
+
+
+def test_no_import_circle():
+    circles = cycles(graph())
+    assert not circles, "import circles:\n" + "\n".join(
+        " <-> ".join(c) for c in circles
+    )
+
+
+def test_no_module_past_the_line_limit():
+    long = {
+        name: count
+        for name, path in modules().items()
+        if (count := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+# A default more than one module needs, and the setting (if any) that carries it.
+SHARED_DEFAULTS = {
+    "DEFAULT_DEADLINE_S": "deadline_s", "DEFAULT_HEARTBEAT_S": "heartbeat_s", "DEFAULT_MAX_IN_FLIGHT": "max_in_flight",
+    "DEFAULT_QUEUE_TIMEOUT_S": "queue_timeout_s", "DEFAULT_MAX_INPUT_BYTES": "max_input_bytes",
+    "CONVERSATION_TTL_S": "conversation_ttl_s", "CONVERSATION_MAX": "conversation_max",
+    "CONVERSATION_MAX_TURNS": "conversation_max_turns", "CONVERSATION_MAX_BYTES": "conversation_max_bytes",
+    "LOCAL_CALLER": None,
+}  # fmt: skip
+
+
+def module_level_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def setting_defaults() -> dict[str, ast.expr]:
+    """Each setting of `settings/fields.py` -> the expression its default is written as."""
+    tree = ast.parse((PACKAGE / "settings" / "fields.py").read_text())
+    found: dict[str, ast.expr] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            value = node.value
+            if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "setting" and value.args:
+                found[node.target.id] = value.args[0]
+    return found
+
+
+def test_each_shared_default_is_declared_once():
+    declared = {
+        name: sorted(mod for mod, path in modules().items() if name in module_level_names(path))
+        for name in SHARED_DEFAULTS
+    }
+    assert all(len(mods) == 1 for mods in declared.values()), declared
+    defaults = setting_defaults()
+    for constant, setting in SHARED_DEFAULTS.items():
+        if setting is not None:
+            written = defaults[setting]
+            assert isinstance(written, ast.Name) and written.id == constant, (setting, ast.unparse(written))
+
+
+def private_imports() -> list[str]:
+    """`from <package module> import _name`: a module reaching into another's private names."""
+    mods = modules()
+    known = set(mods)
+    found = []
+    for name, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and resolve(name, path, node) in known:
+                found += [
+                    f"{name}: {alias.name}" for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another():
+    assert not private_imports()
+
+
+REPO = PACKAGE.parent
+
+
+def imports_of_tests(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        found += [f"{path.relative_to(REPO)}: {n}" for n in names if n == "tests" or n.startswith("tests.")]
+    return found
+
+
+def test_bench_and_the_harness_import_nothing_from_tests():
+    """The benchmarks and what they share with the tests stand apart from the tests themselves."""
+    paths = [*sorted((REPO / "bench").rglob("*.py")), *sorted((REPO / "harness").rglob("*.py"))]
+    assert paths
+    assert not [hit for path in paths for hit in imports_of_tests(path)]
+
+
+def test_the_package_carries_no_test_hook():
+    """Test-only behaviour lives in the tests (wrapping or subclassing), not behind a switch in the package."""
+    hooked = [name for name, path in modules().items() if "HIVE_MCP_TEST" in path.read_text()]
+    assert not hooked
+
+
+def defined_at_top(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    defs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    return defs | module_level_names(path)
+
+
+def test_the_tests_define_each_shared_helper_once():
+    """One `text_of`, one `wait_thread_event`, one `MODEL`, one of each fixture every module shares: a helper
+    defined twice drifts (one asserted a single text content, another joined whatever came)."""
+    paths = [*sorted((REPO / "tests").glob("*.py")), *sorted((REPO / "harness").glob("*.py"))]
+    for name in ("text_of", "wait_thread_event", "MODEL", "mode", "valkey_server"):
+        where = [str(p.relative_to(REPO)) for p in paths if name in defined_at_top(p)]
+        assert len(where) == 1, (name, where)
