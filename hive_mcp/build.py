@@ -95,7 +95,7 @@ def build(
 
     if budgets is None:
         budgets = configured_budgets(settings, config, tokens)
-    spend = open_spend(settings, config, provider, budgets)
+    spend = open_spend(settings, provider, budgets)
     bus, dump_watch = change_sharing(settings, store)
     limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings, config)}))
     server = build_server(

@@ -30,6 +30,12 @@ pytest_plugins = ("tests.conftest_valkey",)
 # Real retry rules at 1/1000 speed: a 2 s backoff sleeps 2 ms.
 FAST_RETRY = RetryPolicy(time_scale=0.001)
 
+DEADLINE_S = 2.0
+"""A deadline the request must reach the upstream within, for the upstream to be the slow part: litellm's first
+call in a process imports the rest of litellm before it sends (longer than a fraction of a second on a loaded
+machine), so a test warms its provider first (`warm_up`, as `serve` does at start-up), and a warmed call sends
+in far less than this."""
+
 
 def sample_dump(
     timestamp: datetime, *, error_type: str = "rate_limit", model: str = MODEL, content: str = "hello"
@@ -91,3 +97,10 @@ def provider(upstream: Upstream, store: DumpStore):
     return LiteLLMProvider(
         model="openai/gpt-4o-mini", api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
     )
+
+
+@pytest.fixture
+def warm(provider):
+    """`provider`, warmed as `serve` warms it: its first call sends within `DEADLINE_S`."""
+    provider.warm_up()
+    return provider

@@ -39,7 +39,7 @@ from hive_mcp.limits import Limits
 from hive_mcp.mcp import dump_uri
 from hive_mcp.provider import LiteLLMProvider
 from tests.clients import mcp_server, text_of
-from tests.conftest import FAST_RETRY, MODEL, TEST_KEY
+from tests.conftest import DEADLINE_S, FAST_RETRY, MODEL, TEST_KEY
 from harness.upstream import Reply, Upstream, tool_call_delta
 
 MODE = "auto"  # the 2026-07-28 era; the many-clients test below mixes in legacy sessions
@@ -331,7 +331,7 @@ async def test_upstream_slower_than_the_deadline(
     for the upstream to be the slow part. litellm's first call in a process imports the rest of litellm before
     it sends anything, longer than a short deadline on a loaded machine: `serve` pays that at start-up
     (`warm_up`), and so does this test. The deadline is then far longer than a warmed call takes to send."""
-    deadline = 2.0
+    deadline = DEADLINE_S
     provider = LiteLLMProvider(
         model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store,
         deadline_s=deadline,

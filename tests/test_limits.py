@@ -22,6 +22,7 @@ from hive_mcp.limits import Busy, LimitError, Limits, input_size
 from hive_mcp.mcp import dump_uri
 from hive_mcp.settings import SettingsError, load_settings
 from tests.clients import MODEL, WAIT, connect, mcp_server, Progress, text_of, until
+from tests.conftest import DEADLINE_S
 from harness.upstream import Reply, Upstream
 
 TOOLS = ["complete", "stream_complete"]
@@ -349,14 +350,15 @@ async def test_queue_timeout_takes_nothing() -> None:
 
 
 async def test_per_call_deadline_ends_a_hung_call_with_a_dump(
-    make_server: Callable[..., MCPServer], upstream: Upstream, store: DumpStore, mode: str
+    make_server: Callable[..., MCPServer], warm: Any, upstream: Upstream, store: DumpStore, mode: str
 ) -> None:
     upstream.script(Reply.hang(), Reply.text("fine"))
     async with connect(make_server(Limits(deadline_s=600)), mode) as c:
         with anyio.fail_after(WAIT):
-            r = await c.call_tool("complete", {"prompt": "hi", "deadline_s": 0.3})
+            r = await c.call_tool("complete", {"prompt": "hi", "deadline_s": DEADLINE_S})
+        assert len(upstream.chat_requests()) == 1, "the request never reached the upstream: the deadline ran out first"
         after = await c.call_tool("complete", {"prompt": "again"})
-    text = assert_refused(r, "timeout", "0.3s")
+    text = assert_refused(r, "timeout", f"{DEADLINE_S:g}s")
     [summary] = store.list().items
     assert summary.error_type == "timeout"
     assert dump_uri(summary.id) in text
@@ -364,26 +366,30 @@ async def test_per_call_deadline_ends_a_hung_call_with_a_dump(
 
 
 async def test_per_call_deadline_ends_a_stalled_stream_with_a_dump(
-    make_server: Callable[..., MCPServer], upstream: Upstream, store: DumpStore, mode: str
+    make_server: Callable[..., MCPServer], warm: Any, upstream: Upstream, store: DumpStore, mode: str
 ) -> None:
     upstream.script(held_stream())
+    progress = Progress()
     async with connect(make_server(), mode) as c:
         with anyio.fail_after(WAIT):
-            r = await c.call_tool("stream_complete", {"prompt": "hi", "deadline_s": 0.3}, progress_callback=Progress())
-    text = assert_refused(r, "timeout", "0.3s")
+            r = await c.call_tool("stream_complete", {"prompt": "hi", "deadline_s": DEADLINE_S},
+                                  progress_callback=progress)  # fmt: skip
+    assert upstream.chunk_sent.is_set() and progress.text == "first ", "the stream stalled after its first chunk"
+    text = assert_refused(r, "timeout", f"{DEADLINE_S:g}s")
     [summary] = store.list().items
     assert summary.error_type == "timeout" and dump_uri(summary.id) in text
 
 
 async def test_configured_deadline_applies_without_a_per_call_one(
-    make_server: Callable[..., MCPServer], upstream: Upstream, store: DumpStore
+    make_server: Callable[..., MCPServer], warm: Any, upstream: Upstream, store: DumpStore
 ) -> None:
     # The provider's own deadline is 600 s: only the server's limit can end this call.
     upstream.script(Reply.hang())
-    async with connect(make_server(Limits(deadline_s=0.3)), "auto") as c:
+    async with connect(make_server(Limits(deadline_s=DEADLINE_S)), "auto") as c:
         with anyio.fail_after(WAIT):
             r = await c.call_tool("complete", {"prompt": "hi"})
-    assert_refused(r, "timeout", "0.3s")
+    assert upstream.request_seen.is_set(), "the request never reached the upstream: the deadline ran out first"
+    assert_refused(r, "timeout", f"{DEADLINE_S:g}s")
     assert store.count() == 1
 
 

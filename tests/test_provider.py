@@ -21,7 +21,7 @@ from hive_mcp.provider import (
     ToolCallEvent,
 )
 from hive_mcp.provider.litellm import JSON_MODE_INSTRUCTION
-from tests.conftest import FAST_RETRY, TEST_KEY
+from tests.conftest import DEADLINE_S, FAST_RETRY, TEST_KEY
 from harness.upstream import Reply, tool_call_delta
 
 USER = [{"role": "user", "content": "hi"}]
@@ -456,18 +456,20 @@ async def test_two_hundred_concurrent_failing_calls_write_two_hundred_dumps(upst
 # -- deadlines and malformed upstream output ------------------------------------------
 
 
-async def test_deadline_ends_a_slow_call_with_a_timeout_error_and_a_dump(provider, upstream, store) -> None:
+async def test_deadline_ends_a_slow_call_with_a_timeout_error_and_a_dump(warm, upstream, store) -> None:
     upstream.script(Reply.hang())
     with pytest.raises(ProviderError) as info:
-        await provider.acomplete(USER, deadline=0.3)
-    assert info.value.error_type == "timeout" and "deadline" in str(info.value)
+        await warm.acomplete(USER, deadline=DEADLINE_S)
+    assert upstream.request_seen.is_set(), "the request never reached the upstream: the deadline ran out first"
+    assert info.value.error_type == "timeout" and f"deadline of {DEADLINE_S:g}s" in str(info.value)
     assert only_dump(store).error_type == "timeout"
     assert upstream.client_gone.wait(5)  # the abandoned request's connection was closed
 
 
-async def test_deadline_ends_a_stalled_stream_after_its_text(provider, upstream, store) -> None:
+async def test_deadline_ends_a_stalled_stream_after_its_text(warm, upstream, store) -> None:
     upstream.script(Reply.stream(["partial ", "never"], hold_after=1))
-    events = await collect(provider, deadline=0.5)
+    events = await collect(warm, deadline=DEADLINE_S)
+    assert upstream.request_seen.is_set(), "the request never reached the upstream: the deadline ran out first"
     assert [e.content for e in events if isinstance(e, TextDeltaEvent)] == ["partial "]
     assert isinstance(events[-1], StreamErrorEvent) and events[-1].error_type == "timeout"
     assert events[-1].dump_id == only_dump(store).id
@@ -475,11 +477,13 @@ async def test_deadline_ends_a_stalled_stream_after_its_text(provider, upstream,
 
 async def test_a_call_cannot_extend_the_configured_deadline(upstream) -> None:
     provider = LiteLLMProvider(model="openai/gpt-4o-mini", api_key=TEST_KEY, api_base=upstream.base_url,
-                               deadline_s=0.3)
+                               deadline_s=DEADLINE_S)
+    provider.warm_up()
     upstream.script(Reply.hang())
     with pytest.raises(ProviderError) as info:
         await provider.acomplete(USER, deadline=3600)
-    assert "0.3s" in str(info.value)
+    assert upstream.request_seen.is_set(), "the request never reached the upstream: the deadline ran out first"
+    assert f"deadline of {DEADLINE_S:g}s" in str(info.value)
 
 
 async def test_malformed_sse_line_gives_one_clear_outcome(provider, upstream, store) -> None:

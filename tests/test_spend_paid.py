@@ -83,6 +83,20 @@ async def cancel_once(
         scope.cancel()
 
 
+def held_by(ledger: Backend, spend: Spend) -> list[dict[str, tuple[int, int]]]:
+    """Each reservation's budget state right after it was made (the ledger's `reserve` watched)."""
+    held: list[dict[str, tuple[int, int]]] = []
+    reserve = ledger.reserve
+
+    def seen(r: Any, b: Any) -> dict[str, int]:
+        left = reserve(r, b)
+        held.append(ledger.state(list(spend.budgets.items), r.start))
+        return left
+
+    ledger.reserve = seen  # type: ignore[method-assign]
+    return held
+
+
 def requests_seen(upstream: Upstream, n: int = 1) -> Callable[[], Awaitable[None]]:
     """Waits until the upstream has `n` requests."""
     return lambda: until(lambda: len(upstream.chat_requests()) == n, f"{n} request(s) reached the upstream")
@@ -285,15 +299,7 @@ async def test_a_fallback_is_charged_to_the_group_that_answered_at_its_own_price
     upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend
 ) -> None:
     server, spend = fallback_server(upstream, store, tmp_path, ledger, smart_day=1.0)
-    held: list[dict[str, tuple[int, int]]] = []
-    reserve = ledger.reserve
-
-    def seen(r: Any, b: Any) -> dict[str, int]:
-        left = reserve(r, b)
-        held.append(ledger.state(list(spend.budgets.items), r.start))
-        return left
-
-    ledger.reserve = seen  # type: ignore[method-assign]
+    held = held_by(ledger, spend)
     usage = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
     upstream.script(Reply.error(503), Reply.text("smart answered", model="gpt-4o", usage=usage))
     async with connect(server, "legacy") as c:
@@ -386,9 +392,9 @@ async def test_a_fallback_cut_short_is_charged_to_the_group_that_answered_at_its
     assert progress.text == "".join(relayed)
     [call] = ledger.calls(EPOCH)
     assert (call.group, call.called, call.deployment) == ("smart", "fast", "openai/gpt-4o")
-    counter = LiteLLMProvider(dump_store=False)  # the count the server makes for the name called
-    prompt = counter.count_tokens([{"role": "user", "content": "hello"}], "fast") or 0
-    out = (counter.count_text(progress.text, "fast") or 0) if relayed else 0
+    counter = LiteLLMProvider(dump_store=False)  # counted for the deployment that answered
+    prompt = counter.count_tokens([{"role": "user", "content": "hello"}], "openai/gpt-4o") or 0
+    out = (counter.count_text(progress.text, "openai/gpt-4o") or 0) if relayed else 0
     assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, out) and prompt > 0
     assert call.cost == micro(prompt * 2.5e-6 + out * 10e-6)  # gpt-4o's prices, not gpt-4o-mini's
     assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)

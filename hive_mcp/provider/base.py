@@ -217,9 +217,10 @@ class LLMProvider(ABC):
         """`model`'s input window in tokens; None when unknown (then nothing is left out of a request)."""
         return None
 
-    def price(self, model: str) -> tuple[float, float] | None:
-        """USD per input token and per output token for `model` (a group: its dearest deployment); None when
-        unknown. May block (a provider still loading): call it off the event loop."""
+    def price(self, model: str, group: str | None = None) -> tuple[float, float] | None:
+        """USD per input token and per output token for a call to `model` answered by `group` (default: the group
+        `model` calls; a group: its dearest deployment); None when unknown. May block (a provider still loading):
+        call it off the event loop."""
         return None
 
     def reachable(self, model: str) -> list[str]:

@@ -124,9 +124,9 @@ class DeferredProvider(LLMProvider):
         provider = self._loaded_provider()
         return provider.max_input_tokens(model) if provider is not None else None
 
-    def price(self, model: str) -> tuple[float, float] | None:
+    def price(self, model: str, group: str | None = None) -> tuple[float, float] | None:
         provider = self._loaded_provider()
-        return provider.price(model) if provider is not None else None
+        return provider.price(model, group) if provider is not None else None
 
     def reachable(self, model: str) -> list[str]:
         provider = self._loaded_provider()

@@ -32,7 +32,7 @@ from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
 from .replies import cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
-from ..llms.catalogue import is_pattern
+from ..llms.catalogue import is_pattern, pattern_matches
 from .routing import ModelRouter
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
 from .stream import OutputCap, StreamAssembler, get
@@ -98,6 +98,8 @@ class LiteLLMProvider(LLMProvider):
             dump_store = DumpStore(default_dump_dir())
         self.dump_store: DumpWriter | None = None if dump_store is False else dump_store
         self.extra = kwargs
+        self._counted_as: dict[str, str] = {}
+        """Name called -> the model its tokens are counted for (`counted_as`): the config does not change."""
         self._unpriced: dict[str, bool] = {}
         """Deployment id (or model) -> whether it has no price: the config and litellm's local map do not change."""
         if self.dump_store is not None:
@@ -263,26 +265,43 @@ class LiteLLMProvider(LLMProvider):
     def count_tokens(
         self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
     ) -> int | None:
-        """`failure.count_tokens`: litellm's count, None if it fails (unknown: nothing is left out)."""
-        return count_tokens(model, messages, tools)
+        """`failure.count_tokens`: litellm's count for the model `model` is sent as (`counted_as`), None if it
+        fails (unknown: nothing is left out)."""
+        return count_tokens(self.counted_as(model), messages, tools)
 
     def count_text(self, text: str, model: str) -> int | None:
-        """`failure.count_text`: litellm's count of a reply's text, None if it fails."""
-        return count_text(model, text)
+        """`failure.count_text`: litellm's count of a reply's text, as `count_tokens` counts; None if it fails."""
+        return count_text(self.counted_as(model), text)
+
+    def counted_as(self, model: str) -> str:
+        """The model litellm's tokenizer is chosen by for a call to `model`: with a config, the model of the
+        dearest deployment (by input price; the first listed among equals or unpriced ones) of the group `model`
+        calls, which a wildcard group names for `model`; else (a name outside the config) `model` itself."""
+        if self.router is None:
+            return model
+        if model not in self._counted_as:
+            group = self.router.resolve(model)
+            members = self.router.members(group, model) if group is not None else []
+            dearest = max(members, key=lambda d: (price_of(config_facts(d.raw)) or (0.0, 0.0))[0], default=None)
+            self._counted_as[model] = dearest.model if dearest is not None else model
+        return self._counted_as[model]
 
     def max_input_tokens(self, model: str) -> int | None:
         """litellm's model information (`register_model` entries included); None for a model it does not know."""
         value = model_facts(model).get("max_input_tokens")
         return int(value) if isinstance(value, int) and value > 0 else None
 
-    def price(self, model: str) -> tuple[float, float] | None:
+    def price(self, model: str, group: str | None = None) -> tuple[float, float] | None:
         """litellm's cost map, under the config's prices and the price rule (`facts._priced`: a zero is no
         price); for a group, the dearest input and output price among its deployments (its fallback groups are
-        priced apart: `reachable`). None: unpriced (one deployment without a price leaves the group unpriced)."""
+        priced apart: `reachable`). None: unpriced (one deployment without a price leaves the group unpriced).
+
+        `group`: the group answering a call to `model` (a fallback group), by default the one `model` calls; a
+        wildcard group is priced for `model`, the name its deployments are sent."""
         if self.router is None:
             targets = [default_facts(model)]
         else:
-            group = self.router.resolve(model)
+            group = group or self.router.resolve(model)
             if group is None:
                 return None
             targets = [config_facts(d.raw) for d in self.router.members(group, model)]
@@ -292,7 +311,8 @@ class LiteLLMProvider(LLMProvider):
         return max(p[0] for p in prices), max(p[1] for p in prices)  # type: ignore[index]
 
     def reachable(self, model: str) -> list[str]:
-        """`model`'s group and every group its fallbacks (any category, chained, the defaults too) may reach."""
+        """`model`'s group and every group its fallbacks (any category, chained, the defaults too) may reach; a
+        wildcard fallback group only when it takes the name `model` (the name a hop keeps)."""
         if self.router is None:
             return [model]
         group = self.router.resolve(model)
@@ -301,7 +321,10 @@ class LiteLLMProvider(LLMProvider):
         router, found = self.router, [group]
         for g in found:
             nexts = [*(n for m in router.fallbacks.values() for n in m.get(g, [])), *router.default_fallbacks]
-            found += [n for n in dict.fromkeys(nexts) if n not in found and n in router.groups]
+            found += [
+                n for n in dict.fromkeys(nexts)
+                if n not in found and n in router.groups and (not is_pattern(n) or pattern_matches(n, model))
+            ]  # fmt: skip
         return found
 
     @staticmethod

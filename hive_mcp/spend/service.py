@@ -98,15 +98,14 @@ class Spend:
     backend: Backend
     budgets: Budgets
     provider: LLMProvider
-    group_of: Callable[[str], str] = lambda name: name
     clock: Callable[[], datetime] = utc_now
     admins: frozenset[str] = frozenset()
     on_change: Callable[[str], None] | None = None
     """Told of each call settled: its caller."""
     _held: dict[str, Ticket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _prices: dict[str, tuple[float, float] | None] = field(default_factory=dict)
-    """Each model's price, looked up once: the config and litellm's local map do not change while serving."""
+    _prices: dict[tuple[str, str], tuple[float, float] | None] = field(default_factory=dict)
+    """Each (name called, group)'s price, looked up once: the config and litellm's local map do not change."""
     _reach: dict[str, list[str]] = field(default_factory=dict)
     """Each model's reachable groups (its own, then its fallbacks'), looked up once, as prices are."""
 
@@ -130,14 +129,11 @@ class Spend:
         fallback groups, each at its own prices; a fallback that a budget refuses is left out (`Ticket.refused`:
         the provider does not take that hop) and the rest are held in one transaction.
         """
-        group = self.group_of(model)
         if model not in self._reach:
             self._reach[model] = await anyio.to_thread.run_sync(self.provider.reachable, model)
-        resolved, *fallbacks = self._reach[model]
+        group, *fallbacks = self._reach[model]  # the group `model` calls: an alias's, a wildcard group
         groups = [group, *(g for g in fallbacks if g != group)]
-        prices = {g: await self._price(g) for g in groups}  # also without budgets: the unpriced flag
-        # The group the name resolves to (a wildcard group) is the called group, priced for the name it takes.
-        prices.setdefault(resolved, prices[group])
+        prices = {g: await self._price(model, g) for g in groups}  # also without budgets: the unpriced flag
         now = self.clock()
         refused: dict[str, str] = {}
         for g in groups:
@@ -185,10 +181,11 @@ class Spend:
             self._held[r.id] = ticket
         return ticket
 
-    async def _price(self, group: str) -> tuple[float, float] | None:
-        if group not in self._prices:
-            self._prices[group] = await anyio.to_thread.run_sync(self.provider.price, group)
-        return self._prices[group]
+    async def _price(self, model: str, group: str) -> tuple[float, float] | None:
+        """`group`'s prices for a call to `model` (a wildcard group's depend on the name it is sent)."""
+        if (model, group) not in self._prices:
+            self._prices[model, group] = await anyio.to_thread.run_sync(self.provider.price, model, group)
+        return self._prices[model, group]
 
     def cost_of(self, ticket: Ticket, r: LLMResponse) -> int:
         """The call's actual cost in micro-USD: the provider's figure, else its tokens at the prices of the group
@@ -219,18 +216,20 @@ class Spend:
         owed = Usage()
         if billed is not None:
             owed.add(billed)
+        where = answering or Answering()
         estimated = sent or bool(text)
         if estimated:
-            if ticket.prompt_tokens is None:
-                ticket.prompt_tokens = await self._count(ticket.prompt, ticket.model, ticket.tools)
-            out = await anyio.to_thread.run_sync(self.provider.count_text, text, ticket.model) if text else 0
-            owed.input_tokens += ticket.prompt_tokens
+            counter = where.deployment or ticket.model  # the deployment's model, once an attempt was routed
+            prompt = ticket.prompt_tokens
+            if prompt is None or counter != ticket.model:
+                prompt = await self._count(ticket.prompt, counter, ticket.tools)
+            out = await anyio.to_thread.run_sync(self.provider.count_text, text, counter) if text else 0
+            owed.input_tokens += prompt
             owed.output_tokens += out if out is not None else len(text.encode())
             owed.cost_usd = 0.0  # all of it at the reserved prices, the provider's figure covering only a part
         if not (owed.input_tokens or owed.output_tokens):
             await self.release(ticket)
             return None
-        where = answering or Answering()
         reply = LLMResponse(**owed.model_dump(), model=where.deployment or ticket.model, answered_group=where.group)
         return await self.settle(ticket, reply, conversation_id, estimated=estimated)
 

@@ -47,15 +47,10 @@ def configured_budgets(settings: Settings, config: ModelsConfig | None, tokens: 
     )
 
 
-def open_spend(
-    settings: Settings, config: ModelsConfig | None, provider: LLMProvider, budgets: Budgets, **backend: Any
-) -> Spend:
+def open_spend(settings: Settings, provider: LLMProvider, budgets: Budgets, **backend: Any) -> Spend:
     """The ledger of this server over `budgets` (`configured_budgets`); nothing is opened before the first call."""
-    aliases = dict(config.aliases) if config is not None else {}
     store = open_backend(settings, **backend)
-    spend = Spend(
-        store, budgets, provider, group_of=lambda name: aliases.get(name, name), admins=frozenset(settings.admins)
-    )
+    spend = Spend(store, budgets, provider, admins=frozenset(settings.admins))
     atexit.register(spend.release_all)  # calls cancelled at shutdown release their own; this is the backstop
     # What a process that died left in its journal goes into the ledger now, not at this one's first call.
     assert spend.journal is not None  # set by Spend itself
