@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .exposure import allowed_models
@@ -18,12 +19,34 @@ from .logs import redact_logs, route_litellm_logs
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from .conversations import ConversationStore
+    from .dashboard import Sources
+    from .dumps import DumpStore
+    from .llms.catalogue import Catalogue
     from .llms.config import ModelsConfig
     from .provider.base import LLMProvider
     from .provider.deferred import DeferredProvider
-    from .spend import Budgets
+    from .spend import Budgets, Spend
 
-__all__ = ["build", "conversation_store", "server_secrets"]
+__all__ = ["App", "build", "conversation_store", "server_secrets"]
+
+
+@dataclass(frozen=True)
+class App:
+    """What one process serves, as `build` opened it: the MCP server; its provider (litellm loads once
+    `provider.start()` is called); the dump store; the conversation store (None when off) and the spend
+    ledger; the catalogue of what `model` may name; and `sources`, the dashboard's sections as one caller
+    (None: everyone) may see them."""
+
+    server: MCPServer
+    provider: DeferredProvider
+    store: DumpStore
+    catalogue: Catalogue
+    conversations: ConversationStore | None
+    spend: Spend
+    sources: Callable[[str | None], Sources]
 
 # litellm_settings that are module-wide switches in litellm (the config loader's allow-list names them).
 _MODULE_SETTINGS = ("modify_params", "force_ipv4", "ssl_verify")
@@ -31,10 +54,10 @@ _MODULE_SETTINGS = ("modify_params", "force_ipv4", "ssl_verify")
 
 def build(
     settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = (), budgets: Budgets | None = None
-) -> tuple[Any, DeferredProvider, Any, Callable[[str | None], Any]]:
-    """The MCP server for these settings (and models config), its provider (which loads litellm once
-    started), its dump store, and the dashboard's `Sources` of one caller (its Models section reads the
-    server's catalogue).
+) -> App:
+    """The application for these settings (and models config): the MCP server, its provider (which loads
+    litellm once started), its stores, its catalogue, and the dashboard's `Sources` of one caller (its
+    Models section reads the server's catalogue).
     `budgets` are the ones `serve` checked; without them they are built here (a worker, a test).
 
     Importing litellm takes seconds: it happens in a background thread after
@@ -98,6 +121,7 @@ def build(
     spend = open_spend(settings, provider, budgets)
     bus, dump_watch = change_sharing(settings, store)
     limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings, config)}))
+    conversations = conversation_store(settings, secrets)
     server = build_server(
         provider,
         store,
@@ -106,7 +130,7 @@ def build(
         default_max_tokens=settings.default_max_tokens,
         limits=limits,
         catalogue=catalogue,
-        conversations=conversation_store(settings, secrets),
+        conversations=conversations,
         spend=spend,
         bus=bus,
         dump_watch=dump_watch,
@@ -120,7 +144,7 @@ def build(
         """The dashboard's sections as `who` may see them (None: everyone's)."""
         return Sources(models=models_source(CallerDumps(store, who), models.listing), spend=usage_source(spend, who))
 
-    return server, provider, store, sources
+    return App(server, provider, store, catalogue, conversations, spend, sources)
 
 
 def server_secrets(

@@ -201,7 +201,7 @@ def _serve(
         from .http.listen import bind
 
         listener = bind(settings.host, settings.port)  # before anything is built or says it serves
-    server, provider, store, sources = build(settings, config, tokens, budgets)
+    app = build(settings, config, tokens, budgets)
     from .redact import strip_credentials
 
     logger.info(
@@ -210,7 +210,7 @@ def _serve(
         settings.model,
         f" (groups from {config.path})" if config is not None else "",
         f" at {strip_credentials(settings.api_base)}" if settings.api_base else "",
-        store.location() if hasattr(store, "location") else settings.dump_dir,
+        app.store.location() if hasattr(app.store, "location") else settings.dump_dir,
         f", settings from {settings.env_file}" if settings.env_file else "",
     )
     if not settings.api_key_value and config is None:
@@ -227,15 +227,15 @@ def _serve(
             settings.host,
             settings.model,
         )
-    provider.start()
+    app.provider.start()
     if settings.transport == "stdio":
         from .stdio import run_stdio
 
         logger.info("serving MCP over stdio")
-        run_stdio(server)
+        run_stdio(app.server)
     else:
         from .http import run_http
 
-        run_http(server, settings, tokens, store, sources, listener)
+        run_http(app.server, settings, tokens, app.store, app.sources, listener)
     logger.info("hive-mcp stopped")
     return EXIT_OK

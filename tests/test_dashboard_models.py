@@ -187,9 +187,9 @@ def test_serve_builds_the_models_source_from_the_servers_catalogue(tmp_path: Pat
     from hive_mcp.build import build
 
     settings = settings_in(tmp_path, model="openai/gpt-4o-mini")
-    _, _, store, sources_for = build(settings)
-    assert store.write(failure(datetime.now(UTC), "rate_limit", "openai/gpt-4o-mini"))
-    sources = sources_for(None)
+    built = build(settings)
+    assert built.store.write(failure(datetime.now(UTC), "rate_limit", "openai/gpt-4o-mini"))
+    sources = built.sources(None)
     assert sources.models is not None
     section = sources.models()
     assert isinstance(section, ModelsSection)
@@ -214,8 +214,8 @@ async def test_a_deployment_without_its_credentials_shows_as_no_credentials_nami
         "    litellm_params: {model: openai/gpt-4o-mini, api_key: os.environ/OPENAI_FAST_KEY}\n"
     )
     settings, config = load_models(settings_in(tmp_path, config=str(path)), {"OPENAI_FAST_KEY": secret})
-    server, _, store, sources = build(settings, config)
-    app, _ = build_app(server, settings_in(tmp_path, transport="http"), (), store=store, sources=sources)
+    built = build(settings, config)
+    app, _ = build_app(built.server, settings_in(tmp_path, transport="http"), (), store=built.store, sources=built.sources)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
         r = await client.get("/dashboard/data", params={"view": "models"})
     assert r.status_code == 200, r.text

@@ -149,7 +149,7 @@ def test_building_the_server_does_not_import_litellm(tmp_path: Any) -> None:
         "from hive_mcp.settings import load_settings\n"
         "from hive_mcp.build import build\n"
         f"settings = load_settings({{'dump_dir': {str(tmp_path)!r}}}, environ={{}}, cwd={str(tmp_path)!r}, export=False)\n"
-        "server, provider, *_ = build(settings)\n"
+        "app = build(settings)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('litellm', 'openai')))\n"
     )
     out = subprocess.run(

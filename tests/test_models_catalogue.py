@@ -148,8 +148,8 @@ litellm_settings: {{drop_params: true, request_timeout: 12}}
     settings, config = load_models(settings, environ={})
     assert config is not None
     assert allowed_models(settings, config) == ("fast", "local", "quick", "secret-alias")
-    server, deferred, *_ = build(settings, config)
-    provider = deferred._load()  # noqa: SLF001 - the provider as the server's background thread builds it
+    app = build(settings, config)
+    provider = app.provider._load()  # noqa: SLF001 - the provider as the server's background thread builds it
     assert isinstance(provider, LiteLLMProvider)
     assert KEY in provider.secrets and PASSWORD in provider.secrets
     assert provider.retry.max_retries == 2
@@ -160,3 +160,23 @@ litellm_settings: {{drop_params: true, request_timeout: 12}}
     kwargs = router.attempt_kwargs({"model": "fast", "messages": [], "num_retries": 3}, deployment)
     assert kwargs["timeout"] == 12.0 and kwargs["model"] == "openai/gpt-4o-mini"  # request_timeout, per attempt
     assert (kwargs["num_retries"], kwargs["max_retries"]) == (0, 0)  # litellm retries nothing itself
+
+
+def test_build_returns_the_application_by_name(tmp_path) -> None:
+    """`build` names what it opened: the server, the provider, the stores, the config's catalogue and the
+    dashboard's sources; conversations off leaves no conversation store."""
+    import dataclasses
+
+    from hive_mcp.conversations import ConversationStore
+    from hive_mcp.spend import Spend
+
+    settings = settings_with(tmp_path, write(tmp_path, CONFIG), {"HIVE_MCP_DUMP_DIR": str(tmp_path / "d")})
+    settings, config = load_models(settings, environ={})
+    app = build(settings, config)
+    assert isinstance(app.catalogue, ConfigCatalogue) and "local" in app.catalogue.callable_names()
+    assert isinstance(app.conversations, ConversationStore) and isinstance(app.spend, Spend)
+    assert app.store.directory == tmp_path / "d" and app.sources(None).models is not None
+    assert app.server.name == "hive-mcp" and app.provider.model == settings.model
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        app.store = None  # type: ignore[misc]
+    assert build(settings.model_copy(update={"conversations": "off"}), config).conversations is None

@@ -388,6 +388,44 @@ async def test_failed_call_dump_is_listed_and_readable(
         assert json.loads(index_content.text) == listed.structured_content
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        pytest.param("hive://no-such-thing", id="unknown-under-hive"),
+        pytest.param("hive://modelsX", id="a-fixed-uri-extended"),
+        pytest.param("hive://failed-requestsX/abc", id="a-template-prefix-extended"),
+        pytest.param("ui://hive/other", id="unknown-under-ui"),
+        pytest.param("not a uri", id="malformed-no-scheme"),
+        pytest.param("hive:/", id="malformed-no-authority"),
+        pytest.param("::\x00%zz", id="malformed-bytes"),
+    ],
+)
+async def test_an_unknown_or_malformed_uri_answers_the_same_one_line_not_found(
+    make_server: Callable[..., MCPServer], mode: str, uri: str
+) -> None:
+    expected = -32002 if mode == "legacy" else types.INVALID_PARAMS  # resource-not-found of each era
+    async with connect(make_server(), mode) as c:
+        with pytest.raises(MCPError) as info:
+            await c.read_resource(uri, cache_mode="bypass")
+    assert info.value.error.code == expected
+    assert info.value.error.message == f"Resource not found: uri {uri!r}: unknown resource"
+
+
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")  # the legacy era's subscribe, on purpose
+@pytest.mark.parametrize("uri", ["hive://no-such-thing", "hive://conversations/conv_" + "A" * 22, "not a uri"])
+async def test_subscribing_to_a_uri_no_resource_answers_is_the_reads_not_found(
+    make_server: Callable[..., MCPServer], uri: str
+) -> None:
+    """One table answers reads and subscriptions alike (conversations are off here): what cannot be read
+    cannot be heard of."""
+    async with connect(make_server(), "legacy") as c:
+        with pytest.raises(MCPError) as info:
+            await c.session.subscribe_resource(uri)
+        await c.session.subscribe_resource(MODELS_URI)  # a resource of this server still can be
+    assert info.value.error.code == -32002
+    assert info.value.error.message == f"Resource not found: uri {uri!r}: unknown resource"
+
+
 async def test_resources_list_pages_with_cursors(
     make_server: Callable[..., MCPServer], store: DumpStore, mode: str
 ) -> None:

@@ -71,10 +71,12 @@ def create_app() -> Any:
     # Read again here, not carried from the parent: reading them also names them (`name:token`) in this process.
     tokens = settings.auth_tokens()
     configure_logging(settings.log_level)
-    server, provider, store, sources = build(settings, models, tokens)
-    provider.start(announce=f"worker {os.getpid()}: provider loaded")
+    built = build(settings, models, tokens)
+    built.provider.start(announce=f"worker {os.getpid()}: provider loaded")
     let_event_streams_end(False)
-    app, shutdown = build_app(server, settings, tokens, transport_security_settings(settings), store, sources)
+    app, shutdown = build_app(
+        built.server, settings, tokens, transport_security_settings(settings), built.store, built.sources
+    )
     logger.info("worker %d serving", os.getpid())
     return _Worker(app, shutdown)
 

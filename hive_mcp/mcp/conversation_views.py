@@ -14,20 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
-from mcp_types import (
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
-    CallToolResult,
-    ListResourcesResult,
-    ListResourceTemplatesResult,
-    PaginatedRequestParams,
-    ReadResourceRequestParams,
-    ReadResourceResult,
-    Resource,
-    ResourceTemplate,
-    TextResourceContents,
-    ToolAnnotations,
-)
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, Resource, ResourceTemplate, ToolAnnotations
 from pydantic import BaseModel
 
 from mcp.server.context import ServerRequestContext
@@ -37,15 +24,14 @@ from mcp.shared.exceptions import MCPError
 
 from ..conversations import ConversationError, StoreError, Thread, ThreadView
 from .args import ListConversationsArgs, parse_args
-from .constants import CONVERSATION_URI_PREFIX, CONVERSATION_URI_TEMPLATE, CONVERSATIONS_URI, conversation_uri
+from .constants import CONVERSATION_URI_TEMPLATE, CONVERSATIONS_URI, conversation_uri
 from .conversations import ConversationService, caller
 from .errors import ArgumentError, error_result, safe_line
-from .resources import ResourceHandlers
-from .resources import not_found
 from .results import json_result
+from .routes import Route, not_found
 from .tools import build_tool  # every tool is built the same way
 
-__all__ = ["ConversationPage", "ConversationSummary", "conversation_resources", "list_conversations_tool"]
+__all__ = ["ConversationPage", "ConversationSummary", "conversation_routes", "list_conversations_tool"]
 
 
 class ConversationSummary(BaseModel):
@@ -113,55 +99,46 @@ def list_conversations_tool(service: ConversationService) -> MCPTool:
     return build_tool(list_conversations, ListConversationsArgs, annotations)
 
 
-Handler = Callable[[ServerRequestContext[Any, Any], Any], Awaitable[Any]]
+def conversation_routes(service: ConversationService) -> list[Route]:
+    """`hive://conversations` (the caller's, a page per `?cursor=`) and one conversation's thread."""
+
+    async def read_index(ctx: ServerRequestContext[Any, Any], uri: str, _: str) -> str:
+        cursor = parse_qs(urlsplit(uri).query).get("cursor", [None])[0]
+        return await _answer(ctx, uri, lambda: _index_text(service, caller(ctx), cursor))
+
+    async def read_thread(ctx: ServerRequestContext[Any, Any], uri: str, conversation_id: str) -> str:
+        return await _answer(ctx, uri, lambda: _thread_text(service, caller(ctx), conversation_id))
+
+    index = Resource(
+        uri=CONVERSATIONS_URI, name="conversations", title="Conversations", mime_type="application/json",
+        description="Your conversations, most recently used first (the first page of list_conversations).",
+    )  # fmt: skip
+    thread = ResourceTemplate(
+        uri_template=CONVERSATION_URI_TEMPLATE, name="conversation", title="A conversation",
+        description="One conversation's thread: every message, and each turn's model, usage and cost.",
+        mime_type="application/json",
+    )  # fmt: skip
+    return [Route(CONVERSATIONS_URI + "{?cursor}", index, read_index),
+            Route(CONVERSATION_URI_TEMPLATE, thread, read_thread, owned=True)]  # fmt: skip
 
 
-def conversation_resources(service: ConversationService, dumps: ResourceHandlers) -> tuple[Handler, Handler, Handler]:
-    """`resources/list`, `resources/templates/list` and `resources/read` for the dumps and the conversations."""
+async def _index_text(service: ConversationService, owner: str, cursor: str | None) -> str:
+    page = await conversation_page(service, owner, ListConversationsArgs(cursor=cursor))
+    return page.model_dump_json(indent=2)
 
-    async def list_resources(ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams) -> ListResourcesResult:
-        result = await dumps.list_resources(ctx, params)
-        if params.cursor is None:
-            index = Resource(
-                uri=CONVERSATIONS_URI, name="conversations", title="Conversations", mime_type="application/json",
-                description="Your conversations, most recently used first (the first page of list_conversations).",
-            )  # fmt: skip
-            result.resources.insert(1, index)
-        return result
 
-    async def list_templates(
-        ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
-    ) -> ListResourceTemplatesResult:
-        result = await dumps.list_resource_templates(ctx, params)
-        result.resource_templates.append(
-            ResourceTemplate(
-                uri_template=CONVERSATION_URI_TEMPLATE, name="conversation", title="A conversation",
-                description="One conversation's thread: every message, and each turn's model, usage and cost.",
-                mime_type="application/json",
-            )  # fmt: skip
-        )
-        return result
+async def _thread_text(service: ConversationService, owner: str, conversation_id: str) -> str:
+    view = await service.store.get(conversation_id, owner=owner)
+    return json.dumps(thread_document(view), indent=2, ensure_ascii=False)
 
-    async def read_resource(ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams) -> ReadResourceResult:
-        uri = params.uri
-        if uri != CONVERSATIONS_URI and not uri.startswith((CONVERSATIONS_URI + "?", CONVERSATION_URI_PREFIX)):
-            return await dumps.read_resource(ctx, params)
-        owner = caller(ctx)
-        try:
-            if uri.startswith(CONVERSATION_URI_PREFIX):
-                view = await service.store.get(uri[len(CONVERSATION_URI_PREFIX) :], owner=owner)
-                text = json.dumps(thread_document(view), indent=2, ensure_ascii=False)
-            else:
-                cursor = parse_qs(urlsplit(uri).query).get("cursor", [None])[0]
-                page = await conversation_page(service, owner, ListConversationsArgs(cursor=cursor))
-                text = page.model_dump_json(indent=2)
-        except ConversationError as exc:
-            raise not_found(ctx, uri, safe_line(str(exc), 200)) from None
-        except ArgumentError as exc:
-            raise MCPError(code=INVALID_PARAMS, message=safe_line(str(exc), 200), data={"uri": uri}) from None
-        except StoreError as exc:
-            raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from None
-        return ReadResourceResult(contents=[TextResourceContents(uri=uri, text=text, mime_type="application/json")])
 
-    return list_resources, list_templates, read_resource
-
+async def _answer(ctx: ServerRequestContext[Any, Any], uri: str, read: Callable[[], Awaitable[str]]) -> str:
+    """`read()`, its failures as one line: another's or an unknown conversation reads as not found."""
+    try:
+        return await read()
+    except ConversationError as exc:
+        raise not_found(ctx, uri, safe_line(str(exc), 200)) from None
+    except ArgumentError as exc:
+        raise MCPError(code=INVALID_PARAMS, message=safe_line(str(exc), 200), data={"uri": uri}) from None
+    except StoreError as exc:
+        raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from None

@@ -1,7 +1,7 @@
-"""The resources, served by low-level handlers: the model catalogue and the failed requests.
+"""The resources of the model catalogue, the failed requests and the dashboard app, as routes (routes.py).
 
 `MCPServer` returns whole lists with no cursor, and `resources/list` must stay
-small at 10,000 dumps, so these handlers page (registered in server.py). The
+small at 10,000 dumps, so the listing pages (registered in server.py). The
 fixed resources (`hive://models`, the dumps' index, the dashboard app) lead the first page; the
 cursor pages the dumps alone.
 """
@@ -12,18 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from mcp_types import (
-    INVALID_PARAMS,
-    ListResourcesResult,
-    ListResourceTemplatesResult,
-    PaginatedRequestParams,
-    ReadResourceRequestParams,
-    ReadResourceResult,
-    Resource,
-    ResourceTemplate,
-    TextResourceContents,
-)
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types import INVALID_PARAMS, ReadResourceResult, Resource, ResourceTemplate
 
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
@@ -34,11 +23,11 @@ from .args import ListFailedRequestsArgs
 from .model_list import ModelsView
 from ..dashboard.app import RESOURCE_URI as DASHBOARD_URI
 from ..dashboard.app import read_ui_resource, ui_resource
-from .constants import DUMP_URI_PREFIX, DUMP_URI_TEMPLATE, INDEX_URI, MODEL_URI_PREFIX, MODEL_URI_TEMPLATE, MODELS_URI
-from .constants import RESOURCE_NOT_FOUND_LEGACY, dump_uri
+from .constants import DUMP_URI_TEMPLATE, INDEX_URI, MODEL_URI_TEMPLATE, MODELS_URI, dump_uri
 from .conversations import caller
 from .errors import safe_line, short
 from .results import FailedRequestPage
+from .routes import Route, not_found
 
 
 def caller_dumps(store: DumpStore, ctx: ServerRequestContext[Any, Any], admins: frozenset[str]) -> CallerDumps:
@@ -54,12 +43,6 @@ async def list_page(store: CallerDumps, args: ListFailedRequestsArgs) -> FailedR
         )
     )
     return FailedRequestPage.from_page(page)
-
-
-def not_found(ctx: ServerRequestContext[Any, Any], uri: str, why: str) -> MCPError:
-    legacy = ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
-    code = RESOURCE_NOT_FOUND_LEGACY if legacy else INVALID_PARAMS
-    return MCPError(code=code, message=f"Resource not found: uri {short(uri, 80)}: {why}", data={"uri": uri})
 
 
 def _models_resource() -> Resource:
@@ -96,7 +79,8 @@ def _dump_resource(s: DumpSummary) -> Resource:
 
 @dataclass
 class ResourceHandlers:
-    """The resource handlers of one server, bound to its dump store; each caller sees its own dumps (`admins` all)."""
+    """The catalogue, the failed requests and the dashboard app as routes (`routes`), and the dumps as
+    the listing's pages (`pages`); each caller sees its own dumps (`admins` all)."""
 
     store: DumpStore
     page_size: int
@@ -106,71 +90,60 @@ class ResourceHandlers:
     def dumps(self, ctx: ServerRequestContext[Any, Any]) -> CallerDumps:
         return caller_dumps(self.store, ctx, self.admins)
 
-    async def list_resources(
-        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
-    ) -> ListResourcesResult:
-        """The catalogue and the dumps' index, then the dumps newest first, one page at a time."""
-        cursor = params.cursor
+    async def pages(self, ctx: ServerRequestContext[Any, Any], cursor: str | None) -> tuple[list[Resource], str | None]:
+        """The caller's dumps, newest first, one page at a time."""
         dumps = self.dumps(ctx)
         try:
             page = await anyio.to_thread.run_sync(lambda: dumps.list(limit=self.page_size, cursor=cursor))
         except InvalidCursor:
             raise MCPError(code=INVALID_PARAMS, message="Invalid cursor", data={"cursor": short(cursor)}) from None
-        resources: list[Resource] = []
-        if cursor is None:
-            resources += [_models_resource(), _index_resource(), ui_resource()]
-        resources.extend(_dump_resource(s) for s in page.items)
-        return ListResourcesResult(resources=resources, next_cursor=page.next_cursor)
+        return [_dump_resource(s) for s in page.items], page.next_cursor
 
-    async def list_resource_templates(
-        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
-    ) -> ListResourceTemplatesResult:
-        return ListResourceTemplatesResult(
-            resource_templates=[
-                ResourceTemplate(
-                    uri_template=MODEL_URI_TEMPLATE,
-                    name="model-group",
-                    title="A model group",
-                    description="One entry of hive://models, by its name or an alias.",
-                    mime_type="application/json",
-                ),
-                ResourceTemplate(
-                    uri_template=DUMP_URI_TEMPLATE,
-                    name="failed-request",
-                    title="A failed LLM request",
-                    description="Everything sent in one failed (or retried) call, with each attempt's error. "
-                    "Credentials are redacted.",
-                    mime_type="application/json",
-                )
-            ]
-        )
+    async def read_models(self, ctx: ServerRequestContext[Any, Any], uri: str, _: str) -> str:
+        # In a worker thread: a catalogue may ask litellm's model information, whose first
+        # use waits for litellm's import (seconds, in the background after start-up).
+        return (await anyio.to_thread.run_sync(self.models.listing)).model_dump_json(indent=2)
 
-    async def read_resource(
-        self, ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams
-    ) -> ReadResourceResult:
-        uri = params.uri
-        if uri == DASHBOARD_URI:
-            return read_ui_resource()
-        if uri == MODELS_URI:
-            # In a worker thread: a catalogue may ask litellm's model information, whose first
-            # use waits for litellm's import (seconds, in the background after start-up).
-            text = (await anyio.to_thread.run_sync(self.models.listing)).model_dump_json(indent=2)
-        elif uri.startswith(MODEL_URI_PREFIX):
-            group = await anyio.to_thread.run_sync(self.models.group, uri)
-            if group is None:
-                raise not_found(ctx, uri, "no model group or alias of that name")
-            text = group.model_dump_json(indent=2)
-        elif uri == INDEX_URI:
-            page = await list_page(self.dumps(ctx), ListFailedRequestsArgs())
-            text = page.model_dump_json(indent=2)
-        elif uri.startswith(DUMP_URI_PREFIX):
-            dump_id = uri[len(DUMP_URI_PREFIX) :]
-            if not is_valid_dump_id(dump_id):  # refused before any filesystem access
-                raise not_found(ctx, uri, "not a failed-request id")
-            try:
-                text = await anyio.to_thread.run_sync(self.dumps(ctx).read_text, dump_id)
-            except DumpLookupError as exc:
-                raise not_found(ctx, uri, safe_line(str(exc), 200)) from None
-        else:
-            raise not_found(ctx, uri, "unknown resource")
-        return ReadResourceResult(contents=[TextResourceContents(uri=uri, text=text, mime_type="application/json")])
+    async def read_group(self, ctx: ServerRequestContext[Any, Any], uri: str, _: str) -> str:
+        group = await anyio.to_thread.run_sync(self.models.group, uri)
+        if group is None:
+            raise not_found(ctx, uri, "no model group or alias of that name")
+        return group.model_dump_json(indent=2)
+
+    async def read_index(self, ctx: ServerRequestContext[Any, Any], uri: str, _: str) -> str:
+        return (await list_page(self.dumps(ctx), ListFailedRequestsArgs())).model_dump_json(indent=2)
+
+    async def read_dump(self, ctx: ServerRequestContext[Any, Any], uri: str, dump_id: str) -> str:
+        if not is_valid_dump_id(dump_id):  # refused before any filesystem access
+            raise not_found(ctx, uri, "not a failed-request id")
+        try:
+            return await anyio.to_thread.run_sync(self.dumps(ctx).read_text, dump_id)
+        except DumpLookupError as exc:
+            raise not_found(ctx, uri, safe_line(str(exc), 200)) from None
+
+    def models_routes(self) -> list[Route]:
+        """`hive://models` and one group by its name or an alias."""
+        group = ResourceTemplate(
+            uri_template=MODEL_URI_TEMPLATE, name="model-group", title="A model group",
+            description="One entry of hive://models, by its name or an alias.", mime_type="application/json",
+        )  # fmt: skip
+        return [Route(MODELS_URI, _models_resource(), self.read_models), Route(MODEL_URI_TEMPLATE, group, self.read_group)]
+
+    def dump_routes(self) -> list[Route]:
+        """The failed requests' index (the first page of list_failed_requests) and one failed request."""
+        dump = ResourceTemplate(
+            uri_template=DUMP_URI_TEMPLATE, name="failed-request", title="A failed LLM request",
+            description="Everything sent in one failed (or retried) call, with each attempt's error. "
+            "Credentials are redacted.",
+            mime_type="application/json",
+        )  # fmt: skip
+        return [Route(INDEX_URI, _index_resource(), self.read_index),
+                Route(DUMP_URI_TEMPLATE, dump, self.read_dump, owned=True)]  # fmt: skip
+
+
+async def _read_dashboard(ctx: ServerRequestContext[Any, Any], uri: str, _: str) -> ReadResourceResult:
+    return read_ui_resource()
+
+
+DASHBOARD_ROUTE = Route(DASHBOARD_URI, ui_resource(), _read_dashboard)
+"""The dashboard's MCP App page (`ui://hive/dashboard`)."""

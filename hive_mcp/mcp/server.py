@@ -38,15 +38,15 @@ from ..spend.usage import Throttle
 from .bus import running as running_bus
 from .model_list import ModelsView
 from ..defaults import DEFAULT_HEARTBEAT_S
-from .constants import CONVERSATION_URI_PREFIX, CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE
-from .constants import DUMP_URI_PREFIX, INDEX_URI
+from .constants import CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
-from .conversation_views import conversation_resources, list_conversations_tool
+from .conversation_views import conversation_routes, list_conversations_tool
 from .conversations import ConversationService
 from .notify import ChangeNotifier, ChangeSource, Touched
-from .resources import ResourceHandlers
+from .resources import DASHBOARD_ROUTE, ResourceHandlers
+from .routes import ResourceRouter
 from .tools import ToolHandlers, tools
-from .usage_view import USAGE_URI, usage_resources
+from .usage_view import USAGE_URI, usage_route
 
 INSTRUCTIONS = (
     "LLM completion: `complete` returns a reply; `stream_complete` streams it as progress "
@@ -116,12 +116,19 @@ def build_server(
         spend, frozenset(admins),
     )
     resources = ResourceHandlers(store, resource_page_size, models, frozenset(admins))
-    handlers = (resources.list_resources, resources.list_resource_templates, resources.read_resource)
-    if service is not None:
-        handlers = conversation_resources(service, resources)
+    # Every resource, once; the first page lists the fixed ones in this order.
+    router = ResourceRouter(
+        [
+            *resources.models_routes(),
+            *([usage_route(spend)] if spend is not None else []),
+            *(conversation_routes(service) if service is not None else []),
+            *resources.dump_routes(),
+            DASHBOARD_ROUTE,
+        ],
+        resources.pages,
+    )
     usage = Throttle()  # a settled call changes hive://usage: told at most once a second
     if spend is not None:
-        handlers = usage_resources(spend, handlers)
         spend.on_change = usage.changed
     bus = bus if bus is not None else InMemorySubscriptionBus()
     watched = [] if dump_watch is None else [
@@ -163,14 +170,8 @@ def build_server(
         extensions=[dashboard_apps()],  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
     )
 
-    async def check_own(ctx: ServerRequestContext[Any, Any], uri: str) -> None:
-        """Raise the read's not-found error unless `uri`, when it names one caller's thing (a dump, a
-        conversation), is this caller's: what the caller cannot read, it cannot hear of either."""
-        if uri.startswith((DUMP_URI_PREFIX, CONVERSATION_URI_PREFIX)):
-            await handlers[2](ctx, ReadResourceRequestParams(uri=uri))
-
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
-        await check_own(ctx, params.uri)
+        await router.check_own(ctx, params.uri)
         notifier.subscribe(ctx, params.uri)
         return EmptyResult()
 
@@ -189,9 +190,9 @@ def build_server(
 
     # MCPServer's resource handlers return whole lists with no cursor; these page.
     low = lowlevel_server(server)
-    low.add_request_handler("resources/list", PaginatedRequestParams, handlers[0])
-    low.add_request_handler("resources/templates/list", PaginatedRequestParams, handlers[1])
-    low.add_request_handler("resources/read", ReadResourceRequestParams, handlers[2])
+    low.add_request_handler("resources/list", PaginatedRequestParams, router.list_resources)
+    low.add_request_handler("resources/templates/list", PaginatedRequestParams, router.list_resource_templates)
+    low.add_request_handler("resources/read", ReadResourceRequestParams, router.read_resource)
     low.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
     listen = low.get_request_handler("subscriptions/listen")
@@ -199,7 +200,7 @@ def build_server(
 
         async def listen_own(ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams) -> Any:
             for uri in params.notifications.resource_subscriptions or ():
-                await check_own(ctx, uri)
+                await router.check_own(ctx, uri)
             return await notifier.listen(ctx, lambda: listen.handler(ctx, params))
 
         low.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen_own)

@@ -232,7 +232,7 @@ class ToolHandlers:
             parse_args(ListModelsArgs, ctx)
         except ArgumentError as exc:
             return error_result(str(exc))
-        # In a worker thread: see ResourceHandlers.read_resource (litellm's model information).
+        # In a worker thread: see ResourceHandlers.read_models (litellm's model information).
         spend = self.spend
         if spend is None:
             return json_result(await anyio.to_thread.run_sync(self.models.listing))

@@ -8,19 +8,11 @@ notifications are throttled to one a second (`Throttle`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
-from mcp_types import (
-    INTERNAL_ERROR,
-    ListResourcesResult,
-    PaginatedRequestParams,
-    ReadResourceRequestParams,
-    ReadResourceResult,
-    Resource,
-    TextResourceContents,
-)
+from mcp_types import INTERNAL_ERROR, Resource
 
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
@@ -29,10 +21,9 @@ from ..spend import Spend
 from ..spend.usage import UsageReport, usage_report
 from ..tokens import owner_scope
 from .conversations import caller
+from .routes import Route
 
-Handler = Callable[[ServerRequestContext[Any, Any], Any], Awaitable[Any]]
-
-__all__ = ["USAGE_URI", "usage_resources", "usage_source", "visible_to"]
+__all__ = ["USAGE_URI", "usage_route", "usage_source", "visible_to"]
 
 USAGE_URI = "hive://usage"
 
@@ -47,31 +38,20 @@ def usage_source(spend: Spend, who: str | None = None) -> Callable[[], UsageRepo
     return lambda: usage_report(spend.backend, spend.budgets, spend.clock(), who)
 
 
-def usage_resources(spend: Spend, handlers: tuple[Handler, Handler, Handler]) -> tuple[Handler, Handler, Handler]:
-    """`handlers` (list, templates, read) with `hive://usage` added."""
-    list_inner, templates, read_inner = handlers
+def usage_route(spend: Spend) -> Route:
+    """`hive://usage`, as the caller may see it."""
 
-    async def list_resources(ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams) -> ListResourcesResult:
-        result = await list_inner(ctx, params)
-        if params.cursor is None:
-            result.resources.insert(1, Resource(
-                uri=USAGE_URI, name="usage", title="Spend and budgets", mime_type="application/json",
-                description="Spend today, this month and over 30 days by model group and caller; budgets left.",
-            ))  # fmt: skip
-        return result
-
-    async def read_resource(ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams) -> ReadResourceResult:
-        if params.uri != USAGE_URI:
-            return await read_inner(ctx, params)
+    async def read(ctx: ServerRequestContext[Any, Any], uri: str, _: str) -> str:
         who = visible_to(spend, caller(ctx))
         try:
-            report = await anyio.to_thread.run_sync(
-                lambda: usage_report(spend.backend, spend.budgets, spend.clock(), who)
-            )
+            report = await anyio.to_thread.run_sync(usage_source(spend, who))
         except Exception as exc:  # noqa: BLE001 - one line naming the ledger, never a traceback
             raise MCPError(code=INTERNAL_ERROR, message=f"the spend ledger ({spend.backend.name}) did not answer: "
                            f"{type(exc).__name__}") from None  # fmt: skip
-        text = report.model_dump_json(indent=2)
-        return ReadResourceResult(contents=[TextResourceContents(uri=USAGE_URI, text=text, mime_type="application/json")])
+        return report.model_dump_json(indent=2)
 
-    return list_resources, templates, read_resource
+    usage = Resource(
+        uri=USAGE_URI, name="usage", title="Spend and budgets", mime_type="application/json",
+        description="Spend today, this month and over 30 days by model group and caller; budgets left.",
+    )  # fmt: skip
+    return Route(USAGE_URI, usage, read)
