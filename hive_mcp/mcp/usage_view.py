@@ -26,7 +26,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from ..spend import Spend
-from ..spend.usage import UsageReport, usage_report
+from ..spend.usage import UsageReport
 from ..tokens import owner_scope
 from .conversations import caller
 
@@ -44,7 +44,7 @@ def visible_to(spend: Spend, name: str) -> str | None:
 
 def usage_source(spend: Spend, who: str | None = None) -> Callable[[], UsageReport]:
     """The dashboard's Spend section (`Sources.spend`): `who`'s usage (None: everyone's, as the operator sees it)."""
-    return lambda: usage_report(spend.backend, spend.budgets, spend.clock(), who)
+    return lambda: spend.usage(who)
 
 
 def usage_resources(spend: Spend, handlers: tuple[Handler, Handler, Handler]) -> tuple[Handler, Handler, Handler]:
@@ -66,7 +66,7 @@ def usage_resources(spend: Spend, handlers: tuple[Handler, Handler, Handler]) ->
         who = visible_to(spend, caller(ctx))
         try:
             report = await anyio.to_thread.run_sync(
-                lambda: usage_report(spend.backend, spend.budgets, spend.clock(), who)
+                lambda: spend.usage(who)
             )
         except Exception as exc:  # noqa: BLE001 - one line naming the ledger, never a traceback
             raise MCPError(code=INTERNAL_ERROR, message=f"the spend ledger ({spend.backend.name}) did not answer: "
