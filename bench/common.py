@@ -375,11 +375,13 @@ class Served:
 
 
 @asynccontextmanager
-async def stdio_server(bench: Bench, name: str, **settings: object) -> AsyncIterator[Served]:
-    """`python -m hive_mcp` on stdio, as a desktop client starts it; the client owns the process."""
+async def stdio_server(
+    bench: Bench, name: str, *, launcher: Sequence[str] = SERVER, **settings: object
+) -> AsyncIterator[Served]:
+    """`python <launcher>` (`-m hive_mcp`) on stdio, as a desktop client starts it; the client owns the process."""
     workdir = bench.dir(name)
     params = StdioServerParameters(
-        command=sys.executable, args=list(SERVER), env=server_env(bench, workdir / "dumps", **settings), cwd=workdir
+        command=sys.executable, args=list(launcher), env=server_env(bench, workdir / "dumps", **settings), cwd=workdir
     )
     with open(workdir / "stderr.log", "w") as errlog:
         before = child_pids()

@@ -51,6 +51,7 @@ async def main(kind: str, where: str, prefix: str, point: str) -> None:
     print("reserved", in_flight.reservation.expires.isoformat(), flush=True)
     response = LLMResponse(content="hi", model=MODEL, input_tokens=10, output_tokens=5, cost_usd=0.001)
     await spend.settle(settled, response)
+    await anyio.to_thread.run_sync(spend.settled)  # the backend's write follows the answer: killed in there
     print("not killed", flush=True)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.spend import Budget, BudgetError, Budgets, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
+from hive_mcp.spend.ledger import CallRecord, Reservation
 from tests.clients import MODEL, connect, mcp_server, text_of
 from harness.processes import child_env
 from harness.upstream import Reply, Upstream
@@ -73,10 +75,10 @@ async def test_the_price_comes_from_litellms_map_and_the_call_is_in_the_ledger(
         result = await c.call_tool("complete", {"prompt": "hello"})
     assert not result.is_error, text_of(result)
     assert "budget_remaining_usd" not in result.structured_content  # no budget applies
-    [row] = spend.backend.totals("2000-01-01")
+    [row] = spend.settled().totals("2000-01-01")
     assert (row.caller, row.group, row.calls, row.input_tokens, row.output_tokens) == ("local", MODEL, 1, 1000, 500)
     assert row.cost == micro(1000 * IN + 500 * OUT) == 450
-    [call] = spend.backend.calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    [call] = spend.settled().calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
     assert call.deployment and not call.unpriced and call.cost == 450
 
 
@@ -192,7 +194,7 @@ async def test_an_unpriced_model_under_a_budget_is_refused_unless_allowed(
     assert results[0].is_error and "no known price" in text_of(results[0])
     assert not results[1].is_error, text_of(results[1])
     assert len(upstream.chat_requests()) == 1
-    [call] = spend.backend.calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    [call] = spend.settled().calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
     assert call.unpriced and call.cost == 0
 
 
@@ -319,7 +321,7 @@ async def test_streamed_and_conversation_calls_are_metered_too(
         streamed = await c.call_tool("stream_complete", {"prompt": "more", "conversation_id": cid})
     assert not streamed.is_error, text_of(streamed)
     assert 0 < streamed.structured_content["budget_remaining_usd"] < first.structured_content["budget_remaining_usd"]
-    calls = spend.backend.calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    calls = spend.settled().calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
     assert [c.conversation_id for c in calls] == [cid, cid]
     assert spend.backend.state(spend.budgets.items, spend.clock())["all:day"][1] == 0
 
@@ -339,7 +341,7 @@ async def test_conversations_and_the_ledger_name_a_call_s_model_alike(
         cid = (await c.call_tool("complete", {"prompt": "hello"})).structured_content["conversation_id"]
     async with conversations:
         models = (await conversations.get(cid)).thread.models
-    groups = {r.group for r in spend.backend.totals("2000-01-01")}
+    groups = {r.group for r in spend.settled().totals("2000-01-01")}
     assert models == [MODEL] and groups == {MODEL}
 
 
@@ -406,3 +408,40 @@ async def test_shutdown_releases_the_reservations_in_flight(provider: LiteLLMPro
     spend.release_all()
     assert spend.backend.state(budgets.items, spend.clock())["all:day"] == (0, 0)
     await spend.release(ticket)  # the call's own release after shutdown's is a no-op
+
+
+async def test_the_answer_does_not_wait_for_the_ledger_and_the_hold_stays_until_its_row_is_written(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    """The ledger's write follows the answer: a backend that has not taken the row yet does not hold the
+    answer back; until it has, the call's reservation still counts against the budget, so a second call that
+    would pass it is refused; once the row is in, the hold is the call's cost and the second call fits."""
+    writing, go_on = threading.Event(), threading.Event()
+
+    class Slow(SQLiteBackend):  # the real SQLite ledger; its writes wait until the test says
+        def settle(self, r: Reservation, record: CallRecord) -> None:
+            writing.set()
+            assert go_on.wait(30)
+            super().settle(r, record)
+
+    worst = worst_case(provider, "hello", 1000)
+    spend = Spend(Slow(tmp_path / "spend.sqlite3"), overall(day=1.5 * worst / 1e6), provider)
+    server = mcp_server(provider, store, spend=spend)
+    upstream.script(Reply.text("hi", usage=usage(10, 5)), Reply.text("again", usage=usage(10, 5)))
+    args = {"prompt": "hello", "max_tokens": 1000}
+    try:
+        async with connect(server, "legacy") as c:
+            with anyio.fail_after(20):
+                first = await c.call_tool("complete", args)
+            assert not first.is_error, text_of(first)
+            assert await anyio.to_thread.run_sync(writing.wait, 10)
+            held = await c.call_tool("complete", args)
+            assert held.is_error and "budget" in text_of(held), text_of(held)
+            go_on.set()
+            await anyio.to_thread.run_sync(spend.settled)
+            second = await c.call_tool("complete", args)
+            assert not second.is_error, text_of(second)
+    finally:
+        go_on.set()
+    costs = [c.cost for c in spend.settled().calls(datetime(2000, 1, 1, tzinfo=timezone.utc))]
+    assert costs == [micro(10 * IN + 5 * OUT)] * 2

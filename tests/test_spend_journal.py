@@ -104,6 +104,7 @@ async def test_calls_settled_while_valkey_is_stopped_are_written_once_when_it_is
         caplog.set_level(logging.WARNING, logger="hive_mcp.spend")
         for ticket in tickets:
             await spend.settle(ticket, answer())
+        await anyio.to_thread.run_sync(spend.settled)  # the backend is asked after the answer
         assert spend.journal is not None and spend.journal.pending == 3
         gone = [r for r in caplog.records if "did not take a settled call" in r.getMessage()]
         assert len(gone) == 1, caplog.text  # one warning for the outage, not one per call

@@ -162,7 +162,7 @@ async def test_a_stream_cut_by_the_deadline_is_charged(store: DumpStore, upstrea
         cut = await c.call_tool("stream_complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, progress_callback=progress)
     upstream.release()
     assert cut.is_error and "deadline" in text_of(cut)
-    call = only_call(spend.backend)
+    call = only_call(spend.settled())
     assert call.estimated and call.cost == charged(provider, "hello", "".join(WORDS[:20]))
 
 
@@ -178,7 +178,7 @@ async def test_a_reply_the_provider_billed_is_charged_when_the_call_fails(
         failed = await c.call_tool("complete", {"prompt": "hello", "max_retries": 2})
     assert failed.is_error and "empty" in text_of(failed)
     assert len(upstream.chat_requests()) == 3
-    call = only_call(spend.backend)
+    call = only_call(spend.settled())
     assert (call.input_tokens, call.output_tokens) == (120, 9)
     assert call.cost == micro(120 * IN + 9 * OUT) and not call.estimated
 
@@ -199,7 +199,7 @@ async def test_a_stream_past_max_tokens_is_cut_and_charged_within_its_reservatio
     assert result.structured_content["stop_reason"] == "length"
     assert content and progress.text == content and content != "".join(words)
     assert (provider.count_text(content, MODEL) or 0) <= 5 + OUTPUT_SLACK_TOKENS
-    call = only_call(spend.backend)
+    call = only_call(spend.settled())
     prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
     assert call.output_tokens <= 5 and call.cost <= micro(prompt * IN + 5 * OUT)
 
@@ -327,7 +327,7 @@ async def test_a_whole_reply_past_max_tokens_is_cut_and_charged_within_its_reser
     assert result.structured_content["stop_reason"] == "length"
     assert content and text.startswith(content) and (provider.count_text(content, MODEL) or 0) <= 5
     assert result.structured_content["output_tokens"] == 5
-    call = only_call(spend.backend)
+    call = only_call(spend.settled())
     assert call.output_tokens == 5 and call.estimated and call.cost == micro(8 * IN + 5 * OUT)
 
 
@@ -343,7 +343,7 @@ async def test_a_reply_stopped_by_the_content_filter_is_charged(
     async with connect(server, "legacy") as c:
         failed = await c.call_tool("complete", {"prompt": "hello"})
     assert failed.is_error and "content_policy" in text_of(failed)
-    call = only_call(spend.backend)
+    call = only_call(spend.settled())
     assert (call.input_tokens, call.output_tokens, call.estimated) == (11, 7, False)  # the reply's usage
     assert call.cost == micro(11 * IN + 7 * OUT)
 
@@ -356,7 +356,7 @@ async def test_a_cancelled_complete_is_charged_its_prompt_once_the_upstream_has_
     upstream.script(Reply.hang())
     async with connect(server, "legacy") as c:
         await cancel_once(c, "complete", {"prompt": "hello", "max_tokens": MAX_TOKENS}, requests_seen(upstream))
-    call = only_call(spend.backend)
+    call = only_call(spend.settled())
     prompt = provider.count_tokens([{"role": "user", "content": "hello"}], MODEL) or 0
     assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, 0)
     assert call.cost == micro(prompt * IN)
@@ -427,7 +427,7 @@ async def test_a_wildcard_group_call_is_charged_at_the_price_of_the_model_it_nam
             assert not result.is_error, text_of(result)
         else:
             await cancel_once(c, "complete", args, requests_seen(upstream))
-    call = only_call(spend.backend)
+    call = only_call(spend.settled())
     assert not call.unpriced and call.deployment == MODEL
     if end == "answered":
         assert call.cost == micro(10 * IN + 20 * OUT)

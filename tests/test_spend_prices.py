@@ -82,7 +82,7 @@ async def test_zero_and_unknown_are_unpriced_free_must_be_said_and_the_listing_n
     assert not unknown.is_error and not mini.is_error
     assert unknown.structured_content["cost_usd"] is None and unknown.structured_content["unpriced"] is True
     assert mini.structured_content["cost_usd"] > 0 and "unpriced" not in mini.structured_content
-    flagged = [(c.group, c.unpriced) for c in spend.backend.calls(EPOCH)]
+    flagged = [(c.group, c.unpriced) for c in spend.settled().calls(EPOCH)]
     assert flagged == [("unknown", True), ("mini", False)]
 
 
@@ -96,7 +96,7 @@ async def test_a_zero_priced_model_under_a_budget_is_refused(
     async with connect(server, "legacy") as c:
         result = await c.call_tool("complete", {"prompt": "hello", "model": group})
     assert result.is_error and "no known price" in text_of(result) and "no request was sent" in text_of(result)
-    assert upstream.chat_requests() == [] and spend.backend.calls(EPOCH) == []
+    assert upstream.chat_requests() == [] and spend.settled().calls(EPOCH) == []
 
 
 async def test_without_a_config_an_unknown_model_is_unpriced_before_and_after_a_call(
@@ -115,5 +115,5 @@ async def test_without_a_config_an_unknown_model_is_unpriced_before_and_after_a_
         after = prices((await c.call_tool("list_models", {})).structured_content)
     assert before == after == {name: (None, None, True)}
     assert result.structured_content["cost_usd"] is None and result.structured_content["unpriced"] is True
-    [call] = spend.backend.calls(EPOCH)
+    [call] = spend.settled().calls(EPOCH)
     assert call.unpriced and call.cost == 0

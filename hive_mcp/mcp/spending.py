@@ -22,7 +22,6 @@ from mcp_types import CallToolResult
 
 from ..provider.base import Answering, LLMResponse, Message, Usage
 from ..spend import BudgetRefusal, Spend, Ticket
-from ..spend.usage import spent_today
 from .model_list import ModelList
 from .conversations import Call
 from .errors import error_result
@@ -113,7 +112,7 @@ class Meter:
 def with_spend_today(listing: ModelList, spend: Spend, who: str | None) -> ModelList:
     """`listing` with each group's spend today (`who`'s only, unless None). Blocking: in a worker thread."""
     try:
-        spent = spent_today(spend.backend, spend.clock(), who)
+        spent = spend.spent_today(who)
     except Exception:  # noqa: BLE001 - the listing stands without it
         return listing
     groups = [g.model_copy(update={"spent_today_usd": spent.get(g.name, 0.0)}) for g in listing.groups]

@@ -18,7 +18,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from ..spend import Spend
-from ..spend.usage import UsageReport, usage_report
+from ..spend.usage import UsageReport
 from ..tokens import owner_scope
 from .conversations import caller
 from .routes import Route
@@ -35,7 +35,7 @@ def visible_to(spend: Spend, name: str) -> str | None:
 
 def usage_source(spend: Spend, who: str | None = None) -> Callable[[], UsageReport]:
     """The dashboard's Spend section (`Sources.spend`): `who`'s usage (None: everyone's, as the operator sees it)."""
-    return lambda: usage_report(spend.backend, spend.budgets, spend.clock(), who)
+    return lambda: spend.usage(who)
 
 
 def usage_route(spend: Spend) -> Route:

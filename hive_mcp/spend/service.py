@@ -35,6 +35,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -46,6 +47,7 @@ from ..provider.base import Answering, LLMProvider, LLMResponse, Message, Usage
 from .budgets import Budget, Budgets, micro, reset_at, usd
 from .journal import Journal, default_journal_dir
 from .ledger import Backend, CallRecord, Refused, Reservation
+from .usage import UsageReport, spent_today, usage_report
 
 __all__ = ["LEASE_MARGIN_S", "BudgetRefusal", "Spend", "Ticket", "utc_now"]
 
@@ -107,6 +109,9 @@ class Spend:
     _prices: dict[tuple[str, str], tuple[float, float] | None] = field(default_factory=dict)
     """Each (name called, group)'s price, looked up once: the config and litellm's local map do not change."""
     _reach: dict[str, list[str]] = field(default_factory=dict)
+    _writer: ThreadPoolExecutor | None = None
+    """Writes settled calls into the backend after the answer: one thread, so rows go in in order."""
+    _writing: set[Future[None]] = field(default_factory=set)
     """Each model's reachable groups (its own, then its fallbacks'), looked up once, as prices are."""
 
     journal: Journal | None = None
@@ -248,14 +253,39 @@ class Spend:
             called=called,
         )  # fmt: skip
         ticket.done = True
+        # In the journal now (one append to a local file: a killed process loses nothing), into the backend
+        # once the answer is on its way: the reservation holds the call's budget until its row is written
+        # there, and a backend that does not answer keeps the hold until the row is replayed.
+        self._journal().keep(ticket.reservation, record)
+        with self._lock:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-spend")
+            write = self._writer.submit(self._commit, ticket, record)
+            self._writing.add(write)
+        write.add_done_callback(self._written)
+        return ticket.remaining_usd(cost)
+
+    def _commit(self, ticket: Ticket, record: CallRecord) -> None:
         try:
-            # In the journal first: a backend that does not answer keeps the hold until the row is replayed.
-            await anyio.to_thread.run_sync(self._journal().settle, ticket.reservation, record)
+            self._journal().commit(ticket.reservation, record)
         finally:
             self._forget(ticket)
         if self.on_change is not None:
             self.on_change(ticket.reservation.caller)
-        return ticket.remaining_usd(cost)
+
+    def _written(self, write: Future[None]) -> None:
+        with self._lock:
+            self._writing.discard(write)
+        if write.exception() is not None:
+            logger.warning("spend: a settled call waits in the journal: %s", write.exception())
+
+    def settled(self) -> Backend:
+        """The backend, once every call settled so far is in it (or waits in the journal for it). Blocking:
+        readers of the ledger go through it, in their worker thread, so a caller sees the calls it was answered."""
+        with self._lock:
+            writing = list(self._writing)
+        wait(writing)
+        return self.backend
 
     async def release(self, ticket: Ticket) -> None:
         """Give back a reservation whose call was not billed."""
@@ -269,8 +299,20 @@ class Spend:
                 logger.warning("spend: a reservation was not released (its lease will end it): %s", exc)
         self._forget(ticket)
 
+    def usage(self, who: str | None) -> UsageReport:
+        """`who`'s usage (None: everyone's), with every call settled so far. Blocking: in a worker thread."""
+        return usage_report(self.settled(), self.budgets, self.clock(), who)
+
+    def spent_today(self, who: str | None) -> dict[str, float]:
+        """Each group's spend today (`who`'s only, unless None), with every call settled so far. Blocking."""
+        return spent_today(self.settled(), self.clock(), who)
+
     def release_all(self) -> None:
-        """Shutdown: release every reservation this process still holds."""
+        """Shutdown: the settled calls written, then every reservation this process still holds released."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)  # a reservation is released only after its call's row is written
         with self._lock:
             held, self._held = list(self._held.values()), {}
         for ticket in held:
