@@ -109,10 +109,11 @@ class Spend:
     _prices: dict[tuple[str, str], tuple[float, float] | None] = field(default_factory=dict)
     """Each (name called, group)'s price, looked up once: the config and litellm's local map do not change."""
     _reach: dict[str, list[str]] = field(default_factory=dict)
+    """Each model's reachable groups (its own, then its fallbacks'), looked up once, as prices are."""
     _writer: ThreadPoolExecutor | None = None
     """Writes settled calls into the backend after the answer: one thread, so rows go in in order."""
     _writing: set[Future[None]] = field(default_factory=set)
-    """Each model's reachable groups (its own, then its fallbacks'), looked up once, as prices are."""
+    """The writes not yet done (`settled` waits for them)."""
 
     journal: Journal | None = None
     """Where settled calls are written first (default: `spend-journal` in the hive home)."""
