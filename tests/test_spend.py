@@ -117,7 +117,7 @@ async def test_the_unused_part_of_a_reservation_returns(
     assert seen["all:day"] == (0, wc)  # the whole worst case held during the call
     actual = micro(10 * IN + 20 * OUT)
     now = spend.clock()
-    assert spend.backend.state(budgets.items, now)["all:day"] == (actual, 0)  # settled: the rest came back
+    assert spend.settled().state(budgets.items, now)["all:day"] == (actual, 0)  # settled: the rest came back
     assert result.structured_content["budget_remaining_usd"] == pytest.approx((micro(1.0) - actual) / 1e6)
 
 
@@ -145,7 +145,7 @@ async def test_ten_concurrent_calls_that_fit_alone_but_three_together(
     assert len(ok) == 3 and len(refused) == 7, [text_of(r) for r in refused]
     assert all("overall daily budget" in text_of(r) for r in refused)
     assert len(upstream.chat_requests()) == 3
-    spent, held = spend.backend.state(spend.budgets.items, spend.clock())["all:day"]
+    spent, held = spend.settled().state(spend.budgets.items, spend.clock())["all:day"]
     assert held == 0 and spent <= 3.5 * wc
 
 
@@ -323,7 +323,7 @@ async def test_streamed_and_conversation_calls_are_metered_too(
     assert 0 < streamed.structured_content["budget_remaining_usd"] < first.structured_content["budget_remaining_usd"]
     calls = spend.settled().calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
     assert [c.conversation_id for c in calls] == [cid, cid]
-    assert spend.backend.state(spend.budgets.items, spend.clock())["all:day"][1] == 0
+    assert spend.settled().state(spend.budgets.items, spend.clock())["all:day"][1] == 0
 
 
 async def test_conversations_and_the_ledger_name_a_call_s_model_alike(

@@ -62,7 +62,7 @@ async def test_a_fallback_to_a_wildcard_group_is_priced_for_the_model_called(
         result = await c.call_tool("complete", {"prompt": "hello", "max_retries": 0, "max_tokens": MAX_TOKENS})
     assert not result.is_error, text_of(result)
     assert [r.body["model"] for r in upstream.chat_requests()] == ["gpt-4o-mini"] * 2
-    [call] = ledger.calls(EPOCH)
+    [call] = spend.settled().calls(EPOCH)
     assert (call.group, call.called, call.unpriced) == ("*", "gpt-4o-mini", False)
     assert call.cost == micro(10 * IN + 20 * OUT)
 
@@ -89,9 +89,9 @@ async def test_a_wildcard_groups_budget_holds_its_calls_under_the_group(
     assert second.is_error and "model group openai/*'s daily budget" in text_of(second), text_of(second)
     assert len(upstream.chat_requests()) == 1
     assert held[0]["model:openai/*:day"] == (0, room - 10)
-    [call] = ledger.calls(EPOCH)
+    [call] = spend.settled().calls(EPOCH)
     assert (call.group, call.called, call.deployment) == ("openai/*", "openai/*", "openai/gpt-4o-mini")
-    assert ledger.state(list(spend.budgets.items), spend.clock())["model:openai/*:day"] == (call.cost, 0)
+    assert spend.settled().state(list(spend.budgets.items), spend.clock())["model:openai/*:day"] == (call.cost, 0)
 
 
 def test_a_budget_on_a_model_a_wildcard_group_takes_is_refused_at_start(tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ async def test_a_groups_tokens_are_counted_with_its_deployments_model(
         upstream.release()
     assert held[0]["all:day"] == (0, micro(prompt * IN + MAX_TOKENS * OUT))
     if end != "reserved":
-        [call] = ledger.calls(EPOCH)
+        [call] = spend.settled().calls(EPOCH)
         out = counter.count_text(progress.text, "openai/gpt-4o-mini") or 0 if progress.text else 0
         assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, out)
         assert call.cost == micro(prompt * IN + out * OUT)

@@ -119,10 +119,10 @@ async def test_a_cancelled_stream_is_charged_and_the_next_call_refused(
         await cancel_once(c, "stream_complete", args, relayed_all, progress)
         upstream.release()
         after = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
-    call = only_call(ledger)
+    call = only_call(spend.settled())
     assert call.estimated and call.cost == charged(provider, "hello", relayed)
     assert call.output_tokens == provider.count_text(relayed, MODEL)
-    spent, held = ledger.state(list(spend.budgets.items), spend.clock())["all:day"]
+    spent, held = spend.settled().state(list(spend.budgets.items), spend.clock())["all:day"]
     assert (spent, held) == (call.cost, 0)
     assert after.is_error and "overall daily budget" in text_of(after), text_of(after)
     assert len(upstream.chat_requests()) == 1
@@ -141,7 +141,7 @@ async def test_output_relayed_before_a_mid_stream_failure_is_charged(
         )
         after = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
     assert failed.is_error and progress.text == "".join(WORDS[:30])
-    call = only_call(ledger)
+    call = only_call(spend.settled())
     assert call.estimated and call.cost == charged(provider, "hello", progress.text)
     assert after.is_error and "overall daily budget" in text_of(after)
 
@@ -291,8 +291,8 @@ async def test_a_fallback_into_a_group_whose_budget_refuses_is_not_taken(
     text = text_of(results[0])
     assert "smart" in text and "daily budget" in text and "\n" not in text, text
     assert [r.body["model"] for r in upstream.chat_requests()] == ["gpt-4o-mini"] * 3  # never smart
-    assert ledger.calls(EPOCH) == []
-    assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (0, 0)
+    assert spend.settled().calls(EPOCH) == []
+    assert spend.settled().state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (0, 0)
 
 
 async def test_a_fallback_is_charged_to_the_group_that_answered_at_its_own_price(
@@ -305,12 +305,12 @@ async def test_a_fallback_is_charged_to_the_group_that_answered_at_its_own_price
     async with connect(server, "legacy") as c:
         result = await c.call_tool("complete", {"prompt": "hello", "model": "fast", "max_retries": 0, "max_tokens": 100})
     assert not result.is_error, text_of(result)
-    [call] = ledger.calls(EPOCH)
+    [call] = spend.settled().calls(EPOCH)
     assert (call.group, call.called) == ("smart", "fast")
     assert call.cost == micro(10 * 2.5e-6 + 20 * 10e-6)  # gpt-4o's prices
     prompt = LiteLLMProvider(dump_store=False).count_tokens([{"role": "user", "content": "hello"}], "smart") or 0
     assert held[0]["model:smart:day"] == (0, micro(prompt * 2.5e-6 + 100 * 10e-6))  # held at smart's own price
-    assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)
+    assert spend.settled().state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)
 
 
 async def test_a_whole_reply_past_max_tokens_is_cut_and_charged_within_its_reservation(
@@ -390,14 +390,14 @@ async def test_a_fallback_cut_short_is_charged_to_the_group_that_answered_at_its
             await cancel_once(c, tool, args, ready, progress)
             upstream.release()
     assert progress.text == "".join(relayed)
-    [call] = ledger.calls(EPOCH)
+    [call] = spend.settled().calls(EPOCH)
     assert (call.group, call.called, call.deployment) == ("smart", "fast", "openai/gpt-4o")
     counter = LiteLLMProvider(dump_store=False)  # counted for the deployment that answered
     prompt = counter.count_tokens([{"role": "user", "content": "hello"}], "openai/gpt-4o") or 0
     out = (counter.count_text(progress.text, "openai/gpt-4o") or 0) if relayed else 0
     assert call.estimated and (call.input_tokens, call.output_tokens) == (prompt, out) and prompt > 0
     assert call.cost == micro(prompt * 2.5e-6 + out * 10e-6)  # gpt-4o's prices, not gpt-4o-mini's
-    assert ledger.state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)
+    assert spend.settled().state(list(spend.budgets.items), spend.clock())["model:smart:day"] == (call.cost, 0)
 
 
 @pytest.mark.parametrize("end", ["answered", "cancelled"])
