@@ -67,7 +67,6 @@ class Ticket:
     """One metered call: its reservation, the prices it was reserved at, what was left after reserving."""
 
     reservation: Reservation
-    price: tuple[float, float] | None
     model: str = ""
     prompt: list[Message] = field(default_factory=list)
     """The messages sent (the system prompt first, a response_format schema last): what a call cut short owes
@@ -84,6 +83,10 @@ class Ticket:
     budgets: list[Budget] = field(default_factory=list)
     """The budgets held against."""
     done: bool = False
+
+    def price(self, group: str | None = None) -> tuple[float, float] | None:
+        """`group`'s prices; the called group's when `group` is None or one the call could not reach."""
+        return self.prices.get(group or "", self.prices.get(self.reservation.group))
 
     def remaining_usd(self, cost: int) -> float | None:
         """The smallest amount left among the budgets that applied, once this call cost `cost`."""
@@ -153,7 +156,7 @@ class Spend:
         if response_format:  # sent as the request's schema: counted as the text it is
             framed.append({"role": "system", "content": json.dumps(response_format, ensure_ascii=False)})
         lease = now + timedelta(seconds=deadline + LEASE_MARGIN_S)
-        ticket = Ticket(Reservation(secrets.token_hex(12), caller, group, 0, now, lease), prices[group], model, framed,
+        ticket = Ticket(Reservation(secrets.token_hex(12), caller, group, 0, now, lease), model, framed,
                         tools, prices=prices, refused=refused)  # fmt: skip
         if not any(self.budgets.applying(caller, g) for g in groups):
             return ticket
@@ -196,7 +199,7 @@ class Spend:
     def cost_of(self, ticket: Ticket, r: LLMResponse) -> int:
         """The call's actual cost in micro-USD: the provider's figure, else its tokens at the prices of the group
         that answered."""
-        price = ticket.prices.get(r.answered_group or "", ticket.price)
+        price = ticket.price(r.answered_group)
         if price is None:
             return 0
         if r.cost_usd > 0:
@@ -250,7 +253,7 @@ class Spend:
             time=self.clock(), caller=ticket.reservation.caller, group=answered, deployment=r.model,
             input_tokens=r.input_tokens, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
             reasoning_tokens=r.reasoning_tokens, cost=cost, conversation_id=conversation_id,
-            unpriced=ticket.prices.get(answered, ticket.price) is None, estimated=estimated or r.estimated,
+            unpriced=ticket.price(answered) is None, estimated=estimated or r.estimated,
             called=called,
         )  # fmt: skip
         ticket.done = True
