@@ -34,6 +34,7 @@ from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args, 
 from .model_list import ListModelsArgs, ModelList, ModelsView
 from .conversations import Call, ConversationService, caller
 from ..defaults import DEFAULT_HEARTBEAT_S
+from ..tokens import owner_scope
 from .constants import PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, failure_text
 from .relay import Pacer, ProgressSender, StreamState, heartbeats, read_stream, relay_progress
@@ -41,7 +42,7 @@ from .resources import caller_dumps, list_page
 from .results import CompletionResult, FailedRequestPage, completion_result, json_result
 from .schema import describe, tool_schema
 from .spending import Delivery, Meter, with_spend_today
-from .usage_view import usage_source, visible_to
+from .usage_view import usage_source
 
 if TYPE_CHECKING:
     from ..spend import Spend
@@ -236,7 +237,7 @@ class ToolHandlers:
         spend = self.spend
         if spend is None:
             return json_result(await anyio.to_thread.run_sync(self.models.listing))
-        who = visible_to(spend, caller(ctx.request_context))
+        who = owner_scope(caller(ctx.request_context), spend.admins)
         return json_result(await anyio.to_thread.run_sync(lambda: with_spend_today(self.models.listing(), spend, who)))
 
     async def dashboard(self, ctx: Context) -> CallToolResult:
@@ -244,9 +245,10 @@ class ToolHandlers:
         raw = raw_arguments(ctx)
         spend = self.spend
         dumps = caller_dumps(self.store, ctx.request_context, self.admins)
+        who = None if spend is None else owner_scope(caller(ctx.request_context), spend.admins)
         sources = Sources(
             models=models_source(dumps, self.models.listing),
-            spend=usage_source(spend, visible_to(spend, caller(ctx.request_context))) if spend is not None else None,
+            spend=usage_source(spend, who) if spend is not None else None,
         )
         return await dashboard_tool(dumps, raw if isinstance(raw, Mapping) else {}, sources=sources)
 

@@ -23,14 +23,9 @@ from ..tokens import owner_scope
 from .conversations import caller
 from .routes import Route
 
-__all__ = ["USAGE_URI", "usage_route", "usage_source", "visible_to"]
+__all__ = ["USAGE_URI", "usage_route", "usage_source"]
 
 USAGE_URI = "hive://usage"
-
-
-def visible_to(spend: Spend, name: str) -> str | None:
-    """Whose spend `name` may see: None for everyone's (local, admins), else its own name."""
-    return owner_scope(name, spend.admins)
 
 
 def usage_source(spend: Spend, who: str | None = None) -> Callable[[], UsageReport]:
@@ -42,7 +37,7 @@ def usage_route(spend: Spend) -> Route:
     """`hive://usage`, as the caller may see it."""
 
     async def read(ctx: ServerRequestContext[Any, Any], uri: str, _: str) -> str:
-        who = visible_to(spend, caller(ctx))
+        who = owner_scope(caller(ctx), spend.admins)
         try:
             report = await anyio.to_thread.run_sync(usage_source(spend, who))
         except Exception as exc:  # noqa: BLE001 - one line naming the ledger, never a traceback
