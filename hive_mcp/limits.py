@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from .refusal import Refusal
 from .defaults import DEFAULT_DEADLINE_S, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S
 from .text import shorten
 
@@ -58,7 +59,7 @@ INPUT_FIELDS = ("prompt", "messages", "system", "tools")
 """What counts towards the input limit."""
 
 
-class LimitError(ValueError):
+class LimitError(Refusal, ValueError):
     """A call refused by a limit. `str()` is one line: `invalid arguments: <field>: <why>`."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -16,6 +16,7 @@ import mcp_types as types
 import pytest
 from mcp.server.mcpserver import MCPServer
 
+from hive_mcp.calls import Conversations
 from hive_mcp.conversations import ConversationLimits, ConversationStore, ExpiredConversation, NewTurn, open_store
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
@@ -293,9 +294,10 @@ async def test_a_call_that_waits_past_the_queue_timeout_is_refused_as_busy(
 
 
 def server_locks(server: MCPServer) -> Any:
-    """The conversation locks of an in-process server (through its complete tool's handler)."""
+    """The conversation locks of an in-process server (its call chain's conversation step)."""
     tool = server._tool_manager.get_tool("complete")  # noqa: SLF001 - test introspection
-    return tool.fn.__self__.conversations.locks
+    (step,) = [s for s in tool.fn.__self__.chain.steps if isinstance(s, Conversations)]
+    return step.locks
 
 
 # ---------------------------------------------------------------------------

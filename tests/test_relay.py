@@ -7,7 +7,8 @@ import time
 import anyio
 import anyio.lowlevel
 
-from hive_mcp.mcp.relay import Pacer, ProgressSender, StreamState, relay_progress
+from hive_mcp.calls.stream import StreamState
+from hive_mcp.mcp.relay import Pacer, ProgressSender, relay_progress
 from hive_mcp.provider import TextDeltaEvent
 
 

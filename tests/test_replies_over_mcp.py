@@ -13,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore
 
-from hive_mcp.mcp.relay import TAGS
+from hive_mcp.calls.stream import TAGS
 from hive_mcp.provider import LiteLLMProvider
 from tests.clients import MODEL, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY

@@ -12,6 +12,7 @@ a queue wait that timed out (`ConversationBusy`), and a storage failure
 
 from __future__ import annotations
 
+from ..refusal import Refusal
 from ..text import one_line
 
 __all__ = [
@@ -29,8 +30,10 @@ __all__ = [
 _LINE = 300
 
 
-class ConversationError(Exception):
+class ConversationError(Refusal):
     """A refused conversation operation; `str()` is one line naming the id."""
+
+    field = "conversation_id"
 
     retryable = False
 
@@ -111,12 +114,14 @@ class ConversationBusy(ConversationError):
         )
 
 
-class StoreError(Exception):
+class StoreError(Refusal):
     """The state store failed (disk full, database locked, Redis down). `str()` is one line naming the store.
 
     Never carries a traceback's text or a password: the store is named by its
     path or its URL with the credentials removed.
     """
+
+    field = "conversation_id"
 
     def __init__(self, store: str, operation: str, exc: BaseException | str, *, told: bool = False) -> None:
         detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"

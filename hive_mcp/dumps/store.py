@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from ..home import private_dir
 from ..listeners import Listeners
 from .files import TMP_RE, claim, overwrite, unlink_quiet
+from .labels import stamped
 from ..redact import json_escaped, json_safe, normalize_secrets, redact_json, redact_text
 from ..text import shorten
 from .format import (
@@ -138,9 +139,11 @@ class DumpStore(Listeners):
     def write(self, dump: FailureDump) -> str | None:
         """Store `dump` and return its id, or log one warning and return None. Never raises.
 
-        Fills `dump.id` when it was empty. The dump may be pruned at once if it is
-        already beyond the retention limits (e.g. its timestamp is older than max_age).
+        Names the caller and conversation of the call writing it (`labels`). Fills `dump.id` when it was
+        empty. The dump may be pruned at once if it is already beyond the retention limits (e.g. its
+        timestamp is older than max_age).
         """
+        dump = stamped(dump)
         try:
             dump_id = self._write(dump)
         except Exception as exc:  # a failure dump must never turn into a second failure

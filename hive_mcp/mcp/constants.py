@@ -34,10 +34,9 @@ MOST_PROGRESS_INTERVAL_S = 0.2
 
 
 MAX_ERROR_CHARS = 600
+MAX_REFUSAL_CHARS = 4000
+"""A refusal's line may name what the call could have asked for (the catalogue's names)."""
 NOTIFY_TIMEOUT_S = 5.0
-CLOSE_TIMEOUT_S = 2.0
-READER_SLICE_S = 0.005
-"""The longest a stream reader runs before letting other tasks in."""
 
 
 def dump_uri(dump_id: str) -> str:

@@ -22,10 +22,10 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool as MCPTool
 from mcp.shared.exceptions import MCPError
 
-from ..conversations import ConversationError, StoreError, Thread, ThreadView
+from ..conversations import ConversationError, ConversationStore, StoreError, Thread, ThreadView
 from .args import ListConversationsArgs, parse_args
 from .constants import CONVERSATION_URI_TEMPLATE, CONVERSATIONS_URI, conversation_uri
-from .conversations import ConversationService, caller
+from .callers import caller
 from .errors import ArgumentError, error_result, safe_line
 from .results import json_result
 from .routes import Route, not_found
@@ -62,11 +62,11 @@ class ConversationPage(BaseModel):
 
 
 async def conversation_page(
-    service: ConversationService, owner: str, args: ListConversationsArgs
+    store: ConversationStore, owner: str, args: ListConversationsArgs
 ) -> ConversationPage:
     """One page of `owner`'s conversations; ArgumentError for a cursor that is not one of ours."""
     try:
-        page = await service.store.list(
+        page = await store.list(
             owner=owner, limit=args.limit, cursor=args.cursor, model=args.model, since=args.since
         )
     except ValueError as exc:
@@ -84,13 +84,13 @@ def thread_document(view: ThreadView) -> dict[str, Any]:
     }
 
 
-def list_conversations_tool(service: ConversationService) -> MCPTool:
-    """The read-only `list_conversations` tool over `service`."""
+def list_conversations_tool(store: ConversationStore) -> MCPTool:
+    """The read-only `list_conversations` tool over `store`."""
     async def list_conversations(ctx: Context) -> Annotated[CallToolResult, ConversationPage]:
         """Your conversations, newest first; pass an id as complete's conversation_id."""
         try:
             args = parse_args(ListConversationsArgs, ctx)
-            page = await conversation_page(service, caller(ctx.request_context), args)
+            page = await conversation_page(store, caller(ctx.request_context), args)
         except (ArgumentError, StoreError) as exc:
             return error_result(str(exc))
         return json_result(page)
@@ -99,15 +99,15 @@ def list_conversations_tool(service: ConversationService) -> MCPTool:
     return build_tool(list_conversations, ListConversationsArgs, annotations)
 
 
-def conversation_routes(service: ConversationService) -> list[Route]:
+def conversation_routes(store: ConversationStore) -> list[Route]:
     """`hive://conversations` (the caller's, a page per `?cursor=`) and one conversation's thread."""
 
     async def read_index(ctx: ServerRequestContext[Any, Any], uri: str, _: str) -> str:
         cursor = parse_qs(urlsplit(uri).query).get("cursor", [None])[0]
-        return await _answer(ctx, uri, lambda: _index_text(service, caller(ctx), cursor))
+        return await _answer(ctx, uri, lambda: _index_text(store, caller(ctx), cursor))
 
     async def read_thread(ctx: ServerRequestContext[Any, Any], uri: str, conversation_id: str) -> str:
-        return await _answer(ctx, uri, lambda: _thread_text(service, caller(ctx), conversation_id))
+        return await _answer(ctx, uri, lambda: _thread_text(store, caller(ctx), conversation_id))
 
     index = Resource(
         uri=CONVERSATIONS_URI, name="conversations", title="Conversations", mime_type="application/json",
@@ -122,13 +122,13 @@ def conversation_routes(service: ConversationService) -> list[Route]:
             Route(CONVERSATION_URI_TEMPLATE, thread, read_thread, owned=True)]  # fmt: skip
 
 
-async def _index_text(service: ConversationService, owner: str, cursor: str | None) -> str:
-    page = await conversation_page(service, owner, ListConversationsArgs(cursor=cursor))
+async def _index_text(store: ConversationStore, owner: str, cursor: str | None) -> str:
+    page = await conversation_page(store, owner, ListConversationsArgs(cursor=cursor))
     return page.model_dump_json(indent=2)
 
 
-async def _thread_text(service: ConversationService, owner: str, conversation_id: str) -> str:
-    view = await service.store.get(conversation_id, owner=owner)
+async def _thread_text(store: ConversationStore, owner: str, conversation_id: str) -> str:
+    view = await store.get(conversation_id, owner=owner)
     return json.dumps(thread_document(view), indent=2, ensure_ascii=False)
 
 

@@ -4,7 +4,7 @@ Everything shown comes from the `Catalogue` interface's own shapes (`ModelGroup`
 `DeploymentInfo`), which hold no key, password or credentialed URL, so nothing
 secret can be shown. A catalogue that is not `any_model` (a config's) makes its
 callable names the only values `model` takes: they are named in the field's
-schema and an unknown one is refused before any limit or provider is asked.
+schema (the call's admission refuses any other).
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from mcp_types import Completion
 from pydantic import BaseModel, ConfigDict
 
 from ..limits import Limits
-from ..llms.catalogue import Catalogue, ModelGroup, is_pattern, pattern_matches, some_names
-from ..text import shorten
+from ..llms.catalogue import Catalogue, ModelGroup, is_pattern
+from ..spend import Spend
 from .constants import MODEL_URI_PREFIX, MODELS_URI, model_uri
-from .errors import ArgumentError, safe_line
 
 ENUM_MAX = 30
 """At most this many callable names become the `model` field's `enum`; more are described, not enumerated."""
@@ -104,25 +103,18 @@ class ModelsView:
         shown = ", ".join(names[:DESCRIBED_NAMES])
         return {**schema, "description": f"One of {len(names)} names: {shown}, ... (list_models has all)"}
 
-    def check(self, requested: str | None) -> bool:
-        """Whether the catalogue decides `requested` (True: callable; False: the allow-list decides).
-
-        Raises ArgumentError naming the callable names when the catalogue is not
-        `any_model` and `requested` is none of them.
-        """
-        if self.catalogue.any_model:
-            return False
-        names = self.catalogue.callable_names()
-        if requested is None or requested in names:
-            return True
-        if any(pattern_matches(p, requested) for p in names if is_pattern(p)):
-            return False  # a wildcard route takes it: the allow-list (the config's patterns, or the operator's) decides
-        raise ArgumentError(safe_line(
-            f"invalid arguments: model: {shorten(requested, 80)!r} is not callable here; use {some_names(names)}", 4000
-        ))  # fmt: skip
-
     def complete(self, typed: str) -> Completion:
         """The callable names that start with `typed`, for `completion/complete` on `hive://models/{name}`."""
         matches = [n for n in self.catalogue.callable_names() if n.startswith(typed)]
         values = matches[:COMPLETION_MAX]
         return Completion(values=values, total=len(matches), has_more=len(matches) > len(values))
+
+
+def with_spend_today(listing: ModelList, spend: Spend, who: str | None) -> ModelList:
+    """`listing` with each group's spend today (`who`'s only, unless None). Blocking: in a worker thread."""
+    try:
+        spent = spend.spent_today(who)
+    except Exception:  # noqa: BLE001 - the listing stands without it
+        return listing
+    groups = [g.model_copy(update={"spent_today_usd": spent.get(g.name, 0.0)}) for g in listing.groups]
+    return listing.model_copy(update={"groups": groups})

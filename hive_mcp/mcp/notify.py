@@ -27,7 +27,7 @@ from ..listeners import Listeners
 from ..sdk_compat import run_sync_soon, session_connection
 from ..tokens import owner_scope
 from .audience import Audience, hears, join, owned, owners_of
-from .conversations import caller
+from .callers import caller
 from .constants import NOTIFY_TIMEOUT_S, logger
 
 

@@ -8,9 +8,11 @@ from typing import Annotated, Any
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, WithJsonSchema
 
+from ..calls import Outcome
 from ..dumps import DumpPage, DumpSummary
 from ..provider.base import LLMResponse, ToolCall, Usage
 from .constants import dump_uri
+from .errors import error_result, failure_text
 
 
 def usage_of(source: object) -> dict[str, Any]:
@@ -121,6 +123,19 @@ def completion_result(result: CompletionResult) -> CallToolResult:
         content=[TextContent(type="text", text=result.content)],
         structured_content=result.model_dump(mode="json", exclude=absent or None),
     )
+
+
+def outcome_result(outcome: Outcome) -> CallToolResult:
+    """A completion call's outcome as its tool result: the answer, or its failure's one line and dump."""
+    if outcome.response is None:
+        failure = outcome.failure
+        assert failure is not None, "an outcome holds a response or a failure"
+        return error_result(failure_text(failure.text, failure.dump_id))
+    result = CompletionResult.from_response(outcome.response)
+    return completion_result(result.model_copy(update={
+        "conversation_id": outcome.conversation_id, "omitted_turns": outcome.omitted_turns,
+        "budget_remaining_usd": outcome.budget_remaining_usd,
+    }))  # fmt: skip
 
 
 def json_result(result: BaseModel) -> CallToolResult:

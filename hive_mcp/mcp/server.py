@@ -27,6 +27,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from .. import __version__
 from ..dashboard.app import dashboard_apps
 from ..dumps import DumpStore
+from ..calls import Conversations, standard_chain
 from ..limits import Limits
 from ..llms.catalogue import Catalogue
 from ..llms.static import StaticCatalogue
@@ -41,7 +42,6 @@ from ..defaults import DEFAULT_HEARTBEAT_S
 from .constants import CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_routes, list_conversations_tool
-from .conversations import ConversationService
 from .notify import ChangeNotifier, ChangeSource, Touched
 from .resources import DASHBOARD_ROUTE, ResourceHandlers
 from .routes import ResourceRouter
@@ -106,22 +106,23 @@ def build_server(
         logger.info("the default model %s matches no allowed pattern; it is allowed anyway", default_model)
     catalogue = catalogue if catalogue is not None else StaticCatalogue(default_model)
     models = ModelsView(catalogue, default_model, limits)
-    service = None
     touched = Touched(lambda cid: (CONVERSATIONS_URI, conversation_uri(cid)))
+    steps = None
     if conversations is not None:
-        service = ConversationService(conversations, provider, ConversationLocks(limits.queue_timeout_s), dumps=store)
-        service.on_change = touched.touch
-    tool_handlers = ToolHandlers(
-        provider, store, default_model, models, heartbeat_s, limits, progress_interval_s, default_max_tokens, service,
-        spend, frozenset(admins),
-    )
+        locks = ConversationLocks(limits.queue_timeout_s)
+        steps = Conversations(conversations, provider, locks, on_change=touched.touch, dumps=store)
+    chain = standard_chain(
+        provider, limits, catalogue, default_model=default_model, default_max_tokens=default_max_tokens,
+        conversations=steps, spend=spend,
+    )  # fmt: skip
+    tool_handlers = ToolHandlers(chain, store, models, heartbeat_s, progress_interval_s, spend, frozenset(admins))
     resources = ResourceHandlers(store, resource_page_size, models, frozenset(admins))
     # Every resource, once; the first page lists the fixed ones in this order.
     router = ResourceRouter(
         [
             *resources.models_routes(),
             *([usage_route(spend)] if spend is not None else []),
-            *(conversation_routes(service) if service is not None else []),
+            *(conversation_routes(conversations) if conversations is not None else []),
             *resources.dump_routes(),
             DASHBOARD_ROUTE,
         ],
@@ -162,8 +163,8 @@ def build_server(
     server: MCPServer = MCPServer(
         name,
         version=__version__,
-        instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if service is not None else ""),
-        tools=tools(tool_handlers) + ([list_conversations_tool(service)] if service is not None else []),
+        instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if conversations is not None else ""),
+        tools=tools(tool_handlers) + ([list_conversations_tool(conversations)] if conversations is not None else []),
         subscriptions=notifier.bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],

@@ -20,7 +20,7 @@ from mcp.shared.exceptions import MCPError
 from ..spend import Spend
 from ..spend.usage import UsageReport
 from ..tokens import owner_scope
-from .conversations import caller
+from .callers import caller
 from .routes import Route
 
 __all__ = ["USAGE_URI", "usage_route", "usage_source"]

@@ -7,7 +7,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -46,6 +46,30 @@ class Answering:
     """That deployment's label (provider/model), as a response's `model` names it."""
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """A model name resolved once, for everything a call decides by it: the groups it may be answered by, each
+    group's prices, its deployments and its input window. Without a models config, a litellm model string is
+    its own group."""
+
+    name: str
+    """As the call names it and the provider is sent it: an alias, a group, a name a wildcard group takes, or a
+    litellm model string."""
+    reach: tuple[str, ...]
+    """The group `name` calls (an alias resolved), then every group its fallbacks may reach."""
+    prices: dict[str, tuple[float, float] | None] = field(default_factory=dict, compare=False)
+    """USD per input and per output token of each group in `reach` (None: unpriced)."""
+    deployments: tuple[str, ...] = ()
+    """The labels (provider/model) of the called group's deployments."""
+    window: int | None = None
+    """The input window in tokens; None when unknown (then nothing is left out of a request)."""
+
+    @property
+    def group(self) -> str:
+        """The group the name calls."""
+        return self.reach[0]
+
+
 class CompletionRequest(BaseModel):
     """One completion call, as every provider and every caller spells it.
 
@@ -66,13 +90,6 @@ class CompletionRequest(BaseModel):
     max_retries: int | None = None
     deadline: float | None = None
     include_reasoning: bool = False
-    conversation_id: str | None = None
-    """The conversation the call continues (recorded in its failure dump; never sent upstream)."""
-    new_conversation: bool = False
-    """`conversation_id` is the one the call starts once it succeeds: a call that fails starts none, so its
-    dump names none."""
-    caller: str | None = None
-    """Who made the call: a token's name over HTTP, `local` over stdio (in its failure dump; never sent upstream)."""
     refused_groups: dict[str, str] = Field(default_factory=dict)
     """Fallback groups a budget refused -> the one-line refusal: no fallback goes there (never sent upstream)."""
     answering: Answering | None = Field(default=None, exclude=True, repr=False)
@@ -227,6 +244,19 @@ class LLMProvider(ABC):
         """The groups a call to `model` may be answered by: its own (an alias resolved), then every group its
         fallbacks may reach. May block (a provider still loading): call it off the event loop."""
         return [model]
+
+    def deployments(self, model: str) -> list[str]:
+        """The labels (provider/model) of the deployments a call to `model` is routed among; empty when unrouted."""
+        return []
+
+    def resolve(self, model: str) -> ModelRef:
+        """`model` resolved once: its reach, each group's prices, its deployments and its window. May block (a
+        provider still loading): call it off the event loop."""
+        reach = tuple(dict.fromkeys(self.reachable(model)))
+        return ModelRef(
+            name=model, reach=reach, prices={g: self.price(model, g) for g in reach},
+            deployments=tuple(self.deployments(model)), window=self.max_input_tokens(model),
+        )  # fmt: skip
 
     @abstractmethod
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:

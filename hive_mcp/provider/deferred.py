@@ -18,7 +18,7 @@ import anyio
 import anyio.to_thread
 
 from ..text import shorten
-from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
+from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, ProviderError
 from .events import StreamEvent
 
 __all__ = ["DeferredProvider"]
@@ -131,6 +131,14 @@ class DeferredProvider(LLMProvider):
     def reachable(self, model: str) -> list[str]:
         provider = self._loaded_provider()
         return provider.reachable(model) if provider is not None else [model]
+
+    def deployments(self, model: str) -> list[str]:
+        provider = self._loaded_provider()
+        return provider.deployments(model) if provider is not None else []
+
+    def resolve(self, model: str) -> ModelRef:
+        provider = self._loaded_provider()
+        return provider.resolve(model) if provider is not None else super().resolve(model)
 
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         provider = await self._awaited_provider(request.model)

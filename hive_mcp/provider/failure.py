@@ -49,8 +49,6 @@ def build_dump(
         stream=stream,
         response_format=request.response_format,
         request_keys=sorted(k for k in kwargs if k != "api_key"),
-        conversation_id=None if error is not None and request.new_conversation else request.conversation_id,
-        caller=request.caller,
     )
 
 

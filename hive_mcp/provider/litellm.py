@@ -286,6 +286,10 @@ class LiteLLMProvider(LLMProvider):
             self._counted_as[model] = dearest.model if dearest is not None else model
         return self._counted_as[model]
 
+    def deployments(self, model: str) -> list[str]:
+        group = self.router.resolve(model) if self.router is not None else None
+        return [d.label for d in self.router.members(group, model)] if group is not None else []  # type: ignore[union-attr]
+
     def max_input_tokens(self, model: str) -> int | None:
         """litellm's model information (`register_model` entries included); None for a model it does not know."""
         value = model_facts(model).get("max_input_tokens")

@@ -43,7 +43,8 @@ from typing import Any
 import anyio
 
 from ..limits import LEASE_MARGIN_S
-from ..provider.base import Answering, LLMProvider, LLMResponse, Message, Usage
+from ..refusal import Refusal
+from ..provider.base import Answering, LLMProvider, LLMResponse, Message, ModelRef, Usage
 from .budgets import Budget, Budgets, micro, reset_at, usd
 from .journal import Journal, default_journal_dir
 from .ledger import Backend, CallRecord, Refused, Reservation
@@ -58,8 +59,10 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class BudgetRefusal(Exception):
-    """A call refused before any upstream request; `str()` is the one line the caller sees."""
+class BudgetRefusal(Refusal):
+    """A call refused by a budget, before any upstream request; `str()` is the one line the caller sees."""
+
+    field = "budget"
 
 
 @dataclass
@@ -109,10 +112,9 @@ class Spend:
     """Told of each call settled: its caller."""
     _held: dict[str, Ticket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _prices: dict[tuple[str, str], tuple[float, float] | None] = field(default_factory=dict)
-    """Each (name called, group)'s price, looked up once: the config and litellm's local map do not change."""
-    _reach: dict[str, list[str]] = field(default_factory=dict)
-    """Each model's reachable groups (its own, then its fallbacks'), looked up once, as prices are."""
+    _refs: dict[str, ModelRef] = field(default_factory=dict)
+    """Each name called by name (not as a resolved `ModelRef`), resolved once: the config and litellm's local
+    map do not change."""
     _writer: ThreadPoolExecutor | None = None
     """Writes settled calls into the backend after the answer: one thread, so rows go in in order."""
     _writing: set[Future[None]] = field(default_factory=set)
@@ -129,20 +131,23 @@ class Spend:
             shared.add_listener(self.journal.replay)  # Redis is back: what waits goes in now, not at the next call
 
     async def reserve(
-        self, caller: str, model: str, messages: list[Message], *, system: str, max_tokens: int, deadline: float,
+        self, caller: str, model: str | ModelRef, messages: list[Message], *, system: str, max_tokens: int, deadline: float,
         tools: list[dict[str, Any]] | None = None, response_format: dict[str, Any] | None = None,
     ) -> Ticket:  # fmt: skip
         """Hold the worst case of this call; raises BudgetRefusal (nothing held then).
 
         Every group the call may reach is asked: `model`'s own, refused outright by a budget, and each of its
         fallback groups, each at its own prices; a fallback that a budget refuses is left out (`Ticket.refused`:
-        the provider does not take that hop) and the rest are held in one transaction.
+        the provider does not take that hop) and the rest are held in one transaction. `model` is the call's
+        resolved `ModelRef`, or a name resolved here.
         """
-        if model not in self._reach:
-            self._reach[model] = await anyio.to_thread.run_sync(self.provider.reachable, model)
-        group, *fallbacks = self._reach[model]  # the group `model` calls: an alias's, a wildcard group
-        groups = [group, *(g for g in fallbacks if g != group)]
-        prices = {g: await self._price(model, g) for g in groups}  # also without budgets: the unpriced flag
+        if not isinstance(model, ModelRef):
+            if model not in self._refs:
+                self._refs[model] = await anyio.to_thread.run_sync(self.provider.resolve, model)
+            model = self._refs[model]
+        ref, model = model, model.name
+        group, groups = ref.group, list(ref.reach)  # the group `model` calls: an alias's, a wildcard group
+        prices = {g: ref.prices.get(g) for g in groups}  # also without budgets: the unpriced flag
         now = self.clock()
         refused: dict[str, str] = {}
         for g in groups:
@@ -189,12 +194,6 @@ class Spend:
         with self._lock:
             self._held[r.id] = ticket
         return ticket
-
-    async def _price(self, model: str, group: str) -> tuple[float, float] | None:
-        """`group`'s prices for a call to `model` (a wildcard group's depend on the name it is sent)."""
-        if (model, group) not in self._prices:
-            self._prices[model, group] = await anyio.to_thread.run_sync(self.provider.price, model, group)
-        return self._prices[model, group]
 
     def cost_of(self, ticket: Ticket, r: LLMResponse) -> int:
         """The call's actual cost in micro-USD: the provider's figure, else its tokens at the prices of the group

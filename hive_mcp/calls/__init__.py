@@ -1,0 +1,61 @@
+"""The completion call, transport-free: a `Call` goes down a chain of steps, an `Outcome` comes back.
+
+    Admission      limits, the catalogue; the model resolved once          (admission.py)
+    Conversations  lock, load and fit the thread; store the answer          (conversation.py)
+    Metering       reserve the worst case; settle once the outcome is final (metering.py)
+    Slot           one of the calls in flight, the caller's fair share      (send.py)
+    Send           the provider, asked with a CompletionRequest             (send.py)
+
+Each step is `async (call, next) -> Outcome`; `standard_chain` puts them in
+order, and a step added (tracing, a task, a fan-out) is one more link there.
+Refusals (`hive_mcp.refusal.Refusal`) are raised; provider failures are outcomes.
+The MCP layer builds the `Call`, supplies an `Observer` and maps the outcome;
+it never sees the provider, and the provider never sees the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..conversations import ConversationError
+from ..limits import Limits
+from ..llms.catalogue import Catalogue
+from ..provider.base import LLMProvider
+from ..spend import Spend
+from .admission import Admission
+from .call import Call, Failure, Outcome, Params, Progress, Thread
+from .chain import Chain, Next, Step
+from .conversation import Conversations
+from .metering import Metering
+from .observer import Observer
+from .send import Send, Slot
+
+__all__ = [
+    "Call", "Chain", "Conversations", "Failure", "Next", "Observer", "Outcome", "Params", "Progress", "Step",
+    "Thread", "standard_chain",
+]  # fmt: skip
+
+NO_CONVERSATIONS = "conversation_id: this server keeps no conversations (HIVE_MCP_CONVERSATIONS=off)"
+
+
+async def _no_conversations(call: Call, next: Next) -> Outcome:
+    """Without a conversation store: a call that names a conversation is refused; the rest pass."""
+    if call.thread is not None:
+        raise ConversationError(call.thread.id, NO_CONVERSATIONS)
+    return await next(call)
+
+
+def standard_chain(
+    provider: LLMProvider, limits: Limits, catalogue: Catalogue, *, default_model: str,
+    default_max_tokens: int | None = None, conversations: Conversations | None = None, spend: Spend | None = None,
+    extra: Sequence[Step] = (),
+) -> Chain:  # fmt: skip
+    """Every completion call's steps, in order; `extra` steps run between metering and the slot."""
+    steps: list[Step] = [
+        Admission(limits, catalogue, provider, default_model, default_max_tokens),
+        conversations if conversations is not None else _no_conversations,
+        *([Metering(spend, limits.queue_timeout_s)] if spend is not None else []),
+        *extra,
+        Slot(limits),
+    ]
+    return Chain(steps, Send(provider))

@@ -1,0 +1,140 @@
+"""The call and its outcome: one typed request down the chain, one typed outcome up.
+
+A `Call` is built once, by whoever receives the request (the MCP tools), and is
+never changed: a step that decides something (admission resolving the model, a
+conversation fitting its thread) passes a copy on (`dataclasses.replace`). What
+a call accumulates while it runs (whether the upstream was asked, the text it
+produced, the deployment it is on, what runs once its outcome is final) lives in
+its `Progress`, shared by every copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..provider.base import Answering, LLMResponse, Message, ModelRef, Tool, Usage
+from .observer import Observer
+
+__all__ = ["After", "Call", "Failure", "Outcome", "Params", "Progress", "Thread"]
+
+
+@dataclass(frozen=True)
+class Params:
+    """What the model is asked for besides the messages, as the caller gave it (None: the server's default)."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    tools: tuple[Tool, ...] | None = None
+    response_format: dict[str, Any] | None = None
+    json_mode: bool = False
+    max_retries: int | None = None
+    deadline_s: float | None = None
+    include_reasoning: bool = False
+
+
+@dataclass(frozen=True)
+class Thread:
+    """The conversation a call continues: its id, and whether it continues a copy (`fork`)."""
+
+    id: str
+    fork: bool = False
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A call the provider failed for good: the one line shown, its category, its dump, what it was billed."""
+
+    text: str
+    error_type: str
+    dump_id: str | None = None
+    billed: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a call came to: the provider's response, or its failure; and what the steps added to it."""
+
+    response: LLMResponse | None = None
+    failure: Failure | None = None
+    conversation_id: str | None = None
+    omitted_turns: int = 0
+    """The oldest turns of the conversation left out of the request to fit the model's window."""
+    budget_remaining_usd: float | None = None
+
+    @property
+    def dump_id(self) -> str | None:
+        if self.failure is not None:
+            return self.failure.dump_id
+        return self.response.dump_id if self.response is not None else None
+
+
+After = Callable[[Outcome | None], Awaitable[Outcome | None]]
+"""Runs once the call's outcome is final (None: the call was cancelled or raised), shielded; returns it, amended."""
+
+
+@dataclass
+class Progress:
+    """What one call has done so far, kept up to date while it runs, read by steps that must account for a call
+    that ends early (a cancel, a failure, the deadline)."""
+
+    asked: bool = False
+    """The provider was called (the call left the queue)."""
+    text: list[str] = field(default_factory=list)
+    """The text the model produced, relayed or not."""
+    answering: Answering = field(default_factory=Answering)
+    """The group and deployment the latest attempt went to, kept by the provider as it routes."""
+    failure: Failure | None = None
+    afters: list[After] = field(default_factory=list)
+    """What runs once the outcome is final, innermost step's first."""
+
+    @property
+    def sent(self) -> bool:
+        """Whether the upstream was working on the request when the call ended: it was asked, and not refused by a
+        failure (a cancel or the deadline cut it while it ran)."""
+        return self.asked and (self.failure is None or self.failure.error_type == "timeout")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One completion call, built once from the request; steps pass on amended copies."""
+
+    caller: str
+    messages: tuple[Message, ...]
+    """The call's own new messages (a `prompt` is one user message)."""
+    model: str | None = None
+    """The model named by the call; None: the server's default. Admission resolves it into `ref`."""
+    system: str = ""
+    prompt: str | None = None
+    """The prompt the call gave instead of messages (the input-size rule names it)."""
+    params: Params = field(default_factory=Params)
+    thread: Thread | None = None
+    stream: bool = False
+    observer: Observer = field(default_factory=Observer)
+    progress: Progress = field(default_factory=Progress, compare=False)
+    # Decided by the steps:
+    ref: ModelRef | None = None
+    """The model, resolved once by admission."""
+    max_tokens: int = 0
+    """What the model may write, as admission decided it (the request's max_tokens)."""
+    deadline_s: float = 0.0
+    """The deadline admission set, retries included."""
+    send: tuple[Message, ...] | None = None
+    """What goes to the model: the conversation's thread fitted, then `messages` (None: `messages` alone)."""
+    conversation_id: str | None = None
+    """The conversation the call's answer goes to (a new one's id is drawn before the call)."""
+    new_conversation: bool = False
+    """`conversation_id` is drawn for a conversation the call starts once it succeeds (a failure starts none)."""
+    refused_groups: dict[str, str] = field(default_factory=dict, compare=False)
+    """Fallback groups a budget refused -> the one-line refusal: no fallback goes there."""
+
+    @property
+    def model_name(self) -> str:
+        assert self.ref is not None, "admission resolves the model first"
+        return self.ref.name
+
+    @property
+    def outgoing(self) -> list[Message]:
+        """The messages the model receives."""
+        return list(self.send if self.send is not None else self.messages)

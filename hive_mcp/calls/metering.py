@@ -1,0 +1,56 @@
+"""The metering step: every call reserves its worst case before the provider is asked, and is settled once
+its outcome is final.
+
+The reservation is made after the conversation's thread is fitted, so the
+messages counted are the ones sent; a budget's refusal ends the call with no
+upstream request. Settlement waits for the outcome to be final (`Progress.afters`,
+shielded from cancellation) because the ledger row names the conversation the
+answer was stored to, which the conversation step decides after this one
+returns. A response is settled at its cost. A call that ended without one
+(cancelled, failed, past its deadline) is charged what its `Progress` says it
+owes (`Spend.settle_short`), at the prices of the group whose deployment it was
+on (a fallback's, once it fell back); owing nothing, its reservation is released.
+Nothing relayed is free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..spend import Spend
+from .call import Call, Outcome
+from .chain import Next
+
+__all__ = ["Metering"]
+
+
+@dataclass
+class Metering:
+    spend: Spend
+    wait_s: float = 0.0
+    """The longest a reserved call may wait before its deadline starts (the queue for a slot): added to its lease."""
+
+    async def __call__(self, call: Call, next: Next) -> Outcome:
+        assert call.ref is not None, "admission resolves the model first"
+        tools = call.params.tools
+        ticket = await self.spend.reserve(
+            call.caller, call.ref, call.outgoing, system=call.system, max_tokens=call.max_tokens,
+            deadline=call.deadline_s + self.wait_s, tools=[t.to_openai() for t in tools] if tools else None,
+            response_format=call.params.response_format,
+        )  # fmt: skip
+        progress = call.progress
+
+        async def settle(outcome: Outcome | None) -> Outcome | None:
+            if outcome is None or outcome.response is None:
+                failure = progress.failure
+                await self.spend.settle_short(
+                    ticket, sent=progress.sent, text="".join(progress.text),
+                    billed=failure.billed if failure is not None else None, answering=progress.answering,
+                )  # fmt: skip
+                return outcome
+            remaining = await self.spend.settle(ticket, outcome.response, outcome.conversation_id)
+            return replace(outcome, budget_remaining_usd=remaining)
+
+        progress.afters.append(settle)
+        # The fallbacks a budget refused: the provider does not take those hops.
+        return await next(replace(call, refused_groups=ticket.refused) if ticket.refused else call)

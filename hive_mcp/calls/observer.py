@@ -1,0 +1,33 @@
+"""How a call's progress leaves it while it runs: the transport supplies an `Observer`, the steps tell it.
+
+The call layer says when a call waits (for a slot, for its conversation, on the
+model) and hands over a stream's `StreamState` while it is read; what that
+becomes on the wire (MCP progress notifications, heartbeats) is the observer's
+business. The default observer sends nothing: a call made with no one watching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .stream import StreamState
+
+__all__ = ["Observer"]
+
+
+class Observer:
+    """Told of a call's waits and its stream; this base is silent."""
+
+    @asynccontextmanager
+    async def waiting(self) -> AsyncIterator[None]:
+        """The body waits (queued, or on the model): an observer may keep the client informed meanwhile."""
+        yield
+
+    @asynccontextmanager
+    async def relaying(self, state: StreamState) -> AsyncIterator[None]:
+        """The body reads a stream into `state` (and marks it done); an observer relays it, and is done relaying
+        when this exits."""
+        yield

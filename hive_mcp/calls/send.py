@@ -1,0 +1,75 @@
+"""The last steps: a slot among the calls in flight, then the provider, asked with a `CompletionRequest`
+built from the call.
+
+While a call waits for its slot and on the model, its observer is told it is
+waiting (heartbeats, over MCP); a stream's events are gathered into a
+`StreamState` the observer relays as they arrive. A provider failure is an
+outcome, not an exception: the steps further out account for it (metering
+charges what it produced), and the transport shows its one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..dumps.labels import labelled
+from ..limits import Limits
+from ..provider.base import CompletionRequest, LLMProvider, ProviderError
+from .call import Call, Failure, Outcome
+from .chain import Next
+from .stream import StreamState, read_stream
+
+__all__ = ["Send", "Slot", "request_of"]
+
+NO_RESULT = "internal error: the provider's stream ended without a result"
+
+
+@dataclass
+class Slot:
+    """Hold one of the upstream slots (and one of the caller's share) while the rest of the chain runs."""
+
+    limits: Limits
+
+    async def __call__(self, call: Call, next: Next) -> Outcome:
+        async with call.observer.waiting(), self.limits.slot(call.caller):
+            return await next(call)
+
+
+def request_of(call: Call) -> CompletionRequest:
+    """What the provider is asked: the call as admitted, fitted and metered."""
+    p = call.params
+    return CompletionRequest(
+        messages=call.outgoing, system=call.system, tools=list(p.tools) if p.tools else None,
+        max_tokens=call.max_tokens, temperature=p.temperature, response_format=p.response_format,
+        json_mode=p.json_mode, model=call.model_name, max_retries=p.max_retries, deadline=call.deadline_s,
+        refused_groups=call.refused_groups, answering=call.progress.answering,
+    )  # fmt: skip
+
+
+@dataclass
+class Send:
+    """Ask the provider; its dumps name the call's caller and conversation."""
+
+    provider: LLMProvider
+
+    async def __call__(self, call: Call) -> Outcome:
+        progress = call.progress
+        progress.asked = True
+        request = request_of(call)
+        with labelled(call.caller, call.conversation_id, call.new_conversation):
+            if not call.stream:
+                try:
+                    return Outcome(response=await self.provider.acomplete(request))
+                except ProviderError as err:
+                    progress.failure = Failure(str(err), err.error_type, err.dump_id, err.billed)
+                    return Outcome(failure=progress.failure)
+            state = StreamState(reasoning=call.params.include_reasoning, produced=progress.text)
+            async with call.observer.relaying(state):
+                await read_stream(self.provider.stream(request), state)
+        if state.error is not None:
+            e = state.error
+            progress.failure = Failure(e.error, e.error_type, e.dump_id, e.billed)
+            return Outcome(failure=progress.failure)
+        if state.finish is None:
+            return Outcome(failure=Failure(NO_RESULT, "internal"))
+        return Outcome(response=state.finish.response)

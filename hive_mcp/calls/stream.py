@@ -1,0 +1,114 @@
+"""A streamed call as the call layer reads it: the provider's events gathered into a `StreamState` that an
+observer relays (the MCP layer sends its text as progress notifications) while `read_stream` fills it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.lowlevel
+
+from ..provider.events import FinishEvent, ReasoningDeltaEvent, StreamErrorEvent, StreamEvent, TextDeltaEvent
+
+__all__ = ["TAGS", "StreamState", "read_stream"]
+
+logger = logging.getLogger("hive_mcp")
+
+READER_SLICE_S = 0.005
+"""The longest a stream reader runs before letting other tasks in."""
+CLOSE_TIMEOUT_S = 2.0
+"""The longest closing a provider stream may take once the call is over or cancelled."""
+
+
+@dataclass
+class StreamState:
+    """What the upstream has sent so far, shared by the reader task and the notifier loop."""
+
+    changed: anyio.Event = field(default_factory=anyio.Event)
+    pending: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, text) not yet sent: kind is "answer", or "reasoning" when `reasoning` is on."""
+    reasoning: bool = False
+    """Relay reasoning too; every message then starts with its kind's tag (`TAGS`)."""
+    since: float = 0.0
+    """When the oldest pending text arrived."""
+    finish: FinishEvent | None = None
+    error: StreamErrorEvent | None = None
+    done: bool = False
+    produced: list[str] = field(default_factory=list)
+    """Every piece of text the model wrote so far, answer and reasoning, relayed or not: what a call cut short
+    owes for its output."""
+
+    def add(self, ev: StreamEvent) -> None:
+        if isinstance(ev, TextDeltaEvent):
+            if ev.content:
+                self.produced.append(ev.content)
+                self._pend("answer", ev.content)
+        elif isinstance(ev, ReasoningDeltaEvent):
+            if ev.content:
+                self.produced.append(ev.content)
+            if not (self.reasoning and ev.content):
+                return
+            self._pend("reasoning", ev.content)
+        elif isinstance(ev, FinishEvent):
+            self.finish = ev
+        elif isinstance(ev, StreamErrorEvent):
+            self.error = ev
+        else:  # a tool call: it arrives whole in the result
+            return
+        self.changed.set()
+
+    def _pend(self, kind: str, text: str) -> None:
+        if not self.pending:
+            self.since = anyio.current_time()
+        self.pending.append((kind, text))
+
+    def take_pending(self) -> list[str]:
+        """The messages to send for what is pending: each run of one kind joined into one."""
+        runs: list[tuple[str, list[str]]] = []
+        for kind, text in self.pending:
+            if runs and runs[-1][0] == kind:
+                runs[-1][1].append(text)
+            else:
+                runs.append((kind, [text]))
+        self.pending.clear()
+        tag = TAGS if self.reasoning else {"answer": ""}
+        return [tag[kind] + "".join(parts) for kind, parts in runs]
+
+
+TAGS = {"answer": "answer: ", "reasoning": "reasoning: "}
+"""With `include_reasoning`, each progress message starts with one of these, so the
+answer's messages, their tag removed, still join to exactly the result's content."""
+
+
+async def read_stream(events: AsyncIterator[StreamEvent], state: StreamState) -> None:
+    """Pull events off the provider's stream into `state`; always close the stream.
+
+    On cancellation the close is what makes the upstream see its connection go,
+    so it runs shielded (and bounded, so a wedged close cannot hang the server).
+    """
+    yielded = time.monotonic()
+    try:
+        async for ev in events:
+            state.add(ev)
+            # litellm hands over buffered chunks without ever suspending: yield now and then,
+            # so the relay (and every other call) gets a turn and text goes out as it is read.
+            if time.monotonic() - yielded >= READER_SLICE_S:
+                await anyio.lowlevel.checkpoint()
+                yielded = time.monotonic()
+    except Exception:
+        logger.exception("provider stream raised")
+    finally:
+        state.done = True
+        state.changed.set()
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                try:
+                    await aclose()
+                except Exception as exc:
+                    logger.debug("closing the provider stream failed: %s: %s", type(exc).__name__, exc)
+
+
