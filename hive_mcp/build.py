@@ -9,7 +9,6 @@ litellm (seconds to import) and mcp are imported inside the functions that need 
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from .provider.deferred import DeferredProvider
     from .spend import Budgets, Spend
 
-__all__ = ["App", "build", "conversation_store", "server_secrets"]
+__all__ = ["App", "build"]
 
 
 @dataclass(frozen=True)
@@ -72,12 +71,11 @@ def build(
     from .provider.facts import ConfigCatalogue, DefaultCatalogue
     from .provider.deferred import DeferredProvider
     from .provider.retry import RetryPolicy
-    from .scaling import change_sharing, dump_store
+    from .backends import open_backends, server_secrets
 
     key = settings.api_key_value
     secrets = server_secrets(settings, config, tokens)
     redact_logs(secrets)
-    store = dump_store(settings, secrets)
     catalogue = ConfigCatalogue(config) if config is not None else DefaultCatalogue(settings.model, key)
 
     def load_provider() -> LLMProvider:
@@ -100,7 +98,7 @@ def build(
             api_key=key,
             api_base=settings.api_base,
             retry=retry,
-            dump_store=store,
+            dump_store=backends.dumps,  # opened below, before the provider is started
             deadline_s=settings.deadline_s,
             router=router,
             secrets=secrets,
@@ -114,14 +112,13 @@ def build(
         return provider
 
     provider = DeferredProvider(load_provider, model=settings.model)
-    from .spend.setup import configured_budgets, open_spend
+    from .spend.setup import configured_budgets
 
     if budgets is None:
         budgets = configured_budgets(settings, config, tokens)
-    spend = open_spend(settings, provider, budgets)
-    bus, dump_watch = change_sharing(settings, store)
+    backends = open_backends(settings, secrets, provider, budgets)
+    store, conversations, spend = backends.dumps, backends.conversations, backends.spend
     limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings, config)}))
-    conversations = conversation_store(settings, secrets)
     server = build_server(
         provider,
         store,
@@ -132,8 +129,8 @@ def build(
         catalogue=catalogue,
         conversations=conversations,
         spend=spend,
-        bus=bus,
-        dump_watch=dump_watch,
+        bus=backends.bus,
+        dump_watch=backends.dump_watch,
         admins=settings.admins,
     )
     models = ModelsView(catalogue, settings.model, limits)
@@ -145,44 +142,6 @@ def build(
         return Sources(models=models_source(CallerDumps(store, who), models.listing), spend=usage_source(spend, who))
 
     return App(server, provider, store, catalogue, conversations, spend, sources)
-
-
-def server_secrets(
-    settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = ()
-) -> tuple[str, ...]:
-    """Every secret the server was given, in every form it was given, longest first: the credentials in
-    the environment (each item of a list), the API key, the state password, the config's keys, the bearer
-    tokens (the token part of each `name:token` entry, from the variable and the file), and what the
-    configured URLs carry (`redact.url_secrets`). Kept out of logs, dumps, conversations and errors."""
-    from .redact import credential_values, normalize_secrets, url_secrets
-
-    return normalize_secrets((
-        *credential_values(os.environ), settings.api_key_value, settings.state_password_value,
-        *url_secrets(settings.api_base), *url_secrets(settings.state_url),
-        *(config.secrets if config is not None else ()), *tokens,
-    ))  # fmt: skip
-
-
-def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any:
-    """The conversation store the settings ask for (None when HIVE_MCP_CONVERSATIONS=off).
-
-    SQLite in the hive home unless HIVE_MCP_STATE_URL names a Redis/Valkey server.
-    Nothing is opened yet: a store that cannot be reached fails the calls that
-    continue a conversation, and new calls go ahead without an id. `secrets` are
-    redacted with the settings' own (`server_secrets`).
-    """
-    if settings.conversations == "off":
-        return None
-    from .conversations import ConversationLimits, open_store
-    from .redact import normalize_secrets, redact_text
-
-    found = normalize_secrets((*server_secrets(settings), *secrets))
-    limits = ConversationLimits(
-        ttl_s=settings.conversation_ttl_s, max_conversations=settings.conversation_max,
-        max_turns=settings.conversation_max_turns, max_bytes=settings.conversation_max_bytes,
-    )  # fmt: skip
-    return open_store(settings.state_url_with_password, limits=limits, redact=lambda text: redact_text(text, found))
-
 
 
 def _apply_litellm_settings(config: ModelsConfig) -> dict[str, Any]:

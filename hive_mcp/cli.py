@@ -296,7 +296,7 @@ def _refuse_key_flag(argv: Sequence[str]) -> None:
 
 def _dumps(args: argparse.Namespace) -> int:
     from .dumps import DumpCorrupt, DumpLookupError
-    from .scaling import dump_store
+    from .backends import dump_store
 
     settings = load_settings({"dump_dir": args.dump_dir}, env_file=args.env_file,
                              only=("dump_dir", "state_url", "state_password"), export=False)

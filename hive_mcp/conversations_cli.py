@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from .cli_common import print_table
-from .build import conversation_store
+from .backends import conversation_store
 from .settings import load_settings
 
 __all__ = ["add_conversations_parser", "run_conversations"]

@@ -12,13 +12,12 @@ Kept free of heavy imports: the command line checks these before anything loads.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["WORKERS_PER_CPU", "change_sharing", "dump_store", "max_workers", "scaling_problem", "serves_stateless"]
+__all__ = ["WORKERS_PER_CPU", "max_workers", "scaling_problem", "serves_stateless"]
 
 WORKERS_PER_CPU = 4
 """More workers than this per CPU only compete for the cores (and each holds litellm, about 200 MB)."""
@@ -62,39 +61,3 @@ def scaling_problem(settings: Settings) -> str | None:
             "loads litellm (about 200 MB) and they would only compete for the cores; pass --force to start anyway"
         )
     return None
-
-
-def change_sharing(settings: Settings, store: Any) -> tuple[Any, Any]:
-    """How change events cross processes: (a subscription bus or None, a dump directory watch or None).
-
-    With HIVE_MCP_STATE_URL, Redis pub/sub carries every change event (dumps,
-    conversations, cooldowns) to every process on it. Without one, workers of a
-    stateless server share at least the dump directory, so each watches it. A
-    single stateful process needs neither (None, None: the SDK's in-memory bus).
-    """
-    if settings.state_url:
-        from .mcp.bus import RedisSubscriptionBus
-
-        return RedisSubscriptionBus(settings.state_url_with_password), None
-    if settings.transport == "http" and serves_stateless(settings):
-        from .dumps.watch import DumpDirectoryWatch
-
-        return None, DumpDirectoryWatch(store)
-    return None, None
-
-
-def dump_store(settings: Settings, secrets: Iterable[str] = (), *, retention: bool = True) -> Any:
-    """The failure-dump store: in Redis with HIVE_MCP_STATE_URL (the dump directory while it is down), else the
-    directory. Without `retention` nothing is pruned (what `hive-mcp dumps` opens)."""
-    from .dumps import DumpStore
-
-    limits: dict[str, Any] = (
-        {"max_count": settings.dump_max_count, "max_bytes": settings.dump_max_bytes, "max_age": settings.dump_max_age}
-        if retention
-        else {"max_count": None, "max_bytes": None, "max_age": None}
-    )
-    if not settings.state_url:
-        return DumpStore(settings.dump_dir, secrets=secrets, **limits)
-    from .dumps.redis_store import RedisDumpStore
-
-    return RedisDumpStore(settings.state_url_with_password, settings.dump_dir, secrets=secrets, **limits)

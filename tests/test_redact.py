@@ -280,7 +280,7 @@ def test_a_url_carries_its_password_and_every_query_value_but_the_version() -> N
 
 
 def test_the_server_keeps_every_form_secret(tmp_path: Path) -> None:
-    from hive_mcp.build import server_secrets
+    from hive_mcp.backends import server_secrets
     from hive_mcp.settings import Settings
 
     token_file = tmp_path / "tokens"
