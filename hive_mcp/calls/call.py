@@ -44,12 +44,14 @@ class Thread:
 
 @dataclass(frozen=True)
 class Failure:
-    """A call the provider failed for good: the one line shown, its category, its dump, what it was billed."""
+    """A call the provider failed for good: the one line shown, its category, its dump, its attempts, what it was
+    billed."""
 
     text: str
     error_type: str
     dump_id: str | None = None
     billed: Usage | None = None
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,12 @@ class Outcome:
         if self.failure is not None:
             return self.failure.dump_id
         return self.response.dump_id if self.response is not None else None
+
+    @property
+    def attempts(self) -> int:
+        if self.failure is not None:
+            return self.failure.attempts
+        return self.response.attempts if self.response is not None else 0
 
 
 After = Callable[[Outcome | None], Awaitable[Outcome | None]]

@@ -61,14 +61,14 @@ class Send:
                 try:
                     return Outcome(response=await self.provider.acomplete(request))
                 except ProviderError as err:
-                    progress.failure = Failure(str(err), err.error_type, err.dump_id, err.billed)
+                    progress.failure = Failure(str(err), err.error_type, err.dump_id, err.billed, err.attempts)
                     return Outcome(failure=progress.failure)
             state = StreamState(reasoning=call.params.include_reasoning, produced=progress.text)
             async with call.observer.relaying(state):
                 await read_stream(self.provider.stream(request), state)
         if state.error is not None:
             e = state.error
-            progress.failure = Failure(e.error, e.error_type, e.dump_id, e.billed)
+            progress.failure = Failure(e.error, e.error_type, e.dump_id, e.billed, e.attempts)
             return Outcome(failure=progress.failure)
         if state.finish is None:
             return Outcome(failure=Failure(NO_RESULT, "internal"))

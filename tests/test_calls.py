@@ -1,0 +1,107 @@
+"""The call layer on its own, with no MCP in sight: a `Call` down the standard chain to litellm's real HTTP path
+and the scripted upstream, one more step linked in, a refusal from a step, and what runs once the outcome is final."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import anyio
+import pytest
+
+from harness.upstream import Reply, Upstream
+from hive_mcp.calls import Call, Next, Outcome, Params, standard_chain
+from hive_mcp.dumps import DumpStore
+from hive_mcp.limits import Limits
+from hive_mcp.llms.static import StaticCatalogue
+from hive_mcp.refusal import Refusal
+
+from .clients import until
+from .conftest import MODEL
+
+pytestmark = pytest.mark.anyio
+
+
+def chain_for(provider, *extra):
+    return standard_chain(provider, Limits(), StaticCatalogue(MODEL), default_model=MODEL, extra=extra)
+
+
+def ask(text: str, **fields) -> Call:
+    return Call(caller="alice", messages=({"role": "user", "content": text},), **fields)
+
+
+async def test_a_call_goes_down_the_chain_to_the_upstream_and_comes_back_an_outcome(provider, upstream: Upstream) -> None:
+    upstream.script(Reply.text("four"))
+    outcome = await chain_for(provider).run(ask("two and two?", params=Params(max_tokens=7)))
+    assert outcome.response is not None and outcome.response.content == "four"
+    (request,) = upstream.chat_requests()
+    assert request.messages[-1] == {"role": "user", "content": "two and two?"}
+    assert request.body["max_tokens"] == 7
+
+
+async def test_a_step_linked_in_sees_the_admitted_call_and_amends_the_outcome(provider, upstream: Upstream) -> None:
+    upstream.script(Reply.text("hello"))
+    seen: list[Call] = []
+
+    async def noting(call: Call, next: Next) -> Outcome:
+        seen.append(call)
+        outcome = await next(call)
+        return replace(outcome, omitted_turns=41)
+
+    outcome = await chain_for(provider, noting).run(ask("hi"))
+    (call,) = seen
+    assert call.ref is not None and call.ref.name == MODEL and call.ref.group == MODEL  # resolved by admission
+    assert call.max_tokens > 0 and call.deadline_s == Limits().deadline_s
+    assert outcome.omitted_turns == 41 and outcome.response is not None and outcome.response.content == "hello"
+
+
+class Closed(Refusal):
+    field = "door"
+
+    def __str__(self) -> str:
+        return "door: closed"
+
+
+async def test_a_step_that_refuses_ends_the_call_before_any_upstream_request(provider, upstream: Upstream) -> None:
+    async def refusing(call: Call, next: Next) -> Outcome:
+        raise Closed()
+
+    with pytest.raises(Refusal, match="door: closed"):
+        await chain_for(provider, refusing).run(ask("hi"))
+    assert upstream.chat_requests() == []
+
+
+async def test_admission_refuses_by_the_limits_naming_the_field(provider, upstream: Upstream) -> None:
+    chain = standard_chain(provider, Limits(max_tokens=10), StaticCatalogue(MODEL), default_model=MODEL)
+    with pytest.raises(Refusal) as info:
+        await chain.run(ask("hi", params=Params(max_tokens=11)))
+    assert info.value.field == "max_tokens" and str(info.value).startswith("invalid arguments: max_tokens:")
+    assert upstream.chat_requests() == []
+
+
+async def test_what_asked_to_run_once_final_runs_when_the_call_is_cancelled(provider, upstream: Upstream) -> None:
+    upstream.script(Reply.hang())
+    finals: list[Outcome | None] = []
+    asked = anyio.Event()
+
+    async def watching(call: Call, next: Next) -> Outcome:
+        async def final(outcome: Outcome | None) -> Outcome | None:
+            finals.append(outcome)
+            return outcome
+
+        call.progress.afters.append(final)
+        asked.set()
+        return await next(call)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(chain_for(provider, watching).run, ask("hi"))
+        await asked.wait()
+        await until(lambda: bool(upstream.chat_requests()), "the call reached the upstream")
+        tg.cancel_scope.cancel()
+    assert finals == [None]
+
+
+async def test_a_failed_calls_dump_names_its_caller(provider, upstream: Upstream, store: DumpStore) -> None:
+    upstream.script(Reply.error(400, "bad request"))
+    outcome = await chain_for(provider).run(ask("hi"))
+    assert outcome.failure is not None and outcome.failure.dump_id is not None
+    assert store.read(outcome.failure.dump_id).caller == "alice"
