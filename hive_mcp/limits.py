@@ -1,6 +1,6 @@
 """Cost control: which calls may reach the upstream, how big, how long, and how many at once.
 
-`Limits` is what the MCP layer asks before it spends money. Every check runs
+`Limits` is what a call's admission asks before it spends money. Every check runs
 before any upstream request, so a refused call costs nothing and leaves no dump:
 
 * `check_model` — the model must match one of the allowed fnmatch patterns

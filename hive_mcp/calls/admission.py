@@ -55,7 +55,10 @@ class Admission:
                 "tools": [t.model_dump(mode="json") for t in tools] if tools else None,
             }
         )
-        ref = await self.resolve(model)
+        ref = self._refs.get(model)
+        if ref is None:
+            async with call.observer.waiting():  # on a provider still loading: the call waits, it is not refused
+                ref = await self.resolve(model)
         return await next(replace(call, ref=ref, max_tokens=max_tokens or keyword_default, deadline_s=deadline))
 
     def model(self, requested: str | None) -> str:

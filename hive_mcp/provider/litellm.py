@@ -23,7 +23,7 @@ from ..defaults import DEFAULT_DEADLINE_S
 from ..text import one_line
 from .attempts import Attempts
 from .facts import config_facts, default_facts, model_facts, price_of
-from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ProviderError
+from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, ProviderError
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
@@ -34,7 +34,7 @@ from .replies import cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
 from ..llms.catalogue import is_pattern, pattern_matches
 from .routing import ModelRouter
-from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, shape
+from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, refused_unsent, shape
 from .stream import OutputCap, StreamAssembler, get
 
 logger = logging.getLogger("hive_mcp.provider")
@@ -285,6 +285,13 @@ class LiteLLMProvider(LLMProvider):
             dearest = max(members, key=lambda d: (price_of(config_facts(d.raw)) or (0.0, 0.0))[0], default=None)
             self._counted_as[model] = dearest.model if dearest is not None else model
         return self._counted_as[model]
+
+    def resolve(self, model: str) -> ModelRef:
+        """`LLMProvider.resolve`; a model this server refuses unsent (another provider's that nothing configures) is
+        not looked up: litellm's model information for a local provider asks that provider's port."""
+        if self.router is None and refused_unsent(self.model, model):
+            return ModelRef(model, (model,))
+        return super().resolve(model)
 
     def deployments(self, model: str) -> list[str]:
         group = self.router.resolve(model) if self.router is not None else None

@@ -129,6 +129,18 @@ def provider_of(model: str) -> str:
         return model.partition("/")[0] if "/" in model else model
 
 
+def refused_unsent(own_model: str, model: str) -> bool:
+    """Whether a call to `model`, on a server whose own model is `own_model` (no config), is refused before
+    anything is sent (`_check_elsewhere`)."""
+    if provider_of(model) == provider_of(own_model):
+        return False
+    try:
+        _check_elsewhere(model)
+    except ProviderError:
+        return True
+    return False
+
+
 def _check_elsewhere(model: str) -> None:
     """A model of another provider than the server's: served with that provider's own settings from the
     environment, or refused (one line) when the environment names nothing of it, or only part.
