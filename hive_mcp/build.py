@@ -122,6 +122,9 @@ def build(
     bus, dump_watch = change_sharing(settings, store)
     limits = Limits.from_settings(settings.model_copy(update={"allowed_models": allowed_models(settings, config)}))
     conversations = conversation_store(settings, secrets)
+    from .results import open_results
+
+    results = open_results(settings.state_url_with_password, ttl_s=settings.result_ttl_s)
     server = build_server(
         provider,
         store,
@@ -135,6 +138,8 @@ def build(
         bus=bus,
         dump_watch=dump_watch,
         admins=settings.admins,
+        results=results,
+        result_inline_tokens=settings.result_inline_tokens,
     )
     models = ModelsView(catalogue, settings.model, limits)
     from .dumps import CallerDumps

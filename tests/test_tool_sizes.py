@@ -17,7 +17,8 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.conversations import open_store
 from hive_mcp.dumps import DumpStore
-from hive_mcp.mcp import ChatMessage, CompleteArgs, CompletionResult, FailedRequestPage, ListFailedRequestsArgs
+from hive_mcp.mcp import ChatMessage, CompleteArgs, FailedRequestPage, ListFailedRequestsArgs
+from hive_mcp.mcp.results import CompletionAnswer
 from hive_mcp.mcp import StreamArgs, ToolSpec
 from hive_mcp.mcp.args import ListConversationsArgs
 from hive_mcp.mcp.conversation_views import ConversationPage
@@ -115,8 +116,9 @@ async def test_no_field_is_lost(server: MCPServer, mode: str) -> None:
         assert (bounds["max_retries"]["minimum"], bounds["max_retries"]["maximum"]) == (0, 10)
         assert bounds["max_tokens"]["exclusiveMinimum"] == 0 and bounds["deadline_s"]["exclusiveMinimum"] == 0
         output = tools[name].output_schema
-        assert output is not None and set(output["properties"]) == set(CompletionResult.model_fields)
-        assert output["properties"]["dump_id"]["type"] == ["string", "null"]  # a validating client accepts null
+        # Structured content is the answer and what an agent acts on; the bookkeeping is in _meta.
+        assert output is not None and set(output["properties"]) == set(CompletionAnswer.model_fields)
+        assert output["properties"]["conversation_id"]["type"] == "string"  # absent when unset, never null
     listing = tools["list_failed_requests"]
     assert set(listing.input_schema["properties"]) == set(ListFailedRequestsArgs.model_fields)
     limit = listing.input_schema["properties"]["limit"]

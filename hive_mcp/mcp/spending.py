@@ -25,6 +25,7 @@ from ..spend import BudgetRefusal, Spend, Ticket
 from .model_list import ModelList
 from .conversations import Call
 from .errors import error_result
+from .results import with_budget
 
 __all__ = ["Delivery", "Meter", "with_spend_today"]
 
@@ -89,7 +90,7 @@ class Meter:
         return metered
 
     async def finish(self, result: CallToolResult | None) -> CallToolResult | None:
-        """Settle or release; the result with `budget_remaining_usd` when a budget applied."""
+        """Settle or release; the result's facts with `budget_remaining_usd` when a budget applied."""
         ticket = self.ticket
         if ticket is None:
             return result
@@ -104,8 +105,8 @@ class Meter:
                 )
                 return result
             remaining = await self.spend.settle(ticket, self.response, cid)
-        if remaining is not None and isinstance(structured, dict) and result is not None and not result.is_error:
-            structured["budget_remaining_usd"] = remaining
+        if remaining is not None and result is not None:
+            with_budget(result, remaining)
         return result
 
 
