@@ -124,7 +124,11 @@ def build(
     conversations = conversation_store(settings, secrets)
     from .results import open_results
 
-    results = open_results(settings.state_url_with_password, ttl_s=settings.result_ttl_s)
+    from .redact import redact_text
+
+    results = open_results(
+        settings.state_url_with_password, ttl_s=settings.result_ttl_s, redact=lambda text: redact_text(text, secrets)
+    )
     server = build_server(
         provider,
         store,

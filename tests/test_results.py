@@ -18,11 +18,12 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
 from hive_mcp.dumps import DumpStore
+from hive_mcp.redact import redact_text
 from hive_mcp.mcp.results import CALL_META, CompletionAnswer, call_facts
 from hive_mcp.results import ResultStore, open_results
 from harness.upstream import Reply, Upstream
 from tests.clients import connect, mcp_server, text_of
-from tests.conftest import MODEL
+from tests.conftest import MODEL, TEST_KEY
 
 LIMIT = 100
 """The inline limit of the tests' servers, in tokens: small, so an answer of a few thousand is paged."""
@@ -207,3 +208,21 @@ async def test_a_store_that_fails_leaves_the_answer_whole(
     assert "truncated" not in (first.structured_content or {})
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and "results store" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]  # one warning per outage
+
+
+async def test_a_paged_answer_keeps_no_secret(
+    provider: Any, store: DumpStore, upstream: Upstream, tmp_path: Path, mode: str
+) -> None:
+    path = tmp_path / "results.sqlite3"
+    results = open_results(None, path=path, ttl_s=60, redact=lambda text: redact_text(text, [TEST_KEY]))
+    lines = long_answer().splitlines(keepends=True)
+    answer = "".join(lines[:150]) + f"the key is {TEST_KEY}\n" + "".join(lines[150:])
+    upstream.script(Reply.text(answer))
+    async with connect(mcp_server(provider, store, results=results, result_inline_tokens=LIMIT), mode) as c:
+        r = await c.call_tool("complete", {"prompt": "a long one", "max_tokens": 8000})
+        s = r.structured_content
+        assert s is not None and s["truncated"] is True
+        whole = await read_text(c, s["result_uri"])
+    assert TEST_KEY not in whole and "the key is " in whole and whole.startswith(s["content"])
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("results.sqlite3*"))
+    assert TEST_KEY.encode() not in stored and b"the key is " in stored

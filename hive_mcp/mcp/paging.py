@@ -119,6 +119,7 @@ class ResultPages:
         limit = self.inline_tokens
         if not isinstance(text, str) or len(text.encode()) <= limit:  # a token is at least one byte
             return result
+        text = self.store.redact(text)  # what is kept, and so what is paged, holds no secret
 
         def counted(t: str) -> int:
             n = count(t)

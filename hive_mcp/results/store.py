@@ -76,15 +76,21 @@ class ResultSummary:
 
 class ResultStore(ABC):
     """Results kept `ttl_s` seconds by `clock` (epoch seconds); reads and lists filter by owner: `None` (admins,
-    the stdio user) reads every one. Methods raise `ResultStoreError` when the store fails."""
+    the stdio user) reads every one. `redact` is what a text goes through before anything is made of it (the
+    server's secrets out): the pager applies it before it counts and splits, so parts and bounds agree. Methods
+    raise `ResultStoreError` when the store fails."""
 
     name: str = "results"
 
-    def __init__(self, *, ttl_s: float = RESULT_TTL_S, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, ttl_s: float = RESULT_TTL_S, clock: Callable[[], float] = time.time,
+        redact: Callable[[str], str] | None = None,
+    ) -> None:  # fmt: skip
         if ttl_s <= 0:
             raise ValueError("ttl_s must be > 0")
         self.ttl_s = ttl_s
         self.clock = clock
+        self.redact: Callable[[str], str] = redact if redact is not None else str
 
     async def put(self, owner: str, text: str, bounds: list[int], *, tokens: int) -> StoredResult:
         """Keep `text` for `owner`, split at `bounds`; the kept result, with its new id."""
