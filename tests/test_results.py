@@ -22,7 +22,7 @@ from hive_mcp.redact import redact_text
 from hive_mcp.mcp.results import CALL_META, CompletionAnswer, call_facts
 from hive_mcp.results import ResultStore, open_results
 from harness.upstream import Reply, Upstream
-from tests.clients import connect, mcp_server, text_of
+from tests.clients import connect, hear, mcp_server, text_of, until
 from tests.conftest import MODEL, TEST_KEY
 
 LIMIT = 100
@@ -226,3 +226,24 @@ async def test_a_paged_answer_keeps_no_secret(
     assert TEST_KEY not in whole and "the key is " in whole and whole.startswith(s["content"])
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("results.sqlite3*"))
     assert TEST_KEY.encode() not in stored and b"the key is " in stored
+
+
+async def test_a_new_result_changes_its_owners_resource_list(
+    paging: MCPServer, upstream: Upstream, mode: str
+) -> None:
+    heard: list[Any] = []
+
+    async def hear_list_changed(message: Any) -> None:
+        if isinstance(message, types.ResourceListChangedNotification):
+            heard.append(message)
+
+    upstream.script(Reply.text(long_answer()))
+    async with connect(paging, mode, message_handler=hear_list_changed) as c:
+        if mode == "legacy":
+            r = await c.call_tool("complete", {"prompt": "a long one", "max_tokens": 8000})
+            await until(lambda: bool(heard), "resources/list_changed")
+        else:  # a 2026-07-28 client listens for it
+            async with c.listen(resources_list_changed=True) as sub:
+                r = await c.call_tool("complete", {"prompt": "a long one", "max_tokens": 8000})
+                await hear(sub, {"ResourcesListChanged"})
+    assert r.structured_content is not None and r.structured_content["truncated"] is True

@@ -96,6 +96,8 @@ class ResultPages:
     admins: frozenset[str] = frozenset()
     listed: int = DEFAULT_RESOURCE_PAGE_SIZE
     """How many of a caller's results lead the first page of `resources/list` (newest first)."""
+    on_keep: Callable[[str, str], None] | None = None
+    """Told (result id, owner) of each answer kept: its owner's resource list changed."""
     outage: Outage = field(init=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +138,8 @@ class ResultPages:
                 self.outage.failed(exc)
             return result  # whole, inline: nothing lost
         self.outage.worked()
+        if self.on_keep is not None:
+            self.on_keep(kept.id, kept.owner)
         first = kept.part(1)
         omitted = total - await anyio.to_thread.run_sync(counted, first)
         return result.model_copy(update={

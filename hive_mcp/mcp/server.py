@@ -122,8 +122,9 @@ def build_server(
         spend, frozenset(admins),
     )
     resources = ResourceHandlers(store, resource_page_size, models, frozenset(admins))
+    kept = Touched(lambda _: ())  # a kept answer is new: its owner's list changed, nothing to update
     paging = None if results is None else ResultPages(
-        results, provider, result_inline_tokens, frozenset(admins), resource_page_size
+        results, provider, result_inline_tokens, frozenset(admins), resource_page_size, kept.touch
     )  # fmt: skip
     # Every resource, once; the first page lists the fixed ones in this order.
     router = ResourceRouter(
@@ -156,6 +157,8 @@ def build_server(
             # A conversation created or continued changes the index and that conversation; told like a dump.
             ChangeSource(touched.add_listener, touched.remove_listener, touched.updated, list_changed=True,
                          owners=touched.owners),
+            # A long answer kept changes its caller's list.
+            ChangeSource(kept.add_listener, kept.remove_listener, kept.updated, list_changed=True, owners=kept.owners),
             # A settled call changes its caller's spend (and the overall, which only admins and `local` see).
             ChangeSource(usage.add_listener, usage.remove_listener, lambda: (USAGE_URI,), list_changed=False,
                          owners=usage.owners),  # fmt: skip
