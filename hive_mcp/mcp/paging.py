@@ -168,9 +168,14 @@ class ResultPages:
         """Pages the results of the completion tools (until the call chain calls `page_result` itself)."""
         out = await call_next(ctx)
         name = ctx.params.get("name") if ctx.method == "tools/call" and ctx.params is not None else None
-        if name not in PAGED_TOOLS or out is None:
+        if name not in PAGED_TOOLS:
             return out
-        result = out if isinstance(out, CallToolResult) else CallToolResult.model_validate(out)
+        if isinstance(out, CallToolResult):
+            result = out
+        elif isinstance(out, dict) and "content" in out:  # not another answer to tools/call (a task created)
+            result = CallToolResult.model_validate(out)
+        else:
+            return out
         if result.is_error or not isinstance(result.structured_content, dict):
             return out
         model = str(result.structured_content.get("model") or "")
