@@ -17,6 +17,7 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.conversations import open_store
 from hive_mcp.dumps import DumpStore
+from hive_mcp.results import open_results
 from hive_mcp.mcp import ChatMessage, CompleteArgs, FailedRequestPage, ListFailedRequestsArgs
 from hive_mcp.mcp.results import CompletionAnswer
 from hive_mcp.mcp import StreamArgs, ToolSpec
@@ -53,14 +54,15 @@ async def listed(server: MCPServer, mode: str) -> dict[str, types.Tool]:
 @pytest.fixture
 def server(provider: Any, store: DumpStore, tmp_path: Path) -> MCPServer:
     conversations = open_store(path=tmp_path / "hive-mcp.sqlite3")  # every tool, list_conversations too
-    return mcp_server(provider, store, conversations=conversations)
+    results = open_results(None, path=tmp_path / "results.sqlite3")  # and read_result
+    return mcp_server(provider, store, conversations=conversations, results=results)
 
 
 async def test_the_tools_fit_the_budget(server: MCPServer, mode: str) -> None:
     tools = await listed(server, mode)
     sizes = {name: definition_size(t) for name, t in tools.items()}
     assert sum(sizes[name] for name in TODAYS_TOOLS) <= ALL_TOOLS_BUDGET, sizes
-    assert {"list_models", "dashboard", "list_conversations"} <= set(sizes)
+    assert {"list_models", "dashboard", "list_conversations", "read_result"} <= set(sizes)
     assert not over_budget(list(tools.values())), over_budget(list(tools.values()))
 
 
