@@ -32,6 +32,9 @@ that say a call was unpriced: `unpriced` and a nullable `cost_usd`, 43 bytes a c
 NEW_TOOL_BUDGET = 1536
 """Each tool added after these three."""
 
+TOTAL_BUDGET = 11 * 1024
+"""Every tool together: what `tools/list` puts in every attached client's context."""
+
 TODAYS_TOOLS = {"complete", "stream_complete", "list_failed_requests"}
 
 
@@ -64,6 +67,7 @@ async def test_the_tools_fit_the_budget(server: MCPServer, mode: str) -> None:
     assert sum(sizes[name] for name in TODAYS_TOOLS) <= ALL_TOOLS_BUDGET, sizes
     assert {"list_models", "dashboard", "list_conversations", "read_result"} <= set(sizes)
     assert not over_budget(list(tools.values())), over_budget(list(tools.values()))
+    assert sum(sizes.values()) <= TOTAL_BUDGET, sizes
 
 
 def test_a_new_tool_over_its_budget_is_caught() -> None:
