@@ -528,16 +528,14 @@ def anthropic_reply(
     return Reply("json", body=body)
 
 
-def anthropic_stream(text: str, *, stop_reason: str = "end_turn") -> Reply:
-    """An Anthropic SSE stream: one text block, then the message's stop reason."""
+def _anthropic_sse(block: dict[str, Any], delta: dict[str, Any], stop_reason: str) -> Reply:
+    """An Anthropic SSE stream of one content block (`block` opened, `delta` its whole content), then the stop."""
     events = [
         ("message_start", {"type": "message_start", "message": {
             "id": "msg_test", "type": "message", "role": "assistant", "model": "claude-test", "content": [],
             "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}}),
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                 "delta": {"type": "text_delta", "text": text}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
         ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                            "usage": {"output_tokens": 3}}),
@@ -545,6 +543,17 @@ def anthropic_stream(text: str, *, stop_reason: str = "end_turn") -> Reply:
     ]
     body = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
     return Reply.raw(body, content_type="text/event-stream")
+
+
+def anthropic_stream(text: str, *, stop_reason: str = "end_turn") -> Reply:
+    """An Anthropic SSE stream: one text block, then the message's stop reason."""
+    return _anthropic_sse({"type": "text", "text": ""}, {"type": "text_delta", "text": text}, stop_reason)
+
+
+def anthropic_tool_use(tool_id: str, name: str, arguments: dict[str, Any]) -> Reply:
+    """An Anthropic SSE stream in which the model calls one tool (an agent's model asking its host to call it)."""
+    block = {"type": "tool_use", "id": tool_id, "name": name, "input": {}}
+    return _anthropic_sse(block, {"type": "input_json_delta", "partial_json": json.dumps(arguments)}, "tool_use")
 
 
 def gemini_reply(text: str | None, *, finish_reason: str = "STOP") -> Reply:

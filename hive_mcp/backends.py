@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .dumps import DumpStore
     from .llms.config import ModelsConfig
     from .provider.base import LLMProvider
+    from .results import ResultStore
     from .settings import Settings
     from .spend import Budgets, Spend
 
@@ -29,23 +30,32 @@ __all__ = ["Backends", "change_sharing", "conversation_store", "dump_store", "op
 
 @dataclass(frozen=True)
 class Backends:
-    """What one process keeps state in: failure dumps, conversations (None when off), the spend ledger, and how
-    change events cross processes (a subscription bus, a dump directory watch; None: this process only)."""
+    """What one process keeps state in: failure dumps, conversations (None when off), the spend ledger, big
+    answers, and how change events cross processes (a subscription bus, a dump directory watch; None: this process only)."""
 
     dumps: DumpStore
     conversations: ConversationStore | None
     spend: Spend
+    results: ResultStore
+    """Answers too big for one reply, kept for their owner (`hive://results/{id}`)."""
     bus: Any
     dump_watch: Any
 
 
 def open_backends(settings: Settings, secrets: tuple[str, ...], provider: LLMProvider, budgets: Budgets) -> Backends:
     """Every backend of a server, from its settings; `secrets` are kept out of every one (`server_secrets`)."""
+    from .redact import redact_text
+    from .results import open_results
     from .spend.setup import open_spend
 
     dumps = dump_store(settings, secrets)
     bus, watch = change_sharing(settings, dumps)
-    return Backends(dumps, conversation_store(settings, secrets), open_spend(settings, provider, budgets), bus, watch)
+    results = open_results(
+        settings.state_url_with_password, ttl_s=settings.result_ttl_s, redact=lambda text: redact_text(text, secrets)
+    )
+    return Backends(
+        dumps, conversation_store(settings, secrets), open_spend(settings, provider, budgets), results, bus, watch
+    )
 
 
 def server_secrets(

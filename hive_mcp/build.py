@@ -132,6 +132,8 @@ def build(
         bus=backends.bus,
         dump_watch=backends.dump_watch,
         admins=settings.admins,
+        results=backends.results,
+        result_inline_tokens=settings.result_inline_tokens,
     )
     models = ModelsView(catalogue, settings.model, limits)
     from .dumps import CallerDumps

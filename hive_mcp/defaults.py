@@ -18,3 +18,8 @@ CONVERSATION_TTL_S = 3 * 3600
 CONVERSATION_MAX = 1000
 CONVERSATION_MAX_TURNS = 200
 CONVERSATION_MAX_BYTES = 2 * MIB
+
+RESULT_INLINE_TOKENS = 20_000
+"""Tokens of a reply's text a result carries inline (litellm's count for its model); the rest is a resource."""
+RESULT_TTL_S = 3600
+"""Seconds a big answer stays readable as `hive://results/{id}`."""

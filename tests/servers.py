@@ -32,7 +32,9 @@ from tests.conftest import MODEL, TEST_KEY
 from harness.processes import child_env, free_port
 from harness.upstream import Upstream
 
-TOOLS = {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations"}
+TOOLS = {
+    "complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations", "read_result"
+}
 STARTUP_S = 90.0  # litellm imports in parallel on a small machine
 CALL_S = 30.0
 EXIT_S = 20.0

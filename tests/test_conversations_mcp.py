@@ -17,6 +17,7 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.calls import Conversations
+from hive_mcp.mcp.results import call_facts
 from hive_mcp.conversations import ConversationLimits, ConversationStore, ExpiredConversation, NewTurn, open_store
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
@@ -71,7 +72,7 @@ async def test_continue_sends_the_thread_then_the_new_prompt(
         cid = first.structured_content["conversation_id"]
         second = await call(c, prompt="Its population?", conversation_id=cid, tool="stream_complete")
     assert not second.is_error, text_of(second)
-    assert second.structured_content["conversation_id"] == cid and second.structured_content["omitted_turns"] == 0
+    assert second.structured_content["conversation_id"] == cid and call_facts(second)["omitted_turns"] == 0
     assert sent(upstream, 0) == [SYSTEM, user("Capital of France?")]
     assert sent(upstream, 1) == [SYSTEM, user("Capital of France?"), assistant("Paris."), user("Its population?")]
     view = await conv.get(cid)
@@ -178,11 +179,13 @@ async def test_a_recovered_calls_dump_names_the_conversation_its_result_returned
 ) -> None:
     upstream.script(Reply.error(503), Reply.text("first"), Reply.error(503), Reply.text("forked"))
     async with connect(server, "auto") as c:
-        started = (await call(c, prompt="hi")).structured_content
-        forked = (await call(c, prompt="and?", conversation_id=started["conversation_id"], fork=True)).structured_content
-    for result in (started, forked):
-        dump = store.read(result["dump_id"])
-        assert dump.outcome == "recovered" and result["attempts"] == 2
+        first = await call(c, prompt="hi")
+        started, started_facts = first.structured_content, call_facts(first)
+        second = await call(c, prompt="and?", conversation_id=started["conversation_id"], fork=True)
+        forked, forked_facts = second.structured_content, call_facts(second)
+    for result, facts in ((started, started_facts), (forked, forked_facts)):
+        dump = store.read(facts["dump_id"])
+        assert dump.outcome == "recovered" and facts["attempts"] == 2
         assert dump.conversation_id == result["conversation_id"] is not None
     assert forked["conversation_id"] != started["conversation_id"]
 
@@ -205,12 +208,12 @@ async def test_a_recovered_call_that_loses_the_race_and_forks_has_a_dump_naming_
             tip = (await conv.thread(cid)).tip
             await conv.append(cid, [user("elsewhere")], NewTurn(model="m"), expected_tip=tip, owner="local")
             upstream.release()
-    result = results[0].structured_content
-    assert result["attempts"] == 2 and result["conversation_id"] not in (None, cid)
+    result, facts = results[0].structured_content, call_facts(results[0])
+    assert facts["attempts"] == 2 and result["conversation_id"] not in (None, cid)
     assert (await conv.get(result["conversation_id"])).thread.forked_from_thread == cid
-    dump = store.read(result["dump_id"])
+    dump = store.read(facts["dump_id"])
     assert dump.outcome == "recovered" and dump.conversation_id == result["conversation_id"]
-    assert json.loads(store.read_text(result["dump_id"]))["conversation_id"] == result["conversation_id"]
+    assert json.loads(store.read_text(facts["dump_id"]))["conversation_id"] == result["conversation_id"]
 
 
 async def test_unknown_expired_and_malformed_ids_are_refused_before_any_upstream_request(
@@ -326,7 +329,7 @@ async def test_the_oldest_turns_are_left_out_to_fit_a_small_window(
         for n in ("two", "three"):
             await call(c, prompt=f"{n} {words}", conversation_id=cid, max_tokens=10)
         last = await call(c, prompt="four", conversation_id=cid, max_tokens=10)
-    omitted = last.structured_content["omitted_turns"]
+    omitted = call_facts(last)["omitted_turns"]
     assert omitted >= 1
     history = (await conv.get(cid)).chat_messages()
     kept = history[1 + 2 * omitted : -2]  # after the system prompt, without the omitted turns and the last call

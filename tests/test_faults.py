@@ -34,6 +34,7 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
+from hive_mcp.mcp.results import call_facts
 from hive_mcp.dumps import DumpStore, FailureDump
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import dump_uri
@@ -98,7 +99,7 @@ def assert_one_clear_error(result: types.CallToolResult, category: str, attempts
     assert text.startswith(f"{category} error from model {MODEL} after {attempts} {plural}: "), text
     assert "\n" not in text and "Traceback" not in text and "{" not in text, text
     assert text.endswith(f"[request recorded: {dump_uri(dump.id)}]"), text
-    assert result.structured_content is None
+    assert result.structured_content == {"error": category}  # what an agent acts on, and nothing else
     return text
 
 
@@ -191,12 +192,13 @@ async def test_fault_then_success_is_retried_and_recovers(
     assert delay[0] <= attempt.delay_s <= delay[1], attempt
     s = result.structured_content
     assert s is not None
-    assert (s["content"], s["attempts"], s["dump_id"], s["dump_uri"]) == (
+    facts = call_facts(result)
+    assert (s["content"], facts["attempts"], facts["dump_id"], facts["dump_uri"]) == (
         "recovered", 2, dump.id, dump_uri(dump.id)
     )
     # The dump's listing counts the attempts as the result does: the failed one and the one that answered.
     [summary] = [i for i in store.list().items if i.id == dump.id]
-    assert summary.attempt_count == dump.attempt_count == s["attempts"]
+    assert summary.attempt_count == dump.attempt_count == facts["attempts"]
     if tool == "stream_complete":
         assert progress.text == "recovered"  # the failed attempt sent nothing, so nothing repeats
 
@@ -311,7 +313,7 @@ async def test_truncated_tool_call_json_is_kept_raw(
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None
     assert result.structured_content["tool_calls"] == [{"id": "c1", "name": "f", "input": {"_raw": '{"a": [1, 2'}}]
-    assert result.structured_content["attempts"] == 1
+    assert call_facts(result)["attempts"] == 1
     assert len(upstream.chat_requests()) == 1 and store.count() == 0  # first-time success: no dump
 
 

@@ -28,6 +28,7 @@ from hive_mcp import __version__
 from hive_mcp.cli import PROVIDER_KEY_VARS
 from hive_mcp.settings import SETTINGS_FIELDS
 from harness.processes import ROOT, ask_stdio, child_env, free_port
+from tests.servers import TOOLS
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 SERVER_JSON = ROOT / "server.json"
@@ -38,7 +39,6 @@ INSTALL_S = 600.0  # resolving hive-mcp's dependencies from PyPI into a cold cac
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
               "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
 LIST_TOOLS = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
-TOOLS = {"complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations"}
 
 
 def known_variables() -> set[str]:

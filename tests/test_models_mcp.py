@@ -18,6 +18,7 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
+from hive_mcp.mcp.results import call_facts
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import MODEL_URI_TEMPLATE, MODELS_URI, ModelList, model_uri
@@ -282,7 +283,7 @@ async def test_the_result_names_the_group_called_when_there_is_one(
         grouped = await a.call_tool("complete", {"prompt": "hi", "model": "openai/fast"})
         plain = await b.call_tool("complete", {"prompt": "hi"})
     assert grouped.structured_content is not None and plain.structured_content is not None
-    assert grouped.structured_content["model_group"] == "openai/fast"
+    assert call_facts(grouped)["model_group"] == "openai/fast"
     assert "model_group" not in plain.structured_content  # absent, not null, when no group was called
 
 

@@ -11,6 +11,7 @@ import mcp_types as types
 import pytest
 from mcp.server.mcpserver import MCPServer
 
+from hive_mcp.mcp.results import call_facts
 from hive_mcp.dumps import DumpStore
 
 from hive_mcp.calls.stream import TAGS
@@ -74,7 +75,7 @@ async def test_reasoning_is_in_the_result_and_absent_when_there_is_none(
     upstream.script(reasoning_reply("42", "Six times seven.", reasoning_tokens=9), Reply.text("plain"))
     thought = await call(server, mode, "complete", {"prompt": "answer"})
     assert thought.structured_content is not None
-    assert (thought.structured_content["reasoning"], thought.structured_content["reasoning_tokens"]) == (
+    assert (thought.structured_content["reasoning"], call_facts(thought)["reasoning_tokens"]) == (
         "Six times seven.", 9,
     )
     plain = await call(server, mode, "complete", {"prompt": "answer"})

@@ -23,6 +23,7 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
+from hive_mcp.mcp.results import call_facts
 from hive_mcp.dumps import DumpStore, make_dump_id
 from hive_mcp.dashboard.app import RESOURCE_URI as DASHBOARD_URI
 from hive_mcp.mcp import INDEX_URI, MODELS_URI, dump_uri
@@ -73,9 +74,8 @@ async def test_tools_have_schemas_and_annotations(make_server: Callable[..., MCP
             t.input_schema["properties"]
         )
         assert t.output_schema is not None
-        assert {"content", "model", "stop_reason", "tool_calls", "attempts", "dump_id", "cost_usd"} <= set(
-            t.output_schema["properties"]
-        )
+        assert {"content", "model", "stop_reason", "tool_calls"} <= set(t.output_schema["properties"])
+        assert not {"attempts", "dump_id", "cost_usd"} & set(t.output_schema["properties"])  # those are in _meta
     listing = tools["list_failed_requests"]
     assert listing.annotations is not None and listing.annotations.read_only_hint is True
     assert listing.output_schema is not None and "next_cursor" in listing.output_schema["properties"]
@@ -105,8 +105,9 @@ async def test_complete_returns_structured_content_and_text(
     assert s["content"] == "Paris is the capital."
     assert s["model"] == "gpt-4o-mini"
     assert s["stop_reason"] == "stop"
-    assert (s["input_tokens"], s["output_tokens"], s["attempts"]) == (12, 5, 1)
-    assert s["tool_calls"] == [] and s["dump_id"] is None
+    facts = call_facts(r)
+    assert (facts["input_tokens"], facts["output_tokens"], facts["attempts"]) == (12, 5, 1)
+    assert s["tool_calls"] == [] and "dump_id" not in facts
     [req] = upstream.chat_requests()
     assert req.body["model"] == "gpt-4o-mini"
     assert req.body["temperature"] == 0.3 and req.body["max_tokens"] == 50

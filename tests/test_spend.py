@@ -19,6 +19,7 @@ import anyio
 import pytest
 from mcp.server.mcpserver import MCPServer
 
+from hive_mcp.mcp.results import call_facts
 from hive_mcp.dumps import DumpStore
 
 from hive_mcp.provider import LiteLLMProvider
@@ -118,7 +119,7 @@ async def test_the_unused_part_of_a_reservation_returns(
     actual = micro(10 * IN + 20 * OUT)
     now = spend.clock()
     assert spend.settled().state(budgets.items, now)["all:day"] == (actual, 0)  # settled: the rest came back
-    assert result.structured_content["budget_remaining_usd"] == pytest.approx((micro(1.0) - actual) / 1e6)
+    assert call_facts(result)["budget_remaining_usd"] == pytest.approx((micro(1.0) - actual) / 1e6)
 
 
 async def test_ten_concurrent_calls_that_fit_alone_but_three_together(
@@ -320,7 +321,7 @@ async def test_streamed_and_conversation_calls_are_metered_too(
         cid = first.structured_content["conversation_id"]
         streamed = await c.call_tool("stream_complete", {"prompt": "more", "conversation_id": cid})
     assert not streamed.is_error, text_of(streamed)
-    assert 0 < streamed.structured_content["budget_remaining_usd"] < first.structured_content["budget_remaining_usd"]
+    assert 0 < call_facts(streamed)["budget_remaining_usd"] < call_facts(first)["budget_remaining_usd"]
     calls = spend.settled().calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
     assert [c.conversation_id for c in calls] == [cid, cid]
     assert spend.settled().state(spend.budgets.items, spend.clock())["all:day"][1] == 0

@@ -7,6 +7,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+from hive_mcp.mcp.results import call_facts
 from hive_mcp.spend.budgets import micro
 from tests.servers import HttpServer, Session, server_env
 from tests.clients import text_of
@@ -50,10 +51,10 @@ def test_callers_are_named_by_their_tokens_and_budgets_follow_the_name(upstream:
         assert server.terminate() == 0, server.stderr()
     assert refused.is_error and "caller alice's daily budget" in text_of(refused)
     assert not served.is_error, text_of(served)
-    assert served.structured_content["budget_remaining_usd"] < 5
+    assert call_facts(served)["budget_remaining_usd"] < 5
     assert len(upstream.chat_requests()) == 1
     # hive://usage: the admin sees everyone, the others only themselves (and only their own budgets).
-    cost = micro(served.structured_content["cost_usd"]) / 1e6  # the ledger keeps whole micro-USD, rounded up
+    cost = micro(call_facts(served)["cost_usd"]) / 1e6  # the ledger keeps whole micro-USD, rounded up
     assert seen["alice"]["caller"] is None and seen["alice"]["today"]["by_caller"] == {bare_name: cost}
     assert {b["budget"] for b in seen["alice"]["budgets"]} == {"caller:alice:day", f"caller:{bare_name}:day"}
     assert seen["bare"]["caller"] == bare_name and seen["bare"]["today"]["by_caller"] == {bare_name: cost}

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
+from hive_mcp.mcp.results import call_facts
 from hive_mcp.dumps import DumpStore
 
 from hive_mcp.provider import LiteLLMProvider
@@ -326,7 +327,7 @@ async def test_a_whole_reply_past_max_tokens_is_cut_and_charged_within_its_reser
     content = result.structured_content["content"]
     assert result.structured_content["stop_reason"] == "length"
     assert content and text.startswith(content) and (provider.count_text(content, MODEL) or 0) <= 5
-    assert result.structured_content["output_tokens"] == 5
+    assert call_facts(result)["output_tokens"] == 5
     call = only_call(spend.settled())
     assert call.output_tokens == 5 and call.estimated and call.cost == micro(8 * IN + 5 * OUT)
 

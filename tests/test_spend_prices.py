@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from hive_mcp.mcp.results import call_facts
 from hive_mcp.dumps import DumpStore
 
 from hive_mcp.llms import load_config
@@ -80,8 +81,8 @@ async def test_zero_and_unknown_are_unpriced_free_must_be_said_and_the_listing_n
         "zero": None, "unknown": None, "marked": (0, 0), "given": (0, 0), "local": (0, 0),
     }  # fmt: skip
     assert not unknown.is_error and not mini.is_error
-    assert unknown.structured_content["cost_usd"] is None and unknown.structured_content["unpriced"] is True
-    assert mini.structured_content["cost_usd"] > 0 and "unpriced" not in mini.structured_content
+    assert call_facts(unknown)["cost_usd"] is None and call_facts(unknown)["unpriced"] is True
+    assert call_facts(mini)["cost_usd"] > 0 and "unpriced" not in call_facts(mini)
     flagged = [(c.group, c.unpriced) for c in spend.settled().calls(EPOCH)]
     assert flagged == [("unknown", True), ("mini", False)]
 
@@ -114,6 +115,6 @@ async def test_without_a_config_an_unknown_model_is_unpriced_before_and_after_a_
         result = await c.call_tool("complete", {"prompt": "hello"})
         after = prices((await c.call_tool("list_models", {})).structured_content)
     assert before == after == {name: (None, None, True)}
-    assert result.structured_content["cost_usd"] is None and result.structured_content["unpriced"] is True
+    assert call_facts(result)["cost_usd"] is None and call_facts(result)["unpriced"] is True
     [call] = spend.settled().calls(EPOCH)
     assert call.unpriced and call.cost == 0

@@ -17,7 +17,9 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.conversations import open_store
 from hive_mcp.dumps import DumpStore
-from hive_mcp.mcp import ChatMessage, CompleteArgs, CompletionResult, FailedRequestPage, ListFailedRequestsArgs
+from hive_mcp.results import open_results
+from hive_mcp.mcp import ChatMessage, CompleteArgs, FailedRequestPage, ListFailedRequestsArgs
+from hive_mcp.mcp.results import CompletionAnswer
 from hive_mcp.mcp import StreamArgs, ToolSpec
 from hive_mcp.mcp.args import ListConversationsArgs
 from hive_mcp.mcp.conversation_views import ConversationPage
@@ -29,6 +31,9 @@ that say a call was unpriced: `unpriced` and a nullable `cost_usd`, 43 bytes a c
 
 NEW_TOOL_BUDGET = 1536
 """Each tool added after these three."""
+
+TOTAL_BUDGET = 11 * 1024
+"""Every tool together: what `tools/list` puts in every attached client's context."""
 
 TODAYS_TOOLS = {"complete", "stream_complete", "list_failed_requests"}
 
@@ -52,15 +57,17 @@ async def listed(server: MCPServer, mode: str) -> dict[str, types.Tool]:
 @pytest.fixture
 def server(provider: Any, store: DumpStore, tmp_path: Path) -> MCPServer:
     conversations = open_store(path=tmp_path / "hive-mcp.sqlite3")  # every tool, list_conversations too
-    return mcp_server(provider, store, conversations=conversations)
+    results = open_results(None, path=tmp_path / "results.sqlite3")  # and read_result
+    return mcp_server(provider, store, conversations=conversations, results=results)
 
 
 async def test_the_tools_fit_the_budget(server: MCPServer, mode: str) -> None:
     tools = await listed(server, mode)
     sizes = {name: definition_size(t) for name, t in tools.items()}
     assert sum(sizes[name] for name in TODAYS_TOOLS) <= ALL_TOOLS_BUDGET, sizes
-    assert {"list_models", "dashboard", "list_conversations"} <= set(sizes)
+    assert {"list_models", "dashboard", "list_conversations", "read_result"} <= set(sizes)
     assert not over_budget(list(tools.values())), over_budget(list(tools.values()))
+    assert sum(sizes.values()) <= TOTAL_BUDGET, sizes
 
 
 def test_a_new_tool_over_its_budget_is_caught() -> None:
@@ -115,8 +122,9 @@ async def test_no_field_is_lost(server: MCPServer, mode: str) -> None:
         assert (bounds["max_retries"]["minimum"], bounds["max_retries"]["maximum"]) == (0, 10)
         assert bounds["max_tokens"]["exclusiveMinimum"] == 0 and bounds["deadline_s"]["exclusiveMinimum"] == 0
         output = tools[name].output_schema
-        assert output is not None and set(output["properties"]) == set(CompletionResult.model_fields)
-        assert output["properties"]["dump_id"]["type"] == ["string", "null"]  # a validating client accepts null
+        # Structured content is the answer and what an agent acts on; the bookkeeping is in _meta.
+        assert output is not None and set(output["properties"]) == set(CompletionAnswer.model_fields)
+        assert output["properties"]["conversation_id"]["type"] == "string"  # absent when unset, never null
     listing = tools["list_failed_requests"]
     assert set(listing.input_schema["properties"]) == set(ListFailedRequestsArgs.model_fields)
     limit = listing.input_schema["properties"]["limit"]

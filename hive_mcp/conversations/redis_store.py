@@ -48,7 +48,7 @@ from ..state_store import StateStore, redacted_url
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from .records import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
 from .store import ConversationStore, Stored
-from .urls import check_state_url
+from .urls import required_state_url
 
 __all__ = ["RedisStore", "redacted_url"]
 
@@ -201,11 +201,7 @@ class RedisStore(ConversationStore):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        try:
-            if check_state_url(url) is None:
-                raise ValueError("no URL")
-        except ValueError as exc:
-            raise ValueError(f"state_url: {exc}") from None
+        required_state_url(url)
         self.name = redacted_url(url)
         self.prefix = prefix
         # The process's state store: its pool, its timeouts, and its breaker (one warning per outage for

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit, urlunsplit
 
-__all__ = ["STATE_SCHEMES", "check_state_url", "with_password"]
+__all__ = ["STATE_SCHEMES", "check_state_url", "required_state_url", "with_password"]
 
 STATE_SCHEMES = ("redis", "rediss", "unix")
 
@@ -21,6 +21,17 @@ def check_state_url(url: str | None) -> str | None:
     if scheme not in STATE_SCHEMES:
         raise ValueError(f"{scheme or 'no'} scheme; expected redis://, rediss:// or unix://")
     return url
+
+
+def required_state_url(url: str) -> str:
+    """`url`, checked (`check_state_url`), for a store that needs one: a ValueError naming `state_url` otherwise."""
+    try:
+        checked = check_state_url(url)
+    except ValueError as exc:
+        raise ValueError(f"state_url: {exc}") from None
+    if checked is None:
+        raise ValueError("state_url: no URL")
+    return checked
 
 
 def with_password(url: str, password: str | None) -> str:

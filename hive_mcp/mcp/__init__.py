@@ -12,8 +12,8 @@ validation) and results (wire models of the results); catalogue (the model
 catalogue as clients see it); schema (the compact tool
 schemas); relay (heartbeats and streamed progress); notify (change
 notifications); resources and tools (the handlers); conversations (continued
-and forked calls) and conversation_views (their tool and resources); server
-(`build_server`).
+and forked calls) and conversation_views (their tool and resources); paging (answers too big for one
+reply, as `hive://results/{id}` and the read_result tool); server (`build_server`).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from .callers import caller
 from .errors import ArgumentError, error_result, safe_line
 from .results import json_result
 from .routes import Route, not_found
-from .tools import build_tool  # every tool is built the same way
+from .schema import build_tool
 
 __all__ = ["ConversationPage", "ConversationSummary", "conversation_routes", "list_conversations_tool"]
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from mcp_types import CallToolResult, TextContent
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from ..calls import Outcome
 from ..dumps import DumpPage, DumpSummary
@@ -36,11 +36,17 @@ def _absent(json_type: str) -> Any:
     return Field(default=None, json_schema_extra=_AbsentWhenNone(json_type))
 
 
-class CompletionResult(Usage):
-    """A finished completion. `attempts` > 1 or a `dump_id` means it took retries, recorded in that dump.
-    `cost_usd` is null and `unpriced` true when the model has no known price."""
+CALL_META = "hive-mcp/call"
+"""The `_meta` key of a completion's bookkeeping (`CallFacts`): hosts and scripts read it; an agent handed the
+structured content reads the answer without it."""
 
-    cost_usd: float | None = 0.0  # type: ignore[assignment]
+
+class CompletionAnswer(BaseModel):
+    """What a completion's structured content holds: the answer first, then only what an agent acts on.
+
+    `truncated`: the answer was longer than one reply carries; `content` is its first part, `result_uri` the
+    whole (`?part=N` for each of `parts`, or the read_result tool), `omitted_tokens` what was left out."""
+
     content: str
     model: str
     stop_reason: str
@@ -50,14 +56,40 @@ class CompletionResult(Usage):
         list[ToolCall], WithJsonSchema({"type": "array", "items": {"type": "object", "required": ["id", "name", "input"]}})
     ]
     reasoning: str | None = _absent("string")
-    model_group: str | None = _absent("string")
-    attempts: int
-    dump_id: str | None = None
-    dump_uri: str | None = None
     conversation_id: str | None = _absent("string")
+    truncated: bool | None = _absent("boolean")
+    parts: int | None = _absent("integer")
+    result_uri: str | None = _absent("string")
+    omitted_tokens: int | None = _absent("integer")
+
+
+class CallFacts(Usage):
+    """A completion's bookkeeping, in the result's `_meta` under `CALL_META`. `attempts` > 1 or a `dump_id` means
+    it took retries, recorded in that dump. `cost_usd` is null and `unpriced` true when the model has no known
+    price."""
+
+    cost_usd: float | None = 0.0  # type: ignore[assignment]
+    model_group: str | None = _absent("string")
+    attempts: int = 1
+    dump_id: str | None = _absent("string")
+    dump_uri: str | None = _absent("string")
     omitted_turns: int = 0
     budget_remaining_usd: float | None = _absent("number")
     unpriced: bool | None = _absent("boolean")
+
+
+def _answer_schema(schema: dict[str, Any]) -> None:
+    """The output schema says what structured content holds: `CompletionAnswer`'s fields, in its order."""
+    props = schema["properties"]
+    schema["properties"] = {name: props[name] for name in CompletionAnswer.model_fields}
+    schema["required"] = [name for name in CompletionAnswer.model_fields if name in schema.get("required", ())]
+
+
+class CompletionResult(CompletionAnswer, CallFacts):
+    """A finished completion as the tools build it; `completion_result` splits it into structured content (the
+    answer) and `_meta` (the facts)."""
+
+    model_config = ConfigDict(json_schema_extra=_answer_schema)
 
     @classmethod
     def from_response(cls, r: LLMResponse) -> CompletionResult:
@@ -110,18 +142,20 @@ class FailedRequestPage(BaseModel):
 _ABSENT_WHEN_NONE = tuple(
     name for name, f in CompletionResult.model_fields.items() if isinstance(f.json_schema_extra, _AbsentWhenNone)
 )
-"""Result fields left out when unset rather than sent as null (`_absent`): most replies have no reasoning,
-`model_group` is known only when the call went through a configured group, and `conversation_id`
-only when conversations are on (and the store answered), `budget_remaining_usd` only when a budget applied,
-`unpriced` only when the model has no known price."""
+"""Result fields left out when unset rather than sent as null (`_absent`): most replies have no reasoning and
+no dump, `model_group` is known only when the call went through a configured group, `conversation_id` only
+when conversations are on (and the store answered), `budget_remaining_usd` only when a budget applied,
+`unpriced` only when the model has no known price, the paging fields only when the answer was paged."""
 
 
 def completion_result(result: CompletionResult) -> CallToolResult:
-    """Structured content for clients that read the schema, the reply text for those that read only text."""
+    """The answer as structured content and as the text block; the bookkeeping in `_meta` (`CALL_META`)."""
     absent = {name for name in _ABSENT_WHEN_NONE if getattr(result, name) is None}
+    data = result.model_dump(mode="json", exclude=absent or None)
     return CallToolResult(
         content=[TextContent(type="text", text=result.content)],
-        structured_content=result.model_dump(mode="json", exclude=absent or None),
+        structured_content={name: data[name] for name in CompletionAnswer.model_fields if name in data},
+        meta={CALL_META: {name: data[name] for name in CallFacts.model_fields if name in data}},
     )
 
 
@@ -130,12 +164,21 @@ def outcome_result(outcome: Outcome) -> CallToolResult:
     if outcome.response is None:
         failure = outcome.failure
         assert failure is not None, "an outcome holds a response or a failure"
-        return error_result(failure_text(failure.text, failure.dump_id))
+        failed = error_result(failure_text(failure.text, failure.dump_id))
+        # What an agent acts on: the category (an `auth` error is not retried, a `rate_limit` one later).
+        failed.structured_content = {"error": failure.error_type}
+        return failed
     result = CompletionResult.from_response(outcome.response)
     return completion_result(result.model_copy(update={
         "conversation_id": outcome.conversation_id, "omitted_turns": outcome.omitted_turns,
         "budget_remaining_usd": outcome.budget_remaining_usd,
     }))  # fmt: skip
+
+
+def call_facts(result: CallToolResult) -> dict[str, Any]:
+    """A completion result's bookkeeping (`CallFacts` as JSON); empty for any other result."""
+    facts = (result.meta or {}).get(CALL_META)
+    return facts if isinstance(facts, dict) else {}
 
 
 def json_result(result: BaseModel) -> CallToolResult:

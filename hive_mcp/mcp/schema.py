@@ -11,7 +11,13 @@ published schema describes the checks; it is not what enforces them.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
+
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel
+
+from mcp.server.mcpserver.tools import Tool as MCPTool
 
 from ..text import one_line
 
@@ -118,3 +124,26 @@ def _drop_null(node: dict[str, Any], arms: list[Any], nullable: bool) -> dict[st
             return {**node, **arm, "type": [arm["type"], "null"]}
         return {**node, "anyOf": [arm, _NULL]}
     return {**arm, **node}
+
+
+def build_tool(
+    fn: Callable[..., Any],
+    args_model: type[BaseModel],
+    annotations: ToolAnnotations,
+    model_field: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> MCPTool:
+    """An MCPServer tool whose input schema is `args_model`'s, compacted (the function validates the raw arguments
+    itself). Every tool is built here, the same way.
+
+    `model_field` rewrites the `model` field's schema (to name the catalogue's callable names).
+    """
+    tool = MCPTool.from_function(fn, description=describe(fn.__doc__ or ""), annotations=annotations, meta=meta)
+    tool.parameters = tool_schema(args_model.model_json_schema())
+    if model_field is not None:
+        fields = tool.parameters["properties"]
+        fields["model"] = model_field(fields["model"])
+    output = tool.fn_metadata.output_schema
+    if output is not None:
+        tool.fn_metadata.output_schema = tool_schema(output, output=True)
+    return tool

@@ -38,11 +38,13 @@ from ..spend import Spend
 from ..spend.usage import Throttle
 from .bus import running as running_bus
 from .model_list import ModelsView
-from ..defaults import DEFAULT_HEARTBEAT_S
+from ..defaults import DEFAULT_HEARTBEAT_S, RESULT_INLINE_TOKENS
+from ..results import ResultStore
 from .constants import CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_routes, list_conversations_tool
 from .notify import ChangeNotifier, ChangeSource, Touched
+from .paging import ResultPages
 from .resources import DASHBOARD_ROUTE, ResourceHandlers
 from .routes import ResourceRouter
 from .tools import ToolHandlers, tools
@@ -76,6 +78,8 @@ def build_server(
     bus: SubscriptionBus | None = None,
     dump_watch: Any = None,
     admins: Iterable[str] = (),
+    results: ResultStore | None = None,
+    result_inline_tokens: int = RESULT_INLINE_TOKENS,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -94,6 +98,8 @@ def build_server(
     process only; `bus.RedisSubscriptionBus` crosses processes); `dump_watch` (a
     `dumps.DumpDirectoryWatch`) tells of dumps other processes wrote to the same directory.
     `admins` are the callers who see every caller's dumps (the others see their own).
+    `results` keeps answers longer than `result_inline_tokens` as `hive://results/{id}` (paging.py; None: every
+    answer is returned whole).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -115,8 +121,14 @@ def build_server(
         provider, limits, catalogue, default_model=default_model, default_max_tokens=default_max_tokens,
         conversations=steps, spend=spend,
     )  # fmt: skip
-    tool_handlers = ToolHandlers(chain, store, models, heartbeat_s, progress_interval_s, spend, frozenset(admins))
     resources = ResourceHandlers(store, resource_page_size, models, frozenset(admins))
+    kept = Touched(lambda _: ())  # a kept answer is new: its owner's list changed, nothing to update
+    paging = None if results is None else ResultPages(
+        results, provider, result_inline_tokens, frozenset(admins), resource_page_size, kept.touch
+    )  # fmt: skip
+    tool_handlers = ToolHandlers(
+        chain, store, models, heartbeat_s, progress_interval_s, spend, frozenset(admins), pages=paging
+    )
     # Every resource, once; the first page lists the fixed ones in this order.
     router = ResourceRouter(
         [
@@ -124,9 +136,10 @@ def build_server(
             *([usage_route(spend)] if spend is not None else []),
             *(conversation_routes(conversations) if conversations is not None else []),
             *resources.dump_routes(),
+            *(paging.routes() if paging is not None else []),
             DASHBOARD_ROUTE,
         ],
-        resources.pages,
+        resources.pages if paging is None else paging.pages_with(resources.pages),
     )
     usage = Throttle()  # a settled call changes hive://usage: told at most once a second
     if spend is not None:
@@ -147,6 +160,8 @@ def build_server(
             # A conversation created or continued changes the index and that conversation; told like a dump.
             ChangeSource(touched.add_listener, touched.remove_listener, touched.updated, list_changed=True,
                          owners=touched.owners),
+            # A long answer kept changes its caller's list.
+            ChangeSource(kept.add_listener, kept.remove_listener, kept.updated, list_changed=True, owners=kept.owners),
             # A settled call changes its caller's spend (and the overall, which only admins and `local` see).
             ChangeSource(usage.add_listener, usage.remove_listener, lambda: (USAGE_URI,), list_changed=False,
                          owners=usage.owners),  # fmt: skip
@@ -164,7 +179,8 @@ def build_server(
         name,
         version=__version__,
         instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if conversations is not None else ""),
-        tools=tools(tool_handlers) + ([list_conversations_tool(conversations)] if conversations is not None else []),
+        tools=tools(tool_handlers) + ([list_conversations_tool(conversations)] if conversations is not None else [])
+        + ([paging.tool()] if paging is not None else []),
         subscriptions=notifier.bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],

@@ -11,13 +11,12 @@ and the outcome the result the client reads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool as MCPTool
@@ -35,10 +34,11 @@ from ..defaults import DEFAULT_HEARTBEAT_S
 from ..tokens import owner_scope
 from .constants import MAX_REFUSAL_CHARS, PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, safe_line
+from .paging import ResultPages
 from .relay import Pacer, ProgressObserver, ProgressSender
 from .resources import caller_dumps, list_page
 from .results import CompletionResult, FailedRequestPage, json_result, outcome_result
-from .schema import describe, tool_schema
+from .schema import build_tool
 from .usage_view import usage_source
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class ToolHandlers:
     spend: Spend | None = None
     admins: frozenset[str] = frozenset()
     """Callers who see every caller's dumps (and, with `spend`, spend), as the stdio user does."""
+    pages: ResultPages | None = None
+    """Where an answer too big for one reply is kept, to be read in parts (None: answers go whole)."""
     pacer: Pacer = field(init=False)
     """Shared by every stream: how far behind the event loop is, one process's fact."""
 
@@ -79,7 +81,10 @@ class ToolHandlers:
             return error_result(str(exc))
         except Refusal as exc:
             return error_result(safe_line(str(exc), MAX_REFUSAL_CHARS))
-        return outcome_result(outcome)
+        result = outcome_result(outcome)
+        if self.pages is not None and outcome.response is not None:
+            result = await self.pages.page(result, call.caller, outcome.response.model)
+        return result
 
     def call(self, ctx: Context, args: CompleteArgs, *, stream: bool) -> Call:
         """The call valid `args` ask for, its progress going out as this request's notifications."""
@@ -140,36 +145,15 @@ class ToolHandlers:
         return await dashboard_tool(dumps, raw if isinstance(raw, Mapping) else {}, sources=sources)
 
 
-def build_tool(
-    fn: Callable[..., Any],
-    args_model: type[BaseModel],
-    annotations: ToolAnnotations,
-    models: ModelsView | None = None,
-    meta: dict[str, Any] | None = None,
-) -> MCPTool:
-    """An MCPServer tool whose input schema is `args_model`'s (the function validates the raw arguments itself).
-
-    With `models`, the `model` field's schema names the catalogue's callable names.
-    """
-    tool = MCPTool.from_function(fn, description=describe(fn.__doc__ or ""), annotations=annotations, meta=meta)
-    tool.parameters = tool_schema(args_model.model_json_schema())
-    if models is not None:
-        fields = tool.parameters["properties"]
-        fields["model"] = models.field_schema(fields["model"])
-    output = tool.fn_metadata.output_schema
-    if output is not None:
-        tool.fn_metadata.output_schema = tool_schema(output, output=True)
-    return tool
-
-
 def tools(h: ToolHandlers) -> list[MCPTool]:
     """Every tool the server offers, in one place."""
     # readOnlyHint false and openWorldHint true are the spec's defaults: left unsaid, they cost no bytes.
     completion = ToolAnnotations(destructive_hint=False)
+    model_field = h.models.field_schema
     return [
-        build_tool(h.complete, CompleteArgs, completion.model_copy(update={"title": "LLM completion"}), h.models),
+        build_tool(h.complete, CompleteArgs, completion.model_copy(update={"title": "LLM completion"}), model_field),
         build_tool(
-            h.stream_complete, StreamArgs, completion.model_copy(update={"title": "Streaming completion"}), h.models
+            h.stream_complete, StreamArgs, completion.model_copy(update={"title": "Streaming completion"}), model_field
         ),
         build_tool(
             h.list_failed_requests,

@@ -17,6 +17,7 @@ from ..conversations.urls import check_state_url, with_password
 from ..defaults import (
     CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S, DEFAULT_DEADLINE_S,
     DEFAULT_HEARTBEAT_S, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MIB,
+    RESULT_INLINE_TOKENS, RESULT_TTL_S,
 )  # fmt: skip
 from ..dumps import default_dump_dir
 from ..tokens import bearer_tokens
@@ -246,7 +247,7 @@ class Settings(BaseSettings):
     )
     """Comma-separated bearer tokens; read them with `auth_tokens()`."""
     auth_token_file: Path | None = setting(
-        None, "a file of bearer tokens, one per line (# comments); environment or .env only", metavar="PATH"
+        None, "a file of bearer tokens, one per line (# comments)", metavar="PATH"
     )
     allow_unauthenticated: bool = setting(
         False,
@@ -343,9 +344,15 @@ class Settings(BaseSettings):
         CONVERSATION_MAX_BYTES, f"bytes one conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1)
     state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep conversations in (default: "
                                     "SQLite in the hive home)", metavar="URL")
-    state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL; environment or .env only", repr=False)
+    state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL", repr=False)
     _state_scheme = field_validator("state_url")(check_state_url)
     # end Conversations
+    # Big answers
+    result_inline_tokens: int = setting(
+        RESULT_INLINE_TOKENS, f"tokens of an answer inline (default: {RESULT_INLINE_TOKENS})", metavar="TOKENS", ge=64)
+    result_ttl_s: int = setting(
+        RESULT_TTL_S, f"seconds a long answer's link works (default: {RESULT_TTL_S})", metavar="SECONDS", ge=1)
+    # end Big answers
     # Spend
     budget_usd_day: float | None = setting(
         None, "USD all calls together may spend per UTC day (default: no budget)", metavar="USD", ge=0,
