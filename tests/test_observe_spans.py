@@ -1,0 +1,127 @@
+"""The provider's GenAI client spans, one per upstream attempt, through litellm's real HTTP path to the scripted
+upstream, recorded by the OpenTelemetry SDK's in-memory exporter; and the time each call waited on the upstream."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
+
+from hive_mcp.provider import FinishEvent, ProviderError
+from harness.upstream import Reply
+from tests.conftest import TEST_KEY
+from tests.otel import memory_spans, named
+
+USER = [{"role": "user", "content": "what is the capital of France?"}]
+SPAN = "chat gpt-4o-mini"
+USAGE = {
+    "prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+    "prompt_tokens_details": {"cached_tokens": 3}, "completion_tokens_details": {"reasoning_tokens": 2},
+}  # fmt: skip
+
+
+@pytest.fixture
+def spans():
+    return memory_spans()
+
+
+async def test_each_attempt_is_a_genai_client_span_with_the_conventions_attributes(warm, upstream, spans):
+    upstream.script(Reply.error(429, "slow down"), Reply.text("Paris", usage=USAGE))
+    reply = await warm.acomplete(USER, max_tokens=50, temperature=0.2, caller="alice", conversation_id="conv-1")
+    first, second = named(spans.get_finished_spans(), SPAN)
+    for span in (first, second):
+        assert span.kind is SpanKind.CLIENT
+        assert span.attributes["gen_ai.operation.name"] == "chat"
+        assert span.attributes["gen_ai.provider.name"] == "openai"
+        assert span.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+        assert span.attributes["gen_ai.request.max_tokens"] == 50
+        assert span.attributes["gen_ai.request.temperature"] == 0.2
+        assert span.attributes["gen_ai.request.stream"] is False
+        assert span.attributes["gen_ai.conversation.id"] == "conv-1"
+        assert span.attributes["hive_mcp.caller"] == "alice"
+    assert first.attributes["hive_mcp.attempt"] == 1 and second.attributes["hive_mcp.attempt"] == 2
+    assert first.attributes["error.type"] == "rate_limit"
+    assert first.status.status_code is StatusCode.ERROR
+    assert "error.type" not in second.attributes and second.status.status_code is not StatusCode.ERROR
+    assert second.attributes["gen_ai.response.model"] == "gpt-4o-mini"
+    assert tuple(second.attributes["gen_ai.response.finish_reasons"]) == ("stop",)
+    assert second.attributes["gen_ai.usage.input_tokens"] == reply.input_tokens == 11
+    assert second.attributes["gen_ai.usage.output_tokens"] == 7
+    assert second.attributes["gen_ai.usage.cache_read.input_tokens"] == 3
+    assert second.attributes["gen_ai.usage.reasoning.output_tokens"] == 2
+    assert second.attributes["hive_mcp.cost_usd"] == pytest.approx(reply.cost_usd)
+    assert first.end_time <= second.start_time
+
+
+async def test_the_attempt_spans_continue_the_trace_they_are_called_in(warm, upstream, spans):
+    upstream.script(Reply.text("Paris"))
+    with trace.get_tracer("test").start_as_current_span("tools/call complete") as parent:
+        await warm.acomplete(USER)
+    (span,) = named(spans.get_finished_spans(), SPAN)
+    assert span.context.trace_id == parent.get_span_context().trace_id
+    assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
+
+
+async def test_a_stream_span_records_its_time_to_first_chunk(warm, upstream, spans):
+    upstream.script(Reply.stream(["Par", "is"], delay=0.2))
+    events = [event async for event in warm.stream(USER)]
+    assert isinstance(events[-1], FinishEvent)
+    (span,) = named(spans.get_finished_spans(), SPAN)
+    assert span.attributes["gen_ai.request.stream"] is True
+    first_chunk = span.attributes["hive_mcp.time_to_first_chunk_s"]
+    assert 0.2 <= first_chunk <= (span.end_time - span.start_time) / 1e9
+
+
+async def test_a_failed_call_names_its_dump_on_its_last_attempt(warm, upstream, spans):
+    upstream.script(Reply.error(400, "bad request"))
+    with pytest.raises(ProviderError) as caught:
+        await warm.acomplete(USER)
+    (span,) = named(spans.get_finished_spans(), SPAN)
+    assert caught.value.dump_id and span.attributes["hive_mcp.dump_id"] == caught.value.dump_id
+    assert span.attributes["error.type"] == caught.value.error_type
+
+
+async def test_no_prompt_or_answer_text_on_a_span_unless_asked(warm, upstream, spans, monkeypatch):
+    monkeypatch.delenv("HIVE_MCP_OTEL_CAPTURE_CONTENT", raising=False)
+    upstream.script(Reply.text("Paris is the capital"))
+    await warm.acomplete(USER)
+    (span,) = named(spans.get_finished_spans(), SPAN)
+    text = json.dumps({k: str(v) for k, v in span.attributes.items()})
+    assert "capital" not in text and "gen_ai.input.messages" not in span.attributes
+
+
+async def test_asked_for_content_goes_on_the_span_redacted(warm, upstream, spans, monkeypatch):
+    monkeypatch.setenv("HIVE_MCP_OTEL_CAPTURE_CONTENT", "on")
+    upstream.script(Reply.text(f"Paris, and the key is {TEST_KEY}"))
+    await warm.acomplete([{"role": "user", "content": f"my key is {TEST_KEY}; capital of France?"}])
+    (span,) = named(spans.get_finished_spans(), SPAN)
+    asked, answered = span.attributes["gen_ai.input.messages"], span.attributes["gen_ai.output.messages"]
+    assert "capital of France" in asked and "Paris" in answered
+    assert TEST_KEY not in asked + answered
+
+
+async def test_a_call_tells_how_long_it_waited_on_the_upstream(warm, upstream):
+    upstream.script(Reply.text("Paris", delay=0.3))
+    started = time.perf_counter()
+    reply = await warm.acomplete(USER)
+    wall = time.perf_counter() - started
+    assert 0.3 <= reply.upstream_wait_s <= wall
+
+
+async def test_a_stream_tells_how_long_it_waited_on_the_upstream(warm, upstream):
+    upstream.script(Reply.stream(["Par", "is"], delay=0.3))
+    started = time.perf_counter()
+    events = [event async for event in warm.stream(USER)]
+    wall = time.perf_counter() - started
+    assert 0.3 <= events[-1].response.upstream_wait_s <= wall
+
+
+async def test_a_failed_call_tells_how_long_it_waited_too(warm, upstream):
+    upstream.script(Reply.error(400, "bad request"))
+    started = time.perf_counter()
+    with pytest.raises(ProviderError) as caught:
+        await warm.acomplete(USER)
+    assert 0 < caught.value.upstream_wait_s <= time.perf_counter() - started
