@@ -74,6 +74,11 @@ def build(
     from .provider.retry import RetryPolicy
     from .scaling import change_sharing, dump_store
 
+    from .observe import labels, tracing
+
+    tracing.configure()
+    if config is None:  # the models a caller may name are the operator's: they are labels
+        labels.name_models((settings.model, *settings.allowed_models), (settings.model, *settings.allowed_models))
     key = settings.api_key_value
     secrets = server_secrets(settings, config, tokens)
     redact_logs(secrets)
@@ -91,6 +96,7 @@ def build(
 
             extra = _apply_litellm_settings(config)
             router = ModelRouter(config)
+            labels.name_models(router.groups, (d.label for g in router.groups for d in router.deployments(g)))
             if isinstance(catalogue, ConfigCatalogue):
                 catalogue.attach(router)
             if config.num_retries is not None:
@@ -158,6 +164,7 @@ def server_secrets(
 
     return normalize_secrets((
         *credential_values(os.environ), settings.api_key_value, settings.state_password_value,
+        settings.metrics_token_value,
         *url_secrets(settings.api_base), *url_secrets(settings.state_url),
         *(config.secrets if config is not None else ()), *tokens,
     ))  # fmt: skip

@@ -26,3 +26,32 @@ def memory_spans() -> InMemorySpanExporter:
 def named(spans: tuple[ReadableSpan, ...] | list[ReadableSpan], name: str) -> list[ReadableSpan]:
     """The spans called `name`, in the order they started."""
     return sorted((s for s in spans if s.name == name), key=lambda s: s.start_time or 0)
+
+
+_reader = None
+
+
+def memory_metrics():
+    """The in-memory reader of the process's meter provider (installed on first use): `metric_points(reader)`
+    reads what was recorded since the process began (histograms are cumulative)."""
+    global _reader
+    if _reader is None:
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        _reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[_reader]))
+    return _reader
+
+
+def metric_points(reader, name: str) -> list:
+    """Every data point of the metric `name` the reader holds now."""
+    data = reader.get_metrics_data()
+    if data is None:
+        return []
+    return [
+        point
+        for resource in data.resource_metrics for scope in resource.scope_metrics for metric in scope.metrics
+        if metric.name == name for point in metric.data.data_points
+    ]  # fmt: skip

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from hive_mcp.provider import FinishEvent, ProviderError
 from harness.upstream import Reply
 from tests.conftest import TEST_KEY
-from tests.otel import memory_spans, named
+from tests.otel import memory_metrics, memory_spans, metric_points, named
 
 USER = [{"role": "user", "content": "what is the capital of France?"}]
 SPAN = "chat gpt-4o-mini"
@@ -125,3 +125,16 @@ async def test_a_failed_call_tells_how_long_it_waited_too(warm, upstream):
     with pytest.raises(ProviderError) as caught:
         await warm.acomplete(USER)
     assert 0 < caught.value.upstream_wait_s <= time.perf_counter() - started
+
+
+async def test_the_genai_metrics_are_recorded_through_the_sdk(warm, upstream):
+    reader = memory_metrics()
+    upstream.script(Reply.error(429, "slow down"), Reply.text("Paris", usage=USAGE))
+    await warm.acomplete(USER)
+    durations = metric_points(reader, "gen_ai.client.operation.duration")
+    ok = [p for p in durations if p.attributes.get("gen_ai.response.model") == "gpt-4o-mini"]
+    failed = [p for p in durations if p.attributes.get("error.type") == "rate_limit"]
+    assert ok and failed and all(p.attributes["gen_ai.operation.name"] == "chat" for p in ok + failed)
+    assert all(p.attributes["gen_ai.provider.name"] == "openai" for p in ok + failed)
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in metric_points(reader, "gen_ai.client.token.usage")}
+    assert tokens["input"].sum >= 11 and tokens["output"].sum >= 7

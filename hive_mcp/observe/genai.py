@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from ..redact import redact
@@ -27,7 +27,19 @@ SEMCONV_VERSION = "1.37.0"
 CAPTURE_CONTENT_ENV = "HIVE_MCP_OTEL_CAPTURE_CONTENT"
 """`on`: prompt and answer text go on the attempt spans, redacted as dumps are; anything else: never."""
 
-_TRACER = trace.get_tracer("hive_mcp", schema_url=f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}")
+_SCHEMA = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
+_TRACER = trace.get_tracer("hive_mcp", schema_url=_SCHEMA)
+_METER = metrics.get_meter("hive_mcp", schema_url=_SCHEMA)
+_DURATION = _METER.create_histogram(
+    "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration",
+    explicit_bucket_boundaries_advisory=[0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
+                                         40.96, 81.92],
+)  # fmt: skip
+_TOKENS = _METER.create_histogram(
+    "gen_ai.client.token.usage", unit="{token}", description="Measures number of input and output tokens used",
+    explicit_bucket_boundaries_advisory=[1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
+                                         16777216, 67108864],
+)  # fmt: skip
 
 
 def tracer() -> trace.Tracer:
@@ -42,7 +54,7 @@ def capture_content() -> bool:
 class AttemptSpan:
     """One attempt's GenAI client span. Call `succeeded` or `failed` when the attempt ends, then `end`."""
 
-    __slots__ = ("_secrets", "_started", "ended_ns", "first_chunk_s", "span")
+    __slots__ = ("_metric", "_secrets", "_started", "ended_ns", "first_chunk_s", "span")
 
     def __init__(
         self,
@@ -65,6 +77,8 @@ class AttemptSpan:
         self.ended_ns: int | None = None
         self._secrets = secrets
         self.first_chunk_s: float | None = None
+        self._metric = {"gen_ai.operation.name": operation, "gen_ai.provider.name": provider,
+                        "gen_ai.request.model": model}  # fmt: skip
         self.span: Span = _TRACER.start_span(f"{operation} {model}", kind=SpanKind.CLIENT)
         if not self.span.is_recording():
             return
@@ -109,6 +123,10 @@ class AttemptSpan:
         answer: Any = None,
     ) -> None:
         self.ended_ns = time.time_ns()
+        measured = {**self._metric, "gen_ai.response.model": response_model} if response_model else self._metric
+        _DURATION.record(time.perf_counter() - self._started, measured)
+        _TOKENS.record(input_tokens, {**measured, "gen_ai.token.type": "input"})
+        _TOKENS.record(output_tokens, {**measured, "gen_ai.token.type": "output"})
         if not self.span.is_recording():
             return
         attributes: dict[str, Any] = {
@@ -130,6 +148,7 @@ class AttemptSpan:
     def failed(self, error_type: str, status: int | None) -> None:
         """The attempt failed: `error_type` is hive-mcp's category (rate_limit, timeout, ...), never a message."""
         self.ended_ns = time.time_ns()
+        _DURATION.record(time.perf_counter() - self._started, {**self._metric, "error.type": error_type})
         if not self.span.is_recording():
             return
         self.span.set_attribute("error.type", error_type)
