@@ -10,6 +10,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
+from hive_mcp.observe.tracing import configure, exporter_for, step
 from hive_mcp.provider import FinishEvent, ProviderError
 from harness.upstream import Reply
 from tests.conftest import TEST_KEY
@@ -138,3 +139,34 @@ async def test_the_genai_metrics_are_recorded_through_the_sdk(warm, upstream):
     assert all(p.attributes["gen_ai.provider.name"] == "openai" for p in ok + failed)
     tokens = {p.attributes["gen_ai.token.type"]: p for p in metric_points(reader, "gen_ai.client.token.usage")}
     assert tokens["input"].sum >= 11 and tokens["output"].sum >= 7
+
+
+@pytest.mark.parametrize(
+    ("env", "traces"),
+    [
+        ({}, None),  # no endpoint: nothing exported
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, "otlp"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, "otlp"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_EXPORTER": "none"}, None),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SDK_DISABLED": "true"}, None),
+        ({"OTEL_TRACES_EXPORTER": "console"}, "console"),
+        ({"OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, None),
+    ],
+    ids=["nothing", "endpoint", "traces-endpoint", "exporter-none", "sdk-disabled", "console", "unsupported"],
+)
+def test_only_the_standard_variables_turn_exporting_on(env: dict[str, str], traces: str | None) -> None:
+    assert exporter_for("traces", env) == traces
+    if traces is None and exporter_for("metrics", env) is None:
+        assert configure(env) is False  # installs nothing
+
+
+async def test_a_step_span_sits_in_the_calls_trace_with_its_attributes(warm, upstream, spans):
+    upstream.script(Reply.text("Paris"))
+    with trace.get_tracer("test").start_as_current_span("tools/call complete") as parent:
+        with step("hive_mcp.provider", caller="alice", conversation=None):
+            await warm.acomplete(USER)
+    (provider_step,) = named(spans.get_finished_spans(), "hive_mcp.provider")
+    (attempt,) = named(spans.get_finished_spans(), SPAN)
+    assert provider_step.kind is SpanKind.INTERNAL and dict(provider_step.attributes) == {"hive_mcp.caller": "alice"}
+    assert provider_step.parent.span_id == parent.get_span_context().span_id
+    assert attempt.parent.span_id == provider_step.context.span_id

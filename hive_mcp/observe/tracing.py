@@ -102,8 +102,9 @@ def configure(env: Mapping[str, str] = os.environ) -> bool:
 @contextmanager
 def step(name: str, **attributes: Any) -> Iterator[trace.Span]:
     """A span for one step of a call (`hive_mcp.admission`, `hive_mcp.queue`, ...), INTERNAL, in the current trace;
-    `attributes` that are None are left out. A no-op span when nothing records."""
+    each of `attributes` is set as `hive_mcp.<name>`, those that are None left out. A no-op span when nothing
+    records."""
     with tracer().start_as_current_span(name, record_exception=False) as span:
         if span.is_recording():
-            span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+            span.set_attributes({f"hive_mcp.{k}": v for k, v in attributes.items() if v is not None})
         yield span
