@@ -21,7 +21,9 @@ from tests.servers import HttpServer, Session, server_env
 from tests.steering import Seen, Steer, steered_target, worker_pids
 from tests.test_workers import two_worker_server, wait_loaded, workers_env
 
-pytestmark = pytest.mark.skipif(prometheus_binary() is None, reason="prometheus is not installed (Debian: apt-get install prometheus; .ci/tools.sh does)")
+pytestmark = pytest.mark.skipif(
+    prometheus_binary() is None, reason="prometheus is not installed (Debian: apt-get install prometheus; .ci/tools.sh)"
+)
 
 METRICS_TOKEN = "scrape-0123456789abcdef"
 ATTEMPTS_OK = f'sum(hive_mcp_upstream_attempts_total{{outcome="ok",group="{MODEL}"}})'
