@@ -3,6 +3,8 @@ to the scripted upstream), what a call records, the labels kept bounded, and `GE
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from prometheus_client import REGISTRY
@@ -13,6 +15,7 @@ from hive_mcp.provider import FinishEvent
 from hive_mcp.tokens import bearer_tokens
 from harness.upstream import Reply
 from tests.conftest import MODEL
+from tests.test_routing import config_text, make_provider
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -150,3 +153,17 @@ async def test_metrics_go_around_the_rest_of_the_app():
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
         assert (await http.get("/mcp")).status_code == 418
+
+
+async def test_a_deployment_entering_cooldown_says_until_when(tmp_path, ups):
+    a, _, _ = ups
+    provider, _ = make_provider(tmp_path, config_text(ups, router="  allowed_fails: 0\n  cooldown_time: 60"))
+    labels.name_models(["fast", "big"], ["openai/model-a", "openai/model-b", "openai/model-c"])
+    try:
+        a.script(Reply.error(503))
+        while not a.chat_requests():
+            await provider.acomplete(USER, model="fast")
+    finally:
+        labels.name_models([], [])
+    until = value("hive_mcp_deployment_cooldown_until_timestamp_seconds", group="fast", deployment="openai/model-a")
+    assert time.time() + 50 < until <= time.time() + 60

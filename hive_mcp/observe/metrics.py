@@ -65,8 +65,9 @@ def _define() -> dict[str, Any]:
                            multiprocess_mode="livesum"),
         "queue_wait": histogram("hive_mcp_queue_wait_seconds", "Time a call waited for an upstream slot.",
                                 buckets=WAIT_BUCKETS),
-        "cooldown": gauge("hive_mcp_deployment_cooling_down", "1 while a deployment is in cooldown, else 0.",
-                          ["group", "deployment"], multiprocess_mode="mostrecent"),
+        "cooldown": gauge("hive_mcp_deployment_cooldown_until_timestamp_seconds",
+                          "When a deployment's last cooldown ends (Unix time): cooling down while above time().",
+                          ["group", "deployment"], multiprocess_mode="max"),
         "budget_limit": gauge("hive_mcp_budget_limit_usd", "A budget's limit.", ["budget"],
                               multiprocess_mode="mostrecent"),
         "budget_spent": gauge("hive_mcp_budget_spent_usd", "Spent against a budget in its period.", ["budget"],
@@ -162,9 +163,10 @@ def first_chunk(group: str | None, deployment: str | None, seconds: float) -> No
         _m["first_chunk"].labels(labels.group(group), labels.deployment(deployment)).observe(seconds)
 
 
-def cooldown(group: str, deployment: str, cooling: bool) -> None:
+def cooldown(group: str, deployment: str, until_s: float) -> None:
+    """`deployment` of `group` cools down until `until_s` (Unix time)."""
     if _m:
-        _m["cooldown"].labels(labels.group(group), labels.deployment(deployment)).set(1 if cooling else 0)
+        _m["cooldown"].labels(labels.group(group), labels.deployment(deployment)).set(until_s)
 
 
 def dump_written() -> None:

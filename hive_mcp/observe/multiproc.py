@@ -8,12 +8,13 @@ would otherwise be summed into this one's.
 
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 
 from ..home import private_dir
 
-__all__ = ["MULTIPROC_ENV", "share_between_workers"]
+__all__ = ["MULTIPROC_ENV", "share_between_workers", "worker_started"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -26,3 +27,15 @@ def share_between_workers(home: Path) -> Path:
         stale.unlink(missing_ok=True)
     os.environ[MULTIPROC_ENV] = str(directory)
     return directory
+
+
+def worker_started() -> None:
+    """In a worker sharing the directory: its live gauges (calls in flight) leave the sum when it exits, a
+    replaced worker's included."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return
+    try:
+        from prometheus_client import multiprocess
+    except ImportError:
+        return
+    atexit.register(multiprocess.mark_process_dead, os.getpid())
