@@ -110,6 +110,7 @@ def build(
             deadline_s=settings.deadline_s,
             router=router,
             secrets=secrets,
+            capture_content=settings.otel_capture_content == "on",
             **extra,
         )
         provider.warm_up()

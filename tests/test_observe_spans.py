@@ -11,9 +11,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from hive_mcp.observe.tracing import configure, exporter_for, step
-from hive_mcp.provider import FinishEvent, ProviderError
+from hive_mcp.provider import FinishEvent, LiteLLMProvider, ProviderError
 from harness.upstream import Reply
-from tests.conftest import TEST_KEY
+from tests.conftest import FAST_RETRY, MODEL, TEST_KEY
 from tests.otel import memory_metrics, memory_spans, metric_points, named
 
 USER = [{"role": "user", "content": "what is the capital of France?"}]
@@ -85,8 +85,7 @@ async def test_a_failed_call_names_its_dump_on_its_last_attempt(warm, upstream, 
     assert span.attributes["error.type"] == caught.value.error_type
 
 
-async def test_no_prompt_or_answer_text_on_a_span_unless_asked(warm, upstream, spans, monkeypatch):
-    monkeypatch.delenv("HIVE_MCP_OTEL_CAPTURE_CONTENT", raising=False)
+async def test_no_prompt_or_answer_text_on_a_span_unless_asked(warm, upstream, spans):
     upstream.script(Reply.text("Paris is the capital"))
     await warm.acomplete(USER)
     (span,) = named(spans.get_finished_spans(), SPAN)
@@ -94,10 +93,13 @@ async def test_no_prompt_or_answer_text_on_a_span_unless_asked(warm, upstream, s
     assert "capital" not in text and "gen_ai.input.messages" not in span.attributes
 
 
-async def test_asked_for_content_goes_on_the_span_redacted(warm, upstream, spans, monkeypatch):
-    monkeypatch.setenv("HIVE_MCP_OTEL_CAPTURE_CONTENT", "on")
+async def test_asked_for_content_goes_on_the_span_redacted(upstream, store, spans):
+    capturing = LiteLLMProvider(
+        model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store,
+        capture_content=True,
+    )
     upstream.script(Reply.text(f"Paris, and the key is {TEST_KEY}"))
-    await warm.acomplete([{"role": "user", "content": f"my key is {TEST_KEY}; capital of France?"}])
+    await capturing.acomplete([{"role": "user", "content": f"my key is {TEST_KEY}; capital of France?"}])
     (span,) = named(spans.get_finished_spans(), SPAN)
     asked, answered = span.attributes["gen_ai.input.messages"], span.attributes["gen_ai.output.messages"]
     assert "capital of France" in asked and "Paris" in answered

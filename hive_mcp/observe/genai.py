@@ -9,7 +9,6 @@ OpenTelemetry SDK, or no exporter configured) the span is OpenTelemetry's no-op 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,13 +18,10 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from ..redact import redact
 
-__all__ = ["CAPTURE_CONTENT_ENV", "SEMCONV_VERSION", "AttemptSpan", "capture_content", "tracer"]
+__all__ = ["SEMCONV_VERSION", "AttemptSpan", "tracer"]
 
 SEMCONV_VERSION = "1.37.0"
 """The GenAI semantic conventions these names follow (they are still in development: the version is pinned)."""
-
-CAPTURE_CONTENT_ENV = "HIVE_MCP_OTEL_CAPTURE_CONTENT"
-"""`on`: prompt and answer text go on the attempt spans, redacted as dumps are; anything else: never."""
 
 _SCHEMA = f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}"
 _TRACER = trace.get_tracer("hive_mcp", schema_url=_SCHEMA)
@@ -47,14 +43,10 @@ def tracer() -> trace.Tracer:
     return _TRACER
 
 
-def capture_content() -> bool:
-    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() == "on"
-
-
 class AttemptSpan:
     """One attempt's GenAI client span. Call `succeeded` or `failed` when the attempt ends, then `end`."""
 
-    __slots__ = ("_metric", "_secrets", "_started", "ended_ns", "first_chunk_s", "span")
+    __slots__ = ("_capture", "_metric", "_secrets", "_started", "ended_ns", "first_chunk_s", "span")
 
     def __init__(
         self,
@@ -72,8 +64,12 @@ class AttemptSpan:
         attempt: int,
         messages: Sequence[Any] | None,
         secrets: Iterable[str],
+        capture: bool = False,
     ) -> None:
+        """`capture`: prompt (`messages`) and answer text go on the span, redacted of `secrets` as dumps are
+        (`HIVE_MCP_OTEL_CAPTURE_CONTENT=on`); otherwise never."""
         self._started = time.perf_counter()
+        self._capture = capture
         self.ended_ns: int | None = None
         self._secrets = secrets
         self.first_chunk_s: float | None = None
@@ -95,7 +91,7 @@ class AttemptSpan:
             "hive_mcp.deployment": deployment, "hive_mcp.caller": caller,
         }  # fmt: skip
         attributes.update((k, v) for k, v in optional.items() if v is not None)
-        if messages is not None and capture_content():
+        if messages is not None and capture:
             attributes["gen_ai.input.messages"] = self._text(messages)
         self.span.set_attributes(attributes)
 
@@ -141,7 +137,7 @@ class AttemptSpan:
             attributes["gen_ai.response.finish_reasons"] = (finish_reason,)
         if cost_usd is not None:
             attributes["hive_mcp.cost_usd"] = cost_usd
-        if answer is not None and capture_content():
+        if answer is not None and self._capture:
             attributes["gen_ai.output.messages"] = self._text(answer)
         self.span.set_attributes(attributes)
 

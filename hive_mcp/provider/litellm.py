@@ -68,6 +68,7 @@ class LiteLLMProvider(LLMProvider):
     line or a dump. With a `router` (a models config), `model` names a group or an
     alias, nothing outside the config is callable, and the config's secrets are secrets too;
     so are what `api_base` carries (`redact.url_secrets`) and `secrets` (the server's bearer tokens).
+    `capture_content` puts prompt and answer text on the attempts' trace spans, redacted of those secrets.
     """
 
     def __init__(
@@ -81,9 +82,12 @@ class LiteLLMProvider(LLMProvider):
         deadline_s: float = DEFAULT_DEADLINE_S,
         router: ModelRouter | None = None,
         secrets: Iterable[str] = (),
+        capture_content: bool = False,
         **kwargs: Any,
     ) -> None:
         self.model = model
+        self.capture_content = capture_content
+        """Prompt and answer text go on the attempts' trace spans, redacted (`HIVE_MCP_OTEL_CAPTURE_CONTENT`)."""
         self.router = router
         self.deadline_s = deadline_s
         self.api_key = api_key
@@ -144,7 +148,9 @@ class LiteLLMProvider(LLMProvider):
             shaped.model, self.retry, max_retries=request.max_retries, deadline_s=deadline,
             secrets=self.secrets, empty_expected=shaped.empty_expected,
             max_tokens=request.max_tokens, route=route,
-            watch=CallTelemetry(request, shaped.messages, stream=stream, secrets=self.secrets),
+            watch=CallTelemetry(
+                request, shaped.messages, stream=stream, secrets=self.secrets, capture=self.capture_content
+            ),
         )
         return _Call(request, shaped, attempts, stream)
 

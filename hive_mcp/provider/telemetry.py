@@ -39,11 +39,17 @@ def provider_and_model(model: str) -> tuple[str, str]:
 class CallTelemetry:
     """The telemetry of one call to the provider (`request`), attempt by attempt."""
 
-    __slots__ = ("_messages", "_request", "_secrets", "_stream", "current", "group", "deployment", "upstream_wait_s")
+    __slots__ = (
+        "_capture", "_messages", "_request", "_secrets", "_stream", "current", "group", "deployment",
+        "upstream_wait_s",
+    )  # fmt: skip
 
     def __init__(
-        self, request: CompletionRequest, messages: Sequence[Any], *, stream: bool, secrets: Sequence[str]
+        self, request: CompletionRequest, messages: Sequence[Any], *, stream: bool, secrets: Sequence[str],
+        capture: bool = False,
     ) -> None:
+        """`capture`: prompt and answer text go on the spans, redacted (`HIVE_MCP_OTEL_CAPTURE_CONTENT=on`)."""
+        self._capture = capture
         self._request = request
         self._messages = messages
         self._stream = stream
@@ -73,7 +79,7 @@ class CallTelemetry:
             operation="chat", provider=provider, model=name, max_tokens=request.max_tokens,
             temperature=request.temperature, stream=self._stream, conversation_id=request.conversation_id,
             group=group, deployment=deployment, caller=request.caller, attempt=number, messages=self._messages,
-            secrets=self._secrets,
+            secrets=self._secrets, capture=self._capture,
         )  # fmt: skip
 
     def first_chunk(self) -> None:

@@ -285,6 +285,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = setting(
         None, "/metrics bearer token (unset: loopback only)",
         metavar="TOKEN", repr=False)
+    otel_capture_content: Literal["on", "off"] = setting(
+        "off", "on: prompt and answer text on spans, redacted")
     metrics_port: int | None = setting(
         None, "/metrics on this port too", flag="--metrics-port", metavar="PORT", ge=1, le=65535)
     shutdown_grace_s: float = setting(
