@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the outside programs some tests use, from Debian, when they are missing: chromium
-# (tests/test_dashboard_browser.py) and nginx (tests/test_nginx.py). Without them those tests skip.
+# (tests/test_dashboard_browser.py), nginx (tests/test_nginx.py) and prometheus
+# (tests/test_observe_prometheus.py). Without them those tests skip.
 # Needs root (or sudo) and apt-get; with no apt-get it says so and does nothing.
 set -euo pipefail
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
@@ -9,8 +10,9 @@ if ! have chromium && ! have chromium-browser && ! have google-chrome && ! have 
   wanted+=(chromium)
 fi
 have nginx || wanted+=(nginx-light)
+have prometheus || wanted+=(prometheus)
 if [ ${#wanted[@]} -eq 0 ]; then
-  echo "tools: chromium and nginx are installed"
+  echo "tools: chromium, nginx and prometheus are installed"
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then

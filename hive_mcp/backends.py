@@ -31,7 +31,8 @@ __all__ = ["Backends", "change_sharing", "conversation_store", "dump_store", "op
 @dataclass(frozen=True)
 class Backends:
     """What one process keeps state in: failure dumps, conversations (None when off), the spend ledger, big
-    answers, and how change events cross processes (a subscription bus, a dump directory watch; None: this process only)."""
+    answers, and how change events cross processes (a subscription bus, a dump directory watch; None: this
+    process only)."""
 
     dumps: DumpStore
     conversations: ConversationStore | None
@@ -62,14 +63,15 @@ def server_secrets(
     settings: Settings, config: ModelsConfig | None = None, tokens: tuple[str, ...] = ()
 ) -> tuple[str, ...]:
     """Every secret the server was given, in every form it was given, longest first: the credentials in
-    the environment (each item of a list), the API key, the state password, the config's keys, the bearer
+    the environment (each item of a list), the API key, the state password, the metrics token, the config's
+    keys, the bearer
     tokens (the token part of each `name:token` entry, from the variable and the file), and what the
     configured URLs carry (`redact.url_secrets`). Kept out of logs, dumps, conversations and errors."""
     from .redact import credential_values, normalize_secrets, url_secrets
 
     return normalize_secrets((
         *credential_values(os.environ), settings.api_key_value, settings.state_password_value,
-        *url_secrets(settings.api_base), *url_secrets(settings.state_url),
+        settings.metrics_token_value, *url_secrets(settings.api_base), *url_secrets(settings.state_url),
         *(config.secrets if config is not None else ()), *tokens,
     ))  # fmt: skip
 

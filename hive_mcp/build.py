@@ -72,7 +72,11 @@ def build(
     from .provider.deferred import DeferredProvider
     from .provider.retry import RetryPolicy
     from .backends import open_backends, server_secrets
+    from .observe import labels, tracing
 
+    tracing.configure()
+    if config is None:  # the models a caller may name are the operator's: they are labels
+        labels.name_models((settings.model, *settings.allowed_models), (settings.model, *settings.allowed_models))
     key = settings.api_key_value
     secrets = server_secrets(settings, config, tokens)
     redact_logs(secrets)
@@ -89,6 +93,7 @@ def build(
 
             extra = _apply_litellm_settings(config)
             router = ModelRouter(config)
+            labels.name_models(router.groups, (d.label for g in router.groups for d in router.deployments(g)))
             if isinstance(catalogue, ConfigCatalogue):
                 catalogue.attach(router)
             if config.num_retries is not None:
@@ -102,6 +107,7 @@ def build(
             deadline_s=settings.deadline_s,
             router=router,
             secrets=secrets,
+            capture_content=settings.otel_capture_content == "on",
             **extra,
         )
         provider.warm_up()

@@ -7,6 +7,8 @@ import logging
 import threading
 import time
 
+from .observe import metrics
+
 __all__ = ["Outage"]
 
 
@@ -15,10 +17,14 @@ class Outage:
     with the error's class name, then `args`) and `up` at the first success after it.
 
     While down it is worth asking again only every `retry_s` (`usable()`), so an outage costs a caller at most
-    one timeout now and then. Safe to share between threads."""
+    one timeout now and then. Safe to share between threads. Each outage counts once in
+    `hive_mcp_state_outages_total{store=<store>}`."""
 
-    def __init__(self, logger: logging.Logger, down: str, up: str, *args: object, retry_s: float = 0.0) -> None:
+    def __init__(
+        self, logger: logging.Logger, down: str, up: str, *args: object, retry_s: float = 0.0, store: str = "state"
+    ) -> None:
         self._logger = logger
+        self.store = store
         self._down, self._up, self._args = down, up, args
         self.retry_s = retry_s
         self._since: float | None = None
@@ -35,6 +41,7 @@ class Outage:
             first = self._since is None
             self._since = time.monotonic()
         if first:
+            metrics.state_outage(self.store)
             self._logger.warning(self._down, type(exc).__name__, *self._args)
 
     def worked(self) -> None:

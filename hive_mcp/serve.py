@@ -191,8 +191,13 @@ def _serve(
     settings: Settings, tokens: tuple[str, ...], config: ModelsConfig | None = None, budgets: Budgets | None = None
 ) -> int:
     if settings.workers > 1:  # each worker process builds its own server (hive_mcp.http.workers)
+        from .home import hive_home
+        from .observe.multiproc import share_between_workers
+
+        share_between_workers(hive_home())  # before anything imports prometheus-client: the workers inherit it
         from .http.workers import run_workers
 
+        serve_metrics_port(settings)
         run_workers(settings, tokens, config)
         logger.info("hive-mcp stopped")
         return EXIT_OK
@@ -228,6 +233,7 @@ def _serve(
             settings.model,
         )
     app.provider.start()
+    serve_metrics_port(settings)
     if settings.transport == "stdio":
         from .stdio import run_stdio
 
@@ -239,3 +245,13 @@ def _serve(
         run_http(app.server, settings, tokens, app.store, app.sources, listener)
     logger.info("hive-mcp stopped")
     return EXIT_OK
+
+
+def serve_metrics_port(settings: Settings) -> None:
+    """`--metrics-port`: `/metrics` on a port of its own, on the serving host (stdio: loopback)."""
+    if settings.metrics_port is None:
+        return
+    from .observe.endpoint import serve_metrics
+
+    host = "127.0.0.1" if settings.transport == "stdio" else settings.host
+    serve_metrics(host, settings.metrics_port, settings.metrics_token_value)

@@ -32,11 +32,13 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from .listeners import Listeners
+from .observe import metrics
 from .outage import Outage
 
 __all__ = ["PROBE_S", "TIMEOUT_S", "StateStore", "redacted_url"]
@@ -81,7 +83,7 @@ class StateStore(Listeners):
             "refuse calls, settled calls wait in the spend journal, failure dumps go to the local directory and "
             "change notifications stay in this process until it answers",
             f"the state store (Redis) is back at {self.name}: every store uses it again", self.name,
-            retry_s=math.inf,  # only the probe asks again
+            retry_s=math.inf, store="redis",  # only the probe asks again
         )  # fmt: skip
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,15 +149,23 @@ class StateStore(Listeners):
         if threading.current_thread() is self._thread:
             command.close()
             raise RuntimeError("a blocking state-store call on the state loop itself")
-        return asyncio.run_coroutine_threadsafe(command, loop).result()
+        started, op = time.perf_counter(), _op(command)
+        try:
+            return asyncio.run_coroutine_threadsafe(command, loop).result()
+        finally:
+            metrics.state_latency("redis", op, time.perf_counter() - started)
 
     async def arun(self, command: Coroutine[Any, Any, T]) -> T:
         """Send `command` (built on `aclient()`) and await its reply from any event loop; cancelling the
         caller cancels the command."""
         loop = self._state_loop()
-        if asyncio.get_running_loop() is loop:
-            return await command
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(command, loop))
+        started, op = time.perf_counter(), _op(command)
+        try:
+            if asyncio.get_running_loop() is loop:
+                return await command
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(command, loop))
+        finally:
+            metrics.state_latency("redis", op, time.perf_counter() - started)
 
     def usable(self) -> bool:
         """Whether to ask Redis now: False from the first failure until the probe hears it again."""
@@ -205,3 +215,8 @@ class StateStore(Listeners):
                 await self.arun(client.connection_pool.disconnect(inuse_connections=False))
             except Exception:  # noqa: BLE001 - a connection already gone
                 pass
+
+
+def _op(command: Coroutine[Any, Any, Any]) -> str:
+    """The round trip's label: the client method's name (`execute_command`, `execute`, ...), never its arguments."""
+    return getattr(command, "__name__", "command")

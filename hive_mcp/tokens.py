@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
-    "CALLER_STATE_KEY", "LOCAL_CALLER", "bearer_tokens", "caller_name", "digest_name", "owner_scope", "split_name",
+    "CALLER_STATE_KEY", "LOCAL_CALLER", "bearer_tokens", "caller_name", "digest_name", "named_callers", "owner_scope",
+    "split_name",
 ]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
@@ -43,6 +44,12 @@ def digest_name(digest: bytes) -> str:
     with _NAMES_LOCK:
         named = _NAMES.get(digest)
     return named if named is not None else digest.hex()[:8]
+
+
+def named_callers() -> frozenset[str]:
+    """The names the operator gave tokens (`name:token`), and no other caller name."""
+    with _NAMES_LOCK:
+        return frozenset(_NAMES.values())
 
 
 def split_name(entry: str) -> tuple[str | None, str]:

@@ -6,8 +6,9 @@
     Slot           one of the calls in flight, the caller's fair share      (send.py)
     Send           the provider, asked with a CompletionRequest             (send.py)
 
-Each step is `async (call, next) -> Outcome`; `standard_chain` puts them in
-order, and a step added (tracing, a task, a fan-out) is one more link there.
+Each step is `async (call, next) -> Outcome`, run in a span of its own
+(`tracing.py`); `standard_chain` puts them in order, and a step added (a task, a
+fan-out) is one more link there.
 Refusals (`hive_mcp.refusal.Refusal`) are raised; provider failures are outcomes.
 The MCP layer builds the `Call`, supplies an `Observer` and maps the outcome;
 it never sees the provider, and the provider never sees the call.
@@ -29,6 +30,7 @@ from .conversation import Conversations
 from .metering import Metering
 from .observer import Observer
 from .send import Send, Slot
+from .tracing import traced
 
 __all__ = [
     "Call", "Chain", "Conversations", "Failure", "Next", "Observer", "Outcome", "Params", "Progress", "Step",
@@ -51,11 +53,11 @@ def standard_chain(
     extra: Sequence[Step] = (),
 ) -> Chain:  # fmt: skip
     """Every completion call's steps, in order; `extra` steps run between metering and the slot."""
-    steps: list[Step] = [
-        Admission(limits, catalogue, provider, default_model, default_max_tokens),
-        conversations if conversations is not None else _no_conversations,
-        *([Metering(spend, limits.queue_timeout_s)] if spend is not None else []),
-        *extra,
-        Slot(limits),
+    steps: list[tuple[str, Step]] = [
+        ("admission", Admission(limits, catalogue, provider, default_model, default_max_tokens)),
+        ("conversation", conversations if conversations is not None else _no_conversations),
+        *([("budget", Metering(spend, limits.queue_timeout_s))] if spend is not None else []),
+        *((getattr(step, "__name__", type(step).__name__).lower(), step) for step in extra),
+        ("queue", Slot(limits)),
     ]
-    return Chain(steps, Send(provider))
+    return Chain([traced(step, name) for name, step in steps], Send(provider))

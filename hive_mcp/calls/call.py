@@ -52,6 +52,8 @@ class Failure:
     dump_id: str | None = None
     billed: Usage | None = None
     attempts: int = 0
+    upstream_wait_s: float | None = None
+    """Seconds spent waiting on the upstream before it failed (None: unknown)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Outcome:
     omitted_turns: int = 0
     """The oldest turns of the conversation left out of the request to fit the model's window."""
     budget_remaining_usd: float | None = None
+    ref: ModelRef | None = None
+    """The model the call went to, as admission resolved it (None: refused before)."""
 
     @property
     def dump_id(self) -> str | None:

@@ -214,7 +214,8 @@ class Conversations:
         )  # fmt: skip
         # The model as the call named it (its group, with a config), as the spend ledger and the dumps name
         # it: the upstream's own name for it is in the result, and differs from provider to provider.
-        turn = NewTurn(model=r.model_group or call.model_name, usage=usage, duration_ms=(time.monotonic() - started) * 1000)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        turn = NewTurn(model=r.model_group or call.model_name, usage=usage, duration_ms=elapsed_ms)
         stored = [*messages, answer_message(r)]
         try:
             if base is None:

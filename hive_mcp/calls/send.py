@@ -10,10 +10,12 @@ charges what it produced), and the transport shows its one line.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from ..dumps.labels import labelled
+from ..call_context import labelled
 from ..limits import Limits
+from ..observe import metrics
 from ..provider.base import CompletionRequest, LLMProvider, ProviderError
 from .call import Call, Failure, Outcome
 from .chain import Next
@@ -31,8 +33,11 @@ class Slot:
     limits: Limits
 
     async def __call__(self, call: Call, next: Next) -> Outcome:
-        async with call.observer.waiting(), self.limits.slot(call.caller):
-            return await next(call)
+        async with call.observer.waiting():
+            queued = time.monotonic()
+            async with self.limits.slot(call.caller):
+                metrics.queue_wait(time.monotonic() - queued)
+                return await next(call)
 
 
 def request_of(call: Call) -> CompletionRequest:
@@ -59,17 +64,19 @@ class Send:
         with labelled(call.caller, call.conversation_id, call.new_conversation):
             if not call.stream:
                 try:
-                    return Outcome(response=await self.provider.acomplete(request))
+                    return Outcome(response=await self.provider.acomplete(request), ref=call.ref)
                 except ProviderError as err:
-                    progress.failure = Failure(str(err), err.error_type, err.dump_id, err.billed, err.attempts)
-                    return Outcome(failure=progress.failure)
+                    progress.failure = Failure(
+                        str(err), err.error_type, err.dump_id, err.billed, err.attempts, err.upstream_wait_s
+                    )
+                    return Outcome(failure=progress.failure, ref=call.ref)
             state = StreamState(reasoning=call.params.include_reasoning, produced=progress.text)
             async with call.observer.relaying(state):
                 await read_stream(self.provider.stream(request), state)
         if state.error is not None:
             e = state.error
             progress.failure = Failure(e.error, e.error_type, e.dump_id, e.billed, e.attempts)
-            return Outcome(failure=progress.failure)
+            return Outcome(failure=progress.failure, ref=call.ref)
         if state.finish is None:
-            return Outcome(failure=Failure(NO_RESULT, "internal"))
-        return Outcome(response=state.finish.response)
+            return Outcome(failure=Failure(NO_RESULT, "internal"), ref=call.ref)
+        return Outcome(response=state.finish.response, ref=call.ref)

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from ..home import private_dir
 from ..listeners import Listeners
 from .files import TMP_RE, claim, overwrite, unlink_quiet
-from .labels import stamped
+from ..call_context import stamped
 from ..redact import json_escaped, json_safe, normalize_secrets, redact_json, redact_text
 from ..text import shorten
 from .format import (
@@ -139,7 +139,7 @@ class DumpStore(Listeners):
     def write(self, dump: FailureDump) -> str | None:
         """Store `dump` and return its id, or log one warning and return None. Never raises.
 
-        Names the caller and conversation of the call writing it (`labels`). Fills `dump.id` when it was
+        Names the caller and conversation of the call writing it (`call_context`). Fills `dump.id` when it was
         empty. The dump may be pruned at once if it is already beyond the retention limits (e.g. its
         timestamp is older than max_age).
         """

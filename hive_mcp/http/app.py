@@ -48,6 +48,8 @@ def build_app(
 ) -> tuple[App, Shutdown]:
     """The ASGI app for `settings.transport` ("http" or "sse"), in our layers, outermost first:
 
+    0. `GET /metrics` (`observe.endpoint`): Prometheus' text format, for the holder of
+       `HIVE_MCP_METRICS_TOKEN`, or for loopback clients when it is unset.
     1. `GET /healthz`: 200 `{"status":"ok"}` at once, for load balancers. No
        authentication, no Host check (balancers probe by IP), nothing revealed.
     2. Bearer-token authentication (`HIVE_MCP_AUTH_TOKEN[_FILE]`), when tokens
@@ -61,7 +63,8 @@ def build_app(
     6. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
        Host gets 421, a bad Origin 403. It binds each session to the caller
        that opened it (the guard names them in `scope["user"]`) and ends it
-       after `HIVE_MCP_SESSION_IDLE_S` unused.
+       after `HIVE_MCP_SESSION_IDLE_S` unused. Its responses' headers wait for their first
+       body message, to carry the call's `x-hive-overhead-ms` (`observe.overhead`).
 
     With a dump `store`, `/dashboard` and below go to the dashboard instead, which
     checks the same tokens itself (a browser cannot send a bearer header when it
@@ -69,6 +72,9 @@ def build_app(
     `sources` (a `dashboard.Sources`, or `who -> Sources` for one caller's view) fills its spend and models
     sections; `settings.admins` see every caller's dumps and spend there.
     """
+    from ..observe.endpoint import with_metrics  # observe's ASGI layers use this package's shapes
+    from ..observe.overhead import OverheadHeader
+
     security = security or transport_security_settings(settings)
     if settings.transport == "http":
         app = server.streamable_http_app(
@@ -96,9 +102,9 @@ def build_app(
         )
         app = SseSessionQuota(app, per_caller=settings.sessions_per_caller)
     shutdown = Shutdown(settings.shutdown_grace_s)
-    guard = HttpGuard(shutdown.wrap(app), tokens=tokens, max_body_bytes=settings.max_body_bytes)
+    guard = HttpGuard(shutdown.wrap(OverheadHeader(app)), tokens=tokens, max_body_bytes=settings.max_body_bytes)
     if store is None:
-        return guard, shutdown
+        return with_metrics(guard, settings.metrics_token_value), shutdown
     from mcp.server.transport_security import TransportSecurityMiddleware
 
     from ..dashboard.data import Sources
@@ -117,7 +123,7 @@ def build_app(
         admins=settings.admins,
         sessions=Sessions(hive_home() / SESSIONS_FILENAME),  # shared by the workers: one sign-in, one sign-out
     )
-    return with_dashboard(shutdown.wrap(dashboard), guard), shutdown
+    return with_metrics(with_dashboard(shutdown.wrap(dashboard), guard), settings.metrics_token_value), shutdown
 
 
 def run_http(

@@ -65,12 +65,14 @@ def create_app() -> Any:
     """The application factory each worker calls: its server, in our HTTP layers, starting litellm's load."""
     from ..build import build
     from ..logs import configure_logging
+    from ..observe.multiproc import worker_started
 
     assert _spec is not None, "create_app runs in a worker started by run_workers"
     settings, models = _spec
     # Read again here, not carried from the parent: reading them also names them (`name:token`) in this process.
     tokens = settings.auth_tokens()
     configure_logging(settings.log_level)
+    worker_started()
     built = build(settings, models, tokens)
     built.provider.start(announce=f"worker {os.getpid()}: provider loaded")
     let_event_streams_end(False)

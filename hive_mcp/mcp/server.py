@@ -31,6 +31,7 @@ from ..calls import Conversations, standard_chain
 from ..limits import Limits
 from ..llms.catalogue import Catalogue
 from ..llms.static import StaticCatalogue
+from ..observe.propagation import HttpTraceContext
 from ..provider.base import LLMProvider
 from ..conversations import ConversationLocks, ConversationStore
 from ..sdk_compat import lowlevel_server
@@ -186,6 +187,8 @@ def build_server(
         middleware=[notifier.middleware],
         extensions=[dashboard_apps()],  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
     )
+    # Outermost, before the SDK's OpenTelemetry middleware: the HTTP traceparent header, where `_meta` has none.
+    server.middleware.insert(0, HttpTraceContext())
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
         await router.check_own(ctx, params.uri)

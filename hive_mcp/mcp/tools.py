@@ -25,7 +25,8 @@ from ..dashboard.app import TOOL_META, DashboardArgs, dashboard_tool
 from ..dashboard.data import Sources
 from ..dashboard.models import models_source
 from ..dumps import DumpStore, InvalidCursor
-from ..calls import Call, Chain, Params, Thread
+from ..calls import Call, Chain, Outcome, Params, Thread
+from ..observe.calls import CallWatch
 from ..refusal import Refusal
 from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args, raw_arguments
 from .model_list import ListModelsArgs, ModelList, ModelsView, with_spend_today
@@ -73,17 +74,27 @@ class ToolHandlers:
         return await self._run(ctx, StreamArgs, stream=True)
 
     async def _run(self, ctx: Context, model: type[CompleteArgs], *, stream: bool) -> CallToolResult:
-        """Parse, build the call, run the chain, map its outcome (or its refusal) to the tool's result."""
-        try:
-            call = self.call(ctx, parse_args(model, ctx), stream=stream)
-            outcome = await self.chain.run(call)
-        except ArgumentError as exc:
-            return error_result(str(exc))
-        except Refusal as exc:
-            return error_result(safe_line(str(exc), MAX_REFUSAL_CHARS))
+        """Parse, build the call, run the chain, map its outcome (or its refusal) to the tool's result; the
+        operator's metrics count it however it ends, and its result tells hive-mcp's own share of its time."""
+        who = caller(ctx.request_context)
+        with CallWatch(
+            "stream_complete" if stream else "complete", caller=who, request=ctx.request_context.request
+        ) as watch:
+            try:
+                call = self.call(ctx, parse_args(model, ctx), stream=stream)
+                outcome = await self.chain.run(call)
+            except ArgumentError as exc:
+                watch.finished("refused", error_category="arguments")
+                return error_result(str(exc))
+            except Refusal as exc:
+                watch.finished("refused", error_category=exc.field)
+                return error_result(safe_line(str(exc), MAX_REFUSAL_CHARS))
+            told = watch.finished(**watched(call, outcome))
         result = outcome_result(outcome)
         if self.pages is not None and outcome.response is not None:
-            result = await self.pages.page(result, call.caller, outcome.response.model)
+            result = await self.pages.page(result, who, outcome.response.model)
+        if told:
+            result.meta = {**(result.meta or {}), **told}
         return result
 
     def call(self, ctx: Context, args: CompleteArgs, *, stream: bool) -> Call:
@@ -143,6 +154,26 @@ class ToolHandlers:
             spend=usage_source(spend, who) if spend is not None else None,
         )
         return await dashboard_tool(dumps, raw if isinstance(raw, Mapping) else {}, sources=sources)
+
+
+def watched(call: Call, outcome: Outcome) -> dict[str, Any]:
+    """How a call ended, as the operator's metrics count it (`CallWatch.finished`): at the group and deployment
+    its latest attempt went to (the called model itself, unrouted)."""
+    where, ref = call.progress.answering, outcome.ref
+    place = {
+        "group": where.group or (ref.group if ref else None),
+        "deployment": where.deployment or (ref.name if ref else None),
+    }
+    r, failure = outcome.response, outcome.failure
+    if r is None:
+        assert failure is not None
+        return {"outcome": "error", "error_category": failure.error_type, "upstream_wait_s": failure.upstream_wait_s,
+                **place}  # fmt: skip
+    return {
+        "outcome": "ok", "upstream_wait_s": r.upstream_wait_s, "input_tokens": r.input_tokens,
+        "output_tokens": r.output_tokens, "cached_tokens": r.cached_tokens, "reasoning_tokens": r.reasoning_tokens,
+        "cost_usd": r.cost_usd, **place,
+    }  # fmt: skip
 
 
 def tools(h: ToolHandlers) -> list[MCPTool]:

@@ -16,6 +16,7 @@ from ..dumps.format import AttemptRecord
 from .base import LLMResponse, ProviderError, Usage
 from .errors import ErrorClass, classify, clean_message, full_text
 from .retry import RetryPolicy, response_headers, retry_delay
+from .telemetry import CallTelemetry
 
 if TYPE_CHECKING:
     from .routing import Route
@@ -39,10 +40,13 @@ class Attempts:
         secrets: Sequence[str],
         empty_expected: bool,
         max_tokens: int,
+        watch: CallTelemetry,
         route: Route | None = None,
     ) -> None:
         self.model = model
         self.route = route
+        self.watch = watch
+        """Each attempt's span and metrics, and the time the call waits on the upstream."""
         self.policy = policy
         self.max_retries = policy.max_retries if max_retries is None else max(0, max_retries)
         self.deadline_s = deadline_s
@@ -80,6 +84,7 @@ class Attempts:
         self, error_type: str, status: int | None, message: str, delay: float, detail: str | None = None
     ) -> None:
         deployment = self.route.deployment if self.route is not None else None
+        self.watch.ended(error_type, status)
         self.records.append(
             AttemptRecord(
                 time=datetime.now(timezone.utc), error_type=error_type, status=status, message=message,
@@ -98,7 +103,7 @@ class Attempts:
         billed = self.billed if self.billed.input_tokens or self.billed.output_tokens else None
         return ProviderError(
             message, error_type=error_type, model=self.model, attempts=len(self.records), status=status,
-            retryable=retryable, billed=billed,
+            retryable=retryable, billed=billed, upstream_wait_s=self.watch.upstream_wait_s,
         )
 
     def bill(self, reply: Usage) -> None:
@@ -137,6 +142,7 @@ class Attempts:
                 delay = retry_delay(response_headers(exc), self.waits, self.policy)
                 self.waits += 1
             self._record_failure(exc, info, delay)
+            self.watch.retried(info.error_type)
             logger.warning(
                 "%s from %s (attempt %d), retrying in %.2fs", info.error_type, self._where(), len(self.records), delay
             )
@@ -148,6 +154,7 @@ class Attempts:
     def _fell_back(self, exc: BaseException, info: ErrorClass) -> float:
         """Record the failure that moved the call to a fallback group, whose retries and backoff start afresh."""
         self._record_failure(exc, info, 0.0)
+        self.watch.fell_back(info.error_type)
         self.group_start = len(self.records)
         self.waits = 0
         return 0.0

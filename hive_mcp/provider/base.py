@@ -111,6 +111,7 @@ class ProviderError(Exception):
         retryable: bool = False,
         dump_id: str | None = None,
         billed: Usage | None = None,
+        upstream_wait_s: float = 0.0,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -122,6 +123,8 @@ class ProviderError(Exception):
         self.dump_id = dump_id
         self.billed = billed
         """The provider's usage of the replies it gave this call and the call did not keep (empty ones)."""
+        self.upstream_wait_s = upstream_wait_s
+        """Seconds the call spent waiting on the upstream before it failed (see `LLMResponse.upstream_wait_s`)."""
 
     def as_event(self) -> StreamErrorEvent:
         """This failure as the event that ends a stream."""

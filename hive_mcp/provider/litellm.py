@@ -36,6 +36,7 @@ from ..llms.catalogue import is_pattern, pattern_matches
 from .routing import ModelRouter
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, refused_unsent, shape
 from .stream import OutputCap, StreamAssembler, get
+from .telemetry import CallTelemetry
 
 logger = logging.getLogger("hive_mcp.provider")
 
@@ -67,6 +68,7 @@ class LiteLLMProvider(LLMProvider):
     line or a dump. With a `router` (a models config), `model` names a group or an
     alias, nothing outside the config is callable, and the config's secrets are secrets too;
     so are what `api_base` carries (`redact.url_secrets`) and `secrets` (the server's bearer tokens).
+    `capture_content` puts prompt and answer text on the attempts' trace spans, redacted of those secrets.
     """
 
     def __init__(
@@ -80,9 +82,12 @@ class LiteLLMProvider(LLMProvider):
         deadline_s: float = DEFAULT_DEADLINE_S,
         router: ModelRouter | None = None,
         secrets: Iterable[str] = (),
+        capture_content: bool = False,
         **kwargs: Any,
     ) -> None:
         self.model = model
+        self.capture_content = capture_content
+        """Prompt and answer text go on the attempts' trace spans, redacted (`HIVE_MCP_OTEL_CAPTURE_CONTENT`)."""
         self.router = router
         self.deadline_s = deadline_s
         self.api_key = api_key
@@ -143,6 +148,9 @@ class LiteLLMProvider(LLMProvider):
             shaped.model, self.retry, max_retries=request.max_retries, deadline_s=deadline,
             secrets=self.secrets, empty_expected=shaped.empty_expected,
             max_tokens=request.max_tokens, route=route,
+            watch=CallTelemetry(
+                request, shaped.messages, stream=stream, secrets=self.secrets, capture=self.capture_content
+            ),
         )
         return _Call(request, shaped, attempts, stream)
 
@@ -150,12 +158,15 @@ class LiteLLMProvider(LLMProvider):
     async def _target(call: _Call) -> tuple[dict[str, Any], str]:
         """The next attempt's litellm kwargs and model: routed, on the deployment the route chooses (which the
         request's `answering` then names)."""
-        route = call.attempts.route
+        attempts = call.attempts
+        route = attempts.route
         if route is None:
+            attempts.watch.begin(call.shaped.model, call.shaped.model, call.shaped.model, attempts.count + 1)
             return call.shaped.kwargs, call.shaped.model
         deployment = await route.next(call.shaped.messages)
         if call.request.answering is not None:
             call.request.answering.group, call.request.answering.deployment = deployment.group, deployment.label
+        attempts.watch.begin(deployment.model, deployment.group, deployment.label, attempts.count + 1)
         return route.router.attempt_kwargs(call.shaped.kwargs, deployment), deployment.model
 
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
@@ -167,9 +178,9 @@ class LiteLLMProvider(LLMProvider):
                     with anyio.move_on_after(attempts.remaining()) as scope:
                         kwargs, model = await self._target(call)
                         if call.shaped.codex:
-                            reply = await self._collect(kwargs, model)
+                            reply = await attempts.watch.waiting(self._collect(kwargs, model))
                         else:
-                            reply = parse(await litellm.acompletion(**kwargs), model)
+                            reply = parse(await attempts.watch.waiting(litellm.acompletion(**kwargs)), model)
                         cut_to(reply, model, request.max_tokens)
                     if scope.cancelled_caught:
                         raise attempts.deadline_exceeded()
@@ -182,9 +193,12 @@ class LiteLLMProvider(LLMProvider):
                     if done is not None:
                         break
                     delay = attempts.pending_delay
-                await anyio.sleep(attempts.sleep_s(delay))
+                await attempts.watch.waiting(anyio.sleep(attempts.sleep_s(delay)))
         except ProviderError as err:
             await self._dump(call, err)
+            raise
+        except BaseException:
+            attempts.watch.close()  # cancelled: the attempt in flight ends with the call
             raise
         await self._succeeded(call, done)
         await self._dump(call)
@@ -197,68 +211,73 @@ class LiteLLMProvider(LLMProvider):
             yield err.as_event()
             return
         attempts = call.attempts
-        while True:
-            assembler = StreamAssembler()
-            sent_any = False
-            try:
-                with anyio.move_on_after(attempts.remaining()) as scope:
-                    kwargs, model = await self._target(call)
-                    response = await litellm.acompletion(**kwargs)
-                if scope.cancelled_caught:
-                    raise attempts.deadline_exceeded()
-                assembler.cap = OutputCap(request.max_tokens, functools.partial(count_text, model))
-                assembler.tap(response)
+        try:
+            while True:
+                assembler = StreamAssembler()
+                sent_any = False
                 try:
-                    chunks = response.__aiter__()
-                    while True:
-                        with anyio.move_on_after(attempts.remaining()) as scope:
-                            chunk = await chunks.__anext__()
-                        if scope.cancelled_caught:
-                            raise attempts.deadline_exceeded()
-                        for event in assembler.feed(chunk):
-                            sent_any = True
-                            yield event
-                        if assembler.cut or (
-                            assembler.finish_reason and not get(chunk, "choices") and get(chunk, "usage") and quiet()
-                        ):
-                            break
-                except StopAsyncIteration:
-                    pass
-                finally:
-                    await response.aclose()
-                for event in assembler.flush():
-                    sent_any = True
-                    yield event
-                reply = from_stream(assembler, model)
-                if assembler.cut:
-                    self._cut_usage(call, reply, model)
-                empty_delay = attempts.empty_stream(reply) if assembler.is_empty else None
-            except ProviderError as err:
-                await self._dump(call, err)
-                yield err.as_event()
-                return
-            except Exception as exc:  # noqa: BLE001
-                try:
-                    if sent_any:
-                        raise attempts.failed_after_text(exc) from None
-                    delay = attempts.failed(exc)
+                    with anyio.move_on_after(attempts.remaining()) as scope:
+                        kwargs, model = await self._target(call)
+                        response = await attempts.watch.waiting(litellm.acompletion(**kwargs))
+                    if scope.cancelled_caught:
+                        raise attempts.deadline_exceeded()
+                    assembler.cap = OutputCap(request.max_tokens, functools.partial(count_text, model))
+                    assembler.tap(response)
+                    try:
+                        chunks = response.__aiter__()
+                        while True:
+                            with anyio.move_on_after(attempts.remaining()) as scope:
+                                chunk = await attempts.watch.waiting(chunks.__anext__())
+                            if scope.cancelled_caught:
+                                raise attempts.deadline_exceeded()
+                            attempts.watch.first_chunk()
+                            for event in assembler.feed(chunk):
+                                sent_any = True
+                                yield event
+                            if assembler.cut or (
+                                assembler.finish_reason and not get(chunk, "choices") and get(chunk, "usage")
+                                and quiet()
+                            ):
+                                break
+                    except StopAsyncIteration:
+                        pass
+                    finally:
+                        await response.aclose()
+                    for event in assembler.flush():
+                        sent_any = True
+                        yield event
+                    reply = from_stream(assembler, model)
+                    if assembler.cut:
+                        self._cut_usage(call, reply, model)
+                    empty_delay = attempts.empty_stream(reply) if assembler.is_empty else None
                 except ProviderError as err:
                     await self._dump(call, err)
                     yield err.as_event()
                     return
-                await anyio.sleep(attempts.sleep_s(delay))
-                continue
+                except Exception as exc:  # noqa: BLE001
+                    try:
+                        if sent_any:
+                            raise attempts.failed_after_text(exc) from None
+                        delay = attempts.failed(exc)
+                    except ProviderError as err:
+                        await self._dump(call, err)
+                        yield err.as_event()
+                        return
+                    await attempts.watch.waiting(anyio.sleep(attempts.sleep_s(delay)))
+                    continue
 
-            if empty_delay is not None:
-                await anyio.sleep(attempts.sleep_s(empty_delay))
-                continue
-            done = attempts.accept(reply)
-            await self._succeeded(call, done)
-            await self._dump(call)
-            for tc in done.tool_calls:
-                yield ToolCallEvent(tool_use_id=tc.id, tool_name=tc.name, tool_input=tc.input)
-            yield FinishEvent(done)
-            return
+                if empty_delay is not None:
+                    await attempts.watch.waiting(anyio.sleep(attempts.sleep_s(empty_delay)))
+                    continue
+                done = attempts.accept(reply)
+                await self._succeeded(call, done)
+                await self._dump(call)
+                for tc in done.tool_calls:
+                    yield ToolCallEvent(tool_use_id=tc.id, tool_name=tc.name, tool_input=tc.input)
+                yield FinishEvent(done)
+                return
+        finally:
+            attempts.watch.close()  # a stream closed early: the attempt in flight ends with it
 
     # -- bounds ----------------------------------------------------------------------
 
@@ -372,23 +391,29 @@ class LiteLLMProvider(LLMProvider):
             self._unpriced[key] = price_of(facts) is None
         if self._unpriced[key]:  # whatever litellm made of it (a model name in the reply it knows, a zero)
             response.unpriced, response.cost_usd = True, 0.0
+        call.attempts.watch.succeeded(response)
         if route is not None:
             await route.succeeded(response.input_tokens + response.output_tokens)
 
     # -- dumps -----------------------------------------------------------------------
 
     async def _dump(self, call: _Call, error: ProviderError | None = None) -> None:
-        """Write the call's one dump (if it has one) and put its id on the error or the response."""
-        if self.dump_store is None:
-            return
-        dump = build_dump(call.shaped, call.request, call.attempts, error, stream=call.stream)
-        if dump is None:
-            return
-        dump_id = await anyio.to_thread.run_sync(self.dump_store.write, dump)
-        if error is not None:
-            error.dump_id = dump_id
-        if call.attempts.response is not None:
-            call.attempts.response.dump_id = dump_id
+        """Write the call's one dump (if it has one) and put its id on the error or the response; then the last
+        attempt's span ends, naming it."""
+        dump_id = None
+        try:
+            if self.dump_store is None:
+                return
+            dump = build_dump(call.shaped, call.request, call.attempts, error, stream=call.stream)
+            if dump is None:
+                return
+            dump_id = await anyio.to_thread.run_sync(self.dump_store.write, dump)
+            if error is not None:
+                error.dump_id = dump_id
+            if call.attempts.response is not None:
+                call.attempts.response.dump_id = dump_id
+        finally:
+            call.attempts.watch.close(dump_id)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,3 +57,6 @@ class LLMResponse(Usage):
     """The usage is litellm's count, not the provider's (a stream cut at max_tokens)."""
     unpriced: bool = False
     """The deployment that answered has no known price (`cost_usd` is then 0 and means nothing)."""
+    upstream_wait_s: float = Field(default=0.0, exclude=True)
+    """Seconds the call spent waiting on the upstream (requests, replies, backoff): its wall time minus this is
+    hive-mcp's own overhead."""

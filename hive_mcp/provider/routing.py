@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..llms.config import ModelsConfig, listed_names
+from ..observe import metrics
 from .base import Message, ProviderError
 from ..listeners import Listeners
 from ..llms.catalogue import is_pattern, pattern_matches, some_names
@@ -249,8 +250,10 @@ class ModelRouter(Listeners):
             return False
         if cooled:
             logger.warning("%s of group %s is cooling down", deployment.label, deployment.group)
+            until = time.time() + self.cooldown_s
+            metrics.cooldown(deployment.group, deployment.label, until)
             with self._lock:
-                self._seen_cooling[deployment.id] = time.time() + self.cooldown_s
+                self._seen_cooling[deployment.id] = until
             self._changed_until(self.cooldown_s)
         return bool(cooled)
 

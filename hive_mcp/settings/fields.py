@@ -283,6 +283,13 @@ class Settings(BaseSettings):
     max_unauthenticated: int = setting(
         64, "connections still sending their headers at once; past it the oldest waiting is closed (default: 64)",
         metavar="N", ge=1)
+    metrics_token: SecretStr | None = setting(
+        None, "/metrics bearer token (unset: loopback only)",
+        metavar="TOKEN", repr=False)
+    otel_capture_content: Literal["on", "off"] = setting(
+        "off", "on: prompt and answer text on spans, redacted")
+    metrics_port: int | None = setting(
+        None, "/metrics on this port too", flag="--metrics-port", metavar="PORT", ge=1, le=65535)
     shutdown_grace_s: float = setting(
         10.0,
         "seconds calls in flight get to finish after SIGTERM before they are answered with an error (default: 10)",
@@ -405,6 +412,10 @@ class Settings(BaseSettings):
     @property
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key is not None else None
+
+    @property
+    def metrics_token_value(self) -> str | None:
+        return self.metrics_token.get_secret_value() if self.metrics_token is not None else None
 
     @property
     def state_password_value(self) -> str | None:

@@ -156,6 +156,6 @@ def _one_line(exc: ValidationError, given: Mapping[str, Any], sources: SettingSo
         elif sources.dotenv.get(spec.env):
             label, raw = f"{spec.env} (from {path})", sources.dotenv[spec.env]
     msg = str(err["msg"]).replace("\n", " ")
-    if field in ("api_key", "auth_token", "state_password"):  # never echo a secret, even a malformed one
+    if field in ("api_key", "auth_token", "state_password", "metrics_token"):  # never echo a secret, even a malformed one
         return SettingsError(f"{label}: {msg}")
     return SettingsError(f"{label}: invalid value {str(raw)!r}: {msg}")

@@ -99,7 +99,7 @@ class Journal:
         self._outage = Outage(
             logger, "spend: the ledger did not take a settled call (%s): calls are kept in %s and written to %s "
             "once it answers", f"spend: the journal is drained: every kept call is in {backend.name}",
-            directory, backend.name,
+            directory, backend.name, store="spend_ledger",
         )  # fmt: skip
 
     @property

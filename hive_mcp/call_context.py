@@ -1,11 +1,11 @@
-"""What a dump says of the call it records beyond the request: who called, and its conversation.
+"""Who is calling, and in which conversation, for the call running in this context.
 
-The provider builds a call's dump (it alone knows the attempts) and never knows
-who called or which conversation the call belongs to; the call layer does, and
-says so for the call running in this context (`labelled`, set by the step that
-asks the provider). The store stamps each dump written in that context
-(`stamped`). A call that was to start a conversation and failed names none,
-since it started none.
+The provider never receives either (they are not part of a request); the call
+layer knows them and says so around the provider call (`labelled`, set by the
+step that asks the provider). What records a call reads them here: the dump
+store stamps each dump written in that context (`stamped`), the provider's
+attempt spans name them (`current`). A call that was to start a conversation
+and failed names none in its dump, since it started none.
 """
 
 from __future__ import annotations
@@ -15,26 +15,31 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from .format import FailureDump
+from .dumps.format import FailureDump
 
-__all__ = ["labelled", "stamped"]
+__all__ = ["Labels", "current", "labelled", "stamped"]
 
 
 @dataclass(frozen=True)
-class _Labels:
+class Labels:
     caller: str | None = None
     conversation_id: str | None = None
     new_conversation: bool = False
 
 
-_current: ContextVar[_Labels] = ContextVar("hive_mcp_dump_labels", default=_Labels())
+_current: ContextVar[Labels] = ContextVar("hive_mcp_dump_labels", default=Labels())
+
+
+def current() -> Labels:
+    """The labels of the call running in this context (empty outside one)."""
+    return _current.get()
 
 
 @contextmanager
 def labelled(caller: str, conversation_id: str | None, new_conversation: bool = False) -> Iterator[None]:
     """Dumps written in the body name `caller` and the conversation (`new_conversation`: one the call starts
     only if it succeeds)."""
-    token = _current.set(_Labels(caller, conversation_id, new_conversation))
+    token = _current.set(Labels(caller, conversation_id, new_conversation))
     try:
         yield
     finally:

@@ -1,0 +1,88 @@
+"""`observe.calls.CallWatch`, the entry point the call chain wraps each tool call in: calls in flight, the call's
+metrics, its overhead (wall time minus what the provider waited on the upstream) told in `_meta` and for the
+HTTP header, and a call that never finished counted as cancelled. Through a real provider call where it needs
+one (litellm's HTTP path to the scripted upstream)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from prometheus_client import REGISTRY
+
+from hive_mcp.observe import labels
+from hive_mcp.observe.calls import CallWatch
+from hive_mcp.observe.overhead import OVERHEAD_META_KEY
+from harness.upstream import Reply
+from hive_mcp.limits import Limits
+from tests.clients import connect, mcp_server
+from tests.conftest import MODEL
+
+USER = [{"role": "user", "content": "hi"}]
+
+
+def value(name: str, **label_values: str) -> float:
+    return REGISTRY.get_sample_value(name, label_values) or 0.0
+
+
+@pytest.fixture
+def named():
+    labels.name_models([MODEL], [MODEL])
+    yield
+    labels.name_models([], [])
+
+
+async def test_a_watched_call_is_in_flight_then_counted_with_its_overhead(warm, upstream, named):
+    ok = dict(tool="complete", group=MODEL, deployment=MODEL, outcome="ok", error_category="none")
+    calls, overheads = value("hive_mcp_calls_total", **ok), value("hive_mcp_overhead_seconds_count", tool="complete")
+    in_flight = value("hive_mcp_calls_in_flight", tool="complete")
+    upstream.script(Reply.text("Paris", delay=0.2))
+    with CallWatch("complete", caller="local") as watch:
+        assert value("hive_mcp_calls_in_flight", tool="complete") == in_flight + 1
+        reply = await warm.acomplete(USER)
+        meta = watch.finished(
+            "ok", group=MODEL, deployment=MODEL, upstream_wait_s=reply.upstream_wait_s,
+            input_tokens=reply.input_tokens, output_tokens=reply.output_tokens, cost_usd=reply.cost_usd,
+        )  # fmt: skip
+    assert value("hive_mcp_calls_in_flight", tool="complete") == in_flight
+    assert value("hive_mcp_calls_total", **ok) == calls + 1
+    assert value("hive_mcp_overhead_seconds_count", tool="complete") == overheads + 1
+    told = meta[OVERHEAD_META_KEY]
+    assert 0 <= told < watch.duration_s * 1000 - 200  # the upstream's 0.2 s is not hive-mcp's own time
+    assert value("hive_mcp_tokens_total", group=MODEL, caller="local", type="input") >= reply.input_tokens
+
+
+async def test_a_call_that_never_finished_is_counted_as_cancelled():
+    cancelled = dict(tool="stream_complete", group="none", deployment="none", outcome="cancelled",
+                     error_category="none")  # fmt: skip
+    before = value("hive_mcp_calls_total", **cancelled)
+    with anyio.move_on_after(0.01):
+        with CallWatch("stream_complete", caller="local"):
+            await anyio.sleep(5)
+    assert value("hive_mcp_calls_total", **cancelled) == before + 1
+    assert value("hive_mcp_calls_in_flight", tool="stream_complete") == 0
+
+
+def test_a_call_that_raised_is_counted_as_an_error():
+    failed = dict(tool="complete", group="none", deployment="none", outcome="error", error_category="internal")
+    before = value("hive_mcp_calls_total", **failed)
+    with pytest.raises(RuntimeError), CallWatch("complete", caller="local"):
+        raise RuntimeError("a bug")
+    assert value("hive_mcp_calls_total", **failed) == before + 1
+
+
+async def test_every_completion_tool_call_is_watched_and_tells_its_overhead(provider, upstream, store, named):
+    """Through the MCP tools: an answered call is counted `ok` and its result's `_meta` tells its overhead; a call
+    its admission refuses is counted `refused` by the field that refused it, with no overhead to tell."""
+    ok = dict(tool="complete", group=MODEL, deployment=MODEL, outcome="ok", error_category="none")
+    refused = dict(tool="stream_complete", group="none", deployment="none", outcome="refused",
+                   error_category="max_tokens")  # fmt: skip
+    before_ok, before_refused = value("hive_mcp_calls_total", **ok), value("hive_mcp_calls_total", **refused)
+    upstream.script(Reply.text("Paris", model=MODEL.removeprefix("openai/")))
+    server = mcp_server(provider, store, limits=Limits(max_tokens=10))
+    async with connect(server, "legacy") as c:
+        answered = await c.call_tool("complete", {"prompt": "hi"})
+        refusal = await c.call_tool("stream_complete", {"prompt": "hi", "max_tokens": 11})
+    assert not answered.is_error and answered.meta is not None and answered.meta[OVERHEAD_META_KEY] >= 0
+    assert refusal.is_error and OVERHEAD_META_KEY not in (refusal.meta or {})
+    assert value("hive_mcp_calls_total", **ok) == before_ok + 1
+    assert value("hive_mcp_calls_total", **refused) == before_refused + 1
