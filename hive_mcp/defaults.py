@@ -18,3 +18,12 @@ CONVERSATION_TTL_S = 3 * 3600
 CONVERSATION_MAX = 1000
 CONVERSATION_MAX_TURNS = 200
 CONVERSATION_MAX_BYTES = 2 * MIB
+
+TASK_TTL_S = 3600
+"""How long a task and its result are kept after it is created, when the client asks for no TTL."""
+TASK_MAX_TTL_S = 24 * 3600
+"""The longest TTL a client may ask a task to be kept for."""
+TASKS_PER_CALLER = 32
+"""Unfinished tasks one caller may have at once."""
+TASK_LEASE_S = 15.0
+"""How long a running task's instance may go without renewing its lease before the task reads `failed`."""

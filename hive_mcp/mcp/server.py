@@ -35,6 +35,8 @@ from ..conversations import ConversationLocks, ConversationStore
 from ..sdk_compat import lowlevel_server
 from ..spend import Spend
 from ..spend.usage import Throttle
+from ..tasks import TaskEngine
+from ..tasks.wire import TasksExtension, install_tasks
 from .bus import running as running_bus
 from .model_list import ModelsView
 from ..defaults import DEFAULT_HEARTBEAT_S
@@ -44,6 +46,7 @@ from .conversation_views import conversation_routes, list_conversations_tool
 from .conversations import ConversationService
 from .notify import ChangeNotifier, ChangeSource, Touched
 from .resources import DASHBOARD_ROUTE, ResourceHandlers
+from .task_tools import completion_task_tools
 from .routes import ResourceRouter
 from .tools import ToolHandlers, tools
 from .usage_view import USAGE_URI, usage_route
@@ -76,6 +79,7 @@ def build_server(
     bus: SubscriptionBus | None = None,
     dump_watch: Any = None,
     admins: Iterable[str] = (),
+    tasks: TaskEngine | None = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -94,6 +98,7 @@ def build_server(
     process only; `bus.RedisSubscriptionBus` crosses processes); `dump_watch` (a
     `dumps.DumpDirectoryWatch`) tells of dumps other processes wrote to the same directory.
     `admins` are the callers who see every caller's dumps (the others see their own).
+    `tasks` runs `complete` and `stream_complete` as tasks when a client asks (None: no tasks).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -127,6 +132,7 @@ def build_server(
         ],
         resources.pages,
     )
+    task_tools = completion_task_tools(catalogue, default_model)
     usage = Throttle()  # a settled call changes hive://usage: told at most once a second
     if spend is not None:
         spend.on_change = usage.changed
@@ -167,8 +173,13 @@ def build_server(
         subscriptions=notifier.bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],
-        extensions=[dashboard_apps()],  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
+        extensions=[
+            dashboard_apps(),  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
+            *([TasksExtension(tasks, task_tools)] if tasks is not None else []),
+        ],
     )
+    if tasks is not None:
+        install_tasks(server, tasks, task_tools)
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
         await router.check_own(ctx, params.uri)

@@ -1,0 +1,235 @@
+"""The task engine: a job (an async callable producing a tool's `CallToolResult`) run detached from the request
+that started it, its state and result kept in the task store for any instance to answer for.
+
+* A job runs as a task of the server's event loop, not of its request: the client may disconnect, the request
+  may end, and the job goes on to its end and stores it.
+* The instance that runs a job holds a lease on it and renews it every `tick_s`; a task whose lease ran out
+  (its instance died) reads `failed`, with one line saying so, never `working` forever.
+* `cancel` on any instance marks the task; the instance running it learns of the mark at its next renewal (at
+  most `tick_s` later) or at once when it is itself, cancels the job (the upstream request closes; what was
+  produced is charged as for any call cut short) and stores `cancelled`.
+* A task is its caller's: another caller's id reads as not found (`owner_scope`: admins and the stdio user
+  see every caller's by id); `page` lists the caller's own, newest first. At most `per_caller` unfinished at
+  once, counted in the store so the cap holds across instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from secrets import token_hex
+from typing import Any, Protocol
+
+from mcp_types import INTERNAL_ERROR, CallToolResult
+
+from ..defaults import TASK_LEASE_S, TASK_MAX_TTL_S, TASK_TTL_S, TASKS_PER_CALLER
+from ..tokens import owner_scope
+from .records import CANCELLED, COMPLETED, FAILED, TaskRecord, poll_interval_ms
+
+__all__ = ["Job", "TaskEngine", "TaskNotFound", "TaskStore", "TooManyTasks"]
+
+logger = logging.getLogger("hive_mcp.tasks")
+
+Job = Callable[[], Awaitable[CallToolResult]]
+
+INSTANCE_GONE = "the hive-mcp instance running this task stopped before it finished"
+CANCELLED_TEXT = "cancelled at the client's request"
+
+
+class TaskNotFound(LookupError):
+    """No task by that id for this caller (unknown, expired, or another caller's)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"taskId: no task {task_id!r} (unknown, expired, or not yours)")
+
+
+class TooManyTasks(RuntimeError):
+    """The caller has as many unfinished tasks as it may."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(
+            f"too many tasks: {cap} of yours are unfinished (HIVE_MCP_TASKS_PER_CALLER); wait for one to end or "
+            "cancel one"
+        )
+
+
+class TaskStore(Protocol):
+    async def create(self, task: TaskRecord, cap: int, now: float) -> bool: ...
+    async def get(self, task_id: str, now: float) -> TaskRecord | None: ...
+    async def page(self, owner: str, after: tuple[float, str] | None, limit: int, now: float) -> list[TaskRecord]: ...
+    async def finish(self, task: TaskRecord) -> bool: ...
+    async def renew(self, instance: str, task_ids: list[str], lease: float) -> set[str]: ...
+    async def request_cancel(self, task_id: str) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class _Running:
+    job: asyncio.Task[None]
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: bool = False
+
+
+class TaskEngine:
+    """Tasks of one process on `store`. `admins` see every caller's task by id, as `owner_scope` says."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        *,
+        per_caller: int = TASKS_PER_CALLER,
+        ttl_s: float = TASK_TTL_S,
+        max_ttl_s: float = TASK_MAX_TTL_S,
+        lease_s: float = TASK_LEASE_S,
+        admins: Iterable[str] = (),
+        list_page: int = 50,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if per_caller < 1 or ttl_s <= 0 or max_ttl_s < ttl_s or lease_s <= 0:
+            raise ValueError("tasks: per_caller >= 1, 0 < ttl_s <= max_ttl_s and lease_s > 0")
+        self.store = store
+        self.per_caller = per_caller
+        self.ttl_ms = int(ttl_s * 1000)
+        self.max_ttl_ms = int(max_ttl_s * 1000)
+        self.lease_s = lease_s
+        self.tick_s = min(lease_s / 3, 0.5)
+        """How often leases are renewed and cancel marks read: a cancel on another instance lands within it."""
+        self.admins = frozenset(admins)
+        self.list_page = list_page
+        """How many tasks one `tasks/list` page holds."""
+        self.clock = clock
+        self.instance = token_hex(8)
+        self._running: dict[str, _Running] = {}
+        self._renewer: asyncio.Task[None] | None = None
+
+    # -- starting ------------------------------------------------------------
+
+    async def start(self, caller: str, tool: str, job: Job, *, ttl_ms: int | None = None) -> TaskRecord:
+        """Store a new task of `caller` running `job` (for `tool`), start it, and return it as stored: a
+        `get` for its id answers from now on. `ttl_ms` is what the client asked for (capped by the server's
+        maximum; None: the default). Raises `TooManyTasks`."""
+        now = self.clock()
+        ttl = self.ttl_ms if ttl_ms is None else max(1, min(int(ttl_ms), self.max_ttl_ms))
+        task = TaskRecord(
+            task_id=token_hex(16), owner=caller, tool=tool, created=now, updated=now, ttl_ms=ttl,
+            instance=self.instance, lease=now + self.lease_s,
+        )  # fmt: skip
+        if not await self.store.create(task, self.per_caller, now):
+            raise TooManyTasks(self.per_caller)
+        running = _Running(asyncio.get_running_loop().create_task(self._run(task, job), name=f"hive-task-{tool}"))
+        self._running[task.task_id] = running
+        running.job.add_done_callback(lambda _: self._ended(task.task_id))
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew(), name="hive-task-leases")
+        return task
+
+    def _ended(self, task_id: str) -> None:
+        running = self._running.pop(task_id, None)
+        if running is not None:
+            running.done.set()
+
+    async def _run(self, task: TaskRecord, job: Job) -> None:
+        try:
+            result = await job()
+        except asyncio.CancelledError:
+            ended = task.ended(CANCELLED, self.clock(), message=CANCELLED_TEXT)
+        except Exception as exc:  # noqa: BLE001 - a job that raised is a failed task, named in one line
+            logger.warning("task %s (%s) failed: %s", task.task_id, task.tool, type(exc).__name__)
+            ended = task.ended(FAILED, self.clock(), message="internal error", error=_error(exc))
+        else:
+            ended = task.ended(COMPLETED, self.clock(), result=result.model_dump(by_alias=True, mode="json",
+                                                                                exclude_none=True))  # fmt: skip
+        try:
+            await self.store.finish(ended)
+        except Exception as exc:  # noqa: BLE001 - the store is away: the task's lease runs out and it reads failed
+            logger.warning("task %s ended (%s) but its end could not be stored: %s", task.task_id, ended.status, exc)
+
+    async def _renew(self) -> None:
+        while self._running:
+            await asyncio.sleep(self.tick_s)
+            ids = list(self._running)
+            try:
+                marked = await self.store.renew(self.instance, ids, self.clock() + self.lease_s)
+            except Exception as exc:  # noqa: BLE001 - try again next tick; a long outage lets the lease run out
+                logger.debug("task leases not renewed: %s", exc)
+                continue
+            for task_id in marked:
+                self._cancel_local(task_id)
+
+    def _cancel_local(self, task_id: str) -> bool:
+        running = self._running.get(task_id)
+        if running is None:
+            return False
+        if not running.cancelled:
+            running.cancelled = True
+            running.job.cancel()
+        return True
+
+    # -- reading -------------------------------------------------------------
+
+    async def get(self, caller: str, task_id: str) -> TaskRecord:
+        """The task, as it stands. Raises `TaskNotFound` (also for another caller's)."""
+        now = self.clock()
+        task = await self.store.get(task_id, now)
+        scope = owner_scope(caller, self.admins)
+        if task is None or (scope is not None and task.owner != scope):
+            raise TaskNotFound(task_id)
+        if not task.terminal and task.lease < now and task.task_id not in self._running:
+            gone = task.ended(FAILED, now, message=INSTANCE_GONE, error={"code": INTERNAL_ERROR, "message": INSTANCE_GONE})
+            await self.store.finish(gone)
+            return await self.get(caller, task_id)
+        return task
+
+    async def wait(self, caller: str, task_id: str) -> TaskRecord:
+        """The task once it has ended (a job of this instance is awaited; another's is polled)."""
+        while True:
+            task = await self.get(caller, task_id)
+            if task.terminal:
+                return task
+            running = self._running.get(task_id)
+            if running is not None:
+                await running.done.wait()
+            else:
+                await asyncio.sleep(min(poll_interval_ms(task.created, self.clock()) / 1000, self.tick_s))
+
+    async def page(self, caller: str, after: tuple[float, str] | None, limit: int) -> list[TaskRecord]:
+        """`caller`'s own tasks, newest first, after `after` (the last one of the previous page)."""
+        return await self.store.page(caller, after, limit, self.clock())
+
+    # -- cancelling ----------------------------------------------------------
+
+    async def cancel(self, caller: str, task_id: str) -> TaskRecord:
+        """Ask the task to stop (idempotent: an ended task is returned as it is). Returns it as it stands."""
+        task = await self.get(caller, task_id)
+        if task.terminal:
+            return task
+        await self.store.request_cancel(task_id)
+        running = self._running.get(task_id)
+        if self._cancel_local(task_id) and running is not None:
+            await running.done.wait()
+        return await self.get(caller, task_id)
+
+    def running(self) -> list[str]:
+        """The ids of the jobs this instance runs now."""
+        return list(self._running)
+
+    async def aclose(self) -> None:
+        """Stop this instance's jobs (they read `cancelled`) and the lease renewal."""
+        for task_id in list(self._running):
+            self._cancel_local(task_id)
+        waiting = [r.done.wait() for r in self._running.values()]
+        if waiting:
+            await asyncio.gather(*waiting)
+        if self._renewer is not None:
+            self._renewer.cancel()
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    """A JSON-RPC error object for a job that raised: its class and first line, never a traceback."""
+    from ..redact import redact_text
+
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return {"code": INTERNAL_ERROR, "message": redact_text(f"{type(exc).__name__}: {first}".rstrip(": "), ())}

@@ -1,0 +1,154 @@
+"""Tasks in a SQLite file (the default, in the hive home next to conversations): processes on one machine that
+share the file (workers, instances) answer for each other's tasks.
+
+Every write is one `BEGIN IMMEDIATE` transaction, so counting a caller's unfinished tasks and adding one happen
+with no other writer in between (the per-caller cap holds across processes), and a task ends once: `finish`
+changes only a row still `working`. Expired rows are dropped by the next write.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from ..sqlite import Database, transaction
+from .records import WORKING, TaskRecord
+
+__all__ = ["SQLiteTaskStore", "default_tasks_path"]
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 5.0
+_COLS = "task_id, owner, tool, created, ttl_ms, status, updated, message, result, error, instance, lease, cancel"
+
+
+def default_tasks_path() -> Path:
+    from ..conversations.records import default_db_path
+
+    return default_db_path().with_name("hive-mcp-tasks.sqlite3")
+
+
+def _schema(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS tasks (task_id TEXT PRIMARY KEY, owner TEXT NOT NULL, tool TEXT NOT NULL, "
+        "created REAL NOT NULL, ttl_ms INTEGER NOT NULL, status TEXT NOT NULL, updated REAL NOT NULL, message TEXT, "
+        "result TEXT, error TEXT, instance TEXT NOT NULL, lease REAL NOT NULL, cancel INTEGER NOT NULL DEFAULT 0, "
+        "expires REAL NOT NULL)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, created, task_id)")
+    conn.execute("CREATE INDEX IF NOT EXISTS tasks_by_expiry ON tasks (expires)")
+
+
+def _row(row: tuple[Any, ...]) -> TaskRecord:
+    (task_id, owner, tool, created, ttl_ms, status, updated, message, result, error, instance, lease, cancel) = row
+    return TaskRecord(
+        task_id=task_id, owner=owner, tool=tool, created=created, ttl_ms=ttl_ms, status=status, updated=updated,
+        message=message, result=None if result is None else json.loads(result),
+        error=None if error is None else json.loads(error), instance=instance, lease=lease,
+        cancel_requested=bool(cancel),
+    )  # fmt: skip
+
+
+def _dump(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+class SQLiteTaskStore:
+    """The task store in the SQLite file at `path` (default: `hive-mcp-tasks.sqlite3` in the hive home)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else default_tasks_path()
+        self._db = Database(self.path, BUSY_TIMEOUT_S, _schema)
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(self._db.run, fn, limiter=self._limiter)
+
+    async def create(self, task: TaskRecord, cap: int, now: float) -> bool:
+        """Store `task` unless its owner already has `cap` unfinished tasks; whether it was stored."""
+
+        def go(conn: sqlite3.Connection) -> bool:
+            with transaction(conn):
+                conn.execute("DELETE FROM tasks WHERE expires <= ?", (now,))
+                (n,) = conn.execute(
+                    "SELECT COUNT(*) FROM tasks WHERE owner = ? AND status = ? AND lease >= ?", (task.owner, WORKING, now)
+                ).fetchone()
+                if n >= cap:
+                    return False
+                conn.execute(
+                    f"INSERT INTO tasks ({_COLS}, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (task.task_id, task.owner, task.tool, task.created, task.ttl_ms, task.status, task.updated,
+                     task.message, _dump(task.result), _dump(task.error), task.instance, task.lease,
+                     int(task.cancel_requested), task.expires),
+                )  # fmt: skip
+                return True
+
+        return await self._run(go)
+
+    async def get(self, task_id: str, now: float) -> TaskRecord | None:
+        def go(conn: sqlite3.Connection) -> TaskRecord | None:
+            row = conn.execute(f"SELECT {_COLS} FROM tasks WHERE task_id = ? AND expires > ?", (task_id, now)).fetchone()
+            return None if row is None else _row(row)
+
+        return await self._run(go)
+
+    async def page(self, owner: str, after: tuple[float, str] | None, limit: int, now: float) -> list[TaskRecord]:
+        """`owner`'s tasks, newest first, from just after `after` (created, id)."""
+
+        def go(conn: sqlite3.Connection) -> list[TaskRecord]:
+            if after is None:
+                rows = conn.execute(
+                    f"SELECT {_COLS} FROM tasks WHERE owner = ? AND expires > ? ORDER BY created DESC, task_id DESC "
+                    "LIMIT ?", (owner, now, limit),
+                ).fetchall()  # fmt: skip
+            else:
+                rows = conn.execute(
+                    f"SELECT {_COLS} FROM tasks WHERE owner = ? AND expires > ? AND (created < ? OR "
+                    "(created = ? AND task_id < ?)) ORDER BY created DESC, task_id DESC LIMIT ?",
+                    (owner, now, after[0], after[0], after[1], limit),
+                ).fetchall()
+            return [_row(r) for r in rows]
+
+        return await self._run(go)
+
+    async def finish(self, task: TaskRecord) -> bool:
+        """Store `task`'s end, if it is still working; whether it was (a task ends once)."""
+
+        def go(conn: sqlite3.Connection) -> bool:
+            with transaction(conn):
+                cur = conn.execute(
+                    "UPDATE tasks SET status = ?, updated = ?, message = ?, result = ?, error = ? "
+                    "WHERE task_id = ? AND status = ?",
+                    (task.status, task.updated, task.message, _dump(task.result), _dump(task.error), task.task_id,
+                     WORKING),
+                )  # fmt: skip
+                return cur.rowcount == 1
+
+        return await self._run(go)
+
+    async def renew(self, instance: str, task_ids: list[str], lease: float) -> set[str]:
+        """Extend the lease of `instance`'s working tasks among `task_ids`; those a client asked to cancel."""
+
+        def go(conn: sqlite3.Connection) -> set[str]:
+            marks = ",".join("?" * len(task_ids))
+            with transaction(conn):
+                conn.execute(
+                    f"UPDATE tasks SET lease = ? WHERE instance = ? AND status = ? AND task_id IN ({marks})",
+                    (lease, instance, WORKING, *task_ids),
+                )
+                rows = conn.execute(f"SELECT task_id FROM tasks WHERE cancel = 1 AND task_id IN ({marks})", task_ids)
+                return {r[0] for r in rows}
+
+        return await self._run(go) if task_ids else set()
+
+    async def request_cancel(self, task_id: str) -> None:
+        await self._run(lambda conn: conn.execute("UPDATE tasks SET cancel = 1 WHERE task_id = ?", (task_id,)))
+
+    async def aclose(self) -> None:
+        self._db.close()

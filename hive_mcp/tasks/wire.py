@@ -1,0 +1,287 @@
+"""Tasks on the wire, both generations, over one `TaskEngine`.
+
+* **2026-07-28, the extension `io.modelcontextprotocol/tasks`** (SEP-2663): advertised under
+  `capabilities.extensions`. For a client that declared it (in its session or in the request's `_meta`), a
+  `tools/call` of a task tool the server decides to run long is answered by a flat `CreateTaskResult`
+  (`resultType: "task"`, `taskId`, `status`, `createdAt`, `lastUpdatedAt`, `ttlMs`, `pollIntervalMs`).
+  `tasks/get` answers the task and, once ended, inlines its `result` (completed) or its `error` (failed);
+  `tasks/cancel` and `tasks/update` answer an empty acknowledgement; `tasks/result` and `tasks/list` do not
+  exist at that version (-32601). Without the extension, `tasks/*` is -32021 and a tool that requires a task
+  is -32021 too; other task tools run as a plain call. An `Mcp-Name` header that disagrees with `taskId`
+  is -32020.
+* **2025-11-25, the experimental tasks utility**: the `tasks` server capability, `execution.taskSupport` on
+  the task tools in `tools/list`, a `task` field on `tools/call` answered by `CreateTaskResult` (`task`),
+  `tasks/get`, `tasks/result` (blocks until the task ends, then the tool's `CallToolResult` with the
+  related-task `_meta`), `tasks/list` (newest first, cursors), `tasks/cancel` (-32602 for an ended task).
+
+The SDK serves neither: the methods are low-level handlers that answer by the request's protocol version, the
+2026 `tools/call` path is the extension's interceptor, and the 2025 `tools/call` path, whose answer the SDK
+would sieve as a `CallToolResult`, is a server middleware (whose short-circuit answer the SDK sends as is).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from mcp_types import (
+    HEADER_MISMATCH,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    CallToolRequestParams,
+    RequestParams,
+)
+from pydantic import ConfigDict
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.extension import Extension
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.server import require_client_extension
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from ..sdk_compat import lowlevel_server
+from ..mcp.conversations import caller as _caller
+from .engine import TaskEngine, TaskNotFound, TooManyTasks
+from .records import CANCELLED, COMPLETED, FAILED, TaskRecord, iso, poll_interval_ms
+
+__all__ = ["EXTENSION_ID", "TaskTool", "TasksExtension", "install_tasks"]
+
+EXTENSION_ID = "io.modelcontextprotocol/tasks"
+RELATED_TASK = "io.modelcontextprotocol/related-task"
+Decide = Callable[[Mapping[str, Any]], bool]
+
+
+@dataclass(frozen=True)
+class TaskTool:
+    """A tool that may run as a task: `required` (always a task; a 2026 client without the extension is
+    refused) or `optional`; `decide(arguments)` says whether a 2026 client's call becomes one unasked."""
+
+    support: Literal["optional", "required"] = "optional"
+    decide: Decide = lambda _arguments: True
+
+
+class _TaskParams(RequestParams):
+    model_config = ConfigDict(extra="allow")
+    task_id: str
+
+
+class _ListParams(RequestParams):
+    model_config = ConfigDict(extra="allow")
+    cursor: str | None = None
+
+
+def is_modern(version: str) -> bool:
+    return version in MODERN_PROTOCOL_VERSIONS
+
+
+def _task_fields(task: TaskRecord, now: float, *, modern: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"taskId": task.task_id, "status": task.status}
+    if task.message:
+        out["statusMessage"] = task.message
+    out["createdAt"] = iso(task.created)
+    out["lastUpdatedAt"] = iso(task.updated or task.created)
+    out["ttlMs" if modern else "ttl"] = task.ttl_ms
+    if not task.terminal:
+        out["pollIntervalMs" if modern else "pollInterval"] = poll_interval_ms(task.created, now)
+    return out
+
+
+def _not_found(exc: TaskNotFound) -> MCPError:
+    return MCPError(code=INVALID_PARAMS, message=str(exc))
+
+
+def _encode_cursor(task: TaskRecord) -> str:
+    return base64.urlsafe_b64encode(f"{task.created!r}|{task.task_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created, _, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return float(created), task_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise MCPError(code=INVALID_PARAMS, message="cursor: not a cursor from tasks/list; pass nextCursor back") from None
+
+
+class _Detached:
+    """The request's session for a job that outlives the request: everything as the session has it, except
+    progress, whose request has already been answered."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return None
+
+
+def detached(ctx: ServerRequestContext[Any, Any]) -> ServerRequestContext[Any, Any]:
+    """`ctx` for a job run after its request has been answered."""
+    meta = {k: v for k, v in (ctx.meta or {}).items() if k not in ("progress_token", "progressToken")}
+    return replace(ctx, session=_Detached(ctx.session), meta=meta or None)  # type: ignore[arg-type]
+
+
+def _declares_extension(ctx: ServerRequestContext[Any, Any]) -> bool:
+    capabilities = ctx.session.client_capabilities
+    extensions = capabilities.extensions if capabilities else None
+    return bool(extensions) and EXTENSION_ID in extensions  # type: ignore[operator]
+
+
+class TasksExtension(Extension):
+    """The 2026-07-28 extension: advertised, and the interceptor that turns a `tools/call` into a task."""
+
+    identifier = EXTENSION_ID
+
+    def __init__(self, engine: TaskEngine, tools: Mapping[str, TaskTool]) -> None:
+        self.engine = engine
+        self.task_tools = dict(tools)
+
+    async def intercept_tool_call(
+        self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        tool = self.task_tools.get(params.name)
+        if tool is None or not is_modern(ctx.protocol_version):
+            return await call_next(ctx)
+        if tool.support == "required":
+            require_client_extension(ctx, EXTENSION_ID)
+        elif not _declares_extension(ctx) or not tool.decide(params.arguments or {}):
+            return await call_next(ctx)
+        job_ctx = detached(ctx)
+        task = await _start(self.engine, _caller(ctx), params.name, lambda: call_next(job_ctx), None)
+        return {"resultType": "task", **_task_fields(task, self.engine.clock(), modern=True)}
+
+
+async def _start(engine: TaskEngine, caller: str, tool: str, job: Any, ttl_ms: int | None) -> TaskRecord:
+    try:
+        return await engine.start(caller, tool, job, ttl_ms=ttl_ms)
+    except TooManyTasks as exc:
+        raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
+
+
+class _Handlers:
+    """`tasks/*` for both generations, answered by the request's protocol version."""
+
+    def __init__(self, engine: TaskEngine) -> None:
+        self.engine = engine
+
+    async def _task(self, ctx: ServerRequestContext[Any, Any], task_id: str, *, modern: bool) -> TaskRecord:
+        if modern:
+            require_client_extension(ctx, EXTENSION_ID)
+            headers = getattr(ctx.request, "headers", None)
+            named = headers.get("mcp-name") if headers is not None else None
+            if named is not None and named != task_id:
+                raise MCPError(code=HEADER_MISMATCH, message="Mcp-Name header does not match params.taskId")
+        try:
+            return await self.engine.get(_caller(ctx), task_id)
+        except TaskNotFound as exc:
+            raise _not_found(exc) from None
+
+    async def get(self, ctx: ServerRequestContext[Any, Any], params: _TaskParams) -> dict[str, Any]:
+        modern = is_modern(ctx.protocol_version)
+        task = await self._task(ctx, params.task_id, modern=modern)
+        out = _task_fields(task, self.engine.clock(), modern=modern)
+        if modern and task.status == COMPLETED and task.result is not None:
+            out["result"] = task.result
+        elif modern and task.status == FAILED:
+            out["error"] = task.error or {"code": -32603, "message": task.message or "failed"}
+        return out
+
+    async def cancel(self, ctx: ServerRequestContext[Any, Any], params: _TaskParams) -> dict[str, Any]:
+        modern = is_modern(ctx.protocol_version)
+        task = await self._task(ctx, params.task_id, modern=modern)
+        if task.terminal and not modern:
+            raise MCPError(code=INVALID_PARAMS, message=f"taskId: the task has already ended ({task.status})")
+        try:
+            task = await self.engine.cancel(_caller(ctx), params.task_id)
+        except TaskNotFound as exc:
+            raise _not_found(exc) from None
+        return {} if modern else _task_fields(task, self.engine.clock(), modern=False)
+
+    async def update(self, ctx: ServerRequestContext[Any, Any], params: _TaskParams) -> dict[str, Any]:
+        """2026 only: no task of ours waits on client input, so a known task's update is acknowledged."""
+        if not is_modern(ctx.protocol_version):
+            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="tasks/update")
+        await self._task(ctx, params.task_id, modern=True)
+        return {}
+
+    async def result(self, ctx: ServerRequestContext[Any, Any], params: _TaskParams) -> dict[str, Any]:
+        """2025-11-25 only: wait for the task's end, then its result as the direct call would have answered."""
+        if is_modern(ctx.protocol_version):
+            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="tasks/result")
+        try:
+            task = await self.engine.wait(_caller(ctx), params.task_id)
+        except TaskNotFound as exc:
+            raise _not_found(exc) from None
+        if task.status == COMPLETED and task.result is not None:
+            meta = {**(task.result.get("_meta") or {}), RELATED_TASK: {"taskId": task.task_id}}
+            return {**task.result, "_meta": meta}
+        error = task.error or {"code": -32603, "message": task.message or task.status}
+        if task.status == CANCELLED:
+            error = {"code": -32603, "message": task.message or "cancelled"}
+        raise MCPError(code=error["code"], message=error["message"], data={RELATED_TASK: {"taskId": task.task_id}})
+
+    async def list(self, ctx: ServerRequestContext[Any, Any], params: _ListParams) -> dict[str, Any]:
+        """2025-11-25 only: the caller's tasks, newest first, a page at a time."""
+        if is_modern(ctx.protocol_version):
+            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="tasks/list")
+        after = None if params.cursor is None else _decode_cursor(params.cursor)
+        size = self.engine.list_page
+        tasks = await self.engine.page(_caller(ctx), after, size + 1)
+        now = self.engine.clock()
+        out: dict[str, Any] = {"tasks": [_task_fields(t, now, modern=False) for t in tasks[:size]]}
+        if len(tasks) > size:
+            out["nextCursor"] = _encode_cursor(tasks[size - 1])
+        return out
+
+
+LEGACY_CAPABILITY = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+
+
+def _legacy_middleware(engine: TaskEngine, tools: Mapping[str, TaskTool], server: MCPServer) -> Any:
+    """2025-11-25: the `tasks` capability in `initialize`, `execution.taskSupport` in `tools/list`, and a
+    `tools/call` carrying `task` answered by `CreateTaskResult` with the call running as a task."""
+    low = lowlevel_server(server)
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        params = ctx.params if isinstance(ctx.params, Mapping) else {}
+        task_param = params.get("task")
+        if ctx.method == "tools/call" and isinstance(task_param, Mapping) and params.get("name") in tools \
+                and not is_modern(ctx.protocol_version):  # fmt: skip
+            entry = low.get_request_handler("tools/call")
+            assert entry is not None
+            typed = CallToolRequestParams.model_validate({k: v for k, v in params.items() if k != "task"})
+            job_ctx = detached(ctx)
+            ttl = task_param.get("ttl")
+            task = await _start(engine, _caller(ctx), typed.name, lambda: entry.handler(job_ctx, typed),
+                                ttl if isinstance(ttl, int) else None)  # fmt: skip
+            return {"task": _task_fields(task, engine.clock(), modern=False)}
+        result = await call_next(ctx)
+        if is_modern(ctx.protocol_version) or not isinstance(result, dict):
+            return result
+        if ctx.method == "initialize" and isinstance(result.get("capabilities"), dict):
+            result["capabilities"] = {**result["capabilities"], "tasks": LEGACY_CAPABILITY}
+        elif ctx.method == "tools/list" and isinstance(result.get("tools"), list):
+            for tool in result["tools"]:
+                if isinstance(tool, dict) and tool.get("name") in tools:
+                    tool["execution"] = {"taskSupport": tools[tool["name"]].support}
+        return result
+
+    return middleware
+
+
+def install_tasks(server: MCPServer, engine: TaskEngine, tools: Mapping[str, TaskTool]) -> None:
+    """Serve tasks of both generations on `server` for `tools` (by name). The extension itself is passed to
+    the server's constructor (`MCPServer(extensions=[TasksExtension(engine, tools)])`); this adds the rest."""
+    low = lowlevel_server(server)
+    handlers = _Handlers(engine)
+    low.add_request_handler("tasks/get", _TaskParams, handlers.get)
+    low.add_request_handler("tasks/cancel", _TaskParams, handlers.cancel)
+    low.add_request_handler("tasks/update", _TaskParams, handlers.update)
+    low.add_request_handler("tasks/result", _TaskParams, handlers.result)
+    low.add_request_handler("tasks/list", _ListParams, handlers.list)
+    server.middleware.append(_legacy_middleware(engine, tools, server))
