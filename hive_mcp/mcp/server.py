@@ -43,7 +43,7 @@ from ..defaults import DEFAULT_HEARTBEAT_S
 from .constants import CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_routes, list_conversations_tool
-from .conversations import ConversationService
+from .conversations import ConversationService, caller
 from .notify import ChangeNotifier, ChangeSource, Touched
 from .resources import DASHBOARD_ROUTE, ResourceHandlers
 from .task_tools import completion_task_tools
@@ -175,11 +175,11 @@ def build_server(
         middleware=[notifier.middleware],
         extensions=[
             dashboard_apps(),  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
-            *([TasksExtension(tasks, task_tools)] if tasks is not None else []),
+            *([TasksExtension(tasks, task_tools, caller)] if tasks is not None else []),
         ],
     )
     if tasks is not None:
-        install_tasks(server, tasks, task_tools)
+        install_tasks(server, tasks, task_tools, caller)
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
         await router.check_own(ctx, params.uri)

@@ -228,8 +228,14 @@ class TaskEngine:
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
-    """A JSON-RPC error object for a job that raised: its class and first line, never a traceback."""
+    """A JSON-RPC error object for a job that raised: its class and first line, never a traceback (an
+    `MCPError` keeps its own code and message)."""
+    from mcp.shared.exceptions import MCPError
+
     from ..redact import redact_text
+
+    if isinstance(exc, MCPError):
+        return {"code": exc.code, "message": redact_text(exc.message.splitlines()[0] if exc.message else "", ())}
 
     first = (str(exc).strip().splitlines() or [""])[0][:300]
     return {"code": INTERNAL_ERROR, "message": redact_text(f"{type(exc).__name__}: {first}".rstrip(": "), ())}

@@ -44,7 +44,6 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..sdk_compat import lowlevel_server
-from ..mcp.conversations import caller as _caller
 from .engine import TaskEngine, TaskNotFound, TooManyTasks
 from .records import CANCELLED, COMPLETED, FAILED, TaskRecord, iso, poll_interval_ms
 
@@ -53,6 +52,8 @@ __all__ = ["EXTENSION_ID", "TaskTool", "TasksExtension", "install_tasks"]
 EXTENSION_ID = "io.modelcontextprotocol/tasks"
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 Decide = Callable[[Mapping[str, Any]], bool]
+Caller = Callable[[ServerRequestContext[Any, Any]], str]
+"""Who is calling (the MCP layer's `caller`): tasks are that caller's."""
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,10 @@ class TasksExtension(Extension):
 
     identifier = EXTENSION_ID
 
-    def __init__(self, engine: TaskEngine, tools: Mapping[str, TaskTool]) -> None:
+    def __init__(self, engine: TaskEngine, tools: Mapping[str, TaskTool], caller: Caller) -> None:
         self.engine = engine
         self.task_tools = dict(tools)
+        self.caller = caller
 
     async def intercept_tool_call(
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
@@ -152,7 +154,7 @@ class TasksExtension(Extension):
         elif not _declares_extension(ctx) or not tool.decide(params.arguments or {}):
             return await call_next(ctx)
         job_ctx = detached(ctx)
-        task = await _start(self.engine, _caller(ctx), params.name, lambda: call_next(job_ctx), None)
+        task = await _start(self.engine, self.caller(ctx), params.name, lambda: call_next(job_ctx), None)
         return {"resultType": "task", **_task_fields(task, self.engine.clock(), modern=True)}
 
 
@@ -166,8 +168,9 @@ async def _start(engine: TaskEngine, caller: str, tool: str, job: Any, ttl_ms: i
 class _Handlers:
     """`tasks/*` for both generations, answered by the request's protocol version."""
 
-    def __init__(self, engine: TaskEngine) -> None:
+    def __init__(self, engine: TaskEngine, caller: Caller) -> None:
         self.engine = engine
+        self.caller = caller
 
     async def _task(self, ctx: ServerRequestContext[Any, Any], task_id: str, *, modern: bool) -> TaskRecord:
         if modern:
@@ -177,7 +180,7 @@ class _Handlers:
             if named is not None and named != task_id:
                 raise MCPError(code=HEADER_MISMATCH, message="Mcp-Name header does not match params.taskId")
         try:
-            return await self.engine.get(_caller(ctx), task_id)
+            return await self.engine.get(self.caller(ctx), task_id)
         except TaskNotFound as exc:
             raise _not_found(exc) from None
 
@@ -197,7 +200,7 @@ class _Handlers:
         if task.terminal and not modern:
             raise MCPError(code=INVALID_PARAMS, message=f"taskId: the task has already ended ({task.status})")
         try:
-            task = await self.engine.cancel(_caller(ctx), params.task_id)
+            task = await self.engine.cancel(self.caller(ctx), params.task_id)
         except TaskNotFound as exc:
             raise _not_found(exc) from None
         return {} if modern else _task_fields(task, self.engine.clock(), modern=False)
@@ -214,7 +217,7 @@ class _Handlers:
         if is_modern(ctx.protocol_version):
             raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="tasks/result")
         try:
-            task = await self.engine.wait(_caller(ctx), params.task_id)
+            task = await self.engine.wait(self.caller(ctx), params.task_id)
         except TaskNotFound as exc:
             raise _not_found(exc) from None
         if task.status == COMPLETED and task.result is not None:
@@ -231,7 +234,7 @@ class _Handlers:
             raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="tasks/list")
         after = None if params.cursor is None else _decode_cursor(params.cursor)
         size = self.engine.list_page
-        tasks = await self.engine.page(_caller(ctx), after, size + 1)
+        tasks = await self.engine.page(self.caller(ctx), after, size + 1)
         now = self.engine.clock()
         out: dict[str, Any] = {"tasks": [_task_fields(t, now, modern=False) for t in tasks[:size]]}
         if len(tasks) > size:
@@ -242,7 +245,7 @@ class _Handlers:
 LEGACY_CAPABILITY = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
 
 
-def _legacy_middleware(engine: TaskEngine, tools: Mapping[str, TaskTool], server: MCPServer) -> Any:
+def _legacy_middleware(engine: TaskEngine, tools: Mapping[str, TaskTool], server: MCPServer, caller: Caller) -> Any:
     """2025-11-25: the `tasks` capability in `initialize`, `execution.taskSupport` in `tools/list`, and a
     `tools/call` carrying `task` answered by `CreateTaskResult` with the call running as a task."""
     low = lowlevel_server(server)
@@ -257,7 +260,7 @@ def _legacy_middleware(engine: TaskEngine, tools: Mapping[str, TaskTool], server
             typed = CallToolRequestParams.model_validate({k: v for k, v in params.items() if k != "task"})
             job_ctx = detached(ctx)
             ttl = task_param.get("ttl")
-            task = await _start(engine, _caller(ctx), typed.name, lambda: entry.handler(job_ctx, typed),
+            task = await _start(engine, caller(ctx), typed.name, lambda: entry.handler(job_ctx, typed),
                                 ttl if isinstance(ttl, int) else None)  # fmt: skip
             return {"task": _task_fields(task, engine.clock(), modern=False)}
         result = await call_next(ctx)
@@ -274,14 +277,15 @@ def _legacy_middleware(engine: TaskEngine, tools: Mapping[str, TaskTool], server
     return middleware
 
 
-def install_tasks(server: MCPServer, engine: TaskEngine, tools: Mapping[str, TaskTool]) -> None:
+def install_tasks(server: MCPServer, engine: TaskEngine, tools: Mapping[str, TaskTool], caller: Caller) -> None:
     """Serve tasks of both generations on `server` for `tools` (by name). The extension itself is passed to
-    the server's constructor (`MCPServer(extensions=[TasksExtension(engine, tools)])`); this adds the rest."""
+    the server's constructor (`MCPServer(extensions=[TasksExtension(engine, tools, caller)])`); this adds the
+    rest."""
     low = lowlevel_server(server)
-    handlers = _Handlers(engine)
+    handlers = _Handlers(engine, caller)
     low.add_request_handler("tasks/get", _TaskParams, handlers.get)
     low.add_request_handler("tasks/cancel", _TaskParams, handlers.cancel)
     low.add_request_handler("tasks/update", _TaskParams, handlers.update)
     low.add_request_handler("tasks/result", _TaskParams, handlers.result)
     low.add_request_handler("tasks/list", _ListParams, handlers.list)
-    server.middleware.append(_legacy_middleware(engine, tools, server))
+    server.middleware.append(_legacy_middleware(engine, tools, server, caller))
