@@ -135,6 +135,7 @@ def build(
         bus=bus,
         dump_watch=dump_watch,
         admins=settings.admins,
+        tasks=task_engine(settings),
     )
     models = ModelsView(catalogue, settings.model, limits)
     from .dumps import CallerDumps
@@ -145,6 +146,19 @@ def build(
         return Sources(models=models_source(CallerDumps(store, who), models.listing), spend=usage_source(spend, who))
 
     return App(server, provider, store, catalogue, conversations, spend, sources)
+
+
+def task_engine(settings: Settings) -> Any:
+    """The task engine the settings ask for (None when HIVE_MCP_TASKS=off), on the state store: Redis at
+    HIVE_MCP_STATE_URL, else SQLite in the hive home."""
+    if settings.tasks == "off":
+        return None
+    from .tasks import TaskEngine, open_task_store
+
+    return TaskEngine(
+        open_task_store(settings.state_url_with_password), per_caller=settings.tasks_per_caller,
+        ttl_s=settings.task_ttl_s, max_ttl_s=max(settings.task_max_ttl_s, settings.task_ttl_s), admins=settings.admins,
+    )  # fmt: skip
 
 
 def server_secrets(

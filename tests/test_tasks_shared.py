@@ -1,0 +1,94 @@
+"""Tasks shared between instances: on a real valkey-server (and a SQLite file), a task running on instance A is
+read and cancelled through instance B, and a task whose instance was killed reads `failed`, never `working`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp_types import CallToolResult, TextContent
+
+from harness.processes import child_env
+from hive_mcp.tasks import TaskEngine, open_task_store
+from hive_mcp.tasks.engine import INSTANCE_GONE, TooManyTasks
+
+pytestmark = pytest.mark.anyio
+WAIT = 10.0
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "tasks.sqlite3")
+    server = request.getfixturevalue("valkey_server")
+    return server.url
+
+
+
+
+async def test_task_on_a_is_read_and_cancelled_through_b(valkey_server) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    a = TaskEngine(open_task_store(valkey_server.url, prefix=prefix))
+    b = TaskEngine(open_task_store(valkey_server.url, prefix=prefix))
+    started, stopped = anyio.Event(), anyio.Event()
+
+    async def job() -> CallToolResult:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stopped.set()
+        raise AssertionError("unreachable")
+
+    task = await a.start("alice", "stream_complete", job)
+    await started.wait()
+    assert (await b.get("alice", task.task_id)).status == "working"
+    assert [t.task_id for t in await b.page("alice", None, 10)] == [task.task_id]
+    await b.cancel("alice", task.task_id)
+    with anyio.fail_after(WAIT):
+        await stopped.wait()  # A's job was cancelled: B's mark reached A at its next lease renewal
+        while (got := await b.get("alice", task.task_id)).status == "working":
+            await anyio.sleep(b.tick_s)
+    assert got.status == "cancelled"
+
+
+async def test_result_stored_on_a_is_read_on_b(valkey_server) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    a = TaskEngine(open_task_store(valkey_server.url, prefix=prefix))
+    b = TaskEngine(open_task_store(valkey_server.url, prefix=prefix), per_caller=1)
+
+    async def job() -> CallToolResult:
+        return CallToolResult(content=[TextContent(type="text", text="from A")], structured_content={"tool_calls": []})
+
+    task = await a.start("alice", "complete", job)
+    got = await b.wait("alice", task.task_id)
+    assert got.result is not None and got.result["content"] == [{"type": "text", "text": "from A"}]
+    assert got.result["structuredContent"] == {"tool_calls": []}  # empty lists stay lists
+    blocker = await b.start("alice", "complete", anyio.sleep_forever)
+    with pytest.raises(TooManyTasks):  # the finished task no longer counts; the working one does
+        await b.start("alice", "complete", job)
+    await b.cancel("alice", blocker.task_id)
+
+
+async def test_killed_instances_task_reads_failed(where: str, tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.task_holder", where, "0.5"], cwd=Path(__file__).parent.parent,
+        env=child_env(), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        task_id = await anyio.to_thread.run_sync(holder.stdout.readline)
+        task_id = task_id.strip()
+        assert task_id, "the holder printed no task id"
+    finally:
+        holder.kill()
+        holder.wait()
+    engine = TaskEngine(open_task_store(where) if where.startswith("redis") else open_task_store(None, path=Path(where)))
+    with anyio.fail_after(WAIT):
+        while (got := await engine.get("alice", task_id)).status == "working":
+            await anyio.sleep(0.1)
+    assert got.status == "failed" and got.message == INSTANCE_GONE
+    assert got.error is not None and got.error["message"] == INSTANCE_GONE
