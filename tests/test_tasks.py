@@ -186,3 +186,63 @@ async def test_unfinished_tasks_per_caller_are_capped(provider, store, tmp_path)
         await engine.start("alice", "complete", job)
     await engine.start("bob", "complete", job)  # another caller's count is its own
     await engine.aclose()
+
+
+async def test_a_cancelled_task_is_charged_what_its_stream_produced(provider, store, engine, upstream, tmp_path) -> None:
+    import mcp_types as types
+
+    from hive_mcp.spend import SQLiteBackend, Spend
+    from tests.test_spend_paid import EPOCH, MAX_TOKENS, WORDS, charged, one_call_budget
+
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    produced = "".join(WORDS[:38])
+    text: list[str] = []
+    all_relayed = anyio.Event()
+
+    async def on_message(message) -> None:
+        if isinstance(message, types.ProgressNotification) and message.params.message:
+            text.append(message.params.message)
+            if "".join(text) == produced:
+                all_relayed.set()
+
+    upstream.script(Reply.stream(WORDS, hold_after=38))
+    server = mcp_server(provider, store, tasks=engine, spend=spend, progress_interval_s=0.01)
+    async with connect(server, "legacy", message_handler=on_message) as client:
+        created = await raw(client, "tools/call", {"name": "stream_complete", "task": {}, "_meta": {"progressToken": 7},
+                                                   "arguments": {"prompt": "hello", "max_tokens": MAX_TOKENS}})  # fmt: skip
+        task_id = created["task"]["taskId"]
+        with anyio.fail_after(10):
+            await all_relayed.wait()  # every word the upstream sent before it held has been produced
+        await raw(client, "tasks/cancel", {"taskId": task_id})
+        assert await anyio.to_thread.run_sync(upstream.client_gone.wait, 10)
+        assert (await until_ended(client, task_id))["status"] == "cancelled"
+    [call] = spend.settled().calls(EPOCH)
+    assert call.cost == charged(provider, "hello", produced)
+
+
+async def test_legacy_task_progress_carries_the_related_task_while_the_client_listens(
+    provider, store, engine, upstream: Upstream
+) -> None:
+    import mcp_types as types
+
+    heard: list[types.ProgressNotificationParams] = []
+    relayed = anyio.Event()
+
+    async def on_message(message) -> None:
+        if isinstance(message, types.ProgressNotification) and message.params.progress_token == "p1":
+            heard.append(message.params)
+            if "two" in "".join(p.message or "" for p in heard):
+                relayed.set()
+
+    upstream.script(Reply.stream(["one ", "two ", "three"], hold_after=2))
+    server = mcp_server(provider, store, tasks=engine, progress_interval_s=0.01)
+    async with connect(server, "legacy", message_handler=on_message) as client:
+        created = await raw(client, "tools/call", {"name": "stream_complete", "arguments": {"prompt": "hi"},
+                                                   "task": {}, "_meta": {"progressToken": "p1"}})  # fmt: skip
+        task_id = created["task"]["taskId"]
+        with anyio.fail_after(10):
+            await relayed.wait()  # text relayed after the CreateTaskResult, while the task works
+        upstream.release()
+        result = await raw(client, "tasks/result", {"taskId": task_id})
+    assert result["content"][0]["text"] == "one two three"
+    assert all(p.meta == {"io.modelcontextprotocol/related-task": {"taskId": task_id}} for p in heard)

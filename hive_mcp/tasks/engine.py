@@ -34,6 +34,7 @@ __all__ = ["Job", "TaskEngine", "TaskNotFound", "TaskStore", "TooManyTasks"]
 logger = logging.getLogger("hive_mcp.tasks")
 
 Job = Callable[[], Awaitable[CallToolResult]]
+OnEnd = Callable[[TaskRecord], Awaitable[None]]
 
 INSTANCE_GONE = "the hive-mcp instance running this task stopped before it finished"
 CANCELLED_TEXT = "cancelled at the client's request"
@@ -107,10 +108,13 @@ class TaskEngine:
 
     # -- starting ------------------------------------------------------------
 
-    async def start(self, caller: str, tool: str, job: Job, *, ttl_ms: int | None = None) -> TaskRecord:
+    async def start(
+        self, caller: str, tool: str, job: Job, *, ttl_ms: int | None = None, on_end: OnEnd | None = None
+    ) -> TaskRecord:
         """Store a new task of `caller` running `job` (for `tool`), start it, and return it as stored: a
         `get` for its id answers from now on. `ttl_ms` is what the client asked for (capped by the server's
-        maximum; None: the default). Raises `TooManyTasks`."""
+        maximum; None: the default); `on_end(task)` is awaited once its end is stored (a status notification).
+        The job starts after this returns. Raises `TooManyTasks`."""
         now = self.clock()
         ttl = self.ttl_ms if ttl_ms is None else max(1, min(int(ttl_ms), self.max_ttl_ms))
         task = TaskRecord(
@@ -119,7 +123,7 @@ class TaskEngine:
         )  # fmt: skip
         if not await self.store.create(task, self.per_caller, now):
             raise TooManyTasks(self.per_caller)
-        running = _Running(asyncio.get_running_loop().create_task(self._run(task, job), name=f"hive-task-{tool}"))
+        running = _Running(asyncio.get_running_loop().create_task(self._run(task, job, on_end), name=f"hive-task-{tool}"))
         self._running[task.task_id] = running
         running.job.add_done_callback(lambda _: self._ended(task.task_id))
         if self._renewer is None or self._renewer.done():
@@ -131,7 +135,7 @@ class TaskEngine:
         if running is not None:
             running.done.set()
 
-    async def _run(self, task: TaskRecord, job: Job) -> None:
+    async def _run(self, task: TaskRecord, job: Job, on_end: OnEnd | None) -> None:
         try:
             result = await job()
         except asyncio.CancelledError:
@@ -146,6 +150,12 @@ class TaskEngine:
             await self.store.finish(ended)
         except Exception as exc:  # noqa: BLE001 - the store is away: the task's lease runs out and it reads failed
             logger.warning("task %s ended (%s) but its end could not be stored: %s", task.task_id, ended.status, exc)
+            return
+        if on_end is not None:
+            try:
+                await on_end(ended)
+            except Exception as exc:  # noqa: BLE001 - a client gone away is not the task's failure
+                logger.debug("task %s: telling of its end failed: %s", task.task_id, exc)
 
     async def _renew(self) -> None:
         while self._running:

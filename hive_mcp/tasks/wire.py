@@ -32,7 +32,11 @@ from mcp_types import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     CallToolRequestParams,
+    ProgressNotification,
+    ProgressNotificationParams,
     RequestParams,
+    TaskStatusNotification,
+    TaskStatusNotificationParams,
 )
 from pydantic import ConfigDict
 
@@ -108,23 +112,46 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
 
 
 class _Detached:
-    """The request's session for a job that outlives the request: everything as the session has it, except
-    progress, whose request has already been answered."""
+    """The request's session for a job that outlives its request: everything as the session has it, except
+    progress. A 2025-11-25 task whose `tools/call` carried a progress token keeps sending progress on the
+    session's own channel, tagged with the related-task `_meta`, while the client listens (the first failed
+    send stops it); the 2026 extension allows no progress on tasks, and the request has been answered."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, token: Any) -> None:
         self._session = session
+        self._token = token
+        self.task_id = ""  # known once the task is stored, before the job starts
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
 
     async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
-        return None
+        if self._token is None:
+            return
+        note = ProgressNotification(params=ProgressNotificationParams(
+            progress_token=self._token, progress=progress, total=total, message=message,
+            _meta={RELATED_TASK: {"taskId": self.task_id}},
+        ))  # fmt: skip
+        try:
+            await self._session.send_notification(note)
+        except Exception:  # noqa: BLE001 - the client stopped listening: the task goes on without progress
+            self._token = None
+
+    async def tell_end(self, task: TaskRecord) -> None:
+        """`notifications/tasks/status` for the task's end, on the session's own channel."""
+        fields = _task_fields(task, task.updated, modern=False)
+        await self._session.send_notification(TaskStatusNotification(params=TaskStatusNotificationParams(**{
+            "task_id": fields["taskId"], "status": task.status, "status_message": task.message,
+            "created_at": fields["createdAt"], "last_updated_at": fields["lastUpdatedAt"], "ttl": task.ttl_ms,
+        })))  # fmt: skip
 
 
-def detached(ctx: ServerRequestContext[Any, Any]) -> ServerRequestContext[Any, Any]:
-    """`ctx` for a job run after its request has been answered."""
-    meta = {k: v for k, v in (ctx.meta or {}).items() if k not in ("progress_token", "progressToken")}
-    return replace(ctx, session=_Detached(ctx.session), meta=meta or None)  # type: ignore[arg-type]
+def detached(ctx: ServerRequestContext[Any, Any], *, relay: bool = False) -> tuple[ServerRequestContext[Any, Any], _Detached]:
+    """`ctx` for a job run after its request has been answered (progress relayed when `relay`), and its session."""
+    meta = dict(ctx.meta or {})
+    token = meta.pop("progress_token", None) or meta.pop("progressToken", None)
+    session = _Detached(ctx.session, token if relay else None)
+    return replace(ctx, session=session, meta=meta or None), session  # type: ignore[arg-type]
 
 
 def _declares_extension(ctx: ServerRequestContext[Any, Any]) -> bool:
@@ -153,14 +180,14 @@ class TasksExtension(Extension):
             require_client_extension(ctx, EXTENSION_ID)
         elif not _declares_extension(ctx) or not tool.decide(params.arguments or {}):
             return await call_next(ctx)
-        job_ctx = detached(ctx)
+        job_ctx, _ = detached(ctx)
         task = await _start(self.engine, self.caller(ctx), params.name, lambda: call_next(job_ctx), None)
         return {"resultType": "task", **_task_fields(task, self.engine.clock(), modern=True)}
 
 
-async def _start(engine: TaskEngine, caller: str, tool: str, job: Any, ttl_ms: int | None) -> TaskRecord:
+async def _start(engine: TaskEngine, caller: str, tool: str, job: Any, ttl_ms: int | None, on_end: Any = None) -> TaskRecord:
     try:
-        return await engine.start(caller, tool, job, ttl_ms=ttl_ms)
+        return await engine.start(caller, tool, job, ttl_ms=ttl_ms, on_end=on_end)
     except TooManyTasks as exc:
         raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
 
@@ -258,10 +285,11 @@ def _legacy_middleware(engine: TaskEngine, tools: Mapping[str, TaskTool], server
             entry = low.get_request_handler("tools/call")
             assert entry is not None
             typed = CallToolRequestParams.model_validate({k: v for k, v in params.items() if k != "task"})
-            job_ctx = detached(ctx)
+            job_ctx, session = detached(ctx, relay=True)
             ttl = task_param.get("ttl")
             task = await _start(engine, caller(ctx), typed.name, lambda: entry.handler(job_ctx, typed),
-                                ttl if isinstance(ttl, int) else None)  # fmt: skip
+                                ttl if isinstance(ttl, int) else None, session.tell_end)  # fmt: skip
+            session.task_id = task.task_id
             return {"task": _task_fields(task, engine.clock(), modern=False)}
         result = await call_next(ctx)
         if is_modern(ctx.protocol_version) or not isinstance(result, dict):
