@@ -249,7 +249,8 @@ class _Handlers:
             raise _not_found(exc) from None
         if task.status == COMPLETED and task.result is not None:
             meta = {**(task.result.get("_meta") or {}), RELATED_TASK: {"taskId": task.task_id}}
-            return {**task.result, "_meta": meta}
+            legacy = {k: v for k, v in task.result.items() if k != "resultType"}  # a 2026 field
+            return {**legacy, "_meta": meta}
         error = task.error or {"code": -32603, "message": task.message or task.status}
         if task.status == CANCELLED:
             error = {"code": -32603, "message": task.message or "cancelled"}
