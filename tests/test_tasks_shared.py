@@ -92,3 +92,23 @@ async def test_killed_instances_task_reads_failed(where: str, tmp_path: Path) ->
             await anyio.sleep(0.1)
     assert got.status == "failed" and got.message == INSTANCE_GONE
     assert got.error is not None and got.error["message"] == INSTANCE_GONE
+
+
+async def test_a_store_that_does_not_answer_degrades_to_direct_answers(provider, store, caplog) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    from harness.processes import free_port
+    from hive_mcp.tasks.policy import LONG_INPUT_CHARS
+    from tests.clients import connect, mcp_server
+    from tests.task_clients import raw
+
+    engine = TaskEngine(open_task_store(f"redis://127.0.0.1:{free_port()}/0", prefix="away:"))
+    server = mcp_server(provider, store, tasks=engine)
+    async with connect(server, "auto") as client:
+        direct = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "x" * LONG_INPUT_CHARS}})
+        assert "taskId" not in direct and direct["content"][0]["text"] == "default reply"
+    async with connect(server, "legacy") as client:
+        with pytest.raises(MCPError) as away:
+            await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}, "task": {}})
+    assert away.value.code == -32603 and away.value.message.startswith("tasks are unavailable")
+    assert "\n" not in away.value.message and "redis://" not in away.value.message

@@ -21,17 +21,19 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from secrets import token_hex
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, CallToolResult
 
 from ..defaults import TASK_LEASE_S, TASK_MAX_TTL_S, TASK_TTL_S, TASKS_PER_CALLER
 from ..tokens import owner_scope
 from .records import CANCELLED, COMPLETED, FAILED, TaskRecord, poll_interval_ms
 
-__all__ = ["Job", "TaskEngine", "TaskNotFound", "TaskStore", "TooManyTasks"]
+__all__ = ["Job", "TaskEngine", "TaskNotFound", "TaskStore", "TasksUnavailable", "TooManyTasks"]
 
 logger = logging.getLogger("hive_mcp.tasks")
+T = TypeVar("T")
 
 Job = Callable[[], Awaitable[CallToolResult]]
 OnEnd = Callable[[TaskRecord], Awaitable[None]]
@@ -55,6 +57,15 @@ class TooManyTasks(RuntimeError):
             f"too many tasks: {cap} of yours are unfinished (HIVE_MCP_TASKS_PER_CALLER); wait for one to end or "
             "cancel one"
         )
+
+
+class TasksUnavailable(MCPError):
+    """The task store did not answer (Redis away, the SQLite file unwritable): one line, no detail of the store;
+    the client reads it as an internal error."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(INTERNAL_ERROR, f"tasks are unavailable: the state store did not answer ({operation}); "
+                         "try again shortly")  # fmt: skip
 
 
 class TaskStore(Protocol):
@@ -121,7 +132,7 @@ class TaskEngine:
             task_id=token_hex(16), owner=caller, tool=tool, created=now, updated=now, ttl_ms=ttl,
             instance=self.instance, lease=now + self.lease_s,
         )  # fmt: skip
-        if not await self.store.create(task, self.per_caller, now):
+        if not await self._ask(self.store.create(task, self.per_caller, now), "create a task"):
             raise TooManyTasks(self.per_caller)
         running = _Running(asyncio.get_running_loop().create_task(self._run(task, job, on_end), name=f"hive-task-{tool}"))
         self._running[task.task_id] = running
@@ -178,18 +189,27 @@ class TaskEngine:
             running.job.cancel()
         return True
 
+    @staticmethod
+    async def _ask(command: Awaitable[T], operation: str) -> T:
+        """`command`'s answer; a store that fails is `TasksUnavailable` (the store warns once per outage)."""
+        try:
+            return await command
+        except Exception as exc:  # noqa: BLE001 - Redis or SQLite away: one line for the client
+            logger.debug("task store: %s failed: %s", operation, type(exc).__name__)
+            raise TasksUnavailable(operation) from None
+
     # -- reading -------------------------------------------------------------
 
     async def get(self, caller: str, task_id: str) -> TaskRecord:
         """The task, as it stands. Raises `TaskNotFound` (also for another caller's)."""
         now = self.clock()
-        task = await self.store.get(task_id, now)
+        task = await self._ask(self.store.get(task_id, now), "read a task")
         scope = owner_scope(caller, self.admins)
         if task is None or (scope is not None and task.owner != scope):
             raise TaskNotFound(task_id)
         if not task.terminal and task.lease < now and task.task_id not in self._running:
             gone = task.ended(FAILED, now, message=INSTANCE_GONE, error={"code": INTERNAL_ERROR, "message": INSTANCE_GONE})
-            await self.store.finish(gone)
+            await self._ask(self.store.finish(gone), "end a task")
             return await self.get(caller, task_id)
         return task
 
@@ -207,7 +227,7 @@ class TaskEngine:
 
     async def page(self, caller: str, after: tuple[float, str] | None, limit: int) -> list[TaskRecord]:
         """`caller`'s own tasks, newest first, after `after` (the last one of the previous page)."""
-        return await self.store.page(caller, after, limit, self.clock())
+        return await self._ask(self.store.page(caller, after, limit, self.clock()), "list tasks")
 
     # -- cancelling ----------------------------------------------------------
 
@@ -216,7 +236,7 @@ class TaskEngine:
         task = await self.get(caller, task_id)
         if task.terminal:
             return task
-        await self.store.request_cancel(task_id)
+        await self._ask(self.store.request_cancel(task_id), "cancel a task")
         running = self._running.get(task_id)
         if self._cancel_local(task_id) and running is not None:
             await running.done.wait()
@@ -240,8 +260,6 @@ class TaskEngine:
 def _error(exc: BaseException) -> dict[str, Any]:
     """A JSON-RPC error object for a job that raised: its class and first line, never a traceback (an
     `MCPError` keeps its own code and message)."""
-    from mcp.shared.exceptions import MCPError
-
     from ..redact import redact_text
 
     if isinstance(exc, MCPError):

@@ -48,7 +48,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..sdk_compat import lowlevel_server
-from .engine import TaskEngine, TaskNotFound, TooManyTasks
+from .engine import TaskEngine, TaskNotFound, TasksUnavailable, TooManyTasks
 from .records import CANCELLED, COMPLETED, FAILED, TaskRecord, iso, poll_interval_ms
 
 __all__ = ["EXTENSION_ID", "TaskTool", "TasksExtension", "install_tasks"]
@@ -181,7 +181,10 @@ class TasksExtension(Extension):
         elif not _declares_extension(ctx) or not tool.decide(params.arguments or {}):
             return await call_next(ctx)
         job_ctx, _ = detached(ctx)
-        task = await _start(self.engine, self.caller(ctx), params.name, lambda: call_next(job_ctx), None)
+        try:
+            task = await _start(self.engine, self.caller(ctx), params.name, lambda: call_next(job_ctx), None)
+        except TasksUnavailable:  # no store to keep a task in: the call answers directly, as the spec allows
+            return await call_next(ctx)
         return {"resultType": "task", **_task_fields(task, self.engine.clock(), modern=True)}
 
 
