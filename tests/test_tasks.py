@@ -14,7 +14,7 @@ from hive_mcp.tasks.policy import LONG_INPUT_CHARS
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from tests.clients import connect, mcp_server
 from tests.conftest_valkey import Tick
-from tests.task_clients import raw, until_ended
+from harness.task_requests import raw, until_ended
 
 pytestmark = pytest.mark.anyio
 LONG = "x" * LONG_INPUT_CHARS  # predicted long: a 2026 client that declared the extension gets a task

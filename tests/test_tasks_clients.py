@@ -18,7 +18,7 @@ from harness.upstream import Reply, Upstream
 from hive_mcp.tasks.policy import LONG_INPUT_CHARS
 from tests.node_tools import NODE_DIR, node_binary, package
 from tests.servers import HttpServer, Session, authed_target, server_env
-from tests.task_clients import raw
+from harness.task_requests import raw
 
 ALICE = "tok-alice-0123456789abcdef"
 BOB = "tok-bob-0123456789abcdef"

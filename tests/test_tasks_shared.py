@@ -100,7 +100,7 @@ async def test_a_store_that_does_not_answer_degrades_to_direct_answers(provider,
     from harness.processes import free_port
     from hive_mcp.tasks.policy import LONG_INPUT_CHARS
     from tests.clients import connect, mcp_server
-    from tests.task_clients import raw
+    from harness.task_requests import raw
 
     engine = TaskEngine(open_task_store(f"redis://127.0.0.1:{free_port()}/0", prefix="away:"))
     server = mcp_server(provider, store, tasks=engine)
