@@ -16,7 +16,8 @@
 
 The SDK serves neither: the methods are low-level handlers that answer by the request's protocol version, the
 2026 `tools/call` path is the extension's interceptor, and the 2025 `tools/call` path, whose answer the SDK
-would sieve as a `CallToolResult`, is a server middleware (whose short-circuit answer the SDK sends as is).
+would sieve as a `CallToolResult`, is a server middleware (whose short-circuit answer the SDK sends as is; what
+this leans on of the SDK is listed and checked in `sdk_compat`, Tasks).
 """
 
 from __future__ import annotations
