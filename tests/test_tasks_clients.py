@@ -64,6 +64,7 @@ def test_typescript_sdk_experimental_tasks(served: tuple[HttpServer, Upstream]) 
     assert final["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": seen["taskId"]}
     assert "resultType" not in final  # a 2026 field, not on the 2025-11-25 wire
     assert seen["got"]["status"] == "completed" and seen["taskId"] in seen["listed"]
+    assert {"taskId": seen["taskId"], "status": "completed"} in seen["notified"]  # notifications/tasks/status
     bob = Session(authed_target(server, BOB), "legacy")
     try:
         with pytest.raises(MCPError) as refused:
