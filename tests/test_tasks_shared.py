@@ -112,3 +112,28 @@ async def test_a_store_that_does_not_answer_degrades_to_direct_answers(provider,
             await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}, "task": {}})
     assert away.value.code == -32603 and away.value.message.startswith("tasks are unavailable")
     assert "\n" not in away.value.message and "redis://" not in away.value.message
+
+
+async def test_cancel_through_b_reaches_a_over_the_bus(provider, store, upstream, valkey_server) -> None:
+    from hive_mcp.mcp.bus import RedisSubscriptionBus
+    from harness.task_requests import raw, until_ended
+    from harness.upstream import Reply
+    from tests.clients import connect, mcp_server
+
+    prefix, channel = f"t{uuid.uuid4().hex[:8]}:", f"tasks-{uuid.uuid4().hex[:8]}"
+    # Lease renewals far apart: only the bus can bring the cancel to A within the wait.
+    engines = [TaskEngine(open_task_store(valkey_server.url, prefix=prefix), lease_s=600, tick_s=300) for _ in "ab"]
+    buses = [RedisSubscriptionBus(valkey_server.url, channel=channel) for _ in "ab"]
+    a, b = (mcp_server(provider, store, tasks=e, bus=bus) for e, bus in zip(engines, buses))
+    upstream.script(Reply.stream(["one ", "two ", "three"], hold_after=1))
+    async with connect(a, "legacy") as on_a, connect(b, "legacy") as on_b:
+        with anyio.fail_after(WAIT):
+            await buses[0].connected.wait()
+            await buses[1].connected.wait()
+        created = await raw(on_a, "tools/call", {"name": "stream_complete", "arguments": {"prompt": "hi"}, "task": {}})
+        task_id = created["task"]["taskId"]
+        assert await anyio.to_thread.run_sync(upstream.chunk_sent.wait, WAIT)
+        await raw(on_b, "tasks/cancel", {"taskId": task_id})
+        assert await anyio.to_thread.run_sync(upstream.client_gone.wait, WAIT)  # A's upstream request closed
+        got = await until_ended(on_b, task_id)
+    assert got["status"] == "cancelled"

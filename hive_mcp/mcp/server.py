@@ -37,7 +37,7 @@ from ..spend import Spend
 from ..spend.usage import Throttle
 from ..tasks import TaskEngine
 from ..tasks.wire import TasksExtension, install_tasks
-from .bus import running as running_bus
+from .bus import RedisSubscriptionBus, running as running_bus
 from .model_list import ModelsView
 from ..defaults import DEFAULT_HEARTBEAT_S
 from .constants import CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
@@ -50,6 +50,9 @@ from .task_tools import completion_task_tools
 from .routes import ResourceRouter
 from .tools import ToolHandlers, tools
 from .usage_view import USAGE_URI, usage_route
+
+TASK_CANCEL = "tasks/cancel"
+"""The bus signal asking the instance that runs a task to cancel it."""
 
 INSTRUCTIONS = (
     "LLM completion: `complete` returns a reply; `stream_complete` streams it as progress "
@@ -180,6 +183,9 @@ def build_server(
     )
     if tasks is not None:
         install_tasks(server, tasks, task_tools, caller)
+        if isinstance(bus, RedisSubscriptionBus):  # a cancel reaches the instance running the task at once
+            tasks.tell_others = lambda task_id: bus.signal(TASK_CANCEL, task_id)
+            bus.on_signal(TASK_CANCEL, tasks.cancel_here)
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
         await router.check_own(ctx, params.uri)

@@ -5,8 +5,10 @@ that started it, its state and result kept in the task store for any instance to
   may end, and the job goes on to its end and stores it.
 * The instance that runs a job holds a lease on it and renews it every `tick_s`; a task whose lease ran out
   (its instance died) reads `failed`, with one line saying so, never `working` forever.
-* `cancel` on any instance marks the task; the instance running it learns of the mark at its next renewal (at
-  most `tick_s` later) or at once when it is itself, cancels the job (the upstream request closes; what was
+* `cancel` on any instance marks the task and, when the engine has a way to tell the others (`tell_others`: the
+  change bus over Redis), says so at once; the instance running it hears it (`cancel_here`), or else reads the
+  mark at its next lease renewal (at most `tick_s` later: the way that needs nothing but the store), or is
+  itself the one asked; it cancels the job (the upstream request closes; what was
   produced is charged as for any call cut short) and stores `cancelled`.
 * A task is its caller's: another caller's id reads as not found (`owner_scope`: admins and the stdio user
   see every caller's by id); `page` lists the caller's own, newest first. At most `per_caller` unfinished at
@@ -98,6 +100,7 @@ class TaskEngine:
         lease_s: float = TASK_LEASE_S,
         admins: Iterable[str] = (),
         list_page: int = 50,
+        tick_s: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if per_caller < 1 or ttl_s <= 0 or max_ttl_s < ttl_s or lease_s <= 0:
@@ -107,13 +110,15 @@ class TaskEngine:
         self.ttl_ms = int(ttl_s * 1000)
         self.max_ttl_ms = int(max_ttl_s * 1000)
         self.lease_s = lease_s
-        self.tick_s = min(lease_s / 3, 0.5)
+        self.tick_s = min(lease_s / 3, 0.5) if tick_s is None else tick_s
         """How often leases are renewed and cancel marks read: a cancel on another instance lands within it."""
         self.admins = frozenset(admins)
         self.list_page = list_page
         """How many tasks one `tasks/list` page holds."""
         self.clock = clock
         self.instance = token_hex(8)
+        self.tell_others: Callable[[str], Awaitable[None]] | None = None
+        """Tells the other instances a task was asked to cancel (its id); None: they read the mark at renewal."""
         self._running: dict[str, _Running] = {}
         self._renewer: asyncio.Task[None] | None = None
 
@@ -240,7 +245,13 @@ class TaskEngine:
         running = self._running.get(task_id)
         if self._cancel_local(task_id) and running is not None:
             await running.done.wait()
+        elif self.tell_others is not None:
+            await self.tell_others(task_id)
         return await self.get(caller, task_id)
+
+    def cancel_here(self, task_id: str) -> None:
+        """Another instance was asked to cancel `task_id`: cancel its job if this instance runs it."""
+        self._cancel_local(task_id)
 
     def running(self) -> list[str]:
         """The ids of the jobs this instance runs now."""
