@@ -246,3 +246,17 @@ async def test_legacy_task_progress_carries_the_related_task_while_the_client_li
         result = await raw(client, "tasks/result", {"taskId": task_id})
     assert result["content"][0]["text"] == "one two three"
     assert all(p.meta == {"io.modelcontextprotocol/related-task": {"taskId": task_id}} for p in heard)
+
+
+async def test_a_task_survives_its_client_disconnecting(provider, store, engine, upstream: Upstream) -> None:
+    upstream.script(Reply.stream(["one ", "two ", "three"], hold_after=1))
+    server = mcp_server(provider, store, tasks=engine)
+    async with connect(server, "legacy") as first:
+        created = await raw(first, "tools/call", {"name": "stream_complete", "arguments": {"prompt": "hi"},
+                                                  "task": {}, "_meta": {"progressToken": "gone"}})  # fmt: skip
+        assert await anyio.to_thread.run_sync(upstream.chunk_sent.wait, 10)
+    upstream.release()  # the stream goes on after its client has gone
+    async with connect(server, "legacy") as second:
+        result = await raw(second, "tasks/result", {"taskId": created["task"]["taskId"]})
+    assert result["content"][0]["text"] == "one two three" and not result["isError"]
+    assert upstream.clients_gone == 0  # the upstream request was never cut
