@@ -149,15 +149,16 @@ def build(
 
 
 def task_engine(settings: Settings) -> Any:
-    """The task engine the settings ask for (None when HIVE_MCP_TASKS=off), on the state store: Redis at
-    HIVE_MCP_STATE_URL, else SQLite in the hive home."""
-    if settings.tasks == "off":
+    """The task engine the settings ask for (None when HIVE_MCP_TASKS_PER_CALLER is 0), on the state store: Redis
+    at HIVE_MCP_STATE_URL, else SQLite in the hive home."""
+    if settings.tasks_per_caller == 0:
         return None
+    from .defaults import TASK_TTL_S
     from .tasks import TaskEngine, open_task_store
 
     return TaskEngine(
         open_task_store(settings.state_url_with_password), per_caller=settings.tasks_per_caller,
-        ttl_s=settings.task_ttl_s, max_ttl_s=max(settings.task_max_ttl_s, settings.task_ttl_s), admins=settings.admins,
+        ttl_s=min(TASK_TTL_S, settings.task_max_ttl_s), max_ttl_s=settings.task_max_ttl_s, admins=settings.admins,
     )  # fmt: skip
 
 

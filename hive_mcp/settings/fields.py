@@ -17,7 +17,7 @@ from ..conversations.urls import check_state_url, with_password
 from ..defaults import (
     CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S, DEFAULT_DEADLINE_S,
     DEFAULT_HEARTBEAT_S, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MIB, TASK_MAX_TTL_S,
-    TASK_TTL_S, TASKS_PER_CALLER,
+    TASKS_PER_CALLER,
 )  # fmt: skip
 from ..dumps import default_dump_dir
 from ..tokens import bearer_tokens
@@ -341,21 +341,16 @@ class Settings(BaseSettings):
     conversation_max_turns: int = setting(
         CONVERSATION_MAX_TURNS, f"turns one conversation holds (default: {CONVERSATION_MAX_TURNS})", metavar="N", ge=1)
     conversation_max_bytes: int = setting(
-        CONVERSATION_MAX_BYTES, f"bytes one conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1)
-    state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep conversations in (default: "
-                                    "SQLite in the hive home)", metavar="URL")
-    state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL; environment or .env only", repr=False)
+        CONVERSATION_MAX_BYTES, f"bytes a conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1)
+    state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep conversations and tasks in "
+                                    "(default: SQLite in the hive home)", metavar="URL")
+    state_password: SecretStr | None = setting(None, "the state URL's password; environment or .env only", repr=False)
     _state_scheme = field_validator("state_url")(check_state_url)
     # end Conversations
     # Tasks
-    tasks: Literal["on", "off"] = setting("on", "on: complete and stream_complete run as tasks when a client asks "
-                                          "(default: on)", metavar="on|off")
     tasks_per_caller: int = setting(
-        TASKS_PER_CALLER, f"unfinished tasks one caller may have (default: {TASKS_PER_CALLER})", metavar="N", ge=1)
-    task_ttl_s: int = setting(
-        TASK_TTL_S, f"seconds a task and its result are kept when the client asks no TTL (default: {TASK_TTL_S})", ge=1)
-    task_max_ttl_s: int = setting(
-        TASK_MAX_TTL_S, f"the longest TTL a client may ask for, seconds (default: {TASK_MAX_TTL_S})", ge=1)
+        TASKS_PER_CALLER, f"a caller's unfinished tasks; 0: off (default: {TASKS_PER_CALLER})", metavar="N", ge=0)
+    task_max_ttl_s: int = setting(TASK_MAX_TTL_S, f"longest task TTL, seconds (default: {TASK_MAX_TTL_S})", ge=1)
     # end Tasks
     # Spend
     budget_usd_day: float | None = setting(
