@@ -260,3 +260,20 @@ async def test_a_task_survives_its_client_disconnecting(provider, store, engine,
         result = await raw(second, "tasks/result", {"taskId": created["task"]["taskId"]})
     assert result["content"][0]["text"] == "one two three" and not result["isError"]
     assert upstream.clients_gone == 0  # the upstream request was never cut
+
+
+async def test_a_reasoning_model_makes_a_2026_call_a_task_unasked(provider, store, engine) -> None:
+    from hive_mcp.llms.static import StaticCatalogue
+    from tests.conftest import MODEL
+
+    class Reasoning(StaticCatalogue):
+        def groups(self):
+            return [g.model_copy(update={"supports_reasoning": True}) for g in super().groups()]
+
+    server = mcp_server(provider, store, tasks=engine, catalogue=Reasoning(MODEL))
+    async with connect(server, "auto") as client:
+        created = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}})
+        assert created["resultType"] == "task"
+        assert (await until_ended(client, created["taskId"]))["result"]["content"][0]["text"] == "default reply"
+        direct = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}}, tasks=False)
+    assert "taskId" not in direct  # a client without the extension is answered directly all the same
