@@ -137,3 +137,38 @@ async def test_cancel_through_b_reaches_a_over_the_bus(provider, store, upstream
         assert await anyio.to_thread.run_sync(upstream.client_gone.wait, WAIT)  # A's upstream request closed
         got = await until_ended(on_b, task_id)
     assert got["status"] == "cancelled"
+
+
+async def test_input_asked_on_a_is_answered_through_b(where: str) -> None:
+    from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
+
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+
+    def engine() -> TaskEngine:
+        if where.startswith("redis"):
+            return TaskEngine(open_task_store(where, prefix=prefix))
+        return TaskEngine(open_task_store(None, path=Path(where)))
+
+    a, b = engine(), engine()
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    ask = ElicitRequest(params=ElicitRequestFormParams(message="Name?", requested_schema=schema))
+
+    async def job():
+        return InputRequiredResult(input_requests={"one": ask, "two": ask}, request_state="s1")
+
+    async def resume(answers, state):
+        names = " and ".join(answers[k]["content"]["name"] for k in ("one", "two"))
+        return CallToolResult(content=[TextContent(type="text", text=f"{names} ({state})")])
+
+    task = await a.start("alice", "complete", job, resume=resume)
+    with anyio.fail_after(WAIT):
+        while (got := await b.get("alice", task.task_id)).status != "input_required":
+            await anyio.sleep(0.05)
+    assert set(got.input_requests or {}) == {"one", "two"}
+    assert got.input_requests["one"]["params"]["requestedSchema"]["required"] == ["name"]  # lists stay lists
+    partial = await b.update("alice", task.task_id, {"one": {"action": "accept", "content": {"name": "Ann"}},
+                                                     "zzz": {"ignored": True}})  # fmt: skip
+    assert partial.status == "input_required" and set(partial.input_requests or {}) == {"two"}
+    await b.update("alice", task.task_id, {"two": {"action": "accept", "content": {"name": "Bo"}}})
+    done = await b.wait("alice", task.task_id)
+    assert done.status == "completed" and done.result["content"][0]["text"] == "Ann and Bo (s1)"

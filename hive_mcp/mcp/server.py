@@ -135,7 +135,9 @@ def build_server(
         ],
         resources.pages,
     )
-    task_tools = completion_task_tools(catalogue, default_model)
+    task_extension = None
+    if tasks is not None:
+        task_extension = TasksExtension(tasks, completion_task_tools(catalogue, default_model), caller)
     usage = Throttle()  # a settled call changes hive://usage: told at most once a second
     if spend is not None:
         spend.on_change = usage.changed
@@ -178,11 +180,11 @@ def build_server(
         middleware=[notifier.middleware],
         extensions=[
             dashboard_apps(),  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
-            *([TasksExtension(tasks, task_tools, caller)] if tasks is not None else []),
+            *([task_extension] if task_extension is not None else []),
         ],
     )
-    if tasks is not None:
-        install_tasks(server, tasks, task_tools, caller)
+    if tasks is not None and task_extension is not None:
+        install_tasks(server, task_extension)
         if isinstance(bus, RedisSubscriptionBus):  # a cancel reaches the instance running the task at once
             tasks.tell_others = lambda task_id: bus.signal(TASK_CANCEL, task_id)
             bus.on_signal(TASK_CANCEL, tasks.cancel_here)

@@ -7,6 +7,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from mcp_types import CallToolRequestParams
+
 from ..llms.catalogue import Catalogue
 from ..tasks.policy import runs_long
 from ..tasks.wire import TaskTool
@@ -28,7 +30,8 @@ def _input_chars(arguments: Mapping[str, Any]) -> int:
 def completion_task_tools(catalogue: Catalogue, default_model: str) -> dict[str, TaskTool]:
     """`complete` and `stream_complete`: optional tasks, run as one unasked when `runs_long` says so."""
 
-    def decide(arguments: Mapping[str, Any]) -> bool:
+    def decide(params: CallToolRequestParams) -> bool:
+        arguments = params.arguments or {}
         model = arguments.get("model")
         return runs_long(
             reasoning=_reasons(catalogue, model if isinstance(model, str) and model else default_model),

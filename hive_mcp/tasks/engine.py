@@ -18,6 +18,7 @@ that started it, its state and result kept in the task store for any instance to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,18 +27,20 @@ from secrets import token_hex
 from typing import Any, Protocol, TypeVar
 
 from mcp.shared.exceptions import MCPError
-from mcp_types import INTERNAL_ERROR, CallToolResult
+from mcp_types import INTERNAL_ERROR, CallToolResult, InputRequiredResult
 
 from ..defaults import TASK_LEASE_S, TASK_MAX_TTL_S, TASK_TTL_S, TASKS_PER_CALLER
 from ..tokens import owner_scope
-from .records import CANCELLED, COMPLETED, FAILED, TaskRecord, poll_interval_ms
+from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, TaskRecord, poll_interval_ms
 
 __all__ = ["Job", "TaskEngine", "TaskNotFound", "TaskStore", "TasksUnavailable", "TooManyTasks"]
 
 logger = logging.getLogger("hive_mcp.tasks")
 T = TypeVar("T")
 
-Job = Callable[[], Awaitable[CallToolResult]]
+Job = Callable[[], Awaitable[CallToolResult | InputRequiredResult]]
+Resume = Callable[[dict[str, Any], str | None], Awaitable[CallToolResult | InputRequiredResult]]
+"""The job again with the client's answers to the input its tool asked for, and the tool's request state."""
 OnEnd = Callable[[TaskRecord], Awaitable[None]]
 
 INSTANCE_GONE = "the hive-mcp instance running this task stopped before it finished"
@@ -77,6 +80,8 @@ class TaskStore(Protocol):
     async def finish(self, task: TaskRecord) -> bool: ...
     async def renew(self, instance: str, task_ids: list[str], lease: float) -> set[str]: ...
     async def request_cancel(self, task_id: str) -> None: ...
+    async def ask_input(self, task_id: str, requests: dict[str, Any], state: str | None, now: float) -> bool: ...
+    async def answer(self, task_id: str, responses: dict[str, Any], now: float) -> TaskRecord | None: ...
     async def aclose(self) -> None: ...
 
 
@@ -84,6 +89,7 @@ class TaskStore(Protocol):
 class _Running:
     job: asyncio.Task[None]
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: bool = False
 
 
@@ -125,12 +131,15 @@ class TaskEngine:
     # -- starting ------------------------------------------------------------
 
     async def start(
-        self, caller: str, tool: str, job: Job, *, ttl_ms: int | None = None, on_end: OnEnd | None = None
+        self, caller: str, tool: str, job: Job, *, ttl_ms: int | None = None, on_end: OnEnd | None = None,
+        resume: Resume | None = None,
     ) -> TaskRecord:
         """Store a new task of `caller` running `job` (for `tool`), start it, and return it as stored: a
         `get` for its id answers from now on. `ttl_ms` is what the client asked for (capped by the server's
         maximum; None: the default); `on_end(task)` is awaited once its end is stored (a status notification).
-        The job starts after this returns. Raises `TooManyTasks`."""
+        A job whose tool asks the client for input (an `InputRequiredResult`) leaves the task `input_required`
+        until `update` has brought every answer, then `resume(answers, request_state)` goes on (without
+        `resume`, such a task fails). The job starts after this returns. Raises `TooManyTasks`."""
         now = self.clock()
         ttl = self.ttl_ms if ttl_ms is None else max(1, min(int(ttl_ms), self.max_ttl_ms))
         task = TaskRecord(
@@ -139,7 +148,7 @@ class TaskEngine:
         )  # fmt: skip
         if not await self._ask(self.store.create(task, self.per_caller, now), "create a task"):
             raise TooManyTasks(self.per_caller)
-        running = _Running(asyncio.get_running_loop().create_task(self._run(task, job, on_end), name=f"hive-task-{tool}"))
+        running = _Running(asyncio.get_running_loop().create_task(self._run(task, job, on_end, resume), name=f"hive-task-{tool}"))
         self._running[task.task_id] = running
         running.job.add_done_callback(lambda _: self._ended(task.task_id))
         if self._renewer is None or self._renewer.done():
@@ -151,9 +160,14 @@ class TaskEngine:
         if running is not None:
             running.done.set()
 
-    async def _run(self, task: TaskRecord, job: Job, on_end: OnEnd | None) -> None:
+    async def _run(self, task: TaskRecord, job: Job, on_end: OnEnd | None, resume: Resume | None) -> None:
         try:
             result = await job()
+            while isinstance(result, InputRequiredResult):
+                if resume is None:
+                    raise RuntimeError("the tool asked the client for input, which this task cannot relay")
+                answers = await self._input(task, result)
+                result = await resume(answers, result.request_state)
         except asyncio.CancelledError:
             ended = task.ended(CANCELLED, self.clock(), message=CANCELLED_TEXT)
         except Exception as exc:  # noqa: BLE001 - a job that raised is a failed task, named in one line
@@ -172,6 +186,27 @@ class TaskEngine:
                 await on_end(ended)
             except Exception as exc:  # noqa: BLE001 - a client gone away is not the task's failure
                 logger.debug("task %s: telling of its end failed: %s", task.task_id, exc)
+
+    async def _input(self, task: TaskRecord, asked: InputRequiredResult) -> dict[str, Any]:
+        """Leave the task `input_required` with the tool's requests until every one is answered; the answers."""
+        requests = {k: v.model_dump(by_alias=True, mode="json", exclude_none=True)
+                    for k, v in (asked.input_requests or {}).items()}  # fmt: skip
+        await self._ask(self.store.ask_input(task.task_id, requests, asked.request_state, self.clock()), "ask input")
+        running = self._running.get(task.task_id)
+        while True:
+            if running is not None:
+                running.answered.clear()
+            now = self.clock()
+            stored = await self._ask(self.store.get(task.task_id, now), "read a task")
+            if stored is None:
+                raise RuntimeError("the task expired while it waited for input")
+            if stored.status != INPUT_REQUIRED:
+                return dict(stored.input_responses or {})
+            if running is None:
+                await asyncio.sleep(self.tick_s)
+                continue
+            with contextlib.suppress(TimeoutError):  # answers given on another instance are read every tick
+                await asyncio.wait_for(running.answered.wait(), self.tick_s)
 
     async def _renew(self) -> None:
         while self._running:
@@ -248,6 +283,18 @@ class TaskEngine:
         elif self.tell_others is not None:
             await self.tell_others(task_id)
         return await self.get(caller, task_id)
+
+    async def update(self, caller: str, task_id: str, responses: dict[str, Any]) -> TaskRecord:
+        """The client's answers to some or all of the input a task waits for (others, and answers to a task that
+        waits for none, are ignored). Returns the task as it stands."""
+        await self.get(caller, task_id)
+        task = await self._ask(self.store.answer(task_id, responses, self.clock()), "answer a task's input")
+        if task is None:
+            raise TaskNotFound(task_id)
+        running = self._running.get(task_id)
+        if running is not None:
+            running.answered.set()
+        return task
 
     def cancel_here(self, task_id: str) -> None:
         """Another instance was asked to cancel `task_id`: cancel its job if this instance runs it."""

@@ -9,14 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
-    "CANCELLED", "COMPLETED", "FAILED", "STATUSES", "TERMINAL", "WORKING", "TaskRecord", "iso", "poll_interval_ms",
+    "CANCELLED", "COMPLETED", "FAILED", "INPUT_REQUIRED", "STATUSES", "TERMINAL", "WORKING", "TaskRecord", "iso",
+    "poll_interval_ms",
 ]
 
 WORKING = "working"
+INPUT_REQUIRED = "input_required"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
-STATUSES = (WORKING, COMPLETED, FAILED, CANCELLED)
+STATUSES = (WORKING, INPUT_REQUIRED, COMPLETED, FAILED, CANCELLED)
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 
 POLL_SHARE = 0.05
@@ -43,6 +45,8 @@ class TaskRecord:
     `result` is the tool's `CallToolResult` in wire form (camelCase JSON), exactly as the direct call would
     have answered; `error` a JSON-RPC error object (`code`, `message`) for a task that could not produce one.
     `instance` is the process running it and `lease` the time until which that process vouches for it.
+    A task whose tool asked the client for input (2026 multi round-trip) is `input_required`: `input_requests`
+    holds the requests still unanswered, `input_responses` the answers so far, `request_state` the tool's own.
     """
 
     task_id: str
@@ -58,6 +62,9 @@ class TaskRecord:
     instance: str = ""
     lease: float = 0.0
     cancel_requested: bool = False
+    input_requests: dict[str, Any] | None = None
+    input_responses: dict[str, Any] | None = None
+    request_state: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -66,10 +73,6 @@ class TaskRecord:
     @property
     def expires(self) -> float:
         return self.created + self.ttl_ms / 1000
-
-    def open_at(self, now: float) -> bool:
-        """Whether it counts against its caller's unfinished tasks: working, on a live lease, not expired."""
-        return self.status == WORKING and self.lease >= now and self.expires > now
 
     def ended(self, status: str, now: float, *, message: str | None = None, result: dict[str, Any] | None = None,
               error: dict[str, Any] | None = None) -> TaskRecord:  # fmt: skip

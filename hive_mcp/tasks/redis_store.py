@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from redis.exceptions import WatchError
+
 from ..state_store import StateStore
 from .records import TaskRecord
 
@@ -22,7 +24,7 @@ _CREATE = """
 local n = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local s = redis.call('HMGET', ARGV[3] .. id, 'status', 'lease')
-  if s[1] == 'working' and tonumber(s[2]) >= tonumber(ARGV[2]) then n = n + 1
+  if (s[1] == 'working' or s[1] == 'input_required') and tonumber(s[2]) >= tonumber(ARGV[2]) then n = n + 1
   else redis.call('SREM', KEYS[1], id) end
 end
 if n >= tonumber(ARGV[1]) then return 0 end
@@ -35,7 +37,8 @@ redis.call('SADD', KEYS[1], ARGV[6])
 return 1
 """
 _FINISH = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'working' then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'working' and status ~= 'input_required' then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('SREM', KEYS[2], ARGV[1])
 return 1
@@ -44,10 +47,17 @@ _RENEW = """
 local marked = {}
 for _, key in ipairs(KEYS) do
   local s = redis.call('HMGET', key, 'status', 'instance', 'cancel')
-  if s[1] == 'working' and s[2] == ARGV[1] then redis.call('HSET', key, 'lease', ARGV[2]) end
+  if (s[1] == 'working' or s[1] == 'input_required') and s[2] == ARGV[1] then
+    redis.call('HSET', key, 'lease', ARGV[2])
+  end
   if s[3] == '1' then table.insert(marked, key) end
 end
 return marked
+"""
+_ASK = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'working' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
 """
 _CANCEL = "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'cancel', '1') end return 1"
 
@@ -58,6 +68,8 @@ def _fields(task: TaskRecord) -> dict[str, str]:
         "ttl_ms": str(task.ttl_ms), "status": task.status, "updated": repr(task.updated),
         "message": json.dumps(task.message), "result": json.dumps(task.result), "error": json.dumps(task.error),
         "instance": task.instance, "lease": repr(task.lease), "cancel": "1" if task.cancel_requested else "0",
+        "input_requests": json.dumps(task.input_requests), "input_responses": json.dumps(task.input_responses),
+        "request_state": json.dumps(task.request_state),
     }  # fmt: skip
 
 
@@ -67,6 +79,9 @@ def _record(h: dict[str, str]) -> TaskRecord:
         status=h["status"], updated=float(h["updated"]), message=json.loads(h["message"]),
         result=json.loads(h["result"]), error=json.loads(h["error"]), instance=h["instance"],
         lease=float(h["lease"]), cancel_requested=h.get("cancel") == "1",
+        input_requests=json.loads(h.get("input_requests", "null")),
+        input_responses=json.loads(h.get("input_responses", "null")),
+        request_state=json.loads(h.get("request_state", "null")),
     )  # fmt: skip
 
 
@@ -130,6 +145,7 @@ class RedisTaskStore:
     async def finish(self, task: TaskRecord) -> bool:
         fields = _fields(task)
         patch = [x for k in ("status", "updated", "message", "result", "error") for x in (k, fields[k])]
+        patch += ["input_requests", "null"]
         keys = [self._key(task.task_id), f"{self.prefix}tasks:open:{task.owner}"]
         return bool(await self._do(self._script(_FINISH)(keys=keys, args=[task.task_id, *patch])))
 
@@ -138,6 +154,41 @@ class RedisTaskStore:
             return set()
         marked = await self._do(self._script(_RENEW)(keys=[self._key(i) for i in task_ids], args=[instance, repr(lease)]))
         return {key.removeprefix(f"{self.prefix}task:") for key in marked}
+
+    async def ask_input(self, task_id: str, requests: dict[str, Any], state: str | None, now: float) -> bool:
+        args = ["status", "input_required", "updated", repr(now), "input_requests", json.dumps(requests),
+                "input_responses", "{}", "request_state", json.dumps(state)]  # fmt: skip
+        return bool(await self._do(self._script(_ASK)(keys=[self._key(task_id)], args=args)))
+
+    async def answer(self, task_id: str, responses: dict[str, Any], now: float) -> TaskRecord | None:
+        """As SQLite's: the answers merged in one optimistic transaction (WATCH), retried if another wrote."""
+        key = self._key(task_id)
+
+        async def merge() -> TaskRecord | None:
+            async with self._shared.aclient().pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        found = await pipe.hgetall(key)
+                        if not found:
+                            return None
+                        task = _record(found)
+                        if task.status != "input_required":
+                            return task
+                        pending, answered = dict(task.input_requests or {}), dict(task.input_responses or {})
+                        for name in [k for k in responses if k in pending]:
+                            answered[name] = responses[name]
+                            del pending[name]
+                        patch = {"status": "input_required" if pending else "working", "updated": repr(now),
+                                 "input_requests": json.dumps(pending or None), "input_responses": json.dumps(answered)}
+                        pipe.multi()
+                        pipe.hset(key, mapping=patch)
+                        await pipe.execute()
+                        return _record({**found, **patch})
+                    except WatchError:
+                        continue
+
+        return await self._do(merge())
 
     async def request_cancel(self, task_id: str) -> None:
         await self._do(self._script(_CANCEL)(keys=[self._key(task_id)], args=[]))

@@ -18,14 +18,18 @@ import anyio
 import anyio.to_thread
 
 from ..sqlite import Database, transaction
-from .records import WORKING, TaskRecord
+from .records import INPUT_REQUIRED, WORKING, TaskRecord
 
 __all__ = ["SQLiteTaskStore", "default_tasks_path"]
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 5.0
-_COLS = "task_id, owner, tool, created, ttl_ms, status, updated, message, result, error, instance, lease, cancel"
+_COLS = (
+    "task_id, owner, tool, created, ttl_ms, status, updated, message, result, error, instance, lease, cancel, "
+    "input_requests, input_responses, request_state"
+)
+_UNFINISHED = f"status IN ('{WORKING}', '{INPUT_REQUIRED}')"
 
 
 def default_tasks_path() -> Path:
@@ -39,20 +43,25 @@ def _schema(conn: sqlite3.Connection) -> None:
         "CREATE TABLE IF NOT EXISTS tasks (task_id TEXT PRIMARY KEY, owner TEXT NOT NULL, tool TEXT NOT NULL, "
         "created REAL NOT NULL, ttl_ms INTEGER NOT NULL, status TEXT NOT NULL, updated REAL NOT NULL, message TEXT, "
         "result TEXT, error TEXT, instance TEXT NOT NULL, lease REAL NOT NULL, cancel INTEGER NOT NULL DEFAULT 0, "
-        "expires REAL NOT NULL)"
+        "input_requests TEXT, input_responses TEXT, request_state TEXT, expires REAL NOT NULL)"
     )
     conn.execute("CREATE INDEX IF NOT EXISTS tasks_by_owner ON tasks (owner, created, task_id)")
     conn.execute("CREATE INDEX IF NOT EXISTS tasks_by_expiry ON tasks (expires)")
 
 
 def _row(row: tuple[Any, ...]) -> TaskRecord:
-    (task_id, owner, tool, created, ttl_ms, status, updated, message, result, error, instance, lease, cancel) = row
+    (task_id, owner, tool, created, ttl_ms, status, updated, message, result, error, instance, lease, cancel,
+     requests, responses, state) = row  # fmt: skip
     return TaskRecord(
         task_id=task_id, owner=owner, tool=tool, created=created, ttl_ms=ttl_ms, status=status, updated=updated,
-        message=message, result=None if result is None else json.loads(result),
-        error=None if error is None else json.loads(error), instance=instance, lease=lease,
-        cancel_requested=bool(cancel),
+        message=message, result=_load(result), error=_load(error), instance=instance, lease=lease,
+        cancel_requested=bool(cancel), input_requests=_load(requests), input_responses=_load(responses),
+        request_state=state,
     )  # fmt: skip
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def _dump(value: dict[str, Any] | None) -> str | None:
@@ -77,15 +86,16 @@ class SQLiteTaskStore:
             with transaction(conn):
                 conn.execute("DELETE FROM tasks WHERE expires <= ?", (now,))
                 (n,) = conn.execute(
-                    "SELECT COUNT(*) FROM tasks WHERE owner = ? AND status = ? AND lease >= ?", (task.owner, WORKING, now)
+                    f"SELECT COUNT(*) FROM tasks WHERE owner = ? AND {_UNFINISHED} AND lease >= ?", (task.owner, now)
                 ).fetchone()
                 if n >= cap:
                     return False
                 conn.execute(
-                    f"INSERT INTO tasks ({_COLS}, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO tasks ({_COLS}, expires) VALUES ({', '.join('?' * 17)})",
                     (task.task_id, task.owner, task.tool, task.created, task.ttl_ms, task.status, task.updated,
                      task.message, _dump(task.result), _dump(task.error), task.instance, task.lease,
-                     int(task.cancel_requested), task.expires),
+                     int(task.cancel_requested), _dump(task.input_requests), _dump(task.input_responses),
+                     task.request_state, task.expires),
                 )  # fmt: skip
                 return True
 
@@ -123,10 +133,9 @@ class SQLiteTaskStore:
         def go(conn: sqlite3.Connection) -> bool:
             with transaction(conn):
                 cur = conn.execute(
-                    "UPDATE tasks SET status = ?, updated = ?, message = ?, result = ?, error = ? "
-                    "WHERE task_id = ? AND status = ?",
-                    (task.status, task.updated, task.message, _dump(task.result), _dump(task.error), task.task_id,
-                     WORKING),
+                    "UPDATE tasks SET status = ?, updated = ?, message = ?, result = ?, error = ?, input_requests = NULL "
+                    f"WHERE task_id = ? AND {_UNFINISHED}",
+                    (task.status, task.updated, task.message, _dump(task.result), _dump(task.error), task.task_id),
                 )  # fmt: skip
                 return cur.rowcount == 1
 
@@ -139,13 +148,52 @@ class SQLiteTaskStore:
             marks = ",".join("?" * len(task_ids))
             with transaction(conn):
                 conn.execute(
-                    f"UPDATE tasks SET lease = ? WHERE instance = ? AND status = ? AND task_id IN ({marks})",
-                    (lease, instance, WORKING, *task_ids),
+                    f"UPDATE tasks SET lease = ? WHERE instance = ? AND {_UNFINISHED} AND task_id IN ({marks})",
+                    (lease, instance, *task_ids),
                 )
                 rows = conn.execute(f"SELECT task_id FROM tasks WHERE cancel = 1 AND task_id IN ({marks})", task_ids)
                 return {r[0] for r in rows}
 
         return await self._run(go) if task_ids else set()
+
+    async def ask_input(self, task_id: str, requests: dict[str, Any], state: str | None, now: float) -> bool:
+        """A working task's tool asks the client for input: `input_required`, answers so far cleared."""
+
+        def go(conn: sqlite3.Connection) -> bool:
+            with transaction(conn):
+                cur = conn.execute(
+                    "UPDATE tasks SET status = ?, updated = ?, input_requests = ?, input_responses = '{}', "
+                    "request_state = ? WHERE task_id = ? AND status = ?",
+                    (INPUT_REQUIRED, now, _dump(requests), state, task_id, WORKING),
+                )
+                return cur.rowcount == 1
+
+        return await self._run(go)
+
+    async def answer(self, task_id: str, responses: dict[str, Any], now: float) -> TaskRecord | None:
+        """Add the client's answers to the requests still pending (others are ignored); with none left pending the
+        task is working again. The task as it stands after (None: unknown)."""
+
+        def go(conn: sqlite3.Connection) -> TaskRecord | None:
+            with transaction(conn):
+                row = conn.execute(f"SELECT {_COLS} FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+                if row is None:
+                    return None
+                task = _row(row)
+                if task.status != INPUT_REQUIRED:
+                    return task
+                pending, answered = dict(task.input_requests or {}), dict(task.input_responses or {})
+                for key in [k for k in responses if k in pending]:
+                    answered[key] = responses[key]
+                    del pending[key]
+                status = INPUT_REQUIRED if pending else WORKING
+                conn.execute(
+                    "UPDATE tasks SET status = ?, updated = ?, input_requests = ?, input_responses = ? WHERE task_id = ?",
+                    (status, now, _dump(pending or None), _dump(answered), task_id),
+                )
+                return _row(conn.execute(f"SELECT {_COLS} FROM tasks WHERE task_id = ?", (task_id,)).fetchone())
+
+        return await self._run(go)
 
     async def request_cancel(self, task_id: str) -> None:
         await self._run(lambda conn: conn.execute("UPDATE tasks SET cancel = 1 WHERE task_id = ?", (task_id,)))

@@ -50,29 +50,35 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..sdk_compat import lowlevel_server
 from .engine import TaskEngine, TaskNotFound, TasksUnavailable, TooManyTasks
-from .records import CANCELLED, COMPLETED, FAILED, TaskRecord, iso, poll_interval_ms
+from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, TaskRecord, iso, poll_interval_ms
 
 __all__ = ["EXTENSION_ID", "TaskTool", "TasksExtension", "install_tasks"]
 
 EXTENSION_ID = "io.modelcontextprotocol/tasks"
 RELATED_TASK = "io.modelcontextprotocol/related-task"
-Decide = Callable[[Mapping[str, Any]], bool]
+JOB_MARK = "io.github.hive-mcp/task-job"
+"""In a task's own `_meta`: its tool call is the task's job, not a call to make a task of."""
+Decide = Callable[[CallToolRequestParams], bool]
 Caller = Callable[[ServerRequestContext[Any, Any]], str]
 """Who is calling (the MCP layer's `caller`): tasks are that caller's."""
 
 
 @dataclass(frozen=True)
 class TaskTool:
-    """A tool that may run as a task: `required` (always a task; a 2026 client without the extension is
-    refused) or `optional`; `decide(arguments)` says whether a 2026 client's call becomes one unasked."""
+    """A tool that may run as a task: `required` (a 2026 client without the extension is refused) or
+    `optional`; `decide(params)` says whether a 2026 call (of a client with the extension) becomes one."""
 
     support: Literal["optional", "required"] = "optional"
-    decide: Decide = lambda _arguments: True
+    decide: Decide = lambda _params: True
 
 
 class _TaskParams(RequestParams):
     model_config = ConfigDict(extra="allow")
     task_id: str
+
+
+class _UpdateParams(_TaskParams):
+    input_responses: dict[str, Any] | None = None
 
 
 class _ListParams(RequestParams):
@@ -170,28 +176,44 @@ class TasksExtension(Extension):
         self.engine = engine
         self.task_tools = dict(tools)
         self.caller = caller
+        self.server: MCPServer | None = None
+        """Set by `install_tasks`: a task's tool is called again through it with the client's answers."""
 
     async def intercept_tool_call(
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
         tool = self.task_tools.get(params.name)
-        if tool is None or not is_modern(ctx.protocol_version):
+        if tool is None or not is_modern(ctx.protocol_version) or (ctx.meta or {}).get(JOB_MARK):
             return await call_next(ctx)
         if tool.support == "required":
             require_client_extension(ctx, EXTENSION_ID)
-        elif not _declares_extension(ctx) or not tool.decide(params.arguments or {}):
+        elif not _declares_extension(ctx):
+            return await call_next(ctx)
+        if not tool.decide(params):
             return await call_next(ctx)
         job_ctx, _ = detached(ctx)
+        job_ctx = replace(job_ctx, meta={**(job_ctx.meta or {}), JOB_MARK: True})
+
+        async def resume(answers: dict[str, Any], state: str | None) -> Any:
+            entry = lowlevel_server(self.server).get_request_handler("tools/call") if self.server else None
+            if entry is None:
+                raise RuntimeError("tasks: install_tasks was not called for this server")
+            again = params.model_copy(update={"input_responses": answers or None, "request_state": state})
+            return await entry.handler(job_ctx, again)
+
         try:
-            task = await _start(self.engine, self.caller(ctx), params.name, lambda: call_next(job_ctx), None)
+            task = await _start(self.engine, self.caller(ctx), params.name, lambda: call_next(job_ctx), None,
+                                resume=resume)  # fmt: skip
         except TasksUnavailable:  # no store to keep a task in: the call answers directly, as the spec allows
             return await call_next(ctx)
         return {"resultType": "task", **_task_fields(task, self.engine.clock(), modern=True)}
 
 
-async def _start(engine: TaskEngine, caller: str, tool: str, job: Any, ttl_ms: int | None, on_end: Any = None) -> TaskRecord:
+async def _start(
+    engine: TaskEngine, caller: str, tool: str, job: Any, ttl_ms: int | None, on_end: Any = None, resume: Any = None
+) -> TaskRecord:
     try:
-        return await engine.start(caller, tool, job, ttl_ms=ttl_ms, on_end=on_end)
+        return await engine.start(caller, tool, job, ttl_ms=ttl_ms, on_end=on_end, resume=resume)
     except TooManyTasks as exc:
         raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
 
@@ -219,6 +241,8 @@ class _Handlers:
         modern = is_modern(ctx.protocol_version)
         task = await self._task(ctx, params.task_id, modern=modern)
         out = _task_fields(task, self.engine.clock(), modern=modern)
+        if modern and task.status == INPUT_REQUIRED:
+            out["inputRequests"] = task.input_requests or {}
         if modern and task.status == COMPLETED and task.result is not None:
             out["result"] = task.result
         elif modern and task.status == FAILED:
@@ -236,11 +260,15 @@ class _Handlers:
             raise _not_found(exc) from None
         return {} if modern else _task_fields(task, self.engine.clock(), modern=False)
 
-    async def update(self, ctx: ServerRequestContext[Any, Any], params: _TaskParams) -> dict[str, Any]:
-        """2026 only: no task of ours waits on client input, so a known task's update is acknowledged."""
+    async def update(self, ctx: ServerRequestContext[Any, Any], params: _UpdateParams) -> dict[str, Any]:
+        """2026 only: the client's answers to the input a task waits for, acknowledged empty."""
         if not is_modern(ctx.protocol_version):
             raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="tasks/update")
         await self._task(ctx, params.task_id, modern=True)
+        try:
+            await self.engine.update(self.caller(ctx), params.task_id, params.input_responses or {})
+        except TaskNotFound as exc:
+            raise _not_found(exc) from None
         return {}
 
     async def result(self, ctx: ServerRequestContext[Any, Any], params: _TaskParams) -> dict[str, Any]:
@@ -310,15 +338,17 @@ def _legacy_middleware(engine: TaskEngine, tools: Mapping[str, TaskTool], server
     return middleware
 
 
-def install_tasks(server: MCPServer, engine: TaskEngine, tools: Mapping[str, TaskTool], caller: Caller) -> None:
-    """Serve tasks of both generations on `server` for `tools` (by name). The extension itself is passed to
-    the server's constructor (`MCPServer(extensions=[TasksExtension(engine, tools, caller)])`); this adds the
-    rest."""
+def install_tasks(server: MCPServer, extension: TasksExtension) -> None:
+    """Serve tasks of both generations on `server`, for the extension's tools. The extension itself is passed
+    to the server's constructor (`MCPServer(extensions=[TasksExtension(engine, tools, caller)])`); this adds
+    the rest."""
+    engine, tools, caller = extension.engine, extension.task_tools, extension.caller
+    extension.server = server
     low = lowlevel_server(server)
     handlers = _Handlers(engine, caller)
     low.add_request_handler("tasks/get", _TaskParams, handlers.get)
     low.add_request_handler("tasks/cancel", _TaskParams, handlers.cancel)
-    low.add_request_handler("tasks/update", _TaskParams, handlers.update)
+    low.add_request_handler("tasks/update", _UpdateParams, handlers.update)
     low.add_request_handler("tasks/result", _TaskParams, handlers.result)
     low.add_request_handler("tasks/list", _ListParams, handlers.list)
     server.middleware.append(_legacy_middleware(engine, tools, server, caller))
