@@ -5,6 +5,8 @@
   `tools/call` of a task tool the server decides to run long is answered by a flat `CreateTaskResult`
   (`resultType: "task"`, `taskId`, `status`, `createdAt`, `lastUpdatedAt`, `ttlMs`, `pollIntervalMs`).
   `tasks/get` answers the task and, once ended, inlines its `result` (completed) or its `error` (failed);
+  a task whose tool asked for input (an `InputRequiredResult`) is `input_required` with its `inputRequests`,
+  answered by `tasks/update` (`inputResponses`), after which the tool is called again with the answers;
   `tasks/cancel` and `tasks/update` answer an empty acknowledgement; `tasks/result` and `tasks/list` do not
   exist at that version (-32601). Without the extension, `tasks/*` is -32021 and a tool that requires a task
   is -32021 too; other task tools run as a plain call. An `Mcp-Name` header that disagrees with `taskId`
@@ -57,7 +59,9 @@ __all__ = ["EXTENSION_ID", "TaskTool", "TasksExtension", "install_tasks"]
 EXTENSION_ID = "io.modelcontextprotocol/tasks"
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 JOB_MARK = "io.github.hive-mcp/task-job"
-"""In a task's own `_meta`: its tool call is the task's job, not a call to make a task of."""
+_JOB = object()
+"""`_meta[JOB_MARK]` of a task's own tool call (the job, not a call to make a task of): an object no client can
+send, so no request can pass for a job."""
 Decide = Callable[[CallToolRequestParams], bool]
 Caller = Callable[[ServerRequestContext[Any, Any]], str]
 """Who is calling (the MCP layer's `caller`): tasks are that caller's."""
@@ -183,7 +187,7 @@ class TasksExtension(Extension):
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
         tool = self.task_tools.get(params.name)
-        if tool is None or not is_modern(ctx.protocol_version) or (ctx.meta or {}).get(JOB_MARK):
+        if tool is None or not is_modern(ctx.protocol_version) or (ctx.meta or {}).get(JOB_MARK) is _JOB:
             return await call_next(ctx)
         if tool.support == "required":
             require_client_extension(ctx, EXTENSION_ID)
@@ -192,7 +196,7 @@ class TasksExtension(Extension):
         if not tool.decide(params):
             return await call_next(ctx)
         job_ctx, _ = detached(ctx)
-        job_ctx = replace(job_ctx, meta={**(job_ctx.meta or {}), JOB_MARK: True})
+        job_ctx = replace(job_ctx, meta={**(job_ctx.meta or {}), JOB_MARK: _JOB})
 
         async def resume(answers: dict[str, Any], state: str | None) -> Any:
             entry = lowlevel_server(self.server).get_request_handler("tools/call") if self.server else None
