@@ -32,7 +32,8 @@ async def raw(client: Client, method: str, params: dict[str, Any] | None = None,
         meta[CLIENT_CAPABILITIES_META_KEY] = caps
     if headers:
         opts.setdefault("headers", {}).update(headers)
-    return await session._dispatcher.send_raw_request(method, data["params"], opts)  # pyright: ignore[reportPrivateUsage]
+    dispatcher = session._dispatcher  # pyright: ignore[reportPrivateUsage]
+    return await dispatcher.send_raw_request(method, data["params"], opts)
 
 
 async def until_ended(client: Client, task_id: str, **kwargs: Any) -> dict[str, Any]:

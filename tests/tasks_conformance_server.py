@@ -96,7 +96,8 @@ def build(db: Path) -> MCPServer:
         """Asks two questions at once."""
         answers = ctx.input_responses or {}
         if not {"first", "second"} <= answers.keys():
-            return InputRequiredResult(input_requests={"first": _ask("Name?", "name"), "second": _ask("Sure?", "confirm")})
+            asked = {"first": _ask("Name?", "name"), "second": _ask("Sure?", "confirm")}
+            return InputRequiredResult(input_requests=asked)
         return "both answered"
 
     @server.tool()

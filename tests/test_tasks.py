@@ -188,7 +188,9 @@ async def test_unfinished_tasks_per_caller_are_capped(provider, store, tmp_path)
     await engine.aclose()
 
 
-async def test_a_cancelled_task_is_charged_what_its_stream_produced(provider, store, engine, upstream, tmp_path) -> None:
+async def test_a_cancelled_task_is_charged_what_its_stream_produced(
+    provider, store, engine, upstream: Upstream, tmp_path
+) -> None:
     import mcp_types as types
 
     from hive_mcp.spend import SQLiteBackend, Spend
@@ -208,8 +210,9 @@ async def test_a_cancelled_task_is_charged_what_its_stream_produced(provider, st
     upstream.script(Reply.stream(WORDS, hold_after=38))
     server = mcp_server(provider, store, tasks=engine, spend=spend, progress_interval_s=0.01)
     async with connect(server, "legacy", message_handler=on_message) as client:
-        created = await raw(client, "tools/call", {"name": "stream_complete", "task": {}, "_meta": {"progressToken": 7},
-                                                   "arguments": {"prompt": "hello", "max_tokens": MAX_TOKENS}})  # fmt: skip
+        arguments = {"prompt": "hello", "max_tokens": MAX_TOKENS}
+        params = {"name": "stream_complete", "task": {}, "_meta": {"progressToken": 7}, "arguments": arguments}
+        created = await raw(client, "tools/call", params)
         task_id = created["task"]["taskId"]
         with anyio.fail_after(10):
             await all_relayed.wait()  # every word the upstream sent before it held has been produced

@@ -86,7 +86,8 @@ async def test_killed_instances_task_reads_failed(where: str, tmp_path: Path) ->
     finally:
         holder.kill()
         holder.wait()
-    engine = TaskEngine(open_task_store(where) if where.startswith("redis") else open_task_store(None, path=Path(where)))
+    store = open_task_store(where) if where.startswith("redis") else open_task_store(None, path=Path(where))
+    engine = TaskEngine(store)
     with anyio.fail_after(WAIT):
         while (got := await engine.get("alice", task_id)).status == "working":
             await anyio.sleep(0.1)

@@ -10,7 +10,9 @@ from .engine import Job, TaskEngine, TaskNotFound, TaskStore, TooManyTasks
 from .policy import runs_long
 from .records import TaskRecord
 
-__all__ = ["Job", "TaskEngine", "TaskNotFound", "TaskRecord", "TaskStore", "TooManyTasks", "open_task_store", "runs_long"]
+__all__ = [
+    "Job", "TaskEngine", "TaskNotFound", "TaskRecord", "TaskStore", "TooManyTasks", "open_task_store", "runs_long",
+]  # fmt: skip
 
 
 def open_task_store(state_url: str | None = None, **kwargs: Any) -> TaskStore:

@@ -148,11 +148,12 @@ class TaskEngine:
         )  # fmt: skip
         if not await self._ask(self.store.create(task, self.per_caller, now), "create a task"):
             raise TooManyTasks(self.per_caller)
-        running = _Running(asyncio.get_running_loop().create_task(self._run(task, job, on_end, resume), name=f"hive-task-{tool}"))
+        loop = asyncio.get_running_loop()
+        running = _Running(loop.create_task(self._run(task, job, on_end, resume), name=f"hive-task-{tool}"))
         self._running[task.task_id] = running
         running.job.add_done_callback(lambda _: self._ended(task.task_id))
         if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.get_running_loop().create_task(self._renew(), name="hive-task-leases")
+            self._renewer = loop.create_task(self._renew(), name="hive-task-leases")
         return task
 
     def _ended(self, task_id: str) -> None:
@@ -248,7 +249,8 @@ class TaskEngine:
         if task is None or (scope is not None and task.owner != scope):
             raise TaskNotFound(task_id)
         if not task.terminal and task.lease < now and task.task_id not in self._running:
-            gone = task.ended(FAILED, now, message=INSTANCE_GONE, error={"code": INTERNAL_ERROR, "message": INSTANCE_GONE})
+            error = {"code": INTERNAL_ERROR, "message": INSTANCE_GONE}
+            gone = task.ended(FAILED, now, message=INSTANCE_GONE, error=error)
             await self._ask(self.store.finish(gone), "end a task")
             return await self.get(caller, task_id)
         return task

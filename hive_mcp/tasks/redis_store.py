@@ -115,8 +115,8 @@ class RedisTaskStore:
     async def create(self, task: TaskRecord, cap: int, now: float) -> bool:
         flat = [x for pair in _fields(task).items() for x in pair]
         keys = [f"{self.prefix}tasks:open:{task.owner}", self._key(task.task_id), f"{self.prefix}tasks:by:{task.owner}"]
-        args = [cap, repr(now), f"{self.prefix}task:", max(1, int(task.expires * 1000 - now * 1000)), repr(task.created),
-                task.task_id, *flat]  # fmt: skip
+        ttl_ms = max(1, int(task.expires * 1000 - now * 1000))
+        args = [cap, repr(now), f"{self.prefix}task:", ttl_ms, repr(task.created), task.task_id, *flat]
         return bool(await self._do(self._script(_CREATE)(keys=keys, args=args)))
 
     async def get(self, task_id: str, now: float) -> TaskRecord | None:
@@ -152,7 +152,8 @@ class RedisTaskStore:
     async def renew(self, instance: str, task_ids: list[str], lease: float) -> set[str]:
         if not task_ids:
             return set()
-        marked = await self._do(self._script(_RENEW)(keys=[self._key(i) for i in task_ids], args=[instance, repr(lease)]))
+        keys = [self._key(i) for i in task_ids]
+        marked = await self._do(self._script(_RENEW)(keys=keys, args=[instance, repr(lease)]))
         return {key.removeprefix(f"{self.prefix}task:") for key in marked}
 
     async def ask_input(self, task_id: str, requests: dict[str, Any], state: str | None, now: float) -> bool:

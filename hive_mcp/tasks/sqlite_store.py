@@ -103,7 +103,8 @@ class SQLiteTaskStore:
 
     async def get(self, task_id: str, now: float) -> TaskRecord | None:
         def go(conn: sqlite3.Connection) -> TaskRecord | None:
-            row = conn.execute(f"SELECT {_COLS} FROM tasks WHERE task_id = ? AND expires > ?", (task_id, now)).fetchone()
+            row = conn.execute(f"SELECT {_COLS} FROM tasks WHERE task_id = ? AND expires > ?", (task_id, now))
+            row = row.fetchone()
             return None if row is None else _row(row)
 
         return await self._run(go)
@@ -133,8 +134,8 @@ class SQLiteTaskStore:
         def go(conn: sqlite3.Connection) -> bool:
             with transaction(conn):
                 cur = conn.execute(
-                    "UPDATE tasks SET status = ?, updated = ?, message = ?, result = ?, error = ?, input_requests = NULL "
-                    f"WHERE task_id = ? AND {_UNFINISHED}",
+                    "UPDATE tasks SET status = ?, updated = ?, message = ?, result = ?, error = ?, "
+                    f"input_requests = NULL WHERE task_id = ? AND {_UNFINISHED}",
                     (task.status, task.updated, task.message, _dump(task.result), _dump(task.error), task.task_id),
                 )  # fmt: skip
                 return cur.rowcount == 1
@@ -188,7 +189,8 @@ class SQLiteTaskStore:
                     del pending[key]
                 status = INPUT_REQUIRED if pending else WORKING
                 conn.execute(
-                    "UPDATE tasks SET status = ?, updated = ?, input_requests = ?, input_responses = ? WHERE task_id = ?",
+                    "UPDATE tasks SET status = ?, updated = ?, input_requests = ?, input_responses = ? "
+                    "WHERE task_id = ?",
                     (status, now, _dump(pending or None), _dump(answered), task_id),
                 )
                 return _row(conn.execute(f"SELECT {_COLS} FROM tasks WHERE task_id = ?", (task_id,)).fetchone())

@@ -119,7 +119,8 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         created, _, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         return float(created), task_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise MCPError(code=INVALID_PARAMS, message="cursor: not a cursor from tasks/list; pass nextCursor back") from None
+        message = "cursor: not a cursor from tasks/list; pass nextCursor back unchanged"
+        raise MCPError(code=INVALID_PARAMS, message=message) from None
 
 
 class _Detached:
@@ -157,7 +158,9 @@ class _Detached:
         })))  # fmt: skip
 
 
-def detached(ctx: ServerRequestContext[Any, Any], *, relay: bool = False) -> tuple[ServerRequestContext[Any, Any], _Detached]:
+def detached(
+    ctx: ServerRequestContext[Any, Any], *, relay: bool = False
+) -> tuple[ServerRequestContext[Any, Any], _Detached]:
     """`ctx` for a job run after its request has been answered (progress relayed when `relay`), and its session."""
     meta = dict(ctx.meta or {})
     token = meta.pop("progress_token", None) or meta.pop("progressToken", None)
