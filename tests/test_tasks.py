@@ -280,3 +280,27 @@ async def test_a_reasoning_model_makes_a_2026_call_a_task_unasked(provider, stor
         assert (await until_ended(client, created["taskId"]))["result"]["content"][0]["text"] == "default reply"
         direct = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}}, tasks=False)
     assert "taskId" not in direct  # a client without the extension is answered directly all the same
+
+
+@pytest.mark.parametrize("reply", ["answer", "refusal"])
+async def test_a_tasks_result_is_the_direct_calls(provider, store, engine, upstream: Upstream, reply: str) -> None:
+    def script() -> None:
+        upstream.script(Reply.text("same answer") if reply == "answer" else Reply.error(400, "scripted refusal"))
+
+    def comparable(result: dict) -> dict:
+        structured = {k: v for k, v in (result.get("structuredContent") or {}).items()
+                      if k not in ("conversation_id", "dump_id", "dump_uri")}  # fmt: skip
+        text = result["content"][0]["text"]
+        return {"text": text.split("hive://")[0], "isError": result.get("isError"), "structured": structured}
+
+    async with connect(mcp_server(provider, store, tasks=engine), "legacy") as client:
+        script()
+        direct = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}})
+        script()
+        created = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}, "task": {}})
+        tasked = await raw(client, "tasks/result", {"taskId": created["task"]["taskId"]})
+    assert comparable(tasked) == comparable(direct)
+    assert bool(direct.get("isError")) == (reply == "refusal")
+    if reply == "refusal":  # the failure left its dump, named as a direct call's is
+        assert "hive://failed-requests/" in tasked["content"][0]["text"]
+        assert tasked["content"][0]["text"] != direct["content"][0]["text"]  # a dump of its own
