@@ -29,6 +29,7 @@ STAMP = re.compile(r"<(\d+)>")
 
 _STREAM = re.compile(r"bench-stream-(\d+)")
 _PACED = re.compile(r"bench-paced-(\d+)-(\d+)")
+_SLOW = re.compile(r"bench-slow-(\d+)ms")
 
 
 def stream_model(chunks: int) -> str:
@@ -43,6 +44,11 @@ def stream_chunks(chunks: int) -> list[str]:
 def stream_text(chunks: int) -> str:
     """The whole reply of `stream_model(chunks)`."""
     return "".join(stream_chunks(chunks))
+
+
+def slow_model(ms: int) -> str:
+    """A model whose one reply (`TEXT_REPLY`) takes `ms` to arrive."""
+    return f"openai/bench-slow-{ms}ms"
 
 
 def paced_model(per_second: int, chunks: int) -> str:
@@ -70,6 +76,8 @@ class Replies:
         if m := _PACED.fullmatch(model):
             per_second, chunks = int(m[1]), int(m[2])
             return Reply.stream([_stamp] * chunks, delay=1 / per_second)
+        if m := _SLOW.fullmatch(model.removeprefix("openai/")):
+            return Reply.text(TEXT_REPLY, delay=int(m[1]) / 1000)
         return Reply.text(TEXT_REPLY)
 
     def _stats(self, *, reset: bool) -> Reply:

@@ -22,16 +22,19 @@ if TYPE_CHECKING:
     from .llms.config import ModelsConfig
     from .provider.base import LLMProvider
     from .results import ResultStore
+    from .tasks import TaskEngine
     from .settings import Settings
     from .spend import Budgets, Spend
 
-__all__ = ["Backends", "change_sharing", "conversation_store", "dump_store", "open_backends", "server_secrets"]
+__all__ = [
+    "Backends", "change_sharing", "conversation_store", "dump_store", "open_backends", "server_secrets", "task_engine",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Backends:
     """What one process keeps state in: failure dumps, conversations (None when off), the spend ledger, big
-    answers, and how change events cross processes (a subscription bus, a dump directory watch; None: this
+    answers, tasks, and how change events cross processes (a subscription bus, a dump directory watch; None: this
     process only)."""
 
     dumps: DumpStore
@@ -39,6 +42,8 @@ class Backends:
     spend: Spend
     results: ResultStore
     """Answers too big for one reply, kept for their owner (`hive://results/{id}`)."""
+    tasks: TaskEngine | None
+    """Calls that outlive their request, with their results (None: HIVE_MCP_TASKS_PER_CALLER=0)."""
     bus: Any
     dump_watch: Any
 
@@ -55,8 +60,9 @@ def open_backends(settings: Settings, secrets: tuple[str, ...], provider: LLMPro
         settings.state_url_with_password, ttl_s=settings.result_ttl_s, redact=lambda text: redact_text(text, secrets)
     )
     return Backends(
-        dumps, conversation_store(settings, secrets), open_spend(settings, provider, budgets), results, bus, watch
-    )
+        dumps, conversation_store(settings, secrets), open_spend(settings, provider, budgets), results,
+        task_engine(settings), bus, watch,
+    )  # fmt: skip
 
 
 def server_secrets(
@@ -131,3 +137,17 @@ def change_sharing(settings: Settings, store: Any) -> tuple[Any, Any]:
 
         return None, DumpDirectoryWatch(store)
     return None, None
+
+
+def task_engine(settings: Settings) -> Any:
+    """The task engine the settings ask for (None when HIVE_MCP_TASKS_PER_CALLER is 0), on the state store: Redis
+    at HIVE_MCP_STATE_URL, else SQLite in the hive home."""
+    if settings.tasks_per_caller == 0:
+        return None
+    from .defaults import TASK_TTL_S
+    from .tasks import TaskEngine, open_task_store
+
+    return TaskEngine(
+        open_task_store(settings.state_url_with_password), per_caller=settings.tasks_per_caller,
+        ttl_s=min(TASK_TTL_S, settings.task_max_ttl_s), max_ttl_s=settings.task_max_ttl_s, admins=settings.admins,
+    )  # fmt: skip

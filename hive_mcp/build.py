@@ -140,6 +140,7 @@ def build(
         admins=settings.admins,
         results=backends.results,
         result_inline_tokens=settings.result_inline_tokens,
+        tasks=backends.tasks,
     )
     models = ModelsView(catalogue, settings.model, limits)
     from .dumps import CallerDumps

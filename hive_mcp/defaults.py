@@ -23,3 +23,11 @@ RESULT_INLINE_TOKENS = 20_000
 """Tokens of a reply's text a result carries inline (litellm's count for its model); the rest is a resource."""
 RESULT_TTL_S = 3600
 """Seconds a big answer stays readable as `hive://results/{id}`."""
+TASK_TTL_S = 3600
+"""How long a task and its result are kept after it is created, when the client asks for no TTL."""
+TASK_MAX_TTL_S = 24 * 3600
+"""The longest TTL a client may ask a task to be kept for."""
+TASKS_PER_CALLER = 32
+"""Unfinished tasks one caller may have at once."""
+TASK_LEASE_S = 15.0
+"""How long a running task's instance may go without renewing its lease before the task reads `failed`."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_http_and_stdio",
+    "check_tasks",
     "end_all_event_streams",
     "installed",
     "keep_event_streams_at_shutdown",
@@ -146,4 +147,43 @@ def check_http_and_stdio(server: Any = None) -> list[str]:
                 f"MCPServer._lowlevel_server with run() and create_initialization_options() is gone "
                 f"({installed('mcp')})"
             )
+    return problems
+
+
+# ---------------------------------------------------------------------------
+# Tasks (hive_mcp.tasks.wire)
+# ---------------------------------------------------------------------------
+# The SDK has task types but serves no task. What the tasks wire leans on, all public but provisional:
+# `MCPServer.middleware` (marked "TODO(L54): provisional" in the SDK), whose short-circuit answer the runner
+# sends unsieved (a 2025-11-25 `CreateTaskResult` for `tools/call`, which the sieve would reject as a
+# `CallToolResult`); a 2026 `resultType` outside `CORE_RESULT_TYPES` ("task") passing as the extension's own
+# shape; `ServerRequestContext` as a dataclass with `session` and `meta` (a job's context is a copy without the
+# request's progress token); `ServerSession.send_notification` on the session's own channel (progress and
+# status of a task whose request was answered); `require_client_extension` for the -32021 gate.
+
+
+def check_tasks() -> list[str]:
+    """What of the above the installed SDK no longer provides, one line each (empty: all present)."""
+    import dataclasses
+
+    from mcp.server.context import ServerRequestContext
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.session import ServerSession
+    from mcp_types import CORE_RESULT_TYPES
+
+    problems: list[str] = []
+    if not isinstance(getattr(MCPServer("compat"), "middleware", None), list):
+        problems.append(f"MCPServer.middleware is no longer a list ({installed('mcp')})")
+    if "task" in CORE_RESULT_TYPES:
+        problems.append(f"resultType 'task' is now a core shape the runner sieves ({installed('mcp')})")
+    is_dataclass = dataclasses.is_dataclass(ServerRequestContext)
+    names = {f.name for f in dataclasses.fields(ServerRequestContext)} if is_dataclass else set()
+    if not {"session", "meta"} <= names:
+        problems.append(f"ServerRequestContext is no longer a dataclass with session and meta ({installed('mcp')})")
+    if not callable(getattr(ServerSession, "send_notification", None)):
+        problems.append(f"ServerSession.send_notification is gone ({installed('mcp')})")
+    try:
+        from mcp.server.mcpserver.server import require_client_extension  # noqa: F401
+    except ImportError:
+        problems.append(f"mcp.server.mcpserver.server.require_client_extension is gone ({installed('mcp')})")
     return problems

@@ -15,7 +15,7 @@ from mcp.server.connection import Connection
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import Context, MCPServer
 
-from hive_mcp.sdk_compat import installed, lowlevel_server, run_sync_soon, session_connection
+from hive_mcp.sdk_compat import check_tasks, installed, lowlevel_server, run_sync_soon, session_connection
 from tests.clients import WAIT
 
 # MCP server
@@ -73,3 +73,7 @@ async def test_run_sync_soon_reaches_the_loop_from_another_thread() -> None:
         await ran.wait()
     writer.join()
     assert called_on == [loop_thread], f"{ANYIO}: run_sync_soon ran the callback off the event loop's thread"
+
+
+def test_what_the_tasks_wire_leans_on_is_there() -> None:
+    assert check_tasks() == [], f"{MCP}: see hive_mcp/sdk_compat.py, Tasks"

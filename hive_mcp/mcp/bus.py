@@ -7,6 +7,9 @@ on another. Events go to this process's own listeners at once, then to Redis
 tagged with this bus's origin; what comes back from Redis with that origin is
 skipped, so nobody hears a change twice.
 
+The same channel carries signals: a name and a text for the other processes only (`signal`, `on_signal`), such
+as "cancel task T" from the instance a client asked to the instance running it.
+
 Redis unavailable: local listeners are still told (nothing on the call path
 waits on Redis or fails because of it), and the reader reconnects once Redis
 returns. Redis is asked through the process's `StateStore` (its pool, its
@@ -49,12 +52,14 @@ def channel_for(url: str) -> str:
 
 class _Envelope(BaseModel):
     """One event on the channel: the bus that published it, the MCP notification announcing it, and the
-    callers it concerns (None: everyone), so that other processes tell it only to them."""
+    callers it concerns (None: everyone), so that other processes tell it only to them. A signal carries
+    `signal` (its name) and `params["text"]` instead."""
 
     origin: str
-    method: str
+    method: str = ""
     params: dict[str, Any] | None = None
     owners: list[str] | None = None
+    signal: str | None = None
 
 
 def _encode(origin: str, event: ServerEvent) -> str:
@@ -66,10 +71,16 @@ def _encode(origin: str, event: ServerEvent) -> str:
     ).model_dump_json()  # fmt: skip
 
 
-def _decode(data: bytes | str) -> tuple[str, ServerEvent] | None:
+def _envelope(data: bytes | str) -> _Envelope | None:
     try:
-        env = _Envelope.model_validate_json(data)
+        return _Envelope.model_validate_json(data)
     except ValidationError:
+        return None
+
+
+def _decode(data: bytes | str) -> tuple[str, ServerEvent] | None:
+    env = _envelope(data)
+    if env is None or env.signal is not None:
         return None
     event = event_from_wire(env.method, env.params)
     return None if event is None else (env.origin, owned(event, None if env.owners is None else frozenset(env.owners)))
@@ -91,9 +102,33 @@ class RedisSubscriptionBus:
         self._outage = StateStore.shared(url)
         self.connected = anyio.Event()
         """Set once the reader has subscribed (for tests and start-up ordering)."""
+        self._signals: dict[str, list[Callable[[str], None]]] = {}
 
     def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
         return self._local.subscribe(listener)
+
+    def on_signal(self, name: str, listener: Callable[[str], None]) -> None:
+        """Call `listener(text)` for each signal `name` another process sends."""
+        self._signals.setdefault(name, []).append(listener)
+
+    async def signal(self, name: str, text: str) -> None:
+        """Send signal `name` with `text` to the other processes on the channel (not to this one). Best effort:
+        with Redis away it is not sent (whoever relies on it has a slower way too)."""
+        if self._client is None or not self._outage.usable():
+            return
+        envelope = _Envelope(origin=self.origin, signal=name, params={"text": text}).model_dump_json()
+        try:
+            await self._outage.arun(self._client.publish(self.channel, envelope))
+        except Exception as exc:  # noqa: BLE001 - Redis down must not fail the caller
+            self._outage.failed(exc)
+        else:
+            self._outage.worked()
+
+    def _heard_signal(self, env: _Envelope) -> None:
+        text = (env.params or {}).get("text")
+        for listener in self._signals.get(env.signal or "", ()):
+            if isinstance(text, str):
+                listener(text)
 
     async def publish(self, event: ServerEvent) -> None:
         await self._local.publish(event)
@@ -135,6 +170,10 @@ class RedisSubscriptionBus:
                 while True:
                     message = await self._outage.arun(pubsub.get_message(timeout=POLL_S))
                     if message is None or message.get("type") != "message":
+                        continue
+                    env = _envelope(message["data"])
+                    if env is not None and env.origin != self.origin and env.signal is not None:
+                        self._heard_signal(env)
                         continue
                     decoded = _decode(message["data"])
                     if decoded is not None and decoded[0] != self.origin:

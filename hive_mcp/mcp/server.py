@@ -37,19 +37,26 @@ from ..conversations import ConversationLocks, ConversationStore
 from ..sdk_compat import lowlevel_server
 from ..spend import Spend
 from ..spend.usage import Throttle
-from .bus import running as running_bus
+from ..tasks import TaskEngine
+from ..tasks.wire import TasksExtension, install_tasks
+from .bus import RedisSubscriptionBus, running as running_bus
 from .model_list import ModelsView
 from ..defaults import DEFAULT_HEARTBEAT_S, RESULT_INLINE_TOKENS
 from ..results import ResultStore
 from .constants import CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_routes, list_conversations_tool
+from .callers import caller
 from .notify import ChangeNotifier, ChangeSource, Touched
 from .paging import ResultPages
 from .resources import DASHBOARD_ROUTE, ResourceHandlers
+from .task_tools import completion_task_tools
 from .routes import ResourceRouter
 from .tools import ToolHandlers, tools
 from .usage_view import USAGE_URI, usage_route
+
+TASK_CANCEL = "tasks/cancel"
+"""The bus signal asking the instance that runs a task to cancel it."""
 
 INSTRUCTIONS = (
     "LLM completion: `complete` returns a reply; `stream_complete` streams it as progress "
@@ -81,6 +88,7 @@ def build_server(
     admins: Iterable[str] = (),
     results: ResultStore | None = None,
     result_inline_tokens: int = RESULT_INLINE_TOKENS,
+    tasks: TaskEngine | None = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -100,7 +108,8 @@ def build_server(
     `dumps.DumpDirectoryWatch`) tells of dumps other processes wrote to the same directory.
     `admins` are the callers who see every caller's dumps (the others see their own).
     `results` keeps answers longer than `result_inline_tokens` as `hive://results/{id}` (paging.py; None: every
-    answer is returned whole).
+    answer is returned whole). `tasks` runs `complete` and `stream_complete` as tasks when a client asks (None:
+    no tasks).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -142,6 +151,9 @@ def build_server(
         ],
         resources.pages if paging is None else paging.pages_with(resources.pages),
     )
+    task_extension = None
+    if tasks is not None:
+        task_extension = TasksExtension(tasks, completion_task_tools(catalogue, default_model), caller)
     usage = Throttle()  # a settled call changes hive://usage: told at most once a second
     if spend is not None:
         spend.on_change = usage.changed
@@ -185,10 +197,18 @@ def build_server(
         subscriptions=notifier.bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],
-        extensions=[dashboard_apps()],  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
+        extensions=[
+            dashboard_apps(),  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
+            *([task_extension] if task_extension is not None else []),
+        ],
     )
     # Outermost, before the SDK's OpenTelemetry middleware: the HTTP traceparent header, where `_meta` has none.
     server.middleware.insert(0, HttpTraceContext())
+    if tasks is not None and task_extension is not None:
+        install_tasks(server, task_extension)
+        if isinstance(bus, RedisSubscriptionBus):  # a cancel reaches the instance running the task at once
+            tasks.tell_others = lambda task_id: bus.signal(TASK_CANCEL, task_id)
+            bus.on_signal(TASK_CANCEL, tasks.cancel_here)
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> EmptyResult:
         await router.check_own(ctx, params.uri)

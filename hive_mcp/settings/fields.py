@@ -17,7 +17,7 @@ from ..conversations.urls import check_state_url, with_password
 from ..defaults import (
     CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S, DEFAULT_DEADLINE_S,
     DEFAULT_HEARTBEAT_S, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MIB,
-    RESULT_INLINE_TOKENS, RESULT_TTL_S,
+    RESULT_INLINE_TOKENS, RESULT_TTL_S, TASK_MAX_TTL_S, TASKS_PER_CALLER,
 )  # fmt: skip
 from ..dumps import default_dump_dir
 from ..tokens import bearer_tokens
@@ -214,13 +214,13 @@ class Settings(BaseSettings):
         None, "max_tokens of a call that asks for none (default: the provider's own)", metavar="N", ge=1
     )
     max_in_flight: int = setting(
-        DEFAULT_MAX_IN_FLIGHT, f"upstream calls in flight at once; more wait (default: {DEFAULT_MAX_IN_FLIGHT})", metavar="N", ge=1)
+        DEFAULT_MAX_IN_FLIGHT, f"upstream calls at once; more wait (default: {DEFAULT_MAX_IN_FLIGHT})", metavar="N", ge=1)
     caller_in_flight: int | None = setting(
         None, "upstream calls one caller may have in flight; more wait behind their own (default: half of "
         "HIVE_MCP_MAX_IN_FLIGHT, at least 1)", metavar="N", ge=1)
     queue_timeout_s: float = setting(
         DEFAULT_QUEUE_TIMEOUT_S,
-        f"seconds a call waits for a free slot before it is refused as busy (default: {DEFAULT_QUEUE_TIMEOUT_S:g})",
+        f"seconds a call may wait for a slot (default: {DEFAULT_QUEUE_TIMEOUT_S:g})",
         metavar="SECONDS",
         ge=0,
         allow_inf_nan=False,
@@ -233,7 +233,7 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
     )
     max_input_bytes: int = setting(
-        DEFAULT_MAX_INPUT_BYTES, f"largest prompt+messages+system+tools, as UTF-8 JSON (default: {DEFAULT_MAX_INPUT_BYTES})",
+        DEFAULT_MAX_INPUT_BYTES, f"largest input, UTF-8 JSON bytes (default: {DEFAULT_MAX_INPUT_BYTES})",
         metavar="BYTES", ge=1,
     )
 
@@ -269,7 +269,7 @@ class Settings(BaseSettings):
         metavar="ORIGIN",
     )
     max_body_bytes: int = setting(
-        4 * 1024 * 1024, "largest HTTP request body; larger gets 413 (default: 4194304, 4 MiB)", metavar="BYTES", ge=1
+        4 * 1024 * 1024, "largest HTTP body; more gets 413 (default: 4 MiB)", metavar="BYTES", ge=1
     )
     sessions_per_caller: int = setting(
         64, "MCP sessions (or SSE streams) one caller may have open; one more gets 429 (default: 64)",
@@ -342,14 +342,14 @@ class Settings(BaseSettings):
     # Conversations
     conversations: Literal["on", "off"] = setting("on", "on: results carry a conversation_id (default: on)", metavar="on|off")
     conversation_ttl_s: int = setting(
-        CONVERSATION_TTL_S, f"seconds an unused conversation is kept (default: {CONVERSATION_TTL_S})", ge=1)
+        CONVERSATION_TTL_S, f"seconds unused ones are kept (default: {CONVERSATION_TTL_S})", ge=1)
     conversation_max: int = setting(
-        CONVERSATION_MAX, f"conversations kept, least recently used go first (default: {CONVERSATION_MAX})", ge=1)
+        CONVERSATION_MAX, f"conversations kept, LRU out first (default: {CONVERSATION_MAX})", ge=1)
     conversation_max_turns: int = setting(
         CONVERSATION_MAX_TURNS, f"turns one conversation holds (default: {CONVERSATION_MAX_TURNS})", metavar="N", ge=1)
     conversation_max_bytes: int = setting(
-        CONVERSATION_MAX_BYTES, f"bytes one conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1)
-    state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep conversations in (default: "
+        CONVERSATION_MAX_BYTES, f"bytes a conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1)
+    state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep state in (default: "
                                     "SQLite in the hive home)", metavar="URL")
     state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL", repr=False)
     _state_scheme = field_validator("state_url")(check_state_url)
@@ -360,9 +360,14 @@ class Settings(BaseSettings):
     result_ttl_s: int = setting(
         RESULT_TTL_S, f"seconds a long answer's link works (default: {RESULT_TTL_S})", metavar="SECONDS", ge=1)
     # end Big answers
+    # Tasks
+    tasks_per_caller: int = setting(
+        TASKS_PER_CALLER, f"a caller's unfinished tasks; 0: off (default: {TASKS_PER_CALLER})", metavar="N", ge=0)
+    task_max_ttl_s: int = setting(TASK_MAX_TTL_S, f"longest task TTL, seconds (default: {TASK_MAX_TTL_S})", ge=1)
+    # end Tasks
     # Spend
     budget_usd_day: float | None = setting(
-        None, "USD all calls together may spend per UTC day (default: no budget)", metavar="USD", ge=0,
+        None, "USD all calls may spend per UTC day (default: none)", metavar="USD", ge=0,
         allow_inf_nan=False)
     budget_usd_month: float | None = setting(
         None, "USD all calls together may spend per UTC month (default: none; or litellm_settings.max_budget, "
@@ -371,10 +376,10 @@ class Settings(BaseSettings):
     budgets: dict[str, Any] | None = setting(
         None, "budgets per caller and per model group, as JSON or in the config's hive_mcp: section "
         '(e.g. {"callers": {"alice": {"day": 5}}})', metavar="JSON")
-    admins: Names = setting((), "callers who see every caller's dumps, conversations and spend, comma-separated",
+    admins: Names = setting((), "callers who see every caller's dumps, conversations, spend",
                             metavar="NAMES")
     spend_keep_days: int = setting(90, "days of daily spend totals kept (default: 90)", metavar="DAYS", ge=31)
-    spend_calls_days: int = setting(7, "days individual calls are kept in the ledger (default: 7)", metavar="DAYS",
+    spend_calls_days: int = setting(7, "days each call stays in the ledger (default: 7)", metavar="DAYS",
                                     ge=1)
 
     # end Spend

@@ -1,0 +1,41 @@
+"""Which tools may run as tasks, and when a completion becomes one unasked (`tasks.policy.runs_long`, with the
+model's reasoning support as the catalogue reports it and the size of the call's text)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from mcp_types import CallToolRequestParams
+
+from ..llms.catalogue import Catalogue
+from ..tasks.policy import runs_long
+from ..tasks.wire import TaskTool
+
+__all__ = ["completion_task_tools"]
+
+COMPLETION_TOOLS = ("complete", "stream_complete")
+
+
+def _reasons(catalogue: Catalogue, model: str) -> bool:
+    return any(g.supports_reasoning for g in catalogue.groups() if g.name == model or model in g.aliases)
+
+
+def _input_chars(arguments: Mapping[str, Any]) -> int:
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str))
+               for k, v in arguments.items() if k in ("prompt", "messages", "system") and v is not None)  # fmt: skip
+
+
+def completion_task_tools(catalogue: Catalogue, default_model: str) -> dict[str, TaskTool]:
+    """`complete` and `stream_complete`: optional tasks, run as one unasked when `runs_long` says so."""
+
+    def decide(params: CallToolRequestParams) -> bool:
+        arguments = params.arguments or {}
+        model = arguments.get("model")
+        return runs_long(
+            reasoning=_reasons(catalogue, model if isinstance(model, str) and model else default_model),
+            input_chars=_input_chars(arguments),
+        )
+
+    return {name: TaskTool("optional", decide) for name in COMPLETION_TOOLS}

@@ -1,0 +1,329 @@
+"""The task engine: a job (an async callable producing a tool's `CallToolResult`) run detached from the request
+that started it, its state and result kept in the task store for any instance to answer for.
+
+* A job runs as a task of the server's event loop, not of its request: the client may disconnect, the request
+  may end, and the job goes on to its end and stores it.
+* The instance that runs a job holds a lease on it and renews it every `tick_s`; a task whose lease ran out
+  (its instance died) reads `failed`, with one line saying so, never `working` forever.
+* `cancel` on any instance marks the task and, when the engine has a way to tell the others (`tell_others`: the
+  change bus over Redis), says so at once; the instance running it hears it (`cancel_here`), or else reads the
+  mark at its next lease renewal (at most `tick_s` later: the way that needs nothing but the store), or is
+  itself the one asked; it cancels the job (the upstream request closes; what was
+  produced is charged as for any call cut short) and stores `cancelled`.
+* A task is its caller's: another caller's id reads as not found (`owner_scope`: admins and the stdio user
+  see every caller's by id); `page` lists the caller's own, newest first. At most `per_caller` unfinished at
+  once, counted in the store so the cap holds across instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from secrets import token_hex
+from typing import Any, Protocol, TypeVar
+
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, CallToolResult, InputRequiredResult
+
+from ..defaults import TASK_LEASE_S, TASK_MAX_TTL_S, TASK_TTL_S, TASKS_PER_CALLER
+from ..tokens import owner_scope
+from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, TaskRecord, poll_interval_ms
+
+__all__ = ["Job", "TaskEngine", "TaskNotFound", "TaskStore", "TasksUnavailable", "TooManyTasks"]
+
+logger = logging.getLogger("hive_mcp.tasks")
+T = TypeVar("T")
+
+Job = Callable[[], Awaitable[CallToolResult | InputRequiredResult]]
+Resume = Callable[[dict[str, Any], str | None], Awaitable[CallToolResult | InputRequiredResult]]
+"""The job again with the client's answers to the input its tool asked for, and the tool's request state."""
+OnEnd = Callable[[TaskRecord], Awaitable[None]]
+
+INSTANCE_GONE = "the hive-mcp instance running this task stopped before it finished"
+CANCELLED_TEXT = "cancelled at the client's request"
+
+
+class TaskNotFound(LookupError):
+    """No task by that id for this caller (unknown, expired, or another caller's)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"taskId: no task {task_id!r} (unknown, expired, or not yours)")
+
+
+class TooManyTasks(RuntimeError):
+    """The caller has as many unfinished tasks as it may."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(
+            f"too many tasks: {cap} of yours are unfinished (HIVE_MCP_TASKS_PER_CALLER); wait for one to end or "
+            "cancel one"
+        )
+
+
+class TasksUnavailable(MCPError):
+    """The task store did not answer (Redis away, the SQLite file unwritable): one line, no detail of the store;
+    the client reads it as an internal error."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(INTERNAL_ERROR, f"tasks are unavailable: the state store did not answer ({operation}); "
+                         "try again shortly")  # fmt: skip
+
+
+class TaskStore(Protocol):
+    async def create(self, task: TaskRecord, cap: int, now: float) -> bool: ...
+    async def get(self, task_id: str, now: float) -> TaskRecord | None: ...
+    async def page(self, owner: str, after: tuple[float, str] | None, limit: int, now: float) -> list[TaskRecord]: ...
+    async def finish(self, task: TaskRecord) -> bool: ...
+    async def renew(self, instance: str, task_ids: list[str], lease: float) -> set[str]: ...
+    async def request_cancel(self, task_id: str) -> None: ...
+    async def ask_input(self, task_id: str, requests: dict[str, Any], state: str | None, now: float) -> bool: ...
+    async def answer(self, task_id: str, responses: dict[str, Any], now: float) -> TaskRecord | None: ...
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class _Running:
+    job: asyncio.Task[None]
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: bool = False
+
+
+class TaskEngine:
+    """Tasks of one process on `store`. `admins` see every caller's task by id, as `owner_scope` says."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        *,
+        per_caller: int = TASKS_PER_CALLER,
+        ttl_s: float = TASK_TTL_S,
+        max_ttl_s: float = TASK_MAX_TTL_S,
+        lease_s: float = TASK_LEASE_S,
+        admins: Iterable[str] = (),
+        list_page: int = 50,
+        tick_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if per_caller < 1 or ttl_s <= 0 or max_ttl_s < ttl_s or lease_s <= 0:
+            raise ValueError("tasks: per_caller >= 1, 0 < ttl_s <= max_ttl_s and lease_s > 0")
+        self.store = store
+        self.per_caller = per_caller
+        self.ttl_ms = int(ttl_s * 1000)
+        self.max_ttl_ms = int(max_ttl_s * 1000)
+        self.lease_s = lease_s
+        self.tick_s = min(lease_s / 3, 0.5) if tick_s is None else tick_s
+        """How often leases are renewed and cancel marks read: a cancel on another instance lands within it."""
+        self.admins = frozenset(admins)
+        self.list_page = list_page
+        """How many tasks one `tasks/list` page holds."""
+        self.clock = clock
+        self.instance = token_hex(8)
+        self.tell_others: Callable[[str], Awaitable[None]] | None = None
+        """Tells the other instances a task was asked to cancel (its id); None: they read the mark at renewal."""
+        self._running: dict[str, _Running] = {}
+        self._renewer: asyncio.Task[None] | None = None
+
+    # -- starting ------------------------------------------------------------
+
+    async def start(
+        self, caller: str, tool: str, job: Job, *, ttl_ms: int | None = None, on_end: OnEnd | None = None,
+        resume: Resume | None = None,
+    ) -> TaskRecord:
+        """Store a new task of `caller` running `job` (for `tool`), start it, and return it as stored: a
+        `get` for its id answers from now on. `ttl_ms` is what the client asked for (capped by the server's
+        maximum; None: the default); `on_end(task)` is awaited once its end is stored (a status notification).
+        A job whose tool asks the client for input (an `InputRequiredResult`) leaves the task `input_required`
+        until `update` has brought every answer, then `resume(answers, request_state)` goes on (without
+        `resume`, such a task fails). The job starts after this returns. Raises `TooManyTasks`."""
+        now = self.clock()
+        ttl = self.ttl_ms if ttl_ms is None else max(1, min(int(ttl_ms), self.max_ttl_ms))
+        task = TaskRecord(
+            task_id=token_hex(16), owner=caller, tool=tool, created=now, updated=now, ttl_ms=ttl,
+            instance=self.instance, lease=now + self.lease_s,
+        )  # fmt: skip
+        if not await self._ask(self.store.create(task, self.per_caller, now), "create a task"):
+            raise TooManyTasks(self.per_caller)
+        loop = asyncio.get_running_loop()
+        running = _Running(loop.create_task(self._run(task, job, on_end, resume), name=f"hive-task-{tool}"))
+        self._running[task.task_id] = running
+        running.job.add_done_callback(lambda _: self._ended(task.task_id))
+        if self._renewer is None or self._renewer.done():
+            self._renewer = loop.create_task(self._renew(), name="hive-task-leases")
+        return task
+
+    def _ended(self, task_id: str) -> None:
+        running = self._running.pop(task_id, None)
+        if running is not None:
+            running.done.set()
+
+    async def _run(self, task: TaskRecord, job: Job, on_end: OnEnd | None, resume: Resume | None) -> None:
+        try:
+            result = await job()
+            while isinstance(result, InputRequiredResult):
+                if resume is None:
+                    raise RuntimeError("the tool asked the client for input, which this task cannot relay")
+                answers = await self._input(task, result)
+                result = await resume(answers, result.request_state)
+        except asyncio.CancelledError:
+            ended = task.ended(CANCELLED, self.clock(), message=CANCELLED_TEXT)
+        except Exception as exc:  # noqa: BLE001 - a job that raised is a failed task, named in one line
+            logger.warning("task %s (%s) failed: %s", task.task_id, task.tool, type(exc).__name__)
+            ended = task.ended(FAILED, self.clock(), message="internal error", error=_error(exc))
+        else:
+            ended = task.ended(COMPLETED, self.clock(), result=result.model_dump(by_alias=True, mode="json",
+                                                                                exclude_none=True))  # fmt: skip
+        try:
+            await self.store.finish(ended)
+        except Exception as exc:  # noqa: BLE001 - the store is away: the task's lease runs out and it reads failed
+            logger.warning("task %s ended (%s) but its end could not be stored: %s", task.task_id, ended.status, exc)
+            return
+        if on_end is not None:
+            try:
+                await on_end(ended)
+            except Exception as exc:  # noqa: BLE001 - a client gone away is not the task's failure
+                logger.debug("task %s: telling of its end failed: %s", task.task_id, exc)
+
+    async def _input(self, task: TaskRecord, asked: InputRequiredResult) -> dict[str, Any]:
+        """Leave the task `input_required` with the tool's requests until every one is answered; the answers."""
+        requests = {k: v.model_dump(by_alias=True, mode="json", exclude_none=True)
+                    for k, v in (asked.input_requests or {}).items()}  # fmt: skip
+        await self._ask(self.store.ask_input(task.task_id, requests, asked.request_state, self.clock()), "ask input")
+        running = self._running.get(task.task_id)
+        while True:
+            if running is not None:
+                running.answered.clear()
+            now = self.clock()
+            stored = await self._ask(self.store.get(task.task_id, now), "read a task")
+            if stored is None:
+                raise RuntimeError("the task expired while it waited for input")
+            if stored.status != INPUT_REQUIRED:
+                return dict(stored.input_responses or {})
+            if running is None:
+                await asyncio.sleep(self.tick_s)
+                continue
+            with contextlib.suppress(TimeoutError):  # answers given on another instance are read every tick
+                await asyncio.wait_for(running.answered.wait(), self.tick_s)
+
+    async def _renew(self) -> None:
+        while self._running:
+            await asyncio.sleep(self.tick_s)
+            ids = list(self._running)
+            try:
+                marked = await self.store.renew(self.instance, ids, self.clock() + self.lease_s)
+            except Exception as exc:  # noqa: BLE001 - try again next tick; a long outage lets the lease run out
+                logger.debug("task leases not renewed: %s", exc)
+                continue
+            for task_id in marked:
+                self._cancel_local(task_id)
+
+    def _cancel_local(self, task_id: str) -> bool:
+        running = self._running.get(task_id)
+        if running is None:
+            return False
+        if not running.cancelled:
+            running.cancelled = True
+            running.job.cancel()
+        return True
+
+    @staticmethod
+    async def _ask(command: Awaitable[T], operation: str) -> T:
+        """`command`'s answer; a store that fails is `TasksUnavailable` (the store warns once per outage)."""
+        try:
+            return await command
+        except Exception as exc:  # noqa: BLE001 - Redis or SQLite away: one line for the client
+            logger.debug("task store: %s failed: %s", operation, type(exc).__name__)
+            raise TasksUnavailable(operation) from None
+
+    # -- reading -------------------------------------------------------------
+
+    async def get(self, caller: str, task_id: str) -> TaskRecord:
+        """The task, as it stands. Raises `TaskNotFound` (also for another caller's)."""
+        now = self.clock()
+        task = await self._ask(self.store.get(task_id, now), "read a task")
+        scope = owner_scope(caller, self.admins)
+        if task is None or (scope is not None and task.owner != scope):
+            raise TaskNotFound(task_id)
+        if not task.terminal and task.lease < now and task.task_id not in self._running:
+            error = {"code": INTERNAL_ERROR, "message": INSTANCE_GONE}
+            gone = task.ended(FAILED, now, message=INSTANCE_GONE, error=error)
+            await self._ask(self.store.finish(gone), "end a task")
+            return await self.get(caller, task_id)
+        return task
+
+    async def wait(self, caller: str, task_id: str) -> TaskRecord:
+        """The task once it has ended (a job of this instance is awaited; another's is polled)."""
+        while True:
+            task = await self.get(caller, task_id)
+            if task.terminal:
+                return task
+            running = self._running.get(task_id)
+            if running is not None:
+                await running.done.wait()
+            else:
+                await asyncio.sleep(min(poll_interval_ms(task.created, self.clock()) / 1000, self.tick_s))
+
+    async def page(self, caller: str, after: tuple[float, str] | None, limit: int) -> list[TaskRecord]:
+        """`caller`'s own tasks, newest first, after `after` (the last one of the previous page)."""
+        return await self._ask(self.store.page(caller, after, limit, self.clock()), "list tasks")
+
+    # -- cancelling ----------------------------------------------------------
+
+    async def cancel(self, caller: str, task_id: str) -> TaskRecord:
+        """Ask the task to stop (idempotent: an ended task is returned as it is). Returns it as it stands."""
+        task = await self.get(caller, task_id)
+        if task.terminal:
+            return task
+        await self._ask(self.store.request_cancel(task_id), "cancel a task")
+        running = self._running.get(task_id)
+        if self._cancel_local(task_id) and running is not None:
+            await running.done.wait()
+        elif self.tell_others is not None:
+            await self.tell_others(task_id)
+        return await self.get(caller, task_id)
+
+    async def update(self, caller: str, task_id: str, responses: dict[str, Any]) -> TaskRecord:
+        """The client's answers to some or all of the input a task waits for (others, and answers to a task that
+        waits for none, are ignored). Returns the task as it stands."""
+        await self.get(caller, task_id)
+        task = await self._ask(self.store.answer(task_id, responses, self.clock()), "answer a task's input")
+        if task is None:
+            raise TaskNotFound(task_id)
+        running = self._running.get(task_id)
+        if running is not None:
+            running.answered.set()
+        return task
+
+    def cancel_here(self, task_id: str) -> None:
+        """Another instance was asked to cancel `task_id`: cancel its job if this instance runs it."""
+        self._cancel_local(task_id)
+
+    def running(self) -> list[str]:
+        """The ids of the jobs this instance runs now."""
+        return list(self._running)
+
+    async def aclose(self) -> None:
+        """Stop this instance's jobs (they read `cancelled`) and the lease renewal."""
+        for task_id in list(self._running):
+            self._cancel_local(task_id)
+        waiting = [r.done.wait() for r in self._running.values()]
+        if waiting:
+            await asyncio.gather(*waiting)
+        if self._renewer is not None:
+            self._renewer.cancel()
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    """A JSON-RPC error object for a job that raised: its class and first line, never a traceback (an
+    `MCPError` keeps its own code and message)."""
+    from ..redact import redact_text
+
+    if isinstance(exc, MCPError):
+        return {"code": exc.code, "message": redact_text(exc.message.splitlines()[0] if exc.message else "", ())}
+
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return {"code": INTERNAL_ERROR, "message": redact_text(f"{type(exc).__name__}: {first}".rstrip(": "), ())}

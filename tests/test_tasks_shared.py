@@ -1,0 +1,175 @@
+"""Tasks shared between instances: on a real valkey-server (and a SQLite file), a task running on instance A is
+read and cancelled through instance B, and a task whose instance was killed reads `failed`, never `working`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp_types import CallToolResult, TextContent
+
+from harness.processes import child_env
+from hive_mcp.tasks import TaskEngine, open_task_store
+from hive_mcp.tasks.engine import INSTANCE_GONE, TooManyTasks
+
+pytestmark = pytest.mark.anyio
+WAIT = 10.0
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "tasks.sqlite3")
+    server = request.getfixturevalue("valkey_server")
+    return server.url
+
+
+
+
+async def test_task_on_a_is_read_and_cancelled_through_b(valkey_server) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    a = TaskEngine(open_task_store(valkey_server.url, prefix=prefix))
+    b = TaskEngine(open_task_store(valkey_server.url, prefix=prefix))
+    started, stopped = anyio.Event(), anyio.Event()
+
+    async def job() -> CallToolResult:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stopped.set()
+        raise AssertionError("unreachable")
+
+    task = await a.start("alice", "stream_complete", job)
+    await started.wait()
+    assert (await b.get("alice", task.task_id)).status == "working"
+    assert [t.task_id for t in await b.page("alice", None, 10)] == [task.task_id]
+    await b.cancel("alice", task.task_id)
+    with anyio.fail_after(WAIT):
+        await stopped.wait()  # A's job was cancelled: B's mark reached A at its next lease renewal
+        while (got := await b.get("alice", task.task_id)).status == "working":
+            await anyio.sleep(b.tick_s)
+    assert got.status == "cancelled"
+
+
+async def test_result_stored_on_a_is_read_on_b(valkey_server) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    a = TaskEngine(open_task_store(valkey_server.url, prefix=prefix))
+    b = TaskEngine(open_task_store(valkey_server.url, prefix=prefix), per_caller=1)
+
+    async def job() -> CallToolResult:
+        return CallToolResult(content=[TextContent(type="text", text="from A")], structured_content={"tool_calls": []})
+
+    task = await a.start("alice", "complete", job)
+    got = await b.wait("alice", task.task_id)
+    assert got.result is not None and got.result["content"] == [{"type": "text", "text": "from A"}]
+    assert got.result["structuredContent"] == {"tool_calls": []}  # empty lists stay lists
+    blocker = await b.start("alice", "complete", anyio.sleep_forever)
+    with pytest.raises(TooManyTasks):  # the finished task no longer counts; the working one does
+        await b.start("alice", "complete", job)
+    await b.cancel("alice", blocker.task_id)
+
+
+async def test_killed_instances_task_reads_failed(where: str, tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests.task_holder", where, "0.5"], cwd=Path(__file__).parent.parent,
+        env=child_env(), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        task_id = await anyio.to_thread.run_sync(holder.stdout.readline)
+        task_id = task_id.strip()
+        assert task_id, "the holder printed no task id"
+    finally:
+        holder.kill()
+        holder.wait()
+    store = open_task_store(where) if where.startswith("redis") else open_task_store(None, path=Path(where))
+    engine = TaskEngine(store)
+    with anyio.fail_after(WAIT):
+        while (got := await engine.get("alice", task_id)).status == "working":
+            await anyio.sleep(0.1)
+    assert got.status == "failed" and got.message == INSTANCE_GONE
+    assert got.error is not None and got.error["message"] == INSTANCE_GONE
+
+
+async def test_a_store_that_does_not_answer_degrades_to_direct_answers(provider, store, caplog) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    from harness.processes import free_port
+    from hive_mcp.tasks.policy import LONG_INPUT_CHARS
+    from tests.clients import connect, mcp_server
+    from harness.task_requests import raw
+
+    engine = TaskEngine(open_task_store(f"redis://127.0.0.1:{free_port()}/0", prefix="away:"))
+    server = mcp_server(provider, store, tasks=engine)
+    async with connect(server, "auto") as client:
+        direct = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "x" * LONG_INPUT_CHARS}})
+        assert "taskId" not in direct and direct["content"][0]["text"] == "default reply"
+    async with connect(server, "legacy") as client:
+        with pytest.raises(MCPError) as away:
+            await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}, "task": {}})
+    assert away.value.code == -32603 and away.value.message.startswith("tasks are unavailable")
+    assert "\n" not in away.value.message and "redis://" not in away.value.message
+
+
+async def test_cancel_through_b_reaches_a_over_the_bus(provider, store, upstream, valkey_server) -> None:
+    from hive_mcp.mcp.bus import RedisSubscriptionBus
+    from harness.task_requests import raw, until_ended
+    from harness.upstream import Reply
+    from tests.clients import connect, mcp_server
+
+    prefix, channel = f"t{uuid.uuid4().hex[:8]}:", f"tasks-{uuid.uuid4().hex[:8]}"
+    # Lease renewals far apart: only the bus can bring the cancel to A within the wait.
+    engines = [TaskEngine(open_task_store(valkey_server.url, prefix=prefix), lease_s=600, tick_s=300) for _ in "ab"]
+    buses = [RedisSubscriptionBus(valkey_server.url, channel=channel) for _ in "ab"]
+    a, b = (mcp_server(provider, store, tasks=e, bus=bus) for e, bus in zip(engines, buses))
+    upstream.script(Reply.stream(["one ", "two ", "three"], hold_after=1))
+    async with connect(a, "legacy") as on_a, connect(b, "legacy") as on_b:
+        with anyio.fail_after(WAIT):
+            await buses[0].connected.wait()
+            await buses[1].connected.wait()
+        created = await raw(on_a, "tools/call", {"name": "stream_complete", "arguments": {"prompt": "hi"}, "task": {}})
+        task_id = created["task"]["taskId"]
+        assert await anyio.to_thread.run_sync(upstream.chunk_sent.wait, WAIT)
+        await raw(on_b, "tasks/cancel", {"taskId": task_id})
+        assert await anyio.to_thread.run_sync(upstream.client_gone.wait, WAIT)  # A's upstream request closed
+        got = await until_ended(on_b, task_id)
+    assert got["status"] == "cancelled"
+
+
+async def test_input_asked_on_a_is_answered_through_b(where: str) -> None:
+    from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
+
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+
+    def engine() -> TaskEngine:
+        if where.startswith("redis"):
+            return TaskEngine(open_task_store(where, prefix=prefix))
+        return TaskEngine(open_task_store(None, path=Path(where)))
+
+    a, b = engine(), engine()
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    ask = ElicitRequest(params=ElicitRequestFormParams(message="Name?", requested_schema=schema))
+
+    async def job():
+        return InputRequiredResult(input_requests={"one": ask, "two": ask}, request_state="s1")
+
+    async def resume(answers, state):
+        names = " and ".join(answers[k]["content"]["name"] for k in ("one", "two"))
+        return CallToolResult(content=[TextContent(type="text", text=f"{names} ({state})")])
+
+    task = await a.start("alice", "complete", job, resume=resume)
+    with anyio.fail_after(WAIT):
+        while (got := await b.get("alice", task.task_id)).status != "input_required":
+            await anyio.sleep(0.05)
+    assert set(got.input_requests or {}) == {"one", "two"}
+    assert got.input_requests["one"]["params"]["requestedSchema"]["required"] == ["name"]  # lists stay lists
+    partial = await b.update("alice", task.task_id, {"one": {"action": "accept", "content": {"name": "Ann"}},
+                                                     "zzz": {"ignored": True}})  # fmt: skip
+    assert partial.status == "input_required" and set(partial.input_requests or {}) == {"two"}
+    await b.update("alice", task.task_id, {"two": {"action": "accept", "content": {"name": "Bo"}}})
+    done = await b.wait("alice", task.task_id)
+    assert done.status == "completed" and done.result["content"][0]["text"] == "Ann and Bo (s1)"
