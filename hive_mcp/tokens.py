@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
-    "CALLER_STATE_KEY", "LOCAL_CALLER", "bearer_tokens", "caller_name", "digest_name", "owner_scope", "split_name",
+    "CALLER_STATE_KEY", "LOCAL_CALLER", "bearer_tokens", "caller_name", "digest_name", "is_caller_name", "owner_scope",
+    "split_name",
 ]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
@@ -45,11 +46,16 @@ def digest_name(digest: bytes) -> str:
     return named if named is not None else digest.hex()[:8]
 
 
+def is_caller_name(name: str) -> bool:
+    """Whether `name` is a name a token may give its holder: a letter, then up to 63 letters, digits, `_`, `.`, `-`."""
+    return _NAME.fullmatch(name) is not None
+
+
 def split_name(entry: str) -> tuple[str | None, str]:
     """`name:token` -> (name, token) when the part before the first colon is a name (a letter, then up to 63
     letters, digits, `_`, `.`, `-`); otherwise (None, entry): a bare token."""
     name, sep, token = entry.partition(":")
-    if sep and token and _NAME.fullmatch(name):
+    if sep and token and is_caller_name(name):
         return name, token
     return None, entry
 

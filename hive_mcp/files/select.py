@@ -1,0 +1,165 @@
+"""Which files a call's `files` names: explicit paths, directories and globs (`src/**/*.py`) expanded to
+files, each resolved (symlinks followed) and checked to stay inside a root the caller may read.
+
+Relative paths are taken from the caller's first root. A directory stands for every file under it. Globs
+follow the shell's rules: `*`, `?` and `[...]` match within one path component, `**` any number of them, and a
+wildcard does not match a name starting with a dot. A glob walks no never-read or ignored directory and
+follows no symlinked directory; a symlinked file it matches is read only if it resolves inside a root.
+
+Refused (FilesRefused, naming the path): a path outside every root the caller may read, an explicit path
+that does not exist. Skipped with the reason: a never-read file named or matched, an ignored file named, a
+glob that matches nothing. Ignored files a glob matches are left out silently (a build directory would
+otherwise fill the result).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from .refusal import FilesRefused
+from .roots import Root
+from .rules import IgnoreRules, never_reason
+
+__all__ = ["Candidate", "Selection", "select"]
+
+_WILD = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file to read: its resolved path, how the result names it, and its size when selected."""
+
+    path: Path
+    shown: str
+    size: int
+
+
+@dataclass
+class Selection:
+    """The files a request names, in the order named (each once), and those skipped with the reason."""
+
+    files: list[Candidate]
+    skipped: list[tuple[str, str]]
+
+
+def select(requested: list[str] | tuple[str, ...], roots: tuple[Root, ...]) -> Selection:
+    """The files `requested` names within `roots` (the caller's, first one the base of relative paths)."""
+    walker = _Walker(roots)
+    for request in requested:
+        if _WILD & set(request):
+            walker.glob(request)
+        else:
+            walker.explicit(request)
+    return Selection(list(walker.files.values()), walker.skipped)
+
+
+class _Walker:
+    def __init__(self, roots: tuple[Root, ...]) -> None:
+        self.roots = roots
+        self.base = roots[0].path
+        self.files: dict[Path, Candidate] = {}
+        self.skipped: list[tuple[str, str]] = []
+        self._rules: dict[Path, IgnoreRules] = {}
+
+    # -- one request ----------------------------------------------------------------------------
+
+    def explicit(self, request: str) -> None:
+        lexical = self._lexical(request)
+        real = self._inside(request, lexical)
+        if real.is_dir():
+            self._walk(lexical, ("**",))
+            return
+        if not real.is_file():
+            raise FilesRefused(f"{request}: no such file")
+        self._add(lexical, real, explicit=True)
+
+    def glob(self, request: str) -> None:
+        parts = Path(request).expanduser().parts
+        fixed = next((i for i, part in enumerate(parts) if _WILD & set(part)), len(parts))
+        start = self._lexical(str(Path(*parts[:fixed])) if fixed else ".")
+        real = self._inside(request, start)
+        found = len(self.files)
+        if real.is_dir():
+            self._walk(start, parts[fixed:])
+        if len(self.files) == found:
+            self.skipped.append((request, "matches no file"))
+
+    # -- shared ---------------------------------------------------------------------------------
+
+    def _lexical(self, request: str) -> Path:
+        path = Path(request).expanduser()
+        return Path(os.path.normpath(path if path.is_absolute() else self.base / path))
+
+    def _inside(self, request: str, lexical: Path) -> Path:
+        """`lexical` resolved, when it is inside a root; raises FilesRefused naming `request` otherwise."""
+        real = lexical.resolve()
+        if self._root_of(real) is None:
+            raise FilesRefused(f"{request}: outside the directories this server reads files from")
+        return real
+
+    def _root_of(self, real: Path) -> Root | None:
+        return next((r for r in self.roots if r.holds(real)), None)
+
+    def _walk(self, start: Path, pattern: tuple[str, ...]) -> None:
+        for directory, dirs, names in os.walk(start):  # symlinked directories are not followed
+            here = Path(directory)
+            dirs[:] = sorted(d for d in dirs if self._enterable(here / d))
+            for name in sorted(names):
+                path = here / name
+                if _matches(pattern, path.relative_to(start).parts):
+                    real = self._inside(self._shown(path), path)
+                    if real.is_file():
+                        self._add(path, real, explicit=False)
+
+    def _enterable(self, directory: Path) -> bool:
+        real = directory.resolve()
+        root = self._root_of(real)
+        if root is None or never_reason(real.relative_to(root.path).parts) is not None:
+            return False
+        return not self._ignore_rules(root).ignored(real, is_dir=True)
+
+    def _add(self, lexical: Path, real: Path, *, explicit: bool) -> None:
+        shown = self._shown(lexical)
+        if real in self.files:
+            return
+        root = self._root_of(real)
+        assert root is not None  # checked by _inside
+        lexical_root = self._root_of(lexical)
+        for where, parts in ((lexical_root, lexical), (root, real)):
+            if where is None:
+                continue
+            why = never_reason(parts.relative_to(where.path).parts)
+            if why is not None:
+                self.skipped.append((shown, why))
+                return
+        rules = self._ignore_rules(root)
+        # A walk entered no ignored directory: only the file itself is left to check, unless it is a link.
+        if rules.ignored_within(real) if explicit or real != lexical else rules.ignored(real):
+            if explicit:
+                self.skipped.append((shown, "ignored by .gitignore"))
+            return
+        self.files[real] = Candidate(real, shown, real.stat().st_size)
+
+    def _shown(self, lexical: Path) -> str:
+        """How the result names a file: from the base root when it is under it, else its absolute path."""
+        return lexical.relative_to(self.base).as_posix() if lexical.is_relative_to(self.base) else str(lexical)
+
+    def _ignore_rules(self, root: Root) -> IgnoreRules:
+        if root.path not in self._rules:
+            self._rules[root.path] = IgnoreRules.for_root(root.path)
+        return self._rules[root.path]
+
+
+def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """Whether the path components `parts` match the glob components `pattern` (shell rules, `**` included)."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return _matches(rest, parts) or (bool(parts) and not parts[0].startswith(".") and _matches(pattern, parts[1:]))
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatchcase(parts[0], head) and _matches(rest, parts[1:])
