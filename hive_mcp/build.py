@@ -135,6 +135,7 @@ def build(
         bus=bus,
         dump_watch=dump_watch,
         admins=settings.admins,
+        offered=settings.tools,
     )
     models = ModelsView(catalogue, settings.model, limits)
     from .dumps import CallerDumps

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -76,6 +76,7 @@ def build_server(
     bus: SubscriptionBus | None = None,
     dump_watch: Any = None,
     admins: Iterable[str] = (),
+    offered: Collection[str] = (),
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -94,6 +95,7 @@ def build_server(
     process only; `bus.RedisSubscriptionBus` crosses processes); `dump_watch` (a
     `dumps.DumpDirectoryWatch`) tells of dumps other processes wrote to the same directory.
     `admins` are the callers who see every caller's dumps (the others see their own).
+    `offered` names the tools to offer (HIVE_MCP_TOOLS; empty: every tool); the others are not listed or called.
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -163,7 +165,10 @@ def build_server(
         name,
         version=__version__,
         instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if service is not None else ""),
-        tools=tools(tool_handlers) + ([list_conversations_tool(service)] if service is not None else []),
+        tools=[
+            t for t in tools(tool_handlers) + ([list_conversations_tool(service)] if service is not None else [])
+            if not offered or t.name in offered
+        ],
         subscriptions=notifier.bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],

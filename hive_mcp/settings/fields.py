@@ -16,9 +16,11 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Pydanti
 from ..conversations.urls import check_state_url, with_password
 from ..defaults import (
     CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S, DEFAULT_DEADLINE_S,
-    DEFAULT_HEARTBEAT_S, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MIB,
+    DEFAULT_HEARTBEAT_S, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES_BYTES, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MIB,
 )  # fmt: skip
 from ..dumps import default_dump_dir
+from ..files.roots import Root, parse_roots
 from ..tokens import bearer_tokens
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "SettingSpec", "setting"]
@@ -39,6 +41,11 @@ def _split_names(v: Any) -> Any:
 
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_names)]
 """Comma-separated in the environment (split by `_split_names`, not decoded as JSON); a list from repeated flags."""
+
+ToolName = Literal["complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations"]
+"""Every tool the server can offer, as HIVE_MCP_TOOLS names them (a test holds this to what the server defines)."""
+FileRootsSetting = Annotated[tuple[Root, ...] | None, NoDecode, BeforeValidator(parse_roots)]
+"""A path list (`files.roots`): None unset, () for `none`."""
 
 
 class SettingsError(ValueError):
@@ -213,7 +220,7 @@ class Settings(BaseSettings):
         None, "max_tokens of a call that asks for none (default: the provider's own)", metavar="N", ge=1
     )
     max_in_flight: int = setting(
-        DEFAULT_MAX_IN_FLIGHT, f"upstream calls in flight at once; more wait (default: {DEFAULT_MAX_IN_FLIGHT})", metavar="N", ge=1)
+        DEFAULT_MAX_IN_FLIGHT, f"upstream calls at once; more wait (default: {DEFAULT_MAX_IN_FLIGHT})", metavar="N", ge=1)
     caller_in_flight: int | None = setting(
         None, "upstream calls one caller may have in flight; more wait behind their own (default: half of "
         "HIVE_MCP_MAX_IN_FLIGHT, at least 1)", metavar="N", ge=1)
@@ -268,13 +275,13 @@ class Settings(BaseSettings):
         metavar="ORIGIN",
     )
     max_body_bytes: int = setting(
-        4 * 1024 * 1024, "largest HTTP request body; larger gets 413 (default: 4194304, 4 MiB)", metavar="BYTES", ge=1
+        4 * 1024 * 1024, "largest HTTP body; larger gets 413 (default: 4 MiB)", metavar="BYTES", ge=1
     )
     sessions_per_caller: int = setting(
         64, "MCP sessions (or SSE streams) one caller may have open; one more gets 429 (default: 64)",
         metavar="N", ge=1)
     session_idle_s: float = setting(
-        600.0, "seconds a streamable HTTP session may sit unused before it ends (default: 600)", metavar="SECONDS",
+        600.0, "idle seconds before a session ends (default: 600)", metavar="SECONDS",
         gt=0, allow_inf_nan=False)
     header_timeout_s: float = setting(
         10.0, "seconds a client has to send a request's headers before its connection is closed (default: 10)",
@@ -334,13 +341,13 @@ class Settings(BaseSettings):
     # Conversations
     conversations: Literal["on", "off"] = setting("on", "on: results carry a conversation_id (default: on)", metavar="on|off")
     conversation_ttl_s: int = setting(
-        CONVERSATION_TTL_S, f"seconds an unused conversation is kept (default: {CONVERSATION_TTL_S})", ge=1)
+        CONVERSATION_TTL_S, f"seconds an unused one is kept (default: {CONVERSATION_TTL_S})", ge=1)
     conversation_max: int = setting(
         CONVERSATION_MAX, f"conversations kept, least recently used go first (default: {CONVERSATION_MAX})", ge=1)
     conversation_max_turns: int = setting(
         CONVERSATION_MAX_TURNS, f"turns one conversation holds (default: {CONVERSATION_MAX_TURNS})", metavar="N", ge=1)
     conversation_max_bytes: int = setting(
-        CONVERSATION_MAX_BYTES, f"bytes one conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1)
+        CONVERSATION_MAX_BYTES, f"bytes a conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1)
     state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep conversations in (default: "
                                     "SQLite in the hive home)", metavar="URL")
     state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL; environment or .env only", repr=False)
@@ -360,10 +367,24 @@ class Settings(BaseSettings):
     admins: Names = setting((), "callers who see every caller's dumps, conversations and spend, comma-separated",
                             metavar="NAMES")
     spend_keep_days: int = setting(90, "days of daily spend totals kept (default: 90)", metavar="DAYS", ge=31)
-    spend_calls_days: int = setting(7, "days individual calls are kept in the ledger (default: 7)", metavar="DAYS",
+    spend_calls_days: int = setting(7, "days each call is kept in the ledger (default: 7)", metavar="DAYS",
                                     ge=1)
 
     # end Spend
+    # Files and tools
+    file_roots: FileRootsSetting = setting(
+        None, f"directories `files` may read, {os.pathsep}-separated, PATH=NAME,NAME for those callers only; none: off "
+        "(default: the working directory over stdio, none over http)",
+        metavar="PATHS")
+    max_file_bytes: int = setting(
+        DEFAULT_MAX_FILE_BYTES, f"largest file a call may attach (default: {DEFAULT_MAX_FILE_BYTES // MIB} MiB)", metavar="BYTES",
+        ge=1)
+    max_files_bytes: int = setting(
+        DEFAULT_MAX_FILES_BYTES, f"bytes of files a call may attach (default: {DEFAULT_MAX_FILES_BYTES // MIB} MiB)",
+        metavar="BYTES", ge=1)
+    tools: Annotated[tuple[ToolName, ...], NoDecode, BeforeValidator(_split_names)] = setting(
+        (), "tools to offer, e.g. complete,list_models (default: all)", metavar="NAMES")
+    # end Files and tools
     env_file: Path | None = None
     """The `.env` file that was read, if any (for the start-up log line). Not a setting."""
 
