@@ -121,3 +121,35 @@ def test_hive_mcp_with_an_unknown_tool_stops_with_one_line(tmp_path: Path) -> No
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "HIVE_MCP_TOOLS" in lines[0] and "dashbord" in lines[0], proc.stderr
+
+
+# -- the arguments ------------------------------------------------------------------------------
+
+
+def test_files_and_fit_are_arguments_of_both_completion_tools() -> None:
+    from hive_mcp.mcp.args import CompleteArgs, StreamArgs
+
+    for model in (CompleteArgs, StreamArgs):
+        args = model.model_validate({"prompt": "review", "files": ["src/**/*.py", "README.md"], "fit": "truncate"})
+        assert args.files == ["src/**/*.py", "README.md"] and args.fit == "truncate"
+        assert model.model_validate({"prompt": "x"}).files is None
+        assert model.model_validate({"prompt": "x", "files": '["a.py"]'}).files == ["a.py"]  # JSON text, as some send
+
+
+@pytest.mark.parametrize("arguments, words", [
+    ({"files": "src/*.py"}, "files: must be a list of paths or globs"),
+    ({"files": ["a.py", ""]}, "files[1]"),
+    ({"files": ["a.py", 3]}, "files[1]"),
+    ({"files": ["a.py"], "fit": "squeeze"}, "fit"),
+    ({"fit": "truncate"}, "fit: only with files"),
+])  # fmt: skip
+def test_bad_files_arguments_are_one_line_naming_the_field(arguments: dict[str, Any], words: str) -> None:
+    from pydantic import ValidationError
+
+    from hive_mcp.mcp.args import CompleteArgs
+    from hive_mcp.mcp.errors import describe_validation
+
+    with pytest.raises(ValidationError) as info:
+        CompleteArgs.model_validate({"prompt": "x", **arguments})
+    line = describe_validation(info.value)
+    assert words in line and "\n" not in line, line
