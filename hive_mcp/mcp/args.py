@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator,
+    AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator,
+    model_validator,
 )  # fmt: skip
 
 from mcp.server.mcpserver import Context
@@ -203,20 +204,13 @@ class CompleteArgs(BaseModel):
     files: list[FilePath] | None = Field(default=None, description="Paths or globs (src/**/*.py) read and sent first")
     fit: Literal["refuse", "truncate"] | None = None  # files over the model's window: refused, or the largest dropped
 
-    @field_validator("files", mode="before")
+    @field_validator("messages", "tools", "files", mode="before")
     @classmethod
-    def _parse_files(cls, v: Any) -> Any:
+    def _parse_list(cls, v: Any, info: ValidationInfo) -> Any:
         v = _maybe_json(v)
         if v is not None and not isinstance(v, list):
-            raise ValueError(f"must be a list of paths or globs, not {json_type(v)}")
-        return v
-
-    @field_validator("messages", "tools", mode="before")
-    @classmethod
-    def _parse_list(cls, v: Any) -> Any:
-        v = _maybe_json(v)
-        if v is not None and not isinstance(v, list):
-            raise ValueError(f"must be a list, not {json_type(v)}")
+            of = " of paths or globs" if info.field_name == "files" else ""
+            raise ValueError(f"must be a list{of}, not {json_type(v)}")
         return v
 
     @field_validator("response_format", mode="before")
