@@ -92,6 +92,8 @@ def test_a_glob_reads_the_files_it_matches_one_part_each_headed_with_its_path(tm
     assert [f.bytes for f in result.sent] == [len(b"print('a')\n"), len(b"B = 2\n")]
     assert result.tokens == sum(f.tokens for f in result.sent)
     assert result.message() == {"role": "user", "content": list(result.parts)}
+    assert sent(attach(["src/*.py"], tmp_path)) == ["src/a.py"]  # one `*` stays within one directory
+    assert sent(attach(["src/pkg"], tmp_path)) == ["src/pkg/b.py", "src/pkg/c.txt"]  # a directory: every file under it
 
 
 def test_explicit_paths_relative_and_absolute_in_the_order_given_each_once(tmp_path: Path) -> None:

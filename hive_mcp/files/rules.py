@@ -42,7 +42,7 @@ class IgnoreRules:
 
     def __init__(self, top: Path) -> None:
         self.top = top
-        self._specs: dict[Path, Any] = {}
+        self._specs: dict[str, Any] = {}
 
     @classmethod
     def for_root(cls, root: Path) -> IgnoreRules:
@@ -56,29 +56,32 @@ class IgnoreRules:
     def ignored(self, path: Path, is_dir: bool = False) -> bool:
         """Whether git would ignore `path` (a resolved path under `top`), checked by the `.gitignore` of each
         directory from `top` down: a deeper file's rule overrides a shallower one's."""
-        rel = path.relative_to(self.top)
+        parts = self._below(path)
         verdict = False
-        for depth in range(len(rel.parts)):
-            spec = self._spec(self.top.joinpath(*rel.parts[:depth]))
+        for depth in range(len(parts)):
+            spec = self._spec("/".join((str(self.top), *parts[:depth])))
             if spec is None:
                 continue
-            below = "/".join(rel.parts[depth:]) + ("/" if is_dir else "")
-            found = spec.check_file(below).include
+            found = spec.check_file("/".join(parts[depth:]) + ("/" if is_dir else "")).include
             if found is not None:
                 verdict = found
         return verdict
 
     def ignored_within(self, path: Path) -> bool:
         """Whether `path` or a directory between `top` and it is ignored (git does not look inside those)."""
-        rel = path.relative_to(self.top)
-        for depth in range(1, len(rel.parts)):
-            if self.ignored(self.top.joinpath(*rel.parts[:depth]), is_dir=True):
+        parts = self._below(path)
+        for depth in range(1, len(parts)):
+            if self.ignored(self.top.joinpath(*parts[:depth]), is_dir=True):
                 return True
         return self.ignored(path)
 
-    def _spec(self, directory: Path) -> Any:
+    def _below(self, path: Path) -> list[str]:
+        rest = str(path)[len(str(self.top)) :].strip("/")
+        return rest.split("/") if rest else []
+
+    def _spec(self, directory: str) -> Any:
         if directory not in self._specs:
-            self._specs[directory] = _read(directory / IGNORE_FILE)
+            self._specs[directory] = _read(Path(directory, IGNORE_FILE))
         return self._specs[directory]
 
 

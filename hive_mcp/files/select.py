@@ -104,22 +104,37 @@ class _Walker:
         return next((r for r in self.roots if r.holds(real)), None)
 
     def _walk(self, start: Path, pattern: tuple[str, ...]) -> None:
-        for directory, dirs, names in os.walk(start):  # symlinked directories are not followed
-            here = Path(directory)
-            dirs[:] = sorted(d for d in dirs if self._enterable(here / d))
-            for name in sorted(names):
-                path = here / name
-                if _matches(pattern, path.relative_to(start).parts):
-                    real = self._inside(self._shown(path), path)
-                    if real.is_file():
-                        self._add(path, real, explicit=False)
+        """The files under `start` that `pattern` matches: each directory's own files in name order, then its
+        subdirectories. Symlinked directories are not followed, so below the resolved start a path is its own
+        resolved path unless it is a symlink itself."""
+        real_start = start.resolve()
+        root = self._root_of(real_start)
+        assert root is not None  # checked by _inside
+        pending: list[tuple[tuple[str, ...], str]] = [((), str(real_start))]
+        while pending:
+            rel, directory = pending.pop()
+            try:
+                with os.scandir(directory) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError:
+                continue
+            subdirs = []
+            for entry in entries:
+                parts = (*rel, entry.name)
+                if entry.is_dir(follow_symlinks=False):
+                    if _may_hold(pattern, parts) and self._enterable(root, Path(entry.path)):
+                        subdirs.append((parts, entry.path))
+                elif _matches(pattern, parts):
+                    lexical = start.joinpath(*parts)
+                    real = self._inside(self._shown(lexical), Path(entry.path)) if entry.is_symlink() else None
+                    if real is None or real.is_file():
+                        self._add(lexical, real or Path(entry.path), explicit=False)
+            pending.extend(reversed(subdirs))
 
-    def _enterable(self, directory: Path) -> bool:
-        real = directory.resolve()
-        root = self._root_of(real)
-        if root is None or never_reason(real.relative_to(root.path).parts) is not None:
+    def _enterable(self, root: Root, directory: Path) -> bool:
+        if never_reason(_below(root.path, directory)) is not None:
             return False
-        return not self._ignore_rules(root).ignored(real, is_dir=True)
+        return not self._ignore_rules(root).ignored(directory, is_dir=True)
 
     def _add(self, lexical: Path, real: Path, *, explicit: bool) -> None:
         shown = self._shown(lexical)
@@ -128,10 +143,10 @@ class _Walker:
         root = self._root_of(real)
         assert root is not None  # checked by _inside
         lexical_root = self._root_of(lexical)
-        for where, parts in ((lexical_root, lexical), (root, real)):
+        for where, path in ((lexical_root, lexical), (root, real)):
             if where is None:
                 continue
-            why = never_reason(parts.relative_to(where.path).parts)
+            why = never_reason(_below(where.path, path))
             if why is not None:
                 self.skipped.append((shown, why))
                 return
@@ -151,6 +166,25 @@ class _Walker:
         if root.path not in self._rules:
             self._rules[root.path] = IgnoreRules.for_root(root.path)
         return self._rules[root.path]
+
+
+def _below(top: Path, path: Path) -> tuple[str, ...]:
+    """The components of `path` below `top` (which holds it)."""
+    rest = str(path)[len(str(top)) :].strip("/")
+    return tuple(rest.split("/")) if rest else ()
+
+
+def _may_hold(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """Whether a file below the directory whose components are `parts` could match `pattern`."""
+    for i, part in enumerate(parts):
+        if i >= len(pattern):
+            return False
+        head = pattern[i]
+        if head == "**":
+            return True
+        if (part.startswith(".") and not head.startswith(".")) or not fnmatchcase(part, head):
+            return False
+    return len(pattern) > len(parts)
 
 
 def _matches(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
