@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -103,5 +104,6 @@ async def run(bench: Bench) -> Section:
     rows = {name: Row(name, "MB/s", samples) for name, samples in rates.items()}
     rows[POOL].at_least(TARGET_MB_S, f"{TARGET_MB_S:g} MB/s")
     details = {"files_sent": len(sent), "mb_sent": round(mb, 2), "files_skipped": len(first.skipped),
-               "pool_start_s": round(cold_s, 2), "counted_as": COUNTED_AS}  # fmt: skip
+               "pool_start_s": round(cold_s, 2), "counted_as": COUNTED_AS,
+               "load_average_1m": os.getloadavg()[0]}  # fmt: skip
     return Section("files", list(rows.values()), details)

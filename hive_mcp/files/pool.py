@@ -1,8 +1,9 @@
 """Reading and counting on every core: litellm's counter holds the GIL (two threads count no faster than one,
 measured in bench/files.py), so files go to worker processes, in batches of about equal bytes.
 
-The workers come from a forkserver that has imported the counter's module once (litellm takes seconds), and
-stay for the life of the pool; the first call that uses them waits for that start (`start()` does it ahead).
+The workers come from a forkserver that has imported the counter's module once (litellm takes seconds), freeze
+what they start with out of the collector's walks (as the server does after litellm's import), and stay for the
+life of the pool; the first call that uses them waits for that start (`start()` does it ahead).
 Little work (under `min_bytes`), or a counter that cannot be sent to another process, is done in the calling
 thread. A pool whose workers died is replaced on the next call, after one warning; the call itself is done in
 the calling thread.
@@ -10,6 +11,7 @@ the calling thread.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -43,8 +45,10 @@ class CountPool:
         self._lock = threading.Lock()
 
     def start(self, count: Count) -> None:
-        """Start the workers now, with `count`'s module imported, rather than on the first call that needs them."""
-        self._pool(count).submit(examine_batch, [], count).result()
+        """Start every worker now, with `count`'s module imported, rather than on the first call that needs them."""
+        pool = self._pool(count)
+        for started in [pool.submit(examine_batch, [], count) for _ in range(self.workers)]:
+            started.result()
 
     def run(self, jobs: Sequence[Job], sizes: Sequence[int], count: Count, secrets: Sequence[str] = ()) -> list[Examined]:
         """`examine` every job, in the order given: in the workers when there is enough to share."""
@@ -74,7 +78,7 @@ class CountPool:
             if self._executor is None:
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload([_module_of(count)])
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=gc.freeze)
             return self._executor
 
 
