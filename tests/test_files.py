@@ -368,3 +368,27 @@ def test_the_process_pool_reads_and_counts_as_the_calling_thread_does(tmp_path: 
     finally:
         pool.close()
     assert there == here
+
+
+# -- through litellm ----------------------------------------------------------------------------
+
+
+async def test_the_upstream_receives_the_files_as_the_parts_attached(tmp_path: Path, provider, upstream) -> None:
+    from harness.upstream import Reply
+
+    write(tmp_path, {"src/app.py": "def main():\n    return 42\n", "shot.png": png(16, 16), ".env": "X=1\n"})
+    model = "openai/gpt-4o-mini"
+    result = attach(["src/*.py", "shot.png", ".env"], tmp_path, vision=True, count_image=count_image,
+                    count=functools.partial(provider.count_text, model=model))  # fmt: skip
+    assert sent(result) == ["src/app.py", "shot.png"] and list(skipped(result)) == [".env"]
+    upstream.script(Reply.text("reviewed"))
+    message = result.message()
+    assert message is not None
+    reply = await provider.acomplete([message, {"role": "user", "content": "Review these."}], model=model)
+    assert reply.content == "reviewed"
+    (request,) = upstream.chat_requests()
+    first, second = request.messages
+    assert first == {"role": "user", "content": list(result.parts)}  # every part as attached, in order
+    assert second == {"role": "user", "content": "Review these."}
+    assert [p["type"] for p in first["content"]] == ["text", "text", "image_url"]
+    assert first["content"][0]["text"].endswith("def main():\n    return 42\n\n</file>")
