@@ -392,3 +392,21 @@ async def test_the_upstream_receives_the_files_as_the_parts_attached(tmp_path: P
     assert second == {"role": "user", "content": "Review these."}
     assert [p["type"] for p in first["content"]] == ["text", "text", "image_url"]
     assert first["content"][0]["text"].endswith("def main():\n    return 42\n\n</file>")
+
+
+def test_a_never_read_or_ignored_directory_named_is_skipped_once_not_walked(tmp_path: Path) -> None:
+    write(tmp_path, {".git/config": "[core]\n", ".git/HEAD": "ref\n", ".gitignore": "build/\n", "build/a.py": "x\n",
+                     "b.py": "y = 1\n"})  # fmt: skip
+    result = attach([".git", "build", "b.py"], tmp_path)
+    assert sent(result) == ["b.py"]
+    assert list(skipped(result)) == [".git", "build"]
+    assert "never read" in skipped(result)[".git"] and "gitignore" in skipped(result)["build"]
+
+
+def test_a_symlink_to_a_never_read_file_is_not_read(tmp_path: Path) -> None:
+    write(tmp_path, {".env": "TOKEN=hunter22-secret\n"})
+    (tmp_path / "notes.txt").symlink_to(tmp_path / ".env")
+    for request in ("notes.txt", "*.txt"):
+        result = attach([request], tmp_path)
+        assert sent(result) == [] and "never read" in skipped(result)["notes.txt"]
+        assert "hunter22" not in repr(result)

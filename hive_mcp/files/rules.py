@@ -67,13 +67,13 @@ class IgnoreRules:
                 verdict = found
         return verdict
 
-    def ignored_within(self, path: Path) -> bool:
+    def ignored_within(self, path: Path, is_dir: bool = False) -> bool:
         """Whether `path` or a directory between `top` and it is ignored (git does not look inside those)."""
         parts = self._below(path)
         for depth in range(1, len(parts)):
             if self.ignored(self.top.joinpath(*parts[:depth]), is_dir=True):
                 return True
-        return self.ignored(path)
+        return self.ignored(path, is_dir)
 
     def _below(self, path: Path) -> list[str]:
         rest = str(path)[len(str(self.top)) :].strip("/")

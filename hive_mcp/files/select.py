@@ -70,7 +70,15 @@ class _Walker:
         lexical = self._lexical(request)
         real = self._inside(request, lexical)
         if real.is_dir():
-            self._walk(lexical, ("**",))
+            root = self._root_of(real)
+            assert root is not None  # checked by _inside
+            why = never_reason(_below(root.path, real))
+            if why is None and self._ignore_rules(root).ignored_within(real, is_dir=True):
+                why = "ignored by .gitignore"
+            if why is not None:
+                self.skipped.append((self._shown(lexical), why))
+            else:
+                self._walk(lexical, ("**",))
             return
         if not real.is_file():
             raise FilesRefused(f"{request}: no such file")
