@@ -410,3 +410,16 @@ def test_a_symlink_to_a_never_read_file_is_not_read(tmp_path: Path) -> None:
         result = attach([request], tmp_path)
         assert sent(result) == [] and "never read" in skipped(result)["notes.txt"]
         assert "hunter22" not in repr(result)
+
+
+def test_the_providers_text_counter_can_go_to_the_pool_processes(provider) -> None:
+    import pickle
+
+    from hive_mcp.provider.deferred import DeferredProvider
+
+    text = "def main():\n    return 42\n" * 20
+    model = "openai/gpt-4o-mini"
+    deferred = DeferredProvider(lambda: provider, model=model)
+    for source in (provider, deferred):
+        counter = source.text_counter(model)
+        assert pickle.loads(pickle.dumps(counter))(text) == provider.count_text(text, model) > 0
