@@ -8,6 +8,7 @@ as the part that is sent (headed with its path) and counted once, whole, by the 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -42,7 +43,8 @@ class Examined:
 
 
 def header(shown: str) -> str:
-    return f'<file path="{shown}">'
+    """The line a file's part starts with; the path is a JSON string, so no name can end it early."""
+    return f"<file path={json.dumps(shown, ensure_ascii=False)}>"
 
 
 def tokens_of(text: str, count: Count) -> int:

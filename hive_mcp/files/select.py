@@ -134,9 +134,12 @@ class _Walker:
                         subdirs.append((parts, entry.path))
                 elif _matches(pattern, parts):
                     lexical = start.joinpath(*parts)
-                    real = self._inside(self._shown(lexical), Path(entry.path)) if entry.is_symlink() else None
-                    if real is None or real.is_file():
-                        self._add(lexical, real or Path(entry.path), explicit=False)
+                    if entry.is_symlink():
+                        real = self._inside(self._shown(lexical), Path(entry.path))
+                        if real.is_file():
+                            self._add(lexical, real, explicit=False)
+                    elif entry.is_file(follow_symlinks=False):  # not a FIFO, a socket or a device
+                        self._add(lexical, Path(entry.path), explicit=False)
             pending.extend(reversed(subdirs))
 
     def _enterable(self, root: Root, directory: Path) -> bool:
@@ -164,7 +167,12 @@ class _Walker:
             if explicit:
                 self.skipped.append((shown, "ignored by .gitignore"))
             return
-        self.files[real] = Candidate(real, shown, real.stat().st_size)
+        try:
+            size = real.stat().st_size
+        except OSError:
+            self.skipped.append((shown, "cannot be read"))
+            return
+        self.files[real] = Candidate(real, shown, size)
 
     def _shown(self, lexical: Path) -> str:
         """How the result names a file: from the base root when it is under it, else its absolute path."""
