@@ -439,6 +439,7 @@ def test_a_fifo_a_glob_matches_is_not_opened(tmp_path: Path) -> None:
             os.close(os.open(tmp_path / "pipe.txt", os.O_WRONLY))  # let the blocked reader go, then fail
             raise AssertionError("a FIFO was opened for reading") from None
     assert sent(result) == ["a.txt"]
+    assert "not a regular file" in refusal(["pipe.txt"], tmp_path)
 
 
 def test_an_odd_file_name_cannot_break_out_of_its_header(tmp_path: Path) -> None:

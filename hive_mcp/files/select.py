@@ -81,7 +81,7 @@ class _Walker:
                 self._walk(lexical, ("**",))
             return
         if not real.is_file():
-            raise FilesRefused(f"{request}: no such file")
+            raise FilesRefused(f"{request}: {'not a regular file' if real.exists() else 'no such file'}")
         self._add(lexical, real, explicit=True)
 
     def glob(self, request: str) -> None:
