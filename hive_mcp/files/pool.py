@@ -1,7 +1,8 @@
 """Reading and counting on every core: litellm's counter holds the GIL (two threads count no faster than one,
 measured in bench/files.py), so files go to worker processes, in batches of about equal bytes.
 
-The workers come from a forkserver that has imported the counter's module once (litellm takes seconds), freeze
+The workers come from a forkserver that has imported the counter's module once (litellm takes seconds) and
+prints to stderr only (`quiet`: under stdio, stdout is the protocol's), freeze
 what they start with out of the collector's walks (as the server does after litellm's import), and stay for the
 life of the pool; the first call that uses them waits for that start (`start()` does it ahead).
 Little work (under `min_bytes`), or a counter that cannot be sent to another process, is done in the calling
@@ -12,6 +13,7 @@ the calling thread.
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import multiprocessing
 import os
@@ -28,6 +30,8 @@ __all__ = ["POOL_MIN_BYTES", "CountPool"]
 
 logger = logging.getLogger("hive_mcp.files")
 
+QUIET = "hive_mcp.files.quiet"
+"""Imported first in the forkserver, so it and every worker print to stderr, never to the protocol's stdout."""
 POOL_MIN_BYTES = 512 * 1024
 """Less than this is read and counted in the calling thread: handing it to a process costs more than it saves."""
 BATCHES_PER_WORKER = 2
@@ -77,9 +81,16 @@ class CountPool:
         with self._lock:
             if self._executor is None:
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload([_module_of(count)])
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=gc.freeze)
+                context.set_forkserver_preload([QUIET, _module_of(count)])
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_settle)
             return self._executor
+
+
+def _settle() -> None:
+    """A worker's start: quiet (if its forkserver was started by another, without it) and what it began with
+    frozen out of the collector's walks."""
+    importlib.import_module(QUIET)
+    gc.freeze()
 
 
 def _portable(count: Count) -> bool:
