@@ -99,7 +99,13 @@ def test_a_glob_reads_the_files_it_matches_one_part_each_headed_with_its_path(tm
 def test_explicit_paths_relative_and_absolute_in_the_order_given_each_once(tmp_path: Path) -> None:
     write(tmp_path, {"b.md": "# B\n", "a.md": "# A\n"})
     result = attach(["b.md", str(tmp_path / "a.md"), "*.md"], tmp_path)
-    assert sent(result) == ["b.md", "a.md"]
+    assert sent(result) == ["b.md", "a.md"] and result.skipped == ()  # the glob matched: files already named
+
+
+def test_a_glob_whose_files_are_all_ignored_says_so(tmp_path: Path) -> None:
+    write(tmp_path, {".gitignore": "*.log\n", "a.log": "x\n", "b.py": "y = 1\n"})
+    result = attach(["*.log", "b.py"], tmp_path)
+    assert sent(result) == ["b.py"] and skipped(result) == {"*.log": "matches only files .gitignore excludes"}
 
 
 def test_a_glob_that_matches_nothing_is_listed_as_skipped(tmp_path: Path) -> None:

@@ -8,13 +8,14 @@ follows no symlinked directory; a symlinked file it matches is read only if it r
 
 Refused (FilesRefused, naming the path): a path outside every root the caller may read, an explicit path
 that does not exist. Skipped with the reason: a never-read file named or matched, an ignored file named, a
-glob that matches nothing. Ignored files a glob matches are left out silently (a build directory would
-otherwise fill the result).
+glob that matches nothing or only ignored files. Ignored files a glob matches are otherwise left out silently
+(a build directory would fill the result).
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -89,11 +90,11 @@ class _Walker:
         fixed = next((i for i, part in enumerate(parts) if _WILD & set(part)), len(parts))
         start = self._lexical(str(Path(*parts[:fixed])) if fixed else ".")
         real = self._inside(request, start)
-        found = len(self.files)
-        if real.is_dir():
-            self._walk(start, parts[fixed:])
-        if len(self.files) == found:
+        outcomes = self._walk(start, parts[fixed:]) if real.is_dir() else Counter()
+        if not outcomes:
             self.skipped.append((request, "matches no file"))
+        elif set(outcomes) == {"ignored"}:
+            self.skipped.append((request, "matches only files .gitignore excludes"))
 
     # -- shared ---------------------------------------------------------------------------------
 
@@ -111,10 +112,11 @@ class _Walker:
     def _root_of(self, real: Path) -> Root | None:
         return next((r for r in self.roots if r.holds(real)), None)
 
-    def _walk(self, start: Path, pattern: tuple[str, ...]) -> None:
-        """The files under `start` that `pattern` matches: each directory's own files in name order, then its
-        subdirectories. Symlinked directories are not followed, so below the resolved start a path is its own
-        resolved path unless it is a symlink itself."""
+    def _walk(self, start: Path, pattern: tuple[str, ...]) -> Counter[str]:
+        """Add the files under `start` that `pattern` matches: each directory's own files in name order, then its
+        subdirectories; returns what became of them (`_add`'s outcomes). Symlinked directories are not followed,
+        so below the resolved start a path is its own resolved path unless it is a symlink itself."""
+        outcomes: Counter[str] = Counter()
         real_start = start.resolve()
         root = self._root_of(real_start)
         assert root is not None  # checked by _inside
@@ -137,20 +139,22 @@ class _Walker:
                     if entry.is_symlink():
                         real = self._inside(self._shown(lexical), Path(entry.path))
                         if real.is_file():
-                            self._add(lexical, real, explicit=False)
+                            outcomes[self._add(lexical, real, explicit=False)] += 1
                     elif entry.is_file(follow_symlinks=False):  # not a FIFO, a socket or a device
-                        self._add(lexical, Path(entry.path), explicit=False)
+                        outcomes[self._add(lexical, Path(entry.path), explicit=False)] += 1
             pending.extend(reversed(subdirs))
+        return outcomes
 
     def _enterable(self, root: Root, directory: Path) -> bool:
         if never_reason(_below(root.path, directory)) is not None:
             return False
         return not self._ignore_rules(root).ignored(directory, is_dir=True)
 
-    def _add(self, lexical: Path, real: Path, *, explicit: bool) -> None:
+    def _add(self, lexical: Path, real: Path, *, explicit: bool) -> str:
+        """Select the file, or skip it with the reason: "added", "repeat", "skipped" or "ignored"."""
         shown = self._shown(lexical)
         if real in self.files:
-            return
+            return "repeat"
         root = self._root_of(real)
         assert root is not None  # checked by _inside
         lexical_root = self._root_of(lexical)
@@ -160,19 +164,20 @@ class _Walker:
             why = never_reason(_below(where.path, path))
             if why is not None:
                 self.skipped.append((shown, why))
-                return
+                return "skipped"
         rules = self._ignore_rules(root)
         # A walk entered no ignored directory: only the file itself is left to check, unless it is a link.
         if rules.ignored_within(real) if explicit or real != lexical else rules.ignored(real):
             if explicit:
                 self.skipped.append((shown, "ignored by .gitignore"))
-            return
+            return "ignored"
         try:
             size = real.stat().st_size
         except OSError:
             self.skipped.append((shown, "cannot be read"))
-            return
+            return "skipped"
         self.files[real] = Candidate(real, shown, size)
+        return "added"
 
     def _shown(self, lexical: Path) -> str:
         """How the result names a file: from the base root when it is under it, else its absolute path."""
