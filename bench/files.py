@@ -8,7 +8,8 @@ alone on one core over the same texts (the floor the pool has to beat). MB/s cou
 
 On a shared machine the wall-clock rows measure the neighbours too; two rows say what the work costs in CPU:
 the calling thread's MB per CPU-second, and the pool's MB per CPU-second of this process (the walk, the
-results) plus its busiest worker: its rate with every core free, since the workers run side by side. The target is checked against the wall-clock pool row.
+results) plus its busiest worker: its rate with every core free, since the workers run side by side. The
+target is checked against the wall-clock pool row.
 """
 
 from __future__ import annotations
