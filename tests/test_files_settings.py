@@ -102,7 +102,8 @@ async def test_only_the_tools_named_are_offered(provider: Any, store: Any, tmp_p
 
 def test_hive_mcp_over_stdio_offers_only_the_tools_named(tmp_path: Path) -> None:
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "0"}}}
     lines = [json.dumps(init), json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
              json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})]  # fmt: skip
     env = child_env(HIVE_MCP_TOOLS="complete,list_models", HIVE_MCP_DUMP_DIR=str(tmp_path / "d"),

@@ -54,7 +54,9 @@ class CountPool:
         for started in [pool.submit(examine_batch, [], count) for _ in range(self.workers)]:
             started.result()
 
-    def run(self, jobs: Sequence[Job], sizes: Sequence[int], count: Count, secrets: Sequence[str] = ()) -> list[Examined]:
+    def run(
+        self, jobs: Sequence[Job], sizes: Sequence[int], count: Count, secrets: Sequence[str] = ()
+    ) -> list[Examined]:
         """`examine` every job, in the order given: in the workers when there is enough to share."""
         indexed = list(enumerate(jobs))
         if sum(sizes) < self.min_bytes or self.workers < 2 or not _portable(count):

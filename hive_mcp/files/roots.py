@@ -102,7 +102,8 @@ class FileRoots:
         if roots is None:
             if transport == "stdio":
                 return cls((Root(cwd.resolve()),))
-            return cls((), off=f"files are off: a server over {transport} reads none unless {ROOTS_SETTING} names roots")
+            why = f"files are off: a server over {transport} reads none unless {ROOTS_SETTING} names roots"
+            return cls((), off=why)
         if not roots:
             return cls((), off=f"files are off on this server ({ROOTS_SETTING}={OFF})")
         return cls(roots)
