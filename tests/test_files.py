@@ -467,3 +467,29 @@ def test_nothing_a_pool_worker_prints_reaches_stdout(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""  # under stdio, stdout is the protocol's
     assert "a worker printed this" in proc.stderr and proc.stderr.rstrip().endswith("done")
+
+
+def test_a_gitignore_line_that_is_not_a_pattern_matches_nothing_and_the_rest_still_apply(tmp_path: Path) -> None:
+    write(tmp_path, {".gitignore": "[z-a]\n\\\\\n*.log\n", "a.log": "x\n", "b.py": "y = 1\n"})
+    assert sent(attach(["*"], tmp_path)) == ["b.py"]
+
+
+def test_a_symlink_loop_is_skipped_in_a_glob_and_refused_when_named(tmp_path: Path) -> None:
+    write(tmp_path, {"a.py": "x = 1\n"})
+    (tmp_path / "loop1.py").symlink_to(tmp_path / "loop2.py")
+    (tmp_path / "loop2.py").symlink_to(tmp_path / "loop1.py")
+    result = attach(["*.py"], tmp_path)
+    assert sent(result) == ["a.py"] and set(skipped(result)) == {"loop1.py", "loop2.py"}
+    assert "cannot be resolved" in refusal(["loop1.py"], tmp_path)
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_escaped(tmp_path: Path) -> None:
+    import os
+
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.txt"
+    with open(raw, "wb") as f:
+        f.write(b"menu\n")
+    result = attach(["*.txt"], tmp_path)
+    assert sent(result) == ["caf\\xe9.txt"]
+    json_text = __import__("json").dumps([result.parts, [f.path for f in result.sent]], ensure_ascii=False)
+    json_text.encode("utf-8")  # every name and part travels as UTF-8

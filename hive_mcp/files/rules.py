@@ -99,4 +99,16 @@ def _read(path: Path) -> Any:
             f"{IGNORE_FILE} rules apply to these files and cannot be honoured without the pathspec package: "
             "install hive-mcp[files]"
         ) from None
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except Exception:  # noqa: BLE001 - pathspec's and re's errors alike: a line that is not a pattern
+        # As git does, a line that is not a valid pattern matches nothing; the others still apply.
+        return pathspec.GitIgnoreSpec.from_lines([line for line in lines if _is_pattern(pathspec, line)])
+
+
+def _is_pattern(pathspec: Any, line: str) -> bool:
+    try:
+        pathspec.GitIgnoreSpec.from_lines([line]).check_file("x")
+    except Exception:  # noqa: BLE001 - see _read
+        return False
+    return True

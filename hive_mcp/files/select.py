@@ -104,7 +104,9 @@ class _Walker:
 
     def _inside(self, request: str, lexical: Path) -> Path:
         """`lexical` resolved, when it is inside a root; raises FilesRefused naming `request` otherwise."""
-        real = lexical.resolve()
+        real = _resolved(lexical)
+        if real is None:
+            raise FilesRefused(f"{request}: cannot be resolved (a symlink loop)")
         if self._root_of(real) is None:
             raise FilesRefused(f"{request}: outside the directories this server reads files from")
         return real
@@ -137,6 +139,10 @@ class _Walker:
                 elif _matches(pattern, parts):
                     lexical = start.joinpath(*parts)
                     if entry.is_symlink():
+                        if _resolved(Path(entry.path)) is None:
+                            self.skipped.append((self._shown(lexical), "cannot be resolved (a symlink loop)"))
+                            outcomes["skipped"] += 1
+                            continue
                         real = self._inside(self._shown(lexical), Path(entry.path))
                         if real.is_file():
                             outcomes[self._add(lexical, real, explicit=False)] += 1
@@ -180,13 +186,23 @@ class _Walker:
         return "added"
 
     def _shown(self, lexical: Path) -> str:
-        """How the result names a file: from the base root when it is under it, else its absolute path."""
-        return lexical.relative_to(self.base).as_posix() if lexical.is_relative_to(self.base) else str(lexical)
+        """How the result names a file: from the base root when it is under it, else its absolute path; bytes of
+        a name that are not UTF-8 escaped (`\\xe9`), so the name travels in JSON."""
+        shown = lexical.relative_to(self.base).as_posix() if lexical.is_relative_to(self.base) else str(lexical)
+        return os.fsencode(shown).decode("utf-8", "backslashreplace")
 
     def _ignore_rules(self, root: Root) -> IgnoreRules:
         if root.path not in self._rules:
             self._rules[root.path] = IgnoreRules.for_root(root.path)
         return self._rules[root.path]
+
+
+def _resolved(path: Path) -> Path | None:
+    """`path` with every symlink followed; None for a symlink loop."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # 3.11 raises RuntimeError for a loop; later versions OSError
+        return None
 
 
 def _below(top: Path, path: Path) -> tuple[str, ...]:
