@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 from pathlib import Path
 from typing import Any, get_args
@@ -37,6 +38,7 @@ def test_file_roots_from_the_environment_with_callers(tmp_path: Path) -> None:
     value = f"{tmp_path / 'repo'}=alice,bob{os.pathsep}{tmp_path / 'docs'}"
     s = settings(tmp_path, {"HIVE_MCP_FILE_ROOTS": value})
     assert s.file_roots == (Root(tmp_path / "repo", frozenset({"alice", "bob"})), Root(tmp_path / "docs"))
+    assert pickle.loads(pickle.dumps(s)) == s  # as HTTP workers receive the settings
     assert settings(tmp_path, {"HIVE_MCP_FILE_ROOTS": "none"}).file_roots == ()
     assert settings(tmp_path, {}).file_roots is None  # unset: the transport decides
 
