@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY hive_mcp ./hive_mcp
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir "./.[files]" \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin hive \
     && rm -rf /src
 

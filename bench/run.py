@@ -7,7 +7,7 @@ after every section. Not part of the test suite: timings on a noisy machine
 make flaky tests.
 
 Sections: overhead, streaming, concurrency, startup, memory, dumps, conversations, routing, workers, spend, outage,
-tracing, tasks (see each module).
+tracing, tasks, files (see each module).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
-    concurrency, conversations, dumps, memory, outage, overhead, routing, spend, startup, streaming, tasks, tracing,
-    workers,
+    concurrency, conversations, dumps, files, memory, outage, overhead, routing, spend, startup, streaming, tasks,
+    tracing, workers,
 )  # fmt: skip
 from bench.common import ROOT, Bench, Row, Section, UpstreamProcess
 
@@ -47,6 +47,7 @@ SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
     "outage": outage.run,
     "tracing": tracing.run,
     "tasks": tasks.run,
+    "files": files.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

@@ -141,6 +141,7 @@ def build(
         results=backends.results,
         result_inline_tokens=settings.result_inline_tokens,
         tasks=backends.tasks,
+        offered=settings.tools,
     )
     models = ModelsView(catalogue, settings.model, limits)
     from .dumps import CallerDumps

@@ -13,6 +13,10 @@ DEFAULT_HEARTBEAT_S = 10.0
 DEFAULT_MAX_IN_FLIGHT = 64
 DEFAULT_QUEUE_TIMEOUT_S = 30.0
 DEFAULT_MAX_INPUT_BYTES = MIB
+DEFAULT_MAX_FILE_BYTES = MIB
+"""The largest file a call may attach (`files`)."""
+DEFAULT_MAX_FILES_BYTES = 20 * MIB
+"""The most bytes of files one call may attach, all together."""
 
 CONVERSATION_TTL_S = 3 * 3600
 CONVERSATION_MAX = 1000

@@ -45,6 +45,7 @@ __all__ = [
     "MIN_SECRET_LEN",
     "REDACTED",
     "credential_values",
+    "find_key",
     "is_credential_name",
     "json_escaped",
     "json_safe",
@@ -151,6 +152,11 @@ def _redact_text(text: str, secrets: tuple[str, ...]) -> str:
 def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
     """`text` with every secret in `secrets` and every key-shaped string replaced."""
     return _redact_text(text, normalize_secrets(secrets))
+
+
+def find_key(text: str, secrets: Iterable[str | None] = ()) -> bool:
+    """Whether `text` holds something `redact_text` would replace: a secret of `secrets` or a key shape."""
+    return any(s in text for s in normalize_secrets(secrets)) or _SHAPES.search(text) is not None
 
 
 def json_escaped(secret: str) -> str:

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
-    "CALLER_STATE_KEY", "LOCAL_CALLER", "bearer_tokens", "caller_name", "digest_name", "named_callers", "owner_scope",
+    "CALLER_STATE_KEY", "LOCAL_CALLER", "bearer_tokens", "caller_name", "digest_name", "is_caller_name",
+    "named_callers", "owner_scope",
     "split_name",
 ]
 
@@ -52,11 +53,16 @@ def named_callers() -> frozenset[str]:
         return frozenset(_NAMES.values())
 
 
+def is_caller_name(name: str) -> bool:
+    """Whether `name` is a name a token may give its holder: a letter, then up to 63 letters, digits, `_`, `.`, `-`."""
+    return _NAME.fullmatch(name) is not None
+
+
 def split_name(entry: str) -> tuple[str | None, str]:
     """`name:token` -> (name, token) when the part before the first colon is a name (a letter, then up to 63
     letters, digits, `_`, `.`, `-`); otherwise (None, entry): a bare token."""
     name, sep, token = entry.partition(":")
-    if sep and token and _NAME.fullmatch(name):
+    if sep and token and is_caller_name(name):
         return name, token
     return None, entry
 

@@ -218,7 +218,8 @@ def test_the_bundle_manifest_runs_hive_mcp_with_the_users_model_and_key() -> Non
     assert set(env) <= known_variables()
     assert {t["name"] for t in manifest["tools"]} == TOOLS
     bundle_project = tomllib.loads((BUNDLE / "pyproject.toml").read_text())["project"]
-    assert bundle_project["dependencies"] == [f"{PROJECT['name']}=={__version__}"]
+    # The same version, with the files extra: a call's files honour the repository's .gitignore (pathspec).
+    assert bundle_project["dependencies"] == [f"{PROJECT['name']}[files]=={__version__}"]
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,10 @@ from hive_mcp.mcp.args import ListConversationsArgs
 from hive_mcp.mcp.conversation_views import ConversationPage
 from tests.clients import connect, mcp_server
 
-ALL_TOOLS_BUDGET = 6 * 1024 + 128
+ALL_TOOLS_BUDGET = 6 * 1024 + 128 + 2 * 168
 """The three tools of today together (complete and stream_complete with conversation_id and fork, and results
-that say a call was unpriced: `unpriced` and a nullable `cost_usd`, 43 bytes a completion tool)."""
+that say a call was unpriced: `unpriced` and a nullable `cost_usd`, 43 bytes a completion tool), and `files` and
+`fit` on both completion tools (165 bytes each); the whole list answers to TOTAL_BUDGET."""
 
 NEW_TOOL_BUDGET = 1536
 """Each tool added after these three."""
@@ -145,3 +146,12 @@ async def test_no_field_is_lost(server: MCPServer, mode: str) -> None:
         assert "this call only" in props["system"]["description"].lower()
     assert {"rate_limit", "auth"} <= set(listing.input_schema["properties"]["error_type"]["enum"])
     assert "7d" in listing.input_schema["properties"]["since"]["description"]
+
+
+async def test_files_and_fit_are_published_as_short_as_they_are_checked(server: MCPServer, mode: str) -> None:
+    tools = await listed(server, mode)
+    for name in ("complete", "stream_complete"):
+        props = tools[name].input_schema["properties"]
+        assert props["files"]["type"] == "array" and props["files"]["items"] == {"type": "string"}
+        assert "glob" in props["files"]["description"].lower()
+        assert props["fit"] == {"enum": ["refuse", "truncate"]}

@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator,
+    model_validator,
+)  # fmt: skip
 
 from mcp.server.mcpserver import Context
 
@@ -166,6 +169,15 @@ def _check_parameters_schema(schema: dict[str, Any]) -> None:
         raise ValueError("nested too deeply") from None
 
 
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
+FilePath = Annotated[str, AfterValidator(_not_blank)]
+"""A path, directory or glob of `files`: what may be read is `hive_mcp.files`' to decide, after the arguments."""
+
 MAX_TOKENS_ARG = 2**31 - 1
 """The largest max_tokens a call may name: what a 32-bit integer holds, as providers take it; no model writes
 near as much. Past it the call is refused naming the field, before the number reaches arithmetic that fails."""
@@ -189,13 +201,16 @@ class CompleteArgs(BaseModel):
     deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # seconds, retries included
     conversation_id: str | None = Field(default=None, description="From an earlier result: continue that conversation")
     fork: bool = Field(default=False, description="Continue a copy; the original stays")
+    files: list[FilePath] | None = Field(default=None, description="Paths or globs (src/**/*.py) read and sent first")
+    fit: Literal["refuse", "truncate"] | None = None  # files over the model's window: refused, or the largest dropped
 
-    @field_validator("messages", "tools", mode="before")
+    @field_validator("messages", "tools", "files", mode="before")
     @classmethod
-    def _parse_list(cls, v: Any) -> Any:
+    def _parse_list(cls, v: Any, info: ValidationInfo) -> Any:
         v = _maybe_json(v)
         if v is not None and not isinstance(v, list):
-            raise ValueError(f"must be a list, not {json_type(v)}")
+            of = " of paths or globs" if info.field_name == "files" else ""
+            raise ValueError(f"must be a list{of}, not {json_type(v)}")
         return v
 
     @field_validator("response_format", mode="before")
@@ -230,6 +245,8 @@ class CompleteArgs(BaseModel):
             raise ValueError("prompt: must not be empty")
         if self.fork and self.conversation_id is None:
             raise ValueError("fork: needs a conversation_id to fork")
+        if self.fit is not None and not self.files:
+            raise ValueError("fit: only with files")
         if self.tools:
             seen: set[str] = set()
             for i, t in enumerate(self.tools):

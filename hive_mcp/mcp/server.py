@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -89,6 +89,7 @@ def build_server(
     results: ResultStore | None = None,
     result_inline_tokens: int = RESULT_INLINE_TOKENS,
     tasks: TaskEngine | None = None,
+    offered: Collection[str] = (),
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -110,6 +111,7 @@ def build_server(
     `results` keeps answers longer than `result_inline_tokens` as `hive://results/{id}` (paging.py; None: every
     answer is returned whole). `tasks` runs `complete` and `stream_complete` as tasks when a client asks (None:
     no tasks).
+    `offered` names the tools to offer (HIVE_MCP_TOOLS; empty: every tool); the others are not listed or called.
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -192,8 +194,12 @@ def build_server(
         name,
         version=__version__,
         instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if conversations is not None else ""),
-        tools=tools(tool_handlers) + ([list_conversations_tool(conversations)] if conversations is not None else [])
-        + ([paging.tool()] if paging is not None else []),
+        tools=[
+            t for t in tools(tool_handlers)
+            + ([list_conversations_tool(conversations)] if conversations is not None else [])
+            + ([paging.tool()] if paging is not None else [])
+            if not offered or t.name in offered
+        ],
         subscriptions=notifier.bus,
         lifespan=lifespan,
         middleware=[notifier.middleware],

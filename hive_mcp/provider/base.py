@@ -4,8 +4,9 @@ are `hive_mcp.provider.response`'s (re-exported here)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,6 +233,11 @@ class LLMProvider(ABC):
         """The tokens `text` (a reply, or part of one) takes for `model`; None when this provider cannot tell. May
         block: call it off the event loop."""
         return None
+
+    def text_counter(self, model: str) -> Callable[[str], int | None]:
+        """`count_text` for `model` as a function of the text alone: what reads many texts (a call's files) counts
+        with. A provider whose counter can be sent to another process (pickled) returns one that can. May block."""
+        return functools.partial(self.count_text, model=model)
 
     def max_input_tokens(self, model: str) -> int | None:
         """`model`'s input window in tokens; None when unknown (then nothing is left out of a request)."""

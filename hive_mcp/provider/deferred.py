@@ -120,6 +120,10 @@ class DeferredProvider(LLMProvider):
         provider = self._loaded_provider()
         return provider.count_text(text, model) if provider is not None else None
 
+    def text_counter(self, model: str) -> Callable[[str], int | None]:
+        provider = self._loaded_provider()
+        return provider.text_counter(model) if provider is not None else super().text_counter(model)
+
     def max_input_tokens(self, model: str) -> int | None:
         provider = self._loaded_provider()
         return provider.max_input_tokens(model) if provider is not None else None

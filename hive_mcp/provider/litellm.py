@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import anyio
@@ -291,6 +291,11 @@ class LiteLLMProvider(LLMProvider):
     def count_text(self, text: str, model: str) -> int | None:
         """`failure.count_text`: litellm's count of a reply's text, as `count_tokens` counts; None if it fails."""
         return count_text(self.counted_as(model), text)
+
+    def text_counter(self, model: str) -> Callable[[str], int | None]:
+        """`count_text` for `model`, as a module function and a model name: it pickles, for the file-counting
+        processes (`hive_mcp.files.CountPool`), which import litellm once each."""
+        return functools.partial(count_text, self.counted_as(model))
 
     def counted_as(self, model: str) -> str:
         """The model litellm's tokenizer is chosen by for a call to `model`: with a config, the model of the

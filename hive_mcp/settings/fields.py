@@ -16,10 +16,12 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Pydanti
 from ..conversations.urls import check_state_url, with_password
 from ..defaults import (
     CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S, DEFAULT_DEADLINE_S,
-    DEFAULT_HEARTBEAT_S, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MIB,
-    RESULT_INLINE_TOKENS, RESULT_TTL_S, TASK_MAX_TTL_S, TASKS_PER_CALLER,
+    DEFAULT_HEARTBEAT_S, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES_BYTES, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MIB, RESULT_INLINE_TOKENS, RESULT_TTL_S, TASK_MAX_TTL_S,
+    TASKS_PER_CALLER,
 )  # fmt: skip
 from ..dumps import default_dump_dir
+from ..files.roots import Root, parse_roots
 from ..tokens import bearer_tokens
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "SettingSpec", "setting"]
@@ -40,6 +42,13 @@ def _split_names(v: Any) -> Any:
 
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_names)]
 """Comma-separated in the environment (split by `_split_names`, not decoded as JSON); a list from repeated flags."""
+
+ToolName = Literal[
+    "complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations"
+]
+"""Every tool the server can offer, as HIVE_MCP_TOOLS names them (a test holds this to what the server defines)."""
+FileRootsSetting = Annotated[tuple[Root, ...] | None, NoDecode, BeforeValidator(parse_roots)]
+"""A path list (`files.roots`): None unset, () for `none`."""
 
 
 class SettingsError(ValueError):
@@ -275,7 +284,7 @@ class Settings(BaseSettings):
         64, "MCP sessions (or SSE streams) one caller may have open; one more gets 429 (default: 64)",
         metavar="N", ge=1)
     session_idle_s: float = setting(
-        600.0, "seconds a streamable HTTP session may sit unused before it ends (default: 600)", metavar="SECONDS",
+        600.0, "idle seconds before a session ends (default: 600)", metavar="SECONDS",
         gt=0, allow_inf_nan=False)
     header_timeout_s: float = setting(
         10.0, "seconds a client has to send a request's headers before its connection is closed (default: 10)",
@@ -383,6 +392,20 @@ class Settings(BaseSettings):
                                     ge=1)
 
     # end Spend
+    # Files and tools
+    file_roots: FileRootsSetting = setting(
+        None, f"directories `files` may read, {os.pathsep}-separated, PATH=NAME,NAME for those callers only; none: off "
+        "(default: the working directory over stdio, none over http)",
+        metavar="PATHS")
+    max_file_bytes: int = setting(
+        DEFAULT_MAX_FILE_BYTES, f"largest file a call may attach (default: {DEFAULT_MAX_FILE_BYTES // MIB} MiB)", metavar="BYTES",
+        ge=1)
+    max_files_bytes: int = setting(
+        DEFAULT_MAX_FILES_BYTES, f"bytes of files a call may attach (default: {DEFAULT_MAX_FILES_BYTES // MIB} MiB)",
+        metavar="BYTES", ge=1)
+    tools: Annotated[tuple[ToolName, ...], NoDecode, BeforeValidator(_split_names)] = setting(
+        (), "tools to offer, e.g. complete,list_models (default: all)", metavar="NAMES")
+    # end Files and tools
     env_file: Path | None = None
     """The `.env` file that was read, if any (for the start-up log line). Not a setting."""
 
