@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .conversations import ConversationStore
     from .dashboard import Sources
     from .dumps import DumpStore
+    from .files import FileAccess
     from .llms.catalogue import Catalogue
     from .llms.config import ModelsConfig
     from .provider.base import LLMProvider
@@ -142,6 +143,7 @@ def build(
         result_inline_tokens=settings.result_inline_tokens,
         tasks=backends.tasks,
         offered=settings.tools,
+        files=file_access(settings, secrets),
     )
     models = ModelsView(catalogue, settings.model, limits)
     from .dumps import CallerDumps
@@ -152,6 +154,21 @@ def build(
         return Sources(models=models_source(CallerDumps(store, who), models.listing), spend=usage_source(spend, who))
 
     return App(server, provider, store, catalogue, conversations, spend, sources)
+
+
+def file_access(settings: Settings, secrets: tuple[str, ...]) -> FileAccess:
+    """Where calls may read files (HIVE_MCP_FILE_ROOTS; over stdio, unset, the working directory), within the
+    settings' limits. The counting processes start with the first call that has enough to share, and stop with
+    this process."""
+    import atexit
+    from pathlib import Path
+
+    from .files import CountPool, FileAccess, FileLimits, FileRoots
+
+    roots = FileRoots.configured(settings.file_roots, settings.transport, Path.cwd())
+    pool = CountPool()
+    atexit.register(pool.close)
+    return FileAccess(roots, FileLimits(settings.max_file_bytes, settings.max_files_bytes), secrets, pool)
 
 
 def _apply_litellm_settings(config: ModelsConfig) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The completion call, transport-free: a `Call` goes down a chain of steps, an `Outcome` comes back.
 
     Admission      limits, the catalogue; the model resolved once          (admission.py)
+    Files          the files it names, read, counted, sent first            (files.py)
     Conversations  lock, load and fit the thread; store the answer          (conversation.py)
     Metering       reserve the worst case; settle once the outcome is final (metering.py)
     Slot           one of the calls in flight, the caller's fair share      (send.py)
@@ -27,13 +28,14 @@ from .admission import Admission
 from .call import Call, Failure, Outcome, Params, Progress, Thread
 from .chain import Chain, Next, Step
 from .conversation import Conversations
+from .files import Files
 from .metering import Metering
 from .observer import Observer
 from .send import Send, Slot
 from .tracing import traced
 
 __all__ = [
-    "Call", "Chain", "Conversations", "Failure", "Next", "Observer", "Outcome", "Params", "Progress", "Step",
+    "Call", "Chain", "Conversations", "Failure", "Files", "Next", "Observer", "Outcome", "Params", "Progress", "Step",
     "Thread", "standard_chain",
 ]  # fmt: skip
 
@@ -49,12 +51,14 @@ async def _no_conversations(call: Call, next: Next) -> Outcome:
 
 def standard_chain(
     provider: LLMProvider, limits: Limits, catalogue: Catalogue, *, default_model: str,
-    default_max_tokens: int | None = None, conversations: Conversations | None = None, spend: Spend | None = None,
-    extra: Sequence[Step] = (),
+    default_max_tokens: int | None = None, files: Files | None = None, conversations: Conversations | None = None,
+    spend: Spend | None = None, extra: Sequence[Step] = (),
 ) -> Chain:  # fmt: skip
-    """Every completion call's steps, in order; `extra` steps run between metering and the slot."""
+    """Every completion call's steps, in order; `extra` steps run between metering and the slot. Without `files`,
+    a call that names files is refused (no root is open)."""
     steps: list[tuple[str, Step]] = [
         ("admission", Admission(limits, catalogue, provider, default_model, default_max_tokens)),
+        ("files", files if files is not None else Files(provider, catalogue)),
         ("conversation", conversations if conversations is not None else _no_conversations),
         *([("budget", Metering(spend, limits.queue_timeout_s))] if spend is not None else []),
         *((getattr(step, "__name__", type(step).__name__).lower(), step) for step in extra),

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from ..files import Attached
 from ..provider.base import Answering, LLMResponse, Message, ModelRef, Tool, Usage
 from .observer import Observer
 
@@ -68,6 +69,8 @@ class Outcome:
     budget_remaining_usd: float | None = None
     ref: ModelRef | None = None
     """The model the call went to, as admission resolved it (None: refused before)."""
+    files: Attached | None = None
+    """The files sent with the call, and those skipped with their reasons (None: it named none)."""
 
     @property
     def dump_id(self) -> str | None:
@@ -122,6 +125,10 @@ class Call:
     """The prompt the call gave instead of messages (the input-size rule names it)."""
     params: Params = field(default_factory=Params)
     thread: Thread | None = None
+    files: tuple[str, ...] = ()
+    """Paths, directories and globs of files to send before the messages (the files step reads them)."""
+    fit: Literal["refuse", "truncate"] = "refuse"
+    """Files over the model's window: the call refused, or the largest left out."""
     stream: bool = False
     observer: Observer = field(default_factory=Observer)
     progress: Progress = field(default_factory=Progress, compare=False)

@@ -36,6 +36,17 @@ class FileLimits:
 
 
 @dataclass(frozen=True)
+class FileAccess:
+    """What one server lets calls read: its roots, the limits, its own secrets (a file holding one is skipped),
+    and the pool that reads and counts on every core (None: in the calling thread)."""
+
+    roots: FileRoots
+    limits: FileLimits = FileLimits()
+    secrets: tuple[str, ...] = ()
+    pool: CountPool | None = None
+
+
+@dataclass(frozen=True)
 class SentFile:
     path: str
     bytes: int

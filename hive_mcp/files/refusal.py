@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ..refusal import Refusal
+
 __all__ = ["FilesRefused"]
 
 
-class FilesRefused(ValueError):
+class FilesRefused(Refusal, ValueError):
     """The call's `files` cannot be sent as asked. The message is one line starting `files: `."""
 
     field = "files"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -44,6 +45,7 @@ structured content reads the answer without it."""
 class CompletionAnswer(BaseModel):
     """What a completion's structured content holds: the answer first, then only what an agent acts on.
 
+    `files`: the files sent first ({path, bytes, tokens}); `skipped_files`: those left out ({path, reason}).
     `truncated`: the answer was longer than one reply carries; `content` is its first part, `result_uri` the
     whole (`?part=N` for each of `parts`, or the read_result tool), `omitted_tokens` what was left out."""
 
@@ -61,6 +63,8 @@ class CompletionAnswer(BaseModel):
     parts: int | None = _absent("integer")
     result_uri: str | None = _absent("string")
     omitted_tokens: int | None = _absent("integer")
+    files: list[dict[str, Any]] | None = _absent("array")
+    skipped_files: list[dict[str, Any]] | None = _absent("array")
 
 
 class CallFacts(Usage):
@@ -169,9 +173,12 @@ def outcome_result(outcome: Outcome) -> CallToolResult:
         failed.structured_content = {"error": failure.error_type}
         return failed
     result = CompletionResult.from_response(outcome.response)
+    files = outcome.files
     return completion_result(result.model_copy(update={
         "conversation_id": outcome.conversation_id, "omitted_turns": outcome.omitted_turns,
         "budget_remaining_usd": outcome.budget_remaining_usd,
+        "files": [asdict(f) for f in files.sent] if files is not None else None,
+        "skipped_files": [asdict(f) for f in files.skipped] if files is not None and files.skipped else None,
     }))  # fmt: skip
 
 

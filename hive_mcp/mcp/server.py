@@ -27,7 +27,8 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from .. import __version__
 from ..dashboard.app import dashboard_apps
 from ..dumps import DumpStore
-from ..calls import Conversations, standard_chain
+from ..calls import Conversations, Files, standard_chain
+from ..files import FileAccess
 from ..limits import Limits
 from ..llms.catalogue import Catalogue
 from ..llms.static import StaticCatalogue
@@ -90,6 +91,7 @@ def build_server(
     result_inline_tokens: int = RESULT_INLINE_TOKENS,
     tasks: TaskEngine | None = None,
     offered: Collection[str] = (),
+    files: FileAccess | None = None,
 ) -> MCPServer:
     """Build the MCP server. Run it with `server.run(transport=..., host=..., port=...)`.
 
@@ -112,6 +114,7 @@ def build_server(
     answer is returned whole). `tasks` runs `complete` and `stream_complete` as tasks when a client asks (None:
     no tasks).
     `offered` names the tools to offer (HIVE_MCP_TOOLS; empty: every tool); the others are not listed or called.
+    `files` is where a call's `files` may be read from (None: nowhere, such a call is refused).
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
@@ -132,6 +135,7 @@ def build_server(
     chain = standard_chain(
         provider, limits, catalogue, default_model=default_model, default_max_tokens=default_max_tokens,
         conversations=steps, spend=spend,
+        files=Files(provider, catalogue, files) if files is not None else None,
     )  # fmt: skip
     resources = ResourceHandlers(store, resource_page_size, models, frozenset(admins))
     kept = Touched(lambda _: ())  # a kept answer is new: its owner's list changed, nothing to update

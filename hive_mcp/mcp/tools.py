@@ -113,6 +113,7 @@ class ToolHandlers:
             caller=caller(ctx.request_context), messages=tuple(args.provider_messages()), model=args.model,
             system=args.system or "", prompt=args.prompt, params=params, stream=stream,
             thread=Thread(args.conversation_id, args.fork) if args.conversation_id is not None else None,
+            files=tuple(args.files or ()), fit=args.fit or "refuse",
             observer=ProgressObserver(ProgressSender(report), self.heartbeat_s, self.pacer),
         )  # fmt: skip
 
