@@ -13,8 +13,13 @@ from hive_mcp.observe import labels
 from hive_mcp.observe.calls import CallWatch
 from hive_mcp.observe.overhead import OVERHEAD_META_KEY
 from harness.upstream import Reply
+from mcp_types import CallToolResult
+
+from hive_mcp.conversations import open_store
 from hive_mcp.limits import Limits
-from tests.clients import connect, mcp_server
+from hive_mcp.spend import Budgets, SQLiteBackend, Spend
+from hive_mcp.tasks import TaskEngine, open_task_store
+from tests.clients import connect, mcp_server, until
 from tests.conftest import MODEL
 
 USER = [{"role": "user", "content": "hi"}]
@@ -86,3 +91,42 @@ async def test_every_completion_tool_call_is_watched_and_tells_its_overhead(prov
     assert refusal.is_error and OVERHEAD_META_KEY not in (refusal.meta or {})
     assert value("hive_mcp_calls_total", **ok) == before_ok + 1
     assert value("hive_mcp_calls_total", **refused) == before_refused + 1
+
+
+async def test_a_settled_call_shows_in_its_budgets_gauges(provider, upstream, store, tmp_path):
+    """The budget gauges follow the ledger: once a metered call is settled, its budget's spend is on them."""
+    budgets = Budgets.from_settings(day=5.0, month=None, section={}, callers=["local"], groups=[MODEL])
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
+    upstream.script(Reply.text("Paris", usage={"prompt_tokens": 1000, "completion_tokens": 1000}))
+    async with connect(mcp_server(provider, store, spend=spend), "legacy") as c:
+        assert not (await c.call_tool("complete", {"prompt": "hi"})).is_error
+    await until(lambda: value("hive_mcp_budget_spent_usd", budget="all:day") > 0, "the budget gauge moved")
+    assert value("hive_mcp_budget_limit_usd", budget="all:day") == 5.0
+
+
+async def test_the_tasks_this_instance_runs_are_a_gauge(tmp_path):
+    engine = TaskEngine(open_task_store(None, path=tmp_path / "tasks.sqlite3"))
+    release = anyio.Event()
+
+    async def job() -> CallToolResult:
+        await release.wait()
+        return CallToolResult(content=[])
+
+    task = await engine.start("local", "complete", job)
+    assert value("hive_mcp_tasks_open") == 1
+    release.set()
+    await engine.wait("local", task.task_id)
+    await until(lambda: value("hive_mcp_tasks_open") == 0, "the ended task left the gauge")
+    await engine.aclose()
+
+
+async def test_the_conversations_kept_are_a_gauge(provider, upstream, store, tmp_path):
+    upstream.script(Reply.text("one"), Reply.text("two"))
+    conversations = open_store(path=tmp_path / "conversations.sqlite3")
+    async with connect(mcp_server(provider, store, conversations=conversations), "legacy") as c:
+        for _ in range(2):
+            assert not (await c.call_tool("complete", {"prompt": "hi"})).is_error
+        assert await conversations.count() == 2
+    # The server counts them when it starts and every GAUGE_INTERVAL_S: a new server's first count is 2.
+    async with connect(mcp_server(provider, store, conversations=conversations), "legacy"):
+        await until(lambda: value("hive_mcp_conversations_open") == 2, "the conversations counted")

@@ -242,6 +242,10 @@ class RedisStore(ConversationStore):
         gone = max(1, int(((ttl or 0.0) + self.limits.tombstone_s) * 1000))
         return (0 if ttl is None else max(1, int(ttl * 1000))), gone
 
+    async def count(self) -> int:
+        floor = self._floor_us(None)
+        return int(await self._do(self._r.zcount(f"{self.prefix}index", floor, "+inf"), "count conversations"))
+
     async def _take_writer(self, conversation_id: str, token: str, lease_s: float) -> bool:
         key, lease_ms = f"{self.prefix}writer:{conversation_id}", max(1, math.ceil(lease_s * 1000))
         return bool(await self._do(self._r.set(key, token, nx=True, px=lease_ms), "take a conversation's turn"))

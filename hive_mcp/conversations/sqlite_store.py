@@ -354,6 +354,14 @@ class SQLiteStore(ConversationStore):
 
         await self._run(write, "delete a conversation")
 
+    async def count(self) -> int:
+        floor = self._floor_us(None)
+
+        def read(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT COUNT(*) FROM threads WHERE last_used_us >= ?", (floor,)).fetchone()[0])
+
+        return await self._run(read, "count conversations")
+
     async def sweep(self) -> int:
         def write(conn: sqlite3.Connection) -> int:
             with transaction(conn):

@@ -191,6 +191,10 @@ class ConversationStore(ABC):
         """Drop expired threads now (reads treat them as expired anyway); returns how many went."""
         return 0
 
+    @abstractmethod
+    async def count(self) -> int:
+        """How many conversations are kept now (expired ones not counted)."""
+
     @asynccontextmanager
     async def writer(self, conversation_id: str, *, lease_s: float, timeout_s: float | None) -> AsyncIterator[None]:
         """Be the one writer of `conversation_id` across every process on this store for the body, waiting at

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from mcp_types import (
     Completion,
     CompletionArgument,
@@ -34,8 +36,9 @@ from ..llms.catalogue import Catalogue
 from ..llms.static import StaticCatalogue
 from ..observe.propagation import HttpTraceContext
 from ..provider.base import LLMProvider
-from ..conversations import ConversationLocks, ConversationStore
+from ..conversations import ConversationLocks, ConversationStore, StoreError
 from ..sdk_compat import lowlevel_server
+from ..observe import metrics
 from ..spend import Spend
 from ..spend.usage import Throttle
 from ..tasks import TaskEngine
@@ -59,6 +62,9 @@ from .usage_view import USAGE_URI, usage_route
 TASK_CANCEL = "tasks/cancel"
 """The bus signal asking the instance that runs a task to cancel it."""
 
+GAUGE_INTERVAL_S = 15.0
+"""How often the conversations kept are counted for the metrics (a scrape's usual interval)."""
+
 INSTRUCTIONS = (
     "LLM completion: `complete` returns a reply; `stream_complete` streams it as progress "
     "notifications; `list_models` (or hive://models) says what `model` may name. Failed calls are "
@@ -68,6 +74,22 @@ CONVERSATION_INSTRUCTIONS = (
     " Results carry a conversation_id: pass it back to continue that conversation, with any model "
     "(fork: true continues a copy); list yours with `list_conversations` or read hive://conversations."
 )
+
+
+def budget_gauges(spend: Spend) -> None:
+    """Every budget's limit, spent and reserved, as the operator's metrics show them. Blocking (it reads the
+    ledger): called by the usage throttle, off the event loop (by the ledger's writer), at most once a second."""
+    for b in spend.usage(None, settled=False).budgets:
+        metrics.budget(b.budget, limit_usd=b.limit_usd, spent_usd=b.spent_usd, reserved_usd=b.reserved_usd)
+
+
+async def conversation_gauge(conversations: ConversationStore) -> None:
+    """The conversations kept, as the operator's metrics show them, counted every `GAUGE_INTERVAL_S` (a store
+    that does not answer is counted the next time)."""
+    while True:
+        with contextlib.suppress(StoreError):
+            metrics.conversations_open(await conversations.count())
+        await anyio.sleep(GAUGE_INTERVAL_S)
 
 
 def build_server(
@@ -163,6 +185,7 @@ def build_server(
     usage = Throttle()  # a settled call changes hive://usage: told at most once a second
     if spend is not None:
         spend.on_change = usage.changed
+        usage.add_listener(lambda: budget_gauges(spend))
     bus = bus if bus is not None else InMemorySubscriptionBus()
     watched = [] if dump_watch is None else [
         ChangeSource(dump_watch.add_listener, dump_watch.remove_listener, lambda: (INDEX_URI,), list_changed=True,
@@ -191,8 +214,11 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
-        async with running_bus(bus), notifier.running():
+        async with running_bus(bus), notifier.running(), anyio.create_task_group() as gauges:
+            if conversations is not None:
+                gauges.start_soon(conversation_gauge, conversations)
             yield {}
+            gauges.cancel_scope.cancel()
 
     server: MCPServer = MCPServer(
         name,

@@ -302,9 +302,11 @@ class Spend:
                 logger.warning("spend: a reservation was not released (its lease will end it): %s", exc)
         self._forget(ticket)
 
-    def usage(self, who: str | None) -> UsageReport:
-        """`who`'s usage (None: everyone's), with every call settled so far. Blocking: in a worker thread."""
-        return usage_report(self.settled(), self.budgets, self.clock(), who)
+    def usage(self, who: str | None, *, settled: bool = True) -> UsageReport:
+        """`who`'s usage (None: everyone's), with every call settled so far (`settled`; False: as the ledger
+        stands, which a listener told of a settled call reads, from the writer itself). Blocking: in a worker
+        thread."""
+        return usage_report(self.settled() if settled else self.backend, self.budgets, self.clock(), who)
 
     def spent_today(self, who: str | None) -> dict[str, float]:
         """Each group's spend today (`who`'s only, unless None), with every call settled so far. Blocking."""

@@ -29,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, CallToolResult, InputRequiredResult
 
+from ..observe import metrics
 from ..defaults import TASK_LEASE_S, TASK_MAX_TTL_S, TASK_TTL_S, TASKS_PER_CALLER
 from ..tokens import owner_scope
 from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, TaskRecord, poll_interval_ms
@@ -151,6 +152,7 @@ class TaskEngine:
         loop = asyncio.get_running_loop()
         running = _Running(loop.create_task(self._run(task, job, on_end, resume), name=f"hive-task-{tool}"))
         self._running[task.task_id] = running
+        metrics.tasks_open(len(self._running))
         running.job.add_done_callback(lambda _: self._ended(task.task_id))
         if self._renewer is None or self._renewer.done():
             self._renewer = loop.create_task(self._renew(), name="hive-task-leases")
@@ -158,6 +160,7 @@ class TaskEngine:
 
     def _ended(self, task_id: str) -> None:
         running = self._running.pop(task_id, None)
+        metrics.tasks_open(len(self._running))
         if running is not None:
             running.done.set()
 
