@@ -3,6 +3,7 @@
     Admission      limits, the catalogue; the model resolved once          (admission.py)
     Conversations  lock, load and fit the thread; store the answer          (conversation.py)
     Metering       reserve the worst case; settle once the outcome is final (metering.py)
+    Gather         a fan-out's calls: none sent unless all may be           (fanout.py, panel.py)
     Slot           one of the calls in flight, the caller's fair share      (send.py)
     Send           the provider, asked with a CompletionRequest             (send.py)
 
@@ -23,16 +24,17 @@ from ..llms.catalogue import Catalogue
 from ..provider.base import LLMProvider
 from ..spend import Spend
 from .admission import Admission
-from .call import Call, Failure, Outcome, Params, Progress, Thread
+from .call import Call, Failure, Many, Outcome, Params, Progress, Thread
 from .chain import Chain, Next, Step
 from .conversation import Conversations
+from .fanout import Answer, Answers, gather, run
 from .metering import Metering
 from .observer import Observer
 from .send import Send, Slot
 
 __all__ = [
-    "Call", "Chain", "Conversations", "Failure", "Next", "Observer", "Outcome", "Params", "Progress", "Step",
-    "Thread", "standard_chain",
+    "Answer", "Answers", "Call", "Chain", "Conversations", "Failure", "Many", "Next", "Observer", "Outcome", "Params",
+    "Progress", "Step", "Thread", "run", "standard_chain",
 ]  # fmt: skip
 
 NO_CONVERSATIONS = "conversation_id: this server keeps no conversations (HIVE_MCP_CONVERSATIONS=off)"
@@ -50,11 +52,13 @@ def standard_chain(
     default_max_tokens: int | None = None, conversations: Conversations | None = None, spend: Spend | None = None,
     extra: Sequence[Step] = (),
 ) -> Chain:  # fmt: skip
-    """Every completion call's steps, in order; `extra` steps run between metering and the slot."""
+    """Every completion call's steps, in order; `extra` steps run between the fan-out's gate and the slot.
+    Run a call with `run(chain, call)`: one naming `many` fans out over the chain."""
     steps: list[Step] = [
         Admission(limits, catalogue, provider, default_model, default_max_tokens),
         conversations if conversations is not None else _no_conversations,
         *([Metering(spend, limits.queue_timeout_s)] if spend is not None else []),
+        gather,
         *extra,
         Slot(limits),
     ]

@@ -63,7 +63,7 @@ class Send:
                 except ProviderError as err:
                     progress.failure = Failure(str(err), err.error_type, err.dump_id, err.billed, err.attempts)
                     return Outcome(failure=progress.failure)
-            state = StreamState(reasoning=call.params.include_reasoning, produced=progress.text)
+            state = StreamState(reasoning=call.params.include_reasoning, produced=progress.text, tag=call.tag)
             async with call.observer.relaying(state):
                 await read_stream(self.provider.stream(request), state)
         if state.error is not None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from mcp.server.mcpserver import Context
 
+from ..calls import Many
 from ..dumps import ERROR_TYPES
 from ..provider.base import Message
 from ..provider.base import Tool as ProviderTool
@@ -166,6 +167,9 @@ def _check_parameters_schema(schema: dict[str, Any]) -> None:
         raise ValueError("nested too deeply") from None
 
 
+MAX_MODELS = 8
+"""The most models one call may ask at once (`models`)."""
+
 MAX_TOKENS_ARG = 2**31 - 1
 """The largest max_tokens a call may name: what a 32-bit integer holds, as providers take it; no model writes
 near as much. Past it the call is refused naming the field, before the number reaches arithmetic that fails."""
@@ -189,8 +193,11 @@ class CompleteArgs(BaseModel):
     deadline_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # seconds, retries included
     conversation_id: str | None = Field(default=None, description="From an earlier result: continue that conversation")
     fork: bool = Field(default=False, description="Continue a copy; the original stays")
+    models: list[str] | None = Field(default=None, min_length=2, max_length=MAX_MODELS, description="Ask each at once")
+    judge: str | None = Field(default=None, min_length=1, description="Model that compares the answers")
+    judge_prompt: str | None = Field(default=None, min_length=1)
 
-    @field_validator("messages", "tools", mode="before")
+    @field_validator("messages", "tools", "models", mode="before")
     @classmethod
     def _parse_list(cls, v: Any) -> Any:
         v = _maybe_json(v)
@@ -230,6 +237,7 @@ class CompleteArgs(BaseModel):
             raise ValueError("prompt: must not be empty")
         if self.fork and self.conversation_id is None:
             raise ValueError("fork: needs a conversation_id to fork")
+        self._check_models()
         if self.tools:
             seen: set[str] = set()
             for i, t in enumerate(self.tools):
@@ -237,6 +245,26 @@ class CompleteArgs(BaseModel):
                     raise ValueError(f"tools[{i}].name: duplicate tool name '{t.name}'")
                 seen.add(t.name)
         return self
+
+    def _check_models(self) -> None:
+        if self.models is not None:
+            if self.model is not None:
+                raise ValueError("models: give model or models, not both")
+            for i, name in enumerate(self.models):
+                if not name:
+                    raise ValueError(f"models[{i}]: must not be empty")
+                if name in self.models[:i]:
+                    raise ValueError(f"models[{i}]: {short(name)} is named twice")
+        elif self.judge is not None:
+            raise ValueError("judge: judges the answers of models; name them in models")
+        if self.judge_prompt is not None and self.judge is None:
+            raise ValueError("judge_prompt: instructs a judge; name one in judge")
+
+    def many(self) -> Many | None:
+        """The models the call asks at once, when it names them."""
+        if self.models is None:
+            return None
+        return Many(tuple(self.models), self.judge, self.judge_prompt)
 
     def provider_messages(self) -> list[Message]:
         if self.prompt is not None:

@@ -26,7 +26,7 @@ from ..dashboard.app import TOOL_META, DashboardArgs, dashboard_tool
 from ..dashboard.data import Sources
 from ..dashboard.models import models_source
 from ..dumps import DumpStore, InvalidCursor
-from ..calls import Call, Chain, Params, Thread
+from ..calls import Call, Chain, Params, Thread, run
 from ..refusal import Refusal
 from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args, raw_arguments
 from .model_list import ListModelsArgs, ModelList, ModelsView, with_spend_today
@@ -74,7 +74,7 @@ class ToolHandlers:
         """Parse, build the call, run the chain, map its outcome (or its refusal) to the tool's result."""
         try:
             call = self.call(ctx, parse_args(model, ctx), stream=stream)
-            outcome = await self.chain.run(call)
+            outcome = await run(self.chain, call)
         except ArgumentError as exc:
             return error_result(str(exc))
         except Refusal as exc:
@@ -97,6 +97,7 @@ class ToolHandlers:
             caller=caller(ctx.request_context), messages=tuple(args.provider_messages()), model=args.model,
             system=args.system or "", prompt=args.prompt, params=params, stream=stream,
             thread=Thread(args.conversation_id, args.fork) if args.conversation_id is not None else None,
+            many=args.many(),
             observer=ProgressObserver(ProgressSender(report), self.heartbeat_s, self.pacer),
         )  # fmt: skip
 
