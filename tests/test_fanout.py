@@ -183,6 +183,29 @@ async def test_the_budget_refuses_the_whole_set_before_any_request(
     assert all(held == (0, 0) for held in state.values()), state  # nothing spent, nothing left held
 
 
+async def test_the_judges_hold_outlasts_the_wait_for_the_answers(
+    up: Upstream, store: DumpStore, tmp_path: Path
+) -> None:
+    """The judge reserves before any model is asked and is sent only after they answer: what it holds lasts
+    through the models' deadline as well as its own."""
+    server, spend = served(up, store, tmp_path, budgets={"day": 1.0})
+    assert spend is not None
+    held: list[Any] = []
+    reserve = spend.backend.reserve
+
+    def seen(r: Any, budgets: Any) -> Any:
+        held.append(r)
+        return reserve(r, budgets)
+
+    spend.backend.reserve = seen  # type: ignore[method-assign]
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hi", "models": ["alpha", "beta"], "judge": "judge",
+                                                "deadline_s": 50})  # fmt: skip
+    assert not result.is_error, text_of(result)
+    leases = {r.group: r.expires - r.start for r in held}
+    assert leases["judge"].total_seconds() >= leases["alpha"].total_seconds() + 50, leases
+
+
 async def test_the_judge_reads_every_answer_and_gives_a_verdict(
     up: Upstream, answers: Answers, store: DumpStore, tmp_path: Path
 ) -> None:

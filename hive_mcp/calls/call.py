@@ -138,6 +138,9 @@ class Call:
     """The set of calls this one belongs to (a fan-out's branch or its judge): none is sent unless all may be."""
     tag: str = ""
     """What each message of its stream starts with (a fan-out's branch: its model's name and `: `)."""
+    before_s: float = 0.0
+    """How long the call may wait on other calls before it is queued (a judge: the models' deadline); what it
+    holds outlasts that wait, and their queue, too."""
     keep: bool = True
     """Whether its answer becomes a conversation (a judge's does not: its input is the other answers)."""
     # Decided by the steps:

@@ -88,7 +88,7 @@ async def gather(call: Call, next: Next) -> Outcome:
     seat = call.seat
     if seat is None:
         return await next(call)
-    await seat.panel.arrive(call.model or "", call.max_tokens, judge=seat.judge)
+    await seat.panel.arrive(call.model or "", call.max_tokens, call.deadline_s, judge=seat.judge)
     if seat.judge:
         call = replace(call, messages=tuple(await seat.panel.judge_messages()), send=None)
     return await next(call)
@@ -142,7 +142,7 @@ async def run(chain: Chain, call: Call) -> Outcome | Answers:
         params = replace(call.params, tools=None, response_format=None, json_mode=False)
         judging = replace(
             _branch(call, model, Seat(panel, judge=True), "judge"), thread=None, keep=False, system="", prompt=None,
-            messages=judge_messages(call, bound, many.judge_prompt), params=params,
+            messages=judge_messages(call, bound, many.judge_prompt), params=params, before_s=panel.deadline_s,
         )  # fmt: skip
         verdict = await _member(chain, judging, f"judge {model}")
 

@@ -52,6 +52,8 @@ class Panel:
     refused: SetRefused | None = None
     max_tokens: dict[str, int] = field(default_factory=dict)
     """What each model branch may write, as admitted: the judge's input is bounded by their sum."""
+    deadline_s: float = 0.0
+    """The longest deadline of the model branches: how long the judge may wait for their answers."""
     seated: anyio.Event = field(default_factory=anyio.Event)
     """Every model branch is at the gate (or one was refused): the judge may set out."""
     ready: anyio.Event = field(default_factory=anyio.Event)
@@ -64,11 +66,12 @@ class Panel:
     def size(self) -> int:
         return self.models + (1 if self.judged else 0)
 
-    async def arrive(self, model: str, max_tokens: int, *, judge: bool) -> None:
+    async def arrive(self, model: str, max_tokens: int, deadline_s: float, *, judge: bool) -> None:
         """Wait at the gate until every member is there; raises `SetRefused` when one was refused meanwhile."""
         self.arrived += 1
         if not judge:
             self.max_tokens[model] = max_tokens
+            self.deadline_s = max(self.deadline_s, deadline_s)
             if len(self.max_tokens) == self.models:
                 self.seated.set()
         if self.arrived == self.size:
