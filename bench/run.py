@@ -6,8 +6,8 @@ prints its table as it finishes; the JSON (rows, details, machine) is rewritten
 after every section. Not part of the test suite: timings on a noisy machine
 make flaky tests.
 
-Sections: overhead, streaming, concurrency, startup, memory, dumps, conversations, routing, workers, spend, outage (see
-each module).
+Sections: overhead, streaming, concurrency, startup, memory, dumps, conversations, routing, workers, spend, outage,
+fanout (see each module).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, conversations, dumps, memory, outage, overhead, routing, spend, startup, streaming, workers
+from bench import (
+    concurrency, conversations, dumps, fanout, memory, outage, overhead, routing, spend, startup, streaming, workers,
+)
 from bench.common import ROOT, Bench, Row, Section, UpstreamProcess
 
 SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
@@ -42,6 +44,7 @@ SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
     "workers": workers.run,
     "spend": spend.run,
     "outage": outage.run,
+    "fanout": fanout.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

@@ -9,6 +9,8 @@ so the upstream sees the model names below:
     bench-stream-N        N text chunks, sent as fast as possible
     bench-paced-R-N       N chunks at R a second; each chunk's text is `<T>`, T
                           the upstream's time.perf_counter_ns() as it sends it
+    bench-slow-MS-NAME    a short non-streaming completion sent MS milliseconds after the request
+                          (NAME tells several such models apart)
 
 `GET /stats` answers the upstream's counters and when (perf_counter_ns) each
 completion request arrived; `GET /stats?reset=1` also starts them afresh.
@@ -29,6 +31,7 @@ STAMP = re.compile(r"<(\d+)>")
 
 _STREAM = re.compile(r"bench-stream-(\d+)")
 _PACED = re.compile(r"bench-paced-(\d+)-(\d+)")
+_SLOW = re.compile(r"bench-slow-(\d+)-\w+")
 
 
 def stream_model(chunks: int) -> str:
@@ -47,6 +50,10 @@ def stream_text(chunks: int) -> str:
 
 def paced_model(per_second: int, chunks: int) -> str:
     return f"openai/bench-paced-{per_second}-{chunks}"
+
+
+def slow_model(ms: int, name: str) -> str:
+    return f"openai/bench-slow-{ms}-{name}"
 
 
 def _stamp() -> str:
@@ -70,6 +77,8 @@ class Replies:
         if m := _PACED.fullmatch(model):
             per_second, chunks = int(m[1]), int(m[2])
             return Reply.stream([_stamp] * chunks, delay=1 / per_second)
+        if m := _SLOW.fullmatch(model):
+            return Reply.text(TEXT_REPLY, delay=int(m[1]) / 1000)
         return Reply.text(TEXT_REPLY)
 
     def _stats(self, *, reset: bool) -> Reply:
