@@ -240,15 +240,21 @@ async def test_streamed_answers_are_tagged_with_their_model(
     words = {g: [f"{g}-{i} " for i in range(6)] for g in THREE}
     for g in THREE:
         answers.script(g, Reply.stream(words[g], model=DEPLOYED[g], delay=0.002))
+    answers.script("judge", Reply.stream(["all ", "agree"], model=DEPLOYED["judge"]))
     progress = Progress()
     async with connect(server, "legacy") as c:
-        result = await c.call_tool("stream_complete", {"prompt": "count", "models": THREE}, progress_callback=progress)
+        result = await c.call_tool(
+            "stream_complete", {"prompt": "count", "models": THREE, "judge": "judge"}, progress_callback=progress
+        )
     assert not result.is_error, text_of(result)
     messages = [m for _, m in progress.items if m]
-    assert messages and all(any(m.startswith(f"{g}: ") for g in THREE) for m in messages), messages
+    tags = [f"{g}: " for g in THREE] + ["judge: "]
+    assert messages and all(any(m.startswith(t) for t in tags) for m in messages), messages
     for g in THREE:
         joined = "".join(m[len(g) + 2 :] for m in messages if m.startswith(f"{g}: "))
         assert joined == "".join(words[g]) == answer_of(result, g)["content"]
+    verdict = "".join(m[len("judge: ") :] for m in messages if m.startswith("judge: "))
+    assert verdict == "all agree" == result.structured_content["verdict"]["content"]
     assert progress.increasing()
 
 
@@ -298,3 +304,23 @@ async def test_a_bad_set_is_refused_in_one_line_before_any_request(
         result = await c.call_tool("complete", {"prompt": "hi", **args})
     assert result.is_error and says in text_of(result) and "\n" not in text_of(result), text_of(result)
     assert up.chat_requests() == []
+
+
+async def test_the_call_layer_fans_out_with_no_mcp_in_sight(upstream: Upstream, store: DumpStore) -> None:
+    """`calls.run` on a `Call` naming `many`, down `standard_chain` to litellm's real HTTP path: every model's
+    outcome, in the order asked; a chain without the gate is not given a fan-out to hang on."""
+    from hive_mcp.calls import Call, Chain, Many, run, standard_chain
+    from hive_mcp.limits import Limits
+    from hive_mcp.llms.static import StaticCatalogue
+
+    model = "openai/gpt-4o-mini"
+    provider = LiteLLMProvider(model=model, api_key="sk-x", api_base=upstream.base_url, retry=FAST_RETRY,
+                               dump_store=store)  # fmt: skip
+    chain = standard_chain(provider, Limits(), StaticCatalogue(model), default_model=model)
+    upstream.script(Reply.text("same answer"), Reply.text("same answer"))
+    call = Call(caller="alice", messages=({"role": "user", "content": "hi"},), many=Many((model, "openai/gpt-4o")))
+    result = await run(chain, call)
+    assert [a.model for a in result.answers] == [model, "openai/gpt-4o"]  # type: ignore[union-attr]
+    assert {r.body["model"] for r in upstream.chat_requests()} == {"gpt-4o-mini", "gpt-4o"}
+    with pytest.raises(TypeError, match="gather"):
+        await run(Chain([], chain.last), call)

@@ -122,6 +122,8 @@ async def run(chain: Chain, call: Call) -> Outcome | Answers:
     many = call.many
     if many is None:
         return await chain.run(call)
+    if gather not in chain.steps:  # without the gate, no member would know the set was let through
+        raise TypeError("a chain that runs a fan-out links calls.fanout.gather (standard_chain does)")
     panel = Panel(len(many.models), judged=many.judge is not None)
     answers: list[Answer | None] = [None] * len(many.models)
     verdict: Answer | None = None
