@@ -324,3 +324,31 @@ async def test_the_call_layer_fans_out_with_no_mcp_in_sight(upstream: Upstream, 
     assert {r.body["model"] for r in upstream.chat_requests()} == {"gpt-4o-mini", "gpt-4o"}
     with pytest.raises(TypeError, match="gather"):
         await run(Chain([], chain.last), call)
+
+
+def test_a_set_over_stdio_from_a_config(tmp_path: Path) -> None:
+    """`python -m hive_mcp --config` as a subprocess, the SDK's real client over stdio: two groups asked at once,
+    each answered by its own upstream, the judge by the first."""
+    from tests.test_routing_e2e import DEP_KEY, stdio_session
+
+    with Upstream(Reply.text("one says yes")) as one, Upstream(Reply.text("two says no")) as two:
+        config = tmp_path / "config.yaml"
+        config.write_text("model_list:\n" + "".join(
+            f'  - model_name: {name}\n    litellm_params: {{model: openai/{name}-model, api_base: "{up.base_url}", '
+            "api_key: os.environ/DEP_KEY}\n"
+            for name, up in (("one", one), ("two", two))
+        ))  # fmt: skip
+        session, errlog_path, errlog = stdio_session(config, tmp_path, "fanout")
+        try:
+            result = session.run(lambda c: c.call_tool("complete", {"prompt": "yes?", "models": ["one", "two"],
+                                                                    "judge": "one"}))  # fmt: skip
+        finally:
+            session.close()
+            errlog.close()
+    assert not result.is_error, text_of(result)
+    assert [(a["model"], a["content"]) for a in result.structured_content["answers"]] == [
+        ("one", "one says yes"), ("two", "two says no")
+    ]
+    assert result.structured_content["verdict"]["content"] == "one says yes"
+    assert "two says no" in str(one.chat_requests()[-1].messages)  # the judge read the other's answer
+    assert DEP_KEY not in errlog_path.read_text() and DEP_KEY not in text_of(result)
