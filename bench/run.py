@@ -7,7 +7,7 @@ after every section. Not part of the test suite: timings on a noisy machine
 make flaky tests.
 
 Sections: overhead, streaming, concurrency, startup, memory, dumps, conversations, routing, workers, spend, outage,
-tracing, tasks, files (see each module).
+tracing, tasks, files, fanout (see each module).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
-    concurrency, conversations, dumps, files, memory, outage, overhead, routing, spend, startup, streaming, tasks,
-    tracing, workers,
+    concurrency, conversations, dumps, fanout, files, memory, outage, overhead, routing, spend, startup, streaming,
+    tasks, tracing, workers,
 )  # fmt: skip
 from bench.common import ROOT, Bench, Row, Section, UpstreamProcess
 
@@ -48,6 +48,7 @@ SECTIONS: dict[str, Callable[[Bench], Awaitable[Section]]] = {
     "tracing": tracing.run,
     "tasks": tasks.run,
     "files": files.run,
+    "fanout": fanout.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

@@ -9,6 +9,8 @@ so the upstream sees the model names below:
     bench-stream-N        N text chunks, sent as fast as possible
     bench-paced-R-N       N chunks at R a second; each chunk's text is `<T>`, T
                           the upstream's time.perf_counter_ns() as it sends it
+    bench-slow-MS-NAME    a short non-streaming completion sent MS milliseconds after the request
+                          (NAME tells several such models apart)
 
 `GET /stats` answers the upstream's counters and when (perf_counter_ns) each
 completion request arrived; `GET /stats?reset=1` also starts them afresh.
@@ -29,7 +31,7 @@ STAMP = re.compile(r"<(\d+)>")
 
 _STREAM = re.compile(r"bench-stream-(\d+)")
 _PACED = re.compile(r"bench-paced-(\d+)-(\d+)")
-_SLOW = re.compile(r"bench-slow-(\d+)ms")
+_SLOW = re.compile(r"bench-slow-(\d+)-\w+")
 
 
 def stream_model(chunks: int) -> str:
@@ -46,13 +48,13 @@ def stream_text(chunks: int) -> str:
     return "".join(stream_chunks(chunks))
 
 
-def slow_model(ms: int) -> str:
-    """A model whose one reply (`TEXT_REPLY`) takes `ms` to arrive."""
-    return f"openai/bench-slow-{ms}ms"
-
-
 def paced_model(per_second: int, chunks: int) -> str:
     return f"openai/bench-paced-{per_second}-{chunks}"
+
+
+def slow_model(ms: int, name: str = "one") -> str:
+    """A model whose one reply (`TEXT_REPLY`) takes `ms` to arrive; `name` tells several such models apart."""
+    return f"openai/bench-slow-{ms}-{name}"
 
 
 def _stamp() -> str:

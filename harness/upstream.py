@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 _REASONS = {
@@ -96,6 +96,11 @@ class Reply:
             "usage": usage or {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
         }
         return cls("json", body=body, delay=delay)
+
+    def held(self) -> Reply:
+        """This reply, sent only once `Upstream.release()` is called after the request arrived (a stream: before
+        its first chunk)."""
+        return replace(self, hold_after=0)
 
     @classmethod
     def error(
@@ -373,6 +378,16 @@ class Upstream:
     ) -> bool:
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.hold_after is not None and reply.kind != "sse":
+            watch = asyncio.ensure_future(reader.read(1))  # completes when the client hangs up
+            try:
+                await self._released(watch)
+            finally:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)  # the reader is free for the next request
+            if not watch.cancelled():
+                self._client_left()
+                return False
         if reply.kind == "drop":
             writer.transport.abort()
             return False
@@ -390,6 +405,14 @@ class Upstream:
             return True
         return await self._stream(reply, reader, writer)
 
+    async def _released(self, watch: asyncio.Future[bytes]) -> None:
+        """Until `release()` (every reply held meanwhile goes on) or the client hangs up (`watch`)."""
+        assert self._release is not None
+        release = asyncio.ensure_future(self._release.wait())
+        await asyncio.wait({release, watch}, return_when=asyncio.FIRST_COMPLETED)
+        release.cancel()
+        self._release.clear()
+
     async def _stream(
         self, reply: Reply, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
@@ -402,11 +425,7 @@ class Upstream:
                     writer.transport.abort()
                     return False
                 if reply.hold_after is not None and i == reply.hold_after:
-                    assert self._release is not None
-                    release = asyncio.ensure_future(self._release.wait())
-                    await asyncio.wait({release, watch}, return_when=asyncio.FIRST_COMPLETED)
-                    release.cancel()
-                    self._release.clear()
+                    await self._released(watch)
                 if watch.done():
                     self._client_left()
                     return False

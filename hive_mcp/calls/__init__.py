@@ -4,6 +4,7 @@
     Files          the files it names, read, counted, sent first            (files.py)
     Conversations  lock, load and fit the thread; store the answer          (conversation.py)
     Metering       reserve the worst case; settle once the outcome is final (metering.py)
+    Gather         a fan-out's calls: none sent unless all may be           (fanout.py, panel.py)
     Slot           one of the calls in flight, the caller's fair share      (send.py)
     Send           the provider, asked with a CompletionRequest             (send.py)
 
@@ -25,18 +26,19 @@ from ..llms.catalogue import Catalogue
 from ..provider.base import LLMProvider
 from ..spend import Spend
 from .admission import Admission
-from .call import Call, Failure, Outcome, Params, Progress, Thread
+from .call import Call, Failure, Many, Outcome, Params, Progress, Thread
 from .chain import Chain, Next, Step
 from .conversation import Conversations
 from .files import Files
+from .fanout import Answer, Answers, gather, run
 from .metering import Metering
 from .observer import Observer
 from .send import Send, Slot
 from .tracing import traced
 
 __all__ = [
-    "Call", "Chain", "Conversations", "Failure", "Files", "Next", "Observer", "Outcome", "Params", "Progress", "Step",
-    "Thread", "standard_chain",
+    "Answer", "Answers", "Call", "Chain", "Conversations", "Failure", "Files", "Many", "Next", "Observer", "Outcome",
+    "Params", "Progress", "Step", "Thread", "run", "standard_chain",
 ]  # fmt: skip
 
 NO_CONVERSATIONS = "conversation_id: this server keeps no conversations (HIVE_MCP_CONVERSATIONS=off)"
@@ -54,13 +56,15 @@ def standard_chain(
     default_max_tokens: int | None = None, files: Files | None = None, conversations: Conversations | None = None,
     spend: Spend | None = None, extra: Sequence[Step] = (),
 ) -> Chain:  # fmt: skip
-    """Every completion call's steps, in order; `extra` steps run between metering and the slot. Without `files`,
-    a call that names files is refused (no root is open)."""
+    """Every completion call's steps, in order; `extra` steps run between the fan-out's gate and the slot.
+    Without `files`, a call that names files is refused (no root is open). Run a call with `run(chain, call)`:
+    one naming `many` fans out over the chain."""
     steps: list[tuple[str, Step]] = [
         ("admission", Admission(limits, catalogue, provider, default_model, default_max_tokens)),
         ("files", files if files is not None else Files(provider, catalogue)),
         ("conversation", conversations if conversations is not None else _no_conversations),
         *([("budget", Metering(spend, limits.queue_timeout_s))] if spend is not None else []),
+        ("gather", gather),
         *((getattr(step, "__name__", type(step).__name__).lower(), step) for step in extra),
         ("queue", Slot(limits)),
     ]

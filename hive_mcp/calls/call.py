@@ -17,8 +17,9 @@ from typing import Any, Literal
 from ..files import Attached
 from ..provider.base import Answering, LLMResponse, Message, ModelRef, Tool, Usage
 from .observer import Observer
+from .panel import Seat
 
-__all__ = ["After", "Call", "Failure", "Outcome", "Params", "Progress", "Thread"]
+__all__ = ["After", "Call", "Failure", "Many", "Outcome", "Params", "Progress", "Thread"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,16 @@ class Thread:
 
     id: str
     fork: bool = False
+
+
+@dataclass(frozen=True)
+class Many:
+    """One question for several models at once (`calls.fanout`): each model's answer, then, with `judge`, that
+    model's verdict on them (`judge_prompt` replacing the instruction it is given)."""
+
+    models: tuple[str, ...]
+    judge: str | None = None
+    judge_prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,17 @@ class Call:
     stream: bool = False
     observer: Observer = field(default_factory=Observer)
     progress: Progress = field(default_factory=Progress, compare=False)
+    many: Many | None = None
+    """The models to ask instead of `model` (`calls.fanout.run` fans the call out)."""
+    seat: Seat | None = None
+    """The set of calls this one belongs to (a fan-out's branch or its judge): none is sent unless all may be."""
+    tag: str = ""
+    """What each message of its stream starts with (a fan-out's branch: its model's name and `: `)."""
+    before_s: float = 0.0
+    """How long the call may wait on other calls before it is queued (a judge: the models' deadline); what it
+    holds outlasts that wait, and their queue, too."""
+    keep: bool = True
+    """Whether its answer becomes a conversation (a judge's does not: its input is the other answers)."""
     # Decided by the steps:
     ref: ModelRef | None = None
     """The model, resolved once by admission."""

@@ -140,6 +140,8 @@ class Conversations:
     """Where failure dumps are: a recovered call's dump names the conversation its outcome returns."""
 
     async def __call__(self, call: Call, next: Next) -> Outcome:
+        if call.thread is None and not call.keep:
+            return await next(call)
         if call.thread is None:
             new = new_id()
             started = time.monotonic()

@@ -33,9 +33,11 @@ class Metering:
     async def __call__(self, call: Call, next: Next) -> Outcome:
         assert call.ref is not None, "admission resolves the model first"
         tools = call.params.tools
+        # A call that first waits on others (a judge) holds through their queue and deadline too.
+        waits = call.before_s + self.wait_s if call.before_s else 0.0
         ticket = await self.spend.reserve(
             call.caller, call.ref, call.outgoing, system=call.system, max_tokens=call.max_tokens,
-            deadline=call.deadline_s + self.wait_s, tools=[t.to_openai() for t in tools] if tools else None,
+            deadline=call.deadline_s + self.wait_s + waits, tools=[t.to_openai() for t in tools] if tools else None,
             response_format=call.params.response_format,
         )  # fmt: skip
         progress = call.progress

@@ -21,6 +21,11 @@ __all__ = ["Observer"]
 class Observer:
     """Told of a call's waits and its stream; this base is silent."""
 
+    def branch(self) -> Observer:
+        """An observer for one of several calls made for this one at once (a fan-out's): its waits and its
+        stream are its own, and leave the way this observer's do."""
+        return Observer()
+
     @asynccontextmanager
     async def waiting(self) -> AsyncIterator[None]:
         """The body waits (queued, or on the model): an observer may keep the client informed meanwhile."""

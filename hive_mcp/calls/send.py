@@ -70,7 +70,7 @@ class Send:
                         str(err), err.error_type, err.dump_id, err.billed, err.attempts, err.upstream_wait_s
                     )
                     return Outcome(failure=progress.failure, ref=call.ref)
-            state = StreamState(reasoning=call.params.include_reasoning, produced=progress.text)
+            state = StreamState(reasoning=call.params.include_reasoning, produced=progress.text, tag=call.tag)
             async with call.observer.relaying(state):
                 await read_stream(self.provider.stream(request), state)
         if state.error is not None:

@@ -32,6 +32,8 @@ class StreamState:
     """(kind, text) not yet sent: kind is "answer", or "reasoning" when `reasoning` is on."""
     reasoning: bool = False
     """Relay reasoning too; every message then starts with its kind's tag (`TAGS`)."""
+    tag: str = ""
+    """What every message starts with, before its kind's tag (a fan-out's branch: its model, `alpha: `)."""
     since: float = 0.0
     """When the oldest pending text arrived."""
     finish: FinishEvent | None = None
@@ -75,7 +77,7 @@ class StreamState:
                 runs.append((kind, [text]))
         self.pending.clear()
         tag = TAGS if self.reasoning else {"answer": ""}
-        return [tag[kind] + "".join(parts) for kind, parts in runs]
+        return [self.tag + tag[kind] + "".join(parts) for kind, parts in runs]
 
 
 TAGS = {"answer": "answer: ", "reasoning": "reasoning: "}

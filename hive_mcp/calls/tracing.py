@@ -21,4 +21,5 @@ def traced(step: Step, name: str) -> Step:
         with span(span_name, caller=call.caller, model=call.ref.name if call.ref is not None else call.model):
             return await step(call, next)
 
+    in_span.__wrapped__ = step  # type: ignore[attr-defined]  # the step itself, for who looks for it in a chain
     return in_span

@@ -18,6 +18,7 @@ from pydantic import (
 
 from mcp.server.mcpserver import Context
 
+from ..calls import Many
 from ..dumps import ERROR_TYPES
 from ..provider.base import Message
 from ..provider.base import Tool as ProviderTool
@@ -178,6 +179,10 @@ def _not_blank(v: str) -> str:
 FilePath = Annotated[str, AfterValidator(_not_blank)]
 """A path, directory or glob of `files`: what may be read is `hive_mcp.files`' to decide, after the arguments."""
 
+
+MAX_MODELS = 8
+"""The most models one call may ask at once (`models`)."""
+
 MAX_TOKENS_ARG = 2**31 - 1
 """The largest max_tokens a call may name: what a 32-bit integer holds, as providers take it; no model writes
 near as much. Past it the call is refused naming the field, before the number reaches arithmetic that fails."""
@@ -203,8 +208,11 @@ class CompleteArgs(BaseModel):
     fork: bool = Field(default=False, description="Continue a copy; the original stays")
     files: list[FilePath] | None = Field(default=None, description="Paths or globs (src/**/*.py) read and sent first")
     fit: Literal["refuse", "truncate"] | None = None  # files over the model's window: refused, or the largest dropped
+    models: list[str] | None = Field(default=None, min_length=2, max_length=MAX_MODELS, description="Ask each at once")
+    judge: str | None = Field(default=None, min_length=1, description="Model that compares the answers")
+    judge_prompt: str | None = Field(default=None, min_length=1)
 
-    @field_validator("messages", "tools", "files", mode="before")
+    @field_validator("messages", "tools", "files", "models", mode="before")
     @classmethod
     def _parse_list(cls, v: Any, info: ValidationInfo) -> Any:
         v = _maybe_json(v)
@@ -247,6 +255,7 @@ class CompleteArgs(BaseModel):
             raise ValueError("fork: needs a conversation_id to fork")
         if self.fit is not None and not self.files:
             raise ValueError("fit: only with files")
+        self._check_models()
         if self.tools:
             seen: set[str] = set()
             for i, t in enumerate(self.tools):
@@ -254,6 +263,26 @@ class CompleteArgs(BaseModel):
                     raise ValueError(f"tools[{i}].name: duplicate tool name '{t.name}'")
                 seen.add(t.name)
         return self
+
+    def _check_models(self) -> None:
+        if self.models is not None:
+            if self.model is not None:
+                raise ValueError("models: give model or models, not both")
+            for i, name in enumerate(self.models):
+                if not name:
+                    raise ValueError(f"models[{i}]: must not be empty")
+                if name in self.models[:i]:
+                    raise ValueError(f"models[{i}]: {short(name)} is named twice")
+        elif self.judge is not None:
+            raise ValueError("judge: judges the answers of models; name them in models")
+        if self.judge_prompt is not None and self.judge is None:
+            raise ValueError("judge_prompt: instructs a judge; name one in judge")
+
+    def many(self) -> Many | None:
+        """The models the call asks at once, when it names them."""
+        if self.models is None:
+            return None
+        return Many(tuple(self.models), self.judge, self.judge_prompt)
 
     def provider_messages(self) -> list[Message]:
         if self.prompt is not None:

@@ -145,6 +145,10 @@ class ProgressObserver(Observer):
         self.pacer = pacer
         self._beating: anyio.CancelScope | None = None
 
+    def branch(self) -> ProgressObserver:
+        # The same numbering: the notifications of every branch increase together.
+        return ProgressObserver(self.progress, self.heartbeat_s, self.pacer)
+
     @asynccontextmanager
     async def waiting(self) -> AsyncIterator[None]:
         async with heartbeats(self.progress, self.heartbeat_s) as beating:

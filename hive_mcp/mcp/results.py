@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from ..calls import Outcome
+from ..calls import Answers, Outcome
 from ..dumps import DumpPage, DumpSummary
 from ..provider.base import LLMResponse, ToolCall, Usage
+from .answers import answers_text, entry_of, totals
 from .constants import dump_uri
 from .errors import error_result, failure_text
 
@@ -65,6 +66,10 @@ class CompletionAnswer(BaseModel):
     omitted_tokens: int | None = _absent("integer")
     files: list[dict[str, Any]] | None = _absent("array")
     skipped_files: list[dict[str, Any]] | None = _absent("array")
+    # A call to several models (`models`): each one's entry (`answers.AnswerEntry`), and the judge's; the usage
+    # in `_meta` is the set's. Each entry's keys are in the README, not in every client's context.
+    answers: list[dict[str, Any]] | None = _absent("array")
+    verdict: dict[str, Any] | None = _absent("object")
 
 
 class CallFacts(Usage):
@@ -149,7 +154,8 @@ _ABSENT_WHEN_NONE = tuple(
 """Result fields left out when unset rather than sent as null (`_absent`): most replies have no reasoning and
 no dump, `model_group` is known only when the call went through a configured group, `conversation_id` only
 when conversations are on (and the store answered), `budget_remaining_usd` only when a budget applied,
-`unpriced` only when the model has no known price, the paging fields only when the answer was paged."""
+`unpriced` only when the model has no known price, the paging fields only when the answer was paged, the files
+only when the call named some, `answers` and `verdict` only for a call to several models."""
 
 
 def completion_result(result: CompletionResult) -> CallToolResult:
@@ -163,8 +169,28 @@ def completion_result(result: CompletionResult) -> CallToolResult:
     )
 
 
-def outcome_result(outcome: Outcome) -> CallToolResult:
-    """A completion call's outcome as its tool result: the answer, or its failure's one line and dump."""
+def answers_result(result: Answers) -> CallToolResult:
+    """A fan-out's result: every model's entry and the verdict; the text lists the answers under their models.
+    An error when no model answered."""
+    entries = [entry_of(a) for a in result.answers]
+    verdict = entry_of(result.verdict) if result.verdict is not None else None
+    text = answers_text(entries, verdict)
+    attempts = sum(a.outcome.attempts for a in (*result.answers, result.verdict) if a is not None and a.outcome)
+    data = CompletionResult(
+        **totals(result), content=text, model=", ".join(e.model for e in entries), stop_reason="models",
+        tool_calls=[], attempts=attempts, answers=[e.lean() for e in entries],
+        verdict=verdict.lean() if verdict is not None else None,
+    )  # fmt: skip
+    out = completion_result(data)
+    out.is_error = all(e.error is not None for e in entries)
+    return out
+
+
+def outcome_result(outcome: Outcome | Answers) -> CallToolResult:
+    """A completion call's outcome as its tool result: the answer, or its failure's one line and dump (or a
+    fan-out's answers)."""
+    if isinstance(outcome, Answers):
+        return answers_result(outcome)
     if outcome.response is None:
         failure = outcome.failure
         assert failure is not None, "an outcome holds a response or a failure"

@@ -25,7 +25,7 @@ from ..dashboard.app import TOOL_META, DashboardArgs, dashboard_tool
 from ..dashboard.data import Sources
 from ..dashboard.models import models_source
 from ..dumps import DumpStore, InvalidCursor
-from ..calls import Call, Chain, Outcome, Params, Thread
+from ..calls import Answers, Call, Chain, Outcome, Params, Thread, run
 from ..observe.calls import CallWatch
 from ..refusal import Refusal
 from .args import CompleteArgs, ListFailedRequestsArgs, StreamArgs, parse_args, raw_arguments
@@ -82,7 +82,7 @@ class ToolHandlers:
         ) as watch:
             try:
                 call = self.call(ctx, parse_args(model, ctx), stream=stream)
-                outcome = await self.chain.run(call)
+                outcome = await run(self.chain, call)
             except ArgumentError as exc:
                 watch.finished("refused", error_category="arguments")
                 return error_result(str(exc))
@@ -91,7 +91,7 @@ class ToolHandlers:
                 return error_result(safe_line(str(exc), MAX_REFUSAL_CHARS))
             told = watch.finished(**watched(call, outcome))
         result = outcome_result(outcome)
-        if self.pages is not None and outcome.response is not None:
+        if self.pages is not None and isinstance(outcome, Outcome) and outcome.response is not None:
             result = await self.pages.page(result, who, outcome.response.model)
         if told:
             result.meta = {**(result.meta or {}), **told}
@@ -114,6 +114,7 @@ class ToolHandlers:
             system=args.system or "", prompt=args.prompt, params=params, stream=stream,
             thread=Thread(args.conversation_id, args.fork) if args.conversation_id is not None else None,
             files=tuple(args.files or ()), fit=args.fit or "refuse",
+            many=args.many(),
             observer=ProgressObserver(ProgressSender(report), self.heartbeat_s, self.pacer),
         )  # fmt: skip
 
@@ -157,9 +158,20 @@ class ToolHandlers:
         return await dashboard_tool(dumps, raw if isinstance(raw, Mapping) else {}, sources=sources)
 
 
-def watched(call: Call, outcome: Outcome) -> dict[str, Any]:
+def watched(call: Call, outcome: Outcome | Answers) -> dict[str, Any]:
     """How a call ended, as the operator's metrics count it (`CallWatch.finished`): at the group and deployment
-    its latest attempt went to (the called model itself, unrouted)."""
+    its latest attempt went to (the called model itself, unrouted). A set of models is one call: answered when
+    any answered, its tokens and cost summed, its wait on the upstream the longest branch's."""
+    if isinstance(outcome, Answers):
+        members = [*outcome.answers, outcome.verdict]
+        replies = [a.outcome.response for a in members if a and a.outcome and a.outcome.response]
+        if not replies:
+            return {"outcome": "error", "error_category": "models"}
+        return {
+            "outcome": "ok", "upstream_wait_s": max(r.upstream_wait_s for r in replies),
+            **{k: sum(getattr(r, k) for r in replies) for k in
+               ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "cost_usd")},
+        }  # fmt: skip
     where, ref = call.progress.answering, outcome.ref
     place = {
         "group": where.group or (ref.group if ref else None),

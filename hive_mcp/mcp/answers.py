@@ -1,0 +1,69 @@
+"""A fan-out's result as it leaves on the wire: one entry per model (and the verdict), and the text block that
+lists the answers one after the other, each headed with its model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..calls import Answer, Answers
+from ..provider.base import Usage
+
+__all__ = ["AnswerEntry", "answers_text", "entry_of", "totals"]
+
+
+class AnswerEntry(BaseModel):
+    """One model's answer: its text, or `error` (one line) and `error_type` (its category, `refused` for a
+    refusal); `conversation_id` continues with it."""
+
+    content: str = ""
+    model: str
+    conversation_id: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    dump_id: str | None = None
+    model_group: str | None = None
+    deployment: str | None = None
+    """The deployment that answered (a fallback's, when the branch fell back)."""
+    usage: dict[str, Any] | None = None
+    """input_tokens, output_tokens, cost_usd (null when the model has no known price)."""
+    latency_ms: int = 0
+
+    def lean(self) -> dict[str, Any]:
+        """As sent: fields with nothing to say left out."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"content"} if self.error else None)
+
+
+def entry_of(a: Answer) -> AnswerEntry:
+    latency = round(a.latency_s * 1000)
+    o = a.outcome
+    if o is None:
+        return AnswerEntry(model=a.model, error=a.refusal, error_type="refused", latency_ms=latency)
+    if o.response is None:
+        f = o.failure
+        assert f is not None, "an outcome holds a response or a failure"
+        return AnswerEntry(model=a.model, error=f.text, error_type=f.error_type, dump_id=f.dump_id, latency_ms=latency)
+    r = o.response
+    usage = {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+             "cost_usd": None if r.unpriced else r.cost_usd}  # fmt: skip
+    return AnswerEntry(
+        content=r.content, model=a.model, conversation_id=o.conversation_id, model_group=r.model_group,
+        deployment=r.model or None, usage=usage, latency_ms=latency,
+    )  # fmt: skip
+
+
+def answers_text(entries: list[AnswerEntry], verdict: AnswerEntry | None) -> str:
+    """Each answer under its model's heading, then the verdict under the judge's."""
+    heads = [(e.model, e) for e in entries] + ([(f"verdict ({verdict.model})", verdict)] if verdict is not None else [])
+    return "\n\n".join(f"## {head}\n{e.content if e.error is None else 'error: ' + e.error}" for head, e in heads)
+
+
+def totals(result: Answers) -> dict[str, Any]:
+    """The set's usage: every model's and the judge's, summed; what it cost (unpriced when any part was)."""
+    parts = [a for a in (*result.answers, result.verdict) if a is not None and a.outcome and a.outcome.response]
+    responses = [a.outcome.response for a in parts if a.outcome is not None and a.outcome.response is not None]
+    sums: dict[str, Any] = {name: sum(getattr(r, name) or 0 for r in responses) for name in Usage.model_fields}
+    if any(r.unpriced for r in responses):
+        sums.update(cost_usd=None, unpriced=True)
+    return sums
