@@ -78,13 +78,7 @@ class AttemptSpan:
         self.span: Span = _TRACER.start_span(f"{operation} {model}", kind=SpanKind.CLIENT)
         if not self.span.is_recording():
             return
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": provider,
-            "gen_ai.request.model": model,
-            "gen_ai.request.stream": stream,
-            "hive_mcp.attempt": attempt,
-        }
+        attributes: dict[str, Any] = {**self._metric, "gen_ai.request.stream": stream, "hive_mcp.attempt": attempt}
         optional = {
             "gen_ai.request.max_tokens": max_tokens, "gen_ai.request.temperature": temperature,
             "gen_ai.conversation.id": conversation_id, "hive_mcp.model_group": group,
