@@ -299,7 +299,8 @@ async def test_a_call_that_waits_past_the_queue_timeout_is_refused_as_busy(
 def server_locks(server: MCPServer) -> Any:
     """The conversation locks of an in-process server (its call chain's conversation step)."""
     tool = server._tool_manager.get_tool("complete")  # noqa: SLF001 - test introspection
-    (step,) = [s for s in tool.fn.__self__.chain.steps if isinstance(s, Conversations)]
+    steps = [getattr(s, "__wrapped__", s) for s in tool.fn.__self__.chain.steps]  # each step inside its span
+    (step,) = [s for s in steps if isinstance(s, Conversations)]
     return step.locks
 
 

@@ -78,8 +78,13 @@ CONVERSATION_INSTRUCTIONS = (
 
 def budget_gauges(spend: Spend) -> None:
     """Every budget's limit, spent and reserved, as the operator's metrics show them. Blocking (it reads the
-    ledger): called by the usage throttle, off the event loop (by the ledger's writer), at most once a second."""
-    for b in spend.usage(None, settled=False).budgets:
+    ledger): called by the usage throttle, off the event loop (by the ledger's writer), at most once a second. A
+    ledger that does not answer leaves them as they were (its outage is told once, by the ledger)."""
+    try:
+        budgets = spend.usage(None, settled=False).budgets
+    except Exception:  # noqa: BLE001 - the gauges wait for the next settled call
+        return
+    for b in budgets:
         metrics.budget(b.budget, limit_usd=b.limit_usd, spent_usd=b.spent_usd, reserved_usd=b.reserved_usd)
 
 
