@@ -76,7 +76,7 @@ def _define() -> dict[str, Any]:
                                  ["budget"], multiprocess_mode="mostrecent"),
         "dumps": counter("hive_mcp_dumps_written", "Failure dumps written."),
         "conversations": gauge("hive_mcp_conversations_open", "Conversations kept.", multiprocess_mode="mostrecent"),
-        "tasks": gauge("hive_mcp_tasks_open", "Tasks not yet finished.", multiprocess_mode="mostrecent"),
+        "tasks": gauge("hive_mcp_tasks_open", "Tasks running now (summed over workers).", multiprocess_mode="livesum"),
         "outages": counter("hive_mcp_state_outages", "Times a state backend stopped answering.", ["store"]),
         "state_latency": histogram("hive_mcp_state_latency_seconds", "State backend round trips.", ["store", "op"],
                                    buckets=WAIT_BUCKETS),
