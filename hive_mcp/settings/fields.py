@@ -44,7 +44,8 @@ Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_names)]
 """Comma-separated in the environment (split by `_split_names`, not decoded as JSON); a list from repeated flags."""
 
 ToolName = Literal[
-    "complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations"
+    "complete", "stream_complete", "list_failed_requests", "list_models", "dashboard", "list_conversations",
+    "read_result",
 ]
 """Every tool the server can offer, as HIVE_MCP_TOOLS names them (a test holds this to what the server defines)."""
 FileRootsSetting = Annotated[tuple[Root, ...] | None, NoDecode, BeforeValidator(parse_roots)]
