@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..conversations import ConversationError
+from ..files import FileAccess
 from ..limits import Limits
 from ..llms.catalogue import Catalogue
 from ..provider.base import LLMProvider
@@ -53,15 +54,15 @@ async def _no_conversations(call: Call, next: Next) -> Outcome:
 
 def standard_chain(
     provider: LLMProvider, limits: Limits, catalogue: Catalogue, *, default_model: str,
-    default_max_tokens: int | None = None, files: Files | None = None, conversations: Conversations | None = None,
+    default_max_tokens: int | None = None, files: FileAccess | None = None, conversations: Conversations | None = None,
     spend: Spend | None = None, extra: Sequence[Step] = (),
 ) -> Chain:  # fmt: skip
     """Every completion call's steps, in order; `extra` steps run between the fan-out's gate and the slot.
-    Without `files`, a call that names files is refused (no root is open). Run a call with `run(chain, call)`:
-    one naming `many` fans out over the chain."""
+    `files` is where calls may read (None: nowhere, a call that names files is refused). Run a call with
+    `run(chain, call)`: one naming `many` fans out over the chain."""
     steps: list[tuple[str, Step]] = [
         ("admission", Admission(limits, catalogue, provider, default_model, default_max_tokens)),
-        ("files", files if files is not None else Files(provider, catalogue)),
+        ("files", Files(provider, catalogue, files)),
         ("conversation", conversations if conversations is not None else _no_conversations),
         *([("budget", Metering(spend, limits.queue_timeout_s))] if spend is not None else []),
         ("gather", gather),

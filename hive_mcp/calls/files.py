@@ -29,8 +29,8 @@ OFF = FileAccess(FileRoots((), off="files are off on this server"))
 class Files:
     provider: LLMProvider
     catalogue: Catalogue
-    access: FileAccess = OFF
-    """Where calls may read, within which limits (default: nowhere)."""
+    access: FileAccess | None = None
+    """Where calls may read, within which limits (None: nowhere)."""
 
     async def __call__(self, call: Call, next: Next) -> Outcome:
         if not call.files:
@@ -55,7 +55,7 @@ class Files:
             image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}
             return self.provider.count_tokens([image], ref.name)
 
-        a = self.access
+        a = self.access or OFF
         return attach_files(
             call.files, caller=call.caller, roots=a.roots, count=self.provider.text_counter(ref.name), room=room,
             fit=call.fit, vision=self.vision(ref), limits=a.limits, count_image=count_image, secrets=a.secrets,

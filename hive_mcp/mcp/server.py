@@ -29,7 +29,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
 from .. import __version__
 from ..dashboard.app import dashboard_apps
 from ..dumps import DumpStore
-from ..calls import Conversations, Files, standard_chain
+from ..calls import Conversations, standard_chain
 from ..files import FileAccess
 from ..limits import Limits
 from ..llms.catalogue import Catalogue
@@ -162,7 +162,7 @@ def build_server(
     chain = standard_chain(
         provider, limits, catalogue, default_model=default_model, default_max_tokens=default_max_tokens,
         conversations=steps, spend=spend,
-        files=Files(provider, catalogue, files) if files is not None else None,
+        files=files,
     )  # fmt: skip
     resources = ResourceHandlers(store, resource_page_size, models, frozenset(admins))
     kept = Touched(lambda _: ())  # a kept answer is new: its owner's list changed, nothing to update
@@ -190,7 +190,8 @@ def build_server(
     usage = Throttle()  # a settled call changes hive://usage: told at most once a second
     if spend is not None:
         spend.on_change = usage.changed
-        usage.add_listener(lambda: budget_gauges(spend))
+        if metrics.enabled():  # without prometheus-client the gauges go nowhere: the ledger is not read for them
+            usage.add_listener(lambda: budget_gauges(spend))
     bus = bus if bus is not None else InMemorySubscriptionBus()
     watched = [] if dump_watch is None else [
         ChangeSource(dump_watch.add_listener, dump_watch.remove_listener, lambda: (INDEX_URI,), list_changed=True,
@@ -220,7 +221,7 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
         async with running_bus(bus), notifier.running(), anyio.create_task_group() as gauges:
-            if conversations is not None:
+            if conversations is not None and metrics.enabled():
                 gauges.start_soon(conversation_gauge, conversations)
             yield {}
             gauges.cancel_scope.cancel()
