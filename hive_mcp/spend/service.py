@@ -54,6 +54,12 @@ __all__ = ["LEASE_MARGIN_S", "BudgetRefusal", "Spend", "Ticket", "utc_now"]
 
 logger = logging.getLogger("hive_mcp.spend")
 
+SETTLE_BATCH_S = 0.2
+"""How long a settled call waits in the journal for others to go into the backend with it. The backend's
+write runs beside the next calls, and a write per call slowed each of them more than the write costs; a
+reader of the ledger in this process (`settled`) and shutdown do not wait, and a budget check writes what
+waits first (`reserve`)."""
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -119,6 +125,12 @@ class Spend:
     """Writes settled calls into the backend after the answer: one thread, so rows go in in order."""
     _writing: set[Future[None]] = field(default_factory=set)
     """The writes not yet done (`settled` waits for them)."""
+    _queued: list[tuple[Ticket, CallRecord]] = field(default_factory=list)
+    """Settled calls (in the journal already) the next write takes."""
+    _flush: Future[None] | None = None
+    """The write that will take `_queued`, while it has not taken it."""
+    _hurry: threading.Event = field(default_factory=threading.Event)
+    """Set when a reader or shutdown wants the queued calls written now."""
 
     journal: Journal | None = None
     """Where settled calls are written first (default: `spend-journal` in the hive home)."""
@@ -257,24 +269,32 @@ class Spend:
         )  # fmt: skip
         ticket.done = True
         # In the journal now (one append to a local file: a killed process loses nothing), into the backend
-        # once the answer is on its way: the reservation holds the call's budget until its row is written
-        # there, and a backend that does not answer keeps the hold until the row is replayed.
+        # with the calls settled in the next `SETTLE_BATCH_S`: the reservation holds the call's budget until its
+        # row is written there, and a backend that does not answer keeps the hold until the row is replayed.
         self._journal().keep(ticket.reservation, record)
         with self._lock:
-            if self._writer is None:
-                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-spend")
-            write = self._writer.submit(self._commit, ticket, record)
-            self._writing.add(write)
-        write.add_done_callback(self._written)
+            self._queued.append((ticket, record))
+            if self._flush is None:
+                if self._writer is None:
+                    self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hive-spend")
+                self._hurry.clear()
+                self._flush = self._writer.submit(self._drain)
+                self._writing.add(self._flush)
+                self._flush.add_done_callback(self._written)
         return ticket.remaining_usd(cost)
 
-    def _commit(self, ticket: Ticket, record: CallRecord) -> None:
-        try:
-            self._journal().commit(ticket.reservation, record)
-        finally:
-            self._forget(ticket)
-        if self.on_change is not None:
-            self.on_change(ticket.reservation.caller)
+    def _drain(self) -> None:
+        """The writer: after `SETTLE_BATCH_S` (or sooner, when hurried), every call queued by then, in order."""
+        self._hurry.wait(SETTLE_BATCH_S)
+        with self._lock:
+            batch, self._queued, self._flush = self._queued, [], None
+        for ticket, record in batch:
+            try:
+                self._journal().commit(ticket.reservation, record)
+            finally:
+                self._forget(ticket)
+            if self.on_change is not None:
+                self.on_change(ticket.reservation.caller)
 
     def _written(self, write: Future[None]) -> None:
         with self._lock:
@@ -287,6 +307,7 @@ class Spend:
         readers of the ledger go through it, in their worker thread, so a caller sees the calls it was answered."""
         with self._lock:
             writing = list(self._writing)
+        self._hurry.set()
         wait(writing)
         return self.backend
 
@@ -316,6 +337,7 @@ class Spend:
         """Shutdown: the settled calls written, then every reservation this process still holds released."""
         with self._lock:
             writer, self._writer = self._writer, None
+        self._hurry.set()
         if writer is not None:
             writer.shutdown(wait=True)  # a reservation is released only after its call's row is written
         with self._lock:
