@@ -1,12 +1,14 @@
-"""Change listeners: callbacks kept under a lock, each called in turn. A leaf module."""
+"""Change listeners: callbacks kept under a lock, each called in turn, and `Throttle`, listeners told at most
+once an interval. A leaf module."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
-__all__ = ["Listeners"]
+__all__ = ["Listeners", "Throttle"]
 
 logger = logging.getLogger("hive_mcp")
 
@@ -45,3 +47,43 @@ class Listeners:
                 callback()
             except Exception:  # noqa: BLE001 - see the class docstring
                 logger.exception("a change listener failed")
+
+
+class Throttle(Listeners):
+    """Listeners told of changes at most once per `interval_s`: a burst is one call now and one at the end.
+
+    `changed(caller)` names whose things changed; `owners()` drains them (so only they hear of it)."""
+
+    def __init__(self, interval_s: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._timer: threading.Timer | None = None
+        self._owners: set[str] = set()
+
+    def owners(self) -> frozenset[str]:
+        with self._lock:
+            owners, self._owners = frozenset(self._owners), set()
+        return owners
+
+    def changed(self, caller: str | None = None) -> None:
+        with self._lock:
+            if caller is not None:
+                self._owners.add(caller)
+            wait = self._last + self.interval_s - self._monotonic()
+            if wait > 0:
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._fire)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+            self._last = self._monotonic()
+        self.notify()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = self._monotonic()
+        self.notify()

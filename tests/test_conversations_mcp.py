@@ -465,3 +465,30 @@ async def test_listen_streams_hear_new_and_updated_conversations(server: MCPServ
         async with c.listen(resources_list_changed=True, resource_subscriptions=["hive://conversations", uri]) as sub:
             await call(c, prompt="again", conversation_id=cid)
             await hear(sub, {"ResourcesListChanged", "hive://conversations", uri})
+
+
+def test_changes_to_conversations_are_told_once_a_second_and_none_is_lost() -> None:
+    import threading
+
+    from hive_mcp.mcp.notify import Touched
+
+    now = [100.0]
+    touched = Touched(lambda cid: ("hive://conversations", f"hive://conversations/{cid}"), monotonic=lambda: now[0])
+    told: list[list[str]] = []
+    second = threading.Event()
+
+    def listener() -> None:  # as the notifier's pump: what changed, asked when told
+        told.append(touched.updated())
+        if len(told) == 2:
+            second.set()
+
+    touched.add_listener(listener)
+    touched.touch("c_one", "alice")  # told at once
+    touched.touch("c_two", "alice")  # a call a moment later: waits for the second to end
+    touched.touch("c_three", "bob")
+    assert told == [["hive://conversations", "hive://conversations/c_one"]]
+    now[0] = 101.0
+    assert second.wait(10)  # the deferred one arrives (the timer runs on real time, bounded here)
+    assert told[1] == ["hive://conversations", "hive://conversations/c_three", "hive://conversations/c_two"]
+    assert touched.owners() == {"alice", "bob"}
+

@@ -267,7 +267,7 @@ async def test_hive_usage_shows_local_everything_and_the_budgets(
 def test_usage_changes_are_told_at_most_once_per_interval() -> None:
     import threading
 
-    from hive_mcp.spend.usage import Throttle
+    from hive_mcp.listeners import Throttle
 
     now = [100.0]
     throttle = Throttle(interval_s=1.0, monotonic=lambda: now[0])

@@ -23,7 +23,7 @@ from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent, SubscriptionBus
 
-from ..listeners import Listeners
+from ..listeners import Throttle
 from ..sdk_compat import run_sync_soon, session_connection
 from ..tokens import owner_scope
 from .audience import Audience, hears, join, owned, owners_of
@@ -50,31 +50,24 @@ class ChangeSource:
     owners: Callable[[], Audience] = lambda: None
 
 
-class Touched(Listeners):
-    """A source whose changes name what changed (a conversation id) and whose it is, as a `ChangeSource` needs it.
+class Touched(Throttle):
+    """A source whose changes name what changed (a conversation id) and whose it is, as a `ChangeSource` needs it,
+    told at most once a second (`Throttle`): a client calling in a loop hears of its new conversations once a
+    second, not once a call, and every change still reaches it.
 
-    `touch(key, owner)` records both and calls the listeners; `updated()` (on the loop)
-    returns the URIs of every key touched since it was last asked, through `uris_of`,
-    and `owners()` the owners of what was touched since it was last asked.
+    `touch(key, owner)` records both; `updated()` (on the loop) returns the URIs of every key touched since it was
+    last asked, through `uris_of`, and `owners()` the owners of what was touched since it was last asked.
     """
 
-    def __init__(self, uris_of: Callable[[str], Iterable[str]]) -> None:
-        super().__init__()
+    def __init__(self, uris_of: Callable[[str], Iterable[str]], **throttle: Any) -> None:
+        super().__init__(**throttle)
         self._uris_of = uris_of
-        self._lock = threading.Lock()
         self._keys: set[str] = set()
-        self._owners: set[str] = set()
 
     def touch(self, key: str, owner: str) -> None:
         with self._lock:
             self._keys.add(key)
-            self._owners.add(owner)
-        self.notify()
-
-    def owners(self) -> frozenset[str]:
-        with self._lock:
-            owners, self._owners = frozenset(self._owners), set()
-        return owners
+        self.changed(owner)
 
     def updated(self) -> list[str]:
         with self._lock:

@@ -40,7 +40,7 @@ from ..conversations import ConversationLocks, ConversationStore, StoreError
 from ..sdk_compat import lowlevel_server
 from ..observe import metrics
 from ..spend import Spend
-from ..spend.usage import Throttle
+from ..listeners import Throttle
 from ..tasks import TaskEngine
 from ..tasks.wire import TasksExtension, install_tasks
 from .bus import RedisSubscriptionBus, running as running_bus

@@ -9,19 +9,16 @@ over HTTP sees itself); None sees everything (admins, stdio).
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
-from ..listeners import Listeners
 from .budgets import Budget, Budgets, period_key, reset_at, usd
 from .ledger import Backend, TotalRow
 
 __all__ = [
-    "BudgetState", "Spending", "Throttle", "UsageReport", "rows_since", "spent_by", "spent_today", "unpriced_by",
+    "BudgetState", "Spending", "UsageReport", "rows_since", "spent_by", "spent_today", "unpriced_by",
     "usage_report",
 ]
 
@@ -107,46 +104,6 @@ def spent_by(rows: list[TotalRow], key: Callable[[TotalRow], str]) -> dict[str, 
         cost, calls = out.get(key(r), (0, 0))
         out[key(r)] = (cost + r.cost, calls + r.calls)
     return dict(sorted(out.items()))
-
-
-class Throttle(Listeners):
-    """Listeners told of changes at most once per `interval_s`: a burst is one call now and one at the end.
-
-    `changed(caller)` names whose things changed; `owners()` drains them (so only they hear of it)."""
-
-    def __init__(self, interval_s: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
-        super().__init__()
-        self.interval_s = interval_s
-        self._monotonic = monotonic
-        self._lock = threading.Lock()
-        self._last = float("-inf")
-        self._timer: threading.Timer | None = None
-        self._owners: set[str] = set()
-
-    def owners(self) -> frozenset[str]:
-        with self._lock:
-            owners, self._owners = frozenset(self._owners), set()
-        return owners
-
-    def changed(self, caller: str | None = None) -> None:
-        with self._lock:
-            if caller is not None:
-                self._owners.add(caller)
-            wait = self._last + self.interval_s - self._monotonic()
-            if wait > 0:
-                if self._timer is None:
-                    self._timer = threading.Timer(wait, self._fire)
-                    self._timer.daemon = True
-                    self._timer.start()
-                return
-            self._last = self._monotonic()
-        self.notify()
-
-    def _fire(self) -> None:
-        with self._lock:
-            self._timer = None
-            self._last = self._monotonic()
-        self.notify()
 
 
 def unpriced_by(rows: list[TotalRow], key: Callable[[TotalRow], str]) -> dict[str, int]:
