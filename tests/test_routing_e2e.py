@@ -211,6 +211,12 @@ def test_redis_stopped_mid_run_does_not_fail_calls_and_sharing_resumes(tmp_path,
             # b's cooldown (its next reply a 429) reaches Redis, where a's (while it was away) never did.
             b.script(Reply.error(429, headers={"retry-after": "30"}))
             assert complete(session, max_retries=0).is_error
+            # The cooldown is written to Redis beside the reply, not before it: the next process reads it there.
+            deadline = time.monotonic() + BACK_S
+            while not store.keys("deployment:*:cooldown"):
+                if time.monotonic() > deadline:
+                    pytest.fail("b's cooldown never reached Redis")
+                time.sleep(0.05)
         finally:
             session.close()
             errlog.close()
