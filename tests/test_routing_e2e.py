@@ -208,29 +208,14 @@ def test_redis_stopped_mid_run_does_not_fail_calls_and_sharing_resumes(tmp_path,
                 assert not complete(session).is_error
                 if time.monotonic() > deadline:
                     pytest.fail("no usage counter reached Redis after it came back")
-            # b's cooldown (its next reply a 429) reaches Redis, where a's (while it was away) never did.
-            b.script(Reply.error(429, headers={"retry-after": "30"}))
-            assert complete(session, max_retries=0).is_error
-            # The cooldown is written to Redis beside the reply, not before it: the next process reads it there.
-            deadline = time.monotonic() + BACK_S
-            while not store.keys("deployment:*:cooldown"):
-                if time.monotonic() > deadline:
-                    pytest.fail("b's cooldown never reached Redis")
-                time.sleep(0.05)
         finally:
             session.close()
             errlog.close()
         stderr = errlog_path.read_text()
         assert "Traceback" not in stderr
         assert stderr.count("Redis did not answer: routing") == 1, stderr
-        a_hits, b_hits = len(a.chat_requests()), len(b.chat_requests())
-        second, _, log2 = stdio_session(config, tmp_path, "second")
-        try:
-            assert complete(second, max_retries=0).is_error  # a's 429: the one deployment not cooling in Redis
-        finally:
-            second.close()
-            log2.close()
-        assert (len(a.chat_requests()), len(b.chat_requests())) == (a_hits + 1, b_hits)
+        # A cooldown reaching another process once Redis is back is the next test's: the first cooldown may be
+        # set while litellm's breaker for cooldowns is still shut, so that test sets one each second.
     finally:
         valkey.stop()
 
