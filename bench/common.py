@@ -513,10 +513,10 @@ async def litellm_stream(bench: Bench, model: str) -> StreamRun:
     return run
 
 
-async def stream_complete(client: Client, model: str) -> StreamRun:
+async def stream_complete(client: Client, model: str, **args: object) -> StreamRun:
     run = StreamRun(time.perf_counter_ns())
     result = await client.call_tool(
-        "stream_complete", {"prompt": PROMPT, "model": model}, read_timeout_seconds=CALL_S,
+        "stream_complete", {"prompt": PROMPT, "model": model, **args}, read_timeout_seconds=CALL_S,
         progress_callback=run.on_progress,
     )  # fmt: skip
     run.finished_ns = time.perf_counter_ns()

@@ -48,6 +48,8 @@ PACE = 50  # chunks a second
 RATE_SHARE = 0.9
 LATENCY_MS = 2.0
 ABOVE_LITELLM_MS = 0.5
+MAX_TOKENS = 16_384
+"""Room for the whole fast stream (about 4,000 tokens): the default max_tokens would cut it."""
 RAW = "raw httpx (floor)"
 LITELLM = "litellm.acompletion in-process"
 PROVIDER = "LiteLLMProvider.stream in-process"
@@ -81,7 +83,7 @@ async def run(bench: Bench) -> Section:
 
     async def provider_stream(model: str) -> StreamRun:
         run = StreamRun(time.perf_counter_ns())
-        async for ev in llm.stream(USER, model=model):
+        async for ev in llm.stream(USER, model=model, max_tokens=MAX_TOKENS):
             if isinstance(ev, TextDeltaEvent):
                 run.messages.append((time.perf_counter_ns(), ev.content))
         run.finished_ns = time.perf_counter_ns()
@@ -113,8 +115,8 @@ async def run(bench: Bench) -> Section:
             RAW: partial(raw_stream, http, bench),
             LITELLM: partial(litellm_stream, bench),
             PROVIDER: provider_stream,
-            STDIO: partial(stream_complete, stdio.client),
-            HTTP: partial(stream_complete, remote.client),
+            STDIO: partial(stream_complete, stdio.client, max_tokens=MAX_TOKENS),
+            HTTP: partial(stream_complete, remote.client, max_tokens=MAX_TOKENS),
         }
         rates = await interleaved(
             {name: rate(name, stream) for name, stream in streams.items()},
