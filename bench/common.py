@@ -345,8 +345,11 @@ def inprocess_server(bench: Bench, store: DumpStore) -> MCPServer:
 
 
 def server_env(bench: Bench, dump_dir: Path, **settings: object) -> dict[str, str]:
-    """A server subprocess's environment; `settings` become HIVE_MCP_<NAME> (max_in_flight=512, say)."""
+    """A server subprocess's environment; `settings` become HIVE_MCP_<NAME> (max_in_flight=512, say). Its hive
+    home (conversations, the spend ledger and journal) is beside `dump_dir`: a run starts from none of the user's
+    state and leaves none in it."""
     return child_env(
+        HIVE_HOME=str(dump_dir.parent / "hive-home"),
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         LITELLM_OFFLINE_MODE="true",
         HIVE_MCP_MODEL=TEXT_MODEL,
