@@ -22,7 +22,7 @@ from opentelemetry import trace
 
 from .genai import tracer
 
-__all__ = ["DEFAULT_SERVICE_NAME", "configure", "exporter_for", "step"]
+__all__ = ["DEFAULT_SERVICE_NAME", "configure", "exporter_for", "recording", "step"]
 
 logger = logging.getLogger("hive_mcp.observe")
 
@@ -97,6 +97,11 @@ def configure(env: Mapping[str, str] = os.environ) -> bool:
         otel_metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
     logger.info("OpenTelemetry: traces %s, metrics %s", traces or "off", meters or "off")
     return traces is not None
+
+
+def recording() -> bool:
+    """Whether a tracer provider is installed, now or since this import; without one every span is a no-op."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 @contextmanager

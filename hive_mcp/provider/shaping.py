@@ -6,6 +6,8 @@ model needs); no request is sent from here.
 
 from __future__ import annotations
 
+import functools
+
 import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -120,9 +122,11 @@ CREDENTIAL_ALIASES = {
 """Providers whose environment variables are not named after them (litellm's names)."""
 
 
+@functools.lru_cache(maxsize=1024)
 def provider_of(model: str) -> str:
     """The litellm provider a model name goes to (`openai/x` and `gpt-4o` both `openai`); the prefix when
-    litellm does not know the name."""
+    litellm does not know the name. Remembered per name (litellm's answer depends on the name alone), the
+    oldest forgotten first: a caller may name any model."""
     try:
         return str(litellm.get_llm_provider(model)[1])
     except Exception:  # noqa: BLE001 - litellm raises its own errors for names it cannot place
