@@ -28,6 +28,7 @@ from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, normalize_secrets, url_secrets
+from . import success_logging
 from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
 from .replies import cost, cut_to, from_stream, parse
@@ -180,7 +181,10 @@ class LiteLLMProvider(LLMProvider):
                         if call.shaped.codex:
                             reply = await attempts.watch.waiting(self._collect(kwargs, model))
                         else:
-                            reply = parse(await attempts.watch.waiting(litellm.acompletion(**kwargs)), model)
+                            kwargs, logging_obj = success_logging.deferred(kwargs)
+                            response = await attempts.watch.waiting(litellm.acompletion(**kwargs))
+                            success_logging.release(logging_obj)
+                            reply = parse(response, model)
                         cut_to(reply, model, request.max_tokens)
                     if scope.cancelled_caught:
                         raise attempts.deadline_exceeded()
