@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 
 from hive_mcp.calls.stream import StreamState
-from hive_mcp.mcp.relay import Pacer, ProgressSender, relay_progress
+from hive_mcp.mcp.relay import Heartbeats, Pacer, ProgressObserver, ProgressSender, relay_progress
 from hive_mcp.provider import TextDeltaEvent
 
 
@@ -63,3 +63,45 @@ async def test_a_busy_loop_widens_the_interval_and_the_text_stays_whole() -> Non
         done.set()
     assert "".join(m for m in sent if m) == "".join(chunks)
     assert pacer.interval_s > 10 * pacer.base_s, pacer
+
+
+async def _beats_while_waiting(beats: Heartbeats, calls: int) -> list[list[float]]:
+    """`calls` calls waiting at once on `beats` (0.02 s heartbeats), each until it has heard three."""
+    heard: list[list[float]] = [[] for _ in range(calls)]
+
+    async def call(i: int) -> None:
+        done = anyio.Event()
+
+        async def report(progress: float, message: str | None) -> None:
+            assert message is None  # a heartbeat carries no text
+            heard[i].append(progress)
+            if len(heard[i]) == 3:
+                done.set()
+
+        observer = ProgressObserver(ProgressSender(report), 0.02, Pacer(), beats)
+        async with observer.waiting():
+            with anyio.fail_after(10):
+                await done.wait()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(calls):
+            tg.start_soon(call, i)
+    return heard
+
+
+async def test_one_task_beats_for_every_waiting_call_while_the_server_serves() -> None:
+    beats = Heartbeats()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beats.run)
+        await anyio.wait_all_tasks_blocked()
+        assert beats.ticking()
+        heard = await _beats_while_waiting(beats, 3)
+        tg.cancel_scope.cancel()
+    assert heard == [[1, 2, 3]] * 3  # numbered per call, each call its own
+    assert not beats.ticking()
+
+
+async def test_a_call_waiting_while_nothing_beats_for_it_beats_alone() -> None:
+    beats = Heartbeats()  # its task not running: another loop's, or the server not serving yet
+    assert not beats.ticking()
+    assert await _beats_while_waiting(beats, 2) == [[1, 2, 3]] * 2

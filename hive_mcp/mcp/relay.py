@@ -135,28 +135,86 @@ async def relay_progress(state: StreamState, progress: ProgressSender, heartbeat
             return
 
 
+class Heartbeats:
+    """One server's heartbeats, sent by one task (`run`, for as long as the server serves): each waiting call's
+    `ProgressSender` gets one whenever it went its interval without a notification, the task sleeping until the
+    next is due. A waiting call is an entry here, not a task of its own (a task per call cost more than the rest
+    of its bookkeeping). While no task runs (another loop, or before the server serves), a call beats alone."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[ProgressSender, float] = {}
+        self._next_at = math.inf
+        self._changed: anyio.Event | None = None
+        self._lead: anyio.Lock | None = None
+        self._loop: anyio.lowlevel.EventLoopToken | None = None
+        """The event loop of the task that runs now (None: none does)."""
+
+    def ticking(self) -> bool:
+        return self._loop is not None and self._loop == anyio.lowlevel.current_token()
+
+    def add(self, progress: ProgressSender, interval_s: float) -> None:
+        self._waiting[progress] = interval_s
+        if progress.last_sent + interval_s < self._next_at and self._changed is not None:
+            self._changed.set()  # due before the task wakes: it looks again
+
+    def discard(self, progress: ProgressSender) -> None:
+        self._waiting.pop(progress, None)
+
+    async def run(self) -> None:
+        """Send the heartbeats until cancelled; a second run waits, and takes over when the first ends."""
+        if self._lead is None:
+            self._lead = anyio.Lock()
+        async with self._lead, anyio.create_task_group() as tg:
+            self._loop = anyio.lowlevel.current_token()
+            try:
+                while True:
+                    self._changed = anyio.Event()  # before reading: an entry added from now on wakes the next wait
+                    now = anyio.current_time()
+                    self._next_at = math.inf
+                    for progress, interval_s in list(self._waiting.items()):
+                        at = progress.last_sent + interval_s
+                        if at <= now:
+                            progress.last_sent = at = now  # not due again while this one is on its way
+                            tg.start_soon(progress.send, None)
+                            at += interval_s
+                        self._next_at = min(self._next_at, at)
+                    with anyio.move_on_after(self._next_at - now):
+                        await self._changed.wait()
+            finally:
+                self._loop = None
+
+
 class ProgressObserver(Observer):
     """A call's progress as MCP progress notifications: heartbeats while it waits, its stream's text as it
     arrives (the relay sends the heartbeats from then on)."""
 
-    def __init__(self, progress: ProgressSender, heartbeat_s: float, pacer: Pacer) -> None:
+    def __init__(self, progress: ProgressSender, heartbeat_s: float, pacer: Pacer, beats: Heartbeats) -> None:
         self.progress = progress
         self.heartbeat_s = heartbeat_s
         self.pacer = pacer
+        self.beats = beats
         self._beating: anyio.CancelScope | None = None
 
     def branch(self) -> ProgressObserver:
         # The same numbering: the notifications of every branch increase together.
-        return ProgressObserver(self.progress, self.heartbeat_s, self.pacer)
+        return ProgressObserver(self.progress, self.heartbeat_s, self.pacer, self.beats)
 
     @asynccontextmanager
     async def waiting(self) -> AsyncIterator[None]:
-        async with heartbeats(self.progress, self.heartbeat_s) as beating:
-            self._beating = beating
+        if not self.beats.ticking():
+            async with heartbeats(self.progress, self.heartbeat_s) as beating:
+                self._beating = beating
+                yield
+            return
+        self.beats.add(self.progress, self.heartbeat_s)
+        try:
             yield
+        finally:
+            self.beats.discard(self.progress)
 
     @asynccontextmanager
     async def relaying(self, state: StreamState) -> AsyncIterator[None]:
+        self.beats.discard(self.progress)
         if self._beating is not None:
             self._beating.cancel()
         async with anyio.create_task_group() as tg:

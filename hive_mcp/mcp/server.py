@@ -220,11 +220,12 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[dict[str, Any]]:
-        async with running_bus(bus), notifier.running(), anyio.create_task_group() as gauges:
+        async with running_bus(bus), notifier.running(), anyio.create_task_group() as tg:
+            tg.start_soon(tool_handlers.beats.run)
             if conversations is not None and metrics.enabled():
-                gauges.start_soon(conversation_gauge, conversations)
+                tg.start_soon(conversation_gauge, conversations)
             yield {}
-            gauges.cancel_scope.cancel()
+            tg.cancel_scope.cancel()
 
     server: MCPServer = MCPServer(
         name,

@@ -36,7 +36,7 @@ from ..tokens import owner_scope
 from .constants import MAX_REFUSAL_CHARS, PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, safe_line
 from .paging import ResultPages
-from .relay import Pacer, ProgressObserver, ProgressSender
+from .relay import Heartbeats, Pacer, ProgressObserver, ProgressSender
 from .resources import caller_dumps, list_page
 from .results import CompletionResult, FailedRequestPage, json_result, outcome_result
 from .schema import build_tool
@@ -61,6 +61,8 @@ class ToolHandlers:
     """Where an answer too big for one reply is kept, to be read in parts (None: answers go whole)."""
     pacer: Pacer = field(init=False)
     """Shared by every stream: how far behind the event loop is, one process's fact."""
+    beats: Heartbeats = field(init=False, default_factory=Heartbeats)
+    """Every waiting call's heartbeats, sent by one task while the server serves (`Heartbeats.run`)."""
 
     def __post_init__(self) -> None:
         self.pacer = Pacer(base_s=self.progress_interval_s)
@@ -115,7 +117,7 @@ class ToolHandlers:
             thread=Thread(args.conversation_id, args.fork) if args.conversation_id is not None else None,
             files=tuple(args.files or ()), fit=args.fit or "refuse",
             many=args.many(),
-            observer=ProgressObserver(ProgressSender(report), self.heartbeat_s, self.pacer),
+            observer=ProgressObserver(ProgressSender(report), self.heartbeat_s, self.pacer, self.beats),
         )  # fmt: skip
 
     async def list_failed_requests(self, ctx: Context) -> Annotated[CallToolResult, FailedRequestPage]:
