@@ -105,3 +105,28 @@ async def test_a_call_waiting_while_nothing_beats_for_it_beats_alone() -> None:
     beats = Heartbeats()  # its task not running: another loop's, or the server not serving yet
     assert not beats.ticking()
     assert await _beats_while_waiting(beats, 2) == [[1, 2, 3]] * 2
+
+
+async def test_branches_sharing_a_sender_beat_until_the_last_stops_waiting() -> None:
+    """A fan-out's members number their notifications together: one member done waiting leaves the others'."""
+    beats = Heartbeats()
+    heard: list[float] = []
+    more = anyio.Event()
+
+    async def report(progress: float, message: str | None) -> None:
+        heard.append(progress)
+        if len(heard) == 5:
+            more.set()
+
+    observer = ProgressObserver(ProgressSender(report), 0.02, Pacer(), beats)
+    first, second = observer.branch(), observer.branch()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beats.run)
+        await anyio.wait_all_tasks_blocked()
+        async with second.waiting():
+            async with first.waiting():
+                pass  # the first member got its slot at once
+            with anyio.fail_after(10):
+                await more.wait()  # the second, still waiting, still beats
+        tg.cancel_scope.cancel()
+    assert heard == [1, 2, 3, 4, 5]

@@ -18,7 +18,7 @@ import anyio.lowlevel
 
 from ..calls.observer import Observer
 from ..calls.stream import StreamState
-from .constants import MOST_PROGRESS_INTERVAL_S, PROGRESS_INTERVAL_S
+from .constants import MOST_PROGRESS_INTERVAL_S, PROGRESS_INTERVAL_S, logger
 
 Report = Callable[[float, "str | None"], Awaitable[None]]
 """Sends one progress notification: (progress, message)."""
@@ -142,7 +142,8 @@ class Heartbeats:
     of its bookkeeping). While no task runs (another loop, or before the server serves), a call beats alone."""
 
     def __init__(self) -> None:
-        self._waiting: dict[ProgressSender, float] = {}
+        self._waiting: dict[ProgressSender, tuple[float, int]] = {}
+        """Each waiting call's sender -> its interval, and how many of its branches wait (a fan-out's share one)."""
         self._next_at = math.inf
         self._changed: anyio.Event | None = None
         self._lead: anyio.Lock | None = None
@@ -153,12 +154,14 @@ class Heartbeats:
         return self._loop is not None and self._loop == anyio.lowlevel.current_token()
 
     def add(self, progress: ProgressSender, interval_s: float) -> None:
-        self._waiting[progress] = interval_s
+        self._waiting[progress] = (interval_s, self._waiting.get(progress, (0.0, 0))[1] + 1)
         if progress.last_sent + interval_s < self._next_at and self._changed is not None:
             self._changed.set()  # due before the task wakes: it looks again
 
     def discard(self, progress: ProgressSender) -> None:
-        self._waiting.pop(progress, None)
+        interval_s, waiting = self._waiting.pop(progress, (0.0, 1))
+        if waiting > 1:
+            self._waiting[progress] = (interval_s, waiting - 1)
 
     async def run(self) -> None:
         """Send the heartbeats until cancelled; a second run waits, and takes over when the first ends."""
@@ -171,17 +174,25 @@ class Heartbeats:
                     self._changed = anyio.Event()  # before reading: an entry added from now on wakes the next wait
                     now = anyio.current_time()
                     self._next_at = math.inf
-                    for progress, interval_s in list(self._waiting.items()):
+                    for progress, (interval_s, _) in list(self._waiting.items()):
                         at = progress.last_sent + interval_s
                         if at <= now:
                             progress.last_sent = at = now  # not due again while this one is on its way
-                            tg.start_soon(progress.send, None)
+                            tg.start_soon(_beat, progress)
                             at += interval_s
                         self._next_at = min(self._next_at, at)
                     with anyio.move_on_after(self._next_at - now):
                         await self._changed.wait()
             finally:
                 self._loop = None
+
+
+async def _beat(progress: ProgressSender) -> None:
+    """One heartbeat; a client gone meanwhile is its own call's concern, not the other calls'."""
+    try:
+        await progress.send(None)
+    except Exception as exc:  # noqa: BLE001 - the call itself meets its closed session
+        logger.debug("a heartbeat was not sent: %s: %s", type(exc).__name__, exc)
 
 
 class ProgressObserver(Observer):
@@ -194,6 +205,8 @@ class ProgressObserver(Observer):
         self.pacer = pacer
         self.beats = beats
         self._beating: anyio.CancelScope | None = None
+        self._entered = False
+        """Whether this observer's call is one of `beats`' waiting calls now."""
 
     def branch(self) -> ProgressObserver:
         # The same numbering: the notifications of every branch increase together.
@@ -207,14 +220,20 @@ class ProgressObserver(Observer):
                 yield
             return
         self.beats.add(self.progress, self.heartbeat_s)
+        self._entered = True
         try:
             yield
         finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        if self._entered:
+            self._entered = False
             self.beats.discard(self.progress)
 
     @asynccontextmanager
     async def relaying(self, state: StreamState) -> AsyncIterator[None]:
-        self.beats.discard(self.progress)
+        self._leave()
         if self._beating is not None:
             self._beating.cancel()
         async with anyio.create_task_group() as tg:

@@ -7,7 +7,6 @@ model needs); no request is sent from here.
 from __future__ import annotations
 
 import functools
-
 import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
