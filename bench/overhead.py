@@ -6,7 +6,8 @@ layers in between. Targets (the issue): `complete` over stdio at most 1.0 ms
 
 The floor ratio: `complete` over stdio against a bare SDK `MCPServer` tool making the same
 `litellm.acompletion` call over stdio (`bench/bare_server.py`), calls alternated; at most 1.10x with
-conversations and the ledger on, as they are by default.
+conversations and the ledger on, as they are by default. The same ratio with conversations off is shown
+beside it: what the conversation row (its write, in a worker thread, before the answer) costs.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ INPROC = "complete: Client(server) in-process"
 STDIO = "complete over stdio (subprocess)"
 HTTP = "complete over streamable HTTP (subprocess)"
 BARE = "bare SDK MCPServer + litellm over stdio (floor)"
+NO_CONVERSATIONS = "complete over stdio, conversations off"
 RATIO = "complete over stdio / bare SDK server (ratio)"
+RATIO_NO_CONVERSATIONS = "conversations off / bare SDK server (ratio)"
 STDIO_BUDGET_MS = 1.0
 HTTP_BUDGET_MS = 2.0
 FLOOR_RATIO = 1.10
@@ -66,6 +69,7 @@ async def run(bench: Bench) -> Section:
         Client(inprocess_server(bench, store), mode=MODE, cache=None) as inproc,
         stdio_server(bench, "overhead-stdio") as stdio,
         stdio_server(bench, "overhead-bare", launcher=("-m", "bench.bare_server")) as bare,
+        stdio_server(bench, "overhead-no-conversations", conversations="off") as plain,
         http_server(bench, "overhead-http") as remote,
     ):
 
@@ -80,6 +84,7 @@ async def run(bench: Bench) -> Section:
                 INPROC: per_call_ms(lambda: complete(inproc)),
                 STDIO: per_call_ms(lambda: complete(stdio.client)),
                 BARE: per_call_ms(lambda: complete(bare.client)),
+                NO_CONVERSATIONS: per_call_ms(lambda: complete(plain.client)),
                 HTTP: per_call_ms(lambda: complete(remote.client)),
             },
             bench.reps(300, 50),
@@ -93,7 +98,8 @@ async def run(bench: Bench) -> Section:
     rows[HTTP].at_most(floor + HTTP_BUDGET_MS, f"litellm + {HTTP_BUDGET_MS} ms")
     ratio = Row(RATIO, "x", block_ratios(samples[STDIO], samples[BARE]))
     ratio.at_most(FLOOR_RATIO, f"{FLOOR_RATIO}x the bare server")
-    return Section("overhead", [*rows.values(), ratio])
+    plain = Row(RATIO_NO_CONVERSATIONS, "x", block_ratios(samples[NO_CONVERSATIONS], samples[BARE]))
+    return Section("overhead", [*rows.values(), ratio, plain])
 
 
 def block_ratios(ours: list[float], floor: list[float], blocks: int = 10) -> list[float]:
