@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import uuid
 from typing import Any
 
 from .offline import litellm
+
+logger = logging.getLogger("hive_mcp.provider")
 
 __all__ = ["SUCCESS_LOGGING_WITHIN_S", "deferred", "release"]
 
@@ -42,8 +45,12 @@ def release(logging_obj: Any) -> None:
 
     def go(_: object = None) -> None:
         enqueue, logging_obj.enqueue_deferred_logging = logging_obj.enqueue_deferred_logging, None
-        if enqueue is not None:  # the first of the two lets it go; a failed call parked nothing
+        if enqueue is None:  # the first of the two let it go; a failed call parked nothing
+            return
+        try:
             enqueue()
+        except Exception as exc:  # noqa: BLE001 - a loop closing under a late log: litellm's logging only
+            logger.debug("litellm's success logging not run: %s: %s", type(exc).__name__, exc)
 
     task = asyncio.current_task()
     if task is None:
