@@ -291,6 +291,8 @@ class Spend:
         for ticket, record in batch:
             try:
                 self._journal().commit(ticket.reservation, record)
+            except Exception as exc:  # noqa: BLE001 - one call's failure leaves the rest of the batch to go in
+                logger.warning("spend: a settled call waits in the journal: %s", exc)
             finally:
                 self._forget(ticket)
             if self.on_change is not None:
@@ -299,8 +301,6 @@ class Spend:
     def _written(self, write: Future[None]) -> None:
         with self._lock:
             self._writing.discard(write)
-        if write.exception() is not None:
-            logger.warning("spend: a settled call waits in the journal: %s", write.exception())
 
     def settled(self) -> Backend:
         """The backend, once every call settled so far is in it (or waits in the journal for it). Blocking:
