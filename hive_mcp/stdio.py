@@ -7,8 +7,11 @@ duplicate of fd 0 with os.read (no buffered-IO lock to trip over at exit).
 
 stdout: the SDK writes, then flushes, each message in anyio's worker pool: two
 thread round trips (about 0.2 ms each on a 2-core machine) per response and per
-progress notification. Here a message is queued and a daemon thread writes
-whatever has queued to a private duplicate of fd 1 in one os.write.
+progress notification. Here a message goes out at once, from the event loop, in
+one non-blocking os.write to a private duplicate of fd 1 when nothing waits
+ahead of it and the pipe has room (what asyncio's own transports do); whatever
+does not fit is queued, and a daemon thread writes what has queued as the client
+reads it.
 
 While serving, fd 0 reads /dev/null and fd 1 points at stderr, so nothing else
 in the process (or a child it starts) can read protocol bytes or write into the
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import select
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -201,16 +205,19 @@ def _read_quietly(fd: int) -> bytes:
 
 
 class StdoutLines:
-    """The SDK's `stdout` (an object with async `write` and `flush`), written by a daemon thread.
+    """The SDK's `stdout` (an object with async `write` and `flush`): written at once when it can be, else by a
+    daemon thread.
 
-    `write` queues and returns; the thread joins whatever has queued and writes it
-    in one os.write, so a burst of notifications costs one system call. Past
-    `HIGH_WATER_BYTES` unwritten, `write` waits for the thread to catch up. A
-    write error (the client closed the pipe) is raised by the next `write`.
+    `write` writes the message itself when nothing is queued and the pipe takes it whole (a non-blocking
+    os.write); else it queues what is left, and the thread joins whatever has queued and writes it in one
+    os.write, so a burst of notifications to a slow reader costs one system call. Past `HIGH_WATER_BYTES`
+    unwritten, `write` waits for the thread to catch up. A write error (the client closed the pipe) is raised
+    by this `write` or the next.
     """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        os.set_blocking(fd, False)  # our own duplicate: the loop never waits on the client
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._unwritten = 0
         self._caught_up = threading.Condition()
@@ -223,6 +230,16 @@ class StdoutLines:
             raise self._error
         data = text.encode("utf-8")
         with self._caught_up:
+            if not self._unwritten:  # nothing ahead of it: at once, if the pipe has room
+                try:
+                    data = data[os.write(self._fd, data) :]
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    self._error = exc
+                    raise
+                if not data:
+                    return
             self._unwritten += len(data)
             backlog = self._unwritten
         self._queue.put(data)
@@ -266,6 +283,12 @@ class StdoutLines:
 
 
 def _write_all(fd: int, data: bytes) -> None:
+    """All of `data` to the non-blocking `fd`, waiting (in this thread) for room as the reader takes it."""
     view = memoryview(data)
+    room = select.poll()
+    room.register(fd, select.POLLOUT)
     while view:
-        view = view[os.write(fd, view) :]
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            room.poll()

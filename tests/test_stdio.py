@@ -39,6 +39,20 @@ async def test_lines_arrive_whole_and_in_order() -> None:
     assert got.decode() == "".join(lines)
 
 
+async def test_a_message_with_nothing_ahead_of_it_is_in_the_pipe_when_write_returns() -> None:
+    """No thread in between: the event loop writes it (non-blocking), so a client reads it at once."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)  # a read finds only what is already there
+    out = StdoutLines(w)
+    for i in range(100):
+        line = f'{{"n": {i}}}\n'
+        await out.write(line)
+        assert os.read(r, 65536) == line.encode()  # already there, without yielding to the writer thread
+    out.close(5.0)
+    os.close(w)
+    os.close(r)
+
+
 async def test_a_reader_that_stops_holds_up_writes_instead_of_growing_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stdio, "HIGH_WATER_BYTES", 256 * 1024)
     monkeypatch.setattr(stdio, "LOW_WATER_BYTES", 64 * 1024)
