@@ -26,6 +26,7 @@ import os
 import queue
 import select
 import signal
+import stat
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -217,7 +218,12 @@ class StdoutLines:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        os.set_blocking(fd, False)  # our own duplicate: the loop never waits on the client
+        mode = os.fstat(fd).st_mode
+        # Only a pipe or a socket is made non-blocking: a terminal's or a file's open description is shared
+        # with whoever else holds it (the shell), and its blocking mode with it.
+        self._direct = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+        if self._direct:
+            os.set_blocking(fd, False)
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._unwritten = 0
         self._caught_up = threading.Condition()
@@ -230,7 +236,7 @@ class StdoutLines:
             raise self._error
         data = text.encode("utf-8")
         with self._caught_up:
-            if not self._unwritten:  # nothing ahead of it: at once, if the pipe has room
+            if self._direct and not self._unwritten:  # nothing ahead of it: at once, if the pipe has room
                 try:
                     data = data[os.write(self._fd, data) :]
                 except BlockingIOError:
@@ -253,6 +259,11 @@ class StdoutLines:
         """Write what is queued (for at most `timeout` seconds), then stop the thread."""
         self._queue.put(None)
         self._thread.join(timeout)
+        if self._direct:
+            try:
+                os.set_blocking(self._fd, True)  # as it was given to us
+            except OSError:
+                pass
 
     def _wait_below(self, limit: int) -> None:
         with self._caught_up:

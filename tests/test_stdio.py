@@ -114,3 +114,27 @@ def test_close_writes_what_is_queued() -> None:
         got.extend(chunk)
     os.close(r)
     assert got.decode() == "".join(f"{i}\n" for i in range(500))
+
+
+def test_only_a_pipe_is_made_non_blocking_and_it_is_given_back_blocking(tmp_path) -> None:
+    """A terminal's or a file's blocking mode is shared with whoever else holds it (the shell): left alone."""
+    r, w = os.pipe()
+    out = StdoutLines(w)
+    assert not os.get_blocking(w)
+    out.close(5.0)
+    assert os.get_blocking(w)
+    os.close(w)
+    os.close(r)
+
+    fd = os.open(tmp_path / "out.jsonl", os.O_WRONLY | os.O_CREAT)
+    out = StdoutLines(fd)
+    assert os.get_blocking(fd)
+
+    async def write_some() -> None:
+        for i in range(50):
+            await out.write(f"{i}\n")
+
+    anyio.run(write_some)
+    out.close(5.0)
+    os.close(fd)
+    assert (tmp_path / "out.jsonl").read_text() == "".join(f"{i}\n" for i in range(50))
