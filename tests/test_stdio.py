@@ -98,22 +98,27 @@ async def test_a_closed_pipe_ends_the_writer_with_an_error() -> None:
     os.close(w)
 
 
+def write_lines(out: StdoutLines, lines: list[str]) -> None:
+    async def write() -> None:
+        for line in lines:
+            await out.write(line)
+
+    anyio.run(write)
+
+
 def test_close_writes_what_is_queued() -> None:
     r, w = os.pipe()
     out = StdoutLines(w)
-
-    async def queue_many() -> None:
-        for i in range(500):
-            await out.write(f"{i}\n")
-
-    anyio.run(queue_many)
+    lines = [f'{{"n": {i}, "pad": "{"z" * 200}"}}\n' for i in range(2000)]  # about 440 KB: most wait in the queue
+    write_lines(out, lines)
+    assert out._unwritten > 0  # noqa: SLF001 - the pipe (64 KB) took what it could; the rest is queued
+    got, done = bytearray(), threading.Event()
+    threading.Thread(target=read_all, args=(r, got, done), daemon=True).start()
     out.close(5.0)
     os.close(w)
-    got = bytearray()
-    while chunk := os.read(r, 65536):
-        got.extend(chunk)
+    assert done.wait(5.0)
     os.close(r)
-    assert got.decode() == "".join(f"{i}\n" for i in range(500))
+    assert got.decode() == "".join(lines)
 
 
 def test_only_a_pipe_is_made_non_blocking_and_it_is_given_back_blocking(tmp_path) -> None:
@@ -130,11 +135,7 @@ def test_only_a_pipe_is_made_non_blocking_and_it_is_given_back_blocking(tmp_path
     out = StdoutLines(fd)
     assert os.get_blocking(fd)
 
-    async def write_some() -> None:
-        for i in range(50):
-            await out.write(f"{i}\n")
-
-    anyio.run(write_some)
+    write_lines(out, [f"{i}\n" for i in range(50)])
     out.close(5.0)
     os.close(fd)
     assert (tmp_path / "out.jsonl").read_text() == "".join(f"{i}\n" for i in range(50))
