@@ -28,7 +28,6 @@ from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, normalize_secrets, url_secrets
-from . import success_logging
 from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
 from .replies import cost, cut_to, from_stream, parse
@@ -37,6 +36,7 @@ from ..llms.catalogue import is_pattern, pattern_matches
 from .routing import ModelRouter
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, refused_unsent, shape
 from .stream import OutputCap, StreamAssembler, get
+from .success_logging import defer_success_logging, release_success_logging
 from .telemetry import CallTelemetry
 
 logger = logging.getLogger("hive_mcp.provider")
@@ -181,9 +181,9 @@ class LiteLLMProvider(LLMProvider):
                         if call.shaped.codex:
                             reply = await attempts.watch.waiting(self._collect(kwargs, model))
                         else:
-                            kwargs, logging_obj = success_logging.deferred(kwargs)
+                            kwargs, logging_obj = defer_success_logging(kwargs)
                             response = await attempts.watch.waiting(litellm.acompletion(**kwargs))
-                            success_logging.release(logging_obj)
+                            release_success_logging(logging_obj)
                             reply = parse(response, model)
                         cut_to(reply, model, request.max_tokens)
                     if scope.cancelled_caught:

@@ -23,15 +23,15 @@ from .offline import litellm
 
 logger = logging.getLogger("hive_mcp.provider")
 
-__all__ = ["SUCCESS_LOGGING_WITHIN_S", "deferred", "release"]
+__all__ = ["SUCCESS_LOGGING_WITHIN_S", "defer_success_logging", "release_success_logging"]
 
 SUCCESS_LOGGING_WITHIN_S = 1.0
 """The longest a call's success log waits for the task that asked for the call."""
 
 
-def deferred(kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+def defer_success_logging(kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     """`litellm.acompletion`'s `kwargs` with a logging object of their own whose success logging waits for
-    `release`; and that object. The object is made as litellm's own wrapper makes it."""
+    `release_success_logging`; and that object. The object is made as litellm's own wrapper makes it."""
     kwargs = {**kwargs, "litellm_call_id": str(uuid.uuid4())}
     logging_obj, kwargs = litellm.utils.function_setup(
         "acompletion", litellm.utils.Rules(), datetime.datetime.now(), **kwargs  # noqa: DTZ005 - litellm's naive times
@@ -40,7 +40,7 @@ def deferred(kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     return {**kwargs, "litellm_logging_obj": logging_obj}, logging_obj
 
 
-def release(logging_obj: Any) -> None:
+def release_success_logging(logging_obj: Any) -> None:
     """Let `logging_obj`'s success log go once the current task is done, or within `SUCCESS_LOGGING_WITHIN_S`."""
 
     def go(_: object = None) -> None:
