@@ -56,5 +56,10 @@ def release_success_logging(logging_obj: Any) -> None:
     if task is None:
         go()
         return
-    task.add_done_callback(go)
-    asyncio.get_running_loop().call_later(SUCCESS_LOGGING_WITHIN_S, go)
+    bound = asyncio.get_running_loop().call_later(SUCCESS_LOGGING_WITHIN_S, go)
+
+    def done(_: object) -> None:
+        bound.cancel()  # not left in the loop's timers for the rest of the second, one per call
+        go()
+
+    task.add_done_callback(done)
