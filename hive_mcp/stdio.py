@@ -2,8 +2,11 @@
 
 stdin: the SDK reads it with a blocking readline in an anyio worker thread,
 which cannot be cancelled, so after Ctrl-C or SIGTERM the server would wait for
-the client's next line or for EOF. Here a daemon thread reads a private
-duplicate of fd 0 with os.read (no buffered-IO lock to trip over at exit).
+the client's next line or for EOF; and each request crosses from that thread to
+the event loop. Here the event loop itself reads a private duplicate of fd 0
+when it is a pipe or a socket (non-blocking, given back blocking at the end), so
+a request costs one wake-up; anything else (a terminal, a file) is read by a
+daemon thread with os.read (no buffered-IO lock to trip over at exit).
 
 stdout: the SDK writes, then flushes, each message in anyio's worker pool: two
 thread round trips (about 0.2 ms each on a 2-core machine) per response and per
@@ -137,25 +140,61 @@ def _stderr_or_null() -> int:
 # ---------------------------------------------------------------------------
 
 
+def _pollable(fd: int) -> bool:
+    """Whether `fd` is a pipe or a socket: the only kinds we make non-blocking. A terminal's or a file's open
+    description is shared with whoever else holds it (the shell), and its blocking mode with it."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 async def _stdin_lines(fd: int) -> AsyncIterator[str]:
-    """The lines of `fd`, read by a daemon thread; cancelling the reader never waits for input."""
+    """The lines of `fd`; cancelling the reader never waits for input.
+
+    A pipe or a socket is read by the event loop itself (non-blocking, given back blocking at the end), so a
+    request costs one wake-up of the loop; anything else is read by a daemon thread.
+    """
+    lines = _Lines()
+    if not _pollable(fd):
+        async for line in _lines_from_thread(fd, lines):
+            yield line
+        return
+    os.set_blocking(fd, False)
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                await anyio.wait_readable(fd)
+                continue
+            except OSError:  # a read error is the end of input
+                chunk = b""
+            if not chunk:
+                break
+            for line in lines.feed(chunk):
+                yield line
+        for line in lines.end():
+            yield line
+    finally:
+        try:
+            os.set_blocking(fd, True)
+        except OSError:
+            pass
+
+
+async def _lines_from_thread(fd: int, lines: _Lines) -> AsyncIterator[str]:
     send, receive = anyio.create_memory_object_stream[str](16)
     token = anyio.lowlevel.current_token()
 
-    def deliver(line: bytes) -> None:
-        anyio.from_thread.run(send.send, line.decode("utf-8", errors="replace"), token=token)
-
     def pump() -> None:
-        buffer = b""
-        dropped = _NotJson()
         try:
             while chunk := _read_quietly(fd):
-                *lines, buffer = (buffer + chunk).split(b"\n")
-                for line in lines:
-                    if dropped.keeps(line):
-                        deliver(line + b"\n")
-            if buffer and dropped.keeps(buffer):
-                deliver(buffer)
+                for line in lines.feed(chunk):
+                    anyio.from_thread.run(send.send, line, token=token)
+            for line in lines.end():
+                anyio.from_thread.run(send.send, line, token=token)
         except BaseException:  # noqa: BLE001 - the loop is gone or the reader stopped: nobody is listening
             return
         try:
@@ -167,6 +206,32 @@ async def _stdin_lines(fd: int) -> AsyncIterator[str]:
     async with receive:
         async for line in receive:
             yield line
+
+
+class _Lines:
+    """What is read from stdin, split into lines; only those that can be a JSON-RPC message are kept."""
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []  # the line so far, in pieces: a long line is joined once, not per read
+        self._dropped = _NotJson()
+
+    def feed(self, chunk: bytes) -> list[str]:
+        first, *rest = chunk.split(b"\n")
+        if not rest:
+            self._pending.append(first)
+            return []
+        *lines, last = [b"".join((*self._pending, first)), *rest]
+        self._pending = [last]
+        return [_text(line + b"\n") for line in lines if self._dropped.keeps(line)]
+
+    def end(self) -> list[str]:
+        """The last line, when input ends without a newline."""
+        last, self._pending = b"".join(self._pending), []
+        return [_text(last)] if last and self._dropped.keeps(last) else []
+
+
+def _text(line: bytes) -> str:
+    return line.decode("utf-8", errors="replace")
 
 
 class _NotJson:
@@ -218,10 +283,7 @@ class StdoutLines:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        mode = os.fstat(fd).st_mode
-        # Only a pipe or a socket is made non-blocking: a terminal's or a file's open description is shared
-        # with whoever else holds it (the shell), and its blocking mode with it.
-        self._direct = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+        self._direct = _pollable(fd)
         if self._direct:
             os.set_blocking(fd, False)
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()

@@ -1,4 +1,5 @@
-"""The stdio transport's stdout writer: order, batching, backpressure, a closed pipe, draining at exit.
+"""The stdio transport's ends. stdout: order, batching, backpressure, a closed pipe, draining at exit.
+stdin: read by the loop from a pipe, by a thread from a file; blocking mode given back.
 
 Real pipes, real threads; waits are on events or on all tasks being blocked, never on sleeps.
 (The whole transport is exercised end to end in tests/test_e2e.py.)
@@ -139,3 +140,64 @@ def test_only_a_pipe_is_made_non_blocking_and_it_is_given_back_blocking(tmp_path
     out.close(5.0)
     os.close(fd)
     assert (tmp_path / "out.jsonl").read_text() == "".join(f"{i}\n" for i in range(50))
+
+
+# stdin
+
+
+def stdin_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "hive-mcp-stdin"]
+
+
+async def test_stdin_from_a_pipe_is_read_by_the_event_loop_and_given_back_blocking() -> None:
+    """No thread in between: a request costs one wake-up of the loop. Lines arrive whole, in order; a line that
+    is not JSON is dropped; the last line counts without its newline."""
+    r, w = os.pipe()
+    sent = [f'{{"n": {i}, "pad": "{"x" * (i % 500)}"}}' for i in range(300)]
+    wire = ("\n".join(sent[:150]) + "\nnot json\n\n" + "\n".join(sent[150:])).encode()
+    got: list[str] = []
+    async with anyio.create_task_group() as tg:
+
+        async def read() -> None:
+            async for line in stdio._stdin_lines(r):  # noqa: SLF001 - the transport's stdin end
+                assert not os.get_blocking(r) and not stdin_threads()
+                got.append(line)
+
+        tg.start_soon(read)
+        for i in range(0, len(wire), 1000):  # in pieces, so lines are split across reads
+            await anyio.wait_all_tasks_blocked()
+            os.write(w, wire[i : i + 1000])
+        os.close(w)
+    assert got == [line + "\n" for line in sent[:-1]] + [sent[-1]]
+    assert os.get_blocking(r)
+    os.close(r)
+
+
+async def test_a_pipe_reader_waiting_for_input_stops_when_cancelled_and_gives_the_pipe_back_blocking() -> None:
+    r, w = os.pipe()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def read() -> None:
+                async for _ in stdio._stdin_lines(r):  # noqa: SLF001
+                    pass
+
+            tg.start_soon(read)
+            await anyio.wait_all_tasks_blocked()
+            assert not os.get_blocking(r)
+            tg.cancel_scope.cancel()
+    assert os.get_blocking(r)
+    os.close(w)
+    os.close(r)
+
+
+async def test_stdin_from_a_file_is_read_by_a_thread_and_left_blocking(tmp_path) -> None:
+    """A file cannot be waited on by the loop, and its blocking mode is shared with whoever opened it."""
+    (tmp_path / "in.jsonl").write_text('{"a": 1}\n{"b": 2}\n')
+    fd = os.open(tmp_path / "in.jsonl", os.O_RDONLY)
+    got = []
+    async for line in stdio._stdin_lines(fd):  # noqa: SLF001
+        assert os.get_blocking(fd) and stdin_threads()
+        got.append(line)
+    os.close(fd)
+    assert got == ['{"a": 1}\n', '{"b": 2}\n']
