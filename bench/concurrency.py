@@ -4,7 +4,8 @@ Each call is `stream_complete` on an upstream stream of 100 chunks (--quick: 20)
 at 20 ms. 64 at once: wall time against one call alone; target at most 1.25x.
 The same pair for litellm alone in this process is the floor: no server does
 better than the library it drives; the server's CPU per chunk at 64 streams is at
-most 1.2x litellm's own in this process (round by round). 256 at once: aggregate chunks a second and
+most 1.2x litellm's own in this process (round by round), shown beside a bare SDK server's (bench/bare_server.py,
+each delta one progress notification) from the same rounds. 256 at once: aggregate chunks a second and
 the server's CPU time per chunk (/proc), then the same load again under
 cProfile, its CPU split by owner (bench/profiling.py) and its top functions
 written to bench/results/profile_256.txt.
@@ -55,6 +56,9 @@ CPU_RATIO = 1.2
 """Server CPU per streamed chunk at most this many times litellm's own (issue 21)."""
 LITELLM = "litellm in-process"
 SERVER = "stream_complete HTTP"
+BARE = "bare SDK server HTTP"
+"""The same streams through a bare SDK server (bench/bare_server.py): litellm's deltas sent as progress
+notifications one by one, nothing else. What the SDK's own progress path costs, beside the target."""
 
 
 @dataclass
@@ -141,11 +145,20 @@ async def run(bench: Bench) -> Section:
 
     stats_path = bench.dir("concurrency") / "server.prof"
     launcher = ("-m", "bench.profiling", str(stats_path), "--")
-    async with http_server(bench, "concurrency", launcher=launcher, max_in_flight=2 * WIDEST) as served:
+    async with (
+        http_server(bench, "concurrency", launcher=launcher, max_in_flight=2 * WIDEST) as served,
+        http_server(bench, "concurrency-bare", launcher=("-m", "bench.bare_server")) as bare,
+    ):
         server = partial(stream_complete, served.client)
+        bare_stream = partial(stream_complete, bare.client)
         await load(SERVER, server, 4)  # warm-up: litellm loaded, connections open
+        await load(BARE, bare_stream, 4)
         alone = [await load(SERVER, server, 1) for _ in range(rounds)]
-        wide = [await load(SERVER, server, WIDE, server=served.pid) for _ in range(rounds)]
+        wide: list[FanOut] = []
+        bare_wide: list[FanOut] = []
+        for _ in range(rounds):  # round by round, so both meet the same spell of the machine
+            wide.append(await load(SERVER, server, WIDE, server=served.pid))
+            bare_wide.append(await load(BARE, bare_stream, WIDE, server=bare.pid))
         widest = await load(SERVER, server, WIDEST, server=served.pid)
 
         os.kill(served.pid, signal.SIGUSR1)  # the profiler on, for one more run of the widest load
@@ -162,12 +175,16 @@ async def run(bench: Bench) -> Section:
     per_chunk = [w.cpu_ms_per_chunk("server") / f.cpu_ms_per_chunk("bench") for w, f in zip(wide, floor_wide)]
     cpu_ratio = Row(f"x{WIDE}: server CPU per chunk / litellm's own", "x", per_chunk)
     cpu_ratio.at_most(CPU_RATIO, f"{CPU_RATIO}x litellm's own")
+    bare_per_chunk = [b.cpu_ms_per_chunk("server") / f.cpu_ms_per_chunk("bench") for b, f in zip(bare_wide, floor_wide)]
+    bare_ratio = Row(f"x{WIDE}: bare SDK server CPU per chunk / litellm's own", "x", bare_per_chunk)
     rows = [
         *_wide_rows(LITELLM, floor_alone, floor_wide, "bench", chunks),
         one,
         many,
         *more,
         cpu_ratio,
+        Row(f"{BARE} x{WIDE}: CPU per chunk (server)", "ms", [b.cpu_ms_per_chunk("server") for b in bare_wide]),
+        bare_ratio,
         Row(f"{SERVER} x{WIDEST} concurrent", "s", [widest.wall_s]),
         Row(f"x{WIDEST}: aggregate chunks/s", "chunks/s", [widest.chunks / widest.wall_s]),
         Row(f"x{WIDEST}: server CPU per chunk", "ms", [widest.cpu_ms_per_chunk("server")]),
@@ -184,6 +201,7 @@ async def run(bench: Bench) -> Section:
             f"x{WIDE}": [f.summary() for f in wide],
             f"x{WIDEST}": widest.summary(),
         },
+        BARE: {f"x{WIDE}": [b.summary() for b in bare_wide]},
         "profile": split.as_json(),
         "text_checks": checks.as_json(),
     }
