@@ -31,21 +31,8 @@ from functools import partial
 
 import anyio
 
-from bench.common import (
-    START_S,
-    Bench,
-    BenchError,
-    Checks,
-    Row,
-    Section,
-    Streamer,
-    StreamRun,
-    cpu_s,
-    http_server,
-    percentile,
-    litellm_stream,
-    stream_complete,
-)
+from bench.calls import Checks, Streamer, StreamRun, litellm_stream, stream_complete
+from bench.common import START_S, Bench, BenchError, Row, Section, cpu_s, http_server, percentile
 from bench.profiling import Split
 from bench.upstream_proc import paced_model
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from mcp import Client
 
-from bench.common import MODE, Bench, Row, Section, complete, inprocess_server, interleaved, per_call_ms
+from bench.calls import complete
+from bench.common import MODE, Bench, Row, Section, inprocess_server, interleaved, per_call_ms
 from bench.upstream_proc import slow_model
 
 MODEL_MS = 1000

@@ -8,7 +8,8 @@ the target is at most 10 MB.
 
 from __future__ import annotations
 
-from bench.common import Bench, Row, Section, complete, rss_mb, stdio_server
+from bench.calls import complete
+from bench.common import Bench, Row, Section, rss_mb, stdio_server
 
 WARMUP = 100
 GROWTH_MB = 10.0

@@ -20,7 +20,8 @@ import os
 import statistics
 import time
 
-from bench.common import Bench, BenchError, Row, Section, complete, stdio_server
+from bench.calls import complete
+from bench.common import Bench, BenchError, Row, Section, stdio_server
 
 CALLS = "complete, Redis up"
 FROZEN = "complete, Redis frozen (SIGSTOP)"

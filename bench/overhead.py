@@ -17,6 +17,7 @@ import statistics
 import httpx
 from mcp import Client
 
+from bench.calls import complete
 from bench.common import (
     API_KEY,
     MODE,
@@ -24,7 +25,6 @@ from bench.common import (
     Bench,
     Row,
     Section,
-    complete,
     http_server,
     import_litellm,
     inprocess_server,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from mcp import Client
 
-from bench.common import API_KEY, MODE, Bench, Row, Section, complete, import_litellm, interleaved, per_call_ms
+from bench.calls import complete
+from bench.common import API_KEY, MODE, Bench, Row, Section, import_litellm, interleaved, per_call_ms
 from bench.upstream_proc import TEXT_MODEL
 from harness.upstream import RecordedRequest, Reply, Upstream
 

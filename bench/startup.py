@@ -8,7 +8,8 @@ round is a new process. Target: initialize within 1.0 s (median).
 
 from __future__ import annotations
 
-from bench.common import Bench, BenchError, Row, Section, complete, stdio_server
+from bench.calls import complete
+from bench.common import Bench, BenchError, Row, Section, stdio_server
 
 TOOLS = {"complete", "stream_complete", "list_failed_requests"}
 INITIALIZE_S = 1.0

@@ -26,21 +26,8 @@ from functools import partial
 
 import httpx
 
-from bench.common import (
-    USER,
-    Bench,
-    Checks,
-    Row,
-    Section,
-    Streamer,
-    StreamRun,
-    http_server,
-    interleaved,
-    litellm_stream,
-    provider,
-    stdio_server,
-    stream_complete,
-)
+from bench.calls import Checks, Streamer, StreamRun, litellm_stream, stream_complete
+from bench.common import USER, Bench, Row, Section, http_server, interleaved, provider, stdio_server
 from bench.upstream_proc import paced_model, stream_model, stream_text
 
 CHUNKS = 2000

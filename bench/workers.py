@@ -27,9 +27,8 @@ from pathlib import Path
 
 import anyio
 
-from bench.common import (
-    START_S, Bench, Checks, Row, Section, Streamer, cpu_s, http_server, litellm_stream, stream_complete,
-)  # fmt: skip
+from bench.calls import Checks, Streamer, litellm_stream, stream_complete
+from bench.common import START_S, Bench, Row, Section, cpu_s, http_server  # fmt: skip
 from bench.concurrency import PACE, WIDE, WIDEST, FanOut, fan_out
 
 SCALE = 1.6

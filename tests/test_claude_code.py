@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from harness.processes import child_env
-from harness.upstream import RecordedRequest, Reply, Upstream, anthropic_stream, anthropic_tool_use
+from harness.shapes import anthropic_stream, anthropic_tool_use
+from harness.upstream import RecordedRequest, Reply, Upstream
 from tests.conftest import MODEL
 from tests.test_results import long_answer
 

@@ -20,9 +20,7 @@ from hive_mcp.provider import (
 )
 from tests.clients import mcp_server
 from tests.conftest import FAST_RETRY
-from harness.upstream import (
-    Reply,
-    Upstream,
+from harness.shapes import (
     anthropic_reply,
     anthropic_stream,
     azure_filtered_reply,
@@ -33,6 +31,7 @@ from harness.upstream import (
     streamed_reasoning,
     streamed_refusal,
 )
+from harness.upstream import Reply, Upstream
 
 USER = [{"role": "user", "content": "hi"}]
 SORRY = "I'm sorry, but I can't help with that."

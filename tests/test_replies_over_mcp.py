@@ -18,14 +18,8 @@ from hive_mcp.calls.stream import TAGS
 from hive_mcp.provider import LiteLLMProvider
 from tests.clients import MODEL, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY
-from harness.upstream import (
-    Reply,
-    Upstream,
-    azure_filtered_reply,
-    reasoning_reply,
-    refusal_reply,
-    streamed_reasoning,
-)
+from harness.shapes import azure_filtered_reply, reasoning_reply, refusal_reply, streamed_reasoning
+from harness.upstream import Reply, Upstream
 
 
 @pytest.fixture

@@ -336,7 +336,7 @@ async def test_a_reply_stopped_by_the_content_filter_is_charged(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
 ) -> None:
     """The provider read the prompt and wrote part of an answer before its filter stopped it: billed."""
-    from harness.upstream import azure_filtered_reply
+    from harness.shapes import azure_filtered_reply
 
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
     server = mcp_server(provider, store, spend=spend)
