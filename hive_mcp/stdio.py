@@ -32,6 +32,7 @@ import signal
 import stat
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -55,6 +56,8 @@ HIGH_WATER_BYTES = 4 * 1024 * 1024
 LOW_WATER_BYTES = 1024 * 1024
 DRAIN_TIMEOUT_S = 5.0
 """At exit, how long queued messages may take to reach a slow reader."""
+SETTLE_AT_EOF_S = 5.0
+"""At the end of input, the longest the server's work in hand may keep it from being told (see `_stdin_lines`)."""
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -155,12 +158,20 @@ async def _stdin_lines(fd: int) -> AsyncIterator[str]:
 
     A pipe or a socket is read by the event loop itself (non-blocking, given back blocking at the end), so a
     request costs one wake-up of the loop; anything else is read by a daemon thread.
+
+    At the end of input the SDK cancels every request still in flight, so the end is passed on only once the
+    server has nothing left to do at once: `cat requests.jsonl | hive-mcp` gets its answers, while a request
+    still waiting (on a model, say) is cancelled as the client left.
     """
     lines = _Lines()
-    if not _pollable(fd):
-        async for line in _lines_from_thread(fd, lines):
+    async with aclosing(_lines_from_loop(fd, lines) if _pollable(fd) else _lines_from_thread(fd, lines)) as source:
+        async for line in source:
             yield line
-        return
+    with anyio.move_on_after(SETTLE_AT_EOF_S):
+        await anyio.wait_all_tasks_blocked()
+
+
+async def _lines_from_loop(fd: int, lines: _Lines) -> AsyncIterator[str]:
     os.set_blocking(fd, False)
     try:
         while True:

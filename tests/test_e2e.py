@@ -426,6 +426,26 @@ INITIALIZE = {
 }
 
 
+def test_requests_piped_in_before_the_end_of_input_are_answered(e2e_upstream: Upstream, workdir: Path) -> None:
+    """`cat requests.jsonl | hive-mcp`: what can be answered at once is, before the end of input stops the server
+    (the SDK cancels what is still in flight at end of input)."""
+    requests = [
+        INITIALIZE,
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "ping"},
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "hive_mcp"],
+        input="".join(json.dumps(r) + "\n" for r in requests),
+        env=server_env(e2e_upstream, dump_dir_for(workdir, "stdio"), api_key=True),
+        cwd=workdir, capture_output=True, text=True, timeout=STARTUP_S + EXIT_S,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answered = {json.loads(line)["id"] for line in done.stdout.splitlines() if "id" in json.loads(line)}
+    assert answered == {1, 2, 3}, done.stdout
+
+
 def test_stdio_stdout_carries_only_protocol_and_eof_exits_cleanly(e2e_upstream: Upstream, workdir: Path) -> None:
     e2e_upstream.script(Reply.text("raw reply"), Reply.error(401, "bad key"))
     proc = spawn_stdio(e2e_upstream, workdir)
