@@ -1,8 +1,10 @@
-"""The relay's pacing: one notification an interval, the interval growing while the event loop is behind."""
+"""The relay's pacing: one notification an interval, the interval growing while the event loop is behind or busy."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 
 import anyio
 import anyio.lowlevel
@@ -32,27 +34,63 @@ def test_the_interval_follows_lateness_up_to_its_most_and_comes_back() -> None:
     assert pacer.interval_s == 0.01
 
 
-async def test_a_busy_loop_widens_the_interval_and_the_text_stays_whole() -> None:
-    """A task that holds the loop 20 ms a turn (as a server's other streams do under load)."""
-    chunks = [f"w{i} " for i in range(60)]
+def test_a_loop_mostly_on_the_cpu_widens_the_interval_to_its_most_and_an_idle_one_brings_it_back() -> None:
+    """The loop's thread's share of CPU over wall time (readings of both clocks): from `BUSY_FROM` the interval grows,
+    reaching `most_s` at `BUSY_FULL`; below `BUSY_FROM` it is the base, however many readings came before."""
+    pacer = Pacer(base_s=0.01, most_s=0.2)
+    wall = cpu = 0.0
+    pacer.load(wall, cpu)
+    for _ in range(20):  # a second at 40% busy
+        wall, cpu = wall + 0.05, cpu + 0.02
+        pacer.load(wall, cpu)
+    assert pacer.interval_s == 0.01
+    for _ in range(20):  # a second fully busy
+        wall, cpu = wall + 0.05, cpu + 0.05
+        pacer.load(wall, cpu)
+    assert pacer.interval_s == 0.2
+    midway = (Pacer.BUSY_FROM + Pacer.BUSY_FULL) / 2
+    for _ in range(40):
+        wall, cpu = wall + 0.05, cpu + 0.05 * midway
+        pacer.load(wall, cpu)
+    assert 0.05 < pacer.interval_s < 0.15
+    for _ in range(40):  # idle again
+        wall += 0.05
+        pacer.load(wall, cpu)
+    assert pacer.interval_s == 0.01
+
+
+def test_readings_closer_together_than_a_window_or_from_two_threads_are_not_a_measure() -> None:
+    pacer = Pacer(base_s=0.01, most_s=0.2)
+    pacer.load(0.0, 0.0, thread=1)
+    pacer.load(0.001, 0.001, thread=1)  # a millisecond fully busy says nothing of the loop's load
+    assert pacer.interval_s == 0.01
+    pacer.load(1.0, 0.0, thread=2)  # another thread's CPU clock: no share of one clock over the other's window
+    pacer.load(1.0 + Pacer.WINDOW_S, 0.0, thread=1)
+    assert pacer.busy == 0.0
+    pacer.load(2.0, 1.0, thread=1)  # a whole window on thread 1, fully busy
+    assert pacer.busy > 0.9
+
+
+async def _relay_beside(turn: Callable[[], object], chunks: list[str], pacer: Pacer, spacing_s: float) -> list[str | None]:
+    """The messages `relay_progress` sends for `chunks` (added `spacing_s` apart; 0: one a loop turn) while another
+    task does `turn` between its own loop turns, as a server's other streams do under load."""
     sent: list[str | None] = []
 
     async def report(progress: float, message: str | None) -> None:
         sent.append(message)
 
-    pacer = Pacer(base_s=0.001, most_s=0.5)
     state = StreamState()
     done = anyio.Event()
 
     async def hog() -> None:
         while not done.is_set():
-            time.sleep(0.02)  # CPU-bound work elsewhere on the loop: it does not yield
+            turn()
             await anyio.lowlevel.checkpoint()
 
     async def feed() -> None:
         for text in chunks:
             state.add(TextDeltaEvent(text))
-            await anyio.lowlevel.checkpoint()
+            await anyio.sleep(spacing_s)
         state.done = True
         state.changed.set()
 
@@ -61,7 +99,34 @@ async def test_a_busy_loop_widens_the_interval_and_the_text_stays_whole() -> Non
         tg.start_soon(feed)
         await relay_progress(state, ProgressSender(report), 60.0, pacer)
         done.set()
+    return sent
+
+
+def _on_the_cpu_for_a_millisecond() -> None:
+    until = time.thread_time() + 0.001
+    while time.thread_time() < until:
+        pass
+
+
+async def test_a_loop_busy_on_the_cpu_widens_the_interval_though_it_wakes_on_time() -> None:
+    """The other task keeps the loop's thread on the CPU in short turns: each wake-up is on time (the lag stays
+    under the base), yet the relay sends fewer notifications, each with more text, and the text stays whole."""
+    chunks = [f"w{i} " for i in range(200)]
+    pacer = Pacer(base_s=0.01, most_s=0.2)
+    sent = await _relay_beside(_on_the_cpu_for_a_millisecond, chunks, pacer, 0.002)
     assert "".join(m for m in sent if m) == "".join(chunks)
+    assert pacer.lag_s * Pacer.GROWTH < pacer.base_s, pacer  # on time: lateness alone would keep the base
+    assert pacer.interval_s > 5 * pacer.base_s, pacer
+    assert len(sent) < len(chunks) / 4
+
+
+async def test_a_loop_held_20_ms_a_turn_widens_the_interval_and_the_text_stays_whole() -> None:
+    """The other task holds the loop 20 ms a turn without using the CPU: every wake-up is late."""
+    chunks = [f"w{i} " for i in range(60)]
+    pacer = Pacer(base_s=0.001, most_s=0.5)
+    sent = await _relay_beside(partial(time.sleep, 0.02), chunks, pacer, 0)
+    assert "".join(m for m in sent if m) == "".join(chunks)
+    assert pacer.busy < Pacer.BUSY_FROM, pacer  # lateness alone widened it
     assert pacer.interval_s > 10 * pacer.base_s, pacer
 
 

@@ -8,9 +8,11 @@ progress token in the request, sending is a no-op (the SDK drops it).
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 import anyio.lowlevel
@@ -75,31 +77,62 @@ async def heartbeats(progress: ProgressSender, interval_s: float) -> AsyncIterat
 
 @dataclass
 class Pacer:
-    """The least time between two notifications with text: `base_s` while the loop keeps up, more while it is behind.
+    """The least time between two notifications with text: `base_s` while the loop has time to spare, more while
+    it has not.
 
-    Every relay of a server reports how late it woke (`late`): text waiting for
-    the relay to run, or a wait that overran its end. On a loop that keeps up
-    that is microseconds; on a loaded one, the length of a loop turn. The
-    interval follows a moving average of it, times `GROWTH`, up to `most_s`, so
-    a loaded server sends fewer notifications, each carrying all the text since
-    the last (each costs a JSON-RPC message and an SSE event, whatever it holds),
-    and the CPU that frees lets the loop catch up. Once it has, the interval is back at `base_s`.
+    Each notification costs the loop a JSON-RPC message and an SSE event whatever
+    it holds, so a server with many streams spends much of its time on them. Two
+    signs that the loop has no time to spare widen the interval, each on its own:
+    - lateness: every relay reports how late it woke (`late`), text waiting for
+      the relay to run or a wait that overran its end. The interval follows a
+      moving average of it, times `GROWTH`;
+    - load: the share of wall time the loop's thread spent on the CPU (`load`,
+      read at each report, over windows of at least `WINDOW_S`). From `BUSY_FROM`
+      the interval grows, to `most_s` at `BUSY_FULL`. A loop busy in short turns
+      wakes everyone on time, so lateness alone does not show it.
+    Either way each notification carries all the text since the last, and the
+    CPU that frees is the loop's again. Once both signs are gone, the interval is back at `base_s`.
     """
 
     base_s: float = PROGRESS_INTERVAL_S
     most_s: float = MOST_PROGRESS_INTERVAL_S
     lag_s: float = 0.0
+    busy: float = 0.0
+    """The moving average of the loop thread's share of wall time on the CPU."""
+    _mark: tuple[int, float, float] | None = field(default=None, repr=False)
+    """The thread read, and its (wall, CPU) seconds at the start of the window being measured."""
 
     GROWTH = 2.0
     WEIGHT = 0.2
-    """How much one report moves the average: the interval follows a few loop turns, not one."""
+    """How much one report moves the lateness average: the interval follows a few loop turns, not one."""
+    BUSY_FROM = 0.5
+    BUSY_FULL = 0.75
+    WINDOW_S = 0.05
+    LOAD_SPAN_S = 0.25
+    """A window this long or longer replaces the load average; a shorter one moves it in proportion."""
 
     def late(self, seconds: float) -> None:
         self.lag_s += (max(0.0, seconds) - self.lag_s) * self.WEIGHT
+        self.load(time.perf_counter(), time.thread_time())
+
+    def load(self, wall_s: float, cpu_s: float, thread: int | None = None) -> None:
+        """A reading of the wall clock and of the CPU clock of `thread` (the caller's): the loop's. A reading
+        from another thread (another loop's relay) starts a new window rather than mixing two threads' clocks."""
+        thread = threading.get_ident() if thread is None else thread
+        if self._mark is None or self._mark[0] != thread:
+            self._mark = (thread, wall_s, cpu_s)
+            return
+        window = wall_s - self._mark[1]
+        if window < self.WINDOW_S:
+            return
+        share = min(1.0, max(0.0, (cpu_s - self._mark[2]) / window))
+        self.busy += (share - self.busy) * min(1.0, window / self.LOAD_SPAN_S)
+        self._mark = (thread, wall_s, cpu_s)
 
     @property
     def interval_s(self) -> float:
-        return min(self.most_s, max(self.base_s, self.GROWTH * self.lag_s))
+        loaded = (self.busy - self.BUSY_FROM) / (self.BUSY_FULL - self.BUSY_FROM) * self.most_s
+        return min(self.most_s, max(self.base_s, self.GROWTH * self.lag_s, loaded))
 
 
 async def relay_progress(state: StreamState, progress: ProgressSender, heartbeat_s: float, pacer: Pacer) -> None:
