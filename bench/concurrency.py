@@ -128,7 +128,6 @@ async def run(bench: Bench) -> Section:
     floor = partial(litellm_stream, bench)
     await load(LITELLM, floor, 4)
     floor_alone = [await load(LITELLM, floor, 1) for _ in range(rounds)]
-    floor_wide = [await load(LITELLM, floor, WIDE) for _ in range(rounds)]
 
     stats_path = bench.dir("concurrency") / "server.prof"
     launcher = ("-m", "bench.profiling", str(stats_path), "--")
@@ -141,9 +140,11 @@ async def run(bench: Bench) -> Section:
         await load(SERVER, server, 4)  # warm-up: litellm loaded, connections open
         await load(BARE, bare_stream, 4)
         alone = [await load(SERVER, server, 1) for _ in range(rounds)]
+        floor_wide: list[FanOut] = []
         wide: list[FanOut] = []
         bare_wide: list[FanOut] = []
-        for _ in range(rounds):  # round by round, so both meet the same spell of the machine
+        for _ in range(rounds):  # round by round, so the floor and both servers meet the same spell of the machine
+            floor_wide.append(await load(LITELLM, floor, WIDE))
             wide.append(await load(SERVER, server, WIDE, server=served.pid))
             bare_wide.append(await load(BARE, bare_stream, WIDE, server=bare.pid))
         widest = await load(SERVER, server, WIDEST, server=served.pid)
