@@ -20,6 +20,7 @@ from mcp import Client
 
 from bench.common import MODE, USER, Bench, Row, Section, inprocess_server, interleaved, per_call_ms
 from bench.upstream_proc import TEXT_MODEL
+from hive_mcp.mcp.constants import DUMP_URI_PREFIX
 
 DUMPS = 10_000
 RETAINED_WRITES = 600
@@ -105,7 +106,8 @@ async def run(bench: Bench) -> Section:
 
         async def first_page() -> None:
             page = await client.list_resources()
-            assert len(page.resources) == PAGE + 1 and page.next_cursor  # the index, then the dumps
+            dumps = [r for r in page.resources if str(r.uri).startswith(DUMP_URI_PREFIX)]
+            assert len(dumps) == PAGE and page.next_cursor  # a page of dumps after the fixed resources, and more
 
         samples = await interleaved(
             {LIST: per_call_ms(newest), FILTERED: per_call_ms(filtered), RESOURCES: per_call_ms(first_page)},
