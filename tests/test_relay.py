@@ -91,8 +91,7 @@ async def _relay_beside(turn: Callable[[], object], chunks: list[str], pacer: Pa
         for text in chunks:
             state.add(TextDeltaEvent(text))
             await anyio.sleep(spacing_s)
-        state.done = True
-        state.changed.set()
+        state.end()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(hog)
@@ -128,6 +127,33 @@ async def test_a_loop_held_20_ms_a_turn_widens_the_interval_and_the_text_stays_w
     assert "".join(m for m in sent if m) == "".join(chunks)
     assert pacer.busy < Pacer.BUSY_FROM, pacer  # lateness alone widened it
     assert pacer.interval_s > 10 * pacer.base_s, pacer
+
+
+async def test_text_held_for_the_interval_goes_out_as_soon_as_the_stream_ends() -> None:
+    """A stream that ends while the relay gathers text is answered then, not at the interval's end: under load
+    the interval is long, and every call would wait out the rest of it before its result."""
+    sent: list[str | None] = []
+    first = anyio.Event()
+
+    async def report(progress: float, message: str | None) -> None:
+        sent.append(message)
+        first.set()
+
+    state = StreamState()
+    pacer = Pacer(base_s=3600.0, most_s=3600.0)
+
+    async def feed() -> None:
+        state.add(TextDeltaEvent("one "))
+        await first.wait()  # the first text went out at once; what follows waits out the interval
+        state.add(TextDeltaEvent("two"))
+        await anyio.wait_all_tasks_blocked()  # the relay is holding "two"
+        state.end()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            await relay_progress(state, ProgressSender(report), 3600.0, pacer)
+    assert sent == ["one ", "two"]
 
 
 async def _beats_while_waiting(beats: Heartbeats, calls: int) -> list[list[float]]:

@@ -38,7 +38,8 @@ class StreamState:
     """When the oldest pending text arrived."""
     finish: FinishEvent | None = None
     error: StreamErrorEvent | None = None
-    done: bool = False
+    ended: anyio.Event = field(default_factory=anyio.Event)
+    """Set once the reader is done: nothing more will arrive."""
     produced: list[str] = field(default_factory=list)
     """Every piece of text the model wrote so far, answer and reasoning, relayed or not: what a call cut short
     owes for its output."""
@@ -60,6 +61,15 @@ class StreamState:
             self.error = ev
         else:  # a tool call: it arrives whole in the result
             return
+        self.changed.set()
+
+    @property
+    def done(self) -> bool:
+        return self.ended.is_set()
+
+    def end(self) -> None:
+        """Nothing more will arrive: whoever waits for text or for the end wakes."""
+        self.ended.set()
         self.changed.set()
 
     def _pend(self, kind: str, text: str) -> None:
@@ -103,8 +113,7 @@ async def read_stream(events: AsyncIterator[StreamEvent], state: StreamState) ->
     except Exception:
         logger.exception("provider stream raised")
     finally:
-        state.done = True
-        state.changed.set()
+        state.end()
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):

@@ -140,9 +140,10 @@ async def relay_progress(state: StreamState, progress: ProgressSender, heartbeat
 
     Text goes out at once unless the previous notification left less than the
     pacer's interval ago; then it waits out the rest of the interval, gathering
-    what else arrives into the same notification. Chunks spaced wider than the
-    interval are never delayed; a fast stream costs at most one notification an
-    interval instead of one per chunk. How late each wake-up is tells the pacer how far behind the loop is.
+    what else arrives into the same notification, or until the stream ends. Chunks
+    spaced wider than the interval are never delayed; a fast stream costs at most
+    one notification an interval instead of one per chunk. How late each wake-up is
+    tells the pacer how far behind the loop is.
     """
     last_text = -math.inf
     while True:
@@ -154,8 +155,10 @@ async def relay_progress(state: StreamState, progress: ProgressSender, heartbeat
             pacer.late(now - state.since)
         hold = last_text + pacer.interval_s - now
         if hold > 0 and state.pending and not state.done:
-            await anyio.sleep(hold)
-            pacer.late(anyio.current_time() - now - hold)
+            with anyio.move_on_after(hold) as holding:
+                await state.ended.wait()  # the end of the stream goes out at once
+            if holding.cancelled_caught:
+                pacer.late(anyio.current_time() - now - hold)
         state.changed = anyio.Event()  # swapped before reading, so a change after this wakes the next wait
         messages = state.take_pending()
         for message in messages:
