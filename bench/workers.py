@@ -87,7 +87,7 @@ async def run(bench: Bench) -> Section:
 
     floor = partial(litellm_stream, bench)
     await fan_out(bench, "litellm x4", floor, 4, chunks, checks, me)
-    floor_wide = [await fan_out(bench, f"litellm x{WIDE}", floor, WIDE, chunks, checks, me) for _ in range(rounds)]
+    floor_wide: list[FanOut] = []
 
     results: dict[int, dict[str, list[FanOut]]] = {}
     for workers in (1, 2):
@@ -97,8 +97,13 @@ async def run(bench: Bench) -> Section:
             server = partial(stream_complete, served.client)
             await fan_out(bench, f"{name} warm-up", server, 16, chunks, checks, me)
             watch = TreeCpu(served.pid)
+            wide = []
+            for _ in range(rounds):  # litellm alone round by round with one worker's: the same spell of the machine
+                if workers == 1:
+                    floor_wide.append(await fan_out(bench, f"litellm x{WIDE}", floor, WIDE, chunks, checks, me))
+                wide.append(await _load(bench, f"{name} x{WIDE}", server, WIDE, chunks, checks, watch))
             results[workers] = {
-                "wide": [await _load(bench, f"{name} x{WIDE}", server, WIDE, chunks, checks, watch) for _ in range(rounds)],
+                "wide": wide,
                 "widest": [await _load(bench, f"{name} x{WIDEST}", server, WIDEST, chunks, checks, watch)
                            for _ in range(rounds)],
             }  # fmt: skip
