@@ -11,7 +11,8 @@ of both: what any client pays before litellm does anything.
 (b) The upstream sends 50 chunks a second, each stamped with its send time.
 Latency: from the upstream writing a chunk to its text reaching the client's
 progress callback (for litellm alone, its loop). Targets: median at most 2 ms,
-and at most 0.5 ms above litellm alone's median in the same run (issue 13).
+and at most 0.5 ms above litellm alone's median in the same run (issue 13). The
+same paced stream through a bare SDK server over HTTP is shown beside them.
 
 Both check what `stream_complete` promises: the progress messages, joined, are
 the final content, in order. A mismatch is a bug, reported as a problem.
@@ -42,6 +43,9 @@ LITELLM = "litellm.acompletion in-process"
 PROVIDER = "LiteLLMProvider.stream in-process"
 STDIO = "stream_complete over stdio"
 HTTP = "stream_complete over HTTP"
+BARE = "bare SDK server over HTTP"
+"""The paced stream through bench/bare_server.py (litellm's deltas sent as progress notifications, nothing else):
+what the SDK's own streamable HTTP path adds to a chunk's latency, beside the target. No target of its own."""
 
 
 async def raw_stream(http: httpx.AsyncClient, bench: Bench, model: str) -> StreamRun:
@@ -97,6 +101,7 @@ async def run(bench: Bench) -> Section:
         httpx.AsyncClient() as http,
         stdio_server(bench, "streaming-stdio") as stdio,
         http_server(bench, "streaming-http") as remote,
+        http_server(bench, "streaming-bare", launcher=("-m", "bench.bare_server")) as bare,
     ):
         streams: dict[str, Streamer] = {
             RAW: partial(raw_stream, http, bench),
@@ -104,13 +109,14 @@ async def run(bench: Bench) -> Section:
             PROVIDER: provider_stream,
             STDIO: partial(stream_complete, stdio.client, max_tokens=MAX_TOKENS),
             HTTP: partial(stream_complete, remote.client, max_tokens=MAX_TOKENS),
+            BARE: partial(stream_complete, bare.client),
         }
         rates = await interleaved(
-            {name: rate(name, stream) for name, stream in streams.items()},
+            {name: rate(name, stream) for name, stream in streams.items() if name != BARE},
             bench.reps(10, 3), warmup=1, blocks=bench.reps(5, 3),
         )  # fmt: skip
         latencies = await interleaved(
-            {name: latency(name, streams[name]) for name in (RAW, LITELLM, STDIO, HTTP)},
+            {name: latency(name, streams[name]) for name in (RAW, LITELLM, STDIO, HTTP, BARE)},
             bench.reps(3, 1), warmup=0, blocks=bench.reps(3, 1),
         )  # fmt: skip
 
