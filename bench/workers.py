@@ -97,7 +97,7 @@ async def run(bench: Bench) -> Section:
             server = partial(stream_complete, served.client)
             await fan_out(bench, f"{name} warm-up", server, 16, chunks, checks, me)
             watch = TreeCpu(served.pid)
-            wide = []
+            wide: list[FanOut] = []
             for _ in range(rounds):  # litellm alone round by round with one worker's: the same spell of the machine
                 if workers == 1:
                     floor_wide.append(await fan_out(bench, f"litellm x{WIDE}", floor, WIDE, chunks, checks, me))
