@@ -15,6 +15,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -43,12 +44,38 @@ def connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(conn, busy_timeout_s)
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+WAL_RETRY_MOST_S = 0.05
+"""The longest pause between two tries of the switch to WAL."""
+
+
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """`PRAGMA journal_mode = WAL`, waiting as the busy timeout would for a writer on a file not yet in WAL mode.
+
+    While another connection holds the write lock of a file in rollback mode (as
+    one does for the instant it switches a fresh file to WAL), SQLite answers the
+    switch with SQLITE_BUSY at once, without its busy handler: stores opening a
+    fresh file together failed now and then. This tries again, with pauses
+    doubling from 1 ms, until the busy timeout has passed.
+    """
+    give_up = time.monotonic() + busy_timeout_s
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= give_up:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, WAL_RETRY_MOST_S)
 
 
 @contextlib.contextmanager
