@@ -24,6 +24,7 @@ without fcntl (Windows) the SDK's own transport is used.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -153,6 +154,12 @@ def _pollable(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
+def _blocking_again(fd: int) -> None:
+    """Give a `_pollable` fd made non-blocking back blocking, as it was given to us (a closed one is left)."""
+    with contextlib.suppress(OSError):
+        os.set_blocking(fd, True)
+
+
 async def _stdin_lines(fd: int) -> AsyncIterator[str]:
     """The lines of `fd`; cancelling the reader never waits for input.
 
@@ -189,10 +196,7 @@ async def _lines_from_loop(fd: int, lines: _Lines) -> AsyncIterator[str]:
         for line in lines.end():
             yield line
     finally:
-        try:
-            os.set_blocking(fd, True)
-        except OSError:
-            pass
+        _blocking_again(fd)
 
 
 async def _lines_from_thread(fd: int, lines: _Lines) -> AsyncIterator[str]:
@@ -333,10 +337,7 @@ class StdoutLines:
         self._queue.put(None)
         self._thread.join(timeout)
         if self._direct:
-            try:
-                os.set_blocking(self._fd, True)  # as it was given to us
-            except OSError:
-                pass
+            _blocking_again(self._fd)
 
     def _wait_below(self, limit: int) -> None:
         with self._caught_up:
