@@ -12,7 +12,11 @@ of both: what any client pays before litellm does anything.
 Latency: from the upstream writing a chunk to its text reaching the client's
 progress callback (for litellm alone, its loop). Targets: median at most 2 ms,
 and at most 0.5 ms above litellm alone's median in the same run (issue 13). The
-same paced stream through a bare SDK server over HTTP is shown beside them.
+same paced stream through a bare SDK server over HTTP, and through the least
+server the SDK's client can stream from over each transport
+(bench/least_server.py), is shown beside them, with no target: the least
+server's latency is what the extra process, the pipe or socket and the SDK's
+client cost before any server framework does anything.
 
 Both check what `stream_complete` promises: the progress messages, joined, are
 the final content, in order. A mismatch is a bug, reported as a problem.
@@ -46,6 +50,12 @@ HTTP = "stream_complete over HTTP"
 BARE = "bare SDK server over HTTP"
 """The paced stream through bench/bare_server.py (litellm's deltas sent as progress notifications, nothing else):
 what the SDK's own streamable HTTP path adds to a chunk's latency, beside the target. No target of its own."""
+LEAST_STDIO = "least server over stdio"
+LEAST_HTTP = "least server over HTTP"
+LEAST = ("-m", "bench.least_server")
+"""bench/least_server.py: litellm's deltas written as progress notifications with no server framework."""
+BESIDE = (BARE, LEAST_STDIO, LEAST_HTTP)
+"""Servers whose chunk latency is shown beside the targets, with none of their own (and no rate row)."""
 
 
 async def raw_stream(http: httpx.AsyncClient, bench: Bench, model: str) -> StreamRun:
@@ -102,6 +112,8 @@ async def run(bench: Bench) -> Section:
         stdio_server(bench, "streaming-stdio") as stdio,
         http_server(bench, "streaming-http") as remote,
         http_server(bench, "streaming-bare", launcher=("-m", "bench.bare_server")) as bare,
+        stdio_server(bench, "streaming-least-stdio", launcher=LEAST) as least_stdio,
+        http_server(bench, "streaming-least-http", launcher=LEAST) as least_http,
     ):
         streams: dict[str, Streamer] = {
             RAW: partial(raw_stream, http, bench),
@@ -110,13 +122,15 @@ async def run(bench: Bench) -> Section:
             STDIO: partial(stream_complete, stdio.client, max_tokens=MAX_TOKENS),
             HTTP: partial(stream_complete, remote.client, max_tokens=MAX_TOKENS),
             BARE: partial(stream_complete, bare.client),
+            LEAST_STDIO: partial(stream_complete, least_stdio.client),
+            LEAST_HTTP: partial(stream_complete, least_http.client),
         }
         rates = await interleaved(
-            {name: rate(name, stream) for name, stream in streams.items() if name != BARE},
+            {name: rate(name, stream) for name, stream in streams.items() if name not in BESIDE},
             bench.reps(10, 3), warmup=1, blocks=bench.reps(5, 3),
         )  # fmt: skip
         latencies = await interleaved(
-            {name: latency(name, streams[name]) for name in (RAW, LITELLM, STDIO, HTTP, BARE)},
+            {name: latency(name, streams[name]) for name in (RAW, LITELLM, STDIO, HTTP, *BESIDE)},
             bench.reps(3, 1), warmup=0, blocks=bench.reps(3, 1),
         )  # fmt: skip
 
