@@ -18,7 +18,13 @@ reads it.
 
 While serving, fd 0 reads /dev/null and fd 1 points at stderr, so nothing else
 in the process (or a child it starts) can read protocol bytes or write into the
-protocol stream. The rest mirrors `MCPServer.run_stdio_async`. On a platform
+protocol stream.
+
+The session's streams are our own too (`_session_streams`): one task parses
+stdin's lines into messages, and each message the session sends is written by
+the task that sends it (`StdoutMessages`), not handed to a writer task first,
+which costs every response and every progress notification two more turns of
+the event loop. The rest mirrors `MCPServer.run_stdio_async`. On a platform
 without fcntl (Windows) the SDK's own transport is used.
 """
 
@@ -33,13 +39,17 @@ import signal
 import stat
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream
+from mcp.shared.message import SessionMessage
+from mcp_types import jsonrpc_message_adapter
+from pydantic import ValidationError
 
 from . import sdk_compat
 
@@ -99,16 +109,42 @@ async def _serve_until_signal(server: Any) -> None:
 
 
 async def _serve(server: Any) -> None:
-    from mcp.server.stdio import stdio_server
-
     stdin_fd = _claim(0, lambda: os.open(os.devnull, os.O_RDONLY))
     stdout = StdoutLines(_claim(1, _stderr_or_null))
     try:
-        async with stdio_server(stdin=_stdin_lines(stdin_fd), stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
+        async with _session_streams(_stdin_lines(stdin_fd), stdout) as (read_stream, write_stream):
             low = sdk_compat.lowlevel_server(server)  # as run_stdio_async does
             await low.run(read_stream, write_stream, low.create_initialization_options())
     finally:
         stdout.close(DRAIN_TIMEOUT_S)
+
+
+@asynccontextmanager
+async def _session_streams(
+    lines: AsyncIterator[str], stdout: StdoutLines
+) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception], StdoutMessages]]:
+    """The session's read stream (stdin's lines parsed, by one task) and its write stream (`StdoutMessages`).
+
+    A line that is not a JSON-RPC message goes to the session as its exception, which the session answers, as
+    the SDK's own transport does.
+    """
+    send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+
+    async def read() -> None:
+        async with send:
+            async for line in lines:
+                try:
+                    message: SessionMessage | Exception = SessionMessage(
+                        jsonrpc_message_adapter.validate_json(line, by_name=False)
+                    )
+                except ValidationError as exc:
+                    message = exc
+                await send.send(message)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        yield receive, StdoutMessages(stdout)
+        tg.cancel_scope.cancel()  # the session is over: input still to come has nobody to go to
 
 
 def _claim(fd: int, open_diversion: Callable[[], int]) -> int:
@@ -283,6 +319,33 @@ def _read_quietly(fd: int) -> bytes:
 # ---------------------------------------------------------------------------
 # stdout
 # ---------------------------------------------------------------------------
+
+
+class StdoutMessages:
+    """The session's write stream (the SDK's `WriteStream` protocol): each message one JSON line, written to
+    `StdoutLines` by the task that sends it. Lines go out whole and in the order they are sent. A client that
+    closed its end is the transport gone (`anyio.BrokenResourceError`), as a closed memory stream would be."""
+
+    def __init__(self, out: StdoutLines) -> None:
+        self._out = out
+        self._closed = False
+
+    async def send(self, item: SessionMessage) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            await self._out.write(item.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n")
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> StdoutMessages:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 class StdoutLines:

@@ -221,3 +221,20 @@ async def test_branches_sharing_a_sender_beat_until_the_last_stops_waiting() -> 
                 await more.wait()  # the second, still waiting, still beats
         tg.cancel_scope.cancel()
     assert heard == [1, 2, 3, 4, 5]
+
+
+async def test_a_notification_leaves_without_waiting_a_turn_of_the_loop_when_nothing_else_is_sending() -> None:
+    """The sender's lock, free, is taken without yielding: a task already waiting for its turn runs after."""
+    order: list[str] = []
+
+    async def report(progress: float, message: str | None) -> None:
+        order.append(f"sent {message}")
+
+    async def other() -> None:
+        order.append("another task's turn")
+
+    sender = ProgressSender(report)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        await sender.send("text")
+    assert order == ["sent text", "another task's turn"]

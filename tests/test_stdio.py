@@ -1,5 +1,6 @@
 """The stdio transport's ends. stdout: order, batching, backpressure, a closed pipe, draining at exit.
-stdin: read by the loop from a pipe, by a thread from a file; blocking mode given back.
+stdin: read by the loop from a pipe, by a thread from a file; blocking mode given back. The session's
+streams: stdin's lines parsed into messages, each message it sends written by the sending task.
 
 Real pipes, real threads; waits are on events or on all tasks being blocked, never on sleeps.
 (The whole transport is exercised end to end in tests/test_e2e.py.)
@@ -10,9 +11,15 @@ from __future__ import annotations
 import os
 import threading
 
+import json
+from collections.abc import AsyncIterator
+
 import anyio
 import anyio.to_thread
 import pytest
+from mcp.shared.message import SessionMessage
+from mcp_types import JSONRPCNotification, JSONRPCRequest
+from pydantic import ValidationError
 
 from hive_mcp import stdio
 from hive_mcp.stdio import StdoutLines
@@ -201,3 +208,63 @@ async def test_stdin_from_a_file_is_read_by_a_thread_and_left_blocking(tmp_path)
         got.append(line)
     os.close(fd)
     assert got == ['{"a": 1}\n', '{"b": 2}\n']
+
+
+async def lines_of(*lines: str) -> AsyncIterator[str]:
+    for line in lines:
+        yield line
+
+
+async def test_a_message_the_session_sends_is_in_the_pipe_when_its_send_returns() -> None:
+    """The session's write stream writes the line itself: no writer task between the session and the pipe."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)  # a read finds only what is already there
+    out = StdoutLines(w)
+    async with stdio._session_streams(lines_of(), out) as (_, write_stream):
+        for i in range(50):
+            params = {"progressToken": 1, "progress": i, "message": f"part {i}"}
+            note = JSONRPCNotification(jsonrpc="2.0", method="notifications/progress", params=params)
+            await write_stream.send(SessionMessage(note))
+            line = os.read(r, 65536)
+            assert line.endswith(b"\n") and line.count(b"\n") == 1
+            assert json.loads(line) == {"jsonrpc": "2.0", "method": "notifications/progress", "params": params}
+    out.close(5.0)
+    os.close(w)
+    os.close(r)
+
+
+async def test_stdin_lines_reach_the_session_as_messages_and_one_that_is_not_a_message_as_its_error() -> None:
+    r, w = os.pipe()
+    out = StdoutLines(w)
+    request = '{"jsonrpc": "2.0", "id": 7, "method": "ping"}\n'
+    async with stdio._session_streams(lines_of(request, '{"jsonrpc": "2.0", "neither": 1}\n', request), out) as (
+        read_stream,
+        _,
+    ):
+        with anyio.fail_after(5):
+            items = [item async for item in read_stream]
+    out.close(5.0)
+    os.close(w)
+    os.close(r)
+    assert len(items) == 3
+    assert isinstance(items[1], ValidationError)
+    for item in (items[0], items[2]):
+        assert isinstance(item, SessionMessage) and isinstance(item.message, JSONRPCRequest)
+        assert (item.message.id, item.message.method) == (7, "ping")
+
+
+async def test_the_session_sees_a_client_gone_as_its_transport_broken_and_a_closed_stream_as_closed() -> None:
+    r, w = os.pipe()
+    os.close(r)  # the client went away
+    out = StdoutLines(w)
+    ping = SessionMessage(JSONRPCRequest(jsonrpc="2.0", id=1, method="ping"))
+    async with stdio._session_streams(lines_of(), out) as (_, write_stream):
+        with pytest.raises(anyio.BrokenResourceError), anyio.fail_after(5):
+            while True:  # the first failed write may be the thread's; a later send reports it
+                await write_stream.send(ping)
+                await anyio.to_thread.run_sync(lambda: None)
+        await write_stream.aclose()
+        with pytest.raises(anyio.ClosedResourceError):
+            await write_stream.send(ping)
+    out.close(5.0)
+    os.close(w)
