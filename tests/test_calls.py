@@ -105,3 +105,34 @@ async def test_a_failed_calls_dump_names_its_caller(provider, upstream: Upstream
     outcome = await chain_for(provider).run(ask("hi"))
     assert outcome.failure is not None and outcome.failure.dump_id is not None
     assert store.read(outcome.failure.dump_id).caller == "alice"
+
+
+class ReaderNoting:
+    """The real provider, noting which tasks iterate its streams."""
+
+    def __init__(self, provider) -> None:
+        self.provider = provider
+        self.readers: set[int] = set()
+
+    def __getattr__(self, name: str):
+        return getattr(self.provider, name)
+
+    async def stream(self, request):
+        async for ev in self.provider.stream(request):
+            self.readers.add(anyio.get_current_task().id)
+            yield ev
+
+
+async def test_a_stream_is_read_in_a_task_of_its_own_not_in_the_calls(provider, upstream: Upstream) -> None:
+    """Each chunk then wakes the reader's few frames, not the whole chain of steps the call's task waits in."""
+    upstream.script(Reply.stream(["a", "b", "c"]))
+    noting = ReaderNoting(provider)
+    call_tasks: list[int] = []
+
+    async def where(call: Call, next: Next) -> Outcome:
+        call_tasks.append(anyio.get_current_task().id)
+        return await next(call)
+
+    outcome = await chain_for(noting, where).run(ask("hi", stream=True))
+    assert outcome.response is not None and outcome.response.content == "abc"
+    assert len(noting.readers) == 1 and noting.readers.isdisjoint(call_tasks)
