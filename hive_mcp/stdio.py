@@ -1,4 +1,5 @@
-"""MCP over stdio: the SDK's transport, with our own ends on stdin and stdout.
+"""MCP over stdio, our own transport in place of the SDK's: its session runs on streams read from stdin and
+written to stdout here.
 
 stdin: the SDK reads it with a blocking readline in an anyio worker thread,
 which cannot be cancelled, so after Ctrl-C or SIGTERM the server would wait for
@@ -20,11 +21,11 @@ While serving, fd 0 reads /dev/null and fd 1 points at stderr, so nothing else
 in the process (or a child it starts) can read protocol bytes or write into the
 protocol stream.
 
-The session's streams are our own too (`_session_streams`): one task parses
-stdin's lines into messages, and each message the session sends is written by
-the task that sends it (`StdoutMessages`), not handed to a writer task first,
-which costs every response and every progress notification two more turns of
-the event loop. The rest mirrors `MCPServer.run_stdio_async`. On a platform
+The session's streams (`_session_streams`): one task parses stdin's lines into
+messages, and each message the session sends is written by the task that sends
+it (`StdoutMessages`), not handed to a writer task first, which would cost
+every response and every progress notification two more turns of the event
+loop. The rest mirrors `MCPServer.run_stdio_async`. On a platform
 without fcntl (Windows) the SDK's own transport is used.
 """
 
@@ -349,8 +350,7 @@ class StdoutMessages:
 
 
 class StdoutLines:
-    """The SDK's `stdout` (an object with async `write` and `flush`): written at once when it can be, else by a
-    daemon thread.
+    """Lines to stdout: written at once when they can be, else by a daemon thread.
 
     `write` writes the message itself when nothing is queued and the pipe takes it whole (a non-blocking
     os.write); else it queues what is left, and the thread joins whatever has queued and writes it in one
@@ -391,9 +391,6 @@ class StdoutLines:
         self._queue.put(data)
         if backlog > HIGH_WATER_BYTES:
             await anyio.to_thread.run_sync(self._wait_below, LOW_WATER_BYTES, abandon_on_cancel=True)
-
-    async def flush(self) -> None:
-        """Nothing to do: the thread writes as soon as a message is queued."""
 
     def close(self, timeout: float) -> None:
         """Write what is queued (for at most `timeout` seconds), then stop the thread."""

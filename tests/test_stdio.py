@@ -39,7 +39,6 @@ async def test_lines_arrive_whole_and_in_order() -> None:
     lines = [f'{{"n": {i}, "pad": "{"x" * (i % 300)}"}}\n' for i in range(2000)]
     for line in lines:
         await out.write(line)
-        await out.flush()
     out.close(5.0)
     os.close(w)
     assert await anyio.to_thread.run_sync(done.wait, 5.0)
