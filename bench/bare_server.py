@@ -20,32 +20,25 @@ import sys
 import litellm
 from mcp.server.mcpserver import Context, MCPServer
 
+from bench.least_server import deltas, upstream
+
 server = MCPServer("bare")
-
-
-def _upstream() -> dict[str, str]:
-    return {"api_base": os.environ["HIVE_MCP_API_BASE"], "api_key": os.environ["HIVE_MCP_API_KEY"]}
 
 
 @server.tool()
 async def complete(prompt: str) -> dict[str, str]:
     response = await litellm.acompletion(
-        model=os.environ["HIVE_MCP_MODEL"], messages=[{"role": "user", "content": prompt}], **_upstream()
+        model=os.environ["HIVE_MCP_MODEL"], messages=[{"role": "user", "content": prompt}], **upstream()
     )
     return {"content": response.choices[0].message.content or ""}
 
 
 @server.tool()
 async def stream_complete(prompt: str, ctx: Context, model: str | None = None) -> dict[str, str]:
-    response = await litellm.acompletion(
-        model=model or os.environ["HIVE_MCP_MODEL"], messages=[{"role": "user", "content": prompt}], stream=True,
-        **_upstream(),
-    )  # fmt: skip
     parts: list[str] = []
-    async for chunk in response:
-        if chunk.choices and (text := chunk.choices[0].delta.content):
-            parts.append(text)
-            await ctx.report_progress(len(parts), None, text)
+    async for text in deltas(prompt, model):
+        parts.append(text)
+        await ctx.report_progress(len(parts), None, text)
     return {"content": "".join(parts)}
 
 

@@ -29,11 +29,16 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-async def deltas(arguments: Message) -> AsyncIterator[str]:
+def upstream() -> dict[str, str]:
+    """The upstream the floors call, from the environment the real server reads."""
+    return {"api_base": os.environ["HIVE_MCP_API_BASE"], "api_key": os.environ["HIVE_MCP_API_KEY"]}
+
+
+async def deltas(prompt: str, model: str | None = None) -> AsyncIterator[str]:
+    """litellm's stream of `prompt`'s reply (the environment's model by default): each delta's text."""
     response = await litellm.acompletion(
-        model=arguments.get("model") or os.environ["HIVE_MCP_MODEL"],
-        messages=[{"role": "user", "content": arguments["prompt"]}],
-        stream=True, api_base=os.environ["HIVE_MCP_API_BASE"], api_key=os.environ["HIVE_MCP_API_KEY"],
+        model=model or os.environ["HIVE_MCP_MODEL"], messages=[{"role": "user", "content": prompt}], stream=True,
+        **upstream(),
     )  # fmt: skip
     async for chunk in response:
         if chunk.choices and (text := chunk.choices[0].delta.content):
@@ -59,7 +64,8 @@ async def call(request: Message, write: Write) -> Message:
     params = request["params"]
     token = (params.get("_meta") or {}).get("progressToken")
     parts: list[str] = []
-    async for text in deltas(params["arguments"]):
+    arguments = params["arguments"]
+    async for text in deltas(arguments["prompt"], arguments.get("model")):
         parts.append(text)
         if token is not None:
             progress = {"progressToken": token, "progress": len(parts), "message": text}
