@@ -9,7 +9,9 @@ returns the problems found.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+import functools
+from collections.abc import AsyncIterator, Callable, Container
+from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ __all__ = [
     "keep_event_streams_at_shutdown",
     "lowlevel_server",
     "open_session_ids",
+    "route_sessions_inline",
     "run_sync_soon",
     "session_connection",
 ]
@@ -97,6 +100,68 @@ def open_session_ids(manager: Any) -> Container[str]:
         raise TypeError(f"StreamableHTTPSessionManager._server_instances is gone in {installed('mcp')}")
     return instances
 
+
+# `StreamableHTTPSessionManager._admit_session`, where a stateful session's transport is made, and that
+# transport's `_request_streams` and `_event_store`: the SDK has no factory for transports nor a way to give a
+# session another write stream, and its router task costs every message two turns of the loop
+# (`hive_mcp.http.routing`). A transport made there is given, by its class, a `connect` whose write stream is a
+# router over the transport's own request streams and event store; the SDK's router task stays, idle.
+# Stateless requests make their transport inside the manager's handler: they keep the SDK's router.
+
+
+@functools.cache
+def _inline_routed_manager(router: Callable[..., Any]) -> type:
+    from mcp.server.streamable_http import StreamableHTTPServerTransport
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    class InlineRoutedTransport(StreamableHTTPServerTransport):
+        @asynccontextmanager
+        async def connect(self) -> AsyncIterator[tuple[Any, Any]]:  # type: ignore[override]
+            async with super().connect() as (read, write):
+                routed = router(
+                    write, self._request_streams,  # pyright: ignore[reportPrivateUsage]
+                    event_store=self._event_store,  # pyright: ignore[reportPrivateUsage]
+                    json_response=self.is_json_response_enabled,
+                )  # fmt: skip
+                try:
+                    yield read, routed
+                finally:
+                    await routed.aclose()  # before the transport closes its request streams
+
+    class InlineRoutedManager(StreamableHTTPSessionManager):
+        def _admit_session(self, requestor: Any) -> Any:
+            transport = super()._admit_session(requestor)
+            if transport is not None:
+                transport.__class__ = InlineRoutedTransport
+            return transport
+
+    return InlineRoutedManager
+
+
+def route_sessions_inline(manager: Any, router: Callable[..., Any]) -> None:
+    """Have the stateful sessions `manager` opens from now on send their messages through `router(sdk_write_stream,
+    request_streams, event_store=, json_response=)`, a write stream of their own (`hive_mcp.http.routing`)."""
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    if not isinstance(manager, StreamableHTTPSessionManager) or not callable(getattr(manager, "_admit_session", None)):
+        raise TypeError(f"StreamableHTTPSessionManager._admit_session is gone in {installed('mcp')}")
+    manager.__class__ = _inline_routed_manager(router)
+
+
+def _inline_routing_problems() -> list[str]:
+    from mcp.server.streamable_http import StreamableHTTPServerTransport
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    problems = []
+    if not callable(getattr(StreamableHTTPSessionManager, "_admit_session", None)):
+        problems.append(f"StreamableHTTPSessionManager._admit_session is gone ({installed('mcp')})")
+    transport = StreamableHTTPServerTransport(mcp_session_id=None)
+    for name in ("_request_streams", "_event_store", "is_json_response_enabled"):
+        if not hasattr(transport, name):
+            problems.append(f"StreamableHTTPServerTransport.{name} is gone ({installed('mcp')})")
+    return problems
+
+
 # sse-starlette's process-global AppStatus. The SDK's event streams (streamable
 # HTTP and legacy SSE) end themselves as soon as uvicorn begins to shut down,
 # by default within half a second of SIGTERM, which would cut off the answer of
@@ -130,7 +195,7 @@ def end_all_event_streams() -> None:
 
 def check_http_and_stdio(server: Any = None) -> list[str]:
     """What of the above the installed packages no longer provide, one line each (empty: all present)."""
-    problems: list[str] = []
+    problems = _inline_routing_problems()
     status = _app_status()
     if status is None:
         problems.append(f"sse_starlette.sse.AppStatus is gone ({installed('sse-starlette')}, {installed('mcp')})")

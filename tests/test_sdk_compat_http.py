@@ -78,3 +78,8 @@ def test_the_open_sessions_of_a_session_manager_are_readable() -> None:
     assert "no-such-session" not in ids, VERSIONS
     with pytest.raises(TypeError, match="_server_instances"):
         sdk_compat.open_session_ids(object())
+
+
+def test_only_a_session_manager_can_be_made_to_route_inline() -> None:
+    with pytest.raises(TypeError, match="_admit_session"):
+        sdk_compat.route_sessions_inline(object(), object)

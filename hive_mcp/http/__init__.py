@@ -2,7 +2,8 @@
 
 `asgi` (shapes, paths, a JSON reply), `hosts` (Host/Origin: DNS-rebinding
 protection), `guard` (/healthz, bearer tokens, the body limit), `shutdown` (a
-grace period for calls in flight) and `app` (the layers in order, and uvicorn).
+grace period for calls in flight), `routing` (a session's messages to their
+event streams) and `app` (the layers in order, and uvicorn).
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def build_app(
        Host gets 421, a bad Origin 403. It binds each session to the caller
        that opened it (the guard names them in `scope["user"]`) and ends it
        after `HIVE_MCP_SESSION_IDLE_S` unused. Its responses' headers wait for their first
-       body message, to carry the call's `x-hive-overhead-ms` (`observe.overhead`).
+       body message, to carry the call's `x-hive-overhead-ms` (`observe.overhead`). Its stateful sessions put
+       each message on its request's event stream from the task that sends it (`routing`).
 
     With a dump `store`, `/dashboard` and below go to the dashboard instead, which
     checks the same tokens itself (a browser cannot send a bearer header when it
@@ -86,7 +87,10 @@ def build_app(
             session_idle_timeout=settings.session_idle_s,
         )
         if not serves_stateless(settings):
-            from ..sdk_compat import open_session_ids
+            from ..sdk_compat import open_session_ids, route_sessions_inline
+            from .routing import InlineRouter
+
+            route_sessions_inline(server.session_manager, InlineRouter)
 
             app = SessionQuota(
                 app, per_caller=settings.sessions_per_caller, idle_s=settings.session_idle_s,

@@ -1,0 +1,86 @@
+"""A streamable-HTTP session's messages put on their event streams by the task that sends them.
+
+The SDK's transport gives a session a memory stream that one router task reads,
+putting each message on the event stream of the request it belongs to. Every
+message then waits for that task to wake: for a streamed call, each progress
+notification pays two more turns of the event loop before it reaches the wire.
+`InlineRouter` is the session's write stream instead and routes by the same rules
+where the message is sent (hive_mcp/sdk_compat.py installs it in the app's
+sessions).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import anyio
+from mcp.server.streamable_http import GET_STREAM_KEY, EventMessage
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import JSONRPCError, JSONRPCResponse
+
+__all__ = ["InlineRouter"]
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class InlineRouter:
+    """A session's write stream (the SDK's `WriteStream` protocol) that routes each message itself:
+
+    - a response to the stream of the request it answers;
+    - a message about a request (`related_request_id`) to that request's stream, or nowhere in JSON-response
+      mode, where a request's body holds its response alone;
+    - anything else to the standalone GET stream.
+
+    With an event store each message is stored first, whether or not its stream is open, so a client that
+    reconnects gets it by replay. A message whose stream is gone is dropped, and so is the stream. A full
+    stream holds only the task sending to it. Closed, it raises `anyio.ClosedResourceError` as a memory stream
+    would, and closes `inner`, the SDK's own write stream it stands in for.
+    """
+
+    def __init__(self, inner: _Closable, streams: dict[str, Any], *, event_store: Any, json_response: bool) -> None:
+        self._inner = inner
+        self._streams = streams
+        """Each open request's (send, receive) pair of event streams, by request id as text: the transport's own."""
+        self._event_store = event_store
+        self._json_response = json_response
+        self._closed = False
+
+    def _stream_of(self, item: SessionMessage) -> str | None:
+        message = item.message
+        if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
+            return str(message.id)
+        metadata = item.metadata
+        if isinstance(metadata, ServerMessageMetadata) and metadata.related_request_id is not None:
+            return None if self._json_response else str(metadata.related_request_id)
+        return GET_STREAM_KEY
+
+    async def send(self, item: SessionMessage) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        key = self._stream_of(item)
+        if key is None:
+            return
+        event_id = await self._event_store.store_event(key, item.message) if self._event_store else None
+        pair = self._streams.get(key)
+        if pair is None:
+            return
+        event = EventMessage(item.message, event_id)
+        try:
+            try:
+                pair[0].send_nowait(event)
+            except anyio.WouldBlock:
+                await pair[0].send(event)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._streams.pop(key, None)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> InlineRouter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
