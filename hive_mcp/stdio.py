@@ -53,6 +53,7 @@ from mcp_types import jsonrpc_message_adapter
 from pydantic import ValidationError
 
 from . import sdk_compat
+from .session_stream import SessionWriteStream
 
 try:
     import fcntl
@@ -322,31 +323,20 @@ def _read_quietly(fd: int) -> bytes:
 # ---------------------------------------------------------------------------
 
 
-class StdoutMessages:
-    """The session's write stream (the SDK's `WriteStream` protocol): each message one JSON line, written to
-    `StdoutLines` by the task that sends it. Lines go out whole and in the order they are sent. A client that
-    closed its end is the transport gone (`anyio.BrokenResourceError`), as a closed memory stream would be."""
+class StdoutMessages(SessionWriteStream):
+    """The session's write stream: each message one JSON line, written to `StdoutLines` by the task that sends
+    it. Lines go out whole and in the order they are sent. A client that closed its end is the transport gone
+    (`anyio.BrokenResourceError`), as a closed memory stream would be."""
 
     def __init__(self, out: StdoutLines) -> None:
+        super().__init__()
         self._out = out
-        self._closed = False
 
-    async def send(self, item: SessionMessage) -> None:
-        if self._closed:
-            raise anyio.ClosedResourceError
+    async def _deliver(self, item: SessionMessage) -> None:
         try:
             await self._out.write(item.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n")
         except OSError as exc:
             raise anyio.BrokenResourceError from exc
-
-    async def aclose(self) -> None:
-        self._closed = True
-
-    async def __aenter__(self) -> StdoutMessages:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 class StdoutLines:

@@ -8,10 +8,9 @@ Real pipes, real threads; waits are on events or on all tasks being blocked, nev
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-
-import json
 from collections.abc import AsyncIterator
 
 import anyio

@@ -18,6 +18,8 @@ from mcp.server.streamable_http import GET_STREAM_KEY, EventMessage
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import JSONRPCError, JSONRPCResponse
 
+from ..session_stream import SessionWriteStream
+
 __all__ = ["InlineRouter"]
 
 
@@ -25,8 +27,8 @@ class _Closable(Protocol):
     async def aclose(self) -> None: ...
 
 
-class InlineRouter:
-    """A session's write stream (the SDK's `WriteStream` protocol) that routes each message itself:
+class InlineRouter(SessionWriteStream):
+    """A session's write stream that routes each message itself:
 
     - a response to the stream of the request it answers;
     - a message about a request (`related_request_id`) to that request's stream, or nowhere in JSON-response
@@ -35,17 +37,17 @@ class InlineRouter:
 
     With an event store each message is stored first, whether or not its stream is open, so a client that
     reconnects gets it by replay. A message whose stream is gone is dropped, and so is the stream. A full
-    stream holds only the task sending to it. Closed, it raises `anyio.ClosedResourceError` as a memory stream
-    would, and closes `inner`, the SDK's own write stream it stands in for.
+    stream holds only the task sending to it. Closing it closes `inner` too, the SDK's own write stream it
+    stands in for.
     """
 
     def __init__(self, inner: _Closable, streams: dict[str, Any], *, event_store: Any, json_response: bool) -> None:
+        super().__init__()
         self._inner = inner
         self._streams = streams
         """Each open request's (send, receive) pair of event streams, by request id as text: the transport's own."""
         self._event_store = event_store
         self._json_response = json_response
-        self._closed = False
 
     def _stream_of(self, item: SessionMessage) -> str | None:
         message = item.message
@@ -56,9 +58,7 @@ class InlineRouter:
             return None if self._json_response else str(metadata.related_request_id)
         return GET_STREAM_KEY
 
-    async def send(self, item: SessionMessage) -> None:
-        if self._closed:
-            raise anyio.ClosedResourceError
+    async def _deliver(self, item: SessionMessage) -> None:
         key = self._stream_of(item)
         if key is None:
             return
@@ -76,11 +76,5 @@ class InlineRouter:
             self._streams.pop(key, None)
 
     async def aclose(self) -> None:
-        self._closed = True
+        await super().aclose()
         await self._inner.aclose()
-
-    async def __aenter__(self) -> InlineRouter:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
