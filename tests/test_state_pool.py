@@ -126,11 +126,9 @@ def one_group(shared: Iterable[set[str]]) -> set[str]:
 
     Which pooled connection serves a command depends on what else was in flight, so the stores may
     spread over two; a store on a pool of its own shares no connection and stays outside the group."""
-    group = {"spend"}
-    sets = [set(s) for s in shared]
+    group, sets = {"spend"}, list(shared)
     while grown := [s for s in sets if s & group and not s <= group]:
-        for s in grown:
-            group |= s
+        group = group.union(*grown)
     return group
 
 
