@@ -8,9 +8,10 @@ from functools import partial
 
 import anyio
 import anyio.lowlevel
+import pytest
 
 from hive_mcp.calls.stream import StreamState
-from hive_mcp.mcp.relay import Heartbeats, Pacer, ProgressObserver, ProgressSender, relay_progress
+from hive_mcp.mcp.relay import Heartbeats, Pacer, ProgressObserver, ProgressSender, Relay
 from hive_mcp.provider import TextDeltaEvent
 
 
@@ -71,15 +72,19 @@ def test_readings_closer_together_than_a_window_or_from_two_threads_are_not_a_me
     assert pacer.busy > 0.9
 
 
-async def _relay_beside(turn: Callable[[], object], chunks: list[str], pacer: Pacer, spacing_s: float) -> list[str | None]:
-    """The messages `relay_progress` sends for `chunks` (added `spacing_s` apart; 0: one a loop turn) while another
-    task does `turn` between its own loop turns, as a server's other streams do under load."""
+async def _relay_beside(
+    turn: Callable[[], object], chunks: list[str], pacer: Pacer, spacing_s: float, burst: int = 1
+) -> list[str | None]:
+    """The messages a `Relay` sends for `chunks` (added `burst` at a time, `spacing_s` apart; 0: one a loop turn,
+    each nudging the relay as a stream's reader does) while another task does `turn` between its own loop turns,
+    as a server's other streams do under load."""
     sent: list[str | None] = []
 
     async def report(progress: float, message: str | None) -> None:
         sent.append(message)
 
     state = StreamState()
+    relay = Relay(state, ProgressSender(report), 60.0, pacer)
     done = anyio.Event()
 
     async def hog() -> None:
@@ -88,15 +93,17 @@ async def _relay_beside(turn: Callable[[], object], chunks: list[str], pacer: Pa
             await anyio.lowlevel.checkpoint()
 
     async def feed() -> None:
-        for text in chunks:
-            state.add(TextDeltaEvent(text))
+        for at in range(0, len(chunks), burst):
+            for text in chunks[at : at + burst]:
+                state.add(TextDeltaEvent(text))
+                await relay.nudge()
             await anyio.sleep(spacing_s)
         state.end()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(hog)
         tg.start_soon(feed)
-        await relay_progress(state, ProgressSender(report), 60.0, pacer)
+        await relay.run()
         done.set()
     return sent
 
@@ -120,10 +127,11 @@ async def test_a_loop_busy_on_the_cpu_widens_the_interval_though_it_wakes_on_tim
 
 
 async def test_a_loop_held_20_ms_a_turn_widens_the_interval_and_the_text_stays_whole() -> None:
-    """The other task holds the loop 20 ms a turn without using the CPU: every wake-up is late."""
+    """The other task holds the loop 20 ms a turn without using the CPU while text arrives faster than one
+    notification a turn: every wake-up of the relay is late."""
     chunks = [f"w{i} " for i in range(60)]
     pacer = Pacer(base_s=0.001, most_s=0.5)
-    sent = await _relay_beside(partial(time.sleep, 0.02), chunks, pacer, 0)
+    sent = await _relay_beside(partial(time.sleep, 0.02), chunks, pacer, 0, burst=3)
     assert "".join(m for m in sent if m) == "".join(chunks)
     assert pacer.busy < Pacer.BUSY_FROM, pacer  # lateness alone widened it
     assert pacer.interval_s > 10 * pacer.base_s, pacer
@@ -140,19 +148,21 @@ async def test_text_held_for_the_interval_goes_out_as_soon_as_the_stream_ends() 
         first.set()
 
     state = StreamState()
-    pacer = Pacer(base_s=3600.0, most_s=3600.0)
+    relay = Relay(state, ProgressSender(report), 3600.0, Pacer(base_s=3600.0, most_s=3600.0))
 
     async def feed() -> None:
         state.add(TextDeltaEvent("one "))
+        await relay.nudge()
         await first.wait()  # the first text went out at once; what follows waits out the interval
         state.add(TextDeltaEvent("two"))
+        await relay.nudge()
         await anyio.wait_all_tasks_blocked()  # the relay is holding "two"
         state.end()
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(feed)
-            await relay_progress(state, ProgressSender(report), 3600.0, pacer)
+            await relay.run()
     assert sent == ["one ", "two"]
 
 
@@ -238,3 +248,48 @@ async def test_a_notification_leaves_without_waiting_a_turn_of_the_loop_when_not
         tg.start_soon(other)
         await sender.send("text")
     assert order == ["sent text", "another task's turn"]
+
+
+
+async def test_text_the_interval_allows_leaves_from_the_readers_task_without_a_turn_of_the_loop() -> None:
+    """Nudged after the reader adds text, the observer sends it there and then (the relay's task, woken for it,
+    would send it a turn of the loop later); text inside the interval is left to the relay, which sends it at
+    the end."""
+    sent: list[str | None] = []
+
+    async def report(progress: float, message: str | None) -> None:
+        sent.append(message)
+
+    observer = ProgressObserver(ProgressSender(report), 3600.0, Pacer(base_s=3600.0, most_s=3600.0), Heartbeats())
+    state = StreamState()
+    with anyio.fail_after(10):
+        async with observer.relaying(state) as nudge:
+            state.add(TextDeltaEvent("one "))
+            await nudge()
+            assert sent == ["one "]
+            state.add(TextDeltaEvent("two"))
+            await nudge()
+            await anyio.wait_all_tasks_blocked()
+            assert sent == ["one "]  # held for the interval
+            state.end()
+    assert sent == ["one ", "two"]
+
+
+async def test_a_send_that_fails_in_the_readers_task_ends_the_relay_with_its_error_not_the_reader() -> None:
+    """The client gone while the reader sends: the nudge returns (the reader would take the error for the
+    provider's), and the relay's task raises it, which ends the call as a failed send always has."""
+
+    async def report(progress: float, message: str | None) -> None:
+        raise anyio.BrokenResourceError
+
+    observer = ProgressObserver(ProgressSender(report), 3600.0, Pacer(), Heartbeats())
+    state = StreamState()
+    nudged = False
+    with anyio.fail_after(10), pytest.raises(BaseExceptionGroup) as caught:
+        async with observer.relaying(state) as nudge:
+            state.add(TextDeltaEvent("one"))
+            await nudge()
+            nudged = True
+            await anyio.sleep_forever()  # cancelled by the relay's failure
+    assert nudged
+    assert caught.group_contains(anyio.BrokenResourceError)

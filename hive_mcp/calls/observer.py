@@ -13,9 +13,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .stream import StreamState
+    from .stream import Nudge, StreamState
 
 __all__ = ["Observer"]
+
+
+async def _unheard() -> None:
+    """The silent observer's nudge: nothing to send."""
 
 
 class Observer:
@@ -32,7 +36,7 @@ class Observer:
         yield
 
     @asynccontextmanager
-    async def relaying(self, state: StreamState) -> AsyncIterator[None]:
-        """The body reads a stream into `state` (and marks it done); an observer relays it, and is done relaying
-        when this exits."""
-        yield
+    async def relaying(self, state: StreamState) -> AsyncIterator[Nudge]:
+        """The body reads a stream into `state` (and marks it done), awaiting the `Nudge` yielded here after each
+        event; an observer relays it, and is done relaying when this exits."""
+        yield _unheard

@@ -73,10 +73,10 @@ class Send:
                     )
                     return Outcome(failure=progress.failure, ref=call.ref)
             state = StreamState(reasoning=call.params.include_reasoning, produced=progress.text, tag=call.tag)
-            async with call.observer.relaying(state), anyio.create_task_group() as reading:
+            async with call.observer.relaying(state) as nudge, anyio.create_task_group() as reading:
                 # In a task of its own, each chunk wakes the reader's few frames, not the whole chain of steps
                 # and middleware this call's task waits in.
-                reading.start_soon(read_stream, self.provider.stream(request), state)
+                reading.start_soon(read_stream, self.provider.stream(request), state, nudge)
         if state.error is not None:
             e = state.error
             progress.failure = Failure(e.error, e.error_type, e.dump_id, e.billed, e.attempts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -13,9 +13,13 @@ import anyio.lowlevel
 
 from ..provider.events import FinishEvent, ReasoningDeltaEvent, StreamErrorEvent, StreamEvent, TextDeltaEvent
 
-__all__ = ["TAGS", "StreamState", "read_stream"]
+__all__ = ["TAGS", "Nudge", "StreamState", "read_stream"]
 
 logger = logging.getLogger("hive_mcp")
+
+Nudge = Callable[[], Awaitable[None]]
+"""Awaited by a stream's reader after each event it adds to the `StreamState`: the observer may send what is
+pending from the reader's own task."""
 
 READER_SLICE_S = 0.005
 """The longest a stream reader runs before letting other tasks in."""
@@ -28,6 +32,7 @@ class StreamState:
     """What the upstream has sent so far, shared by the reader task and the notifier loop."""
 
     changed: anyio.Event = field(default_factory=anyio.Event)
+    """Set when the relay has something to do: text its observer's nudge left to it, or the end."""
     pending: list[tuple[str, str]] = field(default_factory=list)
     """(kind, text) not yet sent: kind is "answer", or "reasoning" when `reasoning` is on."""
     reasoning: bool = False
@@ -52,16 +57,13 @@ class StreamState:
         elif isinstance(ev, ReasoningDeltaEvent):
             if ev.content:
                 self.produced.append(ev.content)
-            if not (self.reasoning and ev.content):
-                return
-            self._pend("reasoning", ev.content)
+                if self.reasoning:
+                    self._pend("reasoning", ev.content)
         elif isinstance(ev, FinishEvent):
             self.finish = ev
         elif isinstance(ev, StreamErrorEvent):
             self.error = ev
-        else:  # a tool call: it arrives whole in the result
-            return
-        self.changed.set()
+        # a tool call arrives whole in the result
 
     @property
     def done(self) -> bool:
@@ -95,8 +97,8 @@ TAGS = {"answer": "answer: ", "reasoning": "reasoning: "}
 answer's messages, their tag removed, still join to exactly the result's content."""
 
 
-async def read_stream(events: AsyncIterator[StreamEvent], state: StreamState) -> None:
-    """Pull events off the provider's stream into `state`; always close the stream.
+async def read_stream(events: AsyncIterator[StreamEvent], state: StreamState, nudge: Nudge) -> None:
+    """Pull events off the provider's stream into `state`, nudging the observer after each; always close the stream.
 
     On cancellation the close is what makes the upstream see its connection go,
     so it runs shielded (and bounded, so a wedged close cannot hang the server).
@@ -105,6 +107,7 @@ async def read_stream(events: AsyncIterator[StreamEvent], state: StreamState) ->
     try:
         async for ev in events:
             state.add(ev)
+            await nudge()
             # litellm hands over buffered chunks without ever suspending: yield now and then,
             # so the relay (and every other call) gets a turn and text goes out as it is read.
             if time.monotonic() - yielded >= READER_SLICE_S:

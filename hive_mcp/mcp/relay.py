@@ -18,7 +18,7 @@ import anyio
 import anyio.lowlevel
 
 from ..calls.observer import Observer
-from ..calls.stream import StreamState
+from ..calls.stream import Nudge, StreamState
 from .constants import MOST_PROGRESS_INTERVAL_S, PROGRESS_INTERVAL_S, logger
 
 Report = Callable[[float, "str | None"], Awaitable[None]]
@@ -137,39 +137,84 @@ class Pacer:
         return min(self.most_s, max(self.base_s, self.GROWTH * self.lag_s, loaded))
 
 
-async def relay_progress(state: StreamState, progress: ProgressSender, heartbeat_s: float, pacer: Pacer) -> None:
-    """Send the new text as progress until the stream is done; a heartbeat when nothing was sent for `heartbeat_s`.
+class Relay:
+    """One stream's text sent as progress until the stream is done; a heartbeat when nothing was sent for
+    `heartbeat_s`.
 
     Text goes out at once unless the previous notification left less than the
     pacer's interval ago; then it waits out the rest of the interval, gathering
     what else arrives into the same notification, or until the stream ends. Chunks
     spaced wider than the interval are never delayed; a fast stream costs at most
-    one notification an interval instead of one per chunk. How late each wake-up is
-    tells the pacer how far behind the loop is.
+    one notification an interval instead of one per chunk.
+
+    Text that may go out at once is sent by the reader itself (`nudge`, awaited
+    after each event it adds), a turn of the loop sooner than a task woken for it.
+    The relay's task (`run`) sends the rest: text held for the interval, text that
+    arrived while another notification was on its way, heartbeats, and the end.
+    How late its wake-ups are tells the pacer how far behind the loop is.
     """
-    last_text = -math.inf
-    while True:
-        wait = progress.last_sent + heartbeat_s - anyio.current_time()
-        with anyio.move_on_after(max(0.0, wait)):
-            await state.changed.wait()
-        now = anyio.current_time()
-        if state.pending:
-            pacer.late(now - state.since)
-        hold = last_text + pacer.interval_s - now
-        if hold > 0 and state.pending and not state.done:
-            with anyio.move_on_after(hold) as holding:
-                await state.ended.wait()  # the end of the stream goes out at once
-            if holding.cancelled_caught:
-                pacer.late(anyio.current_time() - now - hold)
-        state.changed = anyio.Event()  # swapped before reading, so a change after this wakes the next wait
-        messages = state.take_pending()
-        for message in messages:
-            await progress.send(message)
-            last_text = progress.last_sent
-        if not messages and anyio.current_time() >= progress.last_sent + heartbeat_s:
-            await progress.send(None)
-        if state.done and not state.pending:
+
+    def __init__(self, state: StreamState, progress: ProgressSender, heartbeat_s: float, pacer: Pacer) -> None:
+        self.state = state
+        self.progress = progress
+        self.heartbeat_s = heartbeat_s
+        self.pacer = pacer
+        self._last_text = -math.inf
+        self._sending = False
+        """Text is on its way: more waits for the relay's task, so notifications leave in the order of their text."""
+        self._failed: Exception | None = None
+        """A send from the reader's task that failed: the relay's task raises it, as if it had sent it."""
+
+    async def nudge(self) -> None:
+        """The reader added an event: send what is pending now if the interval allows, else wake the relay."""
+        state = self.state
+        if not state.pending:
             return
+        if self._sending or self._failed is not None or anyio.current_time() < self._last_text + self.pacer.interval_s:
+            state.changed.set()
+            return
+        self.pacer.late(0.0)  # nothing waited for a turn of the loop; the reading of the loop's load still counts
+        try:
+            await self._send_pending()
+        except Exception as exc:  # noqa: BLE001 - raised by the relay's task, which ends the call
+            self._failed = exc
+            state.changed.set()
+
+    async def run(self) -> None:
+        state = self.state
+        while True:
+            wait = self.progress.last_sent + self.heartbeat_s - anyio.current_time()
+            if self._failed is None:
+                with anyio.move_on_after(max(0.0, wait)):
+                    await state.changed.wait()
+            if self._failed is not None:
+                raise self._failed
+            now = anyio.current_time()
+            if state.pending:
+                self.pacer.late(now - state.since)
+            hold = self._last_text + self.pacer.interval_s - now
+            if hold > 0 and state.pending and not state.done:
+                with anyio.move_on_after(hold) as holding:
+                    await state.ended.wait()  # the end of the stream goes out at once
+                if holding.cancelled_caught:
+                    self.pacer.late(anyio.current_time() - now - hold)
+            state.changed = anyio.Event()  # swapped before reading, so a change after this wakes the next wait
+            if not await self._send_pending() and anyio.current_time() >= self.progress.last_sent + self.heartbeat_s:
+                await self.progress.send(None)
+            if state.done and not state.pending:
+                return
+
+    async def _send_pending(self) -> bool:
+        """Send what is pending; whether there was anything."""
+        messages = self.state.take_pending()
+        self._sending = True
+        try:
+            for message in messages:
+                await self.progress.send(message)
+                self._last_text = self.progress.last_sent
+        finally:
+            self._sending = False
+        return bool(messages)
 
 
 class Heartbeats:
@@ -269,10 +314,11 @@ class ProgressObserver(Observer):
             self.beats.discard(self.progress)
 
     @asynccontextmanager
-    async def relaying(self, state: StreamState) -> AsyncIterator[None]:
+    async def relaying(self, state: StreamState) -> AsyncIterator[Nudge]:
         self._leave()
         if self._beating is not None:
             self._beating.cancel()
+        relay = Relay(state, self.progress, self.heartbeat_s, self.pacer)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(relay_progress, state, self.progress, self.heartbeat_s, self.pacer)
-            yield
+            tg.start_soon(relay.run)
+            yield relay.nudge
