@@ -293,3 +293,38 @@ async def test_a_send_that_fails_in_the_readers_task_ends_the_relay_with_its_err
             await anyio.sleep_forever()  # cancelled by the relay's failure
     assert nudged
     assert caught.group_contains(anyio.BrokenResourceError)
+
+
+async def test_text_that_arrives_while_the_relay_holds_text_waits_with_it_for_the_interval() -> None:
+    """The relay holds "b" for the interval; the loop is blocked past the interval's end before the relay resumes,
+    and "c" and "d" arrive then. They go out with "b" in one notification when the relay resumes: sent from the
+    reader at once, "b c" would leave and the relay would send "d" right after it, two notifications with no
+    interval between them."""
+    interval = 0.05
+    sent: list[tuple[float, str | None]] = []
+    first = anyio.Event()
+
+    async def report(progress: float, message: str | None) -> None:
+        sent.append((anyio.current_time(), message))
+        first.set()
+
+    state = StreamState()
+    relay = Relay(state, ProgressSender(report), 3600.0, Pacer(base_s=interval, most_s=interval))
+
+    async def feed() -> None:
+        for text in ("a ", "b "):
+            state.add(TextDeltaEvent(text))
+            await relay.nudge()
+        await anyio.wait_all_tasks_blocked()  # the relay holds "b"
+        time.sleep(interval * 1.2)  # the loop blocked past the interval's end
+        for text in ("c ", "d "):
+            state.add(TextDeltaEvent(text))
+            await relay.nudge()
+        state.end()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            await relay.run()
+    assert [m for _, m in sent] == ["a ", "b c d "]
+    assert sent[1][0] - sent[0][0] >= interval

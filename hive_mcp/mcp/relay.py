@@ -160,8 +160,9 @@ class Relay:
         self.heartbeat_s = heartbeat_s
         self.pacer = pacer
         self._last_text = -math.inf
-        self._sending = False
-        """Text is on its way: more waits for the relay's task, so notifications leave in the order of their text."""
+        self._awake = False
+        """The relay's task is woken, holding text or sending: what arrives meanwhile is its to send, after what it
+        has, and no sooner than the interval allows."""
         self._failed: Exception | None = None
         """A send from the reader's task that failed: the relay's task raises it, as if it had sent it."""
 
@@ -170,7 +171,10 @@ class Relay:
         state = self.state
         if not state.pending:
             return
-        if self._sending or self._failed is not None or anyio.current_time() < self._last_text + self.pacer.interval_s:
+        if (
+            self._awake or state.changed.is_set() or self._failed is not None
+            or anyio.current_time() < self._last_text + self.pacer.interval_s
+        ):  # fmt: skip
             state.changed.set()
             return
         self.pacer.late(0.0)  # nothing waited for a turn of the loop; the reading of the loop's load still counts
@@ -183,10 +187,12 @@ class Relay:
     async def run(self) -> None:
         state = self.state
         while True:
+            self._awake = False
             wait = self.progress.last_sent + self.heartbeat_s - anyio.current_time()
             if self._failed is None:
                 with anyio.move_on_after(max(0.0, wait)):
                     await state.changed.wait()
+            self._awake = True
             if self._failed is not None:
                 raise self._failed
             now = anyio.current_time()
@@ -207,13 +213,9 @@ class Relay:
     async def _send_pending(self) -> bool:
         """Send what is pending; whether there was anything."""
         messages = self.state.take_pending()
-        self._sending = True
-        try:
-            for message in messages:
-                await self.progress.send(message)
-                self._last_text = self.progress.last_sent
-        finally:
-            self._sending = False
+        for message in messages:
+            await self.progress.send(message)
+            self._last_text = self.progress.last_sent
         return bool(messages)
 
 
