@@ -102,10 +102,11 @@ def open_session_ids(manager: Any) -> Container[str]:
 
 
 # `StreamableHTTPSessionManager._admit_session`, where a stateful session's transport is made, and that
-# transport's `_request_streams` and `_event_store`: the SDK has no factory for transports nor a way to give a
-# session another write stream, and its router task costs every message two turns of the loop
-# (`hive_mcp.http.routing`). A transport made there is given, by its class, a `connect` whose write stream is a
-# router over the transport's own request streams and event store; the SDK's router task stays, idle.
+# transport's `_request_streams`, `_event_store`, `_sse_stream_writers` and `_create_event_data`: the SDK has no
+# factory for transports nor a way to give a session another write stream, and its router task costs every
+# message two turns of the loop, its writer task each notification two more (`hive_mcp.http.routing`). A
+# transport made there is given, by its class, a `connect` whose write stream is a router over the transport's
+# own request streams, event store and SSE responses; the SDK's router task stays, idle.
 # Stateless requests make their transport inside the manager's handler: they keep the SDK's router.
 
 
@@ -122,6 +123,8 @@ def _inline_routed_manager(router: Callable[..., Any]) -> type:
                     write, self._request_streams,  # pyright: ignore[reportPrivateUsage]
                     event_store=self._event_store,  # pyright: ignore[reportPrivateUsage]
                     json_response=self.is_json_response_enabled,
+                    responses=self._sse_stream_writers,  # pyright: ignore[reportPrivateUsage]
+                    to_event=self._create_event_data,  # pyright: ignore[reportPrivateUsage]
                 )  # fmt: skip
                 try:
                     yield read, routed
@@ -140,7 +143,8 @@ def _inline_routed_manager(router: Callable[..., Any]) -> type:
 
 def route_sessions_inline(manager: Any, router: Callable[..., Any]) -> None:
     """Have the stateful sessions `manager` opens from now on send their messages through `router(sdk_write_stream,
-    request_streams, event_store=, json_response=)`, a write stream of their own (`hive_mcp.http.routing`)."""
+    request_streams, event_store=, json_response=, responses=, to_event=)`, a write stream of their own
+    (`hive_mcp.http.routing`)."""
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
     if not isinstance(manager, StreamableHTTPSessionManager) or not callable(getattr(manager, "_admit_session", None)):
@@ -156,7 +160,8 @@ def _inline_routing_problems() -> list[str]:
     if not callable(getattr(StreamableHTTPSessionManager, "_admit_session", None)):
         problems.append(f"StreamableHTTPSessionManager._admit_session is gone ({installed('mcp')})")
     transport = StreamableHTTPServerTransport(mcp_session_id=None)
-    for name in ("_request_streams", "_event_store", "is_json_response_enabled"):
+    for name in ("_request_streams", "_event_store", "is_json_response_enabled", "_sse_stream_writers",
+                 "_create_event_data"):
         if not hasattr(transport, name):
             problems.append(f"StreamableHTTPServerTransport.{name} is gone ({installed('mcp')})")
     return problems

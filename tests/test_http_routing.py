@@ -57,8 +57,88 @@ class Inner:
         self.closed = True
 
 
-def router(streams: dict[str, Pair], *, store: Store | None = None, json_response: bool = False) -> InlineRouter:
-    return InlineRouter(Inner(), streams, event_store=store, json_response=json_response)
+def router(
+    streams: dict[str, Pair], *, store: Store | None = None, json_response: bool = False,
+    responses: dict[str, MemoryObjectSendStream[dict[str, str]]] | None = None,
+) -> InlineRouter:  # fmt: skip
+    return InlineRouter(
+        Inner(), streams, event_store=store, json_response=json_response, responses=responses, to_event=sse_event
+    )
+
+
+def sse_event(event: EventMessage) -> dict[str, str]:
+    return {"event": "message", "data": event.message.model_dump_json(by_alias=True, exclude_unset=True)}
+
+
+class Waiting:
+    """Request 7's stream and its SSE response as the SDK's transport has them while a call streams: the writer
+    task reading the stream (unless `writer_busy`: it holds a message of the request already) and the response
+    waiting for an event. What each got."""
+
+    def __init__(self, *, writer_busy: bool = False, store: Store | None = None) -> None:
+        self.streams = {"7": pair()}
+        self.to_response, self._response = anyio.create_memory_object_stream[dict[str, str]](0)
+        self.router = router(self.streams, store=store, responses={"7": self.to_response})
+        self.writer_busy = writer_busy
+        self.by_writer: list[EventMessage] = []
+        self.by_response: list[dict[str, str]] = []
+
+    async def _writer(self) -> None:
+        async for event in self.streams["7"][1]:
+            self.by_writer.append(event)
+
+    async def _responder(self) -> None:
+        async for event in self._response:
+            self.by_response.append(event)
+
+    async def route(self, *messages: SessionMessage) -> bool:
+        """Send `messages`; whether the response had been handed the last when its `send` returned."""
+        async with anyio.create_task_group() as tg:
+            if self.writer_busy:
+                self.streams["7"][0].send_nowait(EventMessage(answer(6).message))  # not read yet
+            else:
+                tg.start_soon(self._writer)
+            tg.start_soon(self._responder)
+            await anyio.wait_all_tasks_blocked()
+            for message in messages:
+                await self.router.send(message)
+            handed = self.to_response.statistics().tasks_waiting_receive == 0
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+        return handed
+
+
+async def test_a_notification_is_handed_to_its_sse_response_at_once_when_nothing_of_its_request_is_on_the_way() -> None:
+    """The writer task idle and the response waiting: the event is the response's before `send` returns, the
+    SSE event the transport would have made, and the writer task never sees it."""
+    waiting = Waiting()
+    note = progress(about=7)
+    assert await waiting.route(note)
+    assert waiting.by_response == [sse_event(EventMessage(note.message))]
+    assert waiting.by_writer == []
+
+
+async def test_a_notification_waits_its_turn_behind_what_the_writer_task_holds_and_so_does_a_response() -> None:
+    """Order is kept: with a message of the request still in its stream, the notification goes after it; a
+    response always goes by the writer task, which ends the event stream after it."""
+    busy = Waiting(writer_busy=True)
+    assert not await busy.route(progress(about=7))
+    assert busy.by_response == []
+    queued = busy.streams["7"][1]
+    assert [getattr(queued.receive_nowait().message, "method", None) for _ in range(2)] == [
+        None, "notifications/progress"
+    ]  # fmt: skip
+    idle = Waiting()
+    assert not await idle.route(answer(7))
+    assert [e.message.id for e in idle.by_writer] == [7]
+    assert idle.by_response == []
+
+
+async def test_a_stored_notification_goes_by_the_writer_task_with_its_event_id() -> None:
+    waiting = Waiting(store=Store())
+    assert not await waiting.route(progress(about=7))
+    assert [e.event_id for e in waiting.by_writer] == ["e1"]
+    assert waiting.by_response == []
 
 
 async def test_a_response_goes_to_the_stream_of_the_request_it_answers() -> None:
@@ -158,3 +238,36 @@ async def test_a_session_of_the_served_app_puts_a_message_on_its_request_stream_
         transport._request_streams["7"] = streams  # pyright: ignore[reportPrivateUsage]
         await write.send(progress(about=7))
         assert streams[1].receive_nowait().message.method == "notifications/progress"
+
+
+async def test_a_session_of_the_served_app_hands_a_notification_to_the_waiting_sse_response_as_the_sdk_would_write_it(
+    tmp_path: Path,
+) -> None:
+    """Through the app `serve` runs: with the request's writer task and SSE response waiting, as while a call
+    streams, the notification is the response's when `send` returns, made into an SSE event by the transport's
+    own code. Reaches into the manager and transport, as sdk_compat does."""
+    server = MCPServer("routing")
+    settings = load_settings({"transport": "http", "dump_dir": str(tmp_path)}, environ={}, cwd=str(tmp_path), export=False)
+    build_app(server, settings, ())
+    transport = server.session_manager._admit_session(None)  # pyright: ignore[reportPrivateUsage]
+    assert transport is not None
+    note = progress(about=7)
+    async with transport.connect() as (_, write), anyio.create_task_group() as tg:
+        streams = pair()
+        to_response, from_response = anyio.create_memory_object_stream[dict[str, str]](0)
+        transport._request_streams["7"] = streams  # pyright: ignore[reportPrivateUsage]
+        transport._sse_stream_writers["7"] = to_response  # pyright: ignore[reportPrivateUsage]
+        tg.start_soon(streams[1].receive)
+        got: list[dict[str, str]] = []
+
+        async def respond() -> None:
+            got.append(await from_response.receive())
+
+        tg.start_soon(respond)
+        await anyio.wait_all_tasks_blocked()
+        await write.send(note)
+        assert to_response.statistics().tasks_waiting_receive == 0  # handed over
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    expected = transport._create_event_data(EventMessage(note.message))  # pyright: ignore[reportPrivateUsage]
+    assert got == [expected]

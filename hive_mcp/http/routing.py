@@ -7,10 +7,16 @@ notification pays two more turns of the event loop before it reaches the wire.
 `InlineRouter` is the session's write stream instead and routes by the same rules
 where the message is sent (hive_mcp/sdk_compat.py installs it in the app's
 sessions).
+
+A request's stream is read by the SDK's writer task, which turns each message into
+an SSE event and hands it to the request's SSE response: two more turns of the
+loop. A notification is handed to the response straight away when neither holds
+anything of that request (see `InlineRouter._to_response`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
@@ -41,13 +47,20 @@ class InlineRouter(SessionWriteStream):
     stands in for.
     """
 
-    def __init__(self, inner: _Closable, streams: dict[str, Any], *, event_store: Any, json_response: bool) -> None:
+    def __init__(
+        self, inner: _Closable, streams: dict[str, Any], *, event_store: Any, json_response: bool,
+        responses: dict[str, Any] | None = None, to_event: Callable[[EventMessage], Any] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         self._inner = inner
         self._streams = streams
         """Each open request's (send, receive) pair of event streams, by request id as text: the transport's own."""
         self._event_store = event_store
         self._json_response = json_response
+        self._responses = responses
+        """Each open POST's SSE response, the send side of the stream it reads its events from, by request id as
+        text; `to_event` makes the SSE event of a message. Both the transport's own."""
+        self._to_event = to_event
 
     def _stream_of(self, item: SessionMessage) -> str | None:
         message = item.message
@@ -67,6 +80,8 @@ class InlineRouter(SessionWriteStream):
         if pair is None:
             return
         event = EventMessage(item.message, event_id)
+        if self._to_response(key, pair[0], event):
+            return
         try:
             try:
                 pair[0].send_nowait(event)
@@ -74,6 +89,25 @@ class InlineRouter(SessionWriteStream):
                 await pair[0].send(event)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._streams.pop(key, None)
+
+    def _to_response(self, key: str, stream: Any, event: EventMessage) -> bool:
+        """Hand a notification to its request's SSE response at once, if nothing of that request is on its way
+        there: the request's stream empty with the writer task waiting on it, and the response waiting for an
+        event (its stream holds none). Else, or for a stored event or a response (after which the writer task
+        ends the event stream), the message goes by the request's stream. Whether it was handed over."""
+        if self._responses is None or self._to_event is None or event.event_id is not None:
+            return False
+        if isinstance(event.message, JSONRPCResponse | JSONRPCError):
+            return False
+        response = self._responses.get(key)
+        waiting = stream.statistics()
+        if response is None or waiting.current_buffer_used or not waiting.tasks_waiting_receive:
+            return False
+        try:
+            response.send_nowait(self._to_event(event))
+        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return False
+        return True
 
     async def aclose(self) -> None:
         await super().aclose()
