@@ -250,7 +250,6 @@ async def test_a_notification_leaves_without_waiting_a_turn_of_the_loop_when_not
     assert order == ["sent text", "another task's turn"]
 
 
-
 async def test_text_the_interval_allows_leaves_from_the_readers_task_without_a_turn_of_the_loop() -> None:
     """Nudged after the reader adds text, the observer sends it there and then (the relay's task, woken for it,
     would send it a turn of the loop later); text inside the interval is left to the relay, which sends it at

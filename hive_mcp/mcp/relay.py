@@ -149,8 +149,8 @@ class Relay:
 
     Text that may go out at once is sent by the reader itself (`nudge`, awaited
     after each event it adds), a turn of the loop sooner than a task woken for it.
-    The relay's task (`run`) sends the rest: text held for the interval, text that
-    arrived while another notification was on its way, heartbeats, and the end.
+    The relay's task (`run`) sends the rest: text held for the interval or arriving
+    while the task is awake, heartbeats, and the end.
     How late its wake-ups are tells the pacer how far behind the loop is.
     """
 
