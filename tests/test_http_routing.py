@@ -91,8 +91,8 @@ class Waiting:
         async for event in self._response:
             self.by_response.append(event)
 
-    async def route(self, *messages: SessionMessage) -> bool:
-        """Send `messages`; whether the response had been handed the last when its `send` returned."""
+    async def route(self, message: SessionMessage) -> bool:
+        """Send `message`; whether the response had been handed it when `send` returned."""
         async with anyio.create_task_group() as tg:
             if self.writer_busy:
                 self.streams["7"][0].send_nowait(EventMessage(answer(6).message))  # not read yet
@@ -100,8 +100,7 @@ class Waiting:
                 tg.start_soon(self._writer)
             tg.start_soon(self._responder)
             await anyio.wait_all_tasks_blocked()
-            for message in messages:
-                await self.router.send(message)
+            await self.router.send(message)
             handed = self.to_response.statistics().tasks_waiting_receive == 0
             await anyio.wait_all_tasks_blocked()
             tg.cancel_scope.cancel()
@@ -222,17 +221,24 @@ async def test_a_closed_router_refuses_to_send_and_closes_the_stream_behind_it()
         await routed.send(progress(about=7))
 
 
+def served_transport(tmp_path: Path) -> Any:
+    """A stateful session's transport as the app `serve` runs makes it (reaching into the manager, as sdk_compat
+    does)."""
+    server = MCPServer("routing")
+    settings = load_settings({"transport": "http", "dump_dir": str(tmp_path)}, environ={}, cwd=str(tmp_path), export=False)
+    build_app(server, settings, ())
+    transport = server.session_manager._admit_session(None)  # pyright: ignore[reportPrivateUsage]
+    assert transport is not None
+    return transport
+
+
 async def test_a_session_of_the_served_app_puts_a_message_on_its_request_stream_before_its_send_returns(
     tmp_path: Path,
 ) -> None:
     """Through the app `serve` runs: a session its manager opens sends a progress notification, and the request's
     stream holds it when `send` returns, with no router task to wake first. (The SDK's own sessions hand it to a
     router task, so the stream is still empty then.) Reaches into the manager and transport, as sdk_compat does."""
-    server = MCPServer("routing")
-    settings = load_settings({"transport": "http", "dump_dir": str(tmp_path)}, environ={}, cwd=str(tmp_path), export=False)
-    build_app(server, settings, ())
-    transport = server.session_manager._admit_session(None)  # pyright: ignore[reportPrivateUsage]
-    assert transport is not None
+    transport = served_transport(tmp_path)
     async with transport.connect() as (_, write):
         streams = pair()
         transport._request_streams["7"] = streams  # pyright: ignore[reportPrivateUsage]
@@ -246,11 +252,7 @@ async def test_a_session_of_the_served_app_hands_a_notification_to_the_waiting_s
     """Through the app `serve` runs: with the request's writer task and SSE response waiting, as while a call
     streams, the notification is the response's when `send` returns, made into an SSE event by the transport's
     own code. Reaches into the manager and transport, as sdk_compat does."""
-    server = MCPServer("routing")
-    settings = load_settings({"transport": "http", "dump_dir": str(tmp_path)}, environ={}, cwd=str(tmp_path), export=False)
-    build_app(server, settings, ())
-    transport = server.session_manager._admit_session(None)  # pyright: ignore[reportPrivateUsage]
-    assert transport is not None
+    transport = served_transport(tmp_path)
     note = progress(about=7)
     async with transport.connect() as (_, write), anyio.create_task_group() as tg:
         streams = pair()
