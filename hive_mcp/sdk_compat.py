@@ -9,11 +9,16 @@ returns the problems found.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable, Container
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
+
+from mcp_types import ProgressToken, RequestId
+
+from .session_stream import SessionWriteStream
 
 if TYPE_CHECKING:
     from anyio.lowlevel import EventLoopToken
@@ -29,6 +34,7 @@ __all__ = [
     "keep_event_streams_at_shutdown",
     "lowlevel_server",
     "open_session_ids",
+    "request_lane",
     "route_sessions_inline",
     "run_sync_soon",
     "session_connection",
@@ -73,6 +79,60 @@ def session_connection(session: object) -> Connection | None:
 
     conn = getattr(session, "_connection", None)
     return conn if isinstance(conn, Connection) else None
+
+
+# A request's `DispatchContext` (`ServerSession._request_outbound`, a `_JSONRPCDispatchContext` over a stream
+# transport) with its `_request_id`, `_progress_token`, `_closed` and `_dispatcher` (its `_write_stream` and
+# `_closed`): the SDK sends a request's progress only by building a notification's models, a message's, and its
+# metadata's, and serializing the message from them, for every streamed chunk. Where the dispatcher writes to one
+# of our write streams, the relay hands that stream the notification as plain JSON instead (`RequestLane`).
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLane:
+    """The write stream of ours that a request's notifications go to, the request's id and its progress token."""
+
+    stream: SessionWriteStream
+    request_id: RequestId
+    progress_token: ProgressToken
+    _context: Any
+
+    @property
+    def open(self) -> bool:
+        """Whether the SDK would still send for this request: its dispatch context and dispatcher not closed."""
+        return not (self._context._closed or self._context._dispatcher._closed)  # pyright: ignore[reportPrivateUsage]
+
+
+def request_lane(session: object) -> RequestLane | None:
+    """Where the notifications of the request `session` serves go, when that is one of our write streams and the
+    client asked for progress; None when not (the in-process dispatcher, the SDK's own transports, a task's
+    detached session, which sends progress its own way): then the SDK's `report_progress` is the way."""
+    from mcp.server.session import ServerSession
+    from mcp.shared.jsonrpc_dispatcher import _JSONRPCDispatchContext  # pyright: ignore[reportPrivateUsage]
+
+    if type(session) is not ServerSession:
+        return None
+    context = getattr(session, "_request_outbound", None)
+    if not isinstance(context, _JSONRPCDispatchContext):
+        return None
+    token, request_id = context._progress_token, context._request_id  # pyright: ignore[reportPrivateUsage]
+    stream = getattr(context._dispatcher, "_write_stream", None)  # pyright: ignore[reportPrivateUsage]
+    if token is None or request_id is None or not isinstance(stream, SessionWriteStream):
+        return None
+    return RequestLane(stream, request_id, token, context)
+
+
+def _lane_problems() -> list[str]:
+    try:
+        from mcp.shared.jsonrpc_dispatcher import _JSONRPCDispatchContext  # pyright: ignore[reportPrivateUsage]
+    except ImportError:
+        return [f"mcp.shared.jsonrpc_dispatcher._JSONRPCDispatchContext is gone ({installed('mcp')})"]
+    fields = {field.name for field in dataclasses.fields(_JSONRPCDispatchContext)}
+    return [
+        f"_JSONRPCDispatchContext.{name} is gone ({installed('mcp')})"
+        for name in ("_request_id", "_progress_token", "_closed", "_dispatcher")
+        if name not in fields
+    ]
 
 
 def run_sync_soon(token: EventLoopToken, fn: Callable[[], None]) -> None:
@@ -200,7 +260,7 @@ def end_all_event_streams() -> None:
 
 def check_http_and_stdio(server: Any = None) -> list[str]:
     """What of the above the installed packages no longer provide, one line each (empty: all present)."""
-    problems = _inline_routing_problems()
+    problems = _inline_routing_problems() + _lane_problems()
     status = _app_status()
     if status is None:
         problems.append(f"sse_starlette.sse.AppStatus is gone ({installed('sse-starlette')}, {installed('mcp')})")

@@ -1,16 +1,35 @@
 """The write stream a transport of ours gives an MCP session (the SDK's `WriteStream` protocol), as stdio's and
 HTTP's share it: each message goes out from the task that sends it, and once closed the stream refuses to send,
-raising `anyio.ClosedResourceError` as a memory stream would."""
+raising `anyio.ClosedResourceError` as a memory stream would.
+
+It also takes a notification about a request as plain JSON (`notify`), which the relay sends for every
+streamed chunk: the SDK's way builds three models per notification and serializes the message from them.
+"""
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from typing import Self
+from typing import Any, Self
 
 import anyio
-from mcp.shared.message import SessionMessage
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import JSONRPCNotification, RequestId
 
-__all__ = ["SessionWriteStream"]
+__all__ = ["SessionWriteStream", "notification_json"]
+
+
+def notification_json(method: str, params: dict[str, Any]) -> str:
+    """A JSON-RPC notification as one compact JSON text, as the SDK serializes one. Text that is not valid
+    Unicode (a lone surrogate: a reply cut inside a pair) is escaped instead of failing at the wire."""
+    message = {"jsonrpc": "2.0", "method": method, "params": params}
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(message, separators=(",", ":"))
+    return text
 
 
 class SessionWriteStream(ABC):
@@ -21,6 +40,12 @@ class SessionWriteStream(ABC):
         if self._closed:
             raise anyio.ClosedResourceError
         await self._deliver(item)
+
+    async def notify(self, related_request_id: RequestId, method: str, params: dict[str, Any]) -> None:
+        """Send notification `method` about request `related_request_id`, as `send` would send its
+        `SessionMessage`. A transport that can write the JSON itself overrides this."""
+        note = JSONRPCNotification(jsonrpc="2.0", method=method, params=params)
+        await self.send(SessionMessage(note, metadata=ServerMessageMetadata(related_request_id=related_request_id)))
 
     @abstractmethod
     async def _deliver(self, item: SessionMessage) -> None:

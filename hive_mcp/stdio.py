@@ -49,11 +49,11 @@ import anyio.lowlevel
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp.shared.message import SessionMessage
-from mcp_types import jsonrpc_message_adapter
+from mcp_types import RequestId, jsonrpc_message_adapter
 from pydantic import ValidationError
 
 from . import sdk_compat
-from .session_stream import SessionWriteStream
+from .session_stream import SessionWriteStream, notification_json
 
 try:
     import fcntl
@@ -333,8 +333,16 @@ class StdoutMessages(SessionWriteStream):
         self._out = out
 
     async def _deliver(self, item: SessionMessage) -> None:
+        await self._write(item.message.model_dump_json(by_alias=True, exclude_unset=True))
+
+    async def notify(self, related_request_id: RequestId, method: str, params: dict[str, Any]) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        await self._write(notification_json(method, params))
+
+    async def _write(self, text: str) -> None:
         try:
-            await self._out.write(item.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n")
+            await self._out.write(text + "\n")
         except OSError as exc:
             raise anyio.BrokenResourceError from exc
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,18 @@ class Inner:
         self.closed = True
 
 
+def sse_event(event: EventMessage) -> dict[str, str]:
+    return {"event": "message", "data": event.message.model_dump_json(by_alias=True, exclude_unset=True)}
+
+
 def router(
     streams: dict[str, Pair], *, store: Store | None = None, json_response: bool = False,
     responses: dict[str, MemoryObjectSendStream[dict[str, str]]] | None = None,
+    to_event: Callable[[EventMessage], dict[str, str]] = sse_event,
 ) -> InlineRouter:  # fmt: skip
     return InlineRouter(
-        Inner(), streams, event_store=store, json_response=json_response, responses=responses, to_event=sse_event
+        Inner(), streams, event_store=store, json_response=json_response, responses=responses, to_event=to_event
     )
-
-
-def sse_event(event: EventMessage) -> dict[str, str]:
-    return {"event": "message", "data": event.message.model_dump_json(by_alias=True, exclude_unset=True)}
 
 
 class Waiting:
@@ -78,10 +80,15 @@ class Waiting:
     def __init__(self, *, writer_busy: bool = False, store: Store | None = None) -> None:
         self.streams = {"7": pair()}
         self.to_response, self._response = anyio.create_memory_object_stream[dict[str, str]](0)
-        self.router = router(self.streams, store=store, responses={"7": self.to_response})
+        self.router = router(self.streams, store=store, responses={"7": self.to_response}, to_event=self._to_event)
+        self.made_from_models: list[EventMessage] = []
         self.writer_busy = writer_busy
         self.by_writer: list[EventMessage] = []
         self.by_response: list[dict[str, str]] = []
+
+    def _to_event(self, event: EventMessage) -> dict[str, str]:
+        self.made_from_models.append(event)
+        return sse_event(event)
 
     async def _writer(self) -> None:
         async for event in self.streams["7"][1]:
@@ -93,6 +100,14 @@ class Waiting:
 
     async def route(self, message: SessionMessage) -> bool:
         """Send `message`; whether the response had been handed it when `send` returned."""
+        return await self.sending(lambda: self.router.send(message))
+
+    async def notify(self, params: dict[str, Any]) -> bool:
+        """A progress notification about request 7 given as plain JSON; whether the response had been handed it
+        when `notify` returned."""
+        return await self.sending(lambda: self.router.notify(7, "notifications/progress", params))
+
+    async def sending(self, send: Callable[[], Awaitable[None]]) -> bool:
         async with anyio.create_task_group() as tg:
             if self.writer_busy:
                 self.streams["7"][0].send_nowait(EventMessage(answer(6).message))  # not read yet
@@ -100,7 +115,7 @@ class Waiting:
                 tg.start_soon(self._writer)
             tg.start_soon(self._responder)
             await anyio.wait_all_tasks_blocked()
-            await self.router.send(message)
+            await send()
             handed = self.to_response.statistics().tasks_waiting_receive == 0
             await anyio.wait_all_tasks_blocked()
             tg.cancel_scope.cancel()
@@ -138,6 +153,37 @@ async def test_a_stored_notification_goes_by_the_writer_task_with_its_event_id()
     assert not await waiting.route(progress(about=7))
     assert [e.event_id for e in waiting.by_writer] == ["e1"]
     assert waiting.by_response == []
+
+
+PARAMS = {"progressToken": 1, "progress": 1, "message": "été"}
+
+
+async def test_a_notification_given_as_plain_json_is_handed_to_the_idle_response_as_the_sdk_would_write_it() -> None:
+    """The same SSE event the transport makes from the SDK's models, made here from the JSON (no model of the
+    message, no `to_event`), and handed over at once."""
+    waiting = Waiting()
+    assert await waiting.notify(PARAMS)
+    note = JSONRPCNotification(jsonrpc="2.0", method="notifications/progress", params=PARAMS)
+    assert waiting.by_response == [sse_event(EventMessage(note))]
+    assert waiting.made_from_models == []
+    assert waiting.by_writer == []
+
+
+async def test_a_notification_given_as_plain_json_waits_its_turn_or_is_stored_as_any_message() -> None:
+    """Behind what the writer task holds, or with an event store (an event id to replay by), it goes as a
+    message of the SDK's models, by the writer task; in JSON-response mode nowhere."""
+    busy = Waiting(writer_busy=True)
+    assert not await busy.notify(PARAMS)
+    queued = busy.streams["7"][1]
+    assert [getattr(queued.receive_nowait().message, "params", None) for _ in range(2)] == [None, PARAMS]
+    stored = Waiting(store=Store())
+    assert not await stored.notify(PARAMS)
+    assert [(e.event_id, e.message.params) for e in stored.by_writer] == [("e1", PARAMS)]
+    assert stored.by_response == []
+    streams = {"7": pair()}
+    await router(streams, json_response=True).notify(7, "notifications/progress", PARAMS)
+    with pytest.raises(anyio.WouldBlock):
+        streams["7"][1].receive_nowait()
 
 
 async def test_a_response_goes_to_the_stream_of_the_request_it_answers() -> None:
@@ -219,6 +265,8 @@ async def test_a_closed_router_refuses_to_send_and_closes_the_stream_behind_it()
     assert inner.closed
     with pytest.raises(anyio.ClosedResourceError):
         await routed.send(progress(about=7))
+    with pytest.raises(anyio.ClosedResourceError):
+        await routed.notify(7, "notifications/progress", PARAMS)
 
 
 def served_transport(tmp_path: Path) -> Any:

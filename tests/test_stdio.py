@@ -231,6 +231,28 @@ async def test_a_message_the_session_sends_is_in_the_pipe_when_its_send_returns(
     os.close(r)
 
 
+async def test_a_notification_given_as_plain_json_is_the_line_the_sdk_would_write_in_the_pipe_when_it_returns() -> None:
+    """The session's write stream writes a notification the relay gives as plain JSON itself, byte for byte the
+    line the SDK's models make; text that is not valid Unicode (a lone surrogate) is escaped, not a failed write."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    out = StdoutLines(w)
+    async with stdio._session_streams(lines_of(), out) as (_, write_stream):
+        params = {"progressToken": "t", "progress": 3, "message": "déjà \n vu"}
+        await write_stream.notify(7, "notifications/progress", params)
+        note = JSONRPCNotification(jsonrpc="2.0", method="notifications/progress", params=params)
+        assert os.read(r, 65536) == (note.model_dump_json(by_alias=True, exclude_unset=True) + "\n").encode()
+        cut = {"progressToken": "t", "progress": 4, "message": "half \ud83d"}
+        await write_stream.notify(7, "notifications/progress", cut)
+        assert json.loads(os.read(r, 65536).decode("utf-8"))["params"] == cut
+        await write_stream.aclose()
+        with pytest.raises(anyio.ClosedResourceError):
+            await write_stream.notify(7, "notifications/progress", params)
+    out.close(5.0)
+    os.close(w)
+    os.close(r)
+
+
 async def test_stdin_lines_reach_the_session_as_messages_and_one_that_is_not_a_message_as_its_error() -> None:
     r, w = os.pipe()
     out = StdoutLines(w)

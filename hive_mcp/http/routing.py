@@ -11,7 +11,9 @@ sessions).
 A request's stream is read by the SDK's writer task, which turns each message into
 an SSE event and hands it to the request's SSE response: two more turns of the
 loop. A notification is handed to the response straight away when neither holds
-anything of that request (see `InlineRouter._to_response`).
+anything of that request (see `InlineRouter._to_response`). The relay's progress
+comes as plain JSON (`InlineRouter.notify`): its SSE event is made from that, with
+no model of the message built first.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from typing import Any, Protocol
 import anyio
 from mcp.server.streamable_http import GET_STREAM_KEY, EventMessage
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
-from mcp_types import JSONRPCError, JSONRPCResponse
+from mcp_types import JSONRPCError, JSONRPCResponse, RequestId
 
-from ..session_stream import SessionWriteStream
+from ..session_stream import SessionWriteStream, notification_json
 
 __all__ = ["InlineRouter"]
 
@@ -80,7 +82,7 @@ class InlineRouter(SessionWriteStream):
         if pair is None:
             return
         event = EventMessage(item.message, event_id)
-        if self._to_response(key, pair[0], event):
+        if self._to_response(key, event):
             return
         try:
             try:
@@ -90,25 +92,48 @@ class InlineRouter(SessionWriteStream):
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._streams.pop(key, None)
 
-    def _to_response(self, key: str, stream: Any, event: EventMessage) -> bool:
-        """Hand a notification to its request's SSE response at once, if nothing of that request is on its way
-        there: the request's stream empty with the writer task waiting on it, and the response waiting for an
-        event (its stream holds none). Else, or for a stored event or a response (after which the writer task
-        ends the event stream), the message goes by the request's stream. Whether it was handed over."""
-        if self._responses is None or self._to_event is None or event.event_id is not None:
+    async def notify(self, related_request_id: RequestId, method: str, params: dict[str, Any]) -> None:
+        """A notification about a request, made its SSE event here when the request's SSE response can take it
+        at once (see `_to_response`); else the way of any message, through `send`."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        response = self._idle_response(str(related_request_id)) if self._event_store is None else None
+        if response is None or not _hand(response, {"event": "message", "data": notification_json(method, params)}):
+            await super().notify(related_request_id, method, params)
+
+    def _to_response(self, key: str, event: EventMessage) -> bool:
+        """Hand a notification to its request's SSE response at once, if the response is idle (`_idle_response`).
+        A stored event, or a response (after which the writer task ends the event stream), goes by the request's
+        stream. Whether it was handed over."""
+        if self._to_event is None or event.event_id is not None:
             return False
         if isinstance(event.message, JSONRPCResponse | JSONRPCError):
             return False
-        response = self._responses.get(key)
-        waiting = stream.statistics()
-        if response is None or waiting.current_buffer_used or not waiting.tasks_waiting_receive:
-            return False
-        try:
-            response.send_nowait(self._to_event(event))
-        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return False
-        return True
+        response = self._idle_response(key)
+        return response is not None and _hand(response, self._to_event(event))
+
+    def _idle_response(self, key: str) -> Any | None:
+        """Request `key`'s SSE response if nothing of that request is on its way there: the request's stream
+        empty with the writer task waiting on it, and the response waiting for an event (checked as it is
+        handed one: its stream holds none)."""
+        response = self._responses.get(key) if self._responses is not None else None
+        pair = self._streams.get(key)
+        if response is None or pair is None:
+            return None
+        waiting = pair[0].statistics()
+        if waiting.current_buffer_used or not waiting.tasks_waiting_receive:
+            return None
+        return response
 
     async def aclose(self) -> None:
         await super().aclose()
         await self._inner.aclose()
+
+
+def _hand(response: Any, sse_event: Any) -> bool:
+    """Whether the SSE response, waiting for an event, took `sse_event`."""
+    try:
+        response.send_nowait(sse_event)
+    except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        return False
+    return True

@@ -14,15 +14,47 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import anyio
 import anyio.lowlevel
 
 from ..calls.observer import Observer
 from ..calls.stream import Nudge, StreamState
+from ..sdk_compat import request_lane
 from .constants import MOST_PROGRESS_INTERVAL_S, PROGRESS_INTERVAL_S, logger
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import Context
 
 Report = Callable[[float, "str | None"], Awaitable[None]]
 """Sends one progress notification: (progress, message)."""
+
+
+def progress_report(ctx: Context) -> Report:
+    """How the request of `ctx` sends its progress: as plain JSON through the transport's write stream when it is
+    one of ours (`sdk_compat.request_lane`), else by the SDK's `report_progress`. Either way a notification the
+    transport cannot take any more (the client gone, the request over) is dropped, as the SDK drops it."""
+    lane = request_lane(ctx.request_context.session)
+    if lane is None:
+
+        async def report_by_sdk(progress: float, message: str | None) -> None:
+            await ctx.report_progress(progress, None, message)
+
+        return report_by_sdk
+
+    async def report(progress: float, message: str | None) -> None:
+        if not lane.open:
+            return
+        params: dict[str, object] = {"progressToken": lane.progress_token, "progress": progress}
+        if message is not None:
+            params["message"] = message
+        try:
+            await lane.stream.notify(lane.request_id, "notifications/progress", params)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            logger.debug("progress dropped: the transport is closed")
+
+    return report
 
 
 class ProgressSender:

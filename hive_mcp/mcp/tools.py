@@ -36,7 +36,7 @@ from ..tokens import owner_scope
 from .constants import MAX_REFUSAL_CHARS, PROGRESS_INTERVAL_S
 from .errors import ArgumentError, error_result, safe_line
 from .paging import ResultPages
-from .relay import Heartbeats, Pacer, ProgressObserver, ProgressSender
+from .relay import Heartbeats, Pacer, ProgressObserver, ProgressSender, progress_report
 from .resources import caller_dumps, list_page
 from .results import CompletionResult, FailedRequestPage, json_result, outcome_result
 from .schema import build_tool
@@ -108,16 +108,13 @@ class ToolHandlers:
             deadline_s=args.deadline_s, include_reasoning=isinstance(args, StreamArgs) and args.include_reasoning,
         )  # fmt: skip
 
-        async def report(progress: float, message: str | None) -> None:
-            await ctx.report_progress(progress, None, message)
-
         return Call(
             caller=caller(ctx.request_context), messages=tuple(args.provider_messages()), model=args.model,
             system=args.system or "", prompt=args.prompt, params=params, stream=stream,
             thread=Thread(args.conversation_id, args.fork) if args.conversation_id is not None else None,
             files=tuple(args.files or ()), fit=args.fit or "refuse",
             many=args.many(),
-            observer=ProgressObserver(ProgressSender(report), self.heartbeat_s, self.pacer, self.beats),
+            observer=ProgressObserver(ProgressSender(progress_report(ctx)), self.heartbeat_s, self.pacer, self.beats),
         )  # fmt: skip
 
     async def list_failed_requests(self, ctx: Context) -> Annotated[CallToolResult, FailedRequestPage]:
