@@ -123,16 +123,28 @@ def request_lane(session: object) -> RequestLane | None:
 
 
 def _lane_problems() -> list[str]:
+    import anyio
+    from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+
     try:
         from mcp.shared.jsonrpc_dispatcher import _JSONRPCDispatchContext  # pyright: ignore[reportPrivateUsage]
     except ImportError:
         return [f"mcp.shared.jsonrpc_dispatcher._JSONRPCDispatchContext is gone ({installed('mcp')})"]
     fields = {field.name for field in dataclasses.fields(_JSONRPCDispatchContext)}
-    return [
+    problems = [
         f"_JSONRPCDispatchContext.{name} is gone ({installed('mcp')})"
         for name in ("_request_id", "_progress_token", "_closed", "_dispatcher")
         if name not in fields
     ]
+    write, read = anyio.create_memory_object_stream[Any](0)
+    with write, read:
+        dispatcher = JSONRPCDispatcher(read, write)
+        problems += [
+            f"JSONRPCDispatcher.{name} is gone ({installed('mcp')})"
+            for name in ("_write_stream", "_closed")
+            if not hasattr(dispatcher, name)
+        ]
+    return problems
 
 
 def run_sync_soon(token: EventLoopToken, fn: Callable[[], None]) -> None:
