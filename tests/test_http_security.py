@@ -366,6 +366,21 @@ def test_a_client_that_sends_the_whole_body_first_reads_the_413(
         assert client.get("/healthz").status_code == 200  # and the server is fine
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_client_without_a_token_that_sends_the_whole_body_first_reads_the_401(
+    transport: str, guarded: dict[str, HttpServer]
+) -> None:
+    """The 401 is answered once the headers are in; the server then reads the body before it closes, as for a
+    413. Closed with the body unread, the connection is reset under a client still sending."""
+    server = guarded[transport]
+    body = CountedBody(6 << 20)
+    headers = {**MCP_HEADERS, "content-length": str(body.total)}
+    with raw(server) as client:
+        r = client.post(post_path(server), headers=headers, content=body)
+        assert r.status_code == 401, r.text
+        assert body.sent == body.total, f"the server closed after {body.sent} of {body.total} bytes"
+
+
 def test_the_mcp_client_reads_the_413_as_an_error_and_its_session_goes_on(guarded: dict[str, HttpServer]) -> None:
     """The SDK's streamable HTTP client sending a 6 MiB call: an MCPError for that call, not a broken transport."""
     server = guarded["http"]

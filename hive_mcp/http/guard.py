@@ -110,7 +110,7 @@ class HttpGuard:
                 await respond(send, 405, {"error": "method not allowed"}, [(b"allow", b"GET, HEAD")])
             return
         if self._digests:
-            authenticated = await self._authenticate(scope, send)
+            authenticated = await self._authenticate(scope, receive, send)
             if authenticated is None:
                 return
             scope = authenticated
@@ -142,8 +142,10 @@ class HttpGuard:
             ok |= hmac.compare_digest(digest, known)
         return digest if ok else None
 
-    async def _authenticate(self, scope: Scope, send: Send) -> Scope | None:
-        """The scope without its Authorization header if the request carries a valid token; else answer 401."""
+    async def _authenticate(self, scope: Scope, receive: Receive, send: Send) -> Scope | None:
+        """The scope without its Authorization header if the request carries a valid token; else answer 401, and
+        read what the drain allows of the body before the connection closes (as for a 413): closed with a body
+        unread, it is reset, and a client still sending loses the 401."""
         value = header(scope, b"authorization")
         presented = False
         if value is not None:
@@ -173,7 +175,10 @@ class HttpGuard:
             401,
             {"error": "unauthorized", "error_description": "a valid bearer token is required (Authorization: Bearer)"},
             [(b"www-authenticate", challenge), (b"connection", b"close")],
+            more_body=True,
         )
+        await self._discard(scope, receive, 0)
+        await _end(send)
         return None
 
     # -- body limit ------------------------------------------------------------------
