@@ -43,9 +43,16 @@ class SessionWriteStream(ABC):
 
     async def notify(self, related_request_id: RequestId, method: str, params: dict[str, Any]) -> None:
         """Send notification `method` about request `related_request_id`, as `send` would send its
-        `SessionMessage`. A transport that can write the JSON itself overrides this."""
+        `SessionMessage`."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        await self._notify(related_request_id, method, params)
+
+    async def _notify(self, related_request_id: RequestId, method: str, params: dict[str, Any]) -> None:
+        """The transport's own part of `notify`: by default the SDK's models, delivered as `send` delivers them;
+        a transport that can write the JSON itself overrides this."""
         note = JSONRPCNotification(jsonrpc="2.0", method=method, params=params)
-        await self.send(SessionMessage(note, metadata=ServerMessageMetadata(related_request_id=related_request_id)))
+        await self._deliver(SessionMessage(note, metadata=ServerMessageMetadata(related_request_id=related_request_id)))
 
     @abstractmethod
     async def _deliver(self, item: SessionMessage) -> None:

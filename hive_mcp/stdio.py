@@ -335,9 +335,7 @@ class StdoutMessages(SessionWriteStream):
     async def _deliver(self, item: SessionMessage) -> None:
         await self._write(item.message.model_dump_json(by_alias=True, exclude_unset=True))
 
-    async def notify(self, related_request_id: RequestId, method: str, params: dict[str, Any]) -> None:
-        if self._closed:
-            raise anyio.ClosedResourceError
+    async def _notify(self, related_request_id: RequestId, method: str, params: dict[str, Any]) -> None:
         await self._write(notification_json(method, params))
 
     async def _write(self, text: str) -> None:

@@ -92,14 +92,12 @@ class InlineRouter(SessionWriteStream):
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._streams.pop(key, None)
 
-    async def notify(self, related_request_id: RequestId, method: str, params: dict[str, Any]) -> None:
+    async def _notify(self, related_request_id: RequestId, method: str, params: dict[str, Any]) -> None:
         """A notification about a request, made its SSE event here when the request's SSE response can take it
-        at once (see `_to_response`); else the way of any message, through `send`."""
-        if self._closed:
-            raise anyio.ClosedResourceError
+        at once (see `_to_response`); else the way of any message."""
         response = self._idle_response(str(related_request_id)) if self._event_store is None else None
         if response is None or not _hand(response, {"event": "message", "data": notification_json(method, params)}):
-            await super().notify(related_request_id, method, params)
+            await super()._notify(related_request_id, method, params)
 
     def _to_response(self, key: str, event: EventMessage) -> bool:
         """Hand a notification to its request's SSE response at once, if the response is idle (`_idle_response`).
