@@ -22,6 +22,7 @@ import anyio
 from ..defaults import DEFAULT_DEADLINE_S
 from ..text import one_line
 from .attempts import Attempts
+from .deadline import Expired, ReadDeadline
 from .facts import config_facts, default_facts, model_facts, price_of
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, ProviderError
 from .errors import MESSAGE_LIMIT
@@ -227,13 +228,14 @@ class LiteLLMProvider(LLMProvider):
                         raise attempts.deadline_exceeded()
                     assembler.cap = OutputCap(request.max_tokens, functools.partial(count_text, model))
                     assembler.tap(response)
+                    deadline = ReadDeadline(attempts.deadline_at)
                     try:
                         chunks = response.__aiter__()
                         while True:
-                            with anyio.move_on_after(attempts.remaining()) as scope:
-                                chunk = await attempts.watch.waiting(chunks.__anext__())
-                            if scope.cancelled_caught:
-                                raise attempts.deadline_exceeded()
+                            try:
+                                chunk = await attempts.watch.waiting(deadline.read(chunks.__anext__()))
+                            except Expired:
+                                raise attempts.deadline_exceeded() from None
                             attempts.watch.first_chunk()
                             for event in assembler.feed(chunk):
                                 sent_any = True
@@ -246,6 +248,7 @@ class LiteLLMProvider(LLMProvider):
                     except StopAsyncIteration:
                         pass
                     finally:
+                        deadline.close()
                         await response.aclose()
                     for event in assembler.flush():
                         sent_any = True
