@@ -7,6 +7,7 @@ progress token in the request, sending is a no-op (the SDK drops it).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -19,7 +20,7 @@ import anyio
 import anyio.lowlevel
 
 from ..calls.observer import Observer
-from ..calls.stream import Nudge, StreamState
+from ..calls.stream import Nudge, StreamState, now
 from ..sdk_compat import request_lane
 from .constants import MOST_PROGRESS_INTERVAL_S, PROGRESS_INTERVAL_S, logger
 
@@ -62,22 +63,23 @@ class ProgressSender:
     def __init__(self, report: Report) -> None:
         self._report = report
         self.sent = 0
-        self.last_sent = anyio.current_time()
-        # A heartbeat and the relay's text never overtake each other. Taken without yielding the loop when
-        # free: a yield there would cost every notification one more turn of the loop before it leaves.
-        self._lock = anyio.Lock(fast_acquire=True)
+        self.last_sent = now()
+        # A heartbeat and the relay's text never overtake each other. asyncio's lock is taken without yielding
+        # the loop when free (a yield would cost every notification one more turn of the loop before it leaves),
+        # and with less code than anyio's, which runs cold for every chunk of a slow stream.
+        self._lock = asyncio.Lock()
 
     async def send(self, message: str | None) -> None:
         async with self._lock:
             self.sent += 1
             await self._report(self.sent, message)
-            self.last_sent = anyio.current_time()
+            self.last_sent = now()
 
     async def beat_every(self, interval_s: float) -> None:
         """Send a heartbeat (no message) whenever nothing was sent for `interval_s`; runs until cancelled."""
         while True:
-            await anyio.sleep(max(0.0, self.last_sent + interval_s - anyio.current_time()))
-            if anyio.current_time() >= self.last_sent + interval_s:
+            await anyio.sleep(max(0.0, self.last_sent + interval_s - now()))
+            if now() >= self.last_sent + interval_s:
                 await self.send(None)
 
 
@@ -146,18 +148,20 @@ class Pacer:
 
     def late(self, seconds: float) -> None:
         self.lag_s += (max(0.0, seconds) - self.lag_s) * self.WEIGHT
-        self.load(time.perf_counter(), time.thread_time())
+        self.load(time.perf_counter())
 
-    def load(self, wall_s: float, cpu_s: float, thread: int | None = None) -> None:
+    def load(self, wall_s: float, cpu_s: float | None = None, thread: int | None = None) -> None:
         """A reading of the wall clock and of the CPU clock of `thread` (the caller's): the loop's. A reading
-        from another thread (another loop's relay) starts a new window rather than mixing two threads' clocks."""
+        from another thread (another loop's relay) starts a new window rather than mixing two threads' clocks.
+        Without `cpu_s`, the thread's CPU clock is read, only when a window starts or ends: it is a system call."""
         thread = threading.get_ident() if thread is None else thread
         if self._mark is None or self._mark[0] != thread:
-            self._mark = (thread, wall_s, cpu_s)
+            self._mark = (thread, wall_s, time.thread_time() if cpu_s is None else cpu_s)
             return
         window = wall_s - self._mark[1]
         if window < self.WINDOW_S:
             return
+        cpu_s = time.thread_time() if cpu_s is None else cpu_s
         share = min(1.0, max(0.0, (cpu_s - self._mark[2]) / window))
         self.busy += (share - self.busy) * min(1.0, window / self.LOAD_SPAN_S)
         self._mark = (thread, wall_s, cpu_s)
@@ -204,7 +208,7 @@ class Relay:
             return
         if (
             self._awake or state.changed.is_set() or self._failed is not None
-            or anyio.current_time() < self._last_text + self.pacer.interval_s
+            or now() < self._last_text + self.pacer.interval_s
         ):  # fmt: skip
             state.changed.set()
             return
@@ -219,24 +223,24 @@ class Relay:
         state = self.state
         while True:
             self._awake = False
-            wait = self.progress.last_sent + self.heartbeat_s - anyio.current_time()
+            wait = self.progress.last_sent + self.heartbeat_s - now()
             if self._failed is None:
                 with anyio.move_on_after(max(0.0, wait)):
                     await state.changed.wait()
             self._awake = True
             if self._failed is not None:
                 raise self._failed
-            now = anyio.current_time()
+            woke = now()
             if state.pending:
-                self.pacer.late(now - state.since)
-            hold = self._last_text + self.pacer.interval_s - now
+                self.pacer.late(woke - state.since)
+            hold = self._last_text + self.pacer.interval_s - woke
             if hold > 0 and state.pending and not state.done:
                 with anyio.move_on_after(hold) as holding:
                     await state.ended.wait()  # the end of the stream goes out at once
                 if holding.cancelled_caught:
-                    self.pacer.late(anyio.current_time() - now - hold)
+                    self.pacer.late(now() - woke - hold)
             state.changed = anyio.Event()  # swapped before reading, so a change after this wakes the next wait
-            if not await self._send_pending() and anyio.current_time() >= self.progress.last_sent + self.heartbeat_s:
+            if not await self._send_pending() and now() >= self.progress.last_sent + self.heartbeat_s:
                 await self.progress.send(None)
             if state.done and not state.pending:
                 return
@@ -287,16 +291,16 @@ class Heartbeats:
             try:
                 while True:
                     self._changed = anyio.Event()  # before reading: an entry added from now on wakes the next wait
-                    now = anyio.current_time()
+                    at_now = now()
                     self._next_at = math.inf
                     for progress, (interval_s, _) in list(self._waiting.items()):
                         at = progress.last_sent + interval_s
-                        if at <= now:
-                            progress.last_sent = at = now  # not due again while this one is on its way
+                        if at <= at_now:
+                            progress.last_sent = at = at_now  # not due again while this one is on its way
                             tg.start_soon(_beat, progress)
                             at += interval_s
                         self._next_at = min(self._next_at, at)
-                    with anyio.move_on_after(self._next_at - now):
+                    with anyio.move_on_after(self._next_at - at_now):
                         await self._changed.wait()
             finally:
                 self._loop = None
