@@ -37,6 +37,7 @@ __all__ = [
     "request_lane",
     "route_sessions_inline",
     "run_sync_soon",
+    "send_events_with",
     "session_connection",
 ]
 
@@ -224,6 +225,43 @@ def route_sessions_inline(manager: Any, router: Callable[..., Any]) -> None:
     manager.__class__ = _inline_routed_manager(router)
 
 
+# The name `EventSourceResponse` in `mcp.server.streamable_http`, and sse-starlette's
+# `EventSourceResponse._send_with_timeout` and `_send_interrupted`: the transport makes
+# its SSE responses from that class and offers no way to give it another, and
+# sse-starlette sends each event in a cancel scope of its own, timeout or not
+# (`hive_mcp.http.event_stream`). The subclass given replaces it for the SDK's
+# streamable HTTP transport alone (legacy SSE keeps its own import).
+
+
+def send_events_with(response_class: type) -> None:
+    """Have the SDK's streamable HTTP transport make its SSE responses from `response_class`, a subclass of
+    the sse-starlette class it uses."""
+    import mcp.server.streamable_http as transport
+    from sse_starlette import EventSourceResponse
+
+    if not isinstance(getattr(transport, "EventSourceResponse", None), type):
+        raise TypeError(f"mcp.server.streamable_http.EventSourceResponse is gone in {installed('mcp')}")
+    if not issubclass(response_class, EventSourceResponse):
+        raise TypeError(f"{response_class.__name__} is not an sse-starlette EventSourceResponse")
+    transport.EventSourceResponse = response_class
+
+
+def _event_stream_problems() -> list[str]:
+    import mcp.server.streamable_http as transport
+    from sse_starlette import EventSourceResponse
+
+    problems = []
+    if not isinstance(getattr(transport, "EventSourceResponse", None), type):
+        problems.append(f"mcp.server.streamable_http.EventSourceResponse is gone ({installed('mcp')})")
+    if not callable(getattr(EventSourceResponse, "_send_with_timeout", None)):
+        problems.append(f"EventSourceResponse._send_with_timeout is gone ({installed('sse-starlette')})")
+    response = EventSourceResponse(content=iter(()))
+    for name in ("_send_interrupted", "send_timeout"):
+        if not hasattr(response, name):
+            problems.append(f"EventSourceResponse.{name} is gone ({installed('sse-starlette')})")
+    return problems
+
+
 def _inline_routing_problems() -> list[str]:
     from mcp.server.streamable_http import StreamableHTTPServerTransport
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -272,7 +310,7 @@ def end_all_event_streams() -> None:
 
 def check_http_and_stdio(server: Any = None) -> list[str]:
     """What of the above the installed packages no longer provide, one line each (empty: all present)."""
-    problems = _inline_routing_problems() + _lane_problems()
+    problems = _inline_routing_problems() + _event_stream_problems() + _lane_problems()
     status = _app_status()
     if status is None:
         problems.append(f"sse_starlette.sse.AppStatus is gone ({installed('sse-starlette')}, {installed('mcp')})")

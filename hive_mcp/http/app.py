@@ -78,6 +78,10 @@ def build_app(
 
     security = security or transport_security_settings(settings)
     if settings.transport == "http":
+        from ..sdk_compat import open_session_ids, route_sessions_inline, send_events_with
+        from .event_stream import EventStream
+
+        send_events_with(EventStream)
         app = server.streamable_http_app(
             streamable_http_path=MCP_PATH,
             host=settings.host,
@@ -87,7 +91,6 @@ def build_app(
             session_idle_timeout=settings.session_idle_s,
         )
         if not serves_stateless(settings):
-            from ..sdk_compat import open_session_ids, route_sessions_inline
             from .routing import InlineRouter
 
             route_sessions_inline(server.session_manager, InlineRouter)
