@@ -33,6 +33,7 @@ __all__ = [
     "installed",
     "keep_event_streams_at_shutdown",
     "lowlevel_server",
+    "memory_stream_key",
     "open_session_ids",
     "request_lane",
     "route_sessions_inline",
@@ -226,11 +227,12 @@ def route_sessions_inline(manager: Any, router: Callable[..., Any]) -> None:
 
 
 # The name `EventSourceResponse` in `mcp.server.streamable_http`, and sse-starlette's
-# `EventSourceResponse._send_with_timeout` and `_send_interrupted`: the transport makes
-# its SSE responses from that class and offers no way to give it another, and
-# sse-starlette sends each event in a cancel scope of its own, timeout or not
-# (`hive_mcp.http.event_stream`). The subclass given replaces it for the SDK's
-# streamable HTTP transport alone (legacy SSE keeps its own import).
+# `EventSourceResponse._send_with_timeout`, `_send_interrupted` and `_response_started`:
+# the transport makes its SSE responses from that class and offers no way to give it
+# another; sse-starlette sends each event in a cancel scope of its own, timeout or
+# not, and has no way to send an event from another task (`hive_mcp.http.event_stream`).
+# The subclass given replaces it for the SDK's streamable HTTP transport alone (legacy
+# SSE keeps its own import).
 
 
 def send_events_with(response_class: type) -> None:
@@ -246,7 +248,24 @@ def send_events_with(response_class: type) -> None:
     transport.EventSourceResponse = response_class
 
 
+# anyio's `MemoryObjectSendStream._state` and `MemoryObjectReceiveStream._state`: the SDK's
+# transport keeps a request's SSE response only as the send side of the memory stream the
+# response reads (`_sse_stream_writers`), and anyio has no public way to tell which two
+# ends belong together. They share their state; `memory_stream_key` is its identity.
+
+
+def memory_stream_key(end: Any) -> int | None:
+    """What both ends of one anyio memory object stream share; None for anything else."""
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    if not isinstance(end, MemoryObjectSendStream | MemoryObjectReceiveStream):
+        return None
+    state = getattr(end, "_state", None)
+    return None if state is None else id(state)
+
+
 def _event_stream_problems() -> list[str]:
+    import anyio
     import mcp.server.streamable_http as transport
     from sse_starlette import EventSourceResponse
 
@@ -255,8 +274,13 @@ def _event_stream_problems() -> list[str]:
         problems.append(f"mcp.server.streamable_http.EventSourceResponse is gone ({installed('mcp')})")
     if not callable(getattr(EventSourceResponse, "_send_with_timeout", None)):
         problems.append(f"EventSourceResponse._send_with_timeout is gone ({installed('sse-starlette')})")
+    writer, reader = anyio.create_memory_object_stream[object](0)
+    if memory_stream_key(writer) is None or memory_stream_key(writer) != memory_stream_key(reader):
+        problems.append(f"anyio's memory object streams no longer share `_state` ({installed('anyio')})")
+    writer.close()
+    reader.close()
     response = EventSourceResponse(content=iter(()))
-    for name in ("_send_interrupted", "send_timeout"):
+    for name in ("_send_interrupted", "_response_started", "active", "sep", "send_timeout"):
         if not hasattr(response, name):
             problems.append(f"EventSourceResponse.{name} is gone ({installed('sse-starlette')})")
     return problems

@@ -78,3 +78,68 @@ async def test_with_a_send_timeout_a_stalled_send_still_times_out() -> None:
     with pytest.raises(SendTimeoutError):
         await serve(response, send)
     assert response._send_interrupted
+
+
+class Running:
+    """An `EventStream` reading a memory stream, as the SDK's transport makes one for a POST, served with an ASGI
+    send that records each body (with `stall`, waits on it before taking one; with `fail`, the client is gone)."""
+
+    def __init__(self, *, stall: anyio.Event | None = None, fail: bool = False) -> None:
+        self.writer, reader = anyio.create_memory_object_stream[dict[str, str]](0)
+        self.response = EventStream(reader, ping=0)
+        self.bodies: list[bytes] = []
+        self.stall = stall
+        self.fail = fail
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if self.fail:
+                raise OSError("the client is gone")
+            if self.stall is not None:
+                await self.stall.wait()
+            self.bodies.append(message["body"])
+
+    async def __aenter__(self) -> Running:
+        self._tg = await anyio.create_task_group().__aenter__()
+        self._tg.start_soon(serve, self.response, self.send)
+        await anyio.wait_all_tasks_blocked()  # started, and waiting for its first event
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(*exc)
+
+
+async def test_send_now_sends_from_the_callers_task_while_the_response_waits_and_events_keep_their_order() -> None:
+    async with Running() as running:
+        assert await running.response.send_now({"event": "message", "data": "first"})
+        assert running.bodies == [b"event: message\r\ndata: first\r\n\r\n"]  # on its way before send_now returned
+        await running.writer.send({"event": "message", "data": "second"})
+        await anyio.wait_all_tasks_blocked()
+        assert running.bodies[1] == b"event: message\r\ndata: second\r\n\r\n"
+    assert EventStream.of(running.writer) is running.response
+
+
+async def test_send_now_declines_while_an_event_is_on_its_way_and_the_next_one_waits_its_turn() -> None:
+    drained = anyio.Event()
+    async with Running(stall=drained) as running:
+        await running.writer.send({"event": "message", "data": "first"})
+        await anyio.wait_all_tasks_blocked()  # the response's task waits in its send, holding the order
+        assert not await running.response.send_now({"event": "message", "data": "second"})
+        drained.set()
+        await anyio.wait_all_tasks_blocked()
+        assert [b.split(b"data: ")[1][:5] for b in running.bodies] == [b"first"]
+
+
+async def test_send_now_declines_before_the_response_has_started() -> None:
+    writer, reader = anyio.create_memory_object_stream[dict[str, str]](0)
+    assert not await EventStream(reader, ping=0).send_now({"event": "message", "data": "early"})
+    assert EventStream.of(object()) is None
+
+
+async def test_a_failed_send_now_is_the_transport_closed_and_marks_the_response_interrupted() -> None:
+    async with Running(fail=True) as running:
+        with pytest.raises(anyio.BrokenResourceError):
+            await running.response.send_now({"event": "message", "data": "lost"})
+        assert running.response._send_interrupted
+        assert not await running.response.send_now({"event": "message", "data": "after"})

@@ -13,7 +13,9 @@ an SSE event and hands it to the request's SSE response: two more turns of the
 loop. A notification is handed to the response straight away when neither holds
 anything of that request (see `InlineRouter._to_response`). The relay's progress
 comes as plain JSON (`InlineRouter.notify`): its SSE event is made from that, with
-no model of the message built first.
+no model of the message built first, and sent to the client from the relay's own
+task when the response is waiting for it (`EventStream.send_now`), a turn of the
+loop sooner than the response's task would.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import JSONRPCError, JSONRPCResponse, RequestId
 
 from ..session_stream import SessionWriteStream, notification_json
+from .event_stream import EventStream
 
 __all__ = ["InlineRouter"]
 
@@ -96,8 +99,12 @@ class InlineRouter(SessionWriteStream):
         """A notification about a request, made its SSE event here when the request's SSE response can take it
         at once (see `_to_response`); else the way of any message."""
         response = self._idle_response(str(related_request_id)) if self._event_store is None else None
-        if response is None or not _hand(response, {"event": "message", "data": notification_json(method, params)}):
-            await super()._notify(related_request_id, method, params)
+        if response is not None:
+            event = {"event": "message", "data": notification_json(method, params)}
+            stream = EventStream.of(response)
+            if (stream is not None and await stream.send_now(event)) or _hand(response, event):
+                return
+        await super()._notify(related_request_id, method, params)
 
     def _to_response(self, key: str, event: EventMessage) -> bool:
         """Hand a notification to its request's SSE response at once, if the response is idle (`_idle_response`).
