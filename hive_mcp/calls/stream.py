@@ -3,6 +3,7 @@ observer relays (the MCP layer sends its text as progress notifications) while `
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -96,6 +97,25 @@ class StreamState:
         return [self.tag + tag[kind] + "".join(parts) for kind, parts in runs]
 
 
+class _Turns:
+    """Whether the loop has had a turn since `watch`: told by a callback it runs on its next turn, cheaper than a
+    turn the reader yields itself."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.had = True
+        self._asked = False
+
+    def watch(self) -> None:
+        self.had = False
+        if not self._asked:
+            self._asked = True
+            self._loop.call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self.had, self._asked = True, False
+
+
 TAGS = {"answer": "answer: ", "reasoning": "reasoning: "}
 """With `include_reasoning`, each progress message starts with one of these, so the
 answer's messages, their tag removed, still join to exactly the result's content."""
@@ -104,19 +124,27 @@ answer's messages, their tag removed, still join to exactly the result's content
 async def read_stream(events: AsyncIterator[StreamEvent], state: StreamState, nudge: Nudge) -> None:
     """Pull events off the provider's stream into `state`, nudging the observer after each; always close the stream.
 
+    litellm hands over buffered chunks without ever suspending: once the reader
+    has run `READER_SLICE_S` since the first event it read without the loop
+    having a turn, it yields one, so the relay (and every other call) gets a turn
+    and text goes out as it is read. Chunks a wait apart gave the loop its turns
+    while the reader waited, and cost none more.
+
     On cancellation the close is what makes the upstream see its connection go,
     so it runs shielded (and bounded, so a wedged close cannot hang the server).
     """
-    yielded = time.monotonic()
+    turns = _Turns(asyncio.get_running_loop())
+    running_since = time.monotonic()
     try:
         async for ev in events:
+            if turns.had:
+                running_since = time.monotonic()
             state.add(ev)
             await nudge()
-            # litellm hands over buffered chunks without ever suspending: yield now and then,
-            # so the relay (and every other call) gets a turn and text goes out as it is read.
-            if time.monotonic() - yielded >= READER_SLICE_S:
+            if time.monotonic() - running_since >= READER_SLICE_S:
                 await anyio.lowlevel.checkpoint()
-                yielded = time.monotonic()
+                running_since = time.monotonic()
+            turns.watch()
     except Exception:
         logger.exception("provider stream raised")
     finally:
