@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import anyio
 import pytest
 from mcp.server.mcpserver import MCPServer
 
@@ -83,3 +84,20 @@ def test_the_open_sessions_of_a_session_manager_are_readable() -> None:
 def test_only_a_session_manager_can_be_made_to_route_inline() -> None:
     with pytest.raises(TypeError, match="_admit_session"):
         sdk_compat.route_sessions_inline(object(), object)
+
+
+def test_only_an_sse_starlette_response_can_stand_in_for_the_transports_own() -> None:
+    import mcp.server.streamable_http as transport
+
+    before = transport.EventSourceResponse
+    with pytest.raises(TypeError, match="EventSourceResponse"):
+        sdk_compat.send_events_with(object)
+    assert transport.EventSourceResponse is before
+
+
+def test_both_ends_of_a_memory_stream_share_their_key_and_nothing_else_has_one() -> None:
+    writer, reader = anyio.create_memory_object_stream[object](0)
+    other, _ = anyio.create_memory_object_stream[object](0)
+    assert sdk_compat.memory_stream_key(writer) == sdk_compat.memory_stream_key(reader) is not None, VERSIONS
+    assert sdk_compat.memory_stream_key(other) != sdk_compat.memory_stream_key(writer)
+    assert sdk_compat.memory_stream_key(object()) is None
