@@ -205,7 +205,10 @@ def child_pids() -> set[int]:
     """This process's children (the SDK starts stdio servers without telling us their pid)."""
     out: set[int] = set()
     for task in Path("/proc/self/task").iterdir():
-        out.update(int(p) for p in (task / "children").read_text().split())
+        try:
+            out.update(int(p) for p in (task / "children").read_text().split())
+        except FileNotFoundError:  # a thread that ended since the listing: it has no children left to count
+            continue
     return out
 
 
