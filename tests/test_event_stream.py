@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import mcp.server.streamable_http as transport
@@ -19,23 +18,14 @@ from hive_mcp.http import build_app
 from hive_mcp.http.event_stream import EventStream
 from hive_mcp.settings import load_settings
 
-Message = dict[str, Any]
+from .event_streams import Message, Running, serve
+
 STALL_S = 0.05
 
 
 async def events() -> AsyncIterator[dict[str, str]]:
     yield {"event": "message", "data": "one"}
     yield {"event": "message", "data": "two"}
-
-
-async def never_disconnects() -> Message:
-    await anyio.Event().wait()
-    raise AssertionError("unreachable")
-
-
-async def serve(response: EventStream, send: Any) -> None:
-    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": []}
-    await response(scope, never_disconnects, send)
 
 
 def test_a_server_over_streamable_http_makes_its_event_streams_ours(tmp_path: Path) -> None:
@@ -78,36 +68,6 @@ async def test_with_a_send_timeout_a_stalled_send_still_times_out() -> None:
     with pytest.raises(SendTimeoutError):
         await serve(response, send)
     assert response._send_interrupted
-
-
-class Running:
-    """An `EventStream` reading a memory stream, as the SDK's transport makes one for a POST, served with an ASGI
-    send that records each body (with `stall`, waits on it before taking one; with `fail`, the client is gone)."""
-
-    def __init__(self, *, stall: anyio.Event | None = None, fail: bool = False) -> None:
-        self.writer, reader = anyio.create_memory_object_stream[dict[str, str]](0)
-        self.response = EventStream(reader, ping=0)
-        self.bodies: list[bytes] = []
-        self.stall = stall
-        self.fail = fail
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.body":
-            if self.fail:
-                raise OSError("the client is gone")
-            if self.stall is not None:
-                await self.stall.wait()
-            self.bodies.append(message["body"])
-
-    async def __aenter__(self) -> Running:
-        self._tg = await anyio.create_task_group().__aenter__()
-        self._tg.start_soon(serve, self.response, self.send)
-        await anyio.wait_all_tasks_blocked()  # started, and waiting for its first event
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._tg.cancel_scope.cancel()
-        await self._tg.__aexit__(*exc)
 
 
 async def test_send_now_sends_from_the_callers_task_while_the_response_waits_and_events_keep_their_order() -> None:

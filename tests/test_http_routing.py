@@ -16,10 +16,11 @@ from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import JSONRPCNotification, JSONRPCResponse
 
 from hive_mcp.http import build_app
-from hive_mcp.http.event_stream import EventStream
 from hive_mcp.http.routing import InlineRouter
 from hive_mcp.session_stream import notification_json
 from hive_mcp.settings import load_settings
+
+from .event_streams import Running
 
 Pair = tuple[MemoryObjectSendStream[EventMessage], MemoryObjectReceiveStream[EventMessage]]
 
@@ -328,26 +329,12 @@ async def test_a_session_of_the_served_app_hands_a_notification_to_the_waiting_s
 async def test_a_notification_given_as_plain_json_is_sent_to_the_client_by_the_notifying_task() -> None:
     """With the SDK's SSE response an `EventStream` waiting for its next event, a notification given as plain JSON
     has gone to the ASGI send when `notify` returns: the response's task is not woken for it."""
-    writer, reader = anyio.create_memory_object_stream[dict[str, str]](0)
-    response = EventStream(reader, ping=0)
     streams = {"7": pair()}
-    routed = router(streams, responses={"7": writer})
-    bodies: list[bytes] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.body":
-            bodies.append(message["body"])
-
-    async def never_disconnects() -> dict[str, Any]:
-        await anyio.Event().wait()
-        return {}
-
-    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": []}
-    async with anyio.create_task_group() as tg:
+    async with Running() as running, anyio.create_task_group() as tg:
+        routed = router(streams, responses={"7": running.writer})
         tg.start_soon(streams["7"][1].receive)  # the writer task, waiting
-        tg.start_soon(response, scope, never_disconnects, send)
         await anyio.wait_all_tasks_blocked()
         await routed.notify(7, "notifications/progress", PARAMS)
         line = notification_json("notifications/progress", PARAMS).encode()
-        assert bodies == [b"event: message\r\ndata: " + line + b"\r\n\r\n"]
+        assert running.bodies == [b"event: message\r\ndata: " + line + b"\r\n\r\n"]
         tg.cancel_scope.cancel()
