@@ -11,11 +11,11 @@ sessions).
 A request's stream is read by the SDK's writer task, which turns each message into
 an SSE event and hands it to the request's SSE response: two more turns of the
 loop. A notification is handed to the response straight away when neither holds
-anything of that request (see `InlineRouter._to_response`). The relay's progress
+anything of that request (see `InlineRouter._to_response`), and sent to the client
+by the task that sends it when the response is waiting for it (`EventStream.send_now`),
+a turn of the loop sooner than the response's task would. The relay's progress
 comes as plain JSON (`InlineRouter.notify`): its SSE event is made from that, with
-no model of the message built first, and sent to the client from the relay's own
-task when the response is waiting for it (`EventStream.send_now`), a turn of the
-loop sooner than the response's task would.
+no model of the message built first.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class InlineRouter(SessionWriteStream):
         if pair is None:
             return
         event = EventMessage(item.message, event_id)
-        if self._to_response(key, event):
+        if await self._to_response(key, event):
             return
         try:
             try:
@@ -101,21 +101,20 @@ class InlineRouter(SessionWriteStream):
         response = self._idle_response(str(related_request_id)) if self._event_store is None else None
         if response is not None:
             event = {"event": "message", "data": notification_json(method, params)}
-            stream = EventStream.of(response)
-            if (stream is not None and await stream.send_now(event)) or _hand(response, event):
+            if await _give(response, event):
                 return
         await super()._notify(related_request_id, method, params)
 
-    def _to_response(self, key: str, event: EventMessage) -> bool:
-        """Hand a notification to its request's SSE response at once, if the response is idle (`_idle_response`).
+    async def _to_response(self, key: str, event: EventMessage) -> bool:
+        """Give a notification to its request's SSE response at once, if the response is idle (`_idle_response`).
         A stored event, or a response (after which the writer task ends the event stream), goes by the request's
-        stream. Whether it was handed over."""
+        stream. Whether the response took it."""
         if self._to_event is None or event.event_id is not None:
             return False
         if isinstance(event.message, JSONRPCResponse | JSONRPCError):
             return False
         response = self._idle_response(key)
-        return response is not None and _hand(response, self._to_event(event))
+        return response is not None and await _give(response, self._to_event(event))
 
     def _idle_response(self, key: str) -> Any | None:
         """Request `key`'s SSE response if nothing of that request is on its way there: the request's stream
@@ -135,8 +134,12 @@ class InlineRouter(SessionWriteStream):
         await self._inner.aclose()
 
 
-def _hand(response: Any, sse_event: Any) -> bool:
-    """Whether the SSE response, waiting for an event, took `sse_event`."""
+async def _give(response: Any, sse_event: Any) -> bool:
+    """Whether the SSE response, waiting for an event, took `sse_event`: sent from this task when the response is
+    an `EventStream` that can (`EventStream.send_now`), else handed to the response's task."""
+    stream = EventStream.of(response)
+    if stream is not None and await stream.send_now(sse_event):
+        return True
     try:
         response.send_nowait(sse_event)
     except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
