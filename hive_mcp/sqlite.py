@@ -1,5 +1,5 @@
-"""SQLite as the embedded stores use it (conversations, the spend ledger): one way to open a file, one
-transaction, and one connection per store (`Database`).
+"""SQLite as the embedded stores use it (conversations, tasks, results, the spend ledger): one way to open a
+file, one transaction, and one connection per store (`Database`), with a thread of its own for the async stores.
 
 The file is private (0600 in a 0700 directory, tightened when ours and looser),
 in WAL mode so several processes on one machine share it, with a busy timeout
@@ -10,15 +10,19 @@ check and the write it decides happen with no other writer in between.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import queue
 import sqlite3
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import anyio
 
 from .home import private_dir
 
@@ -94,10 +98,20 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+IDLE_S = 10.0
+"""How long a database's thread waits for work before it ends (the next call starts another)."""
+
+_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+
 class Database:
     """A store's one connection to the private file at `path`: opened on first use, then `on_connect(conn)` in
     one transaction (the schema, its migrations); used by one thread at a time; dropped after a failure
-    (`sqlite3.Error`, `OSError`), so the next call starts from a fresh connection (disk freed, lock gone)."""
+    (`sqlite3.Error`, `OSError`), so the next call starts from a fresh connection (disk freed, lock gone).
+
+    An async store's work (`call`, `aclose`) runs on the database's own thread, one job at a time in the order
+    asked. That work comes before the answer of every call that keeps a conversation, and a thread waiting on
+    its own queue is reached, and heard from, sooner than a worker through `anyio.to_thread`."""
 
     def __init__(self, path: Path, busy_timeout_s: float, on_connect: Callable[[sqlite3.Connection], None]) -> None:
         self.path = path
@@ -105,6 +119,9 @@ class Database:
         self._on_connect = on_connect
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._serving = False
+        self._jobs_lock = threading.Lock()
 
     def _open(self) -> sqlite3.Connection:
         conn = connect(self.path, self.busy_timeout_s)
@@ -131,8 +148,55 @@ class Database:
         with self._lock:
             self._drop()
 
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`run(fn)` on the database's thread, the event loop free meanwhile. A cancelled caller waits for `fn`
+        to finish (as with `anyio.to_thread.run_sync`): a write it began is done, or failed, when it leaves."""
+        return await self._on_thread(lambda: self.run(fn))
+
+    async def aclose(self) -> None:
+        """`close()` on the database's thread, after the work asked for before it."""
+        await self._on_thread(self.close)
+
+    async def _on_thread(self, work: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        with self._jobs_lock:
+            self._jobs.put((loop, done, work))
+            if not self._serving:
+                self._serving = True
+                threading.Thread(target=self._serve, name=f"hive-mcp-sqlite {self.path.name}", daemon=True).start()
+        with anyio.CancelScope(shield=True):
+            return await done
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                loop, done, work = self._jobs.get(timeout=IDLE_S)
+            except queue.Empty:
+                with self._jobs_lock:  # a job is put under this lock: none slips in as the thread ends
+                    if self._jobs.empty():
+                        self._serving = False
+                        return
+                continue
+            try:
+                result, error = work(), None
+            except BaseException as exc:  # the caller's to handle, as if it had run the work itself
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits for this
+                loop.call_soon_threadsafe(_settle, done, result, error)
+            del done, work, result, error  # nothing held while idle
+
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+
+def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)

@@ -1,4 +1,5 @@
-"""Opening the embedded stores' SQLite file (`hive_mcp.sqlite`) while other connections use it."""
+"""The embedded stores' SQLite file (`hive_mcp.sqlite`): opening it while other connections use it, and a
+store's work on its database's own thread."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from hive_mcp.sqlite import connect
+import anyio
+import anyio.to_thread
+import pytest
+
+from hive_mcp import sqlite as sqlite_module
+from hive_mcp.sqlite import Database, connect
+from tests.clients import WAIT
 
 
 def _open_beside(path: Path, busy_timeout_s: float) -> tuple[threading.Thread, threading.Event, list[object]]:
@@ -63,3 +70,93 @@ def test_a_writer_that_holds_on_past_the_busy_timeout_fails_the_open(tmp_path: P
     other.close()
     assert len(out) == 1 and isinstance(out[0], sqlite3.OperationalError)
     assert "locked" in str(out[0])
+
+
+def _database(tmp_path: Path) -> Database:
+    return Database(tmp_path / "store.sqlite3", 5.0, lambda conn: conn.execute("CREATE TABLE IF NOT EXISTS t (x)"))
+
+
+def _count(db: Database) -> int:
+    return db.run(lambda conn: conn.execute("SELECT count(*) FROM t").fetchone()[0])
+
+
+@pytest.mark.anyio
+async def test_a_database_runs_its_work_off_the_event_loop_on_one_thread(tmp_path: Path) -> None:
+    """SQLite blocks: the loop never runs it. One thread does it all, so one connection is used by one thread."""
+    db = _database(tmp_path)
+    threads = {await db.call(lambda conn: threading.get_ident()) for _ in range(5)}
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    await db.aclose()
+
+
+@pytest.mark.anyio
+async def test_work_is_done_in_the_order_it_was_asked_for(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    done: list[int] = []
+    async with anyio.create_task_group() as tg:
+        for n in range(20):
+            tg.start_soon(db.call, lambda conn, n=n: done.append(n))
+    assert done == list(range(20))
+    await db.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_caller_waits_for_the_write_it_began(tmp_path: Path) -> None:
+    """As with `anyio.to_thread.run_sync`: a caller never leaves while its transaction may still commit."""
+    db = _database(tmp_path)
+    started, release = threading.Event(), threading.Event()
+    left_after: list[int] = []
+
+    def write(conn: sqlite3.Connection) -> None:
+        started.set()
+        assert release.wait(WAIT)
+        conn.execute("INSERT INTO t VALUES (1)")
+
+    async def caller(scope: anyio.CancelScope) -> None:
+        with scope:
+            try:
+                await db.call(write)
+            finally:
+                left_after.append(_count(db))
+
+    scope = anyio.CancelScope()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller, scope)
+        assert await anyio.to_thread.run_sync(started.wait, WAIT)
+        scope.cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert left_after == []  # still waiting for its write
+        release.set()
+    assert left_after == [1]
+    await db.aclose()
+
+
+@pytest.mark.anyio
+async def test_an_error_reaches_the_caller_and_the_next_call_starts_afresh(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await db.call(lambda conn: conn.execute("SELECT * FROM missing"))
+    assert await db.call(lambda conn: conn.execute("SELECT 1").fetchone()[0]) == 1
+    await db.aclose()
+
+
+def test_callers_on_different_event_loops_each_get_their_answer(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    for n in range(3):
+        assert anyio.run(db.call, lambda conn, n=n: n) == n
+    db.close()
+
+
+@pytest.mark.anyio
+async def test_an_idle_thread_ends_and_the_next_call_starts_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thread is left behind by a store nobody closed."""
+    monkeypatch.setattr(sqlite_module, "IDLE_S", 0.01)
+    db = _database(tmp_path)
+    first = await db.call(lambda conn: threading.current_thread())
+    await anyio.to_thread.run_sync(first.join, WAIT)
+    assert not first.is_alive()
+    second = await db.call(lambda conn: threading.current_thread())
+    assert second is not first and second.is_alive()
+    await db.aclose()

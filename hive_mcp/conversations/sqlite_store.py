@@ -1,7 +1,7 @@
 """Conversations in one SQLite file: the default, embedded, survives restarts, several processes at once.
 
-* The standard library's `sqlite3`, run off the event loop (`anyio.to_thread`,
-  one worker at a time per store) on one connection opened on first use.
+* The standard library's `sqlite3`, run off the event loop on the database's
+  own thread (`Database.call`), on one connection opened on first use.
 * WAL mode, so readers never block the writer, and a busy timeout, so
   processes sharing the file queue for the write lock instead of failing.
 * Every write is one `BEGIN IMMEDIATE` transaction: an append stores the
@@ -31,8 +31,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from ..sqlite import Database, transaction
@@ -134,7 +132,6 @@ class SQLiteStore(ConversationStore):
         self.name = str(self.path)
         self.busy_timeout_s = busy_timeout_s
         self._db = Database(self.path, busy_timeout_s, self._migrate)
-        self._limiter = anyio.CapacityLimiter(1)
 
     # -- plumbing ------------------------------------------------------------
 
@@ -146,17 +143,14 @@ class SQLiteStore(ConversationStore):
                 migrate(conn)
                 conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, to_us(self.now())))
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T], operation: str) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], operation: str) -> T:
         try:
-            return self._db.run(fn)
+            return await self._db.call(fn)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(self.name, operation, exc) from None
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T], operation: str) -> T:
-        return await anyio.to_thread.run_sync(self._call, fn, operation, limiter=self._limiter)
-
     async def aclose(self) -> None:
-        await anyio.to_thread.run_sync(self._db.close, limiter=self._limiter)
+        await self._db.aclose()
 
     async def _take_writer(self, conversation_id: str, token: str, lease_s: float) -> bool:
         now = time.time()  # leases are the machine's time, which every process on the file shares

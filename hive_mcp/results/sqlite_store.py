@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 
 from ..conversations.records import default_db_path
 from ..sqlite import Database, transaction
@@ -50,16 +48,12 @@ class SQLiteResults(ResultStore):
         self.path = Path(path) if path is not None else default_db_path(env).with_name(RESULTS_FILENAME)
         self.name = str(self.path)
         self._db = Database(self.path, busy_timeout_s, _create)
-        self._limiter = anyio.CapacityLimiter(1)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], operation: str) -> T:
-        def call() -> T:
-            try:
-                return self._db.run(fn)
-            except (sqlite3.Error, OSError) as exc:
-                raise ResultStoreError(self.name, operation, exc) from None
-
-        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+        try:
+            return await self._db.call(fn)
+        except (sqlite3.Error, OSError) as exc:
+            raise ResultStoreError(self.name, operation, exc) from None
 
     async def _put(self, kept: StoredResult) -> None:
         row = (kept.id, kept.owner, kept.created, kept.expires, kept.tokens, len(kept.text.encode()),
@@ -96,4 +90,4 @@ class SQLiteResults(ResultStore):
         return [ResultSummary(r[0], r[1], r[2], r[3], len(json.loads(r[4])), r[5]) for r in rows]
 
     async def aclose(self) -> None:
-        await anyio.to_thread.run_sync(self._db.close, limiter=self._limiter)
+        await self._db.aclose()

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 
 from ..sqlite import Database, transaction
 from .records import INPUT_REQUIRED, WORKING, TaskRecord
@@ -74,10 +72,9 @@ class SQLiteTaskStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path if path is not None else default_tasks_path()
         self._db = Database(self.path, BUSY_TIMEOUT_S, _schema)
-        self._limiter = anyio.CapacityLimiter(1)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self._db.run, fn, limiter=self._limiter)
+        return await self._db.call(fn)
 
     async def create(self, task: TaskRecord, cap: int, now: float) -> bool:
         """Store `task` unless its owner already has `cap` unfinished tasks; whether it was stored."""
@@ -201,4 +198,4 @@ class SQLiteTaskStore:
         await self._run(lambda conn: conn.execute("UPDATE tasks SET cancel = 1 WHERE task_id = ?", (task_id,)))
 
     async def aclose(self) -> None:
-        self._db.close()
+        await self._db.aclose()
