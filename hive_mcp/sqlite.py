@@ -161,10 +161,10 @@ class Database:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
         with self._jobs_lock:
-            self._jobs.put((loop, done, work))
-            if not self._serving:
-                self._serving = True
+            if not self._serving:  # a thread that cannot start raises here, with nothing queued
                 threading.Thread(target=self._serve, name=f"hive-mcp-sqlite {self.path.name}", daemon=True).start()
+                self._serving = True
+            self._jobs.put((loop, done, work))
         with anyio.CancelScope(shield=True):
             return await done
 

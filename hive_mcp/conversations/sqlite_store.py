@@ -31,7 +31,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from ..sqlite import Database, transaction
 from .records import (

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-
 from ..conversations.records import default_db_path
 from ..sqlite import Database, transaction
 from .store import ResultStore, ResultStoreError, ResultSummary, StoredResult

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-
 from ..sqlite import Database, transaction
 from .records import INPUT_REQUIRED, WORKING, TaskRecord
 
