@@ -16,20 +16,17 @@ import anyio
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import JSONRPCNotification, RequestId
 
+from .text import well_formed
+
 __all__ = ["SessionWriteStream", "notification_json"]
 
 
 def notification_json(method: str, params: dict[str, Any]) -> str:
     """A JSON-RPC notification as one compact JSON text, as the SDK serializes one. Text that is not valid
-    Unicode (a lone surrogate: a reply cut inside a pair) is escaped instead of failing at the wire."""
-    message = {"jsonrpc": "2.0", "method": method, "params": params}
-    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            text = json.dumps(message, separators=(",", ":"))
-    return text
+    Unicode (half of a surrogate pair) is made so (`text.well_formed`): escaped, the SDK's parser would refuse
+    the line, and unescaped it cannot be written."""
+    return well_formed(json.dumps({"jsonrpc": "2.0", "method": method, "params": params}, separators=(",", ":"),
+                                  ensure_ascii=False))
 
 
 class SessionWriteStream(ABC):

@@ -1,11 +1,20 @@
-"""Shortening text for messages: one rule, so every truncated line ends the same way."""
+"""Rules for text: shortening for messages (one rule, so every truncated line ends the same way), and text made
+valid Unicode.
+
+A Python string can hold half of a UTF-16 surrogate pair: JSON's `\\ud83d` escape decodes to one, and an upstream
+that cuts text by UTF-16 code units (a JavaScript proxy) can send the halves of an emoji in two chunks. Such a
+string cannot be encoded as UTF-8, so it cannot be stored, counted or sent; `well_formed` and `Mender` make it the
+text it spells."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 ELLIPSIS = "..."
 _SPACE = re.compile(r"\s+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_HIGH = ("\ud800", "\udbff")
 
 
 def shorten(text: str, limit: int) -> str:
@@ -16,3 +25,50 @@ def shorten(text: str, limit: int) -> str:
 def one_line(text: str, limit: int) -> str:
     """`text` with every run of whitespace (newlines included) made one space, then shortened."""
     return shorten(_SPACE.sub(" ", text).strip(), limit)
+
+
+def surrogate_in(text: str) -> str | None:
+    """The first surrogate code point in `text`: half of a pair, which valid Unicode text never holds."""
+    if text.isascii():
+        return None
+    found = _SURROGATE.search(text)
+    return found.group() if found else None
+
+
+def well_formed(text: str) -> str:
+    """`text` as valid Unicode: each surrogate pair the character it spells, each half alone U+FFFD."""
+    if surrogate_in(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def well_formed_value(value: Any) -> Any:
+    """`value` (parsed JSON) with every string in it, keys too, made `well_formed`."""
+    if isinstance(value, str):
+        return well_formed(value)
+    if isinstance(value, dict):
+        return {well_formed(k) if isinstance(k, str) else k: well_formed_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [well_formed_value(v) for v in value]
+    return value
+
+
+class Mender:
+    """One text arriving in pieces, made `well_formed` piece by piece: a piece that ends in the first half of a
+    pair keeps that half back for the next piece, so a pair split between two pieces is joined."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        if not self._held and piece.isascii():
+            return piece
+        piece, self._held = self._held + piece, ""
+        if piece and _HIGH[0] <= piece[-1] <= _HIGH[1]:
+            piece, self._held = piece[:-1], piece[-1]
+        return well_formed(piece)
+
+    def end(self) -> str:
+        """What is still held at the end of the text: a half alone, as U+FFFD; else nothing."""
+        held, self._held = self._held, ""
+        return well_formed(held)

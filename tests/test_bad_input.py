@@ -121,6 +121,13 @@ BAD_COMPLETE = [
     case(one_message(role="user"), "messages[0]", "content", id="user-without-content"),
     case(one_message(role="tool", content="x"), "messages[0]", "tool_call_id", id="tool-without-call-id"),
     case(prompt_and(system=5), "system", id="system-number"),
+    # text that is not valid Unicode: a JSON escape of half a surrogate pair, alone
+    case({"prompt": "smile \ud83d"}, "prompt", "Unicode", "U+D83D", id="prompt-lone-surrogate"),
+    case(prompt_and(system="\udc00"), "system", "Unicode", id="system-lone-surrogate"),
+    case(one_message(role="user", content=[{"type": "text", "text": "a\ud800b"}]), "messages[0].content[0].text",
+         "Unicode", id="part-lone-surrogate"),
+    case(prompt_and(tools=[{"name": "a", "description": "\udfff"}]), "tools[0].description", "Unicode",
+         id="tool-description-lone-surrogate"),
     # model
     case(prompt_and(model=""), "model", id="model-empty"),
     case(prompt_and(model=5), "model", id="model-number"),
@@ -205,6 +212,7 @@ BAD_LISTING = [
     pytest.param({"cursor": "\x00"}, ["cursor"], id="cursor-nul"),
     pytest.param({"cursor": "x" * 10_000}, ["cursor"], id="cursor-10000"),
     pytest.param({"cursor": 5}, ["cursor"], id="cursor-number"),
+    pytest.param({"cursor": "\ud800"}, ["cursor", "Unicode"], id="cursor-lone-surrogate"),
     pytest.param({"limit": 0}, ["limit"], id="limit-zero"),
     pytest.param({"limit": 201}, ["limit"], id="limit-high"),
     pytest.param({"limit": True}, ["limit"], id="limit-bool"),

@@ -15,6 +15,7 @@ from hive_mcp.provider import (
     FinishEvent,
     LiteLLMProvider,
     ProviderError,
+    ReasoningDeltaEvent,
     StreamErrorEvent,
     TextDeltaEvent,
     Tool,
@@ -256,6 +257,31 @@ async def test_parallel_tool_calls_stay_apart_when_index_repeats(provider, upstr
         ("call_c", "broken", {"_raw": '{"unterminated'}),
     ]
     assert upstream.chat_requests()[0].body["tools"][0]["function"]["name"] == "weather"
+
+
+async def test_reasoning_and_tool_arguments_that_are_not_valid_unicode_arrive_mended(provider, upstream) -> None:
+    """Half of a surrogate pair (JSON's `\\ud83d`) in reasoning split between chunks, and alone in a tool call's
+    arguments, streamed or whole: the pair joined, a half alone U+FFFD, nothing that cannot be encoded."""
+    args = '{"mood": "\\ud83d", "\\udc00": ["ok \\udc00"]}'
+    mended = {"mood": "\ufffd", "\ufffd": ["ok \ufffd"]}
+    upstream.script(
+        Reply.stream(
+            [
+                {"reasoning_content": "think \ud83d", "content": None},
+                {"reasoning_content": "\ude00 then \ud83d", "content": None},
+                tool_call_delta(0, id="call_a", name="weather", args=args[:12]),
+                tool_call_delta(0, args=args[12:]),
+            ],
+            finish_reason="tool_calls",
+        ),
+        Reply.text(None, tool_calls=[{"id": "c1", "name": "weather", "arguments": args}]),
+    )
+    events = await collect(provider, tools=[Tool(name="weather")])
+    reasoning = "".join(e.content for e in events if isinstance(e, ReasoningDeltaEvent))
+    assert reasoning == events[-1].response.reasoning == "think \U0001f600 then \ufffd"
+    assert [e.tool_input for e in events if isinstance(e, ToolCallEvent)] == [mended]
+    whole = await provider.acomplete(USER, tools=[Tool(name="weather")])
+    assert whole.tool_calls[0].input == mended
 
 
 async def test_usage_comes_from_the_last_chunk(provider, upstream) -> None:

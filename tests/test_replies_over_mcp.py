@@ -97,6 +97,28 @@ async def test_streamed_reasoning_is_relayed_only_when_asked_and_the_answer_stil
     assert (answer, reasoning) == (content, "Let me think.")
 
 
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_text_that_is_not_valid_unicode_arrives_mended_and_joined(
+    server: MCPServer, upstream: Upstream, mode: str, tool: str
+) -> None:
+    """An upstream that cuts text by UTF-16 code units (a JavaScript proxy) can send half of an emoji's surrogate
+    pair in one chunk and the other half in the next, or a half alone. A split pair arrives as the character it
+    spells; a half alone as U+FFFD, the replacement character; the progress joins to the content."""
+    if tool == "complete":
+        upstream.script(Reply.text("half \ud83d, and \udc00 too"))
+        expected = "half \ufffd, and \ufffd too"
+    else:
+        upstream.script(Reply.stream(["smile \ud83d", "\ude00, half \ud83d", ", low \udc00", " end \ud83d"]))
+        expected = "smile \U0001f600, half \ufffd, low \ufffd end \ufffd"
+    progress = Progress()
+    result = await call(server, mode, tool, {"prompt": "q"}, progress)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    assert text_of(result) == result.structured_content["content"] == expected
+    if tool == "stream_complete":
+        assert "".join(m for _, m in progress.items if m) == expected
+
+
 async def test_a_key_of_no_known_shape_echoed_by_a_401_reaches_no_client_log_or_dump(
     upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, mode: str
 ) -> None:

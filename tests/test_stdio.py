@@ -233,7 +233,8 @@ async def test_a_message_the_session_sends_is_in_the_pipe_when_its_send_returns(
 
 async def test_a_notification_given_as_plain_json_is_the_line_the_sdk_would_write_in_the_pipe_when_it_returns() -> None:
     """The session's write stream writes a notification the relay gives as plain JSON itself, byte for byte the
-    line the SDK's models make; text that is not valid Unicode (a lone surrogate) is escaped, not a failed write."""
+    line the SDK's models make; text that is not valid Unicode (a lone surrogate) is written as U+FFFD, a line the
+    SDK's own parser reads, not a failed write."""
     r, w = os.pipe()
     os.set_blocking(r, False)
     out = StdoutLines(w)
@@ -244,7 +245,8 @@ async def test_a_notification_given_as_plain_json_is_the_line_the_sdk_would_writ
         assert os.read(r, 65536) == (note.model_dump_json(by_alias=True, exclude_unset=True) + "\n").encode()
         cut = {"progressToken": "t", "progress": 4, "message": "half \ud83d"}
         await write_stream.notify(7, "notifications/progress", cut)
-        assert json.loads(os.read(r, 65536).decode("utf-8"))["params"] == cut
+        line = os.read(r, 65536)
+        assert JSONRPCNotification.model_validate_json(line).params == {**cut, "message": "half \ufffd"}
         await write_stream.aclose()
         with pytest.raises(anyio.ClosedResourceError):
             await write_stream.notify(7, "notifications/progress", params)

@@ -23,9 +23,9 @@ from ..dumps import ERROR_TYPES
 from ..provider.base import Message
 from ..provider.base import Tool as ProviderTool
 from ..since import FORMS, parse_since
-from ..text import shorten
+from ..text import shorten, surrogate_in
 from .constants import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
-from .errors import ArgumentError, describe_validation, json_type, safe_line, short
+from .errors import ArgumentError, describe_validation, field_path, json_type, safe_line, short
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -355,6 +355,21 @@ def raw_arguments(ctx: Context) -> Any:
     return params.get("arguments") if isinstance(params, Mapping) else None
 
 
+def _check_unicode(value: Any, loc: tuple[int | str, ...]) -> None:
+    """Refuse text that is not valid Unicode (half of a surrogate pair, alone: JSON's `\\ud83d`), naming where it
+    is: it could not be sent upstream, stored or counted."""
+    if isinstance(value, str):
+        if (half := surrogate_in(value)) is not None:
+            where = field_path(loc) or "arguments"
+            raise ArgumentError(f"invalid arguments: {where}: not valid Unicode (unpaired surrogate U+{ord(half):04X})")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(item, (*loc, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_unicode(item, (*loc, i))
+
+
 def parse_args(model: type[BaseModel], ctx: Context) -> Any:
     """Validate the call's raw arguments against `model`, or raise ArgumentError.
 
@@ -368,6 +383,7 @@ def parse_args(model: type[BaseModel], ctx: Context) -> Any:
         raw = {}
     if not isinstance(raw, dict):
         raise ArgumentError("invalid arguments: expected an object")
+    _check_unicode(raw, ())
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

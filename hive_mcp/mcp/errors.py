@@ -33,7 +33,8 @@ def safe_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return one_line(redact(text), limit)
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """Where a value is in a call's arguments, as errors name it: `messages[0].content`."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -44,7 +45,7 @@ def describe_validation(exc: ValidationError) -> str:
     """The first three errors of `exc`, each naming its field, on one line."""
     parts: list[str] = []
     for err in exc.errors(include_url=False)[:3]:
-        loc = _loc(tuple(err["loc"]))
+        loc = field_path(tuple(err["loc"]))
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown argument {loc}")

@@ -250,7 +250,7 @@ class LiteLLMProvider(LLMProvider):
                     finally:
                         deadline.close()
                         await response.aclose()
-                    for event in assembler.flush():
+                    for event in assembler.finish():
                         sent_any = True
                         yield event
                     reply = from_stream(assembler, model)
@@ -392,6 +392,7 @@ class LiteLLMProvider(LLMProvider):
                 assembler.feed(chunk)
         finally:
             await response.aclose()
+        assembler.finish()
         return from_stream(assembler, model)
 
     async def _succeeded(self, call: _Call, response: LLMResponse) -> None:

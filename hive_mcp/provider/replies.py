@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..text import well_formed
 from .base import LLMResponse, ToolCall, Usage
 from .errors import ContentFiltered, filter_categories
 from .offline import litellm
@@ -14,7 +15,8 @@ from .stream import StreamAssembler, get, output_limit, parse_arguments, refused
 def parse(raw: Any, model: str) -> LLMResponse:
     """A whole (non-streamed) litellm `ModelResponse` as our response.
 
-    A refusal is an answer: its text is the content and `stop_reason` is "refusal".
+    A refusal is an answer: its text is the content and `stop_reason` is "refusal". Text is made valid
+    Unicode (`text.well_formed`).
     A reply its provider's content filter stopped raises `ContentFiltered`.
     """
     choice = raw.choices[0]
@@ -36,11 +38,11 @@ def parse(raw: Any, model: str) -> LLMResponse:
     reasoning = getattr(message, "reasoning_content", None) or thinking_text(getattr(message, "thinking_blocks", None))
     return LLMResponse(
         **usage.model_dump(),
-        content=content or "",
+        content=well_formed(content or ""),
         model=getattr(raw, "model", None) or model,
         stop_reason=stop_reason,
         tool_calls=tool_calls,
-        reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
+        reasoning=well_formed(reasoning) if isinstance(reasoning, str) and reasoning else None,
         raw_response=raw,
     )
 

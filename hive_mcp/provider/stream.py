@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..text import Mender, well_formed, well_formed_value
 from .base import ToolCall
 from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent
 
@@ -20,14 +21,14 @@ from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent
 def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
     """Tool-call arguments as a dict; what does not parse as a JSON object is kept under `_raw`."""
     if isinstance(raw, dict):
-        return raw
+        return well_formed_value(raw)
     if not raw:
         return {}
     try:
         value = json.loads(raw)
     except ValueError:
-        return {"_raw": raw}
-    return value if isinstance(value, dict) else {"_raw": raw}
+        return {"_raw": well_formed(raw)}
+    return well_formed_value(value) if isinstance(value, dict) else {"_raw": well_formed(raw)}
 
 
 _MISSING = object()
@@ -145,6 +146,9 @@ class StreamAssembler:
 
     A reply to `n` > 1 is choice 0 (`choice_0`). litellm passes on one finish reason only, the
     first any choice sent, under index 0; the tap notes choice 0's own, which wins.
+
+    Text is made valid Unicode as it comes (`text.Mender`): a surrogate pair split between two chunks goes out
+    joined, with the second; a half alone as U+FFFD. `finish` hands out what is still held at the end.
     """
 
     finish_reason: str | None = None
@@ -158,6 +162,8 @@ class StreamAssembler:
     _reasoning: list[str] = field(default_factory=list)
     _tapped: list[str] | None = None
     _finish_0: list[str] = field(default_factory=list)
+    _answer_mender: Mender = field(default_factory=Mender)
+    _reasoning_mender: Mender = field(default_factory=Mender)
     cap: OutputCap | None = None
     cut: bool = False
     """The output reached the cap: what came after was dropped, and the reply ends there (`length`)."""
@@ -207,25 +213,34 @@ class StreamAssembler:
 
     def _feed_delta(self, delta: Any, events: list[StreamEvent]) -> None:
         reasoning = get(delta, "reasoning_content") or thinking_text(get(delta, "thinking_blocks"))
-        if reasoning and self._fits(reasoning):
-            self._reasoning.append(reasoning)
-            events.append(ReasoningDeltaEvent(reasoning))
+        if reasoning:
+            self._add_reasoning(self._reasoning_mender.feed(reasoning), events)
         refusal = get(delta, "refusal") if self._tapped is None else None
         if isinstance(refusal, str) and refusal:
             self._add_refusal(refusal, events)
         content = get(delta, "content")
-        if isinstance(content, str) and content and self._fits(content):
-            self._text.append(content)
-            events.append(TextDeltaEvent(content))
+        if isinstance(content, str) and content:
+            self._add_answer(self._answer_mender.feed(content), events)
         for fragment in get(delta, "tool_calls") or []:
             self._add_fragment(fragment)
         if refused(delta):
             self.refusal = True
 
+    def _add_answer(self, text: str, events: list[StreamEvent]) -> None:
+        if text and self._fits(text):
+            self._text.append(text)
+            events.append(TextDeltaEvent(text))
+
+    def _add_reasoning(self, text: str, events: list[StreamEvent]) -> None:
+        if text and self._fits(text):
+            self._reasoning.append(text)
+            events.append(ReasoningDeltaEvent(text))
+
     def _add_refusal(self, text: str, events: list[StreamEvent]) -> None:
         self.refusal = True
-        self._text.append(text)
-        events.append(TextDeltaEvent(text))
+        if text := self._answer_mender.feed(text):
+            self._text.append(text)
+            events.append(TextDeltaEvent(text))
 
     def flush(self) -> list[StreamEvent]:
         """Refusal text the tap has seen and no event has carried yet (and choice 0's finish reason)."""
@@ -236,6 +251,13 @@ class StreamAssembler:
             for text in self._tapped:
                 self._add_refusal(text, events)
             self._tapped.clear()
+        return events
+
+    def finish(self) -> list[StreamEvent]:
+        """The stream has ended: what `flush` hands out, then any half of a pair still held back, as U+FFFD."""
+        events = self.flush()
+        self._add_reasoning(self._reasoning_mender.end(), events)
+        self._add_answer(self._answer_mender.end(), events)
         return events
 
     def _add_fragment(self, fragment: Any) -> None:
