@@ -128,6 +128,8 @@ BAD_COMPLETE = [
          "Unicode", id="part-lone-surrogate"),
     case(prompt_and(tools=[{"name": "a", "description": "\udfff"}]), "tools[0].description", "Unicode",
          id="tool-description-lone-surrogate"),
+    case(one_message(role="user", content="x", **{"note\nfrom me": "\udc00"}), "messages[0].note from me", "Unicode",
+         id="lone-surrogate-under-a-key-with-a-newline"),
     # model
     case(prompt_and(model=""), "model", id="model-empty"),
     case(prompt_and(model=5), "model", id="model-number"),

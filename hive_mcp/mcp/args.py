@@ -360,8 +360,8 @@ def _check_unicode(value: Any, loc: tuple[int | str, ...]) -> None:
     is: it could not be sent upstream, stored or counted."""
     if isinstance(value, str):
         if (half := surrogate_in(value)) is not None:
-            where = field_path(loc) or "arguments"
-            raise ArgumentError(f"invalid arguments: {where}: not valid Unicode (unpaired surrogate U+{ord(half):04X})")
+            line = f"invalid arguments: {field_path(loc)}: not valid Unicode (lone surrogate U+{ord(half):04X})"
+            raise ArgumentError(safe_line(line))  # the path holds names the client chose: a safe line
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_unicode(item, (*loc, key))
