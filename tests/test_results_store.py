@@ -13,7 +13,7 @@ import pytest
 
 from hive_mcp.results import ResultStore, UnknownResult, open_results, split_parts
 from harness.valkey import ValkeyProcess
-from tests.test_results import Clock, clock  # noqa: F401 - the fixture, shared
+from tests.conftest import Clock
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -7,8 +7,7 @@ exactly (plus a little) is spent by any charge: the call after a charged one is 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,28 +22,15 @@ from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.spend import Budgets, CallRecord, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
 from hive_mcp.spend.ledger import Backend
-from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.provider.stream import OUTPUT_SLACK_TOKENS
 from tests.clients import MODEL, connect, mcp_server, Progress, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
 from harness.upstream import Reply, Upstream
-from harness.valkey import ValkeyProcess
 
 IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
 WORDS = [f"word{i} " for i in range(40)]
 MAX_TOKENS = 100
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "sqlite":
-        backend: Backend = SQLiteBackend(tmp_path / "spend.sqlite3")
-    else:
-        server: ValkeyProcess = request.getfixturevalue("valkey_server")
-        backend = RedisBackend(server.url, prefix=f"t{uuid.uuid4().hex[:8]}:")
-    yield backend
-    backend.close()
 
 
 def one_call_budget(provider: LiteLLMProvider, prompt: str = "hello") -> Budgets:

@@ -91,7 +91,7 @@ async def test_conversations_fail_at_once_while_the_breaker_is_open() -> None:
 
 
 def test_a_forked_child_asks_redis_on_a_loop_and_pool_of_its_own(
-    valkey_server: ValkeyProcess, tmp_path: Path  # noqa: F811
+    valkey_server: ValkeyProcess, tmp_path: Path
 ) -> None:
     """The state loop is a thread, which a fork does not copy: the child starts its own, and the stores the
     parent made work in it (without, every call of the child would wait forever on a loop nobody runs)."""
