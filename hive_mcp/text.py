@@ -14,7 +14,6 @@ from typing import Any
 ELLIPSIS = "..."
 _SPACE = re.compile(r"\s+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_HIGH = ("\ud800", "\udbff")
 
 
 def shorten(text: str, limit: int) -> str:
@@ -64,7 +63,7 @@ class Mender:
         if not self._held and piece.isascii():
             return piece
         piece, self._held = self._held + piece, ""
-        if piece and _HIGH[0] <= piece[-1] <= _HIGH[1]:
+        if piece and "\ud800" <= piece[-1] <= "\udbff":  # the first half of a pair
             piece, self._held = piece[:-1], piece[-1]
         return well_formed(piece)
 

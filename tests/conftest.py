@@ -1,5 +1,6 @@
 """Shared fixtures: offline litellm, a scripted upstream, a provider pointed at it, the two MCP protocol
-eras (`mode`); the valkey and backend fixtures come from the plugin `tests.conftest_valkey`."""
+eras (`mode`), a store clock the test moves (`clock`); the valkey, backend and ledger fixtures come from the
+plugin `tests.conftest_valkey`."""
 
 from __future__ import annotations
 
