@@ -203,3 +203,21 @@ async def test_start_announces_the_finished_load(gated: GatedLoad, caplog: pytes
         with anyio.fail_after(WAIT):
             await provider.ready()
     assert "worker 7: provider loaded" in [r.getMessage() for r in caplog.records]
+
+
+def test_a_process_that_exits_while_the_provider_loads_waits_for_the_load() -> None:
+    """A process must not finalize while a thread is inside an import: the frozen thread keeps Python's
+    import lock, and the first import of the teardown (printing an exception, say) waits for it forever.
+    Here the load begins importing litellm only once the main thread has returned."""
+    code = (
+        "import threading\n"
+        "from hive_mcp.provider.deferred import DeferredProvider\n"
+        "def load():\n"
+        "    threading.main_thread().join()  # returns as the interpreter begins to exit\n"
+        "    import litellm  # noqa: F401\n"
+        "    print('loaded', flush=True)\n"
+        "    raise RuntimeError('no provider here')\n"
+        "DeferredProvider(load, model='m').start()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (out.returncode, out.stdout) == (0, "loaded\n"), out.stderr[-2000:]

@@ -27,7 +27,7 @@ logger = logging.getLogger("hive_mcp.provider")
 
 
 class DeferredProvider(LLMProvider):
-    """Delegates to the provider `load()` returns; `start()` runs `load` in a daemon thread.
+    """Delegates to the provider `load()` returns; `start()` runs `load` in a thread of its own.
 
     A call before `start()` starts loading itself. If `load` raises, every call
     fails with a one-line `ProviderError` (category `unavailable`) and the server
@@ -52,14 +52,19 @@ class DeferredProvider(LLMProvider):
         return self._loaded.is_set()
 
     def start(self, announce: str | None = None) -> None:
-        """Begin loading in a daemon thread; later calls do nothing. `announce`, when given, is an INFO line
-        logged once the provider has loaded (a worker's `worker <pid>: provider loaded`)."""
+        """Begin loading in a thread; later calls do nothing. `announce`, when given, is an INFO line
+        logged once the provider has loaded (a worker's `worker <pid>: provider loaded`).
+
+        The thread is not a daemon, so a process stopped during the load exits once it has finished: an
+        interpreter that finalizes while another thread is inside an import can wait forever for the import
+        lock that thread keeps. The load is offline and bounded (litellm's import and the Router's build).
+        """
         with self._start_lock:
             if self._started:
                 return
             self._started = True
             self._announce = announce
-        threading.Thread(target=self._run_load, name="hive-mcp-provider-load", daemon=True).start()
+        threading.Thread(target=self._run_load, name="hive-mcp-provider-load").start()
 
     def _run_load(self) -> None:
         try:
