@@ -10,13 +10,15 @@ need them, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Mapping
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .build import build
@@ -244,7 +246,25 @@ def _serve(
 
         run_http(app.server, settings, tokens, app.store, app.sources, listener)
     logger.info("hive-mcp stopped")
+    if not app.provider.loaded:
+        _leave_during_the_load()
     return EXIT_OK
+
+
+def _leave_during_the_load() -> NoReturn:
+    """Exit (code 0) while the provider is still loading: the exit hooks run, the interpreter's teardown does not.
+
+    Waiting for litellm's import would keep a client that only listed the tools waiting seconds (the SDK's stdio
+    client then kills the server), and a teardown while a thread is inside an import can wait for ever for the
+    import lock that thread keeps.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as on any way out: a repeated signal changes nothing now
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    atexit._run_exitfuncs()  # logging's flush among them
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(EXIT_OK)
 
 
 def serve_metrics_port(settings: Settings) -> None:

@@ -6,6 +6,7 @@ test controls, not a race it hopes to win.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, ProviderError
 from tests.clients import MODEL, WAIT, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
+from tests.servers import EXIT_S, STARTUP_S, server_env
 from harness.processes import ROOT
 from harness.upstream import Reply, Upstream
 
@@ -221,3 +223,32 @@ def test_a_process_that_exits_while_the_provider_loads_waits_for_the_load() -> N
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert (out.returncode, out.stdout) == (0, "loaded\n"), out.stderr[-2000:]
+
+
+def test_a_stdio_server_whose_client_leaves_before_the_load_ends_exits_at_once(upstream: Upstream, tmp_path: Any) -> None:
+    """A client that lists the tools and leaves (a desktop client probing its servers, the Inspector's CLI) is
+    not kept waiting for litellm's import: the server leaves at once, its exit hooks run, exit code 0. The load
+    here never ends, so a server that waited for it would never exit."""
+    code = (
+        "import atexit, sys, threading\n"
+        "from hive_mcp.cli import main\n"
+        "from hive_mcp.provider.deferred import DeferredProvider\n"
+        "never, load = threading.Event(), DeferredProvider._run_load\n"
+        "DeferredProvider._run_load = lambda self: (never.wait(), load(self))\n"
+        "atexit.register(lambda: print('exit hooks ran', file=sys.stderr, flush=True))\n"
+        "sys.exit(main())\n"
+    )
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code], input="".join(json.dumps(r) + "\n" for r in requests),
+        env=server_env(upstream, tmp_path / "dumps", api_key=True), cwd=ROOT, capture_output=True, text=True,
+        timeout=STARTUP_S + EXIT_S,
+    )  # fmt: skip
+    assert done.returncode == 0 and "exit hooks ran" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert {json.loads(line)["id"] for line in done.stdout.splitlines()} == {1, 2}, done.stdout

@@ -58,6 +58,7 @@ class DeferredProvider(LLMProvider):
         The thread is not a daemon, so a process stopped during the load exits once it has finished: an
         interpreter that finalizes while another thread is inside an import can wait forever for the import
         lock that thread keeps. The load is offline and bounded (litellm's import and the Router's build).
+        A server stopped before then (`hive_mcp.serve`) leaves at once, without the interpreter's teardown.
         """
         with self._start_lock:
             if self._started:
