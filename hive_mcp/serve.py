@@ -183,10 +183,14 @@ def _start(settings: Settings, tokens: tuple[str, ...]) -> int:
         logger.info("hive-mcp stopped")
         return EXIT_OK
     finally:
-        # On the way out (litellm's exit hooks take a moment): a repeated SIGTERM
-        # or Ctrl-C would only turn a clean exit into a traceback or a kill.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _ignore_exit_signals()
+
+
+def _ignore_exit_signals() -> None:
+    """On the way out (litellm's exit hooks take a moment): a repeated SIGTERM or Ctrl-C would only turn a clean
+    exit into a traceback or a kill."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _serve(
@@ -258,8 +262,7 @@ def _leave_during_the_load() -> NoReturn:
     client then kills the server), and a teardown while a thread is inside an import can wait for ever for the
     import lock that thread keeps.
     """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as on any way out: a repeated signal changes nothing now
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _ignore_exit_signals()
     atexit._run_exitfuncs()  # logging's flush among them
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
