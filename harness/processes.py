@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+PROTOCOL_VERSION = "2025-11-25"
+INITIALIZE = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+}  # fmt: skip
+"""A raw client's first request (id 1), as a test writes it to a server over stdio or HTTP."""
 
 
 def child_env(**extra: str) -> dict[str, str]:

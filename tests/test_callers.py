@@ -23,6 +23,7 @@ from mcp import Client
 
 from tests.servers import HttpServer, Session, authed_target, bearer, server_env
 from tests.clients import text_of
+from harness.processes import INITIALIZE, PROTOCOL_VERSION
 from harness.upstream import RecordedRequest, Reply, Upstream
 
 ALICE = "tok-alice-0123456789abcdef"
@@ -30,11 +31,6 @@ BOB = "tok-bob-0123456789abcdef0"
 TOKENS = f"alice:{ALICE},bob:{BOB}"
 SESSIONS_PER_CALLER = 3
 MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-VERSION = "2025-11-25"
-INITIALIZE = {
-    "jsonrpc": "2.0", "id": 1, "method": "initialize",
-    "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
-}  # fmt: skip
 TOOLS_LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
 IO_S = 15.0
 
@@ -93,7 +89,7 @@ def open_session(client: httpx.Client, token: str) -> httpx.Response:
 
 
 def on_session(client: httpx.Client, method: str, sid: str, token: str | None, body: Any = None) -> httpx.Response:
-    headers = {**MCP_HEADERS, "mcp-session-id": sid, "mcp-protocol-version": VERSION}
+    headers = {**MCP_HEADERS, "mcp-session-id": sid, "mcp-protocol-version": PROTOCOL_VERSION}
     if token is not None:
         headers.update(bearer(token))
     return client.request(method, "/mcp", headers=headers, json=body)

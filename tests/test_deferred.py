@@ -24,7 +24,7 @@ from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, Pr
 from tests.clients import MODEL, WAIT, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.servers import EXIT_S, STARTUP_S, server_env
-from harness.processes import ROOT
+from harness.processes import INITIALIZE, ROOT, ask_stdio
 from harness.upstream import Reply, Upstream
 
 USER = [{"role": "user", "content": "hi"}]
@@ -238,17 +238,12 @@ def test_a_stdio_server_whose_client_leaves_before_the_load_ends_exits_at_once(u
         "atexit.register(lambda: print('exit hooks ran', file=sys.stderr, flush=True))\n"
         "sys.exit(main())\n"
     )
-    requests = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-c", code], input="".join(json.dumps(r) + "\n" for r in requests),
-        env=server_env(upstream, tmp_path / "dumps", api_key=True), cwd=ROOT, capture_output=True, text=True,
-        timeout=STARTUP_S + EXIT_S,
+    requests = [INITIALIZE, {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]  # fmt: skip
+    replies, code, stderr = ask_stdio(
+        [sys.executable, "-c", code], [json.dumps(r) for r in requests], {1, 2},
+        env=server_env(upstream, tmp_path / "dumps", api_key=True), cwd=ROOT, timeout=STARTUP_S + EXIT_S,
     )  # fmt: skip
-    assert done.returncode == 0 and "exit hooks ran" in done.stderr, done.stderr[-2000:]
-    assert "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert {json.loads(line)["id"] for line in done.stdout.splitlines()} == {1, 2}, done.stdout
+    assert code == 0 and "exit hooks ran" in stderr, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert set(replies) == {1, 2} and "tools" in replies[2]["result"], replies

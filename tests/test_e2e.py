@@ -49,6 +49,7 @@ from tests.servers import (
     wait_exit,
 )
 from tests.clients import text_of, wait_thread_event
+from harness.processes import INITIALIZE
 from harness.upstream import Reply, Upstream
 
 # ---------------------------------------------------------------------------
@@ -416,14 +417,6 @@ def send(proc: subprocess.Popen[str], message: dict[str, Any]) -> None:
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(message) + "\n")
     proc.stdin.flush()
-
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
-}
 
 
 def test_requests_piped_in_before_the_end_of_input_are_answered(e2e_upstream: Upstream, workdir: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 import pytest
 
-from harness.processes import ask_stdio, child_env
+from harness.processes import INITIALIZE, ask_stdio, child_env
 from hive_mcp.conversations import open_store
 from hive_mcp.results import open_results
 from hive_mcp.defaults import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES_BYTES, MIB
@@ -107,10 +107,7 @@ async def test_only_the_tools_named_are_offered(provider: Any, store: Any, tmp_p
 
 
 def test_hive_mcp_over_stdio_offers_only_the_tools_named(tmp_path: Path) -> None:
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "t", "version": "0"}}}
-    lines = [json.dumps(init), json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    lines = [json.dumps(INITIALIZE), json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
              json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})]  # fmt: skip
     env = child_env(HIVE_MCP_TOOLS="complete,list_models", HIVE_MCP_DUMP_DIR=str(tmp_path / "d"),
                     HIVE_HOME=str(tmp_path / "h"))  # fmt: skip

@@ -29,7 +29,7 @@ from mcp import Client, MCPError
 from hive_mcp import __version__
 from hive_mcp.settings import Settings, SettingsError, load_settings
 from tests.conftest import TEST_KEY
-from harness.processes import ROOT
+from harness.processes import INITIALIZE, ROOT
 from tests.conftest import MODEL
 from tests.servers import TOOLS, HttpServer, Session, authed_target, bearer, server_env, wait_exit
 from tests.clients import text_of
@@ -42,12 +42,6 @@ EXTRA_ORIGIN = "https://app.example.test"
 SSE_BODY_LIMIT = 65536  # the sse server's HIVE_MCP_MAX_BODY_BYTES; the http server keeps the default
 DEFAULT_BODY_LIMIT = 4 * 1024 * 1024
 MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
-}
 IO_S = 15.0  # one HTTP exchange, with room for a loaded machine
 
 

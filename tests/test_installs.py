@@ -27,7 +27,7 @@ import pytest
 from hive_mcp import __version__
 from hive_mcp.cli import PROVIDER_KEY_VARS
 from hive_mcp.settings import SETTINGS_FIELDS
-from harness.processes import ROOT, ask_stdio, child_env, free_port
+from harness.processes import INITIALIZE, ROOT, ask_stdio, child_env, free_port
 from tests.servers import TOOLS
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -36,8 +36,6 @@ BUNDLE = ROOT / "deploy" / "mcpb"
 DOCKERFILE = ROOT / "Dockerfile"
 INSTALL_S = 600.0  # resolving hive-mcp's dependencies from PyPI into a cold cache (about 5 s on this network)
 
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-              "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
 LIST_TOOLS = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.processes import ask_stdio, child_env, free_port
+from harness.processes import INITIALIZE, ask_stdio, child_env, free_port
 
 SETTLE_S = 90.0  # a server imports mcp (and, serving, litellm in the background) on a loaded machine
 
@@ -84,10 +84,8 @@ def test_a_dotenv_line_that_does_not_parse_names_the_file(tmp_path: Path) -> Non
 
 def test_stdin_lines_that_are_not_json_are_logged_once_with_a_length_never_the_content(tmp_path: Path) -> None:
     secret_ish = "hello this is not json sk-notakey"
-    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                  "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-    lines = [json.dumps(initialize), secret_ish, "", "again not json", json.dumps(ping)]
+    lines = [json.dumps(INITIALIZE), secret_ish, "", "again not json", json.dumps(ping)]
     replies, code, stderr = ask_stdio(
         [sys.executable, "-m", "hive_mcp", "--log-level", "INFO"], lines, {1, 2}, cwd=tmp_path, timeout=SETTLE_S,
         env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true", HIVE_HOME=str(tmp_path / "home"),
