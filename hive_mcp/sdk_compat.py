@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp_types import ProgressToken, RequestId
 
 from .session_stream import SessionWriteStream
@@ -254,11 +255,12 @@ def send_events_with(response_class: type) -> None:
 # ends belong together. They share their state; `memory_stream_key` is its identity.
 
 
+_MEMORY_STREAM_ENDS = (MemoryObjectSendStream, MemoryObjectReceiveStream)
+
+
 def memory_stream_key(end: Any) -> int | None:
     """What both ends of one anyio memory object stream share; None for anything else."""
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
-    if not isinstance(end, MemoryObjectSendStream | MemoryObjectReceiveStream):
+    if not isinstance(end, _MEMORY_STREAM_ENDS):
         return None
     state = getattr(end, "_state", None)
     return None if state is None else id(state)

@@ -12,10 +12,11 @@ import mcp.server.streamable_http as transport
 import pytest
 from mcp.server.mcpserver import MCPServer
 from sse_starlette import EventSourceResponse
+from sse_starlette.event import ensure_bytes
 from sse_starlette.sse import SendTimeoutError
 
 from hive_mcp.http import build_app
-from hive_mcp.http.event_stream import EventStream
+from hive_mcp.http.event_stream import EventStream, encode
 from hive_mcp.settings import load_settings
 
 from .event_streams import Message, Running, serve
@@ -103,3 +104,20 @@ async def test_a_failed_send_now_is_the_transport_closed_and_marks_the_response_
             await running.response.send_now({"event": "message", "data": "lost"})
         assert running.response._send_interrupted
         assert not await running.response.send_now({"event": "message", "data": "after"})
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event": "message", "data": '{"jsonrpc":"2.0","method":"notifications/progress","params":{"x":"é\\n"}}'},
+        {"event": "message", "data": "one line\u2028not two"},
+        {"event": "message", "data": "two\nlines"},
+        {"event": "message", "data": "a\r\nb\rc"},
+        {"event": "message", "data": "x", "id": "7"},
+        {"event": "ping", "data": "x"},
+        {"data": "x"},
+    ],
+)
+@pytest.mark.parametrize("sep", ["\r\n", "\n"])
+def test_an_event_sent_now_is_framed_as_sse_starlette_frames_it(event: dict[str, str], sep: str) -> None:
+    assert encode(event, sep) == ensure_bytes(event, sep)

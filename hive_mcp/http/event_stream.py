@@ -18,6 +18,9 @@ code runs cold, each costs an event more than the rest of its way to the socket.
   so events leave in the order they were given even when a send waits for the
   socket to drain.
 
+An event `send_now` sends is framed by `encode`: sse-starlette's bytes, a JSON-RPC
+message's (a `message` event of one line of compact JSON) written straight.
+
 `EventStream.of(writer)` finds the response reading from a memory stream's send
 side, the SDK's handle on a request's response (`sdk_compat.memory_stream_key`).
 `sdk_compat.send_events_with` has the SDK's transport make its responses from it.
@@ -35,7 +38,18 @@ from sse_starlette.event import ensure_bytes
 
 from ..sdk_compat import memory_stream_key
 
-__all__ = ["EventStream"]
+__all__ = ["EventStream", "encode"]
+
+
+def encode(event: dict[str, Any], sep: str) -> bytes:
+    """`event` as sse-starlette encodes it (`ensure_bytes`). Every JSON-RPC message is a `message` event whose
+    data is one line (compact JSON escapes its line breaks): its bytes are made here, with no `ServerSentEvent`
+    built and no data split, once a chunk of a stream."""
+    data = event.get("data")
+    one_line = isinstance(data, str) and "\n" not in data and "\r" not in data
+    if one_line and len(event) == 2 and event.get("event") == "message":
+        return f"event: message{sep}data: {data}{sep}{sep}".encode()
+    return ensure_bytes(event, sep)
 
 
 class EventStream(EventSourceResponse):
@@ -77,7 +91,7 @@ class EventStream(EventSourceResponse):
             or self._send_interrupted or self._order.locked() or not self._events.statistics().tasks_waiting_receive
         ):  # fmt: skip
             return False
-        message = {"type": "http.response.body", "body": ensure_bytes(event, self.sep), "more_body": True}
+        message = {"type": "http.response.body", "body": encode(event, self.sep), "more_body": True}
         async with self._order:
             try:
                 await send(message)

@@ -253,6 +253,11 @@ class _Exchange:
 
     def _watch(self, chunk: bytes) -> None:
         """Note the answers (and, on /sse, the session id) in outgoing SSE events."""
+        if (
+            not self._events and (self.kind == "post" or self.session is not None)
+            and chunk.endswith((b"\n\n", b"\r\n\r\n")) and b'"result"' not in chunk and b'"error"' not in chunk
+        ):  # fmt: skip
+            return  # whole events, none an answer (a stream's every chunk): nothing to note, nothing held
         self._events += chunk.replace(b"\r\n", b"\n")
         while (end := self._events.find(b"\n\n")) >= 0:
             event, self._events = bytes(self._events[:end]), self._events[end + 2 :]

@@ -1,0 +1,66 @@
+"""Shutdown's count of the calls in flight (hive_mcp/http/shutdown.py): a POST's calls are in flight until their
+answers leave on its event stream, however the stream's bytes are cut into body messages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hive_mcp.http.asgi import MCP_PATH
+from hive_mcp.http.shutdown import Shutdown
+
+
+def event(message: dict[str, Any], sep: bytes = b"\r\n") -> bytes:
+    return b"event: message" + sep + b"data: " + json.dumps(message).encode() + sep + sep
+
+
+def answer(request_id: int) -> bytes:
+    return event({"jsonrpc": "2.0", "id": request_id, "result": {"content": []}})
+
+
+def progress(text: str) -> bytes:
+    return event({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "message": text}})
+
+
+async def in_flight_after_each(bodies: list[bytes]) -> list[int]:
+    """The calls in flight after each body message of an event stream answering a POST of calls 1, 2 and 3."""
+    shutdown = Shutdown(grace_s=1)
+    counts: list[int] = []
+    requests = [{"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {}} for i in (1, 2, 3)]
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": json.dumps(requests).encode(), "more_body": False}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for body in bodies:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            counts.append(shutdown.calls_in_flight())
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": MCP_PATH, "headers": [], "query_string": b""}
+    await shutdown.wrap(app)(scope, receive, send)
+    return counts
+
+
+async def test_answers_sent_whole_are_counted_and_progress_is_not() -> None:
+    assert await in_flight_after_each([progress('"result" is only text'), answer(1), progress("x"), answer(3)]) == [
+        3, 2, 2, 1,
+    ]  # fmt: skip
+
+
+async def test_an_answer_cut_between_body_messages_is_counted_once_it_is_whole() -> None:
+    whole = answer(2)
+    cut = whole.index(b'"result"') + 3  # the second piece alone holds no `"result"`
+    assert await in_flight_after_each([progress("a") + whole[:cut], whole[cut:], answer(1) + progress("b")]) == [
+        3, 2, 1,
+    ]  # fmt: skip
+
+
+async def test_answers_with_lf_line_ends_and_several_in_one_message_are_counted() -> None:
+    assert await in_flight_after_each([event({"jsonrpc": "2.0", "id": 1, "error": {}}, b"\n") + answer(2), answer(3)]) == [
+        1, 0,
+    ]  # fmt: skip
