@@ -44,7 +44,7 @@ __all__ = ["EventStream", "encode"]
 def encode(event: dict[str, Any], sep: str) -> bytes:
     """`event` as sse-starlette encodes it (`ensure_bytes`). Every JSON-RPC message is a `message` event whose
     data is one line (compact JSON escapes its line breaks): its bytes are made here, with no `ServerSentEvent`
-    built and no data split, once a chunk of a stream."""
+    built and no data split (a streamed call sends one for each chunk)."""
     data = event.get("data")
     one_line = isinstance(data, str) and "\n" not in data and "\r" not in data
     if one_line and len(event) == 2 and event.get("event") == "message":
