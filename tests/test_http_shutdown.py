@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sse_starlette.event import ensure_bytes
+
 from hive_mcp.http.asgi import MCP_PATH
 from hive_mcp.http.shutdown import Shutdown
 
 
-def event(message: dict[str, Any], sep: bytes = b"\r\n") -> bytes:
-    return b"event: message" + sep + b"data: " + json.dumps(message).encode() + sep + sep
+def event(message: dict[str, Any], sep: str = "\r\n") -> bytes:
+    """`message` as the SDK's event streams send it (sse-starlette's framing)."""
+    return ensure_bytes({"event": "message", "data": json.dumps(message)}, sep)
 
 
 def answer(request_id: int) -> bytes:
@@ -61,6 +64,6 @@ async def test_an_answer_cut_between_body_messages_is_counted_once_it_is_whole()
 
 
 async def test_answers_with_lf_line_ends_and_several_in_one_message_are_counted() -> None:
-    assert await in_flight_after_each([event({"jsonrpc": "2.0", "id": 1, "error": {}}, b"\n") + answer(2), answer(3)]) == [
+    assert await in_flight_after_each([event({"jsonrpc": "2.0", "id": 1, "error": {}}, "\n") + answer(2), answer(3)]) == [
         1, 0,
     ]  # fmt: skip
