@@ -8,7 +8,6 @@ streamed chunk: the SDK's way builds three models per notification and serialize
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from typing import Any, Self
 
@@ -16,20 +15,16 @@ import anyio
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import JSONRPCNotification, RequestId
 
-from .text import well_formed
+from .text import compact_json, well_formed
 
 __all__ = ["SessionWriteStream", "notification_json"]
-
-
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-"""One encoder for every notification: `json.dumps` with these arguments builds a new one each time."""
 
 
 def notification_json(method: str, params: dict[str, Any]) -> str:
     """A JSON-RPC notification as one compact JSON text, as the SDK serializes one. Text that is not valid
     Unicode (half of a surrogate pair) is made so (`text.well_formed`): escaped, the SDK's parser would refuse
     the line, and unescaped it cannot be written."""
-    return well_formed(_COMPACT.encode({"jsonrpc": "2.0", "method": method, "params": params}))
+    return well_formed(compact_json({"jsonrpc": "2.0", "method": method, "params": params}))
 
 
 class SessionWriteStream(ABC):

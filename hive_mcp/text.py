@@ -4,16 +4,24 @@ valid Unicode.
 A Python string can hold half of a UTF-16 surrogate pair: JSON's `\\ud83d` escape decodes to one, and an upstream
 that cuts text by UTF-16 code units (a JavaScript proxy) can send the halves of an emoji in two chunks. Such a
 string cannot be encoded as UTF-8, so it cannot be stored, counted or sent; `well_formed` and `Mender` make it the
-text it spells."""
+text it spells. And one way to write a value as compact JSON text (`compact_json`)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 ELLIPSIS = "..."
 _SPACE = re.compile(r"\s+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def compact_json(value: Any) -> str:
+    """`value` as compact JSON, its text unescaped, as the SDK writes a message: one encoder for every call
+    (`json.dumps` with these arguments builds one each time, on every streamed chunk and stored message)."""
+    return _COMPACT.encode(value)
 
 
 def shorten(text: str, limit: int) -> str:

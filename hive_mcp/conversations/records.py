@@ -22,7 +22,6 @@ lookup.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import secrets
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..defaults import CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S
 from ..home import hive_home
+from ..text import compact_json
 from .errors import MalformedConversationId
 
 __all__ = [
@@ -315,7 +315,7 @@ def prepare(
             if calls is not None:
                 keep["tool_calls"] = [_redact_call(c, redact) for c in calls]
             msg = ChatMessage.model_validate({**_redact_value(data, redact), **keep})
-        out.append((msg, json.dumps(msg.to_chat(), ensure_ascii=False, separators=(",", ":"))))
+        out.append((msg, compact_json(msg.to_chat())))
     return out
 
 
