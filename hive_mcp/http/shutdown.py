@@ -252,13 +252,18 @@ class _Exchange:
             self._cancel()  # every call of this session answered: the stream can end
 
     def _watch(self, chunk: bytes) -> None:
-        """Note the answers (and, on /sse, the session id) in outgoing SSE events."""
-        if (
-            not self._events and (self.kind == "post" or self.session is not None)
-            and chunk.endswith((b"\n\n", b"\r\n\r\n")) and b'"result"' not in chunk and b'"error"' not in chunk
-        ):  # fmt: skip
-            return  # whole events, none an answer (a stream's every chunk): nothing to note, nothing held
+        """Note the answers (and, on /sse, the session id) in outgoing SSE events.
+
+        Events are read only when what is held could hold an answer: else (a stream's every chunk) only the start
+        of an unfinished event is kept, for the chunk that ends it."""
         self._events += chunk.replace(b"\r\n", b"\n")
+        if (
+            (self.kind == "post" or self.session is not None)
+            and b'"result"' not in self._events and b'"error"' not in self._events
+        ):  # fmt: skip
+            if (end := self._events.rfind(b"\n\n")) >= 0:
+                del self._events[: end + 2]
+            return
         while (end := self._events.find(b"\n\n")) >= 0:
             event, self._events = bytes(self._events[:end]), self._events[end + 2 :]
             lines = event.split(b"\n")
