@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from hive_mcp.spend import CallRecord, Reservation, SQLiteBackend
+from hive_mcp.spend.budgets import reset_at
 from harness.processes import child_env
 
 NOW = datetime.now(timezone.utc)
@@ -40,10 +41,10 @@ def test_usage_prints_a_table_and_json(tmp_path: Path) -> None:
     assert lines[0].split() == ["CALLER", "COST", "USD", "CALLS"]
     assert lines[1].split() == ["alice", "1.500000", "1"] and lines[2].split() == ["bob", "0.260000", "2"]
     assert lines[3].split() == ["TOTAL", "1.760000", "3"]
-    # The day's budget counts the calls of the day it reports (the day before it resets): today's, unless the
-    # UTC day turned between the calls above and the command.
+    # The day's budget counts the calls of the day it reports (the one its reset ends): today's, unless the UTC
+    # day turned between the calls above and the command.
     budget = lines[6].split()
-    counted = NOW.date() == date.fromisoformat(budget[5]) - timedelta(days=1)
+    counted = " ".join(budget[5:7]) == reset_at("day", NOW).strftime("%Y-%m-%d %H:%M")
     spent_left = ["1.760000", "0.000000", "3.240000"] if counted else ["0.000000", "0.000000", "5.000000"]
     assert budget[:5] == ["all:day", "5.00", *spent_left]
     doc = json.loads(usage(home, "--by", "model", "--json").stdout)
