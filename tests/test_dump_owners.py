@@ -134,3 +134,46 @@ def test_the_dump_watch_names_the_callers_of_what_another_process_wrote_or_remov
         assert callers_heard() == {"alice"}
     finally:
         watch.remove_listener(heard.set)
+
+
+def test_a_dump_watch_whose_listing_fails_warns_and_still_tells_of_the_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listing that raises (here, the store's) costs only the callers' names: the watch warns in one line,
+    still tells its listeners that the dumps changed, and goes on watching."""
+    import threading
+
+    from hive_mcp.dumps.watch import DumpDirectoryWatch
+
+    class Unlistable(DumpStore):
+        failing = False
+
+        def ids(self) -> list[str]:
+            if self.failing:
+                raise PermissionError(13, "Permission denied", str(self.directory))
+            return super().ids()
+
+    here, there = Unlistable(tmp_path / "dumps"), DumpStore(tmp_path / "dumps")
+    watch = DumpDirectoryWatch(here, interval_s=0.01)
+    heard = threading.Event()
+    watch.add_listener(heard.set)
+    try:
+        here.failing = True
+        for i, caller in enumerate(("alice", "carol")):
+            write(there, caller, i)
+            assert heard.wait(10), "the watch told of no change"
+            heard.clear()
+        assert watch.changed_callers() == frozenset()
+        warned = [r.getMessage() for r in caplog.records if r.name == "hive_mcp.dumps.watch"]
+        assert len(warned) == 1, warned  # one outage, one warning
+        assert "could not list the dumps (PermissionError)" in warned[0] and "\n" not in warned[0], warned
+        here.failing = False
+        heard.clear()
+        write(there, "bob", 2)
+        while "bob" not in watch.changed_callers():
+            assert heard.wait(10), "the watch stopped after a failed listing"
+            heard.clear()
+        warned = [r.getMessage() for r in caplog.records if r.name == "hive_mcp.dumps.watch"]
+        assert len(warned) == 2 and "again" in warned[1], warned
+    finally:
+        watch.remove_listener(heard.set)

@@ -16,17 +16,21 @@ before the watch began and goes is nobody's known: admins and `local` hear of it
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
 
 from ..listeners import Listeners
+from ..outage import Outage
 from .store import DumpStore
 
 __all__ = ["DEFAULT_WATCH_INTERVAL_S", "DumpDirectoryWatch"]
 
 
 DEFAULT_WATCH_INTERVAL_S = 0.5
+
+logger = logging.getLogger(__name__)
 
 
 class DumpDirectoryWatch(Listeners):
@@ -45,6 +49,12 @@ class DumpDirectoryWatch(Listeners):
         self._ids: set[str] = set()  # the ids at the last look (touched only by the watch's thread, and at start)
         self._callers: dict[str, str] = {}  # id -> caller, of the dumps that came while watching
         self._changed: set[str] = set()
+        self._outage = Outage(
+            logger,
+            "dump watch could not list the dumps (%s): changes other processes make are told to admins and local",
+            "dump watch lists the dumps again",
+            store="dumps",
+        )
 
     def changed_callers(self) -> frozenset[str]:
         """The callers whose dumps other processes wrote or removed since this was last asked."""
@@ -99,5 +109,7 @@ class DumpDirectoryWatch(Listeners):
             try:
                 self._look()
             except Exception as exc:  # the listing failed: who hears is only narrower (admins, local)
-                logger.warning("dump watch could not list the dumps: %s: %s", type(exc).__name__, exc)
+                self._outage.failed(exc)
+            else:
+                self._outage.worked()
             self.notify()  # a broken listener is logged and does not end the watch
