@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.processes import free_port
 
-__all__ = ["ValkeyProcess", "find_valkey_binary", "valkey_binary", "valkey_server"]
+__all__ = ["ValkeyProcess", "find_valkey_binary"]
 
 
 def find_valkey_binary() -> tuple[Path | None, str]:

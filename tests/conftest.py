@@ -1,6 +1,8 @@
 """Shared fixtures: offline litellm, a scripted upstream, a provider pointed at it, the two MCP protocol
 eras (`mode`), a store clock the test moves (`clock`); the valkey, backend and ledger fixtures come from the
-plugin `tests.conftest_valkey`."""
+plugin `tests.conftest_valkey`, the in-process server factory (`make_server`) from `tests.conftest_mcp`, the
+dump store tests' `store_dir` from `tests.conftest_dumps`, the subprocess tests' `workdir` and upstreams
+(`e2e_upstream`, `sec_upstream`) from `tests.conftest_subprocess`."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ TEST_KEY = "sk-test-0123456789abcdefSECRET"
 MODEL = "openai/gpt-4o-mini"
 """The default model of every test server and provider (in litellm's price map, so calls are priced)."""
 
-pytest_plugins = ("tests.conftest_valkey",)
+pytest_plugins = ("tests.conftest_valkey", "tests.conftest_mcp", "tests.conftest_dumps", "tests.conftest_subprocess")
 
 # Real retry rules at 1/1000 speed: a 2 s backoff sleeps 2 ms.
 FAST_RETRY = RetryPolicy(time_scale=0.001)

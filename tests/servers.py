@@ -1,6 +1,6 @@
 """Servers for the subprocess tests: `python -m hive_mcp` over HTTP, and MCP client sessions on it.
 
-Shared by tests/test_e2e.py and tests/test_http_security.py. Waiting is always on
+Shared by the tests that start the server as a process. Waiting is always on
 an event or on readiness, with a deadline; never a bare sleep.
 """
 

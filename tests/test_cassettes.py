@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.cassettes import CASSETTES, RETRYABLE, Expected, Route, expected, load, names, route
+from tests.provider_calls import USER
 from harness.upstream import Reply, Upstream
 
 if not CASSETTES.is_dir():
@@ -39,8 +40,6 @@ from hive_mcp.provider import (  # noqa: E402
     ToolCallEvent,
 )
 from hive_mcp.provider.retry import RetryPolicy  # noqa: E402
-
-USER = [{"role": "user", "content": "hi"}]
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.servers import HttpServer, Session, server_env
-from tests.clients import text_of
-from tests.test_http_security import authed_target
 from harness.upstream import Reply, Upstream
+from tests.clients import text_of
+from tests.servers import HttpServer, Session, authed_target, server_env
 
 TOKENS = ("tok-alpha-0123456789abcdef", "tok-bravo-0123456789abcdef")
 

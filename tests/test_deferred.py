@@ -23,11 +23,10 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, ProviderError
 from tests.clients import MODEL, WAIT, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
+from tests.provider_calls import USER
 from tests.servers import EXIT_S, STARTUP_S, server_env
 from harness.processes import INITIALIZE, ROOT, ask_stdio
 from harness.upstream import Reply, Upstream
-
-USER = [{"role": "user", "content": "hi"}]
 
 
 class GatedLoad:

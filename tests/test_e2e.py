@@ -2,8 +2,11 @@
 
 Every scenario runs over stdio, streamable HTTP and the legacy HTTP+SSE transport,
 in both protocol eras (`mode="legacy"`: the 2025-11-25 initialize handshake;
-`mode="auto"`: the 2026-07-28 stateless era, which the SDK serves on all three).
-The server's upstream is the scripted fake in harness/upstream.py.
+`mode="auto"`: the 2026-07-28 stateless era, which the SDK serves on all three):
+the tools listed and called, streamed progress, failure dumps, a cancelled
+stream, and a server without an API key. The server's upstream is the scripted
+fake in harness/upstream.py. The process itself, driven by hand (stdout, end of
+input, signals), is tested in tests/test_e2e_process.py.
 
 Cost: each server process imports litellm (seconds), so a server is started once
 per transport (HTTP) or once per client session (stdio: the client owns the
@@ -18,14 +21,8 @@ Waiting is always on an event or on readiness, with a deadline; never a bare sle
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
-import signal
-import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,18 +35,9 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from tests.conftest import MODEL, TEST_KEY
-from tests.servers import (
-    EXIT_S,
-    STARTUP_S,
-    TOOLS,
-    HttpServer,
-    Session,
-    dump_id_in,
-    server_env,
-    wait_exit,
-)
+from tests.conftest_subprocess import dump_dir_for
+from tests.servers import TOOLS, HttpServer, Session, dump_id_in, server_env
 from tests.clients import text_of, wait_thread_event
-from harness.processes import INITIALIZE
 from harness.upstream import Reply, Upstream
 
 # ---------------------------------------------------------------------------
@@ -68,33 +56,6 @@ def stdio_target(env: dict[str, str], workdir: Path, errlog: IO[str]) -> Callabl
 
 COMBOS = [(t, m) for t in ("stdio", "http", "sse") for m in ("legacy", "auto")]
 IDS = [f"{t}-{m}" for t, m in COMBOS]
-
-
-@pytest.fixture(scope="module")
-def e2e_upstream() -> Iterator[Upstream]:
-    with Upstream() as up:
-        yield up
-
-
-@pytest.fixture(autouse=True)
-def fresh_upstream(request: pytest.FixtureRequest) -> None:
-    """Tests share one upstream: start each with an empty script and cleared events."""
-    if "e2e_upstream" not in request.fixturenames:
-        return
-    up: Upstream = request.getfixturevalue("e2e_upstream")
-    with up._lock:  # a failed test must not leave replies for the next one
-        up._script.clear()
-    up.chunk_sent.clear()
-    up.client_gone.clear()
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e")
-
-
-def dump_dir_for(workdir: Path, transport: str) -> Path:
-    return workdir / f"dumps-{transport}"
 
 
 @pytest.fixture(scope="module")
@@ -352,200 +313,3 @@ def test_without_an_api_key_it_serves_and_names_the_variable(
         assert "no API key configured" in text_of(result)
         assert "OPENAI_API_KEY" in text_of(result) and "HIVE_MCP_API_KEY" in text_of(result)
     assert len(e2e_upstream.chat_requests()) == before  # refused before any request
-
-
-# ---------------------------------------------------------------------------
-# Process behaviour: stdout purity, signals
-# ---------------------------------------------------------------------------
-
-
-class _Lines:
-    """Lines of a pipe, read by a thread, so a test can wait on them with a deadline."""
-
-    def __init__(self, pipe: IO[str]) -> None:
-        self.queue: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        self._thread = threading.Thread(target=self._pump, args=(pipe,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, pipe: IO[str]) -> None:
-        for line in pipe:
-            self.queue.put(line)
-        self.queue.put(None)
-
-    def next(self, timeout: float = STARTUP_S) -> str | None:
-        line = self.queue.get(timeout=timeout)
-        if line is not None:
-            self.seen.append(line)
-        return line
-
-    def until(self, predicate: Callable[[str], bool], timeout: float = STARTUP_S) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            line = self.next(max(0.01, deadline - time.monotonic()))
-            if line is None:
-                raise AssertionError("the stream ended first:\n" + "".join(self.seen))
-            if predicate(line):
-                return line
-
-    def rest(self, timeout: float = EXIT_S) -> str:
-        self._thread.join(timeout)
-        while True:
-            try:
-                line = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.seen.append(line)
-        return "".join(self.seen)
-
-
-def spawn_stdio(e2e_upstream: Upstream, workdir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "hive_mcp", "--log-level", "INFO"],
-        env=server_env(e2e_upstream, dump_dir_for(workdir, "stdio"), api_key=True),
-        cwd=workdir,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-
-
-def send(proc: subprocess.Popen[str], message: dict[str, Any]) -> None:
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(message) + "\n")
-    proc.stdin.flush()
-
-
-def test_requests_piped_in_before_the_end_of_input_are_answered(e2e_upstream: Upstream, workdir: Path) -> None:
-    """`cat requests.jsonl | hive-mcp`: what can be answered at once is, before the end of input stops the server
-    (the SDK cancels what is still in flight at end of input)."""
-    requests = [
-        INITIALIZE,
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-        {"jsonrpc": "2.0", "id": 3, "method": "ping"},
-    ]
-    done = subprocess.run(
-        [sys.executable, "-m", "hive_mcp"],
-        input="".join(json.dumps(r) + "\n" for r in requests),
-        env=server_env(e2e_upstream, dump_dir_for(workdir, "stdio"), api_key=True),
-        cwd=workdir, capture_output=True, text=True, timeout=STARTUP_S + EXIT_S,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    answered = {json.loads(line)["id"] for line in done.stdout.splitlines() if "id" in json.loads(line)}
-    assert answered == {1, 2, 3}, done.stdout
-
-
-def test_stdio_stdout_carries_only_protocol_and_eof_exits_cleanly(e2e_upstream: Upstream, workdir: Path) -> None:
-    e2e_upstream.script(Reply.text("raw reply"), Reply.error(401, "bad key"))
-    proc = spawn_stdio(e2e_upstream, workdir)
-    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
-    out, err = _Lines(proc.stdout), _Lines(proc.stderr)
-    try:
-        send(proc, INITIALIZE)
-        send(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
-        send(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
-        replies: dict[int, dict[str, Any]] = {}
-
-        def reply_to(request_id: int) -> dict[str, Any]:
-            while request_id not in replies:
-                line = out.next()
-                assert line is not None, "stdout closed early; stderr:\n" + err.rest()
-                message = json.loads(line)  # every stdout line is one JSON-RPC message
-                assert message.get("jsonrpc") == "2.0", line
-                if "id" in message:
-                    replies[message["id"]] = message
-            return replies[request_id]
-
-        call = {"name": "complete", "arguments": {"prompt": "raw"}}
-        send(proc, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": call})
-        reply_to(3)  # one at a time: the upstream's replies are scripted in order
-        # A failure makes the provider log and write a dump: still nothing on stdout but protocol.
-        call = {"name": "complete", "arguments": {"prompt": "fail", "max_retries": 0}}
-        send(proc, {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": call})
-        reply_to(4)
-        reply_to(2)
-        assert {t["name"] for t in replies[2]["result"]["tools"]} == TOOLS
-        assert replies[3]["result"]["content"][0]["text"] == "raw reply"
-        assert replies[4]["result"]["isError"] is True
-        proc.stdin.close()  # end of input: the server exits on its own
-        rc = wait_exit(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    for line in out.rest().splitlines():
-        assert json.loads(line).get("jsonrpc") == "2.0", line
-    log = err.rest()
-    assert rc == 0, log
-    assert "serving MCP over stdio" in log and "hive_mcp" in log
-    assert "Traceback" not in log
-    assert TEST_KEY not in log
-
-
-def _a_thread_other_than_main(pid: int) -> int:
-    """The id of one of `pid`'s threads that is not its main thread (Linux: /proc/PID/task)."""
-    others = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
-    assert others, "the server runs no thread besides the main one"
-    return others[0]
-
-
-@pytest.mark.parametrize("to", ["process", "thread"])
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_stdio_signal_exits_cleanly(sig: signal.Signals, to: str, e2e_upstream: Upstream, workdir: Path) -> None:
-    """Also when the kernel hands the signal to a thread other than the main one (as it may under load:
-    kill(2) of a thread's id delivers the process's signal to that thread): the main thread, idle in
-    its event loop's select, must still be woken to run the handler."""
-    if to == "thread" and not Path("/proc/self/task").is_dir():
-        pytest.skip("needs Linux's /proc/PID/task to find a thread other than the main one")
-    proc = spawn_stdio(e2e_upstream, workdir)
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err = _Lines(proc.stdout), _Lines(proc.stderr)
-    try:
-        send(proc, INITIALIZE)
-        out.until(lambda line: '"id":1' in line.replace(" ", ""))  # serving: the handshake was answered
-        os.kill(proc.pid if to == "process" else _a_thread_other_than_main(proc.pid), sig)
-        rc = wait_exit(proc)  # stdin is still open: the signal alone must end it
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdin:
-            proc.stdin.close()
-    log = err.rest()
-    assert rc == 0, log
-    assert "Traceback" not in log and "KeyboardInterrupt" not in log
-    assert "hive-mcp stopped" in log
-
-
-@pytest.mark.parametrize("transport", ["http", "sse"])
-def test_http_sigterm_with_a_client_connected_exits_cleanly(
-    transport: str, e2e_upstream: Upstream, workdir: Path
-) -> None:
-    # A grace period longer than wait_exit's patience: an idle stream must not hold the exit for it.
-    env = server_env(e2e_upstream, dump_dir_for(workdir, transport), api_key=True)
-    env["HIVE_MCP_SHUTDOWN_GRACE_S"] = "60"
-    server = HttpServer(transport, env, workdir, f"{transport}-sigterm")
-    session: Session | None = None
-    try:
-        server.wait_ready()
-        session = Session(server.client_target, "legacy")  # holds a standing GET stream open
-
-        async def go(c: Client) -> set[str]:
-            return {t.name for t in (await c.list_tools()).tools}
-
-        assert session.run(go) == TOOLS
-        rc = server.terminate()
-    finally:
-        if server.returncode is None:
-            server.terminate()
-        if session is not None:
-            session.close()  # the server is gone: whatever closing raises is expected
-    err = server.stderr()
-    assert rc == 0, err
-    assert "Traceback" not in err
-    assert " ERROR " not in err, err  # e.g. uvicorn's "ASGI callable returned without completing response"
-    assert "hive-mcp stopped" in err

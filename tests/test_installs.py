@@ -18,7 +18,6 @@ import sys
 import tomllib
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import jsonschema

@@ -21,8 +21,7 @@ from hive_mcp.spend import Budgets, SQLiteBackend, Spend
 from hive_mcp.tasks import TaskEngine, open_task_store
 from tests.clients import connect, mcp_server, until
 from tests.conftest import MODEL
-
-USER = [{"role": "user", "content": "hi"}]
+from tests.provider_calls import USER
 
 
 def value(name: str, **label_values: str) -> float:

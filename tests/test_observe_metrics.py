@@ -15,9 +15,9 @@ from hive_mcp.provider import FinishEvent
 from hive_mcp.tokens import bearer_tokens
 from harness.upstream import Reply
 from tests.conftest import MODEL
+from tests.provider_calls import USER
 from tests.test_routing import config_text, make_provider
 
-USER = [{"role": "user", "content": "hi"}]
 
 METRICS_TOKEN = "metrics-0123456789abcdef"
 

@@ -8,8 +8,7 @@ import pytest
 from hive_mcp.provider import CompletionRequest, FinishEvent, LiteLLMProvider, LLMResponse, Tool
 from hive_mcp.provider.base import build_request
 from harness.upstream import Reply
-
-USER = [{"role": "user", "content": "hi"}]
+from tests.provider_calls import USER
 
 
 def test_keywords_go_to_their_fields_and_the_rest_to_extra() -> None:

@@ -15,8 +15,7 @@ import pytest
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.offline import litellm
 from harness.upstream import Reply, Upstream
-
-USER = [{"role": "user", "content": "hi"}]
+from tests.provider_calls import USER
 
 
 class Heard(litellm.integrations.custom_logger.CustomLogger):  # type: ignore[misc, name-defined]

@@ -20,6 +20,7 @@ from hive_mcp.provider import (
 )
 from tests.clients import mcp_server
 from tests.conftest import FAST_RETRY
+from tests.provider_calls import USER
 from harness.shapes import (
     anthropic_reply,
     anthropic_stream,
@@ -33,7 +34,6 @@ from harness.shapes import (
 )
 from harness.upstream import Reply, Upstream
 
-USER = [{"role": "user", "content": "hi"}]
 SORRY = "I'm sorry, but I can't help with that."
 
 

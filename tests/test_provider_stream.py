@@ -14,8 +14,8 @@ from hive_mcp.provider import FinishEvent, LiteLLMProvider
 from hive_mcp.provider.offline import litellm
 from hive_mcp.provider.stream import get
 from harness.upstream import Reply, Upstream
+from tests.provider_calls import USER
 
-USER = [{"role": "user", "content": "hi"}]
 USAGE = {"prompt_tokens": 21, "completion_tokens": 4, "total_tokens": 25}
 DISPATCH = "dispatch_success_handlers"
 """The coroutine litellm's end-of-stream pass starts for its callbacks."""

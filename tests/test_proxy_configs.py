@@ -25,9 +25,9 @@ from hive_mcp.exposure import allowed_models
 from hive_mcp.settings import Settings
 from tests.clients import connect, mcp_server, text_of
 from tests.conftest import FAST_RETRY
+from tests.provider_calls import USER
 from harness.upstream import Reply, Upstream
 
-USER = [{"role": "user", "content": "hi"}]
 OPENAI_KEY = "sk-proj-openai-0123456789SECRET"
 
 

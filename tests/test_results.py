@@ -8,7 +8,6 @@ out and links the whole as `hive://results/{id}`, readable whole, by `?part=N`, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 

@@ -15,9 +15,9 @@ from hive_mcp.llms import load_config
 from hive_mcp.provider import FinishEvent, LiteLLMProvider, ProviderError, StreamErrorEvent, TextDeltaEvent
 from hive_mcp.provider.routing import ModelRouter
 from tests.conftest import FAST_RETRY
+from tests.provider_calls import USER, only_dump
 from harness.upstream import Reply, Upstream
 
-USER = [{"role": "user", "content": "hi"}]
 KEY_A = "sk-deployment-a-0123456789SECRET"
 KEY_B = "sk-deployment-b-0123456789SECRET"
 KEY_C = "sk-deployment-c-0123456789SECRET"
@@ -50,12 +50,6 @@ def make_provider(tmp_path: Path, text: str, **kw: Any) -> tuple[LiteLLMProvider
         model=config.groups[0], router=ModelRouter(config), retry=kw.pop("retry", FAST_RETRY), dump_store=store, **kw
     )
     return provider, store
-
-
-def only_dump(store: DumpStore):
-    page = store.list()
-    assert len(page.items) == 1, page.items
-    return store.read(page.items[0].id)
 
 
 def hits(*servers: Upstream) -> list[int]:

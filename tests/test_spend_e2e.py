@@ -9,10 +9,9 @@ from pathlib import Path
 
 from hive_mcp.mcp.results import call_facts
 from hive_mcp.spend.budgets import micro
-from tests.servers import HttpServer, Session, server_env
-from tests.clients import text_of
-from tests.test_http_security import authed_target
 from harness.upstream import Reply, Upstream
+from tests.clients import text_of
+from tests.servers import HttpServer, Session, authed_target, server_env
 
 ALICE = "tok-alice-0123456789abcdef"
 BARE = "tok-bare-0123456789abcdef"

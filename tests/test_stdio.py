@@ -3,7 +3,7 @@ stdin: read by the loop from a pipe, by a thread from a file; blocking mode give
 streams: stdin's lines parsed into messages, each message it sends written by the sending task.
 
 Real pipes, real threads; waits are on events or on all tasks being blocked, never on sleeps.
-(The whole transport is exercised end to end in tests/test_e2e.py.)
+(The whole transport is exercised end to end in tests/test_e2e.py, the process itself in tests/test_e2e_process.py.)
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal
 
 import anyio
