@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .provider.base import LLMProvider
     from .provider.deferred import DeferredProvider
     from .spend import Budgets, Spend
+    from .tasks import TaskEngine
 
 __all__ = ["App", "build"]
 
@@ -37,8 +38,8 @@ __all__ = ["App", "build"]
 class App:
     """What one process serves, as `build` opened it: the MCP server; its provider (litellm loads once
     `provider.start()` is called); the dump store; the conversation store (None when off) and the spend
-    ledger; the catalogue of what `model` may name; and `sources`, the dashboard's sections as one caller
-    (None: everyone) may see them."""
+    ledger; the catalogue of what `model` may name; `sources`, the dashboard's sections as one caller
+    (None: everyone) may see them; and the task engine (None when tasks are off), which serving stops."""
 
     server: MCPServer
     provider: DeferredProvider
@@ -47,6 +48,7 @@ class App:
     conversations: ConversationStore | None
     spend: Spend
     sources: Callable[[str | None], Sources]
+    tasks: TaskEngine | None
 
 # litellm_settings that are module-wide switches in litellm (the config loader's allow-list names them).
 _MODULE_SETTINGS = ("modify_params", "force_ipv4", "ssl_verify")
@@ -153,7 +155,7 @@ def build(
         """The dashboard's sections as `who` may see them (None: everyone's)."""
         return Sources(models=models_source(CallerDumps(store, who), models.listing), spend=usage_source(spend, who))
 
-    return App(server, provider, store, catalogue, conversations, spend, sources)
+    return App(server, provider, store, catalogue, conversations, spend, sources, backends.tasks)
 
 
 def file_access(settings: Settings, secrets: tuple[str, ...]) -> FileAccess:

@@ -244,11 +244,11 @@ def _serve(
         from .stdio import run_stdio
 
         logger.info("serving MCP over stdio")
-        run_stdio(app.server)
+        run_stdio(app.server, app.tasks.aclose if app.tasks is not None else None)
     else:
         from .http import run_http
 
-        run_http(app.server, settings, tokens, app.store, app.sources, listener)
+        run_http(app.server, settings, tokens, app.store, app.sources, listener, app.tasks)
     logger.info("hive-mcp stopped")
     if not app.provider.loaded:
         _leave_during_the_load()

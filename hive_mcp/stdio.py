@@ -39,7 +39,7 @@ import select
 import signal
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -76,21 +76,22 @@ SETTLE_AT_EOF_S = 5.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def run_stdio(server: Any) -> None:
-    """Serve `server` (an MCPServer) on stdin/stdout until EOF, Ctrl-C or SIGTERM."""
+def run_stdio(server: Any, stop: Callable[[], Awaitable[object]] | None = None) -> None:
+    """Serve `server` (an MCPServer) on stdin/stdout until EOF, Ctrl-C or SIGTERM; then await `stop()` (the
+    task engine's: what still runs reads failed), which an exit signal does not cut short."""
     if fcntl is None:
         server.run(transport="stdio")
         return
     watch = threading.current_thread() is threading.main_thread()
     before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if watch else {}
     try:
-        anyio.run(_serve_until_signal if watch else _serve, server)
+        anyio.run(_serve_until_signal if watch else _serve, server, stop)
     finally:
         for sig, handler in before.items():  # the caller's handlers again, for the way out
             signal.signal(sig, handler)
 
 
-async def _serve_until_signal(server: Any) -> None:
+async def _serve_until_signal(server: Any, stop: Callable[[], Awaitable[object]] | None) -> None:
     """`_serve`, stopped cleanly by the first SIGTERM or SIGINT (later ones change nothing).
 
     The event loop watches the signals itself (its wakeup fd): the kernel may hand a signal to
@@ -106,11 +107,11 @@ async def _serve_until_signal(server: Any) -> None:
                     tg.cancel_scope.cancel()
 
             tg.start_soon(stop_on_signal)
-            await _serve(server)
+            await _serve(server, stop)
             tg.cancel_scope.cancel()
 
 
-async def _serve(server: Any) -> None:
+async def _serve(server: Any, stop: Callable[[], Awaitable[object]] | None) -> None:
     stdin_fd = _claim(0, lambda: os.open(os.devnull, os.O_RDONLY))
     stdout = StdoutLines(_claim(1, _stderr_or_null))
     try:
@@ -118,6 +119,9 @@ async def _serve(server: Any) -> None:
             low = sdk_compat.lowlevel_server(server)  # as run_stdio_async does
             await low.run(read_stream, write_stream, low.create_initialization_options())
     finally:
+        if stop is not None:
+            with anyio.CancelScope(shield=True):
+                await stop()
         stdout.close(DRAIN_TIMEOUT_S)
 
 

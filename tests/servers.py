@@ -77,6 +77,14 @@ def wait_exit(proc: subprocess.Popen[Any], timeout: float = EXIT_S) -> int | Non
         return None
 
 
+def exited_cleanly(server: HttpServer, rc: int | None) -> str:
+    """The server's log, once `rc` (from `wait_exit`) says it exited 0 and the log shows no traceback."""
+    log = server.stderr()
+    assert rc == 0, log
+    assert "Traceback" not in log, log
+    return log
+
+
 def _limit_files(n: int) -> None:
     import resource
 

@@ -17,7 +17,7 @@ import anyio
 import pytest
 from mcp import Client, MCPError
 
-from tests.servers import TOOLS, HttpServer, Session, authed_target, server_env, wait_exit
+from tests.servers import TOOLS, HttpServer, Session, authed_target, exited_cleanly, server_env, wait_exit
 from tests.clients import text_of
 from harness.upstream import Reply, Upstream
 
@@ -110,9 +110,7 @@ def test_sigterm_lets_calls_in_flight_finish_answers_the_rest_and_exits_0(
         server.terminate()  # at once if it has exited; the log files are closed
         if session is not None:
             session.close()  # the server is gone: whatever closing raises is expected
-    log = server.stderr()
-    assert rc == 0, log
-    assert "Traceback" not in log, log
+    log = exited_cleanly(server, rc)
 
     finished = [o for o in outcomes if not isinstance(o, MCPError)]
     failed = [o for o in outcomes if isinstance(o, MCPError)]

@@ -23,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.cli import main
 from hive_mcp.scaling import max_workers
 from tests.clients import hear
-from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, authed_target, dump_id_in, server_env, wait_exit
+from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, authed_target, dump_id_in, exited_cleanly, server_env, wait_exit
 from tests.clients import text_of
 from tests.steering import Seen, Steer, steered_target, worker_pids
 from harness.upstream import RecordedRequest, Reply, Upstream
@@ -258,9 +258,7 @@ def test_sigterm_lets_every_workers_calls_finish_and_exits_0(tmp_path: Path) -> 
             server.terminate()
             if session is not None:
                 session.close()
-    log = server.stderr()
-    assert rc == 0, log
-    assert "Traceback" not in log, log
+    log = exited_cleanly(server, rc)
     for outcome in outcomes:
         assert not isinstance(outcome, MCPError), outcome
         assert not outcome.is_error and text_of(outcome) == "first half, second half"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -39,10 +40,16 @@ class Shutdown:
 
     To know which calls are unanswered, `_Exchange` reads the JSON-RPC ids of the
     requests POSTed and watches the answers on the way out.
+
+    Work that outlives its request (the tasks this instance runs) is stopped by
+    each of `drains`, started with the grace period as shutdown begins; the
+    application's own shutdown (the ASGI lifespan's) waits for them to end.
     """
 
-    def __init__(self, grace_s: float) -> None:
+    def __init__(self, grace_s: float, drains: Sequence[Callable[[float], Awaitable[object]]] = ()) -> None:
         self.grace_s = grace_s
+        self.drains = tuple(drains)
+        self._draining: list[asyncio.Future[object]] = []
         self.draining = False
         self.expired = False
         self.exchanges: set[_Exchange] = set()
@@ -52,7 +59,11 @@ class Shutdown:
 
     def wrap(self, app: App) -> App:
         async def tracked(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope.get("type") != "http":
+            kind = scope.get("type")
+            if kind == "lifespan":
+                await app(scope, self._after_drains(receive), send)
+                return
+            if kind != "http":
                 await app(scope, receive, send)
                 return
             await _Exchange(self, scope).run(app, receive, send)
@@ -68,7 +79,23 @@ class Shutdown:
         logger.info("shutting down: %d call(s) in flight get up to %g s to finish", busy, self.grace_s)
         for ex in list(self.exchanges):
             ex.drain()
+        self._draining = [asyncio.ensure_future(drain(self.grace_s)) for drain in self.drains]
         self._timer = asyncio.get_running_loop().call_later(self.grace_s, self.expire)
+
+    def _after_drains(self, receive: Receive) -> Receive:
+        """`receive` of the lifespan, which hands on `lifespan.shutdown` once every drain has ended (begun
+        with no grace period if shutdown never began)."""
+
+        async def received() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown":
+                if not self.draining:
+                    self._draining = [asyncio.ensure_future(drain(0.0)) for drain in self.drains]
+                if self._draining:
+                    await asyncio.gather(*self._draining, return_exceptions=True)
+            return message
+
+        return received
 
     def expire(self) -> None:
         """The grace period is over: answer what is left with an error and end every stream."""

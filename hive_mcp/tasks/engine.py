@@ -10,6 +10,9 @@ that started it, its state and result kept in the task store for any instance to
   mark at its next lease renewal (at most `tick_s` later: the way that needs nothing but the store), or is
   itself the one asked; it cancels the job (the upstream request closes; what was
   produced is charged as for any call cut short) and stores `cancelled`.
+* When the instance stops (`stop`: SIGTERM, the end of a stdio session), its jobs get the grace period its calls
+  get; one still running at its end is stopped and reads `failed` at once (`INSTANCE_GONE`), as it would once its
+  lease had run out.
 * A task is its caller's: another caller's id reads as not found (`owner_scope`: admins and the stdio user
   see every caller's by id); `page` lists the caller's own, newest first. At most `per_caller` unfinished at
   once, counted in the store so the cap holds across instances.
@@ -92,6 +95,8 @@ class _Running:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: bool = False
+    stopped: bool = False
+    """Cancelled because the instance stops, not at the client's request: the task reads failed."""
 
 
 class TaskEngine:
@@ -128,6 +133,7 @@ class TaskEngine:
         """Tells the other instances a task was asked to cancel (its id); None: they read the mark at renewal."""
         self._running: dict[str, _Running] = {}
         self._renewer: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Future[None] | None = None
 
     # -- starting ------------------------------------------------------------
 
@@ -173,7 +179,11 @@ class TaskEngine:
                 answers = await self._input(task, result)
                 result = await resume(answers, result.request_state)
         except asyncio.CancelledError:
-            ended = task.ended(CANCELLED, self.clock(), message=CANCELLED_TEXT)
+            if (running := self._running.get(task.task_id)) is not None and running.stopped:
+                error = {"code": INTERNAL_ERROR, "message": INSTANCE_GONE}
+                ended = task.ended(FAILED, self.clock(), message=INSTANCE_GONE, error=error)
+            else:
+                ended = task.ended(CANCELLED, self.clock(), message=CANCELLED_TEXT)
         except Exception as exc:  # noqa: BLE001 - a job that raised is a failed task, named in one line
             logger.warning("task %s (%s) failed: %s", task.task_id, task.tool, type(exc).__name__)
             ended = task.ended(FAILED, self.clock(), message="internal error", error=_error(exc))
@@ -309,12 +319,28 @@ class TaskEngine:
         """The ids of the jobs this instance runs now."""
         return list(self._running)
 
+    async def stop(self, grace_s: float) -> None:
+        """This instance stops: its jobs get `grace_s` to end, then those still running are stopped and read
+        failed (`INSTANCE_GONE`); then the lease renewal ends. A call while a stop runs waits for that one, so
+        the end of serving never cuts a grace period short."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(grace_s))
+        await asyncio.shield(self._stopping)
+
     async def aclose(self) -> None:
-        """Stop this instance's jobs (they read `cancelled`) and the lease renewal."""
-        for task_id in list(self._running):
+        """`stop` with no grace period (or the end of the one under way)."""
+        await self.stop(0.0)
+
+    async def _stop(self, grace_s: float) -> None:
+        if self._running and grace_s > 0:
+            logger.info("shutting down: %d task(s) running get up to %g s to finish", len(self._running), grace_s)
+            await asyncio.wait([r.job for r in self._running.values()], timeout=grace_s)
+        for task_id, running in list(self._running.items()):
+            running.stopped = True
             self._cancel_local(task_id)
         waiting = [r.done.wait() for r in self._running.values()]
         if waiting:
+            logger.warning("%d task(s) stopped unfinished: they read failed", len(waiting))
             await asyncio.gather(*waiting)
         if self._renewer is not None:
             self._renewer.cancel()

@@ -1,0 +1,148 @@
+"""An instance that stops (SIGTERM, the end of a stdio session) and the tasks it runs.
+
+Its tasks get the grace period its calls get: one that ends within it keeps its result. One still running when
+the grace period is over, or when serving ends, reads `failed` at once, saying the instance stopped; without
+that it would read `working` until its lease ran out. Every end here is read back from the store itself by
+another store object, so the lease rule (which reads an expired lease as failed) cannot stand in for it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp_types import CallToolResult, TextContent
+
+from harness.task_requests import raw
+from harness.upstream import Reply, Upstream
+from hive_mcp.tasks import TaskEngine, TaskRecord
+from hive_mcp.tasks.engine import INSTANCE_GONE
+from hive_mcp.tasks.records import COMPLETED, FAILED
+from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
+from tests.servers import HttpServer, Session, exited_cleanly, server_env, wait_exit
+
+pytestmark = pytest.mark.anyio
+LEASE_S = 600.0
+"""No lease runs out during a test: an end the store holds was written by the instance that stopped."""
+GRACE_S = 3.0
+
+
+async def stored(path: Path, task_id: str) -> TaskRecord:
+    store = SQLiteTaskStore(path)
+    try:
+        task = await store.get(task_id, time.time())
+    finally:
+        await store.aclose()
+    assert task is not None, task_id
+    return task
+
+
+def answer(text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)])
+
+
+@pytest.mark.parametrize("grace_s", [0.0, 0.05])
+async def test_a_task_still_running_when_the_instance_stops_reads_failed_at_once(tmp_path: Path, grace_s) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    engine = TaskEngine(SQLiteTaskStore(path), lease_s=LEASE_S)
+    task = await engine.start("alice", "complete", anyio.sleep_forever)
+    await engine.stop(grace_s)
+    ended = await stored(path, task.task_id)
+    assert ended.status == FAILED and ended.message == INSTANCE_GONE, ended
+    assert ended.error is not None and ended.error["message"] == INSTANCE_GONE
+    assert engine.running() == []
+
+
+async def test_a_task_that_ends_within_the_grace_period_keeps_its_result(tmp_path: Path) -> None:
+    """The end of serving (`aclose`) while the grace period runs waits for it rather than cutting it short."""
+    path = tmp_path / "tasks.sqlite3"
+    engine = TaskEngine(SQLiteTaskStore(path), lease_s=LEASE_S)
+    release = anyio.Event()
+
+    async def job() -> CallToolResult:
+        await release.wait()
+        return answer("done in time")
+
+    task = await engine.start("alice", "complete", job)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.stop, 600.0)
+            tg.start_soon(engine.aclose)
+            await anyio.wait_all_tasks_blocked()  # both are waiting on the job
+            assert engine.running() == [task.task_id]
+            release.set()
+    ended = await stored(path, task.task_id)
+    assert ended.status == COMPLETED and ended.result is not None, ended
+    assert ended.result["content"] == [{"type": "text", "text": "done in time"}]
+
+
+def test_sigterm_lets_a_task_finish_within_the_grace_period_and_fails_the_one_that_cannot(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """Two tasks over HTTP, a 2025-11-25 client; SIGTERM; then one task's stream is let go and the other's
+    upstream hangs. The first keeps its whole text; the second reads failed in the store as soon as the process
+    has exited, where nothing else would have ended it before a reader found its lease run out."""
+    env = server_env(upstream, tmp_path / "dumps", api_key=True)
+    env.update(HIVE_MCP_SHUTDOWN_GRACE_S=str(GRACE_S))
+    server = HttpServer("http", env, tmp_path, "tasks-sigterm")
+    upstream.script(Reply.stream(["first half, ", "second half"], hold_after=1), Reply.hang())
+    session: Session | None = None
+    try:
+        server.wait_ready()
+        session = Session(server.client_target, "legacy")
+
+        async def go(client: Client) -> list[str]:
+            ids = []
+            for i in range(2):
+                created = await raw(client, "tools/call", {"name": "stream_complete", "arguments": {"prompt": f"{i}"},
+                                                           "task": {}})  # fmt: skip
+                ids.append(created["task"]["taskId"])
+            with anyio.fail_after(30):
+                while len(upstream.chat_requests()) < 2 or not upstream.chunk_sent.is_set():
+                    await anyio.sleep(0.02)  # polling counters: the two requests have no one event
+            return ids
+
+        ids = session.run(go, timeout=60)
+        signalled = time.monotonic()
+        server.signal_stop()
+        deadline = time.monotonic() + 30
+        while "task(s) running" not in server.stderr():  # the log is the only sign it counted its tasks: polled
+            assert time.monotonic() < deadline, server.stderr()
+            time.sleep(0.02)
+        upstream.release()
+        rc = wait_exit(server.proc, GRACE_S + 20)
+        exited = time.monotonic()
+    finally:
+        server.terminate()
+        if session is not None:
+            session.close()
+    log = exited_cleanly(server, rc)
+    assert "shutting down: 2 task(s) running" in log and "1 task(s) stopped unfinished" in log, log
+    assert exited - signalled <= GRACE_S + 15, exited - signalled
+    path = tmp_path / "hive-home" / "hive-mcp-tasks.sqlite3"
+    ends = {task.status: task for task in (anyio.run(stored, path, task_id) for task_id in ids)}
+    assert set(ends) == {COMPLETED, FAILED}, ends  # which task got which reply is the upstream's order
+    finished, cut = ends[COMPLETED], ends[FAILED]
+    assert finished.status == COMPLETED, finished
+    assert finished.result is not None and finished.result["content"][0]["text"] == "first half, second half"
+    assert cut.status == FAILED and cut.message == INSTANCE_GONE, cut
+
+
+async def test_the_end_of_a_stdio_session_fails_its_running_task_at_once(upstream: Upstream, tmp_path: Path) -> None:
+    """The client closes the pipe while a task streams: the server's last act is to store it as failed."""
+    env = server_env(upstream, tmp_path / "dumps", api_key=True)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "hive_mcp"], env=env, cwd=str(tmp_path))
+    upstream.script(Reply.stream(["first half, ", "second half"], hold_after=1))
+    with open(tmp_path / "stderr.log", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
+            created = await raw(client, "tools/call", {"name": "stream_complete", "arguments": {"prompt": "hi"},
+                                                       "task": {}})  # fmt: skip
+            assert await anyio.to_thread.run_sync(upstream.chunk_sent.wait, 60)
+    cut = await stored(tmp_path / "hive-home" / "hive-mcp-tasks.sqlite3", created["task"]["taskId"])
+    assert cut.status == FAILED and cut.message == INSTANCE_GONE, (cut, (tmp_path / "stderr.log").read_text())
