@@ -302,8 +302,7 @@ class Settings(BaseSettings):
         None, "/metrics on this port too", flag="--metrics-port", metavar="PORT", ge=1, le=65535)
     shutdown_grace_s: float = setting(
         10.0,
-        "seconds calls in flight and running tasks get to finish after SIGTERM before they are answered with an "
-        "error or read failed (default: 10)",
+        "seconds calls in flight and running tasks get to finish after SIGTERM, then end in error (default: 10)",
         metavar="SECONDS",
         ge=0,
         allow_inf_nan=False,
