@@ -70,13 +70,17 @@ def make_dump(i: int, *, error_type: str = "rate_limit", model: str = MODEL, whe
 
 
 class Progress:
-    """Collects progress notifications; `wait_for(pred)` waits until one matches."""
+    """Collects progress notifications; `wait_for(pred)` waits until one matches; `on_first_text()` is called
+    as the first one with text arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_first_text: Callable[[], None] | None = None) -> None:
         self.items: list[tuple[float, str | None]] = []
         self._changed = anyio.Event()
+        self._on_first_text = on_first_text
 
     async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        if message and self._on_first_text is not None and not self.text:
+            self._on_first_text()
         self.items.append((progress, message))
         self._changed.set()
         self._changed = anyio.Event()

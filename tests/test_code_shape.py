@@ -221,6 +221,6 @@ def test_the_tests_define_each_shared_helper_once():
     """One `text_of`, one `wait_thread_event`, one `MODEL`, one of each fixture every module shares: a helper
     defined twice drifts (one asserted a single text content, another joined whatever came)."""
     paths = [*sorted((REPO / "tests").glob("*.py")), *sorted((REPO / "harness").glob("*.py"))]
-    for name in ("text_of", "wait_thread_event", "MODEL", "mode", "valkey_server"):
+    for name in ("text_of", "wait_thread_event", "MODEL", "mode", "valkey_server", "Progress", "USER", "only_dump"):
         where = [str(p.relative_to(REPO)) for p in paths if name in defined_at_top(p)]
         assert len(where) == 1, (name, where)

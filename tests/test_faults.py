@@ -32,9 +32,9 @@ from hive_mcp.mcp.results import call_facts
 from hive_mcp.dumps import DumpStore, FailureDump
 from hive_mcp.mcp import dump_uri
 from hive_mcp.provider import LiteLLMProvider
-from tests.clients import mcp_server, text_of
+from tests.clients import Progress, mcp_server, text_of
 from tests.conftest import DEADLINE_S, FAST_RETRY, MODEL, TEST_KEY
-from tests.fault_calls import WAIT, Progress, call
+from tests.fault_calls import WAIT, call
 from harness.upstream import Reply, Upstream, tool_call_delta
 
 TOOLS = ["complete", "stream_complete"]

@@ -31,8 +31,8 @@ from mcp import Client
 from hive_mcp.dumps import DumpStore, FailureDump
 from hive_mcp.limits import Limits
 from hive_mcp.provider import LiteLLMProvider
-from tests.clients import mcp_server, text_of
-from tests.fault_calls import WAIT, Progress, call
+from tests.clients import Progress, mcp_server, text_of
+from tests.fault_calls import WAIT, call
 from harness.upstream import Reply, Upstream
 
 

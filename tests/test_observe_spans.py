@@ -17,7 +17,7 @@ from harness.upstream import Reply
 from tests.conftest import FAST_RETRY, MODEL, TEST_KEY
 from tests.otel import memory_metrics, memory_spans, metric_points, named
 
-USER = [{"role": "user", "content": "what is the capital of France?"}]
+QUESTION = [{"role": "user", "content": "what is the capital of France?"}]
 SPAN = "chat gpt-4o-mini"
 USAGE = {
     "prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
@@ -33,7 +33,7 @@ def spans():
 async def test_each_attempt_is_a_genai_client_span_with_the_conventions_attributes(warm, upstream, spans):
     upstream.script(Reply.error(429, "slow down"), Reply.text("Paris", usage=USAGE))
     with labelled("alice", "conv-1"):  # as the call layer names the call around the provider
-        reply = await warm.acomplete(USER, max_tokens=50, temperature=0.2)
+        reply = await warm.acomplete(QUESTION, max_tokens=50, temperature=0.2)
     first, second = named(spans.get_finished_spans(), SPAN)
     for span in (first, second):
         assert span.kind is SpanKind.CLIENT
@@ -62,7 +62,7 @@ async def test_each_attempt_is_a_genai_client_span_with_the_conventions_attribut
 async def test_the_attempt_spans_continue_the_trace_they_are_called_in(warm, upstream, spans):
     upstream.script(Reply.text("Paris"))
     with trace.get_tracer("test").start_as_current_span("tools/call complete") as parent:
-        await warm.acomplete(USER)
+        await warm.acomplete(QUESTION)
     (span,) = named(spans.get_finished_spans(), SPAN)
     assert span.context.trace_id == parent.get_span_context().trace_id
     assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
@@ -70,7 +70,7 @@ async def test_the_attempt_spans_continue_the_trace_they_are_called_in(warm, ups
 
 async def test_a_stream_span_records_its_time_to_first_chunk(warm, upstream, spans):
     upstream.script(Reply.stream(["Par", "is"], delay=0.2))
-    events = [event async for event in warm.stream(USER)]
+    events = [event async for event in warm.stream(QUESTION)]
     assert isinstance(events[-1], FinishEvent)
     (span,) = named(spans.get_finished_spans(), SPAN)
     assert span.attributes["gen_ai.request.stream"] is True
@@ -81,7 +81,7 @@ async def test_a_stream_span_records_its_time_to_first_chunk(warm, upstream, spa
 async def test_a_failed_call_names_its_dump_on_its_last_attempt(warm, upstream, spans):
     upstream.script(Reply.error(400, "bad request"))
     with pytest.raises(ProviderError) as caught:
-        await warm.acomplete(USER)
+        await warm.acomplete(QUESTION)
     (span,) = named(spans.get_finished_spans(), SPAN)
     assert caught.value.dump_id and span.attributes["hive_mcp.dump_id"] == caught.value.dump_id
     assert span.attributes["error.type"] == caught.value.error_type
@@ -89,7 +89,7 @@ async def test_a_failed_call_names_its_dump_on_its_last_attempt(warm, upstream, 
 
 async def test_no_prompt_or_answer_text_on_a_span_unless_asked(warm, upstream, spans):
     upstream.script(Reply.text("Paris is the capital"))
-    await warm.acomplete(USER)
+    await warm.acomplete(QUESTION)
     (span,) = named(spans.get_finished_spans(), SPAN)
     text = json.dumps({k: str(v) for k, v in span.attributes.items()})
     assert "capital" not in text and "gen_ai.input.messages" not in span.attributes
@@ -111,7 +111,7 @@ async def test_asked_for_content_goes_on_the_span_redacted(upstream, store, span
 async def test_a_call_tells_how_long_it_waited_on_the_upstream(warm, upstream):
     upstream.script(Reply.text("Paris", delay=0.3))
     started = time.perf_counter()
-    reply = await warm.acomplete(USER)
+    reply = await warm.acomplete(QUESTION)
     wall = time.perf_counter() - started
     assert 0.3 <= reply.upstream_wait_s <= wall
 
@@ -119,7 +119,7 @@ async def test_a_call_tells_how_long_it_waited_on_the_upstream(warm, upstream):
 async def test_a_stream_tells_how_long_it_waited_on_the_upstream(warm, upstream):
     upstream.script(Reply.stream(["Par", "is"], delay=0.3))
     started = time.perf_counter()
-    events = [event async for event in warm.stream(USER)]
+    events = [event async for event in warm.stream(QUESTION)]
     wall = time.perf_counter() - started
     assert 0.3 <= events[-1].response.upstream_wait_s <= wall
 
@@ -128,14 +128,14 @@ async def test_a_failed_call_tells_how_long_it_waited_too(warm, upstream):
     upstream.script(Reply.error(400, "bad request"))
     started = time.perf_counter()
     with pytest.raises(ProviderError) as caught:
-        await warm.acomplete(USER)
+        await warm.acomplete(QUESTION)
     assert 0 < caught.value.upstream_wait_s <= time.perf_counter() - started
 
 
 async def test_the_genai_metrics_are_recorded_through_the_sdk(warm, upstream):
     reader = memory_metrics()
     upstream.script(Reply.error(429, "slow down"), Reply.text("Paris", usage=USAGE))
-    await warm.acomplete(USER)
+    await warm.acomplete(QUESTION)
     durations = metric_points(reader, "gen_ai.client.operation.duration")
     ok = [p for p in durations if p.attributes.get("gen_ai.response.model") == "gpt-4o-mini"]
     failed = [p for p in durations if p.attributes.get("error.type") == "rate_limit"]
@@ -168,7 +168,7 @@ async def test_a_step_span_sits_in_the_calls_trace_with_its_attributes(warm, ups
     upstream.script(Reply.text("Paris"))
     with trace.get_tracer("test").start_as_current_span("tools/call complete") as parent:
         with step("hive_mcp.provider", caller="alice", conversation=None):
-            await warm.acomplete(USER)
+            await warm.acomplete(QUESTION)
     (provider_step,) = named(spans.get_finished_spans(), "hive_mcp.provider")
     (attempt,) = named(spans.get_finished_spans(), SPAN)
     assert provider_step.kind is SpanKind.INTERNAL and dict(provider_step.attributes) == {"hive_mcp.caller": "alice"}
