@@ -5,19 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import pytest
 from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import ERROR_TYPES, DumpStore
-
-from tests.clients import connect, make_dump, mcp_server
-
-
-@pytest.fixture
-def make_server(provider: Any, store: DumpStore) -> Callable[..., MCPServer]:
-    return lambda: mcp_server(provider, store)
+from tests.clients import connect, make_dump
 
 
 async def test_list_failed_requests_error_type_is_an_enum_and_an_unknown_one_is_refused_with_the_list(

@@ -68,14 +68,6 @@ def named(count: int) -> FakeCatalogue:
     return FakeCatalogue([ModelGroup(name=f"openai/model-number-{i:03d}") for i in range(count)])
 
 
-@pytest.fixture
-def make_server(provider: Any, store: DumpStore) -> Callable[..., MCPServer]:
-    def make(**kwargs: Any) -> MCPServer:
-        return mcp_server(provider, store, **kwargs)
-
-    return make
-
-
 async def read_json(c: Any, uri: str) -> Any:
     [content] = (await c.read_resource(uri)).contents
     assert isinstance(content, types.TextResourceContents) and content.mime_type == "application/json"
