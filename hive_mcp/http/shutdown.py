@@ -79,8 +79,11 @@ class Shutdown:
         logger.info("shutting down: %d call(s) in flight get up to %g s to finish", busy, self.grace_s)
         for ex in list(self.exchanges):
             ex.drain()
-        self._draining = [asyncio.ensure_future(drain(self.grace_s)) for drain in self.drains]
+        self._start_drains(self.grace_s)
         self._timer = asyncio.get_running_loop().call_later(self.grace_s, self.expire)
+
+    def _start_drains(self, grace_s: float) -> None:
+        self._draining = [asyncio.ensure_future(drain(grace_s)) for drain in self.drains]
 
     def _after_drains(self, receive: Receive) -> Receive:
         """`receive` of the lifespan, which hands on `lifespan.shutdown` once every drain has ended (begun
@@ -90,7 +93,7 @@ class Shutdown:
             message = await receive()
             if message.get("type") == "lifespan.shutdown":
                 if not self.draining:
-                    self._draining = [asyncio.ensure_future(drain(0.0)) for drain in self.drains]
+                    self._start_drains(0.0)
                 if self._draining:
                     await asyncio.gather(*self._draining, return_exceptions=True)
             return message

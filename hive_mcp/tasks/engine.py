@@ -180,8 +180,7 @@ class TaskEngine:
                 result = await resume(answers, result.request_state)
         except asyncio.CancelledError:
             if (running := self._running.get(task.task_id)) is not None and running.stopped:
-                error = {"code": INTERNAL_ERROR, "message": INSTANCE_GONE}
-                ended = task.ended(FAILED, self.clock(), message=INSTANCE_GONE, error=error)
+                ended = _gone(task, self.clock())
             else:
                 ended = task.ended(CANCELLED, self.clock(), message=CANCELLED_TEXT)
         except Exception as exc:  # noqa: BLE001 - a job that raised is a failed task, named in one line
@@ -262,9 +261,7 @@ class TaskEngine:
         if task is None or (scope is not None and task.owner != scope):
             raise TaskNotFound(task_id)
         if not task.terminal and task.lease < now and task.task_id not in self._running:
-            error = {"code": INTERNAL_ERROR, "message": INSTANCE_GONE}
-            gone = task.ended(FAILED, now, message=INSTANCE_GONE, error=error)
-            await self._ask(self.store.finish(gone), "end a task")
+            await self._ask(self.store.finish(_gone(task, now)), "end a task")
             return await self.get(caller, task_id)
         return task
 
@@ -344,6 +341,11 @@ class TaskEngine:
             await asyncio.gather(*waiting)
         if self._renewer is not None:
             self._renewer.cancel()
+
+
+def _gone(task: TaskRecord, now: float) -> TaskRecord:
+    """`task` ended because the instance running it stopped, or died (its lease ran out)."""
+    return task.ended(FAILED, now, message=INSTANCE_GONE, error={"code": INTERNAL_ERROR, "message": INSTANCE_GONE})
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
