@@ -14,7 +14,7 @@ import pytest
 from hive_mcp.dumps import DumpNotFound, DumpStore, InvalidDumpId
 from hive_mcp.dumps.redis_store import RedisDumpStore
 from harness.processes import child_env
-from tests.test_dumps import make_dump
+from tests.conftest_dumps import make_dump
 from harness.valkey import ValkeyProcess
 from tests.conftest_valkey import valkey_binary
 
