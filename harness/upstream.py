@@ -303,6 +303,11 @@ class Upstream:
         with self._lock:
             self._script.extend(replies)
 
+    def unscript(self) -> None:
+        """Forget the replies scripted and not yet sent: a test sharing this upstream starts from none."""
+        with self._lock:
+            self._script.clear()
+
     def release(self) -> None:
         """Let a stream held by `hold_after` continue."""
         assert self._release is not None

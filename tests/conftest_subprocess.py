@@ -38,13 +38,10 @@ e2e_upstream = pytest.fixture(module_upstream, scope="module", name="e2e_upstrea
 sec_upstream = pytest.fixture(module_upstream, scope="module", name="sec_upstream")
 
 
-@pytest.fixture(autouse=True)
-def fresh_upstream(request: pytest.FixtureRequest) -> None:
-    """Tests share one upstream: start each with an empty script and cleared events."""
-    if "e2e_upstream" not in request.fixturenames:
-        return
-    up: Upstream = request.getfixturevalue("e2e_upstream")
-    with up._lock:  # a failed test must not leave replies for the next one
-        up._script.clear()
-    up.chunk_sent.clear()
-    up.client_gone.clear()
+@pytest.fixture
+def fresh_upstream(e2e_upstream: Upstream) -> None:
+    """Tests share one upstream: start each with an empty script and cleared events (a module takes it with
+    `pytestmark = pytest.mark.usefixtures("fresh_upstream")`)."""
+    e2e_upstream.unscript()  # a failed test must not leave replies for the next one
+    e2e_upstream.chunk_sent.clear()
+    e2e_upstream.client_gone.clear()

@@ -40,6 +40,8 @@ from tests.servers import TOOLS, HttpServer, Session, dump_id_in, server_env
 from tests.clients import text_of, wait_thread_event
 from harness.upstream import Reply, Upstream
 
+pytestmark = pytest.mark.usefixtures("fresh_upstream")
+
 # ---------------------------------------------------------------------------
 # Helpers: environment, processes, sessions
 # ---------------------------------------------------------------------------

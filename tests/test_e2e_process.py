@@ -32,6 +32,8 @@ from tests.servers import EXIT_S, STARTUP_S, TOOLS, HttpServer, Session, server_
 from harness.processes import INITIALIZE
 from harness.upstream import Reply, Upstream
 
+pytestmark = pytest.mark.usefixtures("fresh_upstream")
+
 
 # ---------------------------------------------------------------------------
 # Process behaviour: stdout purity, signals
@@ -217,10 +219,8 @@ def test_http_sigterm_with_a_client_connected_exits_cleanly(
             return {t.name for t in (await c.list_tools()).tools}
 
         assert session.run(go) == TOOLS
-        rc = server.terminate()
     finally:
-        if server.returncode is None:
-            server.terminate()
+        rc = server.terminate()
         if session is not None:
             session.close()  # the server is gone: whatever closing raises is expected
     err = server.stderr()

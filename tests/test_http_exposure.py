@@ -93,10 +93,8 @@ def test_non_loopback_with_allow_unauthenticated_serves_and_accepts_its_own_addr
                 assert r.status_code == 200, r.text
             r = client.post("/mcp", headers={**MCP_HEADERS, "host": "evil.example"}, json=INITIALIZE)
             assert r.status_code == 421
-        rc = server.terminate()
     finally:
-        if server.returncode is None:
-            server.terminate()
+        rc = server.terminate()
     log = server.stderr()
     assert rc == 0, log
     assert "without authentication" in log and " WARNING " in log
@@ -143,10 +141,8 @@ def test_exposed_http_without_allowed_models_serves_only_the_default_model(
         assert not default.is_error, text_of(default)
         assert text_of(default) == "from the default model"
         assert [r.body.get("model") for r in sec_upstream.chat_requests()[before:]] == [MODEL.split("/", 1)[1]]
-        rc = server.terminate()
     finally:
-        if server.returncode is None:
-            server.terminate()
+        rc = server.terminate()
     log = server.stderr()
     assert rc == 0, log
     lines = [line for line in log.splitlines() if "HIVE_MCP_ALLOWED_MODELS" in line]
@@ -170,10 +166,8 @@ def test_exposed_http_with_allowed_models_serves_them(sec_upstream: Upstream, wo
             session.close()
         assert not result.is_error, text_of(result)
         assert text_of(result) == "from the other model"
-        server.terminate()
     finally:
-        if server.returncode is None:
-            server.terminate()
+        server.terminate()
     assert "only the default model" not in server.stderr()
 
 

@@ -55,8 +55,7 @@ def test_sigterm_lets_calls_in_flight_finish_answers_the_rest_and_exits_0(
     """
     server = sigterm_servers[(transport, mode)]
     session: Session | None = None
-    with sec_upstream._lock:  # nothing left over from another test
-        sec_upstream._script.clear()
+    sec_upstream.unscript()  # nothing left over from another test
     sec_upstream.script(*[Reply.stream(["first half, ", "second half"], hold_after=1)] * (CALLS - 1), Reply.hang())
     try:
         server.wait_ready()
