@@ -10,27 +10,33 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp_types import CallToolResult, TextContent
 
 from harness.task_requests import raw
 from harness.upstream import Reply, Upstream
+from hive_mcp.mcp.constants import SHUTDOWN_ERROR_CODE
 from hive_mcp.tasks import TaskEngine, TaskRecord
-from hive_mcp.tasks.engine import INSTANCE_GONE
+from hive_mcp.tasks.engine import INSTANCE_GONE, InstanceStopping
+from hive_mcp.tasks.policy import LONG_INPUT_CHARS
 from hive_mcp.tasks.records import COMPLETED, FAILED
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
+from tests.clients import connect, mcp_server
 from tests.servers import HttpServer, Session, exited_cleanly, server_env, wait_exit
 
 pytestmark = pytest.mark.anyio
 LEASE_S = 600.0
 """No lease runs out during a test: an end the store holds was written by the instance that stopped."""
 GRACE_S = 3.0
+LONG = "x" * LONG_INPUT_CHARS  # predicted long: a 2026 client that declared the extension gets a task
 
 
 async def stored(path: Path, task_id: str) -> TaskRecord:
@@ -45,6 +51,17 @@ async def stored(path: Path, task_id: str) -> TaskRecord:
 
 def answer(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)])
+
+
+def held_job() -> tuple[anyio.Event, Callable[[], Awaitable[CallToolResult]]]:
+    """A job that answers "done in time" once the event is set."""
+    release = anyio.Event()
+
+    async def job() -> CallToolResult:
+        await release.wait()
+        return answer("done in time")
+
+    return release, job
 
 
 @pytest.mark.parametrize("grace_s", [0.0, 0.05])
@@ -63,12 +80,7 @@ async def test_a_task_that_ends_within_the_grace_period_keeps_its_result(tmp_pat
     """The end of serving (`aclose`) while the grace period runs waits for it rather than cutting it short."""
     path = tmp_path / "tasks.sqlite3"
     engine = TaskEngine(SQLiteTaskStore(path), lease_s=LEASE_S)
-    release = anyio.Event()
-
-    async def job() -> CallToolResult:
-        await release.wait()
-        return answer("done in time")
-
+    release, job = held_job()
     task = await engine.start("alice", "complete", job)
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
@@ -80,6 +92,92 @@ async def test_a_task_that_ends_within_the_grace_period_keeps_its_result(tmp_pat
     ended = await stored(path, task.task_id)
     assert ended.status == COMPLETED and ended.result is not None, ended
     assert ended.result["content"] == [{"type": "text", "text": "done in time"}]
+
+
+async def test_a_task_asked_for_while_the_instance_stops_is_refused_and_never_stored(tmp_path: Path) -> None:
+    """A request already on the wire when shutdown began can still ask for a task. Started, it would run where
+    no drain waits for it (the drain's grace period may be over) and read `working` until its lease ran out;
+    it is refused in one line instead, while the stop's grace period runs and after it."""
+    path = tmp_path / "tasks.sqlite3"
+    engine = TaskEngine(SQLiteTaskStore(path), lease_s=LEASE_S)
+    release, job = held_job()
+    first = await engine.start("alice", "complete", job)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.stop, 600.0)
+            await anyio.wait_all_tasks_blocked()  # the stop waits on the job
+            with pytest.raises(InstanceStopping, match=r"^hive-mcp is shutting down: the task was not started"):
+                await engine.start("bob", "complete", job)
+            release.set()
+    with pytest.raises(InstanceStopping) as after:
+        await engine.start("bob", "complete", job)
+    assert "\n" not in str(after.value), after.value
+    assert await engine.page("bob", None, 10) == [] and engine.running() == []
+    assert (await stored(path, first.task_id)).status == COMPLETED
+
+
+class HeldCreate(SQLiteTaskStore):
+    """A task store whose `create` stores the task, then waits for `go` before it answers."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.created: TaskRecord | None = None
+        self.stored = anyio.Event()
+        self.go = anyio.Event()
+
+    async def create(self, task: TaskRecord, cap: int, now: float) -> bool:
+        made = await super().create(task, cap, now)
+        self.created = task
+        self.stored.set()
+        await self.go.wait()
+        return made
+
+
+async def test_a_task_stored_while_the_whole_stop_ran_is_ended_as_gone_and_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    store = HeldCreate(path)
+    engine = TaskEngine(store, lease_s=LEASE_S)
+    refused: list[BaseException] = []
+
+    async def ask() -> None:
+        with pytest.raises(InstanceStopping) as caught:
+            await engine.start("alice", "complete", anyio.sleep_forever)
+        refused.append(caught.value)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            await store.stored.wait()
+            await engine.stop(0.0)
+            store.go.set()
+    assert len(refused) == 1 and engine.running() == []
+    assert store.created is not None
+    ended = await stored(path, store.created.task_id)
+    assert ended.status == FAILED and ended.message == INSTANCE_GONE, ended
+
+
+async def test_a_2025_client_asking_a_stopping_instance_for_a_task_reads_the_refusal(provider, store, tmp_path) -> None:
+    """Over MCP: the JSON-RPC error of a call cut off by shutdown (its code, and a line saying to send it again)."""
+    engine = TaskEngine(SQLiteTaskStore(tmp_path / "tasks.sqlite3"), lease_s=LEASE_S)
+    async with connect(mcp_server(provider, store, tasks=engine), "legacy") as client:
+        await engine.stop(0.0)
+        with pytest.raises(MCPError) as refused:
+            await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}, "task": {}})
+    assert refused.value.code == SHUTDOWN_ERROR_CODE, refused.value
+    assert "shutting down" in refused.value.message and "send the call again" in refused.value.message
+
+
+async def test_a_2026_call_a_stopping_instance_would_have_made_a_task_is_answered_directly(
+    provider, store, tmp_path, upstream: Upstream
+) -> None:
+    """The server, not the client, chose the task: the call is answered as any call in the grace period is."""
+    engine = TaskEngine(SQLiteTaskStore(tmp_path / "tasks.sqlite3"), lease_s=LEASE_S)
+    upstream.script(Reply.text("answered directly"))
+    async with connect(mcp_server(provider, store, tasks=engine), "auto") as client:
+        await engine.stop(0.0)
+        answered = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": LONG}})
+    assert answered.get("resultType") != "task", answered
+    assert answered["content"] == [{"type": "text", "text": "answered directly"}], answered
 
 
 @pytest.mark.parametrize("workers", [1, 2])

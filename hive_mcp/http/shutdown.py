@@ -10,13 +10,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import sdk_compat
+from ..mcp.constants import SHUTDOWN_ERROR_CODE
 from .asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App, Message, Receive, Scope, Send, respond
 
-__all__ = ["SHUTDOWN_ERROR_CODE", "Shutdown", "let_event_streams_end"]
+__all__ = ["Shutdown", "let_event_streams_end"]
 
 logger = logging.getLogger("hive_mcp.http")
 
-SHUTDOWN_ERROR_CODE = -32000  # JSON-RPC "server error" range
 
 
 class Shutdown:

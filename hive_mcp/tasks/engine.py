@@ -33,11 +33,12 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, CallToolResult, InputRequiredResult
 
 from ..observe import metrics
+from ..mcp.constants import SHUTDOWN_ERROR_CODE
 from ..defaults import TASK_LEASE_S, TASK_MAX_TTL_S, TASK_TTL_S, TASKS_PER_CALLER
 from ..tokens import owner_scope
 from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, TaskRecord, poll_interval_ms
 
-__all__ = ["Job", "TaskEngine", "TaskNotFound", "TaskStore", "TasksUnavailable", "TooManyTasks"]
+__all__ = ["InstanceStopping", "Job", "TaskEngine", "TaskNotFound", "TaskStore", "TasksUnavailable", "TooManyTasks"]
 
 logger = logging.getLogger("hive_mcp.tasks")
 T = TypeVar("T")
@@ -75,6 +76,16 @@ class TasksUnavailable(MCPError):
     def __init__(self, operation: str) -> None:
         super().__init__(INTERNAL_ERROR, f"tasks are unavailable: the state store did not answer ({operation}); "
                          "try again shortly")  # fmt: skip
+
+
+class InstanceStopping(TasksUnavailable):
+    """This instance has begun to stop: a task asked for now would run where no drain waits for it. A 2025-11-25
+    client, which asked for the task, reads the error a call cut off by shutdown reads; a 2026-07-28 call, whose
+    task the server chose, answers directly (`TasksUnavailable`) within the calls' grace period."""
+
+    def __init__(self) -> None:
+        MCPError.__init__(self, SHUTDOWN_ERROR_CODE, "hive-mcp is shutting down: the task was not started; send "
+                          "the call again")  # fmt: skip
 
 
 class TaskStore(Protocol):
@@ -146,7 +157,10 @@ class TaskEngine:
         maximum; None: the default); `on_end(task)` is awaited once its end is stored (a status notification).
         A job whose tool asks the client for input (an `InputRequiredResult`) leaves the task `input_required`
         until `update` has brought every answer, then `resume(answers, request_state)` goes on (without
-        `resume`, such a task fails). The job starts after this returns. Raises `TooManyTasks`."""
+        `resume`, such a task fails). The job starts after this returns. Raises `TooManyTasks`, and
+        `InstanceStopping` once `stop` has begun."""
+        if self._stopping is not None:
+            raise InstanceStopping()
         now = self.clock()
         ttl = self.ttl_ms if ttl_ms is None else max(1, min(int(ttl_ms), self.max_ttl_ms))
         task = TaskRecord(
@@ -155,6 +169,9 @@ class TaskEngine:
         )  # fmt: skip
         if not await self._ask(self.store.create(task, self.per_caller, now), "create a task"):
             raise TooManyTasks(self.per_caller)
+        if self._stopping is not None and self._stopping.done():  # the whole stop ran while the task was stored
+            await self._ask(self.store.finish(_gone(task, self.clock())), "end a task")
+            raise InstanceStopping()
         loop = asyncio.get_running_loop()
         running = _Running(loop.create_task(self._run(task, job, on_end, resume), name=f"hive-task-{tool}"))
         self._running[task.task_id] = running
