@@ -26,7 +26,7 @@ from harness.processes import child_env, free_port
 from tests.servers import STARTUP_S, HttpServer, Session, authed_target, bearer, dump_id_in, server_env
 from tests.clients import text_of
 from tests.steering import TRIES, worker_pids
-from tests.test_workers import wait_loaded
+from tests.worker_servers import wait_loaded
 from harness.upstream import Reply, Upstream
 
 ALICE = "tok-alice-0123456789abcdef"

@@ -27,7 +27,7 @@ from harness.processes import child_env
 from harness.shapes import anthropic_stream, anthropic_tool_use
 from harness.upstream import RecordedRequest, Reply, Upstream
 from tests.conftest import MODEL
-from tests.test_results import long_answer
+from tests.paged_answers import long_answer
 
 CLAUDE = os.environ.get("HIVE_TEST_CLAUDE") or shutil.which("claude")
 pytestmark = pytest.mark.skipif(CLAUDE is None, reason="no claude binary (set HIVE_TEST_CLAUDE or put claude on PATH)")

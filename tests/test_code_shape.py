@@ -198,6 +198,30 @@ def imports_of_tests(path: Path) -> list[str]:
     return found
 
 
+def imports_of_test_modules(path: Path) -> list[str]:
+    """Each test module `path` imports from, anywhere in its body (relative imports resolved), with what it takes."""
+    name = module_name(path)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            source = resolve(name, path, node)
+            names = [alias.name for alias in node.names]
+            if source == "tests":
+                found += [f"tests.{n}" for n in names]
+            else:
+                found.append(f"{source} ({', '.join(names)})")
+    return [f"{path.relative_to(REPO)}: {hit}" for hit in found if hit.startswith("tests.test_")]
+
+
+def test_no_test_module_imports_from_another_test_module():
+    """What more than one test module needs lives in a helper module or a conftest plugin (a fixture, taken by
+    parameter): a helper kept in one test module and imported by another ties the two modules' shapes together."""
+    hits = [hit for path in sorted((REPO / "tests").glob("test_*.py")) for hit in imports_of_test_modules(path)]
+    assert not hits, "test modules importing from test modules:\n" + "\n".join(hits)
+
+
 def test_bench_and_the_harness_import_nothing_from_tests():
     """The benchmarks and what they share with the tests stand apart from the tests themselves."""
     paths = [*sorted((REPO / "bench").rglob("*.py")), *sorted((REPO / "harness").rglob("*.py"))]

@@ -44,7 +44,7 @@ from hive_mcp.spend.budgets import micro
 from hive_mcp.tokens import bearer_tokens
 from tests.cdp import Browser
 from tests.dashboard_dumps import failure, write_mixed
-from tests.test_dashboard_models import listing, write_days
+from tests.dashboard_models import listing, write_days
 from tests.clients import mcp_server
 
 DASHBOARD_TOOL = "dashboard"

@@ -330,7 +330,7 @@ async def test_the_call_layer_fans_out_with_no_mcp_in_sight(upstream: Upstream, 
 def test_a_set_over_stdio_from_a_config(tmp_path: Path) -> None:
     """`python -m hive_mcp --config` as a subprocess, the SDK's real client over stdio: two groups asked at once,
     each answered by its own upstream, the judge by the first."""
-    from tests.test_routing_e2e import DEP_KEY, stdio_session
+    from tests.stdio_servers import DEP_KEY, stdio_session
 
     with Upstream(Reply.text("one says yes")) as one, Upstream(Reply.text("two says no")) as two:
         config = tmp_path / "config.yaml"

@@ -30,7 +30,7 @@ from hive_mcp.provider.base import CompletionRequest, LLMResponse
 from tests.catalogues import FakeCatalogue
 from tests.clients import MODEL, WAIT, connect, make_dump, mcp_server, Notifications, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.test_tool_sizes import NEW_TOOL_BUDGET, TOTAL_BUDGET, definition_size
+from tests.tool_budgets import NEW_TOOL_BUDGET, TOTAL_BUDGET, definition_size
 from harness.upstream import Reply, Upstream
 
 COOL_UNTIL = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)

@@ -16,7 +16,7 @@ from hive_mcp.tokens import bearer_tokens
 from harness.upstream import Reply
 from tests.conftest import MODEL
 from tests.provider_calls import USER
-from tests.test_routing import config_text, make_provider
+from tests.routing_configs import config_text, make_provider
 
 
 METRICS_TOKEN = "metrics-0123456789abcdef"

@@ -19,7 +19,7 @@ from tests.clients import text_of
 from tests.conftest import MODEL
 from tests.servers import HttpServer, Session, server_env
 from tests.steering import Seen, Steer, steered_target, worker_pids
-from tests.test_workers import two_worker_server, wait_loaded, workers_env
+from tests.worker_servers import two_worker_server, wait_loaded, workers_env
 
 pytestmark = pytest.mark.skipif(
     prometheus_binary() is None, reason="prometheus is not installed (Debian: apt-get install prometheus; .ci/tools.sh)"

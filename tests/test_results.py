@@ -23,14 +23,10 @@ from hive_mcp.results import ResultStore, open_results
 from harness.upstream import Reply, Upstream
 from tests.clients import connect, hear, mcp_server, text_of, until
 from tests.conftest import MODEL, TEST_KEY, Clock
+from tests.paged_answers import long_answer
 
 LIMIT = 100
 """The inline limit of the tests' servers, in tokens: small, so an answer of a few thousand is paged."""
-
-
-def long_answer(lines: int = 300) -> str:
-    """An answer of a few thousand tokens, every line different, some without a trailing space or newline."""
-    return "".join(f"Line {i}: the {['quick', 'lazy', 'brown'][i % 3]} fox #{i * 7919 % 1000}.\n" for i in range(lines))
 
 
 @pytest.fixture

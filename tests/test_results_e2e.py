@@ -20,7 +20,7 @@ from harness.valkey import ValkeyProcess
 from tests.clients import text_of
 from tests.conftest_valkey import valkey_binary
 from tests.servers import HttpServer, authed_target, instances_on, server_env
-from tests.test_results import long_answer
+from tests.paged_answers import long_answer
 
 ALICE = "tok-alice-0123456789abcdef"
 BOB = "tok-bob-0123456789abcdef"

@@ -19,7 +19,7 @@ from hive_mcp.spend.budgets import micro
 from hive_mcp.spend.ledger import Backend
 from tests.clients import Progress, connect, mcp_server, text_of
 from tests.conftest import FAST_RETRY
-from tests.test_spend_paid import EPOCH, IN, MAX_TOKENS, OUT, cancel_once, held_by, requests_seen
+from tests.spend_calls import EPOCH, IN, MAX_TOKENS, OUT, cancel_once, held_by, requests_seen
 from harness.upstream import Reply, Upstream
 
 USAGE = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}

@@ -194,7 +194,7 @@ async def test_a_cancelled_task_is_charged_what_its_stream_produced(
     import mcp_types as types
 
     from hive_mcp.spend import SQLiteBackend, Spend
-    from tests.test_spend_paid import EPOCH, MAX_TOKENS, WORDS, charged, one_call_budget
+    from tests.spend_calls import EPOCH, MAX_TOKENS, WORDS, charged, one_call_budget
 
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
     produced = "".join(WORDS[:38])

@@ -7,7 +7,6 @@ exclude_none=True)`. A byte count is deterministic, not a timing.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,7 @@ from hive_mcp.mcp import StreamArgs, ToolSpec
 from hive_mcp.mcp.args import ListConversationsArgs
 from hive_mcp.mcp.conversation_views import ConversationPage
 from tests.clients import connect, mcp_server
-
-
-
-NEW_TOOL_BUDGET = 1536
-"""Each tool added after these three."""
-
-TOTAL_BUDGET = 11 * 1024
-"""Every tool together: what `tools/list` puts in every attached client's context."""
-
-TODAYS_TOOLS = {"complete", "stream_complete", "list_failed_requests"}
-
-
-def definition_size(tool: types.Tool) -> int:
-    """The bytes one tool's definition costs, as `tools/list` carries it."""
-    return len(json.dumps(tool.model_dump(by_alias=True, exclude_none=True)))
+from tests.tool_budgets import NEW_TOOL_BUDGET, TODAYS_TOOLS, TOTAL_BUDGET, definition_size
 
 
 def over_budget(tools: list[types.Tool]) -> dict[str, int]:

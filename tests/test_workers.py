@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.cli import main
 from hive_mcp.scaling import max_workers
 from tests.clients import hear
-from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, authed_target, dump_id_in, exited_cleanly, server_env, wait_exit
+from tests.servers import TOOLS, HttpServer, Session, authed_target, dump_id_in, exited_cleanly, wait_exit
 from tests.clients import text_of
 from tests.steering import Seen, Steer, steered_target, worker_pids
 from harness.upstream import RecordedRequest, Reply, Upstream
-from tests import worker_pid
+from tests.worker_servers import two_worker_server, wait_loaded, workers_env
 
 STREAMED = ["one, ", "two, ", "three"]
 
@@ -46,15 +45,6 @@ def upstream() -> Iterator[Upstream]:
         yield up
 
 
-def workers_env(upstream: Upstream, dump_dir: Path) -> dict[str, str]:
-    return worker_pid.env(server_env(upstream, dump_dir, api_key=True))
-
-
-def two_worker_server(env: dict[str, str], workdir: Path, name: str) -> HttpServer:
-    """`--workers 2`, each worker naming itself in its responses (`tests.worker_pid`)."""
-    return HttpServer("http", env, workdir, name, args=["--workers", "2"], module=worker_pid.MODULE)
-
-
 @pytest.fixture(scope="module")
 def two_workers(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
     workdir = tmp_path_factory.mktemp("workers")
@@ -66,15 +56,6 @@ def two_workers(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) ->
     finally:
         rc = server.terminate()
     assert rc == 0, server.stderr()
-
-
-def wait_loaded(server: HttpServer, workers: int = 2, bound_s: float = STARTUP_S) -> None:
-    """Until every worker has loaded litellm (a worker still importing it is slow to accept connections)."""
-    deadline = time.monotonic() + bound_s
-    while server.stderr().count(": provider loaded") < workers:
-        assert server.proc.poll() is None, server.stderr()
-        assert time.monotonic() < deadline, server.stderr()
-        time.sleep(0.1)  # polling a log file: there is no event to wait on
 
 
 # ---------------------------------------------------------------------------

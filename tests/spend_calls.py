@@ -1,0 +1,74 @@
+"""What the tests of paying for calls share: litellm's prices for gpt-4o-mini, a stream's words, a daily budget
+with room for one call and what a call cut short costs, a call cancelled from the client once a condition
+holds, each reservation's budget state as it was made, and a wait for the upstream's requests."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+
+from hive_mcp.provider import LiteLLMProvider
+from hive_mcp.spend import Budgets, Spend
+from hive_mcp.spend.budgets import micro
+from hive_mcp.spend.ledger import Backend
+from tests.clients import MODEL, Progress, until
+from harness.upstream import Upstream
+
+IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
+WORDS = [f"word{i} " for i in range(40)]
+MAX_TOKENS = 100
+EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def one_call_budget(provider: LiteLLMProvider, prompt: str = "hello") -> Budgets:
+    """A daily budget with room for one call's worst case and 10 micro-USD more."""
+    counted = provider.count_tokens([{"role": "user", "content": prompt}], MODEL)
+    assert counted is not None
+    room = micro(counted * IN + MAX_TOKENS * OUT) + 10
+    return Budgets.from_settings(day=room / 1e6, month=None, section={}, callers=["local"], groups=[MODEL])
+
+
+def charged(provider: LiteLLMProvider, prompt: str, relayed: str) -> int:
+    """What a call cut short costs: its prompt and the text it relayed, by litellm's count."""
+    sent = provider.count_tokens([{"role": "user", "content": prompt}], MODEL) or 0
+    out = provider.count_text(relayed, MODEL)
+    assert out is not None and out > 0
+    return micro(sent * IN + out * OUT)
+
+
+async def cancel_once(
+    c: Any, tool: str, args: dict[str, Any], ready: Callable[[], Awaitable[None]], progress: Progress | None = None
+) -> None:
+    """Call `tool` and cancel the call from the client once `ready` returns."""
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+
+        async def call() -> None:
+            with scope:
+                await c.call_tool(tool, args, progress_callback=progress)
+
+        tg.start_soon(call)
+        await ready()
+        scope.cancel()
+
+
+def held_by(ledger: Backend, spend: Spend) -> list[dict[str, tuple[int, int]]]:
+    """Each reservation's budget state right after it was made (the ledger's `reserve` watched)."""
+    held: list[dict[str, tuple[int, int]]] = []
+    reserve = ledger.reserve
+
+    def seen(r: Any, b: Any) -> dict[str, int]:
+        left = reserve(r, b)
+        held.append(ledger.state(list(spend.budgets.items), r.start))
+        return left
+
+    ledger.reserve = seen  # type: ignore[method-assign]
+    return held
+
+
+def requests_seen(upstream: Upstream, n: int = 1) -> Callable[[], Awaitable[None]]:
+    """Waits until the upstream has `n` requests."""
+    return lambda: until(lambda: len(upstream.chat_requests()) == n, f"{n} request(s) reached the upstream")
