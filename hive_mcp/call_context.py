@@ -2,10 +2,9 @@
 
 The provider never receives either (they are not part of a request); the call
 layer knows them and says so around the provider call (`labelled`, set by the
-step that asks the provider). What records a call reads them here: the dump
-store stamps each dump written in that context (`stamped`), the provider's
-attempt spans name them (`current`). A call that was to start a conversation
-and failed names none in its dump, since it started none.
+step that asks the provider). What records a call reads them here (`current`):
+the dump store stamps each dump written in that context with them, the
+provider's attempt spans name them. A leaf: it imports nothing of the package.
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from .dumps.format import FailureDump
-
-__all__ = ["Labels", "current", "labelled", "stamped"]
+__all__ = ["Labels", "current", "labelled"]
 
 
 @dataclass(frozen=True)
@@ -44,15 +41,3 @@ def labelled(caller: str, conversation_id: str | None, new_conversation: bool = 
         yield
     finally:
         _current.reset(token)
-
-
-def stamped(dump: FailureDump) -> FailureDump:
-    """`dump` with the caller and conversation of the call writing it, where it names none of its own."""
-    labels = _current.get()
-    conversation = None if labels.new_conversation and dump.outcome != "recovered" else labels.conversation_id
-    update = {
-        name: value
-        for name, value in (("caller", labels.caller), ("conversation_id", conversation))
-        if value is not None and getattr(dump, name) is None
-    }
-    return dump.model_copy(update=update) if update else dump

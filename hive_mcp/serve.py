@@ -246,7 +246,7 @@ def _serve(
         logger.info("serving MCP over stdio")
         run_stdio(app.server, app.tasks.aclose if app.tasks is not None else None)
     else:
-        from .http import run_http
+        from .http.app import run_http
 
         run_http(app.server, settings, tokens, app.store, app.sources, listener, app.tasks)
     logger.info("hive-mcp stopped")

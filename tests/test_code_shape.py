@@ -53,7 +53,15 @@ def imported(name: str, path: Path, known: set[str]) -> set[str]:
         else:
             continue
         found.update(t for t in targets if t in known and t != name)
+    found.update(package for t in set(found) for package in ancestors(t) - ancestors(name) if package in known)
     return found
+
+
+def ancestors(name: str) -> set[str]:
+    """The packages Python runs before module `name`: importing `a.b.c` runs `a` and `a.b` first (their
+    `__init__`). A module's own are already running when it imports, so an import of theirs adds no edge."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
 def graph() -> dict[str, set[str]]:
@@ -103,6 +111,13 @@ def test_the_graph_sees_function_level_and_relative_imports():
     # of a name its package re-exports.
     assert "hive_mcp.dumps" in edges["hive_mcp.cli"]
     assert "hive_mcp.provider.errors" in edges["hive_mcp.provider.litellm"]
+
+
+def test_the_graph_sees_the_packages_an_import_runs_first():
+    edges = graph()
+    # task_tools names only tasks' submodules; importing one runs the package's `__init__` (the engine) first.
+    assert "hive_mcp.tasks" in edges["hive_mcp.mcp.task_tools"]
+    assert "hive_mcp.mcp" not in edges["hive_mcp.mcp.task_tools"]  # its own package is already running
 
 
 def test_no_import_circle():

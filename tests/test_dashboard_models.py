@@ -16,7 +16,7 @@ from hive_mcp.dashboard import Sources
 from hive_mcp.dashboard.models import ModelsSection, day_start, failure_names, models_section, models_source
 from hive_mcp.dashboard.web import dashboard_app
 from hive_mcp.dumps import DumpStore
-from hive_mcp.http import build_app
+from hive_mcp.http.app import build_app
 from hive_mcp.limits import Limits
 from hive_mcp.mcp.model_list import ModelsView
 from hive_mcp.llms.catalogue import DeploymentInfo, ModelGroup

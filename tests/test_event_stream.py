@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse
 from sse_starlette.event import ensure_bytes
 from sse_starlette.sse import SendTimeoutError
 
-from hive_mcp.http import build_app
+from hive_mcp.http.app import build_app
 from hive_mcp.http.event_stream import EventStream, encode
 from hive_mcp.settings import load_settings
 

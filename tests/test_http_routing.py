@@ -15,7 +15,7 @@ from mcp.server.streamable_http import GET_STREAM_KEY, EventMessage
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import JSONRPCNotification, JSONRPCResponse
 
-from hive_mcp.http import build_app
+from hive_mcp.http.app import build_app
 from hive_mcp.http.routing import InlineRouter
 from hive_mcp.session_stream import notification_json
 from hive_mcp.settings import load_settings

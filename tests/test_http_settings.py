@@ -73,7 +73,7 @@ def test_allowed_hosts_and_origins_from_environment_and_flags(tmp_path: Path) ->
 
 
 def test_transport_security_settings_for_a_bind(tmp_path: Path) -> None:
-    from hive_mcp.http import transport_security_settings
+    from hive_mcp.http.hosts import transport_security_settings
 
     def settings(**kw: Any) -> Settings:
         return Settings(dump_dir=tmp_path, transport="http", **kw)

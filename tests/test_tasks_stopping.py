@@ -23,7 +23,7 @@ from mcp_types import CallToolResult, TextContent
 
 from harness.task_requests import raw
 from harness.upstream import Reply, Upstream
-from hive_mcp.mcp.constants import SHUTDOWN_ERROR_CODE
+from hive_mcp.jsonrpc import SHUTDOWN_ERROR_CODE
 from hive_mcp.tasks import TaskEngine, TaskRecord
 from hive_mcp.tasks.engine import INSTANCE_GONE, InstanceStopping
 from hive_mcp.tasks.policy import LONG_INPUT_CHARS

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from ..home import private_dir
 from ..listeners import Listeners
 from .files import TMP_RE, claim, overwrite, unlink_quiet
-from ..call_context import stamped
+from .. import call_context
 from ..redact import json_escaped, json_safe, normalize_secrets, redact_json, redact_text
 from ..text import shorten
 from .format import (
@@ -143,7 +143,7 @@ class DumpStore(Listeners):
         empty. The dump may be pruned at once if it is already beyond the retention limits (e.g. its
         timestamp is older than max_age).
         """
-        dump = stamped(dump)
+        dump = _stamped(dump)
         try:
             dump_id = self._write(dump)
         except Exception as exc:  # a failure dump must never turn into a second failure
@@ -471,3 +471,16 @@ class DumpStore(Listeners):
             if summary is not None:
                 items.append(summary)
         return DumpPage(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
+
+
+def _stamped(dump: FailureDump) -> FailureDump:
+    """`dump` with the caller and conversation of the call writing it (`call_context`), where it names none of
+    its own. A call that was to start a conversation and failed names none, since it started none."""
+    labels = call_context.current()
+    conversation = None if labels.new_conversation and dump.outcome != "recovered" else labels.conversation_id
+    update = {
+        name: value
+        for name, value in (("caller", labels.caller), ("conversation_id", conversation))
+        if value is not None and getattr(dump, name) is None
+    }
+    return dump.model_copy(update=update) if update else dump

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import sdk_compat
-from ..mcp.constants import SHUTDOWN_ERROR_CODE
+from ..jsonrpc import SHUTDOWN_ERROR_CODE
 from .asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App, Message, Receive, Scope, Send, respond
 
 __all__ = ["Shutdown", "let_event_streams_end"]

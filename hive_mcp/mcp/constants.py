@@ -18,9 +18,6 @@ CONVERSATIONS_URI = "hive://conversations"
 CONVERSATION_URI_PREFIX = CONVERSATIONS_URI + "/"
 CONVERSATION_URI_TEMPLATE = CONVERSATION_URI_PREFIX + "{id}"
 
-SHUTDOWN_ERROR_CODE = -32000
-"""JSON-RPC's "server error" range: what a call or a task gets when this instance shuts down under it."""
-
 RESOURCE_NOT_FOUND_LEGACY = -32002
 """Resource-not-found in the 2025-11-25 spec. 2026-07-28 (SEP-2164) uses -32602, as the SDK does."""
 

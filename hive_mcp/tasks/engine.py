@@ -33,7 +33,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, CallToolResult, InputRequiredResult
 
 from ..observe import metrics
-from ..mcp.constants import SHUTDOWN_ERROR_CODE
+from ..jsonrpc import SHUTDOWN_ERROR_CODE
 from ..defaults import TASK_LEASE_S, TASK_MAX_TTL_S, TASK_TTL_S, TASKS_PER_CALLER
 from ..tokens import owner_scope
 from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, TaskRecord, poll_interval_ms
