@@ -28,14 +28,22 @@ from hive_mcp.tasks import TaskEngine
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from hive_mcp.tasks.wire import TaskTool, TasksExtension, install_tasks
 
+async def _slow(params: Any) -> bool:
+    return bool((params.arguments or {}).get("seconds", 1))
+
+
+async def _answered(params: Any) -> bool:
+    return params.input_responses is not None
+
+
 TOOLS = {
-    "slow_compute": TaskTool("optional", lambda params: bool((params.arguments or {}).get("seconds", 1))),
+    "slow_compute": TaskTool("optional", _slow),
     "failing_job": TaskTool("required"),
     "protocol_error_job": TaskTool("optional"),
     "confirm_delete": TaskTool("optional"),
     "multi_input": TaskTool("optional"),
     # Input is gathered before the task (the first round answers directly), then the call becomes one.
-    "test_tool_with_task": TaskTool("required", lambda params: params.input_responses is not None),
+    "test_tool_with_task": TaskTool("required", _answered),
 }
 
 ONE_CALLER = lambda _ctx: "local"  # noqa: E731 - the suite is one caller

@@ -3,6 +3,8 @@ run detached from their request on the task engine, against the scripted upstrea
 
 from __future__ import annotations
 
+import threading
+
 import anyio
 import anyio.to_thread
 import pytest
@@ -12,7 +14,7 @@ from harness.upstream import Reply, Upstream
 from hive_mcp.tasks import TaskEngine, TaskNotFound, TooManyTasks
 from hive_mcp.tasks.policy import LONG_INPUT_CHARS
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
-from tests.clients import connect, mcp_server
+from tests.clients import WAIT, connect, mcp_server, wait_thread_event
 from tests.conftest_valkey import Tick
 from harness.task_requests import raw, until_ended
 
@@ -280,6 +282,31 @@ async def test_a_reasoning_model_makes_a_2026_call_a_task_unasked(provider, stor
         assert (await until_ended(client, created["taskId"]))["result"]["content"][0]["text"] == "default reply"
         direct = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}}, tasks=False)
     assert "taskId" not in direct  # a client without the extension is answered directly all the same
+
+
+async def test_deciding_whether_a_call_becomes_a_task_does_not_hold_the_event_loop(provider, store, engine) -> None:
+    """What the catalogue says of a model (litellm's facts, read on its first use) can take seconds while litellm
+    loads: the decision reads it off the event loop, so another session is answered meanwhile."""
+    from hive_mcp.llms.static import StaticCatalogue
+    from tests.conftest import MODEL
+
+    asked, answered = threading.Event(), threading.Event()
+    reads: list[bool] = []  # each read of the catalogue: whether the other session was answered during it
+
+    class Slow(StaticCatalogue):
+        def groups(self):
+            asked.set()
+            reads.append(answered.wait(WAIT))
+            return super().groups()
+
+    server = mcp_server(provider, store, tasks=engine, catalogue=Slow(MODEL))
+    async with connect(server, "auto") as client, connect(server, "auto") as other:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(raw, client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}})
+            assert await wait_thread_event(asked)
+            await other.list_tools()
+            answered.set()
+    assert reads and all(reads), reads
 
 
 @pytest.mark.parametrize("reply", ["answer", "refusal"])

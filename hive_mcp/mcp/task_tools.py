@@ -7,6 +7,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from mcp_types import CallToolRequestParams
 
 from ..llms.catalogue import Catalogue
@@ -18,8 +20,9 @@ __all__ = ["completion_task_tools"]
 COMPLETION_TOOLS = ("complete", "stream_complete")
 
 
-def _reasons(catalogue: Catalogue, model: str) -> bool:
-    return any(g.supports_reasoning for g in catalogue.groups() if g.name == model or model in g.aliases)
+def _reasoning(catalogue: Catalogue) -> dict[str, bool]:
+    """Every group's name and alias -> whether its model reasons. Blocking: the facts are litellm's."""
+    return {name: g.supports_reasoning for g in catalogue.groups() for name in (g.name, *g.aliases)}
 
 
 def _input_chars(arguments: Mapping[str, Any]) -> int:
@@ -28,14 +31,19 @@ def _input_chars(arguments: Mapping[str, Any]) -> int:
 
 
 def completion_task_tools(catalogue: Catalogue, default_model: str) -> dict[str, TaskTool]:
-    """`complete` and `stream_complete`: optional tasks, run as one unasked when `runs_long` says so."""
+    """`complete` and `stream_complete`: optional tasks, run as one unasked when `runs_long` says so.
 
-    def decide(params: CallToolRequestParams) -> bool:
+    Which models reason is read once, in a worker thread (on first use the catalogue asks litellm, which may
+    still be loading), and kept: a group's facts never change while the server runs."""
+    reasoning: dict[str, bool] | None = None
+
+    async def decide(params: CallToolRequestParams) -> bool:
+        nonlocal reasoning
+        if reasoning is None:
+            reasoning = await anyio.to_thread.run_sync(_reasoning, catalogue)
         arguments = params.arguments or {}
         model = arguments.get("model")
-        return runs_long(
-            reasoning=_reasons(catalogue, model if isinstance(model, str) and model else default_model),
-            input_chars=_input_chars(arguments),
-        )
+        named = model if isinstance(model, str) and model else default_model
+        return runs_long(reasoning=reasoning.get(named, False), input_chars=_input_chars(arguments))
 
     return {name: TaskTool("optional", decide) for name in COMPLETION_TOOLS}

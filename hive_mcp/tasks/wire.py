@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -62,9 +62,13 @@ JOB_MARK = "io.github.hive-mcp/task-job"
 _JOB = object()
 """`_meta[JOB_MARK]` of a task's own tool call (the job, not a call to make a task of): an object no client can
 send, so no request can pass for a job."""
-Decide = Callable[[CallToolRequestParams], bool]
+Decide = Callable[[CallToolRequestParams], Awaitable[bool]]
 Caller = Callable[[ServerRequestContext[Any, Any]], str]
 """Who is calling (the MCP layer's `caller`): tasks are that caller's."""
+
+
+async def _always(_params: CallToolRequestParams) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class TaskTool:
     `optional`; `decide(params)` says whether a 2026 call (of a client with the extension) becomes one."""
 
     support: Literal["optional", "required"] = "optional"
-    decide: Decide = lambda _params: True
+    decide: Decide = _always
 
 
 class _TaskParams(RequestParams):
@@ -196,7 +200,7 @@ class TasksExtension(Extension):
             require_client_extension(ctx, EXTENSION_ID)
         elif not _declares_extension(ctx):
             return await call_next(ctx)
-        if not tool.decide(params):
+        if not await tool.decide(params):
             return await call_next(ctx)
         job_ctx, _ = detached(ctx)
         job_ctx = replace(job_ctx, meta={**(job_ctx.meta or {}), JOB_MARK: _JOB})
