@@ -18,7 +18,6 @@ __all__ = ["Shutdown", "let_event_streams_end"]
 logger = logging.getLogger("hive_mcp.http")
 
 
-
 class Shutdown:
     """What happens to open requests when the server is told to stop (SIGTERM, Ctrl-C).
 
