@@ -32,6 +32,7 @@ from typing import Any
 
 from ..home import hive_home, private_dir
 from ..outage import Outage
+from ..text import compact_json
 from .ledger import Backend, CallRecord, Reservation
 
 __all__ = ["JOURNAL_DIRNAME", "Journal", "default_journal_dir"]
@@ -57,7 +58,7 @@ def _encode(r: Reservation, record: CallRecord) -> bytes:
             f.name: v.isoformat() if isinstance(v := getattr(obj, f.name), datetime) else v for f in fields(obj)
         }
 
-    return (json.dumps({"r": plain(r), "c": plain(record)}, separators=(",", ":")) + "\n").encode()
+    return (compact_json({"r": plain(r), "c": plain(record)}) + "\n").encode()
 
 
 def _decode(entry: dict[str, Any]) -> tuple[Reservation, CallRecord]:
@@ -189,7 +190,7 @@ class Journal:
             try:
                 if not self._pending:
                     os.ftruncate(self._fd, 0)  # everything is in the backend: nothing to replay after a crash
-                elif os.write(self._fd, (json.dumps({"done": call_id}) + "\n").encode()) and (
+                elif os.write(self._fd, (compact_json({"done": call_id}) + "\n").encode()) and (
                     os.fstat(self._fd).st_size > ROTATE_BYTES
                 ):
                     self._rotate()
