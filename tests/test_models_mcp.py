@@ -359,3 +359,35 @@ async def test_listen_stream_hears_the_catalogue_change(make_server: Callable[..
                 async for event in sub:
                     break
     assert type(event).__name__ == "ResourceUpdated" and getattr(event, "uri", None) == MODELS_URI
+
+
+async def test_a_catalogue_change_is_told_without_reading_the_groups_on_the_event_loop(
+    make_server: Callable[..., MCPServer],
+) -> None:
+    """A group's entry reads its deployments' cooldowns from the Router (from Redis, when instances share them):
+    which resources a change updates is told from the catalogue's names, so no change waits on that read."""
+    loop_thread = threading.get_ident()
+    on_loop: list[str] = []
+
+    class Watched(FakeCatalogue):
+        def groups(self) -> list[ModelGroup]:
+            if threading.get_ident() == loop_thread:
+                on_loop.append("groups")
+            return super().groups()
+
+        def callable_names(self) -> list[str]:
+            groups = FakeCatalogue.groups(self)
+            return [g.name for g in groups] + [a for g in groups for a in g.aliases]
+
+    catalogue = Watched(two_groups().groups())
+    async with connect(make_server(catalogue=catalogue), "auto") as c:
+        async with c.listen(resource_subscriptions=[MODELS_URI, model_uri("quick")]) as sub:
+            await anyio.to_thread.run_sync(change_from_another_thread, catalogue)
+            heard = set()
+            with anyio.fail_after(WAIT):
+                async for event in sub:
+                    heard.add(getattr(event, "uri", None))
+                    if len(heard) == 2:
+                        break
+    assert heard == {MODELS_URI, model_uri("quick")}  # an alias's resource is told too
+    assert on_loop == [], on_loop

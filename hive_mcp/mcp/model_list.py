@@ -74,9 +74,10 @@ class ModelsView:
         return f"`model` takes any litellm model string (e.g. 'anthropic/claude-sonnet-4-5'); {default}."
 
     def uris(self) -> list[str]:
-        """Every resource a catalogue change may update: `hive://models` and each group's, by name and alias."""
-        groups = self.catalogue.groups()
-        return [MODELS_URI, *(model_uri(name) for g in groups for name in (g.name, *g.aliases))]
+        """Every resource a catalogue change may update: `hive://models` and each group's, by name and alias.
+        Asked on the event loop: from the names alone, never the groups (whose cooldowns the Router may read
+        from Redis)."""
+        return [MODELS_URI, *(model_uri(name) for name in self.catalogue.callable_names())]
 
     def group(self, uri: str) -> ModelGroup | None:
         """The group `hive://models/{name}` names (by its name or an alias; the name may be percent-encoded)."""
