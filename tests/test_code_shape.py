@@ -1,7 +1,8 @@
 """The package's shape: no two modules import each other, directly or round a
 longer circle, counting imports made inside functions (a circle hidden in a
-function still ties the two modules' shapes together); no module past
-MAX_LINES (split by concern before crossing it)."""
+function still ties the two modules' shapes together) and the packages an import
+runs first (their `__init__`); no module past MAX_LINES (split by concern before
+crossing it)."""
 
 import ast
 from pathlib import Path
