@@ -49,6 +49,12 @@ async def stored(path: Path, task_id: str) -> TaskRecord:
     return task
 
 
+def engine_in(tmp_path: Path) -> tuple[Path, TaskEngine]:
+    """A task engine on a SQLite file in `tmp_path`, and the file (to read the ends back with another store)."""
+    path = tmp_path / "tasks.sqlite3"
+    return path, TaskEngine(SQLiteTaskStore(path), lease_s=LEASE_S)
+
+
 def answer(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)])
 
@@ -66,8 +72,7 @@ def held_job() -> tuple[anyio.Event, Callable[[], Awaitable[CallToolResult]]]:
 
 @pytest.mark.parametrize("grace_s", [0.0, 0.05])
 async def test_a_task_still_running_when_the_instance_stops_reads_failed_at_once(tmp_path: Path, grace_s) -> None:
-    path = tmp_path / "tasks.sqlite3"
-    engine = TaskEngine(SQLiteTaskStore(path), lease_s=LEASE_S)
+    path, engine = engine_in(tmp_path)
     task = await engine.start("alice", "complete", anyio.sleep_forever)
     await engine.stop(grace_s)
     ended = await stored(path, task.task_id)
@@ -78,8 +83,7 @@ async def test_a_task_still_running_when_the_instance_stops_reads_failed_at_once
 
 async def test_a_task_that_ends_within_the_grace_period_keeps_its_result(tmp_path: Path) -> None:
     """The end of serving (`aclose`) while the grace period runs waits for it rather than cutting it short."""
-    path = tmp_path / "tasks.sqlite3"
-    engine = TaskEngine(SQLiteTaskStore(path), lease_s=LEASE_S)
+    path, engine = engine_in(tmp_path)
     release, job = held_job()
     task = await engine.start("alice", "complete", job)
     with anyio.fail_after(30):
@@ -98,8 +102,7 @@ async def test_a_task_asked_for_while_the_instance_stops_is_refused_and_never_st
     """A request already on the wire when shutdown began can still ask for a task. Started, it would run where
     no drain waits for it (the drain's grace period may be over) and read `working` until its lease ran out;
     it is refused in one line instead, while the stop's grace period runs and after it."""
-    path = tmp_path / "tasks.sqlite3"
-    engine = TaskEngine(SQLiteTaskStore(path), lease_s=LEASE_S)
+    path, engine = engine_in(tmp_path)
     release, job = held_job()
     first = await engine.start("alice", "complete", job)
     with anyio.fail_after(30):
@@ -158,7 +161,7 @@ async def test_a_task_stored_while_the_whole_stop_ran_is_ended_as_gone_and_refus
 
 async def test_a_2025_client_asking_a_stopping_instance_for_a_task_reads_the_refusal(provider, store, tmp_path) -> None:
     """Over MCP: the JSON-RPC error of a call cut off by shutdown (its code, and a line saying to send it again)."""
-    engine = TaskEngine(SQLiteTaskStore(tmp_path / "tasks.sqlite3"), lease_s=LEASE_S)
+    _, engine = engine_in(tmp_path)
     async with connect(mcp_server(provider, store, tasks=engine), "legacy") as client:
         await engine.stop(0.0)
         with pytest.raises(MCPError) as refused:
@@ -171,7 +174,7 @@ async def test_a_2026_call_a_stopping_instance_would_have_made_a_task_is_answere
     provider, store, tmp_path, upstream: Upstream
 ) -> None:
     """The server, not the client, chose the task: the call is answered as any call in the grace period is."""
-    engine = TaskEngine(SQLiteTaskStore(tmp_path / "tasks.sqlite3"), lease_s=LEASE_S)
+    _, engine = engine_in(tmp_path)
     upstream.script(Reply.text("answered directly"))
     async with connect(mcp_server(provider, store, tasks=engine), "auto") as client:
         await engine.stop(0.0)
