@@ -136,3 +136,33 @@ async def test_a_stream_is_read_in_a_task_of_its_own_not_in_the_calls(provider, 
     outcome = await chain_for(noting, where).run(ask("hi", stream=True))
     assert outcome.response is not None and outcome.response.content == "abc"
     assert len(noting.readers) == 1 and noting.readers.isdisjoint(call_tasks)
+
+
+class Noted:
+    """The provider, noting each name it is asked to resolve."""
+
+    def __init__(self, provider) -> None:
+        self.provider = provider
+        self.resolved: list[str] = []
+
+    async def ready(self) -> None:
+        await self.provider.ready()
+
+    def resolve(self, model: str):
+        self.resolved.append(model)
+        return self.provider.resolve(model)
+
+
+async def test_names_a_caller_makes_up_are_kept_resolved_only_a_few_at_a_time(provider) -> None:
+    """Without a config any litellm model string is callable: a caller naming a new one on every call must not
+    grow the server's memory with each. The catalogue's own names stay resolved for good; others, the last few."""
+    from hive_mcp.calls.admission import Admission
+
+    noted = Noted(provider)
+    admission = Admission(Limits(), StaticCatalogue(MODEL), noted, MODEL, kept=3)
+    made_up = [f"openai/made-up-{i}" for i in range(4)]
+    for name in [MODEL, *made_up, made_up[-1], MODEL]:
+        assert (await admission.resolve(name)).name == name
+    assert noted.resolved == [MODEL, *made_up]  # each once so far: the last was still kept, the default for good
+    await admission.resolve(made_up[0])  # the oldest made-up name was let go
+    assert noted.resolved == [MODEL, *made_up, made_up[0]]

@@ -10,6 +10,7 @@ for every step after this one.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import anyio
@@ -21,7 +22,10 @@ from ..text import shorten
 from .call import Call, Outcome
 from .chain import Next
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "RESOLVED_KEPT"]
+
+RESOLVED_KEPT = 256
+"""How many model names outside the catalogue stay resolved at once (`Admission.kept`)."""
 
 
 @dataclass
@@ -32,8 +36,16 @@ class Admission:
     default_model: str
     default_max_tokens: int | None = None
     """Sent when a call names none (capped by the limits); None leaves it to the provider's own default."""
+    kept: int = RESOLVED_KEPT
+    """How many names beyond the catalogue's own stay resolved."""
     _refs: dict[str, ModelRef] = field(default_factory=dict)
-    """Each name resolved once: the config and litellm's local map do not change while the server runs."""
+    """The catalogue's names and the default, each resolved once: the config and litellm's local map do not
+    change while the server runs."""
+    _others: OrderedDict[str, ModelRef] = field(default_factory=OrderedDict)
+    """Any other name (a litellm model string without a config, one a wildcard group takes), the last `kept`
+    resolved: a caller naming a new one on every call does not grow the server's memory with each."""
+    _names: frozenset[str] | None = None
+    """The default and the catalogue's callable names, read on the first resolve."""
 
     async def __call__(self, call: Call, next: Next) -> Outcome:
         limits = self.limits
@@ -55,7 +67,7 @@ class Admission:
                 "tools": [t.model_dump(mode="json") for t in tools] if tools else None,
             }
         )
-        ref = self._refs.get(model)
+        ref = self.known(model)
         if ref is None:
             async with call.observer.waiting():  # on a provider still loading: the call waits, it is not refused
                 ref = await self.resolve(model)
@@ -74,8 +86,22 @@ class Admission:
             return self.limits.check_model(requested, self.default_model)
         raise LimitError("model", f"{shorten(requested, 80)!r} is not callable here; use {some_names(names)}")
 
+    def known(self, model: str) -> ModelRef | None:
+        """`model` as resolved before, if it is still kept."""
+        return self._refs.get(model) or self._others.get(model)
+
     async def resolve(self, model: str) -> ModelRef:
-        if model not in self._refs:
-            await self.provider.ready()  # resolving reads the config: not in a worker thread held by a load
-            self._refs[model] = await anyio.to_thread.run_sync(self.provider.resolve, model)
-        return self._refs[model]
+        ref = self.known(model)
+        if ref is not None:
+            return ref
+        await self.provider.ready()  # resolving reads the config: not in a worker thread held by a load
+        ref = await anyio.to_thread.run_sync(self.provider.resolve, model)
+        if self._names is None:
+            self._names = frozenset((self.default_model, *self.catalogue.callable_names()))
+        if model in self._names:
+            self._refs[model] = ref
+        else:
+            self._others[model] = ref
+            if len(self._others) > self.kept:
+                self._others.popitem(last=False)
+        return ref
