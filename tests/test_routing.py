@@ -245,3 +245,15 @@ async def test_a_cooldown_from_another_router_through_redis_reaches_the_listener
     assert not changed.is_set()
     await second.acomplete(USER, model="fast")  # its routing reads a's cooldown from Redis
     assert changed.is_set()
+
+
+def test_names_a_wildcard_group_takes_are_counted_without_being_kept(tmp_path, ups) -> None:
+    """Any name a wildcard group matches is callable, so a caller can make up a new one on every call: each is
+    counted as its deployment's model, and none stays in the provider's memory (a listed name does)."""
+    a = ups[0]
+    wild = f'  - model_name: "wild/*"\n    litellm_params: {{model: "openai/*", api_base: "{a.base_url}", api_key: {KEY_A}}}'
+    provider, _ = make_provider(tmp_path, config_text(ups, more=wild))
+    assert provider.counted_as("quick") == "openai/model-a"
+    for i in range(5):
+        assert provider.counted_as(f"wild/made-up-{i}") == f"openai/made-up-{i}"
+    assert set(provider._counted_as) == {"quick"}  # what the provider keeps: the listed names it was asked

@@ -106,7 +106,8 @@ class LiteLLMProvider(LLMProvider):
         self.dump_store: DumpWriter | None = None if dump_store is False else dump_store
         self.extra = kwargs
         self._counted_as: dict[str, str] = {}
-        """Name called -> the model its tokens are counted for (`counted_as`): the config does not change."""
+        """A group's name or alias -> the model its tokens are counted for (`counted_as`): the config does not
+        change. A name a wildcard group takes is worked out each time (a caller may make up a new one per call)."""
         self._unpriced: dict[str, bool] = {}
         """Deployment id (or model) -> whether it has no price: the config and litellm's local map do not change."""
         if self.dump_store is not None:
@@ -310,12 +311,16 @@ class LiteLLMProvider(LLMProvider):
         calls, which a wildcard group names for `model`; else (a name outside the config) `model` itself."""
         if self.router is None:
             return model
-        if model not in self._counted_as:
-            group = self.router.resolve(model)
-            members = self.router.members(group, model) if group is not None else []
-            dearest = max(members, key=lambda d: (price_of(config_facts(d.raw)) or (0.0, 0.0))[0], default=None)
-            self._counted_as[model] = dearest.model if dearest is not None else model
-        return self._counted_as[model]
+        known = self._counted_as.get(model)
+        if known is not None:
+            return known
+        group = self.router.resolve(model)
+        members = self.router.members(group, model) if group is not None else []
+        dearest = max(members, key=lambda d: (price_of(config_facts(d.raw)) or (0.0, 0.0))[0], default=None)
+        counted = dearest.model if dearest is not None else model
+        if group is not None and not is_pattern(group):  # a name a wildcard takes may be made up: not kept
+            self._counted_as[model] = counted
+        return counted
 
     def resolve(self, model: str) -> ModelRef:
         """`LLMProvider.resolve`; a model this server refuses unsent (another provider's that nothing configures) is
