@@ -247,13 +247,29 @@ async def test_a_cooldown_from_another_router_through_redis_reaches_the_listener
     assert changed.is_set()
 
 
+def wild_group(ups) -> str:
+    """A wildcard group `wild/*` over the first upstream, for `config_text`'s `more`."""
+    return f'  - model_name: "wild/*"\n    litellm_params: {{model: "openai/*", api_base: "{ups[0].base_url}", api_key: {KEY_A}}}'
+
+
 def test_names_a_wildcard_group_takes_are_counted_without_being_kept(tmp_path, ups) -> None:
     """Any name a wildcard group matches is callable, so a caller can make up a new one on every call: each is
     counted as its deployment's model, and none stays in the provider's memory (a listed name does)."""
-    a = ups[0]
-    wild = f'  - model_name: "wild/*"\n    litellm_params: {{model: "openai/*", api_base: "{a.base_url}", api_key: {KEY_A}}}'
-    provider, _ = make_provider(tmp_path, config_text(ups, more=wild))
+    provider, _ = make_provider(tmp_path, config_text(ups, more=wild_group(ups)))
     assert provider.counted_as("quick") == "openai/model-a"
     for i in range(5):
         assert provider.counted_as(f"wild/made-up-{i}") == f"openai/made-up-{i}"
     assert set(provider._counted_as) == {"quick"}  # what the provider keeps: the listed names it was asked
+
+
+@pytest.mark.parametrize("order", ["priced first", "unpriced first"])
+async def test_each_name_a_wildcard_deployment_takes_is_priced_as_itself(tmp_path, ups, order: str) -> None:
+    """One deployment of a wildcard group answers for many models, some litellm prices and some it does not:
+    whether a reply is priced is its model's, never that of the first name the deployment answered for."""
+    provider, _ = make_provider(tmp_path, config_text(ups, more=wild_group(ups)))
+    names = ["wild/gpt-4o-mini", "wild/made-up-model"]
+    if order == "unpriced first":
+        names.reverse()
+    replies = {name: await provider.acomplete(USER, model=name) for name in names}
+    assert replies["wild/made-up-model"].unpriced and replies["wild/made-up-model"].cost_usd == 0.0
+    assert not replies["wild/gpt-4o-mini"].unpriced and replies["wild/gpt-4o-mini"].cost_usd > 0

@@ -34,7 +34,7 @@ from .offline import litellm
 from .replies import cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
 from ..llms.catalogue import is_pattern, pattern_matches
-from .routing import ModelRouter
+from .routing import Deployment, ModelRouter
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, refused_unsent, shape
 from .stream import OutputCap, StreamAssembler, get
 from .success_logging import defer_success_logging, release_success_logging
@@ -109,7 +109,8 @@ class LiteLLMProvider(LLMProvider):
         """A group's name or alias -> the model its tokens are counted for (`counted_as`): the config does not
         change. A name a wildcard group takes is worked out each time (a caller may make up a new one per call)."""
         self._unpriced: dict[str, bool] = {}
-        """Deployment id (or model) -> whether it has no price: the config and litellm's local map do not change."""
+        """A listed deployment's id (or the default model, without a config) -> whether it has no price: the config
+        and litellm's local map do not change (`_unpriced_now`)."""
         if self.dump_store is not None:
             for secret in self.secrets:
                 self.dump_store.add_secret(secret)
@@ -400,14 +401,25 @@ class LiteLLMProvider(LLMProvider):
         assembler.finish()
         return from_stream(assembler, model)
 
+    def _unpriced_now(self, deployment: Deployment | None, model: str) -> bool:
+        """Whether the reply of `deployment` (None: no config, `model` sent as named) has no price. Kept per listed
+        deployment, and for the default model without a config; worked out each time for a wildcard group's
+        deployment (one id answers for every name it takes) and any other name (a caller may make up one per call)."""
+        if deployment is not None:
+            key = None if is_pattern(deployment.group) else deployment.id
+        else:
+            key = model if model == self.model else None
+        unpriced = self._unpriced.get(key) if key is not None else None
+        if unpriced is None:
+            unpriced = price_of(config_facts(deployment.raw) if deployment is not None else default_facts(model)) is None
+            if key is not None:
+                self._unpriced[key] = unpriced
+        return unpriced
+
     async def _succeeded(self, call: _Call, response: LLMResponse) -> None:
         route = call.attempts.route
         deployment = route.deployment if route is not None else None
-        key = deployment.id if deployment is not None else call.shaped.model
-        if key not in self._unpriced:
-            facts = config_facts(deployment.raw) if deployment is not None else default_facts(call.shaped.model)
-            self._unpriced[key] = price_of(facts) is None
-        if self._unpriced[key]:  # whatever litellm made of it (a model name in the reply it knows, a zero)
+        if self._unpriced_now(deployment, call.shaped.model):  # whatever litellm made of it (a model it knows, a zero)
             response.unpriced, response.cost_usd = True, 0.0
         call.attempts.watch.succeeded(response)
         if route is not None:
