@@ -411,7 +411,8 @@ class LiteLLMProvider(LLMProvider):
             key = model if model == self.model else None
         unpriced = self._unpriced.get(key) if key is not None else None
         if unpriced is None:
-            unpriced = price_of(config_facts(deployment.raw) if deployment is not None else default_facts(model)) is None
+            facts = config_facts(deployment.raw) if deployment is not None else default_facts(model)
+            unpriced = price_of(facts) is None
             if key is not None:
                 self._unpriced[key] = unpriced
         return unpriced
