@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
+from anyio.abc import TaskGroup
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -59,15 +61,24 @@ def answer(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)])
 
 
-def held_job() -> tuple[anyio.Event, Callable[[], Awaitable[CallToolResult]]]:
-    """A job that answers "done in time" once the event is set."""
+@asynccontextmanager
+async def stopping_around_a_held_task(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Path, TaskEngine, TaskRecord, anyio.Event, TaskGroup]]:
+    """An engine (and its SQLite file) running alice's task, whose job answers "done in time" once the event is
+    set, with `stop(600)` begun in the task group: the body runs while the stop's grace period does."""
+    path, engine = engine_in(tmp_path)
     release = anyio.Event()
 
     async def job() -> CallToolResult:
         await release.wait()
         return answer("done in time")
 
-    return release, job
+    task = await engine.start("alice", "complete", job)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.stop, 600.0)
+            yield path, engine, task, release, tg
 
 
 @pytest.mark.parametrize("grace_s", [0.0, 0.05])
@@ -83,16 +94,11 @@ async def test_a_task_still_running_when_the_instance_stops_reads_failed_at_once
 
 async def test_a_task_that_ends_within_the_grace_period_keeps_its_result(tmp_path: Path) -> None:
     """The end of serving (`aclose`) while the grace period runs waits for it rather than cutting it short."""
-    path, engine = engine_in(tmp_path)
-    release, job = held_job()
-    task = await engine.start("alice", "complete", job)
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(engine.stop, 600.0)
-            tg.start_soon(engine.aclose)
-            await anyio.wait_all_tasks_blocked()  # both are waiting on the job
-            assert engine.running() == [task.task_id]
-            release.set()
+    async with stopping_around_a_held_task(tmp_path) as (path, engine, task, release, tg):
+        tg.start_soon(engine.aclose)
+        await anyio.wait_all_tasks_blocked()  # both are waiting on the job
+        assert engine.running() == [task.task_id]
+        release.set()
     ended = await stored(path, task.task_id)
     assert ended.status == COMPLETED and ended.result is not None, ended
     assert ended.result["content"] == [{"type": "text", "text": "done in time"}]
@@ -102,18 +108,13 @@ async def test_a_task_asked_for_while_the_instance_stops_is_refused_and_never_st
     """A request already on the wire when shutdown began can still ask for a task. Started, it would run where
     no drain waits for it (the drain's grace period may be over) and read `working` until its lease ran out;
     it is refused in one line instead, while the stop's grace period runs and after it."""
-    path, engine = engine_in(tmp_path)
-    release, job = held_job()
-    first = await engine.start("alice", "complete", job)
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(engine.stop, 600.0)
-            await anyio.wait_all_tasks_blocked()  # the stop waits on the job
-            with pytest.raises(InstanceStopping, match=r"^hive-mcp is shutting down: the task was not started"):
-                await engine.start("bob", "complete", job)
-            release.set()
+    async with stopping_around_a_held_task(tmp_path) as (path, engine, first, release, _):
+        await anyio.wait_all_tasks_blocked()  # the stop waits on the job
+        with pytest.raises(InstanceStopping, match=r"^hive-mcp is shutting down: the task was not started"):
+            await engine.start("bob", "complete", anyio.sleep_forever)
+        release.set()
     with pytest.raises(InstanceStopping) as after:
-        await engine.start("bob", "complete", job)
+        await engine.start("bob", "complete", anyio.sleep_forever)
     assert "\n" not in str(after.value), after.value
     assert await engine.page("bob", None, 10) == [] and engine.running() == []
     assert (await stored(path, first.task_id)).status == COMPLETED
