@@ -24,7 +24,8 @@ from hive_mcp.provider import DeferredProvider
 from hive_mcp.settings import load_settings
 from tests.catalogues import FakeCatalogue
 from tests.dashboard_dumps import failure
-from tests.dashboard_models import COOL_UNTIL, listing, two_groups, write_days
+from tests.catalogues import COOL_UNTIL, two_groups
+from tests.dashboard_models import listing, write_days
 from tests.clients import mcp_server
 
 BASE = "http://127.0.0.1:8000"

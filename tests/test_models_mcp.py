@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -27,41 +26,19 @@ from hive_mcp.llms.catalogue import Catalogue, DeploymentInfo, ModelGroup
 from hive_mcp.llms.static import StaticCatalogue
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.base import CompletionRequest, LLMResponse
-from tests.catalogues import FakeCatalogue
+from tests.catalogues import COOL_UNTIL, FakeCatalogue, two_groups
 from tests.clients import MODEL, WAIT, connect, make_dump, mcp_server, Notifications, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.tool_budgets import NEW_TOOL_BUDGET, TOTAL_BUDGET, definition_size
 from harness.upstream import Reply, Upstream
 
-COOL_UNTIL = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
-
-
-def two_groups() -> FakeCatalogue:
-    return FakeCatalogue(
-        [
-            ModelGroup(
-                name="openai/fast",
-                aliases=["quick"],
-                deployments=[
-                    DeploymentInfo(provider="openai", model="gpt-4o-mini"),
-                    DeploymentInfo(provider="azure", model="gpt-4o-mini-eu", healthy=False, cooldown_until=COOL_UNTIL),
-                ],
-                max_input_tokens=128_000,
-                max_output_tokens=16_384,
-                input_cost_per_mtok=0.15,
-                output_cost_per_mtok=0.6,
-                supports_tools=True,
-                supports_vision=True,
-                supports_reasoning=False,
-                supports_json_schema=True,
-            ),
-            ModelGroup(
-                name="anthropic/smart",
-                deployments=[DeploymentInfo(provider="anthropic", model="claude-sonnet-4-5")],
-                credentials_present=False,
-            ),
-        ]
-    )
+def config_groups() -> FakeCatalogue:
+    """`catalogues.two_groups` named as a config's groups, with capabilities, and `smart`'s key unset."""
+    return two_groups(
+        "openai/fast", "anthropic/smart", smart_facts={"credentials_present": False},
+        fast_facts={"supports_tools": True, "supports_vision": True, "supports_reasoning": False,
+                    "supports_json_schema": True},
+    )  # fmt: skip
 
 
 def named(count: int) -> FakeCatalogue:
@@ -89,7 +66,7 @@ def interface_keys_only(listing: dict[str, Any]) -> None:
 
 
 async def test_list_models_and_the_resource_show_the_catalogue(make_server: Callable[..., MCPServer], mode: str) -> None:
-    catalogue = two_groups()
+    catalogue = config_groups()
     async with connect(make_server(catalogue=catalogue), mode) as c:
         r = await c.call_tool("list_models", {})
         resource = await read_json(c, MODELS_URI)
@@ -147,7 +124,7 @@ def test_the_static_catalogue_names_the_provider_when_the_model_string_does() ->
 
 
 async def test_one_group_by_name_or_alias_and_the_listings(make_server: Callable[..., MCPServer], mode: str) -> None:
-    catalogue = two_groups()
+    catalogue = config_groups()
     async with connect(make_server(catalogue=catalogue), mode) as c:
         by_name = await read_json(c, model_uri("openai/fast"))
         by_alias = await read_json(c, model_uri("quick"))
@@ -162,7 +139,7 @@ async def test_one_group_by_name_or_alias_and_the_listings(make_server: Callable
 
 
 async def test_an_unknown_group_is_resource_not_found(make_server: Callable[..., MCPServer], mode: str) -> None:
-    async with connect(make_server(catalogue=two_groups()), mode) as c:
+    async with connect(make_server(catalogue=config_groups()), mode) as c:
         with pytest.raises(MCPError) as info:
             await c.read_resource(model_uri("openai/nope"))
     expected = RESOURCE_NOT_FOUND_LEGACY if mode == "legacy" else types.INVALID_PARAMS
@@ -225,7 +202,7 @@ async def test_the_tools_stay_within_budget_with_a_catalogue(make_server: Callab
 async def test_an_unknown_model_lists_the_callable_names_and_sends_nothing(
     make_server: Callable[..., MCPServer], upstream: Upstream, mode: str
 ) -> None:
-    small, large = two_groups(), named(25)
+    small, large = config_groups(), named(25)
     async with connect(make_server(catalogue=small), mode) as a, connect(make_server(catalogue=large), mode) as b:
         r = await a.call_tool("complete", {"prompt": "hi", "model": "openai/gpt-4o"})
         s = await a.call_tool("stream_complete", {"prompt": "hi", "model": "fast"})
@@ -245,7 +222,7 @@ async def test_a_group_is_callable_whatever_the_allow_list(
 ) -> None:
     # With a config the catalogue decides what is callable; the allow-list is for any-model servers.
     upstream.script(Reply.text("from the group"))
-    server = make_server(catalogue=two_groups(), limits=Limits(allowed_models=["anthropic/*"]))
+    server = make_server(catalogue=config_groups(), limits=Limits(allowed_models=["anthropic/*"]))
     async with connect(server, mode) as c:
         r = await c.call_tool("complete", {"prompt": "hi", "model": "openai/fast"})
     assert not r.is_error, text_of(r)
@@ -269,7 +246,7 @@ async def test_the_result_names_the_group_called_when_there_is_one(
         model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
     )
     async with (
-        connect(mcp_server(grouping, store, catalogue=two_groups()), mode) as a,
+        connect(mcp_server(grouping, store, catalogue=config_groups()), mode) as a,
         connect(mcp_server(provider, store), mode) as b,
     ):
         grouped = await a.call_tool("complete", {"prompt": "hi", "model": "openai/fast"})
@@ -289,7 +266,7 @@ async def test_argument_completion_offers_the_names_that_start_with_the_typed_te
 ) -> None:
     template = types.ResourceTemplateReference(type="ref/resource", uri=MODEL_URI_TEMPLATE)
     other = types.ResourceTemplateReference(type="ref/resource", uri="hive://failed-requests/{id}")
-    async with connect(make_server(catalogue=two_groups()), mode) as c:
+    async with connect(make_server(catalogue=config_groups()), mode) as c:
         openai = await c.complete(template, {"name": "name", "value": "openai/"})
         everything = await c.complete(template, {"name": "name", "value": ""})
         none = await c.complete(template, {"name": "name", "value": "mistral/"})
@@ -324,7 +301,7 @@ def change_from_another_thread(catalogue: FakeCatalogue) -> None:
 async def test_legacy_subscribers_hear_the_catalogue_change(
     make_server: Callable[..., MCPServer], store: DumpStore
 ) -> None:
-    catalogue = two_groups()
+    catalogue = config_groups()
     server = make_server(catalogue=catalogue)
     subscriber, bystander = Notifications(), Notifications()
     async with (
@@ -351,7 +328,7 @@ async def test_legacy_subscribers_hear_the_catalogue_change(
 
 
 async def test_listen_stream_hears_the_catalogue_change(make_server: Callable[..., MCPServer]) -> None:
-    catalogue = two_groups()
+    catalogue = config_groups()
     async with connect(make_server(catalogue=catalogue), "auto") as c:
         async with c.listen(resource_subscriptions=[MODELS_URI]) as sub:
             await anyio.to_thread.run_sync(change_from_another_thread, catalogue)
@@ -379,7 +356,7 @@ async def test_a_catalogue_change_is_told_without_reading_the_groups_on_the_even
             groups = FakeCatalogue.groups(self)
             return [g.name for g in groups] + [a for g in groups for a in g.aliases]
 
-    catalogue = Watched(two_groups().groups())
+    catalogue = Watched(config_groups().groups())
     async with connect(make_server(catalogue=catalogue), "auto") as c:
         async with c.listen(resource_subscriptions=[MODELS_URI, model_uri("quick")]) as sub:
             await anyio.to_thread.run_sync(change_from_another_thread, catalogue)
