@@ -268,6 +268,36 @@ async def test_another_owner_sees_not_found_and_no_listing(backend: Backend) -> 
     assert (await store.thread(mine.id, owner="alice")).turns == 1
 
 
+async def test_another_owners_expired_or_evicted_conversation_reads_as_unknown(backend: Backend) -> None:
+    real = backend.kind == "redis"  # Redis expires a thread itself: a short real TTL there
+    store = backend.make(limits=ConversationLimits(max_conversations=1, ttl_s=0.5 if real else 60), real_clock=real)
+    evicted = await started(store, owner="alice")
+    expired = await started(store, owner="alice")  # the cap of one evicts the first
+    if real:
+        await wait_for(lambda: _gone(store, expired.id))
+    else:
+        backend.clock.advance(61)  # past the TTL, not yet swept: expired on sight
+    for thread, reason in ((evicted, "evicted"), (expired, "expired")):
+        with pytest.raises(ExpiredConversation) as info:
+            await store.get(thread.id, owner="alice")
+        assert info.value.reason == reason
+        for op in (
+            lambda: store.get(thread.id, owner="bob"), lambda: store.thread(thread.id, owner="bob"),
+            lambda: continued(store, thread, "hijack", owner="bob"), lambda: store.fork(thread.id, owner="bob"),
+        ):  # fmt: skip
+            with pytest.raises(UnknownConversation) as unknown:
+                await op()
+            assert str(unknown.value) == str(UnknownConversation(thread.id))
+
+
+async def _gone(store: Any, conversation_id: str) -> bool:
+    try:
+        await store.get(conversation_id)
+    except ExpiredConversation:
+        return True
+    return False
+
+
 async def test_listing_is_newest_used_first_with_cursor_and_filters(backend: Backend) -> None:
     store = backend.make()
     threads = [await started(store, model=f"model-{'ab'[i % 2]}") for i in range(5)]

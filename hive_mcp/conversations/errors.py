@@ -62,12 +62,14 @@ class UnknownConversation(ConversationError, LookupError):
 
 
 class ExpiredConversation(ConversationError, LookupError):
-    """Issued here, then dropped: unused for longer than the TTL (`reason="expired"`) or evicted by the cap."""
+    """Issued here, then dropped: unused for longer than the TTL (`reason="expired"`) or evicted by the cap.
+    `owner` is whose it was (None: not recorded); only its owner is told, anyone else reads it as unknown."""
 
-    def __init__(self, conversation_id: str, reason: str = "expired") -> None:
+    def __init__(self, conversation_id: str, reason: str = "expired", owner: str | None = None) -> None:
         why = "evicted (too many conversations kept)" if reason == "evicted" else "expired (unused for too long)"
         super().__init__(conversation_id, f"conversation_id: conversation {conversation_id} {why}")
         self.reason = reason
+        self.owner = owner
 
 
 class UnknownMessage(ConversationError, LookupError):

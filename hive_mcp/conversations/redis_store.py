@@ -4,9 +4,10 @@ Keys live under one prefix (`hive-mcp:` by default):
 
 * `{p}conv:{id}`, a hash: the thread (`owner`, `lineage`, `tip`, `last_used_us`,
   and `data`, the JSON of the rest). Expires after `ttl_s` without use.
-* `{p}gone:{id}`: set with a longer expiry (`ttl_s + tombstone_s`) at each use,
-  so that an id whose thread expired reads as expired, not unknown; eviction
-  sets it to `evicted`, deletion removes it.
+* `{p}gone:{id}`: `expired TAB owner`, set with a longer expiry (`ttl_s +
+  tombstone_s`) at each use, so that an id whose thread expired reads as
+  expired to its owner, not unknown; eviction sets it to `evicted TAB owner`,
+  deletion removes it.
 * `{p}lin:{lineage}:m` / `:t` / `:members`: the messages (`parent TAB turn
   TAB JSON`: a read walks the chain on the server), the turns, and the threads
   of one lineage (a fresh thread and
@@ -56,13 +57,13 @@ T = TypeVar("T")
 
 # Shared by the scripts: renew the expiry of a thread, its tombstone and its lineage's keys.
 _RENEW = """
-local function renew(p, id, lineage, ttl, gone_ttl)
+local function renew(p, id, lineage, owner, ttl, gone_ttl)
   local keys = {p .. 'conv:' .. id, p .. 'lin:' .. lineage .. ':m', p .. 'lin:' .. lineage .. ':t',
                 p .. 'lin:' .. lineage .. ':members'}
   for _, k in ipairs(keys) do
     if ttl > 0 then redis.call('PEXPIRE', k, ttl) else redis.call('PERSIST', k) end
   end
-  redis.call('SET', p .. 'gone:' .. id, 'expired', 'PX', gone_ttl)
+  redis.call('SET', p .. 'gone:' .. id, 'expired\t' .. owner, 'PX', gone_ttl)
 end
 local function write(p, lineage, n, base)
   -- ARGV[base..]: n messages as (id, record) pairs, then a turn (id, record) or ('', '')
@@ -88,7 +89,7 @@ if redis.call('HGET', conv, 'tip') ~= ARGV[3] then return 'conflict' end
 local lineage, owner = redis.call('HGET', conv, 'lineage'), redis.call('HGET', conv, 'owner')
 write(p, lineage, tonumber(ARGV[9]), 10)
 redis.call('HSET', conv, 'tip', ARGV[4], 'last_used_us', ARGV[5], 'data', ARGV[6])
-renew(p, id, lineage, tonumber(ARGV[7]), tonumber(ARGV[8]))
+renew(p, id, lineage, owner, tonumber(ARGV[7]), tonumber(ARGV[8]))
 index(p, id, owner, ARGV[5])
 return 'ok'
 """
@@ -101,15 +102,16 @@ if source ~= '' then
   local sconv = p .. 'conv:' .. source
   if redis.call('EXISTS', sconv) == 0 then return 'gone' end
   if point ~= '' and redis.call('HEXISTS', p .. 'lin:' .. lineage .. ':m', point) == 0 then return 'gone' end
+  local sowner = redis.call('HGET', sconv, 'owner')
   redis.call('HSET', sconv, 'last_used_us', used)
-  renew(p, source, lineage, ttl, gone_ttl)
-  index(p, source, redis.call('HGET', sconv, 'owner'), used)
+  renew(p, source, lineage, sowner, ttl, gone_ttl)
+  index(p, source, sowner, used)
 end
 write(p, lineage, tonumber(ARGV[12]), 13)
 redis.call('HSET', p .. 'conv:' .. id, 'owner', owner, 'lineage', lineage, 'tip', ARGV[5], 'last_used_us', used,
            'data', ARGV[7])
 redis.call('SADD', p .. 'lin:' .. lineage .. ':members', id)
-renew(p, id, lineage, ttl, gone_ttl)
+renew(p, id, lineage, owner, ttl, gone_ttl)
 index(p, id, owner, used)
 return 'ok'
 """
@@ -122,7 +124,7 @@ local owner, lineage = redis.call('HGET', conv, 'owner'), redis.call('HGET', con
 redis.call('DEL', conv)
 redis.call('ZREM', p .. 'index', id)
 if ARGV[3] == '' then redis.call('DEL', p .. 'gone:' .. id)
-else redis.call('SET', p .. 'gone:' .. id, ARGV[3], 'PX', ARGV[4]) end
+else redis.call('SET', p .. 'gone:' .. id, ARGV[3] .. '\t' .. (owner or ''), 'PX', ARGV[4]) end
 if not owner then return 0 end
 redis.call('ZREM', p .. 'owner:' .. owner, id)
 local members = p .. 'lin:' .. lineage .. ':members'
@@ -260,7 +262,11 @@ class RedisStore(ConversationStore):
     # -- primitives ----------------------------------------------------------
 
     def _missing(self, conversation_id: str, gone: str | None) -> Exception:
-        return ExpiredConversation(conversation_id, gone) if gone else UnknownConversation(conversation_id)
+        """What a thread that is not there raises: its tombstone (`reason TAB owner`) tells how it went."""
+        if not gone:
+            return UnknownConversation(conversation_id)
+        reason, _, owner = gone.partition("\t")
+        return ExpiredConversation(conversation_id, reason, owner or None)
 
     async def _thread(self, conversation_id: str) -> Thread:
         p = self.prefix

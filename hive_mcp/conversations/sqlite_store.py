@@ -93,8 +93,14 @@ def _m002_writers(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE writers (id TEXT PRIMARY KEY, token TEXT NOT NULL, expires REAL NOT NULL)")
 
 
+def _m003_tombstone_owners(conn: sqlite3.Connection) -> None:
+    # Whose a dropped thread was: only its owner is told it expired (NULL in older rows: told to nobody).
+    conn.execute("ALTER TABLE tombstones ADD COLUMN owner TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", _m001_initial), ("m002_writers", _m002_writers),
+    ("m003_tombstone_owners", _m003_tombstone_owners),
 ]
 """Applied in this order, each once; append new ones, never edit an applied one."""
 
@@ -175,13 +181,13 @@ class SQLiteStore(ConversationStore):
     def _live(self, conn: sqlite3.Connection, conversation_id: str) -> Thread:
         row = conn.execute(f"SELECT {_THREAD_COLS} FROM threads WHERE id = ?", (conversation_id,)).fetchone()
         if row is None:
-            gone = conn.execute("SELECT reason FROM tombstones WHERE id = ?", (conversation_id,)).fetchone()
+            gone = conn.execute("SELECT reason, owner FROM tombstones WHERE id = ?", (conversation_id,)).fetchone()
             if gone is not None:
-                raise ExpiredConversation(conversation_id, gone[0])
+                raise ExpiredConversation(conversation_id, gone[0], gone[1])
             raise UnknownConversation(conversation_id)
         cutoff = self._cutoff_us()
         if cutoff is not None and row[3] < cutoff:
-            raise ExpiredConversation(conversation_id)
+            raise ExpiredConversation(conversation_id, owner=row[1])
         return _thread_of(row)
 
     def _drop(self, conn: sqlite3.Connection, ids: list[str], reason: str | None) -> None:
@@ -189,11 +195,15 @@ class SQLiteStore(ConversationStore):
         if not ids:
             return
         marks = ",".join("?" * len(ids))
-        lineages = [r[0] for r in conn.execute(f"SELECT DISTINCT lineage FROM threads WHERE id IN ({marks})", ids)]
+        rows = conn.execute(f"SELECT id, owner, lineage FROM threads WHERE id IN ({marks})", ids).fetchall()
+        lineages = {r[2] for r in rows}
         conn.execute(f"DELETE FROM threads WHERE id IN ({marks})", ids)
         if reason is not None:
             now = to_us(self.now())
-            conn.executemany("INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?)", [(i, reason, now) for i in ids])
+            conn.executemany(
+                "INSERT OR REPLACE INTO tombstones (id, reason, at_us, owner) VALUES (?, ?, ?, ?)",
+                [(i, reason, now, owner) for i, owner, _ in rows],
+            )
         for lineage in lineages:
             conn.execute(
                 "WITH RECURSIVE live(id) AS (SELECT tip FROM threads WHERE lineage = :l AND tip IS NOT NULL "

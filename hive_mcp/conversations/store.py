@@ -14,7 +14,8 @@ Each primitive is atomic in its backend, so what holds here holds for both:
 * A fork is a new thread whose tip is an existing message: nothing is copied,
   and the source is unchanged (only its last use moves).
 * `owner` isolates callers: a thread owned by another caller is
-  `UnknownConversation`, exactly like an id never issued. `owner=None` is the
+  `UnknownConversation`, exactly like an id never issued, and so is one that
+  expired or was evicted (only its owner is told so). `owner=None` is the
   operator's view (the command line): every thread.
 """
 
@@ -31,7 +32,10 @@ from typing import Any
 
 import anyio
 
-from .errors import ConversationBusy, ConversationConflict, StoreError, UnknownConversation, UnknownMessage
+from .errors import (
+    ConversationBusy, ConversationConflict, ConversationError, ExpiredConversation, StoreError, UnknownConversation,
+    UnknownMessage,
+)  # fmt: skip
 from .records import (
     ChatMessage,
     ConversationLimits,
@@ -86,11 +90,17 @@ class ConversationStore(ABC):
 
     async def thread(self, conversation_id: str, *, owner: str | None = None) -> Thread:
         """The thread's current record (tip and counters), without its messages."""
-        return self._visible(await self._thread(check_id(conversation_id)), owner)
+        try:
+            return self._visible(await self._thread(check_id(conversation_id)), owner)
+        except ExpiredConversation as gone:
+            raise self._told(gone, owner) from None
 
     async def get(self, conversation_id: str, *, owner: str | None = None) -> ThreadView:
         """The thread with its messages root first, as the next model call should receive them."""
-        view = await self._view(check_id(conversation_id))
+        try:
+            view = await self._view(check_id(conversation_id))
+        except ExpiredConversation as gone:
+            raise self._told(gone, owner) from None
         self._visible(view.thread, owner)
         return view
 
@@ -251,6 +261,13 @@ class ConversationStore(ABC):
         if owner is not None and thread.owner != owner:
             raise UnknownConversation(thread.id)
         return thread
+
+    @staticmethod
+    def _told(gone: ExpiredConversation, owner: str | None) -> ConversationError:
+        """A dropped thread reads as expired to its owner only: to anyone else, as never issued."""
+        if owner is not None and gone.owner != owner:
+            return UnknownConversation(gone.conversation_id)
+        return gone
 
     def _build(
         self, thread: Thread, messages: Incoming, turn: NewTurn | None, owner: str, now: datetime | None = None
