@@ -124,6 +124,31 @@ def test_a_dump_is_listed_only_to_its_caller_and_admins(served: dict[str, Any]) 
         assert (dump_id in [row["id"] for row in newest]) is sees, who
 
 
+def test_a_conversation_is_browsed_by_its_caller_and_admins_and_continued_by_its_caller_only(
+    served: dict[str, Any],
+) -> None:
+    sessions, uri = served["sessions"], served["uris"]["conversation"]
+    conversation_id = uri.rsplit("/", 1)[1]
+    for who, sees in (("alice", True), ("bob", False), ("root", True)):
+        session = sessions[who]
+        items = session.run(lambda c: c.call_tool("list_conversations", {})).structured_content["items"]
+        owners = {item["id"]: item["owner"] for item in items}
+        assert owners.get(conversation_id) == ("alice" if sees else None), who
+        index = json.loads(session.run(lambda c: c.read_resource("hive://conversations")).contents[0].text)
+        assert (conversation_id in [item["id"] for item in index["items"]]) is sees, who
+        if sees:
+            thread = json.loads(session.run(lambda c: c.read_resource(uri)).contents[0].text)
+            assert thread["messages"][0]["content"] == "alice's plan", who
+        else:
+            with pytest.raises(Exception, match="unknown conversation"):  # noqa: PT011 - the SDK's error
+                session.run(lambda c: c.read_resource(uri))
+    # Browsing is not writing: a turn on alice's thread stays hers to add.
+    continued = sessions["root"].run(
+        lambda c: c.call_tool("complete", {"prompt": "and?", "conversation_id": conversation_id})
+    )
+    assert continued.is_error and text_of(continued) == f"conversation_id: unknown conversation {conversation_id}"
+
+
 def test_another_callers_dump_reads_exactly_as_an_unknown_one(served: dict[str, Any]) -> None:
     sessions, dump_id = served["sessions"], served["dump_id"]
     bob, alice = sessions["bob"], sessions["alice"]

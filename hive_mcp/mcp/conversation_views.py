@@ -1,9 +1,12 @@
 """Browsing conversations: the `list_conversations` tool and the `hive://conversations` resources.
 
 Each caller sees only its own conversations (the owner the HTTP guard derived
-from its token, or the local caller): another's id reads as not found and never
-shows in a listing. The index is newest-used first and pages with cursors, like
-the failed requests; one conversation reads as its whole thread, as JSON.
+from its token): another's id reads as not found and never shows in a listing.
+Admins and the local user browse everyone's (`tokens.owner_scope`), as they do
+dumps; continuing or forking one stays its owner's (the conversation step asks
+with the call's own caller). The index is newest-used first and pages with
+cursors, like the failed requests; one conversation reads as its whole thread,
+as JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from mcp.server.mcpserver.tools import Tool as MCPTool
 from mcp.shared.exceptions import MCPError
 
 from ..conversations import ConversationError, ConversationStore, StoreError, Thread, ThreadView
+from ..tokens import owner_scope
 from .args import ListConversationsArgs, parse_args
 from .constants import CONVERSATION_URI_TEMPLATE, CONVERSATIONS_URI, conversation_uri
 from .callers import caller
@@ -39,6 +43,7 @@ class ConversationSummary(BaseModel):
 
     id: str
     uri: str
+    owner: str
     created: datetime
     last_used: datetime
     turns: int
@@ -49,7 +54,7 @@ class ConversationSummary(BaseModel):
     @classmethod
     def of(cls, t: Thread) -> ConversationSummary:
         return cls(
-            id=t.id, uri=conversation_uri(t.id), created=t.created, last_used=t.last_used, turns=t.turns,
+            id=t.id, uri=conversation_uri(t.id), owner=t.owner, created=t.created, last_used=t.last_used, turns=t.turns,
             models=t.models, cost_usd=t.cost_usd, forked_from=t.forked_from_thread,
         )  # fmt: skip
 
@@ -62,9 +67,9 @@ class ConversationPage(BaseModel):
 
 
 async def conversation_page(
-    store: ConversationStore, owner: str, args: ListConversationsArgs
+    store: ConversationStore, owner: str | None, args: ListConversationsArgs
 ) -> ConversationPage:
-    """One page of `owner`'s conversations; ArgumentError for a cursor that is not one of ours."""
+    """One page of `owner`'s conversations (None: everyone's); ArgumentError for a cursor that is not one of ours."""
     try:
         page = await store.list(
             owner=owner, limit=args.limit, cursor=args.cursor, model=args.model, since=args.since
@@ -84,13 +89,13 @@ def thread_document(view: ThreadView) -> dict[str, Any]:
     }
 
 
-def list_conversations_tool(store: ConversationStore) -> MCPTool:
+def list_conversations_tool(store: ConversationStore, admins: frozenset[str]) -> MCPTool:
     """The read-only `list_conversations` tool over `store`."""
     async def list_conversations(ctx: Context) -> Annotated[CallToolResult, ConversationPage]:
         """Your conversations, newest first; pass an id as complete's conversation_id."""
         try:
             args = parse_args(ListConversationsArgs, ctx)
-            page = await conversation_page(store, caller(ctx.request_context), args)
+            page = await conversation_page(store, owner_scope(caller(ctx.request_context), admins), args)
         except (ArgumentError, StoreError) as exc:
             return error_result(str(exc))
         return json_result(page)
@@ -99,15 +104,15 @@ def list_conversations_tool(store: ConversationStore) -> MCPTool:
     return build_tool(list_conversations, ListConversationsArgs, annotations)
 
 
-def conversation_routes(store: ConversationStore) -> list[Route]:
+def conversation_routes(store: ConversationStore, admins: frozenset[str]) -> list[Route]:
     """`hive://conversations` (the caller's, a page per `?cursor=`) and one conversation's thread."""
 
     async def read_index(ctx: ServerRequestContext[Any, Any], uri: str, _: str) -> str:
         cursor = parse_qs(urlsplit(uri).query).get("cursor", [None])[0]
-        return await _answer(ctx, uri, lambda: _index_text(store, caller(ctx), cursor))
+        return await _answer(ctx, uri, lambda: _index_text(store, owner_scope(caller(ctx), admins), cursor))
 
     async def read_thread(ctx: ServerRequestContext[Any, Any], uri: str, conversation_id: str) -> str:
-        return await _answer(ctx, uri, lambda: _thread_text(store, caller(ctx), conversation_id))
+        return await _answer(ctx, uri, lambda: _thread_text(store, owner_scope(caller(ctx), admins), conversation_id))
 
     index = Resource(
         uri=CONVERSATIONS_URI, name="conversations", title="Conversations", mime_type="application/json",
@@ -122,12 +127,12 @@ def conversation_routes(store: ConversationStore) -> list[Route]:
             Route(CONVERSATION_URI_TEMPLATE, thread, read_thread, owned=True)]  # fmt: skip
 
 
-async def _index_text(store: ConversationStore, owner: str, cursor: str | None) -> str:
+async def _index_text(store: ConversationStore, owner: str | None, cursor: str | None) -> str:
     page = await conversation_page(store, owner, ListConversationsArgs(cursor=cursor))
     return page.model_dump_json(indent=2)
 
 
-async def _thread_text(store: ConversationStore, owner: str, conversation_id: str) -> str:
+async def _thread_text(store: ConversationStore, owner: str | None, conversation_id: str) -> str:
     view = await store.get(conversation_id, owner=owner)
     return json.dumps(thread_document(view), indent=2, ensure_ascii=False)
 

@@ -136,7 +136,8 @@ def build_server(
     `bus` carries change events to `subscriptions/listen` streams (default: in this
     process only; `bus.RedisSubscriptionBus` crosses processes); `dump_watch` (a
     `dumps.DumpDirectoryWatch`) tells of dumps other processes wrote to the same directory.
-    `admins` are the callers who see every caller's dumps (the others see their own).
+    `admins` are the callers who see every caller's dumps, conversations, results and spend (the others see
+    their own).
     `results` keeps answers longer than `result_inline_tokens` as `hive://results/{id}` (paging.py; None: every
     answer is returned whole). `tasks` runs `complete` and `stream_complete` as tasks when a client asks (None:
     no tasks).
@@ -177,7 +178,7 @@ def build_server(
         [
             *resources.models_routes(),
             *([usage_route(spend)] if spend is not None else []),
-            *(conversation_routes(conversations) if conversations is not None else []),
+            *(conversation_routes(conversations, frozenset(admins)) if conversations is not None else []),
             *resources.dump_routes(),
             *(paging.routes() if paging is not None else []),
             DASHBOARD_ROUTE,
@@ -233,7 +234,7 @@ def build_server(
         instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if conversations is not None else ""),
         tools=[
             t for t in tools(tool_handlers)
-            + ([list_conversations_tool(conversations)] if conversations is not None else [])
+            + ([list_conversations_tool(conversations, frozenset(admins))] if conversations is not None else [])
             + ([paging.tool()] if paging is not None else [])
             if not offered or t.name in offered
         ],
