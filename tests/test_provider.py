@@ -18,6 +18,7 @@ from hive_mcp.provider import (
     StreamErrorEvent,
     TextDeltaEvent,
     Tool,
+    ToolCallDeltaEvent,
     ToolCallEvent,
 )
 from hive_mcp.provider.litellm import JSON_MODE_INSTRUCTION
@@ -62,6 +63,24 @@ async def test_parallel_tool_calls_stay_apart_when_index_repeats(provider, upstr
         ("call_c", "broken", {"_raw": '{"unterminated'}),
     ]
     assert upstream.chat_requests()[0].body["tools"][0]["function"]["name"] == "weather"
+
+
+async def test_tool_call_pieces_are_told_as_written_and_a_stream_lost_after_them_alone_is_retried(
+    provider, upstream
+) -> None:
+    """The pieces (what a call cut short owes) reach no caller, so a stream lost after them is tried again."""
+    upstream.script(
+        Reply.stream([tool_call_delta(0, id="call_a", name="weather", args='{"city": ')], drop_after=1),
+        Reply.stream([tool_call_delta(0, id="call_b", name="weather", args='{"city": "Oslo"}')],
+                     finish_reason="tool_calls"),
+    )  # fmt: skip
+    events = await collect(provider, tools=[Tool(name="weather")])
+    assert [e.content for e in events if isinstance(e, ToolCallDeltaEvent)] == [
+        'weather{"city": ', 'weather{"city": "Oslo"}'
+    ]
+    calls = [(e.tool_use_id, e.tool_input) for e in events if isinstance(e, ToolCallEvent)]
+    assert calls == [("call_b", {"city": "Oslo"})] and isinstance(events[-1], FinishEvent)
+    assert len(upstream.chat_requests()) == 2
 
 
 async def test_reasoning_and_tool_arguments_that_are_not_valid_unicode_arrive_mended(provider, upstream) -> None:

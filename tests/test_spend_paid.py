@@ -22,7 +22,7 @@ from hive_mcp.spend.ledger import Backend
 from hive_mcp.provider.stream import OUTPUT_SLACK_TOKENS
 from tests.clients import MODEL, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
-from harness.upstream import Reply, Upstream
+from harness.upstream import Reply, Upstream, tool_call_delta
 from tests.spend_calls import EPOCH, IN, MAX_TOKENS, OUT, WORDS, cancel_once, charged, held_by, one_call_budget, requests_seen
 
 
@@ -93,6 +93,31 @@ async def test_a_stream_cut_by_the_deadline_is_charged(store: DumpStore, upstrea
     assert cut.is_error and "deadline" in text_of(cut)
     call = only_call(spend.settled())
     assert call.estimated and call.cost == charged(provider, "hello", "".join(WORDS[:20]))
+
+
+async def test_a_stream_cut_while_writing_a_tool_call_is_charged_what_the_call_holds_so_far(
+    store: DumpStore, upstream: Upstream, tmp_path: Path
+) -> None:
+    """A tool call is not relayed as it streams, but the upstream bills every token of it: cut short, the call
+    owes its name and arguments so far, as a cut text stream owes its text."""
+    provider = LiteLLMProvider(
+        model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store,
+        deadline_s=2.0,
+    )  # fmt: skip
+    provider.warm_up()
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
+    server = mcp_server(provider, store, spend=spend)
+    pieces = ['{"notes": "', *WORDS[:20]]
+    upstream.script(
+        Reply.stream([tool_call_delta(0, id="call_1", name="save"), *(tool_call_delta(0, args=p) for p in pieces)],
+                     hold_after=len(pieces) + 1)
+    )  # fmt: skip
+    async with connect(server, "legacy") as c:
+        cut = await c.call_tool("stream_complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
+    upstream.release()
+    assert cut.is_error and "deadline" in text_of(cut)
+    call = only_call(spend.settled())
+    assert call.estimated and call.cost == charged(provider, "hello", "save" + "".join(pieces))
 
 
 async def test_a_reply_the_provider_billed_is_charged_when_the_call_fails(

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.lowlevel
 
-from ..provider.events import FinishEvent, ReasoningDeltaEvent, StreamErrorEvent, StreamEvent, TextDeltaEvent
+from ..provider.events import (
+    FinishEvent, ReasoningDeltaEvent, StreamErrorEvent, StreamEvent, TextDeltaEvent, ToolCallDeltaEvent,
+)  # fmt: skip
 
 __all__ = ["TAGS", "Nudge", "StreamState", "now", "read_stream"]
 
@@ -51,8 +53,8 @@ class StreamState:
     ended: anyio.Event = field(default_factory=anyio.Event)
     """Set once the reader is done: nothing more will arrive."""
     produced: list[str] = field(default_factory=list)
-    """Every piece of text the model wrote so far, answer and reasoning, relayed or not: what a call cut short
-    owes for its output."""
+    """Every piece of text the model wrote so far, answer, reasoning and tool calls, relayed or not: what a call
+    cut short owes for its output."""
 
     def add(self, ev: StreamEvent) -> None:
         if isinstance(ev, TextDeltaEvent):
@@ -64,11 +66,12 @@ class StreamState:
                 self.produced.append(ev.content)
                 if self.reasoning:
                     self._pend("reasoning", ev.content)
+        elif isinstance(ev, ToolCallDeltaEvent):
+            self.produced.append(ev.content)  # owed, not relayed: the call arrives whole in the result
         elif isinstance(ev, FinishEvent):
             self.finish = ev
         elif isinstance(ev, StreamErrorEvent):
             self.error = ev
-        # a tool call arrives whole in the result
 
     @property
     def done(self) -> bool:

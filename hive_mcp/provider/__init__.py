@@ -15,6 +15,7 @@ from .events import (
     StreamErrorEvent,
     StreamEvent,
     TextDeltaEvent,
+    ToolCallDeltaEvent,
     ToolCallEvent,
 )
 from .deferred import DeferredProvider
@@ -39,6 +40,7 @@ __all__ = [
     "StreamEvent",
     "TextDeltaEvent",
     "ReasoningDeltaEvent",
+    "ToolCallDeltaEvent",
     "ToolCallEvent",
     "FinishEvent",
     "StreamErrorEvent",

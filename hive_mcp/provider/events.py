@@ -1,8 +1,9 @@
 """Stream events: what `LLMProvider.stream` yields, in order.
 
-A stream is zero or more text/reasoning deltas and tool calls, then exactly one
-terminal event: `FinishEvent` on success or `StreamErrorEvent` on failure. The
-text deltas joined are the reply's whole `content`; reasoning never mixes in.
+A stream is zero or more text/reasoning deltas, tool-call pieces and tool calls,
+then exactly one terminal event: `FinishEvent` on success or `StreamErrorEvent`
+on failure. The text deltas joined are the reply's whole `content`; reasoning
+never mixes in.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ class TextDeltaEvent:
 @dataclass(frozen=True)
 class ReasoningDeltaEvent:
     """New reasoning or thinking text, where the upstream streams it apart from the answer."""
+
+    content: str
+
+
+@dataclass(frozen=True)
+class ToolCallDeltaEvent:
+    """A piece of a tool call as the model writes it (its name, or a fragment of its arguments). Not for
+    relaying (the call arrives whole in `ToolCallEvent`); the upstream bills it, so a call cut short owes it.
+    A stream that fails after pieces only may still be retried: none of them reached the caller."""
 
     content: str
 
@@ -79,11 +89,14 @@ class StreamErrorEvent:
     """The provider's usage of replies it gave and the call did not keep (`ProviderError.billed`)."""
 
 
-StreamEvent = TextDeltaEvent | ReasoningDeltaEvent | ToolCallEvent | FinishEvent | StreamErrorEvent
+StreamEvent = (
+    TextDeltaEvent | ReasoningDeltaEvent | ToolCallDeltaEvent | ToolCallEvent | FinishEvent | StreamErrorEvent
+)
 
 __all__ = [
     "TextDeltaEvent",
     "ReasoningDeltaEvent",
+    "ToolCallDeltaEvent",
     "ToolCallEvent",
     "FinishEvent",
     "StreamErrorEvent",

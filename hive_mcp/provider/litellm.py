@@ -26,7 +26,7 @@ from .deadline import Expired, ReadDeadline
 from .facts import config_facts, default_facts, model_facts, price_of
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, ProviderError
 from .errors import MESSAGE_LIMIT
-from .events import FinishEvent, StreamEvent, ToolCallEvent
+from .events import FinishEvent, StreamEvent, ToolCallDeltaEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, normalize_secrets, url_secrets
 from .failure import build_dump, count_text, count_tokens
@@ -240,7 +240,7 @@ class LiteLLMProvider(LLMProvider):
                                 raise attempts.deadline_exceeded() from None
                             attempts.watch.first_chunk()
                             for event in assembler.feed(chunk):
-                                sent_any = True
+                                sent_any = sent_any or not isinstance(event, ToolCallDeltaEvent)
                                 yield event
                             if assembler.cut or (
                                 assembler.finish_reason and not get(chunk, "choices") and get(chunk, "usage")

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from ..text import Mender, well_formed, well_formed_value
 from .base import ToolCall
-from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent
+from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent, ToolCallDeltaEvent
 
 
 def parse_arguments(raw: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -222,7 +222,7 @@ class StreamAssembler:
         if isinstance(content, str) and content:
             self._add_answer(self._answer_mender.feed(content), events)
         for fragment in get(delta, "tool_calls") or []:
-            self._add_fragment(fragment)
+            self._add_fragment(fragment, events)
         if refused(delta):
             self.refusal = True
 
@@ -260,7 +260,7 @@ class StreamAssembler:
         self._add_answer(self._answer_mender.end(), events)
         return events
 
-    def _add_fragment(self, fragment: Any) -> None:
+    def _add_fragment(self, fragment: Any, events: list[StreamEvent]) -> None:
         call_id = get(fragment, "id")
         function = get(fragment, "function")
         if call_id and call_id not in self._calls:
@@ -274,7 +274,10 @@ class StreamAssembler:
         name = get(function, "name")
         if name:
             pending.name = name
-        pending.arguments += get(function, "arguments") or ""
+        arguments = get(function, "arguments") or ""
+        pending.arguments += arguments
+        if piece := (name or "") + arguments:
+            events.append(ToolCallDeltaEvent(piece))
 
     @property
     def tool_calls(self) -> list[ToolCall]:
