@@ -75,16 +75,21 @@ async def test_output_relayed_before_a_mid_stream_failure_is_charged(
     assert after.is_error and "overall daily budget" in text_of(after)
 
 
-async def test_a_stream_cut_by_the_deadline_is_charged(store: DumpStore, upstream: Upstream, tmp_path: Path) -> None:
-    """The text must reach the caller within the deadline: litellm is warmed first, as `serve` does
-    (test_faults.py's deadline test says why), and the deadline is far longer than a warmed call takes."""
+def with_a_short_deadline(store: DumpStore, upstream: Upstream, tmp_path: Path) -> tuple[LiteLLMProvider, Spend, Any]:
+    """A provider with a 2 s deadline, a one-call budget, and the server over them. What a stream sends must
+    reach the caller within the deadline: litellm is warmed first, as `serve` does (test_faults.py's deadline
+    test says why), and the deadline is far longer than a warmed call takes."""
     provider = LiteLLMProvider(
         model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store,
         deadline_s=2.0,
     )  # fmt: skip
     provider.warm_up()
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = mcp_server(provider, store, spend=spend)
+    return provider, spend, mcp_server(provider, store, spend=spend)
+
+
+async def test_a_stream_cut_by_the_deadline_is_charged(store: DumpStore, upstream: Upstream, tmp_path: Path) -> None:
+    provider, spend, server = with_a_short_deadline(store, upstream, tmp_path)
     upstream.script(Reply.stream(WORDS, hold_after=20))
     progress = Progress()
     async with connect(server, "legacy") as c:
@@ -100,13 +105,7 @@ async def test_a_stream_cut_while_writing_a_tool_call_is_charged_what_the_call_h
 ) -> None:
     """A tool call is not relayed as it streams, but the upstream bills every token of it: cut short, the call
     owes its name and arguments so far, as a cut text stream owes its text."""
-    provider = LiteLLMProvider(
-        model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store,
-        deadline_s=2.0,
-    )  # fmt: skip
-    provider.warm_up()
-    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), one_call_budget(provider), provider)
-    server = mcp_server(provider, store, spend=spend)
+    provider, spend, server = with_a_short_deadline(store, upstream, tmp_path)
     pieces = ['{"notes": "', *WORDS[:20]]
     upstream.script(
         Reply.stream([tool_call_delta(0, id="call_1", name="save"), *(tool_call_delta(0, args=p) for p in pieces)],
