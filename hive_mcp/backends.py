@@ -72,10 +72,11 @@ def server_secrets(
     the environment (each item of a list), the API key, the state password, the metrics token, the config's
     keys, the bearer
     tokens (the token part of each `name:token` entry, from the variable and the file), and what the
-    configured URLs carry (`redact.url_secrets`). Kept out of logs, dumps, conversations and errors."""
-    from .redact import credential_values, normalize_secrets, url_secrets
+    configured URLs carry (`redact.url_secrets`); each also percent- and base64-encoded (`redact.secret_forms`).
+    Kept out of logs, dumps, conversations and errors."""
+    from .redact import credential_values, secret_forms, url_secrets
 
-    return normalize_secrets((
+    return secret_forms((
         *credential_values(os.environ), settings.api_key_value, settings.state_password_value,
         settings.metrics_token_value, *url_secrets(settings.api_base), *url_secrets(settings.state_url),
         *(config.secrets if config is not None else ()), *tokens,

@@ -6,6 +6,10 @@ dumps):
 - by value: every configured secret (the API key, and every credential the
   environment holds, see `credential_values`) is replaced by plain substring
   replacement, longest first, so a secret containing another goes whole;
+  a server's secret set also holds each secret's encoded forms (`secret_forms`:
+  percent-encoded, and base64 at each byte alignment, as a Basic header or an
+  upstream's echo carries it), added once where the set is built, since
+  substring replacement finds only the forms it is given;
 - by shape: strings that look like keys whatever their source (`sk-...`,
   `sk-ant-...`, `AIza...`, `gsk_...`, `hf_...`, GitHub tokens, AWS access key ids,
   JWTs, `Bearer xxx`, credential-named query values, userinfo in URLs), matched
@@ -35,7 +39,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel
 
@@ -53,6 +57,7 @@ __all__ = [
     "redact",
     "redact_json",
     "redact_text",
+    "secret_forms",
     "strip_credentials",
     "url_secrets",
     "RedactingFilter",
@@ -61,6 +66,8 @@ __all__ = [
 REDACTED = "[REDACTED]"
 MIN_SECRET_LEN = 8
 """Shorter secrets are ignored: redacting every "password" or "test" would gut the text."""
+MIN_BASE64_FORM_LEN = 12
+"""Shorter base64 forms are dropped: a few base64 characters occur in ordinary words."""
 
 # ---------------------------------------------------------------------------
 # Key shapes
@@ -133,6 +140,38 @@ def normalize_secrets(secrets: Iterable[str | None]) -> tuple[str, ...]:
     """Usable secrets, longest first so a secret containing another is replaced whole."""
     found = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LEN and s != REDACTED}
     return tuple(sorted(found, key=len, reverse=True))
+
+
+def _encoded(secret: str) -> set[str]:
+    """The other forms `secret` may be written in: percent-encoded (in a URL or a form body), and in base64
+    (standard and URL-safe alphabets) the characters that depend on its bytes alone, for each of the three
+    byte offsets it may start at inside a longer encoded string (`user:key` in a Basic header). At an
+    offset the first group mixes in the bytes before it, and a partial last group the bytes after it
+    (or the padding): both are dropped, so the form is found whatever surrounds the secret."""
+    found = {quote(secret, safe=""), quote_plus(secret)}
+    raw = secret.encode()
+    for k in range(3):
+        end = -4 if (k + len(raw)) % 3 else None
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            form = encode(b"\0" * k + raw).decode("ascii")[4 if k else 0 : end]
+            if len(form) >= MIN_BASE64_FORM_LEN:
+                found.add(form)
+    found.discard(secret)
+    return found
+
+
+def secret_forms(secrets: Iterable[str | None]) -> tuple[str, ...]:
+    """`secrets` (normalized) with every encoded form of each (`_encoded`), longest first.
+
+    Called where a secret set is built (the server's, the provider's), not by `normalize_secrets`, which
+    runs on every call: forms are worked out once. A value that is itself a form of another in the set
+    gets no forms of its own, so a set already holding the forms (the server's, handed to the provider)
+    comes back as it is rather than growing forms of forms.
+    """
+    found = normalize_secrets(secrets)
+    forms = {s: _encoded(s) for s in found}
+    derived = set().union(*forms.values())
+    return normalize_secrets((*found, *(f for s in found if s not in derived for f in forms[s])))
 
 
 def _replace_values(text: str, secrets: Iterable[str]) -> tuple[str, bool]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+from base64 import b64encode, urlsafe_b64decode, urlsafe_b64encode
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -18,6 +20,7 @@ from hive_mcp.redact import (
     redact,
     redact_json,
     redact_text,
+    secret_forms,
 )
 from tests.conftest import FAST_RETRY, TEST_KEY
 from harness.upstream import Reply, Upstream
@@ -110,6 +113,64 @@ def test_structural_walk_replaces_sensitive_keys_whole() -> None:
 
 
 # ---------------------------------------------------------------------------
+# Encoded forms of a secret
+# ---------------------------------------------------------------------------
+
+SPECIAL_KEY = "k3y/With+Special=chars>>~~0123456789"
+"""Changes under percent-encoding, and its base64 holds `+` at every alignment: the two alphabets differ."""
+
+
+def encoded_forms(secret: str) -> dict[str, str]:
+    """How a secret may come back from an upstream: percent-encoded in a URL, and base64-encoded
+    alone, as the password of a Basic header (`user:key`), and inside a longer encoded string
+    at each of the three byte alignments, in both alphabets."""
+    raw = secret.encode()
+    forms = {"the key": secret, "percent-encoded": quote(secret, safe=""), "form-encoded": quote_plus(secret)}
+    for alphabet, encode in (("base64", b64encode), ("url-safe base64", urlsafe_b64encode)):
+        forms[alphabet] = encode(raw).decode()
+        forms[f"{alphabet}, a Basic header"] = encode(b"user:" + raw).decode()
+        for k in range(3):
+            forms[f"{alphabet}, at offset {k} of a longer string"] = encode(b"xy"[:k] + raw + b" and more").decode()
+    return forms
+
+
+@pytest.mark.parametrize(("what", "form"), encoded_forms(SPECIAL_KEY).items(), ids=encoded_forms(SPECIAL_KEY).keys())
+def test_every_encoded_form_of_a_secret_is_redacted(what: str, form: str) -> None:
+    forms = secret_forms((SPECIAL_KEY,))
+    lead, trail = "invalid key at /v1?x=", " (see the docs)"
+    out = redact_text(f"{lead}{form}{trail}", forms)
+    assert form not in out and REDACTED in out, (what, out)
+    # What is left either side is whole base64 groups, holding at most 2 of the key's bytes at each end.
+    head, _, tail = out.removeprefix(lead).removesuffix(trail).partition(REDACTED)
+    key = SPECIAL_KEY.encode()
+    assert key[:3] not in urlsafe_b64decode(head.replace("+", "-").replace("/", "_")), out
+    assert key[-3:] not in urlsafe_b64decode(tail.replace("+", "-").replace("/", "_")), out
+    encoded, changed = redact_json(json.dumps({"error": f"{lead}{form}{trail}"}, ensure_ascii=False), forms)
+    assert changed and form not in encoded
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sorted(items, key=len) at /v1?x=1&y=2",
+        "the answer is " + b64encode(b"an ordinary sentence, nothing secret in it").decode(),
+        "k3y/With and chars0123456789 apart",
+    ],
+)
+def test_the_forms_of_a_secret_leave_ordinary_text_alone(text: str) -> None:
+    assert redact_text(text, secret_forms((SPECIAL_KEY,))) == text
+
+
+def test_secret_forms_keep_no_short_base64_and_add_no_forms_of_forms() -> None:
+    forms = secret_forms((SPECIAL_KEY, "short", None))
+    assert SPECIAL_KEY in forms and "short" not in forms
+    percent = {SPECIAL_KEY, quote(SPECIAL_KEY, safe=""), quote_plus(SPECIAL_KEY)}
+    assert all(len(f) >= 12 for f in set(forms) - percent)  # the base64 forms
+    assert secret_forms(forms) == forms  # a set already holding the forms gains nothing more
+    assert list(forms) == sorted(forms, key=len, reverse=True)
+
+
+# ---------------------------------------------------------------------------
 # Credentials in the environment
 # ---------------------------------------------------------------------------
 
@@ -173,8 +234,8 @@ PROXY_TOKEN = "hive-proxy-7d1e9a2c4b6f8e0a"
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("OPENAI_API_KEY", HEX_KEY), ("OPENAI_API_KEY", AWS_SECRET), ("OPENAI_API_KEY", PROXY_TOKEN),
-     ("AWS_SECRET_ACCESS_KEY", AWS_SECRET)],
-    ids=["32-hex key", "aws-secret-shaped key", "proxy token", "another provider's secret"],
+     ("AWS_SECRET_ACCESS_KEY", AWS_SECRET), ("OPENAI_API_KEY", SPECIAL_KEY)],
+    ids=["32-hex key", "aws-secret-shaped key", "proxy token", "another provider's secret", "key with / + ="],
 )  # fmt: skip
 async def test_environment_credentials_reach_no_error_log_or_dump(
     upstream: Upstream,
@@ -192,7 +253,8 @@ async def test_environment_credentials_reach_no_error_log_or_dump(
     store = DumpStore(dump_dir)
     provider = LiteLLMProvider(model="openai/gpt-4o-mini", api_base=upstream.base_url, retry=FAST_RETRY,
                                dump_store=store)  # fmt: skip
-    echo = f"Incorrect API key provided: {value}. You can find your API key at https://example.invalid."
+    forms = encoded_forms(value)  # the upstream echoes the key in every form it may be sent in
+    echo = "Incorrect API key provided: " + ", ".join(forms.values()) + ". See https://example.invalid."
     upstream.script(Reply.error(429, echo), Reply.error(401, echo), Reply.raw(echo.encode(), status=401))
 
     with pytest.raises(ProviderError) as info:
@@ -203,12 +265,14 @@ async def test_environment_credentials_reach_no_error_log_or_dump(
     err = info.value
     texts = [str(err), err.message, repr(err), *(repr(e) for e in events)]
     assert "Incorrect API key provided" in str(err)
-    assert all(value not in t for t in texts)
     assert REDACTED in str(err)
-    assert all(value not in r.getMessage() for r in caplog.records)
     files = list(dump_dir.iterdir())
     assert len(files) == 2 and err.dump_id is not None
-    assert all(value.encode() not in f.read_bytes() for f in files)
+    places = {"an error": texts, "the log": [r.getMessage() for r in caplog.records],
+              "a dump": [f.read_text() for f in files]}  # fmt: skip
+    found = {(place, what) for place, texts_there in places.items() for what, form in forms.items()
+             if any(form in t for t in texts_there)}  # fmt: skip
+    assert not found, found
 
 
 # ---------------------------------------------------------------------------
@@ -286,11 +350,14 @@ def test_the_server_keeps_every_form_secret(tmp_path: Path) -> None:
     token_file = tmp_path / "tokens"
     token_file.write_text("bob:tok-bob-file-0123456789\n")
     settings = Settings(
-        transport="http", api_base=BASE_URL, auth_token="alice:tok-alice-env-0123456789", auth_token_file=token_file
+        transport="http", api_base=BASE_URL, auth_token="alice:tok-alice-env-0123456789", auth_token_file=token_file,
+        api_key=SPECIAL_KEY,
     )
     secrets = server_secrets(settings, None, settings.auth_tokens())
     for value in (URL_PASSWORD, "qk-0123456789", "qc-0123456789", "tok-alice-env-0123456789", "tok-bob-file-0123456789"):
         assert value in secrets, value
+    for what, form in encoded_forms(SPECIAL_KEY).items():  # every downstream of the set gets the encoded forms
+        assert REDACTED in redact_text(form, secrets), what
 
 
 def test_a_log_line_naming_the_base_url_keeps_none_of_its_secrets() -> None:

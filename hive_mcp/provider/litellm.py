@@ -28,7 +28,7 @@ from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef
 from .errors import MESSAGE_LIMIT
 from .events import FinishEvent, StreamEvent, ToolCallDeltaEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
-from ..redact import credential_values, normalize_secrets, url_secrets
+from ..redact import credential_values, secret_forms, url_secrets
 from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
 from .replies import cost, cut_to, from_stream, parse
@@ -69,7 +69,8 @@ class LiteLLMProvider(LLMProvider):
     (`redact.credential_values`) and `api_key` are secrets: never in an error, a log
     line or a dump. With a `router` (a models config), `model` names a group or an
     alias, nothing outside the config is callable, and the config's secrets are secrets too;
-    so are what `api_base` carries (`redact.url_secrets`) and `secrets` (the server's bearer tokens).
+    so are what `api_base` carries (`redact.url_secrets`) and `secrets` (the server's bearer tokens),
+    each also percent- and base64-encoded (`redact.secret_forms`).
     `capture_content` puts prompt and answer text on the attempts' trace spans, redacted of those secrets.
     """
 
@@ -95,7 +96,7 @@ class LiteLLMProvider(LLMProvider):
         self.api_key = api_key
         self.api_base = api_base
         self.retry = retry or RetryPolicy()
-        self.secrets = normalize_secrets((
+        self.secrets = secret_forms((
             *credential_values(os.environ), api_key, *url_secrets(api_base),
             *(router.config.secrets if router is not None else ()), *secrets,
         ))
