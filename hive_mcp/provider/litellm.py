@@ -26,6 +26,7 @@ from .deadline import Expired, ReadDeadline
 from .facts import config_facts, default_facts, model_facts, price_of
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, ProviderError
 from .errors import MESSAGE_LIMIT
+from .echoes import Scrubber
 from .events import FinishEvent, StreamEvent, ToolCallDeltaEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, secret_forms, url_secrets
@@ -100,6 +101,8 @@ class LiteLLMProvider(LLMProvider):
             *credential_values(os.environ), api_key, *url_secrets(api_base),
             *(router.config.secrets if router is not None else ()), *secrets,
         ))
+        self.echoes = Scrubber(self.secrets)
+        """The secrets an upstream's reply may echo, replaced before it is handed on (`echoes`)."""
         if dump_store is None:
             from ..dumps.store import DumpStore
 
@@ -188,7 +191,7 @@ class LiteLLMProvider(LLMProvider):
                             kwargs, logging_obj = defer_success_logging(kwargs)
                             response = await attempts.watch.waiting(litellm.acompletion(**kwargs))
                             release_success_logging(logging_obj)
-                            reply = parse(response, model)
+                            reply = parse(response, model, self.echoes)
                         cut_to(reply, model, request.max_tokens)
                     if scope.cancelled_caught:
                         raise attempts.deadline_exceeded()
@@ -221,7 +224,7 @@ class LiteLLMProvider(LLMProvider):
         attempts = call.attempts
         try:
             while True:
-                assembler = StreamAssembler()
+                assembler = StreamAssembler(echoes=self.echoes)
                 sent_any = False
                 try:
                     with anyio.move_on_after(attempts.remaining()) as scope:
@@ -390,9 +393,8 @@ class LiteLLMProvider(LLMProvider):
 
     # -- codex: every call streams ---------------------------------------------------
 
-    @staticmethod
-    async def _collect(kwargs: dict[str, Any], model: str) -> LLMResponse:
-        assembler = StreamAssembler()
+    async def _collect(self, kwargs: dict[str, Any], model: str) -> LLMResponse:
+        assembler = StreamAssembler(echoes=self.echoes)
         response = await litellm.acompletion(**kwargs)
         try:
             async for chunk in response:

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..text import well_formed
 from .base import LLMResponse, ToolCall, Usage
+from .echoes import NO_SECRETS, Scrubber
 from .errors import ContentFiltered, filter_categories
 from .offline import litellm
 from .stream import StreamAssembler, get, output_limit, parse_arguments, refused, thinking_text
 
 
-def parse(raw: Any, model: str) -> LLMResponse:
+def parse(raw: Any, model: str, echoes: Scrubber = NO_SECRETS) -> LLMResponse:
     """A whole (non-streamed) litellm `ModelResponse` as our response.
 
     A refusal is an answer: its text is the content and `stop_reason` is "refusal". Text is made valid
-    Unicode (`text.well_formed`).
+    Unicode (`text.well_formed`) and holds none of `echoes`' secrets.
     A reply its provider's content filter stopped raises `ContentFiltered`.
     """
     choice = raw.choices[0]
     message = choice.message
+    scrub = echoes.whole
     tool_calls = [
-        ToolCall(id=tc.id or f"call_{i}", name=tc.function.name or "", input=parse_arguments(tc.function.arguments))
+        ToolCall(
+            id=tc.id or f"call_{i}", name=scrub(tc.function.name or ""), input=parse_arguments(_scrubbed(tc, scrub))
+        )
         for i, tc in enumerate(getattr(message, "tool_calls", None) or [])
     ]
     refusal = getattr(message, "refusal", None)
@@ -38,13 +43,18 @@ def parse(raw: Any, model: str) -> LLMResponse:
     reasoning = getattr(message, "reasoning_content", None) or thinking_text(getattr(message, "thinking_blocks", None))
     return LLMResponse(
         **usage.model_dump(),
-        content=well_formed(content or ""),
+        content=scrub(well_formed(content or "")),
         model=getattr(raw, "model", None) or model,
         stop_reason=stop_reason,
         tool_calls=tool_calls,
-        reasoning=well_formed(reasoning) if isinstance(reasoning, str) and reasoning else None,
+        reasoning=scrub(well_formed(reasoning)) if isinstance(reasoning, str) and reasoning else None,
         raw_response=raw,
     )
+
+
+def _scrubbed(tool_call: Any, scrub: Callable[[str], str]) -> Any:
+    arguments = tool_call.function.arguments
+    return scrub(arguments) if isinstance(arguments, str) else arguments
 
 
 def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:

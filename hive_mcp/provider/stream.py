@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from ..text import Mender, well_formed, well_formed_value
 from .base import ToolCall
+from .echoes import NO_SECRETS, Scrubber
 from .events import ReasoningDeltaEvent, StreamEvent, TextDeltaEvent, ToolCallDeltaEvent
 
 
@@ -148,7 +149,9 @@ class StreamAssembler:
     first any choice sent, under index 0; the tap notes choice 0's own, which wins.
 
     Text is made valid Unicode as it comes (`text.Mender`): a surrogate pair split between two chunks goes out
-    joined, with the second; a half alone as U+FFFD. `finish` hands out what is still held at the end.
+    joined, with the second; a half alone as U+FFFD. The server's secrets an upstream echoes are replaced as
+    they come (`echoes`), the start of one at a piece's end kept back for the next. `finish` hands out what is
+    still held at the end.
     """
 
     finish_reason: str | None = None
@@ -164,9 +167,15 @@ class StreamAssembler:
     _finish_0: list[str] = field(default_factory=list)
     _answer_mender: Mender = field(default_factory=Mender)
     _reasoning_mender: Mender = field(default_factory=Mender)
+    echoes: Scrubber = NO_SECRETS
+    """The server's secrets, kept out of the text and tool calls as they come (`echoes`)."""
     cap: OutputCap | None = None
     cut: bool = False
     """The output reached the cap: what came after was dropped, and the reply ends there (`length`)."""
+
+    def __post_init__(self) -> None:
+        self._answer_echo = self.echoes.pieces()
+        self._reasoning_echo = self.echoes.pieces()
 
     def _fits(self, text: str) -> bool:
         if self.cut or (self.cap is not None and not self.cap.admit(text)):
@@ -214,13 +223,13 @@ class StreamAssembler:
     def _feed_delta(self, delta: Any, events: list[StreamEvent]) -> None:
         reasoning = get(delta, "reasoning_content") or thinking_text(get(delta, "thinking_blocks"))
         if reasoning:
-            self._add_reasoning(self._reasoning_mender.feed(reasoning), events)
+            self._add_reasoning(self._reasoning_echo.feed(self._reasoning_mender.feed(reasoning)), events)
         refusal = get(delta, "refusal") if self._tapped is None else None
         if isinstance(refusal, str) and refusal:
             self._add_refusal(refusal, events)
         content = get(delta, "content")
         if isinstance(content, str) and content:
-            self._add_answer(self._answer_mender.feed(content), events)
+            self._add_answer(self._answer_echo.feed(self._answer_mender.feed(content)), events)
         for fragment in get(delta, "tool_calls") or []:
             self._add_fragment(fragment, events)
         if refused(delta):
@@ -238,7 +247,7 @@ class StreamAssembler:
 
     def _add_refusal(self, text: str, events: list[StreamEvent]) -> None:
         self.refusal = True
-        if text := self._answer_mender.feed(text):
+        if text := self._answer_echo.feed(self._answer_mender.feed(text)):
             self._text.append(text)
             events.append(TextDeltaEvent(text))
 
@@ -256,8 +265,11 @@ class StreamAssembler:
     def finish(self) -> list[StreamEvent]:
         """The stream has ended: what `flush` hands out, then any half of a pair still held back, as U+FFFD."""
         events = self.flush()
-        self._add_reasoning(self._reasoning_mender.end(), events)
-        self._add_answer(self._answer_mender.end(), events)
+        for echo, mender, add in (
+            (self._reasoning_echo, self._reasoning_mender, self._add_reasoning),
+            (self._answer_echo, self._answer_mender, self._add_answer),
+        ):
+            add(echo.feed(mender.end()) + echo.end(), events)
         return events
 
     def _add_fragment(self, fragment: Any, events: list[StreamEvent]) -> None:
@@ -281,7 +293,9 @@ class StreamAssembler:
 
     @property
     def tool_calls(self) -> list[ToolCall]:
-        return [ToolCall(id=c.id, name=c.name, input=parse_arguments(c.arguments)) for c in self._calls.values()]
+        scrub = self.echoes.whole
+        calls = self._calls.values()
+        return [ToolCall(id=c.id, name=scrub(c.name), input=parse_arguments(scrub(c.arguments))) for c in calls]
 
     @property
     def is_empty(self) -> bool:
