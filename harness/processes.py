@@ -52,7 +52,7 @@ def ask_stdio(
 
     Only then is stdin closed: a server may drop requests still in flight at the end of its input (the
     SDK cancels their handlers, their caller being gone). Returns (replies by id, exit code, stderr).
-    A server that hangs is killed after `timeout` seconds.
+    A server that hangs is killed after `timeout` seconds. Every stdout line must be a JSON-RPC message.
     """
     replies: dict[int, dict[str, Any]] = {}
     with subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -65,6 +65,8 @@ def ask_stdio(
             proc.stdin.flush()
             for line in proc.stdout:
                 message = json.loads(line)
+                if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+                    raise AssertionError(f"stdout carries a line that is not a JSON-RPC message: {line!r}")
                 if "id" in message:
                     replies[message["id"]] = message
                 if wanted <= set(replies):

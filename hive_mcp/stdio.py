@@ -32,6 +32,7 @@ without fcntl (Windows) the SDK's own transport is used.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -49,11 +50,14 @@ import anyio.lowlevel
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp.shared.message import SessionMessage
-from mcp_types import RequestId, jsonrpc_message_adapter
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, RequestId, jsonrpc_message_adapter
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from . import sdk_compat
+from .http.guard import MAX_JSON_DEPTH, nested_deeper_than
 from .session_stream import SessionWriteStream, notification_json
+from .text import compact_json, well_formed
 
 try:
     import fcntl
@@ -131,26 +135,66 @@ async def _session_streams(
 ) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception], StdoutMessages]]:
     """The session's read stream (stdin's lines parsed, by one task) and its write stream (`StdoutMessages`).
 
-    A line that is not a JSON-RPC message goes to the session as its exception, which the session answers, as
-    the SDK's own transport does.
+    Each line is parsed by pydantic straight from the JSON text, as the SDK's own transport does; a line it
+    refuses takes `_parsed_slowly`, which answers what the session would drop without a word.
     """
     send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    out = StdoutMessages(stdout)
 
     async def read() -> None:
         async with send:
             async for line in lines:
                 try:
-                    message: SessionMessage | Exception = SessionMessage(
+                    message: SessionMessage | Exception | JSONRPCError = SessionMessage(
                         jsonrpc_message_adapter.validate_json(line, by_name=False)
                     )
                 except ValidationError as exc:
-                    message = exc
-                await send.send(message)
+                    message = _parsed_slowly(line, exc)
+                if isinstance(message, JSONRPCError):
+                    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        await out.send(SessionMessage(message))  # the client gone or the session over: nobody to tell
+                else:
+                    await send.send(message)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(read)
-        yield receive, StdoutMessages(stdout)
+        yield receive, out
         tg.cancel_scope.cancel()  # the session is over: input still to come has nobody to go to
+
+
+def _parsed_slowly(line: str, refused: ValidationError) -> SessionMessage | Exception | JSONRPCError:
+    """A line pydantic refused, parsed again by the standard library: the message, or the answer to send.
+
+    The session answers nothing for a line that is not a message (it logs it, at debug), so a client would
+    wait forever for the reply to a request it sent. pydantic's JSON parser refuses a lone surrogate escape
+    (JSON's `\\ud800`, half of a UTF-16 pair) anywhere in the line; `json.loads` takes it, so such a request
+    reaches its handler, which says what is wrong (a tool names the argument: `args._check_unicode`), and a
+    reply that echoes the text is written with U+FFFD in its place (`StdoutMessages`). Nesting past
+    `MAX_JSON_DEPTH`, which pydantic refuses too, is refused here before `json.loads` recurses into it.
+    Text that is not JSON even so is a parse error (-32700); JSON that is a request, with an id, but not a
+    valid one is an invalid request (-32600), answered to that id. Anything else (a notification or a
+    response, which no one waits on an answer to) goes to the session as `refused`, as before.
+    """
+    if nested_deeper_than(line.encode(), MAX_JSON_DEPTH):
+        return _error(None, PARSE_ERROR, f"Parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError, as is an integer too long to read
+        # JSON-RPC 2.0: the id of a request that cannot be parsed cannot be known, and its error's id is null.
+        return _error(None, PARSE_ERROR, "Parse error: the line is not valid JSON")
+    try:
+        return SessionMessage(jsonrpc_message_adapter.validate_python(value, by_name=False))
+    except ValidationError:
+        pass
+    request_id = value.get("id") if isinstance(value, dict) and "method" in value else None
+    if isinstance(request_id, int | str) and not isinstance(request_id, bool):
+        return _error(request_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 request")
+    return refused
+
+
+def _error(request_id: RequestId | None, code: int, message: str) -> JSONRPCError:
+    logger.info("stdin: answered a line with error %d: %s", code, message)  # never the line: it may hold a key
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message))
 
 
 def _claim(fd: int, open_diversion: Callable[[], int]) -> int:
@@ -337,7 +381,13 @@ class StdoutMessages(SessionWriteStream):
         self._out = out
 
     async def _deliver(self, item: SessionMessage) -> None:
-        await self._write(item.message.model_dump_json(by_alias=True, exclude_unset=True))
+        try:
+            text = item.message.model_dump_json(by_alias=True, exclude_unset=True)
+        except PydanticSerializationError:
+            # Text that is not valid Unicode (a lone surrogate, which a request can carry in: an unknown method
+            # or a string id echoed back) cannot be encoded; it goes out as U+FFFD, as `notification_json` does.
+            text = well_formed(compact_json(item.message.model_dump(mode="json", by_alias=True, exclude_unset=True)))
+        await self._write(text)
 
     async def _notify(self, related_request_id: RequestId, method: str, params: dict[str, Any]) -> None:
         await self._write(notification_json(method, params))

@@ -3,14 +3,17 @@ stdin: read by the loop from a pipe, by a thread from a file; blocking mode give
 streams: stdin's lines parsed into messages, each message it sends written by the sending task.
 
 Real pipes, real threads; waits are on events or on all tasks being blocked, never on sleeps.
-(The whole transport is exercised end to end in tests/test_e2e.py, the process itself in tests/test_e2e_process.py.)
+(The whole transport is exercised end to end in tests/test_e2e.py, the process itself in tests/test_e2e_process.py;
+here, the process's answers to lines its parser refuses.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
+from pathlib import Path
 from collections.abc import AsyncIterator
 
 import anyio
@@ -22,6 +25,7 @@ from pydantic import ValidationError
 
 from hive_mcp import stdio
 from hive_mcp.stdio import StdoutLines
+from harness.processes import INITIALIZE, ask_stdio, child_env
 
 
 def read_all(fd: int, into: bytearray, done: threading.Event) -> None:
@@ -290,3 +294,44 @@ async def test_the_session_sees_a_client_gone_as_its_transport_broken_and_a_clos
             await write_stream.send(ping)
     out.close(5.0)
     os.close(w)
+
+
+ANSWER_S = 90.0  # a server imports mcp (and, serving, litellm in the background) on a loaded machine
+
+
+def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_on(tmp_path: Path) -> None:
+    """pydantic's JSON parser refuses a lone surrogate escape (JSON's `\\ud800`), which the session would
+    drop without a word, leaving the client waiting forever. Each line below is answered, by id: a lone
+    surrogate in a tool's argument as the tool's error naming the field, in a method as an unknown method;
+    one in an id comes back as U+FFFD; a request that is not a JSON-RPC request is invalid (-32600) and a
+    line that is not JSON a parse error (-32700, id null). The request after them is answered too, and
+    stdout carries nothing but JSON-RPC lines (`ask_stdio` checks each)."""
+    call = r'{"name":"complete","arguments":{"prompt":"x","system":"\ud800"}}'
+    lines = [
+        json.dumps(INITIALIZE),
+        json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        '{"jsonrpc":"2.0","id":5,"method":"tools/call","params":' + call + "}",
+        r'{"jsonrpc":"2.0","id":6,"method":"tools/\udc00"}',
+        r'{"jsonrpc":"2.0","id":"a\ud800","method":"ping"}',
+        '{"jsonrpc":"2.0","id":7,"method":["ping"]}',
+        '{"jsonrpc":"2.0","id":8,"method":"ping",}',  # not JSON: a trailing comma
+        json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}),
+    ]
+    replies, code, stderr = ask_stdio(
+        [sys.executable, "-m", "hive_mcp", "--log-level", "INFO"], lines, {1, 5, 6, "a\ufffd", 7, None, 9},
+        cwd=tmp_path, timeout=ANSWER_S,
+        env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
+                      HIVE_HOME=str(tmp_path / "home"), HIVE_MCP_API_BASE="http://127.0.0.1:9/v1"),
+    )  # fmt: skip
+    assert code == 0, (sorted(map(repr, replies)), stderr)
+    refused = replies[5]["result"]
+    assert refused["isError"] is True
+    assert refused["content"][0]["text"] == "invalid arguments: system: not valid Unicode (lone surrogate U+D800)"
+    assert replies[6]["error"]["code"] == -32601  # no such method
+    assert "result" in replies["a\ufffd"]
+    assert replies[7]["error"]["code"] == -32600
+    assert replies[None]["error"]["code"] == -32700
+    for reply in (replies[6], replies[7], replies[None]):
+        assert "\n" not in reply["error"]["message"], reply
+    assert "tools" in replies[9]["result"]
+    assert "Traceback" not in stderr
