@@ -55,7 +55,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
 from . import sdk_compat
-from .http.guard import MAX_JSON_DEPTH, nested_deeper_than
+from .jsonrpc import MAX_JSON_DEPTH, nested_deeper_than
 from .session_stream import SessionWriteStream, notification_json
 from .text import compact_json, well_formed
 

@@ -457,6 +457,6 @@ async def test_a_huge_max_tokens_without_a_cap_is_one_line_naming_it(
     ],
 )
 def test_nesting_depth_is_counted_outside_strings(body: bytes, limit: int, deeper: bool) -> None:
-    from hive_mcp.http.guard import nested_deeper_than
+    from hive_mcp.jsonrpc import nested_deeper_than
 
     assert nested_deeper_than(body, limit) is deeper

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ..jsonrpc import MAX_JSON_DEPTH, nested_deeper_than
 from ..tokens import CALLER_STATE_KEY, digest_name
 from .asgi import HEALTH_PATH, App, Message, Receive, Scope, Send, header, peer, respond
 
-__all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "MAX_JSON_DEPTH", "HttpGuard", "nested_deeper_than"]
+__all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "HttpGuard"]
 
 logger = logging.getLogger("hive_mcp.http")
 
@@ -31,33 +31,6 @@ sending without end costs a bounded amount of work), and the connection closes
 after. A client that asked `Expect: 100-continue` (curl, for a large body) sends
 nothing more once it has the 413, so nothing is read.
 """
-
-
-MAX_JSON_DEPTH = 100
-"""The deepest nesting of arrays and objects a JSON body may have; deeper gets 400 and one line.
-
-The SDK's parser (pydantic-core) gives up past about 200 levels, which the SDK
-answered with a bare 500; no MCP request needs a tenth of that.
-"""
-
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-_PAIR = re.compile(rb"\[\]|\{\}")
-
-
-def nested_deeper_than(body: bytes, limit: int) -> bool:
-    """Whether JSON text `body` nests arrays and objects more than `limit` deep.
-
-    Strings go first (their brackets are text), then everything but brackets;
-    each pass then removes the innermost pairs, so `limit` passes leave a pair
-    only where the nesting was deeper. Every scan runs in the regex engine.
-    """
-    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body))
-    for _ in range(limit):
-        brackets, n = _PAIR.subn(b"", brackets)
-        if not n:
-            return False
-    return _PAIR.search(brackets) is not None
 
 
 class HttpGuard:
