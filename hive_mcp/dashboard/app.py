@@ -38,10 +38,13 @@ def _summary(data: DashboardData) -> str:
         return f"models: {len(groups)} group(s); failures today (UTC): {failed}"
     if f is None:
         section = data.spend if data.view == "spend" else data.models
+        if data.view in data.unavailable:
+            return f"{data.view}: unavailable ({data.unavailable[data.view]})"
         return f"{data.view}: " + ("not configured" if section is None else "see the structured content")
     counts = ", ".join(f"{cat} {n}" for cat, n in f.totals.items()) or "none"
     newest = f"; newest {f.newest[0].id}" if f.newest else ""
-    return f"{f.total} failed request(s) since {f.start.isoformat(timespec='seconds')}: {counts}{newest}"
+    down = "".join(f"; {name} unavailable ({why})" for name, why in data.unavailable.items())
+    return f"{f.total} failed request(s) since {f.start.isoformat(timespec='seconds')}: {counts}{newest}{down}"
 
 
 class DashboardArgs(BaseModel):

@@ -7,12 +7,15 @@ raises `QueryError` with one line naming it, which the HTTP side answers with 40
 and the MCP side with an error result.
 
 Spend and models are sections of their own, filled by `Sources` callables when
-those features exist and None otherwise (the page then says "not configured").
+those features exist and None otherwise (the page then says "not configured"). A
+section whose store does not answer is None too, and named in `unavailable` with
+one line saying why: the rest of the answer is still served.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +26,7 @@ from pydantic import BaseModel
 from ..dumps import ERROR_TYPES, MAX_PAGE_LIMIT, CallerDumps, DumpStore, DumpSummary, FailureDump, is_valid_dump_id
 from ..since import FORMS
 from ..since import parse_since as since_moment
-from ..text import shorten
+from ..text import one_line, shorten
 
 View = Literal["failures", "dump", "spend", "models"]
 VIEWS: tuple[str, ...] = ("failures", "dump", "spend", "models")
@@ -230,6 +233,8 @@ class DashboardData(BaseModel):
     dump: DumpDetail | None = None
     spend: dict[str, Any] | None = None
     models: dict[str, Any] | None = None
+    unavailable: dict[str, str] = {}
+    """Sections whose store did not answer (their value is then None), each with one line saying why."""
 
 
 # ---------------------------------------------------------------------------
@@ -245,8 +250,19 @@ class Sources:
     models: Callable[[], BaseModel | None] | None = None
 
 
-def _section(source: Callable[[], BaseModel | None] | None) -> dict[str, Any] | None:
-    value = source() if source is not None else None
+STORE_ERRORS = (OSError, sqlite3.Error)
+"""How a section's store says it did not answer: the Redis ledger's `OSError` (its breaker open, or Redis
+gone), a file's, SQLite's own. The state store has warned of the outage once already, so no log here."""
+
+
+def _section(data: DashboardData, name: str, source: Callable[[], BaseModel | None] | None) -> dict[str, Any] | None:
+    """The section `name` from its source; None when not configured, or when its store did not answer, which
+    `data.unavailable[name]` then says in one line (the rest of the dashboard is still served)."""
+    try:
+        value = source() if source is not None else None
+    except STORE_ERRORS as exc:
+        data.unavailable[name] = one_line(f"{type(exc).__name__}: {exc}", 300)
+        return None
     return None if value is None else value.model_dump(mode="json")
 
 
@@ -374,9 +390,9 @@ def build(store: Dumps, q: DashboardQuery, *, sources: Sources = Sources(), now:
         data.dump = detail(store.read(q.id))
     elif q.view == "failures":
         data.failures = failures(store, q, now)
-        data.spend, data.models = _section(sources.spend), _section(sources.models)
+        data.spend, data.models = _section(data, "spend", sources.spend), _section(data, "models", sources.models)
     elif q.view == "spend":
-        data.spend = _section(sources.spend)
+        data.spend = _section(data, "spend", sources.spend)
     else:
-        data.models = _section(sources.models)
+        data.models = _section(data, "models", sources.models)
     return data

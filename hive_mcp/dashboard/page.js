@@ -118,8 +118,9 @@
   function render(data) {
     if (data.failures) renderFailures(data.failures);
     if (data.dump) renderDetail(data.dump);
-    if (data.spend) renderSpend(data.spend); else renderSection("spend", data.spend);
-    if (data.models) renderModels(data.models); else renderSection("models", data.models);
+    var down = data.unavailable || {};
+    if (data.spend) renderSpend(data.spend); else renderSection("spend", data.spend, down.spend);
+    if (data.models) renderModels(data.models); else renderSection("models", data.models, down.models);
     var f = data.failures;
     status("", false);
     status(f ? f.total + " failed request" + (f.total === 1 ? "" : "s") + " since " + when(f.start) : "Ready", false, "failures");
@@ -243,10 +244,13 @@
       .catch(function (e) { status(e.message, true, "failures"); });
   }
 
-  function renderSection(name, value) {
+  function renderSection(name, value, unavailable) {
     var box = clear(document.querySelector("#view-" + name + " .section-body"));
-    if (value === null || value === undefined) {
-      box.appendChild(el("p", { "class": "not-configured", "data-testid": name + "-not-configured", text: name.charAt(0).toUpperCase() + name.slice(1) + ": not configured." }));
+    var title = name.charAt(0).toUpperCase() + name.slice(1);
+    if (unavailable) { // its store did not answer: say so, not "not configured"
+      box.appendChild(el("p", { "class": "not-configured", "data-testid": name + "-unavailable", text: title + ": unavailable (" + unavailable + ")." }));
+    } else if (value === null || value === undefined) {
+      box.appendChild(el("p", { "class": "not-configured", "data-testid": name + "-not-configured", text: title + ": not configured." }));
     } else {
       box.appendChild(el("pre", { text: JSON.stringify(value, null, 2) }));
     }
