@@ -6,6 +6,10 @@ from __future__ import annotations
 
 MIB = 1024 * 1024
 
+MAX_USD = 1_000_000_000
+"""The largest budget, in USD (a setting's or the config's): its micro-USD, even summed, stay within the 64-bit
+integers the ledger's SQLite and Redis keep them in, where 1e300 would overflow at the first settled call."""
+
 DEFAULT_DEADLINE_S = 600.0
 """Seconds a call may take, retries included."""
 DEFAULT_HEARTBEAT_S = 10.0

@@ -188,6 +188,11 @@ def test_invalid_setting_exits_2_with_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run_cli(cwd=tmp_path), "HIVE_MCP_TRANSPORT", ".env", "'websocket'")
 
 
+def test_a_setting_past_its_upper_bound_exits_2_with_one_line(tmp_path: Path) -> None:
+    proc = run_cli(cwd=tmp_path, env={"HIVE_MCP_DUMP_MAX_AGE_DAYS": "1e300"})  # was a traceback at start-up
+    assert_one_line_error(proc, "HIVE_MCP_DUMP_MAX_AGE_DAYS", "36500")
+
+
 def test_bad_auth_token_settings_exit_2_with_one_line(tmp_path: Path) -> None:
     http = ("--transport", "http")
     missing = str(tmp_path / "missing-tokens")

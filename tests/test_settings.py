@@ -169,6 +169,47 @@ def test_invalid_values_give_one_line_naming_the_source(
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("HIVE_MCP_DEADLINE_S", "1e14"),
+        ("HIVE_MCP_QUEUE_TIMEOUT_S", "1e300"),
+        ("HIVE_MCP_CONVERSATION_TTL_S", "10000000000000"),
+        ("HIVE_MCP_DUMP_MAX_AGE_DAYS", "1e300"),
+        ("HIVE_MCP_SPEND_KEEP_DAYS", "99999999999"),
+        ("HIVE_MCP_BUDGET_USD_DAY", "1e300"),
+        ("HIVE_MCP_MAX_TOKENS", "1" + "0" * 30),
+    ],
+)
+def test_a_value_past_its_upper_bound_is_one_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    """Values that would overflow a date, a timedelta or a 64-bit store column later, on every call."""
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={variable: value}, cwd=tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{variable}: invalid value ") and "less than or equal to" in message, message
+    assert "\n" not in message
+
+
+def test_every_number_setting_has_an_upper_bound_and_works_at_it(tmp_path: Path) -> None:
+    """Each int or float setting declares `le`; at that bound the settings load and what is derived from
+    them (dates a deadline or a retention reaches, byte counts) is still in range."""
+    from datetime import UTC, datetime
+
+    bounds = {}
+    for name, info in Settings.model_fields.items():
+        if not any(t in str(info.annotation) for t in ("int", "float")):
+            continue
+        [le] = [m.le for m in info.metadata if getattr(m, "le", None) is not None] or [None]
+        assert le is not None, f"{name} has no upper bound"
+        bounds[f"HIVE_MCP_{name.upper()}"] = str(le)
+    s = load_settings(environ={**bounds, "HIVE_MCP_CALLER_IN_FLIGHT": "1"}, cwd=tmp_path)
+    now = datetime.now(UTC)
+    assert now + s.dump_max_age > now and now + timedelta(seconds=s.deadline_s + s.queue_timeout_s) > now
+    assert now - timedelta(days=s.spend_keep_days) < now and s.dump_max_bytes < 2**63
+
+
 def test_invalid_port_message_is_clear(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(environ={"HIVE_MCP_PORT": "abc"}, cwd=tmp_path)

@@ -209,6 +209,7 @@ async def test_an_unpriced_model_under_a_budget_is_refused_unless_allowed(
         ({"models": {MODEL: {"week": 1}}}, f"budgets.models.{MODEL}.week"),
         ({"unpriced": "maybe"}, "budgets.unpriced"),
         ({"callers": {"local": {"day": "five"}}}, "budgets.callers.local.day"),
+        ({"callers": {"local": {"day": 1e300}}}, "budgets.callers.local.day"),  # its micro-USD overflow the ledger
     ],
 )
 def test_a_bad_budget_is_one_line_naming_it(section: dict[str, Any], named: str) -> None:

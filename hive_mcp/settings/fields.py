@@ -17,7 +17,7 @@ from ..conversations.urls import check_state_url, with_password
 from ..defaults import (
     CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S, DEFAULT_DEADLINE_S,
     DEFAULT_HEARTBEAT_S, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES_BYTES, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MIB, RESULT_INLINE_TOKENS, RESULT_TTL_S, TASK_MAX_TTL_S,
+    DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MAX_USD, MIB, RESULT_INLINE_TOKENS, RESULT_TTL_S, TASK_MAX_TTL_S,
     TASKS_PER_CALLER,
 )  # fmt: skip
 from ..dumps import default_dump_dir
@@ -50,6 +50,21 @@ ToolName = Literal[
 """Every tool the server can offer, as HIVE_MCP_TOOLS names them (a test holds this to what the server defines)."""
 FileRootsSetting = Annotated[tuple[Root, ...] | None, NoDecode, BeforeValidator(parse_roots)]
 """A path list (`files.roots`): None unset, () for `none`."""
+
+
+# Upper bounds. Every number setting has one (`le=`; a test holds every int and float setting to it): past
+# them, what is derived from the value overflows later, on every call or at start-up, instead of being
+# refused here in one line naming the variable: a date a deadline or a retention reaches (datetime ends in
+# year 9999), a timedelta (at most 999,999,999 days), an integer a 64-bit SQLite or Redis column holds.
+# Each is far beyond any sensible value, so it only refuses mistakes.
+MAX_SECONDS = 315_360_000
+"""Ten years: the longest duration in seconds (deadlines, timeouts, TTLs, idle times)."""
+MAX_DAYS = 36_500
+"""A hundred years: the longest retention in days."""
+MAX_COUNT = 1_000_000_000
+"""The most of anything counted (calls, sessions, conversations, turns, tokens, dumps, processes)."""
+MAX_BYTES = 1 << 50
+"""One PiB: the largest size in bytes."""
 
 
 class SettingsError(ValueError):
@@ -198,13 +213,15 @@ class Settings(BaseSettings):
         flag="--heartbeat",
         metavar="SECONDS",
         gt=0,
+        le=MAX_SECONDS,
         allow_inf_nan=False,
     )
-    dump_max_count: int = setting(500, "keep at most this many dumps (default: 500)", metavar="N", ge=0)
+    dump_max_count: int = setting(500, "keep at most this many dumps (default: 500)", metavar="N", ge=0, le=MAX_COUNT)
     dump_max_mb: float = setting(
-        100.0, "keep at most this many MB of dumps (default: 100)", metavar="MB", ge=0, allow_inf_nan=False)
+        100.0, "keep at most this many MB of dumps (default: 100)", metavar="MB", ge=0, le=MAX_BYTES // MIB,
+        allow_inf_nan=False)
     dump_max_age_days: float = setting(
-        30.0, "delete dumps older than this (default: 30)", metavar="DAYS", ge=0, allow_inf_nan=False)
+        30.0, "delete dumps older than this (default: 30)", metavar="DAYS", ge=0, le=MAX_DAYS, allow_inf_nan=False)
     log_level: LogLevel = setting(
         "INFO",
         "DEBUG | INFO | WARNING | ERROR | CRITICAL, logged to stderr (default: INFO)",
@@ -219,20 +236,22 @@ class Settings(BaseSettings):
         metavar="PATTERNS",
     )
     """fnmatch patterns; empty means any model (see `hive_mcp.exposure.allowed_models`)."""
-    max_tokens: int | None = setting(None, "cap on a call's max_tokens (default: no cap)", metavar="N", ge=1)
+    max_tokens: int | None = setting(None, "cap on a call's max_tokens (default: no cap)", metavar="N", ge=1, le=MAX_COUNT)
     default_max_tokens: int | None = setting(
-        None, "max_tokens of a call that asks for none (default: the provider's own)", metavar="N", ge=1
-    )
+        None, "max_tokens of a call that asks for none (default: the provider's own)", metavar="N", ge=1,
+        le=MAX_COUNT)
     max_in_flight: int = setting(
-        DEFAULT_MAX_IN_FLIGHT, f"upstream calls at once; more wait (default: {DEFAULT_MAX_IN_FLIGHT})", metavar="N", ge=1)
+        DEFAULT_MAX_IN_FLIGHT, f"upstream calls at once; more wait (default: {DEFAULT_MAX_IN_FLIGHT})", metavar="N", ge=1,
+        le=MAX_COUNT)
     caller_in_flight: int | None = setting(
         None, "upstream calls one caller may have in flight; more wait behind their own (default: half of "
-        "HIVE_MCP_MAX_IN_FLIGHT, at least 1)", metavar="N", ge=1)
+        "HIVE_MCP_MAX_IN_FLIGHT, at least 1)", metavar="N", ge=1, le=MAX_COUNT)
     queue_timeout_s: float = setting(
         DEFAULT_QUEUE_TIMEOUT_S,
         f"seconds a call may wait for a slot (default: {DEFAULT_QUEUE_TIMEOUT_S:g})",
         metavar="SECONDS",
         ge=0,
+        le=MAX_SECONDS,
         allow_inf_nan=False,
     )
     deadline_s: float = setting(
@@ -240,11 +259,12 @@ class Settings(BaseSettings):
         f"seconds a call may take, retries included; calls may ask for less (default: {DEFAULT_DEADLINE_S:g})",
         metavar="SECONDS",
         gt=0,
+        le=MAX_SECONDS,
         allow_inf_nan=False,
     )
     max_input_bytes: int = setting(
         DEFAULT_MAX_INPUT_BYTES, f"largest input, UTF-8 JSON bytes (default: {DEFAULT_MAX_INPUT_BYTES})",
-        metavar="BYTES", ge=1,
+        metavar="BYTES", ge=1, le=MAX_BYTES,
     )
 
     # end Cost control
@@ -279,20 +299,20 @@ class Settings(BaseSettings):
         metavar="ORIGIN",
     )
     max_body_bytes: int = setting(
-        4 * 1024 * 1024, "largest HTTP body; more gets 413 (default: 4 MiB)", metavar="BYTES", ge=1
+        4 * 1024 * 1024, "largest HTTP body; more gets 413 (default: 4 MiB)", metavar="BYTES", ge=1, le=MAX_BYTES
     )
     sessions_per_caller: int = setting(
         64, "MCP sessions (or SSE streams) one caller may have open; one more gets 429 (default: 64)",
-        metavar="N", ge=1)
+        metavar="N", ge=1, le=MAX_COUNT)
     session_idle_s: float = setting(
         600.0, "idle seconds before a session ends (default: 600)", metavar="SECONDS",
-        gt=0, allow_inf_nan=False)
+        gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     header_timeout_s: float = setting(
         10.0, "seconds a client has to send a request's headers before its connection is closed (default: 10)",
-        metavar="SECONDS", gt=0, allow_inf_nan=False)
+        metavar="SECONDS", gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     max_unauthenticated: int = setting(
         64, "connections still sending their headers at once; past it the oldest waiting is closed (default: 64)",
-        metavar="N", ge=1)
+        metavar="N", ge=1, le=MAX_COUNT)
     metrics_token: SecretStr | None = setting(
         None, "/metrics bearer token (unset: loopback only)",
         metavar="TOKEN", repr=False)
@@ -305,6 +325,7 @@ class Settings(BaseSettings):
         "seconds calls in flight and running tasks get to finish after SIGTERM, then end in error (default: 10)",
         metavar="SECONDS",
         ge=0,
+        le=MAX_SECONDS,
         allow_inf_nan=False,
     )
 
@@ -315,6 +336,7 @@ class Settings(BaseSettings):
         flag="--workers",
         metavar="N",
         ge=1,
+        le=MAX_COUNT,
     )
     stateless: bool = setting(
         False,
@@ -352,13 +374,15 @@ class Settings(BaseSettings):
     # Conversations
     conversations: Literal["on", "off"] = setting("on", "on: results carry a conversation_id (default: on)", metavar="on|off")
     conversation_ttl_s: int = setting(
-        CONVERSATION_TTL_S, f"seconds unused ones are kept (default: {CONVERSATION_TTL_S})", ge=1)
+        CONVERSATION_TTL_S, f"seconds unused ones are kept (default: {CONVERSATION_TTL_S})", ge=1, le=MAX_SECONDS)
     conversation_max: int = setting(
-        CONVERSATION_MAX, f"conversations kept, LRU out first (default: {CONVERSATION_MAX})", ge=1)
+        CONVERSATION_MAX, f"conversations kept, LRU out first (default: {CONVERSATION_MAX})", ge=1, le=MAX_COUNT)
     conversation_max_turns: int = setting(
-        CONVERSATION_MAX_TURNS, f"turns one conversation holds (default: {CONVERSATION_MAX_TURNS})", metavar="N", ge=1)
+        CONVERSATION_MAX_TURNS, f"turns one conversation holds (default: {CONVERSATION_MAX_TURNS})", metavar="N", ge=1,
+        le=MAX_COUNT)
     conversation_max_bytes: int = setting(
-        CONVERSATION_MAX_BYTES, f"bytes a conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1)
+        CONVERSATION_MAX_BYTES, f"bytes a conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1,
+        le=MAX_BYTES)
     state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep state in (default: "
                                     "SQLite in the hive home)", metavar="URL")
     state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL", repr=False)
@@ -366,31 +390,36 @@ class Settings(BaseSettings):
     # end Conversations
     # Big answers
     result_inline_tokens: int = setting(
-        RESULT_INLINE_TOKENS, f"tokens of an answer inline (default: {RESULT_INLINE_TOKENS})", metavar="TOKENS", ge=64)
+        RESULT_INLINE_TOKENS, f"tokens of an answer inline (default: {RESULT_INLINE_TOKENS})", metavar="TOKENS", ge=64,
+        le=MAX_COUNT)
     result_ttl_s: int = setting(
-        RESULT_TTL_S, f"seconds a long answer's link works (default: {RESULT_TTL_S})", metavar="SECONDS", ge=1)
+        RESULT_TTL_S, f"seconds a long answer's link works (default: {RESULT_TTL_S})", metavar="SECONDS", ge=1,
+        le=MAX_SECONDS)
     # end Big answers
     # Tasks
     tasks_per_caller: int = setting(
-        TASKS_PER_CALLER, f"a caller's unfinished tasks; 0: off (default: {TASKS_PER_CALLER})", metavar="N", ge=0)
-    task_max_ttl_s: int = setting(TASK_MAX_TTL_S, f"longest task TTL, seconds (default: {TASK_MAX_TTL_S})", ge=1)
+        TASKS_PER_CALLER, f"a caller's unfinished tasks; 0: off (default: {TASKS_PER_CALLER})", metavar="N", ge=0,
+        le=MAX_COUNT)
+    task_max_ttl_s: int = setting(TASK_MAX_TTL_S, f"longest task TTL, seconds (default: {TASK_MAX_TTL_S})", ge=1,
+                                    le=MAX_SECONDS)
     # end Tasks
     # Spend
     budget_usd_day: float | None = setting(
-        None, "USD all calls may spend per UTC day (default: none)", metavar="USD", ge=0,
+        None, "USD all calls may spend per UTC day (default: none)", metavar="USD", ge=0, le=MAX_USD,
         allow_inf_nan=False)
     budget_usd_month: float | None = setting(
         None, "USD all calls together may spend per UTC month (default: none; or litellm_settings.max_budget, "
-        "daily with budget_duration: 1d)", metavar="USD", ge=0,
+        "daily with budget_duration: 1d)", metavar="USD", ge=0, le=MAX_USD,
         allow_inf_nan=False)
     budgets: dict[str, Any] | None = setting(
         None, "budgets per caller and per model group, as JSON or in the config's hive_mcp: section "
         '(e.g. {"callers": {"alice": {"day": 5}}})', metavar="JSON")
     admins: Names = setting((), "callers who see every caller's dumps, conversations, spend",
                             metavar="NAMES")
-    spend_keep_days: int = setting(90, "days of daily spend totals kept (default: 90)", metavar="DAYS", ge=31)
+    spend_keep_days: int = setting(90, "days of daily spend totals kept (default: 90)", metavar="DAYS", ge=31,
+                                  le=MAX_DAYS)
     spend_calls_days: int = setting(7, "days each call stays in the ledger (default: 7)", metavar="DAYS",
-                                    ge=1)
+                                    ge=1, le=MAX_DAYS)
 
     # end Spend
     # Files and tools
@@ -400,10 +429,10 @@ class Settings(BaseSettings):
         metavar="PATHS")
     max_file_bytes: int = setting(
         DEFAULT_MAX_FILE_BYTES, f"largest file a call may attach (default: {DEFAULT_MAX_FILE_BYTES // MIB} MiB)", metavar="BYTES",
-        ge=1)
+        ge=1, le=MAX_BYTES)
     max_files_bytes: int = setting(
         DEFAULT_MAX_FILES_BYTES, f"bytes of files a call may attach (default: {DEFAULT_MAX_FILES_BYTES // MIB} MiB)",
-        metavar="BYTES", ge=1)
+        metavar="BYTES", ge=1, le=MAX_BYTES)
     tools: Annotated[tuple[ToolName, ...], NoDecode, BeforeValidator(_split_names)] = setting(
         (), "tools to offer, e.g. complete,list_models (default: all)", metavar="NAMES")
     # end Files and tools

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
+from ..defaults import MAX_USD
+
 __all__ = [
     "Budget", "BudgetError", "Budgets", "Period", "Scope", "dollars", "micro", "period_key", "reset_at", "usd",
 ]
@@ -183,4 +185,6 @@ def _amount(spec: Mapping[str, Any], key: str, where: str) -> float | None:
 def _usd(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise BudgetError(f"{where}: must be a number of USD, at least 0, not {value!r}")
+    if value > MAX_USD:
+        raise BudgetError(f"{where}: must be at most {MAX_USD} USD, not {value!r}")
     return float(value)
