@@ -106,6 +106,23 @@ async def test_a_provider_that_fails_to_load_fails_each_call_in_one_line(store: 
     assert not listing.is_error
 
 
+def test_a_validation_error_at_load_names_the_field_and_what_is_wrong() -> None:
+    """A pydantic error's first line names only its model ("1 validation error for ModelInfo"): the call's
+    error names the first error's field and message instead."""
+    from pydantic import BaseModel
+
+    class ModelInfo(BaseModel):
+        max_input_tokens: int
+
+    provider = DeferredProvider(lambda: ModelInfo(max_input_tokens="big"), model=MODEL)  # type: ignore[arg-type,return-value]
+    provider.start()
+    with pytest.raises(ProviderError) as info:
+        provider.complete(USER)
+    text = str(info.value)
+    assert "\n" not in text
+    assert "(ValidationError: ModelInfo: max_input_tokens: Input should be a valid integer" in text, text
+
+
 async def test_waiting_calls_can_be_cancelled_and_hold_no_worker_threads(gated: GatedLoad, upstream: Upstream) -> None:
     upstream.script(Reply.text("after the wait"))
     provider = DeferredProvider(gated, model=MODEL)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hive_mcp.llms import ConfigError, load_config
-from hive_mcp.llms.router_names import router_parameters, routing_strategies
+from hive_mcp.llms.router_names import numeric_parameters, router_parameters, routing_strategies
 
 GOOD = """\
 model_list:
@@ -147,6 +148,84 @@ def test_each_mistake_is_one_line_naming_file_line_and_key(
     text = error_of(path)
     assert text.startswith(f"{path}: line {line}: {where}: "), text
     assert what in text
+
+
+@pytest.mark.parametrize(
+    ("entry", "where", "what"),
+    [
+        ("model_info: {input_cost_per_token: cheap}", "model_info.input_cost_per_token",
+         "must be a number of at least 0, not 'cheap'"),
+        ("model_info: {max_input_tokens: big}", "model_info.max_input_tokens",
+         "must be a whole number of at least 0, not 'big'"),
+        ("model_info: {max_output_tokens: 1.5}", "model_info.max_output_tokens", "whole number"),
+        ("model_info: {output_cost_per_token: -0.1}", "model_info.output_cost_per_token", "at least 0"),
+        ("model_info: {max_tokens: true}", "model_info.max_tokens", "not True"),
+        ("model_info: {input_cost_per_token: .nan}", "model_info.input_cost_per_token", "not nan"),
+        ("litellm_params: {model: openai/gpt-4o-mini, rpm: many}", "litellm_params.rpm", "whole number"),
+        ("litellm_params: {model: openai/gpt-4o-mini, timeout: soon}", "litellm_params.timeout", "not 'soon'"),
+        ("litellm_params: {model: openai/gpt-4o-mini, max_retries: [1]}", "litellm_params.max_retries", "not [1]"),
+        ("litellm_params: {model: openai/gpt-4o-mini, weight: heavy}", "litellm_params.weight", "a number"),
+    ],
+)
+def test_a_numeric_key_of_a_deployment_that_is_not_a_number_is_one_line_naming_it(
+    tmp_path: Path, entry: str, where: str, what: str
+) -> None:
+    """litellm would take the file, then fail every call (or list_models) without naming the key."""
+    params = "" if entry.startswith("litellm_params") else "    litellm_params: {model: openai/gpt-4o-mini}\n"
+    path = write(tmp_path, f"model_list:\n  - model_name: a\n{params}    {entry}\n")
+    text = error_of(path)
+    assert text.startswith(f"{path}: line {4 if params else 3}: model_list[0].{where}: "), text
+    assert what in text, text
+
+
+def test_numbers_written_as_strings_are_taken_as_litellm_takes_them(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        model_list:
+          - model_name: a
+            litellm_params: {model: openai/gpt-4o-mini, rpm: os.environ/A_RPM, timeout: "30.5", max_retries: "2"}
+            model_info: {max_input_tokens: "1000", input_cost_per_token: "1e-6"}
+        """)
+    [entry] = load_config(path, {"A_RPM": "60"}).model_list
+    params, info = entry["litellm_params"], entry["model_info"]
+    assert (params["rpm"], params["timeout"], params["max_retries"]) == (60, 30.5, 2)
+    assert (info["max_input_tokens"], info["input_cost_per_token"]) == (1000, 1e-6)
+
+
+def test_numeric_parameters_read_from_source_match_the_imported_models() -> None:
+    """What `numeric_parameters` reads with `ast` is what litellm's own models declare (for the keys both know)."""
+    import types
+    import typing
+    from typing import get_args, get_origin, get_type_hints
+
+    import typing_extensions
+    from litellm.types.router import LiteLLM_Params, ModelInfo
+    from litellm.types.utils import ModelInfoBase
+
+    wrappers = {typing.Union, types.UnionType, typing.Annotated, typing_extensions.ReadOnly, typing.Required,
+                typing.NotRequired, typing_extensions.Required, typing_extensions.NotRequired}
+
+    def leaves(annotation: Any) -> set[Any]:
+        if get_origin(annotation) in wrappers:
+            args = get_args(annotation)
+            return set().union(*(leaves(a) for a in (args[:1] if get_origin(annotation) is typing.Annotated else args)))
+        return {annotation}
+
+    def kind(annotation: Any) -> str | None:
+        found = leaves(annotation)
+        if bool in found or not found & {int, float}:
+            return None
+        return "float" if float in found else "int"
+
+    model_info, litellm_params = numeric_parameters()
+    for declared, read in (
+        ({**{k: kind(v) for k, v in get_type_hints(ModelInfoBase).items()},
+          **{k: kind(f.annotation) for k, f in ModelInfo.model_fields.items()}}, model_info),
+        ({k: kind(f.annotation) for k, f in LiteLLM_Params.model_fields.items()}, litellm_params),
+    ):
+        numeric = {k: v for k, v in declared.items() if v is not None}
+        assert numeric == read
+    assert {"max_input_tokens", "input_cost_per_token"} <= model_info.keys()
+    assert {"rpm", "tpm", "timeout", "stream_timeout", "max_retries"} <= litellm_params.keys()
 
 
 def test_no_model_list_and_no_file_are_errors(tmp_path: Path) -> None:

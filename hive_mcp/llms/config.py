@@ -9,7 +9,8 @@ is ignored with one warning naming it.
 Where the proxy's loader is lax this one is strict, because a config mistake
 found at start-up costs a minute and one found in production costs calls:
 `os.environ/NAME` is resolved in every string (inside lists too); `router_settings`
-keys are checked against the Router's declared parameters; `litellm_settings` are
+keys are checked against the Router's declared parameters; a deployment's numeric
+`model_info` and `litellm_params` keys against litellm's types; `litellm_settings` are
 taken from an allow-list, never set on the litellm module blindly. Every error is
 one line naming the file, the line, the key and what is wrong.
 
@@ -26,6 +27,7 @@ This module imports neither litellm nor mcp: it runs before the server answers.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from typing import Any
 
 from ..redact import url_secrets
 from .catalogue import is_pattern
-from .router_names import router_parameters, routing_strategies
+from .router_names import Number, numeric_parameters, router_parameters, routing_strategies
 from .yaml_source import ConfigError, Path_, Source, dotted, read_source
 
 __all__ = ["ConfigError", "ModelsConfig", "listed_names", "load_config"]
@@ -288,6 +290,10 @@ def _model_list(loader: _Loader, merged: dict[str, Any]) -> tuple[list[dict[str,
         missing: list[str] = []
         resolved = loader.resolve(entry, here, missing)
         resolved["model_name"] = name.strip()
+        model_info_numbers, params_numbers = numeric_parameters()
+        for section, numbers in (("litellm_params", params_numbers), ("model_info", model_info_numbers)):
+            if isinstance(resolved.get(section), dict):
+                _numbers(loader, resolved[section], (*here, section), numbers)
         out.append(resolved)
         unset.append(tuple(dict.fromkeys(missing)))
     skipped = [f"{e['model_name']} ({e['litellm_params'].get('model')}: {', '.join(u)})" for e, u in zip(out, unset) if u]
@@ -302,6 +308,39 @@ def _model_list(loader: _Loader, merged: dict[str, Any]) -> tuple[list[dict[str,
             f"{'; '.join(skipped)})"
         )
     return out, tuple(unset)
+
+
+_UNDECLARED_NUMBERS: dict[str, Number] = {"weight": "float"}
+"""Numeric `litellm_params` keys litellm reads without declaring them: `weight` (simple-shuffle routing)."""
+
+
+def _numbers(loader: _Loader, mapping: dict[str, Any], here: Path_, declared: Mapping[str, Number]) -> None:
+    """The keys of a deployment's `model_info` or `litellm_params` that litellm declares numeric (read from its
+    own models: `numeric_parameters`), each a finite number of at least 0, whole where litellm wants an int.
+
+    Checked here because litellm would take the file and then fail every call ("1 validation error for
+    ModelInfo", the key unnamed) or `list_models`. What litellm's models coerce is taken and made the number
+    (a numeric string, as an `os.environ/` reference always gives, or a whole float for an int), so what
+    hive-mcp reads of the config itself (prices, context windows) is a number too. None is unset, as litellm
+    takes it."""
+    for key, value in mapping.items():
+        kind = declared.get(key) or _UNDECLARED_NUMBERS.get(key)
+        if kind is None or value is None:
+            continue
+        number: float | None = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        whole = kind == "int"
+        if number is None or not math.isfinite(number) or number < 0 or (whole and not float(number).is_integer()):
+            what = "a whole number" if whole else "a number"
+            raise loader.error((*here, key), f"must be {what} of at least 0, not {value!r}")
+        if isinstance(value, str) or whole:
+            mapping[key] = int(number) if whole else number
 
 
 def _router_settings(

@@ -16,14 +16,27 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from pydantic import ValidationError
 
-from ..text import shorten
+from ..text import one_line, shorten
 from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, ProviderError
 from .events import StreamEvent
 
 __all__ = ["DeferredProvider"]
 
 logger = logging.getLogger("hive_mcp.provider")
+
+
+def load_error(exc: BaseException) -> str:
+    """One line for a failed load: the error's class and its message's first line; for a pydantic
+    `ValidationError`, whose first line names only the model ("1 validation error for ModelInfo"), the model,
+    then the first error's field and what is wrong with it (never its input: it may hold a key)."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first, more = exc.errors()[0], exc.error_count() - 1
+        where = ".".join(str(p) for p in first["loc"]) or "(the whole input)"
+        also = f" (and {more} more)" if more else ""
+        return one_line(f"{type(exc).__name__}: {exc.title}: {where}: {first['msg']}{also}", 10_000)
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 class DeferredProvider(LLMProvider):
@@ -73,7 +86,7 @@ class DeferredProvider(LLMProvider):
             if self._announce is not None:
                 logger.info("%s", self._announce)
         except BaseException as exc:  # noqa: BLE001 - reported on every call, the server keeps serving
-            self._error = shorten(f"{type(exc).__name__}: {exc}".splitlines()[0], 300)
+            self._error = shorten(load_error(exc), 300)
             logger.error("the LLM provider could not be loaded: %s", self._error)
         finally:
             self._loaded.set()
