@@ -9,8 +9,6 @@ answered, never a hang, a crash or a multi-line error.
 from __future__ import annotations
 
 import string
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,37 +26,18 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.dumps import DumpStore, make_dump_id
 from hive_mcp.limits import Limits
 from hive_mcp.mcp import DUMP_URI_PREFIX, INDEX_URI, dump_uri
+from tests.bad_calls import CAP, DEADLINE, checked, limited_server, prompt_and, tool_with
 from tests.clients import MODEL, connect, make_dump, mcp_server, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from harness.upstream import Reply, Upstream
 
 MiB = 1024 * 1024
-CAP = 4096
-DEADLINE = 600
 MAX_ERROR_LEN = 300
 
 
 @pytest.fixture
 def server(provider: Any, store: DumpStore) -> MCPServer:
-    """One dump already recorded, so listings and counts have something to lose."""
-    store.write(make_dump(0))
-    limits = Limits(allowed_models=["openai/*"], max_tokens=CAP, deadline_s=DEADLINE)
-    return mcp_server(provider, store, limits=limits)
-
-
-@asynccontextmanager
-async def checked(server: MCPServer, upstream: Upstream, store: DumpStore, mode: str) -> AsyncIterator[Client]:
-    """A client for one bad call; afterwards: nothing sent, nothing dumped, and a normal call works."""
-    before = store.count()
-    async with connect(server, mode) as c:
-        yield c
-        assert upstream.requests == []
-        assert store.count() == before
-        upstream.script(Reply.text("still serving"))
-        after = await c.call_tool("complete", {"prompt": "are you there?"})
-        assert not after.is_error, text_of(after)
-        assert text_of(after) == "still serving"
-        assert len(upstream.chat_requests()) == 1
+    return limited_server(provider, store)
 
 
 def assert_one_line(text: str, names: list[str]) -> None:
@@ -79,16 +58,8 @@ def case(arguments: dict[str, Any], *names: str, id: str) -> Any:
     return pytest.param(arguments, list(names), id=id)
 
 
-def prompt_and(**arguments: Any) -> dict[str, Any]:
-    return {"prompt": "x", **arguments}
-
-
 def one_message(**message: Any) -> dict[str, Any]:
     return {"messages": [message]}
-
-
-def tool_with(parameters: Any) -> dict[str, Any]:
-    return prompt_and(tools=[{"name": "weather", "parameters": parameters}])
 
 
 def property_schema(**schema: Any) -> dict[str, Any]:

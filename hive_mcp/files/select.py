@@ -7,9 +7,9 @@ wildcard does not match a name starting with a dot. A glob walks no never-read o
 follows no symlinked directory; a symlinked file it matches is read only if it resolves inside a root.
 
 Refused (FilesRefused, naming the path): a path outside every root the caller may read, an explicit path
-that does not exist. Skipped with the reason: a never-read file named or matched, an ignored file named, a
-glob that matches nothing or only ignored files. Ignored files a glob matches are otherwise left out silently
-(a build directory would fill the result).
+that does not exist, a path the system cannot look up (a name over 255 bytes). Skipped with the reason: a
+never-read file named or matched, an ignored file named, a glob that matches nothing or only ignored files.
+Ignored files a glob matches are otherwise left out silently (a build directory would fill the result).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from ..text import shorten
 from .refusal import FilesRefused
 from .roots import Root
 from .rules import IgnoreRules, never_reason
@@ -50,11 +51,24 @@ def select(requested: list[str] | tuple[str, ...], roots: tuple[Root, ...]) -> S
     """The files `requested` names within `roots` (the caller's, first one the base of relative paths)."""
     walker = _Walker(roots)
     for request in requested:
-        if _WILD & set(request):
-            walker.glob(request)
-        else:
-            walker.explicit(request)
+        try:
+            if _WILD & set(request):
+                walker.glob(request)
+            else:
+                walker.explicit(request)
+        except FilesRefused:
+            raise
+        except (OSError, ValueError) as exc:
+            # A path the system cannot look up (a component over 255 bytes: ENAMETOOLONG; a NUL byte: ValueError)
+            # fails its first check (`is_dir`, `is_file`), which raise for these rather than answer False.
+            raise FilesRefused(f"{shorten(request, 60)}: not a valid path ({_reason(exc)})") from None
     return Selection(list(walker.files.values()), walker.skipped)
+
+
+def _reason(exc: OSError | ValueError) -> str:
+    """Why a path could not be looked up, in lower case: the system's words for its error number."""
+    errno = getattr(exc, "errno", None)
+    return os.strerror(errno).lower() if errno else shorten(str(exc), 60)
 
 
 class _Walker:

@@ -176,7 +176,15 @@ def _not_blank(v: str) -> str:
     return v
 
 
-FilePath = Annotated[str, AfterValidator(_not_blank)]
+def _no_nul(v: str) -> str:
+    # No path the operating system takes holds a NUL: refused here, naming the field, rather than tripping
+    # the path checks in `hive_mcp.files` (which refuse the other unusable paths, such as an over-long name).
+    if "\x00" in v:
+        raise ValueError("must not contain a NUL byte")
+    return v
+
+
+FilePath = Annotated[str, AfterValidator(_not_blank), AfterValidator(_no_nul)]
 """A path, directory or glob of `files`: what may be read is `hive_mcp.files`' to decide, after the arguments."""
 
 
