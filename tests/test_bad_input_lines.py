@@ -12,11 +12,47 @@ from mcp.server.mcpserver import MCPServer
 from hive_mcp.dumps import DumpStore
 from hive_mcp.files import FileAccess, FileRoots, FilesRefused, Root
 from hive_mcp.files.select import select
-from tests.bad_calls import checked, limited_server, prompt_and
+from tests.bad_calls import INF, NAN, checked, limited_server, prompt_and, tool_with
 from tests.clients import text_of
 from harness.upstream import Upstream
 
 LONG = "y" * 300
+NAN_SCHEMA = {"type": "object", "properties": {"a": {"minimum": NAN}}}
+
+
+def exactly(arguments: dict[str, Any], line: str, *, id: str) -> Any:
+    return pytest.param(arguments, line, id=id)
+
+
+NON_FINITE = [  # numbers no JSON body can carry upstream
+    exactly(prompt_and(response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": NAN_SCHEMA}}),
+            "invalid arguments: response_format.json_schema.schema.properties.a.minimum: not a finite number",
+            id="response-format-nan"),
+    exactly(tool_with({"type": "object", "properties": {"a": {"maximum": INF}}}),
+            "invalid arguments: tools[0].parameters.properties.a.maximum: not a finite number", id="parameters-inf"),
+    exactly(prompt_and(response_format={"type": "json_object", "weight": "<-Infinity>"}),
+            "invalid arguments: response_format.weight: not a finite number", id="response-format-minus-inf"),
+    exactly({"messages": [{"role": "user", "content": "x", "weight": NAN}]},
+            "invalid arguments: messages[0].weight: not a finite number", id="message-key-nan"),
+    exactly(prompt_and(temperature=NAN), "invalid arguments: temperature: not a finite number", id="temperature-nan"),
+]
+EXACT = [*NON_FINITE]
+
+
+@pytest.fixture
+def server(provider: Any, store: DumpStore) -> MCPServer:
+    return limited_server(provider, store)
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+@pytest.mark.parametrize(("arguments", "line"), EXACT)
+async def test_bad_arguments_get_their_exact_line(
+    server: MCPServer, upstream: Upstream, store: DumpStore, mode: str, tool: str, arguments: dict[str, Any], line: str
+) -> None:
+    async with checked(server, upstream, store, mode, wire=True) as c:
+        r = await c.call_tool(tool, arguments)
+        assert r.is_error
+        assert text_of(r) == line
 
 
 @pytest.fixture

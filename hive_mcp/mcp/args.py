@@ -7,6 +7,7 @@ or provider is asked, as one line naming the field (`parse_args`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -363,19 +364,28 @@ def raw_arguments(ctx: Context) -> Any:
     return params.get("arguments") if isinstance(params, Mapping) else None
 
 
-def _check_unicode(value: Any, loc: tuple[int | str, ...]) -> None:
-    """Refuse text that is not valid Unicode (half of a surrogate pair, alone: JSON's `\\ud83d`), naming where it
-    is: it could not be sent upstream, stored or counted."""
+def _check_values(value: Any, loc: tuple[int | str, ...]) -> None:
+    """Refuse, naming where it is, a value no request can carry:
+
+    - text that is not valid Unicode (half of a surrogate pair, alone: JSON's `\\ud83d`): it could not be sent
+      upstream, stored or counted;
+    - a number that is not finite (JSON's `NaN`, `Infinity`, which Python's parser takes): no JSON body holds
+      one, so a schema in `response_format` or `tools[].parameters` holding one would fail as the request is
+      built, as a model failure with a dump.
+    """
     if isinstance(value, str):
         if (half := surrogate_in(value)) is not None:
             line = f"invalid arguments: {field_path(loc)}: not valid Unicode (lone surrogate U+{ord(half):04X})"
             raise ArgumentError(safe_line(line))  # the path holds names the client chose: a safe line
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ArgumentError(safe_line(f"invalid arguments: {field_path(loc)}: not a finite number"))
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_unicode(item, (*loc, key))
+            _check_values(item, (*loc, key))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_unicode(item, (*loc, i))
+            _check_values(item, (*loc, i))
 
 
 def parse_args(model: type[BaseModel], ctx: Context) -> Any:
@@ -391,7 +401,7 @@ def parse_args(model: type[BaseModel], ctx: Context) -> Any:
         raw = {}
     if not isinstance(raw, dict):
         raise ArgumentError("invalid arguments: expected an object")
-    _check_unicode(raw, ())
+    _check_values(raw, ())
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
