@@ -86,7 +86,7 @@ BAD_COMPLETE = [
     case(one_message(role="robot", content="x"), "messages[0].role", "robot", id="unknown-role"),
     case(one_message(role="user", content=42), "messages[0].content", id="content-number"),
     case(one_message(role="user", content={"text": "x"}), "messages[0].content", id="content-object"),
-    case(one_message(role="user", content=[5]), "messages[0].content", "part 0", id="content-list-of-numbers"),
+    case(one_message(role="user", content=[5]), "messages[0].content[0]", id="content-list-of-numbers"),
     case(one_message(role="user", content=[{"text": "no type"}]), "messages[0].content", "type", id="part-no-type"),
     case(one_message(role="user", content=[{"type": "text"}]), "messages[0].content", "text", id="text-part-no-text"),
     case(one_message(role="user"), "messages[0]", "content", id="user-without-content"),

@@ -13,8 +13,8 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.files import FileAccess, FileRoots, FilesRefused, Root
 from hive_mcp.files.select import select
 from tests.bad_calls import INF, NAN, checked, limited_server, prompt_and, tool_with
-from tests.clients import text_of
-from harness.upstream import Upstream
+from tests.clients import connect, text_of
+from harness.upstream import Reply, Upstream
 
 LONG = "y" * 300
 NAN_SCHEMA = {"type": "object", "properties": {"a": {"minimum": NAN}}}
@@ -36,7 +36,40 @@ NON_FINITE = [  # numbers no JSON body can carry upstream
             "invalid arguments: messages[0].weight: not a finite number", id="message-key-nan"),
     exactly(prompt_and(temperature=NAN), "invalid arguments: temperature: not a finite number", id="temperature-nan"),
 ]
-EXACT = [*NON_FINITE]
+USER_PARTS = "text, image_url, input_audio, audio_url, document, guarded_text, grounding_source, query, video_url, file"
+IMAGE_URL = "must be a URL string or an object with a string 'url'"
+
+
+def parts(*content: Any, role: str = "user") -> dict[str, Any]:
+    return {"messages": [{"role": role, "content": list(content)}]}
+
+
+PARTS = [  # content parts litellm refuses (or trips over) while building the request
+    exactly(parts({"type": "bogus"}),
+            f"invalid arguments: messages[0].content[0].type: unknown part type 'bogus' for a user message (one of "
+            f"{USER_PARTS})", id="part-type-unknown"),
+    exactly(parts({"type": "thinking", "thinking": "hm"}),
+            f"invalid arguments: messages[0].content[0].type: unknown part type 'thinking' for a user message (one of "
+            f"{USER_PARTS})", id="part-type-not-a-user-one"),
+    exactly(parts({"type": "image_url"}), f"invalid arguments: messages[0].content[0].image_url: {IMAGE_URL}",
+            id="image-part-without-image-url"),
+    exactly(parts({"type": "image_url", "image_url": {"url": 5}}, role="assistant"),
+            f"invalid arguments: messages[0].content[0].image_url: {IMAGE_URL}", id="image-part-url-number"),
+    exactly(parts({"type": "text", "text": "x"}, {"type": "input_audio", "input_audio": {"data": "AAAA"}}),
+            "invalid arguments: messages[0].content[1].input_audio: must be an object with string 'data' and 'format'",
+            id="audio-part-without-format"),
+    exactly(parts({"type": "file", "file": "x"}),
+            "invalid arguments: messages[0].content[0].file: must be an object (file_id, file_data, filename)",
+            id="file-part-string"),
+    # the checks there were, now naming the part's field
+    exactly(parts({"type": "text"}), "invalid arguments: messages[0].content[0].text: must be a string",
+            id="text-part-without-text"),
+    exactly(parts(5), "invalid arguments: messages[0].content[0]: must be an object like {'type': 'text', 'text': '...'}",
+            id="part-number"),
+    exactly(parts({"text": "x"}), "invalid arguments: messages[0].content[0].type: must be a non-empty string",
+            id="part-without-type"),
+]
+EXACT = [*NON_FINITE, *PARTS]
 
 
 @pytest.fixture
@@ -88,3 +121,36 @@ def test_a_nul_byte_is_refused_by_the_file_selection_too(tmp_path: Path) -> None
     with pytest.raises(FilesRefused) as info:
         select(["a\x00b"], (Root(tmp_path.resolve()),))
     assert str(info.value) == "files: a\x00b: not a valid path (embedded null byte)"
+
+
+def test_the_part_types_are_litellms() -> None:
+    """The part types a message may carry are those litellm lets through for chat (a user message's, narrower),
+    and the tool-result block it carries through; a litellm that adds or drops one fails here."""
+    from litellm.types.llms.openai import ValidChatCompletionMessageContentTypes, ValidUserMessageContentTypes
+
+    from hive_mcp.mcp.args import PART_TYPES, USER_PART_TYPES
+
+    assert USER_PART_TYPES == tuple(ValidUserMessageContentTypes) and ", ".join(USER_PART_TYPES) == USER_PARTS
+    assert set(PART_TYPES) == {*ValidChatCompletionMessageContentTypes, "tool_reference"}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "s"}]},
+        {"role": "user", "content": [{"type": "image_url", "image_url": "https://example.com/a.png"}]},
+        {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]},
+        {"role": "user", "content": [{"type": "file", "file": {"file_id": "f1"}}]},
+    ],
+    ids=["assistant-thinking", "image-url-string", "input-audio", "file-id"],
+)
+async def test_good_content_parts_reach_the_upstream(
+    server: MCPServer, upstream: Upstream, message: dict[str, Any]
+) -> None:
+    upstream.script(Reply.text("fine"))
+    messages = [message] if message["role"] == "user" else [{"role": "user", "content": "hi"}, message]
+    async with connect(server, "legacy") as c:
+        r = await c.call_tool("complete", {"messages": messages})
+    assert not r.is_error, text_of(r)
+    (request,) = upstream.chat_requests()
+    assert request.messages[-1]["content"][0]["type"] == message["content"][0]["type"]

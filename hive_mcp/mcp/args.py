@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,7 +26,7 @@ from ..provider.base import Tool as ProviderTool
 from ..since import FORMS, parse_since
 from ..text import shorten, surrogate_in
 from .constants import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
-from .errors import ArgumentError, describe_validation, field_path, json_type, safe_line, short
+from .errors import ArgumentError, InnerError, describe_validation, field_path, json_type, safe_line, short
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -53,6 +53,37 @@ class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: str = Field(min_length=1)
+
+
+USER_PART_TYPES = (
+    "text", "image_url", "input_audio", "audio_url", "document", "guarded_text", "grounding_source", "query",
+    "video_url", "file",
+)  # fmt: skip
+"""The content part types a user message may hold: litellm's (`ValidUserMessageContentTypes`), which refuses any
+other as it builds the request."""
+
+PART_TYPES = (*USER_PART_TYPES, "thinking", "redacted_thinking", "tool_reference")
+"""The content part types any other message may hold: litellm's for chat (`ValidChatCompletionMessageContentTypes`:
+an assistant's thinking blocks too) and the tool-result block it carries through (`tool_reference`)."""
+
+
+def _url_or_object(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("url"), str))
+
+
+_URL = "must be a URL string or an object with a string 'url'"
+_PAYLOADS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "text": (lambda v: isinstance(v, str), "must be a string"),
+    "image_url": (_url_or_object, _URL),
+    "video_url": (_url_or_object, _URL),
+    "input_audio": (
+        lambda v: isinstance(v, dict) and isinstance(v.get("data"), str) and isinstance(v.get("format"), str),
+        "must be an object with string 'data' and 'format'",
+    ),
+    "file": (lambda v: isinstance(v, dict), "must be an object (file_id, file_data, filename)"),
+}
+"""A part's payload, under the key its type names, where litellm reads it without a check: what it must be, and
+the error when it is not (litellm's own shapes: `ChatCompletionImageObject`, `ChatCompletionAudioObject`, ...)."""
 
 
 class ToolCallFunction(BaseModel):
@@ -89,19 +120,27 @@ class ChatMessage(BaseModel):
 
     @field_validator("content", mode="before")
     @classmethod
-    def _check_content(cls, v: Any) -> Any:
-        # Checked by hand so the error says what is wanted instead of listing union arms.
+    def _check_content(cls, v: Any, info: ValidationInfo) -> Any:
+        # Checked by hand so the error says what is wanted instead of listing union arms. A part litellm does not
+        # know, or one without its payload, fails as litellm builds the request: a retryable connection error or
+        # a KeyError reported as the model's failure, with a dump. Each is refused here, naming the part's field.
         if v is None or isinstance(v, str):
             return v
         if not isinstance(v, list):
             raise ValueError(f"must be a string or a list of content parts, not {json_type(v)}")
+        role = info.data.get("role")  # absent when the role was refused
+        known = USER_PART_TYPES if role == "user" else PART_TYPES
         for i, part in enumerate(v):
             if not isinstance(part, dict):
-                raise ValueError(f"part {i} must be an object like {{'type': 'text', 'text': '...'}}")
-            if not isinstance(part.get("type"), str) or not part["type"]:
-                raise ValueError(f"part {i} needs a string 'type'")
-            if part["type"] == "text" and not isinstance(part.get("text"), str):
-                raise ValueError(f"text part {i} needs a string 'text'")
+                raise InnerError((i,), "must be an object like {'type': 'text', 'text': '...'}")
+            kind = part.get("type")
+            if not isinstance(kind, str) or not kind:
+                raise InnerError((i, "type"), "must be a non-empty string")
+            if kind not in known:
+                of = f" for {'an' if role == 'assistant' else 'a'} {role} message" if role else ""
+                raise InnerError((i, "type"), f"unknown part type {short(kind, 40)}{of} (one of {', '.join(known)})")
+            if kind in _PAYLOADS and not _PAYLOADS[kind][0](part.get(kind)):
+                raise InnerError((i, kind), _PAYLOADS[kind][1])
         return v
 
     @model_validator(mode="after")

@@ -16,6 +16,15 @@ class ArgumentError(ValueError):
     """Bad tool arguments; `str()` is one line naming the field."""
 
 
+class InnerError(ValueError):
+    """A check's failure at a place inside the field it checks: `at` continues the field's path, so the line names
+    `messages[0].content[1].type` rather than the whole `messages[0].content` (`describe_validation`)."""
+
+    def __init__(self, at: tuple[int | str, ...], message: str) -> None:
+        super().__init__(message)
+        self.at = at
+
+
 def json_type(v: Any) -> str:
     """What a JSON value is, in words, for messages."""
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
@@ -45,7 +54,9 @@ def describe_validation(exc: ValidationError) -> str:
     """The first three errors of `exc`, each naming its field, on one line."""
     parts: list[str] = []
     for err in exc.errors(include_url=False)[:3]:
-        loc = field_path(tuple(err["loc"]))
+        inner = (err.get("ctx") or {}).get("error")
+        at = inner.at if isinstance(inner, InnerError) else ()
+        loc = field_path((*err["loc"], *at))
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown argument {loc}")
