@@ -64,12 +64,28 @@ PARTS = [  # content parts litellm refuses (or trips over) while building the re
     # the checks there were, now naming the part's field
     exactly(parts({"type": "text"}), "invalid arguments: messages[0].content[0].text: must be a string",
             id="text-part-without-text"),
-    exactly(parts(5), "invalid arguments: messages[0].content[0]: must be an object like {'type': 'text', 'text': '...'}",
+    exactly(parts(5),
+            "invalid arguments: messages[0].content[0]: must be an object like {'type': 'text', 'text': '...'}",
             id="part-number"),
     exactly(parts({"text": "x"}), "invalid arguments: messages[0].content[0].type: must be a non-empty string",
             id="part-without-type"),
 ]
-EXACT = [*NON_FINITE, *PARTS]
+NOT_A_NAME = "is not a model name (it holds whitespace or a control character)"
+MODEL_NAMES = [  # blank, or holding whitespace or a control character
+    exactly(prompt_and(model=" "), "invalid arguments: model: must not be empty", id="model-blank"),
+    exactly(prompt_and(model="a\nb"), f"invalid arguments: model: 'a\\nb' {NOT_A_NAME}", id="model-newline"),
+    exactly(prompt_and(model="openai/gpt-4o "), f"invalid arguments: model: 'openai/gpt-4o ' {NOT_A_NAME}",
+            id="model-trailing-space"),
+    exactly(prompt_and(models=["openai/a", "openai/\x00b"]),
+            f"invalid arguments: models[1]: 'openai/\\x00b' {NOT_A_NAME}", id="models-control"),
+    exactly(prompt_and(models=["openai/a", "\t"]), "invalid arguments: models[1]: must not be empty",
+            id="models-blank"),
+    exactly(prompt_and(models=["openai/a", "openai/b"], judge="  "), "invalid arguments: judge: must not be empty",
+            id="judge-blank"),
+    exactly(prompt_and(models=["openai/a", "openai/b"], judge="openai/\u2028a"),
+            f"invalid arguments: judge: 'openai/\\u2028a' {NOT_A_NAME}", id="judge-line-separator"),
+]
+EXACT = [*NON_FINITE, *PARTS, *MODEL_NAMES]
 
 
 @pytest.fixture

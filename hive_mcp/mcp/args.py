@@ -228,6 +228,20 @@ FilePath = Annotated[str, AfterValidator(_not_blank), AfterValidator(_no_nul)]
 """A path, directory or glob of `files`: what may be read is `hive_mcp.files`' to decide, after the arguments."""
 
 
+def _model_name(v: str) -> str:
+    # A model name is one token: providers' names hold no whitespace or control character, and one that did
+    # reached the routing as a garbled name ("a b model ... A B_API_KEY"). Refused, not trimmed: a name with a
+    # stray space may be a different mistake than the one trimming would guess.
+    _not_blank(v)
+    if any(c.isspace() or not c.isprintable() for c in v):
+        raise ValueError(f"{short(v, 60)} is not a model name (it holds whitespace or a control character)")
+    return v
+
+
+ModelName = Annotated[str, AfterValidator(_model_name)]
+"""A model a call names (`model`, each of `models`, `judge`); whether it may be asked is the limits' to decide."""
+
+
 MAX_MODELS = 8
 """The most models one call may ask at once (`models`)."""
 
@@ -244,7 +258,7 @@ class CompleteArgs(BaseModel):
     prompt: str | None = None
     messages: list[ChatMessage] | None = Field(default=None, min_length=1)  # OpenAI chat format
     system: str | None = Field(default=None, description="This call only, never kept")
-    model: str | None = Field(default=None, min_length=1)
+    model: ModelName | None = Field(default=None, min_length=1)
     max_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
     tools: list[ToolSpec] | None = None
@@ -256,8 +270,10 @@ class CompleteArgs(BaseModel):
     fork: bool = Field(default=False, description="Continue a copy; the original stays")
     files: list[FilePath] | None = Field(default=None, description="Paths or globs (src/**/*.py) read and sent first")
     fit: Literal["refuse", "truncate"] | None = None  # files over the model's window: refused, or the largest dropped
-    models: list[str] | None = Field(default=None, min_length=2, max_length=MAX_MODELS, description="Ask each at once")
-    judge: str | None = Field(default=None, min_length=1, description="Model that compares the answers")
+    models: list[ModelName] | None = Field(
+        default=None, min_length=2, max_length=MAX_MODELS, description="Ask each at once"
+    )
+    judge: ModelName | None = Field(default=None, min_length=1, description="Model that compares the answers")
     judge_prompt: str | None = Field(default=None, min_length=1)
 
     @field_validator("messages", "tools", "files", "models", mode="before")
@@ -317,8 +333,6 @@ class CompleteArgs(BaseModel):
             if self.model is not None:
                 raise ValueError("models: give model or models, not both")
             for i, name in enumerate(self.models):
-                if not name:
-                    raise ValueError(f"models[{i}]: must not be empty")
                 if name in self.models[:i]:
                     raise ValueError(f"models[{i}]: {short(name)} is named twice")
         elif self.judge is not None:
