@@ -85,7 +85,16 @@ MODEL_NAMES = [  # blank, or holding whitespace or a control character
     exactly(prompt_and(models=["openai/a", "openai/b"], judge="openai/\u2028a"),
             f"invalid arguments: judge: 'openai/\\u2028a' {NOT_A_NAME}", id="judge-line-separator"),
 ]
-EXACT = [*NON_FINITE, *PARTS, *MODEL_NAMES]
+NOTHING_SAID = "invalid arguments: messages: no message has content or tool calls"
+NOTHING_TO_SAY = [  # every message empty (the provider would drop them and send none), or a blank judge_prompt
+    exactly({"messages": [{"role": "assistant"}]}, NOTHING_SAID, id="only-a-ghost"),
+    exactly({"messages": [{"role": "assistant", "content": "  "}, {"role": "user", "content": ""}]}, NOTHING_SAID,
+            id="only-blank-messages"),
+    exactly({"messages": [{"role": "assistant", "content": []}]}, NOTHING_SAID, id="only-an-empty-list"),
+    exactly(prompt_and(models=["openai/a", "openai/b"], judge="openai/a", judge_prompt="   "),
+            "invalid arguments: judge_prompt: must not be empty", id="judge-prompt-blank"),
+]
+EXACT = [*NON_FINITE, *PARTS, *MODEL_NAMES, *NOTHING_TO_SAY]
 
 
 @pytest.fixture

@@ -153,6 +153,12 @@ class ChatMessage(BaseModel):
             raise ValueError(f"a '{self.role}' message needs content")
         return self
 
+    def says_something(self) -> bool:
+        """Whether the message holds anything: content other than whitespace, or tool calls."""
+        if self.tool_calls:
+            return True
+        return bool(self.content.strip() if isinstance(self.content, str) else self.content)
+
 
 _TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -216,6 +222,10 @@ def _not_blank(v: str) -> str:
     return v
 
 
+Text = Annotated[str, AfterValidator(_not_blank)]
+"""Text a call asks with (`prompt`, `judge_prompt`): only whitespace would ask nothing."""
+
+
 def _no_nul(v: str) -> str:
     # No path the operating system takes holds a NUL: refused here, naming the field, rather than tripping
     # the path checks in `hive_mcp.files` (which refuse the other unusable paths, such as an over-long name).
@@ -255,7 +265,7 @@ class CompleteArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str | None = None
+    prompt: Text | None = None
     messages: list[ChatMessage] | None = Field(default=None, min_length=1)  # OpenAI chat format
     system: str | None = Field(default=None, description="This call only, never kept")
     model: ModelName | None = Field(default=None, min_length=1)
@@ -274,7 +284,7 @@ class CompleteArgs(BaseModel):
         default=None, min_length=2, max_length=MAX_MODELS, description="Ask each at once"
     )
     judge: ModelName | None = Field(default=None, min_length=1, description="Model that compares the answers")
-    judge_prompt: str | None = Field(default=None, min_length=1)
+    judge_prompt: Text | None = Field(default=None, min_length=1)
 
     @field_validator("messages", "tools", "files", "models", mode="before")
     @classmethod
@@ -283,6 +293,15 @@ class CompleteArgs(BaseModel):
         if v is not None and not isinstance(v, list):
             of = " of paths or globs" if info.field_name == "files" else ""
             raise ValueError(f"must be a list{of}, not {json_type(v)}")
+        return v
+
+    @field_validator("messages", mode="after")
+    @classmethod
+    def _something_said(cls, v: list[ChatMessage] | None) -> list[ChatMessage] | None:
+        # The provider drops an assistant message with nothing in it (`_is_ghost`: some providers reject one), so
+        # messages that are all empty would reach the model as none at all: refused, as a blank prompt is.
+        if v is not None and not any(m.says_something() for m in v):
+            raise ValueError("no message has content or tool calls")
         return v
 
     @field_validator("response_format", mode="before")
@@ -313,8 +332,6 @@ class CompleteArgs(BaseModel):
         if (self.prompt is None) == (self.messages is None):
             got = "both" if self.prompt is not None else "neither"
             raise ValueError(f"give exactly one of prompt or messages (got {got})")
-        if self.prompt is not None and not self.prompt.strip():
-            raise ValueError("prompt: must not be empty")
         if self.fork and self.conversation_id is None:
             raise ValueError("fork: needs a conversation_id to fork")
         if self.fit is not None and not self.files:
