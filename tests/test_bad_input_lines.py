@@ -70,8 +70,8 @@ PARTS = [  # content parts litellm refuses (or trips over) while building the re
     exactly(parts({"text": "x"}), "invalid arguments: messages[0].content[0].type: must be a non-empty string",
             id="part-without-type"),
 ]
-NOT_A_NAME = "is not a model name (it holds whitespace or a control character)"
-MODEL_NAMES = [  # blank, or holding whitespace or a control character
+NOT_A_NAME = "is not a model name (a space at either end, or a control character)"
+MODEL_NAMES = [  # blank, a space at either end, or a control character
     exactly(prompt_and(model=" "), "invalid arguments: model: must not be empty", id="model-blank"),
     exactly(prompt_and(model="a\nb"), f"invalid arguments: model: 'a\\nb' {NOT_A_NAME}", id="model-newline"),
     exactly(prompt_and(model="openai/gpt-4o "), f"invalid arguments: model: 'openai/gpt-4o ' {NOT_A_NAME}",
@@ -179,3 +179,11 @@ async def test_good_content_parts_reach_the_upstream(
     assert not r.is_error, text_of(r)
     (request,) = upstream.chat_requests()
     assert request.messages[-1]["content"][0]["type"] == message["content"][0]["type"]
+
+
+def test_a_model_name_with_a_space_inside_is_a_name() -> None:
+    """A config's model_name may hold a space ("team model"): only a space at either end is refused."""
+    from hive_mcp.mcp.args import CompleteArgs
+
+    args = CompleteArgs.model_validate({"prompt": "x", "models": ["team model", "openai/b"], "judge": "team model"})
+    assert args.models == ["team model", "openai/b"] and args.judge == "team model"

@@ -239,12 +239,13 @@ FilePath = Annotated[str, AfterValidator(_not_blank), AfterValidator(_no_nul)]
 
 
 def _model_name(v: str) -> str:
-    # A model name is one token: providers' names hold no whitespace or control character, and one that did
-    # reached the routing as a garbled name ("a b model ... A B_API_KEY"). Refused, not trimmed: a name with a
-    # stray space may be a different mistake than the one trimming would guess.
+    # A name with a line break or another control character in it reached the routing garbled ("a b model ...
+    # A B_API_KEY"), and one with a space at either end is no name a config gives (the loader strips them).
+    # Refused, not trimmed: a stray character may be a different mistake than the one trimming would guess.
+    # A space inside stays: a config's model_name may hold one.
     _not_blank(v)
-    if any(c.isspace() or not c.isprintable() for c in v):
-        raise ValueError(f"{short(v, 60)} is not a model name (it holds whitespace or a control character)")
+    if v != v.strip() or not v.isprintable():
+        raise ValueError(f"{short(v, 60)} is not a model name (a space at either end, or a control character)")
     return v
 
 
