@@ -303,7 +303,7 @@ def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_o
     """pydantic's JSON parser refuses a lone surrogate escape (JSON's `\\ud800`), which the session would
     drop without a word, leaving the client waiting forever. Each line below is answered, by id: a lone
     surrogate in a tool's argument as the tool's error naming the field, in a method as an unknown method;
-    one in an id comes back as U+FFFD; a request that is not a JSON-RPC request is invalid (-32600) and a
+    one in a key names where the key is; one in an id comes back as U+FFFD; a request that is not a JSON-RPC request is invalid (-32600) and a
     line that is not JSON a parse error (-32700, id null). The request after them is answered too, and
     stdout carries nothing but JSON-RPC lines (`ask_stdio` checks each)."""
     call = r'{"name":"complete","arguments":{"prompt":"x","system":"\ud800"}}'
@@ -316,9 +316,11 @@ def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_o
         '{"jsonrpc":"2.0","id":7,"method":["ping"]}',
         '{"jsonrpc":"2.0","id":8,"method":"ping",}',  # not JSON: a trailing comma
         json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}),
+        '{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"complete","arguments":{"prompt":"x",'
+        r'"messages":[{"role":"user","content":"y","n\udc00te":1}]}}}',
     ]
     replies, code, stderr = ask_stdio(
-        [sys.executable, "-m", "hive_mcp", "--log-level", "INFO"], lines, {1, 5, 6, "a\ufffd", 7, None, 9},
+        [sys.executable, "-m", "hive_mcp", "--log-level", "INFO"], lines, {1, 5, 6, "a\ufffd", 7, None, 9, 10},
         cwd=tmp_path, timeout=ANSWER_S,
         env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
                       HIVE_HOME=str(tmp_path / "home"), HIVE_MCP_API_BASE="http://127.0.0.1:9/v1"),
@@ -334,4 +336,6 @@ def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_o
     for reply in (replies[6], replies[7], replies[None]):
         assert "\n" not in reply["error"]["message"], reply
     assert "tools" in replies[9]["result"]
+    keyed = replies[10]["result"]  # in a key: named by where the key is
+    assert keyed["content"][0]["text"] == "invalid arguments: messages[0]: a key is not valid Unicode (lone surrogate U+DC00)"
     assert "Traceback" not in stderr

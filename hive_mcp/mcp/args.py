@@ -453,6 +453,9 @@ def _check_values(value: Any, loc: tuple[int | str, ...]) -> None:
             raise ArgumentError(safe_line(f"invalid arguments: {field_path(loc)}: not a finite number"))
     elif isinstance(value, dict):
         for key, item in value.items():
+            if isinstance(key, str) and (half := surrogate_in(key)) is not None:
+                where = f"{field_path(loc)}: a key" if loc else "a key"
+                raise ArgumentError(f"invalid arguments: {where} is not valid Unicode (lone surrogate U+{ord(half):04X})")
             _check_values(item, (*loc, key))
     elif isinstance(value, list):
         for i, item in enumerate(value):
