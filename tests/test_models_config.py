@@ -132,13 +132,22 @@ def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
         ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  fallbacks: [{a: [b]}]\n",
          5, "router_settings.fallbacks[0].a[0]", "'b' is not a model_name"),
         ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  cooldown_time: soon\n",
-         5, "router_settings.cooldown_time", "must be a number"),
+         5, "router_settings.cooldown_time", "must be a finite number"),
         ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nlitellm_settings:\n  drop_params: 'yes'\n",
          5, "litellm_settings.drop_params", "must be bool"),
         ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nlitellm_settings:\n  max_budget: -1\n",
          5, "litellm_settings.max_budget", "at least 0"),
         ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings: [1]\n",
          4, "router_settings", "must be a mapping"),
+        # numbers YAML reads as not finite: no timeout, cooldown or budget is one
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  cooldown_time: .nan\n",
+         5, "router_settings.cooldown_time", "finite"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nrouter_settings:\n  timeout: .inf\n",
+         5, "router_settings.timeout", "finite"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nlitellm_settings:\n  max_budget: .nan\n",
+         5, "litellm_settings.max_budget", "finite"),
+        ("model_list:\n  - model_name: a\n    litellm_params: {model: x}\nlitellm_settings:\n  request_timeout: .inf\n",
+         5, "litellm_settings.request_timeout", "finite"),
     ],
 )
 def test_each_mistake_is_one_line_naming_file_line_and_key(

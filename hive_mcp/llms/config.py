@@ -310,6 +310,13 @@ def _model_list(loader: _Loader, merged: dict[str, Any]) -> tuple[list[dict[str,
     return out, tuple(unset)
 
 
+def _amount(value: Any, whole: bool = False) -> bool:
+    """Whether `value` is a config's number: finite (YAML's `.nan`, `.inf` are floats), at least 0, whole if asked."""
+    if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+        return False
+    return math.isfinite(value) and value >= 0
+
+
 _UNDECLARED_NUMBERS: dict[str, Number] = {"weight": "float"}
 """Numeric `litellm_params` keys litellm reads without declaring them: `weight` (simple-shuffle routing)."""
 
@@ -327,16 +334,14 @@ def _numbers(loader: _Loader, mapping: dict[str, Any], here: Path_, declared: Ma
         kind = declared.get(key) or _UNDECLARED_NUMBERS.get(key)
         if kind is None or value is None:
             continue
-        number: float | None = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str):
+        number: Any = value
+        if isinstance(value, str):
             try:
                 number = float(value.strip())
             except ValueError:
                 number = None
         whole = kind == "int"
-        if number is None or not math.isfinite(number) or number < 0 or (whole and not float(number).is_integer()):
+        if not _amount(number) or (whole and not float(number).is_integer()):
             what = "a whole number" if whole else "a number"
             raise loader.error((*here, key), f"must be {what} of at least 0, not {value!r}")
         if isinstance(value, str) or whole:
@@ -378,8 +383,8 @@ def _router_settings(
         )
     for key in ("allowed_fails", "cooldown_time", "timeout", "stream_timeout", "redis_port"):
         value = settings.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise loader.error((section[key], key), f"must be a number of at least 0, not {value!r}")
+        if value is not None and not _amount(value):
+            raise loader.error((section[key], key), f"must be a finite number of at least 0, not {value!r}")
     for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
         _check_fallbacks(loader, settings.get(key), (section.get(key, "router_settings"), key), groups)
     default = settings.get("default_fallbacks")
@@ -392,7 +397,7 @@ def _router_settings(
                 raise loader.error((*here, j), f"{g!r} is not a model_name in model_list")
 
     retries = owned.get("num_retries")
-    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+    if retries is not None and not _amount(retries, whole=True):
         raise loader.error(("router_settings", "num_retries"), f"must be a whole number of at least 0, not {retries!r}")
     return settings, retries
 
@@ -451,17 +456,17 @@ def _litellm_settings(loader: _Loader, raw: dict[str, Any]) -> tuple[dict[str, A
             if isinstance(value, bool) and bool not in types or not isinstance(value, types):
                 names = " or ".join(t.__name__ for t in types)
                 raise loader.error(here, f"must be {names}, not {value!r}")
-            if key == "request_timeout" and value <= 0:
-                raise loader.error(here, f"must be more than 0, not {value!r}")
+            if key == "request_timeout" and not (_amount(value) and value > 0):
+                raise loader.error(here, f"must be a finite number more than 0, not {value!r}")
             settings[key] = value
         elif key in _BUDGET_SETTINGS:
-            if key == "max_budget" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise loader.error(here, f"must be a number of USD, at least 0, not {value!r}")
+            if key == "max_budget" and not _amount(value):
+                raise loader.error(here, f"must be a finite number of USD, at least 0, not {value!r}")
             budget[key] = value
         elif key in ROUTER_KEYS_IN_LITELLM_SETTINGS:
             continue  # the Router's, where router_settings has none (_router_settings)
         elif key == "num_retries":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if not _amount(value, whole=True):
                 raise loader.error(here, f"must be a whole number of at least 0, not {value!r}")
             retries = value
         else:
