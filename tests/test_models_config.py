@@ -78,6 +78,19 @@ def test_every_key_and_password_in_the_file_is_a_secret(tmp_path: Path) -> None:
     assert "openai/gpt-4o-mini" not in config.secrets and "user" not in config.secrets
 
 
+def test_keys_in_the_proxys_own_sections_are_secrets_too(tmp_path: Path) -> None:
+    """A config shared with the LiteLLM proxy holds its master key and its database's password, which hive-mcp
+    ignores but an upstream (that proxy) may echo; litellm_settings may hold a cache's password."""
+    text = GOOD + (
+        "general_settings:\n  master_key: sk-master-0123456789\n  database_url: postgresql://u:pgpass0123456@db/x\n"
+        "  alerting_key: os.environ/ALERT_KEY\n"
+    )  # fmt: skip
+    text = text.replace("request_timeout: 30", "request_timeout: 30\n  cache_params: {password: cachepass0123456}")
+    config = load_config(write(tmp_path, text), {"FAST_KEY": "k-0123456789abcdef"})
+    assert set(config.secrets) >= {"sk-master-0123456789", "pgpass0123456", "cachepass0123456"}
+    assert not any(s.startswith("os.environ/") for s in config.secrets)
+
+
 def test_references_are_resolved_inside_lists_and_from_environment_variables(tmp_path: Path) -> None:
     path = write(tmp_path, """\
         environment_variables:

@@ -28,20 +28,18 @@ This module imports neither litellm nor mcp: it runs before the server answers.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..redact import url_secrets
+from .config_secrets import ENV_PREFIX, config_secrets
 from .catalogue import is_pattern
 from .router_names import Number, numeric_parameters, router_parameters, routing_strategies
 from .yaml_source import ConfigError, Path_, Source, dotted, read_source
 
 __all__ = ["ConfigError", "ModelsConfig", "listed_names", "load_config"]
 
-ENV_PREFIX = "os.environ/"
 
 _SECTIONS = frozenset({"model_list", "router_settings", "litellm_settings", "environment_variables", "hive_mcp"})
 _INCLUDE = "include"
@@ -69,8 +67,7 @@ _OWNED_ROUTER_SETTINGS = {
     "retry_policy": "hive-mcp's retry policy decides which errors are retried",
     "model_group_retry_policy": "hive-mcp's retry policy decides which errors are retried",
 }
-_SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|credential)", re.IGNORECASE)
-_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
 
 @dataclass(frozen=True)
 class ModelsConfig:
@@ -238,9 +235,10 @@ def load_config(file: str | Path, environ: Mapping[str, str]) -> ModelsConfig:
         environment=environment,
         budget=budget,
         num_retries=num_retries if num_retries is not None else more_retries,
-        secrets=tuple(sorted(_secrets(
-            {"model_list": model_list, "router_settings": router_settings, "environment_variables": environment}
-        ))),
+        secrets=tuple(sorted(config_secrets({
+            "model_list": model_list, "router_settings": router_settings, "environment_variables": environment,
+            "litellm_settings": litellm_raw, "general_settings": merged.get("general_settings"),
+        }))),
         warnings=tuple(loader.warnings),
         aliases=aliases,
         unset=unset,
@@ -474,23 +472,6 @@ def _litellm_settings(loader: _Loader, raw: dict[str, Any]) -> tuple[dict[str, A
     if ignored:
         loader.warnings.append(f"litellm_settings: not applied by hive-mcp: {', '.join(sorted(ignored))}")
     return settings, budget, retries
-
-
-def _secrets(value: Any, key: str = "") -> set[str]:
-    """Every credential in the resolved config: values under key-like names, and what URLs carry (`url_secrets`)."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found |= _secrets(v, str(k))
-    elif isinstance(value, list):
-        for v in value:
-            found |= _secrets(v, key)
-    elif isinstance(value, str) and value:
-        if _SECRET_KEY.search(key) and not key.endswith(("_env", "_name", "_file", "_path")):
-            found.add(value)
-        if _URL.match(value):
-            found.update(url_secrets(value))
-    return found
 
 
 def listed_names(config: ModelsConfig) -> list[str]:
