@@ -108,6 +108,40 @@ async def test_asked_for_content_goes_on_the_span_redacted(upstream, store, span
     assert TEST_KEY not in asked + answered
 
 
+async def test_captured_content_is_in_the_conventions_message_format(upstream, store, spans):
+    """The system prompt as `gen_ai.system_instructions` parts; each message as role and parts (text, tool_call,
+    tool_call_response); the answer with its finish_reason: GenAI semantic conventions' JSON schemas, redacted."""
+    capturing = LiteLLMProvider(
+        model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store,
+        capture_content=True,
+    )  # fmt: skip
+    asked_tool = {"id": "c2", "name": "map", "arguments": '{"z": 3}'}
+    upstream.script(Reply.text(f"Sunny; key {TEST_KEY}", tool_calls=[asked_tool]))
+    history = [
+        {"role": "user",
+         "content": [{"type": "text", "text": f"my key is {TEST_KEY}"}, {"type": "text", "text": "weather?"}]},
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "c1", "type": "function",
+                         "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]  # fmt: skip
+    await capturing.acomplete(history, system="Be brief.")
+    (span,) = named(spans.get_finished_spans(), SPAN)
+    assert json.loads(span.attributes["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief."}]
+    assert json.loads(span.attributes["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "my key is [REDACTED]"},
+                                   {"type": "text", "content": "weather?"}]},
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "weather",
+                                         "arguments": {"city": "Paris"}}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": "sunny"}]},
+    ]  # fmt: skip
+    assert json.loads(span.attributes["gen_ai.output.messages"]) == [
+        {"role": "assistant", "finish_reason": "tool_call",
+         "parts": [{"type": "text", "content": "Sunny; key [REDACTED]"},
+                   {"type": "tool_call", "id": "c2", "name": "map", "arguments": {"z": 3}}]},
+    ]  # fmt: skip
+
+
 async def test_a_call_tells_how_long_it_waited_on_the_upstream(warm, upstream):
     upstream.script(Reply.text("Paris", delay=0.3))
     started = time.perf_counter()

@@ -86,10 +86,15 @@ class AttemptSpan:
         }  # fmt: skip
         attributes.update((k, v) for k, v in optional.items() if v is not None)
         if messages is not None and capture:
-            attributes["gen_ai.input.messages"] = self._text(messages)
+            instructions, history = _input_messages(messages)
+            if instructions:
+                attributes["gen_ai.system_instructions"] = self._text(instructions)
+            attributes["gen_ai.input.messages"] = self._text(history)
         self.span.set_attributes(attributes)
 
     def _text(self, content: Any) -> str:
+        """`content` as the JSON string a span attribute holds, redacted of secrets as dumps are (after it is
+        shaped, so a secret inside a tool call's parsed arguments is found too)."""
         return json.dumps(redact(content, self._secrets), ensure_ascii=False)
 
     def first_chunk(self) -> float:
@@ -132,7 +137,7 @@ class AttemptSpan:
         if cost_usd is not None:
             attributes["hive_mcp.cost_usd"] = cost_usd
         if answer is not None and self._capture:
-            attributes["gen_ai.output.messages"] = self._text(answer)
+            attributes["gen_ai.output.messages"] = self._text(_output_messages(answer, finish_reason))
         self.span.set_attributes(attributes)
 
     def failed(self, error_type: str, status: int | None) -> None:
@@ -151,3 +156,79 @@ class AttemptSpan:
         if dump_id and self.span.is_recording():
             self.span.set_attribute("hive_mcp.dump_id", dump_id)
         self.span.end(end_time=self.ended_ns)
+
+
+# ---------------------------------------------------------------------------
+# Captured content, in the conventions' message format
+# ---------------------------------------------------------------------------
+# The conventions' JSON schemas (gen-ai-input-messages.json, gen-ai-output-messages.json,
+# gen-ai-system-instructions.json): a message is {"role", "parts"}, an answer adds "finish_reason", and system
+# instructions are a bare list of parts. The messages here are OpenAI chat messages (what litellm is sent).
+
+_INSTRUCTION_ROLES = ("system", "developer")
+_FINISH_REASONS = {"tool_calls": "tool_call", "function_call": "tool_call"}
+"""OpenAI's finish reasons the conventions spell otherwise (stop, length and content_filter are the same)."""
+
+
+def _input_messages(messages: Sequence[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`gen_ai.system_instructions` and `gen_ai.input.messages` of OpenAI chat `messages`. The system prompt is
+    the leading system (or developer) messages, as shaping puts the call's `system` first: hive-mcp takes it
+    apart from the history, so it goes in the instructions; a system message later in the history stays there."""
+    head = 0
+    while head < len(messages) and _role(messages[head]) in _INSTRUCTION_ROLES:
+        head += 1
+    instructions = [part for message in messages[:head] for part in _parts(message)]
+    return instructions, [_message(message) for message in messages[head:]]
+
+
+def _output_messages(answer: Sequence[Any], finish_reason: str | None) -> list[dict[str, Any]]:
+    """`gen_ai.output.messages` of OpenAI assistant messages: each also says why the generation finished (the
+    schema requires it; an upstream that named no reason gives "")."""
+    reason = _FINISH_REASONS.get(finish_reason or "", finish_reason or "")
+    return [{**_message(message), "finish_reason": reason} for message in answer]
+
+
+def _role(message: Any) -> str:
+    return str(message.get("role", "")) if isinstance(message, dict) else ""
+
+
+def _message(message: Any) -> dict[str, Any]:
+    return {"role": _role(message), "parts": _parts(message)}
+
+
+def _parts(message: Any) -> list[dict[str, Any]]:
+    """A message's content as parts: text parts, other content parts (images, files) kept under their own
+    `type` (the schema's generic part), a tool result as one tool_call_response part, then its tool calls."""
+    if not isinstance(message, dict):
+        return [{"type": "text", "content": str(message)}]
+    content = message.get("content")
+    if _role(message) == "tool":
+        return [{"type": "tool_call_response", "id": message.get("tool_call_id"), "response": content}]
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, str):
+        parts += [{"type": "text", "content": content}] if content else []
+    elif isinstance(content, list):
+        parts += [_content_part(part) for part in content]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        parts.append({"type": "tool_call", "id": call.get("id"), "name": function.get("name"),
+                      "arguments": _arguments(function.get("arguments"))})  # fmt: skip
+    return parts
+
+
+def _content_part(part: Any) -> dict[str, Any]:
+    if isinstance(part, str):
+        return {"type": "text", "content": part}
+    if isinstance(part, dict) and part.get("type") == "text":
+        return {"type": "text", "content": part.get("text", "")}
+    return dict(part) if isinstance(part, dict) and "type" in part else {"type": "unknown", "content": part}
+
+
+def _arguments(arguments: Any) -> Any:
+    """A tool call's arguments as the object they encode (the conventions' examples), else as sent."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
+    return arguments

@@ -107,9 +107,12 @@ class CallTelemetry:
         if self.current is None:
             return
         raw_model = getattr(response.raw_response, "model", None)
-        answer = {"role": "assistant", "content": response.content}
-        if response.tool_calls:
-            answer["tool_calls"] = [call.model_dump() for call in response.tool_calls]
+        answer: dict[str, Any] = {"role": "assistant", "content": response.content}
+        if response.tool_calls:  # as OpenAI spells them, as the prompt's are: one shape for `observe.genai`
+            answer["tool_calls"] = [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.input}}
+                for call in response.tool_calls
+            ]
         self.current.succeeded(
             response_model=raw_model if isinstance(raw_model, str) else None, finish_reason=response.stop_reason,
             input_tokens=response.input_tokens, output_tokens=response.output_tokens,
