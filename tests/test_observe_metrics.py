@@ -3,6 +3,7 @@ to the scripted upstream), what a call records, the labels kept bounded, and `GE
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -43,6 +44,25 @@ async def test_each_attempt_and_retry_is_counted_by_group_and_outcome(warm, upst
     assert value("hive_mcp_upstream_attempts_total", **ok) == before[0] + 1
     assert value("hive_mcp_upstream_attempts_total", **failed) == before[1] + 1
     assert value("hive_mcp_upstream_retries_total", group=MODEL, error_category="rate_limit") == retries + 1
+
+
+async def test_an_attempt_cancelled_in_flight_is_counted_as_cancelled(warm, upstream, named_model):
+    cancelled = dict(group=MODEL, deployment=MODEL, outcome="cancelled", error_category="none")
+    before = value("hive_mcp_upstream_attempts_total", **cancelled)
+    upstream.script(Reply.stream(["held ", "never"], hold_after=1))
+    first = asyncio.Event()
+
+    async def read() -> None:
+        async for _ in warm.stream(USER):
+            first.set()
+
+    task = asyncio.create_task(read())
+    await asyncio.wait_for(first.wait(), 10)  # the attempt is in flight, its stream held by the upstream
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    upstream.release()
+    assert value("hive_mcp_upstream_attempts_total", **cancelled) == before + 1
 
 
 async def test_a_group_the_operator_did_not_name_is_counted_as_other(warm, upstream):

@@ -142,6 +142,7 @@ def queue_wait(seconds: float) -> None:
 
 
 def attempt(group: str | None, deployment: str | None, outcome: str, error_category: str | None = None) -> None:
+    """One upstream attempt ended: `outcome` ok, error, or cancelled (still in flight when its call ended)."""
     if _m:
         _m["attempts"].labels(labels.group(group), labels.deployment(deployment), labels.category(outcome),
                               labels.category(error_category)).inc()  # fmt: skip

@@ -121,11 +121,13 @@ class CallTelemetry:
         )  # fmt: skip
 
     def close(self, dump_id: str | None = None) -> None:
-        """End the open attempt's span (at its own end), naming the call's dump; one never ended was cancelled."""
+        """End the open attempt's span (at its own end), naming the call's dump; one never ended was cancelled
+        (the call was, or its stream closed early), and is counted so: every attempt sent is counted once."""
         span, self.current = self.current, None
         if span is None:
             return
         if span.ended_ns is None:
+            metrics.attempt(self.group, self.deployment, "cancelled")
             span.failed("cancelled", None)
         span.end(dump_id)
         if dump_id:
