@@ -4,15 +4,21 @@ upstream, recorded by the OpenTelemetry SDK's in-memory exporter; and the time e
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from hive_mcp.call_context import labelled
+from hive_mcp.calls import standard_chain
+from hive_mcp.limits import Limits
+from hive_mcp.llms.static import StaticCatalogue
 from hive_mcp.observe.tracing import configure, exporter_for, step
 from hive_mcp.provider import FinishEvent, LiteLLMProvider, ProviderError
+from hive_mcp.spend import Budgets, SQLiteBackend, Spend
 from harness.upstream import Reply
 from tests.conftest import FAST_RETRY, MODEL, TEST_KEY
 from tests.otel import memory_metrics, memory_spans, metric_points, named
@@ -208,3 +214,19 @@ async def test_a_step_span_sits_in_the_calls_trace_with_its_attributes(warm, ups
     assert provider_step.kind is SpanKind.INTERNAL and dict(provider_step.attributes) == {"hive_mcp.caller": "alice"}
     assert provider_step.parent.span_id == parent.get_span_context().span_id
     assert attempt.parent.span_id == provider_step.context.span_id
+
+
+def readme_step_spans() -> list[str]:
+    """The step spans the README's Traces table names, in its order."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    traces = text[text.index("### Traces"):]
+    (row,) = [line for line in traces.splitlines() if "(the steps of a call" in line]
+    return re.findall(r"`(hive_mcp\.\w+)`", row.split("|")[1].split("(the steps of a call")[0])
+
+
+def test_the_readme_names_the_step_spans_a_call_has(provider, tmp_path):
+    """Every step of the standard chain (budgets on, so none is left out) opens the span the README names."""
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets.from_settings(day=1.0, month=None, section=None),
+                  provider)  # fmt: skip
+    chain = standard_chain(provider, Limits(), StaticCatalogue(MODEL), default_model=MODEL, spend=spend)
+    assert readme_step_spans() == [step.span_name for step in chain.steps]

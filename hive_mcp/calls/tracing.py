@@ -29,4 +29,5 @@ def traced(step: Step, name: str) -> Step:
         return in_span(call, next) if recording() else step(call, next)
 
     run.__wrapped__ = step  # type: ignore[attr-defined]  # the step itself, for who looks for it in a chain
+    run.span_name = span_name  # type: ignore[attr-defined]  # the span it opens, as the README's Traces table names it
     return run
