@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hive_mcp.provider import LiteLLMProvider
+from hive_mcp.provider import LiteLLMProvider, ProviderError
 from tests.clients import connect, mcp_server, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from harness.upstream import Reply, Upstream
@@ -146,3 +146,48 @@ async def test_the_default_provider_keeps_the_servers_key_and_base(upstream: Ups
     assert not r.is_error and text_of(r) == "same provider", text_of(r)
     [request] = upstream.chat_requests()
     assert request.headers.get("authorization") == f"Bearer {TEST_KEY}"
+
+
+UNKNOWN_NAME = (
+    "invalid arguments: model: {!r} is not a model litellm knows; name it provider/model (e.g. openai/gpt-4o-mini), "
+    "or see list_models"
+)
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+@pytest.mark.parametrize("model", ["gpt-4o-minii", "nosuchprovider/x"])
+async def test_a_name_litellm_cannot_place_is_refused_naming_the_field_and_nothing_is_sent(
+    model: str, tool: str, upstream: Upstream, store: Any, clean_env: None
+) -> None:
+    """Not another provider's model wanting a key (no GPT_4O_MINII_API_KEY to set): a name nothing can serve."""
+    async with connect(server_for(upstream, store), "legacy") as c:
+        r = await c.call_tool(tool, {"prompt": "hi", "model": model})
+    assert r.is_error and text_of(r) == UNKNOWN_NAME.format(model), text_of(r)
+    assert upstream.requests == []
+    assert store.count() == 0  # a refusal of the caller's input, like every other: no dump
+
+
+async def test_the_provider_itself_refuses_a_name_litellm_cannot_place_as_not_found(
+    upstream: Upstream, store: Any, clean_env: None
+) -> None:
+    """Called directly (no admission before it), the provider says the same, as a failure before any attempt."""
+    provider = LiteLLMProvider(
+        model="openai/gpt-4o-mini", api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
+    )
+    with pytest.raises(ProviderError) as caught:
+        await provider.acomplete([{"role": "user", "content": "hi"}], model="gpt-4o-minii")
+    err = caught.value
+    assert (err.error_type, err.attempts) == ("not_found", 0)
+    assert err.message == UNKNOWN_NAME.format("gpt-4o-minii").removeprefix("invalid arguments: ")
+    assert upstream.requests == []
+
+
+async def test_a_bare_name_litellm_lists_and_a_prefixed_name_still_reach_the_upstream(
+    upstream: Upstream, store: Any, clean_env: None
+) -> None:
+    upstream.script(Reply.text("bare"), Reply.text("prefixed"))
+    async with connect(server_for(upstream, store), "legacy") as c:
+        bare = await c.call_tool("complete", {"prompt": "hi", "model": "gpt-4o-mini"})
+        prefixed = await c.call_tool("complete", {"prompt": "hi", "model": "openai/gpt-4o-minii"})
+    assert (text_of(bare), text_of(prefixed)) == ("bare", "prefixed")
+    assert [r.body["model"] for r in upstream.chat_requests()] == ["gpt-4o-mini", "gpt-4o-minii"]

@@ -5,7 +5,8 @@ nothing and leaves no dump (`Limits` holds each rule; this step asks them in
 order): the model (one of the catalogue's callable names when it has a config,
 else the allow-list), the max_tokens cap, the deadline, the input size. Then the
 model is resolved once (`ModelRef`: its groups, prices, deployments, window),
-for every step after this one.
+for every step after this one; the provider may refuse the name there (without
+a config, one litellm cannot place: `LiteLLMProvider.resolve`).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import anyio
 
 from ..defaults import DEFAULT_DEADLINE_S
+from ..limits import LimitError
 from ..text import one_line
 from .attempts import Attempts
 from .deadline import Expired, ReadDeadline
@@ -36,7 +37,7 @@ from .replies import cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
 from ..llms.catalogue import is_pattern, pattern_matches
 from .routing import Deployment, ModelRouter
-from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, refused_unsent, shape
+from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, refused_unsent, shape, unknown_model
 from .stream import OutputCap, StreamAssembler, get
 from .success_logging import defer_success_logging, release_success_logging
 from .telemetry import CallTelemetry
@@ -329,7 +330,11 @@ class LiteLLMProvider(LLMProvider):
 
     def resolve(self, model: str) -> ModelRef:
         """`LLMProvider.resolve`; a model this server refuses unsent (another provider's that nothing configures) is
-        not looked up: litellm's model information for a local provider asks that provider's port."""
+        not looked up: litellm's model information for a local provider asks that provider's port. Without a
+        config, a name other than the server's own that litellm cannot place is the caller's mistake: refused
+        (LimitError on `model`, as admission's other refusals of a name), nothing sent, nothing dumped."""
+        if self.router is None and model != self.model and (unknown := unknown_model(model)) is not None:
+            raise LimitError("model", unknown)
         if self.router is None and refused_unsent(self.model, model):
             return ModelRef(model, (model,))
         return super().resolve(model)

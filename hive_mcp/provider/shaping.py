@@ -14,6 +14,7 @@ from typing import Any
 
 from ..net import is_loopback
 from ..redact import is_credential_name
+from ..text import shorten
 from .base import CompletionRequest, Message, ProviderError
 from .offline import litellm
 
@@ -122,14 +123,30 @@ CREDENTIAL_ALIASES = {
 
 
 @functools.lru_cache(maxsize=1024)
-def provider_of(model: str) -> str:
-    """The litellm provider a model name goes to (`openai/x` and `gpt-4o` both `openai`); the prefix when
-    litellm does not know the name. Remembered per name (litellm's answer depends on the name alone), the
-    oldest forgotten first: a caller may name any model."""
+def placed(model: str) -> str | None:
+    """The litellm provider a model name goes to (`openai/x` and `gpt-4o` both `openai`); None when litellm
+    cannot tell (a typo, a bare name missing from its model list, an unknown prefix). Remembered per name
+    (litellm's answer depends on the name alone), the oldest forgotten first: a caller may name any model."""
     try:
         return str(litellm.get_llm_provider(model)[1])
     except Exception:  # noqa: BLE001 - litellm raises its own errors for names it cannot place
-        return model.partition("/")[0] if "/" in model else model
+        return None
+
+
+def provider_of(model: str) -> str:
+    """`placed`, or the prefix (the whole name, without one) when litellm does not know the name."""
+    return placed(model) or model.partition("/")[0]
+
+
+def unknown_model(model: str) -> str | None:
+    """Why no call to `model` can be sent, when litellm cannot place it (the refusal's text after `model: `):
+    no provider's key or address would serve it. None for a name litellm places."""
+    if placed(model) is not None:
+        return None
+    return (
+        f"{shorten(model, 80)!r} is not a model litellm knows; name it provider/model (e.g. openai/gpt-4o-mini), "
+        "or see list_models"
+    )
 
 
 def refused_unsent(own_model: str, model: str) -> bool:
@@ -146,7 +163,8 @@ def refused_unsent(own_model: str, model: str) -> bool:
 
 def _check_elsewhere(model: str) -> None:
     """A model of another provider than the server's: served with that provider's own settings from the
-    environment, or refused (one line) when the environment names nothing of it, or only part.
+    environment, or refused (one line) when the environment names nothing of it, or only part; a name litellm
+    cannot place (`unknown_model`) is refused as naming no model at all.
 
     "Names something of it": a credential or base URL variable of the provider
     (`ANTHROPIC_API_KEY`, `OLLAMA_API_BASE`). Without one, the call would go out
@@ -154,6 +172,9 @@ def _check_elsewhere(model: str) -> None:
     for several (ollama, llamafile, lemonade, docker_model_runner) is a port on
     this machine that nobody pointed the server at.
     """
+    unknown = unknown_model(model)
+    if unknown is not None:  # no variable named after the name would serve it
+        raise ProviderError(f"model: {unknown}", error_type="not_found", model=model, attempts=0)
     provider = provider_of(model)
     prefixes = (provider.upper().replace("-", "_") + "_", *CREDENTIAL_ALIASES.get(provider, ()))
     named = [
