@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import mcp_types as types
 import pytest
@@ -116,8 +117,15 @@ async def test_a_big_answer_is_paged_and_joined_back_exactly(
         whole = await read_text(c, uri)
         parts = [await read_text(c, f"{uri}?part={n}") for n in range(1, count + 1)]
         tool = [(await c.call_tool("read_result", {"id": uri.rsplit("/", 1)[1], "part": n})) for n in (2, count)]
-        with pytest.raises(MCPError, match="part"):
+        with pytest.raises(MCPError, match="part") as past:
             await c.read_resource(f"{uri}?part={count + 1}")
+        # Only ASCII digits name a part: a superscript or another script's digit, or more digits than any part
+        # number has, is no part, answered as one past the last is (not Python's int() error, not another part).
+        for odd in ("\u00b2", "\u0663", "9" * 5000, "+2", " 2"):
+            with pytest.raises(MCPError) as refused:
+                await c.read_resource(f"{uri}?part={quote(odd)}")
+            assert refused.value.error.code == past.value.error.code
+            assert str(refused.value).endswith(f"no such part: part is 1 to {count}")
     assert whole == answer and "".join(parts) == answer and parts[0] == first.text
     assert all(0 < provider.count_text(p, MODEL) <= LIMIT for p in parts)
     assert tool[0].content[0].text == parts[1] and tool[1].content[0].text == parts[-1]

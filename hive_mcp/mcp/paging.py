@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,8 @@ logger = logging.getLogger("hive_mcp.results")
 
 RESULTS_URI_PREFIX = "hive://results/"
 RESULT_URI_TEMPLATE = RESULTS_URI_PREFIX + "{id}{?part}"
+_PART = re.compile(r"[0-9]{1,9}")
+"""How `?part=` names a part: ASCII digits, no more than any part number needs."""
 BYTES_PER_TOKEN_GUESS = 3
 """When the counter cannot tell (None), a token is taken as this many UTF-8 bytes: fewer than most text has,
 so a guessed part stays within the limit."""
@@ -182,7 +185,9 @@ class ResultPages:
         text = kept.text
         if query:
             wanted = parse_qs(query).get("part", [""])
-            n = int(wanted[0]) if len(wanted) == 1 and wanted[0].isdigit() else 0
+            # ASCII digits only, and few of them: `isdigit` takes superscripts and other scripts' digits, which
+            # `int` refuses or reads as another number, and `int` refuses more than 4300 digits.
+            n = int(wanted[0]) if len(wanted) == 1 and _PART.fullmatch(wanted[0]) else 0
             if not 1 <= n <= kept.parts:
                 raise not_found(ctx, uri, f"no such part: part is 1 to {kept.parts}")
             text = kept.part(n)
