@@ -331,3 +331,24 @@ async def test_a_tasks_result_is_the_direct_calls(provider, store, engine, upstr
     if reply == "refusal":  # the failure left its dump, named as a direct call's is
         assert "hive://failed-requests/" in tasked["content"][0]["text"]
         assert tasked["content"][0]["text"] != direct["content"][0]["text"]  # a dump of its own
+
+
+@pytest.mark.parametrize(
+    ("arguments", "task"),
+    [
+        ({"prompt": "hi"}, False),  # the default model, fast
+        ({"prompt": "hi", "model": "smart"}, True),
+        ({"prompt": "hi", "models": ["fast", "quick"]}, False),
+        ({"prompt": "hi", "models": ["fast", "smart"]}, True),  # as long as its slowest model
+        ({"prompt": "hi", "models": ["fast", "quick"], "judge": "smart"}, True),  # the judge answers last
+    ],
+)
+async def test_a_call_over_several_models_is_a_task_when_any_of_them_reasons(arguments, task: bool) -> None:
+    from mcp_types import CallToolRequestParams
+
+    from hive_mcp.mcp.task_tools import completion_task_tools
+    from tests.catalogues import two_groups
+
+    tools = completion_task_tools(two_groups(smart_facts={"supports_reasoning": True}), "fast")
+    decide = tools["complete"].decide
+    assert await decide(CallToolRequestParams(name="complete", arguments=arguments)) is task

@@ -25,6 +25,17 @@ def _reasoning(catalogue: Catalogue) -> dict[str, bool]:
     return {name: g.supports_reasoning for g in catalogue.groups() for name in (g.name, *g.aliases)}
 
 
+def _models(arguments: Mapping[str, Any], default_model: str) -> list[str]:
+    """The models a call asks: `model` (else the default), or every one of `models` and the `judge`, since a call
+    over several lasts as long as its slowest and the judge answers after them."""
+    several = arguments.get("models")
+    if isinstance(several, list) and several:
+        judge = arguments.get("judge")
+        return [m for m in (*several, judge) if isinstance(m, str)]
+    model = arguments.get("model")
+    return [model if isinstance(model, str) and model else default_model]
+
+
 def _input_chars(arguments: Mapping[str, Any]) -> int:
     return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str))
                for k, v in arguments.items() if k in ("prompt", "messages", "system") and v is not None)  # fmt: skip
@@ -42,8 +53,7 @@ def completion_task_tools(catalogue: Catalogue, default_model: str) -> dict[str,
         if reasoning is None:
             reasoning = await anyio.to_thread.run_sync(_reasoning, catalogue)
         arguments = params.arguments or {}
-        model = arguments.get("model")
-        named = model if isinstance(model, str) and model else default_model
-        return runs_long(reasoning=reasoning.get(named, False), input_chars=_input_chars(arguments))
+        slow = any(reasoning.get(name, False) for name in _models(arguments, default_model))
+        return runs_long(reasoning=slow, input_chars=_input_chars(arguments))
 
     return {name: TaskTool("optional", decide) for name in COMPLETION_TOOLS}
