@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -248,8 +249,11 @@ def test_sigterm_lets_every_workers_calls_finish_and_exits_0(tmp_path: Path) -> 
 
 
 
-def test_a_worker_that_dies_is_replaced_and_its_calls_end_with_an_error(tmp_path: Path) -> None:
-    """SIGKILL to a worker with a stream in flight: that call fails at once (no hang); a new worker takes its place."""
+def test_a_worker_that_dies_is_replaced_its_calls_end_with_an_error_and_leave_the_in_flight_gauge(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL to a worker with a stream in flight: that call fails at once (no hang); a new worker takes its place,
+    and the killed worker's call no longer counts as in flight (it ran no exit hook to say so)."""
     held = Upstream(reply_for=lambda r: Reply.stream(["never ", "finished"], hold_after=1) if r.body.get("stream")
                     else Reply.text("all good"))
     with held:
@@ -289,6 +293,7 @@ def test_a_worker_that_dies_is_replaced_and_its_calls_end_with_an_error(tmp_path
             wait_loaded(server, workers=3)  # the replacement loaded its provider
             steer.want = survivor
             after = session.run(lambda c: c.call_tool("complete", {"prompt": "still there?"}))
+            scraped = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=30)
         finally:
             server.terminate()
             if session is not None:
@@ -296,6 +301,10 @@ def test_a_worker_that_dies_is_replaced_and_its_calls_end_with_an_error(tmp_path
     assert isinstance(outcome, Exception) or outcome.is_error, outcome
     assert not after.is_error and text_of(after) == "all good"
     assert "died" in server.stderr()
+    assert scraped.status_code == 200, scraped.text
+    in_flight = [line for line in scraped.text.splitlines() if line.startswith("hive_mcp_calls_in_flight{")]
+    assert in_flight and all(line.endswith(" 0.0") for line in in_flight), in_flight
+    assert "hive_mcp_tasks_open 0.0" in scraped.text.splitlines(), scraped.text
 
 
 LOAD = 500
