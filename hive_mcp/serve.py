@@ -27,6 +27,8 @@ from .logs import configure_logging
 from .settings import Settings
 
 if TYPE_CHECKING:
+    import socket
+
     from .llms.config import ModelsConfig
     from .spend import Budgets
 
@@ -203,7 +205,7 @@ def _serve(
         share_between_workers(hive_home())  # before anything imports prometheus-client: the workers inherit it
         from .http.workers import run_workers
 
-        serve_metrics_port(settings)
+        serve_metrics_port(bind_metrics_port(settings), settings)
         run_workers(settings, tokens, config)
         logger.info("hive-mcp stopped")
         return EXIT_OK
@@ -212,6 +214,7 @@ def _serve(
         from .http.listen import bind
 
         listener = bind(settings.host, settings.port)  # before anything is built or says it serves
+    metrics_listener = bind_metrics_port(settings)  # likewise
     app = build(settings, config, tokens, budgets)
     from .redact import strip_credentials
 
@@ -239,7 +242,7 @@ def _serve(
             settings.model,
         )
     app.provider.start()
-    serve_metrics_port(settings)
+    serve_metrics_port(metrics_listener, settings)
     if settings.transport == "stdio":
         from .stdio import run_stdio
 
@@ -270,11 +273,22 @@ def _leave_during_the_load() -> NoReturn:
     os._exit(EXIT_OK)
 
 
-def serve_metrics_port(settings: Settings) -> None:
-    """`--metrics-port`: `/metrics` on a port of its own, on the serving host (stdio: loopback)."""
+def bind_metrics_port(settings: Settings) -> socket.socket | None:
+    """`--metrics-port`, on the serving host (stdio: loopback), bound at start-up as the main port is: a port
+    that cannot be had is one line naming `--metrics-port` and exit code 2 (PortError), before anything is built
+    or says it serves. None without the setting."""
     if settings.metrics_port is None:
+        return None
+    from .http.listen import METRICS_PORT, bind
+
+    host = "127.0.0.1" if settings.transport == "stdio" else settings.host
+    return bind(host, settings.metrics_port, setting=METRICS_PORT)
+
+
+def serve_metrics_port(listener: socket.socket | None, settings: Settings) -> None:
+    """`/metrics` on the port `bind_metrics_port` bound, if any."""
+    if listener is None:
         return
     from .observe.endpoint import serve_metrics
 
-    host = "127.0.0.1" if settings.transport == "stdio" else settings.host
-    serve_metrics(host, settings.metrics_port, settings.metrics_token_value)
+    serve_metrics(listener, settings.metrics_token_value)

@@ -55,6 +55,20 @@ def test_a_port_in_use_is_one_line_and_exit_2_with_nothing_claiming_to_serve(arg
     assert "serving" not in proc.stderr and "startup complete" not in proc.stderr
 
 
+@pytest.mark.parametrize("args", [("--transport", "stdio"), ("--transport", "http"),
+                                  ("--transport", "http", "--workers", "2")], ids=["stdio", "http", "workers"])
+def test_a_metrics_port_in_use_is_one_line_naming_it_and_exit_2(args: tuple[str, ...], tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        proc = hive(*args, "--port", str(free_port()), "--metrics-port", str(port), cwd=tmp_path)
+    line = one_error_line(proc)
+    assert f"port {port} on 127.0.0.1 is in use" in line
+    assert "--metrics-port (HIVE_MCP_METRICS_PORT)" in line
+    assert "serving" not in proc.stderr and "startup complete" not in proc.stderr
+
+
 def test_a_misspelled_flag_with_a_value_is_named_with_the_close_one(tmp_path: Path) -> None:
     line = one_error_line(hive("--prot", "8000", cwd=tmp_path))
     assert "--prot" in line and "--port" in line

@@ -8,11 +8,12 @@ import hashlib
 import hmac
 import logging
 import os
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..http.asgi import App, Receive, Scope, Send, header, respond
-from ..net import is_loopback
+from ..net import host_for_url, is_loopback
 from . import metrics
 
 __all__ = ["METRICS_PATH", "exposition", "metrics_app", "refusal", "serve_metrics", "with_metrics"]
@@ -91,9 +92,10 @@ def with_metrics(rest: App, token: str | None) -> App:
     return app
 
 
-def serve_metrics(host: str, port: int, token: str | None) -> ThreadingHTTPServer:
-    """`/metrics` on `host:port` in a thread of its own (stdio has no HTTP server to put it on); returns the
-    server, already serving (`shutdown()` stops it)."""
+def serve_metrics(listener: socket.socket, token: str | None) -> ThreadingHTTPServer:
+    """`/metrics` on `listener` (bound, not yet listening: `http.listen.bind`, at start-up, so a port in use is
+    one line before anything starts) in a thread of its own (stdio has no HTTP server to put it on); returns
+    the server, already serving (`shutdown()` stops it)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
@@ -117,8 +119,12 @@ def serve_metrics(host: str, port: int, token: str | None) -> ThreadingHTTPServe
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdout belongs to stdio
             logger.debug("metrics: " + format, *args)
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    host, port = listener.getsockname()[:2]
+    server = ThreadingHTTPServer((host, port), Handler, bind_and_activate=False)
+    server.socket.close()  # the one it made, unbound: it serves the one bound at start-up
+    server.socket = listener
+    server.server_activate()
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="hive-mcp-metrics", daemon=True).start()
-    logger.info("metrics at http://%s:%d%s", host, server.server_address[1], METRICS_PATH)
+    logger.info("metrics at http://%s:%d%s", host_for_url(host), port, METRICS_PATH)
     return server
