@@ -52,11 +52,16 @@ class Listeners:
 class Throttle(Listeners):
     """Listeners told of changes at most once per `interval_s`: a burst is one call now and one at the end.
 
-    `changed(caller)` names whose things changed; `owners()` drains them (so only they hear of it)."""
+    `changed(caller)` names whose things changed; `owners()` drains them (so only they hear of it). `background`:
+    the listeners are always called on the throttle's own timer thread, never in the caller's, for listeners that
+    block and callers that must not (the event loop)."""
 
-    def __init__(self, interval_s: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, interval_s: float = 1.0, monotonic: Callable[[], float] = time.monotonic, *, background: bool = False
+    ) -> None:
         super().__init__()
         self.interval_s = interval_s
+        self.background = background
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._last = float("-inf")
@@ -73,9 +78,9 @@ class Throttle(Listeners):
             if caller is not None:
                 self._owners.add(caller)
             wait = self._last + self.interval_s - self._monotonic()
-            if wait > 0:
+            if wait > 0 or self.background:
                 if self._timer is None:
-                    self._timer = threading.Timer(wait, self._fire)
+                    self._timer = threading.Timer(max(wait, 0.0), self._fire)
                     self._timer.daemon = True
                     self._timer.start()
                 return

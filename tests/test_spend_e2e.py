@@ -1,21 +1,33 @@
-"""Spend through `python -m hive_mcp` over HTTP: callers named by their tokens, the token never stored."""
+"""Spend through `python -m hive_mcp` over HTTP: callers named by their tokens, the token never stored; the
+budgets on /metrics."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import sqlite3
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
+
 from hive_mcp.mcp.results import call_facts
-from hive_mcp.spend.budgets import micro
+from hive_mcp.spend import SQLiteBackend
+from hive_mcp.spend.budgets import Budget, micro
+from hive_mcp.spend.ledger import Reservation
+from hive_mcp.spend.sqlite_backend import default_spend_path
 from harness.upstream import Reply, Upstream
 from tests.clients import text_of
+from tests.conftest import MODEL
 from tests.servers import HttpServer, Session, authed_target, server_env
 
 ALICE = "tok-alice-0123456789abcdef"
 BARE = "tok-bare-0123456789abcdef"
 CAROL = "tok-carol-0123456789abcdef"
+GAUGES_S = 30.0
+"""Bound on the wait for the budget gauges to show a change (published within a second of it)."""
 
 
 def usage_of(session: Session) -> dict:
@@ -84,3 +96,59 @@ def test_token_entries_may_carry_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'dave' is given to two tokens") as err:
         bearer_tokens("dave:tok-d-1,dave:tok-d-2", None)
     assert "tok-d" not in str(err.value)
+
+
+def budget_gauges(server: HttpServer) -> dict[str, float]:
+    """The overall daily budget's gauges (limit, spent, reserved) in one scrape of the server's /metrics."""
+    scraped = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=30)
+    assert scraped.status_code == 200, scraped.text
+    found = {}
+    for line in scraped.text.splitlines():
+        for what in ("limit", "spent", "reserved"):
+            sample = f'hive_mcp_budget_{what}_usd{{budget="all:day"}} '
+            if line.startswith(sample):
+                found[what] = float(line.removeprefix(sample))
+    return found
+
+
+def wait_for_gauges(server: HttpServer, shown: Callable[[dict[str, float]], bool]) -> dict[str, float]:
+    """Scrapes until the budget gauges are `shown` (they are published off the event loop), within a bound."""
+    deadline = time.monotonic() + GAUGES_S
+    while not shown(gauges := budget_gauges(server)):
+        assert time.monotonic() < deadline, gauges
+        time.sleep(0.1)  # polling /metrics: there is no event to wait on
+    return gauges
+
+
+def test_budgets_are_on_the_metrics_from_start_up_and_a_refusal_brings_them_up_to_date(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """A configured budget has its gauges before any call (spent 0), not only once a call settles; and a call the
+    budget refuses updates them: here another instance on the same ledger holds the whole budget, and after the
+    refusal the gauges show it reserved."""
+    home = tmp_path / "home"
+    env = server_env(upstream, tmp_path / "dumps", api_key=True)
+    env.update(HIVE_HOME=str(home), HIVE_MCP_BUDGET_USD_DAY="1")
+    server = HttpServer("http", env, tmp_path, "budget-gauges")
+    session = None
+    try:
+        server.wait_ready()
+        before = wait_for_gauges(server, lambda g: "limit" in g)
+        ledger = SQLiteBackend(default_spend_path({"HIVE_HOME": str(home)}))
+        now = datetime.now(timezone.utc)
+        try:  # the other instance's call in flight, holding all of today's budget
+            ledger.reserve(Reservation("elsewhere", "someone", MODEL, micro(1.0), now, now + timedelta(hours=1)),
+                           [Budget("all", "", "day", micro(1.0))])  # fmt: skip
+        finally:
+            ledger.close()
+        session = Session(server.client_target, "legacy")
+        refused = session.run(lambda c: c.call_tool("complete", {"prompt": "hi"}))
+        after = wait_for_gauges(server, lambda g: g.get("reserved") == 1.0)
+    finally:
+        if session is not None:
+            session.close()
+        assert server.terminate() == 0, server.stderr()
+    assert before == {"limit": 1.0, "spent": 0.0, "reserved": 0.0}
+    assert refused.is_error and "budget" in text_of(refused), text_of(refused)
+    assert after == {"limit": 1.0, "spent": 0.0, "reserved": 1.0}
+    assert not upstream.chat_requests()

@@ -76,13 +76,24 @@ CONVERSATION_INSTRUCTIONS = (
 )
 
 
-def budget_gauges(spend: Spend) -> None:
-    """Every budget's limit, spent and reserved, as the operator's metrics show them. Blocking (it reads the
-    ledger): called by the usage throttle, off the event loop (by the ledger's writer), at most once a second. A
-    ledger that does not answer leaves them as they were (its outage is told once, by the ledger)."""
+def budget_gauges(spend: Spend, usage: Throttle) -> None:
+    """Every budget's limit, spent and reserved, as the operator's metrics show them: once at start-up (so a
+    configured budget has its series before any call settles, after a restart too), then after each settled call
+    (`usage`, told by the ledger's writer) and each call a budget refused, when they matter most. The ledger is
+    read on the throttle's own thread (never the event loop's, where a refusal is told), at most once a second."""
+    gauges = Throttle(background=True)
+    gauges.add_listener(lambda: _publish_budgets(spend))
+    usage.add_listener(gauges.changed)
+    spend.on_refused = gauges.changed
+    gauges.changed()
+
+
+def _publish_budgets(spend: Spend) -> None:
+    """The budget gauges, as the ledger stands. A ledger that does not answer leaves them as they were (its outage
+    is told once, by the ledger)."""
     try:
         budgets = spend.usage(None, settled=False).budgets
-    except Exception:  # noqa: BLE001 - the gauges wait for the next settled call
+    except Exception:  # noqa: BLE001 - the gauges wait for the next change
         return
     for b in budgets:
         metrics.budget(b.budget, limit_usd=b.limit_usd, spent_usd=b.spent_usd, reserved_usd=b.reserved_usd)
@@ -192,7 +203,7 @@ def build_server(
     if spend is not None:
         spend.on_change = usage.changed
         if metrics.enabled():  # without prometheus-client the gauges go nowhere: the ledger is not read for them
-            usage.add_listener(lambda: budget_gauges(spend))
+            budget_gauges(spend, usage)
     bus = bus if bus is not None else InMemorySubscriptionBus()
     watched = [] if dump_watch is None else [
         ChangeSource(dump_watch.add_listener, dump_watch.remove_listener, lambda: (INDEX_URI,), list_changed=True,

@@ -116,6 +116,8 @@ class Spend:
     admins: frozenset[str] = frozenset()
     on_change: Callable[[str], None] | None = None
     """Told of each call settled: its caller."""
+    on_refused: Callable[[], None] | None = None
+    """Told of each call a budget refused, on the event loop (so it must not block)."""
     _held: dict[str, Ticket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _refs: dict[str, ModelRef] = field(default_factory=dict)
@@ -167,7 +169,7 @@ class Spend:
             if prices[g] is None and denying:
                 text = unpriced_text(model if g == group else g, denying[0])
                 if g == group:
-                    raise BudgetRefusal(f"{text}; no request was sent")
+                    raise self._refusal(f"{text}; no request was sent")
                 refused[g] = f"fallback {g} not tried: {text}"
         framed = ([{"role": "system", "content": system}] if system else []) + messages
         if response_format:  # sent as the request's schema: counted as the text it is
@@ -193,11 +195,11 @@ class Spend:
             except Refused as exc:
                 hop = _hop_refused(exc, group, allowed, amounts)
                 if hop is None:
-                    raise BudgetRefusal(refusal_text(exc, now)) from None
+                    raise self._refusal(refusal_text(exc, now)) from None
                 refused[hop] = f"fallback {hop} not tried: {refusal_text(exc, now, 'no request was sent to it')}"
                 continue
             except Exception as exc:  # noqa: BLE001 - a budget that cannot be checked is not spent: fail closed
-                raise BudgetRefusal(
+                raise self._refusal(
                     f"budget: the spend ledger ({self.backend.name}) did not answer ({type(exc).__name__}); "
                     "no request was sent"
                 ) from None
@@ -206,6 +208,12 @@ class Spend:
         with self._lock:
             self._held[r.id] = ticket
         return ticket
+
+    def _refusal(self, text: str) -> BudgetRefusal:
+        """The refusal `reserve` raises, `on_refused` told of it first: every budget refusal goes through here."""
+        if self.on_refused is not None:
+            self.on_refused()
+        return BudgetRefusal(text)
 
     def cost_of(self, ticket: Ticket, r: LLMResponse) -> int:
         """The call's actual cost in micro-USD: the provider's figure, else its tokens at the prices of the group
