@@ -13,6 +13,7 @@ from mcp.shared.exceptions import MCPError
 from harness.upstream import Reply, Upstream
 from hive_mcp.tasks import TaskEngine, TaskNotFound, TooManyTasks
 from hive_mcp.tasks.policy import LONG_INPUT_CHARS
+from hive_mcp.tasks.records import MIN_TTL_MS
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from tests.clients import WAIT, connect, mcp_server, wait_thread_event
 from tests.conftest_valkey import Tick
@@ -138,6 +139,32 @@ async def test_ttl_expiry(provider, store, tmp_path, upstream: Upstream) -> None
         clock.advance(1.5)
         with pytest.raises(MCPError) as expired:
             await raw(client, "tasks/get", {"taskId": task_id})
+    assert expired.value.code == -32602
+
+
+async def test_working_task_outlives_a_tiny_ttl(provider, store, tmp_path, upstream: Upstream) -> None:
+    clock = Tick()
+    engine = TaskEngine(SQLiteTaskStore(tmp_path / "tasks.sqlite3"), per_caller=2, clock=clock)
+    upstream.script(*[Reply.stream(["one ", "two"], hold_after=1)] * 2)
+    async with connect(mcp_server(provider, store, tasks=engine), "legacy") as client:
+        ids = []
+        for _ in range(2):
+            created = await raw(client, "tools/call", {"name": "stream_complete", "arguments": {"prompt": "hi"},
+                                                       "task": {"ttl": 1}})  # fmt: skip
+            assert created["task"]["ttl"] == MIN_TTL_MS  # raised to the server's minimum
+            ids.append(created["task"]["taskId"])
+        clock.advance(MIN_TTL_MS / 1000 + 5)  # well past the TTL, within the lease
+        assert [(await raw(client, "tasks/get", {"taskId": i}))["status"] for i in ids] == ["working"] * 2
+        assert {t["taskId"] for t in (await raw(client, "tasks/list"))["tasks"]} == set(ids)
+        with pytest.raises(MCPError) as refused:  # both still count toward the cap
+            await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}, "task": {"ttl": 1}})
+        assert "too many tasks" in refused.value.message
+        for task_id in ids:
+            await raw(client, "tasks/cancel", {"taskId": task_id})
+            assert (await until_ended(client, task_id))["status"] == "cancelled"
+        clock.advance(MIN_TTL_MS / 1000 + 0.5)  # its TTL runs from its end
+        with pytest.raises(MCPError) as expired:
+            await raw(client, "tasks/get", {"taskId": ids[0]})
     assert expired.value.code == -32602
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from mcp_types import CallToolResult, TextContent
 from harness.processes import child_env
 from hive_mcp.tasks import TaskEngine, open_task_store
 from hive_mcp.tasks.engine import INSTANCE_GONE, TooManyTasks
+from hive_mcp.tasks.records import MIN_TTL_MS
 
 pytestmark = pytest.mark.anyio
 WAIT = 10.0
@@ -72,6 +74,42 @@ async def test_result_stored_on_a_is_read_on_b(valkey_server) -> None:
     with pytest.raises(TooManyTasks):  # the finished task no longer counts; the working one does
         await b.start("alice", "complete", job)
     await b.cancel("alice", blocker.task_id)
+
+
+async def test_working_task_never_expires_and_keeps_its_slot(where: str) -> None:
+    from tests.conftest_valkey import Tick
+
+    clock = Tick()
+    if where.startswith("redis"):
+        store = open_task_store(where, prefix=f"t{uuid.uuid4().hex[:8]}:")
+    else:
+        store = open_task_store(None, path=Path(where))
+    engine = TaskEngine(store, per_caller=2, clock=clock)
+    stopped = anyio.Event()
+
+    async def job() -> CallToolResult:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stopped.set()
+        raise AssertionError("unreachable")
+
+    held = [await engine.start("alice", "complete", job, ttl_ms=1) for _ in range(2)]
+    clock.advance(5.0)  # past the TTL asked for and the minimum, within the lease
+    deadline = time.time() + MIN_TTL_MS / 1000 + 0.2  # past them in real time too: Redis expires keys on its clock
+    with anyio.fail_after(WAIT):  # until then and a lease renewal after the jump (or until a task is gone)
+        while True:
+            stored = [await engine.store.get(t.task_id, clock()) for t in held]
+            if None in stored or (time.time() > deadline and all(s.lease > t.lease + 5 for s, t in zip(stored, held))):
+                break
+            await anyio.sleep(engine.tick_s)
+    assert [(await engine.get("alice", t.task_id)).status for t in held] == ["working"] * 2
+    assert {t.task_id for t in await engine.page("alice", None, 10)} == {t.task_id for t in held}
+    with pytest.raises(TooManyTasks):
+        await engine.start("alice", "complete", job, ttl_ms=1)
+    assert (await engine.cancel("alice", held[0].task_id)).status == "cancelled"
+    assert stopped.is_set()
+    await engine.aclose()
 
 
 async def test_killed_instances_task_reads_failed(where: str, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from ..observe import metrics
 from ..jsonrpc import SHUTDOWN_ERROR_CODE
 from ..defaults import TASK_LEASE_S, TASK_MAX_TTL_S, TASK_TTL_S, TASKS_PER_CALLER
 from ..tokens import owner_scope
-from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, TaskRecord, poll_interval_ms
+from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, MIN_TTL_MS, TaskRecord, poll_interval_ms
 
 __all__ = ["InstanceStopping", "Job", "TaskEngine", "TaskNotFound", "TaskStore", "TasksUnavailable", "TooManyTasks"]
 
@@ -93,7 +93,7 @@ class TaskStore(Protocol):
     async def get(self, task_id: str, now: float) -> TaskRecord | None: ...
     async def page(self, owner: str, after: tuple[float, str] | None, limit: int, now: float) -> list[TaskRecord]: ...
     async def finish(self, task: TaskRecord) -> bool: ...
-    async def renew(self, instance: str, task_ids: list[str], lease: float) -> set[str]: ...
+    async def renew(self, instance: str, task_ids: list[str], lease: float, now: float) -> set[str]: ...
     async def request_cancel(self, task_id: str) -> None: ...
     async def ask_input(self, task_id: str, requests: dict[str, Any], state: str | None, now: float) -> bool: ...
     async def answer(self, task_id: str, responses: dict[str, Any], now: float) -> TaskRecord | None: ...
@@ -153,8 +153,9 @@ class TaskEngine:
         resume: Resume | None = None,
     ) -> TaskRecord:
         """Store a new task of `caller` running `job` (for `tool`), start it, and return it as stored: a
-        `get` for its id answers from now on. `ttl_ms` is what the client asked for (capped by the server's
-        maximum; None: the default); `on_end(task)` is awaited once its end is stored (a status notification).
+        `get` for its id answers from now on. `ttl_ms` is what the client asked for (raised to `MIN_TTL_MS`,
+        capped by the server's maximum; None: the default), counted from the task's end: a task never expires while
+        it works (`TaskRecord.expires`); `on_end(task)` is awaited once its end is stored (a status notification).
         A job whose tool asks the client for input (an `InputRequiredResult`) leaves the task `input_required`
         until `update` has brought every answer, then `resume(answers, request_state)` goes on (without
         `resume`, such a task fails). The job starts after this returns. Raises `TooManyTasks`, and
@@ -162,7 +163,7 @@ class TaskEngine:
         if self._stopping is not None:
             raise InstanceStopping()
         now = self.clock()
-        ttl = self.ttl_ms if ttl_ms is None else max(1, min(int(ttl_ms), self.max_ttl_ms))
+        ttl = self.ttl_ms if ttl_ms is None else max(MIN_TTL_MS, min(int(ttl_ms), self.max_ttl_ms))
         task = TaskRecord(
             task_id=token_hex(16), owner=caller, tool=tool, created=now, updated=now, ttl_ms=ttl,
             instance=self.instance, lease=now + self.lease_s,
@@ -243,7 +244,8 @@ class TaskEngine:
             await asyncio.sleep(self.tick_s)
             ids = list(self._running)
             try:
-                marked = await self.store.renew(self.instance, ids, self.clock() + self.lease_s)
+                now = self.clock()
+                marked = await self.store.renew(self.instance, ids, now + self.lease_s, now)
             except Exception as exc:  # noqa: BLE001 - try again next tick; a long outage lets the lease run out
                 logger.debug("task leases not renewed: %s", exc)
                 continue

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
-    "CANCELLED", "COMPLETED", "FAILED", "INPUT_REQUIRED", "STATUSES", "TERMINAL", "WORKING", "TaskRecord", "iso",
-    "poll_interval_ms",
+    "CANCELLED", "COMPLETED", "FAILED", "INPUT_REQUIRED", "MIN_TTL_MS", "STATUSES", "TERMINAL", "WORKING", "TaskRecord",
+    "expires_at", "iso", "poll_interval_ms",
 ]
 
 WORKING = "working"
@@ -20,6 +20,9 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 STATUSES = (WORKING, INPUT_REQUIRED, COMPLETED, FAILED, CANCELLED)
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+
+MIN_TTL_MS = 1000
+"""The shortest TTL a task gets: a client asking less (even 1 ms) gets this, and the task says so in its `ttl`."""
 
 POLL_SHARE = 0.05
 """A poll every 5% of the task's age: a client polling at the suggested interval learns of the end at most
@@ -36,6 +39,14 @@ def iso(t: float) -> str:
 def poll_interval_ms(created: float, now: float) -> int:
     """The interval to suggest now to a client polling a task created at `created`."""
     return int(min(max((now - created) * 1000 * POLL_SHARE, POLL_MS[0]), POLL_MS[1]))
+
+
+def expires_at(*, ended: bool, updated: float, lease: float, ttl_ms: int) -> float:
+    """When a task may be dropped: its TTL after it ended; while it works (or waits for input), its TTL after its
+    lease, which its instance renews, so a working task never expires and keeps its place under the per-caller cap,
+    and one whose instance died goes once its lease and then its TTL have run out. Never before `created + ttl`,
+    as the spec asks: `updated` and `lease` are both at least `created`."""
+    return (updated if ended else max(updated, lease)) + ttl_ms / 1000
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,8 @@ class TaskRecord:
 
     @property
     def expires(self) -> float:
-        return self.created + self.ttl_ms / 1000
+        """See `expires_at`."""
+        return expires_at(ended=self.terminal, updated=self.updated, lease=self.lease, ttl_ms=self.ttl_ms)
 
     def ended(self, status: str, now: float, *, message: str | None = None, result: dict[str, Any] | None = None,
               error: dict[str, Any] | None = None) -> TaskRecord:  # fmt: skip

@@ -1,6 +1,7 @@
 """Tasks in Redis or Valkey (HIVE_MCP_STATE_URL): every instance behind a load balancer answers for every task.
 
-A task is a hash (`{prefix}task:{id}`) that expires with the task's TTL; each caller has a sorted set of its
+A task is a hash (`{prefix}task:{id}`) that expires with the task (`TaskRecord.expires`: its TTL after it ends;
+while it works, its TTL after its lease, pushed on at each renewal, so a working task never expires); each caller has a sorted set of its
 task ids by creation (`tasks/list`) and a set of its unfinished ones (the per-caller cap). Creating (count the
 caller's unfinished tasks on a live lease, then add), ending (only a task still working) and renewing leases
 (only the instance's own working tasks) are Lua scripts, each atomic on the server. The result is stored as the
@@ -39,16 +40,21 @@ return 1
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'working' and status ~= 'input_required' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[2], 'GT')
 redis.call('SREM', KEYS[2], ARGV[1])
 return 1
 """
 _RENEW = """
 local marked = {}
 for _, key in ipairs(KEYS) do
-  local s = redis.call('HMGET', key, 'status', 'instance', 'cancel')
+  local s = redis.call('HMGET', key, 'status', 'instance', 'cancel', 'ttl_ms', 'owner')
   if (s[1] == 'working' or s[1] == 'input_required') and s[2] == ARGV[1] then
     redis.call('HSET', key, 'lease', ARGV[2])
+    local ms = tonumber(ARGV[3]) + tonumber(s[4])
+    redis.call('PEXPIRE', key, ms)
+    redis.call('PEXPIRE', ARGV[4] .. s[5], ms, 'GT')
   end
   if s[3] == '1' then table.insert(marked, key) end
 end
@@ -85,6 +91,11 @@ def _record(h: dict[str, str]) -> TaskRecord:
     )  # fmt: skip
 
 
+def _until(t: float, now: float) -> int:
+    """Milliseconds from `now` to `t` (at least 1: PEXPIRE's shortest)."""
+    return max(1, int(t * 1000 - now * 1000))
+
+
 class RedisTaskStore:
     """The task store in the Redis at `url` (password in it), keys under `prefix`."""
 
@@ -115,7 +126,7 @@ class RedisTaskStore:
     async def create(self, task: TaskRecord, cap: int, now: float) -> bool:
         flat = [x for pair in _fields(task).items() for x in pair]
         keys = [f"{self.prefix}tasks:open:{task.owner}", self._key(task.task_id), f"{self.prefix}tasks:by:{task.owner}"]
-        ttl_ms = max(1, int(task.expires * 1000 - now * 1000))
+        ttl_ms = _until(task.expires, now)
         args = [cap, repr(now), f"{self.prefix}task:", ttl_ms, repr(task.created), task.task_id, *flat]
         return bool(await self._do(self._script(_CREATE)(keys=keys, args=args)))
 
@@ -146,14 +157,17 @@ class RedisTaskStore:
         fields = _fields(task)
         patch = [x for k in ("status", "updated", "message", "result", "error") for x in (k, fields[k])]
         patch += ["input_requests", "null"]
-        keys = [self._key(task.task_id), f"{self.prefix}tasks:open:{task.owner}"]
-        return bool(await self._do(self._script(_FINISH)(keys=keys, args=[task.task_id, *patch])))
+        keys = [self._key(task.task_id), f"{self.prefix}tasks:open:{task.owner}", f"{self.prefix}tasks:by:{task.owner}"]
+        ttl_ms = _until(task.expires, task.updated)
+        return bool(await self._do(self._script(_FINISH)(keys=keys, args=[task.task_id, ttl_ms, *patch])))
 
-    async def renew(self, instance: str, task_ids: list[str], lease: float) -> set[str]:
+    async def renew(self, instance: str, task_ids: list[str], lease: float, now: float) -> set[str]:
         if not task_ids:
             return set()
         keys = [self._key(i) for i in task_ids]
-        marked = await self._do(self._script(_RENEW)(keys=keys, args=[instance, repr(lease)]))
+        ahead_ms = _until(lease, now)  # the hash then lives its TTL after the lease, as `TaskRecord.expires` says
+        args = [instance, repr(lease), ahead_ms, f"{self.prefix}tasks:by:"]
+        marked = await self._do(self._script(_RENEW)(keys=keys, args=args))
         return {key.removeprefix(f"{self.prefix}task:") for key in marked}
 
     async def ask_input(self, task_id: str, requests: dict[str, Any], state: str | None, now: float) -> bool:

@@ -3,7 +3,8 @@ share the file (workers, instances) answer for each other's tasks.
 
 Every write is one `BEGIN IMMEDIATE` transaction, so counting a caller's unfinished tasks and adding one happen
 with no other writer in between (the per-caller cap holds across processes), and a task ends once: `finish`
-changes only a row still `working`. Expired rows are dropped by the next write.
+changes only a row still `working`. A row's `expires` is `TaskRecord.expires`, stored at each write that moves it
+(creating, ending, renewing a lease): a working task never expires. Expired rows are dropped by the next write.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..sqlite import Database, transaction
-from .records import INPUT_REQUIRED, WORKING, TaskRecord
+from .records import INPUT_REQUIRED, WORKING, TaskRecord, expires_at
 
 __all__ = ["SQLiteTaskStore", "default_tasks_path"]
 
@@ -130,24 +131,31 @@ class SQLiteTaskStore:
         def go(conn: sqlite3.Connection) -> bool:
             with transaction(conn):
                 cur = conn.execute(
-                    "UPDATE tasks SET status = ?, updated = ?, message = ?, result = ?, error = ?, "
+                    "UPDATE tasks SET status = ?, updated = ?, message = ?, result = ?, error = ?, expires = ?, "
                     f"input_requests = NULL WHERE task_id = ? AND {_UNFINISHED}",
-                    (task.status, task.updated, task.message, _dump(task.result), _dump(task.error), task.task_id),
+                    (task.status, task.updated, task.message, _dump(task.result), _dump(task.error), task.expires,
+                     task.task_id),
                 )  # fmt: skip
                 return cur.rowcount == 1
 
         return await self._run(go)
 
-    async def renew(self, instance: str, task_ids: list[str], lease: float) -> set[str]:
-        """Extend the lease of `instance`'s working tasks among `task_ids`; those a client asked to cancel."""
+    async def renew(self, instance: str, task_ids: list[str], lease: float, now: float) -> set[str]:
+        """Extend the lease (and with it the expiry) of `instance`'s working tasks among `task_ids`; those a client
+        asked to cancel."""
 
         def go(conn: sqlite3.Connection) -> set[str]:
             marks = ",".join("?" * len(task_ids))
             with transaction(conn):
-                conn.execute(
-                    f"UPDATE tasks SET lease = ? WHERE instance = ? AND {_UNFINISHED} AND task_id IN ({marks})",
-                    (lease, instance, *task_ids),
-                )
+                rows = conn.execute(
+                    f"SELECT task_id, updated, ttl_ms FROM tasks WHERE instance = ? AND {_UNFINISHED} "
+                    f"AND task_id IN ({marks})", (instance, *task_ids),
+                ).fetchall()  # fmt: skip
+                conn.executemany(
+                    "UPDATE tasks SET lease = ?, expires = ? WHERE task_id = ?",
+                    [(lease, expires_at(ended=False, updated=updated, lease=lease, ttl_ms=ttl), task_id)
+                     for task_id, updated, ttl in rows],
+                )  # fmt: skip
                 rows = conn.execute(f"SELECT task_id FROM tasks WHERE cancel = 1 AND task_id IN ({marks})", task_ids)
                 return {r[0] for r in rows}
 
