@@ -22,7 +22,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from hive_mcp.conversations import ConversationStore, ConversationLimits, NewTurn, Thread, Usage
+from hive_mcp.conversations import ConversationStore, ConversationLimits, ExpiredConversation, NewTurn, Thread, Usage
 from hive_mcp.spend import SQLiteBackend
 from hive_mcp.spend.ledger import Backend as Ledger
 from hive_mcp.spend.redis_backend import RedisBackend
@@ -88,6 +88,15 @@ async def stored_keys(backend: Backend, pattern: str = "*") -> int:
         return len([k async for k in r.scan_iter(f"{backend.prefix}{pattern}")])
     finally:
         await r.aclose()
+
+
+async def reads_expired(store: ConversationStore, conversation_id: str) -> bool:
+    """Whether the store tells `conversation_id` expired (a condition for `wait_for`: Redis expires on its own)."""
+    try:
+        await store.get(conversation_id)
+    except ExpiredConversation:
+        return True
+    return False
 
 
 async def wait_for(condition: Callable[[], Any], bound_s: float = 10.0) -> None:

@@ -24,6 +24,7 @@ from hive_mcp.conversations import (
 )  # fmt: skip
 from tests.conftest_valkey import (
     SYSTEM, Backend, answer, continued, started, stored_keys, turn, user, valkey_binary, wait_for,
+    reads_expired,
 )  # fmt: skip
 from hive_mcp.conversations.sqlite_store import MIGRATIONS
 from harness.valkey import ValkeyProcess
@@ -274,7 +275,7 @@ async def test_another_owners_expired_or_evicted_conversation_reads_as_unknown(b
     evicted = await started(store, owner="alice")
     expired = await started(store, owner="alice")  # the cap of one evicts the first
     if real:
-        await wait_for(lambda: _gone(store, expired.id))
+        await wait_for(lambda: reads_expired(store, expired.id))
     else:
         backend.clock.advance(61)  # past the TTL, not yet swept: expired on sight
     for thread, reason in ((evicted, "evicted"), (expired, "expired")):
@@ -288,14 +289,6 @@ async def test_another_owners_expired_or_evicted_conversation_reads_as_unknown(b
             with pytest.raises(UnknownConversation) as unknown:
                 await op()
             assert str(unknown.value) == str(UnknownConversation(thread.id))
-
-
-async def _gone(store: Any, conversation_id: str) -> bool:
-    try:
-        await store.get(conversation_id)
-    except ExpiredConversation:
-        return True
-    return False
 
 
 async def test_listing_is_newest_used_first_with_cursor_and_filters(backend: Backend) -> None:

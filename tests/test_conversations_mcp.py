@@ -18,14 +18,14 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.calls import Conversations
 from hive_mcp.mcp.results import call_facts
-from hive_mcp.conversations import ConversationLimits, ConversationStore, ExpiredConversation, NewTurn, open_store
+from hive_mcp.conversations import ConversationLimits, ConversationStore, NewTurn, open_store
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
 
 from hive_mcp.provider import LiteLLMProvider
 from tests.clients import MODEL, connect, hear, mcp_server, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
-from tests.conftest_valkey import Backend, wait_for
+from tests.conftest_valkey import Backend, reads_expired, wait_for
 from harness.upstream import Reply, Upstream
 
 SYSTEM = {"role": "system", "content": "Answer briefly."}
@@ -226,7 +226,7 @@ async def test_unknown_expired_and_malformed_ids_are_refused_before_any_upstream
     async with connect(server, mode) as c:
         cid = (await call(c, prompt="hi")).structured_content["conversation_id"]
         if redis:
-            await wait_for(lambda: _expired(conv, cid))
+            await wait_for(lambda: reads_expired(conv, cid))
         else:
             backend.clock.advance(4 * 3600)  # past the 3 h TTL
         expired = await call(c, prompt="again", conversation_id=cid)
@@ -236,14 +236,6 @@ async def test_unknown_expired_and_malformed_ids_are_refused_before_any_upstream
     assert expired.is_error and text_of(expired) == f"conversation_id: conversation {cid} expired (unused for too long)"
     assert unknown.is_error and text_of(unknown) == f"conversation_id: unknown conversation conv_{'A' * 22}"
     assert malformed.is_error and text_of(malformed) == "conversation_id: malformed id 'nope': not a conversation id"
-
-
-async def _expired(conv: ConversationStore, cid: str) -> bool:
-    try:
-        await conv.get(cid)
-    except ExpiredConversation:
-        return True
-    return False
 
 
 async def test_fork_without_an_id_is_a_bad_argument(server: MCPServer, upstream: Upstream) -> None:
