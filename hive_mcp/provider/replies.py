@@ -59,7 +59,8 @@ def _scrubbed(tool_call: Any, scrub: Callable[[str], str]) -> Any:
 
 def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
     """The response a finished stream adds up to; raises `ContentFiltered` as `parse` does."""
-    stop_reason = assembler.finish_reason or ("tool_calls" if assembler.tool_calls else "stop")
+    tool_calls = assembler.tool_calls  # built once: each read parses and scrubs every call's arguments
+    stop_reason = assembler.finish_reason or ("tool_calls" if tool_calls else "stop")
     usage = usage_of(assembler.usage)
     priced = get(assembler.usage, "cost") if assembler.usage else None
     usage.cost_usd = float(priced) if isinstance(priced, (int, float)) else cost(model, usage, None)
@@ -72,7 +73,7 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
         content=assembler.text,
         model=assembler.model or model,
         stop_reason=stop_reason,
-        tool_calls=assembler.tool_calls,
+        tool_calls=tool_calls,
         reasoning=assembler.reasoning,
     )
 
