@@ -22,9 +22,11 @@ from hive_mcp.llms import load_config
 from hive_mcp.provider.facts import ConfigCatalogue
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.routing import ModelRouter
+from hive_mcp.results import open_results
 from hive_mcp.spend import Budgets, SQLiteBackend, Spend
 from tests.clients import Progress, connect, mcp_server, text_of, until
 from tests.conftest import FAST_RETRY
+from tests.paged_answers import long_answer, read_text
 
 pytestmark = pytest.mark.anyio
 
@@ -71,10 +73,10 @@ def by_group(upstream: Upstream) -> dict[str, list[RecordedRequest]]:
 
 
 def served(
-    up: Upstream, store: DumpStore, tmp_path: Path, *, budgets: dict[str, Any] | None = None
+    up: Upstream, store: DumpStore, tmp_path: Path, *, budgets: dict[str, Any] | None = None, **server: Any
 ) -> tuple[Any, Spend | None]:
     """A server over the five groups (gamma falls back to delta), keeping conversations; with `budgets` (a
-    config's budget section), metered on a SQLite ledger."""
+    config's budget section), metered on a SQLite ledger; `server`: more of `build_server`'s arguments."""
     base = f'api_base: "{up.base_url}", api_key: sk-x'
     path = tmp_path / "config.yaml"
     path.write_text(
@@ -94,7 +96,7 @@ def served(
         spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), b, provider)
     conversations = open_store(path=tmp_path / "conversations.sqlite3")
     return mcp_server(provider, store, default_model="alpha", conversations=conversations, spend=spend,
-                      catalogue=catalogue), spend
+                      catalogue=catalogue, **server), spend
 
 
 def answer_of(result: Any, model: str) -> dict[str, Any]:
@@ -305,6 +307,50 @@ async def test_a_bad_set_is_refused_in_one_line_before_any_request(
         result = await c.call_tool("complete", {"prompt": "hi", **args})
     assert result.is_error and says in text_of(result) and "\n" not in text_of(result), text_of(result)
     assert up.chat_requests() == []
+
+
+async def test_answers_too_big_for_one_reply_are_each_kept_whole_and_read_back_exactly(
+    up: Upstream, answers: Answers, store: DumpStore, tmp_path: Path
+) -> None:
+    """A set's answers share the inline limit (halved: structured content holds each answer twice, in its entry
+    and in the text). A short answer stays whole; each longer one is kept as a result of its own, its entry
+    holding its first part with `truncated`, `parts`, `result_uri` and `omitted_tokens`, and the text naming it."""
+    limit = 400
+    results = open_results(None, path=tmp_path / "results.sqlite3", ttl_s=60)
+    server, _ = served(up, store, tmp_path, results=results, result_inline_tokens=limit)
+    long_alpha, long_verdict = long_answer(200), long_answer(150)[::-1]
+    answers.script("alpha", Reply.text(long_alpha, model=DEPLOYED["alpha"]))
+    answers.script("beta", Reply.text("beta is brief", model=DEPLOYED["beta"]))
+    answers.script("judge", Reply.text(long_verdict, model=DEPLOYED["judge"]))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "go long", "models": ["alpha", "beta"], "judge": "judge",
+                                                "max_tokens": 8000})  # fmt: skip
+        kept = {e["model"]: e for e in [*result.structured_content["answers"], result.structured_content["verdict"]]}
+        whole = {m: await read_text(c, e["result_uri"]) for m, e in kept.items() if "result_uri" in e}
+        parts = {m: [await read_text(c, f"{kept[m]['result_uri']}?part={n}") for n in range(1, kept[m]["parts"] + 1)]
+                 for m in whole}  # fmt: skip
+    assert not result.is_error
+    s = result.structured_content
+    assert whole == {"alpha": long_alpha, "judge": long_verdict}  # each kept exactly, as its own result
+    assert kept["beta"]["content"] == "beta is brief" and "truncated" not in kept["beta"]
+    counter = LiteLLMProvider(model="openai/gpt-4o-mini", api_key="sk-x")  # litellm's count, as paging's
+    inline = sum(counter.count_text(e["content"], e["deployment"]) for e in kept.values())
+    assert inline <= limit // 2, inline
+    omitted = 0
+    for m, e in ((m, kept[m]) for m in whole):
+        assert e["truncated"] is True and e["parts"] == len(parts[m]) > 1
+        assert "".join(parts[m]) == whole[m] and e["content"] == parts[m][0] != whole[m]
+        assert e["omitted_tokens"] == counter.count_text(whole[m], e["deployment"]) - counter.count_text(
+            e["content"], e["deployment"])
+        omitted += e["omitted_tokens"]
+    assert s["truncated"] is True and s["omitted_tokens"] == omitted  # the set's: every entry's left out
+    assert "result_uri" not in s and "parts" not in s  # each entry names its own
+    assert s["content"].count("## ") == 3 and long_alpha not in s["content"]
+    [text, *links] = result.content
+    assert [link.uri for link in links] == [kept["alpha"]["result_uri"], kept["judge"]["result_uri"]]
+    for m in whole:  # the text holds each first part, then the line naming where the rest is
+        assert kept[m]["content"] in text.text and kept[m]["result_uri"] in text.text
+    assert "read_result" in text.text and long_alpha not in text.text and "beta is brief" in text.text
 
 
 async def test_the_call_layer_fans_out_with_no_mcp_in_sight(upstream: Upstream, store: DumpStore) -> None:

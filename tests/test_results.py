@@ -24,7 +24,7 @@ from hive_mcp.results import ResultStore, open_results
 from harness.upstream import Reply, Upstream
 from tests.clients import connect, hear, mcp_server, text_of, until
 from tests.conftest import MODEL, TEST_KEY, Clock
-from tests.paged_answers import long_answer
+from tests.paged_answers import long_answer, read_text
 
 LIMIT = 100
 """The inline limit of the tests' servers, in tokens: small, so an answer of a few thousand is paged."""
@@ -45,12 +45,6 @@ def parts_of(result: types.CallToolResult) -> tuple[types.TextContent, types.Tex
     assert isinstance(first, types.TextContent) and isinstance(note, types.TextContent), result.content
     assert isinstance(link, types.ResourceLink), result.content
     return first, note, link
-
-
-async def read_text(c: Any, uri: str) -> str:
-    [contents] = (await c.read_resource(uri)).contents
-    assert isinstance(contents, types.TextResourceContents) and contents.mime_type == "text/plain"
-    return contents.text
 
 
 # ---------------------------------------------------------------------------

@@ -29,6 +29,12 @@ class AnswerEntry(BaseModel):
     usage: dict[str, Any] | None = None
     """input_tokens, output_tokens, cost_usd (null when the model has no known price)."""
     latency_ms: int = 0
+    truncated: bool | None = None
+    """The answer was too long for the set's reply: `content` is its first part, `result_uri` the whole (`?part=N`
+    for each of `parts`), `omitted_tokens` what was left out (`paging.ResultPages.page_answers`)."""
+    parts: int | None = None
+    result_uri: str | None = None
+    omitted_tokens: int | None = None
 
     def lean(self) -> dict[str, Any]:
         """As sent: fields with nothing to say left out."""

@@ -10,6 +10,9 @@ through the `read_result` tool, for agents whose host does not read resources. A
 for its owner, and kept for the store's TTL. A store that fails leaves the answer whole and inline, with one
 warning per outage: nothing is lost.
 
+A call to several models is paged by answer (`page_answers`): the answers share the inline limit, and each
+one too long for its share is kept as a result of its own, named in its entry.
+
 The completion tools page their result (`page`) once the call chain's outcome is mapped, so a task's result
 is paged as a direct call's is.
 """
@@ -49,6 +52,7 @@ from ..outage import Outage
 from ..provider.base import LLMProvider
 from ..results import ResultStore, ResultStoreError, ResultSummary, StoredResult, UnknownResult, split_parts
 from ..tokens import owner_scope
+from .answers import AnswerEntry, answers_text
 from .args import parse_args
 from .constants import DEFAULT_RESOURCE_PAGE_SIZE
 from .callers import caller
@@ -71,6 +75,16 @@ so a guessed part stays within the limit."""
 
 def result_uri(result_id: str) -> str:
     return RESULTS_URI_PREFIX + result_id
+
+
+def _counter(count: Callable[[str], int | None]) -> Callable[[str], int]:
+    """`count`, or a guess by bytes where it cannot tell."""
+
+    def counted(text: str) -> int:
+        n = count(text)
+        return n if n is not None else math.ceil(len(text.encode()) / BYTES_PER_TOKEN_GUESS)
+
+    return counted
 
 
 class ReadResultArgs(BaseModel):
@@ -123,32 +137,90 @@ class ResultPages:
         if not isinstance(text, str) or len(text.encode()) <= limit:  # a token is at least one byte
             return result
         text = self.store.redact(text)  # what is kept, and so what is paged, holds no secret
-
-        def counted(t: str) -> int:
-            n = count(t)
-            return n if n is not None else math.ceil(len(t.encode()) / BYTES_PER_TOKEN_GUESS)
-
+        counted = _counter(count)
         total = await anyio.to_thread.run_sync(counted, text)
         if total <= limit:
             return result
-        bounds = await anyio.to_thread.run_sync(split_parts, text, limit, counted)
-        try:
-            kept = await self.store.put(who, text, bounds, tokens=total)
-        except ResultStoreError as exc:
-            if not exc.told:
-                self.outage.failed(exc)
+        cut = await self._keep(who, text, total, limit, counted)
+        if cut is None:
             return result  # whole, inline: nothing lost
-        self.outage.worked()
-        if self.on_keep is not None:
-            self.on_keep(kept.id, kept.owner)
-        first = kept.part(1)
-        omitted = total - await anyio.to_thread.run_sync(counted, first)
+        kept, first, omitted = cut
         return result.model_copy(update={
             "content": [TextContent(type="text", text=first), TextContent(type="text", text=self._note(kept, omitted)),
                         self._link(kept)],
             "structured_content": {**structured, "content": first, "truncated": True, "parts": kept.parts,
                                    "result_uri": result_uri(kept.id), "omitted_tokens": omitted},
         })  # fmt: skip
+
+    async def page_answers(
+        self, result: CallToolResult, who: str, count: Callable[[str, str], int | None]
+    ) -> CallToolResult:
+        """A fan-out's `result` with its answers paged when together they count more than half the inline limit
+        (its structured content holds each twice: in its entry and in the text), by `count(text, model)`. The
+        answers share that half: each takes what it needs, up to an even share of what the shorter ones left;
+        one longer than its share is kept as a result of its own (parts of that share), its entry holding the
+        first part and what `page_result` adds, the text that part and the line naming the rest."""
+        structured = result.structured_content
+        if result.is_error or not isinstance(structured, dict) or not structured.get("answers"):
+            return result
+        entries = [AnswerEntry.model_validate(e) for e in structured["answers"]]
+        verdict = AnswerEntry.model_validate(structured["verdict"]) if structured.get("verdict") else None
+        every = [*entries, *([verdict] if verdict is not None else [])]
+        limit = max(1, self.inline_tokens // 2)
+        if sum(len(e.content.encode()) for e in every) <= limit:
+            return result
+        texts = [self.store.redact(e.content) for e in every]
+        counters = [_counter(lambda t, m=e.deployment or e.model: count(t, m)) for e in every]
+        totals = [await anyio.to_thread.run_sync(c, t) for c, t in zip(counters, texts)]
+        if sum(totals) <= limit:
+            return result
+        shares, left = [0] * len(every), limit
+        for placed, i in enumerate(sorted(range(len(every)), key=totals.__getitem__)):
+            shares[i] = max(1, left // (len(every) - placed))
+            left -= min(totals[i], shares[i])
+        paged, shown, links = [], [], []
+        for e, text, total, share, counted in zip(every, texts, totals, shares, counters):
+            cut = await self._keep(who, text, total, share, counted) if total > share else None
+            if cut is not None:
+                kept, first, omitted = cut
+                e = e.model_copy(update={"content": first, "truncated": True, "parts": kept.parts,
+                                         "result_uri": result_uri(kept.id), "omitted_tokens": omitted})  # fmt: skip
+                links.append(self._link(kept))
+                shown.append(e.model_copy(update={"content": f"{first}\n{self._note(kept, omitted)}"}))
+            else:
+                shown.append(e)
+            paged.append(e)
+        if not links:
+            return result  # the store failed: whole, inline
+        n = len(entries)
+        verdict = paged[n] if n < len(paged) else None
+        return result.model_copy(update={
+            "content": [TextContent(type="text", text=answers_text(shown[:n], shown[n] if verdict else None)), *links],
+            "structured_content": {
+                **structured, "content": answers_text(paged[:n], verdict), "truncated": True,
+                "omitted_tokens": sum(e.omitted_tokens or 0 for e in paged), "answers": [e.lean() for e in paged[:n]],
+                **({"verdict": verdict.lean()} if verdict is not None else {}),
+            },
+        })  # fmt: skip
+
+    async def _keep(
+        self, who: str, text: str, total: int, limit: int, counted: Callable[[str], int]
+    ) -> tuple[StoredResult, str, int] | None:
+        """`text` (`total` tokens by `counted`, more than `limit`) kept for `who` in parts of `limit`: what was
+        kept, its first part and the tokens left out of that part. None when the store fails (one warning per
+        outage): the answer goes whole."""
+        bounds = await anyio.to_thread.run_sync(split_parts, text, limit, counted)
+        try:
+            kept = await self.store.put(who, text, bounds, tokens=total)
+        except ResultStoreError as exc:
+            if not exc.told:
+                self.outage.failed(exc)
+            return None
+        self.outage.worked()
+        if self.on_keep is not None:
+            self.on_keep(kept.id, kept.owner)
+        first = kept.part(1)
+        return kept, first, total - await anyio.to_thread.run_sync(counted, first)
 
     def _note(self, kept: StoredResult, omitted: int) -> str:
         uri, last = result_uri(kept.id), kept.parts
@@ -165,8 +237,11 @@ class ResultPages:
             mime_type="text/plain", size=len(kept.text.encode()),
         )  # fmt: skip
 
-    async def page(self, result: CallToolResult, who: str, model: str) -> CallToolResult:
-        """`page_result`, counted by the provider's counter for `model` (the answering model)."""
+    async def page(self, result: CallToolResult, who: str, model: str | None) -> CallToolResult:
+        """`page_result`, counted by the provider's counter for `model` (the answering model); for a fan-out
+        (`model` None), `page_answers`, each answer counted for the deployment that wrote it."""
+        if model is None:
+            return await self.page_answers(result, who, self.provider.count_text)
         return await self.page_result(result, who, lambda text: self.provider.count_text(text, model))
 
     # -- reading ---------------------------------------------------------------

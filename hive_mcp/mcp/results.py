@@ -48,7 +48,9 @@ class CompletionAnswer(BaseModel):
 
     `files`: the files sent first ({path, bytes, tokens}); `skipped_files`: those left out ({path, reason}).
     `truncated`: the answer was longer than one reply carries; `content` is its first part, `result_uri` the
-    whole (`?part=N` for each of `parts`, or the read_result tool), `omitted_tokens` what was left out."""
+    whole (`?part=N` for each of `parts`, or the read_result tool), `omitted_tokens` what was left out; for a
+    call to several models, each entry of `answers` (and the verdict) says so of its own answer, and the set
+    says `truncated` and the sum of `omitted_tokens`."""
 
     content: str
     model: str

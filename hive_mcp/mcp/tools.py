@@ -93,8 +93,9 @@ class ToolHandlers:
                 return error_result(safe_line(str(exc), MAX_REFUSAL_CHARS))
             told = watch.finished(**watched(call, outcome))
         result = outcome_result(outcome)
-        if self.pages is not None and isinstance(outcome, Outcome) and outcome.response is not None:
-            result = await self.pages.page(result, who, outcome.response.model)
+        if self.pages is not None and not result.is_error:
+            answered = outcome.response if isinstance(outcome, Outcome) else None
+            result = await self.pages.page(result, who, answered.model if answered is not None else None)
         if told:
             result.meta = {**(result.meta or {}), **told}
         return result
