@@ -207,9 +207,9 @@ def test_only_the_standard_variables_turn_exporting_on(env: dict[str, str], trac
 async def test_a_step_span_sits_in_the_calls_trace_with_its_attributes(warm, upstream, spans):
     upstream.script(Reply.text("Paris"))
     with trace.get_tracer("test").start_as_current_span("tools/call complete") as parent:
-        with step("hive_mcp.provider", caller="alice", conversation=None):
+        with step("hive_mcp.queue", caller="alice", conversation=None):
             await warm.acomplete(QUESTION)
-    (provider_step,) = named(spans.get_finished_spans(), "hive_mcp.provider")
+    (provider_step,) = named(spans.get_finished_spans(), "hive_mcp.queue")
     (attempt,) = named(spans.get_finished_spans(), SPAN)
     assert provider_step.kind is SpanKind.INTERNAL and dict(provider_step.attributes) == {"hive_mcp.caller": "alice"}
     assert provider_step.parent.span_id == parent.get_span_context().span_id
