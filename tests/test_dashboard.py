@@ -28,6 +28,7 @@ from hive_mcp.dashboard.data import CATEGORIES as KNOWN_CATEGORIES
 from hive_mcp.dashboard.sessions import Sessions
 from hive_mcp.dashboard.web import COOKIE, dashboard_app
 from hive_mcp.dumps import DumpNotFound, DumpStore, DumpSummary
+from hive_mcp.dumps.redis_store import RedisDumpStore
 from hive_mcp.mcp.usage_view import usage_source
 from hive_mcp.spend import Budgets, Spend
 from hive_mcp.spend.redis_backend import RedisBackend
@@ -369,6 +370,35 @@ async def test_a_section_whose_store_is_down_is_marked_unavailable_and_the_rest_
     assert answers["failures"].structured_content["failures"]["total"] == 1  # type: ignore[index]
     assert "spend unavailable" in getattr(answers["failures"].content[0], "text")
     assert not [r for r in caplog.records if r.exc_info], caplog.text
+
+
+async def test_while_the_shared_dump_store_is_down_a_listing_says_it_shows_only_the_local_dumps(
+    tmp_path: Path,
+) -> None:
+    """Dumps in Valkey, then Valkey stopped and one more dump written (to the local directory): the listing
+    shows the one it can read, and the tool, the page's data and `list_failed_requests` say in one line that
+    the shared ones are left out, rather than a count that looks whole."""
+    with ValkeyProcess(valkey_binary()) as valkey:
+        shared = RedisDumpStore(valkey.url, tmp_path / "dumps", prefix="down:")
+        for category in ("auth", "rate_limit"):
+            shared.write(failure(datetime.now(UTC), category, "m"))
+        whole = shared.list(limit=10)
+        valkey.stop()
+        shared.write(failure(datetime.now(UTC), "timeout", "m"))  # the write finds Redis gone: kept locally
+        server = mcp_server(DeferredProvider(lambda: None, model="m"), shared, default_model="m")
+        app = dashboard_app(shared, verify_token=None)
+        async with Client(server, raise_exceptions=True) as client:
+            tool = await client.call_tool(DASHBOARD_TOOL, {"view": "failures"})
+            listed = await client.call_tool("list_failed_requests", {})
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as web_client:
+            page = (await web_client.get("/dashboard/data")).json()
+    assert whole.unavailable is None and len(whole.items) == 2
+    why = f"{valkey.url} is unavailable: only the dumps written here since are listed"
+    assert page["failures"]["total"] == 1 and page["unavailable"] == {"failures": why}
+    assert tool.structured_content is not None and tool.structured_content["unavailable"] == {"failures": why}
+    assert f"failures unavailable ({why})" in getattr(tool.content[0], "text")
+    assert listed.structured_content is not None and len(listed.structured_content["items"]) == 1
+    assert listed.structured_content["unavailable"] == why
 
 
 # ---------------------------------------------------------------------------

@@ -390,6 +390,8 @@ def build(store: Dumps, q: DashboardQuery, *, sources: Sources = Sources(), now:
         data.dump = detail(store.read(q.id))
     elif q.view == "failures":
         data.failures = failures(store, q, now)
+        if (left_out := store.unlisted()) is not None:
+            data.unavailable["failures"] = left_out
         data.spend, data.models = _section(data, "spend", sources.spend), _section(data, "models", sources.models)
     elif q.view == "spend":
         data.spend = _section(data, "spend", sources.spend)

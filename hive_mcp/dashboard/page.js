@@ -123,7 +123,8 @@
     if (data.models) renderModels(data.models); else renderSection("models", data.models, down.models);
     var f = data.failures;
     status("", false);
-    status(f ? f.total + " failed request" + (f.total === 1 ? "" : "s") + " since " + when(f.start) : "Ready", false, "failures");
+    var partly = f && down.failures ? " (" + down.failures + ")" : "";
+    status(f ? f.total + " failed request" + (f.total === 1 ? "" : "s") + " since " + when(f.start) + partly : "Ready", false, "failures");
     if (f && !openedFirst && f.newest.length) { openedFirst = true; openDump(f.newest[0].id); }
     if (MODE === "app") notify("ui/notifications/size-changed", { width: root.scrollWidth, height: root.scrollHeight });
   }

@@ -255,6 +255,8 @@ class DumpPage(BaseModel):
 
     items: list[DumpSummary]
     next_cursor: str | None = None
+    unavailable: str | None = None
+    """Set when part of the store did not answer: one line saying which dumps the page leaves out."""
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,9 @@ class CallerDumps:
         """`DumpStore.list`, of this caller's dumps."""
         return self.store.list(**filters, caller=self.caller)
 
+    def unlisted(self) -> str | None:
+        return self.store.unlisted()
+
     def count(self) -> int:
         if self.caller is None:
             return self.store.count()

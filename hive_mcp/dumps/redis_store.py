@@ -68,6 +68,11 @@ class RedisDumpStore(DumpStore):
         where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         return f"Redis at {where} (the local {self.directory} while it is unavailable)"
 
+    def unlisted(self) -> str | None:
+        if self._outage.usable():
+            return None
+        return f"{self._outage.name} is unavailable: only the dumps written here since are listed"
+
     # -- storage primitives ----------------------------------------------------
 
     def _put(self, dump_id: str, payload: bytes) -> bool:

@@ -470,7 +470,14 @@ class DumpStore(Listeners):
             summary = self._summarize(dump_id, model, caller)
             if summary is not None:
                 items.append(summary)
-        return DumpPage(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
+        return DumpPage(
+            items=items, next_cursor=encode_cursor(items[-1].id) if more else None, unavailable=self.unlisted()
+        )
+
+    def unlisted(self) -> str | None:
+        """Which dumps a listing leaves out now, in one line, when part of the store does not answer; None when
+        a listing is whole (a directory's always is)."""
+        return None
 
 
 def _stamped(dump: FailureDump) -> FailureDump:

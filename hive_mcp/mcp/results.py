@@ -144,10 +144,13 @@ class FailedRequestPage(BaseModel):
 
     items: list[FailedRequestSummary]
     next_cursor: str | None = None
+    unavailable: str | None = None
+    """Set when the shared store did not answer: one line saying which failed calls the page leaves out."""
 
     @classmethod
     def from_page(cls, page: DumpPage) -> FailedRequestPage:
-        return cls(items=[FailedRequestSummary.from_summary(s) for s in page.items], next_cursor=page.next_cursor)
+        items = [FailedRequestSummary.from_summary(s) for s in page.items]
+        return cls(items=items, next_cursor=page.next_cursor, unavailable=page.unavailable)
 
 
 _ABSENT_WHEN_NONE = tuple(
