@@ -64,7 +64,11 @@ def assert_one_clear_error(result: types.CallToolResult, category: str, attempts
     assert text.startswith(f"{category} error from model {MODEL} after {attempts} {plural}: "), text
     assert "\n" not in text and "Traceback" not in text and "{" not in text, text
     assert text.endswith(f"[request recorded: {dump_uri(dump.id)}]"), text
-    assert result.structured_content == {"error": category}  # what an agent acts on, and nothing else
+    # What an agent acts on: the category, and the line again as `content` (the output schema's shape, which
+    # clients check an error result against too); no usage, cost or attempts.
+    assert result.structured_content == {
+        "content": text, "model": MODEL, "stop_reason": "error", "tool_calls": [], "error": category
+    }
     return text
 
 

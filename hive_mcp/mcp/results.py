@@ -72,6 +72,10 @@ class CompletionAnswer(BaseModel):
     # in `_meta` is the set's. Each entry's keys are in the README, not in every client's context.
     answers: list[dict[str, Any]] | None = _absent("array")
     verdict: dict[str, Any] | None = _absent("object")
+    # A failed call (an error result): its category, what an agent acts on (an `auth` error is not retried, a
+    # `rate_limit` one later); `content` is then the failure's one line and `stop_reason` is `error`, so the
+    # result still conforms to the schema (clients check an error result's structured content too).
+    error: str | None = _absent("string")
 
 
 class CallFacts(Usage):
@@ -199,9 +203,12 @@ def outcome_result(outcome: Outcome | Answers) -> CallToolResult:
     if outcome.response is None:
         failure = outcome.failure
         assert failure is not None, "an outcome holds a response or a failure"
-        failed = error_result(failure_text(failure.text, failure.dump_id))
-        # What an agent acts on: the category (an `auth` error is not retried, a `rate_limit` one later).
-        failed.structured_content = {"error": failure.error_type}
+        line = failure_text(failure.text, failure.dump_id)
+        failed = error_result(line)
+        failed.structured_content = {
+            "content": line, "model": outcome.ref.name if outcome.ref is not None else "",
+            "stop_reason": "error", "tool_calls": [], "error": failure.error_type,
+        }  # fmt: skip
         return failed
     result = CompletionResult.from_response(outcome.response)
     files = outcome.files
