@@ -3,10 +3,12 @@ saying what is missing when they are not there (`.ci/tools.sh` installs them).""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +43,13 @@ def package(name: str) -> Path:
     if not (path / "package.json").exists():
         pytest.skip(f"npm package {name} is not installed (npm install --prefix tests/node, as .ci/tools.sh does)")
     return path
+
+
+def run_script(script: str, *argv: str, stdin: Any) -> dict[str, Any]:
+    """Run `tests/node/<script>` with `argv`, `stdin` as JSON on its input; the last line it prints, as JSON."""
+    run = subprocess.run(
+        [node_binary(), str(NODE_DIR / script), *argv], input=json.dumps(stdin), capture_output=True, text=True,
+        timeout=120, cwd=NODE_DIR,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])

@@ -286,6 +286,20 @@ def dump_id_in(text: str) -> str:
 
 
 @contextmanager
+def served_http(workdir: Path, name: str, **env: str) -> Iterator[tuple[HttpServer, Upstream]]:
+    """`python -m hive_mcp` over streamable HTTP with an API key, on a scripted upstream of its own, `env` added;
+    it must exit 0 when stopped."""
+    with Upstream() as upstream:
+        env = server_env(upstream, workdir / "dumps", api_key=True) | {"HIVE_HOME": str(workdir / "home"), **env}
+        server = HttpServer("http", env, workdir, name)
+        try:
+            server.wait_ready()
+            yield server, upstream
+        finally:
+            assert server.terminate() == 0, server.stderr()
+
+
+@contextmanager
 def instances_on(state_url: str, workdir: Path, names: Sequence[str], args: Sequence[str] = (), **env: str) -> Iterator[
     list[HttpServer]
 ]:

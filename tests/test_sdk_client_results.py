@@ -5,39 +5,25 @@ failure's one line."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from harness.upstream import Reply, Upstream
-from tests.node_tools import NODE_DIR, node_binary, package
-from tests.servers import HttpServer, server_env
+from tests.node_tools import package, run_script
+from tests.servers import HttpServer, served_http
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HttpServer, Upstream]]:
-    workdir = tmp_path_factory.mktemp("sdk-client")
-    with Upstream() as upstream:
-        env = server_env(upstream, workdir / "dumps", api_key=True) | {"HIVE_HOME": str(workdir / "home")}
-        server = HttpServer("http", env, workdir, "sdk-client")
-        try:
-            server.wait_ready()
-            yield server, upstream
-        finally:
-            assert server.terminate() == 0, server.stderr()
+    with served_http(tmp_path_factory.mktemp("sdk-client"), "sdk-client") as both:
+        yield both
 
 
 def call(server: HttpServer, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
     package("@modelcontextprotocol/sdk")
-    run = subprocess.run(
-        [node_binary(), str(NODE_DIR / "sdk_call.mjs"), server.url, tool], input=json.dumps(arguments),
-        capture_output=True, text=True, timeout=120, cwd=NODE_DIR,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return run_script("sdk_call.mjs", server.url, tool, stdin=arguments)
 
 
 @pytest.mark.parametrize("tool", ["complete", "stream_complete"])

@@ -5,8 +5,6 @@ asks for alice's task and is told there is none."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +13,8 @@ from mcp.shared.exceptions import MCPError
 
 from harness.upstream import Reply, Upstream
 from hive_mcp.tasks.policy import LONG_INPUT_CHARS
-from tests.node_tools import NODE_DIR, node_binary, package
-from tests.servers import HttpServer, Session, authed_target, server_env
+from tests.node_tools import package, run_script
+from tests.servers import HttpServer, Session, authed_target, served_http
 from harness.task_requests import raw
 
 ALICE = "tok-alice-0123456789abcdef"
@@ -25,29 +23,16 @@ BOB = "tok-bob-0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HttpServer, Upstream]]:
-    workdir = tmp_path_factory.mktemp("task-clients")
-    with Upstream() as upstream:
-        env = server_env(upstream, workdir / "dumps", api_key=True) | {
-            "HIVE_HOME": str(workdir / "home"), "HIVE_MCP_AUTH_TOKEN": f"alice:{ALICE},bob:{BOB}",
-        }  # fmt: skip
-        server = HttpServer("http", env, workdir, "tasks")
-        try:
-            server.wait_ready()
-            yield server, upstream
-        finally:
-            assert server.terminate() == 0, server.stderr()
+    tokens = f"alice:{ALICE},bob:{BOB}"
+    with served_http(tmp_path_factory.mktemp("task-clients"), "tasks", HIVE_MCP_AUTH_TOKEN=tokens) as both:
+        yield both
 
 
 def drive(script: str, server: HttpServer, tool: str, arguments: dict[str, Any], token: str) -> dict[str, Any]:
     package("@modelcontextprotocol/sdk")
     package("@modelcontextprotocol/client")
     package("@modelcontextprotocol/ext-tasks")
-    run = subprocess.run(
-        [node_binary(), str(NODE_DIR / script), server.url, tool, token], input=json.dumps(arguments),
-        capture_output=True, text=True, timeout=120, cwd=NODE_DIR,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return run_script(script, server.url, tool, token, stdin=arguments)
 
 
 def test_typescript_sdk_experimental_tasks(served: tuple[HttpServer, Upstream]) -> None:
