@@ -91,6 +91,23 @@ def test_keys_in_the_proxys_own_sections_are_secrets_too(tmp_path: Path) -> None
     assert not any(s.startswith("os.environ/") for s in config.secrets)
 
 
+def test_credentials_in_request_headers_are_secrets_with_the_token_alone_too(tmp_path: Path) -> None:
+    """A deployment's `extra_headers` (or `headers`) may carry the credential: an upstream echoing it back says
+    the token without its scheme, or one cookie's value."""
+    text = GOOD.replace("{model: openai/gpt-4o-mini, ", (
+        "{model: openai/gpt-4o-mini, extra_headers: {Authorization: 'Bearer corp-hdr-0123456789', "
+        "Proxy-Authorization: 'Basic cHJveHk6cGFzczAxMjM0NTY=', Cookie: 'session=cookie0123456789; theme=dark'}, "
+        "headers: {X-Api-Key: hdrkey0123456789}, "
+    ), 1)  # fmt: skip
+    assert text != GOOD
+    config = load_config(write(tmp_path, text), {"FAST_KEY": "k-0123456789abcdef"})
+    assert set(config.secrets) >= {
+        "Bearer corp-hdr-0123456789", "corp-hdr-0123456789", "cHJveHk6cGFzczAxMjM0NTY=", "cookie0123456789",
+        "hdrkey0123456789",
+    }  # fmt: skip
+    assert "Bearer" not in config.secrets and "Basic" not in config.secrets  # the scheme is no secret
+
+
 def test_references_are_resolved_inside_lists_and_from_environment_variables(tmp_path: Path) -> None:
     path = write(tmp_path, """\
         environment_variables:
