@@ -36,6 +36,9 @@ class FakeCatalogue(Listeners):
         groups = self.groups()
         return [g.name for g in groups] + [a for g in groups for a in g.aliases]
 
+    def hidden_names(self) -> list[str]:
+        return []
+
     def cool_down(self, group: int, deployment: int, until: datetime) -> None:
         with self._lock:
             d = self._groups[group].deployments[deployment]

@@ -8,9 +8,11 @@ reached through litellm's real HTTP path.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import mcp_types as types
 import pytest
 
 from hive_mcp.dumps import DumpStore
@@ -213,6 +215,35 @@ async def test_wildcards_are_listed_as_patterns_and_callable_over_mcp(tmp_path, 
     assert not ok.is_error and text_of(ok) == "through the wildcard"
     assert refused.is_error and "anthropic/claude-x" in text_of(refused)
     assert hits(a, b, c) == [1, 0, 0]
+
+
+async def test_a_hidden_alias_is_callable_over_mcp_and_shown_nowhere(tmp_path, ups, store) -> None:
+    """`model_group_alias: {name: {model: group, hidden: true}}`: litellm routes the name and leaves it out of
+    its model list. So here: a call naming it is answered by its group; list_models, the `model` field's
+    schema and its completions do not show it."""
+    a, _, _ = ups
+    a.script(Reply.text("through the hidden alias"))
+    provider, _ = routed(tmp_path, f"""
+model_list:
+  - model_name: fast
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{a.base_url}", api_key: {OPENAI_KEY}}}
+router_settings:
+  model_group_alias: {{quick: fast, backstage: {{model: fast, hidden: true}}}}
+""")
+    server = mcp_server(provider, store, default_model="fast", catalogue=ConfigCatalogue(provider.router.config))
+    async with connect(server, "auto") as client:
+        answered = await client.call_tool("complete", {"prompt": "hi", "model": "backstage"})
+        listing = json.dumps((await client.call_tool("list_models", {})).structured_content)
+        [tool] = [t for t in (await client.list_tools()).tools if t.name == "complete"]
+        offered = await client.complete(
+            types.ResourceTemplateReference(type="ref/resource", uri="hive://models/{name}"), {"name": "name", "value": "b"}
+        )
+    assert not answered.is_error and text_of(answered) == "through the hidden alias", text_of(answered)
+    assert hits(a) == [1]
+    assert "backstage" not in listing and "quick" in listing
+    model = tool.input_schema["properties"]["model"]
+    assert "backstage" not in json.dumps(model) and "enum" not in model  # a client checking an enum would refuse it
+    assert offered.completion.values == []
 
 
 def test_an_operators_allow_list_still_narrows_a_wildcard(tmp_path, ups) -> None:

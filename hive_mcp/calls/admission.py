@@ -80,7 +80,7 @@ class Admission:
         if self.catalogue.any_model:
             return self.limits.check_model(requested, self.default_model)
         names = self.catalogue.callable_names()
-        if requested is None or requested in names:
+        if requested is None or requested in names or requested in self.catalogue.hidden_names():
             return requested or self.default_model
         if any(pattern_matches(p, requested) for p in names if is_pattern(p)):
             # A wildcard route takes it: the allow-list (the config's patterns, or the operator's) decides.
@@ -98,7 +98,8 @@ class Admission:
         await self.provider.ready()  # resolving reads the config: not in a worker thread held by a load
         ref = await anyio.to_thread.run_sync(self.provider.resolve, model)
         if self._names is None:
-            self._names = frozenset((self.default_model, *self.catalogue.callable_names()))
+            shown, hidden = self.catalogue.callable_names(), self.catalogue.hidden_names()
+            self._names = frozenset((self.default_model, *shown, *hidden))
         if model in self._names:
             self._refs[model] = ref
         else:

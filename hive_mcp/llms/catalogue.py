@@ -106,7 +106,11 @@ class Catalogue(Protocol):
         ...
 
     def callable_names(self) -> list[str]:
-        """Every name `model` may take: groups, then aliases (hidden aliases left out)."""
+        """Every name `model` may take that is shown: groups, then aliases (hidden aliases left out)."""
+        ...
+
+    def hidden_names(self) -> list[str]:
+        """The names `model` may take that are shown nowhere (a config's hidden aliases)."""
         ...
 
     def add_listener(self, callback: Callable[[], None]) -> None:

@@ -474,8 +474,13 @@ def _litellm_settings(loader: _Loader, raw: dict[str, Any]) -> tuple[dict[str, A
     return settings, budget, retries
 
 
-def listed_names(config: ModelsConfig) -> list[str]:
-    """The callable names an agent is shown: groups, then aliases, hidden aliases (`{model, hidden: true}`) left out."""
+def hidden_names(config: ModelsConfig) -> list[str]:
+    """The aliases callable but never shown (`{model, hidden: true}`: litellm leaves them out of its model list)."""
     raw = config.router_settings.get("model_group_alias") or {}
-    hidden = {a for a, t in raw.items() if isinstance(t, dict) and t.get("hidden")}
+    return [a for a, t in raw.items() if isinstance(t, dict) and t.get("hidden") and a in config.aliases]
+
+
+def listed_names(config: ModelsConfig) -> list[str]:
+    """The callable names an agent is shown: groups, then aliases, hidden aliases left out."""
+    hidden = set(hidden_names(config))
     return [n for n in config.callable_names() if n not in hidden]

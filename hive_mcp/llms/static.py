@@ -28,6 +28,9 @@ class StaticCatalogue:
     def callable_names(self) -> list[str]:
         return [self._group.name]
 
+    def hidden_names(self) -> list[str]:
+        return []
+
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Nothing to hear: this catalogue never changes."""
 

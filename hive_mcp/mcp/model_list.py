@@ -99,7 +99,7 @@ class ModelsView:
             named = f"{', '.join(plain)}, or " if plain else ""
             return {**schema, "description": f"{named}any model matching {', '.join(patterns[:DESCRIBED_NAMES])} "
                                              "(list_models has all)"}
-        if len(names) <= ENUM_MAX:
+        if len(names) <= ENUM_MAX and not self.catalogue.hidden_names():  # an enum would refuse a hidden alias
             return {"enum": names}
         shown = ", ".join(names[:DESCRIBED_NAMES])
         return {**schema, "description": f"One of {len(names)} names: {shown}, ... (list_models has all)"}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..listeners import Listeners
 from ..llms.catalogue import DeploymentInfo, ModelGroup, split_model
-from ..llms.config import ModelsConfig, listed_names
+from ..llms.config import ModelsConfig, hidden_names, listed_names
 from ..llms.static import StaticCatalogue
 
 if TYPE_CHECKING:
@@ -152,6 +152,9 @@ class ConfigCatalogue(Listeners):
 
     def callable_names(self) -> list[str]:
         return list(self._listed)
+
+    def hidden_names(self) -> list[str]:
+        return hidden_names(self.config)
 
     def groups(self) -> list[ModelGroup]:
         return [self._group(name) for name in self.config.groups]
