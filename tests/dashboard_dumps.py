@@ -6,6 +6,10 @@ from datetime import datetime, timedelta
 
 from hive_mcp.dumps import AttemptRecord, DumpStore, FailureDump
 
+BASE = "http://127.0.0.1:8000"
+"""Where the tests' dashboard app is reached (in process, through httpx's ASGI transport)."""
+DASHBOARD_TOOL = "dashboard"
+
 CATEGORIES = ("rate_limit", "rate_limit", "transient", "auth", "timeout", "rate_limit", "connection")
 MODELS = ("openai/gpt-4o-mini", "anthropic/claude-sonnet-4", "groq/llama-3.1-8b")
 
