@@ -11,7 +11,8 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from mcp_types import CLIENT_CAPABILITIES_META_KEY
+from mcp.client.extension import ClientExtension, NotificationBinding
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, TaskStatusNotificationParams
 
 from hive_mcp.tasks.records import TERMINAL
 from hive_mcp.tasks.wire import EXTENSION_ID
@@ -44,3 +45,29 @@ async def until_ended(client: Client, task_id: str, **kwargs: Any) -> dict[str, 
             if got["status"] in TERMINAL:
                 return got
             await anyio.sleep((got.get("pollIntervalMs") or got.get("pollInterval") or 50) / 1000)
+
+
+class TaskStatuses(ClientExtension):
+    """The `notifications/tasks/status` a 2025-11-25 client hears, for `Client(extensions=[...])`: the SDK's client
+    hands no other way a notification its core tables lack. `wait(n)` waits until `n` have been heard."""
+
+    identifier = "io.github.hive-mcp/test-task-statuses"
+
+    def __init__(self) -> None:
+        self.heard: list[TaskStatusNotificationParams] = []
+        self._changed = anyio.Event()
+
+    def notifications(self) -> list[NotificationBinding[Any]]:
+        return [NotificationBinding(method="notifications/tasks/status", params_type=TaskStatusNotificationParams,
+                                    handler=self._hear)]
+
+    async def _hear(self, params: TaskStatusNotificationParams) -> None:
+        self.heard.append(params)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait(self, count: int) -> list[TaskStatusNotificationParams]:
+        with anyio.fail_after(WAIT):
+            while len(self.heard) < count:
+                await self._changed.wait()
+        return self.heard

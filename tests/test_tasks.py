@@ -17,7 +17,7 @@ from hive_mcp.tasks.records import MIN_TTL_MS
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from tests.clients import WAIT, connect, mcp_server, wait_thread_event
 from tests.conftest_valkey import Tick
-from harness.task_requests import raw, until_ended
+from harness.task_requests import TaskStatuses, raw, until_ended
 
 pytestmark = pytest.mark.anyio
 LONG = "x" * LONG_INPUT_CHARS  # predicted long: a 2026 client that declared the extension gets a task
@@ -380,3 +380,31 @@ async def test_a_call_over_several_models_is_a_task_when_any_of_them_reasons(arg
     tools = completion_task_tools(two_groups(smart_facts={"supports_reasoning": True}), "fast")
     decide = tools["complete"].decide
     assert await decide(CallToolRequestParams(name="complete", arguments=arguments)) is task
+
+
+async def test_a_tool_error_fails_a_2025_task_and_completes_a_2026_one(provider, store, engine, upstream) -> None:
+    """2025-11-25: a task whose tool result has `isError` reads `failed` ("for tool calls specifically, this includes
+    cases where the tool call result has isError set to true"), in `tasks/get`, `tasks/list` and the status
+    notification, its `statusMessage` the error's first line; `tasks/result` still answers that result. The 2026
+    extension says the opposite (`completed`, the result inlined; `failed` is for JSON-RPC errors only)."""
+    statuses = TaskStatuses()
+    server = mcp_server(provider, store, tasks=engine)
+    upstream.script(Reply.error(400, "scripted refusal"))
+    async with connect(server, "legacy", extensions=[statuses]) as client:
+        created = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "hi"}, "task": {}})
+        task_id = created["task"]["taskId"]
+        result = await raw(client, "tasks/result", {"taskId": task_id})
+        got = await raw(client, "tasks/get", {"taskId": task_id})
+        listed = await raw(client, "tasks/list")
+        told = await statuses.wait(1)
+    assert result["isError"] is True and "scripted refusal" in result["content"][0]["text"], result
+    assert got["status"] == "failed", got
+    line = got.get("statusMessage") or ""
+    assert "scripted refusal" in line and "\n" not in line and line in result["content"][0]["text"], got
+    assert [(t["taskId"], t["status"]) for t in listed["tasks"]] == [(task_id, "failed")]
+    assert [(n.task_id, n.status, n.status_message) for n in told] == [(task_id, "failed", line)]
+    upstream.script(Reply.error(400, "scripted refusal"))
+    async with connect(server, "auto") as client:
+        created = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": LONG}})
+        modern = await until_ended(client, created["taskId"])
+    assert modern["status"] == "completed" and modern["result"]["isError"] is True, modern

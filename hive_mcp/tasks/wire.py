@@ -14,7 +14,9 @@
 * **2025-11-25, the experimental tasks utility**: the `tasks` server capability, `execution.taskSupport` on
   the task tools in `tools/list`, a `task` field on `tools/call` answered by `CreateTaskResult` (`task`),
   `tasks/get`, `tasks/result` (blocks until the task ends, then the tool's `CallToolResult` with the
-  related-task `_meta`), `tasks/list` (newest first, cursors), `tasks/cancel` (-32602 for an ended task).
+  related-task `_meta`), `tasks/list` (newest first, cursors), `tasks/cancel` (-32602 for an ended task). A
+  task whose tool result has `isError` reads `failed` at this version (its `tasks/result` is still that result);
+  the 2026 extension reads it `completed`.
 
 The SDK serves neither: the methods are low-level handlers that answer by the request's protocol version, the
 2026 `tools/call` path is the extension's interceptor, and the 2025 `tools/call` path, whose answer the SDK
@@ -51,6 +53,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..sdk_compat import lowlevel_server
+from ..text import one_line
 from .engine import TaskEngine, TaskNotFound, TasksUnavailable, TooManyTasks
 from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, TaskRecord, iso, poll_interval_ms
 
@@ -62,6 +65,8 @@ JOB_MARK = "io.github.hive-mcp/task-job"
 _JOB = object()
 """`_meta[JOB_MARK]` of a task's own tool call (the job, not a call to make a task of): an object no client can
 send, so no request can pass for a job."""
+STATUS_LINE = 300
+"""The longest `statusMessage` a tool error gives a 2025-11-25 task (its first line, shortened)."""
 Decide = Callable[[CallToolRequestParams], Awaitable[bool]]
 Caller = Callable[[ServerRequestContext[Any, Any]], str]
 """Who is calling (the MCP layer's `caller`): tasks are that caller's."""
@@ -99,15 +104,29 @@ def is_modern(version: str) -> bool:
 
 
 def _task_fields(task: TaskRecord, now: float, *, modern: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"taskId": task.task_id, "status": task.status}
-    if task.message:
-        out["statusMessage"] = task.message
+    status, message = (task.status, task.message) if modern else _legacy_status(task)
+    out: dict[str, Any] = {"taskId": task.task_id, "status": status}
+    if message:
+        out["statusMessage"] = message
     out["createdAt"] = iso(task.created)
     out["lastUpdatedAt"] = iso(task.updated or task.created)
     out["ttlMs" if modern else "ttl"] = task.ttl_ms
     if not task.terminal:
         out["pollIntervalMs" if modern else "pollInterval"] = poll_interval_ms(task.created, now)
     return out
+
+
+def _legacy_status(task: TaskRecord) -> tuple[str, str | None]:
+    """The task's status and message as 2025-11-25 reads them: a tool result with `isError` is a failed task ("for
+    tool calls specifically, this includes cases where the tool call result has isError set to true"), its message
+    the error's first line. The 2026 extension reads the same end as completed (`failed` is for JSON-RPC errors
+    only), so the store keeps it completed, with its result, and each generation says it its way."""
+    result = task.result or {}
+    if task.status != COMPLETED or result.get("isError") is not True:
+        return task.status, task.message
+    texts = [c.get("text") for c in result.get("content") or () if isinstance(c, dict) and c.get("type") == "text"]
+    first = next((t.strip().splitlines()[0] for t in texts if isinstance(t, str) and t.strip()), "")
+    return FAILED, one_line(first, STATUS_LINE) or "the tool reported an error"
 
 
 def _not_found(exc: TaskNotFound) -> MCPError:
@@ -157,7 +176,7 @@ class _Detached:
         """`notifications/tasks/status` for the task's end, on the session's own channel."""
         fields = _task_fields(task, task.updated, modern=False)
         await self._session.send_notification(TaskStatusNotification(params=TaskStatusNotificationParams(**{
-            "task_id": fields["taskId"], "status": task.status, "status_message": task.message,
+            "task_id": fields["taskId"], "status": fields["status"], "status_message": fields.get("statusMessage"),
             "created_at": fields["createdAt"], "last_updated_at": fields["lastUpdatedAt"], "ttl": task.ttl_ms,
         })))  # fmt: skip
 
@@ -264,7 +283,8 @@ class _Handlers:
         modern = is_modern(ctx.protocol_version)
         task = await self._task(ctx, params.task_id, modern=modern)
         if task.terminal and not modern:
-            raise MCPError(code=INVALID_PARAMS, message=f"taskId: the task has already ended ({task.status})")
+            ended, _ = _legacy_status(task)
+            raise MCPError(code=INVALID_PARAMS, message=f"taskId: the task has already ended ({ended})")
         try:
             task = await self.engine.cancel(self.caller(ctx), params.task_id)
         except TaskNotFound as exc:
