@@ -15,7 +15,7 @@ from mcp_types import CallToolResult, TextContent
 
 from harness.processes import child_env
 from hive_mcp.tasks import TaskEngine, open_task_store
-from hive_mcp.tasks.engine import INSTANCE_GONE, TooManyTasks
+from hive_mcp.tasks.engine import INSTANCE_GONE, TooManyTasks, UnknownCursor
 from hive_mcp.tasks.records import MIN_TTL_MS
 
 pytestmark = pytest.mark.anyio
@@ -211,3 +211,49 @@ async def test_input_asked_on_a_is_answered_through_b(where: str) -> None:
     await b.update("alice", task.task_id, {"two": {"action": "accept", "content": {"name": "Bo"}}})
     done = await b.wait("alice", task.task_id)
     assert done.status == "completed" and done.result["content"][0]["text"] == "Ann and Bo (s1)"
+
+
+async def test_tasks_list_takes_only_a_cursor_it_issued_on_any_instance(provider, store, where: str) -> None:
+    """A cursor is the place of the page's last task (its creation time and id, base64): one of this caller's tasks
+    as stored, so a cursor from A pages on B, and one that names no such task (forged: past every task, before
+    every task, another id, another time) is -32602 in one line, not a page of everything or of nothing."""
+    import base64
+
+    from mcp.shared.exceptions import MCPError
+
+    from harness.task_requests import raw
+    from tests.clients import connect, mcp_server
+
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+
+    def engine() -> TaskEngine:
+        store_ = open_task_store(where, prefix=prefix) if where.startswith("redis") else open_task_store(
+            None, path=Path(where))  # fmt: skip
+        return TaskEngine(store_, list_page=1)
+
+    def cursor(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).decode()
+
+    a, b = engine(), engine()
+    async with connect(mcp_server(provider, store, tasks=a), "legacy") as on_a, \
+            connect(mcp_server(provider, store, tasks=b), "legacy") as on_b:  # fmt: skip
+        ids = [(await a.start("local", "complete", anyio.sleep_forever)).task_id for _ in range(2)]
+        first = await raw(on_a, "tasks/list")
+        second = await raw(on_b, "tasks/list", {"cursor": first["nextCursor"]})
+        created, _, last = base64.urlsafe_b64decode(first["nextCursor"]).decode().partition("|")
+        forged = [cursor("inf|x"), cursor("1.0|"), cursor(f"{created}|{ids[1]}x"),
+                  cursor(f"{float(created) + 1}|{last}"), "not-a-cursor"]  # fmt: skip
+        refused = []
+        for bad in forged:
+            with pytest.raises(MCPError) as caught:
+                await raw(on_b, "tasks/list", {"cursor": bad})
+            refused.append(caught.value)
+        with pytest.raises(UnknownCursor):  # another caller's task is no place in this caller's list
+            await b.page("bob", (float(created), last), 1)
+        for task_id in ids:
+            await a.cancel("local", task_id)
+    assert [t["taskId"] for t in first["tasks"] + second["tasks"]] == ids[::-1] and "nextCursor" not in second
+    assert [e.code for e in refused] == [-32602] * len(forged), refused
+    assert all(e.message.startswith("cursor: ") and "\n" not in e.message for e in refused), refused
+    await a.aclose()
+    await b.aclose()

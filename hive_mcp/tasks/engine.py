@@ -38,7 +38,10 @@ from ..defaults import TASK_LEASE_S, TASK_MAX_TTL_S, TASK_TTL_S, TASKS_PER_CALLE
 from ..tokens import owner_scope
 from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, MIN_TTL_MS, TaskRecord, poll_interval_ms
 
-__all__ = ["InstanceStopping", "Job", "TaskEngine", "TaskNotFound", "TaskStore", "TasksUnavailable", "TooManyTasks"]
+__all__ = [
+    "InstanceStopping", "Job", "TaskEngine", "TaskNotFound", "TaskStore", "TasksUnavailable", "TooManyTasks",
+    "UnknownCursor",
+]  # fmt: skip
 
 logger = logging.getLogger("hive_mcp.tasks")
 T = TypeVar("T")
@@ -57,6 +60,14 @@ class TaskNotFound(LookupError):
 
     def __init__(self, task_id: str) -> None:
         super().__init__(f"taskId: no task {task_id!r} (unknown, expired, or not yours)")
+
+
+class UnknownCursor(ValueError):
+    """A `tasks/list` cursor this server did not hand out: it names none of the caller's tasks as stored."""
+
+    def __init__(self) -> None:
+        super().__init__("cursor: not a cursor tasks/list gave you (or the task it points at has expired); pass "
+                         "nextCursor back unchanged, or list from the start")  # fmt: skip
 
 
 class TooManyTasks(RuntimeError):
@@ -297,8 +308,16 @@ class TaskEngine:
                 await asyncio.sleep(min(poll_interval_ms(task.created, self.clock()) / 1000, self.tick_s))
 
     async def page(self, caller: str, after: tuple[float, str] | None, limit: int) -> list[TaskRecord]:
-        """`caller`'s own tasks, newest first, after `after` (the last one of the previous page)."""
-        return await self._ask(self.store.page(caller, after, limit, self.clock()), "list tasks")
+        """`caller`'s own tasks, newest first, after `after` (the last one of the previous page). Raises
+        `UnknownCursor` unless `after` is one of `caller`'s tasks as the store holds it (its creation time and id),
+        as every page handed out names: checked in the store, so a cursor from one instance pages on another, and
+        a forged one (past every task, before every one) is refused rather than read as a place to start."""
+        now = self.clock()
+        if after is not None:
+            anchor = await self._ask(self.store.get(after[1], now), "read a task")
+            if anchor is None or anchor.owner != caller or anchor.created != after[0]:
+                raise UnknownCursor()
+        return await self._ask(self.store.page(caller, after, limit, now), "list tasks")
 
     # -- cancelling ----------------------------------------------------------
 

@@ -14,9 +14,9 @@
 * **2025-11-25, the experimental tasks utility**: the `tasks` server capability, `execution.taskSupport` on
   the task tools in `tools/list`, a `task` field on `tools/call` answered by `CreateTaskResult` (`task`),
   `tasks/get`, `tasks/result` (blocks until the task ends, then the tool's `CallToolResult` with the
-  related-task `_meta`), `tasks/list` (newest first, cursors), `tasks/cancel` (-32602 for an ended task). A
-  task whose tool result has `isError` reads `failed` at this version (its `tasks/result` is still that result);
-  the 2026 extension reads it `completed`.
+  related-task `_meta`), `tasks/list` (newest first, cursors; one it did not hand out is -32602),
+  `tasks/cancel` (-32602 for an ended task). A task whose tool result has `isError` reads `failed` at this
+  version (its `tasks/result` is still that result); the 2026 extension reads it `completed`.
 
 The SDK serves neither: the methods are low-level handlers that answer by the request's protocol version, the
 2026 `tools/call` path is the extension's interceptor, and the 2025 `tools/call` path, whose answer the SDK
@@ -54,7 +54,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..sdk_compat import lowlevel_server
 from ..text import one_line
-from .engine import TaskEngine, TaskNotFound, TasksUnavailable, TooManyTasks
+from .engine import TaskEngine, TaskNotFound, TasksUnavailable, TooManyTasks, UnknownCursor
 from .records import CANCELLED, COMPLETED, FAILED, INPUT_REQUIRED, TaskRecord, iso, poll_interval_ms
 
 __all__ = ["EXTENSION_ID", "TaskTool", "TasksExtension", "install_tasks"]
@@ -138,12 +138,13 @@ def _encode_cursor(task: TaskRecord) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[float, str]:
+    """The place a cursor names (creation time, task id); `UnknownCursor` for text no cursor decodes to. Whether
+    the place is one of the caller's tasks is the engine's check (`TaskEngine.page`)."""
     try:
         created, _, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         return float(created), task_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        message = "cursor: not a cursor from tasks/list; pass nextCursor back unchanged"
-        raise MCPError(code=INVALID_PARAMS, message=message) from None
+        raise UnknownCursor() from None
 
 
 class _Detached:
@@ -323,9 +324,12 @@ class _Handlers:
         """2025-11-25 only: the caller's tasks, newest first, a page at a time."""
         if is_modern(ctx.protocol_version):
             raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="tasks/list")
-        after = None if params.cursor is None else _decode_cursor(params.cursor)
         size = self.engine.list_page
-        tasks = await self.engine.page(self.caller(ctx), after, size + 1)
+        try:
+            after = None if params.cursor is None else _decode_cursor(params.cursor)
+            tasks = await self.engine.page(self.caller(ctx), after, size + 1)
+        except UnknownCursor as exc:
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
         now = self.engine.clock()
         out: dict[str, Any] = {"tasks": [_task_fields(t, now, modern=False) for t in tasks[:size]]}
         if len(tasks) > size:
