@@ -408,3 +408,18 @@ async def test_a_tool_error_fails_a_2025_task_and_completes_a_2026_one(provider,
         created = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": LONG}})
         modern = await until_ended(client, created["taskId"])
     assert modern["status"] == "completed" and modern["result"]["isError"] is True, modern
+
+
+async def test_a_task_asked_of_a_tool_without_task_support_is_refused(provider, store, engine, mode: str) -> None:
+    """2025-11-25: a `tools/call` carrying `task` for a tool with no `execution.taskSupport` (forbidden) is -32601 in
+    one line, not run; at 2026-07-28 the server alone decides what becomes a task and `task` is no parameter: the
+    call is answered directly, as a `complete` carrying it is."""
+    async with connect(mcp_server(provider, store, tasks=engine), mode) as client:
+        if mode == "legacy":
+            with pytest.raises(MCPError) as refused:
+                await raw(client, "tools/call", {"name": "list_models", "arguments": {}, "task": {}})
+            assert refused.value.code == -32601 and "\n" not in refused.value.message, refused.value
+            assert "list_models" in refused.value.message and "task" in refused.value.message, refused.value
+        else:
+            direct = await raw(client, "tools/call", {"name": "list_models", "arguments": {}, "task": {}})
+            assert "taskId" not in direct and direct["structuredContent"]["default_model"], direct

@@ -342,14 +342,20 @@ LEGACY_CAPABILITY = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}
 
 def _legacy_middleware(engine: TaskEngine, tools: Mapping[str, TaskTool], server: MCPServer, caller: Caller) -> Any:
     """2025-11-25: the `tasks` capability in `initialize`, `execution.taskSupport` in `tools/list`, and a
-    `tools/call` carrying `task` answered by `CreateTaskResult` with the call running as a task."""
+    `tools/call` carrying `task` answered by `CreateTaskResult` with the call running as a task (-32601 for a tool
+    without `execution.taskSupport`, which the spec reads as forbidden)."""
     low = lowlevel_server(server)
 
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         params = ctx.params if isinstance(ctx.params, Mapping) else {}
         task_param = params.get("task")
-        if ctx.method == "tools/call" and isinstance(task_param, Mapping) and params.get("name") in tools \
-                and not is_modern(ctx.protocol_version):  # fmt: skip
+        asks_task = ctx.method == "tools/call" and isinstance(task_param, Mapping) \
+            and not is_modern(ctx.protocol_version)  # fmt: skip
+        if asks_task and params.get("name") not in tools:  # no taskSupport is forbidden: the spec's -32601, not run
+            named = one_line(repr(params.get("name")), 100)
+            raise MCPError(code=METHOD_NOT_FOUND, message=f"tools/call: tool {named} does not run as a task (no "
+                           "execution.taskSupport); call it without `task`")  # fmt: skip
+        if asks_task:
             entry = low.get_request_handler("tools/call")
             assert entry is not None
             typed = CallToolRequestParams.model_validate({k: v for k, v in params.items() if k != "task"})
