@@ -8,13 +8,14 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from mcp_types import CallToolResult, TextContent
 
 from harness.processes import child_env
-from hive_mcp.tasks import TaskEngine, open_task_store
+from hive_mcp.tasks import TaskEngine, TaskRecord, open_task_store
 from hive_mcp.tasks.engine import INSTANCE_GONE, TooManyTasks, UnknownCursor
 from hive_mcp.tasks.records import MIN_TTL_MS
 
@@ -257,3 +258,53 @@ async def test_tasks_list_takes_only_a_cursor_it_issued_on_any_instance(provider
     assert all(e.message.startswith("cursor: ") and "\n" not in e.message for e in refused), refused
     await a.aclose()
     await b.aclose()
+
+
+class HeldFinish:
+    """A task store (the real one underneath) whose `finish` waits until a cancel has been asked for: the engine
+    cancels its job in the same step as `request_cancel` returns, so the end is stored only after that cancel."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.finishing = anyio.Event()
+        self.cancel_asked = anyio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def finish(self, task: TaskRecord) -> bool:
+        self.finishing.set()
+        await self.cancel_asked.wait()
+        return await self.store.finish(task)
+
+    async def request_cancel(self, task_id: str) -> None:
+        await self.store.request_cancel(task_id)
+        self.cancel_asked.set()
+
+
+async def test_a_cancel_as_the_job_ends_answers_its_end_and_keeps_its_result(where: str) -> None:
+    """`tasks/cancel` arriving while a job that has its result stores its end: the end is stored, told and answered
+    (completed, its result kept), not cut off (read working, the notification skipped, the result lost)."""
+    if where.startswith("redis"):
+        store = HeldFinish(open_task_store(where, prefix=f"t{uuid.uuid4().hex[:8]}:"))
+    else:
+        store = HeldFinish(open_task_store(None, path=Path(where)))
+    engine = TaskEngine(store)  # type: ignore[arg-type]
+    told: list[TaskRecord] = []
+
+    async def job() -> CallToolResult:
+        return CallToolResult(content=[TextContent(type="text", text="made it")])
+
+    async def on_end(ended: TaskRecord) -> None:
+        told.append(ended)
+
+    task = await engine.start("alice", "complete", job, on_end=on_end)
+    with anyio.fail_after(WAIT):
+        await store.finishing.wait()  # the job has its result and is storing its end
+        answered = await engine.cancel("alice", task.task_id)
+    stored = await engine.get("alice", task.task_id)
+    assert answered.status == "completed", answered
+    assert stored.status == "completed" and stored.result is not None, stored
+    assert stored.result["content"] == [{"type": "text", "text": "made it"}]
+    assert [t.status for t in told] == ["completed"]
+    await engine.aclose()

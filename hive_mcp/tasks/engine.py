@@ -9,7 +9,8 @@ that started it, its state and result kept in the task store for any instance to
   change bus over Redis), says so at once; the instance running it hears it (`cancel_here`), or else reads the
   mark at its next lease renewal (at most `tick_s` later: the way that needs nothing but the store), or is
   itself the one asked; it cancels the job (the upstream request closes; what was
-  produced is charged as for any call cut short) and stores `cancelled`.
+  produced is charged as for any call cut short) and stores `cancelled`. A job that already has its end (a
+  result or a failure) is not cancelled: it stores and tells that end, and the cancel answers it.
 * When the instance stops (`stop`: SIGTERM, the end of a stdio session), its jobs get the grace period its calls
   get; one still running at its end is stopped and reads `failed` at once (`INSTANCE_GONE`), as it would once its
   lease had run out.
@@ -119,6 +120,9 @@ class _Running:
     cancelled: bool = False
     stopped: bool = False
     """Cancelled because the instance stops, not at the client's request: the task reads failed."""
+    ending: bool = False
+    """The job has its end (a result or a failure) and is storing and telling it: nothing cancels it now, so that
+    end is the task's, a cancel that comes now waits for it and answers it."""
 
 
 class TaskEngine:
@@ -218,6 +222,10 @@ class TaskEngine:
         else:
             ended = task.ended(COMPLETED, self.clock(), result=result.model_dump(by_alias=True, mode="json",
                                                                                 exclude_none=True))  # fmt: skip
+        if (running := self._running.get(task.task_id)) is not None:
+            # Set in the step the job's end came in (no await since): a cancel after it leaves the job alone.
+            # An anyio shield would not do: `_cancel_local` cancels the asyncio task itself, which no scope stops.
+            running.ending = True
         try:
             await self.store.finish(ended)
         except Exception as exc:  # noqa: BLE001 - the store is away: the task's lease runs out and it reads failed
@@ -264,10 +272,12 @@ class TaskEngine:
                 self._cancel_local(task_id)
 
     def _cancel_local(self, task_id: str) -> bool:
+        """Cancel the job of `task_id` if this instance runs it and it has no end yet; whether it runs here (its
+        end, whichever it is, is then `running.done` away)."""
         running = self._running.get(task_id)
         if running is None:
             return False
-        if not running.cancelled:
+        if not running.cancelled and not running.ending:
             running.cancelled = True
             running.job.cancel()
         return True
