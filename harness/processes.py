@@ -46,13 +46,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def ask_stdio(
-    command: list[str], lines: list[str], wanted: set[int], *, env: dict[str, str], cwd: Path, timeout: float
+    command: list[str], lines: list[str], wanted: set[int], *, env: dict[str, str], cwd: Path, timeout: float,
+    every: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[int, dict[str, Any]], int, str]:
     """Run an MCP stdio server, write `lines` to it, and read until the replies to `wanted` ids have come.
 
     Only then is stdin closed: a server may drop requests still in flight at the end of its input (the
     SDK cancels their handlers, their caller being gone). Returns (replies by id, exit code, stderr).
-    A server that hangs is killed after `timeout` seconds. Every stdout line must be a JSON-RPC message.
+    A server that hangs is killed after `timeout` seconds. Every stdout line must be a JSON-RPC message;
+    `every`, when given, gets each one read, in order (replies by id keep only the last of an id: many
+    errors answer to id null).
     """
     replies: dict[int, dict[str, Any]] = {}
     with subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -67,6 +70,8 @@ def ask_stdio(
                 message = json.loads(line)
                 if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
                     raise AssertionError(f"stdout carries a line that is not a JSON-RPC message: {line!r}")
+                if every is not None:
+                    every.append(message)
                 if "id" in message:
                     replies[message["id"]] = message
                 if wanted <= set(replies):

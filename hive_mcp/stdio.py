@@ -22,17 +22,17 @@ in the process (or a child it starts) can read protocol bytes or write into the
 protocol stream.
 
 The session's streams (`_session_streams`): one task parses stdin's lines into
-messages, and each message the session sends is written by the task that sends
-it (`StdoutMessages`), not handed to a writer task first, which would cost
-every response and every progress notification two more turns of the event
-loop. The rest mirrors `MCPServer.run_stdio_async`. On a platform
-without fcntl (Windows) the SDK's own transport is used.
+messages (`stdin_parse`, which answers those the session would not), and each
+message the session sends is written by the task that sends it
+(`StdoutMessages`), not handed to a writer task first, which would cost every
+response and every progress notification two more turns of the event loop.
+The rest mirrors `MCPServer.run_stdio_async`. On a platform without fcntl
+(Windows) the SDK's own transport is used.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -50,13 +50,12 @@ import anyio.lowlevel
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream
 from mcp.shared.message import SessionMessage
-from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, RequestId, jsonrpc_message_adapter
-from pydantic import ValidationError
+from mcp_types import JSONRPCError, RequestId
 from pydantic_core import PydanticSerializationError
 
 from . import sdk_compat
-from .jsonrpc import MAX_JSON_DEPTH, nested_deeper_than
 from .session_stream import SessionWriteStream, notification_json
+from .stdin_parse import LineParser
 from .text import compact_json, well_formed
 
 try:
@@ -135,21 +134,17 @@ async def _session_streams(
 ) -> AsyncIterator[tuple[MemoryObjectReceiveStream[SessionMessage | Exception], StdoutMessages]]:
     """The session's read stream (stdin's lines parsed, by one task) and its write stream (`StdoutMessages`).
 
-    Each line is parsed by pydantic straight from the JSON text, as the SDK's own transport does; a line it
-    refuses takes `_parsed_slowly`, which answers what the session would drop without a word.
+    A line the session would not answer (`LineParser`) is answered by the reading task itself, before it
+    reads the next line: the answers to bad lines go out in the order the lines came.
     """
     send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     out = StdoutMessages(stdout)
+    parser = LineParser()
 
     async def read() -> None:
         async with send:
             async for line in lines:
-                try:
-                    message: SessionMessage | Exception | JSONRPCError = SessionMessage(
-                        jsonrpc_message_adapter.validate_json(line, by_name=False)
-                    )
-                except ValidationError as exc:
-                    message = _parsed_slowly(line, exc)
+                message = parser.parse(line)
                 if isinstance(message, JSONRPCError):
                     with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                         await out.send(SessionMessage(message))  # the client gone or the session over: nobody to tell
@@ -160,41 +155,6 @@ async def _session_streams(
         tg.start_soon(read)
         yield receive, out
         tg.cancel_scope.cancel()  # the session is over: input still to come has nobody to go to
-
-
-def _parsed_slowly(line: str, refused: ValidationError) -> SessionMessage | Exception | JSONRPCError:
-    """A line pydantic refused, parsed again by the standard library: the message, or the answer to send.
-
-    The session answers nothing for a line that is not a message (it logs it, at debug), so a client would
-    wait forever for the reply to a request it sent. pydantic's JSON parser refuses a lone surrogate escape
-    (JSON's `\\ud800`, half of a UTF-16 pair) anywhere in the line; `json.loads` takes it, so such a request
-    reaches its handler, which says what is wrong (a tool names the argument: `args._check_unicode`), and a
-    reply that echoes the text is written with U+FFFD in its place (`StdoutMessages`). Nesting past
-    `MAX_JSON_DEPTH`, which pydantic refuses too, is refused here before `json.loads` recurses into it.
-    Text that is not JSON even so is a parse error (-32700); JSON that is a request, with an id, but not a
-    valid one is an invalid request (-32600), answered to that id. Anything else (a notification or a
-    response, which no one waits on an answer to) goes to the session as `refused`, as before.
-    """
-    if nested_deeper_than(line.encode(), MAX_JSON_DEPTH):
-        return _error(None, PARSE_ERROR, f"Parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        value = json.loads(line)
-    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError, as is an integer too long to read
-        # JSON-RPC 2.0: the id of a request that cannot be parsed cannot be known, and its error's id is null.
-        return _error(None, PARSE_ERROR, "Parse error: the line is not valid JSON")
-    try:
-        return SessionMessage(jsonrpc_message_adapter.validate_python(value, by_name=False))
-    except ValidationError:
-        pass
-    request_id = value.get("id") if isinstance(value, dict) and "method" in value else None
-    if isinstance(request_id, int | str) and not isinstance(request_id, bool):
-        return _error(request_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 request")
-    return refused
-
-
-def _error(request_id: RequestId | None, code: int, message: str) -> JSONRPCError:
-    logger.info("stdin: answered a line with error %d: %s", code, message)  # never the line: it may hold a key
-    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message))
 
 
 def _claim(fd: int, open_diversion: Callable[[], int]) -> int:
@@ -310,11 +270,10 @@ async def _lines_from_thread(fd: int, lines: _Lines) -> AsyncIterator[str]:
 
 
 class _Lines:
-    """What is read from stdin, split into lines; only those that can be a JSON-RPC message are kept."""
+    """What is read from stdin, split into lines; blank lines are left out (JSON-RPC has nothing to answer)."""
 
     def __init__(self) -> None:
         self._pending: list[bytes] = []  # the line so far, in pieces: a long line is joined once, not per read
-        self._dropped = _NotJson()
 
     def feed(self, chunk: bytes) -> list[str]:
         first, *rest = chunk.split(b"\n")
@@ -323,39 +282,16 @@ class _Lines:
             return []
         *lines, last = [b"".join((*self._pending, first)), *rest]
         self._pending = [last]
-        return [_text(line + b"\n") for line in lines if self._dropped.keeps(line)]
+        return [_text(line + b"\n") for line in lines if line.strip()]
 
     def end(self) -> list[str]:
         """The last line, when input ends without a newline."""
         last, self._pending = b"".join(self._pending), []
-        return [_text(last)] if last and self._dropped.keeps(last) else []
+        return [_text(last)] if last.strip() else []
 
 
 def _text(line: bytes) -> str:
     return line.decode("utf-8", errors="replace")
-
-
-class _NotJson:
-    """Drops the stdin lines that cannot be a JSON-RPC message (not `{...}`): something other than the
-    client wrote to our stdin. The first is a warning, later ones debug; a line's length is logged,
-    never its content (it may hold anything, a key included). Blank lines go quietly."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def keeps(self, line: bytes) -> bool:
-        body = line.strip()
-        if body[:1] == b"{" and body[-1:] == b"}":
-            return True
-        if body:
-            self.count += 1
-            logger.log(
-                logging.WARNING if self.count == 1 else logging.DEBUG,
-                "stdin: dropped a line of %d bytes that is not JSON (a JSON-RPC message is one JSON object a line; "
-                "is something else writing to this server's stdin?)%s",
-                len(line), "" if self.count == 1 else f" [{self.count} so far]",
-            )  # fmt: skip
-        return False
 
 
 def _read_quietly(fd: int) -> bytes:

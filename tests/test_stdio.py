@@ -159,11 +159,13 @@ def stdin_threads() -> list[str]:
 
 
 async def test_stdin_from_a_pipe_is_read_by_the_event_loop_and_given_back_blocking() -> None:
-    """No thread in between: a request costs one wake-up of the loop. Lines arrive whole, in order; a line that
-    is not JSON is dropped; the last line counts without its newline."""
+    """No thread in between: a request costs one wake-up of the loop. Lines arrive whole, in order; a blank
+    line is left out, one that is not JSON is passed on (to be answered); the last line counts without its
+    newline."""
     r, w = os.pipe()
     sent = [f'{{"n": {i}, "pad": "{"x" * (i % 500)}"}}' for i in range(300)]
-    wire = ("\n".join(sent[:150]) + "\nnot json\n\n" + "\n".join(sent[150:])).encode()
+    sent.insert(150, "not json")
+    wire = ("\n".join(sent[:151]) + "\n\n \n" + "\n".join(sent[151:])).encode()
     got: list[str] = []
     async with anyio.create_task_group() as tg:
 
@@ -259,11 +261,15 @@ async def test_a_notification_given_as_plain_json_is_the_line_the_sdk_would_writ
     os.close(r)
 
 
-async def test_stdin_lines_reach_the_session_as_messages_and_one_that_is_not_a_message_as_its_error() -> None:
+async def test_stdin_lines_reach_the_session_as_messages_and_a_bad_notification_or_response_as_its_error() -> None:
+    """No one answers a notification or a response, so a malformed one goes to the session as the SDK's own
+    transport hands it over: as the validation error."""
     r, w = os.pipe()
     out = StdoutLines(w)
     request = '{"jsonrpc": "2.0", "id": 7, "method": "ping"}\n'
-    async with stdio._session_streams(lines_of(request, '{"jsonrpc": "2.0", "neither": 1}\n', request), out) as (
+    bad_notification = '{"jsonrpc": "2.0", "method": "notifications/cancelled", "params": 5}\n'
+    bad_response = '{"jsonrpc": "2.0", "id": 3, "error": "no"}\n'
+    async with stdio._session_streams(lines_of(request, bad_notification, bad_response, request), out) as (
         read_stream,
         _,
     ):
@@ -272,9 +278,9 @@ async def test_stdin_lines_reach_the_session_as_messages_and_one_that_is_not_a_m
     out.close(5.0)
     os.close(w)
     os.close(r)
-    assert len(items) == 3
-    assert isinstance(items[1], ValidationError)
-    for item in (items[0], items[2]):
+    assert len(items) == 4
+    assert isinstance(items[1], ValidationError) and isinstance(items[2], ValidationError)
+    for item in (items[0], items[3]):
         assert isinstance(item, SessionMessage) and isinstance(item.message, JSONRPCRequest)
         assert (item.message.id, item.message.method) == (7, "ping")
 
@@ -303,9 +309,15 @@ def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_o
     """pydantic's JSON parser refuses a lone surrogate escape (JSON's `\\ud800`), which the session would
     drop without a word, leaving the client waiting forever. Each line below is answered, by id: a lone
     surrogate in a tool's argument as the tool's error naming the field, in a method as an unknown method;
-    one in a key names where the key is; one in an id comes back as U+FFFD; a request that is not a JSON-RPC request is invalid (-32600) and a
-    line that is not JSON a parse error (-32700, id null). The request after them is answered too, and
-    stdout carries nothing but JSON-RPC lines (`ask_stdio` checks each)."""
+    one in a key names where the key is; one in an id comes back as U+FFFD; a request that is not a JSON-RPC
+    request is invalid (-32600), to its id when it has one that can be read, else to id null.
+
+    JSON-RPC 2.0 §5 has a request answered whatever it is: a line that is not JSON (a trailing comma, a line
+    cut short, plain text) is a parse error (-32700, id null); a batch (an array), which MCP no longer
+    takes, is one invalid request (-32600, id null), none of its members run; so is a request whose id is
+    null, which MCP forbids. A notification (no id) and a response from the client get no answer, however
+    malformed, nor does a blank line. Each bad line gets exactly one answer, in the order sent, the request
+    after them all is answered too, and stdout carries nothing but JSON-RPC lines (`ask_stdio` checks each)."""
     call = r'{"name":"complete","arguments":{"prompt":"x","system":"\ud800"}}'
     lines = [
         json.dumps(INITIALIZE),
@@ -318,23 +330,41 @@ def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_o
         json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}),
         '{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"complete","arguments":{"prompt":"x",'
         r'"messages":[{"role":"user","content":"y","n\udc00te":1}]}}}',
+        '{"jsonrpc":"2.0","id":99,"method":"ping"',  # not JSON: cut short
+        "hello",  # not JSON: plain text
+        "",  # blank: no answer
+        '[{"jsonrpc":"2.0","id":100,"method":"ping"}]',  # a batch
+        '{"jsonrpc":"2.0","id":102}',  # neither a request nor a response, its id readable
+        '{"jsonrpc":"2.0","id":null,"method":"ping"}',
+        '{"jsonrpc":"2.0","method":"notifications/cancelled","params":5}',  # a notification: no answer
+        '{"jsonrpc":"2.0","id":103,"result":{}}',  # responses, to nothing this server asked: no answer
+        '{"jsonrpc":"2.0","id":104,"error":"no"}',
+        json.dumps({"jsonrpc": "2.0", "id": 11, "method": "ping"}),
     ]
+    every: list[dict] = []
     replies, code, stderr = ask_stdio(
-        [sys.executable, "-m", "hive_mcp", "--log-level", "INFO"], lines, {1, 5, 6, "a\ufffd", 7, None, 9, 10},
-        cwd=tmp_path, timeout=ANSWER_S,
+        [sys.executable, "-m", "hive_mcp", "--log-level", "INFO"], lines, {1, 5, 6, "a\ufffd", 7, 9, 10, 102, 11},
+        cwd=tmp_path, timeout=ANSWER_S, every=every,
         env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
                       HIVE_HOME=str(tmp_path / "home"), HIVE_MCP_API_BASE="http://127.0.0.1:9/v1"),
     )  # fmt: skip
     assert code == 0, (sorted(map(repr, replies)), stderr)
+    # Answered by the line reader as it reads, so all of them are out before the last ping's reply.
+    nulls = [message["error"] for message in every if "id" in message and message["id"] is None]
+    assert [error["code"] for error in nulls] == [-32700, -32700, -32700, -32600, -32600], nulls
+    assert "batch" in nulls[3]["message"]
+    answered = [message["id"] for message in every if "id" in message]
+    assert sorted(map(repr, answered)) == sorted(map(repr, [1, 5, 6, "a\ufffd", 7, 9, 10, 102, 11, *[None] * 5]))
+    assert replies[102]["error"]["code"] == -32600
+    assert replies[11]["result"] == {}
     refused = replies[5]["result"]
     assert refused["isError"] is True
     assert refused["content"][0]["text"] == "invalid arguments: system: not valid Unicode (lone surrogate U+D800)"
     assert replies[6]["error"]["code"] == -32601  # no such method
     assert "result" in replies["a\ufffd"]
     assert replies[7]["error"]["code"] == -32600
-    assert replies[None]["error"]["code"] == -32700
-    for reply in (replies[6], replies[7], replies[None]):
-        assert "\n" not in reply["error"]["message"], reply
+    for error in (replies[6]["error"], replies[7]["error"], replies[102]["error"], *nulls):
+        assert "\n" not in error["message"], error
     assert "tools" in replies[9]["result"]
     keyed = replies[10]["result"]  # in a key: named by where the key is
     assert keyed["content"][0]["text"] == "invalid arguments: messages[0]: a key is not valid Unicode (lone surrogate U+DC00)"

@@ -1,0 +1,135 @@
+"""stdin's lines as JSON-RPC messages for the stdio transport's session, and the answers to the lines the
+session would not answer.
+
+The SDK's session answers nothing for a line that is not a message (it logs it, at debug), so a client
+would wait forever for the reply to a request it sent. JSON-RPC 2.0 §5 has every request answered: a line
+that is not JSON is a parse error (-32700, id null); JSON that is not a valid request is an invalid
+request (-32600), to its id when that can be read, else to id null. A notification (a method, no id) and
+a response (a result or an error, no method) are answered by no one, however malformed: they go to the
+session as the validation error, as the SDK's own transport hands them over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any
+
+from mcp.shared.message import SessionMessage
+from mcp_types import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    RequestId,
+    jsonrpc_message_adapter,
+)
+from pydantic import ValidationError
+
+from .jsonrpc import MAX_JSON_DEPTH, nested_deeper_than
+
+__all__ = ["LineParser"]
+
+logger = logging.getLogger("hive_mcp")
+
+
+class LineParser:
+    """Parses one session's stdin lines; `parse` gives the message, or the error to answer the line with.
+
+    Each line is parsed by pydantic straight from the JSON text, as the SDK's own transport does; a line it
+    refuses is parsed again by the standard library (`_parsed_slowly`). Of the lines answered here, the first
+    is logged as a warning, later ones at debug: a client that writes garbage floods nothing. A line's length
+    is logged, never its content (it may hold anything, a key included).
+    """
+
+    def __init__(self) -> None:
+        self.answered = 0
+
+    def parse(self, line: str) -> SessionMessage | Exception | JSONRPCError:
+        message: SessionMessage | Exception | JSONRPCError
+        try:
+            message = parsed = SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
+        except ValidationError as exc:
+            message = _parsed_slowly(line, exc)
+        else:
+            if isinstance(parsed.message, JSONRPCNotification):  # few: each is read again (`_with_its_id`)
+                with contextlib.suppress(ValueError, RecursionError):
+                    message = _with_its_id(parsed, json.loads(line))
+        if isinstance(message, JSONRPCError):
+            self._log(line, message.error)
+        return message
+
+    def _log(self, line: str, error: ErrorData) -> None:
+        self.answered += 1
+        first = self.answered == 1
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "stdin: answered a line of %d bytes with error %d: %s%s",
+            len(line.rstrip("\n").encode("utf-8", "replace")), error.code, error.message,
+            " (a JSON-RPC message is one JSON object a line; is something else writing to this server's stdin?)"
+            if first else f" [{self.answered} so far]",
+        )  # fmt: skip
+
+
+def _parsed_slowly(line: str, refused: ValidationError) -> SessionMessage | Exception | JSONRPCError:
+    """A line pydantic refused, parsed by the standard library: the message, the answer to send, or `refused`.
+
+    pydantic's JSON parser refuses a lone surrogate escape (JSON's `\\ud800`, half of a UTF-16 pair) anywhere
+    in the line; `json.loads` takes it, so such a request reaches its handler, which says what is wrong (a
+    tool names the argument: `args._check_unicode`), and a reply that echoes the text is written with U+FFFD
+    in its place (`stdio.StdoutMessages`). Nesting past `MAX_JSON_DEPTH`, which pydantic refuses too, is
+    refused here before `json.loads` recurses into it.
+    """
+    if nested_deeper_than(line.encode("utf-8", "replace"), MAX_JSON_DEPTH):
+        return _error(None, PARSE_ERROR, f"Parse error: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError, as is an integer too long to read
+        # JSON-RPC 2.0: the id of a request that cannot be parsed cannot be known, and its error's id is null.
+        return _error(None, PARSE_ERROR, "Parse error: the line is not JSON")
+    try:
+        message = SessionMessage(jsonrpc_message_adapter.validate_python(value, by_name=False))
+    except ValidationError:
+        pass
+    else:
+        return _with_its_id(message, value)
+    if isinstance(value, list):  # MCP 2025-06-18 removed JSON-RPC batching: one invalid request, none run
+        return _error(None, INVALID_REQUEST, "Invalid Request: a batch (JSON array); send one message a line")
+    if not isinstance(value, dict):
+        return _error(None, INVALID_REQUEST, "Invalid Request: not a JSON object")
+    if "method" in value and "id" not in value:  # a notification: JSON-RPC has no one answer it
+        return refused
+    if "method" not in value and ("result" in value or "error" in value):  # a response: nobody waits on it
+        return refused
+    request_id = _readable_id(value.get("id"))
+    if "method" not in value:
+        return _error(request_id, INVALID_REQUEST, "Invalid Request: no method (nor a result or an error)")
+    if request_id is None:
+        return _null_id()
+    return _error(request_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 request")
+
+
+def _with_its_id(message: SessionMessage, value: Any) -> SessionMessage | JSONRPCError:
+    """`message` (parsed from `value`), or the answer to it when the SDK's models took for a notification a
+    request with an id they cannot read (null, a bool, a fraction), dropping the id: the session would answer
+    nothing, yet JSON-RPC has a message with an id answered."""
+    if isinstance(message.message, JSONRPCNotification) and isinstance(value, dict) and "id" in value:
+        return _null_id()
+    return message
+
+
+def _null_id() -> JSONRPCError:
+    """The answer to a request whose id is null, or not a string or an integer: JSON-RPC has it answered (it
+    has an id: it is no notification), and MCP allows no other id."""
+    return _error(None, INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
+
+
+def _readable_id(value: Any) -> RequestId | None:
+    """`value` as the id to answer to, or None (id null) when it cannot be one (a bool is no integer here)."""
+    return value if isinstance(value, int | str) and not isinstance(value, bool) else None
+
+
+def _error(request_id: RequestId | None, code: int, message: str) -> JSONRPCError:
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message))
