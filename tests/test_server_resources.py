@@ -9,6 +9,7 @@ Races are settled by waiting on notifications, never by sleeping.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sys
@@ -133,6 +134,50 @@ async def test_resources_list_pages_with_cursors(
     dumps = [u for page in pages for u in page if u not in (MODELS_URI, INDEX_URI, DASHBOARD_URI)]
     assert dumps == [dump_uri(i) for i in reversed(written)]  # newest first, each once
     assert [len(p) for p in pages] == [5, 2, 1]
+
+
+def _cursor_for(dump_id: str) -> str:
+    return base64.urlsafe_b64encode(dump_id.encode()).decode().rstrip("=")
+
+
+async def test_a_list_cursor_the_server_did_not_make_is_invalid_params_and_one_for_a_pruned_dump_pages_on(
+    make_server: Callable[..., MCPServer], store: DumpStore, mode: str
+) -> None:
+    """Pagination: "Invalid cursors SHOULD result in an error with code -32602". The templates are never
+    paged, so any cursor there is invalid; a dump listing's cursor must stand for a well-formed dump id, as
+    `encode_cursor` writes it: not with a changed character in its padding bits (another spelling of an id),
+    nor a timestamp that is no time. A well-formed cursor whose dump is gone (deleted, pruned) pages on from
+    where it stood: the listing is keyset-paged on ids, and a boundary dump may go between two pages."""
+    written = [store.write(make_dump(i)) for i in range(5)]
+    tidy = make_dump_id(DUMPS_FROM, "rate_limit", "m", "0123abcd")  # 44 characters: 2 padding bits
+    spelled = _cursor_for(tidy)
+    padded = spelled[:-1] + _B64[_B64.index(spelled[-1]) | 1]
+    no_time = _cursor_for("20261399T000000000000Z" + tidy[22:])
+    bad = ["garbage", padded, no_time]
+    async with connect(make_server(resource_page_size=2), mode) as c:
+        first = await c.list_resources()
+        assert first.next_cursor == _cursor_for(written[3])  # the page ends at dump 3
+        errors = []
+        for cursor in [*bad, first.next_cursor]:  # a cursor from another listing is none of the templates'
+            with pytest.raises(MCPError) as info:
+                await c.list_resource_templates(cursor=cursor, cache_mode="bypass")
+            errors.append(info.value.error)
+        for cursor in bad:
+            with pytest.raises(MCPError) as info:
+                await c.list_resources(cursor=cursor, cache_mode="bypass")
+            errors.append(info.value.error)
+            listed = await c.call_tool("list_failed_requests", {"cursor": cursor})
+            assert listed.is_error and text_of(listed) == (
+                "invalid arguments: cursor: not a cursor from this listing; pass next_cursor back unchanged"
+            )
+        assert store.delete(written[3])
+        after_gone = await c.list_resources(cursor=first.next_cursor, cache_mode="bypass")
+    assert [(e.code, "\n" in e.message) for e in errors] == [(types.INVALID_PARAMS, False)] * 7
+    assert [r.uri for r in after_gone.resources] == [dump_uri(written[2]), dump_uri(written[1])]
+    assert after_gone.next_cursor == _cursor_for(written[1])
+
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 class OpenedFiles:

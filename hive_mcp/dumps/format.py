@@ -141,7 +141,13 @@ _CURSOR_RE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % (4 * ID_MAX_LEN // 3 + 4))
 
 
 def decode_cursor(cursor: object) -> str:
-    """The id a cursor stands for; InvalidCursor for anything `encode_cursor` did not make."""
+    """The id a cursor stands for; InvalidCursor for anything `encode_cursor` did not make.
+
+    That is: base64 of a well-formed dump id, spelled as `encode_cursor` spells it (a changed character in
+    the last one's unused bits decodes to the same id, yet no listing made it), whose timestamp is a time.
+    A cursor for a dump that is gone is still a cursor: the listing is keyset-paged on ids, so it goes on
+    from where that dump stood (see `DumpStore.list`).
+    """
     bad = InvalidCursor(
         f"invalid cursor {shorten(repr(cursor), 60)}: pass the next_cursor of a previous list() call unchanged"
     )
@@ -151,9 +157,18 @@ def decode_cursor(cursor: object) -> str:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, ValueError):
         raise bad from None
-    if not is_valid_dump_id(decoded):
+    if not is_valid_dump_id(decoded) or encode_cursor(decoded) != cursor or not _is_a_time(decoded[:TS_LEN]):
         raise bad
     return decoded
+
+
+def _is_a_time(key: str) -> bool:
+    """Whether an id's timestamp part (`ts_key`) names a real time: its digits alone may say month 13."""
+    try:
+        datetime.strptime(key, "%Y%m%dT%H%M%S%fZ")
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------

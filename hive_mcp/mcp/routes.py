@@ -99,6 +99,12 @@ class ResourceRouter:
     async def list_resource_templates(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
     ) -> ListResourceTemplatesResult:
+        """The templates, all on one page: this listing makes no cursor, so any cursor is not one of its own."""
+        if params.cursor is not None:
+            raise MCPError(
+                code=INVALID_PARAMS, message="Invalid cursor: the templates are one page; list them with no cursor",
+                data={"cursor": short(params.cursor)},
+            )  # fmt: skip
         entries = [r.entry for r in self.routes if isinstance(r.entry, ResourceTemplate)]
         return ListResourceTemplatesResult(resource_templates=entries)
 
