@@ -285,6 +285,18 @@ async def test_argument_completion_stops_at_100_values(make_server: Callable[...
     assert len(r.completion.values) == 100 and r.completion.total == 150 and r.completion.has_more
 
 
+async def test_argument_completion_for_a_prompt_the_server_does_not_have_is_invalid_params(
+    make_server: Callable[..., MCPServer], mode: str
+) -> None:
+    """Completion, Error Handling: "Invalid prompt name: -32602 (Invalid params)", in one line, not an empty
+    list that reads as a prompt with nothing to offer. (This server has no prompts.)"""
+    async with connect(make_server(catalogue=config_groups()), mode) as c:
+        with pytest.raises(MCPError) as info:
+            await c.complete(types.PromptReference(type="ref/prompt", name="nope"), {"name": "x", "value": ""})
+    assert info.value.error.code == types.INVALID_PARAMS
+    assert info.value.error.message == "Invalid params: no prompt 'nope' (this server has no prompts)"
+
+
 # ---------------------------------------------------------------------------
 # Change notifications
 # ---------------------------------------------------------------------------
