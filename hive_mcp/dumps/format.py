@@ -49,6 +49,7 @@ ERROR_TYPES: tuple[str, ...] = (
     "context_window",
     "content_policy",
     "unavailable",
+    "budget",
     "unknown",
 )
 """The error types the provider records (see provider.errors): the filters of `list_failed_requests`,

@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ..dumps.format import AttemptRecord
-from .base import LLMResponse, ProviderError, Usage
+from ..text import one_line
+from .base import Cover, LLMResponse, ProviderError, Usage
 from .errors import ErrorClass, classify, clean_message, full_text
 from .retry import RetryPolicy, response_headers, retry_delay
 from .telemetry import CallTelemetry
@@ -25,6 +26,8 @@ logger = logging.getLogger("hive_mcp.provider")
 
 EMPTY_REPLY = "the model returned no text and no tool calls"
 EMPTY_STREAM = "stream ended with no text and no tool calls"
+COVER_LIMIT = 600
+"""The longest line of a `cover` hook's refusal kept: a budget's names the budget, two amounts and a reset."""
 
 
 class Attempts:
@@ -63,6 +66,9 @@ class Attempts:
         self.empty_streams = 0  # empty streams retried, against the policy's stream_empty_retries
         self.billed = Usage()
         """What the provider billed for replies this call did not keep (empty ones): the call owes it."""
+        self.covered = Usage()
+        """`billed` as the request's `cover` hook was last told of it: a retry after a reply billed since must
+        tell it again first (`cover`)."""
 
     # -- time ------------------------------------------------------------------------
 
@@ -115,6 +121,22 @@ class Attempts:
         billed = getattr(exc, "billed", None)
         if isinstance(billed, Usage):
             self.bill(billed)
+
+    async def cover(self, hook: Cover | None) -> None:
+        """Before an attempt: when a reply was billed since the hook was last told (and so the caller's hold,
+        made for one attempt, no longer covers what the call may owe), tell it everything billed so far. A hook
+        that raises stops the call here, before the attempt is sent: a `budget` ProviderError carrying what was
+        billed, its one line the hook's; the dump's last attempt says it was not retried."""
+        if hook is None or self.billed == self.covered:
+            return
+        try:
+            await hook(self.billed.model_copy())
+        except Exception as exc:  # noqa: BLE001 - whatever the hook refused with, the retry is not sent
+            line = one_line(str(exc) or type(exc).__name__, COVER_LIMIT)
+            if self.records:  # the billed reply's record, whose delay was waited: the attempt after it was not sent
+                self.records[-1].message += f"; not retried: {line}"
+            raise self.error("budget", None, line, False) from None
+        self.covered = self.billed.model_copy()
 
     # -- outcomes --------------------------------------------------------------------
 

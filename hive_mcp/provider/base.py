@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,9 @@ from .response import LLMResponse, ToolCall, Usage  # noqa: F401 - ToolCall re-e
 
 Message = dict[str, Any]
 """One chat message in OpenAI format: role, content (string or parts), tool_calls, tool_call_id."""
+
+Cover = Callable[[Usage], Awaitable[None]]
+"""A request's `cover` hook: told everything billed so far before an attempt that follows a billed one."""
 
 
 class Tool(BaseModel):
@@ -95,6 +98,11 @@ class CompletionRequest(BaseModel):
     """Fallback groups a budget refused -> the one-line refusal: no fallback goes there (never sent upstream)."""
     answering: Answering | None = Field(default=None, exclude=True, repr=False)
     """Filled in as the call is routed, for a caller that charges it if it ends early (never sent upstream)."""
+    cover: Cover | None = Field(default=None, exclude=True, repr=False)
+    """Awaited before an attempt that follows a billed one (a reply the call did not keep: an empty one, one a
+    content filter stopped), with everything billed so far; raising stops the call, a `budget` ProviderError
+    carrying what was billed and the exception's one line. For a caller whose hold covered one attempt only
+    (never sent upstream)."""
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

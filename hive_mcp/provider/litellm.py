@@ -184,6 +184,7 @@ class LiteLLMProvider(LLMProvider):
         try:
             while True:
                 try:
+                    await attempts.cover(request.cover)  # a reply billed since the hold was made: held first
                     with anyio.move_on_after(attempts.remaining()) as scope:
                         kwargs, model = await self._target(call)
                         if call.shaped.codex:
@@ -228,6 +229,7 @@ class LiteLLMProvider(LLMProvider):
                 assembler = StreamAssembler(echoes=self.echoes)
                 sent_any = False
                 try:
+                    await attempts.cover(request.cover)  # a reply billed since the hold was made: held first
                     with anyio.move_on_after(attempts.remaining()) as scope:
                         kwargs, model = await self._target(call)
                         response = await attempts.watch.waiting(litellm.acompletion(**kwargs))
