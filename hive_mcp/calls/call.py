@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..files import Attached
-from ..provider.base import Answering, LLMResponse, Message, ModelRef, Tool, Usage
+from ..provider.base import Answering, Cover, LLMResponse, Message, ModelRef, Tool, Usage
 from .observer import Observer
 from .panel import Seat
 
@@ -169,6 +169,9 @@ class Call:
     """`conversation_id` is drawn for a conversation the call starts once it succeeds (a failure starts none)."""
     refused_groups: dict[str, str] = field(default_factory=dict, compare=False)
     """Fallback groups a budget refused -> the one-line refusal: no fallback goes there."""
+    cover: Cover | None = field(default=None, compare=False)
+    """Awaited by the provider before a retry that follows a billed reply, with everything billed so far;
+    raising stops the call (`CompletionRequest.cover`). Set when the call holds a budget's reservation."""
 
     @property
     def model_name(self) -> str:

@@ -11,10 +11,17 @@ returns. A response is settled at its cost. A call that ended without one
 owes (`Spend.settle_short`), at the prices of the group whose deployment it was
 on (a fallback's, once it fell back); owing nothing, its reservation is released.
 Nothing relayed is free.
+
+The reservation covers one attempt. A reply the provider billed and the call
+did not keep (an empty one, retried) is owed on top of the next attempt, so a
+call under a budget gives the provider a `cover` hook: before such a retry,
+what was billed is held too (`Spend.extend`), or the budget refuses it and the
+retry is not sent (the call then fails, charged what was billed).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from ..spend import Spend
@@ -54,5 +61,9 @@ class Metering:
             return replace(outcome, budget_remaining_usd=remaining)
 
         progress.afters.append(settle)
-        # The fallbacks a budget refused: the provider does not take those hops.
-        return await next(replace(call, refused_groups=ticket.refused) if ticket.refused else call)
+        # The fallbacks a budget refused: the provider does not take those hops. Held against a budget (`left`),
+        # a retry after a billed reply is held first; without one, nothing was held and nothing needs covering.
+        cover = functools.partial(self.spend.extend, ticket) if ticket.left else None
+        if ticket.refused or cover is not None:
+            call = replace(call, refused_groups=ticket.refused or call.refused_groups, cover=cover)
+        return await next(call)

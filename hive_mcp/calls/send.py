@@ -49,7 +49,7 @@ def request_of(call: Call) -> CompletionRequest:
         messages=call.outgoing, system=call.system, tools=list(p.tools) if p.tools else None,
         max_tokens=call.max_tokens, temperature=p.temperature, response_format=p.response_format,
         json_mode=p.json_mode, model=call.model_name, max_retries=p.max_retries, deadline=call.deadline_s,
-        refused_groups=call.refused_groups, answering=call.progress.answering,
+        refused_groups=call.refused_groups, answering=call.progress.answering, cover=call.cover,
     )  # fmt: skip
 
 

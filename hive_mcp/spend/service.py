@@ -14,7 +14,12 @@ only recorded.
 
 A call is charged for what it cost, whether it answered or not: the response's
 usage (`settle`), or, cut short, what the provider billed plus its prompt and the
-text it produced by litellm's count (`settle_short`).
+text it produced by litellm's count (`settle_short`). A reply the provider billed
+and the call did not keep (an empty one, retried) is owed on top of the attempt
+after it, which the reservation alone covers: before that retry, what was billed
+is held too (`extend`), against the same budgets, or the retry is not sent. Those
+extra holds go once the call's row is in the backend (its reservation settled
+first: holds are briefly counted twice, never missed).
 
 A reservation's lease is the call's deadline plus `LEASE_MARGIN_S`: the
 provider gives up by the deadline, so a lease outlives its call, and a process
@@ -91,6 +96,9 @@ class Ticket:
     """Each applying budget's id -> micro-USD left after reserving; empty when no budget applied."""
     budgets: list[Budget] = field(default_factory=list)
     """The budgets held against."""
+    extras: list[Reservation] = field(default_factory=list)
+    """The holds `extend` made for replies billed before a retry (ids `{reservation id}.{n}`, its lease): released
+    after the call's reservation is settled or released."""
     done: bool = False
 
     def price(self, group: str | None = None) -> tuple[float, float] | None:
@@ -209,6 +217,56 @@ class Spend:
             self._held[r.id] = ticket
         return ticket
 
+    async def extend(self, ticket: Ticket, billed: Usage) -> None:
+        """Before a retry that follows replies the provider billed and the call did not keep (`billed`: all of
+        them so far), hold what they cost beside the call's reservation, so together they cover what was billed
+        plus the next attempt's worst case (the reservation's). The shape is the reservation's: each group the
+        call may still reach holds `billed` at its own prices (the call is charged at the prices of the group
+        that answers, not yet known), the overall and caller budgets the dearest; what earlier extensions hold
+        is not held again. Atomic against the same budgets, through the backend's `reserve`. Raises
+        BudgetRefusal (nothing more held), whose line follows the provider's `budget error from model ...:`.
+        Without a budget applying (nothing held) there is nothing to cover."""
+        r = ticket.reservation
+        if not ticket.left:
+            return
+        cover = {g: self._billed_at(billed, ticket.prices.get(g)) for g, _ in r.groups or ((r.group, r.amount),)}
+        before = {g: sum(dict(e.groups).get(g, 0) for e in ticket.extras) for g in cover}
+        amount = max(cover.values()) - sum(e.amount for e in ticket.extras)
+        more = tuple((g, max(0, a - before[g])) for g, a in cover.items())
+        if amount <= 0 and not any(a for _, a in more):
+            return
+        extra = Reservation(
+            id=f"{r.id}.{len(ticket.extras) + 1}", caller=r.caller, group=r.group, amount=max(amount, 0),
+            start=r.start, expires=r.expires, groups=more,
+        )  # fmt: skip
+        # Listed before it is made: a call cancelled while the backend holds it still releases it when settled.
+        ticket.extras.append(extra)
+        await anyio.to_thread.run_sync(self._journal().replay)
+        try:
+            await anyio.to_thread.run_sync(self.backend.reserve, extra, ticket.budgets)
+        except Refused as exc:
+            ticket.extras.remove(extra)
+            reset = reset_at(exc.budget.period, r.start).strftime("%Y-%m-%dT%H:%M:%SZ")
+            raise self._refusal(
+                f"the {exc.budget.label()} has ${usd(exc.left):.6f} left and retrying after a reply the provider "
+                f"billed needs ${usd(exc.amount):.6f} more held (that reply, beside the next attempt's worst case "
+                f"already held); it resets at {reset}; the retry was not sent"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - a budget that cannot be checked is not spent: fail closed
+            ticket.extras.remove(extra)
+            raise self._refusal(
+                f"the spend ledger ({self.backend.name}) did not answer ({type(exc).__name__}); the retry after a "
+                "billed reply was not sent"
+            ) from None
+
+    @staticmethod
+    def _billed_at(billed: Usage, price: tuple[float, float] | None) -> int:
+        """What `billed` is charged at `price` (`cost_of`'s rule: the provider's figure, else the tokens at the
+        price), the larger of the two when both are known; 0 unpriced (an unpriced group holds nothing)."""
+        if price is None:
+            return 0
+        return max(micro(billed.cost_usd), micro(billed.input_tokens * price[0] + billed.output_tokens * price[1]))
+
     def _refusal(self, text: str) -> BudgetRefusal:
         """The refusal `reserve` raises, `on_refused` told of it first: every budget refusal goes through here."""
         if self.on_refused is not None:
@@ -298,7 +356,10 @@ class Spend:
             batch, self._queued, self._flush = self._queued, [], None
         for ticket, record in batch:
             try:
-                self._journal().commit(ticket.reservation, record)
+                # Its extra holds go only once its row is in: until then they cover what was billed. A row left
+                # waiting in the journal keeps them to their lease's end (counted twice meanwhile, never missed).
+                if self._journal().commit(ticket.reservation, record):
+                    self._release_extras(ticket)
             except Exception as exc:  # noqa: BLE001 - one call's failure leaves the rest of the batch to go in
                 logger.warning("spend: a settled call waits in the journal: %s", exc)
             finally:
@@ -329,7 +390,17 @@ class Spend:
                 await anyio.to_thread.run_sync(self.backend.release, ticket.reservation)
             except Exception as exc:  # noqa: BLE001 - the lease frees it
                 logger.warning("spend: a reservation was not released (its lease will end it): %s", exc)
+            await anyio.to_thread.run_sync(self._release_extras, ticket)
         self._forget(ticket)
+
+    def _release_extras(self, ticket: Ticket) -> None:
+        """Give back the holds `extend` made for the call (blocking: a worker thread). Each is released by its
+        own id, as the backend keys it; one that fails ends with its lease."""
+        for extra in ticket.extras:
+            try:
+                self.backend.release(extra)
+            except Exception as exc:  # noqa: BLE001 - the lease frees it
+                logger.warning("spend: a retry's hold was not released (its lease will end it): %s", exc)
 
     def usage(self, who: str | None, *, settled: bool = True) -> UsageReport:
         """`who`'s usage (None: everyone's), with every call settled so far (`settled`; False: as the ledger
@@ -356,6 +427,7 @@ class Spend:
                 self.backend.release(ticket.reservation)
             except Exception as exc:  # noqa: BLE001
                 logger.warning("spend: a reservation was not released at shutdown: %s", exc)
+            self._release_extras(ticket)
         self._journal().replay()
         self._journal().close()
 
