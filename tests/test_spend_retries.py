@@ -121,7 +121,7 @@ async def test_a_retry_without_room_stops_the_call_charged_its_billed_reply(
     assert result.is_error and "\n" not in text, text
     assert text.startswith(f"budget error from model {MODEL} after 1 attempt: "), text
     assert "overall daily budget" in text and "retry was not sent" in text, text
-    assert result.structured_content == {"error": "budget"}
+    assert result.structured_content is not None and result.structured_content["error"] == "budget"
     assert len(upstream.chat_requests()) == 1
     [call] = spend.settled().calls(EPOCH)
     assert call.cost == w and not call.estimated
