@@ -17,6 +17,7 @@ import anyio
 import mcp_types as types
 import pytest
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
 
 from hive_mcp.mcp.results import call_facts
 from hive_mcp.dumps import DumpStore
@@ -69,6 +70,20 @@ async def test_tools_have_schemas_and_annotations(make_server: Callable[..., MCP
     models = tools["list_models"]
     assert models.annotations is not None and models.annotations.read_only_hint is True
     assert models.output_schema is not None and "groups" in models.output_schema["properties"]
+
+
+async def test_calling_a_tool_the_server_does_not_have_is_invalid_params(
+    make_server: Callable[..., MCPServer], mode: str
+) -> None:
+    """The spec's protocol error for an unknown tool (-32602), in one line naming it; not a tool result a host
+    would hand the model as if the tool had run."""
+    async with connect(make_server(), mode) as c:
+        with pytest.raises(MCPError) as refused:
+            await c.call_tool("no_such_tool", {"prompt": "hi"})
+        still = await c.call_tool("list_models", {})
+    assert refused.value.code == types.INVALID_PARAMS, refused.value
+    assert str(refused.value.error.message) == "Unknown tool: 'no_such_tool'"
+    assert not still.is_error
 
 
 # ---------------------------------------------------------------------------

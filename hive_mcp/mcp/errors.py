@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from mcp_types import CallToolResult, TextContent
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
 
 from ..redact import redact
 from ..text import one_line, shorten
@@ -82,3 +86,16 @@ def failure_text(line: str, dump_id: str | None) -> str:
 
 def error_result(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+
+def unknown_tools(names: frozenset[str]) -> Any:
+    """A middleware answering a `tools/call` of a tool the server does not have with the spec's protocol error
+    (-32602, one line naming it), where the SDK would answer a tool result a host hands the model as if the tool
+    had run."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "tools/call" and isinstance(ctx.params, Mapping) and ctx.params.get("name") not in names:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {shorten(repr(ctx.params.get('name')), 100)}")
+        return await call_next(ctx)
+
+    return middleware

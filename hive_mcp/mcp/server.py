@@ -52,7 +52,7 @@ from ..results import ResultStore
 from .constants import CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_routes, list_conversations_tool
-from .errors import short
+from .errors import short, unknown_tools
 from .callers import caller
 from .notify import ChangeNotifier, ChangeSource, Touched
 from .paging import ResultPages
@@ -242,19 +242,20 @@ def build_server(
             yield {}
             tg.cancel_scope.cancel()
 
+    served = [
+        t for t in tools(tool_handlers)
+        + ([list_conversations_tool(conversations, frozenset(admins))] if conversations is not None else [])
+        + ([paging.tool()] if paging is not None else [])
+        if not offered or t.name in offered
+    ]
     server: MCPServer = MCPServer(
         name,
         version=__version__,
         instructions=INSTRUCTIONS + (CONVERSATION_INSTRUCTIONS if conversations is not None else ""),
-        tools=[
-            t for t in tools(tool_handlers)
-            + ([list_conversations_tool(conversations, frozenset(admins))] if conversations is not None else [])
-            + ([paging.tool()] if paging is not None else [])
-            if not offered or t.name in offered
-        ],
+        tools=served,
         subscriptions=notifier.bus,
         lifespan=lifespan,
-        middleware=[notifier.middleware],
+        middleware=[notifier.middleware, unknown_tools(frozenset(t.name for t in served))],
         extensions=[
             dashboard_apps(),  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
             *([task_extension] if task_extension is not None else []),
