@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hive_mcp.llms import ConfigError, load_config
-from hive_mcp.llms.router_names import numeric_parameters, router_parameters, routing_strategies
+from hive_mcp.llms.router_names import numeric_parameters, router_parameters, routing_strategies, typed_parameters
 
 GOOD = """\
 model_list:
@@ -215,6 +215,71 @@ def test_a_numeric_key_of_a_deployment_that_is_not_a_number_is_one_line_naming_i
     text = error_of(path)
     assert text.startswith(f"{path}: line {4 if params else 3}: model_list[0].{where}: "), text
     assert what in text, text
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "what"),
+    [
+        ("api_version: 2024-10-21", "litellm_params.api_version", "a date (2024-10-21): quote it"),
+        ("api_version: 2024", "litellm_params.api_version", "a number (2024): quote it"),
+        ("api_base: true", "litellm_params.api_base", "must be a string, not True"),
+        ("region_name: [eu]", "litellm_params.region_name", "must be a string, not a list"),
+        ("tags: free", "litellm_params.tags", "must be a list, not 'free'"),
+        ("tags: [free, 1]", "litellm_params.tags[1]", "must be a string, not a number (1): quote it"),
+    ],
+)
+def test_a_string_or_list_key_of_a_deployment_of_the_wrong_type_is_one_line_naming_it(
+    tmp_path: Path, value: str, where: str, what: str
+) -> None:
+    """litellm's `LiteLLM_Params` would refuse the value on every call to the group ("Input should be a valid
+    string", no file, no line): refused at start-up instead, the deployment beside it not hiding it."""
+    path = write(tmp_path, f"""\
+        model_list:
+          - model_name: fast
+            litellm_params: {{model: openai/gpt-4o-mini}}
+          - model_name: gpt-4o
+            litellm_params:
+              model: azure/my-gpt4o
+              {value}
+        """)
+    text = error_of(path)
+    assert text.startswith(f"{path}: line 7: model_list[1].{where}: "), text
+    assert what in text, text
+
+
+def test_string_and_list_keys_that_are_right_load_unchanged(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        model_list:
+          - model_name: a
+            litellm_params: {model: azure/x, api_version: "2024-10-21", tags: [free, eu], api_base: os.environ/BASE}
+        """)
+    [entry] = load_config(path, {"BASE": "http://127.0.0.1:9/v1"}).model_list
+    assert (entry["litellm_params"]["api_version"], entry["litellm_params"]["tags"]) == ("2024-10-21", ["free", "eu"])
+
+
+def test_typed_parameters_read_from_source_match_the_imported_model() -> None:
+    """What `typed_parameters` reads with `ast` is what `LiteLLM_Params` declares: str alone (or None), a list."""
+    import types
+    import typing
+    from typing import get_args, get_origin
+
+    from litellm.types.router import LiteLLM_Params
+
+    def kind(annotation: Any) -> str | None:
+        found = set(get_args(annotation)) if get_origin(annotation) in (typing.Union, types.UnionType) else {annotation}
+        found.discard(type(None))
+        if found == {str}:
+            return "str"
+        if found and all(a is list or get_origin(a) is list for a in found):
+            return "list[str]" if all(get_args(a) == (str,) for a in found) else "list"
+        return None
+
+    declared = {k: kind(f.annotation) for k, f in LiteLLM_Params.model_fields.items()}
+    typed = {k: v for k, v in declared.items() if v is not None}
+    # A field declared through a module-level type alias is not read (`ast` sees the alias's name): left unchecked.
+    assert set(typed) - set(typed_parameters()) == {"configurable_clientside_auth_params"}
+    assert typed_parameters().items() <= typed.items()
+    assert {"api_version": "str", "api_base": "str", "tags": "list[str]"}.items() <= typed_parameters().items()
 
 
 def test_numbers_written_as_strings_are_taken_as_litellm_takes_them(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ Where the proxy's loader is lax this one is strict, because a config mistake
 found at start-up costs a minute and one found in production costs calls:
 `os.environ/NAME` is resolved in every string (inside lists too); `router_settings`
 keys are checked against the Router's declared parameters; a deployment's numeric
-`model_info` and `litellm_params` keys against litellm's types; `litellm_settings` are
+`model_info` and `litellm_params` keys, and its string and list `litellm_params`
+keys (`config_types`), against litellm's types; `litellm_settings` are
 taken from an allow-list, never set on the litellm module blindly. Every error is
 one line naming the file, the line, the key and what is wrong.
 
@@ -35,7 +36,8 @@ from typing import Any
 
 from .config_secrets import ENV_PREFIX, config_secrets
 from .catalogue import is_pattern
-from .router_names import Number, numeric_parameters, router_parameters, routing_strategies
+from .config_types import check_typed
+from .router_names import Number, numeric_parameters, router_parameters, routing_strategies, typed_parameters
 from .yaml_source import ConfigError, Path_, Source, dotted, read_source
 
 __all__ = ["ConfigError", "ModelsConfig", "listed_names", "load_config"]
@@ -292,6 +294,8 @@ def _model_list(loader: _Loader, merged: dict[str, Any]) -> tuple[list[dict[str,
         for section, numbers in (("litellm_params", params_numbers), ("model_info", model_info_numbers)):
             if isinstance(resolved.get(section), dict):
                 _numbers(loader, resolved[section], (*here, section), numbers)
+        if isinstance(resolved.get("litellm_params"), dict):
+            check_typed(resolved["litellm_params"], (*here, "litellm_params"), typed_parameters(), loader.error)
         out.append(resolved)
         unset.append(tuple(dict.fromkeys(missing)))
     skipped = [f"{e['model_name']} ({e['litellm_params'].get('model')}: {', '.join(u)})" for e, u in zip(out, unset) if u]

@@ -5,8 +5,9 @@ answers `initialize`, yet `router_settings` keys, routing strategy names and the
 numeric keys of a deployment's `model_info` and `litellm_params` are litellm's to
 define. They are read from the source of the pinned litellm with `ast`: the
 parameters of `litellm.router._router_init` (the Router constructor's declared
-signature), the members of `RoutingStrategyName`, and the int and float fields of
-the models litellm validates a deployment with (`numeric_parameters`). Tests hold
+signature), the members of `RoutingStrategyName`, the int and float fields of
+the models litellm validates a deployment with (`numeric_parameters`), and the
+`litellm_params` fields it declares a string or a list (`typed_parameters`). Tests hold
 these equal to what the imported modules report, so a litellm upgrade that moves
 them fails there and not in a user's config.
 """
@@ -17,6 +18,7 @@ import ast
 import functools
 import importlib.util
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -128,21 +130,22 @@ def _class(module: str, name: str) -> ast.ClassDef | None:
     return node if isinstance(node, ast.ClassDef) else None
 
 
-def _fields(module: str, name: str) -> dict[str, Number]:
-    """Numeric fields of class `name` in `module` and its bases found in the same modules; a subclass's wins."""
+def _fields(module: str, name: str, kind_of: Callable[[set[str]], str | None] = _number) -> dict[str, str]:
+    """The fields of class `name` in `module` and its bases found in the same modules to which `kind_of` gives a
+    kind (numeric ones by default); a subclass's declaration wins."""
     node = _class(module, name)
     if node is None:
         raise RouterNamesUnavailable(f"litellm/types/{module}.py has no class {name}")
-    out: dict[str, Number] = {}
+    out: dict[str, str] = {}
     for base in node.bases:
         if isinstance(base, ast.Name):
             for other in _MODULES:
                 if _class(other, base.id) is not None:
-                    out.update(_fields(other, base.id))
+                    out.update(_fields(other, base.id, kind_of))
                     break
     for stmt in node.body:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and not _class_var(stmt.annotation):
-            kind = _number(_members(stmt.annotation))
+            kind = kind_of(_members(stmt.annotation))
             if kind is None:
                 out.pop(stmt.target.id, None)
             else:
@@ -161,3 +164,30 @@ def numeric_parameters() -> tuple[dict[str, Number], dict[str, Number]]:
         return found
 
     return union(_MODEL_INFO_CLASSES), union(_LITELLM_PARAMS_CLASSES)
+
+
+Typed = str
+"""`"str"`, `"list"` or `"list[str]"`: what litellm declares a string or list parameter as."""
+
+
+def _typed(members: set[str]) -> Typed | None:
+    """"str" for a field that takes a string and nothing else (None aside: unset); "list[str]" or "list" for one
+    that takes only lists. None for anything else, a field that also takes a number or a mapping included: only
+    what pydantic refuses outright is checked."""
+    members = members - {"None"}
+    if members == {"str"}:
+        return "str"
+    lists = {m for m in members if m in ("list", "List") or m.startswith(("list[", "List["))}
+    if members and lists == members:
+        return "list[str]" if all(m.endswith("[str]") for m in members) else "list"
+    return None
+
+
+@functools.cache
+def typed_parameters() -> dict[str, Typed]:
+    """The `litellm_params` keys `LiteLLM_Params` declares a string ("str") or a list ("list", "list[str]"):
+    litellm refuses anything else there when it validates the deployment, on every call to its group."""
+    found: dict[str, Typed] = {}
+    for module, name in reversed(_LITELLM_PARAMS_CLASSES):
+        found.update(_fields(module, name, _typed))
+    return found
