@@ -370,3 +370,77 @@ async def test_a_wildcard_whose_variable_is_unset_names_it_when_called(tmp_path,
         await provider.acomplete(USER, model="openai/gpt-4o-mini")
     assert info.value.error_type == "auth" and "OPENAI_API_KEY" in str(info.value)
     assert hits(*ups) == [0, 0, 0]
+
+
+# ---------------------------------------------------------------------------
+# 6. credential_list: credentials a deployment names by litellm_credential_name
+# ---------------------------------------------------------------------------
+
+
+def credentials_config(ups: list[Upstream], name: str = "default_openai") -> str:
+    """The proxy docs' credential example: the key and base URL in `credential_list`, named by the deployment."""
+    a, b, c = ups
+    return f"""
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      litellm_credential_name: {name}
+  - model_name: claude
+    litellm_params: {{model: openai/claude-proxy, api_base: "{b.base_url}", api_key: {OPENAI_KEY}}}
+credential_list:
+  - credential_name: default_openai
+    credential_values:
+      api_key: os.environ/OPENAI_API_KEY
+      api_base: "{a.base_url}"
+    credential_info:
+      description: "Production credentials"
+"""
+
+
+async def test_a_deployment_calls_with_the_credential_it_names(tmp_path, ups) -> None:
+    a, b, c = ups
+    a.script(Reply.text("with the credential"))
+    environ = {"OPENAI_API_KEY": "sk-cred-0123456789SECRET"}
+    provider, _ = routed(tmp_path, credentials_config(ups), environ)
+    config = provider.router.config
+    assert not [w for w in config.warnings if "credential_list" in w], config.warnings
+    assert {"sk-cred-0123456789SECRET", a.base_url} <= set(config.secrets)  # every credential value
+    response = await provider.acomplete(USER, model="gpt-4o")
+    assert (response.content, response.model) == ("with the credential", "openai/gpt-4o")
+    [request] = a.chat_requests()
+    assert request.headers["authorization"] == "Bearer sk-cred-0123456789SECRET"
+    assert hits(b, c) == [0, 0]
+    [deployment] = provider.router.deployments("gpt-4o")
+    assert deployment.api_base == a.base_url  # what a dump names: the credential's endpoint
+    [group] = [g for g in ConfigCatalogue(config).groups() if g.name == "gpt-4o"]
+    assert group.credentials_present
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "where", "what"),
+    [
+        (("litellm_credential_name: default_openai", "litellm_credential_name: prod_openai"), 6,
+         "model_list[0].litellm_params.litellm_credential_name", "'prod_openai' is not a credential_name in credential_list"),
+        (("  - credential_name: default_openai", "  - credential_name: [x]"), 10,
+         "credential_list[0].credential_name", "must be a non-empty string"),
+        (('      description: "Production credentials"', ""), 14,
+         "credential_list[0].credential_info", "missing"),
+    ],
+)
+def test_a_credential_mistake_is_one_line_naming_file_line_and_key(tmp_path, ups, change, line, where, what) -> None:
+    text = credentials_config(ups).replace(*change)
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"OPENAI_API_KEY": "sk-cred-0123456789SECRET"})
+    message = str(info.value)
+    assert message.startswith(f"{path}: line {line}: {where}: ") and "\n" not in message, message
+    assert what in message and "sk-cred-0123456789SECRET" not in message
+
+
+def test_a_credentials_unset_variable_is_one_line_naming_it(tmp_path, ups) -> None:
+    path = write(tmp_path, credentials_config(ups))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value).startswith(f"{path}: line 12: credential_list[0].credential_values.api_key: ")
+    assert "OPENAI_API_KEY is not set" in str(info.value)

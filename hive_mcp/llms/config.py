@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_credentials import SECTION as CREDENTIALS, check_credential_name, credential_list, credential_secrets
 from .config_secrets import ENV_PREFIX, config_secrets
 from .catalogue import is_pattern
 from .config_types import check_typed
@@ -43,7 +44,7 @@ from .yaml_source import ConfigError, Path_, Source, dotted, read_source
 __all__ = ["ConfigError", "ModelsConfig", "listed_names", "load_config"]
 
 
-_SECTIONS = frozenset({"model_list", "router_settings", "litellm_settings", "environment_variables", "hive_mcp"})
+_SECTIONS = frozenset({"model_list", "router_settings", "litellm_settings", "environment_variables", "hive_mcp", CREDENTIALS})
 _INCLUDE = "include"
 
 # litellm settings that mean the same for a client library as for the proxy, with the type each takes.
@@ -88,6 +89,8 @@ class ModelsConfig:
     aliases: dict[str, str] = field(default_factory=dict)
     unset: tuple[tuple[str, ...], ...] = ()
     """For each `model_list` entry, the `os.environ/` variables it names that are not set (empty: usable)."""
+    credential_list: tuple[dict[str, Any], ...] = ()
+    """The `credential_list` items (`llms.config_credentials`), for litellm's `credential_list`."""
 
     @property
     def groups(self) -> list[str]:
@@ -221,7 +224,8 @@ def load_config(file: str | Path, environ: Mapping[str, str]) -> ModelsConfig:
     # The file's own environment_variables answer its references, the real environment first.
     loader.environ = {**environment, **environ}
 
-    model_list, unset = _model_list(loader, merged)
+    credentials = credential_list(merged.get(CREDENTIALS), loader.error, loader.resolve)
+    model_list, unset = _model_list(loader, merged, credentials)
     groups = set(d["model_name"] for d in model_list)
     litellm_raw = loader.resolve(_mapping(loader, merged, "litellm_settings"), ("litellm_settings",))
     router_settings, num_retries = _router_settings(loader, merged, litellm_raw, groups)
@@ -240,10 +244,11 @@ def load_config(file: str | Path, environ: Mapping[str, str]) -> ModelsConfig:
         secrets=tuple(sorted(config_secrets({
             "model_list": model_list, "router_settings": router_settings, "environment_variables": environment,
             "litellm_settings": litellm_raw, "general_settings": merged.get("general_settings"),
-        }))),
+        }) | credential_secrets(credentials))),
         warnings=tuple(loader.warnings),
         aliases=aliases,
         unset=unset,
+        credential_list=credentials,
     )
 
 
@@ -260,7 +265,9 @@ def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)
 
 
-def _model_list(loader: _Loader, merged: dict[str, Any]) -> tuple[list[dict[str, Any]], tuple[tuple[str, ...], ...]]:
+def _model_list(
+    loader: _Loader, merged: dict[str, Any], credentials: tuple[dict[str, Any], ...]
+) -> tuple[list[dict[str, Any]], tuple[tuple[str, ...], ...]]:
     raw = merged.get("model_list")
     if raw is None:
         raise ConfigError(f"{loader.root}: model_list: missing: the file must list at least one model")
@@ -296,6 +303,7 @@ def _model_list(loader: _Loader, merged: dict[str, Any]) -> tuple[list[dict[str,
                 _numbers(loader, resolved[section], (*here, section), numbers)
         if isinstance(resolved.get("litellm_params"), dict):
             check_typed(resolved["litellm_params"], (*here, "litellm_params"), typed_parameters(), loader.error)
+            check_credential_name(resolved["litellm_params"], (*here, "litellm_params"), credentials, loader.error)
         out.append(resolved)
         unset.append(tuple(dict.fromkeys(missing)))
     skipped = [f"{e['model_name']} ({e['litellm_params'].get('model')}: {', '.join(u)})" for e, u in zip(out, unset) if u]

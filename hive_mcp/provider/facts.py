@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..listeners import Listeners
 from ..llms.catalogue import DeploymentInfo, ModelGroup, split_model
 from ..llms.config import ModelsConfig, hidden_names, listed_names
+from ..llms.config_credentials import with_credential
 from ..llms.static import StaticCatalogue
 
 if TYPE_CHECKING:
@@ -164,7 +165,9 @@ class ConfigCatalogue(Listeners):
         if name not in self._facts:
             facts = config_facts(entries[0][1])
             present = any(
-                usable and _credentials_present(str(e["litellm_params"]["model"]), e["litellm_params"])
+                usable and _credentials_present(
+                    str(e["litellm_params"]["model"]), with_credential(e["litellm_params"], self.config.credential_list)
+                )
                 for _, e, usable in entries
             )
             self._facts[name] = (facts, present)

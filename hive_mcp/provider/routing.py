@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..llms.config import ModelsConfig, listed_names
+from ..llms.config_credentials import with_credential
 from ..observe import metrics
 from .base import Message, ProviderError
 from ..listeners import Listeners
@@ -57,12 +58,9 @@ class Deployment:
     model: str
     label: str
     raw: Mapping[str, Any]
-
-    @property
-    def api_base(self) -> str | None:
-        """The endpoint its config entry names (None: the provider's own); may hold credentials: strip them."""
-        base = (self.raw.get("litellm_params") or {}).get("api_base")
-        return base if isinstance(base, str) else None
+    api_base: str | None = None
+    """The endpoint its config entry names, or the credential it names does (None: the provider's own); may
+    hold credentials: strip them."""
 
 
 def deployment_label(model: str) -> str:
@@ -90,6 +88,14 @@ class ModelRouter(Listeners):
         uses_redis = any(k.startswith("redis") for k in settings)
         if uses_redis:  # the state store's short timeouts, unless the config sets its own
             settings["cache_kwargs"] = {**REDIS_TIMEOUTS, **dict(settings.get("cache_kwargs") or {})}
+        # The config's credential_list, as the proxy loads it: litellm puts the credential a deployment names
+        # (`litellm_credential_name`) under each call's own arguments. Set whole, as the proxy does: this config's.
+        from litellm.types.utils import CredentialItem
+
+        litellm.credential_list = [
+            CredentialItem.model_validate({**item, "display_name": None, "source": "config"})
+            for item in config.credential_list
+        ]
         # num_retries=0: the Router runs no retry loop of its own (it is never asked to call anyway).
         self.router = litellm.Router(
             model_list=[dict(d) for d in config.usable_entries()], **{**settings, "num_retries": 0}
@@ -100,7 +106,7 @@ class ModelRouter(Listeners):
         self._deployments: dict[str, list[Deployment]] = {}
         for group in self.groups:
             found = self.router.registry().deployments(group) or []
-            self._deployments[group] = [_deployment(group, d) for d in found if d.get("model_name") == group]
+            self._deployments[group] = [self._deployment(group, d) for d in found if d.get("model_name") == group]
         self._lock = threading.Lock()
         self._seen_cooling: dict[str, float] = {}  # deployment id -> the end of the last cooldown announced
         if uses_redis:
@@ -164,7 +170,10 @@ class ModelRouter(Listeners):
         if not is_pattern(group):
             return self._deployments[group]
         found = self.router.registry().patterns().route(name, [group]) or []
-        return [_deployment(group, d) for d in found]
+        return [self._deployment(group, d) for d in found]
+
+    def _deployment(self, group: str, raw: Mapping[str, Any]) -> Deployment:
+        return _deployment(group, raw, self.config.credential_list)
 
     def fallback_groups(self, group: str, error_type: str) -> list[str]:
         """The groups to try after `group` failed with `error_type`, in order (litellm's rule: the
@@ -359,10 +368,11 @@ def _fallback_map(value: Any) -> dict[str, list[str]]:
     return out
 
 
-def _deployment(group: str, raw: Mapping[str, Any]) -> Deployment:
-    model = str((raw.get("litellm_params") or {}).get("model"))
+def _deployment(group: str, raw: Mapping[str, Any], credentials: tuple[dict[str, Any], ...] = ()) -> Deployment:
+    params = with_credential(raw.get("litellm_params") or {}, credentials)
+    model, base = str(params.get("model")), params.get("api_base")
     return Deployment(id=str((raw.get("model_info") or {}).get("id")), group=group, model=model,
-                      label=deployment_label(model), raw=raw)
+                      label=deployment_label(model), raw=raw, api_base=base if isinstance(base, str) else None)
 
 
 class Route:
