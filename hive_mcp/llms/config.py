@@ -37,6 +37,7 @@ from typing import Any
 from .config_credentials import SECTION as CREDENTIALS, check_credential_name, credential_list, credential_secrets
 from .config_secrets import ENV_PREFIX, config_secrets
 from .catalogue import is_pattern
+from .config_fallbacks import check_fallback_settings
 from .config_types import check_typed
 from .router_names import Number, numeric_parameters, router_parameters, routing_strategies, typed_parameters
 from .yaml_source import ConfigError, Path_, Source, dotted, read_source
@@ -228,8 +229,9 @@ def load_config(file: str | Path, environ: Mapping[str, str]) -> ModelsConfig:
     model_list, unset = _model_list(loader, merged, credentials)
     groups = set(d["model_name"] for d in model_list)
     litellm_raw = loader.resolve(_mapping(loader, merged, "litellm_settings"), ("litellm_settings",))
-    router_settings, num_retries = _router_settings(loader, merged, litellm_raw, groups)
+    router_settings, num_retries, written_in = _router_settings(loader, merged, litellm_raw)
     aliases = _aliases(loader, router_settings, groups)
+    check_fallback_settings(loader.error, router_settings, written_in, groups, aliases)
     litellm_settings, budget, more_retries = _litellm_settings(loader, litellm_raw)
     hive = loader.resolve(_mapping(loader, merged, "hive_mcp"), ("hive_mcp",))
     return ModelsConfig(
@@ -359,8 +361,8 @@ def _numbers(loader: _Loader, mapping: dict[str, Any], here: Path_, declared: Ma
 
 
 def _router_settings(
-    loader: _Loader, merged: dict[str, Any], litellm_raw: dict[str, Any], groups: set[str]
-) -> tuple[dict[str, Any], int | None]:
+    loader: _Loader, merged: dict[str, Any], litellm_raw: dict[str, Any]
+) -> tuple[dict[str, Any], int | None, dict[str, str]]:
     raw = loader.resolve(_mapping(loader, merged, "router_settings"), ("router_settings",))
     known = router_parameters()
     unknown = sorted(k for k in raw if k not in known and k not in _OWNED_ROUTER_SETTINGS)
@@ -395,41 +397,12 @@ def _router_settings(
         value = settings.get(key)
         if value is not None and not _amount(value):
             raise loader.error((section[key], key), f"must be a finite number of at least 0, not {value!r}")
-    for key in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
-        _check_fallbacks(loader, settings.get(key), (section.get(key, "router_settings"), key), groups)
-    default = settings.get("default_fallbacks")
-    if default is not None:
-        here: Path_ = (section["default_fallbacks"], "default_fallbacks")
-        if not isinstance(default, list) or not all(isinstance(g, str) for g in default):
-            raise loader.error(here, "must be a list of model group names")
-        for j, g in enumerate(default):
-            if g not in groups:
-                raise loader.error((*here, j), f"{g!r} is not a model_name in model_list")
 
     retries = owned.get("num_retries")
     if retries is not None and not _amount(retries, whole=True):
         raise loader.error(("router_settings", "num_retries"), f"must be a whole number of at least 0, not {retries!r}")
-    return settings, retries
-
-
-def _check_fallbacks(loader: _Loader, value: Any, here: Path_, groups: set[str]) -> None:
-    if value is None:
-        return
-    if not isinstance(value, list):
-        raise loader.error(here, "must be a list like [{group: [fallback, ...]}]")
-    for i, item in enumerate(value):
-        if not isinstance(item, dict) or len(item) != 1:
-            raise loader.error((*here, i), "each entry must be one {group: [fallback, ...]} mapping")
-        (group, targets), = item.items()
-        if group not in groups:
-            raise loader.error((*here, i, group), f"{group!r} is not a model_name in model_list")
-        if isinstance(targets, str):
-            targets = [targets]
-        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-            raise loader.error((*here, i, group), "must be a list of model group names")
-        for j, target in enumerate(targets):
-            if target not in groups:
-                raise loader.error((*here, i, group, j), f"{target!r} is not a model_name in model_list")
+    # With where each setting was written (router_settings or litellm_settings), for the fallback checks' errors.
+    return settings, retries, section
 
 
 def _aliases(loader: _Loader, settings: dict[str, Any], groups: set[str]) -> dict[str, str]:

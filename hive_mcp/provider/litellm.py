@@ -35,7 +35,7 @@ from .failure import build_dump, count_text, count_tokens
 from .offline import litellm
 from .replies import cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
-from ..llms.catalogue import is_pattern, pattern_matches
+from ..llms.catalogue import is_pattern
 from .routing import Deployment, ModelRouter
 from .shaping import JSON_MODE_INSTRUCTION, Endpoint, Shaped, refused_unsent, shape, unknown_model
 from .stream import OutputCap, StreamAssembler, get
@@ -363,28 +363,21 @@ class LiteLLMProvider(LLMProvider):
             group = group or self.router.resolve(model)
             if group is None:
                 return None
-            targets = [config_facts(d.raw) for d in self.router.members(group, model)]
+            # A fallback group is priced for the name its hop sends (a wildcard group's target name).
+            sent = self.router.reach(model).get(group, model)
+            targets = [config_facts(d.raw) for d in self.router.members(group, sent)]
         prices = [price_of(facts) for facts in targets]
         if not prices or None in prices:
             return None
         return max(p[0] for p in prices), max(p[1] for p in prices)  # type: ignore[index]
 
     def reachable(self, model: str) -> list[str]:
-        """`model`'s group and every group its fallbacks (any category, chained, the defaults too) may reach; a
-        wildcard fallback group only when it takes the name `model` (the name a hop keeps)."""
+        """`model`'s group and every group its fallbacks (any category, chained, the defaults and the generic
+        `"*"` entry too) may reach (`ModelRouter.reach`); a wildcard fallback group only when it takes the name
+        its hop sends."""
         if self.router is None:
             return [model]
-        group = self.router.resolve(model)
-        if group is None:
-            return [model]
-        router, found = self.router, [group]
-        for g in found:
-            nexts = [*(n for m in router.fallbacks.values() for n in m.get(g, [])), *router.default_fallbacks]
-            found += [
-                n for n in dict.fromkeys(nexts)
-                if n not in found and n in router.groups and (not is_pattern(n) or pattern_matches(n, model))
-            ]  # fmt: skip
-        return found
+        return list(self.router.reach(model)) or [model]
 
     @staticmethod
     def _cut_usage(call: _Call, reply: LLMResponse, model: str) -> None:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from ..llms.config import ModelsConfig, listed_names
 from ..llms.config_credentials import with_credential
+from .fallbacks import FallbackTable
 from ..observe import metrics
 from .base import Message, ProviderError
 from ..listeners import Listeners
@@ -45,8 +46,6 @@ _USAGE_STRATEGIES = frozenset({"usage-based-routing-v2"})
 REDIS_WARNING_INTERVAL_S = 600.0
 REDIS_TIMEOUTS = {"socket_timeout": TIMEOUT_S, "socket_connect_timeout": TIMEOUT_S}
 
-# Which fallback list answers which error category; any other failure uses `fallbacks`.
-_SPECIFIC_FALLBACKS = {"context_window": "context_window_fallbacks", "content_policy": "content_policy_fallbacks"}
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,7 @@ class ModelRouter(Listeners):
         super().__init__()
         self.config = config
         settings = dict(config.router_settings)
-        self.fallbacks = {key: _fallback_map(settings.get(key)) for key in ("fallbacks", *_SPECIFIC_FALLBACKS.values())}
-        self.default_fallbacks: list[str] = list(settings.get("default_fallbacks") or [])
+        self.fallbacks = FallbackTable(settings)
         timeout = settings.get("timeout", config.litellm_settings.get("request_timeout"))
         self.timeout: float | None = None if timeout is None else float(timeout)
         uses_redis = any(k.startswith("redis") for k in settings)
@@ -175,15 +173,39 @@ class ModelRouter(Listeners):
     def _deployment(self, group: str, raw: Mapping[str, Any]) -> Deployment:
         return _deployment(group, raw, self.config.credential_list)
 
-    def fallback_groups(self, group: str, error_type: str) -> list[str]:
-        """The groups to try after `group` failed with `error_type`, in order (litellm's rule: the
-        category's own list when configured, else `fallbacks`, else `default_fallbacks`)."""
-        specific = _SPECIFIC_FALLBACKS.get(error_type)
-        if specific is not None and group in self.fallbacks[specific]:
-            return self.fallbacks[specific][group]
-        if group in self.fallbacks["fallbacks"]:
-            return self.fallbacks["fallbacks"][group]
-        return [g for g in self.default_fallbacks if g != group]
+    def fallback_groups(self, group: str, error_type: str, name: str | None = None) -> list[str]:
+        """The fallback targets (as the config writes them: `hop` resolves each) after a call to `name` (by
+        default `group` itself) answered by `group` failed with `error_type`, in order: litellm's lookup
+        (`provider.fallbacks`), by the name called and then the group."""
+        return self.fallbacks.targets(tuple(dict.fromkeys((name or group, group))), error_type)
+
+    def hop(self, target: str, name: str) -> tuple[str, str] | None:
+        """The group a fallback `target` goes to after a call to `name`, and the name its deployments are sent
+        (what a wildcard group puts in place of its `*`): a group itself; an alias's group; a wildcard group the
+        target is a name of, sent as that name. A target that is itself a wildcard group keeps the name called
+        (a pattern is never a model). None: it names nothing callable now."""
+        if target in self._deployments:
+            return target, name if is_pattern(target) else target
+        group = self.resolve(target)
+        return (group, target) if group is not None else None
+
+    def reach(self, name: str) -> dict[str, str]:
+        """The group `name` calls, then every group its fallbacks (any category, chained) may go to, each with
+        the name its deployments are sent; a wildcard group only for a name it takes. Empty: `name` names nothing."""
+        group = self.resolve(name)
+        if group is None:
+            return {}
+        found = {group: name}
+        queue = [(group, name)]
+        while queue:
+            g, sent = queue.pop(0)
+            for target in self.fallbacks.every_target(tuple(dict.fromkeys((sent, g)))):
+                hop = self.hop(target, sent)
+                if hop is None or hop[0] in found or (is_pattern(hop[0]) and not pattern_matches(hop[0], hop[1])):
+                    continue
+                found[hop[0]] = hop[1]
+                queue.append(hop)
+        return found
 
     # -- health -----------------------------------------------------------------------
 
@@ -360,14 +382,6 @@ def _quiet_redis_warnings(address: tuple[str, int]) -> None:
             lg.addFilter(_REDIS_FILTER)
 
 
-def _fallback_map(value: Any) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in value or []:
-        for group, targets in item.items():
-            out[group] = [targets] if isinstance(targets, str) else list(targets)
-    return out
-
-
 def _deployment(group: str, raw: Mapping[str, Any], credentials: tuple[dict[str, Any], ...] = ()) -> Deployment:
     params = with_credential(raw.get("litellm_params") or {}, credentials)
     model, base = str(params.get("model")), params.get("api_base")
@@ -380,7 +394,9 @@ class Route:
 
     def __init__(self, router: ModelRouter, group: str, name: str, refused: Mapping[str, str] | None = None) -> None:
         self.router = router
-        self.name = name  # the name called: a wildcard group's deployments take it as their model
+        self.name = name  # the name called: its fallbacks are looked up by it, then by its group
+        self.sent = name
+        """The name the group now tried is called by: a wildcard group's deployments take it as their model."""
         self.refused = dict(refused or {})
         """Fallback groups a budget refused -> why: never taken."""
         self.skipped: list[str] = []
@@ -400,7 +416,7 @@ class Route:
             cooling = await self.router.cooling_async(self.members)
             if any(d.id not in cooling for d in self.members) or not self.fall_back("cooldown"):
                 break
-        name = self.name if is_pattern(self.group) else self.group
+        name = self.sent if is_pattern(self.group) else self.group
         chosen, self.healthy_ids = await self.router.pick(self.members, name, self.tried, messages, cooling)
         if chosen is None:  # every deployment tried or cooling down: a new round
             self.tried.clear()
@@ -432,21 +448,23 @@ class Route:
     def fall_back(self, error_type: str) -> bool:
         """Move to the next group of the called group's fallbacks for `error_type` (one with a deployment
         that can be called); False when none is left."""
-        for target in self.router.fallback_groups(self.called, error_type):
-            if target in self.visited:
+        for written in self.router.fallback_groups(self.called, error_type, self.name):
+            hop = self.router.hop(written, self.name)
+            if hop is None or hop[0] in self.visited:
                 continue
+            target, sent = hop
             self.visited.add(target)
             if target in self.refused:
                 logger.warning("group %s failed (%s): its fallback %s is refused by a budget", self.group, error_type,
                                target)  # fmt: skip
                 self.skipped.append(self.refused[target])
                 continue
-            members = self.router.members(target, self.name)
+            members = self.router.members(target, sent)
             if not members:
-                logger.warning("fallback group %s has no deployment that can take %s: skipped", target, self.name)
+                logger.warning("fallback group %s has no deployment that can take %s: skipped", target, sent)
                 continue
             logger.warning("group %s failed (%s): falling back to %s", self.group, error_type, target)
-            self.group, self.members = target, members
+            self.group, self.members, self.sent = target, members, sent
             self.tried = set()
             self.healthy_ids = set()
             return True
