@@ -25,7 +25,7 @@ import pytest
 
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.base import LLMResponse
-from hive_mcp.spend import Budgets, CallRecord, Reservation, SQLiteBackend, Spend
+from hive_mcp.spend import BudgetRefusal, Budgets, CallRecord, Reservation, SQLiteBackend, Spend
 from hive_mcp.spend.journal import JOURNAL_DIRNAME
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
@@ -118,6 +118,36 @@ async def test_calls_settled_while_valkey_is_stopped_are_written_once_when_it_is
         drained = [r for r in caplog.records if "journal is drained" in r.getMessage()]
         assert len(drained) == 1, caplog.text
         assert "sk-" not in caplog.text
+
+
+async def test_a_hold_the_ledger_took_after_the_call_gave_up_on_it_is_released_before_the_next_call(
+    provider: LiteLLMProvider,
+) -> None:
+    """Valkey frozen while a call reserves: the call is refused after one timeout (nothing sent), but the script
+    it sent runs when Valkey wakes, holding the call's worst case to its lease's end. The next reservation releases
+    that hold first, so a budget with room for one call lets the next one through."""
+    with ValkeyProcess(valkey_binary()) as valkey:
+        backend = RedisBackend(valkey.url, prefix="frozen:")
+        ask = dict(system="", max_tokens=1000, deadline=30)
+        probe = Spend(backend, BUDGETS, provider)  # what one call's worst case is, at these prices
+        worst = (await probe.reserve("local", MODEL, PROMPT, **ask)).reservation.amount
+        probe.release_all()
+        budgets = Budgets.from_settings(day=1.5 * worst / 1e6, month=None, section=None)
+        spend = Spend(backend, budgets, provider)
+        [budget] = budgets.items
+        valkey.freeze()
+        try:
+            with pytest.raises(BudgetRefusal, match="did not answer"):
+                await spend.reserve("local", MODEL, PROMPT, **ask)
+        finally:
+            valkey.thaw()
+        assert await anyio.to_thread.run_sync(backend.shared.wait_usable, 10)
+        [(spent, held)] = backend.state([budget], datetime.now(timezone.utc)).values()
+        assert (spent, held) == (0, worst)  # the refused call's script ran once Valkey woke: its hold is there
+        ticket = await spend.reserve("local", MODEL, PROMPT, **ask)
+        [(spent, held)] = backend.state([budget], datetime.now(timezone.utc)).values()
+        assert held == ticket.reservation.amount == worst  # the stray hold went before this one was made
+        spend.release_all()
 
 
 def test_a_journal_under_steady_load_stays_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -127,6 +127,10 @@ class Spend:
     on_refused: Callable[[], None] | None = None
     """Told of each call a budget refused, on the event loop (so it must not block)."""
     _held: dict[str, Ticket] = field(default_factory=dict)
+    _strays: list[Reservation] = field(default_factory=list)
+    """Holds asked for that the backend did not answer (a timeout): it may still have made them (a frozen Redis
+    runs the script when it wakes), and nothing would release them before their lease ends. The next
+    reservation releases them first (`_settle_up`)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _refs: dict[str, ModelRef] = field(default_factory=dict)
     """Each name called by name (not as a resolved `ModelRef`), resolved once: the config and litellm's local
@@ -188,8 +192,7 @@ class Spend:
         if not any(self.budgets.applying(caller, g) for g in groups):
             return ticket
         ticket.prompt_tokens = await self._count(framed, model, tools)
-        # Calls this process settled while the backend was away (or a dead process left) go in first.
-        await anyio.to_thread.run_sync(self._journal().replay)
+        await anyio.to_thread.run_sync(self._settle_up)
         amounts = {g: micro(ticket.prompt_tokens * p[0] + max_tokens * p[1]) if p else 0 for g, p in prices.items()}
         while True:
             allowed = [g for g in groups if g not in refused]
@@ -207,6 +210,7 @@ class Spend:
                 refused[hop] = f"fallback {hop} not tried: {refusal_text(exc, now, 'no request was sent to it')}"
                 continue
             except Exception as exc:  # noqa: BLE001 - a budget that cannot be checked is not spent: fail closed
+                self._stray(r)
                 raise self._refusal(
                     f"budget: the spend ledger ({self.backend.name}) did not answer ({type(exc).__name__}); "
                     "no request was sent"
@@ -241,7 +245,7 @@ class Spend:
         )  # fmt: skip
         # Listed before it is made: a call cancelled while the backend holds it still releases it when settled.
         ticket.extras.append(extra)
-        await anyio.to_thread.run_sync(self._journal().replay)
+        await anyio.to_thread.run_sync(self._settle_up)
         try:
             await anyio.to_thread.run_sync(self.backend.reserve, extra, ticket.budgets)
         except Refused as exc:
@@ -254,6 +258,7 @@ class Spend:
             ) from None
         except Exception as exc:  # noqa: BLE001 - a budget that cannot be checked is not spent: fail closed
             ticket.extras.remove(extra)
+            self._stray(extra)
             raise self._refusal(
                 f"the spend ledger ({self.backend.name}) did not answer ({type(exc).__name__}); the retry after a "
                 "billed reply was not sent"
@@ -408,6 +413,24 @@ class Spend:
         thread."""
         return usage_report(self.settled() if settled else self.backend, self.budgets, self.clock(), who)
 
+    def _stray(self, r: Reservation) -> None:
+        with self._lock:
+            self._strays.append(r)
+
+    def _settle_up(self) -> None:
+        """Before a reservation (blocking): calls this process settled while the backend was away (or a dead
+        process left) go in, and the holds the backend may have made after their call gave up are released."""
+        self._journal().replay()
+        with self._lock:
+            strays, self._strays = self._strays, []
+        for i, r in enumerate(strays):
+            try:
+                self.backend.release(r)
+            except Exception:  # noqa: BLE001 - still away: tried again before the next reservation
+                with self._lock:
+                    self._strays.extend(strays[i:])
+                return
+
     def spent_today(self, who: str | None) -> dict[str, float]:
         """Each group's spend today (`who`'s only, unless None), with every call settled so far. Blocking."""
         return spent_today(self.settled(), self.clock(), who)
@@ -428,7 +451,7 @@ class Spend:
             except Exception as exc:  # noqa: BLE001
                 logger.warning("spend: a reservation was not released at shutdown: %s", exc)
             self._release_extras(ticket)
-        self._journal().replay()
+        self._settle_up()
         self._journal().close()
 
     def _journal(self) -> Journal:
