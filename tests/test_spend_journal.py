@@ -26,7 +26,7 @@ import pytest
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.base import LLMResponse
 from hive_mcp.spend import BudgetRefusal, Budgets, CallRecord, Reservation, SQLiteBackend, Spend
-from hive_mcp.spend.journal import JOURNAL_DIRNAME
+from hive_mcp.spend.journal import JOURNAL_DIRNAME, ORPHANS_EVERY_S, Journal
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.spend.service import LEASE_MARGIN_S
@@ -150,12 +150,38 @@ async def test_a_hold_the_ledger_took_after_the_call_gave_up_on_it_is_released_b
         spend.release_all()
 
 
+def test_a_live_process_takes_over_the_rows_a_peer_left_when_it_stopped_during_an_outage(tmp_path: Path) -> None:
+    """Two processes sharing a hive home (two Journals on one directory, each holding its own file's lock): one
+    settles while Valkey is stopped and then stops, its rows left in its file. The other, which checked for
+    left files when it started, takes them over at its next check once `ORPHANS_EVERY_S` passed, not only when
+    a new process starts, and writes them once Valkey is back."""
+    clock = [1000.0]
+    now = datetime.now(timezone.utc)
+    with ValkeyProcess(valkey_binary()) as valkey:
+        live = Journal(tmp_path / "journal", RedisBackend(valkey.url, prefix="peers:"), clock=lambda: clock[0])
+        assert live.replay()  # the check at start: nothing left by anyone yet
+        valkey.stop()
+        leaving = Journal(tmp_path / "journal", RedisBackend(valkey.url, prefix="peers:"))
+        for i in range(2):
+            r = Reservation(f"left-{i}", "local", MODEL, 10, now, now + timedelta(seconds=60))
+            assert not leaving.settle(r, CallRecord(now, "local", MODEL, MODEL, 10, 5, 0, 0, 7, None, False))
+        leaving.close()  # stopped: its file stays, with the rows the ledger did not take
+        valkey.start()
+        backend = RedisBackend(valkey.url, prefix="peers:")
+        assert backend.shared.wait_usable(10)
+        assert live.replay() and backend.calls(since()) == []  # within the interval: not looked for yet
+        clock[0] += ORPHANS_EVERY_S
+        assert live.replay()
+        assert [c.cost for c in backend.calls(since())] == [7, 7]  # each left row once
+        assert [p.name for p in (tmp_path / "journal").glob("*.jsonl")] == [live._path.name]  # noqa: SLF001
+        live.close()
+
+
 def test_a_journal_under_steady_load_stays_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A call still being settled when thousands of others go through (so the journal is never empty when
     one is done): the file is replaced by one holding what waits whenever it passes ROTATE_BYTES, each call
     reaches the ledger once, and once the slow call is in, the journal is empty."""
     from hive_mcp.spend import journal as journal_module
-    from hive_mcp.spend.journal import Journal
 
     monkeypatch.setattr(journal_module, "ROTATE_BYTES", 16_384)
     slow_id, go_on, slow_started = "slow", threading.Event(), threading.Event()

@@ -10,8 +10,10 @@ it, the file is fsynced before the caller goes on: the journal is then the
 row's only copy, and it waits there until the backend answers again. (On the
 happy path the row's durability is the backend's own: SQLite in WAL with
 `synchronous=NORMAL`, Redis as configured; an fsync per call would cost more
-than the whole settle.) The next process to replay takes over the files no
-living process holds a lock on, then removes them.
+than the whole settle.) A process replaying takes over the files no living
+process holds a lock on, then removes them: when it starts, and every
+`ORPHANS_EVERY_S` after (a peer sharing the hive home may stop while its calls
+wait).
 
 While calls are pending, one warning says the journal started; one says it
 drained. A file whose calls are all in the backend is truncated.
@@ -25,6 +27,8 @@ import logging
 import os
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +47,9 @@ JOURNAL_DIRNAME = "spend-journal"
 ROTATE_BYTES = 1 << 20
 """A file past this while calls are pending is replaced by one holding only those: a journal under steady load
 (never empty at the moment a call is done) stays small."""
+ORPHANS_EVERY_S = 10.0
+"""How often a live process looks for the files of processes that stopped with calls pending (a peer sharing the
+hive home that stopped during an outage), beside the look when it starts."""
 _OPEN = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -88,15 +95,16 @@ def _pending(lines: list[bytes]) -> dict[str, tuple[Reservation, CallRecord]]:
 class Journal:
     """This process's journal file in `directory`, in front of `backend`. Blocking: call from worker threads."""
 
-    def __init__(self, directory: Path, backend: Backend) -> None:
+    def __init__(self, directory: Path, backend: Backend, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.directory = directory
         self.backend = backend
+        self.clock = clock
         self._fd: int | None = None
         self._path: Path | None = None
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[Reservation, CallRecord]] = {}
         self._settling: set[str] = set()  # calls a thread is writing into the backend now
-        self._orphans_checked = False
+        self._orphans_at: float | None = None  # when the next look for stopped processes' files is due
         self._outage = Outage(
             logger, "spend: the ledger did not take a settled call (%s): calls are kept in %s and written to %s "
             "once it answers", f"spend: the journal is drained: every kept call is in {backend.name}",
@@ -151,7 +159,7 @@ class Journal:
     def replay(self) -> bool:
         """Every waiting call (this process's, and those of dead processes' files) into the backend, oldest
         first; True when none is left waiting."""
-        if not self._orphans_checked:
+        if self._orphans_at is None or self.clock() >= self._orphans_at:
             self._adopt_orphans()
         with self._lock:
             todo = sorted(
@@ -211,8 +219,8 @@ class Journal:
             old_path.unlink(missing_ok=True)
 
     def _adopt_orphans(self) -> None:
-        """Take over the files of processes that died with calls pending (no lock held on them)."""
-        self._orphans_checked = True
+        """Take over the files of processes that stopped or died with calls pending (no lock held on them)."""
+        self._orphans_at = self.clock() + ORPHANS_EVERY_S
         try:
             paths = sorted(self.directory.glob("*.jsonl"))
         except OSError:
