@@ -16,6 +16,7 @@ from collections.abc import Callable
 import anyio
 import mcp_types as types
 import pytest
+from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 
@@ -84,6 +85,17 @@ async def test_calling_a_tool_the_server_does_not_have_is_invalid_params(
     assert refused.value.code == types.INVALID_PARAMS, refused.value
     assert str(refused.value.error.message) == "Unknown tool: 'no_such_tool'"
     assert not still.is_error
+
+
+async def test_getting_a_prompt_the_server_does_not_have_is_invalid_params(
+    make_server: Callable[..., MCPServer], mode: str
+) -> None:
+    """The prompts page's error for an invalid prompt name (-32602), where the SDK's own handler answers code 0."""
+    async with Client(make_server(), raise_exceptions=False, mode=mode) as c:  # the error as the wire carries it
+        with pytest.raises(MCPError) as refused:
+            await c.get_prompt("nope")
+    assert refused.value.code == types.INVALID_PARAMS, refused.value
+    assert str(refused.value.error.message) == "Unknown prompt: 'nope'"
 
 
 # ---------------------------------------------------------------------------

@@ -88,14 +88,17 @@ def error_result(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
 
-def unknown_tools(names: frozenset[str]) -> Any:
-    """A middleware answering a `tools/call` of a tool the server does not have with the spec's protocol error
-    (-32602, one line naming it), where the SDK would answer a tool result a host hands the model as if the tool
-    had run."""
+def unknown_names(tools: frozenset[str], prompts: frozenset[str] = frozenset()) -> Any:
+    """A middleware answering a `tools/call` or `prompts/get` naming a tool or prompt the server does not have
+    with the spec's protocol error (-32602, one line naming it). The SDK would answer an unknown tool with a tool
+    result a host hands the model as if the tool had run, and an unknown prompt with error code 0."""
+    kinds = {"tools/call": ("tool", tools), "prompts/get": ("prompt", prompts)}
 
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        if ctx.method == "tools/call" and isinstance(ctx.params, Mapping) and ctx.params.get("name") not in names:
-            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {shorten(repr(ctx.params.get('name')), 100)}")
+        kind, names = kinds.get(ctx.method, ("", None))
+        if names is not None and isinstance(ctx.params, Mapping) and ctx.params.get("name") not in names:
+            named = shorten(repr(ctx.params.get("name")), 100)
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown {kind}: {named}")
         return await call_next(ctx)
 
     return middleware

@@ -52,7 +52,7 @@ from ..results import ResultStore
 from .constants import CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_routes, list_conversations_tool
-from .errors import short, unknown_tools
+from .errors import short, unknown_names
 from .callers import caller
 from .notify import ChangeNotifier, ChangeSource, Touched
 from .paging import ResultPages
@@ -255,7 +255,7 @@ def build_server(
         tools=served,
         subscriptions=notifier.bus,
         lifespan=lifespan,
-        middleware=[notifier.middleware, unknown_tools(frozenset(t.name for t in served))],
+        middleware=[notifier.middleware, unknown_names(frozenset(t.name for t in served))],
         extensions=[
             dashboard_apps(),  # the dashboard's ui:// page (MCP Apps); its tool is in tools()
             *([task_extension] if task_extension is not None else []),
