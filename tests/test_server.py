@@ -98,6 +98,20 @@ async def test_getting_a_prompt_the_server_does_not_have_is_invalid_params(
     assert str(refused.value.error.message) == "Unknown prompt: 'nope'"
 
 
+async def test_a_cursor_on_a_list_the_server_answers_whole_is_invalid_params(
+    make_server: Callable[..., MCPServer], mode: str
+) -> None:
+    """Pagination: "Invalid cursors SHOULD result in an error with code -32602". The tools and the prompts are
+    listed on one page, so no cursor there is one the server made."""
+    async with connect(make_server(), mode) as c:
+        for listing in (c.list_tools, c.list_prompts):
+            with pytest.raises(MCPError) as refused:
+                await listing(cursor="garbage", cache_mode="bypass")
+            assert refused.value.code == types.INVALID_PARAMS, refused.value
+            assert "\n" not in str(refused.value.error.message)
+        assert (await c.list_tools()).next_cursor is None  # one page, as said
+
+
 # ---------------------------------------------------------------------------
 # complete
 # ---------------------------------------------------------------------------

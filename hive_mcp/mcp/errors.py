@@ -89,16 +89,21 @@ def error_result(text: str) -> CallToolResult:
 
 
 def unknown_names(tools: frozenset[str], prompts: frozenset[str] = frozenset()) -> Any:
-    """A middleware answering a `tools/call` or `prompts/get` naming a tool or prompt the server does not have
-    with the spec's protocol error (-32602, one line naming it). The SDK would answer an unknown tool with a tool
-    result a host hands the model as if the tool had run, and an unknown prompt with error code 0."""
+    """A middleware giving the spec's protocol errors where the SDK gives none or another (-32602, one line): a
+    `tools/call` or `prompts/get` naming a tool or prompt the server does not have (the SDK answers an unknown
+    tool with a tool result a host hands the model as if the tool had run, an unknown prompt with code 0), and
+    a cursor on `tools/list` or `prompts/list`, which the server answers on one page, so makes no cursor."""
     kinds = {"tools/call": ("tool", tools), "prompts/get": ("prompt", prompts)}
+    whole = {"tools/list": "tools", "prompts/list": "prompts"}
 
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        params = ctx.params if isinstance(ctx.params, Mapping) else {}
         kind, names = kinds.get(ctx.method, ("", None))
-        if names is not None and isinstance(ctx.params, Mapping) and ctx.params.get("name") not in names:
-            named = shorten(repr(ctx.params.get("name")), 100)
-            raise MCPError(code=INVALID_PARAMS, message=f"Unknown {kind}: {named}")
+        if names is not None and params.get("name") not in names:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown {kind}: {shorten(repr(params.get('name')), 100)}")
+        if ctx.method in whole and params.get("cursor") is not None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Invalid cursor: the {whole[ctx.method]} are one page; "
+                           "list them with no cursor")  # fmt: skip
         return await call_next(ctx)
 
     return middleware
