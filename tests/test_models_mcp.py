@@ -294,7 +294,7 @@ async def test_argument_completion_for_a_prompt_the_server_does_not_have_is_inva
         with pytest.raises(MCPError) as info:
             await c.complete(types.PromptReference(type="ref/prompt", name="nope"), {"name": "x", "value": ""})
     assert info.value.error.code == types.INVALID_PARAMS
-    assert info.value.error.message == "Invalid params: no prompt 'nope' (this server has no prompts)"
+    assert info.value.error.message == "Unknown prompt: 'nope'"
 
 
 # ---------------------------------------------------------------------------

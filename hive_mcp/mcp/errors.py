@@ -90,15 +90,19 @@ def error_result(text: str) -> CallToolResult:
 
 def unknown_names(tools: frozenset[str], prompts: frozenset[str] = frozenset()) -> Any:
     """A middleware giving the spec's protocol errors where the SDK gives none or another (-32602, one line): a
-    `tools/call` or `prompts/get` naming a tool or prompt the server does not have (the SDK answers an unknown
-    tool with a tool result a host hands the model as if the tool had run, an unknown prompt with code 0), and
-    a cursor on `tools/list` or `prompts/list`, which the server answers on one page, so makes no cursor."""
+    `tools/call`, `prompts/get` or prompt `completion/complete` naming a tool or prompt the server does not have
+    (the SDK answers an unknown tool with a tool result a host hands the model as if the tool had run, an
+    unknown prompt with code 0, its completion with an empty list), and a cursor on `tools/list` or
+    `prompts/list`, which the server answers on one page, so makes no cursor."""
     kinds = {"tools/call": ("tool", tools), "prompts/get": ("prompt", prompts)}
     whole = {"tools/list": "tools", "prompts/list": "prompts"}
 
     async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         params = ctx.params if isinstance(ctx.params, Mapping) else {}
         kind, names = kinds.get(ctx.method, ("", None))
+        ref = params.get("ref")
+        if ctx.method == "completion/complete" and isinstance(ref, Mapping) and ref.get("type") == "ref/prompt":
+            kind, names, params = "prompt", prompts, ref
         if names is not None and params.get("name") not in names:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown {kind}: {shorten(repr(params.get('name')), 100)}")
         if ctx.method in whole and params.get("cursor") is not None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 from mcp_types import (
-    INVALID_PARAMS,
     Completion,
     CompletionArgument,
     CompletionContext,
@@ -26,7 +25,6 @@ from mcp_types import (
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus
-from mcp.shared.exceptions import MCPError
 
 from .. import __version__
 from ..dashboard.app import dashboard_apps
@@ -52,7 +50,7 @@ from ..results import ResultStore
 from .constants import CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
 from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_routes, list_conversations_tool
-from .errors import short, unknown_names
+from .errors import unknown_names
 from .callers import caller
 from .notify import ChangeNotifier, ChangeSource, Touched
 from .paging import ResultPages
@@ -282,17 +280,10 @@ def build_server(
     async def complete_argument(
         ref: ResourceTemplateReference | PromptReference, argument: CompletionArgument, _: CompletionContext | None
     ) -> Completion | None:
-        """Argument completion: the model names that start with what was typed, for hive://models/{name}.
-
-        A prompt this server does not have is Invalid params (the Completion page's "Invalid prompt name:
-        -32602"), not an empty list, which would read as a prompt with nothing to offer."""
+        """Argument completion: the model names that start with what was typed, for hive://models/{name} (a
+        prompt the server does not have is refused before: `errors.unknown_names`)."""
         if isinstance(ref, ResourceTemplateReference) and ref.uri == MODEL_URI_TEMPLATE and argument.name == "name":
             return models.complete(argument.value)
-        if isinstance(ref, PromptReference):
-            prompts = {p.name for p in await server.list_prompts()}
-            if ref.name not in prompts:
-                none = "" if prompts else " (this server has no prompts)"
-                raise MCPError(code=INVALID_PARAMS, message=f"Invalid params: no prompt {short(ref.name)}{none}")
         return None
 
     # MCPServer's resource handlers return whole lists with no cursor; these page.
