@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from harness.processes import INITIALIZE, ask_stdio, child_env
 from hive_mcp.conversations import open_store
@@ -102,8 +104,9 @@ async def test_only_the_tools_named_are_offered(provider: Any, store: Any, tmp_p
     )  # fmt: skip
     async with connect(server, mode) as c:
         assert sorted(t.name for t in (await c.list_tools()).tools) == ["list_conversations", "stream_complete"]
-        refused = await c.call_tool("complete", {"prompt": "hi"})
-        assert refused.is_error
+        with pytest.raises(MCPError) as refused:  # a tool not offered is one the server does not have
+            await c.call_tool("complete", {"prompt": "hi"})
+    assert refused.value.code == INVALID_PARAMS and str(refused.value.error.message) == "Unknown tool: 'complete'"
 
 
 def test_hive_mcp_over_stdio_offers_only_the_tools_named(tmp_path: Path) -> None:
