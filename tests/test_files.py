@@ -220,7 +220,9 @@ def test_a_bad_roots_value_is_one_line(tmp_path: Path, value: str, words: str) -
 NEVER = [
     ".env", ".env.local", ".git/config", ".ssh/id_rsa", "certs/server.pem", "tls/private.key", "keys/id_ed25519",
     ".netrc", ".npmrc", ".pypirc", ".aws/credentials", ".config/gcloud/application_default_credentials.json",
-    ".azure/msal_token_cache.json", ".docker/config.json", "deploy/.secrets",
+    ".azure/msal_token_cache.json", ".docker/config.json", "deploy/.secrets", ".ENV",
+    # the names are matched in any case, on every OS: a case-insensitive disk opens `server.PEM` as `server.pem`
+    "certs/server.PEM", "ID_RSA", "tls/deploy.Key", "store.P12", "aws/Credentials", "infra/prod.TFSTATE",
 ]  # fmt: skip
 
 

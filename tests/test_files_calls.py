@@ -97,3 +97,20 @@ async def test_a_conversation_keeps_the_files_text_for_its_continuation(
     continued = upstream.chat_requests()[1].messages
     assert any(SOURCE in file_text(m) for m in continued if isinstance(m.get("content"), list))
     assert "changed" not in str(continued)
+
+
+async def test_never_read_names_in_any_case_do_not_reach_the_upstream(
+    provider, store: DumpStore, upstream: Upstream, tree: Path, mode: str
+) -> None:
+    key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePz\n-----END RSA PRIVATE KEY-----\n"
+    names = ["server.PEM", "ID_RSA", "deploy.Key", "Credentials", "prod.TFSTATE"]
+    for name in names:
+        (tree / name).write_text(key)
+    upstream.script(Reply.text("ok"))
+    async with connect(mcp_server(provider, store, files=access(tree)), mode) as c:
+        r = await c.call_tool("complete", {"prompt": "Review.", "files": [*names, "src/calc.py"]})
+    assert not r.is_error, text_of(r)
+    assert "PRIVATE KEY" not in str(upstream.chat_requests()[0].body)
+    assert [f["path"] for f in r.structured_content["files"]] == ["src/calc.py"]
+    skipped = {s["path"]: s["reason"] for s in r.structured_content["skipped_files"]}
+    assert list(skipped) == names and all(reason.startswith("never read") for reason in skipped.values())

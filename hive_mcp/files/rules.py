@@ -19,7 +19,8 @@ __all__ = ["IgnoreRules", "never_reason"]
 
 NEVER_NAMES = ("*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "id_*", "credentials", "credentials.json",
                "*.tfstate", "*.tfstate.*")  # fmt: skip
-"""File names that hold keys or credentials outside a dot-directory."""
+"""File names that hold keys or credentials outside a dot-directory, in lower case: a name is matched in any case
+(`server.PEM`, `ID_RSA`), on every OS, as the dot rule is (a leading dot has no case)."""
 
 IGNORE_FILE = ".gitignore"
 
@@ -29,7 +30,9 @@ def never_reason(parts: tuple[str, ...]) -> str | None:
     for part in parts:
         if part.startswith("."):
             return f"never read: {part} (dotfiles and dot-directories hold credentials)"
-    name = parts[-1] if parts else ""
+    # Folded, not left to the OS's case rule (`fnmatch` folds on Windows only): a case-insensitive disk (macOS,
+    # Windows) opens `server.PEM` as `server.pem`, and a key is a key whatever case its name is in.
+    name = parts[-1].casefold() if parts else ""
     for pattern in NEVER_NAMES:
         if fnmatchcase(name, pattern):
             return f"never read: {pattern} files hold keys or credentials"
