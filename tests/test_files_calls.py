@@ -4,6 +4,7 @@ conversation that keeps the files' text so its continuation does not read them a
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from hive_mcp.conversations import open_store
 from hive_mcp.dumps import DumpStore
 from hive_mcp.files import FileAccess, FileRoots, Root
 from hive_mcp.limits import Limits
+from hive_mcp.llms.catalogue import ModelGroup
 from hive_mcp.spend import Budgets, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
+from tests.catalogues import FakeCatalogue
 from tests.clients import MODEL, connect, mcp_server, text_of
 
 SOURCE = "def add(a, b):\n    return a + b\n"
@@ -114,3 +117,22 @@ async def test_never_read_names_in_any_case_do_not_reach_the_upstream(
     assert [f["path"] for f in r.structured_content["files"]] == ["src/calc.py"]
     skipped = {s["path"]: s["reason"] for s in r.structured_content["skipped_files"]}
     assert list(skipped) == names and all(reason.startswith("never read") for reason in skipped.values())
+
+
+async def test_an_image_holding_a_key_does_not_reach_a_vision_model_and_a_clean_one_does(
+    provider, store: DumpStore, upstream: Upstream, tree: Path, mode: str
+) -> None:
+    key = "sk-proj-" + "Q7m2Xk9LpR4tV8wZ1cB6nH3jD5fG0aYe"
+    clean = bytes.fromhex("47494638396101000100800000ffffff0000002c00000000010001000002024401003b")  # 1x1 GIF
+    (tree / "keyed.gif").write_bytes(b"GIF89a\nOPENAI_API_KEY=" + key.encode() + b"\n")
+    (tree / "clean.gif").write_bytes(clean)
+    upstream.script(Reply.text("ok"))
+    vision = FakeCatalogue([ModelGroup(name=MODEL, supports_vision=True)])  # the model takes images
+    async with connect(mcp_server(provider, store, files=access(tree), catalogue=vision), mode) as c:
+        r = await c.call_tool("complete", {"prompt": "Describe.", "files": ["keyed.gif", "clean.gif"]})
+    assert not r.is_error, text_of(r)
+    body = str(upstream.chat_requests()[0].body)
+    assert "data:image/gif;base64," + base64.b64encode(clean).decode() in body
+    assert key not in body and base64.b64encode(b"GIF89a\nOPENAI_API_KEY").decode()[:24] not in body
+    assert [f["path"] for f in r.structured_content["files"]] == ["clean.gif"]
+    assert [s["path"] for s in r.structured_content["skipped_files"]] == ["keyed.gif"]
