@@ -24,6 +24,7 @@ _WHY = {
     "binary": "binary",
     "key": "holds a key or a configured secret (never sent)",
     "unreadable": "cannot be read",
+    "replaced": "replaced or removed since it was selected (not read)",
 }
 
 
@@ -118,24 +119,15 @@ def attach_files(
         return Attached()
     selection = select(tuple(paths), roots.open_to(caller))
     files = selection.files
-    for f in files:
-        if f.size > limits.max_file_bytes:
-            raise FilesRefused(
-                f"{f.shown} is {f.size:,} bytes, over the {limits.max_file_bytes:,} a file may be "
-                "(HIVE_MCP_MAX_FILE_BYTES)"
-            )
-    total = sum(f.size for f in files)
-    if total > limits.max_total_bytes:
-        raise FilesRefused(
-            f"{len(files)} files take {total:,} bytes, over the {limits.max_total_bytes:,} a call may attach "
-            "(HIVE_MCP_MAX_FILES_BYTES)"
-        )
-    jobs = [Job(str(f.path), f.shown) for f in files]
+    _check_sizes([(f.shown, f.size) for f in files], limits)
+    jobs = [Job(str(f.path), f.shown, f.identity, limits.max_file_bytes) for f in files]
     sizes = [f.size for f in files]
     if pool is not None:
         examined = pool.run(jobs, sizes, count, secrets)
     else:
         examined = [e for _, e in examine_batch(list(enumerate(jobs)), count, secrets)]
+    # Again with what was read: a file may have grown since its size was taken (reading stops past the limit).
+    _check_sizes([(f.shown, e.size) for f, e in zip(files, examined)], limits)
     skipped = [SkippedFile(shown, why) for shown, why in selection.skipped]
     ready: list[_Ready] = []
     for f, e in zip(files, examined):
@@ -154,6 +146,23 @@ def attach_files(
         sent=tuple(SentFile(r.shown, r.size, r.tokens) for r in ready),
         skipped=tuple(skipped),
     )
+
+
+def _check_sizes(sizes: list[tuple[str, int]], limits: FileLimits) -> None:
+    """Refuse the call if a file, or all of them together, are over `limits`: `sizes` is each file's shown name
+    and bytes."""
+    for shown, size in sizes:
+        if size > limits.max_file_bytes:
+            raise FilesRefused(
+                f"{shown} is {size:,} bytes, over the {limits.max_file_bytes:,} a file may be "
+                "(HIVE_MCP_MAX_FILE_BYTES)"
+            )
+    total = sum(size for _, size in sizes)
+    if total > limits.max_total_bytes:
+        raise FilesRefused(
+            f"{len(sizes)} files take {total:,} bytes, over the {limits.max_total_bytes:,} a call may attach "
+            "(HIVE_MCP_MAX_FILES_BYTES)"
+        )
 
 
 def _image(shown: str, e: Examined, count: Count, count_image: Callable[[str], int | None] | None) -> _Ready:

@@ -9,7 +9,10 @@ as the part that is sent (headed with its path) and counted once, whole, by the 
 from __future__ import annotations
 
 import base64
+import errno
 import json
+import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -23,23 +26,33 @@ SNIFF_BYTES = 8192
 
 _IMAGES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
            (b"GIF89a", "image/gif"))  # fmt: skip
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_BINARY", 0))  # fmt: skip
+"""How a selected file is opened (see `_read`); a flag the OS lacks is 0. Windows has only O_BINARY (its C library
+translates no line ends), and there the identity check alone turns away a link made since."""
+_CHUNK = 1 << 20
 _PRINTABLE = bytes(b if 0x20 <= b < 0x7F or b in b"\t\n\r" else 0x0A for b in range(256))
 """A byte table: printable ASCII kept, every other byte a line break (see `_holds_key`)."""
 
 
 @dataclass(frozen=True)
 class Job:
-    """A file to examine: its resolved path and how the result names it."""
+    """A file to examine: its resolved path, how the result names it, which file selection found there,
+    (st_dev, st_ino), and the most bytes it may hold (HIVE_MCP_MAX_FILE_BYTES)."""
 
     path: str
     shown: str
+    identity: tuple[int, int]
+    limit: int
 
 
 @dataclass(frozen=True)
 class Examined:
     """What a file turned out to be. `text` is the part's text (a text file) or a data URL (an image)."""
 
-    kind: Literal["text", "image", "binary", "key", "unreadable"]
+    kind: Literal["text", "image", "binary", "key", "unreadable", "replaced", "over"]
+    """`replaced`: not the file selected, or not a regular file, by the time it is read (the file is not read);
+    `over`: it holds more than the job's limit by then (`size` is at least that much; the rest is not read)."""
     text: str = ""
     tokens: int = 0
     size: int = 0
@@ -60,11 +73,9 @@ def tokens_of(text: str, count: Count) -> int:
 
 
 def examine(job: Job, count: Count, secrets: Sequence[str] = ()) -> Examined:
-    try:
-        with open(job.path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return Examined("unreadable")
+    data = _read(job)
+    if isinstance(data, Examined):
+        return data
     size = len(data)
     mime = _image_type(data)
     if mime is not None:
@@ -88,6 +99,39 @@ def examine_batch(
 ) -> list[tuple[int, Examined]]:
     """`examine` each of `jobs`, keeping each one's index: one task of a worker process."""
     return [(i, examine(job, count, secrets)) for i, job in jobs]
+
+
+def _read(job: Job) -> bytes | Examined:
+    """The bytes of the file selection found at `job.path`, at most `job.limit` of them; what it is instead.
+
+    Selection checked the path's root, type and size, then the file may change before it is read here. So the
+    descriptor, not the path, is checked: opened without following a link as the last component (one made since
+    points anywhere, out of the root too) and without waiting (a FIFO put in its place would block the open
+    until a writer came), then required to be a regular file, the very one selected (its device and inode:
+    which also catches a directory on the way swapped for a link, or another file renamed over it), and within
+    the limit. The read stops one byte past it, so a file still growing is caught without being read whole."""
+    try:
+        fd = os.open(job.path, _OPEN_FLAGS)
+    except OSError as exc:
+        # ELOOP: the last component is now a link (O_NOFOLLOW); ENOENT: removed since it was selected.
+        return Examined("replaced" if exc.errno in (errno.ELOOP, errno.ENOENT) else "unreadable")
+    try:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode) or (found.st_dev, found.st_ino) != job.identity:
+            return Examined("replaced")
+        if found.st_size > job.limit:
+            return Examined("over", size=found.st_size)
+        chunks: list[bytes] = []
+        left = job.limit + 1
+        while left > 0 and (chunk := os.read(fd, min(left, _CHUNK))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError:
+        return Examined("unreadable")
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    return Examined("over", size=len(data)) if len(data) > job.limit else data
 
 
 def _holds_key(data: bytes, secrets: Sequence[str]) -> bool:

@@ -32,11 +32,13 @@ _WILD = frozenset("*?[")
 
 @dataclass(frozen=True)
 class Candidate:
-    """A file to read: its resolved path, how the result names it, and its size when selected."""
+    """A file to read: its resolved path, how the result names it, its size when selected, and which file it
+    was then, (st_dev, st_ino): reading opens only that file (`examine`), so what is read is what was checked."""
 
     path: Path
     shown: str
     size: int
+    identity: tuple[int, int]
 
 
 @dataclass
@@ -192,11 +194,12 @@ class _Walker:
                 self.skipped.append((shown, "ignored by .gitignore"))
             return "ignored"
         try:
-            size = real.stat().st_size
+            # Not following a link: `real` is resolved, so a link here is one made since, which reading refuses.
+            found = os.stat(real, follow_symlinks=False)
         except OSError:
             self.skipped.append((shown, "cannot be read"))
             return "skipped"
-        self.files[real] = Candidate(real, shown, size)
+        self.files[real] = Candidate(real, shown, found.st_size, (found.st_dev, found.st_ino))
         return "added"
 
     def _shown(self, lexical: Path) -> str:
