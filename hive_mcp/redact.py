@@ -94,6 +94,9 @@ _WS = r"(?:\s|\\[nrt])+"  # whitespace, raw or JSON-escaped
 _QUERY_NAME = rf"(?i:(?:[A-Za-z0-9]+[_.-])*(?:api[_-]?key|{_CREDENTIAL_WORDS})(?:[_.-][A-Za-z0-9]+)*)"
 _QUERY_VALUE = r"""[^&#\s"'<>\\]+"""
 
+_AWS_SECRET = r"""[\s"'\\]*[=:][\s"'\\]*[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"""
+"""After the name: the separator (quotes and escapes of a JSON or INI file around it), then the 40 characters."""
+
 _SHAPES = re.compile(
     "|".join(
         (
@@ -111,6 +114,10 @@ _SHAPES = re.compile(
             rf"\?{_QUERY_NAME}={_QUERY_VALUE}",
             rf"&{_QUERY_NAME}={_QUERY_VALUE}",
             r"""://[^\s/?#@"'<>\\]+@""",  # userinfo
+            # A private key block, whole (its body is the key); to the text's end when its END line is missing.
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|[\s\S]*)",
+            # AWS's secret access key, by the names its files and environment give it (its value has no shape).
+            *(rf"{name}{_AWS_SECRET}" for name in ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY")),
         )
     )
 )

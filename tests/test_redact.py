@@ -15,6 +15,7 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.redact import (
     REDACTED,
     credential_values,
+    find_key,
     is_credential_name,
     json_safe,
     redact,
@@ -40,6 +41,11 @@ SHAPED = {
     "github": "ghp_" + "a" * 30,
     "github pat": "github_pat_" + "a" * 30,
     "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "private key block": "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA" + "q" * 64 + "\n" + "Z" * 64
+    + "\n-----END RSA PRIVATE KEY-----",
+    "openssh private key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----",
+    "aws secret": "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "aws secret in the environment": "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
 }
 
 
@@ -47,6 +53,7 @@ SHAPED = {
 @pytest.mark.parametrize("template", ["{}", "key: {}.", "line one\n{}\n", "'{}'", '"{}"', "\t{}", "\x07{}", "a\\{}"])
 def test_key_shapes_are_redacted_in_text_and_in_json(key: str, template: str) -> None:
     text = template.format(key)
+    assert find_key(text)  # a file holding it is never sent
     assert redact_text(text) == template.format(REDACTED)
     encoded, changed = redact_json(json.dumps({"k": text}, ensure_ascii=False), ())
     assert changed and json.loads(encoded) == {"k": template.format(REDACTED)}
@@ -80,6 +87,9 @@ def test_credential_contexts_keep_their_words(text: str, expected: str) -> None:
         "the bearer of bad news",
         "https://example.com/search?q=design&page=2",
         "AKIAshort",
+        "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOC\n-----END PUBLIC KEY-----",
+        "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIE\n-----END CERTIFICATE-----",
+        "set aws_secret_access_key in ~/.aws/credentials",
     ],
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:
