@@ -143,6 +143,7 @@ class ConfigCatalogue(Listeners):
         super().__init__()
         self.config = config
         self._listed = listed_names(config)
+        self._hidden = hidden_names(config)  # asked by admission on every call: read from the config once
         self._router: ModelRouter | None = None
         self._facts: dict[str, tuple[dict[str, Any], bool]] = {}
 
@@ -155,7 +156,7 @@ class ConfigCatalogue(Listeners):
         return list(self._listed)
 
     def hidden_names(self) -> list[str]:
-        return hidden_names(self.config)
+        return list(self._hidden)
 
     def groups(self) -> list[ModelGroup]:
         return [self._group(name) for name in self.config.groups]

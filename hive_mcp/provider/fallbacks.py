@@ -48,8 +48,8 @@ class FallbackTable:
             self.lists["fallbacks"][GENERIC] = list(default)
 
     def targets(self, names: Sequence[str], error_type: str) -> list[str]:
-        """The targets, as written, for a call going by `names` (the name called, then its group) that failed with
-        `error_type`; empty when no list has an entry for it."""
+        """The targets, as written, for a call going by `names` (the name called, then its group: the same name
+        twice when the group was called) that failed with `error_type`; empty when no list has an entry for it."""
         order = [self.lists["fallbacks"]]
         category = CATEGORY_LISTS.get(error_type)
         if category is not None:

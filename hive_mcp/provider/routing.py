@@ -177,7 +177,7 @@ class ModelRouter(Listeners):
         """The fallback targets (as the config writes them: `hop` resolves each) after a call to `name` (by
         default `group` itself) answered by `group` failed with `error_type`, in order: litellm's lookup
         (`provider.fallbacks`), by the name called and then the group."""
-        return self.fallbacks.targets(tuple(dict.fromkeys((name or group, group))), error_type)
+        return self.fallbacks.targets((name or group, group), error_type)
 
     def hop(self, target: str, name: str) -> tuple[str, str] | None:
         """The group a fallback `target` goes to after a call to `name`, and the name its deployments are sent
@@ -199,7 +199,7 @@ class ModelRouter(Listeners):
         queue = [(group, name)]
         while queue:
             g, sent = queue.pop(0)
-            for target in self.fallbacks.every_target(tuple(dict.fromkeys((sent, g)))):
+            for target in self.fallbacks.every_target((sent, g)):
                 hop = self.hop(target, sent)
                 if hop is None or hop[0] in found or (is_pattern(hop[0]) and not pattern_matches(hop[0], hop[1])):
                     continue
