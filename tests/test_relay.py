@@ -114,15 +114,16 @@ def _on_the_cpu_for_a_millisecond() -> None:
         pass
 
 
-async def test_a_loop_busy_on_the_cpu_widens_the_interval_though_it_wakes_on_time() -> None:
-    """The other task keeps the loop's thread on the CPU in short turns: each wake-up is on time (the lag stays
-    under the base), yet the relay sends fewer notifications, each with more text, and the text stays whole."""
+async def test_a_loop_busy_on_the_cpu_widens_the_interval_beyond_its_lateness() -> None:
+    """The other task keeps the loop's thread on the CPU in short turns, so wake-ups need not be late, yet the
+    relay sends fewer notifications, each with more text, and the text stays whole."""
     chunks = [f"w{i} " for i in range(200)]
     pacer = Pacer(base_s=0.01, most_s=0.2)
     sent = await _relay_beside(_on_the_cpu_for_a_millisecond, chunks, pacer, 0.002)
     assert "".join(m for m in sent if m) == "".join(chunks)
-    assert pacer.lag_s * Pacer.GROWTH < pacer.base_s, pacer  # on time: lateness alone would keep the base
-    assert pacer.interval_s > 5 * pacer.base_s, pacer
+    # the load widened it past the base and past what lateness alone gives (a loaded machine makes wake-ups late)
+    assert pacer.busy > Pacer.BUSY_FROM, pacer
+    assert pacer.interval_s > max(5 * pacer.base_s, Pacer.GROWTH * pacer.lag_s), pacer
     assert len(sent) < len(chunks) / 4
 
 
