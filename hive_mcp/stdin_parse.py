@@ -4,9 +4,9 @@ session would not answer.
 The SDK's session answers nothing for a line that is not a message (it logs it, at debug), so a client
 would wait forever for the reply to a request it sent. JSON-RPC 2.0 §5 has every request answered: a line
 that is not JSON is a parse error (-32700, id null); JSON that is not a valid request is an invalid
-request (-32600), to its id when that can be read, else to id null. A notification (a method, no id) and
-a response (a result or an error, no method) are answered by no one, however malformed: they go to the
-session as the validation error, as the SDK's own transport hands them over.
+request (-32600), to its id when that can be read, else to id null. A notification (a method's name, no
+id) and a response (a result or an error, no method) are answered by no one, however malformed: they go
+to the session as the validation error, as the SDK's own transport hands them over.
 """
 
 from __future__ import annotations
@@ -99,13 +99,15 @@ def _parsed_slowly(line: str, refused: ValidationError) -> SessionMessage | Exce
         return _error(None, INVALID_REQUEST, "Invalid Request: a batch (JSON array); send one message a line")
     if not isinstance(value, dict):
         return _error(None, INVALID_REQUEST, "Invalid Request: not a JSON object")
-    if "method" in value and "id" not in value:  # a notification: JSON-RPC has no one answer it
+    if isinstance(value.get("method"), str) and "id" not in value:  # a notification: no one answers it
         return refused
     if "method" not in value and ("result" in value or "error" in value):  # a response: nobody waits on it
         return refused
     request_id = _readable_id(value.get("id"))
     if "method" not in value:
         return _error(request_id, INVALID_REQUEST, "Invalid Request: no method (nor a result or an error)")
+    if not isinstance(value["method"], str):  # JSON-RPC's example: `"method": 1` is answered, id null
+        return _error(request_id, INVALID_REQUEST, "Invalid Request: method must be a string")
     if request_id is None:
         return _null_id()
     return _error(request_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 request")

@@ -315,8 +315,9 @@ def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_o
     JSON-RPC 2.0 §5 has a request answered whatever it is: a line that is not JSON (a trailing comma, a line
     cut short, plain text) is a parse error (-32700, id null); a batch (an array), which MCP no longer
     takes, is one invalid request (-32600, id null), none of its members run; so is a request whose id is
-    null, which MCP forbids. A notification (no id) and a response from the client get no answer, however
-    malformed, nor does a blank line. Each bad line gets exactly one answer, in the order sent, the request
+    null, which MCP forbids, and one whose method is not a string (JSON-RPC's own example answers it, id
+    null: without a method's name it is no notification). A notification (no id) and a response from the
+    client get no answer, however malformed, nor does a blank line. Each bad line gets exactly one answer, in the order sent, the request
     after them all is answered too, and stdout carries nothing but JSON-RPC lines (`ask_stdio` checks each)."""
     call = r'{"name":"complete","arguments":{"prompt":"x","system":"\ud800"}}'
     lines = [
@@ -336,6 +337,7 @@ def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_o
         '[{"jsonrpc":"2.0","id":100,"method":"ping"}]',  # a batch
         '{"jsonrpc":"2.0","id":102}',  # neither a request nor a response, its id readable
         '{"jsonrpc":"2.0","id":null,"method":"ping"}',
+        '{"jsonrpc":"2.0","method":1,"params":"bar"}',  # JSON-RPC's own example: no notification, its method no name
         '{"jsonrpc":"2.0","method":"notifications/cancelled","params":5}',  # a notification: no answer
         '{"jsonrpc":"2.0","id":103,"result":{}}',  # responses, to nothing this server asked: no answer
         '{"jsonrpc":"2.0","id":104,"error":"no"}',
@@ -351,10 +353,11 @@ def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_o
     assert code == 0, (sorted(map(repr, replies)), stderr)
     # Answered by the line reader as it reads, so all of them are out before the last ping's reply.
     nulls = [message["error"] for message in every if "id" in message and message["id"] is None]
-    assert [error["code"] for error in nulls] == [-32700, -32700, -32700, -32600, -32600], nulls
+    assert [error["code"] for error in nulls] == [-32700, -32700, -32700, -32600, -32600, -32600], nulls
+    assert "method" in nulls[5]["message"]
     assert "batch" in nulls[3]["message"]
     answered = [message["id"] for message in every if "id" in message]
-    assert sorted(map(repr, answered)) == sorted(map(repr, [1, 5, 6, "a\ufffd", 7, 9, 10, 102, 11, *[None] * 5]))
+    assert sorted(map(repr, answered)) == sorted(map(repr, [1, 5, 6, "a\ufffd", 7, 9, 10, 102, 11, *[None] * 6]))
     assert replies[102]["error"]["code"] == -32600
     assert replies[11]["result"] == {}
     refused = replies[5]["result"]
