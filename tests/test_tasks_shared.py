@@ -8,7 +8,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -18,6 +17,7 @@ from harness.processes import child_env
 from hive_mcp.tasks import TaskEngine, TaskRecord, open_task_store
 from hive_mcp.tasks.engine import INSTANCE_GONE, TooManyTasks, UnknownCursor
 from hive_mcp.tasks.records import MIN_TTL_MS
+from tests.held_tasks import HeldEnd
 
 pytestmark = pytest.mark.anyio
 WAIT = 10.0
@@ -260,26 +260,13 @@ async def test_tasks_list_takes_only_a_cursor_it_issued_on_any_instance(provider
     await b.aclose()
 
 
-class HeldFinish:
-    """A task store (the real one underneath) whose `finish` waits until a cancel has been asked for: the engine
-    cancels its job in the same step as `request_cancel` returns, so the end is stored only after that cancel."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self.finishing = anyio.Event()
-        self.cancel_asked = anyio.Event()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    async def finish(self, task: TaskRecord) -> bool:
-        self.finishing.set()
-        await self.cancel_asked.wait()
-        return await self.store.finish(task)
+class HeldFinish(HeldEnd):
+    """`finish` waits until a cancel has been asked for: the engine cancels its job in the same step as
+    `request_cancel` returns, so the end is stored only after that cancel."""
 
     async def request_cancel(self, task_id: str) -> None:
         await self.store.request_cancel(task_id)
-        self.cancel_asked.set()
+        self.go.set()
 
 
 async def test_a_cancel_as_the_job_ends_answers_its_end_and_keeps_its_result(where: str) -> None:

@@ -29,9 +29,10 @@ from hive_mcp.jsonrpc import SHUTDOWN_ERROR_CODE
 from hive_mcp.tasks import TaskEngine, TaskRecord
 from hive_mcp.tasks.engine import INSTANCE_GONE, InstanceStopping
 from hive_mcp.tasks.policy import LONG_INPUT_CHARS
-from hive_mcp.tasks.records import COMPLETED, FAILED
+from hive_mcp.tasks.records import CANCELLED, COMPLETED, FAILED
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from tests.clients import connect, mcp_server
+from tests.held_tasks import HeldEnd
 from tests.servers import HttpServer, Session, exited_cleanly, server_env, wait_exit
 
 pytestmark = pytest.mark.anyio
@@ -102,6 +103,57 @@ async def test_a_task_that_ends_within_the_grace_period_keeps_its_result(tmp_pat
     ended = await stored(path, task.task_id)
     assert ended.status == COMPLETED and ended.result is not None, ended
     assert ended.result["content"] == [{"type": "text", "text": "done in time"}]
+
+
+async def test_a_task_the_client_cancelled_still_winding_down_as_the_instance_stops_reads_cancelled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client's cancel came first: the job, still tidying up when the stop runs, ends as the client asked
+    (cancelled), and the stop does not count it among the tasks it cut short."""
+    path, engine = engine_in(tmp_path)
+    winding, let_go = anyio.Event(), anyio.Event()
+
+    async def job() -> CallToolResult:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            winding.set()
+            await let_go.wait()
+        raise AssertionError("unreachable")
+
+    task = await engine.start("alice", "complete", job)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.cancel, "alice", task.task_id)
+            await winding.wait()
+            tg.start_soon(engine.stop, 0.0)
+            await anyio.wait_all_tasks_blocked()
+            let_go.set()
+    ended = await stored(path, task.task_id)
+    assert ended.status == CANCELLED, ended
+    assert "stopped unfinished" not in caplog.text, caplog.text
+
+
+async def test_a_task_storing_its_end_as_the_instance_stops_keeps_it_and_is_not_counted_as_cut_short(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "tasks.sqlite3"
+    store = HeldEnd(SQLiteTaskStore(path))
+    engine = TaskEngine(store, lease_s=LEASE_S)  # type: ignore[arg-type]
+
+    async def job() -> CallToolResult:
+        return answer("done")
+
+    task = await engine.start("alice", "complete", job)
+    with anyio.fail_after(30):
+        await store.finishing.wait()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.stop, 0.0)
+            await anyio.wait_all_tasks_blocked()
+            store.go.set()
+    ended = await stored(path, task.task_id)
+    assert ended.status == COMPLETED, ended
+    assert "stopped unfinished" not in caplog.text, caplog.text
 
 
 async def test_a_task_asked_for_while_the_instance_stops_is_refused_and_never_stored(tmp_path: Path) -> None:

@@ -380,13 +380,14 @@ class TaskEngine:
         if self._running and grace_s > 0:
             logger.info("shutting down: %d task(s) running get up to %g s to finish", len(self._running), grace_s)
             await asyncio.wait([r.job for r in self._running.values()], timeout=grace_s)
-        for task_id, running in list(self._running.items()):
-            running.stopped = True
+        # A job the client cancelled, or one storing its end, has its end already: it is waited for, not cut short.
+        cut = [task_id for task_id, running in self._running.items() if not running.cancelled and not running.ending]
+        for task_id in cut:
+            self._running[task_id].stopped = True
             self._cancel_local(task_id)
-        waiting = [r.done.wait() for r in self._running.values()]
-        if waiting:
-            logger.warning("%d task(s) stopped unfinished: they read failed", len(waiting))
-            await asyncio.gather(*waiting)
+        if cut:
+            logger.warning("%d task(s) stopped unfinished: they read failed", len(cut))
+        await asyncio.gather(*(r.done.wait() for r in self._running.values()))
         if self._renewer is not None:
             self._renewer.cancel()
 
