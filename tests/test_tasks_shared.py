@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import redis
 from mcp_types import CallToolResult, TextContent
 
 from harness.processes import child_env
@@ -110,6 +111,28 @@ async def test_working_task_never_expires_and_keeps_its_slot(where: str) -> None
         await engine.start("alice", "complete", job, ttl_ms=1)
     assert (await engine.cancel("alice", held[0].task_id)).status == "cancelled"
     assert stopped.is_set()
+    await engine.aclose()
+
+
+async def test_a_callers_open_tasks_set_lives_as_long_as_its_longest_task_and_no_longer(valkey_server) -> None:
+    """The set that counts a caller's open tasks (for `per_caller`) expires with the tasks it holds: a caller
+    whose instance died and who never comes back leaves no key behind, and a renewal carries the set along."""
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    store = open_task_store(valkey_server.url, prefix=prefix)
+    engine = TaskEngine(store, lease_s=60.0)
+    task = await engine.start("alice", "complete", anyio.sleep_forever)
+    keys = (f"{prefix}task:{task.task_id}", f"{prefix}tasks:open:alice")
+
+    def pttls() -> list[int]:
+        with redis.Redis.from_url(valkey_server.url) as r, r.pipeline(transaction=True) as pipe:  # one instant
+            return pipe.pttl(keys[0]).pttl(keys[1]).execute()
+
+    task_ms, open_ms = pttls()
+    assert 0 < task_ms == open_ms, (task_ms, open_ms)
+    await store.renew(engine.instance, [task.task_id], time.time() + 3600, time.time())
+    task_ms, open_ms = pttls()
+    assert 3_600_000 < task_ms == open_ms, (task_ms, open_ms)
+    await engine.cancel("alice", task.task_id)
     await engine.aclose()
 
 

@@ -1,8 +1,10 @@
 """Tasks in Redis or Valkey (HIVE_MCP_STATE_URL): every instance behind a load balancer answers for every task.
 
 A task is a hash (`{prefix}task:{id}`) that expires with the task (`TaskRecord.expires`: its TTL after it ends;
-while it works, its TTL after its lease, pushed on at each renewal, so a working task never expires); each caller has a sorted set of its
-task ids by creation (`tasks/list`) and a set of its unfinished ones (the per-caller cap). Creating (count the
+while it works, its TTL after its lease, pushed on at each renewal, so a working task never expires); each
+caller has a sorted set of its task ids by creation (`tasks/list`) and a set of its unfinished ones (the
+per-caller cap), each living as long as the longest-lived task it holds, so a caller who never comes back
+leaves no key behind. Creating (count the
 caller's unfinished tasks on a live lease, then add), ending (only a task still working) and renewing leases
 (only the instance's own working tasks) are Lua scripts, each atomic on the server. The result is stored as the
 JSON text it is; no script decodes it. Commands go through the process's `StateStore` (its pool, timeouts and
@@ -35,6 +37,8 @@ redis.call('ZADD', KEYS[3], ARGV[5], ARGV[6])
 redis.call('PEXPIRE', KEYS[3], ARGV[4], 'GT')
 redis.call('PEXPIRE', KEYS[3], ARGV[4], 'NX')
 redis.call('SADD', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[4], 'GT')
+redis.call('PEXPIRE', KEYS[1], ARGV[4], 'NX')
 return 1
 """
 _FINISH = """
@@ -55,6 +59,8 @@ for _, key in ipairs(KEYS) do
     local ms = tonumber(ARGV[3]) + tonumber(s[4])
     redis.call('PEXPIRE', key, ms)
     redis.call('PEXPIRE', ARGV[4] .. s[5], ms, 'GT')
+    redis.call('PEXPIRE', ARGV[5] .. s[5], ms, 'GT')
+    redis.call('PEXPIRE', ARGV[5] .. s[5], ms, 'NX')
   end
   if s[3] == '1' then table.insert(marked, key) end
 end
@@ -166,7 +172,7 @@ class RedisTaskStore:
             return set()
         keys = [self._key(i) for i in task_ids]
         ahead_ms = _until(lease, now)  # the hash then lives its TTL after the lease, as `TaskRecord.expires` says
-        args = [instance, repr(lease), ahead_ms, f"{self.prefix}tasks:by:"]
+        args = [instance, repr(lease), ahead_ms, f"{self.prefix}tasks:by:", f"{self.prefix}tasks:open:"]
         marked = await self._do(self._script(_RENEW)(keys=keys, args=args))
         return {key.removeprefix(f"{self.prefix}task:") for key in marked}
 
