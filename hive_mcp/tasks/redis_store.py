@@ -4,11 +4,10 @@ A task is a hash (`{prefix}task:{id}`) that expires with the task (`TaskRecord.e
 while it works, its TTL after its lease, pushed on at each renewal, so a working task never expires); each
 caller has a sorted set of its task ids by creation (`tasks/list`) and a set of its unfinished ones (the
 per-caller cap), each living as long as the longest-lived task it holds, so a caller who never comes back
-leaves no key behind. Creating (count the
-caller's unfinished tasks on a live lease, then add), ending (only a task still working) and renewing leases
-(only the instance's own working tasks) are Lua scripts, each atomic on the server. The result is stored as the
-JSON text it is; no script decodes it. Commands go through the process's `StateStore` (its pool, timeouts and
-breaker).
+leaves no key behind. Creating (count the caller's unfinished tasks on a live lease, then add), ending
+(only a task still working) and renewing leases (only the instance's own working tasks) are Lua scripts, each
+atomic on the server. The result is stored as the JSON text it is; no script decodes it. Commands go through
+the process's `StateStore` (its pool, timeouts and breaker).
 """
 
 from __future__ import annotations
