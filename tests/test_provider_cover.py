@@ -3,9 +3,11 @@ able to stop the call. Through litellm's real HTTP path, against the scripted up
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
-from hive_mcp.provider import CompletionRequest, ProviderError, StreamErrorEvent, Usage
+from hive_mcp.provider import CompletionRequest, LiteLLMProvider, ProviderError, RetryPolicy, StreamErrorEvent, Usage
+from tests.conftest import TEST_KEY
 from tests.provider_calls import USER, only_dump
 from harness.upstream import Reply
 
@@ -74,3 +76,24 @@ async def test_a_stream_retry_after_a_billed_empty_stream_is_covered(provider, u
     events = [event async for event in provider.stream(CompletionRequest(messages=USER, cover=hook))]
     assert hook.told == [(10, 2)] and len(upstream.chat_requests()) == 2
     assert events[-1].response.content == "ok"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_retry_the_hook_refuses_is_not_waited_for(upstream, store, stream: bool) -> None:
+    """The hook is asked before the backoff, not after it: a call whose retry would wait an hour (here the
+    whole deadline) ends as soon as the hook refuses, its backoff never slept."""
+    slow = LiteLLMProvider(
+        model="openai/gpt-4o-mini", api_key=TEST_KEY, api_base=upstream.base_url, dump_store=store,
+        retry=RetryPolicy(base_delay_s=3600.0, max_delay_s=3600.0, stream_empty_delay_s=3600.0),
+    )  # fmt: skip
+    upstream.script(Reply.stream([], usage=billing(10, 2)) if stream else Reply.text("", usage=billing(10, 2)))
+    request = CompletionRequest(messages=USER, cover=Hook(refuse_at=1))
+    with anyio.fail_after(60):  # the deadline (600 s) would be slept first
+        if stream:
+            [end] = [event async for event in slow.stream(request)]
+            assert isinstance(end, StreamErrorEvent) and end.error_type == "budget"
+        else:
+            with pytest.raises(ProviderError) as info:
+                await slow.acomplete(request)
+            assert info.value.error_type == "budget"
+    assert len(upstream.chat_requests()) == 1

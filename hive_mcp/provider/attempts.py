@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+import anyio
+
 from ..dumps.format import AttemptRecord
 from ..text import one_line
 from .base import Cover, LLMResponse, ProviderError, Usage
@@ -122,18 +124,25 @@ class Attempts:
         if isinstance(billed, Usage):
             self.bill(billed)
 
+    async def next_attempt(self, hook: Cover | None, delay: float | None) -> None:
+        """Before an attempt: `cover` what was billed, then wait out the `delay` the last attempt's end chose
+        (None before the first). The hook comes first: a retry it refuses is not waited for."""
+        await self.cover(hook)
+        if delay is not None:
+            await self.watch.waiting(anyio.sleep(self.sleep_s(delay)))
+
     async def cover(self, hook: Cover | None) -> None:
-        """Before an attempt: when a reply was billed since the hook was last told (and so the caller's hold,
-        made for one attempt, no longer covers what the call may owe), tell it everything billed so far. A hook
-        that raises stops the call here, before the attempt is sent: a `budget` ProviderError carrying what was
-        billed, its one line the hook's; the dump's last attempt says it was not retried."""
+        """When a reply was billed since the hook was last told (and so the caller's hold, made for one
+        attempt, no longer covers what the call may owe), tell it everything billed so far. A hook that raises
+        stops the call here, before the attempt is sent: a `budget` ProviderError carrying what was billed, its
+        one line the hook's; the dump's last attempt says it was not retried."""
         if hook is None or self.billed == self.covered:
             return
         try:
             await hook(self.billed.model_copy())
         except Exception as exc:  # noqa: BLE001 - whatever the hook refused with, the retry is not sent
             line = one_line(str(exc) or type(exc).__name__, COVER_LIMIT)
-            if self.records:  # the billed reply's record, whose delay was waited: the attempt after it was not sent
+            if self.records:  # the billed reply's record: the attempt after it was not sent
                 self.records[-1].message += f"; not retried: {line}"
             raise self.error("budget", None, line, False) from None
         self.covered = self.billed.model_copy()

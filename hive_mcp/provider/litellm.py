@@ -181,10 +181,11 @@ class LiteLLMProvider(LLMProvider):
     async def _acomplete(self, request: CompletionRequest) -> LLMResponse:
         call = self._begin(request, stream=False)
         attempts = call.attempts
+        delay: float | None = None
         try:
             while True:
                 try:
-                    await attempts.cover(request.cover)  # a reply billed since the hold was made: held first
+                    await attempts.next_attempt(request.cover, delay)
                     with anyio.move_on_after(attempts.remaining()) as scope:
                         kwargs, model = await self._target(call)
                         if call.shaped.codex:
@@ -206,7 +207,6 @@ class LiteLLMProvider(LLMProvider):
                     if done is not None:
                         break
                     delay = attempts.pending_delay
-                await attempts.watch.waiting(anyio.sleep(attempts.sleep_s(delay)))
         except ProviderError as err:
             await self._dump(call, err)
             raise
@@ -224,12 +224,13 @@ class LiteLLMProvider(LLMProvider):
             yield err.as_event()
             return
         attempts = call.attempts
+        delay: float | None = None
         try:
             while True:
                 assembler = StreamAssembler(echoes=self.echoes)
                 sent_any = False
                 try:
-                    await attempts.cover(request.cover)  # a reply billed since the hold was made: held first
+                    await attempts.next_attempt(request.cover, delay)
                     with anyio.move_on_after(attempts.remaining()) as scope:
                         kwargs, model = await self._target(call)
                         response = await attempts.watch.waiting(litellm.acompletion(**kwargs))
@@ -265,7 +266,7 @@ class LiteLLMProvider(LLMProvider):
                     reply = from_stream(assembler, model)
                     if assembler.cut:
                         self._cut_usage(call, reply, model)
-                    empty_delay = attempts.empty_stream(reply) if assembler.is_empty else None
+                    delay = attempts.empty_stream(reply) if assembler.is_empty else None
                 except ProviderError as err:
                     await self._dump(call, err)
                     yield err.as_event()
@@ -279,11 +280,9 @@ class LiteLLMProvider(LLMProvider):
                         await self._dump(call, err)
                         yield err.as_event()
                         return
-                    await attempts.watch.waiting(anyio.sleep(attempts.sleep_s(delay)))
                     continue
 
-                if empty_delay is not None:
-                    await attempts.watch.waiting(anyio.sleep(attempts.sleep_s(empty_delay)))
+                if delay is not None:
                     continue
                 done = attempts.accept(reply)
                 await self._succeeded(call, done)
