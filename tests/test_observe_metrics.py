@@ -4,6 +4,7 @@ to the scripted upstream), what a call records, the labels kept bounded, and `GE
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from hive_mcp.observe import labels, metrics
-from hive_mcp.observe.endpoint import METRICS_PATH, metrics_app, with_metrics
+from hive_mcp.observe.endpoint import METRICS_PATH, metrics_app, serve_metrics, with_metrics
 from hive_mcp.provider import FinishEvent
 from hive_mcp.tokens import bearer_tokens
 from harness.upstream import Reply
@@ -151,6 +152,33 @@ async def test_metrics_are_served_in_the_prometheus_text_format_to_loopback():
 async def test_without_a_metrics_token_only_loopback_may_scrape():
     reply = await scrape(metrics_app(token=None), client="10.1.2.3")
     assert reply.status_code == 403 and "HIVE_MCP_METRICS_TOKEN" in reply.text
+
+
+@pytest.mark.parametrize("headers", [
+    {"Host": "evil.example:8000"},  # a page whose name was re-pointed at 127.0.0.1 (DNS rebinding)
+    {"X-Forwarded-For": "203.0.113.9"},  # a reverse proxy on this host, relaying a stranger
+    {"Forwarded": "for=203.0.113.9"},
+])  # fmt: skip
+async def test_without_a_metrics_token_a_loopback_peer_is_a_loopback_client_only_when_it_says_so(headers) -> None:
+    reply = await scrape(metrics_app(token=None), headers=headers)
+    assert reply.status_code == 403 and "HIVE_MCP_METRICS_TOKEN" in reply.text
+    assert "hive_mcp_" not in reply.text
+    for host in ("localhost:9464", "127.0.0.1", "[::1]:9464"):  # what a local scraper sends
+        assert (await scrape(metrics_app(token=None), headers={"Host": host})).status_code == 200
+
+
+def test_the_metrics_port_of_a_stdio_server_refuses_a_rebound_page_too() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    server = serve_metrics(listener, None)
+    port = listener.getsockname()[1]
+    try:
+        for host, status in ((f"evil.example:{port}", 403), (f"127.0.0.1:{port}", 200)):
+            reply = httpx.get(f"http://127.0.0.1:{port}{METRICS_PATH}", headers={"Host": host})
+            assert reply.status_code == status, (host, reply.text)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 async def test_with_a_metrics_token_every_scrape_must_bring_it():

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..http.asgi import App, Receive, Scope, Send, header, respond
@@ -24,19 +25,37 @@ METRICS_PATH = "/metrics"
 TOKEN_ENV = "HIVE_MCP_METRICS_TOKEN"
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 """What `generate_latest` writes, and what every Prometheus server reads."""
+FORWARDING_HEADERS = (b"forwarded", b"x-forwarded-for", b"x-real-ip")
+"""Headers a reverse proxy adds for the client it relays: a request carrying one is not its loopback peer's."""
 
 
-def refusal(peer_host: str | None, authorization: bytes | None, token: str | None) -> tuple[int, str] | None:
-    """Why a scrape is refused (status and one line), or None. With `token`, every scrape must bring it (compared
-    by digest in constant time); without one, only a loopback peer may scrape."""
+def refusal(
+    peer_host: str | None, headers: Callable[[bytes], bytes | None], token: str | None
+) -> tuple[int, str] | None:
+    """Why a scrape is refused (status and one line), or None; `headers(name)` reads the request's header. With
+    `token`, every scrape must bring it (compared by digest in constant time). Without one, only a loopback
+    client may scrape: a loopback peer that names a loopback Host (a page whose name was re-pointed at
+    127.0.0.1 names its own) and relays no one (a reverse proxy on this host says whom it forwards)."""
     if token is not None:
+        authorization = headers(b"authorization")
         sent = authorization[7:] if authorization and authorization[:7].lower() == b"bearer " else b""
         if not hmac.compare_digest(hashlib.sha256(sent).digest(), hashlib.sha256(token.encode()).digest()):
             return 401, f"metrics: send Authorization: Bearer <{TOKEN_ENV}>"
         return None
-    if peer_host is None or not is_loopback(peer_host):
+    host = (headers(b"host") or b"").decode("latin-1")
+    if (
+        peer_host is None or not is_loopback(peer_host) or not is_loopback(_without_port(host))
+        or any(headers(name) is not None for name in FORWARDING_HEADERS)
+    ):
         return 403, f"metrics: only loopback clients may scrape unless {TOKEN_ENV} is set"
     return None
+
+
+def _without_port(host: str) -> str:
+    """A Host header's name: `[::1]:9464` is `[::1]`, `localhost:9464` `localhost`."""
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 def exposition() -> tuple[int, bytes, str]:
@@ -63,7 +82,7 @@ def metrics_app(token: str | None) -> App:
             await respond(send, 405, {"error": "method not allowed"}, [(b"allow", b"GET, HEAD")])
             return
         client = scope.get("client")
-        refused = refusal(client[0] if client else None, header(scope, b"authorization"), token)
+        refused = refusal(client[0] if client else None, lambda name: header(scope, name), token)
         if refused is not None:
             extra = [(b"www-authenticate", b'Bearer realm="metrics"')] if refused[0] == 401 else []
             await respond(send, refused[0], {"error": refused[1]}, extra)
@@ -102,8 +121,11 @@ def serve_metrics(listener: socket.socket, token: str | None) -> ThreadingHTTPSe
             if self.path.split("?")[0] != METRICS_PATH:
                 self._send(404, b"not found\n", "text/plain; charset=utf-8")
                 return
-            auth = self.headers.get("Authorization")
-            refused = refusal(self.client_address[0], auth.encode("latin-1") if auth else None, token)
+            def read(name: bytes) -> bytes | None:
+                value = self.headers.get(name.decode())
+                return None if value is None else value.encode("latin-1")
+
+            refused = refusal(self.client_address[0], read, token)
             if refused is not None:
                 self._send(refused[0], f"{refused[1]}\n".encode(), "text/plain; charset=utf-8")
                 return
