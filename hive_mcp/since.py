@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
+from .text import shorten
+
 __all__ = ["FORMS", "parse_duration", "parse_since"]
 
 FORMS = "a duration back from now (30m, 12h, 7d) or an ISO 8601 date/time (2026-11-20, 2026-11-20T14:30Z)"
@@ -46,11 +48,19 @@ def parse_since(text: str, *, now: datetime | None = None, naive: tzinfo | None 
     except ValueError:
         pass
     except OverflowError:
-        raise ValueError(f"{text!r}: too far back") from None
+        raise ValueError(f"{_shown(text)}: too far back") from None
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{text!r} is not {FORMS}") from None
-    if when.tzinfo is not None:
-        return when
-    return when.astimezone() if naive is None else when.replace(tzinfo=naive)
+        raise ValueError(f"{_shown(text)} is not {FORMS}") from None
+    try:
+        if when.tzinfo is None:
+            when = when.astimezone() if naive is None else when.replace(tzinfo=naive)
+        when.astimezone(UTC)  # every listing compares in UTC: a moment with no UTC time is refused here
+    except (OverflowError, ValueError):
+        raise ValueError(f"{_shown(text)} is out of range: its time in UTC is before year 1 or after 9999") from None
+    return when
+
+
+def _shown(text: str) -> str:
+    return shorten(repr(text), 60)

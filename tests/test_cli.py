@@ -420,6 +420,13 @@ def test_parse_since() -> None:
         parse_since("last tuesday", now=now)
 
 
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"])
+def test_a_moment_with_no_utc_time_is_a_value_error_naming_it(text: str) -> None:
+    """Its offset puts it before year 1 or after 9999 in UTC."""
+    with pytest.raises(ValueError, match="out of range"):
+        parse_since(text).astimezone(UTC)
+
+
 def test_every_flag_is_built_from_its_setting_and_reaches_it(tmp_path: Path) -> None:
     from hive_mcp.cli import build_parser
     from hive_mcp.settings import load_settings

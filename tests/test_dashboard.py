@@ -308,6 +308,13 @@ async def test_a_cookie_that_is_not_ascii_is_refused_not_an_error(web: httpx.Asy
     assert r.status_code == 401
 
 
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"])
+async def test_a_moment_with_no_utc_time_is_a_400_naming_since(web: httpx.AsyncClient, since: str) -> None:
+    await sign_in(web)
+    r = await web.get("/dashboard/data", params={"since": since})
+    assert r.status_code == 400 and r.json()["error"].startswith("since: "), r.text
+
+
 async def test_a_repeated_parameter_is_a_400(web: httpx.AsyncClient) -> None:
     await sign_in(web)
     r = await web.get("/dashboard/data?since=day&since=week")

@@ -40,3 +40,13 @@ async def test_list_failed_requests_since_takes_what_the_cli_and_the_dashboard_t
         r = await c.call_tool("list_failed_requests", {"since": since})
     assert not r.is_error, r.content
     assert r.structured_content is not None and len(r.structured_content["items"]) == 1
+
+
+@pytest.mark.parametrize("tool", ["list_failed_requests", "dashboard"])
+async def test_a_since_with_no_utc_time_is_one_line_naming_it(
+    make_server: Callable[..., MCPServer], mode: str, tool: str
+) -> None:
+    async with connect(make_server(), mode) as c:
+        r = await c.call_tool(tool, {"since": "0001-01-01T00:00:00+23:59"})
+    text = "".join(getattr(part, "text", "") for part in r.content)
+    assert r.is_error and len(text.splitlines()) == 1 and "since" in text and "out of range" in text, text

@@ -24,7 +24,6 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from ..dumps import ERROR_TYPES, MAX_PAGE_LIMIT, CallerDumps, DumpStore, DumpSummary, FailureDump, is_valid_dump_id
-from ..since import FORMS
 from ..since import parse_since as since_moment
 from ..text import one_line, shorten
 
@@ -85,8 +84,8 @@ def parse_since(value: str, now: datetime) -> datetime:
         return now - PRESETS[value][0]
     try:
         t = since_moment(value, now=now).astimezone(UTC)
-    except ValueError:
-        raise QueryError(f"since: {shorten(repr(value), 60)} is not hour, day, week, {FORMS}") from None
+    except ValueError as exc:
+        raise QueryError(f"since: {exc} (here also hour, day or week)") from None
     if t > now:
         raise QueryError(f"since: {t.isoformat()} is in the future")
     return max(t, now - MAX_WINDOW)

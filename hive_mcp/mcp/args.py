@@ -399,10 +399,7 @@ class ListingArgs(BaseModel):
             return v
         if not isinstance(v, str):
             raise ValueError(f"must be a string: {FORMS}")
-        try:
-            return parse_since(v)
-        except ValueError:
-            raise ValueError(f"{short(v)} is not {FORMS}") from None
+        return parse_since(v)
 
     @field_validator("limit", mode="before")
     @classmethod
