@@ -67,3 +67,31 @@ async def test_answers_with_lf_line_ends_and_several_in_one_message_are_counted(
     assert await in_flight_after_each([event({"jsonrpc": "2.0", "id": 1, "error": {}}, "\n") + answer(2), answer(3)]) == [
         1, 0,
     ]  # fmt: skip
+
+
+async def test_an_error_raised_after_a_500_was_sent_is_logged_as_one_error_line(caplog) -> None:
+    """The client has its 500, yet the operator must hear of the fault (a 4xx answered and then raised, as the SDK's
+    /sse does after a 421, stays at debug)."""
+
+    def raising_after(status: int) -> Any:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": b"no", "more_body": False})
+            raise OverflowError("date value out of range")
+
+        return app
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    scope = {"type": "http", "method": "GET", "path": "/dashboard/data", "headers": [], "query_string": b""}
+    caplog.set_level("DEBUG", logger="hive_mcp")
+    for status in (500, 421):
+        await Shutdown(grace_s=1).wrap(raising_after(status))(scope, receive, send)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].exc_info is None, caplog.text
+    line = errors[0].getMessage()
+    assert "/dashboard/data" in line and "OverflowError" in line and "\n" not in line, line

@@ -163,7 +163,8 @@ class _Exchange:
     returned a second, empty response (uvicorn raised "Expected ASGI message
     'http.response.body'", with a traceback). Here a second response is dropped
     and a response left open is ended, so the client sees its stream close. An
-    error the app raises once its response is complete is logged at DEBUG only.
+    error the app raises once its response is complete is logged at DEBUG, and in one ERROR line when the
+    client got a 500 for it.
     """
 
     def __init__(self, shutdown: Shutdown, scope: Scope) -> None:
@@ -232,8 +233,12 @@ class _Exchange:
             if not self.complete:
                 raise
             # The client has its whole answer. The SDK's /sse endpoint raises ValueError after
-            # answering a bad Host or Origin with 421/403, which uvicorn logged with a traceback.
-            logger.debug("%s %s: %r after the response was sent", self.scope.get("method"), self.scope.get("path"), exc)
+            # answering a bad Host or Origin with 421/403, which uvicorn logged with a traceback: debug. A fault
+            # the client saw as a 500 is the operator's to hear of, in one line.
+            method, path = self.scope.get("method"), self.scope.get("path")
+            if self.status >= 500:
+                logger.error("%s %s: internal error (%s) answered %d", method, path, type(exc).__name__, self.status)
+            logger.debug("%s %s: %r after the response was sent", method, path, exc, exc_info=self.status >= 500)
         finally:
             self.shutdown.exchanges.discard(self)
             with anyio.CancelScope(shield=True):
