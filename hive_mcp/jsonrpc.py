@@ -3,9 +3,11 @@ message may nest. A leaf: the transports and the task engine read it without imp
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
-__all__ = ["MAX_JSON_DEPTH", "SHUTDOWN_ERROR_CODE", "nested_deeper_than"]
+__all__ = ["BAD_ID", "MAX_JSON_DEPTH", "SHUTDOWN_ERROR_CODE", "nested_deeper_than", "plain_refusal", "why_invalid"]
 
 SHUTDOWN_ERROR_CODE = -32000
 """JSON-RPC's "server error" range: what a call or a task gets when this instance shuts down under it."""
@@ -37,3 +39,47 @@ def nested_deeper_than(body: bytes, limit: int) -> bool:
         if not n:
             return False
     return _PAIR.search(brackets) is not None
+
+
+BAD_ID = "Invalid Request: id must be a string or an integer"
+"""A request whose id is null, a bool or a fraction: JSON-RPC has it answered (it is no notification), and MCP
+allows no other id."""
+
+
+def readable_id(value: Any) -> str | int | None:
+    """`value` as the id to answer to, or None (id null) when it cannot be one (a bool is no integer here)."""
+    return value if isinstance(value, int | str) and not isinstance(value, bool) else None
+
+
+def why_invalid(value: Any) -> tuple[str, str | int | None]:
+    """Why `value`, JSON that the SDK's models refused, is no JSON-RPC message (an invalid request, -32600), in
+    one line, and the id to answer it to (None: id null). Each transport asks this rather than passing on
+    pydantic's report, which runs to many lines, one section per model tried, the input echoed."""
+    if isinstance(value, list):  # MCP 2025-06-18 removed JSON-RPC batching
+        return "Invalid Request: a batch (JSON array); MCP takes one message at a time", None
+    if not isinstance(value, dict):
+        return "Invalid Request: not a JSON object", None
+    request_id = readable_id(value.get("id"))
+    if "method" not in value and "result" not in value and "error" not in value:
+        return "Invalid Request: no method (nor a result or an error)", request_id
+    if "method" in value and not isinstance(value["method"], str):  # JSON-RPC's example: `"method": 1`
+        return "Invalid Request: method must be a string", request_id
+    if value.get("jsonrpc") != "2.0":
+        return 'Invalid Request: jsonrpc must be "2.0"', request_id
+    if "id" in value and request_id is None:
+        return BAD_ID, None
+    if "params" in value and not isinstance(value["params"], dict):
+        return "Invalid Request: params must be an object", request_id
+    return "Invalid Request: not a JSON-RPC 2.0 message", request_id
+
+
+def plain_refusal(request: bytes, answer: bytes) -> bytes | None:
+    """The SDK's 400 `answer` to the body `request`, in one line (`why_invalid`) when the SDK answered with
+    pydantic's report; None to send it as it is."""
+    try:
+        if not json.loads(answer)["error"]["message"].startswith("Validation error"):
+            return None
+        message, request_id = why_invalid(json.loads(request))
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32600, "message": message}}).encode()

@@ -28,7 +28,7 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
-from .jsonrpc import MAX_JSON_DEPTH, nested_deeper_than
+from .jsonrpc import BAD_ID, MAX_JSON_DEPTH, nested_deeper_than, why_invalid
 
 __all__ = ["LineParser"]
 
@@ -95,22 +95,13 @@ def _parsed_slowly(line: str, refused: ValidationError) -> SessionMessage | Exce
         pass
     else:
         return _with_its_id(message, value)
-    if isinstance(value, list):  # MCP 2025-06-18 removed JSON-RPC batching: one invalid request, none run
-        return _error(None, INVALID_REQUEST, "Invalid Request: a batch (JSON array); send one message a line")
-    if not isinstance(value, dict):
-        return _error(None, INVALID_REQUEST, "Invalid Request: not a JSON object")
-    if isinstance(value.get("method"), str) and "id" not in value:  # a notification: no one answers it
-        return refused
-    if "method" not in value and ("result" in value or "error" in value):  # a response: nobody waits on it
-        return refused
-    request_id = _readable_id(value.get("id"))
-    if "method" not in value:
-        return _error(request_id, INVALID_REQUEST, "Invalid Request: no method (nor a result or an error)")
-    if not isinstance(value["method"], str):  # JSON-RPC's example: `"method": 1` is answered, id null
-        return _error(request_id, INVALID_REQUEST, "Invalid Request: method must be a string")
-    if request_id is None:
-        return _null_id()
-    return _error(request_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 request")
+    if isinstance(value, dict):
+        if isinstance(value.get("method"), str) and "id" not in value:  # a notification: no one answers it
+            return refused
+        if "method" not in value and ("result" in value or "error" in value):  # a response: nobody waits on it
+            return refused
+    message, request_id = why_invalid(value)  # a batch is one invalid request: none of it runs
+    return _error(request_id, INVALID_REQUEST, message)
 
 
 def _with_its_id(message: SessionMessage, value: Any) -> SessionMessage | JSONRPCError:
@@ -118,19 +109,8 @@ def _with_its_id(message: SessionMessage, value: Any) -> SessionMessage | JSONRP
     request with an id they cannot read (null, a bool, a fraction), dropping the id: the session would answer
     nothing, yet JSON-RPC has a message with an id answered."""
     if isinstance(message.message, JSONRPCNotification) and isinstance(value, dict) and "id" in value:
-        return _null_id()
+        return _error(None, INVALID_REQUEST, BAD_ID)
     return message
-
-
-def _null_id() -> JSONRPCError:
-    """The answer to a request whose id is null, or not a string or an integer: JSON-RPC has it answered (it
-    has an id: it is no notification), and MCP allows no other id."""
-    return _error(None, INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
-
-
-def _readable_id(value: Any) -> RequestId | None:
-    """`value` as the id to answer to, or None (id null) when it cannot be one (a bool is no integer here)."""
-    return value if isinstance(value, int | str) and not isinstance(value, bool) else None
 
 
 def _error(request_id: RequestId | None, code: int, message: str) -> JSONRPCError:

@@ -295,6 +295,29 @@ def test_json_nested_too_deep_is_a_400_with_one_line(shared: HttpServer, depth: 
     assert "Traceback" not in shared.stderr()
 
 
+@pytest.mark.parametrize(("body", "code", "named"), [
+    ('[{"jsonrpc":"2.0","id":1,"method":"ping"}]', -32600, "batch"),
+    ('{"jsonrpc":"2.0","id":1}', -32600, "method"),
+    ('{"jsonrpc":"2.0","id":2,"method":1}', -32600, "method"),
+    ('{"jsonrpc":"2.0","id":3,"method":"initialize","params":5}', -32600, "params"),
+    ('{"jsonrpc":"1.0","id":4,"method":"ping"}', -32600, "jsonrpc"),
+    ('"SECRET-ish text"', -32600, "object"),
+])  # fmt: skip
+def test_a_body_that_is_no_json_rpc_message_is_a_400_with_one_line_naming_why(
+    shared: HttpServer, body: str, code: int, named: str
+) -> None:
+    """Not pydantic's report (several lines, each model it tried, the input echoed): one line saying what is wrong,
+    answered to the request's id when it has one that can be read."""
+    with raw(shared) as client:
+        r = client.post("/mcp", headers={**MCP_HEADERS, **bearer(ALICE)}, content=body)
+        assert r.status_code == 400, (r.status_code, r.text[:300])
+        answer = r.json()
+        error = answer["error"]
+        assert error["code"] == code and named in error["message"], answer
+        assert "\n" not in error["message"] and "SECRET" not in error["message"], answer
+        assert answer["id"] == json.loads(body).get("id") if body.startswith("{") else answer["id"] is None
+
+
 # ---------------------------------------------------------------------------
 # Connections that never finish their headers
 # ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The outermost layer of the HTTP surface: `/healthz`, bearer-token authentication and the body limit."""
+"""The outermost layer of the HTTP surface: `/healthz`, bearer-token authentication and the body limit (which
+also puts the SDK's 400 for a body that is no JSON-RPC message in one line, as it holds the body)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ..jsonrpc import MAX_JSON_DEPTH, nested_deeper_than
+from ..jsonrpc import MAX_JSON_DEPTH, nested_deeper_than, plain_refusal
 from ..tokens import CALLER_STATE_KEY, digest_name
-from .asgi import HEALTH_PATH, App, Message, Receive, Scope, Send, header, peer, respond
+from .asgi import HEALTH_PATH, MCP_PATH, App, Message, Receive, Scope, Send, header, peer, respond
 
 __all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "HttpGuard"]
 
@@ -210,12 +211,23 @@ class HttpGuard:
                         return await refuse(lambda: self._too_deep(scope, send))
             return message
 
+        held: list[Message] = []  # a 400 the SDK starts, until its body says whether to put it in one line
+
         async def guarded_send(message: Message) -> None:
             nonlocal started
             if rejected:
                 return  # we answered already; the app's reply goes nowhere
             if message.get("type") == "http.response.start":
                 started = True
+                if message.get("status") == 400 and scope.get("path") == MCP_PATH:
+                    held.append(message)
+                    return
+            elif held:
+                held.append(message)
+                if message.get("more_body", False):
+                    return
+                await _send_plain(send, held, b"".join(chunks))
+                return
             await send(message)
 
         with app_scope:
@@ -284,3 +296,17 @@ def _user(name: str) -> Any:
 
 async def _end(send: Send) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _send_plain(send: Send, held: list[Message], request: bytes) -> None:
+    """The held 400 (its start and body messages), its JSON-RPC error in one line if the SDK wrote pydantic's
+    report there (`jsonrpc.plain_refusal`)."""
+    start, answer = held[0], b"".join(m.get("body", b"") for m in held[1:])
+    plain = plain_refusal(request, answer)
+    if plain is None:
+        for message in held:
+            await send(message)
+        return
+    headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() != b"content-length"]
+    await send({**start, "headers": [*headers, (b"content-length", str(len(plain)).encode())]})
+    await send({"type": "http.response.body", "body": plain})
