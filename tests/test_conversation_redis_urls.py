@@ -24,7 +24,7 @@ async def test_a_unix_socket_url_reaches_the_server(tmp_path: Path) -> None:
 
 
 def test_other_schemes_are_refused_naming_the_setting() -> None:
-    with pytest.raises(ValueError, match="state_url: http scheme"):
+    with pytest.raises(ValueError, match="state_url: http:// is not a state store scheme"):
         open_store("http://127.0.0.1:6379")
 
 

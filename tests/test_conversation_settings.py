@@ -34,8 +34,8 @@ def test_defaults_and_overrides() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "error"),
     [
-        ("state_url", "http://cache:6379", "HIVE_MCP_STATE_URL: invalid value 'http://cache:6379': Value error, "
-         "http scheme; expected redis://, rediss:// or unix://"),
+        ("state_url", "http://:hunter2@cache:6379", "HIVE_MCP_STATE_URL: http:// is not a state store scheme; "
+         "expected redis://, rediss:// or unix://"),
         ("conversations", "maybe", "HIVE_MCP_CONVERSATIONS: invalid value 'maybe'"),
         ("conversation_max_turns", "0", "HIVE_MCP_CONVERSATION_MAX_TURNS: invalid value '0'"),
     ],
@@ -43,7 +43,45 @@ def test_defaults_and_overrides() -> None:
 def test_a_bad_value_is_one_line_naming_the_variable(name: str, value: str, error: str) -> None:
     with pytest.raises(SettingsError) as info:
         settings(**{name: value})
-    assert str(info.value).startswith(error) and "\n" not in str(info.value)
+    assert str(info.value).startswith(error) and "\n" not in str(info.value) and "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(("url", "error"), [
+    ("cache:6379", "not a URL"), ("reddis://:hunter2@cache:6379/0", "reddis:// is not a state store scheme"),
+    ("redis://:hunter2@[::1/0", "IPv6"), ("redis://:hunter2@[::1]:notaport/0", "the port is not a number"),
+    ("redis://:hunter2@cache:99999/0", "the port is not a number"), ("redis://cache:0", "the port is not a number"),
+    ("redis://:hunter2@cache/zero", "the database (the URL's path) is not a number"),
+    ("redis://cache/-1", "the database (the URL's path) is not a number"),
+    ("redis://cache/0?db=x&password=hunter2", "the query parameter db is not a whole number"),
+    ("redis://cache?protocol=4", "protocol must be 2 or 3"), ("redis://cache?socket_timeout=soon", "socket_timeout"),
+    ("redis://cache/0?dbb=1&password=hunter2", "the query parameter dbb is not one"),
+    ("redis://cache/0?decode_responses=false", "decode_responses is not one"),
+    ("redis://cache/0?ssl_cert_reqs=none", "ssl_cert_reqs is not one"),  # a TLS option on a plain connection
+    ("rediss://cache/0?ssl_cert_reqs=maybe", "ssl_cert_reqs must be none, optional or required"),
+    ("unix://run/valkey.sock", "unix:// takes the socket's absolute path"), ("unix://", "absolute path"),
+    ("unix:///run/valkey.sock?socket_keepalive=1", "socket_keepalive is not one"),
+])  # fmt: skip
+def test_a_state_url_redis_cannot_use_is_refused_naming_the_part_never_the_password(url: str, error: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_state_url(url)
+    assert error in str(info.value) and "hunter2" not in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(SettingsError) as from_settings:
+        settings(state_url=url)
+    assert str(from_settings.value).startswith("HIVE_MCP_STATE_URL: ") and "hunter2" not in str(from_settings.value)
+
+
+@pytest.mark.parametrize("url", [
+    "redis://cache", "redis://:hunter2@cache:6380/2", "redis://[::1]:6379/0?db=3&protocol=3&socket_timeout=2.5",
+    "redis://app:hunter2@cache/0?client_name=hive&health_check_interval=30&max_connections=10&retry_on_timeout=yes"
+    "&socket_keepalive=1&socket_connect_timeout=1", "redis://cache/0/", "redis://cache/0?db=",
+    "rediss://app:hunter2@cache:6380/1?ssl_cert_reqs=none&ssl_check_hostname=false&ssl_ca_certs=/etc/ca.pem",
+    "unix:///run/valkey.sock", "unix://:hunter2@/run/valkey.sock?db=1&password=hunter2",
+])  # fmt: skip
+def test_every_state_url_accepted_is_one_redis_py_builds_a_connection_from(url: str) -> None:
+    import redis.asyncio
+
+    assert check_state_url(f" {url} ") == url
+    redis.asyncio.from_url(url).connection_pool.make_connection()  # what failed later, on every command
 
 
 def test_the_state_password_is_a_secret() -> None:

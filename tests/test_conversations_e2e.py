@@ -126,6 +126,6 @@ def test_a_bad_state_url_is_a_one_line_settings_error(upstream: Upstream, tmp_pa
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "hive-mcp: error: HIVE_MCP_STATE_URL: invalid value 'http://cache:6379': Value error, http scheme; "
-        "expected redis://, rediss:// or unix://"
+        "hive-mcp: error: HIVE_MCP_STATE_URL: http:// is not a state store scheme; expected redis://, rediss:// "
+        "or unix://"
     ]

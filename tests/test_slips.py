@@ -1,5 +1,6 @@
 """One clear line for every slip a newcomer makes: a port in use, a misspelled flag, a directory
-given as the config, a `.env` line that does not parse, a stdin line that is not JSON.
+given as the config, a `.env` line that does not parse, a stdin line that is not JSON, a state URL
+that cannot be used (its password never shown).
 
 Each runs the real command as a subprocess: what a person sees on stderr is the behaviour.
 """
@@ -23,8 +24,8 @@ def hive(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hive_mcp", *args],
         cwd=cwd,
-        env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
-                      HIVE_HOME=str(cwd / "home"), **env),
+        env=child_env(**{"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true",
+                         "HIVE_HOME": str(cwd / "home"), **env}),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -111,3 +112,21 @@ def test_stdin_lines_that_are_not_json_are_logged_once_with_a_length_never_the_c
     assert len(warnings) == 1, stderr
     assert f"{len(secret_ish)} bytes" in warnings[0]  # the first only: a client that writes garbage floods nothing
     assert "sk-notakey" not in stderr and "again not json" not in stderr
+
+
+COMMANDS = {"serve": (), "usage": ("usage",), "conversations": ("conversations", "list"), "dumps": ("dumps", "list")}
+"""Every command that reads the settings: each must refuse a bad one the same way."""
+PASSWORD = "S3CRETPW"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("url", [
+    f"reddis://:{PASSWORD}@127.0.0.1:6379/0", f"http://user:{PASSWORD}@redis.internal:6379/0",
+    f"redis://:{PASSWORD}@[::1/0", f"redis://:{PASSWORD}@127.0.0.1:notaport/0", f"redis://:{PASSWORD}@127.0.0.1:99999/0",
+    f"redis://:{PASSWORD}@127.0.0.1:6379/0?db=x", f"redis://:{PASSWORD}@127.0.0.1:6379/0?dbb=1",
+])  # fmt: skip
+def test_a_bad_state_url_is_one_line_naming_it_never_its_password(url: str, command: str, tmp_path: Path) -> None:
+    proc = hive(*COMMANDS[command], cwd=tmp_path, HIVE_MCP_STATE_URL=url)
+    line = one_error_line(proc)
+    assert line.startswith("hive-mcp: error: HIVE_MCP_STATE_URL: "), line
+    assert PASSWORD not in proc.stderr + proc.stdout

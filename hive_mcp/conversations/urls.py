@@ -1,26 +1,91 @@
-"""The state URL (`HIVE_MCP_STATE_URL`): which schemes name a Redis/Valkey server, and where its password goes.
+"""The state URL (`HIVE_MCP_STATE_URL`): which URLs name a Redis/Valkey server redis-py can connect to, and where
+its password goes.
 
 A leaf that imports no Redis client, so the settings can check a URL at start-up cheaply.
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlsplit, urlunsplit
+import re
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 __all__ = ["STATE_SCHEMES", "check_state_url", "required_state_url", "with_password"]
 
 STATE_SCHEMES = ("redis", "rediss", "unix")
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_NAME = re.compile(r"[a-z_]{1,40}")
+
+# The query parameters redis-py turns into connection options, by the schemes whose connection takes them, and
+# how each is read: "int", "float", "flag" (any value) or "text". Any other would reach the connection as an
+# unknown keyword (a TypeError on the first command) or override what the stores rely on (decode_responses).
+_COMMON_QUERY = {
+    "db": "int", "protocol": "int", "socket_read_size": "int", "max_connections": "int", "health_check_interval": "int",
+    "socket_timeout": "float", "socket_connect_timeout": "float", "retry_on_timeout": "flag", "password": "text",
+    "username": "text", "client_name": "text", "lib_name": "text", "lib_version": "text",
+}  # fmt: skip
+_TCP_QUERY = {**_COMMON_QUERY, "socket_keepalive": "flag"}
+_QUERY = {
+    "unix": _COMMON_QUERY,
+    "redis": _TCP_QUERY,
+    "rediss": {**_TCP_QUERY, **dict.fromkeys(("ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_ca_path",
+                                              "ssl_certfile", "ssl_keyfile", "ssl_ciphers", "ssl_password"), "text"),
+               "ssl_check_hostname": "flag"},
+}  # fmt: skip
+_CERT_REQS = ("none", "optional", "required")
+
 
 def check_state_url(url: str | None) -> str | None:
-    """`url` (stripped; None when empty) if its scheme is one of `STATE_SCHEMES`, else a ValueError naming them."""
+    """`url` (stripped; None when empty) if redis-py can connect with it: a scheme of `STATE_SCHEMES`, a valid
+    host and port, a database number, query parameters a connection takes. Else a ValueError, one line naming
+    the part that is wrong and never the URL itself (its userinfo or query may hold a password)."""
     if url is None or not url.strip():
         return None
     url = url.strip()
-    scheme = urlsplit(url).scheme
+    found = _SCHEME.match(url)
+    if found is None:
+        raise ValueError("not a URL; expected redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH")
+    scheme = found.group(1).lower()
     if scheme not in STATE_SCHEMES:
-        raise ValueError(f"{scheme or 'no'} scheme; expected redis://, rediss:// or unix://")
+        raise ValueError(f"{found.group(1)}:// is not a state store scheme; expected redis://, rediss:// or unix://")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError("the host is not valid (an IPv6 address goes in brackets: redis://[::1]:6379/0)") from None
+    if scheme == "unix":
+        if parts.hostname or not parts.path.startswith("/"):
+            raise ValueError("unix:// takes the socket's absolute path: unix:///run/valkey.sock")
+    else:
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("the port is not a number from 1 to 65535")
+        db = unquote(parts.path).replace("/", "")
+        if db and not db.isdecimal():
+            raise ValueError("the database (the URL's path) is not a number; e.g. redis://HOST:6379/0")
+    for name, values in parse_qs(parts.query).items():  # as redis-py reads it: blank values left out, first wins
+        _check_query(scheme, name, values[0])
     return url
+
+
+def _check_query(scheme: str, name: str, value: str) -> None:
+    """One query parameter, as `_QUERY` says the scheme's connection takes it; the value is never shown."""
+    shown = name if _NAME.fullmatch(name) else "(a name that is not a word)"
+    kind = _QUERY[scheme].get(name)
+    if kind is None:
+        raise ValueError(f"the query parameter {shown} is not one a {scheme}:// connection takes")
+    try:
+        number = int(value) if kind == "int" else float(value) if kind == "float" else None
+    except ValueError:
+        raise ValueError(f"the query parameter {name} is not {'a whole' if kind == 'int' else 'a'} number") from None
+    if name == "db" and number is not None and number < 0:
+        raise ValueError("the query parameter db is not a whole number from 0")
+    if name == "protocol" and number not in (2, 3):
+        raise ValueError("the query parameter protocol must be 2 or 3")
+    if name == "ssl_cert_reqs" and value not in _CERT_REQS:
+        raise ValueError("the query parameter ssl_cert_reqs must be none, optional or required")
 
 
 def required_state_url(url: str) -> str:

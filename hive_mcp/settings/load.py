@@ -158,4 +158,6 @@ def _one_line(exc: ValidationError, given: Mapping[str, Any], sources: SettingSo
     msg = str(err["msg"]).replace("\n", " ")
     if field in ("api_key", "auth_token", "state_password", "metrics_token"):  # never echo a secret, even a malformed one
         return SettingsError(f"{label}: {msg}")
+    if field == "state_url":  # its userinfo or query may hold a password: the check names the part that is wrong
+        return SettingsError(f"{label}: {msg.removeprefix('Value error, ')}")
     return SettingsError(f"{label}: invalid value {str(raw)!r}: {msg}")
