@@ -9,11 +9,34 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
+NOT_A_DIRECTORY = "is not a directory"
+
+
 def hive_home(env: Mapping[str, str] = os.environ) -> Path:
-    """`$HIVE_HOME`, else `~/.hive` (HOME from `env` when set)."""
-    if home := env.get("HIVE_HOME"):
-        return Path(home).expanduser()
-    return (Path(env["HOME"]) if env.get("HOME") else Path.home()) / ".hive"
+    """`$HIVE_HOME`, else `~/.hive` (HOME from `env` when set). A ValueError naming HIVE_HOME when it (or the
+    default) names the home of a user this system does not know."""
+    home = env.get("HIVE_HOME")
+    try:
+        if home:
+            return Path(home).expanduser()
+        return (Path(env["HOME"]) if env.get("HOME") else Path.home()) / ".hive"
+    except RuntimeError:  # `~user` of no such user, or no home at all
+        what = f"HIVE_HOME: {home!r}" if home else "HIVE_HOME is unset and the default ~/.hive"
+        raise ValueError(f"{what} names the home directory of a user this system does not know") from None
+
+
+def home_problem(env: Mapping[str, str] = os.environ) -> str | None:
+    """Why the hive home cannot hold our files, in one line naming HIVE_HOME; None when it can (an absent one
+    is created when first needed)."""
+    try:
+        home = hive_home(env)
+    except ValueError as exc:
+        return str(exc)
+    if unsafe_dir(home) != NOT_A_DIRECTORY:
+        return None
+    if env.get("HIVE_HOME"):
+        return f"HIVE_HOME: {home} {NOT_A_DIRECTORY}"
+    return f"HIVE_HOME is unset and the default hive home {home} {NOT_A_DIRECTORY}"
 
 
 def unsafe_dir(directory: Path) -> str | None:
@@ -28,8 +51,10 @@ def unsafe_dir(directory: Path) -> str | None:
         st = os.stat(directory)
     except FileNotFoundError:
         return None
+    except NotADirectoryError:  # a file where a directory on its path should be: it cannot be created
+        return NOT_A_DIRECTORY
     if not stat.S_ISDIR(st.st_mode):
-        return "is not a directory"
+        return NOT_A_DIRECTORY
     geteuid = getattr(os, "geteuid", None)  # POSIX only
     if geteuid is not None and st.st_uid != geteuid():
         return f"belongs to another user (uid {st.st_uid})"
@@ -46,7 +71,7 @@ def private_dir(directory: Path) -> None:
     when it is another user's or writable by others (`unsafe_dir`): left as it is."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
     why = unsafe_dir(directory)
-    if why == "is not a directory":
+    if why == NOT_A_DIRECTORY:
         raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(directory))
     if why is not None:
         raise PermissionError(errno.EPERM, why, str(directory))

@@ -1,6 +1,6 @@
 """One clear line for every slip a newcomer makes: a port in use, a misspelled flag, a directory
 given as the config, a `.env` line that does not parse, a stdin line that is not JSON, a state URL
-that cannot be used (its password never shown).
+that cannot be used (its password never shown), a hive home that cannot be a directory.
 
 Each runs the real command as a subprocess: what a person sees on stderr is the behaviour.
 """
@@ -130,3 +130,14 @@ def test_a_bad_state_url_is_one_line_naming_it_never_its_password(url: str, comm
     line = one_error_line(proc)
     assert line.startswith("hive-mcp: error: HIVE_MCP_STATE_URL: "), line
     assert PASSWORD not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("home", ["a file", "under a file", "an unknown user's"])
+def test_a_hive_home_that_cannot_be_a_directory_is_one_line_naming_it(home: str, command: str, tmp_path: Path) -> None:
+    (tmp_path / "hive-home").write_text("")
+    value = {"a file": str(tmp_path / "hive-home"), "under a file": str(tmp_path / "hive-home" / "hive"),
+             "an unknown user's": "~no-such-user-of-hive/hive"}[home]  # fmt: skip
+    line = one_error_line(hive(*COMMANDS[command], cwd=tmp_path, HIVE_HOME=value))
+    assert line.startswith("hive-mcp: error: HIVE_HOME: ") and value in line, line
+    assert not (tmp_path / "hive-home").is_dir()

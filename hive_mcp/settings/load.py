@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import NoDecode
 
+from ..home import home_problem
 from .fields import SETTING_SOURCES, DEFAULT_ENV_FILE, ENV_PREFIX, Settings, SettingsError, SettingSpec, SettingSources
 
 logger = logging.getLogger("hive_mcp.settings")
@@ -126,6 +127,8 @@ def load_settings(
         # HIVE_HOME may come from .env too; the real environment still wins.
         everything={**{k: v for k, v in dotenv.items() if v}, **{k: v for k, v in environ.items() if v}},
     )
+    if (problem := home_problem(sources.everything)) is not None:  # every command keeps files there
+        raise SettingsError(problem)
     token = SETTING_SOURCES.set(sources)
     try:
         settings = Settings(**given, env_file=path)
