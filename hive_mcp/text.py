@@ -4,7 +4,8 @@ valid Unicode.
 A Python string can hold half of a UTF-16 surrogate pair: JSON's `\\ud83d` escape decodes to one, and an upstream
 that cuts text by UTF-16 code units (a JavaScript proxy) can send the halves of an emoji in two chunks. Such a
 string cannot be encoded as UTF-8, so it cannot be stored, counted or sent; `well_formed` and `Mender` make it the
-text it spells. And one way to write a value as compact JSON text (`compact_json`)."""
+text it spells. And one way to write a value as compact JSON text (`compact_json`), and one to read a file's bytes
+as UTF-8 text, saying where they are not (`utf8_text`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ def compact_json(value: Any) -> str:
 def shorten(text: str, limit: int) -> str:
     """`text` if it fits in `limit` characters, else its start and `...`, `limit` long in all."""
     return text if len(text) <= limit else text[: max(0, limit - len(ELLIPSIS))] + ELLIPSIS
+
+
+def utf8_text(raw: bytes) -> str:
+    """`raw` decoded as UTF-8; else a ValueError saying where it stops being UTF-8, for a message that names the
+    file first: `line 2: not UTF-8 text (byte 0xe9 at offset 40); save the file as UTF-8`."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ValueError(
+            f"line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the file as UTF-8"
+        ) from None
 
 
 def one_line(text: str, limit: int) -> str:

@@ -1,6 +1,7 @@
 """One clear line for every slip a newcomer makes: a port in use, a misspelled flag, a directory
 given as the config, a `.env` line that does not parse, a stdin line that is not JSON, a state URL
-that cannot be used (its password never shown), a hive home that cannot be a directory.
+that cannot be used (its password never shown), a hive home that cannot be a directory, a `.env`
+or config file that is not UTF-8.
 
 Each runs the real command as a subprocess: what a person sees on stderr is the behaviour.
 """
@@ -141,3 +142,24 @@ def test_a_hive_home_that_cannot_be_a_directory_is_one_line_naming_it(home: str,
     line = one_error_line(hive(*COMMANDS[command], cwd=tmp_path, HIVE_HOME=value))
     assert line.startswith("hive-mcp: error: HIVE_HOME: ") and value in line, line
     assert not (tmp_path / "hive-home").is_dir()
+
+
+LATIN_1 = "HIVE_MCP_MODEL=openai/gpt-4o-mini\nHIVE_MCP_LOG_LEVEL=caf\xe9\n".encode("latin-1")
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "--env-file"])
+def test_a_dotenv_that_is_not_utf8_is_one_line_naming_the_file_and_line(command: str, tmp_path: Path) -> None:
+    env_file = tmp_path / ("settings.env" if command == "--env-file" else ".env")
+    env_file.write_bytes(LATIN_1)
+    args = ("--env-file", str(env_file), "usage") if command == "--env-file" else COMMANDS[command]
+    line = one_error_line(hive(*args, cwd=tmp_path))
+    assert f"{env_file}: line 2: " in line and "UTF-8" in line and "0xe9" in line, line
+
+
+@pytest.mark.parametrize("command", ["serve", "usage"])
+def test_a_config_that_is_not_utf8_is_one_line_naming_the_file_and_line(command: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_bytes("model_list:\n  - model_name: caf\xe9\n    litellm_params: {model: openai/gpt-4o-mini}\n"
+                       .encode("latin-1"))
+    line = one_error_line(hive(*COMMANDS[command], cwd=tmp_path, HIVE_MCP_CONFIG=str(config)))
+    assert f"{config}: line 2: " in line and "UTF-8" in line and "0xe9" in line, line

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from ..text import utf8_text
+
 __all__ = ["ConfigError", "Path_", "Source", "dotted", "read_source"]
 
 Path_ = tuple[str | int, ...]
@@ -38,9 +40,11 @@ class Source:
 
 def read_source(file: Path) -> Source:
     try:
-        text = file.read_text(encoding="utf-8")
+        text = utf8_text(file.read_bytes())
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not UTF-8: the line and the byte
+        raise ConfigError(f"{file}: {exc}") from None
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from pydantic_settings import NoDecode
 
 from ..home import home_problem
+from ..text import utf8_text
 from .fields import SETTING_SOURCES, DEFAULT_ENV_FILE, ENV_PREFIX, Settings, SettingsError, SettingSpec, SettingSources
 
 logger = logging.getLogger("hive_mcp.settings")
@@ -46,15 +48,20 @@ def read_env_file(path: Path) -> dict[str, str]:
     """The file's entries; `dotenv_values` handles quoting, `export`, comments and ${VAR} expansion.
 
     A line it cannot parse is skipped with one warning that names this file (python-dotenv's own
-    names only the line).
+    names only the line). A file that is not UTF-8 is a SettingsError naming it and the line; OSError
+    when it cannot be read.
     """
     from dotenv import dotenv_values  # only when there is a file: off the start-up path otherwise
 
+    try:
+        text = utf8_text(path.read_bytes())
+    except ValueError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
     dotenv_log = logging.getLogger("dotenv.main")
     naming = _NameTheFile(path)
     dotenv_log.addFilter(naming)
     try:
-        return {k: v for k, v in dotenv_values(path).items() if v is not None}
+        return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
     finally:
         dotenv_log.removeFilter(naming)
 
