@@ -248,10 +248,11 @@ def _serve(
 
         logger.info("serving MCP over stdio")
         run_stdio(app.server, app.tasks.aclose if app.tasks is not None else None)
+        app.spend.release_all()  # the calls settled while stopping into the ledger, before the exit
     else:
         from .http.app import run_http
 
-        run_http(app.server, settings, tokens, app.store, app.sources, listener, app.tasks)
+        run_http(app.server, settings, tokens, app.store, app.sources, listener, app.tasks, app.spend)
     logger.info("hive-mcp stopped")
     if not app.provider.loaded:
         _leave_during_the_load()

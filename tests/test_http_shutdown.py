@@ -1,15 +1,26 @@
-"""Shutdown's count of the calls in flight (hive_mcp/http/shutdown.py): a POST's calls are in flight until their
-answers leave on its event stream, however the stream's bytes are cut into body messages."""
+"""Shutdown (hive_mcp/http/shutdown.py): its count of the calls in flight (a POST's calls are in flight until
+their answers leave on its event stream, however the stream's bytes are cut into body messages), and the spend
+ledger written and released before the application reports its shutdown."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+import anyio
+from mcp.server.mcpserver import MCPServer
 from sse_starlette.event import ensure_bytes
 
+from hive_mcp.http.app import build_app
 from hive_mcp.http.asgi import MCP_PATH
 from hive_mcp.http.shutdown import Shutdown
+from hive_mcp.provider import LiteLLMProvider
+from hive_mcp.provider.base import LLMResponse
+from hive_mcp.settings import load_settings
+from hive_mcp.spend import Budgets, SQLiteBackend, Spend
+from tests.conftest import MODEL
 
 
 def event(message: dict[str, Any], sep: str = "\r\n") -> bytes:
@@ -95,3 +106,41 @@ async def test_an_error_raised_after_a_500_was_sent_is_logged_as_one_error_line(
     assert len(errors) == 1 and errors[0].exc_info is None, caplog.text
     line = errors[0].getMessage()
     assert "/dashboard/data" in line and "OverflowError" in line and "\n" not in line, line
+
+
+async def test_the_app_reports_its_shutdown_once_the_ledger_has_every_row_and_holds_nothing(
+    provider: LiteLLMProvider, tmp_path: Path
+) -> None:
+    """`build_app` given the server's `Spend`: when its lifespan says it has shut down, a call settled just before
+    is in the ledger's backend (not only in the journal, waiting for the batch write) and a call still in flight
+    holds nothing. What ends the process next (an HTTP worker: the SIGTERM uvicorn raises again) loses neither."""
+    backend = SQLiteBackend(tmp_path / "spend.sqlite3")
+    budgets = Budgets.from_settings(day=1.0, month=None, section=None)
+    spend = Spend(backend, budgets, provider)
+    prompt = [{"role": "user", "content": "hello"}]
+    settled = await spend.reserve("local", MODEL, prompt, system="", max_tokens=10, deadline=30)
+    await spend.reserve("local", MODEL, prompt, system="", max_tokens=10, deadline=30)  # in flight at shutdown
+    await spend.settle(settled, LLMResponse(content="hi", model=MODEL, input_tokens=10, output_tokens=5, cost_usd=0.001))
+    settings = load_settings({"transport": "http", "dump_dir": str(tmp_path)}, environ={}, cwd=str(tmp_path), export=False)
+    app, _ = build_app(MCPServer("ledger"), settings, (), spend=spend)
+
+    to_app, app_gets = anyio.create_memory_object_stream[dict[str, Any]](2)
+    reported: list[str] = []
+    at_shutdown: dict[str, Any] = {}
+
+    async def send(message: dict[str, Any]) -> None:
+        reported.append(message["type"])
+        if message["type"] == "lifespan.startup.complete":
+            await to_app.send({"type": "lifespan.shutdown"})
+        elif message["type"] == "lifespan.shutdown.complete":
+            now = datetime.now(timezone.utc)
+            at_shutdown["rows"] = await anyio.to_thread.run_sync(backend.calls, now - timedelta(hours=1))
+            at_shutdown["held"] = await anyio.to_thread.run_sync(backend.state, list(budgets.items), now)
+
+    await to_app.send({"type": "lifespan.startup"})
+    with anyio.fail_after(30):
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, app_gets.receive, send)
+    backend.close()
+    assert reported == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert [r.cost for r in at_shutdown["rows"]] == [1000]
+    assert [reserved for _, reserved in at_shutdown["held"].values()] == [0]

@@ -46,6 +46,7 @@ def build_app(
     store: Any = None,
     sources: Any = None,
     tasks: Any = None,
+    spend: Any = None,
 ) -> tuple[App, Shutdown]:
     """The ASGI app for `settings.transport` ("http" or "sse"), in our layers, outermost first:
 
@@ -60,7 +61,9 @@ def build_app(
        (1-3: `HttpGuard`.)
     4. Shutdown tracking (`Shutdown`): after SIGTERM, in-flight calls get the
        grace period to finish, then a JSON-RPC error; idle streams close at once;
-       `tasks` (a `TaskEngine`, or None) stops its jobs within the same grace period.
+       `tasks` (a `TaskEngine`, or None) stops its jobs within the same grace period; once the
+       application has stopped, `spend` (the `Spend` ledger, or None) writes the calls settled meanwhile
+       and gives back the reservations still held (`Spend.release_all`).
     5. The per-caller session cap (`sessions`: stateful streamable HTTP, and legacy SSE's event streams).
     6. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
        Host gets 421, a bad Origin 403. It binds each session to the caller
@@ -110,7 +113,11 @@ def build_app(
             max_request_body_size=SDK_BODY_LIMIT,
         )
         app = SseSessionQuota(app, per_caller=settings.sessions_per_caller)
-    shutdown = Shutdown(settings.shutdown_grace_s, drains=[tasks.stop] if tasks is not None else [])
+    shutdown = Shutdown(
+        settings.shutdown_grace_s,
+        drains=[tasks.stop] if tasks is not None else [],
+        closes=[spend.release_all] if spend is not None else [],
+    )
     guard = HttpGuard(shutdown.wrap(OverheadHeader(app)), tokens=tokens, max_body_bytes=settings.max_body_bytes)
     if store is None:
         return with_metrics(guard, settings.metrics_token_value), shutdown
@@ -137,7 +144,7 @@ def build_app(
 
 def run_http(
     server: Any, settings: Settings, tokens: tuple[str, ...], store: Any = None, sources: Any = None,
-    listener: socket.socket | None = None, tasks: Any = None,
+    listener: socket.socket | None = None, tasks: Any = None, spend: Any = None,
 ) -> None:
     """Serve until SIGTERM or Ctrl-C (uvicorn catches both), then shut down as `Shutdown` says.
 
@@ -150,7 +157,7 @@ def run_http(
 
     listener = listener or bind(settings.host, settings.port)
     security = transport_security_settings(settings)
-    app, shutdown = build_app(server, settings, tokens, security, store, sources, tasks)
+    app, shutdown = build_app(server, settings, tokens, security, store, sources, tasks, spend)
     let_event_streams_end(False)
 
     class _Server(uvicorn.Server):

@@ -43,11 +43,22 @@ class Shutdown:
     Work that outlives its request (the tasks this instance runs) is stopped by
     each of `drains`, started with the grace period as shutdown begins; the
     application's own shutdown (the ASGI lifespan's) waits for them to end.
+    Once that shutdown is over, each of `closes` runs (blocking, in a worker
+    thread, in order) before it is reported to the server: what the calls
+    ended during the drain owe (the spend ledger's rows, its reservations) is
+    written and released while the process still serves, not left to exit
+    hooks, which a process ended by a signal never runs.
     """
 
-    def __init__(self, grace_s: float, drains: Sequence[Callable[[float], Awaitable[object]]] = ()) -> None:
+    def __init__(
+        self,
+        grace_s: float,
+        drains: Sequence[Callable[[float], Awaitable[object]]] = (),
+        closes: Sequence[Callable[[], object]] = (),
+    ) -> None:
         self.grace_s = grace_s
         self.drains = tuple(drains)
+        self.closes = tuple(closes)
         self._draining: list[asyncio.Future[object]] = []
         self.draining = False
         self.expired = False
@@ -60,7 +71,7 @@ class Shutdown:
         async def tracked(scope: Scope, receive: Receive, send: Send) -> None:
             kind = scope.get("type")
             if kind == "lifespan":
-                await app(scope, self._after_drains(receive), send)
+                await app(scope, self._after_drains(receive), self._closing(send))
                 return
             if kind != "http":
                 await app(scope, receive, send)
@@ -98,6 +109,26 @@ class Shutdown:
             return message
 
         return received
+
+    def _closing(self, send: Send) -> Send:
+        """`send` of the lifespan, which reports the application's shutdown once each of `closes` has run."""
+
+        async def sending(message: Message) -> None:
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.close()
+            await send(message)
+
+        return sending
+
+    async def close(self) -> None:
+        """Run each of `closes` (in a worker thread, in order); one that fails is one line and the rest still run."""
+        import anyio
+
+        for close in self.closes:
+            try:
+                await anyio.to_thread.run_sync(close)
+            except Exception as exc:  # noqa: BLE001 - the others still run, and the server still stops
+                logger.warning("shutdown: %s failed: %s", getattr(close, "__qualname__", close), exc)
 
     def expire(self) -> None:
         """The grace period is over: answer what is left with an error and end every stream."""

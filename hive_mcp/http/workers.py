@@ -77,7 +77,8 @@ def create_app() -> Any:
     built.provider.start(announce=f"worker {os.getpid()}: provider loaded")
     let_event_streams_end(False)
     app, shutdown = build_app(
-        built.server, settings, tokens, transport_security_settings(settings), built.store, built.sources, built.tasks
+        built.server, settings, tokens, transport_security_settings(settings), built.store, built.sources, built.tasks,
+        built.spend,
     )
     logger.info("worker %d serving", os.getpid())
     return _Worker(app, shutdown)

@@ -51,7 +51,9 @@ def open_spend(settings: Settings, provider: LLMProvider, budgets: Budgets, **ba
     """The ledger of this server over `budgets` (`configured_budgets`); nothing is opened before the first call."""
     store = open_backend(settings, **backend)
     spend = Spend(store, budgets, provider, admins=frozenset(settings.admins))
-    atexit.register(spend.release_all)  # calls cancelled at shutdown release their own; this is the backstop
+    # Serving's end writes and releases (the HTTP app's lifespan shutdown, the end of stdio): this is the backstop
+    # for what settles after it (a call uvicorn cancels past the grace period) or a process that leaves otherwise.
+    atexit.register(spend.release_all)
     # What a process that died left in its journal goes into the ledger now, not at this one's first call.
     assert spend.journal is not None  # set by Spend itself
     threading.Thread(target=spend.journal.replay, name="hive-mcp-journal-replay", daemon=True).start()
