@@ -23,11 +23,11 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.cli import main
 from hive_mcp.scaling import max_workers
 from tests.clients import hear
-from tests.servers import TOOLS, HttpServer, Session, authed_target, dump_id_in, exited_cleanly, wait_exit
+from tests.servers import TOOLS, HttpServer, Session, authed_target, dump_id_in, exited_cleanly
 from tests.clients import text_of
 from tests.steering import Seen, Steer, steered_target, worker_pids
 from harness.upstream import RecordedRequest, Reply, Upstream
-from tests.worker_servers import two_worker_server, wait_loaded, workers_env
+from tests.worker_servers import run_until_exit, two_worker_server, wait_loaded, workers_env
 
 STREAMED = ["one, ", "two, ", "three"]
 
@@ -200,13 +200,11 @@ def test_sigterm_lets_every_workers_calls_finish_and_exits_0(tmp_path: Path) -> 
     with held:
         server = two_worker_server(workers_env(held, tmp_path / "dumps"), tmp_path, "drain")
         seen = Seen()
-        session: Session | None = None
         try:
             server.wait_ready()
             wait_loaded(server)
             pids = worker_pids(server.stderr())
             steer = Steer(seen)
-            session = Session(steered_target(server.url, steer), "legacy")
 
             async def go(c: Client) -> list[Any]:
                 outcomes: list[Any] = []
@@ -234,12 +232,9 @@ def test_sigterm_lets_every_workers_calls_finish_and_exits_0(tmp_path: Path) -> 
                     held.release()
                 return outcomes
 
-            outcomes = session.run(go, timeout=90)
-            rc = wait_exit(server.proc, 30)
+            outcomes, rc = run_until_exit(server, steer, go)
         finally:
             server.terminate()
-            if session is not None:
-                session.close()
     log = exited_cleanly(server, rc)
     for outcome in outcomes:
         assert not isinstance(outcome, MCPError), outcome

@@ -4,11 +4,18 @@ environment, the server, and the wait until every worker has loaded its provider
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
+
+from mcp import Client
 
 from harness.upstream import Upstream
 from tests import worker_pid
-from tests.servers import STARTUP_S, HttpServer, server_env
+from tests.servers import STARTUP_S, HttpServer, Session, server_env, wait_exit
+from tests.steering import Steer, steered_target
+
+T = TypeVar("T")
 
 
 def workers_env(upstream: Upstream, dump_dir: Path) -> dict[str, str]:
@@ -27,3 +34,14 @@ def wait_loaded(server: HttpServer, workers: int = 2, bound_s: float = STARTUP_S
         assert server.proc.poll() is None, server.stderr()
         assert time.monotonic() < deadline, server.stderr()
         time.sleep(0.1)  # polling a log file: there is no event to wait on
+
+
+def run_until_exit(server: HttpServer, steer: Steer, go: Callable[[Client], Awaitable[T]]) -> tuple[T, int | None]:
+    """What `go` returns, on a session reaching the workers through `steer` (it stops the server), and then the
+    server's exit code (`wait_exit`: None when it did not exit in time)."""
+    session = Session(steered_target(server.url, steer), "legacy")
+    try:
+        result = session.run(go, timeout=90)
+        return result, wait_exit(server.proc, 30)
+    finally:
+        session.close()

@@ -11,7 +11,10 @@ litellm loaded once in the background while `initialize` is already answered.
 Streamable HTTP is served stateless (`scaling.serves_stateless`): a request may
 land on any worker. Each worker drains like a single process does: its
 `Shutdown` begins when uvicorn's signal handler runs, and uvicorn's own graceful
-timeout is the grace period plus `BACKSTOP_S`, never unbounded.
+timeout is the grace period plus `BACKSTOP_S`, never unbounded. Its spend ledger
+is written and released as its application shuts down (`build_app`), and the
+SIGTERM uvicorn raises again after that ends the worker as Ctrl-C does: exit
+code 0, its exit hooks run (`WorkerConfig.__setstate__`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +63,19 @@ class WorkerConfig(uvicorn.Config):
         global _spec
         _spec = self.hive
         super().load()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled, in a worker process before its server starts: SIGTERM is made to end the worker as Ctrl-C
+        does (KeyboardInterrupt, which uvicorn's worker entry swallows).
+
+        uvicorn raises the exit signal again once its server has shut down, with the handler it found at start.
+        A spawned process starts with SIGTERM's default, which would kill the worker there: exit by signal, its
+        exit hooks (the metrics' live gauges, the file-count processes, the ledger's backstop) never run. Set
+        here, the worker exits with code 0 and runs them.
+        """
+        self.__dict__.update(state)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def create_app() -> Any:
