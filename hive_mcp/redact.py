@@ -9,7 +9,10 @@ dumps):
   a server's secret set also holds each secret's encoded forms (`secret_forms`:
   percent-encoded, and base64 at each byte alignment, as a Basic header or an
   upstream's echo carries it), added once where the set is built, since
-  substring replacement finds only the forms it is given;
+  substring replacement finds only the forms it is given; and in text holding a
+  percent-escape, every secret of the set is also looked for with the escapes
+  decoded (`percent.replace_escaped`), which finds it however it was percent-encoded
+  (either hex case, any of its characters escaped);
 - by shape: strings that look like keys whatever their source (`sk-...`,
   `sk-ant-...`, `AIza...`, `gsk_...`, `hf_...`, GitHub tokens, AWS access key ids,
   JWTs, `Bearer xxx`, credential-named query values, userinfo in URLs), matched
@@ -24,7 +27,7 @@ JSON escape (`\\n`, `\\"`, `\\u0007`) before a key, so the same pattern applied
 to JSON text finds everything it finds in the decoded strings and never breaks
 the JSON (see `redact_json`).
 
-A leaf: imports nothing from hive_mcp, so provider, server and store all use it.
+Imports only the leaf `percent`, so provider, server and store all use it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel
+
+from .percent import find_escaped, replace_escaped
 
 __all__ = [
     "CREDENTIAL_NAMES",
@@ -149,13 +154,18 @@ def normalize_secrets(secrets: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(sorted(found, key=len, reverse=True))
 
 
+_HEX_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
 def _encoded(secret: str) -> set[str]:
-    """The other forms `secret` may be written in: percent-encoded (in a URL or a form body), and in base64
+    """The other forms `secret` may be written in: percent-encoded (in a URL or a form body, with upper- and
+    lower-case hex: a stream's pieces are searched for these forms alone, see `provider.echoes`), and in base64
     (standard and URL-safe alphabets) the characters that depend on its bytes alone, for each of the three
     byte offsets it may start at inside a longer encoded string (`user:key` in a Basic header). At an
     offset the first group mixes in the bytes before it, and a partial last group the bytes after it
     (or the padding): both are dropped, so the form is found whatever surrounds the secret."""
-    found = {quote(secret, safe=""), quote_plus(secret)}
+    percent = (quote(secret, safe=""), quote_plus(secret))
+    found = {*percent, *(_HEX_ESCAPE.sub(lambda m: m.group().lower(), p) for p in percent)}
     raw = secret.encode()
     for k in range(3):
         end = -4 if (k + len(raw)) % 3 else None
@@ -181,13 +191,16 @@ def secret_forms(secrets: Iterable[str | None]) -> tuple[str, ...]:
     return normalize_secrets((*found, *(f for s in found if s not in derived for f in forms[s])))
 
 
-def _replace_values(text: str, secrets: Iterable[str]) -> tuple[str, bool]:
+def _replace_values(text: str, secrets: tuple[str, ...], in_json: bool = False) -> tuple[str, bool]:
+    """`text` with each secret replaced, as it is and percent-encoded; written as JSON writes it if `in_json`."""
     changed = False
     for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+        written = json_escaped(secret) if in_json else secret
+        if written in text:
+            text = text.replace(written, REDACTED)
             changed = True
-    return text, changed
+    text, escaped = replace_escaped(text, secrets, REDACTED, in_json=in_json)
+    return text, changed or escaped
 
 
 def _redact_text(text: str, secrets: tuple[str, ...]) -> str:
@@ -202,7 +215,8 @@ def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 def find_key(text: str, secrets: Iterable[str | None] = ()) -> bool:
     """Whether `text` holds something `redact_text` would replace: a secret of `secrets` or a key shape."""
-    return any(s in text for s in normalize_secrets(secrets)) or _SHAPES.search(text) is not None
+    found = normalize_secrets(secrets)
+    return any(s in text for s in found) or find_escaped(text, found) or _SHAPES.search(text) is not None
 
 
 def json_escaped(secret: str) -> str:
@@ -219,7 +233,7 @@ def redact_json(text: str, secrets: Iterable[str]) -> tuple[str, bool]:
     JSON unless a secret's escaped form starts or ends inside an escape sequence:
     callers that must write valid JSON re-parse when this reports a change.
     """
-    text, changed = _replace_values(text, (json_escaped(s) for s in secrets))
+    text, changed = _replace_values(text, tuple(secrets), in_json=True)
     text, n = _SHAPES.subn(_replace_shape, text)
     return text, changed or n > 0
 

@@ -73,6 +73,19 @@ async def test_text_that_only_looks_like_the_start_of_a_key_is_not_held_back(pro
     assert "".join(rest) == " mesk-tea time"
 
 
+ESCAPED = "".join(f"%{ord(c):02x}" if i % 3 == 0 else c for i, c in enumerate(TEST_KEY))
+"""The key with every third character percent-encoded, in lower-case hex: a form no list of forms holds."""
+
+
+async def test_an_echo_of_the_key_percent_encoded_is_answered_without_it(provider, upstream) -> None:
+    said = f"see /v1?key={ESCAPED}&x=1"
+    upstream.script(Reply.text(said), Reply.stream(["see ", f"/v1?key={ESCAPED}", "&x=1"]))
+    reply = await provider.acomplete(USER)
+    events = await collect(provider)
+    streamed = "".join(e.content for e in events if isinstance(e, TextDeltaEvent))
+    assert reply.content == streamed == f"see /v1?key={REDACTED}&x=1", (reply.content, streamed)
+
+
 def test_a_scrubber_without_secrets_passes_every_piece_as_it_is() -> None:
     pieces = Scrubber(()).pieces()
     assert [pieces.feed(p) for p in ("sk-te", "st")] == ["sk-te", "st"] and pieces.end() == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from base64 import b64encode, urlsafe_b64decode, urlsafe_b64encode
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -130,12 +131,25 @@ SPECIAL_KEY = "k3y/With+Special=chars>>~~0123456789"
 """Changes under percent-encoding, and its base64 holds `+` at every alignment: the two alphabets differ."""
 
 
+def lower_hex(encoded: str) -> str:
+    """`encoded` with its percent-escapes' hex digits in lower case."""
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded)
+
+
 def encoded_forms(secret: str) -> dict[str, str]:
     """How a secret may come back from an upstream: percent-encoded in a URL, and base64-encoded
     alone, as the password of a Basic header (`user:key`), and inside a longer encoded string
     at each of the three byte alignments, in both alphabets."""
     raw = secret.encode()
     forms = {"the key": secret, "percent-encoded": quote(secret, safe=""), "form-encoded": quote_plus(secret)}
+    forms["percent-encoded, lowercase hex"] = lower_hex(quote(secret, safe=""))  # .NET's HttpUtility.UrlEncode
+    forms["form-encoded, lowercase hex"] = lower_hex(quote_plus(secret))
+    forms["every byte percent-encoded, either case"] = "".join(
+        f"%{b:02x}" if i % 2 else f"%{b:02X}" for i, b in enumerate(raw)
+    )
+    forms["every other character percent-encoded"] = "".join(
+        quote(c, safe="") if i % 2 else "".join(f"%{b:02x}" for b in c.encode()) for i, c in enumerate(secret)
+    )
     for alphabet, encode in (("base64", b64encode), ("url-safe base64", urlsafe_b64encode)):
         forms[alphabet] = encode(raw).decode()
         forms[f"{alphabet}, a Basic header"] = encode(b"user:" + raw).decode()
@@ -169,6 +183,41 @@ def test_every_encoded_form_of_a_secret_is_redacted(what: str, form: str) -> Non
 )
 def test_the_forms_of_a_secret_leave_ordinary_text_alone(text: str) -> None:
     assert redact_text(text, secret_forms((SPECIAL_KEY,))) == text
+
+
+@pytest.mark.parametrize(
+    ("secret", "written"),
+    [
+        ("sk-auditsecretkey0123456789abcdef", "sk%2Dauditsecretkey0123456789abcdef"),  # an unreserved one escaped
+        ("audit/Secret+Key=0123456789", "audit%2fSecret+Key%3D0123456789"),  # some, in either case
+        ("pass word/with space", "pass+word%2fwith%20space"),  # a space as `+` and as `%20`
+        ("clé-secrète-0123", "cl%c3%a9-secr%C3%A8te%2D0123"),  # beyond ASCII: its UTF-8 bytes escaped
+        ("clé-secrète-0123", "clé-secrète%2d0123"),  # ... or written as they are beside an escape
+        ('pa"ss\\word-0123', "pa%22ss%5cword-0123"),  # what JSON escapes, percent-encoded
+    ],
+)
+def test_a_secret_percent_encoded_whatever_the_encoder_escaped_is_redacted(secret: str, written: str) -> None:
+    text = f"upstream said: {written}&next=1"
+    assert redact_text(text, [secret]) == f"upstream said: {REDACTED}&next=1"
+    assert find_key(text, [secret])  # a file holding it is never sent
+    assert redact([{"m": text}], [secret]) == [{"m": f"upstream said: {REDACTED}&next=1"}]
+    encoded, changed = redact_json(json.dumps({"m": text}, ensure_ascii=False), [secret])
+    assert changed and json.loads(encoded) == {"m": f"upstream said: {REDACTED}&next=1"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://example.com/search?q=a%20b%2Fc&page=2",
+        "100% sure, 50%off, %zz and a lone % at the end %",
+        "audit%2fSecret+Key%3d012345678",  # the key but its last character
+    ],
+)
+def test_percent_escapes_beside_no_secret_are_left_alone(text: str) -> None:
+    secrets = secret_forms(["audit/Secret+Key=0123456789"])
+    assert redact_text(text, secrets) == text
+    assert redact_json(json.dumps(text), secrets) == (json.dumps(text), False)
+    assert not find_key(text, secrets)
 
 
 def test_secret_forms_keep_no_short_base64_and_add_no_forms_of_forms() -> None:

@@ -8,12 +8,15 @@ event leaves it, so no result, progress message, conversation or page holds it.
 Only values are replaced, never key *shapes*: an `sk-...` the model writes as an
 example is its answer.
 
-Whole text is replaced in one scan. Text in pieces (a stream) keeps back the
-end of a piece that is the start of a secret, three characters or more of it,
-until the next piece tells whether the secret follows. A secret split within
-its first two characters has those sent already; the rest of it is replaced
-when it comes. Holding back every piece that ends like a secret's first letter
-would hold back most pieces of ordinary text for a whole chunk.
+Whole text is replaced in one scan, and a secret percent-encoded however the
+encoder chose (`percent.replace_escaped`) with it. Text in pieces (a stream)
+keeps back the end of a piece that is the start of a secret or of one of its
+listed forms (`redact.secret_forms`: percent-encoded in either hex case, base64),
+three characters or more of it, until the next piece tells whether the secret
+follows; a secret percent-encoded otherwise is found within a piece, not across
+two. A secret split within its first two characters has those sent already; the
+rest of it is replaced when it comes. Holding back every piece that ends like a
+secret's first letter would hold back most pieces of ordinary text for a whole chunk.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from ..percent import replace_escaped
 from ..redact import REDACTED, normalize_secrets
 
 __all__ = ["HELD_FROM", "NO_SECRETS", "Pieces", "Scrubber"]
@@ -45,7 +49,12 @@ class Scrubber:
                 self._rests.setdefault(s[n], []).append((s[:n], s[n:]))
 
     def whole(self, text: str) -> str:
-        return self._any.sub(REDACTED, text) if self._any is not None and text else text
+        return self._sub(text) if self._any is not None and text else text
+
+    def _sub(self, text: str) -> str:
+        """`text` with every secret replaced, as it is and percent-encoded."""
+        text = self._any.sub(REDACTED, text) if self._any is not None else text
+        return replace_escaped(text, self.secrets, REDACTED)[0]
 
     def pieces(self) -> Pieces:
         return Pieces(self)
@@ -68,7 +77,7 @@ class Pieces:
             if self._sent.endswith(head) and text.startswith(rest):
                 text = REDACTED + text[len(rest) :]
                 break
-        text = s._any.sub(REDACTED, text)
+        text = s._sub(text)
         seen = self._sent + text
         for i in range(max(0, len(seen) - s._longest + 1), len(seen) - HELD_FROM + 1):
             if seen[i:] in s._starts:
