@@ -1,5 +1,6 @@
 """The server's logs: every line to stderr (under stdio, stdout belongs to the protocol), litellm's
-loggers routed through the same handler, and every secret the server was given redacted from them."""
+loggers routed through the same handler, every secret the server was given redacted from them, and
+no caller's message body quoted in them by the SDK's legacy SSE transport."""
 
 from __future__ import annotations
 
@@ -20,6 +21,35 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
+    sse = logging.getLogger(_SSE_LOGGER)
+    if not any(isinstance(f, _UnparsedMessage) for f in sse.filters):
+        sse.addFilter(_UnparsedMessage())
+
+
+_SSE_LOGGER = "mcp.server.sse"
+_SSE_UNPARSED = "Failed to parse message"
+"""What the SDK's legacy SSE transport logs, with `logger.exception`, for a POSTed message it cannot parse."""
+
+
+class _UnparsedMessage(logging.Filter):
+    """The SDK's record of a POSTed message it could not parse, made one WARNING line without its traceback.
+
+    The caller has its 400 ("Could not parse message") already; the traceback's pydantic error quotes the
+    start of the body, which is a caller's prompt. The line says which failure it was (not JSON, or JSON
+    but not a JSON-RPC message), nothing of the body. A filter on the SDK's logger rather than our own
+    handling of the message path: the SDK keeps answering the POST as it does, and only its log line changes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != _SSE_UNPARSED or not record.exc_info:
+            return True
+        errors = getattr(record.exc_info[1], "errors", None)
+        kinds = {e.get("type") for e in errors(include_input=False)} if callable(errors) else set()
+        record.msg = "a message POSTed to the legacy SSE endpoint was %s: answered 400"
+        record.args = ("not valid JSON" if "json_invalid" in kinds else "not a JSON-RPC message",)
+        record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        record.exc_info = record.exc_text = None
+        return True
 
 
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")

@@ -25,7 +25,7 @@ from mcp import Client, MCPError
 from hive_mcp import __version__
 from tests.conftest import MODEL, TEST_KEY
 from tests.http_access import HTTP_TOKENS, IO_S, MCP_HEADERS, TRANSPORTS, raw
-from tests.servers import TOOLS, HttpServer, Session, authed_target, bearer, server_env
+from tests.servers import TOOLS, HttpServer, Session, authed_target, bearer, exited_cleanly, server_env
 from tests.clients import text_of
 from harness.processes import INITIALIZE
 from harness.upstream import Reply, Upstream
@@ -412,3 +412,41 @@ def test_the_dashboard_is_served_behind_the_same_token_and_host_rules(
         assert signed_in.status_code in (200, 303) and "hive_dashboard" in "".join(
             signed_in.headers.get_list("set-cookie")
         ).lower()
+
+
+# ---------------------------------------------------------------------------
+# A malformed message
+# ---------------------------------------------------------------------------
+
+PRIVATE = "MY-PRIVATE-DIAGNOSIS-0123456789"
+
+
+def test_a_malformed_sse_message_is_one_line_in_the_log_naming_none_of_its_body(
+    sec_upstream: Upstream, tmp_path: Path
+) -> None:
+    """The POST gets the SDK's 400; the log gets one WARNING line, with no traceback and nothing of the body;
+    the server serves on. At the default log level (DEBUG shows every message the SDK receives)."""
+    env = server_env(sec_upstream, tmp_path / "dumps", api_key=True)
+    env.update(HIVE_MCP_AUTH_TOKEN=SSE_TOKENS[0])
+    server = HttpServer("sse", env, tmp_path, "sse-malformed")
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"prompt":"' + PRIVATE.encode()
+    sec_upstream.script(Reply.text("still serving"))
+    try:
+        server.wait_ready()
+        headers = {**MCP_HEADERS, **bearer(SSE_TOKENS[0])}
+        with raw(server) as client, client.stream("GET", "/sse", headers=headers) as events:
+            event = first_sse_event(events)
+            endpoint = next(line[5:].strip() for line in event.splitlines() if line.startswith("data:"))
+            refused = client.post(endpoint, headers=headers, content=body)
+        assert refused.status_code == 400 and refused.text == "Could not parse message", refused.text
+        session = Session(authed_target(server, SSE_TOKENS[0]), "legacy")
+        try:
+            result = session.run(lambda c: c.call_tool("complete", {"prompt": "hello"}))
+        finally:
+            session.close()
+        assert text_of(result) == "still serving"
+    finally:
+        log = exited_cleanly(server, server.terminate())  # no traceback
+    assert PRIVATE not in log, log
+    [line] = [line for line in log.splitlines() if "mcp.server.sse" in line]
+    assert " WARNING " in line and "400" in line, line
