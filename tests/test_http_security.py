@@ -13,6 +13,7 @@ Servers are shared by the tests of the module: each one imports litellm.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -414,11 +415,53 @@ def test_the_dashboard_is_served_behind_the_same_token_and_host_rules(
         ).lower()
 
 
-# ---------------------------------------------------------------------------
-# A malformed message
-# ---------------------------------------------------------------------------
+def statuses_on_one_connection(server: HttpServer, request: bytes, times: int = 3) -> list[int | str]:
+    """The status of each of `times` copies of `request` sent in turn on one connection; "closed" once the server
+    has closed it."""
+    found: list[int | str] = []
+    with socket.create_connection((server.host, server.port), timeout=IO_S) as sock:
 
-PRIVATE = "MY-PRIVATE-DIAGNOSIS-0123456789"
+        def more(data: bytes) -> bytes:
+            if not (chunk := sock.recv(65536)):
+                raise ConnectionAbortedError
+            return data + chunk
+
+        try:
+            for _ in range(times):
+                sock.sendall(request)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data = more(data)
+                head, _, body = data.partition(b"\r\n\r\n")
+                while len(body) < int(re.search(rb"content-length: *(\d+)", head, re.I)[1]):
+                    body = more(body)
+                found.append(int(head.split()[1]))
+        except OSError:  # reset, closed, or a broken pipe
+            found.append("closed")
+    return found
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_request_the_dashboard_refuses_closes_its_connection_as_one_to_mcp_does(
+    transport: str, guarded: dict[str, HttpServer]
+) -> None:
+    server = guarded[transport]
+    host = f"Host: 127.0.0.1:{server.port}\r\n"
+    wrong = "Authorization: Bearer wrong-token-0123456789\r\n"
+    form, confirm = "token=wrong-token-0123456789", "confirm=x"
+    posted = f"Origin: {server.base_url}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    for request in (
+        f"POST {post_path(server)} HTTP/1.1\r\n{host}{wrong}Content-Length: 2\r\n\r\n{{}}",  # as the guard answers
+        f"GET /dashboard/data HTTP/1.1\r\n{host}{wrong}\r\n",
+        f"GET /dashboard/data HTTP/1.1\r\n{host}\r\n",
+        f"GET /dashboard HTTP/1.1\r\n{host}\r\n",  # the sign-in form, with its 401
+        f"POST /dashboard/login HTTP/1.1\r\n{host}{posted}Content-Length: {len(form)}\r\n\r\n{form}",
+        f"POST /dashboard/dumps/x/delete HTTP/1.1\r\n{host}{posted}Content-Length: {len(confirm)}\r\n\r\n{confirm}",
+    ):
+        assert statuses_on_one_connection(server, request.encode()) == [401, "closed"], request
+    log = server.stderr()  # each refusal is logged before it is answered
+    assert " DEBUG hive_mcp.http: 401 for POST /dashboard/login from 127.0.0.1:" in log
+    assert "sign-in refused" not in log
 
 
 def test_a_malformed_sse_message_is_one_line_in_the_log_naming_none_of_its_body(
@@ -426,10 +469,10 @@ def test_a_malformed_sse_message_is_one_line_in_the_log_naming_none_of_its_body(
 ) -> None:
     """The POST gets the SDK's 400; the log gets one WARNING line, with no traceback and nothing of the body;
     the server serves on. At the default log level (DEBUG shows every message the SDK receives)."""
-    env = server_env(sec_upstream, tmp_path / "dumps", api_key=True)
-    env.update(HIVE_MCP_AUTH_TOKEN=SSE_TOKENS[0])
+    env = {**server_env(sec_upstream, tmp_path / "dumps", api_key=True), "HIVE_MCP_AUTH_TOKEN": SSE_TOKENS[0]}
     server = HttpServer("sse", env, tmp_path, "sse-malformed")
-    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"prompt":"' + PRIVATE.encode()
+    private = "MY-PRIVATE-DIAGNOSIS-0123456789"
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"prompt":"' + private.encode()
     sec_upstream.script(Reply.text("still serving"))
     try:
         server.wait_ready()
@@ -446,7 +489,8 @@ def test_a_malformed_sse_message_is_one_line_in_the_log_naming_none_of_its_body(
             session.close()
         assert text_of(result) == "still serving"
     finally:
-        log = exited_cleanly(server, server.terminate())  # no traceback
-    assert PRIVATE not in log, log
+        rc = server.terminate()
+    log = exited_cleanly(server, rc)  # no traceback
+    assert private not in log, log
     [line] = [line for line in log.splitlines() if "mcp.server.sse" in line]
     assert " WARNING " in line and "400" in line, line

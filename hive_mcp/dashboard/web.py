@@ -9,6 +9,9 @@ signed in, ended there at sign-out, at most 12 hours), `HttpOnly`,
 over https (directly, or to a proxy that says so in `X-Forwarded-Proto`).
 Scripts may send `Authorization: Bearer` instead. Without `verify_token` (no
 tokens configured) everything is served without login, as to the stdio user.
+A request refused for its credentials is logged as the HTTP guard logs its own
+(`http.guard.log_refusal`), and its connection closed as theirs are (the server
+wraps this app in `HttpGuard.closing_refusals`).
 
 Every view shows the signed-in caller's own: its dumps (another caller's dump is
 not found, as an unknown id is), its spend; admins see everyone's.
@@ -40,6 +43,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..dumps import CallerDumps, DumpCorrupt, DumpNotFound, DumpStore, is_valid_dump_id
+from ..http.guard import log_refusal
 from ..text import one_line
 from ..tokens import LOCAL_CALLER, owner_scope
 from .assets import ASSETS, asset, page
@@ -131,14 +135,19 @@ def dashboard_app(
 
     async def authorized(request: Request) -> tuple[str, str] | None:
         """(how, caller): how the request is authenticated ("none" when it need not be, "bearer", "cookie")
-        and who the caller is; None when it is not authenticated."""
+        and who the caller is; None when it is not authenticated (logged as the HTTP guard logs its refusals)."""
         if verify_token is None:
             return "none", LOCAL_CALLER
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             name = verify_token(token.strip())
+            if name is None:
+                log_refusal(request.scope, "invalid bearer token")
             return ("bearer", name) if name is not None else None
-        name = await anyio.to_thread.run_sync(sessions.caller, request.cookies.get(COOKIE))  # a file, maybe
+        cookie = request.cookies.get(COOKIE)
+        name = await anyio.to_thread.run_sync(sessions.caller, cookie)  # a file, maybe
+        if name is None:
+            log_refusal(request.scope, "invalid session cookie" if cookie else "no bearer token or session cookie")
         return ("cookie", name) if name is not None else None
 
     async def host_refused(request: Request) -> Response | None:
@@ -203,7 +212,7 @@ def dashboard_app(
             return _login_page(400, "token: required")
         name = verify_token(token)
         if name is None:
-            logger.info("dashboard sign-in refused for %s: wrong token", request.client.host if request.client else "?")
+            log_refusal(request.scope, "invalid token in the sign-in form")
             return _login_page(401, "That token is not valid.")
         value = await anyio.to_thread.run_sync(sessions.issue, name)
         response = RedirectResponse(PREFIX, status_code=303, headers=_COMMON)

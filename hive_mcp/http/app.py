@@ -74,7 +74,8 @@ def build_app(
 
     With a dump `store`, `/dashboard` and below go to the dashboard instead, which
     checks the same tokens itself (a browser cannot send a bearer header when it
-    navigates: it signs in once for a cookie) and the same Host/Origin rules;
+    navigates: it signs in once for a cookie), closing the connection after each 401 as the guard does,
+    and the same Host/Origin rules;
     `sources` (a `dashboard.Sources`, or `who -> Sources` for one caller's view) fills its spend and models
     sections; `settings.admins` see every caller's dumps and spend there.
     """
@@ -139,7 +140,8 @@ def build_app(
         admins=settings.admins,
         sessions=Sessions(hive_home() / SESSIONS_FILENAME),  # shared by the workers: one sign-in, one sign-out
     )
-    return with_metrics(with_dashboard(shutdown.wrap(dashboard), guard), settings.metrics_token_value), shutdown
+    dashboard = shutdown.wrap(guard.closing_refusals(dashboard))
+    return with_metrics(with_dashboard(dashboard, guard), settings.metrics_token_value), shutdown
 
 
 def run_http(

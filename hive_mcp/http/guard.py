@@ -13,7 +13,7 @@ from ..jsonrpc import MAX_JSON_DEPTH, nested_deeper_than, plain_refusal
 from ..tokens import CALLER_STATE_KEY, digest_name
 from .asgi import HEALTH_PATH, MCP_PATH, App, Message, Receive, Scope, Send, header, peer, respond
 
-__all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "HttpGuard"]
+__all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "HttpGuard", "log_refusal"]
 
 logger = logging.getLogger("hive_mcp.http")
 
@@ -134,13 +134,7 @@ class HttpGuard:
                     name = self._names[digest]
                     state = {**(scope.get("state") or {}), CALLER_STATE_KEY: name}
                     return {**scope, "headers": headers, "state": state, "user": _user(name)}
-        logger.debug(
-            "401 for %s %s from %s: %s",
-            scope.get("method"),
-            scope.get("path"),
-            peer(scope),
-            "invalid bearer token" if presented else "no bearer token",
-        )
+        log_refusal(scope, "invalid bearer token" if presented else "no bearer token")
         challenge = b'Bearer realm="hive-mcp"'
         if presented:
             challenge += b', error="invalid_token"'
@@ -154,6 +148,36 @@ class HttpGuard:
         await self._discard(scope, receive, 0)
         await _end(send)
         return None
+
+    def closing_refusals(self, app: App) -> App:
+        """`app`, which answers its own 401s (the dashboard: a browser signs in with a form, it cannot send a
+        bearer header), with each 401 ending as the guard's own do: `Connection: close`, what the drain allows
+        of a body the app left unread is read, then the connection closes."""
+
+        async def refusing(scope: Scope, receive: Receive, send: Send) -> None:
+            refused = body_read = False
+
+            async def watched_receive() -> Message:
+                nonlocal body_read
+                message = await receive()
+                body_read = body_read or message.get("type") != "http.request" or not message.get("more_body")
+                return message
+
+            async def watched_send(message: Message) -> None:
+                nonlocal refused
+                if message.get("type") == "http.response.start" and message.get("status") == 401:
+                    refused = True
+                    message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+                elif refused and message.get("type") == "http.response.body" and not message.get("more_body"):
+                    await send({**message, "more_body": True})
+                    if not body_read:  # read in full, a further receive would wait for the client to hang up
+                        await self._discard(scope, receive, 0)
+                    message = {"type": "http.response.body", "body": b"", "more_body": False}
+                await send(message)
+
+            await app(scope, watched_receive, watched_send)
+
+        return refusing
 
     # -- body limit ------------------------------------------------------------------
 
@@ -282,6 +306,12 @@ class HttpGuard:
                 read += len(message.get("body", b""))
                 if not message.get("more_body", False):
                     return
+
+
+def log_refusal(scope: Scope, why: str) -> None:
+    """The line for a request refused for want of a valid credential. At DEBUG: anyone who reaches the port
+    can cause one per request, so at any level that is shown by default it would be theirs to flood."""
+    logger.debug("401 for %s %s from %s: %s", scope.get("method"), scope.get("path"), peer(scope), why)
 
 
 def _user(name: str) -> Any:
