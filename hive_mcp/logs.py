@@ -21,9 +21,10 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
-    sse = logging.getLogger(_SSE_LOGGER)
-    if not any(isinstance(f, _UnparsedMessage) for f in sse.filters):
-        sse.addFilter(_UnparsedMessage())
+    for name, kind in ((_SSE_LOGGER, _UnparsedMessage), *((n, _LitellmHandlersOff) for n in _LITELLM_LOGGERS)):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in lg.filters):
+            lg.addFilter(kind())
 
 
 _SSE_LOGGER = "mcp.server.sse"
@@ -71,13 +72,33 @@ def route_litellm_logs(level: str) -> None:
         wanted = "DEBUG" if level == "DEBUG" else "WARNING"
     for name in _LITELLM_LOGGERS:
         lg = logging.getLogger(name)
-        for handler in list(lg.handlers):
-            for f in handler.filters:
-                if f not in lg.filters:
-                    lg.addFilter(f)
-            lg.removeHandler(handler)
-        lg.propagate = True
+        _own_handlers_off(lg)
         lg.setLevel(wanted)
+
+
+def _own_handlers_off(lg: logging.Logger) -> None:
+    """`lg`'s own handlers taken off, their filters moved onto it, its records propagating to the root's."""
+    for handler in list(lg.handlers):
+        for f in handler.filters:
+            if f not in lg.filters:
+                lg.addFilter(f)
+        lg.removeHandler(handler)
+    lg.propagate = True
+
+
+class _LitellmHandlersOff(logging.Filter):
+    """On litellm's loggers from `configure_logging` on, so from before litellm is imported.
+
+    The import gives each logger litellm's handler (records below WARNING to stdout) and, at DEBUG, logs a
+    dozen lines through it before `route_litellm_logs` can run. A logger's filters run before its handlers
+    are called: each record first takes any handler off the three loggers (`_own_handlers_off`), and so
+    reaches only the root's, on stderr. It stays after the import: a handler litellm adds later goes too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name in _LITELLM_LOGGERS:
+            _own_handlers_off(logging.getLogger(name))
+        return True
 
 
 

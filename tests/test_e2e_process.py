@@ -228,3 +228,29 @@ def test_http_sigterm_with_a_client_connected_exits_cleanly(
     assert "Traceback" not in err
     assert " ERROR " not in err, err  # e.g. uvicorn's "ASGI callable returned without completing response"
     assert "hive-mcp stopped" in err
+
+
+def test_http_at_debug_writes_nothing_to_stdout_not_even_during_litellms_import(
+    e2e_upstream: Upstream, workdir: Path
+) -> None:
+    """litellm's import gives its loggers a handler writing records below WARNING to stdout, and logs through
+    it at DEBUG: those lines go to stderr, once, as every other log line does."""
+    env = server_env(e2e_upstream, dump_dir_for(workdir, "http"), api_key=True)
+    env["HIVE_MCP_LOG_LEVEL"] = "DEBUG"
+    env.pop("LITELLM_LOG", None)
+    server = HttpServer("http", env, workdir, "http-debug")
+    e2e_upstream.script(Reply.text("loaded and answered"))
+    session: Session | None = None
+    try:
+        server.wait_ready()
+        session = Session(server.client_target, "legacy")
+        result = session.run(lambda c: c.call_tool("complete", {"prompt": "hi"}))  # answered once litellm is in
+        assert result.content[0].text == "loaded and answered"
+    finally:
+        if session is not None:
+            session.close()
+        rc = server.terminate()
+    err = server.stderr()
+    assert rc == 0, err
+    assert " DEBUG LiteLLM: " in err  # litellm did log, through our handler
+    assert (workdir / "http-debug.stdout.log").read_text() == ""
