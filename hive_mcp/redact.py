@@ -149,9 +149,10 @@ def _replace_shape(m: re.Match[str]) -> str:
 
 
 def normalize_secrets(secrets: Iterable[str | None]) -> tuple[str, ...]:
-    """Usable secrets, longest first so a secret containing another is replaced whole."""
+    """Usable secrets, longest first so a secret containing another is replaced whole (ties in text order, so
+    the same secrets give the same tuple in every process, whatever its hash seed)."""
     found = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LEN and s != REDACTED}
-    return tuple(sorted(found, key=len, reverse=True))
+    return tuple(sorted(found, key=lambda s: (-len(s), s)))
 
 
 _HEX_ESCAPE = re.compile(r"%[0-9A-F]{2}")
