@@ -277,11 +277,16 @@ def _leave_during_the_load() -> NoReturn:
 def bind_metrics_port(settings: Settings) -> socket.socket | None:
     """`--metrics-port`, on the serving host (stdio: loopback), bound at start-up as the main port is: a port
     that cannot be had is one line naming `--metrics-port` and exit code 2 (PortError), before anything is built
-    or says it serves. None without the setting."""
+    or says it serves. Over http/sse it must differ from `--port`: on one host both binds would succeed (each
+    socket has SO_REUSEADDR and neither listens yet) and the server would die once it listened. None without
+    the setting."""
     if settings.metrics_port is None:
         return None
-    from .http.listen import METRICS_PORT, bind
+    from .http.listen import MAIN_PORT, METRICS_PORT, PortError, bind
 
+    if settings.transport != "stdio" and settings.metrics_port == settings.port:
+        raise PortError(f"{METRICS_PORT} and {MAIN_PORT} are both {settings.port}: /metrics needs a port of its own; "
+                        "choose another or leave the metrics port unset (/metrics is also served on the main port)")
     host = "127.0.0.1" if settings.transport == "stdio" else settings.host
     return bind(host, settings.metrics_port, setting=METRICS_PORT)
 

@@ -71,6 +71,17 @@ def test_a_metrics_port_in_use_is_one_line_naming_it_and_exit_2(args: tuple[str,
     assert "serving" not in proc.stderr and "startup complete" not in proc.stderr
 
 
+@pytest.mark.parametrize("args", [("--transport", "http"), ("--transport", "sse"),
+                                  ("--transport", "http", "--workers", "2")], ids=["http", "sse", "workers"])
+def test_a_metrics_port_equal_to_the_port_is_one_line_naming_both_and_exit_2(args: tuple[str, ...],
+                                                                             tmp_path: Path) -> None:
+    port = free_port()
+    proc = hive(*args, "--port", str(port), "--metrics-port", str(port), cwd=tmp_path)
+    line = one_error_line(proc)
+    assert "--metrics-port (HIVE_MCP_METRICS_PORT)" in line and "--port (HIVE_MCP_PORT)" in line and str(port) in line
+    assert "serving" not in proc.stderr and "metrics at" not in proc.stderr
+
+
 def test_a_misspelled_flag_with_a_value_is_named_with_the_close_one(tmp_path: Path) -> None:
     line = one_error_line(hive("--prot", "8000", cwd=tmp_path))
     assert "--prot" in line and "--port" in line

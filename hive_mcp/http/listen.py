@@ -12,7 +12,7 @@ import socket
 
 from ..net import host_for_url
 
-__all__ = ["METRICS_PORT", "PortError", "bind"]
+__all__ = ["MAIN_PORT", "METRICS_PORT", "PortError", "bind"]
 
 MAIN_PORT = "--port (HIVE_MCP_PORT)"
 METRICS_PORT = "--metrics-port (HIVE_MCP_METRICS_PORT)"
