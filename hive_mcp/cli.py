@@ -29,7 +29,7 @@ from .spend_cli import add_usage_parser, run_usage
 from .exposure import exposure_problem
 from .serve import serve
 from .since import parse_duration
-from .cli_common import parse_since, print_table
+from .cli_common import add_limit, parse_since, print_table
 from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 
 __all__ = ["PROVIDER_KEY_VARS", "main", "parse_duration", "parse_since", "print_table"]
@@ -53,20 +53,6 @@ PROVIDER_KEY_VARS: tuple[tuple[str, str], ...] = (
 
 class UsageError(Exception):
     """A bad argument or setting: reported as one line, exit code 2."""
-
-
-# ---------------------------------------------------------------------------
-# Parsing helpers
-# ---------------------------------------------------------------------------
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 # ---------------------------------------------------------------------------
@@ -188,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only dumps newer than a duration back from now (30m, 12h, 7d) or an ISO date/time "
         "(2026-11-20, 2026-11-20T14:30; local time unless it has an offset)",
     )
-    lst.add_argument("--limit", type=_positive_int, default=20, metavar="N", help="show at most N (default 20)")
+    add_limit(lst)
     lst.add_argument("--dump-dir", help=argparse.SUPPRESS, **dump_dir)
 
     show = actions.add_parser(

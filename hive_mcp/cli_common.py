@@ -1,15 +1,36 @@
-"""What the command modules (`cli`, `conversations_cli`, `spend_cli`) share: the `--since` option
-as the command line reads it, and tables on stdout. Its own module so that none of them imports
+"""What the command modules (`cli`, `conversations_cli`, `spend_cli`) share: the `--since` and `--limit`
+options as the command line reads them, and tables on stdout. Its own module so that none of them imports
 another for these."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from datetime import datetime
 
 from .since import parse_since as _parse_since
 
-__all__ = ["parse_since", "print_table"]
+__all__ = ["add_limit", "parse_since", "positive_int", "print_table"]
+
+LIST_ROWS = 20
+"""Rows a `list` command shows unless `--limit` says otherwise."""
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (`--limit`)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_limit(parser: argparse.ArgumentParser) -> None:
+    """`--limit N` of a `list` command: any N from 1 (past a store's page, the command reads more pages)."""
+    parser.add_argument("--limit", type=positive_int, default=LIST_ROWS, metavar="N",
+                        help=f"show at most N (default {LIST_ROWS})")  # fmt: skip
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:

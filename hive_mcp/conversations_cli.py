@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from .cli_common import print_table
+from .cli_common import add_limit, print_table
 from .backends import conversation_store
 from .settings import load_settings
 
@@ -24,6 +24,8 @@ _SETTINGS = (
     "state_url", "state_password", "conversation_ttl_s", "conversation_max", "conversation_max_turns",
     "conversation_max_bytes",
 )  # fmt: skip
+PAGE_ROWS = 200
+"""Conversations asked of the store at once: a bigger `--limit` takes more pages."""
 
 
 def add_conversations_parser(commands: Any, prog: str, parser_class: type[argparse.ArgumentParser]) -> None:
@@ -37,7 +39,7 @@ def add_conversations_parser(commands: Any, prog: str, parser_class: type[argpar
     actions = conv.add_subparsers(dest="conversations_command", metavar="ACTION", required=True, parser_class=parser_class)
     lst = actions.add_parser("list", prog=f"{prog} conversations list", help="a table, most recently used first")
     lst.add_argument("--model", dest="filter_model", metavar="MODEL", help="only those a turn of which used MODEL")
-    lst.add_argument("--limit", type=int, default=20, metavar="N", help="show at most N (default 20)")
+    add_limit(lst)
     for action, text in (("show", "print one conversation as JSON"), ("delete", "delete one conversation")):
         sub = actions.add_parser(action, prog=f"{prog} conversations {action}", help=text)
         sub.add_argument("id", metavar="ID", help="a conversation id, as printed by `conversations list`")
@@ -66,25 +68,30 @@ def run_conversations(args: argparse.Namespace) -> tuple[int, str | None]:
         return anyio.run(act), None
     except ConversationError as exc:
         return 2, str(exc)
-    except (StoreError, ValueError) as exc:
+    except StoreError as exc:
         return 1, str(exc)
 
 
 async def _list(store: Any, args: argparse.Namespace) -> int:
-
-    if args.limit < 1:
-        raise ValueError("--limit: must be at least 1")
-    page = await store.list(limit=args.limit, model=args.filter_model)
-    if not page.items:
+    """The `--limit` most recently used, a store's page at a time."""
+    threads: list[Any] = []
+    cursor: str | None = None
+    while True:
+        page = await store.list(limit=min(PAGE_ROWS, args.limit - len(threads)), cursor=cursor, model=args.filter_model)
+        threads += page.items
+        cursor = page.next_cursor
+        if cursor is None or len(threads) == args.limit:
+            break
+    if not threads:
         print(f"no conversations in {store.name}", file=sys.stderr)
         return 0
     rows = [
         (t.last_used.astimezone().strftime("%Y-%m-%d %H:%M:%S"), str(t.turns), ",".join(t.models),
          f"{t.cost_usd:.6f}", t.owner, t.id)
-        for t in page.items
+        for t in threads
     ]  # fmt: skip
     print_table(("LAST USED", "TURNS", "MODELS", "COST USD", "OWNER", "ID"), rows)
-    if page.next_cursor:
+    if cursor is not None:
         print(f"(showing the {len(rows)} most recently used; more exist: raise --limit)", file=sys.stderr)
     return 0
 
