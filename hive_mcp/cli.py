@@ -4,7 +4,12 @@
     hive-mcp dumps list [--error-type T] [--model M] [--since 2h|2026-11-20] [--limit N]
     hive-mcp dumps show ID
     hive-mcp dumps purge --all | --older-than 7d [--yes]
+    hive-mcp conversations list [--model M] [--limit N] | show ID | delete ID
     hive-mcp usage [--since 7d] [--by model|caller|day] [--json]
+
+The top-level flags apply to every command, as to serving: each given is checked (one line and exit 2 when
+bad) and those a command reads (--config, --dump-dir, --env-file, --model) count; `cli_common.command_settings`
+reads them.
 
 This module parses arguments, runs the `dumps` commands, and hands serving to
 `hive_mcp.serve`, which runs stdio (`hive_mcp.stdio`) or HTTP (`hive_mcp.http`). Nothing slow is
@@ -24,12 +29,13 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from . import __version__
+from . import conversations_cli, spend_cli
 from .conversations_cli import add_conversations_parser, run_conversations
 from .spend_cli import add_usage_parser, run_usage
 from .exposure import exposure_problem
 from .serve import serve
 from .since import parse_duration
-from .cli_common import add_limit, parse_since, print_table
+from .cli_common import add_limit, command_settings, parse_since, print_table
 from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 
 __all__ = ["PROVIDER_KEY_VARS", "main", "parse_duration", "parse_since", "print_table"]
@@ -212,12 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         _refuse_unknown_flag(parser, args_list)
         args = parser.parse_args(args_list)
-        if args.command == "dumps":
-            return _dumps(args)
-        if args.command in ("conversations", "usage"):
-            code, error = (run_conversations if args.command == "conversations" else run_usage)(args)
-            return _fail(error, code) if error else code
         flags = {spec.field: getattr(args, spec.field) for spec in SETTINGS_FIELDS if spec.flag}
+        if args.command is not None:
+            return _command(args, flags)
         settings = load_settings(flags, env_file=args.env_file)
         tokens = settings.auth_tokens() if settings.transport != "stdio" else ()
         problem = exposure_problem(settings, tokens)
@@ -228,6 +231,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     return serve(settings, tokens)
+
+
+_READS = {"dumps": ("dump_dir", "state_url", "state_password"), "conversations": conversations_cli.SETTINGS,
+          "usage": spend_cli.SETTINGS}  # fmt: skip
+"""The settings each command reads, beside the config, the default model and the flags given."""
+
+
+def _command(args: argparse.Namespace, flags: dict[str, Any]) -> int:
+    """A command on its settings (`command_settings`; a bad one raises SettingsError)."""
+    settings, config = command_settings(flags, args.env_file, _READS[args.command])
+    if args.command == "dumps":
+        return _dumps(args, settings)
+    if args.command == "conversations":
+        code, error = run_conversations(args, settings)
+    else:
+        code, error = run_usage(args, settings, config)
+    return _fail(error, code) if error else code
 
 
 def _fail(message: str, code: int) -> int:
@@ -280,12 +300,11 @@ def _refuse_key_flag(argv: Sequence[str]) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _dumps(args: argparse.Namespace) -> int:
+def _dumps(args: argparse.Namespace, settings: Any) -> int:
+    """`dumps list|show|purge` on the store `settings` name."""
     from .dumps import DumpCorrupt, DumpLookupError
     from .backends import dump_store
 
-    settings = load_settings({"dump_dir": args.dump_dir}, env_file=args.env_file,
-                             only=("dump_dir", "state_url", "state_password"), export=False)
     store = dump_store(settings, retention=False)  # in Redis with HIVE_MCP_STATE_URL
     try:
         if args.dumps_command == "list":

@@ -1,19 +1,44 @@
-"""What the command modules (`cli`, `conversations_cli`, `spend_cli`) share: the `--since` and `--limit`
-options as the command line reads them, and tables on stdout. Its own module so that none of them imports
-another for these."""
+"""What the command modules (`cli`, `conversations_cli`, `spend_cli`) share: the settings a command reads, the
+`--since` and `--limit` options as the command line reads them, and tables on stdout. Its own module so that
+none of them imports another for these."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from .since import parse_since as _parse_since
 
-__all__ = ["add_limit", "parse_since", "positive_int", "print_table"]
+if TYPE_CHECKING:
+    from .llms.config import ModelsConfig
+    from .settings import Settings
+
+__all__ = ["add_limit", "command_settings", "parse_since", "positive_int", "print_table"]
 
 LIST_ROWS = 20
 """Rows a `list` command shows unless `--limit` says otherwise."""
+
+
+def command_settings(
+    flags: Mapping[str, Any], env_file: str | None, only: Iterable[str]
+) -> tuple[Settings, ModelsConfig | None]:
+    """The settings a command reads (`only`), and the models config, as serving reads them: the top-level flags
+    given (each checked as serving checks it, whether or not the command uses it), over the environment and
+    `.env`, with the `--config` / HIVE_MCP_CONFIG file's `hive_mcp:` section under them. So a command sees the
+    store, the dump directory and the budgets a server started with the same flags would. Raises SettingsError
+    (one line) for a bad flag, variable or config."""
+    from .llms.config import ConfigError
+    from .serve import load_models
+    from .settings import SettingsError, load_settings
+
+    given = {name for name, value in flags.items() if value is not None}
+    settings = load_settings(flags, env_file=env_file, only={*only, "config", "model", *given}, export=False)
+    try:
+        return load_models(settings)
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def positive_int(text: str) -> int:

@@ -1,8 +1,9 @@
 """`hive-mcp conversations list|show|delete`: the operator's view of the conversation store.
 
 The store is the one the server would use (SQLite in the hive home, or
-HIVE_MCP_STATE_URL), seen without an owner: every caller's conversations.
-Neither litellm nor mcp is imported.
+HIVE_MCP_STATE_URL), seen without an owner: every caller's conversations; its
+settings are read by `cli` (`cli_common.command_settings`). Neither litellm nor
+mcp is imported.
 """
 
 from __future__ import annotations
@@ -10,20 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .cli_common import add_limit, print_table
 from .backends import conversation_store
-from .settings import load_settings
 
-__all__ = ["add_conversations_parser", "run_conversations"]
+if TYPE_CHECKING:
+    from .settings import Settings
 
-_SETTINGS = (
+__all__ = ["SETTINGS", "add_conversations_parser", "run_conversations"]
+
+SETTINGS = (
     "state_url", "state_password", "conversation_ttl_s", "conversation_max", "conversation_max_turns",
     "conversation_max_bytes",
 )  # fmt: skip
+"""What `conversations` reads (with the config and the default model, as every command does)."""
 PAGE_ROWS = 200
 """Conversations asked of the store at once: a bigger `--limit` takes more pages."""
 
@@ -45,11 +49,11 @@ def add_conversations_parser(commands: Any, prog: str, parser_class: type[argpar
         sub.add_argument("id", metavar="ID", help="a conversation id, as printed by `conversations list`")
 
 
-def run_conversations(args: argparse.Namespace) -> tuple[int, str | None]:
-    """Run the action: (exit code, error line or None). Unknown ids are exit 2, a failing store exit 1."""
+def run_conversations(args: argparse.Namespace, settings: Settings) -> tuple[int, str | None]:
+    """Run the action on `settings` (`SETTINGS`, read by `cli`): (exit code, error line or None). Unknown ids are
+    exit 2, a failing store exit 1."""
     from .conversations import ConversationError, StoreError
 
-    settings = load_settings(env_file=args.env_file, only=_SETTINGS, export=False)
     store = conversation_store(settings.model_copy(update={"conversations": "on"}))
 
     async def act() -> int:

@@ -2,7 +2,8 @@
 
 The ledger is the one the server would use (SQLite in the hive home, or
 HIVE_MCP_STATE_URL), seen whole: every caller. Budgets come from the same
-settings (and the `--config` / HIVE_MCP_CONFIG file's `hive_mcp:` section).
+settings (and the `--config` / HIVE_MCP_CONFIG file's `hive_mcp:` section), read
+by `cli` (`cli_common.command_settings`).
 Neither litellm nor mcp is imported.
 """
 
@@ -11,16 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cli_common import parse_since, print_table
 
-__all__ = ["add_usage_parser", "run_usage"]
+if TYPE_CHECKING:
+    from .llms.config import ModelsConfig
+    from .settings import Settings
 
-_SETTINGS = (
+__all__ = ["SETTINGS", "add_usage_parser", "run_usage"]
+
+SETTINGS = (
     "state_url", "state_password", "spend_keep_days", "spend_calls_days", "budget_usd_day", "budget_usd_month",
-    "budgets", "admins", "config", "model",
+    "budgets", "admins",
 )  # fmt: skip
+"""What `usage` reads (with the config and the default model, as every command does)."""
 _BY = {"model": lambda r: r.group, "caller": lambda r: r.caller, "day": lambda r: r.day}
 
 
@@ -43,11 +49,9 @@ def _cost(cost: int, calls: int, unpriced: int) -> str:
     return f"{cost / 1e6:.6f}" + (f" ({unpriced} unpriced)" if unpriced else "")
 
 
-def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
-    """Run it: (exit code, error line or None). Bad input exits 2, a failing ledger 1."""
-    from .llms.config import ConfigError
-    from .serve import load_models
-    from .settings import SettingsError, load_settings
+def run_usage(args: argparse.Namespace, settings: Settings, config: ModelsConfig | None) -> tuple[int, str | None]:
+    """Run it on `settings` and `config` (`SETTINGS`, read by `cli`): (exit code, error line or None). Bad input
+    exits 2, a failing ledger 1."""
     from .spend import BudgetError
     from .spend.setup import configured_budgets, open_backend
     from .spend.usage import rows_since, spent_by, unpriced_by, usage_report
@@ -55,9 +59,8 @@ def run_usage(args: argparse.Namespace) -> tuple[int, str | None]:
     now = datetime.now(timezone.utc)
     try:
         since = parse_since(args.since, now=now)
-        settings, config = load_models(load_settings(env_file=args.env_file, only=_SETTINGS, export=False))
         budgets = configured_budgets(settings, config, None)
-    except (ValueError, ConfigError, SettingsError, BudgetError) as exc:
+    except (ValueError, BudgetError) as exc:
         return 2, str(exc)
     backend = open_backend(settings)
     try:

@@ -1,5 +1,5 @@
-"""The commands beside serving (`dumps`, `conversations`, `usage`) as one command line: `--limit` means the
-same in each. Each runs the real command as a subprocess."""
+"""The commands beside serving (`dumps`, `conversations`, `usage`) as one command line: the top-level flags
+apply to each and `--limit` means the same in each. Each runs the real command as a subprocess."""
 
 from __future__ import annotations
 
@@ -84,3 +84,41 @@ def test_conversations_list_pages_past_one_store_page(home: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 205  # the header and 204 rows
     assert "more exist" in proc.stderr
+
+
+# -- the top-level flags -----------------------------------------------------------------------------------------
+
+
+def test_config_before_usage_brings_its_budgets(home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "budget.yaml"
+    config.write_text("model_list:\n  - model_name: fast\n    litellm_params: {model: openai/gpt-4o-mini, "
+                      "api_key: sk-fake}\nhive_mcp:\n  budgets:\n    day: 7\n")  # fmt: skip
+    proc = hive(home, "--config", str(config), "usage")
+    assert proc.returncode == 0, proc.stderr
+    assert any(line.split()[:2] == ["all:day", "7.00"] for line in proc.stdout.splitlines()), proc.stdout
+
+
+def test_config_before_dumps_names_their_directory(home: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    dump_id = DumpStore(elsewhere).write(sample_dump(datetime.now(UTC)))
+    config = tmp_path / "dumps.yaml"
+    config.write_text("model_list:\n  - model_name: fast\n    litellm_params: {model: openai/gpt-4o-mini, "
+                      f"api_key: sk-fake}}\nhive_mcp:\n  dump_dir: {elsewhere}\n")  # fmt: skip
+    proc = hive(home, "--config", str(config), "dumps", "list")
+    assert proc.returncode == 0, proc.stderr
+    assert dump_id is not None and dump_id in proc.stdout
+
+
+@pytest.mark.parametrize("command", [("usage",), ("conversations", "list"), ("dumps", "list")],
+                         ids=["usage", "conversations", "dumps"])  # fmt: skip
+@pytest.mark.parametrize(("flags", "named"), [
+    (("--config", "/nonexistent.yaml"), "/nonexistent.yaml"),
+    (("--port", "abc"), "--port"),
+    (("--log-level", "LOUD"), "--log-level"),
+    (("--metrics-port", "0"), "--metrics-port"),
+], ids=["config", "port", "log-level", "metrics-port"])  # fmt: skip
+def test_a_bad_top_level_flag_before_a_command_is_one_line_and_exit_2(
+    home: Path, command: tuple[str, ...], flags: tuple[str, ...], named: str
+) -> None:
+    line = one_error_line(hive(home, *flags, *command))
+    assert named in line
