@@ -83,9 +83,10 @@ def server_secrets(
     ))  # fmt: skip
 
 
-def dump_store(settings: Settings, secrets: Iterable[str] = (), *, retention: bool = True) -> Any:
-    """The failure-dump store: in Redis with HIVE_MCP_STATE_URL (the dump directory while it is down), else the
-    directory. Without `retention` nothing is pruned (what `hive-mcp dumps` opens)."""
+def dump_store(settings: Settings, secrets: Iterable[str] = (), *, retention: bool = True, degrade: bool = True) -> Any:
+    """The failure-dump store: in Redis with HIVE_MCP_STATE_URL (with `degrade`, the dump directory while it is
+    down; without, StateUnavailable), else the directory. Without `retention` nothing is pruned. `hive-mcp dumps`
+    opens it with neither."""
     from .dumps import DumpStore
 
     limits: dict[str, Any] = (
@@ -97,7 +98,8 @@ def dump_store(settings: Settings, secrets: Iterable[str] = (), *, retention: bo
         return DumpStore(settings.dump_dir, secrets=secrets, **limits)
     from .dumps.redis_store import RedisDumpStore
 
-    return RedisDumpStore(settings.state_url_with_password, settings.dump_dir, secrets=secrets, **limits)
+    return RedisDumpStore(settings.state_url_with_password, settings.dump_dir, secrets=secrets, degrade=degrade,
+                          **limits)
 
 
 def conversation_store(settings: Settings, secrets: tuple[str, ...] = ()) -> Any:

@@ -9,7 +9,8 @@
 
 The top-level flags apply to every command, as to serving: each given is checked (one line and exit 2 when
 bad) and those a command reads (--config, --dump-dir, --env-file, --model) count; `cli_common.command_settings`
-reads them.
+reads them. A command whose settings name a state store (HIVE_MCP_STATE_URL) asks it first, and one that does
+not answer is one line and exit 1.
 
 This module parses arguments, runs the `dumps` commands, and hands serving to
 `hive_mcp.serve`, which runs stdio (`hive_mcp.stdio`) or HTTP (`hive_mcp.http`). Nothing slow is
@@ -239,10 +240,18 @@ _READS = {"dumps": ("dump_dir", "state_url", "state_password"), "conversations":
 
 
 def _command(args: argparse.Namespace, flags: dict[str, Any]) -> int:
-    """A command on its settings (`command_settings`; a bad one raises SettingsError)."""
+    """A command: its settings (`command_settings`; a bad one raises SettingsError), its state store asked once
+    (no answer: one line naming HIVE_MCP_STATE_URL, exit 1, before anything is read or removed), then the command."""
+    from .state_store import StateStore, StateUnavailable
+
     settings, config = command_settings(flags, args.env_file, _READS[args.command])
-    if args.command == "dumps":
-        return _dumps(args, settings)
+    try:
+        if settings.state_url_with_password:
+            StateStore.shared(settings.state_url_with_password).check()
+        if args.command == "dumps":
+            return _dumps(args, settings)
+    except StateUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILURE)
     if args.command == "conversations":
         code, error = run_conversations(args, settings)
     else:
@@ -301,11 +310,11 @@ def _refuse_key_flag(argv: Sequence[str]) -> None:
 
 
 def _dumps(args: argparse.Namespace, settings: Any) -> int:
-    """`dumps list|show|purge` on the store `settings` name."""
+    """`dumps list|show|purge` on the store `settings` name; Redis failing midway raises StateUnavailable."""
     from .dumps import DumpCorrupt, DumpLookupError
     from .backends import dump_store
 
-    store = dump_store(settings, retention=False)  # in Redis with HIVE_MCP_STATE_URL
+    store = dump_store(settings, retention=False, degrade=False)  # in Redis with HIVE_MCP_STATE_URL
     try:
         if args.dumps_command == "list":
             return _dumps_list(store, args)

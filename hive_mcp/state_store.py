@@ -23,6 +23,10 @@ pings Redis every `PROBE_S`; its first answer closes the breaker for every store
 at once, with one warning. So an outage costs this process at most one timeout
 per call in flight when it began, and every store resumes within `PROBE_S` plus
 one timeout of Redis answering again.
+
+The command line does not degrade: it asks once (`check`) and, for the dumps,
+raises `StateUnavailable` at any later failure, so an operator never reads the
+local directory's "nothing" as the shared store's answer.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from .listeners import Listeners
 from .observe import metrics
 from .outage import Outage
 
-__all__ = ["PROBE_S", "TIMEOUT_S", "StateStore", "redacted_url"]
+__all__ = ["PROBE_S", "TIMEOUT_S", "StateStore", "StateUnavailable", "redacted_url"]
 
 logger = logging.getLogger("hive_mcp.state")
 
@@ -61,6 +65,11 @@ def redacted_url(url: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return f"{parts.scheme}://{netloc}{parts.path}"  # no query: it may carry a password too
+
+
+class StateUnavailable(Exception):
+    """Redis did not answer a caller that does not degrade (the command line): one line naming the store, without
+    its password, and HIVE_MCP_STATE_URL."""
 
 
 class StateStore(Listeners):
@@ -166,6 +175,23 @@ class StateStore(Listeners):
             return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(command, loop))
         finally:
             metrics.state_latency("redis", op, time.perf_counter() - started)
+
+    def check(self) -> None:
+        """Ask Redis once (PING), apart from the breaker: nothing is logged and no probe starts. Raises
+        StateUnavailable when it does not answer."""
+        import redis
+
+        try:
+            self.run(self.aclient().ping())
+        except (redis.RedisError, OSError) as exc:
+            raise self.unavailable(exc) from None
+
+    def unavailable(self, exc: BaseException) -> StateUnavailable:
+        """`exc`, a failure to reach Redis, as the one line a command prints; the password is in no form in it."""
+        from .redact import redact_text, secret_forms, url_secrets
+
+        why = redact_text(f"{type(exc).__name__}: {exc}", secret_forms(url_secrets(self.url)))
+        return StateUnavailable(f"the state store at {self.name} (HIVE_MCP_STATE_URL) did not answer: {why}")
 
     def usable(self) -> bool:
         """Whether to ask Redis now: False from the first failure until the probe hears it again."""

@@ -1,5 +1,6 @@
 """The commands beside serving (`dumps`, `conversations`, `usage`) as one command line: the top-level flags
-apply to each and `--limit` means the same in each. Each runs the real command as a subprocess."""
+apply to each, `--limit` means the same in each, and a state store that does not answer is said to. Each runs
+the real command as a subprocess."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import pytest
 
 from hive_mcp.conversations.sqlite_store import SQLiteStore
 from hive_mcp.dumps import DumpStore
+from hive_mcp.dumps.redis_store import RedisDumpStore
+from hive_mcp.state_store import StateUnavailable
 from harness.processes import child_env
+from harness.valkey import ValkeyProcess
 from tests.conftest import sample_dump
-from tests.conftest_valkey import answer, started, turn, user
+from tests.conftest_valkey import answer, started, turn, user, valkey_binary
 
 HUGE = "99999999999999999999"  # past SQLite's INTEGER and any C long
 
@@ -122,3 +126,49 @@ def test_a_bad_top_level_flag_before_a_command_is_one_line_and_exit_2(
 ) -> None:
     line = one_error_line(hive(home, *flags, *command))
     assert named in line
+
+
+# -- an unreachable state store --------------------------------------------------------------------------------------
+
+PASSWORD = "cli-valkey-pw-0123456789"
+WRONG = "cli-wrong-pw-9876543210"
+COMMANDS = [("dumps", "list"), ("dumps", "show", "{id}"), ("dumps", "purge", "--all", "--yes"), ("usage",),
+            ("conversations", "list")]  # fmt: skip
+
+
+def unreachable(proc: subprocess.CompletedProcess[str], port: int) -> None:
+    """One line naming HIVE_MCP_STATE_URL and the store (no password), exit 1, and no server's outage warning."""
+    line = one_error_line(proc, 1)
+    assert "HIVE_MCP_STATE_URL" in line and f"127.0.0.1:{port}" in line, line
+    assert PASSWORD not in proc.stderr and WRONG not in proc.stderr
+
+
+def test_every_command_says_when_the_state_store_cannot_be_reached(home: Path, tmp_path: Path) -> None:
+    with ValkeyProcess(valkey_binary(), extra=("--requirepass", PASSWORD)) as server:
+        url = f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"
+        dump_id = RedisDumpStore(url, tmp_path / "server").write(sample_dump(datetime.now(UTC)))
+        assert dump_id is not None
+        listed = hive(home, "dumps", "list", HIVE_MCP_STATE_URL=url)
+        assert listed.returncode == 0 and dump_id in listed.stdout, listed.stderr
+        wrong = f"redis://:{WRONG}@127.0.0.1:{server.port}/0"
+        for command in COMMANDS:
+            unreachable(hive(home, *(a.format(id=dump_id) for a in command), HIVE_MCP_STATE_URL=wrong), server.port)
+        assert dump_id in hive(home, "dumps", "list", HIVE_MCP_STATE_URL=url).stdout  # the purge removed nothing
+        server.stop()
+        for command in COMMANDS:
+            unreachable(hive(home, *(a.format(id=dump_id) for a in command), HIVE_MCP_STATE_URL=url), server.port)
+
+
+def test_the_command_line_dump_store_raises_rather_than_fall_back(tmp_path: Path) -> None:
+    """A failure after the command's first PING (Redis gone mid-command) is still an error, not a local listing."""
+    with ValkeyProcess(valkey_binary(), extra=("--requirepass", PASSWORD)) as server:
+        wrong = f"redis://:{WRONG}@127.0.0.1:{server.port}/0"
+        local = DumpStore(tmp_path / "local")
+        assert local.write(sample_dump(datetime.now(UTC))) is not None
+        store = RedisDumpStore(wrong, tmp_path / "local", degrade=False)
+        for act in (store.list, store.count, lambda: store.read_text("20261207T122401392540Z.auth.x.0123abcd"),
+                    lambda: store.purge(None)):  # fmt: skip
+            with pytest.raises(StateUnavailable, match="HIVE_MCP_STATE_URL") as caught:
+                act()
+            assert WRONG not in str(caught.value)
+        assert store.unlisted() is None  # no breaker opened: nothing for a server to degrade

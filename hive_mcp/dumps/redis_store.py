@@ -16,7 +16,8 @@ shared ones, and the next write that reaches Redis moves the local dumps there.
 Redis is asked through the process's `StateStore` (its pool, timeouts and
 breaker; dumps are written from provider threads, so each command is sent on
 the state loop and waited for): one warning per outage for every store, and no
-call waits on a Redis the breaker knows is away.
+call waits on a Redis the breaker knows is away. Opened with `degrade=False` (the command line), it never falls
+back: every failure to reach Redis raises `StateUnavailable`, and the breaker is left alone.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ DEFAULT_PREFIX = "hive-mcp:"
 
 
 class RedisDumpStore(DumpStore):
-    """Dumps in Redis at `url` (password in the URL), the local `directory` while Redis is unavailable."""
+    """Dumps in Redis at `url` (password in the URL), the local `directory` while Redis is unavailable (with
+    `degrade`; without it, StateUnavailable)."""
 
     def __init__(
         self,
@@ -48,6 +50,7 @@ class RedisDumpStore(DumpStore):
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         max_age: timedelta | None = DEFAULT_MAX_AGE,
         secrets: Iterable[str] = (),
+        degrade: bool = True,
     ) -> None:
         super().__init__(directory, max_count=max_count, max_bytes=max_bytes, max_age=max_age, secrets=secrets)
         import redis
@@ -55,6 +58,7 @@ class RedisDumpStore(DumpStore):
         self._outage = StateStore.shared(url)
         self._run = self._outage.run
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._degrade = degrade
         self._key, self._index, self._sizes = f"{prefix}dump:", f"{prefix}dumps", f"{prefix}dump-sizes"
 
     @property
@@ -69,9 +73,19 @@ class RedisDumpStore(DumpStore):
         return f"Redis at {where} (the local {self.directory} while it is unavailable)"
 
     def unlisted(self) -> str | None:
-        if self._outage.usable():
+        if self._usable():
             return None
         return f"{self._outage.name} is unavailable: only the dumps written here since are listed"
+
+    def _usable(self) -> bool:
+        """Whether to ask Redis: always when not degrading (a failure raises), else while the breaker is closed."""
+        return not self._degrade or self._outage.usable()
+
+    def _failed(self, exc: BaseException) -> None:
+        """Redis failed: StateUnavailable when not degrading, else the breaker opens and the caller falls back."""
+        if not self._degrade:
+            raise self._outage.unavailable(exc) from exc
+        self._outage.failed(exc)
 
     # -- storage primitives ----------------------------------------------------
 
@@ -87,22 +101,22 @@ class RedisDumpStore(DumpStore):
 
     def _replace(self, dump_id: str, payload: bytes) -> bool:
         """Overwrite the shared dump of `dump_id`, or else the local one (written during an outage)."""
-        if self._outage.usable():
+        if self._usable():
             try:
                 if self._run(self._redis.set(self._key + dump_id, payload, xx=True)):
                     self._run(self._redis.hset(self._sizes, dump_id, len(payload)))
                     return True
             except self._errors as exc:
-                self._outage.failed(exc)
+                self._failed(exc)
         return super()._replace(dump_id, payload)
 
     def _write(self, dump: FailureDump) -> str:
-        if not self._outage.usable():
+        if not self._usable():
             return super()._write(dump)
         try:
             dump_id = self._store(dump, self._put)
         except self._errors as exc:
-            self._outage.failed(exc)
+            self._failed(exc)
             return super()._write(dump)
         self._outage.worked()
         self._move_local()  # what was written locally meanwhile, if anything
@@ -117,18 +131,18 @@ class RedisDumpStore(DumpStore):
             except DumpNotFound:
                 continue
             except self._errors as exc:
-                self._outage.failed(exc)
+                self._failed(exc)
                 return
             super()._remove(dump_id)
 
     def _shared(self, *, sizes: bool) -> list[tuple[str, int]]:
-        if not self._outage.usable():
+        if not self._usable():
             return []
         try:
             ids = self._run(self._redis.zrange(self._index, 0, -1))
             got = {k: int(v) for k, v in self._run(self._redis.hgetall(self._sizes)).items()} if sizes else {}
         except self._errors as exc:
-            self._outage.failed(exc)
+            self._failed(exc)
             return []
         return [(i, got.get(i, 0)) for i in ids]
 
@@ -142,7 +156,7 @@ class RedisDumpStore(DumpStore):
 
     def _remove(self, dump_id: str) -> bool:
         removed = super()._remove(dump_id)
-        if not self._outage.usable():
+        if not self._usable():
             return removed
         try:
             pipe = self._redis.pipeline()
@@ -151,17 +165,17 @@ class RedisDumpStore(DumpStore):
             pipe.hdel(self._sizes, dump_id)
             gone = self._run(pipe.execute())[0]
         except self._errors as exc:
-            self._outage.failed(exc)
+            self._failed(exc)
             return removed
         return removed or bool(gone)
 
     def _read_raw(self, dump_id: str) -> tuple[str, int]:
         self._path_for(dump_id)  # InvalidDumpId for a malformed id, before anything is asked
-        if self._outage.usable():
+        if self._usable():
             try:
                 raw = self._run(self._redis.get(self._key + dump_id))
             except self._errors as exc:
-                self._outage.failed(exc)
+                self._failed(exc)
             else:
                 if raw is not None:
                     return raw, len(raw.encode("utf-8"))
