@@ -265,27 +265,44 @@ def _fail(message: str, code: int) -> int:
 
 
 def _refuse_unknown_flag(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
-    """The first `--flag` no parser knows, named, with the close one (argparse would take the flag's
-    value for a command: "invalid choice: '8000'" for `--prot 8000`)."""
-    known = _flags(parser)
+    """The first `--flag` the command it is given to does not take, named, with the close one among those it
+    does take (argparse would take the flag's value for a command: "invalid choice: '8000'" for `--prot 8000`).
+    A top-level flag given after a command is told to go before it."""
+    here, words, top, value_next = parser, [], _flags(parser), False
     for arg in argv:
         if arg == "--":
             return
         name = arg.split("=", 1)[0]
-        if name.startswith("--") and name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-            raise UsageError(f"unknown option {name}" + (f"; did you mean {close[0]}?" if close else ""))
+        if value_next:  # the value of the flag before it (`--model usage`), neither a flag nor a command
+            value_next = False
+            continue
+        if name in _commands(here):
+            here = _commands(here)[name]
+            words.append(name)
+            continue
+        if not name.startswith("--"):
+            continue
+        if name in _flags(here):
+            value_next = "=" not in arg and here._option_string_actions[name].nargs != 0  # noqa: SLF001
+            continue
+        if here is not parser and name in top:
+            raise UsageError(f"{name} is an option of {PROG} itself, not of `{' '.join(words)}`: give it before "
+                             "the command")
+        close = difflib.get_close_matches(name, sorted(_flags(here)), n=1, cutoff=0.6)
+        raise UsageError(f"unknown option {name}" + (f"; did you mean {close[0]}?" if close else ""))
 
 
 def _flags(parser: argparse.ArgumentParser) -> set[str]:
-    """Every `--flag` of `parser` and of its commands, theirs included."""
-    found: set[str] = set()
-    for action in parser._actions:  # noqa: SLF001 - argparse has no public walk over its actions
-        found.update(o for o in action.option_strings if o.startswith("--"))
+    """Every `--flag` `parser` itself takes (not its commands')."""
+    return {o for action in parser._actions for o in action.option_strings if o.startswith("--")}  # noqa: SLF001
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The commands `parser` takes, by name (argparse has no public walk over its actions)."""
+    for action in parser._actions:  # noqa: SLF001
         if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
-            for sub in action.choices.values():
-                found |= _flags(sub)
-    return found
+            return dict(action.choices)
+    return {}
 
 
 def _refuse_key_flag(argv: Sequence[str]) -> None:

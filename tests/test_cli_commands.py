@@ -1,6 +1,6 @@
 """The commands beside serving (`dumps`, `conversations`, `usage`) as one command line: the top-level flags
-apply to each, `--limit` means the same in each, and a state store that does not answer is said to. Each runs
-the real command as a subprocess."""
+apply to each, `--limit` means the same in each, a state store that does not answer is said to, and a
+misspelled flag is matched against the command's own. Each runs the real command as a subprocess."""
 
 from __future__ import annotations
 
@@ -172,3 +172,33 @@ def test_the_command_line_dump_store_raises_rather_than_fall_back(tmp_path: Path
                 act()
             assert WRONG not in str(caught.value)
         assert store.unlisted() is None  # no breaker opened: nothing for a server to degrade
+
+
+# -- a misspelled flag ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "close"), [
+    (("usage", "--sinse", "7d"), "--since"),
+    (("dumps", "list", "--limt", "5"), "--limit"),
+    (("conversations", "list", "--limt", "5"), "--limit"),
+    (("--prot", "8000"), "--port"),
+], ids=["usage", "dumps", "conversations", "serving"])  # fmt: skip
+def test_a_misspelled_flag_is_matched_against_the_commands_own(home: Path, args: tuple[str, ...], close: str) -> None:
+    line = one_error_line(hive(home, *args))
+    assert line.endswith(f"did you mean {close}? (see --help)") or line.endswith(f"did you mean {close}?"), line
+
+
+@pytest.mark.parametrize(("args", "foreign"), [
+    (("usage", "--bogus"), "--host"),
+    (("dumps", "list", "--prot", "1"), "--port"),
+    (("conversations", "list", "--prot", "1"), "--port"),
+], ids=["usage", "dumps", "conversations"])  # fmt: skip
+def test_no_flag_the_command_refuses_is_suggested(home: Path, args: tuple[str, ...], foreign: str) -> None:
+    line = one_error_line(hive(home, *args))
+    assert args[-1] in line or args[-2] in line
+    assert foreign not in line
+
+
+def test_a_top_level_flag_after_the_command_says_where_it_goes(home: Path) -> None:
+    line = one_error_line(hive(home, "usage", "--config", "x.yaml"))
+    assert "--config" in line and "before" in line and "usage" in line
