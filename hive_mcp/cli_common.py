@@ -1,6 +1,6 @@
 """What the command modules (`cli`, `conversations_cli`, `spend_cli`) share: the settings a command reads, the
-`--since` and `--limit` options as the command line reads them, and tables on stdout. Its own module so that
-none of them imports another for these."""
+`--since` and `--limit` options as the command line reads them, a cost cell, and tables on stdout. Its own
+module so that none of them imports another for these."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .llms.config import ModelsConfig
     from .settings import Settings
 
-__all__ = ["add_limit", "command_settings", "parse_since", "positive_int", "print_table"]
+__all__ = ["add_limit", "command_settings", "cost_cell", "parse_since", "positive_int", "print_table"]
 
 LIST_ROWS = 20
 """Rows a `list` command shows unless `--limit` says otherwise."""
@@ -64,6 +64,14 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
         return _parse_since(text, now=now, naive=None)
     except ValueError as exc:
         raise ValueError(f"invalid --since {exc}") from None
+
+
+def cost_cell(usd: float, calls: int, unpriced: int) -> str:
+    """A cost column's cell: `unpriced` when none of the row's `calls` had a price (its 0 means nothing), else
+    the USD and how many had none."""
+    if calls and unpriced == calls:
+        return "unpriced"
+    return f"{usd:.6f}" + (f" ({unpriced} unpriced)" if unpriced else "")
 
 
 def print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:

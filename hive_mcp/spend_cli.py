@@ -14,7 +14,7 @@ import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .cli_common import parse_since, print_table
+from .cli_common import cost_cell, parse_since, print_table
 
 if TYPE_CHECKING:
     from .llms.config import ModelsConfig
@@ -43,10 +43,8 @@ def add_usage_parser(commands: Any, prog: str, parser_class: type[argparse.Argum
 
 
 def _cost(cost: int, calls: int, unpriced: int) -> str:
-    """The cost column: `unpriced` when no call of the row had a price, else the USD and how many had none."""
-    if calls and unpriced == calls:
-        return "unpriced"
-    return f"{cost / 1e6:.6f}" + (f" ({unpriced} unpriced)" if unpriced else "")
+    """The cost column of micro-USD `cost` (`cli_common.cost_cell`)."""
+    return cost_cell(cost / 1e6, calls, unpriced)
 
 
 def run_usage(args: argparse.Namespace, settings: Settings, config: ModelsConfig | None) -> tuple[int, str | None]:

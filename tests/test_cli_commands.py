@@ -1,6 +1,7 @@
 """The commands beside serving (`dumps`, `conversations`, `usage`) as one command line: the top-level flags
-apply to each, `--limit` means the same in each, a state store that does not answer is said to, and a
-misspelled flag is matched against the command's own. Each runs the real command as a subprocess."""
+apply to each, `--limit` means the same in each, a state store that does not answer is said to, a misspelled
+flag is matched against the command's own, and an unpriced conversation reads as unpriced. Each runs the real
+command as a subprocess."""
 
 from __future__ import annotations
 
@@ -202,3 +203,23 @@ def test_no_flag_the_command_refuses_is_suggested(home: Path, args: tuple[str, .
 def test_a_top_level_flag_after_the_command_says_where_it_goes(home: Path) -> None:
     line = one_error_line(hive(home, "usage", "--config", "x.yaml"))
     assert "--config" in line and "before" in line and "usage" in line
+
+
+# -- unpriced conversations ------------------------------------------------------------------------------------------
+
+
+def test_conversations_list_shows_an_unpriced_conversation_as_unpriced(home: Path) -> None:
+    unpriced, priced = conversations(home, None, 0.25)
+
+    async def mixed() -> str:
+        async with SQLiteStore(home / "hive-mcp.sqlite3") as store:
+            thread = await store.thread(priced)
+            return (await store.append(thread.id, [user("more"), answer("MORE")], turn(cost=None),
+                                       expected_tip=thread.tip)).id  # fmt: skip
+
+    anyio.run(mixed)
+    proc = hive(home, "conversations", "list")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[-1]: line for line in proc.stdout.splitlines()[1:]}
+    assert " unpriced " in rows[unpriced] and "0.000000" not in rows[unpriced]
+    assert "0.250000 (1 unpriced)" in rows[priced]
