@@ -34,7 +34,7 @@ from . import conversations_cli, spend_cli
 from .conversations_cli import add_conversations_parser, run_conversations
 from .spend_cli import add_usage_parser, run_usage
 from .exposure import exposure_problem
-from .serve import serve
+from .serve import DUMP_DIR_NAMED, serve
 from .since import parse_duration
 from .cli_common import add_limit, command_settings, parse_since, print_table
 from .settings import SETTINGS_FIELDS, SettingsError, load_settings
@@ -330,7 +330,10 @@ def _dumps(args: argparse.Namespace, settings: Any) -> int:
     """`dumps list|show|purge` on the store `settings` name; Redis failing midway raises StateUnavailable."""
     from .dumps import DumpCorrupt, DumpLookupError
     from .backends import dump_store
+    from .home import NOT_A_DIRECTORY, unsafe_dir
 
+    if unsafe_dir(settings.dump_dir) == NOT_A_DIRECTORY:  # as serving refuses it: not "no failed requests"
+        return _fail(f"{DUMP_DIR_NAMED} {settings.dump_dir} {NOT_A_DIRECTORY}", EXIT_USAGE)
     store = dump_store(settings, retention=False, degrade=False)  # in Redis with HIVE_MCP_STATE_URL
     try:
         if args.dumps_command == "list":

@@ -105,12 +105,15 @@ def load_models(settings: Settings, environ: Mapping[str, str] | None = None) ->
 # ---------------------------------------------------------------------------
 
 
+DUMP_DIR_NAMED = "the dump directory (--dump-dir, HIVE_MCP_DUMP_DIR)"
+
+
 def unsafe_state_dir(settings: Settings) -> str | None:
     """Why the dump directory or the hive home (where the stores keep their files) must not be used, in one
     line; None when both are absent or private to us (`home.unsafe_dir`). Nothing is changed."""
     from .home import hive_home, unsafe_dir
 
-    places = (("the dump directory (--dump-dir, HIVE_MCP_DUMP_DIR)", settings.dump_dir),
+    places = ((DUMP_DIR_NAMED, settings.dump_dir),
               ("the hive home (HIVE_HOME)", hive_home()))  # fmt: skip
     for what, directory in places:
         if (why := unsafe_dir(directory)) is not None:

@@ -223,3 +223,16 @@ def test_conversations_list_shows_an_unpriced_conversation_as_unpriced(home: Pat
     rows = {line.split()[-1]: line for line in proc.stdout.splitlines()[1:]}
     assert " unpriced " in rows[unpriced] and "0.000000" not in rows[unpriced]
     assert "0.250000 (1 unpriced)" in rows[priced]
+
+
+@pytest.mark.parametrize("command", [("list",), ("show", "0" * 8), ("purge", "--all", "--yes")])
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_a_dump_directory_that_cannot_be_one_is_one_line_naming_it(
+    home: Path, tmp_path: Path, command: tuple[str, ...], where: str
+) -> None:
+    """As serving refuses it, not "no failed requests" (nor "removed 0 dumps") from a directory that is none."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    directory = afile if where == "a file" else afile / "dumps"
+    line = one_error_line(hive(home, "dumps", command[0], "--dump-dir", str(directory), *command[1:]))
+    assert "HIVE_MCP_DUMP_DIR" in line and str(directory) in line and "not a directory" in line, line
