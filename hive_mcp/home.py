@@ -10,12 +10,13 @@ from pathlib import Path
 
 
 NOT_A_DIRECTORY = "is not a directory"
+HOME_VAR = "HIVE_HOME"
 
 
 def hive_home(env: Mapping[str, str] = os.environ) -> Path:
     """`$HIVE_HOME`, else `~/.hive` (HOME from `env` when set). A ValueError naming HIVE_HOME when it (or the
     default) names the home of a user this system does not know."""
-    home = env.get("HIVE_HOME")
+    home = env.get(HOME_VAR)
     try:
         if home:
             return Path(home).expanduser()
@@ -34,7 +35,7 @@ def home_problem(env: Mapping[str, str] = os.environ) -> str | None:
         return str(exc)
     if unsafe_dir(home) != NOT_A_DIRECTORY:
         return None
-    if env.get("HIVE_HOME"):
+    if env.get(HOME_VAR):
         return f"HIVE_HOME: {home} {NOT_A_DIRECTORY}"
     return f"HIVE_HOME is unset and the default hive home {home} {NOT_A_DIRECTORY}"
 

@@ -236,3 +236,23 @@ def test_a_dump_directory_that_cannot_be_one_is_one_line_naming_it(
     directory = afile if where == "a file" else afile / "dumps"
     line = one_error_line(hive(home, "dumps", command[0], "--dump-dir", str(directory), *command[1:]))
     assert "HIVE_MCP_DUMP_DIR" in line and str(directory) in line and "not a directory" in line, line
+
+
+@pytest.mark.parametrize("command", [("conversations", "list"), ("usage", "--json")])
+def test_a_hive_home_set_in_dotenv_is_where_every_command_reads(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """As for serving, which exports it: the stores a command reads are in that home, not in ~/.hive."""
+    home = tmp_path / "elsewhere"
+    [conversation] = conversations(home, 0.25)
+    workdir, user_home = tmp_path / "work", tmp_path / "user"
+    workdir.mkdir()
+    user_home.mkdir()
+    (workdir / ".env").write_text(f"HIVE_HOME={home}\n")
+    env = {k: v for k, v in child_env(HOME=str(user_home)).items() if k != "HIVE_HOME"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "hive_mcp", *command], env=env, cwd=workdir, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert not (user_home / ".hive").exists(), "a store was opened in ~/.hive"
+    if command[0] == "conversations":
+        assert conversation in proc.stdout, proc.stdout

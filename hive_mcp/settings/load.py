@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import NoDecode
 
-from ..home import home_problem
+from ..home import HOME_VAR, home_problem
 from ..text import utf8_text
 from .fields import SETTING_SOURCES, DEFAULT_ENV_FILE, ENV_PREFIX, Settings, SettingsError, SettingSpec, SettingSources
 
@@ -98,7 +98,7 @@ def load_settings(
     With `only`, just those settings are read; the rest keep their defaults, so a
     bad unrelated variable does not break, say, `hive-mcp dumps list`.
     With `export`, `.env` entries other than `HIVE_MCP_*` are copied into `environ`
-    when not already set there, for litellm (see the module docstring).
+    when not already set there, for litellm (see the module docstring); HIVE_HOME is, with or without it.
 
     Raises SettingsError with a one-line message naming the flag or variable.
     """
@@ -144,10 +144,10 @@ def load_settings(
     finally:
         SETTING_SOURCES.reset(token)
 
-    if export:
-        for key, value in dotenv.items():
-            if not key.startswith(ENV_PREFIX) and key not in environ:
-                environ[key] = value
+    for key, value in dotenv.items():
+        # HIVE_HOME always: every store of the process finds its files through the environment (`home.hive_home`).
+        if (export or key == HOME_VAR) and not key.startswith(ENV_PREFIX) and key not in environ:
+            environ[key] = value
     return settings
 
 
