@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .llms.config import ModelsConfig
     from .settings import Settings
 
-__all__ = ["add_limit", "command_settings", "cost_cell", "parse_since", "positive_int", "print_table"]
+__all__ = ["add_limit", "command_settings", "cost_cell", "parse_since", "print_table"]
 
 LIST_ROWS = 20
 """Rows a `list` command shows unless `--limit` says otherwise."""
@@ -41,7 +41,7 @@ def command_settings(
         raise SettingsError(str(exc)) from None
 
 
-def positive_int(text: str) -> int:
+def _positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1 (`--limit`)."""
     try:
         value = int(text)
@@ -54,7 +54,7 @@ def positive_int(text: str) -> int:
 
 def add_limit(parser: argparse.ArgumentParser) -> None:
     """`--limit N` of a `list` command: any N from 1 (past a store's page, the command reads more pages)."""
-    parser.add_argument("--limit", type=positive_int, default=LIST_ROWS, metavar="N",
+    parser.add_argument("--limit", type=_positive_int, default=LIST_ROWS, metavar="N",
                         help=f"show at most N (default {LIST_ROWS})")  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["WILDCARD_HOSTS", "host_for_url", "is_loopback", "is_wildcard"]
+__all__ = ["WILDCARD_HOSTS", "host_for_url", "host_name", "is_loopback", "is_wildcard"]
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
 """Binds that listen on every interface."""
@@ -27,6 +27,13 @@ def is_loopback(host: str) -> bool:
 
 def is_wildcard(host: str) -> bool:
     return host in WILDCARD_HOSTS
+
+
+def host_name(host_header: str) -> str:
+    """A Host header's name, without its port: `[::1]:9464` is `[::1]`, `localhost:9464` `localhost`."""
+    if host_header.startswith("["):
+        return host_header.partition("]")[0] + "]"
+    return host_header.rpartition(":")[0] if host_header.count(":") == 1 else host_header
 
 
 def host_for_url(host: str) -> str:

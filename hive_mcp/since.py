@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from .text import shorten
+from .text import short
 
 __all__ = ["FORMS", "parse_duration", "parse_since"]
 
@@ -48,19 +48,15 @@ def parse_since(text: str, *, now: datetime | None = None, naive: tzinfo | None 
     except ValueError:
         pass
     except OverflowError:
-        raise ValueError(f"{_shown(text)}: too far back") from None
+        raise ValueError(f"{short(text)}: too far back") from None
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{_shown(text)} is not {FORMS}") from None
+        raise ValueError(f"{short(text)} is not {FORMS}") from None
     try:
         if when.tzinfo is None:
             when = when.astimezone() if naive is None else when.replace(tzinfo=naive)
         when.astimezone(UTC)  # every listing compares in UTC: a moment with no UTC time is refused here
     except (OverflowError, ValueError):
-        raise ValueError(f"{_shown(text)} is out of range: its time in UTC is before year 1 or after 9999") from None
+        raise ValueError(f"{short(text)} is out of range: its time in UTC is before year 1 or after 9999") from None
     return when
-
-
-def _shown(text: str) -> str:
-    return shorten(repr(text), 60)

@@ -42,6 +42,11 @@ def utf8_text(raw: bytes) -> str:
         ) from None
 
 
+def short(value: Any, limit: int = 60) -> str:
+    """`repr(value)`, shortened to `limit` characters: how a message shows what it was given."""
+    return shorten(repr(value), limit)
+
+
 def one_line(text: str, limit: int) -> str:
     """`text` with every run of whitespace (newlines included) made one space, then shortened."""
     return shorten(_SPACE.sub(" ", text).strip(), limit)

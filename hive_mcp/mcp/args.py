@@ -24,9 +24,9 @@ from ..dumps import ERROR_TYPES
 from ..provider.base import Message
 from ..provider.base import Tool as ProviderTool
 from ..since import FORMS, parse_since
-from ..text import shorten, surrogate_in
+from ..text import short, shorten, surrogate_in
 from .constants import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
-from .errors import ArgumentError, InnerError, describe_validation, field_path, json_type, safe_line, short
+from .errors import ArgumentError, InnerError, describe_validation, field_path, json_type, safe_line
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 

@@ -12,7 +12,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
 from ..redact import redact
-from ..text import one_line, shorten
+from ..text import one_line, short
 from .constants import MAX_ERROR_CHARS, dump_uri
 
 
@@ -34,11 +34,6 @@ def json_type(v: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(v), "a number" if isinstance(v, (int, float)) else type(v).__name__
     )
-
-
-def short(v: Any, n: int = 60) -> str:
-    """`repr(v)`, shortened to `n` characters."""
-    return shorten(repr(v), n)
 
 
 def safe_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
@@ -104,7 +99,7 @@ def unknown_names(tools: frozenset[str], prompts: frozenset[str] = frozenset()) 
         if ctx.method == "completion/complete" and isinstance(ref, Mapping) and ref.get("type") == "ref/prompt":
             kind, names, params = "prompt", prompts, ref
         if names is not None and params.get("name") not in names:
-            raise MCPError(code=INVALID_PARAMS, message=f"Unknown {kind}: {shorten(repr(params.get('name')), 100)}")
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown {kind}: {short(params.get('name'), 100)}")
         if ctx.method in whole and params.get("cursor") is not None:
             raise MCPError(code=INVALID_PARAMS, message=f"Invalid cursor: the {whole[ctx.method]} are one page; "
                            "list them with no cursor")  # fmt: skip

@@ -25,7 +25,8 @@ from ..dashboard.app import RESOURCE_URI as DASHBOARD_URI
 from ..dashboard.app import read_ui_resource, ui_resource
 from .constants import DUMP_URI_TEMPLATE, INDEX_URI, MODEL_URI_TEMPLATE, MODELS_URI, dump_uri
 from .callers import caller
-from .errors import safe_line, short
+from ..text import short
+from .errors import safe_line
 from .results import FailedRequestPage
 from .routes import Route, not_found
 

@@ -29,8 +29,8 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
+from ..text import short
 from .constants import RESOURCE_NOT_FOUND_LEGACY
-from .errors import short
 
 __all__ = ["Pages", "Reader", "ResourceRouter", "Route", "not_found"]
 

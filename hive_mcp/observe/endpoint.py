@@ -14,7 +14,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..http.asgi import App, Receive, Scope, Send, header, respond
-from ..net import host_for_url, is_loopback
+from ..net import host_for_url, host_name, is_loopback
 from . import metrics
 
 __all__ = ["METRICS_PATH", "exposition", "metrics_app", "refusal", "serve_metrics", "with_metrics"]
@@ -44,18 +44,11 @@ def refusal(
         return None
     host = (headers(b"host") or b"").decode("latin-1")
     if (
-        peer_host is None or not is_loopback(peer_host) or not is_loopback(_without_port(host))
+        peer_host is None or not is_loopback(peer_host) or not is_loopback(host_name(host))
         or any(headers(name) is not None for name in FORWARDING_HEADERS)
     ):
         return 403, f"metrics: only loopback clients may scrape unless {TOKEN_ENV} is set"
     return None
-
-
-def _without_port(host: str) -> str:
-    """A Host header's name: `[::1]:9464` is `[::1]`, `localhost:9464` `localhost`."""
-    if host.startswith("["):
-        return host.partition("]")[0] + "]"
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
 def exposition() -> tuple[int, bytes, str]:
