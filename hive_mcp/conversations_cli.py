@@ -91,24 +91,13 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
         return 0
     rows = [
         (t.last_used.astimezone().strftime("%Y-%m-%d %H:%M:%S"), str(t.turns), ",".join(t.models),
-         cost_cell(t.cost_usd, t.turns, await _unpriced(store, t.id)), t.owner, t.id)
+         cost_cell(t.cost_usd, t.turns, t.unpriced_turns), t.owner, t.id)
         for t in threads
     ]  # fmt: skip
     print_table(("LAST USED", "TURNS", "MODELS", "COST USD", "OWNER", "ID"), rows)
     if cursor is not None:
         print(f"(showing the {len(rows)} most recently used; more exist: raise --limit)", file=sys.stderr)
     return 0
-
-
-async def _unpriced(store: Any, conversation_id: str) -> int:
-    """How many of the conversation's turns had no price (its cost counts them as 0): a thread keeps only the sum."""
-    from .conversations import ConversationError
-
-    try:
-        view = await store.get(conversation_id)
-    except ConversationError:  # deleted or expired since it was listed: its row stands as listed
-        return 0
-    return sum(1 for t in view.turns if t.usage.cost_usd is None)
 
 
 def _document(view: Any) -> dict[str, Any]:

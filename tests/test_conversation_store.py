@@ -88,6 +88,21 @@ async def test_fork_at_an_earlier_message(backend: Backend) -> None:
         await store.fork(source.id, at="nope")
 
 
+async def test_unpriced_turns_are_counted_beside_the_cost_through_continue_and_fork(backend: Backend) -> None:
+    store = backend.make()
+    first = await store.create(owner="local", messages=[user("hi"), answer("hello")], turn=turn(cost=None))
+    assert (first.cost_usd, first.unpriced_turns) == (0.0, 1)
+    second = await store.append(first.id, [user("why"), answer("WHY")], turn(cost=0.25), expected_tip=first.tip)
+    assert (second.cost_usd, second.unpriced_turns) == (0.25, 1)
+    assert (await store.thread(second.id)).unpriced_turns == 1
+    at_tip = await store.fork(second.id, messages=[user("so"), answer("SO")], turn=turn(cost=None))
+    assert (at_tip.cost_usd, at_tip.unpriced_turns) == (0.25, 2)
+    early = await store.fork(second.id, at=(await store.get(second.id)).messages[1].id)
+    assert (early.turns, early.cost_usd, early.unpriced_turns) == (1, 0.0, 1)
+    listed = {t.id: t.unpriced_turns for t in (await store.list()).items}
+    assert listed == {first.id: 1, at_tip.id: 2, early.id: 1}
+
+
 async def test_forks_run_in_parallel_from_one_message(backend: Backend) -> None:
     store = backend.make()
     source = await started(store)
@@ -331,6 +346,21 @@ async def test_sqlite_survives_a_restart_in_private_files(sqlite_backend: Backen
     with sqlite3.connect(backend.path) as conn:
         assert conn.execute("SELECT name FROM _migrations").fetchall() == [(name,) for name, _ in MIGRATIONS]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_a_file_from_before_unpriced_turns_were_counted_has_them_counted_on_opening(
+    sqlite_backend: Backend,
+) -> None:
+    store = sqlite_backend.make()
+    source = await store.create(owner="local", messages=[user("hi"), answer("hello")], turn=turn(cost=None))
+    source = await store.append(source.id, [user("why"), answer("WHY")], turn(cost=0.5), expected_tip=source.tip)
+    fork = await store.fork(source.id, messages=[user("so"), answer("SO")], turn=turn(cost=None))
+    await store.aclose()
+    with sqlite3.connect(sqlite_backend.path) as conn:  # the file as the migrations before the counter left it
+        conn.execute("ALTER TABLE threads DROP COLUMN unpriced_turns")
+        conn.execute("DELETE FROM _migrations WHERE name = 'm004_unpriced_turns'")
+    again = sqlite_backend.make()
+    assert [(await again.thread(t.id)).unpriced_turns for t in (source, fork)] == [1, 2]
 
 
 async def test_sqlite_disk_full_is_one_line_leaves_the_thread_and_recovers(sqlite_backend: Backend) -> None:

@@ -407,6 +407,19 @@ async def test_list_conversations_newest_first_with_filters_and_cursors(
     assert len(json.dumps(tool.model_dump(by_alias=True, exclude_none=True))) <= 1536
 
 
+async def test_unpriced_turns_list_no_cost_and_are_counted(server: MCPServer, upstream: Upstream, mode: str) -> None:
+    upstream.script(Reply.text("a", model="llama3.2"), Reply.text("b"))
+    async with connect(server, mode) as c:
+        cid = (await call(c, prompt="1", model="openai/llama3.2")).structured_content["conversation_id"]
+        alone = (await c.call_tool("list_conversations", {})).structured_content["items"][0]
+        await call(c, prompt="2", conversation_id=cid)
+        mixed = (await c.call_tool("list_conversations", {})).structured_content["items"][0]
+        thread = json.loads((await c.read_resource(f"hive://conversations/{cid}")).contents[0].text)
+    assert (alone["cost_usd"], alone["unpriced_turns"]) == (None, 1)
+    assert mixed["cost_usd"] > 0 and mixed["unpriced_turns"] == 1 and mixed["turns"] == 2
+    assert (thread["cost_usd"], thread["unpriced_turns"]) == (mixed["cost_usd"], 1)
+
+
 async def test_resources_list_and_read_the_conversations(server: MCPServer, upstream: Upstream, mode: str) -> None:
     async with connect(server, mode) as c:
         cid = (await call(c, prompt="hi", system="S1 sys")).structured_content["conversation_id"]

@@ -10,7 +10,8 @@ made a compare-and-swap:
 * `Turn` is immutable: one model call, with the model that answered, usage,
   cost, status, time and caller. Each message a call stored points at its turn.
 * `Thread` is the only mutable record: its tip, when it was last used, and
-  counters (turns, bytes, cost, models) that summarise the chain from its tip.
+  counters (turns, bytes, cost, unpriced turns, models) that summarise the chain
+  from its tip: the cost counts a turn with no price as 0, `unpriced_turns` says how many did.
   The counters change only together with the tip, so a writer that wins the
   compare-and-swap on the tip also owns the counters it read.
 
@@ -187,6 +188,7 @@ class Thread(BaseModel):
     turns: int = 0
     bytes: int = 0
     cost_usd: float = 0.0
+    unpriced_turns: int = 0
     models: list[str] = []
 
 
@@ -346,6 +348,7 @@ def advanced(thread: Thread, tip: str | None, turn: NewTurn | None, new_bytes: i
             "turns": thread.turns + 1,
             "bytes": thread.bytes + new_bytes,
             "cost_usd": thread.cost_usd + (turn.usage.cost_usd or 0.0),
+            "unpriced_turns": thread.unpriced_turns + (turn.usage.cost_usd is None),
             "models": models,
             "last_used": now,
         }

@@ -180,7 +180,7 @@ def _thread_of(thread_id: str, h: dict[str, str]) -> Thread:
 
 
 def _data(thread: Thread) -> str:
-    d = thread.model_dump(include={"forked_from", "forked_from_thread", "turns", "bytes", "cost_usd", "models"})
+    d = thread.model_dump(include={"forked_from", "forked_from_thread", "turns", "bytes", "cost_usd", "unpriced_turns", "models"})
     return json.dumps({**d, "created_us": to_us(thread.created)})
 
 

@@ -55,7 +55,8 @@ __all__ = ["MIGRATIONS", "SQLiteStore"]
 T = TypeVar("T")
 
 _THREAD_COLS = (
-    "id, owner, created_us, last_used_us, tip, forked_from, forked_from_thread, lineage, turns, bytes, cost_usd, models"
+    "id, owner, created_us, last_used_us, tip, forked_from, forked_from_thread, lineage, turns, bytes, cost_usd, models, "
+    "unpriced_turns"
 )
 _TURN_COLS = (
     "id, thread_id, lineage, owner, model, status, created_us, duration_ms, "
@@ -98,9 +99,27 @@ def _m003_tombstone_owners(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE tombstones ADD COLUMN owner TEXT")
 
 
+def _m004_unpriced_turns(conn: sqlite3.Connection) -> None:
+    # How many turns of a thread's chain had no price (its cost counts them as 0); counted for the stored
+    # threads by walking each one's chain from its tip.
+    conn.execute("ALTER TABLE threads ADD COLUMN unpriced_turns INTEGER NOT NULL DEFAULT 0")
+    unpriced = {r[0] for r in conn.execute("SELECT id FROM turns WHERE cost_usd IS NULL")}
+    if not unpriced:
+        return
+    links = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, parent_id, turn_id FROM messages")}
+    for thread_id, tip in conn.execute("SELECT id, tip FROM threads").fetchall():
+        seen: set[str] = set()
+        while tip in links:
+            tip, turn_id = links[tip]
+            if turn_id in unpriced:
+                seen.add(turn_id)
+        if seen:
+            conn.execute("UPDATE threads SET unpriced_turns = ? WHERE id = ?", (len(seen), thread_id))
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_initial", _m001_initial), ("m002_writers", _m002_writers),
-    ("m003_tombstone_owners", _m003_tombstone_owners),
+    ("m003_tombstone_owners", _m003_tombstone_owners), ("m004_unpriced_turns", _m004_unpriced_turns),
 ]
 """Applied in this order, each once; append new ones, never edit an applied one."""
 
@@ -109,7 +128,7 @@ def _thread_of(row: tuple[Any, ...]) -> Thread:
     return Thread(
         id=row[0], owner=row[1], created=from_us(row[2]), last_used=from_us(row[3]), tip=row[4], forked_from=row[5],
         forked_from_thread=row[6], lineage=row[7], turns=row[8], bytes=row[9], cost_usd=row[10],
-        models=json.loads(row[11]),
+        models=json.loads(row[11]), unpriced_turns=row[12],
     )  # fmt: skip
 
 
@@ -288,10 +307,10 @@ class SQLiteStore(ConversationStore):
                     conn.execute("UPDATE threads SET last_used_us = ? WHERE id = ?", (to_us(thread.created), touch))
                 self._write_records(conn, thread, messages, turn)
                 conn.execute(
-                    f"INSERT INTO threads ({_THREAD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO threads ({_THREAD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (thread.id, thread.owner, to_us(thread.created), to_us(thread.last_used), thread.tip,
                      thread.forked_from, thread.forked_from_thread, thread.lineage, thread.turns, thread.bytes,
-                     thread.cost_usd, json.dumps(thread.models)),
+                     thread.cost_usd, json.dumps(thread.models), thread.unpriced_turns),
                 )  # fmt: skip
                 cap = self.limits.max_conversations
                 if cap is not None:
@@ -313,10 +332,10 @@ class SQLiteStore(ConversationStore):
                 self._live(conn, thread.id)
                 self._write_records(conn, thread, messages, turn)
                 moved = conn.execute(
-                    "UPDATE threads SET tip = ?, last_used_us = ?, turns = ?, bytes = ?, cost_usd = ?, models = ? "
-                    "WHERE id = ? AND tip IS ?",
+                    "UPDATE threads SET tip = ?, last_used_us = ?, turns = ?, bytes = ?, cost_usd = ?, models = ?, "
+                    "unpriced_turns = ? WHERE id = ? AND tip IS ?",
                     (thread.tip, to_us(thread.last_used), thread.turns, thread.bytes, thread.cost_usd,
-                     json.dumps(thread.models), thread.id, expected_tip),
+                     json.dumps(thread.models), thread.unpriced_turns, thread.id, expected_tip),
                 )  # fmt: skip
                 if moved.rowcount != 1:
                     raise ConversationConflict(thread.id)

@@ -182,7 +182,7 @@ class ConversationStore(ABC):
         now = self.now()
         point = source.tip if at is None else at
         counts: dict[str, Any] = {"turns": source.turns, "bytes": source.bytes}
-        counts.update(cost_usd=source.cost_usd, models=source.models)
+        counts.update(cost_usd=source.cost_usd, unpriced_turns=source.unpriced_turns, models=source.models)
         if view is not None and point != source.tip:
             counts = self._counts_at(view, point)
         fork = Thread(
@@ -312,6 +312,7 @@ class ConversationStore(ABC):
             "turns": len(turns),
             "bytes": size_of(prepare((m.body for m in chain), None)),
             "cost_usd": sum(t.usage.cost_usd or 0.0 for t in turns),
+            "unpriced_turns": sum(t.usage.cost_usd is None for t in turns),
             "models": models,
         }
 

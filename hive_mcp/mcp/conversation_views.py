@@ -39,7 +39,8 @@ __all__ = ["ConversationPage", "ConversationSummary", "conversation_routes", "li
 
 
 class ConversationSummary(BaseModel):
-    """One conversation in a listing; read `uri` for its thread."""
+    """One conversation in a listing; read `uri` for its thread. `cost_usd` counts the turns that had a price
+    (null when none did); `unpriced_turns` says how many had none."""
 
     id: str
     uri: str
@@ -48,14 +49,16 @@ class ConversationSummary(BaseModel):
     last_used: datetime
     turns: int
     models: list[str]
-    cost_usd: float
+    cost_usd: float | None
+    unpriced_turns: int
     forked_from: str | None = None
 
     @classmethod
     def of(cls, t: Thread) -> ConversationSummary:
         return cls(
             id=t.id, uri=conversation_uri(t.id), owner=t.owner, created=t.created, last_used=t.last_used, turns=t.turns,
-            models=t.models, cost_usd=t.cost_usd, forked_from=t.forked_from_thread,
+            models=t.models, cost_usd=None if t.turns and t.unpriced_turns == t.turns else t.cost_usd,
+            unpriced_turns=t.unpriced_turns, forked_from=t.forked_from_thread,
         )  # fmt: skip
 
 
