@@ -245,17 +245,20 @@ def _serve(
             settings.model,
         )
     app.provider.start()
-    serve_metrics_port(metrics_listener, settings)
-    if settings.transport == "stdio":
-        from .stdio import run_stdio
+    try:
+        serve_metrics_port(metrics_listener, settings)
+        if settings.transport == "stdio":
+            from .stdio import run_stdio
 
-        logger.info("serving MCP over stdio")
-        run_stdio(app.server, app.tasks.aclose if app.tasks is not None else None)
-        app.spend.release_all()  # the calls settled while stopping into the ledger, before the exit
-    else:
-        from .http.app import run_http
+            logger.info("serving MCP over stdio")
+            run_stdio(app.server, app.tasks.aclose if app.tasks is not None else None)
+            app.spend.release_all()  # the calls settled while stopping into the ledger, before the exit
+        else:
+            from .http.app import run_http
 
-        run_http(app.server, settings, tokens, app.store, app.sources, listener, app.tasks, app.spend)
+            run_http(app.server, settings, tokens, app.store, app.sources, listener, app.tasks, app.spend)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM, which uvicorn raises again once it has stopped
+        pass
     logger.info("hive-mcp stopped")
     if not app.provider.loaded:
         _leave_during_the_load()

@@ -77,6 +77,23 @@ def wait_exit(proc: subprocess.Popen[Any], timeout: float = EXIT_S) -> int | Non
         return None
 
 
+def wait_listening(
+    proc: subprocess.Popen[Any], host: str, port: int, stderr: Callable[[], str], timeout: float = STARTUP_S
+) -> None:
+    """Until the server's port accepts connections (bounded), failing at once if the process died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{stderr()}")
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not listening on {port} after {timeout} s:\n{stderr()}")
+            time.sleep(0.05)  # polling a port: there is no event to wait on
+
+
 def exited_cleanly(server: HttpServer, rc: int | None) -> str:
     """The server's log, once `rc` (from `wait_exit`) says it exited 0 and the log shows no traceback."""
     log = server.stderr()
@@ -144,18 +161,7 @@ class HttpServer:
         return self.stderr_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = STARTUP_S) -> None:
-        """Until the port accepts connections (bounded), failing at once if the process died."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"{self.transport} server exited with {self.proc.returncode}:\n{self.stderr()}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.5).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{self.transport} server not listening after {timeout} s:\n{self.stderr()}")
-                time.sleep(0.05)  # polling a port: there is no event to wait on
+        wait_listening(self.proc, self.host, self.port, self.stderr, timeout)
 
     def client_target(self) -> Any:
         return self.url if self.transport == "http" else sse_client(self.url)

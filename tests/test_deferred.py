@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
 import threading
@@ -24,9 +25,21 @@ from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, Pr
 from tests.clients import MODEL, WAIT, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.provider_calls import USER
-from tests.servers import EXIT_S, STARTUP_S, server_env
-from harness.processes import INITIALIZE, ROOT, ask_stdio
+from tests.servers import EXIT_S, STARTUP_S, server_env, wait_exit, wait_listening
+from harness.processes import INITIALIZE, ROOT, ask_stdio, free_port
 from harness.upstream import Reply, Upstream
+
+
+NEVER_LOADS = (
+    "import atexit, sys, threading\n"
+    "from hive_mcp.cli import main\n"
+    "from hive_mcp.provider.deferred import DeferredProvider\n"
+    "never, load = threading.Event(), DeferredProvider._run_load\n"
+    "DeferredProvider._run_load = lambda self: (never.wait(), load(self))\n"
+    "atexit.register(lambda: print('exit hooks ran', file=sys.stderr, flush=True))\n"
+    "sys.exit(main())\n"
+)
+"""The server's command line, its provider's load never ending; the exit hooks say when they run."""
 
 
 class GatedLoad:
@@ -245,21 +258,35 @@ def test_a_stdio_server_whose_client_leaves_before_the_load_ends_exits_at_once(u
     """A client that lists the tools and leaves (a desktop client probing its servers, the Inspector's CLI) is
     not kept waiting for litellm's import: the server leaves at once, its exit hooks run, exit code 0. The load
     here never ends, so a server that waited for it would never exit."""
-    code = (
-        "import atexit, sys, threading\n"
-        "from hive_mcp.cli import main\n"
-        "from hive_mcp.provider.deferred import DeferredProvider\n"
-        "never, load = threading.Event(), DeferredProvider._run_load\n"
-        "DeferredProvider._run_load = lambda self: (never.wait(), load(self))\n"
-        "atexit.register(lambda: print('exit hooks ran', file=sys.stderr, flush=True))\n"
-        "sys.exit(main())\n"
-    )
     requests = [INITIALIZE, {"jsonrpc": "2.0", "method": "notifications/initialized"},
                 {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]  # fmt: skip
     replies, code, stderr = ask_stdio(
-        [sys.executable, "-c", code], [json.dumps(r) for r in requests], {1, 2},
+        [sys.executable, "-c", NEVER_LOADS], [json.dumps(r) for r in requests], {1, 2},
         env=server_env(upstream, tmp_path / "dumps", api_key=True), cwd=ROOT, timeout=STARTUP_S + EXIT_S,
     )  # fmt: skip
     assert code == 0 and "exit hooks ran" in stderr, stderr[-2000:]
     assert "Traceback" not in stderr, stderr[-2000:]
     assert set(replies) == {1, 2} and "tools" in replies[2]["result"], replies
+
+
+def test_an_http_server_stopped_before_the_load_ends_exits_at_once(upstream: Upstream, tmp_path: Any) -> None:
+    """SIGTERM while litellm still loads: uvicorn stops, raises the signal again as it returns, and the server
+    leaves at once with its exit hooks run and exit code 0. The load here never ends, so a server that waited
+    for it would never exit."""
+    port = free_port()
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", NEVER_LOADS, "--transport", "http", "--port", str(port)], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path, env=server_env(upstream, tmp_path / "d", api_key=True),
+        )  # fmt: skip
+        try:
+            wait_listening(proc, "127.0.0.1", port, log.read_text)
+            proc.send_signal(signal.SIGTERM)
+            code = wait_exit(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    stderr = log.read_text()
+    assert code == 0 and "exit hooks ran" in stderr and "hive-mcp stopped" in stderr, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
