@@ -64,7 +64,7 @@ def guarded(sec_upstream: Upstream, workdir: Path) -> Iterator[dict[str, HttpSer
         "http": HttpServer("http", http_env, workdir, "guarded-http", args=["--allowed-origin", EXTRA_ORIGIN]),
         "sse": HttpServer(
             "sse", sse_env, workdir, "guarded-sse",
-            args=["--allowed-host", EXTRA_HOST, "--allowed-origin", EXTRA_ORIGIN],
+            args=["--allowed-host", EXTRA_HOST.title(), "--allowed-origin", EXTRA_ORIGIN.upper()],  # any case
         ),
     }
     try:
@@ -234,6 +234,9 @@ def test_bad_host_gets_421_and_bad_origin_403_unless_allowed(transport: str, gua
         assert probe(server, client, {"host": EXTRA_HOST}) == 200
         # ... and --allowed-origin.
         assert probe(server, client, {"host": f"{EXTRA_HOST}:{port}", "origin": EXTRA_ORIGIN}) == 200
+        # A host name is the same name in any case, configured (the sse server's) or sent.
+        assert probe(server, client, {"host": f"{EXTRA_HOST.upper()}:{port}", "origin": EXTRA_ORIGIN.title()}) == 200
+        assert probe(server, client, {"host": f"LocalHost:{port}", "origin": f"HTTP://LOCALHOST:{port}"}) == 200
 
 
 # ---------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class HttpGuard:
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
+        scope = _caseless_names(scope)
         method = scope.get("method", "GET")
         if scope.get("path") == HEALTH_PATH:
             if method in ("GET", "HEAD"):
@@ -322,6 +323,18 @@ def _user(name: str) -> Any:
     from mcp.server.auth.provider import AccessToken
 
     return AuthenticatedUser(AccessToken(token=name, client_id=name, scopes=[]))
+
+
+_CASELESS = (b"host", b"origin")
+
+
+def _caseless_names(scope: Scope) -> Scope:
+    """The scope with its Host and Origin in lower case: a host name and a scheme are the same in any case, and
+    the SDK's DNS-rebinding check compares them as written (`hosts.transport_security_settings` lowers its own)."""
+    headers = scope.get("headers", ())
+    if not any(k in _CASELESS and v != v.lower() for k, v in headers):
+        return scope
+    return {**scope, "headers": [(k, v.lower() if k in _CASELESS else v) for k, v in headers]}
 
 
 async def _end(send: Send) -> None:

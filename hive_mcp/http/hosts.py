@@ -28,19 +28,19 @@ def transport_security_settings(settings: Settings) -> Any:
     Loopback names are always accepted (the SDK's own default for a loopback
     bind); a bind to one non-loopback address adds its own `host:port`;
     `HIVE_MCP_ALLOWED_HOSTS` / `--allowed-host` and `HIVE_MCP_ALLOWED_ORIGINS` /
-    `--allowed-origin` add more. A host given without a port matches any port;
-    `name:*` does too.
+    `--allowed-origin` add more, in any case (the guard lowers the headers too). A host given without a port
+    matches any port; `name:*` does too.
     """
     from mcp.server.transport_security import TransportSecuritySettings
 
     hosts, origins = list(LOOPBACK_HOSTS), list(LOOPBACK_ORIGINS)
     if not is_loopback(settings.host) and not is_wildcard(settings.host):
-        bound = f"{host_for_url(settings.host)}:{settings.port}"
+        bound = f"{host_for_url(settings.host)}:{settings.port}".lower()
         hosts.append(bound)
         origins += [f"http://{bound}", f"https://{bound}"]
     for entry in settings.allowed_hosts:
-        hosts += host_patterns(entry)
-    origins += [o.rstrip("/") for o in settings.allowed_origins]
+        hosts += host_patterns(entry.lower())
+    origins += [o.rstrip("/").lower() for o in settings.allowed_origins]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=list(dict.fromkeys(hosts)),
