@@ -1,14 +1,27 @@
-"""Known dumps for the dashboard tests, written through the real DumpStore."""
+"""Known dumps for the dashboard tests, written through the real DumpStore, and how those tests sign in."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
+import httpx
 
 from hive_mcp.dumps import AttemptRecord, DumpStore, FailureDump
 
 BASE = "http://127.0.0.1:8000"
 """Where the tests' dashboard app is reached (in process, through httpx's ASGI transport)."""
 DASHBOARD_TOOL = "dashboard"
+TOKEN = "dash-token-0123456789"
+ORIGIN = {"origin": BASE}
+
+
+def verify(token: str) -> str | None:
+    """The caller TOKEN names: `local` here, who sees every dump, as the dashboard's own tests want."""
+    return "local" if token == TOKEN else None
+
+
+async def sign_in(client: httpx.AsyncClient) -> httpx.Response:
+    return await client.post("/dashboard/login", data={"token": TOKEN}, headers=ORIGIN)
 
 CATEGORIES = ("rate_limit", "rate_limit", "transient", "auth", "timeout", "rate_limit", "connection")
 MODELS = ("openai/gpt-4o-mini", "anthropic/claude-sonnet-4", "groq/llama-3.1-8b")

@@ -28,16 +28,9 @@ from hive_mcp.dashboard.data import CATEGORIES as KNOWN_CATEGORIES
 from hive_mcp.dashboard.sessions import Sessions
 from hive_mcp.dashboard.web import COOKIE, dashboard_app
 from hive_mcp.dumps import DumpNotFound, DumpStore, DumpSummary
-from tests.dashboard_dumps import BASE, DASHBOARD_TOOL, failure, write_mixed
+from tests.dashboard_dumps import BASE, DASHBOARD_TOOL, ORIGIN, TOKEN, failure, sign_in, verify, write_mixed
 from tests.clients import mcp_server
 
-TOKEN = "dash-token-0123456789"
-ORIGIN = {"origin": BASE}
-
-
-def verify(token: str) -> str | None:
-    """The caller TOKEN names: `local` here, who sees every dump, as the dashboard's own tests want."""
-    return "local" if token == TOKEN else None
 
 
 @pytest.fixture
@@ -45,10 +38,6 @@ async def web(store: DumpStore) -> AsyncIterator[httpx.AsyncClient]:
     app = dashboard_app(store, verify_token=verify)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
         yield client
-
-
-async def sign_in(client: httpx.AsyncClient) -> httpx.Response:
-    return await client.post("/dashboard/login", data={"token": TOKEN}, headers=ORIGIN)
 
 
 def everything(store: DumpStore, **filters: Any) -> list[DumpSummary]:

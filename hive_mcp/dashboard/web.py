@@ -48,7 +48,7 @@ from ..text import one_line
 from ..tokens import LOCAL_CALLER, owner_scope
 from .assets import ASSETS, asset, page
 from .data import QueryError, Sources, build, parse_query
-from .sessions import Sessions
+from .sessions import Sessions, SessionsUnavailable
 
 logger = logging.getLogger("hive_mcp.dashboard")
 
@@ -145,7 +145,10 @@ def dashboard_app(
                 log_refusal(request.scope, "invalid bearer token")
             return ("bearer", name) if name is not None else None
         cookie = request.cookies.get(COOKIE)
-        name = await anyio.to_thread.run_sync(sessions.caller, cookie)  # a file, maybe
+        try:
+            name = await anyio.to_thread.run_sync(sessions.caller, cookie)  # a file, maybe
+        except SessionsUnavailable:  # told in the log once; a sign-in then says why it cannot be had
+            return None
         if name is None:
             log_refusal(request.scope, "invalid session cookie" if cookie else "no bearer token or session cookie")
         return ("cookie", name) if name is not None else None
@@ -214,7 +217,10 @@ def dashboard_app(
         if name is None:
             log_refusal(request.scope, "invalid token in the sign-in form")
             return _login_page(401, "That token is not valid.")
-        value = await anyio.to_thread.run_sync(sessions.issue, name)
+        try:
+            value = await anyio.to_thread.run_sync(sessions.issue, name)
+        except SessionsUnavailable as exc:
+            return _login_page(503, f"Sign-in is unavailable: {exc}. Try again shortly.")
         response = RedirectResponse(PREFIX, status_code=303, headers=_COMMON)
         response.set_cookie(
             COOKIE,
@@ -230,8 +236,11 @@ def dashboard_app(
     async def logout(request: Request) -> Response:
         if refused := await host_refused(request):
             return refused
-        await anyio.to_thread.run_sync(sessions.end, request.cookies.get(COOKIE))  # the old cookie is void
-        response = RedirectResponse(PREFIX, status_code=303, headers=_COMMON)
+        try:
+            await anyio.to_thread.run_sync(sessions.end, request.cookies.get(COOKIE))  # the old cookie is void
+            response: Response = RedirectResponse(PREFIX, status_code=303, headers=_COMMON)
+        except SessionsUnavailable as exc:  # void in this process already; on the others with the next write
+            response = _login_page(503, f"Signed out in this browser; the session is not ended everywhere yet: {exc}.")
         response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="strict")
         return response
 
