@@ -28,7 +28,7 @@ def one_call_budget(provider: LiteLLMProvider, prompt: str = "hello") -> Budgets
     counted = provider.count_tokens([{"role": "user", "content": prompt}], MODEL)
     assert counted is not None
     room = micro(counted * IN + MAX_TOKENS * OUT) + 10
-    return Budgets.from_settings(day=room / 1e6, month=None, section={}, callers=["local"], groups=[MODEL])
+    return Budgets.from_settings(day=room / 1e6, month=None, section={}, names={"caller": ["local"], "model": [MODEL]})
 
 
 def charged(provider: LiteLLMProvider, prompt: str, relayed: str) -> int:

@@ -91,8 +91,8 @@ def served(
     provider = LiteLLMProvider(model="alpha", router=router, retry=FAST_RETRY, dump_store=store)
     spend = None
     if budgets is not None:
-        b = Budgets.from_settings(day=budgets.get("day"), month=None, section=budgets, callers=["local"],
-                                  groups=list(DEPLOYED))  # fmt: skip
+        b = Budgets.from_settings(day=budgets.get("day"), month=None, section=budgets,
+                                  names={"caller": ["local"], "model": list(DEPLOYED)})  # fmt: skip
         spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), b, provider)
     conversations = open_store(path=tmp_path / "conversations.sqlite3")
     return mcp_server(provider, store, default_model="alpha", conversations=conversations, spend=spend,

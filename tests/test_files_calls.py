@@ -74,7 +74,8 @@ async def test_the_budget_reservation_counts_the_files(
     max_tokens = 50
     prompt = provider.count_tokens([{"role": "user", "content": "hi"}], MODEL) or 0
     room = micro(prompt * 0.15e-6 + max_tokens * 0.6e-6) * 2  # the prompt twice over, not the file
-    budgets = Budgets.from_settings(day=room / 1e6, month=None, section={}, callers=["local"], groups=[MODEL])
+    budgets = Budgets.from_settings(day=room / 1e6, month=None, section={},
+                                    names={"caller": ["local"], "model": [MODEL]})  # fmt: skip
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
     upstream.script(Reply.text("ok"))
     server = mcp_server(provider, store, files=access(tree), spend=spend, limits=Limits(max_tokens=max_tokens))

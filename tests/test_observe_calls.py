@@ -94,7 +94,7 @@ async def test_every_completion_tool_call_is_watched_and_tells_its_overhead(prov
 
 async def test_a_settled_call_shows_in_its_budgets_gauges(provider, upstream, store, tmp_path):
     """The budget gauges follow the ledger: once a metered call is settled, its budget's spend is on them."""
-    budgets = Budgets.from_settings(day=5.0, month=None, section={}, callers=["local"], groups=[MODEL])
+    budgets = Budgets.from_settings(day=5.0, month=None, section={}, names={"caller": ["local"], "model": [MODEL]})
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
     upstream.script(Reply.text("Paris", usage={"prompt_tokens": 1000, "completion_tokens": 1000}))
     async with connect(mcp_server(provider, store, spend=spend), "legacy") as c:

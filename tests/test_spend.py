@@ -57,7 +57,7 @@ def make(
 
 
 def overall(day: float | None = None, month: float | None = None, **section: Any) -> Budgets:
-    return Budgets.from_settings(day=day, month=month, section=section, callers=["local"], groups=[MODEL])
+    return Budgets.from_settings(day=day, month=month, section=section, names={"caller": ["local"], "model": [MODEL]})
 
 
 def worst_case(provider: LiteLLMProvider, prompt: str, max_tokens: int) -> int:
@@ -184,8 +184,9 @@ async def test_an_unpriced_model_under_a_budget_is_refused_unless_allowed(
     name = "openai/house-model-x"  # not in litellm's map
     provider = LiteLLMProvider(model=name, api_key="sk-test", api_base=upstream.base_url, dump_store=store)
     assert provider.price(name) is None
-    denied = Budgets.from_settings(day=1, month=None, section={}, callers=["local"], groups=[name])
-    allowed = Budgets.from_settings(day=1, month=None, section={"unpriced": "allow"}, callers=["local"], groups=[name])
+    denied = Budgets.from_settings(day=1, month=None, section={}, names={"caller": ["local"], "model": [name]})
+    allowed = Budgets.from_settings(day=1, month=None, section={"unpriced": "allow"},
+                                    names={"caller": ["local"], "model": [name]})  # fmt: skip
     results = []
     for i, budgets in enumerate((denied, allowed)):
         spend = Spend(SQLiteBackend(tmp_path / f"s{i}.sqlite3"), budgets, provider)
@@ -214,7 +215,7 @@ async def test_an_unpriced_model_under_a_budget_is_refused_unless_allowed(
 )
 def test_a_bad_budget_is_one_line_naming_it(section: dict[str, Any], named: str) -> None:
     with pytest.raises(BudgetError) as err:
-        Budgets.from_settings(day=None, month=None, section=section, callers=["local"], groups=[MODEL])
+        Budgets.from_settings(day=None, month=None, section=section, names={"caller": ["local"], "model": [MODEL]})
     assert str(err.value).startswith(named + ":") and "\n" not in str(err.value)
 
 

@@ -35,7 +35,8 @@ def served(upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend
     path.write_text("model_list:\n" + entries.format(base=base) + "".join(f"{k}: {v}\n" for k, v in settings.items()))
     config = load_config(path, {})
     provider = LiteLLMProvider(model=default, router=ModelRouter(config), retry=FAST_RETRY, dump_store=store)
-    budgets = Budgets.from_settings(day=None, month=None, section=section, callers=["local"], groups=config.groups)
+    budgets = Budgets.from_settings(day=None, month=None, section=section,
+                                    names={"caller": ["local"], "model": config.groups})  # fmt: skip
     spend = Spend(ledger, budgets, provider)
     return mcp_server(provider, store, default_model=default, spend=spend), spend, provider
 
@@ -99,7 +100,7 @@ def test_a_budget_on_a_model_a_wildcard_group_takes_is_refused_at_start(tmp_path
 
     with pytest.raises(BudgetError) as err:
         Budgets.from_settings(day=None, month=None, section={"models": {"openai/gpt-4o-mini": {"day": 1}}},
-                              callers=["local"], groups=["openai/*"])  # fmt: skip
+                              names={"caller": ["local"], "model": ["openai/*"]})  # fmt: skip
     assert "openai/gpt-4o-mini" in str(err.value) and "\n" not in str(err.value)
 
 

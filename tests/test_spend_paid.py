@@ -173,7 +173,7 @@ def _png(width: int, height: int) -> str:
 async def test_the_reservation_counts_tools_schemas_and_images(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
 ) -> None:
-    budgets = Budgets.from_settings(day=100, month=None, section={}, callers=["local"], groups=[MODEL])
+    budgets = Budgets.from_settings(day=100, month=None, section={}, names={"caller": ["local"], "model": [MODEL]})
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
     held: list[int] = []
     reserve = spend.backend.reserve
@@ -226,8 +226,8 @@ def fallback_server(
     config = load_config(path, {})
     provider = LiteLLMProvider(model="fast", router=ModelRouter(config), retry=FAST_RETRY, dump_store=store)
     budgets = Budgets.from_settings(
-        day=None, month=None, section={"models": {"smart": {"day": smart_day}}}, callers=["local"],
-        groups=["fast", "smart"],
+        day=None, month=None, section={"models": {"smart": {"day": smart_day}}},
+        names={"caller": ["local"], "model": ["fast", "smart"]},
     )  # fmt: skip
     spend = Spend(ledger, budgets, provider)
     return mcp_server(provider, store, default_model="fast", spend=spend), spend

@@ -91,7 +91,7 @@ async def test_zero_and_unknown_are_unpriced_free_must_be_said_and_the_listing_n
 async def test_a_zero_priced_model_under_a_budget_is_refused(
     upstream: Upstream, store: DumpStore, tmp_path: Path, group: str
 ) -> None:
-    budgets = Budgets.from_settings(day=100, month=None, section={}, callers=["local"], groups=[group])
+    budgets = Budgets.from_settings(day=100, month=None, section={}, names={"caller": ["local"], "model": [group]})
     server, spend, _ = routed(upstream, store, tmp_path, budgets)
     upstream.script(Reply.anthropic("free?"), Reply.text("free?"))
     async with connect(server, "legacy") as c:

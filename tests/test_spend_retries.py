@@ -34,7 +34,7 @@ def worst_case(provider: LiteLLMProvider) -> tuple[int, dict[str, int], Any]:
 
 
 def daily(limit: int) -> Budgets:
-    return Budgets.from_settings(day=limit / 1e6, month=None, section={}, callers=["local"], groups=[MODEL])
+    return Budgets.from_settings(day=limit / 1e6, month=None, section={}, names={"caller": ["local"], "model": [MODEL]})
 
 
 def empty(tool: str, usage: dict[str, int]) -> Reply:

@@ -179,6 +179,12 @@ class Call:
         return self.ref.name
 
     @property
+    def scope_keys(self) -> dict[str, str]:
+        """What the kinds of budget scope (`spend.budgets.SCOPES`) may read of the call besides its caller and the
+        model groups it may reach, which the ledger knows already: none yet. Metering hands them on."""
+        return {}
+
+    @property
     def outgoing(self) -> list[Message]:
         """The messages the model receives."""
         return list(self.send if self.send is not None else self.messages)

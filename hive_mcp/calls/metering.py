@@ -45,7 +45,7 @@ class Metering:
         ticket = await self.spend.reserve(
             call.caller, call.ref, call.outgoing, system=call.system, max_tokens=call.max_tokens,
             deadline=call.deadline_s + self.wait_s + waits, tools=[t.to_openai() for t in tools] if tools else None,
-            response_format=call.params.response_format,
+            response_format=call.params.response_format, keys=call.scope_keys,
         )  # fmt: skip
         progress = call.progress
 

@@ -4,6 +4,11 @@ A budget is a USD limit on one scope (everything, one caller, one model group)
 over one UTC period (a day or a month). Money is integer micro-USD everywhere:
 sums of floats drift, sums of integers do not.
 
+The kinds of scope are declared once, in `SCOPES`: each names its mapping under
+`budgets:` and the key of a call whose value names its scope (`caller:alice`,
+`model:smart`); `scopes(keys)` gives every scope a call counts in. The ledger's
+backends and reservations hold, check and charge by those scope strings alone.
+
 The shape, in the config's `hive_mcp:` section (or HIVE_MCP_BUDGETS as JSON):
 
     budgets:
@@ -30,14 +35,53 @@ from typing import Any, Literal
 from ..defaults import MAX_USD
 
 __all__ = [
-    "Budget", "BudgetError", "Budgets", "Period", "Scope", "dollars", "micro", "period_key", "reset_at", "usd",
+    "CALLER", "GROUP", "OVERALL", "SCOPES", "Budget", "BudgetError", "Budgets", "Period", "ScopeKind", "dollars",
+    "micro", "period_key", "reset_at", "scope_of", "scopes", "usd",
 ]
 
 MICRO = 1_000_000
 Period = Literal["day", "month"]
-Scope = Literal["all", "caller", "model"]
 _PERIODS: tuple[Period, ...] = ("day", "month")
 _KEYS = frozenset({"day", "month", "unpriced"})
+
+OVERALL = "all"
+"""The scope every call counts in, limited by the overall budgets (the section's own day and month)."""
+CALLER, GROUP = "caller", "group"
+"""The keys every call has: its caller, and the model group it is on (one per group it may reach)."""
+
+
+@dataclass(frozen=True)
+class ScopeKind:
+    """One kind of budget scope: its budgets limit the calls whose key `key` has the budget's name."""
+
+    kind: str
+    """A budget's `scope`, and its scope strings' prefix (`caller` -> `caller:alice`)."""
+    section: str
+    """Its mapping of names to budgets under `budgets:` (`callers`)."""
+    key: str
+    """The call's key its names match. `GROUP`: a call holds one such scope for each model group it may reach,
+    at that group's own worst case; any other key, one scope at the call's worst case (the dearest group's)."""
+    noun: str
+    """What its names are, in the line refusing a name not known."""
+    label: str
+    """Its budgets' label, `{name}` their name (`caller {name}'s`)."""
+
+
+SCOPES: tuple[ScopeKind, ...] = (
+    ScopeKind("caller", "callers", CALLER, "caller (token names and local)", "caller {name}'s"),
+    ScopeKind("model", "models", GROUP, "model group", "model group {name}'s"),
+)
+"""Every kind of scope a budget can have besides the overall one; the one place a kind is declared."""
+
+
+def _kind(scope: str) -> ScopeKind:
+    return next(k for k in SCOPES if k.kind == scope)
+
+
+def scopes(keys: Mapping[str, str]) -> list[tuple[str, bool]]:
+    """Each scope a call with `keys` counts in (`all`, then `KIND:VALUE` for each declared kind whose key it
+    has), and whether that scope follows its model group (`ScopeKind.key`)."""
+    return [(OVERALL, False), *((f"{k.kind}:{keys[k.key]}", k.key == GROUP) for k in SCOPES if k.key in keys)]
 
 
 class BudgetError(ValueError):
@@ -77,9 +121,9 @@ def reset_at(period: Period, when: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class Budget:
-    """One limit: `scope` (`all`, or one caller or model group named by `name`) over one UTC `period`."""
+    """One limit: `scope` (`all`, or a kind of `SCOPES`, its one scope named by `name`) over one UTC `period`."""
 
-    scope: Scope
+    scope: str
     name: str
     period: Period
     limit: int
@@ -91,14 +135,23 @@ class Budget:
         """Stable across processes: `all:day`, `caller:alice:month`, `model:smart:day`."""
         return f"{self.scope}:{self.period}" if self.scope == "all" else f"{self.scope}:{self.name}:{self.period}"
 
+    @property
+    def per_group(self) -> bool:
+        """Its scope follows the model group: it limits the calls on group `name`, each at that group's prices."""
+        return self.scope != OVERALL and _kind(self.scope).key == GROUP
+
     def label(self) -> str:
-        what = {"all": "overall", "caller": f"caller {self.name}'s", "model": f"model group {self.name}'s"}[self.scope]
+        what = "overall" if self.scope == OVERALL else _kind(self.scope).label.format(name=self.name)
         return f"{what} {'daily' if self.period == 'day' else 'monthly'} budget of {dollars(self.limit)}"
 
-    def applies(self, caller: str, group: str) -> bool:
-        return self.scope == "all" or (self.scope == "caller" and self.name == caller) or (
-            self.scope == "model" and self.name == group
-        )
+    def applies(self, keys: Mapping[str, str]) -> bool:
+        """Whether it limits a call with `keys` (`CALLER`, `GROUP` and any other key a kind reads)."""
+        return self.scope == OVERALL or keys.get(_kind(self.scope).key) == self.name
+
+
+def scope_of(b: Budget) -> str:
+    """The scope a budget limits, as `scopes` names it and reservations hold it: `all`, `caller:NAME`, ..."""
+    return OVERALL if b.scope == OVERALL else f"{b.scope}:{b.name}"
 
 
 @dataclass(frozen=True)
@@ -110,8 +163,8 @@ class Budgets:
     def __bool__(self) -> bool:
         return bool(self.items)
 
-    def applying(self, caller: str, group: str) -> list[Budget]:
-        return [b for b in self.items if b.applies(caller, group)]
+    def applying(self, keys: Mapping[str, str]) -> list[Budget]:
+        return [b for b in self.items if b.applies(keys)]
 
     @classmethod
     def from_settings(
@@ -122,17 +175,17 @@ class Budgets:
         section: Mapping[str, Any] | None,
         max_budget: float | None = None,
         max_budget_duration: str | None = None,
-        callers: Iterable[str] | None = None,
-        groups: Iterable[str] | None = None,
+        names: Mapping[str, Iterable[str]] | None = None,
     ) -> Budgets:
-        """The budgets the settings give. `callers`/`groups` are the names that exist (None: any name).
+        """The budgets the settings give. `names`: each kind's names that exist (`caller`: the callers); a kind
+        it leaves out (or None) takes any name.
 
         Overall limits: the variable, else the section's, else litellm's `max_budget`: a daily limit when its
         `budget_duration` is `1d`/`24h`, else a monthly one (hive-mcp's periods are UTC days and months).
         """
         litellm_period = "day" if str(max_budget_duration or "").strip().lower() in ("1d", "24h") else "month"
         section = dict(section or {})
-        _check_keys(section, _KEYS | {"callers", "models"}, "budgets")
+        _check_keys(section, _KEYS | {k.section for k in SCOPES}, "budgets")
         unpriced = _unpriced(section, "budgets")
         out: list[Budget] = []
         for period, given in (("day", day), ("month", month)):
@@ -140,18 +193,16 @@ class Budgets:
             if value is None and period == litellm_period and max_budget is not None:
                 value = _usd(max_budget, "litellm_settings.max_budget")
             if value is not None:
-                out.append(Budget("all", "", period, micro(value), unpriced))  # type: ignore[arg-type]
-        known = {"callers": None if callers is None else set(callers), "models": None if groups is None else set(groups)}
-        for key, scope in (("callers", "caller"), ("models", "model")):
-            entries = section.get(key) or {}
+                out.append(Budget(OVERALL, "", period, micro(value), unpriced))  # type: ignore[arg-type]
+        for kind in SCOPES:
+            entries = section.get(kind.section) or {}
             if not isinstance(entries, Mapping):
-                raise BudgetError(f"budgets.{key}: must be a mapping of names to budgets, not {entries!r}")
+                raise BudgetError(f"budgets.{kind.section}: must be a mapping of names to budgets, not {entries!r}")
+            known = None if names is None or kind.kind not in names else set(names[kind.kind])
             for name, spec in entries.items():
-                where = f"budgets.{key}.{name}"
-                names = known[key]
-                if names is not None and str(name) not in names:
-                    what = "caller (token names and local)" if key == "callers" else "model group"
-                    raise BudgetError(f"{where}: not a known {what}; known: {', '.join(sorted(names)) or 'none'}")
+                where = f"budgets.{kind.section}.{name}"
+                if known is not None and str(name) not in known:
+                    raise BudgetError(f"{where}: not a known {kind.noun}; known: {', '.join(sorted(known)) or 'none'}")
                 if not isinstance(spec, Mapping):
                     raise BudgetError(f"{where}: must be a mapping with day and/or month, not {spec!r}")
                 _check_keys(spec, _KEYS, where)
@@ -159,7 +210,7 @@ class Budgets:
                 for period in _PERIODS:
                     value = _amount(spec, period, where)
                     if value is not None:
-                        out.append(Budget(scope, str(name), period, micro(value), allow))  # type: ignore[arg-type]
+                        out.append(Budget(kind.kind, str(name), period, micro(value), allow))
         return cls(tuple(out))
 
 

@@ -14,14 +14,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 
-from .budgets import Budget
+from .budgets import CALLER, GROUP, Budget, scope_of, scopes
 
-__all__ = ["Backend", "CallRecord", "Refused", "Reservation", "TotalRow", "scope_of"]
-
-
-def scope_of(b: Budget) -> str:
-    """The scope a budget limits, as reservations hold it: `all`, `caller:NAME` or `model:GROUP`."""
-    return "all" if b.scope == "all" else f"{b.scope}:{b.name}"
+__all__ = ["Backend", "CallRecord", "Refused", "Reservation", "TotalRow"]
 
 
 @dataclass(frozen=True)
@@ -29,8 +24,9 @@ class Reservation:
     """A held worst case: `amount` micro-USD for `caller` on `group`, counted in the periods of `start`.
 
     `groups` holds each group the call may reach (`group`, then the fallback groups a budget let it take) with
-    its worst case at that group's own prices: a model group's budget holds its own, the overall and the
-    caller's hold `amount` (the dearest of them: the call lands on one). Empty: `group` alone, at `amount`.
+    its worst case at that group's own prices: a scope that follows the group (a model group's) holds that
+    group's own, every other scope `amount` (the dearest of them: the call lands on one). Empty: `group` alone,
+    at `amount`. The scopes are those `budgets.scopes` gives for the call's keys.
     """
 
     id: str
@@ -40,11 +36,23 @@ class Reservation:
     start: datetime
     expires: datetime
     groups: tuple[tuple[str, int], ...] = ()
+    keys: tuple[tuple[str, str], ...] = ()
+    """The call's keys a kind of scope may read besides its caller and group (`Call.scope_keys`)."""
+
+    def keys_at(self, group: str) -> dict[str, str]:
+        """The call's keys, on model group `group`."""
+        return {**dict(self.keys), CALLER: self.caller, GROUP: group}
 
     def holds(self) -> list[tuple[str, int]]:
-        """Each scope held (`all`, `caller:NAME`, `model:GROUP`) and its amount."""
-        by_group = self.groups or ((self.group, self.amount),)
-        return [("all", self.amount), (f"caller:{self.caller}", self.amount), *((f"model:{g}", a) for g, a in by_group)]
+        """Each scope held (`all`, `caller:NAME`, `model:GROUP`, ...) and its amount."""
+        held: dict[str, int] = {}
+        for g, amount in self.groups or ((self.group, self.amount),):
+            held.update((scope, amount if per_group else self.amount) for scope, per_group in scopes(self.keys_at(g)))
+        return list(held.items())
+
+    def charged(self, group: str) -> list[str]:
+        """The scopes the call's cost counts in once model group `group` answered it."""
+        return [scope for scope, _ in scopes(self.keys_at(group))]
 
     def amount_for(self, b: Budget) -> int:
         """What this reservation holds against `b` (0 for a model group it cannot reach)."""
@@ -112,7 +120,8 @@ class Backend(ABC):
 
     @abstractmethod
     def settle(self, r: Reservation, record: CallRecord) -> None:
-        """Drop `r` (if still held) and record the call; its cost counts in the day and month of `r.start`.
+        """Drop `r` (if still held) and record the call; its cost counts in each scope of
+        `r.charged(record.group)`, in the day and month of `r.start`.
         Idempotent by `r.id`: a call settled again (replayed from the journal) is recorded once."""
 
     @abstractmethod

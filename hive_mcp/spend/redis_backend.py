@@ -3,8 +3,9 @@
 Keys live under `{prefix}` (`hive-mcp:spend:` by default):
 
 * `{p}spent:{period}:{scope}`: micro-USD settled in a period (`d:2026-12-01` or
-  `m:2026-12`) by a scope (`all`, `caller:NAME`, `model:GROUP`); every call adds
-  to its six (three scopes, two periods), budgets or not.
+  `m:2026-12`) by a scope (`all`, `caller:NAME`, `model:GROUP`, ...: those
+  `Reservation.charged` gives); every call adds to each of its scopes in both
+  periods, budgets or not.
 * `{p}held:{period}:{scope}`: micro-USD reserved by calls in flight.
 * `{p}res` (hash id -> `amount`, then the held keys, newline-separated) and
   `{p}resexp` (sorted set id -> lease expiry, ms): the reservations.
@@ -32,8 +33,8 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import RedisError
 
-from .budgets import Budget, period_key
-from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow, scope_of
+from .budgets import Budget, period_key, scope_of
+from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
 
 __all__ = ["RedisBackend"]
 
@@ -159,13 +160,9 @@ class RedisBackend(Backend):
         period, scope = _period(b.period, when), scope_of(b)
         return f"{self.p}spent:{period}:{scope}", f"{self.p}held:{period}:{scope}"
 
-    def _scopes(self, kind: str, when: datetime, caller: str, group: str) -> list[str]:
-        """The six counters a call is charged to: three scopes, two periods."""
-        return [
-            f"{self.p}{kind}:{_period(period, when)}:{scope}"
-            for period in ("day", "month")
-            for scope in ("all", f"caller:{caller}", f"model:{group}")
-        ]
+    def _spent(self, when: datetime, scopes: list[str]) -> list[str]:
+        """The counters a call settled is charged to: each of its scopes, in the day and the month of `when`."""
+        return [f"{self.p}spent:{_period(period, when)}:{scope}" for period in ("day", "month") for scope in scopes]
 
     def reserve(self, r: Reservation, budgets: list[Budget]) -> dict[str, int]:
         args: list[Any] = [self.p, r.id, _ms(r.start), _ms(r.expires), len(budgets)]
@@ -187,7 +184,7 @@ class RedisBackend(Backend):
         fields: list[Any] = []
         for name, value in zip(_FIELDS, counts):
             fields += [base + name, value]
-        spent = self._scopes("spent", r.start, r.caller, record.group)  # the group that answered
+        spent = self._spent(r.start, r.charged(record.group))  # the group that answered
         member = json.dumps([r.id, record.time.timestamp(), *_row(record)])
         cutoff_calls = _ms(record.time - timedelta(days=self.calls_days))
         cutoff_days = _day_score(period_key("day", record.time - timedelta(days=self.keep_days)))

@@ -39,9 +39,9 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -159,13 +159,15 @@ class Spend:
     async def reserve(
         self, caller: str, model: str | ModelRef, messages: list[Message], *, system: str, max_tokens: int, deadline: float,
         tools: list[dict[str, Any]] | None = None, response_format: dict[str, Any] | None = None,
+        keys: Mapping[str, str] | None = None,
     ) -> Ticket:  # fmt: skip
         """Hold the worst case of this call; raises BudgetRefusal (nothing held then).
 
         Every group the call may reach is asked: `model`'s own, refused outright by a budget, and each of its
         fallback groups, each at its own prices; a fallback that a budget refuses is left out (`Ticket.refused`:
         the provider does not take that hop) and the rest are held in one transaction. `model` is the call's
-        resolved `ModelRef`, or a name resolved here.
+        resolved `ModelRef`, or a name resolved here. The budgets held against are those applying to the call's
+        keys on each group: `caller`, the group, and `keys` (the call's others a kind of scope reads).
         """
         if not isinstance(model, ModelRef):
             if model not in self._refs:
@@ -175,9 +177,12 @@ class Spend:
         group, groups = ref.group, list(ref.reach)  # the group `model` calls: an alias's, a wildcard group
         prices = {g: ref.prices.get(g) for g in groups}  # also without budgets: the unpriced flag
         now = self.clock()
+        lease = now + timedelta(seconds=deadline + LEASE_MARGIN_S)
+        base = Reservation(secrets.token_hex(12), caller, group, 0, now, lease,
+                           keys=tuple(sorted((keys or {}).items())))
         refused: dict[str, str] = {}
         for g in groups:
-            denying = [b for b in self.budgets.applying(caller, g) if not b.allow_unpriced]
+            denying = [b for b in self.budgets.applying(base.keys_at(g)) if not b.allow_unpriced]
             if prices[g] is None and denying:
                 text = unpriced_text(model if g == group else g, denying[0])
                 if g == group:
@@ -186,21 +191,16 @@ class Spend:
         framed = ([{"role": "system", "content": system}] if system else []) + messages
         if response_format:  # sent as the request's schema: counted as the text it is
             framed.append({"role": "system", "content": json.dumps(response_format, ensure_ascii=False)})
-        lease = now + timedelta(seconds=deadline + LEASE_MARGIN_S)
-        ticket = Ticket(Reservation(secrets.token_hex(12), caller, group, 0, now, lease), model, framed,
-                        tools, prices=prices, refused=refused)  # fmt: skip
-        if not any(self.budgets.applying(caller, g) for g in groups):
+        ticket = Ticket(base, model, framed, tools, prices=prices, refused=refused)
+        if not any(self.budgets.applying(base.keys_at(g)) for g in groups):
             return ticket
         ticket.prompt_tokens = await self._count(framed, model, tools)
         await anyio.to_thread.run_sync(self._settle_up)
         amounts = {g: micro(ticket.prompt_tokens * p[0] + max_tokens * p[1]) if p else 0 for g, p in prices.items()}
         while True:
             allowed = [g for g in groups if g not in refused]
-            r = Reservation(
-                id=ticket.reservation.id, caller=caller, group=group, amount=max(amounts[g] for g in allowed),
-                start=now, expires=lease, groups=tuple((g, amounts[g]) for g in allowed),
-            )  # fmt: skip
-            budgets = list({b.id: b for g in allowed for b in self.budgets.applying(caller, g)}.values())
+            r = replace(base, amount=max(amounts[g] for g in allowed), groups=tuple((g, amounts[g]) for g in allowed))
+            budgets = list({b.id: b for g in allowed for b in self.budgets.applying(base.keys_at(g))}.values())
             try:
                 left = await anyio.to_thread.run_sync(self.backend.reserve, r, budgets)
             except Refused as exc:
@@ -239,10 +239,7 @@ class Spend:
         more = tuple((g, max(0, a - before[g])) for g, a in cover.items())
         if amount <= 0 and not any(a for _, a in more):
             return
-        extra = Reservation(
-            id=f"{r.id}.{len(ticket.extras) + 1}", caller=r.caller, group=r.group, amount=max(amount, 0),
-            start=r.start, expires=r.expires, groups=more,
-        )  # fmt: skip
+        extra = replace(r, id=f"{r.id}.{len(ticket.extras) + 1}", amount=max(amount, 0), groups=more)
         # Listed before it is made: a call cancelled while the backend holds it still releases it when settled.
         ticket.extras.append(extra)
         await anyio.to_thread.run_sync(self._settle_up)
@@ -466,10 +463,10 @@ class Spend:
 def _hop_refused(exc: Refused, group: str, allowed: list[str], amounts: dict[str, int]) -> str | None:
     """The fallback group whose hop `exc` refuses (left out, the rest reserved again); None: the call itself.
 
-    A group's own budget refuses its hop; an overall or caller budget, the dearest fallback dearer than the
+    A group's own budget (`Budget.per_group`) refuses its hop; any other, the dearest fallback dearer than the
     called group (it held the most), so the call goes on without it while the called group alone fits.
     """
-    if exc.budget.scope == "model":
+    if exc.budget.per_group:
         return exc.budget.name if exc.budget.name != group else None
     dearer = [g for g in allowed if g != group and amounts[g] > amounts[group]]
     return max(dearer, key=lambda g: amounts[g]) if dearer else None

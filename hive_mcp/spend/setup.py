@@ -42,9 +42,10 @@ def configured_budgets(settings: Settings, config: ModelsConfig | None, tokens: 
         section=settings.budgets,
         max_budget=config.budget.get("max_budget") if config is not None else None,
         max_budget_duration=config.budget.get("budget_duration") if config is not None else None,
-        callers=callers_of(tokens) if tokens is not None else None,
-        groups=(config.groups if config is not None else [settings.model]) if tokens is not None else None,
-    )
+        names=None if tokens is None else {
+            "caller": callers_of(tokens), "model": config.groups if config is not None else [settings.model],
+        },
+    )  # fmt: skip
 
 
 def open_spend(settings: Settings, provider: LLMProvider, budgets: Budgets, **backend: Any) -> Spend:

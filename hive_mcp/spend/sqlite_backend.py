@@ -6,6 +6,11 @@ timeout (writers of several processes queue rather than fail). The check and
 the reservation are one `BEGIN IMMEDIATE` transaction: SQLite takes the write
 lock at BEGIN, so no other connection, in this process or another, can read
 the totals between this check and this reservation.
+
+What a budget has spent is read from `spend_scoped` (a day's cost by scope
+string, those `Reservation.charged` gives), so a kind of scope declared in
+`budgets.SCOPES` needs nothing here; `spend_totals` (by caller and model group)
+is what the usage reports read.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from pathlib import Path
 
 from ..conversations.records import default_db_path
 from ..sqlite import Database, transaction
-from .budgets import Budget, period_key, reset_at
-from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow, scope_of
+from .budgets import CALLER, GROUP, Budget, period_key, reset_at, scope_of, scopes
+from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
 
 __all__ = ["SQLiteBackend", "default_spend_path"]
 
@@ -41,6 +46,10 @@ _SCHEMA = (
         id TEXT NOT NULL, scope TEXT NOT NULL, day TEXT NOT NULL, amount INTEGER NOT NULL, expires REAL NOT NULL,
         PRIMARY KEY (id, scope))""",
     "CREATE INDEX IF NOT EXISTS spend_holds_scope ON spend_holds (scope, day)",
+    # What each scope spent in a day: every scope `Reservation.charged` names for a settled call.
+    """CREATE TABLE IF NOT EXISTS spend_scoped (
+        scope TEXT NOT NULL, day TEXT NOT NULL, cost INTEGER NOT NULL, PRIMARY KEY (scope, day))""",
+    "CREATE INDEX IF NOT EXISTS spend_scoped_day ON spend_scoped (day)",
     # The ids of settled calls, so a call replayed from the journal counts once.
     "CREATE TABLE IF NOT EXISTS spend_settled (id TEXT PRIMARY KEY, ts REAL NOT NULL)",
 )
@@ -51,8 +60,11 @@ _ADDED = {"spend_calls": (("estimated", "INTEGER NOT NULL DEFAULT 0"), ("called"
 
 
 def _create(conn: sqlite3.Connection) -> None:
+    scoped = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spend_scoped'").fetchone()
     for statement in _SCHEMA:
         conn.execute(statement)
+    if not scoped:
+        _fill_scoped(conn)
     for table, columns in _ADDED.items():
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         for name, kind in columns:
@@ -60,16 +72,19 @@ def _create(conn: sqlite3.Connection) -> None:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
+def _fill_scoped(conn: sqlite3.Connection) -> None:
+    """A ledger written before `spend_scoped`: its spent by scope from `spend_totals`, whose rows know a call's
+    caller and the group that answered it, as those scopes were charged then (in the transaction that made the
+    table, so it is filled once)."""
+    spent: dict[tuple[str, str], int] = {}
+    for day, caller, group, cost in conn.execute("SELECT day, caller, grp, cost FROM spend_totals"):
+        for scope, _ in scopes({CALLER: caller, GROUP: group}):
+            spent[scope, day] = spent.get((scope, day), 0) + cost
+    conn.executemany("INSERT INTO spend_scoped VALUES (?, ?, ?)", [(*k, cost) for k, cost in spent.items()])
+
+
 def default_spend_path(env: Mapping[str, str] = os.environ) -> Path:
     return default_db_path(env).with_name(SPEND_FILENAME)
-
-
-def _filter(b: Budget) -> tuple[str, tuple[str, ...]]:
-    if b.scope == "caller":
-        return " AND caller = ?", (b.name,)
-    if b.scope == "model":
-        return " AND grp = ?", (b.name,)
-    return "", ()
 
 
 def _period(b: Budget, when: datetime) -> tuple[str, tuple[str, ...]]:
@@ -103,8 +118,8 @@ class SQLiteBackend(Backend):
     @staticmethod
     def _used(conn: sqlite3.Connection, b: Budget, when: datetime) -> tuple[int, int]:
         where, args = _period(b, when)
-        more, extra = _filter(b)
-        spent = conn.execute(f"SELECT COALESCE(SUM(cost), 0) FROM spend_totals WHERE {where}{more}", (*args, *extra))
+        spent = conn.execute(f"SELECT COALESCE(SUM(cost), 0) FROM spend_scoped WHERE scope = ? AND {where}",
+                             (scope_of(b), *args))  # fmt: skip
         held = conn.execute(
             f"SELECT COALESCE(SUM(amount), 0) FROM spend_holds WHERE scope = ? AND {where} AND expires > ?",
             (scope_of(b), *args, when.timestamp()),
@@ -156,8 +171,14 @@ class SQLiteBackend(Backend):
                     (day, record.caller, record.group, record.cost, int(record.unpriced), record.input_tokens,
                      record.output_tokens),
                 )  # fmt: skip
+                conn.executemany(
+                    "INSERT INTO spend_scoped VALUES (?, ?, ?) ON CONFLICT (scope, day) DO UPDATE SET "
+                    "cost = cost + excluded.cost",
+                    [(scope, day, record.cost) for scope in r.charged(record.group)],  # the group that answered
+                )
                 oldest = period_key("day", record.time - timedelta(days=self.keep_days))
                 conn.execute("DELETE FROM spend_totals WHERE day < ?", (oldest,))
+                conn.execute("DELETE FROM spend_scoped WHERE day < ?", (oldest,))
                 kept = (record.time - timedelta(days=self.keep_days)).timestamp()
                 conn.execute("DELETE FROM spend_settled WHERE ts < ?", (kept,))
                 conn.execute(
