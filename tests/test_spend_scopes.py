@@ -12,14 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from hive_mcp.calls.call import Call
+from hive_mcp.dumps import DumpStore
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.spend import Budget, BudgetError, BudgetRefusal, Budgets, CallRecord, Refused, Reservation
 from hive_mcp.spend import SQLiteBackend, Spend
 from hive_mcp.spend import budgets as declared
-from hive_mcp.spend.budgets import ScopeKind
+from hive_mcp.spend.budgets import CALLER, GROUP, ScopeKind
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.spend.usage import usage_report
-from tests.clients import MODEL
+from tests.clients import MODEL, connect, mcp_server, text_of
+from harness.upstream import Reply, Upstream
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 TOOL = ScopeKind(kind="tool", section="tools", key="tool", noun="tool", label="tool {name}'s")
@@ -87,6 +90,33 @@ async def test_spend_holds_a_call_against_the_scopes_its_keys_name(
         await spend.release(ticket)
     finally:
         spend.release_all()
+
+
+async def test_the_keys_a_call_gives_reach_its_reservation_through_metering(
+    tool_scope: None, monkeypatch: pytest.MonkeyPatch, provider: LiteLLMProvider, store: DumpStore,
+    upstream: Upstream, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A tool's budget, its key read off the call: `stream_complete` has none left, `complete` goes through."""
+    monkeypatch.setattr(Call, "scope_keys", property(lambda c: {"tool": "stream_complete" if c.stream else "complete"}))
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), tool_budgets(stream_complete=0, complete=1), provider)
+    upstream.script(Reply.text("hi", usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}))
+    try:
+        async with connect(mcp_server(provider, store, spend=spend), "legacy") as c:
+            refused = await c.call_tool("stream_complete", {"prompt": "hello", "max_tokens": 10})
+            assert refused.is_error and "the tool stream_complete's daily budget of $0.00 has" in text_of(refused)
+            ok = await c.call_tool("complete", {"prompt": "hello", "max_tokens": 10})
+            assert not ok.is_error, text_of(ok)
+        assert len(upstream.chat_requests()) == 1
+        [b] = [b for b in spend.budgets.items if b.name == "complete"]
+        assert spend.settled().state([b], spend.clock())[b.id][0] > 0  # charged to the tool's scope
+    finally:
+        spend.release_all()
+
+
+def test_every_declared_scope_reads_a_key_a_call_gives() -> None:
+    """A kind's key is the caller, the model group, or one of `Call.scope_keys`: metering hands those on."""
+    given = {CALLER, GROUP, *Call(caller="local", messages=()).scope_keys}
+    assert {k.key for k in declared.SCOPES} <= given
 
 
 OLD_TOTALS = [  # day, caller, group, cost, calls, unpriced, input, output
