@@ -1,8 +1,9 @@
 """Spend: the usage ledger and the budgets enforced before a call (no MCP, no litellm here).
 
-`budgets` (what a budget is, UTC periods, reading the settings), `ledger` (the
-shapes and the backend interface), `sqlite_backend` and `redis_backend` (the
-stores), `journal` (settled calls on disk until the backend took them), `service`
+`budgets` (what a budget is, UTC periods, reading the settings, and `SCOPES`:
+every kind of budget scope, declared there alone), `ledger` (the shapes and the
+backend interface), `sqlite_backend` and `redis_backend` (the stores, by scope
+string), `journal` (settled calls on disk until the backend took them), `service`
 (`Spend`: reserve the worst case, settle the actual cost).
 """
 
