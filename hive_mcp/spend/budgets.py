@@ -133,7 +133,7 @@ class Budget:
     @property
     def id(self) -> str:
         """Stable across processes: `all:day`, `caller:alice:month`, `model:smart:day`."""
-        return f"{self.scope}:{self.period}" if self.scope == "all" else f"{self.scope}:{self.name}:{self.period}"
+        return f"{self.scope}:{self.period}" if self.scope == OVERALL else f"{self.scope}:{self.name}:{self.period}"
 
     @property
     def per_group(self) -> bool:

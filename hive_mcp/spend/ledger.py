@@ -37,7 +37,7 @@ class Reservation:
     expires: datetime
     groups: tuple[tuple[str, int], ...] = ()
     keys: tuple[tuple[str, str], ...] = ()
-    """The call's keys a kind of scope may read besides its caller and group (`Call.scope_keys`)."""
+    """The call's keys a kind of scope may read besides its caller and group (the call layer gives them)."""
 
     def keys_at(self, group: str) -> dict[str, str]:
         """The call's keys, on model group `group`."""
