@@ -215,3 +215,31 @@ def test_a_journal_under_steady_load_stays_small(tmp_path: Path, monkeypatch: py
     slow.join(10)
     assert journal.pending == 0 and len(backend.calls(since())) == 401
     backend.close()
+
+
+def test_a_journal_line_from_before_reservations_kept_keys_is_replayed(tmp_path: Path) -> None:
+    """A process that stopped with a call waiting, its line written before a reservation kept the call's
+    further keys: the next process takes the file over and the call counts in its scopes once."""
+    import json
+    from dataclasses import asdict
+
+    from hive_mcp.spend import Budget
+
+    now = datetime.now(timezone.utc)
+    record = CallRecord(now, "alice", MODEL, MODEL, 10, 5, 0, 0, 7, None, False)
+    old = {"id": "old", "caller": "alice", "group": MODEL, "amount": 10, "start": now.isoformat(),
+           "expires": (now + timedelta(seconds=60)).isoformat(), "groups": []}  # fmt: skip
+    line = {"r": old, "c": {**asdict(record), "time": now.isoformat()}}
+    (tmp_path / "journal").mkdir(mode=0o700)
+    (tmp_path / "journal" / "1-0000.jsonl").write_text(json.dumps(line) + "\n")
+    backend = SQLiteBackend(tmp_path / "spend.sqlite3")
+    journal = Journal(tmp_path / "journal", backend)
+    try:
+        assert journal.replay()
+        scopes = (("all", ""), ("caller", "alice"), ("model", MODEL))
+        budgets = [Budget(scope, name, "day", 100) for scope, name in scopes]
+        assert {spent for spent, _ in backend.state(budgets, now).values()} == {7}
+        assert [c.cost for c in backend.calls(since())] == [7]
+    finally:
+        journal.close()
+        backend.close()
