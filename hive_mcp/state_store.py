@@ -45,7 +45,7 @@ from .listeners import Listeners
 from .observe import metrics
 from .outage import Outage
 
-__all__ = ["PROBE_S", "TIMEOUT_S", "StateStore", "StateUnavailable", "redacted_url"]
+__all__ = ["PROBE_S", "TIMEOUT_S", "StateStore", "StateUnavailable", "redacted_url", "says_away"]
 
 logger = logging.getLogger("hive_mcp.state")
 
@@ -65,6 +65,15 @@ def redacted_url(url: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return f"{parts.scheme}://{netloc}{parts.path}"  # no query: it may carry a password too
+
+
+def says_away(exc: BaseException) -> bool:
+    """Whether `exc`, raised by a command, says Redis is away (refused, reset, timed out: the breaker's business),
+    rather than that Redis answered with an error (a wrong type, a script's error: Redis is there)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, TimeoutError as RedisTimeout
+
+    return isinstance(exc, (RedisConnectionError, RedisTimeout)) or (isinstance(exc, OSError)
+                                                                     and not isinstance(exc, RedisError))
 
 
 class StateUnavailable(Exception):

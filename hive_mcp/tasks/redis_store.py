@@ -13,11 +13,12 @@ the process's `StateStore` (its pool, timeouts and breaker).
 from __future__ import annotations
 
 import json
+from collections.abc import Coroutine
 from typing import Any
 
 from redis.exceptions import WatchError
 
-from ..state_store import StateStore
+from ..state_store import StateStore, StateUnavailable, says_away
 from .records import TaskRecord
 
 __all__ = ["RedisTaskStore"]
@@ -119,14 +120,21 @@ class RedisTaskStore:
     def _key(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}"
 
-    async def _do(self, command: Any) -> Any:
+    async def _do(self, command: Coroutine[Any, Any, Any]) -> Any:
+        """`command`'s reply. While the breaker is open nothing is sent: it fails at once (a frozen Redis costs
+        one timeout, not one per request); only a failure that says Redis is away opens it."""
+        if not self._shared.usable():
+            command.close()
+            raise StateUnavailable(f"the state store at {self._shared.name} is unavailable")
         try:
             out = await self._shared.arun(command)
         except Exception as exc:
-            self._shared.failed(exc)
+            if says_away(exc):
+                self._shared.failed(exc)
             raise
         self._shared.worked()
         return out
+
 
     async def create(self, task: TaskRecord, cap: int, now: float) -> bool:
         flat = [x for pair in _fields(task).items() for x in pair]

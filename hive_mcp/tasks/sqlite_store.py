@@ -10,16 +10,19 @@ changes only a row still `working`. A row's `expires` is `TaskRecord.expires`, s
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..outage import Outage
 from ..sqlite import Database, transaction
 from .records import INPUT_REQUIRED, WORKING, TaskRecord, expires_at
 
 __all__ = ["SQLiteTaskStore", "default_tasks_path"]
 
+logger = logging.getLogger("hive_mcp.tasks")
 T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 5.0
@@ -67,14 +70,29 @@ def _dump(value: dict[str, Any] | None) -> str | None:
 
 
 class SQLiteTaskStore:
-    """The task store in the SQLite file at `path` (default: `hive-mcp-tasks.sqlite3` in the hive home)."""
+    """The task store in the SQLite file at `path` (default: `hive-mcp-tasks.sqlite3` in the hive home); a write
+    waits up to `busy_timeout_s` for another process's."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = path if path is not None else default_tasks_path()
-        self._db = Database(self.path, BUSY_TIMEOUT_S, _schema)
+        self._db = Database(self.path, busy_timeout_s, _schema)
+        self.outage = Outage(
+            logger, "the task store (SQLite) is unavailable (%s) at %s: tasks cannot be started or read until the "
+            "file answers",
+            f"the task store (SQLite) is back at {self.path}: tasks are stored again", self.path, store="tasks",
+        )  # fmt: skip
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._db.call(fn)
+        """`fn(conn)` on the store's connection; a failure (the file locked past the busy timeout, unwritable,
+        gone) is warned of once per outage, and the first success after it says the store is back."""
+        try:
+            out = await self._db.call(fn)
+        except (sqlite3.Error, OSError) as exc:
+            self.outage.failed(exc)
+            raise
+        self.outage.worked()
+        return out
+
 
     async def create(self, task: TaskRecord, cap: int, now: float) -> bool:
         """Store `task` unless its owner already has `cap` unfinished tasks; whether it was stored."""
