@@ -4,6 +4,7 @@ warning when it goes away, one when it is back, however many calls fail or succe
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 
@@ -28,12 +29,20 @@ class Outage:
         self._down, self._up, self._args = down, up, args
         self.retry_s = retry_s
         self._since: float | None = None
+        self._back: float | None = None
         self._lock = threading.Lock()
 
     def usable(self) -> bool:
         """Up, or down for `retry_s` since the last failure: worth another try."""
         with self._lock:
             return self._since is None or time.monotonic() - self._since >= self.retry_s
+
+    def since_back(self) -> float:
+        """Seconds since the dependency last came back: 0 while it is down, infinite if it never went away."""
+        with self._lock:
+            if self._since is not None:
+                return 0.0
+            return math.inf if self._back is None else time.monotonic() - self._back
 
     def failed(self, exc: BaseException) -> None:
         """A call failed with `exc`: the warning when this starts an outage."""
@@ -48,5 +57,7 @@ class Outage:
         """A call succeeded: the warning when this ends an outage."""
         with self._lock:
             was_down, self._since = self._since is not None, None
+            if was_down:
+                self._back = time.monotonic()
         if was_down:
             self._logger.warning(self._up)

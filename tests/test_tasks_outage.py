@@ -1,6 +1,10 @@
 """Tasks while the state store blinks: a real valkey-server stopped (or frozen with SIGSTOP), a real SQLite file
 held by another connection's `BEGIN EXCLUSIVE`.
 
+* A task whose job ends while the store is away keeps its result: the instance that ran it answers for it from
+  what it kept and stores it once the store answers (not: its end dropped, the task read failed later).
+* An outage longer than the lease fails no live instance's task: a lease is not taken for dead until its owner
+  has had a full lease since the store came back; a job's end that the store refuses is said in one line.
 * A frozen Redis costs the task requests of a process one timeout, not one each; a command Redis refuses (not an
   outage) leaves the breaker closed for every store.
 * The SQLite task store warns once per outage, and once when it is back.
@@ -19,20 +23,26 @@ import anyio
 import anyio.to_thread
 import pytest
 import redis
+from mcp_types import CallToolResult, TextContent
 
 from harness.valkey import ValkeyProcess
 from hive_mcp.state_store import TIMEOUT_S, StateStore
-from hive_mcp.tasks import TaskEngine, open_task_store
-from hive_mcp.tasks.engine import TasksUnavailable, TaskStore
+from hive_mcp.tasks import TaskEngine, TaskRecord, open_task_store
+from hive_mcp.tasks.engine import INSTANCE_GONE, TasksUnavailable, TaskStore
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
-from tests.conftest_valkey import valkey_binary
+from tests.conftest_valkey import Tick, valkey_binary, wait_for
 
 pytestmark = pytest.mark.anyio
 WAIT = 10.0
+LEASE_S = 1.0
 KEEPS = ("--appendonly", "yes")
 """A valkey-server stopped and started again keeps its keys (its append-only file), as a restarted Redis does."""
 BUSY_S = 0.1
 """The SQLite busy timeout of the stores here: a locked file fails a write within it, not within 5 s."""
+
+
+def answer(text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)])
 
 
 class Blink:
@@ -93,6 +103,96 @@ def own_valkey() -> Iterator[ValkeyProcess]:
 async def breaker_closed(url: str) -> None:
     """Until this process's state store for `url` has heard Redis again (its probe closes the breaker)."""
     assert await anyio.to_thread.run_sync(StateStore.shared(url).wait_usable, WAIT), "the breaker stayed open"
+
+
+async def test_a_task_that_ends_while_the_store_is_away_keeps_its_result(blink: Blink) -> None:
+    engine = TaskEngine(blink.store(), lease_s=LEASE_S, tick_s=0.05)
+    release, told = anyio.Event(), list[TaskRecord]()
+
+    async def job() -> CallToolResult:
+        await release.wait()
+        return answer("kept")
+
+    async def on_end(ended: TaskRecord) -> None:
+        told.append(ended)
+
+    task = await engine.start("alice", "complete", job, on_end=on_end)
+    blink.away()
+    release.set()
+    await wait_for(lambda: not engine.running(), WAIT)  # the job has ended, its end not stored
+    held = await engine.get("alice", task.task_id)  # this instance answers from the end it kept
+    assert held.status == "completed" and held.result is not None, held
+    assert held.result["content"] == [{"type": "text", "text": "kept"}]
+    with anyio.fail_after(WAIT):
+        assert (await engine.wait("alice", task.task_id)).status == "completed"  # tasks/result does not block
+    assert [t.status for t in told] == ["completed"]  # the status notification went out
+    blink.back()
+    if blink.server is not None:
+        await breaker_closed(blink.server.url)
+    reader = blink.store()
+
+    async def stored() -> bool:
+        got = await reader.get(task.task_id, time.time())
+        return got is not None and got.status == "completed"
+
+    await wait_for(stored, WAIT)  # the kept end reached the store once it answered
+    got = await reader.get(task.task_id, time.time())
+    assert got is not None and got.result is not None and got.result["content"][0]["text"] == "kept"
+    await engine.aclose()
+    await reader.aclose()
+
+
+async def test_an_outage_longer_than_the_lease_does_not_fail_a_live_instances_task(own_valkey: ValkeyProcess) -> None:
+    """B polls A's task through an outage that outlasts the lease: once Redis is back, B reads it working (A, alive,
+    renews at its next tick) rather than failed; only when A has let a full lease pass since then is it dead."""
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    # A renews every 300 s: within this test it has not renewed yet since Redis came back, as a live instance has
+    # not for up to a probe and a tick after it does.
+    a = TaskEngine(open_task_store(own_valkey.url, prefix=prefix), lease_s=LEASE_S, tick_s=300)
+    b = TaskEngine(open_task_store(own_valkey.url, prefix=prefix), lease_s=LEASE_S)
+    task = await a.start("alice", "complete", anyio.sleep_forever)
+    own_valkey.stop()
+    with pytest.raises(TasksUnavailable):  # B's client polls during the outage
+        await b.get("alice", task.task_id)
+    await wait_for(lambda: time.time() > task.lease, WAIT)  # the outage outlasts A's lease
+    own_valkey.start()
+    await breaker_closed(own_valkey.url)
+    back = time.monotonic()
+    got = await b.get("alice", task.task_id)
+    assert got.status == "working", got
+
+    async def failed() -> bool:
+        return (await b.get("alice", task.task_id)).status == "failed"
+
+    await wait_for(failed, WAIT)  # A let a full lease pass since Redis came back without renewing: taken for dead
+    assert time.monotonic() - back >= LEASE_S
+    assert (await b.get("alice", task.task_id)).message == INSTANCE_GONE
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_a_jobs_end_the_store_refuses_is_said(blink: Blink, caplog: pytest.LogCaptureFixture) -> None:
+    """A's job ends after B took A's task for dead (its lease ran out, as B's clock reads): the store refuses A's
+    end, and A says so in one line rather than dropping the answer without a word."""
+    a = TaskEngine(blink.store(), lease_s=600)
+    clock = Tick()
+    b = TaskEngine(blink.store(), lease_s=600, clock=clock)
+    release = anyio.Event()
+
+    async def job() -> CallToolResult:
+        await release.wait()
+        return answer("too late")
+
+    task = await a.start("alice", "complete", job)
+    clock.advance(601)
+    assert (await b.get("alice", task.task_id)).status == "failed"
+    caplog.set_level(logging.WARNING, logger="hive_mcp.tasks")
+    release.set()
+    await wait_for(lambda: not a.running(), WAIT)
+    said = [r.getMessage() for r in caplog.records if task.task_id in r.getMessage()]
+    assert len(said) == 1 and "completed" in said[0] and "refused" in said[0], said
+    await a.aclose()
+    await b.aclose()
 
 
 async def test_a_frozen_redis_costs_task_requests_one_timeout_not_one_each(own_valkey: ValkeyProcess) -> None:

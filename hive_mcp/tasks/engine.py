@@ -4,7 +4,12 @@ that started it, its state and result kept in the task store for any instance to
 * A job runs as a task of the server's event loop, not of its request: the client may disconnect, the request
   may end, and the job goes on to its end and stores it.
 * The instance that runs a job holds a lease on it and renews it every `tick_s`; a task whose lease ran out
-  (its instance died) reads `failed`, with one line saying so, never `working` forever.
+  (its instance died) reads `failed`, with one line saying so, never `working` forever. A store that was away
+  kept every instance from renewing: once it is back, a lease is not taken for dead until its instance has had
+  a full lease to renew it (`TaskStore.since_back`), so an outage longer than the lease fails no live task.
+* A job that ends while the store is away keeps its end in this instance (`get`, `wait` and `page` answer from
+  it, the lease goes on being renewed) and stores it at the first tick the store answers, until its TTL has
+  passed. An end the store refuses (the task was taken for dead meanwhile) is said in one line.
 * `cancel` on any instance marks the task and, when the engine has a way to tell the others (`tell_others`: the
   change bus over Redis), says so at once; the instance running it hears it (`cancel_here`), or else reads the
   mark at its next lease renewal (at most `tick_s` later: the way that needs nothing but the store), or is
@@ -110,6 +115,10 @@ class TaskStore(Protocol):
     async def ask_input(self, task_id: str, requests: dict[str, Any], state: str | None, now: float) -> bool: ...
     async def answer(self, task_id: str, responses: dict[str, Any], now: float) -> TaskRecord | None: ...
     async def aclose(self) -> None: ...
+    def since_back(self) -> float:
+        """Seconds since the store last answered again after failing in this process (0 while it fails,
+        infinite if it never did)."""
+        ...
 
 
 @dataclass
@@ -158,6 +167,9 @@ class TaskEngine:
         self.tell_others: Callable[[str], Awaitable[None]] | None = None
         """Tells the other instances a task was asked to cancel (its id); None: they read the mark at renewal."""
         self._running: dict[str, _Running] = {}
+        self._unstored: dict[str, TaskRecord] = {}
+        """Ends of jobs of this instance the store did not take (it was away), by task id, until it does."""
+        self._storing = asyncio.Lock()  # one pass over `_unstored` at a time: an end is stored once
         self._renewer: asyncio.Task[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
 
@@ -170,7 +182,8 @@ class TaskEngine:
         """Store a new task of `caller` running `job` (for `tool`), start it, and return it as stored: a
         `get` for its id answers from now on. `ttl_ms` is what the client asked for (raised to `MIN_TTL_MS`,
         capped by the server's maximum; None: the default), counted from the task's end: a task never expires while
-        it works (`TaskRecord.expires`); `on_end(task)` is awaited once its end is stored (a status notification).
+        it works (`TaskRecord.expires`); `on_end(task)` is awaited once its end is stored, or kept here while the store
+        is away (a status notification).
         A job whose tool asks the client for input (an `InputRequiredResult`) leaves the task `input_required`
         until `update` has brought every answer, then `resume(answers, request_state)` goes on (without
         `resume`, such a task fails). The job starts after this returns. Raises `TooManyTasks`, and
@@ -227,10 +240,14 @@ class TaskEngine:
             # An anyio shield would not do: `_cancel_local` cancels the asyncio task itself, which no scope stops.
             running.ending = True
         try:
-            await self.store.finish(ended)
-        except Exception as exc:  # noqa: BLE001 - the store is away: the task's lease runs out and it reads failed
-            logger.warning("task %s ended (%s) but its end could not be stored: %s", task.task_id, ended.status, exc)
-            return
+            stored = await self.store.finish(ended)
+        except Exception as exc:  # noqa: BLE001 - the store is away: the end is kept here until it answers
+            logger.warning("task %s ended (%s) but the store did not take its end (%s): this instance keeps it and "
+                           "stores it once the store answers", task.task_id, ended.status, type(exc).__name__)
+            self._unstored[task.task_id] = ended  # before the job's done-callback: the renewal goes on
+        else:
+            if not stored and not await self._was_ours(ended):
+                return
         if on_end is not None:
             try:
                 await on_end(ended)
@@ -258,10 +275,42 @@ class TaskEngine:
             with contextlib.suppress(TimeoutError):  # answers given on another instance are read every tick
                 await asyncio.wait_for(running.answered.wait(), self.tick_s)
 
+    async def _was_ours(self, ended: TaskRecord) -> bool:
+        """`finish` refused `ended`: whether the store holds that very end (a finish sent again after one that
+        landed though its answer was lost); if not, the task ended otherwise and this end is said and dropped."""
+        with contextlib.suppress(Exception):
+            held = await self.store.get(ended.task_id, self.clock())
+            if held is not None and (held.status, held.updated) == (ended.status, ended.updated):
+                return True
+        logger.warning("task %s ended (%s) but the store refused its end: the task had ended already (its lease was "
+                       "taken for run out) or expired; this end is dropped", ended.task_id, ended.status)
+        return False
+
+    async def _store_ends(self) -> None:
+        """Store the ends kept while the store was away, in turn, until one fails (the store is still away: the
+        rest wait for the next tick); an end whose TTL has passed is dropped (the task expired meanwhile)."""
+        async with self._storing:
+            for task_id, ended in list(self._unstored.items()):
+                if ended.expires <= self.clock():
+                    del self._unstored[task_id]
+                    logger.warning("task %s: its end (%s) was never stored and its TTL has passed: dropped", task_id,
+                                   ended.status)  # fmt: skip
+                    continue
+                try:
+                    stored = await self.store.finish(ended)
+                except Exception as exc:  # noqa: BLE001 - still away: the next tick tries again
+                    logger.debug("task ends not stored yet: %s", type(exc).__name__)
+                    return
+                if not stored:
+                    await self._was_ours(ended)
+                del self._unstored[task_id]
+
     async def _renew(self) -> None:
-        while self._running:
+        while self._running or self._unstored:
             await asyncio.sleep(self.tick_s)
-            ids = list(self._running)
+            if self._unstored:
+                await self._store_ends()
+            ids = list(dict.fromkeys([*self._running, *self._unstored]))
             try:
                 now = self.clock()
                 marked = await self.store.renew(self.instance, ids, now + self.lease_s, now)
@@ -296,14 +345,19 @@ class TaskEngine:
     async def get(self, caller: str, task_id: str) -> TaskRecord:
         """The task, as it stands. Raises `TaskNotFound` (also for another caller's)."""
         now = self.clock()
-        task = await self._ask(self.store.get(task_id, now), "read a task")
+        task = self._unstored.get(task_id) or await self._ask(self.store.get(task_id, now), "read a task")
         scope = owner_scope(caller, self.admins)
         if task is None or (scope is not None and task.owner != scope):
             raise TaskNotFound(task_id)
-        if not task.terminal and task.lease < now and task.task_id not in self._running:
+        if not task.terminal and task.task_id not in self._running and self._lease_ran_out(task, now):
             await self._ask(self.store.finish(_gone(task, now)), "end a task")
             return await self.get(caller, task_id)
         return task
+
+    def _lease_ran_out(self, task: TaskRecord, now: float) -> bool:
+        """Whether `task`'s instance is taken for dead: its lease ran out, and the store has been answering for a
+        full lease (no instance could renew while it was away; a live one has renewed since)."""
+        return task.lease < now and self.store.since_back() >= self.lease_s
 
     async def wait(self, caller: str, task_id: str) -> TaskRecord:
         """The task once it has ended (a job of this instance is awaited; another's is polled)."""
@@ -327,7 +381,8 @@ class TaskEngine:
             anchor = await self._ask(self.store.get(after[1], now), "read a task")
             if anchor is None or anchor.owner != caller or anchor.created != after[0]:
                 raise UnknownCursor()
-        return await self._ask(self.store.page(caller, after, limit, now), "list tasks")
+        found = await self._ask(self.store.page(caller, after, limit, now), "list tasks")
+        return [self._unstored.get(t.task_id, t) for t in found]
 
     # -- cancelling ----------------------------------------------------------
 
@@ -388,6 +443,10 @@ class TaskEngine:
         if cut:
             logger.warning("%d task(s) stopped unfinished: they read failed", len(cut))
         await asyncio.gather(*(r.done.wait() for r in self._running.values()))
+        await self._store_ends()  # a last try for the ends the store did not take
+        if self._unstored:
+            logger.warning("%d task(s) ended but the store did not take their ends before this instance stopped: "
+                           "they read failed once their leases run out", len(self._unstored))
         if self._renewer is not None:
             self._renewer.cancel()
 

@@ -135,6 +135,9 @@ class RedisTaskStore:
         self._shared.worked()
         return out
 
+    def since_back(self) -> float:
+        """Seconds since Redis last came back to this process (see `Outage.since_back`)."""
+        return self._shared.outage.since_back()
 
     async def create(self, task: TaskRecord, cap: int, now: float) -> bool:
         flat = [x for pair in _fields(task).items() for x in pair]

@@ -77,8 +77,8 @@ class SQLiteTaskStore:
         self.path = path if path is not None else default_tasks_path()
         self._db = Database(self.path, busy_timeout_s, _schema)
         self.outage = Outage(
-            logger, "the task store (SQLite) is unavailable (%s) at %s: tasks cannot be started or read until the "
-            "file answers",
+            logger, "the task store (SQLite) is unavailable (%s) at %s: tasks cannot be started or read, and a task "
+            "that ends meanwhile is kept by the process that ran it until the file answers",
             f"the task store (SQLite) is back at {self.path}: tasks are stored again", self.path, store="tasks",
         )  # fmt: skip
 
@@ -93,6 +93,9 @@ class SQLiteTaskStore:
         self.outage.worked()
         return out
 
+    def since_back(self) -> float:
+        """Seconds since the file last answered again after failing in this process (see `Outage.since_back`)."""
+        return self.outage.since_back()
 
     async def create(self, task: TaskRecord, cap: int, now: float) -> bool:
         """Store `task` unless its owner already has `cap` unfinished tasks; whether it was stored."""
