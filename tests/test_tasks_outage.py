@@ -2,7 +2,8 @@
 held by another connection's `BEGIN EXCLUSIVE`.
 
 * A task whose job ends while the store is away keeps its result: the instance that ran it answers for it from
-  what it kept and stores it once the store answers (not: its end dropped, the task read failed later).
+  what it kept and stores it once the store answers (not: its end dropped, the task read failed later); an
+  instance that stops tries once more and says how many it could not store; one whose TTL passed is dropped, said.
 * An outage longer than the lease fails no live instance's task: a lease is not taken for dead until its owner
   has had a full lease since the store came back; a job's end that the store refuses is said in one line.
 * A frozen Redis costs the task requests of a process one timeout, not one each; a command Redis refuses (not an
@@ -140,6 +141,70 @@ async def test_a_task_that_ends_while_the_store_is_away_keeps_its_result(blink: 
     assert got is not None and got.result is not None and got.result["content"][0]["text"] == "kept"
     await engine.aclose()
     await reader.aclose()
+
+
+async def test_an_instance_that_stops_stores_the_ends_it_kept_or_says_how_many_it_could_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two jobs end while the SQLite file is locked; their ends are kept. The file answers again before the next
+    renewal (every 300 s here) and the instance stops: its stop stores the ends it kept. A second instance stops
+    while the file is still locked: one line says how many ends it could not store."""
+    blink = Blink("sqlite", tmp_path)
+    kept, lost = (TaskEngine(blink.store(), lease_s=600, tick_s=300) for _ in range(2))
+    release = anyio.Event()
+
+    async def job() -> CallToolResult:
+        await release.wait()
+        return answer("kept")
+
+    tasks = [await kept.start("alice", "complete", job), await lost.start("alice", "complete", job)]
+    caplog.set_level(logging.WARNING, logger="hive_mcp.tasks")
+    blink.away()
+    release.set()
+    await wait_for(lambda: not kept.running() and not lost.running(), WAIT)
+    await lost.aclose()
+    blink.back()
+    await kept.aclose()
+    reader = blink.store()
+    stored = [await reader.get(t.task_id, time.time()) for t in tasks]
+    assert [s.status for s in stored if s is not None] == ["completed", "working"], stored
+    said = [r.getMessage() for r in caplog.records if "before this instance stopped" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("1 task(s) ended"), said
+    await reader.aclose()
+
+
+async def test_a_kept_end_whose_ttl_passes_before_the_store_answers_is_dropped_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blink = Blink("sqlite", tmp_path)
+    clock = Tick()
+    engine = TaskEngine(blink.store(), lease_s=600, tick_s=0.05, clock=clock)
+    release = anyio.Event()
+
+    async def job() -> CallToolResult:
+        await release.wait()
+        return answer("late")
+
+    task = await engine.start("alice", "complete", job, ttl_ms=1000)
+    caplog.set_level(logging.WARNING, logger="hive_mcp.tasks")
+    blink.away()
+    try:
+        release.set()
+        await wait_for(lambda: not engine.running(), WAIT)
+        assert (await engine.get("alice", task.task_id)).status == "completed"
+        clock.advance(2)  # past the task's TTL, counted from its end
+    finally:
+        blink.back()
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "TTL has passed" in r.getMessage()]
+
+    await wait_for(said, WAIT)
+    assert len(said()) == 1 and task.task_id in said()[0], said()
+    reader = blink.store()
+    assert (await reader.get(task.task_id, time.time())).status == "working"  # never stored: its lease runs out
+    await reader.aclose()
+    await engine.aclose()
 
 
 async def test_an_outage_longer_than_the_lease_does_not_fail_a_live_instances_task(own_valkey: ValkeyProcess) -> None:
