@@ -242,12 +242,12 @@ _READS = {"dumps": ("dump_dir", "state_url", "state_password"), "conversations":
 def _command(args: argparse.Namespace, flags: dict[str, Any]) -> int:
     """A command: its settings (`command_settings`; a bad one raises SettingsError), its state store asked once
     (no answer: one line naming HIVE_MCP_STATE_URL, exit 1, before anything is read or removed), then the command."""
-    from .state_store import StateStore, StateUnavailable
+    from .backends import check_state
+    from .state_store import StateUnavailable
 
     settings, config = command_settings(flags, args.env_file, _READS[args.command])
     try:
-        if settings.state_url_with_password:
-            StateStore.shared(settings.state_url_with_password).check()
+        check_state(settings)
         if args.command == "dumps":
             return _dumps(args, settings)
     except StateUnavailable as exc:

@@ -51,7 +51,8 @@ def run_usage(args: argparse.Namespace, settings: Settings, config: ModelsConfig
     """Run it on `settings` and `config` (`SETTINGS`, read by `cli`): (exit code, error line or None). Bad input
     exits 2, a failing ledger 1."""
     from .spend import BudgetError
-    from .spend.setup import configured_budgets, open_backend
+    from .backends import spend_ledger
+    from .spend.setup import configured_budgets
     from .spend.usage import rows_since, spent_by, unpriced_by, usage_report
 
     now = datetime.now(timezone.utc)
@@ -60,7 +61,7 @@ def run_usage(args: argparse.Namespace, settings: Settings, config: ModelsConfig
         budgets = configured_budgets(settings, config, None)
     except (ValueError, BudgetError) as exc:
         return 2, str(exc)
-    backend = open_backend(settings)
+    backend = spend_ledger(settings)
     try:
         rows = rows_since(backend, since)
         report = usage_report(backend, budgets, now)

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import anyio
 
-from hive_mcp.tasks import TaskEngine, open_task_store
+from hive_mcp.tasks import TaskEngine
+from hive_mcp.tasks.redis_store import RedisTaskStore
+from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 
 
 async def main(where: str, lease_s: float) -> None:
-    store = open_task_store(where) if where.startswith("redis") else open_task_store(None, path=Path(where))
+    store = RedisTaskStore(where) if where.startswith("redis") else SQLiteTaskStore(Path(where))
     engine = TaskEngine(store, lease_s=lease_s)
     task = await engine.start("alice", "complete", anyio.sleep_forever)
     print(task.task_id, flush=True)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from hive_mcp.conversations import open_store
 from hive_mcp.conversations.redis_store import RedisStore, redacted_url
 from tests.conftest_valkey import started
 from harness.valkey import ValkeyProcess
@@ -16,8 +15,8 @@ from tests.conftest_valkey import valkey_binary
 async def test_a_unix_socket_url_reaches_the_server(tmp_path: Path) -> None:
     sock = tmp_path / "valkey.sock"
     with ValkeyProcess(valkey_binary(), extra=("--unixsocket", str(sock), "--unixsocketperm", "700")):
-        store = open_store(f"unix://{sock}")
-        assert isinstance(store, RedisStore) and store.name == f"unix://{sock}"
+        store = RedisStore(f"unix://{sock}")
+        assert store.name == f"unix://{sock}"
         thread = await started(store)
         assert (await store.get(thread.id)).thread.turns == 1
         await store.aclose()
@@ -25,7 +24,7 @@ async def test_a_unix_socket_url_reaches_the_server(tmp_path: Path) -> None:
 
 def test_other_schemes_are_refused_naming_the_setting() -> None:
     with pytest.raises(ValueError, match="state_url: http:// is not a state store scheme"):
-        open_store("http://127.0.0.1:6379")
+        RedisStore("http://127.0.0.1:6379")
 
 
 @pytest.mark.parametrize(

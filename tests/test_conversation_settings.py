@@ -10,7 +10,7 @@ import pytest
 from hive_mcp.conversations import StoreError
 from hive_mcp.conversations.redis_store import RedisStore
 from hive_mcp.conversations.sqlite_store import SQLiteStore
-from hive_mcp.conversations.urls import check_state_url, with_password
+from hive_mcp.state_url import check_state_url, with_password
 from hive_mcp.backends import conversation_store
 from hive_mcp.settings import SettingsError, load_settings
 from harness.valkey import ValkeyProcess

@@ -18,7 +18,8 @@ from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.calls import Conversations
 from hive_mcp.mcp.results import call_facts
-from hive_mcp.conversations import ConversationLimits, ConversationStore, NewTurn, open_store
+from hive_mcp.conversations import ConversationLimits, ConversationStore, NewTurn
+from hive_mcp.conversations.sqlite_store import SQLiteStore
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
 
@@ -353,7 +354,7 @@ async def test_a_failing_store_fails_continued_calls_and_new_calls_go_ahead_with
 ) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the store's directory should be")
-    broken = open_store(path=blocker / "hive-mcp.sqlite3")
+    broken = SQLiteStore(blocker / "hive-mcp.sqlite3")
     server = mcp_server(provider, store, conversations=broken)
     with caplog.at_level(logging.WARNING, logger="hive_mcp"):
         async with connect(server, "auto") as c:

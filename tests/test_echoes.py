@@ -92,9 +92,9 @@ def test_a_scrubber_without_secrets_passes_every_piece_as_it_is() -> None:
 
 
 async def test_over_mcp_the_echo_is_in_no_result_progress_or_stored_turn(provider, upstream, store, tmp_path) -> None:
-    from hive_mcp.conversations import open_store
+    from hive_mcp.conversations.sqlite_store import SQLiteStore
 
-    conversations = open_store(None, path=tmp_path / "conversations.sqlite3")
+    conversations = SQLiteStore(tmp_path / "conversations.sqlite3")
     server = mcp_server(provider, store, conversations=conversations)
     upstream.script(Reply.text(SAID), Reply.stream(pieces_split_at(SAID, WHERE + 4, WHERE + 12)))
     progress = Progress()

@@ -16,13 +16,13 @@ import pytest
 
 from harness.upstream import RecordedRequest, Reply, Upstream
 from hive_mcp.mcp.results import call_facts
-from hive_mcp.conversations import open_store
+from hive_mcp.conversations.sqlite_store import SQLiteStore
 from hive_mcp.dumps import DumpStore
 from hive_mcp.llms import load_config
 from hive_mcp.provider.facts import ConfigCatalogue
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.routing import ModelRouter
-from hive_mcp.results import open_results
+from hive_mcp.results.sqlite_store import SQLiteResults
 from hive_mcp.spend import Budgets, SQLiteBackend, Spend
 from tests.clients import Progress, connect, mcp_server, text_of, until
 from tests.conftest import FAST_RETRY
@@ -94,7 +94,7 @@ def served(
         b = Budgets.from_settings(day=budgets.get("day"), month=None, section=budgets,
                                   names={"caller": ["local"], "model": list(DEPLOYED)})  # fmt: skip
         spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), b, provider)
-    conversations = open_store(path=tmp_path / "conversations.sqlite3")
+    conversations = SQLiteStore(tmp_path / "conversations.sqlite3")
     return mcp_server(provider, store, default_model="alpha", conversations=conversations, spend=spend,
                       catalogue=catalogue, **server), spend
 
@@ -316,7 +316,7 @@ async def test_answers_too_big_for_one_reply_are_each_kept_whole_and_read_back_e
     and in the text). A short answer stays whole; each longer one is kept as a result of its own, its entry
     holding its first part with `truncated`, `parts`, `result_uri` and `omitted_tokens`, and the text naming it."""
     limit = 400
-    results = open_results(None, path=tmp_path / "results.sqlite3", ttl_s=60)
+    results = SQLiteResults(tmp_path / "results.sqlite3", ttl_s=60)
     server, _ = served(up, store, tmp_path, results=results, result_inline_tokens=limit)
     long_alpha, long_verdict = long_answer(200), long_answer(150)[::-1]
     answers.script("alpha", Reply.text(long_alpha, model=DEPLOYED["alpha"]))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.upstream import Reply, Upstream
-from hive_mcp.conversations import open_store
+from hive_mcp.conversations.sqlite_store import SQLiteStore
 from hive_mcp.dumps import DumpStore
 from hive_mcp.files import FileAccess, FileRoots, Root
 from hive_mcp.limits import Limits
@@ -90,7 +90,7 @@ async def test_a_conversation_keeps_the_files_text_for_its_continuation(
     provider, store: DumpStore, upstream: Upstream, tree: Path, tmp_path: Path
 ) -> None:
     upstream.script(Reply.text("It adds."), Reply.text("Two numbers."))
-    conversations = open_store(path=tmp_path / "conversations.sqlite3")
+    conversations = SQLiteStore(tmp_path / "conversations.sqlite3")
     async with connect(mcp_server(provider, store, files=access(tree), conversations=conversations), "legacy") as c:
         first = await c.call_tool("complete", {"prompt": "What does it do?", "files": ["src/calc.py"]})
         (tree / "src" / "calc.py").write_text("changed\n")  # a continuation sends what was read, not the file now

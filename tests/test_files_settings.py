@@ -15,8 +15,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
 from harness.processes import INITIALIZE, ask_stdio, child_env
-from hive_mcp.conversations import open_store
-from hive_mcp.results import open_results
+from hive_mcp.conversations.sqlite_store import SQLiteStore
+from hive_mcp.results.sqlite_store import SQLiteResults
 from hive_mcp.defaults import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES_BYTES, MIB
 from hive_mcp.files import FileLimits, Root
 from hive_mcp.serve import load_models
@@ -89,8 +89,8 @@ def test_an_unknown_tool_is_one_line_naming_the_setting(tmp_path: Path) -> None:
 
 async def test_the_setting_names_every_tool_the_server_can_offer(provider: Any, store: Any, tmp_path: Path) -> None:
     server = mcp_server(
-        provider, store, conversations=open_store(path=tmp_path / "c.sqlite3"),
-        results=open_results(None, path=tmp_path / "results.sqlite3"),
+        provider, store, conversations=SQLiteStore(tmp_path / "c.sqlite3"),
+        results=SQLiteResults(tmp_path / "results.sqlite3"),
     )  # fmt: skip  # every tool there is: list_conversations and read_result too
     async with connect(server, "legacy") as c:
         offered = {t.name for t in (await c.list_tools()).tools}
@@ -99,7 +99,7 @@ async def test_the_setting_names_every_tool_the_server_can_offer(provider: Any, 
 
 async def test_only_the_tools_named_are_offered(provider: Any, store: Any, tmp_path: Path, mode: str) -> None:
     server = mcp_server(
-        provider, store, conversations=open_store(path=tmp_path / "c.sqlite3"),
+        provider, store, conversations=SQLiteStore(tmp_path / "c.sqlite3"),
         offered=("stream_complete", "list_conversations"),
     )  # fmt: skip
     async with connect(server, mode) as c:

@@ -15,10 +15,11 @@ from hive_mcp.observe.overhead import OVERHEAD_META_KEY
 from harness.upstream import Reply
 from mcp_types import CallToolResult
 
-from hive_mcp.conversations import open_store
+from hive_mcp.conversations.sqlite_store import SQLiteStore
 from hive_mcp.limits import Limits
 from hive_mcp.spend import Budgets, SQLiteBackend, Spend
-from hive_mcp.tasks import TaskEngine, open_task_store
+from hive_mcp.tasks import TaskEngine
+from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from tests.clients import connect, mcp_server, until
 from tests.conftest import MODEL
 from tests.provider_calls import USER
@@ -108,7 +109,7 @@ async def test_a_settled_call_shows_in_its_budgets_gauges(provider, upstream, st
 
 
 async def test_the_tasks_this_instance_runs_are_a_gauge(tmp_path):
-    engine = TaskEngine(open_task_store(None, path=tmp_path / "tasks.sqlite3"))
+    engine = TaskEngine(SQLiteTaskStore(tmp_path / "tasks.sqlite3"))
     release = anyio.Event()
 
     async def job() -> CallToolResult:
@@ -125,7 +126,7 @@ async def test_the_tasks_this_instance_runs_are_a_gauge(tmp_path):
 
 async def test_the_conversations_kept_are_a_gauge(provider, upstream, store, tmp_path):
     upstream.script(Reply.text("one"), Reply.text("two"))
-    conversations = open_store(path=tmp_path / "conversations.sqlite3")
+    conversations = SQLiteStore(tmp_path / "conversations.sqlite3")
     async with connect(mcp_server(provider, store, conversations=conversations), "legacy") as c:
         for _ in range(2):
             assert not (await c.call_tool("complete", {"prompt": "hi"})).is_error

@@ -20,7 +20,8 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.dumps import DumpStore
 from hive_mcp.redact import redact_text
 from hive_mcp.mcp.results import CALL_META, CompletionAnswer, call_facts
-from hive_mcp.results import ResultStore, open_results
+from hive_mcp.results import ResultStore
+from hive_mcp.results.sqlite_store import SQLiteResults
 from harness.upstream import Reply, Upstream
 from tests.clients import connect, hear, mcp_server, text_of, until
 from tests.conftest import MODEL, TEST_KEY, Clock
@@ -32,7 +33,7 @@ LIMIT = 100
 
 @pytest.fixture
 def results(tmp_path: Path, clock: Clock) -> ResultStore:
-    return open_results(None, path=tmp_path / "hive-mcp.sqlite3", ttl_s=60, clock=clock)
+    return SQLiteResults(tmp_path / "hive-mcp.sqlite3", ttl_s=60, clock=clock)
 
 
 @pytest.fixture
@@ -180,7 +181,7 @@ async def test_a_store_that_fails_leaves_the_answer_whole(
     provider: Any, store: DumpStore, upstream: Upstream, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "blocked").write_text("a file where the store's directory should be")
-    broken = open_results(None, path=tmp_path / "blocked" / "hive-mcp.sqlite3", ttl_s=60)
+    broken = SQLiteResults(tmp_path / "blocked" / "hive-mcp.sqlite3", ttl_s=60)
     server = mcp_server(provider, store, results=broken, result_inline_tokens=LIMIT)
     upstream.script(Reply.text(long_answer()), Reply.text(long_answer(200)))
     async with connect(server, "legacy") as c:
@@ -196,7 +197,7 @@ async def test_a_paged_answer_keeps_no_secret(
     provider: Any, store: DumpStore, upstream: Upstream, tmp_path: Path, mode: str
 ) -> None:
     path = tmp_path / "results.sqlite3"
-    results = open_results(None, path=path, ttl_s=60, redact=lambda text: redact_text(text, [TEST_KEY]))
+    results = SQLiteResults(path, ttl_s=60, redact=lambda text: redact_text(text, [TEST_KEY]))
     lines = long_answer().splitlines(keepends=True)
     answer = "".join(lines[:150]) + f"the key is {TEST_KEY}\n" + "".join(lines[150:])
     upstream.script(Reply.text(answer))

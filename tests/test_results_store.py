@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hive_mcp.results import ResultStore, UnknownResult, open_results, split_parts
+from hive_mcp.results import ResultStore, UnknownResult, split_parts
+from hive_mcp.results.redis_store import RedisResults
+from hive_mcp.results.sqlite_store import SQLiteResults
 from harness.valkey import ValkeyProcess
 from tests.conftest import Clock
 
@@ -19,10 +21,10 @@ from tests.conftest import Clock
 @pytest.fixture(params=["sqlite", "redis"])
 def results(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[ResultStore]:
     if request.param == "sqlite":
-        yield open_results(None, path=tmp_path / "hive-mcp.sqlite3", ttl_s=60, clock=clock)
+        yield SQLiteResults(tmp_path / "hive-mcp.sqlite3", ttl_s=60, clock=clock)
         return
     server: ValkeyProcess = request.getfixturevalue("valkey_server")
-    yield open_results(server.url, ttl_s=60, clock=clock, prefix=f"test-{uuid.uuid4().hex[:8]}:")
+    yield RedisResults(server.url, ttl_s=60, clock=clock, prefix=f"test-{uuid.uuid4().hex[:8]}:")
 
 
 async def test_a_result_is_its_owners_alone(results: ResultStore) -> None:

@@ -312,10 +312,10 @@ async def test_list_models_and_the_dashboard_show_spend_today(
 async def test_streamed_and_conversation_calls_are_metered_too(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
 ) -> None:
-    from hive_mcp.conversations import open_store
+    from hive_mcp.conversations.sqlite_store import SQLiteStore
 
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), overall(day=1), provider)
-    conversations = open_store(path=tmp_path / "conv.sqlite3")
+    conversations = SQLiteStore(tmp_path / "conv.sqlite3")
     server = mcp_server(provider, store, spend=spend, conversations=conversations)
     upstream.script(Reply.text("hi", usage=usage(1000, 500)), Reply.stream(["a", "b"]))
     async with connect(server, "legacy") as c:
@@ -334,10 +334,10 @@ async def test_conversations_and_the_ledger_name_a_call_s_model_alike(
 ) -> None:
     """`hive-mcp conversations list` and `hive-mcp usage` show one name for one model: the one the call
     named (its group), not the one the upstream answered with."""
-    from hive_mcp.conversations import open_store
+    from hive_mcp.conversations.sqlite_store import SQLiteStore
 
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), overall(day=1), provider)
-    conversations = open_store(path=tmp_path / "conv.sqlite3")
+    conversations = SQLiteStore(tmp_path / "conv.sqlite3")
     server = mcp_server(provider, store, spend=spend, conversations=conversations)
     upstream.script(Reply.text("hi", usage=usage(10, 5), model="gpt-4o-mini-2024-07-18"))
     async with connect(server, "legacy") as c:

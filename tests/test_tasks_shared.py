@@ -15,7 +15,9 @@ import redis
 from mcp_types import CallToolResult, TextContent
 
 from harness.processes import child_env
-from hive_mcp.tasks import TaskEngine, TaskRecord, open_task_store
+from hive_mcp.tasks import TaskEngine, TaskRecord
+from hive_mcp.tasks.redis_store import RedisTaskStore
+from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from hive_mcp.tasks.engine import INSTANCE_GONE, TooManyTasks, UnknownCursor
 from hive_mcp.tasks.records import MIN_TTL_MS
 from tests.held_tasks import HeldEnd
@@ -36,8 +38,8 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 async def test_task_on_a_is_read_and_cancelled_through_b(valkey_server) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}:"
-    a = TaskEngine(open_task_store(valkey_server.url, prefix=prefix))
-    b = TaskEngine(open_task_store(valkey_server.url, prefix=prefix))
+    a = TaskEngine(RedisTaskStore(valkey_server.url, prefix=prefix))
+    b = TaskEngine(RedisTaskStore(valkey_server.url, prefix=prefix))
     started, stopped = anyio.Event(), anyio.Event()
 
     async def job() -> CallToolResult:
@@ -62,8 +64,8 @@ async def test_task_on_a_is_read_and_cancelled_through_b(valkey_server) -> None:
 
 async def test_result_stored_on_a_is_read_on_b(valkey_server) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}:"
-    a = TaskEngine(open_task_store(valkey_server.url, prefix=prefix))
-    b = TaskEngine(open_task_store(valkey_server.url, prefix=prefix), per_caller=1)
+    a = TaskEngine(RedisTaskStore(valkey_server.url, prefix=prefix))
+    b = TaskEngine(RedisTaskStore(valkey_server.url, prefix=prefix), per_caller=1)
 
     async def job() -> CallToolResult:
         return CallToolResult(content=[TextContent(type="text", text="from A")], structured_content={"tool_calls": []})
@@ -83,9 +85,9 @@ async def test_working_task_never_expires_and_keeps_its_slot(where: str) -> None
 
     clock = Tick()
     if where.startswith("redis"):
-        store = open_task_store(where, prefix=f"t{uuid.uuid4().hex[:8]}:")
+        store = RedisTaskStore(where, prefix=f"t{uuid.uuid4().hex[:8]}:")
     else:
-        store = open_task_store(None, path=Path(where))
+        store = SQLiteTaskStore(Path(where))
     engine = TaskEngine(store, per_caller=2, clock=clock)
     stopped = anyio.Event()
 
@@ -118,7 +120,7 @@ async def test_a_callers_open_tasks_set_lives_as_long_as_its_longest_task_and_no
     """The set that counts a caller's open tasks (for `per_caller`) expires with the tasks it holds: a caller
     whose instance died and who never comes back leaves no key behind, and a renewal carries the set along."""
     prefix = f"t{uuid.uuid4().hex[:8]}:"
-    store = open_task_store(valkey_server.url, prefix=prefix)
+    store = RedisTaskStore(valkey_server.url, prefix=prefix)
     engine = TaskEngine(store, lease_s=60.0)
     task = await engine.start("alice", "complete", anyio.sleep_forever)
     keys = (f"{prefix}task:{task.task_id}", f"{prefix}tasks:open:alice")
@@ -148,7 +150,7 @@ async def test_killed_instances_task_reads_failed(where: str, tmp_path: Path) ->
     finally:
         holder.kill()
         holder.wait()
-    store = open_task_store(where) if where.startswith("redis") else open_task_store(None, path=Path(where))
+    store = RedisTaskStore(where) if where.startswith("redis") else SQLiteTaskStore(Path(where))
     engine = TaskEngine(store)
     with anyio.fail_after(WAIT):
         while (got := await engine.get("alice", task_id)).status == "working":
@@ -165,7 +167,7 @@ async def test_a_store_that_does_not_answer_degrades_to_direct_answers(provider,
     from tests.clients import connect, mcp_server
     from harness.task_requests import raw
 
-    engine = TaskEngine(open_task_store(f"redis://127.0.0.1:{free_port()}/0", prefix="away:"))
+    engine = TaskEngine(RedisTaskStore(f"redis://127.0.0.1:{free_port()}/0", prefix="away:"))
     server = mcp_server(provider, store, tasks=engine)
     async with connect(server, "auto") as client:
         direct = await raw(client, "tools/call", {"name": "complete", "arguments": {"prompt": "x" * LONG_INPUT_CHARS}})
@@ -185,7 +187,7 @@ async def test_cancel_through_b_reaches_a_over_the_bus(provider, store, upstream
 
     prefix, channel = f"t{uuid.uuid4().hex[:8]}:", f"tasks-{uuid.uuid4().hex[:8]}"
     # Lease renewals far apart: only the bus can bring the cancel to A within the wait.
-    engines = [TaskEngine(open_task_store(valkey_server.url, prefix=prefix), lease_s=600, tick_s=300) for _ in "ab"]
+    engines = [TaskEngine(RedisTaskStore(valkey_server.url, prefix=prefix), lease_s=600, tick_s=300) for _ in "ab"]
     buses = [RedisSubscriptionBus(valkey_server.url, channel=channel) for _ in "ab"]
     a, b = (mcp_server(provider, store, tasks=e, bus=bus) for e, bus in zip(engines, buses))
     upstream.script(Reply.stream(["one ", "two ", "three"], hold_after=1))
@@ -209,8 +211,8 @@ async def test_input_asked_on_a_is_answered_through_b(where: str) -> None:
 
     def engine() -> TaskEngine:
         if where.startswith("redis"):
-            return TaskEngine(open_task_store(where, prefix=prefix))
-        return TaskEngine(open_task_store(None, path=Path(where)))
+            return TaskEngine(RedisTaskStore(where, prefix=prefix))
+        return TaskEngine(SQLiteTaskStore(Path(where)))
 
     a, b = engine(), engine()
     schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
@@ -251,8 +253,7 @@ async def test_tasks_list_takes_only_a_cursor_it_issued_on_any_instance(provider
     prefix = f"t{uuid.uuid4().hex[:8]}:"
 
     def engine() -> TaskEngine:
-        store_ = open_task_store(where, prefix=prefix) if where.startswith("redis") else open_task_store(
-            None, path=Path(where))  # fmt: skip
+        store_ = RedisTaskStore(where, prefix=prefix) if where.startswith("redis") else SQLiteTaskStore(Path(where))
         return TaskEngine(store_, list_page=1)
 
     def cursor(text: str) -> str:
@@ -296,9 +297,9 @@ async def test_a_cancel_as_the_job_ends_answers_its_end_and_keeps_its_result(whe
     """`tasks/cancel` arriving while a job that has its result stores its end: the end is stored, told and answered
     (completed, its result kept), not cut off (read working, the notification skipped, the result lost)."""
     if where.startswith("redis"):
-        store = HeldFinish(open_task_store(where, prefix=f"t{uuid.uuid4().hex[:8]}:"))
+        store = HeldFinish(RedisTaskStore(where, prefix=f"t{uuid.uuid4().hex[:8]}:"))
     else:
-        store = HeldFinish(open_task_store(None, path=Path(where)))
+        store = HeldFinish(SQLiteTaskStore(Path(where)))
     engine = TaskEngine(store)  # type: ignore[arg-type]
     told: list[TaskRecord] = []
 

@@ -14,9 +14,9 @@ import mcp_types as types
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from hive_mcp.conversations import open_store
+from hive_mcp.conversations.sqlite_store import SQLiteStore
 from hive_mcp.dumps import DumpStore
-from hive_mcp.results import open_results
+from hive_mcp.results.sqlite_store import SQLiteResults
 from hive_mcp.mcp import ChatMessage, CompleteArgs, FailedRequestPage, ListFailedRequestsArgs
 from hive_mcp.mcp.results import CompletionAnswer
 from hive_mcp.mcp import StreamArgs, ToolSpec
@@ -39,8 +39,8 @@ async def listed(server: MCPServer, mode: str) -> dict[str, types.Tool]:
 
 @pytest.fixture
 def server(provider: Any, store: DumpStore, tmp_path: Path) -> MCPServer:
-    conversations = open_store(path=tmp_path / "hive-mcp.sqlite3")  # every tool, list_conversations too
-    results = open_results(None, path=tmp_path / "results.sqlite3")  # and read_result
+    conversations = SQLiteStore(tmp_path / "hive-mcp.sqlite3")  # every tool, list_conversations too
+    results = SQLiteResults(tmp_path / "results.sqlite3")  # and read_result
     return mcp_server(provider, store, conversations=conversations, results=results)
 
 

@@ -1,9 +1,10 @@
 """Conversations: server-minted handles that a caller continues, forks and hands to another model.
 
-The storage layer only; the MCP tools sit on top of it. `open_store` picks the
-backend from the state URL: none means SQLite in the hive home (embedded,
-survives restarts, several processes on one machine), `redis://`,
-`rediss://` or `unix://` means Redis/Valkey (shared by every instance).
+The storage layer only; the MCP tools sit on top of it. `ConversationStore` is
+what every backend does; `sqlite_store` (embedded in the hive home, survives
+restarts, several processes on one machine) and `redis_store` (Redis/Valkey,
+shared by every instance) are the backends, opened by `hive_mcp.backends` for
+the state URL's kind.
 
 A call on a conversation goes: `ConversationLocks.hold(id)` (one call at a time
 per conversation in this process), `view = await store.get(id, owner=caller)`
@@ -14,10 +15,6 @@ process raises the retryable `ConversationConflict` and writes nothing.
 """
 
 from __future__ import annotations
-
-import os
-from collections.abc import Mapping
-from typing import Any
 
 from .errors import (
     ConversationBusy,
@@ -73,23 +70,5 @@ __all__ = [
     "check_id",
     "default_db_path",
     "new_id",
-    "open_store",
 ]
 
-
-def open_store(
-    state_url: str | None = None, *, env: Mapping[str, str] = os.environ, **kwargs: Any
-) -> ConversationStore:
-    """The store for `state_url` (e.g. `HIVE_MCP_STATE_URL`): Redis for redis/rediss/unix URLs, else SQLite.
-
-    `kwargs` go to the backend (`limits`, `redact`, `clock`; `path` for SQLite,
-    `prefix` for Redis). A URL with another scheme is a `ValueError` naming
-    `state_url`. The Redis client is imported only when a URL asks for it.
-    """
-    if not state_url:
-        from .sqlite_store import SQLiteStore
-
-        return SQLiteStore(kwargs.pop("path", None), env=env, **kwargs)
-    from .redis_store import RedisStore
-
-    return RedisStore(state_url, **kwargs)

@@ -46,10 +46,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..state_store import StateStore, redacted_url
+from ..state_url import required_state_url
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from .records import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
 from .store import ConversationStore, Stored
-from .urls import required_state_url
 
 __all__ = ["RedisStore", "redacted_url"]
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from ..conversations.urls import required_state_url
+from ..state_url import required_state_url
 from ..state_store import StateStore, redacted_url
 from .store import ResultStore, ResultStoreError, ResultSummary, StoredResult
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..conversations.urls import check_state_url, with_password
+from ..state_url import SCHEMES_TEXT, check_state_url, with_password
 from ..defaults import (
     CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S, DEFAULT_DEADLINE_S,
     DEFAULT_HEARTBEAT_S, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES_BYTES, DEFAULT_MAX_IN_FLIGHT,
@@ -383,8 +383,8 @@ class Settings(BaseSettings):
     conversation_max_bytes: int = setting(
         CONVERSATION_MAX_BYTES, f"bytes a conversation holds (default: {CONVERSATION_MAX_BYTES // MIB} MiB)", ge=1,
         le=MAX_BYTES)
-    state_url: str | None = setting(None, "redis://, rediss:// or unix:// URL to keep state in (default: "
-                                    "SQLite in the hive home)", metavar="URL")
+    state_url: str | None = setting(None, f"{SCHEMES_TEXT} URL to keep state in (default: SQLite in the hive "
+                                    "home)", metavar="URL")
     state_password: SecretStr | None = setting(None, "password of HIVE_MCP_STATE_URL", repr=False)
     _state_scheme = field_validator("state_url")(check_state_url)
     # end Conversations

@@ -1,8 +1,5 @@
-"""The server's `Spend` from its settings and models config: budgets checked, the backend chosen.
-
-SQLite (`hive-mcp-spend.sqlite3` in the hive home) unless HIVE_MCP_STATE_URL
-names a Redis/Valkey server, where totals and reservations are shared by every
-instance that names it.
+"""The server's `Spend` from its settings and models config: budgets checked, the ledger's store (opened for
+the state URL's kind by `hive_mcp.backends.spend_ledger`) wrapped.
 """
 
 from __future__ import annotations
@@ -10,7 +7,7 @@ from __future__ import annotations
 import atexit
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..tokens import LOCAL_CALLER, caller_name
 from .budgets import Budgets
@@ -22,7 +19,7 @@ if TYPE_CHECKING:
     from ..provider.base import LLMProvider
     from ..settings import Settings
 
-__all__ = ["callers_of", "configured_budgets", "open_backend", "open_spend"]
+__all__ = ["callers_of", "configured_budgets", "open_spend"]
 
 
 def callers_of(tokens: Iterable[str]) -> list[str]:
@@ -48,9 +45,9 @@ def configured_budgets(settings: Settings, config: ModelsConfig | None, tokens: 
     )  # fmt: skip
 
 
-def open_spend(settings: Settings, provider: LLMProvider, budgets: Budgets, **backend: Any) -> Spend:
-    """The ledger of this server over `budgets` (`configured_budgets`); nothing is opened before the first call."""
-    store = open_backend(settings, **backend)
+def open_spend(settings: Settings, store: Backend, provider: LLMProvider, budgets: Budgets) -> Spend:
+    """The ledger of this server on `store` over `budgets` (`configured_budgets`); nothing is opened before the
+    first call."""
     spend = Spend(store, budgets, provider, admins=frozenset(settings.admins))
     # Serving's end writes and releases (the HTTP app's lifespan shutdown, the end of stdio): this is the backstop
     # for what settles after it (a call uvicorn cancels past the grace period) or a process that leaves otherwise.
@@ -60,16 +57,3 @@ def open_spend(settings: Settings, provider: LLMProvider, budgets: Budgets, **ba
     threading.Thread(target=spend.journal.replay, name="hive-mcp-journal-replay", daemon=True).start()
     return spend
 
-
-def open_backend(settings: Settings, **kwargs: Any) -> Backend:
-    """The ledger's store the settings name: Redis for HIVE_MCP_STATE_URL, else SQLite in the hive home."""
-    if settings.state_url:
-        from .redis_backend import RedisBackend
-
-        return RedisBackend(
-            settings.state_url_with_password, keep_days=settings.spend_keep_days,
-            calls_days=settings.spend_calls_days, **kwargs,
-        )  # fmt: skip
-    from .sqlite_backend import SQLiteBackend
-
-    return SQLiteBackend(keep_days=settings.spend_keep_days, calls_days=settings.spend_calls_days, **kwargs)

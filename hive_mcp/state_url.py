@@ -1,17 +1,43 @@
-"""The state URL (`HIVE_MCP_STATE_URL`): which URLs name a Redis/Valkey server redis-py can connect to, and where
-its password goes.
+"""The state URL (`HIVE_MCP_STATE_URL`): which kind of state backend each scheme names (`SCHEMES`, `state_kind`;
+`backends.KINDS` opens each kind's stores), whether a URL is one its kind can connect with, and where its
+password goes.
 
-A leaf that imports no Redis client, so the settings can check a URL at start-up cheaply.
+A leaf that imports no client, so the settings can check a URL at start-up cheaply.
 """
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
-__all__ = ["STATE_SCHEMES", "check_state_url", "required_state_url", "with_password"]
+__all__ = ["NO_URL_KIND", "SCHEMES", "SCHEMES_TEXT", "check_state_url", "required_state_url", "state_kind",
+           "with_password"]  # fmt: skip
 
-STATE_SCHEMES = ("redis", "rediss", "unix")
+
+class Scheme(NamedTuple):
+    kind: str
+    """The kind of state backend a URL of the scheme names (a key of `backends.KINDS`)."""
+    form: str
+    """How a URL of the scheme is written, as an error shows it."""
+
+
+SCHEMES = {
+    "redis": Scheme("redis", "redis://HOST:PORT/DB"),
+    "rediss": Scheme("redis", "rediss://HOST:PORT/DB"),
+    "unix": Scheme("redis", "unix:///PATH"),
+}
+"""Every scheme a state URL may have, and the kind it names."""
+NO_URL_KIND = "sqlite"
+"""The kind without a state URL: SQLite files and the dump directory in the hive home."""
+
+
+def _either(words: list[str]) -> str:
+    return ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else words[0]
+
+
+SCHEMES_TEXT = _either([f"{name}://" for name in SCHEMES])
+"""The schemes, as the settings' help and the errors name them."""
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _NAME = re.compile(r"[a-z_]{1,40}")
@@ -35,19 +61,33 @@ _QUERY = {
 _CERT_REQS = ("none", "optional", "required")
 
 
+def state_kind(url: str | None) -> str:
+    """The kind of state backend `url` (checked: `check_state_url`) names; `NO_URL_KIND` without one."""
+    return SCHEMES[url.split(":", 1)[0].lower()].kind if url else NO_URL_KIND
+
+
 def check_state_url(url: str | None) -> str | None:
-    """`url` (stripped; None when empty) if redis-py can connect with it: a scheme of `STATE_SCHEMES`, a valid
-    host and port, a database number, query parameters a connection takes. Else a ValueError, one line naming
-    the part that is wrong and never the URL itself (its userinfo or query may hold a password)."""
+    """`url` (stripped; None when empty) if its kind can connect with it: a scheme of `SCHEMES`, and what that
+    kind's check asks (`_CHECKS`). Else a ValueError, one line naming the part that is wrong and never the URL
+    itself (its userinfo or query may hold a password)."""
     if url is None or not url.strip():
         return None
     url = url.strip()
     found = _SCHEME.match(url)
     if found is None:
-        raise ValueError("not a URL; expected redis://HOST:PORT/DB, rediss://HOST:PORT/DB or unix:///PATH")
+        raise ValueError(f"not a URL; expected {_either([s.form for s in SCHEMES.values()])}")
     scheme = found.group(1).lower()
-    if scheme not in STATE_SCHEMES:
-        raise ValueError(f"{found.group(1)}:// is not a state store scheme; expected redis://, rediss:// or unix://")
+    if scheme not in SCHEMES:
+        raise ValueError(f"{found.group(1)}:// is not a state store scheme; expected {SCHEMES_TEXT}")
+    check = _CHECKS.get(SCHEMES[scheme].kind)
+    if check is not None:
+        check(scheme, url)
+    return url
+
+
+def _check_redis(scheme: str, url: str) -> None:
+    """A URL redis-py can connect with: a valid host and port, a database number, query parameters a
+    connection takes."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -67,7 +107,6 @@ def check_state_url(url: str | None) -> str | None:
             raise ValueError("the database (the URL's path) is not a number; e.g. redis://HOST:6379/0")
     for name, values in parse_qs(parts.query).items():  # as redis-py reads it: blank values left out, first wins
         _check_query(scheme, name, values[0])
-    return url
 
 
 def _check_query(scheme: str, name: str, value: str) -> None:
@@ -86,6 +125,10 @@ def _check_query(scheme: str, name: str, value: str) -> None:
         raise ValueError("the query parameter protocol must be 2 or 3")
     if name == "ssl_cert_reqs" and value not in _CERT_REQS:
         raise ValueError("the query parameter ssl_cert_reqs must be none, optional or required")
+
+
+_CHECKS = {"redis": _check_redis}
+"""What a URL of each kind must be beyond its scheme (a kind without an entry: the scheme alone)."""
 
 
 def required_state_url(url: str) -> str:
