@@ -7,12 +7,14 @@ instance shares it (one connection pool per process: `state_store`). Nothing is
 connected before it is used: a store that cannot be reached degrades the calls
 that need it, not the start.
 
-A kind added is its store modules beside the others' (`<store>/<kind>_store.py`,
-`spend/<kind>_backend.py`), one class here with a method per store (the shape
-of `StateKind`) and its entry in `KINDS`, and its schemes in `state_url.SCHEMES`
-(with its URL check in `state_url._CHECKS` if it has one). Serving
-(`open_backends`) and the commands (`dump_store`, `conversation_store`,
-`spend_ledger`, `check_state`) open every store through here.
+Where a kind goes: its store modules beside the others' (`conversations/`,
+`results/`, `tasks/`, `dumps/`: `<kind>_store.py`; `spend/<kind>_backend.py`; a
+change bus beside `mcp/bus.py` if it has one); here, one class with a method per
+store (the shape of `StateKind`) and its entry in `KINDS`; in `state_url.py`,
+its schemes (`SCHEMES`) and its URL check (`_CHECKS`) if it has one. Nothing
+else: serving (`open_backends`) and the commands (`dump_store`,
+`conversation_store`, `spend_ledger`, `check_state`) open every store through
+here.
 """
 
 from __future__ import annotations
