@@ -22,7 +22,7 @@ from hive_mcp.results.sqlite_store import SQLiteResults
 from hive_mcp.settings import load_settings
 from hive_mcp.spend.redis_backend import RedisBackend
 from hive_mcp.spend.sqlite_backend import SQLiteBackend
-from hive_mcp.state_url import SCHEMES, check_state_url, state_kind
+from hive_mcp.state_url import SCHEMES, SCHEMES_TEXT, check_state_url, state_kind
 from hive_mcp.tasks.redis_store import RedisTaskStore
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from harness.processes import free_port
@@ -83,8 +83,10 @@ def test_each_scheme_names_one_kind_and_no_url_names_sqlite() -> None:
     assert {scheme: state_kind(f"{scheme}://h/0") for scheme in ("redis", "rediss", "unix")} == dict.fromkeys(
         ("redis", "rediss", "unix"), "redis")
     assert set(backends.KINDS) == {"sqlite", *(kind for kind, _ in SCHEMES.values())}  # every kind is opened
-    with pytest.raises(ValueError, match="http:// is not a state store scheme; expected redis://, rediss:// or"):
+    with pytest.raises(ValueError) as refused:
         check_state_url("http://h:1/0")
+    assert str(refused.value) == f"http:// is not a state store scheme; expected {SCHEMES_TEXT}"
+    assert SCHEMES_TEXT.startswith("redis://, rediss://")
 
 
 def kind_of_module(module: str) -> str | None:
