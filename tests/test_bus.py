@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import anyio
 from mcp.server.subscriptions import ResourceUpdated, ServerEvent
 
-from hive_mcp.mcp.bus import RedisSubscriptionBus, channel_for
+from hive_mcp.mcp.bus import RedisSubscriptionBus, channel_for, running
+from hive_mcp.mcp.server import TASK_CANCEL
+from hive_mcp.tasks import TaskEngine
+from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from harness.valkey import ValkeyProcess
+from tests.clients import mcp_server
 
 
 def test_the_channel_names_the_database() -> None:
@@ -55,3 +62,47 @@ async def test_a_change_reaches_processes_on_its_database_and_no_other(valkey_se
         await heard_other.until("hive://db6")
     assert heard_peer.uris == ["hive://db5"]
     assert heard_other.uris == ["hive://db6"]
+
+
+class OtherKindBus:
+    """A bus that crosses processes on a state backend other than Redis: the methods a server asks of one (a
+    subscription bus that is run while it serves and carries named signals), and no more."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[ServerEvent], None]] = []
+        self.on: dict[str, Callable[[str], None]] = {}
+        self.sent: list[tuple[str, str]] = []
+        self.run = False
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener)
+
+    async def publish(self, event: ServerEvent) -> None:
+        for listener in list(self.listeners):
+            listener(event)
+
+    def on_signal(self, name: str, listener: Callable[[str], None]) -> None:
+        self.on[name] = listener
+
+    async def signal(self, name: str, text: str) -> None:
+        self.sent.append((name, text))
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        self.run = True
+        try:
+            yield
+        finally:
+            self.run = False
+
+
+async def test_a_bus_of_another_kind_is_run_and_carries_task_cancels(provider: Any, store: Any, tmp_path: Path) -> None:
+    bus = OtherKindBus()
+    async with running(bus):
+        assert bus.run  # run while the server serves, as a Redis bus is
+    engine = TaskEngine(SQLiteTaskStore(tmp_path / "tasks.sqlite3"))
+    mcp_server(provider, store, tasks=engine, bus=bus)
+    assert set(bus.on) == {TASK_CANCEL} and engine.tell_others is not None  # a cancel reaches the other instances
+    await engine.tell_others("task-1")
+    assert bus.sent == [(TASK_CANCEL, "task-1")]

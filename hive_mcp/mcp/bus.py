@@ -22,9 +22,9 @@ and refetch).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from secrets import token_hex
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -35,11 +35,23 @@ from mcp.shared.subscriptions import event_from_wire, event_to_notification
 from ..state_store import StateStore
 from .audience import owned, owners_of
 
-__all__ = ["DEFAULT_CHANNEL", "RedisSubscriptionBus", "channel_for", "running"]
+__all__ = ["DEFAULT_CHANNEL", "ProcessBus", "RedisSubscriptionBus", "channel_for", "running"]
 
 DEFAULT_CHANNEL = "hive-mcp:events"
 RECONNECT_S = (0.2, 1.0)  # first and longest wait between attempts to reach Redis again: it resumes within 5 s
 POLL_S = 0.5  # under the state store's socket timeout: an idle channel is not a timed-out Redis
+
+
+@runtime_checkable
+class ProcessBus(Protocol):
+    """A subscription bus that crosses processes, whatever state backend carries it (`RedisSubscriptionBus` on
+    Redis): run while the server serves, and carrying named signals (a task's cancel) to every other process."""
+
+    def running(self) -> AbstractAsyncContextManager[None]: ...
+
+    def on_signal(self, name: str, listener: Callable[[str], None]) -> None: ...
+
+    async def signal(self, name: str, text: str) -> None: ...
 
 
 def channel_for(url: str) -> str:
@@ -192,8 +204,8 @@ class RedisSubscriptionBus:
 
 @asynccontextmanager
 async def running(bus: Any) -> AsyncIterator[None]:
-    """Run `bus` if it needs running (a Redis bus); the SDK's in-memory bus does not."""
-    if isinstance(bus, RedisSubscriptionBus):
+    """Run `bus` if it needs running (one that crosses processes); the SDK's in-memory bus does not."""
+    if isinstance(bus, ProcessBus):
         async with bus.running():
             yield
     else:

@@ -43,7 +43,7 @@ from ..spend import Spend
 from ..listeners import Throttle
 from ..tasks import TaskEngine
 from ..tasks.wire import TasksExtension, install_tasks
-from .bus import RedisSubscriptionBus, running as running_bus
+from .bus import ProcessBus, running as running_bus
 from .model_list import ModelsView
 from ..defaults import DEFAULT_HEARTBEAT_S, RESULT_INLINE_TOKENS
 from ..results import ResultStore
@@ -146,7 +146,7 @@ def build_server(
     `conversations` is the store that keeps them (None: conversations off,
     results carry no id). `spend` is the ledger and the budgets (None: calls are not metered).
     `bus` carries change events to `subscriptions/listen` streams (default: in this
-    process only; `bus.RedisSubscriptionBus` crosses processes); `dump_watch` (a
+    process only; a `bus.ProcessBus`, such as Redis's, crosses processes); `dump_watch` (a
     `dumps.DumpDirectoryWatch`) tells of dumps other processes wrote to the same directory.
     `admins` are the callers who see every caller's dumps, conversations, results and spend (the others see
     their own).
@@ -263,7 +263,7 @@ def build_server(
     server.middleware.insert(0, HttpTraceContext())
     if tasks is not None and task_extension is not None:
         install_tasks(server, task_extension)
-        if isinstance(bus, RedisSubscriptionBus):  # a cancel reaches the instance running the task at once
+        if isinstance(bus, ProcessBus):  # a cancel reaches the instance running the task at once
             tasks.tell_others = lambda task_id: bus.signal(TASK_CANCEL, task_id)
             bus.on_signal(TASK_CANCEL, tasks.cancel_here)
 
