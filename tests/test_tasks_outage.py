@@ -28,7 +28,8 @@ from mcp_types import CallToolResult, TextContent
 
 from harness.valkey import ValkeyProcess
 from hive_mcp.state_store import TIMEOUT_S, StateStore
-from hive_mcp.tasks import TaskEngine, TaskRecord, open_task_store
+from hive_mcp.tasks import TaskEngine, TaskRecord
+from hive_mcp.tasks.redis_store import RedisTaskStore
 from hive_mcp.tasks.engine import INSTANCE_GONE, TasksUnavailable, TaskStore
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from tests.conftest_valkey import Tick, valkey_binary, wait_for
@@ -60,7 +61,7 @@ class Blink:
     def store(self) -> TaskStore:
         """Another store object on the same storage (another instance's, or a reader's)."""
         if self.server is not None:
-            return open_task_store(self.server.url, prefix=self.prefix)
+            return RedisTaskStore(self.server.url, prefix=self.prefix)
         return SQLiteTaskStore(self.path, busy_timeout_s=BUSY_S)
 
     def away(self) -> None:
@@ -213,8 +214,8 @@ async def test_an_outage_longer_than_the_lease_does_not_fail_a_live_instances_ta
     prefix = f"t{uuid.uuid4().hex[:8]}:"
     # A renews every 300 s: within this test it has not renewed yet since Redis came back, as a live instance has
     # not for up to a probe and a tick after it does.
-    a = TaskEngine(open_task_store(own_valkey.url, prefix=prefix), lease_s=LEASE_S, tick_s=300)
-    b = TaskEngine(open_task_store(own_valkey.url, prefix=prefix), lease_s=LEASE_S)
+    a = TaskEngine(RedisTaskStore(own_valkey.url, prefix=prefix), lease_s=LEASE_S, tick_s=300)
+    b = TaskEngine(RedisTaskStore(own_valkey.url, prefix=prefix), lease_s=LEASE_S)
     task = await a.start("alice", "complete", anyio.sleep_forever)
     own_valkey.stop()
     with pytest.raises(TasksUnavailable):  # B's client polls during the outage
@@ -261,7 +262,7 @@ async def test_a_jobs_end_the_store_refuses_is_said(blink: Blink, caplog: pytest
 
 
 async def test_a_frozen_redis_costs_task_requests_one_timeout_not_one_each(own_valkey: ValkeyProcess) -> None:
-    engine = TaskEngine(open_task_store(own_valkey.url, prefix=f"t{uuid.uuid4().hex[:8]}:"))
+    engine = TaskEngine(RedisTaskStore(own_valkey.url, prefix=f"t{uuid.uuid4().hex[:8]}:"))
     own_valkey.freeze()
     try:
         waited = []
@@ -284,7 +285,7 @@ async def test_a_command_redis_refuses_leaves_the_breaker_closed(own_valkey: Val
     prefix = f"t{uuid.uuid4().hex[:8]}:"
     with redis.Redis.from_url(own_valkey.url) as r:
         r.set(f"{prefix}task:odd", "not a hash")
-    engine = TaskEngine(open_task_store(own_valkey.url, prefix=prefix))
+    engine = TaskEngine(RedisTaskStore(own_valkey.url, prefix=prefix))
     with pytest.raises(TasksUnavailable):
         await engine.get("alice", "odd")
     assert StateStore.shared(own_valkey.url).usable()
