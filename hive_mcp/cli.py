@@ -34,7 +34,7 @@ from . import conversations_cli, spend_cli
 from .conversations_cli import add_conversations_parser, run_conversations
 from .spend_cli import add_usage_parser, run_usage
 from .exposure import exposure_problem
-from .serve import DUMP_DIR_NAMED, serve
+from .serve import DUMP_DIR_NAMED, EXIT_OK, EXIT_USAGE, serve
 from .since import parse_duration
 from .cli_common import add_limit, command_settings, parse_since, print_table
 from .settings import SETTINGS_FIELDS, SettingsError, load_settings
@@ -42,9 +42,7 @@ from .settings import SETTINGS_FIELDS, SettingsError, load_settings
 __all__ = ["PROVIDER_KEY_VARS", "main", "parse_duration", "parse_since", "print_table"]
 
 PROG = "hive-mcp"
-EXIT_OK = 0
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 PROVIDER_KEY_VARS: tuple[tuple[str, str], ...] = (
     ("OPENAI_API_KEY", "OpenAI and openai/ models (read by litellm)"),

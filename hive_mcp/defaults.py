@@ -39,3 +39,30 @@ TASKS_PER_CALLER = 32
 """Unfinished tasks one caller may have at once."""
 TASK_LEASE_S = 15.0
 """How long a running task's instance may go without renewing its lease before the task reads `failed`."""
+
+DEFAULT_MODEL = "gpt-4o-mini"
+"""The model a call gets when it names none (and the server has no config to say otherwise)."""
+
+DUMP_MAX_COUNT = 500
+"""Dumps kept at most (the oldest go first)."""
+DUMP_MAX_MB = 100.0
+"""MB of dumps kept at most."""
+DUMP_MAX_AGE_DAYS = 30.0
+"""Days a dump is kept."""
+
+SPEND_KEEP_DAYS = 90
+"""Days the ledger keeps its daily totals: a month's budget reads a whole month back, so at least 31."""
+SPEND_CALLS_DAYS = 7
+"""Days the ledger keeps each finished call's row."""
+
+SQLITE_BUSY_TIMEOUT_S = 5.0
+"""How long a write to an embedded store's SQLite file waits for another connection's write lock (processes
+sharing the file queue rather than fail). The spend ledger waits longer (`spend.sqlite_backend`)."""
+
+REDIS_PREFIX = "hive-mcp:"
+"""What every key hive-mcp keeps in Redis starts with (conversations, results, tasks, dumps, the ledger's
+`spend:` keys, the change channel), so the state shares a Redis with other users."""
+
+MAX_PAGE_LIMIT = 200
+"""The most entries one page of a listing holds: a `limit` asked of the dumps, the conversations or a tool,
+and a resource list's page."""

@@ -36,6 +36,7 @@ __all__ = ["load_models", "serve", "unsafe_state_dir"]
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+"""Bad input (a setting, a flag, the models config): one line, this exit code; the commands of `cli` too."""
 
 logger = logging.getLogger("hive_mcp")
 

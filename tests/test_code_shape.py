@@ -140,14 +140,10 @@ def test_no_module_past_the_line_limit():
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
-# A default more than one module needs, and the setting (if any) that carries it.
-SHARED_DEFAULTS = {
-    "DEFAULT_DEADLINE_S": "deadline_s", "DEFAULT_HEARTBEAT_S": "heartbeat_s", "DEFAULT_MAX_IN_FLIGHT": "max_in_flight",
-    "DEFAULT_QUEUE_TIMEOUT_S": "queue_timeout_s", "DEFAULT_MAX_INPUT_BYTES": "max_input_bytes",
-    "CONVERSATION_TTL_S": "conversation_ttl_s", "CONVERSATION_MAX": "conversation_max",
-    "CONVERSATION_MAX_TURNS": "conversation_max_turns", "CONVERSATION_MAX_BYTES": "conversation_max_bytes",
-    "LOCAL_CALLER": None,
-}  # fmt: skip
+# Shared defaults declared outside `hive_mcp/defaults.py` (every name declared there is one too): name -> module.
+SHARED_ELSEWHERE = {"LOCAL_CALLER": "hive_mcp.tokens", "DEFAULT_FIT": "hive_mcp.files.attach", "EXIT_USAGE": "hive_mcp.serve"}
+UNITS = {"default", "s", "ms", "days", "bytes", "mb"}
+"""Words a name carries for its unit or its role, not for what it is: `timeout_s` is named as `queue_timeout`."""
 
 
 def module_level_names(path: Path) -> set[str]:
@@ -158,29 +154,88 @@ def module_level_names(path: Path) -> set[str]:
     return names
 
 
-def setting_defaults() -> dict[str, ast.expr]:
-    """Each setting of `settings/fields.py` -> the expression its default is written as."""
-    tree = ast.parse((PACKAGE / "settings" / "fields.py").read_text())
-    found: dict[str, ast.expr] = {}
+def shared_defaults() -> dict[str, tuple[str, object]]:
+    """Each shared default -> (the module declaring it, its value)."""
+    import importlib
+
+    where = {name: "hive_mcp.defaults" for name in module_level_names(PACKAGE / "defaults.py") if name.isupper()}
+    where |= SHARED_ELSEWHERE
+    return {name: (mod, getattr(importlib.import_module(mod), name)) for name, mod in where.items()}
+
+
+def words(name: str) -> frozenset[str]:
+    return frozenset(name.lower().split("_")) - UNITS - {""}
+
+
+def value_of(node: ast.expr) -> object:
+    """The value a literal expression writes (`4 * 1024` folded too), or None when it is not a literal."""
+    if not all(isinstance(n, (ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop)) for n in ast.walk(node)):
+        return None
+    value = eval(compile(ast.Expression(node), "<literal>", "eval"))  # noqa: S307 - constants and operators only
+    return None if isinstance(value, bool) else value
+
+
+def written_defaults(tree: ast.AST):
+    """(the name a default is given to, its expression) for every place a default is written: a parameter's
+    default, a constant or field, `setting(...)`'s first argument, a `default=`, a `... or x` fallback and the
+    fallback of `.get(key, x)`."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            value = node.value
-            if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "setting" and value.args:
-                found[node.target.id] = value.args[0]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            positional = a.posonlyargs + a.args
+            yield from ((arg.arg, d) for arg, d in zip(positional[len(positional) - len(a.defaults):], a.defaults))
+            yield from ((arg.arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, (ast.Name, ast.Attribute)):
+                    name = target.id if isinstance(target, ast.Name) else target.attr
+                    value = node.value
+                    if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "setting" and value.args:
+                        value = value.args[0]
+                    yield name, value
+        elif isinstance(node, ast.Call):
+            func = node.func
+            yield from ((kw.arg, kw.value) for kw in node.keywords if kw.arg == "default")
+            if isinstance(func, ast.Attribute) and func.attr == "get" and len(node.args) == 2:
+                key = node.args[0]
+                yield (key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else ""), node.args[1]
+            for kw in node.keywords:
+                if kw.arg and isinstance(kw.value, ast.BoolOp) and isinstance(kw.value.op, ast.Or):
+                    yield kw.arg, kw.value.values[-1]
+
+
+def repeated_defaults() -> list[str]:
+    """Each place outside a shared default's declaration where its value is written again as a literal, for
+    a name it could be the default of: a string anywhere a default is written (its text says what it is), a
+    number where the name it is given to says nothing the shared name does not (`timeout_s = 30.0` repeats
+    `DEFAULT_QUEUE_TIMEOUT_S`; `notify_timeout_s = 5.0` is a timeout of its own)."""
+    shared = shared_defaults()
+    found = []
+    for mod, path in modules().items():
+        for name, node in written_defaults(ast.parse(path.read_text())):
+            value = value_of(node)
+            if value is None:
+                continue
+            for constant, (home, default) in shared.items():
+                if home == mod or isinstance(value, str) is not isinstance(default, str) or value != default:
+                    continue
+                if isinstance(value, str) or (words(name) and words(name) <= words(constant)):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {name} = {value!r} is {constant}")
     return found
 
 
 def test_each_shared_default_is_declared_once():
-    declared = {
-        name: sorted(mod for mod, path in modules().items() if name in module_level_names(path))
-        for name in SHARED_DEFAULTS
-    }
-    assert all(len(mods) == 1 for mods in declared.values()), declared
-    defaults = setting_defaults()
-    for constant, setting in SHARED_DEFAULTS.items():
-        if setting is not None:
-            written = defaults[setting]
-            assert isinstance(written, ast.Name) and written.id == constant, (setting, ast.unparse(written))
+    names = {mod: module_level_names(path) for mod, path in modules().items()}
+    declared = {name: sorted(mod for mod, top in names.items() if name in top) for name in shared_defaults()}
+    assert all(len(mods) == 1 for mods in declared.values()), {n: m for n, m in declared.items() if len(m) != 1}
+
+
+def test_no_shared_default_is_written_again_as_a_literal():
+    """A shared default is referred to by its name, in the settings as everywhere: a copy of its value drifts
+    (the conversation lock's wait stayed 30 s when the queue's could change; the provider's model, a setting's)."""
+    repeated = repeated_defaults()
+    assert not repeated, "defaults written again:\n" + "\n".join(repeated)
 
 
 def private_imports() -> list[str]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from ..files import Attached
+from ..files import DEFAULT_FIT, Attached, Fit
 from ..provider.base import Answering, Cover, LLMResponse, Message, ModelRef, Tool, Usage
 from .observer import Observer
 from .panel import Seat
@@ -138,7 +138,7 @@ class Call:
     thread: Thread | None = None
     files: tuple[str, ...] = ()
     """Paths, directories and globs of files to send before the messages (the files step reads them)."""
-    fit: Literal["refuse", "truncate"] = "refuse"
+    fit: Fit = DEFAULT_FIT
     """Files over the model's window: the call refused, or the largest left out."""
     stream: bool = False
     observer: Observer = field(default_factory=Observer)

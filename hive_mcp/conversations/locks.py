@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from ..defaults import DEFAULT_QUEUE_TIMEOUT_S
 from .errors import ConversationBusy
 
 __all__ = ["ConversationLocks"]
@@ -38,7 +39,7 @@ class _Entry:
 class ConversationLocks:
     """Per-conversation mutual exclusion with a bounded, cancellable wait."""
 
-    def __init__(self, timeout_s: float = 30.0) -> None:
+    def __init__(self, timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S) -> None:
         self.timeout_s = timeout_s
         self._entries: dict[str, _Entry] = {}
 

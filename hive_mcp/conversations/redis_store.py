@@ -45,6 +45,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..defaults import REDIS_PREFIX
 from ..state_store import StateStore, redacted_url
 from ..state_url import required_state_url
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
@@ -199,7 +200,7 @@ class RedisStore(ConversationStore):
         self,
         url: str,
         *,
-        prefix: str = "hive-mcp:",
+        prefix: str = REDIS_PREFIX,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

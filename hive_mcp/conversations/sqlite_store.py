@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..defaults import SQLITE_BUSY_TIMEOUT_S
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from ..sqlite import Database, transaction
 from .records import (
@@ -148,7 +149,7 @@ class SQLiteStore(ConversationStore):
         path: str | os.PathLike[str] | None = None,
         *,
         env: Mapping[str, str] = os.environ,
-        busy_timeout_s: float = 5.0,
+        busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

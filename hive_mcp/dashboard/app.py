@@ -11,16 +11,18 @@ without apps gets the same tool with a text summary and the structured data.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import anyio.to_thread
 from mcp.server.apps import APP_MIME_TYPE, Apps
 from mcp_types import CallToolResult, ReadResourceResult, Resource, TextContent, TextResourceContents
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..defaults import MAX_PAGE_LIMIT
 from ..dumps import DumpLookupError
 from ..text import one_line
 from .assets import page
+from .data import DEFAULT_LIMIT, DEFAULT_SINCE, DEFAULT_VIEW, View
 from .data import DashboardData, Dumps, QueryError, Sources, build, parse_query
 
 RESOURCE_URI = "ui://hive/dashboard"
@@ -52,11 +54,11 @@ class DashboardArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    view: Literal["failures", "dump", "spend", "models"] = "failures"
-    since: str = Field(default="day", description="hour, day, week or an ISO 8601 time")
+    view: View = DEFAULT_VIEW
+    since: str = Field(default=DEFAULT_SINCE, description="hour, day, week or an ISO 8601 time")
     model: str | None = None
     category: str | None = None
-    limit: int = Field(default=20, ge=1, le=200)
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
     id: str | None = Field(default=None, description="A dump id, for view=dump")
 
 

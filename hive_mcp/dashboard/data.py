@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -28,7 +28,9 @@ from ..since import parse_since as since_moment
 from ..text import one_line, shorten
 
 View = Literal["failures", "dump", "spend", "models"]
-VIEWS: tuple[str, ...] = ("failures", "dump", "spend", "models")
+VIEWS: tuple[str, ...] = get_args(View)
+DEFAULT_VIEW: View = "failures"
+DEFAULT_SINCE = "day"
 
 CATEGORIES = ERROR_TYPES
 """The categories the provider records; a filter may also name any category seen in the window."""
@@ -68,8 +70,8 @@ class QueryError(ValueError):
 
 
 class DashboardQuery(BaseModel):
-    view: View = "failures"
-    since: str = "day"
+    view: View = DEFAULT_VIEW
+    since: str = DEFAULT_SINCE
     """`hour`, `day`, `week`, or an ISO 8601 time (UTC if no offset)."""
     start: datetime
     model: str | None = None
@@ -108,10 +110,10 @@ def parse_query(params: Mapping[str, Any], *, now: datetime | None = None) -> Da
             raise QueryError(f"{name}: longer than 200 characters")
         return v
 
-    view = text("view") or "failures"
+    view = text("view") or DEFAULT_VIEW
     if view not in VIEWS:
         raise QueryError(f"view: unknown view {shorten(repr(view), 40)} (known: {', '.join(VIEWS)})")
-    since = text("since") or "day"
+    since = text("since") or DEFAULT_SINCE
     start = parse_since(since, now)
     category = text("category")
     if category is not None and not _CATEGORY_RE.fullmatch(category):

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..outage import Outage
+from ..defaults import SQLITE_BUSY_TIMEOUT_S
 from ..sqlite import connect, transaction
 
 __all__ = ["SESSIONS_FILENAME", "SESSION_TTL_S", "Sessions", "SessionsUnavailable"]
@@ -31,7 +32,6 @@ logger = logging.getLogger("hive_mcp.dashboard")
 
 SESSION_TTL_S = 12 * 3600.0
 SESSIONS_FILENAME = "hive-mcp-dashboard.sqlite3"
-BUSY_TIMEOUT_S = 5.0
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS sessions (digest BLOB PRIMARY KEY, caller TEXT NOT NULL, ends REAL NOT NULL)"
 
@@ -69,7 +69,7 @@ class Sessions:
                     if self._path is None:
                         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
                     else:
-                        conn = connect(self._path, BUSY_TIMEOUT_S)
+                        conn = connect(self._path, SQLITE_BUSY_TIMEOUT_S)
                     conn.execute(_SCHEMA)
                     self._conn = conn
                 if sql.startswith("SELECT"):  # a reader never waits for a writer's lock (WAL)

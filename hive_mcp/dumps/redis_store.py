@@ -29,11 +29,10 @@ from typing import Any
 
 from ..state_store import StateStore
 from .format import DumpNotFound, FailureDump
-from .store import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, DumpStore
+from ..defaults import DUMP_MAX_COUNT, REDIS_PREFIX
+from .store import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DumpStore
 
-__all__ = ["DEFAULT_PREFIX", "RedisDumpStore"]
-
-DEFAULT_PREFIX = "hive-mcp:"
+__all__ = ["RedisDumpStore"]
 
 
 class RedisDumpStore(DumpStore):
@@ -45,8 +44,8 @@ class RedisDumpStore(DumpStore):
         url: str,
         directory: Path | str,
         *,
-        prefix: str = DEFAULT_PREFIX,
-        max_count: int | None = DEFAULT_MAX_COUNT,
+        prefix: str = REDIS_PREFIX,
+        max_count: int | None = DUMP_MAX_COUNT,
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         max_age: timedelta | None = DEFAULT_MAX_AGE,
         secrets: Iterable[str] = (),

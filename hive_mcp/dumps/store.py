@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..defaults import DUMP_MAX_AGE_DAYS, DUMP_MAX_COUNT, DUMP_MAX_MB, MAX_PAGE_LIMIT, MIB
 from ..home import private_dir
 from ..listeners import Listeners
 from .files import TMP_RE, claim, overwrite, unlink_quiet
@@ -58,10 +59,8 @@ from .format import (
 
 logger = logging.getLogger("hive_mcp.dumps")
 
-DEFAULT_MAX_COUNT = 500
-DEFAULT_MAX_BYTES = 100 * 1024 * 1024
-DEFAULT_MAX_AGE = timedelta(days=30)
-MAX_PAGE_LIMIT = 200
+DEFAULT_MAX_BYTES = int(DUMP_MAX_MB * MIB)
+DEFAULT_MAX_AGE = timedelta(days=DUMP_MAX_AGE_DAYS)
 STALE_TMP_AGE_S = 3600.0
 
 _SUFFIX = ".json"
@@ -83,7 +82,7 @@ class DumpStore(Listeners):
         self,
         directory: Path | str,
         *,
-        max_count: int | None = DEFAULT_MAX_COUNT,
+        max_count: int | None = DUMP_MAX_COUNT,
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         max_age: timedelta | None = DEFAULT_MAX_AGE,
         secrets: Iterable[str] = (),

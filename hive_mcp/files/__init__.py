@@ -4,12 +4,13 @@ Transport-free: it knows neither MCP nor litellm. The entry point is `attach_fil
 token counter of the target model (`count`), the room the window leaves, and the roots (`FileRoots`).
 """
 
-from .attach import IMAGE_TOKENS_UNKNOWN, Attached, FileAccess, FileLimits, Fit, SentFile, SkippedFile, attach_files
+from .attach import DEFAULT_FIT, IMAGE_TOKENS_UNKNOWN, Attached, FileAccess, FileLimits, Fit
+from .attach import SentFile, SkippedFile, attach_files
 from .pool import CountPool
 from .refusal import FilesRefused
 from .roots import ROOTS_SETTING, FileRoots, Root, parse_roots
 
 __all__ = [
-    "IMAGE_TOKENS_UNKNOWN", "ROOTS_SETTING", "Attached", "CountPool", "FileAccess", "FileLimits", "FileRoots", "FilesRefused",
-    "Fit", "Root", "SentFile", "SkippedFile", "attach_files", "parse_roots",
+    "DEFAULT_FIT", "IMAGE_TOKENS_UNKNOWN", "ROOTS_SETTING", "Attached", "CountPool", "FileAccess", "FileLimits",
+    "FileRoots", "FilesRefused", "Fit", "Root", "SentFile", "SkippedFile", "attach_files", "parse_roots",
 ]  # fmt: skip

@@ -13,9 +13,13 @@ from .refusal import FilesRefused
 from .roots import FileRoots
 from .select import select
 
-__all__ = ["IMAGE_TOKENS_UNKNOWN", "Attached", "FileLimits", "Fit", "SentFile", "SkippedFile", "attach_files"]
+__all__ = [
+    "DEFAULT_FIT", "IMAGE_TOKENS_UNKNOWN", "Attached", "FileLimits", "Fit", "SentFile", "SkippedFile", "attach_files",
+]
 
 Fit = Literal["refuse", "truncate"]
+DEFAULT_FIT: Fit = "refuse"
+"""Files over the model's window, unless the call says: the call refused, naming them."""
 IMAGE_TOKENS_UNKNOWN = 1600
 """An image's tokens when no counter says: about what the largest image costs at Anthropic (1.15 MP), more
 than OpenAI's high-detail 1024x1024 (765), so the window check errs on the side of refusing."""
@@ -96,7 +100,7 @@ def attach_files(
     roots: FileRoots,
     count: Count,
     room: int | None,
-    fit: Fit = "refuse",
+    fit: Fit = DEFAULT_FIT,
     vision: bool = False,
     limits: FileLimits = FileLimits(),
     count_image: Callable[[str], int | None] | None = None,

@@ -25,7 +25,8 @@ from ..provider.base import Message
 from ..provider.base import Tool as ProviderTool
 from ..since import FORMS, parse_since
 from ..text import short, shorten, surrogate_in
-from .constants import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
+from ..defaults import MAX_PAGE_LIMIT
+from .constants import DEFAULT_LIST_LIMIT
 from .errors import ArgumentError, InnerError, describe_validation, field_path, json_type, safe_line
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -389,7 +390,7 @@ class ListingArgs(BaseModel):
 
     model: str | None = None
     since: Annotated[datetime | None, WithJsonSchema({"type": "string", "description": "2h, 7d or ISO 8601"})] = None
-    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_LIST_LIMIT)
+    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
     cursor: str | None = Field(default=None, description="next_cursor")
 
     @field_validator("since", mode="before")

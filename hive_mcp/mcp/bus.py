@@ -32,12 +32,13 @@ from pydantic import BaseModel, ValidationError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ServerEvent
 from mcp.shared.subscriptions import event_from_wire, event_to_notification
 
+from ..defaults import REDIS_PREFIX
 from ..state_store import StateStore
 from .audience import owned, owners_of
 
 __all__ = ["DEFAULT_CHANNEL", "ProcessBus", "RedisSubscriptionBus", "channel_for", "running"]
 
-DEFAULT_CHANNEL = "hive-mcp:events"
+DEFAULT_CHANNEL = f"{REDIS_PREFIX}events"
 RECONNECT_S = (0.2, 1.0)  # first and longest wait between attempts to reach Redis again: it resumes within 5 s
 POLL_S = 0.5  # under the state store's socket timeout: an idle channel is not a timed-out Redis
 

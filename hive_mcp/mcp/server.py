@@ -45,10 +45,10 @@ from ..tasks import TaskEngine
 from ..tasks.wire import TasksExtension, install_tasks
 from .bus import ProcessBus, running as running_bus
 from .model_list import ModelsView
-from ..defaults import DEFAULT_HEARTBEAT_S, RESULT_INLINE_TOKENS
+from ..defaults import DEFAULT_HEARTBEAT_S, MAX_PAGE_LIMIT, RESULT_INLINE_TOKENS
 from ..results import ResultStore
 from .constants import CONVERSATIONS_URI, DEFAULT_RESOURCE_PAGE_SIZE, INDEX_URI
-from .constants import MAX_LIST_LIMIT, MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
+from .constants import MODEL_URI_TEMPLATE, PROGRESS_INTERVAL_S, conversation_uri, logger
 from .conversation_views import conversation_routes, list_conversations_tool
 from .errors import unknown_names
 from .callers import caller
@@ -158,8 +158,8 @@ def build_server(
     """
     if heartbeat_s <= 0:
         raise ValueError("heartbeat_s must be > 0")
-    if not 1 <= resource_page_size <= MAX_LIST_LIMIT:
-        raise ValueError(f"resource_page_size must be from 1 to {MAX_LIST_LIMIT}")
+    if not 1 <= resource_page_size <= MAX_PAGE_LIMIT:
+        raise ValueError(f"resource_page_size must be from 1 to {MAX_PAGE_LIMIT}")
     if default_max_tokens is not None and default_max_tokens < 1:
         raise ValueError("default_max_tokens must be at least 1 (or None for the provider's default)")
     limits = limits if limits is not None else Limits()

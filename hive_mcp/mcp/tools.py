@@ -25,6 +25,7 @@ from ..dashboard.app import TOOL_META, DashboardArgs, dashboard_tool
 from ..dashboard.data import Sources
 from ..dashboard.models import models_source
 from ..dumps import DumpStore, InvalidCursor
+from ..files import DEFAULT_FIT
 from ..calls import Answers, Call, Chain, Outcome, Params, Thread, run
 from ..observe.calls import CallWatch
 from ..refusal import Refusal
@@ -113,7 +114,7 @@ class ToolHandlers:
             caller=caller(ctx.request_context), messages=tuple(args.provider_messages()), model=args.model,
             system=args.system or "", prompt=args.prompt, params=params, stream=stream,
             thread=Thread(args.conversation_id, args.fork) if args.conversation_id is not None else None,
-            files=tuple(args.files or ()), fit=args.fit or "refuse",
+            files=tuple(args.files or ()), fit=args.fit or DEFAULT_FIT,
             many=args.many(),
             observer=ProgressObserver(ProgressSender(progress_report(ctx)), self.heartbeat_s, self.pacer, self.beats),
         )  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import anyio
 
-from ..defaults import DEFAULT_DEADLINE_S
+from ..defaults import DEFAULT_DEADLINE_S, DEFAULT_MODEL
 from ..limits import LimitError
 from ..text import one_line
 from .attempts import Attempts
@@ -78,7 +78,7 @@ class LiteLLMProvider(LLMProvider):
 
     def __init__(
         self,
-        model: str = "gpt-4o-mini",
+        model: str = DEFAULT_MODEL,
         api_key: str | None = None,
         api_base: str | None = None,
         *,

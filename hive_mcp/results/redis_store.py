@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from ..state_url import required_state_url
+from ..defaults import REDIS_PREFIX
 from ..state_store import StateStore, redacted_url
+from ..state_url import required_state_url
 from .store import ResultStore, ResultStoreError, ResultSummary, StoredResult
 
 __all__ = ["RedisResults"]
@@ -31,7 +32,7 @@ _FIELDS = ("owner", "created", "expires", "tokens", "size", "bounds")
 class RedisResults(ResultStore):
     """The Redis backend, for `redis://`, `rediss://` (TLS) and `unix://` URLs."""
 
-    def __init__(self, url: str, *, prefix: str = "hive-mcp:", **kwargs: Any) -> None:
+    def __init__(self, url: str, *, prefix: str = REDIS_PREFIX, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         required_state_url(url)
         self.name = redacted_url(url)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..conversations.records import default_db_path
+from ..defaults import SQLITE_BUSY_TIMEOUT_S
 from ..sqlite import Database, transaction
 from .store import ResultStore, ResultStoreError, ResultSummary, StoredResult
 
@@ -41,7 +42,7 @@ class SQLiteResults(ResultStore):
 
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] = os.environ,
-        busy_timeout_s: float = 5.0, **kwargs: Any,
+        busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S, **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(**kwargs)
         self.path = Path(path) if path is not None else default_db_path(env).with_name(RESULTS_FILENAME)

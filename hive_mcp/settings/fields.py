@@ -17,7 +17,8 @@ from ..state_url import SCHEMES_TEXT, check_state_url, with_password
 from ..defaults import (
     CONVERSATION_MAX, CONVERSATION_MAX_BYTES, CONVERSATION_MAX_TURNS, CONVERSATION_TTL_S, DEFAULT_DEADLINE_S,
     DEFAULT_HEARTBEAT_S, DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES_BYTES, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_INPUT_BYTES, DEFAULT_QUEUE_TIMEOUT_S, MAX_USD, MIB, RESULT_INLINE_TOKENS, RESULT_TTL_S, TASK_MAX_TTL_S,
+    DEFAULT_MAX_INPUT_BYTES, DEFAULT_MODEL, DEFAULT_QUEUE_TIMEOUT_S, DUMP_MAX_AGE_DAYS, DUMP_MAX_COUNT, DUMP_MAX_MB,
+    MAX_USD, MIB, RESULT_INLINE_TOKENS, RESULT_TTL_S, SPEND_CALLS_DAYS, SPEND_KEEP_DAYS, TASK_MAX_TTL_S,
     TASKS_PER_CALLER,
 )  # fmt: skip
 from ..dumps import default_dump_dir
@@ -164,8 +165,8 @@ class Settings(BaseSettings):
         )
 
     model: str = setting(
-        "gpt-4o-mini",
-        "default litellm model, e.g. openai/gpt-4o-mini, anthropic/claude-sonnet-4-5 (default: gpt-4o-mini)",
+        DEFAULT_MODEL,
+        f"default litellm model, e.g. openai/gpt-4o-mini, anthropic/claude-sonnet-4-5 (default: {DEFAULT_MODEL})",
         flag="--model",
         metavar="MODEL",
         min_length=1,
@@ -216,12 +217,14 @@ class Settings(BaseSettings):
         le=MAX_SECONDS,
         allow_inf_nan=False,
     )
-    dump_max_count: int = setting(500, "keep at most this many dumps (default: 500)", metavar="N", ge=0, le=MAX_COUNT)
+    dump_max_count: int = setting(
+        DUMP_MAX_COUNT, f"keep at most this many dumps (default: {DUMP_MAX_COUNT})", metavar="N", ge=0, le=MAX_COUNT)
     dump_max_mb: float = setting(
-        100.0, "keep at most this many MB of dumps (default: 100)", metavar="MB", ge=0, le=MAX_BYTES // MIB,
-        allow_inf_nan=False)
+        DUMP_MAX_MB, f"keep at most this many MB of dumps (default: {DUMP_MAX_MB:g})", metavar="MB", ge=0,
+        le=MAX_BYTES // MIB, allow_inf_nan=False)
     dump_max_age_days: float = setting(
-        30.0, "delete dumps older than this (default: 30)", metavar="DAYS", ge=0, le=MAX_DAYS, allow_inf_nan=False)
+        DUMP_MAX_AGE_DAYS, f"delete dumps older than this (default: {DUMP_MAX_AGE_DAYS:g})", metavar="DAYS",
+        ge=0, le=MAX_DAYS, allow_inf_nan=False)
     log_level: LogLevel = setting(
         "INFO",
         "DEBUG | INFO | WARNING | ERROR | CRITICAL, logged to stderr (default: INFO)",
@@ -416,10 +419,10 @@ class Settings(BaseSettings):
         '(e.g. {"callers": {"alice": {"day": 5}}})', metavar="JSON")
     admins: Names = setting((), "callers who see every caller's dumps, conversations, spend",
                             metavar="NAMES")
-    spend_keep_days: int = setting(90, "days of daily spend totals kept (default: 90)", metavar="DAYS", ge=31,
-                                  le=MAX_DAYS)
-    spend_calls_days: int = setting(7, "days each call stays in the ledger (default: 7)", metavar="DAYS",
-                                    ge=1, le=MAX_DAYS)
+    spend_keep_days: int = setting(SPEND_KEEP_DAYS, f"days of daily spend totals kept (default: {SPEND_KEEP_DAYS})",
+                                   metavar="DAYS", ge=31, le=MAX_DAYS)
+    spend_calls_days: int = setting(SPEND_CALLS_DAYS, f"days each call stays in the ledger (default: "
+                                    f"{SPEND_CALLS_DAYS})", metavar="DAYS", ge=1, le=MAX_DAYS)
 
     # end Spend
     # Files and tools
@@ -486,7 +489,7 @@ class Settings(BaseSettings):
 
     @property
     def dump_max_bytes(self) -> int:
-        return int(self.dump_max_mb * 1024 * 1024)
+        return int(self.dump_max_mb * MIB)
 
     @property
     def dump_max_age(self) -> timedelta:

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import RedisError
 
+from ..defaults import REDIS_PREFIX, SPEND_CALLS_DAYS, SPEND_KEEP_DAYS
 from .budgets import Budget, period_key, scope_of
 from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
 
@@ -137,7 +138,8 @@ class RedisBackend(Backend):
     breaker; each operation is sent on the state loop and waited for (the ledger is called from threads).
     While the breaker is open every operation fails at once (an `OSError`), asking nothing."""
 
-    def __init__(self, url: str, *, prefix: str = "hive-mcp:spend:", keep_days: int = 90, calls_days: int = 7) -> None:
+    def __init__(self, url: str, *, prefix: str = f"{REDIS_PREFIX}spend:", keep_days: int = SPEND_KEEP_DAYS,
+                 calls_days: int = SPEND_CALLS_DAYS) -> None:
         from ..state_store import StateStore
 
         self.shared = StateStore.shared(url)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..conversations.records import default_db_path
+from ..defaults import SPEND_CALLS_DAYS, SPEND_KEEP_DAYS
 from ..sqlite import Database, transaction
 from .budgets import CALLER, GROUP, Budget, period_key, reset_at, scope_of, scopes
 from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
@@ -29,6 +30,10 @@ from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
 __all__ = ["SQLiteBackend", "default_spend_path"]
 
 SPEND_FILENAME = "hive-mcp-spend.sqlite3"
+LEDGER_BUSY_TIMEOUT_S = 10.0
+"""How long a ledger write waits for another connection's write lock: twice the stores' wait
+(`defaults.SQLITE_BUSY_TIMEOUT_S`), as every call of every process sharing the file writes the ledger twice
+(its reservation, its settlement) and a reservation that gives up refuses the call (the ledger fails closed)."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS spend_totals (
@@ -99,9 +104,9 @@ class SQLiteBackend(Backend):
         self,
         path: str | os.PathLike[str] | None = None,
         *,
-        keep_days: int = 90,
-        calls_days: int = 7,
-        busy_timeout_s: float = 10.0,
+        keep_days: int = SPEND_KEEP_DAYS,
+        calls_days: int = SPEND_CALLS_DAYS,
+        busy_timeout_s: float = LEDGER_BUSY_TIMEOUT_S,
     ) -> None:
         self.path = Path(path) if path is not None else default_spend_path()
         self.name = str(self.path)

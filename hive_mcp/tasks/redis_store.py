@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.exceptions import WatchError
 
+from ..defaults import REDIS_PREFIX
 from ..state_store import StateStore, StateUnavailable, says_away
 from .records import TaskRecord
 
@@ -105,7 +106,7 @@ def _until(t: float, now: float) -> int:
 class RedisTaskStore:
     """The task store in the Redis at `url` (password in it), keys under `prefix`."""
 
-    def __init__(self, url: str, *, prefix: str = "hive-mcp:") -> None:
+    def __init__(self, url: str, *, prefix: str = REDIS_PREFIX) -> None:
         self.prefix = prefix
         self._shared = StateStore.shared(url)
         self._scripts: dict[tuple[int, str], Any] = {}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..outage import Outage
+from ..defaults import SQLITE_BUSY_TIMEOUT_S
 from ..sqlite import Database, transaction
 from .records import INPUT_REQUIRED, WORKING, TaskRecord, expires_at
 
@@ -25,7 +26,6 @@ __all__ = ["SQLiteTaskStore", "default_tasks_path"]
 logger = logging.getLogger("hive_mcp.tasks")
 T = TypeVar("T")
 
-BUSY_TIMEOUT_S = 5.0
 _COLS = (
     "task_id, owner, tool, created, ttl_ms, status, updated, message, result, error, instance, lease, cancel, "
     "input_requests, input_responses, request_state"
@@ -73,7 +73,7 @@ class SQLiteTaskStore:
     """The task store in the SQLite file at `path` (default: `hive-mcp-tasks.sqlite3` in the hive home); a write
     waits up to `busy_timeout_s` for another process's."""
 
-    def __init__(self, path: Path | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: Path | None = None, *, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
         self.path = path if path is not None else default_tasks_path()
         self._db = Database(self.path, busy_timeout_s, _schema)
         self.outage = Outage(
