@@ -128,6 +128,113 @@ def test_no_import_circle():
     )
 
 
+# Each layer, and what it never reaches: directly, or through a package module it imports (inside functions too).
+LAYERS = {
+    "hive_mcp.calls": {"mcp", "mcp_types", "litellm", "hive_mcp.mcp"},
+    "hive_mcp.mcp": {"litellm"},
+    "hive_mcp.provider": {"mcp", "mcp_types", "hive_mcp.mcp", "hive_mcp.calls"},
+}
+
+
+def lazy_names(path: Path, name: str) -> dict[str, str]:
+    """A package's names its module `__getattr__` imports on first use (`provider.LiteLLMProvider`) -> the module."""
+    found: dict[str, str] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom):
+                    found.update({alias.name: resolve(name, path, inner) for alias in inner.names})
+    return found
+
+
+def inside(tree: ast.AST, test) -> set[int]:
+    """The nodes within the top-level functions or `if` blocks `test` picks."""
+    return {id(n) for top in ast.walk(tree) if test(top) for n in ast.walk(top)}
+
+
+def reach_edges() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Each package module -> what its code may run: the package modules it imports (anywhere in its body, and
+    the packages those run first) and the outside packages (top-level names); and apart, what it imports for
+    its annotations only (`if TYPE_CHECKING:`). A package's lazy name (its module `__getattr__`) counts for the
+    module that imports that name, not for every importer of the package."""
+    mods = modules()
+    known = set(mods)
+    lazy = {name: lazy_names(path, name) for name, path in mods.items() if path.name == "__init__.py"}
+    runs: dict[str, set[str]] = {}
+    types: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        tree = ast.parse(path.read_text(), str(path))
+        getattr_body = inside(tree, lambda n: n in tree.body and getattr(n, "name", "") == "__getattr__")
+        typing_only = inside(tree, lambda n: isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test))
+        runs[name], types[name] = set(), set()
+        for node in ast.walk(tree):
+            if id(node) in getattr_body:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                source = resolve(name, path, node)
+                targets = [source] + [
+                    lazy.get(source, {}).get(alias.name) or f"{source}.{alias.name}" for alias in node.names
+                ]
+            else:
+                continue
+            found = types[name] if id(node) in typing_only else runs[name]
+            for target in targets:
+                if target.split(".")[0] != "hive_mcp":
+                    found.add(target.split(".")[0])
+                    continue
+                while target not in known:  # a name taken from a module: the module
+                    target = target.rpartition(".")[0]
+                found |= {target, *(a for a in ancestors(target) - ancestors(name) if a in known)}
+        runs[name].discard(name)
+        types[name].discard(name)
+    return runs, types
+
+
+def reaching(runs: dict[str, set[str]], types: dict[str, set[str]], start: str, banned: set[str]) -> list[str] | None:
+    """The shortest import path from `start` to a banned package (itself or a submodule), or None. `start`'s
+    own imports for annotations count (its types name what it knows); another module's do not (they never run)."""
+    path_to = {start: [start]}
+    queue = [start]
+    for node in queue:
+        for nxt in sorted(runs.get(node, set()) | (types.get(node, set()) if node == start else set())):
+            if nxt in path_to:
+                continue
+            path_to[nxt] = path_to[node] + [nxt]
+            if any(nxt == b or nxt.startswith(b + ".") for b in banned):
+                return path_to[nxt]
+            queue.append(nxt)
+    return None
+
+
+def layer_breaches() -> list[str]:
+    runs, types = reach_edges()
+    return [
+        " -> ".join(path)
+        for layer, banned in LAYERS.items()
+        for name in sorted(runs)
+        if (name == layer or name.startswith(layer + ".")) and (path := reaching(runs, types, name, banned))
+    ]
+
+
+def test_the_reach_graph_sees_lazy_names_and_imports_inside_functions():
+    runs, types = reach_edges()
+    assert reaching(runs, types, "hive_mcp.build", {"litellm"}) is not None  # only inside a function, there
+    assert lazy_names(PACKAGE / "provider" / "__init__.py", "hive_mcp.provider") == {
+        "LiteLLMProvider": "hive_mcp.provider.litellm"
+    }
+    assert "hive_mcp.provider.litellm" not in runs["hive_mcp.provider"]  # the lazy name alone loads nothing
+    assert "hive_mcp.provider.litellm" in types["hive_mcp.provider"]  # its type, for annotations
+
+
+def test_each_layer_stays_within_its_bounds():
+    """The call layer knows neither MCP nor litellm, the MCP layer not litellm, the provider neither MCP nor the
+    call: not by an import of its own, nor through a package module it imports, inside a function or not."""
+    breaches = layer_breaches()
+    assert not breaches, "layers reaching what they must not:\n" + "\n".join(breaches)
+
+
 def test_no_module_past_the_line_limit():
     """The package's modules, and the tests', the benchmarks' and the harness's beside them."""
     beside = [path for part in ("tests", "bench", "harness") for path in sorted((REPO / part).rglob("*.py"))]
@@ -141,7 +248,9 @@ def test_no_module_past_the_line_limit():
 
 
 # Shared defaults declared outside `hive_mcp/defaults.py` (every name declared there is one too): name -> module.
-SHARED_ELSEWHERE = {"LOCAL_CALLER": "hive_mcp.tokens", "DEFAULT_FIT": "hive_mcp.files.attach", "EXIT_USAGE": "hive_mcp.serve"}
+SHARED_ELSEWHERE = {
+    "LOCAL_CALLER": "hive_mcp.tokens", "DEFAULT_FIT": "hive_mcp.files.attach", "EXIT_USAGE": "hive_mcp.serve",
+}
 UNITS = {"default", "s", "ms", "days", "bytes", "mb"}
 """Words a name carries for its unit or its role, not for what it is: `timeout_s` is named as `queue_timeout`."""
 
@@ -169,7 +278,8 @@ def words(name: str) -> frozenset[str]:
 
 def value_of(node: ast.expr) -> object:
     """The value a literal expression writes (`4 * 1024` folded too), or None when it is not a literal."""
-    if not all(isinstance(n, (ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop)) for n in ast.walk(node)):
+    literal = (ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop)
+    if not all(isinstance(n, literal) for n in ast.walk(node)):
         return None
     value = eval(compile(ast.Expression(node), "<literal>", "eval"))  # noqa: S307 - constants and operators only
     return None if isinstance(value, bool) else value
