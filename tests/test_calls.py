@@ -1,15 +1,19 @@
 """The call layer on its own, with no MCP in sight: a `Call` down the standard chain to litellm's real HTTP path
-and the scripted upstream, one more step linked in, a refusal from a step, and what runs once the outcome is final."""
+and the scripted upstream, one more step linked in, a refusal from a step, and what runs once the outcome is final;
+and the chain as the README and docs/layout.md draw it."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import anyio
 import pytest
 
 from harness.upstream import Reply, Upstream
-from hive_mcp.calls import Call, Next, Outcome, Params, standard_chain
+from hive_mcp.calls import Call, Chain, Conversations, Next, Outcome, Params, standard_chain
+from hive_mcp.conversations import ConversationLocks, open_store
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
 from hive_mcp.llms.static import StaticCatalogue
@@ -21,8 +25,11 @@ from .conftest import MODEL
 pytestmark = pytest.mark.anyio
 
 
-def chain_for(provider, *extra):
-    return standard_chain(provider, Limits(), StaticCatalogue(MODEL), default_model=MODEL, extra=extra)
+def chain_for(provider, *linked):
+    """The standard chain with `linked` steps just before the queue for a slot, as a step is linked in there."""
+    chain = standard_chain(provider, Limits(), StaticCatalogue(MODEL), default_model=MODEL)
+    at = [step.span_name for step in chain.steps].index("hive_mcp.queue")
+    return Chain([*chain.steps[:at], *linked, *chain.steps[at:]], chain.last)
 
 
 def ask(text: str, **fields) -> Call:
@@ -166,3 +173,28 @@ async def test_names_a_caller_makes_up_are_kept_resolved_only_a_few_at_a_time(pr
     assert noted.resolved == [MODEL, *made_up]  # each once so far: the last was still kept, the default for good
     await admission.resolve(made_up[0])  # the oldest made-up name was let go
     assert noted.resolved == [MODEL, *made_up, made_up[0]]
+
+
+def drawn_chain(doc: str, heading: str) -> list[str]:
+    """The names the chain drawing under `heading` links with arrows, in order."""
+    text = (Path(__file__).resolve().parents[1] / doc).read_text()
+    return re.findall(r"(\w+) ─▶", text[text.index(heading):].split("```")[1])
+
+
+def test_the_layout_drawings_show_every_step_of_the_chain_in_order(provider, tmp_path) -> None:
+    """Both drawings of the chain (the README's Layout, docs/layout.md's "The call") name each step of
+    `standard_chain` (conversations and budgets on, so none is left out), in its order, then `Send`."""
+    from hive_mcp.spend import Budgets, Spend
+    from hive_mcp.spend.sqlite_backend import SQLiteBackend
+
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets.from_settings(day=1.0, month=None, section=None),
+                  provider)  # fmt: skip
+    conversations = Conversations(open_store(path=tmp_path / "c.sqlite3"), provider, ConversationLocks())
+    chain = standard_chain(
+        provider, Limits(), StaticCatalogue(MODEL), default_model=MODEL, conversations=conversations, spend=spend
+    )
+    steps = [getattr(s.__wrapped__, "__name__", type(s.__wrapped__).__name__) for s in chain.steps]
+    names = [name[0].upper() + name[1:] for name in [*steps, type(chain.last).__name__]]
+    assert names == ["Admission", "Files", "Conversations", "Metering", "Gather", "Slot", "Send"]
+    for doc, heading in (("README.md", "## Layout"), ("docs/layout.md", "## The call")):
+        assert [name for name in drawn_chain(doc, heading) if name in names] == names, doc

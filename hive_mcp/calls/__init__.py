@@ -18,8 +18,6 @@ it never sees the provider, and the provider never sees the call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ..conversations import ConversationError
 from ..files import FileAccess
 from ..limits import Limits
@@ -55,18 +53,17 @@ async def _no_conversations(call: Call, next: Next) -> Outcome:
 def standard_chain(
     provider: LLMProvider, limits: Limits, catalogue: Catalogue, *, default_model: str,
     default_max_tokens: int | None = None, files: FileAccess | None = None, conversations: Conversations | None = None,
-    spend: Spend | None = None, extra: Sequence[Step] = (),
+    spend: Spend | None = None,
 ) -> Chain:  # fmt: skip
-    """Every completion call's steps, in order; `extra` steps run between the fan-out's gate and the slot.
-    `files` is where calls may read (None: nowhere, a call that names files is refused). Run a call with
-    `run(chain, call)`: one naming `many` fans out over the chain."""
+    """Every completion call's steps, in order, each named for its span (`hive_mcp.<name>`). `files` is where
+    calls may read (None: nowhere, a call that names files is refused). Run a call with `run(chain, call)`: one
+    naming `many` fans out over the chain."""
     steps: list[tuple[str, Step]] = [
         ("admission", Admission(limits, catalogue, provider, default_model, default_max_tokens)),
         ("files", Files(provider, catalogue, files)),
         ("conversation", conversations if conversations is not None else _no_conversations),
         *([("budget", Metering(spend, limits.queue_timeout_s))] if spend is not None else []),
         ("gather", gather),
-        *((getattr(step, "__name__", type(step).__name__).lower(), step) for step in extra),
         ("queue", Slot(limits)),
     ]
     return Chain([traced(step, name) for name, step in steps], Send(provider))
