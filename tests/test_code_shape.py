@@ -235,6 +235,23 @@ def test_each_layer_stays_within_its_bounds():
     assert not breaches, "layers reaching what they must not:\n" + "\n".join(breaches)
 
 
+def package_of(name: str) -> str:
+    """The package directly under `hive_mcp` a module belongs to (a top-level module is its own)."""
+    return ".".join(name.split(".")[:2])
+
+
+def mutual_packages(edges: dict[str, set[str]]) -> list[str]:
+    """Pairs of packages under `hive_mcp` each of which imports the other's modules (inside functions too)."""
+    uses = {(package_of(a), package_of(b)) for a, outs in edges.items() for b in outs}
+    return sorted(f"{a} <-> {b}" for a, b in uses if a < b and (b, a) in uses)
+
+
+def test_no_two_packages_import_each_other():
+    """A package that uses another's modules is not used by it back: what both need lives in a leaf of its own,
+    or the package that needs it (two packages importing each other are one concern cut in the wrong place)."""
+    assert not mutual_packages(graph())
+
+
 def test_no_module_past_the_line_limit():
     """The package's modules, and the tests', the benchmarks' and the harness's beside them."""
     beside = [path for part in ("tests", "bench", "harness") for path in sorted((REPO / part).rglob("*.py"))]

@@ -14,7 +14,7 @@ from mcp.server.mcpserver import MCPServer
 from sse_starlette.event import ensure_bytes
 
 from hive_mcp.http.app import build_app
-from hive_mcp.http.asgi import MCP_PATH
+from hive_mcp.asgi import MCP_PATH
 from hive_mcp.http.shutdown import Shutdown
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.base import LLMResponse

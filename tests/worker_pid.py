@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from hive_mcp.http.asgi import header, respond
+from hive_mcp.asgi import header, respond
 from hive_mcp.http import workers
 from harness.processes import ROOT
 

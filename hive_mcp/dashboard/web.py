@@ -10,7 +10,7 @@ over https (directly, or to a proxy that says so in `X-Forwarded-Proto`).
 Scripts may send `Authorization: Bearer` instead. Without `verify_token` (no
 tokens configured) everything is served without login, as to the stdio user.
 A request refused for its credentials is logged as the HTTP guard logs its own
-(`http.guard.log_refusal`), and its connection closed as theirs are (the server
+(`asgi.log_refusal`), and its connection closed as theirs are (the server
 wraps this app in `HttpGuard.closing_refusals`).
 
 Every view shows the signed-in caller's own: its dumps (another caller's dump is
@@ -43,7 +43,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..dumps import CallerDumps, DumpCorrupt, DumpNotFound, DumpStore, is_valid_dump_id
-from ..http.guard import log_refusal
+from ..asgi import log_refusal
 from ..text import one_line
 from ..tokens import LOCAL_CALLER, owner_scope
 from .assets import ASSETS, asset, page

@@ -7,9 +7,11 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App
 from ..net import host_for_url, is_loopback
+from ..observe.endpoint import with_metrics
+from ..observe.overhead import OverheadHeader
 from ..scaling import serves_stateless
-from .asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App
 from .guard import HttpGuard
 from .hosts import transport_security_settings
 from .listen import bind
@@ -79,9 +81,6 @@ def build_app(
     `sources` (a `dashboard.Sources`, or `who -> Sources` for one caller's view) fills its spend and models
     sections; `settings.admins` see every caller's dumps and spend there.
     """
-    from ..observe.endpoint import with_metrics  # observe's ASGI layers use this package's shapes
-    from ..observe.overhead import OverheadHeader
-
     security = security or transport_security_settings(settings)
     if settings.transport == "http":
         from ..sdk_compat import open_session_ids, route_sessions_inline, send_events_with

@@ -11,9 +11,9 @@ from typing import Any
 
 from ..jsonrpc import MAX_JSON_DEPTH, nested_deeper_than, plain_refusal
 from ..tokens import CALLER_STATE_KEY, digest_name
-from .asgi import HEALTH_PATH, MCP_PATH, App, Message, Receive, Scope, Send, header, peer, respond
+from ..asgi import HEALTH_PATH, MCP_PATH, App, Message, Receive, Scope, Send, header, log_refusal, peer, respond
 
-__all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "HttpGuard", "log_refusal"]
+__all__ = ["DRAIN_FACTOR", "DRAIN_MIN_BYTES", "DRAIN_S", "HttpGuard"]
 
 logger = logging.getLogger("hive_mcp.http")
 
@@ -307,12 +307,6 @@ class HttpGuard:
                 read += len(message.get("body", b""))
                 if not message.get("more_body", False):
                     return
-
-
-def log_refusal(scope: Scope, why: str) -> None:
-    """The line for a request refused for want of a valid credential. At DEBUG: anyone who reaches the port
-    can cause one per request, so at any level that is shown by default it would be theirs to flood."""
-    logger.debug("401 for %s %s from %s: %s", scope.get("method"), scope.get("path"), peer(scope), why)
 
 
 def _user(name: str) -> Any:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Container
 
 from ..tokens import CALLER_STATE_KEY
-from .asgi import MCP_PATH, SSE_PATH, App, Message, Receive, Scope, Send, header, respond
+from ..asgi import MCP_PATH, SSE_PATH, App, Message, Receive, Scope, Send, header, respond
 
 __all__ = ["SessionQuota", "SseSessionQuota"]
 

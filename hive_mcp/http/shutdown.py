@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import sdk_compat
 from ..jsonrpc import SHUTDOWN_ERROR_CODE
-from .asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App, Message, Receive, Scope, Send, respond
+from ..asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App, Message, Receive, Scope, Send, respond
 
 __all__ = ["Shutdown", "let_event_streams_end"]
 

@@ -32,7 +32,7 @@ import uvicorn
 
 from ..net import host_for_url
 from .app import BACKSTOP_S, build_app, log_access, log_dashboard
-from .asgi import MCP_PATH, Receive, Scope, Send
+from ..asgi import MCP_PATH, Receive, Scope, Send
 from .door import guard_connections
 from .hosts import transport_security_settings
 from .listen import bind

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..http.asgi import App, Receive, Scope, Send, header, respond
+from ..asgi import App, Receive, Scope, Send, header, respond
 from ..net import host_for_url, host_name, is_loopback
 from . import metrics
 

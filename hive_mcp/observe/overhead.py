@@ -12,7 +12,7 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from ..http.asgi import App, Message, Receive, Scope, Send
+from ..asgi import App, Message, Receive, Scope, Send
 
 __all__ = ["OVERHEAD_HEADER", "OVERHEAD_META_KEY", "CallClock", "OverheadHeader", "tell"]
 

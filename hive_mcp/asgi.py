@@ -1,12 +1,17 @@
-"""What the HTTP layers share: the ASGI shapes, the paths they tell apart, and a small JSON reply."""
+"""What every HTTP layer shares, the transport's (`http/`) and those of the metrics, the overhead header and the
+dashboard: the ASGI shapes, the paths they tell apart, a small JSON reply and the line a refused credential
+logs. A leaf: it imports nothing of the package, so a layer needing only these loads none of the others."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["HEALTH_PATH", "MCP_PATH", "MESSAGE_PATH", "SSE_PATH", "App", "header", "peer", "respond"]
+__all__ = ["HEALTH_PATH", "MCP_PATH", "MESSAGE_PATH", "SSE_PATH", "App", "header", "log_refusal", "peer", "respond"]
+
+logger = logging.getLogger("hive_mcp.http")
 
 HEALTH_PATH = "/healthz"
 MCP_PATH = "/mcp"  # streamable HTTP
@@ -58,3 +63,9 @@ async def respond(
         }
     )
     await send({"type": "http.response.body", "body": b"" if head else payload, "more_body": more_body})
+
+
+def log_refusal(scope: Scope, why: str) -> None:
+    """The line for a request refused for want of a valid credential. At DEBUG: anyone who reaches the port
+    can cause one per request, so at any level that is shown by default it would be theirs to flood."""
+    logger.debug("401 for %s %s from %s: %s", scope.get("method"), scope.get("path"), peer(scope), why)
