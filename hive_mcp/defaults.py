@@ -41,7 +41,7 @@ TASK_LEASE_S = 15.0
 """How long a running task's instance may go without renewing its lease before the task reads `failed`."""
 
 DEFAULT_MODEL = "gpt-4o-mini"
-"""The model a call gets when it names none (and the server has no config to say otherwise)."""
+"""The default model (`--model`, HIVE_MCP_MODEL): what a call that names none asks for."""
 
 DUMP_MAX_COUNT = 500
 """Dumps kept at most (the oldest go first)."""
@@ -61,8 +61,8 @@ sharing the file queue rather than fail). The spend ledger waits longer (`spend.
 
 REDIS_PREFIX = "hive-mcp:"
 """What every key hive-mcp keeps in Redis starts with (conversations, results, tasks, dumps, the ledger's
-`spend:` keys, the change channel), so the state shares a Redis with other users."""
+`spend:` keys, the change channel): they stay apart from anyone else's keys in a shared Redis."""
 
 MAX_PAGE_LIMIT = 200
-"""The most entries one page of a listing holds: a `limit` asked of the dumps, the conversations or a tool,
-and a resource list's page."""
+"""The most dumps one page of their listing holds: what `list_failed_requests` and the dashboard may ask as
+their `limit`, and a resource list's page size."""
