@@ -32,8 +32,9 @@ __all__ = ["SQLiteBackend", "default_spend_path"]
 SPEND_FILENAME = "hive-mcp-spend.sqlite3"
 LEDGER_BUSY_TIMEOUT_S = 10.0
 """How long a ledger write waits for another connection's write lock: twice the stores' wait
-(`defaults.SQLITE_BUSY_TIMEOUT_S`), as every call of every process sharing the file writes the ledger twice
-(its reservation, its settlement) and a reservation that gives up refuses the call (the ledger fails closed)."""
+(`defaults.SQLITE_BUSY_TIMEOUT_S`), as every call of every process sharing the file writes the ledger (its
+settlement; under a budget, its reservation first), and a reservation that gives up refuses the call (a budget
+that cannot be checked is not spent)."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS spend_totals (
