@@ -117,9 +117,11 @@ class Progress:
 
     @property
     def sent(self) -> bool:
-        """Whether the upstream was working on the request when the call ended: it was asked, and not refused by a
-        failure (a cancel or the deadline cut it while it ran)."""
-        return self.asked and (self.failure is None or self.failure.error_type == "timeout")
+        """Whether the upstream was working on the request when the call ended (`Answering.working`, which the
+        provider keeps): an attempt in flight when a cancel or the deadline cut it, or a 2xx reply not kept whose
+        usage is unknown (one litellm could not read). A call whose attempts all ended in an error status (one
+        cancelled while it waits to retry after them) was not."""
+        return self.asked and self.answering.working
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ import anyio
 
 from ..dumps.format import AttemptRecord
 from ..text import one_line
-from .base import Cover, LLMResponse, ProviderError, Usage
-from .errors import ErrorClass, classify, clean_message, full_text
+from .base import Answering, Cover, LLMResponse, ProviderError, Usage
+from .errors import ErrorClass, classify, clean_message, full_text, reply_usage
+from .replies import usage_of
 from .retry import RetryPolicy, response_headers, retry_delay
 from .telemetry import CallTelemetry
 
@@ -47,9 +48,12 @@ class Attempts:
         max_tokens: int,
         watch: CallTelemetry,
         route: Route | None = None,
+        answering: Answering | None = None,
     ) -> None:
         self.model = model
         self.route = route
+        self.answering = answering if answering is not None else Answering()
+        """Whether the upstream is working on the call (`Answering.working`), kept as each attempt goes and ends."""
         self.watch = watch
         """Each attempt's span and metrics, and the time the call waits on the upstream."""
         self.policy = policy
@@ -93,6 +97,10 @@ class Attempts:
     ) -> None:
         deployment = self.route.deployment if self.route is not None else None
         self.watch.ended(error_type, status)
+        # A timeout cut what the upstream was working on, if anything; any other end is an error status, a lost
+        # connection or a reply (whose callers say whether its usage is known).
+        if error_type != "timeout":
+            self.answering.working = False
         self.records.append(
             AttemptRecord(
                 time=datetime.now(timezone.utc), error_type=error_type, status=status, message=message,
@@ -114,15 +122,26 @@ class Attempts:
             retryable=retryable, billed=billed, upstream_wait_s=self.watch.upstream_wait_s,
         )
 
-    def bill(self, reply: Usage) -> None:
-        """A reply the provider answered (and so billed) that this call does not keep."""
-        self.billed.add(reply)
+    def sending(self) -> None:
+        """An attempt's request goes now (unless the deadline has already run out): the upstream works on it until
+        an error status comes back."""
+        self.answering.working = self.remaining() > 0
 
-    def _bill_failure(self, exc: BaseException) -> None:
-        """A failure that carries the provider's usage (a reply its content filter stopped) was billed."""
+    def bill(self, reply: Usage) -> None:
+        """A reply the provider answered (and so billed) that this call does not keep. One that says nothing of
+        its usage leaves the upstream `working` on the call: it owes its prompt, by litellm's count."""
+        self.billed.add(reply)
+        self.answering.working = not (reply.input_tokens or reply.output_tokens)
+
+    def _bill_failure(self, exc: BaseException, info: ErrorClass) -> None:
+        """A failure on a reply the upstream answered was billed: the usage it carries (a reply its content filter
+        stopped), or the usage the reply litellm could not read held, quoted in its text."""
+        if not info.answered:
+            return
         billed = getattr(exc, "billed", None)
-        if isinstance(billed, Usage):
-            self.bill(billed)
+        if not isinstance(billed, Usage):
+            billed = usage_of(reply_usage(exc))
+        self.bill(billed)
 
     async def next_attempt(self, hook: Cover | None, delay: float | None) -> None:
         """Before an attempt: `cover` what was billed, then wait out the `delay` the last attempt's end chose
@@ -159,7 +178,6 @@ class Attempts:
         moves to the next fallback group at once.
         """
         info = classify(exc)
-        self._bill_failure(exc)
         route = self.route
         if route is not None:
             route.failed(exc, info.status)
@@ -198,7 +216,6 @@ class Attempts:
         """A stream failed once its text had gone out: retrying would repeat it, so this is the end
         (routed, the failure still counts against the deployment's health)."""
         info = classify(exc)
-        self._bill_failure(exc)
         if self.route is not None:
             self.route.failed(exc, info.status)
         return self._record_failure(exc, info, 0.0)
@@ -207,6 +224,7 @@ class Attempts:
         """Log one failed attempt: the one-line message, and the whole text for the dump alone."""
         message = info.message or clean_message(exc, self.secrets)
         self.record(info.error_type, info.status, message, delay, full_text(exc, self.secrets))
+        self._bill_failure(exc, info)
         return self.error(info.error_type, info.status, message, info.retryable)
 
     def received(self, response: LLMResponse) -> LLMResponse | None:
@@ -216,13 +234,14 @@ class Attempts:
         if response.stop_reason == "length":
             self.log_exhausted()
             return self.accept(response)
-        self.bill(response)
         retries_done = len(self.records)
         if retries_done >= self.max_retries:
             self.record("empty_response", 200, EMPTY_REPLY, 0.0)
+            self.bill(response)
             raise self.error("empty_response", 200, "the model returned an empty reply", True)
         delay = retry_delay(None, retries_done, self.policy)
         self.record("empty_response", 200, EMPTY_REPLY, delay)
+        self.bill(response)
         logger.warning("empty reply from %s (attempt %d), retrying in %.2fs", self.model, retries_done + 1, delay)
         self.pending_delay = delay
         return None
@@ -236,10 +255,10 @@ class Attempts:
         if reply.stop_reason == "length":
             self.log_exhausted()
             return None
-        self.bill(reply)
         retry = self.empty_streams < self.policy.stream_empty_retries
         delay = self.policy.stream_empty_delay_s if retry else 0.0
         self.record("empty_stream", 200, EMPTY_STREAM, delay)
+        self.bill(reply)
         if not retry:
             raise self.error("empty_stream", 200, "the model returned an empty stream", False)
         self.empty_streams += 1

@@ -41,13 +41,19 @@ class Tool(BaseModel):
 @dataclass
 class Answering:
     """Where a routed call's latest attempt went, kept up to date by the provider before each attempt (a
-    fallback group's included): what a call that ends without a response is charged at. Empty until an attempt
-    is routed, and without a models config."""
+    fallback group's included), and whether the upstream was working on it: what a call that ends without a
+    response is charged at, and whether it owes its prompt. `group` and `deployment` are empty until an attempt is
+    routed, and without a models config."""
 
     group: str | None = None
     """The group of the deployment tried last."""
     deployment: str | None = None
     """That deployment's label (provider/model), as a response's `model` names it."""
+    working: bool = False
+    """The upstream has the call's work in hand: the latest attempt's request went and no error status came back
+    (it still runs, or the deadline cut it), or its 2xx reply was not kept and said nothing of its usage (one
+    litellm could not read, an empty one). False before any request, after an error status or a lost connection,
+    and after a reply whose usage the call's billed usage holds. Kept up to date without a models config too."""
 
 
 @dataclass(frozen=True)

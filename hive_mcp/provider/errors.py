@@ -35,6 +35,9 @@ class ErrorClass:
     status: int | None
     message: str | None = None
     """A message of our own, where the exception's text holds none worth showing."""
+    answered: bool = False
+    """The upstream answered (a 2xx reply) and the call could not keep the reply: one litellm could not read, one
+    its content filter stopped. The provider billed it."""
 
 
 class ContentFiltered(Exception):
@@ -92,13 +95,13 @@ def classify(exc: BaseException) -> ErrorClass:
     is `bad_request`, not `bad_response`.
     """
     if isinstance(exc, ContentFiltered):
-        return ErrorClass("content_policy", False, 200, str(exc))
+        return ErrorClass("content_policy", False, 200, str(exc), answered=True)
     status = _status_of(exc)
     filtered = _content_filter_categories(exc)
     if filtered is not None:
-        return ErrorClass("content_policy", False, status, _filter_message(filtered))
+        return ErrorClass("content_policy", False, status, _filter_message(filtered), answered=True)
     if _is_bad_json(exc):
-        return ErrorClass("bad_response", False, status, _parse_complaint(exc))
+        return ErrorClass("bad_response", False, status, _parse_complaint(exc), answered=True)
     found = _by_class(exc, status) or _by_status(status) or _by_transport(exc, status)
     if found.error_type in ("transient", "connection", "unknown"):
         # litellm wraps a request it could not send, and its own failure to read a reply, as a 500 or a
@@ -106,7 +109,7 @@ def classify(exc: BaseException) -> ErrorClass:
         if _is_unsent(exc):
             return ErrorClass("bad_request", False, status, f"the request could not be sent: {clean_message(exc)}")
         if _is_parse_failure(exc):
-            return ErrorClass("bad_response", False, status)
+            return ErrorClass("bad_response", False, status, answered=True)
     return found
 
 
@@ -260,6 +263,31 @@ def _content_filter_categories(exc: BaseException) -> list[str] | None:
     if not _FILTER_FINISH.search(text):
         return None
     return filter_categories(text)
+
+
+_USAGE = re.compile(r"""["']usage["']:\s*\{""")
+
+
+def reply_usage(exc: BaseException) -> dict[str, Any] | None:
+    """The `usage` object of the reply a failure's text quotes (litellm quotes a reply it could not read, as JSON
+    or as its Python repr); None when it quotes none."""
+    text = _text(exc)
+    found = _USAGE.search(text)
+    if found is None:
+        return None
+    start, depth = found.end() - 1, 0
+    for end in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        if depth == 0:
+            break
+    quoted = text[start : end + 1]
+    for read in (json.loads, ast.literal_eval):
+        try:
+            value = read(quoted)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        return value if isinstance(value, dict) else None
+    return None
 
 
 def filter_categories(text: str) -> list[str]:

@@ -156,7 +156,7 @@ class LiteLLMProvider(LLMProvider):
         attempts = Attempts(
             shaped.model, self.retry, max_retries=request.max_retries, deadline_s=deadline,
             secrets=self.secrets, empty_expected=shaped.empty_expected,
-            max_tokens=request.max_tokens, route=route,
+            max_tokens=request.max_tokens, route=route, answering=request.answering,
             watch=CallTelemetry(
                 request, shaped.messages, stream=stream, secrets=self.secrets, capture=self.capture_content
             ),
@@ -188,6 +188,7 @@ class LiteLLMProvider(LLMProvider):
                     await attempts.next_attempt(request.cover, delay)
                     with anyio.move_on_after(attempts.remaining()) as scope:
                         kwargs, model = await self._target(call)
+                        attempts.sending()
                         if call.shaped.codex:
                             reply = await attempts.watch.waiting(self._collect(kwargs, model))
                         else:
@@ -233,6 +234,7 @@ class LiteLLMProvider(LLMProvider):
                     await attempts.next_attempt(request.cover, delay)
                     with anyio.move_on_after(attempts.remaining()) as scope:
                         kwargs, model = await self._target(call)
+                        attempts.sending()
                         response = await attempts.watch.waiting(litellm.acompletion(**kwargs))
                     if scope.cancelled_caught:
                         raise attempts.deadline_exceeded()

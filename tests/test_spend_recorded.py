@@ -1,0 +1,107 @@
+"""What recorded provider replies cost: each reply of ../shared/cassettes (read at test time, never copied here)
+served by harness/upstream.py through litellm's real HTTP path to a server in process, and the ledger's row on a
+real SQLite file and a real valkey-server. A reply the upstream answered is charged, however litellm took it; a
+call refused with an error status and nothing else costs nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from harness.upstream import Reply, Upstream
+from tests.cassettes import CASSETTES, load, route
+from tests.clients import connect, mcp_server, text_of, until
+from tests.spend_calls import cancel_once
+
+if not CASSETTES.is_dir():
+    pytest.skip(f"no recordings at {CASSETTES} (a clone outside the workspace)", allow_module_level=True)
+
+from hive_mcp.dumps import DumpStore  # noqa: E402
+from hive_mcp.provider import LiteLLMProvider  # noqa: E402
+from hive_mcp.provider.retry import RetryPolicy  # noqa: E402
+from hive_mcp.spend import Budgets, CallRecord, Spend  # noqa: E402
+from hive_mcp.spend.ledger import Backend  # noqa: E402
+
+EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+PROMPT = [{"role": "user", "content": "hello"}]
+
+
+def served(name: str, upstream: Upstream, store: DumpStore, retry: RetryPolicy) -> LiteLLMProvider:
+    """A provider for recording `name`'s own litellm route, pointed at `upstream`, which serves that recording."""
+    recording = load(name)
+    upstream.script(*[Reply.recording(recording)] * 5)  # a retried call is answered the same each time
+    where = route(recording, upstream.anthropic_base)
+    return LiteLLMProvider(
+        model=where.model, api_key="test-key", api_base=where.api_base, retry=retry, dump_store=store, **where.extra
+    )
+
+
+async def charged(provider: LiteLLMProvider, ledger: Backend, store: DumpStore, tool: str) -> list[CallRecord]:
+    """The rows one failed call to `tool` leaves in `ledger`."""
+    spend = Spend(ledger, Budgets(), provider)
+    server = mcp_server(provider, store, spend=spend, default_model=provider.model)
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool(tool, {"prompt": "hello"})
+    assert failed.is_error, text_of(failed)
+    return spend.settled().calls(EPOCH)
+
+
+async def test_an_azure_reply_its_content_filter_stopped_is_charged_the_usage_it_carried(
+    upstream: Upstream, store: DumpStore, ledger: Backend
+) -> None:
+    """Azure's real filtered reply has no `message`, so litellm refuses it; the usage it carried was billed."""
+    provider = served("azure-nonstream-content-filter-01", upstream, store, RetryPolicy(time_scale=0))
+    [call] = await charged(provider, ledger, store, "complete")
+    assert (call.input_tokens, call.output_tokens, call.estimated) == (15, 19, False)
+
+
+@pytest.mark.parametrize(
+    ("name", "tool"), [("groq-nonstream-text-01", "complete"), ("gemini-stream-json-array-01", "stream_complete")]
+)
+async def test_a_reply_litellm_could_not_read_is_charged_its_prompt(
+    upstream: Upstream, store: DumpStore, ledger: Backend, name: str, tool: str
+) -> None:
+    """The upstream answered 200 (and billed it); litellm could not read the reply: the call owes its prompt."""
+    provider = served(name, upstream, store, RetryPolicy(time_scale=0))
+    [call] = await charged(provider, ledger, store, tool)
+    prompt = provider.count_tokens(PROMPT, provider.model)
+    assert prompt and call.estimated and (call.input_tokens, call.output_tokens) == (prompt, 0)
+
+
+class _Retrying(logging.Handler):
+    """Counts the provider's "retrying in" lines: each is logged once a failed attempt is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "retrying in" in record.getMessage()
+
+
+@pytest.fixture
+def retrying() -> Iterator[_Retrying]:
+    handler, logger = _Retrying(), logging.getLogger("hive_mcp.provider")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+async def test_a_call_cancelled_while_it_waits_after_rate_limits_costs_nothing(
+    upstream: Upstream, store: DumpStore, ledger: Backend, retrying: _Retrying
+) -> None:
+    """A 429 (gemini-error-429-01), then the client cancels during the minute's backoff: the upstream never worked
+    on the call."""
+    provider = served("gemini-error-429-01", upstream, store, RetryPolicy(base_delay_s=60))
+    spend = Spend(ledger, Budgets(), provider)
+    server = mcp_server(provider, store, spend=spend, default_model=provider.model)
+    args: dict[str, Any] = {"prompt": "hello"}
+    async with connect(server, "legacy") as c:
+        await cancel_once(c, "complete", args, lambda: until(lambda: retrying.count == 1, "the 429 recorded"))
+    assert len(upstream.chat_requests()) == 1
+    assert spend.settled().calls(EPOCH) == []
+
