@@ -129,9 +129,12 @@ class Outcome:
         return [e for e in self.events or [] if isinstance(e, kind)]
 
 
-async def replay(case: tuple[str, str | None], tmp_path: Path) -> Outcome:
+async def replay(case: tuple[str, str | None], tmp_path: Path, stream: bool | None = None) -> Outcome:
+    """Serve the recording and make its call: streamed as it was recorded, unless `stream` says otherwise."""
     name, prefix = case
     recording = load(name)
+    if stream is not None:
+        recording["stream"] = stream
     with Upstream(default=Reply.recording(recording)) as upstream:
         where = route(recording, f"http://127.0.0.1:{upstream.port}", prefix)
         store = DumpStore(tmp_path / "dumps")
@@ -313,6 +316,26 @@ async def test_error_message_is_the_providers_own(case: tuple[str, str | None], 
     """The failure's line ends with the provider's own message (whitespace collapsed, at
     most shortened with an ellipsis): not litellm's wrapping, not the raw body."""
     outcome = await replay(case, tmp_path)
+    match = _ERROR_LINE.search(outcome.error_text)
+    assert match, outcome.error_text
+    got, want = match.group(1).strip(), " ".join(outcome.expected.error_message.split())
+    assert got == want or (got.endswith("…") and want.startswith(got[:-1])), got
+
+
+def _errors() -> list[tuple[str, str | None]]:
+    return [(n, None) for n in names() if n not in LITELLM_LIMITS and load(n)["status"] >= 400]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("case", _params(_errors(), {}))
+async def test_an_error_status_fails_alike_streamed_or_not(
+    case: tuple[str, str | None], stream: bool, tmp_path: Path
+) -> None:
+    """An error status is the same failure whether the call streams or not: its category by the status, and one
+    line ending with the provider's own message (never litellm's wrapping, never the raw body)."""
+    outcome = await replay(case, tmp_path, stream)
+    assert outcome.error_type == outcome.expected.category, outcome.error_text
+    _one_line_error(outcome)
     match = _ERROR_LINE.search(outcome.error_text)
     assert match, outcome.error_text
     got, want = match.group(1).strip(), " ".join(outcome.expected.error_message.split())

@@ -4,6 +4,7 @@ event loop free. Through litellm's real HTTP path, against the scripted upstream
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from pathlib import Path
@@ -129,6 +130,38 @@ async def test_permanent_errors_are_not_retried(provider, upstream, store, dump_
     assert only_dump(store).outcome == "not_retried"
     for path in dump_dir.iterdir():
         assert TEST_KEY not in path.read_text()
+
+
+GOOGLE_ERRORS = [
+    (400, "INVALID_ARGUMENT", "* GenerateContentRequest.generation_config.max_output_tokens: must be positive", "bad_request"),
+    (403, "PERMISSION_DENIED", "Permission denied: Consumer 'api_key:AIza' has been suspended.", "auth"),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize(("status", "reason", "message", "error_type"), GOOGLE_ERRORS, ids=["400", "403"])
+async def test_a_gemini_error_status_is_its_category_with_googles_own_message_streamed_or_not(
+    upstream, store, stream: bool, status: int, reason: str, message: str, error_type: str
+) -> None:
+    """Google's pretty-printed error body: 403 is `auth` whatever class litellm raises, and the line ends with
+    Google's message, not litellm's wrapping of the raw body (streamed, litellm words it differently)."""
+    body = {"error": {"code": status, "message": message + "\n", "status": reason}}
+    upstream.script(Reply.raw(json.dumps(body, indent=2).encode(), status=status), Reply.text("must not be reached"))
+    gemini = LiteLLMProvider(
+        model="gemini/gemini-2.0-flash", api_key="gemini-test-key", api_base=upstream.anthropic_base,
+        retry=FAST_RETRY, dump_store=store,
+    )  # fmt: skip
+    if stream:
+        failed = (await collect(gemini))[-1]
+        assert isinstance(failed, StreamErrorEvent)
+        line = failed.error
+    else:
+        with pytest.raises(ProviderError) as info:
+            await gemini.acomplete(USER)
+        failed, line = info.value, str(info.value)
+    assert failed.error_type == error_type, line
+    assert line.endswith(f"after 1 attempt: {message}"), line
+    assert len(upstream.chat_requests()) == 1
 
 
 def test_sync_complete_retries_and_dumps_like_async(provider, upstream, store) -> None:

@@ -83,7 +83,8 @@ _PARSE_FAILURE_TYPES = (AttributeError, TypeError, KeyError, ValueError)
 
 
 def classify(exc: BaseException) -> ErrorClass:
-    """The category of a failure, and whether trying again may help.
+    """The category of a failure, and whether trying again may help: by litellm's exception class (a refused key,
+    401 or 403, is `auth` whatever the class), else by its HTTP status.
 
     Rate limits and transient faults (connection refused/reset, timeouts, 500,
     502, 503, 529) are retryable; auth, bad request, context window, not found,
@@ -96,6 +97,10 @@ def classify(exc: BaseException) -> ErrorClass:
     """
     if isinstance(exc, ContentFiltered):
         return ErrorClass("content_policy", False, 200, str(exc), answered=True)
+    if isinstance(exc, lx.MidStreamFallbackError) and isinstance(exc.original_exception, BaseException):
+        # litellm's stream wrapper re-raises what the upstream said (a 429's RateLimitError) as a 503-class
+        # error carrying it: the category is what it carries.
+        return classify(exc.original_exception)
     status = _status_of(exc)
     filtered = _content_filter_categories(exc)
     if filtered is not None:
@@ -114,6 +119,8 @@ def classify(exc: BaseException) -> ErrorClass:
 
 
 def _by_class(exc: BaseException, status: int | None) -> ErrorClass | None:
+    if status in (401, 403):  # refused credentials, whatever class litellm raised (Gemini's 403 is a BadRequestError)
+        return ErrorClass("auth", False, status)
     for cls, error_type, retryable in _BY_CLASS:
         if isinstance(exc, cls):
             if error_type == "transient" and _looks_like_connection(exc):
@@ -315,7 +322,7 @@ def clean_message(exc: BaseException, secrets: Iterable[str] = (), limit: int = 
         if stripped == text:
             break
         text = stripped
-    text = re.sub(r"^\w*Exception\s*-\s*", "", text)
+    text = re.sub(r"^\w*Exception(?:\s+\w+Error)?\s*-\s*", "", text)  # a stream's: "...Exception BadRequestError - "
     cut = _INTERNALS.search(text)
     if cut:
         text = text[: cut.start()]
