@@ -207,6 +207,20 @@ async def test_usage_and_cost_for_a_known_model(provider, upstream) -> None:
     assert response.cost_usd == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_an_upstream_reporting_a_cost_of_zero_is_priced_by_the_map(provider, upstream, stream: bool) -> None:
+    """A proxy's `usage.cost: 0` is no price (README "Zero is not a price"): the result's cost is litellm's map's,
+    as the ledger charges it."""
+    import litellm
+
+    usage = {"prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000, "cost": 0}
+    upstream.script(Reply.stream(["Hello", " there"], usage=usage) if stream else Reply.text("Hello there", usage=usage))
+    response = (await collect(provider))[-1].response if stream else await provider.acomplete(USER)
+    price = litellm.model_cost["gpt-4o-mini"]
+    expected = 1000 * price["input_cost_per_token"] + 1000 * price["output_cost_per_token"]
+    assert response.cost_usd == pytest.approx(expected, rel=1e-9)
+
+
 async def test_cost_is_zero_for_an_unknown_model(upstream) -> None:
     provider = LiteLLMProvider(model="openai/no-such-model-xyz", api_key=TEST_KEY, api_base=upstream.base_url)
     upstream.script(Reply.text("x", model="no-such-model-xyz"), Reply.stream(["y"], model="no-such-model-xyz"))

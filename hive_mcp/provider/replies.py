@@ -63,7 +63,7 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
     stop_reason = assembler.finish_reason or ("tool_calls" if tool_calls else "stop")
     usage = usage_of(assembler.usage)
     priced = get(assembler.usage, "cost") if assembler.usage else None
-    usage.cost_usd = float(priced) if isinstance(priced, (int, float)) else cost(model, usage, None)
+    usage.cost_usd = float(priced) if isinstance(priced, (int, float)) and priced > 0 else cost(model, usage, None)
     if assembler.refusal:
         stop_reason = "refusal"
     elif stop_reason == "content_filter":
@@ -126,14 +126,17 @@ def cost(model: str, usage: Usage, raw: Any) -> float:
 
     litellm has already priced a whole response (`_hidden_params["response_cost"]`,
     its documented place) and a stream's usage (`usage.cost`, cache reads at their
-    rate); pricing it again cost about a tenth of a call's CPU.
+    rate); pricing it again cost about a tenth of a call's CPU. A figure of 0 (an
+    upstream's own `usage.cost: 0`, which litellm takes) is no price: the tokens are
+    priced by the map instead.
     """
     try:
         if raw is not None:
             known = (getattr(raw, "_hidden_params", None) or {}).get("response_cost")
-            if known is not None:
+            if known is None:
+                known = litellm.completion_cost(completion_response=raw, model=model)
+            if known and float(known) > 0:
                 return float(known)
-            return float(litellm.completion_cost(completion_response=raw, model=model) or 0.0)
         prompt, completion = litellm.cost_per_token(
             model=model, prompt_tokens=usage.input_tokens, completion_tokens=usage.output_tokens
         )
