@@ -97,7 +97,7 @@ class Expected:
     error_message: str = ""
     error_reason: str = ""  # the provider's machine-readable reason, where it gives one
     filter_categories: list[str] = field(default_factory=list)  # what a content filter says it caught
-    usage_elsewhere: bool = False  # usage only where litellm does not read it (Groq's `x_groq.usage`)
+    usage_elsewhere: bool = False  # usage where litellm does not read it (Groq's `x_groq.usage`)
 
     @property
     def category(self) -> str | None:
@@ -181,7 +181,8 @@ def _openai(objects: list[Any]) -> Expected:
             code = obj["error"].get("status_code", obj["error"].get("code"))
             exp.error_status = code if isinstance(code, int) else 400
             exp.error_message = str(obj["error"].get("message") or "")
-        usage = obj.get("usage") or usage
+        # Groq streams its usage in `x_groq.usage` alone: the provider's own count all the same.
+        usage = obj.get("usage") or (obj.get("x_groq") or {}).get("usage") or usage
         exp.usage_elsewhere = exp.usage_elsewhere or bool((obj.get("x_groq") or {}).get("usage"))
         for choice in obj.get("choices") or []:
             part = choice.get("delta") if "delta" in choice else choice.get("message")

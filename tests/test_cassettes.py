@@ -171,21 +171,23 @@ def _one_line_error(outcome: Outcome) -> None:
 
 
 def _usage(outcome: Outcome, got: Any) -> None:
-    """Input and output tokens as the recording reports them.
+    """Input and output tokens as the recording reports them, and `estimated` only where it reports none.
 
     litellm's counts are what hive-mcp passes on: Anthropic's input tokens include cache
     reads and writes, Gemini's output tokens include thoughts, OpenAI's output tokens
-    include reasoning (tests/cassettes.py adds them up the same way).
+    include reasoning (tests/cassettes.py adds them up the same way). Groq's stream
+    reports its usage in `x_groq.usage` alone, which litellm ignores: hive-mcp reads it.
     """
     exp = outcome.expected
     if exp.input_tokens is not None:
         assert (got.input_tokens, got.output_tokens) == (exp.input_tokens, exp.output_tokens)
         if exp.cached_tokens is not None:
             assert got.cached_tokens == exp.cached_tokens
+        assert not got.estimated, "the provider's own usage is not an estimate"
     else:
-        # No usage where litellm reads it (none recorded, or only Groq's `x_groq.usage`,
-        # which litellm ignores): litellm then estimates from the text.
+        # No usage recorded: litellm estimates from the text, and the reply says so.
         assert got.input_tokens > 0 and got.output_tokens > 0
+        assert got.estimated, "litellm's count from the text passed as the provider's"
 
 
 # -- the tests ------------------------------------------------------------------------------
@@ -340,3 +342,4 @@ async def test_an_error_status_fails_alike_streamed_or_not(
     assert match, outcome.error_text
     got, want = match.group(1).strip(), " ".join(outcome.expected.error_message.split())
     assert got == want or (got.endswith("…") and want.startswith(got[:-1])), got
+

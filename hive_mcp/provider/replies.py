@@ -61,8 +61,9 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
     """The response a finished stream adds up to; raises `ContentFiltered` as `parse` does."""
     tool_calls = assembler.tool_calls  # built once: each read parses and scrubs every call's arguments
     stop_reason = assembler.finish_reason or ("tool_calls" if tool_calls else "stop")
-    usage = usage_of(assembler.usage)
-    priced = get(assembler.usage, "cost") if assembler.usage else None
+    reported = assembler.reported_usage
+    usage = usage_of(reported)
+    priced = get(reported, "cost") if reported else None
     usage.cost_usd = float(priced) if isinstance(priced, (int, float)) and priced > 0 else cost(model, usage, None)
     if assembler.refusal:
         stop_reason = "refusal"
@@ -75,6 +76,7 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
         stop_reason=stop_reason,
         tool_calls=tool_calls,
         reasoning=assembler.reasoning,
+        estimated=assembler.estimated,
     )
 
 

@@ -165,6 +165,8 @@ class StreamAssembler:
     _reasoning: list[str] = field(default_factory=list)
     _tapped: list[str] | None = None
     _finish_0: list[str] = field(default_factory=list)
+    _raw_usage: list[tuple[str, Any]] | None = None
+    """The usage raw chunks carried, as the tap saw them (None: no tap)."""
     _answer_mender: Mender = field(default_factory=Mender)
     _reasoning_mender: Mender = field(default_factory=Mender)
     echoes: Scrubber = NO_SECRETS
@@ -198,8 +200,20 @@ class StreamAssembler:
         """Read refusal text off the raw stream under litellm's `CustomStreamWrapper`, where it has one."""
         raw = getattr(response, "completion_stream", None)
         if raw is not None and hasattr(raw, "__aiter__"):
-            self._tapped = []
-            response.completion_stream = RefusalTap(raw, self._tapped, self._finish_0)
+            self._tapped, self._raw_usage = [], []
+            response.completion_stream = RefusalTap(raw, self._tapped, self._finish_0, self._raw_usage)
+
+    @property
+    def reported_usage(self) -> Any:
+        """The usage the provider reported: Groq's `x_groq.usage` where it sent one (litellm reads none there and
+        makes its own count up), else the last chunk's usage."""
+        groq = [u for u in self._raw_usage or [] if u[0] == "x_groq"]
+        return groq[-1][1] if groq else self.usage
+
+    @property
+    def estimated(self) -> bool:
+        """No raw chunk carried the provider's usage: litellm's usage chunk is its own count from the text."""
+        return self._raw_usage is not None and not self._raw_usage
 
     def feed(self, chunk: Any) -> list[StreamEvent]:
         events = self.flush()
@@ -304,13 +318,18 @@ class StreamAssembler:
 
 
 class RefusalTap:
-    """The raw stream under litellm's wrapper, passed through whole, noting each delta's refusal text
-    and choice 0's finish reason."""
+    """The raw stream under litellm's wrapper, passed through whole, noting each delta's refusal text, choice 0's
+    finish reason, and the usage any chunk carried (`usage`, or Groq's `x_groq.usage` as litellm's iterator reads
+    the chunk, before its parser drops it), as (where, usage)."""
 
-    def __init__(self, raw: Any, sink: list[str], finish: list[str]) -> None:
+    def __init__(self, raw: Any, sink: list[str], finish: list[str], usage: list[tuple[str, Any]]) -> None:
         self._raw = raw
         self._sink = sink
         self._finish = finish
+        self._usage = usage
+        parser = getattr(raw, "chunk_parser", None)
+        if callable(parser):  # litellm's iterator drops `x_groq` as it parses each chunk: read it first
+            raw.chunk_parser = functools.partial(self._parse, parser)
         self._several = False
         self._chunks: Any = None
 
@@ -321,6 +340,9 @@ class RefusalTap:
         if self._chunks is None:  # the raw stream's own iterator, set up once (some set up state in __aiter__)
             self._chunks = self._raw.__aiter__()
         chunk = await self._chunks.__anext__()
+        usage = get(chunk, "usage")
+        if usage:
+            self._usage.append(("usage", usage))
         choices = get(chunk, "choices") or []
         self._several = self._several or any(get(c, "index") for c in choices)
         for choice in choice_0(chunk):
@@ -331,6 +353,12 @@ class RefusalTap:
             if self._several and isinstance(reason, str) and reason:  # one choice: litellm's own word stands
                 self._finish.append(reason)
         return chunk
+
+    def _parse(self, parser: Callable[..., Any], chunk: Any) -> Any:
+        usage = get(chunk.get("x_groq"), "usage") if isinstance(chunk, dict) else None
+        if usage:
+            self._usage.append(("x_groq", usage))
+        return parser(chunk=chunk)
 
     def __getattr__(self, name: str) -> Any:  # aclose, response, ...: the raw stream's own
         return getattr(self._raw, name)
