@@ -13,6 +13,7 @@ the provider that today's provider does not do yet; they come off when it does.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from tests.cassettes import CASSETTES, RETRYABLE, Expected, Route, expected, load, names, route
+from tests.cassettes import CASSETTES, RETRYABLE, Expected, Route, expected, load, names, route, sse_data
 from tests.provider_calls import USER
 from harness.upstream import Reply, Upstream
 
@@ -343,3 +344,23 @@ async def test_an_error_status_fails_alike_streamed_or_not(
     got, want = match.group(1).strip(), " ".join(outcome.expected.error_message.split())
     assert got == want or (got.endswith("…") and want.startswith(got[:-1])), got
 
+
+def _first_model(name: str) -> str | None:
+    """The model the first chunk of a recorded OpenAI-format stream names: the one that answered (an Azure
+    deployment's chunks name the dated model; litellm's own last chunk, the name asked for)."""
+    rec = load(name)
+    if not rec["stream"] or rec["status"] != 200 or not rec["response_text"].lstrip().startswith("data:"):
+        return None
+    if rec["provider"] == "openai":  # litellm names each of OpenAI's own chunks with the name asked for
+        return None
+    objects = [json.loads(d) for _, d in sse_data(rec["response_text"]) if d.strip() != "[DONE]"]
+    return next((o["model"] for o in objects if isinstance(o, dict) and o.get("model")), None)
+
+
+@pytest.mark.parametrize("case", _params([(n, None) for n in names() if n not in LITELLM_LIMITS and _first_model(n)], {}))
+async def test_a_stream_names_the_model_that_answered(case: tuple[str, str | None], tmp_path: Path) -> None:
+    """A stream's `model` is the first one its chunks name, not the name litellm puts on the chunk it adds."""
+    outcome = await replay(case, tmp_path)
+    finish = (outcome.events or [None])[-1]
+    assert isinstance(finish, FinishEvent), outcome.error_text
+    assert finish.response.model == _first_model(case[0])

@@ -220,7 +220,8 @@ class StreamAssembler:
         usage = get(chunk, "usage")
         if usage:
             self.usage = usage
-        self.model = get(chunk, "model") or self.model
+        # The first model named is the one that answered: litellm's own last chunk (usage) names the model asked for.
+        self.model = self.model or get(chunk, "model") or ""
         for choice in choice_0(chunk):
             delta = get(choice, "delta")
             if delta is not None:
