@@ -4,7 +4,9 @@ holds, each reservation's budget state as it was made, and a wait for the upstre
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -72,3 +74,25 @@ def held_by(ledger: Backend, spend: Spend) -> list[dict[str, tuple[int, int]]]:
 def requests_seen(upstream: Upstream, n: int = 1) -> Callable[[], Awaitable[None]]:
     """Waits until the upstream has `n` requests."""
     return lambda: until(lambda: len(upstream.chat_requests()) == n, f"{n} request(s) reached the upstream")
+
+
+class Retries(logging.Handler):
+    """Counts the provider's "retrying in" lines: each is logged once a failed attempt is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "retrying in" in record.getMessage()
+
+
+@contextmanager
+def retries_logged() -> Iterator[Retries]:
+    """The provider's retries, counted as they are logged, while the block runs."""
+    handler, logger = Retries(), logging.getLogger("hive_mcp.provider")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)

@@ -16,14 +16,17 @@ from hive_mcp.mcp.results import call_facts
 from hive_mcp.dumps import DumpStore
 
 from hive_mcp.provider import LiteLLMProvider
+from hive_mcp.provider.retry import RetryPolicy
 from hive_mcp.spend import Budgets, CallRecord, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
 from hive_mcp.spend.ledger import Backend
 from hive_mcp.provider.stream import OUTPUT_SLACK_TOKENS
-from tests.clients import MODEL, connect, mcp_server, Progress, text_of
+from tests.clients import MODEL, connect, mcp_server, Progress, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
 from harness.upstream import Reply, Upstream, tool_call_delta
-from tests.spend_calls import EPOCH, IN, MAX_TOKENS, OUT, WORDS, cancel_once, charged, held_by, one_call_budget, requests_seen
+from tests.spend_calls import (
+    EPOCH, IN, MAX_TOKENS, OUT, WORDS, cancel_once, charged, held_by, one_call_budget, requests_seen, retries_logged,
+)
 
 
 def only_call(backend: Backend) -> CallRecord:
@@ -134,6 +137,25 @@ async def test_a_reply_the_provider_billed_is_charged_when_the_call_fails(
     call = only_call(spend.settled())
     assert (call.input_tokens, call.output_tokens) == (120, 9)
     assert call.cost == micro(120 * IN + 9 * OUT) and not call.estimated
+
+
+async def test_a_reply_the_provider_billed_is_charged_when_the_call_is_cancelled_before_its_retry(
+    store: DumpStore, upstream: Upstream, ledger: Backend
+) -> None:
+    """An empty reply (billed), then the client cancels during the minute's wait before the retry: the call owes
+    that reply's usage, and nothing more (no attempt was in flight)."""
+    provider = LiteLLMProvider(
+        model=MODEL, api_key=TEST_KEY, api_base=upstream.base_url, retry=RetryPolicy(base_delay_s=60), dump_store=store
+    )
+    spend = Spend(ledger, Budgets(), provider)
+    server = mcp_server(provider, store, spend=spend)
+    upstream.script(Reply.text("", usage={"prompt_tokens": 40, "completion_tokens": 3, "total_tokens": 43}))
+    with retries_logged() as retries:
+        async with connect(server, "legacy") as c:
+            await cancel_once(c, "complete", {"prompt": "hello"}, lambda: until(lambda: retries.count == 1, "a retry"))
+    call = only_call(spend.settled())
+    assert (call.input_tokens, call.output_tokens, call.estimated) == (40, 3, False)
+    assert call.cost == micro(40 * IN + 3 * OUT) and len(upstream.chat_requests()) == 1
 
 
 async def test_a_stream_past_max_tokens_is_cut_and_charged_within_its_reservation(

@@ -5,8 +5,6 @@ call refused with an error status and nothing else costs nothing."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 from harness.upstream import Reply, Upstream
 from tests.cassettes import CASSETTES, load, route
 from tests.clients import connect, mcp_server, text_of, until
-from tests.spend_calls import cancel_once
+from tests.spend_calls import cancel_once, retries_logged
 
 if not CASSETTES.is_dir():
     pytest.skip(f"no recordings at {CASSETTES} (a clone outside the workspace)", allow_module_level=True)
@@ -72,27 +70,8 @@ async def test_a_reply_litellm_could_not_read_is_charged_its_prompt(
     assert prompt and call.estimated and (call.input_tokens, call.output_tokens) == (prompt, 0)
 
 
-class _Retrying(logging.Handler):
-    """Counts the provider's "retrying in" lines: each is logged once a failed attempt is recorded."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.count += "retrying in" in record.getMessage()
-
-
-@pytest.fixture
-def retrying() -> Iterator[_Retrying]:
-    handler, logger = _Retrying(), logging.getLogger("hive_mcp.provider")
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-
-
 async def test_a_call_cancelled_while_it_waits_after_rate_limits_costs_nothing(
-    upstream: Upstream, store: DumpStore, ledger: Backend, retrying: _Retrying
+    upstream: Upstream, store: DumpStore, ledger: Backend
 ) -> None:
     """A 429 (gemini-error-429-01), then the client cancels during the minute's backoff: the upstream never worked
     on the call."""
@@ -100,8 +79,9 @@ async def test_a_call_cancelled_while_it_waits_after_rate_limits_costs_nothing(
     spend = Spend(ledger, Budgets(), provider)
     server = mcp_server(provider, store, spend=spend, default_model=provider.model)
     args: dict[str, Any] = {"prompt": "hello"}
-    async with connect(server, "legacy") as c:
-        await cancel_once(c, "complete", args, lambda: until(lambda: retrying.count == 1, "the 429 recorded"))
+    with retries_logged() as retries:
+        async with connect(server, "legacy") as c:
+            await cancel_once(c, "complete", args, lambda: until(lambda: retries.count == 1, "the 429 recorded"))
     assert len(upstream.chat_requests()) == 1
     assert spend.settled().calls(EPOCH) == []
 

@@ -52,9 +52,11 @@ class Metering:
         async def settle(outcome: Outcome | None) -> Outcome | None:
             if outcome is None or outcome.response is None:
                 failure = progress.failure
+                # Cancelled, the replies billed so far are owed all the same (a failure carries them itself).
+                billed = failure.billed if failure is not None else progress.answering.billed
                 await self.spend.settle_short(
-                    ticket, sent=progress.sent, text="".join(progress.text),
-                    billed=failure.billed if failure is not None else None, answering=progress.answering,
+                    ticket, sent=progress.sent, text="".join(progress.text), billed=billed,
+                    answering=progress.answering,
                 )  # fmt: skip
                 return outcome
             remaining = await self.spend.settle(ticket, outcome.response, outcome.conversation_id)

@@ -70,8 +70,9 @@ class Attempts:
         self.group_start = 0
         self.waits = 0
         self.empty_streams = 0  # empty streams retried, against the policy's stream_empty_retries
-        self.billed = Usage()
-        """What the provider billed for replies this call did not keep (empty ones): the call owes it."""
+        self.billed = self.answering.billed
+        """What the provider billed for replies this call did not keep (empty ones): the call owes it. The request's
+        `answering` holds it too, for a call cancelled before its next attempt."""
         self.covered = Usage()
         """`billed` as the request's `cover` hook was last told of it: a retry after a reply billed since must
         tell it again first (`cover`)."""

@@ -54,6 +54,9 @@ class Answering:
     (it still runs, or the deadline cut it), or its 2xx reply was not kept and said nothing of its usage (one
     litellm could not read, an empty one). False before any request, after an error status or a lost connection,
     and after a reply whose usage the call's billed usage holds. Kept up to date without a models config too."""
+    billed: Usage = field(default_factory=Usage)
+    """What the provider billed so far for replies the call did not keep: owed by a call cancelled before the
+    retry after one, as by one that fails (`ProviderError.billed`)."""
 
 
 @dataclass(frozen=True)
