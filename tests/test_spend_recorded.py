@@ -85,3 +85,29 @@ async def test_a_call_cancelled_while_it_waits_after_rate_limits_costs_nothing(
     assert len(upstream.chat_requests()) == 1
     assert spend.settled().calls(EPOCH) == []
 
+
+
+@pytest.mark.parametrize(
+    ("name", "tokens", "estimated", "deployment"),
+    [
+        ("openai-stream-tools-parallel-01", None, True, None),  # no usage anywhere: litellm's count
+        ("groq-stream-text-01", (18, 73), False, None),  # Groq's own usage, in x_groq.usage alone
+        ("azure-stream-text-usage-01", None, False, "gpt-4o-mini-2024-07-18"),  # the model its chunks name
+    ],
+)
+async def test_a_recorded_stream_is_recorded_as_the_provider_answered_it(
+    upstream: Upstream, store: DumpStore, ledger: Backend, name: str, tokens: tuple[int, int] | None,
+    estimated: bool, deployment: str | None,
+) -> None:  # fmt: skip
+    provider = served(name, upstream, store, RetryPolicy(time_scale=0))
+    spend = Spend(ledger, Budgets(), provider)
+    server = mcp_server(provider, store, spend=spend, default_model=provider.model)
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("stream_complete", {"prompt": "hello"})
+    assert not result.is_error, text_of(result)
+    [call] = spend.settled().calls(EPOCH)
+    assert call.estimated == estimated
+    if tokens is not None:
+        assert (call.input_tokens, call.output_tokens) == tokens
+    if deployment is not None:
+        assert call.deployment == deployment
