@@ -13,7 +13,8 @@ import pytest
 
 from harness.upstream import Reply, Upstream
 from hive_mcp.calls import Call, Chain, Conversations, Next, Outcome, Params, standard_chain
-from hive_mcp.conversations import ConversationLocks, open_store
+from hive_mcp.conversations import ConversationLocks
+from hive_mcp.conversations.sqlite_store import SQLiteStore
 from hive_mcp.dumps import DumpStore
 from hive_mcp.limits import Limits
 from hive_mcp.llms.static import StaticCatalogue
@@ -189,7 +190,7 @@ def test_the_layout_drawings_show_every_step_of_the_chain_in_order(provider, tmp
 
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets.from_settings(day=1.0, month=None, section=None),
                   provider)  # fmt: skip
-    conversations = Conversations(open_store(path=tmp_path / "c.sqlite3"), provider, ConversationLocks())
+    conversations = Conversations(SQLiteStore(tmp_path / "c.sqlite3"), provider, ConversationLocks())
     chain = standard_chain(
         provider, Limits(), StaticCatalogue(MODEL), default_model=MODEL, conversations=conversations, spend=spend
     )
