@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 LEASE_MARGIN_S = 60.0
-"""What a call holds in shared state (its budget reservation, its conversation's turn) outlives its deadline by
+"""What a call holds in shared state without renewing it (its budget reservation) outlives its deadline by
 this: the provider gives up by the deadline, so a lease never ends while its call runs, and one whose process
 died ends this long after the call would have."""
 

@@ -19,6 +19,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +28,20 @@ import anyio
 from .home import private_dir
 
 T = TypeVar("T")
+
+_until: ContextVar[float | None] = ContextVar("hive_mcp_sqlite_until", default=None)
+
+
+@contextlib.contextmanager
+def waiting_until(at: float | None) -> Iterator[None]:
+    """Within the block, this task's database work (`Database.call`) waits for another connection's lock until
+    `at` (`time.monotonic()`) at most, rather than the whole busy timeout: a call's deadline bounds its store
+    work. None: the busy timeout again (work the block calls that is not bounded so)."""
+    token = _until.set(at)
+    try:
+        yield
+    finally:
+        _until.reset(token)
 
 
 def ensure_private(path: Path) -> None:
@@ -98,6 +113,9 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+LEAST_WAIT_S = 0.2
+"""The shortest wait for another connection's lock, even past a deadline: longer than a write takes."""
+
 IDLE_S = 10.0
 """How long a database's thread waits for work before it ends (the next call starts another)."""
 
@@ -113,10 +131,14 @@ class Database:
     asked. That work comes before the answer of every call that keeps a conversation, and a thread waiting on
     its own queue is reached, and heard from, sooner than a worker through `anyio.to_thread`."""
 
-    def __init__(self, path: Path, busy_timeout_s: float, on_connect: Callable[[sqlite3.Connection], None]) -> None:
+    def __init__(
+        self, path: Path, busy_timeout_s: float, on_connect: Callable[[sqlite3.Connection], None], *,
+        current: Callable[[sqlite3.Connection], bool] | None = None,
+    ) -> None:  # fmt: skip
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self._on_connect = on_connect
+        self._current = current
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -126,20 +148,31 @@ class Database:
     def _open(self) -> sqlite3.Connection:
         conn = connect(self.path, self.busy_timeout_s)
         try:
-            with transaction(conn):
-                self._on_connect(conn)
+            if self._current is None or not self._current(conn):  # a current schema: no write lock to wait for
+                with transaction(conn):
+                    self._on_connect(conn)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """`fn(conn)`, alone on the connection (blocking: call it in a worker thread)."""
+    def run(self, fn: Callable[[sqlite3.Connection], T], until: float | None = None) -> T:
+        """`fn(conn)`, alone on the connection (blocking: call it in a worker thread); a lock another connection
+        holds is waited for until `until` (`time.monotonic()`; `LEAST_WAIT_S` at least) when that comes before
+        the busy timeout ends."""
         with self._lock:
             try:
                 if self._conn is None:
                     self._conn = self._open()
-                return fn(self._conn)
+                conn = self._conn
+                wait = self.busy_timeout_s if until is None else max(LEAST_WAIT_S, until - time.monotonic())
+                if wait >= self.busy_timeout_s:
+                    return fn(conn)
+                conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+                try:
+                    return fn(conn)
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             except (sqlite3.Error, OSError):
                 self._drop()
                 raise
@@ -150,8 +183,10 @@ class Database:
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`run(fn)` on the database's thread, the event loop free meanwhile. A cancelled caller waits for `fn`
-        to finish (as with `anyio.to_thread.run_sync`): a write it began is done, or failed, when it leaves."""
-        return await self._on_thread(lambda: self.run(fn))
+        to finish (as with `anyio.to_thread.run_sync`): a write it began is done, or failed, when it leaves;
+        so a lock is waited for until the caller's `waiting_until` at most."""
+        until = _until.get()
+        return await self._on_thread(lambda: self.run(fn, until))
 
     async def aclose(self) -> None:
         """`close()` on the database's thread, after the work asked for before it."""

@@ -77,6 +77,8 @@ class Outcome:
     conversation_id: str | None = None
     omitted_turns: int = 0
     """The oldest turns of the conversation left out of the request to fit the model's window."""
+    not_stored: str | None = None
+    """Why the answer went to no conversation when one was asked for (one line naming the store)."""
     budget_remaining_usd: float | None = None
     ref: ModelRef | None = None
     """The model the call went to, as admission resolved it (None: refused before)."""

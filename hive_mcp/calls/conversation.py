@@ -10,7 +10,9 @@ across every instance on the store (`writer`): the stored thread, then the
 call's new messages, go to the model, and once it succeeds the new messages and
 the answer are appended in one compare-and-swap. A failed call stores nothing. A
 lookup that fails (malformed, unknown, expired, or the store down) is a refusal
-before any upstream request.
+before any upstream request; an answer that could not be stored is still returned,
+with one line naming the store (`not_stored`) in place of a conversation id. The
+call's deadline bounds its waits for another process's lock on a SQLite store.
 
 Tool calls and tool results travel as the structured messages they are, never
 flattened, so the next model (any model: the thread is model-independent) sees
@@ -46,8 +48,8 @@ from ..conversations import (
 )
 from ..conversations.records import check_room
 from ..dumps import DumpStore
-from ..limits import LEASE_MARGIN_S
 from ..provider.base import LLMProvider, LLMResponse, Message
+from ..sqlite import waiting_until
 from .call import Call, Outcome
 from .chain import Next
 
@@ -142,15 +144,25 @@ class Conversations:
     async def __call__(self, call: Call, next: Next) -> Outcome:
         if call.thread is None and not call.keep:
             return await next(call)
+        with waiting_until(time.monotonic() + call.deadline_s):  # SQLite's waits for a lock: the call's deadline
+            return await self._serve(call, next)
+
+    @staticmethod
+    async def _next(call: Call, next: Next) -> Outcome:
+        """The steps after this one, whose own stores keep their busy timeouts."""
+        with waiting_until(None):
+            return await next(call)
+
+    async def _serve(self, call: Call, next: Next) -> Outcome:
         if call.thread is None:
             new = new_id()
             started = time.monotonic()
-            outcome = await next(replace(call, conversation_id=new, new_conversation=True))
+            outcome = await self._next(replace(call, conversation_id=new, new_conversation=True), next)
             if outcome.response is None:
                 return outcome
             system = [{"role": "system", "content": call.system}] if call.system else []
-            cid = await self._keep(None, call, [*system, *call.messages], outcome.response, started, new=new)
-            return await self._kept(outcome, new, cid, 0)
+            kept = await self._keep(None, call, [*system, *call.messages], outcome.response, started, new=new)
+            return await self._kept(outcome, new, kept, 0)
         async with AsyncExitStack() as stack:
             cid = check_id(call.thread.id)
             if not call.thread.fork:
@@ -160,9 +172,8 @@ class Conversations:
                     # Then across instances: one queue timeout covers both waits.
                     limit = self.locks.timeout_s
                     left = None if limit is None else max(0.0, limit - (time.monotonic() - began))
-                    lease = call.deadline_s + LEASE_MARGIN_S
                     try:
-                        await stack.enter_async_context(self.store.writer(cid, lease_s=lease, timeout_s=left))
+                        await stack.enter_async_context(self.store.writer(cid, timeout_s=left))
                     except ConversationBusy:
                         raise ConversationBusy(cid, limit) from None  # the whole wait, both queues
             view = await self.store.get(cid, owner=call.caller)
@@ -181,27 +192,30 @@ class Conversations:
             new = new_id() if call.thread.fork else None  # a fork's id, drawn before the call as for a new thread
             started = time.monotonic()
             sent = replace(call, send=tuple(send), conversation_id=new or cid, new_conversation=new is not None)
-            outcome = await next(sent)
+            outcome = await self._next(sent, next)
             if outcome.response is None:
                 return outcome
             kept = await self._keep(view.thread, call, list(call.messages), outcome.response, started, new=new)
             return await self._kept(outcome, new or cid, kept, omitted)
         raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
 
-    async def _kept(self, outcome: Outcome, named: str, kept: str | None, omitted: int) -> Outcome:
+    async def _kept(self, outcome: Outcome, named: str, kept: str | ConversationError | StoreError, omitted: int) -> Outcome:
         """The outcome with the conversation its answer went to; a recovered call's dump, written naming `named`
         before the answer was stored, made to name `kept` (the fork an append that lost the race became, or none
-        when the answer could not be stored)."""
+        when the answer could not be stored: then the outcome says why, in one line naming the store)."""
+        failed = kept if isinstance(kept, Exception) else None
+        cid = None if isinstance(kept, Exception) else kept
         dump_id = outcome.dump_id
-        if dump_id is not None and kept != named and self.dumps is not None:
-            await anyio.to_thread.run_sync(self.dumps.set_conversation, dump_id, kept)
-        return replace(outcome, conversation_id=kept, omitted_turns=omitted)
+        if dump_id is not None and cid != named and self.dumps is not None:
+            await anyio.to_thread.run_sync(self.dumps.set_conversation, dump_id, cid)
+        not_stored = None if failed is None else f"the answer was not stored: {failed}"
+        return replace(outcome, conversation_id=cid, omitted_turns=omitted, not_stored=not_stored)
 
     async def _keep(
         self, base: Thread | None, call: Call, messages: list[Message], r: LLMResponse, started: float, *,
         new: str | None = None,
-    ) -> str | None:  # fmt: skip
-        """Store the finished call: a new thread, a fork, or an append to `base`. The id, or None on failure.
+    ) -> str | ConversationError | StoreError:  # fmt: skip
+        """Store the finished call: a new thread, a fork, or an append to `base`. The id, or the failure.
 
         `new` is the id of the thread the call starts (with `base`: a fork of it), drawn before the call.
 
@@ -235,7 +249,7 @@ class Conversations:
         except (ConversationError, StoreError) as exc:
             if not getattr(exc, "told", False):  # a state store outage is told once, not at every call
                 logger.warning("the answer was not stored, so the result has no conversation_id: %s", exc)
-            return None
+            return exc
         if self.on_change is not None:
             self.on_change(thread.id, owner)
         return thread.id

@@ -15,8 +15,9 @@ Keys live under one prefix (`hive-mcp:` by default):
   so they outlive every member; they are freed when the last member is
   deleted or expires (a deleted fork's own messages wait for that).
 * `{p}writer:{id}`: the token of the call writing thread `id` now (SET NX with
-  a lease: the store's `writer` turn), deleted by its holder only (compare and
-  delete), or gone when the lease ends because the holder died.
+  a short lease its holder renews while the call runs: the store's `writer`
+  turn), deleted by its holder only (compare and delete), or gone when the
+  lease ends because the holder died or lost Redis.
 * `{p}index` and `{p}owner:{owner}`: sorted sets of thread ids by last use,
   for listings and for evicting the oldest-used beyond `max_conversations`.
   Entries of expired threads are removed when met.
@@ -167,6 +168,14 @@ return {t, '', table.concat(records, '\\n'), table.concat(turns, '\\n')}
 # ARGV: the writer key, its holder's token.
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
+# KEYS: writer keys; ARGV: each one's holder's token and lease (ms), in pairs. A key another token holds is left.
+_RENEW_WRITERS = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[2 * i - 1] then redis.call('PEXPIRE', key, ARGV[2 * i]) end
+end
+return 0
+"""
+
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
@@ -211,6 +220,7 @@ class RedisStore(ConversationStore):
         # every store; while open, every operation is a StoreError at once, asking nothing).
         self._shared = StateStore.shared(url)
         self._scripts: dict[tuple[int, str], Any] = {}
+        self._shared.add_listener(self._turns.wake)  # Redis is back: turns whose end it missed go back now
 
     @property
     def _r(self) -> Any:
@@ -257,7 +267,14 @@ class RedisStore(ConversationStore):
         unlock = self._script(_UNLOCK)(keys=[f"{self.prefix}writer:{conversation_id}"], args=[token])
         await self._do(unlock, "end a conversation's turn")
 
+    async def _renew_writers(self, held: list[tuple[str, str, float]]) -> None:
+        keys = [f"{self.prefix}writer:{conversation_id}" for conversation_id, _, _ in held]
+        args = [x for _, token, lease_s in held for x in (token, max(1, math.ceil(lease_s * 1000)))]
+        await self._do(self._script(_RENEW_WRITERS)(keys=keys, args=args), "renew a conversation's turn")
+
     async def aclose(self) -> None:
+        await super().aclose()
+        self._shared.remove_listener(self._turns.wake)
         await self._shared.aclose()
 
     # -- primitives ----------------------------------------------------------

@@ -13,8 +13,13 @@
   is upgraded in place.
 * The directory is 0700 and the file 0600 (SQLite gives its `-wal` and `-shm`
   files the database file's mode): stored text is the callers' own.
-* A call on a conversation holds its turn in `writers` (a row with a lease),
-  so processes sharing the file serve one conversation's calls one at a time.
+* A call on a conversation holds its turn in `writers` (a row with a short
+  lease, renewed while the call runs), so processes sharing the file serve one
+  conversation's calls one at a time.
+* Another process holding the file's write lock is an outage of its writes:
+  one warning, waits no longer than the call's deadline (`waiting_until`) and
+  the least time once it is known, and reads go on meanwhile (a reconnection takes no write lock when the schema is
+  current).
 * Expiry follows the injectable clock: a thread unused for `ttl_s` is expired
   on sight, and dropped (with a tombstone, so it reads as expired rather than
   unknown for `tombstone_s`) by the next write or `sweep()`.
@@ -22,7 +27,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -33,7 +40,8 @@ from typing import Any, TypeVar
 
 from ..defaults import SQLITE_BUSY_TIMEOUT_S
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
-from ..sqlite import Database, transaction
+from ..outage import Outage
+from ..sqlite import Database, transaction, waiting_until
 from .records import (
     ChatMessage,
     Message,
@@ -54,6 +62,8 @@ from .store import ConversationStore, Stored
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("hive_mcp.conversations")
 
 _THREAD_COLS = (
     "id, owner, created_us, last_used_us, tip, forked_from, forked_from_thread, lineage, turns, bytes, cost_usd, models, "
@@ -156,7 +166,13 @@ class SQLiteStore(ConversationStore):
         self.path = Path(path) if path is not None else default_db_path(env)
         self.name = str(self.path)
         self.busy_timeout_s = busy_timeout_s
-        self._db = Database(self.path, busy_timeout_s, self._migrate)
+        self._db = Database(self.path, busy_timeout_s, self._migrate, current=self._current)
+        self._away = False  # an outage is on: waits are the least
+        self._outage = Outage(
+            logger, "the conversation store (SQLite) is unavailable (%s) at %s: answers are not stored and "
+            "conversations cannot be continued until it answers", f"the conversation store (SQLite) at {self.name} "
+            "answers again", self.name, store="conversations",
+        )  # fmt: skip
 
     # -- plumbing ------------------------------------------------------------
 
@@ -168,13 +184,36 @@ class SQLiteStore(ConversationStore):
                 migrate(conn)
                 conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, to_us(self.now())))
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T], operation: str) -> T:
+    @staticmethod
+    def _current(conn: sqlite3.Connection) -> bool:
+        """Whether every migration is applied: read without the write lock, which another process may hold."""
         try:
-            return await self._db.call(fn)
+            done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
+        except sqlite3.OperationalError:  # no such table: a new file
+            return False
+        return all(name in done for name, _ in MIGRATIONS)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], operation: str, *, write: bool = False) -> T:
+        """`fn` on the connection. A failure to reach the file (locked, full, unreadable) is an outage: one
+        warning, then every failure is told, and a lock is waited for the least time (`LEAST_WAIT_S`) rather
+        than the call's deadline; a write that lands ends it (reads may go on under another process's lock, so
+        one that works says nothing of writes)."""
+        try:
+            with waiting_until(time.monotonic()) if self._away else contextlib.nullcontext():
+                out = await self._db.call(fn)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(self.name, operation, exc) from None
+            away = isinstance(exc, (sqlite3.OperationalError, OSError))
+            if away:
+                self._away = True
+                self._outage.failed(exc)
+            raise StoreError(self.name, operation, exc, told=away) from None
+        if write:
+            self._away = False
+            self._outage.worked()
+        return out
 
     async def aclose(self) -> None:
+        await super().aclose()
         await self._db.aclose()
 
     async def _take_writer(self, conversation_id: str, token: str, lease_s: float) -> bool:
@@ -187,14 +226,26 @@ class SQLiteStore(ConversationStore):
                     "INSERT OR IGNORE INTO writers VALUES (?, ?, ?)", (conversation_id, token, now + lease_s)
                 ).rowcount == 1
 
-        return await self._run(take, "take a conversation's turn")
+        return await self._run(take, "take a conversation's turn", write=True)
 
     async def _drop_writer(self, conversation_id: str, token: str) -> None:
         def drop(conn: sqlite3.Connection) -> None:
             with transaction(conn):
                 conn.execute("DELETE FROM writers WHERE id = ? AND token = ?", (conversation_id, token))
 
-        await self._run(drop, "end a conversation's turn")
+        await self._run(drop, "end a conversation's turn", write=True)
+
+    async def _renew_writers(self, held: list[tuple[str, str, float]]) -> None:
+        now = time.time()
+
+        def renew(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.executemany(
+                    "UPDATE writers SET expires = ? WHERE id = ? AND token = ?",
+                    [(now + lease_s, conversation_id, token) for conversation_id, token, lease_s in held],
+                )
+
+        await self._run(renew, "renew a conversation's turn", write=True)
 
     # -- rules inside a connection -------------------------------------------
 
@@ -323,7 +374,7 @@ class SQLiteStore(ConversationStore):
                         )
                         self._drop(conn, [r[0] for r in oldest], "evicted")
 
-        await self._run(write, "store a new conversation")
+        await self._run(write, "store a new conversation", write=True)
 
     async def _advance(
         self, thread: Thread, expected_tip: str | None, messages: list[Stored], turn: Turn | None
@@ -341,7 +392,7 @@ class SQLiteStore(ConversationStore):
                 if moved.rowcount != 1:
                     raise ConversationConflict(thread.id)
 
-        await self._run(write, "append to a conversation")
+        await self._run(write, "append to a conversation", write=True)
 
     async def _list(
         self, *, owner: str | None, limit: int, cursor: str | None, model: str | None, since: datetime | None
@@ -375,7 +426,7 @@ class SQLiteStore(ConversationStore):
             with transaction(conn):
                 self._drop(conn, [thread.id], None)
 
-        await self._run(write, "delete a conversation")
+        await self._run(write, "delete a conversation", write=True)
 
     async def count(self) -> int:
         floor = self._floor_us(None)
@@ -390,4 +441,4 @@ class SQLiteStore(ConversationStore):
             with transaction(conn):
                 return self._sweep(conn)
 
-        return await self._run(write, "sweep expired conversations")
+        return await self._run(write, "sweep expired conversations", write=True)

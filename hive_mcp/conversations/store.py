@@ -33,9 +33,10 @@ from typing import Any
 import anyio
 
 from .errors import (
-    ConversationBusy, ConversationConflict, ConversationError, ExpiredConversation, StoreError, UnknownConversation,
+    ConversationBusy, ConversationConflict, ConversationError, ExpiredConversation, UnknownConversation,
     UnknownMessage,
 )  # fmt: skip
+from .writers import WRITER_LEASE_S, Turns
 from .records import (
     ChatMessage,
     ConversationLimits,
@@ -82,6 +83,7 @@ class ConversationStore(ABC):
         self.limits = limits or ConversationLimits()
         self.redact = redact
         self.clock = clock
+        self._turns = Turns(self._renew_writers, self._drop_writer)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
@@ -206,11 +208,15 @@ class ConversationStore(ABC):
         """How many conversations are kept now (expired ones not counted)."""
 
     @asynccontextmanager
-    async def writer(self, conversation_id: str, *, lease_s: float, timeout_s: float | None) -> AsyncIterator[None]:
+    async def writer(
+        self, conversation_id: str, *, timeout_s: float | None, lease_s: float = WRITER_LEASE_S
+    ) -> AsyncIterator[None]:
         """Be the one writer of `conversation_id` across every process on this store for the body, waiting at
-        most `timeout_s` for the current one (`ConversationBusy` then). The turn is held for at most `lease_s`
-        (the call's deadline and a margin), so a holder that dies frees it; the body's end frees it at once."""
+        most `timeout_s` for the current one (`ConversationBusy` then). The turn is held by a lease of `lease_s`,
+        renewed while the body runs (`writers.Turns`), so a holder that dies frees it within one lease; the
+        body's end frees it at once, or once the store answers again when it is away then."""
         token = secrets.token_hex(8)
+        await self._turns.settle(conversation_id)  # a turn of ours the store missed the end of: free it first
         if not await self._take_writer(conversation_id, token, lease_s):  # free: no wait, even with a zero timeout
             wait = WRITER_POLL_S[0]
             with anyio.move_on_after(math.inf if timeout_s is None else timeout_s) as waited:
@@ -221,17 +227,16 @@ class ConversationStore(ABC):
                     wait = min(wait * 2, WRITER_POLL_S[1])
             if waited.cancelled_caught:
                 raise ConversationBusy(conversation_id, timeout_s or 0.0)
+        self._turns.hold(conversation_id, token, lease_s)
         try:
             yield
         finally:
             with anyio.CancelScope(shield=True):
-                try:
-                    await self._drop_writer(conversation_id, token)
-                except StoreError:
-                    pass  # the lease ends it
+                await self._turns.end(conversation_id, token)
 
-    async def aclose(self) -> None:  # noqa: B027 - backends without resources need nothing
-        """Release connections."""
+    async def aclose(self) -> None:
+        """Release connections (a backend's own come after the turns it still holds: `_turns.aclose`)."""
+        await self._turns.aclose()
 
     async def __aenter__(self) -> ConversationStore:
         return self
@@ -247,6 +252,9 @@ class ConversationStore(ABC):
 
     async def _drop_writer(self, conversation_id: str, token: str) -> None:  # noqa: B027 - nothing held
         """Give the turn back if `token` still holds it."""
+
+    async def _renew_writers(self, held: list[tuple[str, str, float]]) -> None:  # noqa: B027 - nothing held
+        """Renew each `(id, token, lease_s)` turn that `token` still holds, in one round trip."""
 
     def _cutoff_us(self) -> int | None:
         """A thread last used before this (microseconds) has expired; None when the TTL is off."""

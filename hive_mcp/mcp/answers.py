@@ -20,6 +20,8 @@ class AnswerEntry(BaseModel):
     content: str = ""
     model: str
     conversation_id: str | None = None
+    not_stored: str | None = None
+    """Why the answer went to no conversation (one line naming the store)."""
     error: str | None = None
     error_type: str | None = None
     dump_id: str | None = None
@@ -54,7 +56,8 @@ def entry_of(a: Answer) -> AnswerEntry:
     usage = {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
              "cost_usd": None if r.unpriced else r.cost_usd}  # fmt: skip
     return AnswerEntry(
-        content=r.content, model=a.model, conversation_id=o.conversation_id, model_group=r.model_group,
+        content=r.content, model=a.model, conversation_id=o.conversation_id, not_stored=o.not_stored,
+        model_group=r.model_group,
         deployment=r.model or None, usage=usage, latency_ms=latency,
     )  # fmt: skip
 

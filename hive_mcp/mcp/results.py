@@ -62,6 +62,7 @@ class CompletionAnswer(BaseModel):
     ]
     reasoning: str | None = _absent("string")
     conversation_id: str | None = _absent("string")
+    not_stored: str | None = _absent("string")
     truncated: bool | None = _absent("boolean")
     parts: int | None = _absent("integer")
     result_uri: str | None = _absent("string")
@@ -162,7 +163,7 @@ _ABSENT_WHEN_NONE = tuple(
 )
 """Result fields left out when unset rather than sent as null (`_absent`): most replies have no reasoning and
 no dump, `model_group` is known only when the call went through a configured group, `conversation_id` only
-when conversations are on (and the store answered), `budget_remaining_usd` only when a budget applied,
+when conversations are on (and the store answered; `not_stored` when it did not), `budget_remaining_usd` only when a budget applied,
 `unpriced` only when the model has no known price, the paging fields only when the answer was paged, the files
 only when the call named some, `answers` and `verdict` only for a call to several models."""
 
@@ -213,7 +214,8 @@ def outcome_result(outcome: Outcome | Answers) -> CallToolResult:
     result = CompletionResult.from_response(outcome.response)
     files = outcome.files
     return completion_result(result.model_copy(update={
-        "conversation_id": outcome.conversation_id, "omitted_turns": outcome.omitted_turns,
+        "conversation_id": outcome.conversation_id, "not_stored": outcome.not_stored,
+        "omitted_turns": outcome.omitted_turns,
         "budget_remaining_usd": outcome.budget_remaining_usd,
         "files": [asdict(f) for f in files.sent] if files is not None else None,
         "skipped_files": [asdict(f) for f in files.skipped] if files is not None and files.skipped else None,
