@@ -180,3 +180,40 @@ async def test_a_continued_call_whose_answer_cannot_be_stored_says_so_and_ends_b
     assert took < 3.0, took
     assert not third.is_error, third.content
     assert third.structured_content["conversation_id"] == cid
+
+
+async def test_a_continued_call_whose_redis_froze_while_the_model_answered_says_so_and_the_id_goes_on(
+    store: DumpStore,
+) -> None:
+    """Redis freezes while the model answers a continued call: the answer comes back with one line naming the
+    store (its URL, no password) and no conversation_id; once Redis answers, the id is continued at once."""
+    from hive_mcp.conversations.redis_store import RedisStore
+
+    with ValkeyProcess(valkey_binary(), extra=("--requirepass", "hunter2")) as valkey:
+        url = f"redis://:hunter2@127.0.0.1:{valkey.port}/0"
+
+        def reply_for(request: RecordedRequest) -> Reply | None:
+            if "again" in json.dumps(request.messages):
+                valkey.freeze()
+            return None
+
+        conv = RedisStore(url, prefix="frozen:")
+        with Upstream(Reply.text("fine"), reply_for=reply_for) as up:
+            provider = LiteLLMProvider(
+                model="openai/gpt-4o-mini", api_key=TEST_KEY, api_base=up.base_url, retry=FAST_RETRY,
+                dump_store=store,
+            )  # fmt: skip
+            server = mcp_server(provider, store, conversations=conv, limits=Limits(queue_timeout_s=3))
+            async with connect(server, "auto") as c:
+                first = await c.call_tool("complete", {"prompt": "hi"})
+                cid = first.structured_content["conversation_id"]
+                again = await c.call_tool("complete", {"prompt": "again", "conversation_id": cid})
+                valkey.thaw()
+                await anyio.to_thread.run_sync(conv._shared.wait_usable, 10.0)
+                third = await c.call_tool("complete", {"prompt": "third", "conversation_id": cid})
+        await conv.aclose()
+    assert not third.is_error, third.content  # the turn the frozen Redis kept was given back
+    assert third.structured_content["conversation_id"] == cid
+    assert not again.is_error and "conversation_id" not in again.structured_content
+    line = again.structured_content["not_stored"]
+    assert f"redis://127.0.0.1:{valkey.port}/0" in line and "hunter2" not in line and "\n" not in line
