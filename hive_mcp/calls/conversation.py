@@ -199,7 +199,9 @@ class Conversations:
             return await self._kept(outcome, new or cid, kept, omitted)
         raise AssertionError("unreachable")  # pragma: no cover - the stack never swallows
 
-    async def _kept(self, outcome: Outcome, named: str, kept: str | ConversationError | StoreError, omitted: int) -> Outcome:
+    async def _kept(
+        self, outcome: Outcome, named: str, kept: str | ConversationError | StoreError, omitted: int
+    ) -> Outcome:
         """The outcome with the conversation its answer went to; a recovered call's dump, written naming `named`
         before the answer was stored, made to name `kept` (the fork an append that lost the race became, or none
         when the answer could not be stored: then the outcome says why, in one line naming the store)."""

@@ -163,9 +163,10 @@ _ABSENT_WHEN_NONE = tuple(
 )
 """Result fields left out when unset rather than sent as null (`_absent`): most replies have no reasoning and
 no dump, `model_group` is known only when the call went through a configured group, `conversation_id` only
-when conversations are on (and the store answered; `not_stored` when it did not), `budget_remaining_usd` only when a budget applied,
-`unpriced` only when the model has no known price, the paging fields only when the answer was paged, the files
-only when the call named some, `answers` and `verdict` only for a call to several models."""
+when conversations are on and the store took the answer (`not_stored` only when it did not),
+`budget_remaining_usd` only when a budget applied, `unpriced` only when the model has no known price, the
+paging fields only when the answer was paged, the files only when the call named some, `answers` and
+`verdict` only for a call to several models."""
 
 
 def completion_result(result: CompletionResult) -> CallToolResult:
