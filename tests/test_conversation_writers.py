@@ -161,7 +161,8 @@ async def test_one_writer_per_conversation_across_processes(backend: Backend) ->
     async with second.writer("conv_x", lease_s=60, timeout_s=0):
         pass  # given back: taken at once, even with no time to wait
     dead = first.writer("conv_y", lease_s=0.3, timeout_s=1)
-    await dead.__aenter__()  # and never left: its process died
+    await dead.__aenter__()  # and never left: its process died, so nothing renews its lease
+    await first.aclose()
     with anyio.fail_after(5):
         async with second.writer("conv_y", lease_s=60, timeout_s=None):
             pass

@@ -7,11 +7,12 @@ long as its call and no longer: one whose process died, or whose renewals the st
 longer than the lease, frees itself within one lease, whatever the call's deadline. A turn whose end the store
 missed (away as the call ended) is remembered and given back at the first tick that reaches the store, at
 once when the state store tells of its return (`wake`), and before this process takes that conversation's
-turn again: the conversation is continued again within a tick of the store answering.
+turn again: the conversation is continued again within a tick of the store answering. It is forgotten once
+its lease has ended it, so an outage keeps the ticks going for one lease at most after its last call.
 
 Each tick's store work waits for another process's lock (SQLite) the least time (`sqlite.LEAST_WAIT_S`), as the
-calls' own work queues behind it. The ticks run in one
-task on the event loop of the calls, started by the first turn held and ended when nothing is left to do.
+calls' own work queues behind it. The ticks run in one task on the event loop of the calls, started by the
+first turn held and ended when nothing is left to do.
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ class Turns:
     ) -> None:
         self._renew, self._drop = renew, drop
         self._held: dict[Held, float] = {}
-        self._missed: set[Held] = set()
+        self._missed: dict[Held, float] = {}
+        """Turns whose end the store missed, and when (`time.monotonic()`) their lease ends it anyway."""
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
+        self._closing = False
 
     def __len__(self) -> int:
         """Turns held or still to give back."""
@@ -58,23 +61,22 @@ class Turns:
     def hold(self, conversation_id: str, token: str, lease_s: float) -> None:
         self._held[(conversation_id, token)] = lease_s
         self._start()
+        self._wake.set()  # a tick now, which counts this lease in the pace of the next
 
     async def end(self, conversation_id: str, token: str) -> None:
         """The call is over: give its turn back now, or remember it for the store's return."""
-        self._held.pop((conversation_id, token), None)
+        lease_s = self._held.pop((conversation_id, token), 0.0)
         try:
             await self._drop(conversation_id, token)
         except StoreError:
-            self._missed.add((conversation_id, token))
+            self._missed[(conversation_id, token)] = time.monotonic() + lease_s
             self._start()
 
     async def settle(self, conversation_id: str) -> None:
         """Give back the turns of `conversation_id` whose end the store missed (while it is away, the take after
         this fails too, naming what the caller asked for)."""
         with contextlib.suppress(StoreError):
-            for held in [h for h in self._missed if h[0] == conversation_id]:
-                await self._drop(*held)
-                self._missed.discard(held)
+            await self._give_back(lambda held: held[0] == conversation_id)
 
     def wake(self) -> None:
         """The store is back (from any thread): try the missed ends now."""
@@ -86,15 +88,16 @@ class Turns:
     async def aclose(self) -> None:
         """Stop ticking, after one last try at the missed ends."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not None and not task.done():
+            self._closing = True
+            self._wake.set()
+            await task  # not cancelled: a tick's store work in flight is shielded, and ends first
         with contextlib.suppress(StoreError):
             await self._give_back()
 
     def _start(self) -> None:
         if self._task is None or self._task.done():
+            self._closing = False
             self._loop = asyncio.get_running_loop()
             self._wake = asyncio.Event()
             self._task = self._loop.create_task(self._tick_on(), name="hive-conversation-turns")
@@ -105,14 +108,21 @@ class Turns:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), tick)
             self._wake.clear()
+            if self._closing:
+                return
             with contextlib.suppress(StoreError):  # the store is away: the next tick tries again
                 await self._give_back()
                 if self._held:
                     with waiting_until(time.monotonic()):  # the least wait: calls' store work queues behind it
                         await self._renew([(i, t, lease) for (i, t), lease in self._held.items()])
 
-    async def _give_back(self) -> None:
-        with waiting_until(time.monotonic()):  # the least wait (a lock held longer: the next tick tries again)
-            for held in list(self._missed):
-                await self._drop(*held)
-                self._missed.discard(held)
+    async def _give_back(self, which: Callable[[Held], bool] = lambda held: True) -> None:
+        """Give back the missed turns `which` picks; forget those whose lease has ended them meanwhile."""
+        now = time.monotonic()
+        for held, ends in list(self._missed.items()):
+            if ends <= now:
+                del self._missed[held]
+        with waiting_until(now):  # the least wait (a lock held longer: the next tick tries again)
+            for held in [h for h in self._missed if which(h)]:
+                await self._drop(*held)  # a tick and a call's `settle` may give one back both: the drop is a no-op
+                self._missed.pop(held, None)
