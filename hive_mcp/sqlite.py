@@ -145,8 +145,8 @@ class Database:
         self._serving = False
         self._jobs_lock = threading.Lock()
 
-    def _open(self) -> sqlite3.Connection:
-        conn = connect(self.path, self.busy_timeout_s)
+    def _open(self, wait_s: float) -> sqlite3.Connection:
+        conn = connect(self.path, wait_s)
         try:
             if self._current is None or not self._current(conn):  # a current schema: no write lock to wait for
                 with transaction(conn):
@@ -162,17 +162,19 @@ class Database:
         the busy timeout ends."""
         with self._lock:
             try:
+                full = self.busy_timeout_s
+                wait = full if until is None else min(full, max(LEAST_WAIT_S, until - time.monotonic()))
                 if self._conn is None:
-                    self._conn = self._open()
+                    self._conn = self._open(wait)  # opening waits no longer than the work
+                elif wait < full:
+                    self._conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
                 conn = self._conn
-                wait = self.busy_timeout_s if until is None else max(LEAST_WAIT_S, until - time.monotonic())
-                if wait >= self.busy_timeout_s:
+                if wait >= full:
                     return fn(conn)
-                conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
                 try:
                     return fn(conn)
                 finally:
-                    conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+                    conn.execute(f"PRAGMA busy_timeout = {int(full * 1000)}")
             except (sqlite3.Error, OSError):
                 self._drop()
                 raise

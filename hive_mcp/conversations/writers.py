@@ -10,9 +10,9 @@ once when the state store tells of its return (`wake`), and before this process 
 turn again: the conversation is continued again within a tick of the store answering. It is forgotten once
 its lease has ended it, so an outage keeps the ticks going for one lease at most after its last call.
 
-Each tick's store work waits for another process's lock (SQLite) the least time (`sqlite.LEAST_WAIT_S`), as the
-calls' own work queues behind it. The ticks run in one task on the event loop of the calls, started by the
-first turn held and ended when nothing is left to do.
+Each tick's store work waits for another process's lock (SQLite) one tick at most, as the calls' own work
+queues behind it (the least time once the store knows the lock as an outage). The ticks run in one task on
+the event loop of the calls, started by the first turn held and ended when nothing is left to do.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Turns:
         """Give back the turns of `conversation_id` whose end the store missed (while it is away, the take after
         this fails too, naming what the caller asked for)."""
         with contextlib.suppress(StoreError):
-            await self._give_back(lambda held: held[0] == conversation_id)
+            await self._give_back(lambda held: held[0] == conversation_id)  # waiting as the call waits
 
     def wake(self) -> None:
         """The store is back (from any thread): try the missed ends now."""
@@ -92,7 +92,7 @@ class Turns:
             self._closing = True
             self._wake.set()
             await task  # not cancelled: a tick's store work in flight is shielded, and ends first
-        with contextlib.suppress(StoreError):
+        with contextlib.suppress(StoreError), waiting_until(time.monotonic() + WRITER_TICK_S):
             await self._give_back()
 
     def _start(self) -> None:
@@ -110,11 +110,11 @@ class Turns:
             self._wake.clear()
             if self._closing:
                 return
-            with contextlib.suppress(StoreError):  # the store is away: the next tick tries again
-                await self._give_back()
+            # A lock is waited for one tick at most (the least once the store knows it is away: its outage).
+            with contextlib.suppress(StoreError), waiting_until(time.monotonic() + tick):
+                await self._give_back()  # the store is away: the next tick tries again
                 if self._held:
-                    with waiting_until(time.monotonic()):  # the least wait: calls' store work queues behind it
-                        await self._renew([(i, t, lease) for (i, t), lease in self._held.items()])
+                    await self._renew([(i, t, lease) for (i, t), lease in self._held.items()])
 
     async def _give_back(self, which: Callable[[Held], bool] = lambda held: True) -> None:
         """Give back the missed turns `which` picks; forget those whose lease has ended them meanwhile."""
@@ -122,7 +122,6 @@ class Turns:
         for held, ends in list(self._missed.items()):
             if ends <= now:
                 del self._missed[held]
-        with waiting_until(now):  # the least wait (a lock held longer: the next tick tries again)
-            for held in [h for h in self._missed if which(h)]:
-                await self._drop(*held)  # a tick and a call's `settle` may give one back both: the drop is a no-op
-                self._missed.pop(held, None)
+        for held in [h for h in self._missed if which(h)]:
+            await self._drop(*held)  # a tick and a call's `settle` may give one back both: the drop is a no-op
+            self._missed.pop(held, None)
