@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from hive_mcp.results import ResultStore, UnknownResult, split_parts
+from hive_mcp.results import ResultStore, ResultStoreError, UnknownResult, split_parts
 from hive_mcp.results.redis_store import RedisResults
 from hive_mcp.results.sqlite_store import SQLiteResults
+from hive_mcp.state_store import StateStore
 from harness.valkey import ValkeyProcess
 from tests.conftest import Clock
 
@@ -75,3 +77,15 @@ def test_parts_fit_the_limit_and_join_back_exactly() -> None:
     assert all(0 < counted(p) <= 200 for p in parts)
     assert all(p.endswith(("\n", " ")) for p in parts[:-1])  # cut where a word ends
     assert split_parts("short", 200, counted) == [0]
+
+
+async def test_a_command_redis_answers_with_an_error_leaves_every_store_on_redis(valkey_server: ValkeyProcess) -> None:
+    """A reply that is an error (WRONGTYPE: the result's key holds a string) says nothing of Redis being away: the
+    read fails, and no store stops using Redis for it."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    with redis.Redis.from_url(valkey_server.url) as r:
+        r.set(f"{prefix}result:{'0' * 32}", "not a hash")
+    results = RedisResults(valkey_server.url, ttl_s=60, prefix=prefix)
+    with pytest.raises(ResultStoreError):
+        await results.get("0" * 32, "alice")
+    assert StateStore.shared(valkey_server.url).usable()

@@ -42,12 +42,10 @@ from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..defaults import REDIS_PREFIX
-from ..state_store import StateStore, redacted_url
+from ..state_store import StateStore, redacted_url, says_away
 from ..state_url import required_state_url
 from .errors import ConversationConflict, ExpiredConversation, StoreError, UnknownConversation
 from .records import ChatMessage, Message, Thread, ThreadPage, ThreadView, Turn, decode_cursor, from_us, page_of, to_us
@@ -242,7 +240,7 @@ class RedisStore(ConversationStore):
         try:
             out = await self._shared.arun(call)  # on the state loop, where the pool's connections live
         except (RedisError, OSError) as exc:
-            away = not isinstance(exc, RedisError) or isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+            away = says_away(exc)
             if away:
                 self._shared.failed(exc)
             raise StoreError(self.name, operation, exc, told=away) from None

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from redis.exceptions import RedisError
 
 from ..defaults import REDIS_PREFIX
-from ..state_store import StateStore, redacted_url
+from ..state_store import StateStore, redacted_url, says_away
 from ..state_url import required_state_url
 from .store import ResultStore, ResultStoreError, ResultSummary, StoredResult
 
@@ -46,8 +46,10 @@ class RedisResults(ResultStore):
         try:
             out = await self._shared.arun(call)
         except (RedisError, OSError) as exc:
-            self._shared.failed(exc)
-            raise ResultStoreError(self.name, operation, exc, told=True) from None
+            away = says_away(exc)
+            if away:
+                self._shared.failed(exc)
+            raise ResultStoreError(self.name, operation, exc, told=away) from None
         self._shared.worked()
         return out
 
