@@ -169,12 +169,11 @@ class Database:
                 elif wait < full:
                     self._conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
                 conn = self._conn
-                if wait >= full:
-                    return fn(conn)
                 try:
                     return fn(conn)
                 finally:
-                    conn.execute(f"PRAGMA busy_timeout = {int(full * 1000)}")
+                    if wait < full:  # the next work waits the whole busy timeout again
+                        conn.execute(f"PRAGMA busy_timeout = {int(full * 1000)}")
             except (sqlite3.Error, OSError):
                 self._drop()
                 raise
