@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .defaults import DEFAULT_PAGE_LIMIT
 from .since import parse_since as _parse_since
 
 if TYPE_CHECKING:
@@ -16,10 +17,6 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 __all__ = ["add_limit", "command_settings", "cost_cell", "parse_since", "print_table"]
-
-LIST_ROWS = 20
-"""Rows a `list` command shows unless `--limit` says otherwise."""
-
 
 def command_settings(
     flags: Mapping[str, Any], env_file: str | None, only: Iterable[str]
@@ -54,8 +51,8 @@ def _positive_int(text: str) -> int:
 
 def add_limit(parser: argparse.ArgumentParser) -> None:
     """`--limit N` of a `list` command: any N from 1 (past a store's page, the command reads more pages)."""
-    parser.add_argument("--limit", type=_positive_int, default=LIST_ROWS, metavar="N",
-                        help=f"show at most N (default {LIST_ROWS})")  # fmt: skip
+    parser.add_argument("--limit", type=_positive_int, default=DEFAULT_PAGE_LIMIT, metavar="N",
+                        help=f"show at most N (default {DEFAULT_PAGE_LIMIT})")  # fmt: skip
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:

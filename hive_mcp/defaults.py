@@ -63,6 +63,10 @@ REDIS_PREFIX = "hive-mcp:"
 """What every key hive-mcp keeps in Redis starts with (conversations, results, tasks, dumps, the ledger's
 `spend:` keys, the change channel): they stay apart from anyone else's keys in a shared Redis."""
 
+DEFAULT_PAGE_LIMIT = 20
+"""How many entries a listing shows when none is asked for: the MCP listings, the dump store's pages, the
+dashboard and the CLI's `list` commands."""
+
 MAX_PAGE_LIMIT = 200
 """The most dumps one page of their listing holds: what `list_failed_requests` and the dashboard may ask as
 their `limit`, and a resource list's page size."""

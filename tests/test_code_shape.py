@@ -365,6 +365,20 @@ def test_no_shared_default_is_written_again_as_a_literal():
     assert not repeated, "defaults written again:\n" + "\n".join(repeated)
 
 
+def test_a_listings_first_page_has_one_default():
+    """Every listing (MCP's, the dump store's, the dashboard's, the CLI's) shows the same number of entries when
+    none is asked for, named once: a `limit` or a count of rows written as that number elsewhere drifts."""
+    from hive_mcp.defaults import DEFAULT_PAGE_LIMIT
+
+    found = [
+        f"{path.relative_to(REPO)}:{node.lineno}: {name}"
+        for mod, path in modules().items() if mod != "hive_mcp.defaults"
+        for name, node in written_defaults(ast.parse(path.read_text()))
+        if words(name) & {"limit", "rows"} and value_of(node) == DEFAULT_PAGE_LIMIT
+    ]
+    assert not found, "a page's default written again:\n" + "\n".join(found)
+
+
 def private_imports() -> list[str]:
     """`from <package module> import _name`: a module reaching into another's private names."""
     mods = modules()

@@ -18,11 +18,11 @@ from mcp.server.apps import APP_MIME_TYPE, Apps
 from mcp_types import CallToolResult, ReadResourceResult, Resource, TextContent, TextResourceContents
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..defaults import MAX_PAGE_LIMIT
+from ..defaults import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
 from ..dumps import DumpLookupError
 from ..text import one_line
 from .assets import page
-from .data import DEFAULT_LIMIT, DEFAULT_SINCE, DEFAULT_VIEW, View
+from .data import DEFAULT_SINCE, DEFAULT_VIEW, View
 from .data import DashboardData, Dumps, QueryError, Sources, build, parse_query
 
 RESOURCE_URI = "ui://hive/dashboard"
@@ -58,7 +58,7 @@ class DashboardArgs(BaseModel):
     since: str = Field(default=DEFAULT_SINCE, description="hour, day, week or an ISO 8601 time")
     model: str | None = None
     category: str | None = None
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
+    limit: int = Field(default=DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
     id: str | None = Field(default=None, description="A dump id, for view=dump")
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
+from ..defaults import DEFAULT_PAGE_LIMIT
 from ..dumps import ERROR_TYPES, MAX_PAGE_LIMIT, CallerDumps, DumpStore, DumpSummary, FailureDump, is_valid_dump_id
 from ..since import parse_since as since_moment
 from ..text import one_line, shorten
@@ -45,7 +46,6 @@ _WIDTHS = tuple(timedelta(minutes=m) for m in (1, 5, 15, 60, 180, 360, 720, 1440
 MAX_BUCKETS = 48
 MAX_WINDOW = timedelta(days=3660)
 """An earlier `since` means this long ago: every dump the store keeps, and dates that stay in range."""
-DEFAULT_LIMIT = 20
 MAX_SCANNED = 20_000
 """Most dumps one request counts; beyond it the answer says `truncated` (the store keeps 500 by default)."""
 MESSAGE_CHARS = 20_000
@@ -76,7 +76,7 @@ class DashboardQuery(BaseModel):
     start: datetime
     model: str | None = None
     category: str | None = None
-    limit: int = DEFAULT_LIMIT
+    limit: int = DEFAULT_PAGE_LIMIT
     id: str | None = None
 
 
@@ -119,7 +119,7 @@ def parse_query(params: Mapping[str, Any], *, now: datetime | None = None) -> Da
     if category is not None and not _CATEGORY_RE.fullmatch(category):
         raise QueryError(f"category: unknown category {shorten(repr(category), 40)} (known: {', '.join(CATEGORIES)})")
     raw_limit = params.get("limit")
-    limit = DEFAULT_LIMIT
+    limit = DEFAULT_PAGE_LIMIT
     if raw_limit is not None and raw_limit != "":
         if isinstance(raw_limit, bool) or not isinstance(raw_limit, int | str):
             raise QueryError(f"limit: must be an integer from 1 to {MAX_PAGE_LIMIT}")

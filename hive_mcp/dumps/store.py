@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..defaults import DUMP_MAX_AGE_DAYS, DUMP_MAX_COUNT, DUMP_MAX_MB, MAX_PAGE_LIMIT, MIB
+from ..defaults import DEFAULT_PAGE_LIMIT, DUMP_MAX_AGE_DAYS, DUMP_MAX_COUNT, DUMP_MAX_MB, MAX_PAGE_LIMIT, MIB
 from ..home import private_dir
 from ..listeners import Listeners
 from .files import TMP_RE, claim, overwrite, unlink_quiet
@@ -435,7 +435,7 @@ class DumpStore(Listeners):
         error_type: str | None = None,
         model: str | None = None,
         since: datetime | None = None,
-        limit: int = 20,
+        limit: int = DEFAULT_PAGE_LIMIT,
         cursor: str | None = None,
         caller: str | None = None,
     ) -> DumpPage:

@@ -25,8 +25,7 @@ from ..provider.base import Message
 from ..provider.base import Tool as ProviderTool
 from ..since import FORMS, parse_since
 from ..text import short, shorten, surrogate_in
-from ..defaults import MAX_PAGE_LIMIT
-from .constants import DEFAULT_LIST_LIMIT
+from ..defaults import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
 from .errors import ArgumentError, InnerError, describe_validation, field_path, json_type, safe_line
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -390,7 +389,7 @@ class ListingArgs(BaseModel):
 
     model: str | None = None
     since: Annotated[datetime | None, WithJsonSchema({"type": "string", "description": "2h, 7d or ISO 8601"})] = None
-    limit: int = Field(default=DEFAULT_LIST_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
+    limit: int = Field(default=DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
     cursor: str | None = Field(default=None, description="next_cursor")
 
     @field_validator("since", mode="before")

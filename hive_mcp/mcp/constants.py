@@ -21,7 +21,6 @@ CONVERSATION_URI_TEMPLATE = CONVERSATION_URI_PREFIX + "{id}"
 RESOURCE_NOT_FOUND_LEGACY = -32002
 """Resource-not-found in the 2025-11-25 spec. 2026-07-28 (SEP-2164) uses -32602, as the SDK does."""
 
-DEFAULT_LIST_LIMIT = 20
 DEFAULT_RESOURCE_PAGE_SIZE = 50
 """Dumps per `resources/list` page. Only the files on a page are opened, so a page costs the same at 10,000 dumps."""
 
