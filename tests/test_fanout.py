@@ -236,6 +236,26 @@ async def test_the_judge_reads_every_answer_and_gives_a_verdict(
     assert spend is not None and len(spend.settled().calls(EPOCH)) == 3 + 1 + 2 + 1
 
 
+@pytest.mark.parametrize("answered", [1, 0], ids=["one-answer", "no-answer"])
+async def test_the_judge_is_not_asked_unless_two_models_answered(
+    answered: int, up: Upstream, answers: Answers, store: DumpStore, tmp_path: Path
+) -> None:
+    """With fewer than two answers there is nothing to compare: the judge's request is never sent (nor paid
+    for), and the verdict says why in one line."""
+    server, spend = served(up, store, tmp_path, budgets={"day": 1.0})
+    answers.script("alpha", Reply.text("alpha answers", model=DEPLOYED["alpha"]) if answered else Reply.error(400))
+    answers.script("beta", Reply.error(400, "the model refuses this"))
+    answers.script("judge", Reply.text("alpha is best", model=DEPLOYED["judge"]))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hi", "models": ["alpha", "beta"], "judge": "judge",
+                                                "max_retries": 0})  # fmt: skip
+    assert "judge" not in by_group(up)
+    line = result.structured_content["verdict"]["error"]
+    assert line.startswith("judge: ") and line.endswith("no request was sent") and "\n" not in line, line
+    assert ("only alpha answered" if answered else "no model answered") in line, line
+    assert spend is not None and [r.group for r in spend.settled().calls(EPOCH)].count("judge") == 0
+
+
 async def test_streamed_answers_are_tagged_with_their_model(
     up: Upstream, answers: Answers, store: DumpStore, tmp_path: Path
 ) -> None:

@@ -133,7 +133,7 @@ async def run(chain: Chain, call: Call) -> Outcome | Answers:
         answers[i] = await _member(chain, _branch(call, model, Seat(panel), model), model)
         if all(a is not None for a in answers):
             done = [(a.model, a.outcome.response.content) for a in answers if a and a.outcome and a.outcome.response]
-            panel.answer(judge_messages(call, done, many.judge_prompt) if done else None)
+            panel.answer([m for m, _ in done], judge_messages(call, done, many.judge_prompt))
 
     async def judge(model: str) -> None:
         nonlocal verdict

@@ -36,10 +36,17 @@ class SetRefused(Refusal):
 
 
 class NothingToJudge(Refusal):
+    """Fewer than two models answered: there is nothing to compare."""
+
     field = "judge"
 
+    def __init__(self, answered: Sequence[str]) -> None:
+        super().__init__(answered)
+        self.answered = tuple(answered)
+
     def __str__(self) -> str:
-        return "judge: no model answered, so there is nothing to judge; no request was sent"
+        who = f"only {self.answered[0]} answered" if self.answered else "no model answered"
+        return f"judge: {who}, so there is nothing to compare; no request was sent"
 
 
 @dataclass(eq=False)
@@ -60,7 +67,8 @@ class Panel:
     """Every member is at the gate (or one was refused): they go on, or are all refused."""
     answered: anyio.Event = field(default_factory=anyio.Event)
     judge_input: Sequence[Any] | None = None
-    """The judge's messages once every model branch has ended (None: no model answered)."""
+    """The judge's messages once every model branch has ended (None: fewer than two answered)."""
+    answered_by: Sequence[str] = ()
 
     @property
     def size(self) -> int:
@@ -90,15 +98,16 @@ class Panel:
         self.ready.set()
         return True
 
-    def answer(self, messages: Sequence[Any] | None) -> None:
-        """Every model branch has ended: what the judge is asked (None: nothing to judge)."""
-        self.judge_input = messages
+    def answer(self, answered_by: Sequence[str], messages: Sequence[Any]) -> None:
+        """Every model branch has ended: which models answered, and what the judge is asked if there are two."""
+        self.answered_by = tuple(answered_by)
+        self.judge_input = messages if len(self.answered_by) >= 2 else None
         self.answered.set()
 
     async def judge_messages(self) -> Sequence[Any]:
         await self.answered.wait()
         if self.judge_input is None:
-            raise NothingToJudge()
+            raise NothingToJudge(self.answered_by)
         return self.judge_input
 
 
