@@ -88,6 +88,22 @@ def test_a_symlink_out_of_the_root_is_refused_and_one_within_is_read(tmp_path: P
     assert sent(attach(["alias.py"], root)) == ["alias.py"]
 
 
+def test_a_hard_linked_file_is_skipped_named_or_globbed_for_its_other_name_may_be_outside_the_root(
+    tmp_path: Path,
+) -> None:
+    """A hard link resolves to itself, so no path check sees where its other names are: a file with more than
+    one link is skipped with the reason, whether named or matched, and its content goes nowhere."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    write(root, {"real.py": "inside = True\n"})
+    write(outside, {"secret.txt": "private words\n"})
+    (root / "notes.txt").hardlink_to(outside / "secret.txt")
+    for request in (["notes.txt", "real.py"], ["*"]):
+        result = attach(request, root)
+        assert sent(result) == ["real.py"], request
+        assert list(skipped(result)) == ["notes.txt"] and "hard link" in skipped(result)["notes.txt"], request
+        assert "private words" not in repr(result)
+
+
 def test_roots_none_turns_files_off(tmp_path: Path) -> None:
     write(tmp_path, {"a.py": "x\n"})
     roots = FileRoots.configured(parse_roots("none"), "stdio", tmp_path)

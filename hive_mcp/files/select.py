@@ -8,7 +8,8 @@ follows no symlinked directory; a symlinked file it matches is read only if it r
 
 Refused (FilesRefused, naming the path): a path outside every root the caller may read, an explicit path
 that does not exist, a path the system cannot look up (a name over 255 bytes). Skipped with the reason: a
-never-read file named or matched, an ignored file named, a glob that matches nothing or only ignored files.
+never-read file named or matched, a file with another hard link (where its other names are cannot be seen),
+an ignored file named, a glob that matches nothing or only ignored files.
 Ignored files a glob matches are otherwise left out silently (a build directory would fill the result).
 """
 
@@ -198,6 +199,10 @@ class _Walker:
             found = os.stat(real, follow_symlinks=False)
         except OSError:
             self.skipped.append((shown, "cannot be read"))
+            return "skipped"
+        if found.st_nlink > 1:
+            # A hard link resolves to itself: its other names, which may be outside every root, cannot be seen.
+            self.skipped.append((shown, "has another hard link, which may be outside the roots"))
             return "skipped"
         self.files[real] = Candidate(real, shown, found.st_size, (found.st_dev, found.st_ino))
         return "added"
