@@ -39,7 +39,8 @@ class App:
     """What one process serves, as `build` opened it: the MCP server; its provider (litellm loads once
     `provider.start()` is called); the dump store; the conversation store (None when off) and the spend
     ledger; the catalogue of what `model` may name; `sources`, the dashboard's sections as one caller
-    (None: everyone) may see them; and the task engine (None when tasks are off), which serving stops."""
+    (None: everyone) may see them; and the task engine (None when tasks are off). Serving stops the task engine
+    and closes the conversation store as it ends."""
 
     server: MCPServer
     provider: DeferredProvider
@@ -49,6 +50,14 @@ class App:
     spend: Spend
     sources: Callable[[str | None], Sources]
     tasks: TaskEngine | None
+
+    async def aclose(self) -> None:
+        """The end of serving over stdio, on the loop that served: the task engine stops (a job still running
+        reads failed), then the conversation store closes (every turn this process holds is given back)."""
+        if self.tasks is not None:
+            await self.tasks.aclose()
+        if self.conversations is not None:
+            await self.conversations.aclose()
 
 # litellm_settings that are module-wide switches in litellm (the config loader's allow-list names them).
 _MODULE_SETTINGS = ("modify_params", "force_ipv4", "ssl_verify")

@@ -252,12 +252,15 @@ def _serve(
             from .stdio import run_stdio
 
             logger.info("serving MCP over stdio")
-            run_stdio(app.server, app.tasks.aclose if app.tasks is not None else None)
+            run_stdio(app.server, app.aclose)
             app.spend.release_all()  # the calls settled while stopping into the ledger, before the exit
         else:
             from .http.app import run_http
 
-            run_http(app.server, settings, tokens, app.store, app.sources, listener, app.tasks, app.spend)
+            run_http(
+                app.server, settings, tokens, app.store, app.sources, listener, app.tasks, app.spend,
+                app.conversations,
+            )  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM, which uvicorn raises again once it has stopped
         pass
     logger.info("hive-mcp stopped")

@@ -81,7 +81,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def run_stdio(server: Any, stop: Callable[[], Awaitable[object]] | None = None) -> None:
     """Serve `server` (an MCPServer) on stdin/stdout until EOF, Ctrl-C or SIGTERM; then await `stop()` (the
-    task engine's: what still runs reads failed), which an exit signal does not cut short."""
+    app's: the tasks still running read failed, the conversation store closes), which an exit signal does not
+    cut short."""
     if fcntl is None:
         server.run(transport="stdio")
         return

@@ -160,9 +160,23 @@ async def test_one_writer_per_conversation_across_processes(backend: Backend) ->
     await held.__aexit__(None, None, None)
     async with second.writer("conv_x", lease_s=60, timeout_s=0):
         pass  # given back: taken at once, even with no time to wait
-    dead = first.writer("conv_y", lease_s=0.3, timeout_s=1)
-    await dead.__aenter__()  # and never left: its process died, so nothing renews its lease
-    await first.aclose()
+    # A turn taken by a process that then died: nothing renews its lease, nothing gives it back.
+    assert await first._take_writer("conv_y", "dead", 0.3)
     with anyio.fail_after(5):
         async with second.writer("conv_y", lease_s=60, timeout_s=None):
             pass
+
+
+async def test_a_store_closed_while_a_call_holds_a_turn_gives_it_back_at_once(backend: Backend) -> None:
+    """Serving closes its store as it stops: a turn still held then is given back as the store closes, so
+    another process continues that conversation at once, not once the lease (here a minute) has run out; the
+    call's own end, after the close, gives back nothing more (not the turn the other process took since)."""
+    first, second = backend.make(), backend.make()
+    call = first.writer("conv_x", lease_s=60, timeout_s=1)
+    await call.__aenter__()
+    await first.aclose()
+    async with second.writer("conv_x", lease_s=60, timeout_s=0):
+        await call.__aexit__(None, None, None)
+        with pytest.raises(ConversationBusy):
+            async with backend.make().writer("conv_x", lease_s=60, timeout_s=0):
+                pass

@@ -235,7 +235,8 @@ class ConversationStore(ABC):
                 await self._turns.end(conversation_id, token)
 
     async def aclose(self) -> None:
-        """Release connections (a backend's own come after the turns it still holds: `_turns.aclose`)."""
+        """Give back every turn this process holds through the store (`Turns.aclose`), then release the
+        connections (a backend's own come after): serving closes its store as it stops."""
         await self._turns.aclose()
 
     async def __aenter__(self) -> ConversationStore:

@@ -53,6 +53,7 @@ class Turns:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._closing = False
+        self._closed = False
 
     def __len__(self) -> int:
         """Turns held or still to give back."""
@@ -64,7 +65,10 @@ class Turns:
         self._wake.set()  # a tick now, which counts this lease in the pace of the next
 
     async def end(self, conversation_id: str, token: str) -> None:
-        """The call is over: give its turn back now, or remember it for the store's return."""
+        """The call is over: give its turn back now, or remember it for the store's return (a call ending after
+        `aclose` has nothing left to give back)."""
+        if self._closed:
+            return
         lease_s = self._held.pop((conversation_id, token), 0.0)
         try:
             await self._drop(conversation_id, token)
@@ -86,12 +90,19 @@ class Turns:
                 loop.call_soon_threadsafe(self._wake.set)
 
     async def aclose(self) -> None:
-        """Stop ticking, after one last try at the missed ends."""
+        """The store closes (the process stops): stop ticking and give back every turn held through it, those of
+        calls still running (nothing they write goes through this store any more) and the missed ends, in one
+        last try that waits a tick at most: another process takes them at once, not once their leases end."""
+        self._closed = True
         task, self._task = self._task, None
         if task is not None and not task.done():
             self._closing = True
             self._wake.set()
             await task  # not cancelled: a tick's store work in flight is shielded, and ends first
+        now = time.monotonic()
+        for held, lease_s in self._held.items():
+            self._missed[held] = now + lease_s
+        self._held.clear()
         with contextlib.suppress(StoreError), waiting_until(time.monotonic() + WRITER_TICK_S):
             await self._give_back()
 

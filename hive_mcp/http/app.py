@@ -49,6 +49,7 @@ def build_app(
     sources: Any = None,
     tasks: Any = None,
     spend: Any = None,
+    conversations: Any = None,
 ) -> tuple[App, Shutdown]:
     """The ASGI app for `settings.transport` ("http" or "sse"), in our layers, outermost first:
 
@@ -65,7 +66,8 @@ def build_app(
        grace period to finish, then a JSON-RPC error; idle streams close at once;
        `tasks` (a `TaskEngine`, or None) stops its jobs within the same grace period; once the
        application has stopped, `spend` (the `Spend` ledger, or None) writes the calls settled meanwhile
-       and gives back the reservations still held (`Spend.release_all`).
+       and gives back the reservations still held (`Spend.release_all`), and `conversations` (the conversation
+       store, or None) closes, giving back the turns this process still holds.
     5. The per-caller session cap (`sessions`: stateful streamable HTTP, and legacy SSE's event streams).
     6. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
        Host gets 421, a bad Origin 403. It binds each session to the caller
@@ -117,6 +119,7 @@ def build_app(
         settings.shutdown_grace_s,
         drains=[tasks.stop] if tasks is not None else [],
         closes=[spend.release_all] if spend is not None else [],
+        acloses=[conversations.aclose] if conversations is not None else [],
     )
     guard = HttpGuard(shutdown.wrap(OverheadHeader(app)), tokens=tokens, max_body_bytes=settings.max_body_bytes)
     if store is None:
@@ -145,7 +148,7 @@ def build_app(
 
 def run_http(
     server: Any, settings: Settings, tokens: tuple[str, ...], store: Any = None, sources: Any = None,
-    listener: socket.socket | None = None, tasks: Any = None, spend: Any = None,
+    listener: socket.socket | None = None, tasks: Any = None, spend: Any = None, conversations: Any = None,
 ) -> None:
     """Serve until SIGTERM or Ctrl-C (uvicorn catches both), then shut down as `Shutdown` says.
 
@@ -158,7 +161,7 @@ def run_http(
 
     listener = listener or bind(settings.host, settings.port)
     security = transport_security_settings(settings)
-    app, shutdown = build_app(server, settings, tokens, security, store, sources, tasks, spend)
+    app, shutdown = build_app(server, settings, tokens, security, store, sources, tasks, spend, conversations)
     let_event_streams_end(False)
 
     class _Server(uvicorn.Server):

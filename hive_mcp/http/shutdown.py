@@ -47,7 +47,9 @@ class Shutdown:
     thread, in order) before it is reported to the server: what the calls
     ended during the drain owe (the spend ledger's rows, its reservations) is
     written and released while the process still serves, not left to exit
-    hooks, which a process ended by a signal never runs.
+    hooks, which a process ended by a signal never runs. Then each of `acloses`
+    is awaited on the serving loop, in order (the conversation store, which
+    gives back the turns this process holds, on the loop its work ran on).
     """
 
     def __init__(
@@ -55,10 +57,12 @@ class Shutdown:
         grace_s: float,
         drains: Sequence[Callable[[float], Awaitable[object]]] = (),
         closes: Sequence[Callable[[], object]] = (),
+        acloses: Sequence[Callable[[], Awaitable[object]]] = (),
     ) -> None:
         self.grace_s = grace_s
         self.drains = tuple(drains)
         self.closes = tuple(closes)
+        self.acloses = tuple(acloses)
         self._draining: list[asyncio.Future[object]] = []
         self.draining = False
         self.expired = False
@@ -121,14 +125,18 @@ class Shutdown:
         return sending
 
     async def close(self) -> None:
-        """Run each of `closes` (in a worker thread, in order); one that fails is one line and the rest still run."""
+        """Run each of `closes` (in a worker thread, in order), then await each of `acloses`; one that fails is
+        one line and the rest still run."""
         import anyio
 
-        for close in self.closes:
+        steps: list[tuple[object, Callable[[], Awaitable[object]]]] = [
+            (close, lambda close=close: anyio.to_thread.run_sync(close)) for close in self.closes
+        ]
+        for named, step in [*steps, *((aclose, aclose) for aclose in self.acloses)]:
             try:
-                await anyio.to_thread.run_sync(close)
+                await step()
             except Exception as exc:  # noqa: BLE001 - the others still run, and the server still stops
-                logger.warning("shutdown: %s failed: %s", getattr(close, "__qualname__", close), exc)
+                logger.warning("shutdown: %s failed: %s", getattr(named, "__qualname__", named), exc)
 
     def expire(self) -> None:
         """The grace period is over: answer what is left with an error and end every stream."""

@@ -95,7 +95,7 @@ def create_app() -> Any:
     let_event_streams_end(False)
     app, shutdown = build_app(
         built.server, settings, tokens, transport_security_settings(settings), built.store, built.sources, built.tasks,
-        built.spend,
+        built.spend, built.conversations,
     )
     logger.info("worker %d serving", os.getpid())
     return _Worker(app, shutdown)
