@@ -130,7 +130,9 @@ class StateStore(Listeners):
 
     def _options(self) -> dict[str, Any]:
         """Short timeouts; one retry, on a fresh connection, of a command whose connection the server closed
-        (a pooled connection from before a restart), and none of a timeout (a frozen Redis)."""
+        (a pooled connection from before a restart), and none of a timeout (a frozen Redis). Every connection
+        is named after the process (`CLIENT SETNAME hive-mcp:<pid>`), so `CLIENT LIST` tells whose it is; a
+        `client_name` in the URL is the operator's and wins (redis-py puts the URL's options last)."""
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -138,6 +140,7 @@ class StateStore(Listeners):
         return {
             "socket_connect_timeout": self.timeout_s, "socket_timeout": self.timeout_s,
             "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            "client_name": f"hive-mcp:{os.getpid()}",
         }  # fmt: skip
 
     def _state_loop(self) -> asyncio.AbstractEventLoop:

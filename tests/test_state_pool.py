@@ -112,6 +112,7 @@ def test_every_store_of_a_process_shares_one_connection_pool(tmp_path: Path) -> 
     commands = [c for c in seen if c not in subscribers]
     assert len(subscribers) == 1, seen  # the bus's
     assert len(commands) <= 3, [(c["addr"], c["cmd"], c["tot-cmds"]) for c in seen]
+    assert {c["name"] for c in seen} == {f"hive-mcp:{server.proc.pid}"}, seen  # CLIENT LIST names the process
 
     stores_of: dict[str, set[str]] = {}
     for entry in sent:

@@ -115,3 +115,30 @@ def test_a_forked_child_asks_redis_on_a_loop_and_pool_of_its_own(
         if proc.is_alive():
             proc.kill()
     assert ledger.calls(ledger_since()) == []  # the parent's pool still serves it
+
+
+async def test_every_connection_a_process_opens_is_named_after_it(tmp_path: Path) -> None:
+    """An operator's `CLIENT LIST` tells which hive-mcp process holds which connection: every connection of the
+    process's pool, commands and the bus's subscriber alike, is named `hive-mcp:<pid>`; a `client_name` the
+    state URL sets is the operator's own choice and wins."""
+    import os
+
+    with ValkeyProcess(valkey_binary()) as valkey:
+        watch = redis.Redis.from_url(valkey.url, decode_responses=True)
+        conversations, bus = RedisStore(valkey.url), RedisSubscriptionBus(valkey.url)
+        try:
+            async with bus.running():
+                with anyio.fail_after(10):
+                    await bus.connected.wait()
+                assert await conversations.count() == 0
+                clients = [c for c in watch.client_list() if int(c["id"]) != watch.client_id()]
+            assert {c["name"] for c in clients} == {f"hive-mcp:{os.getpid()}"}, clients
+            assert any(int(c["sub"]) for c in clients)  # the bus's subscriber among them
+        finally:
+            await conversations.aclose()
+        named = RedisStore(f"{valkey.url}?client_name=billing-edge")
+        try:
+            assert await named.count() == 0
+            assert "billing-edge" in {c["name"] for c in watch.client_list()}
+        finally:
+            await named.aclose()
