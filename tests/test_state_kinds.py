@@ -5,6 +5,7 @@ store, for serving and for the commands alike. Nothing is connected when a store
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from harness.processes import free_port
 
 PACKAGE = Path(hive_mcp.__file__).parent
+README = Path(__file__).resolve().parents[1] / "README.md"
 SQLITE = {"dumps": DumpStore, "conversations": SQLiteStore, "results": SQLiteResults, "tasks": SQLiteTaskStore,
           "spend": SQLiteBackend}  # fmt: skip
 REDIS = {"dumps": RedisDumpStore, "conversations": RedisStore, "results": RedisResults, "tasks": RedisTaskStore,
@@ -87,6 +89,14 @@ def test_each_scheme_names_one_kind_and_no_url_names_sqlite() -> None:
         check_state_url("http://h:1/0")
     assert str(refused.value) == f"http:// is not a state store scheme; expected {SCHEMES_TEXT}"
     assert SCHEMES_TEXT.startswith("redis://, rediss://")
+
+
+def test_the_readmes_state_url_row_names_every_scheme_state_url_accepts() -> None:
+    """The settings table's `HIVE_MCP_STATE_URL` row opens with the schemes a state URL may have, as the errors
+    name them (`SCHEMES_TEXT`, from `state_url.SCHEMES`): a scheme added there and not in the README fails here."""
+    row = next(line for line in README.read_text().splitlines() if line.startswith("| `HIVE_MCP_STATE_URL` |"))
+    described = row.split("|")[4].strip()
+    assert described.split(": ", 1)[0] == re.sub(r"(\S+://)", r"`\1`", SCHEMES_TEXT), row
 
 
 def kind_of_module(module: str) -> str | None:
