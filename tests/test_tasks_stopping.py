@@ -105,11 +105,13 @@ async def test_a_task_that_ends_within_the_grace_period_keeps_its_result(tmp_pat
     assert ended.result["content"] == [{"type": "text", "text": "done in time"}]
 
 
+@pytest.mark.parametrize("fails_winding_down", [False, True])
 async def test_a_task_the_client_cancelled_still_winding_down_as_the_instance_stops_reads_cancelled(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, fails_winding_down: bool
 ) -> None:
     """The client's cancel came first: the job, still tidying up when the stop runs, ends as the client asked
-    (cancelled), and the stop does not count it among the tasks it cut short."""
+    (cancelled), also when its tidying up fails (what it tells its client, say, reaches no one once the instance
+    stops), and the stop does not count it among the tasks it cut short."""
     path, engine = engine_in(tmp_path)
     winding, let_go = anyio.Event(), anyio.Event()
 
@@ -119,6 +121,8 @@ async def test_a_task_the_client_cancelled_still_winding_down_as_the_instance_st
         finally:
             winding.set()
             await let_go.wait()
+            if fails_winding_down:
+                raise anyio.BrokenResourceError("the session closed as the instance stopped")
         raise AssertionError("unreachable")
 
     task = await engine.start("alice", "complete", job)

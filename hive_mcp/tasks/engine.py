@@ -14,7 +14,8 @@ that started it, its state and result kept in the task store for any instance to
   change bus over Redis), says so at once; the instance running it hears it (`cancel_here`), or else reads the
   mark at its next lease renewal (at most `tick_s` later: the way that needs nothing but the store), or is
   itself the one asked; it cancels the job (the upstream request closes; what was
-  produced is charged as for any call cut short) and stores `cancelled`. A job that already has its end (a
+  produced is charged as for any call cut short) and stores `cancelled`, also when the job fails as it winds down
+  (its client gone with a stopping instance, say). A job that already has its end (a
   result or a failure) is not cancelled: it stores and tells that end, and the cancel answers it.
 * When the instance stops (`stop`: SIGTERM, the end of a stdio session), its jobs get the grace period its calls
   get; one still running at its end is stopped and reads `failed` at once (`INSTANCE_GONE`), as it would once its
@@ -225,13 +226,13 @@ class TaskEngine:
                 answers = await self._input(task, result)
                 result = await resume(answers, result.request_state)
         except asyncio.CancelledError:
-            if (running := self._running.get(task.task_id)) is not None and running.stopped:
-                ended = _gone(task, self.clock())
-            else:
-                ended = task.ended(CANCELLED, self.clock(), message=CANCELLED_TEXT)
+            ended = self._cut_short(task)
         except Exception as exc:  # noqa: BLE001 - a job that raised is a failed task, named in one line
-            logger.warning("task %s (%s) failed: %s", task.task_id, task.tool, type(exc).__name__)
-            ended = task.ended(FAILED, self.clock(), message="internal error", error=_error(exc))
+            if (running := self._running.get(task.task_id)) is not None and running.cancelled:
+                ended = self._cut_short(task)  # it failed winding down from its cancel: the cancel is its end
+            else:
+                logger.warning("task %s (%s) failed: %s", task.task_id, task.tool, type(exc).__name__)
+                ended = task.ended(FAILED, self.clock(), message="internal error", error=_error(exc))
         else:
             ended = task.ended(COMPLETED, self.clock(), result=result.model_dump(by_alias=True, mode="json",
                                                                                 exclude_none=True))  # fmt: skip
@@ -253,6 +254,14 @@ class TaskEngine:
                 await on_end(ended)
             except Exception as exc:  # noqa: BLE001 - a client gone away is not the task's failure
                 logger.debug("task %s: telling of its end failed: %s", task.task_id, exc)
+
+    def _cut_short(self, task: TaskRecord) -> TaskRecord:
+        """The end of a job that stopped at its cancel: gone when the stop cut it, else cancelled as the client
+        asked."""
+        running = self._running.get(task.task_id)
+        if running is not None and running.stopped:
+            return _gone(task, self.clock())
+        return task.ended(CANCELLED, self.clock(), message=CANCELLED_TEXT)
 
     async def _input(self, task: TaskRecord, asked: InputRequiredResult) -> dict[str, Any]:
         """Leave the task `input_required` with the tool's requests until every one is answered; the answers."""
