@@ -160,6 +160,30 @@ async def test_a_task_storing_its_end_as_the_instance_stops_keeps_it_and_is_not_
     assert "stopped unfinished" not in caplog.text, caplog.text
 
 
+async def test_a_task_the_stop_cut_that_still_ends_with_its_result_is_not_counted_as_stopped_unfinished(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stop cuts a job that has no end yet, but the job was in its last step (storing what it has) and ends
+    with its result all the same: the task reads completed, and the line counts only the tasks that do read
+    failed (here the other one, which had no end to give)."""
+    path, engine = engine_in(tmp_path)
+
+    async def finishing() -> CallToolResult:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            return answer("stored as it stopped")  # noqa: B012 - its last step ends it whatever cut it
+
+    kept = await engine.start("alice", "complete", finishing)
+    cut = await engine.start("alice", "complete", anyio.sleep_forever)
+    await anyio.wait_all_tasks_blocked()
+    await engine.stop(0.0)
+    assert (await stored(path, kept.task_id)).status == COMPLETED
+    assert (await stored(path, cut.task_id)).status == FAILED
+    assert "1 task(s) stopped unfinished" in caplog.text, caplog.text
+    assert "2 task(s) stopped unfinished" not in caplog.text, caplog.text
+
+
 async def test_a_task_asked_for_while_the_instance_stops_is_refused_and_never_stored(tmp_path: Path) -> None:
     """A request already on the wire when shutdown began can still ask for a task. Started, it would run where
     no drain waits for it (the drain's grace period may be over) and read `working` until its lease ran out;

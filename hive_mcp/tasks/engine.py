@@ -19,7 +19,8 @@ that started it, its state and result kept in the task store for any instance to
   result or a failure) is not cancelled: it stores and tells that end, and the cancel answers it.
 * When the instance stops (`stop`: SIGTERM, the end of a stdio session), its jobs get the grace period its calls
   get; one still running at its end is stopped and reads `failed` at once (`INSTANCE_GONE`), as it would once its
-  lease had run out.
+  lease had run out. The stop's one line counts the tasks that read failed so, not the jobs it cut: one cut in its
+  last step may still end with its result.
 * A task is its caller's: another caller's id reads as not found (`owner_scope`: admins and the stdio user
   see every caller's by id); `page` lists the caller's own, newest first. At most `per_caller` unfinished at
   once, counted in the store so the cap holds across instances.
@@ -130,6 +131,8 @@ class _Running:
     cancelled: bool = False
     stopped: bool = False
     """Cancelled because the instance stops, not at the client's request: the task reads failed."""
+    gone: bool = False
+    """The job ended cut short by the stop: its task reads failed (`INSTANCE_GONE`)."""
     ending: bool = False
     """The job has its end (a result or a failure) and is storing and telling it: nothing cancels it now, so that
     end is the task's, a cancel that comes now waits for it and answers it."""
@@ -260,6 +263,7 @@ class TaskEngine:
         asked."""
         running = self._running.get(task.task_id)
         if running is not None and running.stopped:
+            running.gone = True
             return _gone(task, self.clock())
         return task.ended(CANCELLED, self.clock(), message=CANCELLED_TEXT)
 
@@ -445,13 +449,15 @@ class TaskEngine:
             logger.info("shutting down: %d task(s) running get up to %g s to finish", len(self._running), grace_s)
             await asyncio.wait([r.job for r in self._running.values()], timeout=grace_s)
         # A job the client cancelled, or one storing its end, has its end already: it is waited for, not cut short.
-        cut = [task_id for task_id, running in self._running.items() if not running.cancelled and not running.ending]
-        for task_id in cut:
-            self._running[task_id].stopped = True
+        cut = [(task_id, running) for task_id, running in self._running.items()
+               if not running.cancelled and not running.ending]  # fmt: skip
+        for task_id, running in cut:
+            running.stopped = True
             self._cancel_local(task_id)
-        if cut:
-            logger.warning("%d task(s) stopped unfinished: they read failed", len(cut))
         await asyncio.gather(*(r.done.wait() for r in self._running.values()))
+        # Counted by their ends: a job cut in its last step may still end with its result.
+        if gone := sum(running.gone for _, running in cut):
+            logger.warning("%d task(s) stopped unfinished: they read failed", gone)
         await self._store_ends()  # a last try for the ends the store did not take
         if self._unstored:
             logger.warning("%d task(s) ended but the store did not take their ends before this instance stopped: "
