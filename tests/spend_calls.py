@@ -1,6 +1,7 @@
 """What the tests of paying for calls share: litellm's prices for gpt-4o-mini, a stream's words, a daily budget
-with room for one call and what a call cut short costs, a call cancelled from the client once a condition
-holds, each reservation's budget state as it was made, and a wait for the upstream's requests."""
+with room for one call and what a call cut short costs, a server whose group falls back to a dearer one, a call
+cancelled from the client once a condition holds, each reservation's budget state as it was made, and a wait for
+the upstream's requests."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import anyio
 
+from hive_mcp.dumps import DumpStore
+from hive_mcp.llms import load_config
 from hive_mcp.provider import LiteLLMProvider
+from hive_mcp.provider.routing import ModelRouter
 from hive_mcp.spend import Budgets, Spend
 from hive_mcp.spend.budgets import micro
 from hive_mcp.spend.ledger import Backend
-from tests.clients import MODEL, Progress, until
+from tests.clients import MODEL, Progress, mcp_server, until
+from tests.conftest import FAST_RETRY
 from harness.upstream import Upstream
 
 IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
@@ -31,6 +37,28 @@ def one_call_budget(provider: LiteLLMProvider, prompt: str = "hello") -> Budgets
     assert counted is not None
     room = micro(counted * IN + MAX_TOKENS * OUT) + 10
     return Budgets.from_settings(day=room / 1e6, month=None, section={}, names={"caller": ["local"], "model": [MODEL]})
+
+
+def fallback_server(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend, smart_day: float
+) -> tuple[Any, Spend]:
+    """`fast` (gpt-4o-mini) falls back to `smart` (gpt-4o), whose own daily budget is `smart_day`."""
+    base = f'api_base: "{upstream.base_url}", api_key: sk-x'
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "model_list:\n"
+        f"  - model_name: fast\n    litellm_params: {{model: openai/gpt-4o-mini, {base}}}\n"
+        f"  - model_name: smart\n    litellm_params: {{model: openai/gpt-4o, {base}}}\n"
+        "router_settings: {fallbacks: [{fast: [smart]}]}\n"
+    )
+    config = load_config(path, {})
+    provider = LiteLLMProvider(model="fast", router=ModelRouter(config), retry=FAST_RETRY, dump_store=store)
+    budgets = Budgets.from_settings(
+        day=None, month=None, section={"models": {"smart": {"day": smart_day}}},
+        names={"caller": ["local"], "model": ["fast", "smart"]},
+    )  # fmt: skip
+    spend = Spend(ledger, budgets, provider)
+    return mcp_server(provider, store, default_model="fast", spend=spend), spend
 
 
 def charged(provider: LiteLLMProvider, prompt: str, relayed: str) -> int:

@@ -25,7 +25,8 @@ from tests.clients import MODEL, connect, mcp_server, Progress, text_of, until
 from tests.conftest import FAST_RETRY, TEST_KEY
 from harness.upstream import Reply, Upstream, tool_call_delta
 from tests.spend_calls import (
-    EPOCH, IN, MAX_TOKENS, OUT, WORDS, cancel_once, charged, held_by, one_call_budget, requests_seen, retries_logged,
+    EPOCH, IN, MAX_TOKENS, OUT, WORDS, cancel_once, charged, fallback_server, held_by, one_call_budget, requests_seen,
+    retries_logged,
 )
 
 
@@ -228,31 +229,6 @@ async def test_the_reservation_counts_tools_schemas_and_images(
     assert with_tools - plain >= micro(0.9 * tools_tokens * IN)
     assert with_schema - plain >= micro(0.9 * schema_tokens * IN)
     assert with_image - plain >= micro(500 * IN)  # a 2048x2048 image is hundreds of tokens
-
-
-def fallback_server(
-    upstream: Upstream, store: DumpStore, tmp_path: Path, ledger: Backend, smart_day: float
-) -> tuple[Any, Spend]:
-    """`fast` (gpt-4o-mini) falls back to `smart` (gpt-4o), whose own daily budget is `smart_day`."""
-    from hive_mcp.llms import load_config
-    from hive_mcp.provider.routing import ModelRouter
-
-    base = f'api_base: "{upstream.base_url}", api_key: sk-x'
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        "model_list:\n"
-        f"  - model_name: fast\n    litellm_params: {{model: openai/gpt-4o-mini, {base}}}\n"
-        f"  - model_name: smart\n    litellm_params: {{model: openai/gpt-4o, {base}}}\n"
-        "router_settings: {fallbacks: [{fast: [smart]}]}\n"
-    )
-    config = load_config(path, {})
-    provider = LiteLLMProvider(model="fast", router=ModelRouter(config), retry=FAST_RETRY, dump_store=store)
-    budgets = Budgets.from_settings(
-        day=None, month=None, section={"models": {"smart": {"day": smart_day}}},
-        names={"caller": ["local"], "model": ["fast", "smart"]},
-    )  # fmt: skip
-    spend = Spend(ledger, budgets, provider)
-    return mcp_server(provider, store, default_model="fast", spend=spend), spend
 
 
 async def test_a_fallback_into_a_group_whose_budget_refuses_is_not_taken(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ from .retry import RetryPolicy, response_headers, retry_delay
 from .telemetry import CallTelemetry
 
 if TYPE_CHECKING:
-    from .routing import Route
+    from .routing import Deployment, Route
 
 logger = logging.getLogger("hive_mcp.provider")
 
@@ -47,10 +47,14 @@ class Attempts:
         empty_expected: bool,
         max_tokens: int,
         watch: CallTelemetry,
+        prompt_owed: Callable[[Deployment | None], Usage],
         route: Route | None = None,
         answering: Answering | None = None,
     ) -> None:
         self.model = model
+        self.prompt_owed = prompt_owed
+        """What a reply that said nothing of its usage is charged, on a deployment (None: unrouted): its prompt
+        by litellm's count, at that deployment's prices (`failure.prompt_owed`)."""
         self.route = route
         self.answering = answering if answering is not None else Answering()
         """Whether the upstream is working on the call (`Answering.working`), kept as each attempt goes and ends."""
@@ -76,6 +80,11 @@ class Attempts:
         self.covered = Usage()
         """`billed` as the request's `cover` hook was last told of it: a retry after a reply billed since must
         tell it again first (`cover`)."""
+        self.unread = False
+        """The latest reply was billed and said nothing of its usage: the call owes its prompt (`Answering.working`),
+        put into `billed` once another attempt follows (`carry`)."""
+        self.unread_on: Deployment | None = None
+        """The deployment that reply came from (None: unrouted)."""
 
     # -- time ------------------------------------------------------------------------
 
@@ -128,11 +137,31 @@ class Attempts:
         an error status comes back."""
         self.answering.working = self.remaining() > 0
 
-    def bill(self, reply: Usage) -> None:
-        """A reply the provider answered (and so billed) that this call does not keep. One that says nothing of
-        its usage leaves the upstream `working` on the call: it owes its prompt, by litellm's count."""
-        self.billed.add(reply)
-        self.answering.working = not (reply.input_tokens or reply.output_tokens)
+    def bill(self, reply: Usage, estimated: bool = False) -> None:
+        """A reply the provider answered (and so billed) that this call does not keep, at its usage (`estimated`:
+        litellm's count, a stream's that reported none). One that says nothing of its usage leaves the upstream
+        `working` on the call: it owes its prompt, by litellm's count, which a call ending now is charged
+        (`Spend.settle_short`) and a call going on holds in `billed` (`carry`)."""
+        if reply.input_tokens or reply.output_tokens:
+            self.billed.add(reply)
+            self.answering.estimated += int(estimated)
+            self.answering.working = False
+            return
+        self.unread, self.unread_on = True, self.route.deployment if self.route is not None else None
+        self.answering.working = True
+
+    async def carry(self) -> None:
+        """Another attempt follows a reply that said nothing of its usage: its prompt (`prompt_owed`, counted in a
+        worker thread: a long prompt takes a while) goes into `billed` (`estimated`), so each such reply is owed
+        once whatever ends the call. Cancelled while it counts, nothing changes: the call still owes that prompt
+        as `working`."""
+        if not self.unread:
+            return
+        prompt = await anyio.to_thread.run_sync(self.prompt_owed, self.unread_on)
+        self.unread = False
+        self.billed.add(prompt)
+        self.answering.estimated += 1
+        self.answering.working = False
 
     def _bill_failure(self, exc: BaseException, info: ErrorClass) -> None:
         """A failure on a reply the upstream answered was billed: the usage it carries (a reply its content filter
@@ -147,6 +176,7 @@ class Attempts:
     async def next_attempt(self, hook: Cover | None, delay: float | None) -> None:
         """Before an attempt: `cover` what was billed, then wait out the `delay` the last attempt's end chose
         (None before the first). The hook comes first: a retry it refuses is not waited for."""
+        await self.carry()
         await self.cover(hook)
         if delay is not None:
             await self.watch.waiting(anyio.sleep(self.sleep_s(delay)))
@@ -238,11 +268,11 @@ class Attempts:
         retries_done = len(self.records)
         if retries_done >= self.max_retries:
             self.record("empty_response", 200, EMPTY_REPLY, 0.0)
-            self.bill(response)
+            self.bill(response, response.estimated)
             raise self.error("empty_response", 200, "the model returned an empty reply", True)
         delay = retry_delay(None, retries_done, self.policy)
         self.record("empty_response", 200, EMPTY_REPLY, delay)
-        self.bill(response)
+        self.bill(response, response.estimated)
         logger.warning("empty reply from %s (attempt %d), retrying in %.2fs", self.model, retries_done + 1, delay)
         self.pending_delay = delay
         return None
@@ -259,7 +289,7 @@ class Attempts:
         retry = self.empty_streams < self.policy.stream_empty_retries
         delay = self.policy.stream_empty_delay_s if retry else 0.0
         self.record("empty_stream", 200, EMPTY_STREAM, delay)
-        self.bill(reply)
+        self.bill(reply, reply.estimated)
         if not retry:
             raise self.error("empty_stream", 200, "the model returned an empty stream", False)
         self.empty_streams += 1
@@ -269,10 +299,12 @@ class Attempts:
         logger.warning("empty reply from %s: max_tokens (%s) was exhausted", self.model, self.max_tokens)
 
     def accept(self, response: LLMResponse) -> LLMResponse:
-        """The reply the call keeps; its usage includes what the replies not kept were billed."""
+        """The reply the call keeps; its usage includes what the replies not kept were billed (`estimated` when
+        litellm counted any of them)."""
         self.response = response
         response.attempts = self.count
         response.add(self.billed)
+        response.estimated = response.estimated or self.answering.estimated > 0
         if self.route is not None and self.route.deployment is not None:
             response.model = self.route.deployment.label
             response.model_group = self.route.called

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,11 @@ Message = dict[str, Any]
 
 Cover = Callable[[Usage], Awaitable[None]]
 """A request's `cover` hook: told everything billed so far before an attempt that follows a billed one."""
+
+
+def prompt_bytes(messages: list[Message], tools: list[dict[str, Any]] | None = None) -> int:
+    """A prompt's tokens where no tokenizer counts them: its UTF-8 bytes, which no byte-level tokenizer exceeds."""
+    return len(json.dumps([messages, tools], ensure_ascii=False).encode())
 
 
 class Tool(BaseModel):
@@ -52,11 +58,17 @@ class Answering:
     working: bool = False
     """The upstream has the call's work in hand: the latest attempt's request went and no error status came back
     (it still runs, or the deadline cut it), or its 2xx reply was not kept and said nothing of its usage (one
-    litellm could not read, an empty one). False before any request, after an error status or a lost connection,
-    and after a reply whose usage the call's billed usage holds. Kept up to date without a models config too."""
+    litellm could not read, an empty one): the call owes that attempt's prompt. False before any request, after an
+    error status or a lost connection, after a reply whose usage the call's billed usage holds, and once the next
+    attempt is under way (the prompt such a reply owes is then in `billed`). Kept up to date without a models
+    config too."""
     billed: Usage = field(default_factory=Usage)
-    """What the provider billed so far for replies the call did not keep: owed by a call cancelled before the
-    retry after one, as by one that fails (`ProviderError.billed`)."""
+    """What the provider billed so far for replies the call did not keep (each at its usage, or its prompt by
+    litellm's count when it said nothing of its usage): owed by a call cancelled before the retry after one, as by
+    one that fails (`ProviderError.billed`)."""
+    estimated: int = 0
+    """How many of the replies `billed` holds are litellm's count, not the provider's usage: a call charged them
+    is `estimated`."""
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..dumps.format import FailureDump
 from ..redact import strip_credentials
 from .attempts import Attempts
-from .base import CompletionRequest, Message, ProviderError
+from .base import CompletionRequest, Message, ProviderError, Usage, prompt_bytes
+from .facts import config_facts, default_facts, price_of
 from .offline import litellm
 from .shaping import Shaped
+
+if TYPE_CHECKING:
+    from .routing import Deployment
 
 
 def build_dump(
@@ -59,6 +63,18 @@ def count_tokens(model: str, messages: list[Message], tools: list[dict[str, Any]
         return int(litellm.token_counter(model=model, messages=messages, tools=tools or None))
     except Exception:  # noqa: BLE001 - unknown: the caller decides
         return None
+
+
+def prompt_owed(shaped: Shaped, deployment: Deployment | None) -> Usage:
+    """What a reply that said nothing of its usage is charged: the prompt sent, by litellm's count for the model
+    it went to (`deployment`'s; None: the call's own, unrouted), else its bytes (`prompt_bytes`), at that
+    deployment's input price (the config's over litellm's map, `config_facts`; 0 unpriced)."""
+    model = deployment.model if deployment is not None else shaped.model
+    tools = shaped.kwargs.get("tools")
+    counted = count_tokens(model, shaped.messages, tools)
+    tokens = counted if counted is not None else prompt_bytes(shaped.messages, tools)
+    price = price_of(config_facts(deployment.raw) if deployment is not None else default_facts(model))
+    return Usage(input_tokens=tokens, cost_usd=tokens * price[0] if price is not None else 0.0)
 
 
 def count_text(model: str, text: str) -> int | None:

@@ -31,7 +31,7 @@ from .echoes import Scrubber
 from .events import FinishEvent, StreamEvent, ToolCallDeltaEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, secret_forms, url_secrets
-from .failure import build_dump, count_text, count_tokens
+from .failure import build_dump, count_text, count_tokens, prompt_owed
 from .offline import litellm
 from .replies import cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
@@ -157,6 +157,7 @@ class LiteLLMProvider(LLMProvider):
             shaped.model, self.retry, max_retries=request.max_retries, deadline_s=deadline,
             secrets=self.secrets, empty_expected=shaped.empty_expected,
             max_tokens=request.max_tokens, route=route, answering=request.answering,
+            prompt_owed=functools.partial(prompt_owed, shaped),
             watch=CallTelemetry(
                 request, shaped.messages, stream=stream, secrets=self.secrets, capture=self.capture_content
             ),

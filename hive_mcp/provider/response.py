@@ -54,7 +54,8 @@ class LLMResponse(Usage):
     attempts: int = 1
     dump_id: str | None = None
     estimated: bool = False
-    """The usage is litellm's count, not the provider's (a stream cut at max_tokens)."""
+    """The usage is litellm's count, not the provider's, in whole or in part (a stream cut at max_tokens, a reply
+    before it that was not kept and said nothing of its usage)."""
     unpriced: bool = False
     """The deployment that answered has no known price (`cost_usd` is then 0 and means nothing)."""
     upstream_wait_s: float = Field(default=0.0, exclude=True)

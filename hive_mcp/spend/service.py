@@ -49,7 +49,7 @@ import anyio
 
 from ..limits import LEASE_MARGIN_S
 from ..refusal import Refusal
-from ..provider.base import Answering, LLMProvider, LLMResponse, Message, ModelRef, Usage
+from ..provider.base import Answering, LLMProvider, LLMResponse, Message, ModelRef, Usage, prompt_bytes
 from .budgets import Budget, Budgets, micro, reset_at, usd
 from .journal import Journal, default_journal_dir
 from .ledger import Backend, CallRecord, Refused, Reservation
@@ -289,7 +289,7 @@ class Spend:
         """litellm's count of `messages` and `tools`; without one, their UTF-8 bytes (no byte-level tokenizer
         exceeds it)."""
         counted = await anyio.to_thread.run_sync(lambda: self.provider.count_tokens(messages, model, tools=tools))
-        return counted if counted is not None else len(json.dumps([messages, tools], ensure_ascii=False).encode())
+        return counted if counted is not None else prompt_bytes(messages, tools)
 
     async def settle_short(
         self, ticket: Ticket, *, sent: bool, text: str, billed: Usage | None, answering: Answering | None = None,
@@ -300,7 +300,8 @@ class Spend:
         refused or when it produced `text`, its prompt and that text by litellm's count (the row says
         `estimated`), to the group and deployment it was `answering` on (a fallback's, at its prices; the called
         group's before any attempt was routed). Owing nothing, it is released. Returns `budget_remaining_usd`
-        as `settle` does."""
+        as `settle` does. The row says `estimated` too when litellm counted any reply `billed` holds
+        (`Answering.estimated`)."""
         owed = Usage()
         if billed is not None:
             owed.add(billed)
@@ -319,7 +320,7 @@ class Spend:
             await self.release(ticket)
             return None
         reply = LLMResponse(**owed.model_dump(), model=where.deployment or ticket.model, answered_group=where.group)
-        return await self.settle(ticket, reply, conversation_id, estimated=estimated)
+        return await self.settle(ticket, reply, conversation_id, estimated=estimated or where.estimated > 0)
 
     async def settle(
         self, ticket: Ticket, r: LLMResponse, conversation_id: str | None = None, *, estimated: bool = False
