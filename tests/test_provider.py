@@ -221,6 +221,29 @@ async def test_an_upstream_reporting_a_cost_of_zero_is_priced_by_the_map(provide
     assert response.cost_usd == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_an_upstream_reporting_a_cost_of_zero_is_priced_by_the_map_cache_reads_at_their_rate(
+    provider, upstream, stream: bool
+) -> None:
+    """Priced again from the map, the cached prompt tokens cost `cache_read_input_token_cost`, as litellm prices a
+    reply whose cost it works out itself."""
+    import litellm
+
+    usage = {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500, "cost": 0,
+             "prompt_tokens_details": {"cached_tokens": 800}}  # fmt: skip
+    upstream.script(Reply.stream(["Hello", " there"], usage=usage) if stream else Reply.text("Hello there", usage=usage))
+    response = (await collect(provider))[-1].response if stream else await provider.acomplete(USER)
+    assert response.cached_tokens == 800
+    price = litellm.model_cost["gpt-4o-mini"]
+    assert price["cache_read_input_token_cost"] < price["input_cost_per_token"]
+    expected = (
+        200 * price["input_cost_per_token"]
+        + 800 * price["cache_read_input_token_cost"]
+        + 500 * price["output_cost_per_token"]
+    )
+    assert response.cost_usd == pytest.approx(expected, rel=1e-9)
+
+
 async def test_cost_is_zero_for_an_unknown_model(upstream) -> None:
     provider = LiteLLMProvider(model="openai/no-such-model-xyz", api_key=TEST_KEY, api_base=upstream.base_url)
     upstream.script(Reply.text("x", model="no-such-model-xyz"), Reply.stream(["y"], model="no-such-model-xyz"))

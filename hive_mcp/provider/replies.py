@@ -64,7 +64,9 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
     reported = assembler.reported_usage
     usage = usage_of(reported)
     priced = get(reported, "cost") if reported else None
-    usage.cost_usd = float(priced) if isinstance(priced, (int, float)) and priced > 0 else cost(model, usage, None)
+    usage.cost_usd = (
+        float(priced) if isinstance(priced, (int, float)) and priced > 0 else cost(model, usage, None, reported)
+    )
     if assembler.refusal:
         stop_reason = "refusal"
     elif stop_reason == "content_filter":
@@ -123,14 +125,16 @@ def usage_of(usage: Any) -> Usage:
     )
 
 
-def cost(model: str, usage: Usage, raw: Any) -> float:
+def cost(model: str, usage: Usage, raw: Any, reported: Any = None) -> float:
     """USD from litellm's cost table; 0.0 for a model it does not know (never raises).
 
     litellm has already priced a whole response (`_hidden_params["response_cost"]`,
     its documented place) and a stream's usage (`usage.cost`, cache reads at their
     rate); pricing it again cost about a tenth of a call's CPU. A figure of 0 (an
     upstream's own `usage.cost: 0`, which litellm takes) is no price: the tokens are
-    priced by the map instead.
+    priced by the map instead, as litellm prices them: the usage litellm read (`raw`'s,
+    or a stream's `reported`), cache reads and writes at their own rates, when it is
+    litellm's own object; else `usage`, its cached tokens at the cache-read rate.
     """
     try:
         if raw is not None:
@@ -139,9 +143,12 @@ def cost(model: str, usage: Usage, raw: Any) -> float:
                 known = litellm.completion_cost(completion_response=raw, model=model)
             if known and float(known) > 0:
                 return float(known)
+            reported = getattr(raw, "usage", None)
         prompt, completion = litellm.cost_per_token(
-            model=model, prompt_tokens=usage.input_tokens, completion_tokens=usage.output_tokens
-        )
+            model=model, prompt_tokens=usage.input_tokens, completion_tokens=usage.output_tokens,
+            cache_read_input_tokens=usage.cached_tokens,
+            usage_object=reported if isinstance(reported, litellm.Usage) else None,
+        )  # fmt: skip
         return float(prompt + completion)
     except Exception:  # noqa: BLE001 - unknown models raise; cost is best effort
         return 0.0
