@@ -88,6 +88,18 @@ class Heard(litellm.integrations.custom_logger.CustomLogger):  # type: ignore[na
 
 
 @pytest.mark.usefixtures("nothing_listens")
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_the_model_is_the_one_the_upstream_named(
+    provider: LiteLLMProvider, upstream: Upstream, stream: bool
+) -> None:
+    """litellm names every chunk of an OpenAI-compatible stream for the model asked for; the reply says the one
+    that answered (a dated snapshot), as a whole reply's does."""
+    dated = "gpt-4o-mini-2024-07-18"
+    upstream.script(Reply.stream(["Hi", " there"], model=dated) if stream else Reply.text("Hi there", model=dated))
+    response = (await finish_of(provider)).response if stream else await provider.acomplete(USER)
+    assert response.content == "Hi there" and response.model == dated
+
+
 async def test_a_litellm_callback_still_hears_of_every_stream(
     provider: LiteLLMProvider, upstream: Upstream, tasks: list[str]
 ) -> None:

@@ -95,6 +95,7 @@ async def test_a_call_cancelled_while_it_waits_after_rate_limits_costs_nothing(
         ("openai-stream-tools-parallel-01", None, True, None),  # no usage anywhere: litellm's count
         ("groq-stream-text-01", (18, 73), False, None),  # Groq's own usage, in x_groq.usage alone
         ("azure-stream-text-usage-01", None, False, "gpt-4o-mini-2024-07-18"),  # the model its chunks name
+        ("openai-stream-text-usage-01", None, False, "gpt-4o-mini-2024-07-18"),  # so too on OpenAI's own route
     ],
 )
 async def test_a_recorded_stream_is_recorded_as_the_provider_answered_it(

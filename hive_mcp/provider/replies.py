@@ -74,7 +74,7 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
     return LLMResponse(
         **usage.model_dump(),
         content=assembler.text,
-        model=assembler.model or model,
+        model=assembler.answered_by or model,
         stop_reason=stop_reason,
         tool_calls=tool_calls,
         reasoning=assembler.reasoning,

@@ -167,6 +167,8 @@ class StreamAssembler:
     _finish_0: list[str] = field(default_factory=list)
     _raw_usage: list[tuple[str, Any]] | None = None
     """The usage raw chunks carried, as the tap saw them (None: no tap)."""
+    _named: list[str] = field(default_factory=list)
+    """The model the upstream's own chunks name, as the tap read it from the first that does."""
     _answer_mender: Mender = field(default_factory=Mender)
     _reasoning_mender: Mender = field(default_factory=Mender)
     echoes: Scrubber = NO_SECRETS
@@ -201,7 +203,13 @@ class StreamAssembler:
         raw = getattr(response, "completion_stream", None)
         if raw is not None and hasattr(raw, "__aiter__"):
             self._tapped, self._raw_usage = [], []
-            response.completion_stream = RefusalTap(raw, self._tapped, self._finish_0, self._raw_usage)
+            response.completion_stream = RefusalTap(raw, self._tapped, self._finish_0, self._raw_usage, self._named)
+
+    @property
+    def answered_by(self) -> str:
+        """The model that answered: the one the upstream's chunks name, where the tap read one (litellm names
+        every chunk of an OpenAI-compatible stream for the model asked for), else the first litellm's chunks name."""
+        return self._named[0] if self._named else self.model
 
     @property
     def reported_usage(self) -> Any:
@@ -320,15 +328,24 @@ class StreamAssembler:
 
 class RefusalTap:
     """The raw stream under litellm's wrapper, passed through whole, noting each delta's refusal text, choice 0's
-    finish reason, and the usage any chunk carried (`usage`, or Groq's `x_groq.usage` as litellm's iterator reads
-    the chunk, before its parser drops it), as (where, usage)."""
+    finish reason, the usage any chunk carried (`usage`, or Groq's `x_groq.usage` as litellm's iterator reads
+    the chunk, before its parser drops it), as (where, usage), and the model the upstream's first chunk naming one
+    names (`named`: read once, then no more looked for).
 
-    def __init__(self, raw: Any, sink: list[str], finish: list[str], usage: list[tuple[str, Any]]) -> None:
+    Where litellm parses the raw chunks itself (its `chunk_parser`), what this stream hands on is litellm's own
+    chunk: the upstream's are read in the parser alone."""
+
+    def __init__(
+        self, raw: Any, sink: list[str], finish: list[str], usage: list[tuple[str, Any]], named: list[str]
+    ) -> None:
         self._raw = raw
         self._sink = sink
         self._finish = finish
         self._usage = usage
+        self._named = named
         parser = getattr(raw, "chunk_parser", None)
+        self._naming = not callable(parser)
+        """Whether the chunks this stream hands on are the upstream's own and none has named its model yet."""
         if callable(parser):  # litellm's iterator drops `x_groq` as it parses each chunk: read it first
             raw.chunk_parser = functools.partial(self._parse, parser)
         self._several = False
@@ -341,6 +358,8 @@ class RefusalTap:
         if self._chunks is None:  # the raw stream's own iterator, set up once (some set up state in __aiter__)
             self._chunks = self._raw.__aiter__()
         chunk = await self._chunks.__anext__()
+        if self._naming:
+            self._name(chunk)
         usage = get(chunk, "usage")
         if usage:
             self._usage.append(("usage", usage))
@@ -359,7 +378,15 @@ class RefusalTap:
         usage = get(chunk.get("x_groq"), "usage") if isinstance(chunk, dict) else None
         if usage:
             self._usage.append(("x_groq", usage))
+        if not self._named:
+            self._name(chunk)
         return parser(chunk=chunk)
+
+    def _name(self, chunk: Any) -> None:
+        model = get(chunk, "model")
+        if isinstance(model, str) and model:
+            self._named.append(model)
+            self._naming = False
 
     def __getattr__(self, name: str) -> Any:  # aclose, response, ...: the raw stream's own
         return getattr(self._raw, name)
