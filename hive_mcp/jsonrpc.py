@@ -7,7 +7,10 @@ import json
 import re
 from typing import Any
 
-__all__ = ["BAD_ID", "MAX_JSON_DEPTH", "SHUTDOWN_ERROR_CODE", "nested_deeper_than", "plain_refusal", "why_invalid"]
+__all__ = [
+    "BAD_ID", "BATCHLESS_SINCE", "MAX_JSON_DEPTH", "SHUTDOWN_ERROR_CODE", "batch_refused", "nested_deeper_than",
+    "plain_refusal", "why_invalid",
+]  # fmt: skip
 
 SHUTDOWN_ERROR_CODE = -32000
 """JSON-RPC's "server error" range: what a call or a task gets when this instance shuts down under it."""
@@ -51,12 +54,27 @@ def readable_id(value: Any) -> str | int | None:
     return value if isinstance(value, int | str) and not isinstance(value, bool) else None
 
 
-def why_invalid(value: Any) -> tuple[str, str | int | None]:
+BATCHLESS_SINCE = "2025-06-18"
+"""The MCP version that removed JSON-RPC batches (2025-03-26 had them); the SDK, and so this server, takes none."""
+
+
+def batch_refused(version: str | None) -> str:
+    """Why a batch is refused, in one line naming the MCP version in force (None: not known)."""
+    head = "Invalid Request: a batch (JSON array);"
+    if version is None:
+        return f"{head} MCP takes one message at a time (batches were removed in {BATCHLESS_SINCE})"
+    if version >= BATCHLESS_SINCE:  # versions are dates: they compare as text
+        return f"{head} MCP {version}, the version in force, takes one message at a time"
+    return f"{head} this server takes one message at a time, as MCP has since {BATCHLESS_SINCE} ({version} in force)"
+
+
+def why_invalid(value: Any, version: str | None = None) -> tuple[str, str | int | None]:
     """Why `value`, JSON that the SDK's models refused, is no JSON-RPC message (an invalid request, -32600), in
-    one line, and the id to answer it to (None: id null). Each transport asks this rather than passing on
-    pydantic's report, which runs to many lines, one section per model tried, the input echoed."""
-    if isinstance(value, list):  # MCP 2025-06-18 removed JSON-RPC batching
-        return "Invalid Request: a batch (JSON array); MCP takes one message at a time", None
+    one line, and the id to answer it to (None: id null); `version` is the MCP version in force, when known. Each
+    transport asks this rather than passing on pydantic's report, which runs to many lines, one section per model
+    tried, the input echoed."""
+    if isinstance(value, list):
+        return batch_refused(version), None
     if not isinstance(value, dict):
         return "Invalid Request: not a JSON object", None
     request_id = readable_id(value.get("id"))

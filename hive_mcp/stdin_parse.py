@@ -20,15 +20,19 @@ from mcp.shared.message import SessionMessage
 from mcp_types import (
     INVALID_REQUEST,
     PARSE_ERROR,
+    PROTOCOL_VERSION_META_KEY,
     ErrorData,
     JSONRPCError,
     JSONRPCNotification,
+    JSONRPCRequest,
     RequestId,
     jsonrpc_message_adapter,
 )
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from .jsonrpc import BAD_ID, MAX_JSON_DEPTH, nested_deeper_than, why_invalid
+from .number_tokens import aliased_params
 
 __all__ = ["LineParser"]
 
@@ -46,20 +50,38 @@ class LineParser:
 
     def __init__(self) -> None:
         self.answered = 0
+        self.version: str | None = None
+        """The MCP version in force, as the requests read so far tell it (None: none told yet)."""
 
     def parse(self, line: str) -> SessionMessage | Exception | JSONRPCError:
         message: SessionMessage | Exception | JSONRPCError
         try:
             message = parsed = SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
         except ValidationError as exc:
-            message = _parsed_slowly(line, exc)
+            message = _parsed_slowly(line, exc, self.version)
         else:
             if isinstance(parsed.message, JSONRPCNotification):  # few: each is read again (`_with_its_id`)
                 with contextlib.suppress(ValueError, RecursionError):
                     message = _with_its_id(parsed, json.loads(line))
-        if isinstance(message, JSONRPCError):
+        if isinstance(message, SessionMessage) and isinstance(message.message, JSONRPCRequest):
+            self._note_version(message.message)
+            aliased_params(message.message.params)  # a progress token of 3.5 (`number_tokens`)
+        elif isinstance(message, JSONRPCError):
             self._log(line, message.error)
         return message
+
+    def _note_version(self, request: JSONRPCRequest) -> None:
+        """The version `request` puts in force: the one an `initialize` asks for, or the server's latest when it
+        asks for one the server does not speak (the SDK answers with that); a 2026 request's own, in its `_meta`."""
+        params = request.params or {}
+        if request.method == "initialize":
+            asked = params.get("protocolVersion")
+            self.version = asked if asked in HANDSHAKE_PROTOCOL_VERSIONS else LATEST_HANDSHAKE_VERSION
+            return
+        meta = params.get("_meta")
+        told = meta.get(PROTOCOL_VERSION_META_KEY) if isinstance(meta, dict) else None
+        if told in MODERN_PROTOCOL_VERSIONS:
+            self.version = told
 
     def _log(self, line: str, error: ErrorData) -> None:
         self.answered += 1
@@ -73,8 +95,11 @@ class LineParser:
         )  # fmt: skip
 
 
-def _parsed_slowly(line: str, refused: ValidationError) -> SessionMessage | Exception | JSONRPCError:
-    """A line pydantic refused, parsed by the standard library: the message, the answer to send, or `refused`.
+def _parsed_slowly(
+    line: str, refused: ValidationError, version: str | None
+) -> SessionMessage | Exception | JSONRPCError:
+    """A line pydantic refused, parsed by the standard library: the message, the answer to send, or `refused`
+    (`version`: the MCP version in force, for the answer to a batch).
 
     pydantic's JSON parser refuses a lone surrogate escape (JSON's `\\ud800`, half of a UTF-16 pair) anywhere
     in the line; `json.loads` takes it, so such a request reaches its handler, which says what is wrong (a
@@ -100,7 +125,7 @@ def _parsed_slowly(line: str, refused: ValidationError) -> SessionMessage | Exce
             return refused
         if "method" not in value and ("result" in value or "error" in value):  # a response: nobody waits on it
             return refused
-    message, request_id = why_invalid(value)  # a batch is one invalid request: none of it runs
+    message, request_id = why_invalid(value, version)  # a batch is one invalid request: none of it runs
     return _error(request_id, INVALID_REQUEST, message)
 
 

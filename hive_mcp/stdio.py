@@ -54,6 +54,7 @@ from mcp_types import JSONRPCError, RequestId
 from pydantic_core import PydanticSerializationError
 
 from . import sdk_compat
+from .number_tokens import restore_text
 from .session_stream import SessionWriteStream, notification_json
 from .stdin_parse import LineParser
 from .text import compact_json, well_formed
@@ -330,6 +331,7 @@ class StdoutMessages(SessionWriteStream):
         await self._write(notification_json(method, params))
 
     async def _write(self, text: str) -> None:
+        text = restore_text(text)  # a progress token of 3.5 as the number again (`number_tokens`)
         try:
             await self._out.write(text + "\n")
         except OSError as exc:

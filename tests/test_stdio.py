@@ -355,7 +355,7 @@ def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_o
     nulls = [message["error"] for message in every if "id" in message and message["id"] is None]
     assert [error["code"] for error in nulls] == [-32700, -32700, -32700, -32600, -32600, -32600], nulls
     assert "method" in nulls[5]["message"]
-    assert "batch" in nulls[3]["message"]
+    assert "batch" in nulls[3]["message"] and "2025-11-25" in nulls[3]["message"]  # the version in force
     answered = [message["id"] for message in every if "id" in message]
     assert sorted(map(repr, answered)) == sorted(map(repr, [1, 5, 6, "a\ufffd", 7, 9, 10, 102, 11, *[None] * 6]))
     assert replies[102]["error"]["code"] == -32600
@@ -372,3 +372,34 @@ def test_every_request_the_parser_refuses_gets_one_answer_and_the_session_goes_o
     keyed = replies[10]["result"]  # in a key: named by where the key is
     assert keyed["content"][0]["text"] == "invalid arguments: messages[0]: a key is not valid Unicode (lone surrogate U+DC00)"
     assert "Traceback" not in stderr
+
+
+def test_a_progress_token_with_a_fraction_gets_its_progress_notifications_carrying_that_number(tmp_path: Path) -> None:
+    """MCP's progress token is a string or any number; the SDK's models take only a string or an integer and
+    refused `3.5` (-32602). The call is served, and every notification about it carries 3.5 as a number; the
+    integral `4.0`, which the SDK would not take for a token either, comes back as `4.0`."""
+    from harness.upstream import Reply, Upstream
+    from tests.conftest import MODEL, TEST_KEY
+
+    def call(request_id: int, token: float) -> str:
+        params = {"name": "stream_complete", "arguments": {"prompt": "hi"}, "_meta": {"progressToken": token}}
+        return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
+
+    with Upstream() as upstream:
+        upstream.script(Reply.stream(["one ", "two"]), Reply.stream(["three"]))
+        lines = [json.dumps(INITIALIZE), json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                 call(2, 3.5), call(3, 4.0)]  # fmt: skip
+        every: list[dict] = []
+        replies, code, stderr = ask_stdio(
+            [sys.executable, "-m", "hive_mcp"], lines, {1, 2, 3}, cwd=tmp_path, timeout=ANSWER_S, every=every,
+            env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true", HIVE_MCP_MODEL=MODEL,
+                          HIVE_HOME=str(tmp_path / "home"), HIVE_MCP_API_BASE=upstream.base_url,
+                          HIVE_MCP_API_KEY=TEST_KEY),
+        )  # fmt: skip
+    assert code == 0, stderr
+    for request_id in (2, 3):
+        assert replies[request_id]["result"]["isError"] is False, replies[request_id]
+    tokens = [m["params"]["progressToken"] for m in every if m.get("method") == "notifications/progress"]
+    assert 3.5 in tokens and 4.0 in tokens, tokens
+    assert all(isinstance(token, float) for token in tokens), tokens
+    assert set(tokens) == {3.5, 4.0}, tokens
