@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = [
     "BAD_ID", "BATCHLESS_SINCE", "MAX_JSON_DEPTH", "SHUTDOWN_ERROR_CODE", "batch_refused", "nested_deeper_than",
-    "plain_refusal", "why_invalid",
+    "plain_refusal", "readable_id", "why_invalid",
 ]  # fmt: skip
 
 SHUTDOWN_ERROR_CODE = -32000

@@ -15,6 +15,7 @@ from ..scaling import serves_stateless
 from .guard import HttpGuard
 from .hosts import transport_security_settings
 from .listen import bind
+from .messages import MessageChecks
 from .sessions import SessionQuota, SseSessionQuota
 from .shutdown import Shutdown, let_event_streams_end
 
@@ -68,8 +69,10 @@ def build_app(
        application has stopped, `spend` (the `Spend` ledger, or None) writes the calls settled meanwhile
        and gives back the reservations still held (`Spend.release_all`), and `conversations` (the conversation
        store, or None) closes, giving back the turns this process still holds.
-    5. The per-caller session cap (`sessions`: stateful streamable HTTP, and legacy SSE's event streams).
-    6. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
+    5. For streamable HTTP, the checks of a POSTed message the SDK would answer wrongly or not at all, and
+       progress tokens with a fraction carried past the SDK's models (`messages`).
+    6. The per-caller session cap (`sessions`: stateful streamable HTTP, and legacy SSE's event streams).
+    7. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
        Host gets 421, a bad Origin 403. It binds each session to the caller
        that opened it (the guard names them in `scope["user"]`) and ends it
        after `HIVE_MCP_SESSION_IDLE_S` unused. Its responses' headers wait for their first
@@ -106,6 +109,7 @@ def build_app(
                 app, per_caller=settings.sessions_per_caller, idle_s=settings.session_idle_s,
                 open_ids=lambda: open_session_ids(server.session_manager),
             )  # fmt: skip
+        app = MessageChecks(app)
     else:
         app = server.sse_app(
             sse_path=SSE_PATH,

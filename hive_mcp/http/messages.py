@@ -1,0 +1,166 @@
+"""The JSON-RPC messages POSTed to the streamable HTTP endpoint, checked before the SDK's app reads them, where
+the SDK would answer wrongly or not at all:
+
+- an `MCP-Protocol-Version` header naming a version this server does not speak: the SDK takes it for the 2026
+  era and refuses the request for its missing `_meta` envelope; here it is refused naming the header, the value
+  and the versions spoken (400, -32022, the SDK's code for an unsupported version, with its `data`);
+- a batch (a JSON array): refused in one line naming the MCP version in force, whatever the era (400, -32600);
+- a request whose id cannot be one (null, a bool, a fraction): the SDK's models read it as a notification and the
+  SDK answered 202 with nothing; JSON-RPC answers it, as stdio does (400, -32600, id null);
+- a progress token with a fraction (`3.5`), which MCP allows and the SDK's models refuse: carried to the SDK as
+  a string of its own and put back as the number in every response body (`number_tokens`), so each notification
+  about the request carries the number, on the request's event stream or the session's.
+
+Each check looks at the body with one regular expression first; only a body it matches is parsed here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from mcp_types import INVALID_REQUEST
+from mcp_types.jsonrpc import UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
+from ..asgi import MCP_PATH, App, Message, Receive, Scope, Send, header, peer, respond
+from ..jsonrpc import BAD_ID, batch_refused, readable_id
+from ..number_tokens import aliased_params, restore_bytes
+
+__all__ = ["MessageChecks"]
+
+logger = logging.getLogger("hive_mcp.http")
+
+SPOKEN_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
+_VERSION_HEADER = b"mcp-protocol-version"
+_SHOWN_CHARS = 64
+"""How much of a header value a refusal quotes."""
+
+# A batch; an id that is null, a bool or a number with a fraction or an exponent; a progress token likewise.
+_LOOK_AGAIN = re.compile(
+    rb'^\s*\[|"id"\s*:\s*(?:null|true|false|-?[0-9]+[.eE])|"progressToken"\s*:\s*-?[0-9]+[.eE]'
+)
+
+
+class MessageChecks:
+    """ASGI middleware in front of the SDK's streamable HTTP app: the checks above, for POSTs to `MCP_PATH`, and
+    aliased progress tokens put back in every response there."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or scope.get("path") != MCP_PATH:
+            await self.app(scope, receive, send)
+            return
+        send = _restoring(send)
+        if scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        received, body = await _read_body(receive)
+        if body is None:  # the client left, or a layer outside answered already: the app sees what came
+            await self.app(scope, _replaying(received, receive), send)
+            return
+        version = _text(header(scope, _VERSION_HEADER))
+        if version is not None and version not in SPOKEN_VERSIONS:
+            await _refuse(scope, send, _version_refusal(version, _parsed(body)))
+            return
+        if _LOOK_AGAIN.search(body):
+            value = _parsed(body)
+            refusal = _refusal(value, version)
+            if refusal is not None:
+                await _refuse(scope, send, refusal)
+                return
+            if isinstance(value, dict) and aliased_params(value.get("params")):
+                body = json.dumps(value, separators=(",", ":")).encode()
+                scope = _with_length(scope, len(body))
+        whole = {"type": "http.request", "body": body, "more_body": False}
+        await self.app(scope, _replaying([whole], receive), send)
+
+
+def _refusal(value: Any, version: str | None) -> dict[str, Any] | None:
+    """The JSON-RPC error answering `value` (the body parsed; None when it is no JSON: the SDK says so), if this
+    layer answers it."""
+    if isinstance(value, list):
+        return _error(None, INVALID_REQUEST, batch_refused(version))
+    if isinstance(value, dict) and isinstance(value.get("method"), str) and "id" in value:
+        if readable_id(value["id"]) is None:
+            return _error(None, INVALID_REQUEST, BAD_ID)
+    return None
+
+
+def _version_refusal(version: str, value: Any) -> dict[str, Any]:
+    shown = version if len(version) <= _SHOWN_CHARS else version[:_SHOWN_CHARS] + "..."
+    message = (
+        f"Unsupported protocol version: MCP-Protocol-Version header {shown!r}; this server speaks "
+        f"{', '.join(SPOKEN_VERSIONS)}"
+    )
+    request_id = readable_id(value.get("id")) if isinstance(value, dict) else None
+    error = _error(request_id, UNSUPPORTED_PROTOCOL_VERSION, message)
+    error["error"]["data"] = {"supported": list(SPOKEN_VERSIONS), "requested": version}
+    return error
+
+
+def _error(request_id: str | int | None, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+async def _refuse(scope: Scope, send: Send, answer: dict[str, Any]) -> None:
+    logger.info("400 for POST %s from %s: %s", MCP_PATH, peer(scope), answer["error"]["message"])
+    await respond(send, 400, answer)
+
+
+def _parsed(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
+    """The messages received and the whole body; None for the body when something else came before its end."""
+    received: list[Message] = []
+    while True:
+        message = await receive()
+        received.append(message)
+        if message.get("type") != "http.request":
+            return received, None
+        if not message.get("more_body", False):
+            if len(received) == 1:
+                return received, message.get("body", b"")
+            return received, b"".join(m.get("body", b"") for m in received)
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive giving `messages` first, then what `receive` gives (a disconnect, later)."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+def _with_length(scope: Scope, length: int) -> Scope:
+    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"content-length"]
+    return {**scope, "headers": [*headers, (b"content-length", str(length).encode())]}
+
+
+def _restoring(send: Send) -> Send:
+    """`send`, with each response body's aliased progress tokens the numbers they stand for."""
+
+    async def restoring(message: Message) -> None:
+        if message.get("type") == "http.response.body":
+            body = message.get("body", b"")
+            restored = restore_bytes(body)
+            if restored is not body:
+                message = {**message, "body": restored}
+        await send(message)
+
+    return restoring
