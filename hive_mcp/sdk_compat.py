@@ -181,7 +181,9 @@ def open_session_ids(manager: Any) -> Container[str]:
 # factory for transports nor a way to give a session another write stream, and its router task costs every
 # message two turns of the loop, its writer task each notification two more (`hive_mcp.http.routing`). A
 # transport made there is given, by its class, a `connect` whose write stream is a router over the transport's
-# own request streams, event store and SSE responses; the SDK's router task stays, idle.
+# own request streams, event store and SSE responses; the SDK's router task stays, idle. The class also has its
+# own `_terminate_unanswered_request`, the transport's hook for a request its client cancelled, which the SDK
+# answers -32800 where MCP has no answer sent.
 # Stateless requests make their transport inside the manager's handler: they keep the SDK's router.
 
 
@@ -205,6 +207,17 @@ def _inline_routed_manager(router: Callable[..., Any]) -> type:
                     yield read, routed
                 finally:
                     await routed.aclose()  # before the transport closes its request streams
+
+        async def _terminate_unanswered_request(self, request_id: Any) -> None:
+            # A request settles unanswered when its client cancelled it (`notifications/cancelled`), and MCP has
+            # the receiver of that send no response: the SDK's 2025-era transport answered -32800. Its event
+            # stream ends instead, after what is already on its way to it. A JSON response must hold an answer.
+            if self.is_json_response_enabled:
+                await super()._terminate_unanswered_request(request_id)
+                return
+            pair = self._request_streams.get(str(request_id))  # pyright: ignore[reportPrivateUsage]
+            if pair is not None:
+                pair[0].close()
 
     class InlineRoutedManager(StreamableHTTPSessionManager):
         def _admit_session(self, requestor: Any) -> Any:
@@ -295,6 +308,8 @@ def _inline_routing_problems() -> list[str]:
     problems = []
     if not callable(getattr(StreamableHTTPSessionManager, "_admit_session", None)):
         problems.append(f"StreamableHTTPSessionManager._admit_session is gone ({installed('mcp')})")
+    if not callable(getattr(StreamableHTTPServerTransport, "_terminate_unanswered_request", None)):
+        problems.append(f"StreamableHTTPServerTransport._terminate_unanswered_request is gone ({installed('mcp')})")
     transport = StreamableHTTPServerTransport(mcp_session_id=None)
     for name in ("_request_streams", "_event_store", "is_json_response_enabled", "_sse_stream_writers",
                  "_create_event_data"):

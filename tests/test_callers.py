@@ -401,6 +401,34 @@ def test_a_progress_token_with_a_fraction_gets_its_progress_notifications_carryi
     assert tokens and all(token == 3.5 and isinstance(token, float) for token in tokens), tokens
 
 
+def test_a_request_the_client_cancels_is_not_answered_and_its_event_stream_ends(shared: HttpServer) -> None:
+    """MCP's cancellation: the receiver of `notifications/cancelled` SHOULD NOT answer the request; the SDK's
+    transport answered it -32800. The request's event stream ends with no message for it."""
+    request = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+               "params": {"name": "stream_complete", "arguments": {"prompt": "hold for cancel"},
+                          "_meta": {"progressToken": "p9"}}}  # fmt: skip
+    with raw(shared) as client, raw(shared) as other:
+        sid = opened(client, ALICE)
+        headers = {**MCP_HEADERS, **bearer(ALICE), "mcp-session-id": sid, "mcp-protocol-version": PROTOCOL_VERSION}
+        seen: list[dict[str, Any]] = []
+        try:
+            with client.stream("POST", "/mcp", headers=headers, json=request) as r:
+                assert r.status_code == 200
+                lines = r.iter_lines()
+                for line in lines:  # the call is being served once its first notification comes
+                    seen += sse_messages(line)
+                    if seen:
+                        break
+                cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}}
+                assert other.post("/mcp", headers=headers, json=cancel).status_code == 202
+                for line in lines:  # to the end of the stream, which the server closes
+                    seen += sse_messages(line)
+        finally:
+            on_session(client, "DELETE", sid, ALICE)
+    assert seen and all("id" not in m for m in seen), seen
+    assert "Traceback" not in shared.stderr()
+
+
 # ---------------------------------------------------------------------------
 # Connections that never finish their headers
 # ---------------------------------------------------------------------------
