@@ -1,6 +1,7 @@
 """The server's logs: every line to stderr (under stdio, stdout belongs to the protocol), litellm's
 loggers routed through the same handler, every secret the server was given redacted from them, and
-no caller's message body quoted in them by the SDK's legacy SSE transport."""
+no caller's message quoted in them, at any level: not by the SDK (`_MessagesUnquoted`), nor by litellm
+unless LITELLM_LOG=DEBUG asks for its own debug lines (`route_litellm_logs`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
-    for name, kind in ((_SSE_LOGGER, _UnparsedMessage), *((n, _LitellmHandlersOff) for n in _LITELLM_LOGGERS)):
+    sdk = ((_SSE_LOGGER, _UnparsedMessage), *((n, _MessagesUnquoted) for n in _QUOTING))
+    for name, kind in (*sdk, *((n, _LitellmHandlersOff) for n in _LITELLM_LOGGERS)):
         lg = logging.getLogger(name)
         if not any(isinstance(f, kind) for f in lg.filters):
             lg.addFilter(kind())
@@ -53,6 +55,39 @@ class _UnparsedMessage(logging.Filter):
         return True
 
 
+_QUOTING = {
+    "mcp.server.sse": (
+        "Received JSON: ", "Validated client message: ", "Sending session message to writer: ",
+        "Sending message via SSE: ",
+    ),
+    "mcp.shared.jsonrpc_dispatcher": ("transport yielded exception: ",),
+    "mcp.server.runner": ("dropped a frame received before the first request: ",),
+    "sse_starlette.sse": ("chunk: ",),
+}  # fmt: skip
+"""The debug lines of the SDK and its event streams that quote a message, as each logger's lines begin: the
+legacy SSE transport's of every message POSTed to it and sent on it; the dispatcher's of a message it could not
+read (pydantic's report, which quotes it); the runner's of a message come before the first request;
+sse-starlette's of every event it sends."""
+
+
+class _MessagesUnquoted(logging.Filter):
+    """One of the lines in `_QUOTING` keeps its beginning and the kind of what it quoted, not the quote: a
+    message is a caller's data (a prompt, a reply), which no log level shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg
+        if not isinstance(msg, str):
+            return True
+        for start in _QUOTING.get(record.name, ()):
+            if msg.startswith(start):
+                args = record.args if isinstance(record.args, tuple) else ()
+                kind = type(args[0]).__name__ if len(args) == 1 else "a message"
+                record.msg, record.args = f"{start}%s (not shown: a caller's data)", (kind,)
+                record.exc_info = record.exc_text = None
+                break
+        return True
+
+
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -65,11 +100,13 @@ def route_litellm_logs(level: str) -> None:
     also propagate to the root handler, so each line showed twice. The handler
     goes; its filters (litellm's secret redaction among them) move onto the
     loggers. litellm's INFO lines (one per call) show only at --log-level DEBUG,
-    or at the level LITELLM_LOG names.
+    or at the level LITELLM_LOG names. Its DEBUG lines quote every request sent
+    upstream and every reply, a caller's data: they show only when LITELLM_LOG
+    names DEBUG.
     """
     wanted = os.environ.get("LITELLM_LOG", "").strip().upper()
     if wanted not in _LEVELS:
-        wanted = "DEBUG" if level == "DEBUG" else "WARNING"
+        wanted = "INFO" if level == "DEBUG" else "WARNING"
     for name in _LITELLM_LOGGERS:
         lg = logging.getLogger(name)
         _own_handlers_off(lg)

@@ -29,7 +29,7 @@ from mcp import Client
 from tests.conftest import TEST_KEY
 from tests.conftest_subprocess import dump_dir_for
 from tests.servers import EXIT_S, STARTUP_S, TOOLS, HttpServer, Session, server_env, wait_exit
-from harness.processes import INITIALIZE
+from harness.processes import INITIALIZE, ask_stdio
 from harness.upstream import Reply, Upstream
 
 pytestmark = pytest.mark.usefixtures("fresh_upstream")
@@ -230,6 +230,21 @@ def test_http_sigterm_with_a_client_connected_exits_cleanly(
     assert "hive-mcp stopped" in err
 
 
+def one_complete(server: HttpServer, mode: str, prompt: str) -> tuple[str, int, str]:
+    """One `complete` of `prompt` on `server`, started here and stopped after: its answer's text, the server's exit
+    code and its log."""
+    session: Session | None = None
+    try:
+        server.wait_ready()
+        session = Session(server.client_target, mode)
+        result = session.run(lambda c: c.call_tool("complete", {"prompt": prompt}))
+    finally:
+        if session is not None:
+            session.close()
+        rc = server.terminate()
+    return result.content[0].text, rc, server.stderr()
+
+
 def test_http_at_debug_writes_nothing_to_stdout_not_even_during_litellms_import(
     e2e_upstream: Upstream, workdir: Path
 ) -> None:
@@ -238,19 +253,46 @@ def test_http_at_debug_writes_nothing_to_stdout_not_even_during_litellms_import(
     env = server_env(e2e_upstream, dump_dir_for(workdir, "http"), api_key=True)
     env["HIVE_MCP_LOG_LEVEL"] = "DEBUG"
     env.pop("LITELLM_LOG", None)
-    server = HttpServer("http", env, workdir, "http-debug")
     e2e_upstream.script(Reply.text("loaded and answered"))
-    session: Session | None = None
-    try:
-        server.wait_ready()
-        session = Session(server.client_target, "legacy")
-        result = session.run(lambda c: c.call_tool("complete", {"prompt": "hi"}))  # answered once litellm is in
-        assert result.content[0].text == "loaded and answered"
-    finally:
-        if session is not None:
-            session.close()
-        rc = server.terminate()
-    err = server.stderr()
+    text, rc, err = one_complete(HttpServer("http", env, workdir, "http-debug"), "legacy", "hi")
+    assert text == "loaded and answered"  # answered once litellm is in
     assert rc == 0, err
     assert " DEBUG LiteLLM: " in err  # litellm did log, through our handler
     assert (workdir / "http-debug.stdout.log").read_text() == ""
+
+
+PROMPT = "zebra-prompt-4417"
+ANSWER = "okapi-answer-9031"
+
+
+@pytest.mark.parametrize(("transport", "mode"), [("stdio", ""), ("http", "auto"), ("http", "legacy"), ("sse", "legacy")])
+def test_at_debug_no_caller_message_reaches_the_log(
+    transport: str, mode: str, e2e_upstream: Upstream, workdir: Path
+) -> None:
+    """`--log-level DEBUG` shows the server's workings, never a caller's data: the SDK's legacy SSE transport logs
+    every message POSTed to it and every one it sends, its dispatcher a message it cannot read with pydantic's
+    report quoting it, sse-starlette every event it sends, and litellm (at DEBUG) the request it sends upstream
+    and the reply. None of a prompt nor of its answer is in the log; litellm's own DEBUG lines come only with
+    LITELLM_LOG=DEBUG."""
+    e2e_upstream.script(Reply.text(ANSWER))
+    env = server_env(e2e_upstream, dump_dir_for(workdir, f"debug-{transport}"), api_key=True)
+    env.pop("LITELLM_LOG", None)
+    unreadable = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": PROMPT}  # no object: unread
+    if transport == "stdio":
+        lines = [INITIALIZE, {"jsonrpc": "2.0", "method": "notifications/initialized"}, unreadable,
+                 {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                  "params": {"name": "complete", "arguments": {"prompt": PROMPT}}}]  # fmt: skip
+        replies, code, err = ask_stdio(
+            [sys.executable, "-m", "hive_mcp", "--log-level", "DEBUG"], [json.dumps(line) for line in lines], {1, 2},
+            env=env, cwd=workdir, timeout=STARTUP_S,
+        )  # fmt: skip
+        assert code == 0, err
+        assert replies[2]["result"]["content"][0]["text"] == ANSWER, replies[2]
+    else:
+        server = HttpServer(transport, env, workdir, f"debug-{transport}-{mode}", args=["--log-level", "DEBUG"])
+        text, rc, err = one_complete(server, mode, PROMPT)
+        assert text == ANSWER
+        assert rc == 0, err
+    assert " DEBUG " in err  # the server did log at DEBUG
+    leaks = [line for line in err.splitlines() if PROMPT in line or ANSWER in line]
+    assert not leaks, leaks
