@@ -380,19 +380,29 @@ def test_an_unsupported_protocol_version_header_is_a_400_with_one_line_naming_it
             assert "\n" not in message, message
 
 
+@pytest.mark.parametrize("era", [PROTOCOL_VERSION, "2026-07-28"])
 def test_a_progress_token_with_a_fraction_gets_its_progress_notifications_carrying_that_number(
-    shared: HttpServer,
+    shared: HttpServer, era: str
 ) -> None:
     """MCP's progress token is a string or any number; the SDK's models take only a string or an integer and
-    refused `3.5` (-32602). The call is served and each of its notifications carries 3.5, as a number."""
-    params = {"name": "stream_complete", "arguments": {"prompt": "in chunks"}, "_meta": {"progressToken": 3.5}}
+    refused `3.5` (-32602). The call is served and each of its notifications carries 3.5, as a number: on a
+    session, and in a 2026 request that carries its own envelope."""
+    params: dict[str, Any] = {"name": "stream_complete", "arguments": {"prompt": "in chunks"},
+                              "_meta": {"progressToken": 3.5}}  # fmt: skip
+    request = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
     with raw(shared) as client:
-        sid = opened(client, ALICE)
-        try:
-            r = on_session(client, "POST", sid, ALICE, {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                                                          "params": params})  # fmt: skip
-        finally:
-            on_session(client, "DELETE", sid, ALICE)
+        if era == PROTOCOL_VERSION:
+            sid = opened(client, ALICE)
+            try:
+                r = on_session(client, "POST", sid, ALICE, request)
+            finally:
+                on_session(client, "DELETE", sid, ALICE)
+        else:
+            params["_meta"] |= {"io.modelcontextprotocol/protocolVersion": era,
+                                "io.modelcontextprotocol/clientCapabilities": {}}  # fmt: skip
+            headers = {**MCP_HEADERS, **bearer(ALICE), "mcp-protocol-version": era, "mcp-method": "tools/call",
+                       "mcp-name": "stream_complete"}  # fmt: skip
+            r = client.post("/mcp", headers=headers, json=request)
     assert r.status_code == 200, (r.status_code, r.text)
     messages = sse_messages(r.text)
     answer = messages[-1]
