@@ -161,6 +161,44 @@ def sse_endpoint(lines: Iterator[str]) -> str:
     return ""
 
 
+def test_a_legacy_sse_session_answers_bad_messages_in_one_line_and_gives_a_fractional_progress_token_back(
+    upstream: Upstream, workdir: Path
+) -> None:
+    """The legacy transport as the streamable one: a batch or a request whose id cannot be one is answered -32600
+    in one line (the SDK said "Could not parse message" in plain text, or 202 and nothing); a progress token of 3.5
+    reaches the call (the SDK refused it, -32602) and its notifications carry 3.5."""
+    full = server_env(upstream, workdir / "dumps-sse-messages", api_key=True)
+    full.update(HIVE_MCP_AUTH_TOKEN=TOKENS)
+    server = HttpServer("sse", full, workdir, "sse-messages")
+    server.wait_ready()
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "stream_complete", "arguments": {"prompt": "in chunks"}, "_meta": {"progressToken": 3.5}}}
+    try:
+        with raw(server) as client, client.stream("GET", "/sse", headers=bearer(ALICE)) as events:
+            lines = events.iter_lines()
+            endpoint = sse_endpoint(lines)
+            headers = {"content-type": "application/json", **bearer(ALICE)}
+            for body, named in (('[{"jsonrpc":"2.0","id":1,"method":"ping"}]', "batch"),
+                                ('{"jsonrpc":"2.0","id":null,"method":"ping"}', "id")):  # fmt: skip
+                r = client.post(endpoint, headers=headers, content=body)
+                assert r.status_code == 400, (r.status_code, r.text)
+                answer = r.json()
+                assert answer["id"] is None and answer["error"]["code"] == -32600, answer
+                assert named in answer["error"]["message"] and "\n" not in answer["error"]["message"], answer
+            for message in (INITIALIZE, {"jsonrpc": "2.0", "method": "notifications/initialized"}, call):
+                assert client.post(endpoint, headers=headers, json=message).status_code == 202
+            seen: list[dict[str, Any]] = []
+            for line in lines:
+                seen += sse_messages(line)
+                if any(m.get("id") == 7 for m in seen):
+                    break
+    finally:
+        stop(server)
+    assert [m for m in seen if m.get("id") == 7][0]["result"]["isError"] is False, seen
+    tokens = [m["params"]["progressToken"] for m in seen if m.get("method") == "notifications/progress"]
+    assert tokens and all(token == 3.5 and isinstance(token, float) for token in tokens), tokens
+
+
 def test_a_caller_past_their_legacy_sse_sessions_is_refused_and_the_other_is_not(
     upstream: Upstream, workdir: Path
 ) -> None:

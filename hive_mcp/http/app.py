@@ -69,8 +69,8 @@ def build_app(
        application has stopped, `spend` (the `Spend` ledger, or None) writes the calls settled meanwhile
        and gives back the reservations still held (`Spend.release_all`), and `conversations` (the conversation
        store, or None) closes, giving back the turns this process still holds.
-    5. For streamable HTTP, the checks of a POSTed message the SDK would answer wrongly or not at all, and
-       progress tokens with a fraction carried past the SDK's models (`messages`).
+    5. The checks of a POSTed message the SDK would answer wrongly or not at all, and progress tokens with a
+       fraction carried past the SDK's models (`messages`).
     6. The per-caller session cap (`sessions`: stateful streamable HTTP, and legacy SSE's event streams).
     7. The SDK's app, with DNS-rebinding protection always on (`hosts`): a bad
        Host gets 421, a bad Origin 403. It binds each session to the caller
@@ -118,7 +118,7 @@ def build_app(
             transport_security=security,
             max_request_body_size=SDK_BODY_LIMIT,
         )
-        app = SseSessionQuota(app, per_caller=settings.sessions_per_caller)
+        app = MessageChecks(SseSessionQuota(app, per_caller=settings.sessions_per_caller))
     shutdown = Shutdown(
         settings.shutdown_grace_s,
         drains=[tasks.stop] if tasks is not None else [],

@@ -1,15 +1,17 @@
-"""The JSON-RPC messages POSTed to the streamable HTTP endpoint, checked before the SDK's app reads them, where
-the SDK would answer wrongly or not at all:
+"""The JSON-RPC messages POSTed to the streamable HTTP endpoint (and the legacy SSE transport's, `MESSAGE_PATH`),
+checked before the SDK's app reads them, where the SDK would answer wrongly or not at all:
 
-- an `MCP-Protocol-Version` header naming a version this server does not speak: the SDK takes it for the 2026
-  era and refuses the request for its missing `_meta` envelope; here it is refused naming the header, the value
-  and the versions spoken (400, -32022, the SDK's code for an unsupported version, with its `data`);
+- (streamable HTTP) an `MCP-Protocol-Version` header naming a version this server does not speak: the SDK takes
+  it for the 2026 era and refuses the request for its missing `_meta` envelope; here it is refused naming the
+  header, the value and the versions spoken (400, -32022, the SDK's code for an unsupported version, with its
+  `data`);
 - a batch (a JSON array): refused in one line naming the MCP version in force, whatever the era (400, -32600);
 - a request whose id cannot be one (null, a bool, a fraction): the SDK's models read it as a notification and the
   SDK answered 202 with nothing; JSON-RPC answers it, as stdio does (400, -32600, id null);
 - a progress token with a fraction (`3.5`), which MCP allows and the SDK's models refuse: carried to the SDK as
   a string of its own and put back as the number in every response body (`number_tokens`), so each notification
-  about the request carries the number, on the request's event stream or the session's.
+  about the request carries the number, on the request's event stream or the session's (legacy SSE: `SSE_PATH`).
+  A body sent with a Content-Length holds one response, never a notification: no length changes.
 
 Each check looks for its key in the body first (`_worth_parsing`); only a body where one is found is parsed here.
 """
@@ -25,7 +27,7 @@ from mcp_types import INVALID_REQUEST
 from mcp_types.jsonrpc import UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from ..asgi import MCP_PATH, App, Message, Receive, Scope, Send, header, peer, respond
+from ..asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App, Message, Receive, Scope, Send, header, peer, respond
 from ..jsonrpc import BAD_ID, batch_refused, readable_id
 from ..number_tokens import aliased_params, restore_bytes
 
@@ -45,26 +47,30 @@ _ODD_TOKEN = (b'"progressToken"', re.compile(rb"\s*:\s*-?[0-9]+[.eE]"))
 """... and a progress token that is such a number."""
 
 
+_PATHS = (MCP_PATH, MESSAGE_PATH, SSE_PATH)
+
+
 class MessageChecks:
-    """ASGI middleware in front of the SDK's streamable HTTP app: the checks above, for POSTs to `MCP_PATH`, and
-    aliased progress tokens put back in every response there."""
+    """ASGI middleware in front of the SDK's app: the checks above, for POSTs to `MCP_PATH` and `MESSAGE_PATH`, and
+    aliased progress tokens put back in every response of the MCP paths."""
 
     def __init__(self, app: App) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http" or scope.get("path") != MCP_PATH:
+        path = scope.get("path")
+        if scope.get("type") != "http" or path not in _PATHS:
             await self.app(scope, receive, send)
             return
         send = _restoring(send)
-        if scope.get("method") != "POST":
+        if scope.get("method") != "POST" or path == SSE_PATH:
             await self.app(scope, receive, send)
             return
         received, body = await _read_body(receive)
         if body is None:  # the client left, or a layer outside answered already: the app sees what came
             await self.app(scope, _replaying(received, receive), send)
             return
-        version = _text(header(scope, _VERSION_HEADER))
+        version = _text(header(scope, _VERSION_HEADER)) if path == MCP_PATH else None  # legacy SSE: 2024-11-05
         if version is not None and version not in SPOKEN_VERSIONS:
             await _refuse(scope, send, _version_refusal(version, _parsed(body)))
             return
@@ -124,7 +130,7 @@ def _error(request_id: str | int | None, code: int, message: str) -> dict[str, A
 
 
 async def _refuse(scope: Scope, send: Send, answer: dict[str, Any]) -> None:
-    logger.info("400 for POST %s from %s: %s", MCP_PATH, peer(scope), answer["error"]["message"])
+    logger.info("400 for POST %s from %s: %s", scope.get("path"), peer(scope), answer["error"]["message"])
     await respond(send, 400, answer)
 
 
