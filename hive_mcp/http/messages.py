@@ -70,7 +70,8 @@ class MessageChecks:
         if body is None:  # the client left, or a layer outside answered already: the app sees what came
             await self.app(scope, _replaying(received, receive), send)
             return
-        version = _text(header(scope, _VERSION_HEADER)) if path == MCP_PATH else None  # legacy SSE: 2024-11-05
+        # Legacy SSE (MCP 2024-11-05) has no version header: its version is not known here.
+        version = _text(header(scope, _VERSION_HEADER)) if path == MCP_PATH else None
         if version is not None and version not in SPOKEN_VERSIONS:
             await _refuse(scope, send, _version_refusal(version, _parsed(body)))
             return
