@@ -36,13 +36,10 @@ IO_S = 15.0
 
 
 def reply_for(request: RecordedRequest) -> Reply | None:
-    """A prompt containing "hold" streams one chunk and waits for `release()`; one containing "in chunks" streams
-    two at once; others answer at once."""
+    """A prompt containing "hold" streams one chunk and waits for `release()`; others answer at once."""
     text = json.dumps(request.body) if request.body is not None else ""
     if "hold" in text:
         return Reply.stream(["held ", "done"], hold_after=1)
-    if "in chunks" in text:
-        return Reply.stream(["one ", "two"])
     return Reply.text("served")
 
 
@@ -159,44 +156,6 @@ def sse_endpoint(lines: Iterator[str]) -> str:
         if line.startswith("data:"):
             return line.removeprefix("data:").strip()
     return ""
-
-
-def test_a_legacy_sse_session_answers_bad_messages_in_one_line_and_gives_a_fractional_progress_token_back(
-    upstream: Upstream, workdir: Path
-) -> None:
-    """The legacy transport as the streamable one: a batch or a request whose id cannot be one is answered -32600
-    in one line (the SDK said "Could not parse message" in plain text, or 202 and nothing); a progress token of 3.5
-    reaches the call (the SDK refused it, -32602) and its notifications carry 3.5."""
-    full = server_env(upstream, workdir / "dumps-sse-messages", api_key=True)
-    full.update(HIVE_MCP_AUTH_TOKEN=TOKENS)
-    server = HttpServer("sse", full, workdir, "sse-messages")
-    server.wait_ready()
-    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-            "params": {"name": "stream_complete", "arguments": {"prompt": "in chunks"}, "_meta": {"progressToken": 3.5}}}
-    try:
-        with raw(server) as client, client.stream("GET", "/sse", headers=bearer(ALICE)) as events:
-            lines = events.iter_lines()
-            endpoint = sse_endpoint(lines)
-            headers = {"content-type": "application/json", **bearer(ALICE)}
-            for body, named in (('[{"jsonrpc":"2.0","id":1,"method":"ping"}]', "batch"),
-                                ('{"jsonrpc":"2.0","id":null,"method":"ping"}', "id")):  # fmt: skip
-                r = client.post(endpoint, headers=headers, content=body)
-                assert r.status_code == 400, (r.status_code, r.text)
-                answer = r.json()
-                assert answer["id"] is None and answer["error"]["code"] == -32600, answer
-                assert named in answer["error"]["message"] and "\n" not in answer["error"]["message"], answer
-            for message in (INITIALIZE, {"jsonrpc": "2.0", "method": "notifications/initialized"}, call):
-                assert client.post(endpoint, headers=headers, json=message).status_code == 202
-            seen: list[dict[str, Any]] = []
-            for line in lines:
-                seen += sse_messages(line)
-                if any(m.get("id") == 7 for m in seen):
-                    break
-    finally:
-        stop(server)
-    assert [m for m in seen if m.get("id") == 7][0]["result"]["isError"] is False, seen
-    tokens = [m["params"]["progressToken"] for m in seen if m.get("method") == "notifications/progress"]
-    assert tokens and all(token == 3.5 and isinstance(token, float) for token in tokens), tokens
 
 
 def test_a_caller_past_their_legacy_sse_sessions_is_refused_and_the_other_is_not(
@@ -358,123 +317,6 @@ def test_a_body_that_is_no_json_rpc_message_is_a_400_with_one_line_naming_why(
         assert error["code"] == code and named in error["message"], answer
         assert "\n" not in error["message"] and "SECRET" not in error["message"], answer
         assert answer["id"] == json.loads(body).get("id") if body.startswith("{") else answer["id"] is None
-
-
-def sse_messages(text: str) -> list[dict[str, Any]]:
-    """The JSON-RPC messages of an event stream's text."""
-    return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:") and line[5:].strip()]
-
-
-@pytest.mark.parametrize("bad_id", ["null", "true", "1.5"])
-def test_a_request_whose_id_cannot_be_one_is_answered_not_taken_for_a_notification(
-    shared: HttpServer, bad_id: str
-) -> None:
-    """The SDK's models read `"id": null` (or a bool, a fraction) as no id, and its transport answered 202 with
-    nothing: JSON-RPC answers such a request, as stdio does: -32600, id null, one line."""
-    with raw(shared) as client:
-        sid = opened(client, ALICE)
-        try:
-            headers = {**MCP_HEADERS, **bearer(ALICE), "mcp-session-id": sid, "mcp-protocol-version": PROTOCOL_VERSION}
-            r = client.post("/mcp", headers=headers, content='{"jsonrpc":"2.0","id":' + bad_id + ',"method":"tools/list"}')
-            assert r.status_code == 400, (r.status_code, r.text)
-            answer = r.json()
-            assert answer["id"] is None and answer["error"]["code"] == -32600, answer
-            assert "id" in answer["error"]["message"] and "\n" not in answer["error"]["message"], answer
-            assert lists_tools(client, sid, ALICE)  # and the session goes on
-        finally:
-            on_session(client, "DELETE", sid, ALICE)
-
-
-@pytest.mark.parametrize("version", [PROTOCOL_VERSION, "2026-07-28", None])
-def test_a_batch_is_refused_in_one_line_naming_the_protocol_version_in_force(
-    shared: HttpServer, version: str | None
-) -> None:
-    headers = {**MCP_HEADERS, **bearer(ALICE)} | ({"mcp-protocol-version": version} if version else {})
-    with raw(shared) as client:
-        r = client.post("/mcp", headers=headers, content='[{"jsonrpc":"2.0","id":1,"method":"ping"}]')
-    assert r.status_code == 400, (r.status_code, r.text)
-    answer = r.json()
-    error = answer["error"]
-    assert answer["id"] is None and error["code"] == -32600, answer
-    assert "batch" in error["message"] and (version or "2025-06-18") in error["message"], answer
-    assert "\n" not in error["message"], answer
-
-
-def test_an_unsupported_protocol_version_header_is_a_400_with_one_line_naming_it(shared: HttpServer) -> None:
-    """Not the SDK's line about a `_meta` envelope the request never meant to have: the header, the value sent
-    and the versions this server speaks."""
-    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-
-    headers = {**MCP_HEADERS, **bearer(ALICE), "mcp-protocol-version": "1999-01-01"}
-    with raw(shared) as client:
-        for body in (TOOLS_LIST, {"jsonrpc": "2.0", "method": "notifications/initialized"}):
-            r = client.post("/mcp", headers=headers, json=body)
-            assert r.status_code == 400, (r.status_code, r.text)
-            answer = r.json()
-            message = answer["error"]["message"]
-            assert answer["id"] == body.get("id"), answer
-            assert "MCP-Protocol-Version" in message and "1999-01-01" in message and "_meta" not in message, message
-            assert all(v in message for v in (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)), message
-            assert "\n" not in message, message
-
-
-@pytest.mark.parametrize("era", [PROTOCOL_VERSION, "2026-07-28"])
-def test_a_progress_token_with_a_fraction_gets_its_progress_notifications_carrying_that_number(
-    shared: HttpServer, era: str
-) -> None:
-    """MCP's progress token is a string or any number; the SDK's models take only a string or an integer and
-    refused `3.5` (-32602). The call is served and each of its notifications carries 3.5, as a number: on a
-    session, and in a 2026 request that carries its own envelope."""
-    params: dict[str, Any] = {"name": "stream_complete", "arguments": {"prompt": "in chunks"},
-                              "_meta": {"progressToken": 3.5}}  # fmt: skip
-    request = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
-    with raw(shared) as client:
-        if era == PROTOCOL_VERSION:
-            sid = opened(client, ALICE)
-            try:
-                r = on_session(client, "POST", sid, ALICE, request)
-            finally:
-                on_session(client, "DELETE", sid, ALICE)
-        else:
-            params["_meta"] |= {"io.modelcontextprotocol/protocolVersion": era,
-                                "io.modelcontextprotocol/clientCapabilities": {}}  # fmt: skip
-            headers = {**MCP_HEADERS, **bearer(ALICE), "mcp-protocol-version": era, "mcp-method": "tools/call",
-                       "mcp-name": "stream_complete"}  # fmt: skip
-            r = client.post("/mcp", headers=headers, json=request)
-    assert r.status_code == 200, (r.status_code, r.text)
-    messages = sse_messages(r.text)
-    answer = messages[-1]
-    assert answer.get("id") == 7 and answer["result"]["isError"] is False, answer
-    tokens = [m["params"]["progressToken"] for m in messages if m.get("method") == "notifications/progress"]
-    assert tokens and all(token == 3.5 and isinstance(token, float) for token in tokens), tokens
-
-
-def test_a_request_the_client_cancels_is_not_answered_and_its_event_stream_ends(shared: HttpServer) -> None:
-    """MCP's cancellation: the receiver of `notifications/cancelled` SHOULD NOT answer the request; the SDK's
-    transport answered it -32800. The request's event stream ends with no message for it."""
-    request = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
-               "params": {"name": "stream_complete", "arguments": {"prompt": "hold for cancel"},
-                          "_meta": {"progressToken": "p9"}}}  # fmt: skip
-    with raw(shared) as client, raw(shared) as other:
-        sid = opened(client, ALICE)
-        headers = {**MCP_HEADERS, **bearer(ALICE), "mcp-session-id": sid, "mcp-protocol-version": PROTOCOL_VERSION}
-        seen: list[dict[str, Any]] = []
-        try:
-            with client.stream("POST", "/mcp", headers=headers, json=request) as r:
-                assert r.status_code == 200
-                lines = r.iter_lines()
-                for line in lines:  # the call is being served once its first notification comes
-                    seen += sse_messages(line)
-                    if seen:
-                        break
-                cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}}
-                assert other.post("/mcp", headers=headers, json=cancel).status_code == 202
-                for line in lines:  # to the end of the stream, which the server closes
-                    seen += sse_messages(line)
-        finally:
-            on_session(client, "DELETE", sid, ALICE)
-    assert seen and all("id" not in m for m in seen), seen
-    assert "Traceback" not in shared.stderr()
 
 
 # ---------------------------------------------------------------------------
