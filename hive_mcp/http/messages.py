@@ -9,8 +9,9 @@ checked before the SDK's app reads them, where the SDK would answer wrongly or n
 - a request whose id cannot be one (null, a bool, a fraction): the SDK's models read it as a notification and the
   SDK answered 202 with nothing; JSON-RPC answers it, as stdio does (400, -32600, id null);
 - a progress token with a fraction (`3.5`), which MCP allows and the SDK's models refuse: carried to the SDK as
-  a string of its own and put back as the number in every response body (`number_tokens`), so each notification
-  about the request carries the number, on the request's event stream or the session's (legacy SSE: `SSE_PATH`).
+  a string of its own and put back as the number (`number_tokens`) in its request's response and in every event
+  stream, so each notification about the request carries the number, on the request's event stream or the
+  session's (legacy SSE: `SSE_PATH`).
   A body sent with a Content-Length holds one response, never a notification: no length changes.
 
 Each check looks for its key in the body first (`_worth_parsing`); only a body where one is found is parsed here.
@@ -62,9 +63,8 @@ class MessageChecks:
         if scope.get("type") != "http" or path not in _PATHS:
             await self.app(scope, receive, send)
             return
-        send = _restoring(send)
-        if scope.get("method") != "POST" or path == SSE_PATH:
-            await self.app(scope, receive, send)
+        if scope.get("method") != "POST" or path == SSE_PATH:  # an event stream: what it carries is not known
+            await self.app(scope, receive, _restoring(send))
             return
         received, body = await _read_body(receive)
         if body is None:  # the client left, or a layer outside answered already: the app sees what came
@@ -84,6 +84,9 @@ class MessageChecks:
             if isinstance(value, dict) and aliased_params(value.get("params")):
                 body = json.dumps(value, separators=(",", ":")).encode()
                 scope = _with_length(scope, len(body))
+                # Only this request's answer and notifications can carry its alias: no other POST's sends pay
+                # for a look at each event (a streamed call's are many).
+                send = _restoring(send)
         whole = {"type": "http.request", "body": body, "more_body": False}
         await self.app(scope, _replaying([whole], receive), send)
 
