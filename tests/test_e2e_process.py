@@ -252,7 +252,7 @@ def test_http_at_debug_writes_nothing_to_stdout_not_even_during_litellms_import(
     it at DEBUG: those lines go to stderr, once, as every other log line does."""
     env = server_env(e2e_upstream, dump_dir_for(workdir, "http"), api_key=True)
     env["HIVE_MCP_LOG_LEVEL"] = "DEBUG"
-    env.pop("LITELLM_LOG", None)
+    env["LITELLM_LOG"] = "DEBUG"  # litellm's own debug lines asked for: they too go to stderr
     e2e_upstream.script(Reply.text("loaded and answered"))
     text, rc, err = one_complete(HttpServer("http", env, workdir, "http-debug"), "legacy", "hi")
     assert text == "loaded and answered"  # answered once litellm is in
