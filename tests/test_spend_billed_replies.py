@@ -179,3 +179,32 @@ async def test_an_empty_reply_without_usage_is_charged_at_the_prices_the_config_
     assert (call.input_tokens, call.output_tokens, call.estimated) == (p + 11, 7, True)
     assert abs(call.cost - micro((p + 11) * 1e-6 + 7 * 2e-6)) <= 1
     assert call_facts(result)["cost_usd"] == pytest.approx((p + 11) * 1e-6 + 7 * 2e-6, rel=1e-9)
+
+
+def filtered_stream(reported: bool) -> Reply:
+    """A stream that relays text, then ends in the provider's content filter; with its usage chunk or without."""
+    reply = Reply.stream(["Once upon "], finish_reason="content_filter")
+    if not reported:
+        reply.chunks = [c for c in reply.chunks if not (isinstance(c, dict) and "usage" in c)]
+    return reply
+
+
+@pytest.mark.parametrize("reported", [True, False], ids=["usage-reported", "no-usage"])
+async def test_a_filtered_stream_that_relayed_text_is_charged_its_reply_once(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, ledger: Backend, reported: bool
+) -> None:
+    """The reply's usage holds its prompt and the text it relayed: the upstream's figure when it reported one,
+    else litellm's count of them (estimated), never both."""
+    spend = Spend(ledger, Budgets(), provider)
+    server = mcp_server(provider, store, spend=spend)
+    upstream.script(filtered_stream(reported))
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool("stream_complete", {"prompt": "hello"})
+    assert failed.is_error and "content_policy" in text_of(failed), text_of(failed)
+    [call] = spend.settled().calls(EPOCH)
+    if reported:
+        assert (call.input_tokens, call.output_tokens, call.estimated) == (11, 7, False)
+        assert call.cost == micro(11 * IN + 7 * OUT)
+    else:
+        out = provider.count_text("Once upon ", MODEL)
+        assert (call.input_tokens, call.output_tokens, call.estimated) == (prompt_of(provider), out, True)

@@ -136,6 +136,7 @@ class Attempts:
         """An attempt's request goes now (unless the deadline has already run out): the upstream works on it until
         an error status comes back."""
         self.answering.working = self.remaining() > 0
+        self.answering.counted = False
 
     def bill(self, reply: Usage, estimated: bool = False) -> None:
         """A reply the provider answered (and so billed) that this call does not keep, at its usage (`estimated`:
@@ -145,7 +146,7 @@ class Attempts:
         if reply.input_tokens or reply.output_tokens:
             self.billed.add(reply)
             self.answering.estimated += int(estimated)
-            self.answering.working = False
+            self.answering.working, self.answering.counted = False, True
             return
         self.unread, self.unread_on = True, self.route.deployment if self.route is not None else None
         self.answering.working = True
@@ -165,13 +166,14 @@ class Attempts:
 
     def _bill_failure(self, exc: BaseException, info: ErrorClass) -> None:
         """A failure on a reply the upstream answered was billed: the usage it carries (a reply its content filter
-        stopped), or the usage the reply litellm could not read held, quoted in its text."""
+        stopped, litellm's count when it was a stream that reported none), or the usage the reply litellm could not
+        read held, quoted in its text."""
         if not info.answered:
             return
         billed = getattr(exc, "billed", None)
         if not isinstance(billed, Usage):
             billed = usage_of(reply_usage(exc))
-        self.bill(billed)
+        self.bill(billed, getattr(exc, "estimated", False))
 
     async def next_attempt(self, hook: Cover | None, delay: float | None) -> None:
         """Before an attempt: `cover` what was billed, then wait out the `delay` the last attempt's end chose

@@ -69,6 +69,10 @@ class Answering:
     estimated: int = 0
     """How many of the replies `billed` holds are litellm's count, not the provider's usage: a call charged them
     is `estimated`."""
+    counted: bool = False
+    """The latest attempt's reply is in `billed` at its usage (the upstream's, or litellm's count of a stream that
+    reported none): the prompt it read and the text it relayed are charged there, never counted again. False
+    from the moment an attempt's request goes until such a reply ends it."""
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,9 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
     if assembler.refusal:
         stop_reason = "refusal"
     elif stop_reason == "content_filter":
-        raise ContentFiltered(filter_categories(_filter_text(assembler.filter_results, None)), usage)
+        raise ContentFiltered(
+            filter_categories(_filter_text(assembler.filter_results, None)), usage, assembler.estimated
+        )
     return LLMResponse(
         **usage.model_dump(),
         content=assembler.text,

@@ -299,14 +299,15 @@ class Spend:
         billed (`billed`, replies it gave and the call did not keep), and, when its request was `sent` and not
         refused or when it produced `text`, its prompt and that text by litellm's count (the row says
         `estimated`), to the group and deployment it was `answering` on (a fallback's, at its prices; the called
-        group's before any attempt was routed). Owing nothing, it is released. Returns `budget_remaining_usd`
-        as `settle` does. The row says `estimated` too when litellm counted any reply `billed` holds
-        (`Answering.estimated`)."""
+        group's before any attempt was routed). A last reply `billed` holds at its usage (`Answering.counted`:
+        one its content filter stopped after it relayed text) is charged that usage alone, its prompt and text
+        not counted again. Owing nothing, it is released. Returns `budget_remaining_usd` as `settle` does. The
+        row says `estimated` too when litellm counted any reply `billed` holds (`Answering.estimated`)."""
         owed = Usage()
         if billed is not None:
             owed.add(billed)
         where = answering or Answering()
-        estimated = sent or bool(text)
+        estimated = (sent or bool(text)) and not where.counted
         if estimated:
             counter = where.deployment or ticket.model  # the deployment's model, once an attempt was routed
             prompt = ticket.prompt_tokens
