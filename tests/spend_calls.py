@@ -18,12 +18,12 @@ from hive_mcp.dumps import DumpStore
 from hive_mcp.llms import load_config
 from hive_mcp.provider import LiteLLMProvider
 from hive_mcp.provider.routing import ModelRouter
-from hive_mcp.spend import Budgets, Spend
+from hive_mcp.spend import Budgets, SQLiteBackend, Spend
 from hive_mcp.spend.budgets import micro
 from hive_mcp.spend.ledger import Backend
-from tests.clients import MODEL, Progress, mcp_server, until
+from tests.clients import MODEL, Progress, connect, mcp_server, text_of, until
 from tests.conftest import FAST_RETRY
-from harness.upstream import Upstream
+from harness.upstream import Reply, Upstream
 
 IN, OUT = 0.15e-6, 0.6e-6  # litellm's map for gpt-4o-mini, USD per token
 WORDS = [f"word{i} " for i in range(40)]
@@ -37,6 +37,26 @@ def one_call_budget(provider: LiteLLMProvider, prompt: str = "hello") -> Budgets
     assert counted is not None
     room = micro(counted * IN + MAX_TOKENS * OUT) + 10
     return Budgets.from_settings(day=room / 1e6, month=None, section={}, names={"caller": ["local"], "model": [MODEL]})
+
+
+async def assert_retry_held_for_first(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path, first: Reply, prompt: int
+) -> None:
+    """A budget with room for one worst case exactly, and a `first` attempt that owes its `prompt` (by litellm's
+    count): owed beside the next attempt's worst case, which does not fit, so the retry is not sent and the call
+    is charged that prompt alone."""
+    room = micro(prompt * IN + MAX_TOKENS * OUT)
+    budgets = Budgets.from_settings(day=room / 1e6, month=None, section={}, names={"caller": ["local"], "model": [MODEL]})
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
+    server = mcp_server(provider, store, spend=spend)
+    upstream.script(first, Reply.text("must not be reached"))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
+    assert result.is_error and "retry was not sent" in text_of(result), text_of(result)
+    assert len(upstream.chat_requests()) == 1
+    [call] = spend.settled().calls(EPOCH)
+    assert (call.input_tokens, call.output_tokens, call.estimated) == (prompt, 0, True)
+    assert spend.settled().state(list(spend.budgets.items), spend.clock())["all:day"] == (micro(prompt * IN), 0)
 
 
 def fallback_server(

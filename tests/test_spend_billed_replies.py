@@ -22,7 +22,7 @@ from hive_mcp.spend.budgets import micro
 from hive_mcp.spend.ledger import Backend
 from tests.clients import MODEL, connect, mcp_server, text_of
 from tests.conftest import FAST_RETRY
-from tests.spend_calls import EPOCH, IN, MAX_TOKENS, OUT, cancel_once, fallback_server, requests_seen
+from tests.spend_calls import EPOCH, IN, OUT, assert_retry_held_for_first, cancel_once, fallback_server, requests_seen
 from harness.upstream import Reply, Upstream
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -102,21 +102,8 @@ async def test_a_call_cancelled_in_the_retry_after_an_empty_reply_without_usage_
 async def test_a_retry_after_an_empty_reply_without_usage_is_held_for_first(
     provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path
 ) -> None:
-    """The budget has room for one worst case exactly: the silent reply's prompt is owed beside the next attempt's
-    worst case, which does not fit, so the retry is not sent and the call is charged that prompt."""
-    room = micro(prompt_of(provider) * IN + MAX_TOKENS * OUT)
-    budgets = Budgets.from_settings(day=room / 1e6, month=None, section={}, names={"caller": ["local"], "model": [MODEL]})
-    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
-    server = mcp_server(provider, store, spend=spend)
-    upstream.script(silent_empty(), Reply.text("must not be reached", usage=KEPT))
-    async with connect(server, "legacy") as c:
-        result = await c.call_tool("complete", {"prompt": "hello", "max_tokens": MAX_TOKENS})
-    assert result.is_error and "retry was not sent" in text_of(result), text_of(result)
-    assert len(upstream.chat_requests()) == 1
-    p = prompt_of(provider)
-    [call] = spend.settled().calls(EPOCH)
-    assert (call.input_tokens, call.output_tokens, call.estimated) == (p, 0, True)
-    assert spend.settled().state(list(spend.budgets.items), spend.clock())["all:day"] == (micro(p * IN), 0)
+    """The silent reply's prompt is owed beside the next attempt's worst case."""
+    await assert_retry_held_for_first(provider, store, upstream, tmp_path, silent_empty(), prompt_of(provider))
 
 
 async def test_an_empty_stream_without_usage_retried_before_an_answer_is_charged_as_estimated(

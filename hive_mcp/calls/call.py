@@ -120,9 +120,10 @@ class Progress:
     @property
     def sent(self) -> bool:
         """Whether the upstream was working on the request when the call ended (`Answering.working`, which the
-        provider keeps): an attempt in flight when a cancel or the deadline cut it, or a 2xx reply not kept whose
-        usage is unknown (one litellm could not read). A call whose attempts all ended in an error status (one
-        cancelled while it waits to retry after them) was not."""
+        provider keeps): an attempt in flight when a cancel or the deadline cut it, one that timed out once its
+        request went, or a 2xx reply not kept whose usage is unknown (one litellm could not read). A call whose
+        attempts all ended in an error status or a connect timeout (one cancelled while it waits to retry after
+        them) was not."""
         return self.asked and self.answering.working
 
 

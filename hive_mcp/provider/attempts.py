@@ -17,7 +17,7 @@ import anyio
 from ..dumps.format import AttemptRecord
 from ..text import one_line
 from .base import Answering, Cover, LLMResponse, ProviderError, Usage
-from .errors import ErrorClass, classify, clean_message, full_text, reply_usage
+from .errors import ErrorClass, classify, clean_message, full_text, reply_usage, timed_out_unsent
 from .replies import usage_of
 from .retry import RetryPolicy, response_headers, retry_delay
 from .telemetry import CallTelemetry
@@ -81,10 +81,11 @@ class Attempts:
         """`billed` as the request's `cover` hook was last told of it: a retry after a reply billed since must
         tell it again first (`cover`)."""
         self.unread = False
-        """The latest reply was billed and said nothing of its usage: the call owes its prompt (`Answering.working`),
-        put into `billed` once another attempt follows (`carry`)."""
+        """The latest attempt owes its prompt, its usage unknown: its 2xx reply was billed and said nothing of its
+        usage, or it timed out once the upstream had its request (`Answering.working`). The prompt goes into
+        `billed` once another attempt follows (`carry`)."""
         self.unread_on: Deployment | None = None
-        """The deployment that reply came from (None: unrouted)."""
+        """The deployment that attempt went to (None: unrouted)."""
 
     # -- time ------------------------------------------------------------------------
 
@@ -107,8 +108,9 @@ class Attempts:
     ) -> None:
         deployment = self.route.deployment if self.route is not None else None
         self.watch.ended(error_type, status)
-        # A timeout cut what the upstream was working on, if anything; any other end is an error status, a lost
-        # connection or a reply (whose callers say whether its usage is known).
+        # A timeout cut what the upstream was working on, if anything (`_timed_out` tells whether its request
+        # went); any other end is an error status, a lost connection or a reply (whose callers say whether its
+        # usage is known).
         if error_type != "timeout":
             self.answering.working = False
         self.records.append(
@@ -148,12 +150,26 @@ class Attempts:
             self.answering.estimated += int(estimated)
             self.answering.working, self.answering.counted = False, True
             return
+        self.owe_prompt()
+
+    def owe_prompt(self) -> None:
+        """The latest attempt owes its prompt (`unread`): the upstream had it in hand, and what it billed for it
+        is unknown."""
         self.unread, self.unread_on = True, self.route.deployment if self.route is not None else None
         self.answering.working = True
 
+    def _timed_out(self, exc: BaseException) -> None:
+        """An attempt timed out (litellm's timeout, an error status 408: the LiteLLM proxy's answer when its own
+        upstream timed out). Once its request went, the upstream may have billed its prompt: owed (`owe_prompt`),
+        as a silent 2xx reply's is. Before (`timed_out_unsent`: a connect timeout), nothing was billed."""
+        if timed_out_unsent(exc):
+            self.answering.working = False
+        elif self.answering.working:
+            self.owe_prompt()
+
     async def carry(self) -> None:
-        """Another attempt follows a reply that said nothing of its usage: its prompt (`prompt_owed`, counted in a
-        worker thread: a long prompt takes a while) goes into `billed` (`estimated`), so each such reply is owed
+        """Another attempt follows one that owes its prompt (`unread`): that prompt (`prompt_owed`, counted in a
+        worker thread: a long prompt takes a while) goes into `billed` (`estimated`), so each such attempt is owed
         once whatever ends the call. Cancelled while it counts, nothing changes: the call still owes that prompt
         as `working`."""
         if not self.unread:
@@ -257,6 +273,8 @@ class Attempts:
         """Log one failed attempt: the one-line message, and the whole text for the dump alone."""
         message = info.message or clean_message(exc, self.secrets)
         self.record(info.error_type, info.status, message, delay, full_text(exc, self.secrets))
+        if info.error_type == "timeout":
+            self._timed_out(exc)
         self._bill_failure(exc, info)
         return self.error(info.error_type, info.status, message, info.retryable)
 

@@ -57,14 +57,15 @@ class Answering:
     """That deployment's label (provider/model), as a response's `model` names it."""
     working: bool = False
     """The upstream has the call's work in hand: the latest attempt's request went and no error status came back
-    (it still runs, or the deadline cut it), or its 2xx reply was not kept and said nothing of its usage (one
-    litellm could not read, an empty one): the call owes that attempt's prompt. False before any request, after an
-    error status or a lost connection, after a reply whose usage the call's billed usage holds, and once the next
-    attempt is under way (the prompt such a reply owes is then in `billed`). Kept up to date without a models
-    config too."""
+    (it still runs, or the deadline cut it), it timed out once its request went (a read timeout, a 408), or its
+    2xx reply was not kept and said nothing of its usage (one litellm could not read, an empty one): the call owes
+    that attempt's prompt. False before any request, after any other error status, a lost connection or a connect
+    timeout, after a reply whose usage the call's billed usage holds, and once the next attempt is under way (the
+    prompt such an attempt owes is then in `billed`). Kept up to date without a models config too."""
     billed: Usage = field(default_factory=Usage)
     """What the provider billed so far for replies the call did not keep (each at its usage, or its prompt by
-    litellm's count when it said nothing of its usage): owed by a call cancelled before the retry after one, as by
+    litellm's count when it said nothing of its usage) and for attempts that timed out once their request went
+    (their prompt by litellm's count): owed by a call cancelled before the retry after one, as by
     one that fails (`ProviderError.billed`)."""
     estimated: int = 0
     """How many of the replies `billed` holds are litellm's count, not the provider's usage: a call charged them

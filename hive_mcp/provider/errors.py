@@ -120,6 +120,18 @@ def classify(exc: BaseException) -> ErrorClass:
     return found
 
 
+_UNSENT_TIMEOUTS: tuple[type[BaseException], ...] = (
+    httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteTimeout, aiohttp.ConnectionTimeoutError,
+)
+
+
+def timed_out_unsent(exc: BaseException) -> bool:
+    """A timeout before the upstream had the whole request (its connection never opened, none came free from the
+    pool, the body was not all written): nothing it could bill. Any other timeout (a read timeout, an error status
+    408) came once the request went, and the upstream may have billed its prompt."""
+    return any(isinstance(cause, _UNSENT_TIMEOUTS) for cause in _chain(exc))
+
+
 def _by_class(exc: BaseException, status: int | None) -> ErrorClass | None:
     if status in (401, 403):  # refused credentials, whatever class litellm raised (Gemini's 403 is a BadRequestError)
         return ErrorClass("auth", False, status)
