@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
+from harness.shapes import azure_filtered_reply
 from harness.upstream import RecordedRequest, Reply, Upstream
 from hive_mcp.mcp.results import call_facts
 from hive_mcp.conversations.sqlite_store import SQLiteStore
@@ -150,6 +151,28 @@ async def test_a_failing_model_does_not_fail_the_others(
     assert "\n" not in failed["error"] and failed["dump_id"]
     assert "content" not in failed and "conversation_id" not in failed, failed
     assert "## beta\n" in text_of(result) and failed["error"] in text_of(result)
+
+
+async def test_a_failed_branch_says_what_it_was_charged_and_the_set_counts_it(
+    up: Upstream, answers: Answers, store: DumpStore, tmp_path: Path
+) -> None:
+    """beta's content filter stopped its reply, whose usage the provider billed: its entry's usage is that
+    charge, as its ledger row says, and the set's totals hold it beside alpha's answer."""
+    server, spend = served(up, store, tmp_path, budgets={})
+    assert spend is not None
+    answers.script("alpha", Reply.text("alpha answers", model=DEPLOYED["alpha"]))
+    answers.script("beta", azure_filtered_reply(["violence"], content="partial"))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("complete", {"prompt": "hi", "models": ["alpha", "beta"], "max_retries": 0})
+    assert not result.is_error, text_of(result)
+    failed = answer_of(result, "beta")
+    assert failed["error_type"] == "content_policy", failed
+    rows = {r.group: r for r in spend.settled().calls(EPOCH)}
+    beta = rows["beta"].cost / 1e6
+    assert failed["usage"] == {"input_tokens": 11, "output_tokens": 7, "cost_usd": beta, "estimated": False}
+    facts = call_facts(result)
+    assert (facts["input_tokens"], facts["output_tokens"]) == (22, 14)
+    assert facts["cost_usd"] == pytest.approx(answer_of(result, "alpha")["usage"]["cost_usd"] + beta, rel=1e-9)
 
 
 async def test_a_branch_falls_back_within_itself(

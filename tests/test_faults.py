@@ -65,7 +65,8 @@ def assert_one_clear_error(result: types.CallToolResult, category: str, attempts
     assert "\n" not in text and "Traceback" not in text and "{" not in text, text
     assert text.endswith(f"[request recorded: {dump_uri(dump.id)}]"), text
     # What an agent acts on: the category, and the line again as `content` (the output schema's shape, which
-    # clients check an error result against too); no usage, cost or attempts.
+    # clients check an error result against too); no usage or attempts, and no `charged` (these servers keep no
+    # spend ledger: tests/test_spend_billed_replies.py shows it).
     assert result.structured_content == {
         "content": text, "model": MODEL, "stop_reason": "error", "tool_calls": [], "error": category
     }

@@ -195,3 +195,28 @@ async def test_a_filtered_stream_that_relayed_text_is_charged_its_reply_once(
     else:
         out = provider.count_text("Once upon ", MODEL)
         assert (call.input_tokens, call.output_tokens, call.estimated) == (prompt_of(provider), out, True)
+
+
+@pytest.mark.parametrize("end", ["silent-replies", "filtered-stream", "refused"])
+async def test_a_failed_call_s_result_says_what_it_was_charged(
+    provider: LiteLLMProvider, store: DumpStore, upstream: Upstream, tmp_path: Path, end: str
+) -> None:
+    """The error result's structured content holds what its row in the ledger says: the tokens charged, their
+    cost and whether litellm counted them; nothing, for a call the upstream refused."""
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
+    server = mcp_server(provider, store, spend=spend)
+    p = prompt_of(provider)
+    tool, replies, charged = {
+        "silent-replies": ("complete", [silent_empty()] * 2, (2 * p, 0, micro(2 * p * IN), True)),
+        "filtered-stream": ("stream_complete", [filtered_stream(True)], (11, 7, micro(11 * IN + 7 * OUT), False)),
+        "refused": ("complete", [Reply.error(400, "bad field")], (0, 0, 0, False)),
+    }[end]  # fmt: skip
+    upstream.script(*replies)
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool(tool, {"prompt": "hello", "max_retries": 1})
+    assert failed.is_error and failed.structured_content is not None, text_of(failed)
+    assert failed.structured_content["charged"] == {
+        "input_tokens": charged[0], "output_tokens": charged[1], "cost_usd": charged[2] / 1e6, "estimated": charged[3],
+    }  # fmt: skip
+    rows = spend.settled().calls(EPOCH)
+    assert [(r.input_tokens, r.output_tokens, r.cost, r.estimated) for r in rows] == ([charged] if charged[0] else [])

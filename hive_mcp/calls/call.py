@@ -16,6 +16,7 @@ from typing import Any
 
 from ..files import DEFAULT_FIT, Attached, Fit
 from ..provider.base import Answering, Cover, LLMResponse, Message, ModelRef, Tool, Usage
+from ..spend.ledger import Charge
 from .observer import Observer
 from .panel import Seat
 
@@ -80,6 +81,8 @@ class Outcome:
     not_stored: str | None = None
     """Why the answer went to no conversation when one was asked for (one line naming the store)."""
     budget_remaining_usd: float | None = None
+    charged: Charge | None = None
+    """What a failed call was charged (metering's `Spend.settle_short`; None: not metered)."""
     ref: ModelRef | None = None
     """The model the call went to, as admission resolved it (None: refused before)."""
     files: Attached | None = None

@@ -10,7 +10,8 @@ returns. A response is settled at its cost. A call that ended without one
 (cancelled, failed, past its deadline) is charged what its `Progress` says it
 owes (`Spend.settle_short`), at the prices of the group whose deployment it was
 on (a fallback's, once it fell back); owing nothing, its reservation is released.
-Nothing relayed is free.
+A failed call's outcome says what it was charged (`Outcome.charged`). Nothing
+relayed is free.
 
 The reservation covers one attempt. A reply the provider billed and the call
 did not keep (an empty one, retried) is owed on top of the next attempt, so a
@@ -54,11 +55,13 @@ class Metering:
                 failure = progress.failure
                 # Cancelled, the replies billed so far are owed all the same (a failure carries them itself).
                 billed = failure.billed if failure is not None else progress.answering.billed
-                await self.spend.settle_short(
+                charge = await self.spend.settle_short(
                     ticket, sent=progress.sent, text="".join(progress.text), billed=billed,
                     answering=progress.answering,
                 )  # fmt: skip
-                return outcome
+                if outcome is None:
+                    return None
+                return replace(outcome, charged=charge)
             remaining = await self.spend.settle(ticket, outcome.response, outcome.conversation_id)
             return replace(outcome, budget_remaining_usd=remaining)
 

@@ -3,14 +3,25 @@ lists the answers one after the other, each headed with its model."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel
 
 from ..calls import Answer, Answers
 from ..provider.base import Usage
+from ..spend import Charge
 
-__all__ = ["AnswerEntry", "answers_text", "entry_of", "totals"]
+__all__ = ["AnswerEntry", "answers_text", "charged_of", "entry_of", "totals"]
+
+
+def charged_of(charge: Charge) -> dict[str, Any]:
+    """What a failed call was charged, as its result says it: `input_tokens`, `output_tokens`, `cost_usd` (null
+    and `unpriced` true when the model has no known price), `estimated`."""
+    out: dict[str, Any] = asdict(charge)
+    if charge.cost_usd is None:
+        out["unpriced"] = True
+    return out
 
 
 class AnswerEntry(BaseModel):
@@ -29,7 +40,8 @@ class AnswerEntry(BaseModel):
     deployment: str | None = None
     """The deployment that answered (a fallback's, when the branch fell back)."""
     usage: dict[str, Any] | None = None
-    """input_tokens, output_tokens, cost_usd (null when the model has no known price)."""
+    """input_tokens, output_tokens, cost_usd (null when the model has no known price); a failed model's: what
+    it was charged (`charged_of`)."""
     latency_ms: int = 0
     truncated: bool | None = None
     """The answer was too long for the set's reply: `content` is its first part, `result_uri` the whole (`?part=N`
@@ -51,7 +63,10 @@ def entry_of(a: Answer) -> AnswerEntry:
     if o.response is None:
         f = o.failure
         assert f is not None, "an outcome holds a response or a failure"
-        return AnswerEntry(model=a.model, error=f.text, error_type=f.error_type, dump_id=f.dump_id, latency_ms=latency)
+        usage = charged_of(o.charged) if o.charged is not None else None
+        return AnswerEntry(
+            model=a.model, error=f.text, error_type=f.error_type, dump_id=f.dump_id, usage=usage, latency_ms=latency
+        )
     r = o.response
     usage = {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
              "cost_usd": None if r.unpriced else r.cost_usd}  # fmt: skip
@@ -69,10 +84,14 @@ def answers_text(entries: list[AnswerEntry], verdict: AnswerEntry | None) -> str
 
 
 def totals(result: Answers) -> dict[str, Any]:
-    """The set's usage: every model's and the judge's, summed; what it cost (unpriced when any part was)."""
-    parts = [a for a in (*result.answers, result.verdict) if a is not None and a.outcome and a.outcome.response]
-    responses = [a.outcome.response for a in parts if a.outcome is not None and a.outcome.response is not None]
-    sums: dict[str, Any] = {name: sum(getattr(r, name) or 0 for r in responses) for name in Usage.model_fields}
-    if any(r.unpriced for r in responses):
+    """The set's usage: every model's and the judge's, summed, a failed one's what it was charged; what it cost
+    (unpriced when any part was)."""
+    outcomes = [a.outcome for a in (*result.answers, result.verdict) if a is not None and a.outcome is not None]
+    responses = [o.response for o in outcomes if o.response is not None]
+    charges = [o.charged for o in outcomes if o.response is None and o.charged is not None]
+    sums: dict[str, Any] = {
+        name: sum(getattr(r, name, 0) or 0 for r in (*responses, *charges)) for name in Usage.model_fields
+    }
+    if any(r.unpriced for r in responses) or any(c.cost_usd is None for c in charges):
         sums.update(cost_usd=None, unpriced=True)
     return sums

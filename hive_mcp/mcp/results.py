@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from ..calls import Answers, Outcome
 from ..dumps import DumpPage, DumpSummary
 from ..provider.base import LLMResponse, ToolCall, Usage
-from .answers import answers_text, entry_of, totals
+from .answers import answers_text, charged_of, entry_of, totals
 from .constants import dump_uri
 from .errors import error_result, failure_text
 
@@ -77,6 +77,10 @@ class CompletionAnswer(BaseModel):
     # `rate_limit` one later); `content` is then the failure's one line and `stop_reason` is `error`, so the
     # result still conforms to the schema (clients check an error result's structured content too).
     error: str | None = _absent("string")
+    # What the failed call was charged, as the spend ledger's row says (none when it owed nothing): its
+    # `input_tokens`, `output_tokens`, `cost_usd` (null and `unpriced` true when the model has no known price)
+    # and `estimated` (litellm's count, not the provider's usage).
+    charged: dict[str, Any] | None = _absent("object")
 
 
 class CallFacts(Usage):
@@ -211,6 +215,8 @@ def outcome_result(outcome: Outcome | Answers) -> CallToolResult:
             "content": line, "model": outcome.ref.name if outcome.ref is not None else "",
             "stop_reason": "error", "tool_calls": [], "error": failure.error_type,
         }  # fmt: skip
+        if outcome.charged is not None:
+            failed.structured_content["charged"] = charged_of(outcome.charged)
         return failed
     result = CompletionResult.from_response(outcome.response)
     files = outcome.files

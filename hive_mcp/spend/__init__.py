@@ -8,11 +8,11 @@ string), `journal` (settled calls on disk until the backend took them), `service
 """
 
 from .budgets import Budget, BudgetError, Budgets
-from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
+from .ledger import Backend, CallRecord, Charge, Refused, Reservation, TotalRow
 from .service import BudgetRefusal, Spend, Ticket, utc_now
 from .sqlite_backend import SQLiteBackend, default_spend_path
 
 __all__ = [
-    "Backend", "Budget", "BudgetError", "BudgetRefusal", "Budgets", "CallRecord", "Refused", "Reservation",
+    "Backend", "Budget", "BudgetError", "BudgetRefusal", "Budgets", "CallRecord", "Charge", "Refused", "Reservation",
     "SQLiteBackend", "Spend", "Ticket", "TotalRow", "default_spend_path", "utc_now",
 ]

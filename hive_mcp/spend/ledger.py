@@ -14,9 +14,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 
-from .budgets import CALLER, GROUP, Budget, scope_of, scopes
+from .budgets import CALLER, GROUP, Budget, scope_of, scopes, usd
 
-__all__ = ["Backend", "CallRecord", "Refused", "Reservation", "TotalRow"]
+__all__ = ["Backend", "CallRecord", "Charge", "Refused", "Reservation", "TotalRow"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,22 @@ class CallRecord:
     called: str | None = None
     """The group the caller named (an alias resolved): `group`, unless a fallback group answered. None in rows
     written before it was kept."""
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What a call that ended without a response was charged, as its row says (`Spend.settle_short`); all zero
+    when it owed nothing (no row)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    """None: the group charged has no known price (the row says `unpriced`)."""
+    estimated: bool = False
+
+    @classmethod
+    def of(cls, row: CallRecord) -> Charge:
+        return cls(row.input_tokens, row.output_tokens, None if row.unpriced else usd(row.cost), row.estimated)
 
 
 @dataclass(frozen=True)

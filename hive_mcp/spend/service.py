@@ -52,7 +52,7 @@ from ..refusal import Refusal
 from ..provider.base import Answering, LLMProvider, LLMResponse, Message, ModelRef, Usage, prompt_bytes
 from .budgets import Budget, Budgets, micro, reset_at, usd
 from .journal import Journal, default_journal_dir
-from .ledger import Backend, CallRecord, Refused, Reservation
+from .ledger import Backend, CallRecord, Charge, Refused, Reservation
 from .usage import UsageReport, spent_today, usage_report
 
 __all__ = ["LEASE_MARGIN_S", "BudgetRefusal", "Spend", "Ticket", "utc_now"]
@@ -294,14 +294,14 @@ class Spend:
     async def settle_short(
         self, ticket: Ticket, *, sent: bool, text: str, billed: Usage | None, answering: Answering | None = None,
         conversation_id: str | None = None,
-    ) -> float | None:  # fmt: skip
+    ) -> Charge:  # fmt: skip
         """A call that ended without a response (cancelled, failed, past its deadline): charged what the provider
         billed (`billed`, replies it gave and the call did not keep), and, when its request was `sent` and not
         refused or when it produced `text`, its prompt and that text by litellm's count (the row says
         `estimated`), to the group and deployment it was `answering` on (a fallback's, at its prices; the called
         group's before any attempt was routed). A last reply `billed` holds at its usage (`Answering.counted`:
         one its content filter stopped after it relayed text) is charged that usage alone, its prompt and text
-        not counted again. Owing nothing, it is released. Returns `budget_remaining_usd` as `settle` does. The
+        not counted again. Owing nothing, it is released. Returns what it was charged, as its row says. The
         row says `estimated` too when litellm counted any reply `billed` holds (`Answering.estimated`)."""
         owed = Usage()
         if billed is not None:
@@ -319,14 +319,20 @@ class Spend:
             owed.cost_usd = 0.0  # all of it at the reserved prices, the provider's figure covering only a part
         if not (owed.input_tokens or owed.output_tokens):
             await self.release(ticket)
-            return None
+            return Charge()
         reply = LLMResponse(**owed.model_dump(), model=where.deployment or ticket.model, answered_group=where.group)
-        return await self.settle(ticket, reply, conversation_id, estimated=estimated or where.estimated > 0)
+        return Charge.of(self._settle(ticket, reply, conversation_id, estimated or where.estimated > 0)[0])
 
     async def settle(
         self, ticket: Ticket, r: LLMResponse, conversation_id: str | None = None, *, estimated: bool = False
     ) -> float | None:
         """Record the finished call at its actual cost; returns `budget_remaining_usd` (None: no budget applied)."""
+        return self._settle(ticket, r, conversation_id, estimated)[1]
+
+    def _settle(
+        self, ticket: Ticket, r: LLMResponse, conversation_id: str | None, estimated: bool
+    ) -> tuple[CallRecord, float | None]:
+        """`settle`: the row written, and `budget_remaining_usd`."""
         cost = self.cost_of(ticket, r)
         called = r.model_group or ticket.reservation.group
         answered = r.answered_group or called
@@ -351,7 +357,7 @@ class Spend:
                 self._flush = self._writer.submit(self._drain)
                 self._writing.add(self._flush)
                 self._flush.add_done_callback(self._written)
-        return ticket.remaining_usd(cost)
+        return record, ticket.remaining_usd(cost)
 
     def _drain(self) -> None:
         """The writer: after `SETTLE_BATCH_S` (or sooner, when hurried), every call queued by then, in order."""
