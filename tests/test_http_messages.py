@@ -122,6 +122,18 @@ def test_an_unsupported_protocol_version_header_is_a_400_with_one_line_naming_it
             assert "_meta" not in message, message
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_an_unsupported_protocol_version_header_on_a_get_or_delete_is_the_same_400(
+    server: HttpServer, method: str
+) -> None:
+    """MCP: a request of any method with a version the server does not speak gets 400; the SDK took the value
+    for its 2026 era and answered 405 as if the method were the mistake."""
+    headers = {"accept": "text/event-stream", "mcp-protocol-version": "1999-01-01"}
+    with raw(server) as client:
+        r = client.request(method, "/mcp", headers=headers)
+    refused(r, -32022, None, "MCP-Protocol-Version", "1999-01-01")
+
+
 @pytest.mark.parametrize("era", [PROTOCOL_VERSION, MODERN])
 def test_a_progress_token_with_a_fraction_gets_its_progress_notifications_carrying_that_number(
     server: HttpServer, era: str

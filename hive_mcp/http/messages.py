@@ -1,10 +1,10 @@
 """The JSON-RPC messages POSTed to the streamable HTTP endpoint (and the legacy SSE transport's, `MESSAGE_PATH`),
 checked before the SDK's app reads them, where the SDK would answer wrongly or not at all:
 
-- (streamable HTTP) an `MCP-Protocol-Version` header naming a version this server does not speak: the SDK takes
-  it for the 2026 era and refuses the request for its missing `_meta` envelope; here it is refused naming the
-  header, the value and the versions spoken (400, -32022, the SDK's code for an unsupported version, with its
-  `data`);
+- (streamable HTTP) an `MCP-Protocol-Version` header naming a version this server does not speak, on a request of
+  any method: the SDK takes it for the 2026 era and refuses a POST for its missing `_meta` envelope, a GET or a
+  DELETE with 405; here it is refused naming the header, the value and the versions spoken (400, -32022, the SDK's
+  code for an unsupported version, with its `data`);
 - a batch (a JSON array): refused in one line naming the MCP version in force, whatever the era (400, -32600);
 - a request whose id cannot be one (null, a bool, a fraction): the SDK's models read it as a notification and the
   SDK answered 202 with nothing; JSON-RPC answers it, as stdio does (400, -32600, id null);
@@ -63,17 +63,22 @@ class MessageChecks:
         if scope.get("type") != "http" or path not in _PATHS:
             await self.app(scope, receive, send)
             return
-        if scope.get("method") != "POST" or path == SSE_PATH:  # an event stream: what it carries is not known
+        # Legacy SSE (MCP 2024-11-05) has no version header: its version is not known here.
+        version = _text(header(scope, _VERSION_HEADER)) if path == MCP_PATH else None
+        unspoken = version if version is not None and version not in SPOKEN_VERSIONS else None
+        post = scope.get("method") == "POST"
+        if unspoken is not None and not post:
+            await _refuse(scope, send, _version_refusal(unspoken, None))
+            return
+        if not post or path == SSE_PATH:  # an event stream: what it carries is not known
             await self.app(scope, receive, _restoring(send))
             return
         received, body = await _read_body(receive)
         if body is None:  # the client left, or a layer outside answered already: the app sees what came
             await self.app(scope, _replaying(received, receive), send)
             return
-        # Legacy SSE (MCP 2024-11-05) has no version header: its version is not known here.
-        version = _text(header(scope, _VERSION_HEADER)) if path == MCP_PATH else None
-        if version is not None and version not in SPOKEN_VERSIONS:
-            await _refuse(scope, send, _version_refusal(version, _parsed(body)))
+        if unspoken is not None:
+            await _refuse(scope, send, _version_refusal(unspoken, _parsed(body)))
             return
         if _worth_parsing(body):
             value = _parsed(body)
@@ -134,7 +139,8 @@ def _error(request_id: str | int | None, code: int, message: str) -> dict[str, A
 
 
 async def _refuse(scope: Scope, send: Send, answer: dict[str, Any]) -> None:
-    logger.info("400 for POST %s from %s: %s", scope.get("path"), peer(scope), answer["error"]["message"])
+    logger.info("400 for %s %s from %s: %s", scope.get("method"), scope.get("path"), peer(scope),
+                answer["error"]["message"])
     await respond(send, 400, answer)
 
 
