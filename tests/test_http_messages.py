@@ -161,6 +161,57 @@ def test_a_progress_token_with_a_fraction_gets_its_progress_notifications_carryi
     assert tokens and all(token == 3.5 and isinstance(token, float) for token in tokens), tokens
 
 
+MARKED_TOKENS = {
+    '"hive-mcp:number-token:3.5"': "hive-mcp:number-token:3.5",
+    '"hive\\u002dmcp:number-token:3.5"': "hive-mcp:number-token:3.5",  # the same string, with an escape
+    '"hive-mcp:string-token:hive-mcp:number-token:3.5"': "hive-mcp:string-token:hive-mcp:number-token:3.5",
+    "3.5": 3.5,
+}
+"""Progress tokens as sent (JSON) and as they must come back: strings that read like the server's alias for a
+number (`hive_mcp.number_tokens`), or for such a string, and the number itself."""
+
+
+def marked_call(request_id: int, token_json: str) -> str:
+    return ('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"stream_complete",'
+            '"arguments":{"prompt":"in chunks"},"_meta":{"progressToken":%s}}}' % (request_id, token_json))
+
+
+def test_a_string_progress_token_that_reads_like_the_servers_alias_for_a_number_comes_back_as_that_string(
+    server: HttpServer,
+) -> None:
+    """The server carries a progress token of 3.5 as the string `hive-mcp:number-token:3.5`: a client whose own
+    token is that string gets that string back on its notifications, not the number 3.5."""
+    with raw(server) as client, session(client) as headers:
+        for request_id, (token_json, token) in enumerate(MARKED_TOKENS.items(), start=20):
+            r = client.post("/mcp", headers=headers, content=marked_call(request_id, token_json))
+            assert r.status_code == 200, (r.status_code, r.text)
+            messages = sse_messages(r.text)
+            assert messages[-1].get("id") == request_id and messages[-1]["result"]["isError"] is False, messages
+            tokens = [m["params"]["progressToken"] for m in messages if m.get("method") == "notifications/progress"]
+            assert tokens and all(type(t) is type(token) and t == token for t in tokens), (token_json, tokens)
+
+
+def test_a_task_s_progress_on_the_session_s_stream_carries_each_token_as_it_was_sent(server: HttpServer) -> None:
+    """A task's progress goes out on the session's own event stream (GET), after its request was answered: each
+    token comes back as sent there too, a string that reads like the server's alias for a number as that string."""
+    calls = dict(enumerate(MARKED_TOKENS.items(), start=30))
+    seen: list[dict[str, Any]] = []
+    with raw(server) as client, session(client) as headers:
+        with client.stream("GET", "/mcp", headers={**headers, "accept": "text/event-stream"}) as events:
+            assert events.status_code == 200
+            lines = events.iter_lines()
+            for request_id, (token_json, _) in calls.items():
+                body = marked_call(request_id, token_json).replace('"_meta"', '"task":{},"_meta"')
+                r = client.post("/mcp", headers=headers, content=body)
+                assert r.status_code == 200 and "taskId" in r.text, (r.status_code, r.text)
+            for line in lines:  # until every task has told its end
+                seen += sse_messages(line)
+                if sum(m.get("method") == "notifications/tasks/status" for m in seen) == len(calls):
+                    break
+    tokens = [m["params"]["progressToken"] for m in seen if m.get("method") == "notifications/progress"]
+    assert sorted(map(repr, set(tokens))) == sorted(map(repr, set(MARKED_TOKENS.values()))), tokens
+
+
 def test_a_request_the_client_cancels_is_not_answered_and_its_event_stream_ends(server: HttpServer) -> None:
     """MCP's cancellation: the receiver of `notifications/cancelled` SHOULD NOT answer the request; the SDK's
     transport answered it -32800. The request's event stream ends with no message for it."""
@@ -188,9 +239,9 @@ def test_a_legacy_sse_session_answers_bad_messages_in_one_line_and_gives_a_fract
 ) -> None:
     """The legacy transport as the streamable one: a batch or a request whose id cannot be one is answered -32600
     in one line (the SDK said "Could not parse message" in plain text, or 202 and nothing); a progress token of 3.5
-    reaches the call (the SDK refused it, -32602) and its notifications carry 3.5."""
-    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-            "params": {"name": "stream_complete", "arguments": {"prompt": "in chunks"}, "_meta": {"progressToken": 3.5}}}
+    reaches the call (the SDK refused it, -32602) and its notifications carry 3.5; a string token that reads like
+    the server's alias for 3.5 comes back as that string."""
+    calls = dict(enumerate(MARKED_TOKENS.items(), start=20))
     seen: list[dict[str, Any]] = []
     with started(upstream, workdir, "sse") as legacy:
         with raw(legacy) as client, client.stream("GET", "/sse") as events:
@@ -201,12 +252,16 @@ def test_a_legacy_sse_session_answers_bad_messages_in_one_line_and_gives_a_fract
             refused(r, -32600, None, "batch")
             refused(client.post(endpoint, headers=headers, content='{"jsonrpc":"2.0","id":null,"method":"ping"}'),
                     -32600, None, "id")  # fmt: skip
-            for message in (INITIALIZE, {"jsonrpc": "2.0", "method": "notifications/initialized"}, call):
+            for message in (INITIALIZE, {"jsonrpc": "2.0", "method": "notifications/initialized"}):
                 assert client.post(endpoint, headers=headers, json=message).status_code == 202
+            for request_id, (token_json, _) in calls.items():
+                r = client.post(endpoint, headers=headers, content=marked_call(request_id, token_json))
+                assert r.status_code == 202, r.text
             for line in lines:
                 seen += sse_messages(line)
-                if any(m.get("id") == 7 for m in seen):
+                if all(any(m.get("id") == request_id for m in seen) for request_id in calls):
                     break
-    assert [m for m in seen if m.get("id") == 7][0]["result"]["isError"] is False, seen
+    for request_id in calls:
+        assert [m for m in seen if m.get("id") == request_id][0]["result"]["isError"] is False, seen
     tokens = [m["params"]["progressToken"] for m in seen if m.get("method") == "notifications/progress"]
-    assert tokens and all(token == 3.5 and isinstance(token, float) for token in tokens), tokens
+    assert sorted(map(repr, set(tokens))) == sorted(map(repr, set(MARKED_TOKENS.values()))), tokens

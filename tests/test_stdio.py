@@ -403,3 +403,35 @@ def test_a_progress_token_with_a_fraction_gets_its_progress_notifications_carryi
     assert 3.5 in tokens and 4.0 in tokens, tokens
     assert all(isinstance(token, float) for token in tokens), tokens
     assert set(tokens) == {3.5, 4.0}, tokens
+
+
+def test_a_string_progress_token_that_reads_like_the_servers_alias_for_a_number_comes_back_as_that_string(
+    tmp_path: Path,
+) -> None:
+    """The server carries a progress token of 3.5 as the string `hive-mcp:number-token:3.5`; a client whose own
+    token is that string gets that string back on its notifications, not the number 3.5, and so does one whose
+    token reads like the server's alias for such a string."""
+    from harness.upstream import Reply, Upstream
+    from tests.conftest import MODEL, TEST_KEY
+
+    def call(request_id: int, token: str | float) -> str:
+        params = {"name": "stream_complete", "arguments": {"prompt": "hi"}, "_meta": {"progressToken": token}}
+        return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
+
+    sent = {2: "hive-mcp:number-token:3.5", 3: "hive-mcp:string-token:hive-mcp:number-token:3.5", 4: 3.5}
+    with Upstream() as upstream:
+        upstream.script(*[Reply.stream(["one ", "two"]) for _ in sent])
+        lines = [json.dumps(INITIALIZE), json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                 *[call(request_id, token) for request_id, token in sent.items()]]  # fmt: skip
+        every: list[dict] = []
+        replies, code, stderr = ask_stdio(
+            [sys.executable, "-m", "hive_mcp"], lines, {1, *sent}, cwd=tmp_path, timeout=ANSWER_S, every=every,
+            env=child_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true", HIVE_MCP_MODEL=MODEL,
+                          HIVE_HOME=str(tmp_path / "home"), HIVE_MCP_API_BASE=upstream.base_url,
+                          HIVE_MCP_API_KEY=TEST_KEY),
+        )  # fmt: skip
+    assert code == 0, stderr
+    for request_id in sent:
+        assert replies[request_id]["result"]["isError"] is False, replies[request_id]
+    tokens = [m["params"]["progressToken"] for m in every if m.get("method") == "notifications/progress"]
+    assert {(type(token), token) for token in tokens} == {(type(token), token) for token in sent.values()}, tokens

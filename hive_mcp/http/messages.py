@@ -11,7 +11,8 @@ checked before the SDK's app reads them, where the SDK would answer wrongly or n
 - a progress token with a fraction (`3.5`), which MCP allows and the SDK's models refuse: carried to the SDK as
   a string of its own and put back as the number (`number_tokens`) in its request's response and in every event
   stream, so each notification about the request carries the number, on the request's event stream or the
-  session's (legacy SSE: `SSE_PATH`).
+  session's (legacy SSE: `SSE_PATH`); a string token that reads like such an alias is carried and put back the
+  same way, as the string it was.
   A body sent with a Content-Length holds one response, never a notification: no length changes.
 
 Each check looks for its key in the body first (`_worth_parsing`); only a body where one is found is parsed here.
@@ -30,7 +31,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from ..asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App, Message, Receive, Scope, Send, header, peer, respond
 from ..jsonrpc import BAD_ID, batch_refused, readable_id
-from ..number_tokens import aliased_params, restore_bytes
+from ..number_tokens import MARKS, aliased_params, restore_bytes
 
 __all__ = ["MessageChecks"]
 
@@ -44,8 +45,10 @@ _SHOWN_CHARS = 64
 _BATCH = re.compile(rb"\s*\[")
 _ODD_ID = (b'"id"', re.compile(rb"\s*:\s*(?:null|true|false|-?[0-9]+[.eE])"))
 """An id that is null, a bool, or a number with a fraction or an exponent ..."""
-_ODD_TOKEN = (b'"progressToken"', re.compile(rb"\s*:\s*-?[0-9]+[.eE]"))
-"""... and a progress token that is such a number."""
+_MARKED = b"|".join(re.escape(m.encode()) for m in MARKS)
+_ODD_TOKEN = (b'"progressToken"', re.compile(rb'\s*:\s*(?:-?[0-9]+[.eE]|"(?:' + _MARKED + rb'|[^"]*\\))'))
+"""... and a progress token that is such a number, or a string starting with one of `number_tokens.MARKS` (or
+holding an escape, which may spell one)."""
 
 
 _PATHS = (MCP_PATH, MESSAGE_PATH, SSE_PATH)
