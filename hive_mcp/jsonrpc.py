@@ -55,17 +55,20 @@ def readable_id(value: Any) -> str | int | None:
 
 
 BATCHLESS_SINCE = "2025-06-18"
-"""The MCP version that removed JSON-RPC batches (2025-03-26 had them); the SDK, and so this server, takes none."""
+"""The MCP version that removed JSON-RPC batches (2025-03-26 had them); the SDK, and so this server, takes none in
+any version."""
 
 
 def batch_refused(version: str | None) -> str:
-    """Why a batch is refused, in one line naming the MCP version in force (None: not known)."""
-    head = "Invalid Request: a batch (JSON array);"
-    if version is None:
-        return f"{head} MCP takes one message at a time (batches were removed in {BATCHLESS_SINCE})"
-    if version >= BATCHLESS_SINCE:  # versions are dates: they compare as text
-        return f"{head} MCP {version}, the version in force, takes one message at a time"
-    return f"{head} this server takes one message at a time, as MCP has since {BATCHLESS_SINCE} ({version} in force)"
+    """Why a batch is refused, in one line. The MCP version in force (None: not known) is named only when it has
+    no batches; under one that had them (2025-03-26, which streamable HTTP assumes when a request names none) the
+    refusal is this server's own."""
+    if version is not None and version >= BATCHLESS_SINCE:  # versions are dates: they compare as text
+        return (
+            f"Invalid Request: a JSON-RPC batch (a JSON array); MCP {version}, the version in force, has none: "
+            "send each message on its own"
+        )
+    return "Invalid Request: this server does not take JSON-RPC batches (a JSON array); send each message on its own"
 
 
 def why_invalid(value: Any, version: str | None = None) -> tuple[str, str | int | None]:

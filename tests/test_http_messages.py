@@ -100,14 +100,21 @@ def test_a_request_whose_id_cannot_be_one_is_answered_not_taken_for_a_notificati
         assert '"complete"' in client.post("/mcp", headers=headers, json=TOOLS_LIST).text  # and the session goes on
 
 
-@pytest.mark.parametrize("version", [PROTOCOL_VERSION, MODERN, None])
-def test_a_batch_is_refused_in_one_line_naming_the_protocol_version_in_force(
+@pytest.mark.parametrize("version", [PROTOCOL_VERSION, MODERN, "2025-06-18", "2025-03-26", None])
+def test_a_batch_is_refused_in_one_line_naming_the_protocol_version_only_where_it_has_no_batches(
     server: HttpServer, version: str | None
 ) -> None:
+    """No header means 2025-03-26 (MCP's streamable HTTP: the server assumes it when the header is absent), a
+    version with batches: the refusal says this server takes none, naming no version; a header naming a version
+    without batches (2025-06-18 on) is named."""
     headers = MCP_HEADERS | ({"mcp-protocol-version": version} if version else {})
     with raw(server) as client:
         r = client.post("/mcp", headers=headers, content='[{"jsonrpc":"2.0","id":1,"method":"ping"}]')
-    refused(r, -32600, None, "batch", version or "2025-06-18")
+    message = refused(r, -32600, None, "batch", "send each message on its own")
+    if version is None or version < "2025-06-18":
+        assert "does not take JSON-RPC batches" in message and "20" not in message, message
+    else:
+        assert f"MCP {version}" in message, message
 
 
 def test_an_unsupported_protocol_version_header_is_a_400_with_one_line_naming_it(server: HttpServer) -> None:

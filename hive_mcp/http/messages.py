@@ -5,7 +5,7 @@ checked before the SDK's app reads them, where the SDK would answer wrongly or n
   any method: the SDK takes it for the 2026 era and refuses a POST for its missing `_meta` envelope, a GET or a
   DELETE with 405; here it is refused naming the header, the value and the versions spoken (400, -32022, the SDK's
   code for an unsupported version, with its `data`);
-- a batch (a JSON array): refused in one line naming the MCP version in force, whatever the era (400, -32600);
+- a batch (a JSON array): refused in one line, naming the MCP version in force where it has no batches (400, -32600);
 - a request whose id cannot be one (null, a bool, a fraction): the SDK's models read it as a notification and the
   SDK answered 202 with nothing; JSON-RPC answers it, as stdio does (400, -32600, id null);
 - a progress token with a fraction (`3.5`), which MCP allows and the SDK's models refuse: carried to the SDK as
