@@ -9,6 +9,7 @@ is the subject (then a short real PEXPIRE, awaited on a condition with a bound).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -361,6 +362,35 @@ async def test_a_file_from_before_unpriced_turns_were_counted_has_them_counted_o
         conn.execute("DELETE FROM _migrations WHERE name = 'm004_unpriced_turns'")
     again = sqlite_backend.make()
     assert [(await again.thread(t.id)).unpriced_turns for t in (source, fork)] == [1, 2]
+
+
+async def test_a_redis_thread_from_before_unpriced_turns_were_counted_reads_them_counted(
+    tmp_path: Any, valkey_server: ValkeyProcess
+) -> None:
+    """A thread stored before the counter existed has no `unpriced_turns` in its record: it reads the count of
+    its chain's turns that had no price, as the SQLite store's migration counts them, never 0 for not knowing;
+    and its next turn adds to that count."""
+    import redis.asyncio as aioredis
+
+    backend = Backend("redis", tmp_path / "unused", valkey_server)
+    store = backend.make()
+    source = await store.create(owner="local", messages=[user("hi"), answer("hello")], turn=turn(cost=None))
+    source = await store.append(source.id, [user("why"), answer("WHY")], turn(cost=0.5), expected_tip=source.tip)
+    fork = await store.fork(source.id, messages=[user("so"), answer("SO")], turn=turn(cost=None))
+    r = aioredis.from_url(valkey_server.url, decode_responses=True)
+    try:  # each record as the store wrote it before the counter
+        for thread in (source, fork):
+            key = f"{backend.prefix}conv:{thread.id}"
+            data = json.loads(await r.hget(key, "data"))
+            del data["unpriced_turns"]
+            await r.hset(key, "data", json.dumps(data))
+    finally:
+        await r.aclose()
+    assert [(await store.thread(t.id)).unpriced_turns for t in (source, fork)] == [1, 2]
+    assert [(await store.get(t.id)).thread.unpriced_turns for t in (source, fork)] == [1, 2]
+    assert {t.id: t.unpriced_turns for t in (await store.list()).items} == {source.id: 1, fork.id: 2}
+    later = await store.append(source.id, [user("then"), answer("THEN")], turn(cost=None), expected_tip=source.tip)
+    assert (later.unpriced_turns, (await store.thread(source.id)).unpriced_turns) == (2, 2)
 
 
 async def test_sqlite_disk_full_is_one_line_leaves_the_thread_and_recovers(sqlite_backend: Backend) -> None:

@@ -135,31 +135,55 @@ end
 return 1
 """
 
+# Shared by the scripts that read a chain: `walk` calls `on_message(id, record)` for each message of thread `conv`
+# from its tip back, and `on_turn(record)` once for each turn they name (false for a turn not stored).
+_WALK = """
+local function walk(p, conv, on_message, on_turn)
+  local lin = p .. 'lin:' .. redis.call('HGET', conv, 'lineage')
+  local seen = {}
+  local at = redis.call('HGET', conv, 'tip')
+  while at and at ~= '' do
+    local rec = redis.call('HGET', lin .. ':m', at)
+    if not rec then break end
+    on_message(at, rec)
+    local first = string.find(rec, '\\t', 1, true)
+    local second = string.find(rec, '\\t', first + 1, true)
+    local turn = string.sub(rec, first + 1, second - 1)
+    if turn ~= '' and not seen[turn] then
+      seen[turn] = true
+      on_turn(redis.call('HGET', lin .. ':t', turn))
+    end
+    at = string.sub(rec, 1, first - 1)
+  end
+end
+"""
+
 # ARGV: p, id. The thread, then its chain's records from the tip back and its turns, each joined by
 # newlines (JSON text never holds a raw newline) into one string: one round trip, one reply to parse.
 # The walk runs on the server, so a lineage's other forks cost nothing to read.
-_READ = """
+_READ = _WALK + """
 local p, id = ARGV[1], ARGV[2]
 local conv = p .. 'conv:' .. id
 local t = redis.call('HGETALL', conv)
 if #t == 0 then return {t, redis.call('GET', p .. 'gone:' .. id) or ''} end
-local lin = p .. 'lin:' .. redis.call('HGET', conv, 'lineage')
-local records, turns, seen = {}, {}, {}
-local at = redis.call('HGET', conv, 'tip')
-while at and at ~= '' do
-  local rec = redis.call('HGET', lin .. ':m', at)
-  if not rec then break end
-  records[#records + 1] = at .. '\\t' .. rec
-  local first = string.find(rec, '\\t', 1, true)
-  local second = string.find(rec, '\\t', first + 1, true)
-  local turn = string.sub(rec, first + 1, second - 1)
-  if turn ~= '' and not seen[turn] then
-    seen[turn] = true
-    turns[#turns + 1] = redis.call('HGET', lin .. ':t', turn)
-  end
-  at = string.sub(rec, 1, first - 1)
-end
+local records, turns = {}, {}
+walk(p, conv, function(at, rec) records[#records + 1] = at .. '\\t' .. rec end,
+     function(turn) turns[#turns + 1] = turn end)
 return {t, '', table.concat(records, '\\n'), table.concat(turns, '\\n')}
+"""
+
+# ARGV: p, id. How many turns of the thread's chain had no price (`usage.cost_usd` null), as `advanced` counts
+# them, for a record stored before it held that count; 0 for a thread that is gone.
+_UNPRICED = _WALK + """
+local conv = ARGV[1] .. 'conv:' .. ARGV[2]
+if redis.call('EXISTS', conv) == 0 then return 0 end
+local unpriced = 0
+walk(ARGV[1], conv, function() end, function(turn)
+  if not turn then return end
+  local cost = (cjson.decode(turn).usage or {}).cost_usd
+  if cost == nil or cost == cjson.null then unpriced = unpriced + 1 end
+end)
+return unpriced
 """
 
 
@@ -179,8 +203,9 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-def _thread_of(thread_id: str, h: dict[str, str]) -> Thread:
-    data = json.loads(h["data"])
+def _thread_of(thread_id: str, h: dict[str, str], data: dict[str, Any] | None = None) -> Thread:
+    """The thread of record `h`, the JSON of whose `data` field is `data` when that has been read already."""
+    data = json.loads(h["data"]) if data is None else data
     return Thread(
         id=thread_id, owner=h["owner"], lineage=h["lineage"], tip=h["tip"] or None,
         last_used=from_us(int(h["last_used_us"])), created=from_us(data.pop("created_us")), **data,
@@ -284,6 +309,19 @@ class RedisStore(ConversationStore):
         reason, _, owner = gone.partition("\t")
         return ExpiredConversation(conversation_id, reason, owner or None)
 
+    async def _counted(self, thread_id: str, h: dict[str, str], turns: list[Turn] | None = None) -> Thread:
+        """The thread of record `h`. A record stored before threads counted their unpriced turns has none: its
+        count is its chain's (from `turns`, the chain's, when read already), as SQLite's migration m004 counts
+        them for its older rows, never 0 for not knowing; its next turn writes the count with the record."""
+        data = json.loads(h["data"])
+        if "unpriced_turns" not in data:
+            if turns is not None:
+                data["unpriced_turns"] = sum(t.usage.cost_usd is None for t in turns)
+            else:
+                counting = self._script(_UNPRICED)(args=[self.prefix, thread_id])
+                data["unpriced_turns"] = await self._do(counting, "read a conversation")
+        return _thread_of(thread_id, h, data)
+
     async def _thread(self, conversation_id: str) -> Thread:
         p = self.prefix
         pipe = self._r.pipeline(transaction=False)
@@ -292,19 +330,19 @@ class RedisStore(ConversationStore):
         h, gone = await self._do(pipe.execute(), "read a conversation")
         if not h:
             raise self._missing(conversation_id, gone)
-        return _thread_of(conversation_id, h)
+        return await self._counted(conversation_id, h)
 
     async def _view(self, conversation_id: str) -> ThreadView:
         reply = await self._do(self._script(_READ)(args=[self.prefix, conversation_id]), "read a conversation")
         if not reply[0]:
             raise self._missing(conversation_id, reply[1] or None)
-        thread = _thread_of(conversation_id, _pairs(reply[0]))
         chain: list[Message] = []
         for record in reversed(reply[2].split("\n") if reply[2] else []):
             at, parent, turn_id, text = record.split("\t", 3)
             body = ChatMessage.model_validate_json(text)
             chain.append(Message(id=at, parent_id=parent or None, turn_id=turn_id or None, body=body))
         turns = [Turn.model_validate_json(t) for t in reversed(reply[3].split("\n"))] if reply[3] else []
+        thread = await self._counted(conversation_id, _pairs(reply[0]), turns)
         return ThreadView(thread=thread, messages=chain, turns=turns)
 
     async def _insert(self, thread: Thread, messages: list[Stored], turn: Turn | None, *, touch: str | None) -> None:
@@ -382,7 +420,7 @@ class RedisStore(ConversationStore):
                 if not h:
                     stale.append(thread_id)
                     continue
-                thread = _thread_of(thread_id, h)
+                thread = await self._counted(thread_id, h)
                 if (owner is None or thread.owner == owner) and (model is None or model in thread.models):
                     items.append(thread)
         if stale:
