@@ -16,6 +16,7 @@ refuses one. Then:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -168,3 +169,53 @@ def test_redis_away_under_load_loses_no_row_passes_no_budget_and_is_told_once(
     if how == "frozen":
         for calls in meanwhile:  # the breaker was open: nobody waited on the frozen Redis again
             assert sum(d for d, _ in calls) <= TIMEOUT_S, [round(d, 3) for d, _ in calls]
+
+
+def failing(request: RecordedRequest) -> Reply:
+    """A 401 for a prompt saying "fail" (the call fails at once, and writes a failure dump); text for the rest."""
+    if "fail" in json.dumps(request.body):
+        return Reply.error(401, "bad key")
+    return Reply.text("ok", usage=USAGE)
+
+
+def calls(session: Session, prompts: list[str]) -> list[Any]:
+    async def go(c: Client) -> list[Any]:
+        return [await c.call_tool("complete", {"prompt": p, "max_retries": 0}) for p in prompts]
+
+    return session.run(go, timeout=120)
+
+
+def test_redis_stopped_mid_run_the_dumps_and_the_ledger_degrade_with_one_warning_and_the_server_answers(
+    valkey: ValkeyProcess, tmp_path: Path
+) -> None:
+    """Valkey stops under a running instance: its calls go on being answered; the failure dumps written meanwhile
+    go to the local directory and the settled calls to the spend journal, told once for the whole outage (the
+    state store's warning, and the journal's), never per call; once Valkey is back both move into it."""
+    with Upstream(reply_for=failing) as upstream, instances_on(
+        valkey.url, tmp_path, ("one",), HIVE_MCP_API_BASE=upstream.base_url, HIVE_MCP_MODEL="openai/gpt-4o-mini",
+        HIVE_MCP_API_KEY="sk-outage-0123456789SECRET",
+    ) as [server]:  # fmt: skip
+        session = Session(lambda: server.url, "auto")
+        try:
+            assert [r.is_error for r in calls(session, ["hi", "fail"])] == [False, True]
+            valkey.stop()
+            meanwhile = calls(session, ["hi", "fail"] * 4)
+            local = sorted((tmp_path / "one-dumps").glob("*.json"))
+            valkey.start()
+            wait_log(server, "every store uses it again", 1, BACK_S)
+            after = calls(session, ["fail", "hi"])
+        finally:
+            session.close()
+        log = server.stderr()
+
+    assert [r.is_error for r in meanwhile] == [False, True] * 4, [text_of(r) for r in meanwhile]
+    assert all("bad key" in text_of(r) for r in meanwhile[1::2])
+    assert [r.is_error for r in after] == [True, False]
+    assert len(local) == 4  # each dump of the outage kept locally ...
+    assert not list((tmp_path / "one-dumps").glob("*.json"))  # ... and moved into Redis once it was back
+    store = redis.Redis.from_url(valkey.url)  # restarted without persistence: only what came after it
+    assert store.zcard("hive-mcp:dumps") == 4 + 1
+    assert store.zcard("hive-mcp:spend:calls") == 4 + 1  # the journal's rows, once each, and the last call
+    assert log.count("is unavailable (") == 1 and log.count("every store uses it again") == 1, log
+    assert log.count("did not take a settled call") == 1 and log.count("journal is drained") == 1, log
+    assert "could not write failure dump" not in log and "Traceback" not in log and "SECRET" not in log, log
