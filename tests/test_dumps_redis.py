@@ -110,6 +110,36 @@ def test_while_redis_is_down_dumps_go_to_the_directory_and_move_back(
     assert len(back) == 1
 
 
+def test_a_redis_that_answers_writes_with_an_error_keeps_dumps_local_told_once_and_other_stores_unharmed(
+    tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis there but refusing writes (out of memory, `maxmemory` with no eviction): no outage of the state
+    store, so the breaker every store shares stays closed (conversations and budgets go on) and nothing says Redis
+    is away; the dumps go to the local directory, told once however many are written, and move into Redis at the
+    first write it takes again."""
+    import redis
+
+    from hive_mcp.state_store import StateStore
+
+    with ValkeyProcess(valkey_binary()) as server:
+        one = open_store(server, tmp_path / "one", prefix)
+        admin = redis.Redis.from_url(server.url)
+        admin.config_set("maxmemory", 1)  # every write is refused: OOM command not allowed
+        kept = [one.write(make_dump(error_type=f"e{i}")) for i in range(4)]
+        assert StateStore.shared(server.url).usable()
+        assert all(k is not None and (tmp_path / "one" / f"{k}.json").is_file() for k in kept)
+        assert one.read(kept[0]).error_type == "e0"
+        admin.config_set("maxmemory", 0)
+        after = one.write(make_dump(error_type="after"))
+        assert {i.id for i in one.list().items} == {*kept, after}
+        assert admin.zcard(f"{prefix}dumps") == len(kept) + 1
+        assert not list((tmp_path / "one").glob("*.json"))  # moved into Redis
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not [w for w in warnings if "is unavailable (" in w or "every store uses it again" in w], warnings
+    refused = [w for w in warnings if "refused" in w and "dump" in w]
+    assert len(refused) == 1 and "OutOfMemoryError" in refused[0] and str(tmp_path / "one") in refused[0], warnings
+
+
 def test_hive_mcp_dumps_list_reads_redis(valkey_server: ValkeyProcess, tmp_path: Path) -> None:
     prefix = "hive-mcp:"  # the CLI's, as every instance's
     store = open_store(valkey_server, tmp_path / "server", prefix)

@@ -16,8 +16,11 @@ shared ones, and the next write that reaches Redis moves the local dumps there.
 Redis is asked through the process's `StateStore` (its pool, timeouts and
 breaker; dumps are written from provider threads, so each command is sent on
 the state loop and waited for): one warning per outage for every store, and no
-call waits on a Redis the breaker knows is away. Opened with `degrade=False` (the command line), it never falls
-back: every failure to reach Redis raises `StateUnavailable`, and the breaker is left alone.
+call waits on a Redis the breaker knows is away. A Redis that answers with an
+error (out of memory, a read-only replica) is no outage: the breaker, which
+every store shares, stays closed; the dump goes to the local directory as in
+an outage, with one warning of its own until Redis takes a dump again. Opened with `degrade=False` (the
+command line), it never falls back: every failure raises `StateUnavailable`, and the breaker is left alone.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ..state_store import StateStore
+from ..outage import Outage
+from ..state_store import StateStore, says_away
 from .format import DumpNotFound, FailureDump
 from ..defaults import DUMP_MAX_COUNT, REDIS_PREFIX
-from .store import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DumpStore
+from .store import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DumpStore, logger
 
 __all__ = ["RedisDumpStore"]
 
@@ -58,6 +62,11 @@ class RedisDumpStore(DumpStore):
         self._run = self._outage.run
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._degrade = degrade
+        self._refused = Outage(
+            logger, "failure dumps: the state store refused a dump (%s) at %s: dumps are kept in %s until it takes one",
+            f"failure dumps: the state store at {self._outage.name} takes dumps again", self._outage.name,
+            self.directory, store="dumps",
+        )  # fmt: skip
         self._key, self._index, self._sizes = f"{prefix}dump:", f"{prefix}dumps", f"{prefix}dump-sizes"
 
     @property
@@ -81,10 +90,14 @@ class RedisDumpStore(DumpStore):
         return not self._degrade or self._outage.usable()
 
     def _failed(self, exc: BaseException) -> None:
-        """Redis failed: StateUnavailable when not degrading, else the breaker opens and the caller falls back."""
+        """Redis failed: StateUnavailable when not degrading; else the caller falls back, and the breaker opens
+        when Redis is away, or this store's own warning is told when it answered with an error."""
         if not self._degrade:
             raise self._outage.unavailable(exc) from exc
-        self._outage.failed(exc)
+        if says_away(exc):
+            self._outage.failed(exc)
+        else:
+            self._refused.failed(exc)
 
     # -- storage primitives ----------------------------------------------------
 
@@ -118,6 +131,7 @@ class RedisDumpStore(DumpStore):
             self._failed(exc)
             return super()._write(dump)
         self._outage.worked()
+        self._refused.worked()
         self._move_local()  # what was written locally meanwhile, if anything
         return dump_id
 
