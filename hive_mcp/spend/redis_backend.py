@@ -30,10 +30,10 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-import redis
 from redis.exceptions import RedisError
 
 from ..defaults import REDIS_PREFIX, SPEND_CALLS_DAYS, SPEND_KEEP_DAYS
+from ..state_store import StateStore, says_away
 from .budgets import Budget, period_key, scope_of
 from .ledger import Backend, CallRecord, Refused, Reservation, TotalRow
 
@@ -140,8 +140,6 @@ class RedisBackend(Backend):
 
     def __init__(self, url: str, *, prefix: str = f"{REDIS_PREFIX}spend:", keep_days: int = SPEND_KEEP_DAYS,
                  calls_days: int = SPEND_CALLS_DAYS) -> None:
-        from ..state_store import StateStore
-
         self.shared = StateStore.shared(url)
         self.name = self.shared.name
         self.p = prefix
@@ -241,8 +239,8 @@ class RedisBackend(Backend):
             raise OSError(f"{self.name}: the state store is unavailable")
         try:
             out = self.shared.run(fn())
-        except RedisError as exc:
-            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):  # not an answer: Redis is away
+        except (RedisError, OSError) as exc:
+            if says_away(exc):  # not an answer (an error Redis answers leaves the breaker closed)
                 self.shared.failed(exc)
             raise OSError(f"{self.name}: {type(exc).__name__}: {exc}") from None
         self.shared.worked()
