@@ -3,8 +3,9 @@
 `budgets` (what a budget is, UTC periods, reading the settings, and `SCOPES`:
 every kind of budget scope, declared there alone), `ledger` (the shapes and the
 backend interface), `sqlite_backend` and `redis_backend` (the stores, by scope
-string), `journal` (settled calls on disk until the backend took them), `service`
-(`Spend`: reserve the worst case, settle the actual cost).
+string), `journal` (settled calls on disk until the backend took them), `reserving`
+(the worst case held before a call), `settling` (the actual cost charged after
+it), `service` (`Spend`: both halves, and the usage its readers see).
 """
 
 from .budgets import Budget, BudgetError, Budgets
