@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 
 import pytest
 
-from hive_mcp.provider import CompletionRequest, FinishEvent, LiteLLMProvider, LLMResponse, Tool
+from hive_mcp.provider import CompletionRequest, DeferredProvider, FinishEvent, LiteLLMProvider, LLMResponse, Tool
 from hive_mcp.provider.base import build_request
 from harness.upstream import Reply
+from tests.conftest import MODEL
 from tests.provider_calls import USER
+
+UNCOUNTABLE = [{"role": "user", "content": [
+    {"type": "text", "text": "hi"}, {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+]}]  # fmt: skip
+"""A prompt litellm's token counter raises on (1.110 counts no audio part), which it sends all the same."""
+TOOLS = [Tool(name="weather").to_openai()]
 
 
 def test_keywords_go_to_their_fields_and_the_rest_to_extra() -> None:
@@ -83,3 +91,29 @@ def test_sync_complete_honours_the_deadline(provider, upstream) -> None:
 async def test_sync_complete_inside_a_running_loop(provider, upstream) -> None:
     upstream.script(Reply.text("from a worker thread"))
     assert provider.complete(USER).content == "from a worker thread"
+
+
+@pytest.mark.parametrize("messages", [USER, UNCOUNTABLE], ids=["countable", "uncountable"])
+def test_a_prompts_size_is_litellms_count_else_its_utf8_bytes(messages) -> None:
+    """One rule for what a prompt weighs (a budget's worst case, a billed prompt): litellm's count for the
+    model, else the UTF-8 bytes of the messages and tools, which no byte-level tokenizer exceeds; `counted`
+    says which. `count_tokens` still answers None where litellm cannot count."""
+    provider = LiteLLMProvider(model=MODEL, dump_store=False)
+    count = provider.count_tokens(messages, MODEL, tools=TOOLS)
+    size = provider.prompt_size(messages, MODEL, tools=TOOLS)
+    if messages is USER:
+        assert count and size.counted and size.tokens == count
+    else:
+        assert count is None and not size.counted
+        assert size.tokens == len(json.dumps([messages, TOOLS], ensure_ascii=False).encode())
+
+
+def test_a_provider_that_cannot_count_sizes_a_prompt_by_its_bytes() -> None:
+    """A provider that failed to load counts nothing: its prompts weigh their bytes, never None."""
+    def unloadable() -> LiteLLMProvider:
+        raise RuntimeError("no provider here")
+
+    provider = DeferredProvider(unloadable, model=MODEL)
+    size = provider.prompt_size(USER, MODEL)
+    assert provider.count_tokens(USER, MODEL) is None
+    assert (size.tokens, size.counted) == (len(json.dumps([USER, None], ensure_ascii=False).encode()), False)

@@ -108,3 +108,27 @@ async def test_attempts_whose_connection_never_opened_cost_nothing(
             failed = await c.call_tool(tool, {"prompt": "hello", "max_retries": 1})
     assert failed.is_error and text_of(failed).startswith("timeout error"), text_of(failed)
     assert spend.settled().calls(EPOCH) == []
+
+
+UNCOUNTABLE = [{"role": "user", "content": [
+    {"type": "text", "text": "hello"}, {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+]}]  # fmt: skip
+"""A prompt litellm's token counter raises on (1.110 counts no audio part), which it sends all the same."""
+
+
+async def test_a_prompt_litellm_cannot_count_is_held_and_owed_at_its_bytes(
+    upstream: Upstream, store: DumpStore, tmp_path: Path
+) -> None:
+    """The budget's worst case and the timed-out attempt's owed prompt weigh the prompt by the one rule (the
+    provider's `prompt_size`): without litellm's count, its UTF-8 bytes, for both."""
+    provider = timing_out(upstream.base_url, store)
+    size = provider.prompt_size(UNCOUNTABLE, MODEL)
+    assert not size.counted and provider.count_tokens(UNCOUNTABLE, MODEL) is None
+    budgets = Budgets.from_settings(day=1.0, month=None, section=None)
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
+    ticket = await spend.reserve("local", MODEL, UNCOUNTABLE, system="", max_tokens=16, deadline=5.0)
+    assert ticket.prompt_tokens == size.tokens
+    await spend.release(ticket)
+    upstream.script(Reply.error(408, "request timed out"), Reply.text("hi", usage=KEPT))
+    reply = await provider.acomplete(UNCOUNTABLE, max_tokens=16)
+    assert (reply.input_tokens, reply.estimated) == (size.tokens + 11, True)

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,9 +25,17 @@ Cover = Callable[[Usage], Awaitable[None]]
 """A request's `cover` hook: told everything billed so far before an attempt that follows a billed one."""
 
 
-def prompt_bytes(messages: list[Message], tools: list[dict[str, Any]] | None = None) -> int:
-    """A prompt's tokens where no tokenizer counts them: its UTF-8 bytes, which no byte-level tokenizer exceeds."""
-    return len(json.dumps([messages, tools], ensure_ascii=False).encode())
+class PromptSize(NamedTuple):
+    """What a prompt (its messages and tools) weighs in tokens, for a budget's worst case and a billed prompt:
+    litellm's count for the model (`counted`), else its UTF-8 bytes, which no byte-level tokenizer exceeds."""
+
+    tokens: int
+    counted: bool
+    """litellm's tokenizer counted `tokens`; False: they are the prompt's UTF-8 bytes, a bound, not a count."""
+
+    @classmethod
+    def in_bytes(cls, messages: list[Message], tools: list[dict[str, Any]] | None = None) -> PromptSize:
+        return cls(len(json.dumps([messages, tools], ensure_ascii=False).encode()), counted=False)
 
 
 class Tool(BaseModel):
@@ -262,6 +270,13 @@ class LLMProvider(ABC):
         """The input tokens `messages` (and `tools`, in OpenAI form) take for `model`; None when this provider
         cannot tell. May block (CPU, or a provider still loading): call it off the event loop."""
         return None
+
+    def prompt_size(
+        self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
+    ) -> PromptSize:
+        """What `messages` and `tools` weigh for `model` (`PromptSize`: litellm's count, else the bytes); a
+        provider that counts no tokens, their bytes. May block, as `count_tokens`: call it off the event loop."""
+        return PromptSize.in_bytes(messages, tools)
 
     def count_text(self, text: str, model: str) -> int | None:
         """The tokens `text` (a reply, or part of one) takes for `model`; None when this provider cannot tell. May

@@ -19,7 +19,7 @@ import anyio.to_thread
 from pydantic import ValidationError
 
 from ..text import one_line, shorten
-from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, ProviderError
+from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, PromptSize, ProviderError
 from .events import StreamEvent
 
 __all__ = ["DeferredProvider"]
@@ -134,6 +134,14 @@ class DeferredProvider(LLMProvider):
     ) -> int | None:
         provider = self._loaded_provider()
         return provider.count_tokens(messages, model, tools=tools) if provider is not None else None
+
+    def prompt_size(
+        self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
+    ) -> PromptSize:
+        provider = self._loaded_provider()
+        if provider is None:
+            return super().prompt_size(messages, model, tools=tools)
+        return provider.prompt_size(messages, model, tools=tools)
 
     def count_text(self, text: str, model: str) -> int | None:
         provider = self._loaded_provider()

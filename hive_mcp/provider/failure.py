@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..dumps.format import FailureDump
 from ..redact import strip_credentials
 from .attempts import Attempts
-from .base import CompletionRequest, Message, ProviderError, Usage, prompt_bytes
+from .base import CompletionRequest, Message, PromptSize, ProviderError, Usage
 from .facts import config_facts, default_facts, price_of
 from .offline import litellm
 from .shaping import Shaped
@@ -65,14 +65,18 @@ def count_tokens(model: str, messages: list[Message], tools: list[dict[str, Any]
         return None
 
 
+def prompt_size(model: str, messages: list[Message], tools: list[dict[str, Any]] | None = None) -> PromptSize:
+    """What a prompt weighs for `model`: `count_tokens`, else its UTF-8 bytes (`PromptSize`). Never None."""
+    counted = count_tokens(model, messages, tools)
+    return PromptSize(counted, counted=True) if counted is not None else PromptSize.in_bytes(messages, tools)
+
+
 def prompt_owed(shaped: Shaped, deployment: Deployment | None) -> Usage:
-    """What a reply that said nothing of its usage is charged: the prompt sent, by litellm's count for the model
-    it went to (`deployment`'s; None: the call's own, unrouted), else its bytes (`prompt_bytes`), at that
-    deployment's input price (the config's over litellm's map, `config_facts`; 0 unpriced)."""
+    """What a reply that said nothing of its usage is charged: the prompt sent, as `prompt_size` weighs it for
+    the model it went to (`deployment`'s; None: the call's own, unrouted), at that deployment's input price
+    (the config's over litellm's map, `config_facts`; 0 unpriced)."""
     model = deployment.model if deployment is not None else shaped.model
-    tools = shaped.kwargs.get("tools")
-    counted = count_tokens(model, shaped.messages, tools)
-    tokens = counted if counted is not None else prompt_bytes(shaped.messages, tools)
+    tokens = prompt_size(model, shaped.messages, shaped.kwargs.get("tools")).tokens
     price = price_of(config_facts(deployment.raw) if deployment is not None else default_facts(model))
     return Usage(input_tokens=tokens, cost_usd=tokens * price[0] if price is not None else 0.0)
 

@@ -25,13 +25,13 @@ from ..text import one_line
 from .attempts import Attempts
 from .deadline import Expired, ReadDeadline
 from .facts import config_facts, default_facts, model_facts, price_of
-from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, ProviderError
+from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, PromptSize, ProviderError
 from .errors import MESSAGE_LIMIT
 from .echoes import Scrubber
 from .events import FinishEvent, StreamEvent, ToolCallDeltaEvent, ToolCallEvent
 from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, secret_forms, url_secrets
-from .failure import build_dump, count_text, count_tokens, prompt_owed
+from .failure import build_dump, count_text, count_tokens, prompt_owed, prompt_size
 from .offline import litellm
 from .replies import cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
@@ -305,6 +305,12 @@ class LiteLLMProvider(LLMProvider):
         """`failure.count_tokens`: litellm's count for the model `model` is sent as (`counted_as`), None if it
         fails (unknown: nothing is left out)."""
         return count_tokens(self.counted_as(model), messages, tools)
+
+    def prompt_size(
+        self, messages: list[Message], model: str, *, tools: list[dict[str, Any]] | None = None
+    ) -> PromptSize:
+        """`failure.prompt_size`, counted as `count_tokens` counts: never None."""
+        return prompt_size(self.counted_as(model), messages, tools)
 
     def count_text(self, text: str, model: str) -> int | None:
         """`failure.count_text`: litellm's count of a reply's text, as `count_tokens` counts; None if it fails."""

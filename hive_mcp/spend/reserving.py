@@ -38,7 +38,7 @@ import anyio
 
 from ..limits import LEASE_MARGIN_S
 from ..refusal import Refusal
-from ..provider.base import LLMProvider, Message, ModelRef, Usage, prompt_bytes
+from ..provider.base import LLMProvider, Message, ModelRef, Usage
 from .budgets import Budget, Budgets, micro, reset_at, usd
 from .journal import Journal, default_journal_dir
 from .ledger import Backend, Refused, Reservation
@@ -67,7 +67,7 @@ class Ticket:
     for its input, with `tools`."""
     tools: list[dict[str, Any]] | None = None
     prompt_tokens: int | None = None
-    """litellm's count of `prompt`, once made."""
+    """What `prompt` weighs in tokens (the provider's `prompt_size`), once weighed."""
     prices: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     """Each group the call may reach -> its prices (None: unpriced)."""
     refused: dict[str, str] = field(default_factory=dict)
@@ -243,10 +243,9 @@ class Reserving:
         return BudgetRefusal(text)
 
     async def _count(self, messages: list[Message], model: str, tools: list[dict[str, Any]] | None) -> int:
-        """litellm's count of `messages` and `tools`; without one, their UTF-8 bytes (no byte-level tokenizer
-        exceeds it)."""
-        counted = await anyio.to_thread.run_sync(lambda: self.provider.count_tokens(messages, model, tools=tools))
-        return counted if counted is not None else prompt_bytes(messages, tools)
+        """What `messages` and `tools` weigh for `model` (the provider's `prompt_size`), in a worker thread."""
+        size = await anyio.to_thread.run_sync(lambda: self.provider.prompt_size(messages, model, tools=tools))
+        return size.tokens
 
     def _stray(self, r: Reservation) -> None:
         with self._lock:
