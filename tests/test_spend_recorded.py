@@ -19,9 +19,11 @@ if not CASSETTES.is_dir():
     pytest.skip(f"no recordings at {CASSETTES} (a clone outside the workspace)", allow_module_level=True)
 
 from hive_mcp.dumps import DumpStore  # noqa: E402
+from hive_mcp.mcp.results import call_facts  # noqa: E402
 from hive_mcp.provider import LiteLLMProvider  # noqa: E402
 from hive_mcp.provider.retry import RetryPolicy  # noqa: E402
 from hive_mcp.spend import Budgets, CallRecord, Spend  # noqa: E402
+from hive_mcp.spend.budgets import micro  # noqa: E402
 from hive_mcp.spend.ledger import Backend  # noqa: E402
 
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -114,3 +116,20 @@ async def test_a_recorded_stream_is_recorded_as_the_provider_answered_it(
         assert (call.input_tokens, call.output_tokens) == tokens
     if deployment is not None:
         assert call.deployment == deployment
+
+
+async def test_openrouters_recorded_stream_is_charged_the_cost_it_states(
+    upstream: Upstream, store: DumpStore, ledger: Backend
+) -> None:
+    """OpenRouter's stream (openrouter-stream-reasoning-01) ends with `usage.cost` 0.000669: what the caller is
+    billed, charged as it is, though litellm's map has no price for the model."""
+    provider = served("openrouter-stream-reasoning-01", upstream, store, RetryPolicy(time_scale=0))
+    assert provider.price(provider.model) is None
+    spend = Spend(ledger, Budgets(), provider)
+    server = mcp_server(provider, store, spend=spend, default_model=provider.model)
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool("stream_complete", {"prompt": "hello"})
+    assert not result.is_error, text_of(result)
+    assert call_facts(result)["cost_usd"] == pytest.approx(0.000669) and "unpriced" not in call_facts(result)
+    [call] = spend.settled().calls(EPOCH)
+    assert (call.input_tokens, call.output_tokens, call.cost, call.unpriced) == (43, 36, micro(0.000669), False)

@@ -396,7 +396,7 @@ class LiteLLMProvider(LLMProvider):
         if not reply.input_tokens:
             reply.input_tokens = count_tokens(model, call.shaped.messages, call.shaped.kwargs.get("tools")) or 0
         reply.output_tokens = min(out if out is not None else len(produced.encode()), call.request.max_tokens)
-        reply.cost_usd = cost(model, reply, None)
+        reply.cost_usd, reply.cost_stated = cost(model, reply, None), False  # a stated cost covered the cut text
         reply.estimated = True
 
     # -- codex: every call streams ---------------------------------------------------
@@ -431,7 +431,8 @@ class LiteLLMProvider(LLMProvider):
     async def _succeeded(self, call: _Call, response: LLMResponse) -> None:
         route = call.attempts.route
         deployment = route.deployment if route is not None else None
-        if self._unpriced_now(deployment, call.shaped.model):  # whatever litellm made of it (a model it knows, a zero)
+        # Whatever litellm made of it (a model it knows, a zero); the upstream's own figure is charged as it is.
+        if not response.cost_stated and self._unpriced_now(deployment, call.shaped.model):
             response.unpriced, response.cost_usd = True, 0.0
         call.attempts.watch.succeeded(response)
         if route is not None:

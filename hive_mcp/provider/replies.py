@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,8 @@ def parse(raw: Any, model: str, echoes: Scrubber = NO_SECRETS) -> LLMResponse:
     content = message.content if isinstance(message.content, str) else ""
     stop_reason = choice.finish_reason or ""
     usage = usage_of(getattr(raw, "usage", None))
-    usage.cost_usd = cost(model, usage, raw)
+    stated = stated_cost(getattr(raw, "_hidden_params", None), getattr(raw, "usage", None))
+    usage.cost_usd = stated if stated is not None else cost(model, usage, raw)
     if (isinstance(refusal, str) and refusal) or refused(message):
         content = refusal if isinstance(refusal, str) and refusal else content
         stop_reason = "refusal"
@@ -49,6 +51,7 @@ def parse(raw: Any, model: str, echoes: Scrubber = NO_SECRETS) -> LLMResponse:
         tool_calls=tool_calls,
         reasoning=scrub(well_formed(reasoning)) if isinstance(reasoning, str) and reasoning else None,
         raw_response=raw,
+        cost_stated=stated is not None,
     )
 
 
@@ -63,10 +66,14 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
     stop_reason = assembler.finish_reason or ("tool_calls" if tool_calls else "stop")
     reported = assembler.reported_usage
     usage = usage_of(reported)
-    priced = get(reported, "cost") if reported else None
-    usage.cost_usd = (
-        float(priced) if isinstance(priced, (int, float)) and priced > 0 else cost(model, usage, None, reported)
-    )
+    stated = stated_cost(assembler.hidden, assembler.upstream_usage)
+    priced = get(reported, "cost") if reported else None  # litellm's own figure, or the upstream's
+    if stated is not None:
+        usage.cost_usd = stated
+    elif isinstance(priced, (int, float)) and priced > 0:
+        usage.cost_usd = float(priced)
+    else:
+        usage.cost_usd = cost(model, usage, None, reported)
     if assembler.refusal:
         stop_reason = "refusal"
     elif stop_reason == "content_filter":
@@ -81,6 +88,7 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
         tool_calls=tool_calls,
         reasoning=assembler.reasoning,
         estimated=assembler.estimated,
+        cost_stated=stated is not None,
     )
 
 
@@ -101,7 +109,7 @@ def cut_to(reply: LLMResponse, model: str, max_tokens: int) -> None:
         return
     reply.stop_reason = "length"
     reply.output_tokens = max_tokens
-    reply.cost_usd = cost(model, reply, None)
+    reply.cost_usd, reply.cost_stated = cost(model, reply, None), False  # a stated cost covered the cut text
     reply.estimated = True
 
 
@@ -125,6 +133,30 @@ def usage_of(usage: Any) -> Usage:
         cached_tokens=int(cached),
         reasoning_tokens=int(reasoning or 0),
     )
+
+
+STATED_COST_HEADER = "llm_provider-x-litellm-response-cost"
+"""Where litellm keeps a reply's `x-litellm-response-cost` header (it keeps each response header, prefixed
+`llm_provider-`, under `_hidden_params["additional_headers"]`): a LiteLLM proxy's figure for the reply; litellm's
+OpenRouter route puts a whole reply's `usage.cost` there too."""
+
+
+def stated_cost(hidden: Any, usage: Any) -> float | None:
+    """What the upstream said the reply cost, in USD: the `x-litellm-response-cost` header (`hidden`: litellm's
+    hidden params), else the upstream's own `usage.cost` (OpenRouter's, any OpenAI-compatible upstream's; `usage`
+    as the upstream sent it, not litellm's, which holds litellm's own figure). It is what the caller is billed.
+    None when it said nothing, or 0 (no price: README "Zero is not a price")."""
+    headers = get(hidden, "additional_headers") if hidden else None
+    for figure in (get(headers, STATED_COST_HEADER) if headers else None, get(usage, "cost") if usage else None):
+        if isinstance(figure, bool) or not isinstance(figure, (int, float, str)):
+            continue
+        try:
+            value = float(figure)
+        except ValueError:
+            continue
+        if math.isfinite(value) and value > 0:
+            return value
+    return None
 
 
 def cost(model: str, usage: Usage, raw: Any, reported: Any = None) -> float:

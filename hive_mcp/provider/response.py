@@ -57,7 +57,11 @@ class LLMResponse(Usage):
     """The usage is litellm's count, not the provider's, in whole or in part (a stream cut at max_tokens, a reply
     before it that was not kept and said nothing of its usage)."""
     unpriced: bool = False
-    """The deployment that answered has no known price (`cost_usd` is then 0 and means nothing)."""
+    """The deployment that answered has no known price and the reply stated no cost (`cost_usd` is then 0 and
+    means nothing)."""
+    cost_stated: bool = False
+    """`cost_usd` is what the upstream said the reply cost (`replies.stated_cost`): what the caller is billed,
+    charged as it is, whatever the price known for the model, or none."""
     upstream_wait_s: float = Field(default=0.0, exclude=True)
     """Seconds the call spent waiting on the upstream (requests, replies, backoff): its wall time minus this is
     hive-mcp's own overhead."""

@@ -169,6 +169,8 @@ class StreamAssembler:
     """The usage raw chunks carried, as the tap saw them (None: no tap)."""
     _named: list[str] = field(default_factory=list)
     """The model the upstream's own chunks name, as the tap read it from the first that does."""
+    hidden: Any = None
+    """litellm's hidden params of the stream, as the tap found them (its response headers among them)."""
     _answer_mender: Mender = field(default_factory=Mender)
     _reasoning_mender: Mender = field(default_factory=Mender)
     echoes: Scrubber = NO_SECRETS
@@ -200,6 +202,7 @@ class StreamAssembler:
 
     def tap(self, response: Any) -> None:
         """Read refusal text off the raw stream under litellm's `CustomStreamWrapper`, where it has one."""
+        self.hidden = getattr(response, "_hidden_params", None)
         raw = getattr(response, "completion_stream", None)
         if raw is not None and hasattr(raw, "__aiter__"):
             self._tapped, self._raw_usage = [], []
@@ -217,6 +220,13 @@ class StreamAssembler:
         makes its own count up), else the last chunk's usage."""
         groq = [u for u in self._raw_usage or [] if u[0] == "x_groq"]
         return groq[-1][1] if groq else self.usage
+
+    @property
+    def upstream_usage(self) -> Any:
+        """The last usage a chunk carried as the upstream sent it (litellm's own last chunk holds its own cost),
+        where the tap read one; else None."""
+        sent = [u for where, u in self._raw_usage or [] if where == "usage"]
+        return sent[-1] if sent else None
 
     @property
     def estimated(self) -> bool:

@@ -60,8 +60,11 @@ class Settling(Reserving):
     """Set when a reader or shutdown wants the queued calls written now."""
 
     def cost_of(self, ticket: Ticket, r: LLMResponse) -> int:
-        """The call's actual cost in micro-USD: the provider's figure, else its tokens at the prices of the group
-        that answered."""
+        """The call's actual cost in micro-USD: what the upstream said it cost (`cost_stated`: what the caller is
+        billed, priced or not); else, at a known price, the provider's figure or its tokens at the prices of the
+        group that answered; else 0 (unpriced)."""
+        if r.cost_stated:
+            return micro(r.cost_usd)
         price = ticket.price(r.answered_group)
         if price is None:
             return 0
@@ -118,7 +121,7 @@ class Settling(Reserving):
             time=self.clock(), caller=ticket.reservation.caller, group=answered, deployment=r.model,
             input_tokens=r.input_tokens, output_tokens=r.output_tokens, cached_tokens=r.cached_tokens,
             reasoning_tokens=r.reasoning_tokens, cost=cost, conversation_id=conversation_id,
-            unpriced=ticket.price(answered) is None, estimated=estimated or r.estimated,
+            unpriced=ticket.price(answered) is None and not r.cost_stated, estimated=estimated or r.estimated,
             called=called,
         )  # fmt: skip
         ticket.done = True

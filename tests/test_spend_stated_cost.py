@@ -1,0 +1,102 @@
+"""A reply whose upstream states what it cost (OpenRouter's `usage.cost`, a LiteLLM proxy's
+`x-litellm-response-cost` header) is charged that figure, in the ledger and in the result's `cost_usd`: it is
+what the caller is billed, whether or not a price is known for the model and whatever the map's price says.
+A reply that states nothing, or a cost of 0 (no price: README "Zero is not a price"), is priced as before.
+Through the SDK's real Client, litellm's real HTTP path to a scripted upstream, a real SQLite ledger.
+
+litellm 1.110.2's bundled map prices no `openrouter/` model: without a stated cost, every one is unpriced.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hive_mcp.dumps import DumpStore
+from hive_mcp.mcp.results import call_facts
+from hive_mcp.provider import LiteLLMProvider
+from hive_mcp.spend import Budgets, SQLiteBackend, Spend
+from hive_mcp.spend.budgets import micro
+from tests.clients import connect, mcp_server, text_of
+from tests.conftest import FAST_RETRY
+from harness.upstream import Reply, Upstream
+
+EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+OPENROUTER = "openrouter/openai/gpt-4o-mini"
+"""Unpriced here: litellm's map has no `openrouter/` entry."""
+MAPPED = "openai/gpt-4o-mini"
+"""In litellm's map at $0.15 / $0.60 per million tokens: 1000 in and 1000 out cost $0.00075 by it."""
+HOUSE = "openai/house-model-x"
+"""In no map at all."""
+STATED = 0.0123
+
+
+def usage(cost: float | None) -> dict[str, Any]:
+    return {"prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000,
+            **({"cost": cost} if cost is not None else {})}  # fmt: skip
+
+
+def reply(tool: str, cost: float | None, header: str | None = None) -> Reply:
+    """The upstream's answer, its cost stated in `usage.cost` (`cost`) or in the LiteLLM proxy's header (`header`)."""
+    answer = Reply.text("hi", usage=usage(cost)) if tool == "complete" else Reply.stream(["hi"], usage=usage(cost))
+    if header is not None:
+        answer.headers["x-litellm-response-cost"] = header
+    return answer
+
+
+async def charged(
+    model: str, answer: Reply, tool: str, upstream: Upstream, store: DumpStore, tmp_path: Path
+) -> tuple[dict[str, Any], Any]:
+    """One call to `model` answered by `answer`: the result's facts and its ledger row."""
+    provider = LiteLLMProvider(
+        model=model, api_key="sk-x", api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
+    )
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
+    server = mcp_server(provider, store, default_model=model, spend=spend)
+    upstream.script(answer)
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool(tool, {"prompt": "hello"})
+    assert not result.is_error, text_of(result)
+    [row] = spend.settled().calls(EPOCH)
+    return call_facts(result), row
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+@pytest.mark.parametrize("model", [OPENROUTER, MAPPED], ids=["unpriced", "priced"])
+async def test_a_cost_the_upstream_states_in_its_usage_is_charged(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, model: str, tool: str
+) -> None:
+    facts, row = await charged(model, reply(tool, STATED), tool, upstream, store, tmp_path)
+    assert (facts["cost_usd"], "unpriced" in facts) == (pytest.approx(STATED), False)
+    assert (row.cost, row.unpriced, row.estimated) == (micro(STATED), False, False)
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_a_cost_a_litellm_proxy_states_in_its_header_is_charged(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, tool: str
+) -> None:
+    facts, row = await charged(HOUSE, reply(tool, None, header=str(STATED)), tool, upstream, store, tmp_path)
+    assert (facts["cost_usd"], "unpriced" in facts) == (pytest.approx(STATED), False)
+    assert (row.cost, row.unpriced) == (micro(STATED), False)
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+@pytest.mark.parametrize("cost", [None, 0], ids=["none-stated", "zero-stated"])
+async def test_without_a_stated_cost_an_unpriced_model_stays_unpriced(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, tool: str, cost: float | None
+) -> None:
+    facts, row = await charged(OPENROUTER, reply(tool, cost), tool, upstream, store, tmp_path)
+    assert (facts["cost_usd"], facts["unpriced"]) == (None, True)
+    assert (row.cost, row.unpriced) == (0, True)
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_without_a_stated_cost_a_priced_model_is_charged_at_the_maps_price(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, tool: str
+) -> None:
+    facts, row = await charged(MAPPED, reply(tool, 0), tool, upstream, store, tmp_path)
+    assert facts["cost_usd"] == pytest.approx(1000 * 0.15e-6 + 1000 * 0.6e-6)
+    assert (row.cost, row.unpriced) == (micro(1000 * 0.15e-6 + 1000 * 0.6e-6), False)
