@@ -25,7 +25,9 @@ from tests.clients import MODEL, connect, mcp_server, text_of
 from harness.upstream import Reply, Upstream
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
-TOOL = ScopeKind(kind="tool", section="tools", key="tool", noun="tool", label="tool {name}'s")
+TOOL = ScopeKind(kind="tool", section="tools", key="tool", noun="tool", label="tool {name}'s", private=False)
+AGENT = ScopeKind(kind="agent", section="agents", key=CALLER, noun="agent", label="agent {name}'s", private=True)
+"""A second kind of budget a caller has of its own: its budgets name callers."""
 
 
 @pytest.fixture
@@ -111,6 +113,27 @@ async def test_the_keys_a_call_gives_reach_its_reservation_through_metering(
         assert spend.settled().state([b], spend.clock())[b.id][0] > 0  # charged to the tool's scope
     finally:
         spend.release_all()
+
+
+def test_a_private_kinds_budgets_of_another_caller_stay_hidden(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A caller sees the budgets that can refuse its calls: the overall ones, every model group's, each shared
+    kind's (the tool's), and of a private kind (`ScopeKind.private`: the caller's, and a kind declared like it)
+    its own alone; everyone's for an admin (None)."""
+    monkeypatch.setattr(declared, "SCOPES", (*declared.SCOPES, TOOL, AGENT))
+    section = {"day": 1, "callers": {"alice": {"day": 1}, "bob": {"day": 1}}, "models": {"smart": {"day": 1}},
+               "tools": {"complete": {"day": 1}}, "agents": {"alice": {"month": 1}, "bob": {"month": 1}}}  # fmt: skip
+    budgets = Budgets.from_settings(day=None, month=None, section=section)
+    ledger = SQLiteBackend(tmp_path / "spend.sqlite3")
+    try:
+        seen = {who: {b.budget for b in usage_report(ledger, budgets, NOW, who).budgets} for who in ("alice", None)}
+    finally:
+        ledger.close()
+    shared = {"all:day", "model:smart:day", "tool:complete:day"}
+    assert seen["alice"] == shared | {"caller:alice:day", "agent:alice:month"}
+    assert seen[None] == shared | {"caller:alice:day", "caller:bob:day", "agent:alice:month", "agent:bob:month"}
+    assert [k.kind for k in declared.SCOPES if k.private] == ["caller", "agent"]
 
 
 def test_every_declared_scope_reads_a_key_a_call_gives() -> None:

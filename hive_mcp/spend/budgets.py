@@ -6,7 +6,8 @@ sums of floats drift, sums of integers do not.
 
 The kinds of scope are declared once, in `SCOPES`: each names its mapping under
 `budgets:` and the key of a call whose value names its scope (`caller:alice`,
-`model:smart`); `scopes(keys)` gives every scope a call counts in. The ledger's
+`model:smart`), and says whether its budgets are each one caller's (`private`:
+another caller does not see them); `scopes(keys)` gives every scope a call counts in. The ledger's
 backends and reservations hold, check and charge by those scope strings alone.
 
 The shape, in the config's `hive_mcp:` section (or HIVE_MCP_BUDGETS as JSON):
@@ -65,11 +66,14 @@ class ScopeKind:
     """What its names are, in the line refusing a name not known."""
     label: str
     """Its budgets' label, `{name}` their name (`caller {name}'s`)."""
+    private: bool
+    """Its budgets are each one caller's own (their names are callers'): a caller sees only the one naming it
+    (`hive://usage`, `hive-mcp usage`), an admin every one. Not private: every caller sees them all."""
 
 
 SCOPES: tuple[ScopeKind, ...] = (
-    ScopeKind("caller", "callers", CALLER, "caller (token names and local)", "caller {name}'s"),
-    ScopeKind("model", "models", GROUP, "model group", "model group {name}'s"),
+    ScopeKind("caller", "callers", CALLER, "caller (token names and local)", "caller {name}'s", private=True),
+    ScopeKind("model", "models", GROUP, "model group", "model group {name}'s", private=False),
 )
 """Every kind of scope a budget can have besides the overall one; the one place a kind is declared."""
 
@@ -139,6 +143,11 @@ class Budget:
     def per_group(self) -> bool:
         """Its scope follows the model group: it limits the calls on group `name`, each at that group's prices."""
         return self.scope != OVERALL and _kind(self.scope).key == GROUP
+
+    @property
+    def private(self) -> bool:
+        """It is one caller's own, named by `name` (`ScopeKind.private`): hidden from every other caller."""
+        return self.scope != OVERALL and _kind(self.scope).private
 
     def label(self) -> str:
         what = "overall" if self.scope == OVERALL else _kind(self.scope).label.format(name=self.name)

@@ -3,8 +3,9 @@
 `report(spend, caller)`: today, this month and the last 30 days, each by model
 group and by caller, and every budget with its limit, spent and reserved
 amounts and reset time. With a `caller`, only that caller's spend and the
-budgets that apply to it (the overall ones, the model groups', its own: an agent
-over HTTP sees itself); None sees everything (admins, stdio).
+budgets that apply to it (the overall ones, the model groups', its own: of a
+kind whose budgets are each one caller's, `ScopeKind.private`, only the one
+naming it; an agent over HTTP sees itself); None sees everything (admins, stdio).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def usage_report(backend: Backend, budgets: Budgets, now: datetime, caller: str 
     since = period_key("day", now - timedelta(days=29))
     rows = [r for r in backend.totals(min(since, first)) if caller is None or r.caller == caller]
     # A caller sees every budget that can refuse its calls: the overall ones, every model group's, its own.
-    shown: list[Budget] = [b for b in budgets.items if caller is None or b.scope != "caller" or b.name == caller]
+    shown: list[Budget] = [b for b in budgets.items if caller is None or not b.private or b.name == caller]
     used = backend.state(shown, now) if shown else {}
     states = []
     for b in shown:
