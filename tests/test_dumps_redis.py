@@ -16,6 +16,7 @@ from hive_mcp.dumps.redis_store import RedisDumpStore
 from harness.processes import child_env
 from tests.conftest_dumps import make_dump
 from harness.valkey import ValkeyProcess
+from tests.cut_relay import CutRelay
 from tests.conftest_valkey import valkey_binary
 
 SECRET = "sk-dumps-redis-0123456789SECRET"
@@ -154,3 +155,82 @@ def test_hive_mcp_dumps_list_reads_redis(valkey_server: ValkeyProcess, tmp_path:
         assert dump_id is not None and store.delete(dump_id)
     assert proc.returncode == 0, proc.stderr
     assert dump_id in proc.stdout, proc.stdout
+
+
+def test_a_dump_is_stored_with_its_index_entry_or_not_at_all_when_redis_goes_away_between_commands(
+    tmp_path: Path, prefix: str
+) -> None:
+    """Redis gone right after the first command carrying a dump was answered: whatever reached Redis is listed
+    (the key, its index entry and its size together), and the dump the caller was given is listed once Redis is
+    back; no dump key is left that no listing or pruning sees."""
+    import redis
+
+    with ValkeyProcess(valkey_binary()) as server, CutRelay(server.port) as relay:
+        one = RedisDumpStore(relay.url, tmp_path / "one", prefix=prefix, max_age=None)
+        admin = redis.Redis.from_url(server.url, decode_responses=True)
+        first = one.write(make_dump(error_type="before"))  # this instance has written dumps before
+        relay.cut_after(b"midway")
+        during = one.write(make_dump(error_type="midway"))
+        assert relay.was_cut.is_set()
+        keys = {k.removeprefix(f"{prefix}dump:") for k in admin.scan_iter(f"{prefix}dump:*")}
+        assert keys == set(admin.zrange(f"{prefix}dumps", 0, -1)) == set(admin.hkeys(f"{prefix}dump-sizes"))
+        relay.heal()
+        assert one._outage.wait_usable(10)  # noqa: SLF001 - the state store's probe heard Redis again
+        after = one.write(make_dump(error_type="after"))
+        assert {i.id for i in one.list().items} == {first, during, after}
+        assert not list((tmp_path / "one").glob("*.json"))  # moved into Redis
+
+
+
+
+def test_a_dump_redis_refuses_part_of_leaves_nothing_there(
+    valkey_server: ValkeyProcess, tmp_path: Path, prefix: str
+) -> None:
+    """Redis answering one of a dump's writes with an error (here its size's: the key holds no hash): nothing
+    of the dump stays in Redis, and it is kept in the local directory."""
+    import redis
+
+    admin = redis.Redis.from_url(valkey_server.url, decode_responses=True)
+    admin.set(f"{prefix}dump-sizes", "not a hash")
+    one = open_store(valkey_server, tmp_path / "one", prefix)
+    kept = one.write(make_dump())
+    assert kept is not None and (tmp_path / "one" / f"{kept}.json").is_file()
+    assert not list(admin.scan_iter(f"{prefix}dump:*")) and admin.zcard(f"{prefix}dumps") == 0
+
+def test_a_dump_given_its_conversation_keeps_its_size_when_redis_goes_away_between_commands(
+    tmp_path: Path, prefix: str
+) -> None:
+    """Redis gone right after the new bytes of a dump were answered: the size the byte limit counts is theirs."""
+    import redis
+
+    with ValkeyProcess(valkey_binary()) as server, CutRelay(server.port) as relay:
+        one = RedisDumpStore(relay.url, tmp_path / "one", prefix=prefix, max_age=None)
+        admin = redis.Redis.from_url(server.url, decode_responses=True)
+        dump_id = one.write(make_dump())
+        assert dump_id is not None
+        relay.cut_after(b"conv_" + b"F" * 22)
+        one.set_conversation(dump_id, "conv_" + "F" * 22)
+        assert relay.was_cut.is_set()
+        assert admin.hget(f"{prefix}dump-sizes", dump_id) == str(admin.strlen(f"{prefix}dump:{dump_id}"))
+
+def test_a_local_dump_whose_id_holds_an_unindexed_key_is_listed_and_pruned_once_moved(
+    valkey_server: ValkeyProcess, tmp_path: Path, prefix: str
+) -> None:
+    """A move that stored a local dump's key and lost Redis before indexing it: the next move finds the id taken
+    by the same bytes, indexes it (listed, sized, pruned by age and count) and only then removes the file."""
+    import redis
+
+    admin = redis.Redis.from_url(valkey_server.url, decode_responses=True)
+    old = DumpStore(tmp_path / "one", max_age=None).write(make_dump(timestamp=datetime.now(UTC) - timedelta(days=9)))
+    assert old is not None
+    text = (tmp_path / "one" / f"{old}.json").read_text()
+    admin.set(f"{prefix}dump:{old}", text)  # the key alone, as a move that lost Redis left it
+    one = open_store(valkey_server, tmp_path / "one", prefix)
+    after = one.write(make_dump())
+    assert not list((tmp_path / "one").glob("*.json"))
+    two = open_store(valkey_server, tmp_path / "two", prefix)  # another instance: only Redis can tell it
+    assert {i.id for i in two.list().items} == {old, after}
+    assert two.read_text(old) == text and admin.hget(f"{prefix}dump-sizes", old) == str(len(text.encode()))
+    assert open_store(valkey_server, tmp_path / "two", prefix, max_age=timedelta(days=7)).prune() == 1
+    assert admin.exists(f"{prefix}dump:{old}") == 0 and two.ids() == [after]
+

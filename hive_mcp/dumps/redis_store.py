@@ -8,7 +8,11 @@ The same ids, fields, redaction, retention limits and API as the directory
   id, which is by time (ids start with the timestamp);
 - ``<prefix>dump-sizes``: id -> size in bytes, for the byte limit.
 
-A name is taken with SET NX, so two instances never write the same id.
+A dump is stored by one Lua script, atomic on the server: its key, its index
+entry and its size together, or nothing (a connection lost, an error answered).
+The script takes a name only if it is free, so two instances never write the
+same id; an id found holding another dump's bytes is indexed as it stands (a
+key that no listing saw is listed, and pruned, from then on).
 
 Redis unavailable: the dump goes to the local directory (the store's
 `directory`) and is not lost: this instance lists and reads it alongside the
@@ -37,6 +41,43 @@ from ..defaults import DUMP_MAX_COUNT, REDIS_PREFIX
 from .store import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DumpStore, logger
 
 __all__ = ["RedisDumpStore"]
+
+# KEYS: the dump's key, the index, the sizes; ARGV[1]: the id. Redis does not undo a script's writes when a later
+# command fails, so keys of another type are refused before anything is written; a script refused for memory is
+# refused at its first write, and one that has written runs to its end.
+_CHECKED = """
+local kinds = {'string', 'zset', 'hash'}
+for i = 1, 3 do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind ~= 'none' and kind ~= kinds[i] then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind)
+  end
+end
+local function index(size)
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  redis.call('HSET', KEYS[3], ARGV[1], size)
+end
+"""
+
+# ARGV[2]: the payload. 1: the id holds these bytes, indexed and sized; 0: it holds another dump (indexed now).
+_PUT = _CHECKED + """
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[2])
+  held = ARGV[2]
+end
+index(string.len(held))
+if held == ARGV[2] then return 1 end
+return 0
+"""
+
+# ARGV[2]: the payload. 1: written over the dump of the id (indexed and sized); 0: there is none.
+_REPLACE = _CHECKED + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+index(string.len(ARGV[2]))
+return 1
+"""
 
 
 class RedisDumpStore(DumpStore):
@@ -101,22 +142,20 @@ class RedisDumpStore(DumpStore):
 
     # -- storage primitives ----------------------------------------------------
 
+    def _script(self, source: str, dump_id: str, payload: bytes) -> bool:
+        keys = (self._key + dump_id, self._index, self._sizes)
+        return bool(self._run(self._redis.eval(source, len(keys), *keys, dump_id, payload)))
+
     def _put(self, dump_id: str, payload: bytes) -> bool:
-        """Store under `dump_id` unless the id is taken; False if it was."""
-        if not self._run(self._redis.set(self._key + dump_id, payload, nx=True)):
-            return False
-        pipe = self._redis.pipeline()
-        pipe.zadd(self._index, {dump_id: 0})
-        pipe.hset(self._sizes, dump_id, len(payload))
-        self._run(pipe.execute())
-        return True
+        """Store under `dump_id` (key, index entry and size in one step) unless the id holds another dump; False
+        if it does. True when it already held these bytes: the same dump."""
+        return self._script(_PUT, dump_id, payload)
 
     def _replace(self, dump_id: str, payload: bytes) -> bool:
         """Overwrite the shared dump of `dump_id`, or else the local one (written during an outage)."""
         if self._usable():
             try:
-                if self._run(self._redis.set(self._key + dump_id, payload, xx=True)):
-                    self._run(self._redis.hset(self._sizes, dump_id, len(payload)))
+                if self._script(_REPLACE, dump_id, payload):
                     return True
             except self._errors as exc:
                 self._failed(exc)
