@@ -234,3 +234,48 @@ def test_a_local_dump_whose_id_holds_an_unindexed_key_is_listed_and_pruned_once_
     assert open_store(valkey_server, tmp_path / "two", prefix, max_age=timedelta(days=7)).prune() == 1
     assert admin.exists(f"{prefix}dump:{old}") == 0 and two.ids() == [after]
 
+
+def test_a_local_dump_whose_id_holds_another_unindexed_dump_keeps_both(
+    valkey_server: ValkeyProcess, tmp_path: Path, prefix: str
+) -> None:
+    """The id of a local dump taken in Redis by other bytes, not indexed: that dump is indexed, the local one
+    is stored under a fresh id (its JSON naming it), and the file goes only then; count pruning sees both."""
+    import redis
+
+    admin = redis.Redis.from_url(valkey_server.url, decode_responses=True)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    local_id = DumpStore(tmp_path / "one", max_age=None).write(make_dump(timestamp=start, error_type="timeout"))
+    assert local_id is not None
+    other = (tmp_path / "one" / f"{local_id}.json").read_text().replace('"timeout"', '"bad_request"')
+    admin.set(f"{prefix}dump:{local_id}", other)
+    one = open_store(valkey_server, tmp_path / "one", prefix)
+    after = one.write(make_dump(error_type="server_error"))
+    assert not list((tmp_path / "one").glob("*.json"))
+    ids = {i.id for i in one.list().items}
+    assert local_id in ids and after in ids and len(ids) == 3
+    (fresh,) = ids - {local_id, after}
+    assert one.read(fresh).error_type == "timeout" and one.read(local_id).error_type == "bad_request"
+    assert f'"id": "{fresh}"' in one.read_text(fresh)
+    assert admin.hlen(f"{prefix}dump-sizes") == 3
+    assert open_store(valkey_server, tmp_path / "two", prefix, max_count=1).prune() == 2
+    assert admin.zrange(f"{prefix}dumps", 0, -1) == [after] and admin.hkeys(f"{prefix}dump-sizes") == [after]
+
+
+def test_a_local_file_that_is_no_dump_stays_and_the_write_that_met_it_returns_its_id(
+    valkey_server: ValkeyProcess, tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not UTF-8, or not a dump where its id holds another dump in Redis: kept, one warning each."""
+    import redis
+
+    (tmp_path / "one").mkdir()
+    bad, taken = (f"20261101T000000000000Z.timeout.openai_gpt-4o-mini.0badf11{n}" for n in (0, 1))
+    (tmp_path / "one" / f"{bad}.json").write_bytes(b"\xff\xfe not UTF-8")
+    (tmp_path / "one" / f"{taken}.json").write_text("{}")
+    redis.Redis.from_url(valkey_server.url).set(f"{prefix}dump:{taken}", "{ }")
+    one = open_store(valkey_server, tmp_path / "one", prefix)
+    written = one.write(make_dump())
+    assert written is not None and one.read(written).error_type == "rate_limit"
+    for kept in (bad, taken):
+        assert (tmp_path / "one" / f"{kept}.json").is_file()
+        told = [r.getMessage() for r in caplog.records if kept in r.getMessage()]
+        assert len(told) == 1 and str(tmp_path / "one") in told[0] and "DumpCorrupt" in told[0], told

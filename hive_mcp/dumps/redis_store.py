@@ -34,9 +34,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..outage import Outage
 from ..state_store import StateStore, says_away
-from .format import DumpNotFound, FailureDump
+from .format import DumpCorrupt, DumpLookupError, DumpNotFound, FailureDump
 from ..defaults import DUMP_MAX_COUNT, REDIS_PREFIX
 from .store import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DumpStore, logger
 
@@ -175,17 +177,36 @@ class RedisDumpStore(DumpStore):
         return dump_id
 
     def _move_local(self) -> None:
-        """Dumps written locally while Redis was away: into Redis, then off the disk."""
+        """Dumps written locally while Redis was away: into Redis, then off the disk, only once Redis lists them.
+        A dump whose id holds another dump in Redis is stored under a fresh id (its JSON naming it); a file that
+        is not a dump stays where it is."""
         for dump_id, _ in super()._scan():
             try:
                 text, _ = super()._read_raw(dump_id)
-                self._put(dump_id, text.encode("utf-8"))
+                if not self._put(dump_id, text.encode("utf-8")):
+                    self._rename(dump_id, text)
             except DumpNotFound:
+                continue
+            except (DumpLookupError, ValueError, FileExistsError) as exc:  # not Redis's doing (nor the breaker's)
+                logger.warning("failure dump %s kept in %s: %s: %s", dump_id, self.directory, type(exc).__name__, exc)
                 continue
             except self._errors as exc:
                 self._failed(exc)
                 return
             super()._remove(dump_id)
+
+    def _rename(self, dump_id: str, text: str) -> None:
+        """Store the local dump `dump_id` (its JSON `text`) in Redis under a fresh id: its own names another dump
+        there."""
+        try:
+            dump = FailureDump.model_validate_json(text)
+        except ValidationError as exc:
+            raise DumpCorrupt(f"dump {dump_id!r} is not a valid dump: {exc.error_count()} error(s)") from None
+        dump.id = ""
+        self._store(dump, self._put)
+        if dump.caller is not None:
+            with self._lock:
+                self._changed.add(dump.caller)  # its id in that caller's listing changed
 
     def _shared(self, *, sizes: bool) -> list[tuple[str, int]]:
         if not self._usable():
