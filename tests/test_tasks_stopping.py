@@ -8,10 +8,12 @@ another store object, so the lease rule (which reads an expired lease as failed)
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
@@ -26,6 +28,7 @@ from mcp_types import CallToolResult, TextContent
 from harness.task_requests import raw
 from harness.upstream import Reply, Upstream
 from hive_mcp.jsonrpc import SHUTDOWN_ERROR_CODE
+from hive_mcp.spend import Budgets, SQLiteBackend, Spend
 from hive_mcp.tasks import TaskEngine, TaskRecord
 from hive_mcp.tasks.engine import INSTANCE_GONE, InstanceStopping
 from hive_mcp.tasks.policy import LONG_INPUT_CHARS
@@ -182,6 +185,34 @@ async def test_a_task_the_stop_cut_that_still_ends_with_its_result_is_not_counte
     assert (await stored(path, cut.task_id)).status == FAILED
     assert "1 task(s) stopped unfinished" in caplog.text, caplog.text
     assert "2 task(s) stopped unfinished" not in caplog.text, caplog.text
+
+
+async def test_a_task_whose_whole_reply_came_in_as_the_grace_period_ended_reads_completed_and_is_charged_it(
+    provider, store, upstream: Upstream, tmp_path: Path
+) -> None:
+    """A streamed task's reply arrives whole (the task reading the provider's stream has ended) and the grace
+    period ends in that very turn of the loop, before the job's own task has woken to take the reply: the cut
+    must not be delivered in its place. The task reads completed with the whole text, and the ledger charges the
+    reply at the usage the upstream gave (11 in, 7 out), not as a call cut short (estimated)."""
+    path, engine = engine_in(tmp_path)
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets.from_settings(day=None, month=None, section={}),
+                  provider)  # fmt: skip
+    upstream.script(Reply.stream(["first half, ", "second half"], hold_after=1))
+    async with connect(mcp_server(provider, store, tasks=engine, spend=spend), "legacy") as client:
+        created = await raw(client, "tools/call", {"name": "stream_complete", "arguments": {"prompt": "hi"},
+                                                   "task": {}})  # fmt: skip
+        assert await anyio.to_thread.run_sync(upstream.chunk_sent.wait, 30)
+        [reader] = [t for t in asyncio.all_tasks() if t.get_name().endswith(".read_stream")]
+        reader.add_done_callback(lambda _: engine.expire())  # the grace period ends as the reply is whole
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(engine.stop, 600.0)
+                upstream.release()
+    ended = await stored(path, created["task"]["taskId"])
+    assert ended.status == COMPLETED, ended
+    assert ended.result is not None and ended.result["content"] == [{"type": "text", "text": "first half, second half"}]
+    [call] = spend.settled().calls(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert (call.input_tokens, call.output_tokens, call.estimated) == (11, 7, False), call
 
 
 async def test_a_task_asked_for_while_the_instance_stops_is_refused_and_never_stored(tmp_path: Path) -> None:

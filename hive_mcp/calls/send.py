@@ -10,6 +10,8 @@ charges what it produced), and the transport shows its one line.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from dataclasses import dataclass
 
@@ -73,10 +75,16 @@ class Send:
                     )
                     return Outcome(failure=progress.failure, ref=call.ref)
             state = StreamState(reasoning=call.params.include_reasoning, produced=progress.text, tag=call.tag)
-            async with call.observer.relaying(state) as nudge, anyio.create_task_group() as reading:
-                # In a task of its own, each chunk wakes the reader's few frames, not the whole chain of steps
-                # and middleware this call's task waits in.
-                reading.start_soon(read_stream, self.provider.stream(request), state, nudge)
+            try:
+                async with call.observer.relaying(state) as nudge, anyio.create_task_group() as reading:
+                    # In a task of its own, each chunk wakes the reader's few frames, not the whole chain of steps
+                    # and middleware this call's task waits in.
+                    reading.start_soon(read_stream, self.provider.stream(request), state, nudge)
+            except asyncio.CancelledError:
+                # The reader had the whole reply before this task woke to take it: a cancel delivered in between
+                # (a task cut as the grace period ends) does not take the reply's place.
+                if state.finish is None or state.error is not None or not _withdraw_cancel():
+                    raise
         if state.error is not None:
             e = state.error
             progress.failure = Failure(e.error, e.error_type, e.dump_id, e.billed, e.attempts)
@@ -84,3 +92,14 @@ class Send:
         if state.finish is None:
             return Outcome(failure=Failure(NO_RESULT, "internal"), ref=call.ref)
         return Outcome(response=state.finish.response, ref=call.ref)
+
+
+def _withdraw_cancel() -> bool:
+    """Take back the cancellation this task was just delivered, when it is the only one asked of it and no cancel
+    scope around it is cancelled; whether it was taken back. A cancelled scope (a call the client cancelled, an
+    HTTP request ended at the end of the grace period) would deliver it again at the next await: it stands."""
+    task = asyncio.current_task()
+    if task is None or task.cancelling() != 1 or anyio.current_effective_deadline() == -math.inf:
+        return False
+    task.uncancel()
+    return True

@@ -176,6 +176,8 @@ class TaskEngine:
         self._storing = asyncio.Lock()  # one pass over `_unstored` at a time: an end is stored once
         self._renewer: asyncio.Task[None] | None = None
         self._stopping: asyncio.Future[None] | None = None
+        self._cut: list[_Running] = []
+        """The jobs the end of the grace period cut (`expire`)."""
 
     # -- starting ------------------------------------------------------------
 
@@ -444,19 +446,24 @@ class TaskEngine:
         """`stop` with no grace period (or the end of the one under way)."""
         await self.stop(0.0)
 
+    def expire(self) -> None:
+        """The grace period is over: each job still running with no end yet is cut (it reads failed, `INSTANCE_GONE`,
+        unless it still ends with its result). A job the client cancelled, or one storing its end, has its end
+        already: it is waited for, not cut."""
+        for task_id, running in list(self._running.items()):
+            if not running.cancelled and not running.ending:
+                running.stopped = True
+                self._cut.append(running)
+                self._cancel_local(task_id)
+
     async def _stop(self, grace_s: float) -> None:
         if self._running and grace_s > 0:
             logger.info("shutting down: %d task(s) running get up to %g s to finish", len(self._running), grace_s)
             await asyncio.wait([r.job for r in self._running.values()], timeout=grace_s)
-        # A job the client cancelled, or one storing its end, has its end already: it is waited for, not cut short.
-        cut = [(task_id, running) for task_id, running in self._running.items()
-               if not running.cancelled and not running.ending]  # fmt: skip
-        for task_id, running in cut:
-            running.stopped = True
-            self._cancel_local(task_id)
+        self.expire()
         await asyncio.gather(*(r.done.wait() for r in self._running.values()))
         # Counted by their ends: a job cut in its last step may still end with its result.
-        if gone := sum(running.gone for _, running in cut):
+        if gone := sum(running.gone for running in self._cut):
             logger.warning("%d task(s) stopped unfinished: they read failed", gone)
         await self._store_ends()  # a last try for the ends the store did not take
         if self._unstored:
