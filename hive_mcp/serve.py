@@ -1,8 +1,8 @@
 """Serving MCP: read the models config, build the server (`hive_mcp.build`), then run one transport until stopped.
 
 `serve(settings)` is the whole of it: logging to stderr, signal handling (SIGTERM
-ends the server like Ctrl-C, with exit code 0), then stdio (`hive_mcp.stdio`) or HTTP
-(`hive_mcp.http`). The command line (`hive_mcp.cli`) only parses and calls it.
+ends the server like Ctrl-C, with exit code 0, from start-up on: `hive_mcp.stopping`), then stdio
+(`hive_mcp.stdio`) or HTTP (`hive_mcp.http`). The command line (`hive_mcp.cli`) only parses and calls it.
 
 litellm (seconds to import) and mcp are imported inside the functions that
 need them, so importing this module stays cheap.
@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
-from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
@@ -25,6 +24,7 @@ from .build import build
 from .exposure import exposed, exposure_problem
 from .logs import configure_logging
 from .settings import Settings
+from .stopping import EXIT_OK, install
 
 if TYPE_CHECKING:
     import socket
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["load_models", "serve", "unsafe_state_dir"]
 
-EXIT_OK = 0
 EXIT_USAGE = 2
 """Bad input (a setting, a flag, the models config): one line, this exit code; the commands of `cli` too."""
 
@@ -122,21 +121,6 @@ def unsafe_state_dir(settings: Settings) -> str | None:
     return None
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM ends the server like Ctrl-C: a clean shutdown and exit code 0.
-
-    While serving, stdio's event loop watches SIGTERM and SIGINT itself (`hive_mcp.stdio`) and
-    uvicorn, for http/sse, catches them; this handler covers start-up and the way out. A SIGINT
-    handler other than Python's default shuts down gracefully: hand SIGTERM to it. Otherwise
-    raise KeyboardInterrupt, which serve() turns into a quiet exit.
-    """
-    handler = signal.getsignal(signal.SIGINT)
-    if callable(handler) and handler is not signal.default_int_handler:
-        handler(signal.SIGINT, frame)
-        return
-    raise KeyboardInterrupt
-
-
 def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
     """Build the provider, the store and the server, then serve until stopped. Returns the exit code.
 
@@ -146,7 +130,7 @@ def serve(settings: Settings, tokens: tuple[str, ...] = ()) -> int:
     SIGTERM ignored while the process exits. A bad models config (or a setting
     its `hive_mcp:` section makes unsafe) is one line on stderr and exit code 2.
     """
-    signal.signal(signal.SIGTERM, _on_sigterm)  # before anything slow: a SIGTERM at start-up exits quietly
+    install()  # before anything slow (where `python -m hive_mcp` or `hive-mcp` did not already)
     try:
         return _start(settings, tokens)
     except KeyboardInterrupt:

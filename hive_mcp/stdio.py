@@ -53,7 +53,7 @@ from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCError, RequestId
 from pydantic_core import PydanticSerializationError
 
-from . import sdk_compat
+from . import sdk_compat, stopping
 from .number_tokens import restore_text
 from .session_stream import SessionWriteStream, notification_json
 from .stdin_parse import LineParser
@@ -85,6 +85,7 @@ def run_stdio(server: Any, stop: Callable[[], Awaitable[object]] | None = None) 
     app's: the tasks still running read failed, the conversation store closes), which an exit signal does not
     cut short."""
     if fcntl is None:
+        stopping.serving()  # Ctrl-C reaches the SDK's transport as KeyboardInterrupt
         server.run(transport="stdio")
         return
     watch = threading.current_thread() is threading.main_thread()
@@ -104,6 +105,7 @@ async def _serve_until_signal(server: Any, stop: Callable[[], Awaitable[object]]
     wakes, which an idle loop, waiting in select for input that will not come, never does.
     """
     with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        stopping.serving()
         async with anyio.create_task_group() as tg:
 
             async def stop_on_signal() -> None:

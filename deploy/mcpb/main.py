@@ -2,7 +2,7 @@
 
 import sys
 
-from hive_mcp.cli import main
+from hive_mcp.__main__ import main
 
 if __name__ == "__main__":
     sys.exit(main())

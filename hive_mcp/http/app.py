@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .. import stopping
 from ..asgi import MCP_PATH, MESSAGE_PATH, SSE_PATH, App
 from ..net import host_for_url, is_loopback
 from ..observe.endpoint import with_metrics
@@ -169,6 +172,12 @@ def run_http(
     let_event_streams_end(False)
 
     class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                stopping.serving()  # uvicorn's handlers are in place; the signal it raises again at the end is ours
+                yield
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             shutdown.begin()
             await super().shutdown(sockets=sockets)

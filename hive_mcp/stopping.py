@@ -1,0 +1,56 @@
+"""Stop signals (SIGTERM, and Ctrl-C's SIGINT) from the command's first statement to its exit: each one a clean
+stop, exit code 0, no traceback.
+
+* Starting (`install`, the command's first act): nothing serves and nothing is owed yet, so the process ends at
+  once, in one line. KeyboardInterrupt raised there instead would land wherever the main thread is, the import
+  system too, where Python drops it ("Exception ignored") and can leave a module lock held: the signal lost and
+  the thread loading litellm waiting for ever on the lock.
+* Serving: the transport's own handlers stop it (stdio's event loop, uvicorn); it calls `serving` once they are
+  in place.
+* The way out (a handler given back after serving, the signal uvicorn raises again once it has shut down):
+  KeyboardInterrupt, which `serve` turns into a quiet exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from types import FrameType
+
+__all__ = ["EXIT_OK", "install", "serving"]
+
+EXIT_OK = 0
+
+logger = logging.getLogger("hive_mcp")
+_serving = False
+
+
+def install() -> None:
+    """Stop signals end the process cleanly from now on: SIGTERM, and SIGINT unless the process was started with
+    it ignored (a shell's background job). For the main thread only."""
+    global _serving
+    _serving = False
+    signal.signal(signal.SIGTERM, _on_stop)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_stop)
+
+
+def serving() -> None:
+    """The transport's own handlers are in place: a stop signal that reaches this module's handler from now on
+    comes on the way out."""
+    global _serving
+    _serving = True
+
+
+def _on_stop(signum: int, frame: FrameType | None) -> None:
+    if not _serving:
+        logger.info("%s before serving began: stopping", signal.Signals(signum).name)
+        os._exit(EXIT_OK)
+    # SIGTERM ends the server like Ctrl-C: to a SIGINT handler other than this one and Python's default (one that
+    # shuts down gracefully), else as KeyboardInterrupt.
+    handler = signal.getsignal(signal.SIGINT)
+    if signum == signal.SIGTERM and callable(handler) and handler not in (_on_stop, signal.default_int_handler):
+        handler(signal.SIGINT, frame)
+        return
+    raise KeyboardInterrupt

@@ -1,0 +1,79 @@
+"""SIGTERM and Ctrl-C while `python -m hive_mcp` is still starting, against the real process, stdio and HTTP.
+
+From the command's first statement on, either one is a clean stop, as it is while serving: exit code 0 and no
+traceback. Two moments are taken, each one a state of the process seen from outside, never a sleep: while the
+settings are loading (pydantic's compiled core, which they import, is mapped into the process: a second or more
+before the server is built on a small machine), and once its first log line is out (it says what it is about
+to serve). The interpreter's own start-up, before any code of the command runs, is left to the system.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.processes import free_port
+from harness.upstream import Upstream
+from tests.servers import server_env, wait_exit
+
+WAIT_S = 60.0
+LOADING = "pydantic_core"
+"""A shared object the settings load (through pydantic) before anything else the server needs."""
+
+
+def start(transport: str, upstream: Upstream, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """The server as a process (stdio: its stdin a pipe kept open), and the file its stderr goes to."""
+    env = server_env(upstream, tmp_path / "dumps", api_key=True)
+    args = [] if transport == "stdio" else ["--transport", transport, "--port", str(free_port())]
+    err = tmp_path / "stderr.log"
+    with open(err, "wb") as errlog:
+        proc = subprocess.Popen([sys.executable, "-m", "hive_mcp", *args], env=env, cwd=tmp_path,
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errlog)  # fmt: skip
+    return proc, err
+
+
+def until(proc: subprocess.Popen[bytes], holds, what: str) -> None:
+    """Until `holds()` (checked as fast as it can be: the moment must not pass), failing if the process ends or
+    `WAIT_S` passes first."""
+    deadline = time.monotonic() + WAIT_S
+    while not holds():
+        assert proc.poll() is None, f"the process ended before {what}: {proc.returncode}"
+        assert time.monotonic() < deadline, f"no {what} within {WAIT_S} s"
+
+
+def mapped(proc: subprocess.Popen[bytes], name: str) -> bool:
+    try:
+        return name in Path(f"/proc/{proc.pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps")
+@pytest.mark.parametrize("moment", ["loading", "first line"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_stop_signal_while_hive_mcp_starts_exits_0_without_a_traceback(
+    upstream: Upstream, tmp_path: Path, transport: str, signum: signal.Signals, moment: str
+) -> None:
+    proc, err = start(transport, upstream, tmp_path)
+    try:
+        if moment == "loading":
+            until(proc, lambda: mapped(proc, LOADING), "settings loading")
+        else:
+            until(proc, lambda: b"\n" in err.read_bytes(), "first log line")
+        proc.send_signal(signum)
+        rc = wait_exit(proc, WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdin is not None
+        proc.stdin.close()
+    log = err.read_text(errors="replace")
+    assert rc == 0, (rc, log)
+    assert "Traceback" not in log, log
