@@ -8,7 +8,8 @@ stop, exit code 0, no traceback.
 * Serving: the transport's own handlers stop it (stdio's event loop, uvicorn); it calls `serving` once they are
   in place.
 * The way out (a handler given back after serving, the signal uvicorn raises again once it has shut down):
-  KeyboardInterrupt, which `serve` turns into a quiet exit.
+  KeyboardInterrupt, which `serve` (an HTTP worker: uvicorn's worker entry) turns into a quiet exit; later ones
+  are ignored.
 """
 
 from __future__ import annotations
@@ -47,10 +48,8 @@ def _on_stop(signum: int, frame: FrameType | None) -> None:
     if not _serving:
         logger.info("%s before serving began: stopping", signal.Signals(signum).name)
         os._exit(EXIT_OK)
-    # SIGTERM ends the server like Ctrl-C: to a SIGINT handler other than this one and Python's default (one that
-    # shuts down gracefully), else as KeyboardInterrupt.
-    handler = signal.getsignal(signal.SIGINT)
-    if signum == signal.SIGTERM and callable(handler) and handler not in (_on_stop, signal.default_int_handler):
-        handler(signal.SIGINT, frame)
-        return
+    # The way out: this signal ends what is left of serving; a later one (a process group's Ctrl-C, then the HTTP
+    # supervisor's SIGTERM to its workers) would only land in the exit itself, as a traceback.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt

@@ -9,6 +9,7 @@ to serve). The interpreter's own start-up, before any code of the command runs, 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -74,6 +75,33 @@ def test_a_stop_signal_while_hive_mcp_starts_exits_0_without_a_traceback(
             proc.wait()
         assert proc.stdin is not None
         proc.stdin.close()
+    log = err.read_text(errors="replace")
+    assert rc == 0, (rc, log)
+    assert "Traceback" not in log, log
+
+
+def test_ctrl_c_to_the_process_group_of_two_workers_still_loading_exits_0_without_a_traceback(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """Ctrl-C in a terminal (SIGINT to the whole process group) as soon as both workers serve, while each still
+    loads litellm. Each worker stops on its own SIGINT, then waits at its exit for that load; the supervisor's
+    SIGTERM reaches it there, where it printed a KeyboardInterrupt traceback."""
+    env = server_env(upstream, tmp_path / "dumps", api_key=True)
+    err = tmp_path / "stderr.log"
+    with open(err, "wb") as errlog:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hive_mcp", "--transport", "http", "--port", str(free_port()), "--workers", "2"],
+            env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
+            start_new_session=True,  # a group of its own, as a terminal gives it
+        )  # fmt: skip
+    try:
+        until(proc, lambda: err.read_bytes().count(b"Application startup complete") == 2, "both workers serving")
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = wait_exit(proc, WAIT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     log = err.read_text(errors="replace")
     assert rc == 0, (rc, log)
     assert "Traceback" not in log, log

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from .. import stopping
 from ..net import host_for_url
 from .app import BACKSTOP_S, build_app, log_access, log_dashboard
 from ..asgi import MCP_PATH, Receive, Scope, Send
@@ -65,17 +66,19 @@ class WorkerConfig(uvicorn.Config):
         super().load()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickled, in a worker process before its server starts: SIGTERM is made to end the worker as Ctrl-C
-        does (KeyboardInterrupt, which uvicorn's worker entry swallows).
+        """Unpickled, in a worker process before its server starts: stop signals are `stopping`'s, as in the
+        command's process (`_Worker` says when its server's own handlers are in place).
 
         uvicorn raises the exit signal again once its server has shut down, with the handler it found at start.
         A spawned process starts with SIGTERM's default, which would kill the worker there: exit by signal, its
-        exit hooks (the metrics' live gauges, the file-count processes, the ledger's backstop) never run. Set
-        here, the worker exits with code 0 and runs them.
+        exit hooks (the metrics' live gauges, the file-count processes, the ledger's backstop) never run. With
+        `stopping`'s, that signal is KeyboardInterrupt, which uvicorn's worker entry swallows, and a later one
+        (the supervisor's SIGTERM after a Ctrl-C to the process group) is ignored while the worker exits, where it
+        would print a traceback: the worker exits with code 0 and runs them.
         """
         self.__dict__.update(state)
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            stopping.install()
 
 
 def create_app() -> Any:
@@ -110,6 +113,7 @@ class _Worker:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") == "lifespan":
+            stopping.serving()  # uvicorn's handlers are in place (installed before the lifespan starts)
             self._follow_exit_signals(asyncio.get_running_loop())
         await self.app(scope, receive, send)
 
