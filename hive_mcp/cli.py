@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from . import conversations_cli, spend_cli
+from . import conversations_cli, spend_cli, stopping
 from .conversations_cli import add_conversations_parser, run_conversations
 from .spend_cli import add_usage_parser, run_usage
 from .exposure import exposure_problem
@@ -219,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_list)
         flags = {spec.field: getattr(args, spec.field) for spec in SETTINGS_FIELDS if spec.flag}
         if args.command is not None:
+            stopping.commanding()
             return _command(args, flags)
         settings = load_settings(flags, env_file=args.env_file)
         tokens = settings.auth_tokens() if settings.transport != "stdio" else ()
@@ -227,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(problem)
     except (UsageError, SettingsError) as exc:
         return _fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return EXIT_OK
+    except KeyboardInterrupt:  # only a command sees one: until serving, a stop signal ends the process (`stopping`)
+        return stopping.EXIT_INTERRUPTED
     return serve(settings, tokens)
 
 

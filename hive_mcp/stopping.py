@@ -5,6 +5,8 @@ stop, exit code 0, no traceback.
   once, in one line. KeyboardInterrupt raised there instead would land wherever the main thread is, the import
   system too, where Python drops it ("Exception ignored") and can leave a module lock held: the signal lost and
   the thread loading litellm waiting for ever on the lock.
+* A command (`hive-mcp usage`, `dumps`, ...): the system's defaults again, so a command cut short never exits 0,
+  which a script would read as done: SIGTERM kills it, Ctrl-C is KeyboardInterrupt (`EXIT_INTERRUPTED`).
 * Serving: the transport's own handlers stop it (stdio's event loop, uvicorn); it calls `serving` once they are
   in place.
 * The way out (a handler given back after serving, the signal uvicorn raises again once it has shut down):
@@ -19,9 +21,11 @@ import os
 import signal
 from types import FrameType
 
-__all__ = ["EXIT_OK", "install", "serving"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "commanding", "install", "serving"]
 
 EXIT_OK = 0
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+"""A command stopped by Ctrl-C, as a shell reports one."""
 
 logger = logging.getLogger("hive_mcp")
 _serving = False
@@ -35,6 +39,14 @@ def install() -> None:
     signal.signal(signal.SIGTERM, _on_stop)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_stop)
+
+
+def commanding() -> None:
+    """What runs now is a command, not a server: the system's handling of both signals from now on."""
+    if signal.getsignal(signal.SIGTERM) is _on_stop:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) is _on_stop:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def serving() -> None:

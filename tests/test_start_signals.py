@@ -10,6 +10,7 @@ to serve). The interpreter's own start-up, before any code of the command runs, 
 from __future__ import annotations
 
 import os
+import socket
 import signal
 import subprocess
 import sys
@@ -104,4 +105,34 @@ def test_ctrl_c_to_the_process_group_of_two_workers_still_loading_exits_0_withou
             proc.wait()
     log = err.read_text(errors="replace")
     assert rc == 0, (rc, log)
+    assert "Traceback" not in log, log
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])  # fmt: skip
+def test_a_command_stopped_by_a_signal_does_not_say_it_succeeded(
+    tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
+    """`hive-mcp usage` stopped while it waits on its state store (a port that takes the connection and never
+    answers): a command cut short has not done its work, so it exits as the signal asks (killed by SIGTERM, 130
+    for Ctrl-C, in one line at most), never 0, which a script would read as done."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        env = {**os.environ, "HIVE_MCP_HOME": str(tmp_path),
+               "HIVE_MCP_STATE_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}"}  # fmt: skip
+        err = tmp_path / "stderr.log"
+        with open(err, "wb") as errlog:
+            proc = subprocess.Popen([sys.executable, "-m", "hive_mcp", "usage"], env=env, cwd=tmp_path,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog)  # fmt: skip
+        try:
+            silent.settimeout(WAIT_S)
+            asked, _ = silent.accept()  # the command's first question to its store: it waits for the answer
+            proc.send_signal(signum)
+            rc = wait_exit(proc, WAIT_S)
+            asked.close()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    log = err.read_text(errors="replace")
+    assert rc == code, (rc, log)
     assert "Traceback" not in log, log
