@@ -48,6 +48,9 @@ PARTS = [  # content parts litellm refuses (or trips over) while building the re
     exactly(parts({"type": "bogus"}),
             f"invalid arguments: messages[0].content[0].type: unknown part type 'bogus' for a user message (one of "
             f"{USER_PARTS})", id="part-type-unknown"),
+    exactly(parts({"type": "no-such-part", "text": "hi"}),
+            f"invalid arguments: messages[0].content[0].type: unknown part type 'no-such-part' for a user message "
+            f"(one of {USER_PARTS})", id="part-type-unknown-with-text"),
     exactly(parts({"type": "thinking", "thinking": "hm"}),
             f"invalid arguments: messages[0].content[0].type: unknown part type 'thinking' for a user message (one of "
             f"{USER_PARTS})", id="part-type-not-a-user-one"),

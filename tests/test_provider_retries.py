@@ -132,6 +132,33 @@ async def test_permanent_errors_are_not_retried(provider, upstream, store, dump_
         assert TEST_KEY not in path.read_text()
 
 
+UNKNOWN_PART = [{"role": "user", "content": [{"type": "no-such-part", "text": "hi"}]}]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_message_litellm_refuses_before_sending_is_a_bad_request_never_retried(
+    provider, upstream, store, stream: bool
+) -> None:
+    """litellm refuses a user message's unknown part type as it builds the request and raises it as a connection
+    error: nothing was sent, and sending it again fails the same way. It is `bad_request`, not retried under the
+    default policy (ten retries), one line naming the message and the part type, the key nowhere."""
+    upstream.script(Reply.text("must not be reached"))
+    if stream:
+        failed = (await collect(provider, UNKNOWN_PART))[-1]
+        assert isinstance(failed, StreamErrorEvent)
+        line, retryable = failed.error, failed.recoverable
+    else:
+        with pytest.raises(ProviderError) as info:
+            await provider.acomplete(UNKNOWN_PART)
+        failed, line, retryable = info.value, str(info.value), info.value.retryable
+    assert upstream.requests == []
+    assert (failed.error_type, failed.attempts, retryable) == ("bad_request", 1, False), line
+    assert line.startswith("bad_request error from model openai/gpt-4o-mini after 1 attempt: "), line
+    assert "messages[0]" in line and "no-such-part" in line, line
+    assert "\n" not in line and "Traceback" not in line and TEST_KEY not in line, line
+    assert only_dump(store).outcome == "not_retried"
+
+
 GOOGLE_ERRORS = [
     (400, "INVALID_ARGUMENT", "* GenerateContentRequest.generation_config.max_output_tokens: must be positive", "bad_request"),
     (403, "PERMISSION_DENIED", "Permission denied: Consumer 'api_key:AIza' has been suspended.", "auth"),

@@ -95,7 +95,8 @@ def classify(exc: BaseException) -> ErrorClass:
     One rule for every provider, however litellm wraps the parse failure. A
     request the HTTP client refused to build or send (an api_base it cannot use,
     such as credentials in the URL beside the key's header) got no reply, so it
-    is `bad_request`, not `bad_response`.
+    is `bad_request`, not `bad_response`; so is one litellm refused as it built it (`_is_unbuilt`), which it
+    raises as a connection error though nothing was sent.
     """
     if isinstance(exc, ContentFiltered):
         return ErrorClass("content_policy", False, 200, str(exc), answered=True)
@@ -111,8 +112,11 @@ def classify(exc: BaseException) -> ErrorClass:
         return ErrorClass("bad_response", False, status, _parse_complaint(exc), answered=True)
     found = _by_class(exc, status) or _by_status(status) or _by_transport(exc, status)
     if found.error_type in ("transient", "connection", "unknown"):
-        # litellm wraps a request it could not send, and its own failure to read a reply, as a 500 or a
-        # connection error: neither would go otherwise when tried again.
+        # litellm wraps a request it refused to build, one it could not send, and its own failure to read a
+        # reply, as a 500 or a connection error: none would go otherwise when tried again.
+        if _is_unbuilt(exc):
+            refused = f"litellm refused the request before sending it: {_unbuilt_complaint(exc)}"
+            return ErrorClass("bad_request", False, None, refused)
         if _is_unsent(exc):
             return ErrorClass("bad_request", False, status, f"the request could not be sent: {clean_message(exc)}")
         if _is_parse_failure(exc):
@@ -243,6 +247,45 @@ def _is_unsent(exc: BaseException) -> bool:
         ):
             return True
     return False
+
+
+# Where litellm builds a request from the messages (its checks of them, each provider's transformation, its prompt
+# templates): an error raised under one of these came before anything was sent.
+_BUILDING_MODULES = ("litellm.litellm_core_utils.prompt_templates.",)
+_BUILDING_FUNCTIONS = ("transform_request", "async_transform_request")
+_AT_INDEX = re.compile(r"\bmessage at index (\d+)\b", re.IGNORECASE)
+
+
+def _is_unbuilt(exc: BaseException) -> bool:
+    """litellm refused the request as it built it (a user message's content part of a type it does not know, as
+    its `validate_chat_completion_user_messages` does), before any connection: nothing was sent. A transport
+    error in the chain (a prompt template fetching an image) is the network's, not the request's."""
+    chain = list(_chain(exc))
+    if any(isinstance(cause, (httpx.TransportError, aiohttp.ClientError, OSError)) for cause in chain):
+        return False
+    return any(_builds(frame) for cause in chain for frame in _frames(cause.__traceback__))
+
+
+def _builds(frame: FrameType) -> bool:
+    module, name = _module_of(frame), frame.f_code.co_name
+    if not module.startswith("litellm."):
+        return False
+    return (
+        module.startswith(_BUILDING_MODULES) or name in _BUILDING_FUNCTIONS
+        or (module == "litellm.utils." and name.startswith("validate"))
+    )
+
+
+def _unbuilt_complaint(exc: BaseException) -> str:
+    """One line of why litellm refused the request; where its text names a message by index, that message as
+    `messages[i]` with the first complaint litellm made of it (`invalid content type=...`)."""
+    text = clean_message(exc)
+    at = _AT_INDEX.search(text)
+    if at is None:
+        return text
+    first = list(_chain(exc))[-1]
+    why = clean_message(first) if first is not exc and not isinstance(first, KeyError) else text
+    return f"messages[{at.group(1)}]: {why}"
 
 
 def _frames(tb: TracebackType | None) -> Iterable[FrameType]:
