@@ -133,3 +133,39 @@ async def test_openrouters_recorded_stream_is_charged_the_cost_it_states(
     assert call_facts(result)["cost_usd"] == pytest.approx(0.000669) and "unpriced" not in call_facts(result)
     [call] = spend.settled().calls(EPOCH)
     assert (call.input_tokens, call.output_tokens, call.cost, call.unpriced) == (43, 36, micro(0.000669), False)
+
+
+@pytest.mark.parametrize("tool", ["stream_complete", "complete"])
+@pytest.mark.parametrize("stated", [0.000123, 0.0], ids=["cost-stated", "as-recorded-free"])
+async def test_openrouters_recorded_stream_that_fails_midway_is_charged_the_usage_and_cost_it_states(
+    upstream: Upstream, store: DumpStore, ledger: Backend, tool: str, stated: float
+) -> None:
+    """OpenRouter's stream (openrouter-stream-error-midstream-01) ends in a chunk carrying an error and its usage:
+    43 prompt and 10 completion tokens at `usage.cost` 0, its model being free; here as recorded, and with that
+    figure stated as `stated`. The provider billed the reply, so the failed call is charged its usage as the
+    upstream stated it (never litellm's count), and the cost stated, though litellm's map has no price for the
+    model; a cost of 0 is no price: unpriced. Streamed, litellm raises on the error chunk; not streamed, it cannot
+    read the event stream and quotes it."""
+    recording = load("openrouter-stream-error-midstream-01")
+    text = recording["response_text"]
+    assert text.count('"cost":0,') == 1
+    recording = {**recording, "response_text": text.replace('"cost":0,', f'"cost":{stated},')}
+    upstream.script(*[Reply.recording(recording)] * 5)
+    where = route(recording, upstream.anthropic_base)
+    provider = LiteLLMProvider(
+        model=where.model, api_key="test-key", api_base=where.api_base, retry=RetryPolicy(time_scale=0),
+        dump_store=store, **where.extra,
+    )  # fmt: skip
+    assert provider.price(provider.model) is None
+    spend = Spend(ledger, Budgets(), provider)
+    server = mcp_server(provider, store, spend=spend, default_model=provider.model)
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool(tool, {"prompt": "hello"})
+    assert failed.is_error and failed.structured_content is not None, text_of(failed)
+    assert len(upstream.chat_requests()) == 1
+    charged = {"input_tokens": 43, "output_tokens": 10, "cost_usd": stated or None, "estimated": False}
+    assert failed.structured_content["charged"] == charged | ({} if stated else {"unpriced": True})
+    [call] = spend.settled().calls(EPOCH)
+    assert (call.input_tokens, call.output_tokens, call.cost, call.unpriced, call.estimated) == (
+        43, 10, micro(stated), not stated, False,
+    )  # fmt: skip

@@ -100,3 +100,66 @@ async def test_without_a_stated_cost_a_priced_model_is_charged_at_the_maps_price
     facts, row = await charged(MAPPED, reply(tool, 0), tool, upstream, store, tmp_path)
     assert facts["cost_usd"] == pytest.approx(1000 * 0.15e-6 + 1000 * 0.6e-6)
     assert (row.cost, row.unpriced) == (micro(1000 * 0.15e-6 + 1000 * 0.6e-6), False)
+
+
+def billed_not_kept(end: str, tool: str) -> list[Reply]:
+    """Replies the provider billed, stating their cost, that the call does not keep: an empty one (a stream: one
+    first try and each of its retries), or one its content filter stopped."""
+    if end == "filtered":
+        filtered = Reply.text("", finish_reason="content_filter", usage=usage(STATED)) if tool == "complete" else (
+            Reply.stream(["Once upon "], finish_reason="content_filter", usage=usage(STATED))
+        )
+        return [filtered]
+    if tool == "complete":
+        return [Reply.text("", usage=usage(STATED))]
+    return [Reply.stream([], usage=usage(STATED)) for _ in range(1 + FAST_RETRY.stream_empty_retries)]
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+@pytest.mark.parametrize("end", ["empty", "filtered"])
+async def test_a_failed_call_is_charged_the_cost_its_billed_replies_state(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, end: str, tool: str
+) -> None:
+    """Each reply the call did not keep was billed what its upstream stated: the failed call is charged that, in
+    its row and its result's `charged`, on a model with no price as on one with a price."""
+    provider = LiteLLMProvider(
+        model=OPENROUTER, api_key="sk-x", api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
+    )
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
+    server = mcp_server(provider, store, default_model=OPENROUTER, spend=spend)
+    replies = billed_not_kept(end, tool)
+    upstream.script(*replies)
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool(tool, {"prompt": "hello", "max_retries": 0})
+    assert failed.is_error and failed.structured_content is not None, text_of(failed)
+    assert len(upstream.chat_requests()) == len(replies)
+    n = len(replies)
+    assert failed.structured_content["charged"] == {
+        "input_tokens": n * 1000, "output_tokens": n * 1000, "cost_usd": pytest.approx(n * STATED), "estimated": False,
+    }  # fmt: skip
+    [row] = spend.settled().calls(EPOCH)
+    assert (row.input_tokens, row.output_tokens, row.cost, row.unpriced) == (
+        n * 1000, n * 1000, micro(n * STATED), False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_an_answer_after_a_billed_reply_stating_its_cost_is_charged_that_cost(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, tool: str
+) -> None:
+    """An empty reply stating its cost, retried, then an answer stating none on a model with no price: the call
+    is charged the cost stated for the reply it did not keep, not recorded unpriced at 0."""
+    empty = Reply.text("", usage=usage(STATED)) if tool == "complete" else Reply.stream([], usage=usage(STATED))
+    provider = LiteLLMProvider(
+        model=OPENROUTER, api_key="sk-x", api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
+    )
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
+    server = mcp_server(provider, store, default_model=OPENROUTER, spend=spend)
+    upstream.script(empty, reply(tool, None))
+    async with connect(server, "legacy") as c:
+        result = await c.call_tool(tool, {"prompt": "hello"})
+    assert not result.is_error, text_of(result)
+    facts = call_facts(result)
+    assert (facts["cost_usd"], "unpriced" in facts, facts["attempts"]) == (pytest.approx(STATED), False, 2)
+    [row] = spend.settled().calls(EPOCH)
+    assert (row.input_tokens, row.output_tokens, row.cost, row.unpriced) == (2000, 2000, micro(STATED), False)

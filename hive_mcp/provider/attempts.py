@@ -18,7 +18,7 @@ from ..dumps.format import AttemptRecord
 from ..text import one_line
 from .base import Answering, Cover, LLMResponse, ProviderError, Usage
 from .errors import ErrorClass, classify, clean_message, full_text, reply_usage, timed_out_unsent
-from .replies import usage_of
+from .replies import billed_usage
 from .retry import RetryPolicy, response_headers, retry_delay
 from .telemetry import CallTelemetry
 
@@ -140,13 +140,16 @@ class Attempts:
         self.answering.working = self.remaining() > 0
         self.answering.counted = False
 
-    def bill(self, reply: Usage, estimated: bool = False) -> None:
+    def bill(self, reply: Usage, estimated: bool = False, stated: bool = False) -> None:
         """A reply the provider answered (and so billed) that this call does not keep, at its usage (`estimated`:
-        litellm's count, a stream's that reported none). One that says nothing of its usage leaves the upstream
+        litellm's count, a stream's that reported none; `stated`: its cost is the upstream's figure, kept in
+        `Answering.stated` too). One that says nothing of its usage leaves the upstream
         `working` on the call: it owes its prompt, by litellm's count, which a call ending now is charged
         (`Spend.settle_short`) and a call going on holds in `billed` (`carry`)."""
         if reply.input_tokens or reply.output_tokens:
             self.billed.add(reply)
+            if stated:
+                self.answering.stated.add(reply)
             self.answering.estimated += int(estimated)
             self.answering.working, self.answering.counted = False, True
             return
@@ -180,16 +183,20 @@ class Attempts:
         self.answering.estimated += 1
         self.answering.working = False
 
-    def _bill_failure(self, exc: BaseException, info: ErrorClass) -> None:
+    def _bill_failure(self, exc: BaseException, info: ErrorClass, sent: tuple[Usage, bool] | None) -> None:
         """A failure on a reply the upstream answered was billed: the usage it carries (a reply its content filter
-        stopped, litellm's count when it was a stream that reported none), or the usage the reply litellm could not
-        read held, quoted in its text."""
-        if not info.answered:
-            return
+        stopped, litellm's count when it was a stream that reported none); else the usage the upstream `sent`
+        before the attempt failed (a stream's, with whether its cost was stated: `replies.billed_usage`), whatever
+        the failure; else the usage the reply litellm could not read held, quoted in its text. Each at the cost
+        its upstream stated, where it stated one."""
         billed = getattr(exc, "billed", None)
-        if not isinstance(billed, Usage):
-            billed = usage_of(reply_usage(exc))
-        self.bill(billed, getattr(exc, "estimated", False))
+        if info.answered and isinstance(billed, Usage):
+            self.bill(billed, getattr(exc, "estimated", False), getattr(exc, "stated", False))
+        elif sent is not None:
+            self.bill(sent[0], stated=sent[1])
+        elif info.answered:
+            quoted, stated = billed_usage(reply_usage(exc)) or (Usage(), False)
+            self.bill(quoted, stated=stated)
 
     async def next_attempt(self, hook: Cover | None, delay: float | None) -> None:
         """Before an attempt: `cover` what was billed, then wait out the `delay` the last attempt's end chose
@@ -217,14 +224,15 @@ class Attempts:
 
     # -- outcomes --------------------------------------------------------------------
 
-    def failed(self, exc: BaseException) -> float:
+    def failed(self, exc: BaseException, sent: tuple[Usage, bool] | None = None) -> float:
         """Record a failed attempt; return the delay before the next one, or raise ProviderError.
 
         Routed, a retryable failure goes at once (delay 0) to another healthy deployment of
         the group while there is one, and to the group's fallback when every deployment is
         cooling down; only when nothing else can answer does the wait (Retry-After, else
         backoff) apply. A group whose retries ran out, or a failure retrying cannot mend,
-        moves to the next fallback group at once.
+        moves to the next fallback group at once. `sent`: the usage the upstream sent before the
+        attempt failed (`_bill_failure`).
         """
         info = classify(exc)
         route = self.route
@@ -235,23 +243,23 @@ class Attempts:
             if route is not None and route.has_other():
                 delay = 0.0
             elif route is not None and route.cooling_down() and route.fall_back(info.error_type):
-                return self._fell_back(exc, info)
+                return self._fell_back(exc, info, sent)
             else:
                 delay = retry_delay(response_headers(exc), self.waits, self.policy)
                 self.waits += 1
-            self._record_failure(exc, info, delay)
+            self._record_failure(exc, info, delay, sent)
             self.watch.retried(info.error_type)
             logger.warning(
                 "%s from %s (attempt %d), retrying in %.2fs", info.error_type, self._where(), len(self.records), delay
             )
             return delay
         if route is not None and route.fall_back(info.error_type):
-            return self._fell_back(exc, info)
-        raise self._record_failure(exc, info, 0.0)
+            return self._fell_back(exc, info, sent)
+        raise self._record_failure(exc, info, 0.0, sent)
 
-    def _fell_back(self, exc: BaseException, info: ErrorClass) -> float:
+    def _fell_back(self, exc: BaseException, info: ErrorClass, sent: tuple[Usage, bool] | None) -> float:
         """Record the failure that moved the call to a fallback group, whose retries and backoff start afresh."""
-        self._record_failure(exc, info, 0.0)
+        self._record_failure(exc, info, 0.0, sent)
         self.watch.fell_back(info.error_type)
         self.group_start = len(self.records)
         self.waits = 0
@@ -261,21 +269,24 @@ class Attempts:
         deployment = self.route.deployment if self.route is not None else None
         return f"{deployment.label} ({deployment.group})" if deployment is not None else self.model
 
-    def failed_after_text(self, exc: BaseException) -> ProviderError:
+    def failed_after_text(self, exc: BaseException, sent: tuple[Usage, bool] | None = None) -> ProviderError:
         """A stream failed once its text had gone out: retrying would repeat it, so this is the end
-        (routed, the failure still counts against the deployment's health)."""
+        (routed, the failure still counts against the deployment's health). `sent` as for `failed`."""
         info = classify(exc)
         if self.route is not None:
             self.route.failed(exc, info.status)
-        return self._record_failure(exc, info, 0.0)
+        return self._record_failure(exc, info, 0.0, sent)
 
-    def _record_failure(self, exc: BaseException, info: ErrorClass, delay: float) -> ProviderError:
-        """Log one failed attempt: the one-line message, and the whole text for the dump alone."""
+    def _record_failure(
+        self, exc: BaseException, info: ErrorClass, delay: float, sent: tuple[Usage, bool] | None
+    ) -> ProviderError:
+        """Log one failed attempt: the one-line message, and the whole text for the dump alone. Billed first: a
+        timeout after the upstream sent its usage owes that, not its prompt again (`_timed_out`)."""
         message = info.message or clean_message(exc, self.secrets)
         self.record(info.error_type, info.status, message, delay, full_text(exc, self.secrets))
+        self._bill_failure(exc, info, sent)
         if info.error_type == "timeout":
             self._timed_out(exc)
-        self._bill_failure(exc, info)
         return self.error(info.error_type, info.status, message, info.retryable)
 
     def received(self, response: LLMResponse) -> LLMResponse | None:
@@ -288,11 +299,11 @@ class Attempts:
         retries_done = len(self.records)
         if retries_done >= self.max_retries:
             self.record("empty_response", 200, EMPTY_REPLY, 0.0)
-            self.bill(response, response.estimated)
+            self.bill(response, response.estimated, response.cost_stated)
             raise self.error("empty_response", 200, "the model returned an empty reply", True)
         delay = retry_delay(None, retries_done, self.policy)
         self.record("empty_response", 200, EMPTY_REPLY, delay)
-        self.bill(response, response.estimated)
+        self.bill(response, response.estimated, response.cost_stated)
         logger.warning("empty reply from %s (attempt %d), retrying in %.2fs", self.model, retries_done + 1, delay)
         self.pending_delay = delay
         return None
@@ -309,7 +320,7 @@ class Attempts:
         retry = self.empty_streams < self.policy.stream_empty_retries
         delay = self.policy.stream_empty_delay_s if retry else 0.0
         self.record("empty_stream", 200, EMPTY_STREAM, delay)
-        self.bill(reply, reply.estimated)
+        self.bill(reply, reply.estimated, reply.cost_stated)
         if not retry:
             raise self.error("empty_stream", 200, "the model returned an empty stream", False)
         self.empty_streams += 1

@@ -75,6 +75,9 @@ class Answering:
     litellm's count when it said nothing of its usage) and for attempts that timed out once their request went
     (their prompt by litellm's count): owed by a call cancelled before the retry after one, as by
     one that fails (`ProviderError.billed`)."""
+    stated: Usage = field(default_factory=Usage)
+    """The part of `billed` whose cost the upstream stated (`LLMResponse.cost_stated`): its `cost_usd` is what the
+    caller is billed for those replies, charged as it is, whatever the price known for the model, or none."""
     estimated: int = 0
     """How many of the replies `billed` holds are litellm's count, not the provider's usage: a call charged them
     is `estimated`."""

@@ -47,13 +47,17 @@ class ContentFiltered(Exception):
     `classify` makes it content_policy, never retried.
     """
 
-    def __init__(self, categories: list[str], billed: Any = None, estimated: bool = False) -> None:
+    def __init__(
+        self, categories: list[str], billed: Any = None, estimated: bool = False, stated: bool = False
+    ) -> None:
         super().__init__(_filter_message(categories))
         self.categories = categories
         self.billed = billed
         """The reply's usage (a `base.Usage`): the provider billed the prompt it read and what it wrote."""
         self.estimated = estimated
         """`billed` is litellm's count (a stream that reported no usage), not the provider's figure."""
+        self.stated = stated
+        """`billed.cost_usd` is what the upstream said the reply cost (`replies.stated_cost`)."""
 
 
 # Checked in order: subclasses (ContextWindowExceededError is a BadRequestError) come first.

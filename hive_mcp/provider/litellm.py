@@ -33,7 +33,7 @@ from ..dumps.format import DumpWriter, default_dump_dir
 from ..redact import credential_values, secret_forms, url_secrets
 from .failure import build_dump, count_text, count_tokens, prompt_owed, prompt_size
 from .offline import litellm
-from .replies import cost, cut_to, from_stream, parse
+from .replies import billed_usage, cost, cut_to, from_stream, parse
 from .retry import RetryPolicy
 from ..llms.catalogue import is_pattern
 from .routing import Deployment, ModelRouter
@@ -275,10 +275,14 @@ class LiteLLMProvider(LLMProvider):
                     yield err.as_event()
                     return
                 except Exception as exc:  # noqa: BLE001
+                    # The usage the upstream sent before the failure (in the chunk that carried its error, even):
+                    # what it billed for this attempt, at the cost it stated.
+                    usage = assembler.sent_usage
+                    sent = billed_usage(usage, assembler.hidden, model) if usage is not None else None
                     try:
                         if sent_any:
-                            raise attempts.failed_after_text(exc) from None
-                        delay = attempts.failed(exc)
+                            raise attempts.failed_after_text(exc, sent) from None
+                        delay = attempts.failed(exc, sent)
                     except ProviderError as err:
                         await self._dump(call, err)
                         yield err.as_event()
@@ -431,9 +435,11 @@ class LiteLLMProvider(LLMProvider):
     async def _succeeded(self, call: _Call, response: LLMResponse) -> None:
         route = call.attempts.route
         deployment = route.deployment if route is not None else None
-        # Whatever litellm made of it (a model it knows, a zero); the upstream's own figure is charged as it is.
+        # Whatever litellm made of it (a model it knows, a zero); the upstream's own figure is charged as it is,
+        # the figure it stated for replies billed before this one (`Answering.stated`) too.
         if not response.cost_stated and self._unpriced_now(deployment, call.shaped.model):
-            response.unpriced, response.cost_usd = True, 0.0
+            stated = call.attempts.answering.stated.cost_usd
+            response.unpriced, response.cost_usd, response.cost_stated = not stated, stated, stated > 0
         call.attempts.watch.succeeded(response)
         if route is not None:
             await route.succeeded(response.input_tokens + response.output_tokens)

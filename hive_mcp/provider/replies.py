@@ -41,7 +41,8 @@ def parse(raw: Any, model: str, echoes: Scrubber = NO_SECRETS) -> LLMResponse:
         content = refusal if isinstance(refusal, str) and refusal else content
         stop_reason = "refusal"
     elif stop_reason == "content_filter":
-        raise ContentFiltered(filter_categories(_filter_text(get(choice, "provider_specific_fields"), raw)), usage)
+        categories = filter_categories(_filter_text(get(choice, "provider_specific_fields"), raw))
+        raise ContentFiltered(categories, usage, stated=stated is not None)
     reasoning = getattr(message, "reasoning_content", None) or thinking_text(getattr(message, "thinking_blocks", None))
     return LLMResponse(
         **usage.model_dump(),
@@ -78,7 +79,8 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
         stop_reason = "refusal"
     elif stop_reason == "content_filter":
         raise ContentFiltered(
-            filter_categories(_filter_text(assembler.filter_results, None)), usage, assembler.estimated
+            filter_categories(_filter_text(assembler.filter_results, None)), usage, assembler.estimated,
+            stated=stated is not None,
         )
     return LLMResponse(
         **usage.model_dump(),
@@ -90,6 +92,22 @@ def from_stream(assembler: StreamAssembler, model: str) -> LLMResponse:
         estimated=assembler.estimated,
         cost_stated=stated is not None,
     )
+
+
+def billed_usage(raw: Any, hidden: Any = None, model: str | None = None) -> tuple[Usage, bool] | None:
+    """What the upstream billed for a reply the call could not keep, by the usage it sent (`raw`: as it sent it,
+    a dict or litellm's object): those tokens, at the cost it stated (`stated_cost`, `hidden`: litellm's hidden
+    params), else at litellm's price for `model` (None: no price; a settlement prices it); and whether the cost
+    was stated. None when it sent no usage, or none with a token in it."""
+    usage = usage_of(raw)
+    if not (usage.input_tokens or usage.output_tokens):
+        return None
+    stated = stated_cost(hidden, raw)
+    if stated is not None:
+        usage.cost_usd = stated
+    elif model is not None:
+        usage.cost_usd = cost(model, usage, None, raw)
+    return usage, stated is not None
 
 
 def cut_to(reply: LLMResponse, model: str, max_tokens: int) -> None:

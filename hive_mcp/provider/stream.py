@@ -229,6 +229,12 @@ class StreamAssembler:
         return sent[-1] if sent else None
 
     @property
+    def sent_usage(self) -> Any:
+        """The last usage the upstream sent (a chunk's `usage`, or Groq's `x_groq.usage`), where the tap read one,
+        the chunk litellm refused included (an error inside a stream, with the usage of what it billed); else None."""
+        return self._raw_usage[-1][1] if self._raw_usage else None
+
+    @property
     def estimated(self) -> bool:
         """No raw chunk carried the provider's usage: litellm's usage chunk is its own count from the text."""
         return self._raw_usage is not None and not self._raw_usage
@@ -390,7 +396,14 @@ class RefusalTap:
             self._usage.append(("x_groq", usage))
         if not self._named:
             self._name(chunk)
-        return parser(chunk=chunk)
+        try:
+            return parser(chunk=chunk)
+        except Exception:
+            # A chunk litellm refuses (OpenRouter's error inside a 200 stream) may carry the usage of what was billed.
+            usage = chunk.get("usage") if isinstance(chunk, dict) else None
+            if usage:
+                self._usage.append(("usage", usage))
+            raise
 
     def _name(self, chunk: Any) -> None:
         model = get(chunk, "model")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from ..provider.base import Answering, LLMResponse, Usage
-from .budgets import micro
+from .budgets import micro, usd
 from .ledger import Backend, CallRecord, Charge
 from .reserving import Reserving, Ticket
 
@@ -82,8 +82,10 @@ class Settling(Reserving):
         `estimated`), to the group and deployment it was `answering` on (a fallback's, at its prices; the called
         group's before any attempt was routed). A last reply `billed` holds at its usage (`Answering.counted`:
         one its content filter stopped after it relayed text) is charged that usage alone, its prompt and text
-        not counted again. Owing nothing, it is released. Returns what it was charged, as its row says. The
-        row says `estimated` too when litellm counted any reply `billed` holds (`Answering.estimated`)."""
+        not counted again. The replies whose cost the upstream stated (`Answering.stated`) are charged that cost,
+        priced or not, and the rest as ever (the row is then not `unpriced`), as a response stating its cost is.
+        Owing nothing, it is released. Returns what it was charged, as its row says. The row says `estimated` too
+        when litellm counted any reply `billed` holds (`Answering.estimated`)."""
         owed = Usage()
         if billed is not None:
             owed.add(billed)
@@ -102,6 +104,14 @@ class Settling(Reserving):
             await self.release(ticket)
             return Charge()
         reply = LLMResponse(**owed.model_dump(), model=where.deployment or ticket.model, answered_group=where.group)
+        stated = where.stated
+        if stated.cost_usd > 0:
+            rest = LLMResponse(
+                input_tokens=max(0, owed.input_tokens - stated.input_tokens),
+                output_tokens=max(0, owed.output_tokens - stated.output_tokens),
+                cost_usd=max(0.0, owed.cost_usd - stated.cost_usd), answered_group=where.group,
+            )  # fmt: skip
+            reply.cost_usd, reply.cost_stated = stated.cost_usd + usd(self.cost_of(ticket, rest)), True
         return Charge.of(self._settle(ticket, reply, conversation_id, estimated or where.estimated > 0)[0])
 
     async def settle(
