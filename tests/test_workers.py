@@ -358,3 +358,49 @@ def test_500_streams_one_in_ten_faulty_over_2_workers(tmp_path: Path) -> None:
             assert text_of(result) == "alpha beta" and progress == "alpha beta", (text_of(result), progress)
     assert len(seen.pids("tools/call")) == 2, seen.answers[:5]
     assert "Traceback" not in server.stderr()
+
+
+# ---------------------------------------------------------------------------
+# Limits litellm's Router keeps in each process
+# ---------------------------------------------------------------------------
+
+LIMITED = """model_list:
+  - model_name: fast
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{base}", api_key: os.environ/HIVE_MCP_API_KEY, rpm: 60}}
+  - model_name: slow
+    litellm_params: {{model: openai/gpt-4o, api_base: "{base}", api_key: os.environ/HIVE_MCP_API_KEY}}
+{router}"""
+
+
+USAGE = "routing_strategy: usage-based-routing-v2"
+
+
+@pytest.mark.parametrize(
+    ("router", "warned"),
+    [(f"router_settings: {{{USAGE}}}", True), (f"router_settings: {{{USAGE}, redis_url: 'redis://127.0.0.1:1'}}", False),
+     ("", False)],
+    ids=["usage-no-redis", "usage-router-redis", "rpm-as-weight"],
+)
+def test_rpm_limits_kept_by_each_worker_are_said_once_at_start(
+    upstream: Upstream, tmp_path: Path, router: str, warned: bool
+) -> None:
+    """A deployment's `rpm` counted by each worker's own Router (usage-based routing, no Redis in
+    `router_settings`): two workers let through twice the limit, so the supervisor says so once, naming the group,
+    the workers and the way to share it. A Router with Redis shares the count, and the default strategy takes
+    `rpm` as a weight: neither is warned about."""
+    config = tmp_path / "config.yaml"
+    config.write_text(LIMITED.format(base=upstream.base_url, router=router))
+    env = workers_env(upstream, tmp_path / "dumps") | {"HIVE_MCP_CONFIG": str(config)}
+    env.pop("HIVE_MCP_MODEL", None)
+    server = two_worker_server(env, tmp_path, "limits")
+    try:
+        server.wait_ready()
+    finally:
+        assert server.terminate() == 0, server.stderr()
+    lines = [ln for ln in server.stderr().splitlines() if "per worker" in ln]
+    if warned:
+        assert len(lines) == 1, server.stderr()
+        assert all(word in lines[0] for word in ("fast", "rpm", "2 workers", "router_settings", "redis")), lines
+        assert "slow" not in lines[0]
+    else:
+        assert lines == [], lines

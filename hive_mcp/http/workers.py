@@ -160,6 +160,13 @@ def run_workers(settings: Settings, tokens: tuple[str, ...], models: ModelsConfi
         "serving MCP over stateless streamable HTTP at http://%s:%d%s with %d workers",
         host_for_url(settings.host), settings.port, MCP_PATH, settings.workers,
     )  # fmt: skip
+    if models is not None:
+        for group, keys in models.per_process_limits().items():
+            logger.warning(
+                "%s: %s counted per worker: with %d workers up to %d times as much goes through; a Redis in "
+                "router_settings (redis_url, or redis_host and redis_port) shares the count",
+                group, "/".join(keys), settings.workers, settings.workers,
+            )  # fmt: skip
     log_dashboard(f"http://{host_for_url(settings.host)}:{settings.port}")
     log_access(settings, tokens, transport_security_settings(settings))
     try:

@@ -45,6 +45,12 @@ from .yaml_source import ConfigError, Path_, Source, dotted, read_source
 __all__ = ["ConfigError", "ModelsConfig", "listed_names", "load_config"]
 
 
+USAGE_STRATEGIES = frozenset({"usage-based-routing-v2"})
+"""The routing strategies that route by per-deployment, per-minute rpm/tpm counts (litellm's names); the others
+take `rpm`/`tpm` as weights."""
+PROCESS_LIMITS = ("rpm", "tpm")
+"""A deployment's limits such a strategy counts in each process unless `router_settings` names a Redis."""
+
 _SECTIONS = frozenset({"model_list", "router_settings", "litellm_settings", "environment_variables", "hive_mcp", CREDENTIALS})
 _INCLUDE = "include"
 
@@ -109,6 +115,31 @@ class ModelsConfig:
 
     def usable_entries(self) -> list[dict[str, Any]]:
         return [e for i, e in enumerate(self.model_list) if self.usable(i)]
+
+    @property
+    def router_shares_state(self) -> bool:
+        """`router_settings` names a Redis (`redis_host`, `redis_url`, ...): the Router keeps its cooldowns and
+        usage counts there, shared by every process using the config; else each process keeps its own."""
+        return any(k.startswith("redis") for k in self.router_settings)
+
+    @property
+    def counts_usage(self) -> bool:
+        """The routing strategy routes by each deployment's rpm/tpm counts (`USAGE_STRATEGIES`)."""
+        return self.router_settings.get("routing_strategy") in USAGE_STRATEGIES
+
+    def per_process_limits(self) -> dict[str, list[str]]:
+        """The groups whose deployments set a limit the strategy counts (`PROCESS_LIMITS`) with no Redis to share
+        the count, each with the keys it sets: every process holds its own, so N of them let N times through."""
+        if self.router_shares_state or not self.counts_usage:
+            return {}
+        found: dict[str, list[str]] = {}
+        for entry in self.usable_entries():
+            params = {**(entry.get("model_info") or {}), **(entry.get("litellm_params") or {})}
+            for key in PROCESS_LIMITS:
+                keys = found.setdefault(entry["model_name"], [])
+                if params.get(key) is not None and key not in keys:
+                    keys.append(key)
+        return {group: keys for group, keys in found.items() if keys}
 
     def patterns(self) -> list[str]:
         """The wildcard groups (`model_name: "openai/*"`), in the config's order."""

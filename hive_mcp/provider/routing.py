@@ -41,8 +41,6 @@ from ..state_store import TIMEOUT_S, StateStore
 logger = logging.getLogger("hive_mcp.provider")
 
 USAGE_TTL_S = 60  # one minute's counters, as litellm's usage-based routing keeps them
-# The strategies that route by per-deployment, per-minute rpm/tpm counters (litellm's key names).
-_USAGE_STRATEGIES = frozenset({"usage-based-routing-v2"})
 REDIS_WARNING_INTERVAL_S = 600.0
 REDIS_TIMEOUTS = {"socket_timeout": TIMEOUT_S, "socket_connect_timeout": TIMEOUT_S}
 
@@ -83,7 +81,7 @@ class ModelRouter(Listeners):
         self.fallbacks = FallbackTable(settings)
         timeout = settings.get("timeout", config.litellm_settings.get("request_timeout"))
         self.timeout: float | None = None if timeout is None else float(timeout)
-        uses_redis = any(k.startswith("redis") for k in settings)
+        uses_redis = config.router_shares_state
         if uses_redis:  # the state store's short timeouts, unless the config sets its own
             settings["cache_kwargs"] = {**REDIS_TIMEOUTS, **dict(settings.get("cache_kwargs") or {})}
         # The config's credential_list, as the proxy loads it: litellm puts the credential a deployment names
@@ -99,7 +97,7 @@ class ModelRouter(Listeners):
             model_list=[dict(d) for d in config.usable_entries()], **{**settings, "num_retries": 0}
         )
         self.groups = config.groups
-        self.counts_usage = settings.get("routing_strategy") in _USAGE_STRATEGIES
+        self.counts_usage = config.counts_usage
         self.cooldown_s = float(self.router.settings().as_dict().get("cooldown_time") or 0.0)
         self._deployments: dict[str, list[Deployment]] = {}
         for group in self.groups:
