@@ -272,9 +272,10 @@ UNITS = {"default", "s", "ms", "days", "bytes", "mb"}
 """Words a name carries for its unit or its role, not for what it is: `timeout_s` is named as `queue_timeout`."""
 
 
-def module_level_names(path: Path) -> set[str]:
+def module_level_names(path: Path, tree: ast.Module | None = None) -> set[str]:
+    """The names `path`'s top level assigns (`tree`: the file already parsed)."""
     names: set[str] = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in (tree or ast.parse(path.read_text())).body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
         names.update(t.id for t in targets if isinstance(t, ast.Name))
     return names
@@ -450,13 +451,14 @@ def test_the_package_carries_no_test_hook():
 def defined_at_top(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     defs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    return defs | module_level_names(path)
+    return defs | module_level_names(path, tree)
 
 
 def test_the_tests_define_each_shared_helper_once():
     """One `text_of`, one `wait_thread_event`, one `MODEL`, one of each fixture every module shares: a helper
     defined twice drifts (one asserted a single text content, another joined whatever came)."""
     paths = [*sorted((REPO / "tests").glob("*.py")), *sorted((REPO / "harness").glob("*.py"))]
+    defined = {p: defined_at_top(p) for p in paths}  # each file parsed once, not once per name
     for name in ("text_of", "wait_thread_event", "MODEL", "mode", "valkey_server", "Progress", "USER", "only_dump"):
-        where = [str(p.relative_to(REPO)) for p in paths if name in defined_at_top(p)]
+        where = [str(p.relative_to(REPO)) for p in paths if name in defined[p]]
         assert len(where) == 1, (name, where)
