@@ -229,7 +229,7 @@ def _serve(
             settings.host,
             settings.model,
         )
-    app.provider.start()
+    app.provider.start(announce="provider loaded")  # until then a call waits for litellm's import
     try:
         serve_metrics_port(metrics_listener, settings)
         if settings.transport == "stdio":

@@ -163,6 +163,23 @@ class HttpServer:
     def wait_ready(self, timeout: float = STARTUP_S) -> None:
         wait_listening(self.proc, self.host, self.port, self.stderr, timeout)
 
+    def wait_loaded(self, processes: int = 1, timeout: float = STARTUP_S) -> None:
+        """`wait_ready`, then until `processes` of the server (each worker loads its own) say they have loaded the
+        provider (bounded).
+
+        The port opens, and `initialize` is answered, before litellm is imported; a call made before then waits
+        for the import, which on a busy machine takes longer than `CALL_S`. A test that bounds its calls so
+        waits for this first, and the bound is the call's alone.
+        """
+        self.wait_ready(timeout)
+        deadline = time.monotonic() + timeout
+        while self.stderr().count(": provider loaded") < processes:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.stderr()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"provider not loaded after {timeout} s:\n{self.stderr()}")
+            time.sleep(0.05)  # polling a log file: there is no event to wait on
+
     def client_target(self) -> Any:
         return self.url if self.transport == "http" else sse_client(self.url)
 

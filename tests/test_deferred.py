@@ -25,7 +25,7 @@ from hive_mcp.provider import DeferredProvider, LLMProvider, LiteLLMProvider, Pr
 from tests.clients import MODEL, WAIT, connect, mcp_server, Progress, text_of
 from tests.conftest import FAST_RETRY, TEST_KEY
 from tests.provider_calls import USER
-from tests.servers import EXIT_S, STARTUP_S, server_env, wait_exit, wait_listening
+from tests.servers import EXIT_S, STARTUP_S, HttpServer, Session, exited_cleanly, server_env, wait_exit, wait_listening
 from harness.processes import INITIALIZE, ROOT, ask_stdio, free_port
 from harness.upstream import Reply, Upstream
 
@@ -290,3 +290,22 @@ def test_an_http_server_stopped_before_the_load_ends_exits_at_once(upstream: Ups
     stderr = log.read_text()
     assert code == 0 and "exit hooks ran" in stderr and "hive-mcp stopped" in stderr, stderr[-2000:]
     assert "Traceback" not in stderr, stderr[-2000:]
+
+
+def test_a_server_says_in_its_log_once_its_provider_has_loaded(upstream: Upstream, tmp_path: Any) -> None:
+    """One line, as each of `--workers` says it: until then a call waits for litellm's import, which a busy
+    machine can take longer over than a call takes; the operator, and a test that bounds a call, wait for it."""
+    upstream.script(Reply.text("after the load"))
+    server = HttpServer("http", server_env(upstream, tmp_path / "dumps", api_key=True), tmp_path, "announces")
+    try:
+        server.wait_ready()
+        session = Session(server.client_target, "legacy")
+        try:  # the first call waits for the load: bounded as the start-up is
+            result = session.run(lambda c: c.call_tool("complete", {"prompt": "hi"}), timeout=STARTUP_S)
+        finally:
+            session.close()
+    finally:
+        rc = server.terminate()
+    log = exited_cleanly(server, rc)
+    assert text_of(result) == "after the load"
+    assert log.count(": provider loaded") == 1, log

@@ -3,7 +3,6 @@ environment, the server, and the wait until every worker has loaded its provider
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -29,11 +28,7 @@ def two_worker_server(env: dict[str, str], workdir: Path, name: str) -> HttpServ
 
 def wait_loaded(server: HttpServer, workers: int = 2, bound_s: float = STARTUP_S) -> None:
     """Until every worker has loaded litellm (a worker still importing it is slow to accept connections)."""
-    deadline = time.monotonic() + bound_s
-    while server.stderr().count(": provider loaded") < workers:
-        assert server.proc.poll() is None, server.stderr()
-        assert time.monotonic() < deadline, server.stderr()
-        time.sleep(0.1)  # polling a log file: there is no event to wait on
+    server.wait_loaded(workers, bound_s)
 
 
 def run_until_exit(server: HttpServer, steer: Steer, go: Callable[[Client], Awaitable[T]]) -> tuple[T, int | None]:
