@@ -478,7 +478,7 @@ def test_a_malformed_sse_message_is_one_line_in_the_log_naming_none_of_its_body(
     body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"prompt":"' + private.encode()
     sec_upstream.script(Reply.text("still serving"))
     try:
-        server.wait_ready()
+        server.wait_loaded()  # the call below is bounded as a call, not as litellm's import too
         headers = {**MCP_HEADERS, **bearer(SSE_TOKENS[0])}
         with raw(server) as client, client.stream("GET", "/sse", headers=headers) as events:
             event = first_sse_event(events)
