@@ -36,7 +36,7 @@ from hive_mcp.tasks.records import CANCELLED, COMPLETED, FAILED
 from hive_mcp.tasks.sqlite_store import SQLiteTaskStore
 from tests.clients import connect, mcp_server
 from tests.held_tasks import HeldEnd
-from tests.servers import HttpServer, Session, exited_cleanly, server_env, wait_exit
+from tests.servers import STARTUP_S, HttpServer, Session, exited_cleanly, server_env, wait_exit
 
 pytestmark = pytest.mark.anyio
 LEASE_S = 600.0
@@ -308,7 +308,7 @@ def test_sigterm_lets_a_task_finish_within_the_grace_period_and_fails_the_one_th
     upstream.script(Reply.stream(["first half, ", "second half"], hold_after=1), Reply.hang())
     session: Session | None = None
     try:
-        server.wait_ready()
+        server.wait_loaded(workers)  # the waits below are bounded as calls, not as litellm's import too
         session = Session(server.client_target, "legacy")
 
         async def go(client: Client) -> list[str]:
@@ -357,6 +357,7 @@ async def test_the_end_of_a_stdio_session_fails_its_running_task_at_once(upstrea
         async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
             created = await raw(client, "tools/call", {"name": "stream_complete", "arguments": {"prompt": "hi"},
                                                        "task": {}})  # fmt: skip
-            assert await anyio.to_thread.run_sync(upstream.chunk_sent.wait, 60)
+            # The job waits for the provider (litellm's import, begun as the server started): bounded as start-up is.
+            assert await anyio.to_thread.run_sync(upstream.chunk_sent.wait, STARTUP_S)
     cut = await stored(tmp_path / "hive-home" / "hive-mcp-tasks.sqlite3", created["task"]["taskId"])
     assert cut.status == FAILED and cut.message == INSTANCE_GONE, (cut, (tmp_path / "stderr.log").read_text())
