@@ -46,10 +46,7 @@ __all__ = ["ConfigError", "ModelsConfig", "listed_names", "load_config"]
 
 
 USAGE_STRATEGIES = frozenset({"usage-based-routing-v2"})
-"""The routing strategies that route by per-deployment, per-minute rpm/tpm counts (litellm's names); the others
-take `rpm`/`tpm` as weights."""
-PROCESS_LIMITS = ("rpm", "tpm")
-"""A deployment's limits such a strategy counts in each process unless `router_settings` names a Redis."""
+"""The routing strategies that count each deployment's `rpm`/`tpm` a minute (the others weigh by them)."""
 
 _SECTIONS = frozenset({"model_list", "router_settings", "litellm_settings", "environment_variables", "hive_mcp", CREDENTIALS})
 _INCLUDE = "include"
@@ -128,17 +125,15 @@ class ModelsConfig:
         return self.router_settings.get("routing_strategy") in USAGE_STRATEGIES
 
     def per_process_limits(self) -> dict[str, list[str]]:
-        """The groups whose deployments set a limit the strategy counts (`PROCESS_LIMITS`) with no Redis to share
-        the count, each with the keys it sets: every process holds its own, so N of them let N times through."""
+        """The groups whose deployments set a limit the strategy counts (`rpm`, `tpm`) with no Redis to share the
+        count, each with the keys it sets: every process holds its own, so N of them let N times through."""
         if self.router_shares_state or not self.counts_usage:
             return {}
         found: dict[str, list[str]] = {}
         for entry in self.usable_entries():
             params = {**(entry.get("model_info") or {}), **(entry.get("litellm_params") or {})}
-            for key in PROCESS_LIMITS:
-                keys = found.setdefault(entry["model_name"], [])
-                if params.get(key) is not None and key not in keys:
-                    keys.append(key)
+            keys = found.setdefault(entry["model_name"], [])
+            keys += [k for k in ("rpm", "tpm") if params.get(k) is not None and k not in keys]
         return {group: keys for group, keys in found.items() if keys}
 
     def patterns(self) -> list[str]:
