@@ -394,7 +394,7 @@ def test_rpm_limits_kept_by_each_worker_are_said_once_at_start(
     env.pop("HIVE_MCP_MODEL", None)
     server = two_worker_server(env, tmp_path, "limits")
     try:
-        server.wait_ready()
+        server.wait_loaded(processes=2)  # a worker stopped while litellm loads waits for the load at its exit
     finally:
         assert server.terminate() == 0, server.stderr()
     lines = [ln for ln in server.stderr().splitlines() if "per worker" in ln]
