@@ -237,7 +237,7 @@ class Attempts:
         info = classify(exc)
         route = self.route
         if route is not None:
-            route.failed(exc, info.status)
+            route.failed(exc, info)
         retries_done = len(self.records) - self.group_start
         if info.retryable and retries_done < self.max_retries:
             if route is not None and route.has_other():
@@ -274,7 +274,7 @@ class Attempts:
         (routed, the failure still counts against the deployment's health). `sent` as for `failed`."""
         info = classify(exc)
         if self.route is not None:
-            self.route.failed(exc, info.status)
+            self.route.failed(exc, info)
         return self._record_failure(exc, info, 0.0, sent)
 
     def _record_failure(

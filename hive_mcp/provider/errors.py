@@ -39,6 +39,16 @@ class ErrorClass:
     """The upstream answered (a 2xx reply) and the call could not keep the reply: one litellm could not read, one
     its content filter stopped. The provider billed it."""
 
+    @property
+    def callers(self) -> bool:
+        """The request itself failed, not the deployment it went to, so the failure is never held against that
+        deployment's health: too long for the model's context window, stopped by a content policy (however the
+        upstream answered), or a bad request (litellm refused to build it, nothing was sent, or the upstream
+        refused it with a 4xx litellm's cooldown rule holds against no deployment: `DEPLOYMENT_4XX`)."""
+        if self.error_type in ("context_window", "content_policy"):
+            return True
+        return self.error_type == "bad_request" and self.status not in DEPLOYMENT_4XX
+
 
 class ContentFiltered(Exception):
     """A reply that ended in the provider's content filter (finish_reason content_filter).
@@ -78,6 +88,9 @@ _BY_CLASS: tuple[tuple[type[BaseException], str, bool], ...] = (
 )
 
 _TRANSIENT_STATUS = {500, 502, 503, 504, 529}
+DEPLOYMENT_4XX = frozenset({401, 402, 404, 408, 429})
+"""The 4xx statuses litellm's cooldown rule (`_is_cooldown_required`) holds against a deployment: a refused key, an
+account out of credit, a model it does not serve, its timeout, its rate limit. Any other 4xx is the request's."""
 _CONNECTION_WORDS = ("connection", "connect", "reset by peer", "remote protocol", "incomplete chunked", "peer closed")
 # What litellm's own reply parsing says when it fails on a reply it got: it will fail the same way again.
 _PARSE_FAILURE_WORDS = (

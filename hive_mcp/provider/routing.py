@@ -33,6 +33,7 @@ from ..llms.config_credentials import with_credential
 from .fallbacks import FallbackTable
 from ..observe import metrics
 from .base import Message, ProviderError
+from .errors import ErrorClass
 from ..listeners import Listeners
 from ..llms.catalogue import is_pattern, pattern_matches, some_names
 from .offline import litellm
@@ -268,12 +269,15 @@ class ModelRouter(Listeners):
         """The deployment whose cooldown ends first (when every one of the group is cooling down)."""
         return min(deployments, key=lambda d: cooling.get(d.id, 0.0))
 
-    def failed(self, deployment: Deployment, exc: BaseException, status: int | None) -> bool:
-        """Count a failed attempt against `deployment`; True (and the listeners told) when it enters cooldown."""
-        if not isinstance(exc, Exception):
+    def failed(self, deployment: Deployment, exc: BaseException, info: ErrorClass) -> bool:
+        """Count a failed attempt (`exc`, classified as `info`) against `deployment`, by litellm's rule; True (and
+        the listeners told) when it enters cooldown. A failure that was the request's own fault (`info.callers`)
+        is not counted: one caller's bad requests never cool a deployment down for every other. Without a status
+        the failure goes as litellm's Router reports one (""): counted, never a cooldown by itself."""
+        if not isinstance(exc, Exception) or info.callers:
             return False
         try:
-            cooled = self.router.health().record_failure(deployment.id, exc, status or 500)
+            cooled = self.router.health().record_failure(deployment.id, exc, "" if info.status is None else info.status)
         except Exception as err:  # noqa: BLE001 - losing one failure count must not fail the call
             logger.debug("could not record a failure of %s: %s", deployment.label, type(err).__name__)
             return False
@@ -425,8 +429,8 @@ class Route:
         self.deployment = chosen
         return chosen
 
-    def failed(self, exc: BaseException, status: int | None) -> None:
-        if self.deployment is not None and self.router.failed(self.deployment, exc, status):
+    def failed(self, exc: BaseException, info: ErrorClass) -> None:
+        if self.deployment is not None and self.router.failed(self.deployment, exc, info):
             self.healthy_ids.discard(self.deployment.id)
 
     async def succeeded(self, tokens: int) -> None:
