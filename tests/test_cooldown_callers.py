@@ -1,6 +1,7 @@
 """One caller cannot cool a deployment down for every other: a failure that was the request's own fault (a request
 litellm refused to build, the upstream's 400/422, context window exceeded, content policy) never counts against the
-deployment that refused it. Through litellm's real Router and HTTP path, each deployment a scripted upstream.
+deployment that refused it; nor does a caller's own deadline running out (only the config's `timeout` is the
+deployment's). Through litellm's real Router and HTTP path, each deployment a scripted upstream.
 
 Group `solo` has one deployment and a fallback group, `spare`: litellm holds back the cooldown of a group's only
 deployment unless the group has somewhere else to go, so this is the smallest config where one can cool down."""
@@ -126,3 +127,38 @@ async def test_a_callers_bad_requests_do_not_count_toward_a_deployments_failure_
         response = await provider.acomplete([{"role": "user", "content": "B"}], model="fast")
         assert response.content == "default reply"
     assert router.cooling([a_dep]) == {}
+
+
+# -- a caller's deadline and a caller's cancel are the caller's, never the deployment's ----------------------------
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_a_callers_own_deadline_running_out_does_not_cool_the_deployment(tmp_path, ups, tool: str) -> None:
+    """`deadline_s` is the caller's: with allowed_fails 0 one failure counted would cool `solo` down. Caller A's
+    deadline runs out on a deployment that has not answered (or stopped mid-stream); caller B's call still goes to
+    it. Only the config's own `timeout` is the deployment's (the next test)."""
+    a, b, _ = ups
+    provider, router, catalogue = routed(tmp_path, ups, "  allowed_fails: 0")
+    stalled = Reply.hang() if tool == "complete" else Reply.stream(["so far"], hold_after=1)
+    a.script(stalled, stalled, Reply.text("for caller B"))
+    server = mcp_server(provider, provider.dump_store, catalogue=catalogue, default_model="solo")
+    async with connect(server, "auto") as caller_a, connect(server, "auto") as caller_b:
+        for _ in range(2):
+            late = await caller_a.call_tool(tool, {"prompt": "take your time", "deadline_s": 0.3})
+            assert late.is_error and "deadline of 0.3s ran out" in late.content[0].text  # type: ignore[union-attr]
+        answered = await caller_b.call_tool("complete", {"prompt": "hello"})
+    assert not answered.is_error and answered.structured_content is not None
+    assert answered.structured_content["model"] == SOLO and b.chat_requests() == []
+    assert router.cooling(router.deployments("solo")) == {}
+
+
+async def test_the_configs_own_timeout_running_out_cools_the_deployment(tmp_path, ups) -> None:
+    """The config's `timeout` is the deployment's: its expiry is litellm's Timeout, which counts (allowed_fails 0: at
+    once), and the next call goes to the fallback."""
+    a, b, _ = ups
+    provider, router, _ = routed(tmp_path, ups, "  allowed_fails: 0\n  timeout: 0.3")
+    a.script(Reply.hang())
+    response = await provider.acomplete(USER, max_retries=0)
+    assert response.model == SPARE
+    assert list(router.cooling(router.deployments("solo"))) == [router.deployments("solo")[0].id]
+
