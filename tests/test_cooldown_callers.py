@@ -1,7 +1,7 @@
 """One caller cannot cool a deployment down for every other: a failure that was the request's own fault (a request
 litellm refused to build, the upstream's 400/422, context window exceeded, content policy) never counts against the
 deployment that refused it; nor does a caller's own deadline running out (only the config's `timeout` is the
-deployment's). Through litellm's real Router and HTTP path, each deployment a scripted upstream.
+deployment's), nor a caller's cancel. Through litellm's real Router and HTTP path, each deployment a scripted upstream.
 
 Group `solo` has one deployment and a fallback group, `spare`: litellm holds back the cooldown of a group's only
 deployment unless the group has somewhere else to go, so this is the smallest config where one can cool down."""
@@ -11,14 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from mcp.server.mcpserver import MCPServer
 
 from hive_mcp.dumps import DumpStore
 from hive_mcp.llms import load_config
-from hive_mcp.provider import LiteLLMProvider, ProviderError
+from hive_mcp.provider import LiteLLMProvider, ProviderError, TextDeltaEvent
 from hive_mcp.provider.facts import ConfigCatalogue
 from hive_mcp.provider.routing import ModelRouter
-from tests.clients import connect, mcp_server
+from tests.clients import Progress, connect, mcp_server, until, wait_thread_event
 from tests.conftest import FAST_RETRY
 from tests.provider_calls import USER
 from tests.routing_configs import config_text, make_provider
@@ -132,24 +134,34 @@ async def test_a_callers_bad_requests_do_not_count_toward_a_deployments_failure_
 # -- a caller's deadline and a caller's cancel are the caller's, never the deployment's ----------------------------
 
 
+def stalling(tmp_path: Path, ups: list[Upstream], tool: str) -> tuple[MCPServer, ModelRouter]:
+    """A server on `solo` with allowed_fails 0 (one failure counted cools it down), whose deployment takes two calls
+    and does not answer them (`complete`) or stops after the first chunk (`stream_complete`), then answers."""
+    provider, router, catalogue = routed(tmp_path, ups, "  allowed_fails: 0")
+    stalled = Reply.hang() if tool == "complete" else Reply.stream(["so far"], hold_after=1)
+    ups[0].script(stalled, stalled, Reply.text("for caller B"))
+    return mcp_server(provider, provider.dump_store, catalogue=catalogue, default_model="solo"), router
+
+
+def served_by_solo(answered: Any, ups: list[Upstream], router: ModelRouter) -> None:
+    """Caller B's call was answered by `solo`'s deployment, not its fallback, and it is not cooling down."""
+    assert not answered.is_error and answered.structured_content is not None
+    assert answered.structured_content["model"] == SOLO and ups[1].chat_requests() == []
+    assert router.cooling(router.deployments("solo")) == {}
+
+
 @pytest.mark.parametrize("tool", ["complete", "stream_complete"])
 async def test_a_callers_own_deadline_running_out_does_not_cool_the_deployment(tmp_path, ups, tool: str) -> None:
     """`deadline_s` is the caller's: with allowed_fails 0 one failure counted would cool `solo` down. Caller A's
     deadline runs out on a deployment that has not answered (or stopped mid-stream); caller B's call still goes to
     it. Only the config's own `timeout` is the deployment's (the next test)."""
-    a, b, _ = ups
-    provider, router, catalogue = routed(tmp_path, ups, "  allowed_fails: 0")
-    stalled = Reply.hang() if tool == "complete" else Reply.stream(["so far"], hold_after=1)
-    a.script(stalled, stalled, Reply.text("for caller B"))
-    server = mcp_server(provider, provider.dump_store, catalogue=catalogue, default_model="solo")
+    server, router = stalling(tmp_path, ups, tool)
     async with connect(server, "auto") as caller_a, connect(server, "auto") as caller_b:
         for _ in range(2):
             late = await caller_a.call_tool(tool, {"prompt": "take your time", "deadline_s": 0.3})
             assert late.is_error and "deadline of 0.3s ran out" in late.content[0].text  # type: ignore[union-attr]
         answered = await caller_b.call_tool("complete", {"prompt": "hello"})
-    assert not answered.is_error and answered.structured_content is not None
-    assert answered.structured_content["model"] == SOLO and b.chat_requests() == []
-    assert router.cooling(router.deployments("solo")) == {}
+    served_by_solo(answered, ups, router)
 
 
 async def test_the_configs_own_timeout_running_out_cools_the_deployment(tmp_path, ups) -> None:
@@ -162,3 +174,45 @@ async def test_the_configs_own_timeout_running_out_cools_the_deployment(tmp_path
     assert response.model == SPARE
     assert list(router.cooling(router.deployments("solo"))) == [router.deployments("solo")[0].id]
 
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_a_callers_cancel_does_not_cool_the_deployment(tmp_path, ups, tool: str) -> None:
+    """Caller A cancels (notifications/cancelled) while the deployment works on its call, before any reply or
+    mid-stream, twice; with allowed_fails 0 one cancel counted would cool `solo` down. Caller B's call goes to it."""
+    a = ups[0]
+    server, router = stalling(tmp_path, ups, tool)
+    async with connect(server, "auto") as caller_a, connect(server, "auto") as caller_b:
+        for sent in (1, 2):
+            a.client_gone.clear()
+            progress = Progress()
+            async with anyio.create_task_group() as tg:
+                scope = anyio.CancelScope()
+
+                async def call() -> None:
+                    with scope:
+                        await caller_a.call_tool(tool, {"prompt": "never mind"}, progress_callback=progress)
+
+                tg.start_soon(call)
+                await until(lambda: len(a.chat_requests()) == sent, "the upstream has A's request")
+                if tool == "stream_complete":
+                    await progress.wait_for(lambda items: any(m for _, m in items))
+                scope.cancel()
+            assert await wait_thread_event(a.client_gone), "the upstream connection stayed open after the cancel"
+        answered = await caller_b.call_tool("complete", {"prompt": "hello"})
+    served_by_solo(answered, ups, router)
+
+
+async def test_closing_a_stream_mid_way_does_not_cool_the_deployment(tmp_path, ups) -> None:
+    """A caller of the provider's stream that stops reading and closes it mid-stream: the deployment keeps serving."""
+    a, b, _ = ups
+    provider, router, _ = routed(tmp_path, ups, "  allowed_fails: 0")
+    a.script(Reply.stream(["so far", "never read"], hold_after=1), Reply.text("for caller B"))
+    stream = provider.stream(USER)
+    async for event in stream:
+        if isinstance(event, TextDeltaEvent):
+            break
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert await wait_thread_event(a.client_gone), "the upstream connection stayed open after the close"
+    response = await provider.acomplete(USER)
+    assert response.model == SOLO and b.chat_requests() == []
+    assert router.cooling(router.deployments("solo")) == {}
