@@ -159,6 +159,25 @@ async def test_a_message_litellm_refuses_before_sending_is_a_bad_request_never_r
     assert only_dump(store).outcome == "not_retried"
 
 
+@pytest.mark.parametrize("url", ["ftp://images.example/cat.png", "data:nonsense"])
+async def test_an_image_gemini_refuses_before_sending_is_a_bad_request_never_retried(upstream, store, url: str) -> None:
+    """Gemini's request builder (its process_gemini_media) refuses an image URL it cannot take and litellm raises
+    it as a connection error: nothing was sent, so it is the caller's `bad_request`, tried once (not ten retries,
+    nor counted against the deployment), one line naming the message and litellm's complaint."""
+    provider = LiteLLMProvider(
+        model="gemini/gemini-2.0-flash", api_key=TEST_KEY, api_base=upstream.base_url, retry=FAST_RETRY,
+        dump_store=store,
+    )
+    image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]
+    with pytest.raises(ProviderError) as info:
+        await provider.acomplete(image)
+    line = str(info.value)
+    assert upstream.requests == []
+    assert (info.value.error_type, info.value.attempts, info.value.retryable) == ("bad_request", 1, False), line
+    assert "litellm refused the request before sending it" in line and url in line, line
+    assert "\n" not in line and TEST_KEY not in line, line
+
+
 GOOGLE_ERRORS = [
     (400, "INVALID_ARGUMENT", "* GenerateContentRequest.generation_config.max_output_tokens: must be positive", "bad_request"),
     (403, "PERMISSION_DENIED", "Permission denied: Consumer 'api_key:AIza' has been suspended.", "auth"),

@@ -269,7 +269,9 @@ def _is_unsent(exc: BaseException) -> bool:
 # Where litellm builds a request from the messages (its checks of them, each provider's transformation, its prompt
 # templates): an error raised under one of these came before anything was sent.
 _BUILDING_MODULES = ("litellm.litellm_core_utils.prompt_templates.",)
-_BUILDING_FUNCTIONS = ("transform_request", "async_transform_request")
+# Gemini's `process_gemini_media` reads a message's media part (what it fetches is the part's own URL); its
+# transform_request_body is not one of these: it also creates the upstream's context cache.
+_BUILDING_FUNCTIONS = ("transform_request", "async_transform_request", "process_gemini_media")
 _AT_INDEX = re.compile(r"\bmessage at index (\d+)\b", re.IGNORECASE)
 
 
