@@ -169,6 +169,27 @@ async def test_cooldown_after_allowed_fails_and_its_end_after_cooldown_time(tmp_
     assert len(a.chat_requests()) > before
 
 
+async def test_a_deployment_serving_well_is_not_cooled_down_by_a_few_failures_among_its_successes(
+    tmp_path, ups
+) -> None:
+    """Without allowed_fails, litellm cools a deployment of a group of several down when over half of its calls this
+    minute failed (at least 5): its successes count. Deployment a answers ten calls, then five 503s: a third of its
+    calls, so it keeps serving (with its successes uncounted, the five were all its calls, and it cooled down)."""
+    a, b, _ = ups
+    provider, _ = make_provider(tmp_path, config_text(ups))
+    router = provider.router
+    assert router is not None
+    a_dep = next(d for d in router.deployments("fast") if d.model == "openai/model-a")
+    while len(a.chat_requests()) < 10:
+        response = await provider.acomplete(USER, model="fast")
+        assert response.attempts == 1
+    a.script(*[Reply.error(503)] * 5)
+    while len(a.chat_requests()) < 15:  # each 503 goes on to b at once
+        response = await provider.acomplete(USER, model="fast")
+        assert response.content == "default reply"
+    assert router.cooling([a_dep]) == {}
+
+
 async def test_stream_falls_back_before_the_first_delta(tmp_path, ups) -> None:
     a, b, c = ups
     for server in (a, b):

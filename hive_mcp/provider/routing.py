@@ -298,11 +298,20 @@ class ModelRouter(Listeners):
         timer.start()
 
     async def succeeded(self, deployment: Deployment, tokens: int) -> None:
-        """Count a request and its tokens against `deployment` for this minute, where the strategy routes by them.
+        """Count a success against `deployment` for this minute, and its request and tokens where the strategy
+        routes by them.
 
-        The Router counts usage only for calls it runs itself; these are its own counter
-        keys in its own store (memory, and Redis when configured, so processes share them).
+        The Router counts only the calls it runs itself. Its failure rate (without allowed_fails, a deployment
+        of a group of several cools down when over half of its calls this minute failed) reads the successes
+        its success callback counts: without them every failure would be all of the deployment's calls. The
+        usage counters are its own keys in its own store (memory, and Redis when configured, so processes
+        share them).
         """
+        params = {"metadata": {"model_group": deployment.group}, "model_info": {"id": deployment.id}}
+        try:
+            self.router.sync_deployment_callback_on_success({"litellm_params": params}, None, None, None)
+        except Exception as exc:  # noqa: BLE001 - a lost count must not fail a call that succeeded
+            logger.debug("success of %s not counted: %s", deployment.label, type(exc).__name__)
         if not self.counts_usage:
             return
         minute = time.strftime("%H-%M", time.gmtime())
