@@ -10,20 +10,18 @@ need them, so importing this module stays cheap.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .build import build
 from .exposure import exposed, exposure_problem
 from .logs import configure_logging
 from .settings import Settings
+from . import stopping
 from .stopping import EXIT_OK, install
 
 if TYPE_CHECKING:
@@ -173,14 +171,7 @@ def _start(settings: Settings, tokens: tuple[str, ...]) -> int:
         logger.info("hive-mcp stopped")
         return EXIT_OK
     finally:
-        _ignore_exit_signals()
-
-
-def _ignore_exit_signals() -> None:
-    """On the way out (litellm's exit hooks take a moment): a repeated SIGTERM or Ctrl-C would only turn a clean
-    exit into a traceback or a kill."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stopping.ignore()
 
 
 def _serve(
@@ -249,23 +240,8 @@ def _serve(
         pass
     logger.info("hive-mcp stopped")
     if not app.provider.loaded:
-        _leave_during_the_load()
+        stopping.leave()
     return EXIT_OK
-
-
-def _leave_during_the_load() -> NoReturn:
-    """Exit (code 0) while the provider is still loading: the exit hooks run, the interpreter's teardown does not.
-
-    Waiting for litellm's import would keep a client that only listed the tools waiting seconds (the SDK's stdio
-    client then kills the server), and a teardown while a thread is inside an import can wait for ever for the
-    import lock that thread keeps.
-    """
-    _ignore_exit_signals()
-    atexit._run_exitfuncs()  # logging's flush among them
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(EXIT_OK)
 
 
 def bind_metrics_port(settings: Settings) -> socket.socket | None:

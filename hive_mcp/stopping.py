@@ -16,12 +16,16 @@ stop, exit code 0, no traceback.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import signal
+import sys
 from types import FrameType
+from typing import NoReturn
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "commanding", "install", "serving"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "commanding", "ignore", "install", "leave", "serving"]
 
 EXIT_OK = 0
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -62,6 +66,27 @@ def _on_stop(signum: int, frame: FrameType | None) -> None:
         os._exit(EXIT_OK)
     # The way out: this signal ends what is left of serving; a later one (a process group's Ctrl-C, then the HTTP
     # supervisor's SIGTERM to its workers) would only land in the exit itself, as a traceback.
+    ignore()
+    raise KeyboardInterrupt
+
+
+def ignore() -> None:
+    """On the way out (litellm's exit hooks take a moment): a repeated SIGTERM or Ctrl-C would only turn a clean
+    exit into a traceback or a kill."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+
+
+def leave() -> NoReturn:
+    """Exit (code 0) while the provider is still loading: the exit hooks run, the interpreter's teardown does not.
+
+    Waiting for litellm's import would keep a client that only listed the tools waiting seconds (the SDK's stdio
+    client then kills the server), and a teardown while a thread is inside an import can wait for ever for the
+    import lock that thread keeps (the load's thread is no daemon: `provider.deferred`).
+    """
+    ignore()
+    atexit._run_exitfuncs()  # logging's flush among them
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(EXIT_OK)

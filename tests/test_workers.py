@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.cli import main
 from hive_mcp.scaling import max_workers
 from tests.clients import hear
-from tests.servers import TOOLS, HttpServer, Session, authed_target, dump_id_in, exited_cleanly
+from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, authed_target, dump_id_in, exited_cleanly
 from tests.clients import text_of
+from tests import worker_pid
 from tests.steering import Seen, Steer, steered_target, worker_pids
 from harness.upstream import RecordedRequest, Reply, Upstream
 from tests.worker_servers import run_until_exit, two_worker_server, wait_loaded, workers_env
@@ -119,6 +121,26 @@ def test_the_supervisor_says_who_may_call_once_and_every_worker_knows_the_caller
 # ---------------------------------------------------------------------------
 # Both protocol eras, their requests on different workers
 # ---------------------------------------------------------------------------
+
+
+def test_workers_stopped_before_their_provider_loads_exit_at_once(upstream: Upstream, tmp_path: Path) -> None:
+    """SIGTERM while each worker's litellm still loads (a load that never ends here): each worker stops serving and
+    leaves without waiting for the load, its exit hooks run; the server exits 0 with no traceback. A worker that
+    waited for the load would never exit."""
+    env = workers_env(upstream, tmp_path / "dumps") | {worker_pid.NEVER_LOADS: "1"}
+    server = two_worker_server(env, tmp_path, "never-loads")
+    try:
+        server.wait_ready()
+        until = time.monotonic() + STARTUP_S
+        while server.stderr().count("Application startup complete") < 2:
+            assert server.proc.poll() is None and time.monotonic() < until, server.stderr()
+            time.sleep(0.05)  # polling a log file: there is no event to wait on
+    finally:
+        rc = server.terminate()
+    log = server.stderr()
+    assert rc == 0, log
+    assert log.count("stopped") >= 2, log
+    assert ": provider loaded" not in log and "Traceback" not in log, log
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

@@ -28,7 +28,18 @@ def env(base: dict[str, str]) -> dict[str, str]:
     return {**base, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), base.get("PYTHONPATH"))))}
 
 
+NEVER_LOADS = "TEST_WORKER_PROVIDER_NEVER_LOADS"
+"""Set (to anything) in a worker's environment: its provider's load starts and never ends, so "still loading" is
+a fact the test controls."""
+
+
 def create_app() -> Any:
+    if os.environ.get(NEVER_LOADS):
+        import threading
+
+        from hive_mcp.provider.deferred import DeferredProvider
+
+        DeferredProvider._run_load = lambda self: threading.Event().wait()  # type: ignore[method-assign]
     return PidTagged(workers.create_app())
 
 

@@ -41,6 +41,7 @@ from .shutdown import Shutdown, let_event_streams_end
 
 if TYPE_CHECKING:
     from ..llms.config import ModelsConfig
+    from ..provider.deferred import DeferredProvider
     from ..settings import Settings
 
 __all__ = ["FACTORY", "WorkerConfig", "create_app", "run_workers"]
@@ -101,21 +102,28 @@ def create_app() -> Any:
         built.spend, built.conversations,
     )
     logger.info("worker %d serving", os.getpid())
-    return _Worker(app, shutdown)
+    return _Worker(app, shutdown, built.provider)
 
 
 class _Worker:
-    """The worker's outermost layer: starts `Shutdown` with uvicorn's own exit."""
+    """The worker's outermost layer: starts `Shutdown` with uvicorn's own exit, and leaves once its application
+    has shut down if the provider is still loading (`stopping.leave`), as a single server does."""
 
-    def __init__(self, app: Any, shutdown: Shutdown) -> None:
+    def __init__(self, app: Any, shutdown: Shutdown, provider: DeferredProvider) -> None:
         self.app = app
         self.shutdown = shutdown
+        self.provider = provider
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") == "lifespan":
-            stopping.serving()  # uvicorn's handlers are in place (installed before the lifespan starts)
-            self._follow_exit_signals(asyncio.get_running_loop())
+        if scope.get("type") != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        stopping.serving()  # uvicorn's handlers are in place (installed before the lifespan starts)
+        self._follow_exit_signals(asyncio.get_running_loop())
         await self.app(scope, receive, send)
+        if not self.provider.loaded:  # shut down (the ledger written): the load is not waited for
+            logger.info("worker %d stopped", os.getpid())
+            stopping.leave()
 
     def _follow_exit_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         """Chain onto uvicorn's SIGTERM/SIGINT handlers (installed before the lifespan starts).
