@@ -94,6 +94,26 @@ def wait_listening(
             time.sleep(0.05)  # polling a port: there is no event to wait on
 
 
+def wait_provider_loaded(
+    stderr: Callable[[], str], processes: int = 1, timeout: float = STARTUP_S,
+    exited: Callable[[], int | None] | None = None,
+) -> None:
+    """Until `processes` of a server say in `stderr` they have loaded the provider (bounded), failing at once if
+    `exited` gives the server's exit code.
+
+    The server answers `initialize` before litellm is imported; a call made before then waits for the import,
+    which on a busy machine takes longer than `CALL_S`. A test that bounds its calls so waits for this first,
+    and the bound is the call's alone.
+    """
+    deadline = time.monotonic() + timeout
+    while stderr().count(": provider loaded") < processes:
+        if exited is not None and (code := exited()) is not None:
+            pytest.fail(f"server exited with {code}:\n{stderr()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"provider not loaded after {timeout} s:\n{stderr()}")
+        time.sleep(0.05)  # polling a log file: there is no event to wait on
+
+
 def exited_cleanly(server: HttpServer, rc: int | None) -> str:
     """The server's log, once `rc` (from `wait_exit`) says it exited 0 and the log shows no traceback."""
     log = server.stderr()
@@ -164,21 +184,9 @@ class HttpServer:
         wait_listening(self.proc, self.host, self.port, self.stderr, timeout)
 
     def wait_loaded(self, processes: int = 1, timeout: float = STARTUP_S) -> None:
-        """`wait_ready`, then until `processes` of the server (each worker loads its own) say they have loaded the
-        provider (bounded).
-
-        The port opens, and `initialize` is answered, before litellm is imported; a call made before then waits
-        for the import, which on a busy machine takes longer than `CALL_S`. A test that bounds its calls so
-        waits for this first, and the bound is the call's alone.
-        """
+        """`wait_ready`, then `wait_provider_loaded` for `processes` of the server (each worker loads its own)."""
         self.wait_ready(timeout)
-        deadline = time.monotonic() + timeout
-        while self.stderr().count(": provider loaded") < processes:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.stderr()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"provider not loaded after {timeout} s:\n{self.stderr()}")
-            time.sleep(0.05)  # polling a log file: there is no event to wait on
+        wait_provider_loaded(self.stderr, processes, timeout, self.proc.poll)
 
     def client_target(self) -> Any:
         return self.url if self.transport == "http" else sse_client(self.url)
@@ -263,6 +271,10 @@ class Session:
         except concurrent.futures.TimeoutError:
             fut.cancel()
             raise
+
+    def wait_loaded(self, timeout: float = STARTUP_S) -> None:
+        """`wait_provider_loaded` on the server's log (a stdio server's, which starts with the session)."""
+        wait_provider_loaded(self.read_stderr, 1, timeout)
 
     def close(self) -> BaseException | None:
         """End the session; returns what closing raised (a server already gone may make it raise)."""

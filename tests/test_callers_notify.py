@@ -66,7 +66,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
             servers.append(HttpServer(transport, env, tmp_path, f"notify{i}", args=["--stateless"] * (count > 1)))
         try:
             for server in servers:
-                server.wait_ready()
+                server.wait_loaded()  # the tests' calls are bounded as calls, not as litellm's import
             yield servers[0], servers[-1], upstream, mode
         finally:
             codes = [server.terminate() for server in servers]

@@ -110,7 +110,7 @@ def test_a_server_stopped_by_sigterm_mid_call_gives_the_conversations_turn_back(
         server = HttpServer("http", store_env(upstream, tmp_path, valkey), tmp_path, f"stopped-{kind}")
         session: Session | None = None
         try:
-            server.wait_ready()
+            server.wait_loaded()  # the first call is bounded as a call, not as litellm's import
             session = Session(lambda: server.url, "auto")
             started = session.run(lambda c: c.call_tool("complete", {"prompt": "my name is Ada"}))
             assert not started.is_error, text_of(started)

@@ -36,7 +36,7 @@ def test_a_conversation_belongs_to_the_token_that_made_it(upstream: Upstream, tm
     server = HttpServer("http", env_for(upstream, tmp_path, HIVE_MCP_AUTH_TOKEN=",".join(TOKENS)), tmp_path, "tokens")
     alice = bob = None
     try:
-        server.wait_ready()
+        server.wait_loaded()  # the calls are bounded as calls, not as litellm's import
         alice = Session(authed_target(server, TOKENS[0]), mode)
         bob = Session(authed_target(server, TOKENS[1]), mode)
         cid = complete(alice, prompt="a secret plan").structured_content["conversation_id"]
@@ -75,7 +75,7 @@ def test_conversations_survive_a_restart_and_the_cli_sees_them(upstream: Upstrea
     first = HttpServer("http", env_for(upstream, tmp_path), tmp_path, "before")
     session = None
     try:
-        first.wait_ready()
+        first.wait_loaded()  # the calls are bounded as calls, not as litellm's import
         session = Session(lambda: first.url, "auto")
         cid = complete(session, prompt="Remember 42.", system="Be exact.").structured_content["conversation_id"]
     finally:
@@ -86,7 +86,7 @@ def test_conversations_survive_a_restart_and_the_cli_sees_them(upstream: Upstrea
     second = HttpServer("http", env_for(upstream, tmp_path), tmp_path, "after")
     session = None
     try:
-        second.wait_ready()
+        second.wait_loaded()
         session = Session(lambda: second.url, "legacy")
         again = complete(session, prompt="What number?", conversation_id=cid)
     finally:

@@ -36,7 +36,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from tests.conftest import MODEL, TEST_KEY
 from tests.conftest_subprocess import dump_dir_for
-from tests.servers import TOOLS, HttpServer, Session, dump_id_in, server_env
+from tests.servers import TOOLS, HttpServer, Session, dump_id_in, server_env, wait_provider_loaded
 from tests.clients import text_of, wait_thread_event
 from harness.upstream import Reply, Upstream
 
@@ -75,7 +75,7 @@ def http_servers(e2e_upstream: Upstream, workdir: Path) -> Iterator[dict[tuple[s
     }
     try:
         for server in servers.values():
-            server.wait_ready()
+            server.wait_loaded()  # the tests' calls are bounded as calls, not as litellm's import
         yield servers
     finally:
         problems = []
@@ -101,6 +101,7 @@ def session(request: pytest.FixtureRequest, e2e_upstream: Upstream, workdir: Pat
             target = stdio_target(env, workdir, errlog)
             s = Session(target, mode, transport="stdio", dump_dir=dump_dir, read_stderr=errlog_path.read_text)
             try:
+                s.wait_loaded()  # the tests' calls are bounded as calls, not as litellm's import
                 yield s
             finally:
                 s.close()
@@ -292,7 +293,7 @@ def test_without_an_api_key_it_serves_and_names_the_variable(
         make_target = stdio_target(env, workdir, errlog)
     else:
         errlog = None
-        make_target = request.getfixturevalue("http_servers")[(transport, False)].client_target
+        make_target = request.getfixturevalue("http_servers")[(transport, False)].client_target  # loaded
     before = len(e2e_upstream.chat_requests())
 
     async def go(c: Client) -> tuple[set[str], Any, Any]:
@@ -303,6 +304,8 @@ def test_without_an_api_key_it_serves_and_names_the_variable(
 
     s = Session(make_target, mode)
     try:
+        if errlog is not None:  # the calls are bounded as calls, not as litellm's import
+            wait_provider_loaded(errlog_path.read_text)
         tools, plain, streamed = s.run(go)
         assert s.faults == []
     finally:

@@ -212,7 +212,7 @@ def test_http_sigterm_with_a_client_connected_exits_cleanly(
     server = HttpServer(transport, env, workdir, f"{transport}-sigterm")
     session: Session | None = None
     try:
-        server.wait_ready()
+        server.wait_loaded()  # a loaded server is stopped (one stopped mid-load: test_deferred)
         session = Session(server.client_target, "legacy")  # holds a standing GET stream open
 
         async def go(c: Client) -> set[str]:
@@ -235,7 +235,7 @@ def one_complete(server: HttpServer, mode: str, prompt: str) -> tuple[str, int, 
     code and its log."""
     session: Session | None = None
     try:
-        server.wait_ready()
+        server.wait_loaded()  # the call is bounded as a call, not as litellm's import
         session = Session(server.client_target, mode)
         result = session.run(lambda c: c.call_tool("complete", {"prompt": prompt}))
     finally:

@@ -123,7 +123,7 @@ def test_exposed_http_without_allowed_models_serves_only_the_default_model(
     env = {**server_env(sec_upstream, workdir / "dumps-exposed", api_key=True), "HIVE_MCP_AUTH_TOKEN": HTTP_TOKENS[0]}
     server = HttpServer("http", env, workdir, "exposed-http", host="0.0.0.0", args=["--allowed-host", "127.0.0.1"])
     try:
-        server.wait_ready()
+        server.wait_loaded()  # the calls are bounded as calls, not as litellm's import
         sec_upstream.script(Reply.text("from the default model"))
 
         async def go(c: Client) -> tuple[Any, Any]:
@@ -157,7 +157,7 @@ def test_exposed_http_with_allowed_models_serves_them(sec_upstream: Upstream, wo
     }
     server = HttpServer("http", env, workdir, "exposed-allowed", host="0.0.0.0", args=["--allowed-host", "127.0.0.1"])
     try:
-        server.wait_ready()
+        server.wait_loaded()  # the calls are bounded as calls, not as litellm's import
         sec_upstream.script(Reply.text("from the other model"))
         session = Session(authed_target(server, HTTP_TOKENS[0]), "legacy")
         try:

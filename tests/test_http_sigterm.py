@@ -58,7 +58,7 @@ def test_sigterm_lets_calls_in_flight_finish_answers_the_rest_and_exits_0(
     sec_upstream.unscript()  # nothing left over from another test
     sec_upstream.script(*[Reply.stream(["first half, ", "second half"], hold_after=1)] * (CALLS - 1), Reply.hang())
     try:
-        server.wait_ready()
+        server.wait_loaded()  # the calls are bounded as calls, not as litellm's import
         session = Session(authed_target(server, SIGTERM_TOKEN), mode)  # legacy http: with a standing GET stream
         before = len(sec_upstream.chat_requests())
 

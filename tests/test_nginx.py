@@ -90,7 +90,7 @@ def behind_nginx(tmp_path: Path) -> Iterator[tuple[HttpServer, str, Upstream]]:
         conf.write_text(as_run_here(CONF.read_text(), tmp_path, listen=port, upstream=server.port))
         proxy = subprocess.Popen(nginx(tmp_path, conf, "-g", "daemon off;"), stderr=subprocess.PIPE, text=True)
         try:
-            server.wait_ready()
+            server.wait_loaded()  # the call is bounded as a call, not as litellm's import
             _wait_listening(proxy, port, tmp_path)
             yield server, f"http://127.0.0.1:{port}", upstream
         finally:

@@ -35,7 +35,7 @@ def test_the_clients_trace_id_is_on_the_providers_span(receiver: OtlpReceiver, t
         }  # fmt: skip
         server = HttpServer("http", env, tmp_path, "otlp")
         try:
-            server.wait_ready()
+            server.wait_loaded()  # the call is bounded as a call, not as litellm's import
             session = Session(server.client_target, "auto")
             try:
 

@@ -48,7 +48,7 @@ def test_callers_are_named_by_their_tokens_and_budgets_follow_the_name(upstream:
     server = HttpServer("http", env, tmp_path, "named")
     alice = bare = carol = None
     try:
-        server.wait_ready()
+        server.wait_loaded()  # the calls are bounded as calls, not as litellm's import
         alice = Session(authed_target(server, ALICE), "legacy")
         bare = Session(authed_target(server, BARE), "legacy")
         refused = alice.run(lambda c: c.call_tool("complete", {"prompt": "hi", "max_tokens": 1000}))
@@ -141,6 +141,7 @@ def test_budgets_are_on_the_metrics_from_start_up_and_a_refusal_brings_them_up_t
                            [Budget("all", "", "day", micro(1.0))])  # fmt: skip
         finally:
             ledger.close()
+        server.wait_loaded()  # the call is bounded as a call, not as litellm's import (the gauges are not)
         session = Session(server.client_target, "legacy")
         refused = session.run(lambda c: c.call_tool("complete", {"prompt": "hi"}))
         after = wait_for_gauges(server, lambda g: g.get("reserved") == 1.0)
