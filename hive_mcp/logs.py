@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 
+import anyio
+
 __all__ = ["configure_logging", "redact_logs", "route_litellm_logs"]
 
 
@@ -22,7 +24,10 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
-    sdk = ((_SSE_LOGGER, _UnparsedMessage), *((n, _MessagesUnquoted) for n in _QUOTING))
+    sdk = (
+        (_SSE_LOGGER, _UnparsedMessage), (_STREAMABLE_LOGGER, _SessionEndedFirst),
+        *((n, _MessagesUnquoted) for n in _QUOTING),
+    )  # fmt: skip
     for name, kind in (*sdk, *((n, _LitellmHandlersOff) for n in _LITELLM_LOGGERS)):
         lg = logging.getLogger(name)
         if not any(isinstance(f, kind) for f in lg.filters):
@@ -53,6 +58,31 @@ class _UnparsedMessage(logging.Filter):
         record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
         record.exc_info = record.exc_text = None
         return True
+
+
+_STREAMABLE_LOGGER = "mcp.server.streamable_http"
+_POST_FAILED = "Error handling POST request"
+"""What the SDK's streamable HTTP transport logs, with `logger.exception`, for a POST it failed to handle."""
+
+
+class _SessionEndedFirst(logging.Filter):
+    """The SDK's record of a POSTed message it could not hand on because its session had ended, made one DEBUG
+    line without its traceback (and none below DEBUG).
+
+    A client that gives up on a call sends `notifications/cancelled`, then DELETEs its session; a DELETE that
+    lands between the 202 for the notification and its hand-over closes the stream it is handed to. A client
+    closing its session is normal, and the message has no session left to reach. Any other failure of a POST
+    keeps the SDK's record.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        closed = (anyio.ClosedResourceError, anyio.BrokenResourceError)
+        if record.msg != _POST_FAILED or not record.exc_info or not isinstance(record.exc_info[1], closed):
+            return True
+        record.msg, record.args = "a message POSTed as its session ended was dropped (its client closed it)", ()
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        record.exc_info = record.exc_text = None
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
 _QUOTING = {
