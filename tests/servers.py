@@ -328,7 +328,7 @@ def served_http(workdir: Path, name: str, **env: str) -> Iterator[tuple[HttpServ
         env = server_env(upstream, workdir / "dumps", api_key=True) | {"HIVE_HOME": str(workdir / "home"), **env}
         server = HttpServer("http", env, workdir, name)
         try:
-            server.wait_ready()
+            server.wait_loaded()  # its callers' calls are bounded as calls, not as litellm's import too
             yield server, upstream
         finally:
             assert server.terminate() == 0, server.stderr()
@@ -350,7 +350,7 @@ def instances_on(state_url: str, workdir: Path, names: Sequence[str], args: Sequ
         servers.append(HttpServer("http", child, workdir, name, args=["--stateless", *args]))
     try:
         for server in servers:
-            server.wait_ready()
+            server.wait_loaded()  # their callers' calls are bounded as calls, not as litellm's import too
         yield servers
     finally:
         codes = [server.terminate() for server in servers]

@@ -26,7 +26,6 @@ from harness.processes import child_env, free_port
 from tests.servers import STARTUP_S, HttpServer, Session, authed_target, bearer, dump_id_in, server_env
 from tests.clients import text_of
 from tests.steering import TRIES, worker_pids
-from tests.worker_servers import wait_loaded
 from harness.upstream import Reply, Upstream
 
 ALICE = "tok-alice-0123456789abcdef"
@@ -54,9 +53,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         server = HttpServer(transport, env, workdir, "callers", args=args, module=WORKER_PID)
         sessions: dict[str, Session] = {}
         try:
-            server.wait_ready()
-            if "--workers" in args:
-                wait_loaded(server)
+            server.wait_loaded(2 if "--workers" in args else 1)  # the calls below are bounded as calls alone
             for name, token in TOKENS.items():
                 sessions[name] = Session(authed_target(server, token), "legacy")
             ok = sessions["alice"].run(lambda c: c.call_tool("complete", {"prompt": "alice's plan"}))
@@ -315,7 +312,7 @@ def test_a_callers_usage_lists_every_budget_that_applies_to_it(tmp_path: Path) -
         server = HttpServer("http", env, tmp_path, "budgets")
         bob = None
         try:
-            server.wait_ready()
+            server.wait_loaded()  # the calls below are bounded as calls, not as litellm's import too
             bob = Session(authed_target(server, BOB), "legacy")
             bob.run(lambda c: c.call_tool("complete", {"prompt": "spend a little"}))
             refused = bob.run(lambda c: c.call_tool("complete", {"prompt": "and more"}))

@@ -41,7 +41,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
         }  # fmt: skip
         if request.param == 1:
             server = HttpServer("http", env, tmp_path, "results")
-            server.wait_ready()
+            server.wait_loaded()  # the calls are bounded as calls, not as litellm's import too
             yield server, server, upstream
             assert server.terminate() == 0 and "Traceback" not in server.stderr(), server.stderr()
             return
