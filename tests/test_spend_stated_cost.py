@@ -9,6 +9,7 @@ litellm 1.110.2's bundled map prices no `openrouter/` model: without a stated co
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -47,15 +48,20 @@ def reply(tool: str, cost: float | None, header: str | None = None) -> Reply:
     return answer
 
 
-async def charged(
-    model: str, answer: Reply, tool: str, upstream: Upstream, store: DumpStore, tmp_path: Path
-) -> tuple[dict[str, Any], Any]:
-    """One call to `model` answered by `answer`: the result's facts and its ledger row."""
+def serving(model: str, upstream: Upstream, store: DumpStore, tmp_path: Path) -> tuple[Spend, Any]:
+    """A server calling `model` on the scripted upstream, its spend on a SQLite file."""
     provider = LiteLLMProvider(
         model=model, api_key="sk-x", api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
     )
     spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), Budgets(), provider)
-    server = mcp_server(provider, store, default_model=model, spend=spend)
+    return spend, mcp_server(provider, store, default_model=model, spend=spend)
+
+
+async def charged(
+    model: str, answer: Reply, tool: str, upstream: Upstream, store: DumpStore, tmp_path: Path
+) -> tuple[dict[str, Any], Any]:
+    """One call to `model` answered by `answer`: the result's facts and its ledger row."""
+    spend, server = serving(model, upstream, store, tmp_path)
     upstream.script(answer)
     async with connect(server, "legacy") as c:
         result = await c.call_tool(tool, {"prompt": "hello"})
@@ -163,3 +169,30 @@ async def test_an_answer_after_a_billed_reply_stating_its_cost_is_charged_that_c
     assert (facts["cost_usd"], "unpriced" in facts, facts["attempts"]) == (pytest.approx(STATED), False, 2)
     [row] = spend.settled().calls(EPOCH)
     assert (row.input_tokens, row.output_tokens, row.cost, row.unpriced) == (2000, 2000, micro(STATED), False)
+
+
+@pytest.mark.parametrize("cost", [STATED, None], ids=["cost-stated", "no-cost"])
+async def test_a_stream_whose_deadline_runs_out_after_its_usage_came_is_charged_that_usage(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, cost: float | None
+) -> None:
+    """The upstream sends some text with its usage (and, here or not, its cost), then stalls past the caller's
+    `deadline_s`: it billed that usage, so the call is charged it (at the cost stated, if any), not litellm's
+    count of the prompt and the text."""
+    with_usage = {**json.loads(json.dumps(Reply.stream(["Once "]).chunks[0])), "usage": usage(cost)}
+    stalled = Reply.stream(
+        ["Once ", f"data: {json.dumps(with_usage)}\n\n".encode(), "upon"], hold_after=2, finish_reason=None
+    )
+    spend, server = serving(OPENROUTER, upstream, store, tmp_path)
+    upstream.script(stalled)
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool("stream_complete", {"prompt": "hello", "deadline_s": 1.0})
+    assert failed.is_error and failed.structured_content is not None, text_of(failed)
+    assert "deadline" in text_of(failed)
+    assert failed.structured_content["charged"] == {
+        "input_tokens": 1000, "output_tokens": 1000, "estimated": False,
+        "cost_usd": pytest.approx(STATED) if cost else None, **({} if cost else {"unpriced": True}),
+    }  # fmt: skip
+    [row] = spend.settled().calls(EPOCH)
+    assert (row.input_tokens, row.output_tokens, row.cost, row.unpriced, row.estimated) == (
+        1000, 1000, micro(cost or 0), not cost, False,
+    )  # fmt: skip

@@ -96,9 +96,14 @@ class Attempts:
         """How long to actually sleep for a `delay` the rule chose: scaled, and never past the deadline."""
         return min(delay * self.policy.time_scale, self.remaining())
 
-    def deadline_exceeded(self) -> ProviderError:
+    def deadline_exceeded(self, sent: tuple[Usage, bool] | None = None) -> ProviderError:
+        """The call's deadline ran out. `sent`: the usage the upstream sent for the attempt it cut (a stream's,
+        `replies.billed_usage`): what it billed, charged as it stands rather than litellm's count of its prompt
+        and text."""
         message = f"the call's deadline of {self.deadline_s:g}s ran out"
         self.record("timeout", None, message, 0.0)
+        if sent is not None:
+            self.bill(sent[0], stated=sent[1])
         return self.error("timeout", None, message, False)
 
     # -- the log ---------------------------------------------------------------------

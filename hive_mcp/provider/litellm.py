@@ -25,7 +25,7 @@ from ..text import one_line
 from .attempts import Attempts
 from .deadline import Expired, ReadDeadline
 from .facts import config_facts, default_facts, model_facts, price_of
-from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, PromptSize, ProviderError
+from .base import CompletionRequest, LLMProvider, LLMResponse, Message, ModelRef, PromptSize, ProviderError, Usage
 from .errors import MESSAGE_LIMIT
 from .echoes import Scrubber
 from .events import FinishEvent, StreamEvent, ToolCallDeltaEvent, ToolCallEvent
@@ -248,7 +248,7 @@ class LiteLLMProvider(LLMProvider):
                             try:
                                 chunk = await attempts.watch.waiting(deadline.read(chunks.__anext__()))
                             except Expired:
-                                raise attempts.deadline_exceeded() from None
+                                raise attempts.deadline_exceeded(self._sent(assembler, model)) from None
                             attempts.watch.first_chunk()
                             for event in assembler.feed(chunk):
                                 sent_any = sent_any or not isinstance(event, ToolCallDeltaEvent)
@@ -277,8 +277,7 @@ class LiteLLMProvider(LLMProvider):
                 except Exception as exc:  # noqa: BLE001
                     # The usage the upstream sent before the failure (in the chunk that carried its error, even):
                     # what it billed for this attempt, at the cost it stated.
-                    usage = assembler.sent_usage
-                    sent = billed_usage(usage, assembler.hidden, model) if usage is not None else None
+                    sent = self._sent(assembler, model)
                     try:
                         if sent_any:
                             raise attempts.failed_after_text(exc, sent) from None
@@ -300,6 +299,12 @@ class LiteLLMProvider(LLMProvider):
                 return
         finally:
             attempts.watch.close()  # a stream closed early: the attempt in flight ends with it
+
+    @staticmethod
+    def _sent(assembler: StreamAssembler, model: str) -> tuple[Usage, bool] | None:
+        """The usage the upstream sent in the stream so far (with whether its cost was stated), None if none."""
+        usage = assembler.sent_usage
+        return billed_usage(usage, assembler.hidden, model) if usage is not None else None
 
     # -- bounds ----------------------------------------------------------------------
 
