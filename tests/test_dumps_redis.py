@@ -3,9 +3,13 @@ retention and API as the directory, and nothing lost while Redis is down."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +24,8 @@ from tests.cut_relay import CutRelay
 from tests.conftest_valkey import valkey_binary
 
 SECRET = "sk-dumps-redis-0123456789SECRET"
+NOBODY = 65534
+"""The uid a test that needs a file unreadable runs as when it runs as root."""
 
 
 @pytest.fixture
@@ -279,3 +285,52 @@ def test_a_local_file_that_is_no_dump_stays_and_the_write_that_met_it_returns_it
         assert (tmp_path / "one" / f"{kept}.json").is_file()
         told = [r.getMessage() for r in caplog.records if kept in r.getMessage()]
         assert len(told) == 1 and str(tmp_path / "one") in told[0] and "DumpCorrupt" in told[0], told
+
+
+@contextmanager
+def unreadable_to_us(path: Path) -> Iterator[None]:
+    """`path` made unreadable (mode 000) for the block. Root reads any file, so running as root the block runs
+    with the effective uid of `nobody` (the saved uid stays root, which takes it back after); `path`'s directory
+    is then open to everyone, for the store to write its dumps there."""
+    path.chmod(0)
+    if os.geteuid() != 0:
+        yield
+        return
+    path.parent.chmod(0o777)
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_a_local_dump_that_cannot_be_read_stays_told_once_and_redis_is_not_taken_for_away(
+    valkey_server: ValkeyProcess, caplog: pytest.LogCaptureFixture, prefix: str
+) -> None:
+    """A local dump the store may not read (permission denied) is no failure of Redis: it stays where it is with
+    one warning naming it, the breaker every store shares stays closed, and the dump being written goes to Redis."""
+    import redis
+
+    from hive_mcp.state_store import StateStore
+
+    with tempfile.TemporaryDirectory() as top:  # not under pytest's own (0700) tree: `nobody` reaches it
+        Path(top).chmod(0o755)
+        directory = Path(top) / "one"
+        directory.mkdir()
+        one = open_store(valkey_server, directory, prefix)
+        warm = one.write(make_dump(error_type="warm"))  # connected, and every import done, as ourselves
+        locked = directory / "20261101T000000000000Z.timeout.openai_gpt-4o-mini.0badf120.json"
+        locked.write_text(make_dump().model_dump_json())
+        with unreadable_to_us(locked):
+            written = one.write(make_dump(error_type="after"))
+            again = one.write(make_dump(error_type="again"))  # meets the file again: told once all the same
+        assert StateStore.shared(valkey_server.url).usable()
+        assert locked.is_file()
+        shared = redis.Redis.from_url(valkey_server.url)
+        assert written is not None and again is not None
+        assert shared.exists(f"{prefix}dump:{written}", f"{prefix}dump:{again}") == 2
+        assert warm is not None and written not in {p.stem for p in directory.glob("*.json")}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not [w for w in warnings if "is unavailable (" in w], warnings
+    told = [w for w in warnings if locked.stem in w]
+    assert len(told) == 1 and str(directory) in told[0] and "PermissionError" in told[0], warnings

@@ -111,6 +111,8 @@ class RedisDumpStore(DumpStore):
             self.directory, store="dumps",
         )  # fmt: skip
         self._key, self._index, self._sizes = f"{prefix}dump:", f"{prefix}dumps", f"{prefix}dump-sizes"
+        self._told: set[str] = set()
+        """The local dumps kept on the disk that a warning named already (`_kept`)."""
 
     @property
     def _redis(self) -> Any:
@@ -179,21 +181,35 @@ class RedisDumpStore(DumpStore):
     def _move_local(self) -> None:
         """Dumps written locally while Redis was away: into Redis, then off the disk, only once Redis lists them.
         A dump whose id holds another dump in Redis is stored under a fresh id (its JSON naming it); a file that
-        is not a dump stays where it is."""
+        is not a dump, or that cannot be read (an OSError of the local disk, not Redis's), stays where it is."""
         for dump_id, _ in super()._scan():
             try:
                 text, _ = super()._read_raw(dump_id)
+            except DumpNotFound:
+                continue
+            except (DumpLookupError, OSError) as exc:  # the local file's, not Redis's (nor the breaker's)
+                self._kept(dump_id, exc)
+                continue
+            try:
                 if not self._put(dump_id, text.encode("utf-8")):
                     self._rename(dump_id, text)
             except DumpNotFound:
                 continue
             except (DumpLookupError, ValueError, FileExistsError) as exc:  # not Redis's doing (nor the breaker's)
-                logger.warning("failure dump %s kept in %s: %s: %s", dump_id, self.directory, type(exc).__name__, exc)
+                self._kept(dump_id, exc)
                 continue
             except self._errors as exc:
                 self._failed(exc)
                 return
             super()._remove(dump_id)
+
+    def _kept(self, dump_id: str, exc: BaseException) -> None:
+        """The local dump `dump_id` stays on the disk, not moved into Redis: one warning naming it and why, the
+        first time (each later write that moves the local dumps meets it again)."""
+        if dump_id in self._told:
+            return
+        self._told.add(dump_id)
+        logger.warning("failure dump %s kept in %s: %s: %s", dump_id, self.directory, type(exc).__name__, exc)
 
     def _rename(self, dump_id: str, text: str) -> None:
         """Store the local dump `dump_id` (its JSON `text`) in Redis under a fresh id: its own names another dump
