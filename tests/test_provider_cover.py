@@ -23,7 +23,7 @@ class Hook:
         self.told: list[tuple[int, int]] = []
         self.refuse_at = refuse_at
 
-    async def __call__(self, billed: Usage) -> None:
+    async def __call__(self, billed: Usage, stated: Usage) -> None:
         self.told.append((billed.input_tokens, billed.output_tokens))
         if self.refuse_at is not None and len(self.told) >= self.refuse_at:
             raise RuntimeError("the daily budget has no room\nfor the retry; the retry was not sent")

@@ -196,3 +196,28 @@ async def test_a_stream_whose_deadline_runs_out_after_its_usage_came_is_charged_
     assert (row.input_tokens, row.output_tokens, row.cost, row.unpriced, row.estimated) == (
         1000, 1000, micro(cost or 0), not cost, False,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("tool", ["complete", "stream_complete"])
+async def test_a_retry_after_a_reply_stating_its_cost_is_held_for_it_on_an_unpriced_model(
+    upstream: Upstream, store: DumpStore, tmp_path: Path, tool: str
+) -> None:
+    """A daily budget of $0.01 that allows unpriced calls, a model with no price (its worst case holds nothing)
+    and an empty reply that states it cost $0.0123: that is owed before the retry, which the budget then has no
+    room for, so the retry is not sent and the call is charged the cost stated."""
+    empty = Reply.text("", usage=usage(STATED)) if tool == "complete" else Reply.stream([], usage=usage(STATED))
+    provider = LiteLLMProvider(
+        model=OPENROUTER, api_key="sk-x", api_base=upstream.base_url, retry=FAST_RETRY, dump_store=store
+    )
+    budgets = Budgets.from_settings(
+        day=0.01, month=None, section={"unpriced": "allow"}, names={"caller": ["local"], "model": [OPENROUTER]}
+    )
+    spend = Spend(SQLiteBackend(tmp_path / "spend.sqlite3"), budgets, provider)
+    server = mcp_server(provider, store, default_model=OPENROUTER, spend=spend)
+    upstream.script(empty, reply(tool, None))
+    async with connect(server, "legacy") as c:
+        failed = await c.call_tool(tool, {"prompt": "hello"})
+    assert failed.is_error and "retry was not sent" in text_of(failed), text_of(failed)
+    assert len(upstream.chat_requests()) == 1
+    [row] = spend.settled().calls(EPOCH)
+    assert (row.input_tokens, row.output_tokens, row.cost, row.unpriced) == (1000, 1000, micro(STATED), False)

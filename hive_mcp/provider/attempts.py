@@ -219,7 +219,7 @@ class Attempts:
         if hook is None or self.billed == self.covered:
             return
         try:
-            await hook(self.billed.model_copy())
+            await hook(self.billed.model_copy(), self.answering.stated.model_copy())
         except Exception as exc:  # noqa: BLE001 - whatever the hook refused with, the retry is not sent
             line = one_line(str(exc) or type(exc).__name__, COVER_LIMIT)
             if self.records:  # the billed reply's record: the attempt after it was not sent

@@ -21,8 +21,9 @@ from .response import LLMResponse, ToolCall, Usage  # noqa: F401 - ToolCall re-e
 Message = dict[str, Any]
 """One chat message in OpenAI format: role, content (string or parts), tool_calls, tool_call_id."""
 
-Cover = Callable[[Usage], Awaitable[None]]
-"""A request's `cover` hook: told everything billed so far before an attempt that follows a billed one."""
+Cover = Callable[[Usage, Usage], Awaitable[None]]
+"""A request's `cover` hook: told everything billed so far, and the part of it whose cost the upstream stated
+(`Answering.stated`), before an attempt that follows a billed one."""
 
 
 class PromptSize(NamedTuple):

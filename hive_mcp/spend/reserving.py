@@ -188,9 +188,10 @@ class Reserving:
             self._held[r.id] = ticket
         return ticket
 
-    async def extend(self, ticket: Ticket, billed: Usage) -> None:
+    async def extend(self, ticket: Ticket, billed: Usage, stated: Usage) -> None:
         """Before a retry that follows replies the provider billed and the call did not keep (`billed`: all of
-        them so far), hold what they cost beside the call's reservation, so together they cover what was billed
+        them so far; `stated`: the part of it whose cost the upstream stated), hold what they cost beside the
+        call's reservation, so together they cover what was billed
         plus the next attempt's worst case (the reservation's). The shape is the reservation's: each group the
         call may still reach holds `billed` at its own prices (the call is charged at the prices of the group
         that answers, not yet known), the overall and caller budgets the dearest; what earlier extensions hold
@@ -200,7 +201,7 @@ class Reserving:
         r = ticket.reservation
         if not ticket.left:
             return
-        cover = {g: self._billed_at(billed, ticket.prices.get(g)) for g, _ in r.groups or ((r.group, r.amount),)}
+        cover = {g: _billed_at(billed, stated, ticket.prices.get(g)) for g, _ in r.groups or ((r.group, r.amount),)}
         before = {g: sum(dict(e.groups).get(g, 0) for e in ticket.extras) for g in cover}
         amount = max(cover.values()) - sum(e.amount for e in ticket.extras)
         more = tuple((g, max(0, a - before[g])) for g, a in cover.items())
@@ -227,14 +228,6 @@ class Reserving:
                 f"the spend ledger ({self.backend.name}) did not answer ({type(exc).__name__}); the retry after a "
                 "billed reply was not sent"
             ) from None
-
-    @staticmethod
-    def _billed_at(billed: Usage, price: tuple[float, float] | None) -> int:
-        """What `billed` is charged at `price` (`cost_of`'s rule: the provider's figure, else the tokens at the
-        price), the larger of the two when both are known; 0 unpriced (an unpriced group holds nothing)."""
-        if price is None:
-            return 0
-        return max(micro(billed.cost_usd), micro(billed.input_tokens * price[0] + billed.output_tokens * price[1]))
 
     def _refusal(self, text: str) -> BudgetRefusal:
         """The refusal `reserve` raises, `on_refused` told of it first: every budget refusal goes through here."""
@@ -280,6 +273,19 @@ def _hop_refused(exc: Refused, group: str, allowed: list[str], amounts: dict[str
         return exc.budget.name if exc.budget.name != group else None
     dearer = [g for g in allowed if g != group and amounts[g] > amounts[group]]
     return max(dearer, key=lambda g: amounts[g]) if dearer else None
+
+
+def _billed_at(billed: Usage, stated: Usage, price: tuple[float, float] | None) -> int:
+    """What `billed` is charged on a group at `price`, as `settle_short` charges it: the part whose cost was
+    `stated` at that cost, priced or not; the rest by `cost_of`'s rule (the provider's figure, else the tokens at
+    the price; the larger of the two when both are known), 0 unpriced."""
+    held = micro(stated.cost_usd)
+    if price is None:
+        return held
+    tokens_in = max(0, billed.input_tokens - stated.input_tokens)
+    tokens_out = max(0, billed.output_tokens - stated.output_tokens)
+    rest = max(micro(max(0.0, billed.cost_usd - stated.cost_usd)), micro(tokens_in * price[0] + tokens_out * price[1]))
+    return held + rest
 
 
 def unpriced_text(model: str, budget: Budget) -> str:
