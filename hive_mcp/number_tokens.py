@@ -31,7 +31,7 @@ _ALIASED = re.compile(
     r'("progressToken"\s*:\s*)"(?:' + re.escape(MARK) + "(" + _NUMBER + ')"|' + re.escape(STRING_MARK) + ")"
 )
 _ALIASED_BYTES = re.compile(_ALIASED.pattern.encode())
-_MARKS_BYTES = tuple(m.encode() for m in MARKS)
+_MARK_BYTES, _STRING_MARK_BYTES = MARK.encode(), STRING_MARK.encode()
 
 
 def alias(token: float | str) -> str:
@@ -59,21 +59,19 @@ def aliased_params(params: Any) -> bool:
     return True
 
 
-def _restored(match: re.Match[str]) -> str:
+def _restored(match: re.Match[Any]) -> Any:
+    """The number an aliased token stands for, or (a string's mark taken off) the opening quote of its string."""
     number = match.group(2)
-    return match.group(1) + (number if number is not None else '"')
-
-
-def _restored_bytes(match: re.Match[bytes]) -> bytes:
-    number = match.group(2)
-    return match.group(1) + (number if number is not None else b'"')
+    if number is not None:
+        return match.group(1) + number
+    return match.group(1) + ('"' if isinstance(match.group(1), str) else b'"')
 
 
 def restore_text(text: str) -> str:
     """`text` (JSON) with every aliased `progressToken` the number or the string it stands for."""
-    return _ALIASED.sub(_restored, text) if any(m in text for m in MARKS) else text
+    return _ALIASED.sub(_restored, text) if MARK in text or STRING_MARK in text else text
 
 
 def restore_bytes(data: bytes) -> bytes:
     """`restore_text` for bytes (an SSE event, a JSON body)."""
-    return _ALIASED_BYTES.sub(_restored_bytes, data) if any(m in data for m in _MARKS_BYTES) else data
+    return _ALIASED_BYTES.sub(_restored, data) if _MARK_BYTES in data or _STRING_MARK_BYTES in data else data
