@@ -94,24 +94,32 @@ def wait_listening(
             time.sleep(0.05)  # polling a port: there is no event to wait on
 
 
+def wait_logged(
+    stderr: Callable[[], str], line: str, times: int = 1, timeout: float = STARTUP_S,
+    exited: Callable[[], int | None] | None = None,
+) -> None:
+    """Until `line` is in `stderr` `times` times (bounded), failing at once if `exited` gives the server's exit
+    code."""
+    deadline = time.monotonic() + timeout
+    while stderr().count(line) < times:
+        if exited is not None and (code := exited()) is not None:
+            pytest.fail(f"server exited with {code}:\n{stderr()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{line!r} not logged {times} time(s) after {timeout} s:\n{stderr()}")
+        time.sleep(0.05)  # polling a log file: there is no event to wait on
+
+
 def wait_provider_loaded(
     stderr: Callable[[], str], processes: int = 1, timeout: float = STARTUP_S,
     exited: Callable[[], int | None] | None = None,
 ) -> None:
-    """Until `processes` of a server say in `stderr` they have loaded the provider (bounded), failing at once if
-    `exited` gives the server's exit code.
+    """Until `processes` of a server say in `stderr` they have loaded the provider (`wait_logged`).
 
     The server answers `initialize` before litellm is imported; a call made before then waits for the import,
     which on a busy machine takes longer than `CALL_S`. A test that bounds its calls so waits for this first,
     and the bound is the call's alone.
     """
-    deadline = time.monotonic() + timeout
-    while stderr().count(": provider loaded") < processes:
-        if exited is not None and (code := exited()) is not None:
-            pytest.fail(f"server exited with {code}:\n{stderr()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"provider not loaded after {timeout} s:\n{stderr()}")
-        time.sleep(0.05)  # polling a log file: there is no event to wait on
+    wait_logged(stderr, ": provider loaded", processes, timeout, exited)
 
 
 def exited_cleanly(server: HttpServer, rc: int | None) -> str:

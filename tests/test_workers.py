@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from hive_mcp.cli import main
 from hive_mcp.scaling import max_workers
 from tests.clients import hear
-from tests.servers import STARTUP_S, TOOLS, HttpServer, Session, authed_target, dump_id_in, exited_cleanly
+from tests.servers import TOOLS, HttpServer, Session, authed_target, dump_id_in, exited_cleanly, wait_logged
 from tests.clients import text_of
 from tests import worker_pid
 from tests.steering import Seen, Steer, steered_target, worker_pids
@@ -131,10 +130,7 @@ def test_workers_stopped_before_their_provider_loads_exit_at_once(upstream: Upst
     server = two_worker_server(env, tmp_path, "never-loads")
     try:
         server.wait_ready()
-        until = time.monotonic() + STARTUP_S
-        while server.stderr().count("Application startup complete") < 2:
-            assert server.proc.poll() is None and time.monotonic() < until, server.stderr()
-            time.sleep(0.05)  # polling a log file: there is no event to wait on
+        wait_logged(server.stderr, "Application startup complete", 2, exited=server.proc.poll)
     finally:
         rc = server.terminate()
     log = server.stderr()
